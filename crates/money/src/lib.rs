@@ -468,8 +468,31 @@ impl std::error::Error for MoneyError {}
 
 #[cfg(feature = "serde")]
 mod serde_impls {
-    use super::{Currency, KNOWN_CURRENCIES};
-    use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
+    use super::{Amount, Currency, KNOWN_CURRENCIES};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer, de, ser::SerializeStruct};
+
+    /// `{"currency": "KES", "minor": 45000}`: minor units as an integer, never a float.
+    impl Serialize for Amount {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let mut fields = serializer.serialize_struct("Amount", 2)?;
+            fields.serialize_field("currency", &self.currency)?;
+            fields.serialize_field("minor", &self.minor)?;
+            fields.end()
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Amount {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Fields {
+                currency: Currency,
+                minor: u64,
+            }
+            let fields = Fields::deserialize(deserializer)?;
+            Amount::from_minor(fields.minor, fields.currency).map_err(de::Error::custom)
+        }
+    }
 
     impl Serialize for Currency {
         fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -600,6 +623,20 @@ mod tests {
             Err(MoneyError::TooLarge)
         );
         assert_eq!(a.checked_mul(3).unwrap().minor(), 300);
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn amounts_serialise_as_integer_minor_units() {
+        let amount = Currency::KES.minor(45_000).unwrap();
+        let json = serde_json::to_string(&amount).unwrap();
+        assert_eq!(json, r#"{"currency":"KES","minor":45000}"#);
+        assert_eq!(serde_json::from_str::<Amount>(&json).unwrap(), amount);
+        assert!(
+            serde_json::from_str::<Amount>(r#"{"currency":"KES","minor":1000000000000001}"#)
+                .is_err()
+        );
+        assert!(serde_json::from_str::<Amount>(r#"{"currency":"KES","minor":1.5}"#).is_err());
     }
 
     #[test]

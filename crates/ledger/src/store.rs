@@ -1,0 +1,141 @@
+//! The storage contract every ledger backend implements.
+
+use crate::engine::{Changes, GroupCommit, References, Snapshot};
+use crate::ids::{AccountId, TransferId};
+use crate::model::{
+    Account, Batch, BatchRefusal, CurrencyTotal, Outcome, Record, Timestamp, TransferRecord,
+};
+
+/// What a group commit returns: for each batch, in order, its outcomes or why it was refused.
+pub type GroupResult = Vec<Result<Vec<Outcome>, BatchRefusal>>;
+
+/// A place the ledger lives: SQLite, PostgreSQL, or anything that passes
+/// [`crate::conformance`].
+///
+/// # Contract
+/// - **Atomicity.** [`LedgerStore::commit`] decides each batch with [`GroupCommit`]; a refused
+///   batch writes nothing, and an accepted batch is written whole, together with its records.
+/// - **Ordering.** Batches are decided in the order given; each sees the effects of the accepted
+///   batches before it. Transfer sequence numbers increase in commit order.
+/// - **Durability.** When `commit` returns `Ok`, every accepted batch is on stable storage (for
+///   SQLite: WAL with `synchronous=FULL`, so a power cut after the return loses nothing; for
+///   PostgreSQL: the commit has been flushed as `synchronous_commit` demands, `on` by default).
+///   When it returns `Err`, nothing of the group was committed, and the caller may retry: the same
+///   transfer ids post once.
+/// - **Isolation.** Concurrent committers (several processes on one PostgreSQL database) are
+///   serialised; readers see only whole groups.
+pub trait LedgerStore: Send {
+    /// The backend's name: `"sqlite"` or `"postgres"`.
+    fn backend(&self) -> &'static str;
+
+    /// Commits `batches` as one group, durably, with one flush to disk.
+    fn commit(&mut self, batches: &[Batch], now: Timestamp) -> Result<GroupResult, StoreError>;
+
+    /// One account.
+    fn account(&mut self, id: &AccountId) -> Result<Option<Account>, StoreError>;
+
+    /// Accounts in id order after `after`, at most `limit` (capped at
+    /// [`crate::model::RECORD_PAGE_MAX`]).
+    fn accounts(
+        &mut self,
+        after: Option<&AccountId>,
+        limit: usize,
+    ) -> Result<Vec<Account>, StoreError>;
+
+    /// One transfer.
+    fn transfer(&mut self, id: &TransferId) -> Result<Option<TransferRecord>, StoreError>;
+
+    /// Transfers that debit or credit `account`, in sequence order, after `after_sequence`, at
+    /// most `limit` (capped at [`crate::model::HISTORY_PAGE_MAX`]).
+    fn history(
+        &mut self,
+        account: &AccountId,
+        after_sequence: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<TransferRecord>, StoreError>;
+
+    /// Per-currency sums over all accounts.
+    fn totals(&mut self) -> Result<Vec<CurrencyTotal>, StoreError>;
+
+    /// One record.
+    fn record(&mut self, namespace: &str, key: &str) -> Result<Option<Record>, StoreError>;
+
+    /// Records of `namespace` whose key starts with `key_prefix`, in key order after `after_key`,
+    /// at most `limit` (capped at [`crate::model::RECORD_PAGE_MAX`]).
+    fn records(
+        &mut self,
+        namespace: &str,
+        key_prefix: &str,
+        after_key: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError>;
+}
+
+/// The steps of one group commit inside a backend's database transaction. [`run_group`] drives
+/// them so that every backend decides batches the same way.
+pub trait GroupTransaction {
+    /// The first free sequence number, read under the transaction's write lock.
+    fn next_sequence(&mut self) -> Result<u64, StoreError>;
+    /// Loads the stored state of everything `references` names.
+    fn load(&mut self, references: &References) -> Result<Snapshot, StoreError>;
+    /// Writes `changes`.
+    fn write(&mut self, changes: &Changes) -> Result<(), StoreError>;
+}
+
+/// Decides `batches` against what `transaction` loads and writes the result. The caller commits
+/// the database transaction afterwards (or rolls back on `Err`).
+pub fn run_group(
+    transaction: &mut impl GroupTransaction,
+    batches: &[Batch],
+    now: Timestamp,
+) -> Result<GroupResult, StoreError> {
+    let next_sequence = transaction.next_sequence()?;
+    let snapshot = transaction.load(&References::of(batches))?;
+    let mut group = GroupCommit::new(snapshot, next_sequence, now);
+    let results: GroupResult = batches.iter().map(|batch| group.apply(batch)).collect();
+    let changes = group.finish();
+    if !changes.is_empty() {
+        transaction.write(&changes)?;
+    }
+    Ok(results)
+}
+
+/// Checks that every currency's balances sum to zero.
+pub fn verify_conservation(store: &mut dyn LedgerStore) -> Result<Vec<CurrencyTotal>, StoreError> {
+    let totals = store.totals()?;
+    if let Some(broken) = totals.iter().find(|total| !total.balanced()) {
+        return Err(StoreError::ConservationBroken {
+            currency: broken.currency.code().to_owned(),
+            posted_sum: broken.posted_sum,
+            pending_sum: broken.pending_sum,
+        });
+    }
+    Ok(totals)
+}
+
+/// A storage failure (not a refused batch: those are [`BatchRefusal`]s).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database could not be opened, read or written.
+    #[error("database error: {0}")]
+    Database(String),
+    /// The schema is missing, too new, or could not be migrated.
+    #[error("schema error: {0}")]
+    Schema(String),
+    /// Stored data does not parse: the database was edited by hand or is damaged.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The sums of balances are not zero.
+    #[error(
+        "money conservation broken in {currency}: posted sum {posted_sum}, pending sum {pending_sum}"
+    )]
+    ConservationBroken {
+        /// Currency code.
+        currency: String,
+        /// Sum of posted balances.
+        posted_sum: i128,
+        /// Sum of pending balances.
+        pending_sum: i128,
+    },
+}
