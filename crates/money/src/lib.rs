@@ -1,7 +1,6 @@
 //! Money for offpay: an [`Amount`] is a count of integer minor units (cents, shillings…) tagged with
 //! its [`Currency`]. No floats, checked arithmetic only, and a named maximum, [`Amount::MAX_MINOR`].
 #![no_std]
-#![cfg_attr(not(test), forbid(clippy::unwrap_used))]
 
 #[cfg(feature = "std")]
 extern crate std;
