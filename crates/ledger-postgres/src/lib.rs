@@ -1,0 +1,1087 @@
+//! The offpay ledger on PostgreSQL, for operators who outgrow one machine: several server
+//! processes may share one database, and the same schema and queries run on YugabyteDB and Citus.
+//!
+//! The rules are [`offpay_ledger::engine`]'s; this crate loads the rows a group refers to and
+//! writes what the engine decided, inside one database transaction per group commit:
+//!
+//! 1. `SELECT next_sequence FROM ledger_state WHERE id = 1 FOR UPDATE` — the row lock serialises
+//!    every committer on the database, whichever process it runs in, and hands out gap-free
+//!    sequence numbers in commit order.
+//! 2. One bulk read per table (`WHERE id = ANY($1)`, accounts `FOR UPDATE`).
+//! 3. [`offpay_ledger::run_group`] decides the batches.
+//! 4. One bulk write per kind of change (`INSERT ... SELECT * FROM UNNEST(...)`,
+//!    `UPDATE ... FROM UNNEST(...)`), then `COMMIT`.
+//!
+//! A group of 8190 transfers thus costs about ten round trips, however large it is.
+//!
+//! **Durability.** The store leaves `synchronous_commit` at the server's setting, `on` by default:
+//! `COMMIT` returns only once the group's WAL records are flushed to disk (and, with synchronous
+//! replication configured, to the standbys it names). An operator who turns it `off` trades the
+//! last few hundred milliseconds of acknowledged commits on a server crash for latency; the
+//! [`LedgerStore`] contract then no longer holds, so do not.
+//!
+//! The store uses the synchronous `postgres` client: the server calls it from its writer thread or
+//! `spawn_blocking`, never from inside async code. Connections are plain TCP or Unix sockets
+//! (`NoTls`): put the database on a private network or a local socket.
+
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use offpay_ledger::engine::{Changes, References, Snapshot};
+use offpay_ledger::{
+    Account, AccountId, AccountKind, Amount, BalanceLimits, Batch, Currency, CurrencyTotal,
+    GroupResult, GroupTransaction, HISTORY_PAGE_MAX, LedgerStore, PendingState, RECORD_PAGE_MAX,
+    Record, StoreError, Timestamp, Transfer, TransferId, TransferKind, TransferRecord, run_group,
+};
+use postgres::config::Host;
+use postgres::error::SqlState;
+use postgres::{Client, Config, NoTls, Row, Statement};
+
+/// Schema migrations, applied in order; the index + 1 is the schema version.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_ledger.sql")];
+
+/// Advisory lock key held while migrating, so that server processes starting together do not
+/// race to create the same tables (the text `offpay-m` as a big-endian integer).
+const MIGRATION_LOCK_KEY: i64 = i64::from_be_bytes(*b"offpay-m");
+
+/// Longest schema name PostgreSQL keeps (`NAMEDATALEN - 1`).
+const SCHEMA_NAME_LENGTH_MAX: usize = 63;
+
+/// How many times a group commit is attempted when the database aborts it for a serialization
+/// failure or a deadlock. PostgreSQL never does with the `ledger_state` lock taken first;
+/// CockroachDB and YugabyteDB may, and ask the client to retry.
+const COMMIT_ATTEMPTS_MAX: u32 = 3;
+
+/// A ledger stored in a PostgreSQL database (or a schema of one).
+pub struct PostgresStore {
+    client: Client,
+    statements: Statements,
+    /// Where the store is connected, without the password: for `Debug` and error messages.
+    target: String,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+fn database_error(error: postgres::Error) -> StoreError {
+    StoreError::Database(error.to_string())
+}
+
+fn corrupt(what: impl fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+/// A connection URL or key=value string, parsed, with what may be shown of it.
+struct Target {
+    config: Config,
+    /// `postgres://user@host:port/database`, never the password.
+    description: String,
+    /// The password as given, to scrub from any message that might echo it.
+    password: Option<String>,
+}
+
+impl Target {
+    fn parse(url: &str) -> Result<Target, StoreError> {
+        let password_in_url = password_in_url(url);
+        let config: Config = url.parse().map_err(|error: postgres::Error| {
+            let message = scrub(error.to_string(), password_in_url.as_deref());
+            StoreError::Database(format!("invalid PostgreSQL connection string: {message}"))
+        })?;
+        let password = config
+            .get_password()
+            .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
+            .or(password_in_url);
+        let hosts: Vec<String> = config
+            .get_hosts()
+            .iter()
+            .zip(config.get_ports().iter().chain(std::iter::repeat(&5432)))
+            .map(|(host, port)| match host {
+                Host::Tcp(name) => format!("{name}:{port}"),
+                Host::Unix(path) => format!("{}:{port}", path.display()),
+            })
+            .collect();
+        let description = format!(
+            "postgres://{}@{}/{}",
+            config.get_user().unwrap_or(""),
+            hosts.join(","),
+            config.get_dbname().unwrap_or("")
+        );
+        Ok(Target {
+            config,
+            description,
+            password,
+        })
+    }
+
+    /// Turns a connection-time error into a [`StoreError`] that names the server but cannot
+    /// contain the password, whatever the driver put in its message.
+    fn error(&self, error: postgres::Error) -> StoreError {
+        let message = scrub(error.to_string(), self.password.as_deref());
+        StoreError::Database(format!("{}: {message}", self.description))
+    }
+}
+
+/// The password of a `postgres://user:password@host/...` URL, as written (percent-encoded or
+/// not), if there is one.
+fn password_in_url(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))?;
+    let authority = rest.split(['/', '?']).next()?;
+    let (user_info, _) = authority.rsplit_once('@')?;
+    let (_, password) = user_info.split_once(':')?;
+    (!password.is_empty()).then(|| password.to_owned())
+}
+
+fn scrub(message: String, password: Option<&str>) -> String {
+    match password {
+        Some(password) if !password.is_empty() => message.replace(password, "********"),
+        _ => message,
+    }
+}
+
+/// Checks a schema name: lowercase letters, digits and `_`, not starting with a digit. Anything
+/// else would need quoting rules that differ between engines, and is never needed.
+fn validate_schema_name(schema: &str) -> Result<(), StoreError> {
+    let valid = !schema.is_empty()
+        && schema.len() <= SCHEMA_NAME_LENGTH_MAX
+        && !schema.starts_with(|character: char| character.is_ascii_digit())
+        && schema
+            .bytes()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_');
+    if valid {
+        Ok(())
+    } else {
+        Err(StoreError::Schema(format!(
+            "schema name {schema:?} must be 1 to {SCHEMA_NAME_LENGTH_MAX} lowercase letters, digits or _, not starting with a digit"
+        )))
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/database` or
+    /// `host=... dbname=...`), migrates it, and uses the connection's default `search_path`.
+    pub fn open(url: &str) -> Result<PostgresStore, StoreError> {
+        PostgresStore::connect(url, None)
+    }
+
+    /// Like [`PostgresStore::open`], in the schema `schema` (created if missing): one database
+    /// can then hold several independent ledgers, for isolated tests or an operator's layout.
+    pub fn open_in_schema(url: &str, schema: &str) -> Result<PostgresStore, StoreError> {
+        validate_schema_name(schema)?;
+        PostgresStore::connect(url, Some(schema))
+    }
+
+    fn connect(url: &str, schema: Option<&str>) -> Result<PostgresStore, StoreError> {
+        let mut target = Target::parse(url)?;
+        if let Some(schema) = schema {
+            target.description = format!("{} (schema {schema})", target.description);
+        }
+        let mut client = target
+            .config
+            .connect(NoTls)
+            .map_err(|error| target.error(error))?;
+        migrate(&mut client, schema).map_err(|error| match error {
+            StoreError::Schema(message) => {
+                StoreError::Schema(format!("{}: {message}", target.description))
+            }
+            other => other,
+        })?;
+        let statements = Statements::prepare(&mut client)?;
+        Ok(PostgresStore {
+            client,
+            statements,
+            target: target.description,
+        })
+    }
+
+    /// The `synchronous_commit` setting in force on the connection (`on` unless the operator
+    /// changed it), for tests and diagnostics.
+    pub fn synchronous_commit(&mut self) -> Result<String, StoreError> {
+        let row = self
+            .client
+            .query_one("SHOW synchronous_commit", &[])
+            .map_err(database_error)?;
+        row.try_get(0).map_err(database_error)
+    }
+
+    fn commit_once(&mut self, batches: &[Batch], now: Timestamp) -> Result<GroupResult, Failure> {
+        let mut transaction = self.client.transaction().map_err(Failure::from_driver)?;
+        let mut group = PostgresGroup {
+            transaction: &mut transaction,
+            statements: &self.statements,
+            retryable: None,
+        };
+        let outcome = run_group(&mut group, batches, now);
+        let retryable = group.retryable.take();
+        let results = outcome.map_err(|error| match retryable {
+            Some(cause) => Failure::Retry(cause),
+            None => Failure::Store(error),
+        })?;
+        // Dropping the transaction on any error above rolls it back.
+        transaction.commit().map_err(Failure::from_driver)?;
+        Ok(results)
+    }
+}
+
+/// Applies the migrations this build knows and the database lacks, in one transaction under an
+/// advisory lock; refuses a database that is ahead of this build.
+fn migrate(client: &mut Client, schema: Option<&str>) -> Result<(), StoreError> {
+    let schema_error = |error: postgres::Error| StoreError::Schema(error.to_string());
+    let mut transaction = client.transaction().map_err(schema_error)?;
+    transaction
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .map_err(schema_error)?;
+    if let Some(schema) = schema {
+        // Session-level SET inside the transaction: it outlives the commit, and is undone with
+        // everything else if migrating fails. The name was validated: quoting is belt and braces.
+        transaction
+            .batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS \"{schema}\"; SET search_path TO \"{schema}\""
+            ))
+            .map_err(schema_error)?;
+    }
+    transaction
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .map_err(schema_error)?;
+    let current: i64 = transaction
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations",
+            &[],
+        )
+        .and_then(|row| row.try_get(0))
+        .map_err(schema_error)?;
+    let known = MIGRATIONS.len() as i64;
+    if current > known {
+        return Err(StoreError::Schema(format!(
+            "the database is at schema version {current}, newer than this offpay knows ({known}); upgrade offpay"
+        )));
+    }
+    let applied_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64);
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        transaction.batch_execute(migration).map_err(schema_error)?;
+        transaction
+            .execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+                &[&(index as i64 + 1), &applied_at],
+            )
+            .map_err(schema_error)?;
+    }
+    transaction.commit().map_err(schema_error)
+}
+
+const ACCOUNT_COLUMNS: &str = "id, kind, currency, exponent, balance_min, balance_max, \
+     debits_pending, debits_posted, credits_pending, credits_posted, created_at";
+const TRANSFER_COLUMNS: &str = "sequence, id, debit_account, credit_account, amount, currency, \
+     kind, pending_id, pending_state, memo, committed_at";
+
+/// Every statement the store runs, prepared once per connection: a prepare is a round trip, and
+/// a group commit should cost only its reads and writes.
+struct Statements {
+    next_sequence_locked: Statement,
+    accounts_locked: Statement,
+    transfers_by_ids: Statement,
+    record_versions: Statement,
+    accounts_insert: Statement,
+    accounts_update: Statement,
+    transfers_insert: Statement,
+    pending_resolve: Statement,
+    records_upsert: Statement,
+    records_delete: Statement,
+    next_sequence_set: Statement,
+    account: Statement,
+    accounts_page: Statement,
+    transfer: Statement,
+    history: Statement,
+    totals: Statement,
+    record: Statement,
+    records_page: Statement,
+}
+
+impl Statements {
+    fn prepare(client: &mut Client) -> Result<Statements, StoreError> {
+        let mut prepare = |sql: &str| client.prepare(sql).map_err(database_error);
+        Ok(Statements {
+            next_sequence_locked: prepare(
+                "SELECT next_sequence FROM ledger_state WHERE id = 1 FOR UPDATE",
+            )?,
+            accounts_locked: prepare(&format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ANY($1::text[]) FOR UPDATE"
+            ))?,
+            transfers_by_ids: prepare(&format!(
+                "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ANY($1::text[])"
+            ))?,
+            record_versions: prepare(
+                "SELECT r.namespace, r.key, r.version
+                 FROM records AS r
+                 JOIN UNNEST($1::text[], $2::text[]) AS wanted (namespace, key)
+                   ON r.namespace = wanted.namespace AND r.key = wanted.key",
+            )?,
+            accounts_insert: prepare(&format!(
+                "INSERT INTO accounts ({ACCOUNT_COLUMNS})
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::integer[],
+                   $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[],
+                   $10::bigint[], $11::bigint[])"
+            ))?,
+            accounts_update: prepare(
+                "UPDATE accounts AS a SET balance_min = u.balance_min, balance_max = u.balance_max,
+                   debits_pending = u.debits_pending, debits_posted = u.debits_posted,
+                   credits_pending = u.credits_pending, credits_posted = u.credits_posted
+                 FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
+                   $6::bigint[], $7::bigint[])
+                   AS u (id, balance_min, balance_max, debits_pending, debits_posted,
+                         credits_pending, credits_posted)
+                 WHERE a.id = u.id",
+            )?,
+            transfers_insert: prepare(&format!(
+                "INSERT INTO transfers ({TRANSFER_COLUMNS})
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[],
+                   $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+                   $11::bigint[])"
+            ))?,
+            pending_resolve: prepare(
+                "UPDATE transfers AS t SET pending_state = u.pending_state
+                 FROM UNNEST($1::text[], $2::text[]) AS u (id, pending_state)
+                 WHERE t.id = u.id",
+            )?,
+            records_upsert: prepare(
+                "INSERT INTO records (namespace, key, value, version)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::bigint[])
+                 ON CONFLICT (namespace, key)
+                 DO UPDATE SET value = EXCLUDED.value, version = EXCLUDED.version",
+            )?,
+            records_delete: prepare(
+                "DELETE FROM records AS r
+                 USING UNNEST($1::text[], $2::text[]) AS gone (namespace, key)
+                 WHERE r.namespace = gone.namespace AND r.key = gone.key",
+            )?,
+            next_sequence_set: prepare("UPDATE ledger_state SET next_sequence = $1 WHERE id = 1")?,
+            account: prepare(&format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"
+            ))?,
+            accounts_page: prepare(&format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id > $1 ORDER BY id LIMIT $2"
+            ))?,
+            transfer: prepare(&format!(
+                "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = $1"
+            ))?,
+            // Debit and credit are never the same account, so the two halves never share a row;
+            // each is an index range scan that stops after `limit` rows.
+            history: prepare(&format!(
+                "SELECT {TRANSFER_COLUMNS} FROM (
+                   (SELECT {TRANSFER_COLUMNS} FROM transfers
+                    WHERE debit_account = $1 AND sequence > $2 ORDER BY sequence LIMIT $3)
+                   UNION ALL
+                   (SELECT {TRANSFER_COLUMNS} FROM transfers
+                    WHERE credit_account = $1 AND sequence > $2 ORDER BY sequence LIMIT $3)
+                 ) AS both_sides ORDER BY sequence LIMIT $3"
+            ))?,
+            // Summed as NUMERIC (exact, no overflow) and read back as text: the driver has no
+            // NUMERIC type of its own, and i128 holds any sum of i64 over a realistic table.
+            totals: prepare(
+                "SELECT currency, exponent, COUNT(*)::BIGINT,
+                   SUM(credits_posted::NUMERIC - debits_posted::NUMERIC)::TEXT,
+                   SUM(credits_pending::NUMERIC - debits_pending::NUMERIC)::TEXT
+                 FROM accounts GROUP BY currency, exponent ORDER BY currency",
+            )?,
+            record: prepare(
+                "SELECT value, version FROM records WHERE namespace = $1 AND key = $2",
+            )?,
+            records_page: prepare(
+                "SELECT key, value, version FROM records
+                 WHERE namespace = $1 AND key LIKE $2 ESCAPE '\\' AND key > $3
+                 ORDER BY key LIMIT $4",
+            )?,
+        })
+    }
+}
+
+/// Why one attempt at a group commit failed: retryable when the database says so.
+enum Failure {
+    Retry(postgres::Error),
+    Store(StoreError),
+}
+
+/// Whether the database aborted the transaction and asks the client to run it again.
+fn is_retryable(error: &postgres::Error) -> bool {
+    error.code().is_some_and(|code| {
+        *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED
+    })
+}
+
+impl Failure {
+    fn from_driver(error: postgres::Error) -> Failure {
+        if is_retryable(&error) {
+            Failure::Retry(error)
+        } else {
+            Failure::Store(database_error(error))
+        }
+    }
+}
+
+/// One group commit's database transaction, seen by [`run_group`].
+struct PostgresGroup<'a, 'b> {
+    transaction: &'a mut postgres::Transaction<'b>,
+    statements: &'a Statements,
+    /// A retryable driver error met inside a step, kept so that the commit loop can retry:
+    /// [`GroupTransaction`] steps can only return [`StoreError`].
+    retryable: Option<postgres::Error>,
+}
+
+impl PostgresGroup<'_, '_> {
+    fn query(
+        &mut self,
+        statement: &Statement,
+        parameters: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        self.transaction
+            .query(statement, parameters)
+            .map_err(|error| self.failed(error))
+    }
+
+    fn execute(
+        &mut self,
+        statement: &Statement,
+        parameters: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        self.transaction
+            .execute(statement, parameters)
+            .map_err(|error| self.failed(error))
+    }
+
+    fn failed(&mut self, error: postgres::Error) -> StoreError {
+        let store_error = StoreError::Database(error.to_string());
+        if is_retryable(&error) {
+            self.retryable = Some(error);
+        }
+        store_error
+    }
+}
+
+/// Converts an unsigned count to a BIGINT column value.
+fn bigint(value: u64, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(value)
+        .map_err(|_| StoreError::Database(format!("{what} {value} does not fit a BIGINT column")))
+}
+
+/// Reads back a BIGINT that must be non-negative.
+fn unsigned(value: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| corrupt(format!("{what} is negative ({value})")))
+}
+
+/// Checks that a bulk statement touched one row per element.
+fn expect_rows(touched: u64, expected: usize, what: &str) -> Result<(), StoreError> {
+    if touched == expected as u64 {
+        Ok(())
+    } else {
+        Err(StoreError::Corrupt(format!(
+            "{what}: {touched} rows changed, {expected} expected (rows vanished during a commit)"
+        )))
+    }
+}
+
+impl GroupTransaction for PostgresGroup<'_, '_> {
+    fn next_sequence(&mut self) -> Result<u64, StoreError> {
+        let statement = &self.statements.next_sequence_locked;
+        let rows = self.query(statement, &[])?;
+        let row = rows
+            .first()
+            .ok_or_else(|| corrupt("ledger_state has no row"))?;
+        let next: i64 = row.try_get(0).map_err(database_error)?;
+        unsigned(next, "ledger_state.next_sequence")
+    }
+
+    fn load(&mut self, references: &References) -> Result<Snapshot, StoreError> {
+        let mut snapshot = Snapshot::default();
+        if !references.accounts.is_empty() {
+            let ids: Vec<&str> = references.accounts.iter().map(AccountId::as_str).collect();
+            let statement = &self.statements.accounts_locked;
+            for row in self.query(statement, &[&ids])? {
+                let account = account_from_row(&row)?;
+                snapshot.accounts.insert(account.id.clone(), account);
+            }
+        }
+        if !references.transfers.is_empty() {
+            let ids: Vec<&str> = references
+                .transfers
+                .iter()
+                .map(TransferId::as_str)
+                .collect();
+            let statement = &self.statements.transfers_by_ids;
+            for row in self.query(statement, &[&ids])? {
+                let record = transfer_from_row(&row)?;
+                snapshot
+                    .transfers
+                    .insert(record.transfer.id.clone(), record);
+            }
+        }
+        if !references.records.is_empty() {
+            let namespaces: Vec<&str> = references
+                .records
+                .iter()
+                .map(|(namespace, _)| namespace.as_str())
+                .collect();
+            let keys: Vec<&str> = references
+                .records
+                .iter()
+                .map(|(_, key)| key.as_str())
+                .collect();
+            let statement = &self.statements.record_versions;
+            for row in self.query(statement, &[&namespaces, &keys])? {
+                let namespace: String = row.try_get(0).map_err(database_error)?;
+                let key: String = row.try_get(1).map_err(database_error)?;
+                let version: i64 = row.try_get(2).map_err(database_error)?;
+                let version = unsigned(version, "record version")?;
+                snapshot.record_versions.insert((namespace, key), version);
+            }
+        }
+        Ok(snapshot)
+    }
+
+    fn write(&mut self, changes: &Changes) -> Result<(), StoreError> {
+        let statements = self.statements;
+        if !changes.accounts_created.is_empty() {
+            let accounts = &changes.accounts_created;
+            let ids: Vec<&str> = accounts.iter().map(|account| account.id.as_str()).collect();
+            let kinds: Vec<&str> = accounts
+                .iter()
+                .map(|account| account.kind.as_str())
+                .collect();
+            let currencies: Vec<&str> = accounts
+                .iter()
+                .map(|account| account.currency.code())
+                .collect();
+            let exponents: Vec<i32> = accounts
+                .iter()
+                .map(|account| i32::from(account.currency.exponent()))
+                .collect();
+            let balance_min: Vec<Option<i64>> = accounts
+                .iter()
+                .map(|account| account.limits.balance_min)
+                .collect();
+            let balance_max: Vec<Option<i64>> = accounts
+                .iter()
+                .map(|account| account.limits.balance_max)
+                .collect();
+            let sums = AccountSums::of(accounts);
+            let created_at = accounts
+                .iter()
+                .map(|account| bigint(account.created_at.0, "timestamp"))
+                .collect::<Result<Vec<i64>, StoreError>>()?;
+            let inserted = self.execute(
+                &statements.accounts_insert,
+                &[
+                    &ids,
+                    &kinds,
+                    &currencies,
+                    &exponents,
+                    &balance_min,
+                    &balance_max,
+                    &sums.debits_pending,
+                    &sums.debits_posted,
+                    &sums.credits_pending,
+                    &sums.credits_posted,
+                    &created_at,
+                ],
+            )?;
+            expect_rows(inserted, accounts.len(), "account insert")?;
+        }
+        if !changes.accounts_updated.is_empty() {
+            let accounts = &changes.accounts_updated;
+            let ids: Vec<&str> = accounts.iter().map(|account| account.id.as_str()).collect();
+            let balance_min: Vec<Option<i64>> = accounts
+                .iter()
+                .map(|account| account.limits.balance_min)
+                .collect();
+            let balance_max: Vec<Option<i64>> = accounts
+                .iter()
+                .map(|account| account.limits.balance_max)
+                .collect();
+            let sums = AccountSums::of(accounts);
+            let updated = self.execute(
+                &statements.accounts_update,
+                &[
+                    &ids,
+                    &balance_min,
+                    &balance_max,
+                    &sums.debits_pending,
+                    &sums.debits_posted,
+                    &sums.credits_pending,
+                    &sums.credits_posted,
+                ],
+            )?;
+            expect_rows(updated, accounts.len(), "account update")?;
+        }
+        if !changes.transfers_created.is_empty() {
+            let records = &changes.transfers_created;
+            let count = records.len();
+            let mut sequences = Vec::with_capacity(count);
+            let mut ids = Vec::with_capacity(count);
+            let mut debits = Vec::with_capacity(count);
+            let mut credits = Vec::with_capacity(count);
+            let mut amounts = Vec::with_capacity(count);
+            let mut currencies = Vec::with_capacity(count);
+            let mut kinds = Vec::with_capacity(count);
+            let mut pending_ids = Vec::with_capacity(count);
+            let mut pending_states = Vec::with_capacity(count);
+            let mut memos = Vec::with_capacity(count);
+            let mut committed_at = Vec::with_capacity(count);
+            for record in records {
+                let transfer = &record.transfer;
+                let (kind, pending_id) = kind_columns(&transfer.kind);
+                sequences.push(bigint(record.sequence, "sequence")?);
+                ids.push(transfer.id.as_str());
+                debits.push(transfer.debit_account.as_str());
+                credits.push(transfer.credit_account.as_str());
+                amounts.push(transfer.amount.minor_signed());
+                currencies.push(transfer.amount.currency().code().to_owned());
+                kinds.push(kind);
+                pending_ids.push(pending_id);
+                pending_states.push(record.pending_state.map(PendingState::as_str));
+                memos.push(transfer.memo.as_str());
+                committed_at.push(bigint(record.committed_at.0, "timestamp")?);
+            }
+            let inserted = self.execute(
+                &statements.transfers_insert,
+                &[
+                    &sequences,
+                    &ids,
+                    &debits,
+                    &credits,
+                    &amounts,
+                    &currencies,
+                    &kinds,
+                    &pending_ids,
+                    &pending_states,
+                    &memos,
+                    &committed_at,
+                ],
+            )?;
+            expect_rows(inserted, count, "transfer insert")?;
+        }
+        if !changes.pending_resolved.is_empty() {
+            let ids: Vec<&str> = changes
+                .pending_resolved
+                .iter()
+                .map(|(id, _)| id.as_str())
+                .collect();
+            let states: Vec<&str> = changes
+                .pending_resolved
+                .iter()
+                .map(|(_, state)| state.as_str())
+                .collect();
+            let updated = self.execute(&statements.pending_resolve, &[&ids, &states])?;
+            expect_rows(updated, ids.len(), "pending transfer resolution")?;
+        }
+        let (upserts, deletes): (Vec<_>, Vec<_>) = changes
+            .records
+            .iter()
+            .partition(|(_, value, _)| value.is_some());
+        if !upserts.is_empty() {
+            let namespaces: Vec<&str> = upserts
+                .iter()
+                .map(|((namespace, _), _, _)| namespace.as_str())
+                .collect();
+            let keys: Vec<&str> = upserts
+                .iter()
+                .map(|((_, key), _, _)| key.as_str())
+                .collect();
+            let values: Vec<&[u8]> = upserts
+                .iter()
+                .map(|(_, value, _)| value.as_deref().unwrap_or_default())
+                .collect();
+            let versions = upserts
+                .iter()
+                .map(|(_, _, version)| bigint(*version, "record version"))
+                .collect::<Result<Vec<i64>, StoreError>>()?;
+            let written = self.execute(
+                &statements.records_upsert,
+                &[&namespaces, &keys, &values, &versions],
+            )?;
+            expect_rows(written, upserts.len(), "record upsert")?;
+        }
+        if !deletes.is_empty() {
+            let namespaces: Vec<&str> = deletes
+                .iter()
+                .map(|((namespace, _), _, _)| namespace.as_str())
+                .collect();
+            let keys: Vec<&str> = deletes
+                .iter()
+                .map(|((_, key), _, _)| key.as_str())
+                .collect();
+            // A delete of a record that never existed is allowed (version 0 expected or none), so
+            // fewer rows than keys is fine here.
+            self.execute(&statements.records_delete, &[&namespaces, &keys])?;
+        }
+        let next_sequence = bigint(changes.next_sequence, "sequence")?;
+        let updated = self.execute(&statements.next_sequence_set, &[&next_sequence])?;
+        expect_rows(updated, 1, "ledger_state update")
+    }
+}
+
+/// The four running sums of some accounts, one array per column.
+struct AccountSums {
+    debits_pending: Vec<i64>,
+    debits_posted: Vec<i64>,
+    credits_pending: Vec<i64>,
+    credits_posted: Vec<i64>,
+}
+
+impl AccountSums {
+    fn of(accounts: &[Account]) -> AccountSums {
+        AccountSums {
+            debits_pending: accounts
+                .iter()
+                .map(|account| account.debits_pending)
+                .collect(),
+            debits_posted: accounts
+                .iter()
+                .map(|account| account.debits_posted)
+                .collect(),
+            credits_pending: accounts
+                .iter()
+                .map(|account| account.credits_pending)
+                .collect(),
+            credits_posted: accounts
+                .iter()
+                .map(|account| account.credits_posted)
+                .collect(),
+        }
+    }
+}
+
+fn kind_columns(kind: &TransferKind) -> (&'static str, Option<&str>) {
+    match kind {
+        TransferKind::Posted => ("posted", None),
+        TransferKind::Pending => ("pending", None),
+        TransferKind::PostPending(pending) => ("post_pending", Some(pending.as_str())),
+        TransferKind::VoidPending(pending) => ("void_pending", Some(pending.as_str())),
+    }
+}
+
+/// Reads an account row (columns in [`ACCOUNT_COLUMNS`] order).
+fn account_from_row(row: &Row) -> Result<Account, StoreError> {
+    let id: String = row.try_get(0).map_err(database_error)?;
+    let kind: String = row.try_get(1).map_err(database_error)?;
+    let currency: String = row.try_get(2).map_err(database_error)?;
+    let exponent: i32 = row.try_get(3).map_err(database_error)?;
+    let balance_min: Option<i64> = row.try_get(4).map_err(database_error)?;
+    let balance_max: Option<i64> = row.try_get(5).map_err(database_error)?;
+    let mut sums = [0i64; 4];
+    for (index, sum) in sums.iter_mut().enumerate() {
+        *sum = row.try_get(6 + index).map_err(database_error)?;
+    }
+    let created_at: i64 = row.try_get(10).map_err(database_error)?;
+    let exponent = u8::try_from(exponent)
+        .map_err(|_| corrupt(format!("account {id}: exponent {exponent}")))?;
+    Ok(Account {
+        kind: AccountKind::parse(&kind)
+            .ok_or_else(|| corrupt(format!("account {id}: unknown kind {kind:?}")))?,
+        currency: Currency::new(&currency, exponent)
+            .map_err(|error| corrupt(format!("account {id}: currency {currency:?}: {error}")))?,
+        limits: BalanceLimits {
+            balance_min,
+            balance_max,
+        },
+        debits_pending: sums[0],
+        debits_posted: sums[1],
+        credits_pending: sums[2],
+        credits_posted: sums[3],
+        created_at: Timestamp(unsigned(created_at, "account creation time")?),
+        id: AccountId::new(id).map_err(corrupt)?,
+    })
+}
+
+/// Reads a transfer row (columns in [`TRANSFER_COLUMNS`] order).
+fn transfer_from_row(row: &Row) -> Result<TransferRecord, StoreError> {
+    let sequence: i64 = row.try_get(0).map_err(database_error)?;
+    let id: String = row.try_get(1).map_err(database_error)?;
+    let debit: String = row.try_get(2).map_err(database_error)?;
+    let credit: String = row.try_get(3).map_err(database_error)?;
+    let amount: i64 = row.try_get(4).map_err(database_error)?;
+    let currency: String = row.try_get(5).map_err(database_error)?;
+    let kind: String = row.try_get(6).map_err(database_error)?;
+    let pending_id: Option<String> = row.try_get(7).map_err(database_error)?;
+    let pending_state: Option<String> = row.try_get(8).map_err(database_error)?;
+    let memo: String = row.try_get(9).map_err(database_error)?;
+    let committed_at: i64 = row.try_get(10).map_err(database_error)?;
+    let currency = Currency::from_code(&currency)
+        .map_err(|error| corrupt(format!("transfer {id}: currency {currency:?}: {error}")))?;
+    let pending = || -> Result<TransferId, StoreError> {
+        let pending_id = pending_id
+            .clone()
+            .ok_or_else(|| corrupt(format!("transfer {id}: no pending id")))?;
+        TransferId::new(pending_id).map_err(corrupt)
+    };
+    let kind = match kind.as_str() {
+        "posted" => TransferKind::Posted,
+        "pending" => TransferKind::Pending,
+        "post_pending" => TransferKind::PostPending(pending()?),
+        "void_pending" => TransferKind::VoidPending(pending()?),
+        other => return Err(corrupt(format!("transfer {id}: unknown kind {other:?}"))),
+    };
+    let pending_state = match pending_state {
+        Some(state) => Some(
+            PendingState::parse(&state)
+                .ok_or_else(|| corrupt(format!("transfer {id}: pending state {state:?}")))?,
+        ),
+        None => None,
+    };
+    let amount = unsigned(amount, "transfer amount")?;
+    Ok(TransferRecord {
+        transfer: Transfer {
+            amount: Amount::from_minor(amount, currency).map_err(corrupt)?,
+            id: TransferId::new(id).map_err(corrupt)?,
+            debit_account: AccountId::new(debit).map_err(corrupt)?,
+            credit_account: AccountId::new(credit).map_err(corrupt)?,
+            kind,
+            memo,
+        },
+        pending_state,
+        sequence: unsigned(sequence, "transfer sequence")?,
+        committed_at: Timestamp(unsigned(committed_at, "transfer commit time")?),
+    })
+}
+
+/// Escapes `%`, `_` and the escape character itself for a `LIKE ... ESCAPE '\'` prefix match.
+fn like_prefix(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for character in prefix.chars() {
+        if matches!(character, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(character);
+    }
+    pattern.push('%');
+    pattern
+}
+
+fn record_version(row: &Row, column: usize) -> Result<u64, StoreError> {
+    let version: i64 = row.try_get(column).map_err(database_error)?;
+    unsigned(version, "record version")
+}
+
+impl LedgerStore for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn commit(&mut self, batches: &[Batch], now: Timestamp) -> Result<GroupResult, StoreError> {
+        let mut attempt = 1;
+        loop {
+            match self.commit_once(batches, now) {
+                Ok(results) => return Ok(results),
+                Err(Failure::Store(error)) => return Err(error),
+                Err(Failure::Retry(error)) if attempt >= COMMIT_ATTEMPTS_MAX => {
+                    return Err(StoreError::Database(format!(
+                        "group commit aborted {attempt} times by the database: {error}"
+                    )));
+                }
+                Err(Failure::Retry(_)) => attempt += 1,
+            }
+        }
+    }
+
+    fn account(&mut self, id: &AccountId) -> Result<Option<Account>, StoreError> {
+        self.client
+            .query_opt(&self.statements.account, &[&id.as_str()])
+            .map_err(database_error)?
+            .map(|row| account_from_row(&row))
+            .transpose()
+    }
+
+    fn accounts(
+        &mut self,
+        after: Option<&AccountId>,
+        limit: usize,
+    ) -> Result<Vec<Account>, StoreError> {
+        let limit = limit.min(RECORD_PAGE_MAX) as i64;
+        self.client
+            .query(
+                &self.statements.accounts_page,
+                &[&after.map_or("", AccountId::as_str), &limit],
+            )
+            .map_err(database_error)?
+            .iter()
+            .map(account_from_row)
+            .collect()
+    }
+
+    fn transfer(&mut self, id: &TransferId) -> Result<Option<TransferRecord>, StoreError> {
+        self.client
+            .query_opt(&self.statements.transfer, &[&id.as_str()])
+            .map_err(database_error)?
+            .map(|row| transfer_from_row(&row))
+            .transpose()
+    }
+
+    fn history(
+        &mut self,
+        account: &AccountId,
+        after_sequence: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<TransferRecord>, StoreError> {
+        let limit = limit.min(HISTORY_PAGE_MAX) as i64;
+        let after = match after_sequence {
+            Some(sequence) => bigint(sequence, "sequence")?,
+            None => -1,
+        };
+        self.client
+            .query(
+                &self.statements.history,
+                &[&account.as_str(), &after, &limit],
+            )
+            .map_err(database_error)?
+            .iter()
+            .map(transfer_from_row)
+            .collect()
+    }
+
+    fn totals(&mut self) -> Result<Vec<CurrencyTotal>, StoreError> {
+        let rows = self
+            .client
+            .query(&self.statements.totals, &[])
+            .map_err(database_error)?;
+        rows.iter()
+            .map(|row| {
+                let code: String = row.try_get(0).map_err(database_error)?;
+                let exponent: i32 = row.try_get(1).map_err(database_error)?;
+                let accounts: i64 = row.try_get(2).map_err(database_error)?;
+                let posted: String = row.try_get(3).map_err(database_error)?;
+                let pending: String = row.try_get(4).map_err(database_error)?;
+                let sum = |text: &str| {
+                    text.parse::<i128>()
+                        .map_err(|_| corrupt(format!("sum of {code} balances {text:?}")))
+                };
+                let exponent = u8::try_from(exponent)
+                    .map_err(|_| corrupt(format!("currency {code}: exponent {exponent}")))?;
+                Ok(CurrencyTotal {
+                    currency: Currency::new(&code, exponent).map_err(corrupt)?,
+                    accounts: unsigned(accounts, "account count")?,
+                    posted_sum: sum(&posted)?,
+                    pending_sum: sum(&pending)?,
+                })
+            })
+            .collect()
+    }
+
+    fn record(&mut self, namespace: &str, key: &str) -> Result<Option<Record>, StoreError> {
+        self.client
+            .query_opt(&self.statements.record, &[&namespace, &key])
+            .map_err(database_error)?
+            .map(|row| {
+                Ok(Record {
+                    namespace: namespace.to_owned(),
+                    key: key.to_owned(),
+                    value: row.try_get(0).map_err(database_error)?,
+                    version: record_version(&row, 1)?,
+                })
+            })
+            .transpose()
+    }
+
+    fn records(
+        &mut self,
+        namespace: &str,
+        key_prefix: &str,
+        after_key: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let limit = limit.min(RECORD_PAGE_MAX) as i64;
+        self.client
+            .query(
+                &self.statements.records_page,
+                &[
+                    &namespace,
+                    &like_prefix(key_prefix),
+                    &after_key.unwrap_or(""),
+                    &limit,
+                ],
+            )
+            .map_err(database_error)?
+            .iter()
+            .map(|row| {
+                Ok(Record {
+                    namespace: namespace.to_owned(),
+                    key: row.try_get(0).map_err(database_error)?,
+                    value: row.try_get(1).map_err(database_error)?,
+                    version: record_version(row, 2)?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_password_in_urls() {
+        assert_eq!(
+            password_in_url("postgres://ledger:s3cr%40t@db.internal:5432/offpay").as_deref(),
+            Some("s3cr%40t")
+        );
+        assert_eq!(
+            password_in_url("postgresql://ledger:pw@host/db?sslmode=disable").as_deref(),
+            Some("pw")
+        );
+        assert_eq!(password_in_url("postgres://ledger@host/db"), None);
+        assert_eq!(password_in_url("host=db user=ledger password=pw"), None);
+    }
+
+    #[test]
+    fn describes_a_target_without_its_password() {
+        for url in [
+            "postgres://ledger:hunter2-secret@db.internal:6543/offpay",
+            "host=db.internal port=6543 user=ledger password=hunter2-secret dbname=offpay",
+        ] {
+            let target = Target::parse(url).unwrap_or_else(|error| panic!("{error}"));
+            assert_eq!(
+                target.description,
+                "postgres://ledger@db.internal:6543/offpay"
+            );
+            assert_eq!(target.password.as_deref(), Some("hunter2-secret"));
+        }
+    }
+
+    #[test]
+    fn scrubs_passwords_from_messages() {
+        assert_eq!(
+            scrub("bad url postgres://u:pw1@h".into(), Some("pw1")),
+            "bad url postgres://u:********@h"
+        );
+        assert_eq!(scrub("nothing".into(), None), "nothing");
+    }
+
+    #[test]
+    fn accepts_only_plain_schema_names() {
+        assert!(validate_schema_name("offpay_test_1").is_ok());
+        for bad in [
+            "",
+            "1abc",
+            "Upper",
+            "a-b",
+            "a\"b",
+            "a;drop",
+            &"x".repeat(64),
+        ] {
+            assert!(validate_schema_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn escapes_like_wildcards() {
+        assert_eq!(like_prefix("a%_\\b"), "a\\%\\_\\\\b%");
+        assert_eq!(like_prefix(""), "%");
+    }
+}
