@@ -12,7 +12,7 @@ pub mod store;
 
 pub use ids::{AccountId, IdError, TransferId};
 pub use model::*;
-pub use offpay_money::{Amount, Currency, MoneyError};
+pub use offpay_money::{Amount, Currency, Decimal, MoneyError};
 pub use store::{
     GroupResult, GroupTransaction, LedgerStore, StoreError, run_group, verify_conservation,
 };

@@ -1,0 +1,311 @@
+//! `offpay admin`: the operator's client for the server API.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use crate::client::{ApiClient, CallError, path_segment};
+
+/// Connection options shared by every admin command.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// Server base URL
+    #[arg(
+        long,
+        env = "OFFPAY_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    server: String,
+    /// File holding the operator token [default: ./offpay-data/admin.token]
+    #[arg(long, env = "OFFPAY_TOKEN_FILE", value_name = "FILE", global = true)]
+    token_file: Option<PathBuf>,
+    /// Print the server's JSON answer instead of text
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Manage accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Post one transfer, or a batch from a JSON file.
+    Transfer(TransferArgs),
+    /// Show an account's balance.
+    Balance {
+        /// Account id
+        account: String,
+    },
+    /// Show an account's statement.
+    History {
+        /// Account id
+        account: String,
+        /// Only entries after this sequence number
+        #[arg(long)]
+        after: Option<u64>,
+        /// Most entries to show
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Show per-currency sums (they must be zero).
+    Totals,
+}
+
+#[derive(Debug, Subcommand)]
+enum AccountCommand {
+    /// Create an account (harmless if it exists with the same definition).
+    Create {
+        /// Account id, e.g. purse:+254700000001
+        id: String,
+        /// customer, merchant, agent_float, operator_float, suspense or fees
+        #[arg(long, default_value = "customer")]
+        kind: String,
+        /// ISO 4217 currency [default: the server's]
+        #[arg(long)]
+        currency: Option<String>,
+        /// Lowest balance allowed, e.g. 0 or -500.00, or "none"
+        #[arg(long, allow_hyphen_values = true)]
+        balance_min: Option<String>,
+        /// Highest balance allowed, or "none"
+        #[arg(long)]
+        balance_max: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct TransferArgs {
+    /// Transfer id (the idempotency key: retrying with the same id posts once)
+    #[arg(long, required_unless_present = "batch")]
+    id: Option<String>,
+    /// Account to debit
+    #[arg(long, required_unless_present = "batch")]
+    from: Option<String>,
+    /// Account to credit
+    #[arg(long, required_unless_present = "batch")]
+    to: Option<String>,
+    /// Amount, e.g. 450 or 200000.00
+    #[arg(long, required_unless_present = "batch")]
+    amount: Option<String>,
+    /// ISO 4217 currency [default: the server's]
+    #[arg(long)]
+    currency: Option<String>,
+    /// Memo for statements
+    #[arg(long, default_value = "")]
+    memo: String,
+    /// Reserve the amount (pending) instead of moving it
+    #[arg(long, conflicts_with_all = ["post", "void"])]
+    pending: bool,
+    /// Post the named pending transfer
+    #[arg(long, value_name = "PENDING_ID", conflicts_with = "void")]
+    post: Option<String>,
+    /// Void the named pending transfer
+    #[arg(long, value_name = "PENDING_ID")]
+    void: Option<String>,
+    /// A JSON file with {"transfers": [...]} posted as one atomic batch
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["id", "from", "to", "amount"])]
+    batch: Option<PathBuf>,
+}
+
+fn fail(json: bool, error: &CallError) -> ExitCode {
+    match (json, error) {
+        (true, CallError::Api { body, .. }) => println!("{body}"),
+        (true, CallError::Transport(message)) => println!(
+            "{}",
+            json!({ "error": { "code": "transport", "message": message } })
+        ),
+        (false, error) => eprintln!("offpay admin: {error}"),
+    }
+    ExitCode::FAILURE
+}
+
+fn text(value: &Value, pointer: &str) -> String {
+    match value.pointer(pointer) {
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Null) | None => "-".to_owned(),
+        Some(other) => other.to_string(),
+    }
+}
+
+pub fn run(args: AdminArgs) -> ExitCode {
+    let token_file = args
+        .token_file
+        .clone()
+        .unwrap_or_else(crate::default_token_file);
+    let client = match ApiClient::new(&args.server, Some(&token_file)) {
+        Ok(client) => client,
+        Err(message) => {
+            eprintln!("offpay admin: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let json = args.json;
+    let result = match args.command {
+        AdminCommand::Account(AccountCommand::Create {
+            id,
+            kind,
+            currency,
+            balance_min,
+            balance_max,
+        }) => {
+            let mut body = json!({ "id": id, "kind": kind });
+            for (key, value) in [
+                ("currency", currency),
+                ("balance_min", balance_min),
+                ("balance_max", balance_max),
+            ] {
+                if let Some(value) = value {
+                    body[key] = json!(value);
+                }
+            }
+            client.post("/api/v1/accounts", &body).map(|answer| {
+                let line = format!(
+                    "account {} ({}, {}) balance {}",
+                    text(&answer, "/id"),
+                    text(&answer, "/kind"),
+                    text(&answer, "/currency"),
+                    text(&answer, "/balance")
+                );
+                (answer, line)
+            })
+        }
+        AdminCommand::Transfer(transfer) => post_transfer(&client, transfer),
+        AdminCommand::Balance { account } => client
+            .get(&format!("/api/v1/accounts/{}", path_segment(&account)))
+            .map(|answer| {
+                let line = format!(
+                    "{} {} {} (available {})",
+                    text(&answer, "/id"),
+                    text(&answer, "/currency"),
+                    text(&answer, "/balance"),
+                    text(&answer, "/available")
+                );
+                (answer, line)
+            }),
+        AdminCommand::History {
+            account,
+            after,
+            limit,
+        } => {
+            let mut path = format!(
+                "/api/v1/accounts/{}/history?limit={limit}",
+                path_segment(&account)
+            );
+            if let Some(after) = after {
+                path.push_str(&format!("&after={after}"));
+            }
+            client.get(&path).map(|answer| {
+                let mut lines = vec![format!(
+                    "{:>8}  {:<24} {:<6} {:>14}  {:<24} {}",
+                    "seq", "transfer", "side", "amount", "counterparty", "memo"
+                )];
+                for entry in answer["entries"].as_array().into_iter().flatten() {
+                    let sign = if entry["direction"] == "debit" {
+                        "-"
+                    } else {
+                        "+"
+                    };
+                    lines.push(format!(
+                        "{:>8}  {:<24} {:<6} {:>14}  {:<24} {}",
+                        text(entry, "/sequence"),
+                        text(entry, "/id"),
+                        text(entry, "/direction"),
+                        format!("{sign}{}", text(entry, "/amount")),
+                        text(entry, "/counterparty"),
+                        text(entry, "/memo")
+                    ));
+                }
+                lines.push(format!(
+                    "balance {} {}",
+                    text(&answer, "/account/currency"),
+                    text(&answer, "/account/balance")
+                ));
+                if let Some(next) = answer["next_after"].as_u64() {
+                    lines.push(format!("more: --after {next}"));
+                }
+                (answer, lines.join("\n"))
+            })
+        }
+        AdminCommand::Totals => client.get("/api/v1/totals").map(|answer| {
+            let mut lines = Vec::new();
+            for currency in answer["currencies"].as_array().into_iter().flatten() {
+                lines.push(format!(
+                    "{} accounts {} posted sum {} pending sum {} {}",
+                    text(currency, "/currency"),
+                    text(currency, "/accounts"),
+                    text(currency, "/posted_sum_minor"),
+                    text(currency, "/pending_sum_minor"),
+                    if currency["balanced"] == true {
+                        "balanced"
+                    } else {
+                        "NOT BALANCED"
+                    }
+                ));
+            }
+            (answer, lines.join("\n"))
+        }),
+    };
+    match result {
+        Ok((answer, line)) => {
+            if json {
+                println!("{answer}");
+            } else {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(json, &error),
+    }
+}
+
+fn post_transfer(client: &ApiClient, args: TransferArgs) -> Result<(Value, String), CallError> {
+    let body = match &args.batch {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|error| {
+                CallError::Transport(format!("cannot read {}: {error}", path.display()))
+            })?;
+            serde_json::from_str::<Value>(&text).map_err(|error| {
+                CallError::Transport(format!("{} is not JSON: {error}", path.display()))
+            })?
+        }
+        None => {
+            let (kind, pending_id) = match (&args.post, &args.void, args.pending) {
+                (Some(pending), _, _) => ("post_pending", Some(pending.clone())),
+                (_, Some(pending), _) => ("void_pending", Some(pending.clone())),
+                (_, _, true) => ("pending", None),
+                _ => ("posted", None),
+            };
+            let mut transfer = json!({
+                "id": args.id, "debit_account": args.from, "credit_account": args.to,
+                "amount": args.amount, "kind": kind, "memo": args.memo,
+            });
+            if let Some(currency) = &args.currency {
+                transfer["currency"] = json!(currency);
+            }
+            if let Some(pending_id) = pending_id {
+                transfer["pending_id"] = json!(pending_id);
+            }
+            json!({ "transfers": [transfer] })
+        }
+    };
+    client.post("/api/v1/transfers", &body).map(|answer| {
+        let lines: Vec<String> = answer["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|result| {
+                let outcome = match result["outcome"].as_str() {
+                    Some("transfer_committed") => "committed",
+                    Some("transfer_exists") => "already committed (nothing changed)",
+                    _ => "?",
+                };
+                format!("transfer {}: {outcome}", text(result, "/id"))
+            })
+            .collect();
+        (answer, lines.join("\n"))
+    })
+}

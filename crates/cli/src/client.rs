@@ -1,0 +1,124 @@
+//! A small blocking client for the operator API, shared by `admin` and `demo`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// How long one API call may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An API client bound to one server and token.
+#[derive(Debug)]
+pub struct ApiClient {
+    base: String,
+    token: Option<String>,
+    http: reqwest::blocking::Client,
+}
+
+/// A failed call: the server's error object, or why there was no answer.
+#[derive(Debug)]
+pub enum CallError {
+    /// The server answered with an error.
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The `error` object.
+        body: Value,
+    },
+    /// No usable answer.
+    Transport(String),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Api { status, body } => {
+                let message = body
+                    .pointer("/error/message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("(no message)");
+                write!(f, "{message} (HTTP {status})")
+            }
+            CallError::Transport(message) => f.write_str(message),
+        }
+    }
+}
+
+impl ApiClient {
+    /// A client for `base` (e.g. `http://127.0.0.1:8080`) with the token read from `token_file`
+    /// when it exists.
+    pub fn new(base: &str, token_file: Option<&Path>) -> Result<ApiClient, String> {
+        let token = match token_file {
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(text) => Some(text.trim().to_owned()),
+                Err(error) => {
+                    return Err(format!(
+                        "cannot read the operator token file {}: {error}",
+                        path.display()
+                    ));
+                }
+            },
+            None => None,
+        };
+        let http = reqwest::blocking::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|error| format!("cannot build an HTTP client: {error}"))?;
+        Ok(ApiClient {
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            http,
+        })
+    }
+
+    fn send(&self, request: reqwest::blocking::RequestBuilder) -> Result<Value, CallError> {
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        let response = request.send().map_err(|error| {
+            CallError::Transport(format!(
+                "cannot reach the offpay server at {}: {error}",
+                self.base
+            ))
+        })?;
+        let status = response.status();
+        let body: Value = response.json().map_err(|error| {
+            CallError::Transport(format!(
+                "the server sent an answer that is not JSON: {error}"
+            ))
+        })?;
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(CallError::Api {
+                status: status.as_u16(),
+                body,
+            })
+        }
+    }
+
+    /// `GET path`.
+    pub fn get(&self, path: &str) -> Result<Value, CallError> {
+        self.send(self.http.get(format!("{}{path}", self.base)))
+    }
+
+    /// `POST path` with a JSON body.
+    pub fn post(&self, path: &str, body: &Value) -> Result<Value, CallError> {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body))
+    }
+}
+
+/// Percent-encodes one URL path segment (ids may contain `+` and `@`).
+pub fn path_segment(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}

@@ -1,0 +1,65 @@
+//! `offpay`: one binary for the server, the operator client, the load generator and the devices.
+
+mod admin;
+mod client;
+mod demo;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// offpay — payments where the mobile network is missing, intermittent or too expensive.
+#[derive(Debug, Parser)]
+#[command(name = "offpay", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the operator server (SQLite in the data directory by default).
+    Serve(serve::ServeArgs),
+    /// Run the server and walk through a demonstration of the ledger and the rails against it.
+    Demo(demo::DemoArgs),
+    /// Operator client for the server's API.
+    Admin(admin::AdminArgs),
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("OFFPAY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("OFFPAY_LOG_FORMAT").is_ok_and(|format| format == "json");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            init_logging();
+            serve::run(args)
+        }
+        Command::Demo(args) => {
+            init_logging();
+            demo::run(args)
+        }
+        Command::Admin(args) => admin::run(args),
+    }
+}
+
+/// The default data directory's token file, for clients on the server's machine.
+fn default_token_file() -> PathBuf {
+    PathBuf::from(offpay_server::config::DEFAULT_DATA_DIR)
+        .join(offpay_server::config::TOKEN_FILE_NAME)
+}

@@ -1,0 +1,125 @@
+//! `offpay serve`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use offpay_server::Server;
+use offpay_server::config::{Overrides, ServerConfig};
+
+/// Where and how to serve.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Data directory: SQLite file, operator token, keys [default: ./offpay-data]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB (put a password in
+    /// OFFPAY_DATABASE_URL or a file named by database_url_file, not on the command line)
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// TOML configuration file
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    pub fn resolve(self) -> Result<ServerConfig, offpay_server::config::ConfigError> {
+        let overrides = Overrides {
+            data_dir: self.data_dir,
+            listen: self.listen,
+            database_url: self.database_url,
+            config_file: self.config,
+        };
+        ServerConfig::resolve(overrides, &|name| std::env::var(name).ok())
+    }
+}
+
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests and queued ledger work");
+}
+
+/// Prints where things are, so that an operator knows what just happened.
+pub fn announce(server: &Server, config: &ServerConfig) {
+    let address = server
+        .local_addr()
+        .map_or_else(|_| config.listen.to_string(), |address| address.to_string());
+    let database = match &config.database_url {
+        Some(url) => offpay_server::config::redact_url(url),
+        None => format!("sqlite {}", config.sqlite_path().display()),
+    };
+    eprintln!(
+        "offpay {} listening on http://{address} (ledger: {database})",
+        env!("CARGO_PKG_VERSION")
+    );
+    let token = config.token_path();
+    if server.token_created() {
+        eprintln!(
+            "operator API token written to {} (mode 0600)",
+            token.display()
+        );
+    } else {
+        eprintln!("operator API token: {}", token.display());
+    }
+}
+
+pub fn run(args: ServeArgs) -> ExitCode {
+    let config = match args.resolve() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("offpay serve: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("offpay serve: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let server = match Server::start(config.clone()).await {
+            Ok(server) => server,
+            Err(error) => {
+                eprintln!("offpay serve: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        announce(&server, &config);
+        match server.run(shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("offpay serve: {error}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

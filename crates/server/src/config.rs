@@ -1,0 +1,292 @@
+//! Server configuration: defaults, then a TOML file, then `OFFPAY_*` environment variables, then
+//! command-line flags. Secrets (a database password) belong in a file or the environment, never
+//! on the command line, and never in logs: [`ServerConfig`]'s `Debug` redacts the database URL.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use offpay_ledger::Currency;
+use serde::Deserialize;
+
+/// Default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "./offpay-data";
+/// Default listen address: loopback only, so a fresh install is not reachable from the network.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// SQLite file name inside the data directory.
+pub const SQLITE_FILE_NAME: &str = "offpay.sqlite";
+/// Token file name inside the data directory.
+pub const TOKEN_FILE_NAME: &str = "admin.token";
+
+/// The configuration file's shape. Every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Data directory.
+    pub data_dir: Option<PathBuf>,
+    /// Listen address, e.g. `127.0.0.1:8080`.
+    pub listen: Option<String>,
+    /// Database URL (`sqlite://PATH` or `postgres://...`).
+    pub database_url: Option<String>,
+    /// A file holding the database URL (so that its password stays out of the config file).
+    pub database_url_file: Option<PathBuf>,
+    /// Default currency for new accounts and amounts (ISO 4217).
+    pub currency: Option<String>,
+}
+
+/// Values given on the command line (`None` where a flag was not given).
+#[derive(Debug, Default)]
+pub struct Overrides {
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--database-url`.
+    pub database_url: Option<String>,
+    /// `--config`.
+    pub config_file: Option<PathBuf>,
+}
+
+/// The resolved configuration.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// Where the SQLite file, the token and keys live.
+    pub data_dir: PathBuf,
+    /// Where HTTP listens.
+    pub listen: SocketAddr,
+    /// `None`: SQLite inside `data_dir`.
+    pub database_url: Option<String>,
+    /// Default currency.
+    pub currency: Currency,
+}
+
+impl fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("data_dir", &self.data_dir)
+            .field("listen", &self.listen)
+            .field("database", &self.database_url.as_deref().map(redact_url))
+            .field("currency", &self.currency)
+            .finish()
+    }
+}
+
+/// A configuration problem, said so that the operator can fix it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML or has unknown keys.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// File.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is invalid.
+    #[error("{setting}: {message}")]
+    Invalid {
+        /// Which setting.
+        setting: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Hides the password of a URL such as `postgres://user:secret@host/db`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(slash) => rest.split_at(slash),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((credentials, host)) if credentials.contains(':') => {
+            let user = credentials.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:<redacted>@{host}{path}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl ServerConfig {
+    /// Resolves the configuration from `overrides`, the config file they name, and `environment`
+    /// (a lookup function, so tests need not touch the process environment).
+    pub fn resolve(
+        overrides: Overrides,
+        environment: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<ServerConfig, ConfigError> {
+        let file = match &overrides.config_file {
+            Some(path) => read_file_config(path)?,
+            None => FileConfig::default(),
+        };
+        let data_dir = overrides
+            .data_dir
+            .or_else(|| environment("OFFPAY_DATA_DIR").map(PathBuf::from))
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let listen_text = overrides
+            .listen
+            .or_else(|| environment("OFFPAY_LISTEN"))
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen = listen_text
+            .parse::<SocketAddr>()
+            .map_err(|error| ConfigError::Invalid {
+                setting: "listen",
+                message: format!("{listen_text:?} is not an address like 127.0.0.1:8080 ({error})"),
+            })?;
+        let url_from_file = match environment("OFFPAY_DATABASE_URL_FILE")
+            .map(PathBuf::from)
+            .or(file.database_url_file)
+        {
+            Some(path) => Some(
+                std::fs::read_to_string(&path)
+                    .map_err(|source| ConfigError::Read {
+                        path: path.clone(),
+                        source,
+                    })?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        let database_url = overrides
+            .database_url
+            .or_else(|| environment("OFFPAY_DATABASE_URL"))
+            .or(url_from_file)
+            .or(file.database_url)
+            .filter(|url| !url.is_empty());
+        let currency_text = environment("OFFPAY_CURRENCY")
+            .or(file.currency)
+            .unwrap_or_else(|| "KES".to_owned());
+        let currency =
+            Currency::from_code(&currency_text).map_err(|error| ConfigError::Invalid {
+                setting: "currency",
+                message: format!("{currency_text:?}: {error}"),
+            })?;
+        Ok(ServerConfig {
+            data_dir,
+            listen,
+            database_url,
+            currency,
+        })
+    }
+
+    /// The SQLite file used when no database URL is configured.
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.data_dir.join(SQLITE_FILE_NAME)
+    }
+
+    /// The operator token file.
+    pub fn token_path(&self) -> PathBuf {
+        self.data_dir.join(TOKEN_FILE_NAME)
+    }
+}
+
+fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|error| ConfigError::Parse {
+        path: path.to_owned(),
+        message: error.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_environment(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let config = ServerConfig::resolve(Overrides::default(), &no_environment).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("./offpay-data"));
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.currency, Currency::KES);
+        assert!(config.database_url.is_none());
+    }
+
+    #[test]
+    fn flags_beat_environment_beat_file() {
+        let directory = tempfile::tempdir().unwrap();
+        let file = directory.path().join("offpay.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\ncurrency = \"UGX\"\ndata_dir = \"/from-file\"\n",
+        )
+        .unwrap();
+        let environment = |name: &str| (name == "OFFPAY_DATA_DIR").then(|| "/from-env".to_owned());
+        let config = ServerConfig::resolve(
+            Overrides {
+                config_file: Some(file.clone()),
+                listen: Some("127.0.0.1:7000".into()),
+                ..Overrides::default()
+            },
+            &environment,
+        )
+        .unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:7000");
+        assert_eq!(config.data_dir, PathBuf::from("/from-env"));
+        assert_eq!(config.currency, Currency::UGX);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let error = ServerConfig::resolve(
+            Overrides {
+                listen: Some("localhost".into()),
+                ..Overrides::default()
+            },
+            &no_environment,
+        )
+        .unwrap_err();
+        assert!(error.to_string().starts_with("listen:"), "{error}");
+        let directory = tempfile::tempdir().unwrap();
+        let file = directory.path().join("offpay.toml");
+        std::fs::write(&file, "lissen = 1\n").unwrap();
+        let error = ServerConfig::resolve(
+            Overrides {
+                config_file: Some(file),
+                ..Overrides::default()
+            },
+            &no_environment,
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("lissen"), "{error}");
+    }
+
+    #[test]
+    fn database_passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://offpay:s3cret@db:5432/ledger"),
+            "postgres://offpay:<redacted>@db:5432/ledger"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1/test"),
+            "postgres://postgres@127.0.0.1/test"
+        );
+        let config = ServerConfig {
+            data_dir: PathBuf::from("d"),
+            listen: "127.0.0.1:1".parse().unwrap(),
+            database_url: Some("postgres://u:s3cret@h/db".into()),
+            currency: Currency::KES,
+        };
+        assert!(!format!("{config:?}").contains("s3cret"));
+    }
+}

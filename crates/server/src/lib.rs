@@ -1,0 +1,257 @@
+//! The offpay operator server. One HTTP service (axum) in front of one ledger writer thread:
+//! `/health`, `/metrics`, and the token-authenticated operator API under `/api/v1`. The rails'
+//! operator halves (purse sync, SMS gateway, money office, clearing) plug in as further routes.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod ledger;
+pub mod metrics;
+pub mod token;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use offpay_ledger::{LedgerStore, StoreError, Timestamp, verify_conservation};
+use serde_json::json;
+
+use crate::config::ServerConfig;
+use crate::ledger::{Ledger, LedgerThread};
+use crate::metrics::Metrics;
+use crate::token::AdminToken;
+
+/// Everything a request handler may need.
+#[derive(Debug)]
+pub struct AppState {
+    /// Resolved configuration.
+    pub config: ServerConfig,
+    /// The ledger writer.
+    pub ledger: Ledger,
+    /// The operator token.
+    pub token: AdminToken,
+    /// Counters.
+    pub metrics: Metrics,
+}
+
+/// The wall clock as a ledger timestamp.
+pub fn now() -> Timestamp {
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis())
+        .unwrap_or(0);
+    Timestamp(u64::try_from(millis).unwrap_or(u64::MAX))
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// Configuration problem.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The database could not be opened or is inconsistent.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// File system or network problem.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
+    let context = context.into();
+    move |source| StartError::Io { context, source }
+}
+
+/// Opens the ledger store the configuration names: SQLite in the data directory by default,
+/// `sqlite://PATH` for another file, `postgres://...` for PostgreSQL.
+pub fn open_store(config: &ServerConfig) -> Result<Box<dyn LedgerStore>, StartError> {
+    match config.database_url.as_deref() {
+        None => Ok(Box::new(offpay_ledger_sqlite::SqliteStore::open(
+            &config.sqlite_path(),
+        )?)),
+        Some(url) => open_store_url(url),
+    }
+}
+
+/// Opens a store from a URL (also used by `offpay bench ledger`).
+pub fn open_store_url(url: &str) -> Result<Box<dyn LedgerStore>, StartError> {
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        return Ok(Box::new(offpay_ledger_sqlite::SqliteStore::open(
+            std::path::Path::new(path),
+        )?));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return open_postgres(url);
+    }
+    Err(StartError::Config(config::ConfigError::Invalid {
+        setting: "database_url",
+        message: format!(
+            "{} is neither sqlite://PATH nor postgres://... (PostgreSQL, CockroachDB, YugabyteDB)",
+            config::redact_url(url)
+        ),
+    }))
+}
+
+fn open_postgres(url: &str) -> Result<Box<dyn LedgerStore>, StartError> {
+    let _ = url;
+    Err(StartError::Config(config::ConfigError::Invalid {
+        setting: "database_url",
+        message: "this build has no PostgreSQL backend yet".into(),
+    }))
+}
+
+/// A server ready to run: the listener is bound, the store open, the token in place.
+#[derive(Debug)]
+pub struct Server {
+    state: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+    writer: LedgerThread,
+    token_created: bool,
+}
+
+impl Server {
+    /// Prepares everything: data directory, token, store (checked: balances sum to zero),
+    /// listener.
+    pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(io_error(format!(
+            "cannot create data directory {}",
+            config.data_dir.display()
+        )))?;
+        let token_path = config.token_path();
+        let (token, token_created) = AdminToken::load_or_create(&token_path)
+            .map_err(io_error(format!("operator token {}", token_path.display())))?;
+        let mut store = open_store(&config)?;
+        let totals = verify_conservation(store.as_mut())?;
+        tracing::info!(
+            backend = store.backend(),
+            currencies = totals.len(),
+            "ledger opened; balances sum to zero"
+        );
+        let (ledger, writer) =
+            Ledger::start(store).map_err(io_error("cannot start the ledger writer"))?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(io_error(format!("cannot listen on {}", config.listen)))?;
+        let state = Arc::new(AppState {
+            config,
+            ledger,
+            token,
+            metrics: Metrics::default(),
+        });
+        Ok(Server {
+            state,
+            listener,
+            writer,
+            token_created,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Whether this start created the operator token file.
+    pub fn token_created(&self) -> bool {
+        self.token_created
+    }
+
+    /// The shared state (for tests that drive the router directly).
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests and queued ledger work.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let Server {
+            state,
+            listener,
+            writer,
+            ..
+        } = self;
+        let app = router(state);
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(io_error("HTTP server failed"))?;
+        // The router (and with it every Ledger handle) is gone; the writer drains and stops.
+        tokio::task::spawn_blocking(move || writer.join())
+            .await
+            .ok();
+        Ok(())
+    }
+}
+
+/// All routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    let operator = Router::new()
+        .route("/accounts", post(api::create_account))
+        .route("/accounts/{id}", get(api::get_account))
+        .route("/accounts/{id}/history", get(api::account_history))
+        .route("/transfers", post(api::post_transfers))
+        .route("/transfers/{id}", get(api::get_transfer))
+        .route("/totals", get(api::totals))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            api::require_token,
+        ));
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .nest("/api/v1", operator)
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .with_state(state)
+}
+
+async fn count_requests(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    Metrics::add(&state.metrics.http_requests, 1);
+    next.run(request).await
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    axum::Json(
+        json!({ "status": "ok", "backend": state.ledger.backend(), "version": env!("CARGO_PKG_VERSION") }),
+    )
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.metrics.render(state.ledger.backend()),
+    )
+}
+
+async fn not_found(uri: axum::http::Uri) -> error::ApiError {
+    error::ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_such_route",
+        format!("nothing at {}", uri.path()),
+    )
+}

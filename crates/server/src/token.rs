@@ -1,0 +1,107 @@
+//! The operator API token: 32 random bytes, hex-encoded, kept in `DATA_DIR/admin.token` (mode
+//! 0600). Compared in constant time; never printed, logged or shown by `Debug`.
+
+use std::fmt;
+use std::io::Write;
+use std::path::Path;
+
+use subtle::ConstantTimeEq;
+
+/// Token length in bytes before hex encoding.
+pub const TOKEN_BYTES: usize = 32;
+
+/// The operator token.
+#[derive(Clone)]
+pub struct AdminToken(String);
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
+}
+
+impl AdminToken {
+    /// Whether `presented` is the token, compared in constant time.
+    pub fn matches(&self, presented: &str) -> bool {
+        self.0.as_bytes().ct_eq(presented.as_bytes()).into()
+    }
+
+    /// Reads the token from `path`, or creates it (mode 0600) on first start. Returns the token and
+    /// whether it was created now.
+    pub fn load_or_create(path: &Path) -> std::io::Result<(AdminToken, bool)> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let token = text.trim().to_owned();
+                if token.len() != TOKEN_BYTES * 2
+                    || !token.bytes().all(|byte| byte.is_ascii_hexdigit())
+                {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "{} is not an offpay token file (expected {} hex digits)",
+                            path.display(),
+                            TOKEN_BYTES * 2
+                        ),
+                    ));
+                }
+                Ok((AdminToken(token), false))
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                let mut bytes = [0u8; TOKEN_BYTES];
+                getrandom::fill(&mut bytes)
+                    .map_err(|error| std::io::Error::other(error.to_string()))?;
+                let token = hex::encode(bytes);
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    options.mode(0o600);
+                }
+                let mut file = options.open(path)?;
+                file.write_all(token.as_bytes())?;
+                file.write_all(b"\n")?;
+                file.sync_all()?;
+                Ok((AdminToken(token), true))
+            }
+            Err(error) => Err(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_a_private_token_once_and_reads_it_back() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("admin.token");
+        let (token, created) = AdminToken::load_or_create(&path).unwrap();
+        assert!(created);
+        let (again, created_again) = AdminToken::load_or_create(&path).unwrap();
+        assert!(!created_again);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(token.matches(text.trim()) && again.matches(text.trim()));
+        assert!(!token.matches("00"));
+        assert_eq!(format!("{token:?}"), "AdminToken(<redacted>)");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_a_file_that_is_not_a_token() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("admin.token");
+        std::fs::write(&path, "hunter2").unwrap();
+        let error = AdminToken::load_or_create(&path).unwrap_err();
+        assert!(error.to_string().contains("not an offpay token file"));
+        assert!(!error.to_string().contains("hunter2"));
+    }
+}
