@@ -1,1 +1,48 @@
-//! Work in progress.
+//! Rail 3 of offpay: a device wallet that pays another wallet over a lossy local link (Wi-Fi
+//! direct, Bluetooth, UDP) with an atomic two-party commit, and the money office that issues,
+//! charges and reconciles wallets.
+//!
+//! Everything here is sans-I/O: the [`Wallet`] and the [`MoneyOffice`] never touch a socket, a
+//! disk or a clock. The caller feeds in datagrams, timer ticks and user choices with the current
+//! time and a source of randomness, and performs the returned [`Action`]s in order: append a
+//! frame to the log (forced to stable storage) before sending what follows it. See
+//! `docs/protocols/device-wallet.md` for the protocol, its byte layouts and its security analysis.
+#![cfg_attr(not(feature = "std"), no_std)]
+#![cfg_attr(not(test), forbid(clippy::unwrap_used))]
+
+extern crate alloc;
+
+mod codec;
+pub mod credential;
+pub mod error;
+pub mod file;
+pub mod ids;
+pub mod keys;
+pub mod office;
+pub mod protocol;
+pub mod record;
+pub mod storage;
+pub mod sync;
+pub mod terms;
+pub mod wallet;
+pub mod wire;
+
+pub use credential::{Credential, Limits};
+pub use error::{Error, Malformed, Misuse, PeerError, StorageError};
+pub use ids::{Millis, PostingId, TransferId, WalletId};
+#[cfg(feature = "std")]
+pub use keys::OsEntropy;
+pub use keys::{Entropy, OfficeKeys, SeededEntropy, WalletKeys};
+pub use office::{
+    Flag, MoneyOffice, Posting, PostingAccount, PostingKind, Reconciliation, ReissueQuote,
+};
+pub use protocol::{Event, Role};
+#[cfg(feature = "std")]
+pub use storage::FileStorage;
+pub use storage::{LogStorage, MemoryStorage};
+pub use sync::{ChargeVoucher, LogUpload, Resolution, SyncReply};
+pub use wallet::{
+    Action, LOG_UNSYNCED_RECORDS_MAX, Received, RecoveryReport, TRANSFERS_ACTIVE_MAX,
+    TransferStatus, Wallet, apply_actions,
+};
+pub use wire::{AbortReason, Outcome};
