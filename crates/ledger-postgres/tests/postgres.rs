@@ -1,0 +1,292 @@
+//! What only the PostgreSQL backend promises beyond the conformance suite: several stores (server
+//! processes) on one database, schema versioning, durability settings, and password redaction.
+//! Skipped, with a note, when `OFFPAY_TEST_DATABASE_URL` is not set.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+
+use offpay_ledger::{
+    AccountId, AccountKind, BalanceLimits, Batch, Currency, LedgerStore, NewAccount, Operation,
+    Outcome, StoreError, Timestamp, Transfer, TransferId, TransferKind, verify_conservation,
+};
+use offpay_ledger_postgres::PostgresStore;
+
+const NOW: Timestamp = Timestamp(1_700_000_000_000);
+
+/// Few accounts, so that the two committers fight over the same rows.
+const ACCOUNTS: u64 = 8;
+/// Transfers each committer submits; half of them the other submits too.
+const TRANSFERS_PER_COMMITTER: u64 = 2_000;
+/// Transfers per batch, and batches per group commit.
+const BATCH_TRANSFERS: u64 = 25;
+const GROUP_BATCHES: u64 = 2;
+
+macro_rules! skip_without_database {
+    () => {
+        if common::skip() {
+            eprintln!("skipped: {} is not set", common::DATABASE_URL_VARIABLE);
+            return;
+        }
+    };
+}
+
+fn account_name(index: u64) -> String {
+    format!("acct-{index}")
+}
+
+/// The one body transfer `number` always has, whoever submits it.
+fn transfer_number(number: u64) -> Transfer {
+    let debit = number % ACCOUNTS;
+    let credit = (debit + 1 + number % (ACCOUNTS - 1)) % ACCOUNTS;
+    Transfer {
+        id: TransferId::new(format!("t{number}")).unwrap_or_else(|error| panic!("{error}")),
+        debit_account: AccountId::new(account_name(debit))
+            .unwrap_or_else(|error| panic!("{error}")),
+        credit_account: AccountId::new(account_name(credit))
+            .unwrap_or_else(|error| panic!("{error}")),
+        amount: Currency::KES
+            .minor(1 + number % 97)
+            .unwrap_or_else(|error| panic!("{error}")),
+        kind: TransferKind::Posted,
+        memo: String::new(),
+    }
+}
+
+/// Commits `numbers` in groups; returns how many transfers were newly committed and how many
+/// already existed.
+fn submit(store: &mut PostgresStore, numbers: &[u64]) -> (u64, u64) {
+    let (mut committed, mut existed) = (0, 0);
+    for group in numbers.chunks((BATCH_TRANSFERS * GROUP_BATCHES) as usize) {
+        let batches: Vec<Batch> = group
+            .chunks(BATCH_TRANSFERS as usize)
+            .map(|chunk| Batch::transfers(chunk.iter().map(|number| transfer_number(*number))))
+            .collect();
+        let results = store
+            .commit(&batches, NOW)
+            .unwrap_or_else(|error| panic!("commit: {error}"));
+        for result in results {
+            let outcomes = result.unwrap_or_else(|refusal| panic!("refused: {refusal}"));
+            for outcome in outcomes {
+                match outcome {
+                    Outcome::TransferCommitted => committed += 1,
+                    Outcome::TransferExists => existed += 1,
+                    other => panic!("unexpected outcome {other:?}"),
+                }
+            }
+        }
+    }
+    (committed, existed)
+}
+
+#[test]
+fn two_stores_committing_concurrently_lose_and_double_apply_nothing() {
+    skip_without_database!();
+    let (guard, mut store) = common::fresh_store();
+    let url = common::database_url().unwrap_or_default();
+    let accounts: Vec<Operation> = (0..ACCOUNTS)
+        .map(|index| {
+            Operation::CreateAccount(NewAccount {
+                id: AccountId::new(account_name(index)).unwrap_or_else(|error| panic!("{error}")),
+                kind: AccountKind::Suspense,
+                currency: Currency::KES,
+                limits: BalanceLimits::default(),
+            })
+        })
+        .collect();
+    store
+        .commit(
+            &[Batch {
+                operations: accounts,
+            }],
+            NOW,
+        )
+        .unwrap_or_else(|error| panic!("{error}"));
+
+    // Both committers start on the shared half at the same moment, then go on with their own.
+    let half = TRANSFERS_PER_COMMITTER / 2;
+    let shared: Vec<u64> = (half..TRANSFERS_PER_COMMITTER).collect();
+    let first: Vec<u64> = shared.iter().copied().chain(0..half).collect();
+    let second: Vec<u64> = shared
+        .iter()
+        .copied()
+        .chain(TRANSFERS_PER_COMMITTER..TRANSFERS_PER_COMMITTER + half)
+        .collect();
+    let counts: Vec<(u64, u64)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = [first, second]
+            .into_iter()
+            .map(|numbers| {
+                let url = url.clone();
+                let schema = guard.schema.clone();
+                scope.spawn(move || {
+                    let mut store = PostgresStore::open_in_schema(&url, &schema)
+                        .unwrap_or_else(|error| panic!("open: {error}"));
+                    submit(&mut store, &numbers)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|_| panic!("committer panicked"))
+            })
+            .collect()
+    });
+
+    let distinct = TRANSFERS_PER_COMMITTER + half;
+    let committed: u64 = counts.iter().map(|count| count.0).sum();
+    let existed: u64 = counts.iter().map(|count| count.1).sum();
+    assert_eq!(
+        committed, distinct,
+        "each distinct transfer commits exactly once"
+    );
+    assert_eq!(
+        existed, half,
+        "each shared transfer is found once by the slower committer"
+    );
+
+    let mut expected = HashMap::<String, i64>::new();
+    let mut sequences = BTreeSet::new();
+    for number in 0..distinct {
+        let transfer = transfer_number(number);
+        let stored = store
+            .transfer(&transfer.id)
+            .unwrap_or_else(|error| panic!("{error}"))
+            .unwrap_or_else(|| panic!("transfer {number} lost"));
+        assert_eq!(stored.transfer, transfer);
+        assert!(
+            sequences.insert(stored.sequence),
+            "sequence handed out twice"
+        );
+        let amount = transfer.amount.minor_signed();
+        *expected
+            .entry(transfer.debit_account.to_string())
+            .or_default() -= amount;
+        *expected
+            .entry(transfer.credit_account.to_string())
+            .or_default() += amount;
+    }
+    assert_eq!(
+        sequences.iter().copied().collect::<Vec<_>>(),
+        (1..=distinct).collect::<Vec<_>>(),
+        "sequences are gap-free and one per transfer"
+    );
+    for (id, balance) in &expected {
+        let account = store
+            .account(&AccountId::new(id.clone()).unwrap_or_else(|error| panic!("{error}")))
+            .unwrap_or_else(|error| panic!("{error}"))
+            .unwrap_or_else(|| panic!("account {id} missing"));
+        assert_eq!(account.balance(), *balance, "balance of {id}");
+    }
+    let totals = verify_conservation(&mut store).unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(totals.len(), 1);
+    assert_eq!(totals[0].accounts, ACCOUNTS);
+}
+
+#[test]
+fn never_shows_the_password() {
+    skip_without_database!();
+    let secret = "not-the-real-pw-42";
+    // Nothing listens on port 1: the connection error must name the server, not the password.
+    let error = PostgresStore::open(&format!("postgres://ledger:{secret}@127.0.0.1:1/offpay"))
+        .expect_err("nothing listens on port 1");
+    for shown in [error.to_string(), format!("{error:?}")] {
+        assert!(!shown.contains(secret), "{shown}");
+        assert!(shown.contains("127.0.0.1:1"), "{shown}");
+    }
+    let error = PostgresStore::open(&format!("postgres://ledger:{secret}@127.0.0.1:notaport/x"))
+        .expect_err("invalid port");
+    assert!(!format!("{error} {error:?}").contains(secret), "{error}");
+
+    // A working connection (trust authentication ignores the password): Debug shows no secret.
+    let (guard, _store) = common::fresh_store();
+    let url = common::database_url().unwrap_or_default();
+    let with_password = match url.split_once("://") {
+        Some((scheme, rest)) if !rest.split('@').next().unwrap_or("").contains(':') => rest
+            .split_once('@')
+            .map(|(user, host)| format!("{scheme}://{user}:{secret}@{host}")),
+        _ => None,
+    };
+    if let Some(with_password) = with_password
+        && let Ok(store) = PostgresStore::open_in_schema(&with_password, &guard.schema)
+    {
+        let shown = format!("{store:?}");
+        assert!(!shown.contains(secret), "{shown}");
+        assert!(shown.contains(&guard.schema), "{shown}");
+    }
+}
+
+#[test]
+fn refuses_a_database_from_a_newer_offpay() {
+    skip_without_database!();
+    let (guard, store) = common::fresh_store();
+    drop(store);
+    let url = common::database_url().unwrap_or_default();
+    let mut client =
+        postgres::Client::connect(&url, postgres::NoTls).unwrap_or_else(|error| panic!("{error}"));
+    client
+        .batch_execute(&format!(
+            "INSERT INTO \"{}\".schema_migrations (version, applied_at) VALUES (999, 0)",
+            guard.schema
+        ))
+        .unwrap_or_else(|error| panic!("{error}"));
+    let error = PostgresStore::open_in_schema(&url, &guard.schema)
+        .expect_err("a newer schema must be refused");
+    assert!(
+        matches!(error, StoreError::Schema(ref message) if message.contains("999")),
+        "{error}"
+    );
+}
+
+#[test]
+fn reopening_keeps_the_ledger_and_migrates_once() {
+    skip_without_database!();
+    let (guard, mut store) = common::fresh_store();
+    let definition = NewAccount {
+        id: AccountId::new("kept").unwrap_or_else(|error| panic!("{error}")),
+        kind: AccountKind::Customer,
+        currency: Currency::UGX,
+        limits: BalanceLimits::default(),
+    };
+    store
+        .commit(
+            &[Batch {
+                operations: vec![Operation::CreateAccount(definition.clone())],
+            }],
+            NOW,
+        )
+        .unwrap_or_else(|error| panic!("{error}"));
+    drop(store);
+    let url = common::database_url().unwrap_or_default();
+    let mut reopened = PostgresStore::open_in_schema(&url, &guard.schema)
+        .unwrap_or_else(|error| panic!("{error}"));
+    let stored = reopened
+        .account(&definition.id)
+        .unwrap_or_else(|error| panic!("{error}"))
+        .unwrap_or_else(|| panic!("account lost on reopen"));
+    assert!(stored.matches(&definition));
+    assert_eq!(reopened.backend(), "postgres");
+}
+
+#[test]
+fn commits_with_synchronous_commit_on() {
+    skip_without_database!();
+    let (_guard, mut store) = common::fresh_store();
+    let setting = store
+        .synchronous_commit()
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(
+        setting, "on",
+        "the test server must run with synchronous_commit = on"
+    );
+}
+
+#[test]
+fn refuses_schema_names_that_need_quoting() {
+    // No database needed: the name is checked before connecting.
+    let error = PostgresStore::open_in_schema("postgres://nobody@127.0.0.1:1/x", "a\"; DROP")
+        .expect_err("refused");
+    assert!(matches!(error, StoreError::Schema(_)), "{error}");
+}
