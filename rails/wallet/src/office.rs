@@ -91,14 +91,14 @@ pub struct AgreementEvidence {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Flag {
-    /// The wallet signed two different agreements for one position of its log: it was rolled
-    /// back to an earlier state and spent the same value twice.
+    /// The wallet signed two different agreements with one payment number: it was rolled back
+    /// to an earlier state and spent the same value twice.
     DoubleSpend {
         /// The buyer.
         wallet: WalletId,
         /// The agreement seen first.
         first: AgreementEvidence,
-        /// The other agreement for the same log position.
+        /// The other agreement with the same payment number.
         second: AgreementEvidence,
     },
     /// The wallet uploaded a log that contradicts the one it uploaded before (rolled back).
@@ -599,7 +599,7 @@ impl MoneyOffice {
             Record::BuyerPrepared {
                 terms, agreement, ..
             } => {
-                if terms.buyer != wallet_id || agreement.buyer_log_seq != logged.seq {
+                if terms.buyer != wallet_id {
                     return Err(inconsistent());
                 }
                 agreement.verify(&own.signing_key, terms)?;
@@ -738,7 +738,7 @@ impl MoneyOffice {
     }
 
     fn note_agreement(&mut self, terms: &Terms, agreement: &Agreement, flags: &mut Vec<Flag>) {
-        let key = (terms.buyer, agreement.buyer_log_seq);
+        let key = (terms.buyer, agreement.buyer_spend_seq);
         match self.book.agreements.get(&key) {
             Some(existing) if *existing != terms.transfer_id => {
                 let first = self.book.transfers.get(existing).and_then(|t| {

@@ -804,7 +804,7 @@ impl BuyerAwaitingApproval {
         }
     }
 
-    /// The user approved: sign the agreement for the next log position, force the prepared
+    /// The user approved: sign the agreement as the next payment number, force the prepared
     /// record (undo and redo images), then send agreed.
     pub(crate) fn approve(self, view: &View<'_>) -> Result<(BuyerState, Vec<Step>), AbortReason> {
         if let Some(reason) = payment_refusal(view, self.terms.amount) {
@@ -812,8 +812,8 @@ impl BuyerAwaitingApproval {
         }
         let before = view.book.balance_minor;
         let after = before - self.terms.amount.minor();
-        let seq = view.book.head_seq + 1;
-        let agreement = Agreement::sign(view.keys, &self.terms, seq, after);
+        let spend_seq = view.book.spend_seq + 1;
+        let agreement = Agreement::sign(view.keys, &self.terms, spend_seq, after);
         let steps = vec![
             Step::Persist(Record::BuyerPrepared {
                 terms: self.terms,

@@ -1,5 +1,5 @@
 //! What both parties sign about one transfer: the terms, the buyer's agreement (its promise to
-//! pay, bound to its log position) and the seller's commit. These signatures travel in the
+//! pay, bound to its payment number) and the seller's commit. These signatures travel in the
 //! messages, are written into both logs, and are what the money office reconciles: every posted
 //! transfer is co-signed by both wallets.
 
@@ -53,13 +53,15 @@ impl Terms {
     }
 }
 
-/// The buyer's signed promise: "I hold `amount` for this transfer; it is record `buyer_log_seq`
-/// of my log, after which my available balance is `buyer_balance_after_minor`". Binding the log
-/// position makes a rolled-back wallet that pays twice sign two agreements for one position.
+/// The buyer's signed promise: "I hold `amount` for this transfer; it is my payment number
+/// `buyer_spend_seq`, after which my available balance is `buyer_balance_after_minor`". The
+/// payment number counts every payment the wallet ever prepared; a wallet rolled back to an older
+/// state counts from an older number, so paying again makes it sign two different agreements for
+/// one number: non-repudiable evidence of the rollback.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Agreement {
-    /// Sequence number of the buyer's `prepared` record for this transfer.
-    pub buyer_log_seq: u64,
+    /// The buyer's payment number: 1 for its first prepared payment, and so on.
+    pub buyer_spend_seq: u64,
     /// The buyer's available balance after the hold, in minor units.
     pub buyer_balance_after_minor: u64,
     /// The buyer's Ed25519 signature.
@@ -71,7 +73,7 @@ pub(crate) const AGREEMENT_BYTES: usize = 8 + 8 + 64;
 impl core::fmt::Debug for Agreement {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Agreement")
-            .field("buyer_log_seq", &self.buyer_log_seq)
+            .field("buyer_spend_seq", &self.buyer_spend_seq)
             .field("buyer_balance_after_minor", &self.buyer_balance_after_minor)
             .field("signature", &Hex(&self.signature[..8]))
             .finish()
@@ -82,17 +84,17 @@ impl Agreement {
     pub(crate) fn sign(
         keys: &WalletKeys,
         terms: &Terms,
-        buyer_log_seq: u64,
+        buyer_spend_seq: u64,
         buyer_balance_after_minor: u64,
     ) -> Agreement {
         let signature = keys.sign(&[
             DOMAIN_AGREED,
             &terms.digest(),
-            &buyer_log_seq.to_be_bytes(),
+            &buyer_spend_seq.to_be_bytes(),
             &buyer_balance_after_minor.to_be_bytes(),
         ]);
         Agreement {
-            buyer_log_seq,
+            buyer_spend_seq,
             buyer_balance_after_minor,
             signature,
         }
@@ -105,7 +107,7 @@ impl Agreement {
             &[
                 DOMAIN_AGREED,
                 &terms.digest(),
-                &self.buyer_log_seq.to_be_bytes(),
+                &self.buyer_spend_seq.to_be_bytes(),
                 &self.buyer_balance_after_minor.to_be_bytes(),
             ],
             &self.signature,
@@ -113,14 +115,14 @@ impl Agreement {
     }
 
     pub(crate) fn write(&self, w: &mut Writer) {
-        w.u64(self.buyer_log_seq)
+        w.u64(self.buyer_spend_seq)
             .u64(self.buyer_balance_after_minor)
             .raw(&self.signature);
     }
 
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Agreement, Malformed> {
         Ok(Agreement {
-            buyer_log_seq: r.u64()?,
+            buyer_spend_seq: r.u64()?,
             buyer_balance_after_minor: r.u64()?,
             signature: r.array()?,
         })

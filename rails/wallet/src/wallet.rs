@@ -34,9 +34,9 @@ pub const LOOKUP_SENDERS_MAX: usize = 256;
 const _: () = assert!(LOG_UNSYNCED_RESERVE < LOG_UNSYNCED_RECORDS_MAX);
 const _: () = assert!(LOG_UNSYNCED_RECORDS_MAX < UPLOAD_RECORDS_MAX);
 
-/// What the caller must do, in order.
+/// What the caller must do, in order. Deliberately exhaustive: a new kind of action must break
+/// every caller's loop, since an action silently skipped could lose a promise.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Action {
     /// Append this frame to the log storage ([`LogStorage::append`]) and wait until it is
     /// written. Perform no later action until then; if it fails, drop the wallet and reopen it.
@@ -127,6 +127,8 @@ pub(crate) struct Book {
     /// Paid out (held or posted) since the last sync.
     pub(crate) spent_since_sync_minor: u64,
     pub(crate) charge_seq: u64,
+    /// Payments prepared over the wallet's life (the last agreement's `buyer_spend_seq`).
+    pub(crate) spend_seq: u64,
     pub(crate) synced_seq: Option<u64>,
     pub(crate) unsynced: Vec<LoggedRecord>,
     pub(crate) transfers: BTreeMap<TransferId, Logged>,
@@ -156,6 +158,7 @@ impl Book {
             held_minor: 0,
             spent_since_sync_minor: 0,
             charge_seq: 0,
+            spend_seq: 0,
             synced_seq: None,
             unsynced: vec![genesis.clone()],
             transfers: BTreeMap::new(),
@@ -243,7 +246,7 @@ impl Book {
                 check(
                     terms.buyer == self.credential.wallet_id && terms.seller == seller.wallet_id,
                 )?;
-                check(agreement.buyer_log_seq == logged.seq)?;
+                check(agreement.buyer_spend_seq == self.spend_seq + 1)?;
                 check(agreement.buyer_balance_after_minor == *balance_after_minor)?;
                 check(*balance_before_minor == self.balance_minor)?;
                 check(
@@ -253,6 +256,7 @@ impl Book {
                 self.balance_minor = *balance_after_minor;
                 self.held_minor += terms.amount.minor();
                 self.spent_since_sync_minor += terms.amount.minor();
+                self.spend_seq += 1;
                 self.transfers.insert(
                     terms.transfer_id,
                     Logged::Buyer {
@@ -695,7 +699,9 @@ impl Wallet {
         out
     }
 
-    /// The outcome this wallet recorded for a transfer, if it is posted or voided here.
+    /// The outcome this wallet recorded for a transfer, if it is posted or voided here. A transfer
+    /// finished before the last sync is forgotten here (the log keeps it: see
+    /// [`crate::record::parse_log`]).
     pub fn outcome(&self, transfer_id: &TransferId) -> Option<Outcome> {
         match self.book.transfers.get(transfer_id)? {
             Logged::Seller { phase, .. } => match phase {
