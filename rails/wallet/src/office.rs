@@ -101,16 +101,19 @@ pub enum Flag {
         /// The other agreement with the same payment number.
         second: AgreementEvidence,
     },
-    /// The wallet uploaded a log that contradicts the one it uploaded before (rolled back).
+    /// The wallet uploaded a log that does not contain the head it uploaded before: it was
+    /// rolled back. Both heads are signed by the wallet.
     ForkedLog {
         /// The wallet.
         wallet: WalletId,
-        /// The position where the two logs differ.
-        seq: u64,
-        /// The hash the office holds for it.
-        known_hash: [u8; 32],
-        /// The hash in the new upload.
-        uploaded_hash: [u8; 32],
+        /// The head the office held.
+        known_head_seq: u64,
+        /// Its hash.
+        known_head_hash: [u8; 32],
+        /// The head of the new upload.
+        uploaded_head_seq: u64,
+        /// Its hash.
+        uploaded_head_hash: [u8; 32],
     },
     /// The office's view of the wallet's value went below zero.
     Overspent {
@@ -395,26 +398,23 @@ impl MoneyOffice {
                 if first.seq > head_seq + 1 {
                     return Err(PeerError::ChainGap.into());
                 }
-                let differs = records
-                    .iter()
-                    .find(|r| r.seq == head_seq)
-                    .map(|r| r.hash != head_hash)
-                    .unwrap_or_else(|| first.seq == head_seq + 1 && first.prev_hash != head_hash);
-                if differs {
-                    let uploaded_hash = records
-                        .iter()
-                        .find(|r| r.seq == head_seq)
-                        .map_or(first.prev_hash, |r| r.hash);
+                // The upload must contain the office's head unchanged, or continue right after it.
+                let continues = match records.iter().find(|r| r.seq == head_seq) {
+                    Some(record) => record.hash == head_hash,
+                    None => first.seq == head_seq + 1 && first.prev_hash == head_hash,
+                };
+                if continues {
+                    head_seq + 1
+                } else {
                     fork = Some(Flag::ForkedLog {
                         wallet: wallet_id,
-                        seq: head_seq,
-                        known_hash: head_hash,
-                        uploaded_hash,
+                        known_head_seq: head_seq,
+                        known_head_hash: head_hash,
+                        uploaded_head_seq: upload.head_seq,
+                        uploaded_head_hash: upload.head_hash,
                     });
                     // Everything in a forked upload is news.
                     first.seq
-                } else {
-                    head_seq + 1
                 }
             }
             (Some(_), None) => upload.head_seq + 1,

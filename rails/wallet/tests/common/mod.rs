@@ -130,6 +130,8 @@ pub struct Sim {
     pub refusals: BTreeMap<String, u64>,
     /// Wallet id of each device.
     pub ids: Vec<WalletId>,
+    /// Every datagram sent: (from, to, bytes).
+    pub sent: Vec<(usize, usize, Vec<u8>)>,
 }
 
 impl Sim {
@@ -159,6 +161,7 @@ impl Sim {
             flags: Vec::new(),
             refusals: BTreeMap::new(),
             ids: Vec::new(),
+            sent: Vec::new(),
         };
         for _ in 0..devices {
             sim.add_device(CHARGE_MINOR);
@@ -287,6 +290,7 @@ impl Sim {
 
     fn send(&mut self, from: usize, to: usize, bytes: Vec<u8>) {
         self.stats.datagrams += 1;
+        self.sent.push((from, to, bytes.clone()));
         if self.is_seller_of_traffic(from, to) {
             self.stats.seller_datagrams += 1;
         } else {

@@ -1,0 +1,226 @@
+//! The money office: double spending by a rolled-back wallet, idempotent reconciliation, the
+//! office book's persistence, and lost phones.
+
+mod common;
+
+use common::{NetConfig, Sim, amount};
+use offpay_wallet::{Error, Flag, Misuse, MoneyOffice, OfficeKeys, PostingKind, SeededEntropy};
+
+#[test]
+fn a_rolled_back_wallet_that_spends_twice_is_caught_at_reconciliation() {
+    let mut sim = Sim::new(3, 31, NetConfig::default());
+    // Device 2 is the cheat: it copies its wallet files before paying…
+    let snapshot = sim.devices[2].storage.clone();
+    let first = sim.start_sale(0, 2, 45_000).expect("sale starts");
+    sim.quiesce();
+    sim.start_sale(0, 2, 45_000).expect("sale starts");
+    sim.quiesce();
+    // …puts the old files back and pays someone else with the same value.
+    sim.devices[2].wallet = None;
+    sim.devices[2].storage = snapshot;
+    sim.restart(2);
+    assert_eq!(sim.wallet(2).balance(), amount(common::CHARGE_MINOR));
+    let second = sim.start_sale(1, 2, 45_000).expect("sale starts");
+    sim.quiesce();
+    sim.start_sale(1, 2, 45_000).expect("sale starts");
+    sim.quiesce();
+    assert_eq!(
+        sim.log_outcomes(0)[&first].1,
+        Some(offpay_wallet::Outcome::Posted)
+    );
+    assert_eq!(
+        sim.log_outcomes(1)[&second].1,
+        Some(offpay_wallet::Outcome::Posted)
+    );
+    // The two sellers sync; the cheat never does.
+    sim.sync(0);
+    sim.sync(1);
+    let cheat = sim.ids[2];
+    let double_spend = sim.flags.iter().find_map(|flag| match flag {
+        Flag::DoubleSpend {
+            wallet,
+            first,
+            second,
+        } if *wallet == cheat => Some((*first, *second)),
+        _ => None,
+    });
+    let (evidence_a, evidence_b) = double_spend.expect("double spend flagged");
+    assert_eq!(
+        evidence_a.agreement.buyer_spend_seq,
+        evidence_b.agreement.buyer_spend_seq
+    );
+    assert_ne!(evidence_a.terms.transfer_id, evidence_b.terms.transfer_id);
+    // The evidence is signed by the cheat's own key.
+    let key = sim.devices[2].keys.signing_public();
+    evidence_a
+        .agreement
+        .verify(&key, &evidence_a.terms)
+        .expect("signed");
+    evidence_b
+        .agreement
+        .verify(&key, &evidence_b.terms)
+        .expect("signed");
+    assert!(
+        sim.flags
+            .iter()
+            .any(|f| matches!(f, Flag::Overspent { wallet, .. } if *wallet == cheat))
+    );
+}
+
+#[test]
+fn a_wallet_rolled_back_after_a_sync_shows_a_forked_log() {
+    let mut sim = Sim::new(2, 32, NetConfig::default());
+    let snapshot = sim.devices[1].storage.clone();
+    sim.start_sale(0, 1, 1_000).expect("sale starts");
+    sim.quiesce();
+    sim.sync(1);
+    sim.devices[1].wallet = None;
+    sim.devices[1].storage = snapshot;
+    sim.restart(1);
+    sim.sync(1);
+    assert!(
+        sim.flags
+            .iter()
+            .any(|f| matches!(f, Flag::ForkedLog { wallet, .. } if *wallet == sim.ids[1]))
+    );
+}
+
+#[test]
+fn reconciling_the_same_upload_twice_posts_once() {
+    let mut sim = Sim::new(2, 33, NetConfig::default());
+    sim.start_sale(0, 1, 1_000).expect("sale starts");
+    sim.quiesce();
+    let now = sim.now;
+    let (actions, upload) = sim.devices[0]
+        .wallet
+        .as_mut()
+        .expect("up")
+        .begin_sync(now, &mut sim.entropy)
+        .expect("sync");
+    sim.execute(0, actions);
+    let bytes = upload.encode();
+    let first = sim.office.reconcile(&bytes, now).expect("reconcile");
+    let again = sim.office.reconcile(&bytes, now).expect("reconcile again");
+    assert_eq!(first.postings.len(), 1);
+    assert!(again.postings.is_empty());
+    assert_eq!(first.reply.through_seq, again.reply.through_seq);
+    // A tampered upload changes nothing.
+    let mut tampered = bytes.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    let before = sim.office.encode_book();
+    assert!(sim.office.reconcile(&tampered, now).is_err());
+    assert_eq!(sim.office.encode_book(), before);
+}
+
+#[test]
+fn the_office_book_survives_encoding() {
+    let mut sim = Sim::new(3, 34, NetConfig::default());
+    sim.start_sale(0, 1, 1_000).expect("sale starts");
+    sim.start_sale(1, 2, 2_000).expect("sale starts");
+    sim.quiesce();
+    sim.settle();
+    let bytes = sim.office.encode_book();
+    let mut entropy = SeededEntropy::from_seed(34);
+    let keys = OfficeKeys::generate(&mut entropy);
+    let restored = MoneyOffice::decode_book(keys, &bytes).expect("decodes");
+    assert_eq!(restored.encode_book(), bytes);
+    assert_eq!(
+        restored.shadow_total_minor(),
+        sim.office.shadow_total_minor()
+    );
+    assert!(
+        MoneyOffice::decode_book(
+            OfficeKeys::generate(&mut entropy),
+            &bytes[..bytes.len() - 1]
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn a_lost_phone_is_blocked_and_its_value_reissued_after_expiry() {
+    let mut sim = Sim::new(3, 35, NetConfig::default());
+    sim.start_sale(0, 1, 10_000).expect("sale starts");
+    sim.quiesce();
+    sim.settle();
+    let lost = sim.ids[1];
+    let now = sim.now;
+    sim.office.block(lost, now).expect("block");
+    // Peers learn of the block at their next sync and refuse the lost wallet.
+    sim.sync(0);
+    // Before expiry nothing can be reissued.
+    let early = sim.office.reissue(lost, sim.ids[2], now);
+    assert_eq!(
+        early.map(|_| ()),
+        Err(Error::Misuse(Misuse::CredentialNotExpired))
+    );
+    let quote = sim.office.reissue_quote(&lost).expect("quote");
+    assert_eq!(quote.shadow, amount(common::CHARGE_MINOR - 10_000));
+    // The lost wallet may still have spent up to its offline limit unseen: that is held back.
+    let unseen = common::limits()
+        .offline_spend_max
+        .minor()
+        .min(quote.shadow.minor());
+    assert_eq!(
+        quote.reissue.minor(),
+        quote.shadow.minor().saturating_sub(unseen)
+    );
+    let after_expiry = quote.available_at_ms + 1;
+    let (_, posting, voucher) = sim
+        .office
+        .reissue(lost, sim.ids[2], after_expiry)
+        .expect("reissue");
+    assert_eq!(posting.kind, PostingKind::Reissue);
+    assert_eq!(posting.amount, quote.reissue);
+    assert_eq!(voucher.wallet_id, sim.ids[2]);
+    assert_eq!(
+        sim.office
+            .reissue(lost, sim.ids[2], after_expiry)
+            .map(|_| ()),
+        Err(Error::Misuse(Misuse::AlreadyReissued))
+    );
+    assert_eq!(
+        sim.office.shadow_total_minor(),
+        i128::from(sim.charged_minor)
+    );
+}
+
+#[test]
+fn a_blocked_wallet_is_refused_by_synced_peers() {
+    let mut sim = Sim::new(2, 36, NetConfig::default());
+    let now = sim.now;
+    sim.office.block(sim.ids[1], now).expect("block");
+    sim.sync(0);
+    let transfer_id = sim.start_sale(1, 0, 500).expect("sale starts");
+    sim.quiesce();
+    assert!(
+        sim.refusals.keys().any(|r| r.contains("blocked")),
+        "{:?}",
+        sim.refusals
+    );
+    assert_eq!(sim.wallet(1).outcome(&transfer_id), None);
+}
+
+#[test]
+fn charges_arrive_once_even_when_the_voucher_is_lost() {
+    let mut sim = Sim::new(1, 37, NetConfig::default());
+    let id = sim.ids[0];
+    // A voucher the wallet never received is delivered again at the next sync.
+    let (_voucher, _posting) = sim.office.charge(id, amount(5_000)).expect("charge");
+    sim.charged_minor += 5_000;
+    sim.sync(0);
+    assert_eq!(
+        sim.wallet(0).balance(),
+        amount(common::CHARGE_MINOR + 5_000)
+    );
+    sim.sync(0);
+    assert_eq!(
+        sim.wallet(0).balance(),
+        amount(common::CHARGE_MINOR + 5_000)
+    );
+    assert_eq!(
+        sim.office.shadow_minor(&id),
+        Some(i128::from(common::CHARGE_MINOR + 5_000))
+    );
+}
