@@ -472,3 +472,80 @@ pub(crate) fn open(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use offpay_money::Currency;
+    use proptest::prelude::*;
+
+    fn body_strategy() -> impl Strategy<Value = Body> {
+        prop_oneof![
+            Just(Body::Present),
+            (1u64..Amount::MAX_MINOR).prop_map(|minor| Body::CommitRequest {
+                amount: Amount::from_minor(minor, Currency::KES).expect("in range"),
+            }),
+            (
+                any::<u64>(),
+                any::<u64>(),
+                any::<[u8; 32]>(),
+                any::<[u8; 32]>()
+            )
+                .prop_map(|(spend, balance, a, b)| {
+                    let mut signature = [0u8; 64];
+                    signature[..32].copy_from_slice(&a);
+                    signature[32..].copy_from_slice(&b);
+                    Body::Agreed {
+                        agreement: Agreement {
+                            buyer_spend_seq: spend,
+                            buyer_balance_after_minor: balance,
+                            signature,
+                        },
+                    }
+                }),
+            (1u8..=5).prop_map(|code| Body::Abort {
+                reason: AbortReason::from_code(code).expect("known"),
+            }),
+            any::<[u8; 32]>().prop_map(|half| {
+                let mut signature = [7u8; 64];
+                signature[..32].copy_from_slice(&half);
+                Body::Commit { signature }
+            }),
+            prop_oneof![Just(Outcome::Posted), Just(Outcome::Voided)]
+                .prop_map(|outcome| Body::Acknowledged { outcome }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn every_body_survives_encoding(body in body_strategy()) {
+            let mut w = Writer::new();
+            body.write(&mut w);
+            let bytes = w.finish();
+            let mut r = Reader::new(&bytes);
+            let decoded = Body::read(&mut r).expect("decodes");
+            r.finish().expect("no trailing bytes");
+            prop_assert_eq!(decoded, body);
+        }
+
+        #[test]
+        fn no_prefix_of_a_body_decodes(body in body_strategy()) {
+            let mut w = Writer::new();
+            body.write(&mut w);
+            let bytes = w.finish();
+            for cut in 0..bytes.len() {
+                let mut r = Reader::new(&bytes[..cut]);
+                let whole = Body::read(&mut r).and_then(|_| r.finish());
+                prop_assert!(whole.is_err() || cut == bytes.len());
+                if cut > 0 && matches!(body, Body::Present) {
+                    break;
+                }
+            }
+        }
+
+        #[test]
+        fn inspect_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..1400)) {
+            let _ = inspect(&bytes);
+        }
+    }
+}
