@@ -1,1 +1,48 @@
-//! Work in progress.
+//! Rail 1 of offpay: the DigiTally short-code offline purse. Two people with basic phones pay each
+//! other with no network by copying two 8-digit codes; the operator reconciles when they sync.
+//!
+//! This crate is the whole protocol as pure logic, `no_std` (with `alloc`), so the same code can
+//! run in a secure element, a phone or a server:
+//! - [`codes`]: Code 1 and Code 2, their MAC inputs, digit split and checks;
+//! - [`Purse`]: the secure element's state machine (`handle(command, now, random)`);
+//! - [`sync`]: the upload and answer messages, their codec and SMS packing;
+//! - [`operator`]: provisioning, upload verification, reconciliation and answers, over an
+//!   [`OperatorBook`] of shadow accounts the server stores;
+//! - [`apdu`]: the command interface between phone UI and purse, as a Java Card applet would have;
+//! - `se` (feature `std`): the software secure element, a sealed purse file behind that interface.
+//!
+//! The protocol document is `docs/protocols/short-code-purse.md`.
+#![no_std]
+#![cfg_attr(not(test), forbid(clippy::unwrap_used))]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod codes;
+pub mod crypto;
+mod error;
+pub mod operator;
+pub mod params;
+mod purse;
+pub mod sync;
+mod ticket;
+mod types;
+mod wire;
+
+pub use error::{Cause, Limit, PurseError, StorageProblem};
+pub use offpay_money::{Amount, Currency};
+pub use operator::{
+    Flag, FlagKind, LedgerAccount, MatchedPayment, OperatorBook, OperatorSecrets, Posting,
+    Provisioning, Reconciliation, ShadowAccount, SyncOutcome,
+};
+pub use purse::{
+    Command, EntryKind, KeyRef, LastPayment, LogEntry, OfflineLimits, Outcome, PeerTicket,
+    PendingRequest, Purse, PurseIdentity, SyncReport,
+};
+pub use ticket::TicketCode;
+#[cfg(feature = "std")]
+pub use types::SystemRandom;
+pub use types::{
+    Code, OperatorId, Phone, Pin, PurseId, PurseKind, RandomSource, SeededRandom, Timestamp,
+};

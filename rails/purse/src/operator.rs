@@ -1,0 +1,1381 @@
+//! The operator's half of the purse protocol, as pure logic: key derivation from the master key,
+//! provisioning, verifying uploads, reconciliation over shadow accounts, and building answers.
+//! The server stores the [`OperatorBook`] (it is serialisable with the `serde` feature), maps
+//! [`Posting`]s to ledger transfers and [`Flag`]s to its fraud queue, and sends the answer back.
+//!
+//! Accounting. Every purse has a ledger account; one suspense account holds value in flight.
+//! - A payer's debit entry posts `purse(payer) → suspense`; a payee's credit entry posts
+//!   `suspense → purse(payee)`. The payment is *posted* when the first side reports and *matched*
+//!   when the second does: suspense then nets to zero for it. An unmatched credit leaves suspense
+//!   short until the debit arrives (or is flagged).
+//! - An operator credit (float top-up) posts `operator float → suspense` when queued and
+//!   `suspense → purse` when the purse reports applying it.
+//! - So each shadow balance is exactly the sum of the entries the purse reported, and must equal
+//!   the balance the purse reports.
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use offpay_money::{Amount, Currency};
+use sha2::{Digest, Sha256};
+
+use crate::crypto::{KEY_BYTES, MasterKey, PurseKeys, SecretKey, wrap_key};
+use crate::error::PurseError;
+use crate::params::*;
+use crate::purse::{EntryKind, LogEntry, OfflineLimits, PeerTicket};
+use crate::sync::{AnswerCredit, AnswerTicket, SyncAnswer, SyncUpload, message_tag, peek_upload};
+use crate::ticket::TicketCode;
+use crate::types::{OperatorId, Phone, PurseId, PurseKind, Timestamp};
+use crate::wire::{Reader, Writer};
+
+const LABEL_PURSE_KEY: &[u8] = b"offpay purse key v1";
+const LABEL_SCHEME_KEY: &[u8] = b"offpay scheme key v1";
+const LABEL_PAIRWISE_KEY: &[u8] = b"offpay pairwise key v1";
+
+/// The operator's secrets: its id and the master key every purse key derives from. Built by the
+/// server from a key file at start-up; never stored in the database.
+#[derive(Clone, Debug)]
+pub struct OperatorSecrets {
+    operator: OperatorId,
+    master: MasterKey,
+}
+
+impl OperatorSecrets {
+    /// The operator's secrets.
+    pub fn new(operator: OperatorId, master: MasterKey) -> OperatorSecrets {
+        OperatorSecrets { operator, master }
+    }
+
+    /// The operator id.
+    pub fn operator(&self) -> OperatorId {
+        self.operator
+    }
+
+    /// K_P = HMAC-SHA256(master, "offpay purse key v1" ‖ operator ‖ purse id)[..16].
+    pub fn purse_key(&self, purse_id: PurseId) -> SecretKey {
+        self.master.derive(
+            LABEL_PURSE_KEY,
+            &[self.operator.as_bytes(), &purse_id.0.to_be_bytes()],
+        )
+    }
+
+    /// The scheme key K of an epoch.
+    pub fn scheme_key(&self, epoch: u32) -> SecretKey {
+        self.master.derive(
+            LABEL_SCHEME_KEY,
+            &[self.operator.as_bytes(), &epoch.to_be_bytes()],
+        )
+    }
+
+    /// K_AB of a version, for the unordered pair {a, b}.
+    pub fn pairwise_key(&self, a: PurseId, b: PurseId, version: u16) -> SecretKey {
+        let (low, high) = if a <= b { (a, b) } else { (b, a) };
+        self.master.derive(
+            LABEL_PAIRWISE_KEY,
+            &[
+                self.operator.as_bytes(),
+                &low.0.to_be_bytes(),
+                &high.0.to_be_bytes(),
+                &version.to_be_bytes(),
+            ],
+        )
+    }
+
+    fn purse_keys(&self, purse_id: PurseId) -> PurseKeys {
+        PurseKeys::derive(&self.purse_key(purse_id))
+    }
+}
+
+/// What the operator hands to a new purse. Contains keys: send it only over an authenticated,
+/// encrypted channel (the admin API) and seal it into the purse file at once.
+#[derive(Clone)]
+pub struct Provisioning {
+    /// The operator.
+    pub operator: OperatorId,
+    /// The new purse's id.
+    pub purse_id: PurseId,
+    /// Its phone number.
+    pub phone: Phone,
+    /// Customer or agent.
+    pub kind: PurseKind,
+    /// Its currency.
+    pub currency: Currency,
+    /// K_P.
+    pub purse_key: SecretKey,
+    /// The current scheme-key epoch.
+    pub scheme_epoch: u32,
+    /// Its key.
+    pub scheme_key: SecretKey,
+    /// Initial limits.
+    pub limits: OfflineLimits,
+}
+
+impl fmt::Debug for Provisioning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Provisioning")
+            .field("operator", &self.operator)
+            .field("purse_id", &self.purse_id)
+            .field("phone", &self.phone)
+            .field("kind", &self.kind)
+            .field("scheme_epoch", &self.scheme_epoch)
+            .field("keys", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl Provisioning {
+    /// Bytes for the admin API, format version first.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u8(FORMAT_VERSION);
+        w.u8(b'P');
+        w.short_bytes(self.operator.as_bytes());
+        w.u64(self.purse_id.0);
+        w.phone(self.phone);
+        w.u8(self.kind.to_byte());
+        w.currency(self.currency);
+        w.bytes(self.purse_key.expose());
+        w.u32(self.scheme_epoch);
+        w.bytes(self.scheme_key.expose());
+        self.limits.encode(&mut w);
+        w.finish()
+    }
+
+    /// Reads [`Provisioning::encode`]'s output.
+    pub fn decode(bytes: &[u8]) -> Result<Provisioning, PurseError> {
+        let mut r = Reader::new(bytes);
+        let version = r.u8()?;
+        if version != FORMAT_VERSION {
+            return Err(PurseError::UnsupportedVersion { found: version });
+        }
+        if r.u8()? != b'P' {
+            return Err(PurseError::Malformed("provisioning kind"));
+        }
+        let operator = core::str::from_utf8(r.short_bytes()?)
+            .map_err(|_| PurseError::Malformed("operator id"))
+            .and_then(OperatorId::new)?;
+        let purse_id = PurseId(r.u64()?);
+        let phone = r.phone()?;
+        let kind = PurseKind::from_byte(r.u8()?)?;
+        let currency = r.currency()?;
+        let purse_key = SecretKey::from_bytes(r.array()?);
+        let scheme_epoch = r.u32()?;
+        let scheme_key = SecretKey::from_bytes(r.array()?);
+        let limits = OfflineLimits::decode(&mut r, currency)?;
+        r.finish()?;
+        Ok(Provisioning {
+            operator,
+            purse_id,
+            phone,
+            kind,
+            currency,
+            purse_key,
+            scheme_epoch,
+            scheme_key,
+            limits,
+        })
+    }
+}
+
+/// A ledger account a posting moves money between.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum LedgerAccount {
+    /// A purse's shadow account.
+    Purse(PurseId),
+    /// Value in flight: one side of an offline payment reported, or an operator credit not yet
+    /// applied by its purse.
+    Suspense,
+    /// The operator's float (source of top-ups).
+    OperatorFloat,
+}
+
+/// One ledger transfer to make. `transfer_id` is deterministic: processing the same upload twice
+/// yields the same ids, so the ledger's idempotency absorbs retries.
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Posting {
+    /// Unique, deterministic id.
+    pub transfer_id: String,
+    /// Debited account.
+    pub from: LedgerAccount,
+    /// Credited account.
+    pub to: LedgerAccount,
+    /// How much.
+    pub amount: Amount,
+    /// What it is, for statements.
+    pub memo: String,
+}
+
+/// A payment both sides have now reported.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct MatchedPayment {
+    /// Payer purse.
+    pub payer: PurseId,
+    /// Payer's counter of the debit.
+    pub payer_counter: u32,
+    /// Payee purse.
+    pub payee: PurseId,
+    /// Payee's counter of the credit.
+    pub payee_counter: u32,
+    /// Amount.
+    pub amount: Amount,
+}
+
+/// Why a purse goes to the fraud queue, with the evidence.
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub enum FlagKind {
+    /// The purse reported a credit that no payer's debit matches, although the payer has synced
+    /// since (or the payer is unknown).
+    CreditWithoutDebit {
+        /// The payee's counter of the credit.
+        payee_counter: u32,
+        /// The payer named.
+        payer: Phone,
+        /// Amount.
+        amount: Amount,
+        /// N_B.
+        nonce_b: u16,
+        /// N_A.
+        nonce_a: u16,
+    },
+    /// Entries are missing between two counters.
+    CounterGap {
+        /// The counter expected next.
+        expected: u32,
+        /// The counter found.
+        found: u32,
+    },
+    /// Two different entries carry one counter: a cloned purse.
+    DuplicateCounter {
+        /// The counter.
+        counter: u32,
+        /// Digest of the entry seen first (`None` when it was already confirmed and pruned).
+        first: Option<u64>,
+        /// Digest of the other entry.
+        second: u64,
+    },
+    /// The reported balance is not the shadow balance.
+    BalanceMismatch {
+        /// Reported by the purse, in minor units.
+        reported_minor: i64,
+        /// Shadow balance, in minor units.
+        shadow_minor: i64,
+    },
+    /// Many wrong Code 2 entries since the last sync: someone is guessing.
+    FailedCodeEntries {
+        /// How many.
+        count: u16,
+    },
+    /// An authenticated upload reused an old sync sequence with new content: a cloned purse.
+    StaleSequence {
+        /// The sequence received.
+        sequence: u32,
+        /// The last accepted.
+        last_accepted: u32,
+    },
+    /// A credit the operator never offered (an operator credit applied twice, or a payment credit
+    /// with no debit behind it).
+    UnexpectedCredit {
+        /// The purse's counter of it.
+        counter: u32,
+        /// Amount.
+        amount: Amount,
+    },
+}
+
+/// A fraud-queue item.
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Flag {
+    /// The purse concerned.
+    pub purse: PurseId,
+    /// Its phone.
+    pub phone: Phone,
+    /// The upload that raised it.
+    pub sync_sequence: u32,
+    /// What and the evidence.
+    pub kind: FlagKind,
+}
+
+impl fmt::Display for Flag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "purse {} ({}), sync {}: ",
+            self.purse, self.phone, self.sync_sequence
+        )?;
+        match &self.kind {
+            FlagKind::CreditWithoutDebit {
+                payee_counter,
+                payer,
+                amount,
+                nonce_b,
+                nonce_a,
+            } => write!(
+                f,
+                "credit #{payee_counter} of {amount} from {payer} (N_B {nonce_b:04}, N_A {nonce_a:02}) has no matching debit although the payer synced since"
+            ),
+            FlagKind::CounterGap { expected, found } => {
+                write!(f, "counter gap: expected #{expected}, found #{found}")
+            }
+            FlagKind::DuplicateCounter {
+                counter,
+                first,
+                second,
+            } => match first {
+                Some(first) => write!(
+                    f,
+                    "two entries with counter #{counter} (digests {first:016x} and {second:016x}): cloned purse"
+                ),
+                None => write!(
+                    f,
+                    "entry #{counter} (digest {second:016x}) re-sent after it was confirmed: cloned purse"
+                ),
+            },
+            FlagKind::BalanceMismatch {
+                reported_minor,
+                shadow_minor,
+            } => write!(
+                f,
+                "reported balance {reported_minor} minor units, shadow balance {shadow_minor}"
+            ),
+            FlagKind::FailedCodeEntries { count } => {
+                write!(f, "{count} wrong Code 2 entries since the last sync")
+            }
+            FlagKind::StaleSequence {
+                sequence,
+                last_accepted,
+            } => write!(
+                f,
+                "upload reuses sync sequence {sequence} (last accepted {last_accepted}) with new entries: cloned purse"
+            ),
+            FlagKind::UnexpectedCredit { counter, amount } => {
+                write!(
+                    f,
+                    "credit #{counter} of {amount} was never offered by the operator"
+                )
+            }
+        }
+    }
+}
+
+/// An operator credit waiting for its purse's next sync.
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct QueuedCredit {
+    /// Id (each is applied once).
+    pub credit_id: u64,
+    /// Amount in minor units.
+    pub amount_minor: u64,
+    /// Memo.
+    pub memo: String,
+}
+
+/// A pairwise-key ticket waiting for its purse's next sync.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct QueuedTicket {
+    /// The other purse.
+    pub peer: PurseId,
+    /// Its phone.
+    pub peer_phone: Phone,
+    /// Key version.
+    pub version: u16,
+    /// Answer sequence it was last sent in (0: not yet).
+    pub sent_in: u32,
+}
+
+/// The operator's picture of one purse.
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ShadowAccount {
+    /// Purse id.
+    pub purse_id: PurseId,
+    /// Phone.
+    pub phone: Phone,
+    /// Customer or agent.
+    pub kind: PurseKind,
+    /// Sum of everything the purse reported, in minor units (negative only after fraud).
+    pub balance_minor: i64,
+    /// Limits to renew at each sync (`valid_until` is recomputed from `validity_seconds`).
+    pub limits: OfflineLimits,
+    /// How long each sync makes the purse valid.
+    pub validity_seconds: u64,
+    /// Blocked by the operator (or automatically, as a clone).
+    pub blocked: bool,
+    /// The operator asked to unblock the PIN.
+    pub pin_unblock_requested: bool,
+    /// The answer sequence the unblock was sent in.
+    pub pin_unblock_sent_in: u32,
+    /// Last accepted upload sequence.
+    pub last_sequence: u32,
+    /// Tag of the last accepted upload.
+    pub last_upload_tag: [u8; 16],
+    /// Highest counter received.
+    pub received_through: u32,
+    /// Highest counter the purse confirmed it dropped (its acknowledged-through).
+    pub confirmed_through: u32,
+    /// Digests of entries received but not yet confirmed, by counter.
+    #[cfg_attr(feature = "serde", serde(with = "pairs"))]
+    pub digests: BTreeMap<u32, Vec<u64>>,
+    /// Last answer sequence built.
+    pub last_answer_sequence: u32,
+    /// Balance the purse last reported, in minor units.
+    pub reported_balance_minor: u64,
+    /// When it last synced (operator clock).
+    pub last_sync_at: Timestamp,
+    /// Operator credits waiting.
+    pub queued_credits: Vec<QueuedCredit>,
+    /// Tickets waiting.
+    pub queued_tickets: Vec<QueuedTicket>,
+}
+
+/// (payee, payer, N_B, N_A, amount, payer counter), numbers only so it serialises anywhere.
+type DebitKey = (u64, u64, u16, u16, u64, u32);
+/// (payer, payee, N_B, N_A, amount, payee counter).
+type CreditKey = (u64, u64, u16, u16, u64, u32);
+
+/// A reported debit whose credit has not been reported.
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct OpenDebit {
+    /// Payer purse.
+    pub payer: PurseId,
+}
+
+/// A reported credit whose debit has not been reported.
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct OpenCredit {
+    /// Payee purse.
+    pub payee: PurseId,
+    /// The payer's last answer sequence when the credit was reported; once the payer applies a
+    /// later answer, its debit must have arrived.
+    pub payer_answer_at_report: u32,
+    /// Already flagged.
+    pub flagged: bool,
+}
+
+/// Everything the operator knows about purses: shadow accounts and unmatched payments.
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct OperatorBook {
+    operator: OperatorId,
+    currency: Currency,
+    scheme_epoch: u32,
+    next_purse_id: u64,
+    next_credit_id: u64,
+    #[cfg_attr(feature = "serde", serde(with = "pairs"))]
+    purses: BTreeMap<PurseId, ShadowAccount>,
+    #[cfg_attr(feature = "serde", serde(with = "pairs"))]
+    phones: BTreeMap<Phone, PurseId>,
+    #[cfg_attr(feature = "serde", serde(with = "pairs"))]
+    open_debits: BTreeMap<DebitKey, OpenDebit>,
+    #[cfg_attr(feature = "serde", serde(with = "pairs"))]
+    open_credits: BTreeMap<CreditKey, OpenCredit>,
+    #[cfg_attr(feature = "serde", serde(with = "pairs"))]
+    pairwise_versions: BTreeMap<(PurseId, PurseId), u16>,
+}
+
+/// What one upload produced.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct SyncOutcome {
+    /// The purse.
+    pub purse_id: PurseId,
+    /// The upload's sequence.
+    pub sequence: u32,
+    /// Ledger transfers to make (in order), idempotent by id.
+    pub postings: Vec<Posting>,
+    /// Payments now matched.
+    pub matched: Vec<MatchedPayment>,
+    /// Fraud-queue items.
+    pub flags: Vec<Flag>,
+    /// The answer to send back.
+    pub answer: Vec<u8>,
+}
+
+/// Result of reconciling one upload (before the answer is built).
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct Reconciliation {
+    /// Ledger transfers.
+    pub postings: Vec<Posting>,
+    /// Payments now matched.
+    pub matched: Vec<MatchedPayment>,
+    /// Fraud-queue items.
+    pub flags: Vec<Flag>,
+}
+
+/// A short digest of an entry's bytes, for duplicate detection and transfer ids.
+pub fn entry_digest(entry: &LogEntry) -> u64 {
+    let mut w = Writer::new();
+    entry.encode(&mut w);
+    let hash = Sha256::digest(&w.bytes);
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&hash[..8]);
+    u64::from_be_bytes(out)
+}
+
+fn signed(amount: Amount) -> i64 {
+    amount.minor_signed()
+}
+
+impl OperatorBook {
+    /// An empty book for one operator and currency, at scheme-key epoch 1.
+    pub fn new(operator: OperatorId, currency: Currency) -> OperatorBook {
+        OperatorBook {
+            operator,
+            currency,
+            scheme_epoch: 1,
+            next_purse_id: 1,
+            next_credit_id: 1,
+            purses: BTreeMap::new(),
+            phones: BTreeMap::new(),
+            open_debits: BTreeMap::new(),
+            open_credits: BTreeMap::new(),
+            pairwise_versions: BTreeMap::new(),
+        }
+    }
+
+    /// The operator.
+    pub fn operator(&self) -> OperatorId {
+        self.operator
+    }
+    /// The currency.
+    pub fn currency(&self) -> Currency {
+        self.currency
+    }
+    /// The current scheme-key epoch.
+    pub fn scheme_epoch(&self) -> u32 {
+        self.scheme_epoch
+    }
+    /// A shadow account.
+    pub fn shadow(&self, purse_id: PurseId) -> Option<&ShadowAccount> {
+        self.purses.get(&purse_id)
+    }
+    /// The purse with this phone.
+    pub fn purse_by_phone(&self, phone: Phone) -> Option<PurseId> {
+        self.phones.get(&phone).copied()
+    }
+    /// All shadow accounts.
+    pub fn shadows(&self) -> impl Iterator<Item = &ShadowAccount> {
+        self.purses.values()
+    }
+    /// What the suspense account should hold, in minor units: open debits plus undelivered
+    /// operator credits, minus open credits. Zero when everything is matched and delivered.
+    pub fn suspense_minor(&self) -> i64 {
+        let debits: i64 = self.open_debits.keys().map(|key| key.4 as i64).sum();
+        let credits: i64 = self.open_credits.keys().map(|key| key.4 as i64).sum();
+        let queued: i64 = self
+            .purses
+            .values()
+            .flat_map(|shadow| &shadow.queued_credits)
+            .map(|credit| credit.amount_minor as i64)
+            .sum();
+        debits + queued - credits
+    }
+    /// Reported debits still waiting for their credit.
+    pub fn open_debit_count(&self) -> usize {
+        self.open_debits.len()
+    }
+    /// Reported credits still waiting for their debit.
+    pub fn open_credit_count(&self) -> usize {
+        self.open_credits.len()
+    }
+
+    fn shadow_mut(&mut self, purse_id: PurseId) -> Result<&mut ShadowAccount, PurseError> {
+        self.purses
+            .get_mut(&purse_id)
+            .ok_or(PurseError::UnknownPurse(purse_id))
+    }
+
+    /// Provisions a purse for `phone` with default limits; returns what goes into its secure
+    /// element. The per-purse key is derived, never stored.
+    pub fn provision(
+        &mut self,
+        secrets: &OperatorSecrets,
+        phone: Phone,
+        kind: PurseKind,
+        now: Timestamp,
+    ) -> Result<Provisioning, PurseError> {
+        self.check_operator(secrets)?;
+        if self.phones.contains_key(&phone) {
+            return Err(PurseError::PhoneTaken(phone));
+        }
+        let purse_id = PurseId(self.next_purse_id);
+        self.next_purse_id += 1;
+        let limits = OfflineLimits::defaults(kind, self.currency, now);
+        self.purses.insert(
+            purse_id,
+            ShadowAccount {
+                purse_id,
+                phone,
+                kind,
+                balance_minor: 0,
+                limits,
+                validity_seconds: VALIDITY_DAYS_DEFAULT * SECONDS_PER_DAY,
+                blocked: false,
+                pin_unblock_requested: false,
+                pin_unblock_sent_in: 0,
+                last_sequence: 0,
+                last_upload_tag: [0; 16],
+                received_through: 0,
+                confirmed_through: 0,
+                digests: BTreeMap::new(),
+                last_answer_sequence: 0,
+                reported_balance_minor: 0,
+                last_sync_at: now,
+                queued_credits: Vec::new(),
+                queued_tickets: Vec::new(),
+            },
+        );
+        self.phones.insert(phone, purse_id);
+        Ok(Provisioning {
+            operator: self.operator,
+            purse_id,
+            phone,
+            kind,
+            currency: self.currency,
+            purse_key: secrets.purse_key(purse_id),
+            scheme_epoch: self.scheme_epoch,
+            scheme_key: secrets.scheme_key(self.scheme_epoch),
+            limits,
+        })
+    }
+
+    fn check_operator(&self, secrets: &OperatorSecrets) -> Result<(), PurseError> {
+        if secrets.operator != self.operator {
+            return Err(PurseError::WrongOperator {
+                expected: self.operator,
+                found: secrets.operator,
+            });
+        }
+        Ok(())
+    }
+
+    /// Queues an operator credit (a float top-up for an agent, say) for the purse's next sync.
+    /// Returns the posting `operator float → suspense`; the purse's report of applying it later
+    /// posts `suspense → purse`.
+    pub fn queue_operator_credit(
+        &mut self,
+        purse_id: PurseId,
+        amount: Amount,
+        memo: &str,
+    ) -> Result<Posting, PurseError> {
+        if amount.currency() != self.currency {
+            return Err(PurseError::CurrencyMismatch {
+                purse: self.currency,
+                given: amount.currency(),
+            });
+        }
+        if amount.is_zero() {
+            return Err(PurseError::ZeroAmount);
+        }
+        if memo.len() > MEMO_BYTES_MAX {
+            return Err(PurseError::Malformed("memo too long"));
+        }
+        let credit_id = self.next_credit_id;
+        let shadow = self.shadow_mut(purse_id)?;
+        shadow.queued_credits.push(QueuedCredit {
+            credit_id,
+            amount_minor: amount.minor(),
+            memo: memo.into(),
+        });
+        self.next_credit_id += 1;
+        Ok(Posting {
+            transfer_id: format!("purse1-credit-{purse_id}-{credit_id}"),
+            from: LedgerAccount::OperatorFloat,
+            to: LedgerAccount::Suspense,
+            amount,
+            memo: format!("operator credit {credit_id} for purse {purse_id}: {memo}"),
+        })
+    }
+
+    /// Starts a new scheme-key epoch; purses get its key at their next sync. Rotate no faster than
+    /// purses sync: a purse two epochs behind cannot check codes from a purse that is current.
+    pub fn rotate_scheme_key(&mut self) -> u32 {
+        self.scheme_epoch += 1;
+        self.scheme_epoch
+    }
+
+    /// Sets a purse's limits (effective at its next sync).
+    pub fn set_limits(
+        &mut self,
+        purse_id: PurseId,
+        limits: OfflineLimits,
+        validity_seconds: u64,
+    ) -> Result<(), PurseError> {
+        if limits.max_balance.currency() != self.currency {
+            return Err(PurseError::CurrencyMismatch {
+                purse: self.currency,
+                given: limits.max_balance.currency(),
+            });
+        }
+        let shadow = self.shadow_mut(purse_id)?;
+        shadow.limits = limits;
+        shadow.validity_seconds = validity_seconds;
+        Ok(())
+    }
+
+    /// Blocks or unblocks a purse; every purse learns it at its next sync.
+    pub fn set_blocked(&mut self, purse_id: PurseId, blocked: bool) -> Result<(), PurseError> {
+        self.shadow_mut(purse_id)?.blocked = blocked;
+        Ok(())
+    }
+
+    /// Unblocks the purse's PIN at its next sync.
+    pub fn unblock_pin(&mut self, purse_id: PurseId) -> Result<(), PurseError> {
+        let shadow = self.shadow_mut(purse_id)?;
+        shadow.pin_unblock_requested = true;
+        shadow.pin_unblock_sent_in = 0;
+        Ok(())
+    }
+
+    /// Authenticates an upload and names its purse. Changes nothing.
+    pub fn verify_upload(
+        &self,
+        secrets: &OperatorSecrets,
+        bytes: &[u8],
+    ) -> Result<SyncUpload, PurseError> {
+        self.check_operator(secrets)?;
+        let (operator, purse_id) = peek_upload(bytes)?;
+        if operator != self.operator {
+            return Err(PurseError::WrongOperator {
+                expected: self.operator,
+                found: operator,
+            });
+        }
+        if !self.purses.contains_key(&purse_id) {
+            return Err(PurseError::UnknownPurse(purse_id));
+        }
+        let keys = secrets.purse_keys(purse_id);
+        let upload = SyncUpload::open(bytes, &keys.sync)?;
+        if upload.balance.currency() != self.currency {
+            return Err(PurseError::Malformed("upload currency"));
+        }
+        Ok(upload)
+    }
+
+    /// The sync endpoint in one call: authenticate, reconcile, build the answer. On error nothing
+    /// changed.
+    pub fn handle_upload(
+        &mut self,
+        secrets: &OperatorSecrets,
+        bytes: &[u8],
+        now: Timestamp,
+    ) -> Result<SyncOutcome, PurseError> {
+        let upload = self.verify_upload(secrets, bytes)?;
+        let tag = message_tag(bytes).ok_or(PurseError::Malformed("truncated"))?;
+        let reconciliation = self.reconcile(&upload, tag, now)?;
+        let answer = self.build_answer(secrets, &upload, now)?;
+        Ok(SyncOutcome {
+            purse_id: upload.purse_id,
+            sequence: upload.sequence,
+            postings: reconciliation.postings,
+            matched: reconciliation.matched,
+            flags: reconciliation.flags,
+            answer,
+        })
+    }
+
+    /// Does a stale upload hold anything the operator has not seen?
+    fn has_news(shadow: &ShadowAccount, upload: &SyncUpload) -> bool {
+        upload.entries.iter().any(|entry| {
+            entry.counter > shadow.received_through
+                || (entry.counter > shadow.confirmed_through
+                    && !shadow
+                        .digests
+                        .get(&entry.counter)
+                        .is_some_and(|known| known.contains(&entry_digest(entry))))
+        })
+    }
+
+    /// Posts an authenticated upload's entries and raises flags. A replayed upload (an old
+    /// sequence with nothing new) is refused and changes nothing.
+    pub fn reconcile(
+        &mut self,
+        upload: &SyncUpload,
+        tag: [u8; 16],
+        now: Timestamp,
+    ) -> Result<Reconciliation, PurseError> {
+        let purse_id = upload.purse_id;
+        let shadow = self
+            .purses
+            .get(&purse_id)
+            .ok_or(PurseError::UnknownPurse(purse_id))?;
+        let phone = shadow.phone;
+        let stale = upload.sequence <= shadow.last_sequence;
+        if stale && (tag == shadow.last_upload_tag || !Self::has_news(shadow, upload)) {
+            return Err(PurseError::SyncReplayed {
+                sequence: upload.sequence,
+                last_accepted: shadow.last_sequence,
+            });
+        }
+        let mut out = Reconciliation::default();
+        let flag = |kind: FlagKind| Flag {
+            purse: purse_id,
+            phone,
+            sync_sequence: upload.sequence,
+            kind,
+        };
+        if stale {
+            out.flags.push(flag(FlagKind::StaleSequence {
+                sequence: upload.sequence,
+                last_accepted: shadow.last_sequence,
+            }));
+        }
+
+        for entry in &upload.entries {
+            let digest = entry_digest(entry);
+            let shadow = self.shadow_mut(purse_id)?;
+            if entry.counter <= shadow.confirmed_through {
+                out.flags.push(flag(FlagKind::DuplicateCounter {
+                    counter: entry.counter,
+                    first: None,
+                    second: digest,
+                }));
+                continue;
+            }
+            let known = shadow.digests.entry(entry.counter).or_default();
+            if known.contains(&digest) {
+                continue; // re-sent; posted already
+            }
+            if let Some(first) = known.first() {
+                out.flags.push(flag(FlagKind::DuplicateCounter {
+                    counter: entry.counter,
+                    first: Some(*first),
+                    second: digest,
+                }));
+            } else if entry.counter > shadow.received_through + 1 {
+                out.flags.push(flag(FlagKind::CounterGap {
+                    expected: shadow.received_through + 1,
+                    found: entry.counter,
+                }));
+            }
+            known.push(digest);
+            shadow.received_through = shadow.received_through.max(entry.counter);
+            self.post_entry(purse_id, phone, entry, digest, &mut out, &flag)?;
+        }
+
+        let payer_answer = upload.answer_applied;
+        let shadow = self.shadow_mut(purse_id)?;
+        let confirmed = upload
+            .acknowledged_through
+            .min(shadow.received_through)
+            .max(shadow.confirmed_through);
+        shadow.confirmed_through = confirmed;
+        shadow.digests = shadow.digests.split_off(&(confirmed + 1));
+        if !stale
+            && upload.counter == shadow.received_through
+            && shadow.balance_minor != signed(upload.balance)
+        {
+            out.flags.push(flag(FlagKind::BalanceMismatch {
+                reported_minor: signed(upload.balance),
+                shadow_minor: shadow.balance_minor,
+            }));
+        }
+        if upload.failed_code_entries >= FAILED_CODE_ENTRIES_FLAG_THRESHOLD {
+            out.flags.push(flag(FlagKind::FailedCodeEntries {
+                count: upload.failed_code_entries,
+            }));
+        }
+        if stale {
+            shadow.blocked = true;
+        } else {
+            shadow.last_sequence = upload.sequence;
+            shadow.last_upload_tag = tag;
+        }
+        if shadow.pin_unblock_requested
+            && shadow.pin_unblock_sent_in != 0
+            && payer_answer >= shadow.pin_unblock_sent_in
+        {
+            shadow.pin_unblock_requested = false;
+        }
+        shadow
+            .queued_tickets
+            .retain(|ticket| ticket.sent_in == 0 || payer_answer < ticket.sent_in);
+        shadow.reported_balance_minor = upload.balance.minor();
+        shadow.last_sync_at = now;
+
+        // Credits naming this purse as payer: once it applied an answer built after they were
+        // reported, their debits must have arrived.
+        let low = (phone.number(), 0, 0, 0, 0, 0);
+        let high = (
+            phone.number(),
+            u64::MAX,
+            u16::MAX,
+            u16::MAX,
+            u64::MAX,
+            u32::MAX,
+        );
+        let mut late = Vec::new();
+        for (key, open) in self.open_credits.range_mut(low..=high) {
+            if !open.flagged && payer_answer > open.payer_answer_at_report {
+                open.flagged = true;
+                late.push((*key, open.payee));
+            }
+        }
+        for (key, payee) in late {
+            self.flag_credit_without_debit(key, payee, upload.sequence, &mut out);
+        }
+        Ok(out)
+    }
+
+    fn flag_credit_without_debit(
+        &self,
+        key: CreditKey,
+        payee: PurseId,
+        sequence: u32,
+        out: &mut Reconciliation,
+    ) {
+        let (payer, payee_phone, nonce_b, nonce_a, amount, payee_counter) = key;
+        let (Ok(payer), Ok(payee_phone), Ok(amount)) = (
+            Phone::from_number(payer),
+            Phone::from_number(payee_phone),
+            Amount::from_minor(amount, self.currency),
+        ) else {
+            return;
+        };
+        out.flags.push(Flag {
+            purse: payee,
+            phone: payee_phone,
+            sync_sequence: sequence,
+            kind: FlagKind::CreditWithoutDebit {
+                payee_counter,
+                payer,
+                amount,
+                nonce_b,
+                nonce_a,
+            },
+        });
+    }
+
+    fn post_entry(
+        &mut self,
+        purse_id: PurseId,
+        phone: Phone,
+        entry: &LogEntry,
+        digest: u64,
+        out: &mut Reconciliation,
+        flag: &dyn Fn(FlagKind) -> Flag,
+    ) -> Result<(), PurseError> {
+        let transfer_id = format!("purse1-{purse_id}-{}-{digest:016x}", entry.counter);
+        let amount = entry.amount;
+        let purse_account = LedgerAccount::Purse(purse_id);
+        let (from, to, memo) = match entry.kind {
+            EntryKind::Debit {
+                payee,
+                nonce_b,
+                nonce_a,
+                ..
+            } => {
+                let credit_low = (
+                    phone.number(),
+                    payee.number(),
+                    nonce_b,
+                    nonce_a,
+                    amount.minor(),
+                    0,
+                );
+                let credit_high = (
+                    credit_low.0,
+                    credit_low.1,
+                    nonce_b,
+                    nonce_a,
+                    amount.minor(),
+                    u32::MAX,
+                );
+                let found = self
+                    .open_credits
+                    .range(credit_low..=credit_high)
+                    .next()
+                    .map(|(key, open)| (*key, open.payee));
+                match found {
+                    Some((key, payee_purse)) => {
+                        self.open_credits.remove(&key);
+                        out.matched.push(MatchedPayment {
+                            payer: purse_id,
+                            payer_counter: entry.counter,
+                            payee: payee_purse,
+                            payee_counter: key.5,
+                            amount,
+                        });
+                    }
+                    None => {
+                        self.open_debits.insert(
+                            (
+                                payee.number(),
+                                phone.number(),
+                                nonce_b,
+                                nonce_a,
+                                amount.minor(),
+                                entry.counter,
+                            ),
+                            OpenDebit { payer: purse_id },
+                        );
+                    }
+                }
+                (
+                    purse_account,
+                    LedgerAccount::Suspense,
+                    format!("offline payment #{} to {payee}", entry.counter),
+                )
+            }
+            EntryKind::Credit {
+                payer,
+                nonce_b,
+                nonce_a,
+                ..
+            } => {
+                let debit_low = (
+                    phone.number(),
+                    payer.number(),
+                    nonce_b,
+                    nonce_a,
+                    amount.minor(),
+                    0,
+                );
+                let debit_high = (
+                    debit_low.0,
+                    debit_low.1,
+                    nonce_b,
+                    nonce_a,
+                    amount.minor(),
+                    u32::MAX,
+                );
+                let found = self
+                    .open_debits
+                    .range(debit_low..=debit_high)
+                    .next()
+                    .map(|(key, open)| (*key, open.payer));
+                match found {
+                    Some((key, payer_purse)) => {
+                        self.open_debits.remove(&key);
+                        out.matched.push(MatchedPayment {
+                            payer: payer_purse,
+                            payer_counter: key.5,
+                            payee: purse_id,
+                            payee_counter: entry.counter,
+                            amount,
+                        });
+                    }
+                    None => {
+                        let payer_purse = self.phones.get(&payer).copied();
+                        let at_report = payer_purse
+                            .and_then(|id| self.purses.get(&id))
+                            .map_or(0, |payer| payer.last_answer_sequence);
+                        let key = (
+                            payer.number(),
+                            phone.number(),
+                            nonce_b,
+                            nonce_a,
+                            amount.minor(),
+                            entry.counter,
+                        );
+                        let unknown_payer = payer_purse.is_none();
+                        self.open_credits.insert(
+                            key,
+                            OpenCredit {
+                                payee: purse_id,
+                                payer_answer_at_report: at_report,
+                                flagged: unknown_payer,
+                            },
+                        );
+                        if unknown_payer {
+                            self.flag_credit_without_debit(key, purse_id, 0, out);
+                            if let Some(last) = out.flags.last_mut() {
+                                *last = flag(last.kind.clone());
+                            }
+                        }
+                    }
+                }
+                (
+                    LedgerAccount::Suspense,
+                    purse_account,
+                    format!("offline payment #{} from {payer}", entry.counter),
+                )
+            }
+            EntryKind::OperatorCredit { credit_id } => {
+                let shadow = self.shadow_mut(purse_id)?;
+                let before = shadow.queued_credits.len();
+                shadow.queued_credits.retain(|queued| {
+                    !(queued.credit_id == credit_id && queued.amount_minor == amount.minor())
+                });
+                if shadow.queued_credits.len() == before {
+                    out.flags.push(flag(FlagKind::UnexpectedCredit {
+                        counter: entry.counter,
+                        amount,
+                    }));
+                }
+                (
+                    LedgerAccount::Suspense,
+                    purse_account,
+                    format!("operator credit {credit_id} applied"),
+                )
+            }
+            EntryKind::PaymentCredit {
+                payer,
+                payer_counter,
+                nonce_b,
+                nonce_a,
+            } => {
+                let key = (
+                    phone.number(),
+                    payer.number(),
+                    nonce_b,
+                    nonce_a,
+                    amount.minor(),
+                    payer_counter,
+                );
+                match self.open_debits.remove(&key) {
+                    Some(open) => out.matched.push(MatchedPayment {
+                        payer: open.payer,
+                        payer_counter,
+                        payee: purse_id,
+                        payee_counter: entry.counter,
+                        amount,
+                    }),
+                    None => {
+                        out.flags.push(flag(FlagKind::UnexpectedCredit {
+                            counter: entry.counter,
+                            amount,
+                        }));
+                        self.open_credits.insert(
+                            (
+                                payer.number(),
+                                phone.number(),
+                                nonce_b,
+                                nonce_a,
+                                amount.minor(),
+                                entry.counter,
+                            ),
+                            OpenCredit {
+                                payee: purse_id,
+                                payer_answer_at_report: 0,
+                                flagged: true,
+                            },
+                        );
+                    }
+                }
+                (
+                    LedgerAccount::Suspense,
+                    purse_account,
+                    format!("payment #{payer_counter} from {payer}, credited by the operator"),
+                )
+            }
+        };
+        let shadow = self.shadow_mut(purse_id)?;
+        shadow.balance_minor = if entry.is_debit() {
+            shadow.balance_minor - signed(amount)
+        } else {
+            shadow.balance_minor + signed(amount)
+        };
+        out.postings.push(Posting {
+            transfer_id,
+            from,
+            to,
+            amount,
+            memo,
+        });
+        Ok(())
+    }
+
+    /// Builds and MACs the answer to an upload that was just reconciled: acknowledgement, renewed
+    /// limits, the current scheme key, credits, tickets and the blocked list.
+    pub fn build_answer(
+        &mut self,
+        secrets: &OperatorSecrets,
+        upload: &SyncUpload,
+        now: Timestamp,
+    ) -> Result<Vec<u8>, PurseError> {
+        self.check_operator(secrets)?;
+        let purse_id = upload.purse_id;
+        let keys = secrets.purse_keys(purse_id);
+        let epoch = self.scheme_epoch;
+        let scheme_key = Some((epoch, wrap_key(&keys.wrap, &secrets.scheme_key(epoch))));
+
+        // New pairwise keys for this purse's requests.
+        let mut pairwise_unknown = Vec::new();
+        let mut tickets = Vec::new();
+        let mut peer_tickets = Vec::new();
+        for peer_phone in &upload.pairwise_requests {
+            let Some(peer) = self
+                .phones
+                .get(peer_phone)
+                .copied()
+                .filter(|peer| *peer != purse_id)
+            else {
+                pairwise_unknown.push(*peer_phone);
+                continue;
+            };
+            let pair = if purse_id <= peer {
+                (purse_id, peer)
+            } else {
+                (peer, purse_id)
+            };
+            let version = *self.pairwise_versions.entry(pair).or_insert(1);
+            let key = secrets.pairwise_key(purse_id, peer, version);
+            if tickets.len() < ANSWER_TICKETS_MAX {
+                tickets.push(AnswerTicket {
+                    peer: *peer_phone,
+                    version,
+                    wrapped: wrap_key(&keys.wrap, &key),
+                });
+            }
+            let peer_keys = secrets.purse_keys(peer);
+            let my_phone = self.shadow_mut(purse_id)?.phone;
+            let wrapped_for_peer: [u8; KEY_BYTES] = wrap_key(&peer_keys.wrap, &key);
+            if peer_tickets.len() < ANSWER_TICKETS_MAX {
+                peer_tickets.push(PeerTicket {
+                    peer: *peer_phone,
+                    code: TicketCode::seal(
+                        &peer_keys.ticket,
+                        my_phone,
+                        *peer_phone,
+                        version,
+                        &wrapped_for_peer,
+                    ),
+                });
+            }
+            let peer_shadow = self.shadow_mut(peer)?;
+            if !peer_shadow
+                .queued_tickets
+                .iter()
+                .any(|queued| queued.peer == purse_id && queued.version == version)
+            {
+                peer_shadow.queued_tickets.push(QueuedTicket {
+                    peer: purse_id,
+                    peer_phone: my_phone,
+                    version,
+                    sent_in: 0,
+                });
+            }
+        }
+
+        let blocked_purses: Vec<Phone> = self
+            .purses
+            .values()
+            .filter(|shadow| shadow.blocked)
+            .map(|shadow| shadow.phone)
+            .take(BLOCKED_PURSES_MAX)
+            .collect();
+
+        let phone = self.shadow_mut(purse_id)?.phone;
+        // Debits naming this purse as payee that it has not reported receiving.
+        let low = (phone.number(), 0, 0, 0, 0, 0);
+        let high = (
+            phone.number(),
+            u64::MAX,
+            u16::MAX,
+            u16::MAX,
+            u64::MAX,
+            u32::MAX,
+        );
+        let offered: Vec<DebitKey> = self
+            .open_debits
+            .range(low..=high)
+            .map(|(key, _)| *key)
+            .take(ANSWER_CREDITS_MAX)
+            .collect();
+
+        let currency = self.currency;
+        let operator = self.operator;
+        let shadow = self.shadow_mut(purse_id)?;
+        let mut credits = Vec::new();
+        for queued in shadow.queued_credits.iter().take(ANSWER_CREDITS_MAX) {
+            credits.push(AnswerCredit::Operator {
+                credit_id: queued.credit_id,
+                amount: Amount::from_minor(queued.amount_minor, currency)?,
+                memo: queued.memo.clone(),
+            });
+        }
+        for key in offered {
+            if credits.len() >= ANSWER_CREDITS_MAX {
+                break;
+            }
+            credits.push(AnswerCredit::Payment {
+                payer: Phone::from_number(key.1)?,
+                payer_counter: key.5,
+                nonce_b: key.2,
+                nonce_a: key.3,
+                amount: Amount::from_minor(key.4, currency)?,
+            });
+        }
+        for queued in &mut shadow.queued_tickets {
+            if tickets.len() >= ANSWER_TICKETS_MAX {
+                break;
+            }
+            if tickets
+                .iter()
+                .any(|ticket: &AnswerTicket| ticket.peer == queued.peer_phone)
+            {
+                continue;
+            }
+            queued.sent_in = upload.sequence;
+            tickets.push(AnswerTicket {
+                peer: queued.peer_phone,
+                version: queued.version,
+                wrapped: wrap_key(
+                    &keys.wrap,
+                    &secrets.pairwise_key(purse_id, queued.peer, queued.version),
+                ),
+            });
+        }
+        let pin_unblock = shadow.pin_unblock_requested;
+        if pin_unblock {
+            shadow.pin_unblock_sent_in = upload.sequence;
+        }
+        shadow.last_answer_sequence = shadow.last_answer_sequence.max(upload.sequence);
+        let mut limits = shadow.limits;
+        limits.valid_until = now.plus_seconds(shadow.validity_seconds);
+        let answer = SyncAnswer {
+            operator,
+            purse_id,
+            sequence: upload.sequence,
+            server_time: now,
+            acknowledged_through: shadow.received_through.min(upload.counter),
+            limits,
+            blocked: shadow.blocked,
+            pin_unblock,
+            scheme_key,
+            credits,
+            tickets,
+            peer_tickets,
+            pairwise_unknown,
+            blocked_purses,
+        };
+        Ok(answer.seal(&keys.sync))
+    }
+}
+
+/// Serialises maps with non-string keys as lists of pairs (JSON objects need string keys).
+#[cfg(feature = "serde")]
+mod pairs {
+    use alloc::collections::BTreeMap;
+    use alloc::vec::Vec;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        map: &BTreeMap<K, V>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(map.iter())
+    }
+
+    pub(super) fn deserialize<'de, K, V, D>(deserializer: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        let pairs: Vec<(K, V)> = Vec::deserialize(deserializer)?;
+        Ok(pairs.into_iter().collect())
+    }
+}
