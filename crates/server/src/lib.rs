@@ -106,11 +106,7 @@ pub fn open_store_url(url: &str) -> Result<Box<dyn LedgerStore>, StartError> {
 }
 
 fn open_postgres(url: &str) -> Result<Box<dyn LedgerStore>, StartError> {
-    let _ = url;
-    Err(StartError::Config(config::ConfigError::Invalid {
-        setting: "database_url",
-        message: "this build has no PostgreSQL backend yet".into(),
-    }))
+    Ok(Box::new(offpay_ledger_postgres::PostgresStore::open(url)?))
 }
 
 /// A server ready to run: the listener is bound, the store open, the token in place.
