@@ -1,1 +1,135 @@
-//! Work in progress.
+//! Rail 2 of offpay: SMS payments authenticated by printed TAN/PIN envelopes (SPS, seed 002).
+//! Pure logic only — envelopes, the SMS grammar, verification, replies, postings and the envelope
+//! PDF; the server does the I/O (gateway, database, ledger, scheduler) around it.
+//!
+//! The flow a server drives for each inbound SMS is in [`engine`]: [`Engine::receive`] parses the
+//! text and asks, step by step, for what it must load (the payer, a pending callback, the payee, a
+//! new envelope); the final [`Outcome`] lists the effects to persist atomically, the postings for
+//! the ledger and the replies to queue. The protocol is specified in `docs/protocols/sms-tan.md`.
+#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(test), forbid(clippy::unwrap_used))]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod account;
+pub mod civil_time;
+pub mod engine;
+pub mod envelope;
+pub mod error;
+pub mod grammar;
+pub mod import;
+pub mod keys;
+pub mod numbers;
+pub mod pdf;
+pub mod posting;
+pub mod recipe;
+pub mod redact;
+pub mod reply;
+
+pub use account::{
+    AccountView, CurrencyClass, ExchangeRate, FeeSchedule, Limits, PayeeLimit, Spending,
+};
+pub use engine::{
+    Effect, Engine, EngineConfig, Inbound, Next, OutboundSms, Outcome, PayeeContext, PayerContext,
+    PendingCallback, ScheduledPayment, Verdict,
+};
+pub use envelope::{
+    Envelope, EnvelopeSecrets, EnvelopeStatus, EnvelopeView, Grid, Row, RowCount, RowSet,
+};
+pub use error::{Error, ImportError, Misuse, ParseError, Refusal, SealError};
+pub use grammar::{Message, PayerRef, SecurityLevel, parse};
+pub use keys::{MasterKey, SealedEnvelope};
+pub use numbers::{AccountNumber, Euin, PhoneNumber, Tan};
+pub use pdf::{PdfOptions, render_envelopes_pdf};
+pub use posting::{LedgerAccount, Posting, PostingKind, Reference, TransferId};
+pub use recipe::{Recipe, Term};
+pub use redact::redact_sms;
+
+/// Every bound of the protocol, named once. Compile-time assertions below tie them together.
+pub mod limits {
+    /// Digits of an envelope unique identification number (EUIN), as in the seed's SMS example.
+    pub const EUIN_DIGITS: usize = 11;
+    /// Digits of an account number (receive number and pay number alike), as in the seed.
+    pub const ACCOUNT_NUMBER_DIGITS: usize = 12;
+    /// Trailing digits of the payee account that a middle/high instruction grid-encrypts.
+    pub const ENCRYPTED_ACCOUNT_DIGITS: usize = 10;
+    /// Leading payee digits that stay in clear in a middle/high instruction.
+    pub const PLAIN_PAYEE_DIGITS: usize = ACCOUNT_NUMBER_DIGITS - ENCRYPTED_ACCOUNT_DIGITS;
+    /// Digits of one grid cell or magnitude code.
+    pub const GRID_CODE_DIGITS: usize = 3;
+    /// Largest grid code plus one (codes are 000..=999).
+    pub const GRID_CODE_RANGE: u16 = 1000;
+    /// Digits of the grid-encrypted payee field in a middle/high instruction.
+    pub const ENCRYPTED_PAYEE_DIGITS: usize =
+        PLAIN_PAYEE_DIGITS + ENCRYPTED_ACCOUNT_DIGITS * GRID_CODE_DIGITS;
+    /// Number of encryption grids on an envelope.
+    pub const GRIDS_PER_ENVELOPE: usize = 4;
+    /// Grid columns (positions of the encrypted account digits).
+    pub const GRID_POSITIONS: usize = ENCRYPTED_ACCOUNT_DIGITS;
+    /// Magnitude classes: amounts with 1 to 9 digits before the point (0–9.99 up to 999 million).
+    pub const MAGNITUDE_CLASSES: usize = 9;
+    /// Digits of a TAN (TanCol3).
+    pub const TAN_DIGITS: usize = 3;
+    /// Digits of a low-security checksum.
+    pub const CHECKSUM_DIGITS: usize = 6;
+    /// TanCol2 is printed with this many digits before the point…
+    pub const AMOUNT_OFFSET_WHOLE_DIGITS: u32 = 12;
+    /// …and this many after: offsets and encrypted amounts are counted in hundredths.
+    pub const AMOUNT_OFFSET_DECIMALS: u32 = 2;
+    /// Exclusive upper bound of TanCol2, in hundredths.
+    pub const AMOUNT_OFFSET_RANGE: u64 =
+        10u64.pow(AMOUNT_OFFSET_WHOLE_DIGITS + AMOUNT_OFFSET_DECIMALS);
+    /// Digits of TanCol4, the number the payee subtracts from a shown account number.
+    pub const ACCOUNT_OFFSET_DIGITS: u32 = 6;
+    /// Exclusive upper bound of TanCol4.
+    pub const ACCOUNT_OFFSET_RANGE: u32 = 10u32.pow(ACCOUNT_OFFSET_DIGITS);
+    /// The largest number of rows an envelope has.
+    pub const ROWS_MAX: usize = 50;
+    /// Unused rows the bank never takes for its own replies, so the holder can always register the
+    /// next envelope with a row of this one.
+    pub const ROWS_RESERVED_FOR_REGISTRATION: usize = 1;
+    /// Wrong codes in a row (consecutive failures) after which an envelope locks.
+    pub const LOCKOUT_FAILURES: u8 = 5;
+    /// How long the bank waits for the payer's OK to a callback, in seconds.
+    pub const CALLBACK_TIMEOUT_SECONDS: u64 = 15 * 60;
+    /// Longest inbound SMS text we read, in bytes (three concatenated SMS).
+    pub const INBOUND_TEXT_BYTES_MAX: usize = 480;
+    /// Most tokens (space/separator-delimited pieces) in one inbound SMS.
+    pub const TOKENS_MAX: usize = 64;
+    /// Field-matching steps the parser may take before giving up on a message.
+    pub const PARSE_STEPS_MAX: u32 = 20_000;
+    /// Longest reply text in characters: one GSM-7 SMS.
+    pub const REPLY_CHARS_MAX: usize = 160;
+    /// Shortest web password accepted by SMS.
+    pub const PASSWORD_CHARS_MIN: usize = 8;
+    /// Longest web password accepted by SMS.
+    pub const PASSWORD_CHARS_MAX: usize = 32;
+    /// Statement entries sent by SMS (one reply each line group).
+    pub const STATEMENT_ENTRIES_MAX: usize = 5;
+    /// How far ahead a payment may be scheduled, in days.
+    pub const SCHEDULE_AHEAD_DAYS_MAX: u64 = 366;
+    /// Per-payee limits an account may hold.
+    pub const PAYEE_LIMITS_MAX: usize = 32;
+    /// Phones an account may bind.
+    pub const BOUND_PHONES_MAX: usize = 4;
+    /// Digits of a payment reference shown in replies and typed in a dispute.
+    pub const REFERENCE_DIGITS: usize = 8;
+    /// Envelopes one PDF run may hold.
+    pub const PDF_ENVELOPES_MAX: usize = 100_000;
+    /// Largest amount a grid (middle/high) instruction can carry, in hundredths: 999,999,999.99.
+    pub const GRID_AMOUNT_MAX_HUNDREDTHS: u64 = 10u64.pow(MAGNITUDE_CLASSES as u32 + 2) - 1;
+
+    const _: () = assert!(ROWS_MAX <= 64, "RowSet is a u64 bit set");
+    const _: () = assert!(GRID_POSITIONS == ENCRYPTED_ACCOUNT_DIGITS);
+    const _: () = assert!(ENCRYPTED_ACCOUNT_DIGITS <= ACCOUNT_NUMBER_DIGITS);
+    const _: () = assert!(
+        EUIN_DIGITS != ACCOUNT_NUMBER_DIGITS,
+        "payer field length tells them apart"
+    );
+    const _: () = assert!(GRID_CODE_RANGE as usize >= 10);
+    const _: () = assert!(ROWS_RESERVED_FOR_REGISTRATION >= 1);
+    const _: () = assert!(GRID_AMOUNT_MAX_HUNDREDTHS < AMOUNT_OFFSET_RANGE);
+    const _: () = assert!(AMOUNT_OFFSET_RANGE.checked_mul(2).is_some());
+}

@@ -1,0 +1,328 @@
+//! Keys: the master key held outside the database, per-envelope keys derived from it, the digit
+//! stream that turns a key into printed secrets, and sealing of imported envelopes.
+//!
+//! Derivation (all HMAC-SHA256, labels are ASCII):
+//! - envelope key  = HMAC(master, "offpay/sms-tan/v1/envelope" ‖ EUIN digits as ASCII)
+//! - stream block i = HMAC(envelope key, purpose ‖ index ‖ i as u32 big-endian), where purpose is
+//!   `"row"` or `"grid"` and index the row (1–50) or grid (1–4) number as one byte
+//! - seal key      = HMAC(master, "offpay/sms-tan/v1/seal")
+//!
+//! A database therefore only ever holds the EUIN, its binding and used-row bookkeeping; whoever
+//! reads it learns no TAN and no grid.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use chacha20poly1305::aead::AeadInOut;
+use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::envelope::Envelope;
+use crate::error::{Misuse, SealError};
+use crate::numbers::Euin;
+
+type HmacSha256 = Hmac<Sha256>;
+
+const ENVELOPE_LABEL: &[u8] = b"offpay/sms-tan/v1/envelope";
+const SEAL_LABEL: &[u8] = b"offpay/sms-tan/v1/seal";
+const SEAL_NONCE_LABEL: &[u8] = b"offpay/sms-tan/v1/seal-nonce";
+const FINGERPRINT_LABEL: &[u8] = b"offpay/sms-tan/v1/fingerprint";
+/// Format version byte at the start of every sealed envelope.
+pub const SEALED_FORMAT_VERSION: u8 = 1;
+const SEAL_NONCE_BYTES: usize = 24;
+const SEAL_TAG_BYTES: usize = 16;
+
+fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = match HmacSha256::new_from_slice(key) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC takes keys of any length"),
+    };
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+/// The operator's master key: 32 bytes from a key file or KMS, never from the database.
+/// Redacted in `Debug`, zeroized on drop.
+pub struct MasterKey([u8; MasterKey::BYTES]);
+
+impl MasterKey {
+    /// Length in bytes.
+    pub const BYTES: usize = 32;
+
+    /// From raw bytes.
+    pub fn from_bytes(bytes: [u8; MasterKey::BYTES]) -> MasterKey {
+        MasterKey(bytes)
+    }
+
+    /// From a slice of exactly [`MasterKey::BYTES`] bytes.
+    pub fn from_slice(bytes: &[u8]) -> Result<MasterKey, Misuse> {
+        let array: [u8; MasterKey::BYTES] = bytes.try_into().map_err(|_| Misuse::BadMasterKey)?;
+        Ok(MasterKey(array))
+    }
+
+    /// The key from which every secret of envelope `euin` is derived.
+    pub fn envelope_key(&self, euin: &Euin) -> EnvelopeKey {
+        let mut ascii = [0u8; crate::limits::EUIN_DIGITS];
+        for (slot, digit) in ascii.iter_mut().zip(euin.digits()) {
+            *slot = b'0' + digit;
+        }
+        EnvelopeKey(hmac(&self.0, &[ENVELOPE_LABEL, &ascii]))
+    }
+
+    /// A short public fingerprint, so a server can check at start that it loaded the key its
+    /// envelopes were printed with (store it beside the envelopes; it reveals nothing useful).
+    pub fn fingerprint(&self) -> [u8; 8] {
+        let full = hmac(&self.0, &[FINGERPRINT_LABEL]);
+        let mut out = [0u8; 8];
+        out.copy_from_slice(&full[..8]);
+        out
+    }
+
+    /// Encrypts an imported envelope for storage. Deterministic (synthetic nonce from the
+    /// content), so no randomness is needed and sealing the same envelope twice gives the same
+    /// bytes; the EUIN is bound as associated data so a blob cannot be moved to another envelope.
+    pub fn seal(&self, envelope: &Envelope) -> SealedEnvelope {
+        let key = Zeroizing::new(hmac(&self.0, &[SEAL_LABEL]));
+        let mut plaintext = Zeroizing::new(crate::import::format_envelope(envelope).into_bytes());
+        let euin_text = euin_ascii(&envelope.euin);
+        let nonce_full = hmac(&*key, &[SEAL_NONCE_LABEL, &euin_text, &plaintext]);
+        let mut nonce_bytes = [0u8; SEAL_NONCE_BYTES];
+        nonce_bytes.copy_from_slice(&nonce_full[..SEAL_NONCE_BYTES]);
+        let cipher = XChaCha20Poly1305::new(&Key::from(*key));
+        let nonce = XNonce::from(nonce_bytes);
+        let aad = associated_data(&envelope.euin);
+        let tag = match cipher.encrypt_inout_detached(&nonce, &aad, plaintext.as_mut_slice().into())
+        {
+            Ok(tag) => tag,
+            Err(_) => unreachable!("envelope texts are far below the AEAD length limit"),
+        };
+        let mut out = Vec::with_capacity(1 + SEAL_NONCE_BYTES + plaintext.len() + SEAL_TAG_BYTES);
+        out.push(SEALED_FORMAT_VERSION);
+        out.extend_from_slice(&nonce_bytes);
+        out.extend_from_slice(&plaintext);
+        out.extend_from_slice(tag.as_slice());
+        SealedEnvelope(out)
+    }
+
+    /// Opens a sealed envelope for `euin`.
+    pub fn unseal(&self, euin: &Euin, sealed: &SealedEnvelope) -> Result<Envelope, SealError> {
+        let bytes = &sealed.0;
+        let (&version, rest) = bytes.split_first().ok_or(SealError::Corrupt)?;
+        if version != SEALED_FORMAT_VERSION {
+            return Err(SealError::UnsupportedVersion);
+        }
+        if rest.len() < SEAL_NONCE_BYTES + SEAL_TAG_BYTES {
+            return Err(SealError::Corrupt);
+        }
+        let (nonce_bytes, rest) = rest.split_at(SEAL_NONCE_BYTES);
+        let (ciphertext, tag_bytes) = rest.split_at(rest.len() - SEAL_TAG_BYTES);
+        let key = Zeroizing::new(hmac(&self.0, &[SEAL_LABEL]));
+        let cipher = XChaCha20Poly1305::new(&Key::from(*key));
+        let mut nonce_array = [0u8; SEAL_NONCE_BYTES];
+        nonce_array.copy_from_slice(nonce_bytes);
+        let mut tag_array = [0u8; SEAL_TAG_BYTES];
+        tag_array.copy_from_slice(tag_bytes);
+        let mut buffer = Zeroizing::new(ciphertext.to_vec());
+        cipher
+            .decrypt_inout_detached(
+                &XNonce::from(nonce_array),
+                &associated_data(euin),
+                buffer.as_mut_slice().into(),
+                &tag_array.into(),
+            )
+            .map_err(|_| SealError::Inauthentic)?;
+        let text = core::str::from_utf8(&buffer).map_err(|_| SealError::Corrupt)?;
+        let envelope = crate::import::parse_envelope(text).map_err(|_| SealError::Corrupt)?;
+        if envelope.euin != *euin {
+            return Err(SealError::Inauthentic);
+        }
+        Ok(envelope)
+    }
+}
+
+fn euin_ascii(euin: &Euin) -> [u8; crate::limits::EUIN_DIGITS] {
+    let mut ascii = [0u8; crate::limits::EUIN_DIGITS];
+    for (slot, digit) in ascii.iter_mut().zip(euin.digits()) {
+        *slot = b'0' + digit;
+    }
+    ascii
+}
+
+fn associated_data(euin: &Euin) -> [u8; 1 + crate::limits::EUIN_DIGITS] {
+    let mut aad = [0u8; 1 + crate::limits::EUIN_DIGITS];
+    aad[0] = SEALED_FORMAT_VERSION;
+    aad[1..].copy_from_slice(&euin_ascii(euin));
+    aad
+}
+
+impl Drop for MasterKey {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterKey(***)")
+    }
+}
+
+/// An imported envelope encrypted under the master key: safe to keep in the database.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedEnvelope(Vec<u8>);
+
+impl SealedEnvelope {
+    /// From stored bytes.
+    pub fn from_bytes(bytes: Vec<u8>) -> SealedEnvelope {
+        SealedEnvelope(bytes)
+    }
+
+    /// The bytes to store (starts with [`SEALED_FORMAT_VERSION`]).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SealedEnvelope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SealedEnvelope({} bytes)", self.0.len())
+    }
+}
+
+/// The secret key of one envelope. Redacted in `Debug`, zeroized on drop.
+#[derive(Clone)]
+pub struct EnvelopeKey([u8; 32]);
+
+impl EnvelopeKey {
+    pub(crate) fn stream(&self, purpose: &'static [u8], index: u8) -> DigitStream {
+        let mac = match HmacSha256::new_from_slice(&self.0) {
+            Ok(mac) => mac,
+            Err(_) => unreachable!("HMAC takes keys of any length"),
+        };
+        DigitStream {
+            mac,
+            purpose,
+            index,
+            counter: 0,
+            block: [0; 32],
+            used: 32,
+        }
+    }
+}
+
+impl Drop for EnvelopeKey {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl fmt::Debug for EnvelopeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EnvelopeKey(***)")
+    }
+}
+
+/// Largest bound for which one 64-bit draw is used: the modulo bias is then below 2^-40.
+const SINGLE_DRAW_BOUND_MAX: u64 = 1 << 24;
+
+/// Uniform numbers from an HMAC counter-mode stream.
+pub(crate) struct DigitStream {
+    mac: HmacSha256,
+    purpose: &'static [u8],
+    index: u8,
+    counter: u32,
+    block: [u8; 32],
+    used: usize,
+}
+
+impl DigitStream {
+    fn next_u64(&mut self) -> u64 {
+        if self.used + 8 > self.block.len() {
+            let mut mac = self.mac.clone();
+            mac.update(self.purpose);
+            mac.update(&[self.index]);
+            mac.update(&self.counter.to_be_bytes());
+            self.block = mac.finalize().into_bytes().into();
+            self.counter += 1;
+            self.used = 0;
+        }
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&self.block[self.used..self.used + 8]);
+        self.used += 8;
+        u64::from_be_bytes(word)
+    }
+
+    /// A number uniform in `0..bound` to within 2^-40 (one draw up to 2^24, two above).
+    pub(crate) fn below(&mut self, bound: u64) -> u64 {
+        assert!(bound > 0, "empty range");
+        if bound <= SINGLE_DRAW_BOUND_MAX {
+            self.next_u64() % bound
+        } else {
+            let wide = (u128::from(self.next_u64()) << 64) | u128::from(self.next_u64());
+            (wide % u128::from(bound)) as u64
+        }
+    }
+
+    /// `count` distinct numbers below `bound`, uniformly (sampling without replacement).
+    pub(crate) fn distinct_below<const N: usize>(&mut self, bound: u64) -> [u64; N] {
+        assert!(
+            N as u64 <= bound,
+            "cannot draw more distinct values than the range holds"
+        );
+        let mut chosen = [0u64; N];
+        for taken in 0..N {
+            let mut value = self.below(bound - taken as u64);
+            // Shift past every earlier choice at or below the value, in ascending order, so the
+            // result is uniform over the values not yet taken.
+            let mut sorted = chosen;
+            sorted[..taken].sort_unstable();
+            for earlier in &sorted[..taken] {
+                if value >= *earlier {
+                    value += 1;
+                }
+            }
+            chosen[taken] = value;
+        }
+        chosen
+    }
+}
+
+impl Drop for DigitStream {
+    fn drop(&mut self) {
+        self.block.zeroize();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distinct_draws_are_distinct_and_in_range() {
+        let master = MasterKey::from_bytes([7; 32]);
+        let key = master.envelope_key(&Euin::parse("26399912345").unwrap());
+        let mut stream = key.stream(b"grid", 1);
+        for _ in 0..200 {
+            let values: [u64; 10] = stream.distinct_below(12);
+            let mut sorted = values;
+            sorted.sort_unstable();
+            assert!(sorted.windows(2).all(|pair| pair[0] < pair[1]));
+            assert!(sorted.iter().all(|value| *value < 12));
+        }
+    }
+
+    #[test]
+    fn keys_differ_per_envelope_and_debug_hides_them() {
+        let master = MasterKey::from_bytes([7; 32]);
+        let first = master.envelope_key(&Euin::parse("26399912345").unwrap());
+        let second = master.envelope_key(&Euin::parse("26399912346").unwrap());
+        assert_ne!(first.0, second.0);
+        assert_eq!(format!("{master:?}"), "MasterKey(***)");
+        assert_eq!(format!("{first:?}"), "EnvelopeKey(***)");
+    }
+}

@@ -1,0 +1,334 @@
+//! Low-security checksum recipes, e.g. `9, LS+6, 7, A2+3, A7+2, S1+5`: six positions, each a
+//! constant digit or a digit of the payment plus an offset, keeping the last digit of the sum.
+
+use alloc::string::String;
+use core::fmt::{self, Write as _};
+
+use offpay_money::Amount;
+use subtle::ConstantTimeEq;
+use zeroize::Zeroize;
+
+use crate::limits::{ACCOUNT_NUMBER_DIGITS, CHECKSUM_DIGITS};
+use crate::numbers::AccountNumber;
+
+/// Largest amount-digit index a generated recipe uses (S1..S3 exist for every amount written with
+/// two decimals).
+pub const AMOUNT_DIGIT_INDEX_MAX: u8 = 3;
+/// Longest amount written out in digits (15 whole digits of `Amount::MAX_MINOR` plus decimals).
+const AMOUNT_DIGITS_MAX: usize = 24;
+
+/// One position of a recipe.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Term {
+    /// A printed digit.
+    Constant(u8),
+    /// `LS+c`: number of digits of the amount before the point, plus c.
+    WholeLength {
+        /// c, 0–9.
+        add: u8,
+    },
+    /// `Ak+c`: k-th digit of the payee account counted from the right, plus c.
+    AccountDigit {
+        /// k, 1–12.
+        index: u8,
+        /// c, 0–9.
+        add: u8,
+    },
+    /// `Sk+c`: k-th digit of the amount counted from the left (decimals included), plus c;
+    /// a k beyond the last digit reads as 0.
+    AmountDigit {
+        /// k, from 1.
+        index: u8,
+        /// c, 0–9.
+        add: u8,
+    },
+}
+
+/// The digits of an amount as written with its currency's decimals: `200000.00` → 2,0,0,0,0,0,0,0
+/// with 6 whole digits.
+#[derive(Clone, Copy, Debug)]
+pub struct AmountDigits {
+    digits: [u8; AMOUNT_DIGITS_MAX],
+    length: usize,
+    whole: usize,
+}
+
+impl AmountDigits {
+    /// Digits of `amount` written as its currency writes it.
+    pub fn of(amount: &Amount) -> AmountDigits {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = write!(text, "{}", amount.decimal());
+        let mut digits = [0u8; AMOUNT_DIGITS_MAX];
+        let mut length = 0;
+        let mut whole = 0;
+        let mut seen_point = false;
+        for byte in text.bytes() {
+            if byte == b'.' {
+                seen_point = true;
+                continue;
+            }
+            assert!(byte.is_ascii_digit(), "Decimal writes digits and one point");
+            assert!(
+                length < AMOUNT_DIGITS_MAX,
+                "Amount::MAX_MINOR bounds the digit count"
+            );
+            digits[length] = byte - b'0';
+            length += 1;
+            if !seen_point {
+                whole += 1;
+            }
+        }
+        AmountDigits {
+            digits,
+            length,
+            whole,
+        }
+    }
+
+    /// The seed's LS.
+    pub fn whole_length(&self) -> usize {
+        self.whole
+    }
+
+    /// The seed's Sk (k from 1); 0 past the end.
+    pub fn digit(&self, k: usize) -> u8 {
+        if k == 0 || k > self.length {
+            return 0;
+        }
+        self.digits[k - 1]
+    }
+}
+
+impl Term {
+    /// The digit this term contributes for a payment to `payee` of `amount`.
+    pub fn evaluate(&self, payee: &AccountNumber, amount: &AmountDigits) -> u8 {
+        let (base, add) = match *self {
+            Term::Constant(digit) => (0, digit),
+            Term::WholeLength { add } => ((amount.whole_length() % 10) as u8, add),
+            Term::AccountDigit { index, add } => {
+                (payee.digit_from_right(usize::from(index)).unwrap_or(0), add)
+            }
+            Term::AmountDigit { index, add } => (amount.digit(usize::from(index)), add),
+        };
+        (base + add) % 10
+    }
+
+    fn is_valid(&self) -> bool {
+        match *self {
+            Term::Constant(digit) => digit <= 9,
+            Term::WholeLength { add } => add <= 9,
+            Term::AccountDigit { index, add } => {
+                (1..=ACCOUNT_NUMBER_DIGITS as u8).contains(&index) && add <= 9
+            }
+            Term::AmountDigit { index, add } => {
+                (1..=AMOUNT_DIGITS_MAX as u8).contains(&index) && add <= 9
+            }
+        }
+    }
+
+    /// Parses `9`, `LS+6`, `A2+3`, `S1+5` (case and spaces ignored; `+0` may be left out).
+    pub fn parse(text: &str) -> Option<Term> {
+        let compact: String = text
+            .chars()
+            .filter(|character| !character.is_whitespace())
+            .map(|character| character.to_ascii_uppercase())
+            .collect();
+        let (head, add) = match compact.split_once('+') {
+            Some((head, add)) => (head, single_digit(add)?),
+            None => (compact.as_str(), 0),
+        };
+        let term = if let Some(rest) = head.strip_prefix("LS") {
+            if !rest.is_empty() {
+                return None;
+            }
+            Term::WholeLength { add }
+        } else if let Some(rest) = head.strip_prefix('A') {
+            Term::AccountDigit {
+                index: small_number(rest)?,
+                add,
+            }
+        } else if let Some(rest) = head.strip_prefix('S') {
+            Term::AmountDigit {
+                index: small_number(rest)?,
+                add,
+            }
+        } else {
+            if compact.contains('+') {
+                return None;
+            }
+            Term::Constant(single_digit(head)?)
+        };
+        term.is_valid().then_some(term)
+    }
+}
+
+fn single_digit(text: &str) -> Option<u8> {
+    let bytes = text.as_bytes();
+    (bytes.len() == 1 && bytes[0].is_ascii_digit()).then(|| bytes[0] - b'0')
+}
+
+fn small_number(text: &str) -> Option<u8> {
+    if text.is_empty() || text.len() > 2 || !text.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+impl fmt::Debug for Term {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Term(***)")
+    }
+}
+
+impl fmt::Display for Term {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Term::Constant(digit) => write!(f, "{digit}"),
+            Term::WholeLength { add } => write!(f, "LS+{add}"),
+            Term::AccountDigit { index, add } => write!(f, "A{index}+{add}"),
+            Term::AmountDigit { index, add } => write!(f, "S{index}+{add}"),
+        }
+    }
+}
+
+/// Six terms, in the order printed on the row. Secret: redacted in `Debug`, zeroized on drop.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Recipe(pub(crate) [Term; CHECKSUM_DIGITS]);
+
+impl Recipe {
+    /// From six valid terms.
+    pub fn new(terms: [Term; CHECKSUM_DIGITS]) -> Option<Recipe> {
+        terms.iter().all(Term::is_valid).then_some(Recipe(terms))
+    }
+
+    /// The terms.
+    pub fn terms(&self) -> &[Term; CHECKSUM_DIGITS] {
+        &self.0
+    }
+
+    /// The six checksum digits for a payment to `payee` of `amount`.
+    pub fn checksum(&self, payee: &AccountNumber, amount: &Amount) -> [u8; CHECKSUM_DIGITS] {
+        let digits = AmountDigits::of(amount);
+        let mut out = [0u8; CHECKSUM_DIGITS];
+        for (slot, term) in out.iter_mut().zip(&self.0) {
+            *slot = term.evaluate(payee, &digits);
+        }
+        out
+    }
+
+    /// Constant-time check of a typed checksum.
+    pub fn verify(
+        &self,
+        payee: &AccountNumber,
+        amount: &Amount,
+        typed: &[u8; CHECKSUM_DIGITS],
+    ) -> bool {
+        let mut expected = self.checksum(payee, amount);
+        let equal: bool = expected.ct_eq(typed).into();
+        expected.zeroize();
+        equal
+    }
+
+    /// Parses `9, LS+6, 7, A2+3, A7+2, S1+5`.
+    pub fn parse(text: &str) -> Option<Recipe> {
+        let mut terms = [Term::Constant(0); CHECKSUM_DIGITS];
+        let mut count = 0;
+        for piece in text.split(',') {
+            if count == CHECKSUM_DIGITS {
+                return None;
+            }
+            terms[count] = Term::parse(piece)?;
+            count += 1;
+        }
+        (count == CHECKSUM_DIGITS).then_some(Recipe(terms))
+    }
+
+    /// As printed: `9, LS+6, 7, A2+3, A7+2, S1+5`.
+    pub fn printed(&self) -> String {
+        let mut out = String::new();
+        for (index, term) in self.0.iter().enumerate() {
+            if index > 0 {
+                out.push_str(", ");
+            }
+            let _ = write!(out, "{term}");
+        }
+        out
+    }
+}
+
+impl Drop for Recipe {
+    fn drop(&mut self) {
+        for term in self.0.iter_mut() {
+            *term = Term::Constant(0);
+        }
+        // Keeps the overwrite from being optimised away, as `zeroize` does for its own types.
+        core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl fmt::Debug for Recipe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Recipe(***)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use offpay_money::Currency;
+
+    fn worked_example() -> (AccountNumber, Amount) {
+        (
+            AccountNumber::parse("901020377865").unwrap(),
+            Amount::parse("200000.00", Currency::KES).unwrap(),
+        )
+    }
+
+    #[test]
+    fn seed_row_1_gives_927927() {
+        let (payee, amount) = worked_example();
+        let recipe = Recipe::parse("9, LS + 6, 7, A2+3, A7+2, S1+5").unwrap();
+        assert_eq!(recipe.checksum(&payee, &amount), [9, 2, 7, 9, 2, 7]);
+    }
+
+    #[test]
+    fn seed_row_20_gives_338421() {
+        let (payee, amount) = worked_example();
+        let recipe = Recipe::parse("A8+1, 3, LS+2, 4, A1+7, S1+9").unwrap();
+        assert_eq!(recipe.checksum(&payee, &amount), [3, 3, 8, 4, 2, 1]);
+        assert!(recipe.verify(&payee, &amount, &[3, 3, 8, 4, 2, 1]));
+        assert!(!recipe.verify(&payee, &amount, &[3, 3, 8, 4, 2, 2]));
+    }
+
+    #[test]
+    fn printed_form_round_trips() {
+        let recipe = Recipe::parse("9, LS+6, 7, A2+3, A7+2, S1+5").unwrap();
+        assert_eq!(recipe.printed(), "9, LS+6, 7, A2+3, A7+2, S1+5");
+        assert_eq!(Recipe::parse(&recipe.printed()), Some(recipe));
+    }
+
+    #[test]
+    fn bad_terms_are_refused() {
+        for bad in [
+            "", "10", "A0+1", "A13+1", "LS+10", "X1+2", "9+1", "S+1", "A1+",
+        ] {
+            assert_eq!(Term::parse(bad), None, "{bad}");
+        }
+        assert_eq!(Recipe::parse("1,2,3,4,5"), None);
+        assert_eq!(Recipe::parse("1,2,3,4,5,6,7"), None);
+    }
+
+    #[test]
+    fn amount_digits_follow_the_currency_decimals() {
+        let digits = AmountDigits::of(&Amount::parse("5.5", Currency::KES).unwrap());
+        assert_eq!(digits.whole_length(), 1);
+        assert_eq!(
+            (digits.digit(1), digits.digit(2), digits.digit(3)),
+            (5, 5, 0)
+        );
+        assert_eq!(digits.digit(4), 0);
+        let digits = AmountDigits::of(&Amount::parse("450", Currency::UGX).unwrap());
+        assert_eq!(digits.whole_length(), 3);
+    }
+}
