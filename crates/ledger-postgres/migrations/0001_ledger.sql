@@ -16,6 +16,10 @@ CREATE TABLE ledger_state (
 );
 INSERT INTO ledger_state (id, format_version, next_sequence) VALUES (1, 1, 1);
 
+-- Every group commit rewrites the accounts it touches. With room left on each page (fillfactor),
+-- PostgreSQL writes the new row version beside the old one and skips the index (a HOT update):
+-- measured at about a third of the cost of the update with full pages. Engines that do not use
+-- heap pages (CockroachDB, YugabyteDB) accept the setting and ignore it.
 CREATE TABLE accounts (
     id TEXT COLLATE "C" PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -28,7 +32,7 @@ CREATE TABLE accounts (
     credits_pending BIGINT NOT NULL,
     credits_posted BIGINT NOT NULL,
     created_at BIGINT NOT NULL
-);
+) WITH (fillfactor = 70);
 
 CREATE TABLE transfers (
     sequence BIGINT PRIMARY KEY,
