@@ -747,6 +747,26 @@ impl Engine {
             // refuse without counting a failure.
             Err(_) => return self.refuse_plain(&session, Refusal::NotAuthenticated),
         };
+        if let Message::Payment(payment) | Message::Scheduled { payment, .. } = &message {
+            let currency = payment.currency.unwrap_or(payer.account.currency);
+            let readable = match &payment.body {
+                PaymentBody::Plain { amount, .. } => amount.to_amount(currency).is_ok(),
+                PaymentBody::Grid { .. } => true,
+            };
+            if !readable {
+                // More decimals than the currency has: a typing matter, answered like any
+                // unreadable part; no row is used and no failure counted.
+                let error = ParseError::Unreadable(crate::error::Field::Amount);
+                let text = reply::fit(format!(
+                    "Could not read the amount: {currency} has {} decimals. Nothing was done.",
+                    currency.exponent()
+                ));
+                return Next::Done(self.done(
+                    &session,
+                    Outcome::new(Verdict::Malformed(error)).reply(&session.from, text),
+                ));
+            }
+        }
         let mut auth = Box::new(Authenticated {
             session,
             account: payer.account,

@@ -1,0 +1,386 @@
+//! An in-memory operator for scenario tests: accounts, envelopes, pending callbacks and a
+//! double-entry ledger, applying each [`Outcome`] the way a server would (compare-and-set on the
+//! envelope row set, idempotent postings).
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use offpay_money::{Amount, Currency};
+use offpay_sms_tan::civil_time::UnixSeconds;
+use offpay_sms_tan::engine::{Effect, Inbound, OutboundSms, run_to_outcome};
+use offpay_sms_tan::recipe::AmountDigits;
+use offpay_sms_tan::{
+    AccountNumber, AccountView, CurrencyClass, Engine, EngineConfig, Envelope, EnvelopeStatus,
+    EnvelopeView, Euin, LedgerAccount, MasterKey, Outcome, PayeeContext, PayerContext, PayerRef,
+    PendingCallback, PhoneNumber, RowCount, ScheduledPayment, Spending, TransferId,
+};
+
+pub const MASTER: [u8; 32] = [0x5a; 32];
+pub const T0: UnixSeconds = UnixSeconds(1_790_000_000);
+
+pub fn master() -> MasterKey {
+    MasterKey::from_bytes(MASTER)
+}
+
+pub fn kes(text: &str) -> Amount {
+    Amount::parse(text, Currency::KES).unwrap()
+}
+
+pub fn phone(text: &str) -> PhoneNumber {
+    PhoneNumber::parse(text).unwrap()
+}
+
+pub fn account(text: &str) -> AccountNumber {
+    AccountNumber::parse(text).unwrap()
+}
+
+pub struct Bank {
+    pub engine: Engine,
+    pub envelopes: BTreeMap<Euin, EnvelopeView>,
+    pub accounts: BTreeMap<AccountNumber, AccountView>,
+    pub balances: HashMap<LedgerAccount, i128>,
+    pub paid_today: HashMap<AccountNumber, u64>,
+    pub paid_to_payee_today: HashMap<(AccountNumber, AccountNumber), u64>,
+    pub pending: BTreeMap<(Euin, u8), PendingCallback>,
+    pub scheduled: Vec<ScheduledPayment>,
+    pub posted: HashSet<TransferId>,
+    pub sent: Vec<OutboundSms>,
+    pub disputes: Vec<(AccountNumber, u32)>,
+    pub passwords: HashMap<AccountNumber, String>,
+    next_message: u64,
+}
+
+impl Bank {
+    pub fn new(config: EngineConfig) -> Bank {
+        Bank {
+            engine: Engine::new(config, master()).unwrap(),
+            envelopes: BTreeMap::new(),
+            accounts: BTreeMap::new(),
+            balances: HashMap::new(),
+            paid_today: HashMap::new(),
+            paid_to_payee_today: HashMap::new(),
+            pending: BTreeMap::new(),
+            scheduled: Vec::new(),
+            posted: HashSet::new(),
+            sent: Vec::new(),
+            disputes: Vec::new(),
+            passwords: HashMap::new(),
+            next_message: 0,
+        }
+    }
+
+    /// A printed, unallocated envelope, and its secrets as the holder sees them inside.
+    pub fn print_envelope(&mut self, euin: &str, rows: RowCount) -> Envelope {
+        let euin = Euin::parse(euin).unwrap();
+        self.envelopes
+            .insert(euin, EnvelopeView::unallocated(euin, rows));
+        Envelope::derive(&master(), euin, rows)
+    }
+
+    /// An account with a deposit, its first envelope bound at an agent.
+    pub fn open_account(
+        &mut self,
+        receive: &str,
+        pay: &str,
+        deposit: Amount,
+        envelope: Option<&Envelope>,
+    ) -> AccountNumber {
+        let receive = account(receive);
+        let view = AccountView::new(
+            receive,
+            account(pay),
+            deposit.currency(),
+            CurrencyClass::Soft,
+        );
+        self.accounts.insert(receive, view);
+        self.balances.insert(
+            LedgerAccount::Customer(receive),
+            i128::from(deposit.minor()),
+        );
+        *self
+            .balances
+            .entry(LedgerAccount::Fees(deposit.currency()))
+            .or_default() -= i128::from(deposit.minor());
+        if let Some(envelope) = envelope {
+            self.envelopes.get_mut(&envelope.euin).unwrap().status =
+                EnvelopeStatus::Active { account: receive };
+        }
+        receive
+    }
+
+    pub fn account_mut(&mut self, number: &AccountNumber) -> &mut AccountView {
+        self.accounts.get_mut(number).unwrap()
+    }
+
+    pub fn balance(&self, number: &AccountNumber) -> i128 {
+        self.balances
+            .get(&LedgerAccount::Customer(*number))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn payer_context(&self, reference: PayerRef) -> Option<PayerContext> {
+        let (envelope, account) = match reference {
+            PayerRef::Envelope(euin) => {
+                let envelope = self.envelopes.get(&euin)?.clone();
+                let account = match envelope.status {
+                    EnvelopeStatus::Active { account } | EnvelopeStatus::Locked { account } => {
+                        self.accounts.get(&account)?.clone()
+                    }
+                    _ => {
+                        // The engine answers unallocated and retired envelopes itself; give it
+                        // some account so it can say so.
+                        let any = self.accounts.values().next()?.clone();
+                        return Some(PayerContext {
+                            balance: Amount::zero(any.currency),
+                            spending: Spending::none(any.currency),
+                            envelope,
+                            account: any,
+                        });
+                    }
+                };
+                (envelope, account)
+            }
+            PayerRef::PayNumber(number) => {
+                let account = self
+                    .accounts
+                    .values()
+                    .find(|view| view.pay_number == number)?
+                    .clone();
+                let envelope = self
+                    .envelopes
+                    .values()
+                    .find(|view| {
+                        matches!(view.status, EnvelopeStatus::Active { account: a } | EnvelopeStatus::Locked { account: a } if a == account.receive_number)
+                    })?
+                    .clone();
+                (envelope, account)
+            }
+        };
+        Some(self.context_for(envelope, account))
+    }
+
+    fn context_for(&self, envelope: EnvelopeView, account: AccountView) -> PayerContext {
+        let currency = account.currency;
+        let balance = self.balance(&account.receive_number).max(0) as u64;
+        let today = self
+            .paid_today
+            .get(&account.receive_number)
+            .copied()
+            .unwrap_or(0);
+        PayerContext {
+            envelope,
+            balance: Amount::from_minor(balance, currency).unwrap(),
+            spending: Spending {
+                today: Amount::from_minor(today, currency).unwrap(),
+                this_week: Amount::from_minor(today, currency).unwrap(),
+            },
+            account,
+        }
+    }
+
+    pub fn payer_context_by_account(&self, number: &AccountNumber) -> Option<PayerContext> {
+        let account = self.accounts.get(number)?.clone();
+        let envelope = self
+            .envelopes
+            .values()
+            .find(|view| matches!(view.status, EnvelopeStatus::Active { account: a } | EnvelopeStatus::Locked { account: a } if a == *number))?
+            .clone();
+        Some(self.context_for(envelope, account))
+    }
+
+    pub fn payee_context(
+        &self,
+        payee: AccountNumber,
+        payer: AccountNumber,
+    ) -> Option<PayeeContext> {
+        let account = self.accounts.get(&payee)?.clone();
+        let envelope = self
+            .envelopes
+            .values()
+            .find(|view| matches!(view.status, EnvelopeStatus::Active { account: a } if a == payee))
+            .cloned();
+        let payer_currency = self
+            .accounts
+            .get(&payer)
+            .map(|view| view.currency)
+            .unwrap_or(account.currency);
+        let paid = self
+            .paid_to_payee_today
+            .get(&(payer, payee))
+            .copied()
+            .unwrap_or(0);
+        Some(PayeeContext {
+            account,
+            envelope,
+            paid_by_payer_today: Amount::from_minor(paid, payer_currency).unwrap(),
+        })
+    }
+
+    /// Delivers one SMS with a fresh gateway message id.
+    pub fn sms(&mut self, from: &str, text: &str, now: UnixSeconds) -> Outcome {
+        self.next_message += 1;
+        let id = format!("gw-{}", self.next_message);
+        self.sms_with_id(&id, from, text, now)
+    }
+
+    /// Delivers one SMS with a given gateway message id (to simulate gateway retries).
+    pub fn sms_with_id(&mut self, id: &str, from: &str, text: &str, now: UnixSeconds) -> Outcome {
+        let inbound = Inbound {
+            message_id: id.to_string(),
+            from: phone(from),
+            text: text.to_string(),
+            received_at: now,
+        };
+        let outcome = {
+            let me = &*self;
+            run_to_outcome(
+                &me.engine,
+                inbound,
+                |reference| me.payer_context(reference),
+                |euin, row| me.pending.get(&(euin, row)).cloned(),
+                |payee, payer| me.payee_context(payee, payer),
+                |euin| me.envelopes.get(&euin).cloned(),
+            )
+        };
+        self.apply(&outcome);
+        outcome
+    }
+
+    pub fn apply(&mut self, outcome: &Outcome) {
+        for reply in &outcome.replies {
+            assert!(reply.text.len() <= 160, "reply too long: {}", reply.text);
+            assert!(
+                reply.text.chars().all(|c| c.is_ascii_graphic() || c == ' '),
+                "not GSM-7 safe: {}",
+                reply.text
+            );
+            assert!(!reply.text.is_empty());
+        }
+        for effect in &outcome.effects {
+            match effect {
+                Effect::UpdateEnvelope {
+                    euin,
+                    expected_used_rows,
+                    used_rows,
+                    consecutive_failures,
+                    status,
+                } => {
+                    let view = self.envelopes.get_mut(euin).unwrap();
+                    assert_eq!(
+                        view.used_rows, *expected_used_rows,
+                        "compare-and-set on the row set"
+                    );
+                    view.used_rows = *used_rows;
+                    view.consecutive_failures = *consecutive_failures;
+                    view.status = *status;
+                }
+                Effect::CreatePending(pending) => {
+                    self.pending
+                        .insert((pending.euin, pending.callback_row), pending.clone());
+                }
+                Effect::RemovePending { euin, callback_row } => {
+                    self.pending.remove(&(*euin, *callback_row));
+                }
+                Effect::Schedule(payment) => self.scheduled.push(payment.clone()),
+                Effect::SetLimits { account, limits } => {
+                    self.account_mut(account).limits = limits.clone()
+                }
+                Effect::SetDialbackThreshold { account, threshold } => {
+                    self.account_mut(account).dialback_threshold = Some(*threshold)
+                }
+                Effect::SetAlwaysCallback { account, on } => {
+                    self.account_mut(account).always_callback = *on
+                }
+                Effect::SetWebPassword { account, password } => {
+                    self.passwords
+                        .insert(*account, password.expose().to_string());
+                }
+                Effect::OpenDispute {
+                    account, reference, ..
+                } => self.disputes.push((*account, reference.value())),
+                Effect::SendStatement { .. } => {}
+                other => panic!("unknown effect {other:?}"),
+            }
+        }
+        let mut total: HashMap<Currency, i128> = HashMap::new();
+        for posting in &outcome.postings {
+            if !self.posted.insert(posting.transfer_id) {
+                continue;
+            }
+            let minor = i128::from(posting.amount.minor());
+            *self.balances.entry(posting.debit).or_default() -= minor;
+            *self.balances.entry(posting.credit).or_default() += minor;
+            *total.entry(posting.amount.currency()).or_default() += 0;
+            if let (LedgerAccount::Customer(payer), kind) = (posting.debit, posting.kind) {
+                if kind != offpay_sms_tan::PostingKind::Fee {
+                    *self.paid_today.entry(payer).or_default() += posting.amount.minor();
+                    if let LedgerAccount::Customer(payee) = posting.credit {
+                        *self.paid_to_payee_today.entry((payer, payee)).or_default() +=
+                            posting.amount.minor();
+                    }
+                }
+            }
+        }
+        // Money is conserved in every currency.
+        let mut sums: HashMap<Currency, i128> = HashMap::new();
+        for (account, minor) in &self.balances {
+            let currency = match account {
+                LedgerAccount::Customer(number) => self.accounts[number].currency,
+                LedgerAccount::Fees(currency) | LedgerAccount::ExchangeFloat(currency) => *currency,
+            };
+            *sums.entry(currency).or_default() += minor;
+        }
+        for (currency, sum) in sums {
+            assert_eq!(sum, 0, "money not conserved in {currency}");
+        }
+        self.sent.extend(outcome.replies.iter().cloned());
+    }
+
+    pub fn envelope(&self, euin: &Euin) -> &EnvelopeView {
+        &self.envelopes[euin]
+    }
+}
+
+/// What the holder writes for a low-security payment with `row` of `envelope`.
+pub fn low_pay(envelope: &Envelope, payer: &str, payee: &str, amount: &Amount, row: u8) -> String {
+    let payee = account(payee);
+    let checksum = envelope.row(row).unwrap().recipe().checksum(&payee, amount);
+    let digits: String = checksum.iter().map(|d| char::from(b'0' + d)).collect();
+    format!("PAY {payer} {payee} {} {row} {digits}", amount.decimal())
+}
+
+/// What the holder writes for a middle (`PAYG`) or high (`PAYC`) payment.
+pub fn grid_pay(
+    envelope: &Envelope,
+    keyword: &str,
+    payer: &str,
+    payee: &str,
+    amount: &Amount,
+    row: u8,
+) -> String {
+    let secret = envelope.row(row).unwrap();
+    let grid = envelope.grid(secret.grid_number()).unwrap();
+    let payee = account(payee);
+    let mut coded = String::new();
+    for digit in &payee.digits()[..2] {
+        coded.push(char::from(b'0' + digit));
+    }
+    for (index, digit) in payee.digits()[2..].iter().enumerate() {
+        coded.push_str(&format!(" {:03}", grid.code(*digit, index + 1)));
+    }
+    let hundredths = amount.minor();
+    let plus = hundredths + secret.amount_offset_hundredths();
+    let class = AmountDigits::of(amount).whole_length();
+    format!(
+        "{keyword} {payer} {row} {coded} {}.{:02} {:03} {}",
+        plus / 100,
+        plus % 100,
+        grid.magnitude_code(class),
+        secret.tan().reveal()
+    )
+}
+
+pub fn tan(envelope: &Envelope, row: u8) -> String {
+    envelope.row(row).unwrap().tan().reveal()
+}
