@@ -19,12 +19,15 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod apdu;
 pub mod codes;
 pub mod crypto;
 mod error;
 pub mod operator;
 pub mod params;
 mod purse;
+#[cfg(feature = "std")]
+pub mod se;
 pub mod sync;
 mod ticket;
 mod types;
