@@ -12,8 +12,8 @@ use std::time::Duration;
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use offpay_ledger::engine::{GroupCommit, Snapshot};
 use offpay_ledger::{
-    Account, AccountId, AccountKind, Amount, BATCH_OPERATIONS_MAX, BalanceLimits, Batch,
-    Currency, LedgerStore, NewAccount, Operation, Timestamp, Transfer, TransferId, TransferKind,
+    Account, AccountId, AccountKind, Amount, BATCH_OPERATIONS_MAX, BalanceLimits, Batch, Currency,
+    LedgerStore, NewAccount, Operation, Timestamp, Transfer, TransferId, TransferKind,
 };
 use offpay_ledger_bench::random::Random;
 use offpay_ledger_sqlite::SqliteStore;
@@ -97,7 +97,11 @@ fn sqlite(criterion: &mut Criterion) {
     let mut store = SqliteStore::open(&directory.path().join("ledger.sqlite")).expect("open");
     for chunk in new_accounts().chunks(BATCH_OPERATIONS_MAX) {
         let batch = Batch {
-            operations: chunk.iter().cloned().map(Operation::CreateAccount).collect(),
+            operations: chunk
+                .iter()
+                .cloned()
+                .map(Operation::CreateAccount)
+                .collect(),
         };
         let results = store.commit(&[batch], NOW).expect("commit accounts");
         assert!(results.iter().all(Result::is_ok), "accounts refused");

@@ -59,8 +59,6 @@ fn account_id(text: String) -> Result<AccountId, BenchError> {
 pub struct Expected {
     pub debits_posted: i64,
     pub credits_posted: i64,
-    pub debit_count: u64,
-    pub credit_count: u64,
 }
 
 /// Generates the run's operations and keeps [`Expected`] for every account.
@@ -131,6 +129,11 @@ impl Generator {
 
     pub fn float(&self) -> &AccountId {
         &self.float
+    }
+
+    /// The id of the run's transfer `number` (0 is the first funding transfer).
+    pub fn transfer_id(&self, number: u64) -> Result<TransferId, BenchError> {
+        self.names.transfer(number)
     }
 
     /// Transfers generated so far, funding included.
@@ -218,12 +221,8 @@ impl Generator {
             }
         })?;
         let signed = amount.minor_signed();
-        let debit_expected = &mut self.expected[debit];
-        debit_expected.debits_posted += signed;
-        debit_expected.debit_count += 1;
-        let credit_expected = &mut self.expected[credit];
-        credit_expected.credits_posted += signed;
-        credit_expected.credit_count += 1;
+        self.expected[debit].debits_posted += signed;
+        self.expected[credit].credits_posted += signed;
         Ok(Transfer {
             id,
             debit_account: self.account(debit).clone(),
@@ -317,7 +316,9 @@ mod tests {
             let Ok(mut generator) = Generator::new(&config, "r1", 100) else {
                 panic!("generator");
             };
-            generator.transfer_batch(100).map_err(|error| error.to_string())
+            generator
+                .transfer_batch(100)
+                .map_err(|error| error.to_string())
         };
         assert_eq!(batch(5), batch(5));
         assert_ne!(batch(5), batch(6));
@@ -363,7 +364,10 @@ mod tests {
         let counts = touches(&mut generator, 10_000);
         let hot = counts[HOT_ACCOUNT_INDEX as usize];
         // 30 % of transfers name it, plus its uniform share of the rest.
-        assert!((2900..3300).contains(&hot), "hot account touched {hot} times");
+        assert!(
+            (2900..3300).contains(&hot),
+            "hot account touched {hot} times"
+        );
     }
 
     #[test]
@@ -371,22 +375,20 @@ mod tests {
         let Ok(mut generator) = Generator::new(&config(Distribution::Uniform, 0), "r1", 10) else {
             panic!("generator");
         };
-        assert!(generator.funding_batches(300).is_ok_and(|batches| batches.len() == 4));
-        assert!(generator.transfer_batch(500).is_ok());
-        let (debits, credits, debit_count, credit_count) = generator.expected().fold(
-            (0, 0, 0, 0),
-            |sums, (_, expected)| {
-                (
-                    sums.0 + expected.debits_posted,
-                    sums.1 + expected.credits_posted,
-                    sums.2 + expected.debit_count,
-                    sums.3 + expected.credit_count,
-                )
-            },
+        assert!(
+            generator
+                .funding_batches(300)
+                .is_ok_and(|batches| batches.len() == 4)
         );
+        assert!(generator.transfer_batch(500).is_ok());
+        let (debits, credits) = generator.expected().fold((0, 0), |sums, (_, expected)| {
+            (
+                sums.0 + expected.debits_posted,
+                sums.1 + expected.credits_posted,
+            )
+        });
         assert_eq!(debits, credits);
-        assert_eq!(debit_count, 1500);
-        assert_eq!(credit_count, 1500);
+        assert!(debits >= 1500);
         assert_eq!(generator.transfers_generated(), 1500);
         let float = generator.expected().last().map(|(_, expected)| *expected);
         assert_eq!(

@@ -34,10 +34,7 @@ impl Random {
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        let result = self.state[1]
-            .wrapping_mul(5)
-            .rotate_left(7)
-            .wrapping_mul(9);
+        let result = self.state[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
         let shifted = self.state[1] << 17;
         self.state[2] ^= self.state[0];
         self.state[3] ^= self.state[1];
@@ -86,7 +83,10 @@ impl Zipf {
     /// A sampler over `elements` ranks (at least 1) with the given exponent θ (positive; the
     /// benchmark uses 0.99, as YCSB does).
     pub fn new(elements: u64, exponent: f64) -> Zipf {
-        assert!(elements >= 1, "a Zipf distribution needs at least one element");
+        assert!(
+            elements >= 1,
+            "a Zipf distribution needs at least one element"
+        );
         assert!(
             exponent > 0.0 && exponent.is_finite(),
             "the Zipf exponent must be positive"
@@ -254,10 +254,7 @@ mod tests {
         // Skew: the top 1 % of ranks take more than a third of the draws; a uniform choice would
         // give them 1 %.
         let top: u64 = counts[..(ELEMENTS / 100) as usize].iter().sum();
-        assert!(
-            top > DRAWS / 3,
-            "top 1 % of ranks drew {top} of {DRAWS}"
-        );
+        assert!(top > DRAWS / 3, "top 1 % of ranks drew {top} of {DRAWS}");
         // And the tail is reached.
         assert!(counts[(ELEMENTS / 2) as usize..].iter().sum::<u64>() > 0);
     }
@@ -268,9 +265,7 @@ mod tests {
         let mut single = Zipf::new(1, 0.99);
         assert_eq!(single.sample(&mut random), 0);
         let mut pair = Zipf::new(2, 0.99);
-        let firsts = (0..DRAWS)
-            .filter(|_| pair.sample(&mut random) == 0)
-            .count() as f64;
+        let firsts = (0..DRAWS).filter(|_| pair.sample(&mut random) == 0).count() as f64;
         let expected = pair.probability(0) * DRAWS as f64;
         assert!((firsts - expected).abs() < expected * 0.02);
         // θ = 1 exactly goes through the series expansions.

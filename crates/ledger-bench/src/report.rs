@@ -18,10 +18,7 @@ pub fn render_text(report: &BenchReport) -> String {
     };
     let lines: [(&str, String); 12] = [
         ("backend", report.backend.clone()),
-        (
-            "run",
-            format!("{} (seed {})", report.run_id, report.seed),
-        ),
+        ("run", format!("{} (seed {})", report.run_id, report.seed)),
         ("accounts", grouped(report.accounts)),
         ("distribution", distribution),
         ("hot account", hot),
@@ -37,7 +34,10 @@ pub fn render_text(report: &BenchReport) -> String {
         ),
         (
             "  rate",
-            format!("{} transfers/s", grouped(report.transfers_per_second as u64)),
+            format!(
+                "{} transfers/s",
+                grouped(report.transfers_per_second as u64)
+            ),
         ),
         (
             "  batch latency",
@@ -71,7 +71,11 @@ pub fn render_text(report: &BenchReport) -> String {
             ),
         ),
     ];
-    let width = lines.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
+    let width = lines
+        .iter()
+        .map(|(label, _)| label.len())
+        .max()
+        .unwrap_or(0);
     for (label, value) in lines {
         // Writing to a String cannot fail.
         let _ = writeln!(text, "{label:<width$}  {value}");
@@ -84,7 +88,7 @@ fn grouped(value: u64) -> String {
     let digits = value.to_string();
     let mut text = String::with_capacity(digits.len() + digits.len() / 3);
     for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index) % 3 == 0 {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
             text.push(',');
         }
         text.push(digit);
@@ -135,16 +139,19 @@ mod tests {
         };
         let text = render_text(&report);
         for expected in [
-            "backend         sqlite",
+            "backend          sqlite",
             "zipfian (θ 0.99)",
             "500,000 transfers in 62 batches of 8,190",
             "123,456 transfers/s",
             "p50 60.0 ms, p99 80.3 ms, max 81.0 ms",
             "275 transfers/s",
-            "speedup         449×",
+            "speedup          449×",
             "512,001 transfers stored",
         ] {
-            assert!(text.contains(expected), "{expected:?} missing from:\n{text}");
+            assert!(
+                text.contains(expected),
+                "{expected:?} missing from:\n{text}"
+            );
         }
     }
 }
