@@ -23,9 +23,14 @@
 //! The store uses the synchronous `postgres` client: the server calls it from its writer thread or
 //! `spawn_blocking`, never from inside async code. Connections are plain TCP or Unix sockets
 //! (`NoTls`): put the database on a private network or a local socket.
+//!
+//! **Lost connections.** A call that meets a dropped connection (server restart, failover, idle
+//! timeout) returns `Err`; the next call reconnects. A `commit` that failed that way is *not*
+//! retried here: the `COMMIT` may or may not have landed, and only the caller knows whether
+//! resubmitting is right (transfers are idempotent by id; record writes may not be).
 
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use offpay_ledger::engine::{Changes, References, Snapshot};
 use offpay_ledger::{
@@ -52,76 +57,138 @@ const SCHEMA_NAME_LENGTH_MAX: usize = 63;
 /// CockroachDB and YugabyteDB may, and ask the client to retry.
 const COMMIT_ATTEMPTS_MAX: u32 = 3;
 
+/// How long connecting may take when the URL does not say (`connect_timeout`): a database host
+/// that drops packets must not hang the writer thread for the operating system's two minutes.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The `application_name` the store's sessions show in `pg_stat_activity`, unless the URL sets one.
+const APPLICATION_NAME: &str = "offpay-ledger";
+
 /// A ledger stored in a PostgreSQL database (or a schema of one).
 pub struct PostgresStore {
     client: Client,
     statements: Statements,
-    /// Where the store is connected, without the password: for `Debug` and error messages.
-    target: String,
+    target: Target,
+    /// The last call failed: the connection may be dead without the driver knowing yet.
+    connection_suspect: bool,
 }
 
 impl fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PostgresStore")
-            .field("target", &self.target)
+            .field("target", &self.target.description)
             .finish_non_exhaustive()
     }
 }
 
 fn database_error(error: postgres::Error) -> StoreError {
-    StoreError::Database(error.to_string())
+    StoreError::Database(describe(&error))
+}
+
+/// The driver's error with the server's message: `postgres::Error`'s `Display` says only
+/// "db error" for what the server reported, and hides the cause of I/O failures.
+fn describe(error: &postgres::Error) -> String {
+    if let Some(reported) = error.as_db_error() {
+        return format!(
+            "{} {}: {}",
+            reported.severity(),
+            reported.code().code(),
+            reported.message()
+        );
+    }
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 fn corrupt(what: impl fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
-/// A connection URL or key=value string, parsed, with what may be shown of it.
+/// Where the store connects: the parsed URL, the schema, and what may be shown of them.
 struct Target {
     config: Config,
-    /// `postgres://user@host:port/database`, never the password.
+    schema: Option<String>,
+    /// `postgres://user@host:port/database (schema s)`, never the password.
     description: String,
     /// The password as given, to scrub from any message that might echo it.
     password: Option<String>,
 }
 
 impl Target {
-    fn parse(url: &str) -> Result<Target, StoreError> {
+    fn parse(url: &str, schema: Option<&str>) -> Result<Target, StoreError> {
         let password_in_url = password_in_url(url);
-        let config: Config = url.parse().map_err(|error: postgres::Error| {
-            let message = scrub(error.to_string(), password_in_url.as_deref());
+        let mut config: Config = url.parse().map_err(|error: postgres::Error| {
+            let message = scrub(describe(&error), password_in_url.as_deref());
             StoreError::Database(format!("invalid PostgreSQL connection string: {message}"))
         })?;
         let password = config
             .get_password()
             .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
             .or(password_in_url);
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name(APPLICATION_NAME);
+        }
+        // One port applies to every host; otherwise ports pair with hosts (libpq's rule).
+        let ports = config.get_ports();
         let hosts: Vec<String> = config
             .get_hosts()
             .iter()
-            .zip(config.get_ports().iter().chain(std::iter::repeat(&5432)))
-            .map(|(host, port)| match host {
-                Host::Tcp(name) => format!("{name}:{port}"),
-                Host::Unix(path) => format!("{}:{port}", path.display()),
+            .enumerate()
+            .map(|(index, host)| {
+                let port = match ports {
+                    [one] => *one,
+                    _ => ports.get(index).copied().unwrap_or(5432),
+                };
+                match host {
+                    Host::Tcp(name) => format!("{name}:{port}"),
+                    Host::Unix(path) => format!("{}:{port}", path.display()),
+                }
             })
             .collect();
-        let description = format!(
+        let mut description = format!(
             "postgres://{}@{}/{}",
             config.get_user().unwrap_or(""),
             hosts.join(","),
             config.get_dbname().unwrap_or("")
         );
+        if let Some(schema) = schema {
+            description.push_str(&format!(" (schema {schema})"));
+        }
         Ok(Target {
             config,
+            schema: schema.map(str::to_owned),
             description,
             password,
         })
     }
 
+    /// Opens a session: connected, in the store's schema if it has one.
+    fn connect(&self) -> Result<Client, StoreError> {
+        let mut client = self
+            .config
+            .connect(NoTls)
+            .map_err(|error| self.error(error))?;
+        if let Some(schema) = &self.schema {
+            client
+                .batch_execute(&search_path(schema))
+                .map_err(|error| self.error(error))?;
+        }
+        Ok(client)
+    }
+
     /// Turns a connection-time error into a [`StoreError`] that names the server but cannot
     /// contain the password, whatever the driver put in its message.
     fn error(&self, error: postgres::Error) -> StoreError {
-        let message = scrub(error.to_string(), self.password.as_deref());
+        let message = scrub(describe(&error), self.password.as_deref());
         StoreError::Database(format!("{}: {message}", self.description))
     }
 }
@@ -178,14 +245,8 @@ impl PostgresStore {
     }
 
     fn connect(url: &str, schema: Option<&str>) -> Result<PostgresStore, StoreError> {
-        let mut target = Target::parse(url)?;
-        if let Some(schema) = schema {
-            target.description = format!("{} (schema {schema})", target.description);
-        }
-        let mut client = target
-            .config
-            .connect(NoTls)
-            .map_err(|error| target.error(error))?;
+        let target = Target::parse(url, schema)?;
+        let mut client = target.connect()?;
         migrate(&mut client, schema).map_err(|error| match error {
             StoreError::Schema(message) => {
                 StoreError::Schema(format!("{}: {message}", target.description))
@@ -196,54 +257,80 @@ impl PostgresStore {
         Ok(PostgresStore {
             client,
             statements,
-            target: target.description,
+            target,
+            connection_suspect: false,
         })
     }
 
     /// The `synchronous_commit` setting in force on the connection (`on` unless the operator
     /// changed it), for tests and diagnostics.
     pub fn synchronous_commit(&mut self) -> Result<String, StoreError> {
-        let row = self
-            .client
-            .query_one("SHOW synchronous_commit", &[])
-            .map_err(database_error)?;
-        row.try_get(0).map_err(database_error)
+        self.run(|client, _| {
+            let row = client
+                .query_one("SHOW synchronous_commit", &[])
+                .map_err(database_error)?;
+            row.try_get(0).map_err(database_error)
+        })
     }
 
-    fn commit_once(&mut self, batches: &[Batch], now: Timestamp) -> Result<GroupResult, Failure> {
-        let mut transaction = self.client.transaction().map_err(Failure::from_driver)?;
-        let mut group = PostgresGroup {
-            transaction: &mut transaction,
-            statements: &self.statements,
-            retryable: None,
-        };
-        let outcome = run_group(&mut group, batches, now);
-        let retryable = group.retryable.take();
-        let results = outcome.map_err(|error| match retryable {
-            Some(cause) => Failure::Retry(cause),
-            None => Failure::Store(error),
-        })?;
-        // Dropping the transaction on any error above rolls it back.
-        transaction.commit().map_err(Failure::from_driver)?;
-        Ok(results)
+    /// Runs `operation` on a live session: reconnects first if the connection is known to be
+    /// gone, or may be after a failed call (checked with one round trip, only then).
+    fn run<T>(
+        &mut self,
+        operation: impl FnOnce(&mut Client, &Statements) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let lost = self.client.is_closed()
+            || (self.connection_suspect && self.client.is_valid(CONNECT_TIMEOUT).is_err());
+        if lost {
+            let mut client = self.target.connect()?;
+            self.statements = Statements::prepare(&mut client)?;
+            self.client = client;
+        }
+        self.connection_suspect = false;
+        let result = operation(&mut self.client, &self.statements);
+        if result.is_err() {
+            self.connection_suspect = true;
+        }
+        result
     }
+}
+
+/// One attempt at a group commit: one database transaction.
+fn commit_once(
+    client: &mut Client,
+    statements: &Statements,
+    batches: &[Batch],
+    now: Timestamp,
+) -> Result<GroupResult, Failure> {
+    let mut transaction = client.transaction().map_err(Failure::from_driver)?;
+    let mut group = PostgresGroup {
+        transaction: &mut transaction,
+        statements,
+        retryable: None,
+    };
+    let outcome = run_group(&mut group, batches, now);
+    let retryable = group.retryable.take();
+    let results = outcome.map_err(|error| match retryable {
+        Some(cause) => Failure::Retry(cause),
+        None => Failure::Store(error),
+    })?;
+    // Dropping the transaction on any error above rolls it back.
+    transaction.commit().map_err(Failure::from_driver)?;
+    Ok(results)
 }
 
 /// Applies the migrations this build knows and the database lacks, in one transaction under an
 /// advisory lock; refuses a database that is ahead of this build.
 fn migrate(client: &mut Client, schema: Option<&str>) -> Result<(), StoreError> {
-    let schema_error = |error: postgres::Error| StoreError::Schema(error.to_string());
+    let schema_error = |error: postgres::Error| StoreError::Schema(describe(&error));
     let mut transaction = client.transaction().map_err(schema_error)?;
     transaction
         .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
         .map_err(schema_error)?;
     if let Some(schema) = schema {
-        // Session-level SET inside the transaction: it outlives the commit, and is undone with
-        // everything else if migrating fails. The name was validated: quoting is belt and braces.
+        // Created under the lock: two processes creating the same schema at once would collide.
         transaction
-            .batch_execute(&format!(
-                "CREATE SCHEMA IF NOT EXISTS \"{schema}\"; SET search_path TO \"{schema}\""
-            ))
+            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
             .map_err(schema_error)?;
     }
     transaction
@@ -277,6 +364,12 @@ fn migrate(client: &mut Client, schema: Option<&str>) -> Result<(), StoreError> 
             .map_err(schema_error)?;
     }
     transaction.commit().map_err(schema_error)
+}
+
+/// The statement that puts a session in `schema` (validated by [`validate_schema_name`], so the
+/// quotes are belt and braces).
+fn search_path(schema: &str) -> String {
+    format!("SET search_path TO \"{schema}\"")
 }
 
 const ACCOUNT_COLUMNS: &str = "id, kind, currency, exponent, balance_min, balance_max, \
@@ -459,7 +552,7 @@ impl PostgresGroup<'_, '_> {
     }
 
     fn failed(&mut self, error: postgres::Error) -> StoreError {
-        let store_error = StoreError::Database(error.to_string());
+        let store_error = StoreError::Database(describe(&error));
         if is_retryable(&error) {
             self.retryable = Some(error);
         }
@@ -876,27 +969,32 @@ impl LedgerStore for PostgresStore {
     }
 
     fn commit(&mut self, batches: &[Batch], now: Timestamp) -> Result<GroupResult, StoreError> {
-        let mut attempt = 1;
-        loop {
-            match self.commit_once(batches, now) {
-                Ok(results) => return Ok(results),
-                Err(Failure::Store(error)) => return Err(error),
-                Err(Failure::Retry(error)) if attempt >= COMMIT_ATTEMPTS_MAX => {
-                    return Err(StoreError::Database(format!(
-                        "group commit aborted {attempt} times by the database: {error}"
-                    )));
+        self.run(|client, statements| {
+            let mut attempt = 1;
+            loop {
+                match commit_once(client, statements, batches, now) {
+                    Ok(results) => return Ok(results),
+                    Err(Failure::Store(error)) => return Err(error),
+                    Err(Failure::Retry(error)) if attempt >= COMMIT_ATTEMPTS_MAX => {
+                        return Err(StoreError::Database(format!(
+                            "group commit aborted {attempt} times by the database: {}",
+                            describe(&error)
+                        )));
+                    }
+                    Err(Failure::Retry(_)) => attempt += 1,
                 }
-                Err(Failure::Retry(_)) => attempt += 1,
             }
-        }
+        })
     }
 
     fn account(&mut self, id: &AccountId) -> Result<Option<Account>, StoreError> {
-        self.client
-            .query_opt(&self.statements.account, &[&id.as_str()])
-            .map_err(database_error)?
-            .map(|row| account_from_row(&row))
-            .transpose()
+        self.run(|client, statements| {
+            client
+                .query_opt(&statements.account, &[&id.as_str()])
+                .map_err(database_error)?
+                .map(|row| account_from_row(&row))
+                .transpose()
+        })
     }
 
     fn accounts(
@@ -905,23 +1003,27 @@ impl LedgerStore for PostgresStore {
         limit: usize,
     ) -> Result<Vec<Account>, StoreError> {
         let limit = limit.min(RECORD_PAGE_MAX) as i64;
-        self.client
-            .query(
-                &self.statements.accounts_page,
-                &[&after.map_or("", AccountId::as_str), &limit],
-            )
-            .map_err(database_error)?
-            .iter()
-            .map(account_from_row)
-            .collect()
+        self.run(|client, statements| {
+            client
+                .query(
+                    &statements.accounts_page,
+                    &[&after.map_or("", AccountId::as_str), &limit],
+                )
+                .map_err(database_error)?
+                .iter()
+                .map(account_from_row)
+                .collect()
+        })
     }
 
     fn transfer(&mut self, id: &TransferId) -> Result<Option<TransferRecord>, StoreError> {
-        self.client
-            .query_opt(&self.statements.transfer, &[&id.as_str()])
-            .map_err(database_error)?
-            .map(|row| transfer_from_row(&row))
-            .transpose()
+        self.run(|client, statements| {
+            client
+                .query_opt(&statements.transfer, &[&id.as_str()])
+                .map_err(database_error)?
+                .map(|row| transfer_from_row(&row))
+                .transpose()
+        })
     }
 
     fn history(
@@ -935,58 +1037,40 @@ impl LedgerStore for PostgresStore {
             Some(sequence) => bigint(sequence, "sequence")?,
             None => -1,
         };
-        self.client
-            .query(
-                &self.statements.history,
-                &[&account.as_str(), &after, &limit],
-            )
-            .map_err(database_error)?
-            .iter()
-            .map(transfer_from_row)
-            .collect()
+        self.run(|client, statements| {
+            client
+                .query(&statements.history, &[&account.as_str(), &after, &limit])
+                .map_err(database_error)?
+                .iter()
+                .map(transfer_from_row)
+                .collect()
+        })
     }
 
     fn totals(&mut self) -> Result<Vec<CurrencyTotal>, StoreError> {
-        let rows = self
-            .client
-            .query(&self.statements.totals, &[])
-            .map_err(database_error)?;
-        rows.iter()
-            .map(|row| {
-                let code: String = row.try_get(0).map_err(database_error)?;
-                let exponent: i32 = row.try_get(1).map_err(database_error)?;
-                let accounts: i64 = row.try_get(2).map_err(database_error)?;
-                let posted: String = row.try_get(3).map_err(database_error)?;
-                let pending: String = row.try_get(4).map_err(database_error)?;
-                let sum = |text: &str| {
-                    text.parse::<i128>()
-                        .map_err(|_| corrupt(format!("sum of {code} balances {text:?}")))
-                };
-                let exponent = u8::try_from(exponent)
-                    .map_err(|_| corrupt(format!("currency {code}: exponent {exponent}")))?;
-                Ok(CurrencyTotal {
-                    currency: Currency::new(&code, exponent).map_err(corrupt)?,
-                    accounts: unsigned(accounts, "account count")?,
-                    posted_sum: sum(&posted)?,
-                    pending_sum: sum(&pending)?,
-                })
-            })
-            .collect()
+        let rows = self.run(|client, statements| {
+            client
+                .query(&statements.totals, &[])
+                .map_err(database_error)
+        })?;
+        rows.iter().map(total_from_row).collect()
     }
 
     fn record(&mut self, namespace: &str, key: &str) -> Result<Option<Record>, StoreError> {
-        self.client
-            .query_opt(&self.statements.record, &[&namespace, &key])
-            .map_err(database_error)?
-            .map(|row| {
-                Ok(Record {
-                    namespace: namespace.to_owned(),
-                    key: key.to_owned(),
-                    value: row.try_get(0).map_err(database_error)?,
-                    version: record_version(&row, 1)?,
+        self.run(|client, statements| {
+            client
+                .query_opt(&statements.record, &[&namespace, &key])
+                .map_err(database_error)?
+                .map(|row| {
+                    Ok(Record {
+                        namespace: namespace.to_owned(),
+                        key: key.to_owned(),
+                        value: row.try_get(0).map_err(database_error)?,
+                        version: record_version(&row, 1)?,
+                    })
                 })
-            })
-            .transpose()
+                .transpose()
+        })
     }
 
     fn records(
@@ -997,28 +1081,47 @@ impl LedgerStore for PostgresStore {
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
         let limit = limit.min(RECORD_PAGE_MAX) as i64;
-        self.client
-            .query(
-                &self.statements.records_page,
-                &[
-                    &namespace,
-                    &like_prefix(key_prefix),
-                    &after_key.unwrap_or(""),
-                    &limit,
-                ],
-            )
-            .map_err(database_error)?
-            .iter()
-            .map(|row| {
-                Ok(Record {
-                    namespace: namespace.to_owned(),
-                    key: row.try_get(0).map_err(database_error)?,
-                    value: row.try_get(1).map_err(database_error)?,
-                    version: record_version(row, 2)?,
+        let pattern = like_prefix(key_prefix);
+        self.run(|client, statements| {
+            client
+                .query(
+                    &statements.records_page,
+                    &[&namespace, &pattern, &after_key.unwrap_or(""), &limit],
+                )
+                .map_err(database_error)?
+                .iter()
+                .map(|row| {
+                    Ok(Record {
+                        namespace: namespace.to_owned(),
+                        key: row.try_get(0).map_err(database_error)?,
+                        value: row.try_get(1).map_err(database_error)?,
+                        version: record_version(row, 2)?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
+}
+
+/// Reads a per-currency row of the totals query.
+fn total_from_row(row: &Row) -> Result<CurrencyTotal, StoreError> {
+    let code: String = row.try_get(0).map_err(database_error)?;
+    let exponent: i32 = row.try_get(1).map_err(database_error)?;
+    let accounts: i64 = row.try_get(2).map_err(database_error)?;
+    let posted: String = row.try_get(3).map_err(database_error)?;
+    let pending: String = row.try_get(4).map_err(database_error)?;
+    let sum = |text: &str| {
+        text.parse::<i128>()
+            .map_err(|_| corrupt(format!("sum of {code} balances {text:?}")))
+    };
+    let exponent = u8::try_from(exponent)
+        .map_err(|_| corrupt(format!("currency {code}: exponent {exponent}")))?;
+    Ok(CurrencyTotal {
+        currency: Currency::new(&code, exponent).map_err(corrupt)?,
+        accounts: unsigned(accounts, "account count")?,
+        posted_sum: sum(&posted)?,
+        pending_sum: sum(&pending)?,
+    })
 }
 
 #[cfg(test)]
@@ -1045,7 +1148,7 @@ mod tests {
             "postgres://ledger:hunter2-secret@db.internal:6543/offpay",
             "host=db.internal port=6543 user=ledger password=hunter2-secret dbname=offpay",
         ] {
-            let target = Target::parse(url).unwrap_or_else(|error| panic!("{error}"));
+            let target = Target::parse(url, None).unwrap_or_else(|error| panic!("{error}"));
             assert_eq!(
                 target.description,
                 "postgres://ledger@db.internal:6543/offpay"

@@ -290,3 +290,69 @@ fn refuses_schema_names_that_need_quoting() {
         .expect_err("refused");
     assert!(matches!(error, StoreError::Schema(_)), "{error}");
 }
+
+#[test]
+fn reconnects_after_the_server_drops_the_connection() {
+    skip_without_database!();
+    let (guard, _store) = common::fresh_store();
+    let url = common::database_url().unwrap_or_default();
+    let application = format!("{}_victim", guard.schema);
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let mut store = PostgresStore::open_in_schema(
+        &format!("{url}{separator}application_name={application}"),
+        &guard.schema,
+    )
+    .unwrap_or_else(|error| panic!("{error}"));
+    let definition = NewAccount {
+        id: AccountId::new("survivor").unwrap_or_else(|error| panic!("{error}")),
+        kind: AccountKind::Customer,
+        currency: Currency::KES,
+        limits: BalanceLimits::default(),
+    };
+    store
+        .commit(
+            &[Batch {
+                operations: vec![Operation::CreateAccount(definition.clone())],
+            }],
+            NOW,
+        )
+        .unwrap_or_else(|error| panic!("{error}"));
+
+    let mut admin =
+        postgres::Client::connect(&url, postgres::NoTls).unwrap_or_else(|error| panic!("{error}"));
+    let terminated = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            &[&application],
+        )
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(terminated.len(), 1, "the store's session was not found");
+
+    // The call that meets the dead connection may fail; within a bound, the store comes back,
+    // in its schema, with its statements.
+    let mut attempts = 0;
+    let account = loop {
+        attempts += 1;
+        match store.account(&definition.id) {
+            Ok(account) => break account,
+            Err(error) if attempts < 2 => eprintln!("attempt {attempts}: {error}"),
+            Err(error) => panic!("no reconnection: {error}"),
+        }
+    };
+    assert!(account.is_some_and(|account| account.matches(&definition)));
+    store
+        .commit(
+            &[Batch::transfers([Transfer {
+                id: TransferId::new("after-reconnect").unwrap_or_else(|error| panic!("{error}")),
+                debit_account: definition.id.clone(),
+                credit_account: AccountId::new("other").unwrap_or_else(|error| panic!("{error}")),
+                amount: Currency::KES
+                    .minor(1)
+                    .unwrap_or_else(|error| panic!("{error}")),
+                kind: TransferKind::Posted,
+                memo: String::new(),
+            }])],
+            NOW,
+        )
+        .unwrap_or_else(|error| panic!("commit after reconnect: {error}"));
+}
