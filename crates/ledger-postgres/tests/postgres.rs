@@ -356,3 +356,36 @@ fn reconnects_after_the_server_drops_the_connection() {
         )
         .unwrap_or_else(|error| panic!("commit after reconnect: {error}"));
 }
+
+#[test]
+fn servers_starting_together_migrate_one_schema_once() {
+    skip_without_database!();
+    const OPENERS: usize = 4;
+    let guard = common::fresh_schema();
+    let url = common::database_url().unwrap_or_default();
+    let barrier = std::sync::Barrier::new(OPENERS);
+    std::thread::scope(|scope| {
+        for _ in 0..OPENERS {
+            scope.spawn(|| {
+                barrier.wait();
+                let mut store = PostgresStore::open_in_schema(&url, &guard.schema)
+                    .unwrap_or_else(|error| panic!("concurrent open: {error}"));
+                let totals = store.totals().unwrap_or_else(|error| panic!("{error}"));
+                assert!(totals.is_empty());
+            });
+        }
+    });
+    let mut client =
+        postgres::Client::connect(&url, postgres::NoTls).unwrap_or_else(|error| panic!("{error}"));
+    let applied: i64 = client
+        .query_one(
+            &format!(
+                "SELECT COUNT(*) FROM \"{}\".schema_migrations",
+                guard.schema
+            ),
+            &[],
+        )
+        .and_then(|row| row.try_get(0))
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(applied, 1);
+}

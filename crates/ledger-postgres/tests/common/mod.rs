@@ -51,14 +51,19 @@ fn unique_schema() -> String {
     format!("offpay_test_{mixed:016x}")
 }
 
+/// A schema name no test has used, and the guard that drops the schema if anything creates it.
+pub fn fresh_schema() -> SchemaGuard {
+    let url = database_url().unwrap_or_else(|| panic!("{DATABASE_URL_VARIABLE} is not set"));
+    SchemaGuard {
+        url,
+        schema: unique_schema(),
+    }
+}
+
 /// A fresh, empty store in its own schema, and the guard that drops the schema.
 pub fn fresh_store() -> (SchemaGuard, PostgresStore) {
-    let url = database_url().unwrap_or_else(|| panic!("{DATABASE_URL_VARIABLE} is not set"));
-    let guard = SchemaGuard {
-        url: url.clone(),
-        schema: unique_schema(),
-    };
-    let store = PostgresStore::open_in_schema(&url, &guard.schema)
+    let guard = fresh_schema();
+    let store = PostgresStore::open_in_schema(&guard.url, &guard.schema)
         .unwrap_or_else(|error| panic!("open schema {}: {error}", guard.schema));
     (guard, store)
 }
