@@ -31,7 +31,7 @@ use crate::grammar::{
 };
 use crate::keys::MasterKey;
 use crate::limits::{
-    ACCOUNT_NUMBER_DIGITS, AMOUNT_OFFSET_RANGE, CALLBACK_TIMEOUT_SECONDS, ENCRYPTED_ACCOUNT_DIGITS,
+    ACCOUNT_NUMBER_DIGITS, CALLBACK_TIMEOUT_SECONDS, ENCRYPTED_ACCOUNT_DIGITS,
     GRID_AMOUNT_MAX_HUNDREDTHS, LOCKOUT_FAILURES, PAYEE_LIMITS_MAX, PLAIN_PAYEE_DIGITS,
     ROWS_RESERVED_FOR_REGISTRATION, SCHEDULE_AHEAD_DAYS_MAX,
 };
@@ -560,7 +560,10 @@ fn amount_hundredths(amount: &Amount) -> Option<u64> {
             .checked_mul(10u64.pow(u32::from(2 - exponent)))
     } else {
         let scale = 10u64.pow(u32::from(exponent - 2));
-        (amount.minor() % scale == 0).then(|| amount.minor() / scale)
+        amount
+            .minor()
+            .is_multiple_of(scale)
+            .then(|| amount.minor() / scale)
     }
 }
 
@@ -570,7 +573,7 @@ fn hundredths_amount(hundredths: u64, currency: Currency) -> Option<Amount> {
         hundredths.checked_mul(10u64.pow(u32::from(exponent - 2)))?
     } else {
         let scale = 10u64.pow(u32::from(2 - exponent));
-        if hundredths % scale != 0 {
+        if !hundredths.is_multiple_of(scale) {
             return None;
         }
         hundredths / scale
@@ -658,20 +661,21 @@ impl Engine {
         counts: bool,
     ) -> Outcome {
         let mut burned = None;
-        if let Some(row) = row {
-            if (1..=envelope.loaded.rows.get()).contains(&row) && !envelope.used.contains(row) {
-                envelope.used.insert(row);
-                burned = Some(row);
-            }
+        if let Some(row) = row
+            && (1..=envelope.loaded.rows.get()).contains(&row)
+            && !envelope.used.contains(row)
+        {
+            envelope.used.insert(row);
+            burned = Some(row);
         }
         let mut locked_now = false;
         if counts {
             envelope.failures = envelope.failures.saturating_add(1);
-            if envelope.failures >= LOCKOUT_FAILURES {
-                if let EnvelopeStatus::Active { account } = envelope.status {
-                    envelope.status = EnvelopeStatus::Locked { account };
-                    locked_now = true;
-                }
+            if envelope.failures >= LOCKOUT_FAILURES
+                && let EnvelopeStatus::Active { account } = envelope.status
+            {
+                envelope.status = EnvelopeStatus::Locked { account };
+                locked_now = true;
             }
         }
         let text = reply::refused(&refusal, burned, locked_now);
@@ -1568,7 +1572,6 @@ impl Engine {
                 );
             }
         }
-        debug_assert!(AMOUNT_OFFSET_RANGE > GRID_AMOUNT_MAX_HUNDREDTHS);
         Ok(out)
     }
 

@@ -229,7 +229,7 @@ impl Grid {
         magnitude: [u16; MAGNITUDE_CLASSES],
     ) -> Result<Grid, u8> {
         for position in 0..GRID_POSITIONS {
-            let column: [u16; 10] = core::array::from_fn(|digit| cells[digit][position]);
+            let column: [u16; 10] = cells.map(|digit_row| digit_row[position]);
             if !all_distinct_codes(&column) {
                 return Err(position as u8 + 1);
             }
@@ -277,8 +277,8 @@ impl Grid {
         let mut cells = [[0u16; GRID_POSITIONS]; 10];
         for position in 0..GRID_POSITIONS {
             let codes: [u64; 10] = stream.distinct_below(u64::from(GRID_CODE_RANGE));
-            for (digit, code) in codes.iter().enumerate() {
-                cells[digit][position] = *code as u16;
+            for (digit_row, code) in cells.iter_mut().zip(codes) {
+                digit_row[position] = code as u16;
             }
         }
         let magnitude_codes: [u64; MAGNITUDE_CLASSES] =

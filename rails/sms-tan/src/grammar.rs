@@ -783,7 +783,7 @@ enum Kind {
     Checksum,
     MagnitudeCode,
     Reference,
-    LimitKind,
+    LimitWord,
     AmountOrNone,
     Switch,
     Password,
@@ -804,7 +804,7 @@ impl Kind {
             Kind::Checksum => Field::Checksum,
             Kind::MagnitudeCode => Field::MagnitudeCode,
             Kind::Reference => Field::Reference,
-            Kind::LimitKind => Field::LimitKind,
+            Kind::LimitWord => Field::LimitKind,
             Kind::Switch => Field::Switch,
             Kind::Password => Field::Password,
         }
@@ -991,7 +991,7 @@ fn accept(kind: Kind, tokens: &[Token<'_>]) -> Accept {
                 Err(_) => Accept::No,
             }
         }
-        Kind::LimitKind => {
+        Kind::LimitWord => {
             if !single {
                 return Accept::No;
             }
@@ -1316,7 +1316,7 @@ fn parse_after_keyword(kind: MessageKind, tokens: &[Token<'_>]) -> Result<Messag
                 &[
                     &[
                         required(Kind::Payer),
-                        required(Kind::LimitKind),
+                        required(Kind::LimitWord),
                         required(Kind::AmountOrNone),
                         optional(Kind::Currency),
                         required(Kind::Row),
@@ -1324,7 +1324,7 @@ fn parse_after_keyword(kind: MessageKind, tokens: &[Token<'_>]) -> Result<Messag
                     ],
                     &[
                         required(Kind::Payer),
-                        required(Kind::LimitKind),
+                        required(Kind::LimitWord),
                         required(Kind::Account),
                         required(Kind::AmountOrNone),
                         optional(Kind::Currency),
@@ -1599,6 +1599,22 @@ fn row_tan_of(row_value: &Value, tan_value: &Value) -> Result<RowTan, ParseError
     })
 }
 
+/// The kind a text seems to be, from its first word, even when the rest cannot be read (to pick
+/// an example for the reply, and for redacted logs).
+pub fn guess_kind(text: &str) -> Option<MessageKind> {
+    let trimmed = text.trim_start_matches(|character: char| !character.is_ascii_alphanumeric());
+    let first = trimmed.bytes().next()?;
+    if first.is_ascii_digit() {
+        return Some(MessageKind::Payment(SecurityLevel::Low));
+    }
+    let word: String = trimmed
+        .chars()
+        .take_while(char::is_ascii_alphabetic)
+        .take(16)
+        .collect();
+    keyword_kind(&word)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1800,20 +1816,4 @@ mod tests {
         ));
         assert_eq!(parse("help"), Ok(Message::Help));
     }
-}
-
-/// The kind a text seems to be, from its first word, even when the rest cannot be read (to pick
-/// an example for the reply, and for redacted logs).
-pub fn guess_kind(text: &str) -> Option<MessageKind> {
-    let trimmed = text.trim_start_matches(|character: char| !character.is_ascii_alphanumeric());
-    let first = trimmed.bytes().next()?;
-    if first.is_ascii_digit() {
-        return Some(MessageKind::Payment(SecurityLevel::Low));
-    }
-    let word: String = trimmed
-        .chars()
-        .take_while(char::is_ascii_alphabetic)
-        .take(16)
-        .collect();
-    keyword_kind(&word)
 }

@@ -8,6 +8,7 @@
 //! the ledger and the replies to queue. The protocol is specified in `docs/protocols/sms-tan.md`.
 #![cfg_attr(not(test), no_std)]
 #![cfg_attr(not(test), forbid(clippy::unwrap_used))]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 extern crate alloc;
 #[cfg(feature = "std")]
@@ -116,8 +117,8 @@ pub mod limits {
     pub const BOUND_PHONES_MAX: usize = 4;
     /// Digits of a payment reference shown in replies and typed in a dispute.
     pub const REFERENCE_DIGITS: usize = 8;
-    /// Envelopes one PDF run may hold.
-    pub const PDF_ENVELOPES_MAX: usize = 100_000;
+    /// Envelopes one PDF may hold (about 8 KiB per envelope); print larger runs in batches.
+    pub const PDF_ENVELOPES_MAX: usize = 10_000;
     /// Largest amount a grid (middle/high) instruction can carry, in hundredths: 999,999,999.99.
     pub const GRID_AMOUNT_MAX_HUNDREDTHS: u64 = 10u64.pow(MAGNITUDE_CLASSES as u32 + 2) - 1;
 

@@ -166,12 +166,12 @@ pub fn refused(refusal: &Refusal, burned_row: Option<u8>, locked_now: bool) -> S
         reply.push_str(&format!(
             " Envelope now locked after {LOCKOUT_FAILURES} wrong codes; visit an agent."
         ));
-    } else if let Some(row) = burned_row {
-        if !matches!(refusal, Refusal::RowUsed { .. }) {
-            let addition = format!(" Cross out row {row}.");
-            if reply.len() + addition.len() <= REPLY_CHARS_MAX {
-                reply.push_str(&addition);
-            }
+    } else if let Some(row) = burned_row
+        && !matches!(refusal, Refusal::RowUsed { .. })
+    {
+        let addition = format!(" Cross out row {row}.");
+        if reply.len() + addition.len() <= REPLY_CHARS_MAX {
+            reply.push_str(&addition);
         }
     }
     fit(reply)

@@ -1,5 +1,8 @@
 //! Scenario tests for rail 2: every security level end to end against an in-memory operator, the
 //! seed's worked example, the attacks the seed names, and the account features.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+// Amounts in minor units are written `whole_cents` (`1500_50` is KES 1500.50).
+#![allow(clippy::inconsistent_digit_grouping)]
 
 mod common;
 

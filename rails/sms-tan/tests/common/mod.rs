@@ -303,7 +303,6 @@ impl Bank {
                 other => panic!("unknown effect {other:?}"),
             }
         }
-        let mut total: HashMap<Currency, i128> = HashMap::new();
         for posting in &outcome.postings {
             if !self.posted.insert(posting.transfer_id) {
                 continue;
@@ -311,14 +310,13 @@ impl Bank {
             let minor = i128::from(posting.amount.minor());
             *self.balances.entry(posting.debit).or_default() -= minor;
             *self.balances.entry(posting.credit).or_default() += minor;
-            *total.entry(posting.amount.currency()).or_default() += 0;
-            if let (LedgerAccount::Customer(payer), kind) = (posting.debit, posting.kind) {
-                if kind != offpay_sms_tan::PostingKind::Fee {
-                    *self.paid_today.entry(payer).or_default() += posting.amount.minor();
-                    if let LedgerAccount::Customer(payee) = posting.credit {
-                        *self.paid_to_payee_today.entry((payer, payee)).or_default() +=
-                            posting.amount.minor();
-                    }
+            if let LedgerAccount::Customer(payer) = posting.debit
+                && posting.kind != offpay_sms_tan::PostingKind::Fee
+            {
+                *self.paid_today.entry(payer).or_default() += posting.amount.minor();
+                if let LedgerAccount::Customer(payee) = posting.credit {
+                    *self.paid_to_payee_today.entry((payer, payee)).or_default() +=
+                        posting.amount.minor();
                 }
             }
         }
