@@ -117,7 +117,7 @@ pub struct GroupCommit {
     transfers_created: Vec<TransferId>,
     pending_resolved: BTreeSet<TransferId>,
     records: HashMap<RecordKey, (Option<Vec<u8>>, u64)>,
-    records_written: Vec<RecordKey>,
+    records_written: BTreeSet<RecordKey>,
     record_versions: HashMap<RecordKey, u64>,
     next_sequence: u64,
 }
@@ -129,7 +129,7 @@ struct BatchScratch {
     transfers: HashMap<TransferId, TransferRecord>,
     transfers_created: Vec<TransferId>,
     records: HashMap<RecordKey, (Option<Vec<u8>>, u64)>,
-    records_written: Vec<RecordKey>,
+    records_written: BTreeSet<RecordKey>,
     conservation: Vec<(Currency, i128, i128)>,
 }
 
@@ -145,7 +145,7 @@ impl GroupCommit {
             transfers_created: Vec::new(),
             pending_resolved: BTreeSet::new(),
             records: HashMap::new(),
-            records_written: Vec::new(),
+            records_written: BTreeSet::new(),
             record_versions: snapshot.record_versions,
             next_sequence,
         }
@@ -230,8 +230,10 @@ impl GroupCommit {
             self.accounts_dirty.insert(id.clone());
             self.accounts.insert(id, account);
         }
+        let created: std::collections::HashSet<&TransferId> =
+            scratch.transfers_created.iter().collect();
         for (id, record) in scratch.transfers {
-            if !scratch.transfers_created.contains(&id) {
+            if !created.contains(&id) {
                 self.pending_resolved.insert(id.clone());
             }
             self.transfers.insert(id, record);
@@ -241,11 +243,7 @@ impl GroupCommit {
             self.record_versions.insert(key.clone(), value.1);
             self.records.insert(key, value);
         }
-        for key in scratch.records_written {
-            if !self.records_written.contains(&key) {
-                self.records_written.push(key);
-            }
-        }
+        self.records_written.extend(scratch.records_written);
         self.next_sequence = sequence;
     }
 
@@ -366,9 +364,7 @@ impl GroupCommit {
         } else {
             0
         };
-        if !scratch.records_written.contains(&key) {
-            scratch.records_written.push(key.clone());
-        }
+        scratch.records_written.insert(key.clone());
         scratch.records.insert(key, (write.value.clone(), version));
         Ok(Outcome::RecordWritten { version })
     }
