@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every offpay test on a fresh Debian machine with Rust: installs what the tests need, then
+# the whole workspace's tests. PostgreSQL tests run when OFFPAY_TEST_DATABASE_URL is set (they say
+# "skipped" otherwise); .ci/run sets it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+# (packages the tests need are added here as the rails land)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "==> installing ${need_apt[*]}"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "==> not root: cannot install ${need_apt[*]}; tests that need them will say so" >&2
+  fi
+fi
+
+echo "==> cargo test --workspace"
+cargo test --workspace --no-fail-fast
