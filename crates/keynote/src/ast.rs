@@ -311,6 +311,15 @@ impl fmt::Display for Test {
     }
 }
 
+/// The source text of a Conditions program, one clause per line, indented so it can follow
+/// `Conditions:` as continuation lines.
+pub fn program_to_string(clauses: &[Clause]) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = write_program(&mut out, clauses, 4);
+    out
+}
+
 /// Print a clause list, one clause per line, each line indented by `indent` spaces.
 pub(crate) fn write_program(
     f: &mut impl fmt::Write,
