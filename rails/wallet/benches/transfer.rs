@@ -4,6 +4,8 @@
 //!
 //! Run: `cargo bench -p offpay-wallet --bench transfer`.
 
+#![allow(clippy::expect_used)] // Tests stop at the first surprise.
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 
@@ -40,7 +42,11 @@ fn count_traffic(loss: f64, transfers: u64) -> (f64, f64, f64) {
         }
     }
     let n = transfers as f64;
-    (datagrams as f64 / n, round_trips as f64 / n, posted as f64 / n)
+    (
+        datagrams as f64 / n,
+        round_trips as f64 / n,
+        posted as f64 / n,
+    )
 }
 
 fn traffic(c: &mut Criterion) {
@@ -55,20 +61,23 @@ fn traffic(c: &mut Criterion) {
     let mut group = c.benchmark_group("transfer");
     for loss in [0.0, 0.1, 0.3] {
         let mut seed = 0;
-        group.bench_function(format!("end_to_end_in_memory_loss_{:.0}pct", loss * 100.0), |b| {
-            b.iter_batched(
-                || {
-                    seed += 1;
-                    Sim::new(2, seed, net(loss))
-                },
-                |mut sim| {
-                    let transfer_id = sim.start_sale(0, 1, 1_000).expect("sale starts");
-                    sim.quiesce();
-                    black_box(sim.wallet(0).outcome(&transfer_id))
-                },
-                BatchSize::SmallInput,
-            )
-        });
+        group.bench_function(
+            format!("end_to_end_in_memory_loss_{:.0}pct", loss * 100.0),
+            |b| {
+                b.iter_batched(
+                    || {
+                        seed += 1;
+                        Sim::new(2, seed, net(loss))
+                    },
+                    |mut sim| {
+                        let transfer_id = sim.start_sale(0, 1, 1_000).expect("sale starts");
+                        sim.quiesce();
+                        black_box(sim.wallet(0).outcome(&transfer_id))
+                    },
+                    BatchSize::SmallInput,
+                )
+            },
+        );
     }
     group.finish();
 }
@@ -104,7 +113,9 @@ fn datagram(c: &mut Criterion) {
 fn wallet_clone(sim: &Sim, _wallet: &offpay_wallet::Wallet) -> offpay_wallet::Wallet {
     let keys = sim.devices[1].keys.clone();
     let log = sim.devices[1].storage.bytes().to_vec();
-    offpay_wallet::Wallet::open(keys, &log, sim.now, false).expect("open").0
+    offpay_wallet::Wallet::open(keys, &log, sim.now, false)
+        .expect("open")
+        .0
 }
 
 fn fsync(c: &mut Criterion) {

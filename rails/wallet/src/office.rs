@@ -90,6 +90,7 @@ pub struct AgreementEvidence {
 /// Something the operator must look at, with its evidence.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
+#[allow(clippy::large_enum_variant)] // Flags are rare and carry their evidence inline.
 pub enum Flag {
     /// The wallet signed two different agreements with one payment number: it was rolled back
     /// to an earlier state and spent the same value twice.
@@ -368,10 +369,10 @@ impl MoneyOffice {
         let mut records: Vec<LoggedRecord> = Vec::with_capacity(upload.records.len());
         for bytes in &upload.records {
             let record = decode_record(bytes)?;
-            if let Some(previous) = records.last() {
-                if record.seq != previous.seq + 1 || record.prev_hash != previous.hash {
-                    return Err(PeerError::ChainMismatch.into());
-                }
+            if let Some(previous) = records.last()
+                && (record.seq != previous.seq + 1 || record.prev_hash != previous.hash)
+            {
+                return Err(PeerError::ChainMismatch.into());
             }
             records.push(record);
         }
@@ -460,13 +461,13 @@ impl MoneyOffice {
             account.credential = credential.clone();
         }
         for wallet in touched {
-            if let Some(a) = self.book.wallets.get(&wallet) {
-                if a.shadow_minor < 0 {
-                    flags.push(Flag::Overspent {
-                        wallet,
-                        shadow_minor: a.shadow_minor,
-                    });
-                }
+            if let Some(a) = self.book.wallets.get(&wallet)
+                && a.shadow_minor < 0
+            {
+                flags.push(Flag::Overspent {
+                    wallet,
+                    shadow_minor: a.shadow_minor,
+                });
             }
         }
         let reply = self.reply(wallet_id, upload.head_seq, upload.head_hash, renewed);

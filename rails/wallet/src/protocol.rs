@@ -128,6 +128,7 @@ pub enum Event {
 
 /// One step of a transition, performed in order.
 #[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)] // A handful per transition, consumed at once.
 pub(crate) enum Step {
     /// Force this record to the log before any later step.
     Persist(Record),
@@ -468,7 +469,7 @@ impl SellerAwaitingAgreement {
     }
 
     fn on_timer(mut self, now: Millis) -> Next<SellerState> {
-        if !self.next_at.is_some_and(|at| at <= now) {
+        if self.next_at.is_none_or(|at| at > now) {
             return Next::stay(SellerState::AwaitingAgreement(self));
         }
         if self.attempts < COMMIT_REQUEST_ATTEMPTS_MAX {
@@ -549,7 +550,7 @@ impl SellerAwaitingAcknowledgement {
     }
 
     fn on_timer(mut self, now: Millis) -> Next<SellerState> {
-        if !self.next_at.is_some_and(|at| at <= now) {
+        if self.next_at.is_none_or(|at| at > now) {
             return Next::stay(SellerState::AwaitingAcknowledgement(self));
         }
         if self.attempts < DECISION_ATTEMPTS_MAX {
@@ -906,7 +907,7 @@ impl BuyerPrepared {
     }
 
     fn on_timer(mut self, now: Millis) -> Next<BuyerState> {
-        if !self.next_at.is_some_and(|at| at <= now) {
+        if self.next_at.is_none_or(|at| at > now) {
             return Next::stay(BuyerState::Prepared(self));
         }
         if self.attempts < PREPARED_QUERY_ATTEMPTS_MAX {

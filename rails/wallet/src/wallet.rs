@@ -1075,16 +1075,16 @@ impl Wallet {
         entropy: &mut dyn Entropy,
     ) -> Result<Vec<Action>, Error> {
         if let Some(state) = self.sales.get(&transfer_id) {
-            if let Some(buyer) = state.buyer() {
-                if buyer.wallet_id != sender.wallet_id || buyer.signing_key != sender.signing_key {
-                    return Err(PeerError::NotAParty.into());
-                }
+            if let Some(buyer) = state.buyer()
+                && (buyer.wallet_id != sender.wallet_id || buyer.signing_key != sender.signing_key)
+            {
+                return Err(PeerError::NotAParty.into());
             }
             let mut state = state.clone();
-            if let Some(peer_seq) = state.peer_seq_mut() {
-                if seq <= *peer_seq {
-                    return Err(PeerError::Replay.into());
-                }
+            if let Some(peer_seq) = state.peer_seq_mut()
+                && seq <= *peer_seq
+            {
+                return Err(PeerError::Replay.into());
             }
             let view = View {
                 keys: &self.keys,
@@ -1102,14 +1102,13 @@ impl Wallet {
             if let Some(peer_seq) = state.peer_seq_mut() {
                 *peer_seq = seq;
             }
-            if let SellerState::AwaitingBuyers(s) = &mut state {
-                if let Some(c) = s
+            if let SellerState::AwaitingBuyers(s) = &mut state
+                && let Some(c) = s
                     .candidates
                     .iter_mut()
                     .find(|c| c.credential.wallet_id == sender.wallet_id)
-                {
-                    c.seq = c.seq.max(seq);
-                }
+            {
+                c.seq = c.seq.max(seq);
             }
             let counterparty = state.buyer().cloned();
             self.sales.insert(transfer_id, state);
@@ -1123,10 +1122,10 @@ impl Wallet {
                 return Err(PeerError::NotAParty.into());
             }
             let mut state = state.clone();
-            if let Some(peer_seq) = state.peer_seq_mut() {
-                if seq <= *peer_seq {
-                    return Err(PeerError::Replay.into());
-                }
+            if let Some(peer_seq) = state.peer_seq_mut()
+                && seq <= *peer_seq
+            {
+                return Err(PeerError::Replay.into());
             }
             let view = View {
                 keys: &self.keys,
@@ -1378,15 +1377,15 @@ impl Wallet {
                 _ => {}
             }
         }
-        if let Some(credential) = &reply.credential {
-            if *credential != self.book.credential {
-                actions.push(Action::Persist(self.book.append(
-                    Record::CredentialRenewed {
-                        credential: credential.clone(),
-                    },
-                )));
-                self.credential_bytes = credential.encode();
-            }
+        if let Some(credential) = &reply.credential
+            && *credential != self.book.credential
+        {
+            actions.push(Action::Persist(self.book.append(
+                Record::CredentialRenewed {
+                    credential: credential.clone(),
+                },
+            )));
+            self.credential_bytes = credential.encode();
         }
         actions.push(Action::Persist(self.book.append(Record::Synced {
             through_seq: reply.through_seq,

@@ -1,6 +1,8 @@
 //! Property tests for the codecs: everything persisted or sent survives encoding, and no input
 //! makes a decoder panic.
 
+#![allow(clippy::expect_used)] // Tests stop at the first surprise.
+
 mod common;
 
 use common::{NetConfig, Sim};

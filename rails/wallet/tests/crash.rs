@@ -2,6 +2,8 @@
 //! on a lossy, duplicating, reordering link. Afterwards every transfer is posted on both sides or
 //! voided on both, and the value in the wallets and in the money office's view is unchanged.
 
+#![allow(clippy::expect_used)] // Tests stop at the first surprise.
+
 mod common;
 
 use common::{CrashPoint, NetConfig, Sim};

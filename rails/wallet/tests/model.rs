@@ -9,6 +9,8 @@
 //! sync steps: a syncing seller voids what it has not decided, and a prepared buyer takes the
 //! seller's logged decision.
 
+#![allow(clippy::expect_used)] // Tests stop at the first surprise.
+
 use stateright::{Checker, Model, Property};
 
 const AMOUNT: i64 = 5;
@@ -96,18 +98,30 @@ fn to_seller(msg: Msg) -> bool {
 impl State {
     /// Value in the system, counting a held amount only until the seller has it.
     fn value(&self) -> i64 {
-        let seller = BASE + if self.seller_decision == Some(Outcome::Posted) { AMOUNT } else { 0 };
+        let seller = BASE
+            + if self.seller_decision == Some(Outcome::Posted) {
+                AMOUNT
+            } else {
+                0
+            };
         let (available, held) = match (self.buyer_prepared, self.buyer_outcome) {
             (false, _) | (true, Some(Outcome::Voided)) => (BASE, 0),
             (true, Some(Outcome::Posted)) => (BASE - AMOUNT, 0),
             (true, None) => (BASE - AMOUNT, AMOUNT),
         };
-        let in_transit = if self.seller_decision == Some(Outcome::Posted) { 0 } else { held };
+        let in_transit = if self.seller_decision == Some(Outcome::Posted) {
+            0
+        } else {
+            held
+        };
         seller + available + in_transit
     }
 
     fn decide(&mut self, outcome: Outcome) {
-        assert!(self.seller_decision.is_none(), "a logged decision never changes");
+        assert!(
+            self.seller_decision.is_none(),
+            "a logged decision never changes"
+        );
         self.seller_decision = Some(outcome);
         self.seller = Seller::AwaitingAcknowledgement(outcome);
         self.seller_attempts = 1;
@@ -227,7 +241,10 @@ impl Model for Transfer {
                     s.seller_complete = true;
                     s.seller = Seller::Complete(Outcome::Voided);
                 }
-                (Seller::AwaitingAcknowledgement(outcome) | Seller::Complete(outcome), Msg::Agreed) => {
+                (
+                    Seller::AwaitingAcknowledgement(outcome) | Seller::Complete(outcome),
+                    Msg::Agreed,
+                ) => {
                     s.network.insert(decision_message(outcome));
                 }
                 (Seller::AwaitingAcknowledgement(outcome), Msg::Acknowledged(acked))
@@ -244,7 +261,9 @@ impl Model for Transfer {
             },
             Action::Deliver(msg) => match (s.buyer, msg) {
                 (Buyer::Down, _) => return None,
-                (Buyer::AwaitingCommitRequest, Msg::CommitRequest) => s.buyer = Buyer::AwaitingApproval,
+                (Buyer::AwaitingCommitRequest, Msg::CommitRequest) => {
+                    s.buyer = Buyer::AwaitingApproval
+                }
                 (Buyer::Unknown, Msg::CommitRequest) => {
                     s.network.insert(Msg::VoteNo);
                 }
@@ -318,26 +337,35 @@ impl Model for Transfer {
 
     fn properties(&self) -> Vec<Property<Self>> {
         vec![
-            Property::always("atomic: never posted on one side and voided on the other", |_, s: &State| {
-                !matches!(
-                    (s.seller_decision, s.buyer_outcome),
-                    (Some(Outcome::Posted), Some(Outcome::Voided))
-                        | (Some(Outcome::Voided), Some(Outcome::Posted))
-                )
-            }),
+            Property::always(
+                "atomic: never posted on one side and voided on the other",
+                |_, s: &State| {
+                    !matches!(
+                        (s.seller_decision, s.buyer_outcome),
+                        (Some(Outcome::Posted), Some(Outcome::Voided))
+                            | (Some(Outcome::Voided), Some(Outcome::Posted))
+                    )
+                },
+            ),
             Property::always("money is conserved", |_, s: &State| s.value() == 2 * BASE),
-            Property::always("a prepared buyer only ends as the seller decided", |_, s: &State| {
-                s.buyer_outcome.is_none() || s.buyer_outcome == s.seller_decision
-            }),
+            Property::always(
+                "a prepared buyer only ends as the seller decided",
+                |_, s: &State| s.buyer_outcome.is_none() || s.buyer_outcome == s.seller_decision,
+            ),
             Property::sometimes("both posted", |_, s: &State| {
                 s.seller_complete && s.buyer_outcome == Some(Outcome::Posted)
             }),
             Property::sometimes("prepared, then voided on both sides", |_, s: &State| {
                 s.buyer_outcome == Some(Outcome::Voided) && s.seller_complete
             }),
-            Property::sometimes("a prepared buyer resolved by the money office", |_, s: &State| {
-                s.buyer_outcome.is_some() && !s.network.contains(&Msg::Commit) && !s.network.contains(&Msg::Abort)
-            }),
+            Property::sometimes(
+                "a prepared buyer resolved by the money office",
+                |_, s: &State| {
+                    s.buyer_outcome.is_some()
+                        && !s.network.contains(&Msg::Commit)
+                        && !s.network.contains(&Msg::Abort)
+                },
+            ),
         ]
     }
 }
@@ -346,5 +374,9 @@ impl Model for Transfer {
 fn the_protocol_is_atomic_and_conserves_money_under_loss_duplication_and_crashes() {
     let checker = Transfer.checker().threads(2).spawn_bfs().join();
     checker.assert_properties();
-    assert!(checker.unique_state_count() > 1_000, "explored {}", checker.unique_state_count());
+    assert!(
+        checker.unique_state_count() > 1_000,
+        "explored {}",
+        checker.unique_state_count()
+    );
 }

@@ -1,6 +1,8 @@
 //! The money office: double spending by a rolled-back wallet, idempotent reconciliation, the
 //! office book's persistence, and lost phones.
 
+#![allow(clippy::expect_used)] // Tests stop at the first surprise.
+
 mod common;
 
 use common::{NetConfig, Sim, amount};

@@ -1,5 +1,7 @@
 //! The wallet file at rest, backups, and the file-backed log.
 
+#![allow(clippy::expect_used)] // Tests stop at the first surprise.
+
 mod common;
 
 use common::{NetConfig, Sim, amount};
@@ -93,7 +95,8 @@ fn a_restored_backup_must_sync_before_it_pays() {
     assert_eq!(restored.balance(), amount(common::CHARGE_MINOR));
     // Put the restored wallet in the device and try to pay: it votes no until it syncs.
     let mut storage = offpay_wallet::MemoryStorage::new();
-    for byte_chunk in [log.as_slice()] {
+    {
+        let byte_chunk = log.as_slice();
         storage.append(byte_chunk).expect("append");
     }
     sim.devices[1].storage = storage;

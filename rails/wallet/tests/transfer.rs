@@ -1,6 +1,8 @@
 //! One transfer end to end, in memory: happy path, loss, duplication, decline, timeouts, and the
 //! prepared buyer that waits for the money office.
 
+#![allow(clippy::expect_used)] // Tests stop at the first surprise.
+
 mod common;
 
 use common::{NetConfig, Sim, amount};

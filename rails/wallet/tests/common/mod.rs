@@ -332,17 +332,17 @@ impl Sim {
                     .iter()
                     .find(|s| s.transfer_id == transfer_id && s.seller == index && !s.chosen)
                     .map(|s| s.buyer);
-                if let Some(intended) = intended {
-                    if buyer == self.ids[intended] {
-                        self.user.push((
-                            self.now,
-                            UserAction::Choose {
-                                seller: index,
-                                transfer_id,
-                                buyer: intended,
-                            },
-                        ));
-                    }
+                if let Some(intended) = intended
+                    && buyer == self.ids[intended]
+                {
+                    self.user.push((
+                        self.now,
+                        UserAction::Choose {
+                            seller: index,
+                            transfer_id,
+                            buyer: intended,
+                        },
+                    ));
                 }
             }
             Event::PriceOffered { transfer_id, .. } => {
@@ -618,10 +618,10 @@ impl Sim {
                     outcomes.insert(transfer_id, (Role::Buyer, Some(Outcome::Voided)));
                 }
                 Record::Resolved { resolution } => {
-                    if let Some(entry) = outcomes.get_mut(&resolution.transfer_id) {
-                        if entry.0 == Role::Buyer {
-                            entry.1 = Some(resolution.outcome);
-                        }
+                    if let Some(entry) = outcomes.get_mut(&resolution.transfer_id)
+                        && entry.0 == Role::Buyer
+                    {
+                        entry.1 = Some(resolution.outcome);
                     }
                 }
                 _ => {}
