@@ -19,8 +19,8 @@ fn query_with(
     let values = ComplianceValues::new(VALUES).unwrap();
     let mut session = Session::new();
     for text in assertions {
-        let assertion = Assertion::parse(text.as_bytes())
-            .unwrap_or_else(|e| panic!("{e}\nin:\n{text}"));
+        let assertion =
+            Assertion::parse(text.as_bytes()).unwrap_or_else(|e| panic!("{e}\nin:\n{text}"));
         session
             .add_assertion(Arc::new(assertion), Trust::Trusted)
             .unwrap();
@@ -31,7 +31,9 @@ fn query_with(
             .unwrap();
     }
     for authorizer in authorizers {
-        session.add_action_authorizer(authorizer.as_bytes()).unwrap();
+        session
+            .add_action_authorizer(authorizer.as_bytes())
+            .unwrap();
     }
     let result = session.query(&values, &mut SignatureCache::new()).unwrap();
     (
@@ -86,15 +88,24 @@ fn runtime_errors_make_only_their_clause_false() {
     assert!(!holds("1 / 0 == 0"));
     assert!(!holds("1 % 0 == 0"));
     assert!(!holds("2147483647 + 1 > 0"), "overflow is a runtime error");
-    assert!(!holds("!(1 / 0 == 0)"), "an error anywhere fails the whole test");
-    assert!(holds("false && 1 / 0 == 0 || true"), "short-circuit skips the error");
+    assert!(
+        !holds("!(1 / 0 == 0)"),
+        "an error anywhere fails the whole test"
+    );
+    assert!(
+        holds("false && 1 / 0 == 0 || true"),
+        "short-circuit skips the error"
+    );
     assert!(holds("true || 1 / 0 == 0"));
     assert_eq!(
         conditions("1 / 0 == 1 -> \"true\"; true -> \"maybe\";", &[]),
         "maybe"
     );
     assert_eq!(conditions("&x / 0.0 < 1.0;", &[("x", "1")]), "false");
-    assert_eq!(conditions("x ~= \"(\" -> \"true\"; true -> \"maybe\";", &[]), "maybe");
+    assert_eq!(
+        conditions("x ~= \"(\" -> \"true\"; true -> \"maybe\";", &[]),
+        "maybe"
+    );
 }
 
 #[test]
@@ -103,7 +114,10 @@ fn floats() {
     assert!(holds_with("&x > 0.5 && &x < 0.6", &[("x", "0.55")]));
     assert!(holds_with("&amount <= 1.51", &[("amount", "0.55")]));
     assert!(holds_with("&amount * 2.0 > 1.0", &[("amount", "0.55")]));
-    assert!(holds_with("&bad < 0.1", &[("bad", "1e5")]), "not a number: 0");
+    assert!(
+        holds_with("&bad < 0.1", &[("bad", "1e5")]),
+        "not a number: 0"
+    );
     assert!(holds("2.0 ^ 3.0 > 7.9 && -1.0 < 0.0"));
 }
 
@@ -112,21 +126,37 @@ fn strings_concatenation_and_dereference() {
     let env = [("foo", "bar"), ("bar", "xyz"), ("xyz", "qua")];
     assert!(holds_with("foo == \"bar\" && $(\"foo\") == \"bar\"", &env));
     assert!(holds_with("$foo == \"xyz\" && $$foo == \"qua\"", &env));
-    assert!(holds_with("$foo . bar == ($foo) . bar", &env), "$ binds tighter than .");
+    assert!(
+        holds_with("$foo . bar == ($foo) . bar", &env),
+        "$ binds tighter than ."
+    );
     assert!(holds_with("$ \"fo\" . \"o\" == \"o\"", &env));
     assert!(holds_with("\"fa\" . \"lse\" == \"false\"", &env));
     assert!(holds_with("missing == \"\" && $missing == \"\"", &env));
-    assert!(holds("\"abc\" < \"abd\" && \"b\" > \"abc\" && \"a\" <= \"a\" && \"\" >= \"\""));
+    assert!(holds(
+        "\"abc\" < \"abd\" && \"b\" > \"abc\" && \"a\" <= \"a\" && \"\" >= \"\""
+    ));
     assert!(holds("\"A\" != \"a\""), "case-sensitive");
-    assert!(holds("\"tab\\there\" == \"tab\\011here\" && \"q\\\"\" == \"q\\042\""));
-    assert!(holds_with("@foo == 0 && @n == 3 && @(n . \"1\") == 3", &[("foo", "bar"), ("n", "3.9")]));
+    assert!(holds(
+        "\"tab\\there\" == \"tab\\011here\" && \"q\\\"\" == \"q\\042\""
+    ));
+    assert!(holds_with(
+        "@foo == 0 && @n == 3 && @(n . \"1\") == 3",
+        &[("foo", "bar"), ("n", "3.9")]
+    ));
 }
 
 #[test]
 fn regular_expressions_set_temporaries() {
     let env = [("who", "alice@deli.example")];
-    assert!(holds_with("who ~= \"^([a-z]+)@([a-z.]+)$\" && _0 == \"2\" && _1 == \"alice\" && _2 == \"deli.example\"", &env));
-    assert!(holds_with("who ~= \"^x\" || _1 == \"\"", &env), "a failed match sets nothing");
+    assert!(holds_with(
+        "who ~= \"^([a-z]+)@([a-z.]+)$\" && _0 == \"2\" && _1 == \"alice\" && _2 == \"deli.example\"",
+        &env
+    ));
+    assert!(
+        holds_with("who ~= \"^x\" || _1 == \"\"", &env),
+        "a failed match sets nothing"
+    );
     // Temporaries last for the clause only.
     assert_eq!(
         conditions(
@@ -146,18 +176,36 @@ fn regular_expressions_set_temporaries() {
 
 #[test]
 fn clause_values_and_blocks() {
-    assert_eq!(conditions("true;", &[]), "true", "no value means _MAX_TRUST");
-    assert_eq!(conditions("true -> \"unknown\";", &[]), "false", "unknown values are _MIN_TRUST");
-    assert_eq!(conditions("", &[]), "false", "an empty program is _MIN_TRUST");
     assert_eq!(
-        conditions("true -> \"maybe\"; true -> \"probably\"; false -> \"true\";", &[]),
+        conditions("true;", &[]),
+        "true",
+        "no value means _MAX_TRUST"
+    );
+    assert_eq!(
+        conditions("true -> \"unknown\";", &[]),
+        "false",
+        "unknown values are _MIN_TRUST"
+    );
+    assert_eq!(
+        conditions("", &[]),
+        "false",
+        "an empty program is _MIN_TRUST"
+    );
+    assert_eq!(
+        conditions(
+            "true -> \"maybe\"; true -> \"probably\"; false -> \"true\";",
+            &[]
+        ),
         "probably",
         "the highest successful clause wins"
     );
     assert_eq!(conditions("true -> _MAX_TRUST;", &[]), "true");
     assert_eq!(conditions("true -> _MIN_TRUST;", &[]), "false");
     assert_eq!(
-        conditions("a == \"b\" -> { true -> \"true\"; }; true -> \"maybe\";", &[("a", "c")]),
+        conditions(
+            "a == \"b\" -> { true -> \"true\"; }; true -> \"maybe\";",
+            &[("a", "c")]
+        ),
         "maybe",
         "a block counts only when its test holds"
     );
@@ -211,7 +259,11 @@ fn licensee_expressions() {
     let level = |name: &str, value: &str| {
         format!("Authorizer: \"{name}\"\nLicensees: \"A\"\nConditions: true -> \"{value}\";\n")
     };
-    let others = [level("M", "maybe"), level("P", "probably"), level("T", "true")];
+    let others = [
+        level("M", "maybe"),
+        level("P", "probably"),
+        level("T", "true"),
+    ];
     let run = |licensees: &str| {
         let mut all = vec![policy(licensees)];
         all.extend(others.iter().cloned());
@@ -219,14 +271,26 @@ fn licensee_expressions() {
     };
     assert_eq!(run("\"M\" || \"P\""), "probably");
     assert_eq!(run("\"M\" && \"P\""), "maybe");
-    assert_eq!(run("\"T\" || \"M\" && \"nobody\""), "true", "&& binds tighter");
+    assert_eq!(
+        run("\"T\" || \"M\" && \"nobody\""),
+        "true",
+        "&& binds tighter"
+    );
     assert_eq!(run("(\"T\" || \"M\") && \"nobody\""), "false");
     assert_eq!(run("2-of(\"M\", \"P\", \"T\")"), "probably");
     assert_eq!(run("3-of(\"M\", \"P\", \"T\")"), "maybe");
-    assert_eq!(run("2-of(\"T\", \"T\", \"M\")"), "true", "multiplicity counts");
+    assert_eq!(
+        run("2-of(\"T\", \"T\", \"M\")"),
+        "true",
+        "multiplicity counts"
+    );
     assert_eq!(run("(\"T\")"), "true");
     assert_eq!(run("(\"T\") . \"\""), "true");
-    assert_eq!(run("\"nobody\""), "false", "an unknown principal is _MIN_TRUST");
+    assert_eq!(
+        run("\"nobody\""),
+        "false",
+        "an unknown principal is _MIN_TRUST"
+    );
     // Missing Licensees: _MAX_TRUST; empty: _MIN_TRUST.
     let missing = "Authorizer: \"POLICY\"\nConditions: true -> \"maybe\";\n".to_string();
     assert_eq!(query_with(&[missing], &[], &["A"]).0, "maybe");
@@ -373,7 +437,10 @@ fn a_bad_assertion_among_several_is_reported_and_the_others_count() {
     .collect();
     let (mut out, mut err) = (Vec::new(), Vec::new());
     assert_eq!(offpay_keynote::cli::run(&args, &mut out, &mut err), 0);
-    let (out, err) = (String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap());
+    let (out, err) = (
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    );
     assert_eq!(out, "Query result = true\n");
     assert!(err.contains("Error for assertion 1 in file <"), "{err}");
     assert!(err.contains("line 6, column "), "{err}");
@@ -394,7 +461,10 @@ fn verify_usage_and_missing_parameters() {
     assert_eq!(code, 1);
     assert_eq!(err, "Should set environment before evaluations begin.\n");
     let (code, err) = run(&["verify", "-r", "a", "-r", "b"]);
-    assert_eq!((code, err.as_str()), (1, "Do not define two sets of return values.\n"));
+    assert_eq!(
+        (code, err.as_str()),
+        (1, "Do not define two sets of return values.\n")
+    );
     let (code, err) = run(&["verify", "-e", "/nonexistent/env"]);
     assert_eq!(code, 1);
     assert!(err.starts_with("/nonexistent/env: "));
