@@ -1326,17 +1326,30 @@ impl Wallet {
         if let Some(credential) = &reply.credential {
             credential.verify(&self.book.office_public)?;
         }
-        let mut actions = Vec::new();
-        for voucher in &reply.vouchers {
-            if voucher.charge_seq == self.book.charge_seq + 1 {
-                actions.extend(self.apply_charge(voucher)?);
-            }
-        }
+        // Check everything before writing anything, so a refused reply changes nothing.
         for resolution in &reply.resolutions {
             resolution.verify(&self.book.office_public)?;
             if resolution.wallet_id != self.id() {
                 return Err(PeerError::Misdirected.into());
             }
+            if let Some(SellerState::AwaitingAcknowledgement(sale)) =
+                self.sales.get(&resolution.transfer_id)
+                && sale.outcome() != resolution.outcome
+            {
+                return Err(PeerError::ConflictingOutcome.into());
+            }
+        }
+        let mut actions = Vec::new();
+        for voucher in &reply.vouchers {
+            if voucher.charge_seq == self.book.charge_seq + 1 {
+                // A voucher this wallet cannot take (its balance limit) waits for a later sync.
+                match self.apply_charge(voucher) {
+                    Ok(charged) => actions.extend(charged),
+                    Err(_) => break,
+                }
+            }
+        }
+        for resolution in &reply.resolutions {
             let transfer_id = resolution.transfer_id;
             match (
                 self.purchases.get(&transfer_id),
@@ -1364,9 +1377,6 @@ impl Wallet {
                     );
                 }
                 (_, Some(SellerState::AwaitingAcknowledgement(sale))) => {
-                    if sale.outcome() != resolution.outcome {
-                        return Err(PeerError::ConflictingOutcome.into());
-                    }
                     let sale = sale.clone();
                     actions.push(Action::Persist(self.book.append(Record::Resolved {
                         resolution: *resolution,
