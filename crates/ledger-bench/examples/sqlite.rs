@@ -52,13 +52,16 @@ fn bench() -> Result<(), String> {
     let path = database.unwrap_or_else(|| directory.path().join("ledger.sqlite"));
     let mut store = SqliteStore::open(&path).map_err(|error| error.to_string())?;
     let mut last_phase = None;
+    let mut phase_started = scheduler_times();
     let mut progress = |progress: Progress| {
         if last_phase != Some(progress.phase) {
+            report_phase_end(last_phase, &mut phase_started);
             eprintln!("{} ({} to do)", progress.phase, progress.total);
             last_phase = Some(progress.phase);
         }
     };
     let report = run(&mut store, &config, &mut progress).map_err(|error| error.to_string())?;
+    report_phase_end(last_phase, &mut phase_started);
     if json {
         println!(
             "{}",
@@ -68,4 +71,26 @@ fn bench() -> Result<(), String> {
         print!("{}", render_text(&report));
     }
     Ok(())
+}
+
+/// Nanoseconds this thread has run on a CPU and waited for one (Linux's
+/// `/proc/thread-self/schedstat`), to tell a slow phase from a busy machine.
+fn scheduler_times() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let mut fields = text.split_whitespace().map(str::parse::<u64>);
+    Some((fields.next()?.ok()?, fields.next()?.ok()?))
+}
+
+fn report_phase_end(phase: Option<offpay_ledger_bench::Phase>, started: &mut Option<(u64, u64)>) {
+    let now = scheduler_times();
+    if let (Some(phase), Some((running, waiting)), Some((running_now, waiting_now))) =
+        (phase, *started, now)
+    {
+        eprintln!(
+            "  {phase}: {:.2} s on a CPU, {:.2} s waiting for one",
+            (running_now - running) as f64 / 1e9,
+            (waiting_now - waiting) as f64 / 1e9
+        );
+    }
+    *started = now;
 }
