@@ -614,14 +614,15 @@ impl Engine {
 
     /// Starts on one inbound SMS.
     pub fn receive(&self, inbound: Inbound) -> Next {
-        let redacted = redact_sms(&inbound.text);
+        let parsed = grammar::parse(&inbound.text);
+        let redacted = crate::redact::redact_parsed(&inbound.text, parsed.as_ref().ok());
         let session = Session {
             message_id: inbound.message_id.clone(),
             from: inbound.from.clone(),
             received_at: inbound.received_at,
             redacted,
         };
-        match grammar::parse(&inbound.text) {
+        match parsed {
             Err(error) => {
                 let text = reply::malformed(&error, &inbound.text);
                 Next::Done(self.done(

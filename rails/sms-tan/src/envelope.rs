@@ -3,6 +3,7 @@
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
+use core::cell::OnceCell;
 use core::fmt;
 
 use subtle::{ConditionallySelectable, ConstantTimeEq};
@@ -359,6 +360,7 @@ impl fmt::Debug for Envelope {
 
 /// Where the secrets of one envelope come from when a message is verified: derived on demand from
 /// the master key (printed envelopes), or an imported envelope unsealed from the database.
+/// Derived rows and grids are kept once computed, for the life of this value (one message).
 pub enum EnvelopeSecrets {
     /// Printed by offpay: every value derived from the envelope key.
     Derived {
@@ -366,6 +368,10 @@ pub enum EnvelopeSecrets {
         key: EnvelopeKey,
         /// Its row count.
         rows: RowCount,
+        /// Rows derived so far (index row - 1).
+        row_cache: Box<[OnceCell<Row>; ROWS_MAX]>,
+        /// Grids derived so far.
+        grid_cache: [OnceCell<Grid>; GRIDS_PER_ENVELOPE],
     },
     /// Imported from a file and unsealed.
     Explicit(Box<Envelope>),
@@ -377,6 +383,8 @@ impl EnvelopeSecrets {
         EnvelopeSecrets::Derived {
             key: master.envelope_key(&euin),
             rows,
+            row_cache: Box::new(core::array::from_fn(|_| OnceCell::new())),
+            grid_cache: core::array::from_fn(|_| OnceCell::new()),
         }
     }
 
@@ -407,23 +415,30 @@ impl EnvelopeSecrets {
     }
 
     /// Row `number`, if the envelope has it.
-    pub fn row(&self, number: u8) -> Option<Row> {
+    pub fn row(&self, number: u8) -> Option<&Row> {
         match self {
-            EnvelopeSecrets::Derived { rows, .. } => (1..=rows.get())
-                .contains(&number)
-                .then(|| self.derive_row(number)),
-            EnvelopeSecrets::Explicit(envelope) => envelope.row(number).cloned(),
+            EnvelopeSecrets::Derived {
+                rows, row_cache, ..
+            } => {
+                if !(1..=rows.get()).contains(&number) {
+                    return None;
+                }
+                Some(row_cache[usize::from(number) - 1].get_or_init(|| self.derive_row(number)))
+            }
+            EnvelopeSecrets::Explicit(envelope) => envelope.row(number),
         }
     }
 
     /// Grid `number` (1–4).
-    pub fn grid(&self, number: u8) -> Option<Grid> {
+    pub fn grid(&self, number: u8) -> Option<&Grid> {
         if !(1..=GRIDS_PER_ENVELOPE as u8).contains(&number) {
             return None;
         }
         match self {
-            EnvelopeSecrets::Derived { .. } => Some(self.derive_grid(number)),
-            EnvelopeSecrets::Explicit(envelope) => envelope.grid(number).cloned(),
+            EnvelopeSecrets::Derived { grid_cache, .. } => {
+                Some(grid_cache[usize::from(number) - 1].get_or_init(|| self.derive_grid(number)))
+            }
+            EnvelopeSecrets::Explicit(envelope) => envelope.grid(number),
         }
     }
 }
@@ -510,7 +525,7 @@ mod tests {
             assert_eq!(a.amount_offset_hundredths(), b.amount_offset_hundredths());
         }
         assert!(lazy.row(21).is_none());
-        assert_eq!(full.grid(3).unwrap(), &lazy.grid(3).unwrap());
+        assert_eq!(full.grid(3).unwrap(), lazy.grid(3).unwrap());
         assert!(lazy.grid(5).is_none());
     }
 

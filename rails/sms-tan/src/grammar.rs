@@ -670,13 +670,14 @@ fn write_payment(out: &mut String, payment: &Payment) -> fmt::Result {
     }
 }
 
-/// Writes `90 447 589 …`: plain digits, then each 3-digit code.
+/// Writes `90447589…`: the plain digits, then each 3-digit code, as one part (people may type
+/// spaces between the codes; the canonical form has none so that it stays one part).
 pub fn write_encrypted_payee(out: &mut String, payee: &EncryptedPayee) -> fmt::Result {
     for digit in payee.plain {
         write!(out, "{digit}")?;
     }
     for code in payee.codes {
-        write!(out, " {code:03}")?;
+        write!(out, "{code:03}")?;
     }
     Ok(())
 }

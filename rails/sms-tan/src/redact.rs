@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-use crate::grammar::{MessageKind, PayerRef, guess_kind, parse};
+use crate::grammar::{Message, MessageKind, PayerRef, guess_kind, parse};
 use crate::numbers::Euin;
 
 /// A storable summary of an inbound SMS.
@@ -21,8 +21,13 @@ pub struct RedactedSms {
 
 /// Redacts an inbound SMS for storage and logs.
 pub fn redact_sms(text: &str) -> RedactedSms {
-    match parse(text) {
-        Ok(message) => RedactedSms {
+    redact_parsed(text, parse(text).as_ref().ok())
+}
+
+/// Redacts an SMS already parsed (`None`: it could not be read).
+pub fn redact_parsed(text: &str, message: Option<&Message>) -> RedactedSms {
+    match message {
+        Some(message) => RedactedSms {
             kind: Some(message.kind()),
             envelope: match message.payer() {
                 Some(PayerRef::Envelope(euin)) => Some(euin),
@@ -31,7 +36,7 @@ pub fn redact_sms(text: &str) -> RedactedSms {
             readable: true,
             length: text.len(),
         },
-        Err(_) => RedactedSms {
+        None => RedactedSms {
             kind: guess_kind(text),
             envelope: None,
             readable: false,
