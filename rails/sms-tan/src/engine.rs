@@ -828,7 +828,7 @@ impl Engine {
         };
         let verified = match message {
             Message::Payment(payment) | Message::Scheduled { payment, .. } => {
-                match self.verify_payment_body(auth, payment, &row) {
+                match self.verify_payment_body(auth, payment, row) {
                     Ok(verified) => verified,
                     Err(refusal) => return Err((refusal, Some(row_number), false)),
                 }
@@ -1144,7 +1144,7 @@ impl Engine {
                 let Some(row) = auth.secrets.row(row_number) else {
                     return Next::Done(self.finish_refused(auth, Refusal::CodesDoNotMatch));
                 };
-                match self.decode_grid(&auth, &row, payee, *amount_plus_offset, currency) {
+                match self.decode_grid(&auth, row, payee, *amount_plus_offset, currency) {
                     Some(decoded) => decoded,
                     None => return Next::Done(self.finish_refused(auth, Refusal::CodesDoNotMatch)),
                 }

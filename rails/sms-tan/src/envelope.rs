@@ -371,7 +371,7 @@ pub enum EnvelopeSecrets {
         /// Rows derived so far (index row - 1).
         row_cache: Box<[OnceCell<Row>; ROWS_MAX]>,
         /// Grids derived so far.
-        grid_cache: [OnceCell<Grid>; GRIDS_PER_ENVELOPE],
+        grid_cache: Box<[OnceCell<Grid>; GRIDS_PER_ENVELOPE]>,
     },
     /// Imported from a file and unsealed.
     Explicit(Box<Envelope>),
@@ -384,7 +384,7 @@ impl EnvelopeSecrets {
             key: master.envelope_key(&euin),
             rows,
             row_cache: Box::new(core::array::from_fn(|_| OnceCell::new())),
-            grid_cache: core::array::from_fn(|_| OnceCell::new()),
+            grid_cache: Box::new(core::array::from_fn(|_| OnceCell::new())),
         }
     }
 

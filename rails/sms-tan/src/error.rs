@@ -11,7 +11,7 @@ use offpay_money::MoneyError;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
-    /// The SMS text could not be read (the sender's fault; reply with [`ParseError::reply`]).
+    /// The SMS text could not be read (the sender's fault; reply with [`crate::reply::malformed`]).
     Malformed(ParseError),
     /// The instruction was read but refused (the sender's fault or an attack).
     Refused(Refusal),
