@@ -846,3 +846,40 @@ fn replies_never_reveal_unused_row_secrets_or_other_accounts() {
         }
     }
 }
+
+#[test]
+fn derivation_vector_in_the_protocol_document() {
+    // Master key 32 bytes of 0x5a, EUIN 263 000 00010 (issued prefix 263, serial 1).
+    let euin = Euin::issued(263, 1).unwrap();
+    assert_eq!(euin.to_string(), "26300000010");
+    let envelope = Envelope::derive(&master(), euin, RowCount::Twenty);
+    let row = envelope.row(1).unwrap();
+    let printed = format!(
+        "{} {} {}.{:02} {} {:06} {}",
+        row.number(),
+        row.grid_number(),
+        row.amount_offset_hundredths() / 100,
+        row.amount_offset_hundredths() % 100,
+        row.tan().reveal(),
+        row.account_offset(),
+        row.recipe().printed()
+    );
+    let grid = envelope.grid(1).unwrap();
+    let digit_zero: Vec<String> = (1..=10)
+        .map(|p| format!("{:03}", grid.code(0, p)))
+        .collect();
+    let sizes: Vec<String> = (1..=9)
+        .map(|c| format!("{:03}", grid.magnitude_code(c)))
+        .collect();
+    assert_eq!(
+        master().fingerprint(),
+        [0x43, 0x97, 0xe7, 0xb8, 0xce, 0xc3, 0x40, 0xd8]
+    );
+    assert_eq!(printed, VECTOR_ROW_1);
+    assert_eq!(digit_zero.join(" "), VECTOR_GRID_1_DIGIT_0);
+    assert_eq!(sizes.join(" "), VECTOR_GRID_1_SIZES);
+}
+
+const VECTOR_ROW_1: &str = "1 1 786844021237.73 595 923461 S2+2, 8, LS+3, 6, A2+8, A9+7";
+const VECTOR_GRID_1_DIGIT_0: &str = "679 695 357 527 290 888 496 263 251 413";
+const VECTOR_GRID_1_SIZES: &str = "355 667 870 005 221 423 812 450 077";
