@@ -107,7 +107,7 @@ fn work_budget_stops_costly_conditions() {
 #[test]
 fn strings_cannot_grow_without_bound() {
     let big = vec![b'a'; ATTRIBUTE_BYTES_MAX];
-    let doubling = vec!["x"; 8].join(" . ");
+    let doubling = ["x"; 8].join(" . ");
     let (value, failure) = value_of(
         &policy(&format!("{doubling} == \"\" -> \"false\"; true;")),
         &[("x", big)],
