@@ -54,6 +54,34 @@ enum AdminCommand {
     },
     /// Show per-currency sums (they must be zero).
     Totals,
+    /// The fraud queue of every rail.
+    #[command(subcommand)]
+    Fraud(FraudCommand),
+    /// Rail 1: purses (provision, float, shadow balance).
+    #[command(subcommand)]
+    Purse(crate::purse::AdminCommand),
+    /// Rail 2: TAN envelopes (print, import) and SMS accounts.
+    #[command(subcommand)]
+    Envelope(crate::sms::AdminCommand),
+    /// Rail 3: device wallets (issue, charge, block).
+    #[command(subcommand)]
+    Wallet(crate::wallet::AdminCommand),
+    /// Rail 4: microcheck credentials and clearing.
+    #[command(subcommand)]
+    Microcheck(crate::vend::AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum FraudCommand {
+    /// List flags, oldest first.
+    List {
+        /// Only this rail's flags: purse, sms, wallet or microcheck
+        #[arg(long)]
+        rail: Option<String>,
+        /// Most flags to show
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -145,6 +173,34 @@ pub fn run(args: AdminArgs) -> ExitCode {
     };
     let json = args.json;
     let result = match args.command {
+        AdminCommand::Purse(command) => return crate::purse::run_admin(&client, json, command),
+        AdminCommand::Envelope(command) => return crate::sms::run_admin(&client, json, command),
+        AdminCommand::Wallet(command) => return crate::wallet::run_admin(&client, json, command),
+        AdminCommand::Microcheck(command) => return crate::vend::run_admin(&client, json, command),
+        AdminCommand::Fraud(FraudCommand::List { rail, limit }) => {
+            let mut path = format!("/api/v1/fraud?limit={limit}");
+            if let Some(rail) = rail {
+                path.push_str(&format!("&rail={}", path_segment(&rail)));
+            }
+            client.get(&path).map(|answer| {
+                let mut lines = Vec::new();
+                for entry in answer["flags"].as_array().into_iter().flatten() {
+                    let flag = &entry["flag"];
+                    lines.push(format!(
+                        "{:<10} {:<26} {:<22} {}",
+                        text(flag, "/rail"),
+                        text(flag, "/kind"),
+                        text(flag, "/subject"),
+                        text(flag, "/summary")
+                    ));
+                    lines.push(format!("{:<10} evidence: {}", "", flag["evidence"]));
+                }
+                if lines.is_empty() {
+                    lines.push("no fraud flags".to_owned());
+                }
+                (answer, lines.join("\n"))
+            })
+        }
         AdminCommand::Account(AccountCommand::Create {
             id,
             kind,

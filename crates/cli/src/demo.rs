@@ -188,5 +188,9 @@ fn walkthrough(base: &str, token: &std::path::Path) -> Result<(), String> {
         return Err(format!("the ledger does not balance: {totals}"));
     }
     println!("   every currency sums to zero: {}", totals["currencies"]);
+    crate::purse::demo(&client)?;
+    crate::sms::demo(&client)?;
+    crate::wallet::demo(&client)?;
+    crate::vend::demo(&client)?;
     Ok(())
 }

@@ -1,9 +1,14 @@
 //! `offpay`: one binary for the server, the operator client, the load generator and the devices.
 
 mod admin;
+mod bench;
 mod client;
 mod demo;
+mod purse;
 mod serve;
+mod sms;
+mod vend;
+mod wallet;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +31,23 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Operator client for the server's API.
     Admin(admin::AdminArgs),
+    /// Benchmarks (the ledger load generator).
+    Bench(bench::BenchArgs),
+    /// Rail 1: a feature phone's short-code purse.
+    Purse(purse::PurseArgs),
+    /// Rail 2: act as a phone sending SMS to the server.
+    Sms(sms::SmsArgs),
+    /// Rail 3: a smartphone wallet paying over UDP.
+    Wallet(wallet::WalletArgs),
+    /// Rail 4: a vending machine and a payer device exchanging microchecks.
+    Vend(vend::VendArgs),
+    /// KeyNote trust management, compatible with the reference keynote(1) tool.
+    #[command(disable_help_flag = true)]
+    Keynote {
+        /// verify | sign | sigver | keygen, with keynote(1)'s arguments
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn init_logging() {
@@ -55,6 +77,16 @@ fn main() -> ExitCode {
             demo::run(args)
         }
         Command::Admin(args) => admin::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Purse(args) => purse::run(args),
+        Command::Sms(args) => sms::run(args),
+        Command::Wallet(args) => wallet::run(args),
+        Command::Vend(args) => vend::run(args),
+        Command::Keynote { args } => {
+            let code =
+                offpay_keynote::cli::run(&args, &mut std::io::stdout(), &mut std::io::stderr());
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
     }
 }
 

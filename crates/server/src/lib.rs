@@ -5,8 +5,10 @@
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod fraud;
 pub mod ledger;
 pub mod metrics;
+pub mod rails;
 pub mod token;
 
 use std::sync::Arc;
@@ -36,6 +38,8 @@ pub struct AppState {
     pub token: AdminToken,
     /// Counters.
     pub metrics: Metrics,
+    /// The rails' server-side state.
+    pub rails: rails::Rails,
 }
 
 /// The wall clock as a ledger timestamp.
@@ -141,12 +145,15 @@ impl Server {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(io_error(format!("cannot listen on {}", config.listen)))?;
+        let rails = rails::Rails::start(&config)?;
         let state = Arc::new(AppState {
             config,
             ledger,
             token,
             metrics: Metrics::default(),
+            rails,
         });
+        rails::spawn_background(&state);
         Ok(Server {
             state,
             listener,
@@ -203,6 +210,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/transfers", post(api::post_transfers))
         .route("/transfers/{id}", get(api::get_transfer))
         .route("/totals", get(api::totals))
+        .route("/fraud", get(api::fraud_list))
+        .merge(rails::operator_routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             api::require_token,
@@ -211,6 +220,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .nest("/api/v1", operator)
+        .merge(rails::device_routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
