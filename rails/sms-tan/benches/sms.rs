@@ -33,6 +33,7 @@ fn setup() -> Setup {
     view.status = EnvelopeStatus::Active {
         account: payer_number,
     };
+    view.binding = Some(master.binding_tag(&euin, &payer_number));
     let kes = |text: &str| Amount::parse(text, Currency::KES).unwrap();
     let payer = PayerContext {
         envelope: view,

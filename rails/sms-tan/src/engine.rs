@@ -23,7 +23,7 @@ use crate::account::{
     AccountView, CurrencyClass, ExchangeRate, FeeSchedule, Limits, PayeeLimit, Spending,
 };
 use crate::civil_time::{CivilDateTime, UnixSeconds};
-use crate::envelope::{EnvelopeSecrets, EnvelopeStatus, EnvelopeView, RowSet};
+use crate::envelope::{BindingTag, EnvelopeSecrets, EnvelopeStatus, EnvelopeView, RowSet};
 use crate::error::{Misuse, ParseError, Refusal};
 use crate::grammar::{
     self, EncryptedPayee, LimitChange, Message, Password, PayerRef, Payment, PaymentBody, RowTan,
@@ -231,6 +231,8 @@ pub enum Effect {
         consecutive_failures: u8,
         /// The new status.
         status: EnvelopeStatus,
+        /// The new binding tag.
+        binding: Option<BindingTag>,
     },
     /// Store a pending callback.
     CreatePending(PendingCallback),
@@ -316,6 +318,12 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// An accepted outcome with nothing in it (to carry operator effects such as
+    /// [`Engine::bind_at_agent`] through the same apply path).
+    pub fn empty() -> Outcome {
+        Outcome::new(Verdict::Accepted)
+    }
+
     fn new(verdict: Verdict) -> Outcome {
         Outcome {
             verdict,
@@ -395,6 +403,7 @@ struct EnvelopeState {
     used: RowSet,
     failures: u8,
     status: EnvelopeStatus,
+    binding: Option<BindingTag>,
 }
 
 impl EnvelopeState {
@@ -403,6 +412,7 @@ impl EnvelopeState {
             used: view.used_rows,
             failures: view.consecutive_failures,
             status: view.status,
+            binding: view.binding,
             loaded: view,
         }
     }
@@ -424,13 +434,15 @@ impl EnvelopeState {
     fn effect(&self) -> Option<Effect> {
         let changed = self.used != self.loaded.used_rows
             || self.failures != self.loaded.consecutive_failures
-            || self.status != self.loaded.status;
+            || self.status != self.loaded.status
+            || self.binding != self.loaded.binding;
         changed.then(|| Effect::UpdateEnvelope {
             euin: self.loaded.euin,
             expected_used_rows: self.loaded.used_rows,
             used_rows: self.used,
             consecutive_failures: self.failures,
             status: self.status,
+            binding: self.binding,
         })
     }
 }
@@ -612,6 +624,54 @@ impl Engine {
         &self.master
     }
 
+    /// True if the envelope's status names an account and its binding tag matches.
+    fn binding_valid(&self, view: &EnvelopeView) -> bool {
+        let account = match view.status {
+            EnvelopeStatus::Active { account } | EnvelopeStatus::Locked { account } => account,
+            EnvelopeStatus::Unallocated | EnvelopeStatus::Retired => return false,
+        };
+        let expected = self.master.binding_tag(&view.euin, &account);
+        view.binding.is_some_and(|tag| tag.matches(&expected))
+    }
+
+    /// Binds a first envelope to an account at an agent (after the agent checked the holder's
+    /// identity). Later envelopes are bound by the holder's REG message.
+    pub fn bind_at_agent(
+        &self,
+        view: &EnvelopeView,
+        account: AccountNumber,
+    ) -> Result<Effect, Refusal> {
+        if view.status != EnvelopeStatus::Unallocated {
+            return Err(Refusal::EnvelopeNotRegistrable);
+        }
+        Ok(Effect::UpdateEnvelope {
+            euin: view.euin,
+            expected_used_rows: view.used_rows,
+            used_rows: view.used_rows,
+            consecutive_failures: 0,
+            status: EnvelopeStatus::Active { account },
+            binding: Some(self.master.binding_tag(&view.euin, &account)),
+        })
+    }
+
+    /// Unlocks a locked envelope (the operator's decision, after checking the holder).
+    pub fn unlock(&self, view: &EnvelopeView) -> Result<Effect, Refusal> {
+        let EnvelopeStatus::Locked { account } = view.status else {
+            return Err(Refusal::BadSetting);
+        };
+        if !self.binding_valid(view) {
+            return Err(Refusal::NotAuthenticated);
+        }
+        Ok(Effect::UpdateEnvelope {
+            euin: view.euin,
+            expected_used_rows: view.used_rows,
+            used_rows: view.used_rows,
+            consecutive_failures: 0,
+            status: EnvelopeStatus::Active { account },
+            binding: view.binding,
+        })
+    }
+
     /// Starts on one inbound SMS.
     pub fn receive(&self, inbound: Inbound) -> Next {
         let parsed = grammar::parse(&inbound.text);
@@ -699,6 +759,9 @@ impl Engine {
                 return self.refuse_plain(&session, Refusal::EnvelopeNotActive);
             }
         };
+        if !self.binding_valid(&payer.envelope) {
+            return self.refuse_plain(&session, Refusal::NotAuthenticated);
+        }
         assert_eq!(
             bound_account,
             payer.account.receive_number,
@@ -1632,7 +1695,7 @@ impl Engine {
             return;
         };
         let coded = payee.envelope.and_then(|view| {
-            if !matches!(view.status, EnvelopeStatus::Active { .. }) {
+            if !matches!(view.status, EnvelopeStatus::Active { .. }) || !self.binding_valid(&view) {
                 return None;
             }
             let secrets = EnvelopeSecrets::for_view(&self.master, &view).ok()?;
@@ -1698,6 +1761,7 @@ impl Engine {
         };
         let mut new_state = EnvelopeState::new(view);
         new_state.status = EnvelopeStatus::Active { account };
+        new_state.binding = Some(self.master.binding_tag(&new_envelope, &account));
         new_state.failures = 0;
         let proof = new_state
             .take_bank_row()
@@ -1706,6 +1770,7 @@ impl Engine {
             .unwrap_or_default();
         let old = auth.envelope.loaded.euin;
         auth.envelope.status = EnvelopeStatus::Retired;
+        auth.envelope.binding = None;
         let from = auth.session.from.clone();
         let mut outcome = Outcome::new(Verdict::Accepted)
             .reply(&from, reply::registered(&new_envelope, &old, &proof));
@@ -1737,7 +1802,8 @@ impl Engine {
             return refuse(Refusal::AccountNotActive);
         }
         let secrets = EnvelopeSecrets::for_view(&self.master, &payer.envelope);
-        let usable_envelope = matches!(payer.envelope.status, EnvelopeStatus::Active { .. });
+        let usable_envelope = matches!(payer.envelope.status, EnvelopeStatus::Active { .. })
+            && self.binding_valid(&payer.envelope);
         let Ok(secrets) = secrets else {
             return refuse(Refusal::AccountNotActive);
         };
@@ -1874,7 +1940,9 @@ impl Engine {
                 length: 0,
             },
         };
-        if !matches!(payer.envelope.status, EnvelopeStatus::Active { .. }) || !payer.account.active
+        if !matches!(payer.envelope.status, EnvelopeStatus::Active { .. })
+            || !payer.account.active
+            || !self.binding_valid(&payer.envelope)
         {
             return self.done(
                 &session,

@@ -483,6 +483,27 @@ pub struct EnvelopeView {
     pub status: EnvelopeStatus,
     /// For imported envelopes, the sealed secrets; `None` for envelopes derived from the master key.
     pub sealed: Option<SealedEnvelope>,
+    /// MAC of (EUIN, account) under the master key, written when the envelope is bound: an
+    /// envelope whose status names an account without the matching tag is refused, so a database
+    /// administrator cannot bind an envelope they hold to someone else's account.
+    pub binding: Option<BindingTag>,
+}
+
+/// The binding MAC of an envelope to an account (16 bytes of HMAC-SHA256 under the master key).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BindingTag(pub [u8; 16]);
+
+impl BindingTag {
+    /// Constant-time equality.
+    pub fn matches(&self, other: &BindingTag) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl fmt::Debug for BindingTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BindingTag({:02x}{:02x}…)", self.0[0], self.0[1])
+    }
 }
 
 impl EnvelopeView {
@@ -495,6 +516,7 @@ impl EnvelopeView {
             consecutive_failures: 0,
             status: EnvelopeStatus::Unallocated,
             sealed: None,
+            binding: None,
         }
     }
 

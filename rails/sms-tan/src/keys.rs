@@ -29,6 +29,7 @@ const ENVELOPE_LABEL: &[u8] = b"offpay/sms-tan/v1/envelope";
 const SEAL_LABEL: &[u8] = b"offpay/sms-tan/v1/seal";
 const SEAL_NONCE_LABEL: &[u8] = b"offpay/sms-tan/v1/seal-nonce";
 const FINGERPRINT_LABEL: &[u8] = b"offpay/sms-tan/v1/fingerprint";
+const BINDING_LABEL: &[u8] = b"offpay/sms-tan/v1/binding";
 /// Format version byte at the start of every sealed envelope.
 pub const SEALED_FORMAT_VERSION: u8 = 1;
 const SEAL_NONCE_BYTES: usize = 24;
@@ -72,6 +73,19 @@ impl MasterKey {
             *slot = b'0' + digit;
         }
         EnvelopeKey(hmac(&self.0, &[ENVELOPE_LABEL, &ascii]))
+    }
+
+    /// The tag that binds envelope `euin` to the account with receive number `account`.
+    pub fn binding_tag(
+        &self,
+        euin: &Euin,
+        account: &crate::numbers::AccountNumber,
+    ) -> crate::envelope::BindingTag {
+        let account_ascii = account.digits().map(|digit| b'0' + digit);
+        let full = hmac(&self.0, &[BINDING_LABEL, &euin_ascii(euin), &account_ascii]);
+        let mut tag = [0u8; 16];
+        tag.copy_from_slice(&full[..16]);
+        crate::envelope::BindingTag(tag)
     }
 
     /// A short public fingerprint, so a server can check at start that it loaded the key its

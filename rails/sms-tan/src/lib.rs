@@ -37,7 +37,8 @@ pub use engine::{
     PendingCallback, ScheduledPayment, Verdict,
 };
 pub use envelope::{
-    Envelope, EnvelopeSecrets, EnvelopeStatus, EnvelopeView, Grid, Row, RowCount, RowSet,
+    BindingTag, Envelope, EnvelopeSecrets, EnvelopeStatus, EnvelopeView, Grid, Row, RowCount,
+    RowSet,
 };
 pub use error::{Error, ImportError, Misuse, ParseError, Refusal, SealError};
 pub use grammar::{Message, PayerRef, SecurityLevel, parse};

@@ -714,11 +714,7 @@ fn cross_currency_payment_goes_through_the_exchange_float() {
 fn payee_with_an_envelope_gets_a_coded_notice() {
     let mut w = world();
     let payee_envelope = w.bank.print_envelope("26399977777", RowCount::Twenty);
-    w.bank
-        .envelopes
-        .get_mut(&payee_envelope.euin)
-        .unwrap()
-        .status = EnvelopeStatus::Active { account: w.payee };
+    w.bank.bind_at_agent(&payee_envelope.euin, w.payee);
     let text = low_pay(&w.envelope, PAYER_EUIN, PAYEE, &kes("42"), 1);
     let outcome = w.bank.sms(PAYER_PHONE, &text, T0);
     let notice = &outcome.replies[1].text;
@@ -883,3 +879,47 @@ fn derivation_vector_in_the_protocol_document() {
 const VECTOR_ROW_1: &str = "1 1 786844021237.73 595 923461 S2+2, 8, LS+3, 6, A2+8, A9+7";
 const VECTOR_GRID_1_DIGIT_0: &str = "679 695 357 527 290 888 496 263 251 413";
 const VECTOR_GRID_1_SIZES: &str = "355 667 870 005 221 423 812 450 077";
+
+#[test]
+fn a_database_administrator_cannot_rebind_an_envelope_to_another_account() {
+    let mut w = world();
+    // The administrator holds an envelope of their own and points it at the victim's account
+    // in the database, without the master key to compute its binding tag.
+    let own = w.bank.print_envelope("26399988888", RowCount::Twenty);
+    let view = w.bank.envelopes.get_mut(&own.euin).unwrap();
+    view.status = EnvelopeStatus::Active { account: w.payer };
+    let text = low_pay(&own, "26399988888", PAYEE, &kes("5000"), 1);
+    assert_eq!(
+        refused(&w.bank.sms(PAYER_PHONE, &text, T0)),
+        Refusal::NotAuthenticated
+    );
+    // Copying the tag of the victim's real envelope does not help: the tag covers the EUIN.
+    let victim_tag = w.bank.envelope(&euin()).binding;
+    w.bank.envelopes.get_mut(&own.euin).unwrap().binding = victim_tag;
+    let text = low_pay(&own, "26399988888", PAYEE, &kes("5000"), 2);
+    assert_eq!(
+        refused(&w.bank.sms(PAYER_PHONE, &text, T0)),
+        Refusal::NotAuthenticated
+    );
+    assert_eq!(w.bank.balance(&w.payee), 0);
+}
+
+#[test]
+fn the_operator_unlocks_a_locked_envelope() {
+    let mut w = world();
+    for row in 1..=LOCKOUT_FAILURES {
+        let good = tan(&w.envelope, row).parse::<u16>().unwrap();
+        w.bank.sms(
+            PAYER_PHONE,
+            &format!("BAL {PAYER_EUIN} {row} {:03}", (good + 1) % 1000),
+            T0,
+        );
+    }
+    let view = w.bank.envelope(&euin()).clone();
+    let effect = w.bank.engine.unlock(&view).unwrap();
+    let mut outcome = offpay_sms_tan::Outcome::empty();
+    outcome.effects.push(effect);
+    w.bank.apply(&outcome);
+    let text = low_pay(&w.envelope, PAYER_EUIN, PAYEE, &kes("5"), 10);
+    assert!(w.bank.sms(PAYER_PHONE, &text, T0).is_accepted());
+}

@@ -102,10 +102,19 @@ impl Bank {
             .entry(LedgerAccount::Fees(deposit.currency()))
             .or_default() -= i128::from(deposit.minor());
         if let Some(envelope) = envelope {
-            self.envelopes.get_mut(&envelope.euin).unwrap().status =
-                EnvelopeStatus::Active { account: receive };
+            self.bind_at_agent(&envelope.euin, receive);
         }
         receive
+    }
+
+    pub fn bind_at_agent(&mut self, euin: &Euin, account: AccountNumber) {
+        let effect = self
+            .engine
+            .bind_at_agent(&self.envelopes[euin], account)
+            .unwrap();
+        let mut outcome = offpay_sms_tan::engine::Outcome::empty();
+        outcome.effects.push(effect);
+        self.apply(&outcome);
     }
 
     pub fn account_mut(&mut self, number: &AccountNumber) -> &mut AccountView {
@@ -265,6 +274,7 @@ impl Bank {
                     used_rows,
                     consecutive_failures,
                     status,
+                    binding,
                 } => {
                     let view = self.envelopes.get_mut(euin).unwrap();
                     assert_eq!(
@@ -274,6 +284,7 @@ impl Bank {
                     view.used_rows = *used_rows;
                     view.consecutive_failures = *consecutive_failures;
                     view.status = *status;
+                    view.binding = *binding;
                 }
                 Effect::CreatePending(pending) => {
                     self.pending
