@@ -470,6 +470,7 @@ pub struct OperatorBook {
     operator: OperatorId,
     currency: Currency,
     scheme_epoch: u32,
+    generation_epoch: u32,
     next_purse_id: u64,
     next_credit_id: u64,
     #[cfg_attr(feature = "serde", serde(with = "pairs"))]
@@ -533,6 +534,7 @@ impl OperatorBook {
             operator,
             currency,
             scheme_epoch: 1,
+            generation_epoch: 1,
             next_purse_id: 1,
             next_credit_id: 1,
             purses: BTreeMap::new(),
@@ -551,9 +553,13 @@ impl OperatorBook {
     pub fn currency(&self) -> Currency {
         self.currency
     }
-    /// The current scheme-key epoch.
+    /// The newest scheme-key epoch distributed.
     pub fn scheme_epoch(&self) -> u32 {
         self.scheme_epoch
+    }
+    /// The scheme-key epoch payees make Code 1 with.
+    pub fn generation_epoch(&self) -> u32 {
+        self.generation_epoch
     }
     /// A shadow account.
     pub fn shadow(&self, purse_id: PurseId) -> Option<&ShadowAccount> {
@@ -643,8 +649,8 @@ impl OperatorBook {
             kind,
             currency: self.currency,
             purse_key: secrets.purse_key(purse_id),
-            scheme_epoch: self.scheme_epoch,
-            scheme_key: secrets.scheme_key(self.scheme_epoch),
+            scheme_epoch: self.generation_epoch,
+            scheme_key: secrets.scheme_key(self.generation_epoch),
             limits,
         })
     }
@@ -697,9 +703,12 @@ impl OperatorBook {
         })
     }
 
-    /// Starts a new scheme-key epoch; purses get its key at their next sync. Rotate no faster than
-    /// purses sync: a purse two epochs behind cannot check codes from a purse that is current.
+    /// Rotates the scheme key in two phases at once: payees start making Code 1 with the epoch
+    /// distributed at the previous rotation, and a new epoch is distributed (held, not yet used).
+    /// Rotate no more often than the purses' validity period: every purse that may still pay has
+    /// then synced since the last rotation and holds the generation epoch. Returns the new epoch.
     pub fn rotate_scheme_key(&mut self) -> u32 {
+        self.generation_epoch = self.scheme_epoch;
         self.scheme_epoch += 1;
         self.scheme_epoch
     }
@@ -1197,8 +1206,13 @@ impl OperatorBook {
         self.check_operator(secrets)?;
         let purse_id = upload.purse_id;
         let keys = secrets.purse_keys(purse_id);
-        let epoch = self.scheme_epoch;
-        let scheme_key = Some((epoch, wrap_key(&keys.wrap, &secrets.scheme_key(epoch))));
+        let mut scheme_keys = Vec::new();
+        for epoch in [self.generation_epoch, self.scheme_epoch] {
+            if scheme_keys.iter().all(|(held, _)| *held != epoch) {
+                scheme_keys.push((epoch, wrap_key(&keys.wrap, &secrets.scheme_key(epoch))));
+            }
+        }
+        let generation_epoch = self.generation_epoch;
 
         // New pairwise keys for this purse's requests.
         let mut pairwise_unknown = Vec::new();
@@ -1343,7 +1357,8 @@ impl OperatorBook {
             limits,
             blocked: shadow.blocked,
             pin_unblock,
-            scheme_key,
+            scheme_keys,
+            generation_epoch,
             credits,
             tickets,
             peer_tickets,

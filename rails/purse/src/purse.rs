@@ -515,6 +515,7 @@ pub struct Purse {
     identity: PurseIdentity,
     purse_key: SecretKey,
     scheme_keys: Vec<SchemeKey>,
+    generation_epoch: u32,
     pairwise_keys: Vec<PairwiseKey>,
     peer_tickets: Vec<PeerTicket>,
     pairwise_requests: Vec<Phone>,
@@ -568,6 +569,7 @@ impl Purse {
                 epoch: provisioning.scheme_epoch,
                 key: provisioning.scheme_key.clone(),
             }],
+            generation_epoch: provisioning.scheme_epoch,
             pairwise_keys: Vec::new(),
             peer_tickets: Vec::new(),
             pairwise_requests: Vec::new(),
@@ -736,8 +738,13 @@ impl Purse {
         Ok(())
     }
 
-    fn newest_scheme_key(&self) -> Result<&SchemeKey, PurseError> {
-        self.scheme_keys.last().ok_or(PurseError::NoSchemeKey)
+    /// The key payees make Code 1 with: the operator's generation epoch, or the newest held.
+    fn generation_scheme_key(&self) -> Result<&SchemeKey, PurseError> {
+        self.scheme_keys
+            .iter()
+            .find(|held| held.epoch == self.generation_epoch)
+            .or(self.scheme_keys.last())
+            .ok_or(PurseError::NoSchemeKey)
     }
 
     fn key_for(&self, key: KeyRef, peer: Phone) -> Option<&SecretKey> {
@@ -755,12 +762,12 @@ impl Purse {
         }
     }
 
-    /// The key a payment of `amount` with `peer` uses as payee: scheme key of the newest epoch
+    /// The key a payment of `amount` with `peer` uses as payee: scheme key of the generation epoch
     /// up to the small-payment limit, else the pairwise key.
     fn key_to_request(&self, peer: Phone, amount: Amount) -> Result<KeyRef, PurseError> {
         if amount.minor() <= self.limits.small_payment_limit.minor() {
             Ok(KeyRef::Scheme {
-                epoch: self.newest_scheme_key()?.epoch,
+                epoch: self.generation_scheme_key()?.epoch,
             })
         } else {
             self.pairwise_keys
@@ -1226,9 +1233,11 @@ impl Purse {
             return Err(PurseError::Malformed("answer acknowledges the future"));
         }
         // Unwrap keys before changing anything.
-        let new_scheme = answer
-            .scheme_key
-            .map(|(epoch, wrapped)| (epoch, unwrap_key(&keys.wrap, &wrapped)));
+        let new_scheme: Vec<(u32, SecretKey)> = answer
+            .scheme_keys
+            .iter()
+            .map(|(epoch, wrapped)| (*epoch, unwrap_key(&keys.wrap, wrapped)))
+            .collect();
         let tickets: Vec<(Phone, u16, SecretKey)> = answer
             .tickets
             .iter()
@@ -1258,13 +1267,19 @@ impl Purse {
             self.pin_tries_left = PIN_TRIES_MAX;
             report.pin_unblocked = true;
         }
-        if let Some((epoch, key)) = new_scheme
-            && self
+        let mut installed = None;
+        for (epoch, key) in new_scheme {
+            if self
                 .scheme_keys
                 .last()
                 .is_none_or(|newest| epoch > newest.epoch)
-        {
-            self.scheme_keys.push(SchemeKey { epoch, key });
+            {
+                self.scheme_keys.push(SchemeKey { epoch, key });
+                installed = Some(epoch);
+            }
+        }
+        self.generation_epoch = answer.generation_epoch;
+        if let Some(epoch) = installed {
             while self.scheme_keys.len() > SCHEME_EPOCHS_HELD {
                 self.scheme_keys.remove(0);
             }
@@ -1400,6 +1415,7 @@ impl Purse {
             w.u32(key.epoch);
             w.bytes(key.key.expose());
         }
+        w.u32(self.generation_epoch);
         w.u8(self.pairwise_keys.len() as u8);
         for key in &self.pairwise_keys {
             w.phone(key.peer);
@@ -1498,6 +1514,7 @@ impl Purse {
                 key: SecretKey::from_bytes(r.array()?),
             });
         }
+        let generation_epoch = r.u32()?;
         let mut pairwise_keys = Vec::new();
         for _ in 0..r.count_u8(PAIRWISE_KEYS_MAX)? {
             pairwise_keys.push(PairwiseKey {
@@ -1602,6 +1619,7 @@ impl Purse {
             },
             purse_key,
             scheme_keys,
+            generation_epoch,
             pairwise_keys,
             peer_tickets,
             pairwise_requests,

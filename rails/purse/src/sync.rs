@@ -269,8 +269,11 @@ pub struct SyncAnswer {
     pub blocked: bool,
     /// Reset the PIN retry counter.
     pub pin_unblock: bool,
-    /// The newest scheme-key epoch and its key wrapped under the purse's wrap key.
-    pub scheme_key: Option<(u32, [u8; KEY_BYTES])>,
+    /// Scheme keys (epoch, key wrapped under the purse's wrap key): the generation epoch and the
+    /// newest one distributed, at most two.
+    pub scheme_keys: Vec<(u32, [u8; KEY_BYTES])>,
+    /// The epoch payees make Code 1 with.
+    pub generation_epoch: u32,
     /// Credits to apply.
     pub credits: Vec<AnswerCredit>,
     /// Pairwise keys for this purse.
@@ -295,14 +298,12 @@ impl SyncAnswer {
         self.limits.encode(&mut w);
         w.bool(self.blocked);
         w.bool(self.pin_unblock);
-        match &self.scheme_key {
-            Some((epoch, wrapped)) => {
-                w.u8(1);
-                w.u32(*epoch);
-                w.bytes(wrapped);
-            }
-            None => w.u8(0),
+        w.u8(self.scheme_keys.len() as u8);
+        for (epoch, wrapped) in &self.scheme_keys {
+            w.u32(*epoch);
+            w.bytes(wrapped);
         }
+        w.u32(self.generation_epoch);
         w.u8(self.credits.len() as u8);
         for credit in &self.credits {
             match credit {
@@ -373,11 +374,11 @@ impl SyncAnswer {
         let limits = OfflineLimits::decode(&mut r, currency)?;
         let blocked = r.bool()?;
         let pin_unblock = r.bool()?;
-        let scheme_key = match r.u8()? {
-            0 => None,
-            1 => Some((r.u32()?, r.array()?)),
-            _ => return Err(PurseError::Malformed("scheme key")),
-        };
+        let mut scheme_keys = Vec::new();
+        for _ in 0..r.count_u8(SCHEME_EPOCHS_HELD)? {
+            scheme_keys.push((r.u32()?, r.array()?));
+        }
+        let generation_epoch = r.u32()?;
         let mut credits = Vec::new();
         for _ in 0..r.count_u8(ANSWER_CREDITS_MAX)? {
             let credit = match r.u8()? {
@@ -451,7 +452,8 @@ impl SyncAnswer {
             limits,
             blocked,
             pin_unblock,
-            scheme_key,
+            scheme_keys,
+            generation_epoch,
             credits,
             tickets,
             peer_tickets,

@@ -171,7 +171,8 @@ proptest! {
         ),
         tickets in prop::collection::vec((phone_strategy(), any::<u16>(), any::<[u8; 16]>()), 0..4),
         blocked in prop::collection::vec(phone_strategy(), 0..20),
-        scheme in proptest::option::of((any::<u32>(), any::<[u8; 16]>())),
+        scheme in prop::collection::vec((any::<u32>(), any::<[u8; 16]>()), 0..=2),
+        generation_epoch in any::<u32>(),
     ) {
         let answer = SyncAnswer {
             operator: OperatorId::new("prop-op").unwrap(),
@@ -182,7 +183,8 @@ proptest! {
             limits,
             blocked: true,
             pin_unblock: false,
-            scheme_key: scheme,
+            scheme_keys: scheme,
+            generation_epoch,
             credits,
             tickets: tickets
                 .into_iter()

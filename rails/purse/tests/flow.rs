@@ -48,3 +48,20 @@ fn agent_float_cash_in_payment_and_sync_balance_out() {
         assert!(purse.unacknowledged_log().is_empty());
     }
 }
+
+/// The server stores the operator book; with the `serde` feature it round-trips through JSON.
+#[cfg(feature = "serde")]
+#[test]
+fn the_operator_book_round_trips_through_json() {
+    let mut world = World::new(2);
+    let mut agent = world.provision("+254700000009", PurseKind::Agent);
+    let mut alice = world.provision("+254700000001", PurseKind::Customer);
+    world.float(&agent, "100000");
+    world.sync(&mut agent);
+    pay(&mut world, &mut agent, &mut alice, "1000");
+    world.sync(&mut alice);
+    let json = serde_json::to_string(&world.book).unwrap();
+    let back: OperatorBook = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, world.book);
+    assert_eq!(back.open_credit_count(), 1);
+}
