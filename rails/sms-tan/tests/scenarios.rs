@@ -923,3 +923,27 @@ fn the_operator_unlocks_a_locked_envelope() {
     let text = low_pay(&w.envelope, PAYER_EUIN, PAYEE, &kes("5"), 10);
     assert!(w.bank.sms(PAYER_PHONE, &text, T0).is_accepted());
 }
+
+#[test]
+fn middle_level_example_of_the_protocol_document_pays_with_the_seed_envelope() {
+    let mut bank = Bank::new(EngineConfig::default());
+    let envelope =
+        parse_envelope(include_str!("vectors/seed-002-worked-example.envelope")).unwrap();
+    let mut view = EnvelopeView::unallocated(envelope.euin, RowCount::Twenty);
+    view.sealed = Some(master().seal(&envelope));
+    bank.envelopes.insert(envelope.euin, view);
+    bank.open_account(PAYER_RECEIVE, PAYER_PAY, kes("500000.00"), Some(&envelope));
+    let payee = bank.open_account(PAYEE, PAYEE_PAY, kes("0"), None);
+    let text =
+        "PAYG 26399912345 1 90 881 589 623 644 543 683 389 075 981 510 789187532813.23 021 123";
+    let outcome = bank.sms(PAYER_PHONE, text, T0);
+    assert!(outcome.is_accepted(), "{:?}", outcome.replies);
+    assert_eq!(bank.balance(&payee), 200_000_00);
+    assert!(
+        outcome.replies[0].text.starts_with(
+            "PAID PAYG 26399912345 1 90881589623644543683389075981510 789187532813.23 021 123 BANK ROW 20 TAN 857 REF "
+        ),
+        "{}",
+        outcome.replies[0].text
+    );
+}
