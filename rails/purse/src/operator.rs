@@ -569,6 +569,13 @@ impl OperatorBook {
     pub fn purse_by_phone(&self, phone: Phone) -> Option<PurseId> {
         self.phones.get(&phone).copied()
     }
+    /// The shadow account of the purse with this phone (`admin purse balance --phone`).
+    pub fn shadow_by_phone(&self, phone: Phone) -> Result<&ShadowAccount, PurseError> {
+        self.phones
+            .get(&phone)
+            .and_then(|id| self.purses.get(id))
+            .ok_or(PurseError::UnknownPhone(phone))
+    }
     /// All shadow accounts.
     pub fn shadows(&self) -> impl Iterator<Item = &ShadowAccount> {
         self.purses.values()

@@ -372,7 +372,22 @@ fn an_upload_from_another_operator_or_unknown_purse_is_refused() {
             .unwrap_err(),
         PurseError::PhoneTaken(alice.identity().phone)
     );
-    world.tick(1);
+    assert_eq!(
+        world
+            .book
+            .shadow_by_phone(phone("+254799999999"))
+            .unwrap_err()
+            .to_string(),
+        "no purse for +254799999999"
+    );
+    assert_eq!(
+        world
+            .book
+            .shadow_by_phone(alice.identity().phone)
+            .unwrap()
+            .purse_id,
+        alice.identity().purse_id
+    );
 }
 
 #[test]
