@@ -474,6 +474,7 @@ struct Intent {
 pub struct PendingRequest {
     auth: Box<Authenticated>,
     bank: RowTan,
+    payer_row: grammar::RowChecksum,
 }
 
 impl core::fmt::Debug for PendingRequest {
@@ -851,7 +852,10 @@ impl Engine {
                 return Next::Done(outcome);
             }
         }
-        auth.envelope.failures = 0;
+        // An OK is verified only against its pending payment: the failure count is reset there.
+        if !matches!(message, Message::Confirm { .. }) {
+            auth.envelope.failures = 0;
+        }
         self.dispatch(auth, message)
     }
 
@@ -896,9 +900,11 @@ impl Engine {
                     Err(refusal) => return Err((refusal, Some(row_number), false)),
                 }
             }
+            // The OK's checksum covers the pending payment, so it is checked once that is loaded
+            // (`with_pending`); here only that the two rows differ.
             Message::Confirm {
                 payer_row, bank, ..
-            } => row.tan().matches(&payer_row.tan) && bank.row != payer_row.row,
+            } => bank.row != payer_row.row,
             Message::Register { auth: row_tan, .. }
             | Message::Limit { auth: row_tan, .. }
             | Message::Dialback { auth: row_tan, .. }
@@ -1011,7 +1017,13 @@ impl Engine {
                 }
                 self.start_payment(auth, payment, Some((due, due_unix)))
             }
-            Message::Confirm { bank, .. } => Next::NeedPending(PendingRequest { auth, bank }),
+            Message::Confirm {
+                bank, payer_row, ..
+            } => Next::NeedPending(PendingRequest {
+                auth,
+                bank,
+                payer_row,
+            }),
             Message::Register { new_envelope, .. } => {
                 Next::NeedNewEnvelope(NewEnvelopeRequest { auth, new_envelope })
             }
@@ -1239,10 +1251,38 @@ impl Engine {
         })
     }
 
+    /// A refusal of an OK after its row was used: counts a failure (the OK is verified only here)
+    /// and locks at [`LOCKOUT_FAILURES`].
+    fn refuse_counted(&self, mut auth: Box<Authenticated>, refusal: Refusal) -> Outcome {
+        auth.envelope.failures = auth.envelope.failures.saturating_add(1);
+        let mut locked_now = false;
+        if auth.envelope.failures >= LOCKOUT_FAILURES
+            && let EnvelopeStatus::Active { account } = auth.envelope.status
+        {
+            auth.envelope.status = EnvelopeStatus::Locked { account };
+            locked_now = true;
+        }
+        let row = auth
+            .envelope
+            .used
+            .iter()
+            .find(|row| !auth.envelope.loaded.used_rows.contains(*row));
+        let text = reply::refused(&refusal, row, locked_now);
+        let from = auth.session.from.clone();
+        self.finish(
+            auth,
+            Outcome::new(Verdict::Refused(refusal)).reply(&from, text),
+        )
+    }
+
     fn with_pending(&self, request: PendingRequest, pending: Option<PendingCallback>) -> Next {
-        let PendingRequest { mut auth, bank } = request;
+        let PendingRequest {
+            auth,
+            bank,
+            payer_row,
+        } = request;
         let Some(pending) = pending else {
-            return Next::Done(self.finish_refused(auth, Refusal::NoPendingCallback));
+            return Next::Done(self.refuse_counted(auth, Refusal::NoPendingCallback));
         };
         assert!(
             pending.euin == auth.envelope.loaded.euin && pending.callback_row == bank.row,
@@ -1263,22 +1303,23 @@ impl Engine {
             .row(bank.row)
             .is_some_and(|row| row.tan().matches(&bank.tan));
         if !bank_tan_ok {
-            // The payer's own row verified, but the bank row's TAN is wrong: the payer did not
-            // read the callback. Count it and keep the pending callback until it expires.
-            let session = Session {
-                message_id: auth.session.message_id.clone(),
-                from: auth.session.from.clone(),
-                received_at: auth.session.received_at,
-                redacted: auth.session.redacted,
-            };
-            return Next::Done(self.refuse_with_row(
-                &session,
-                &mut auth.envelope,
-                Refusal::NoPendingCallback,
-                None,
-                true,
-            ));
+            // The bank row's TAN is wrong: the sender did not read the callback. Count it and
+            // keep the pending callback until it expires.
+            return Next::Done(self.refuse_counted(auth, Refusal::NoPendingCallback));
         }
+        // Protocol v2: the payer's row checksum must cover the payee and amount of the pending
+        // payment. A gateway that inflated the instruction and rewrote the echo fails here.
+        let confirms = auth.secrets.row(payer_row.row).is_some_and(|row| {
+            row.recipe()
+                .verify(&pending.payee, &pending.amount, payer_row.checksum.digits())
+        });
+        if !confirms {
+            let mut outcome = self.refuse_counted(auth, Refusal::ConfirmationMismatch);
+            outcome.effects.push(remove);
+            return Next::Done(outcome);
+        }
+        let mut auth = auth;
+        auth.envelope.failures = 0;
         Next::NeedPayee(PayeeRequest {
             intent: Intent {
                 requested_level: pending.requested_level,
@@ -1373,14 +1414,19 @@ impl Engine {
                 .envelope
                 .take_bank_row()
                 .ok_or(Refusal::RowsExhausted)?;
-            let bank_tan = auth
-                .secrets
-                .row(bank_row)
-                .ok_or(Refusal::RowsExhausted)?
-                .tan()
-                .reveal();
+            let bank_secret = auth.secrets.row(bank_row).ok_or(Refusal::RowsExhausted)?;
+            let bank_tan = bank_secret.tan().reveal();
+            // Protocol v2: the bank row's checksum over the payment as decoded, so the payer can
+            // tell whether the bank read what they sent even if the echo's text was rewritten.
+            let bank_checksum = bank_secret.recipe().checksum(&intent.payee, &intent.amount);
             let instruction = self.render_instruction(auth, intent)?;
-            let text = reply::callback(&instruction, &euin.to_string(), bank_row, &bank_tan);
+            let text = reply::callback(
+                &instruction,
+                &euin.to_string(),
+                bank_row,
+                &bank_tan,
+                &bank_checksum,
+            );
             let mut outcome = Outcome::new(Verdict::Accepted).reply(&intent.reply_to, text);
             outcome.effects.push(Effect::CreatePending(PendingCallback {
                 format_version: RECORD_FORMAT_VERSION,
@@ -1843,55 +1889,227 @@ impl Engine {
         let Some(payee) = payee else {
             return refuse(Refusal::UnknownPayee);
         };
-        let result = (|| -> Result<Outcome, Refusal> {
-            let legs = self.legs(&auth.account, &payee.account, &intent.amount)?;
-            auth.account.limits.check(
-                &legs.debit,
-                &auth.spending,
-                &payee.account.receive_number,
-                &payee.paid_by_payer_today,
-            )?;
-            let fee = self.config.fee(auth.account.currency, payment.level);
-            let total = legs
-                .debit
-                .checked_add(fee)
-                .map_err(|_| Refusal::InsufficientFunds)?;
-            if total.minor() > auth.balance.minor() {
-                return Err(Refusal::InsufficientFunds);
-            }
-            let postings = self.postings(&auth, &intent, &legs, fee)?;
-            let reference = postings
-                .first()
-                .map(|posting| posting.reference)
-                .unwrap_or(payment.reference);
-            let proof = match auth.envelope.take_bank_row() {
-                Some(row_number) => auth
-                    .secrets
-                    .row(row_number)
-                    .map(|row| reply::proof(row_number, &row.tan().reveal()))
-                    .unwrap_or_default(),
-                None => String::new(),
-            };
-            let text = if proof.is_empty() {
-                reply::paid_plain(&intent.payee, &intent.amount, reference)
-            } else {
-                reply::fit(format!(
-                    "PAID {} to {} as scheduled REF {reference} {proof}",
-                    intent.amount, intent.payee
-                ))
-            };
-            let mut outcome = Outcome::new(Verdict::Accepted).reply(&payment.reply_to, text);
-            outcome.postings = postings;
-            let payer_view = auth.account.clone();
-            self.notify_payee(&mut outcome, &payer_view, payee, &legs.credit, reference);
-            Ok(outcome)
-        })();
+        let result = self.pay_authenticated(
+            &mut auth,
+            &intent,
+            payee,
+            payment.level,
+            PaidWording::Scheduled,
+            payment.reference,
+        );
         let mut outcome = match result {
             Ok(outcome) => outcome,
             Err(refusal) => refuse(refusal),
         };
         if usable_envelope {
             outcome.effects.extend(auth.envelope.effect());
+        }
+        outcome
+    }
+
+    /// Pays an instruction whose row already verified: currency legs, limits, fee, balance,
+    /// postings, a confirmation with a fresh row when one can be spared, and the payee notice.
+    fn pay_authenticated(
+        &self,
+        auth: &mut Authenticated,
+        intent: &Intent,
+        payee: PayeeContext,
+        level: SecurityLevel,
+        wording: PaidWording,
+        fallback_reference: Reference,
+    ) -> Result<Outcome, Refusal> {
+        let legs = self.legs(&auth.account, &payee.account, &intent.amount)?;
+        auth.account.limits.check(
+            &legs.debit,
+            &auth.spending,
+            &payee.account.receive_number,
+            &payee.paid_by_payer_today,
+        )?;
+        let fee = self.config.fee(auth.account.currency, level);
+        let total = legs
+            .debit
+            .checked_add(fee)
+            .map_err(|_| Refusal::InsufficientFunds)?;
+        if total.minor() > auth.balance.minor() {
+            return Err(Refusal::InsufficientFunds);
+        }
+        let postings = self.postings(auth, intent, &legs, fee)?;
+        let reference = postings
+            .first()
+            .map(|posting| posting.reference)
+            .unwrap_or(fallback_reference);
+        let proof = match wording {
+            PaidWording::Terminal {
+                confirm_to_phone: false,
+            } => String::new(),
+            _ => match auth.envelope.take_bank_row() {
+                Some(row_number) => auth
+                    .secrets
+                    .row(row_number)
+                    .map(|row| reply::proof(row_number, &row.tan().reveal()))
+                    .unwrap_or_default(),
+                None => String::new(),
+            },
+        };
+        let how = match wording {
+            PaidWording::Scheduled => "as scheduled",
+            PaidWording::Terminal { .. } => "at a terminal",
+        };
+        let text = if proof.is_empty() {
+            reply::paid_plain(&intent.payee, &intent.amount, reference)
+        } else {
+            reply::fit(format!(
+                "PAID {} to {} {how} REF {reference} {proof}",
+                intent.amount, intent.payee
+            ))
+        };
+        let mut outcome = Outcome::new(Verdict::Accepted).reply(&intent.reply_to, text);
+        outcome.postings = postings;
+        let payer_view = auth.account.clone();
+        self.notify_payee(&mut outcome, &payer_view, payee, &legs.credit, reference);
+        Ok(outcome)
+    }
+
+    /// A payment at a merchant terminal: the terminal (authenticated by the server) supplies the
+    /// payee and amount, the payer keys in envelope, row and TAN. The row is checked exactly as in
+    /// an SMS (used once, failures counted, lockout); the payment rules are the SMS ones. An
+    /// amount that needs a callback (dialback threshold, `HIGH ON`) is refused: only the SMS path
+    /// can call back. With `payer_phone`, the payer also gets a confirmation with a fresh row.
+    /// The replies of the outcome go to the payer's phone (when given) and the payee's.
+    pub fn pay_at_terminal(
+        &self,
+        payment: &TerminalPayment,
+        payer: PayerContext,
+        payee: Option<PayeeContext>,
+        now: UnixSeconds,
+    ) -> Outcome {
+        let reply_to = payment
+            .payer_phone
+            .clone()
+            .unwrap_or_else(placeholder_phone);
+        let session = Session {
+            message_id: payment.request_id.clone(),
+            from: reply_to.clone(),
+            received_at: now,
+            redacted: RedactedSms {
+                kind: None,
+                envelope: Some(payer.envelope.euin),
+                readable: true,
+                length: 0,
+            },
+        };
+        let status_refusal = match payer.envelope.status {
+            EnvelopeStatus::Locked { .. } => Some(Refusal::EnvelopeLocked),
+            EnvelopeStatus::Unallocated | EnvelopeStatus::Retired => {
+                Some(Refusal::EnvelopeNotActive)
+            }
+            EnvelopeStatus::Active { .. } if !self.binding_valid(&payer.envelope) => {
+                Some(Refusal::NotAuthenticated)
+            }
+            EnvelopeStatus::Active { .. } if !payer.account.active => {
+                Some(Refusal::AccountNotActive)
+            }
+            EnvelopeStatus::Active { .. } => None,
+        };
+        if let Some(refusal) = status_refusal {
+            return self.done(&session, Outcome::new(Verdict::Refused(refusal)));
+        }
+        let Ok(secrets) = EnvelopeSecrets::for_view(&self.master, &payer.envelope) else {
+            return self.done(
+                &session,
+                Outcome::new(Verdict::Refused(Refusal::NotAuthenticated)),
+            );
+        };
+        let mut envelope = EnvelopeState::new(payer.envelope);
+        let row = payment.row;
+        let refusal = if row == 0 || row > envelope.loaded.rows.get() {
+            Some(Refusal::RowOutOfRange { row })
+        } else if envelope.used.contains(row) {
+            Some(Refusal::RowUsed { row })
+        } else if !secrets
+            .row(row)
+            .is_some_and(|secret| secret.tan().matches(&payment.tan))
+        {
+            Some(Refusal::NotAuthenticated)
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            let burn = matches!(refusal, Refusal::NotAuthenticated).then_some(row);
+            let mut outcome = self.refuse_with_row(&session, &mut envelope, refusal, burn, true);
+            if payment.payer_phone.is_none() {
+                outcome.replies.clear();
+            }
+            return outcome;
+        }
+        envelope.used.insert(row);
+        envelope.failures = 0;
+        let mut auth = Authenticated {
+            session,
+            account: payer.account,
+            balance: payer.balance,
+            spending: payer.spending,
+            envelope,
+            secrets,
+        };
+        let finish = |auth: Authenticated, result: Result<Outcome, Refusal>| {
+            let mut outcome = match result {
+                Ok(outcome) => outcome,
+                Err(refusal) => {
+                    let mut outcome = Outcome::new(Verdict::Refused(refusal.clone()));
+                    if payment.payer_phone.is_some() {
+                        outcome = outcome.reply(&reply_to, reply::refused(&refusal, None, false));
+                    }
+                    outcome
+                }
+            };
+            outcome.effects.extend(auth.envelope.effect());
+            outcome.redacted = Some(auth.session.redacted);
+            outcome
+        };
+        let Some(payee) = payee.filter(|payee| payee.account.active) else {
+            return finish(auth, Err(Refusal::UnknownPayee));
+        };
+        if payee.account.receive_number == auth.account.receive_number {
+            return finish(auth, Err(Refusal::SamePayerAndPayee));
+        }
+        if payment.amount.is_zero() {
+            return finish(auth, Err(Refusal::ZeroAmount));
+        }
+        let threshold = auth
+            .account
+            .dialback_threshold
+            .or_else(|| self.config.default_threshold(auth.account.currency));
+        let over_threshold = match self.legs(&auth.account, &payee.account, &payment.amount) {
+            Ok(legs) => threshold.is_some_and(|threshold| legs.debit.minor() >= threshold.minor()),
+            Err(refusal) => return finish(auth, Err(refusal)),
+        };
+        if auth.account.always_callback || over_threshold {
+            return finish(auth, Err(Refusal::CallbackRequired));
+        }
+        let intent = Intent {
+            requested_level: SecurityLevel::Middle,
+            payee: payee.account.receive_number,
+            amount: payment.amount,
+            instruction_row: row,
+            due: None,
+            confirmed: None,
+            message_id: payment.request_id.clone(),
+            reply_to: reply_to.clone(),
+        };
+        let result = self.pay_authenticated(
+            &mut auth,
+            &intent,
+            payee,
+            SecurityLevel::Middle,
+            PaidWording::Terminal {
+                confirm_to_phone: payment.payer_phone.is_some(),
+            },
+            Reference::of(&TransferId([0; 16])),
+        );
+        let mut outcome = finish(auth, result);
+        if payment.payer_phone.is_none() {
+            outcome.replies.retain(|reply| reply.to != reply_to);
         }
         outcome
     }
@@ -1987,6 +2205,43 @@ impl Engine {
         outcome.redacted = Some(session.redacted);
         outcome
     }
+}
+
+/// How a payment paid outside an SMS instruction is worded in its confirmation.
+#[derive(Clone, Copy)]
+enum PaidWording {
+    Scheduled,
+    Terminal { confirm_to_phone: bool },
+}
+
+/// A payment keyed in at a merchant terminal ([`Engine::pay_at_terminal`]).
+#[derive(Clone)]
+pub struct TerminalPayment {
+    /// The terminal's request id, unique per terminal (transfer ids derive from it, so a retried
+    /// request posts once). The server prefixes it with the terminal's id.
+    pub request_id: String,
+    /// The row the payer keyed in.
+    pub row: u8,
+    /// Its TAN.
+    pub tan: Tan,
+    /// The amount the terminal asks for (in the payer's or the payee's currency).
+    pub amount: Amount,
+    /// The payer's phone for a confirmation, if the payer gave it.
+    pub payer_phone: Option<PhoneNumber>,
+}
+
+impl core::fmt::Debug for TerminalPayment {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "TerminalPayment({}, row {}, {})",
+            self.request_id, self.row, self.amount
+        )
+    }
+}
+
+fn placeholder_phone() -> PhoneNumber {
+    PhoneNumber::parse("0").unwrap_or_else(|_| unreachable!("0 is a phone number"))
 }
 
 struct Legs {

@@ -237,6 +237,13 @@ pub enum Refusal {
     AccountNotActive,
     /// No payment with this reference on this account.
     UnknownReference,
+    /// The payer's OK carries a checksum over another payee or amount than the pending payment:
+    /// a typing mistake, or an instruction changed on the way (protocol v2). The payment is
+    /// cancelled.
+    ConfirmationMismatch,
+    /// At a merchant terminal: the amount needs a callback (dialback threshold or the holder's
+    /// `HIGH ON`), which only the SMS path can give.
+    CallbackRequired,
 }
 
 /// An envelope import file could not be read.

@@ -263,6 +263,16 @@ pub struct Payment {
     pub body: PaymentBody,
 }
 
+/// A row with the checksum its recipe gives over a payment: the payer's OK to a callback (protocol
+/// v2), which binds the OK to the payee and amount the payer means, not only to the row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowChecksum {
+    /// The row.
+    pub row: u8,
+    /// Its recipe's checksum over the intended payee and amount.
+    pub checksum: Checksum,
+}
+
 /// A row with its TAN, authenticating a non-payment message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RowTan {
@@ -319,14 +329,16 @@ impl fmt::Debug for Password {
 pub enum Message {
     /// `PAY`, `PAYG`, `PAYC`, or digits first (seed form).
     Payment(Payment),
-    /// `OK payer bankrow banktan row tan`: confirms a callback.
+    /// `OK payer bankrow banktan row checksum`: confirms a callback. The checksum is the payer's
+    /// fresh row's recipe over the payee and amount the payer means (protocol v2), so a gateway
+    /// that changed the instruction and rewrote the echo cannot make the OK confirm its change.
     Confirm {
         /// Who pays.
         payer: PayerRef,
         /// The row the bank sent in its callback, with the TAN it sent.
         bank: RowTan,
-        /// A fresh row of the payer's with its TAN.
-        payer_row: RowTan,
+        /// A fresh row of the payer's with its checksum over the intended payee and amount.
+        payer_row: RowChecksum,
     },
     /// `REG new-euin payer row tan`: binds a new envelope with a row of the current one.
     Register {
@@ -466,7 +478,7 @@ impl MessageKind {
             MessageKind::Payment(SecurityLevel::High) => {
                 "PAYC envelope row coded-payee amount+col2 size-code TAN"
             }
-            MessageKind::Confirm => "OK 26399912345 20 857 2 273",
+            MessageKind::Confirm => "OK 26399912345 20 857 2 927927",
             MessageKind::Register => "REG new-envelope 26399912345 5 922",
             MessageKind::Balance => "BAL 26399912345 3 463",
             MessageKind::Statement => "STMT 26399912345 3 463",
@@ -538,7 +550,12 @@ impl Message {
                 bank.row,
                 bank.tan.reveal(),
                 payer_row.row,
-                payer_row.tan.reveal()
+                payer_row
+                    .checksum
+                    .digits()
+                    .iter()
+                    .map(|digit| char::from(b'0' + digit))
+                    .collect::<String>()
             ),
             Message::Register {
                 new_envelope,
@@ -1256,7 +1273,7 @@ fn parse_after_keyword(kind: MessageKind, tokens: &[Token<'_>]) -> Result<Messag
                     required(Kind::Row),
                     required(Kind::Tan),
                     required(Kind::Row),
-                    required(Kind::Tan),
+                    required(Kind::Checksum),
                 ],
             )?;
             Ok(Message::Confirm {
@@ -1265,9 +1282,9 @@ fn parse_after_keyword(kind: MessageKind, tokens: &[Token<'_>]) -> Result<Messag
                     row: row(&values[1]),
                     tan: tan(&values[2])?,
                 },
-                payer_row: RowTan {
+                payer_row: RowChecksum {
                     row: row(&values[3]),
-                    tan: tan(&values[4])?,
+                    checksum: Checksum(digits_array(&values[4], Field::Checksum)?),
                 },
             })
         }
@@ -1762,7 +1779,7 @@ mod tests {
     #[test]
     fn other_messages_read() {
         assert!(matches!(
-            parse("ok 26399912345 20 857 2 273"),
+            parse("ok 26399912345 20 857 2 927927"),
             Ok(Message::Confirm { .. })
         ));
         assert!(matches!(

@@ -30,6 +30,7 @@ const SEAL_LABEL: &[u8] = b"offpay/sms-tan/v1/seal";
 const SEAL_NONCE_LABEL: &[u8] = b"offpay/sms-tan/v1/seal-nonce";
 const FINGERPRINT_LABEL: &[u8] = b"offpay/sms-tan/v1/fingerprint";
 const BINDING_LABEL: &[u8] = b"offpay/sms-tan/v1/binding";
+const PAY_NUMBER_LABEL: &[u8] = b"offpay/sms-tan/v1/pay-number";
 /// Format version byte at the start of every sealed envelope.
 pub const SEALED_FORMAT_VERSION: u8 = 1;
 const SEAL_NONCE_BYTES: usize = 24;
@@ -86,6 +87,17 @@ impl MasterKey {
         let mut tag = [0u8; 16];
         tag.copy_from_slice(&full[..16]);
         crate::envelope::BindingTag(tag)
+    }
+
+    /// A keyed tag of a secret pay number, for the server's index from pay number to account:
+    /// the database keeps the tag, never the pay number, and without the master key a tag cannot
+    /// be computed for a guessed number.
+    pub fn pay_number_tag(&self, pay_number: &crate::numbers::AccountNumber) -> [u8; 16] {
+        let ascii = pay_number.digits().map(|digit| b'0' + digit);
+        let full = hmac(&self.0, &[PAY_NUMBER_LABEL, &ascii]);
+        let mut tag = [0u8; 16];
+        tag.copy_from_slice(&full[..16]);
+        tag
     }
 
     /// A short public fingerprint, so a server can check at start that it loaded the key its

@@ -34,14 +34,14 @@ pub use account::{
 };
 pub use engine::{
     Effect, Engine, EngineConfig, Inbound, Next, OutboundSms, Outcome, PayeeContext, PayerContext,
-    PendingCallback, ScheduledPayment, Verdict,
+    PendingCallback, ScheduledPayment, TerminalPayment, Verdict,
 };
 pub use envelope::{
     BindingTag, Envelope, EnvelopeSecrets, EnvelopeStatus, EnvelopeView, Grid, Row, RowCount,
     RowSet,
 };
 pub use error::{Error, ImportError, Misuse, ParseError, Refusal, SealError};
-pub use grammar::{Message, PayerRef, SecurityLevel, parse};
+pub use grammar::{Checksum, Message, PayerRef, RowChecksum, SecurityLevel, parse};
 pub use keys::{MasterKey, SealedEnvelope};
 pub use numbers::{AccountNumber, Euin, PhoneNumber, Tan};
 pub use pdf::{PdfOptions, render_envelopes_pdf};

@@ -418,7 +418,8 @@ fn inside(envelope: &Envelope) -> Page {
         "the point, Ak = k-th digit of the payee account from the right, Sk = k-th digit of the amount from the left; add, keep last digit.",
         "Middle:  PAYG <envelope> <row> <payee: first 2 digits, then for each of the last 10 digits its code in the row's grid at that",
         "position> <amount + add-to-amount> <size code of the amount in that grid> <TAN>.   High:  the same with PAYC; the bank",
-        "echoes it with a bank row and TAN; if right, send OK <envelope> <bank row> <bank TAN> <your next row> <its TAN>.",
+        "echoes it with a bank row, its TAN and SUM (that row's checksum over payee and amount: check it); if right, send",
+        "OK <envelope> <bank row> <bank TAN> <your next row> <that row's checksum over the payee and amount you mean>.",
         "A reply from the bank always shows a row and its TAN (or checksum): check it against this card, then cross that row out.",
         "Never tell anyone these numbers. Keep the last row to register your next envelope (REG).",
     ] {

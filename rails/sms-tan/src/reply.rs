@@ -161,6 +161,12 @@ pub fn refused(refusal: &Refusal, burned_row: Option<u8>, locked_now: bool) -> S
         Refusal::UnknownReference => {
             String::from("No payment from your account has that reference.")
         }
+        Refusal::ConfirmationMismatch => String::from(
+            "Your OK does not match the payment the bank read. Nothing was paid. Send the payment again with new rows.",
+        ),
+        Refusal::CallbackRequired => String::from(
+            "This amount needs a callback: pay by SMS with PAYC from your phone. Nothing was paid.",
+        ),
     };
     if locked_now {
         reply.push_str(&format!(
@@ -221,10 +227,23 @@ pub fn paid_plain(payee: &AccountNumber, amount: &Amount, reference: Reference) 
     ))
 }
 
-/// The callback: the instruction as the bank read it, a fresh row with its TAN, and what to send.
-pub fn callback(instruction: &str, payer: &str, bank_row: u8, bank_tan: &str) -> String {
+/// The callback (protocol v2): the instruction as the bank read it, a fresh row with its TAN, that
+/// row's checksum over the payee and amount as decoded (`SUM`, so the payer can check the bank read
+/// the payment they meant even if the echo text was rewritten), and what to send: the OK with the
+/// payer's next row and that row's checksum over the payee and amount they mean.
+pub fn callback(
+    instruction: &str,
+    payer: &str,
+    bank_row: u8,
+    bank_tan: &str,
+    bank_checksum: &[u8; 6],
+) -> String {
+    let digits: String = bank_checksum
+        .iter()
+        .map(|digit| char::from(b'0' + digit))
+        .collect();
     fit(format!(
-        "CHECK {instruction} {}. Right? Send OK {payer} {bank_row} {bank_tan} ROW TAN",
+        "CHECK {instruction} {} SUM {digits}. OK? Send OK {payer} {bank_row} {bank_tan} ROW SUM",
         proof(bank_row, bank_tan)
     ))
 }

@@ -5,7 +5,8 @@
 use offpay_money::Currency;
 use offpay_sms_tan::civil_time::CivilDateTime;
 use offpay_sms_tan::grammar::{
-    Checksum, EncryptedPayee, LimitChange, Password, Payment, PaymentBody, RowTan, TypedAmount,
+    Checksum, EncryptedPayee, LimitChange, Password, Payment, PaymentBody, RowChecksum, RowTan,
+    TypedAmount,
 };
 use offpay_sms_tan::{
     AccountNumber, Euin, Message, PayerRef, Reference, SecurityLevel, Tan, parse,
@@ -130,11 +131,20 @@ fn limit_change() -> impl Strategy<Value = LimitChange> {
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
         payment().prop_map(Message::Payment),
-        (payer(), row_tan(), row_tan()).prop_map(|(payer, bank, payer_row)| Message::Confirm {
-            payer,
-            bank,
-            payer_row
-        }),
+        (
+            payer(),
+            row_tan(),
+            row(),
+            proptest::array::uniform6(0u8..10)
+        )
+            .prop_map(|(payer, bank, row, digits)| Message::Confirm {
+                payer,
+                bank,
+                payer_row: RowChecksum {
+                    row,
+                    checksum: Checksum::new(digits).unwrap(),
+                },
+            }),
         (euin(), payer(), row_tan()).prop_map(|(new_envelope, payer, auth)| Message::Register {
             new_envelope,
             payer,

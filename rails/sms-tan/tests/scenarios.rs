@@ -199,10 +199,16 @@ fn high_level_takes_five_sms_and_four_payer_rows() {
         "{echo}"
     );
     assert_eq!(w.bank.pending.len(), 1);
+    // Protocol v2: the echo carries bank row 20's checksum over the payment as decoded…
+    assert!(
+        echo.contains(&format!("SUM {}", sum(&w.envelope, 20, PAYEE, &kes("100")))),
+        "{echo}"
+    );
+    // …and the OK carries row 2's checksum over the payment the payer means.
     let ok = format!(
         "OK {PAYER_EUIN} 20 {} 2 {}",
         tan(&w.envelope, 20),
-        tan(&w.envelope, 2)
+        sum(&w.envelope, 2, PAYEE, &kes("100"))
     );
     let paid = w.bank.sms(PAYER_PHONE, &ok, UnixSeconds(T0.0 + 60));
     assert!(paid.is_accepted(), "{:?}", paid.replies);
@@ -612,7 +618,7 @@ fn callback_rules_expired_wrong_bank_tan_and_unknown_row() {
     let bad_bank = format!(
         "OK {PAYER_EUIN} 20 {:03} 2 {}",
         (tan(&w.envelope, 20).parse::<u16>().unwrap() + 1) % 1000,
-        tan(&w.envelope, 2)
+        sum(&w.envelope, 2, PAYEE, &kes("100"))
     );
     assert_eq!(
         refused(&w.bank.sms(PAYER_PHONE, &bad_bank, T0)),
@@ -621,7 +627,7 @@ fn callback_rules_expired_wrong_bank_tan_and_unknown_row() {
     let unknown = format!(
         "OK {PAYER_EUIN} 18 {} 3 {}",
         tan(&w.envelope, 18),
-        tan(&w.envelope, 3)
+        sum(&w.envelope, 3, PAYEE, &kes("100"))
     );
     assert_eq!(
         refused(&w.bank.sms(PAYER_PHONE, &unknown, T0)),
@@ -630,7 +636,7 @@ fn callback_rules_expired_wrong_bank_tan_and_unknown_row() {
     let late = format!(
         "OK {PAYER_EUIN} 20 {} 4 {}",
         tan(&w.envelope, 20),
-        tan(&w.envelope, 4)
+        sum(&w.envelope, 4, PAYEE, &kes("100"))
     );
     let outcome = w.bank.sms(
         PAYER_PHONE,
@@ -820,7 +826,7 @@ fn replies_never_reveal_unused_row_secrets_or_other_accounts() {
         low_pay(&w.envelope, PAYER_EUIN, PAYEE, &kes("10"), 1),
         grid_pay(&w.envelope, "PAYC", PAYER_EUIN, PAYEE, &kes("10"), 2),
         format!("BAL {PAYER_EUIN} 3 000"),
-        format!("OK {PAYER_EUIN} 20 000 4 000"),
+        format!("OK {PAYER_EUIN} 20 000 4 000000"),
         low_pay(&w.envelope, PAYER_EUIN, "222233334444", &kes("10"), 5),
     ];
     for text in &texts {
@@ -946,4 +952,81 @@ fn middle_level_example_of_the_protocol_document_pays_with_the_seed_envelope() {
         "{}",
         outcome.replies[0].text
     );
+}
+
+/// One run of the gateway insider's attack (doc §6) against a fresh envelope `serial`: the
+/// insider inflates a PAYC instruction from KES 2000 to KES 9000 (same size class, so the grid
+/// check passes; it only adds to the coded amount and needs no secret), rewrites the bank's echo
+/// back to what the payer sent, and forwards the payer's OK unchanged. Returns whether the
+/// payer, comparing the echo's SUM with bank row 20's recipe over what they meant, would have
+/// noticed, and the bank's outcome of the OK.
+fn insider_attack(serial: u32) -> (bool, offpay_sms_tan::Outcome, Bank) {
+    let mut bank = Bank::new(EngineConfig::default());
+    let euin_text = Euin::issued(263, serial).unwrap().to_string();
+    let envelope = bank.print_envelope(&euin_text, RowCount::Twenty);
+    bank.open_account(PAYER_RECEIVE, PAYER_PAY, kes("1000000"), Some(&envelope));
+    bank.open_account(PAYEE, PAYEE_PAY, kes("0"), None);
+    let (meant, inflated) = (kes("2000"), kes("9000"));
+    let sent = grid_pay(&envelope, "PAYC", &euin_text, PAYEE, &meant, 1);
+    let forwarded = grid_pay(&envelope, "PAYC", &euin_text, PAYEE, &inflated, 1);
+    let coded = |text: &str| text.split(' ').rev().nth(2).unwrap().to_string();
+    assert_eq!(sent.replace(&coded(&sent), &coded(&forwarded)), forwarded);
+    let callback = bank.sms(PAYER_PHONE, &forwarded, T0);
+    assert!(callback.is_accepted(), "{:?}", callback.replies);
+    let rewritten = callback.replies[0]
+        .text
+        .replace(&coded(&forwarded), &coded(&sent));
+    let payer_notices = !rewritten.contains(&format!("SUM {}", sum(&envelope, 20, PAYEE, &meant)));
+    let ok = format!(
+        "OK {euin_text} 20 {} 2 {}",
+        tan(&envelope, 20),
+        sum(&envelope, 2, PAYEE, &meant)
+    );
+    let outcome = bank.sms(PAYER_PHONE, &ok, UnixSeconds(T0.0 + 30));
+    (payer_notices, outcome, bank)
+}
+
+/// Doc §6, gateway insider, closed by protocol v2: with a payer row whose recipe covers a digit
+/// the inflation changed, the bank refuses the OK, cancels the pending payment and counts a
+/// failure. (Under v1 the OK carried only the row's TAN and the inflated amount was paid.)
+#[test]
+fn attack_gateway_insider_inflating_a_callback_payment_now_fails() {
+    let serial = (1..200)
+        .find(|serial| {
+            let euin = Euin::issued(263, *serial).unwrap();
+            let envelope = Envelope::derive(&master(), euin, RowCount::Twenty);
+            sum(&envelope, 2, PAYEE, &kes("2000")) != sum(&envelope, 2, PAYEE, &kes("9000"))
+        })
+        .unwrap();
+    let (_, outcome, bank) = insider_attack(serial);
+    assert_eq!(refused(&outcome), Refusal::ConfirmationMismatch);
+    assert!(outcome.postings.is_empty());
+    assert!(outcome.replies[0].text.contains("does not match"));
+    assert_eq!(bank.balance(&account(PAYEE)), 0);
+    assert!(bank.pending.is_empty(), "the pending payment is cancelled");
+    let euin = Euin::issued(263, serial).unwrap();
+    assert_eq!(bank.envelope(&euin).consecutive_failures, 1);
+}
+
+/// Across many envelopes, how often v2 stops the insider: the bank refuses the OK when the
+/// payer's row recipe covers a changed digit, and the payer sees a wrong SUM when the bank row's
+/// recipe does. For this inflation only S1 changes, so each check catches it about a third of
+/// the time and together about 5 in 9; the residual is the one doc §6 states.
+#[test]
+fn gateway_insider_inflation_is_caught_at_the_rate_the_document_states() {
+    let trials = 300u32;
+    let mut caught = 0u32;
+    for serial in 1000..1000 + trials {
+        let (payer_notices, outcome, bank) = insider_attack(serial);
+        let refused_by_bank = !outcome.is_accepted();
+        if refused_by_bank {
+            assert_eq!(refused(&outcome), Refusal::ConfirmationMismatch);
+            assert_eq!(bank.balance(&account(PAYEE)), 0);
+        }
+        if refused_by_bank || payer_notices {
+            caught += 1;
+        }
+    }
+    // 5/9 of 300 is about 167; allow generous sampling slack.
+    assert!((120..=215).contains(&caught), "caught {caught} of {trials}");
 }

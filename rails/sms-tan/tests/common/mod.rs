@@ -393,3 +393,14 @@ pub fn grid_pay(
 pub fn tan(envelope: &Envelope, row: u8) -> String {
     envelope.row(row).unwrap().tan().reveal()
 }
+
+/// The checksum row `row`'s recipe gives over `payee` and `amount`, as six digits: what the
+/// holder writes in an OK (protocol v2) and compares with the bank's `SUM` in a callback.
+pub fn sum(envelope: &Envelope, row: u8, payee: &str, amount: &Amount) -> String {
+    let checksum = envelope
+        .row(row)
+        .unwrap()
+        .recipe()
+        .checksum(&account(payee), amount);
+    checksum.iter().map(|d| char::from(b'0' + d)).collect()
+}
