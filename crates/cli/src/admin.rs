@@ -45,9 +45,9 @@ enum AdminCommand {
     History {
         /// Account id
         account: String,
-        /// Only entries after this sequence number
+        /// Continue from this sequence number (printed at the end of the previous page)
         #[arg(long)]
-        after: Option<u64>,
+        before: Option<u64>,
         /// Most entries to show
         #[arg(long, default_value_t = 50)]
         limit: usize,
@@ -244,15 +244,15 @@ pub fn run(args: AdminArgs) -> ExitCode {
             }),
         AdminCommand::History {
             account,
-            after,
+            before,
             limit,
         } => {
             let mut path = format!(
                 "/api/v1/accounts/{}/history?limit={limit}",
                 path_segment(&account)
             );
-            if let Some(after) = after {
-                path.push_str(&format!("&after={after}"));
+            if let Some(before) = before {
+                path.push_str(&format!("&before={before}"));
             }
             client.get(&path).map(|answer| {
                 let mut lines = vec![format!(
@@ -280,8 +280,8 @@ pub fn run(args: AdminArgs) -> ExitCode {
                     text(&answer, "/account/currency"),
                     text(&answer, "/account/balance")
                 ));
-                if let Some(next) = answer["next_after"].as_u64() {
-                    lines.push(format!("more: --after {next}"));
+                if let Some(next) = answer["next_before"].as_u64() {
+                    lines.push(format!("older entries: --before {next}"));
                 }
                 (answer, lines.join("\n"))
             })

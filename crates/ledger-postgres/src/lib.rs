@@ -373,9 +373,9 @@ fn search_path(schema: &str) -> String {
 }
 
 const ACCOUNT_COLUMNS: &str = "id, kind, currency, exponent, balance_min, balance_max, \
-     debits_pending, debits_posted, credits_pending, credits_posted, created_at";
+     debits_pending, debits_posted, credits_pending, credits_posted, created_at, last_sequence";
 const TRANSFER_COLUMNS: &str = "sequence, id, debit_account, credit_account, amount, currency, \
-     kind, pending_id, pending_state, memo, committed_at";
+     kind, pending_id, pending_state, memo, committed_at, debit_previous, credit_previous";
 
 /// Every statement the store runs, prepared once per connection: a prepare is a round trip, and
 /// a group commit should cost only its reads and writes.
@@ -395,6 +395,7 @@ struct Statements {
     accounts_page: Statement,
     transfer: Statement,
     history: Statement,
+    history_links: Statement,
     totals: Statement,
     record: Statement,
     records_page: Statement,
@@ -423,23 +424,24 @@ impl Statements {
                 "INSERT INTO accounts ({ACCOUNT_COLUMNS})
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::integer[],
                    $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[],
-                   $10::bigint[], $11::bigint[])"
+                   $10::bigint[], $11::bigint[], $12::bigint[])"
             ))?,
             accounts_update: prepare(
                 "UPDATE accounts AS a SET balance_min = u.balance_min, balance_max = u.balance_max,
                    debits_pending = u.debits_pending, debits_posted = u.debits_posted,
-                   credits_pending = u.credits_pending, credits_posted = u.credits_posted
+                   credits_pending = u.credits_pending, credits_posted = u.credits_posted,
+                   last_sequence = u.last_sequence
                  FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
-                   $6::bigint[], $7::bigint[])
+                   $6::bigint[], $7::bigint[], $8::bigint[])
                    AS u (id, balance_min, balance_max, debits_pending, debits_posted,
-                         credits_pending, credits_posted)
+                         credits_pending, credits_posted, last_sequence)
                  WHERE a.id = u.id",
             )?,
             transfers_insert: prepare(&format!(
                 "INSERT INTO transfers ({TRANSFER_COLUMNS})
                  SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[],
                    $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
-                   $11::bigint[])"
+                   $11::bigint[], $12::bigint[], $13::bigint[])"
             ))?,
             pending_resolve: prepare(
                 "UPDATE transfers AS t SET pending_state = u.pending_state
@@ -467,19 +469,26 @@ impl Statements {
             transfer: prepare(&format!(
                 "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = $1"
             ))?,
-            // Debit and credit are never the same account, so the two halves never share a row;
-            // each is an index range scan that stops after `limit` rows.
+            // The account's chain of previous-pointers from a starting sequence, newest first,
+            // at most $3 links: one recursive query, primary-key lookups only.
             history: prepare(&format!(
-                "SELECT {TRANSFER_COLUMNS} FROM (
-                   (SELECT {TRANSFER_COLUMNS} FROM transfers
-                    WHERE debit_account = $1 AND sequence > $2 ORDER BY sequence LIMIT $3)
+                "WITH RECURSIVE chain (sequence, depth) AS (
+                   SELECT $2::bigint, 1 WHERE $2::bigint > 0
                    UNION ALL
-                   (SELECT {TRANSFER_COLUMNS} FROM transfers
-                    WHERE credit_account = $1 AND sequence > $2 ORDER BY sequence LIMIT $3)
-                 ) AS both_sides ORDER BY sequence LIMIT $3"
+                   SELECT CASE WHEN t.debit_account = $1::text THEN t.debit_previous
+                               ELSE t.credit_previous END,
+                          chain.depth + 1
+                   FROM chain JOIN transfers AS t ON t.sequence = chain.sequence
+                   WHERE chain.depth < $3::bigint
+                 )
+                 SELECT {TRANSFER_COLUMNS} FROM transfers
+                 WHERE sequence IN (SELECT sequence FROM chain)
+                 ORDER BY sequence DESC"
             ))?,
-            // Summed as NUMERIC (exact, no overflow) and read back as text: the driver has no
-            // NUMERIC type of its own, and i128 holds any sum of i64 over a realistic table.
+            history_links: prepare(
+                "SELECT debit_account, credit_account, debit_previous, credit_previous
+                 FROM transfers WHERE sequence = $1",
+            )?,
             totals: prepare(
                 "SELECT currency, exponent, COUNT(*)::BIGINT,
                    SUM(credits_posted::NUMERIC - debits_posted::NUMERIC)::TEXT,
@@ -670,6 +679,7 @@ impl GroupTransaction for PostgresGroup<'_, '_> {
                 .iter()
                 .map(|account| bigint(account.created_at.0, "timestamp"))
                 .collect::<Result<Vec<i64>, StoreError>>()?;
+            let last_sequences = last_sequences(accounts)?;
             let inserted = self.execute(
                 &statements.accounts_insert,
                 &[
@@ -684,6 +694,7 @@ impl GroupTransaction for PostgresGroup<'_, '_> {
                     &sums.credits_pending,
                     &sums.credits_posted,
                     &created_at,
+                    &last_sequences,
                 ],
             )?;
             expect_rows(inserted, accounts.len(), "account insert")?;
@@ -700,6 +711,7 @@ impl GroupTransaction for PostgresGroup<'_, '_> {
                 .map(|account| account.limits.balance_max)
                 .collect();
             let sums = AccountSums::of(accounts);
+            let last_sequences = last_sequences(accounts)?;
             let updated = self.execute(
                 &statements.accounts_update,
                 &[
@@ -710,6 +722,7 @@ impl GroupTransaction for PostgresGroup<'_, '_> {
                     &sums.debits_posted,
                     &sums.credits_pending,
                     &sums.credits_posted,
+                    &last_sequences,
                 ],
             )?;
             expect_rows(updated, accounts.len(), "account update")?;
@@ -728,6 +741,8 @@ impl GroupTransaction for PostgresGroup<'_, '_> {
             let mut pending_states = Vec::with_capacity(count);
             let mut memos = Vec::with_capacity(count);
             let mut committed_at = Vec::with_capacity(count);
+            let mut debit_previous = Vec::with_capacity(count);
+            let mut credit_previous = Vec::with_capacity(count);
             for record in records {
                 let transfer = &record.transfer;
                 let (kind, pending_id) = kind_columns(&transfer.kind);
@@ -742,6 +757,8 @@ impl GroupTransaction for PostgresGroup<'_, '_> {
                 pending_states.push(record.pending_state.map(PendingState::as_str));
                 memos.push(transfer.memo.as_str());
                 committed_at.push(bigint(record.committed_at.0, "timestamp")?);
+                debit_previous.push(bigint(record.debit_previous, "sequence")?);
+                credit_previous.push(bigint(record.credit_previous, "sequence")?);
             }
             let inserted = self.execute(
                 &statements.transfers_insert,
@@ -757,6 +774,8 @@ impl GroupTransaction for PostgresGroup<'_, '_> {
                     &pending_states,
                     &memos,
                     &committed_at,
+                    &debit_previous,
+                    &credit_previous,
                 ],
             )?;
             expect_rows(inserted, count, "transfer insert")?;
@@ -821,6 +840,14 @@ impl GroupTransaction for PostgresGroup<'_, '_> {
     }
 }
 
+/// The accounts' last sequences, as BIGINTs.
+fn last_sequences(accounts: &[Account]) -> Result<Vec<i64>, StoreError> {
+    accounts
+        .iter()
+        .map(|account| bigint(account.last_sequence, "sequence"))
+        .collect()
+}
+
 /// The four running sums of some accounts, one array per column.
 struct AccountSums {
     debits_pending: Vec<i64>,
@@ -874,6 +901,7 @@ fn account_from_row(row: &Row) -> Result<Account, StoreError> {
         *sum = row.try_get(6 + index).map_err(database_error)?;
     }
     let created_at: i64 = row.try_get(10).map_err(database_error)?;
+    let last_sequence: i64 = row.try_get(11).map_err(database_error)?;
     let exponent = u8::try_from(exponent)
         .map_err(|_| corrupt(format!("account {id}: exponent {exponent}")))?;
     Ok(Account {
@@ -890,6 +918,7 @@ fn account_from_row(row: &Row) -> Result<Account, StoreError> {
         credits_pending: sums[2],
         credits_posted: sums[3],
         created_at: Timestamp(unsigned(created_at, "account creation time")?),
+        last_sequence: unsigned(last_sequence, "account last sequence")?,
         id: AccountId::new(id).map_err(corrupt)?,
     })
 }
@@ -907,6 +936,8 @@ fn transfer_from_row(row: &Row) -> Result<TransferRecord, StoreError> {
     let pending_state: Option<String> = row.try_get(8).map_err(database_error)?;
     let memo: String = row.try_get(9).map_err(database_error)?;
     let committed_at: i64 = row.try_get(10).map_err(database_error)?;
+    let debit_previous: i64 = row.try_get(11).map_err(database_error)?;
+    let credit_previous: i64 = row.try_get(12).map_err(database_error)?;
     let currency = Currency::from_code(&currency)
         .map_err(|error| corrupt(format!("transfer {id}: currency {currency:?}: {error}")))?;
     let pending = || -> Result<TransferId, StoreError> {
@@ -942,6 +973,8 @@ fn transfer_from_row(row: &Row) -> Result<TransferRecord, StoreError> {
         pending_state,
         sequence: unsigned(sequence, "transfer sequence")?,
         committed_at: Timestamp(unsigned(committed_at, "transfer commit time")?),
+        debit_previous: unsigned(debit_previous, "previous sequence")?,
+        credit_previous: unsigned(credit_previous, "previous sequence")?,
     })
 }
 
@@ -1029,17 +1062,46 @@ impl LedgerStore for PostgresStore {
     fn history(
         &mut self,
         account: &AccountId,
-        after_sequence: Option<u64>,
+        before: Option<u64>,
         limit: usize,
     ) -> Result<Vec<TransferRecord>, StoreError> {
         let limit = limit.min(HISTORY_PAGE_MAX) as i64;
-        let after = match after_sequence {
-            Some(sequence) => bigint(sequence, "sequence")?,
-            None => -1,
+        let start: u64 = match before {
+            None => self
+                .account(account)?
+                .map_or(0, |stored| stored.last_sequence),
+            Some(sequence) => {
+                let sequence = bigint(sequence, "sequence")?;
+                let links = self.run(|client, statements| {
+                    client
+                        .query_opt(&statements.history_links, &[&sequence])
+                        .map_err(database_error)
+                })?;
+                match links {
+                    Some(row) => {
+                        let debit: String = row.try_get(0).map_err(database_error)?;
+                        let credit: String = row.try_get(1).map_err(database_error)?;
+                        let debit_previous: i64 = row.try_get(2).map_err(database_error)?;
+                        let credit_previous: i64 = row.try_get(3).map_err(database_error)?;
+                        if debit == account.as_str() {
+                            unsigned(debit_previous, "previous sequence")?
+                        } else if credit == account.as_str() {
+                            unsigned(credit_previous, "previous sequence")?
+                        } else {
+                            0
+                        }
+                    }
+                    None => 0,
+                }
+            }
         };
+        if start == 0 || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let start = bigint(start, "sequence")?;
         self.run(|client, statements| {
             client
-                .query(&statements.history, &[&account.as_str(), &after, &limit])
+                .query(&statements.history, &[&account.as_str(), &start, &limit])
                 .map_err(database_error)?
                 .iter()
                 .map(transfer_from_row)

@@ -17,10 +17,14 @@ CREATE TABLE accounts (
     debits_posted INTEGER NOT NULL,
     credits_pending INTEGER NOT NULL,
     credits_posted INTEGER NOT NULL,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    last_sequence INTEGER NOT NULL
 ) WITHOUT ROWID;
 
--- sequence is the rowid: new transfers append at the end of the table's B-tree.
+-- sequence is the rowid: new transfers append at the end of the table's B-tree. An account's
+-- history is the chain debit_previous / credit_previous walked back from accounts.last_sequence,
+-- so no index on the account columns is needed (random inserts into such indexes dominated the
+-- cost of a commit).
 CREATE TABLE transfers (
     sequence INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
@@ -32,10 +36,10 @@ CREATE TABLE transfers (
     pending_id TEXT,
     pending_state TEXT,
     memo TEXT NOT NULL,
-    committed_at INTEGER NOT NULL
+    committed_at INTEGER NOT NULL,
+    debit_previous INTEGER NOT NULL,
+    credit_previous INTEGER NOT NULL
 );
-CREATE INDEX transfers_by_debit ON transfers (debit_account, sequence);
-CREATE INDEX transfers_by_credit ON transfers (credit_account, sequence);
 
 CREATE TABLE records (
     namespace TEXT NOT NULL,

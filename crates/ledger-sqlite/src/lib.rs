@@ -175,8 +175,8 @@ impl GroupTransaction for SqliteGroup<'_> {
         let mut insert = transaction
             .prepare_cached(
                 "INSERT INTO accounts (id, kind, currency, exponent, balance_min, balance_max, debits_pending,
-                 debits_posted, credits_pending, credits_posted, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                 debits_posted, credits_pending, credits_posted, created_at, last_sequence)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )
             .map_err(database_error)?;
         for account in &changes.accounts_created {
@@ -193,13 +193,14 @@ impl GroupTransaction for SqliteGroup<'_> {
                     account.credits_pending,
                     account.credits_posted,
                     account.created_at.0 as i64,
+                    account.last_sequence as i64,
                 ])
                 .map_err(database_error)?;
         }
         let mut update = transaction
             .prepare_cached(
                 "UPDATE accounts SET balance_min = ?2, balance_max = ?3, debits_pending = ?4, debits_posted = ?5,
-                 credits_pending = ?6, credits_posted = ?7 WHERE id = ?1",
+                 credits_pending = ?6, credits_posted = ?7, last_sequence = ?8 WHERE id = ?1",
             )
             .map_err(database_error)?;
         for account in &changes.accounts_updated {
@@ -212,6 +213,7 @@ impl GroupTransaction for SqliteGroup<'_> {
                     account.debits_posted,
                     account.credits_pending,
                     account.credits_posted,
+                    account.last_sequence as i64,
                 ])
                 .map_err(database_error)?;
             if updated != 1 {
@@ -224,8 +226,8 @@ impl GroupTransaction for SqliteGroup<'_> {
         let mut insert = transaction
             .prepare_cached(
                 "INSERT INTO transfers (sequence, id, debit_account, credit_account, amount, currency, kind,
-                 pending_id, pending_state, memo, committed_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                 pending_id, pending_state, memo, committed_at, debit_previous, credit_previous)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )
             .map_err(database_error)?;
         for record in &changes.transfers_created {
@@ -244,6 +246,8 @@ impl GroupTransaction for SqliteGroup<'_> {
                     record.pending_state.map(PendingState::as_str),
                     transfer.memo,
                     record.committed_at.0 as i64,
+                    record.debit_previous as i64,
+                    record.credit_previous as i64,
                 ])
                 .map_err(database_error)?;
         }
@@ -290,13 +294,28 @@ fn kind_columns(kind: &TransferKind) -> (&'static str, Option<&str>) {
     }
 }
 
-const ACCOUNT_COLUMNS: &str = "id, kind, currency, exponent, balance_min, balance_max, debits_pending, debits_posted, \
-     credits_pending, credits_posted, created_at";
-const ACCOUNT_SELECT_BY_ID: &str = "SELECT id, kind, currency, exponent, balance_min, balance_max, debits_pending, \
-     debits_posted, credits_pending, credits_posted, created_at FROM accounts WHERE id = ?1";
-const TRANSFER_COLUMNS: &str = "sequence, id, debit_account, credit_account, amount, currency, kind, pending_id, pending_state, memo, committed_at";
-const TRANSFER_SELECT_BY_ID: &str = "SELECT sequence, id, debit_account, credit_account, amount, currency, kind, \
-     pending_id, pending_state, memo, committed_at FROM transfers WHERE id = ?1";
+const ACCOUNT_COLUMNS: &str = "id, kind, currency, exponent, balance_min, balance_max, debits_pending, \
+     debits_posted, credits_pending, credits_posted, created_at, last_sequence";
+const ACCOUNT_SELECT_BY_ID: &str = "SELECT id, kind, currency, exponent, balance_min, balance_max, \
+     debits_pending, debits_posted, credits_pending, credits_posted, created_at, last_sequence \
+     FROM accounts WHERE id = ?1";
+const TRANSFER_SELECT_BY_ID: &str = "SELECT sequence, id, debit_account, credit_account, amount, \
+     currency, kind, pending_id, pending_state, memo, committed_at, debit_previous, credit_previous \
+     FROM transfers WHERE id = ?1";
+/// An account's history: the chain of previous-pointers from a starting sequence, at most ?3
+/// links, newest first.
+const HISTORY_CHAIN: &str = "WITH RECURSIVE chain(sequence, depth) AS (
+         SELECT ?2, 1 WHERE ?2 > 0
+         UNION ALL
+         SELECT CASE WHEN t.debit_account = ?1 THEN t.debit_previous ELSE t.credit_previous END,
+                chain.depth + 1
+         FROM chain JOIN transfers t ON t.sequence = chain.sequence
+         WHERE chain.depth < ?3
+     )
+     SELECT t.sequence, t.id, t.debit_account, t.credit_account, t.amount, t.currency, t.kind,
+            t.pending_id, t.pending_state, t.memo, t.committed_at, t.debit_previous, t.credit_previous
+     FROM chain JOIN transfers t ON t.sequence = chain.sequence
+     ORDER BY t.sequence DESC";
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
@@ -310,6 +329,7 @@ fn account_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Account, StoreErro
     let currency: String = row.get(2)?;
     let exponent: u8 = row.get(3)?;
     let created_at: i64 = row.get(10)?;
+    let last_sequence: i64 = row.get(11)?;
     let limits = BalanceLimits {
         balance_min: row.get(4)?,
         balance_max: row.get(5)?,
@@ -327,6 +347,7 @@ fn account_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Account, StoreErro
             credits_pending: sums[2],
             credits_posted: sums[3],
             created_at: Timestamp(created_at as u64),
+            last_sequence: last_sequence as u64,
         })
     })())
 }
@@ -343,6 +364,8 @@ fn transfer_from_row(row: &Row<'_>) -> rusqlite::Result<Result<TransferRecord, S
     let pending_state: Option<String> = row.get(8)?;
     let memo: String = row.get(9)?;
     let committed_at: i64 = row.get(10)?;
+    let debit_previous: i64 = row.get(11)?;
+    let credit_previous: i64 = row.get(12)?;
     Ok((|| {
         let currency = Currency::from_code(&currency)
             .map_err(|error| corrupt(format!("transfer {id}: currency {currency:?}: {error}")))?;
@@ -380,6 +403,8 @@ fn transfer_from_row(row: &Row<'_>) -> rusqlite::Result<Result<TransferRecord, S
             pending_state,
             sequence: sequence as u64,
             committed_at: Timestamp(committed_at as u64),
+            debit_previous: debit_previous as u64,
+            credit_previous: credit_previous as u64,
         })
     })())
 }
@@ -473,23 +498,47 @@ impl LedgerStore for SqliteStore {
     fn history(
         &mut self,
         account: &AccountId,
-        after_sequence: Option<u64>,
+        before: Option<u64>,
         limit: usize,
     ) -> Result<Vec<TransferRecord>, StoreError> {
         let limit = limit.min(HISTORY_PAGE_MAX) as i64;
-        let after = after_sequence.map_or(-1, |sequence| sequence as i64);
+        let start = match before {
+            None => self
+                .account(account)?
+                .map_or(0, |stored| stored.last_sequence),
+            Some(sequence) => {
+                let mut statement = self
+                    .connection
+                    .prepare_cached(
+                        "SELECT debit_account, credit_account, debit_previous, credit_previous
+                         FROM transfers WHERE sequence = ?1",
+                    )
+                    .map_err(database_error)?;
+                let links: Option<(String, String, i64, i64)> = statement
+                    .query_row([sequence as i64], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                    })
+                    .optional()
+                    .map_err(database_error)?;
+                match links {
+                    Some((debit, _, previous, _)) if debit == account.as_str() => previous as u64,
+                    Some((_, credit, _, previous)) if credit == account.as_str() => previous as u64,
+                    _ => 0,
+                }
+            }
+        };
+        if start == 0 || limit == 0 {
+            return Ok(Vec::new());
+        }
         let mut statement = self
             .connection
-            .prepare_cached(&format!(
-                "SELECT {TRANSFER_COLUMNS} FROM (
-                   SELECT * FROM (SELECT * FROM transfers WHERE debit_account = ?1 AND sequence > ?2 ORDER BY sequence LIMIT ?3)
-                   UNION ALL
-                   SELECT * FROM (SELECT * FROM transfers WHERE credit_account = ?1 AND sequence > ?2 ORDER BY sequence LIMIT ?3)
-                 ) ORDER BY sequence LIMIT ?3"
-            ))
+            .prepare_cached(HISTORY_CHAIN)
             .map_err(database_error)?;
         let rows = statement
-            .query_map(params![account.as_str(), after, limit], transfer_from_row)
+            .query_map(
+                params![account.as_str(), start as i64, limit],
+                transfer_from_row,
+            )
             .map_err(database_error)?;
         collect(rows)
     }

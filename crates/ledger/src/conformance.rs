@@ -42,7 +42,7 @@ macro_rules! ledger_conformance_tests {
             refuses_resolving_a_pending_transfer_twice,
             refuses_post_that_does_not_match_its_pending_transfer,
             decides_batches_of_a_group_independently,
-            lists_history_in_order_with_pages,
+            lists_history_newest_first_with_pages,
             keeps_every_currency_summing_to_zero,
             versions_records_and_checks_expectations,
             writes_records_only_with_their_batch,
@@ -648,8 +648,9 @@ pub fn decides_batches_of_a_group_independently(store: &mut dyn LedgerStore) {
     assert_balanced(store);
 }
 
-/// History lists an account's transfers in commit order, page by page.
-pub fn lists_history_in_order_with_pages(store: &mut dyn LedgerStore) {
+/// History lists an account's transfers newest first, page by page, following the chain
+/// through posts, voids and both sides of every transfer.
+pub fn lists_history_newest_first_with_pages(store: &mut dyn LedgerStore) {
     setup_funded(store);
     for index in 0..7u64 {
         let (debit, credit) = if index % 2 == 0 {
@@ -657,42 +658,93 @@ pub fn lists_history_in_order_with_pages(store: &mut dyn LedgerStore) {
         } else {
             ("bob", "alice")
         };
+        let amount = if index % 2 == 0 { 1_000 } else { 999 };
         must_commit(
             store,
             vec![Operation::Transfer(posted(
                 &format!("h{index}"),
                 debit,
                 credit,
-                1_000 - index,
+                amount,
             ))],
         );
     }
+    must_commit(
+        store,
+        vec![
+            Operation::Transfer(transfer(
+                "hp",
+                "alice",
+                "bob",
+                kes(5),
+                TransferKind::Pending,
+            )),
+            Operation::Transfer(transfer(
+                "hp-post",
+                "alice",
+                "bob",
+                kes(5),
+                TransferKind::PostPending(transfer_id("hp")),
+            )),
+        ],
+    );
     let alice = account_id("alice");
+    let ids = |records: &[crate::model::TransferRecord]| {
+        records
+            .iter()
+            .map(|record| record.transfer.id.to_string())
+            .collect::<Vec<_>>()
+    };
     let first = store
         .history(&alice, None, 3)
         .unwrap_or_else(|error| panic!("{error}"));
-    let ids: Vec<&str> = first
-        .iter()
-        .map(|record| record.transfer.id.as_str())
-        .collect();
-    assert_eq!(ids, ["fund-alice", "h0", "h1"]);
-    let after = first.last().map(|record| record.sequence);
+    assert_eq!(ids(&first), ["hp-post", "hp", "h6"]);
+    let before = first.last().map(|record| record.sequence);
     let rest = store
-        .history(&alice, after, 100)
+        .history(&alice, before, 100)
         .unwrap_or_else(|error| panic!("{error}"));
-    let ids: Vec<&str> = rest
-        .iter()
-        .map(|record| record.transfer.id.as_str())
-        .collect();
-    assert_eq!(ids, ["h2", "h3", "h4", "h5", "h6"]);
+    assert_eq!(
+        ids(&rest),
+        ["h5", "h4", "h3", "h2", "h1", "h0", "fund-alice"]
+    );
     assert!(
         rest.windows(2)
-            .all(|pair| pair[0].sequence < pair[1].sequence)
+            .all(|pair| pair[0].sequence > pair[1].sequence)
     );
+    let last = store.history(&alice, rest.last().map(|record| record.sequence), 100);
+    assert!(last.unwrap_or_else(|error| panic!("{error}")).is_empty());
     let bob = store
         .history(&account_id("bob"), None, 100)
         .unwrap_or_else(|error| panic!("{error}"));
-    assert_eq!(bob.len(), 7);
+    assert_eq!(bob.len(), 9);
+    let float = store
+        .history(&account_id("float"), None, 100)
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(ids(&float), ["fund-alice"]);
+    // A cursor from another account's history gives an empty page, not someone else's entries.
+    let foreign = store
+        .history(&account_id("float"), before, 100)
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert!(foreign.is_empty());
+    let stored = store
+        .account(&alice)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("missing"));
+    assert_eq!(stored.last_sequence, first[0].sequence);
+    // A refused batch does not advance the chain.
+    let refused = commit_one(
+        store,
+        Batch::transfers([
+            posted("hx", "alice", "bob", 1),
+            posted("hy", "alice", "nobody", 1),
+        ]),
+    );
+    assert!(refused.is_err());
+    let again = store
+        .history(&alice, None, 1)
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(ids(&again), ["hp-post"]);
 }
 
 /// A seeded random workload of transfers, pending, posts and voids in two currencies: after every

@@ -5,11 +5,11 @@
 //!
 //! A *group* is several batches committed in one database transaction (group commit). Each batch
 //! is still atomic on its own: a refused batch leaves no trace, and the batches after it see the
-//! state as if it had never been submitted.
-
-use std::collections::{BTreeSet, HashMap};
+//! state as if it had never been submitted. Batches are applied in place and rolled back from an
+//! undo log when refused (refusals are rare; the common path copies nothing).
 
 use offpay_money::Currency;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::ids::{AccountId, TransferId};
 use crate::model::{
@@ -26,11 +26,11 @@ pub type RecordKey = (String, String);
 #[derive(Debug, Default)]
 pub struct References {
     /// Accounts named by any operation.
-    pub accounts: BTreeSet<AccountId>,
+    pub accounts: FxHashSet<AccountId>,
     /// Transfers named (as ids, or as the pending transfer of a post or void).
-    pub transfers: BTreeSet<TransferId>,
+    pub transfers: FxHashSet<TransferId>,
     /// Records written.
-    pub records: BTreeSet<RecordKey>,
+    pub records: FxHashSet<RecordKey>,
 }
 
 impl References {
@@ -43,8 +43,12 @@ impl References {
                     references.accounts.insert(account.id.clone());
                 }
                 Operation::Transfer(transfer) => {
-                    references.accounts.insert(transfer.debit_account.clone());
-                    references.accounts.insert(transfer.credit_account.clone());
+                    if !references.accounts.contains(&transfer.debit_account) {
+                        references.accounts.insert(transfer.debit_account.clone());
+                    }
+                    if !references.accounts.contains(&transfer.credit_account) {
+                        references.accounts.insert(transfer.credit_account.clone());
+                    }
                     references.transfers.insert(transfer.id.clone());
                     if let TransferKind::PostPending(pending) | TransferKind::VoidPending(pending) =
                         &transfer.kind
@@ -71,11 +75,11 @@ impl References {
 #[derive(Debug, Default)]
 pub struct Snapshot {
     /// Existing accounts among the referenced ones.
-    pub accounts: HashMap<AccountId, Account>,
+    pub accounts: FxHashMap<AccountId, Account>,
     /// Existing transfers among the referenced ones.
-    pub transfers: HashMap<TransferId, TransferRecord>,
+    pub transfers: FxHashMap<TransferId, TransferRecord>,
     /// Current versions of existing referenced records.
-    pub record_versions: HashMap<RecordKey, u64>,
+    pub record_versions: FxHashMap<RecordKey, u64>,
 }
 
 /// What a committed group changes; the backend writes exactly this, in one database transaction.
@@ -83,7 +87,7 @@ pub struct Snapshot {
 pub struct Changes {
     /// Accounts to insert.
     pub accounts_created: Vec<Account>,
-    /// Existing accounts whose sums or limits changed (full new rows).
+    /// Existing accounts whose sums, limits or last sequence changed (full new rows).
     pub accounts_updated: Vec<Account>,
     /// Transfers to insert, in sequence order.
     pub transfers_created: Vec<TransferRecord>,
@@ -106,48 +110,129 @@ impl Changes {
     }
 }
 
+#[derive(Debug)]
+struct AccountSlot {
+    account: Account,
+    existed: bool,
+    dirty: bool,
+    /// The batch that last saved an undo entry for this account.
+    undo_batch: u64,
+}
+
+/// The mutable part of an account, saved before a batch first changes it.
+#[derive(Clone, Copy, Debug)]
+struct AccountState {
+    limits: BalanceLimits,
+    debits_pending: i64,
+    debits_posted: i64,
+    credits_pending: i64,
+    credits_posted: i64,
+    last_sequence: u64,
+    dirty: bool,
+}
+
+#[derive(Debug)]
+struct TransferSlot {
+    record: TransferRecord,
+    existed: bool,
+    /// An existing pending transfer whose state this group changed.
+    resolved: bool,
+}
+
+#[derive(Clone, Debug)]
+struct RecordSlot {
+    value: Option<Vec<u8>>,
+    version: u64,
+    written: bool,
+}
+
+#[derive(Debug)]
+enum Undo {
+    Account {
+        index: usize,
+        previous: AccountState,
+    },
+    AccountCreated {
+        index: usize,
+    },
+    Pending {
+        id: TransferId,
+        state: Option<PendingState>,
+        resolved: bool,
+    },
+    Record {
+        key: RecordKey,
+        previous: Option<RecordSlot>,
+    },
+}
+
 /// Decides the batches of one group against a snapshot.
 #[derive(Debug)]
 pub struct GroupCommit {
     now: Timestamp,
-    accounts: HashMap<AccountId, Account>,
-    accounts_existing: BTreeSet<AccountId>,
-    accounts_dirty: BTreeSet<AccountId>,
-    transfers: HashMap<TransferId, TransferRecord>,
-    transfers_created: Vec<TransferId>,
-    pending_resolved: BTreeSet<TransferId>,
-    records: HashMap<RecordKey, (Option<Vec<u8>>, u64)>,
-    records_written: BTreeSet<RecordKey>,
-    record_versions: HashMap<RecordKey, u64>,
+    account_index: FxHashMap<AccountId, usize>,
+    accounts: Vec<AccountSlot>,
+    transfers: FxHashMap<TransferId, TransferSlot>,
+    records: FxHashMap<RecordKey, RecordSlot>,
     next_sequence: u64,
-}
-
-/// The changes one batch makes, kept apart until the whole batch is accepted.
-#[derive(Default)]
-struct BatchScratch {
-    accounts: HashMap<AccountId, Account>,
-    transfers: HashMap<TransferId, TransferRecord>,
-    transfers_created: Vec<TransferId>,
-    records: HashMap<RecordKey, (Option<Vec<u8>>, u64)>,
-    records_written: BTreeSet<RecordKey>,
+    batch_number: u64,
+    undo: Vec<Undo>,
     conservation: Vec<(Currency, i128, i128)>,
 }
 
 impl GroupCommit {
     /// Starts deciding a group. `next_sequence` is the first sequence number to hand out.
     pub fn new(snapshot: Snapshot, next_sequence: u64, now: Timestamp) -> GroupCommit {
+        let mut account_index = FxHashMap::default();
+        account_index.reserve(snapshot.accounts.len());
+        let mut accounts = Vec::with_capacity(snapshot.accounts.len());
+        for (id, account) in snapshot.accounts {
+            account_index.insert(id, accounts.len());
+            accounts.push(AccountSlot {
+                account,
+                existed: true,
+                dirty: false,
+                undo_batch: 0,
+            });
+        }
+        let transfers = snapshot
+            .transfers
+            .into_iter()
+            .map(|(id, record)| {
+                (
+                    id,
+                    TransferSlot {
+                        record,
+                        existed: true,
+                        resolved: false,
+                    },
+                )
+            })
+            .collect();
+        let records = snapshot
+            .record_versions
+            .into_iter()
+            .map(|(key, version)| {
+                (
+                    key,
+                    RecordSlot {
+                        value: None,
+                        version,
+                        written: false,
+                    },
+                )
+            })
+            .collect();
         GroupCommit {
             now,
-            accounts_existing: snapshot.accounts.keys().cloned().collect(),
-            accounts: snapshot.accounts,
-            accounts_dirty: BTreeSet::new(),
-            transfers: snapshot.transfers,
-            transfers_created: Vec::new(),
-            pending_resolved: BTreeSet::new(),
-            records: HashMap::new(),
-            records_written: BTreeSet::new(),
-            record_versions: snapshot.record_versions,
+            account_index,
+            accounts,
+            transfers,
+            records,
             next_sequence,
+            batch_number: 0,
+            undo: Vec::new(),
+            conservation: Vec::new(),
         }
     }
 
@@ -165,22 +250,26 @@ impl GroupCommit {
                 reason: Refusal::BatchTooLarge,
             });
         }
-        let mut scratch = BatchScratch::default();
-        let mut sequence = self.next_sequence;
+        self.batch_number += 1;
+        self.undo.clear();
+        self.conservation.clear();
+        let first_sequence = self.next_sequence;
         let mut outcomes = Vec::with_capacity(batch.operations.len());
         for (index, operation) in batch.operations.iter().enumerate() {
-            let outcome = self
-                .apply_operation(&mut scratch, &mut sequence, operation)
-                .map_err(|reason| BatchRefusal { index, reason })?;
-            outcomes.push(outcome);
+            match self.apply_operation(operation) {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(reason) => {
+                    self.roll_back(first_sequence);
+                    return Err(BatchRefusal { index, reason });
+                }
+            }
         }
-        for (currency, posted, pending) in &scratch.conservation {
+        for (currency, posted, pending) in &self.conservation {
             assert!(
                 *posted == 0 && *pending == 0,
                 "money conservation broken in a batch: {currency} posted {posted} pending {pending}"
             );
         }
-        self.merge(scratch, sequence);
         Ok(outcomes)
     }
 
@@ -190,100 +279,117 @@ impl GroupCommit {
             next_sequence: self.next_sequence,
             ..Changes::default()
         };
-        let mut accounts = self.accounts;
-        for id in &self.accounts_dirty {
-            let Some(account) = accounts.remove(id) else {
-                continue;
-            };
-            if self.accounts_existing.contains(id) {
-                changes.accounts_updated.push(account);
-            } else {
-                changes.accounts_created.push(account);
+        for slot in self.accounts {
+            match (slot.dirty, slot.existed) {
+                (true, true) => changes.accounts_updated.push(slot.account),
+                (true, false) => changes.accounts_created.push(slot.account),
+                (false, _) => {}
             }
         }
-        let mut transfers = self.transfers;
-        let created: BTreeSet<&TransferId> = self.transfers_created.iter().collect();
-        for id in &self.transfers_created {
-            if let Some(record) = transfers.get(id) {
-                changes.transfers_created.push(record.clone());
+        for (id, slot) in self.transfers {
+            if !slot.existed {
+                changes.transfers_created.push(slot.record);
+            } else if slot.resolved
+                && let Some(state) = slot.record.pending_state
+            {
+                changes.pending_resolved.push((id, state));
             }
         }
-        for id in &self.pending_resolved {
-            if created.contains(id) {
-                continue;
-            }
-            if let Some(state) = transfers.remove(id).and_then(|record| record.pending_state) {
-                changes.pending_resolved.push((id.clone(), state));
-            }
-        }
-        let mut records = self.records;
-        for key in self.records_written {
-            if let Some((value, version)) = records.remove(&key) {
-                changes.records.push((key, value, version));
+        changes
+            .transfers_created
+            .sort_unstable_by_key(|record| record.sequence);
+        for (key, slot) in self.records {
+            if slot.written {
+                changes.records.push((key, slot.value, slot.version));
             }
         }
         changes
     }
 
-    fn merge(&mut self, scratch: BatchScratch, sequence: u64) {
-        for (id, account) in scratch.accounts {
-            self.accounts_dirty.insert(id.clone());
-            self.accounts.insert(id, account);
-        }
-        let created: std::collections::HashSet<&TransferId> =
-            scratch.transfers_created.iter().collect();
-        for (id, record) in scratch.transfers {
-            if !created.contains(&id) {
-                self.pending_resolved.insert(id.clone());
+    fn roll_back(&mut self, first_sequence: u64) {
+        while let Some(undo) = self.undo.pop() {
+            match undo {
+                Undo::Account { index, previous } => {
+                    let account = &mut self.accounts[index].account;
+                    account.limits = previous.limits;
+                    account.debits_pending = previous.debits_pending;
+                    account.debits_posted = previous.debits_posted;
+                    account.credits_pending = previous.credits_pending;
+                    account.credits_posted = previous.credits_posted;
+                    account.last_sequence = previous.last_sequence;
+                    self.accounts[index].dirty = previous.dirty;
+                }
+                Undo::AccountCreated { index } => {
+                    assert_eq!(
+                        index + 1,
+                        self.accounts.len(),
+                        "accounts are undone newest first"
+                    );
+                    if let Some(slot) = self.accounts.pop() {
+                        self.account_index.remove(&slot.account.id);
+                    }
+                }
+                Undo::Pending {
+                    id,
+                    state,
+                    resolved,
+                } => {
+                    if let Some(slot) = self.transfers.get_mut(&id) {
+                        slot.record.pending_state = state;
+                        slot.resolved = resolved;
+                    }
+                }
+                Undo::Record { key, previous } => match previous {
+                    Some(slot) => {
+                        self.records.insert(key, slot);
+                    }
+                    None => {
+                        self.records.remove(&key);
+                    }
+                },
             }
-            self.transfers.insert(id, record);
         }
-        self.transfers_created.extend(scratch.transfers_created);
-        for (key, value) in scratch.records {
-            self.record_versions.insert(key.clone(), value.1);
-            self.records.insert(key, value);
+        if self.next_sequence != first_sequence {
+            self.transfers
+                .retain(|_, slot| slot.existed || slot.record.sequence < first_sequence);
+            self.next_sequence = first_sequence;
         }
-        self.records_written.extend(scratch.records_written);
-        self.next_sequence = sequence;
     }
 
-    fn account(&self, scratch: &BatchScratch, id: &AccountId) -> Option<Account> {
-        scratch
-            .accounts
-            .get(id)
-            .or_else(|| self.accounts.get(id))
-            .cloned()
-    }
-
-    fn transfer<'a>(
-        &'a self,
-        scratch: &'a BatchScratch,
-        id: &TransferId,
-    ) -> Option<&'a TransferRecord> {
-        scratch.transfers.get(id).or_else(|| self.transfers.get(id))
-    }
-
-    fn apply_operation(
-        &self,
-        scratch: &mut BatchScratch,
-        sequence: &mut u64,
-        operation: &Operation,
-    ) -> Result<Outcome, Refusal> {
+    fn apply_operation(&mut self, operation: &Operation) -> Result<Outcome, Refusal> {
         match operation {
-            Operation::CreateAccount(definition) => self.create_account(scratch, definition),
-            Operation::Transfer(transfer) => self.apply_transfer(scratch, sequence, transfer),
-            Operation::SetLimits { account, limits } => self.set_limits(scratch, account, *limits),
-            Operation::PutRecord(write) => self.put_record(scratch, write),
+            Operation::CreateAccount(definition) => self.create_account(definition),
+            Operation::Transfer(transfer) => self.apply_transfer(transfer),
+            Operation::SetLimits { account, limits } => self.set_limits(account, *limits),
+            Operation::PutRecord(write) => self.put_record(write),
         }
     }
 
-    fn create_account(
-        &self,
-        scratch: &mut BatchScratch,
-        definition: &NewAccount,
-    ) -> Result<Outcome, Refusal> {
-        if let Some(existing) = self.account(scratch, &definition.id) {
-            return if existing.matches(definition) {
+    /// Saves an account's state before the current batch first changes it.
+    fn touch(&mut self, index: usize) {
+        let slot = &mut self.accounts[index];
+        if slot.undo_batch != self.batch_number {
+            slot.undo_batch = self.batch_number;
+            let account = &slot.account;
+            self.undo.push(Undo::Account {
+                index,
+                previous: AccountState {
+                    limits: account.limits,
+                    debits_pending: account.debits_pending,
+                    debits_posted: account.debits_posted,
+                    credits_pending: account.credits_pending,
+                    credits_posted: account.credits_posted,
+                    last_sequence: account.last_sequence,
+                    dirty: slot.dirty,
+                },
+            });
+        }
+        slot.dirty = true;
+    }
+
+    fn create_account(&mut self, definition: &NewAccount) -> Result<Outcome, Refusal> {
+        if let Some(&index) = self.account_index.get(&definition.id) {
+            return if self.accounts[index].account.matches(definition) {
                 Ok(Outcome::AccountExists)
             } else {
                 Err(Refusal::AccountConflict {
@@ -297,40 +403,36 @@ impl GroupCommit {
                 account: definition.id.clone(),
             });
         }
-        scratch.accounts.insert(definition.id.clone(), fresh);
+        let index = self.accounts.len();
+        self.accounts.push(AccountSlot {
+            account: fresh,
+            existed: false,
+            dirty: true,
+            undo_batch: self.batch_number,
+        });
+        self.account_index.insert(definition.id.clone(), index);
+        self.undo.push(Undo::AccountCreated { index });
         Ok(Outcome::AccountCreated)
     }
 
-    fn set_limits(
-        &self,
-        scratch: &mut BatchScratch,
-        id: &AccountId,
-        limits: BalanceLimits,
-    ) -> Result<Outcome, Refusal> {
-        let mut account = self
-            .account(scratch, id)
+    fn set_limits(&mut self, id: &AccountId, limits: BalanceLimits) -> Result<Outcome, Refusal> {
+        let index = *self
+            .account_index
+            .get(id)
             .ok_or_else(|| Refusal::UnknownAccount {
                 account: id.clone(),
             })?;
-        if !limits_hold(&account, limits) {
+        if !limits_hold(&self.accounts[index].account, limits) {
             return Err(Refusal::InvalidLimits {
                 account: id.clone(),
             });
         }
-        account.limits = limits;
-        scratch.accounts.insert(id.clone(), account);
+        self.touch(index);
+        self.accounts[index].account.limits = limits;
         Ok(Outcome::LimitsSet)
     }
 
-    fn put_record(
-        &self,
-        scratch: &mut BatchScratch,
-        write: &RecordWrite,
-    ) -> Result<Outcome, Refusal> {
-        let invalid = || Refusal::RecordInvalid {
-            namespace: write.namespace.clone(),
-            key: write.key.clone(),
-        };
+    fn put_record(&mut self, write: &RecordWrite) -> Result<Outcome, Refusal> {
         if write.namespace.is_empty()
             || write.namespace.len() > RECORD_NAMESPACE_LENGTH_MAX
             || write.key.is_empty()
@@ -340,15 +442,14 @@ impl GroupCommit {
                 .as_ref()
                 .is_some_and(|value| value.len() > RECORD_VALUE_LENGTH_MAX)
         {
-            return Err(invalid());
+            return Err(Refusal::RecordInvalid {
+                namespace: write.namespace.clone(),
+                key: write.key.clone(),
+            });
         }
         let key: RecordKey = (write.namespace.clone(), write.key.clone());
-        let current = scratch
-            .records
-            .get(&key)
-            .map(|(_, version)| *version)
-            .or_else(|| self.record_versions.get(&key).copied())
-            .unwrap_or(0);
+        let previous = self.records.get(&key).cloned();
+        let current = previous.as_ref().map_or(0, |slot| slot.version);
         if let Some(expected) = write.expected_version
             && expected != current
         {
@@ -359,30 +460,55 @@ impl GroupCommit {
                 actual: current,
             });
         }
+        // A delete resets the version to 0, so "must not exist" (expected 0) holds again after it.
         let version = if write.value.is_some() {
             current + 1
         } else {
             0
         };
-        scratch.records_written.insert(key.clone());
-        scratch.records.insert(key, (write.value.clone(), version));
+        self.undo.push(Undo::Record {
+            key: key.clone(),
+            previous,
+        });
+        self.records.insert(
+            key,
+            RecordSlot {
+                value: write.value.clone(),
+                version,
+                written: true,
+            },
+        );
         Ok(Outcome::RecordWritten { version })
     }
 
-    fn apply_transfer(
-        &self,
-        scratch: &mut BatchScratch,
-        sequence: &mut u64,
-        transfer: &Transfer,
-    ) -> Result<Outcome, Refusal> {
+    fn account_for(&self, transfer: &Transfer, id: &AccountId) -> Result<usize, Refusal> {
+        let index = *self
+            .account_index
+            .get(id)
+            .ok_or_else(|| Refusal::UnknownAccount {
+                account: id.clone(),
+            })?;
+        let currency = self.accounts[index].account.currency;
+        if currency != transfer.amount.currency() {
+            return Err(Refusal::CurrencyMismatch {
+                transfer: transfer.id.clone(),
+                account: id.clone(),
+                transfer_currency: transfer.amount.currency(),
+                account_currency: currency,
+            });
+        }
+        Ok(index)
+    }
+
+    fn apply_transfer(&mut self, transfer: &Transfer) -> Result<Outcome, Refusal> {
         let id = &transfer.id;
         if transfer.memo.len() > MEMO_LENGTH_MAX {
             return Err(Refusal::MemoTooLong {
                 transfer: id.clone(),
             });
         }
-        if let Some(existing) = self.transfer(scratch, id) {
-            return if existing.transfer == *transfer {
+        if let Some(existing) = self.transfers.get(id) {
+            return if existing.record.transfer == *transfer {
                 Ok(Outcome::TransferExists)
             } else {
                 Err(Refusal::TransferConflict {
@@ -400,129 +526,149 @@ impl GroupCommit {
                 transfer: id.clone(),
             });
         }
-        let mut debit = self.checked_account(scratch, transfer, &transfer.debit_account)?;
-        let mut credit = self.checked_account(scratch, transfer, &transfer.credit_account)?;
+        let debit = self.account_for(transfer, &transfer.debit_account)?;
+        let credit = self.account_for(transfer, &transfer.credit_account)?;
+        let mut pending_state = None;
+        if let TransferKind::PostPending(pending_id) | TransferKind::VoidPending(pending_id) =
+            &transfer.kind
+        {
+            self.check_pending(transfer, pending_id)?;
+        }
+        self.touch(debit);
+        self.touch(credit);
+        let sums_before = pair_sums(
+            &self.accounts[debit].account,
+            &self.accounts[credit].account,
+        );
         let amount = transfer.amount.minor_signed();
-        let sums_before = pair_sums(&debit, &credit);
         let overflow = || Refusal::Overflow {
             transfer: id.clone(),
         };
-        let mut pending_state = None;
         match &transfer.kind {
             TransferKind::Posted => {
-                debit.debits_posted = debit
+                let account = &mut self.accounts[debit].account;
+                account.debits_posted = account
                     .debits_posted
                     .checked_add(amount)
                     .ok_or_else(overflow)?;
-                credit.credits_posted = credit
+                let account = &mut self.accounts[credit].account;
+                account.credits_posted = account
                     .credits_posted
                     .checked_add(amount)
                     .ok_or_else(overflow)?;
             }
             TransferKind::Pending => {
-                debit.debits_pending = debit
+                let account = &mut self.accounts[debit].account;
+                account.debits_pending = account
                     .debits_pending
                     .checked_add(amount)
                     .ok_or_else(overflow)?;
-                credit.credits_pending = credit
+                let account = &mut self.accounts[credit].account;
+                account.credits_pending = account
                     .credits_pending
                     .checked_add(amount)
                     .ok_or_else(overflow)?;
                 pending_state = Some(PendingState::Pending);
             }
             TransferKind::PostPending(pending_id) | TransferKind::VoidPending(pending_id) => {
-                let mut pending = self.open_pending(scratch, transfer, pending_id)?;
-                debit.debits_pending -= amount;
-                credit.credits_pending -= amount;
                 let posting = matches!(transfer.kind, TransferKind::PostPending(_));
+                let account = &mut self.accounts[debit].account;
+                account.debits_pending -= amount;
                 if posting {
-                    debit.debits_posted = debit
+                    account.debits_posted = account
                         .debits_posted
                         .checked_add(amount)
                         .ok_or_else(overflow)?;
-                    credit.credits_posted = credit
+                }
+                let account = &mut self.accounts[credit].account;
+                account.credits_pending -= amount;
+                if posting {
+                    account.credits_posted = account
                         .credits_posted
                         .checked_add(amount)
                         .ok_or_else(overflow)?;
                 }
-                pending.pending_state = Some(if posting {
+                let resolution = if posting {
                     PendingState::Posted
                 } else {
                     PendingState::Voided
-                });
-                scratch.transfers.insert(pending_id.clone(), pending);
+                };
+                if let Some(slot) = self.transfers.get_mut(pending_id) {
+                    self.undo.push(Undo::Pending {
+                        id: pending_id.clone(),
+                        state: slot.record.pending_state,
+                        resolved: slot.resolved,
+                    });
+                    slot.record.pending_state = Some(resolution);
+                    slot.resolved = slot.existed;
+                }
             }
         }
-        // Posting or voiding a reservation never lowers what is available or raises the ceiling,
-        // so limits are checked for everything, and can only fail for new money movements.
-        if available_with_pending(&debit) < debit.limits.balance_min.map_or(i128::MIN, i128::from) {
+        // Posting or voiding a reservation never lowers what is available nor raises the
+        // ceiling, so these checks can only fail for new money movements.
+        let debit_account = &self.accounts[debit].account;
+        if available_with_pending(debit_account)
+            < debit_account
+                .limits
+                .balance_min
+                .map_or(i128::MIN, i128::from)
+        {
             return Err(Refusal::InsufficientFunds {
                 transfer: id.clone(),
-                account: debit.id.clone(),
+                account: transfer.debit_account.clone(),
             });
         }
-        if ceiling_with_pending(&credit) > credit.limits.balance_max.map_or(i128::MAX, i128::from) {
+        let credit_account = &self.accounts[credit].account;
+        if ceiling_with_pending(credit_account)
+            > credit_account
+                .limits
+                .balance_max
+                .map_or(i128::MAX, i128::from)
+        {
             return Err(Refusal::BalanceMaxExceeded {
                 transfer: id.clone(),
-                account: credit.id.clone(),
+                account: transfer.credit_account.clone(),
             });
         }
-        let sums_after = pair_sums(&debit, &credit);
-        record_conservation(
-            scratch,
+        let sums_after = pair_sums(
+            &self.accounts[debit].account,
+            &self.accounts[credit].account,
+        );
+        self.record_conservation(
             transfer.amount.currency(),
             sums_after.0 - sums_before.0,
             sums_after.1 - sums_before.1,
         );
-        scratch.accounts.insert(debit.id.clone(), debit);
-        scratch.accounts.insert(credit.id.clone(), credit);
-        scratch.transfers.insert(
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        let debit_previous =
+            std::mem::replace(&mut self.accounts[debit].account.last_sequence, sequence);
+        let credit_previous =
+            std::mem::replace(&mut self.accounts[credit].account.last_sequence, sequence);
+        self.transfers.insert(
             id.clone(),
-            TransferRecord {
-                transfer: transfer.clone(),
-                pending_state,
-                sequence: *sequence,
-                committed_at: self.now,
+            TransferSlot {
+                record: TransferRecord {
+                    transfer: transfer.clone(),
+                    pending_state,
+                    sequence,
+                    committed_at: self.now,
+                    debit_previous,
+                    credit_previous,
+                },
+                existed: false,
+                resolved: false,
             },
         );
-        scratch.transfers_created.push(id.clone());
-        *sequence += 1;
         Ok(Outcome::TransferCommitted)
     }
 
-    fn checked_account(
-        &self,
-        scratch: &BatchScratch,
-        transfer: &Transfer,
-        id: &AccountId,
-    ) -> Result<Account, Refusal> {
-        let account = self
-            .account(scratch, id)
-            .ok_or_else(|| Refusal::UnknownAccount {
-                account: id.clone(),
-            })?;
-        if account.currency != transfer.amount.currency() {
-            return Err(Refusal::CurrencyMismatch {
-                transfer: transfer.id.clone(),
-                account: id.clone(),
-                transfer_currency: transfer.amount.currency(),
-                account_currency: account.currency,
-            });
-        }
-        Ok(account)
-    }
-
-    fn open_pending(
-        &self,
-        scratch: &BatchScratch,
-        transfer: &Transfer,
-        pending_id: &TransferId,
-    ) -> Result<TransferRecord, Refusal> {
+    fn check_pending(&self, transfer: &Transfer, pending_id: &TransferId) -> Result<(), Refusal> {
         let not_found = || Refusal::PendingNotFound {
             transfer: transfer.id.clone(),
             pending: pending_id.clone(),
         };
-        let pending = self.transfer(scratch, pending_id).ok_or_else(not_found)?;
+        let pending = &self.transfers.get(pending_id).ok_or_else(not_found)?.record;
         if pending.transfer.kind != TransferKind::Pending {
             return Err(not_found());
         }
@@ -547,7 +693,23 @@ impl GroupCommit {
                 pending: pending_id.clone(),
             });
         }
-        Ok(pending.clone())
+        Ok(())
+    }
+
+    /// Adds one transfer's change to the sum of balances; `apply` asserts that a whole batch's
+    /// change is zero per currency (the conservation of money, checked in release builds too).
+    fn record_conservation(&mut self, currency: Currency, posted: i128, pending: i128) {
+        match self
+            .conservation
+            .iter_mut()
+            .find(|(known, _, _)| *known == currency)
+        {
+            Some(entry) => {
+                entry.1 += posted;
+                entry.2 += pending;
+            }
+            None => self.conservation.push((currency, posted, pending)),
+        }
     }
 }
 
@@ -579,25 +741,4 @@ fn pair_sums(debit: &Account, credit: &Account) -> (i128, i128) {
         posted(debit) + posted(credit),
         pending(debit) + pending(credit),
     )
-}
-
-/// Adds one transfer's change to the sum of balances; `apply` asserts that a whole batch's change
-/// is zero per currency (the conservation of money, checked in release builds too).
-fn record_conservation(
-    scratch: &mut BatchScratch,
-    currency: Currency,
-    posted: i128,
-    pending: i128,
-) {
-    match scratch
-        .conservation
-        .iter_mut()
-        .find(|(known, _, _)| *known == currency)
-    {
-        Some(entry) => {
-            entry.1 += posted;
-            entry.2 += pending;
-        }
-        None => scratch.conservation.push((currency, posted, pending)),
-    }
 }

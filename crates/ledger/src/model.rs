@@ -136,6 +136,10 @@ pub struct Account {
     pub credits_posted: i64,
     /// When the account was created.
     pub created_at: Timestamp,
+    /// Sequence number of the newest transfer that debits or credits this account (0: none).
+    /// Each transfer points back to the previous one of both its accounts, so an account's
+    /// history is a chain walked from here, and the store needs no secondary index on accounts.
+    pub last_sequence: u64,
 }
 
 impl Account {
@@ -151,6 +155,7 @@ impl Account {
             credits_pending: 0,
             credits_posted: 0,
             created_at: now,
+            last_sequence: 0,
         }
     }
 
@@ -251,6 +256,25 @@ pub struct TransferRecord {
     pub sequence: u64,
     /// When it was committed.
     pub committed_at: Timestamp,
+    /// Sequence of the debit account's previous transfer (0: this is its first).
+    pub debit_previous: u64,
+    /// Sequence of the credit account's previous transfer (0: this is its first).
+    pub credit_previous: u64,
+}
+
+impl TransferRecord {
+    /// The previous transfer in `account`'s history, if `account` is one of this transfer's
+    /// accounts and there is one.
+    pub fn previous_for(&self, account: &AccountId) -> Option<u64> {
+        let previous = if self.transfer.debit_account == *account {
+            self.debit_previous
+        } else if self.transfer.credit_account == *account {
+            self.credit_previous
+        } else {
+            return None;
+        };
+        (previous != 0).then_some(previous)
+    }
 }
 
 /// A small versioned document stored beside the ledger (rail state: purse shadows, fraud flags,

@@ -45,12 +45,18 @@ pub trait LedgerStore: Send {
     /// One transfer.
     fn transfer(&mut self, id: &TransferId) -> Result<Option<TransferRecord>, StoreError>;
 
-    /// Transfers that debit or credit `account`, in sequence order, after `after_sequence`, at
-    /// most `limit` (capped at [`crate::model::HISTORY_PAGE_MAX`]).
+    /// Transfers that debit or credit `account`, newest first, at most `limit` (capped at
+    /// [`crate::model::HISTORY_PAGE_MAX`]). With `before`, the page continues from the entry with
+    /// that sequence number (the last entry of the previous page) and holds only older ones; a
+    /// `before` that is not an entry of this account's history gives an empty page.
+    ///
+    /// Backends walk the chain of [`TransferRecord::debit_previous`] /
+    /// [`TransferRecord::credit_previous`] from [`Account::last_sequence`], so writing a transfer
+    /// never updates a secondary index on accounts.
     fn history(
         &mut self,
         account: &AccountId,
-        after_sequence: Option<u64>,
+        before: Option<u64>,
         limit: usize,
     ) -> Result<Vec<TransferRecord>, StoreError>;
 

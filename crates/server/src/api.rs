@@ -258,7 +258,8 @@ pub async fn get_account(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
-    after: Option<u64>,
+    /// Continue after this sequence (the last entry of the previous page).
+    before: Option<u64>,
     limit: Option<usize>,
 }
 
@@ -277,7 +278,8 @@ pub struct HistoryEntry {
     committed_at_ms: u64,
 }
 
-/// `GET /api/v1/accounts/{id}/history?after=SEQUENCE&limit=N`.
+/// `GET /api/v1/accounts/{id}/history?before=SEQUENCE&limit=N`: newest first; `next_before` is
+/// the cursor of the next page.
 pub async fn account_history(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -293,7 +295,7 @@ pub async fn account_history(
         .read(move |store| {
             let account = store.account(&lookup)?;
             let records = match account {
-                Some(_) => store.history(&lookup, query.after, limit)?,
+                Some(_) => store.history(&lookup, query.before, limit)?,
                 None => Vec::new(),
             };
             Ok((account, records))
@@ -304,11 +306,11 @@ pub async fn account_history(
         .iter()
         .map(|record| history_entry(&account_id, record))
         .collect();
-    let next_after = (entries.len() == limit)
+    let next_before = (entries.len() == limit)
         .then(|| entries.last().map(|entry| entry.sequence))
         .flatten();
     Ok(Json(
-        json!({ "account": AccountView::from(&account), "entries": entries, "next_after": next_after }),
+        json!({ "account": AccountView::from(&account), "entries": entries, "next_before": next_before }),
     ))
 }
 

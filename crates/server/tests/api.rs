@@ -186,9 +186,18 @@ async fn accounts_transfers_balances_and_history() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let entries = body["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 2);
-    assert_eq!(entries[1]["direction"], "debit");
-    assert_eq!(entries[1]["counterparty"], "bob");
-    assert_eq!(entries[1]["amount"], "450.00");
+    assert_eq!(entries[0]["direction"], "debit");
+    assert_eq!(entries[0]["counterparty"], "bob");
+    assert_eq!(entries[0]["amount"], "450.00");
+    assert_eq!(entries[1]["id"], "fund");
+    let (status, body) = harness.get("/api/v1/accounts/alice/history?limit=1").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let cursor = body["next_before"].as_u64().unwrap();
+    let (_, body) = harness
+        .get(&format!("/api/v1/accounts/alice/history?before={cursor}"))
+        .await;
+    assert_eq!(body["entries"][0]["id"], "fund");
+    assert_eq!(body["next_before"], Value::Null);
     let (status, body) = harness.get("/api/v1/transfers/t1").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["amount"], "450.00");
