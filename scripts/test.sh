@@ -19,3 +19,10 @@ fi
 
 echo "==> cargo test --workspace"
 cargo test --workspace --no-fail-fast
+
+echo "==> no_std: the device-side protocol crates build for a Cortex-M4F (thumbv7em-none-eabihf)"
+rustup target add thumbv7em-none-eabihf >/dev/null 2>&1 || true
+for crate in offpay-money offpay-purse offpay-wallet offpay-sms-tan; do
+  cargo build --quiet -p "$crate" --no-default-features --target thumbv7em-none-eabihf
+done
+echo "==> all tests passed"
