@@ -36,8 +36,9 @@ mod wire;
 pub use error::{Cause, Limit, PurseError, StorageProblem};
 pub use offpay_money::{Amount, Currency};
 pub use operator::{
-    Flag, FlagKind, LedgerAccount, MatchedPayment, OperatorBook, OperatorSecrets, Posting,
-    Provisioning, Reconciliation, ShadowAccount, SyncOutcome,
+    BookHeader, BookParts, Flag, FlagKind, LedgerAccount, MatchedPayment, OperatorBook,
+    OperatorSecrets, Posting, Provisioning, Reconciliation, ShadowAccount, SyncOutcome,
+    sync_counterparties,
 };
 pub use purse::{
     Command, EntryKind, KeyRef, LastPayment, LogEntry, OfflineLimits, Outcome, PeerTicket,

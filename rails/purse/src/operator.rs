@@ -13,7 +13,7 @@
 //! - So each shadow balance is exactly the sum of the entries the purse reported, and must equal
 //!   the balance the purse reports.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -86,6 +86,20 @@ impl OperatorSecrets {
 
     fn purse_keys(&self, purse_id: PurseId) -> PurseKeys {
         PurseKeys::derive(&self.purse_key(purse_id))
+    }
+
+    /// Authenticates an upload with the key of the purse it names, without the book: a server
+    /// checks the MAC before it reads anything from its database. An upload for a purse id the
+    /// operator never assigned fails here too (nobody holds its key). Changes nothing.
+    pub fn open_upload(&self, bytes: &[u8]) -> Result<SyncUpload, PurseError> {
+        let (operator, purse_id) = peek_upload(bytes)?;
+        if operator != self.operator {
+            return Err(PurseError::WrongOperator {
+                expected: self.operator,
+                found: operator,
+            });
+        }
+        SyncUpload::open(bytes, &self.purse_keys(purse_id).sync)
     }
 }
 
@@ -290,6 +304,21 @@ pub enum FlagKind {
     },
 }
 
+impl FlagKind {
+    /// A stable snake_case name for fraud queues and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FlagKind::CreditWithoutDebit { .. } => "credit_without_debit",
+            FlagKind::CounterGap { .. } => "counter_gap",
+            FlagKind::DuplicateCounter { .. } => "duplicate_counter",
+            FlagKind::BalanceMismatch { .. } => "balance_mismatch",
+            FlagKind::FailedCodeEntries { .. } => "failed_code_entries",
+            FlagKind::StaleSequence { .. } => "stale_sequence",
+            FlagKind::UnexpectedCredit { .. } => "unexpected_credit",
+        }
+    }
+}
+
 /// A fraud-queue item.
 #[derive(Clone, PartialEq, Eq, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -438,9 +467,9 @@ pub struct ShadowAccount {
 }
 
 /// (payee, payer, N_B, N_A, amount, payer counter), numbers only so it serialises anywhere.
-type DebitKey = (u64, u64, u16, u16, u64, u32);
+pub type DebitKey = (u64, u64, u16, u16, u64, u32);
 /// (payer, payee, N_B, N_A, amount, payee counter).
-type CreditKey = (u64, u64, u16, u16, u64, u32);
+pub type CreditKey = (u64, u64, u16, u16, u64, u32);
 
 /// A reported debit whose credit has not been reported.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -483,6 +512,72 @@ pub struct OperatorBook {
     open_credits: BTreeMap<CreditKey, OpenCredit>,
     #[cfg_attr(feature = "serde", serde(with = "pairs"))]
     pairwise_versions: BTreeMap<(PurseId, PurseId), u16>,
+    /// Phones of blocked purses (every answer lists them), kept beside the shadows so that an
+    /// answer never has to look at every purse.
+    #[cfg_attr(feature = "serde", serde(default))]
+    blocked: BTreeSet<Phone>,
+}
+
+/// The part of the book every operation reads: small, so a server can store it as one record and
+/// keep each purse's shadow and each pair's open payments in records of their own.
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct BookHeader {
+    /// Format version ([`FORMAT_VERSION`]).
+    pub version: u8,
+    /// The operator.
+    pub operator: OperatorId,
+    /// The currency.
+    pub currency: Currency,
+    /// Newest scheme-key epoch distributed.
+    pub scheme_epoch: u32,
+    /// Epoch payees make Code 1 with.
+    pub generation_epoch: u32,
+    /// Next purse id to assign.
+    pub next_purse_id: u64,
+    /// Next operator-credit id to assign.
+    pub next_credit_id: u64,
+    /// Phones of blocked purses.
+    pub blocked: BTreeSet<Phone>,
+}
+
+/// A book taken apart, or the pieces of it one operation needs. A server loads the pieces an
+/// operation touches ([`sync_counterparties`] says which for an upload), builds a partial book
+/// with [`OperatorBook::from_parts`], runs the operation, and stores what
+/// [`OperatorBook::into_parts`] gives back. Operations only look at the purses they name, their
+/// counterparties and the open payments between them, so a partial book holding those answers
+/// exactly as the whole book would.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct BookParts {
+    /// Shared state.
+    pub header: BookHeader,
+    /// Shadow accounts.
+    pub shadows: Vec<ShadowAccount>,
+    /// Open debits (payer reported, payee not yet).
+    pub open_debits: Vec<(DebitKey, OpenDebit)>,
+    /// Open credits (payee reported, payer not yet).
+    pub open_credits: Vec<(CreditKey, OpenCredit)>,
+    /// Pairwise-key versions by purse pair (lower id first).
+    pub pairwise_versions: Vec<((PurseId, PurseId), u16)>,
+}
+
+/// Every phone besides the uploading purse's own whose records reconciling `upload` may read or
+/// write: payees of its debits, payers of its credits, and peers it asks pairwise keys for.
+pub fn sync_counterparties(upload: &SyncUpload) -> BTreeSet<Phone> {
+    let mut phones = BTreeSet::new();
+    for entry in &upload.entries {
+        match entry.kind {
+            EntryKind::Debit { payee, .. } => {
+                phones.insert(payee);
+            }
+            EntryKind::Credit { payer, .. } | EntryKind::PaymentCredit { payer, .. } => {
+                phones.insert(payer);
+            }
+            EntryKind::OperatorCredit { .. } => {}
+        }
+    }
+    phones.extend(upload.pairwise_requests.iter().copied());
+    phones
 }
 
 /// What one upload produced.
@@ -542,6 +637,69 @@ impl OperatorBook {
             open_debits: BTreeMap::new(),
             open_credits: BTreeMap::new(),
             pairwise_versions: BTreeMap::new(),
+            blocked: BTreeSet::new(),
+        }
+    }
+
+    /// The shared state.
+    pub fn header(&self) -> BookHeader {
+        BookHeader {
+            version: FORMAT_VERSION,
+            operator: self.operator,
+            currency: self.currency,
+            scheme_epoch: self.scheme_epoch,
+            generation_epoch: self.generation_epoch,
+            next_purse_id: self.next_purse_id,
+            next_credit_id: self.next_credit_id,
+            blocked: self.blocked.clone(),
+        }
+    }
+
+    /// A (possibly partial) book from stored pieces. Refuses an unknown format version, a shadow
+    /// in another currency, and two shadows with one phone.
+    pub fn from_parts(parts: BookParts) -> Result<OperatorBook, PurseError> {
+        let BookParts {
+            header,
+            shadows,
+            open_debits,
+            open_credits,
+            pairwise_versions,
+        } = parts;
+        if header.version != FORMAT_VERSION {
+            return Err(PurseError::UnsupportedVersion {
+                found: header.version,
+            });
+        }
+        let mut book = OperatorBook::new(header.operator, header.currency);
+        book.scheme_epoch = header.scheme_epoch;
+        book.generation_epoch = header.generation_epoch;
+        book.next_purse_id = header.next_purse_id;
+        book.next_credit_id = header.next_credit_id;
+        book.blocked = header.blocked;
+        for shadow in shadows {
+            if shadow.limits.max_balance.currency() != book.currency {
+                return Err(PurseError::Malformed("shadow currency"));
+            }
+            if book.phones.insert(shadow.phone, shadow.purse_id).is_some() {
+                return Err(PurseError::Malformed("two shadows with one phone"));
+            }
+            book.purses.insert(shadow.purse_id, shadow);
+        }
+        book.open_debits = open_debits.into_iter().collect();
+        book.open_credits = open_credits.into_iter().collect();
+        book.pairwise_versions = pairwise_versions.into_iter().collect();
+        Ok(book)
+    }
+
+    /// The book in pieces (the inverse of [`OperatorBook::from_parts`]).
+    pub fn into_parts(self) -> BookParts {
+        let header = self.header();
+        BookParts {
+            header,
+            shadows: self.purses.into_values().collect(),
+            open_debits: self.open_debits.into_iter().collect(),
+            open_credits: self.open_credits.into_iter().collect(),
+            pairwise_versions: self.pairwise_versions.into_iter().collect(),
         }
     }
 
@@ -741,7 +899,14 @@ impl OperatorBook {
 
     /// Blocks or unblocks a purse; every purse learns it at its next sync.
     pub fn set_blocked(&mut self, purse_id: PurseId, blocked: bool) -> Result<(), PurseError> {
-        self.shadow_mut(purse_id)?.blocked = blocked;
+        let shadow = self.shadow_mut(purse_id)?;
+        shadow.blocked = blocked;
+        let phone = shadow.phone;
+        if blocked {
+            self.blocked.insert(phone);
+        } else {
+            self.blocked.remove(&phone);
+        }
         Ok(())
     }
 
@@ -918,6 +1083,9 @@ impl OperatorBook {
             .retain(|ticket| ticket.sent_in == 0 || payer_answer < ticket.sent_in);
         shadow.reported_balance_minor = upload.balance.minor();
         shadow.last_sync_at = now;
+        if stale {
+            self.blocked.insert(phone);
+        }
 
         // Credits naming this purse as payer: once it applied an answer built after they were
         // reported, their debits must have arrived.
@@ -1280,10 +1448,9 @@ impl OperatorBook {
         }
 
         let blocked_purses: Vec<Phone> = self
-            .purses
-            .values()
-            .filter(|shadow| shadow.blocked)
-            .map(|shadow| shadow.phone)
+            .blocked
+            .iter()
+            .copied()
             .take(BLOCKED_PURSES_MAX)
             .collect();
 
