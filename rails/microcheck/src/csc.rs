@@ -1,0 +1,583 @@
+//! The Clearing and Settlement Center's rules (seed 004 §2.4, §3.4), as pure functions over a
+//! snapshot the server loads: re-run the merchant's compliance check, refuse a nonce deposited
+//! before, decide the postings (payer debit, merchant credit; a bounced microcheck is paid from
+//! suspense and counts against the payer), and look for fraud patterns, each with its evidence:
+//!
+//! - `machine_day_volume`: more purchases at one machine in a day than the strategy allows;
+//! - `impossible_travel`: the same payer at two machines farther apart than anyone could travel
+//!   in the time between the purchases;
+//! - `backdated_after_expiry`: deposited after its credential expired, and dated before the
+//!   merchant's previous deposit (which an honest machine would have included) — the merchant
+//!   pre-dating checks written after expiry (seed 004 §2.4);
+//! - `post_dated`: dated later than it reached the CSC (refused).
+//!
+//! Postings and record writes are plain data with deterministic ids, so a retried deposit maps
+//! onto the same ledger transfers and records and posts once.
+
+use std::collections::HashMap;
+
+use offpay_keynote::{Principal, SignatureCache};
+use offpay_money::Amount;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+use crate::auth::fingerprint;
+use crate::compliance::{Payment, check};
+use crate::error::Refusal;
+use crate::limits::{CLOCK_SKEW_SECONDS_MAX, DEPOSIT_ITEMS_MAX, PAYER_RECENT_MAX};
+use crate::machine::SaleRecord;
+use crate::offer::{Offer, OfferTerms};
+use crate::policy::MerchantPolicy;
+use crate::time::UnixSeconds;
+
+/// Distance below which two machines count as the same place for the travel rule, km.
+pub const TRAVEL_DISTANCE_MIN_KM: f64 = 5.0;
+/// Longest memo written on a posting, bytes.
+pub const MEMO_BYTES_MAX: usize = 200;
+
+/// One microcheck as deposited: the offer, the microcheck, the credentials.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DepositItem {
+    /// The offer (the action attribute set).
+    pub offer: Offer,
+    /// The microcheck.
+    pub microcheck: String,
+    /// The credentials presented with it.
+    pub credentials: Vec<String>,
+}
+
+impl From<&SaleRecord> for DepositItem {
+    fn from(record: &SaleRecord) -> DepositItem {
+        DepositItem {
+            offer: record.offer.clone(),
+            microcheck: record.microcheck.clone(),
+            credentials: record.credentials.clone(),
+        }
+    }
+}
+
+/// A place, in millionths of a degree.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Location {
+    /// Latitude × 10⁶.
+    pub latitude_micro: i64,
+    /// Longitude × 10⁶.
+    pub longitude_micro: i64,
+}
+
+impl Location {
+    /// Great-circle distance in km (haversine, mean Earth radius). Floating point is fine here:
+    /// it is geography for a fraud heuristic, never money.
+    pub fn distance_km(&self, other: &Location) -> f64 {
+        let radians = |micro: i64| (micro as f64 / 1e6).to_radians();
+        let (lat1, lat2) = (radians(self.latitude_micro), radians(other.latitude_micro));
+        let dlat = lat2 - lat1;
+        let dlon = radians(other.longitude_micro) - radians(self.longitude_micro);
+        let a = (dlat / 2.0).sin().powi(2) + lat1.cos() * lat2.cos() * (dlon / 2.0).sin().powi(2);
+        2.0 * 6371.0 * a.sqrt().min(1.0).asin()
+    }
+}
+
+/// A recent purchase of a payer (for the travel rule).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecentPurchase {
+    /// Merchant.
+    pub merchant: String,
+    /// Where the merchant is.
+    pub location: Location,
+    /// When (the offer's time).
+    pub time: UnixSeconds,
+    /// Nonce.
+    pub nonce: String,
+}
+
+/// A registered payer, as clearing needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PayerAccount {
+    /// The payer's name (its ledger account is derived from it).
+    pub name: String,
+    /// What the payer's account can still pay, minor units.
+    pub available_minor: i64,
+}
+
+/// The depositing merchant.
+#[derive(Clone, Debug)]
+pub struct MerchantAccount {
+    /// Its policy (id, domain, trusted keys).
+    pub policy: MerchantPolicy,
+    /// Where it is.
+    pub location: Location,
+    /// When its previous deposit arrived.
+    pub last_deposit_at: Option<UnixSeconds>,
+}
+
+/// The fraud thresholds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FraudRules {
+    /// Purchases at one machine in a day before a flag.
+    pub machine_day_purchases_max: u32,
+    /// Fastest plausible travel, km/h.
+    pub travel_speed_kmh_max: u32,
+}
+
+/// Everything a deposit reads and changes, loaded by the caller for the keys
+/// [`Prepared::keys`] names, and updated in memory as items clear (so items of one deposit see
+/// each other).
+#[derive(Clone, Debug, Default)]
+pub struct ClearingState {
+    /// Payers by key fingerprint.
+    pub payers: HashMap<String, PayerAccount>,
+    /// Nonces of this merchant already deposited → the microcheck hash deposited.
+    pub deposited: HashMap<String, String>,
+    /// Purchases per (payer name, merchant, date) already cleared.
+    pub payer_merchant_day: HashMap<(String, String, String), u32>,
+    /// Purchases per (merchant, date) already cleared.
+    pub merchant_day: HashMap<(String, String), u32>,
+    /// Recent purchases per payer name.
+    pub recent: HashMap<String, Vec<RecentPurchase>>,
+    /// Bounced microchecks per payer name.
+    pub bounces: HashMap<String, u32>,
+}
+
+/// Who pays a cleared microcheck.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Debit {
+    /// The payer's account.
+    Payer(String),
+    /// The operator's suspense account: the payer could not cover it (bounced); the PA
+    /// guaranteed the merchant.
+    Bounced(String),
+}
+
+/// A record to write in the rail's namespace.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordChange {
+    /// Key.
+    pub key: String,
+    /// Document.
+    pub value: Value,
+    /// Refuse the whole item if the record exists (nonce uniqueness, enforced by the ledger).
+    pub create_only: bool,
+}
+
+/// A fraud finding, with its evidence.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finding {
+    /// Kind (see the module documentation).
+    pub kind: &'static str,
+    /// Whom it is about.
+    pub subject: String,
+    /// One line.
+    pub summary: String,
+    /// What shows it.
+    pub evidence: Value,
+    /// Makes the same finding raised twice one flag.
+    pub discriminator: String,
+}
+
+/// A microcheck the CSC accepts: post it together with its records and findings, atomically.
+#[derive(Clone, Debug)]
+pub struct Clearance {
+    /// Position in the deposit.
+    pub index: usize,
+    /// Nonce.
+    pub nonce: String,
+    /// Deterministic transfer id (`mc:` + 40 hex digits).
+    pub transfer_id: String,
+    /// Who pays.
+    pub debit: Debit,
+    /// Merchant credited.
+    pub merchant: String,
+    /// Amount.
+    pub amount: Amount,
+    /// Statement memo.
+    pub memo: String,
+    /// Records.
+    pub records: Vec<RecordChange>,
+    /// Findings.
+    pub findings: Vec<Finding>,
+}
+
+/// The decision on one deposited microcheck.
+#[derive(Clone, Debug)]
+pub enum ItemOutcome {
+    /// Post it.
+    Cleared(Box<Clearance>),
+    /// Refused; findings (if any) are still raised.
+    Refused {
+        /// Position in the deposit.
+        index: usize,
+        /// Nonce, when the offer had one.
+        nonce: Option<String>,
+        /// Why.
+        refusal: Refusal,
+        /// Findings.
+        findings: Vec<Finding>,
+    },
+}
+
+/// A deposit item parsed, before any state is consulted.
+#[derive(Debug)]
+pub struct Prepared {
+    index: usize,
+    nonce: Option<String>,
+    parsed: Result<(OfferTerms, Payment), Refusal>,
+}
+
+/// The state keys a deposit will read.
+#[derive(Debug, Default)]
+pub struct Keys {
+    /// Payer key fingerprints.
+    pub payers: Vec<String>,
+    /// Nonces.
+    pub nonces: Vec<String>,
+    /// Dates.
+    pub dates: Vec<String>,
+}
+
+/// The transfer id of a microcheck: deterministic in (merchant, nonce), so a retried deposit
+/// posts once.
+pub fn transfer_id(merchant: &str, nonce: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(b"offpay-microcheck transfer v1\0");
+    hasher.update(merchant.as_bytes());
+    hasher.update([0]);
+    hasher.update(nonce.as_bytes());
+    format!("mc:{}", &hex::encode(hasher.finalize())[..40])
+}
+
+/// SHA-256 of a microcheck's text, hex.
+pub fn microcheck_hash(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// Parses every item (bounded) and verifies all their signatures at once (Ed25519 in one batch)
+/// into `cache`, so that [`clear`] finds them there.
+pub fn prepare(
+    items: &[DepositItem],
+    cache: &mut SignatureCache,
+) -> Result<Vec<Prepared>, Refusal> {
+    if items.len() > DEPOSIT_ITEMS_MAX {
+        return Err(Refusal::malformed(
+            "deposit",
+            format!("more than {DEPOSIT_ITEMS_MAX} microchecks"),
+        ));
+    }
+    let prepared: Vec<Prepared> = items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| Prepared {
+            index,
+            nonce: Some(item.offer.nonce.clone()),
+            parsed: item.offer.terms().and_then(|terms| {
+                Payment::parse(&item.microcheck, &item.credentials).map(|p| (terms, p))
+            }),
+        })
+        .collect();
+    let untrusted: Vec<&offpay_keynote::Assertion> = prepared
+        .iter()
+        .filter_map(|p| p.parsed.as_ref().ok())
+        .flat_map(|(_, payment)| payment.untrusted())
+        .collect();
+    cache.verify_batch(&untrusted);
+    Ok(prepared)
+}
+
+impl Prepared {
+    /// The payer fingerprint, if the item parsed.
+    pub fn payer_fingerprint(&self) -> Option<String> {
+        self.parsed
+            .as_ref()
+            .ok()
+            .map(|(_, payment)| fingerprint(payment.payer()))
+    }
+}
+
+/// The keys the items will read.
+pub fn keys(prepared: &[Prepared]) -> Keys {
+    let mut keys = Keys::default();
+    for item in prepared {
+        if let Ok((terms, payment)) = &item.parsed {
+            let payer = fingerprint(payment.payer());
+            if !keys.payers.contains(&payer) {
+                keys.payers.push(payer);
+            }
+            keys.nonces.push(terms.offer.nonce.clone());
+            if !keys.dates.contains(&terms.offer.date) {
+                keys.dates.push(terms.offer.date.clone());
+            }
+        }
+    }
+    keys
+}
+
+fn memo(offer: &Offer) -> String {
+    let mut memo = format!(
+        "microcheck {} {} at {}",
+        &offer.nonce[..8.min(offer.nonce.len())],
+        offer.product,
+        offer.merchant
+    );
+    memo.truncate(MEMO_BYTES_MAX);
+    memo
+}
+
+/// Clears a deposit by `merchant` at `now`. Items are decided in order and independently: a
+/// bad one is refused with its reason and the others clear.
+pub fn clear(
+    merchant: &MerchantAccount,
+    rules: FraudRules,
+    prepared: Vec<Prepared>,
+    state: &mut ClearingState,
+    now: UnixSeconds,
+    cache: &mut SignatureCache,
+) -> Vec<ItemOutcome> {
+    prepared
+        .into_iter()
+        .map(|item| {
+            let index = item.index;
+            let nonce = item.nonce.clone();
+            let mut findings = Vec::new();
+            match clear_one(merchant, rules, item, state, now, cache, &mut findings) {
+                Ok(mut clearance) => {
+                    clearance.findings = findings;
+                    ItemOutcome::Cleared(Box::new(clearance))
+                }
+                Err(refusal) => ItemOutcome::Refused {
+                    index,
+                    nonce,
+                    refusal,
+                    findings,
+                },
+            }
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn clear_one(
+    merchant: &MerchantAccount,
+    rules: FraudRules,
+    item: Prepared,
+    state: &mut ClearingState,
+    now: UnixSeconds,
+    cache: &mut SignatureCache,
+    findings: &mut Vec<Finding>,
+) -> Result<Clearance, Refusal> {
+    let (terms, payment) = item.parsed?;
+    let offer = &terms.offer;
+    let merchant_id = merchant.policy.merchant.clone();
+    if offer.merchant != merchant_id {
+        return Err(Refusal::UnknownMerchant {
+            merchant: offer.merchant.clone(),
+        });
+    }
+    if terms.time > now.plus(CLOCK_SKEW_SECONDS_MAX) {
+        findings.push(Finding {
+            kind: "post_dated",
+            subject: merchant_id.clone(),
+            summary: format!(
+                "microcheck {} is dated {}, after it reached the CSC at {now}",
+                offer.nonce, terms.time
+            ),
+            evidence: json!({ "nonce": offer.nonce, "timestamp": offer.timestamp,
+                              "received": now.stamp(), "merchant": merchant_id }),
+            discriminator: offer.nonce.clone(),
+        });
+        return Err(Refusal::DatedInFuture {
+            time: terms.time.to_string(),
+            received: now.to_string(),
+        });
+    }
+    let hash = microcheck_hash(core::str::from_utf8(payment.microcheck.text()).unwrap_or_default());
+    if let Some(previous) = state.deposited.get(&offer.nonce) {
+        return Err(if *previous == hash {
+            Refusal::AlreadyDeposited {
+                nonce: offer.nonce.clone(),
+            }
+        } else {
+            Refusal::ReplayedNonce {
+                nonce: offer.nonce.clone(),
+            }
+        });
+    }
+    let payer_key: &Principal = payment.payer();
+    let payer_fingerprint = fingerprint(payer_key);
+    let payer = state
+        .payers
+        .get(&payer_fingerprint)
+        .cloned()
+        .ok_or_else(|| Refusal::UnknownPayer {
+            payer_key: payer_fingerprint.clone(),
+        })?;
+    let day_key = (payer.name.clone(), merchant_id.clone(), offer.date.clone());
+    let purchases_today = state
+        .payer_merchant_day
+        .get(&day_key)
+        .copied()
+        .unwrap_or(0)
+        .saturating_add(1);
+    let approval = check(&merchant.policy, &terms, &payment, purchases_today, cache)?;
+
+    // Accepted: everything below only adds data and findings.
+    let amount = terms.amount;
+    let amount_signed = i64::try_from(amount.minor()).unwrap_or(i64::MAX);
+    let bounced = payer.available_minor < amount_signed;
+    let debit = if bounced {
+        let count = state.bounces.entry(payer.name.clone()).or_default();
+        *count += 1;
+        Debit::Bounced(payer.name.clone())
+    } else {
+        if let Some(account) = state.payers.get_mut(&payer_fingerprint) {
+            account.available_minor -= amount_signed;
+        }
+        Debit::Payer(payer.name.clone())
+    };
+    state.deposited.insert(offer.nonce.clone(), hash.clone());
+    state.payer_merchant_day.insert(day_key, purchases_today);
+    let machine_day = state
+        .merchant_day
+        .entry((merchant_id.clone(), offer.date.clone()))
+        .or_default();
+    *machine_day += 1;
+    let machine_day = *machine_day;
+    if machine_day > rules.machine_day_purchases_max {
+        findings.push(Finding {
+            kind: "machine_day_volume",
+            subject: merchant_id.clone(),
+            summary: format!(
+                "{machine_day} purchases at {merchant_id} on {}, more than the {} expected",
+                offer.date, rules.machine_day_purchases_max
+            ),
+            evidence: json!({ "merchant": merchant_id, "date": offer.date, "purchases": machine_day,
+                              "max": rules.machine_day_purchases_max, "latest_nonce": offer.nonce }),
+            discriminator: offer.date.clone(),
+        });
+    }
+    let recent = state.recent.entry(payer.name.clone()).or_default();
+    for earlier in recent.iter() {
+        if earlier.merchant == merchant_id {
+            continue;
+        }
+        let distance = earlier.location.distance_km(&merchant.location);
+        let seconds = terms.time.0.abs_diff(earlier.time.0);
+        let reachable_km = f64::from(rules.travel_speed_kmh_max) * seconds as f64 / 3600.0;
+        if distance > TRAVEL_DISTANCE_MIN_KM && distance > reachable_km {
+            let speed = if seconds == 0 {
+                "unbounded".to_owned()
+            } else {
+                format!("{:.0}", distance * 3600.0 / seconds as f64)
+            };
+            findings.push(Finding {
+                kind: "impossible_travel",
+                subject: payer.name.clone(),
+                summary: format!(
+                    "payer {} bought at {} and {} ({distance:.0} km apart) {seconds} s apart",
+                    payer.name, earlier.merchant, merchant_id
+                ),
+                evidence: json!({
+                    "payer": payer.name,
+                    "first": { "merchant": earlier.merchant, "time": earlier.time.stamp(), "nonce": earlier.nonce },
+                    "second": { "merchant": merchant_id, "time": offer.timestamp, "nonce": offer.nonce },
+                    "distance_km": format!("{distance:.1}"),
+                    "seconds": seconds,
+                    "implied_speed_kmh": speed,
+                    "max_speed_kmh": rules.travel_speed_kmh_max,
+                }),
+                discriminator: offer.nonce.clone(),
+            });
+            break;
+        }
+    }
+    recent.push(RecentPurchase {
+        merchant: merchant_id.clone(),
+        location: merchant.location,
+        time: terms.time,
+        nonce: offer.nonce.clone(),
+    });
+    recent.sort_by_key(|r| r.time);
+    if recent.len() > PAYER_RECENT_MAX {
+        let excess = recent.len() - PAYER_RECENT_MAX;
+        recent.drain(..excess);
+    }
+    let recent_value = serde_json::to_value(&*recent).unwrap_or(Value::Null);
+    if let Some(credential) = &approval.credential
+        && let Some(not_after) = credential.not_after
+        && now >= not_after
+        && merchant
+            .last_deposit_at
+            .is_some_and(|previous| terms.time < previous)
+    {
+        findings.push(Finding {
+            kind: "backdated_after_expiry",
+            subject: merchant_id.clone(),
+            summary: format!(
+                "microcheck {} dated {} was held back past the merchant's previous deposit and deposited after its credential expired",
+                offer.nonce, terms.time
+            ),
+            evidence: json!({
+                "nonce": offer.nonce, "payer": payer.name, "timestamp": offer.timestamp,
+                "credential_serial": credential.serial, "credential_not_after": not_after.stamp(),
+                "previous_deposit": merchant.last_deposit_at.map(UnixSeconds::stamp),
+                "deposited": now.stamp(),
+            }),
+            discriminator: offer.nonce.clone(),
+        });
+    }
+    let transfer_id = transfer_id(&merchant_id, &offer.nonce);
+    let mut records = vec![
+        RecordChange {
+            key: format!("nonce:{merchant_id}:{}", offer.nonce),
+            value: json!({ "v": 1, "payer": payer.name, "amount": offer.amount, "currency": offer.currency,
+                           "microcheck_sha256": hash, "transfer_id": transfer_id, "deposited": now.stamp(),
+                           "bounced": bounced }),
+            create_only: true,
+        },
+        RecordChange {
+            key: format!(
+                "charge:{}:{}:{merchant_id}:{}",
+                payer.name, offer.timestamp, offer.nonce
+            ),
+            value: json!({ "v": 1, "merchant": merchant_id, "nonce": offer.nonce, "product": offer.product,
+                           "amount": offer.amount, "currency": offer.currency, "timestamp": offer.timestamp,
+                           "transfer_id": transfer_id, "bounced": bounced,
+                           "credential_serial": approval.credential.as_ref().and_then(|c| c.serial.clone()) }),
+            create_only: true,
+        },
+        RecordChange {
+            key: format!("pmday:{}:{merchant_id}:{}", payer.name, offer.date),
+            value: json!({ "count": purchases_today }),
+            create_only: false,
+        },
+        RecordChange {
+            key: format!("mday:{merchant_id}:{}", offer.date),
+            value: json!({ "count": machine_day }),
+            create_only: false,
+        },
+        RecordChange {
+            key: format!("recent:{}", payer.name),
+            value: recent_value,
+            create_only: false,
+        },
+    ];
+    if bounced {
+        records.push(RecordChange {
+            key: format!("bounces:{}", payer.name),
+            value: json!({ "count": state.bounces.get(&payer.name).copied().unwrap_or(1) }),
+            create_only: false,
+        });
+    }
+    Ok(Clearance {
+        index: item.index,
+        nonce: offer.nonce.clone(),
+        transfer_id,
+        debit,
+        merchant: merchant_id,
+        amount,
+        memo: memo(offer),
+        records,
+        findings: Vec::new(),
+    })
+}

@@ -1,0 +1,702 @@
+//! Scenario tests: PA, payer device, vending machine and clearing center, in memory.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use offpay_keynote::{PrivateKey, SignatureCache};
+use offpay_microcheck::credential::{
+    self, Classes, DelegationTemplate, PayerTemplate, TransactionTemplate,
+};
+use offpay_microcheck::csc::{
+    self, ClearingState, DepositItem, FraudRules, ItemOutcome, Location, MerchantAccount,
+    PayerAccount,
+};
+use offpay_microcheck::machine::{Machine, MachineConfig, StockItem};
+use offpay_microcheck::payer::{Charge, LogEntry, PayerDevice, compare_statement};
+use offpay_microcheck::wire::Message;
+use offpay_microcheck::{MerchantPolicy, PayerPolicy, Refusal, UnixSeconds};
+use offpay_money::{Amount, Currency};
+
+const NOW: UnixSeconds = UnixSeconds(1_767_225_600); // 2026-01-01 00:00:00 UTC
+
+struct World {
+    pa: PrivateKey,
+    age: PrivateKey,
+    payer: PrivateKey,
+    merchant_key: PrivateKey,
+}
+
+fn world() -> World {
+    World {
+        pa: PrivateKey::ed25519_from_seed(&[1; 32]),
+        age: PrivateKey::ed25519_from_seed(&[2; 32]),
+        payer: PrivateKey::ed25519_from_seed(&[3; 32]),
+        merchant_key: PrivateKey::ed25519_from_seed(&[4; 32]),
+    }
+}
+
+fn kes(text: &str) -> Amount {
+    Amount::parse(text, Currency::KES).unwrap()
+}
+
+fn template(classes: Classes) -> PayerTemplate {
+    PayerTemplate {
+        serial: "s1".into(),
+        tier: "daily".into(),
+        app_domain: "vend".into(),
+        currency: Currency::KES,
+        amount_max: kes("5.00"),
+        not_before: NOW.minus(60),
+        not_after: NOW.plus(86_400),
+        per_merchant_day_max: 2,
+        classes,
+    }
+}
+
+fn wide(classes: Classes) -> PayerTemplate {
+    PayerTemplate {
+        per_merchant_day_max: 20,
+        ..template(classes)
+    }
+}
+
+fn text(assertion: &offpay_keynote::Assertion) -> String {
+    String::from_utf8(assertion.text().to_vec()).unwrap()
+}
+
+fn stock() -> Vec<StockItem> {
+    let item = |item: u32, product: &str, class: &str, price: &str| StockItem {
+        item,
+        product: product.into(),
+        product_class: class.into(),
+        price: price.into(),
+        count: 10,
+    };
+    vec![
+        item(1, "Pocari Sweat", "drink", "0.83"),
+        item(2, "Big Sandwich", "food", "4.50"),
+        item(3, "Cigars", "adult", "3.00"),
+        item(4, "Radio", "gadget", "25.00"),
+    ]
+}
+
+fn machine(w: &World, merchant: &str, domain: &str) -> Machine {
+    let policy = MerchantPolicy::new(
+        merchant,
+        domain,
+        &w.pa.principal(),
+        Some(&w.age.principal()),
+    )
+    .unwrap();
+    let merchant_credential = credential::issue_merchant(
+        &w.pa,
+        &w.merchant_key.principal(),
+        merchant,
+        domain,
+        NOW.minus(60),
+        NOW.plus(90 * 86_400),
+    )
+    .unwrap();
+    let key = PrivateKey::ed25519_from_seed(&[4; 32]);
+    Machine::new(
+        MachineConfig {
+            policy,
+            currency: Currency::KES,
+            key,
+            merchant_credential: text(&merchant_credential),
+        },
+        stock(),
+        [],
+    )
+    .unwrap()
+}
+
+fn device(w: &World, credentials: Vec<String>) -> PayerDevice {
+    let key = PrivateKey::ed25519_from_seed(&[3; 32]);
+    PayerDevice::new(
+        key,
+        PayerPolicy::new(&w.pa.principal()).unwrap(),
+        &credentials,
+    )
+    .unwrap()
+}
+
+/// One purchase over the "link": select, check the offer, pay, machine decides.
+fn buy(
+    machine: &mut Machine,
+    device: &mut PayerDevice,
+    item: u32,
+    now: UnixSeconds,
+    nonce: u8,
+    log: &mut Vec<LogEntry>,
+    extra: &[String],
+) -> Result<DepositItem, Refusal> {
+    let awaiting = machine.select(item, now, &[nonce; 16])?;
+    let Message::Offer {
+        offer,
+        merchant_credential,
+        offer_signature,
+        ..
+    } = awaiting.message().clone()
+    else {
+        panic!("not an offer")
+    };
+    let terms = device.check_offer(&offer, &merchant_credential, &offer_signature, now)?;
+    let count = offpay_microcheck::payer::purchases_today(log, &offer.merchant, &offer.date);
+    let prepared = device.pay(&terms, count, now, extra)?;
+    let Message::Payment {
+        microcheck,
+        credentials,
+        ..
+    } = prepared.message
+    else {
+        panic!()
+    };
+    let sale = machine.pay(awaiting, &microcheck, &credentials)?;
+    log.push(prepared.log_entry);
+    let record = sale.record.clone();
+    let receipt = machine.complete(sale);
+    assert!(matches!(receipt, Message::Receipt { .. }));
+    Ok(DepositItem::from(&record))
+}
+
+#[test]
+fn offline_purchase_limits_and_reasons() {
+    let w = world();
+    let credential =
+        credential::issue_payer(&w.pa, &w.payer.principal(), &template(Classes::Any)).unwrap();
+    let mut machine = machine(&w, "vm-1", "vend");
+    let mut device = device(&w, vec![text(&credential)]);
+    let mut log = Vec::new();
+    let sale = buy(&mut machine, &mut device, 1, NOW, 1, &mut log, &[]).unwrap();
+    assert_eq!(sale.offer.amount, "0.83");
+    // Over the per-purchase limit: the device refuses to write it.
+    let over = buy(&mut machine, &mut device, 4, NOW, 2, &mut log, &[]).unwrap_err();
+    assert_eq!(over.code(), "over_limit", "{over}");
+    // Age-restricted without an adulthood credential.
+    let adult = buy(&mut machine, &mut device, 3, NOW, 3, &mut log, &[]).unwrap_err();
+    assert_eq!(adult, Refusal::AdulthoodRequired);
+    // Second purchase today is fine, the third is over the per-day count.
+    buy(&mut machine, &mut device, 1, NOW, 4, &mut log, &[]).unwrap();
+    let third = buy(&mut machine, &mut device, 1, NOW, 5, &mut log, &[]).unwrap_err();
+    assert_eq!(third.code(), "too_many_purchases", "{third}");
+}
+
+#[test]
+fn the_machine_decides_even_when_the_device_lies() {
+    let w = world();
+    let credential = text(
+        &credential::issue_payer(&w.pa, &w.payer.principal(), &template(Classes::Any)).unwrap(),
+    );
+    let mut machine = machine(&w, "vm-1", "vend");
+    let terms_of = |message: &Message| match message {
+        Message::Offer { offer, .. } => offer.terms().unwrap(),
+        _ => panic!(),
+    };
+    // Over the limit, written anyway by a modified device: the machine refuses.
+    let awaiting = machine.select(4, NOW, &[9; 16]).unwrap();
+    let terms = terms_of(awaiting.message());
+    let check = offpay_microcheck::microcheck::write(&w.payer, &terms).unwrap();
+    let refusal = machine
+        .pay(awaiting, &text(&check), std::slice::from_ref(&credential))
+        .unwrap_err();
+    assert_eq!(refusal.code(), "over_limit");
+    // Expired: the machine's clock is two days ahead.
+    let later = NOW.plus(2 * 86_400);
+    let awaiting = machine.select(1, later, &[10; 16]).unwrap();
+    let terms = terms_of(awaiting.message());
+    let check = offpay_microcheck::microcheck::write(&w.payer, &terms).unwrap();
+    let refusal = machine
+        .pay(awaiting, &text(&check), std::slice::from_ref(&credential))
+        .unwrap_err();
+    assert_eq!(refusal.code(), "credential_expired", "{refusal}");
+    // Altered after signing: the amount in the text changed.
+    let awaiting = machine.select(1, NOW, &[11; 16]).unwrap();
+    let terms = terms_of(awaiting.message());
+    let check = text(&offpay_microcheck::microcheck::write(&w.payer, &terms).unwrap());
+    let altered = check.replace("Pocari Sweat", "Pocari Sweet");
+    let refusal = machine
+        .pay(
+            awaiting.clone(),
+            &altered,
+            std::slice::from_ref(&credential),
+        )
+        .unwrap_err();
+    assert_eq!(refusal.code(), "not_this_offer", "{refusal}");
+    let altered = check.replace("-> \"true\"", "-> \"true\" ");
+    let refusal = machine
+        .pay(
+            awaiting.clone(),
+            &altered,
+            std::slice::from_ref(&credential),
+        )
+        .unwrap_err();
+    assert_eq!(refusal.code(), "microcheck_signature", "{refusal}");
+    // Forged: signed by another key claiming the payer credential.
+    let thief = PrivateKey::ed25519_from_seed(&[66; 32]);
+    let forged = text(&offpay_microcheck::microcheck::write(&thief, &terms).unwrap());
+    let refusal = machine
+        .pay(awaiting.clone(), &forged, std::slice::from_ref(&credential))
+        .unwrap_err();
+    assert_eq!(refusal.code(), "untrusted_issuer", "{refusal}");
+    // A good one, then a replay of it against a new offer.
+    let sale = machine
+        .pay(awaiting, &check, std::slice::from_ref(&credential))
+        .unwrap();
+    machine.complete(sale);
+    let awaiting = machine.select(1, NOW, &[12; 16]).unwrap();
+    let refusal = machine
+        .pay(awaiting, &check, std::slice::from_ref(&credential))
+        .unwrap_err();
+    assert_eq!(refusal.code(), "replayed_nonce", "{refusal}");
+    // Malformed input.
+    let awaiting = machine.select(1, NOW, &[13; 16]).unwrap();
+    let refusal = machine
+        .pay(awaiting.clone(), "Authorizer: \"", &[])
+        .unwrap_err();
+    assert_eq!(refusal.code(), "malformed");
+    let refusal = machine
+        .pay(awaiting, &check, &["not a credential".into()])
+        .unwrap_err();
+    assert_eq!(refusal.code(), "malformed");
+}
+
+#[test]
+fn wrong_domain_food_voucher_adulthood_delegation_and_transaction_credentials() {
+    let w = world();
+    let voucher = text(
+        &credential::issue_payer(
+            &w.pa,
+            &w.payer.principal(),
+            &wide(Classes::Only(vec!["food".into()])),
+        )
+        .unwrap(),
+    );
+    let mut log = Vec::new();
+    // Wrong domain: a credential for `vend` at a `transit` machine.
+    let mut transit = machine(&w, "gate-1", "transit");
+    let mut device_voucher = device(&w, vec![voucher.clone()]);
+    let refusal = buy(&mut transit, &mut device_voucher, 1, NOW, 1, &mut log, &[]).unwrap_err();
+    assert_eq!(refusal.code(), "wrong_domain", "{refusal}");
+    // Food-only voucher: sandwich yes, drink no.
+    let mut vend = machine(&w, "vm-1", "vend");
+    buy(&mut vend, &mut device_voucher, 2, NOW, 2, &mut log, &[]).unwrap();
+    let refusal = buy(&mut vend, &mut device_voucher, 1, NOW, 3, &mut log, &[]).unwrap_err();
+    assert_eq!(refusal.code(), "product_class_not_allowed", "{refusal}");
+    // Adulthood credential from the age key makes cigars possible.
+    let general =
+        text(&credential::issue_payer(&w.pa, &w.payer.principal(), &wide(Classes::Any)).unwrap());
+    let adult = text(
+        &credential::issue_adulthood(
+            &w.age,
+            &w.payer.principal(),
+            "vend",
+            NOW.minus(60),
+            NOW.plus(86_400),
+        )
+        .unwrap(),
+    );
+    let mut grown_up = device(&w, vec![general.clone(), adult]);
+    let mut log = Vec::new();
+    buy(&mut vend, &mut grown_up, 3, NOW, 4, &mut log, &[]).unwrap();
+    // An adulthood credential signed by the PA key instead of the age key does not count.
+    let fake_adult = text(
+        &credential::issue_adulthood(
+            &w.pa,
+            &w.payer.principal(),
+            "vend",
+            NOW.minus(60),
+            NOW.plus(86_400),
+        )
+        .unwrap(),
+    );
+    let mut pretender = device(&w, vec![general.clone(), fake_adult]);
+    let refusal = buy(&mut vend, &mut pretender, 3, NOW, 5, &mut Vec::new(), &[]).unwrap_err();
+    assert_eq!(refusal, Refusal::AdulthoodRequired);
+    // A sub-PA issues the payer credential; the chain PA → sub-PA → payer pays.
+    let sub = PrivateKey::ed25519_from_seed(&[7; 32]);
+    let delegation = text(
+        &credential::issue_delegation(
+            &w.pa,
+            &sub.principal(),
+            &DelegationTemplate {
+                serial: "d1".into(),
+                app_domain: "vend".into(),
+                currency: Currency::KES,
+                amount_max: kes("1.00"),
+                not_before: NOW.minus(60),
+                not_after: NOW.plus(86_400),
+            },
+        )
+        .unwrap(),
+    );
+    let from_sub =
+        text(&credential::issue_payer(&sub, &w.payer.principal(), &wide(Classes::Any)).unwrap());
+    let mut chained = device(&w, vec![from_sub.clone(), delegation.clone()]);
+    buy(&mut vend, &mut chained, 1, NOW, 6, &mut Vec::new(), &[]).unwrap();
+    // The sub-PA's credential allows 5.00, but the PA bounded the sub-PA at 1.00.
+    let awaiting = vend.select(2, NOW, &[8; 16]).unwrap();
+    let terms = match awaiting.message() {
+        Message::Offer { offer, .. } => offer.terms().unwrap(),
+        _ => panic!(),
+    };
+    let check = text(&offpay_microcheck::microcheck::write(&w.payer, &terms).unwrap());
+    let refusal = vend
+        .pay(awaiting, &check, &[from_sub.clone(), delegation])
+        .unwrap_err();
+    assert_eq!(refusal, Refusal::NotAuthorized);
+    // Without the delegation the sub-PA is nobody.
+    let mut orphan = device(&w, vec![from_sub]);
+    let refusal = buy(&mut vend, &mut orphan, 1, NOW, 9, &mut Vec::new(), &[]).unwrap_err();
+    assert_eq!(refusal.code(), "untrusted_issuer", "{refusal}");
+    // Over the limit, a transaction-specific credential for exactly this offer makes it good.
+    let mut device = device(&w, vec![general]);
+    let awaiting = vend.select(4, NOW, &[10; 16]).unwrap();
+    let Message::Offer {
+        offer,
+        merchant_credential,
+        offer_signature,
+        ..
+    } = awaiting.message().clone()
+    else {
+        panic!()
+    };
+    let terms = device
+        .check_offer(&offer, &merchant_credential, &offer_signature, NOW)
+        .unwrap();
+    assert_eq!(
+        device.pay(&terms, 1, NOW, &[]).unwrap_err().code(),
+        "over_limit"
+    );
+    let online = text(
+        &credential::issue_transaction(
+            &w.pa,
+            &w.payer.principal(),
+            &TransactionTemplate {
+                serial: "t1".into(),
+                app_domain: "vend".into(),
+                currency: Currency::KES,
+                amount: terms.amount,
+                merchant: offer.merchant.clone(),
+                nonce: offer.nonce.clone(),
+                not_before: NOW.minus(60),
+                not_after: NOW.plus(900),
+            },
+        )
+        .unwrap(),
+    );
+    let prepared = device
+        .pay(&terms, 1, NOW, std::slice::from_ref(&online))
+        .unwrap();
+    let Message::Payment {
+        microcheck,
+        credentials,
+        ..
+    } = prepared.message
+    else {
+        panic!()
+    };
+    vend.pay(awaiting, &microcheck, &credentials).unwrap();
+    // ... and for no other offer.
+    let awaiting = vend.select(4, NOW, &[11; 16]).unwrap();
+    let terms = match awaiting.message() {
+        Message::Offer { offer, .. } => offer.terms().unwrap(),
+        _ => panic!(),
+    };
+    let check = text(&offpay_microcheck::microcheck::write(&w.payer, &terms).unwrap());
+    let refusal = vend.pay(awaiting, &check, &[online]).unwrap_err();
+    assert_eq!(
+        refusal.code(),
+        "transaction_credential_mismatch",
+        "{refusal}"
+    );
+}
+
+#[test]
+fn a_payer_refuses_a_machine_the_pa_does_not_vouch_for() {
+    let w = world();
+    let credential = text(
+        &credential::issue_payer(&w.pa, &w.payer.principal(), &template(Classes::Any)).unwrap(),
+    );
+    let mut machine = machine(&w, "vm-1", "vend");
+    let mut device = device(&w, vec![credential]);
+    let awaiting = machine.select(1, NOW, &[1; 16]).unwrap();
+    let Message::Offer {
+        mut offer,
+        merchant_credential,
+        offer_signature,
+        ..
+    } = awaiting.message().clone()
+    else {
+        panic!()
+    };
+    // Price changed in transit: the merchant's signature no longer covers it.
+    offer.amount = "0.01".into();
+    assert!(
+        device
+            .check_offer(&offer, &merchant_credential, &offer_signature, NOW)
+            .is_err()
+    );
+    // A machine with a key the PA never vouched for.
+    let rogue = PrivateKey::ed25519_from_seed(&[99; 32]);
+    let awaiting = machine.select(1, NOW, &[2; 16]).unwrap();
+    let Message::Offer {
+        offer,
+        merchant_credential,
+        ..
+    } = awaiting.message().clone()
+    else {
+        panic!()
+    };
+    let signature =
+        offpay_microcheck::auth::sign_statement(&rogue, "offer", &offer.signed_bytes()).unwrap();
+    let refusal = device
+        .check_offer(&offer, &merchant_credential, &signature, NOW)
+        .unwrap_err();
+    assert_eq!(refusal.code(), "untrusted_issuer");
+}
+
+fn merchant_account(
+    w: &World,
+    id: &str,
+    location: Location,
+    last: Option<UnixSeconds>,
+) -> MerchantAccount {
+    MerchantAccount {
+        policy: MerchantPolicy::new(id, "vend", &w.pa.principal(), Some(&w.age.principal()))
+            .unwrap(),
+        location,
+        last_deposit_at: last,
+    }
+}
+
+const RULES: FraudRules = FraudRules {
+    machine_day_purchases_max: 3,
+    travel_speed_kmh_max: 300,
+};
+const NAIROBI: Location = Location {
+    latitude_micro: -1_292_100,
+    longitude_micro: 36_821_900,
+};
+const MOMBASA: Location = Location {
+    latitude_micro: -4_043_500,
+    longitude_micro: 39_668_200,
+};
+
+fn clearing_state(w: &World, available: i64) -> ClearingState {
+    let mut state = ClearingState::default();
+    state.payers.insert(
+        offpay_microcheck::auth::fingerprint(&w.payer.principal()),
+        PayerAccount {
+            name: "alice".into(),
+            available_minor: available,
+        },
+    );
+    state
+}
+
+#[test]
+fn clearing_posts_good_refuses_bad_and_flags_fraud() {
+    let w = world();
+    let mut t = template(Classes::Any);
+    t.per_merchant_day_max = 10;
+    let credential = text(&credential::issue_payer(&w.pa, &w.payer.principal(), &t).unwrap());
+    let mut vm1 = machine(&w, "vm-1", "vend");
+    let mut vm2 = machine(&w, "vm-2", "vend");
+    let mut device = device(&w, vec![credential]);
+    let mut log = Vec::new();
+    let mut items = Vec::new();
+    for n in 0..4u8 {
+        items.push(
+            buy(
+                &mut vm1,
+                &mut device,
+                1,
+                NOW.plus(u64::from(n) * 60),
+                n + 1,
+                &mut log,
+                &[],
+            )
+            .unwrap(),
+        );
+    }
+    let far = buy(&mut vm2, &mut device, 1, NOW.plus(600), 50, &mut log, &[]).unwrap();
+    let mut tampered = buy(&mut vm1, &mut device, 1, NOW.plus(300), 60, &mut log, &[]).unwrap();
+    tampered.offer.amount = "0.01".into();
+    let mut deposit = items.clone();
+    deposit.push(tampered);
+    let mut cache = SignatureCache::new();
+    let mut state = clearing_state(&w, 300);
+    let merchant = merchant_account(&w, "vm-1", NAIROBI, None);
+    let prepared = csc::prepare(&deposit, &mut cache).unwrap();
+    let outcomes = csc::clear(
+        &merchant,
+        RULES,
+        prepared,
+        &mut state,
+        NOW.plus(3600),
+        &mut cache,
+    );
+    assert_eq!(outcomes.len(), 5);
+    let mut bounced = 0;
+    for outcome in &outcomes[..4] {
+        let ItemOutcome::Cleared(clearance) = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(clearance.amount.minor(), 83);
+        assert!(clearance.transfer_id.starts_with("mc:") && clearance.transfer_id.len() <= 64);
+        if matches!(clearance.debit, csc::Debit::Bounced(_)) {
+            bounced += 1;
+        }
+    }
+    // 3.00 available covers three microchecks of 0.83; the fourth bounces.
+    assert_eq!(bounced, 1);
+    assert_eq!(state.bounces.get("alice"), Some(&1));
+    let ItemOutcome::Cleared(fourth) = &outcomes[3] else {
+        panic!()
+    };
+    assert_eq!(fourth.findings[0].kind, "machine_day_volume");
+    let ItemOutcome::Refused { refusal, .. } = &outcomes[4] else {
+        panic!()
+    };
+    assert_eq!(
+        refusal.code(),
+        "not_this_offer",
+        "an altered amount: {refusal}"
+    );
+    // A second deposit of the same microchecks is refused.
+    let prepared = csc::prepare(&items[..1], &mut cache).unwrap();
+    let outcomes = csc::clear(
+        &merchant,
+        RULES,
+        prepared,
+        &mut state,
+        NOW.plus(3600),
+        &mut cache,
+    );
+    let ItemOutcome::Refused { refusal, .. } = &outcomes[0] else {
+        panic!()
+    };
+    assert_eq!(refusal.code(), "already_deposited");
+    // Same payer in Mombasa ten minutes later: impossible travel.
+    let mombasa = merchant_account(&w, "vm-2", MOMBASA, None);
+    let prepared = csc::prepare(std::slice::from_ref(&far), &mut cache).unwrap();
+    let outcomes = csc::clear(
+        &mombasa,
+        RULES,
+        prepared,
+        &mut state,
+        NOW.plus(3600),
+        &mut cache,
+    );
+    let ItemOutcome::Cleared(clearance) = &outcomes[0] else {
+        panic!("{outcomes:?}")
+    };
+    assert_eq!(clearance.findings[0].kind, "impossible_travel");
+    // Deposited by the wrong merchant.
+    let prepared = csc::prepare(std::slice::from_ref(&far), &mut cache).unwrap();
+    let outcomes = csc::clear(
+        &merchant,
+        RULES,
+        prepared,
+        &mut state,
+        NOW.plus(3600),
+        &mut cache,
+    );
+    assert!(matches!(
+        &outcomes[0],
+        ItemOutcome::Refused {
+            refusal: Refusal::UnknownMerchant { .. },
+            ..
+        }
+    ));
+}
+
+#[test]
+fn backdated_and_post_dated_microchecks_are_flagged() {
+    let w = world();
+    let credential = text(
+        &credential::issue_payer(&w.pa, &w.payer.principal(), &template(Classes::Any)).unwrap(),
+    );
+    let mut vm = machine(&w, "vm-1", "vend");
+    let mut device = device(&w, vec![credential]);
+    let item = buy(
+        &mut vm,
+        &mut device,
+        1,
+        NOW.plus(3600),
+        1,
+        &mut Vec::new(),
+        &[],
+    )
+    .unwrap();
+    // Previous deposit two hours after the microcheck's date, this one after expiry.
+    let merchant = merchant_account(&w, "vm-1", NAIROBI, Some(NOW.plus(7200)));
+    let mut cache = SignatureCache::new();
+    let mut state = clearing_state(&w, 10_000);
+    let prepared = csc::prepare(std::slice::from_ref(&item), &mut cache).unwrap();
+    let outcomes = csc::clear(
+        &merchant,
+        RULES,
+        prepared,
+        &mut state,
+        NOW.plus(2 * 86_400),
+        &mut cache,
+    );
+    let ItemOutcome::Cleared(clearance) = &outcomes[0] else {
+        panic!("{outcomes:?}")
+    };
+    assert_eq!(clearance.findings[0].kind, "backdated_after_expiry");
+    // Dated in the future relative to arrival.
+    let item = buy(
+        &mut vm,
+        &mut device,
+        1,
+        NOW.plus(7200),
+        2,
+        &mut Vec::new(),
+        &[],
+    )
+    .unwrap();
+    let prepared = csc::prepare(std::slice::from_ref(&item), &mut cache).unwrap();
+    let outcomes = csc::clear(&merchant, RULES, prepared, &mut state, NOW, &mut cache);
+    let ItemOutcome::Refused {
+        refusal, findings, ..
+    } = &outcomes[0]
+    else {
+        panic!()
+    };
+    assert_eq!(refusal.code(), "dated_in_future");
+    assert_eq!(findings[0].kind, "post_dated");
+}
+
+#[test]
+fn the_statement_shows_charges_the_device_did_not_write() {
+    let entry = |nonce: &str| LogEntry {
+        v: 1,
+        merchant: "vm-1".into(),
+        nonce: nonce.into(),
+        product: "Soda".into(),
+        amount: "0.83".into(),
+        currency: "KES".into(),
+        timestamp: "20260101000000".into(),
+    };
+    let charge = |nonce: &str, amount: &str| Charge {
+        merchant: "vm-1".into(),
+        nonce: nonce.into(),
+        product: "Soda".into(),
+        amount: amount.into(),
+        currency: "KES".into(),
+        timestamp: "20260101000000".into(),
+        transfer_id: format!("mc:{nonce}"),
+    };
+    let comparison = compare_statement(
+        &[entry("a"), entry("b"), entry("c")],
+        &[
+            charge("a", "0.83"),
+            charge("b", "9.99"),
+            charge("z", "0.83"),
+        ],
+    );
+    assert_eq!(comparison.matched.len(), 1);
+    assert_eq!(comparison.not_written_here.len(), 2);
+    assert_eq!(comparison.not_posted, vec![entry("c")]);
+}
