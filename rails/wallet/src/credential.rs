@@ -202,3 +202,40 @@ impl Credential {
         crate::codec::sha256(&[&self.encode()])
     }
 }
+
+/// Most peer credentials a wallet remembers as checked.
+pub const VERIFIED_CREDENTIALS_MAX: usize = 64;
+
+/// Peer credentials whose office signature this wallet has already checked. Every datagram
+/// carries the sender's credential; without this, checking it again would cost an Ed25519
+/// verification per datagram on top of the message's own. A credential is remembered by the
+/// SHA-256 of its whole encoding (signature included), so only a byte-identical credential skips
+/// the check; expiry is still checked every time. Bounded: the oldest entry is forgotten first.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct VerifiedCredentials {
+    digests: alloc::collections::VecDeque<[u8; 32]>,
+}
+
+impl VerifiedCredentials {
+    /// Checks `credential` as [`Credential::verify_at`] does, skipping the signature check for a
+    /// credential checked before.
+    pub(crate) fn verify_at(
+        &mut self,
+        credential: &Credential,
+        office_public: &[u8; 32],
+        now: Millis,
+    ) -> Result<(), PeerError> {
+        let digest = credential.digest();
+        if !self.digests.contains(&digest) {
+            credential.verify(office_public)?;
+            if self.digests.len() >= VERIFIED_CREDENTIALS_MAX {
+                self.digests.pop_front();
+            }
+            self.digests.push_back(digest);
+        }
+        if now > credential.expires_at_ms {
+            return Err(PeerError::CredentialExpired);
+        }
+        Ok(())
+    }
+}

@@ -14,10 +14,14 @@ extern crate alloc;
 
 mod codec;
 pub mod credential;
+#[cfg(feature = "std")]
+pub mod driver;
 pub mod error;
 pub mod file;
 pub mod ids;
 pub mod keys;
+#[cfg(feature = "std")]
+pub mod netem;
 pub mod office;
 pub mod protocol;
 pub mod record;
@@ -35,6 +39,7 @@ pub use keys::OsEntropy;
 pub use keys::{Entropy, OfficeKeys, SeededEntropy, WalletKeys};
 pub use office::{
     Flag, MoneyOffice, Posting, PostingAccount, PostingKind, Reconciliation, ReissueQuote,
+    WalletSummary,
 };
 pub use protocol::{Event, Role};
 #[cfg(feature = "std")]

@@ -22,7 +22,7 @@ use crate::terms::{Agreement, Terms, verify_commit};
 use crate::wire::Outcome;
 
 /// Format version of the encoded office book.
-pub const OFFICE_BOOK_VERSION: u8 = 1;
+pub const OFFICE_BOOK_VERSION: u8 = 2;
 /// Most wallets one office book holds.
 pub const OFFICE_WALLETS_MAX: usize = 10_000_000;
 const DOMAIN_POSTING: &[u8] = b"offpay-wallet v1 posting";
@@ -176,6 +176,7 @@ struct WalletAccount {
     /// Paid out by this wallet, as seen in other wallets' logs, since its own last upload.
     spent_unsynced_minor: u64,
     reissued: bool,
+    remainder_released: bool,
     open: BTreeSet<TransferId>,
 }
 
@@ -199,7 +200,9 @@ struct OfficeBook {
     agreements: BTreeMap<(WalletId, u64), TransferId>,
 }
 
-/// The money office.
+/// The money office. Cloning it is cheap enough to compute a change on a copy and keep it only
+/// once the ledger has committed it.
+#[derive(Clone)]
 pub struct MoneyOffice {
     keys: OfficeKeys,
     book: OfficeBook,
@@ -213,6 +216,29 @@ impl core::fmt::Debug for MoneyOffice {
             .field("transfers", &self.book.transfers.len())
             .finish()
     }
+}
+
+/// What the office knows about one wallet, for the operator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalletSummary {
+    /// The wallet's current credential (the last one issued or renewed).
+    pub credential: Credential,
+    /// The office's view of the wallet's value, in minor units (negative: it overspent).
+    pub shadow_minor: i128,
+    /// When the wallet was blocked, if it was.
+    pub blocked_at_ms: Option<Millis>,
+    /// Seq of the last log record the office reconciled.
+    pub head_seq: Option<u64>,
+    /// Charges issued (vouchers).
+    pub charges: u64,
+    /// Charges the wallet's log shows applied.
+    pub charges_applied: u64,
+    /// Transfers the office still waits on for this wallet.
+    pub open_transfers: Vec<TransferId>,
+    /// Whether its value was reissued to another wallet.
+    pub reissued: bool,
+    /// Whether the held-back remainder was released after the reissue.
+    pub remainder_released: bool,
 }
 
 /// A record checked against the office's keys, ready to apply.
@@ -279,6 +305,7 @@ impl MoneyOffice {
                 applied_charge_seq: 0,
                 spent_unsynced_minor: 0,
                 reissued: false,
+                remainder_released: false,
                 open: BTreeSet::new(),
             },
         );
@@ -685,8 +712,11 @@ impl MoneyOffice {
                     return;
                 };
                 self.note_agreement(&terms, &agreement, flags);
-                self.decide(&terms, Outcome::Posted, flags);
-                self.post(&terms, postings, flags, touched);
+                // A commit logged after the office voided an abandoned transfer is flagged and
+                // not posted: the buyer already has its value back.
+                if self.decide(&terms, Outcome::Posted, flags) {
+                    self.post(&terms, postings, flags, touched);
+                }
             }
             Checked::SellerVoided(transfer_id) => {
                 let Some(terms) = self.book.transfers.get(&transfer_id).map(|t| t.terms) else {
@@ -729,8 +759,9 @@ impl MoneyOffice {
                 self.account_mut(&wallet_id).open.remove(&transfer_id);
                 if outcome == Outcome::Posted {
                     // The buyer holds the seller's signed commit: that is a commit decision.
-                    self.decide(&terms, Outcome::Posted, flags);
-                    self.post(&terms, postings, flags, touched);
+                    if self.decide(&terms, Outcome::Posted, flags) {
+                        self.post(&terms, postings, flags, touched);
+                    }
                 } else if self.decision(&transfer_id) == Some(Outcome::Posted) {
                     flags.push(Flag::ConflictingOutcome { transfer_id });
                 }
@@ -770,22 +801,30 @@ impl MoneyOffice {
         }
     }
 
-    fn decide(&mut self, terms: &Terms, outcome: Outcome, flags: &mut Vec<Flag>) {
+    /// Records the decision; false (and a flag) when it contradicts the one known.
+    fn decide(&mut self, terms: &Terms, outcome: Outcome, flags: &mut Vec<Flag>) -> bool {
         let file = self.file_mut(terms);
-        match file.seller_decision {
-            None => file.seller_decision = Some(outcome),
-            Some(known) if known != outcome => flags.push(Flag::ConflictingOutcome {
-                transfer_id: terms.transfer_id,
-            }),
-            Some(_) => {}
-        }
+        let consistent = match file.seller_decision {
+            None => {
+                file.seller_decision = Some(outcome);
+                true
+            }
+            Some(known) if known != outcome => {
+                flags.push(Flag::ConflictingOutcome {
+                    transfer_id: terms.transfer_id,
+                });
+                false
+            }
+            Some(_) => true,
+        };
         if file.seller_complete {
-            return;
+            return consistent;
         }
         let seller = terms.seller;
         if let Some(account) = self.book.wallets.get_mut(&seller) {
             account.open.insert(terms.transfer_id);
         }
+        consistent
     }
 
     fn post(
@@ -990,6 +1029,130 @@ impl MoneyOffice {
         Ok((quote, posting, voucher))
     }
 
+    /// What the office knows about a wallet.
+    pub fn wallet_summary(&self, wallet_id: &WalletId) -> Option<WalletSummary> {
+        let account = self.book.wallets.get(wallet_id)?;
+        Some(WalletSummary {
+            credential: account.credential.clone(),
+            shadow_minor: account.shadow_minor,
+            blocked_at_ms: account.blocked_at_ms,
+            head_seq: account.head.map(|(seq, _)| seq),
+            charges: account.charges.len() as u64,
+            charges_applied: account.applied_charge_seq,
+            open_transfers: account.open.iter().copied().collect(),
+            reissued: account.reissued,
+            remainder_released: account.remainder_released,
+        })
+    }
+
+    /// Number of wallets the office has issued.
+    pub fn wallet_count(&self) -> usize {
+        self.book.wallets.len()
+    }
+
+    /// The operator's way out for a buyer left prepared by a seller that will never sync (its
+    /// phone is lost): once the seller is blocked and its credential has expired, the office
+    /// decides void. The buyer gets the resolution at its next sync. Should the seller's log
+    /// ever arrive with a commit, it is flagged as a conflicting outcome and not posted.
+    pub fn resolve_abandoned(&mut self, transfer_id: TransferId, now: Millis) -> Result<(), Error> {
+        let file = self
+            .book
+            .transfers
+            .get(&transfer_id)
+            .ok_or(Misuse::UnknownTransfer)?;
+        if file.seller_decision.is_some() || !file.buyer_prepared {
+            return Err(Misuse::UnknownTransfer.into());
+        }
+        let seller = self
+            .book
+            .wallets
+            .get(&file.terms.seller)
+            .ok_or(Misuse::UnknownWallet)?;
+        if seller.blocked_at_ms.is_none() {
+            return Err(Misuse::WalletNotBlocked.into());
+        }
+        if now <= seller.credential.expires_at_ms {
+            return Err(Misuse::CredentialNotExpired.into());
+        }
+        let terms = file.terms;
+        let mut flags = Vec::new();
+        self.decide(&terms, Outcome::Voided, &mut flags);
+        if let Some(file) = self.book.transfers.get_mut(&transfer_id) {
+            // The seller will never finish it; nothing more is owed to it.
+            file.seller_complete = true;
+        }
+        if let Some(account) = self.book.wallets.get_mut(&terms.seller) {
+            account.open.remove(&transfer_id);
+        }
+        Ok(())
+    }
+
+    /// Releases what a reissue held back (the lost wallet's possible unseen payments and its
+    /// undecided purchases) to the owner's new wallet, once a full credential lifetime has passed
+    /// after the lost credential expired: every peer that took value from the lost wallet has
+    /// had that long to sync. A payment that still turns up later posts all the same and drives
+    /// the lost wallet's view below zero, which raises [`Flag::Overspent`] for the operator.
+    pub fn release_remainder(
+        &mut self,
+        lost: WalletId,
+        new_wallet: WalletId,
+        now: Millis,
+    ) -> Result<(Amount, Posting, ChargeVoucher), Error> {
+        let validity = self.book.credential_validity_ms;
+        let account = self.book.wallets.get(&lost).ok_or(Misuse::UnknownWallet)?;
+        if !account.reissued {
+            return Err(Misuse::WalletNotBlocked.into());
+        }
+        if account.remainder_released {
+            return Err(Misuse::AlreadyReissued.into());
+        }
+        if now <= account.credential.expires_at_ms.saturating_add(validity) {
+            return Err(Misuse::CredentialNotExpired.into());
+        }
+        let currency = account.credential.currency;
+        let held_minor: u64 = account
+            .open
+            .iter()
+            .filter_map(|id| self.book.transfers.get(id))
+            .filter(|f| f.terms.buyer == lost && f.seller_decision.is_none())
+            .map(|f| f.terms.amount.minor())
+            .sum();
+        let shadow_minor = u64::try_from(account.shadow_minor.max(0)).unwrap_or(u64::MAX);
+        let release_minor = shadow_minor.saturating_sub(held_minor);
+        if release_minor == 0 {
+            return Err(Misuse::ZeroAmount.into());
+        }
+        let amount = Amount::from_minor(release_minor.min(Amount::MAX_MINOR), currency)
+            .map_err(|_| Error::Malformed(Malformed::InvalidField))?;
+        let target = self
+            .book
+            .wallets
+            .get(&new_wallet)
+            .ok_or(Misuse::UnknownWallet)?;
+        if target.blocked_at_ms.is_some() {
+            return Err(Misuse::WalletBlocked.into());
+        }
+        if target.credential.currency != currency {
+            return Err(Misuse::CurrencyMismatch.into());
+        }
+        let charge_seq = target.charges.len() as u64 + 1;
+        let voucher = ChargeVoucher::issue(&self.keys, new_wallet, charge_seq, amount);
+        let target = self.account_mut(&new_wallet);
+        target.charges.push(voucher);
+        target.shadow_minor += i128::from(amount.minor());
+        let lost_account = self.account_mut(&lost);
+        lost_account.shadow_minor -= i128::from(amount.minor());
+        lost_account.remainder_released = true;
+        let posting = Posting {
+            id: posting_id(&[b"release", &lost.0, &new_wallet.0]),
+            kind: PostingKind::Reissue,
+            from: PostingAccount::Wallet(lost),
+            to: PostingAccount::Wallet(new_wallet),
+            amount,
+        };
+        Ok((amount, posting, voucher))
+    }
+
     // ------------------------------------------------------------ persistence
 
     /// Encodes everything the office remembers (format version first), for the server to store
@@ -1013,7 +1176,8 @@ impl MoneyOffice {
             w.raw(&account.shadow_minor.to_be_bytes());
             w.u64(account.applied_charge_seq)
                 .u64(account.spent_unsynced_minor)
-                .u8(u8::from(account.reissued));
+                .u8(u8::from(account.reissued))
+                .u8(u8::from(account.remainder_released));
             w.u32(account.charges.len() as u32);
             for voucher in &account.charges {
                 voucher.write(&mut w);
@@ -1052,7 +1216,8 @@ impl MoneyOffice {
     pub fn decode_book(keys: OfficeKeys, bytes: &[u8]) -> Result<MoneyOffice, Error> {
         let mut r = Reader::new(bytes);
         let version = r.u8()?;
-        if version != OFFICE_BOOK_VERSION {
+        // Version 1 lacked `remainder_released` (read as false).
+        if version != OFFICE_BOOK_VERSION && version != 1 {
             return Err(Malformed::UnknownVersion(version).into());
         }
         let mut book = OfficeBook {
@@ -1072,6 +1237,11 @@ impl MoneyOffice {
             let applied_charge_seq = r.u64()?;
             let spent_unsynced_minor = r.u64()?;
             let reissued = read_bool(&mut r)?;
+            let remainder_released = if version >= 2 {
+                read_bool(&mut r)?
+            } else {
+                false
+            };
             let mut charges = Vec::new();
             for _ in 0..read_count(&mut r)? {
                 charges.push(ChargeVoucher::read(&mut r)?);
@@ -1091,6 +1261,7 @@ impl MoneyOffice {
                     applied_charge_seq,
                     spent_unsynced_minor,
                     reissued,
+                    remainder_released,
                     open,
                 },
             );

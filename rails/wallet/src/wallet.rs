@@ -7,7 +7,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use offpay_money::Amount;
 
-use crate::credential::Credential;
+use crate::credential::{Credential, VerifiedCredentials};
 use crate::error::{Error, Misuse, PeerError, StorageError};
 use crate::ids::{Millis, TransferId, WalletId};
 use crate::keys::{Entropy, WalletKeys, random_array};
@@ -386,6 +386,7 @@ pub struct Wallet {
     purchases: BTreeMap<TransferId, BuyerState>,
     lookup_windows: BTreeMap<WalletId, u64>,
     blocked: BTreeSet<WalletId>,
+    verified: VerifiedCredentials,
 }
 
 impl core::fmt::Debug for Wallet {
@@ -459,6 +460,7 @@ impl Wallet {
             purchases: BTreeMap::new(),
             lookup_windows: BTreeMap::new(),
             blocked: BTreeSet::new(),
+            verified: VerifiedCredentials::default(),
         }
     }
 
@@ -972,6 +974,7 @@ impl Wallet {
             &self.keys,
             self.id(),
             &self.book.office_public,
+            &mut self.verified,
             now,
             datagram,
         )?;

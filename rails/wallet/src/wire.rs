@@ -14,7 +14,7 @@ use offpay_money::Amount;
 use zeroize::Zeroize;
 
 use crate::codec::{Reader, Writer};
-use crate::credential::{CREDENTIAL_BYTES, Credential};
+use crate::credential::{CREDENTIAL_BYTES, Credential, VerifiedCredentials};
 use crate::error::{Error, Malformed, PeerError};
 use crate::ids::{Millis, TransferId, WalletId};
 use crate::keys::{Entropy, WalletKeys, random_array, verify};
@@ -402,6 +402,7 @@ pub(crate) fn open(
     keys: &WalletKeys,
     own_id: WalletId,
     office_public: &[u8; 32],
+    verified: &mut VerifiedCredentials,
     now: Millis,
     datagram: &[u8],
 ) -> Result<Incoming, Error> {
@@ -411,7 +412,7 @@ pub(crate) fn open(
         } => {
             let signed_bytes = datagram.len() - SIGNATURE_BYTES;
             let credential = Credential::decode(&datagram[2..2 + CREDENTIAL_BYTES])?;
-            credential.verify_at(office_public, now)?;
+            verified.verify_at(&credential, office_public, now)?;
             let mut signature = [0u8; 64];
             signature.copy_from_slice(&datagram[signed_bytes..]);
             verify(
@@ -455,7 +456,7 @@ pub(crate) fn open(
             let seq = r.u64()?;
             let body = Body::read(&mut r)?;
             r.finish()?;
-            sender.verify_at(office_public, now)?;
+            verified.verify_at(&sender, office_public, now)?;
             let mut signature = [0u8; 64];
             signature.copy_from_slice(&plaintext[signed_bytes..]);
             verify(
