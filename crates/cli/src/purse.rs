@@ -1,38 +1,1446 @@
 //! `offpay purse`: a feature phone's short-code purse as a command line, and `offpay admin purse`.
+//!
+//! The purse state lives in a sealed purse file (the software secure element of `offpay-purse`),
+//! opened with a device secret kept apart from it. Every command talks to the purse through its
+//! APDU interface, exactly as a phone's SIM-toolkit menu would.
 
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
+use offpay_purse::apdu::{AnswerSummary, PurseCard, PurseStatus};
+use offpay_purse::se::{self, DeviceSecret, SoftwareSecureElement};
+use offpay_purse::{
+    Amount, Cause, Code, EntryKind, LogEntry, OperatorId, Phone, Pin, Provisioning, Purse,
+    PurseError, TicketCode, Timestamp,
+};
+use serde_json::{Value, json};
 
-use crate::client::ApiClient;
+use crate::client::{ApiClient, CallError, path_segment};
+
+/// How long one sync exchange may take.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most answers one interactive menu session handles before it ends.
+const MENU_STEPS_MAX: usize = 10_000;
+/// Longest line read from the menu's input.
+const MENU_LINE_BYTES_MAX: usize = 256;
+/// Largest sync answer accepted from a server.
+const ANSWER_BYTES_MAX: usize = 1 << 20;
+/// Directory under the home directory holding the default device secret.
+const DEVICE_SECRET_DIRECTORY: &str = ".offpay";
+/// Default device secret file name.
+const DEVICE_SECRET_FILE: &str = "device.secret";
+/// Message id used for SMS-packed uploads from the CLI.
+const SMS_MESSAGE_ID: u16 = 1;
+/// Entries shown by `log` (the purse keeps this many recent entries for display).
+const LOG_LINES_MAX: usize = offpay_purse::params::LOG_RECENT_MAX;
 
 /// Device-side commands.
 #[derive(Debug, Args)]
 pub struct PurseArgs {
+    /// The purse file (made by `offpay admin purse provision --out FILE`)
+    #[arg(long, value_name = "FILE", global = true)]
+    file: Option<PathBuf>,
+    /// The device secret that seals purse files on this machine [default: ~/.offpay/device.secret]
+    #[arg(long, env = "OFFPAY_DEVICE_SECRET", value_name = "FILE", global = true)]
+    device_secret: Option<PathBuf>,
+    /// Refuse a purse file of any other operator
+    #[arg(long, env = "OFFPAY_OPERATOR", global = true)]
+    operator: Option<String>,
+    /// Print JSON instead of text
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: PurseCommand,
 }
 
 #[derive(Debug, Subcommand)]
-enum PurseCommand {}
+enum PurseCommand {
+    /// Payee: ask someone to pay you; prints Code 1 to read out to them.
+    Request {
+        /// The payer's phone number, e.g. +254700000001
+        #[arg(long)]
+        from: String,
+        /// Amount, e.g. 450 or 450.50
+        #[arg(long)]
+        amount: String,
+    },
+    /// Payer: pay with the payee's Code 1; prints Code 2 to read out to them.
+    Pay {
+        /// The payee's phone number
+        #[arg(long)]
+        to: String,
+        /// Amount (the same the payee asked for)
+        #[arg(long)]
+        amount: String,
+        /// The payee's Code 1 (8 digits, spaces allowed)
+        #[arg(long)]
+        code: String,
+        /// Your PIN
+        #[arg(long)]
+        pin: String,
+    },
+    /// Payee: type the payer's Code 2; prints the amount received.
+    Accept {
+        /// Code 2 (8 digits, spaces allowed)
+        #[arg(long)]
+        code: String,
+        /// Which request, by the first four digits of its Code 1 (when several are pending)
+        #[arg(long, value_name = "FIRST_FOUR_DIGITS")]
+        request: Option<String>,
+    },
+    /// Balance, limits and what waits for a sync.
+    Balance,
+    /// The recent entries of the purse's log.
+    Log,
+    /// Requests waiting for a Code 2.
+    Pending,
+    /// Void a pending request (named by the first four digits of its Code 1).
+    Cancel {
+        /// First four digits of the request's Code 1
+        #[arg(long)]
+        request: String,
+    },
+    /// Payer: show the last Code 2 again.
+    ShowCode,
+    /// Upload the log to the operator and apply its answer.
+    Sync {
+        /// Server base URL
+        #[arg(long, env = "OFFPAY_SERVER", default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// Send the upload packed as SMS texts (what a basic phone does) instead of one HTTP body
+        #[arg(long)]
+        sms: bool,
+    },
+    /// Change the PIN.
+    ChangePin {
+        /// Current PIN
+        #[arg(long)]
+        old: String,
+        /// New PIN (4 to 6 digits)
+        #[arg(long)]
+        new: String,
+    },
+    /// Ask the operator for a key shared with a peer (for payments above the small-payment limit).
+    AskKey {
+        /// The peer's phone number
+        #[arg(long)]
+        peer: String,
+    },
+    /// Type in the 48-digit ticket code a peer read out.
+    EnterTicket {
+        /// The peer's phone number
+        #[arg(long)]
+        peer: String,
+        /// The ticket code
+        #[arg(long)]
+        code: String,
+    },
+    /// Interactive menu, as on a feature phone's SIM toolkit.
+    Menu {
+        /// Server base URL for the menu's sync option
+        #[arg(long, env = "OFFPAY_SERVER", default_value = "http://127.0.0.1:8080")]
+        server: String,
+    },
+}
+
+/// Why a command failed, said for the person at the keypad.
+#[derive(Debug)]
+enum CliError {
+    /// The purse refused or the input was wrong.
+    Purse(PurseError),
+    /// The server refused or was unreachable.
+    Server(String),
+    /// Usage or local problem.
+    Local(String),
+}
+
+impl From<PurseError> for CliError {
+    fn from(error: PurseError) -> CliError {
+        CliError::Purse(error)
+    }
+}
+
+impl CliError {
+    fn code(&self) -> &'static str {
+        match self {
+            CliError::Purse(error) => match error.cause() {
+                Cause::Input => "input",
+                Cause::Verification => "verification",
+                Cause::Refused => "refused",
+                Cause::Message => "message",
+                Cause::Caller => "caller",
+                Cause::Storage => "storage",
+            },
+            CliError::Server(_) => "server",
+            CliError::Local(_) => "local",
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            CliError::Purse(error) => explain(error),
+            CliError::Server(message) | CliError::Local(message) => message.clone(),
+        }
+    }
+
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            CliError::Purse(error) if error.cause() == Cause::Input => ExitCode::from(2),
+            CliError::Local(_) => ExitCode::from(2),
+            _ => ExitCode::FAILURE,
+        }
+    }
+}
+
+/// The purse's error with what to do about it.
+fn explain(error: &PurseError) -> String {
+    match error {
+        PurseError::CodeLength { expected, found } => {
+            format!("a code has {expected} digits; you typed {found}. Check it and type it again")
+        }
+        PurseError::CodeCharacter {
+            position,
+            character,
+        } => format!(
+            "character {position} of the code is {character:?}; a code is digits only (spaces are fine)"
+        ),
+        PurseError::RequestCodeMismatch => "Code 1 does not match this payee and amount: check the number, the amount and the code (nothing was paid, your PIN was not used)".to_owned(),
+        PurseError::ResponseCodeMismatch {
+            request_tries_left,
+            period_tries_left,
+        } => format!(
+            "wrong Code 2: {request_tries_left} tries left for this request, {period_tries_left} until the next sync"
+        ),
+        PurseError::Storage(se_problem) => match se_problem {
+            offpay_purse::StorageProblem::NotFound => "no purse file there".to_owned(),
+            offpay_purse::StorageProblem::AlreadyExists => {
+                "a file is already there; refusing to overwrite a purse".to_owned()
+            }
+            offpay_purse::StorageProblem::Tampered => "the purse file was modified, damaged, or sealed on another device (another device secret): refused".to_owned(),
+            offpay_purse::StorageProblem::Io => "the purse file could not be read or written".to_owned(),
+        },
+        PurseError::WrongOperator { expected, found } => format!(
+            "this purse file belongs to operator {found:?}, not {expected:?}: refused"
+        ),
+        other => other.to_string(),
+    }
+}
+
+fn now() -> Timestamp {
+    Timestamp(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_secs())
+            .unwrap_or(0),
+    )
+}
+
+fn default_device_secret() -> Result<PathBuf, CliError> {
+    let home = std::env::var_os("HOME")
+        .ok_or_else(|| CliError::Local("HOME is not set: give --device-secret FILE".to_owned()))?;
+    Ok(PathBuf::from(home)
+        .join(DEVICE_SECRET_DIRECTORY)
+        .join(DEVICE_SECRET_FILE))
+}
+
+/// Loads the device secret, creating it (and its directory) on first use.
+fn device_secret(path: Option<&Path>) -> Result<DeviceSecret, CliError> {
+    let path = match path {
+        Some(path) => path.to_path_buf(),
+        None => default_device_secret()?,
+    };
+    if let Some(parent) = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent).map_err(|error| {
+            CliError::Local(format!("cannot create {}: {error}", parent.display()))
+        })?;
+    }
+    DeviceSecret::load_or_create(&path).map_err(|error| {
+        CliError::Local(format!(
+            "device secret {}: {}",
+            path.display(),
+            explain(&error)
+        ))
+    })
+}
+
+type Card = PurseCard<SoftwareSecureElement>;
+
+fn open_card(args: &PurseArgs) -> Result<Card, CliError> {
+    let path = args
+        .file
+        .as_deref()
+        .ok_or_else(|| CliError::Local("say which purse: --file FILE".to_owned()))?;
+    let (operator, _) = se::peek_file(path).map_err(|error| {
+        CliError::Local(format!(
+            "purse file {}: {}",
+            path.display(),
+            explain(&error)
+        ))
+    })?;
+    if let Some(expected) = &args.operator {
+        let expected = OperatorId::new(expected)?;
+        if expected != operator {
+            return Err(PurseError::WrongOperator {
+                expected,
+                found: operator,
+            }
+            .into());
+        }
+    }
+    let secret = device_secret(args.device_secret.as_deref())?;
+    let element = SoftwareSecureElement::open(path, secret, operator)?;
+    Ok(PurseCard::new(element, now())?)
+}
+
+fn parse_phone(text: &str) -> Result<Phone, CliError> {
+    Phone::parse(text.trim()).map_err(|_| {
+        CliError::Purse(PurseError::PhoneNumber).with_context(&format!(
+            "{text:?} is not a phone number in international form such as +254700000001"
+        ))
+    })
+}
+
+impl CliError {
+    fn with_context(self, message: &str) -> CliError {
+        match self {
+            CliError::Purse(PurseError::PhoneNumber) => CliError::Local(message.to_owned()),
+            other => other,
+        }
+    }
+}
+
+fn parse_amount(card: &Card, text: &str) -> Result<Amount, CliError> {
+    card.parse_amount(text.trim()).map_err(|error| {
+        CliError::Local(format!(
+            "amount {text:?}: {error} (write it like 450 or 450.50)"
+        ))
+    })
+}
+
+fn parse_request_digits(text: &str) -> Result<u16, CliError> {
+    let digits: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    if digits.len() != 4 || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return Err(CliError::Local(format!(
+            "{text:?}: name the request by the first four digits of its Code 1"
+        )));
+    }
+    digits
+        .parse()
+        .map_err(|_| CliError::Local(format!("{text:?} is not four digits")))
+}
+
+/// `1234 5678`, as people read codes.
+fn show(code: &Code) -> String {
+    code.to_string()
+}
+
+fn digits(code: &Code) -> String {
+    format!("{:08}", code.as_number())
+}
+
+fn describe(entry: &LogEntry) -> String {
+    match entry.kind {
+        EntryKind::Debit { payee, .. } => format!("paid {} to {payee}", entry.amount),
+        EntryKind::Credit { payer, .. } => format!("received {} from {payer}", entry.amount),
+        EntryKind::OperatorCredit { credit_id } => {
+            format!("operator credit {} (#{credit_id})", entry.amount)
+        }
+        EntryKind::PaymentCredit { payer, .. } => {
+            format!("received {} from {payer} (via sync)", entry.amount)
+        }
+    }
+}
+
+fn entry_json(entry: &LogEntry) -> Value {
+    let (kind, counterparty) = match entry.kind {
+        EntryKind::Debit { payee, .. } => ("debit", Some(payee)),
+        EntryKind::Credit { payer, .. } => ("credit", Some(payer)),
+        EntryKind::OperatorCredit { .. } => ("operator_credit", None),
+        EntryKind::PaymentCredit { payer, .. } => ("payment_credit", Some(payer)),
+    };
+    json!({
+        "counter": entry.counter,
+        "time": entry.time.0,
+        "kind": kind,
+        "amount": entry.amount.decimal().to_string(),
+        "currency": entry.amount.currency().code(),
+        "counterparty": counterparty.map(|phone| phone.to_string()),
+        "text": describe(entry),
+    })
+}
+
+fn status_json(status: &PurseStatus) -> Value {
+    json!({
+        "operator": status.operator.as_str(),
+        "purse_id": status.purse_id.0,
+        "phone": status.phone.to_string(),
+        "balance": status.balance.decimal().to_string(),
+        "currency": status.balance.currency().code(),
+        "counter": status.counter,
+        "unacknowledged": status.unacknowledged,
+        "pending": status.pending,
+        "pin_tries_left": status.pin_tries_left,
+        "blocked": status.blocked,
+        "failures_since_sync": status.failures_since_sync,
+        "spent_since_sync": status.spent_since_sync.decimal().to_string(),
+        "limits": {
+            "max_balance": status.limits.max_balance.decimal().to_string(),
+            "max_single_payment": status.limits.max_single_payment.decimal().to_string(),
+            "max_spent_since_sync": status.limits.max_spent_since_sync.decimal().to_string(),
+            "small_payment_limit": status.limits.small_payment_limit.decimal().to_string(),
+            "valid_until": status.limits.valid_until.0,
+        },
+    })
+}
+
+/// How a sync reaches the server.
+enum SyncPath<'a> {
+    /// One HTTP POST of the binary upload to `/purse/v1/sync`.
+    Http(&'a str),
+    /// The upload packed as SMS texts, posted as JSON to `/purse/v1/sms` through an API client.
+    Sms(&'a ApiClient),
+    /// SMS texts posted to a server URL without an operator token.
+    SmsUrl(&'a str),
+}
+
+fn http_client() -> Result<reqwest::blocking::Client, CliError> {
+    reqwest::blocking::Client::builder()
+        .timeout(SYNC_TIMEOUT)
+        .build()
+        .map_err(|error| CliError::Local(format!("cannot build an HTTP client: {error}")))
+}
+
+fn server_error(status: u16, body: &str) -> CliError {
+    let parsed: Option<Value> = serde_json::from_str(body).ok();
+    let message = parsed
+        .as_ref()
+        .and_then(|value| value.pointer("/error/message"))
+        .and_then(Value::as_str)
+        .unwrap_or(body);
+    let code = parsed
+        .as_ref()
+        .and_then(|value| value.pointer("/error/code"))
+        .and_then(Value::as_str)
+        .unwrap_or("error");
+    CliError::Server(format!(
+        "the server refused the sync: {message} ({code}, HTTP {status})"
+    ))
+}
+
+/// Posts a binary upload; returns the answer bytes.
+fn post_upload(server: &str, upload: Vec<u8>) -> Result<Vec<u8>, CliError> {
+    let url = format!("{}/purse/v1/sync", server.trim_end_matches('/'));
+    let response = http_client()?
+        .post(&url)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            offpay_server::rails::purse::SYNC_MEDIA_TYPE,
+        )
+        .body(upload)
+        .send()
+        .map_err(|error| CliError::Server(format!("cannot reach {url}: {error}")))?;
+    let status = response.status();
+    let body = response
+        .bytes()
+        .map_err(|error| CliError::Server(format!("reading the answer from {url}: {error}")))?;
+    if !status.is_success() {
+        return Err(server_error(
+            status.as_u16(),
+            &String::from_utf8_lossy(&body),
+        ));
+    }
+    if body.len() > ANSWER_BYTES_MAX {
+        return Err(CliError::Server(format!(
+            "the answer is larger than {ANSWER_BYTES_MAX} bytes"
+        )));
+    }
+    Ok(body.to_vec())
+}
+
+fn sms_answer(answer: &Value) -> Result<Vec<u8>, CliError> {
+    let parts: Vec<String> = answer["parts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|part| part.as_str().map(str::to_owned))
+        .collect();
+    Ok(offpay_purse::sync::unpack_sms(&parts)?)
+}
+
+/// Sends an upload; returns the answer and how many messages carried the upload.
+fn exchange(path: &SyncPath<'_>, upload: Vec<u8>) -> Result<(Vec<u8>, usize), CliError> {
+    match path {
+        SyncPath::Http(server) => Ok((post_upload(server, upload)?, 1)),
+        SyncPath::Sms(client) => {
+            let parts = offpay_purse::sync::pack_sms(&upload, SMS_MESSAGE_ID)?;
+            let count = parts.len();
+            let answer = client
+                .post(
+                    "/purse/v1/sms",
+                    &json!({ "parts": parts, "answer_id": SMS_MESSAGE_ID }),
+                )
+                .map_err(|error| {
+                    CliError::Server(format!("the server refused the sync: {error}"))
+                })?;
+            Ok((sms_answer(&answer)?, count))
+        }
+        SyncPath::SmsUrl(server) => {
+            let parts = offpay_purse::sync::pack_sms(&upload, SMS_MESSAGE_ID)?;
+            let count = parts.len();
+            let url = format!("{}/purse/v1/sms", server.trim_end_matches('/'));
+            let response = http_client()?
+                .post(&url)
+                .json(&json!({ "parts": parts, "answer_id": SMS_MESSAGE_ID }))
+                .send()
+                .map_err(|error| CliError::Server(format!("cannot reach {url}: {error}")))?;
+            let status = response.status();
+            let text = response.text().map_err(|error| {
+                CliError::Server(format!("reading the answer from {url}: {error}"))
+            })?;
+            if !status.is_success() {
+                return Err(server_error(status.as_u16(), &text));
+            }
+            let answer: Value = serde_json::from_str(&text)
+                .map_err(|error| CliError::Server(format!("the answer is not JSON: {error}")))?;
+            Ok((sms_answer(&answer)?, count))
+        }
+    }
+}
+
+/// Uploads the purse's log and applies the answer.
+fn sync_card(card: &mut Card, path: &SyncPath<'_>) -> Result<(AnswerSummary, usize), CliError> {
+    let upload = card.start_sync(now())?;
+    let entries = card.read_log(false, now())?.len();
+    let (answer, _messages) = exchange(path, upload)?;
+    let summary = card.apply_answer(&answer, now())?;
+    Ok((summary, entries))
+}
+
+fn summary_json(summary: &AnswerSummary, status: &PurseStatus, uploaded: usize) -> Value {
+    json!({
+        "uploaded_entries": uploaded,
+        "acknowledged_through": summary.acknowledged_through,
+        "credits_applied": summary.credits,
+        "new_scheme_epoch": summary.new_epoch,
+        "pin_unblocked": summary.pin_unblocked,
+        "blocked": summary.blocked,
+        "balance": status.balance.decimal().to_string(),
+        "currency": status.balance.currency().code(),
+    })
+}
+
+fn summary_text(summary: &AnswerSummary, status: &PurseStatus, uploaded: usize) -> String {
+    let mut lines = vec![format!(
+        "Synced: {uploaded} entries uploaded, acknowledged through #{}.",
+        summary.acknowledged_through
+    )];
+    if summary.credits > 0 {
+        lines.push(format!("{} credit(s) received.", summary.credits));
+    }
+    if let Some(epoch) = summary.new_epoch {
+        lines.push(format!("New scheme key (epoch {epoch})."));
+    }
+    if summary.pin_unblocked {
+        lines.push("PIN unblocked.".to_owned());
+    }
+    if summary.blocked {
+        lines.push("This purse is BLOCKED by the operator.".to_owned());
+    }
+    lines.push(format!("Balance {}", status.balance));
+    lines.join("\n")
+}
 
 /// Runs a device-side command.
 pub fn run(args: PurseArgs) -> ExitCode {
-    match args.command {}
+    let json = args.json;
+    match run_purse(&args) {
+        Ok(output) => {
+            print_output(json, &output);
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            if json {
+                println!(
+                    "{}",
+                    json!({ "error": { "code": error.code(), "message": error.message() } })
+                );
+            } else {
+                eprintln!("offpay purse: {}", error.message());
+            }
+            error.exit_code()
+        }
+    }
 }
+
+/// What a command printed: text for people, JSON for programs.
+struct Output {
+    text: String,
+    json: Value,
+}
+
+fn print_output(json: bool, output: &Output) {
+    if json {
+        println!("{}", output.json);
+    } else {
+        println!("{}", output.text);
+    }
+}
+
+fn run_purse(args: &PurseArgs) -> Result<Output, CliError> {
+    if let PurseCommand::Menu { server } = &args.command {
+        let mut card = open_card(args)?;
+        let stdin = std::io::stdin();
+        let mut input = stdin.lock();
+        let mut stdout = std::io::stdout();
+        menu(&mut card, &mut input, &mut stdout, &SyncPath::Http(server))?;
+        return Ok(Output {
+            text: String::new(),
+            json: json!({ "menu": "closed" }),
+        });
+    }
+    let mut card = open_card(args)?;
+    match &args.command {
+        PurseCommand::Request { from, amount } => {
+            let payer = parse_phone(from)?;
+            let amount = parse_amount(&card, amount)?;
+            let code1 = card.request(payer, amount, now())?;
+            Ok(Output {
+                text: format!(
+                    "Code 1: {}\nRead it to {payer}; they pay {amount} with it and read you their Code 2.",
+                    show(&code1)
+                ),
+                json: json!({ "code1": digits(&code1), "shown": show(&code1), "payer": payer.to_string(),
+                               "amount": amount.decimal().to_string(), "currency": amount.currency().code() }),
+            })
+        }
+        PurseCommand::Pay {
+            to,
+            amount,
+            code,
+            pin,
+        } => {
+            let payee = parse_phone(to)?;
+            let amount = parse_amount(&card, amount)?;
+            let code1 = Code::parse(code)?;
+            let pin = Pin::parse(pin)?;
+            card.check_request(payee, amount, code1, now())?;
+            let (code2, entry) = card.pay(payee, amount, code1, &pin, now())?;
+            Ok(Output {
+                text: format!(
+                    "Paid {amount} to {payee}.\nCode 2: {}\nRead it to the payee.",
+                    show(&code2)
+                ),
+                json: json!({ "code2": digits(&code2), "shown": show(&code2), "payee": payee.to_string(),
+                               "amount": amount.decimal().to_string(), "currency": amount.currency().code(),
+                               "counter": entry.counter }),
+            })
+        }
+        PurseCommand::Accept { code, request } => {
+            let code2 = Code::parse(code)?;
+            let request = request.as_deref().map(parse_request_digits).transpose()?;
+            let entry = card.accept(code2, request, now())?;
+            Ok(Output {
+                text: format!("Received: {}", describe(&entry)),
+                json: json!({ "credited": entry.amount.decimal().to_string(),
+                               "currency": entry.amount.currency().code(), "entry": entry_json(&entry) }),
+            })
+        }
+        PurseCommand::Balance => {
+            let status = card.status(now())?;
+            let mut text = format!(
+                "{}  Balance {}\n{} entries wait for a sync; {} request(s) pending; PIN tries left {}",
+                status.phone,
+                status.balance,
+                status.unacknowledged,
+                status.pending,
+                status.pin_tries_left
+            );
+            if status.blocked {
+                text.push_str("\nBLOCKED by the operator");
+            }
+            Ok(Output {
+                text,
+                json: status_json(&status),
+            })
+        }
+        PurseCommand::Log => {
+            let entries = card.read_log(true, now())?;
+            let shown: Vec<&LogEntry> = entries.iter().rev().take(LOG_LINES_MAX).collect();
+            let text = if shown.is_empty() {
+                "No entries yet.".to_owned()
+            } else {
+                shown
+                    .iter()
+                    .map(|entry| format!("#{:<4} {}", entry.counter, describe(entry)))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            Ok(Output {
+                text,
+                json: json!({ "entries": shown.iter().map(|entry| entry_json(entry)).collect::<Vec<_>>() }),
+            })
+        }
+        PurseCommand::Pending => {
+            let pending = card.pending(now())?;
+            let text = if pending.is_empty() {
+                "No requests pending.".to_owned()
+            } else {
+                pending
+                    .iter()
+                    .map(|request| {
+                        format!(
+                            "{}  {} from {}",
+                            show(&request.code1),
+                            request.amount,
+                            request.payer
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            Ok(Output {
+                text,
+                json: json!({ "pending": pending.iter().map(|request| json!({
+                    "code1": digits(&request.code1), "payer": request.payer.to_string(),
+                    "amount": request.amount.decimal().to_string(), "failures": request.failures,
+                })).collect::<Vec<_>>() }),
+            })
+        }
+        PurseCommand::Cancel { request } => {
+            let nonce_b = parse_request_digits(request)?;
+            card.cancel_request(nonce_b, now())?;
+            Ok(Output {
+                text: "Request cancelled.".to_owned(),
+                json: json!({ "cancelled": format!("{nonce_b:04}") }),
+            })
+        }
+        PurseCommand::ShowCode => {
+            let last = card.show_code(now())?;
+            Ok(Output {
+                text: format!(
+                    "Last payment: {} to {}\nCode 2: {}",
+                    last.amount,
+                    last.payee,
+                    show(&last.code2)
+                ),
+                json: json!({ "code2": digits(&last.code2), "shown": show(&last.code2),
+                               "payee": last.payee.to_string(), "amount": last.amount.decimal().to_string(),
+                               "counter": last.counter }),
+            })
+        }
+        PurseCommand::Sync { server, sms } => {
+            let path = if *sms {
+                SyncPath::SmsUrl(server)
+            } else {
+                SyncPath::Http(server)
+            };
+            let (summary, uploaded) = sync_card(&mut card, &path)?;
+            let status = card.status(now())?;
+            Ok(Output {
+                text: summary_text(&summary, &status, uploaded),
+                json: summary_json(&summary, &status, uploaded),
+            })
+        }
+        PurseCommand::ChangePin { old, new } => {
+            card.change_pin(&Pin::parse(old)?, &Pin::parse(new)?, now())?;
+            Ok(Output {
+                text: "PIN changed.".to_owned(),
+                json: json!({ "pin_changed": true }),
+            })
+        }
+        PurseCommand::AskKey { peer } => {
+            let peer = parse_phone(peer)?;
+            card.ask_pairwise_key(peer, now())?;
+            Ok(Output {
+                text: format!("Asked for a key shared with {peer}; it arrives at the next sync."),
+                json: json!({ "asked": peer.to_string() }),
+            })
+        }
+        PurseCommand::EnterTicket { peer, code } => {
+            let peer = parse_phone(peer)?;
+            let ticket = TicketCode::parse(code)?;
+            card.enter_ticket(peer, &ticket, now())?;
+            Ok(Output {
+                text: format!("Key shared with {peer} installed."),
+                json: json!({ "installed": peer.to_string() }),
+            })
+        }
+        PurseCommand::Menu { .. } => Err(CliError::Local("menu handled above".to_owned())),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The SIM-toolkit menu.
+
+fn read_line(input: &mut dyn BufRead) -> Option<String> {
+    let mut line = String::new();
+    match input.read_line(&mut line) {
+        Ok(0) | Err(_) => None,
+        Ok(_) => Some(line.trim().chars().take(MENU_LINE_BYTES_MAX).collect()),
+    }
+}
+
+fn ask(
+    input: &mut dyn BufRead,
+    output: &mut dyn Write,
+    prompt: &str,
+) -> Result<Option<String>, CliError> {
+    write!(output, "{prompt}\n> ").map_err(local_io)?;
+    output.flush().map_err(local_io)?;
+    Ok(read_line(input))
+}
+
+fn local_io(error: std::io::Error) -> CliError {
+    CliError::Local(format!("terminal: {error}"))
+}
+
+const MENU_ITEMS: [&str; 9] = [
+    "1 Receive money",
+    "2 Send money",
+    "3 Enter Code 2",
+    "4 Show last Code 2",
+    "5 Mini statement",
+    "6 Pending requests",
+    "7 Sync",
+    "8 Change PIN",
+    "0 Exit",
+];
+
+/// One screen: a title and short lines, as on a 16-character display.
+fn screen(output: &mut dyn Write, lines: &[String]) -> Result<(), CliError> {
+    writeln!(output, "----------------").map_err(local_io)?;
+    for line in lines {
+        writeln!(output, "{line}").map_err(local_io)?;
+    }
+    Ok(())
+}
+
+/// The interactive menu: reads choices from `input` until `0` or the end of input.
+fn menu(
+    card: &mut Card,
+    input: &mut dyn BufRead,
+    output: &mut dyn Write,
+    sync_path: &SyncPath<'_>,
+) -> Result<(), CliError> {
+    for _ in 0..MENU_STEPS_MAX {
+        let status = card.status(now())?;
+        let mut lines = vec![
+            "OFFPAY PURSE".to_owned(),
+            status.phone.to_string(),
+            format!("Bal {}", status.balance),
+        ];
+        lines.extend(MENU_ITEMS.iter().map(|item| (*item).to_owned()));
+        screen(output, &lines)?;
+        let Some(choice) = ask(input, output, "Choose:")? else {
+            return Ok(());
+        };
+        let result = match choice.as_str() {
+            "0" => return Ok(()),
+            "1" => menu_receive(card, input, output),
+            "2" => menu_send(card, input, output),
+            "3" => menu_accept(card, input, output),
+            "4" => card
+                .show_code(now())
+                .map_err(CliError::from)
+                .and_then(|last| {
+                    screen(
+                        output,
+                        &[
+                            "Last payment".to_owned(),
+                            format!("{}", last.amount),
+                            format!("to {}", last.payee),
+                            "Code 2:".to_owned(),
+                            show(&last.code2),
+                        ],
+                    )
+                }),
+            "5" => card
+                .read_log(true, now())
+                .map_err(CliError::from)
+                .and_then(|entries| {
+                    let mut lines = vec!["Mini statement".to_owned()];
+                    if entries.is_empty() {
+                        lines.push("No entries".to_owned());
+                    }
+                    for entry in entries.iter().rev().take(5) {
+                        let sign = if entry.is_debit() { "-" } else { "+" };
+                        lines.push(format!(
+                            "{sign}{} #{}",
+                            entry.amount.decimal(),
+                            entry.counter
+                        ));
+                    }
+                    screen(output, &lines)
+                }),
+            "6" => card
+                .pending(now())
+                .map_err(CliError::from)
+                .and_then(|pending| {
+                    let mut lines = vec!["Pending".to_owned()];
+                    if pending.is_empty() {
+                        lines.push("None".to_owned());
+                    }
+                    for request in pending {
+                        lines.push(show(&request.code1));
+                        lines.push(format!(" {} {}", request.amount.decimal(), request.payer));
+                    }
+                    screen(output, &lines)
+                }),
+            "7" => sync_card(card, sync_path).and_then(|(summary, uploaded)| {
+                let status = card.status(now())?;
+                screen(
+                    output,
+                    &[
+                        "Synced".to_owned(),
+                        format!("{uploaded} sent"),
+                        format!("{} credit(s)", summary.credits),
+                        format!("Bal {}", status.balance),
+                    ],
+                )
+            }),
+            "8" => menu_change_pin(card, input, output),
+            other => screen(output, &[format!("No option {other:?}")]),
+        };
+        if let Err(error) = result {
+            screen(output, &["Error".to_owned(), error.message()])?;
+        }
+    }
+    Ok(())
+}
+
+fn menu_receive(
+    card: &mut Card,
+    input: &mut dyn BufRead,
+    output: &mut dyn Write,
+) -> Result<(), CliError> {
+    let Some(payer) = ask(input, output, "Payer number:")? else {
+        return Ok(());
+    };
+    let payer = parse_phone(&payer)?;
+    let Some(amount) = ask(input, output, "Amount:")? else {
+        return Ok(());
+    };
+    let amount = parse_amount(card, &amount)?;
+    let code1 = card.request(payer, amount, now())?;
+    screen(
+        output,
+        &[
+            "Code 1:".to_owned(),
+            show(&code1),
+            "Read it to payer".to_owned(),
+        ],
+    )
+}
+
+fn menu_send(
+    card: &mut Card,
+    input: &mut dyn BufRead,
+    output: &mut dyn Write,
+) -> Result<(), CliError> {
+    let Some(payee) = ask(input, output, "Payee number:")? else {
+        return Ok(());
+    };
+    let payee = parse_phone(&payee)?;
+    let Some(amount) = ask(input, output, "Amount:")? else {
+        return Ok(());
+    };
+    let amount = parse_amount(card, &amount)?;
+    let Some(code) = ask(input, output, "Payee's Code 1:")? else {
+        return Ok(());
+    };
+    let code1 = Code::parse(&code)?;
+    card.check_request(payee, amount, code1, now())?;
+    let Some(pin) = ask(input, output, &format!("Pay {amount}\nto {payee}?\nPIN:"))? else {
+        return Ok(());
+    };
+    let pin = Pin::parse(&pin)?;
+    let (code2, _) = card.pay(payee, amount, code1, &pin, now())?;
+    screen(
+        output,
+        &[
+            "Paid".to_owned(),
+            "Code 2:".to_owned(),
+            show(&code2),
+            "Read it to payee".to_owned(),
+        ],
+    )
+}
+
+fn menu_accept(
+    card: &mut Card,
+    input: &mut dyn BufRead,
+    output: &mut dyn Write,
+) -> Result<(), CliError> {
+    let pending = card.pending(now())?;
+    let request = if pending.len() > 1 {
+        let Some(first) = ask(input, output, "Code 1 first 4 digits:")? else {
+            return Ok(());
+        };
+        Some(parse_request_digits(&first)?)
+    } else {
+        None
+    };
+    let Some(code) = ask(input, output, "Code 2:")? else {
+        return Ok(());
+    };
+    let entry = card.accept(Code::parse(&code)?, request, now())?;
+    screen(
+        output,
+        &[
+            "Received".to_owned(),
+            format!("{}", entry.amount),
+            describe(&entry)
+                .split(" from ")
+                .nth(1)
+                .map(|from| format!("from {from}"))
+                .unwrap_or_default(),
+        ],
+    )
+}
+
+fn menu_change_pin(
+    card: &mut Card,
+    input: &mut dyn BufRead,
+    output: &mut dyn Write,
+) -> Result<(), CliError> {
+    let Some(old) = ask(input, output, "Old PIN:")? else {
+        return Ok(());
+    };
+    let Some(new) = ask(input, output, "New PIN:")? else {
+        return Ok(());
+    };
+    card.change_pin(&Pin::parse(&old)?, &Pin::parse(&new)?, now())?;
+    screen(output, &["PIN changed".to_owned()])
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operator commands.
 
 /// Operator commands under `offpay admin`.
 #[derive(Debug, Subcommand)]
-pub enum AdminCommand {}
+pub enum AdminCommand {
+    /// Provision a purse and seal it into a new purse file.
+    Provision {
+        /// The purse's phone number, e.g. +254700000001
+        #[arg(long)]
+        phone: String,
+        /// Its first PIN (4 to 6 digits)
+        #[arg(long)]
+        pin: String,
+        /// The purse file to create
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// An agent purse (large float, cash-in by offline payment)
+        #[arg(long)]
+        agent: bool,
+        /// The device secret that seals the file [default: ~/.offpay/device.secret]
+        #[arg(long, env = "OFFPAY_DEVICE_SECRET", value_name = "FILE")]
+        device_secret: Option<PathBuf>,
+    },
+    /// Top up a purse's float (delivered at its next sync).
+    Float {
+        /// The purse's phone number
+        #[arg(long)]
+        phone: String,
+        /// Amount, e.g. 100000
+        #[arg(long)]
+        amount: String,
+        /// Memo
+        #[arg(long)]
+        memo: Option<String>,
+    },
+    /// The purse's shadow balance and state at the operator.
+    Balance {
+        /// The purse's phone number
+        #[arg(long)]
+        phone: String,
+    },
+    /// Set a purse's offline limits (delivered at its next sync).
+    Limits {
+        /// The purse's phone number
+        #[arg(long)]
+        phone: String,
+        /// Highest balance
+        #[arg(long)]
+        max_balance: String,
+        /// Largest single payment
+        #[arg(long)]
+        max_single_payment: String,
+        /// Most paid between two syncs
+        #[arg(long)]
+        max_spent_since_sync: String,
+        /// Payments above this need a pairwise key
+        #[arg(long)]
+        small_payment_limit: String,
+        /// Days a sync keeps the purse able to pay
+        #[arg(long, default_value_t = 30)]
+        validity_days: u64,
+    },
+    /// Block a purse (every purse refuses it after its next sync).
+    Block {
+        /// The purse's phone number
+        #[arg(long)]
+        phone: String,
+    },
+    /// Lift a block.
+    Unblock {
+        /// The purse's phone number
+        #[arg(long)]
+        phone: String,
+    },
+    /// Unblock a purse's PIN after three wrong tries (at its next sync).
+    UnblockPin {
+        /// The purse's phone number
+        #[arg(long)]
+        phone: String,
+    },
+    /// Rotate the scheme key (no more often than the validity period).
+    RotateKey,
+}
+
+fn admin_fail(json: bool, message: &str, error: Option<&CallError>) -> ExitCode {
+    match (json, error) {
+        (true, Some(CallError::Api { body, .. })) => println!("{body}"),
+        (true, _) => println!(
+            "{}",
+            json!({ "error": { "code": "purse", "message": message } })
+        ),
+        (false, _) => eprintln!("offpay admin: {message}"),
+    }
+    ExitCode::FAILURE
+}
+
+fn purse_path(phone: &str) -> Result<(Phone, String), String> {
+    let phone = Phone::parse(phone.trim()).map_err(|_| {
+        format!("{phone:?} is not a phone number in international form such as +254700000001")
+    })?;
+    Ok((
+        phone,
+        format!("/api/v1/purse/purses/{}", path_segment(&phone.to_string())),
+    ))
+}
+
+/// Provisions a purse at the server and seals it into `out`.
+fn provision(
+    client: &ApiClient,
+    phone: &str,
+    pin: &str,
+    out: &Path,
+    agent: bool,
+    device_secret_path: Option<&Path>,
+) -> Result<Value, (String, Option<CallError>)> {
+    let plain = |message: String| (message, None);
+    let (phone, _) = purse_path(phone).map_err(plain)?;
+    let pin = Pin::parse(pin).map_err(|error| plain(format!("PIN: {error}")))?;
+    if out.exists() {
+        return Err(plain(format!(
+            "{} exists already; refusing to overwrite a purse file",
+            out.display()
+        )));
+    }
+    let secret = device_secret(device_secret_path).map_err(|error| plain(error.message()))?;
+    let answer = client
+        .post(
+            "/api/v1/purse/purses",
+            &json!({ "phone": phone.to_string(), "kind": if agent { "agent" } else { "customer" } }),
+        )
+        .map_err(|error| (error.to_string(), Some(error)))?;
+    let bytes = answer["provisioning"]
+        .as_str()
+        .and_then(|text| hex_decode(text))
+        .ok_or_else(|| plain("the server's answer has no provisioning record".to_owned()))?;
+    let provisioning = Provisioning::decode(&bytes)
+        .map_err(|error| plain(format!("provisioning record: {error}")))?;
+    let purse = Purse::provision(&provisioning, pin);
+    SoftwareSecureElement::create(out, secret, purse).map_err(|error| {
+        plain(format!(
+            "{} was provisioned at the server but the purse file {} could not be written: {}",
+            phone,
+            out.display(),
+            explain(&error)
+        ))
+    })?;
+    Ok(json!({
+        "phone": phone.to_string(),
+        "purse_id": answer["purse_id"],
+        "kind": answer["kind"],
+        "operator": answer["operator"],
+        "file": out.display().to_string(),
+    }))
+}
+
+fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|index| u8::from_str_radix(text.get(index..index + 2)?, 16).ok())
+        .collect()
+}
 
 /// Runs an operator command.
 pub fn run_admin(client: &ApiClient, json: bool, command: AdminCommand) -> ExitCode {
-    let _ = (client, json);
-    match command {}
+    let result: Result<(Value, String), (String, Option<CallError>)> = match command {
+        AdminCommand::Provision {
+            phone,
+            pin,
+            out,
+            agent,
+            device_secret,
+        } => provision(client, &phone, &pin, &out, agent, device_secret.as_deref()).map(|answer| {
+            let text = format!(
+                "Provisioned {} purse {} for {} (operator {}); sealed into {}",
+                answer["kind"].as_str().unwrap_or("?"),
+                answer["purse_id"],
+                answer["phone"].as_str().unwrap_or("?"),
+                answer["operator"].as_str().unwrap_or("?"),
+                answer["file"].as_str().unwrap_or("?"),
+            );
+            (answer, text)
+        }),
+        AdminCommand::Float {
+            phone,
+            amount,
+            memo,
+        } => purse_path(&phone)
+            .map_err(|message| (message, None))
+            .and_then(|(_, path)| {
+                let mut body = json!({ "amount": amount });
+                if let Some(memo) = memo {
+                    body["memo"] = json!(memo);
+                }
+                client
+                    .post(&format!("{path}/float"), &body)
+                    .map_err(|error| (error.to_string(), Some(error)))
+            })
+            .map(|answer| {
+                let text = format!(
+                    "Float of {} {} queued for {}; the purse receives it at its next sync.",
+                    answer["currency"].as_str().unwrap_or(""),
+                    answer["amount"].as_str().unwrap_or("?"),
+                    answer["phone"].as_str().unwrap_or("?"),
+                );
+                (answer, text)
+            }),
+        AdminCommand::Balance { phone } => purse_path(&phone)
+            .map_err(|message| (message, None))
+            .and_then(|(_, path)| {
+                client
+                    .get(&path)
+                    .map_err(|error| (error.to_string(), Some(error)))
+            })
+            .map(|answer| {
+                let mut text = format!(
+                    "{} ({} purse {})  shadow balance {} {}  (purse reported {}, last sync #{})",
+                    answer["phone"].as_str().unwrap_or("?"),
+                    answer["kind"].as_str().unwrap_or("?"),
+                    answer["purse_id"],
+                    answer["currency"].as_str().unwrap_or(""),
+                    answer["balance"].as_str().unwrap_or("?"),
+                    answer["reported_balance"].as_str().unwrap_or("?"),
+                    answer["last_sync_sequence"],
+                );
+                let queued = answer["queued_credits"].as_array().map_or(0, Vec::len);
+                if queued > 0 {
+                    text.push_str(&format!("\n{queued} credit(s) wait for its next sync"));
+                }
+                if answer["blocked"].as_bool() == Some(true) {
+                    text.push_str("\nBLOCKED");
+                }
+                (answer, text)
+            }),
+        AdminCommand::Limits {
+            phone,
+            max_balance,
+            max_single_payment,
+            max_spent_since_sync,
+            small_payment_limit,
+            validity_days,
+        } => purse_path(&phone)
+            .map_err(|message| (message, None))
+            .and_then(|(_, path)| {
+                client
+                    .post(
+                        &format!("{path}/limits"),
+                        &json!({
+                            "max_balance": max_balance,
+                            "max_single_payment": max_single_payment,
+                            "max_spent_since_sync": max_spent_since_sync,
+                            "small_payment_limit": small_payment_limit,
+                            "validity_days": validity_days,
+                        }),
+                    )
+                    .map_err(|error| (error.to_string(), Some(error)))
+            })
+            .map(|answer| {
+                (
+                    answer,
+                    "Limits set; delivered at the purse's next sync.".to_owned(),
+                )
+            }),
+        AdminCommand::Block { phone } => block(client, &phone, true),
+        AdminCommand::Unblock { phone } => block(client, &phone, false),
+        AdminCommand::UnblockPin { phone } => purse_path(&phone)
+            .map_err(|message| (message, None))
+            .and_then(|(_, path)| {
+                client
+                    .post(&format!("{path}/unblock-pin"), &json!({}))
+                    .map_err(|error| (error.to_string(), Some(error)))
+            })
+            .map(|answer| {
+                (
+                    answer,
+                    "The PIN is unblocked at the purse's next sync.".to_owned(),
+                )
+            }),
+        AdminCommand::RotateKey => client
+            .post("/api/v1/purse/scheme-key/rotate", &json!({}))
+            .map_err(|error| (error.to_string(), Some(error)))
+            .map(|answer| {
+                let text = format!(
+                    "Scheme key rotated: payees now use epoch {}, epoch {} is distributed ahead.",
+                    answer["generation_epoch"], answer["scheme_epoch"]
+                );
+                (answer, text)
+            }),
+    };
+    match result {
+        Ok((answer, text)) => {
+            if json {
+                println!("{answer}");
+            } else {
+                println!("{text}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err((message, error)) => admin_fail(json, &message, error.as_ref()),
+    }
+}
+
+fn block(
+    client: &ApiClient,
+    phone: &str,
+    blocked: bool,
+) -> Result<(Value, String), (String, Option<CallError>)> {
+    let (_, path) = purse_path(phone).map_err(|message| (message, None))?;
+    let answer = client
+        .post(&format!("{path}/block"), &json!({ "blocked": blocked }))
+        .map_err(|error| (error.to_string(), Some(error)))?;
+    let text = if blocked {
+        "Blocked; every purse learns it at its next sync."
+    } else {
+        "Unblocked."
+    };
+    Ok((answer, text.to_owned()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The demo.
+
+fn demo_card(path: &Path, secret: &Path) -> Result<Card, String> {
+    let (operator, _) = se::peek_file(path).map_err(|error| explain(&error))?;
+    let secret = DeviceSecret::load_or_create(secret).map_err(|error| explain(&error))?;
+    let element =
+        SoftwareSecureElement::open(path, secret, operator).map_err(|error| explain(&error))?;
+    PurseCard::new(element, now()).map_err(|error| explain(&error))
+}
+
+fn demo_sync(client: &ApiClient, name: &str, card: &mut Card) -> Result<(), String> {
+    let (summary, uploaded) =
+        sync_card(card, &SyncPath::Sms(client)).map_err(|error| error.message())?;
+    let status = card.status(now()).map_err(|error| explain(&error))?;
+    println!(
+        "   {name:<6} synced by SMS: {uploaded} entries up, {} credit(s) down, balance {}",
+        summary.credits, status.balance
+    );
+    Ok(())
+}
+
+fn demo_pay(
+    payer_name: &str,
+    payer: &mut Card,
+    payee_name: &str,
+    payee: &mut Card,
+    amount_text: &str,
+) -> Result<(), String> {
+    let payer_phone = payer.status(now()).map_err(|e| explain(&e))?.phone;
+    let payee_phone = payee.status(now()).map_err(|e| explain(&e))?.phone;
+    let amount = payee.parse_amount(amount_text).map_err(|e| explain(&e))?;
+    let code1 = payee
+        .request(payer_phone, amount, now())
+        .map_err(|e| explain(&e))?;
+    println!(
+        "   {payee_name} asks {payer_name} for {amount}: Code 1 {}",
+        show(&code1)
+    );
+    let pin = Pin::parse("1234").map_err(|e| explain(&e))?;
+    let (code2, _) = payer
+        .pay(payee_phone, amount, code1, &pin, now())
+        .map_err(|e| explain(&e))?;
+    println!(
+        "   {payer_name} types it with her PIN: Code 2 {}",
+        show(&code2)
+    );
+    let entry = payee.accept(code2, None, now()).map_err(|e| explain(&e))?;
+    println!("   {payee_name} types Code 2: {}", describe(&entry));
+    Ok(())
 }
 
 /// This rail's part of `offpay demo`, against the running server at `client`.
 pub fn demo(client: &ApiClient) -> Result<(), String> {
-    let _ = client;
+    println!("\n== Rail 1: the short-code purse (two 8-digit codes, no network)");
+    let directory = tempfile::tempdir().map_err(|error| format!("temporary directory: {error}"))?;
+    let secret = directory.path().join("device.secret");
+    let stamp = now().0 % 1_000_000;
+    let phone = |index: u64| format!("+2547{:02}{stamp:06}", 90 + index);
+    let people = [
+        ("agent", phone(0), true),
+        ("alice", phone(1), false),
+        ("bob", phone(2), false),
+    ];
+    for (name, number, agent) in &people {
+        let file = directory.path().join(format!("{name}.purse"));
+        provision(client, number, "1234", &file, *agent, Some(&secret))
+            .map_err(|(message, _)| message)?;
+        println!(
+            "   provisioned {name:<6} {number} ({}) -> {}",
+            if *agent { "agent" } else { "customer" },
+            file.display()
+        );
+    }
+    let open = |name: &str| demo_card(&directory.path().join(format!("{name}.purse")), &secret);
+    let (mut agent, mut alice, mut bob) = (open("agent")?, open("alice")?, open("bob")?);
+    let (_, float_path) = purse_path(&people[0].1)?;
+    client
+        .post(
+            &format!("{float_path}/float"),
+            &json!({ "amount": "100000", "memo": "demo float" }),
+        )
+        .map_err(|error| error.to_string())?;
+    println!("   operator floats the agent KES 100000.00 (delivered at its next sync)");
+    demo_sync(client, "agent", &mut agent)?;
+    println!("   -- offline from here --");
+    demo_pay("agent", &mut agent, "alice", &mut alice, "1000")?;
+    demo_pay("alice", &mut alice, "bob", &mut bob, "450")?;
+    println!("   -- back in coverage --");
+    demo_sync(client, "agent", &mut agent)?;
+    demo_sync(client, "alice", &mut alice)?;
+    demo_sync(client, "bob", &mut bob)?;
+    for (name, number, _) in &people {
+        let (_, path) = purse_path(number)?;
+        let answer = client.get(&path).map_err(|error| error.to_string())?;
+        println!(
+            "   shadow balance {name:<6} {} {:>12}",
+            answer["currency"].as_str().unwrap_or(""),
+            answer["balance"].as_str().unwrap_or("?")
+        );
+    }
     Ok(())
 }

@@ -1,0 +1,253 @@
+//! Shared by the purse tests: a real `offpay serve` process, the `offpay` CLI as a subprocess, and
+//! a small operator API client. Loopback only; every wait is bounded.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// Upper bound on waiting for a server to announce itself.
+pub const START_WAIT_MAX: Duration = Duration::from_secs(30);
+/// Timeout of one HTTP call from the test.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running `offpay serve`.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The operator token.
+    pub token: String,
+}
+
+impl Server {
+    /// Starts a server on `data_dir` (port chosen by the OS); `operator` names the purse operator
+    /// when the data directory is new.
+    pub fn start(data_dir: &Path, operator: Option<&str>) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_offpay"));
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("OFFPAY_LOG", "warn")
+            .env_remove("OFFPAY_PURSE_OPERATOR")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(operator) = operator {
+            command.env("OFFPAY_PURSE_OPERATOR", operator);
+        }
+        let mut child = command.spawn().expect("start offpay serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let address = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                    let _ = sender.send(address);
+                }
+            }
+        });
+        let address = receiver
+            .recv_timeout(START_WAIT_MAX)
+            .expect("the server announces its address");
+        let token = std::fs::read_to_string(data_dir.join("admin.token"))
+            .expect("token file")
+            .trim()
+            .to_owned();
+        Server {
+            child,
+            base: format!("http://{address}"),
+            data_dir: data_dir.to_path_buf(),
+            token,
+        }
+    }
+
+    /// Stops the server (SIGKILL: nothing acknowledged may be lost) and waits for it.
+    pub fn stop(mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("wait");
+    }
+
+    /// `GET /api/v1/...` with the token; returns (status, JSON).
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        let response = http()
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .expect("GET");
+        let status = response.status().as_u16();
+        (status, response.json().expect("JSON"))
+    }
+
+    /// POSTs raw bytes to a device endpoint; returns (status, body).
+    pub fn post_bytes(&self, path: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
+        let response = http()
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/octet-stream")
+            .body(body)
+            .send()
+            .expect("POST");
+        let status = response.status().as_u16();
+        (status, response.bytes().expect("body").to_vec())
+    }
+
+    /// The shadow account JSON of a purse.
+    pub fn shadow(&self, phone: &str) -> Value {
+        let (status, body) = self.get(&format!("/api/v1/purse/purses/{}", phone.replace('+', "%2B")));
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Asserts that every currency's balances sum to zero.
+    pub fn assert_balanced(&self) {
+        let (status, totals) = self.get("/api/v1/totals");
+        assert_eq!(status, 200);
+        assert_eq!(totals["balanced"], Value::Bool(true), "{totals}");
+    }
+
+    /// The purse rail's fraud flags.
+    pub fn purse_flags(&self) -> Vec<Value> {
+        let (status, body) = self.get("/api/v1/fraud?rail=purse");
+        assert_eq!(status, 200, "{body}");
+        body["flags"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(HTTP_TIMEOUT)
+        .build()
+        .expect("client")
+}
+
+/// The `offpay` CLI with this test's device secret.
+pub struct Cli {
+    /// Device secret file.
+    pub device_secret: PathBuf,
+}
+
+impl Cli {
+    /// A CLI whose device secret lives in `directory`.
+    pub fn new(directory: &Path) -> Cli {
+        Cli {
+            device_secret: directory.join("device.secret"),
+        }
+    }
+
+    /// Runs `offpay ARGS`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with_input(args, None)
+    }
+
+    /// Runs `offpay ARGS` with `input` on stdin.
+    pub fn run_with_input(&self, args: &[&str], input: Option<&str>) -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_offpay"))
+            .args(args)
+            .env("OFFPAY_DEVICE_SECRET", &self.device_secret)
+            .env_remove("OFFPAY_OPERATOR")
+            .env_remove("OFFPAY_SERVER")
+            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run offpay");
+        if let Some(input) = input {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write stdin");
+        }
+        child.wait_with_output().expect("offpay output")
+    }
+
+    /// Runs `offpay ARGS --json`, expects success, returns the JSON.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all: Vec<&str> = args.to_vec();
+        all.push("--json");
+        let output = self.run(&all);
+        assert!(
+            output.status.success(),
+            "offpay {args:?} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("JSON output")
+    }
+
+    /// Runs `offpay ARGS`, expects failure, returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            !output.status.success(),
+            "offpay {args:?} should fail: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
+    /// `offpay admin --server S purse ARGS --json`.
+    pub fn admin(&self, server: &Server, args: &[&str]) -> Value {
+        let token_file = server.data_dir.join("admin.token");
+        let mut all = vec![
+            "admin",
+            "--server",
+            &server.base,
+            "--token-file",
+            token_file.to_str().expect("path"),
+            "purse",
+        ];
+        all.extend_from_slice(args);
+        self.json(&all)
+    }
+
+    /// Provisions a purse into `file`.
+    pub fn provision(&self, server: &Server, phone: &str, file: &Path, agent: bool) -> Value {
+        let mut args = vec!["provision", "--phone", phone, "--pin", "1234", "--out", file.to_str().expect("path")];
+        if agent {
+            args.push("--agent");
+        }
+        self.admin(server, &args)
+    }
+
+    /// `offpay purse --file F ARGS --json`.
+    pub fn purse(&self, file: &Path, args: &[&str]) -> Value {
+        let mut all = vec!["purse", "--file", file.to_str().expect("path")];
+        all.extend_from_slice(args);
+        self.json(&all)
+    }
+
+    /// Payee asks, payer pays, payee accepts: returns (Code 1, Code 2).
+    pub fn pay(&self, payer: (&Path, &str), payee: (&Path, &str), amount: &str) -> (String, String) {
+        let request = self.purse(payee.0, &["request", "--from", payer.1, "--amount", amount]);
+        let code1 = request["code1"].as_str().expect("code1").to_owned();
+        let paid = self.purse(
+            payer.0,
+            &["pay", "--to", payee.1, "--amount", amount, "--code", &code1, "--pin", "1234"],
+        );
+        let code2 = paid["code2"].as_str().expect("code2").to_owned();
+        let accepted = self.purse(payee.0, &["accept", "--code", &code2]);
+        assert_eq!(
+            accepted["credited"].as_str().expect("credited"),
+            format!("{amount}.00")
+        );
+        (code1, code2)
+    }
+
+    /// `offpay purse --file F sync --server S --json`.
+    pub fn sync(&self, file: &Path, server: &Server) -> Value {
+        self.purse(file, &["sync", "--server", &server.base])
+    }
+}
