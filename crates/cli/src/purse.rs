@@ -223,7 +223,7 @@ fn explain(error: &PurseError) -> String {
             offpay_purse::StorageProblem::Io => "the purse file could not be read or written".to_owned(),
         },
         PurseError::WrongOperator { expected, found } => format!(
-            "this purse file belongs to operator {found:?}, not {expected:?}: refused"
+            "this purse file belongs to operator {found}, not {expected}: refused"
         ),
         other => other.to_string(),
     }

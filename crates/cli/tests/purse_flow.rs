@@ -65,10 +65,17 @@ fn agent_alice_bob_offline_payments_reconcile_across_a_server_restart() {
     }
     server.assert_balanced();
     let (_, suspense) = server.get("/api/v1/accounts/operator:suspense");
-    assert_eq!(suspense["balance"], "0.00", "every payment matched: {suspense}");
+    assert_eq!(
+        suspense["balance"], "0.00",
+        "every payment matched: {suspense}"
+    );
     let (_, float) = server.get("/api/v1/accounts/operator:float");
     assert_eq!(float["balance"], "-100000.00");
-    assert!(server.purse_flags().is_empty(), "{:?}", server.purse_flags());
+    assert!(
+        server.purse_flags().is_empty(),
+        "{:?}",
+        server.purse_flags()
+    );
 
     // The purses agree with the operator.
     assert_eq!(cli.purse(&agent, &["balance"])["balance"], "99000.00");

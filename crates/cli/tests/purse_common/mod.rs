@@ -46,7 +46,11 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let address = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                    let address = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
                     let _ = sender.send(address);
                 }
             }
@@ -97,7 +101,10 @@ impl Server {
 
     /// The shadow account JSON of a purse.
     pub fn shadow(&self, phone: &str) -> Value {
-        let (status, body) = self.get(&format!("/api/v1/purse/purses/{}", phone.replace('+', "%2B")));
+        let (status, body) = self.get(&format!(
+            "/api/v1/purse/purses/{}",
+            phone.replace('+', "%2B")
+        ));
         assert_eq!(status, 200, "{body}");
         body
     }
@@ -157,7 +164,11 @@ impl Cli {
             .env("OFFPAY_DEVICE_SECRET", &self.device_secret)
             .env_remove("OFFPAY_OPERATOR")
             .env_remove("OFFPAY_SERVER")
-            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -215,7 +226,15 @@ impl Cli {
 
     /// Provisions a purse into `file`.
     pub fn provision(&self, server: &Server, phone: &str, file: &Path, agent: bool) -> Value {
-        let mut args = vec!["provision", "--phone", phone, "--pin", "1234", "--out", file.to_str().expect("path")];
+        let mut args = vec![
+            "provision",
+            "--phone",
+            phone,
+            "--pin",
+            "1234",
+            "--out",
+            file.to_str().expect("path"),
+        ];
         if agent {
             args.push("--agent");
         }
@@ -230,12 +249,19 @@ impl Cli {
     }
 
     /// Payee asks, payer pays, payee accepts: returns (Code 1, Code 2).
-    pub fn pay(&self, payer: (&Path, &str), payee: (&Path, &str), amount: &str) -> (String, String) {
+    pub fn pay(
+        &self,
+        payer: (&Path, &str),
+        payee: (&Path, &str),
+        amount: &str,
+    ) -> (String, String) {
         let request = self.purse(payee.0, &["request", "--from", payer.1, "--amount", amount]);
         let code1 = request["code1"].as_str().expect("code1").to_owned();
         let paid = self.purse(
             payer.0,
-            &["pay", "--to", payee.1, "--amount", amount, "--code", &code1, "--pin", "1234"],
+            &[
+                "pay", "--to", payee.1, "--amount", amount, "--code", &code1, "--pin", "1234",
+            ],
         );
         let code2 = paid["code2"].as_str().expect("code2").to_owned();
         let accepted = self.purse(payee.0, &["accept", "--code", &code2]);

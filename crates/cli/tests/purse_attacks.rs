@@ -1,0 +1,384 @@
+//! Attacks and bad input against a real server process: a cloned purse file spent twice is
+//! caught at reconciliation; a forged and a replayed sync get clear HTTP errors and change
+//! nothing; a purse file of another operator is refused; guessed Code 2s run into the failure
+//! budget and raise a flag; mistyped codes, amounts and phone numbers get clear messages.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod purse_common;
+
+use std::path::Path;
+
+use offpay_purse::Timestamp;
+use offpay_purse::apdu::PurseCard;
+use offpay_purse::se::{self, DeviceSecret, SoftwareSecureElement};
+use purse_common::{Cli, Server};
+
+const ALICE: &str = "+254700000001";
+const BOB: &str = "+254700000002";
+const CAROL: &str = "+254700000003";
+
+fn now() -> Timestamp {
+    Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+}
+
+/// A sync upload made by the purse in `file` (the purse counts it as sent).
+fn upload_of(cli: &Cli, file: &Path) -> Vec<u8> {
+    let (operator, _) = se::peek_file(file).unwrap();
+    let secret = DeviceSecret::load_or_create(&cli.device_secret).unwrap();
+    let element = SoftwareSecureElement::open(file, secret, operator).unwrap();
+    let mut card = PurseCard::new(element, now()).unwrap();
+    card.start_sync(now()).unwrap()
+}
+
+#[test]
+fn a_cloned_purse_spent_twice_is_caught_at_reconciliation() {
+    let directory = tempfile::tempdir().unwrap();
+    let cli = Cli::new(directory.path());
+    let server = Server::start(&directory.path().join("data"), None);
+    let alice = directory.path().join("alice.purse");
+    let bob = directory.path().join("bob.purse");
+    let carol = directory.path().join("carol.purse");
+    cli.provision(&server, ALICE, &alice, false);
+    cli.provision(&server, BOB, &bob, false);
+    cli.provision(&server, CAROL, &carol, false);
+    cli.admin(&server, &["float", "--phone", ALICE, "--amount", "1000"]);
+    cli.sync(&alice, &server);
+
+    // Alice copies her purse file and spends the same 800 twice.
+    let clone = directory.path().join("alice-clone.purse");
+    std::fs::copy(&alice, &clone).unwrap();
+    cli.pay((&alice, ALICE), (&bob, BOB), "800");
+    cli.pay((&clone, ALICE), (&carol, CAROL), "800");
+    cli.sync(&alice, &server);
+    cli.sync(&bob, &server);
+    cli.sync(&carol, &server);
+    let answer = cli.sync(&clone, &server);
+    assert_eq!(
+        answer["blocked"], true,
+        "the clone learns it is blocked: {answer}"
+    );
+
+    let flags = server.purse_flags();
+    let kinds: Vec<&str> = flags
+        .iter()
+        .filter(|flag| flag["flag"]["subject"] == ALICE)
+        .map(|flag| flag["flag"]["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"duplicate_counter"), "{flags:?}");
+    assert!(kinds.contains(&"stale_sequence"), "{flags:?}");
+    let duplicate = flags
+        .iter()
+        .find(|flag| flag["flag"]["kind"] == "duplicate_counter")
+        .unwrap();
+    assert!(
+        duplicate["flag"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("cloned purse"),
+        "{duplicate}"
+    );
+    // The loss sits on Alice's account, and the ledger still sums to zero.
+    let shadow = server.shadow(ALICE);
+    assert_eq!(shadow["balance"], "-600.00", "{shadow}");
+    assert_eq!(shadow["blocked"], true);
+    assert_eq!(server.shadow(BOB)["balance"], "800.00");
+    assert_eq!(server.shadow(CAROL)["balance"], "800.00");
+    server.assert_balanced();
+
+    // Bob hears of the block at his next sync and refuses to be paid by Alice.
+    cli.sync(&bob, &server);
+    let refused = cli.fails(&[
+        "purse",
+        "--file",
+        bob.to_str().unwrap(),
+        "request",
+        "--from",
+        ALICE,
+        "--amount",
+        "10",
+    ]);
+    assert!(refused.contains("blocked"), "{refused}");
+}
+
+#[test]
+fn forged_and_replayed_syncs_get_clear_errors_and_change_nothing() {
+    let directory = tempfile::tempdir().unwrap();
+    let cli = Cli::new(directory.path());
+    let server = Server::start(&directory.path().join("data"), None);
+    let alice = directory.path().join("alice.purse");
+    cli.provision(&server, ALICE, &alice, false);
+    cli.admin(&server, &["float", "--phone", ALICE, "--amount", "300"]);
+    cli.sync(&alice, &server);
+    cli.sync(&alice, &server);
+    let before = server.shadow(ALICE);
+    assert_eq!(before["balance"], "300.00");
+
+    let upload = upload_of(&cli, &alice);
+    let mut forged = upload.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let (status, body) = server.post_bytes("/purse/v1/sync", forged);
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["code"], "sync_unauthenticated");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nothing changed")
+    );
+    assert_eq!(server.shadow(ALICE), before);
+
+    let (status, _) = server.post_bytes("/purse/v1/sync", upload.clone());
+    assert_eq!(status, 200);
+    let after_first = server.shadow(ALICE);
+    let (status, body) = server.post_bytes("/purse/v1/sync", upload);
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "sync_replayed");
+    assert_eq!(server.shadow(ALICE), after_first);
+
+    let (status, body) = server.post_bytes("/purse/v1/sync", b"not a purse upload".to_vec());
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "malformed_message");
+    server.assert_balanced();
+}
+
+#[test]
+fn a_purse_file_of_another_operator_is_refused() {
+    let directory = tempfile::tempdir().unwrap();
+    let cli = Cli::new(directory.path());
+    let ours = Server::start(&directory.path().join("ours"), Some("acme-ke"));
+    let theirs = Server::start(&directory.path().join("theirs"), Some("other-tz"));
+    let foreign = directory.path().join("foreign.purse");
+    cli.provision(&theirs, ALICE, &foreign, false);
+    let file = foreign.to_str().unwrap();
+
+    let refused = cli.fails(&["purse", "--file", file, "sync", "--server", &ours.base]);
+    assert!(refused.contains("operator"), "{refused}");
+    assert!(refused.contains("wrong_operator"), "{refused}");
+    let refused = cli.fails(&["purse", "--file", file, "--operator", "acme-ke", "balance"]);
+    assert!(
+        refused.contains("belongs to operator other-tz, not acme-ke"),
+        "{refused}"
+    );
+
+    let (status, body) = ours.get(&format!(
+        "/api/v1/purse/purses/{}",
+        ALICE.replace('+', "%2B")
+    ));
+    assert_eq!(status, 404, "nothing was created at our server: {body}");
+    ours.assert_balanced();
+}
+
+#[test]
+fn guessed_codes_run_into_the_failure_budget_and_are_flagged() {
+    let directory = tempfile::tempdir().unwrap();
+    let cli = Cli::new(directory.path());
+    let server = Server::start(&directory.path().join("data"), None);
+    let bob = directory.path().join("bob.purse");
+    cli.provision(&server, BOB, &bob, false);
+    let file = bob.to_str().unwrap();
+    let guess = |code: &str| cli.fails(&["purse", "--file", file, "accept", "--code", code]);
+
+    // Bob invents a payment from a customer and guesses Code 2: three tries per request...
+    cli.purse(&bob, &["request", "--from", ALICE, "--amount", "100"]);
+    assert!(guess("1111 1111").contains("2 tries left for this request, 9 until the next sync"));
+    assert!(guess("2222 2222").contains("1 tries left"));
+    let voided = guess("3333 3333");
+    assert!(voided.contains("0 tries left"), "{voided}");
+    assert!(
+        cli.purse(&bob, &["pending"])["pending"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // ... and ten per sync period.
+    for round in 0..2 {
+        cli.purse(
+            &bob,
+            &[
+                "request",
+                "--from",
+                ALICE,
+                "--amount",
+                &format!("{}", 101 + round),
+            ],
+        );
+        for attempt in 0..3 {
+            guess(&format!("{round}{attempt}000000"));
+        }
+    }
+    cli.purse(&bob, &["request", "--from", ALICE, "--amount", "200"]);
+    let tenth = guess("12345678");
+    assert!(tenth.contains("0 until the next sync"), "{tenth}");
+    let exhausted = guess("87654321");
+    assert!(exhausted.contains("sync with the operator"), "{exhausted}");
+    let refused = cli.fails(&[
+        "purse", "--file", file, "request", "--from", ALICE, "--amount", "5",
+    ]);
+    assert!(refused.contains("sync with the operator"), "{refused}");
+    assert_eq!(cli.purse(&bob, &["balance"])["balance"], "0.00");
+
+    cli.sync(&bob, &server);
+    let flags = server.purse_flags();
+    assert!(
+        flags
+            .iter()
+            .any(|flag| flag["flag"]["kind"] == "failed_code_entries"
+                && flag["flag"]["subject"] == BOB),
+        "{flags:?}"
+    );
+}
+
+#[test]
+fn bad_input_gets_clear_messages_and_changes_nothing() {
+    let directory = tempfile::tempdir().unwrap();
+    let cli = Cli::new(directory.path());
+    let server = Server::start(&directory.path().join("data"), None);
+    let alice = directory.path().join("alice.purse");
+    let bob = directory.path().join("bob.purse");
+    cli.provision(&server, ALICE, &alice, false);
+    cli.provision(&server, BOB, &bob, false);
+    cli.admin(&server, &["float", "--phone", ALICE, "--amount", "500"]);
+    cli.sync(&alice, &server);
+    let a = alice.to_str().unwrap();
+    let request = cli.purse(&bob, &["request", "--from", ALICE, "--amount", "450"]);
+    let code1 = request["code1"].as_str().unwrap();
+    let pay = |code: &str, amount: &str, to: &str| {
+        cli.fails(&[
+            "purse", "--file", a, "pay", "--to", to, "--amount", amount, "--code", code, "--pin",
+            "1234",
+        ])
+    };
+    assert!(pay("1234567", "450", BOB).contains("8 digits; you typed 7"));
+    assert!(pay("123456789", "450", BOB).contains("you typed 9"));
+    assert!(pay("1234 5a78", "450", BOB).contains("character 7"));
+    assert!(pay(code1, "450.505", BOB).contains("amount \"450.505\""));
+    assert!(pay(code1, "45O", BOB).contains("amount"));
+    assert!(pay(code1, "450", "0700000002").contains("international form"));
+    // A mistyped Code 1 or amount is caught before the PIN is used.
+    assert!(pay(code1, "451", BOB).contains("Code 1 does not match"));
+    let wrong_pin = cli.fails(&[
+        "purse", "--file", a, "pay", "--to", BOB, "--amount", "450", "--code", code1, "--pin", "12",
+    ]);
+    assert!(wrong_pin.contains("PIN"), "{wrong_pin}");
+    let status = cli.purse(&alice, &["balance"]);
+    assert_eq!(status["balance"], "500.00");
+    assert_eq!(status["pin_tries_left"], 3);
+
+    // Unknown phone at the operator; a foreign or missing file on the phone.
+    let token = server.data_dir.join("admin.token");
+    let unknown = cli.fails(&[
+        "admin",
+        "--server",
+        &server.base,
+        "--token-file",
+        token.to_str().unwrap(),
+        "purse",
+        "balance",
+        "--phone",
+        "+254799999999",
+    ]);
+    assert!(unknown.contains("+254799999999"), "{unknown}");
+    let missing = cli.fails(&["purse", "--file", "/nonexistent/x.purse", "balance"]);
+    assert!(missing.contains("no purse file"), "{missing}");
+    let taken = cli.fails(&[
+        "admin",
+        "--server",
+        &server.base,
+        "--token-file",
+        token.to_str().unwrap(),
+        "purse",
+        "provision",
+        "--phone",
+        ALICE,
+        "--pin",
+        "1234",
+        "--out",
+        directory.path().join("again.purse").to_str().unwrap(),
+    ]);
+    assert!(
+        taken.contains("provisioned already") || taken.contains("taken") || taken.contains(ALICE),
+        "{taken}"
+    );
+    server.assert_balanced();
+}
+
+#[test]
+fn the_menu_reads_like_a_sim_toolkit() {
+    let directory = tempfile::tempdir().unwrap();
+    let cli = Cli::new(directory.path());
+    let server = Server::start(&directory.path().join("data"), None);
+    let alice = directory.path().join("alice.purse");
+    let bob = directory.path().join("bob.purse");
+    cli.provision(&server, ALICE, &alice, false);
+    cli.provision(&server, BOB, &bob, false);
+    cli.admin(&server, &["float", "--phone", ALICE, "--amount", "500"]);
+
+    // Alice syncs from the menu, then Bob asks her for 120 from his menu.
+    let output = cli.run_with_input(
+        &[
+            "purse",
+            "--file",
+            alice.to_str().unwrap(),
+            "menu",
+            "--server",
+            &server.base,
+        ],
+        Some("7\n0\n"),
+    );
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{screen}");
+    assert!(
+        screen.contains("1 Receive money") && screen.contains("Bal KES 500.00"),
+        "{screen}"
+    );
+    let output = cli.run_with_input(
+        &["purse", "--file", bob.to_str().unwrap(), "menu"],
+        Some(&format!("1\n{ALICE}\n120\n0\n")),
+    );
+    let screen = String::from_utf8_lossy(&output.stdout);
+    let code1 = screen
+        .lines()
+        .skip_while(|line| *line != "Code 1:")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        code1.len(),
+        9,
+        "codes are shown as two groups of four: {screen}"
+    );
+    assert!(
+        screen.lines().all(|line| line.chars().count() <= 24),
+        "short lines: {screen}"
+    );
+    let output = cli.run_with_input(
+        &["purse", "--file", alice.to_str().unwrap(), "menu"],
+        Some(&format!("2\n{BOB}\n120\n{code1}\n1234\n4\n0\n")),
+    );
+    let screen = String::from_utf8_lossy(&output.stdout);
+    let code2 = screen
+        .lines()
+        .skip_while(|line| *line != "Code 2:")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let output = cli.run_with_input(
+        &["purse", "--file", bob.to_str().unwrap(), "menu"],
+        Some(&format!("3\n{code2}\n9\n0\n")),
+    );
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        screen.contains("Received") && screen.contains("KES 120.00"),
+        "{screen}"
+    );
+    assert!(screen.contains("No option \"9\""), "{screen}");
+}
