@@ -597,8 +597,16 @@ async fn office_info(State(state): State<Arc<AppState>>) -> Json<Value> {
 /// `POST /wallet/v1/sync`: the body is a signed log upload; the answer, the signed reply. An
 /// upload that fails any check is refused with the reason and changes nothing.
 async fn sync(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
-    let upload = body.to_vec();
-    let reply: SyncReply = change_office(&state, |office, now_ms| {
+    let reply = reconcile(&state, body.to_vec()).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        reply.encode(),
+    )
+        .into_response())
+}
+
+async fn reconcile(state: &AppState, upload: Vec<u8>) -> Result<SyncReply, ApiError> {
+    let reply: SyncReply = change_office(state, |office, now_ms| {
         let reconciliation = office.reconcile(&upload, now_ms).map_err(|error| {
             tracing::warn!(%error, "wallet sync refused");
             office_error(error)
@@ -622,11 +630,7 @@ async fn sync(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Respons
         vouchers = reply.vouchers.len(),
         "wallet synced"
     );
-    Ok((
-        [(header::CONTENT_TYPE, "application/octet-stream")],
-        reply.encode(),
-    )
-        .into_response())
+    Ok(reply)
 }
 
 // ------------------------------------------------------------------ operator routes
@@ -641,6 +645,33 @@ pub fn operator_routes() -> Router<Arc<AppState>> {
         .route("/wallets/{id}/reissue", post(reissue))
         .route("/wallets/{id}/release", post(release))
         .route("/wallet-transfers/{id}/void", post(void_abandoned))
+        .route(
+            "/wallet-sync",
+            post(relay_sync).layer(DefaultBodyLimit::max(2 * SYNC_UPLOAD_BYTES_MAX + 1024)),
+        )
+}
+
+/// Body of `POST /api/v1/wallet-sync`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayRequest {
+    /// The wallet's signed upload, hex.
+    upload: String,
+}
+
+/// `POST /api/v1/wallet-sync`: a sync relayed by an operator's tool (an agent's terminal, the
+/// demo) as JSON; the upload is checked exactly as on the device route.
+async fn relay_sync(
+    State(state): State<Arc<AppState>>,
+    ApiJson(request): ApiJson<RelayRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let upload = hex::decode(&request.upload)
+        .map_err(|_| ApiError::bad_request("malformed_upload", "upload is not hex"))?;
+    let reply = reconcile(&state, upload).await?;
+    Ok(Json(json!({
+        "wallet_id": reply.wallet_id.to_string(),
+        "reply": hex::encode(reply.encode()),
+    })))
 }
 
 /// Body of `POST /api/v1/wallets`.
