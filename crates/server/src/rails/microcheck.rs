@@ -1,35 +1,1135 @@
-//! Rail 4, microchecks: the provisioning agent and the clearing and settlement center.
+//! Rail 4, microchecks: the Provisioning Agent (PA) and the Clearing and Settlement Center (CSC).
+//!
+//! The PA key and the age key (which signs adulthood credentials) live in files under the data
+//! directory (mode 0600), never in the database and never in logs. Payers and merchants are
+//! registered by the operator; devices then authenticate every request with a signed statement
+//! by their registered key (`offpay_microcheck::auth`). Deposits are cleared by the pure rules of
+//! `offpay_microcheck::csc`: each microcheck is its own ledger batch (nonce record, payer debit,
+//! merchant credit, counters and fraud flags commit together), all batches of a deposit in one
+//! group commit, so one bad microcheck is reported and the good ones post.
 
+use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::Router;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use offpay_keynote::{Encoding, Principal, PrivateKey, SignatureCache};
+use offpay_ledger::{
+    AccountId, AccountKind, Amount, BalanceLimits, Batch, Currency, LedgerStore, NewAccount,
+    Operation, Outcome, RecordWrite, Refusal as LedgerRefusal, StoreError, Transfer, TransferId,
+    TransferKind,
+};
+use offpay_microcheck::auth::{fingerprint, verify_statement};
+use offpay_microcheck::credential::{self, DelegationTemplate, TransactionTemplate};
+use offpay_microcheck::csc::{
+    self, ClearingState, Debit, DepositItem, FraudRules, ItemOutcome, Location, MerchantAccount,
+    PayerAccount, RecentPurchase,
+};
+use offpay_microcheck::limits::{CLOCK_SKEW_SECONDS_MAX, DEPOSIT_ITEMS_MAX, STATEMENT_PAGE_MAX};
+use offpay_microcheck::offer::{Offer, valid_label, valid_merchant_id};
+use offpay_microcheck::strategy::{Standing, Strategy};
+use offpay_microcheck::{MerchantPolicy, Refusal, UnixSeconds};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
 
+use crate::api::ApiJson;
 use crate::config::ServerConfig;
+use crate::error::ApiError;
+use crate::fraud::FraudFlag;
 use crate::{AppState, StartError};
 
-/// This rail's server-side state (keys, caches).
-#[derive(Debug)]
-pub struct MicrocheckRail {}
+/// Record namespace of this rail.
+pub const NAMESPACE: &str = "microcheck";
+/// File (in the data directory) holding the PA's private key.
+pub const PA_KEY_FILE: &str = "microcheck-pa.key";
+/// File holding the age key, which signs adulthood credentials.
+pub const AGE_KEY_FILE: &str = "microcheck-age.key";
+/// Largest deposit request body.
+pub const DEPOSIT_BODY_BYTES_MAX: usize = 32 * 1024 * 1024;
+/// Format version of payer and merchant records.
+pub const RECORD_VERSION: u32 = 1;
+
+/// This rail's server-side state: the PA and age keys, and the CSC's signature cache.
+pub struct MicrocheckRail {
+    pa: PrivateKey,
+    age: PrivateKey,
+    csc: Mutex<SignatureCache>,
+    serial: AtomicU64,
+}
+
+impl std::fmt::Debug for MicrocheckRail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MicrocheckRail")
+            .field("pa", &fingerprint(&self.pa.principal()))
+            .field("age", &fingerprint(&self.age.principal()))
+            .finish_non_exhaustive()
+    }
+}
+
+fn load_or_create_key(path: &Path) -> Result<PrivateKey, StartError> {
+    let context = || format!("microcheck key {}", path.display());
+    match std::fs::read_to_string(path) {
+        Ok(text) => PrivateKey::parse(text.trim().as_bytes()).map_err(|error| StartError::Io {
+            context: context(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, error.to_string()),
+        }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let mut seed = zeroize_seed();
+            getrandom::fill(&mut seed.0).map_err(|error| StartError::Io {
+                context: context(),
+                source: std::io::Error::other(error.to_string()),
+            })?;
+            let key = PrivateKey::ed25519_from_seed(&seed.0);
+            let text = key
+                .to_identifier(Encoding::Base64)
+                .map_err(|error| StartError::Io {
+                    context: context(),
+                    source: std::io::Error::other(error.to_string()),
+                })?;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            let mut file = options.open(path).map_err(|source| StartError::Io {
+                context: context(),
+                source,
+            })?;
+            use std::io::Write as _;
+            file.write_all(text.as_bytes())
+                .and_then(|()| file.write_all(b"\n"))
+                .and_then(|()| file.sync_all())
+                .map_err(|source| StartError::Io {
+                    context: context(),
+                    source,
+                })?;
+            Ok(key)
+        }
+        Err(source) => Err(StartError::Io {
+            context: context(),
+            source,
+        }),
+    }
+}
+
+/// A seed wiped on drop.
+struct Seed([u8; 32]);
+impl Drop for Seed {
+    fn drop(&mut self) {
+        self.0 = [0; 32];
+        std::hint::black_box(&self.0);
+    }
+}
+fn zeroize_seed() -> Seed {
+    Seed([0; 32])
+}
 
 impl MicrocheckRail {
     /// Loads or creates this rail's keys under the data directory.
     pub fn start(config: &ServerConfig) -> Result<MicrocheckRail, StartError> {
-        let _ = config;
-        Ok(MicrocheckRail {})
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::Io {
+            context: format!("data directory {}", config.data_dir.display()),
+            source,
+        })?;
+        let pa = load_or_create_key(&config.data_dir.join(PA_KEY_FILE))?;
+        let age = load_or_create_key(&config.data_dir.join(AGE_KEY_FILE))?;
+        tracing::info!(
+            pa = %fingerprint(&pa.principal()),
+            age = %fingerprint(&age.principal()),
+            "microcheck provisioning agent keys ready"
+        );
+        Ok(MicrocheckRail {
+            pa,
+            age,
+            csc: Mutex::new(SignatureCache::new()),
+            serial: AtomicU64::new(0),
+        })
+    }
+
+    fn pa_identifier(&self) -> String {
+        String::from_utf8_lossy(&self.pa.principal().to_identifier(Encoding::Base64)).into_owned()
+    }
+
+    fn age_identifier(&self) -> String {
+        String::from_utf8_lossy(&self.age.principal().to_identifier(Encoding::Base64)).into_owned()
+    }
+
+    fn next_serial(&self, now: UnixSeconds) -> String {
+        let n = self.serial.fetch_add(1, Ordering::Relaxed);
+        format!("c{}-{n}", now.0)
     }
 }
 
-/// Routes devices and gateways call (authenticated by the rail's own MACs or signatures).
+/// Routes devices call, authenticated by signed statements.
 pub fn device_routes() -> Router<Arc<AppState>> {
     Router::new()
+        .route("/microcheck/v1/pa", get(pa_info))
+        .route("/microcheck/v1/payer/refresh", post(payer_refresh))
+        .route("/microcheck/v1/payer/transaction", post(payer_transaction))
+        .route("/microcheck/v1/payer/statement", post(payer_statement))
+        .route("/microcheck/v1/merchant/refresh", post(merchant_refresh))
+        .route(
+            "/microcheck/v1/deposit",
+            post(deposit).layer(DefaultBodyLimit::max(DEPOSIT_BODY_BYTES_MAX)),
+        )
 }
 
 /// Operator routes (mounted under `/api/v1`, behind the operator token).
 pub fn operator_routes() -> Router<Arc<AppState>> {
     Router::new()
+        .route("/microcheck/strategy", get(get_strategy).put(put_strategy))
+        .route("/microcheck/payers", post(register_payer))
+        .route("/microcheck/payers/{name}", get(get_payer))
+        .route("/microcheck/payers/{name}/dispute", post(dispute))
+        .route(
+            "/microcheck/payers/{name}/statement",
+            get(operator_statement),
+        )
+        .route("/microcheck/merchants", post(register_merchant))
+        .route("/microcheck/sub-pa", post(delegate_sub_pa))
 }
 
-/// Background work (schedulers, retries); called once the server state exists.
+/// Background work: none (clearing runs when merchants deposit).
 pub fn spawn_background(state: &Arc<AppState>) {
     let _ = state;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Records.
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct PayerRecord {
+    v: u32,
+    name: String,
+    key: String,
+    adult: bool,
+    classes: Option<Vec<String>>,
+    disputes: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct MerchantRecord {
+    v: u32,
+    id: String,
+    key: String,
+    app_domain: String,
+    location: Location,
+}
+
+fn now_seconds() -> UnixSeconds {
+    UnixSeconds(crate::now().0 / 1000)
+}
+
+fn put(key: String, value: &impl Serialize, expected_version: Option<u64>) -> Operation {
+    Operation::PutRecord(RecordWrite {
+        namespace: NAMESPACE.to_owned(),
+        key,
+        value: Some(serde_json::to_vec(value).unwrap_or_default()),
+        expected_version,
+    })
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(
+    store: &mut dyn LedgerStore,
+    key: &str,
+) -> Result<Option<T>, StoreError> {
+    Ok(store
+        .record(NAMESPACE, key)?
+        .and_then(|record| serde_json::from_slice(&record.value).ok()))
+}
+
+fn payer_account(name: &str) -> Result<AccountId, ApiError> {
+    AccountId::new(format!("mc:payer:{name}"))
+        .map_err(|e| ApiError::bad_request("invalid_name", e.to_string()))
+}
+
+fn merchant_account(id: &str) -> Result<AccountId, ApiError> {
+    AccountId::new(format!("mc:merchant:{id}"))
+        .map_err(|e| ApiError::bad_request("invalid_merchant", e.to_string()))
+}
+
+fn usage(error: offpay_microcheck::Error) -> ApiError {
+    ApiError::bad_request("invalid", error.to_string())
+}
+
+fn refused(status: StatusCode, refusal: &Refusal) -> ApiError {
+    ApiError::new(status, refusal.code(), refusal.to_string())
+}
+
+async fn strategy(state: &AppState) -> Result<Strategy, ApiError> {
+    let currency = state.config.currency;
+    let stored: Option<Strategy> = state
+        .ledger
+        .read(|store| read_json(store, "strategy"))
+        .await?;
+    Ok(stored.unwrap_or_else(|| Strategy::default_for(currency)))
+}
+
+async fn commit_one(
+    state: &AppState,
+    operations: Vec<Operation>,
+) -> Result<Vec<Outcome>, ApiError> {
+    let mut results = state
+        .ledger
+        .commit(vec![Batch { operations }], crate::now())
+        .await?;
+    match results.pop() {
+        Some(Ok(outcomes)) => Ok(outcomes),
+        Some(Err(refusal)) => Err(ApiError::refused(&refusal)),
+        None => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the ledger returned no result",
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operator API.
+
+async fn get_strategy(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({ "strategy": strategy(&state).await? })))
+}
+
+async fn put_strategy(
+    State(state): State<Arc<AppState>>,
+    ApiJson(strategy): ApiJson<Strategy>,
+) -> Result<Json<Value>, ApiError> {
+    strategy.validate().map_err(usage)?;
+    commit_one(&state, vec![put("strategy".into(), &strategy, None)]).await?;
+    tracing::info!(app_domain = %strategy.app_domain, tiers = strategy.tiers.len(), "microcheck strategy set");
+    Ok(Json(json!({ "strategy": strategy })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterPayer {
+    name: String,
+    key: String,
+    #[serde(default)]
+    adult: bool,
+    classes: Option<Vec<String>>,
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    if valid_merchant_id(name) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_name",
+            format!("{name:?}: 1 to 32 letters, digits, _ . -"),
+        ))
+    }
+}
+
+fn parse_key(text: &str) -> Result<Principal, ApiError> {
+    let principal = Principal::parse(text.trim().as_bytes())
+        .map_err(|e| ApiError::bad_request("invalid_key", e.to_string()))?;
+    if principal.algorithm().is_none() {
+        return Err(ApiError::bad_request(
+            "invalid_key",
+            "give a public key such as ed25519-base64:...",
+        ));
+    }
+    Ok(principal)
+}
+
+async fn register_payer(
+    State(state): State<Arc<AppState>>,
+    ApiJson(request): ApiJson<RegisterPayer>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    check_name(&request.name)?;
+    let key = parse_key(&request.key)?;
+    if let Some(classes) = &request.classes
+        && (classes.is_empty() || !classes.iter().all(|c| valid_label(c)))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_classes",
+            "product classes are lower-case labels",
+        ));
+    }
+    let strategy = strategy(&state).await?;
+    let currency = strategy.currency().map_err(usage)?;
+    let identifier = String::from_utf8_lossy(&key.to_identifier(Encoding::Base64)).into_owned();
+    let existing: Option<PayerRecord> = {
+        let key = format!("payer:{}", request.name);
+        state
+            .ledger
+            .read(move |store| read_json(store, &key))
+            .await?
+    };
+    let disputes = existing.as_ref().map_or(0, |p| p.disputes);
+    let record = PayerRecord {
+        v: RECORD_VERSION,
+        name: request.name.clone(),
+        key: identifier,
+        adult: request.adult,
+        classes: request.classes.clone(),
+        disputes,
+    };
+    let account = payer_account(&request.name)?;
+    let mut operations = crate::rails::operator_accounts(currency, state.config.currency);
+    operations.push(Operation::CreateAccount(NewAccount {
+        id: account.clone(),
+        kind: AccountKind::Customer,
+        currency,
+        limits: BalanceLimits {
+            balance_min: Some(0),
+            balance_max: None,
+        },
+    }));
+    operations.push(put(format!("payer:{}", request.name), &record, None));
+    operations.push(put(
+        format!("payerkey:{}", fingerprint(&key)),
+        &json!({ "name": request.name }),
+        None,
+    ));
+    commit_one(&state, operations).await?;
+    tracing::info!(payer = %request.name, key = %fingerprint(&key), "microcheck payer registered");
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({ "payer": record.name, "account": account.to_string(), "key_fingerprint": fingerprint(&key),
+                     "adult": record.adult, "classes": record.classes }),
+        ),
+    ))
+}
+
+async fn standing(state: &AppState, name: &str) -> Result<(PayerRecord, Standing), ApiError> {
+    let (payer_key, bounces_key) = (format!("payer:{name}"), format!("bounces:{name}"));
+    let (payer, bounces): (Option<PayerRecord>, Option<Value>) = state
+        .ledger
+        .read(move |store| {
+            Ok((
+                read_json(store, &payer_key)?,
+                read_json(store, &bounces_key)?,
+            ))
+        })
+        .await?;
+    let payer = payer.ok_or_else(|| ApiError::not_found("payer", name))?;
+    let bounces = bounces
+        .and_then(|v| v["count"].as_u64())
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(0);
+    let standing = Standing {
+        disputes: payer.disputes,
+        bounces,
+        classes: payer.classes.clone(),
+    };
+    Ok((payer, standing))
+}
+
+async fn get_payer(
+    State(state): State<Arc<AppState>>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    check_name(&name)?;
+    let (payer, standing) = standing(&state, &name).await?;
+    let account = payer_account(&name)?;
+    let balance = state
+        .ledger
+        .read(move |store| store.account(&account))
+        .await?;
+    Ok(Json(json!({
+        "payer": payer.name, "key_fingerprint": Principal::parse(payer.key.as_bytes()).map(|k| fingerprint(&k)).unwrap_or_default(),
+        "adult": payer.adult, "classes": payer.classes, "disputes": standing.disputes, "bounces": standing.bounces,
+        "balance": balance.map(|a| offpay_ledger::Decimal::new(i128::from(a.balance()), a.currency).to_string()),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DisputeRequest {
+    nonce: Option<String>,
+}
+
+async fn dispute(
+    State(state): State<Arc<AppState>>,
+    UrlPath(name): UrlPath<String>,
+    ApiJson(request): ApiJson<DisputeRequest>,
+) -> Result<Json<Value>, ApiError> {
+    check_name(&name)?;
+    // Serialised with clearing, so that a dispute and a deposit never lose each other's update.
+    let _guard = state.rails.microcheck.csc.lock().await;
+    let (mut payer, _) = standing(&state, &name).await?;
+    payer.disputes = payer.disputes.saturating_add(1);
+    commit_one(&state, vec![put(format!("payer:{name}"), &payer, None)]).await?;
+    tracing::info!(payer = %name, disputes = payer.disputes, "microcheck dispute recorded");
+    Ok(Json(
+        json!({ "payer": name, "disputes": payer.disputes, "nonce": request.nonce }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterMerchant {
+    id: String,
+    key: String,
+    app_domain: Option<String>,
+    /// Decimal degrees, e.g. "-1.2921".
+    latitude: Option<String>,
+    longitude: Option<String>,
+}
+
+fn parse_degrees(text: Option<&str>, limit: i64, what: &str) -> Result<i64, ApiError> {
+    let Some(text) = text else { return Ok(0) };
+    let bad = || ApiError::bad_request("invalid_location", format!("{what} {text:?}"));
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    if whole.is_empty()
+        || fraction.len() > 6
+        || !whole
+            .bytes()
+            .chain(fraction.bytes())
+            .all(|b| b.is_ascii_digit())
+        || whole.len() > 3
+    {
+        return Err(bad());
+    }
+    let whole: i64 = whole.parse().map_err(|_| bad())?;
+    let fraction: i64 = format!("{fraction:0<6}").parse().map_err(|_| bad())?;
+    let micro = whole * 1_000_000 + fraction;
+    if micro > limit * 1_000_000 {
+        return Err(bad());
+    }
+    Ok(if negative { -micro } else { micro })
+}
+
+async fn register_merchant(
+    State(state): State<Arc<AppState>>,
+    ApiJson(request): ApiJson<RegisterMerchant>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    check_name(&request.id)?;
+    let key = parse_key(&request.key)?;
+    let strategy = strategy(&state).await?;
+    let app_domain = request
+        .app_domain
+        .clone()
+        .unwrap_or_else(|| strategy.app_domain.clone());
+    if !valid_label(&app_domain) {
+        return Err(ApiError::bad_request(
+            "invalid_app_domain",
+            "a lower-case label",
+        ));
+    }
+    let location = Location {
+        latitude_micro: parse_degrees(request.latitude.as_deref(), 90, "latitude")?,
+        longitude_micro: parse_degrees(request.longitude.as_deref(), 180, "longitude")?,
+    };
+    let currency = strategy.currency().map_err(usage)?;
+    let record = MerchantRecord {
+        v: RECORD_VERSION,
+        id: request.id.clone(),
+        key: String::from_utf8_lossy(&key.to_identifier(Encoding::Base64)).into_owned(),
+        app_domain: app_domain.clone(),
+        location,
+    };
+    let account = merchant_account(&request.id)?;
+    let mut operations = crate::rails::operator_accounts(currency, state.config.currency);
+    operations.push(Operation::CreateAccount(NewAccount {
+        id: account.clone(),
+        kind: AccountKind::Merchant,
+        currency,
+        limits: BalanceLimits {
+            balance_min: Some(0),
+            balance_max: None,
+        },
+    }));
+    operations.push(put(format!("merchant:{}", request.id), &record, None));
+    commit_one(&state, operations).await?;
+    tracing::info!(merchant = %request.id, %app_domain, "microcheck merchant registered");
+    let answer = merchant_answer(&state, &record, &strategy)?;
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
+fn merchant_answer(
+    state: &AppState,
+    record: &MerchantRecord,
+    strategy: &Strategy,
+) -> Result<Value, ApiError> {
+    let rail = &state.rails.microcheck;
+    let now = now_seconds();
+    let key = parse_key(&record.key)?;
+    let credential = credential::issue_merchant(
+        &rail.pa,
+        &key,
+        &record.id,
+        &record.app_domain,
+        now.minus(CLOCK_SKEW_SECONDS_MAX),
+        now.plus(strategy.merchant_validity_seconds),
+    )
+    .map_err(usage)?;
+    Ok(json!({
+        "merchant": record.id, "account": format!("mc:merchant:{}", record.id),
+        "app_domain": record.app_domain, "currency": strategy.currency,
+        "pa_key": rail.pa_identifier(), "age_key": rail.age_identifier(),
+        "merchant_credential": String::from_utf8_lossy(credential.text()),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubPaRequest {
+    key: String,
+    amount_max: String,
+    validity_seconds: u64,
+}
+
+async fn delegate_sub_pa(
+    State(state): State<Arc<AppState>>,
+    ApiJson(request): ApiJson<SubPaRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let key = parse_key(&request.key)?;
+    let strategy = strategy(&state).await?;
+    let currency = strategy.currency().map_err(usage)?;
+    let amount_max = Amount::parse(&request.amount_max, currency)
+        .map_err(|e| ApiError::bad_request("invalid_amount", e.to_string()))?;
+    if request.validity_seconds > offpay_microcheck::limits::MERCHANT_VALIDITY_SECONDS_MAX {
+        return Err(ApiError::bad_request("invalid_validity", "too long"));
+    }
+    let now = now_seconds();
+    let rail = &state.rails.microcheck;
+    let delegation = credential::issue_delegation(
+        &rail.pa,
+        &key,
+        &DelegationTemplate {
+            serial: rail.next_serial(now),
+            app_domain: strategy.app_domain.clone(),
+            currency,
+            amount_max,
+            not_before: now.minus(CLOCK_SKEW_SECONDS_MAX),
+            not_after: now.plus(request.validity_seconds),
+        },
+    )
+    .map_err(usage)?;
+    tracing::info!(sub_pa = %fingerprint(&key), "microcheck sub-PA delegation issued");
+    Ok(Json(
+        json!({ "delegation": String::from_utf8_lossy(delegation.text()), "pa_key": rail.pa_identifier() }),
+    ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device API.
+
+async fn pa_info(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let strategy = strategy(&state).await?;
+    let rail = &state.rails.microcheck;
+    Ok(Json(json!({
+        "pa_key": rail.pa_identifier(), "age_key": rail.age_identifier(),
+        "app_domain": strategy.app_domain, "currency": strategy.currency,
+    })))
+}
+
+/// A device request: who, when, and a statement signing `purpose\nwho\ntime\n` + body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignedRequest {
+    /// Payer name or merchant id.
+    who: String,
+    /// Unix seconds at the device.
+    time: u64,
+    /// Statement by the device key.
+    signature: String,
+    /// Purpose-specific body.
+    #[serde(default)]
+    body: Value,
+}
+
+/// The bytes a device signs for a request.
+pub fn request_payload(purpose: &str, who: &str, time: u64, body: &Value) -> Vec<u8> {
+    let mut out = format!("{purpose}\n{who}\n{time}\n").into_bytes();
+    out.extend_from_slice(&serde_json::to_vec(body).unwrap_or_default());
+    out
+}
+
+fn authenticate(
+    request: &SignedRequest,
+    purpose: &str,
+    registered_key: &str,
+) -> Result<(), ApiError> {
+    let now = now_seconds();
+    if now.0.abs_diff(request.time) > CLOCK_SKEW_SECONDS_MAX {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "stale_request",
+            format!(
+                "the request time is {} s from the server's clock (at most {CLOCK_SKEW_SECONDS_MAX})",
+                now.0.abs_diff(request.time)
+            ),
+        ));
+    }
+    let payload = request_payload(purpose, &request.who, request.time, &request.body);
+    let signer = verify_statement(&request.signature, purpose, &payload)
+        .map_err(|r| refused(StatusCode::UNAUTHORIZED, &r))?;
+    let registered = Principal::parse(registered_key.as_bytes())
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    if signer != registered {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "wrong_key",
+            format!(
+                "the request is not signed by {}'s registered key",
+                request.who
+            ),
+        ));
+    }
+    Ok(())
+}
+
+async fn authenticated_payer(
+    state: &AppState,
+    request: &SignedRequest,
+    purpose: &str,
+) -> Result<(PayerRecord, Standing), ApiError> {
+    check_name(&request.who)?;
+    let (payer, standing) = standing(state, &request.who).await?;
+    authenticate(request, purpose, &payer.key)?;
+    Ok((payer, standing))
+}
+
+async fn payer_refresh(
+    State(state): State<Arc<AppState>>,
+    ApiJson(request): ApiJson<SignedRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let (payer, standing) = authenticated_payer(&state, &request, "refresh").await?;
+    let strategy = strategy(&state).await?;
+    let rail = &state.rails.microcheck;
+    let now = now_seconds();
+    let key = parse_key(&payer.key)?;
+    let templates = strategy
+        .payer_templates(&standing, now, &rail.next_serial(now))
+        .map_err(usage)?;
+    let mut credentials = Vec::new();
+    for template in &templates {
+        let issued = credential::issue_payer(&rail.pa, &key, template).map_err(usage)?;
+        credentials.push(String::from_utf8_lossy(issued.text()).into_owned());
+    }
+    if payer.adult && !templates.is_empty() {
+        let adult = credential::issue_adulthood(
+            &rail.age,
+            &key,
+            &strategy.app_domain,
+            now.minus(CLOCK_SKEW_SECONDS_MAX),
+            now.plus(strategy.adulthood_validity_seconds),
+        )
+        .map_err(usage)?;
+        credentials.push(String::from_utf8_lossy(adult.text()).into_owned());
+    }
+    tracing::info!(payer = %payer.name, issued = credentials.len(), strikes = standing.strikes(), "microcheck credentials issued");
+    let tiers: Vec<Value> = templates
+        .iter()
+        .map(|t| json!({ "tier": t.tier, "amount_max": t.amount_max.decimal().to_string(),
+                         "not_after": t.not_after.stamp(), "per_merchant_day_max": t.per_merchant_day_max }))
+        .collect();
+    Ok(Json(json!({
+        "payer": payer.name, "credentials": credentials, "tiers": tiers,
+        "strikes": standing.strikes(), "pa_key": rail.pa_identifier(), "age_key": rail.age_identifier(),
+        "app_domain": strategy.app_domain, "currency": strategy.currency,
+    })))
+}
+
+async fn payer_transaction(
+    State(state): State<Arc<AppState>>,
+    ApiJson(request): ApiJson<SignedRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let (payer, standing) = authenticated_payer(&state, &request, "transaction").await?;
+    let offer: Offer = serde_json::from_value(request.body["offer"].clone())
+        .map_err(|e| ApiError::bad_request("malformed", format!("offer: {e}")))?;
+    let terms = offer
+        .terms()
+        .map_err(|r| refused(StatusCode::BAD_REQUEST, &r))?;
+    let strategy = strategy(&state).await?;
+    if offer.app_domain != strategy.app_domain {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "wrong_domain",
+            format!("this PA issues for {:?}", strategy.app_domain),
+        ));
+    }
+    strategy
+        .transaction_allowed(&standing, terms.amount)
+        .map_err(|why| ApiError::new(StatusCode::FORBIDDEN, "transaction_refused", why))?;
+    let rail = &state.rails.microcheck;
+    let now = now_seconds();
+    let issued = credential::issue_transaction(
+        &rail.pa,
+        &parse_key(&payer.key)?,
+        &TransactionTemplate {
+            serial: rail.next_serial(now),
+            app_domain: strategy.app_domain.clone(),
+            currency: terms.amount.currency(),
+            amount: terms.amount,
+            merchant: offer.merchant.clone(),
+            nonce: offer.nonce.clone(),
+            not_before: now.minus(CLOCK_SKEW_SECONDS_MAX),
+            not_after: now.plus(strategy.transaction_validity_seconds),
+        },
+    )
+    .map_err(usage)?;
+    tracing::info!(payer = %payer.name, merchant = %offer.merchant, amount = %terms.amount, "microcheck transaction credential issued");
+    Ok(Json(
+        json!({ "credential": String::from_utf8_lossy(issued.text()) }),
+    ))
+}
+
+async fn charges(
+    state: &AppState,
+    name: &str,
+    after: Option<String>,
+) -> Result<(Vec<Value>, Option<String>), ApiError> {
+    let prefix = format!("charge:{name}:");
+    let limit = STATEMENT_PAGE_MAX;
+    let records = state
+        .ledger
+        .read(move |store| store.records(NAMESPACE, &prefix, after.as_deref(), limit))
+        .await?;
+    let next = (records.len() == limit)
+        .then(|| records.last().map(|r| r.key.clone()))
+        .flatten();
+    let charges = records
+        .iter()
+        .filter_map(|r| serde_json::from_slice::<Value>(&r.value).ok())
+        .collect();
+    Ok((charges, next))
+}
+
+async fn payer_statement(
+    State(state): State<Arc<AppState>>,
+    ApiJson(request): ApiJson<SignedRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let (payer, _) = authenticated_payer(&state, &request, "statement").await?;
+    let after = request.body["after"].as_str().map(str::to_owned);
+    let (charges, next) = charges(&state, &payer.name, after).await?;
+    Ok(Json(
+        json!({ "payer": payer.name, "charges": charges, "next_after": next }),
+    ))
+}
+
+async fn operator_statement(
+    State(state): State<Arc<AppState>>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    check_name(&name)?;
+    let (charges, next) = charges(&state, &name, None).await?;
+    Ok(Json(
+        json!({ "payer": name, "charges": charges, "next_after": next }),
+    ))
+}
+
+async fn merchant_record(state: &AppState, id: &str) -> Result<MerchantRecord, ApiError> {
+    check_name(id)?;
+    let key = format!("merchant:{id}");
+    let record: Option<MerchantRecord> = state
+        .ledger
+        .read(move |store| read_json(store, &key))
+        .await?;
+    record.ok_or_else(|| ApiError::not_found("merchant", id))
+}
+
+async fn merchant_refresh(
+    State(state): State<Arc<AppState>>,
+    ApiJson(request): ApiJson<SignedRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let record = merchant_record(&state, &request.who).await?;
+    authenticate(&request, "merchant-refresh", &record.key)?;
+    let strategy = strategy(&state).await?;
+    Ok(Json(merchant_answer(&state, &record, &strategy)?))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clearing.
+
+fn payer_fingerprint_key(fingerprint: &str) -> String {
+    format!("payerkey:{fingerprint}")
+}
+
+async fn deposit(
+    State(state): State<Arc<AppState>>,
+    ApiJson(request): ApiJson<SignedRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let record = merchant_record(&state, &request.who).await?;
+    authenticate(&request, "deposit", &record.key)?;
+    let items: Vec<DepositItem> = serde_json::from_value(request.body["items"].clone())
+        .map_err(|e| ApiError::bad_request("malformed", format!("deposit items: {e}")))?;
+    if items.len() > DEPOSIT_ITEMS_MAX {
+        return Err(ApiError::bad_request(
+            "deposit_too_large",
+            format!("at most {DEPOSIT_ITEMS_MAX} microchecks per deposit"),
+        ));
+    }
+    let strategy = strategy(&state).await?;
+    let currency = strategy.currency().map_err(usage)?;
+    let rail = &state.rails.microcheck;
+    let policy = MerchantPolicy::new(
+        &record.id,
+        &record.app_domain,
+        &rail.pa.principal(),
+        Some(&rail.age.principal()),
+    )
+    .map_err(usage)?;
+    let mut cache = rail.csc.lock().await;
+    let prepared =
+        csc::prepare(&items, &mut cache).map_err(|r| refused(StatusCode::BAD_REQUEST, &r))?;
+    let keys = csc::keys(&prepared);
+    let merchant_id = record.id.clone();
+    let (clearing_state, last_deposit) = state
+        .ledger
+        .read(move |store| load_state(store, &merchant_id, &keys))
+        .await?;
+    let mut clearing_state = clearing_state;
+    let merchant = MerchantAccount {
+        policy,
+        location: record.location,
+        last_deposit_at: last_deposit,
+    };
+    let rules = FraudRules {
+        machine_day_purchases_max: strategy.machine_day_purchases_max,
+        travel_speed_kmh_max: strategy.travel_speed_kmh_max,
+    };
+    let now = now_seconds();
+    let outcomes = tokio::task::block_in_place(|| {
+        csc::clear(
+            &merchant,
+            rules,
+            prepared,
+            &mut clearing_state,
+            now,
+            &mut cache,
+        )
+    });
+    let (batches, plan) = build_batches(&state, &record, currency, &outcomes, now)?;
+    let results = state.ledger.commit(batches, crate::now()).await?;
+    drop(cache);
+    let mut answers = Vec::with_capacity(outcomes.len());
+    let (mut posted, mut refused_count) = (0usize, 0usize);
+    for (outcome, batch_index) in outcomes.iter().zip(plan) {
+        let ledger_result = batch_index.and_then(|i| results.get(i));
+        match outcome {
+            ItemOutcome::Cleared(clearance) => {
+                let flags: Vec<&str> = clearance.findings.iter().map(|f| f.kind).collect();
+                match ledger_result {
+                    Some(Ok(_)) => {
+                        posted += 1;
+                        answers.push(json!({
+                            "index": clearance.index, "nonce": clearance.nonce, "status": "posted",
+                            "transfer_id": clearance.transfer_id, "amount": clearance.amount.decimal().to_string(),
+                            "bounced": matches!(clearance.debit, Debit::Bounced(_)), "flags": flags,
+                        }));
+                    }
+                    Some(Err(refusal)) => {
+                        refused_count += 1;
+                        let (code, reason) = match &refusal.reason {
+                            LedgerRefusal::RecordVersionMismatch { .. } => (
+                                "already_deposited".to_owned(),
+                                format!("microcheck {} was already deposited", clearance.nonce),
+                            ),
+                            other => ("ledger_refused".to_owned(), other.to_string()),
+                        };
+                        answers.push(json!({ "index": clearance.index, "nonce": clearance.nonce,
+                                             "status": "refused", "code": code, "reason": reason }));
+                    }
+                    None => {
+                        refused_count += 1;
+                        answers.push(json!({ "index": clearance.index, "nonce": clearance.nonce,
+                                             "status": "refused", "code": "internal", "reason": "no ledger result" }));
+                    }
+                }
+            }
+            ItemOutcome::Refused {
+                index,
+                nonce,
+                refusal,
+                findings,
+            } => {
+                refused_count += 1;
+                let flags: Vec<&str> = findings.iter().map(|f| f.kind).collect();
+                answers.push(json!({ "index": index, "nonce": nonce, "status": "refused",
+                                     "code": refusal.code(), "reason": refusal.to_string(), "flags": flags }));
+            }
+        }
+    }
+    tracing::info!(merchant = %record.id, posted, refused = refused_count, "microcheck deposit cleared");
+    Ok(Json(
+        json!({ "merchant": record.id, "posted": posted, "refused": refused_count, "results": answers }),
+    ))
+}
+
+type LoadedState = (ClearingState, Option<UnixSeconds>);
+
+fn load_state(
+    store: &mut dyn LedgerStore,
+    merchant: &str,
+    keys: &csc::Keys,
+) -> Result<LoadedState, StoreError> {
+    let mut state = ClearingState::default();
+    let mut names: HashMap<String, String> = HashMap::new();
+    for fingerprint in &keys.payers {
+        let Some(entry) = read_json::<Value>(store, &payer_fingerprint_key(fingerprint))? else {
+            continue;
+        };
+        let Some(name) = entry["name"].as_str() else {
+            continue;
+        };
+        let Ok(account) = AccountId::new(format!("mc:payer:{name}")) else {
+            continue;
+        };
+        let available = store.account(&account)?.map_or(0, |a| a.available());
+        state.payers.insert(
+            fingerprint.clone(),
+            PayerAccount {
+                name: name.to_owned(),
+                available_minor: available,
+            },
+        );
+        names.insert(fingerprint.clone(), name.to_owned());
+    }
+    for nonce in &keys.nonces {
+        if let Some(entry) = read_json::<Value>(store, &format!("nonce:{merchant}:{nonce}"))? {
+            let hash = entry["microcheck_sha256"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            state.deposited.insert(nonce.clone(), hash);
+        }
+    }
+    for name in names.values() {
+        for date in &keys.dates {
+            if let Some(entry) =
+                read_json::<Value>(store, &format!("pmday:{name}:{merchant}:{date}"))?
+            {
+                let count = entry["count"]
+                    .as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .unwrap_or(0);
+                state
+                    .payer_merchant_day
+                    .insert((name.clone(), merchant.to_owned(), date.clone()), count);
+            }
+        }
+        if let Some(recent) = read_json::<Vec<RecentPurchase>>(store, &format!("recent:{name}"))? {
+            state.recent.insert(name.clone(), recent);
+        }
+        if let Some(entry) = read_json::<Value>(store, &format!("bounces:{name}"))? {
+            let count = entry["count"]
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(0);
+            state.bounces.insert(name.clone(), count);
+        }
+    }
+    for date in &keys.dates {
+        if let Some(entry) = read_json::<Value>(store, &format!("mday:{merchant}:{date}"))? {
+            let count = entry["count"]
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(0);
+            state
+                .merchant_day
+                .insert((merchant.to_owned(), date.clone()), count);
+        }
+    }
+    let last = read_json::<Value>(store, &format!("lastdeposit:{merchant}"))?
+        .and_then(|v| v["at"].as_u64())
+        .map(UnixSeconds);
+    Ok((state, last))
+}
+
+fn flag_operation(finding: &csc::Finding, now: UnixSeconds) -> Operation {
+    FraudFlag::new(
+        "microcheck",
+        finding.kind,
+        &finding.subject,
+        finding.summary.clone(),
+        finding.evidence.clone(),
+        offpay_ledger::Timestamp(now.0.saturating_mul(1000)),
+    )
+    .operation(&finding.discriminator)
+}
+
+/// One batch per microcheck (and per refused item that raised a flag), plus the merchant's
+/// last-deposit record; returns the batch index of each outcome.
+fn build_batches(
+    state: &AppState,
+    record: &MerchantRecord,
+    currency: Currency,
+    outcomes: &[ItemOutcome],
+    now: UnixSeconds,
+) -> Result<(Vec<Batch>, Vec<Option<usize>>), ApiError> {
+    let merchant_account_id = merchant_account(&record.id)?;
+    let suspense =
+        crate::rails::operator_account_id(crate::rails::SUSPENSE, currency, state.config.currency)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "no suspense account id",
+                )
+            })?;
+    let mut batches = Vec::new();
+    let mut plan = Vec::with_capacity(outcomes.len());
+    for outcome in outcomes {
+        match outcome {
+            ItemOutcome::Cleared(clearance) => {
+                let mut operations = Vec::new();
+                let debit_account = match &clearance.debit {
+                    Debit::Payer(name) => payer_account(name)?,
+                    Debit::Bounced(_) => {
+                        operations.extend(crate::rails::operator_accounts(
+                            currency,
+                            state.config.currency,
+                        ));
+                        suspense.clone()
+                    }
+                };
+                let id = TransferId::new(clearance.transfer_id.clone()).map_err(|e| {
+                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+                })?;
+                operations.push(Operation::Transfer(Transfer {
+                    id,
+                    debit_account,
+                    credit_account: merchant_account_id.clone(),
+                    amount: clearance.amount,
+                    kind: TransferKind::Posted,
+                    memo: clearance.memo.clone(),
+                }));
+                for change in &clearance.records {
+                    operations.push(put(
+                        change.key.clone(),
+                        &change.value,
+                        change.create_only.then_some(0),
+                    ));
+                }
+                for finding in &clearance.findings {
+                    operations.push(flag_operation(finding, now));
+                }
+                plan.push(Some(batches.len()));
+                batches.push(Batch { operations });
+            }
+            ItemOutcome::Refused { findings, .. } if !findings.is_empty() => {
+                plan.push(Some(batches.len()));
+                batches.push(Batch {
+                    operations: findings.iter().map(|f| flag_operation(f, now)).collect(),
+                });
+            }
+            ItemOutcome::Refused { .. } => plan.push(None),
+        }
+    }
+    batches.push(Batch {
+        operations: vec![put(
+            format!("lastdeposit:{}", record.id),
+            &json!({ "at": now.0 }),
+            None,
+        )],
+    });
+    Ok((batches, plan))
 }
