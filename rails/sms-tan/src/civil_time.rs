@@ -73,6 +73,36 @@ impl CivilDateTime {
         })
     }
 
+    /// The local time in a zone `utc_offset_minutes` east of UTC at `at` (for statements).
+    /// `None` outside [`YEAR_MIN`]..=[`YEAR_MAX`].
+    pub fn from_unix(at: UnixSeconds, utc_offset_minutes: i32) -> Option<CivilDateTime> {
+        let local = i64::try_from(at.0).ok()? + i64::from(utc_offset_minutes) * 60;
+        let days = local.div_euclid(SECONDS_PER_DAY);
+        let seconds = local.rem_euclid(SECONDS_PER_DAY);
+        // H. Hinnant's civil_from_days.
+        let shifted = days + 719_468;
+        let era = shifted.div_euclid(146_097);
+        let day_of_era = shifted - era * 146_097;
+        let year_of_era =
+            (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+        let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+        let month_shifted = (5 * day_of_year + 2) / 153;
+        let day = day_of_year - (153 * month_shifted + 2) / 5 + 1;
+        let month = if month_shifted < 10 {
+            month_shifted + 3
+        } else {
+            month_shifted - 9
+        };
+        let year = year_of_era + era * 400 + i64::from(month <= 2);
+        CivilDateTime::new(
+            u16::try_from(year).ok()?,
+            u8::try_from(month).ok()?,
+            u8::try_from(day).ok()?,
+            u8::try_from(seconds / 3600).ok()?,
+            u8::try_from(seconds % 3600 / 60).ok()?,
+        )
+    }
+
     /// Unix seconds of this local time in a zone `utc_offset_minutes` east of UTC.
     pub fn to_unix(&self, utc_offset_minutes: i32) -> UnixSeconds {
         let days = days_from_civil(
@@ -151,6 +181,14 @@ impl fmt::Display for CivilDateTime {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn from_unix_inverts_to_unix() {
+        for (offset, text) in [(0, (2026u16, 12u8, 1u8, 9u8, 0u8)), (180, (2000, 2, 29, 23, 59)), (-300, (2199, 12, 31, 0, 1))] {
+            let civil = super::CivilDateTime::new(text.0, text.1, text.2, text.3, text.4).unwrap();
+            assert_eq!(super::CivilDateTime::from_unix(civil.to_unix(offset), offset), Some(civil));
+        }
+    }
+
     use super::*;
 
     #[test]
