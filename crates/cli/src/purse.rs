@@ -1153,7 +1153,7 @@ fn provision(
         .map_err(|error| (error.to_string(), Some(error)))?;
     let bytes = answer["provisioning"]
         .as_str()
-        .and_then(|text| hex_decode(text))
+        .and_then(hex_decode)
         .ok_or_else(|| plain("the server's answer has no provisioning record".to_owned()))?;
     let provisioning = Provisioning::decode(&bytes)
         .map_err(|error| plain(format!("provisioning record: {error}")))?;
@@ -1176,7 +1176,7 @@ fn provision(
 }
 
 fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
