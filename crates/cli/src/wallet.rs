@@ -192,6 +192,8 @@ pub struct NetemArgs {
 
 /// Runs a device-side command.
 pub fn run(args: WalletArgs) -> ExitCode {
+    // Log lines (dropped datagrams, resumed transfers) go to stderr; OFFPAY_LOG filters them.
+    crate::init_logging();
     let json = args.json;
     let result = match args.command {
         WalletCommand::Netem(netem) => run_netem(netem, json),
@@ -603,14 +605,12 @@ fn linger(
     json: bool,
     idle: Duration,
     deadline: Instant,
-    on_event: &mut dyn FnMut(&mut UdpWallet<FileStorage>, &Event) -> Result<(), String>,
 ) -> Result<(), String> {
     let mut quiet_since = Instant::now();
     let mut received = driver.stats().datagrams_received;
     while Instant::now() < deadline {
         for event in poll(driver)? {
             show_event(json, &event);
-            on_event(driver, &event)?;
         }
         let now_received = driver.stats().datagrams_received;
         if now_received != received || in_flight(driver.wallet()) > 0 {
@@ -751,7 +751,6 @@ fn sell(
         json,
         Duration::from_secs(link.idle_secs),
         deadline,
-        &mut |_, _| Ok(()),
     )?;
     summary(&driver, json);
     if failures == count {
@@ -849,7 +848,7 @@ fn buy(
     }
     // Answer the seller's last retransmissions (a lost acknowledgement) before leaving.
     driver.set_buyer_mode(false);
-    linger(&mut driver, json, idle, deadline, &mut |_, _| Ok(()))?;
+    linger(&mut driver, json, idle, deadline)?;
     summary(&driver, json);
     Ok(())
 }
@@ -862,7 +861,6 @@ fn finish_in_flight(file: &Path, json: bool, link: &LinkArgs) -> Result<(), Stri
         json,
         Duration::from_secs(link.idle_secs),
         deadline,
-        &mut |_, _| Ok(()),
     )?;
     summary(&driver, json);
     Ok(())

@@ -757,7 +757,13 @@ impl BuyerAwaitingCommitRequest {
                 if let Some(reason) = payment_refusal(view, *amount) {
                     return Next::to(
                         BuyerState::Forgotten,
-                        vec![Step::Send(Body::Abort { reason })],
+                        vec![
+                            Step::Send(Body::Abort { reason }),
+                            Step::Notify(Event::PaymentRefused {
+                                transfer_id: self.transfer_id,
+                                reason,
+                            }),
+                        ],
                     );
                 }
                 let event = Event::PriceOffered {
