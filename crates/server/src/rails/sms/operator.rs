@@ -48,12 +48,15 @@ const NUMBER_ATTEMPTS_MAX: usize = 16;
 /// Routes under `/api/v1`.
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
-        .route("/sms/settings", get(get_settings).put(put_settings))
+        .route(
+            "/sms/settings",
+            get(get_settings).put(put_settings).post(put_settings),
+        )
         .route("/sms/status", get(status))
         .route("/sms/accounts", post(create_account))
         .route(
             "/sms/accounts/{number}",
-            get(get_account).patch(update_account),
+            get(get_account).patch(update_account).post(update_account),
         )
         .route("/sms/envelopes/issue", post(issue_envelopes))
         .route("/sms/envelopes/print", post(print_envelopes))
@@ -66,6 +69,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/sms/terminals", post(create_terminal))
         .route("/sms/outbox", get(outbox))
         .route("/sms/scheduled", get(list_scheduled))
+        .route("/sms/simulate", post(simulate))
 }
 
 fn internal(message: impl Into<String>) -> ApiError {
@@ -478,6 +482,8 @@ async fn issue_envelopes(
 #[serde(deny_unknown_fields)]
 pub struct PrintEnvelopes {
     euins: Vec<String>,
+    /// `"hex"`: answer JSON `{"pdf_hex": ...}` (for JSON clients) instead of `application/pdf`.
+    encoding: Option<String>,
 }
 
 async fn print_envelopes(
@@ -544,6 +550,11 @@ async fn print_envelopes(
     })
     .await
     .map_err(|_| internal("rendering the PDF failed"))?;
+    if request.encoding.as_deref() == Some("hex") {
+        return Ok(
+            Json(json!({ "pdf_hex": hex::encode(&pdf), "bytes": pdf.len() })).into_response(),
+        );
+    }
     Ok(([(header::CONTENT_TYPE, "application/pdf")], pdf).into_response())
 }
 
@@ -806,6 +817,47 @@ async fn list_scheduled(
         })
         .collect();
     Ok(Json(json!({ "scheduled": items })))
+}
+
+/// Body of `POST /api/v1/sms/simulate`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Simulate {
+    from: String,
+    text: String,
+    message_id: String,
+}
+
+/// Handles an SMS as if it came from a gateway (gateway name `operator`): for the operator's
+/// own checks and the demo. Replies to the sender are answered inline, the rest queued.
+async fn simulate(
+    State(state): State<Arc<AppState>>,
+    ApiJson(request): ApiJson<Simulate>,
+) -> Result<Json<Value>, ApiError> {
+    if request.message_id.is_empty()
+        || request.message_id.len() > super::gateway::MESSAGE_ID_BYTES_MAX
+    {
+        return Err(ApiError::bad_request(
+            "invalid_message_id",
+            "message_id: 1 to 200 bytes",
+        ));
+    }
+    let from = parse_phone(&request.from)?;
+    let answer = process::handle_inbound(
+        &state,
+        "operator",
+        &request.message_id,
+        from,
+        &request.text,
+        true,
+    )
+    .await?;
+    Ok(Json(json!({
+        "replies": answer.replies,
+        "duplicate": answer.duplicate,
+        "verdict": answer.verdict,
+        "queued": answer.queued,
+    })))
 }
 
 /// Body of `POST /api/v1/sms/disputes/{key}/decide`.
