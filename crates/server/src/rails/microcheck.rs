@@ -184,7 +184,10 @@ pub fn device_routes() -> Router<Arc<AppState>> {
 /// Operator routes (mounted under `/api/v1`, behind the operator token).
 pub fn operator_routes() -> Router<Arc<AppState>> {
     Router::new()
-        .route("/microcheck/strategy", get(get_strategy).put(put_strategy))
+        .route(
+            "/microcheck/strategy",
+            get(get_strategy).put(put_strategy).post(put_strategy),
+        )
         .route("/microcheck/payers", post(register_payer))
         .route("/microcheck/payers/{name}", get(get_payer))
         .route("/microcheck/payers/{name}/dispute", post(dispute))

@@ -1,0 +1,646 @@
+//! Rail 4 end to end on real processes: `offpay serve`, `offpay vend serve` (the machine) and
+//! `offpay vend buy` (the payer), over loopback. The PA issues credentials, the machine sells with
+//! no server running, deposits later; refusals carry their reasons; fraud patterns raise flags.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use offpay_keynote::PrivateKey;
+use offpay_microcheck::wire::{Message, WIRE_VERSION};
+use serde_json::{Value, json};
+
+/// Upper bound on any wait in these tests.
+const WAIT_MAX: Duration = Duration::from_secs(30);
+
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn offpay() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_offpay"));
+    command
+        .env("OFFPAY_LOG", "warn")
+        .env_remove("OFFPAY_SERVER");
+    command
+}
+
+/// Starts a process and waits for `marker ADDRESS` on its stderr.
+fn spawn_announcing(mut command: Command, marker: &str) -> (Process, String) {
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let marker = marker.to_owned();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split(&marker).nth(1) {
+                let _ = sender.send(
+                    rest.split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+            }
+        }
+    });
+    let address = receiver
+        .recv_timeout(WAIT_MAX)
+        .expect("the process announces its address");
+    (Process(child), address)
+}
+
+struct Server {
+    _process: Process,
+    url: String,
+    token_file: PathBuf,
+}
+
+fn start_server(data: &Path) -> Server {
+    let mut command = offpay();
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data);
+    let (process, address) = spawn_announcing(command, "listening on http://");
+    Server {
+        _process: process,
+        url: format!("http://{address}"),
+        token_file: data.join("admin.token"),
+    }
+}
+
+fn run(command: &mut Command) -> Output {
+    command.stdin(Stdio::null()).output().expect("run offpay")
+}
+
+fn json_of(output: &Output) -> Value {
+    let text = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|_| {
+        panic!(
+            "not JSON: {text}\nstderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+fn admin(server: &Server, args: &[&str]) -> Value {
+    let output = run(offpay()
+        .args(["admin", "--json", "--server", &server.url, "--token-file"])
+        .arg(&server.token_file)
+        .args(args));
+    assert!(
+        output.status.success(),
+        "admin {args:?}: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    json_of(&output)
+}
+
+fn vend(args: &[&str]) -> (bool, Value) {
+    let output = run(offpay().args(["vend", "--json"]).args(args));
+    (output.status.success(), json_of(&output))
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Keys, registration and credentials for one payer and any number of machines.
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        Setup {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn payer(&self, server: &Server, name: &str, extra: &[&str]) -> PathBuf {
+        let file = self.file(&format!("{name}.json"));
+        let (ok, answer) = vend(&["payer", "keygen", "--file", path(&file), "--name", name]);
+        assert!(ok, "{answer}");
+        let key = answer["key"].as_str().unwrap().to_owned();
+        let mut args = vec![
+            "microcheck",
+            "payer",
+            "register",
+            "--name",
+            name,
+            "--key",
+            &key,
+        ];
+        args.extend_from_slice(extra);
+        admin(server, &args);
+        admin(
+            server,
+            &[
+                "transfer",
+                "--id",
+                &format!("fund-{name}"),
+                "--from",
+                "operator:float",
+                "--to",
+                &format!("mc:payer:{name}"),
+                "--amount",
+                "20.00",
+            ],
+        );
+        let (ok, answer) = vend(&[
+            "payer",
+            "refresh",
+            "--file",
+            path(&file),
+            "--server",
+            &server.url,
+        ]);
+        assert!(ok, "{answer}");
+        assert!(
+            answer["credentials"].as_array().unwrap().len() >= 2,
+            "{answer}"
+        );
+        file
+    }
+
+    fn merchant(&self, server: &Server, id: &str, extra: &[&str]) -> PathBuf {
+        let file = self.file(&format!("{id}.json"));
+        let (ok, answer) = vend(&["merchant", "keygen", "--file", path(&file), "--id", id]);
+        assert!(ok, "{answer}");
+        let key = answer["key"].as_str().unwrap().to_owned();
+        let mut args = vec![
+            "microcheck",
+            "merchant",
+            "register",
+            "--id",
+            id,
+            "--key",
+            &key,
+        ];
+        args.extend_from_slice(extra);
+        admin(server, &args);
+        let (ok, answer) = vend(&[
+            "merchant",
+            "refresh",
+            "--file",
+            path(&file),
+            "--server",
+            &server.url,
+        ]);
+        assert!(ok, "{answer}");
+        file
+    }
+
+    fn machine(&self, merchant_file: &Path, extra: &[&str]) -> (Process, String) {
+        let stock = self.file("stock.json");
+        std::fs::write(&stock, json!([
+            { "item": 1, "product": "Pocari Sweat", "product_class": "drink", "price": "0.83", "count": 20 },
+            { "item": 2, "product": "Cigars", "product_class": "adult", "price": "3.00", "count": 5 },
+            { "item": 3, "product": "Radio", "product_class": "gadget", "price": "25.00", "count": 1 },
+        ]).to_string()).unwrap();
+        let mut command = offpay();
+        command
+            .args([
+                "vend",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--stock",
+                path(&stock),
+                "--merchant-file",
+            ])
+            .arg(merchant_file)
+            .args(extra);
+        spawn_announcing(command, "listening on ")
+    }
+}
+
+fn buy(machine: &str, payer_file: &Path, item: u32) -> Value {
+    let (_, answer) = vend(&[
+        "buy",
+        "--machine",
+        machine,
+        "--item",
+        &item.to_string(),
+        "--payer-file",
+        path(payer_file),
+        "--yes",
+    ]);
+    answer
+}
+
+fn deposit(server: &Server, merchant_file: &Path, all: bool) -> (bool, Value) {
+    let mut args = vec![
+        "deposit",
+        "--merchant-file",
+        path(merchant_file),
+        "--server",
+        &server.url,
+    ];
+    if all {
+        args.push("--all");
+    }
+    vend(&args)
+}
+
+#[test]
+fn offline_sale_then_deposit_posts_once() {
+    let setup = Setup::new();
+    let data = setup.file("data");
+    let server = start_server(&data);
+    let payer = setup.payer(&server, "alice", &[]);
+    let merchant = setup.merchant(
+        &server,
+        "vm-1",
+        &["--latitude", "-1.2921", "--longitude", "36.8219"],
+    );
+    drop(server); // From here the machine and the payer are offline.
+
+    let (machine, address) = setup.machine(&merchant, &[]);
+    let paid = buy(&address, &payer, 1);
+    assert_eq!(paid["status"], "paid", "{paid}");
+    assert_eq!(paid["amount"], "0.83");
+    let over = buy(&address, &payer, 3);
+    assert_eq!(over["status"], "refused", "{over}");
+    assert_eq!(over["code"], "over_limit");
+    assert!(over["reason"].as_str().unwrap().contains("25.00"), "{over}");
+    let adult = buy(&address, &payer, 2);
+    assert_eq!(adult["code"], "adulthood_required", "{adult}");
+    drop(machine);
+
+    let server = start_server(&data);
+    let (ok, answer) = deposit(&server, &merchant, false);
+    assert!(ok, "{answer}");
+    assert_eq!(answer["posted"], 1, "{answer}");
+    let payer_account = admin(&server, &["balance", "mc:payer:alice"]);
+    assert_eq!(payer_account["balance"], "19.17", "{payer_account}");
+    let merchant_account = admin(&server, &["balance", "mc:merchant:vm-1"]);
+    assert_eq!(merchant_account["balance"], "0.83");
+    let history = admin(&server, &["history", "mc:payer:alice"]);
+    assert!(
+        history["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["direction"] == "debit"
+                && e["counterparty"] == "mc:merchant:vm-1"
+                && e["amount"] == "0.83"),
+        "{history}"
+    );
+    // The same microcheck again: refused, nothing moves.
+    let (ok, answer) = deposit(&server, &merchant, true);
+    assert!(!ok);
+    assert_eq!(
+        answer["results"][0]["code"], "already_deposited",
+        "{answer}"
+    );
+    assert_eq!(
+        admin(&server, &["balance", "mc:payer:alice"])["balance"],
+        "19.17"
+    );
+    // The payer's statement matches its log.
+    let (ok, statement) = vend(&[
+        "statement",
+        "--payer-file",
+        path(&payer),
+        "--server",
+        &server.url,
+    ]);
+    assert!(ok, "{statement}");
+    assert_eq!(
+        statement["comparison"]["matched"].as_array().unwrap().len(),
+        1,
+        "{statement}"
+    );
+    assert!(
+        statement["comparison"]["not_written_here"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let totals = admin(&server, &["totals"]);
+    assert_eq!(totals["balanced"], true);
+}
+
+fn send(stream: &mut TcpStream, message: &Message) {
+    stream.write_all(&message.encode()).unwrap();
+}
+
+fn receive(stream: &mut TcpStream) -> Message {
+    let mut prefix = [0u8; 4];
+    stream.read_exact(&mut prefix).unwrap();
+    let mut body = vec![0u8; u32::from_be_bytes(prefix) as usize];
+    stream.read_exact(&mut body).unwrap();
+    Message::decode(&body).unwrap()
+}
+
+fn link(address: &str) -> TcpStream {
+    let stream = TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(WAIT_MAX)).unwrap();
+    stream
+}
+
+/// A payer device under the test's control: select, then answer the offer with `make`.
+fn raw_purchase(
+    address: &str,
+    item: u32,
+    make: impl FnOnce(&offpay_microcheck::Offer) -> Message,
+) -> Message {
+    let mut stream = link(address);
+    send(
+        &mut stream,
+        &Message::Select {
+            v: WIRE_VERSION,
+            item,
+        },
+    );
+    let Message::Offer { offer, .. } = receive(&mut stream) else {
+        panic!("no offer")
+    };
+    send(&mut stream, &make(&offer));
+    receive(&mut stream)
+}
+
+fn payer_secrets(file: &Path) -> (PrivateKey, Vec<String>) {
+    let payer: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    let key = PrivateKey::parse(payer["key"].as_str().unwrap().as_bytes()).unwrap();
+    let credentials = payer["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    (key, credentials)
+}
+
+fn check_for(key: &PrivateKey, offer: &offpay_microcheck::Offer) -> String {
+    let terms = offer.terms().unwrap();
+    String::from_utf8(
+        offpay_microcheck::microcheck::write(key, &terms)
+            .unwrap()
+            .text()
+            .to_vec(),
+    )
+    .unwrap()
+}
+
+fn refused_code(message: &Message) -> String {
+    match message {
+        Message::Refused { code, reason, .. } => {
+            assert!(!reason.is_empty());
+            code.clone()
+        }
+        other => panic!("not refused: {other:?}"),
+    }
+}
+
+#[test]
+fn each_bad_payment_is_refused_with_its_reason() {
+    let setup = Setup::new();
+    let server = start_server(&setup.file("data"));
+    let payer = setup.payer(&server, "bob", &[]);
+    let vm = setup.merchant(&server, "vm-2", &[]);
+    let gate = setup.merchant(&server, "gate-1", &["--app-domain", "transit"]);
+
+    // Expired: the machine's clock runs two days ahead of the credentials' validity.
+    let (_late, late_address) = setup.machine(&vm, &["--clock-offset-secs", "864000"]);
+    let expired = buy(&late_address, &payer, 1);
+    assert_eq!(expired["code"], "credential_expired", "{expired}");
+    drop(_late);
+    // Wrong application domain.
+    let (_gate, gate_address) = setup.machine(&gate, &[]);
+    let wrong = buy(&gate_address, &payer, 1);
+    assert_eq!(wrong["code"], "wrong_domain", "{wrong}");
+
+    let (_machine, address) = setup.machine(&vm, &[]);
+    let (key, credentials) = payer_secrets(&payer);
+    // Altered after signing (the product renamed, signature kept).
+    let reply = raw_purchase(&address, 1, |offer| Message::Payment {
+        v: WIRE_VERSION,
+        microcheck: check_for(&key, offer).replace("-> \"true\"", "-> \"true\" "),
+        credentials: credentials.clone(),
+    });
+    assert_eq!(refused_code(&reply), "microcheck_signature");
+    // Forged: written by another key.
+    let thief = PrivateKey::ed25519_from_seed(&[77; 32]);
+    let reply = raw_purchase(&address, 1, |offer| Message::Payment {
+        v: WIRE_VERSION,
+        microcheck: check_for(&thief, offer),
+        credentials: credentials.clone(),
+    });
+    assert_eq!(refused_code(&reply), "untrusted_issuer");
+    // A good one written by a copy of the key (not in the device's log) ...
+    let mut first = String::new();
+    let reply = raw_purchase(&address, 1, |offer| {
+        first = check_for(&key, offer);
+        Message::Payment {
+            v: WIRE_VERSION,
+            microcheck: first.clone(),
+            credentials: credentials.clone(),
+        }
+    });
+    assert!(matches!(reply, Message::Receipt { .. }), "{reply:?}");
+    // ... replayed against the next offer.
+    let reply = raw_purchase(&address, 1, |_| Message::Payment {
+        v: WIRE_VERSION,
+        microcheck: first.clone(),
+        credentials: credentials.clone(),
+    });
+    assert_eq!(refused_code(&reply), "replayed_nonce");
+    // Malformed microcheck, credential and frames: refused, the machine keeps serving.
+    let reply = raw_purchase(&address, 1, |_| Message::Payment {
+        v: WIRE_VERSION,
+        microcheck: "Authorizer: \"unterminated".into(),
+        credentials: vec![],
+    });
+    assert_eq!(refused_code(&reply), "malformed");
+    let reply = raw_purchase(&address, 1, |offer| Message::Payment {
+        v: WIRE_VERSION,
+        microcheck: check_for(&key, offer),
+        credentials: vec!["Conditions: ((((".into()],
+    });
+    assert_eq!(refused_code(&reply), "malformed");
+    let mut stream = link(&address);
+    stream.write_all(&[0, 0, 0, 9]).unwrap();
+    stream.write_all(b"not json!").unwrap();
+    assert_eq!(refused_code(&receive(&mut stream)), "malformed");
+    let mut stream = link(&address);
+    stream.write_all(&[0xff, 0xff, 0xff, 0xff]).unwrap();
+    assert_eq!(refused_code(&receive(&mut stream)), "malformed");
+    let mut stream = link(&address);
+    stream
+        .write_all(br#"{"type":"select","v":1,"item":1}"#)
+        .unwrap(); // no length prefix
+    drop(stream);
+    // Still selling.
+    let paid = buy(&address, &payer, 1);
+    assert_eq!(paid["status"], "paid", "{paid}");
+
+    // Deposit: both sales post; the statement shows the one the device did not write.
+    let (ok, answer) = deposit(&server, &vm, false);
+    assert!(ok, "{answer}");
+    assert_eq!(answer["posted"], 2, "{answer}");
+    let (_, statement) = vend(&[
+        "statement",
+        "--payer-file",
+        path(&payer),
+        "--server",
+        &server.url,
+    ]);
+    let unknown = statement["comparison"]["not_written_here"]
+        .as_array()
+        .unwrap();
+    assert_eq!(unknown.len(), 1, "{statement}");
+    assert_eq!(
+        statement["comparison"]["matched"].as_array().unwrap().len(),
+        1
+    );
+
+    // A deposit with one altered microcheck posts the good ones and reports the bad one.
+    for _ in 0..2 {
+        let fresh = raw_purchase(&address, 1, |offer| Message::Payment {
+            v: WIRE_VERSION,
+            microcheck: check_for(&key, offer),
+            credentials: credentials.clone(),
+        });
+        assert!(matches!(fresh, Message::Receipt { .. }));
+    }
+    let sales = std::fs::read_to_string(PathBuf::from(format!("{}.sales", vm.display()))).unwrap();
+    let all: Vec<Value> = sales.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|l| l.get("sale").cloned()).map(|s| json!({ "offer": s["offer"], "microcheck": s["microcheck"], "credentials": s["credentials"] }))
+        .collect();
+    let mut items = all[all.len() - 2..].to_vec();
+    items[0]["offer"]["amount"] = json!("0.01");
+    let merchant: Value = serde_json::from_str(&std::fs::read_to_string(&vm).unwrap()).unwrap();
+    let merchant_key = PrivateKey::parse(merchant["key"].as_str().unwrap().as_bytes()).unwrap();
+    let body = json!({ "items": items });
+    let time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let payload = offpay_server::rails::microcheck::request_payload("deposit", "vm-2", time, &body);
+    let signature =
+        offpay_microcheck::auth::sign_statement(&merchant_key, "deposit", &payload).unwrap();
+    let answer: Value = reqwest::blocking::Client::new()
+        .post(format!("{}/microcheck/v1/deposit", server.url))
+        .json(&json!({ "who": "vm-2", "time": time, "signature": signature, "body": body }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let codes: Vec<&str> = answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["code"].as_str().unwrap_or("posted"))
+        .collect();
+    assert_eq!(codes, ["not_this_offer", "posted"], "{answer}");
+    assert_eq!(answer["posted"], 1);
+    // Malformed deposits and forged signatures change nothing and crash nothing.
+    let client = reqwest::blocking::Client::new();
+    for bad in [
+        json!({ "who": "vm-2" }),
+        json!({ "who": "vm-2", "time": time, "signature": "x", "body": {} }),
+        json!({ "who": "vm-2", "time": time, "signature": signature, "body": { "items": [] } }),
+    ] {
+        let status = client
+            .post(format!("{}/microcheck/v1/deposit", server.url))
+            .json(&bad)
+            .send()
+            .unwrap()
+            .status();
+        assert!(status.is_client_error(), "{bad}: {status}");
+    }
+    let health = client.get(format!("{}/health", server.url)).send().unwrap();
+    assert!(health.status().is_success());
+}
+
+#[test]
+fn fraud_patterns_raise_flags() {
+    let setup = Setup::new();
+    let server = start_server(&setup.file("data"));
+    let mut strategy = admin(&server, &["microcheck", "strategy"])["strategy"].clone();
+    strategy["machine_day_purchases_max"] = json!(1);
+    let strategy_file = setup.file("strategy.json");
+    std::fs::write(&strategy_file, strategy.to_string()).unwrap();
+    admin(
+        &server,
+        &["microcheck", "strategy", "--set", path(&strategy_file)],
+    );
+    let payer = setup.payer(&server, "carol", &[]);
+    let nairobi = setup.merchant(
+        &server,
+        "vm-nbo",
+        &["--latitude", "-1.2921", "--longitude", "36.8219"],
+    );
+    let mombasa = setup.merchant(
+        &server,
+        "vm-mba",
+        &["--latitude", "-4.0435", "--longitude", "39.6682"],
+    );
+    let ahead = setup.merchant(
+        &server,
+        "vm-ahead",
+        &["--latitude", "-1.2921", "--longitude", "36.8219"],
+    );
+    {
+        let (_m, address) = setup.machine(&nairobi, &[]);
+        for _ in 0..2 {
+            assert_eq!(buy(&address, &payer, 1)["status"], "paid");
+        }
+    }
+    {
+        let (_m, address) = setup.machine(&mombasa, &[]);
+        assert_eq!(buy(&address, &payer, 1)["status"], "paid");
+    }
+    {
+        let (_m, address) = setup.machine(&ahead, &["--clock-offset-secs", "3600"]);
+        assert_eq!(buy(&address, &payer, 1)["status"], "paid");
+    }
+    assert!(deposit(&server, &nairobi, false).0);
+    let (ok, answer) = deposit(&server, &mombasa, false);
+    assert!(ok, "{answer}");
+    let (ok, answer) = deposit(&server, &ahead, false);
+    assert!(!ok);
+    assert_eq!(answer["results"][0]["code"], "dated_in_future", "{answer}");
+    let flags = admin(&server, &["fraud", "list", "--rail", "microcheck"]);
+    let kinds: Vec<&str> = flags["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["flag"]["kind"].as_str().unwrap())
+        .collect();
+    for kind in ["machine_day_volume", "impossible_travel", "post_dated"] {
+        assert!(kinds.contains(&kind), "{kind} missing from {flags}");
+    }
+    let travel = flags["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["flag"]["kind"] == "impossible_travel")
+        .unwrap();
+    assert_eq!(travel["flag"]["subject"], "carol");
+    assert!(
+        travel["flag"]["evidence"]["distance_km"]
+            .as_str()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+            > 300.0
+    );
+}
