@@ -36,7 +36,7 @@ use offpay_ledger::engine::{Changes, References, Snapshot};
 use offpay_ledger::{
     Account, AccountId, AccountKind, Amount, BalanceLimits, Batch, Currency, CurrencyTotal,
     GroupResult, GroupTransaction, HISTORY_PAGE_MAX, LedgerStore, PendingState, RECORD_PAGE_MAX,
-    Record, StoreError, Timestamp, Transfer, TransferId, TransferKind, TransferRecord, run_group,
+    Record, StoreError, Timestamp, Transfer, TransferId, TransferRecord, run_group,
 };
 use postgres::config::Host;
 use postgres::error::SqlState;
@@ -745,7 +745,8 @@ impl GroupTransaction for PostgresGroup<'_, '_> {
             let mut credit_previous = Vec::with_capacity(count);
             for record in records {
                 let transfer = &record.transfer;
-                let (kind, pending_id) = kind_columns(&transfer.kind);
+                let (kind, pending_id) =
+                    offpay_ledger::columns::transfer_kind_columns(&transfer.kind);
                 sequences.push(bigint(record.sequence, "sequence")?);
                 ids.push(transfer.id.as_str());
                 debits.push(transfer.debit_account.as_str());
@@ -879,15 +880,6 @@ impl AccountSums {
     }
 }
 
-fn kind_columns(kind: &TransferKind) -> (&'static str, Option<&str>) {
-    match kind {
-        TransferKind::Posted => ("posted", None),
-        TransferKind::Pending => ("pending", None),
-        TransferKind::PostPending(pending) => ("post_pending", Some(pending.as_str())),
-        TransferKind::VoidPending(pending) => ("void_pending", Some(pending.as_str())),
-    }
-}
-
 /// Reads an account row (columns in [`ACCOUNT_COLUMNS`] order).
 fn account_from_row(row: &Row) -> Result<Account, StoreError> {
     let id: String = row.try_get(0).map_err(database_error)?;
@@ -940,26 +932,8 @@ fn transfer_from_row(row: &Row) -> Result<TransferRecord, StoreError> {
     let credit_previous: i64 = row.try_get(12).map_err(database_error)?;
     let currency = Currency::from_code(&currency)
         .map_err(|error| corrupt(format!("transfer {id}: currency {currency:?}: {error}")))?;
-    let pending = || -> Result<TransferId, StoreError> {
-        let pending_id = pending_id
-            .clone()
-            .ok_or_else(|| corrupt(format!("transfer {id}: no pending id")))?;
-        TransferId::new(pending_id).map_err(corrupt)
-    };
-    let kind = match kind.as_str() {
-        "posted" => TransferKind::Posted,
-        "pending" => TransferKind::Pending,
-        "post_pending" => TransferKind::PostPending(pending()?),
-        "void_pending" => TransferKind::VoidPending(pending()?),
-        other => return Err(corrupt(format!("transfer {id}: unknown kind {other:?}"))),
-    };
-    let pending_state = match pending_state {
-        Some(state) => Some(
-            PendingState::parse(&state)
-                .ok_or_else(|| corrupt(format!("transfer {id}: pending state {state:?}")))?,
-        ),
-        None => None,
-    };
+    let kind = offpay_ledger::columns::transfer_kind_from_columns(&id, &kind, pending_id)?;
+    let pending_state = offpay_ledger::columns::pending_state_from_column(&id, pending_state)?;
     let amount = unsigned(amount, "transfer amount")?;
     Ok(TransferRecord {
         transfer: Transfer {
@@ -976,19 +950,6 @@ fn transfer_from_row(row: &Row) -> Result<TransferRecord, StoreError> {
         debit_previous: unsigned(debit_previous, "previous sequence")?,
         credit_previous: unsigned(credit_previous, "previous sequence")?,
     })
-}
-
-/// Escapes `%`, `_` and the escape character itself for a `LIKE ... ESCAPE '\'` prefix match.
-fn like_prefix(prefix: &str) -> String {
-    let mut pattern = String::with_capacity(prefix.len() + 1);
-    for character in prefix.chars() {
-        if matches!(character, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(character);
-    }
-    pattern.push('%');
-    pattern
 }
 
 fn record_version(row: &Row, column: usize) -> Result<u64, StoreError> {
@@ -1143,7 +1104,7 @@ impl LedgerStore for PostgresStore {
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
         let limit = limit.min(RECORD_PAGE_MAX) as i64;
-        let pattern = like_prefix(key_prefix);
+        let pattern = offpay_ledger::columns::like_prefix(key_prefix);
         self.run(|client, statements| {
             client
                 .query(
@@ -1242,11 +1203,5 @@ mod tests {
         ] {
             assert!(validate_schema_name(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn escapes_like_wildcards() {
-        assert_eq!(like_prefix("a%_\\b"), "a\\%\\_\\\\b%");
-        assert_eq!(like_prefix(""), "%");
     }
 }

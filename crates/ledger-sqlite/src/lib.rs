@@ -11,7 +11,7 @@ use offpay_ledger::engine::{Changes, References, Snapshot};
 use offpay_ledger::{
     Account, AccountId, AccountKind, Amount, BalanceLimits, Batch, Currency, CurrencyTotal,
     GroupResult, GroupTransaction, HISTORY_PAGE_MAX, LedgerStore, PendingState, RECORD_PAGE_MAX,
-    Record, StoreError, Timestamp, Transfer, TransferId, TransferKind, TransferRecord, run_group,
+    Record, StoreError, Timestamp, Transfer, TransferId, TransferRecord, run_group,
 };
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
@@ -232,7 +232,7 @@ impl GroupTransaction for SqliteGroup<'_> {
             .map_err(database_error)?;
         for record in &changes.transfers_created {
             let transfer = &record.transfer;
-            let (kind, pending_id) = kind_columns(&transfer.kind);
+            let (kind, pending_id) = offpay_ledger::columns::transfer_kind_columns(&transfer.kind);
             insert
                 .execute(params![
                     record.sequence as i64,
@@ -282,15 +282,6 @@ impl GroupTransaction for SqliteGroup<'_> {
             )
             .map_err(database_error)?;
         Ok(())
-    }
-}
-
-fn kind_columns(kind: &TransferKind) -> (&'static str, Option<&str>) {
-    match kind {
-        TransferKind::Posted => ("posted", None),
-        TransferKind::Pending => ("pending", None),
-        TransferKind::PostPending(pending) => ("post_pending", Some(pending.as_str())),
-        TransferKind::VoidPending(pending) => ("void_pending", Some(pending.as_str())),
     }
 }
 
@@ -369,28 +360,8 @@ fn transfer_from_row(row: &Row<'_>) -> rusqlite::Result<Result<TransferRecord, S
     Ok((|| {
         let currency = Currency::from_code(&currency)
             .map_err(|error| corrupt(format!("transfer {id}: currency {currency:?}: {error}")))?;
-        let pending = || -> Result<TransferId, StoreError> {
-            TransferId::new(
-                pending_id
-                    .clone()
-                    .ok_or_else(|| corrupt(format!("transfer {id}: no pending id")))?,
-            )
-            .map_err(corrupt)
-        };
-        let kind = match kind.as_str() {
-            "posted" => TransferKind::Posted,
-            "pending" => TransferKind::Pending,
-            "post_pending" => TransferKind::PostPending(pending()?),
-            "void_pending" => TransferKind::VoidPending(pending()?),
-            other => return Err(corrupt(format!("transfer {id}: unknown kind {other:?}"))),
-        };
-        let pending_state = match pending_state {
-            Some(state) => Some(
-                PendingState::parse(&state)
-                    .ok_or_else(|| corrupt(format!("pending state {state:?}")))?,
-            ),
-            None => None,
-        };
+        let kind = offpay_ledger::columns::transfer_kind_from_columns(&id, &kind, pending_id)?;
+        let pending_state = offpay_ledger::columns::pending_state_from_column(&id, pending_state)?;
         Ok(TransferRecord {
             transfer: Transfer {
                 amount: Amount::from_minor(amount as u64, currency).map_err(corrupt)?,
@@ -414,19 +385,6 @@ fn collect<T>(
 ) -> Result<Vec<T>, StoreError> {
     rows.map(|row| row.map_err(database_error).and_then(|parsed| parsed))
         .collect()
-}
-
-/// Escapes `%`, `_` and the escape character itself for a `LIKE ... ESCAPE '\'` prefix match.
-fn like_prefix(prefix: &str) -> String {
-    let mut pattern = String::with_capacity(prefix.len() + 1);
-    for character in prefix.chars() {
-        if matches!(character, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(character);
-    }
-    pattern.push('%');
-    pattern
 }
 
 impl LedgerStore for SqliteStore {
@@ -610,7 +568,7 @@ impl LedgerStore for SqliteStore {
             .query_map(
                 params![
                     namespace,
-                    like_prefix(key_prefix),
+                    offpay_ledger::columns::like_prefix(key_prefix),
                     after_key.unwrap_or(""),
                     limit
                 ],

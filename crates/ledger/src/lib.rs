@@ -4,6 +4,7 @@
 //! The rules live in [`engine`] as pure code; backends (`offpay-ledger-sqlite`,
 //! `offpay-ledger-postgres`) only load and write rows, through [`store::run_group`].
 
+pub mod columns;
 pub mod conformance;
 pub mod engine;
 pub mod ids;

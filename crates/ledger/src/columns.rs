@@ -1,0 +1,99 @@
+//! What every SQL backend needs to map ledger values to columns and back, written once.
+
+use crate::ids::TransferId;
+use crate::model::{PendingState, TransferKind};
+use crate::store::StoreError;
+
+/// A transfer kind as the `kind` and `pending_id` columns store it.
+pub fn transfer_kind_columns(kind: &TransferKind) -> (&'static str, Option<&str>) {
+    match kind {
+        TransferKind::Posted => ("posted", None),
+        TransferKind::Pending => ("pending", None),
+        TransferKind::PostPending(pending) => ("post_pending", Some(pending.as_str())),
+        TransferKind::VoidPending(pending) => ("void_pending", Some(pending.as_str())),
+    }
+}
+
+/// Reads the `kind` and `pending_id` columns of transfer `id` back.
+pub fn transfer_kind_from_columns(
+    id: &str,
+    kind: &str,
+    pending_id: Option<String>,
+) -> Result<TransferKind, StoreError> {
+    let pending = || -> Result<TransferId, StoreError> {
+        let pending_id = pending_id
+            .clone()
+            .ok_or_else(|| StoreError::Corrupt(format!("transfer {id}: no pending id")))?;
+        TransferId::new(pending_id)
+            .map_err(|error| StoreError::Corrupt(format!("transfer {id}: pending id: {error}")))
+    };
+    Ok(match kind {
+        "posted" => TransferKind::Posted,
+        "pending" => TransferKind::Pending,
+        "post_pending" => TransferKind::PostPending(pending()?),
+        "void_pending" => TransferKind::VoidPending(pending()?),
+        other => {
+            return Err(StoreError::Corrupt(format!(
+                "transfer {id}: unknown kind {other:?}"
+            )));
+        }
+    })
+}
+
+/// Reads the `pending_state` column of transfer `id` back.
+pub fn pending_state_from_column(
+    id: &str,
+    state: Option<String>,
+) -> Result<Option<PendingState>, StoreError> {
+    state
+        .map(|state| {
+            PendingState::parse(&state).ok_or_else(|| {
+                StoreError::Corrupt(format!("transfer {id}: pending state {state:?}"))
+            })
+        })
+        .transpose()
+}
+
+/// A `LIKE … ESCAPE '\'` pattern matching every string that starts with `prefix` literally:
+/// `%`, `_` and `\` in the prefix are escaped.
+pub fn like_prefix(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for character in prefix.chars() {
+        if matches!(character, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(character);
+    }
+    pattern.push('%');
+    pattern
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip_through_columns() {
+        let pending = TransferId::new("p1").unwrap();
+        for kind in [
+            TransferKind::Posted,
+            TransferKind::Pending,
+            TransferKind::PostPending(pending.clone()),
+            TransferKind::VoidPending(pending),
+        ] {
+            let (name, pending_id) = transfer_kind_columns(&kind);
+            let back =
+                transfer_kind_from_columns("t", name, pending_id.map(str::to_owned)).unwrap();
+            assert_eq!(back, kind);
+        }
+        assert!(transfer_kind_from_columns("t", "post_pending", None).is_err());
+        assert!(transfer_kind_from_columns("t", "maybe", None).is_err());
+        assert!(pending_state_from_column("t", Some("limbo".into())).is_err());
+    }
+
+    #[test]
+    fn like_prefixes_are_literal() {
+        assert_eq!(like_prefix("a%_\\"), "a\\%\\_\\\\%");
+        assert_eq!(like_prefix(""), "%");
+    }
+}
