@@ -4,6 +4,7 @@
 //! The rules are [`offpay_ledger::engine`]'s; this crate loads the rows a group refers to and
 //! writes what the engine decided, inside one `BEGIN IMMEDIATE` transaction.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -25,7 +26,16 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct SqliteStore {
     connection: Connection,
+    /// Accounts as of this connection's last commit. Loading the accounts a group touches is a
+    /// large part of a commit's cost, and the writer is almost always this connection; the cache
+    /// is dropped whenever `PRAGMA data_version` shows that another connection committed.
+    account_cache: HashMap<AccountId, Account>,
+    /// `PRAGMA data_version` when the cache was last known good.
+    cache_data_version: Option<i64>,
 }
+
+/// Most accounts kept in the cache; past this it starts again empty.
+pub const ACCOUNT_CACHE_MAX: usize = 1 << 18;
 
 fn database_error(error: rusqlite::Error) -> StoreError {
     StoreError::Database(error.to_string())
@@ -68,7 +78,11 @@ impl SqliteStore {
             .map_err(database_error)?;
         connection.set_prepared_statement_cache_capacity(64);
         migrate(&mut connection)?;
-        Ok(SqliteStore { connection })
+        Ok(SqliteStore {
+            connection,
+            account_cache: HashMap::new(),
+            cache_data_version: None,
+        })
     }
 
     /// The SQLite `synchronous` setting in force (2 = FULL), for tests and diagnostics.
@@ -111,6 +125,9 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
 
 struct SqliteGroup<'a> {
     transaction: &'a rusqlite::Transaction<'a>,
+    cache: &'a HashMap<AccountId, Account>,
+    /// Accounts written by this group, for the cache once the commit succeeded.
+    written: Vec<Account>,
 }
 
 impl GroupTransaction for SqliteGroup<'_> {
@@ -133,6 +150,10 @@ impl GroupTransaction for SqliteGroup<'_> {
             .prepare_cached(ACCOUNT_SELECT_BY_ID)
             .map_err(database_error)?;
         for id in &references.accounts {
+            if let Some(account) = self.cache.get(id) {
+                snapshot.accounts.insert(id.clone(), account.clone());
+                continue;
+            }
             if let Some(account) = statement
                 .query_row([id.as_str()], account_from_row)
                 .optional()
@@ -171,6 +192,11 @@ impl GroupTransaction for SqliteGroup<'_> {
     }
 
     fn write(&mut self, changes: &Changes) -> Result<(), StoreError> {
+        self.written.clear();
+        self.written
+            .extend(changes.accounts_created.iter().cloned());
+        self.written
+            .extend(changes.accounts_updated.iter().cloned());
         let transaction = self.transaction;
         let mut insert = transaction
             .prepare_cached(
@@ -393,18 +419,47 @@ impl LedgerStore for SqliteStore {
     }
 
     fn commit(&mut self, batches: &[Batch], now: Timestamp) -> Result<GroupResult, StoreError> {
-        let transaction = self
-            .connection
+        let SqliteStore {
+            connection,
+            account_cache,
+            cache_data_version,
+        } = self;
+        let transaction = connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(database_error)?;
-        let results = run_group(
-            &mut SqliteGroup {
-                transaction: &transaction,
-            },
-            batches,
-            now,
-        )?;
-        transaction.commit().map_err(database_error)?;
+        // Under the write lock: if another connection committed since our last commit, what the
+        // cache holds may be stale.
+        let data_version: i64 = transaction
+            .query_row("PRAGMA data_version", [], |row| row.get(0))
+            .map_err(database_error)?;
+        if *cache_data_version != Some(data_version) {
+            account_cache.clear();
+        }
+        let mut group = SqliteGroup {
+            transaction: &transaction,
+            cache: account_cache,
+            written: Vec::new(),
+        };
+        let outcome = run_group(&mut group, batches, now);
+        let written = std::mem::take(&mut group.written);
+        let results = match outcome.and_then(|results| {
+            transaction.commit().map_err(database_error)?;
+            Ok(results)
+        }) {
+            Ok(results) => results,
+            Err(error) => {
+                account_cache.clear();
+                *cache_data_version = None;
+                return Err(error);
+            }
+        };
+        if account_cache.len() + written.len() > ACCOUNT_CACHE_MAX {
+            account_cache.clear();
+        }
+        for account in written {
+            account_cache.insert(account.id.clone(), account);
+        }
+        *cache_data_version = Some(data_version);
         Ok(results)
     }
 

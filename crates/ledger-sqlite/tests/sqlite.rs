@@ -1,0 +1,105 @@
+//! SQLite-specific promises: durability settings, data surviving a reopen, and the account cache
+//! never serving a balance another connection has changed.
+
+use offpay_ledger::{
+    AccountId, AccountKind, BalanceLimits, Batch, Currency, LedgerStore, NewAccount, Operation,
+    Timestamp, Transfer, TransferId, TransferKind, verify_conservation,
+};
+use offpay_ledger_sqlite::SqliteStore;
+
+fn account(id: &str, kind: AccountKind) -> Operation {
+    Operation::CreateAccount(NewAccount {
+        id: AccountId::new(id).unwrap(),
+        kind,
+        currency: Currency::KES,
+        limits: BalanceLimits {
+            balance_min: kind.default_balance_min(),
+            balance_max: None,
+        },
+    })
+}
+
+fn pay(id: &str, from: &str, to: &str, minor: u64) -> Batch {
+    Batch::transfers([Transfer {
+        id: TransferId::new(id).unwrap(),
+        debit_account: AccountId::new(from).unwrap(),
+        credit_account: AccountId::new(to).unwrap(),
+        amount: Currency::KES.minor(minor).unwrap(),
+        kind: TransferKind::Posted,
+        memo: String::new(),
+    }])
+}
+
+fn commit(store: &mut SqliteStore, batch: Batch) -> Result<(), String> {
+    let mut results = store
+        .commit(&[batch], Timestamp(1))
+        .map_err(|error| error.to_string())?;
+    results
+        .remove(0)
+        .map(|_| ())
+        .map_err(|refusal| refusal.to_string())
+}
+
+#[test]
+fn commits_are_fsynced_and_survive_a_reopen() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("ledger.sqlite");
+    {
+        let mut store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.synchronous_level().unwrap(), 2, "synchronous=FULL");
+        commit(
+            &mut store,
+            Batch {
+                operations: vec![
+                    account("float", AccountKind::OperatorFloat),
+                    account("alice", AccountKind::Customer),
+                ],
+            },
+        )
+        .unwrap();
+        commit(&mut store, pay("t1", "float", "alice", 500)).unwrap();
+    }
+    let mut store = SqliteStore::open(&path).unwrap();
+    let alice = store
+        .account(&AccountId::new("alice").unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(alice.balance(), 500);
+    assert_eq!(store.history(&alice.id, None, 10).unwrap().len(), 1);
+    verify_conservation(&mut store).unwrap();
+}
+
+#[test]
+fn a_balance_changed_by_another_connection_is_never_served_from_the_cache() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("ledger.sqlite");
+    let mut first = SqliteStore::open(&path).unwrap();
+    let mut second = SqliteStore::open(&path).unwrap();
+    commit(
+        &mut first,
+        Batch {
+            operations: vec![
+                account("float", AccountKind::OperatorFloat),
+                account("alice", AccountKind::Customer),
+                account("bob", AccountKind::Customer),
+            ],
+        },
+    )
+    .unwrap();
+    commit(&mut first, pay("fund", "float", "alice", 1_000)).unwrap();
+    // `first` now caches alice at 1,000. `second` spends 800 of it.
+    commit(&mut second, pay("spend", "alice", "bob", 800)).unwrap();
+    // If `first` trusted its cache, alice would still have 1,000 and this would pass.
+    let refused = commit(&mut first, pay("overdraw", "alice", "bob", 500));
+    assert!(refused.unwrap_err().contains("insufficient funds"));
+    commit(&mut first, pay("fits", "alice", "bob", 200)).unwrap();
+    let alice = first
+        .account(&AccountId::new("alice").unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(alice.balance(), 0);
+    verify_conservation(&mut first).unwrap();
+    // And the other way round, after `first` wrote.
+    let refused = commit(&mut second, pay("late", "alice", "bob", 1));
+    assert!(refused.unwrap_err().contains("insufficient funds"));
+}
