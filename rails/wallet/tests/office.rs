@@ -226,3 +226,55 @@ fn charges_arrive_once_even_when_the_voucher_is_lost() {
         Some(i128::from(common::CHARGE_MINOR + 5_000))
     );
 }
+
+#[test]
+fn what_a_reissue_held_back_is_released_a_credential_lifetime_later() {
+    let mut sim = Sim::new(3, 36, NetConfig::default());
+    let lost = sim.ids[1];
+    let owner = sim.ids[2];
+    let now = sim.now;
+    sim.office.block(lost, now).expect("block");
+    let quote = sim.office.reissue_quote(&lost).expect("quote");
+    let after_expiry = quote.available_at_ms + 1;
+    assert_eq!(
+        sim.office
+            .release_remainder(lost, owner, after_expiry)
+            .map(|_| ()),
+        Err(Error::Misuse(Misuse::WalletNotBlocked)),
+        "nothing to release before the reissue"
+    );
+    sim.office
+        .reissue(lost, owner, after_expiry)
+        .expect("reissue");
+    assert_eq!(
+        sim.office
+            .release_remainder(lost, owner, after_expiry)
+            .map(|_| ()),
+        Err(Error::Misuse(Misuse::CredentialNotExpired)),
+        "peers get a full credential lifetime to sync first"
+    );
+    let later = quote.available_at_ms + common::VALIDITY_MS + 1;
+    let (released, posting, voucher) = sim
+        .office
+        .release_remainder(lost, owner, later)
+        .expect("release");
+    assert_eq!(
+        released.minor() + quote.reissue.minor(),
+        quote.shadow.minor()
+    );
+    assert_eq!(posting.kind, PostingKind::Reissue);
+    assert_eq!(voucher.wallet_id, owner);
+    assert_eq!(sim.office.shadow_minor(&lost), Some(0));
+    assert_eq!(
+        sim.office.release_remainder(lost, owner, later).map(|_| ()),
+        Err(Error::Misuse(Misuse::AlreadyReissued))
+    );
+    assert_eq!(
+        sim.office.shadow_total_minor(),
+        i128::from(sim.charged_minor)
+    );
+    let summary = sim.office.wallet_summary(&lost).expect("summary");
+    assert!(summary.reissued && summary.remainder_released);
+    let book = sim.office.encode_book();
+    assert_eq!(book[0], offpay_wallet::office::OFFICE_BOOK_VERSION);
+}
