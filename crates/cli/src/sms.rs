@@ -383,7 +383,7 @@ fn print_envelopes(
 fn admin_call(
     client: &ApiClient,
     command: AdminCommand,
-) -> Result<(Value, Box<dyn FnOnce(&Value) -> String>), CallOrMessage> {
+) -> Result<(Value, TextFormat), CallOrMessage> {
     Ok(match command {
         AdminCommand::Print { count, rows, out } => (
             print_envelopes(client, count, rows, &out).map_err(CallOrMessage::Message)?,
@@ -575,15 +575,18 @@ fn admin_call(
     })
 }
 
+/// How an answer is shown as text.
+type TextFormat = Box<dyn FnOnce(&Value) -> String>;
+
 /// A failed admin command.
 enum CallOrMessage {
-    Call(CallError),
+    Call(Box<CallError>),
     Message(String),
 }
 
 impl From<CallError> for CallOrMessage {
     fn from(error: CallError) -> CallOrMessage {
-        CallOrMessage::Call(error)
+        CallOrMessage::Call(Box::new(error))
     }
 }
 

@@ -1,0 +1,317 @@
+//! A real `offpay serve` process for the SMS rail's end-to-end tests, and what a holder writes
+//! with an envelope in hand.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use offpay_ledger::{Amount, Currency};
+use offpay_sms_tan::import::parse_envelope;
+use offpay_sms_tan::recipe::AmountDigits;
+use offpay_sms_tan::{AccountNumber, Envelope, Euin, MasterKey, RowCount};
+use serde_json::{Value, json};
+
+/// Upper bound on any wait in these tests.
+pub const WAIT_MAX: Duration = Duration::from_secs(60);
+/// The seed's worked example envelope.
+pub const SEED_ENVELOPE: &str =
+    include_str!("../../../../rails/sms-tan/tests/vectors/seed-002-worked-example.envelope");
+pub const SEED_EUIN: &str = "26399912345";
+pub const PAYER: &str = "111100002222";
+pub const PAYEE: &str = "901020377865";
+pub const PAYER_PHONE: &str = "+254700000001";
+pub const PAYEE_PHONE: &str = "+254700000002";
+
+/// A running server; killed on drop.
+pub struct TestServer {
+    child: Child,
+    pub base: String,
+    pub token: String,
+    pub gateway_token: String,
+    pub data_dir: PathBuf,
+    _directory: Option<tempfile::TempDir>,
+    http: reqwest::blocking::Client,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+impl TestServer {
+    /// Starts `offpay serve` on a fresh data directory.
+    pub fn start() -> TestServer {
+        let directory = tempfile::tempdir().unwrap();
+        let data_dir = directory.path().to_owned();
+        let mut server = TestServer::start_in(&data_dir, "127.0.0.1:0");
+        server._directory = Some(directory);
+        server
+    }
+
+    /// Starts `offpay serve` on `data_dir`, listening on `listen`.
+    pub fn start_in(data_dir: &Path, listen: &str) -> TestServer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_offpay"))
+            .args(["serve", "--listen", listen, "--data-dir"])
+            .arg(data_dir)
+            .env("OFFPAY_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start offpay serve");
+        let stderr = child.stderr.take().unwrap();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let _ = sender.send(rest.split_whitespace().next().unwrap_or("").to_owned());
+                }
+                if line.contains("ERROR") || line.contains("panicked") {
+                    eprintln!("server: {line}");
+                }
+            }
+        });
+        let address = receiver
+            .recv_timeout(WAIT_MAX)
+            .expect("the server announces its address");
+        let read = |name: &str| {
+            std::fs::read_to_string(data_dir.join(name))
+                .unwrap()
+                .trim()
+                .to_owned()
+        };
+        TestServer {
+            child,
+            base: format!("http://{address}"),
+            token: read("admin.token"),
+            gateway_token: read("sms-gateway.token"),
+            data_dir: data_dir.to_owned(),
+            _directory: None,
+            http: http(),
+            next_id: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// The server's envelope master key (the tests play the printer).
+    pub fn master(&self) -> MasterKey {
+        let text = std::fs::read_to_string(self.data_dir.join("sms-master.key")).unwrap();
+        MasterKey::from_slice(&hex_decode(text.trim())).unwrap()
+    }
+
+    pub fn api(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().unwrap_or(Value::Null))
+    }
+
+    pub fn get(&self, path: &str) -> Value {
+        let (status, body) = self.api(reqwest::Method::GET, path, None);
+        assert!(status < 300, "GET {path}: {status} {body}");
+        body
+    }
+
+    pub fn post(&self, path: &str, body: Value) -> Value {
+        let (status, answer) = self.api(reqwest::Method::POST, path, Some(body));
+        assert!(status < 300, "POST {path}: {status} {answer}");
+        answer
+    }
+
+    /// One SMS through the generic webhook with a given gateway message id.
+    pub fn sms_with_id(&self, id: &str, from: &str, text: &str) -> Value {
+        let response = self
+            .http
+            .post(format!("{}/sms/webhook", self.base))
+            .bearer_auth(&self.gateway_token)
+            .json(&json!({ "from": from, "text": text, "message_id": id }))
+            .send()
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().unwrap();
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// One SMS with a fresh message id; returns the first reply to the sender.
+    pub fn sms(&self, from: &str, text: &str) -> String {
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let answer = self.sms_with_id(&format!("t-{id}"), from, text);
+        answer["replies"][0].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Balance of an SMS account in minor units.
+    pub fn balance(&self, account: &str) -> i64 {
+        self.get(&format!("/api/v1/accounts/sms:{account}"))["balance_minor"]
+            .as_i64()
+            .unwrap()
+    }
+
+    pub fn envelope(&self, euin: &str) -> Value {
+        self.get(&format!("/api/v1/sms/envelopes/{euin}"))
+    }
+
+    /// Settings with fees and the default dialback threshold.
+    pub fn set_fees(&self) {
+        let mut settings = self.get("/api/v1/sms/settings");
+        settings["fees"] =
+            json!([{ "currency": "KES", "low": "10", "middle": "15", "high": "25" }]);
+        settings["dialback_defaults"] = json!([{ "currency": "KES", "amount": "500000" }]);
+        self.post("/api/v1/sms/settings", settings);
+    }
+
+    /// Payer (with KES 1,000,000 and the seed envelope) and payee accounts.
+    pub fn seed_world(&self) -> Envelope {
+        self.set_fees();
+        self.post(
+            "/api/v1/sms/accounts",
+            json!({ "receive_number": PAYER, "notify_phone": PAYER_PHONE }),
+        );
+        self.post(
+            "/api/v1/sms/accounts",
+            json!({ "receive_number": PAYEE, "notify_phone": PAYEE_PHONE }),
+        );
+        self.post(
+            "/api/v1/accounts",
+            json!({ "id": "operator:float", "kind": "operator_float" }),
+        );
+        self.post(
+            "/api/v1/transfers",
+            json!({ "transfers": [{ "id": "cash-in", "debit_account": "operator:float",
+                     "credit_account": format!("sms:{PAYER}"), "amount": "1000000" }] }),
+        );
+        self.post(
+            "/api/v1/sms/envelopes/import",
+            json!({ "text": SEED_ENVELOPE }),
+        );
+        self.post(
+            &format!("/api/v1/sms/envelopes/{SEED_EUIN}/bind"),
+            json!({ "account": PAYER }),
+        );
+        parse_envelope(SEED_ENVELOPE).unwrap()
+    }
+
+    /// Issues one envelope on the server and derives its secrets (as the printer would).
+    pub fn issue_envelope(&self) -> Envelope {
+        let answer = self.post(
+            "/api/v1/sms/envelopes/issue",
+            json!({ "count": 1, "rows": 20 }),
+        );
+        let euin = Euin::parse(answer["euins"][0].as_str().unwrap()).unwrap();
+        Envelope::derive(&self.master(), euin, RowCount::Twenty)
+    }
+
+    /// Everything queued for the gateway so far.
+    pub fn outbox(&self) -> Vec<(String, String)> {
+        self.get("/api/v1/sms/outbox?limit=1000")["outbox"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|sms| {
+                (
+                    sms["to"].as_str().unwrap().to_owned(),
+                    sms["text"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+}
+
+pub fn hex_decode(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|index| u8::from_str_radix(&text[index..index + 2], 16).unwrap())
+        .collect()
+}
+
+pub fn kes(text: &str) -> Amount {
+    Amount::parse(text, Currency::KES).unwrap()
+}
+
+pub fn tan(envelope: &Envelope, row: u8) -> String {
+    envelope.row(row).unwrap().tan().reveal()
+}
+
+/// Row `row`'s checksum over payee and amount.
+pub fn sum(envelope: &Envelope, row: u8, payee: &str, amount: &Amount) -> String {
+    let checksum = envelope
+        .row(row)
+        .unwrap()
+        .recipe()
+        .checksum(&AccountNumber::parse(payee).unwrap(), amount);
+    checksum
+        .iter()
+        .map(|digit| char::from(b'0' + digit))
+        .collect()
+}
+
+/// A low-level payment.
+pub fn low_pay(envelope: &Envelope, payee: &str, amount: &Amount, row: u8) -> String {
+    format!(
+        "PAY {} {payee} {} {row} {}",
+        envelope.euin,
+        amount.decimal(),
+        sum(envelope, row, payee, amount)
+    )
+}
+
+/// A middle (`PAYG`) or high (`PAYC`) payment.
+pub fn grid_pay(
+    envelope: &Envelope,
+    keyword: &str,
+    payee: &str,
+    amount: &Amount,
+    row: u8,
+) -> String {
+    let secret = envelope.row(row).unwrap();
+    let grid = envelope.grid(secret.grid_number()).unwrap();
+    let payee = AccountNumber::parse(payee).unwrap();
+    let mut coded = String::new();
+    for digit in &payee.digits()[..2] {
+        coded.push(char::from(b'0' + digit));
+    }
+    for (index, digit) in payee.digits()[2..].iter().enumerate() {
+        coded.push_str(&format!(" {:03}", grid.code(*digit, index + 1)));
+    }
+    let plus = amount.minor() + secret.amount_offset_hundredths();
+    format!(
+        "{keyword} {} {row} {coded} {}.{:02} {:03} {}",
+        envelope.euin,
+        plus / 100,
+        plus % 100,
+        grid.magnitude_code(AmountDigits::of(amount).whole_length()),
+        secret.tan().reveal()
+    )
+}
+
+/// `BANK ROW r TAN t` in a reply.
+pub fn bank_row(reply: &str) -> (u8, String) {
+    let rest = reply
+        .split("BANK ROW ")
+        .nth(1)
+        .expect("a bank row in the reply");
+    let mut words = rest.split_whitespace();
+    let row = words.next().unwrap().parse().unwrap();
+    assert_eq!(words.next(), Some("TAN"));
+    let tan = words.next().unwrap().trim_end_matches('.').to_owned();
+    (row, tan)
+}
