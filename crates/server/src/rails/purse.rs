@@ -53,8 +53,8 @@ use offpay_ledger::{
 use offpay_purse::crypto::{MASTER_KEY_BYTES, MasterKey};
 use offpay_purse::operator::{CreditKey, DebitKey, OpenCredit, OpenDebit};
 use offpay_purse::{
-    BookHeader, BookParts, Cause, Flag, LedgerAccount, OfflineLimits, OperatorBook, OperatorId,
-    OperatorSecrets, Phone, Posting, PurseError, PurseId, PurseKind, ShadowAccount,
+    BookHeader, BookParts, Cause, EntryKind, Flag, LedgerAccount, OfflineLimits, OperatorBook,
+    OperatorId, OperatorSecrets, Phone, Posting, PurseError, PurseId, PurseKind, ShadowAccount,
     sync_counterparties,
 };
 use serde::Deserialize;
@@ -344,7 +344,10 @@ struct LoadPlan {
     phone: Option<Phone>,
     /// Scan the purse's open debits (as payee) and open credits (as payer).
     scan_own: bool,
-    /// Counterparties: their shadows and the open payments between them and the purse.
+    /// Payees of the purse's debits: the open debits it may add to.
+    payees: BTreeSet<Phone>,
+    /// Payers of its credits and its pairwise peers: their shadows, the open credits it may add
+    /// to, and the pair's key version.
     counterparties: BTreeSet<Phone>,
     /// Extra keys to read even if absent (new records of a provisioning).
     extra: Vec<String>,
@@ -453,6 +456,13 @@ fn load(store: &mut dyn LedgerStore, plan: &LoadPlan) -> Result<RecordSet, Store
         set.scan(store, &format!("debits/{phone}/"))?;
         set.scan(store, &format!("credits/{phone}/"))?;
     }
+    // Records under the purse's own prefixes came with the scans; a sync only adds records
+    // under its counterparties' prefixes.
+    for payee in &plan.payees {
+        if *payee != phone {
+            set.read(store, &debits_key(payee.number(), phone.number()))?;
+        }
+    }
     for counterparty in &plan.counterparties {
         if *counterparty == phone {
             continue;
@@ -467,10 +477,11 @@ fn load(store: &mut dyn LedgerStore, plan: &LoadPlan) -> Result<RecordSet, Store
             };
             set.read(store, &pair_key(low, high))?;
         }
-        set.read(store, &debits_key(counterparty.number(), phone.number()))?;
         set.read(store, &credits_key(counterparty.number(), phone.number()))?;
-        set.read(store, &debits_key(phone.number(), counterparty.number()))?;
-        set.read(store, &credits_key(phone.number(), counterparty.number()))?;
+        if !plan.scan_own {
+            set.read(store, &debits_key(phone.number(), counterparty.number()))?;
+            set.read(store, &credits_key(phone.number(), counterparty.number()))?;
+        }
     }
     Ok(set)
 }
@@ -806,8 +817,22 @@ impl PurseRail {
             .await?
             .shadow_phone(purse_id)
             .ok_or(PurseError::UnknownPurse(purse_id))?;
-        let counterparties = sync_counterparties(&upload);
-        let mut locked = counterparties.clone();
+        let locked_phones = sync_counterparties(&upload);
+        let mut payees = BTreeSet::new();
+        let mut counterparties: BTreeSet<Phone> =
+            upload.pairwise_requests.iter().copied().collect();
+        for entry in &upload.entries {
+            match entry.kind {
+                EntryKind::Debit { payee, .. } => {
+                    payees.insert(payee);
+                }
+                EntryKind::Credit { payer, .. } | EntryKind::PaymentCredit { payer, .. } => {
+                    counterparties.insert(payer);
+                }
+                EntryKind::OperatorCredit { .. } => {}
+            }
+        }
+        let mut locked = locked_phones;
         locked.insert(phone);
         let _guards = self.lock(&locked).await;
         let purse_now = ledger_timestamp_seconds(now);
@@ -815,6 +840,7 @@ impl PurseRail {
             let plan = LoadPlan {
                 purse: Some(purse_id),
                 scan_own: true,
+                payees: payees.clone(),
                 counterparties: counterparties.clone(),
                 ..LoadPlan::default()
             };
