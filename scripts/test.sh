@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 # (packages the tests need are added here as the rails land)
+[ -x /usr/sbin/bearerbox ] && [ -x /usr/lib/kannel/test/fakesmsc ] || need_apt+=(kannel kannel-extras)
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "==> installing ${need_apt[*]}"

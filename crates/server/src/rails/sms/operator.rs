@@ -69,6 +69,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/sms/terminals", post(create_terminal))
         .route("/sms/outbox", get(outbox))
         .route("/sms/scheduled", get(list_scheduled))
+        .route("/sms/sent", get(list_sent))
         .route("/sms/simulate", post(simulate))
 }
 
@@ -802,6 +803,21 @@ async fn outbox(
         })
         .collect();
     Ok(Json(json!({ "outbox": items })))
+}
+
+async fn list_sent(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let items: Vec<Value> = list(&state, "sent:", query)
+        .await?
+        .into_iter()
+        .map(|(key, mut value)| {
+            value["key"] = json!(key);
+            value
+        })
+        .collect();
+    Ok(Json(json!({ "sent": items })))
 }
 
 async fn list_scheduled(
