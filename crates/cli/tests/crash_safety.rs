@@ -2,6 +2,12 @@
 //! it on the same data directory, and check that every acknowledged transfer is there and that no
 //! batch is half-applied.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -1,5 +1,11 @@
 //! `offpay keynote` is wired to the KeyNote tool with the reference's arguments and exit codes.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 use std::path::PathBuf;
 use std::process::Command;
 

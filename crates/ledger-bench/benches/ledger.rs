@@ -78,7 +78,7 @@ fn engine(criterion: &mut Criterion) {
     group.bench_function("group_commit_8190_transfers", |bencher| {
         bencher.iter_batched(
             || Snapshot {
-                accounts: accounts.clone(),
+                accounts: accounts.clone().into_iter().collect(),
                 ..Snapshot::default()
             },
             |snapshot| {

@@ -1,6 +1,12 @@
 //! SQLite-specific promises: durability settings, data surviving a reopen, and the account cache
 //! never serving a balance another connection has changed.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 use offpay_ledger::{
     AccountId, AccountKind, BalanceLimits, Batch, Currency, LedgerStore, NewAccount, Operation,
     Timestamp, Transfer, TransferId, TransferKind, verify_conservation,

@@ -1,6 +1,11 @@
 //! The operator API end to end through the router: happy paths, and every kind of bad input
 //! getting a precise error with nothing applied.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a failed unwrap is a failed test"
+)]
+
 use std::sync::Arc;
 
 use axum::body::Body;
