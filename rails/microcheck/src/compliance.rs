@@ -100,6 +100,59 @@ pub fn check(
     purchases_today: u32,
     cache: &mut SignatureCache,
 ) -> Result<Approval, Refusal> {
+    check_with(
+        policy,
+        terms,
+        payment,
+        purchases_today,
+        Signatures::Check(cache),
+    )
+}
+
+/// How the check learns whether signatures are good.
+pub enum Signatures<'a> {
+    /// Verify them (through the cache).
+    Check(&'a mut SignatureCache),
+    /// The caller verified every signature of the payment already (e.g. in a parallel batch,
+    /// see [`verify_payment`]); the credentials then enter the query as trusted, which in
+    /// KeyNote means exactly "signature already checked".
+    Verified,
+}
+
+impl core::fmt::Debug for Signatures<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Signatures::Check(_) => "Check",
+            Signatures::Verified => "Verified",
+        })
+    }
+}
+
+/// Verifies the payment's signatures through `cache`; the refusal says which one failed.
+pub fn verify_payment(payment: &Payment, cache: &mut SignatureCache) -> Result<(), Refusal> {
+    if let Err(error) = cache.verify(&payment.microcheck) {
+        return Err(Refusal::MicrocheckSignature {
+            detail: error.to_string(),
+        });
+    }
+    for credential in &payment.credentials {
+        if let Err(error) = cache.verify(credential) {
+            return Err(Refusal::CredentialSignature {
+                detail: error.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// [`check`], with the signatures either checked here or already verified by the caller.
+pub fn check_with(
+    policy: &MerchantPolicy,
+    terms: &OfferTerms,
+    payment: &Payment,
+    purchases_today: u32,
+    signatures: Signatures<'_>,
+) -> Result<Approval, Refusal> {
     let offer = &terms.offer;
     if offer.merchant != policy.merchant {
         return Err(Refusal::NotThisOffer {
@@ -119,18 +172,14 @@ pub fn check(
             }
         }
     }
-    if let Err(error) = cache.verify(&payment.microcheck) {
-        return Err(Refusal::MicrocheckSignature {
-            detail: error.to_string(),
-        });
-    }
-    for credential in &payment.credentials {
-        if let Err(error) = cache.verify(credential) {
-            return Err(Refusal::CredentialSignature {
-                detail: error.to_string(),
-            });
+    let mut scratch = SignatureCache::new();
+    let (cache, trust) = match signatures {
+        Signatures::Check(cache) => {
+            verify_payment(payment, cache)?;
+            (cache, Trust::Untrusted)
         }
-    }
+        Signatures::Verified => (&mut scratch, Trust::Trusted),
+    };
     let mut session = Session::new();
     let internal = |e: offpay_keynote::Error| Refusal::malformed("payment", e.to_string());
     for assertion in &policy.assertions {
@@ -140,11 +189,11 @@ pub fn check(
     }
     for credential in &payment.credentials {
         session
-            .add_assertion(credential.clone(), Trust::Untrusted)
+            .add_assertion(credential.clone(), trust)
             .map_err(internal)?;
     }
     session
-        .add_assertion(payment.microcheck.clone(), Trust::Untrusted)
+        .add_assertion(payment.microcheck.clone(), trust)
         .map_err(internal)?;
     for (name, value) in terms.attributes(purchases_today) {
         session

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 use crate::auth::fingerprint;
-use crate::compliance::{Payment, check};
+use crate::compliance::{Payment, Signatures, check_with, verify_payment};
 use crate::error::Refusal;
 use crate::limits::{CLOCK_SKEW_SECONDS_MAX, DEPOSIT_ITEMS_MAX, PAYER_RECENT_MAX};
 use crate::machine::SaleRecord;
@@ -218,13 +218,16 @@ pub enum ItemOutcome {
     },
 }
 
-/// A deposit item parsed, before any state is consulted.
+/// A deposit item parsed and its signatures verified, before any state is consulted.
 #[derive(Debug)]
 pub struct Prepared {
     index: usize,
     nonce: Option<String>,
     parsed: Result<(OfferTerms, Payment), Refusal>,
 }
+
+/// Most threads [`prepare`] verifies with.
+pub const PREPARE_THREADS_MAX: usize = 16;
 
 /// The state keys a deposit will read.
 #[derive(Debug, Default)]
@@ -253,36 +256,88 @@ pub fn microcheck_hash(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
-/// Parses every item (bounded) and verifies all their signatures at once (Ed25519 in one batch)
-/// into `cache`, so that [`clear`] finds them there.
-pub fn prepare(
-    items: &[DepositItem],
-    cache: &mut SignatureCache,
-) -> Result<Vec<Prepared>, Refusal> {
+/// Parses every item (bounded; a credential shared by many items is parsed once per worker) and
+/// verifies all signatures — Ed25519 in batches — on up to `threads` threads, each with its own
+/// [`SignatureCache`]. An item whose signatures fail comes back already refused.
+pub fn prepare(items: &[DepositItem], threads: usize) -> Result<Vec<Prepared>, Refusal> {
     if items.len() > DEPOSIT_ITEMS_MAX {
         return Err(Refusal::malformed(
             "deposit",
             format!("more than {DEPOSIT_ITEMS_MAX} microchecks"),
         ));
     }
-    let prepared: Vec<Prepared> = items
+    let threads = threads.clamp(1, PREPARE_THREADS_MAX);
+    let chunk = items.len().div_ceil(threads).max(1);
+    let mut prepared: Vec<Prepared> = Vec::with_capacity(items.len());
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = items
+            .chunks(chunk)
+            .enumerate()
+            .map(|(number, part)| scope.spawn(move || prepare_chunk(part, number * chunk)))
+            .collect();
+        for worker in workers {
+            match worker.join() {
+                Ok(part) => prepared.extend(part),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+    });
+    Ok(prepared)
+}
+
+fn prepare_chunk(items: &[DepositItem], first_index: usize) -> Vec<Prepared> {
+    let mut credentials: HashMap<&str, std::sync::Arc<offpay_keynote::Assertion>> = HashMap::new();
+    let mut prepared: Vec<Prepared> = items
         .iter()
         .enumerate()
-        .map(|(index, item)| Prepared {
-            index,
-            nonce: Some(item.offer.nonce.clone()),
-            parsed: item.offer.terms().and_then(|terms| {
-                Payment::parse(&item.microcheck, &item.credentials).map(|p| (terms, p))
-            }),
+        .map(|(offset, item)| {
+            let parsed = item.offer.terms().and_then(|terms| {
+                let mut shared = Vec::with_capacity(item.credentials.len());
+                let mut fresh = Vec::new();
+                for text in &item.credentials {
+                    match credentials.get(text.as_str()) {
+                        Some(assertion) => shared.push(Some(assertion.clone())),
+                        None => {
+                            shared.push(None);
+                            fresh.push(text.clone());
+                        }
+                    }
+                }
+                let mut payment = Payment::parse(&item.microcheck, &fresh)?;
+                let mut parsed_fresh = std::mem::take(&mut payment.credentials).into_iter();
+                for (slot, text) in shared.iter_mut().zip(&item.credentials) {
+                    if slot.is_none()
+                        && let Some(assertion) = parsed_fresh.next()
+                    {
+                        credentials.insert(text.as_str(), assertion.clone());
+                        *slot = Some(assertion);
+                    }
+                }
+                payment.credentials = shared.into_iter().flatten().collect();
+                Ok((terms, payment))
+            });
+            Prepared {
+                index: first_index + offset,
+                nonce: Some(item.offer.nonce.clone()),
+                parsed,
+            }
         })
         .collect();
+    let mut cache = SignatureCache::new();
     let untrusted: Vec<&offpay_keynote::Assertion> = prepared
         .iter()
         .filter_map(|p| p.parsed.as_ref().ok())
         .flat_map(|(_, payment)| payment.untrusted())
         .collect();
     cache.verify_batch(&untrusted);
-    Ok(prepared)
+    for item in &mut prepared {
+        if let Ok((_, payment)) = &item.parsed
+            && let Err(refusal) = verify_payment(payment, &mut cache)
+        {
+            item.parsed = Err(refusal);
+        }
+    }
+    prepared
 }
 
 impl Prepared {
@@ -332,7 +387,6 @@ pub fn clear(
     prepared: Vec<Prepared>,
     state: &mut ClearingState,
     now: UnixSeconds,
-    cache: &mut SignatureCache,
 ) -> Vec<ItemOutcome> {
     prepared
         .into_iter()
@@ -340,7 +394,7 @@ pub fn clear(
             let index = item.index;
             let nonce = item.nonce.clone();
             let mut findings = Vec::new();
-            match clear_one(merchant, rules, item, state, now, cache, &mut findings) {
+            match clear_one(merchant, rules, item, state, now, &mut findings) {
                 Ok(mut clearance) => {
                     clearance.findings = findings;
                     ItemOutcome::Cleared(Box::new(clearance))
@@ -356,14 +410,12 @@ pub fn clear(
         .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
 fn clear_one(
     merchant: &MerchantAccount,
     rules: FraudRules,
     item: Prepared,
     state: &mut ClearingState,
     now: UnixSeconds,
-    cache: &mut SignatureCache,
     findings: &mut Vec<Finding>,
 ) -> Result<Clearance, Refusal> {
     let (terms, payment) = item.parsed?;
@@ -419,7 +471,14 @@ fn clear_one(
         .copied()
         .unwrap_or(0)
         .saturating_add(1);
-    let approval = check(&merchant.policy, &terms, &payment, purchases_today, cache)?;
+    // `prepare` verified every signature of this payment.
+    let approval = check_with(
+        &merchant.policy,
+        &terms,
+        &payment,
+        purchases_today,
+        Signatures::Verified,
+    )?;
 
     // Accepted: everything below only adds data and findings.
     let amount = terms.amount;

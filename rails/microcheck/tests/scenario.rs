@@ -1,7 +1,7 @@
 //! Scenario tests: PA, payer device, vending machine and clearing center, in memory.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use offpay_keynote::{PrivateKey, SignatureCache};
+use offpay_keynote::PrivateKey;
 use offpay_microcheck::credential::{
     self, Classes, DelegationTemplate, PayerTemplate, TransactionTemplate,
 };
@@ -523,18 +523,10 @@ fn clearing_posts_good_refuses_bad_and_flags_fraud() {
     tampered.offer.amount = "0.01".into();
     let mut deposit = items.clone();
     deposit.push(tampered);
-    let mut cache = SignatureCache::new();
     let mut state = clearing_state(&w, 300);
     let merchant = merchant_account(&w, "vm-1", NAIROBI, None);
-    let prepared = csc::prepare(&deposit, &mut cache).unwrap();
-    let outcomes = csc::clear(
-        &merchant,
-        RULES,
-        prepared,
-        &mut state,
-        NOW.plus(3600),
-        &mut cache,
-    );
+    let prepared = csc::prepare(&deposit, 2).unwrap();
+    let outcomes = csc::clear(&merchant, RULES, prepared, &mut state, NOW.plus(3600));
     assert_eq!(outcomes.len(), 5);
     let mut bounced = 0;
     for outcome in &outcomes[..4] {
@@ -563,44 +555,23 @@ fn clearing_posts_good_refuses_bad_and_flags_fraud() {
         "an altered amount: {refusal}"
     );
     // A second deposit of the same microchecks is refused.
-    let prepared = csc::prepare(&items[..1], &mut cache).unwrap();
-    let outcomes = csc::clear(
-        &merchant,
-        RULES,
-        prepared,
-        &mut state,
-        NOW.plus(3600),
-        &mut cache,
-    );
+    let prepared = csc::prepare(&items[..1], 2).unwrap();
+    let outcomes = csc::clear(&merchant, RULES, prepared, &mut state, NOW.plus(3600));
     let ItemOutcome::Refused { refusal, .. } = &outcomes[0] else {
         panic!()
     };
     assert_eq!(refusal.code(), "already_deposited");
     // Same payer in Mombasa ten minutes later: impossible travel.
     let mombasa = merchant_account(&w, "vm-2", MOMBASA, None);
-    let prepared = csc::prepare(std::slice::from_ref(&far), &mut cache).unwrap();
-    let outcomes = csc::clear(
-        &mombasa,
-        RULES,
-        prepared,
-        &mut state,
-        NOW.plus(3600),
-        &mut cache,
-    );
+    let prepared = csc::prepare(std::slice::from_ref(&far), 2).unwrap();
+    let outcomes = csc::clear(&mombasa, RULES, prepared, &mut state, NOW.plus(3600));
     let ItemOutcome::Cleared(clearance) = &outcomes[0] else {
         panic!("{outcomes:?}")
     };
     assert_eq!(clearance.findings[0].kind, "impossible_travel");
     // Deposited by the wrong merchant.
-    let prepared = csc::prepare(std::slice::from_ref(&far), &mut cache).unwrap();
-    let outcomes = csc::clear(
-        &merchant,
-        RULES,
-        prepared,
-        &mut state,
-        NOW.plus(3600),
-        &mut cache,
-    );
+    let prepared = csc::prepare(std::slice::from_ref(&far), 2).unwrap();
+    let outcomes = csc::clear(&merchant, RULES, prepared, &mut state, NOW.plus(3600));
     assert!(matches!(
         &outcomes[0],
         ItemOutcome::Refused {
@@ -630,17 +601,9 @@ fn backdated_and_post_dated_microchecks_are_flagged() {
     .unwrap();
     // Previous deposit two hours after the microcheck's date, this one after expiry.
     let merchant = merchant_account(&w, "vm-1", NAIROBI, Some(NOW.plus(7200)));
-    let mut cache = SignatureCache::new();
     let mut state = clearing_state(&w, 10_000);
-    let prepared = csc::prepare(std::slice::from_ref(&item), &mut cache).unwrap();
-    let outcomes = csc::clear(
-        &merchant,
-        RULES,
-        prepared,
-        &mut state,
-        NOW.plus(2 * 86_400),
-        &mut cache,
-    );
+    let prepared = csc::prepare(std::slice::from_ref(&item), 2).unwrap();
+    let outcomes = csc::clear(&merchant, RULES, prepared, &mut state, NOW.plus(2 * 86_400));
     let ItemOutcome::Cleared(clearance) = &outcomes[0] else {
         panic!("{outcomes:?}")
     };
@@ -656,8 +619,8 @@ fn backdated_and_post_dated_microchecks_are_flagged() {
         &[],
     )
     .unwrap();
-    let prepared = csc::prepare(std::slice::from_ref(&item), &mut cache).unwrap();
-    let outcomes = csc::clear(&merchant, RULES, prepared, &mut state, NOW, &mut cache);
+    let prepared = csc::prepare(std::slice::from_ref(&item), 2).unwrap();
+    let outcomes = csc::clear(&merchant, RULES, prepared, &mut state, NOW);
     let ItemOutcome::Refused {
         refusal, findings, ..
     } = &outcomes[0]

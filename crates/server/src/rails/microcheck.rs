@@ -880,9 +880,11 @@ async fn deposit(
         Some(&rail.age.principal()),
     )
     .map_err(usage)?;
-    let mut cache = rail.csc.lock().await;
+    // One deposit clears at a time, so that counters and nonces read above stay current.
+    let clearing = rail.csc.lock().await;
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let prepared =
-        csc::prepare(&items, &mut cache).map_err(|r| refused(StatusCode::BAD_REQUEST, &r))?;
+        csc::prepare(&items, threads).map_err(|r| refused(StatusCode::BAD_REQUEST, &r))?;
     let keys = csc::keys(&prepared);
     let merchant_id = record.id.clone();
     let (clearing_state, last_deposit) = state
@@ -901,18 +903,11 @@ async fn deposit(
     };
     let now = now_seconds();
     let outcomes = tokio::task::block_in_place(|| {
-        csc::clear(
-            &merchant,
-            rules,
-            prepared,
-            &mut clearing_state,
-            now,
-            &mut cache,
-        )
+        csc::clear(&merchant, rules, prepared, &mut clearing_state, now)
     });
     let (batches, plan) = build_batches(&state, &record, currency, &outcomes, now)?;
     let results = state.ledger.commit(batches, crate::now()).await?;
-    drop(cache);
+    drop(clearing);
     let mut answers = Vec::with_capacity(outcomes.len());
     let (mut posted, mut refused_count) = (0usize, 0usize);
     for (outcome, batch_index) in outcomes.iter().zip(plan) {
