@@ -185,7 +185,7 @@ struct MerchantFile {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum StoreLine {
-    Sale(SaleRecord),
+    Sale(Box<SaleRecord>),
     Deposited { nonce: String, status: String },
 }
 
@@ -607,7 +607,7 @@ fn load_machine(merchant_file: &Path, stock: Vec<StockItem>) -> Result<(Machine,
     let history: Vec<SaleRecord> = read_lines::<StoreLine>(&store)?
         .into_iter()
         .filter_map(|line| match line {
-            StoreLine::Sale(sale) => Some(sale),
+            StoreLine::Sale(sale) => Some(*sale),
             StoreLine::Deposited { .. } => None,
         })
         .collect();
@@ -752,7 +752,7 @@ fn serve_customer(
     };
     match machine.pay(awaiting, &microcheck, &credentials) {
         Ok(sale) => {
-            append_line(store, &StoreLine::Sale(sale.record.clone()))?;
+            append_line(store, &StoreLine::Sale(Box::new(sale.record.clone())))?;
             let receipt = machine.complete(sale);
             screen(&format!("Dispensing {} * Enjoy *", offer.product));
             send(stream, &receipt)?;
@@ -1013,7 +1013,7 @@ fn deposit(
         .iter()
         .filter_map(|line| match line {
             StoreLine::Sale(sale) if all || !done.contains(&sale.offer.nonce) => {
-                Some(DepositItem::from(sale))
+                Some(DepositItem::from(sale.as_ref()))
             }
             _ => None,
         })

@@ -389,6 +389,19 @@ async fn register_payer(
         },
     }));
     operations.push(put(format!("payer:{}", request.name), &record, None));
+    // A new key for an existing payer (a lost device): the old key stops clearing.
+    if let Some(old) = existing
+        .as_ref()
+        .and_then(|p| Principal::parse(p.key.as_bytes()).ok())
+        && old != key
+    {
+        operations.push(Operation::PutRecord(RecordWrite {
+            namespace: NAMESPACE.to_owned(),
+            key: format!("payerkey:{}", fingerprint(&old)),
+            value: None,
+            expected_version: None,
+        }));
+    }
     operations.push(put(
         format!("payerkey:{}", fingerprint(&key)),
         &json!({ "name": request.name }),
