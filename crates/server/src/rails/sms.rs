@@ -258,6 +258,9 @@ pub struct SmsRail {
     /// Counters.
     pub metrics: SmsMetrics,
     fingerprint: [u8; 8],
+    /// Envelope and account records of this process's recent commits.
+    pub cache: Arc<process::RecordCache>,
+    operator_ready: std::sync::Mutex<Vec<Currency>>,
 }
 
 fn io_error(context: String) -> impl FnOnce(std::io::Error) -> StartError {
@@ -391,6 +394,8 @@ impl SmsRail {
             wake: tokio::sync::Notify::new(),
             metrics: SmsMetrics::default(),
             fingerprint,
+            cache: Arc::new(process::RecordCache::default()),
+            operator_ready: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -451,6 +456,23 @@ impl SmsRail {
             .map(|(settings, _)| settings)
             .unwrap_or_else(|| Settings::defaults(state.config.currency));
         self.install(settings, state.config.currency)
+    }
+
+    /// Currencies whose operator accounts (float, suspense, fees) are known to exist.
+    pub fn operator_ready(&self) -> Vec<Currency> {
+        self.operator_ready
+            .lock()
+            .map(|ready| ready.clone())
+            .unwrap_or_default()
+    }
+
+    /// Notes that the operator accounts of `currency` exist.
+    pub fn mark_operator_ready(&self, currency: Currency) {
+        if let Ok(mut ready) = self.operator_ready.lock()
+            && !ready.contains(&currency)
+        {
+            ready.push(currency);
+        }
     }
 
     /// Wakes the outbound queue worker.

@@ -102,10 +102,14 @@ fn parse_phone(text: &str) -> Result<PhoneNumber, ApiError> {
 }
 
 async fn commit_one(state: &Arc<AppState>, operations: Vec<Operation>) -> Result<(), ApiError> {
-    let results = state
+    let written = operations.clone();
+    let result = state
         .ledger
         .commit(vec![Batch { operations }], crate::now())
-        .await?;
+        .await;
+    let committed = matches!(&result, Ok(results) if matches!(results.first(), Some(Ok(_))));
+    state.rails.sms.cache.after_commit(&written, committed);
+    let results = result?;
     match results.into_iter().next() {
         Some(Ok(_)) => Ok(()),
         Some(Err(refusal)) => Err(ApiError::refused(&refusal)),

@@ -6,7 +6,8 @@
 //! a gateway retry racing its original) re-runs the message from the start.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use offpay_ledger::{
     Amount, Batch, BatchRefusal, Currency, LedgerStore, Operation, Refusal as LedgerRefusal,
@@ -50,6 +51,100 @@ pub struct Loaded {
     pub accounts: HashMap<String, (AccountRecord, u64)>,
     /// Pending callbacks by key.
     pub pending: HashMap<String, (PendingRecord, u64)>,
+    /// Where envelope and account records may be found without a database read.
+    pub cache: Option<Arc<RecordCache>>,
+}
+
+impl Loaded {
+    /// Loads through the rail's record cache.
+    pub fn with_cache(rail: &SmsRail) -> Loaded {
+        Loaded {
+            cache: Some(rail.cache.clone()),
+            ..Loaded::default()
+        }
+    }
+}
+
+/// Most envelope and account records kept in memory.
+pub const CACHE_ENTRIES_MAX: usize = 200_000;
+/// How long a cached record is trusted. Every write of an envelope or account is a
+/// compare-and-set on its version, so a stale entry can at worst make a message re-run; the TTL
+/// bounds how long another server process's changes to a record this one only reads (a payee
+/// frozen by the operator elsewhere) can go unseen.
+pub const CACHE_TTL: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+enum Cached {
+    Envelope(EnvelopeRecord),
+    Account(AccountRecord),
+}
+
+/// Envelope and account records with their versions, kept after every commit of this process so
+/// that the common path reads only the payer's balance from the database.
+#[derive(Debug, Default)]
+pub struct RecordCache {
+    entries: Mutex<HashMap<String, (Cached, u64, Instant)>>,
+}
+
+impl RecordCache {
+    fn lookup(&self, key: &str) -> Option<(Cached, u64)> {
+        let entries = self.entries.lock().ok()?;
+        let (value, version, stored_at) = entries.get(key)?;
+        (stored_at.elapsed() < CACHE_TTL).then(|| (value.clone(), *version))
+    }
+
+    fn insert(&self, key: String, value: Cached, version: u64) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= CACHE_ENTRIES_MAX {
+                entries.clear();
+            }
+            entries.insert(key, (value, version, Instant::now()));
+        }
+    }
+
+    fn envelope(&self, key: &str) -> Option<(EnvelopeRecord, u64)> {
+        match self.lookup(key)? {
+            (Cached::Envelope(record), version) => Some((record, version)),
+            _ => None,
+        }
+    }
+
+    fn account(&self, key: &str) -> Option<(AccountRecord, u64)> {
+        match self.lookup(key)? {
+            (Cached::Account(record), version) => Some((record, version)),
+            _ => None,
+        }
+    }
+
+    /// Keeps what a batch wrote (when `committed`) or forgets it (when refused or failed).
+    pub fn after_commit(&self, operations: &[Operation], committed: bool) {
+        for operation in operations {
+            let Operation::PutRecord(write) = operation else {
+                continue;
+            };
+            let cached_kind = write.key.starts_with("env:") || write.key.starts_with("acct:");
+            if write.namespace != NAMESPACE || !cached_kind {
+                continue;
+            }
+            let value = match (&write.value, write.expected_version, committed) {
+                (Some(bytes), Some(expected), true) => if write.key.starts_with("env:") {
+                    serde_json::from_slice(bytes).ok().map(Cached::Envelope)
+                } else {
+                    serde_json::from_slice(bytes).ok().map(Cached::Account)
+                }
+                .map(|value| (value, expected + 1)),
+                _ => None,
+            };
+            match value {
+                Some((value, version)) => self.insert(write.key.clone(), value, version),
+                None => {
+                    if let Ok(mut entries) = self.entries.lock() {
+                        entries.remove(&write.key);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Reads and decodes one record of this rail: `(value, version)`.
@@ -103,7 +198,18 @@ fn load_account(
     if let Some((record, _)) = loaded.accounts.get(&key) {
         return Ok(Some(record.clone()));
     }
-    let Some((record, version)) = get::<AccountRecord>(store, &key)? else {
+    let cached = loaded.cache.as_ref().and_then(|cache| cache.account(&key));
+    let found = match cached {
+        Some(entry) => Some(entry),
+        None => {
+            let found = get::<AccountRecord>(store, &key)?;
+            if let (Some(cache), Some((record, version))) = (&loaded.cache, &found) {
+                cache.insert(key.clone(), Cached::Account(record.clone()), *version);
+            }
+            found
+        }
+    };
+    let Some((record, version)) = found else {
         return Ok(None);
     };
     loaded.accounts.insert(key, (record.clone(), version));
@@ -119,7 +225,18 @@ fn load_envelope(
     if let Some((record, _)) = loaded.envelopes.get(&key) {
         return Ok(Some(record.clone()));
     }
-    let Some((record, version)) = get::<EnvelopeRecord>(store, &key)? else {
+    let cached = loaded.cache.as_ref().and_then(|cache| cache.envelope(&key));
+    let found = match cached {
+        Some(entry) => Some(entry),
+        None => {
+            let found = get::<EnvelopeRecord>(store, &key)?;
+            if let (Some(cache), Some((record, version))) = (&loaded.cache, &found) {
+                cache.insert(key.clone(), Cached::Envelope(record.clone()), *version);
+            }
+            found
+        }
+    };
+    let Some((record, version)) = found else {
         return Ok(None);
     };
     loaded.envelopes.insert(key, (record.clone(), version));
@@ -438,6 +555,8 @@ pub struct ApplyInput<'a> {
     pub now_ms: u64,
     /// The operator's settings.
     pub settings: &'a Settings,
+    /// Currencies whose operator accounts exist already (no need to create them again).
+    pub operator_ready: &'a [Currency],
 }
 
 /// The account record to change, copied from what was loaded on first use.
@@ -469,6 +588,7 @@ pub fn build_batch(input: ApplyInput<'_>) -> Result<(Batch, Vec<String>, usize),
         now,
         now_ms,
         settings,
+        operator_ready,
     } = input;
     let mut operations: Vec<Operation> = Vec::new();
     let mut envelopes: HashMap<String, (EnvelopeRecord, u64)> = HashMap::new();
@@ -672,7 +792,9 @@ pub fn build_batch(input: ApplyInput<'_>) -> Result<(Batch, Vec<String>, usize),
         }));
     }
     for currency in operator_currencies {
-        operations.extend(operator_accounts(currency, settings.server_currency));
+        if !operator_ready.contains(&currency) {
+            operations.extend(operator_accounts(currency, settings.server_currency));
+        }
     }
     operations.extend(transfers);
     // Spending counters and the reference record of the payment.
@@ -788,7 +910,17 @@ pub async fn commit(
     if batch.operations.is_empty() {
         return Ok(());
     }
-    let mut results = state.ledger.commit(vec![batch], crate::now()).await?;
+    let cache = state.rails.sms.cache.clone();
+    let written: Vec<Operation> = batch
+        .operations
+        .iter()
+        .filter(|operation| matches!(operation, Operation::PutRecord(_)))
+        .cloned()
+        .collect();
+    let result = state.ledger.commit(vec![batch], crate::now()).await;
+    let committed = matches!(&result, Ok(results) if matches!(results.first(), Some(Ok(_))));
+    cache.after_commit(&written, committed);
+    let mut results = result?;
     match results.pop() {
         Some(Ok(outcomes)) => {
             Metrics::add(&state.metrics.batches_committed, 1);
@@ -889,6 +1021,7 @@ pub async fn apply_outcome(
     extra: Vec<Operation>,
 ) -> Result<Applied, ApplyError> {
     let settings = rail.settings();
+    let operator_ready = rail.operator_ready();
     let hashes = hash_passwords(outcome).await?;
     let statements = read_statements(state, outcome, &settings).await?;
     let now_ms = crate::now().0;
@@ -904,8 +1037,16 @@ pub async fn apply_outcome(
         now: UnixSeconds(now_ms / 1000),
         now_ms,
         settings: &settings,
+        operator_ready: &operator_ready,
     })?;
     commit(state, batch, dedupe).await?;
+    for posting in &outcome.postings {
+        for side in [&posting.debit, &posting.credit] {
+            if let LedgerAccount::Fees(currency) | LedgerAccount::ExchangeFloat(currency) = side {
+                rail.mark_operator_ready(*currency);
+            }
+        }
+    }
     if queued > 0 {
         rail.wake_outbound();
     }
@@ -949,6 +1090,7 @@ pub async fn handle_inbound(
     let routing = ReplyRouting {
         inline_to: inline_replies.then(|| from.clone()),
     };
+    let mut seen_before = false;
     for _ in 0..RERUN_MAX {
         let engine = rail.engine();
         let settings = rail.settings();
@@ -964,34 +1106,45 @@ pub async fn handle_inbound(
             Next::NeedPayer(request) => Some(PayerLookup::of(request.payer(), &engine)),
             _ => None,
         };
-        let dedupe_key = dedupe.key.clone();
-        let first_settings = settings.clone();
-        let (seen, payer, mut loaded) = state
-            .ledger
-            .read(move |store| {
-                let seen = get::<InboundRecord>(store, &dedupe_key)?;
-                let mut loaded = Loaded::default();
-                if seen.is_some() {
-                    return Ok((seen, None, loaded));
-                }
-                let payer = match lookup {
-                    Some(lookup) => {
-                        load_payer(store, &mut loaded, &lookup, &first_settings, received_at)?
-                    }
-                    None => None,
-                };
-                Ok((seen, payer, loaded))
-            })
-            .await?;
-        if let Some((record, _)) = seen {
-            Metrics::add(&rail.metrics.duplicates, 1);
-            return Ok(InboundAnswer {
-                replies: record.replies,
-                duplicate: true,
-                verdict: record.verdict,
-                queued: 0,
-            });
+        // A gateway retry is found by the dedupe record's compare-and-set at commit (it must not
+        // exist yet), so the common path does not read it first; `seen_before` is set after a
+        // refusal for that reason, and then the stored answer is read and returned.
+        if seen_before {
+            let dedupe_key = dedupe.key.clone();
+            let seen = state
+                .ledger
+                .read(move |store| get::<InboundRecord>(store, &dedupe_key))
+                .await?;
+            if let Some((record, _)) = seen {
+                Metrics::add(&rail.metrics.duplicates, 1);
+                return Ok(InboundAnswer {
+                    replies: record.replies,
+                    duplicate: true,
+                    verdict: record.verdict,
+                    queued: 0,
+                });
+            }
         }
+        let first_settings = settings.clone();
+        let mut first_loaded = Loaded::with_cache(rail);
+        let (payer, mut loaded) = match lookup {
+            Some(lookup) => {
+                state
+                    .ledger
+                    .read(move |store| {
+                        let payer = load_payer(
+                            store,
+                            &mut first_loaded,
+                            &lookup,
+                            &first_settings,
+                            received_at,
+                        )?;
+                        Ok((payer, first_loaded))
+                    })
+                    .await?
+            }
+            None => (None, first_loaded),
+        };
         let mut payer = Some(payer);
         let mut outcome = None;
         for _ in 0..ENGINE_STEPS_MAX {
@@ -1085,7 +1238,11 @@ pub async fn handle_inbound(
                     queued: applied.queued,
                 });
             }
-            Err(ApplyError::Conflict | ApplyError::Duplicate) => {
+            Err(ApplyError::Duplicate) => {
+                seen_before = true;
+                continue;
+            }
+            Err(ApplyError::Conflict) => {
                 Metrics::add(&rail.metrics.reruns, 1);
                 continue;
             }

@@ -350,15 +350,19 @@ async fn login(
     }
     if !password_ok {
         record.web_failures = record.web_failures.saturating_add(1);
-        let _ = state
+        let operations = vec![records::put(account_key, &record, Some(version))];
+        let result = state
             .ledger
             .commit(
                 vec![offpay_ledger::Batch {
-                    operations: vec![records::put(account_key, &record, Some(version))],
+                    operations: operations.clone(),
                 }],
                 crate::now(),
             )
-            .await?;
+            .await;
+        let committed = matches!(&result, Ok(results) if matches!(results.first(), Some(Ok(_))));
+        rail.cache.after_commit(&operations, committed);
+        result?;
         return Ok(again(LOGIN_FAILED));
     }
     let outcome = rail.engine().check_row_tan(context, row, &tan, now);
