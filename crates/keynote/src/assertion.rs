@@ -323,8 +323,18 @@ impl Assertion {
         keys::verify(&self.authorizer, self.signed_text(), signature)
     }
 
-    pub(crate) fn ed25519_item(&self) -> Option<keys::Ed25519Item> {
-        keys::ed25519_item(&self.authorizer, self.signed_text(), self.signature()?)
+    /// Prepare for batch verification, with the signers' keys decompressed once per `keys`;
+    /// `None` if it is not Ed25519-signed.
+    pub(crate) fn ed25519_item_cached(
+        &self,
+        keys: &mut std::collections::HashMap<Principal, ed25519_dalek::VerifyingKey>,
+    ) -> Option<keys::Ed25519Item> {
+        keys::ed25519_item_cached(
+            &self.authorizer,
+            self.signed_text(),
+            self.signature()?,
+            keys,
+        )
     }
 
     /// Compute the signature string for this assertion, which must have a (typically empty)

@@ -17,6 +17,7 @@
 //! colon, exactly as written in the signature.
 
 use core::fmt;
+use std::collections::HashMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -605,10 +606,13 @@ pub(crate) struct Ed25519Item {
 
 /// Prepare an Ed25519-signed assertion for batch verification; `None` if it is not one (or is
 /// malformed, in which case single verification reports why).
-pub(crate) fn ed25519_item(
+/// Each signer's public key is decompressed once per `keys` (a batch of many assertions by few
+/// signers otherwise spends much of its preparation decompressing the same keys).
+pub(crate) fn ed25519_item_cached(
     signer: &Principal,
     signed_text: &[u8],
     signature: &[u8],
+    keys: &mut HashMap<Principal, ed25519_dalek::VerifyingKey>,
 ) -> Option<Ed25519Item> {
     let (algorithm, name_length) = SignatureAlgorithm::from_signature(signature)?;
     if !matches!(algorithm, SignatureAlgorithm::Ed25519(_))
@@ -620,8 +624,15 @@ pub(crate) fn ed25519_item(
         .encoding()
         .decode(&signature[name_length..])
         .ok()?;
-    let Ok(Verifier::Ed25519(key)) = signer.verifier() else {
-        return None;
+    let key = match keys.get(signer) {
+        Some(key) => *key,
+        None => {
+            let Ok(Verifier::Ed25519(key)) = signer.verifier() else {
+                return None;
+            };
+            keys.insert(signer.clone(), key);
+            key
+        }
     };
     Some(Ed25519Item {
         message: [signed_text, &signature[..name_length]].concat(),

@@ -145,11 +145,12 @@ impl SignatureCache {
     pub fn verify_batch(&mut self, assertions: &[&Assertion]) -> Vec<Result<()>> {
         let mut batch = Vec::new();
         let mut batch_members = Vec::new();
+        let mut keys = HashMap::new();
         for (index, assertion) in assertions.iter().enumerate() {
             if self.results.contains_key(&assertion.hash()) {
                 continue;
             }
-            if let Some(item) = assertion.ed25519_item() {
+            if let Some(item) = assertion.ed25519_item_cached(&mut keys) {
                 batch.push(item);
                 batch_members.push(index);
             }

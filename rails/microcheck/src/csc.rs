@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 use crate::auth::fingerprint;
-use crate::compliance::{Payment, Signatures, check_with, verify_payment};
+use crate::compliance::{Approval, Payment, Signatures, check_with, verify_payment};
 use crate::error::Refusal;
 use crate::limits::{CLOCK_SKEW_SECONDS_MAX, DEPOSIT_ITEMS_MAX, PAYER_RECENT_MAX};
 use crate::machine::SaleRecord;
@@ -379,8 +379,92 @@ fn memo(offer: &Offer) -> String {
     memo
 }
 
+/// What [`clear`] works out for an item on all cores before deciding items in order: the
+/// microcheck's hash, the payer's fingerprint, and the compliance check run with the purchase
+/// number the item will have if every earlier item of the deposit clears (the usual case). The
+/// in-order pass reuses that answer only when the number turns out the same, so the outcome is
+/// exactly that of checking item by item.
+#[derive(Debug, Default)]
+struct Precomputed {
+    hash: String,
+    payer_fingerprint: String,
+    transfer_id: String,
+    memo: String,
+    check: Option<(u32, Result<Approval, Refusal>)>,
+}
+
+/// Threads for the parallel parts of [`clear`].
+fn clear_threads(items: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    cores.clamp(1, PREPARE_THREADS_MAX).min(items.max(1))
+}
+
+/// Runs `work` over `items` in contiguous chunks on up to `threads` threads.
+fn par_for_each<T: Send>(items: &mut [T], threads: usize, work: impl Fn(&mut T) + Sync) {
+    if threads <= 1 || items.len() < 2 {
+        items.iter_mut().for_each(&work);
+        return;
+    }
+    let chunk = items.len().div_ceil(threads).max(1);
+    let work = &work;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = items
+            .chunks_mut(chunk)
+            .map(|part| scope.spawn(move || part.iter_mut().for_each(work)))
+            .collect();
+        for worker in workers {
+            if let Err(panic) = worker.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    });
+}
+
+/// The purchase number (per payer, merchant and day) each item gets if every earlier item
+/// that passes the cheap in-order checks clears.
+fn speculate_purchases(
+    merchant: &MerchantAccount,
+    prepared: &[Prepared],
+    fingerprints: &[String],
+    state: &ClearingState,
+    now: UnixSeconds,
+) -> Vec<Option<u32>> {
+    let merchant_id = &merchant.policy.merchant;
+    let mut counts: HashMap<(&str, &str), u32> = HashMap::new();
+    let mut nonces: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    prepared
+        .iter()
+        .zip(fingerprints)
+        .map(|(item, payer_fingerprint)| {
+            let (terms, _) = item.parsed.as_ref().ok()?;
+            let offer = &terms.offer;
+            if offer.merchant != *merchant_id
+                || terms.time > now.plus(CLOCK_SKEW_SECONDS_MAX)
+                || state.deposited.contains_key(&offer.nonce)
+                || !nonces.insert(offer.nonce.as_str())
+            {
+                return None;
+            }
+            let payer = state.payers.get(payer_fingerprint)?;
+            let count = counts
+                .entry((payer.name.as_str(), offer.date.as_str()))
+                .or_insert_with(|| {
+                    state
+                        .payer_merchant_day
+                        .get(&(payer.name.clone(), merchant_id.clone(), offer.date.clone()))
+                        .copied()
+                        .unwrap_or(0)
+                });
+            *count = count.saturating_add(1);
+            Some(*count)
+        })
+        .collect()
+}
+
 /// Clears a deposit by `merchant` at `now`. Items are decided in order and independently: a
-/// bad one is refused with its reason and the others clear.
+/// bad one is refused with its reason and the others clear. The per-item work that does not
+/// depend on earlier items (hashing, the compliance check, serialising the records) runs on
+/// all cores; only the state updates run in order.
 pub fn clear(
     merchant: &MerchantAccount,
     rules: FraudRules,
@@ -388,37 +472,106 @@ pub fn clear(
     state: &mut ClearingState,
     now: UnixSeconds,
 ) -> Vec<ItemOutcome> {
-    prepared
+    let threads = clear_threads(prepared.len());
+    let mut work: Vec<(&Prepared, Precomputed)> = prepared
+        .iter()
+        .map(|item| (item, Precomputed::default()))
+        .collect();
+    par_for_each(&mut work, threads, |(item, pre)| {
+        if let Ok((terms, payment)) = &item.parsed {
+            pre.transfer_id = transfer_id(&merchant.policy.merchant, &terms.offer.nonce);
+            pre.memo = memo(&terms.offer);
+            pre.hash = microcheck_hash(
+                core::str::from_utf8(payment.microcheck.text()).unwrap_or_default(),
+            );
+            pre.payer_fingerprint = fingerprint(payment.payer());
+        }
+    });
+    let fingerprints: Vec<String> = work
+        .iter_mut()
+        .map(|(_, pre)| std::mem::take(&mut pre.payer_fingerprint))
+        .collect();
+    let speculated = speculate_purchases(merchant, &prepared, &fingerprints, state, now);
+    let mut work: Vec<(&Prepared, Option<u32>, Precomputed)> = work
         .into_iter()
-        .map(|item| {
+        .zip(fingerprints)
+        .zip(speculated)
+        .map(|(((item, mut pre), payer_fingerprint), count)| {
+            pre.payer_fingerprint = payer_fingerprint;
+            (item, count, pre)
+        })
+        .collect();
+    par_for_each(&mut work, threads, |(item, count, pre)| {
+        if let (Some(count), Ok((terms, payment))) = (*count, &item.parsed) {
+            let approval = check_with(
+                &merchant.policy,
+                terms,
+                payment,
+                count,
+                Signatures::Verified,
+            );
+            pre.check = Some((count, approval));
+        }
+    });
+    let precomputed: Vec<Precomputed> = work.into_iter().map(|(_, _, pre)| pre).collect();
+    let mut outcomes: Vec<(ItemOutcome, Option<Vec<RecentPurchase>>)> = prepared
+        .iter()
+        .zip(precomputed)
+        .map(|(item, pre)| {
             let index = item.index;
             let nonce = item.nonce.clone();
             let mut findings = Vec::new();
-            match clear_one(merchant, rules, item, state, now, &mut findings) {
-                Ok(mut clearance) => {
+            match clear_one(merchant, rules, item, pre, state, now, &mut findings) {
+                Ok((mut clearance, recent)) => {
                     clearance.findings = findings;
-                    ItemOutcome::Cleared(Box::new(clearance))
+                    (ItemOutcome::Cleared(Box::new(clearance)), Some(recent))
                 }
-                Err(refusal) => ItemOutcome::Refused {
-                    index,
-                    nonce,
-                    refusal,
-                    findings,
-                },
+                Err(refusal) => (
+                    ItemOutcome::Refused {
+                        index,
+                        nonce,
+                        refusal,
+                        findings,
+                    },
+                    None,
+                ),
             }
         })
-        .collect()
+        .collect();
+    // The payer's recent purchases as they stood after each item, serialised once per item
+    // on all cores (the in-order pass only snapshots the typed list).
+    // Freeing the parsed items is work too: spread it over the cores with the serialising.
+    let mut prepared: Vec<Option<Prepared>> = prepared.into_iter().map(Some).collect();
+    let mut finishing: Vec<_> = outcomes.iter_mut().zip(prepared.iter_mut()).collect();
+    par_for_each(&mut finishing, threads, |((outcome, recent), item)| {
+        drop(item.take());
+        if let (ItemOutcome::Cleared(clearance), Some(recent)) = (outcome, recent.take())
+            && let Some(change) = clearance
+                .records
+                .iter_mut()
+                .find(|change| change.key.starts_with(RECENT_KEY_PREFIX))
+        {
+            change.value = serde_json::to_value(&recent).unwrap_or(Value::Null);
+        }
+    });
+    outcomes.into_iter().map(|(outcome, _)| outcome).collect()
 }
 
+/// Key prefix of the record holding a payer's recent purchases.
+const RECENT_KEY_PREFIX: &str = "recent:";
+
+/// Decides one item in order; the cleared item's recent-purchase record is left `null`, with
+/// the typed list returned beside it for [`clear`] to serialise.
 fn clear_one(
     merchant: &MerchantAccount,
     rules: FraudRules,
-    item: Prepared,
+    item: &Prepared,
+    pre: Precomputed,
     state: &mut ClearingState,
     now: UnixSeconds,
     findings: &mut Vec<Finding>,
-) -> Result<Clearance, Refusal> {
-    let (terms, payment) = item.parsed?;
+) -> Result<(Clearance, Vec<RecentPurchase>), Refusal> {
+    let (terms, payment) = item.parsed.as_ref().map_err(Clone::clone)?;
     let offer = &terms.offer;
     let merchant_id = merchant.policy.merchant.clone();
     if offer.merchant != merchant_id {
@@ -443,7 +596,7 @@ fn clear_one(
             received: now.to_string(),
         });
     }
-    let hash = microcheck_hash(core::str::from_utf8(payment.microcheck.text()).unwrap_or_default());
+    let hash = pre.hash;
     if let Some(previous) = state.deposited.get(&offer.nonce) {
         return Err(if *previous == hash {
             Refusal::AlreadyDeposited {
@@ -456,7 +609,8 @@ fn clear_one(
         });
     }
     let payer_key: &Principal = payment.payer();
-    let payer_fingerprint = fingerprint(payer_key);
+    debug_assert_eq!(pre.payer_fingerprint, fingerprint(payer_key));
+    let payer_fingerprint = pre.payer_fingerprint;
     let payer = state
         .payers
         .get(&payer_fingerprint)
@@ -472,13 +626,16 @@ fn clear_one(
         .unwrap_or(0)
         .saturating_add(1);
     // `prepare` verified every signature of this payment.
-    let approval = check_with(
-        &merchant.policy,
-        &terms,
-        &payment,
-        purchases_today,
-        Signatures::Verified,
-    )?;
+    let approval = match pre.check {
+        Some((count, approval)) if count == purchases_today => approval,
+        _ => check_with(
+            &merchant.policy,
+            terms,
+            payment,
+            purchases_today,
+            Signatures::Verified,
+        ),
+    }?;
 
     // Accepted: everything below only adds data and findings.
     let amount = terms.amount;
@@ -561,7 +718,7 @@ fn clear_one(
         let excess = recent.len() - PAYER_RECENT_MAX;
         recent.drain(..excess);
     }
-    let recent_value = serde_json::to_value(&*recent).unwrap_or(Value::Null);
+    let recent_snapshot = recent.clone();
     if let Some(credential) = &approval.credential
         && let Some(not_after) = credential.not_after
         && now >= not_after
@@ -585,7 +742,7 @@ fn clear_one(
             discriminator: offer.nonce.clone(),
         });
     }
-    let transfer_id = transfer_id(&merchant_id, &offer.nonce);
+    let transfer_id = pre.transfer_id;
     let mut records = vec![
         RecordChange {
             key: format!("nonce:{merchant_id}:{}", offer.nonce),
@@ -616,8 +773,8 @@ fn clear_one(
             create_only: false,
         },
         RecordChange {
-            key: format!("recent:{}", payer.name),
-            value: recent_value,
+            key: format!("{RECENT_KEY_PREFIX}{}", payer.name),
+            value: Value::Null,
             create_only: false,
         },
     ];
@@ -628,15 +785,18 @@ fn clear_one(
             create_only: false,
         });
     }
-    Ok(Clearance {
-        index: item.index,
-        nonce: offer.nonce.clone(),
-        transfer_id,
-        debit,
-        merchant: merchant_id,
-        amount,
-        memo: memo(offer),
-        records,
-        findings: Vec::new(),
-    })
+    Ok((
+        Clearance {
+            index: item.index,
+            nonce: offer.nonce.clone(),
+            transfer_id,
+            debit,
+            merchant: merchant_id,
+            amount,
+            memo: pre.memo,
+            records,
+            findings: Vec::new(),
+        },
+        recent_snapshot,
+    ))
 }
