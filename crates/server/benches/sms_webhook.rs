@@ -25,8 +25,10 @@ use tower::ServiceExt;
 
 /// Requests in flight at once.
 const IN_FLIGHT: usize = 512;
-/// Payers (each with a 50-row envelope: 24 payments each).
-const PAYERS: usize = 4000;
+/// Payers (each with a 50-row envelope: 24 payments each; at most one issue call).
+const PAYERS: usize = 10_000;
+/// Envelopes issued per API call during setup.
+const ISSUE_CHUNK: usize = 5000;
 /// Payments one 50-row envelope can make (payer row + bank row, one row kept for REG).
 const PAYMENTS_PER_ENVELOPE: usize = 24;
 const PAYEE: &str = "901020377865";
@@ -123,20 +125,25 @@ fn world() -> World {
             json!({ "receive_number": PAYEE, "notify_phone": "+254700000002" }),
         )
         .await;
-        let issued = call(
-            &app,
-            &token,
-            "POST",
-            "/api/v1/sms/envelopes/issue",
-            json!({ "count": PAYERS, "rows": 50 }),
-        )
-        .await;
-        let euins: Vec<String> = issued["euins"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|euin| euin.as_str().unwrap().to_owned())
-            .collect();
+        let mut euins: Vec<String> = Vec::with_capacity(PAYERS);
+        while euins.len() < PAYERS {
+            let count = (PAYERS - euins.len()).min(ISSUE_CHUNK);
+            let issued = call(
+                &app,
+                &token,
+                "POST",
+                "/api/v1/sms/envelopes/issue",
+                json!({ "count": count, "rows": 50 }),
+            )
+            .await;
+            euins.extend(
+                issued["euins"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|euin| euin.as_str().unwrap().to_owned()),
+            );
+        }
         let mut set = tokio::task::JoinSet::new();
         for (index, euin) in euins.iter().enumerate() {
             let (app, token, euin) = (app.clone(), token.clone(), euin.clone());

@@ -26,22 +26,25 @@ use serde_json::{Value, json};
 
 use super::process::{self, ApplyError, Loaded, PayerLookup, ReplyRouting, get as get_record};
 use super::records::{
-    self, AccountRecord, DisputeRecord, EnvelopeRecord, PendingRecord, ReferenceRecord,
-    ScheduledRecord, SerialRecord, SessionRecord, TerminalRecord,
+    self, AccountRecord, DisputeRecord, EnvelopeRecord, PendingRecord, ScheduledRecord,
+    SerialRecord, SessionRecord, TerminalRecord,
 };
 use super::{Settings, SmsRail};
 use crate::AppState;
 use crate::api::ApiJson;
 use crate::error::ApiError;
 
-/// Most envelopes one issue call creates.
-pub const ISSUE_COUNT_MAX: usize = 10_000;
+/// Most envelopes one issue call creates (one record each plus the serial counter, in one batch).
+pub const ISSUE_COUNT_MAX: usize = 8000;
+const _: () = assert!(ISSUE_COUNT_MAX < offpay_ledger::BATCH_OPERATIONS_MAX);
 /// Most records one listing returns.
 pub const LIST_LIMIT_MAX: usize = 1000;
 /// How often the scheduler looks for due payments and expired callbacks.
 pub const SCHEDULER_INTERVAL: Duration = Duration::from_secs(1);
 /// Scheduled payments, callbacks or sessions handled per scheduler pass and kind.
 pub const SCHEDULER_PAGE: usize = 100;
+/// History pages searched for a disputed payment's reference.
+pub const DISPUTE_SEARCH_PAGES: usize = 5;
 /// Attempts to allocate account numbers that are not taken.
 const NUMBER_ATTEMPTS_MAX: usize = 16;
 
@@ -921,30 +924,54 @@ async fn decide_dispute(
             let payer = parse_account(&dispute.account)?;
             let reference = offpay_sms_tan::posting::Reference::parse(&dispute.reference)
                 .ok_or_else(|| internal("stored reference"))?;
-            let reference_key = records::reference_key(reference, &payer);
+            let ledger_payer = records::ledger_account(&payer);
             let found = state
                 .ledger
-                .read(move |store| get_record::<ReferenceRecord>(store, &reference_key))
+                .read(move |store| {
+                    // Newest first, a bounded number of pages of the payer's history.
+                    let mut before = None;
+                    for _ in 0..DISPUTE_SEARCH_PAGES {
+                        let page = store.history(
+                            &ledger_payer,
+                            before,
+                            offpay_ledger::HISTORY_PAGE_MAX,
+                        )?;
+                        let found = page.iter().find(|record| {
+                            record.transfer.debit_account == ledger_payer
+                                && record.transfer.memo.starts_with("sms payment")
+                                && process::reference_of(record.transfer.id.as_str()) == reference
+                        });
+                        if let Some(record) = found {
+                            return Ok(Some(record.transfer.clone()));
+                        }
+                        match page.last() {
+                            Some(last) if page.len() == offpay_ledger::HISTORY_PAGE_MAX => {
+                                before = Some(last.sequence);
+                            }
+                            _ => break,
+                        }
+                    }
+                    Ok(None)
+                })
                 .await?;
-            let Some((paid, _)) = found else {
+            let Some(paid) = found else {
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "unknown_reference",
-                    format!("account {payer} made no payment with reference {reference}"),
+                    format!(
+                        "account {payer} made no same-currency SMS payment with reference {reference} (cross-currency payments are refunded by hand)"
+                    ),
                 ));
             };
-            let payee = parse_account(&paid.payee)?;
-            let currency = Currency::from_code(&paid.credit_currency)
-                .map_err(|_| internal("stored currency"))?;
-            let amount = Amount::from_minor(paid.credit_minor, currency)
-                .map_err(|_| internal("stored amount"))?;
+            let payee = paid.credit_account.clone();
+            let amount = paid.amount;
             let id = TransferId::new(format!("sms-refund:{}", records::short_hash(&key)))
                 .map_err(|_| internal("refund id"))?;
             // Paid back in the payee's currency to the payer; across currencies the operator
             // settles the difference by hand.
             operations.push(Operation::Transfer(Transfer {
                 id: id.clone(),
-                debit_account: records::ledger_account(&payee),
+                debit_account: payee,
                 credit_account: records::ledger_account(&payer),
                 amount,
                 kind: TransferKind::Posted,

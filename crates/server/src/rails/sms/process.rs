@@ -26,7 +26,7 @@ use serde_json::json;
 
 use super::records::{
     self, AccountRecord, DisputeRecord, EnvelopeRecord, InboundRecord, NAMESPACE, OutboundRecord,
-    PendingRecord, ReferenceRecord, ScheduledRecord,
+    PendingRecord, ScheduledRecord,
 };
 use super::{Settings, SmsRail};
 use crate::AppState;
@@ -113,6 +113,15 @@ impl RecordCache {
         match self.lookup(key)? {
             (Cached::Account(record), version) => Some((record, version)),
             _ => None,
+        }
+    }
+
+    /// Forgets `keys`.
+    pub fn forget(&self, keys: &[String]) {
+        if let Ok(mut entries) = self.entries.lock() {
+            for key in keys {
+                entries.remove(key);
+            }
         }
     }
 
@@ -573,9 +582,8 @@ fn account_mut<'a>(
     accounts.get_mut(&key).map(|(record, _)| record)
 }
 
-/// Builds the batch for an outcome. Returns the batch, the inline replies and how many were
-/// queued; `Conflict` when an effect contradicts what was loaded.
-pub fn build_batch(input: ApplyInput<'_>) -> Result<(Batch, Vec<String>, usize), ApplyError> {
+/// Builds the batch for an outcome; `Conflict` when an effect contradicts what was loaded.
+pub fn build_batch(input: ApplyInput<'_>) -> Result<Built, ApplyError> {
     let ApplyInput {
         outcome,
         loaded,
@@ -594,6 +602,7 @@ pub fn build_batch(input: ApplyInput<'_>) -> Result<(Batch, Vec<String>, usize),
     let mut envelopes: HashMap<String, (EnvelopeRecord, u64)> = HashMap::new();
     let mut accounts: HashMap<String, (AccountRecord, u64)> = HashMap::new();
     let mut flags: Vec<Operation> = Vec::new();
+    let mut written: Vec<(String, Cached, u64)> = Vec::new();
     for effect in &outcome.effects {
         match effect {
             Effect::UpdateEnvelope {
@@ -797,7 +806,7 @@ pub fn build_batch(input: ApplyInput<'_>) -> Result<(Batch, Vec<String>, usize),
         }
     }
     operations.extend(transfers);
-    // Spending counters and the reference record of the payment.
+    // Spending counters of the payer.
     let main = outcome.postings.iter().find(|posting| {
         matches!(
             posting.kind,
@@ -822,31 +831,18 @@ pub fn build_batch(input: ApplyInput<'_>) -> Result<(Batch, Vec<String>, usize),
                 return Err(ApplyError::Conflict);
             };
             record.add_spending(&payee, main.amount.minor(), now, offset);
-            operations.push(records::put(
-                records::reference_key(main.reference, &payer),
-                &ReferenceRecord {
-                    version: records::FORMAT_VERSION,
-                    payer: payer.to_string(),
-                    payee: payee.to_string(),
-                    credit_minor: credit_amount.minor(),
-                    credit_currency: credit_amount.currency().code().to_owned(),
-                    transfers: outcome
-                        .postings
-                        .iter()
-                        .filter_map(|posting| transfer_id(&posting.transfer_id))
-                        .map(|id| id.to_string())
-                        .collect(),
-                    paid_at_ms: now_ms,
-                },
-                None,
-            ));
+            // The payment is found again for a dispute by its reference in the payer's ledger
+            // history (the memo carries it), so no extra record is written per payment.
+            let _ = credit_amount;
         }
     }
     for (key, (record, version)) in envelopes {
-        operations.push(records::put(key, &record, Some(version)));
+        operations.push(records::put(key.clone(), &record, Some(version)));
+        written.push((key, Cached::Envelope(record), version + 1));
     }
     for (key, (record, version)) in accounts {
-        operations.push(records::put(key, &record, Some(version)));
+        operations.push(records::put(key.clone(), &record, Some(version)));
+        written.push((key, Cached::Account(record), version + 1));
     }
     // Replies: inline to the sender, the rest into the durable queue.
     let mut inline = Vec::new();
@@ -898,7 +894,26 @@ pub fn build_batch(input: ApplyInput<'_>) -> Result<(Batch, Vec<String>, usize),
     }
     operations.extend(flags);
     operations.extend(extra);
-    Ok((Batch { operations }, inline, queued))
+    Ok(Built {
+        batch: Batch { operations },
+        inline,
+        queued,
+        written,
+    })
+}
+
+/// A batch built from an outcome.
+#[derive(Debug)]
+pub struct Built {
+    /// The batch.
+    pub batch: Batch,
+    /// Replies answered inline.
+    pub inline: Vec<String>,
+    /// Replies queued.
+    pub queued: usize,
+    /// Envelope and account records it writes, with their versions after the commit (for the
+    /// cache).
+    written: Vec<(String, Cached, u64)>,
 }
 
 /// Commits a batch built by [`build_batch`], mapping refusals to re-runs.
@@ -911,15 +926,20 @@ pub async fn commit(
         return Ok(());
     }
     let cache = state.rails.sms.cache.clone();
-    let written: Vec<Operation> = batch
+    let keys: Vec<String> = batch
         .operations
         .iter()
-        .filter(|operation| matches!(operation, Operation::PutRecord(_)))
-        .cloned()
+        .filter_map(|operation| match operation {
+            Operation::PutRecord(write) => Some(write.key.clone()),
+            _ => None,
+        })
         .collect();
     let result = state.ledger.commit(vec![batch], crate::now()).await;
     let committed = matches!(&result, Ok(results) if matches!(results.first(), Some(Ok(_))));
-    cache.after_commit(&written, committed);
+    if !committed {
+        // The caller caches what a committed batch wrote; anything it read may be stale now.
+        cache.forget(&keys);
+    }
     let mut results = result?;
     match results.pop() {
         Some(Ok(outcomes)) => {
@@ -1025,7 +1045,7 @@ pub async fn apply_outcome(
     let hashes = hash_passwords(outcome).await?;
     let statements = read_statements(state, outcome, &settings).await?;
     let now_ms = crate::now().0;
-    let (batch, inline, queued) = build_batch(ApplyInput {
+    let built = build_batch(ApplyInput {
         outcome,
         loaded,
         routing,
@@ -1039,7 +1059,16 @@ pub async fn apply_outcome(
         settings: &settings,
         operator_ready: &operator_ready,
     })?;
+    let Built {
+        batch,
+        inline,
+        queued,
+        written,
+    } = built;
     commit(state, batch, dedupe).await?;
+    for (key, record, version) in written {
+        rail.cache.insert(key, record, version);
+    }
     for posting in &outcome.postings {
         for side in [&posting.debit, &posting.credit] {
             if let LedgerAccount::Fees(currency) | LedgerAccount::ExchangeFloat(currency) = side {

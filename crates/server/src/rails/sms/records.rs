@@ -58,10 +58,6 @@ pub fn inbound_key(gateway: &str, message_id: &str) -> String {
         format!("in:{gateway}:#{}", hex::encode(Sha256::digest(message_id)))
     }
 }
-/// Key of a payment reference (for disputes).
-pub fn reference_key(reference: Reference, payer: &AccountNumber) -> String {
-    format!("ref:{reference}:{payer}")
-}
 /// Key of an outbound SMS waiting to be sent.
 pub fn outbound_key(queued_at_ms: u64, discriminator: &str) -> String {
     format!("out:{queued_at_ms:016}:{}", short_hash(discriminator))
@@ -680,25 +676,6 @@ pub struct SentRecord {
     pub text: String,
     /// Attempts so far.
     pub attempts: u32,
-}
-
-/// A payment reference, for disputes: which transfers and who was paid.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ReferenceRecord {
-    /// Format version.
-    pub version: u32,
-    /// Payer receive number.
-    pub payer: String,
-    /// Payee receive number.
-    pub payee: String,
-    /// Amount credited to the payee (minor) and its currency.
-    pub credit_minor: u64,
-    /// Currency of the credit.
-    pub credit_currency: String,
-    /// Ledger transfer ids of the payment's legs.
-    pub transfers: Vec<String>,
-    /// When paid (Unix ms).
-    pub paid_at_ms: u64,
 }
 
 /// A dispute case.
