@@ -6,6 +6,8 @@
 //! Kannel comes from Debian (`kannel`, `kannel-extras`); `scripts/test.sh` installs them. Without
 //! them this test fails, unless `OFFPAY_ALLOW_SKIP_KANNEL=1` is set (a developer machine).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// Amounts in minor units are written `whole_cents` (`1500_00` is KES 1500.00).
+#![allow(clippy::inconsistent_digit_grouping)]
 
 mod sms_common;
 

@@ -3,6 +3,8 @@
 //! binding, gateway retries, scheduled payments, the merchant terminal, `offpay sms send`, and
 //! bad input.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// Amounts in minor units are written `whole_cents` (`1500_00` is KES 1500.00).
+#![allow(clippy::inconsistent_digit_grouping)]
 
 mod sms_common;
 
