@@ -437,3 +437,56 @@ fn offpay_sms_send_prints_the_reply_and_statement_and_disputes_work() {
     assert_eq!(server.balance(PAYEE), 0);
     assert_eq!(server.get("/api/v1/totals")["balanced"], true);
 }
+
+#[test]
+fn admin_envelope_print_issues_unallocated_envelopes_and_writes_a_pdf() {
+    let server = TestServer::start();
+    let out = server.data_dir.join("envelopes.pdf");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_offpay"))
+        .args(["admin", "--server", &server.base, "--token-file"])
+        .arg(server.data_dir.join("admin.token"))
+        .args([
+            "--json", "envelope", "print", "--count", "3", "--rows", "20", "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(answer["count"], 3);
+    let pdf = std::fs::read(&out).unwrap();
+    assert!(
+        pdf.starts_with(b"%PDF-") && pdf.len() > 3 * 2000,
+        "{} bytes",
+        pdf.len()
+    );
+    let first = answer["first"].as_str().unwrap();
+    let envelope = server.envelope(first);
+    assert_eq!(envelope["status"], "unallocated");
+    assert_eq!(envelope["rows"], 20);
+    // What the server shows of an envelope is bookkeeping only, never a secret.
+    let mut keys: Vec<&str> = envelope
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "account",
+            "consecutive_failures",
+            "euin",
+            "free_rows",
+            "imported",
+            "rows",
+            "status",
+            "used_rows"
+        ]
+    );
+}
