@@ -86,6 +86,28 @@ impl Browser {
         );
     }
 
+    /// Clicks a control that submits a form and waits until the next page has loaded: chromedriver
+    /// may answer the click before the navigation it starts is over, and reading the old page
+    /// then would make the test depend on the machine's load.
+    fn click_and_wait_for_page(&self, css: &str) {
+        self.script("window.__offpayOldPage = true;");
+        self.click(css);
+        let started = Instant::now();
+        loop {
+            let loaded = self.script(
+                "return window.__offpayOldPage === undefined && document.readyState === 'complete';",
+            );
+            if loaded == Value::Bool(true) {
+                return;
+            }
+            assert!(
+                started.elapsed() < BROWSER_WAIT_MAX,
+                "the page after clicking {css} did not load"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn text(&self, css: &str) -> String {
         let element = self.element(css);
         self.call(
@@ -119,7 +141,7 @@ impl Browser {
         self.type_into("#password", password);
         self.type_into("#row", &row.to_string());
         self.type_into("#tan", tan_text);
-        self.click("#login");
+        self.click_and_wait_for_page("#login");
     }
 }
 
@@ -251,7 +273,7 @@ fn the_statement_page_logs_in_with_password_and_a_tan_row_in_headless_chromium()
         "{cookies}"
     );
     // The same row cannot log in again.
-    browser.click("#logout");
+    browser.click_and_wait_for_page("#logout");
     assert!(
         browser.url().ends_with("/sms/web/login"),
         "{}",
