@@ -183,9 +183,16 @@ impl fmt::Display for CivilDateTime {
 mod tests {
     #[test]
     fn from_unix_inverts_to_unix() {
-        for (offset, text) in [(0, (2026u16, 12u8, 1u8, 9u8, 0u8)), (180, (2000, 2, 29, 23, 59)), (-300, (2199, 12, 31, 0, 1))] {
+        for (offset, text) in [
+            (0, (2026u16, 12u8, 1u8, 9u8, 0u8)),
+            (180, (2000, 2, 29, 23, 59)),
+            (-300, (2199, 12, 31, 0, 1)),
+        ] {
             let civil = super::CivilDateTime::new(text.0, text.1, text.2, text.3, text.4).unwrap();
-            assert_eq!(super::CivilDateTime::from_unix(civil.to_unix(offset), offset), Some(civil));
+            assert_eq!(
+                super::CivilDateTime::from_unix(civil.to_unix(offset), offset),
+                Some(civil)
+            );
         }
     }
 
