@@ -782,11 +782,14 @@ async fn list(
         .collect())
 }
 
-async fn list_disputes(
-    State(state): State<Arc<AppState>>,
-    Query(query): Query<ListQuery>,
+/// A page of the records under `prefix`, each with its key, as `{field: [...]}`.
+async fn keyed_list(
+    state: &Arc<AppState>,
+    prefix: &'static str,
+    query: ListQuery,
+    field: &str,
 ) -> Result<Json<Value>, ApiError> {
-    let items: Vec<Value> = list(&state, "dispute:", query)
+    let items: Vec<Value> = list(state, prefix, query)
         .await?
         .into_iter()
         .map(|(key, mut value)| {
@@ -794,52 +797,35 @@ async fn list_disputes(
             value
         })
         .collect();
-    Ok(Json(json!({ "disputes": items })))
+    Ok(Json(json!({ field: items })))
+}
+
+async fn list_disputes(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    keyed_list(&state, "dispute:", query, "disputes").await
 }
 
 async fn outbox(
     State(state): State<Arc<AppState>>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let items: Vec<Value> = list(&state, "out:", query)
-        .await?
-        .into_iter()
-        .map(|(key, mut value)| {
-            value["key"] = json!(key);
-            value
-        })
-        .collect();
-    Ok(Json(json!({ "outbox": items })))
+    keyed_list(&state, "out:", query, "outbox").await
 }
 
 async fn list_sent(
     State(state): State<Arc<AppState>>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let items: Vec<Value> = list(&state, "sent:", query)
-        .await?
-        .into_iter()
-        .map(|(key, mut value)| {
-            value["key"] = json!(key);
-            value
-        })
-        .collect();
-    Ok(Json(json!({ "sent": items })))
+    keyed_list(&state, "sent:", query, "sent").await
 }
 
 async fn list_scheduled(
     State(state): State<Arc<AppState>>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let items: Vec<Value> = list(&state, "sched:", query)
-        .await?
-        .into_iter()
-        .map(|(key, mut value)| {
-            value["key"] = json!(key);
-            value
-        })
-        .collect();
-    Ok(Json(json!({ "scheduled": items })))
+    keyed_list(&state, "sched:", query, "scheduled").await
 }
 
 /// Body of `POST /api/v1/sms/simulate`.
