@@ -238,6 +238,20 @@ fn identifier(principal: &Principal) -> Vec<u8> {
     principal.to_identifier(Encoding::Base64)
 }
 
+/// The lines every credential starts with, in this order: what it is, whom it licenses, its kind.
+/// The signed text depends on the order, so every issuer goes through here.
+fn credential_builder(
+    issuer: &PrivateKey,
+    comment: &str,
+    licensee: &Principal,
+    kind: CredentialKind,
+) -> AssertionBuilder {
+    AssertionBuilder::for_key(issuer, Encoding::Base64)
+        .comment(comment)
+        .local_constant("CR_LICENSEE", &identifier(licensee))
+        .local_constant("CR_KIND", kind.label().as_bytes())
+}
+
 /// The Conditions that bound time: a 14-digit timestamp inside `[CR_NOT_BEFORE, CR_NOT_AFTER)`.
 const TIME_WINDOW: &str =
     "timestamp ~= \"^[0-9]{14}$\" && timestamp >= CR_NOT_BEFORE && timestamp < CR_NOT_AFTER";
@@ -273,34 +287,35 @@ pub fn issue_payer(
             format!(" && product_class ~= \"^({})$\"", list.join("|"))
         }
     };
-    let payer_id = identifier(payer);
     let conditions = format!(
         "app_domain == CR_APP_DOMAIN && currency == CR_CURRENCY && {TIME_WINDOW} &&\n\
          @amount_minor > 0 && @amount_minor <= @CR_AMOUNT_MAX &&\n\
          @purchases_today >= 1 && @purchases_today <= @CR_PER_DAY_MAX{class_condition} -> \"true\";"
     );
-    Ok(AssertionBuilder::for_key(issuer, Encoding::Base64)
-        .comment("offpay-microcheck payer credential v1")
-        .local_constant("CR_LICENSEE", &payer_id)
-        .local_constant("CR_KIND", CredentialKind::Payer.label().as_bytes())
-        .local_constant("CR_SERIAL", template.serial.as_bytes())
-        .local_constant("CR_TIER", template.tier.as_bytes())
-        .local_constant("CR_APP_DOMAIN", template.app_domain.as_bytes())
-        .local_constant("CR_CURRENCY", template.currency.code().as_bytes())
-        .local_constant(
-            "CR_AMOUNT_MAX",
-            template.amount_max.minor().to_string().as_bytes(),
-        )
-        .local_constant("CR_NOT_BEFORE", template.not_before.stamp().as_bytes())
-        .local_constant("CR_NOT_AFTER", template.not_after.stamp().as_bytes())
-        .local_constant(
-            "CR_PER_DAY_MAX",
-            template.per_merchant_day_max.to_string().as_bytes(),
-        )
-        .local_constant("CR_CLASSES", template.classes.constant().as_bytes())
-        .licensees("CR_LICENSEE")
-        .conditions(&conditions)
-        .sign(issuer, Encoding::Base64)?)
+    Ok(credential_builder(
+        issuer,
+        "offpay-microcheck payer credential v1",
+        payer,
+        CredentialKind::Payer,
+    )
+    .local_constant("CR_SERIAL", template.serial.as_bytes())
+    .local_constant("CR_TIER", template.tier.as_bytes())
+    .local_constant("CR_APP_DOMAIN", template.app_domain.as_bytes())
+    .local_constant("CR_CURRENCY", template.currency.code().as_bytes())
+    .local_constant(
+        "CR_AMOUNT_MAX",
+        template.amount_max.minor().to_string().as_bytes(),
+    )
+    .local_constant("CR_NOT_BEFORE", template.not_before.stamp().as_bytes())
+    .local_constant("CR_NOT_AFTER", template.not_after.stamp().as_bytes())
+    .local_constant(
+        "CR_PER_DAY_MAX",
+        template.per_merchant_day_max.to_string().as_bytes(),
+    )
+    .local_constant("CR_CLASSES", template.classes.constant().as_bytes())
+    .licensees("CR_LICENSEE")
+    .conditions(&conditions)
+    .sign(issuer, Encoding::Base64)?)
 }
 
 /// Issues a transaction-specific credential: this payer may pay this merchant this amount for
@@ -322,24 +337,26 @@ pub fn issue_transaction(
          merchant == CR_MERCHANT && nonce == CR_NONCE &&\n\
          @amount_minor > 0 && @amount_minor <= @CR_AMOUNT_MAX -> \"true\";"
     );
-    Ok(AssertionBuilder::for_key(pa, Encoding::Base64)
-        .comment("offpay-microcheck transaction credential v1")
-        .local_constant("CR_LICENSEE", &identifier(payer))
-        .local_constant("CR_KIND", CredentialKind::Transaction.label().as_bytes())
-        .local_constant("CR_SERIAL", template.serial.as_bytes())
-        .local_constant("CR_APP_DOMAIN", template.app_domain.as_bytes())
-        .local_constant("CR_CURRENCY", template.currency.code().as_bytes())
-        .local_constant(
-            "CR_AMOUNT_MAX",
-            template.amount.minor().to_string().as_bytes(),
-        )
-        .local_constant("CR_MERCHANT", template.merchant.as_bytes())
-        .local_constant("CR_NONCE", template.nonce.as_bytes())
-        .local_constant("CR_NOT_BEFORE", template.not_before.stamp().as_bytes())
-        .local_constant("CR_NOT_AFTER", template.not_after.stamp().as_bytes())
-        .licensees("CR_LICENSEE")
-        .conditions(&conditions)
-        .sign(pa, Encoding::Base64)?)
+    Ok(credential_builder(
+        pa,
+        "offpay-microcheck transaction credential v1",
+        payer,
+        CredentialKind::Transaction,
+    )
+    .local_constant("CR_SERIAL", template.serial.as_bytes())
+    .local_constant("CR_APP_DOMAIN", template.app_domain.as_bytes())
+    .local_constant("CR_CURRENCY", template.currency.code().as_bytes())
+    .local_constant(
+        "CR_AMOUNT_MAX",
+        template.amount.minor().to_string().as_bytes(),
+    )
+    .local_constant("CR_MERCHANT", template.merchant.as_bytes())
+    .local_constant("CR_NONCE", template.nonce.as_bytes())
+    .local_constant("CR_NOT_BEFORE", template.not_before.stamp().as_bytes())
+    .local_constant("CR_NOT_AFTER", template.not_after.stamp().as_bytes())
+    .licensees("CR_LICENSEE")
+    .conditions(&conditions)
+    .sign(pa, Encoding::Base64)?)
 }
 
 /// Issues an adulthood credential: the holder of `payer` may buy `adult` goods in `app_domain`
@@ -356,16 +373,18 @@ pub fn issue_adulthood(
     let conditions = format!(
         "app_domain == CR_APP_DOMAIN && product_class == \"{ADULT_CLASS}\" && {TIME_WINDOW} -> \"true\";"
     );
-    Ok(AssertionBuilder::for_key(age_key, Encoding::Base64)
-        .comment("offpay-microcheck adulthood credential v1")
-        .local_constant("CR_LICENSEE", &identifier(payer))
-        .local_constant("CR_KIND", CredentialKind::Adulthood.label().as_bytes())
-        .local_constant("CR_APP_DOMAIN", app_domain.as_bytes())
-        .local_constant("CR_NOT_BEFORE", not_before.stamp().as_bytes())
-        .local_constant("CR_NOT_AFTER", not_after.stamp().as_bytes())
-        .licensees("CR_LICENSEE")
-        .conditions(&conditions)
-        .sign(age_key, Encoding::Base64)?)
+    Ok(credential_builder(
+        age_key,
+        "offpay-microcheck adulthood credential v1",
+        payer,
+        CredentialKind::Adulthood,
+    )
+    .local_constant("CR_APP_DOMAIN", app_domain.as_bytes())
+    .local_constant("CR_NOT_BEFORE", not_before.stamp().as_bytes())
+    .local_constant("CR_NOT_AFTER", not_after.stamp().as_bytes())
+    .licensees("CR_LICENSEE")
+    .conditions(&conditions)
+    .sign(age_key, Encoding::Base64)?)
 }
 
 /// Issues a merchant credential: the holder of `merchant_key` sells as `merchant` in
@@ -386,17 +405,19 @@ pub fn issue_merchant(
     let conditions = format!(
         "role == \"merchant\" && merchant == CR_MERCHANT && app_domain == CR_APP_DOMAIN && {TIME_WINDOW} -> \"true\";"
     );
-    Ok(AssertionBuilder::for_key(pa, Encoding::Base64)
-        .comment("offpay-microcheck merchant credential v1")
-        .local_constant("CR_LICENSEE", &identifier(merchant_key))
-        .local_constant("CR_KIND", CredentialKind::Merchant.label().as_bytes())
-        .local_constant("CR_MERCHANT", merchant.as_bytes())
-        .local_constant("CR_APP_DOMAIN", app_domain.as_bytes())
-        .local_constant("CR_NOT_BEFORE", not_before.stamp().as_bytes())
-        .local_constant("CR_NOT_AFTER", not_after.stamp().as_bytes())
-        .licensees("CR_LICENSEE")
-        .conditions(&conditions)
-        .sign(pa, Encoding::Base64)?)
+    Ok(credential_builder(
+        pa,
+        "offpay-microcheck merchant credential v1",
+        merchant_key,
+        CredentialKind::Merchant,
+    )
+    .local_constant("CR_MERCHANT", merchant.as_bytes())
+    .local_constant("CR_APP_DOMAIN", app_domain.as_bytes())
+    .local_constant("CR_NOT_BEFORE", not_before.stamp().as_bytes())
+    .local_constant("CR_NOT_AFTER", not_after.stamp().as_bytes())
+    .licensees("CR_LICENSEE")
+    .conditions(&conditions)
+    .sign(pa, Encoding::Base64)?)
 }
 
 /// Bounds a PA places on a sub-PA.
@@ -431,20 +452,22 @@ pub fn issue_delegation(
         "app_domain == CR_APP_DOMAIN && currency == CR_CURRENCY && {TIME_WINDOW} &&\n\
          @amount_minor > 0 && @amount_minor <= @CR_AMOUNT_MAX -> \"true\";"
     );
-    Ok(AssertionBuilder::for_key(pa, Encoding::Base64)
-        .comment("offpay-microcheck delegation v1")
-        .local_constant("CR_LICENSEE", &identifier(sub_pa))
-        .local_constant("CR_KIND", CredentialKind::Delegation.label().as_bytes())
-        .local_constant("CR_SERIAL", template.serial.as_bytes())
-        .local_constant("CR_APP_DOMAIN", template.app_domain.as_bytes())
-        .local_constant("CR_CURRENCY", template.currency.code().as_bytes())
-        .local_constant(
-            "CR_AMOUNT_MAX",
-            template.amount_max.minor().to_string().as_bytes(),
-        )
-        .local_constant("CR_NOT_BEFORE", template.not_before.stamp().as_bytes())
-        .local_constant("CR_NOT_AFTER", template.not_after.stamp().as_bytes())
-        .licensees("CR_LICENSEE")
-        .conditions(&conditions)
-        .sign(pa, Encoding::Base64)?)
+    Ok(credential_builder(
+        pa,
+        "offpay-microcheck delegation v1",
+        sub_pa,
+        CredentialKind::Delegation,
+    )
+    .local_constant("CR_SERIAL", template.serial.as_bytes())
+    .local_constant("CR_APP_DOMAIN", template.app_domain.as_bytes())
+    .local_constant("CR_CURRENCY", template.currency.code().as_bytes())
+    .local_constant(
+        "CR_AMOUNT_MAX",
+        template.amount_max.minor().to_string().as_bytes(),
+    )
+    .local_constant("CR_NOT_BEFORE", template.not_before.stamp().as_bytes())
+    .local_constant("CR_NOT_AFTER", template.not_after.stamp().as_bytes())
+    .licensees("CR_LICENSEE")
+    .conditions(&conditions)
+    .sign(pa, Encoding::Base64)?)
 }
