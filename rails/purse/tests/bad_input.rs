@@ -70,19 +70,7 @@ fn typed_input_errors_are_clear() {
 #[test]
 fn a_mistyped_code_1_changes_nothing() {
     let (mut world, mut alice, mut bob) = setup();
-    let Outcome::Requested { code1, .. } = bob
-        .handle(
-            Command::Request {
-                payer: alice.identity().phone,
-                amount: kes("450"),
-            },
-            world.now,
-            &mut world.random,
-        )
-        .unwrap()
-    else {
-        panic!()
-    };
+    let code1 = request(&mut world, &mut bob, &alice, kes("450"));
     let before = alice.encode_state();
     let mut digits = code1.digits();
     digits[6] = if digits[6] == b'9' {
@@ -141,34 +129,8 @@ fn a_mistyped_code_1_changes_nothing() {
 #[test]
 fn a_mistyped_code_2_counts_against_the_budget_and_nothing_else() {
     let (mut world, mut alice, mut bob) = setup();
-    let Outcome::Requested { code1, .. } = bob
-        .handle(
-            Command::Request {
-                payer: alice.identity().phone,
-                amount: kes("450"),
-            },
-            world.now,
-            &mut world.random,
-        )
-        .unwrap()
-    else {
-        panic!()
-    };
-    let Outcome::Paid { code2, .. } = alice
-        .handle(
-            Command::Pay {
-                payee: bob.identity().phone,
-                amount: kes("450"),
-                code1,
-                pin: pin(),
-            },
-            world.now,
-            &mut world.random,
-        )
-        .unwrap()
-    else {
-        panic!()
-    };
+    let code1 = request(&mut world, &mut bob, &alice, kes("450"));
+    let code2 = respond(&mut world, &mut alice, &bob, kes("450"), code1);
     let mut digits = code2.digits();
     digits.swap(3, 4);
     if digits == code2.digits() {
@@ -393,19 +355,7 @@ fn an_upload_from_another_operator_or_unknown_purse_is_refused() {
 #[test]
 fn refusals_by_the_purse_rules_change_nothing() {
     let (mut world, mut alice, mut bob) = setup();
-    let Outcome::Requested { code1, .. } = bob
-        .handle(
-            Command::Request {
-                payer: alice.identity().phone,
-                amount: kes("2000"),
-            },
-            world.now,
-            &mut world.random,
-        )
-        .unwrap()
-    else {
-        panic!()
-    };
+    let code1 = request(&mut world, &mut bob, &alice, kes("2000"));
     let before = alice.encode_state();
     assert_eq!(
         alice.handle(

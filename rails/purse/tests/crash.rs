@@ -269,34 +269,8 @@ fn payer_shows_code_2_again_after_a_restart() {
     world.float(&agent, "10000");
     world.sync(&mut agent);
     pay(&mut world, &mut agent, &mut alice, "1000");
-    let Outcome::Requested { code1, .. } = bob
-        .handle(
-            Command::Request {
-                payer: alice.identity().phone,
-                amount: kes("300"),
-            },
-            world.now,
-            &mut world.random,
-        )
-        .unwrap()
-    else {
-        panic!()
-    };
-    let Outcome::Paid { code2, .. } = alice
-        .handle(
-            Command::Pay {
-                payee: bob.identity().phone,
-                amount: kes("300"),
-                code1,
-                pin: pin(),
-            },
-            world.now,
-            &mut world.random,
-        )
-        .unwrap()
-    else {
-        panic!()
-    };
+    let code1 = request(&mut world, &mut bob, &alice, kes("300"));
+    let code2 = respond(&mut world, &mut alice, &bob, kes("300"), code1);
     let mut alice = Purse::decode_state(&alice.encode_state()).unwrap();
     let Outcome::ShowCode(last) = alice
         .handle(Command::ShowCode, world.now, &mut world.random)
@@ -341,38 +315,12 @@ fn a_debit_whose_payee_never_entered_code_2_credits_the_payee_at_the_server() {
     world.float(&agent, "10000");
     world.sync(&mut agent);
     pay(&mut world, &mut agent, &mut alice, "1000");
-    let Outcome::Requested { code1, .. } = bob
-        .handle(
-            Command::Request {
-                payer: alice.identity().phone,
-                amount: kes("450"),
-            },
-            world.now,
-            &mut world.random,
-        )
-        .unwrap()
-    else {
-        panic!()
-    };
+    let code1 = request(&mut world, &mut bob, &alice, kes("450"));
     // The pending request survives Bob's restart.
     let mut bob_restarted = Purse::decode_state(&bob.encode_state()).unwrap();
     assert_eq!(bob_restarted.pending_requests().len(), 1);
     assert_eq!(bob_restarted.pending_requests()[0].code1, code1);
-    let Outcome::Paid { code2, .. } = alice
-        .handle(
-            Command::Pay {
-                payee: bob.identity().phone,
-                amount: kes("450"),
-                code1,
-                pin: pin(),
-            },
-            world.now,
-            &mut world.random,
-        )
-        .unwrap()
-    else {
-        panic!()
-    };
+    let code2 = respond(&mut world, &mut alice, &bob, kes("450"), code1);
     // Bob never types Code 2. Alice syncs: the payment is posted (her leg) and held in suspense.
     world.sync(&mut alice);
     world.sync(&mut agent);
@@ -415,34 +363,8 @@ fn code_2_entered_between_upload_and_answer_is_not_credited_twice() {
     world.float(&agent, "10000");
     world.sync(&mut agent);
     pay(&mut world, &mut agent, &mut alice, "1000");
-    let Outcome::Requested { code1, .. } = bob
-        .handle(
-            Command::Request {
-                payer: alice.identity().phone,
-                amount: kes("450"),
-            },
-            world.now,
-            &mut world.random,
-        )
-        .unwrap()
-    else {
-        panic!()
-    };
-    let Outcome::Paid { code2, .. } = alice
-        .handle(
-            Command::Pay {
-                payee: bob.identity().phone,
-                amount: kes("450"),
-                code1,
-                pin: pin(),
-            },
-            world.now,
-            &mut world.random,
-        )
-        .unwrap()
-    else {
-        panic!()
-    };
+    let code1 = request(&mut world, &mut bob, &alice, kes("450"));
+    let code2 = respond(&mut world, &mut alice, &bob, kes("450"), code1);
     world.sync(&mut alice);
     // Bob's upload leaves without the credit; he types Code 2 before the answer arrives.
     let Outcome::SyncUpload { upload, .. } = bob.start_sync(world.now) else {

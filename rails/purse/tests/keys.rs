@@ -160,19 +160,7 @@ fn scheme_key_epochs_rotate_in_two_phases() {
     );
     world.sync(&mut sleeper);
     assert_eq!(sleeper.scheme_epochs(), vec![2, 3]);
-    let Outcome::Requested { code1, .. } = bob
-        .handle(
-            Command::Request {
-                payer: alice.identity().phone,
-                amount: kes("10"),
-            },
-            world.now,
-            &mut world.random,
-        )
-        .unwrap()
-    else {
-        panic!()
-    };
+    let code1 = request(&mut world, &mut bob, &alice, kes("10"));
     alice
         .check_request(bob.identity().phone, kes("10"), &code1)
         .unwrap();

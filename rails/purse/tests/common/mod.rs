@@ -127,39 +127,46 @@ impl World {
     }
 }
 
-/// Payee asks, payer pays, payee accepts. Returns (Code 1, Code 2).
-pub fn pay(world: &mut World, payer: &mut Purse, payee: &mut Purse, amount: &str) -> (Code, Code) {
-    let amount = kes(amount);
-    let payer_phone = payer.identity().phone;
-    let payee_phone = payee.identity().phone;
-    let Outcome::Requested { code1, .. } = payee
-        .handle(
-            Command::Request {
-                payer: payer_phone,
-                amount,
-            },
-            world.now,
-            &mut world.random,
-        )
-        .unwrap()
+/// The payee asks `payer` for `amount`: its Code 1.
+pub fn request(world: &mut World, payee: &mut Purse, payer: &Purse, amount: Amount) -> Code {
+    let request = Command::Request {
+        payer: payer.identity().phone,
+        amount,
+    };
+    let Outcome::Requested { code1, .. } =
+        payee.handle(request, world.now, &mut world.random).unwrap()
     else {
         panic!("request");
     };
-    let Outcome::Paid { code2, .. } = payer
-        .handle(
-            Command::Pay {
-                payee: payee_phone,
-                amount,
-                code1,
-                pin: pin(),
-            },
-            world.now,
-            &mut world.random,
-        )
-        .unwrap()
+    code1
+}
+
+/// The payer pays `amount` against `code1` with the right PIN: its Code 2.
+pub fn respond(
+    world: &mut World,
+    payer: &mut Purse,
+    payee: &Purse,
+    amount: Amount,
+    code1: Code,
+) -> Code {
+    let pay = Command::Pay {
+        payee: payee.identity().phone,
+        amount,
+        code1,
+        pin: pin(),
+    };
+    let Outcome::Paid { code2, .. } = payer.handle(pay, world.now, &mut world.random).unwrap()
     else {
         panic!("pay");
     };
+    code2
+}
+
+/// Payee asks, payer pays, payee accepts. Returns (Code 1, Code 2).
+pub fn pay(world: &mut World, payer: &mut Purse, payee: &mut Purse, amount: &str) -> (Code, Code) {
+    let amount = kes(amount);
+    let code1 = request(world, payee, payer, amount);
+    let code2 = respond(world, payer, payee, amount, code1);
     let Outcome::Received { entry } = payee
         .handle(
             Command::Accept {
