@@ -448,8 +448,7 @@ impl GroupCommit {
             });
         }
         let key: RecordKey = (write.namespace.clone(), write.key.clone());
-        let previous = self.records.get(&key).cloned();
-        let current = previous.as_ref().map_or(0, |slot| slot.version);
+        let current = self.records.get(&key).map_or(0, |slot| slot.version);
         if let Some(expected) = write.expected_version
             && expected != current
         {
@@ -466,18 +465,16 @@ impl GroupCommit {
         } else {
             0
         };
-        self.undo.push(Undo::Record {
-            key: key.clone(),
-            previous,
-        });
-        self.records.insert(
-            key,
+        // The slot replaced is moved into the undo log, not copied: values can be large.
+        let previous = self.records.insert(
+            key.clone(),
             RecordSlot {
                 value: write.value.clone(),
                 version,
                 written: true,
             },
         );
+        self.undo.push(Undo::Record { key, previous });
         Ok(Outcome::RecordWritten { version })
     }
 
