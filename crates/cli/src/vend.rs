@@ -16,7 +16,7 @@ use clap::{Args, Subcommand};
 use offpay_keynote::{Encoding, Principal, PrivateKey};
 use offpay_ledger::Currency;
 use offpay_microcheck::auth::sign_statement;
-use offpay_microcheck::csc::DepositItem;
+use offpay_microcheck::csc::{DepositBody, DepositItem};
 use offpay_microcheck::limits::{FRAME_PREFIX_BYTES, NONCE_BYTES};
 use offpay_microcheck::machine::{Machine, MachineConfig, SaleRecord, StockItem};
 use offpay_microcheck::payer::{Charge, LogEntry, PayerDevice, compare_statement, purchases_today};
@@ -1031,7 +1031,7 @@ fn deposit(
         "deposit",
         &merchant.id,
         &key,
-        json!({ "items": items }),
+        serde_json::to_value(DepositBody::pack(&items)).map_err(|e| e.to_string())?,
     )
     .map_err(|e| e.to_string())?;
     let mut lines_out = Vec::new();

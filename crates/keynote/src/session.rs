@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::assertion::{Assertion, AssertionHash, Compiled, Leaf, Licensees};
 use crate::error::{Error, Result};
 use crate::eval::{Evaluator, Fault, Scope};
-use crate::keys::{Principal, ed25519_verify_batch};
+use crate::keys::{Ed25519Item, Principal, ed25519_verify_batch};
 use crate::limits::{
     ACTION_ATTRIBUTES_MAX, ACTION_AUTHORIZERS_MAX, ATTRIBUTE_BYTES_MAX, COMPLIANCE_VALUES_MAX,
     EVALUATION_WORK_MAX, SESSION_ASSERTIONS_MAX, SIGNATURE_CACHE_ENTRIES_MAX,
@@ -139,28 +139,55 @@ impl SignatureCache {
         result
     }
 
-    /// Verify many assertions, using Ed25519 batch verification for those signed with Ed25519
-    /// (falling back to one-by-one to find the bad ones if the batch fails). Results are
+    /// Verify many assertions, using Ed25519 batch verification for those signed with Ed25519.
+    /// An assertion listed more than once (a credential shared by many payments) is verified
+    /// once. A batch that fails is split in halves and each half tried again, so one bad
+    /// signature costs a few more batches, not a one-by-one pass over all of them. Results are
     /// remembered and returned in input order.
     pub fn verify_batch(&mut self, assertions: &[&Assertion]) -> Vec<Result<()>> {
         let mut batch = Vec::new();
-        let mut batch_members = Vec::new();
+        let mut batch_hashes = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let mut keys = HashMap::new();
-        for (index, assertion) in assertions.iter().enumerate() {
-            if self.results.contains_key(&assertion.hash()) {
+        for assertion in assertions {
+            let hash = assertion.hash();
+            if self.results.contains_key(&hash) || !seen.insert(hash) {
                 continue;
             }
             if let Some(item) = assertion.ed25519_item_cached(&mut keys) {
                 batch.push(item);
-                batch_members.push(index);
+                batch_hashes.push(hash);
             }
         }
-        if batch.len() > 1 && ed25519_verify_batch(&batch) {
-            for index in batch_members {
-                self.remember(assertions[index].hash(), Ok(()));
-            }
+        let mut good = Vec::new();
+        verified_subsets(&batch, &batch_hashes, &mut good);
+        for hash in good {
+            self.remember(hash, Ok(()));
         }
         assertions.iter().map(|a| self.verify(a)).collect()
+    }
+}
+
+/// Below this many signatures a failed batch is not split further: the caller verifies them one
+/// by one.
+const BATCH_SPLIT_MIN: usize = 4;
+
+/// Pushes to `good` the hashes of every subset of `items` that batch-verifies, splitting failed
+/// batches in halves down to [`BATCH_SPLIT_MIN`].
+fn verified_subsets(
+    items: &[Ed25519Item],
+    hashes: &[AssertionHash],
+    good: &mut Vec<AssertionHash>,
+) {
+    if items.len() < 2 {
+        return;
+    }
+    if ed25519_verify_batch(items) {
+        good.extend_from_slice(hashes);
+    } else if items.len() >= BATCH_SPLIT_MIN {
+        let middle = items.len() / 2;
+        verified_subsets(&items[..middle], &hashes[..middle], good);
+        verified_subsets(&items[middle..], &hashes[middle..], good);
     }
 }
 

@@ -415,6 +415,37 @@ fn signature_cache_and_batch_verification() {
 }
 
 #[test]
+fn batch_verification_splits_failed_batches_and_verifies_repeats_once() {
+    let key = PrivateKey::ed25519_from_seed(&[9; 32]);
+    let mut assertions: Vec<Assertion> = (0..100)
+        .map(|n| {
+            AssertionBuilder::for_key(&key, Encoding::Base64)
+                .licensee(format!("payee-{n}").as_bytes())
+                .conditions("true;")
+                .sign(&key, Encoding::Base64)
+                .unwrap()
+        })
+        .collect();
+    // Two forgeries far apart: each half of the batch holds one, so the split goes deep.
+    for bad in [17, 80] {
+        let text = String::from_utf8(assertions[bad].text().to_vec())
+            .unwrap()
+            .replacen("true;", "false;", 1);
+        assertions[bad] = Assertion::parse(text.as_bytes()).unwrap();
+    }
+    // Every assertion three times, as a credential shared by many payments is listed.
+    let refs: Vec<&Assertion> = (0..3).flat_map(|_| assertions.iter()).collect();
+    let mut cache = SignatureCache::new();
+    let results = cache.verify_batch(&refs);
+    assert_eq!(results.len(), 300);
+    for (index, result) in results.iter().enumerate() {
+        let bad = matches!(index % 100, 17 | 80);
+        assert_eq!(result.is_err(), bad, "position {index}");
+    }
+    assert_eq!(cache.len(), 100, "each distinct assertion verified and kept once");
+}
+
+#[test]
 fn keygen_writes_keys_that_sign_and_verify() {
     let dir = tempfile::tempdir().unwrap();
     for (algorithm, bits) in [("ed25519-base64:", "256"), ("rsa-hex:", "1024")] {

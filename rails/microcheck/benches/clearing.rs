@@ -131,7 +131,7 @@ const RULES: FraudRules = FraudRules {
 /// Threads the CSC verifies with (this machine has 2 cores).
 const THREADS: usize = 2;
 
-fn clear(fixture: &Fixture, items: &[DepositItem]) -> Vec<ItemOutcome> {
+fn clear(fixture: &Fixture, items: &[DepositItem]) -> (Vec<ItemOutcome>, ClearingState) {
     let prepared = csc::prepare(items, THREADS).unwrap();
     let mut state = state(fixture);
     let outcomes = csc::clear(
@@ -147,7 +147,7 @@ fn clear(fixture: &Fixture, items: &[DepositItem]) -> Vec<ItemOutcome> {
             .all(|o| matches!(o, ItemOutcome::Cleared(_))),
         "every microcheck clears"
     );
-    outcomes
+    (outcomes, state)
 }
 
 fn csc_clear(c: &mut Criterion) {
@@ -171,37 +171,42 @@ fn csc_clear(c: &mut Criterion) {
     group.finish();
 }
 
-fn ledger_batches(outcomes: &[ItemOutcome]) -> Vec<Batch> {
+/// One batch for the whole deposit, as the server posts it: each microcheck's transfer and
+/// records, then the counters and recent purchases once.
+fn ledger_batches(outcomes: &[ItemOutcome], state: &ClearingState) -> Vec<Batch> {
     let merchant = AccountId::new("mc:merchant:vm-1").unwrap();
-    outcomes
+    let cleared: Vec<_> = outcomes
         .iter()
         .filter_map(|outcome| match outcome {
-            ItemOutcome::Cleared(clearance) => Some(clearance),
+            ItemOutcome::Cleared(clearance) => Some(clearance.as_ref()),
             ItemOutcome::Refused { .. } => None,
         })
-        .map(|clearance| {
-            let Debit::Payer(name) = &clearance.debit else {
-                panic!("no bounces in the bench")
-            };
-            let mut operations = vec![Operation::Transfer(Transfer {
-                id: TransferId::new(clearance.transfer_id.clone()).unwrap(),
-                debit_account: AccountId::new(format!("mc:payer:{name}")).unwrap(),
-                credit_account: merchant.clone(),
-                amount: clearance.amount,
-                kind: TransferKind::Posted,
-                memo: clearance.memo.clone(),
-            })];
-            for change in &clearance.records {
-                operations.push(Operation::PutRecord(RecordWrite {
-                    namespace: "microcheck".into(),
-                    key: change.key.clone(),
-                    value: Some(serde_json::to_vec(&change.value).unwrap()),
-                    expected_version: change.create_only.then_some(0),
-                }));
-            }
-            Batch { operations }
+        .collect();
+    let put = |change: &csc::RecordChange| {
+        Operation::PutRecord(RecordWrite {
+            namespace: "microcheck".into(),
+            key: change.key.clone(),
+            value: Some(change.value.clone()),
+            expected_version: change.create_only.then_some(0),
         })
-        .collect()
+    };
+    let mut operations = Vec::new();
+    for clearance in &cleared {
+        let Debit::Payer(name) = &clearance.debit else {
+            panic!("no bounces in the bench")
+        };
+        operations.push(Operation::Transfer(Transfer {
+            id: TransferId::new(clearance.transfer_id.clone()).unwrap(),
+            debit_account: AccountId::new(format!("mc:payer:{name}")).unwrap(),
+            credit_account: merchant.clone(),
+            amount: clearance.amount,
+            kind: TransferKind::Posted,
+            memo: clearance.memo.clone(),
+        }));
+        operations.extend(clearance.records.iter().map(put));
+    }
+    operations.extend(csc::state_records(state, "vm-1", cleared.iter().copied()).iter().map(put));
+    vec![Batch { operations }]
 }
 
 fn csc_deposit_sqlite(c: &mut Criterion) {
@@ -242,9 +247,9 @@ fn csc_deposit_sqlite(c: &mut Criterion) {
                 deposit(&fixture, round)
             },
             |items| {
-                let outcomes = clear(&fixture, &items);
+                let (outcomes, state) = clear(&fixture, &items);
                 let results = store
-                    .commit(&ledger_batches(&outcomes), Timestamp(1))
+                    .commit(&ledger_batches(&outcomes, &state), Timestamp(1))
                     .unwrap();
                 assert!(results.iter().all(Result::is_ok));
             },

@@ -13,8 +13,15 @@
 //!
 //! Postings and record writes are plain data with deterministic ids, so a retried deposit maps
 //! onto the same ledger transfers and records and posts once.
+//!
+//! Each cleared microcheck carries only its own records (its nonce and the payer's charge); the
+//! counters and recent purchases it changes belong to the deposit, and [`state_records`] writes
+//! them once for any set of cleared microchecks, from a [`ClearingState`] that
+//! [`ClearingState::apply`] brought up to date with exactly that set. A caller can so post a
+//! whole deposit as one ledger batch and, if the ledger refuses it, post parts of it, each part
+//! with counters that count exactly what has posted.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use offpay_keynote::{Principal, SignatureCache};
 use offpay_money::Amount;
@@ -25,7 +32,9 @@ use sha2::{Digest as _, Sha256};
 use crate::auth::fingerprint;
 use crate::compliance::{Approval, Payment, Signatures, check_with, verify_payment};
 use crate::error::Refusal;
-use crate::limits::{CLOCK_SKEW_SECONDS_MAX, DEPOSIT_ITEMS_MAX, PAYER_RECENT_MAX};
+use crate::limits::{
+    CLOCK_SKEW_SECONDS_MAX, DEPOSIT_ITEMS_MAX, PAYER_RECENT_MAX, PAYMENT_CREDENTIALS_MAX,
+};
 use crate::machine::SaleRecord;
 use crate::offer::{Offer, OfferTerms};
 use crate::policy::MerchantPolicy;
@@ -46,6 +55,110 @@ pub struct DepositItem {
     pub microcheck: String,
     /// The credentials presented with it.
     pub credentials: Vec<String>,
+}
+
+/// A deposit as a merchant sends it: each distinct credential once, in `credentials`, and items
+/// that point at them by position (`credential_refs`) — a machine's deposit repeats a few
+/// payers' credentials hundreds of times, and the link to the CSC may be slow and dear. An item
+/// may also carry credentials inline (`credentials`), before the referenced ones.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DepositBody {
+    /// Distinct credentials of the deposit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<String>,
+    /// The microchecks.
+    pub items: Vec<PackedItem>,
+}
+
+/// One microcheck of a [`DepositBody`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackedItem {
+    /// The offer.
+    pub offer: Offer,
+    /// The microcheck.
+    pub microcheck: String,
+    /// Credentials written out here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<String>,
+    /// Positions in [`DepositBody::credentials`] of the other credentials presented with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credential_refs: Vec<usize>,
+}
+
+impl DepositBody {
+    /// Packs `items`, writing each distinct credential once.
+    pub fn pack(items: &[DepositItem]) -> DepositBody {
+        let mut positions: HashMap<&str, usize> = HashMap::new();
+        let mut credentials = Vec::new();
+        let items = items
+            .iter()
+            .map(|item| PackedItem {
+                offer: item.offer.clone(),
+                microcheck: item.microcheck.clone(),
+                credentials: Vec::new(),
+                credential_refs: item
+                    .credentials
+                    .iter()
+                    .map(|text| {
+                        *positions.entry(text.as_str()).or_insert_with(|| {
+                            credentials.push(text.clone());
+                            credentials.len() - 1
+                        })
+                    })
+                    .collect(),
+            })
+            .collect();
+        DepositBody { credentials, items }
+    }
+
+    /// The items with their credentials written out; refused whole when the deposit is too
+    /// large, an item presents too many credentials or points past the table.
+    pub fn unpack(self) -> Result<Vec<DepositItem>, Refusal> {
+        if self.items.len() > DEPOSIT_ITEMS_MAX {
+            return Err(Refusal::malformed(
+                "deposit",
+                format!("more than {DEPOSIT_ITEMS_MAX} microchecks"),
+            ));
+        }
+        if self.credentials.len() > DEPOSIT_ITEMS_MAX * PAYMENT_CREDENTIALS_MAX {
+            return Err(Refusal::malformed("deposit", "too many credentials"));
+        }
+        let table = self.credentials;
+        self.items
+            .into_iter()
+            .enumerate()
+            .map(|(index, item)| {
+                if item.credentials.len() + item.credential_refs.len() > PAYMENT_CREDENTIALS_MAX {
+                    return Err(Refusal::malformed(
+                        "deposit",
+                        format!(
+                            "microcheck {index} presents more than {PAYMENT_CREDENTIALS_MAX} credentials"
+                        ),
+                    ));
+                }
+                let mut credentials = item.credentials;
+                for position in item.credential_refs {
+                    let text = table.get(position).ok_or_else(|| {
+                        Refusal::malformed(
+                            "deposit",
+                            format!(
+                                "microcheck {index} refers to credential {position}, but the deposit has {}",
+                                table.len()
+                            ),
+                        )
+                    })?;
+                    credentials.push(text.clone());
+                }
+                Ok(DepositItem {
+                    offer: item.offer,
+                    microcheck: item.microcheck,
+                    credentials,
+                })
+            })
+            .collect()
+    }
 }
 
 impl From<&SaleRecord> for DepositItem {
@@ -152,14 +265,72 @@ pub enum Debit {
 }
 
 /// A record to write in the rail's namespace.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordChange {
     /// Key.
     pub key: String,
-    /// Document.
-    pub value: Value,
-    /// Refuse the whole item if the record exists (nonce uniqueness, enforced by the ledger).
+    /// The document, JSON.
+    pub value: Vec<u8>,
+    /// Refuse the whole batch if the record exists (nonce uniqueness, enforced by the ledger).
     pub create_only: bool,
+}
+
+/// The nonce record (`nonce:<merchant>:<nonce>`): the nonce is spent, by which microcheck.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NonceRecord {
+    /// Format version (1).
+    pub v: u32,
+    /// Payer name.
+    pub payer: String,
+    /// Amount, as in the offer.
+    pub amount: String,
+    /// Currency, as in the offer.
+    pub currency: String,
+    /// SHA-256 of the microcheck's text, hex.
+    pub microcheck_sha256: String,
+    /// The ledger transfer.
+    pub transfer_id: String,
+    /// When it was deposited (`YYYYMMDDHHMMSS`).
+    pub deposited: String,
+    /// Paid from suspense because the payer could not cover it.
+    pub bounced: bool,
+}
+
+/// A charge on the payer's statement (`charge:<payer>:<timestamp>:<merchant>:<nonce>`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChargeRecord {
+    /// Format version (1).
+    pub v: u32,
+    /// Merchant.
+    pub merchant: String,
+    /// Nonce.
+    pub nonce: String,
+    /// Product.
+    pub product: String,
+    /// Amount, as in the offer.
+    pub amount: String,
+    /// Currency, as in the offer.
+    pub currency: String,
+    /// The offer's time (`YYYYMMDDHHMMSS`).
+    pub timestamp: String,
+    /// The ledger transfer.
+    pub transfer_id: String,
+    /// Paid from suspense because the payer could not cover it.
+    pub bounced: bool,
+    /// Serial of the payment credential that covered it, when it is in this rail's format.
+    pub credential_serial: Option<String>,
+}
+
+/// A counter record (`pmday:…`, `mday:…`, `bounces:…`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountRecord {
+    /// The count.
+    pub count: u32,
+}
+
+fn json_bytes(value: &impl Serialize) -> Vec<u8> {
+    // Plain structs of strings, numbers and booleans: serialising them cannot fail.
+    serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec())
 }
 
 /// A fraud finding, with its evidence.
@@ -194,10 +365,159 @@ pub struct Clearance {
     pub amount: Amount,
     /// Statement memo.
     pub memo: String,
-    /// Records.
+    /// The payer's key fingerprint.
+    pub payer_fingerprint: String,
+    /// The offer's date (`YYYYMMDD`).
+    pub date: String,
+    /// The offer's time.
+    pub time: UnixSeconds,
+    /// SHA-256 of the microcheck's text, hex.
+    pub microcheck_sha256: String,
+    /// This microcheck's own records: the nonce (create-only) and the payer's charge.
     pub records: Vec<RecordChange>,
     /// Findings.
     pub findings: Vec<Finding>,
+}
+
+impl Clearance {
+    /// The payer's name.
+    pub fn payer(&self) -> &str {
+        match &self.debit {
+            Debit::Payer(name) | Debit::Bounced(name) => name,
+        }
+    }
+
+    /// Whether the payer could not cover it (paid from suspense).
+    pub fn bounced(&self) -> bool {
+        matches!(self.debit, Debit::Bounced(_))
+    }
+}
+
+impl ClearingState {
+    /// Brings the state up to date with a cleared microcheck of `merchant`: its nonce is
+    /// spent, the day counters count it, it joins the payer's recent purchases, and the payer's
+    /// available balance (or bounce count) reflects it. [`clear`] calls this for every item it
+    /// clears; a caller that posts only some of them rebuilds the state with it.
+    pub fn apply(&mut self, merchant: &MerchantAccount, clearance: &Clearance) {
+        let merchant_id = &merchant.policy.merchant;
+        let payer = clearance.payer();
+        self.deposited.insert(
+            clearance.nonce.clone(),
+            clearance.microcheck_sha256.clone(),
+        );
+        let day = self
+            .payer_merchant_day
+            .entry((payer.to_owned(), merchant_id.clone(), clearance.date.clone()))
+            .or_default();
+        *day = day.saturating_add(1);
+        let machine_day = self
+            .merchant_day
+            .entry((merchant_id.clone(), clearance.date.clone()))
+            .or_default();
+        *machine_day = machine_day.saturating_add(1);
+        if clearance.bounced() {
+            let bounces = self.bounces.entry(payer.to_owned()).or_default();
+            *bounces = bounces.saturating_add(1);
+        } else if let Some(account) = self.payers.get_mut(&clearance.payer_fingerprint) {
+            let amount = i64::try_from(clearance.amount.minor()).unwrap_or(i64::MAX);
+            account.available_minor = account.available_minor.saturating_sub(amount);
+        }
+        let recent = self.recent.entry(payer.to_owned()).or_default();
+        recent.push(RecentPurchase {
+            merchant: merchant_id.clone(),
+            location: merchant.location,
+            time: clearance.time,
+            nonce: clearance.nonce.clone(),
+        });
+        recent.sort_by_key(|r| r.time);
+        if recent.len() > PAYER_RECENT_MAX {
+            let excess = recent.len() - PAYER_RECENT_MAX;
+            recent.drain(..excess);
+        }
+    }
+}
+
+/// Key of a payer's per-merchant day counter.
+pub fn payer_merchant_day_key(payer: &str, merchant: &str, date: &str) -> String {
+    format!("pmday:{payer}:{merchant}:{date}")
+}
+
+/// Key of a merchant's day counter.
+pub fn merchant_day_key(merchant: &str, date: &str) -> String {
+    format!("mday:{merchant}:{date}")
+}
+
+/// Key of a payer's recent purchases.
+pub fn recent_key(payer: &str) -> String {
+    format!("recent:{payer}")
+}
+
+/// Key of a payer's bounce counter.
+pub fn bounces_key(payer: &str) -> String {
+    format!("bounces:{payer}")
+}
+
+/// Key of a spent nonce.
+pub fn nonce_key(merchant: &str, nonce: &str) -> String {
+    format!("nonce:{merchant}:{nonce}")
+}
+
+/// The shared records the microchecks `cleared` (all of `merchant`) change, as they stand in
+/// `state`: each payer's day counter at the merchant, the merchant's day counters, each payer's
+/// recent purchases and, for payers with a bounce among them, their bounce count. Written once
+/// for the set, not once per microcheck. `state` must include the set (see
+/// [`ClearingState::apply`]).
+pub fn state_records<'a>(
+    state: &ClearingState,
+    merchant: &str,
+    cleared: impl IntoIterator<Item = &'a Clearance>,
+) -> Vec<RecordChange> {
+    let mut payer_days: BTreeSet<(&str, &str)> = BTreeSet::new();
+    let mut dates: BTreeSet<&str> = BTreeSet::new();
+    let mut payers: BTreeSet<&str> = BTreeSet::new();
+    let mut bounced: BTreeSet<&str> = BTreeSet::new();
+    for clearance in cleared {
+        payer_days.insert((clearance.payer(), &clearance.date));
+        dates.insert(&clearance.date);
+        payers.insert(clearance.payer());
+        if clearance.bounced() {
+            bounced.insert(clearance.payer());
+        }
+    }
+    let count = |count: u32| json_bytes(&CountRecord { count });
+    let mut records = Vec::new();
+    for (payer, date) in payer_days {
+        let day = (payer.to_owned(), merchant.to_owned(), date.to_owned());
+        records.push(RecordChange {
+            key: payer_merchant_day_key(payer, merchant, date),
+            value: count(state.payer_merchant_day.get(&day).copied().unwrap_or(0)),
+            create_only: false,
+        });
+    }
+    for date in dates {
+        let day = (merchant.to_owned(), date.to_owned());
+        records.push(RecordChange {
+            key: merchant_day_key(merchant, date),
+            value: count(state.merchant_day.get(&day).copied().unwrap_or(0)),
+            create_only: false,
+        });
+    }
+    for payer in payers {
+        let recent = state.recent.get(payer).map(Vec::as_slice).unwrap_or(&[]);
+        records.push(RecordChange {
+            key: recent_key(payer),
+            value: json_bytes(&recent),
+            create_only: false,
+        });
+    }
+    for payer in bounced {
+        records.push(RecordChange {
+            key: bounces_key(payer),
+            value: count(state.bounces.get(payer).copied().unwrap_or(0)),
+            create_only: false,
+        });
+    }
+    records
 }
 
 /// The decision on one deposited microcheck.
@@ -514,7 +834,7 @@ pub fn clear(
         }
     });
     let precomputed: Vec<Precomputed> = work.into_iter().map(|(_, _, pre)| pre).collect();
-    let mut outcomes: Vec<(ItemOutcome, Option<Vec<RecentPurchase>>)> = prepared
+    let outcomes: Vec<ItemOutcome> = prepared
         .iter()
         .zip(precomputed)
         .map(|(item, pre)| {
@@ -522,55 +842,37 @@ pub fn clear(
             let nonce = item.nonce.clone();
             let mut findings = Vec::new();
             match clear_one(merchant, rules, item, pre, state, now, &mut findings) {
-                Ok((mut clearance, recent)) => {
+                Ok(mut clearance) => {
                     clearance.findings = findings;
-                    (ItemOutcome::Cleared(Box::new(clearance)), Some(recent))
+                    state.apply(merchant, &clearance);
+                    ItemOutcome::Cleared(Box::new(clearance))
                 }
-                Err(refusal) => (
-                    ItemOutcome::Refused {
-                        index,
-                        nonce,
-                        refusal,
-                        findings,
-                    },
-                    None,
-                ),
+                Err(refusal) => ItemOutcome::Refused {
+                    index,
+                    nonce,
+                    refusal,
+                    findings,
+                },
             }
         })
         .collect();
-    // The payer's recent purchases as they stood after each item, serialised once per item
-    // on all cores (the in-order pass only snapshots the typed list).
-    // Freeing the parsed items is work too: spread it over the cores with the serialising.
+    // Freeing the parsed items is work too: spread it over the cores.
     let mut prepared: Vec<Option<Prepared>> = prepared.into_iter().map(Some).collect();
-    let mut finishing: Vec<_> = outcomes.iter_mut().zip(prepared.iter_mut()).collect();
-    par_for_each(&mut finishing, threads, |((outcome, recent), item)| {
-        drop(item.take());
-        if let (ItemOutcome::Cleared(clearance), Some(recent)) = (outcome, recent.take())
-            && let Some(change) = clearance
-                .records
-                .iter_mut()
-                .find(|change| change.key.starts_with(RECENT_KEY_PREFIX))
-        {
-            change.value = serde_json::to_value(&recent).unwrap_or(Value::Null);
-        }
-    });
-    outcomes.into_iter().map(|(outcome, _)| outcome).collect()
+    par_for_each(&mut prepared, threads, |item| drop(item.take()));
+    outcomes
 }
 
-/// Key prefix of the record holding a payer's recent purchases.
-const RECENT_KEY_PREFIX: &str = "recent:";
-
-/// Decides one item in order; the cleared item's recent-purchase record is left `null`, with
-/// the typed list returned beside it for [`clear`] to serialise.
+/// Decides one item in order, against `state` as it stands before the item (the caller applies
+/// a cleared item to it).
 fn clear_one(
     merchant: &MerchantAccount,
     rules: FraudRules,
     item: &Prepared,
     pre: Precomputed,
-    state: &mut ClearingState,
+    state: &ClearingState,
     now: UnixSeconds,
     findings: &mut Vec<Finding>,
-) -> Result<(Clearance, Vec<RecentPurchase>), Refusal> {
+) -> Result<Clearance, Refusal> {
     let (terms, payment) = item.parsed.as_ref().map_err(Clone::clone)?;
     let offer = &terms.offer;
     let merchant_id = merchant.policy.merchant.clone();
@@ -614,7 +916,6 @@ fn clear_one(
     let payer = state
         .payers
         .get(&payer_fingerprint)
-        .cloned()
         .ok_or_else(|| Refusal::UnknownPayer {
             payer_key: payer_fingerprint.clone(),
         })?;
@@ -642,23 +943,16 @@ fn clear_one(
     let amount_signed = i64::try_from(amount.minor()).unwrap_or(i64::MAX);
     let bounced = payer.available_minor < amount_signed;
     let debit = if bounced {
-        let count = state.bounces.entry(payer.name.clone()).or_default();
-        *count += 1;
         Debit::Bounced(payer.name.clone())
     } else {
-        if let Some(account) = state.payers.get_mut(&payer_fingerprint) {
-            account.available_minor -= amount_signed;
-        }
         Debit::Payer(payer.name.clone())
     };
-    state.deposited.insert(offer.nonce.clone(), hash.clone());
-    state.payer_merchant_day.insert(day_key, purchases_today);
     let machine_day = state
         .merchant_day
-        .entry((merchant_id.clone(), offer.date.clone()))
-        .or_default();
-    *machine_day += 1;
-    let machine_day = *machine_day;
+        .get(&(merchant_id.clone(), offer.date.clone()))
+        .copied()
+        .unwrap_or(0)
+        .saturating_add(1);
     if machine_day > rules.machine_day_purchases_max {
         findings.push(Finding {
             kind: "machine_day_volume",
@@ -672,8 +966,8 @@ fn clear_one(
             discriminator: offer.date.clone(),
         });
     }
-    let recent = state.recent.entry(payer.name.clone()).or_default();
-    for earlier in recent.iter() {
+    let recent = state.recent.get(&payer.name).map(Vec::as_slice).unwrap_or(&[]);
+    for earlier in recent {
         if earlier.merchant == merchant_id {
             continue;
         }
@@ -707,18 +1001,6 @@ fn clear_one(
             break;
         }
     }
-    recent.push(RecentPurchase {
-        merchant: merchant_id.clone(),
-        location: merchant.location,
-        time: terms.time,
-        nonce: offer.nonce.clone(),
-    });
-    recent.sort_by_key(|r| r.time);
-    if recent.len() > PAYER_RECENT_MAX {
-        let excess = recent.len() - PAYER_RECENT_MAX;
-        recent.drain(..excess);
-    }
-    let recent_snapshot = recent.clone();
     if let Some(credential) = &approval.credential
         && let Some(not_after) = credential.not_after
         && now >= not_after
@@ -743,12 +1025,19 @@ fn clear_one(
         });
     }
     let transfer_id = pre.transfer_id;
-    let mut records = vec![
+    let records = vec![
         RecordChange {
-            key: format!("nonce:{merchant_id}:{}", offer.nonce),
-            value: json!({ "v": 1, "payer": payer.name, "amount": offer.amount, "currency": offer.currency,
-                           "microcheck_sha256": hash, "transfer_id": transfer_id, "deposited": now.stamp(),
-                           "bounced": bounced }),
+            key: nonce_key(&merchant_id, &offer.nonce),
+            value: json_bytes(&NonceRecord {
+                v: 1,
+                payer: payer.name.clone(),
+                amount: offer.amount.clone(),
+                currency: offer.currency.clone(),
+                microcheck_sha256: hash.clone(),
+                transfer_id: transfer_id.clone(),
+                deposited: now.stamp(),
+                bounced,
+            }),
             create_only: true,
         },
         RecordChange {
@@ -756,47 +1045,34 @@ fn clear_one(
                 "charge:{}:{}:{merchant_id}:{}",
                 payer.name, offer.timestamp, offer.nonce
             ),
-            value: json!({ "v": 1, "merchant": merchant_id, "nonce": offer.nonce, "product": offer.product,
-                           "amount": offer.amount, "currency": offer.currency, "timestamp": offer.timestamp,
-                           "transfer_id": transfer_id, "bounced": bounced,
-                           "credential_serial": approval.credential.as_ref().and_then(|c| c.serial.clone()) }),
+            value: json_bytes(&ChargeRecord {
+                v: 1,
+                merchant: merchant_id.clone(),
+                nonce: offer.nonce.clone(),
+                product: offer.product.clone(),
+                amount: offer.amount.clone(),
+                currency: offer.currency.clone(),
+                timestamp: offer.timestamp.clone(),
+                transfer_id: transfer_id.clone(),
+                bounced,
+                credential_serial: approval.credential.and_then(|c| c.serial),
+            }),
             create_only: true,
         },
-        RecordChange {
-            key: format!("pmday:{}:{merchant_id}:{}", payer.name, offer.date),
-            value: json!({ "count": purchases_today }),
-            create_only: false,
-        },
-        RecordChange {
-            key: format!("mday:{merchant_id}:{}", offer.date),
-            value: json!({ "count": machine_day }),
-            create_only: false,
-        },
-        RecordChange {
-            key: format!("{RECENT_KEY_PREFIX}{}", payer.name),
-            value: Value::Null,
-            create_only: false,
-        },
     ];
-    if bounced {
-        records.push(RecordChange {
-            key: format!("bounces:{}", payer.name),
-            value: json!({ "count": state.bounces.get(&payer.name).copied().unwrap_or(1) }),
-            create_only: false,
-        });
-    }
-    Ok((
-        Clearance {
-            index: item.index,
-            nonce: offer.nonce.clone(),
-            transfer_id,
-            debit,
-            merchant: merchant_id,
-            amount,
-            memo: pre.memo,
-            records,
-            findings: Vec::new(),
-        },
-        recent_snapshot,
-    ))
+    Ok(Clearance {
+        index: item.index,
+        nonce: offer.nonce.clone(),
+        transfer_id,
+        debit,
+        merchant: merchant_id,
+        amount,
+        memo: pre.memo,
+        payer_fingerprint,
+        date: offer.date.clone(),
+        time: terms.time,
+        microcheck_sha256: hash,
+        records,
+        findings: Vec::new(),
+    })
 }

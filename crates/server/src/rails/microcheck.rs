@@ -4,9 +4,11 @@
 //! directory (mode 0600), never in the database and never in logs. Payers and merchants are
 //! registered by the operator; devices then authenticate every request with a signed statement
 //! by their registered key (`offpay_microcheck::auth`). Deposits are cleared by the pure rules of
-//! `offpay_microcheck::csc`: each microcheck is its own ledger batch (nonce record, payer debit,
-//! merchant credit, counters and fraud flags commit together), all batches of a deposit in one
-//! group commit, so one bad microcheck is reported and the good ones post.
+//! `offpay_microcheck::csc`. A bad microcheck is refused with its reason and the good ones post:
+//! the CSC decides each one, then posts all it accepted in one ledger batch (payer debits,
+//! merchant credits, nonce and charge records, fraud flags, and the counters once), and should
+//! the ledger refuse that batch, it posts again without the microcheck the refusal names (see
+//! `Poster`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -19,15 +21,15 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use offpay_keynote::{Encoding, Principal, PrivateKey, SignatureCache};
 use offpay_ledger::{
-    AccountId, AccountKind, Amount, BalanceLimits, Batch, Currency, LedgerStore, NewAccount,
+    AccountId, AccountKind, Amount, BalanceLimits, Batch, BatchRefusal, Currency, LedgerStore, NewAccount,
     Operation, Outcome, RecordWrite, Refusal as LedgerRefusal, StoreError, Transfer, TransferId,
     TransferKind,
 };
 use offpay_microcheck::auth::{fingerprint, verify_statement};
 use offpay_microcheck::credential::{self, DelegationTemplate, TransactionTemplate};
 use offpay_microcheck::csc::{
-    self, ClearingState, Debit, DepositItem, FraudRules, ItemOutcome, Location, MerchantAccount,
-    PayerAccount, RecentPurchase,
+    self, Clearance, ClearingState, Debit, DepositBody, DepositItem, FraudRules, ItemOutcome,
+    Location, MerchantAccount, PayerAccount, RecentPurchase,
 };
 use offpay_microcheck::limits::{CLOCK_SKEW_SECONDS_MAX, DEPOSIT_ITEMS_MAX, STATEMENT_PAGE_MAX};
 use offpay_microcheck::offer::{Offer, valid_label, valid_merchant_id};
@@ -875,15 +877,38 @@ async fn deposit(
 ) -> Result<Json<Value>, ApiError> {
     let record = merchant_record(&state, &request.who).await?;
     authenticate(&request, "deposit", &record.key)?;
-    let items: Vec<DepositItem> = serde_json::from_value(request.body["items"].clone())
-        .map_err(|e| ApiError::bad_request("malformed", format!("deposit items: {e}")))?;
+    let body: DepositBody = serde_json::from_value(request.body)
+        .map_err(|e| ApiError::bad_request("malformed", format!("deposit: {e}")))?;
+    if body.items.len() > DEPOSIT_ITEMS_MAX {
+        return Err(ApiError::bad_request(
+            "deposit_too_large",
+            format!("at most {DEPOSIT_ITEMS_MAX} microchecks per deposit"),
+        ));
+    }
+    let items = body
+        .unpack()
+        .map_err(|r| refused(StatusCode::BAD_REQUEST, &r))?;
+    let report = clear_deposit(&state, &record, &items, now_seconds()).await?;
+    Ok(Json(report))
+}
+
+/// Clears and posts a deposit of `record`'s microchecks received at `now`, and answers with
+/// the fate of each. Signatures are verified before the CSC lock is taken, so deposits from
+/// several machines verify at once; reading the clearing state, deciding and posting happen
+/// under the lock, so counters and spent nonces stay current.
+async fn clear_deposit(
+    state: &AppState,
+    record: &MerchantRecord,
+    items: &[DepositItem],
+    now: UnixSeconds,
+) -> Result<Value, ApiError> {
     if items.len() > DEPOSIT_ITEMS_MAX {
         return Err(ApiError::bad_request(
             "deposit_too_large",
             format!("at most {DEPOSIT_ITEMS_MAX} microchecks per deposit"),
         ));
     }
-    let strategy = strategy(&state).await?;
+    let strategy = strategy(state).await?;
     let currency = strategy.currency().map_err(usage)?;
     let rail = &state.rails.microcheck;
     let policy = MerchantPolicy::new(
@@ -893,18 +918,16 @@ async fn deposit(
         Some(&rail.age.principal()),
     )
     .map_err(usage)?;
-    // One deposit clears at a time, so that counters and nonces read above stay current.
-    let clearing = rail.csc.lock().await;
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let prepared =
-        csc::prepare(&items, threads).map_err(|r| refused(StatusCode::BAD_REQUEST, &r))?;
+    let prepared = tokio::task::block_in_place(|| csc::prepare(items, threads))
+        .map_err(|r| refused(StatusCode::BAD_REQUEST, &r))?;
     let keys = csc::keys(&prepared);
+    let clearing = rail.csc.lock().await;
     let merchant_id = record.id.clone();
-    let (clearing_state, last_deposit) = state
+    let (initial, last_deposit) = state
         .ledger
         .read(move |store| load_state(store, &merchant_id, &keys))
         .await?;
-    let mut clearing_state = clearing_state;
     let merchant = MerchantAccount {
         policy,
         location: record.location,
@@ -914,48 +937,52 @@ async fn deposit(
         machine_day_purchases_max: strategy.machine_day_purchases_max,
         travel_speed_kmh_max: strategy.travel_speed_kmh_max,
     };
-    let now = now_seconds();
+    let mut cleared_state = initial.clone();
     let outcomes = tokio::task::block_in_place(|| {
-        csc::clear(&merchant, rules, prepared, &mut clearing_state, now)
+        csc::clear(&merchant, rules, prepared, &mut cleared_state, now)
     });
-    let (batches, plan) = build_batches(&state, &record, currency, &outcomes, now)?;
-    let results = state.ledger.commit(batches, crate::now()).await?;
+    let poster = Poster {
+        state,
+        merchant: &merchant,
+        currency,
+        now,
+    };
+    let posted = poster
+        .post(&outcomes, &initial, &cleared_state, record)
+        .await?;
     drop(clearing);
     let mut answers = Vec::with_capacity(outcomes.len());
-    let (mut posted, mut refused_count) = (0usize, 0usize);
-    for (outcome, batch_index) in outcomes.iter().zip(plan) {
-        let ledger_result = batch_index.and_then(|i| results.get(i));
+    let (mut posted_count, mut refused_count) = (0usize, 0usize);
+    for outcome in &outcomes {
         match outcome {
-            ItemOutcome::Cleared(clearance) => {
-                let flags: Vec<&str> = clearance.findings.iter().map(|f| f.kind).collect();
-                match ledger_result {
-                    Some(Ok(_)) => {
-                        posted += 1;
-                        answers.push(json!({
-                            "index": clearance.index, "nonce": clearance.nonce, "status": "posted",
-                            "transfer_id": clearance.transfer_id, "amount": clearance.amount.decimal().to_string(),
-                            "bounced": matches!(clearance.debit, Debit::Bounced(_)), "flags": flags,
-                        }));
-                    }
-                    Some(Err(refusal)) => {
-                        refused_count += 1;
-                        let (code, reason) = match &refusal.reason {
-                            LedgerRefusal::RecordVersionMismatch { .. } => (
-                                "already_deposited".to_owned(),
-                                format!("microcheck {} was already deposited", clearance.nonce),
-                            ),
-                            other => ("ledger_refused".to_owned(), other.to_string()),
-                        };
-                        answers.push(json!({ "index": clearance.index, "nonce": clearance.nonce,
-                                             "status": "refused", "code": code, "reason": reason }));
-                    }
-                    None => {
-                        refused_count += 1;
-                        answers.push(json!({ "index": clearance.index, "nonce": clearance.nonce,
-                                             "status": "refused", "code": "internal", "reason": "no ledger result" }));
-                    }
+            ItemOutcome::Cleared(clearance) => match posted.get(&clearance.index) {
+                Some(Ok(())) => {
+                    posted_count += 1;
+                    let flags: Vec<&str> = clearance.findings.iter().map(|f| f.kind).collect();
+                    answers.push(json!({
+                        "index": clearance.index, "nonce": clearance.nonce, "status": "posted",
+                        "transfer_id": clearance.transfer_id, "amount": clearance.amount.decimal().to_string(),
+                        "bounced": clearance.bounced(), "flags": flags,
+                    }));
                 }
-            }
+                Some(Err(refusal)) => {
+                    refused_count += 1;
+                    let (code, reason) = match refusal {
+                        LedgerRefusal::RecordVersionMismatch { .. } => (
+                            "already_deposited".to_owned(),
+                            format!("microcheck {} was already deposited", clearance.nonce),
+                        ),
+                        other => ("ledger_refused".to_owned(), other.to_string()),
+                    };
+                    answers.push(json!({ "index": clearance.index, "nonce": clearance.nonce,
+                                         "status": "refused", "code": code, "reason": reason }));
+                }
+                None => {
+                    refused_count += 1;
+                    answers.push(json!({ "index": clearance.index, "nonce": clearance.nonce,
+                                         "status": "refused", "code": "internal", "reason": "no ledger result" }));
+                }
+            },
             ItemOutcome::Refused {
                 index,
                 nonce,
@@ -969,10 +996,8 @@ async fn deposit(
             }
         }
     }
-    tracing::info!(merchant = %record.id, posted, refused = refused_count, "microcheck deposit cleared");
-    Ok(Json(
-        json!({ "merchant": record.id, "posted": posted, "refused": refused_count, "results": answers }),
-    ))
+    tracing::info!(merchant = %record.id, posted = posted_count, refused = refused_count, "microcheck deposit cleared");
+    Ok(json!({ "merchant": record.id, "posted": posted_count, "refused": refused_count, "results": answers }))
 }
 
 type LoadedState = (ClearingState, Option<UnixSeconds>);
@@ -1005,7 +1030,7 @@ fn load_state(
         names.insert(fingerprint.clone(), name.to_owned());
     }
     for nonce in &keys.nonces {
-        if let Some(entry) = read_json::<Value>(store, &format!("nonce:{merchant}:{nonce}"))? {
+        if let Some(entry) = read_json::<Value>(store, &csc::nonce_key(merchant, nonce))? {
             let hash = entry["microcheck_sha256"]
                 .as_str()
                 .unwrap_or_default()
@@ -1016,7 +1041,7 @@ fn load_state(
     for name in names.values() {
         for date in &keys.dates {
             if let Some(entry) =
-                read_json::<Value>(store, &format!("pmday:{name}:{merchant}:{date}"))?
+                read_json::<Value>(store, &csc::payer_merchant_day_key(name, merchant, date))?
             {
                 let count = entry["count"]
                     .as_u64()
@@ -1027,10 +1052,10 @@ fn load_state(
                     .insert((name.clone(), merchant.to_owned(), date.clone()), count);
             }
         }
-        if let Some(recent) = read_json::<Vec<RecentPurchase>>(store, &format!("recent:{name}"))? {
+        if let Some(recent) = read_json::<Vec<RecentPurchase>>(store, &csc::recent_key(name))? {
             state.recent.insert(name.clone(), recent);
         }
-        if let Some(entry) = read_json::<Value>(store, &format!("bounces:{name}"))? {
+        if let Some(entry) = read_json::<Value>(store, &csc::bounces_key(name))? {
             let count = entry["count"]
                 .as_u64()
                 .and_then(|n| u32::try_from(n).ok())
@@ -1039,7 +1064,7 @@ fn load_state(
         }
     }
     for date in &keys.dates {
-        if let Some(entry) = read_json::<Value>(store, &format!("mday:{merchant}:{date}"))? {
+        if let Some(entry) = read_json::<Value>(store, &csc::merchant_day_key(merchant, date))? {
             let count = entry["count"]
                 .as_u64()
                 .and_then(|n| u32::try_from(n).ok())
@@ -1067,80 +1092,230 @@ fn flag_operation(finding: &csc::Finding, now: UnixSeconds) -> Operation {
     .operation(&finding.discriminator)
 }
 
-/// One batch per microcheck (and per refused item that raised a flag), plus the merchant's
-/// last-deposit record; returns the batch index of each outcome.
-fn build_batches(
-    state: &AppState,
-    record: &MerchantRecord,
+/// Posts what a deposit cleared. Usually in one ledger batch: every cleared microcheck's
+/// transfer, nonce and charge records and flags, then the counters and recent purchases they
+/// change, written once ([`csc::state_records`]). Flags of refused microchecks and the
+/// merchant's last-deposit time go in a second batch of the same group commit.
+///
+/// The ledger can still refuse the batch: the CSC decided on balances and records read before,
+/// and the operator API may have moved money since. The refusal names the operation that
+/// failed; its microcheck is refused with the ledger's reason and the others are posted again
+/// in one batch, with counters rebuilt from the state before the deposit plus exactly the
+/// microchecks in it (`ClearingState::apply`), until a batch posts. A refusal no microcheck
+/// explains posts the rest one at a time.
+struct Poster<'a> {
+    state: &'a AppState,
+    merchant: &'a MerchantAccount,
     currency: Currency,
-    outcomes: &[ItemOutcome],
     now: UnixSeconds,
-) -> Result<(Vec<Batch>, Vec<Option<usize>>), ApiError> {
-    let merchant_account_id = merchant_account(&record.id)?;
-    let suspense =
-        crate::rails::operator_account_id(crate::rails::SUSPENSE, currency, state.config.currency)
-            .ok_or_else(|| {
-                ApiError::new(
+}
+
+/// The ledger's answer for each cleared microcheck, by deposit index.
+type Posted = HashMap<usize, Result<(), LedgerRefusal>>;
+
+impl Poster<'_> {
+    async fn post(
+        &self,
+        outcomes: &[ItemOutcome],
+        initial: &ClearingState,
+        cleared_state: &ClearingState,
+        record: &MerchantRecord,
+    ) -> Result<Posted, ApiError> {
+        let mut cleared: Vec<&Clearance> = outcomes
+            .iter()
+            .filter_map(|outcome| match outcome {
+                ItemOutcome::Cleared(clearance) => Some(clearance.as_ref()),
+                ItemOutcome::Refused { .. } => None,
+            })
+            .collect();
+        let mut side: Vec<Operation> = outcomes
+            .iter()
+            .filter_map(|outcome| match outcome {
+                ItemOutcome::Refused { findings, .. } => Some(findings),
+                ItemOutcome::Cleared(_) => None,
+            })
+            .flatten()
+            .map(|finding| flag_operation(finding, self.now))
+            .collect();
+        side.push(put(
+            format!("lastdeposit:{}", record.id),
+            &json!({ "at": self.now.0 }),
+            None,
+        ));
+        let (batch, owners) = self.batch(&cleared, cleared_state)?;
+        let results = self
+            .state
+            .ledger
+            .commit(
+                vec![
+                    batch,
+                    Batch {
+                        operations: side,
+                    },
+                ],
+                crate::now(),
+            )
+            .await?;
+        if let Some(Err(refusal)) = results.get(1) {
+            tracing::error!(merchant = %record.id, error = %refusal.reason, "microcheck deposit: flags and last-deposit record refused");
+        }
+        let mut posted = Posted::new();
+        let mut refusal = match results.into_iter().next() {
+            Some(Ok(_)) => {
+                posted.extend(cleared.iter().map(|c| (c.index, Ok(()))));
+                return Ok(posted);
+            }
+            Some(Err(refusal)) => refusal,
+            None => {
+                return Err(ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",
-                    "no suspense account id",
-                )
-            })?;
-    let mut batches = Vec::new();
-    let mut plan = Vec::with_capacity(outcomes.len());
-    for outcome in outcomes {
-        match outcome {
-            ItemOutcome::Cleared(clearance) => {
-                let mut operations = Vec::new();
-                let debit_account = match &clearance.debit {
-                    Debit::Payer(name) => payer_account(name)?,
-                    Debit::Bounced(_) => {
-                        operations.extend(crate::rails::operator_accounts(
-                            currency,
-                            state.config.currency,
-                        ));
-                        suspense.clone()
-                    }
-                };
-                let id = TransferId::new(clearance.transfer_id.clone()).map_err(|e| {
-                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-                })?;
-                operations.push(Operation::Transfer(Transfer {
-                    id,
-                    debit_account,
-                    credit_account: merchant_account_id.clone(),
-                    amount: clearance.amount,
-                    kind: TransferKind::Posted,
-                    memo: clearance.memo.clone(),
-                }));
-                for change in &clearance.records {
-                    operations.push(put(
-                        change.key.clone(),
-                        &change.value,
-                        change.create_only.then_some(0),
-                    ));
-                }
-                for finding in &clearance.findings {
-                    operations.push(flag_operation(finding, now));
-                }
-                plan.push(Some(batches.len()));
-                batches.push(Batch { operations });
+                    "the ledger returned no result",
+                ));
             }
-            ItemOutcome::Refused { findings, .. } if !findings.is_empty() => {
-                plan.push(Some(batches.len()));
-                batches.push(Batch {
-                    operations: findings.iter().map(|f| flag_operation(f, now)).collect(),
-                });
+        };
+        let mut owners = owners;
+        loop {
+            tracing::warn!(merchant = %record.id, error = %refusal.reason, "microcheck deposit: the ledger refused a batch; posting again without the microcheck it names");
+            match owners.get(refusal.index).copied().flatten() {
+                Some(position) => {
+                    posted.insert(cleared[position].index, Err(refusal.reason));
+                    cleared.remove(position);
+                }
+                None => return self.post_each(&cleared, initial, posted).await,
             }
-            ItemOutcome::Refused { .. } => plan.push(None),
+            if cleared.is_empty() {
+                return Ok(posted);
+            }
+            let mut state = initial.clone();
+            for clearance in &cleared {
+                state.apply(self.merchant, clearance);
+            }
+            let (batch, next_owners) = self.batch(&cleared, &state)?;
+            match self.commit_one(batch).await? {
+                Ok(()) => {
+                    posted.extend(cleared.iter().map(|c| (c.index, Ok(()))));
+                    return Ok(posted);
+                }
+                Err(next) => {
+                    refusal = next;
+                    owners = next_owners;
+                }
+            }
         }
     }
-    batches.push(Batch {
-        operations: vec![put(
-            format!("lastdeposit:{}", record.id),
-            &json!({ "at": now.0 }),
-            None,
-        )],
-    });
-    Ok((batches, plan))
+
+    /// Posts `cleared` one microcheck per batch, each with the counters as they stand after it.
+    async fn post_each(
+        &self,
+        cleared: &[&Clearance],
+        initial: &ClearingState,
+        mut posted: Posted,
+    ) -> Result<Posted, ApiError> {
+        let mut state = initial.clone();
+        for clearance in cleared {
+            let mut next = state.clone();
+            next.apply(self.merchant, clearance);
+            let (batch, _) = self.batch(std::slice::from_ref(clearance), &next)?;
+            match self.commit_one(batch).await? {
+                Ok(()) => {
+                    posted.insert(clearance.index, Ok(()));
+                    state = next;
+                }
+                Err(refusal) => {
+                    posted.insert(clearance.index, Err(refusal.reason));
+                }
+            }
+        }
+        Ok(posted)
+    }
+
+    async fn commit_one(&self, batch: Batch) -> Result<Result<(), BatchRefusal>, ApiError> {
+        let mut results = self.state.ledger.commit(vec![batch], crate::now()).await?;
+        match results.pop() {
+            Some(result) => Ok(result.map(|_| ())),
+            None => Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the ledger returned no result",
+            )),
+        }
+    }
+
+    /// One batch posting `cleared` with the shared records as they stand in `state` (which
+    /// must include them), and for each operation the position in `cleared` of the microcheck
+    /// it belongs to.
+    fn batch(
+        &self,
+        cleared: &[&Clearance],
+        state: &ClearingState,
+    ) -> Result<(Batch, Vec<Option<usize>>), ApiError> {
+        let merchant_id = &self.merchant.policy.merchant;
+        let merchant_account_id = merchant_account(merchant_id)?;
+        let server_currency = self.state.config.currency;
+        let mut operations = Vec::with_capacity(cleared.len() * 4 + 8);
+        let mut owners = Vec::with_capacity(operations.capacity());
+        let mut suspense = None;
+        if cleared.iter().any(|c| c.bounced()) {
+            operations.extend(crate::rails::operator_accounts(
+                self.currency,
+                server_currency,
+            ));
+            owners.resize(operations.len(), None);
+            suspense = Some(
+                crate::rails::operator_account_id(
+                    crate::rails::SUSPENSE,
+                    self.currency,
+                    server_currency,
+                )
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        "no suspense account id",
+                    )
+                })?,
+            );
+        }
+        for (position, clearance) in cleared.iter().enumerate() {
+            let debit_account = match (&clearance.debit, &suspense) {
+                (Debit::Bounced(_), Some(suspense)) => suspense.clone(),
+                _ => payer_account(clearance.payer())?,
+            };
+            let id = TransferId::new(clearance.transfer_id.clone()).map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            })?;
+            operations.push(Operation::Transfer(Transfer {
+                id,
+                debit_account,
+                credit_account: merchant_account_id.clone(),
+                amount: clearance.amount,
+                kind: TransferKind::Posted,
+                memo: clearance.memo.clone(),
+            }));
+            for change in &clearance.records {
+                operations.push(put_change(change));
+            }
+            for finding in &clearance.findings {
+                operations.push(flag_operation(finding, self.now));
+            }
+            owners.resize(operations.len(), Some(position));
+        }
+        operations.extend(
+            csc::state_records(state, merchant_id, cleared.iter().copied())
+                .iter()
+                .map(put_change),
+        );
+        owners.resize(operations.len(), None);
+        Ok((Batch { operations }, owners))
+    }
+}
+
+fn put_change(change: &csc::RecordChange) -> Operation {
+    Operation::PutRecord(RecordWrite {
+        namespace: NAMESPACE.to_owned(),
+        key: change.key.clone(),
+        value: Some(change.value.clone()),
+        expected_version: change.create_only.then_some(0),
+    })
 }
