@@ -1,6 +1,8 @@
 //! Assertions: parsing (RFC 2704 §4), printing, signature checking and authoring.
 
 use core::fmt;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
@@ -71,8 +73,30 @@ pub struct Assertion {
     authorizer: Principal,
     licensees_expr: Option<Option<LicenseeExpr>>,
     licensees: Licensees,
-    conditions: Option<Vec<Clause>>,
+    conditions: Option<Arc<Vec<Clause>>>,
     signature: Option<SignaturePart>,
+}
+
+/// Parsed Conditions programs kept by their exact text, for a caller that parses many
+/// assertions sharing one program — every microcheck of a payment system carries the same
+/// Conditions and differs only in its Local-Constants. A program's parse depends on nothing but
+/// its text, so a hit is exactly what parsing would give. Bounded; only programs that parsed
+/// are kept.
+#[derive(Debug, Default)]
+pub struct ParseCache {
+    conditions: HashMap<Vec<u8>, Arc<Vec<Clause>>>,
+}
+
+/// Programs a [`ParseCache`] keeps before it starts over.
+const PARSE_CACHE_ENTRIES_MAX: usize = 256;
+/// Longer programs are parsed each time rather than kept.
+const PARSE_CACHE_PROGRAM_BYTES_MAX: usize = 4096;
+
+impl ParseCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
 }
 
 fn field_error(field: RawField, rule: Rule, message: impl Into<String>) -> ParseError {
@@ -153,10 +177,17 @@ impl Assertion {
     /// positions are file positions.
     pub fn parse_at(text: &[u8], line_base: u32) -> Result<Self> {
         check_assertion_size(text)?;
-        Self::parse_inner(text).map_err(|e| Error::Syntax(e.locate(text, line_base)))
+        Self::parse_inner(text, None).map_err(|e| Error::Syntax(e.locate(text, line_base)))
     }
 
-    fn parse_inner(text: &[u8]) -> Result<Self, ParseError> {
+    /// [`Assertion::parse`], taking the Conditions program from `cache` when the same text was
+    /// parsed before (and keeping it there when not).
+    pub fn parse_cached(text: &[u8], cache: &mut ParseCache) -> Result<Self> {
+        check_assertion_size(text)?;
+        Self::parse_inner(text, Some(cache)).map_err(|e| Error::Syntax(e.locate(text, 0)))
+    }
+
+    fn parse_inner(text: &[u8], cache: Option<&mut ParseCache>) -> Result<Self, ParseError> {
         let layout: Layout = split_fields(text)?;
         let tokens =
             |field: RawField, mode: Mode| lex(text, field.body_start, field.body_end, mode);
@@ -213,10 +244,30 @@ impl Assertion {
         };
         let conditions = match layout.field(FieldKind::Conditions) {
             None => None,
-            Some(field) => Some(parser::parse_conditions(
-                &tokens(field, Mode::Conditions)?,
-                field.body_end,
-            )?),
+            Some(field) => {
+                let body = &text[field.body_start..field.body_end];
+                let cache = cache.filter(|_| body.len() <= PARSE_CACHE_PROGRAM_BYTES_MAX);
+                match cache {
+                    Some(cache) => match cache.conditions.get(body) {
+                        Some(program) => Some(Arc::clone(program)),
+                        None => {
+                            let program = Arc::new(parser::parse_conditions(
+                                &tokens(field, Mode::Conditions)?,
+                                field.body_end,
+                            )?);
+                            if cache.conditions.len() >= PARSE_CACHE_ENTRIES_MAX {
+                                cache.conditions.clear();
+                            }
+                            cache.conditions.insert(body.to_vec(), Arc::clone(&program));
+                            Some(program)
+                        }
+                    },
+                    None => Some(Arc::new(parser::parse_conditions(
+                        &tokens(field, Mode::Conditions)?,
+                        field.body_end,
+                    )?)),
+                }
+            }
         };
         let comment = layout
             .field(FieldKind::Comment)
@@ -286,7 +337,7 @@ impl Assertion {
 
     /// The Conditions program (`None`: no field).
     pub fn conditions(&self) -> Option<&[Clause]> {
-        self.conditions.as_deref()
+        self.conditions.as_deref().map(Vec::as_slice)
     }
 
     /// The Local-Constants, in order.

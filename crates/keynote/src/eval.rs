@@ -6,11 +6,42 @@
 //! contributes `_MIN_TRUST`: monotonicity means a stopped evaluation can only lower trust.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use crate::ast::{ArithOp, Clause, ClauseValue, CmpOp, FloatExpr, IntExpr, StrExpr, Test};
 use crate::limits::{REGEX_GROUPS_EXPOSED_MAX, STRING_BYTES_MAX};
 use crate::regex::Regex;
+
+/// Compiled patterns kept per thread; a credential's pattern is then compiled once, not at
+/// every query that evaluates it.
+const REGEX_CACHE_ENTRIES_MAX: usize = 256;
+/// Longer patterns are compiled each time rather than kept.
+const REGEX_CACHE_PATTERN_BYTES_MAX: usize = 1024;
+
+thread_local! {
+    static REGEX_CACHE: RefCell<HashMap<Vec<u8>, Rc<Regex>>> = RefCell::new(HashMap::new());
+}
+
+/// `pattern` compiled, from this thread's cache when it is there; `None` when it is invalid.
+fn compiled(pattern: &[u8]) -> Option<Rc<Regex>> {
+    if pattern.len() > REGEX_CACHE_PATTERN_BYTES_MAX {
+        return Regex::new(pattern).ok().map(Rc::new);
+    }
+    REGEX_CACHE.with(|cache| {
+        if let Some(regex) = cache.borrow().get(pattern) {
+            return Some(Rc::clone(regex));
+        }
+        let regex = Rc::new(Regex::new(pattern).ok()?);
+        let mut cache = cache.borrow_mut();
+        if cache.len() >= REGEX_CACHE_ENTRIES_MAX {
+            cache.clear();
+        }
+        cache.insert(pattern.to_vec(), Rc::clone(&regex));
+        Some(regex)
+    })
+}
 
 /// Why an evaluation step failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,20 +162,20 @@ impl<'a> Evaluator<'a> {
                 }
             }
             Test::Str(a, op, b) => {
-                let a = self.string(a)?.into_owned();
+                let a = self.string(a)?;
                 let b = self.string(b)?;
-                compare(a.as_slice().cmp(b.as_ref()), *op)
+                compare(a.as_ref().cmp(b.as_ref()), *op)
             }
             Test::Regex(subject, pattern) => {
-                let subject = self.string(subject)?.into_owned();
-                let pattern = self.string(pattern)?.into_owned();
+                let subject = self.string(subject)?;
+                let pattern = self.string(pattern)?;
                 self.regex(&subject, &pattern)?
             }
         })
     }
 
     fn regex(&mut self, subject: &[u8], pattern: &[u8]) -> Eval<bool> {
-        let regex = Regex::new(pattern).map_err(|_| Fault::Runtime)?;
+        let regex = compiled(pattern).ok_or(Fault::Runtime)?;
         self.charge(regex.cost_bound(subject))?;
         self.temporaries.clear();
         let Some(captures) = regex.captures(subject).map_err(|_| Fault::Runtime)? else {

@@ -30,7 +30,7 @@ pub mod regex;
 pub mod session;
 pub mod text;
 
-pub use assertion::{Assertion, AssertionBuilder, AssertionHash};
+pub use assertion::{Assertion, AssertionBuilder, AssertionHash, ParseCache};
 pub use error::{Error, Result, Rule, SyntaxError};
 pub use keys::{Encoding, KeyAlgorithm, Principal, PrivateKey, SignatureAlgorithm};
 pub use session::{

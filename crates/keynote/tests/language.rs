@@ -471,3 +471,45 @@ fn verify_usage_and_missing_parameters() {
     assert_eq!(run(&["frobnicate"]).0, 1);
     assert_eq!(run(&[]).0, 1);
 }
+
+#[test]
+fn a_parse_cache_gives_what_parsing_gives() {
+    let program = "amount == LIMIT && product ~= \"^[a-z]+$\" -> \"true\";";
+    let assertion = |limit: &str| {
+        format!(
+            "Authorizer: \"POLICY\"\nLocal-Constants: LIMIT = \"{limit}\"\nLicensees: \"alice\"\nConditions: {program}\n"
+        )
+    };
+    let mut cache = offpay_keynote::ParseCache::new();
+    for limit in ["5", "7", "5"] {
+        let text = assertion(limit);
+        let cached = Assertion::parse_cached(text.as_bytes(), &mut cache).unwrap();
+        let parsed = Assertion::parse(text.as_bytes()).unwrap();
+        assert_eq!(cached.conditions(), parsed.conditions());
+        assert_eq!(cached.local_constants(), parsed.local_constants());
+        assert_eq!(cached.to_string(), parsed.to_string());
+        for amount in ["5", "7"] {
+            let answer = |assertion: Assertion| {
+                let mut session = Session::new();
+                session
+                    .add_assertion(Arc::new(assertion), Trust::Trusted)
+                    .unwrap();
+                session.set_attribute(b"amount", amount.as_bytes()).unwrap();
+                session.set_attribute(b"product", b"soda").unwrap();
+                session.add_action_authorizer(b"alice").unwrap();
+                let values = ComplianceValues::new(VALUES).unwrap();
+                session.query(&values, &mut SignatureCache::new()).unwrap().value
+            };
+            let expected = if amount == limit { 3 } else { 0 };
+            assert_eq!(answer(cached.clone()), expected, "limit {limit}, amount {amount}");
+            assert_eq!(answer(parsed.clone()), expected);
+        }
+    }
+    // A program that does not parse is refused through the cache as well, with its position.
+    let bad = "Authorizer: \"POLICY\"\nConditions: amount == ;\n";
+    let error = Assertion::parse_cached(bad.as_bytes(), &mut cache).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        Assertion::parse(bad.as_bytes()).unwrap_err().to_string()
+    );
+}

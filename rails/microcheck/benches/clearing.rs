@@ -26,6 +26,8 @@ const DEPOSIT: usize = 1000;
 /// Distinct payers in a deposit.
 const PAYERS: usize = 20;
 const START: UnixSeconds = UnixSeconds(1_767_225_600);
+/// Days the payers' credentials are valid: more than the deposits (one a day) a run makes.
+const VALID_DAYS: u64 = 20_000;
 
 struct Fixture {
     pa: PrivateKey,
@@ -57,7 +59,7 @@ fn fixture(rsa: bool) -> Fixture {
                 currency: Currency::KES,
                 amount_max: Amount::parse("5.00", Currency::KES).unwrap(),
                 not_before: START.minus(86_400),
-                not_after: START.plus(400 * 86_400),
+                not_after: START.plus(VALID_DAYS * 86_400),
                 per_merchant_day_max: 100,
                 classes: Classes::Any,
             };
@@ -68,17 +70,15 @@ fn fixture(rsa: bool) -> Fixture {
     Fixture { pa, payers }
 }
 
-/// A deposit of fresh microchecks; `round` makes the nonces differ between deposits.
+/// A deposit of fresh microchecks, the machine's sales of day `round`, with random nonces as a
+/// machine draws them.
 fn deposit(fixture: &Fixture, round: u64) -> Vec<DepositItem> {
     (0..DEPOSIT)
         .map(|i| {
             let (key, credential) = &fixture.payers[i % fixture.payers.len()];
-            // At most 50 purchases per payer per day, well inside the credential's 100.
-            let day = (i / fixture.payers.len()) / 50;
-            let time = START.plus(day as u64 * 86_400 + i as u64);
-            let mut nonce = [0u8; 16];
-            nonce[..8].copy_from_slice(&round.to_be_bytes());
-            nonce[8..].copy_from_slice(&(i as u64).to_be_bytes());
+            // 50 purchases per payer in the day, well inside the credential's 100.
+            let time = START.plus(round * 86_400 + i as u64 * 60);
+            let nonce: [u8; 16] = rand::random();
             let offer = Offer {
                 merchant: "vm-1".into(),
                 currency: "KES".into(),
@@ -139,7 +139,7 @@ fn clear(fixture: &Fixture, items: &[DepositItem]) -> (Vec<ItemOutcome>, Clearin
         RULES,
         prepared,
         &mut state,
-        START.plus(400 * 86_400),
+        START.plus(VALID_DAYS * 86_400),
     );
     assert!(
         outcomes

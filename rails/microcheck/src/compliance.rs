@@ -6,12 +6,14 @@
 
 use std::sync::Arc;
 
-use offpay_keynote::{Assertion, ComplianceValues, Principal, Session, SignatureCache, Trust};
+use offpay_keynote::{
+    Assertion, ComplianceValues, ParseCache, Principal, Session, SignatureCache, Trust,
+};
 
 use crate::credential::{CredentialClaims, CredentialKind};
 use crate::error::Refusal;
 use crate::limits::{ASSERTION_BYTES_MAX, DELEGATION_DEPTH_MAX, PAYMENT_CREDENTIALS_MAX};
-use crate::microcheck::stated_offer;
+use crate::microcheck::stated_mismatch;
 use crate::offer::{ADULT_CLASS, OfferTerms};
 use crate::policy::MerchantPolicy;
 use crate::time::UnixSeconds;
@@ -23,16 +25,23 @@ pub struct Payment {
     pub microcheck: Arc<Assertion>,
     /// The credentials (payment credential, delegations, adulthood).
     pub credentials: Vec<Arc<Assertion>>,
+    /// What each credential states about itself (`None` when it is not in this rail's
+    /// format), read once when it was parsed.
+    pub claims: Vec<Option<Arc<CredentialClaims>>>,
 }
 
-fn parse_assertion(what: &str, text: &str) -> Result<Arc<Assertion>, Refusal> {
+fn parse_assertion(
+    what: &str,
+    text: &str,
+    cache: &mut ParseCache,
+) -> Result<Arc<Assertion>, Refusal> {
     if text.len() > ASSERTION_BYTES_MAX {
         return Err(Refusal::malformed(
             what,
             format!("longer than {ASSERTION_BYTES_MAX} bytes"),
         ));
     }
-    Assertion::parse(text.as_bytes())
+    Assertion::parse_cached(text.as_bytes(), cache)
         .map(Arc::new)
         .map_err(|e| Refusal::malformed(what, e.to_string()))
 }
@@ -40,13 +49,23 @@ fn parse_assertion(what: &str, text: &str) -> Result<Arc<Assertion>, Refusal> {
 impl Payment {
     /// Parses a microcheck and its credentials (bounded in number and size).
     pub fn parse(microcheck: &str, credentials: &[String]) -> Result<Payment, Refusal> {
+        Payment::parse_with(microcheck, credentials, &mut ParseCache::new())
+    }
+
+    /// [`Payment::parse`] for one of many payments: Conditions programs already parsed for
+    /// another (every microcheck has the same) come from `cache`.
+    pub fn parse_with(
+        microcheck: &str,
+        credentials: &[String],
+        cache: &mut ParseCache,
+    ) -> Result<Payment, Refusal> {
         if credentials.len() > PAYMENT_CREDENTIALS_MAX {
             return Err(Refusal::malformed(
                 "payment",
                 format!("more than {PAYMENT_CREDENTIALS_MAX} credentials"),
             ));
         }
-        let microcheck = parse_assertion("microcheck", microcheck)?;
+        let microcheck = parse_assertion("microcheck", microcheck, cache)?;
         if microcheck.signature().is_none() {
             return Err(Refusal::MicrocheckSignature {
                 detail: "the microcheck is not signed".into(),
@@ -54,11 +73,13 @@ impl Payment {
         }
         let credentials = credentials
             .iter()
-            .map(|text| parse_assertion("credential", text))
+            .map(|text| parse_assertion("credential", text, cache))
             .collect::<Result<Vec<_>, _>>()?;
+        let claims = credentials.iter().map(|c| read_claims(c)).collect();
         Ok(Payment {
             microcheck,
             credentials,
+            claims,
         })
     }
 
@@ -76,6 +97,11 @@ impl Payment {
     }
 }
 
+/// What a credential states about itself, shared.
+pub fn read_claims(credential: &Assertion) -> Option<Arc<CredentialClaims>> {
+    CredentialClaims::read(credential).map(Arc::new)
+}
+
 /// What an approved payment is: who pays, under which credential.
 #[derive(Clone, Debug)]
 pub struct Approval {
@@ -83,7 +109,7 @@ pub struct Approval {
     pub payer: Principal,
     /// The stated parameters of the payment credential that covers the purchase, if it is in
     /// this rail's format.
-    pub credential: Option<CredentialClaims>,
+    pub credential: Option<Arc<CredentialClaims>>,
 }
 
 fn values() -> ComplianceValues {
@@ -161,16 +187,12 @@ pub fn check_with(
             microcheck: offer.merchant.clone(),
         });
     }
-    if let Some(stated) = stated_offer(&payment.microcheck) {
-        for ((field, offered), (_, written)) in offer.fields().iter().zip(stated.fields().iter()) {
-            if offered != written {
-                return Err(Refusal::NotThisOffer {
-                    field: (*field).to_owned(),
-                    offer: (*offered).to_owned(),
-                    microcheck: (*written).to_owned(),
-                });
-            }
-        }
+    if let Some((field, offered, written)) = stated_mismatch(&payment.microcheck, offer) {
+        return Err(Refusal::NotThisOffer {
+            field: field.to_owned(),
+            offer: offered.to_owned(),
+            microcheck: written.to_owned(),
+        });
     }
     let mut scratch = SignatureCache::new();
     let (cache, trust) = match signatures {
@@ -208,13 +230,10 @@ pub fn check_with(
         .map_err(internal)?;
     let result = session.query(&values(), cache).map_err(internal)?;
     let payer = payment.payer().clone();
-    let claims: Vec<CredentialClaims> = payment
-        .credentials
+    let claims: Vec<&Arc<CredentialClaims>> = payment.claims.iter().flatten().collect();
+    let paying: Vec<&Arc<CredentialClaims>> = claims
         .iter()
-        .filter_map(|c| CredentialClaims::read(c))
-        .collect();
-    let paying: Vec<&CredentialClaims> = claims
-        .iter()
+        .copied()
         .filter(|c| {
             matches!(c.kind, CredentialKind::Payer | CredentialKind::Transaction)
                 && c.licensee.as_ref() == Some(&payer)
@@ -224,7 +243,7 @@ pub fn check_with(
         let credential = paying
             .iter()
             .find(|c| credential_reason(c, terms, purchases_today).is_none())
-            .map(|c| (*c).clone());
+            .map(|c| Arc::clone(c));
         return Ok(Approval { payer, credential });
     }
     Err(diagnose(
@@ -242,8 +261,8 @@ fn diagnose(
     terms: &OfferTerms,
     purchases_today: u32,
     payer: &Principal,
-    claims: &[CredentialClaims],
-    paying: &[&CredentialClaims],
+    claims: &[&Arc<CredentialClaims>],
+    paying: &[&Arc<CredentialClaims>],
 ) -> Refusal {
     let offer = &terms.offer;
     if offer.app_domain != policy.app_domain {
@@ -287,7 +306,7 @@ fn diagnose(
 fn issuer_trusted(
     issuer: &Principal,
     pa: &Principal,
-    claims: &[CredentialClaims],
+    claims: &[&Arc<CredentialClaims>],
     depth: usize,
 ) -> bool {
     if issuer == pa {

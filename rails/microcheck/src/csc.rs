@@ -373,6 +373,8 @@ pub struct Clearance {
     pub time: UnixSeconds,
     /// SHA-256 of the microcheck's text, hex.
     pub microcheck_sha256: String,
+    /// Serial of the payment credential that covered it, when it is in this rail's format.
+    pub credential_serial: Option<String>,
     /// This microcheck's own records: the nonce (create-only) and the payer's charge.
     pub records: Vec<RecordChange>,
     /// Findings.
@@ -457,9 +459,13 @@ pub fn bounces_key(payer: &str) -> String {
     format!("bounces:{payer}")
 }
 
-/// Key of a spent nonce.
-pub fn nonce_key(merchant: &str, nonce: &str) -> String {
-    format!("nonce:{merchant}:{nonce}")
+/// Key of a spent nonce. The nonce is random, so the key leads with the merchant and the
+/// offer's date: a deposit's nonce records then land together in the ledger's record index
+/// instead of one page each all over it. A microcheck fixes its date, so a second deposit of it
+/// finds the record; another microcheck reusing a nonce on another day would reuse the transfer
+/// id (derived from merchant and nonce alone), which the ledger refuses.
+pub fn nonce_key(merchant: &str, date: &str, nonce: &str) -> String {
+    format!("nonce:{merchant}:{date}:{nonce}")
 }
 
 /// The shared records the microchecks `cleared` (all of `merchant`) change, as they stand in
@@ -554,8 +560,8 @@ pub const PREPARE_THREADS_MAX: usize = 16;
 pub struct Keys {
     /// Payer key fingerprints.
     pub payers: Vec<String>,
-    /// Nonces.
-    pub nonces: Vec<String>,
+    /// Nonces, each with its offer's date.
+    pub nonces: Vec<(String, String)>,
     /// Dates.
     pub dates: Vec<String>,
 }
@@ -606,34 +612,38 @@ pub fn prepare(items: &[DepositItem], threads: usize) -> Result<Vec<Prepared>, R
 }
 
 fn prepare_chunk(items: &[DepositItem], first_index: usize) -> Vec<Prepared> {
-    let mut credentials: HashMap<&str, std::sync::Arc<offpay_keynote::Assertion>> = HashMap::new();
+    type Parsed = (
+        std::sync::Arc<offpay_keynote::Assertion>,
+        Option<std::sync::Arc<crate::credential::CredentialClaims>>,
+    );
+    let mut credentials: HashMap<&str, Parsed> = HashMap::new();
+    let mut programs = offpay_keynote::ParseCache::new();
     let mut prepared: Vec<Prepared> = items
         .iter()
         .enumerate()
         .map(|(offset, item)| {
             let parsed = item.offer.terms().and_then(|terms| {
-                let mut shared = Vec::with_capacity(item.credentials.len());
-                let mut fresh = Vec::new();
+                let fresh: Vec<String> = item
+                    .credentials
+                    .iter()
+                    .filter(|text| !credentials.contains_key(text.as_str()))
+                    .cloned()
+                    .collect();
+                let mut payment = Payment::parse_with(&item.microcheck, &fresh, &mut programs)?;
+                let parsed_fresh = std::mem::take(&mut payment.credentials)
+                    .into_iter()
+                    .zip(std::mem::take(&mut payment.claims));
+                for (text, parsed) in fresh.iter().zip(parsed_fresh) {
+                    if let Some(original) = item.credentials.iter().find(|t| *t == text) {
+                        credentials.insert(original.as_str(), parsed);
+                    }
+                }
                 for text in &item.credentials {
-                    match credentials.get(text.as_str()) {
-                        Some(assertion) => shared.push(Some(assertion.clone())),
-                        None => {
-                            shared.push(None);
-                            fresh.push(text.clone());
-                        }
+                    if let Some((assertion, claims)) = credentials.get(text.as_str()) {
+                        payment.credentials.push(assertion.clone());
+                        payment.claims.push(claims.clone());
                     }
                 }
-                let mut payment = Payment::parse(&item.microcheck, &fresh)?;
-                let mut parsed_fresh = std::mem::take(&mut payment.credentials).into_iter();
-                for (slot, text) in shared.iter_mut().zip(&item.credentials) {
-                    if slot.is_none()
-                        && let Some(assertion) = parsed_fresh.next()
-                    {
-                        credentials.insert(text.as_str(), assertion.clone());
-                        *slot = Some(assertion);
-                    }
-                }
-                payment.credentials = shared.into_iter().flatten().collect();
                 Ok((terms, payment))
             });
             Prepared {
@@ -673,14 +683,17 @@ impl Prepared {
 /// The keys the items will read.
 pub fn keys(prepared: &[Prepared]) -> Keys {
     let mut keys = Keys::default();
+    let mut payers = std::collections::HashSet::new();
+    let mut dates = std::collections::HashSet::new();
     for item in prepared {
         if let Ok((terms, payment)) = &item.parsed {
             let payer = fingerprint(payment.payer());
-            if !keys.payers.contains(&payer) {
+            if payers.insert(payer.clone()) {
                 keys.payers.push(payer);
             }
-            keys.nonces.push(terms.offer.nonce.clone());
-            if !keys.dates.contains(&terms.offer.date) {
+            keys.nonces
+                .push((terms.offer.nonce.clone(), terms.offer.date.clone()));
+            if dates.insert(terms.offer.date.as_str()) {
                 keys.dates.push(terms.offer.date.clone());
             }
         }
@@ -834,7 +847,7 @@ pub fn clear(
         }
     });
     let precomputed: Vec<Precomputed> = work.into_iter().map(|(_, _, pre)| pre).collect();
-    let outcomes: Vec<ItemOutcome> = prepared
+    let mut outcomes: Vec<ItemOutcome> = prepared
         .iter()
         .zip(precomputed)
         .map(|(item, pre)| {
@@ -856,9 +869,17 @@ pub fn clear(
             }
         })
         .collect();
-    // Freeing the parsed items is work too: spread it over the cores.
+    // Serialising each cleared item's records, and freeing the parsed items, on all cores.
     let mut prepared: Vec<Option<Prepared>> = prepared.into_iter().map(Some).collect();
-    par_for_each(&mut prepared, threads, |item| drop(item.take()));
+    let mut finishing: Vec<_> = outcomes.iter_mut().zip(prepared.iter_mut()).collect();
+    par_for_each(&mut finishing, threads, |(outcome, item)| {
+        if let (ItemOutcome::Cleared(clearance), Some(Prepared { parsed: Ok((terms, _)), .. })) =
+            (&mut **outcome, &*item)
+        {
+            clearance.records = item_records(clearance, &terms.offer, now);
+        }
+        drop(item.take());
+    });
     outcomes
 }
 
@@ -1025,41 +1046,6 @@ fn clear_one(
         });
     }
     let transfer_id = pre.transfer_id;
-    let records = vec![
-        RecordChange {
-            key: nonce_key(&merchant_id, &offer.nonce),
-            value: json_bytes(&NonceRecord {
-                v: 1,
-                payer: payer.name.clone(),
-                amount: offer.amount.clone(),
-                currency: offer.currency.clone(),
-                microcheck_sha256: hash.clone(),
-                transfer_id: transfer_id.clone(),
-                deposited: now.stamp(),
-                bounced,
-            }),
-            create_only: true,
-        },
-        RecordChange {
-            key: format!(
-                "charge:{}:{}:{merchant_id}:{}",
-                payer.name, offer.timestamp, offer.nonce
-            ),
-            value: json_bytes(&ChargeRecord {
-                v: 1,
-                merchant: merchant_id.clone(),
-                nonce: offer.nonce.clone(),
-                product: offer.product.clone(),
-                amount: offer.amount.clone(),
-                currency: offer.currency.clone(),
-                timestamp: offer.timestamp.clone(),
-                transfer_id: transfer_id.clone(),
-                bounced,
-                credential_serial: approval.credential.and_then(|c| c.serial),
-            }),
-            create_only: true,
-        },
-    ];
     Ok(Clearance {
         index: item.index,
         nonce: offer.nonce.clone(),
@@ -1072,7 +1058,51 @@ fn clear_one(
         date: offer.date.clone(),
         time: terms.time,
         microcheck_sha256: hash,
-        records,
+        credential_serial: approval.credential.and_then(|c| c.serial.clone()),
+        records: Vec::new(),
         findings: Vec::new(),
     })
+}
+
+/// A cleared microcheck's own records: the spent nonce (create-only, so the ledger itself
+/// refuses a second deposit) and the payer's charge.
+fn item_records(clearance: &Clearance, offer: &Offer, now: UnixSeconds) -> Vec<RecordChange> {
+    let merchant = &clearance.merchant;
+    let payer = clearance.payer();
+    let bounced = clearance.bounced();
+    vec![
+        RecordChange {
+            key: nonce_key(merchant, &offer.date, &offer.nonce),
+            value: json_bytes(&NonceRecord {
+                v: 1,
+                payer: payer.to_owned(),
+                amount: offer.amount.clone(),
+                currency: offer.currency.clone(),
+                microcheck_sha256: clearance.microcheck_sha256.clone(),
+                transfer_id: clearance.transfer_id.clone(),
+                deposited: now.stamp(),
+                bounced,
+            }),
+            create_only: true,
+        },
+        RecordChange {
+            key: format!(
+                "charge:{payer}:{}:{merchant}:{}",
+                offer.timestamp, offer.nonce
+            ),
+            value: json_bytes(&ChargeRecord {
+                v: 1,
+                merchant: merchant.clone(),
+                nonce: offer.nonce.clone(),
+                product: offer.product.clone(),
+                amount: offer.amount.clone(),
+                currency: offer.currency.clone(),
+                timestamp: offer.timestamp.clone(),
+                transfer_id: clearance.transfer_id.clone(),
+                bounced,
+                credential_serial: clearance.credential_serial.clone(),
+            }),
+            create_only: true,
+        },
+    ]
 }

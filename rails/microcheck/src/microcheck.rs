@@ -31,6 +31,37 @@ pub fn write(payer: &PrivateKey, terms: &OfferTerms) -> Result<Assertion, Error>
         .sign(payer, Encoding::Base64)?)
 }
 
+/// Whether `name` is the Local-Constant of offer field `field` (`MC_` and the field in capitals),
+/// without building the name.
+fn is_constant_for(name: &str, field: &str) -> bool {
+    name.len() == field.len() + 3
+        && name.starts_with("MC_")
+        && name.bytes().skip(3).eq(field.bytes().map(|b| b.to_ascii_uppercase()))
+}
+
+/// The first field in which the offer a microcheck states (its Local-Constants) differs from
+/// `offer`: (field, offered, written). `None` when they agree, or when the microcheck is not in
+/// this module's format. The same answer as comparing with [`stated_offer`], without copying.
+pub fn stated_mismatch<'a>(
+    assertion: &'a Assertion,
+    offer: &'a Offer,
+) -> Option<(&'static str, &'a str, &'a str)> {
+    let fields = offer.fields();
+    let mut written: [&str; 9] = [""; 9];
+    for (slot, (field, _)) in written.iter_mut().zip(fields.iter()) {
+        let (_, value) = assertion
+            .local_constants()
+            .iter()
+            .find(|(name, _)| is_constant_for(name, field))?;
+        *slot = core::str::from_utf8(value).ok()?;
+    }
+    fields
+        .into_iter()
+        .zip(written)
+        .find(|((_, offered), written)| offered != written)
+        .map(|((field, offered), written)| (field, offered, written))
+}
+
 /// The offer a microcheck states it pays for, read back from its Local-Constants; `None` when it
 /// is not in this module's format. Diagnostics only: KeyNote decides.
 pub fn stated_offer(assertion: &Assertion) -> Option<Offer> {

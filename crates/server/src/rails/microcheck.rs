@@ -972,6 +972,13 @@ async fn clear_deposit(
                             "already_deposited".to_owned(),
                             format!("microcheck {} was already deposited", clearance.nonce),
                         ),
+                        LedgerRefusal::TransferConflict { .. } => (
+                            "replayed_nonce".to_owned(),
+                            format!(
+                                "nonce {} was deposited before with another microcheck",
+                                clearance.nonce
+                            ),
+                        ),
                         other => ("ledger_refused".to_owned(), other.to_string()),
                     };
                     answers.push(json!({ "index": clearance.index, "nonce": clearance.nonce,
@@ -1029,8 +1036,8 @@ fn load_state(
         );
         names.insert(fingerprint.clone(), name.to_owned());
     }
-    for nonce in &keys.nonces {
-        if let Some(entry) = read_json::<Value>(store, &csc::nonce_key(merchant, nonce))? {
+    for (nonce, date) in &keys.nonces {
+        if let Some(entry) = read_json::<Value>(store, &csc::nonce_key(merchant, date, nonce))? {
             let hash = entry["microcheck_sha256"]
                 .as_str()
                 .unwrap_or_default()
