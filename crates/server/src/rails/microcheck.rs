@@ -36,6 +36,7 @@ use offpay_microcheck::offer::{Offer, valid_label, valid_merchant_id};
 use offpay_microcheck::strategy::{Standing, Strategy};
 use offpay_microcheck::{MerchantPolicy, Refusal, UnixSeconds};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
@@ -658,9 +659,21 @@ struct SignedRequest {
     time: u64,
     /// Statement by the device key.
     signature: String,
-    /// Purpose-specific body.
-    #[serde(default)]
-    body: Value,
+    /// Purpose-specific body, as sent: the signature covers these bytes.
+    #[serde(default = "null_body")]
+    body: Box<RawValue>,
+}
+
+fn null_body() -> Box<RawValue> {
+    RawValue::from_string("null".to_owned()).unwrap_or_else(|_| unreachable!("valid JSON"))
+}
+
+impl SignedRequest {
+    /// The body as a JSON value.
+    fn body_value(&self) -> Result<Value, ApiError> {
+        serde_json::from_str(self.body.get())
+            .map_err(|e| ApiError::bad_request("malformed", format!("request body: {e}")))
+    }
 }
 
 /// The bytes a device signs for a request.
@@ -686,9 +699,22 @@ fn authenticate(
             ),
         ));
     }
-    let payload = request_payload(purpose, &request.who, request.time, &request.body);
-    let signer = verify_statement(&request.signature, purpose, &payload)
-        .map_err(|r| refused(StatusCode::UNAUTHORIZED, &r))?;
+    // The statement signs the body as sent (what `offpay vend` does: compact JSON); a client
+    // that signed the compact form but sent the body laid out otherwise is checked against the
+    // compact form of what it sent.
+    let mut payload = format!("{purpose}\n{}\n{}\n", request.who, request.time).into_bytes();
+    payload.extend_from_slice(request.body.get().as_bytes());
+    let signer = match verify_statement(&request.signature, purpose, &payload) {
+        Ok(signer) => signer,
+        Err(refusal) => {
+            let compact = request_payload(purpose, &request.who, request.time, &request.body_value()?);
+            if compact == payload {
+                return Err(refused(StatusCode::UNAUTHORIZED, &refusal));
+            }
+            verify_statement(&request.signature, purpose, &compact)
+                .map_err(|r| refused(StatusCode::UNAUTHORIZED, &r))?
+        }
+    };
     let registered = Principal::parse(registered_key.as_bytes())
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     if signer != registered {
@@ -761,7 +787,7 @@ async fn payer_transaction(
     ApiJson(request): ApiJson<SignedRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let (payer, standing) = authenticated_payer(&state, &request, "transaction").await?;
-    let offer: Offer = serde_json::from_value(request.body["offer"].clone())
+    let offer: Offer = serde_json::from_value(request.body_value()?["offer"].take())
         .map_err(|e| ApiError::bad_request("malformed", format!("offer: {e}")))?;
     let terms = offer
         .terms()
@@ -826,7 +852,7 @@ async fn payer_statement(
     ApiJson(request): ApiJson<SignedRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let (payer, _) = authenticated_payer(&state, &request, "statement").await?;
-    let after = request.body["after"].as_str().map(str::to_owned);
+    let after = request.body_value()?["after"].as_str().map(str::to_owned);
     let (charges, next) = charges(&state, &payer.name, after).await?;
     Ok(Json(
         json!({ "payer": payer.name, "charges": charges, "next_after": next }),
@@ -874,10 +900,10 @@ fn payer_fingerprint_key(fingerprint: &str) -> String {
 async fn deposit(
     State(state): State<Arc<AppState>>,
     ApiJson(request): ApiJson<SignedRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DepositReport>, ApiError> {
     let record = merchant_record(&state, &request.who).await?;
     authenticate(&request, "deposit", &record.key)?;
-    let body: DepositBody = serde_json::from_value(request.body)
+    let body: DepositBody = serde_json::from_str(request.body.get())
         .map_err(|e| ApiError::bad_request("malformed", format!("deposit: {e}")))?;
     if body.items.len() > DEPOSIT_ITEMS_MAX {
         return Err(ApiError::bad_request(
@@ -901,7 +927,7 @@ async fn clear_deposit(
     record: &MerchantRecord,
     items: &[DepositItem],
     now: UnixSeconds,
-) -> Result<Value, ApiError> {
+) -> Result<DepositReport, ApiError> {
     if items.len() > DEPOSIT_ITEMS_MAX {
         return Err(ApiError::bad_request(
             "deposit_too_large",
@@ -951,60 +977,104 @@ async fn clear_deposit(
         .post(&outcomes, &initial, &cleared_state, record)
         .await?;
     drop(clearing);
-    let mut answers = Vec::with_capacity(outcomes.len());
-    let (mut posted_count, mut refused_count) = (0usize, 0usize);
+    let mut report = DepositReport {
+        merchant: record.id.clone(),
+        posted: 0,
+        refused: 0,
+        results: Vec::with_capacity(outcomes.len()),
+    };
     for outcome in &outcomes {
-        match outcome {
-            ItemOutcome::Cleared(clearance) => match posted.get(&clearance.index) {
-                Some(Ok(())) => {
-                    posted_count += 1;
-                    let flags: Vec<&str> = clearance.findings.iter().map(|f| f.kind).collect();
-                    answers.push(json!({
-                        "index": clearance.index, "nonce": clearance.nonce, "status": "posted",
-                        "transfer_id": clearance.transfer_id, "amount": clearance.amount.decimal().to_string(),
-                        "bounced": clearance.bounced(), "flags": flags,
-                    }));
-                }
-                Some(Err(refusal)) => {
-                    refused_count += 1;
-                    let (code, reason) = match refusal {
-                        LedgerRefusal::RecordVersionMismatch { .. } => (
-                            "already_deposited".to_owned(),
-                            format!("microcheck {} was already deposited", clearance.nonce),
+        let answer = match outcome {
+            ItemOutcome::Cleared(clearance) => {
+                let refused = |code: &str, reason: String| ItemAnswer {
+                    index: clearance.index,
+                    nonce: Some(clearance.nonce.clone()),
+                    status: "refused",
+                    code: Some(code.to_owned()),
+                    reason: Some(reason),
+                    ..ItemAnswer::default()
+                };
+                match posted.get(&clearance.index) {
+                    Some(Ok(())) => ItemAnswer {
+                        index: clearance.index,
+                        nonce: Some(clearance.nonce.clone()),
+                        status: "posted",
+                        transfer_id: Some(clearance.transfer_id.clone()),
+                        amount: Some(clearance.amount.decimal().to_string()),
+                        bounced: Some(clearance.bounced()),
+                        flags: Some(clearance.findings.iter().map(|f| f.kind).collect()),
+                        ..ItemAnswer::default()
+                    },
+                    Some(Err(LedgerRefusal::RecordVersionMismatch { .. })) => refused(
+                        "already_deposited",
+                        format!("microcheck {} was already deposited", clearance.nonce),
+                    ),
+                    Some(Err(LedgerRefusal::TransferConflict { .. })) => refused(
+                        "replayed_nonce",
+                        format!(
+                            "nonce {} was deposited before with another microcheck",
+                            clearance.nonce
                         ),
-                        LedgerRefusal::TransferConflict { .. } => (
-                            "replayed_nonce".to_owned(),
-                            format!(
-                                "nonce {} was deposited before with another microcheck",
-                                clearance.nonce
-                            ),
-                        ),
-                        other => ("ledger_refused".to_owned(), other.to_string()),
-                    };
-                    answers.push(json!({ "index": clearance.index, "nonce": clearance.nonce,
-                                         "status": "refused", "code": code, "reason": reason }));
+                    ),
+                    Some(Err(other)) => refused("ledger_refused", other.to_string()),
+                    None => refused("internal", "no ledger result".to_owned()),
                 }
-                None => {
-                    refused_count += 1;
-                    answers.push(json!({ "index": clearance.index, "nonce": clearance.nonce,
-                                         "status": "refused", "code": "internal", "reason": "no ledger result" }));
-                }
-            },
+            }
             ItemOutcome::Refused {
                 index,
                 nonce,
                 refusal,
                 findings,
-            } => {
-                refused_count += 1;
-                let flags: Vec<&str> = findings.iter().map(|f| f.kind).collect();
-                answers.push(json!({ "index": index, "nonce": nonce, "status": "refused",
-                                     "code": refusal.code(), "reason": refusal.to_string(), "flags": flags }));
-            }
+            } => ItemAnswer {
+                index: *index,
+                nonce: nonce.clone(),
+                status: "refused",
+                code: Some(refusal.code()),
+                reason: Some(refusal.to_string()),
+                flags: Some(findings.iter().map(|f| f.kind).collect()),
+                ..ItemAnswer::default()
+            },
+        };
+        if answer.status == "posted" {
+            report.posted += 1;
+        } else {
+            report.refused += 1;
         }
+        report.results.push(answer);
     }
-    tracing::info!(merchant = %record.id, posted = posted_count, refused = refused_count, "microcheck deposit cleared");
-    Ok(json!({ "merchant": record.id, "posted": posted_count, "refused": refused_count, "results": answers }))
+    tracing::info!(merchant = %record.id, posted = report.posted, refused = report.refused, "microcheck deposit cleared");
+    Ok(report)
+}
+
+/// The answer to a deposit.
+#[derive(Debug, Serialize)]
+struct DepositReport {
+    merchant: String,
+    posted: usize,
+    refused: usize,
+    /// One per microcheck, in deposit order.
+    results: Vec<ItemAnswer>,
+}
+
+/// The fate of one deposited microcheck: `posted` (with its transfer, amount, whether it
+/// bounced, and fraud flags) or `refused` (with a code, the reason, and flags).
+#[derive(Debug, Default, Serialize)]
+struct ItemAnswer {
+    index: usize,
+    nonce: Option<String>,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transfer_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    amount: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bounced: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flags: Option<Vec<&'static str>>,
 }
 
 type LoadedState = (ClearingState, Option<UnixSeconds>);
