@@ -498,10 +498,17 @@ fn a_parse_cache_gives_what_parsing_gives() {
                 session.set_attribute(b"product", b"soda").unwrap();
                 session.add_action_authorizer(b"alice").unwrap();
                 let values = ComplianceValues::new(VALUES).unwrap();
-                session.query(&values, &mut SignatureCache::new()).unwrap().value
+                session
+                    .query(&values, &mut SignatureCache::new())
+                    .unwrap()
+                    .value
             };
             let expected = if amount == limit { 3 } else { 0 };
-            assert_eq!(answer(cached.clone()), expected, "limit {limit}, amount {amount}");
+            assert_eq!(
+                answer(cached.clone()),
+                expected,
+                "limit {limit}, amount {amount}"
+            );
             assert_eq!(answer(parsed.clone()), expected);
         }
     }

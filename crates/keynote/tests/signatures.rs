@@ -442,7 +442,11 @@ fn batch_verification_splits_failed_batches_and_verifies_repeats_once() {
         let bad = matches!(index % 100, 17 | 80);
         assert_eq!(result.is_err(), bad, "position {index}");
     }
-    assert_eq!(cache.len(), 100, "each distinct assertion verified and kept once");
+    assert_eq!(
+        cache.len(),
+        100,
+        "each distinct assertion verified and kept once"
+    );
 }
 
 #[test]

@@ -403,13 +403,15 @@ impl ClearingState {
     pub fn apply(&mut self, merchant: &MerchantAccount, clearance: &Clearance) {
         let merchant_id = &merchant.policy.merchant;
         let payer = clearance.payer();
-        self.deposited.insert(
-            clearance.nonce.clone(),
-            clearance.microcheck_sha256.clone(),
-        );
+        self.deposited
+            .insert(clearance.nonce.clone(), clearance.microcheck_sha256.clone());
         let day = self
             .payer_merchant_day
-            .entry((payer.to_owned(), merchant_id.clone(), clearance.date.clone()))
+            .entry((
+                payer.to_owned(),
+                merchant_id.clone(),
+                clearance.date.clone(),
+            ))
             .or_default();
         *day = day.saturating_add(1);
         let machine_day = self
@@ -560,8 +562,6 @@ pub const PREPARE_THREADS_MAX: usize = 16;
 pub struct Keys {
     /// Payer key fingerprints.
     pub payers: Vec<String>,
-    /// Nonces, each with its offer's date.
-    pub nonces: Vec<(String, String)>,
     /// Dates.
     pub dates: Vec<String>,
 }
@@ -691,8 +691,6 @@ pub fn keys(prepared: &[Prepared]) -> Keys {
             if payers.insert(payer.clone()) {
                 keys.payers.push(payer);
             }
-            keys.nonces
-                .push((terms.offer.nonce.clone(), terms.offer.date.clone()));
             if dates.insert(terms.offer.date.as_str()) {
                 keys.dates.push(terms.offer.date.clone());
             }
@@ -873,8 +871,13 @@ pub fn clear(
     let mut prepared: Vec<Option<Prepared>> = prepared.into_iter().map(Some).collect();
     let mut finishing: Vec<_> = outcomes.iter_mut().zip(prepared.iter_mut()).collect();
     par_for_each(&mut finishing, threads, |(outcome, item)| {
-        if let (ItemOutcome::Cleared(clearance), Some(Prepared { parsed: Ok((terms, _)), .. })) =
-            (&mut **outcome, &*item)
+        if let (
+            ItemOutcome::Cleared(clearance),
+            Some(Prepared {
+                parsed: Ok((terms, _)),
+                ..
+            }),
+        ) = (&mut **outcome, &*item)
         {
             clearance.records = item_records(clearance, &terms.offer, now);
         }
@@ -987,7 +990,11 @@ fn clear_one(
             discriminator: offer.date.clone(),
         });
     }
-    let recent = state.recent.get(&payer.name).map(Vec::as_slice).unwrap_or(&[]);
+    let recent = state
+        .recent
+        .get(&payer.name)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     for earlier in recent {
         if earlier.merchant == merchant_id {
             continue;

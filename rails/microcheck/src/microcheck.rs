@@ -36,7 +36,10 @@ pub fn write(payer: &PrivateKey, terms: &OfferTerms) -> Result<Assertion, Error>
 fn is_constant_for(name: &str, field: &str) -> bool {
     name.len() == field.len() + 3
         && name.starts_with("MC_")
-        && name.bytes().skip(3).eq(field.bytes().map(|b| b.to_ascii_uppercase()))
+        && name
+            .bytes()
+            .skip(3)
+            .eq(field.bytes().map(|b| b.to_ascii_uppercase()))
 }
 
 /// The first field in which the offer a microcheck states (its Local-Constants) differs from

@@ -21,9 +21,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use offpay_keynote::{Encoding, Principal, PrivateKey, SignatureCache};
 use offpay_ledger::{
-    AccountId, AccountKind, Amount, BalanceLimits, Batch, BatchRefusal, Currency, LedgerStore, NewAccount,
-    Operation, Outcome, RecordWrite, Refusal as LedgerRefusal, StoreError, Transfer, TransferId,
-    TransferKind,
+    AccountId, AccountKind, Amount, BATCH_OPERATIONS_MAX, BalanceLimits, Batch, BatchRefusal,
+    Currency, LedgerStore, NewAccount, Operation, Outcome, RecordWrite, Refusal as LedgerRefusal,
+    StoreError, Transfer, TransferId, TransferKind,
 };
 use offpay_microcheck::auth::{fingerprint, verify_statement};
 use offpay_microcheck::credential::{self, DelegationTemplate, TransactionTemplate};
@@ -707,7 +707,8 @@ fn authenticate(
     let signer = match verify_statement(&request.signature, purpose, &payload) {
         Ok(signer) => signer,
         Err(refusal) => {
-            let compact = request_payload(purpose, &request.who, request.time, &request.body_value()?);
+            let compact =
+                request_payload(purpose, &request.who, request.time, &request.body_value()?);
             if compact == payload {
                 return Err(refused(StatusCode::UNAUTHORIZED, &refusal));
             }
@@ -995,7 +996,7 @@ async fn clear_deposit(
                     ..ItemAnswer::default()
                 };
                 match posted.get(&clearance.index) {
-                    Some(Ok(())) => ItemAnswer {
+                    Some(Fate::Posted) => ItemAnswer {
                         index: clearance.index,
                         nonce: Some(clearance.nonce.clone()),
                         status: "posted",
@@ -1005,18 +1006,19 @@ async fn clear_deposit(
                         flags: Some(clearance.findings.iter().map(|f| f.kind).collect()),
                         ..ItemAnswer::default()
                     },
-                    Some(Err(LedgerRefusal::RecordVersionMismatch { .. })) => refused(
+                    Some(Fate::Spent(refusal)) => refused(&refusal.code(), refusal.to_string()),
+                    Some(Fate::Ledger(LedgerRefusal::RecordVersionMismatch { .. })) => refused(
                         "already_deposited",
                         format!("microcheck {} was already deposited", clearance.nonce),
                     ),
-                    Some(Err(LedgerRefusal::TransferConflict { .. })) => refused(
+                    Some(Fate::Ledger(LedgerRefusal::TransferConflict { .. })) => refused(
                         "replayed_nonce",
                         format!(
                             "nonce {} was deposited before with another microcheck",
                             clearance.nonce
                         ),
                     ),
-                    Some(Err(other)) => refused("ledger_refused", other.to_string()),
+                    Some(Fate::Ledger(other)) => refused("ledger_refused", other.to_string()),
                     None => refused("internal", "no ledger result".to_owned()),
                 }
             }
@@ -1106,15 +1108,6 @@ fn load_state(
         );
         names.insert(fingerprint.clone(), name.to_owned());
     }
-    for (nonce, date) in &keys.nonces {
-        if let Some(entry) = read_json::<Value>(store, &csc::nonce_key(merchant, date, nonce))? {
-            let hash = entry["microcheck_sha256"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            state.deposited.insert(nonce.clone(), hash);
-        }
-    }
     for name in names.values() {
         for date in &keys.dates {
             if let Some(entry) =
@@ -1174,12 +1167,17 @@ fn flag_operation(finding: &csc::Finding, now: UnixSeconds) -> Operation {
 /// change, written once ([`csc::state_records`]). Flags of refused microchecks and the
 /// merchant's last-deposit time go in a second batch of the same group commit.
 ///
-/// The ledger can still refuse the batch: the CSC decided on balances and records read before,
-/// and the operator API may have moved money since. The refusal names the operation that
-/// failed; its microcheck is refused with the ledger's reason and the others are posted again
-/// in one batch, with counters rebuilt from the state before the deposit plus exactly the
-/// microchecks in it (`ClearingState::apply`), until a batch posts. A refusal no microcheck
-/// explains posts the rest one at a time.
+/// Spent nonces are not read before clearing: each microcheck's nonce record is create-only, so
+/// the ledger refuses a batch holding a nonce deposited before. Then, and only then, the nonce
+/// records of the whole deposit are read, and every microcheck whose nonce is spent is refused —
+/// `already_deposited` when the same microcheck was deposited, `replayed_nonce` when another was.
+///
+/// The ledger can refuse the batch for other reasons too: the CSC decided on balances read
+/// before, and the operator API may have moved money since. The refusal names the operation
+/// that failed; its microcheck is refused with the ledger's reason. After any refusal the
+/// others are posted again in one batch, with counters rebuilt from the state before the deposit
+/// plus exactly the microchecks in it (`ClearingState::apply`), until a batch posts. A refusal
+/// no microcheck explains posts the rest one at a time.
 struct Poster<'a> {
     state: &'a AppState,
     merchant: &'a MerchantAccount,
@@ -1187,8 +1185,19 @@ struct Poster<'a> {
     now: UnixSeconds,
 }
 
-/// The ledger's answer for each cleared microcheck, by deposit index.
-type Posted = HashMap<usize, Result<(), LedgerRefusal>>;
+/// What became of a cleared microcheck.
+#[derive(Debug)]
+enum Fate {
+    /// Posted.
+    Posted,
+    /// Refused by the ledger.
+    Ledger(LedgerRefusal),
+    /// Its nonce was spent: refused by the CSC's rule once the ledger pointed at it.
+    Spent(Refusal),
+}
+
+/// The fate of each cleared microcheck, by deposit index.
+type Posted = HashMap<usize, Fate>;
 
 impl Poster<'_> {
     async fn post(
@@ -1198,7 +1207,7 @@ impl Poster<'_> {
         cleared_state: &ClearingState,
         record: &MerchantRecord,
     ) -> Result<Posted, ApiError> {
-        let mut cleared: Vec<&Clearance> = outcomes
+        let cleared: Vec<&Clearance> = outcomes
             .iter()
             .filter_map(|outcome| match outcome {
                 ItemOutcome::Cleared(clearance) => Some(clearance.as_ref()),
@@ -1219,28 +1228,73 @@ impl Poster<'_> {
             &json!({ "at": self.now.0 }),
             None,
         ));
-        let (batch, owners) = self.batch(&cleared, cleared_state)?;
-        let results = self
-            .state
-            .ledger
-            .commit(
-                vec![
-                    batch,
-                    Batch {
-                        operations: side,
-                    },
-                ],
-                crate::now(),
+        let mut side = Some(Batch { operations: side });
+        let chunks = chunks(&cleared);
+        let mut posted = Posted::new();
+        if chunks.len() == 1 {
+            // The usual case: `clear` already brought the state up to date with exactly these.
+            self.post_chunk(
+                &cleared,
+                initial,
+                cleared_state,
+                side.take(),
+                record,
+                &mut posted,
             )
             .await?;
+            return Ok(posted);
+        }
+        let mut base = initial.clone();
+        for chunk in chunks {
+            let mut state = base.clone();
+            for clearance in chunk {
+                state.apply(self.merchant, clearance);
+            }
+            self.post_chunk(chunk, &base, &state, side.take(), record, &mut posted)
+                .await?;
+            for clearance in chunk {
+                if matches!(posted.get(&clearance.index), Some(Fate::Posted)) {
+                    base.apply(self.merchant, clearance);
+                }
+            }
+        }
+        if let Some(side) = side {
+            self.commit_side(side, record).await?;
+        }
+        Ok(posted)
+    }
+
+    async fn commit_side(&self, side: Batch, record: &MerchantRecord) -> Result<(), ApiError> {
+        if let Err(refusal) = self.commit_one(side).await? {
+            tracing::error!(merchant = %record.id, error = %refusal.reason, "microcheck deposit: flags and last-deposit record refused");
+        }
+        Ok(())
+    }
+
+    /// Posts one batch's worth of cleared microchecks on top of `base` (the state with
+    /// everything posted before them); `state` is `base` with all of `chunk` applied. `side`,
+    /// when given, commits in the same group as the first attempt.
+    async fn post_chunk(
+        &self,
+        chunk: &[&Clearance],
+        base: &ClearingState,
+        state: &ClearingState,
+        side: Option<Batch>,
+        record: &MerchantRecord,
+        posted: &mut Posted,
+    ) -> Result<(), ApiError> {
+        let mut cleared: Vec<&Clearance> = chunk.to_vec();
+        let (batch, owners) = self.batch(&cleared, state)?;
+        let mut batches = vec![batch];
+        batches.extend(side);
+        let results = self.state.ledger.commit(batches, crate::now()).await?;
         if let Some(Err(refusal)) = results.get(1) {
             tracing::error!(merchant = %record.id, error = %refusal.reason, "microcheck deposit: flags and last-deposit record refused");
         }
-        let mut posted = Posted::new();
         let mut refusal = match results.into_iter().next() {
             Some(Ok(_)) => {
-                posted.extend(cleared.iter().map(|c| (c.index, Ok(()))));
-                return Ok(posted);
+                posted.extend(cleared.iter().map(|c| (c.index, Fate::Posted)));
+                return Ok(());
             }
             Some(Err(refusal)) => refusal,
             None => {
@@ -1253,26 +1307,51 @@ impl Poster<'_> {
         };
         let mut owners = owners;
         loop {
-            tracing::warn!(merchant = %record.id, error = %refusal.reason, "microcheck deposit: the ledger refused a batch; posting again without the microcheck it names");
-            match owners.get(refusal.index).copied().flatten() {
-                Some(position) => {
-                    posted.insert(cleared[position].index, Err(refusal.reason));
-                    cleared.remove(position);
+            let spent = match (
+                &refusal.reason,
+                owners.get(refusal.index).copied().flatten(),
+            ) {
+                (LedgerRefusal::RecordVersionMismatch { .. }, Some(_)) => {
+                    self.spent_nonces(&cleared).await?
                 }
-                None => return self.post_each(&cleared, initial, posted).await,
+                _ => HashMap::new(),
+            };
+            if spent.is_empty() {
+                tracing::warn!(merchant = %record.id, error = %refusal.reason, "microcheck deposit: the ledger refused a batch; posting again without the microcheck it names");
+                match owners.get(refusal.index).copied().flatten() {
+                    Some(position) => {
+                        posted.insert(cleared[position].index, Fate::Ledger(refusal.reason));
+                        cleared.remove(position);
+                    }
+                    None => return self.post_each(&cleared, base, posted).await,
+                }
+            } else {
+                tracing::info!(merchant = %record.id, spent = spent.len(), "microcheck deposit: refusing microchecks whose nonce was deposited before");
+                let mut position = 0;
+                cleared.retain(|clearance| {
+                    let keep = match spent.get(&position) {
+                        Some(refusal) => {
+                            posted.insert(clearance.index, Fate::Spent(refusal.clone()));
+                            false
+                        }
+                        None => true,
+                    };
+                    position += 1;
+                    keep
+                });
             }
             if cleared.is_empty() {
-                return Ok(posted);
+                return Ok(());
             }
-            let mut state = initial.clone();
+            let mut state = base.clone();
             for clearance in &cleared {
                 state.apply(self.merchant, clearance);
             }
             let (batch, next_owners) = self.batch(&cleared, &state)?;
             match self.commit_one(batch).await? {
                 Ok(()) => {
-                    posted.extend(cleared.iter().map(|c| (c.index, Ok(()))));
-                    return Ok(posted);
+                    posted.extend(cleared.iter().map(|c| (c.index, Fate::Posted)));
+                    return Ok(());
                 }
                 Err(next) => {
                     refusal = next;
@@ -1286,25 +1365,68 @@ impl Poster<'_> {
     async fn post_each(
         &self,
         cleared: &[&Clearance],
-        initial: &ClearingState,
-        mut posted: Posted,
-    ) -> Result<Posted, ApiError> {
-        let mut state = initial.clone();
+        base: &ClearingState,
+        posted: &mut Posted,
+    ) -> Result<(), ApiError> {
+        let mut state = base.clone();
         for clearance in cleared {
             let mut next = state.clone();
             next.apply(self.merchant, clearance);
             let (batch, _) = self.batch(std::slice::from_ref(clearance), &next)?;
             match self.commit_one(batch).await? {
                 Ok(()) => {
-                    posted.insert(clearance.index, Ok(()));
+                    posted.insert(clearance.index, Fate::Posted);
                     state = next;
                 }
                 Err(refusal) => {
-                    posted.insert(clearance.index, Err(refusal.reason));
+                    posted.insert(clearance.index, Fate::Ledger(refusal.reason));
                 }
             }
         }
-        Ok(posted)
+        Ok(())
+    }
+
+    /// Reads the nonce records of `cleared` and returns, by position, the refusal of each
+    /// microcheck whose nonce is spent.
+    async fn spent_nonces(
+        &self,
+        cleared: &[&Clearance],
+    ) -> Result<HashMap<usize, Refusal>, ApiError> {
+        let merchant = self.merchant.policy.merchant.clone();
+        let keys: Vec<(String, String)> = cleared
+            .iter()
+            .map(|c| {
+                (
+                    csc::nonce_key(&merchant, &c.date, &c.nonce),
+                    c.microcheck_sha256.clone(),
+                )
+            })
+            .collect();
+        let spent = self
+            .state
+            .ledger
+            .read(move |store| {
+                let mut spent = Vec::new();
+                for (position, (key, hash)) in keys.iter().enumerate() {
+                    if let Some(record) = read_json::<csc::NonceRecord>(store, key)? {
+                        spent.push((position, record.microcheck_sha256 == *hash));
+                    }
+                }
+                Ok(spent)
+            })
+            .await?;
+        Ok(spent
+            .into_iter()
+            .map(|(position, same)| {
+                let nonce = cleared[position].nonce.clone();
+                let refusal = if same {
+                    Refusal::AlreadyDeposited { nonce }
+                } else {
+                    Refusal::ReplayedNonce { nonce }
+                };
+                (position, refusal)
+            })
+            .collect())
     }
 
     async fn commit_one(&self, batch: Batch) -> Result<Result<(), BatchRefusal>, ApiError> {
@@ -1388,6 +1510,31 @@ impl Poster<'_> {
     }
 }
 
+/// Most ledger operations a cleared microcheck can bring into a batch, besides its findings: its
+/// transfer and two records, and at most four shared records (its payer's day counter, recent
+/// purchases and bounce count, its date's machine counter).
+const OPERATIONS_PER_MICROCHECK_MAX: usize = 7;
+/// Room kept in each batch for the operator accounts a bounce brings.
+const BATCH_RESERVE: usize = 8;
+
+/// Splits `cleared` into runs that each fit in one ledger batch.
+fn chunks<'a, 'b>(cleared: &'b [&'a Clearance]) -> Vec<&'b [&'a Clearance]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut operations) = (0, BATCH_RESERVE);
+    for (position, clearance) in cleared.iter().enumerate() {
+        let needed = OPERATIONS_PER_MICROCHECK_MAX + clearance.findings.len();
+        if operations + needed > BATCH_OPERATIONS_MAX && position > start {
+            chunks.push(&cleared[start..position]);
+            (start, operations) = (position, BATCH_RESERVE);
+        }
+        operations += needed;
+    }
+    if start < cleared.len() {
+        chunks.push(&cleared[start..]);
+    }
+    chunks
+}
+
 fn put_change(change: &csc::RecordChange) -> Operation {
     Operation::PutRecord(RecordWrite {
         namespace: NAMESPACE.to_owned(),
@@ -1395,4 +1542,62 @@ fn put_change(change: &csc::RecordChange) -> Operation {
         value: Some(change.value.clone()),
         expected_version: change.create_only.then_some(0),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clearance(index: usize, findings: usize) -> Clearance {
+        Clearance {
+            index,
+            nonce: format!("{index:032x}"),
+            transfer_id: csc::transfer_id("vm-1", &format!("{index:032x}")),
+            debit: Debit::Payer("alice".into()),
+            merchant: "vm-1".into(),
+            amount: Amount::from_minor(83, Currency::KES).unwrap_or_else(|_| unreachable!()),
+            memo: String::new(),
+            payer_fingerprint: String::new(),
+            date: "20261122".into(),
+            time: UnixSeconds(0),
+            microcheck_sha256: String::new(),
+            credential_serial: None,
+            records: Vec::new(),
+            findings: (0..findings)
+                .map(|_| csc::Finding {
+                    kind: "machine_day_volume",
+                    subject: "vm-1".into(),
+                    summary: String::new(),
+                    evidence: Value::Null,
+                    discriminator: String::new(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_large_deposit_is_posted_in_batches_the_ledger_takes() {
+        for (count, findings) in [(1, 0), (1000, 0), (4096, 0), (4096, 3)] {
+            let all: Vec<Clearance> = (0..count).map(|i| clearance(i, findings)).collect();
+            let cleared: Vec<&Clearance> = all.iter().collect();
+            let parts = chunks(&cleared);
+            let mut next = 0;
+            for part in &parts {
+                assert!(!part.is_empty());
+                assert_eq!(part[0].index, next, "in order, nothing skipped");
+                next += part.len();
+                let operations = BATCH_RESERVE
+                    + part
+                        .iter()
+                        .map(|c| OPERATIONS_PER_MICROCHECK_MAX + c.findings.len())
+                        .sum::<usize>();
+                assert!(operations <= BATCH_OPERATIONS_MAX, "{operations}");
+            }
+            assert_eq!(next, count);
+            if count <= 1000 && findings == 0 {
+                assert_eq!(parts.len(), 1, "a usual deposit is one batch");
+            }
+        }
+        assert!(chunks(&[]).is_empty());
+    }
 }

@@ -1,0 +1,337 @@
+//! How the CSC posts a deposit, through the router against SQLite: one ledger batch for the
+//! deposit with its counters written once; spent nonces found only when the ledger refuses;
+//! a ledger refusal that names one microcheck refuses it alone and posts the rest with counters
+//! that count exactly what posted.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a failed unwrap is a failed test"
+)]
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use offpay_keynote::{Encoding, PrivateKey};
+use offpay_ledger::{AccountId, BalanceLimits, Batch, Operation};
+use offpay_microcheck::auth::sign_statement;
+use offpay_microcheck::csc::{DepositBody, DepositItem};
+use offpay_microcheck::{Offer, UnixSeconds};
+use offpay_server::config::{Overrides, ServerConfig};
+use offpay_server::rails::microcheck::{NAMESPACE, request_payload};
+use offpay_server::{AppState, Server, router};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Harness {
+    _directory: tempfile::TempDir,
+    state: Arc<AppState>,
+    token: String,
+    payer: PrivateKey,
+    credential: String,
+    merchant: PrivateKey,
+    issued_at: UnixSeconds,
+}
+
+fn now() -> UnixSeconds {
+    UnixSeconds(offpay_server::now().0 / 1000)
+}
+
+fn identifier(key: &PrivateKey) -> String {
+    String::from_utf8(key.principal().to_identifier(Encoding::Base64)).unwrap()
+}
+
+fn signed(key: &PrivateKey, purpose: &str, who: &str, body: Value) -> Value {
+    let time = now().0;
+    let payload = request_payload(purpose, who, time, &body);
+    let signature = sign_statement(key, purpose, &payload).unwrap();
+    json!({ "who": who, "time": time, "signature": signature, "body": body })
+}
+
+impl Harness {
+    async fn start() -> Harness {
+        let directory = tempfile::tempdir().unwrap();
+        let config = ServerConfig::resolve(
+            Overrides {
+                data_dir: Some(directory.path().to_owned()),
+                listen: Some("127.0.0.1:0".into()),
+                ..Overrides::default()
+            },
+            &|_| None,
+        )
+        .unwrap();
+        let server = Server::start(config.clone()).await.unwrap();
+        let token = std::fs::read_to_string(config.token_path())
+            .unwrap()
+            .trim()
+            .to_owned();
+        let mut harness = Harness {
+            _directory: directory,
+            state: server.state(),
+            token,
+            payer: PrivateKey::ed25519_from_seed(&[41; 32]),
+            credential: String::new(),
+            merchant: PrivateKey::ed25519_from_seed(&[42; 32]),
+            issued_at: now(),
+        };
+        let strategy = json!({
+            "version": 1, "app_domain": "vend", "currency": "KES",
+            "tiers": [{ "name": "test", "amount_max": "5.00", "validity_seconds": 86_400,
+                        "per_merchant_day_max": 50 }],
+            "merchant_validity_seconds": 86_400, "adulthood_validity_seconds": 86_400,
+            "transaction_amount_max": "0", "transaction_validity_seconds": 900,
+            "machine_day_purchases_max": 1000, "travel_speed_kmh_max": 300,
+        });
+        harness
+            .operator("/api/v1/microcheck/strategy", strategy)
+            .await;
+        let payer_key = identifier(&harness.payer);
+        harness
+            .operator(
+                "/api/v1/microcheck/payers",
+                json!({ "name": "alice", "key": payer_key }),
+            )
+            .await;
+        harness
+            .operator(
+                "/api/v1/transfers",
+                json!({ "transfers": [{ "id": "fund:alice", "debit_account": "operator:float",
+                         "credit_account": "mc:payer:alice", "amount": "20.00" }] }),
+            )
+            .await;
+        let merchant_key = identifier(&harness.merchant);
+        harness
+            .operator(
+                "/api/v1/microcheck/merchants",
+                json!({ "id": "vm-1", "key": merchant_key }),
+            )
+            .await;
+        let (status, answer) = harness
+            .call(
+                "/microcheck/v1/payer/refresh",
+                None,
+                signed(&harness.payer, "refresh", "alice", json!({})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        harness.credential = answer["credentials"][0].as_str().unwrap().to_owned();
+        harness
+    }
+
+    async fn call(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        let mut request = Request::builder()
+            .method("POST")
+            .uri(path)
+            .header("content-type", "application/json");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let response = router(self.state.clone())
+            .oneshot(request.body(Body::from(body.to_string())).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn operator(&self, path: &str, body: Value) -> Value {
+        let (status, answer) = self.call(path, Some(&self.token), body).await;
+        assert!(status.is_success(), "{path}: {status} {answer}");
+        answer
+    }
+
+    /// A microcheck by alice at vm-1, `seconds` after her credential was issued.
+    fn item(&self, nonce: u8, product: &str, seconds: u64) -> DepositItem {
+        let time = self.issued_at.plus(seconds);
+        let offer = Offer {
+            merchant: "vm-1".into(),
+            currency: "KES".into(),
+            product: product.into(),
+            product_class: "drink".into(),
+            date: time.date(),
+            timestamp: time.stamp(),
+            amount: "0.83".into(),
+            app_domain: "vend".into(),
+            nonce: format!("{nonce:032x}"),
+        };
+        let check =
+            offpay_microcheck::microcheck::write(&self.payer, &offer.terms().unwrap()).unwrap();
+        DepositItem {
+            offer,
+            microcheck: String::from_utf8(check.text().to_vec()).unwrap(),
+            credentials: vec![self.credential.clone()],
+        }
+    }
+
+    /// Deposits `items` as vm-1; the code of each result (`posted` when it posted).
+    async fn deposit(&self, items: &[DepositItem]) -> Vec<String> {
+        let body = serde_json::to_value(DepositBody::pack(items)).unwrap();
+        let (status, answer) = self
+            .call(
+                "/microcheck/v1/deposit",
+                None,
+                signed(&self.merchant, "deposit", "vm-1", body),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        answer["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["code"].as_str().unwrap_or("posted").to_owned())
+            .collect()
+    }
+
+    async fn record(&self, key: String) -> Option<Value> {
+        self.state
+            .ledger
+            .read(move |store| store.record(NAMESPACE, &key))
+            .await
+            .unwrap()
+            .map(|record| serde_json::from_slice(&record.value).unwrap())
+    }
+
+    async fn count(&self, key: String) -> u64 {
+        self.record(key)
+            .await
+            .map_or(0, |value| value["count"].as_u64().unwrap())
+    }
+
+    /// The day counters and recent purchases as the CSC will read them next.
+    async fn counters(&self) -> (u64, u64, usize) {
+        let date = self.issued_at.date();
+        let payer_day = self.count(format!("pmday:alice:vm-1:{date}")).await;
+        let machine_day = self.count(format!("mday:vm-1:{date}")).await;
+        let recent = self
+            .record("recent:alice".into())
+            .await
+            .map_or(0, |value| value.as_array().unwrap().len());
+        (payer_day, machine_day, recent)
+    }
+
+    async fn balance(&self, account: &str) -> i64 {
+        let account = AccountId::new(account).unwrap();
+        self.state
+            .ledger
+            .read(move |store| store.account(&account))
+            .await
+            .unwrap()
+            .unwrap()
+            .balance()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposit_posts_whole_with_its_counters_written_once() {
+    let harness = Harness::start().await;
+    let items: Vec<DepositItem> = (1..=3).map(|n| harness.item(n, "soda", 60)).collect();
+    assert_eq!(harness.deposit(&items).await, ["posted"; 3]);
+    assert_eq!(harness.counters().await, (3, 3, 3));
+    assert_eq!(harness.balance("mc:merchant:vm-1").await, 249);
+    assert_eq!(harness.balance("mc:payer:alice").await, 2000 - 249);
+    // Each microcheck's own nonce record holds the hash of the microcheck deposited.
+    let date = harness.issued_at.date();
+    let nonce = harness
+        .record(format!("nonce:vm-1:{date}:{:032x}", 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        nonce["microcheck_sha256"],
+        offpay_microcheck::csc::microcheck_hash(&items[0].microcheck)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spent_nonces_are_refused_and_the_rest_post() {
+    let harness = Harness::start().await;
+    let first = [harness.item(1, "soda", 60), harness.item(2, "soda", 61)];
+    assert_eq!(harness.deposit(&first).await, ["posted"; 2]);
+    // The machine sends the first one again, a fresh one, and a different microcheck that
+    // reuses the second one's nonce on the same day.
+    let again = [
+        first[0].clone(),
+        harness.item(3, "soda", 62),
+        harness.item(2, "water", 63),
+    ];
+    assert_eq!(
+        harness.deposit(&again).await,
+        ["already_deposited", "posted", "replayed_nonce"]
+    );
+    assert_eq!(
+        harness.counters().await,
+        (3, 3, 3),
+        "only what posted counts"
+    );
+    assert_eq!(harness.balance("mc:merchant:vm-1").await, 3 * 83);
+    // A whole deposit sent twice: every microcheck refused, nothing moves.
+    assert_eq!(harness.deposit(&again[..2]).await, ["already_deposited"; 2]);
+    assert_eq!(harness.balance("mc:merchant:vm-1").await, 3 * 83);
+    assert_eq!(harness.counters().await, (3, 3, 3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_refusal_refuses_one_microcheck_and_counts_exactly_the_rest() {
+    let harness = Harness::start().await;
+    // The operator caps the machine's account at 1.00: only one 0.83 sale fits.
+    harness
+        .state
+        .ledger
+        .commit(
+            vec![Batch {
+                operations: vec![Operation::SetLimits {
+                    account: AccountId::new("mc:merchant:vm-1").unwrap(),
+                    limits: BalanceLimits {
+                        balance_min: Some(0),
+                        balance_max: Some(100),
+                    },
+                }],
+            }],
+            offpay_server::now(),
+        )
+        .await
+        .unwrap()
+        .pop()
+        .unwrap()
+        .unwrap();
+    let items: Vec<DepositItem> = (1..=3).map(|n| harness.item(n, "soda", 60)).collect();
+    let codes = harness.deposit(&items).await;
+    assert_eq!(codes, ["posted", "ledger_refused", "ledger_refused"]);
+    assert_eq!(harness.balance("mc:merchant:vm-1").await, 83);
+    assert_eq!(harness.balance("mc:payer:alice").await, 2000 - 83);
+    assert_eq!(
+        harness.counters().await,
+        (1, 1, 1),
+        "counters count what posted"
+    );
+    // Once the cap is lifted the refused ones deposit: their nonces were never spent.
+    harness
+        .state
+        .ledger
+        .commit(
+            vec![Batch {
+                operations: vec![Operation::SetLimits {
+                    account: AccountId::new("mc:merchant:vm-1").unwrap(),
+                    limits: BalanceLimits {
+                        balance_min: Some(0),
+                        balance_max: None,
+                    },
+                }],
+            }],
+            offpay_server::now(),
+        )
+        .await
+        .unwrap()
+        .pop()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        harness.deposit(&items).await,
+        ["already_deposited", "posted", "posted"]
+    );
+    assert_eq!(harness.counters().await, (3, 3, 3));
+}
