@@ -234,16 +234,22 @@ async fn a_deposit_posts_whole_with_its_counters_written_once() {
     assert_eq!(harness.counters().await, (3, 3, 3));
     assert_eq!(harness.balance("mc:merchant:vm-1").await, 249);
     assert_eq!(harness.balance("mc:payer:alice").await, 2000 - 249);
-    // Each microcheck's own nonce record holds the hash of the microcheck deposited.
-    let date = harness.issued_at.date();
-    let nonce = harness
-        .record(format!("nonce:vm-1:{date}:{:032x}", 1))
+    // Each microcheck's charge record (its proof of deposit) holds the hash of the microcheck.
+    let offer = &items[0].offer;
+    let charge = harness
+        .record(offpay_microcheck::csc::charge_key(
+            "alice",
+            &offer.timestamp,
+            "vm-1",
+            &offer.nonce,
+        ))
         .await
         .unwrap();
     assert_eq!(
-        nonce["microcheck_sha256"],
+        charge["microcheck_sha256"],
         offpay_microcheck::csc::microcheck_hash(&items[0].microcheck)
     );
+    assert_eq!(charge["amount"], "0.83");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -70,14 +70,16 @@ fn fixture(rsa: bool) -> Fixture {
     Fixture { pa, payers }
 }
 
-/// A deposit of fresh microchecks, the machine's sales of day `round`, with random nonces as a
-/// machine draws them.
+/// A deposit of fresh microchecks, a machine's sales from day `32 × round` on, with random
+/// nonces as a machine draws them.
 fn deposit(fixture: &Fixture, round: u64) -> Vec<DepositItem> {
     (0..DEPOSIT)
         .map(|i| {
             let (key, credential) = &fixture.payers[i % fixture.payers.len()];
-            // 50 purchases per payer in the day, well inside the credential's 100.
-            let time = START.plus(round * 86_400 + i as u64 * 60);
+            // At most 50 purchases per payer a day, well inside the credential's 100: with one
+            // payer (the RSA fixture) a deposit spans 20 days; each deposit starts a new month.
+            let day = round * 32 + ((i / fixture.payers.len()) / 50) as u64;
+            let time = START.plus(day * 86_400 + (i % 1000) as u64 * 60);
             let nonce: [u8; 16] = rand::random();
             let offer = Offer {
                 merchant: "vm-1".into(),
@@ -205,7 +207,11 @@ fn ledger_batches(outcomes: &[ItemOutcome], state: &ClearingState) -> Vec<Batch>
         }));
         operations.extend(clearance.records.iter().map(put));
     }
-    operations.extend(csc::state_records(state, "vm-1", cleared.iter().copied()).iter().map(put));
+    operations.extend(
+        csc::state_records(state, "vm-1", cleared.iter().copied())
+            .iter()
+            .map(put),
+    );
     vec![Batch { operations }]
 }
 

@@ -14,7 +14,8 @@
 //! Postings and record writes are plain data with deterministic ids, so a retried deposit maps
 //! onto the same ledger transfers and records and posts once.
 //!
-//! Each cleared microcheck carries only its own records (its nonce and the payer's charge); the
+//! Each cleared microcheck carries only its own record (the payer's charge, which also spends
+//! its nonce); the
 //! counters and recent purchases it changes belong to the deposit, and [`state_records`] writes
 //! them once for any set of cleared microchecks, from a [`ClearingState`] that
 //! [`ClearingState::apply`] brought up to date with exactly that set. A caller can so post a
@@ -275,28 +276,8 @@ pub struct RecordChange {
     pub create_only: bool,
 }
 
-/// The nonce record (`nonce:<merchant>:<nonce>`): the nonce is spent, by which microcheck.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NonceRecord {
-    /// Format version (1).
-    pub v: u32,
-    /// Payer name.
-    pub payer: String,
-    /// Amount, as in the offer.
-    pub amount: String,
-    /// Currency, as in the offer.
-    pub currency: String,
-    /// SHA-256 of the microcheck's text, hex.
-    pub microcheck_sha256: String,
-    /// The ledger transfer.
-    pub transfer_id: String,
-    /// When it was deposited (`YYYYMMDDHHMMSS`).
-    pub deposited: String,
-    /// Paid from suspense because the payer could not cover it.
-    pub bounced: bool,
-}
-
-/// A charge on the payer's statement (`charge:<payer>:<timestamp>:<merchant>:<nonce>`).
+/// A charge on the payer's statement, and the proof that its nonce is spent
+/// (`charge:<payer>:<timestamp>:<merchant>:<nonce>`, see [`charge_key`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChargeRecord {
     /// Format version (1).
@@ -319,6 +300,11 @@ pub struct ChargeRecord {
     pub bounced: bool,
     /// Serial of the payment credential that covered it, when it is in this rail's format.
     pub credential_serial: Option<String>,
+    /// SHA-256 of the microcheck's text, hex: tells a second deposit of this microcheck from
+    /// another microcheck reusing its nonce.
+    pub microcheck_sha256: String,
+    /// When it was deposited (`YYYYMMDDHHMMSS`).
+    pub deposited: String,
 }
 
 /// A counter record (`pmday:…`, `mday:…`, `bounces:…`).
@@ -369,13 +355,15 @@ pub struct Clearance {
     pub payer_fingerprint: String,
     /// The offer's date (`YYYYMMDD`).
     pub date: String,
+    /// The offer's timestamp (`YYYYMMDDHHMMSS`), as written.
+    pub timestamp: String,
     /// The offer's time.
     pub time: UnixSeconds,
     /// SHA-256 of the microcheck's text, hex.
     pub microcheck_sha256: String,
     /// Serial of the payment credential that covered it, when it is in this rail's format.
     pub credential_serial: Option<String>,
-    /// This microcheck's own records: the nonce (create-only) and the payer's charge.
+    /// This microcheck's own record: the payer's charge (create-only).
     pub records: Vec<RecordChange>,
     /// Findings.
     pub findings: Vec<Finding>,
@@ -461,13 +449,14 @@ pub fn bounces_key(payer: &str) -> String {
     format!("bounces:{payer}")
 }
 
-/// Key of a spent nonce. The nonce is random, so the key leads with the merchant and the
-/// offer's date: a deposit's nonce records then land together in the ledger's record index
-/// instead of one page each all over it. A microcheck fixes its date, so a second deposit of it
-/// finds the record; another microcheck reusing a nonce on another day would reuse the transfer
-/// id (derived from merchant and nonce alone), which the ledger refuses.
-pub fn nonce_key(merchant: &str, date: &str, nonce: &str) -> String {
-    format!("nonce:{merchant}:{date}:{nonce}")
+/// Key of a cleared microcheck's charge record. Every part of it is fixed by the signed
+/// microcheck (its payer, time, merchant and nonce), so a second deposit of the microcheck meets
+/// the record, which is written create-only; another microcheck reusing the nonce needs the
+/// same transfer id (derived from merchant and nonce alone) with other terms, which the ledger
+/// refuses. Keys lead with the payer and the time, so a payer's statement is one range, and a
+/// deposit's records land in few places of the ledger's record index.
+pub fn charge_key(payer: &str, timestamp: &str, merchant: &str, nonce: &str) -> String {
+    format!("charge:{payer}:{timestamp}:{merchant}:{nonce}")
 }
 
 /// The shared records the microchecks `cleared` (all of `merchant`) change, as they stand in
@@ -1063,6 +1052,7 @@ fn clear_one(
         memo: pre.memo,
         payer_fingerprint,
         date: offer.date.clone(),
+        timestamp: offer.timestamp.clone(),
         time: terms.time,
         microcheck_sha256: hash,
         credential_serial: approval.credential.and_then(|c| c.serial.clone()),
@@ -1071,45 +1061,27 @@ fn clear_one(
     })
 }
 
-/// A cleared microcheck's own records: the spent nonce (create-only, so the ledger itself
-/// refuses a second deposit) and the payer's charge.
+/// A cleared microcheck's own record: the payer's charge, written create-only so that the ledger
+/// refuses a second deposit of it.
 fn item_records(clearance: &Clearance, offer: &Offer, now: UnixSeconds) -> Vec<RecordChange> {
     let merchant = &clearance.merchant;
     let payer = clearance.payer();
-    let bounced = clearance.bounced();
-    vec![
-        RecordChange {
-            key: nonce_key(merchant, &offer.date, &offer.nonce),
-            value: json_bytes(&NonceRecord {
-                v: 1,
-                payer: payer.to_owned(),
-                amount: offer.amount.clone(),
-                currency: offer.currency.clone(),
-                microcheck_sha256: clearance.microcheck_sha256.clone(),
-                transfer_id: clearance.transfer_id.clone(),
-                deposited: now.stamp(),
-                bounced,
-            }),
-            create_only: true,
-        },
-        RecordChange {
-            key: format!(
-                "charge:{payer}:{}:{merchant}:{}",
-                offer.timestamp, offer.nonce
-            ),
-            value: json_bytes(&ChargeRecord {
-                v: 1,
-                merchant: merchant.clone(),
-                nonce: offer.nonce.clone(),
-                product: offer.product.clone(),
-                amount: offer.amount.clone(),
-                currency: offer.currency.clone(),
-                timestamp: offer.timestamp.clone(),
-                transfer_id: clearance.transfer_id.clone(),
-                bounced,
-                credential_serial: clearance.credential_serial.clone(),
-            }),
-            create_only: true,
-        },
-    ]
+    vec![RecordChange {
+        key: charge_key(payer, &offer.timestamp, merchant, &offer.nonce),
+        value: json_bytes(&ChargeRecord {
+            v: 1,
+            merchant: merchant.clone(),
+            nonce: offer.nonce.clone(),
+            product: offer.product.clone(),
+            amount: offer.amount.clone(),
+            currency: offer.currency.clone(),
+            timestamp: offer.timestamp.clone(),
+            transfer_id: clearance.transfer_id.clone(),
+            bounced: clearance.bounced(),
+            credential_serial: clearance.credential_serial.clone(),
+            microcheck_sha256: clearance.microcheck_sha256.clone(),
+            deposited: now.stamp(),
+        }),
+        create_only: true,
+    }]
 }

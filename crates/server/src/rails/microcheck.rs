@@ -1167,10 +1167,11 @@ fn flag_operation(finding: &csc::Finding, now: UnixSeconds) -> Operation {
 /// change, written once ([`csc::state_records`]). Flags of refused microchecks and the
 /// merchant's last-deposit time go in a second batch of the same group commit.
 ///
-/// Spent nonces are not read before clearing: each microcheck's nonce record is create-only, so
-/// the ledger refuses a batch holding a nonce deposited before. Then, and only then, the nonce
-/// records of the whole deposit are read, and every microcheck whose nonce is spent is refused —
-/// `already_deposited` when the same microcheck was deposited, `replayed_nonce` when another was.
+/// Spent nonces are not read before clearing: each microcheck's charge record is create-only,
+/// so the ledger refuses a batch holding a microcheck deposited before, and a transfer id (from
+/// merchant and nonce) reused with other terms. On the first, and only then, the charge records
+/// of the batch are read, and every microcheck already deposited is refused
+/// (`already_deposited`); on the second the microcheck is refused as `replayed_nonce`.
 ///
 /// The ledger can refuse the batch for other reasons too: the CSC decided on balances read
 /// before, and the operator API may have moved money since. The refusal names the operation
@@ -1386,8 +1387,8 @@ impl Poster<'_> {
         Ok(())
     }
 
-    /// Reads the nonce records of `cleared` and returns, by position, the refusal of each
-    /// microcheck whose nonce is spent.
+    /// Reads the charge records of `cleared` and returns, by position, the refusal of each
+    /// microcheck deposited before.
     async fn spent_nonces(
         &self,
         cleared: &[&Clearance],
@@ -1396,10 +1397,8 @@ impl Poster<'_> {
         let keys: Vec<(String, String)> = cleared
             .iter()
             .map(|c| {
-                (
-                    csc::nonce_key(&merchant, &c.date, &c.nonce),
-                    c.microcheck_sha256.clone(),
-                )
+                let key = csc::charge_key(c.payer(), &c.timestamp, &merchant, &c.nonce);
+                (key, c.microcheck_sha256.clone())
             })
             .collect();
         let spent = self
@@ -1408,7 +1407,7 @@ impl Poster<'_> {
             .read(move |store| {
                 let mut spent = Vec::new();
                 for (position, (key, hash)) in keys.iter().enumerate() {
-                    if let Some(record) = read_json::<csc::NonceRecord>(store, key)? {
+                    if let Some(record) = read_json::<csc::ChargeRecord>(store, key)? {
                         spent.push((position, record.microcheck_sha256 == *hash));
                     }
                 }
@@ -1484,6 +1483,11 @@ impl Poster<'_> {
             let id = TransferId::new(clearance.transfer_id.clone()).map_err(|e| {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
             })?;
+            // The charge record first: a second deposit of a microcheck meets it before the
+            // transfer (whose debit may differ, if the microcheck bounced the first time).
+            for change in &clearance.records {
+                operations.push(put_change(change));
+            }
             operations.push(Operation::Transfer(Transfer {
                 id,
                 debit_account,
@@ -1492,9 +1496,6 @@ impl Poster<'_> {
                 kind: TransferKind::Posted,
                 memo: clearance.memo.clone(),
             }));
-            for change in &clearance.records {
-                operations.push(put_change(change));
-            }
             for finding in &clearance.findings {
                 operations.push(flag_operation(finding, self.now));
             }
@@ -1511,9 +1512,9 @@ impl Poster<'_> {
 }
 
 /// Most ledger operations a cleared microcheck can bring into a batch, besides its findings: its
-/// transfer and two records, and at most four shared records (its payer's day counter, recent
+/// charge record and transfer, and at most four shared records (its payer's day counter, recent
 /// purchases and bounce count, its date's machine counter).
-const OPERATIONS_PER_MICROCHECK_MAX: usize = 7;
+const OPERATIONS_PER_MICROCHECK_MAX: usize = 6;
 /// Room kept in each batch for the operator accounts a bounce brings.
 const BATCH_RESERVE: usize = 8;
 
@@ -1559,6 +1560,7 @@ mod tests {
             memo: String::new(),
             payer_fingerprint: String::new(),
             date: "20261122".into(),
+            timestamp: "20261122000000".into(),
             time: UnixSeconds(0),
             microcheck_sha256: String::new(),
             credential_serial: None,
