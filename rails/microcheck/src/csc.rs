@@ -541,6 +541,17 @@ pub struct Prepared {
     index: usize,
     nonce: Option<String>,
     parsed: Result<(OfferTerms, Payment), Refusal>,
+    /// Worked out with the parse, on the same cores: hash, fingerprint, transfer id, memo.
+    derived: Derived,
+}
+
+/// What [`prepare`] derives from a parsed item, which does not depend on any state.
+#[derive(Debug, Default)]
+struct Derived {
+    hash: String,
+    payer_fingerprint: String,
+    transfer_id: String,
+    memo: String,
 }
 
 /// Most threads [`prepare`] verifies with.
@@ -607,6 +618,7 @@ fn prepare_chunk(items: &[DepositItem], first_index: usize) -> Vec<Prepared> {
     );
     let mut credentials: HashMap<&str, Parsed> = HashMap::new();
     let mut programs = offpay_keynote::ParseCache::new();
+    let mut fingerprints: HashMap<Principal, String> = HashMap::new();
     let mut prepared: Vec<Prepared> = items
         .iter()
         .enumerate()
@@ -635,10 +647,31 @@ fn prepare_chunk(items: &[DepositItem], first_index: usize) -> Vec<Prepared> {
                 }
                 Ok((terms, payment))
             });
+            let derived = match &parsed {
+                Ok((terms, payment)) => {
+                    let payer = payment.payer();
+                    let payer_fingerprint = match fingerprints.get(payer) {
+                        Some(known) => known.clone(),
+                        None => {
+                            let computed = fingerprint(payer);
+                            fingerprints.insert(payer.clone(), computed.clone());
+                            computed
+                        }
+                    };
+                    Derived {
+                        hash: hex::encode(payment.microcheck.hash().0),
+                        payer_fingerprint,
+                        transfer_id: transfer_id(&terms.offer.merchant, &terms.offer.nonce),
+                        memo: memo(&terms.offer),
+                    }
+                }
+                Err(_) => Derived::default(),
+            };
             Prepared {
                 index: first_index + offset,
                 nonce: Some(item.offer.nonce.clone()),
                 parsed,
+                derived,
             }
         })
         .collect();
@@ -665,7 +698,7 @@ impl Prepared {
         self.parsed
             .as_ref()
             .ok()
-            .map(|(_, payment)| fingerprint(payment.payer()))
+            .map(|_| self.derived.payer_fingerprint.clone())
     }
 }
 
@@ -675,10 +708,10 @@ pub fn keys(prepared: &[Prepared]) -> Keys {
     let mut payers = std::collections::HashSet::new();
     let mut dates = std::collections::HashSet::new();
     for item in prepared {
-        if let Ok((terms, payment)) = &item.parsed {
-            let payer = fingerprint(payment.payer());
-            if payers.insert(payer.clone()) {
-                keys.payers.push(payer);
+        if let Ok((terms, _)) = &item.parsed {
+            let payer = &item.derived.payer_fingerprint;
+            if payers.insert(payer.as_str()) {
+                keys.payers.push(payer.clone());
             }
             if dates.insert(terms.offer.date.as_str()) {
                 keys.dates.push(terms.offer.date.clone());
@@ -793,23 +826,23 @@ pub fn clear(
     now: UnixSeconds,
 ) -> Vec<ItemOutcome> {
     let threads = clear_threads(prepared.len());
-    let mut work: Vec<(&Prepared, Precomputed)> = prepared
+    let fingerprints: Vec<String> = prepared
         .iter()
-        .map(|item| (item, Precomputed::default()))
+        .map(|item| item.derived.payer_fingerprint.clone())
         .collect();
-    par_for_each(&mut work, threads, |(item, pre)| {
-        if let Ok((terms, payment)) = &item.parsed {
-            pre.transfer_id = transfer_id(&merchant.policy.merchant, &terms.offer.nonce);
-            pre.memo = memo(&terms.offer);
-            pre.hash = microcheck_hash(
-                core::str::from_utf8(payment.microcheck.text()).unwrap_or_default(),
-            );
-            pre.payer_fingerprint = fingerprint(payment.payer());
-        }
-    });
-    let fingerprints: Vec<String> = work
-        .iter_mut()
-        .map(|(_, pre)| std::mem::take(&mut pre.payer_fingerprint))
+    let work: Vec<(&Prepared, Precomputed)> = prepared
+        .iter()
+        .map(|item| {
+            let derived = &item.derived;
+            let pre = Precomputed {
+                hash: derived.hash.clone(),
+                payer_fingerprint: String::new(),
+                transfer_id: derived.transfer_id.clone(),
+                memo: derived.memo.clone(),
+                check: None,
+            };
+            (item, pre)
+        })
         .collect();
     let speculated = speculate_purchases(merchant, &prepared, &fingerprints, state, now);
     let mut work: Vec<(&Prepared, Option<u32>, Precomputed)> = work
