@@ -7,8 +7,9 @@
 //! (one group commit with its fsync) and answers with the fate of each microcheck. Writing the
 //! microchecks and signing the request are not measured.
 //!
-//! Two groups: one machine depositing at a time, and four machines depositing at once (while
-//! one deposit holds the CSC lock to decide and post, the others verify).
+//! Two groups: one machine depositing at a time, and four machines each sending deposits back to
+//! back (while one deposit holds the CSC lock to decide and post, the others verify), which is
+//! how a CSC serving many machines is loaded.
 //!
 //! `cargo bench -p offpay-server --bench csc_deposit`
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -37,6 +38,8 @@ const DEPOSIT: usize = 1000;
 const PAYERS: usize = 20;
 /// Machines depositing at once in the concurrent group.
 const CONCURRENT: usize = 4;
+/// Deposits each of them sends, one after the other, per measured iteration.
+const DEPOSITS_EACH: usize = 3;
 
 struct Payer {
     key: PrivateKey,
@@ -255,20 +258,30 @@ fn csc_deposit(c: &mut Criterion) {
             spent
         });
     });
-    group.throughput(Throughput::Elements((DEPOSIT * CONCURRENT) as u64));
-    group.bench_function(format!("{CONCURRENT}_machines_at_once"), |b| {
+    group.throughput(Throughput::Elements(
+        (DEPOSIT * CONCURRENT * DEPOSITS_EACH) as u64,
+    ));
+    group.bench_function(format!("{CONCURRENT}_machines_continuously"), |b| {
         b.iter_custom(|iterations| {
             let mut spent = Duration::ZERO;
             for _ in 0..iterations {
-                let requests: Vec<String> = (0..CONCURRENT)
-                    .map(|_| machine_with_deposit(&world))
+                let machines: Vec<Vec<String>> = (0..CONCURRENT)
+                    .map(|_| {
+                        (0..DEPOSITS_EACH)
+                            .map(|_| machine_with_deposit(&world))
+                            .collect()
+                    })
                     .collect();
                 let start = Instant::now();
                 world.runtime.block_on(async {
                     let mut set = tokio::task::JoinSet::new();
-                    for request in requests {
+                    for requests in machines {
                         let app = world.app.clone();
-                        set.spawn(async move { deposit(&app, request).await });
+                        set.spawn(async move {
+                            for request in requests {
+                                deposit(&app, request).await;
+                            }
+                        });
                     }
                     while let Some(done) = set.join_next().await {
                         done.unwrap();

@@ -663,3 +663,125 @@ fn the_statement_shows_charges_the_device_did_not_write() {
     assert_eq!(comparison.not_written_here.len(), 2);
     assert_eq!(comparison.not_posted, vec![entry("c")]);
 }
+
+#[test]
+fn counters_rebuilt_for_part_of_a_deposit_count_exactly_that_part() {
+    let w = world();
+    let mut t = template(Classes::Any);
+    t.per_merchant_day_max = 10;
+    let credential = text(&credential::issue_payer(&w.pa, &w.payer.principal(), &t).unwrap());
+    let mut vm = machine(&w, "vm-1", "vend");
+    let mut device = device(&w, vec![credential]);
+    let mut log = Vec::new();
+    let items: Vec<DepositItem> = (0..3u8)
+        .map(|n| {
+            let time = NOW.plus(u64::from(n) * 60);
+            buy(&mut vm, &mut device, 1, time, n + 1, &mut log, &[]).unwrap()
+        })
+        .collect();
+    let merchant = merchant_account(&w, "vm-1", NAIROBI, None);
+    let initial = clearing_state(&w, 10_000);
+    let mut cleared = initial.clone();
+    let outcomes = csc::clear(
+        &merchant,
+        RULES,
+        csc::prepare(&items, 2).unwrap(),
+        &mut cleared,
+        NOW.plus(3600),
+    );
+    let clearances: Vec<&csc::Clearance> = outcomes
+        .iter()
+        .map(|o| match o {
+            ItemOutcome::Cleared(c) => c.as_ref(),
+            ItemOutcome::Refused { refusal, .. } => panic!("{refusal}"),
+        })
+        .collect();
+    // Each microcheck brings one record of its own: its create-only charge.
+    for clearance in &clearances {
+        assert_eq!(clearance.records.len(), 1);
+        assert!(clearance.records[0].create_only);
+        assert!(clearance.records[0].key.starts_with("charge:alice:"));
+    }
+    let count = |records: &[csc::RecordChange], key: &str| -> serde_json::Value {
+        let record = records.iter().find(|r| r.key == key).unwrap();
+        serde_json::from_slice(&record.value).unwrap()
+    };
+    let date = NOW.date();
+    let all = csc::state_records(&cleared, "vm-1", clearances.iter().copied());
+    assert_eq!(count(&all, &format!("pmday:alice:vm-1:{date}"))["count"], 3);
+    assert_eq!(count(&all, &format!("mday:vm-1:{date}"))["count"], 3);
+    assert_eq!(count(&all, "recent:alice").as_array().unwrap().len(), 3);
+    // The ledger took only the first and the last: counters rebuilt from the state before the
+    // deposit count those two, and `clear` applied exactly what `apply` does.
+    let mut part = initial.clone();
+    for clearance in [clearances[0], clearances[2]] {
+        part.apply(&merchant, clearance);
+    }
+    let records = csc::state_records(&part, "vm-1", [clearances[0], clearances[2]]);
+    assert_eq!(
+        count(&records, &format!("pmday:alice:vm-1:{date}"))["count"],
+        2
+    );
+    assert_eq!(count(&records, &format!("mday:vm-1:{date}"))["count"], 2);
+    let recent = count(&records, "recent:alice");
+    let nonces: Vec<&str> = recent
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["nonce"].as_str().unwrap())
+        .collect();
+    assert_eq!(nonces, [&clearances[0].nonce, &clearances[2].nonce]);
+    let mut again = initial.clone();
+    for clearance in &clearances {
+        again.apply(&merchant, clearance);
+    }
+    assert_eq!(again.payer_merchant_day, cleared.payer_merchant_day);
+    assert_eq!(again.recent, cleared.recent);
+    assert_eq!(again.deposited, cleared.deposited);
+}
+
+#[test]
+fn a_packed_deposit_writes_each_credential_once_and_unpacks_to_the_same_items() {
+    let w = world();
+    let mut t = template(Classes::Any);
+    t.per_merchant_day_max = 10;
+    let credential = text(&credential::issue_payer(&w.pa, &w.payer.principal(), &t).unwrap());
+    let mut vm = machine(&w, "vm-1", "vend");
+    let mut device = device(&w, vec![credential]);
+    let items: Vec<DepositItem> = (0..4u8)
+        .map(|n| {
+            buy(
+                &mut vm,
+                &mut device,
+                1,
+                NOW.plus(u64::from(n)),
+                n + 1,
+                &mut Vec::new(),
+                &[],
+            )
+            .unwrap()
+        })
+        .collect();
+    let body = csc::DepositBody::pack(&items);
+    assert_eq!(
+        body.credentials.len(),
+        1,
+        "one credential for four microchecks"
+    );
+    let wire = serde_json::to_string(&body).unwrap();
+    let back: csc::DepositBody = serde_json::from_str(&wire).unwrap();
+    assert_eq!(back.unpack().unwrap(), items);
+    // A reference past the table, or too many credentials on one item: refused whole.
+    let mut bad = body.clone();
+    bad.items[2].credential_refs = vec![7];
+    let refusal = bad.unpack().unwrap_err();
+    assert_eq!(refusal.code(), "malformed");
+    assert!(refusal.to_string().contains("microcheck 2"), "{refusal}");
+    let mut crowded = body.clone();
+    crowded.items[0].credential_refs = vec![0; 7];
+    assert_eq!(crowded.unpack().unwrap_err().code(), "malformed");
+    // An old-style item with its credentials inline still unpacks.
+    let inline: csc::DepositBody =
+        serde_json::from_value(serde_json::json!({ "items": [items[0]] })).unwrap();
+    assert_eq!(inline.unpack().unwrap(), items[..1]);
+}
