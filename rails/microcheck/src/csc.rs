@@ -15,12 +15,11 @@
 //! onto the same ledger transfers and records and posts once.
 //!
 //! Each cleared microcheck carries only its own record (the payer's charge, which also spends
-//! its nonce); the
-//! counters and recent purchases it changes belong to the deposit, and [`state_records`] writes
-//! them once for any set of cleared microchecks, from a [`ClearingState`] that
-//! [`ClearingState::apply`] brought up to date with exactly that set. A caller can so post a
-//! whole deposit as one ledger batch and, if the ledger refuses it, post parts of it, each part
-//! with counters that count exactly what has posted.
+//! its nonce); the counters and recent purchases it changes belong to the deposit, and
+//! [`state_records`] writes them once for any set of cleared microchecks, from a
+//! [`ClearingState`] that [`ClearingState::apply`] brought up to date with exactly that set. A
+//! caller can so post a whole deposit as one ledger batch and, if the ledger refuses it, post
+//! parts of it, each part with counters that count exactly what has posted.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -243,7 +242,9 @@ pub struct FraudRules {
 pub struct ClearingState {
     /// Payers by key fingerprint.
     pub payers: HashMap<String, PayerAccount>,
-    /// Nonces of this merchant already deposited → the microcheck hash deposited.
+    /// Spent nonces of this merchant → the hash of the microcheck that spent each: those the
+    /// caller loaded, and those cleared so far. (The server loads none: the ledger's create-only
+    /// charge records refuse a second deposit, and it reads them only then.)
     pub deposited: HashMap<String, String>,
     /// Purchases per (payer name, merchant, date) already cleared.
     pub payer_merchant_day: HashMap<(String, String, String), u32>,

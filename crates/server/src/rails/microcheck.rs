@@ -6,7 +6,7 @@
 //! by their registered key (`offpay_microcheck::auth`). Deposits are cleared by the pure rules of
 //! `offpay_microcheck::csc`. A bad microcheck is refused with its reason and the good ones post:
 //! the CSC decides each one, then posts all it accepted in one ledger batch (payer debits,
-//! merchant credits, nonce and charge records, fraud flags, and the counters once), and should
+//! merchant credits, charge records, fraud flags, and the counters once), and should
 //! the ledger refuse that batch, it posts again without the microcheck the refusal names (see
 //! `Poster`).
 
@@ -1163,7 +1163,7 @@ fn flag_operation(finding: &csc::Finding, now: UnixSeconds) -> Operation {
 }
 
 /// Posts what a deposit cleared. Usually in one ledger batch: every cleared microcheck's
-/// transfer, nonce and charge records and flags, then the counters and recent purchases they
+/// charge record, transfer and flags, then the counters and recent purchases they
 /// change, written once ([`csc::state_records`]). Flags of refused microchecks and the
 /// merchant's last-deposit time go in a second batch of the same group commit.
 ///
