@@ -57,6 +57,10 @@ pub struct DepositItem {
     pub credentials: Vec<String>,
 }
 
+/// Most bytes of credentials a deposit's items may present in all, written out: what a deposit
+/// with every credential inline could carry in the largest request the CSC takes.
+pub const DEPOSIT_CREDENTIAL_BYTES_MAX: usize = 32 * 1024 * 1024;
+
 /// A deposit as a merchant sends it: each distinct credential once, in `credentials`, and items
 /// that point at them by position (`credential_refs`) — a machine's deposit repeats a few
 /// payers' credentials hundreds of times, and the link to the CSC may be slow and dear. An item
@@ -114,7 +118,9 @@ impl DepositBody {
     }
 
     /// The items with their credentials written out; refused whole when the deposit is too
-    /// large, an item presents too many credentials or points past the table.
+    /// large, an item presents too many credentials or points past the table, or the
+    /// credentials written out would exceed [`DEPOSIT_CREDENTIAL_BYTES_MAX`] (what a deposit with
+    /// every credential inline could carry).
     pub fn unpack(self) -> Result<Vec<DepositItem>, Refusal> {
         if self.items.len() > DEPOSIT_ITEMS_MAX {
             return Err(Refusal::malformed(
@@ -126,6 +132,7 @@ impl DepositBody {
             return Err(Refusal::malformed("deposit", "too many credentials"));
         }
         let table = self.credentials;
+        let mut written = 0usize;
         self.items
             .into_iter()
             .enumerate()
@@ -150,6 +157,15 @@ impl DepositBody {
                         )
                     })?;
                     credentials.push(text.clone());
+                }
+                written += credentials.iter().map(String::len).sum::<usize>();
+                if written > DEPOSIT_CREDENTIAL_BYTES_MAX {
+                    return Err(Refusal::malformed(
+                        "deposit",
+                        format!(
+                            "the credentials written out exceed {DEPOSIT_CREDENTIAL_BYTES_MAX} bytes"
+                        ),
+                    ));
                 }
                 Ok(DepositItem {
                     offer: item.offer,

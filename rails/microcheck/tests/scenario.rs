@@ -780,6 +780,19 @@ fn a_packed_deposit_writes_each_credential_once_and_unpacks_to_the_same_items() 
     let mut crowded = body.clone();
     crowded.items[0].credential_refs = vec![0; 7];
     assert_eq!(crowded.unpack().unwrap_err().code(), "malformed");
+    // One large credential named six times by each of 4,096 items: refused, not copied 24,576
+    // times.
+    let large = csc::DepositBody {
+        credentials: vec!["x".repeat(8 * 1024)],
+        items: (0..4096)
+            .map(|_| csc::PackedItem {
+                credential_refs: vec![0; 6],
+                ..body.items[0].clone()
+            })
+            .collect(),
+    };
+    let refusal = large.unpack().unwrap_err();
+    assert!(refusal.to_string().contains("written out"), "{refusal}");
     // An old-style item with its credentials inline still unpacks.
     let inline: csc::DepositBody =
         serde_json::from_value(serde_json::json!({ "items": [items[0]] })).unwrap();
