@@ -709,16 +709,6 @@ fn prepare_chunk(items: &[DepositItem], first_index: usize) -> Vec<Prepared> {
     prepared
 }
 
-impl Prepared {
-    /// The payer fingerprint, if the item parsed.
-    pub fn payer_fingerprint(&self) -> Option<String> {
-        self.parsed
-            .as_ref()
-            .ok()
-            .map(|_| self.derived.payer_fingerprint.clone())
-    }
-}
-
 /// The keys the items will read.
 pub fn keys(prepared: &[Prepared]) -> Keys {
     let mut keys = Keys::default();
@@ -749,19 +739,11 @@ fn memo(offer: &Offer) -> String {
     memo
 }
 
-/// What [`clear`] works out for an item on all cores before deciding items in order: the
-/// microcheck's hash, the payer's fingerprint, and the compliance check run with the purchase
-/// number the item will have if every earlier item of the deposit clears (the usual case). The
-/// in-order pass reuses that answer only when the number turns out the same, so the outcome is
-/// exactly that of checking item by item.
-#[derive(Debug, Default)]
-struct Precomputed {
-    hash: String,
-    payer_fingerprint: String,
-    transfer_id: String,
-    memo: String,
-    check: Option<(u32, Result<Approval, Refusal>)>,
-}
+/// The compliance check [`clear`] runs for an item on all cores before deciding items in order,
+/// with the purchase number the item will have if every earlier item of the deposit clears (the
+/// usual case): (that number, the answer). The in-order pass reuses the answer only when the
+/// number turns out the same, so the outcome is exactly that of checking item by item.
+type SpeculativeCheck = Option<(u32, Result<Approval, Refusal>)>;
 
 /// Threads for the parallel parts of [`clear`].
 fn clear_threads(items: usize) -> usize {
@@ -795,7 +777,6 @@ fn par_for_each<T: Send>(items: &mut [T], threads: usize, work: impl Fn(&mut T) 
 fn speculate_purchases(
     merchant: &MerchantAccount,
     prepared: &[Prepared],
-    fingerprints: &[String],
     state: &ClearingState,
     now: UnixSeconds,
 ) -> Vec<Option<u32>> {
@@ -804,8 +785,7 @@ fn speculate_purchases(
     let mut nonces: std::collections::HashSet<&str> = std::collections::HashSet::new();
     prepared
         .iter()
-        .zip(fingerprints)
-        .map(|(item, payer_fingerprint)| {
+        .map(|item| {
             let (terms, _) = item.parsed.as_ref().ok()?;
             let offer = &terms.offer;
             if offer.merchant != *merchant_id
@@ -815,7 +795,7 @@ fn speculate_purchases(
             {
                 return None;
             }
-            let payer = state.payers.get(payer_fingerprint)?;
+            let payer = state.payers.get(&item.derived.payer_fingerprint)?;
             let count = counts
                 .entry((payer.name.as_str(), offer.date.as_str()))
                 .or_insert_with(|| {
@@ -833,8 +813,8 @@ fn speculate_purchases(
 
 /// Clears a deposit by `merchant` at `now`. Items are decided in order and independently: a
 /// bad one is refused with its reason and the others clear. The per-item work that does not
-/// depend on earlier items (hashing, the compliance check, serialising the records) runs on
-/// all cores; only the state updates run in order.
+/// depend on earlier items (the compliance check, serialising the records; hashes were worked
+/// out by [`prepare`]) runs on all cores; only the decisions and state updates run in order.
 pub fn clear(
     merchant: &MerchantAccount,
     rules: FraudRules,
@@ -843,35 +823,13 @@ pub fn clear(
     now: UnixSeconds,
 ) -> Vec<ItemOutcome> {
     let threads = clear_threads(prepared.len());
-    let fingerprints: Vec<String> = prepared
+    let speculated = speculate_purchases(merchant, &prepared, state, now);
+    let mut work: Vec<(&Prepared, Option<u32>, SpeculativeCheck)> = prepared
         .iter()
-        .map(|item| item.derived.payer_fingerprint.clone())
-        .collect();
-    let work: Vec<(&Prepared, Precomputed)> = prepared
-        .iter()
-        .map(|item| {
-            let derived = &item.derived;
-            let pre = Precomputed {
-                hash: derived.hash.clone(),
-                payer_fingerprint: String::new(),
-                transfer_id: derived.transfer_id.clone(),
-                memo: derived.memo.clone(),
-                check: None,
-            };
-            (item, pre)
-        })
-        .collect();
-    let speculated = speculate_purchases(merchant, &prepared, &fingerprints, state, now);
-    let mut work: Vec<(&Prepared, Option<u32>, Precomputed)> = work
-        .into_iter()
-        .zip(fingerprints)
         .zip(speculated)
-        .map(|(((item, mut pre), payer_fingerprint), count)| {
-            pre.payer_fingerprint = payer_fingerprint;
-            (item, count, pre)
-        })
+        .map(|(item, count)| (item, count, None))
         .collect();
-    par_for_each(&mut work, threads, |(item, count, pre)| {
+    par_for_each(&mut work, threads, |(item, count, check)| {
         if let (Some(count), Ok((terms, payment))) = (*count, &item.parsed) {
             let approval = check_with(
                 &merchant.policy,
@@ -880,18 +838,18 @@ pub fn clear(
                 count,
                 Signatures::Verified,
             );
-            pre.check = Some((count, approval));
+            *check = Some((count, approval));
         }
     });
-    let precomputed: Vec<Precomputed> = work.into_iter().map(|(_, _, pre)| pre).collect();
+    let checks: Vec<SpeculativeCheck> = work.into_iter().map(|(_, _, check)| check).collect();
     let mut outcomes: Vec<ItemOutcome> = prepared
         .iter()
-        .zip(precomputed)
-        .map(|(item, pre)| {
+        .zip(checks)
+        .map(|(item, check)| {
             let index = item.index;
             let nonce = item.nonce.clone();
             let mut findings = Vec::new();
-            match clear_one(merchant, rules, item, pre, state, now, &mut findings) {
+            match clear_one(merchant, rules, item, check, state, now, &mut findings) {
                 Ok(mut clearance) => {
                     clearance.findings = findings;
                     state.apply(merchant, &clearance);
@@ -931,7 +889,7 @@ fn clear_one(
     merchant: &MerchantAccount,
     rules: FraudRules,
     item: &Prepared,
-    pre: Precomputed,
+    check: SpeculativeCheck,
     state: &ClearingState,
     now: UnixSeconds,
     findings: &mut Vec<Finding>,
@@ -961,9 +919,9 @@ fn clear_one(
             received: now.to_string(),
         });
     }
-    let hash = pre.hash;
+    let derived = &item.derived;
     if let Some(previous) = state.deposited.get(&offer.nonce) {
-        return Err(if *previous == hash {
+        return Err(if *previous == derived.hash {
             Refusal::AlreadyDeposited {
                 nonce: offer.nonce.clone(),
             }
@@ -974,13 +932,12 @@ fn clear_one(
         });
     }
     let payer_key: &Principal = payment.payer();
-    debug_assert_eq!(pre.payer_fingerprint, fingerprint(payer_key));
-    let payer_fingerprint = pre.payer_fingerprint;
+    debug_assert_eq!(derived.payer_fingerprint, fingerprint(payer_key));
     let payer = state
         .payers
-        .get(&payer_fingerprint)
+        .get(&derived.payer_fingerprint)
         .ok_or_else(|| Refusal::UnknownPayer {
-            payer_key: payer_fingerprint.clone(),
+            payer_key: derived.payer_fingerprint.clone(),
         })?;
     let day_key = (payer.name.clone(), merchant_id.clone(), offer.date.clone());
     let purchases_today = state
@@ -990,7 +947,7 @@ fn clear_one(
         .unwrap_or(0)
         .saturating_add(1);
     // `prepare` verified every signature of this payment.
-    let approval = match pre.check {
+    let approval = match check {
         Some((count, approval)) if count == purchases_today => approval,
         _ => check_with(
             &merchant.policy,
@@ -1091,20 +1048,19 @@ fn clear_one(
             discriminator: offer.nonce.clone(),
         });
     }
-    let transfer_id = pre.transfer_id;
     Ok(Clearance {
         index: item.index,
         nonce: offer.nonce.clone(),
-        transfer_id,
+        transfer_id: derived.transfer_id.clone(),
         debit,
         merchant: merchant_id,
         amount,
-        memo: pre.memo,
-        payer_fingerprint,
+        memo: derived.memo.clone(),
+        payer_fingerprint: derived.payer_fingerprint.clone(),
         date: offer.date.clone(),
         timestamp: offer.timestamp.clone(),
         time: terms.time,
-        microcheck_sha256: hash,
+        microcheck_sha256: derived.hash.clone(),
         credential_serial: approval.credential.and_then(|c| c.serial.clone()),
         records: Vec::new(),
         findings: Vec::new(),

@@ -234,10 +234,18 @@ fn now_seconds() -> UnixSeconds {
 }
 
 fn put(key: String, value: &impl Serialize, expected_version: Option<u64>) -> Operation {
+    put_bytes(
+        key,
+        serde_json::to_vec(value).unwrap_or_default(),
+        expected_version,
+    )
+}
+
+fn put_bytes(key: String, value: Vec<u8>, expected_version: Option<u64>) -> Operation {
     Operation::PutRecord(RecordWrite {
         namespace: NAMESPACE.to_owned(),
         key,
-        value: Some(serde_json::to_vec(value).unwrap_or_default()),
+        value: Some(value),
         expected_version,
     })
 }
@@ -929,12 +937,6 @@ async fn clear_deposit(
     items: &[DepositItem],
     now: UnixSeconds,
 ) -> Result<DepositReport, ApiError> {
-    if items.len() > DEPOSIT_ITEMS_MAX {
-        return Err(ApiError::bad_request(
-            "deposit_too_large",
-            format!("at most {DEPOSIT_ITEMS_MAX} microchecks per deposit"),
-        ));
-    }
     let strategy = strategy(state).await?;
     let currency = strategy.currency().map_err(usage)?;
     let rail = &state.rails.microcheck;
@@ -1537,12 +1539,11 @@ fn chunks<'a, 'b>(cleared: &'b [&'a Clearance]) -> Vec<&'b [&'a Clearance]> {
 }
 
 fn put_change(change: &csc::RecordChange) -> Operation {
-    Operation::PutRecord(RecordWrite {
-        namespace: NAMESPACE.to_owned(),
-        key: change.key.clone(),
-        value: Some(change.value.clone()),
-        expected_version: change.create_only.then_some(0),
-    })
+    put_bytes(
+        change.key.clone(),
+        change.value.clone(),
+        change.create_only.then_some(0),
+    )
 }
 
 #[cfg(test)]
