@@ -568,3 +568,23 @@ impl AssertionBuilder {
         Assertion::parse(format!("{body}Signature: \"{signature}\"\n").as_bytes())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_parse_cache_stays_bounded_and_skips_long_programs() {
+        let mut cache = ParseCache::new();
+        for n in 0..PARSE_CACHE_ENTRIES_MAX * 2 {
+            let text = format!("Authorizer: \"POLICY\"\nConditions: a == \"{n}\";\n");
+            Assertion::parse_cached(text.as_bytes(), &mut cache).unwrap();
+            assert!(cache.conditions.len() <= PARSE_CACHE_ENTRIES_MAX);
+        }
+        let mut cache = ParseCache::new();
+        let long = "x".repeat(PARSE_CACHE_PROGRAM_BYTES_MAX);
+        let text = format!("Authorizer: \"POLICY\"\nConditions: a == \"{long}\";\n");
+        Assertion::parse_cached(text.as_bytes(), &mut cache).unwrap();
+        assert!(cache.conditions.is_empty());
+    }
+}

@@ -384,6 +384,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_compiled_pattern_cache_stays_bounded() {
+        for n in 0..REGEX_CACHE_ENTRIES_MAX * 2 {
+            let pattern = format!("^a{n}$");
+            assert!(compiled(pattern.as_bytes()).is_some());
+            REGEX_CACHE.with(|cache| assert!(cache.borrow().len() <= REGEX_CACHE_ENTRIES_MAX));
+        }
+        // Long patterns compile but are not kept; invalid ones are not kept either.
+        let before = REGEX_CACHE.with(|cache| cache.borrow().len());
+        let long = "a".repeat(REGEX_CACHE_PATTERN_BYTES_MAX + 1);
+        assert!(compiled(long.as_bytes()).is_some());
+        assert!(compiled(b"(").is_none());
+        assert_eq!(REGEX_CACHE.with(|cache| cache.borrow().len()), before);
+    }
+
+    #[test]
     fn conversions_follow_the_reference() {
         assert_eq!(string_to_int(b"3.7"), Ok(3));
         assert_eq!(string_to_int(b"-5"), Ok(0));

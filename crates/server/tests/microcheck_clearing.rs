@@ -341,3 +341,53 @@ async fn a_ledger_refusal_refuses_one_microcheck_and_counts_exactly_the_rest() {
     );
     assert_eq!(harness.counters().await, (3, 3, 3));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposit_is_signed_over_its_body_and_bounded_in_size() {
+    let harness = Harness::start().await;
+    let items = [harness.item(1, "soda", 60)];
+    let body = serde_json::to_value(DepositBody::pack(&items)).unwrap();
+    // Signed over the compact body but sent laid out otherwise: checked against the compact
+    // form of what arrived, and accepted.
+    let request = signed(&harness.merchant, "deposit", "vm-1", body.clone());
+    let pretty = serde_json::to_string_pretty(&request).unwrap();
+    let response = router(harness.state.clone())
+        .oneshot(
+            Request::builder()
+                .method("POST")
+                .uri("/microcheck/v1/deposit")
+                .header("content-type", "application/json")
+                .body(Body::from(pretty))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    // A body changed after signing: refused, nothing posts.
+    let mut altered = signed(&harness.merchant, "deposit", "vm-1", body);
+    altered["body"]["items"][0]["offer"]["amount"] = json!("0.01");
+    let (status, answer) = harness.call("/microcheck/v1/deposit", None, altered).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    assert_eq!(harness.balance("mc:merchant:vm-1").await, 83);
+    // One microcheck more than a deposit may hold: refused before anything is parsed.
+    let limit = offpay_microcheck::limits::DEPOSIT_ITEMS_MAX;
+    let packed = DepositBody::pack(&items);
+    let large = DepositBody {
+        credentials: packed.credentials.clone(),
+        items: vec![packed.items[0].clone(); limit + 1],
+    };
+    let (status, answer) = harness
+        .call(
+            "/microcheck/v1/deposit",
+            None,
+            signed(
+                &harness.merchant,
+                "deposit",
+                "vm-1",
+                serde_json::to_value(large).unwrap(),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"]["code"], "deposit_too_large", "{answer}");
+}
