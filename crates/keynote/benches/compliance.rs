@@ -200,6 +200,22 @@ fn signatures(c: &mut Criterion) {
         });
     });
     group.finish();
+
+    // A CSC deposit's shape: many microchecks written by few payers.
+    let (batch_size, payers) = (1000, 20);
+    let mut group = c.benchmark_group("signature_verify_batch");
+    group.throughput(Throughput::Elements(batch_size as u64));
+    let assertions: Vec<Assertion> = (0..batch_size)
+        .map(|i| signed_by(&signers[i % payers], i))
+        .collect();
+    let refs: Vec<&Assertion> = assertions.iter().collect();
+    group.bench_function("ed25519_batch_1000_from_20_signers", |b| {
+        b.iter(|| {
+            let mut cache = SignatureCache::new();
+            black_box(cache.verify_batch(&refs).len())
+        });
+    });
+    group.finish();
 }
 
 criterion_group!(benches, compliance, signatures);
