@@ -194,7 +194,7 @@ fn machine_with_deposit(world: &World) -> String {
         .map(|i| {
             let payer = &world.payers[i % PAYERS];
             let time = world.issued_at.plus((i % 60) as u64);
-            let nonce: [u8; 16] = rand::random();
+            let nonce = offpay_microcheck::offer::machine_nonce(time, &rand::random());
             let offer = Offer {
                 merchant: id.clone(),
                 currency: "KES".into(),
@@ -204,7 +204,7 @@ fn machine_with_deposit(world: &World) -> String {
                 timestamp: time.stamp(),
                 amount: "0.83".into(),
                 app_domain: "vend".into(),
-                nonce: hex::encode(nonce),
+                nonce,
             };
             let check =
                 offpay_microcheck::microcheck::write(&payer.key, &offer.terms().unwrap()).unwrap();

@@ -70,8 +70,8 @@ fn fixture(rsa: bool) -> Fixture {
     Fixture { pa, payers }
 }
 
-/// A deposit of fresh microchecks, a machine's sales from day `32 × round` on, with random
-/// nonces as a machine draws them.
+/// A deposit of fresh microchecks, a machine's sales from day `32 × round` on, with nonces as a
+/// machine draws them (the time of the sale, then random bits).
 fn deposit(fixture: &Fixture, round: u64) -> Vec<DepositItem> {
     (0..DEPOSIT)
         .map(|i| {
@@ -80,7 +80,7 @@ fn deposit(fixture: &Fixture, round: u64) -> Vec<DepositItem> {
             // payer (the RSA fixture) a deposit spans 20 days; each deposit starts a new month.
             let day = round * 32 + ((i / fixture.payers.len()) / 50) as u64;
             let time = START.plus(day * 86_400 + (i % 1000) as u64 * 60);
-            let nonce: [u8; 16] = rand::random();
+            let nonce = offpay_microcheck::offer::machine_nonce(time, &rand::random());
             let offer = Offer {
                 merchant: "vm-1".into(),
                 currency: "KES".into(),
@@ -90,7 +90,7 @@ fn deposit(fixture: &Fixture, round: u64) -> Vec<DepositItem> {
                 timestamp: time.stamp(),
                 amount: "0.83".into(),
                 app_domain: "vend".into(),
-                nonce: hex::encode(nonce),
+                nonce,
             };
             let terms = offer.terms().unwrap();
             let check = offpay_microcheck::microcheck::write(key, &terms).unwrap();

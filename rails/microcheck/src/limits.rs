@@ -23,6 +23,9 @@ pub const LABEL_BYTES_MAX: usize = 24;
 pub const CREDENTIAL_CLASSES_MAX: usize = 16;
 /// Nonce length in bytes (128 bits, written as 32 hex digits).
 pub const NONCE_BYTES: usize = 16;
+/// Leading bytes of a machine's nonce that hold the time of the sale (seconds, big-endian; five
+/// bytes last until the year 36812). The other 88 bits are random.
+pub const NONCE_TIME_BYTES: usize = 5;
 /// Credential tiers in one strategy (value traded against validity).
 pub const STRATEGY_TIERS_MAX: usize = 4;
 /// Longest credential validity the strategy may set, in seconds (30 days).

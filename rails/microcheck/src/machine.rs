@@ -18,7 +18,7 @@ use crate::compliance::{Payment, check};
 use crate::error::{Error, Refusal};
 use crate::limits::{NONCE_BYTES, STOCK_ITEMS_MAX};
 use crate::microcheck::stated_offer;
-use crate::offer::{Offer, OfferTerms, nonce_from_bytes, valid_label, valid_product};
+use crate::offer::{Offer, OfferTerms, machine_nonce, valid_label, valid_product};
 use crate::policy::MerchantPolicy;
 use crate::time::UnixSeconds;
 use crate::wire::{Message, WIRE_VERSION};
@@ -173,13 +173,13 @@ impl Machine {
         &self.config.policy.merchant
     }
 
-    /// A button press: the offer for `item` at `now`, with a fresh nonce from the caller's
-    /// randomness.
+    /// A button press: the offer for `item` at `now`, with a fresh nonce: the time, then the
+    /// caller's randomness ([`machine_nonce`]).
     pub fn select(
         &mut self,
         item: u32,
         now: UnixSeconds,
-        nonce: &[u8; NONCE_BYTES],
+        random: &[u8; NONCE_BYTES],
     ) -> Result<AwaitingPayment, Refusal> {
         let line =
             self.stock
@@ -193,7 +193,7 @@ impl Machine {
                 reason: format!("{} is sold out", line.product),
             });
         }
-        let nonce = nonce_from_bytes(nonce);
+        let nonce = machine_nonce(now, random);
         if self.sold.contains(&nonce) {
             return Err(Refusal::NotForSale {
                 reason: "nonce reused by the machine's random source".into(),

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Refusal;
 use crate::limits::{
-    AMOUNT_MINOR_MAX, LABEL_BYTES_MAX, MERCHANT_ID_BYTES_MAX, NONCE_BYTES, PRODUCT_BYTES_MAX,
+    AMOUNT_MINOR_MAX, LABEL_BYTES_MAX, MERCHANT_ID_BYTES_MAX, NONCE_BYTES, NONCE_TIME_BYTES,
+    PRODUCT_BYTES_MAX,
 };
 use crate::time::UnixSeconds;
 
@@ -90,6 +91,18 @@ pub fn valid_nonce(text: &str) -> bool {
 /// A nonce from random bytes (the caller supplies randomness).
 pub fn nonce_from_bytes(bytes: &[u8; NONCE_BYTES]) -> String {
     hex::encode(bytes)
+}
+
+/// The nonce a machine puts in an offer at `now`: the time in the first [`NONCE_TIME_BYTES`]
+/// (big-endian seconds), then the rest of `random`. Nonces a machine draws later sort after
+/// earlier ones, and so do the transfer ids the CSC derives from them ([`crate::csc::transfer_id`]),
+/// which the ledger then appends to its id index instead of scattering them over it. Uniqueness
+/// rests on the 88 random bits within each second (and the machine's own check for reuse).
+pub fn machine_nonce(now: UnixSeconds, random: &[u8; NONCE_BYTES]) -> String {
+    let mut bytes = *random;
+    let seconds = now.0.to_be_bytes();
+    bytes[..NONCE_TIME_BYTES].copy_from_slice(&seconds[seconds.len() - NONCE_TIME_BYTES..]);
+    nonce_from_bytes(&bytes)
 }
 
 impl Offer {
@@ -199,6 +212,21 @@ pub(crate) mod tests {
             app_domain: "vend".into(),
             nonce: "eb2c3dfc860dde9aeb2c3dfc860dde9a".into(),
         }
+    }
+
+    #[test]
+    fn a_machine_nonce_starts_with_the_time_of_the_sale() {
+        let random = [0xab; NONCE_BYTES];
+        let now = UnixSeconds(1_767_225_600);
+        let nonce = machine_nonce(now, &random);
+        assert!(valid_nonce(&nonce));
+        assert_eq!(&nonce[..10], format!("{:010x}", now.0));
+        assert_eq!(&nonce[10..], "ab".repeat(NONCE_BYTES - NONCE_TIME_BYTES));
+        // Later sales sort later whatever their random bits; the random bits tell apart sales
+        // in the same second.
+        let later = machine_nonce(now.plus(1), &[0; NONCE_BYTES]);
+        assert!(later > nonce);
+        assert_ne!(machine_nonce(now, &[1; NONCE_BYTES]), nonce);
     }
 
     #[test]

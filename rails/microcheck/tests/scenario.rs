@@ -798,3 +798,27 @@ fn a_packed_deposit_writes_each_credential_once_and_unpacks_to_the_same_items() 
         serde_json::from_value(serde_json::json!({ "items": [items[0]] })).unwrap();
     assert_eq!(inline.unpack().unwrap(), items[..1]);
 }
+
+#[test]
+fn transfer_ids_keep_each_machines_sales_together_in_time_order() {
+    use offpay_microcheck::csc::transfer_id;
+    use offpay_microcheck::offer::machine_nonce;
+    let morning = UnixSeconds(1_767_225_600);
+    let nonces: Vec<String> = (0..50u8)
+        .map(|n| machine_nonce(morning.plus(u64::from(n) * 60), &[n.wrapping_mul(97); 16]))
+        .collect();
+    let ids: Vec<String> = nonces.iter().map(|n| transfer_id("vm-1", n)).collect();
+    // Deterministic, within the ledger's 64-character ids, and in sale order.
+    assert_eq!(ids[7], transfer_id("vm-1", &nonces[7]));
+    assert!(ids.iter().all(|id| id.starts_with("mc:") && id.len() <= 64));
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]));
+    // One machine's ids share a prefix; another machine's, for the very same nonces, do not
+    // interleave with them and are different transfers.
+    let other: Vec<String> = nonces.iter().map(|n| transfer_id("vm-2", n)).collect();
+    assert!(ids.iter().all(|id| id[..11] == ids[0][..11]));
+    assert_ne!(other[0][..11], ids[0][..11]);
+    assert!(ids.iter().zip(&other).all(|(a, b)| a != b));
+    // Two sales in the same second differ by their random bits.
+    let twin = machine_nonce(morning, &[0xff; 16]);
+    assert_ne!(transfer_id("vm-1", &twin), ids[0]);
+}
