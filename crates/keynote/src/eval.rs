@@ -56,7 +56,7 @@ type Eval<T> = Result<T, Fault>;
 
 /// Everything a Conditions program can read.
 pub(crate) struct Scope<'a> {
-    pub(crate) attributes: &'a HashMap<Vec<u8>, Vec<u8>>,
+    pub(crate) attributes: &'a crate::FastMap<Vec<u8>, Vec<u8>>,
     pub(crate) local_constants: &'a [(String, Vec<u8>)],
     pub(crate) values: &'a [Vec<u8>],
     pub(crate) values_joined: &'a [u8],

@@ -321,6 +321,11 @@ pub(crate) fn lex_string(
 ) -> Result<(Vec<u8>, usize), ParseError> {
     let mut k = start + 1;
     while k < end {
+        // Jump to the next byte that matters (keys and signatures are long plain runs).
+        match memchr::memchr3(b'"', b'\\', b'\n', &text[k..end]) {
+            Some(skip) => k += skip,
+            None => break,
+        }
         match text[k] {
             b'"' => return Ok((unescape(&text[start + 1..k]), k + 1)),
             b'\\' => {

@@ -7,6 +7,8 @@
 //! recursion, and a cycle contributes nothing that is not supported from outside the cycle.
 
 use std::collections::{HashMap, VecDeque};
+
+use crate::FastMap;
 use std::sync::Arc;
 
 use crate::assertion::{Assertion, AssertionHash, Compiled, Leaf, Licensees};
@@ -194,7 +196,7 @@ fn verified_subsets(
 /// The action attribute set of a query (RFC 2704 §3).
 #[derive(Debug, Clone, Default)]
 pub struct ActionEnvironment {
-    attributes: HashMap<Vec<u8>, Vec<u8>>,
+    attributes: FastMap<Vec<u8>, Vec<u8>>,
 }
 
 impl ActionEnvironment {
@@ -321,7 +323,7 @@ enum QueryNode {
 }
 
 struct Principals {
-    index: HashMap<Principal, usize>,
+    index: FastMap<Principal, usize>,
     list: Vec<Principal>,
     dependents: Vec<Vec<usize>>,
 }
@@ -468,12 +470,12 @@ impl Session {
         };
 
         let mut principals = Principals {
-            index: HashMap::new(),
+            index: FastMap::default(),
             list: Vec::new(),
             dependents: Vec::new(),
         };
         let (policy, _) = principals.intern(&Principal::policy());
-        let mut by_authorizer: HashMap<&Principal, Vec<usize>> = HashMap::new();
+        let mut by_authorizer: FastMap<&Principal, Vec<usize>> = FastMap::default();
         for (index, entry) in self.entries.iter().enumerate() {
             by_authorizer
                 .entry(entry.assertion.authorizer())

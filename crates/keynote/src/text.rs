@@ -18,6 +18,9 @@ fn is_octal(byte: Option<&u8>) -> bool {
 /// a newline removes the newline and all whitespace after it; any other escaped byte stands for
 /// itself (so `\\` is a backslash and `\"` a quote).
 pub(crate) fn unescape(body: &[u8]) -> Vec<u8> {
+    if memchr::memchr(b'\\', body).is_none() {
+        return body.to_vec();
+    }
     let mut out = Vec::with_capacity(body.len());
     let mut i = 0;
     while i < body.len() {
@@ -179,7 +182,7 @@ impl Layout {
 /// field; a line that starts with `#` where a label is expected is a comment; a blank line ends
 /// the assertion.
 pub(crate) fn split_fields(text: &[u8]) -> Result<Layout, ParseError> {
-    if let Some(position) = text.iter().position(|&b| b == 0) {
+    if let Some(position) = memchr::memchr(0, text) {
         return Err(ParseError::new(
             position,
             Rule::Layout,
@@ -275,9 +278,13 @@ pub(crate) fn split_fields(text: &[u8]) -> Result<Layout, ParseError> {
                 i = text.len();
                 break;
             }
-            if text[k] != b'\n' {
-                k += 1;
-                continue;
+            match memchr::memchr(b'\n', &text[k..]) {
+                Some(skip) => k += skip,
+                None => {
+                    body_end = text.len();
+                    i = text.len();
+                    break;
+                }
             }
             match text.get(k + 1) {
                 None => {

@@ -576,7 +576,7 @@ struct Derived {
 pub const PREPARE_THREADS_MAX: usize = 16;
 
 /// The state keys a deposit will read.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Keys {
     /// Payer key fingerprints.
     pub payers: Vec<String>,
@@ -788,12 +788,11 @@ fn par_for_each<T: Send>(items: &mut [T], threads: usize, work: impl Fn(&mut T) 
 /// The purchase number (per payer, merchant and day) each item gets if every earlier item
 /// that passes the cheap in-order checks clears.
 fn speculate_purchases(
-    merchant: &MerchantAccount,
+    merchant_id: &str,
     prepared: &[Prepared],
     state: &ClearingState,
     now: UnixSeconds,
 ) -> Vec<Option<u32>> {
-    let merchant_id = &merchant.policy.merchant;
     let mut counts: HashMap<(&str, &str), u32> = HashMap::new();
     let mut nonces: std::collections::HashSet<&str> = std::collections::HashSet::new();
     prepared
@@ -814,7 +813,11 @@ fn speculate_purchases(
                 .or_insert_with(|| {
                     state
                         .payer_merchant_day
-                        .get(&(payer.name.clone(), merchant_id.clone(), offer.date.clone()))
+                        .get(&(
+                            payer.name.clone(),
+                            merchant_id.to_owned(),
+                            offer.date.clone(),
+                        ))
                         .copied()
                         .unwrap_or(0)
                 });
@@ -824,19 +827,24 @@ fn speculate_purchases(
         .collect()
 }
 
-/// Clears a deposit by `merchant` at `now`. Items are decided in order and independently: a
-/// bad one is refused with its reason and the others clear. The per-item work that does not
-/// depend on earlier items (the compliance check, serialising the records; hashes were worked
-/// out by [`prepare`]) runs on all cores; only the decisions and state updates run in order.
-pub fn clear(
-    merchant: &MerchantAccount,
-    rules: FraudRules,
-    prepared: Vec<Prepared>,
-    state: &mut ClearingState,
+/// The compliance checks of a deposit, run on all cores before its items are decided (see
+/// [`check`] and [`clear_checked`]).
+#[derive(Debug)]
+pub struct Checks(Vec<SpeculativeCheck>);
+
+/// Runs the KeyNote compliance check of every item of a deposit on all cores, each with the
+/// purchase number it will have if `snapshot` is current and every earlier item clears. Needs no
+/// lock: [`clear_checked`] reuses an answer only when the item's purchase number, decided in
+/// order against the state as it then stands, is the same, and checks again otherwise; so a
+/// stale snapshot costs time, never a different outcome.
+pub fn check(
+    policy: &MerchantPolicy,
+    prepared: &[Prepared],
+    snapshot: &ClearingState,
     now: UnixSeconds,
-) -> Vec<ItemOutcome> {
+) -> Checks {
     let threads = clear_threads(prepared.len());
-    let speculated = speculate_purchases(merchant, &prepared, state, now);
+    let speculated = speculate_purchases(&policy.merchant, prepared, snapshot, now);
     let mut work: Vec<(&Prepared, Option<u32>, SpeculativeCheck)> = prepared
         .iter()
         .zip(speculated)
@@ -844,17 +852,44 @@ pub fn clear(
         .collect();
     par_for_each(&mut work, threads, |(item, count, check)| {
         if let (Some(count), Ok((terms, payment))) = (*count, &item.parsed) {
-            let approval = check_with(
-                &merchant.policy,
-                terms,
-                payment,
-                count,
-                Signatures::Verified,
-            );
+            let approval = check_with(policy, terms, payment, count, Signatures::Verified);
             *check = Some((count, approval));
         }
     });
-    let checks: Vec<SpeculativeCheck> = work.into_iter().map(|(_, _, check)| check).collect();
+    Checks(work.into_iter().map(|(_, _, check)| check).collect())
+}
+
+/// Clears a deposit by `merchant` at `now`: [`check`] against `state`, then [`clear_checked`].
+pub fn clear(
+    merchant: &MerchantAccount,
+    rules: FraudRules,
+    prepared: Vec<Prepared>,
+    state: &mut ClearingState,
+    now: UnixSeconds,
+) -> Vec<ItemOutcome> {
+    let checks = check(&merchant.policy, &prepared, state, now);
+    clear_checked(merchant, rules, prepared, checks, state, now)
+}
+
+/// Decides a deposit by `merchant` at `now` against `state`, with the compliance checks
+/// [`check`] ran. Items are decided in order and independently: a bad one is refused with its
+/// reason and the others clear. Besides the checks, the per-item work that does not depend on
+/// earlier items (serialising the records; hashes were worked out by [`prepare`]) runs on all
+/// cores; only the decisions and state updates run in order.
+///
+/// # Panics
+/// If `checks` is not of this deposit (another number of items).
+pub fn clear_checked(
+    merchant: &MerchantAccount,
+    rules: FraudRules,
+    prepared: Vec<Prepared>,
+    checks: Checks,
+    state: &mut ClearingState,
+    now: UnixSeconds,
+) -> Vec<ItemOutcome> {
+    assert_eq!(checks.0.len(), prepared.len(), "checks of another deposit");
+    let threads = clear_threads(prepared.len());
+    let checks = checks.0;
     let mut outcomes: Vec<ItemOutcome> = prepared
         .iter()
         .zip(checks)

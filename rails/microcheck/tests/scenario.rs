@@ -822,3 +822,65 @@ fn transfer_ids_keep_each_machines_sales_together_in_time_order() {
     let twin = machine_nonce(morning, &[0xff; 16]);
     assert_ne!(transfer_id("vm-1", &twin), ids[0]);
 }
+
+#[test]
+fn checks_run_against_a_stale_snapshot_decide_exactly_as_checks_against_the_state() {
+    let w = world();
+    let mut t = template(Classes::Any);
+    t.per_merchant_day_max = 3;
+    let credential = text(&credential::issue_payer(&w.pa, &w.payer.principal(), &t).unwrap());
+    let mut vm = machine(&w, "vm-1", "vend");
+    let mut device = device(&w, vec![credential]);
+    let mut log = Vec::new();
+    let items: Vec<DepositItem> = (0..3u8)
+        .map(|n| {
+            let time = NOW.plus(u64::from(n) * 60);
+            buy(&mut vm, &mut device, 1, time, n + 1, &mut log, &[]).unwrap()
+        })
+        .collect();
+    let merchant = merchant_account(&w, "vm-1", NAIROBI, None);
+    // While the checks ran, another deposit posted one purchase by alice at vm-1 that day: the
+    // third microcheck of this deposit is now her fourth, over the credential's three.
+    let snapshot = clearing_state(&w, 10_000);
+    let mut current = snapshot.clone();
+    current
+        .payer_merchant_day
+        .insert(("alice".into(), "vm-1".into(), NOW.date()), 1);
+    let received = NOW.plus(3600);
+    let summary = |outcomes: &[ItemOutcome]| -> Vec<String> {
+        outcomes
+            .iter()
+            .map(|o| match o {
+                ItemOutcome::Cleared(c) => format!("cleared {}", c.nonce),
+                ItemOutcome::Refused { refusal, .. } => format!("refused {}", refusal.code()),
+            })
+            .collect()
+    };
+    let prepared = csc::prepare(&items, 2).unwrap();
+    let checks = csc::check(&merchant.policy, &prepared, &snapshot, received);
+    let mut stale_state = current.clone();
+    let from_stale = csc::clear_checked(
+        &merchant,
+        RULES,
+        prepared,
+        checks,
+        &mut stale_state,
+        received,
+    );
+    let mut fresh_state = current.clone();
+    let from_current = csc::clear(
+        &merchant,
+        RULES,
+        csc::prepare(&items, 2).unwrap(),
+        &mut fresh_state,
+        received,
+    );
+    assert_eq!(summary(&from_stale), summary(&from_current));
+    assert!(summary(&from_stale)[..2].iter().all(|s| s.starts_with("cleared")));
+    assert!(
+        summary(&from_stale)[2].starts_with("refused"),
+        "{:?}",
+        summary(&from_stale)
+    );
+    assert_eq!(stale_state.payer_merchant_day, fresh_state.payer_merchant_day);
+}

@@ -928,9 +928,9 @@ async fn deposit(
 }
 
 /// Clears and posts a deposit of `record`'s microchecks received at `now`, and answers with
-/// the fate of each. Signatures are verified before the CSC lock is taken, so deposits from
-/// several machines verify at once; reading the clearing state, deciding and posting happen
-/// under the lock, so counters and spent nonces stay current.
+/// the fate of each. Signatures and the KeyNote compliance checks run before the CSC lock is
+/// taken, so deposits from several machines do that work at once; reading the clearing state,
+/// deciding and posting happen under the lock, so counters and spent nonces stay current.
 async fn clear_deposit(
     state: &AppState,
     record: &MerchantRecord,
@@ -950,7 +950,17 @@ async fn clear_deposit(
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let prepared = tokio::task::block_in_place(|| csc::prepare(items, threads))
         .map_err(|r| refused(StatusCode::BAD_REQUEST, &r))?;
-    let keys = csc::keys(&prepared);
+    let keys = Arc::new(csc::keys(&prepared));
+    // The compliance checks run before the lock, against the clearing state as it stands now;
+    // deciding under the lock reuses each answer only if the item's purchase number is still
+    // the same.
+    let (merchant_id, snapshot_keys) = (record.id.clone(), Arc::clone(&keys));
+    let (snapshot, _) = state
+        .ledger
+        .read(move |store| load_state(store, &merchant_id, &snapshot_keys))
+        .await?;
+    let checks = tokio::task::block_in_place(|| csc::check(&policy, &prepared, &snapshot, now));
+    drop(snapshot);
     let clearing = rail.csc.lock().await;
     let merchant_id = record.id.clone();
     let (initial, last_deposit) = state
@@ -968,7 +978,7 @@ async fn clear_deposit(
     };
     let mut cleared_state = initial.clone();
     let outcomes = tokio::task::block_in_place(|| {
-        csc::clear(&merchant, rules, prepared, &mut cleared_state, now)
+        csc::clear_checked(&merchant, rules, prepared, checks, &mut cleared_state, now)
     });
     let poster = Poster {
         state,
