@@ -876,11 +876,58 @@ fn checks_run_against_a_stale_snapshot_decide_exactly_as_checks_against_the_stat
         received,
     );
     assert_eq!(summary(&from_stale), summary(&from_current));
-    assert!(summary(&from_stale)[..2].iter().all(|s| s.starts_with("cleared")));
+    assert!(
+        summary(&from_stale)[..2]
+            .iter()
+            .all(|s| s.starts_with("cleared"))
+    );
     assert!(
         summary(&from_stale)[2].starts_with("refused"),
         "{:?}",
         summary(&from_stale)
     );
-    assert_eq!(stale_state.payer_merchant_day, fresh_state.payer_merchant_day);
+    assert_eq!(
+        stale_state.payer_merchant_day,
+        fresh_state.payer_merchant_day
+    );
+}
+
+/// The test vectors of docs/protocols/microchecks.md, computed again and found in the document.
+#[test]
+fn the_documented_test_vectors_hold() {
+    use offpay_microcheck::csc::{microcheck_hash, transfer_id};
+    use offpay_microcheck::offer::machine_nonce;
+    let document = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../docs/protocols/microchecks.md"),
+    )
+    .unwrap();
+    let time = UnixSeconds(1_767_225_600);
+    let nonce = machine_nonce(time, &[0x5a; 16]);
+    assert_eq!(nonce, "006955b9005a5a5a5a5a5a5a5a5a5a5a");
+    let id = transfer_id("vm-1", &nonce);
+    assert_eq!(id, "mc:2d62b003006955b900cf3d93ffcbfa8db0427b87e51fef0f");
+    let payer = PrivateKey::ed25519_from_seed(&[7; 32]);
+    let offer = offpay_microcheck::Offer {
+        merchant: "vm-1".into(),
+        currency: "KES".into(),
+        product: "Pocari Sweat".into(),
+        product_class: "drink".into(),
+        date: time.date(),
+        timestamp: time.stamp(),
+        amount: "0.83".into(),
+        app_domain: "vend".into(),
+        nonce: nonce.clone(),
+    };
+    let check = offpay_microcheck::microcheck::write(&payer, &offer.terms().unwrap()).unwrap();
+    assert!(check.verify_signature().is_ok());
+    let text = String::from_utf8(check.text().to_vec()).unwrap();
+    let hash = microcheck_hash(&text);
+    assert_eq!(
+        hash,
+        "2987b29763ab56b48cce705a0c6d574f8b318cd4f06a4bade8975f660c624ae4"
+    );
+    for vector in [nonce.as_str(), id.as_str(), hash.as_str(), text.trim_end()] {
+        assert!(document.contains(vector), "the document lacks {vector}");
+    }
 }
