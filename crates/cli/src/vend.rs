@@ -710,8 +710,8 @@ fn serve_customer(
             return Ok(None);
         }
     };
-    let nonce = random_bytes::<NONCE_BYTES>()?;
-    let awaiting = match machine.select(item, now, &nonce) {
+    let random = random_bytes::<NONCE_BYTES>()?;
+    let awaiting = match machine.select(item, now, &random) {
         Ok(awaiting) => awaiting,
         Err(refusal) => {
             screen(&refusal.to_string());

@@ -7,9 +7,9 @@
 //! recursion, and a cycle contributes nothing that is not supported from outside the cycle.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use crate::FastMap;
-use std::sync::Arc;
 
 use crate::assertion::{Assertion, AssertionHash, Compiled, Leaf, Licensees};
 use crate::error::{Error, Result};

@@ -576,7 +576,7 @@ struct Derived {
 pub const PREPARE_THREADS_MAX: usize = 16;
 
 /// The state keys a deposit will read.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Keys {
     /// Payer key fingerprints.
     pub payers: Vec<String>,
