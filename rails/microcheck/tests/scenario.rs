@@ -664,21 +664,28 @@ fn the_statement_shows_charges_the_device_did_not_write() {
     assert_eq!(comparison.not_posted, vec![entry("c")]);
 }
 
-#[test]
-fn counters_rebuilt_for_part_of_a_deposit_count_exactly_that_part() {
+/// Alice's three purchases a minute apart at vm-1, with a credential allowing `per_day_max` a
+/// day, as the deposit items the machine keeps.
+fn three_purchases_at_vm1(per_day_max: u32) -> (World, Vec<DepositItem>) {
     let w = world();
     let mut t = template(Classes::Any);
-    t.per_merchant_day_max = 10;
+    t.per_merchant_day_max = per_day_max;
     let credential = text(&credential::issue_payer(&w.pa, &w.payer.principal(), &t).unwrap());
     let mut vm = machine(&w, "vm-1", "vend");
     let mut device = device(&w, vec![credential]);
     let mut log = Vec::new();
-    let items: Vec<DepositItem> = (0..3u8)
+    let items = (0..3u8)
         .map(|n| {
             let time = NOW.plus(u64::from(n) * 60);
             buy(&mut vm, &mut device, 1, time, n + 1, &mut log, &[]).unwrap()
         })
         .collect();
+    (w, items)
+}
+
+#[test]
+fn counters_rebuilt_for_part_of_a_deposit_count_exactly_that_part() {
+    let (w, items) = three_purchases_at_vm1(10);
     let merchant = merchant_account(&w, "vm-1", NAIROBI, None);
     let initial = clearing_state(&w, 10_000);
     let mut cleared = initial.clone();
@@ -825,19 +832,7 @@ fn transfer_ids_keep_each_machines_sales_together_in_time_order() {
 
 #[test]
 fn checks_run_against_a_stale_snapshot_decide_exactly_as_checks_against_the_state() {
-    let w = world();
-    let mut t = template(Classes::Any);
-    t.per_merchant_day_max = 3;
-    let credential = text(&credential::issue_payer(&w.pa, &w.payer.principal(), &t).unwrap());
-    let mut vm = machine(&w, "vm-1", "vend");
-    let mut device = device(&w, vec![credential]);
-    let mut log = Vec::new();
-    let items: Vec<DepositItem> = (0..3u8)
-        .map(|n| {
-            let time = NOW.plus(u64::from(n) * 60);
-            buy(&mut vm, &mut device, 1, time, n + 1, &mut log, &[]).unwrap()
-        })
-        .collect();
+    let (w, items) = three_purchases_at_vm1(3);
     let merchant = merchant_account(&w, "vm-1", NAIROBI, None);
     // While the checks ran, another deposit posted one purchase by alice at vm-1 that day: the
     // third microcheck of this deposit is now her fourth, over the credential's three.
