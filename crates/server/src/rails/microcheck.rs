@@ -1019,17 +1019,6 @@ async fn clear_deposit(
                         ..ItemAnswer::default()
                     },
                     Some(Fate::Spent(refusal)) => refused(&refusal.code(), refusal.to_string()),
-                    Some(Fate::Ledger(LedgerRefusal::RecordVersionMismatch { .. })) => refused(
-                        "already_deposited",
-                        format!("microcheck {} was already deposited", clearance.nonce),
-                    ),
-                    Some(Fate::Ledger(LedgerRefusal::TransferConflict { .. })) => refused(
-                        "replayed_nonce",
-                        format!(
-                            "nonce {} was deposited before with another microcheck",
-                            clearance.nonce
-                        ),
-                    ),
                     Some(Fate::Ledger(other)) => refused("ledger_refused", other.to_string()),
                     None => refused("internal", "no ledger result".to_owned()),
                 }
@@ -1212,6 +1201,27 @@ enum Fate {
 /// The fate of each cleared microcheck, by deposit index.
 type Posted = HashMap<usize, Fate>;
 
+impl Fate {
+    /// A ledger refusal of `clearance`'s operations. A charge record that exists already means
+    /// the microcheck was deposited before, and a transfer id taken with other terms means its
+    /// nonce was: both are the CSC's spent-nonce refusals, whichever path found them.
+    fn refused(reason: LedgerRefusal, clearance: &Clearance) -> Fate {
+        let nonce = clearance.nonce.clone();
+        match reason {
+            LedgerRefusal::RecordVersionMismatch { .. } => {
+                Fate::Spent(Refusal::AlreadyDeposited { nonce })
+            }
+            LedgerRefusal::TransferConflict { .. } => Fate::Spent(Refusal::ReplayedNonce { nonce }),
+            other => Fate::Ledger(other),
+        }
+    }
+}
+
+/// Logs a refusal of the batch holding refused microchecks' flags and the last-deposit time.
+fn log_side_refusal(record: &MerchantRecord, refusal: &BatchRefusal) {
+    tracing::error!(merchant = %record.id, error = %refusal.reason, "microcheck deposit: flags and last-deposit record refused");
+}
+
 impl Poster<'_> {
     async fn post(
         &self,
@@ -1279,7 +1289,7 @@ impl Poster<'_> {
 
     async fn commit_side(&self, side: Batch, record: &MerchantRecord) -> Result<(), ApiError> {
         if let Err(refusal) = self.commit_one(side).await? {
-            tracing::error!(merchant = %record.id, error = %refusal.reason, "microcheck deposit: flags and last-deposit record refused");
+            log_side_refusal(record, &refusal);
         }
         Ok(())
     }
@@ -1302,7 +1312,7 @@ impl Poster<'_> {
         batches.extend(side);
         let results = self.state.ledger.commit(batches, crate::now()).await?;
         if let Some(Err(refusal)) = results.get(1) {
-            tracing::error!(merchant = %record.id, error = %refusal.reason, "microcheck deposit: flags and last-deposit record refused");
+            log_side_refusal(record, refusal);
         }
         let mut refusal = match results.into_iter().next() {
             Some(Ok(_)) => {
@@ -1333,7 +1343,8 @@ impl Poster<'_> {
                 tracing::warn!(merchant = %record.id, error = %refusal.reason, "microcheck deposit: the ledger refused a batch; posting again without the microcheck it names");
                 match owners.get(refusal.index).copied().flatten() {
                     Some(position) => {
-                        posted.insert(cleared[position].index, Fate::Ledger(refusal.reason));
+                        let clearance = cleared[position];
+                        posted.insert(clearance.index, Fate::refused(refusal.reason, clearance));
                         cleared.remove(position);
                     }
                     None => return self.post_each(&cleared, base, posted).await,
@@ -1392,7 +1403,7 @@ impl Poster<'_> {
                     state = next;
                 }
                 Err(refusal) => {
-                    posted.insert(clearance.index, Fate::Ledger(refusal.reason));
+                    posted.insert(clearance.index, Fate::refused(refusal.reason, clearance));
                 }
             }
         }
