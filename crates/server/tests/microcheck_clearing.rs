@@ -214,6 +214,29 @@ impl Harness {
         (payer_day, machine_day, recent)
     }
 
+    /// Sets the most vm-1's account may hold (`None`: no cap), as the operator would.
+    async fn cap_merchant(&self, balance_max: Option<i64>) {
+        self.state
+            .ledger
+            .commit(
+                vec![Batch {
+                    operations: vec![Operation::SetLimits {
+                        account: AccountId::new("mc:merchant:vm-1").unwrap(),
+                        limits: BalanceLimits {
+                            balance_min: Some(0),
+                            balance_max,
+                        },
+                    }],
+                }],
+                offpay_server::now(),
+            )
+            .await
+            .unwrap()
+            .pop()
+            .unwrap()
+            .unwrap();
+    }
+
     async fn balance(&self, account: &str) -> i64 {
         let account = AccountId::new(account).unwrap();
         self.state
@@ -284,26 +307,7 @@ async fn spent_nonces_are_refused_and_the_rest_post() {
 async fn a_ledger_refusal_refuses_one_microcheck_and_counts_exactly_the_rest() {
     let harness = Harness::start().await;
     // The operator caps the machine's account at 1.00: only one 0.83 sale fits.
-    harness
-        .state
-        .ledger
-        .commit(
-            vec![Batch {
-                operations: vec![Operation::SetLimits {
-                    account: AccountId::new("mc:merchant:vm-1").unwrap(),
-                    limits: BalanceLimits {
-                        balance_min: Some(0),
-                        balance_max: Some(100),
-                    },
-                }],
-            }],
-            offpay_server::now(),
-        )
-        .await
-        .unwrap()
-        .pop()
-        .unwrap()
-        .unwrap();
+    harness.cap_merchant(Some(100)).await;
     let items: Vec<DepositItem> = (1..=3).map(|n| harness.item(n, "soda", 60)).collect();
     let codes = harness.deposit(&items).await;
     assert_eq!(codes, ["posted", "ledger_refused", "ledger_refused"]);
@@ -315,26 +319,7 @@ async fn a_ledger_refusal_refuses_one_microcheck_and_counts_exactly_the_rest() {
         "counters count what posted"
     );
     // Once the cap is lifted the refused ones deposit: their nonces were never spent.
-    harness
-        .state
-        .ledger
-        .commit(
-            vec![Batch {
-                operations: vec![Operation::SetLimits {
-                    account: AccountId::new("mc:merchant:vm-1").unwrap(),
-                    limits: BalanceLimits {
-                        balance_min: Some(0),
-                        balance_max: None,
-                    },
-                }],
-            }],
-            offpay_server::now(),
-        )
-        .await
-        .unwrap()
-        .pop()
-        .unwrap()
-        .unwrap();
+    harness.cap_merchant(None).await;
     assert_eq!(
         harness.deposit(&items).await,
         ["already_deposited", "posted", "posted"]
