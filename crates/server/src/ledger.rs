@@ -80,6 +80,13 @@ impl Ledger {
         batches: Vec<Batch>,
         now: Timestamp,
     ) -> Result<GroupResult, LedgerError> {
+        self.submit(batches, now).await?.durable().await
+    }
+
+    /// Queues `batches` for commit and returns once they are queued, before they are written:
+    /// every commit or read queued after this returns sees them (if they commit). The answer
+    /// says when they are durable, and how each batch fared.
+    pub async fn submit(&self, batches: Vec<Batch>, now: Timestamp) -> Result<Queued, LedgerError> {
         let (reply, answer) = oneshot::channel();
         self.sender
             .send(Request::Commit {
@@ -89,7 +96,7 @@ impl Ledger {
             })
             .await
             .map_err(|_| LedgerError::Stopped)?;
-        Ok(answer.await.map_err(|_| LedgerError::Stopped)??)
+        Ok(Queued(answer))
     }
 
     /// Runs a read against the store on the writer thread (so it sees every commit acknowledged
@@ -108,6 +115,18 @@ impl Ledger {
             .await
             .map_err(|_| LedgerError::Stopped)?;
         Ok(answer.await.map_err(|_| LedgerError::Stopped)??)
+    }
+}
+
+/// Batches queued by [`Ledger::submit`].
+#[derive(Debug)]
+#[must_use = "nothing says whether queued batches committed until `durable` is awaited"]
+pub struct Queued(oneshot::Receiver<Result<GroupResult, StoreError>>);
+
+impl Queued {
+    /// Waits until the batches are durable (or refused), with one result per batch.
+    pub async fn durable(self) -> Result<GroupResult, LedgerError> {
+        Ok(self.0.await.map_err(|_| LedgerError::Stopped)??)
     }
 }
 

@@ -16,6 +16,10 @@ pub struct Metrics {
     pub batches_refused: AtomicU64,
     /// Transfers newly committed.
     pub transfers_committed: AtomicU64,
+    /// Microcheck deposits decided and queued while earlier ones committed.
+    pub microcheck_deposits_pipelined: AtomicU64,
+    /// Microcheck deposits posted with the CSC lock held until they committed.
+    pub microcheck_deposits_locked: AtomicU64,
 }
 
 impl Metrics {
@@ -52,6 +56,16 @@ impl Metrics {
                 "offpay_ledger_transfers_committed_total",
                 "Transfers newly committed.",
                 &self.transfers_committed,
+            ),
+            (
+                "offpay_microcheck_deposits_pipelined_total",
+                "Microcheck deposits decided and queued while earlier ones committed.",
+                &self.microcheck_deposits_pipelined,
+            ),
+            (
+                "offpay_microcheck_deposits_locked_total",
+                "Microcheck deposits posted with the CSC lock held until they committed (a snapshot too old, a batch the ledger refused, nothing cleared, or more than one batch).",
+                &self.microcheck_deposits_locked,
             ),
         ];
         for (name, help, counter) in counters {

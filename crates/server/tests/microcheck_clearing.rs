@@ -1,7 +1,8 @@
 //! How the CSC posts a deposit, through the router against SQLite: one ledger batch for the
 //! deposit with its counters written once; spent nonces found only when the ledger refuses;
 //! a ledger refusal that names one microcheck refuses it alone and posts the rest with counters
-//! that count exactly what posted.
+//! that count exactly what posted; deposits decided while earlier ones commit count and charge
+//! exactly as if decided one after the other.
 
 #![allow(
     clippy::unwrap_used,
@@ -9,6 +10,7 @@
 )]
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -147,9 +149,14 @@ impl Harness {
 
     /// A microcheck by alice at vm-1, `seconds` after her credential was issued.
     fn item(&self, nonce: u8, product: &str, seconds: u64) -> DepositItem {
+        self.item_at("vm-1", u32::from(nonce), product, seconds)
+    }
+
+    /// A microcheck by alice at `merchant`.
+    fn item_at(&self, merchant: &str, nonce: u32, product: &str, seconds: u64) -> DepositItem {
         let time = self.issued_at.plus(seconds);
         let offer = Offer {
-            merchant: "vm-1".into(),
+            merchant: merchant.into(),
             currency: "KES".into(),
             product: product.into(),
             product_class: "drink".into(),
@@ -170,21 +177,25 @@ impl Harness {
 
     /// Deposits `items` as vm-1; the code of each result (`posted` when it posted).
     async fn deposit(&self, items: &[DepositItem]) -> Vec<String> {
+        self.deposit_as(&self.merchant, "vm-1", items)
+            .await
+            .iter()
+            .map(|r| r["code"].as_str().unwrap_or("posted").to_owned())
+            .collect()
+    }
+
+    /// Deposits `items` as machine `id` with `key`; the result of each.
+    async fn deposit_as(&self, key: &PrivateKey, id: &str, items: &[DepositItem]) -> Vec<Value> {
         let body = serde_json::to_value(DepositBody::pack(items)).unwrap();
         let (status, answer) = self
             .call(
                 "/microcheck/v1/deposit",
                 None,
-                signed(&self.merchant, "deposit", "vm-1", body),
+                signed(key, "deposit", id, body),
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{answer}");
-        answer["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["code"].as_str().unwrap_or("posted").to_owned())
-            .collect()
+        answer["results"].as_array().unwrap().clone()
     }
 
     async fn record(&self, key: String) -> Option<Value> {
@@ -237,6 +248,18 @@ impl Harness {
             .unwrap();
     }
 
+    /// Deposits decided while others committed, and deposits posted with the CSC lock held
+    /// until they committed.
+    fn paths(&self) -> (u64, u64) {
+        let metrics = &self.state.metrics;
+        (
+            metrics
+                .microcheck_deposits_pipelined
+                .load(Ordering::Relaxed),
+            metrics.microcheck_deposits_locked.load(Ordering::Relaxed),
+        )
+    }
+
     async fn balance(&self, account: &str) -> i64 {
         let account = AccountId::new(account).unwrap();
         self.state
@@ -255,6 +278,11 @@ async fn a_deposit_posts_whole_with_its_counters_written_once() {
     let items: Vec<DepositItem> = (1..=3).map(|n| harness.item(n, "soda", 60)).collect();
     assert_eq!(harness.deposit(&items).await, ["posted"; 3]);
     assert_eq!(harness.counters().await, (3, 3, 3));
+    assert_eq!(
+        harness.paths(),
+        (1, 0),
+        "decided without waiting for a commit"
+    );
     assert_eq!(harness.balance("mc:merchant:vm-1").await, 249);
     assert_eq!(harness.balance("mc:payer:alice").await, 2000 - 249);
     // Each microcheck's charge record (its proof of deposit) holds the hash of the microcheck.
@@ -301,6 +329,8 @@ async fn spent_nonces_are_refused_and_the_rest_post() {
     assert_eq!(harness.deposit(&again[..2]).await, ["already_deposited"; 2]);
     assert_eq!(harness.balance("mc:merchant:vm-1").await, 3 * 83);
     assert_eq!(harness.counters().await, (3, 3, 3));
+    // The ledger refused the batches holding spent nonces; those deposits were decided again.
+    assert_eq!(harness.paths(), (1, 2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,6 +355,102 @@ async fn a_ledger_refusal_refuses_one_microcheck_and_counts_exactly_the_rest() {
         ["already_deposited", "posted", "posted"]
     );
     assert_eq!(harness.counters().await, (3, 3, 3));
+}
+
+/// Eight deposits at once, four from each of two machines, all of one payer whose balance runs
+/// out among them: each deposit is decided while others commit, yet the payer pays for exactly
+/// as many microchecks as her balance covers, the rest bounce, and every counter counts each
+/// microcheck once — as if the deposits had been decided one after the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deposits_decided_while_others_commit_count_and_charge_exactly() {
+    let harness = Arc::new(Harness::start().await);
+    let vm2 = PrivateKey::ed25519_from_seed(&[43; 32]);
+    harness
+        .operator(
+            "/api/v1/microcheck/merchants",
+            json!({ "id": "vm-2", "key": identifier(&vm2) }),
+        )
+        .await;
+    const DEPOSITS_EACH: u32 = 4;
+    const ITEMS: u32 = 5;
+    let mut tasks = tokio::task::JoinSet::new();
+    for deposit in 0..DEPOSITS_EACH {
+        // vm-1's key is the harness's (seed 42), vm-2's the one registered above (seed 43).
+        for (machine, seed) in [("vm-1", 42), ("vm-2", 43)] {
+            let items: Vec<DepositItem> = (0..ITEMS)
+                .map(|n| {
+                    let nonce = (u32::from(machine == "vm-2") << 16) | (deposit * ITEMS + n);
+                    harness.item_at(machine, nonce, "soda", 60 + u64::from(n))
+                })
+                .collect();
+            let harness = Arc::clone(&harness);
+            tasks.spawn(async move {
+                let key = PrivateKey::ed25519_from_seed(&[seed; 32]);
+                harness.deposit_as(&key, machine, &items).await
+            });
+        }
+    }
+    let mut results = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        results.extend(done.unwrap());
+    }
+    let total = 2 * DEPOSITS_EACH * ITEMS;
+    assert_eq!(results.len(), total as usize);
+    assert!(
+        results.iter().all(|r| r["status"] == "posted"),
+        "{results:?}"
+    );
+    // 20.00 covers 24 sales of 0.83; the other 16 are paid from suspense.
+    let bounced = results.iter().filter(|r| r["bounced"] == true).count();
+    assert_eq!(bounced, 16);
+    assert_eq!(harness.balance("mc:payer:alice").await, 2000 - 24 * 83);
+    assert_eq!(harness.count("bounces:alice".into()).await, 16);
+    assert_eq!(
+        harness.balance("mc:merchant:vm-1").await + harness.balance("mc:merchant:vm-2").await,
+        i64::from(total) * 83
+    );
+    let date = harness.issued_at.date();
+    for machine in ["vm-1", "vm-2"] {
+        let each = u64::from(DEPOSITS_EACH * ITEMS);
+        assert_eq!(
+            harness.count(format!("pmday:alice:{machine}:{date}")).await,
+            each
+        );
+        assert_eq!(harness.count(format!("mday:{machine}:{date}")).await, each);
+    }
+    let recent = harness.record("recent:alice".into()).await.unwrap();
+    assert_eq!(
+        recent.as_array().unwrap().len(),
+        offpay_microcheck::limits::PAYER_RECENT_MAX
+    );
+    let (pipelined, locked) = harness.paths();
+    assert_eq!(pipelined + locked, u64::from(2 * DEPOSITS_EACH));
+}
+
+/// Deposits one after the other from two machines sharing a payer: each reads the clearing
+/// state while nothing is in flight, so each decision stands and none is made again, and the
+/// record versions the CSC expects are those the ledger holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deposits_one_after_the_other_are_never_decided_again() {
+    let harness = Harness::start().await;
+    let vm2 = PrivateKey::ed25519_from_seed(&[43; 32]);
+    harness
+        .operator(
+            "/api/v1/microcheck/merchants",
+            json!({ "id": "vm-2", "key": identifier(&vm2) }),
+        )
+        .await;
+    for round in 0..3u32 {
+        for (machine, key) in [("vm-1", &harness.merchant), ("vm-2", &vm2)] {
+            let nonce = (u32::from(machine == "vm-2") << 16) | round;
+            let items = [harness.item_at(machine, nonce, "soda", 60)];
+            let results = harness.deposit_as(key, machine, &items).await;
+            assert_eq!(results[0]["status"], "posted", "{results:?}");
+        }
+    }
+    assert_eq!(harness.paths(), (6, 0));
+    assert_eq!(harness.counters().await, (3, 3, 6));
+    assert_eq!(harness.balance("mc:payer:alice").await, 2000 - 6 * 83);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -477,62 +477,148 @@ pub fn charge_key(payer: &str, timestamp: &str, merchant: &str, nonce: &str) -> 
     format!("charge:{payer}:{timestamp}:{merchant}:{nonce}")
 }
 
-/// The shared records the microchecks `cleared` (all of `merchant`) change, as they stand in
-/// `state`: each payer's day counter at the merchant, the merchant's day counters, each payer's
-/// recent purchases and, for payers with a bounce among them, their bounce count. Written once
-/// for the set, not once per microcheck. `state` must include the set (see
-/// [`ClearingState::apply`]).
+/// One of the shared records a deposit changes (for one merchant): what it counts or lists,
+/// named without the merchant, whose id completes the key.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StateRecord {
+    /// A payer's purchases at the merchant on a date (`pmday:…`).
+    PayerDay {
+        /// Payer name.
+        payer: String,
+        /// `YYYYMMDD`.
+        date: String,
+    },
+    /// The merchant's purchases on a date (`mday:…`).
+    MerchantDay {
+        /// `YYYYMMDD`.
+        date: String,
+    },
+    /// A payer's recent purchases (`recent:…`).
+    Recent {
+        /// Payer name.
+        payer: String,
+    },
+    /// A payer's bounced microchecks (`bounces:…`).
+    Bounces {
+        /// Payer name.
+        payer: String,
+    },
+}
+
+impl StateRecord {
+    /// The shared records the microchecks `cleared` (all of one merchant) change: each payer's
+    /// day counter at the merchant, the merchant's day counters, each payer's recent purchases
+    /// and, for payers with a bounce among them, their bounce count. Sorted, each once.
+    pub fn changed_by<'a>(cleared: impl IntoIterator<Item = &'a Clearance>) -> Vec<StateRecord> {
+        let mut set: BTreeSet<StateRecord> = BTreeSet::new();
+        for clearance in cleared {
+            let payer = clearance.payer();
+            set.insert(StateRecord::PayerDay {
+                payer: payer.to_owned(),
+                date: clearance.date.clone(),
+            });
+            set.insert(StateRecord::MerchantDay {
+                date: clearance.date.clone(),
+            });
+            set.insert(StateRecord::Recent {
+                payer: payer.to_owned(),
+            });
+            if clearance.bounced() {
+                set.insert(StateRecord::Bounces {
+                    payer: payer.to_owned(),
+                });
+            }
+        }
+        set.into_iter().collect()
+    }
+
+    /// Its record key, at `merchant`.
+    pub fn key(&self, merchant: &str) -> String {
+        match self {
+            StateRecord::PayerDay { payer, date } => payer_merchant_day_key(payer, merchant, date),
+            StateRecord::MerchantDay { date } => merchant_day_key(merchant, date),
+            StateRecord::Recent { payer } => recent_key(payer),
+            StateRecord::Bounces { payer } => bounces_key(payer),
+        }
+    }
+
+    /// Its value as it stands in `state`, serialised as the ledger stores it.
+    pub fn value(&self, state: &ClearingState, merchant: &str) -> Vec<u8> {
+        let count = |count: Option<&u32>| {
+            json_bytes(&CountRecord {
+                count: count.copied().unwrap_or(0),
+            })
+        };
+        match self {
+            StateRecord::PayerDay { payer, date } => count(state.payer_merchant_day.get(&(
+                payer.clone(),
+                merchant.to_owned(),
+                date.clone(),
+            ))),
+            StateRecord::MerchantDay { date } => {
+                count(state.merchant_day.get(&(merchant.to_owned(), date.clone())))
+            }
+            StateRecord::Recent { payer } => {
+                json_bytes(&state.recent.get(payer).map(Vec::as_slice).unwrap_or(&[]))
+            }
+            StateRecord::Bounces { payer } => count(state.bounces.get(payer)),
+        }
+    }
+
+    /// Copies its value at `merchant` from `from` into `to` (removing it from `to` where `from`
+    /// has none).
+    pub fn copy(&self, merchant: &str, from: &ClearingState, to: &mut ClearingState) {
+        fn set<K: std::hash::Hash + Eq, V: Clone>(
+            to: &mut HashMap<K, V>,
+            key: K,
+            value: Option<&V>,
+        ) {
+            match value {
+                Some(value) => {
+                    to.insert(key, value.clone());
+                }
+                None => {
+                    to.remove(&key);
+                }
+            }
+        }
+        match self {
+            StateRecord::PayerDay { payer, date } => {
+                let key = (payer.clone(), merchant.to_owned(), date.clone());
+                let value = from.payer_merchant_day.get(&key);
+                set(&mut to.payer_merchant_day, key, value);
+            }
+            StateRecord::MerchantDay { date } => {
+                let key = (merchant.to_owned(), date.clone());
+                let value = from.merchant_day.get(&key);
+                set(&mut to.merchant_day, key, value);
+            }
+            StateRecord::Recent { payer } => {
+                set(&mut to.recent, payer.clone(), from.recent.get(payer));
+            }
+            StateRecord::Bounces { payer } => {
+                set(&mut to.bounces, payer.clone(), from.bounces.get(payer));
+            }
+        }
+    }
+}
+
+/// The shared records the microchecks `cleared` (all of `merchant`) change
+/// ([`StateRecord::changed_by`]), as they stand in `state`. Written once for the set, not once
+/// per microcheck. `state` must include the set (see [`ClearingState::apply`]).
 pub fn state_records<'a>(
     state: &ClearingState,
     merchant: &str,
     cleared: impl IntoIterator<Item = &'a Clearance>,
 ) -> Vec<RecordChange> {
-    let mut payer_days: BTreeSet<(&str, &str)> = BTreeSet::new();
-    let mut dates: BTreeSet<&str> = BTreeSet::new();
-    let mut payers: BTreeSet<&str> = BTreeSet::new();
-    let mut bounced: BTreeSet<&str> = BTreeSet::new();
-    for clearance in cleared {
-        payer_days.insert((clearance.payer(), &clearance.date));
-        dates.insert(&clearance.date);
-        payers.insert(clearance.payer());
-        if clearance.bounced() {
-            bounced.insert(clearance.payer());
-        }
-    }
-    let count = |count: u32| json_bytes(&CountRecord { count });
-    let mut records = Vec::new();
-    for (payer, date) in payer_days {
-        let day = (payer.to_owned(), merchant.to_owned(), date.to_owned());
-        records.push(RecordChange {
-            key: payer_merchant_day_key(payer, merchant, date),
-            value: count(state.payer_merchant_day.get(&day).copied().unwrap_or(0)),
+    StateRecord::changed_by(cleared)
+        .iter()
+        .map(|record| RecordChange {
+            key: record.key(merchant),
+            value: record.value(state, merchant),
             create_only: false,
-        });
-    }
-    for date in dates {
-        let day = (merchant.to_owned(), date.to_owned());
-        records.push(RecordChange {
-            key: merchant_day_key(merchant, date),
-            value: count(state.merchant_day.get(&day).copied().unwrap_or(0)),
-            create_only: false,
-        });
-    }
-    for payer in payers {
-        let recent = state.recent.get(payer).map(Vec::as_slice).unwrap_or(&[]);
-        records.push(RecordChange {
-            key: recent_key(payer),
-            value: json_bytes(&recent),
-            create_only: false,
-        });
-    }
-    for payer in bounced {
-        records.push(RecordChange {
-            key: bounces_key(payer),
-            value: count(state.bounces.get(payer).copied().unwrap_or(0)),
-            create_only: false,
-        });
-    }
-    records
+        })
+        .collect()
 }
 
 /// The decision on one deposited microcheck.
@@ -868,7 +954,7 @@ pub fn clear(
     now: UnixSeconds,
 ) -> Vec<ItemOutcome> {
     let checks = check(&merchant.policy, &prepared, state, now);
-    clear_checked(merchant, rules, prepared, checks, state, now)
+    clear_checked(merchant, rules, &prepared, &checks, state, now)
 }
 
 /// Decides a deposit by `merchant` at `now` against `state`, with the compliance checks
@@ -877,22 +963,24 @@ pub fn clear(
 /// earlier items (serialising the records; hashes were worked out by [`prepare`]) runs on all
 /// cores; only the decisions and state updates run in order.
 ///
+/// Neither `prepared` nor `checks` is used up: a caller whose posting fails can decide the
+/// deposit again against a fresher state.
+///
 /// # Panics
 /// If `checks` is not of this deposit (another number of items).
 pub fn clear_checked(
     merchant: &MerchantAccount,
     rules: FraudRules,
-    prepared: Vec<Prepared>,
-    checks: Checks,
+    prepared: &[Prepared],
+    checks: &Checks,
     state: &mut ClearingState,
     now: UnixSeconds,
 ) -> Vec<ItemOutcome> {
     assert_eq!(checks.0.len(), prepared.len(), "checks of another deposit");
     let threads = clear_threads(prepared.len());
-    let checks = checks.0;
     let mut outcomes: Vec<ItemOutcome> = prepared
         .iter()
-        .zip(checks)
+        .zip(&checks.0)
         .map(|(item, check)| {
             let index = item.index;
             let nonce = item.nonce.clone();
@@ -912,21 +1000,19 @@ pub fn clear_checked(
             }
         })
         .collect();
-    // Serialising each cleared item's records, and freeing the parsed items, on all cores.
-    let mut prepared: Vec<Option<Prepared>> = prepared.into_iter().map(Some).collect();
-    let mut finishing: Vec<_> = outcomes.iter_mut().zip(prepared.iter_mut()).collect();
+    // Serialising each cleared item's records on all cores.
+    let mut finishing: Vec<_> = outcomes.iter_mut().zip(prepared).collect();
     par_for_each(&mut finishing, threads, |(outcome, item)| {
         if let (
             ItemOutcome::Cleared(clearance),
-            Some(Prepared {
+            Prepared {
                 parsed: Ok((terms, _)),
                 ..
-            }),
-        ) = (&mut **outcome, &*item)
+            },
+        ) = (&mut **outcome, &**item)
         {
             clearance.records = item_records(clearance, &terms.offer, now);
         }
-        drop(item.take());
     });
     outcomes
 }
@@ -937,7 +1023,7 @@ fn clear_one(
     merchant: &MerchantAccount,
     rules: FraudRules,
     item: &Prepared,
-    check: SpeculativeCheck,
+    check: &SpeculativeCheck,
     state: &ClearingState,
     now: UnixSeconds,
     findings: &mut Vec<Finding>,
@@ -996,7 +1082,7 @@ fn clear_one(
         .saturating_add(1);
     // `prepare` verified every signature of this payment.
     let approval = match check {
-        Some((count, approval)) if count == purchases_today => approval,
+        Some((count, approval)) if *count == purchases_today => approval.clone(),
         _ => check_with(
             &merchant.policy,
             terms,

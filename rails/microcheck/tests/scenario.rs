@@ -857,8 +857,8 @@ fn checks_run_against_a_stale_snapshot_decide_exactly_as_checks_against_the_stat
     let from_stale = csc::clear_checked(
         &merchant,
         RULES,
-        prepared,
-        checks,
+        &prepared,
+        &checks,
         &mut stale_state,
         received,
     );

@@ -19,7 +19,7 @@ use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use offpay_keynote::{Encoding, Principal, PrivateKey, SignatureCache};
+use offpay_keynote::{Encoding, Principal, PrivateKey};
 use offpay_ledger::{
     AccountId, AccountKind, Amount, BATCH_OPERATIONS_MAX, BalanceLimits, Batch, BatchRefusal,
     Currency, LedgerStore, NewAccount, Operation, Outcome, RecordWrite, Refusal as LedgerRefusal,
@@ -28,8 +28,8 @@ use offpay_ledger::{
 use offpay_microcheck::auth::{fingerprint, verify_statement};
 use offpay_microcheck::credential::{self, DelegationTemplate, TransactionTemplate};
 use offpay_microcheck::csc::{
-    self, Clearance, ClearingState, Debit, DepositBody, DepositItem, FraudRules, ItemOutcome,
-    Location, MerchantAccount, PayerAccount, RecentPurchase,
+    self, Clearance, ClearingState, CountRecord, Debit, DepositBody, DepositItem, FraudRules,
+    ItemOutcome, Location, MerchantAccount, PayerAccount, StateRecord,
 };
 use offpay_microcheck::limits::{CLOCK_SKEW_SECONDS_MAX, DEPOSIT_ITEMS_MAX, STATEMENT_PAGE_MAX};
 use offpay_microcheck::offer::{Offer, valid_label, valid_merchant_id};
@@ -38,12 +38,12 @@ use offpay_microcheck::{MerchantPolicy, Refusal, UnixSeconds};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use tokio::sync::Mutex;
 
 use crate::api::ApiJson;
 use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::fraud::FraudFlag;
+use crate::metrics::Metrics;
 use crate::{AppState, StartError};
 
 /// Record namespace of this rail.
@@ -57,11 +57,15 @@ pub const DEPOSIT_BODY_BYTES_MAX: usize = 32 * 1024 * 1024;
 /// Format version of payer and merchant records.
 pub const RECORD_VERSION: u32 = 1;
 
-/// This rail's server-side state: the PA and age keys, and the CSC's signature cache.
+mod pipeline;
+
+use pipeline::{BatchFate, Csc, Locked, Snapshot, Versions};
+
+/// This rail's server-side state: the PA and age keys, and the CSC's lock and overlay.
 pub struct MicrocheckRail {
     pa: PrivateKey,
     age: PrivateKey,
-    csc: Mutex<SignatureCache>,
+    csc: Csc,
     serial: AtomicU64,
 }
 
@@ -151,7 +155,7 @@ impl MicrocheckRail {
         Ok(MicrocheckRail {
             pa,
             age,
-            csc: Mutex::new(SignatureCache::new()),
+            csc: Csc::default(),
             serial: AtomicU64::new(0),
         })
     }
@@ -418,7 +422,14 @@ async fn register_payer(
         &json!({ "name": request.name }),
         None,
     ));
-    commit_one(&state, operations).await?;
+    {
+        // Which key clears as which payer is read by deposits before they take the CSC lock:
+        // those that read it before this commit read it again.
+        let csc = &state.rails.microcheck.csc;
+        let locked = csc.lock().await;
+        commit_one(&state, operations).await?;
+        csc.changed(&locked);
+    }
     tracing::info!(payer = %request.name, key = %fingerprint(&key), "microcheck payer registered");
     Ok((
         StatusCode::CREATED,
@@ -929,8 +940,12 @@ async fn deposit(
 
 /// Clears and posts a deposit of `record`'s microchecks received at `now`, and answers with
 /// the fate of each. Signatures and the KeyNote compliance checks run before the CSC lock is
-/// taken, so deposits from several machines do that work at once; reading the clearing state,
-/// deciding and posting happen under the lock, so counters and spent nonces stay current.
+/// taken, against a snapshot of the clearing state, so deposits from several machines do that
+/// work at once. Under the lock the snapshot is brought up to date ([`pipeline`]), the deposit
+/// is decided and its batch queued in the ledger; the lock is let go before the batch is
+/// durable, so the next deposit decides while this one commits. Should the ledger refuse the
+/// batch, the deposit is decided again against the state read back from the ledger, with the
+/// lock held until it has posted ([`Poster::post`]).
 async fn clear_deposit(
     state: &AppState,
     record: &MerchantRecord,
@@ -951,52 +966,79 @@ async fn clear_deposit(
     let prepared = tokio::task::block_in_place(|| csc::prepare(items, threads))
         .map_err(|r| refused(StatusCode::BAD_REQUEST, &r))?;
     let keys = Arc::new(csc::keys(&prepared));
-    // The compliance checks run before the lock, against the clearing state as it stands now;
-    // deciding under the lock reuses each answer only if the item's purchase number is still
-    // the same.
-    let (merchant_id, snapshot_keys) = (record.id.clone(), Arc::clone(&keys));
-    let (snapshot, _) = state
-        .ledger
-        .read(move |store| load_state(store, &merchant_id, &snapshot_keys))
-        .await?;
-    let checks = tokio::task::block_in_place(|| csc::check(&policy, &prepared, &snapshot, now));
-    drop(snapshot);
-    let clearing = rail.csc.lock().await;
-    let merchant_id = record.id.clone();
-    let (initial, last_deposit) = state
-        .ledger
-        .read(move |store| load_state(store, &merchant_id, &keys))
-        .await?;
-    let merchant = MerchantAccount {
-        policy,
-        location: record.location,
-        last_deposit_at: last_deposit,
+    let (from_batch, epoch) = rail.csc.snapshot_marks();
+    let loaded = load(state, &record.id, &keys).await?;
+    // The compliance checks run before the lock, against the snapshot; deciding under the lock
+    // reuses each answer only if the item's purchase number is still the same.
+    let checks = tokio::task::block_in_place(|| csc::check(&policy, &prepared, &loaded.state, now));
+    let snapshot = Snapshot {
+        state: loaded.state,
+        last_deposit: loaded.last_deposit,
+        versions: loaded.versions,
+        from_batch,
+        epoch,
     };
     let rules = FraudRules {
         machine_day_purchases_max: strategy.machine_day_purchases_max,
         travel_speed_kmh_max: strategy.travel_speed_kmh_max,
     };
-    let mut cleared_state = initial.clone();
-    let outcomes = tokio::task::block_in_place(|| {
-        csc::clear_checked(&merchant, rules, prepared, checks, &mut cleared_state, now)
-    });
-    let poster = Poster {
-        state,
-        merchant: &merchant,
-        currency,
-        now,
+    let merchant_at = |last_deposit_at| MerchantAccount {
+        policy: policy.clone(),
+        location: record.location,
+        last_deposit_at,
     };
+    let decide = |merchant: &MerchantAccount, state: &ClearingState| {
+        let mut cleared_state = state.clone();
+        let outcomes = tokio::task::block_in_place(|| {
+            csc::clear_checked(merchant, rules, &prepared, &checks, &mut cleared_state, now)
+        });
+        (outcomes, cleared_state)
+    };
+    let mut overlay = rail.csc.lock().await;
+    if let Some(current) = rail.csc.current(&overlay, snapshot, &record.id) {
+        let merchant = merchant_at(current.last_deposit);
+        let (outcomes, cleared_state) = decide(&merchant, &current.state);
+        let mut poster = Poster::new(state, &merchant, currency, now, current.versions);
+        if let Some(in_flight) = poster
+            .queue(&outcomes, &cleared_state, record, &mut overlay)
+            .await?
+        {
+            drop(overlay);
+            if let Some(posted) = in_flight.settle(record).await? {
+                Metrics::add(&state.metrics.microcheck_deposits_pipelined, 1);
+                return Ok(report(record, &outcomes, &posted));
+            }
+            overlay = rail.csc.lock().await;
+        }
+    }
+    // Read back under the lock: queued behind every batch in flight, so it sees how each fared.
+    let loaded = load(state, &record.id, &keys).await?;
+    let merchant = merchant_at(loaded.last_deposit);
+    let (outcomes, cleared_state) = decide(&merchant, &loaded.state);
+    let mut poster = Poster::new(state, &merchant, currency, now, loaded.versions);
     let posted = poster
-        .post(&outcomes, &initial, &cleared_state, record)
+        .post(
+            &outcomes,
+            &loaded.state,
+            &cleared_state,
+            record,
+            &mut overlay,
+        )
         .await?;
-    drop(clearing);
+    drop(overlay);
+    Metrics::add(&state.metrics.microcheck_deposits_locked, 1);
+    Ok(report(record, &outcomes, &posted))
+}
+
+/// The answer to a deposit whose cleared microchecks met `posted`.
+fn report(record: &MerchantRecord, outcomes: &[ItemOutcome], posted: &Posted) -> DepositReport {
     let mut report = DepositReport {
         merchant: record.id.clone(),
         posted: 0,
         refused: 0,
         results: Vec::with_capacity(outcomes.len()),
     };
-    for outcome in &outcomes {
+    for outcome in outcomes {
         let answer = match outcome {
             ItemOutcome::Cleared(clearance) => {
                 let refused = |code: &str, reason: String| ItemAnswer {
@@ -1046,7 +1088,7 @@ async fn clear_deposit(
         report.results.push(answer);
     }
     tracing::info!(merchant = %record.id, posted = report.posted, refused = report.refused, "microcheck deposit cleared");
-    Ok(report)
+    report
 }
 
 /// The answer to a deposit.
@@ -1080,15 +1122,47 @@ struct ItemAnswer {
     flags: Option<Vec<&'static str>>,
 }
 
-type LoadedState = (ClearingState, Option<UnixSeconds>);
+/// The clearing state a deposit reads, with the version of each clearing record in it.
+struct Loaded {
+    state: ClearingState,
+    last_deposit: Option<UnixSeconds>,
+    versions: Versions,
+}
+
+/// Reads the clearing state of `merchant`'s deposit with `keys` from the ledger.
+async fn load(state: &AppState, merchant: &str, keys: &Arc<csc::Keys>) -> Result<Loaded, ApiError> {
+    let (merchant, keys) = (merchant.to_owned(), Arc::clone(keys));
+    Ok(state
+        .ledger
+        .read(move |store| load_state(store, &merchant, &keys))
+        .await?)
+}
+
+/// A clearing record: its value (when it parses) and its version (0: absent).
+fn read_versioned<T: for<'de> Deserialize<'de>>(
+    store: &mut dyn LedgerStore,
+    key: String,
+    versions: &mut Versions,
+) -> Result<Option<T>, StoreError> {
+    let Some(record) = store.record(NAMESPACE, &key)? else {
+        return Ok(None);
+    };
+    versions.insert(key, record.version);
+    Ok(serde_json::from_slice(&record.value).ok())
+}
+
+fn count_of(entry: Option<CountRecord>) -> Option<u32> {
+    entry.map(|entry| entry.count)
+}
 
 fn load_state(
     store: &mut dyn LedgerStore,
     merchant: &str,
     keys: &csc::Keys,
-) -> Result<LoadedState, StoreError> {
+) -> Result<Loaded, StoreError> {
     let mut state = ClearingState::default();
-    let mut names: HashMap<String, String> = HashMap::new();
+    let mut versions = Versions::new();
+    let mut names: Vec<String> = Vec::new();
     for fingerprint in &keys.payers {
         let Some(entry) = read_json::<Value>(store, &payer_fingerprint_key(fingerprint))? else {
             continue;
@@ -1107,48 +1181,46 @@ fn load_state(
                 available_minor: available,
             },
         );
-        names.insert(fingerprint.clone(), name.to_owned());
+        names.push(name.to_owned());
     }
-    for name in names.values() {
+    names.sort_unstable();
+    names.dedup();
+    for name in &names {
         for date in &keys.dates {
-            if let Some(entry) =
-                read_json::<Value>(store, &csc::payer_merchant_day_key(name, merchant, date))?
-            {
-                let count = entry["count"]
-                    .as_u64()
-                    .and_then(|n| u32::try_from(n).ok())
-                    .unwrap_or(0);
+            let key = csc::payer_merchant_day_key(name, merchant, date);
+            if let Some(count) = count_of(read_versioned(store, key, &mut versions)?) {
                 state
                     .payer_merchant_day
                     .insert((name.clone(), merchant.to_owned(), date.clone()), count);
             }
         }
-        if let Some(recent) = read_json::<Vec<RecentPurchase>>(store, &csc::recent_key(name))? {
+        if let Some(recent) = read_versioned(store, csc::recent_key(name), &mut versions)? {
             state.recent.insert(name.clone(), recent);
         }
-        if let Some(entry) = read_json::<Value>(store, &csc::bounces_key(name))? {
-            let count = entry["count"]
-                .as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-                .unwrap_or(0);
+        if let Some(count) = count_of(read_versioned(
+            store,
+            csc::bounces_key(name),
+            &mut versions,
+        )?) {
             state.bounces.insert(name.clone(), count);
         }
     }
     for date in &keys.dates {
-        if let Some(entry) = read_json::<Value>(store, &csc::merchant_day_key(merchant, date))? {
-            let count = entry["count"]
-                .as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-                .unwrap_or(0);
+        let key = csc::merchant_day_key(merchant, date);
+        if let Some(count) = count_of(read_versioned(store, key, &mut versions)?) {
             state
                 .merchant_day
                 .insert((merchant.to_owned(), date.clone()), count);
         }
     }
-    let last = read_json::<Value>(store, &format!("lastdeposit:{merchant}"))?
+    let last_deposit = read_json::<Value>(store, &format!("lastdeposit:{merchant}"))?
         .and_then(|v| v["at"].as_u64())
         .map(UnixSeconds);
-    Ok((state, last))
+    Ok(Loaded {
+        state,
+        last_deposit,
+        versions,
+    })
 }
 
 fn flag_operation(finding: &csc::Finding, now: UnixSeconds) -> Operation {
@@ -1180,11 +1252,78 @@ fn flag_operation(finding: &csc::Finding, now: UnixSeconds) -> Operation {
 /// others are posted again in one batch, with counters rebuilt from the state before the deposit
 /// plus exactly the microchecks in it (`ClearingState::apply`), until a batch posts. A refusal
 /// no microcheck explains posts the rest one at a time.
+///
+/// Clearing records are written with the version they were read at (`expected_version`), and
+/// every batch that posts joins the CSC's overlay ([`pipeline`]).
 struct Poster<'a> {
     state: &'a AppState,
     merchant: &'a MerchantAccount,
     currency: Currency,
     now: UnixSeconds,
+    /// Clearing records' versions as they stand before the next batch.
+    versions: Versions,
+}
+
+/// A deposit's batch queued in the ledger, the CSC lock let go.
+struct InFlight {
+    queued: crate::ledger::Queued,
+    fate: BatchFate,
+    /// Deposit indexes of the microchecks in the batch.
+    indexes: Vec<usize>,
+}
+
+impl InFlight {
+    /// Waits for the batch: the fate of each microcheck if it posted, `None` if the ledger
+    /// refused it (nothing of it was written; decide the deposit again).
+    async fn settle(self, record: &MerchantRecord) -> Result<Option<Posted>, ApiError> {
+        let results = match self.queued.durable().await {
+            Ok(results) => results,
+            Err(error) => {
+                self.fate.failed();
+                return Err(error.into());
+            }
+        };
+        let mut results = results.into_iter();
+        let main = results.next();
+        if let Some(Err(refusal)) = results.next() {
+            log_side_refusal(record, &refusal);
+        }
+        match main {
+            Some(Ok(_)) => {
+                self.fate.committed();
+                Ok(Some(
+                    self.indexes
+                        .into_iter()
+                        .map(|index| (index, Fate::Posted))
+                        .collect(),
+                ))
+            }
+            Some(Err(refusal)) => {
+                self.fate.failed();
+                tracing::info!(merchant = %record.id, error = %refusal.reason, "microcheck deposit: the ledger refused the batch decided while others committed; deciding it again");
+                Ok(None)
+            }
+            None => {
+                self.fate.failed();
+                Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the ledger returned no result",
+                ))
+            }
+        }
+    }
+}
+
+/// The cleared microchecks among `outcomes`.
+fn cleared(outcomes: &[ItemOutcome]) -> Vec<&Clearance> {
+    outcomes
+        .iter()
+        .filter_map(|outcome| match outcome {
+            ItemOutcome::Cleared(clearance) => Some(clearance.as_ref()),
+            ItemOutcome::Refused { .. } => None,
+        })
+        .collect()
 }
 
 /// What became of a cleared microcheck.
@@ -1222,21 +1361,26 @@ fn log_side_refusal(record: &MerchantRecord, refusal: &BatchRefusal) {
     tracing::error!(merchant = %record.id, error = %refusal.reason, "microcheck deposit: flags and last-deposit record refused");
 }
 
-impl Poster<'_> {
-    async fn post(
-        &self,
-        outcomes: &[ItemOutcome],
-        initial: &ClearingState,
-        cleared_state: &ClearingState,
-        record: &MerchantRecord,
-    ) -> Result<Posted, ApiError> {
-        let cleared: Vec<&Clearance> = outcomes
-            .iter()
-            .filter_map(|outcome| match outcome {
-                ItemOutcome::Cleared(clearance) => Some(clearance.as_ref()),
-                ItemOutcome::Refused { .. } => None,
-            })
-            .collect();
+impl<'a> Poster<'a> {
+    fn new(
+        state: &'a AppState,
+        merchant: &'a MerchantAccount,
+        currency: Currency,
+        now: UnixSeconds,
+        versions: Versions,
+    ) -> Poster<'a> {
+        Poster {
+            state,
+            merchant,
+            currency,
+            now,
+            versions,
+        }
+    }
+
+    /// The batch beside the cleared microchecks: flags of refused ones, and the time of this
+    /// deposit as the merchant's last.
+    fn side(&self, outcomes: &[ItemOutcome], record: &MerchantRecord) -> Batch {
         let mut side: Vec<Operation> = outcomes
             .iter()
             .filter_map(|outcome| match outcome {
@@ -1251,7 +1395,91 @@ impl Poster<'_> {
             &json!({ "at": self.now.0 }),
             None,
         ));
-        let mut side = Some(Batch { operations: side });
+        Batch { operations: side }
+    }
+
+    /// The versions of `written` once a batch writing them commits.
+    fn versions_after(&self, written: &[(StateRecord, String)]) -> Versions {
+        let mut versions = self.versions.clone();
+        for (_, key) in written {
+            *versions.entry(key.clone()).or_default() += 1;
+        }
+        versions
+    }
+
+    /// Queues the deposit's batches (when its cleared microchecks fit in one) and adds them to
+    /// the overlay, without waiting for them to commit. `None`: nothing queued (nothing cleared,
+    /// or a deposit too large for one batch); post it with [`Poster::post`].
+    async fn queue(
+        &mut self,
+        outcomes: &[ItemOutcome],
+        cleared_state: &ClearingState,
+        record: &MerchantRecord,
+        overlay: &mut Locked<'_>,
+    ) -> Result<Option<InFlight>, ApiError> {
+        let cleared = cleared(outcomes);
+        if cleared.is_empty() || chunks(&cleared).len() != 1 {
+            return Ok(None);
+        }
+        let (batch, _, written) = self.batch(&cleared, cleared_state)?;
+        let side = self.side(outcomes, record);
+        let queued = self
+            .state
+            .ledger
+            .submit(vec![batch, side], crate::now())
+            .await?;
+        let after = self.versions_after(&written);
+        let fate = self.state.rails.microcheck.csc.add(
+            overlay,
+            &record.id,
+            &written,
+            &after,
+            cleared_state,
+            &cleared,
+            Some(self.now),
+            false,
+        );
+        Ok(Some(InFlight {
+            queued,
+            fate,
+            indexes: cleared.iter().map(|c| c.index).collect(),
+        }))
+    }
+
+    /// A batch of `cleared` writing `written` with their values in `state` committed: the
+    /// versions move on, and the overlay learns of it.
+    fn posted(
+        &mut self,
+        cleared: &[&Clearance],
+        state: &ClearingState,
+        written: &[(StateRecord, String)],
+        deposited_at: Option<UnixSeconds>,
+        overlay: &mut Locked<'_>,
+    ) {
+        self.versions = self.versions_after(written);
+        self.state.rails.microcheck.csc.add(
+            overlay,
+            &self.merchant.policy.merchant,
+            written,
+            &self.versions,
+            state,
+            cleared,
+            deposited_at,
+            true,
+        );
+    }
+
+    /// Posts the deposit, waiting for each batch to commit (the CSC lock held throughout).
+    async fn post(
+        &mut self,
+        outcomes: &[ItemOutcome],
+        initial: &ClearingState,
+        cleared_state: &ClearingState,
+        record: &MerchantRecord,
+        overlay: &mut Locked<'_>,
+    ) -> Result<Posted, ApiError> {
+        let cleared = cleared(outcomes);
+        let mut side = Some(self.side(outcomes, record));
         let chunks = chunks(&cleared);
         let mut posted = Posted::new();
         if chunks.len() == 1 {
@@ -1263,6 +1491,7 @@ impl Poster<'_> {
                 side.take(),
                 record,
                 &mut posted,
+                overlay,
             )
             .await?;
             return Ok(posted);
@@ -1273,8 +1502,16 @@ impl Poster<'_> {
             for clearance in chunk {
                 state.apply(self.merchant, clearance);
             }
-            self.post_chunk(chunk, &base, &state, side.take(), record, &mut posted)
-                .await?;
+            self.post_chunk(
+                chunk,
+                &base,
+                &state,
+                side.take(),
+                record,
+                &mut posted,
+                overlay,
+            )
+            .await?;
             for clearance in chunk {
                 if matches!(posted.get(&clearance.index), Some(Fate::Posted)) {
                     base.apply(self.merchant, clearance);
@@ -1297,17 +1534,19 @@ impl Poster<'_> {
     /// Posts one batch's worth of cleared microchecks on top of `base` (the state with
     /// everything posted before them); `state` is `base` with all of `chunk` applied. `side`,
     /// when given, commits in the same group as the first attempt.
+    #[allow(clippy::too_many_arguments)]
     async fn post_chunk(
-        &self,
+        &mut self,
         chunk: &[&Clearance],
         base: &ClearingState,
         state: &ClearingState,
         side: Option<Batch>,
         record: &MerchantRecord,
         posted: &mut Posted,
+        overlay: &mut Locked<'_>,
     ) -> Result<(), ApiError> {
         let mut cleared: Vec<&Clearance> = chunk.to_vec();
-        let (batch, owners) = self.batch(&cleared, state)?;
+        let (batch, owners, written) = self.batch(&cleared, state)?;
         let mut batches = vec![batch];
         batches.extend(side);
         let results = self.state.ledger.commit(batches, crate::now()).await?;
@@ -1317,6 +1556,7 @@ impl Poster<'_> {
         let mut refusal = match results.into_iter().next() {
             Some(Ok(_)) => {
                 posted.extend(cleared.iter().map(|c| (c.index, Fate::Posted)));
+                self.posted(&cleared, state, &written, Some(self.now), overlay);
                 return Ok(());
             }
             Some(Err(refusal)) => refusal,
@@ -1347,7 +1587,7 @@ impl Poster<'_> {
                         posted.insert(clearance.index, Fate::refused(refusal.reason, clearance));
                         cleared.remove(position);
                     }
-                    None => return self.post_each(&cleared, base, posted).await,
+                    None => return self.post_each(&cleared, base, posted, overlay).await,
                 }
             } else {
                 tracing::info!(merchant = %record.id, spent = spent.len(), "microcheck deposit: refusing microchecks whose nonce was deposited before");
@@ -1371,10 +1611,11 @@ impl Poster<'_> {
             for clearance in &cleared {
                 state.apply(self.merchant, clearance);
             }
-            let (batch, next_owners) = self.batch(&cleared, &state)?;
+            let (batch, next_owners, written) = self.batch(&cleared, &state)?;
             match self.commit_one(batch).await? {
                 Ok(()) => {
                     posted.extend(cleared.iter().map(|c| (c.index, Fate::Posted)));
+                    self.posted(&cleared, &state, &written, Some(self.now), overlay);
                     return Ok(());
                 }
                 Err(next) => {
@@ -1387,19 +1628,22 @@ impl Poster<'_> {
 
     /// Posts `cleared` one microcheck per batch, each with the counters as they stand after it.
     async fn post_each(
-        &self,
+        &mut self,
         cleared: &[&Clearance],
         base: &ClearingState,
         posted: &mut Posted,
+        overlay: &mut Locked<'_>,
     ) -> Result<(), ApiError> {
         let mut state = base.clone();
         for clearance in cleared {
             let mut next = state.clone();
             next.apply(self.merchant, clearance);
-            let (batch, _) = self.batch(std::slice::from_ref(clearance), &next)?;
+            let one = std::slice::from_ref(clearance);
+            let (batch, _, written) = self.batch(one, &next)?;
             match self.commit_one(batch).await? {
                 Ok(()) => {
                     posted.insert(clearance.index, Fate::Posted);
+                    self.posted(one, &next, &written, Some(self.now), overlay);
                     state = next;
                 }
                 Err(refusal) => {
@@ -1464,13 +1708,14 @@ impl Poster<'_> {
     }
 
     /// One batch posting `cleared` with the shared records as they stand in `state` (which
-    /// must include them), and for each operation the position in `cleared` of the microcheck
-    /// it belongs to.
+    /// must include them), each written at the version it has now; for each operation the
+    /// position in `cleared` of the microcheck it belongs to; and the shared records written.
+    #[allow(clippy::type_complexity)]
     fn batch(
         &self,
         cleared: &[&Clearance],
         state: &ClearingState,
-    ) -> Result<(Batch, Vec<Option<usize>>), ApiError> {
+    ) -> Result<(Batch, Vec<Option<usize>>, Vec<(StateRecord, String)>), ApiError> {
         let merchant_id = &self.merchant.policy.merchant;
         let merchant_account_id = merchant_account(merchant_id)?;
         let server_currency = self.state.config.currency;
@@ -1524,13 +1769,22 @@ impl Poster<'_> {
             }
             owners.resize(operations.len(), Some(position));
         }
-        operations.extend(
-            csc::state_records(state, merchant_id, cleared.iter().copied())
-                .iter()
-                .map(put_change),
-        );
+        let written: Vec<(StateRecord, String)> = StateRecord::changed_by(cleared.iter().copied())
+            .into_iter()
+            .map(|record| {
+                let key = record.key(merchant_id);
+                (record, key)
+            })
+            .collect();
+        for (record, key) in &written {
+            operations.push(put_bytes(
+                key.clone(),
+                record.value(state, merchant_id),
+                Some(self.versions.get(key).copied().unwrap_or(0)),
+            ));
+        }
         owners.resize(operations.len(), None);
-        Ok((Batch { operations }, owners))
+        Ok((Batch { operations }, owners, written))
     }
 }
 

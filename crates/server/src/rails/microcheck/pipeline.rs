@@ -1,0 +1,508 @@
+//! Deciding a deposit while the one before it commits.
+//!
+//! The CSC decides deposits one at a time, in order, under its lock: the day counters, recent
+//! purchases and balances each decision reads must include every decision before it. Without
+//! help, the lock is held until the ledger has made the deposit durable (a group commit and its
+//! fsync), and the next deposit then reads the clearing state back from the ledger.
+//!
+//! Instead, each deposit reads the clearing state before it takes the lock (a **snapshot**, with
+//! each record's version), and the lock keeps an **overlay**: for every ledger batch of clearing
+//! records queued recently — committed or still in flight — the records it writes, with the
+//! version each will have once it commits, and what it debits each payer. Under the lock a
+//! deposit brings its snapshot up to date from the overlay, decides, queues its batch, adds it
+//! to the overlay and lets the lock go; it learns whether its batch committed after that, while
+//! the next deposit decides.
+//!
+//! Why the result is the same as deciding against the ledger itself:
+//!
+//! - Record versions say exactly what a snapshot saw: the ledger bumps a record's version by one
+//!   on every write, and only the CSC writes clearing records. A record in the overlay at a
+//!   higher version than the snapshot's is newer than the snapshot.
+//! - Every batch writes its clearing records with the version it expects
+//!   (`expected_version`). If an earlier batch fails after a later one was decided on top of it,
+//!   the later one shares a record with it (each microcheck rewrites its payer's recent
+//!   purchases), so the ledger refuses the later one too: nothing decided on a state that never
+//!   was can commit. A refused deposit is decided again with the lock held through its commit,
+//!   against the state read back from the ledger (which, queued behind every batch in flight,
+//!   sees how each fared).
+//! - A payer's balance in the snapshot already counts a batch's debits exactly when the snapshot
+//!   saw that batch's version of the payer's recent purchases; the others are subtracted.
+//! - Whatever else can change what clearing reads (a payer's key) moves the **epoch**; a
+//!   snapshot from an older epoch, or older than the overlay remembers, is read again under the
+//!   lock instead.
+//!
+//! Money moved by the operator API after the snapshot is the one thing the overlay does not
+//! see: a payer's balance can be up to one lock wait old when a microcheck is decided. The ledger
+//! still refuses any debit the account cannot cover (the deposit is then decided again), so the
+//! only effect is that a payer funded in those few milliseconds can bounce as before the funding.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use offpay_microcheck::UnixSeconds;
+use offpay_microcheck::csc::{self, Clearance, ClearingState, Debit, StateRecord};
+
+/// Ledger batches the overlay remembers. A snapshot older than all of them is read again.
+pub const OVERLAY_BATCHES_MAX: usize = 256;
+
+/// Record versions by key; a key not present is at version 0 (absent).
+pub type Versions = HashMap<String, u64>;
+
+/// The clearing state as a deposit read it, before taking the lock.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The state.
+    pub state: ClearingState,
+    /// The merchant's previous deposit.
+    pub last_deposit: Option<UnixSeconds>,
+    /// The version of every clearing record read.
+    pub versions: Versions,
+    /// Overlay batches numbered from here on may be missing from it.
+    pub from_batch: u64,
+    /// The epoch when it was read.
+    pub epoch: u64,
+}
+
+/// The clearing state for a decision: a snapshot brought up to date.
+#[derive(Debug)]
+pub struct Current {
+    /// The state.
+    pub state: ClearingState,
+    /// The merchant's previous deposit.
+    pub last_deposit: Option<UnixSeconds>,
+    /// The version of every clearing record in it.
+    pub versions: Versions,
+}
+
+/// Where a batch in the overlay stands.
+#[derive(Clone, Debug)]
+pub struct BatchFate(Arc<AtomicU8>);
+
+const IN_FLIGHT: u8 = 0;
+const COMMITTED: u8 = 1;
+const FAILED: u8 = 2;
+
+impl BatchFate {
+    fn new(state: u8) -> BatchFate {
+        BatchFate(Arc::new(AtomicU8::new(state)))
+    }
+
+    /// The batch committed.
+    pub fn committed(&self) {
+        self.0.store(COMMITTED, Ordering::Release);
+    }
+
+    /// The batch was refused or its commit failed: nothing of it was written.
+    pub fn failed(&self) {
+        self.0.store(FAILED, Ordering::Release);
+    }
+
+    fn is_failed(&self) -> bool {
+        self.0.load(Ordering::Acquire) == FAILED
+    }
+}
+
+/// One ledger batch of clearing records, committed or in flight.
+#[derive(Debug)]
+struct Written {
+    number: u64,
+    merchant: String,
+    /// The records it writes, each with its key and the version it has once written.
+    records: Vec<(StateRecord, String, u64)>,
+    /// Their values (only these are read).
+    values: ClearingState,
+    /// Debited from each payer (by name), with the version of the payer's recent purchases the
+    /// batch writes: a snapshot with that version or later counts the debit already.
+    debits: Vec<(String, u64, i64)>,
+    /// When the deposit was received, if the batch's deposit records it as the merchant's last.
+    deposited_at: Option<UnixSeconds>,
+    fate: BatchFate,
+}
+
+/// The CSC's lock and what it guards (see the module documentation).
+#[derive(Debug, Default)]
+pub struct Csc {
+    /// Number of the next batch added to the overlay; a snapshot notes it before it is read.
+    next_batch: AtomicU64,
+    /// Moves when something the overlay does not track changes what clearing reads.
+    epoch: AtomicU64,
+    overlay: tokio::sync::Mutex<Overlay>,
+}
+
+/// The batches of clearing records written recently, oldest first.
+#[derive(Debug, Default)]
+pub struct Overlay {
+    batches: VecDeque<Written>,
+    /// Every batch numbered below this has been forgotten.
+    forgotten_below: u64,
+}
+
+/// The overlay, locked: holding it is holding the CSC lock.
+pub type Locked<'a> = tokio::sync::MutexGuard<'a, Overlay>;
+
+impl Csc {
+    /// Notes where a snapshot starts; call before asking the ledger for it.
+    pub fn snapshot_marks(&self) -> (u64, u64) {
+        (
+            self.next_batch.load(Ordering::SeqCst),
+            self.epoch.load(Ordering::SeqCst),
+        )
+    }
+
+    /// Takes the CSC lock.
+    pub async fn lock(&self) -> Locked<'_> {
+        self.overlay.lock().await
+    }
+
+    /// Marks that clearing's inputs changed in a way the overlay does not track; call with the
+    /// lock held, after the change is durable.
+    pub fn changed(&self, _locked: &Locked<'_>) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Brings `snapshot` of `merchant`'s deposit up to date, or `None` if it cannot be (read the
+    /// state again). Call with the lock held.
+    pub fn current(
+        &self,
+        overlay: &Locked<'_>,
+        snapshot: Snapshot,
+        merchant: &str,
+    ) -> Option<Current> {
+        if snapshot.epoch != self.epoch.load(Ordering::SeqCst)
+            || snapshot.from_batch < overlay.forgotten_below
+        {
+            return None;
+        }
+        Some(overlay.bring_up_to_date(snapshot, merchant))
+    }
+
+    /// Adds a batch of `merchant`'s deposit received at `now` to the overlay, with `fate`
+    /// (in flight, or committed): `records` are the clearing records it writes, `versions`
+    /// their versions once written, `state` their values, `cleared` its microchecks. Call with
+    /// the lock held, after the batch is queued in the ledger.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add(
+        &self,
+        overlay: &mut Locked<'_>,
+        merchant: &str,
+        records: &[(StateRecord, String)],
+        versions: &Versions,
+        state: &ClearingState,
+        cleared: &[&Clearance],
+        deposited_at: Option<UnixSeconds>,
+        committed: bool,
+    ) -> BatchFate {
+        let number = self.next_batch.fetch_add(1, Ordering::SeqCst);
+        let fate = BatchFate::new(if committed { COMMITTED } else { IN_FLIGHT });
+        let mut values = ClearingState::default();
+        let mut written = Vec::with_capacity(records.len());
+        for (record, key) in records {
+            record.copy(merchant, state, &mut values);
+            written.push((
+                record.clone(),
+                key.clone(),
+                versions.get(key).copied().unwrap_or(0),
+            ));
+        }
+        let mut debited: HashMap<&str, i64> = HashMap::new();
+        for clearance in cleared {
+            if let Debit::Payer(name) = &clearance.debit {
+                let amount = i64::try_from(clearance.amount.minor()).unwrap_or(i64::MAX);
+                let total = debited.entry(name.as_str()).or_default();
+                *total = total.saturating_add(amount);
+            }
+        }
+        let debits = debited
+            .into_iter()
+            .map(|(name, amount)| {
+                let version = versions.get(&csc::recent_key(name)).copied().unwrap_or(0);
+                (name.to_owned(), version, amount)
+            })
+            .collect();
+        overlay.batches.push_back(Written {
+            number,
+            merchant: merchant.to_owned(),
+            records: written,
+            values,
+            debits,
+            deposited_at,
+            fate: fate.clone(),
+        });
+        while overlay.batches.len() > OVERLAY_BATCHES_MAX {
+            if let Some(oldest) = overlay.batches.pop_front() {
+                overlay.forgotten_below = oldest.number + 1;
+            }
+        }
+        fate
+    }
+}
+
+impl Overlay {
+    fn bring_up_to_date(&self, snapshot: Snapshot, merchant: &str) -> Current {
+        let Snapshot {
+            mut state,
+            mut last_deposit,
+            versions: read,
+            ..
+        } = snapshot;
+        let mut versions = read.clone();
+        let names: HashMap<String, String> = state
+            .payers
+            .iter()
+            .map(|(fingerprint, payer)| (payer.name.clone(), fingerprint.clone()))
+            .collect();
+        let mut debits: HashMap<&str, i64> = HashMap::new();
+        for batch in self.batches.iter().filter(|b| !b.fate.is_failed()) {
+            let same_merchant = batch.merchant == merchant;
+            if same_merchant
+                && let Some(at) = batch.deposited_at
+                && last_deposit.is_none_or(|last| last < at)
+            {
+                last_deposit = Some(at);
+            }
+            for (record, key, version) in &batch.records {
+                let relevant = match record {
+                    StateRecord::PayerDay { payer, .. } => {
+                        same_merchant && names.contains_key(payer)
+                    }
+                    StateRecord::MerchantDay { .. } => same_merchant,
+                    StateRecord::Recent { payer } | StateRecord::Bounces { payer } => {
+                        names.contains_key(payer)
+                    }
+                };
+                if relevant && *version > versions.get(key).copied().unwrap_or(0) {
+                    record.copy(&batch.merchant, &batch.values, &mut state);
+                    versions.insert(key.clone(), *version);
+                }
+            }
+            for (name, recent_version, amount) in &batch.debits {
+                let seen = read.get(&csc::recent_key(name)).copied().unwrap_or(0);
+                if names.contains_key(name) && *recent_version > seen {
+                    let total = debits.entry(name.as_str()).or_default();
+                    *total = total.saturating_add(*amount);
+                }
+            }
+        }
+        for (name, amount) in debits {
+            if let Some(payer) = names.get(name).and_then(|fp| state.payers.get_mut(fp)) {
+                payer.available_minor = payer.available_minor.saturating_sub(amount);
+            }
+        }
+        Current {
+            state,
+            last_deposit,
+            versions,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+
+    use offpay_ledger::{Amount, Currency};
+    use offpay_microcheck::csc::{PayerAccount, RecentPurchase};
+
+    use super::*;
+
+    const DATE: &str = "20260101";
+
+    fn clearance(merchant: &str, nonce: &str, bounced: bool) -> Clearance {
+        let name = "alice".to_owned();
+        Clearance {
+            index: 0,
+            nonce: nonce.to_owned(),
+            transfer_id: format!("mc:{nonce}"),
+            debit: if bounced {
+                Debit::Bounced(name)
+            } else {
+                Debit::Payer(name)
+            },
+            merchant: merchant.to_owned(),
+            amount: Amount::from_minor(83, Currency::KES).unwrap(),
+            memo: String::new(),
+            payer_fingerprint: "fp-alice".to_owned(),
+            date: DATE.to_owned(),
+            timestamp: format!("{DATE}000000"),
+            time: UnixSeconds(1_767_225_600),
+            microcheck_sha256: String::new(),
+            credential_serial: None,
+            records: Vec::new(),
+            findings: Vec::new(),
+        }
+    }
+
+    fn merchant(id: &str) -> csc::MerchantAccount {
+        let pa = offpay_keynote::PrivateKey::ed25519_from_seed(&[1; 32]);
+        csc::MerchantAccount {
+            policy: offpay_microcheck::MerchantPolicy::new(id, "vend", &pa.principal(), None)
+                .unwrap(),
+            location: csc::Location::default(),
+            last_deposit_at: None,
+        }
+    }
+
+    /// Alice with 10.00, as a deposit at vm-1 reads her before any sale.
+    fn empty() -> ClearingState {
+        let mut state = ClearingState::default();
+        state.payers.insert(
+            "fp-alice".to_owned(),
+            PayerAccount {
+                name: "alice".to_owned(),
+                available_minor: 1000,
+            },
+        );
+        state
+    }
+
+    /// Adds to the overlay a batch of one sale by alice at `merchant` on top of `state` (whose
+    /// records are at `versions`), as the CSC does; returns the state and versions after it.
+    fn sell(
+        csc: &Csc,
+        overlay: &mut Locked<'_>,
+        merchant_id: &str,
+        nonce: &str,
+        state: &ClearingState,
+        versions: &Versions,
+    ) -> (ClearingState, Versions, BatchFate) {
+        let sale = clearance(merchant_id, nonce, false);
+        let mut after = state.clone();
+        after.apply(&merchant(merchant_id), &sale);
+        let records: Vec<(StateRecord, String)> = StateRecord::changed_by([&sale])
+            .into_iter()
+            .map(|r| {
+                let key = r.key(merchant_id);
+                (r, key)
+            })
+            .collect();
+        let mut versions = versions.clone();
+        for (_, key) in &records {
+            *versions.entry(key.clone()).or_default() += 1;
+        }
+        let fate = csc.add(
+            overlay,
+            merchant_id,
+            &records,
+            &versions,
+            &after,
+            &[&sale],
+            Some(UnixSeconds(100)),
+            false,
+        );
+        (after, versions, fate)
+    }
+
+    fn snapshot(csc: &Csc, state: ClearingState, versions: Versions) -> Snapshot {
+        let (from_batch, epoch) = csc.snapshot_marks();
+        Snapshot {
+            state,
+            last_deposit: None,
+            versions,
+            from_batch,
+            epoch,
+        }
+    }
+
+    fn day(state: &ClearingState, merchant: &str) -> Option<u32> {
+        state
+            .payer_merchant_day
+            .get(&("alice".to_owned(), merchant.to_owned(), DATE.to_owned()))
+            .copied()
+    }
+
+    fn available(state: &ClearingState) -> i64 {
+        state.payers["fp-alice"].available_minor
+    }
+
+    fn recent(state: &ClearingState) -> Vec<&str> {
+        state.recent["alice"]
+            .iter()
+            .map(|r: &RecentPurchase| r.nonce.as_str())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_gains_what_it_missed_and_nothing_twice() {
+        let csc = Csc::default();
+        let mut overlay = csc.lock().await;
+        let (one, one_versions, _) =
+            sell(&csc, &mut overlay, "vm-1", "n1", &empty(), &Versions::new());
+        // Read after the first sale committed: it already counts it.
+        let read = snapshot(&csc, one.clone(), one_versions.clone());
+        let (_, _, _) = sell(&csc, &mut overlay, "vm-1", "n2", &one, &one_versions);
+        let current = csc.current(&overlay, read, "vm-1").unwrap();
+        assert_eq!(day(&current.state, "vm-1"), Some(2));
+        assert_eq!(recent(&current.state), ["n1", "n2"]);
+        assert_eq!(
+            available(&current.state),
+            1000 - 2 * 83,
+            "each sale debited once"
+        );
+        assert_eq!(current.versions[&csc::recent_key("alice")], 2);
+        assert_eq!(current.last_deposit, Some(UnixSeconds(100)));
+        // Read before either: both are missing from it, and both are added.
+        let before = Snapshot {
+            from_batch: 0,
+            ..snapshot(&csc, empty(), Versions::new())
+        };
+        let current = csc.current(&overlay, before, "vm-1").unwrap();
+        assert_eq!(day(&current.state, "vm-1"), Some(2));
+        assert_eq!(available(&current.state), 1000 - 2 * 83);
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_is_not_counted() {
+        let csc = Csc::default();
+        let mut overlay = csc.lock().await;
+        let (one, one_versions, _) =
+            sell(&csc, &mut overlay, "vm-1", "n1", &empty(), &Versions::new());
+        let (_, _, second) = sell(&csc, &mut overlay, "vm-1", "n2", &one, &one_versions);
+        second.failed();
+        let read = snapshot(&csc, one.clone(), one_versions.clone());
+        let current = csc.current(&overlay, read, "vm-1").unwrap();
+        assert_eq!(day(&current.state, "vm-1"), Some(1));
+        assert_eq!(recent(&current.state), ["n1"]);
+        assert_eq!(available(&current.state), 1000 - 83);
+        assert_eq!(current.versions[&csc::recent_key("alice")], 1);
+    }
+
+    #[tokio::test]
+    async fn another_machines_sale_moves_the_payer_not_this_machines_counters() {
+        let csc = Csc::default();
+        let mut overlay = csc.lock().await;
+        let read = snapshot(&csc, empty(), Versions::new());
+        sell(&csc, &mut overlay, "vm-2", "n1", &empty(), &Versions::new());
+        let current = csc.current(&overlay, read, "vm-1").unwrap();
+        assert_eq!(day(&current.state, "vm-1"), None);
+        assert_eq!(day(&current.state, "vm-2"), None, "not read for vm-1");
+        assert!(current.state.merchant_day.is_empty());
+        assert_eq!(recent(&current.state), ["n1"]);
+        assert_eq!(available(&current.state), 1000 - 83);
+        assert_eq!(current.last_deposit, None, "vm-2's deposit is not vm-1's");
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_from_before_a_change_or_older_than_remembered_is_read_again() {
+        let csc = Csc::default();
+        let mut overlay = csc.lock().await;
+        let read = snapshot(&csc, empty(), Versions::new());
+        csc.changed(&overlay);
+        assert!(csc.current(&overlay, read, "vm-1").is_none());
+        let read = snapshot(&csc, empty(), Versions::new());
+        let (mut state, mut versions) = (empty(), Versions::new());
+        for n in 0..=OVERLAY_BATCHES_MAX {
+            (state, versions, _) = sell(
+                &csc,
+                &mut overlay,
+                "vm-1",
+                &format!("n{n}"),
+                &state,
+                &versions,
+            );
+        }
+        assert!(csc.current(&overlay, read, "vm-1").is_none());
+        let read = snapshot(&csc, state, versions);
+        assert!(csc.current(&overlay, read, "vm-1").is_some());
+    }
+}
