@@ -15,6 +15,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc: the server's clearing work allocates and frees many small objects on several
+/// threads at once, where it is measurably cheaper than the system allocator
+/// (docs/PERFORMANCE.md, microchecks).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// offpay — payments where the mobile network is missing, intermittent or too expensive.
 #[derive(Debug, Parser)]
 #[command(name = "offpay", version, about, propagate_version = true)]

@@ -11,6 +11,8 @@
 //! back (while one deposit holds the CSC lock to decide and post, the others verify), which is
 //! how a CSC serving many machines is loaded.
 //!
+//! The bench allocates with mimalloc, as the `offpay` binary does.
+//!
 //! `cargo bench -p offpay-server --bench csc_deposit`
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -31,6 +33,10 @@ use offpay_server::rails::microcheck::request_payload;
 use offpay_server::{Server, router};
 use serde_json::{Value, json};
 use tower::ServiceExt;
+
+/// The allocator of the `offpay` binary, which runs the server.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Microchecks per deposit.
 const DEPOSIT: usize = 1000;
