@@ -294,11 +294,12 @@ pub struct RecordChange {
     pub create_only: bool,
 }
 
-/// A charge on the payer's statement, and the proof that its nonce is spent
-/// (`charge:<payer>:<timestamp>:<merchant>:<nonce>`, see [`charge_key`]).
+/// A charge as the payer's statement shows it. The ledger keeps it under its [`charge_key`]
+/// (`charge:<payer>:<timestamp>:<merchant>:<nonce>`), whose existence proves the nonce spent:
+/// as a [`StoredCharge`] since format 2, as this whole record in format 1.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChargeRecord {
-    /// Format version (1).
+    /// Format version of the stored record (1 or 2).
     pub v: u32,
     /// Merchant.
     pub merchant: String,
@@ -323,6 +324,69 @@ pub struct ChargeRecord {
     pub microcheck_sha256: String,
     /// When it was deposited (`YYYYMMDDHHMMSS`).
     pub deposited: String,
+}
+
+/// What the ledger stores of a charge (format 2), under its [`charge_key`]: the key already
+/// names the payer, the offer's time, the merchant and the nonce, and the transfer id follows
+/// from merchant and nonce ([`transfer_id`]); [`ChargeRecord::from_stored`] puts them back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredCharge {
+    /// Format version (2).
+    pub v: u32,
+    /// Product.
+    pub product: String,
+    /// Amount, as in the offer.
+    pub amount: String,
+    /// Currency, as in the offer.
+    pub currency: String,
+    /// Paid from suspense.
+    pub bounced: bool,
+    /// Serial of the payment credential that covered it, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_serial: Option<String>,
+    /// SHA-256 of the microcheck's text, hex.
+    pub microcheck_sha256: String,
+    /// When it was deposited (`YYYYMMDDHHMMSS`).
+    pub deposited: String,
+}
+
+/// Format version of [`StoredCharge`].
+pub const STORED_CHARGE_VERSION: u32 = 2;
+
+impl ChargeRecord {
+    /// The charge stored under `key` as `value`: format 2 ([`StoredCharge`]), or format 1 (a
+    /// whole `ChargeRecord`, as written before format 2). `None` if it is neither.
+    pub fn from_stored(key: &str, value: &[u8]) -> Option<ChargeRecord> {
+        #[derive(Deserialize)]
+        struct Version {
+            v: u32,
+        }
+        match serde_json::from_slice::<Version>(value).ok()?.v {
+            1 => serde_json::from_slice(value).ok(),
+            STORED_CHARGE_VERSION => {
+                let stored: StoredCharge = serde_json::from_slice(value).ok()?;
+                // charge:{payer}:{timestamp}:{merchant}:{nonce}; only the nonce may hold a colon.
+                let mut parts = key.strip_prefix("charge:")?.splitn(4, ':');
+                let (_payer, timestamp, merchant, nonce) =
+                    (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+                Some(ChargeRecord {
+                    v: STORED_CHARGE_VERSION,
+                    merchant: merchant.to_owned(),
+                    nonce: nonce.to_owned(),
+                    product: stored.product,
+                    amount: stored.amount,
+                    currency: stored.currency,
+                    timestamp: timestamp.to_owned(),
+                    transfer_id: transfer_id(merchant, nonce),
+                    bounced: stored.bounced,
+                    credential_serial: stored.credential_serial,
+                    microcheck_sha256: stored.microcheck_sha256,
+                    deposited: stored.deposited,
+                })
+            }
+            _ => None,
+        }
+    }
 }
 
 /// A counter record (`pmday:…`, `mday:…`, `bounces:…`).
@@ -1201,22 +1265,21 @@ fn clear_one(
     })
 }
 
-/// A cleared microcheck's own record: the payer's charge, written create-only so that the ledger
-/// refuses a second deposit of it.
+/// A cleared microcheck's own record: the payer's charge ([`StoredCharge`]), written
+/// create-only so that the ledger refuses a second deposit of it.
 fn item_records(clearance: &Clearance, offer: &Offer, now: UnixSeconds) -> Vec<RecordChange> {
-    let merchant = &clearance.merchant;
-    let payer = clearance.payer();
     vec![RecordChange {
-        key: charge_key(payer, &offer.timestamp, merchant, &offer.nonce),
-        value: json_bytes(&ChargeRecord {
-            v: 1,
-            merchant: merchant.clone(),
-            nonce: offer.nonce.clone(),
+        key: charge_key(
+            clearance.payer(),
+            &offer.timestamp,
+            &clearance.merchant,
+            &offer.nonce,
+        ),
+        value: json_bytes(&StoredCharge {
+            v: STORED_CHARGE_VERSION,
             product: offer.product.clone(),
             amount: offer.amount.clone(),
             currency: offer.currency.clone(),
-            timestamp: offer.timestamp.clone(),
-            transfer_id: clearance.transfer_id.clone(),
             bounced: clearance.bounced(),
             credential_serial: clearance.credential_serial.clone(),
             microcheck_sha256: clearance.microcheck_sha256.clone(),
@@ -1224,4 +1287,85 @@ fn item_records(clearance: &Clearance, offer: &Offer, now: UnixSeconds) -> Vec<R
         }),
         create_only: true,
     }]
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+
+    use super::*;
+
+    const NONCE: &str = "006955b9005a5a5a5a5a5a5a5a5a5a5a";
+
+    fn charge(v: u32) -> ChargeRecord {
+        ChargeRecord {
+            v,
+            merchant: "vm-1".into(),
+            nonce: NONCE.into(),
+            product: "Pocari Sweat".into(),
+            amount: "0.83".into(),
+            currency: "KES".into(),
+            timestamp: "20260101000000".into(),
+            transfer_id: transfer_id("vm-1", NONCE),
+            bounced: false,
+            credential_serial: Some("s1".into()),
+            microcheck_sha256: "ab".repeat(32),
+            deposited: "20260101010000".into(),
+        }
+    }
+
+    #[test]
+    fn a_stored_charge_reads_back_whole_from_its_key() {
+        let key = charge_key("alice", "20260101000000", "vm-1", NONCE);
+        let stored = StoredCharge {
+            v: STORED_CHARGE_VERSION,
+            product: "Pocari Sweat".into(),
+            amount: "0.83".into(),
+            currency: "KES".into(),
+            bounced: false,
+            credential_serial: Some("s1".into()),
+            microcheck_sha256: "ab".repeat(32),
+            deposited: "20260101010000".into(),
+        };
+        let value = json_bytes(&stored);
+        assert_eq!(
+            ChargeRecord::from_stored(&key, &value),
+            Some(charge(STORED_CHARGE_VERSION))
+        );
+        // What the key and the transfer id rule already hold is not stored again: 222 bytes
+        // instead of 380.
+        assert_eq!((value.len(), json_bytes(&charge(1)).len()), (222, 380));
+    }
+
+    #[test]
+    fn a_format_1_charge_still_reads() {
+        let key = charge_key("alice", "20260101000000", "vm-1", NONCE);
+        let whole = charge(1);
+        assert_eq!(
+            ChargeRecord::from_stored(&key, &json_bytes(&whole)),
+            Some(whole)
+        );
+    }
+
+    #[test]
+    fn an_unknown_format_or_a_malformed_key_reads_as_nothing() {
+        let key = charge_key("alice", "20260101000000", "vm-1", NONCE);
+        assert_eq!(ChargeRecord::from_stored(&key, br#"{"v":3}"#), None);
+        assert_eq!(ChargeRecord::from_stored(&key, b"not json"), None);
+        let stored = json_bytes(&StoredCharge {
+            v: STORED_CHARGE_VERSION,
+            product: "x".into(),
+            amount: "1".into(),
+            currency: "KES".into(),
+            bounced: false,
+            credential_serial: None,
+            microcheck_sha256: String::new(),
+            deposited: String::new(),
+        });
+        assert_eq!(
+            ChargeRecord::from_stored("charge:alice:2026", &stored),
+            None
+        );
+        assert_eq!(ChargeRecord::from_stored("other:a:b:c:d", &stored), None);
+    }
 }

@@ -862,7 +862,8 @@ async fn charges(
         .flatten();
     let charges = records
         .iter()
-        .filter_map(|r| serde_json::from_slice::<Value>(&r.value).ok())
+        .filter_map(|r| csc::ChargeRecord::from_stored(&r.key, &r.value))
+        .filter_map(|charge| serde_json::to_value(charge).ok())
         .collect();
     Ok((charges, next))
 }
@@ -1674,8 +1675,10 @@ impl<'a> Poster<'a> {
             .read(move |store| {
                 let mut spent = Vec::new();
                 for (position, (key, hash)) in keys.iter().enumerate() {
-                    if let Some(record) = read_json::<csc::ChargeRecord>(store, key)? {
-                        spent.push((position, record.microcheck_sha256 == *hash));
+                    if let Some(record) = store.record(NAMESPACE, key)? {
+                        let same = csc::ChargeRecord::from_stored(key, &record.value)
+                            .is_some_and(|charge| charge.microcheck_sha256 == *hash);
+                        spent.push((position, same));
                     }
                 }
                 Ok(spent)
