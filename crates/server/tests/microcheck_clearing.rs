@@ -175,6 +175,17 @@ impl Harness {
         }
     }
 
+    /// Registers a second machine, vm-2, with the key of seed 43.
+    async fn register_vm2(&self) -> PrivateKey {
+        let key = PrivateKey::ed25519_from_seed(&[43; 32]);
+        self.operator(
+            "/api/v1/microcheck/merchants",
+            json!({ "id": "vm-2", "key": identifier(&key) }),
+        )
+        .await;
+        key
+    }
+
     /// Deposits `items` as vm-1; the code of each result (`posted` when it posted).
     async fn deposit(&self, items: &[DepositItem]) -> Vec<String> {
         self.deposit_as(&self.merchant, "vm-1", items)
@@ -364,13 +375,7 @@ async fn a_ledger_refusal_refuses_one_microcheck_and_counts_exactly_the_rest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deposits_decided_while_others_commit_count_and_charge_exactly() {
     let harness = Arc::new(Harness::start().await);
-    let vm2 = PrivateKey::ed25519_from_seed(&[43; 32]);
-    harness
-        .operator(
-            "/api/v1/microcheck/merchants",
-            json!({ "id": "vm-2", "key": identifier(&vm2) }),
-        )
-        .await;
+    harness.register_vm2().await;
     const DEPOSITS_EACH: u32 = 4;
     const ITEMS: u32 = 5;
     let mut tasks = tokio::task::JoinSet::new();
@@ -433,13 +438,7 @@ async fn deposits_decided_while_others_commit_count_and_charge_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deposits_one_after_the_other_are_never_decided_again() {
     let harness = Harness::start().await;
-    let vm2 = PrivateKey::ed25519_from_seed(&[43; 32]);
-    harness
-        .operator(
-            "/api/v1/microcheck/merchants",
-            json!({ "id": "vm-2", "key": identifier(&vm2) }),
-        )
-        .await;
+    let vm2 = harness.register_vm2().await;
     for round in 0..3u32 {
         for (machine, key) in [("vm-1", &harness.merchant), ("vm-2", &vm2)] {
             let nonce = (u32::from(machine == "vm-2") << 16) | round;
