@@ -378,7 +378,7 @@ impl Assertion {
     /// `None` if it is not Ed25519-signed.
     pub(crate) fn ed25519_item_cached(
         &self,
-        keys: &mut std::collections::HashMap<Principal, ed25519_dalek::VerifyingKey>,
+        keys: &mut crate::FastMap<Principal, ed25519_dalek::VerifyingKey>,
     ) -> Option<keys::Ed25519Item> {
         keys::ed25519_item_cached(
             &self.authorizer,

@@ -17,7 +17,6 @@
 //! colon, exactly as written in the signature.
 
 use core::fmt;
-use std::collections::HashMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -619,7 +618,7 @@ pub(crate) fn ed25519_item_cached(
     signer: &Principal,
     signed_text: &[u8],
     signature: &[u8],
-    keys: &mut HashMap<Principal, ed25519_dalek::VerifyingKey>,
+    keys: &mut crate::FastMap<Principal, ed25519_dalek::VerifyingKey>,
 ) -> Option<Ed25519Item> {
     let (algorithm, name_length) = SignatureAlgorithm::from_signature(signature)?;
     if !matches!(algorithm, SignatureAlgorithm::Ed25519(_))
@@ -694,7 +693,7 @@ pub(crate) fn ed25519_verify_batch(items: &[Ed25519Item]) -> bool {
     weights.truncate(items.len());
 
     let mut basepoint = Scalar::ZERO;
-    let mut signers: HashMap<[u8; 32], usize> = HashMap::new();
+    let mut signers: crate::FastMap<[u8; 32], usize> = crate::FastMap::default();
     let mut key_points: Vec<EdwardsPoint> = Vec::new();
     let mut key_scalars: Vec<Scalar> = Vec::new();
     let mut r_points = Vec::with_capacity(items.len());
@@ -1036,7 +1035,7 @@ mod tests {
         let keys: Vec<PrivateKey> = (0..signers)
             .map(|n| PrivateKey::ed25519_from_seed(&[n + 1; 32]))
             .collect();
-        let mut decompressed = HashMap::new();
+        let mut decompressed = crate::FastMap::default();
         (0..count)
             .map(|i| {
                 let key = &keys[i % keys.len()];
@@ -1141,7 +1140,7 @@ mod tests {
                 &key.principal(),
                 b"Authorizer: x\n",
                 forged.as_bytes(),
-                &mut HashMap::new()
+                &mut crate::FastMap::default()
             )
             .is_none()
         );

@@ -119,7 +119,8 @@ pub(crate) fn lex(
     end: usize,
     mode: Mode,
 ) -> Result<Vec<Token>, ParseError> {
-    let mut tokens = Vec::new();
+    // About one token per eight bytes of field text (names, quoted strings, operators).
+    let mut tokens = Vec::with_capacity(end.saturating_sub(start) / 8 + 4);
     let mut i = start;
     let rule = match mode {
         Mode::Conditions => Rule::Conditions,

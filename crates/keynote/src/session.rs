@@ -6,7 +6,7 @@
 //! work list until nothing rises. Values only rise and are bounded, so this terminates, needs no
 //! recursion, and a cycle contributes nothing that is not supported from outside the cycle.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::FastMap;
@@ -95,7 +95,7 @@ pub struct AssertionId(pub usize);
 /// first beyond [`SIGNATURE_CACHE_ENTRIES_MAX`].
 #[derive(Debug, Default)]
 pub struct SignatureCache {
-    results: HashMap<AssertionHash, core::result::Result<(), Error>>,
+    results: FastMap<AssertionHash, core::result::Result<(), Error>>,
     order: VecDeque<AssertionHash>,
 }
 
@@ -147,10 +147,15 @@ impl SignatureCache {
     /// signature costs a few more batches, not a one-by-one pass over all of them. Results are
     /// remembered and returned in input order.
     pub fn verify_batch(&mut self, assertions: &[&Assertion]) -> Vec<Result<()>> {
-        let mut batch = Vec::new();
-        let mut batch_hashes = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        let mut keys = HashMap::new();
+        // Sized up front: a batch's items are a few hundred bytes each, and growing the vectors
+        // item by item copied them again and again.
+        let mut batch = Vec::with_capacity(assertions.len());
+        let mut batch_hashes = Vec::with_capacity(assertions.len());
+        let mut seen = std::collections::HashSet::with_capacity_and_hasher(
+            assertions.len(),
+            foldhash::fast::RandomState::default(),
+        );
+        let mut keys = FastMap::default();
         for assertion in assertions {
             let hash = assertion.hash();
             if self.results.contains_key(&hash) || !seen.insert(hash) {
