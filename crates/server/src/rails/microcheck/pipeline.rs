@@ -30,6 +30,9 @@
 //! - Whatever else can change what clearing reads (a payer's key) moves the **epoch**; a
 //!   snapshot from an older epoch, or older than the overlay remembers, is read again under the
 //!   lock instead.
+//! - Forgetting old batches loses nothing: a batch added before a snapshot noted its marks was
+//!   queued in the ledger before the snapshot's read, and the ledger's writer answers a read only
+//!   after the commits queued before it ([`crate::ledger::Ledger::read`]).
 //!
 //! Money moved by the operator API after the snapshot is the one thing the overlay does not
 //! see: a payer's balance can be up to one lock wait old when a microcheck is decided. The ledger
