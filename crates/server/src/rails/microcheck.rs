@@ -494,7 +494,8 @@ async fn dispute(
     ApiJson(request): ApiJson<DisputeRequest>,
 ) -> Result<Json<Value>, ApiError> {
     check_name(&name)?;
-    // Serialised with clearing, so that a dispute and a deposit never lose each other's update.
+    // Under the CSC lock, so that two disputes of one payer never lose each other's count
+    // (clearing never writes the payer record).
     let _guard = state.rails.microcheck.csc.lock().await;
     let (mut payer, _) = standing(&state, &name).await?;
     payer.disputes = payer.disputes.saturating_add(1);
@@ -1290,15 +1291,12 @@ impl InFlight {
             log_side_refusal(record, &refusal);
         }
         match main {
-            Some(Ok(_)) => {
-                self.fate.committed();
-                Ok(Some(
-                    self.indexes
-                        .into_iter()
-                        .map(|index| (index, Fate::Posted))
-                        .collect(),
-                ))
-            }
+            Some(Ok(_)) => Ok(Some(
+                self.indexes
+                    .into_iter()
+                    .map(|index| (index, Fate::Posted))
+                    .collect(),
+            )),
             Some(Err(refusal)) => {
                 self.fate.failed();
                 tracing::info!(merchant = %record.id, error = %refusal.reason, "microcheck deposit: the ledger refused the batch decided while others committed; deciding it again");
@@ -1437,8 +1435,7 @@ impl<'a> Poster<'a> {
             &after,
             cleared_state,
             &cleared,
-            Some(self.now),
-            false,
+            self.now,
         );
         Ok(Some(InFlight {
             queued,
@@ -1454,7 +1451,6 @@ impl<'a> Poster<'a> {
         cleared: &[&Clearance],
         state: &ClearingState,
         written: &[(StateRecord, String)],
-        deposited_at: Option<UnixSeconds>,
         overlay: &mut Locked<'_>,
     ) {
         self.versions = self.versions_after(written);
@@ -1465,8 +1461,7 @@ impl<'a> Poster<'a> {
             &self.versions,
             state,
             cleared,
-            deposited_at,
-            true,
+            self.now,
         );
     }
 
@@ -1557,7 +1552,7 @@ impl<'a> Poster<'a> {
         let mut refusal = match results.into_iter().next() {
             Some(Ok(_)) => {
                 posted.extend(cleared.iter().map(|c| (c.index, Fate::Posted)));
-                self.posted(&cleared, state, &written, Some(self.now), overlay);
+                self.posted(&cleared, state, &written, overlay);
                 return Ok(());
             }
             Some(Err(refusal)) => refusal,
@@ -1616,7 +1611,7 @@ impl<'a> Poster<'a> {
             match self.commit_one(batch).await? {
                 Ok(()) => {
                     posted.extend(cleared.iter().map(|c| (c.index, Fate::Posted)));
-                    self.posted(&cleared, &state, &written, Some(self.now), overlay);
+                    self.posted(&cleared, &state, &written, overlay);
                     return Ok(());
                 }
                 Err(next) => {
@@ -1644,7 +1639,7 @@ impl<'a> Poster<'a> {
             match self.commit_one(batch).await? {
                 Ok(()) => {
                     posted.insert(clearance.index, Fate::Posted);
-                    self.posted(one, &next, &written, Some(self.now), overlay);
+                    self.posted(one, &next, &written, overlay);
                     state = next;
                 }
                 Err(refusal) => {

@@ -41,7 +41,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use offpay_microcheck::UnixSeconds;
 use offpay_microcheck::csc::{self, Clearance, ClearingState, Debit, StateRecord};
@@ -78,31 +78,20 @@ pub struct Current {
     pub versions: Versions,
 }
 
-/// Where a batch in the overlay stands.
-#[derive(Clone, Debug)]
-pub struct BatchFate(Arc<AtomicU8>);
-
-const IN_FLIGHT: u8 = 0;
-const COMMITTED: u8 = 1;
-const FAILED: u8 = 2;
+/// Whether a batch in the overlay failed. Until it is known to, a batch counts as written, in
+/// flight or committed alike: a deposit decided on top of a batch that then fails is refused by
+/// the ledger in turn (see the module documentation).
+#[derive(Clone, Debug, Default)]
+pub struct BatchFate(Arc<AtomicBool>);
 
 impl BatchFate {
-    fn new(state: u8) -> BatchFate {
-        BatchFate(Arc::new(AtomicU8::new(state)))
-    }
-
-    /// The batch committed.
-    pub fn committed(&self) {
-        self.0.store(COMMITTED, Ordering::Release);
-    }
-
     /// The batch was refused or its commit failed: nothing of it was written.
     pub fn failed(&self) {
-        self.0.store(FAILED, Ordering::Release);
+        self.0.store(true, Ordering::Release);
     }
 
     fn is_failed(&self) -> bool {
-        self.0.load(Ordering::Acquire) == FAILED
+        self.0.load(Ordering::Acquire)
     }
 }
 
@@ -118,8 +107,8 @@ struct Written {
     /// Debited from each payer (by name), with the version of the payer's recent purchases the
     /// batch writes: a snapshot with that version or later counts the debit already.
     debits: Vec<(String, u64, i64)>,
-    /// When the deposit was received, if the batch's deposit records it as the merchant's last.
-    deposited_at: Option<UnixSeconds>,
+    /// When its deposit was received (the merchant's last deposit, once it is written).
+    deposited_at: UnixSeconds,
     fate: BatchFate,
 }
 
@@ -180,10 +169,10 @@ impl Csc {
         Some(overlay.bring_up_to_date(snapshot, merchant))
     }
 
-    /// Adds a batch of `merchant`'s deposit received at `now` to the overlay, with `fate`
-    /// (in flight, or committed): `records` are the clearing records it writes, `versions`
-    /// their versions once written, `state` their values, `cleared` its microchecks. Call with
-    /// the lock held, after the batch is queued in the ledger.
+    /// Adds a batch of `merchant`'s deposit received at `deposited_at` to the overlay:
+    /// `records` are the clearing records it writes, `versions` their versions once written,
+    /// `state` their values, `cleared` its microchecks. Call with the lock held, once the batch
+    /// is queued in the ledger (or committed); its fate says if it fails.
     #[allow(clippy::too_many_arguments)]
     pub fn add(
         &self,
@@ -193,11 +182,10 @@ impl Csc {
         versions: &Versions,
         state: &ClearingState,
         cleared: &[&Clearance],
-        deposited_at: Option<UnixSeconds>,
-        committed: bool,
+        deposited_at: UnixSeconds,
     ) -> BatchFate {
         let number = self.next_batch.fetch_add(1, Ordering::SeqCst);
-        let fate = BatchFate::new(if committed { COMMITTED } else { IN_FLIGHT });
+        let fate = BatchFate::default();
         let mut values = ClearingState::default();
         let mut written = Vec::with_capacity(records.len());
         for (record, key) in records {
@@ -258,11 +246,8 @@ impl Overlay {
         let mut debits: HashMap<&str, i64> = HashMap::new();
         for batch in self.batches.iter().filter(|b| !b.fate.is_failed()) {
             let same_merchant = batch.merchant == merchant;
-            if same_merchant
-                && let Some(at) = batch.deposited_at
-                && last_deposit.is_none_or(|last| last < at)
-            {
-                last_deposit = Some(at);
+            if same_merchant && last_deposit.is_none_or(|last| last < batch.deposited_at) {
+                last_deposit = Some(batch.deposited_at);
             }
             for (record, key, version) in &batch.records {
                 let relevant = match record {
@@ -390,8 +375,7 @@ mod tests {
             &versions,
             &after,
             &[&sale],
-            Some(UnixSeconds(100)),
-            false,
+            UnixSeconds(100),
         );
         (after, versions, fate)
     }
@@ -433,7 +417,7 @@ mod tests {
             sell(&csc, &mut overlay, "vm-1", "n1", &empty(), &Versions::new());
         // Read after the first sale committed: it already counts it.
         let read = snapshot(&csc, one.clone(), one_versions.clone());
-        let (_, _, _) = sell(&csc, &mut overlay, "vm-1", "n2", &one, &one_versions);
+        sell(&csc, &mut overlay, "vm-1", "n2", &one, &one_versions);
         let current = csc.current(&overlay, read, "vm-1").unwrap();
         assert_eq!(day(&current.state, "vm-1"), Some(2));
         assert_eq!(recent(&current.state), ["n1", "n2"]);
