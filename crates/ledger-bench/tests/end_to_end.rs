@@ -306,6 +306,14 @@ impl LedgerStore for Interfering {
     ) -> Result<Vec<Record>, StoreError> {
         self.inner.records(namespace, key_prefix, after_key, limit)
     }
+
+    fn read_transaction(
+        &mut self,
+        reads: &mut dyn FnMut(&mut dyn LedgerStore) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        // Interference is in commits only; reads go straight to the store.
+        self.inner.read_transaction(reads)
+    }
 }
 
 /// Commits of a [`small`] run: 1 creates the accounts, 2 funds them, then the batches, then the

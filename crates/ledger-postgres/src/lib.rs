@@ -71,6 +71,9 @@ pub struct PostgresStore {
     target: Target,
     /// The last call failed: the connection may be dead without the driver knowing yet.
     connection_suspect: bool,
+    /// Inside [`LedgerStore::read_transaction`]: a lost connection is an error, not a reason to
+    /// reconnect (reads on a new session would not share the transaction's snapshot).
+    in_read_transaction: bool,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -259,6 +262,7 @@ impl PostgresStore {
             statements,
             target,
             connection_suspect: false,
+            in_read_transaction: false,
         })
     }
 
@@ -281,6 +285,12 @@ impl PostgresStore {
     ) -> Result<T, StoreError> {
         let lost = self.client.is_closed()
             || (self.connection_suspect && self.client.is_valid(CONNECT_TIMEOUT).is_err());
+        if lost && self.in_read_transaction {
+            return Err(StoreError::Database(format!(
+                "{}: the connection was lost during a read transaction",
+                self.target.description
+            )));
+        }
         if lost {
             let mut client = self.target.connect()?;
             self.statements = Statements::prepare(&mut client)?;
@@ -1123,6 +1133,27 @@ impl LedgerStore for PostgresStore {
                 })
                 .collect()
         })
+    }
+
+    fn read_transaction(
+        &mut self,
+        reads: &mut dyn FnMut(&mut dyn LedgerStore) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.run(|client, _| {
+            client
+                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .map_err(database_error)
+        })?;
+        self.in_read_transaction = true;
+        let outcome = reads(self);
+        let end = if outcome.is_ok() {
+            "COMMIT"
+        } else {
+            "ROLLBACK"
+        };
+        let ended = self.run(|client, _| client.batch_execute(end).map_err(database_error));
+        self.in_read_transaction = false;
+        outcome.and(ended)
     }
 }
 

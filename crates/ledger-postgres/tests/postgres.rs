@@ -389,3 +389,79 @@ fn servers_starting_together_migrate_one_schema_once() {
         .unwrap_or_else(|error| panic!("{error}"));
     assert_eq!(applied, 1);
 }
+
+#[test]
+fn a_read_transaction_sees_one_state_while_another_store_commits() {
+    skip_without_database!();
+    let (guard, mut writer) = common::fresh_store();
+    let url = common::database_url().unwrap_or_else(|| panic!("no database"));
+    let mut reader = PostgresStore::open_in_schema(&url, &guard.schema)
+        .unwrap_or_else(|error| panic!("open a second store: {error}"));
+    let id = |name: &str| AccountId::new(name).unwrap_or_else(|error| panic!("{error}"));
+    let open = |name: &str, kind: AccountKind| {
+        Operation::CreateAccount(NewAccount {
+            id: id(name),
+            kind,
+            currency: Currency::KES,
+            limits: BalanceLimits {
+                balance_min: kind.default_balance_min(),
+                balance_max: None,
+            },
+        })
+    };
+    let pay = |number: u64| {
+        Batch::transfers([Transfer {
+            id: TransferId::new(format!("pay-{number}")).unwrap_or_else(|error| panic!("{error}")),
+            debit_account: id("float"),
+            credit_account: id("alice"),
+            amount: Currency::KES
+                .minor(100)
+                .unwrap_or_else(|error| panic!("{error}")),
+            kind: TransferKind::Posted,
+            memo: String::new(),
+        }])
+    };
+    let commit = |store: &mut PostgresStore, batch: Batch| {
+        let results = store
+            .commit(&[batch], NOW)
+            .unwrap_or_else(|error| panic!("commit: {error}"));
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+    };
+    commit(
+        &mut writer,
+        Batch {
+            operations: vec![
+                open("float", AccountKind::OperatorFloat),
+                open("alice", AccountKind::Customer),
+            ],
+        },
+    );
+    commit(&mut writer, pay(1));
+    let mut seen = Vec::new();
+    reader
+        .read_transaction(&mut |store| {
+            let balance = |store: &mut dyn LedgerStore| {
+                store
+                    .account(&id("alice"))
+                    .map(|account| account.map_or(0, |account| account.balance()))
+            };
+            seen.push(balance(store)?);
+            commit(&mut writer, pay(2));
+            seen.push(balance(store)?);
+            Ok(())
+        })
+        .unwrap_or_else(|error| panic!("read transaction: {error}"));
+    assert_eq!(seen, [100, 100], "a commit in between is not seen");
+    let after = reader
+        .account(&id("alice"))
+        .unwrap_or_else(|error| panic!("{error}"))
+        .map(|account| account.balance());
+    assert_eq!(after, Some(200), "the next read sees it");
+    // The transaction was read-only: a write inside it is refused, and the store works after.
+    let refused = reader.read_transaction(&mut |store| {
+        store.commit(&[pay(3)], NOW)?;
+        Ok(())
+    });
+    assert!(refused.is_err(), "a commit inside a read transaction fails");
+    commit(&mut reader, pay(4));
+}

@@ -48,6 +48,18 @@ impl SqliteStore {
         SqliteStore::configure(connection)
     }
 
+    /// A second connection to the database file at `path`, for reads only (`PRAGMA
+    /// query_only`): with WAL, it reads while the writer's connection commits. The database
+    /// must exist (open it with [`SqliteStore::open`] first, which migrates it).
+    pub fn open_reader(path: &Path) -> Result<SqliteStore, StoreError> {
+        let store = SqliteStore::open(path)?;
+        store
+            .connection
+            .execute_batch("PRAGMA query_only = 1;")
+            .map_err(database_error)?;
+        Ok(store)
+    }
+
     /// An in-memory database, for tests and benchmarks of the logic alone (not durable).
     pub fn open_in_memory() -> Result<SqliteStore, StoreError> {
         let connection = Connection::open_in_memory().map_err(database_error)?;
@@ -639,5 +651,23 @@ impl LedgerStore for SqliteStore {
             )
             .map_err(database_error)?;
         collect(rows)
+    }
+
+    fn read_transaction(
+        &mut self,
+        reads: &mut dyn FnMut(&mut dyn LedgerStore) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        // Deferred: the read snapshot is taken at the first read and held to the end.
+        self.connection
+            .execute_batch("BEGIN DEFERRED")
+            .map_err(database_error)?;
+        let outcome = reads(self);
+        let end = if outcome.is_ok() {
+            "COMMIT"
+        } else {
+            "ROLLBACK"
+        };
+        let ended = self.connection.execute_batch(end).map_err(database_error);
+        outcome.and(ended)
     }
 }

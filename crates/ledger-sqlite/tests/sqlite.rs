@@ -109,3 +109,53 @@ fn a_balance_changed_by_another_connection_is_never_served_from_the_cache() {
     let refused = commit(&mut second, pay("late", "alice", "bob", 1));
     assert!(refused.unwrap_err().contains("insufficient funds"));
 }
+
+#[test]
+fn a_reader_sees_one_state_per_read_transaction_and_never_writes() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("ledger.sqlite");
+    let mut writer = SqliteStore::open(&path).unwrap();
+    commit(
+        &mut writer,
+        Batch {
+            operations: vec![
+                account("float", AccountKind::OperatorFloat),
+                account("alice", AccountKind::Customer),
+            ],
+        },
+    )
+    .unwrap();
+    commit(&mut writer, pay("t1", "float", "alice", 100)).unwrap();
+    let mut reader = SqliteStore::open_reader(&path).unwrap();
+    let alice = AccountId::new("alice").unwrap();
+    let mut seen = Vec::new();
+    reader
+        .read_transaction(&mut |store| {
+            seen.push(store.account(&alice)?.unwrap().balance());
+            // The writer commits while the reader's transaction is open (WAL: it is not blocked).
+            commit(&mut writer, pay("t2", "float", "alice", 100)).unwrap();
+            seen.push(store.account(&alice)?.unwrap().balance());
+            seen.push(store.history(&alice, None, 10)?.len() as i64 * 100);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(
+        seen,
+        [100, 100, 100],
+        "one state throughout the transaction"
+    );
+    assert_eq!(reader.account(&alice).unwrap().unwrap().balance(), 200);
+    // An error inside ends the transaction and comes back; the reader then reads on.
+    let failed =
+        reader.read_transaction(&mut |_| Err(offpay_ledger::StoreError::Corrupt("test".into())));
+    assert!(
+        matches!(failed, Err(offpay_ledger::StoreError::Corrupt(_))),
+        "{failed:?}"
+    );
+    assert_eq!(reader.account(&alice).unwrap().unwrap().balance(), 200);
+    // The reader is query-only.
+    let written = commit(&mut reader, pay("t3", "float", "alice", 100));
+    assert!(written.is_err(), "a reader commits nothing: {written:?}");
+    assert_eq!(writer.account(&alice).unwrap().unwrap().balance(), 200);
+    verify_conservation(&mut writer).unwrap();
+}

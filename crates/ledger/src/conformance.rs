@@ -51,6 +51,7 @@ macro_rules! ledger_conformance_tests {
             refuses_empty_and_oversized_batches,
             refuses_long_memos,
             lists_accounts_in_id_order,
+            reads_in_a_read_transaction,
         );
     };
     (@each $skip:expr, $open:expr; $($name:ident,)*) => {
@@ -1098,4 +1099,34 @@ pub fn lists_accounts_in_id_order(store: &mut dyn LedgerStore) {
         .unwrap_or_else(|error| panic!("{error}"));
     assert_eq!(page.len(), 1);
     assert_eq!(page[0].id.as_str(), "float");
+}
+
+/// A read transaction answers what is committed, passes the reads' error back, and ends: the
+/// store commits and reads normally afterwards.
+pub fn reads_in_a_read_transaction(store: &mut dyn LedgerStore) {
+    setup_funded(store);
+    let mut seen = None;
+    store
+        .read_transaction(&mut |store| {
+            let alice = store.account(&account_id("alice"))?.map(|a| a.balance());
+            let history = store.history(&account_id("alice"), None, 10)?.len();
+            seen = Some((alice, history));
+            Ok(())
+        })
+        .unwrap_or_else(|error| panic!("read transaction: {error}"));
+    assert_eq!(seen, Some((Some(100_000), 1)));
+    let failed = store.read_transaction(&mut |store| {
+        store.account(&account_id("alice"))?;
+        Err(crate::store::StoreError::Corrupt("the reads failed".into()))
+    });
+    assert!(
+        matches!(&failed, Err(crate::store::StoreError::Corrupt(m)) if m == "the reads failed"),
+        "{failed:?}"
+    );
+    must_commit(
+        store,
+        vec![Operation::Transfer(posted("after", "alice", "bob", 500))],
+    );
+    assert_eq!(balance(store, "bob"), 500);
+    assert_balanced(store);
 }

@@ -75,6 +75,16 @@ pub trait LedgerStore: Send {
         after_key: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Record>, StoreError>;
+
+    /// Runs `reads` in one read-only transaction: every read in it sees the same committed
+    /// state, whatever other connections commit meanwhile (SQLite: a deferred transaction on a
+    /// WAL database; PostgreSQL: `REPEATABLE READ READ ONLY`). Lets a connection other than the
+    /// writer's answer reads that need several queries, such as a balance together with the
+    /// records that explain it. Must not be called inside [`LedgerStore::commit`] or itself.
+    fn read_transaction(
+        &mut self,
+        reads: &mut dyn FnMut(&mut dyn LedgerStore) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
 }
 
 /// The steps of one group commit inside a backend's database transaction. [`run_group`] drives
