@@ -232,6 +232,46 @@ struct Answer {
     posted: usize,
 }
 
+/// CPU time the process has used, all threads (Linux: `/proc/self/stat`, in clock ticks of
+/// 10 ms; the measured windows add up to seconds). `None` elsewhere.
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may hold spaces; fields after its closing parenthesis are plain.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the command name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// On-CPU time of the measured windows: wall time depends on how busy both cores are kept, CPU
+/// time on how much work a microcheck takes, and the two together tell a slow phase of the
+/// machine from a change that does more work.
+#[derive(Default)]
+struct CpuUse {
+    spent: Duration,
+    microchecks: u64,
+}
+
+impl CpuUse {
+    fn add(&mut self, before: Option<Duration>, microchecks: usize) {
+        if let (Some(before), Some(after)) = (before, process_cpu()) {
+            self.spent += after.saturating_sub(before);
+            self.microchecks += microchecks as u64;
+        }
+    }
+
+    fn report(&self, name: &str) {
+        if self.microchecks > 0 {
+            let per_thousand = self.spent.as_secs_f64() * 1e6 / self.microchecks as f64;
+            eprintln!(
+                "csc_deposit/{name}: {per_thousand:.1} ms on-CPU per 1,000 microchecks \
+                 ({} microchecks measured, warm-up included)",
+                self.microchecks
+            );
+        }
+    }
+}
+
 /// Sends a deposit and checks that all of it posted.
 async fn deposit(app: &Router, request: String) {
     let request = Request::builder()
@@ -253,18 +293,22 @@ fn csc_deposit(c: &mut Criterion) {
     let mut group = c.benchmark_group("csc_deposit");
     group.sample_size(10);
     group.throughput(Throughput::Elements(DEPOSIT as u64));
+    let mut cpu = CpuUse::default();
     group.bench_function("one_machine", |b| {
         b.iter_custom(|iterations| {
             let mut spent = Duration::ZERO;
             for _ in 0..iterations {
                 let request = machine_with_deposit(&world);
-                let start = Instant::now();
+                let (start, before) = (Instant::now(), process_cpu());
                 world.runtime.block_on(deposit(&world.app, request));
                 spent += start.elapsed();
+                cpu.add(before, DEPOSIT);
             }
             spent
         });
     });
+    cpu.report("one_machine");
+    let mut cpu = CpuUse::default();
     group.throughput(Throughput::Elements(
         (DEPOSIT * CONCURRENT * DEPOSITS_EACH) as u64,
     ));
@@ -279,7 +323,7 @@ fn csc_deposit(c: &mut Criterion) {
                             .collect()
                     })
                     .collect();
-                let start = Instant::now();
+                let (start, before) = (Instant::now(), process_cpu());
                 world.runtime.block_on(async {
                     let mut set = tokio::task::JoinSet::new();
                     for requests in machines {
@@ -295,10 +339,12 @@ fn csc_deposit(c: &mut Criterion) {
                     }
                 });
                 spent += start.elapsed();
+                cpu.add(before, DEPOSIT * CONCURRENT * DEPOSITS_EACH);
             }
             spent
         });
     });
+    cpu.report(&format!("{CONCURRENT}_machines_continuously"));
     group.finish();
 }
 

@@ -47,10 +47,10 @@ fn purse_now() -> Timestamp {
 impl Fixture {
     fn new() -> Fixture {
         let directory = tempfile::tempdir().unwrap();
-        let store =
-            offpay_ledger_sqlite::SqliteStore::open(&directory.path().join("offpay.sqlite"))
-                .unwrap();
-        let (ledger, writer) = Ledger::start(Box::new(store)).unwrap();
+        let path = directory.path().join("offpay.sqlite");
+        let store = offpay_ledger_sqlite::SqliteStore::open(&path).unwrap();
+        let reader = offpay_ledger_sqlite::SqliteStore::open_reader(&path).unwrap();
+        let (ledger, writer) = Ledger::start(Box::new(store), Some(Box::new(reader))).unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -1,7 +1,14 @@
 //! The ledger service: one thread owns the store and commits whatever batches have queued up
 //! while the previous group was being written, in one database transaction with one fsync (group
 //! commit). HTTP handlers and rails talk to it through a bounded channel.
+//!
+//! Reads go to a second connection on its own thread when there is one (the server always opens
+//! one), each in one read transaction: they then never wait behind a group commit and its fsync,
+//! and still see every commit acknowledged before they were asked. A read that must also see
+//! commits queued but not yet written uses [`Ledger::read_after_queued`].
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use offpay_ledger::{Batch, GroupResult, LedgerStore, StoreError, Timestamp};
@@ -19,16 +26,41 @@ enum Request {
         batches: Vec<Batch>,
         now: Timestamp,
         reply: oneshot::Sender<Result<GroupResult, StoreError>>,
+        group: GroupNumber,
     },
     Read(ReadJob),
 }
 
-/// A handle to the ledger writer thread. Cloning is cheap; the thread stops when every handle is
-/// dropped and the queue is drained.
+/// A handle to the ledger writer thread (and reader thread, if any). Cloning is cheap; the
+/// threads stop when every handle is dropped and their queues are drained.
 #[derive(Clone, Debug)]
 pub struct Ledger {
     sender: mpsc::Sender<Request>,
+    reader: Option<mpsc::Sender<ReadJob>>,
+    /// Group commits finished (committed or failed), counted by the writer.
+    groups_done: Arc<AtomicU64>,
     backend: &'static str,
+}
+
+/// The number of the group commit that wrote a request's batches, once it has finished
+/// (committed or failed); groups are numbered from 1 in the order the writer runs them.
+#[derive(Clone, Debug, Default)]
+pub struct GroupNumber(Arc<AtomicU64>);
+
+impl GroupNumber {
+    /// For batches already known to be written: `groups_done` is [`Ledger::groups_done`] read
+    /// after their commit returned, and stands for their group's number (an upper bound of it).
+    pub fn finished_by(groups_done: u64) -> GroupNumber {
+        GroupNumber(Arc::new(AtomicU64::new(groups_done.max(1))))
+    }
+
+    /// The group's number, or `None` while the batches wait or are being written.
+    pub fn finished(&self) -> Option<u64> {
+        match self.0.load(Ordering::Acquire) {
+            0 => None,
+            number => Some(number),
+        }
+    }
 }
 
 /// Why a ledger call failed.
@@ -43,30 +75,73 @@ pub enum LedgerError {
     Stopped,
 }
 
-/// Joins the writer thread on shutdown, after every [`Ledger`] handle is gone.
+/// Joins the writer (and reader) thread on shutdown, after every [`Ledger`] handle is gone.
 #[derive(Debug)]
 pub struct LedgerThread {
     handle: JoinHandle<()>,
+    reader: Option<JoinHandle<()>>,
 }
 
 impl LedgerThread {
-    /// Waits for the writer to finish the queued work.
+    /// Waits for the writer and reader to finish the queued work.
     pub fn join(self) {
         if self.handle.join().is_err() {
             tracing::error!("the ledger writer thread panicked");
+        }
+        if let Some(reader) = self.reader
+            && reader.join().is_err()
+        {
+            tracing::error!("the ledger reader thread panicked");
         }
     }
 }
 
 impl Ledger {
-    /// Starts the writer thread that owns `store`.
-    pub fn start(store: Box<dyn LedgerStore>) -> std::io::Result<(Ledger, LedgerThread)> {
+    /// Starts the writer thread that owns `store`, and a reader thread that owns `reader` (a
+    /// second connection to the same database) if given; without one, reads run on the writer.
+    pub fn start(
+        store: Box<dyn LedgerStore>,
+        reader: Option<Box<dyn LedgerStore>>,
+    ) -> std::io::Result<(Ledger, LedgerThread)> {
         let backend = store.backend();
         let (sender, receiver) = mpsc::channel(QUEUE_DEPTH_MAX);
+        let groups_done = Arc::new(AtomicU64::new(0));
+        let done = Arc::clone(&groups_done);
         let handle = std::thread::Builder::new()
             .name("ledger-writer".into())
-            .spawn(move || run_writer(store, receiver))?;
-        Ok((Ledger { sender, backend }, LedgerThread { handle }))
+            .spawn(move || run_writer(store, receiver, &done))?;
+        let (reader, reader_handle) = match reader {
+            Some(mut store) => {
+                let (sender, mut receiver) = mpsc::channel::<ReadJob>(QUEUE_DEPTH_MAX);
+                let handle = std::thread::Builder::new()
+                    .name("ledger-reader".into())
+                    .spawn(move || {
+                        while let Some(job) = receiver.blocking_recv() {
+                            job(store.as_mut());
+                        }
+                    })?;
+                (Some(sender), Some(handle))
+            }
+            None => (None, None),
+        };
+        Ok((
+            Ledger {
+                sender,
+                reader,
+                groups_done,
+                backend,
+            },
+            LedgerThread {
+                handle,
+                reader: reader_handle,
+            },
+        ))
+    }
+
+    /// Group commits finished so far. A read asked after this returned `n` sees what groups
+    /// `1..=n` committed.
+    pub fn groups_done(&self) -> u64 {
+        self.groups_done.load(Ordering::Acquire)
     }
 
     /// `"sqlite"` or `"postgres"`.
@@ -88,20 +163,55 @@ impl Ledger {
     /// says when they are durable, and how each batch fared.
     pub async fn submit(&self, batches: Vec<Batch>, now: Timestamp) -> Result<Queued, LedgerError> {
         let (reply, answer) = oneshot::channel();
+        let group = GroupNumber::default();
         self.sender
             .send(Request::Commit {
                 batches,
                 now,
                 reply,
+                group: group.clone(),
             })
             .await
             .map_err(|_| LedgerError::Stopped)?;
-        Ok(Queued(answer))
+        Ok(Queued { answer, group })
     }
 
-    /// Runs a read against the store on the writer thread (so it sees every commit acknowledged
-    /// before it was asked).
+    /// Runs `job`'s reads in one read transaction, on the reader connection if there is one
+    /// (else on the writer thread): it sees every commit acknowledged before it was asked, and
+    /// one committed state throughout.
     pub async fn read<T, F>(&self, job: F) -> Result<T, LedgerError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn LedgerStore) -> Result<T, StoreError> + Send + 'static,
+    {
+        let Some(reader) = &self.reader else {
+            return self.read_after_queued(job).await;
+        };
+        let (reply, answer) = oneshot::channel();
+        let job: ReadJob = Box::new(move |store| {
+            let mut job = Some(job);
+            let mut result = None;
+            let transaction = store.read_transaction(&mut |store| {
+                if let Some(job) = job.take() {
+                    result = Some(job(store));
+                }
+                Ok(())
+            });
+            // What the reads answered stands even if ending the (read-only) transaction failed.
+            let _ = reply.send(match (result, transaction) {
+                (Some(result), _) => result,
+                (None, Err(error)) => Err(error),
+                (None, Ok(())) => Err(StoreError::Database("the read did not run".into())),
+            });
+        });
+        reader.send(job).await.map_err(|_| LedgerError::Stopped)?;
+        Ok(answer.await.map_err(|_| LedgerError::Stopped)??)
+    }
+
+    /// Runs a read on the writer thread, after every commit queued before it (acknowledged or
+    /// not): for a read that must see batches [`Ledger::submit`] has queued. It waits for those
+    /// group commits; prefer [`Ledger::read`].
+    pub async fn read_after_queued<T, F>(&self, job: F) -> Result<T, LedgerError>
     where
         T: Send + 'static,
         F: FnOnce(&mut dyn LedgerStore) -> Result<T, StoreError> + Send + 'static,
@@ -121,21 +231,34 @@ impl Ledger {
 /// Batches queued by [`Ledger::submit`].
 #[derive(Debug)]
 #[must_use = "nothing says whether queued batches committed until `durable` is awaited"]
-pub struct Queued(oneshot::Receiver<Result<GroupResult, StoreError>>);
+pub struct Queued {
+    answer: oneshot::Receiver<Result<GroupResult, StoreError>>,
+    group: GroupNumber,
+}
 
 impl Queued {
+    /// The group commit that writes the batches, once it has finished.
+    pub fn group(&self) -> GroupNumber {
+        self.group.clone()
+    }
+
     /// Waits until the batches are durable (or refused), with one result per batch.
     pub async fn durable(self) -> Result<GroupResult, LedgerError> {
-        Ok(self.0.await.map_err(|_| LedgerError::Stopped)??)
+        Ok(self.answer.await.map_err(|_| LedgerError::Stopped)??)
     }
 }
 
 struct PendingCommit {
     batch_count: usize,
     reply: oneshot::Sender<Result<GroupResult, StoreError>>,
+    group: GroupNumber,
 }
 
-fn run_writer(mut store: Box<dyn LedgerStore>, mut receiver: mpsc::Receiver<Request>) {
+fn run_writer(
+    mut store: Box<dyn LedgerStore>,
+    mut receiver: mpsc::Receiver<Request>,
+    groups_done: &AtomicU64,
+) {
     let mut reads: Vec<ReadJob> = Vec::new();
     while let Some(first) = receiver.blocking_recv() {
         let mut group: Vec<Batch> = Vec::new();
@@ -149,6 +272,7 @@ fn run_writer(mut store: Box<dyn LedgerStore>, mut receiver: mpsc::Receiver<Requ
                     batches,
                     now: requested_at,
                     reply,
+                    group: number,
                 } => {
                     operations += batches
                         .iter()
@@ -158,6 +282,7 @@ fn run_writer(mut store: Box<dyn LedgerStore>, mut receiver: mpsc::Receiver<Requ
                     waiting.push(PendingCommit {
                         batch_count: batches.len(),
                         reply,
+                        group: number,
                     });
                     group.extend(batches);
                 }
@@ -170,7 +295,7 @@ fn run_writer(mut store: Box<dyn LedgerStore>, mut receiver: mpsc::Receiver<Requ
             }
         }
         if !waiting.is_empty() {
-            commit_group(store.as_mut(), group, now, waiting);
+            commit_group(store.as_mut(), group, now, waiting, groups_done);
         }
         for job in reads.drain(..) {
             job(store.as_mut());
@@ -183,8 +308,17 @@ fn commit_group(
     group: Vec<Batch>,
     now: Timestamp,
     waiting: Vec<PendingCommit>,
+    groups_done: &AtomicU64,
 ) {
-    match store.commit(&group, now) {
+    let outcome = store.commit(&group, now);
+    // Numbered and counted once finished, before anyone hears the outcome: whoever learns that
+    // its batches committed then finds them counted in `groups_done`.
+    let number = groups_done.load(Ordering::Relaxed) + 1;
+    for pending in &waiting {
+        pending.group.0.store(number, Ordering::Release);
+    }
+    groups_done.store(number, Ordering::Release);
+    match outcome {
         Ok(results) => {
             assert_eq!(
                 results.len(),

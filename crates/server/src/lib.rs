@@ -113,6 +113,26 @@ fn open_postgres(url: &str) -> Result<Box<dyn LedgerStore>, StartError> {
     Ok(Box::new(offpay_ledger_postgres::PostgresStore::open(url)?))
 }
 
+/// Opens a second connection to the store the configuration names, for the ledger's reader
+/// thread (SQLite: query-only). Call after [`open_store`], which creates and migrates it.
+pub fn open_reader(config: &ServerConfig) -> Result<Box<dyn LedgerStore>, StartError> {
+    let sqlite = |path: &std::path::Path| -> Result<Box<dyn LedgerStore>, StartError> {
+        Ok(Box::new(offpay_ledger_sqlite::SqliteStore::open_reader(
+            path,
+        )?))
+    };
+    match config.database_url.as_deref() {
+        None => sqlite(&config.sqlite_path()),
+        Some(url) => match url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            Some(path) => sqlite(std::path::Path::new(path)),
+            None => open_store_url(url),
+        },
+    }
+}
+
 /// A server ready to run: the listener is bound, the store open, the token in place.
 #[derive(Debug)]
 pub struct Server {
@@ -140,8 +160,9 @@ impl Server {
             currencies = totals.len(),
             "ledger opened; balances sum to zero"
         );
-        let (ledger, writer) =
-            Ledger::start(store).map_err(io_error("cannot start the ledger writer"))?;
+        let reader = open_reader(&config)?;
+        let (ledger, writer) = Ledger::start(store, Some(reader))
+            .map_err(io_error("cannot start the ledger writer"))?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(io_error(format!("cannot listen on {}", config.listen)))?;

@@ -43,6 +43,7 @@ use crate::api::ApiJson;
 use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::fraud::FraudFlag;
+use crate::ledger::GroupNumber;
 use crate::metrics::Metrics;
 use crate::{AppState, StartError};
 
@@ -968,8 +969,10 @@ async fn clear_deposit(
     let prepared = tokio::task::block_in_place(|| csc::prepare(items, threads))
         .map_err(|r| refused(StatusCode::BAD_REQUEST, &r))?;
     let keys = Arc::new(csc::keys(&prepared));
-    let (from_batch, epoch) = rail.csc.snapshot_marks();
-    let loaded = load(state, &record.id, &keys).await?;
+    // Noted before the snapshot is asked for ([`pipeline`]): it holds everything these
+    // groups wrote, and it comes from the ledger's reader, not waiting for a commit.
+    let (groups_done, epoch) = (state.ledger.groups_done(), rail.csc.epoch());
+    let loaded = load(state, &record.id, &keys, Read::Committed).await?;
     // The compliance checks run before the lock, against the snapshot; deciding under the lock
     // reuses each answer only if the item's purchase number is still the same.
     let checks = tokio::task::block_in_place(|| csc::check(&policy, &prepared, &loaded.state, now));
@@ -977,7 +980,7 @@ async fn clear_deposit(
         state: loaded.state,
         last_deposit: loaded.last_deposit,
         versions: loaded.versions,
-        from_batch,
+        groups_done,
         epoch,
     };
     let rules = FraudRules {
@@ -1014,7 +1017,7 @@ async fn clear_deposit(
         }
     }
     // Read back under the lock: queued behind every batch in flight, so it sees how each fared.
-    let loaded = load(state, &record.id, &keys).await?;
+    let loaded = load(state, &record.id, &keys, Read::AfterQueued).await?;
     let merchant = merchant_at(loaded.last_deposit);
     let (outcomes, cleared_state) = decide(&merchant, &loaded.state);
     let mut poster = Poster::new(state, &merchant, currency, now, loaded.versions);
@@ -1131,13 +1134,28 @@ struct Loaded {
     versions: Versions,
 }
 
+/// Which commits a read of the clearing state must see.
+#[derive(Clone, Copy, Debug)]
+enum Read {
+    /// Those finished before it (on the ledger's reader: it does not wait for a commit).
+    Committed,
+    /// Also those queued before it ([`crate::ledger::Ledger::read_after_queued`]).
+    AfterQueued,
+}
+
 /// Reads the clearing state of `merchant`'s deposit with `keys` from the ledger.
-async fn load(state: &AppState, merchant: &str, keys: &Arc<csc::Keys>) -> Result<Loaded, ApiError> {
+async fn load(
+    state: &AppState,
+    merchant: &str,
+    keys: &Arc<csc::Keys>,
+    read: Read,
+) -> Result<Loaded, ApiError> {
     let (merchant, keys) = (merchant.to_owned(), Arc::clone(keys));
-    Ok(state
-        .ledger
-        .read(move |store| load_state(store, &merchant, &keys))
-        .await?)
+    let job = move |store: &mut dyn LedgerStore| load_state(store, &merchant, &keys);
+    Ok(match read {
+        Read::Committed => state.ledger.read(job).await?,
+        Read::AfterQueued => state.ledger.read_after_queued(job).await?,
+    })
 }
 
 /// A clearing record: its value (when it parses) and its version (0: absent).
@@ -1430,6 +1448,7 @@ impl<'a> Poster<'a> {
         let after = self.versions_after(&written);
         let fate = self.state.rails.microcheck.csc.add(
             overlay,
+            queued.group(),
             &record.id,
             &written,
             &after,
@@ -1454,8 +1473,11 @@ impl<'a> Poster<'a> {
         overlay: &mut Locked<'_>,
     ) {
         self.versions = self.versions_after(written);
+        // Committed already: its group has finished by now.
+        let group = GroupNumber::finished_by(self.state.ledger.groups_done());
         self.state.rails.microcheck.csc.add(
             overlay,
+            group,
             &self.merchant.policy.merchant,
             written,
             &self.versions,

@@ -6,12 +6,13 @@
 //! fsync), and the next deposit then reads the clearing state back from the ledger.
 //!
 //! Instead, each deposit reads the clearing state before it takes the lock (a **snapshot**, with
-//! each record's version), and the lock keeps an **overlay**: for every ledger batch of clearing
-//! records queued recently — committed or still in flight — the records it writes, with the
-//! version each will have once it commits, and what it debits each payer. Under the lock a
-//! deposit brings its snapshot up to date from the overlay, decides, queues its batch, adds it
-//! to the overlay and lets the lock go; it learns whether its batch committed after that, while
-//! the next deposit decides.
+//! each record's version), on the ledger's reader connection, so that reading never waits for a
+//! commit. The lock keeps an **overlay**: for every ledger batch of clearing records queued
+//! recently — committed or still in flight — the records it writes, with the version each will
+//! have once it commits, and what it debits each payer. Under the lock a deposit brings its
+//! snapshot up to date from the overlay, decides, queues its batch, adds it to the overlay and
+//! lets the lock go; it learns whether its batch committed after that, while the next deposit
+//! decides.
 //!
 //! Why the result is the same as deciding against the ledger itself:
 //!
@@ -23,16 +24,18 @@
 //!   the later one shares a record with it (each microcheck rewrites its payer's recent
 //!   purchases), so the ledger refuses the later one too: nothing decided on a state that never
 //!   was can commit. A refused deposit is decided again with the lock held through its commit,
-//!   against the state read back from the ledger (which, queued behind every batch in flight,
-//!   sees how each fared).
+//!   against the state read back on the writer's queue (behind every batch in flight, so it
+//!   sees how each fared: [`crate::ledger::Ledger::read_after_queued`]).
 //! - A payer's balance in the snapshot already counts a batch's debits exactly when the snapshot
-//!   saw that batch's version of the payer's recent purchases; the others are subtracted.
+//!   saw that batch's version of the payer's recent purchases (one read transaction holds both);
+//!   the others are subtracted.
 //! - Whatever else can change what clearing reads (a payer's key) moves the **epoch**; a
-//!   snapshot from an older epoch, or older than the overlay remembers, is read again under the
-//!   lock instead.
-//! - Forgetting old batches loses nothing: a batch added before a snapshot noted its marks was
-//!   queued in the ledger before the snapshot's read, and the ledger's writer answers a read only
-//!   after the commits queued before it ([`crate::ledger::Ledger::read`]).
+//!   snapshot from an older epoch is read again under the lock instead.
+//! - Forgetting old batches loses nothing. The overlay forgets a batch only once its group
+//!   commit has finished, and remembers the highest group number it forgot. A snapshot notes how
+//!   many groups had finished before it was read ([`crate::ledger::Ledger::groups_done`]), so it
+//!   holds everything those groups wrote; a snapshot noted before a forgotten batch's group
+//!   finished may lack that batch, and is read again under the lock instead.
 //!
 //! Money moved by the operator API after the snapshot is the one thing the overlay does not
 //! see: a payer's balance can be up to one lock wait old when a microcheck is decided. The ledger
@@ -46,7 +49,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use offpay_microcheck::UnixSeconds;
 use offpay_microcheck::csc::{self, Clearance, ClearingState, Debit, StateRecord};
 
-/// Ledger batches the overlay remembers. A snapshot older than all of them is read again.
+use crate::ledger::GroupNumber;
+
+/// Ledger batches the overlay remembers, once their group commits have finished (batches still
+/// waiting or being written are never forgotten).
 pub const OVERLAY_BATCHES_MAX: usize = 256;
 
 /// Record versions by key; a key not present is at version 0 (absent).
@@ -61,8 +67,8 @@ pub struct Snapshot {
     pub last_deposit: Option<UnixSeconds>,
     /// The version of every clearing record read.
     pub versions: Versions,
-    /// Overlay batches numbered from here on may be missing from it.
-    pub from_batch: u64,
+    /// Group commits finished before it was read: it holds everything they wrote.
+    pub groups_done: u64,
     /// The epoch when it was read.
     pub epoch: u64,
 }
@@ -98,7 +104,8 @@ impl BatchFate {
 /// One ledger batch of clearing records, committed or in flight.
 #[derive(Debug)]
 struct Written {
-    number: u64,
+    /// The group commit that writes it, once finished.
+    group: GroupNumber,
     merchant: String,
     /// The records it writes, each with its key and the version it has once written.
     records: Vec<(StateRecord, String, u64)>,
@@ -115,8 +122,6 @@ struct Written {
 /// The CSC's lock and what it guards (see the module documentation).
 #[derive(Debug, Default)]
 pub struct Csc {
-    /// Number of the next batch added to the overlay; a snapshot notes it before it is read.
-    next_batch: AtomicU64,
     /// Moves when something the overlay does not track changes what clearing reads.
     epoch: AtomicU64,
     overlay: tokio::sync::Mutex<Overlay>,
@@ -126,20 +131,17 @@ pub struct Csc {
 #[derive(Debug, Default)]
 pub struct Overlay {
     batches: VecDeque<Written>,
-    /// Every batch numbered below this has been forgotten.
-    forgotten_below: u64,
+    /// The highest group commit that wrote a forgotten batch (0: none forgotten).
+    forgotten_group_max: u64,
 }
 
 /// The overlay, locked: holding it is holding the CSC lock.
 pub type Locked<'a> = tokio::sync::MutexGuard<'a, Overlay>;
 
 impl Csc {
-    /// Notes where a snapshot starts; call before asking the ledger for it.
-    pub fn snapshot_marks(&self) -> (u64, u64) {
-        (
-            self.next_batch.load(Ordering::SeqCst),
-            self.epoch.load(Ordering::SeqCst),
-        )
+    /// The epoch, for a snapshot to note before it is read.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
     }
 
     /// Takes the CSC lock.
@@ -162,7 +164,7 @@ impl Csc {
         merchant: &str,
     ) -> Option<Current> {
         if snapshot.epoch != self.epoch.load(Ordering::SeqCst)
-            || snapshot.from_batch < overlay.forgotten_below
+            || snapshot.groups_done < overlay.forgotten_group_max
         {
             return None;
         }
@@ -171,12 +173,14 @@ impl Csc {
 
     /// Adds a batch of `merchant`'s deposit received at `deposited_at` to the overlay:
     /// `records` are the clearing records it writes, `versions` their versions once written,
-    /// `state` their values, `cleared` its microchecks. Call with the lock held, once the batch
-    /// is queued in the ledger (or committed); its fate says if it fails.
+    /// `state` their values, `cleared` its microchecks, `group` the group commit that writes
+    /// it. Call with the lock held, once the batch is queued in the ledger (or committed); its
+    /// fate says if it fails.
     #[allow(clippy::too_many_arguments)]
     pub fn add(
         &self,
         overlay: &mut Locked<'_>,
+        group: GroupNumber,
         merchant: &str,
         records: &[(StateRecord, String)],
         versions: &Versions,
@@ -184,7 +188,6 @@ impl Csc {
         cleared: &[&Clearance],
         deposited_at: UnixSeconds,
     ) -> BatchFate {
-        let number = self.next_batch.fetch_add(1, Ordering::SeqCst);
         let fate = BatchFate::default();
         let mut values = ClearingState::default();
         let mut written = Vec::with_capacity(records.len());
@@ -212,7 +215,7 @@ impl Csc {
             })
             .collect();
         overlay.batches.push_back(Written {
-            number,
+            group,
             merchant: merchant.to_owned(),
             records: written,
             values,
@@ -221,9 +224,11 @@ impl Csc {
             fate: fate.clone(),
         });
         while overlay.batches.len() > OVERLAY_BATCHES_MAX {
-            if let Some(oldest) = overlay.batches.pop_front() {
-                overlay.forgotten_below = oldest.number + 1;
-            }
+            let Some(group) = overlay.batches.front().and_then(|b| b.group.finished()) else {
+                break;
+            };
+            overlay.batches.pop_front();
+            overlay.forgotten_group_max = overlay.forgotten_group_max.max(group);
         }
         fate
     }
@@ -349,6 +354,7 @@ mod tests {
     fn sell(
         csc: &Csc,
         overlay: &mut Locked<'_>,
+        group: GroupNumber,
         merchant_id: &str,
         nonce: &str,
         state: &ClearingState,
@@ -370,6 +376,7 @@ mod tests {
         }
         let fate = csc.add(
             overlay,
+            group,
             merchant_id,
             &records,
             &versions,
@@ -380,15 +387,25 @@ mod tests {
         (after, versions, fate)
     }
 
-    fn snapshot(csc: &Csc, state: ClearingState, versions: Versions) -> Snapshot {
-        let (from_batch, epoch) = csc.snapshot_marks();
+    /// A snapshot read after `groups_done` group commits finished.
+    fn snapshot(csc: &Csc, groups_done: u64, state: ClearingState, versions: Versions) -> Snapshot {
         Snapshot {
             state,
             last_deposit: None,
             versions,
-            from_batch,
-            epoch,
+            groups_done,
+            epoch: csc.epoch(),
         }
+    }
+
+    /// The batch was written by group commit `number`.
+    fn group(number: u64) -> GroupNumber {
+        GroupNumber::finished_by(number)
+    }
+
+    /// The batch waits for its group commit.
+    fn waiting() -> GroupNumber {
+        GroupNumber::default()
     }
 
     fn day(state: &ClearingState, merchant: &str) -> Option<u32> {
@@ -413,11 +430,26 @@ mod tests {
     async fn a_snapshot_gains_what_it_missed_and_nothing_twice() {
         let csc = Csc::default();
         let mut overlay = csc.lock().await;
-        let (one, one_versions, _) =
-            sell(&csc, &mut overlay, "vm-1", "n1", &empty(), &Versions::new());
+        let (one, one_versions, _) = sell(
+            &csc,
+            &mut overlay,
+            group(1),
+            "vm-1",
+            "n1",
+            &empty(),
+            &Versions::new(),
+        );
         // Read after the first sale committed: it already counts it.
-        let read = snapshot(&csc, one.clone(), one_versions.clone());
-        sell(&csc, &mut overlay, "vm-1", "n2", &one, &one_versions);
+        let read = snapshot(&csc, 1, one.clone(), one_versions.clone());
+        sell(
+            &csc,
+            &mut overlay,
+            waiting(),
+            "vm-1",
+            "n2",
+            &one,
+            &one_versions,
+        );
         let current = csc.current(&overlay, read, "vm-1").unwrap();
         assert_eq!(day(&current.state, "vm-1"), Some(2));
         assert_eq!(recent(&current.state), ["n1", "n2"]);
@@ -429,10 +461,7 @@ mod tests {
         assert_eq!(current.versions[&csc::recent_key("alice")], 2);
         assert_eq!(current.last_deposit, Some(UnixSeconds(100)));
         // Read before either: both are missing from it, and both are added.
-        let before = Snapshot {
-            from_batch: 0,
-            ..snapshot(&csc, empty(), Versions::new())
-        };
+        let before = snapshot(&csc, 0, empty(), Versions::new());
         let current = csc.current(&overlay, before, "vm-1").unwrap();
         assert_eq!(day(&current.state, "vm-1"), Some(2));
         assert_eq!(available(&current.state), 1000 - 2 * 83);
@@ -442,11 +471,26 @@ mod tests {
     async fn a_failed_batch_is_not_counted() {
         let csc = Csc::default();
         let mut overlay = csc.lock().await;
-        let (one, one_versions, _) =
-            sell(&csc, &mut overlay, "vm-1", "n1", &empty(), &Versions::new());
-        let (_, _, second) = sell(&csc, &mut overlay, "vm-1", "n2", &one, &one_versions);
+        let (one, one_versions, _) = sell(
+            &csc,
+            &mut overlay,
+            group(1),
+            "vm-1",
+            "n1",
+            &empty(),
+            &Versions::new(),
+        );
+        let (_, _, second) = sell(
+            &csc,
+            &mut overlay,
+            group(2),
+            "vm-1",
+            "n2",
+            &one,
+            &one_versions,
+        );
         second.failed();
-        let read = snapshot(&csc, one.clone(), one_versions.clone());
+        let read = snapshot(&csc, 1, one.clone(), one_versions.clone());
         let current = csc.current(&overlay, read, "vm-1").unwrap();
         assert_eq!(day(&current.state, "vm-1"), Some(1));
         assert_eq!(recent(&current.state), ["n1"]);
@@ -458,8 +502,16 @@ mod tests {
     async fn another_machines_sale_moves_the_payer_not_this_machines_counters() {
         let csc = Csc::default();
         let mut overlay = csc.lock().await;
-        let read = snapshot(&csc, empty(), Versions::new());
-        sell(&csc, &mut overlay, "vm-2", "n1", &empty(), &Versions::new());
+        let read = snapshot(&csc, 0, empty(), Versions::new());
+        sell(
+            &csc,
+            &mut overlay,
+            waiting(),
+            "vm-2",
+            "n1",
+            &empty(),
+            &Versions::new(),
+        );
         let current = csc.current(&overlay, read, "vm-1").unwrap();
         assert_eq!(day(&current.state, "vm-1"), None);
         assert_eq!(day(&current.state, "vm-2"), None, "not read for vm-1");
@@ -470,26 +522,61 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_snapshot_from_before_a_change_or_older_than_remembered_is_read_again() {
+    async fn a_snapshot_from_before_a_change_is_read_again() {
         let csc = Csc::default();
-        let mut overlay = csc.lock().await;
-        let read = snapshot(&csc, empty(), Versions::new());
+        let overlay = csc.lock().await;
+        let read = snapshot(&csc, 0, empty(), Versions::new());
         csc.changed(&overlay);
         assert!(csc.current(&overlay, read, "vm-1").is_none());
-        let read = snapshot(&csc, empty(), Versions::new());
+        let read = snapshot(&csc, 0, empty(), Versions::new());
+        assert!(csc.current(&overlay, read, "vm-1").is_some());
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_read_before_a_forgotten_batch_finished_is_read_again() {
+        let csc = Csc::default();
+        let mut overlay = csc.lock().await;
+        let read = snapshot(&csc, 0, empty(), Versions::new());
         let (mut state, mut versions) = (empty(), Versions::new());
         for n in 0..=OVERLAY_BATCHES_MAX {
             (state, versions, _) = sell(
                 &csc,
                 &mut overlay,
+                group(n as u64 + 1),
                 "vm-1",
                 &format!("n{n}"),
                 &state,
                 &versions,
             );
         }
+        // The first batch (group 1) is forgotten; a snapshot read before group 1 finished may
+        // lack it, one read after it holds it.
         assert!(csc.current(&overlay, read, "vm-1").is_none());
-        let read = snapshot(&csc, state, versions);
+        let read = snapshot(&csc, 1, empty(), Versions::new());
         assert!(csc.current(&overlay, read, "vm-1").is_some());
+    }
+
+    #[tokio::test]
+    async fn batches_still_waiting_to_be_written_are_never_forgotten() {
+        let csc = Csc::default();
+        let mut overlay = csc.lock().await;
+        let read = snapshot(&csc, 0, empty(), Versions::new());
+        let (mut state, mut versions) = (empty(), Versions::new());
+        let sales = OVERLAY_BATCHES_MAX + 10;
+        for n in 0..sales {
+            (state, versions, _) = sell(
+                &csc,
+                &mut overlay,
+                waiting(),
+                "vm-1",
+                &format!("n{n}"),
+                &state,
+                &versions,
+            );
+        }
+        let current = csc.current(&overlay, read, "vm-1").unwrap();
+        assert_eq!(day(&current.state, "vm-1"), Some(sales as u32));
+        assert_eq!(available(&current.state), 1000 - 83 * sales as i64);
+        assert_eq!(recent(&current.state), recent(&state));
     }
 }
