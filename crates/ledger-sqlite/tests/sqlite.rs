@@ -46,6 +46,21 @@ fn commit(store: &mut SqliteStore, batch: Batch) -> Result<(), String> {
         .map_err(|refusal| refusal.to_string())
 }
 
+/// Creates the float and Alice's account and pays Alice `minor` (transfer `t1`).
+fn float_and_alice(store: &mut SqliteStore, minor: u64) {
+    commit(
+        store,
+        Batch {
+            operations: vec![
+                account("float", AccountKind::OperatorFloat),
+                account("alice", AccountKind::Customer),
+            ],
+        },
+    )
+    .unwrap();
+    commit(store, pay("t1", "float", "alice", minor)).unwrap();
+}
+
 #[test]
 fn commits_are_fsynced_and_survive_a_reopen() {
     let directory = tempfile::tempdir().unwrap();
@@ -53,17 +68,7 @@ fn commits_are_fsynced_and_survive_a_reopen() {
     {
         let mut store = SqliteStore::open(&path).unwrap();
         assert_eq!(store.synchronous_level().unwrap(), 2, "synchronous=FULL");
-        commit(
-            &mut store,
-            Batch {
-                operations: vec![
-                    account("float", AccountKind::OperatorFloat),
-                    account("alice", AccountKind::Customer),
-                ],
-            },
-        )
-        .unwrap();
-        commit(&mut store, pay("t1", "float", "alice", 500)).unwrap();
+        float_and_alice(&mut store, 500);
     }
     let mut store = SqliteStore::open(&path).unwrap();
     let alice = store
@@ -115,17 +120,7 @@ fn a_reader_sees_one_state_per_read_transaction_and_never_writes() {
     let directory = tempfile::tempdir().unwrap();
     let path = directory.path().join("ledger.sqlite");
     let mut writer = SqliteStore::open(&path).unwrap();
-    commit(
-        &mut writer,
-        Batch {
-            operations: vec![
-                account("float", AccountKind::OperatorFloat),
-                account("alice", AccountKind::Customer),
-            ],
-        },
-    )
-    .unwrap();
-    commit(&mut writer, pay("t1", "float", "alice", 100)).unwrap();
+    float_and_alice(&mut writer, 100);
     let mut reader = SqliteStore::open_reader(&path).unwrap();
     let alice = AccountId::new("alice").unwrap();
     let mut seen = Vec::new();

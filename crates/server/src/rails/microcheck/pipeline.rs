@@ -387,6 +387,23 @@ mod tests {
         (after, versions, fate)
     }
 
+    /// Adds `count` sales by alice at vm-1 to the overlay, one batch each, the `n`th written by
+    /// `group_of(n)`; returns the state after them.
+    fn sell_many(
+        csc: &Csc,
+        overlay: &mut Locked<'_>,
+        count: usize,
+        group_of: impl Fn(usize) -> GroupNumber,
+    ) -> ClearingState {
+        let (mut state, mut versions) = (empty(), Versions::new());
+        for n in 0..count {
+            let nonce = format!("n{n}");
+            (state, versions, _) =
+                sell(csc, overlay, group_of(n), "vm-1", &nonce, &state, &versions);
+        }
+        state
+    }
+
     /// A snapshot read after `groups_done` group commits finished.
     fn snapshot(csc: &Csc, groups_done: u64, state: ClearingState, versions: Versions) -> Snapshot {
         Snapshot {
@@ -537,18 +554,9 @@ mod tests {
         let csc = Csc::default();
         let mut overlay = csc.lock().await;
         let read = snapshot(&csc, 0, empty(), Versions::new());
-        let (mut state, mut versions) = (empty(), Versions::new());
-        for n in 0..=OVERLAY_BATCHES_MAX {
-            (state, versions, _) = sell(
-                &csc,
-                &mut overlay,
-                group(n as u64 + 1),
-                "vm-1",
-                &format!("n{n}"),
-                &state,
-                &versions,
-            );
-        }
+        sell_many(&csc, &mut overlay, OVERLAY_BATCHES_MAX + 1, |n| {
+            group(n as u64 + 1)
+        });
         // The first batch (group 1) is forgotten; a snapshot read before group 1 finished may
         // lack it, one read after it holds it.
         assert!(csc.current(&overlay, read, "vm-1").is_none());
@@ -561,19 +569,8 @@ mod tests {
         let csc = Csc::default();
         let mut overlay = csc.lock().await;
         let read = snapshot(&csc, 0, empty(), Versions::new());
-        let (mut state, mut versions) = (empty(), Versions::new());
         let sales = OVERLAY_BATCHES_MAX + 10;
-        for n in 0..sales {
-            (state, versions, _) = sell(
-                &csc,
-                &mut overlay,
-                waiting(),
-                "vm-1",
-                &format!("n{n}"),
-                &state,
-                &versions,
-            );
-        }
+        let state = sell_many(&csc, &mut overlay, sales, |_| waiting());
         let current = csc.current(&overlay, read, "vm-1").unwrap();
         assert_eq!(day(&current.state, "vm-1"), Some(sales as u32));
         assert_eq!(available(&current.state), 1000 - 83 * sales as i64);
