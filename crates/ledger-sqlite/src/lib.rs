@@ -668,6 +668,10 @@ impl LedgerStore for SqliteStore {
             "ROLLBACK"
         };
         let ended = self.connection.execute_batch(end).map_err(database_error);
+        if !self.connection.is_autocommit() {
+            // Never leave the connection inside a transaction: the next read could not begin.
+            let _ = self.connection.execute_batch("ROLLBACK");
+        }
         outcome.and(ended)
     }
 }
