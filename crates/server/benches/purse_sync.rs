@@ -50,7 +50,7 @@ impl Fixture {
         let path = directory.path().join("offpay.sqlite");
         let store = offpay_ledger_sqlite::SqliteStore::open(&path).unwrap();
         let reader = offpay_ledger_sqlite::SqliteStore::open_reader(&path).unwrap();
-        let (ledger, writer) = Ledger::start(Box::new(store), Some(Box::new(reader))).unwrap();
+        let (ledger, writer) = Ledger::start(Box::new(store), Box::new(reader)).unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

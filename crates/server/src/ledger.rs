@@ -2,10 +2,10 @@
 //! while the previous group was being written, in one database transaction with one fsync (group
 //! commit). HTTP handlers and rails talk to it through a bounded channel.
 //!
-//! Reads go to a second connection on its own thread when there is one (the server always opens
-//! one), each in one read transaction: they then never wait behind a group commit and its fsync,
-//! and still see every commit acknowledged before they were asked. A read that must also see
-//! commits queued but not yet written uses [`Ledger::read_after_queued`].
+//! Reads go to a second connection on a thread of its own, each in one read transaction: they
+//! never wait behind a group commit and its fsync, and still see every commit acknowledged
+//! before they were asked. A read that must also see commits queued but not yet written uses
+//! [`Ledger::read_after_queued`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,12 +31,12 @@ enum Request {
     Read(ReadJob),
 }
 
-/// A handle to the ledger writer thread (and reader thread, if any). Cloning is cheap; the
-/// threads stop when every handle is dropped and their queues are drained.
+/// A handle to the ledger writer and reader threads. Cloning is cheap; the threads stop when
+/// every handle is dropped and their queues are drained.
 #[derive(Clone, Debug)]
 pub struct Ledger {
     sender: mpsc::Sender<Request>,
-    reader: Option<mpsc::Sender<ReadJob>>,
+    reader: mpsc::Sender<ReadJob>,
     /// Group commits finished (committed or failed), counted by the writer.
     groups_done: Arc<AtomicU64>,
     backend: &'static str,
@@ -75,11 +75,11 @@ pub enum LedgerError {
     Stopped,
 }
 
-/// Joins the writer (and reader) thread on shutdown, after every [`Ledger`] handle is gone.
+/// Joins the writer and reader threads on shutdown, after every [`Ledger`] handle is gone.
 #[derive(Debug)]
 pub struct LedgerThread {
     handle: JoinHandle<()>,
-    reader: Option<JoinHandle<()>>,
+    reader: JoinHandle<()>,
 }
 
 impl LedgerThread {
@@ -88,20 +88,18 @@ impl LedgerThread {
         if self.handle.join().is_err() {
             tracing::error!("the ledger writer thread panicked");
         }
-        if let Some(reader) = self.reader
-            && reader.join().is_err()
-        {
+        if self.reader.join().is_err() {
             tracing::error!("the ledger reader thread panicked");
         }
     }
 }
 
 impl Ledger {
-    /// Starts the writer thread that owns `store`, and a reader thread that owns `reader` (a
-    /// second connection to the same database) if given; without one, reads run on the writer.
+    /// Starts the writer thread that owns `store`, and the reader thread that owns `reader`, a
+    /// second connection to the same database.
     pub fn start(
         store: Box<dyn LedgerStore>,
-        reader: Option<Box<dyn LedgerStore>>,
+        mut reader: Box<dyn LedgerStore>,
     ) -> std::io::Result<(Ledger, LedgerThread)> {
         let backend = store.backend();
         let (sender, receiver) = mpsc::channel(QUEUE_DEPTH_MAX);
@@ -110,24 +108,18 @@ impl Ledger {
         let handle = std::thread::Builder::new()
             .name("ledger-writer".into())
             .spawn(move || run_writer(store, receiver, &done))?;
-        let (reader, reader_handle) = match reader {
-            Some(mut store) => {
-                let (sender, mut receiver) = mpsc::channel::<ReadJob>(QUEUE_DEPTH_MAX);
-                let handle = std::thread::Builder::new()
-                    .name("ledger-reader".into())
-                    .spawn(move || {
-                        while let Some(job) = receiver.blocking_recv() {
-                            job(store.as_mut());
-                        }
-                    })?;
-                (Some(sender), Some(handle))
-            }
-            None => (None, None),
-        };
+        let (reads, mut queued_reads) = mpsc::channel::<ReadJob>(QUEUE_DEPTH_MAX);
+        let reader_handle = std::thread::Builder::new()
+            .name("ledger-reader".into())
+            .spawn(move || {
+                while let Some(job) = queued_reads.blocking_recv() {
+                    job(reader.as_mut());
+                }
+            })?;
         Ok((
             Ledger {
                 sender,
-                reader,
+                reader: reads,
                 groups_done,
                 backend,
             },
@@ -176,17 +168,13 @@ impl Ledger {
         Ok(Queued { answer, group })
     }
 
-    /// Runs `job`'s reads in one read transaction, on the reader connection if there is one
-    /// (else on the writer thread): it sees every commit acknowledged before it was asked, and
-    /// one committed state throughout.
+    /// Runs `job`'s reads in one read transaction on the reader connection: it sees every commit
+    /// acknowledged before it was asked, and one committed state throughout.
     pub async fn read<T, F>(&self, job: F) -> Result<T, LedgerError>
     where
         T: Send + 'static,
         F: FnOnce(&mut dyn LedgerStore) -> Result<T, StoreError> + Send + 'static,
     {
-        let Some(reader) = &self.reader else {
-            return self.read_after_queued(job).await;
-        };
         let (reply, answer) = oneshot::channel();
         let job: ReadJob = Box::new(move |store| {
             let mut job = Some(job);
@@ -204,7 +192,10 @@ impl Ledger {
                 (None, Ok(())) => Err(StoreError::Database("the read did not run".into())),
             });
         });
-        reader.send(job).await.map_err(|_| LedgerError::Stopped)?;
+        self.reader
+            .send(job)
+            .await
+            .map_err(|_| LedgerError::Stopped)?;
         Ok(answer.await.map_err(|_| LedgerError::Stopped)??)
     }
 

@@ -89,13 +89,8 @@ pub fn open_store(config: &ServerConfig) -> Result<Box<dyn LedgerStore>, StartEr
 
 /// Opens a store from a URL (also used by `offpay bench ledger`).
 pub fn open_store_url(url: &str) -> Result<Box<dyn LedgerStore>, StartError> {
-    if let Some(path) = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-    {
-        return Ok(Box::new(offpay_ledger_sqlite::SqliteStore::open(
-            std::path::Path::new(path),
-        )?));
+    if let Some(path) = sqlite_url_path(url) {
+        return Ok(Box::new(offpay_ledger_sqlite::SqliteStore::open(path)?));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return open_postgres(url);
@@ -116,21 +111,23 @@ fn open_postgres(url: &str) -> Result<Box<dyn LedgerStore>, StartError> {
 /// Opens a second connection to the store the configuration names, for the ledger's reader
 /// thread (SQLite: query-only). Call after [`open_store`], which creates and migrates it.
 pub fn open_reader(config: &ServerConfig) -> Result<Box<dyn LedgerStore>, StartError> {
-    let sqlite = |path: &std::path::Path| -> Result<Box<dyn LedgerStore>, StartError> {
-        Ok(Box::new(offpay_ledger_sqlite::SqliteStore::open_reader(
-            path,
-        )?))
-    };
-    match config.database_url.as_deref() {
-        None => sqlite(&config.sqlite_path()),
-        Some(url) => match url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-        {
-            Some(path) => sqlite(std::path::Path::new(path)),
-            None => open_store_url(url),
+    let path = match config.database_url.as_deref() {
+        None => config.sqlite_path(),
+        Some(url) => match sqlite_url_path(url) {
+            Some(path) => path.to_owned(),
+            None => return open_store_url(url),
         },
-    }
+    };
+    Ok(Box::new(offpay_ledger_sqlite::SqliteStore::open_reader(
+        &path,
+    )?))
+}
+
+/// The file a `sqlite://PATH` (or `sqlite:PATH`) URL names.
+fn sqlite_url_path(url: &str) -> Option<&std::path::Path> {
+    url.strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .map(std::path::Path::new)
 }
 
 /// A server ready to run: the listener is bound, the store open, the token in place.
@@ -161,8 +158,8 @@ impl Server {
             "ledger opened; balances sum to zero"
         );
         let reader = open_reader(&config)?;
-        let (ledger, writer) = Ledger::start(store, Some(reader))
-            .map_err(io_error("cannot start the ledger writer"))?;
+        let (ledger, writer) =
+            Ledger::start(store, reader).map_err(io_error("cannot start the ledger writer"))?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(io_error(format!("cannot listen on {}", config.listen)))?;

@@ -387,6 +387,20 @@ mod tests {
         (after, versions, fate)
     }
 
+    /// Alice's first sale at vm-1, written by group commit 1: the state and versions after it.
+    fn first_sale(csc: &Csc, overlay: &mut Locked<'_>) -> (ClearingState, Versions) {
+        let (state, versions, _) = sell(
+            csc,
+            overlay,
+            group(1),
+            "vm-1",
+            "n1",
+            &empty(),
+            &Versions::new(),
+        );
+        (state, versions)
+    }
+
     /// Adds `count` sales by alice at vm-1 to the overlay, one batch each, the `n`th written by
     /// `group_of(n)`; returns the state after them.
     fn sell_many(
@@ -447,15 +461,7 @@ mod tests {
     async fn a_snapshot_gains_what_it_missed_and_nothing_twice() {
         let csc = Csc::default();
         let mut overlay = csc.lock().await;
-        let (one, one_versions, _) = sell(
-            &csc,
-            &mut overlay,
-            group(1),
-            "vm-1",
-            "n1",
-            &empty(),
-            &Versions::new(),
-        );
+        let (one, one_versions) = first_sale(&csc, &mut overlay);
         // Read after the first sale committed: it already counts it.
         let read = snapshot(&csc, 1, one.clone(), one_versions.clone());
         sell(
@@ -488,15 +494,7 @@ mod tests {
     async fn a_failed_batch_is_not_counted() {
         let csc = Csc::default();
         let mut overlay = csc.lock().await;
-        let (one, one_versions, _) = sell(
-            &csc,
-            &mut overlay,
-            group(1),
-            "vm-1",
-            "n1",
-            &empty(),
-            &Versions::new(),
-        );
+        let (one, one_versions) = first_sale(&csc, &mut overlay);
         let (_, _, second) = sell(
             &csc,
             &mut overlay,
