@@ -131,17 +131,21 @@ const KEY_ALGORITHMS: [KeyAlgorithm; 4] = [
 ];
 const ENCODINGS: [Encoding; 2] = [Encoding::Hex, Encoding::Base64];
 
-/// Split `alg-enc:bits` into its algorithm, encoding and bits, if the prefix is one we know.
+/// Split `alg-enc:bits` into its algorithm, encoding and bits, if the prefix is one we know
+/// (letter case ignored). No label holds a colon or, for algorithms, a dash, so the prefix ends
+/// at the first colon and splits at its last dash.
 fn split_key_prefix(text: &[u8]) -> Option<(KeyAlgorithm, Encoding, &[u8])> {
-    for algorithm in KEY_ALGORITHMS {
-        for encoding in ENCODINGS {
-            let prefix = format!("{}-{}:", algorithm.label(), encoding.label());
-            if let Some(rest) = strip_prefix_ignore_case(text, &prefix) {
-                return Some((algorithm, encoding, rest));
-            }
-        }
-    }
-    None
+    let colon = text.iter().position(|&b| b == b':')?;
+    let (label, bits) = (&text[..colon], &text[colon + 1..]);
+    let dash = label.iter().rposition(|&b| b == b'-')?;
+    let (algorithm, encoding) = (&label[..dash], &label[dash + 1..]);
+    let algorithm = KEY_ALGORITHMS
+        .into_iter()
+        .find(|known| known.label().as_bytes().eq_ignore_ascii_case(algorithm))?;
+    let encoding = ENCODINGS
+        .into_iter()
+        .find(|known| known.label().as_bytes().eq_ignore_ascii_case(encoding))?;
+    Some((algorithm, encoding, bits))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -981,6 +985,36 @@ impl PrivateKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_prefixes_are_split_whatever_their_case() {
+        fn split(text: &str) -> Option<(KeyAlgorithm, Encoding, &[u8])> {
+            split_key_prefix(text.as_bytes())
+        }
+        assert_eq!(
+            split("ed25519-base64:AAAA"),
+            Some((KeyAlgorithm::Ed25519, Encoding::Base64, &b"AAAA"[..]))
+        );
+        assert_eq!(
+            split("RSA-Hex:00ff:11"),
+            Some((KeyAlgorithm::Rsa, Encoding::Hex, &b"00ff:11"[..]))
+        );
+        assert_eq!(
+            split("binary-hex:"),
+            Some((KeyAlgorithm::Binary, Encoding::Hex, &b""[..]))
+        );
+        for unknown in [
+            "ed25519:AAAA",
+            "ed25519-base64AAAA",
+            "ed25519-base32:AAAA",
+            "x-ed25519-hex:00",
+            "dsa-hex-hex:00",
+            ":00",
+            "",
+        ] {
+            assert_eq!(split(unknown), None, "{unknown}");
+        }
+    }
 
     #[test]
     fn der_round_trip() {
