@@ -26,12 +26,26 @@ pub fn sign_statement(key: &PrivateKey, purpose: &str, payload: &[u8]) -> Result
 /// Checks a statement: it parses, its Comment names `purpose` and the payload's digest, and its
 /// signature verifies. Returns the signer.
 pub fn verify_statement(text: &str, purpose: &str, payload: &[u8]) -> Result<Principal, Refusal> {
+    verify_statement_parts(text, purpose, &[payload])
+}
+
+/// [`verify_statement`] for a payload given in consecutive parts (a request's header lines and
+/// its body as received), so that a large body need not be copied to be checked.
+pub fn verify_statement_parts(
+    text: &str,
+    purpose: &str,
+    payload: &[&[u8]],
+) -> Result<Principal, Refusal> {
     if text.len() > ASSERTION_BYTES_MAX {
         return Err(Refusal::malformed("signature", "too long"));
     }
     let assertion = Assertion::parse(text.as_bytes())
         .map_err(|e| Refusal::malformed("signature", e.to_string()))?;
-    let digest = hex::encode(Sha256::digest(payload));
+    let mut hasher = Sha256::new();
+    for part in payload {
+        hasher.update(part);
+    }
+    let digest = hex::encode(hasher.finalize());
     let expected = format!("offpay-microcheck statement v1 {purpose} {digest}");
     let comment_matches = String::from_utf8_lossy(assertion.text())
         .lines()
@@ -80,5 +94,10 @@ mod tests {
             assert!(verify_statement(&altered, "deposit", b"body").is_err());
         }
         assert!(verify_statement("garbage", "deposit", b"body").is_err());
+        assert_eq!(
+            verify_statement_parts(&text, "deposit", &[b"bo", b"", b"dy"]).unwrap(),
+            key.principal()
+        );
+        assert!(verify_statement_parts(&text, "deposit", &[b"bo", b"dy!"]).is_err());
     }
 }
