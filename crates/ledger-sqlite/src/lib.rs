@@ -49,8 +49,9 @@ impl SqliteStore {
     }
 
     /// A second connection to the database file at `path`, for reads only (`PRAGMA
-    /// query_only`): with WAL, it reads while the writer's connection commits. The database
-    /// must exist (open it with [`SqliteStore::open`] first, which migrates it).
+    /// query_only`): with WAL, it reads while the writer's connection commits. It is opened as
+    /// [`SqliteStore::open`] opens one (creating and migrating the file if need be) and only
+    /// then made query-only, so open the writer's connection first and keep migrations there.
     pub fn open_reader(path: &Path) -> Result<SqliteStore, StoreError> {
         let store = SqliteStore::open(path)?;
         store
