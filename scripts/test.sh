@@ -20,8 +20,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 
-echo "==> cargo test --workspace"
-cargo test --workspace --no-fail-fast
+echo "==> cargo test --workspace (with the ledger's conformance suite on its in-memory store)"
+cargo test --workspace --no-fail-fast --features offpay-ledger/conformance
 
 echo "==> no_std: the device-side protocol crates build for a Cortex-M4F (thumbv7em-none-eabihf)"
 rustup target add thumbv7em-none-eabihf >/dev/null 2>&1 || true

@@ -9,8 +9,9 @@ use crate::model::{
 /// What a group commit returns: for each batch, in order, its outcomes or why it was refused.
 pub type GroupResult = Vec<Result<Vec<Outcome>, BatchRefusal>>;
 
-/// A place the ledger lives: SQLite, PostgreSQL, or anything that passes
-/// [`crate::conformance`].
+/// A place the ledger lives: SQLite, PostgreSQL, memory ([`crate::MemoryStore`]), or anything
+/// that passes the conformance suite (`offpay_ledger::conformance`, behind the `conformance`
+/// feature).
 ///
 /// # Contract
 /// - **Atomicity.** [`LedgerStore::commit`] decides each batch with [`GroupCommit`]; a refused
@@ -25,7 +26,7 @@ pub type GroupResult = Vec<Result<Vec<Outcome>, BatchRefusal>>;
 /// - **Isolation.** Concurrent committers (several processes on one PostgreSQL database) are
 ///   serialised; readers see only whole groups.
 pub trait LedgerStore: Send {
-    /// The backend's name: `"sqlite"` or `"postgres"`.
+    /// The backend's name: `"sqlite"`, `"postgres"` or `"memory"`.
     fn backend(&self) -> &'static str;
 
     /// Commits `batches` as one group, durably, with one flush to disk.
