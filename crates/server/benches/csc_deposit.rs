@@ -67,7 +67,7 @@ struct World {
 }
 
 fn now() -> UnixSeconds {
-    UnixSeconds(offpay_server::now().0 / 1000)
+    UnixSeconds(offpay_operator::Clock::now(&offpay_operator::SystemClock).0 / 1000)
 }
 
 async fn call(app: &Router, token: Option<&str>, path: &str, body: &Value) -> Value {

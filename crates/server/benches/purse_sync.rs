@@ -37,7 +37,7 @@ struct Fixture {
 }
 
 fn ledger_now() -> offpay_ledger::Timestamp {
-    offpay_server::now()
+    offpay_operator::Clock::now(&offpay_operator::SystemClock)
 }
 
 fn purse_now() -> Timestamp {

@@ -216,7 +216,7 @@ pub async fn create_account(
 }
 
 async fn commit_single(state: &AppState, batch: Batch) -> Result<Vec<Outcome>, ApiError> {
-    let mut results = state.ledger.commit(vec![batch], crate::now()).await?;
+    let mut results = state.ledger.commit(vec![batch], state.now()).await?;
     match results.pop() {
         Some(Ok(outcomes)) => {
             Metrics::add(&state.metrics.batches_committed, 1);

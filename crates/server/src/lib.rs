@@ -9,10 +9,10 @@ pub mod fraud;
 pub mod ledger;
 pub mod metrics;
 pub mod rails;
+pub mod runner;
 pub mod token;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::State;
@@ -20,6 +20,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use offpay_ledger::{LedgerStore, StoreError, Timestamp, verify_conservation};
+use offpay_operator::{Clock, Entropy, OsEntropy, SystemClock};
 use serde_json::json;
 
 use crate::config::ServerConfig;
@@ -40,15 +41,38 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The rails' server-side state.
     pub rails: rails::Rails,
+    /// The operator's time: every rule is handed `now` from here.
+    pub clock: Arc<dyn Clock>,
+    /// Where fresh secrets come from.
+    pub entropy: Arc<dyn Entropy>,
 }
 
-/// The wall clock as a ledger timestamp.
-pub fn now() -> Timestamp {
-    let millis = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis())
-        .unwrap_or(0);
-    Timestamp(u64::try_from(millis).unwrap_or(u64::MAX))
+impl AppState {
+    /// The time now, as the server's clock says.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+}
+
+/// The time and randomness a server runs on. [`Inputs::real`] is the only place the wall clock
+/// and the operating system's random source are constructed; tests and the simulator pass a
+/// `ManualClock` and a `SeededEntropy`.
+#[derive(Clone, Debug)]
+pub struct Inputs {
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// The entropy source.
+    pub entropy: Arc<dyn Entropy>,
+}
+
+impl Inputs {
+    /// The machine's wall clock and the operating system's random number generator.
+    pub fn real() -> Inputs {
+        Inputs {
+            clock: Arc::new(SystemClock),
+            entropy: Arc::new(OsEntropy),
+        }
+    }
 }
 
 /// Why the server could not start.
@@ -140,16 +164,22 @@ pub struct Server {
 }
 
 impl Server {
-    /// Prepares everything: data directory, token, store (checked: balances sum to zero),
-    /// listener.
+    /// Prepares everything on the real clock and random source: data directory, token, store
+    /// (checked: balances sum to zero), listener.
     pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
+        Server::start_with(config, Inputs::real()).await
+    }
+
+    /// [`Server::start`] with the given clock and entropy.
+    pub async fn start_with(config: ServerConfig, inputs: Inputs) -> Result<Server, StartError> {
         std::fs::create_dir_all(&config.data_dir).map_err(io_error(format!(
             "cannot create data directory {}",
             config.data_dir.display()
         )))?;
         let token_path = config.token_path();
-        let (token, token_created) = AdminToken::load_or_create(&token_path)
-            .map_err(io_error(format!("operator token {}", token_path.display())))?;
+        let (token, token_created) =
+            AdminToken::load_or_create(&token_path, inputs.entropy.as_ref())
+                .map_err(io_error(format!("operator token {}", token_path.display())))?;
         let mut store = open_store(&config)?;
         let totals = verify_conservation(store.as_mut())?;
         tracing::info!(
@@ -163,13 +193,15 @@ impl Server {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(io_error(format!("cannot listen on {}", config.listen)))?;
-        let rails = rails::Rails::start(&config)?;
+        let rails = rails::Rails::start(&config, &inputs)?;
         let state = Arc::new(AppState {
             config,
             ledger,
             token,
             metrics: Metrics::default(),
             rails,
+            clock: inputs.clock,
+            entropy: inputs.entropy,
         });
         rails::spawn_background(&state);
         Ok(Server {

@@ -28,7 +28,10 @@ impl AdminToken {
 
     /// Reads the token from `path`, or creates it (mode 0600) on first start. Returns the token and
     /// whether it was created now.
-    pub fn load_or_create(path: &Path) -> std::io::Result<(AdminToken, bool)> {
+    pub fn load_or_create(
+        path: &Path,
+        entropy: &dyn offpay_operator::Entropy,
+    ) -> std::io::Result<(AdminToken, bool)> {
         match std::fs::read_to_string(path) {
             Ok(text) => {
                 let token = text.trim().to_owned();
@@ -48,7 +51,8 @@ impl AdminToken {
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 let mut bytes = [0u8; TOKEN_BYTES];
-                getrandom::fill(&mut bytes)
+                entropy
+                    .fill(&mut bytes)
                     .map_err(|error| std::io::Error::other(error.to_string()))?;
                 let token = hex::encode(bytes);
                 let mut options = std::fs::OpenOptions::new();
@@ -77,9 +81,11 @@ mod tests {
     fn creates_a_private_token_once_and_reads_it_back() {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("admin.token");
-        let (token, created) = AdminToken::load_or_create(&path).unwrap();
+        let (token, created) =
+            AdminToken::load_or_create(&path, &offpay_operator::OsEntropy).unwrap();
         assert!(created);
-        let (again, created_again) = AdminToken::load_or_create(&path).unwrap();
+        let (again, created_again) =
+            AdminToken::load_or_create(&path, &offpay_operator::OsEntropy).unwrap();
         assert!(!created_again);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(token.matches(text.trim()) && again.matches(text.trim()));
@@ -100,7 +106,7 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("admin.token");
         std::fs::write(&path, "hunter2").unwrap();
-        let error = AdminToken::load_or_create(&path).unwrap_err();
+        let error = AdminToken::load_or_create(&path, &offpay_operator::OsEntropy).unwrap_err();
         assert!(error.to_string().contains("not an offpay token file"));
         assert!(!error.to_string().contains("hunter2"));
     }

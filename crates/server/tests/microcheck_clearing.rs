@@ -37,7 +37,7 @@ struct Harness {
 }
 
 fn now() -> UnixSeconds {
-    UnixSeconds(offpay_server::now().0 / 1000)
+    UnixSeconds(offpay_operator::Clock::now(&offpay_operator::SystemClock).0 / 1000)
 }
 
 fn identifier(key: &PrivateKey) -> String {
@@ -250,7 +250,7 @@ impl Harness {
                         },
                     }],
                 }],
-                offpay_server::now(),
+                offpay_operator::Clock::now(&offpay_operator::SystemClock),
             )
             .await
             .unwrap()

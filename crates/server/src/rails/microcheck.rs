@@ -10,6 +10,7 @@
 //! the ledger refuse that batch, it posts again without the microcheck the refusal names (see
 //! `Poster`).
 
+use offpay_operator::Entropy;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -79,7 +80,7 @@ impl std::fmt::Debug for MicrocheckRail {
     }
 }
 
-fn load_or_create_key(path: &Path) -> Result<PrivateKey, StartError> {
+fn load_or_create_key(path: &Path, entropy: &dyn Entropy) -> Result<PrivateKey, StartError> {
     let context = || format!("microcheck key {}", path.display());
     match std::fs::read_to_string(path) {
         Ok(text) => PrivateKey::parse(text.trim().as_bytes()).map_err(|error| StartError::Io {
@@ -88,7 +89,7 @@ fn load_or_create_key(path: &Path) -> Result<PrivateKey, StartError> {
         }),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             let mut seed = zeroize_seed();
-            getrandom::fill(&mut seed.0).map_err(|error| StartError::Io {
+            entropy.fill(&mut seed.0).map_err(|error| StartError::Io {
                 context: context(),
                 source: std::io::Error::other(error.to_string()),
             })?;
@@ -141,13 +142,16 @@ fn zeroize_seed() -> Seed {
 
 impl MicrocheckRail {
     /// Loads or creates this rail's keys under the data directory.
-    pub fn start(config: &ServerConfig) -> Result<MicrocheckRail, StartError> {
+    pub fn start(
+        config: &ServerConfig,
+        entropy: &dyn Entropy,
+    ) -> Result<MicrocheckRail, StartError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::Io {
             context: format!("data directory {}", config.data_dir.display()),
             source,
         })?;
-        let pa = load_or_create_key(&config.data_dir.join(PA_KEY_FILE))?;
-        let age = load_or_create_key(&config.data_dir.join(AGE_KEY_FILE))?;
+        let pa = load_or_create_key(&config.data_dir.join(PA_KEY_FILE), entropy)?;
+        let age = load_or_create_key(&config.data_dir.join(AGE_KEY_FILE), entropy)?;
         tracing::info!(
             pa = %fingerprint(&pa.principal()),
             age = %fingerprint(&age.principal()),
@@ -234,8 +238,8 @@ struct MerchantRecord {
     location: Location,
 }
 
-fn now_seconds() -> UnixSeconds {
-    UnixSeconds(crate::now().0 / 1000)
+fn now_seconds(state: &AppState) -> UnixSeconds {
+    UnixSeconds(state.now().0 / 1000)
 }
 
 fn put(key: String, value: &impl Serialize, expected_version: Option<u64>) -> Operation {
@@ -297,7 +301,7 @@ async fn commit_one(
 ) -> Result<Vec<Outcome>, ApiError> {
     let mut results = state
         .ledger
-        .commit(vec![Batch { operations }], crate::now())
+        .commit(vec![Batch { operations }], state.now())
         .await?;
     match results.pop() {
         Some(Ok(outcomes)) => Ok(outcomes),
@@ -598,7 +602,7 @@ fn merchant_answer(
     strategy: &Strategy,
 ) -> Result<Value, ApiError> {
     let rail = &state.rails.microcheck;
-    let now = now_seconds();
+    let now = now_seconds(&state);
     let key = parse_key(&record.key)?;
     let credential = credential::issue_merchant(
         &rail.pa,
@@ -637,7 +641,7 @@ async fn delegate_sub_pa(
     if request.validity_seconds > offpay_microcheck::limits::MERCHANT_VALIDITY_SECONDS_MAX {
         return Err(ApiError::bad_request("invalid_validity", "too long"));
     }
-    let now = now_seconds();
+    let now = now_seconds(&state);
     let rail = &state.rails.microcheck;
     let delegation = credential::issue_delegation(
         &rail.pa,
@@ -708,8 +712,8 @@ fn authenticate(
     request: &SignedRequest,
     purpose: &str,
     registered_key: &str,
+    now: UnixSeconds,
 ) -> Result<(), ApiError> {
-    let now = now_seconds();
     if now.0.abs_diff(request.time) > CLOCK_SKEW_SECONDS_MAX {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -762,7 +766,7 @@ async fn authenticated_payer(
 ) -> Result<(PayerRecord, Standing), ApiError> {
     check_name(&request.who)?;
     let (payer, standing) = standing(state, &request.who).await?;
-    authenticate(request, purpose, &payer.key)?;
+    authenticate(request, purpose, &payer.key, now_seconds(state))?;
     Ok((payer, standing))
 }
 
@@ -773,7 +777,7 @@ async fn payer_refresh(
     let (payer, standing) = authenticated_payer(&state, &request, "refresh").await?;
     let strategy = strategy(&state).await?;
     let rail = &state.rails.microcheck;
-    let now = now_seconds();
+    let now = now_seconds(&state);
     let key = parse_key(&payer.key)?;
     let templates = strategy
         .payer_templates(&standing, now, &rail.next_serial(now))
@@ -829,7 +833,7 @@ async fn payer_transaction(
         .transaction_allowed(&standing, terms.amount)
         .map_err(|why| ApiError::new(StatusCode::FORBIDDEN, "transaction_refused", why))?;
     let rail = &state.rails.microcheck;
-    let now = now_seconds();
+    let now = now_seconds(&state);
     let issued = credential::issue_transaction(
         &rail.pa,
         &parse_key(&payer.key)?,
@@ -911,7 +915,12 @@ async fn merchant_refresh(
     ApiJson(request): ApiJson<SignedRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let record = merchant_record(&state, &request.who).await?;
-    authenticate(&request, "merchant-refresh", &record.key)?;
+    authenticate(
+        &request,
+        "merchant-refresh",
+        &record.key,
+        now_seconds(&state),
+    )?;
     let strategy = strategy(&state).await?;
     Ok(Json(merchant_answer(&state, &record, &strategy)?))
 }
@@ -928,7 +937,7 @@ async fn deposit(
     ApiJson(request): ApiJson<SignedRequest>,
 ) -> Result<Json<DepositReport>, ApiError> {
     let record = merchant_record(&state, &request.who).await?;
-    authenticate(&request, "deposit", &record.key)?;
+    authenticate(&request, "deposit", &record.key, now_seconds(&state))?;
     let body: DepositBody = serde_json::from_str(request.body.get())
         .map_err(|e| ApiError::bad_request("malformed", format!("deposit: {e}")))?;
     if body.items.len() > DEPOSIT_ITEMS_MAX {
@@ -940,7 +949,7 @@ async fn deposit(
     let items = body
         .unpack()
         .map_err(|r| refused(StatusCode::BAD_REQUEST, &r))?;
-    let report = clear_deposit(&state, &record, &items, now_seconds()).await?;
+    let report = clear_deposit(&state, &record, &items, now_seconds(&state)).await?;
     Ok(Json(report))
 }
 
@@ -1446,7 +1455,7 @@ impl<'a> Poster<'a> {
         let queued = self
             .state
             .ledger
-            .submit(vec![batch, side], crate::now())
+            .submit(vec![batch, side], self.state.now())
             .await?;
         let after = self.versions_after(&written);
         let fate = self.state.rails.microcheck.csc.add(
@@ -1570,7 +1579,7 @@ impl<'a> Poster<'a> {
         let (batch, owners, written) = self.batch(&cleared, state)?;
         let mut batches = vec![batch];
         batches.extend(side);
-        let results = self.state.ledger.commit(batches, crate::now()).await?;
+        let results = self.state.ledger.commit(batches, self.state.now()).await?;
         if let Some(Err(refusal)) = results.get(1) {
             log_side_refusal(record, refusal);
         }
@@ -1719,7 +1728,11 @@ impl<'a> Poster<'a> {
     }
 
     async fn commit_one(&self, batch: Batch) -> Result<Result<(), BatchRefusal>, ApiError> {
-        let mut results = self.state.ledger.commit(vec![batch], crate::now()).await?;
+        let mut results = self
+            .state
+            .ledger
+            .commit(vec![batch], self.state.now())
+            .await?;
         match results.pop() {
             Some(result) => Ok(result.map(|_| ())),
             None => Err(ApiError::new(

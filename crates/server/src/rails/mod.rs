@@ -14,7 +14,7 @@ use axum::Router;
 use offpay_ledger::{AccountId, AccountKind, BalanceLimits, Currency, NewAccount, Operation};
 
 use crate::config::ServerConfig;
-use crate::{AppState, StartError};
+use crate::{AppState, Inputs, StartError};
 
 /// The operator's float: money enters circulation from here (it runs negative).
 pub const OPERATOR_FLOAT: &str = "operator:float";
@@ -76,12 +76,13 @@ pub struct Rails {
 
 impl Rails {
     /// Starts every rail.
-    pub fn start(config: &ServerConfig) -> Result<Rails, StartError> {
+    pub fn start(config: &ServerConfig, inputs: &Inputs) -> Result<Rails, StartError> {
+        let entropy = inputs.entropy.as_ref();
         Ok(Rails {
-            purse: purse::PurseRail::start(config)?,
-            sms: sms::SmsRail::start(config)?,
-            wallet: wallet::WalletRail::start(config)?,
-            microcheck: microcheck::MicrocheckRail::start(config)?,
+            purse: purse::PurseRail::start(config, entropy)?,
+            sms: sms::SmsRail::start(config, inputs)?,
+            wallet: wallet::WalletRail::start(config, entropy)?,
+            microcheck: microcheck::MicrocheckRail::start(config, entropy)?,
         })
     }
 }

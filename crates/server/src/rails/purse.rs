@@ -33,6 +33,7 @@
 //! twice must be able to go negative (the loss is then visible on its account); the operator's
 //! float and suspense accounts of [`crate::rails`].
 
+use offpay_operator::Entropy;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
@@ -137,7 +138,7 @@ fn create_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
-fn load_or_create_master_key(path: &Path) -> Result<MasterKey, StartError> {
+fn load_or_create_master_key(path: &Path, entropy: &dyn Entropy) -> Result<MasterKey, StartError> {
     let context = format!("purse master key {}", path.display());
     match std::fs::read(path) {
         Ok(bytes) => {
@@ -153,7 +154,8 @@ fn load_or_create_master_key(path: &Path) -> Result<MasterKey, StartError> {
         }
         Err(error) if error.kind() == ErrorKind::NotFound => {
             let mut bytes = [0u8; MASTER_KEY_BYTES];
-            getrandom::fill(&mut bytes)
+            entropy
+                .fill(&mut bytes)
                 .map_err(|error| std::io::Error::other(error.to_string()))
                 .map_err(start_error(context.clone()))?;
             create_private_file(path, &bytes).map_err(start_error(context))?;
@@ -193,14 +195,14 @@ fn load_or_create_operator(path: &Path) -> Result<OperatorId, StartError> {
 
 impl PurseRail {
     /// Loads or creates this rail's keys under the data directory.
-    pub fn start(config: &ServerConfig) -> Result<PurseRail, StartError> {
+    pub fn start(config: &ServerConfig, entropy: &dyn Entropy) -> Result<PurseRail, StartError> {
         let directory = config.data_dir.join(KEY_DIRECTORY);
         std::fs::create_dir_all(&directory).map_err(start_error(format!(
             "cannot create {}",
             directory.display()
         )))?;
         let operator = load_or_create_operator(&directory.join(OPERATOR_FILE))?;
-        let master = load_or_create_master_key(&directory.join(MASTER_KEY_FILE))?;
+        let master = load_or_create_master_key(&directory.join(MASTER_KEY_FILE), entropy)?;
         tracing::info!(operator = %operator, "purse rail ready");
         Ok(PurseRail::new(
             OperatorSecrets::new(operator, master),
@@ -1150,7 +1152,7 @@ async fn sync_endpoint(State(state): State<Arc<AppState>>, body: Bytes) -> Respo
     match state
         .rails
         .purse
-        .sync(&state.ledger, &body, crate::now())
+        .sync(&state.ledger, &body, state.now())
         .await
     {
         Ok(reply) => (
@@ -1191,7 +1193,7 @@ async fn sms_endpoint(
     let reply = state
         .rails
         .purse
-        .sync(&state.ledger, &upload, crate::now())
+        .sync(&state.ledger, &upload, state.now())
         .await?;
     let parts = offpay_purse::sync::pack_sms(&reply.answer, request.answer_id)
         .map_err(|error| purse_api_error(&error))?;
@@ -1224,7 +1226,7 @@ async fn provision_endpoint(
     let provisioned = state
         .rails
         .purse
-        .provision(&state.ledger, phone, kind, crate::now())
+        .provision(&state.ledger, phone, kind, state.now())
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -1336,7 +1338,7 @@ async fn float_endpoint(
         ));
     }
     let transfer = rail
-        .float(&state.ledger, phone, amount, &memo, crate::now())
+        .float(&state.ledger, phone, amount, &memo, state.now())
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -1397,7 +1399,7 @@ async fn limits_endpoint(
         valid_until: offpay_purse::Timestamp(0),
     };
     let validity_seconds = request.validity_days * offpay_purse::params::SECONDS_PER_DAY;
-    rail.set_limits(&state.ledger, phone, limits, validity_seconds, crate::now())
+    rail.set_limits(&state.ledger, phone, limits, validity_seconds, state.now())
         .await?;
     Ok(Json(json!({
         "phone": phone.to_string(),
@@ -1421,7 +1423,7 @@ async fn block_endpoint(
     state
         .rails
         .purse
-        .set_blocked(&state.ledger, phone, body.0.blocked, crate::now())
+        .set_blocked(&state.ledger, phone, body.0.blocked, state.now())
         .await?;
     Ok(Json(
         json!({ "phone": phone.to_string(), "blocked": body.0.blocked }),
@@ -1436,7 +1438,7 @@ async fn unblock_pin_endpoint(
     state
         .rails
         .purse
-        .unblock_pin(&state.ledger, phone, crate::now())
+        .unblock_pin(&state.ledger, phone, state.now())
         .await?;
     Ok(Json(json!({
         "phone": phone.to_string(),
@@ -1448,7 +1450,7 @@ async fn rotate_endpoint(State(state): State<Arc<AppState>>) -> Result<Json<Valu
     let (generation, newest) = state
         .rails
         .purse
-        .rotate_scheme_key(&state.ledger, crate::now())
+        .rotate_scheme_key(&state.ledger, state.now())
         .await?;
     Ok(Json(json!({
         "generation_epoch": generation,

@@ -15,6 +15,7 @@ pub mod process;
 pub mod records;
 pub mod web;
 
+use offpay_operator::Entropy;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -268,7 +269,11 @@ fn io_error(context: String) -> impl FnOnce(std::io::Error) -> StartError {
 }
 
 /// Reads a secret file, or creates it with `bytes` random bytes (hex) and mode 0600.
-fn load_or_create_secret(path: &Path, bytes: usize) -> Result<String, StartError> {
+fn load_or_create_secret(
+    path: &Path,
+    bytes: usize,
+    entropy: &dyn Entropy,
+) -> Result<String, StartError> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
             let text = text.trim().to_owned();
@@ -285,7 +290,7 @@ fn load_or_create_secret(path: &Path, bytes: usize) -> Result<String, StartError
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             let mut random = vec![0u8; bytes];
-            getrandom::fill(&mut random).map_err(|error| StartError::Io {
+            entropy.fill(&mut random).map_err(|error| StartError::Io {
                 context: "no randomness for a new key".into(),
                 source: std::io::Error::other(error.to_string()),
             })?;
@@ -355,12 +360,17 @@ fn load_kannel(config: &ServerConfig) -> Result<Option<KannelConfig>, StartError
 
 impl SmsRail {
     /// Loads or creates the master key and the gateway token, and reads the gateway file.
-    pub fn start(config: &ServerConfig) -> Result<SmsRail, StartError> {
-        let master =
-            load_or_create_secret(&config.data_dir.join(MASTER_KEY_FILE), MasterKey::BYTES)?;
+    pub fn start(config: &ServerConfig, inputs: &crate::Inputs) -> Result<SmsRail, StartError> {
+        let entropy = inputs.entropy.as_ref();
+        let master = load_or_create_secret(
+            &config.data_dir.join(MASTER_KEY_FILE),
+            MasterKey::BYTES,
+            entropy,
+        )?;
         let gateway_token = load_or_create_secret(
             &config.data_dir.join(GATEWAY_TOKEN_FILE),
             GATEWAY_TOKEN_BYTES,
+            entropy,
         )?;
         let settings = Settings::defaults(config.currency);
         let engine = build_engine(&master, &settings).map_err(|error| {
@@ -394,7 +404,7 @@ impl SmsRail {
             wake: tokio::sync::Notify::new(),
             metrics: SmsMetrics::default(),
             fingerprint,
-            cache: Arc::new(process::RecordCache::default()),
+            cache: Arc::new(process::RecordCache::new(inputs.clock.clone())),
             operator_ready: std::sync::Mutex::new(Vec::new()),
         })
     }

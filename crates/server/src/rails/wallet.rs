@@ -13,6 +13,7 @@
 //! funding account. A wallet account has no floor: it goes below zero only when a rolled-back
 //! wallet overspent, and that comes with an `overspent` flag in the fraud queue.
 
+use offpay_operator::Entropy;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -95,9 +96,9 @@ impl std::fmt::Debug for WalletRail {
 
 impl WalletRail {
     /// Loads or creates the money office key under the data directory.
-    pub fn start(config: &ServerConfig) -> Result<WalletRail, StartError> {
+    pub fn start(config: &ServerConfig, entropy: &dyn Entropy) -> Result<WalletRail, StartError> {
         let path = config.data_dir.join(KEY_FILE_NAME);
-        let keys = load_or_create_key(&path).map_err(|source| StartError::Io {
+        let keys = load_or_create_key(&path, entropy).map_err(|source| StartError::Io {
             context: format!("money office key {}", path.display()),
             source,
         })?;
@@ -113,7 +114,7 @@ impl WalletRail {
     }
 }
 
-fn load_or_create_key(path: &Path) -> std::io::Result<OfficeKeys> {
+fn load_or_create_key(path: &Path, entropy: &dyn Entropy) -> std::io::Result<OfficeKeys> {
     use std::io::Write;
     match std::fs::read_to_string(path) {
         Ok(text) => {
@@ -123,7 +124,12 @@ fn load_or_create_key(path: &Path) -> std::io::Result<OfficeKeys> {
             Ok(keys)
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            let keys = OfficeKeys::generate(&mut OsEntropy);
+            let mut secret = [0u8; 32];
+            entropy
+                .fill(&mut secret)
+                .map_err(|error| std::io::Error::other(error.to_string()))?;
+            let keys = OfficeKeys::from_secret(&secret);
+            secret.fill(0);
             let mut options = std::fs::OpenOptions::new();
             options.write(true).create_new(true);
             #[cfg(unix)]
@@ -284,7 +290,7 @@ async fn change_office<T>(
             None => load_book(state).await?,
         };
         let mut office = loaded.office.clone();
-        let now = crate::now();
+        let now = state.now();
         let (value, mut operations) = match change(&mut office, now.0) {
             Ok(changed) => changed,
             Err(error) => {
@@ -976,8 +982,8 @@ mod tests {
     fn the_key_file_is_private_and_read_back() {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join(KEY_FILE_NAME);
-        let created = load_or_create_key(&path).unwrap();
-        let again = load_or_create_key(&path).unwrap();
+        let created = load_or_create_key(&path, &offpay_operator::OsEntropy).unwrap();
+        let again = load_or_create_key(&path, &offpay_operator::OsEntropy).unwrap();
         assert_eq!(created.public(), again.public());
         #[cfg(unix)]
         {

@@ -213,7 +213,7 @@ async fn kannel_dlr(
     let Some((mut sent, version)) = found else {
         return Err(ApiError::not_found("sent_sms", &report.id));
     };
-    let now_ms = crate::now().0;
+    let now_ms = state.now().0;
     let mut operations = Vec::new();
     let failed = matches!(report.status, 2 | 16);
     // A final success never goes back to a lesser state.
@@ -242,7 +242,7 @@ async fn kannel_dlr(
     operations.push(records::put(key, &sent, Some(version)));
     let results = state
         .ledger
-        .commit(vec![Batch { operations }], crate::now())
+        .commit(vec![Batch { operations }], state.now())
         .await?;
     if let Some(Err(refusal)) = results.into_iter().next() {
         return Err(ApiError::refused(&refusal));
@@ -303,7 +303,7 @@ async fn send_pass(state: &Arc<AppState>) -> Result<bool, ApiError> {
         .ledger
         .read(|store| store.records(records::NAMESPACE, "out:", None, OUTBOUND_PAGE))
         .await?;
-    let now_ms = crate::now().0;
+    let now_ms = state.now().0;
     let mut progressed = false;
     for record in page {
         let Ok(mut queued) = serde_json::from_slice::<OutboundRecord>(&record.value) else {
@@ -388,7 +388,7 @@ async fn send_pass(state: &Arc<AppState>) -> Result<bool, ApiError> {
         }
         let results = state
             .ledger
-            .commit(vec![Batch { operations }], crate::now())
+            .commit(vec![Batch { operations }], state.now())
             .await?;
         if let Some(Err(refusal)) = results.into_iter().next() {
             tracing::warn!(%refusal, "sms queue update refused");

@@ -3,6 +3,7 @@
 //! bind at an agent, unlock), disputes, merchant terminals, the outbox; and the scheduler that
 //! runs scheduled payments, expires callbacks and web sessions.
 
+use offpay_operator::Entropy;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -108,7 +109,7 @@ async fn commit_one(state: &Arc<AppState>, operations: Vec<Operation>) -> Result
     let written = operations.clone();
     let result = state
         .ledger
-        .commit(vec![Batch { operations }], crate::now())
+        .commit(vec![Batch { operations }], state.now())
         .await;
     let committed = matches!(&result, Ok(results) if matches!(results.first(), Some(Ok(_))));
     state.rails.sms.cache.after_commit(&written, committed);
@@ -181,9 +182,11 @@ pub struct CreateAccount {
     require_pay_number: bool,
 }
 
-fn random_account_number() -> Result<AccountNumber, ApiError> {
+fn random_account_number(entropy: &dyn Entropy) -> Result<AccountNumber, ApiError> {
     let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).map_err(|_| internal("no randomness"))?;
+    entropy
+        .fill(&mut bytes)
+        .map_err(|_| internal("no randomness"))?;
     // 12 digits, not starting with 0 (so nobody drops a leading zero).
     let value = 100_000_000_000 + u64::from_le_bytes(bytes) % 900_000_000_000;
     AccountNumber::from_value(value).ok_or_else(|| internal("account number out of range"))
@@ -235,9 +238,9 @@ async fn create_account(
     for _ in 0..NUMBER_ATTEMPTS_MAX {
         let receive = match &request.receive_number {
             Some(text) => parse_account(text)?,
-            None => random_account_number()?,
+            None => random_account_number(state.entropy.as_ref())?,
         };
-        let pay = random_account_number()?;
+        let pay = random_account_number(state.entropy.as_ref())?;
         if pay == receive {
             continue;
         }
@@ -258,7 +261,7 @@ async fn create_account(
             spending: records::SpendingRecord::default(),
             web_password: None,
             web_failures: 0,
-            created_at_ms: crate::now().0,
+            created_at_ms: state.now().0,
         };
         let operations = vec![
             Operation::CreateAccount(NewAccount {
@@ -452,7 +455,7 @@ async fn issue_envelopes(
         });
     let first = serial.next.max(1);
     let count = u32::try_from(request.count).map_err(|_| internal("count"))?;
-    let now_ms = crate::now().0;
+    let now_ms = state.now().0;
     let mut euins = Vec::with_capacity(request.count);
     let mut operations = Vec::with_capacity(request.count + 1);
     for offset in 0..count {
@@ -584,7 +587,7 @@ async fn import_envelope(
         .row_count()
         .ok_or_else(|| ApiError::bad_request("invalid_envelope_file", "20 or 50 rows"))?;
     let sealed = state.rails.sms.engine().master().seal(&envelope);
-    let record = EnvelopeRecord::unallocated(&envelope.euin, rows, Some(&sealed), crate::now().0);
+    let record = EnvelopeRecord::unallocated(&envelope.euin, rows, Some(&sealed), state.now().0);
     match commit_one(
         &state,
         vec![records::put(records::envelope_key(&envelope.euin), &record, Some(0))],
@@ -996,7 +999,10 @@ async fn create_terminal(
     let payee = parse_account(&request.payee)?;
     load_account_record(&state, payee).await?;
     let mut random = [0u8; 40];
-    getrandom::fill(&mut random).map_err(|_| internal("no randomness"))?;
+    state
+        .entropy
+        .fill(&mut random)
+        .map_err(|_| internal("no randomness"))?;
     let id = format!("t{}", hex::encode(&random[..8]));
     let secret = hex::encode(&random[8..]);
     random.fill(0);
@@ -1006,7 +1012,7 @@ async fn create_terminal(
         payee: payee.to_string(),
         secret_hash: super::web::sha256_hex(&secret),
         active: true,
-        created_at_ms: crate::now().0,
+        created_at_ms: state.now().0,
     };
     commit_one(
         &state,
@@ -1042,7 +1048,7 @@ pub async fn scheduler(state: Weak<AppState>) {
 async fn scheduler_pass(state: &Arc<AppState>) -> Result<(), ApiError> {
     let rail: &SmsRail = &state.rails.sms;
     rail.ensure_settings(state).await?;
-    let now = UnixSeconds(crate::now().0 / 1000);
+    let now = UnixSeconds(state.now().0 / 1000);
     let due = state
         .ledger
         .read(|store| store.records(records::NAMESPACE, "sched:", None, SCHEDULER_PAGE))
@@ -1137,7 +1143,7 @@ async fn scheduler_pass(state: &Arc<AppState>) -> Result<(), ApiError> {
         .ledger
         .read(|store| store.records(records::NAMESPACE, "sess:", None, SCHEDULER_PAGE))
         .await?;
-    let now_ms = crate::now().0;
+    let now_ms = state.now().0;
     let expired: Vec<Operation> = sessions
         .into_iter()
         .filter(|record| {
@@ -1153,7 +1159,7 @@ async fn scheduler_pass(state: &Arc<AppState>) -> Result<(), ApiError> {
                 vec![Batch {
                     operations: expired,
                 }],
-                crate::now(),
+                state.now(),
             )
             .await?;
     }
@@ -1168,7 +1174,9 @@ mod tests {
     #[test]
     fn generated_account_numbers_have_twelve_digits_without_a_leading_zero() {
         for _ in 0..100 {
-            let number = random_account_number().unwrap().to_string();
+            let number = random_account_number(&offpay_operator::SeededEntropy::from_seed(1))
+                .unwrap()
+                .to_string();
             assert_eq!(number.len(), 12);
             assert!(!number.starts_with('0'));
         }

@@ -5,9 +5,10 @@
 //! write is a compare-and-set on the version read; a conflict (two SMS racing for one envelope,
 //! a gateway retry racing its original) re-runs the message from the start.
 
+use offpay_operator::{Clock, Entropy};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use offpay_ledger::{
     Amount, Batch, BatchRefusal, Currency, LedgerStore, Operation, Refusal as LedgerRefusal,
@@ -81,16 +82,26 @@ enum Cached {
 
 /// Envelope and account records with their versions, kept after every commit of this process so
 /// that the common path reads only the payer's balance from the database.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RecordCache {
-    entries: Mutex<HashMap<String, (Cached, u64, Instant)>>,
+    entries: Mutex<HashMap<String, (Cached, u64, offpay_ledger::Timestamp)>>,
+    clock: Arc<dyn Clock>,
 }
 
 impl RecordCache {
+    /// An empty cache whose entries age by `clock`.
+    pub fn new(clock: Arc<dyn Clock>) -> RecordCache {
+        RecordCache {
+            entries: Mutex::new(HashMap::new()),
+            clock,
+        }
+    }
+
     fn lookup(&self, key: &str) -> Option<(Cached, u64)> {
         let entries = self.entries.lock().ok()?;
         let (value, version, stored_at) = entries.get(key)?;
-        (stored_at.elapsed() < CACHE_TTL).then(|| (value.clone(), *version))
+        let age_ms = self.clock.now().0.saturating_sub(stored_at.0);
+        (u128::from(age_ms) < CACHE_TTL.as_millis()).then(|| (value.clone(), *version))
     }
 
     fn insert(&self, key: String, value: Cached, version: u64) {
@@ -98,7 +109,7 @@ impl RecordCache {
             if entries.len() >= CACHE_ENTRIES_MAX {
                 entries.clear();
             }
-            entries.insert(key, (value, version, Instant::now()));
+            entries.insert(key, (value, version, self.clock.now()));
         }
     }
 
@@ -934,7 +945,7 @@ pub async fn commit(
             _ => None,
         })
         .collect();
-    let result = state.ledger.commit(vec![batch], crate::now()).await;
+    let result = state.ledger.commit(vec![batch], state.now()).await;
     let committed = matches!(&result, Ok(results) if matches!(results.first(), Some(Ok(_))));
     if !committed {
         // The caller caches what a committed batch wrote; anything it read may be stale now.
@@ -979,16 +990,21 @@ pub async fn commit(
 }
 
 /// Hashes the passwords of `SetWebPassword` effects (off the async threads).
-pub async fn hash_passwords(outcome: &Outcome) -> Result<BTreeMap<String, String>, ApplyError> {
+pub async fn hash_passwords(
+    outcome: &Outcome,
+    entropy: &Arc<dyn Entropy>,
+) -> Result<BTreeMap<String, String>, ApplyError> {
     let mut hashes = BTreeMap::new();
     for effect in &outcome.effects {
         if let Effect::SetWebPassword { account, password } = effect {
             let password = password.clone();
-            let hash =
-                tokio::task::spawn_blocking(move || super::web::hash_password(password.expose()))
-                    .await
-                    .map_err(|_| ApplyError::Conflict)?
-                    .map_err(ApplyError::Failed)?;
+            let entropy = entropy.clone();
+            let hash = tokio::task::spawn_blocking(move || {
+                super::web::hash_password(entropy.as_ref(), password.expose())
+            })
+            .await
+            .map_err(|_| ApplyError::Conflict)?
+            .map_err(ApplyError::Failed)?;
             hashes.insert(account.to_string(), hash);
         }
     }
@@ -1042,9 +1058,9 @@ pub async fn apply_outcome(
 ) -> Result<Applied, ApplyError> {
     let settings = rail.settings();
     let operator_ready = rail.operator_ready();
-    let hashes = hash_passwords(outcome).await?;
+    let hashes = hash_passwords(outcome, &state.entropy).await?;
     let statements = read_statements(state, outcome, &settings).await?;
-    let now_ms = crate::now().0;
+    let now_ms = state.now().0;
     let built = build_batch(ApplyInput {
         outcome,
         loaded,
@@ -1123,7 +1139,7 @@ pub async fn handle_inbound(
     for _ in 0..RERUN_MAX {
         let engine = rail.engine();
         let settings = rail.settings();
-        let received_at = UnixSeconds(crate::now().0 / 1000);
+        let received_at = UnixSeconds(state.now().0 / 1000);
         let mut next = engine.receive(Inbound {
             message_id: message_id.to_owned(),
             from: from.clone(),

@@ -11,6 +11,7 @@
 //! (issued by the operator, stored hashed). The terminal supplies payee (its own) and amount; the
 //! payer keys in envelope (or pay number), row and TAN.
 
+use offpay_operator::Entropy;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -69,9 +70,9 @@ pub fn sha256_hex(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
-fn random_hex(bytes: usize) -> Result<String, ApiError> {
+fn random_hex(entropy: &dyn Entropy, bytes: usize) -> Result<String, ApiError> {
     let mut random = vec![0u8; bytes];
-    getrandom::fill(&mut random).map_err(|_| {
+    entropy.fill(&mut random).map_err(|_| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -83,9 +84,9 @@ fn random_hex(bytes: usize) -> Result<String, ApiError> {
 
 /// Argon2id (default parameters: 19 MiB, 2 passes) with a random salt, as
 /// `argon2id$<salt hex>$<hash hex>`.
-pub fn hash_password(password: &str) -> Result<String, ApiError> {
+pub fn hash_password(entropy: &dyn Entropy, password: &str) -> Result<String, ApiError> {
     let mut salt = [0u8; SALT_BYTES];
-    getrandom::fill(&mut salt).map_err(|_| {
+    entropy.fill(&mut salt).map_err(|_| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -236,8 +237,11 @@ fn login_form(csrf: &str, error: Option<&str>) -> String {
     )
 }
 
-async fn login_page(headers: HeaderMap) -> Result<Response, ApiError> {
-    let csrf = random_hex(TOKEN_BYTES)?;
+async fn login_page(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let csrf = random_hex(state.entropy.as_ref(), TOKEN_BYTES)?;
     Ok(page(
         "Log in",
         &login_form(&csrf, None),
@@ -271,7 +275,7 @@ async fn login(
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, ApiError> {
-    let fresh = random_hex(TOKEN_BYTES)?;
+    let fresh = random_hex(state.entropy.as_ref(), TOKEN_BYTES)?;
     let again = |message: &str| {
         page(
             "Log in",
@@ -305,7 +309,7 @@ async fn login(
     let rail = &state.rails.sms;
     rail.ensure_settings(&state).await?;
     let settings = rail.settings();
-    let now = UnixSeconds(crate::now().0 / 1000);
+    let now = UnixSeconds(state.now().0 / 1000);
     let lookup_settings = settings.clone();
     let (context, loaded) = state
         .ledger
@@ -331,10 +335,11 @@ async fn login(
         .as_ref()
         .is_some_and(|(record, _)| record.web_failures >= WEB_FAILURES_MAX);
     // Hash even when there is no account or password, so timing does not tell them apart.
+    let entropy = state.entropy.clone();
     let password_ok = tokio::task::spawn_blocking(move || match stored {
         Some(stored) => verify_password(&password, &stored),
         None => {
-            let _ = hash_password(&password);
+            let _ = hash_password(entropy.as_ref(), &password);
             false
         }
     })
@@ -357,7 +362,7 @@ async fn login(
                 vec![offpay_ledger::Batch {
                     operations: operations.clone(),
                 }],
-                crate::now(),
+                state.now(),
             )
             .await;
         let committed = matches!(&result, Ok(results) if matches!(results.first(), Some(Ok(_))));
@@ -367,7 +372,7 @@ async fn login(
     }
     let outcome = rail.engine().check_row_tan(context, row, &tan, now);
     let accepted = outcome.is_accepted();
-    let token = random_hex(TOKEN_BYTES)?;
+    let token = random_hex(state.entropy.as_ref(), TOKEN_BYTES)?;
     let mut extra = Vec::new();
     if accepted {
         record.web_failures = 0;
@@ -377,8 +382,8 @@ async fn login(
             &SessionRecord {
                 version: records::FORMAT_VERSION,
                 account: account.to_string(),
-                csrf: random_hex(TOKEN_BYTES)?,
-                expires_at_ms: crate::now().0 + SESSION_SECONDS * 1000,
+                csrf: random_hex(state.entropy.as_ref(), TOKEN_BYTES)?,
+                expires_at_ms: state.now().0 + SESSION_SECONDS * 1000,
             },
             Some(0),
         ));
@@ -447,7 +452,7 @@ async fn session(
         .read(move |store| get_record::<SessionRecord>(store, &lookup))
         .await?;
     Ok(found
-        .filter(|(session, _)| session.expires_at_ms > crate::now().0)
+        .filter(|(session, _)| session.expires_at_ms > state.now().0)
         .map(|(session, _)| (key, session)))
 }
 
@@ -561,7 +566,7 @@ async fn logout(
             vec![offpay_ledger::Batch {
                 operations: vec![records::delete(key, None)],
             }],
-            crate::now(),
+            state.now(),
         )
         .await?;
     Ok(redirect(
@@ -682,7 +687,7 @@ async fn terminal_payment(
     );
     for _ in 0..process::RERUN_MAX {
         let settings = rail.settings();
-        let now = UnixSeconds(crate::now().0 / 1000);
+        let now = UnixSeconds(state.now().0 / 1000);
         let lookup = lookup.clone();
         let dedupe_lookup = dedupe_key.clone();
         let (seen, payer, payee_context, loaded) = state
@@ -776,7 +781,7 @@ async fn terminal_payment(
                 version: records::FORMAT_VERSION,
                 verdict: status.to_owned(),
                 replies: vec![message.clone()],
-                processed_at_ms: crate::now().0,
+                processed_at_ms: state.now().0,
             },
             Some(0),
         );
@@ -821,13 +826,18 @@ mod tests {
 
     #[test]
     fn passwords_verify_only_themselves() {
-        let stored = hash_password("MyPass2026").unwrap();
+        let entropy = offpay_operator::SeededEntropy::from_seed(1);
+        let stored = hash_password(&entropy, "MyPass2026").unwrap();
         assert!(stored.starts_with("argon2id$"));
         assert!(!stored.contains("MyPass2026"));
         assert!(verify_password("MyPass2026", &stored));
         assert!(!verify_password("MyPass2027", &stored));
         assert!(!verify_password("MyPass2026", "argon2id$00$00"));
-        assert_ne!(stored, hash_password("MyPass2026").unwrap(), "salted");
+        assert_ne!(
+            stored,
+            hash_password(&entropy, "MyPass2026").unwrap(),
+            "salted"
+        );
     }
 
     #[test]

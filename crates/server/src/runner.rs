@@ -1,0 +1,120 @@
+//! The one loop that runs a rail's operator decisions: lock stripes → load → decide → commit
+//! the effects (record writes conditional on the versions read) → on a stale read, load and
+//! decide again, at most [`ATTEMPTS_MAX`] times. Rails supply the load and the decision; the
+//! rules are theirs, the loop is this.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+
+use offpay_ledger::{BatchRefusal, Outcome, Refusal, Timestamp};
+use offpay_operator::{Attempt, Decision, Effects};
+use tokio::sync::{Mutex, MutexGuard};
+
+use crate::ledger::{Ledger, LedgerError};
+
+/// Times a decision is made again when a record it read changed before its commit.
+pub const ATTEMPTS_MAX: usize = 8;
+
+const _: () = assert!(ATTEMPTS_MAX > 0);
+
+/// Why a run did not commit.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The ledger is unavailable; nothing was committed.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The ledger refused a batch for a reason other than a stale read.
+    #[error(transparent)]
+    Refused(#[from] BatchRefusal),
+    /// Other writers kept changing the records this decision read.
+    #[error("the records kept changing under this operation; try again")]
+    Contention,
+}
+
+/// Mutexes that serialise operations touching the same keys within this process (a phone, an
+/// account). They only save work: correctness across processes comes from the conditional record
+/// writes.
+#[derive(Debug)]
+pub struct LockStripes {
+    stripes: Vec<Mutex<()>>,
+}
+
+impl LockStripes {
+    /// `count` stripes (at least one).
+    pub fn new(count: usize) -> LockStripes {
+        LockStripes {
+            stripes: (0..count.max(1)).map(|_| Mutex::new(())).collect(),
+        }
+    }
+
+    /// Locks the stripes of `keys`, always in ascending order so that two operations never wait
+    /// for each other.
+    pub async fn lock(&self, keys: impl IntoIterator<Item = u64>) -> Vec<MutexGuard<'_, ()>> {
+        let count = self.stripes.len() as u64;
+        let stripes: BTreeSet<usize> = keys
+            .into_iter()
+            .map(|key| usize::try_from(key % count).unwrap_or(0))
+            .collect();
+        let mut guards = Vec::with_capacity(stripes.len());
+        for stripe in stripes {
+            guards.push(self.stripes[stripe].lock().await);
+        }
+        guards
+    }
+}
+
+/// What committing one decision's effects gave: `Done` with the outcomes of every batch, or
+/// `Conflict` when a record was no longer at the version read.
+pub async fn commit(
+    ledger: &Ledger,
+    effects: Effects,
+    now: Timestamp,
+) -> Result<Attempt<Vec<Outcome>>, RunError> {
+    let batches = effects.into_batches();
+    if batches.is_empty() {
+        return Ok(Attempt::Done(Vec::new()));
+    }
+    let results = ledger.commit(batches, now).await?;
+    let mut outcomes = Vec::new();
+    for result in results {
+        match result {
+            Ok(batch) => outcomes.extend(batch),
+            Err(BatchRefusal {
+                reason: Refusal::RecordVersionMismatch { .. },
+                ..
+            }) => return Ok(Attempt::Conflict),
+            Err(refusal) => return Err(RunError::Refused(refusal)),
+        }
+    }
+    Ok(Attempt::Done(outcomes))
+}
+
+/// Runs `load` then `decide` and commits the effects, again from the load when a record changed
+/// underneath (or `decide` asked to reload), at most [`ATTEMPTS_MAX`] times.
+pub async fn run<L, T, E, Load, LoadFuture>(
+    ledger: &Ledger,
+    now: Timestamp,
+    mut load: Load,
+    mut decide: impl FnMut(L) -> Result<Decision<T>, E>,
+) -> Result<T, E>
+where
+    Load: FnMut() -> LoadFuture,
+    LoadFuture: Future<Output = Result<L, E>>,
+    E: From<RunError>,
+{
+    for _ in 0..ATTEMPTS_MAX {
+        let loaded = load().await?;
+        let (effects, reply) = match decide(loaded)? {
+            Decision::Commit { effects, reply } => (effects, reply),
+            Decision::Reload => continue,
+        };
+        match commit(ledger, effects, now).await? {
+            Attempt::Done(_) => return Ok(reply),
+            Attempt::Conflict => {
+                tracing::debug!("a record changed under a decision; deciding again");
+            }
+        }
+    }
+    Err(RunError::Contention.into())
+}
