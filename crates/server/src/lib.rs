@@ -147,6 +147,35 @@ pub fn open_reader(config: &ServerConfig) -> Result<Box<dyn LedgerStore>, StartE
     )?))
 }
 
+/// Opens the writer's and the reader's stores and checks conservation, on a thread of its own:
+/// the PostgreSQL client is blocking and runs its own small runtime, which must not be started
+/// (or dropped) on one of the server's async threads.
+fn open_stores_off_runtime(
+    config: &ServerConfig,
+) -> Result<(Box<dyn LedgerStore>, Box<dyn LedgerStore>), StartError> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let mut store = open_store(config)?;
+                let totals = verify_conservation(store.as_mut())?;
+                tracing::info!(
+                    backend = store.backend(),
+                    currencies = totals.len(),
+                    "ledger opened; balances sum to zero"
+                );
+                let reader = open_reader(config)?;
+                Ok((store, reader))
+            })
+            .join()
+            .unwrap_or_else(|_| {
+                Err(StartError::Io {
+                    context: "opening the ledger".into(),
+                    source: std::io::Error::other("the thread opening the ledger panicked"),
+                })
+            })
+    })
+}
+
 /// The file a `sqlite://PATH` (or `sqlite:PATH`) URL names.
 fn sqlite_url_path(url: &str) -> Option<&std::path::Path> {
     url.strip_prefix("sqlite://")
@@ -180,14 +209,7 @@ impl Server {
         let (token, token_created) =
             AdminToken::load_or_create(&token_path, inputs.entropy.as_ref())
                 .map_err(io_error(format!("operator token {}", token_path.display())))?;
-        let mut store = open_store(&config)?;
-        let totals = verify_conservation(store.as_mut())?;
-        tracing::info!(
-            backend = store.backend(),
-            currencies = totals.len(),
-            "ledger opened; balances sum to zero"
-        );
-        let reader = open_reader(&config)?;
+        let (store, reader) = open_stores_off_runtime(&config)?;
         let (ledger, writer) =
             Ledger::start(store, reader).map_err(io_error("cannot start the ledger writer"))?;
         let listener = tokio::net::TcpListener::bind(config.listen)

@@ -6,44 +6,15 @@
     reason = "test helpers: a failed unwrap is a failed test"
 )]
 
-use std::sync::Arc;
-
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
-use offpay_server::config::{Overrides, ServerConfig};
-use offpay_server::{AppState, Server, router};
+use axum::http::StatusCode;
+use offpay_test_support::{Backend, InProcess};
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
-struct Harness {
-    _directory: tempfile::TempDir,
-    state: Arc<AppState>,
-    token: String,
-}
+struct Harness(InProcess);
 
-async fn start() -> Harness {
-    let directory = tempfile::tempdir().unwrap();
-    let config = ServerConfig::resolve(
-        Overrides {
-            data_dir: Some(directory.path().to_owned()),
-            listen: Some("127.0.0.1:0".into()),
-            ..Overrides::default()
-        },
-        &|_| None,
-    )
-    .unwrap();
-    let server = Server::start(config.clone()).await.unwrap();
-    assert!(server.token_created());
-    let token = std::fs::read_to_string(config.token_path())
-        .unwrap()
-        .trim()
-        .to_owned();
-    Harness {
-        _directory: directory,
-        state: server.state(),
-        token,
-    }
+async fn start(backend: Backend) -> Harness {
+    let harness = InProcess::start(backend).await;
+    Harness(harness)
 }
 
 impl Harness {
@@ -54,23 +25,7 @@ impl Harness {
         body: Option<&str>,
         token: Option<&str>,
     ) -> (StatusCode, Value) {
-        let mut request = Request::builder().method(method).uri(path);
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        let request = match body {
-            Some(body) => request
-                .header("content-type", "application/json")
-                .body(Body::from(body.to_owned())),
-            None => request.body(Body::empty()),
-        }
-        .unwrap();
-        let response = router(self.state.clone()).oneshot(request).await.unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-        (status, value)
+        self.0.call(method, path, body, token).await
     }
 
     async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
@@ -78,13 +33,13 @@ impl Harness {
             "POST",
             path,
             Some(&body.to_string()),
-            Some(&self.token.clone()),
+            Some(&self.0.token.clone()),
         )
         .await
     }
 
     async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.call("GET", path, None, Some(&self.token.clone()))
+        self.call("GET", path, None, Some(&self.0.token.clone()))
             .await
     }
 
@@ -126,13 +81,11 @@ fn one(id: &str, debit: &str, credit: &str, amount: &str) -> Value {
     json!({ "id": id, "debit_account": debit, "credit_account": credit, "amount": amount })
 }
 
-#[tokio::test]
-async fn health_answers_without_a_token() {
-    let harness = start().await;
+async fn health_answers_without_a_token(harness: Harness) {
     let (status, body) = harness.call("GET", "/health", None, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status"], "ok");
-    assert_eq!(body["backend"], "sqlite");
+    assert_eq!(body["backend"], harness.0.backend().name());
     let (status, body) = harness.call("GET", "/metrics", None, None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
@@ -142,9 +95,7 @@ async fn health_answers_without_a_token() {
     );
 }
 
-#[tokio::test]
-async fn operator_routes_need_the_right_token() {
-    let harness = start().await;
+async fn operator_routes_need_the_right_token(harness: Harness) {
     let (status, body) = harness.call("GET", "/api/v1/totals", None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"]["code"], "missing_token");
@@ -170,9 +121,7 @@ async fn operator_routes_need_the_right_token() {
     );
 }
 
-#[tokio::test]
-async fn accounts_transfers_balances_and_history() {
-    let harness = start().await;
+async fn accounts_transfers_balances_and_history(harness: Harness) {
     harness.setup().await;
     let (status, body) = harness
         .post(
@@ -219,9 +168,7 @@ async fn accounts_transfers_balances_and_history() {
     assert_eq!(status, StatusCode::OK);
 }
 
-#[tokio::test]
-async fn pending_transfers_post_and_void_through_the_api() {
-    let harness = start().await;
+async fn pending_transfers_post_and_void_through_the_api(harness: Harness) {
     harness.setup().await;
     let mut pending = one("p", "alice", "bob", "700");
     pending["kind"] = json!("pending");
@@ -249,9 +196,7 @@ async fn pending_transfers_post_and_void_through_the_api() {
 }
 
 /// Every bad input: precise status, code and message; the balances are untouched afterwards.
-#[tokio::test]
-async fn bad_input_gets_a_precise_error_and_changes_nothing() {
-    let harness = start().await;
+async fn bad_input_gets_a_precise_error_and_changes_nothing(harness: Harness) {
     harness.setup().await;
     let good = one("good", "alice", "bob", "1");
     let cases: Vec<(&str, Value, StatusCode, &str, &str)> = vec![
@@ -365,7 +310,7 @@ async fn bad_input_gets_a_precise_error_and_changes_nothing() {
             "POST",
             "/api/v1/transfers",
             Some("{\"transfers\": [}"),
-            Some(&harness.token.clone()),
+            Some(&harness.0.token.clone()),
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
@@ -412,4 +357,71 @@ async fn bad_input_gets_a_precise_error_and_changes_nothing() {
     assert_eq!(body["error"]["code"], "unknown_account");
     let (_, totals) = harness.get("/api/v1/totals").await;
     assert_eq!(totals["balanced"], true);
+}
+
+/// Each story runs on SQLite, and on a fresh PostgreSQL database when `OFFPAY_TEST_DATABASE_URL`
+/// is set.
+macro_rules! on_every_backend {
+    ($($story:ident),* $(,)?) => {
+        mod every_backend {
+            $(
+                #[tokio::test]
+                async fn $story() {
+                    for backend in super::Backend::all(stringify!($story)) {
+                        super::$story(super::start(backend).await).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_every_backend!(
+    health_answers_without_a_token,
+    operator_routes_need_the_right_token,
+    accounts_transfers_balances_and_history,
+    pending_transfers_post_and_void_through_the_api,
+    bad_input_gets_a_precise_error_and_changes_nothing,
+);
+
+/// An operator who mistypes the database URL gets a clear error at start-up, never a panic.
+#[tokio::test]
+async fn an_unreachable_or_refusing_database_is_a_clear_start_error() {
+    for (url, expected) in [
+        ("postgres://postgres@127.0.0.1:1/offpay", "database error"),
+        ("mysql://127.0.0.1/offpay", "neither sqlite"),
+    ] {
+        let directory = tempfile::tempdir().unwrap();
+        let config = offpay_server::config::ServerConfig::resolve(
+            offpay_server::config::Overrides {
+                data_dir: Some(directory.path().to_owned()),
+                listen: Some("127.0.0.1:0".into()),
+                database_url: Some(url.into()),
+                ..Default::default()
+            },
+            &|_| None,
+        )
+        .unwrap();
+        let error = offpay_server::Server::start(config).await.unwrap_err();
+        assert!(error.to_string().contains(expected), "{url}: {error}");
+    }
+    if let Some(url) = offpay_test_support::database::postgres_url() {
+        // A login the server refuses.
+        let refused = url.replacen("postgres://postgres@", "postgres://no_such_role_here@", 1);
+        if refused != url {
+            let directory = tempfile::tempdir().unwrap();
+            let config = offpay_server::config::ServerConfig::resolve(
+                offpay_server::config::Overrides {
+                    data_dir: Some(directory.path().to_owned()),
+                    listen: Some("127.0.0.1:0".into()),
+                    database_url: Some(refused),
+                    ..Default::default()
+                },
+                &|_| None,
+            )
+            .unwrap();
+            let error = offpay_server::Server::start(config).await.unwrap_err();
+            assert!(error.to_string().contains("database error"), "{error}");
+        }
+    }
 }

@@ -602,7 +602,7 @@ fn merchant_answer(
     strategy: &Strategy,
 ) -> Result<Value, ApiError> {
     let rail = &state.rails.microcheck;
-    let now = now_seconds(&state);
+    let now = now_seconds(state);
     let key = parse_key(&record.key)?;
     let credential = credential::issue_merchant(
         &rail.pa,

@@ -1,0 +1,17 @@
+//! What offpay's tests share, so that each story runs the same way on SQLite and PostgreSQL:
+//! [`Backend`] (a fresh database per test, PostgreSQL when `OFFPAY_TEST_DATABASE_URL` names one),
+//! [`ServerProcess`] (a real `offpay serve`), [`InProcess`] (a server driven through its router).
+//! Loopback only; every wait is bounded.
+
+#![allow(
+    clippy::expect_used,
+    reason = "test support: a failed expectation is a failed test, with its message"
+)]
+
+pub mod database;
+pub mod in_process;
+pub mod process;
+
+pub use database::{Backend, DATABASE_URL_VARIABLE, FreshDatabase};
+pub use in_process::InProcess;
+pub use process::ServerProcess;
