@@ -147,12 +147,13 @@ pub fn open_reader(config: &ServerConfig) -> Result<Box<dyn LedgerStore>, StartE
     )?))
 }
 
+/// The writer's store and the reader's connection to the same ledger.
+type OpenedStores = (Box<dyn LedgerStore>, Box<dyn LedgerStore>);
+
 /// Opens the writer's and the reader's stores and checks conservation, on a thread of its own:
 /// the PostgreSQL client is blocking and runs its own small runtime, which must not be started
 /// (or dropped) on one of the server's async threads.
-fn open_stores_off_runtime(
-    config: &ServerConfig,
-) -> Result<(Box<dyn LedgerStore>, Box<dyn LedgerStore>), StartError> {
+fn open_stores_off_runtime(config: &ServerConfig) -> Result<OpenedStores, StartError> {
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
