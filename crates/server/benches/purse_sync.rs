@@ -17,7 +17,7 @@ use offpay_purse::{
     Purse, PurseKind, SeededRandom, Timestamp,
 };
 use offpay_server::ledger::{Ledger, LedgerThread};
-use offpay_server::rails::purse::PurseRail;
+use offpay_server::rails::purse::{PurseChange, PurseRail};
 
 /// Payees per upload (each gets its own open-debit record).
 const PAYEES_MAX: usize = 100;
@@ -67,11 +67,13 @@ impl Fixture {
             Pin::parse("1234").unwrap(),
         );
         runtime
-            .block_on(rail.float(
+            .block_on(rail.change(
                 &ledger,
                 agent_phone,
-                Amount::parse(FLOAT_MAJOR, Currency::KES).unwrap(),
-                "bench float",
+                PurseChange::Float {
+                    amount: Amount::parse(FLOAT_MAJOR, Currency::KES).unwrap(),
+                    memo: "bench float".into(),
+                },
                 ledger_now(),
             ))
             .unwrap();

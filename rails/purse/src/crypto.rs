@@ -9,7 +9,9 @@ use core::fmt;
 
 use aes::Aes128;
 use aes::cipher::{Array, BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
+#[cfg(feature = "std")]
 use hmac::{Hmac, Mac};
+#[cfg(feature = "std")]
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -62,6 +64,7 @@ impl MasterKey {
         MasterKey(bytes)
     }
 
+    #[cfg(feature = "operator")]
     pub(crate) fn derive(&self, label: &[u8], context: &[&[u8]]) -> SecretKey {
         hmac_derive(&self.0, label, context)
     }
@@ -75,6 +78,7 @@ impl fmt::Debug for MasterKey {
 
 /// HMAC-SHA256(key, label ‖ 0x00 ‖ context...) truncated to 128 bits. Server side and for sealing
 /// the software secure element; the purse itself derives with CMAC ([`cmac_derive`]).
+#[cfg(feature = "operator")]
 pub(crate) fn hmac_derive(key: &[u8], label: &[u8], context: &[&[u8]]) -> SecretKey {
     let mut out = [0u8; KEY_BYTES];
     out.copy_from_slice(&hmac_sha256(key, label, context)[..KEY_BYTES]);
@@ -82,6 +86,7 @@ pub(crate) fn hmac_derive(key: &[u8], label: &[u8], context: &[&[u8]]) -> Secret
 }
 
 /// HMAC-SHA256(key, label ‖ 0x00 ‖ each context part prefixed by its length byte).
+#[cfg(feature = "std")]
 pub(crate) fn hmac_sha256(key: &[u8], label: &[u8], context: &[&[u8]]) -> [u8; 32] {
     // HMAC takes keys of any length.
     #[allow(clippy::expect_used)]
@@ -227,6 +232,7 @@ pub(crate) fn cmac_derive(key: &SecretKey, label: &[u8]) -> SecretKey {
 
 /// Encrypts one 128-bit key under `wrapping` (a single AES block: the wrapped keys are uniformly
 /// random and every message carrying them is MAC'd, so one block is a sound wrap).
+#[cfg(feature = "operator")]
 pub(crate) fn wrap_key(wrapping: &SecretKey, key: &SecretKey) -> [u8; KEY_BYTES] {
     let mut block = key.0;
     BlockCipher::new(wrapping).encrypt(&mut block);

@@ -555,7 +555,7 @@ impl core::fmt::Debug for Purse {
 
 impl Purse {
     /// A new, empty purse from the operator's provisioning record and the holder's PIN.
-    pub fn provision(provisioning: &crate::operator::Provisioning, pin: Pin) -> Purse {
+    pub fn provision(provisioning: &crate::provisioning::Provisioning, pin: Pin) -> Purse {
         Purse {
             identity: PurseIdentity {
                 operator: provisioning.operator,

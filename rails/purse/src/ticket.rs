@@ -37,6 +37,7 @@ fn tag(ticket_key: &SecretKey, giver: Phone, receiver: Phone, version: u16, wrap
     decimal_truncate(&cmac(ticket_key, &input), TICKET_TAG_DIGITS)
 }
 
+#[cfg(feature = "operator")]
 fn write_decimal(out: &mut [u8], mut value: u128) {
     for slot in out.iter_mut().rev() {
         *slot = b'0' + (value % 10) as u8;
@@ -54,6 +55,7 @@ fn read_decimal(digits: &[u8]) -> Option<u128> {
 impl TicketCode {
     /// Builds the code for `receiver` (operator side): `wrapped` is K_AB under the receiver's wrap
     /// key, `ticket_key` the receiver's ticket key.
+    #[cfg(feature = "operator")]
     pub(crate) fn seal(
         ticket_key: &SecretKey,
         giver: Phone,

@@ -1,0 +1,1110 @@
+//! The operator's book kept in ledger records, and the operator's decisions over it.
+//!
+//! **Records** (namespace [`NAMESPACE`]), one per piece, so that an operation reads and writes
+//! only what it touches (a sync costs O(its entries and counterparties), never O(all purses)):
+//!
+//! | key | record type | value |
+//! |---|---|---|
+//! | `book` | [`BookHeader`] | shared state: operator, currency, scheme epochs, id counters, blocked phones |
+//! | `shadow/<purse id>` | [`ShadowAccount`] | one purse's shadow account |
+//! | `phone/<E.164>` | [`PhoneIndex`] | the purse id of a phone |
+//! | `debits/<payee>/<payer>` | [`OpenDebits`] | debits the payer reported that the payee has not |
+//! | `credits/<payer>/<payee>` | [`OpenCredits`] | credits the payee reported that the payer has not |
+//! | `pair/<low id>-<high id>` | [`PairVersion`] | pairwise-key version of a pair |
+//!
+//! Every record is JSON; format version 1 is the shape release 0.1 wrote (the header also
+//! carries its own `version` field). A record that does not decode is an error naming its key.
+//!
+//! **Decisions.** An operation loads its pieces ([`LoadPlan`], [`load`]), builds a partial
+//! [`OperatorBook`], runs, and returns [`Effects`]: the postings, the fraud flags and the changed
+//! records, each written on condition that it is still at the version read. The server's runner
+//! commits them in one batch (or a few, for a huge upload: see [`Effects::into_batches`]), so the
+//! book and the ledger never disagree, and a conflicting writer in another process turns into a
+//! fresh load and decision instead of a lost update.
+//!
+//! **Ledger accounts**: `purse:<E.164>` per purse (kind `customer`, or `agent_float` for agents),
+//! with no balance floor, because the shadow follows what the purse reports and a cloned purse
+//! spent twice must be able to go negative (the loss is then visible on its account); the
+//! operator's float and suspense accounts ([`offpay_operator::accounts`]).
+
+use alloc::borrow::ToOwned;
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+
+use offpay_ledger::{
+    AccountId, AccountKind, Amount, BalanceLimits, Currency, LedgerStore, NewAccount, Operation,
+    RECORD_PAGE_MAX, RecordWrite, StoreError, Transfer, TransferId, TransferKind,
+};
+use offpay_operator::accounts::{OPERATOR_FLOAT, SUSPENSE, operator_account_id, operator_accounts};
+use offpay_operator::record::{RecordError, StoredRecord, corrupt, decode_json, encode_json};
+use offpay_operator::{Decision, Effects, FraudFlag};
+use serde::{Deserialize, Serialize};
+
+use crate::error::PurseError;
+use crate::operator::{
+    BookHeader, BookParts, CreditKey, DebitKey, Flag, LedgerAccount, OpenCredit, OpenDebit,
+    OperatorBook, OperatorSecrets, Posting, ShadowAccount, sync_counterparties,
+};
+use crate::purse::{EntryKind, OfflineLimits};
+use crate::sync::SyncUpload;
+use crate::types::{Phone, PurseId, PurseKind, Timestamp};
+
+/// Record namespace of the operator book.
+pub const NAMESPACE: &str = "purse";
+/// Format version of the book's records (the JSON shapes release 0.1 wrote).
+pub const RECORD_FORMAT_VERSION: u32 = 1;
+/// Pages read when scanning one purse's open payments (each of `RECORD_PAGE_MAX` records).
+pub const SCAN_PAGES_MAX: usize = 1024;
+/// Milliseconds per second (ledger timestamps are milliseconds, purse timestamps seconds).
+const MILLISECONDS_PER_SECOND: u64 = 1000;
+/// Rail name in the fraud queue.
+pub const RAIL: &str = "purse";
+/// Prefix of a purse's ledger account.
+pub const ACCOUNT_PREFIX: &str = "purse:";
+
+/// Longest validity an operator may grant (a purse that never syncs is a risk).
+pub const VALIDITY_DAYS_MAX: u64 = 365;
+/// Longest memo on an operator credit, in bytes.
+pub const FLOAT_MEMO_BYTES_MAX: usize = crate::params::MEMO_BYTES_MAX;
+
+const KEY_BOOK: &str = "book";
+
+const _: () = assert!(SCAN_PAGES_MAX > 0);
+
+/// Why an operator operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BookError {
+    /// The protocol refused the message or request.
+    #[error(transparent)]
+    Purse(#[from] PurseError),
+    /// The store failed to read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored record does not decode.
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// The operator's request is out of bounds; nothing changed.
+    #[error("{message}")]
+    Invalid {
+        /// A stable code for machines.
+        code: &'static str,
+        /// What is wrong, for people.
+        message: String,
+    },
+    /// A broken invariant of this module.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+// ---------------------------------------------------------------------------------------------
+// Record types.
+
+macro_rules! json_record {
+    ($type:ty) => {
+        impl StoredRecord for $type {
+            const NAMESPACE: &'static str = NAMESPACE;
+            const FORMAT_VERSION: u32 = RECORD_FORMAT_VERSION;
+            fn encode(&self, key: &str) -> Result<Vec<u8>, RecordError> {
+                encode_json(self, key)
+            }
+            fn decode(key: &str, bytes: &[u8]) -> Result<Self, RecordError> {
+                decode_json(key, bytes)
+            }
+        }
+    };
+}
+
+/// `phone/<E.164>`: the purse id of a phone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PhoneIndex(pub u64);
+
+/// `debits/<payee>/<payer>`: the payer's reported debits the payee has not reported.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OpenDebits(pub Vec<(DebitKey, OpenDebit)>);
+
+/// `credits/<payer>/<payee>`: the payee's reported credits the payer has not reported.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OpenCredits(pub Vec<(CreditKey, OpenCredit)>);
+
+/// `pair/<low id>-<high id>`: the version of a pair's pairwise key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PairVersion(pub u16);
+
+json_record!(PhoneIndex);
+json_record!(OpenDebits);
+json_record!(OpenCredits);
+json_record!(PairVersion);
+json_record!(ShadowAccount);
+
+impl StoredRecord for BookHeader {
+    const NAMESPACE: &'static str = NAMESPACE;
+    const FORMAT_VERSION: u32 = RECORD_FORMAT_VERSION;
+    fn encode(&self, key: &str) -> Result<Vec<u8>, RecordError> {
+        encode_json(self, key)
+    }
+    fn decode(key: &str, bytes: &[u8]) -> Result<Self, RecordError> {
+        let header: BookHeader = decode_json(key, bytes)?;
+        if header.version != crate::params::FORMAT_VERSION {
+            return Err(corrupt::<BookHeader>(
+                key,
+                format!("book format version {}", header.version),
+            ));
+        }
+        Ok(header)
+    }
+}
+
+fn shadow_key(purse_id: PurseId) -> String {
+    format!("shadow/{}", purse_id.0)
+}
+fn phone_key(phone: Phone) -> String {
+    format!("phone/{phone}")
+}
+fn debits_key(payee: u64, payer: u64) -> String {
+    format!("debits/+{payee}/+{payer}")
+}
+fn credits_key(payer: u64, payee: u64) -> String {
+    format!("credits/+{payer}/+{payee}")
+}
+fn pair_key(low: PurseId, high: PurseId) -> String {
+    format!("pair/{}-{}", low.0, high.0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading: the pieces of the book an operation needs.
+
+/// Which records an operation needs.
+#[derive(Clone, Debug, Default)]
+pub struct LoadPlan {
+    /// The purse the operation is about, by id (sync) ...
+    pub purse: Option<PurseId>,
+    /// ... or by phone (admin operations).
+    pub phone: Option<Phone>,
+    /// Scan the purse's open debits (as payee) and open credits (as payer).
+    pub scan_own: bool,
+    /// Payees of the purse's debits: the open debits it may add to.
+    pub payees: BTreeSet<Phone>,
+    /// Payers of its credits and its pairwise peers: their shadows, the open credits it may add
+    /// to, and the pair's key version.
+    pub counterparties: BTreeSet<Phone>,
+    /// Extra keys to read even if absent (new records of a provisioning).
+    pub extra: Vec<String>,
+}
+
+/// Records as read: key → (version, value). Version 0 and `None`: read and absent.
+#[derive(Clone, Debug, Default)]
+pub struct RecordSet {
+    records: BTreeMap<String, (u64, Option<Vec<u8>>)>,
+}
+
+impl RecordSet {
+    fn read(&mut self, store: &mut dyn LedgerStore, key: &str) -> Result<(), StoreError> {
+        if self.records.contains_key(key) {
+            return Ok(());
+        }
+        let entry = match store.record(NAMESPACE, key)? {
+            Some(record) => (record.version, Some(record.value)),
+            None => (0, None),
+        };
+        self.records.insert(key.to_owned(), entry);
+        Ok(())
+    }
+
+    fn scan(&mut self, store: &mut dyn LedgerStore, prefix: &str) -> Result<(), StoreError> {
+        let mut after: Option<String> = None;
+        for _ in 0..SCAN_PAGES_MAX {
+            let page = store.records(NAMESPACE, prefix, after.as_deref(), RECORD_PAGE_MAX)?;
+            let full = page.len() == RECORD_PAGE_MAX;
+            after = page.last().map(|record| record.key.clone());
+            for record in page {
+                self.records
+                    .insert(record.key, (record.version, Some(record.value)));
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Corrupt(format!(
+            "more than {} purse records under {prefix}",
+            SCAN_PAGES_MAX * RECORD_PAGE_MAX
+        )))
+    }
+
+    fn value(&self, key: &str) -> Option<&[u8]> {
+        self.records
+            .get(key)
+            .and_then(|(_, value)| value.as_deref())
+    }
+
+    fn decoded<R: StoredRecord>(&self, key: &str) -> Result<Option<R>, RecordError> {
+        self.value(key)
+            .map(|bytes| R::decode(key, bytes))
+            .transpose()
+    }
+
+    /// The phone of purse `purse_id`, if its shadow was loaded.
+    pub fn shadow_phone(&self, purse_id: PurseId) -> Result<Option<Phone>, RecordError> {
+        Ok(self
+            .decoded::<ShadowAccount>(&shadow_key(purse_id))?
+            .map(|shadow| shadow.phone))
+    }
+
+    fn phone_purse(&self, phone: Phone) -> Result<Option<PurseId>, RecordError> {
+        Ok(self
+            .decoded::<PhoneIndex>(&phone_key(phone))?
+            .map(|index| PurseId(index.0)))
+    }
+}
+
+fn store_error(error: RecordError) -> StoreError {
+    match error {
+        RecordError::Store(error) => error,
+        other => StoreError::Corrupt(other.to_string()),
+    }
+}
+
+/// Runs `plan` against the store (on any connection; every read is one committed state when
+/// run inside a read transaction).
+pub fn load(store: &mut dyn LedgerStore, plan: &LoadPlan) -> Result<RecordSet, StoreError> {
+    let mut set = RecordSet::default();
+    set.read(store, KEY_BOOK)?;
+    for key in &plan.extra {
+        set.read(store, key)?;
+    }
+    let mut own: Option<(PurseId, Phone)> = None;
+    if let Some(phone) = plan.phone {
+        set.read(store, &phone_key(phone))?;
+        if let Some(purse_id) = set.phone_purse(phone).map_err(store_error)? {
+            set.read(store, &shadow_key(purse_id))?;
+            own = Some((purse_id, phone));
+        }
+    }
+    if let Some(purse_id) = plan.purse {
+        set.read(store, &shadow_key(purse_id))?;
+        if let Some(phone) = set.shadow_phone(purse_id).map_err(store_error)? {
+            set.read(store, &phone_key(phone))?;
+            own = Some((purse_id, phone));
+        }
+    }
+    let Some((purse_id, phone)) = own else {
+        return Ok(set);
+    };
+    if plan.scan_own {
+        set.scan(store, &format!("debits/{phone}/"))?;
+        set.scan(store, &format!("credits/{phone}/"))?;
+    }
+    // Records under the purse's own prefixes came with the scans; a sync only adds records
+    // under its counterparties' prefixes.
+    for payee in &plan.payees {
+        if *payee != phone {
+            set.read(store, &debits_key(payee.number(), phone.number()))?;
+        }
+    }
+    for counterparty in &plan.counterparties {
+        if *counterparty == phone {
+            continue;
+        }
+        set.read(store, &phone_key(*counterparty))?;
+        if let Some(peer) = set.phone_purse(*counterparty).map_err(store_error)? {
+            set.read(store, &shadow_key(peer))?;
+            let (low, high) = if purse_id <= peer {
+                (purse_id, peer)
+            } else {
+                (peer, purse_id)
+            };
+            set.read(store, &pair_key(low, high))?;
+        }
+        set.read(store, &credits_key(counterparty.number(), phone.number()))?;
+        if !plan.scan_own {
+            set.read(store, &debits_key(phone.number(), counterparty.number()))?;
+            set.read(store, &credits_key(phone.number(), counterparty.number()))?;
+        }
+    }
+    Ok(set)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The operator: secrets, currency, and its decisions.
+
+/// What a sync did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncReply {
+    /// The authenticated answer for the purse.
+    pub answer: Vec<u8>,
+    /// Ledger postings made (or found already made).
+    pub postings: usize,
+    /// Payments matched.
+    pub matched: usize,
+    /// Fraud flags raised.
+    pub flags: usize,
+    /// The upload's sequence number.
+    pub sequence: u32,
+}
+
+/// A provisioned purse.
+#[derive(Clone)]
+pub struct Provisioned {
+    /// Its id.
+    pub purse_id: PurseId,
+    /// Its phone.
+    pub phone: Phone,
+    /// Customer or agent.
+    pub kind: PurseKind,
+    /// The provisioning record (contains keys).
+    pub provisioning: Vec<u8>,
+}
+
+impl core::fmt::Debug for Provisioned {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Provisioned")
+            .field("purse_id", &self.purse_id)
+            .field("phone", &self.phone)
+            .field("kind", &self.kind)
+            .field("provisioning", &"<redacted>")
+            .finish()
+    }
+}
+
+/// An operator change to one purse (the admin operations).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PurseChange {
+    /// Queue an operator credit (float top-up) for the purse's next sync.
+    Float {
+        /// How much.
+        amount: Amount,
+        /// What for.
+        memo: String,
+    },
+    /// New offline limits, delivered at the next sync.
+    Limits {
+        /// The limits.
+        limits: OfflineLimits,
+        /// How long a sync keeps them valid.
+        validity_seconds: u64,
+    },
+    /// Block or unblock (every purse learns it at its next sync).
+    Blocked(bool),
+    /// Unblock the PIN at the next sync.
+    UnblockPin,
+}
+
+impl PurseChange {
+    /// Refuses a change outside the operator's bounds.
+    pub fn check(&self) -> Result<(), BookError> {
+        match self {
+            PurseChange::Float { memo, .. } if memo.len() > FLOAT_MEMO_BYTES_MAX => {
+                Err(BookError::Invalid {
+                    code: "memo_too_long",
+                    message: format!("the memo is longer than {FLOAT_MEMO_BYTES_MAX} bytes"),
+                })
+            }
+            PurseChange::Limits {
+                validity_seconds, ..
+            } if *validity_seconds == 0
+                || *validity_seconds > VALIDITY_DAYS_MAX * crate::params::SECONDS_PER_DAY =>
+            {
+                Err(BookError::Invalid {
+                    code: "invalid_validity",
+                    message: format!("validity_days must be 1 to {VALIDITY_DAYS_MAX}"),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The operator's half of the purse rail over its ledger records: its secrets and currency.
+pub struct PurseOperator {
+    secrets: OperatorSecrets,
+    currency: Currency,
+    server_currency: Currency,
+}
+
+impl core::fmt::Debug for PurseOperator {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PurseOperator")
+            .field("operator", &self.secrets.operator())
+            .field("currency", &self.currency)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The ledger account of the purse with `phone`.
+pub fn purse_account_id(phone: Phone) -> Result<AccountId, BookError> {
+    AccountId::new(format!("{ACCOUNT_PREFIX}{phone}"))
+        .map_err(|_| BookError::Internal("purse account id"))
+}
+
+fn ledger_timestamp_seconds(now: offpay_ledger::Timestamp) -> Timestamp {
+    Timestamp(now.0 / MILLISECONDS_PER_SECOND)
+}
+
+impl PurseOperator {
+    /// An operator with `secrets`, for purses in `currency` (the server's currency).
+    pub fn new(secrets: OperatorSecrets, currency: Currency) -> PurseOperator {
+        PurseOperator {
+            secrets,
+            currency,
+            server_currency: currency,
+        }
+    }
+
+    /// The secrets (to open uploads before loading).
+    pub fn secrets(&self) -> &OperatorSecrets {
+        &self.secrets
+    }
+
+    fn account_id(&self, name: &str) -> Result<AccountId, BookError> {
+        operator_account_id(name, self.currency, self.server_currency)
+            .ok_or(BookError::Internal("operator account id"))
+    }
+
+    fn header_of(&self, set: &RecordSet) -> Result<BookHeader, BookError> {
+        match set.decoded::<BookHeader>(KEY_BOOK)? {
+            Some(header) => {
+                if header.operator != self.secrets.operator() {
+                    return Err(PurseError::WrongOperator {
+                        expected: header.operator,
+                        found: self.secrets.operator(),
+                    }
+                    .into());
+                }
+                Ok(header)
+            }
+            None => Ok(OperatorBook::new(self.secrets.operator(), self.currency).header()),
+        }
+    }
+
+    /// The next purse id the stored header would assign (read before a provisioning's plan).
+    pub fn next_purse_id(&self, set: &RecordSet) -> Result<PurseId, BookError> {
+        Ok(PurseId(self.header_of(set)?.next_purse_id))
+    }
+
+    fn parts_of(&self, set: &RecordSet) -> Result<BookParts, BookError> {
+        let mut parts = BookParts {
+            header: self.header_of(set)?,
+            shadows: Vec::new(),
+            open_debits: Vec::new(),
+            open_credits: Vec::new(),
+            pairwise_versions: Vec::new(),
+        };
+        for (key, (_, value)) in &set.records {
+            let Some(bytes) = value else { continue };
+            if key.starts_with("shadow/") {
+                parts.shadows.push(ShadowAccount::decode(key, bytes)?);
+            } else if key.starts_with("debits/") {
+                parts.open_debits.extend(OpenDebits::decode(key, bytes)?.0);
+            } else if key.starts_with("credits/") {
+                parts
+                    .open_credits
+                    .extend(OpenCredits::decode(key, bytes)?.0);
+            } else if let Some(pair) = key.strip_prefix("pair/") {
+                let version = PairVersion::decode(key, bytes)?.0;
+                let (low, high) = pair
+                    .split_once('-')
+                    .and_then(|(low, high)| Some((low.parse().ok()?, high.parse().ok()?)))
+                    .ok_or_else(|| corrupt::<PairVersion>(key, "key is not pair/<low>-<high>"))?;
+                parts
+                    .pairwise_versions
+                    .push(((PurseId(low), PurseId(high)), version));
+            }
+        }
+        Ok(parts)
+    }
+
+    fn book_of(&self, set: &RecordSet) -> Result<OperatorBook, BookError> {
+        Ok(OperatorBook::from_parts(self.parts_of(set)?)?)
+    }
+
+    fn ledger_account(
+        &self,
+        account: LedgerAccount,
+        book: &OperatorBook,
+    ) -> Result<AccountId, BookError> {
+        match account {
+            LedgerAccount::Purse(purse_id) => {
+                let shadow = book
+                    .shadow(purse_id)
+                    .ok_or(BookError::Internal("posting names a purse not loaded"))?;
+                purse_account_id(shadow.phone)
+            }
+            LedgerAccount::Suspense => self.account_id(SUSPENSE),
+            LedgerAccount::OperatorFloat => self.account_id(OPERATOR_FLOAT),
+        }
+    }
+
+    fn transfer(&self, posting: &Posting, book: &OperatorBook) -> Result<Transfer, BookError> {
+        Ok(Transfer {
+            id: TransferId::new(posting.transfer_id.clone())
+                .map_err(|_| BookError::Internal("posting transfer id"))?,
+            debit_account: self.ledger_account(posting.from, book)?,
+            credit_account: self.ledger_account(posting.to, book)?,
+            amount: posting.amount,
+            kind: TransferKind::Posted,
+            memo: posting.memo.clone(),
+        })
+    }
+
+    /// The load plan of a sync of `upload` by the purse whose phone is `phone`, and the phones
+    /// whose operations it must be serialised with.
+    pub fn sync_plan(upload: &SyncUpload, phone: Phone) -> (LoadPlan, BTreeSet<Phone>) {
+        let mut locked = sync_counterparties(upload);
+        locked.insert(phone);
+        let mut payees = BTreeSet::new();
+        let mut counterparties: BTreeSet<Phone> =
+            upload.pairwise_requests.iter().copied().collect();
+        for entry in &upload.entries {
+            match entry.kind {
+                EntryKind::Debit { payee, .. } => {
+                    payees.insert(payee);
+                }
+                EntryKind::Credit { payer, .. } | EntryKind::PaymentCredit { payer, .. } => {
+                    counterparties.insert(payer);
+                }
+                EntryKind::OperatorCredit { .. } => {}
+            }
+        }
+        let plan = LoadPlan {
+            purse: Some(upload.purse_id),
+            scan_own: true,
+            payees,
+            counterparties,
+            ..LoadPlan::default()
+        };
+        (plan, locked)
+    }
+
+    /// Reconciles the authenticated upload `bytes` against what `loaded` holds and decides the
+    /// postings, flags and record writes. An upload that fails authentication, is malformed,
+    /// belongs to another operator or is a replay decides nothing.
+    pub fn decide_sync(
+        &self,
+        loaded: &RecordSet,
+        bytes: &[u8],
+        now: offpay_ledger::Timestamp,
+    ) -> Result<Decision<SyncReply>, BookError> {
+        let mut book = self.book_of(loaded)?;
+        let outcome = book.handle_upload(&self.secrets, bytes, ledger_timestamp_seconds(now))?;
+        let mut effects = Effects::new();
+        for posting in &outcome.postings {
+            effects.post(self.transfer(posting, &book)?);
+        }
+        for flag in &outcome.flags {
+            let (fraud, discriminator) = fraud_flag(flag, now);
+            effects.flag(&fraud, &discriminator);
+        }
+        effects.write_all(changed_records(loaded, &book.into_parts())?);
+        let reply = SyncReply {
+            answer: outcome.answer,
+            postings: outcome.postings.len(),
+            matched: outcome.matched.len(),
+            flags: outcome.flags.len(),
+            sequence: outcome.sequence,
+        };
+        Ok(Decision::commit(effects, reply))
+    }
+
+    /// The load plan of a provisioning of `phone`, given the id the header would assign.
+    pub fn provision_plan(phone: Phone, next_id: PurseId) -> LoadPlan {
+        LoadPlan {
+            phone: Some(phone),
+            extra: vec![shadow_key(next_id)],
+            ..LoadPlan::default()
+        }
+    }
+
+    /// Provisions a purse for `phone` with the id `next_id` (read from the header before the
+    /// plan was made): assigns it, creates its ledger account and shadow. When another
+    /// provisioning took the id meanwhile, asks for a reload.
+    pub fn decide_provision(
+        &self,
+        loaded: &RecordSet,
+        next_id: PurseId,
+        phone: Phone,
+        kind: PurseKind,
+        now: offpay_ledger::Timestamp,
+    ) -> Result<Decision<Provisioned>, BookError> {
+        let mut book = self.book_of(loaded)?;
+        if book.header().next_purse_id != next_id.0 {
+            return Ok(Decision::Reload);
+        }
+        let provisioning =
+            book.provision(&self.secrets, phone, kind, ledger_timestamp_seconds(now))?;
+        let mut effects = Effects::new();
+        effects.create_accounts(operator_accounts(self.currency, self.server_currency));
+        effects.create_account(NewAccount {
+            id: purse_account_id(phone)?,
+            kind: match kind {
+                PurseKind::Agent => AccountKind::AgentFloat,
+                _ => AccountKind::Customer,
+            },
+            currency: self.currency,
+            limits: BalanceLimits {
+                balance_min: None,
+                balance_max: None,
+            },
+        });
+        // The phone and shadow records were read absent: they are written on condition that
+        // they still are.
+        effects.write_all(changed_records(loaded, &book.into_parts())?);
+        Ok(Decision::commit(
+            effects,
+            Provisioned {
+                purse_id: provisioning.purse_id,
+                phone,
+                kind,
+                provisioning: provisioning.encode(),
+            },
+        ))
+    }
+
+    /// The load plan of an operation on the purse with `phone`.
+    pub fn purse_plan(phone: Phone) -> LoadPlan {
+        LoadPlan {
+            phone: Some(phone),
+            ..LoadPlan::default()
+        }
+    }
+
+    /// Applies an operator change to the purse with `phone`. A float returns the credit's
+    /// transfer id.
+    pub fn decide_change(
+        &self,
+        loaded: &RecordSet,
+        phone: Phone,
+        change: &PurseChange,
+    ) -> Result<Decision<Option<String>>, BookError> {
+        change.check()?;
+        let mut book = self.book_of(loaded)?;
+        let purse_id = book
+            .purse_by_phone(phone)
+            .ok_or(PurseError::UnknownPhone(phone))?;
+        let (reply, postings) = match change {
+            PurseChange::Float { amount, memo } => {
+                let posting = book.queue_operator_credit(purse_id, *amount, memo)?;
+                (Some(posting.transfer_id.clone()), vec![posting])
+            }
+            PurseChange::Limits {
+                limits,
+                validity_seconds,
+            } => {
+                book.set_limits(purse_id, *limits, *validity_seconds)?;
+                (None, Vec::new())
+            }
+            PurseChange::Blocked(blocked) => {
+                book.set_blocked(purse_id, *blocked)?;
+                (None, Vec::new())
+            }
+            PurseChange::UnblockPin => {
+                book.unblock_pin(purse_id)?;
+                (None, Vec::new())
+            }
+        };
+        let mut effects = Effects::new();
+        if !postings.is_empty() {
+            effects.create_accounts(operator_accounts(self.currency, self.server_currency));
+        }
+        for posting in &postings {
+            effects.post(self.transfer(posting, &book)?);
+        }
+        effects.write_all(changed_records(loaded, &book.into_parts())?);
+        Ok(Decision::commit(effects, reply))
+    }
+
+    /// Rotates the scheme key (two-phase); replies (generation epoch, newest epoch).
+    pub fn decide_rotate(&self, loaded: &RecordSet) -> Result<Decision<(u32, u32)>, BookError> {
+        let mut book = self.book_of(loaded)?;
+        let newest = book.rotate_scheme_key();
+        let generation = book.generation_epoch();
+        let mut effects = Effects::new();
+        effects.write_all(changed_records(loaded, &book.into_parts())?);
+        Ok(Decision::commit(effects, (generation, newest)))
+    }
+
+    /// The shadow account of the purse with `phone` (loaded by [`PurseOperator::purse_plan`]).
+    pub fn shadow(&self, loaded: &RecordSet, phone: Phone) -> Result<ShadowAccount, BookError> {
+        let book = self.book_of(loaded)?;
+        Ok(book.shadow_by_phone(phone)?.clone())
+    }
+}
+
+/// A purse flag as an entry of the fraud queue, with the discriminator that makes the same
+/// finding raised again (a retried upload) the same entry.
+fn fraud_flag(flag: &Flag, now: offpay_ledger::Timestamp) -> (FraudFlag, String) {
+    let evidence = serde_json::to_value(flag).unwrap_or(serde_json::Value::Null);
+    let discriminator = format!(
+        "{}:{:016x}",
+        flag.sync_sequence,
+        fnv1a(evidence.to_string().as_bytes())
+    );
+    (
+        FraudFlag::new(
+            RAIL,
+            flag.kind.name(),
+            &flag.phone.to_string(),
+            flag.to_string(),
+            evidence,
+            now,
+        ),
+        discriminator,
+    )
+}
+
+/// FNV-1a, to name a flag by its evidence (not a security function).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes.iter().fold(OFFSET, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(PRIME)
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing back what changed.
+
+/// The records `parts` consist of, encoded.
+fn records_of(parts: &BookParts) -> Result<BTreeMap<String, Vec<u8>>, BookError> {
+    let mut out = BTreeMap::new();
+    out.insert(KEY_BOOK.to_owned(), parts.header.encode(KEY_BOOK)?);
+    for shadow in &parts.shadows {
+        let key = shadow_key(shadow.purse_id);
+        out.insert(key.clone(), shadow.encode(&key)?);
+        let key = phone_key(shadow.phone);
+        out.insert(key.clone(), PhoneIndex(shadow.purse_id.0).encode(&key)?);
+    }
+    let mut debits: BTreeMap<String, Vec<(DebitKey, OpenDebit)>> = BTreeMap::new();
+    for debit in &parts.open_debits {
+        debits
+            .entry(debits_key(debit.0.0, debit.0.1))
+            .or_default()
+            .push(debit.clone());
+    }
+    for (key, list) in debits {
+        let bytes = OpenDebits(list).encode(&key)?;
+        out.insert(key, bytes);
+    }
+    let mut credits: BTreeMap<String, Vec<(CreditKey, OpenCredit)>> = BTreeMap::new();
+    for credit in &parts.open_credits {
+        credits
+            .entry(credits_key(credit.0.0, credit.0.1))
+            .or_default()
+            .push(credit.clone());
+    }
+    for (key, list) in credits {
+        let bytes = OpenCredits(list).encode(&key)?;
+        out.insert(key, bytes);
+    }
+    for ((low, high), version) in &parts.pairwise_versions {
+        let key = pair_key(*low, *high);
+        out.insert(key.clone(), PairVersion(*version).encode(&key)?);
+    }
+    Ok(out)
+}
+
+/// Writes for every record that changed, each conditional on the version it was read at.
+fn changed_records(loaded: &RecordSet, parts: &BookParts) -> Result<Vec<Operation>, BookError> {
+    let new = records_of(parts)?;
+    let mut writes = Vec::new();
+    for (key, value) in &new {
+        let Some((version, old)) = loaded.records.get(key) else {
+            if key.starts_with("phone/") {
+                continue; // phones of shadows read by id; they never change
+            }
+            return Err(BookError::Internal(
+                "an operation changed a purse record it did not read",
+            ));
+        };
+        if old.as_deref() == Some(value.as_slice()) {
+            continue;
+        }
+        writes.push(Operation::PutRecord(RecordWrite {
+            namespace: NAMESPACE.to_owned(),
+            key: key.clone(),
+            value: Some(value.clone()),
+            expected_version: Some(*version),
+        }));
+    }
+    for (key, (version, old)) in &loaded.records {
+        if old.is_some() && !new.contains_key(key) {
+            writes.push(Operation::PutRecord(RecordWrite {
+                namespace: NAMESPACE.to_owned(),
+                key: key.clone(),
+                value: None,
+                expected_version: Some(*version),
+            }));
+        }
+    }
+    Ok(writes)
+}
+
+#[cfg(test)]
+mod tests {
+    use offpay_ledger::{Batch, BatchRefusal, MemoryStore, Outcome as LedgerOutcome, Refusal};
+
+    use super::*;
+    use crate::crypto::MasterKey;
+    use crate::purse::Outcome;
+    use crate::types::{OperatorId, Pin};
+    use crate::{Provisioning, Purse};
+
+    const NOW: offpay_ledger::Timestamp = offpay_ledger::Timestamp(1_780_000_000_000);
+
+    fn operator() -> PurseOperator {
+        let id = OperatorId::new("test-op").unwrap();
+        PurseOperator::new(
+            OperatorSecrets::new(id, MasterKey::from_bytes([7u8; 32])),
+            Currency::KES,
+        )
+    }
+
+    fn phone(text: &str) -> Phone {
+        Phone::parse(text).unwrap()
+    }
+
+    /// Commits a decision's effects: the store's answer for each batch.
+    fn commit(
+        store: &mut MemoryStore,
+        effects: Effects,
+    ) -> Vec<Result<Vec<LedgerOutcome>, BatchRefusal>> {
+        store.commit(&effects.into_batches(), NOW).unwrap()
+    }
+
+    /// The runner's loop, on a memory store: load, decide, commit (once).
+    fn run<T>(
+        store: &mut MemoryStore,
+        plan: &LoadPlan,
+        decide: impl FnOnce(&RecordSet) -> Result<Decision<T>, BookError>,
+    ) -> T {
+        let loaded = load(store, plan).unwrap();
+        let Decision::Commit { effects, reply } = decide(&loaded).unwrap() else {
+            panic!("unexpected reload")
+        };
+        for result in commit(store, effects) {
+            result.unwrap();
+        }
+        reply
+    }
+
+    fn provision(store: &mut MemoryStore, operator: &PurseOperator, number: &str) -> Purse {
+        let header = load(store, &LoadPlan::default()).unwrap();
+        let next_id = operator.next_purse_id(&header).unwrap();
+        let provisioned = run(
+            store,
+            &PurseOperator::provision_plan(phone(number), next_id),
+            |loaded| {
+                operator.decide_provision(loaded, next_id, phone(number), PurseKind::Agent, NOW)
+            },
+        );
+        Purse::provision(
+            &Provisioning::decode(&provisioned.provisioning).unwrap(),
+            Pin::parse("1234").unwrap(),
+        )
+    }
+
+    fn balance(store: &mut MemoryStore, id: &str) -> i64 {
+        store
+            .account(&AccountId::new(id).unwrap())
+            .unwrap()
+            .map_or(0, |account| account.balance())
+    }
+
+    #[test]
+    fn a_float_reaches_the_purse_at_its_sync_and_every_posting_balances() {
+        let mut store = MemoryStore::new();
+        let operator = operator();
+        let mut purse = provision(&mut store, &operator, "+254700000001");
+        let amount = Amount::parse("500", Currency::KES).unwrap();
+        let credit = run(
+            &mut store,
+            &PurseOperator::purse_plan(phone("+254700000001")),
+            |loaded| {
+                operator.decide_change(
+                    loaded,
+                    phone("+254700000001"),
+                    &PurseChange::Float {
+                        amount,
+                        memo: "float".into(),
+                    },
+                )
+            },
+        );
+        assert!(credit.is_some());
+        assert_eq!(balance(&mut store, "operator:float"), -50_000);
+        assert_eq!(balance(&mut store, "operator:suspense"), 50_000);
+
+        let Outcome::SyncUpload { upload, .. } = purse.start_sync(Timestamp(1_780_000_000)) else {
+            panic!("a sync upload")
+        };
+        let opened = operator.secrets().open_upload(&upload).unwrap();
+        let (plan, locked) = PurseOperator::sync_plan(&opened, phone("+254700000001"));
+        assert!(locked.contains(&phone("+254700000001")));
+        let reply = run(&mut store, &plan, |loaded| {
+            operator.decide_sync(loaded, &upload, NOW)
+        });
+        assert_eq!(reply.flags, 0);
+        purse.apply_answer(&reply.answer).unwrap();
+        // The purse applied the credit; its next sync reports it and the operator posts
+        // suspense → purse.
+        let Outcome::SyncUpload { upload, .. } = purse.start_sync(Timestamp(1_780_000_100)) else {
+            panic!("a sync upload")
+        };
+        let opened = operator.secrets().open_upload(&upload).unwrap();
+        let (plan, _) = PurseOperator::sync_plan(&opened, phone("+254700000001"));
+        let reply = run(&mut store, &plan, |loaded| {
+            operator.decide_sync(loaded, &upload, NOW)
+        });
+        assert_eq!(reply.postings, 1);
+        assert_eq!(balance(&mut store, "purse:+254700000001"), 50_000);
+        assert_eq!(balance(&mut store, "operator:suspense"), 0);
+        let shadow = operator
+            .shadow(
+                &load(
+                    &mut store,
+                    &PurseOperator::purse_plan(phone("+254700000001")),
+                )
+                .unwrap(),
+                phone("+254700000001"),
+            )
+            .unwrap();
+        assert_eq!(shadow.balance_minor, 50_000);
+    }
+
+    #[test]
+    fn a_decision_on_a_stale_load_is_refused_whole() {
+        let mut store = MemoryStore::new();
+        let operator = operator();
+        provision(&mut store, &operator, "+254700000002");
+        let plan = PurseOperator::purse_plan(phone("+254700000002"));
+        let loaded = load(&mut store, &plan).unwrap();
+        let decide = |change: &PurseChange| {
+            let Decision::Commit { effects, .. } = operator
+                .decide_change(&loaded, phone("+254700000002"), change)
+                .unwrap()
+            else {
+                panic!("unexpected reload")
+            };
+            effects
+        };
+        let first = decide(&PurseChange::Blocked(true));
+        let second = decide(&PurseChange::UnblockPin);
+        assert!(commit(&mut store, first).iter().all(Result::is_ok));
+        let results = commit(&mut store, second);
+        assert!(matches!(
+            results.last(),
+            Some(Err(BatchRefusal {
+                reason: Refusal::RecordVersionMismatch { .. },
+                ..
+            }))
+        ));
+        let shadow = operator
+            .shadow(&load(&mut store, &plan).unwrap(), phone("+254700000002"))
+            .unwrap();
+        assert!(shadow.blocked);
+        assert!(!shadow.pin_unblock_requested);
+    }
+
+    #[test]
+    fn a_provisioning_whose_id_was_taken_meanwhile_reloads() {
+        let mut store = MemoryStore::new();
+        let operator = operator();
+        let header = load(&mut store, &LoadPlan::default()).unwrap();
+        let next_id = operator.next_purse_id(&header).unwrap();
+        let plan = PurseOperator::provision_plan(phone("+254700000003"), next_id);
+        let loaded = load(&mut store, &plan).unwrap();
+        provision(&mut store, &operator, "+254700000004");
+        let reloaded = load(&mut store, &plan).unwrap();
+        assert!(matches!(
+            operator
+                .decide_provision(
+                    &reloaded,
+                    next_id,
+                    phone("+254700000003"),
+                    PurseKind::Customer,
+                    NOW
+                )
+                .unwrap(),
+            Decision::Reload
+        ));
+        // On the load taken before, the decision is made, and the commit is refused as stale.
+        let Decision::Commit { effects, .. } = operator
+            .decide_provision(
+                &loaded,
+                next_id,
+                phone("+254700000003"),
+                PurseKind::Customer,
+                NOW,
+            )
+            .unwrap()
+        else {
+            panic!("a decision on the earlier load")
+        };
+        assert!(commit(&mut store, effects).iter().any(Result::is_err));
+    }
+
+    #[test]
+    fn a_corrupt_record_is_an_error_naming_its_key_never_a_default() {
+        let mut store = MemoryStore::new();
+        let operator = operator();
+        provision(&mut store, &operator, "+254700000005");
+        let broken = Batch {
+            operations: vec![Operation::PutRecord(RecordWrite {
+                namespace: NAMESPACE.into(),
+                key: "shadow/1".into(),
+                value: Some(b"{\"purse_id\":".to_vec()),
+                expected_version: None,
+            })],
+        };
+        store.commit(&[broken], NOW).unwrap();
+        let loaded = load(
+            &mut store,
+            &PurseOperator::purse_plan(phone("+254700000005")),
+        );
+        let error = match loaded {
+            Ok(loaded) => operator
+                .shadow(&loaded, phone("+254700000005"))
+                .unwrap_err()
+                .to_string(),
+            Err(error) => error.to_string(),
+        };
+        assert!(error.contains("shadow/1"), "{error}");
+    }
+
+    #[test]
+    fn out_of_bounds_operator_changes_are_refused() {
+        let too_long = PurseChange::Float {
+            amount: Amount::parse("1", Currency::KES).unwrap(),
+            memo: "x".repeat(FLOAT_MEMO_BYTES_MAX + 1),
+        };
+        assert!(matches!(
+            too_long.check(),
+            Err(BookError::Invalid {
+                code: "memo_too_long",
+                ..
+            })
+        ));
+        let limits = |validity_seconds| PurseChange::Limits {
+            limits: OfflineLimits::defaults(PurseKind::Customer, Currency::KES, Timestamp(0)),
+            validity_seconds,
+        };
+        assert!(limits(0).check().is_err());
+        assert!(
+            limits(VALIDITY_DAYS_MAX * crate::params::SECONDS_PER_DAY)
+                .check()
+                .is_ok()
+        );
+        assert!(
+            limits(VALIDITY_DAYS_MAX * crate::params::SECONDS_PER_DAY + 1)
+                .check()
+                .is_err()
+        );
+    }
+}
