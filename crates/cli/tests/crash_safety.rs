@@ -8,13 +8,12 @@
     reason = "test code: a failed expectation is a failed test"
 )]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use offpay_test_support::{Backend, BackendKind, ServerProcess};
 use serde_json::{Value, json};
 
 /// Transfers per batch in the stream.
@@ -27,7 +26,7 @@ const ACKNOWLEDGED_BEFORE_KILL: usize = 30;
 const WAIT_MAX: Duration = Duration::from_secs(60);
 
 struct RunningServer {
-    child: Child,
+    process: ServerProcess,
     endpoint: Endpoint,
 }
 
@@ -38,43 +37,19 @@ struct Endpoint {
     token: String,
 }
 
-fn start_server(data_dir: &Path) -> RunningServer {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_offpay"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env("OFFPAY_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start offpay serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let address = rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-                let _ = sender.send(address);
-            }
-        }
-    });
-    let address = receiver
-        .recv_timeout(WAIT_MAX)
-        .expect("the server announces its address");
-    let token = std::fs::read_to_string(data_dir.join("admin.token"))
-        .expect("token file")
-        .trim()
-        .to_owned();
-    RunningServer {
-        child,
-        endpoint: Endpoint {
-            base: format!("http://{address}"),
-            token,
-        },
-    }
+fn start_server(data_dir: &Path, backend: &Backend) -> RunningServer {
+    let process = ServerProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_offpay")),
+        data_dir,
+        backend,
+        &[],
+        &[],
+    );
+    let endpoint = Endpoint {
+        base: process.base.clone(),
+        token: process.token.clone(),
+    };
+    RunningServer { process, endpoint }
 }
 
 fn client() -> reqwest::blocking::Client {
@@ -125,10 +100,10 @@ fn batch(number: usize) -> Value {
     json!({ "transfers": transfers })
 }
 
-#[test]
-fn sigkill_mid_stream_loses_no_acknowledged_transfer_and_applies_no_half_batch() {
+fn sigkill_mid_stream_loses_no_acknowledged_transfer_and_applies_no_half_batch(kind: BackendKind) {
+    let backend = kind.fresh();
     let directory = tempfile::tempdir().expect("temp dir");
-    let mut server = start_server(directory.path());
+    let server = start_server(directory.path(), &backend);
     let http = client();
     for (id, kind) in [("float", "operator_float"), ("alice", "customer")] {
         post(
@@ -177,12 +152,11 @@ fn sigkill_mid_stream_loses_no_acknowledged_transfer_and_applies_no_half_batch()
         std::thread::sleep(Duration::from_millis(5));
     }
     // SIGKILL (Child::kill on Unix) while the clients are still sending: no shutdown code runs.
-    server.child.kill().expect("SIGKILL the server");
+    server.process.kill();
     stop.store(true, Ordering::SeqCst);
     for client in clients {
         client.join().expect("client thread");
     }
-    let _ = server.child.wait();
 
     let acknowledged = acknowledged.lock().expect("lock").clone();
     let attempted = attempted.lock().expect("lock").clone();
@@ -193,7 +167,7 @@ fn sigkill_mid_stream_loses_no_acknowledged_transfer_and_applies_no_half_batch()
         attempted.len() - acknowledged.len()
     );
 
-    let mut restarted = start_server(directory.path());
+    let restarted = start_server(directory.path(), &backend);
     let http = client();
     let mut present_batches = 0i64;
     for number in &attempted {
@@ -229,6 +203,9 @@ fn sigkill_mid_stream_loses_no_acknowledged_transfer_and_applies_no_half_batch()
     );
     let (_, totals) = get(&http, &restarted.endpoint, "/api/v1/totals");
     assert_eq!(totals["balanced"], true, "{totals}");
-    let _ = restarted.child.kill();
-    let _ = restarted.child.wait();
+    restarted.process.kill();
 }
+
+offpay_test_support::on_every_backend!(
+    sigkill_mid_stream_loses_no_acknowledged_transfer_and_applies_no_half_batch,
+);

@@ -11,7 +11,7 @@ use std::path::Path;
 use offpay_purse::Timestamp;
 use offpay_purse::apdu::PurseCard;
 use offpay_purse::se::{self, DeviceSecret, SoftwareSecureElement};
-use purse_common::{Cli, Server};
+use purse_common::{BackendKind, Cli, Server};
 
 const ALICE: &str = "+254700000001";
 const BOB: &str = "+254700000002";
@@ -35,11 +35,11 @@ fn upload_of(cli: &Cli, file: &Path) -> Vec<u8> {
     card.start_sync(now()).unwrap()
 }
 
-#[test]
-fn a_cloned_purse_spent_twice_is_caught_at_reconciliation() {
+fn a_cloned_purse_spent_twice_is_caught_at_reconciliation(kind: BackendKind) {
+    let backend = kind.fresh();
     let directory = tempfile::tempdir().unwrap();
     let cli = Cli::new(directory.path());
-    let server = Server::start(&directory.path().join("data"), None);
+    let server = Server::start(&directory.path().join("data"), None, &backend);
     let alice = directory.path().join("alice.purse");
     let bob = directory.path().join("bob.purse");
     let carol = directory.path().join("carol.purse");
@@ -105,11 +105,11 @@ fn a_cloned_purse_spent_twice_is_caught_at_reconciliation() {
     assert!(refused.contains("blocked"), "{refused}");
 }
 
-#[test]
-fn forged_and_replayed_syncs_get_clear_errors_and_change_nothing() {
+fn forged_and_replayed_syncs_get_clear_errors_and_change_nothing(kind: BackendKind) {
+    let backend = kind.fresh();
     let directory = tempfile::tempdir().unwrap();
     let cli = Cli::new(directory.path());
-    let server = Server::start(&directory.path().join("data"), None);
+    let server = Server::start(&directory.path().join("data"), None, &backend);
     let alice = directory.path().join("alice.purse");
     cli.provision(&server, ALICE, &alice, false);
     cli.admin(&server, &["float", "--phone", ALICE, "--amount", "300"]);
@@ -150,12 +150,17 @@ fn forged_and_replayed_syncs_get_clear_errors_and_change_nothing() {
     server.assert_balanced();
 }
 
-#[test]
-fn a_purse_file_of_another_operator_is_refused() {
+fn a_purse_file_of_another_operator_is_refused(kind: BackendKind) {
+    let backend = kind.fresh();
     let directory = tempfile::tempdir().unwrap();
     let cli = Cli::new(directory.path());
-    let ours = Server::start(&directory.path().join("ours"), Some("acme-ke"));
-    let theirs = Server::start(&directory.path().join("theirs"), Some("other-tz"));
+    let ours = Server::start(&directory.path().join("ours"), Some("acme-ke"), &backend);
+    let their_backend = kind.fresh();
+    let theirs = Server::start(
+        &directory.path().join("theirs"),
+        Some("other-tz"),
+        &their_backend,
+    );
     let foreign = directory.path().join("foreign.purse");
     cli.provision(&theirs, ALICE, &foreign, false);
     let file = foreign.to_str().unwrap();
@@ -177,11 +182,11 @@ fn a_purse_file_of_another_operator_is_refused() {
     ours.assert_balanced();
 }
 
-#[test]
-fn guessed_codes_run_into_the_failure_budget_and_are_flagged() {
+fn guessed_codes_run_into_the_failure_budget_and_are_flagged(kind: BackendKind) {
+    let backend = kind.fresh();
     let directory = tempfile::tempdir().unwrap();
     let cli = Cli::new(directory.path());
-    let server = Server::start(&directory.path().join("data"), None);
+    let server = Server::start(&directory.path().join("data"), None, &backend);
     let bob = directory.path().join("bob.purse");
     cli.provision(&server, BOB, &bob, false);
     let file = bob.to_str().unwrap();
@@ -237,11 +242,11 @@ fn guessed_codes_run_into_the_failure_budget_and_are_flagged() {
     );
 }
 
-#[test]
-fn bad_input_gets_clear_messages_and_changes_nothing() {
+fn bad_input_gets_clear_messages_and_changes_nothing(kind: BackendKind) {
+    let backend = kind.fresh();
     let directory = tempfile::tempdir().unwrap();
     let cli = Cli::new(directory.path());
-    let server = Server::start(&directory.path().join("data"), None);
+    let server = Server::start(&directory.path().join("data"), None, &backend);
     let alice = directory.path().join("alice.purse");
     let bob = directory.path().join("bob.purse");
     cli.provision(&server, ALICE, &alice, false);
@@ -311,11 +316,11 @@ fn bad_input_gets_clear_messages_and_changes_nothing() {
     server.assert_balanced();
 }
 
-#[test]
-fn the_menu_reads_like_a_sim_toolkit() {
+fn the_menu_reads_like_a_sim_toolkit(kind: BackendKind) {
+    let backend = kind.fresh();
     let directory = tempfile::tempdir().unwrap();
     let cli = Cli::new(directory.path());
-    let server = Server::start(&directory.path().join("data"), None);
+    let server = Server::start(&directory.path().join("data"), None, &backend);
     let alice = directory.path().join("alice.purse");
     let bob = directory.path().join("bob.purse");
     cli.provision(&server, ALICE, &alice, false);
@@ -382,3 +387,12 @@ fn the_menu_reads_like_a_sim_toolkit() {
     );
     assert!(screen.contains("No option \"9\""), "{screen}");
 }
+
+offpay_test_support::on_every_backend!(
+    a_cloned_purse_spent_twice_is_caught_at_reconciliation,
+    forged_and_replayed_syncs_get_clear_errors_and_change_nothing,
+    a_purse_file_of_another_operator_is_refused,
+    guessed_codes_run_into_the_failure_budget_and_are_flagged,
+    bad_input_gets_clear_messages_and_changes_nothing,
+    the_menu_reads_like_a_sim_toolkit,
+);

@@ -5,14 +5,14 @@
 
 mod purse_common;
 
-use purse_common::{Cli, Server};
+use purse_common::{BackendKind, Cli, Server};
 
 const AGENT: &str = "+254700000009";
 const ALICE: &str = "+254700000001";
 const BOB: &str = "+254700000002";
 
-#[test]
-fn agent_alice_bob_offline_payments_reconcile_across_a_server_restart() {
+fn agent_alice_bob_offline_payments_reconcile_across_a_server_restart(kind: BackendKind) {
+    let backend = kind.fresh();
     let directory = tempfile::tempdir().unwrap();
     let data = directory.path().join("data");
     let cli = Cli::new(directory.path());
@@ -20,7 +20,7 @@ fn agent_alice_bob_offline_payments_reconcile_across_a_server_restart() {
     let alice = directory.path().join("alice.purse");
     let bob = directory.path().join("bob.purse");
 
-    let server = Server::start(&data, Some("acme-ke"));
+    let server = Server::start(&data, Some("acme-ke"), &backend);
     let provisioned = cli.provision(&server, AGENT, &agent, true);
     assert_eq!(provisioned["kind"], "agent");
     assert_eq!(provisioned["operator"], "acme-ke");
@@ -41,7 +41,7 @@ fn agent_alice_bob_offline_payments_reconcile_across_a_server_restart() {
     cli.pay((&alice, ALICE), (&bob, BOB), "450");
     assert_eq!(cli.purse(&alice, &["balance"])["balance"], "550.00");
 
-    let server = Server::start(&data, None);
+    let server = Server::start(&data, None, &backend);
     for file in [&agent, &alice, &bob] {
         cli.sync(file, &server);
     }
@@ -90,11 +90,11 @@ fn agent_alice_bob_offline_payments_reconcile_across_a_server_restart() {
     assert_eq!(kinds, ["debit", "credit"], "newest first: {log}");
 }
 
-#[test]
-fn a_sync_by_sms_texts_works_like_one_http_body() {
+fn a_sync_by_sms_texts_works_like_one_http_body(kind: BackendKind) {
+    let backend = kind.fresh();
     let directory = tempfile::tempdir().unwrap();
     let cli = Cli::new(directory.path());
-    let server = Server::start(&directory.path().join("data"), None);
+    let server = Server::start(&directory.path().join("data"), None, &backend);
     let agent = directory.path().join("agent.purse");
     cli.provision(&server, AGENT, &agent, true);
     cli.admin(&server, &["float", "--phone", AGENT, "--amount", "2500.50"]);
@@ -104,3 +104,8 @@ fn a_sync_by_sms_texts_works_like_one_http_body() {
     assert_eq!(server.shadow(AGENT)["balance"], "2500.50");
     server.assert_balanced();
 }
+
+offpay_test_support::on_every_backend!(
+    agent_alice_bob_offline_payments_reconcile_across_a_server_restart,
+    a_sync_by_sms_texts_works_like_one_http_body,
+);

@@ -95,6 +95,39 @@ fn unique_name() -> String {
     format!("offpay_t_{mixed:016x}")
 }
 
+/// Which kind of database a story runs on; [`BackendKind::fresh`] makes one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    /// SQLite in the server's data directory.
+    Sqlite,
+    /// A fresh database on the PostgreSQL test server.
+    Postgres,
+}
+
+impl BackendKind {
+    /// SQLite always, PostgreSQL when `OFFPAY_TEST_DATABASE_URL` is set (otherwise `story`
+    /// says that it skipped PostgreSQL).
+    pub fn all(story: &str) -> Vec<BackendKind> {
+        if postgres_url().is_some() {
+            vec![BackendKind::Sqlite, BackendKind::Postgres]
+        } else {
+            eprintln!("skipped {story} on PostgreSQL: {DATABASE_URL_VARIABLE} is not set");
+            vec![BackendKind::Sqlite]
+        }
+    }
+
+    /// A new, empty database of this kind.
+    pub fn fresh(self) -> Backend {
+        match self {
+            BackendKind::Sqlite => Backend::Sqlite,
+            BackendKind::Postgres => match postgres_url() {
+                Some(url) => Backend::Postgres(FreshDatabase::create(&url)),
+                None => panic!("{DATABASE_URL_VARIABLE} is not set"),
+            },
+        }
+    }
+}
+
 /// Where a story's server keeps its ledger.
 #[derive(Debug)]
 pub enum Backend {
@@ -105,24 +138,12 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// Every backend configured here: SQLite always, PostgreSQL when
-    /// `OFFPAY_TEST_DATABASE_URL` is set (otherwise the story says it skipped PostgreSQL).
+    /// A fresh database of every kind configured here ([`BackendKind::all`]).
     pub fn all(story: &str) -> Vec<Backend> {
-        let mut backends = vec![Backend::Sqlite];
-        backends.extend(Backend::postgres(story));
-        backends
-    }
-
-    /// A fresh PostgreSQL database, or `None` (printing that `story` skipped PostgreSQL) when
-    /// no test server is configured.
-    pub fn postgres(story: &str) -> Option<Backend> {
-        match postgres_url() {
-            Some(url) => Some(Backend::Postgres(FreshDatabase::create(&url))),
-            None => {
-                eprintln!("skipped {story} on PostgreSQL: {DATABASE_URL_VARIABLE} is not set");
-                None
-            }
-        }
+        BackendKind::all(story)
+            .into_iter()
+            .map(BackendKind::fresh)
+            .collect()
     }
 
     /// The `--database-url` to give the server (`None`: SQLite in its data directory).

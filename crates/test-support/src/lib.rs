@@ -12,6 +12,25 @@ pub mod database;
 pub mod in_process;
 pub mod process;
 
-pub use database::{Backend, DATABASE_URL_VARIABLE, FreshDatabase};
+pub use database::{Backend, BackendKind, DATABASE_URL_VARIABLE, FreshDatabase};
 pub use in_process::InProcess;
 pub use process::ServerProcess;
+
+/// Turns story functions `fn story(kind: BackendKind)` into one `#[test]` each that runs the
+/// story on SQLite, and on PostgreSQL when `OFFPAY_TEST_DATABASE_URL` is set (saying so when it
+/// is not). Use it once per test file, after the stories.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($story:ident),* $(,)?) => {
+        mod every_backend {
+            $(
+                #[test]
+                fn $story() {
+                    for kind in $crate::BackendKind::all(stringify!($story)) {
+                        super::$story(kind);
+                    }
+                }
+            )*
+        }
+    };
+}

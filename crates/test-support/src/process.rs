@@ -28,12 +28,14 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     /// Starts `binary serve` on `data_dir` and `backend`, with `environment` added (and
-    /// `OFFPAY_LOG=warn`), and waits until it listens.
+    /// `OFFPAY_LOG=warn`) and the variables `removed` taken out of the test's own environment,
+    /// and waits until it listens.
     pub fn start(
         binary: &Path,
         data_dir: &Path,
         backend: &Backend,
         environment: &[(&str, &str)],
+        removed: &[&str],
     ) -> ServerProcess {
         let mut command = Command::new(binary);
         command
@@ -44,6 +46,9 @@ impl ServerProcess {
             .stderr(Stdio::piped());
         if let Some(url) = backend.database_url() {
             command.args(["--database-url", url]);
+        }
+        for name in removed {
+            command.env_remove(name);
         }
         for (name, value) in environment {
             command.env(name, value);

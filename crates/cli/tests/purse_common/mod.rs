@@ -2,21 +2,19 @@
 //! a small operator API client. Loopback only; every wait is bounded.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-/// Upper bound on waiting for a server to announce itself.
-pub const START_WAIT_MAX: Duration = Duration::from_secs(30);
-/// Timeout of one HTTP call from the test.
-pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+use offpay_test_support::ServerProcess;
+use offpay_test_support::process::http;
+pub use offpay_test_support::{Backend, BackendKind};
 
 /// A running `offpay serve`.
 pub struct Server {
-    child: Child,
+    process: ServerProcess,
     /// `http://127.0.0.1:PORT`.
     pub base: String,
     /// The data directory.
@@ -26,54 +24,31 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts a server on `data_dir` (port chosen by the OS); `operator` names the purse operator
-    /// when the data directory is new.
-    pub fn start(data_dir: &Path, operator: Option<&str>) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_offpay"));
-        command
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("OFFPAY_LOG", "warn")
-            .env_remove("OFFPAY_PURSE_OPERATOR")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+    /// Starts a server on `data_dir` and `backend` (port chosen by the OS); `operator` names the
+    /// purse operator when the data directory is new.
+    pub fn start(data_dir: &Path, operator: Option<&str>, backend: &Backend) -> Server {
+        let mut environment = Vec::new();
         if let Some(operator) = operator {
-            command.env("OFFPAY_PURSE_OPERATOR", operator);
+            environment.push(("OFFPAY_PURSE_OPERATOR", operator));
         }
-        let mut child = command.spawn().expect("start offpay serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let address = rest
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned();
-                    let _ = sender.send(address);
-                }
-            }
-        });
-        let address = receiver
-            .recv_timeout(START_WAIT_MAX)
-            .expect("the server announces its address");
-        let token = std::fs::read_to_string(data_dir.join("admin.token"))
-            .expect("token file")
-            .trim()
-            .to_owned();
+        let process = ServerProcess::start(
+            Path::new(env!("CARGO_BIN_EXE_offpay")),
+            data_dir,
+            backend,
+            &environment,
+            &["OFFPAY_PURSE_OPERATOR"],
+        );
         Server {
-            child,
-            base: format!("http://{address}"),
-            data_dir: data_dir.to_path_buf(),
-            token,
+            base: process.base.clone(),
+            data_dir: process.data_dir.clone(),
+            token: process.token.clone(),
+            process,
         }
     }
 
     /// Stops the server (SIGKILL: nothing acknowledged may be lost) and waits for it.
-    pub fn stop(mut self) {
-        self.child.kill().expect("kill");
-        self.child.wait().expect("wait");
+    pub fn stop(self) {
+        self.process.kill();
     }
 
     /// `GET /api/v1/...` with the token; returns (status, JSON).
@@ -122,20 +97,6 @@ impl Server {
         assert_eq!(status, 200, "{body}");
         body["flags"].as_array().cloned().unwrap_or_default()
     }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn http() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(HTTP_TIMEOUT)
-        .build()
-        .expect("client")
 }
 
 /// The `offpay` CLI with this test's device secret.
