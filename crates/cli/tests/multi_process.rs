@@ -1,0 +1,189 @@
+//! Several server processes on one PostgreSQL database (the app tier an operator scales and
+//! restarts first): clients spread across three `offpay serve` processes; a retry that lands on
+//! another process posts once; the same purse upload sent to all three at once is reconciled
+//! once; every process sees money conserved. PostgreSQL only (SQLite is one process's file).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod purse_common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use offpay_purse::Timestamp;
+use offpay_purse::apdu::PurseCard;
+use offpay_purse::se::{self, DeviceSecret, SoftwareSecureElement};
+use offpay_test_support::process::http;
+use offpay_test_support::{BackendKind, database};
+use purse_common::{Cli, Server};
+use serde_json::{Value, json};
+
+const PROCESSES: usize = 3;
+const BATCHES: usize = 60;
+const TRANSFERS_PER_BATCH: usize = 5;
+const ALICE: &str = "+254700000001";
+const BOB: &str = "+254700000002";
+
+/// Copies the first process's key files (purse master key and operator id, SMS and wallet
+/// keys, the operator token) to another data directory, as an operator deploys one key set to
+/// every process of its app tier.
+fn copy_keys(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_keys(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn post_json(base: &str, token: &str, path: &str, body: &Value) -> (u16, Value) {
+    let response = http()
+        .post(format!("{base}{path}"))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().unwrap())
+}
+
+fn batch(number: usize) -> Value {
+    let transfers: Vec<Value> = (0..TRANSFERS_PER_BATCH)
+        .map(|index| {
+            json!({ "id": format!("mp{number}-{index}"), "debit_account": "float",
+                    "credit_account": "shop", "amount": "0.01" })
+        })
+        .collect();
+    json!({ "transfers": transfers })
+}
+
+fn now() -> Timestamp {
+    Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+}
+
+#[test]
+fn three_processes_on_one_database_post_once_and_conserve_money() {
+    if database::postgres_url().is_none() {
+        eprintln!("skipped three processes on one database: OFFPAY_TEST_DATABASE_URL is not set");
+        return;
+    }
+    let backend = BackendKind::Postgres.fresh();
+    let directory = tempfile::tempdir().unwrap();
+    let first_dir = directory.path().join("p0");
+    let first = Server::start(&first_dir, None, &backend);
+    let mut servers = vec![first];
+    for index in 1..PROCESSES {
+        let data = directory.path().join(format!("p{index}"));
+        copy_keys(&first_dir, &data);
+        servers.push(Server::start(&data, None, &backend));
+    }
+    let servers = Arc::new(servers);
+    let (base, token) = (servers[0].base.clone(), servers[0].token.clone());
+    for (id, kind) in [("float", "operator_float"), ("shop", "customer")] {
+        let (status, body) = post_json(
+            &base,
+            &token,
+            "/api/v1/accounts",
+            &json!({ "id": id, "kind": kind }),
+        );
+        assert_eq!(status, 201, "{body}");
+    }
+
+    // Each batch goes to one process and, at the same moment, its "retry" to the next one.
+    let threads: Vec<_> = (0..PROCESSES)
+        .map(|client| {
+            let servers = servers.clone();
+            std::thread::spawn(move || {
+                for number in (client..BATCHES).step_by(PROCESSES) {
+                    let body = batch(number);
+                    let pair: Vec<_> = [number % PROCESSES, (number + 1) % PROCESSES]
+                        .into_iter()
+                        .map(|target| {
+                            let (base, token) =
+                                (servers[target].base.clone(), servers[target].token.clone());
+                            let body = body.clone();
+                            std::thread::spawn(move || {
+                                post_json(&base, &token, "/api/v1/transfers", &body)
+                            })
+                        })
+                        .collect();
+                    for request in pair {
+                        let (status, answer) = request.join().unwrap();
+                        assert_eq!(status, 200, "batch {number}: {answer}");
+                    }
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    for server in servers.iter() {
+        let (status, shop) = server.get("/api/v1/accounts/shop");
+        assert_eq!(status, 200);
+        assert_eq!(
+            shop["balance_minor"].as_i64(),
+            Some((BATCHES * TRANSFERS_PER_BATCH) as i64),
+            "{shop}"
+        );
+        server.assert_balanced();
+    }
+
+    // The purse rail: provisioned on one process, floated on another, synced on a third.
+    let cli = Cli::new(directory.path());
+    let alice = directory.path().join("alice.purse");
+    let bob = directory.path().join("bob.purse");
+    cli.provision(&servers[0], ALICE, &alice, true);
+    cli.provision(&servers[1], BOB, &bob, false);
+    cli.admin(&servers[2], &["float", "--phone", ALICE, "--amount", "500"]);
+    cli.sync(&alice, &servers[1]);
+    cli.pay((&alice, ALICE), (&bob, BOB), "120");
+
+    // Alice's next upload reaches all three processes at once: it is reconciled once.
+    let (operator, _) = se::peek_file(&alice).unwrap();
+    let secret = DeviceSecret::load_or_create(&cli.device_secret).unwrap();
+    let element = SoftwareSecureElement::open(&alice, secret, operator).unwrap();
+    let mut card = PurseCard::new(element, now()).unwrap();
+    let upload = card.start_sync(now()).unwrap();
+    let senders: Vec<_> = (0..PROCESSES)
+        .map(|index| {
+            let base = servers[index].base.clone();
+            let upload = upload.clone();
+            std::thread::spawn(move || {
+                let response = http()
+                    .post(format!("{base}/purse/v1/sync"))
+                    .header("content-type", "application/octet-stream")
+                    .body(upload)
+                    .send()
+                    .unwrap();
+                response.status().as_u16()
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = senders.into_iter().map(|s| s.join().unwrap()).collect();
+    assert_eq!(
+        statuses.iter().filter(|status| **status == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .all(|status| *status == 200 || *status == 409),
+        "{statuses:?}"
+    );
+    cli.sync(&bob, &servers[0]);
+    for server in servers.iter() {
+        assert_eq!(server.shadow(ALICE)["balance"], "380.00");
+        assert_eq!(server.shadow(BOB)["balance"], "120.00");
+        server.assert_balanced();
+    }
+}
