@@ -13,8 +13,8 @@ use offpay_purse::Timestamp;
 use offpay_purse::apdu::PurseCard;
 use offpay_purse::se::{self, DeviceSecret, SoftwareSecureElement};
 use offpay_test_support::process::http;
-use offpay_test_support::{BackendKind, database};
-use purse_common::{Cli, Server};
+use offpay_test_support::database;
+use purse_common::{BackendKind, Cli, Server};
 use serde_json::{Value, json};
 
 const PROCESSES: usize = 3;
