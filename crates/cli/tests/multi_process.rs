@@ -12,8 +12,8 @@ use std::sync::Arc;
 use offpay_purse::Timestamp;
 use offpay_purse::apdu::PurseCard;
 use offpay_purse::se::{self, DeviceSecret, SoftwareSecureElement};
-use offpay_test_support::process::http;
 use offpay_test_support::database;
+use offpay_test_support::process::http;
 use purse_common::{BackendKind, Cli, Server};
 use serde_json::{Value, json};
 

@@ -28,6 +28,7 @@ pub mod apdu;
 pub mod book;
 pub mod codes;
 pub mod crypto;
+mod entries;
 mod error;
 #[cfg(feature = "operator")]
 pub mod operator;

@@ -23,10 +23,10 @@ use offpay_money::{Amount, Currency};
 use sha2::{Digest, Sha256};
 
 use crate::crypto::{KEY_BYTES, MasterKey, PurseKeys, SecretKey, wrap_key};
+use crate::entries::{EntryKind, LogEntry, OfflineLimits, PeerTicket};
 use crate::error::PurseError;
 use crate::params::*;
 use crate::provisioning::Provisioning;
-use crate::purse::{EntryKind, LogEntry, OfflineLimits, PeerTicket};
 use crate::sync::{AnswerCredit, AnswerTicket, SyncAnswer, SyncUpload, message_tag, peek_upload};
 use crate::ticket::TicketCode;
 use crate::types::{OperatorId, Phone, PurseId, PurseKind, Timestamp};

@@ -7,9 +7,9 @@ use core::fmt;
 use offpay_money::Currency;
 
 use crate::crypto::SecretKey;
+use crate::entries::OfflineLimits;
 use crate::error::PurseError;
 use crate::params::FORMAT_VERSION;
-use crate::purse::OfflineLimits;
 use crate::types::{OperatorId, Phone, PurseId, PurseKind};
 use crate::wire::{Reader, Writer};
 

@@ -13,9 +13,9 @@ use base64::engine::general_purpose::STANDARD_NO_PAD;
 use offpay_money::{Amount, Currency};
 
 use crate::crypto::{BLOCK_BYTES, KEY_BYTES, SecretKey, cmac, tags_equal};
+use crate::entries::{LogEntry, OfflineLimits, PeerTicket};
 use crate::error::PurseError;
 use crate::params::*;
-use crate::purse::{LogEntry, OfflineLimits, PeerTicket};
 use crate::ticket::TicketCode;
 use crate::types::{OperatorId, Phone, PurseId, Timestamp};
 use crate::wire::{Reader, Writer};
