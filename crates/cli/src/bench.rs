@@ -1,5 +1,6 @@
 //! `offpay bench ledger`: the ledger load generator (batched durable posting against the naive
-//! one-transfer-per-database-transaction baseline on the same engine).
+//! one-transfer-per-database-transaction baseline on the same engine); `offpay bench server`
+//! (in `bench_server`): one transfer per HTTP request against running servers.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +20,8 @@ pub struct BenchArgs {
 enum BenchCommand {
     /// Load-test the ledger: batched group commit against one transfer per database transaction.
     Ledger(LedgerArgs),
+    /// Load-test running servers: one transfer per HTTP request from concurrent clients.
+    Server(crate::bench_server::ServerBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -58,6 +61,7 @@ struct LedgerArgs {
 pub fn run(args: BenchArgs) -> ExitCode {
     match args.command {
         BenchCommand::Ledger(args) => run_ledger(args),
+        BenchCommand::Server(args) => crate::bench_server::run(args),
     }
 }
 

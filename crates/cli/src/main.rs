@@ -2,6 +2,7 @@
 
 mod admin;
 mod bench;
+mod bench_server;
 mod client;
 mod demo;
 mod purse;
