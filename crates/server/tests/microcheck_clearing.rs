@@ -21,7 +21,8 @@ use offpay_microcheck::auth::sign_statement;
 use offpay_microcheck::csc::{DepositBody, DepositItem};
 use offpay_microcheck::{Offer, UnixSeconds};
 use offpay_server::config::{Overrides, ServerConfig};
-use offpay_server::rails::microcheck::{NAMESPACE, request_payload};
+use offpay_microcheck::request::request_payload;
+use offpay_server::rails::microcheck::NAMESPACE;
 use offpay_server::{AppState, Server, router};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -311,7 +312,8 @@ async fn a_deposit_posts_whole_with_its_counters_written_once() {
         charge["microcheck_sha256"],
         offpay_microcheck::csc::microcheck_hash(&items[0].microcheck)
     );
-    assert_eq!(charge["amount"], "0.83");
+    // Stored in minor units with its currency (charge format 3), not as decimal text.
+    assert_eq!(charge["amount"], json!({ "currency": "KES", "minor": 83 }));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -357,6 +357,11 @@ pub enum Fate {
 pub type Posted = HashMap<usize, Fate>;
 
 impl Fate {
+    /// Whether it posted.
+    pub fn is_posted(&self) -> bool {
+        matches!(self, Fate::Posted)
+    }
+
     /// A ledger refusal of `clearance`'s operations. A charge record that exists already means
     /// the microcheck was deposited before, and a transfer id taken with other terms means its
     /// nonce was: both are the CSC's spent-nonce refusals, whichever path found them.

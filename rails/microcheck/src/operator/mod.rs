@@ -110,11 +110,9 @@ impl OperatorError {
         }
     }
 
-    /// A caller mistake reported by the rail's own functions (`Error::Usage`).
+    /// An error of the rail's own functions (a strategy or a key that does not do): refused as
+    /// `invalid`, as the operator API always has.
     pub fn usage(error: crate::Error) -> OperatorError {
-        match error {
-            crate::Error::KeyNote(error) => OperatorError::Internal(error.to_string()),
-            other => OperatorError::invalid("invalid", other.to_string()),
-        }
+        OperatorError::invalid("invalid", error.to_string())
     }
 }
