@@ -219,6 +219,26 @@ impl Harness {
             .map(|record| serde_json::from_slice(&record.value).unwrap())
     }
 
+    /// A payer's recent purchases, read as the CSC reads them (a typed, versioned record).
+    async fn recent(&self, payer: &str) -> Option<usize> {
+        let key = offpay_microcheck::csc::recent_key(payer);
+        self.state
+            .ledger
+            .read(move |store| store.record(NAMESPACE, &key).map(|record| (key, record)))
+            .await
+            .unwrap()
+            .1
+            .map(|record| {
+                <offpay_microcheck::csc::RecentRecord as offpay_operator::StoredRecord>::decode(
+                    "recent",
+                    &record.value,
+                )
+                .unwrap()
+                .purchases
+                .len()
+            })
+    }
+
     async fn count(&self, key: String) -> u64 {
         self.record(key)
             .await
@@ -230,10 +250,7 @@ impl Harness {
         let date = self.issued_at.date();
         let payer_day = self.count(format!("pmday:alice:vm-1:{date}")).await;
         let machine_day = self.count(format!("mday:vm-1:{date}")).await;
-        let recent = self
-            .record("recent:alice".into())
-            .await
-            .map_or(0, |value| value.as_array().unwrap().len());
+        let recent = self.recent("alice").await.unwrap_or(0);
         (payer_day, machine_day, recent)
     }
 
@@ -425,11 +442,8 @@ async fn deposits_decided_while_others_commit_count_and_charge_exactly() {
         );
         assert_eq!(harness.count(format!("mday:{machine}:{date}")).await, each);
     }
-    let recent = harness.record("recent:alice".into()).await.unwrap();
-    assert_eq!(
-        recent.as_array().unwrap().len(),
-        offpay_microcheck::limits::PAYER_RECENT_MAX
-    );
+    let recent = harness.recent("alice").await.unwrap();
+    assert_eq!(recent, offpay_microcheck::limits::PAYER_RECENT_MAX);
     let (pipelined, locked) = harness.paths();
     assert_eq!(pipelined + locked, u64::from(2 * DEPOSITS_EACH));
 }
