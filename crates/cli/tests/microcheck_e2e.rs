@@ -548,12 +548,18 @@ fn each_bad_payment_is_refused_with_its_reason() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let payload = offpay_server::rails::microcheck::request_payload("deposit", "vm-2", time, &body);
-    let signature =
-        offpay_microcheck::auth::sign_statement(&merchant_key, "deposit", &payload).unwrap();
+    let request = offpay_microcheck::request::sign_request(
+        &merchant_key,
+        offpay_microcheck::request::purpose::DEPOSIT,
+        "vm-2",
+        time,
+        body,
+    )
+    .unwrap();
+    let signature = request["signature"].clone();
     let answer: Value = reqwest::blocking::Client::new()
         .post(format!("{}/microcheck/v1/deposit", server.url))
-        .json(&json!({ "who": "vm-2", "time": time, "signature": signature, "body": body }))
+        .json(&request)
         .send()
         .unwrap()
         .json()
