@@ -267,7 +267,11 @@ fn the_vend_alias_still_works() {
         .args(["vend", "--json", "payer", "keygen", "--file"])
         .arg(&file)
         .args(["--name", "alice"]));
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(json_of(&output)["name"], "alice");
     let help = run(offpay().arg("--help"));
     assert!(String::from_utf8_lossy(&help.stdout).contains("microcheck"));

@@ -1294,10 +1294,9 @@ mod tests {
     #[test]
     fn clearing_records_are_written_with_their_format_version() {
         let mut state = ClearingState::default();
-        state.payer_merchant_day.insert(
-            ("alice".into(), "vm-1".into(), "20260101".into()),
-            2,
-        );
+        state
+            .payer_merchant_day
+            .insert(("alice".into(), "vm-1".into(), "20260101".into()), 2);
         let day = StateRecord::PayerDay {
             payer: "alice".into(),
             date: "20260101".into(),

@@ -62,8 +62,14 @@ mod tests {
     fn a_signed_request_covers_purpose_sender_time_and_compact_body() {
         let key = PrivateKey::ed25519_from_seed(&[3; 32]);
         let body = json!({ "after": "x" });
-        let request = sign_request(&key, purpose::STATEMENT, "alice", 1_767_225_600, body.clone())
-            .unwrap();
+        let request = sign_request(
+            &key,
+            purpose::STATEMENT,
+            "alice",
+            1_767_225_600,
+            body.clone(),
+        )
+        .unwrap();
         assert_eq!(
             request_payload(purpose::STATEMENT, "alice", 1_767_225_600, &body),
             b"statement\nalice\n1767225600\n{\"after\":\"x\"}".to_vec()

@@ -298,9 +298,17 @@ async fn strategy(state: &AppState) -> Result<Strategy, ApiError> {
     ))
 }
 
-fn operator_accounts(state: &AppState, strategy: &Strategy) -> Result<Vec<offpay_ledger::Operation>, ApiError> {
-    let currency = strategy.currency().map_err(|e| api(OperatorError::usage(e)))?;
-    Ok(crate::rails::operator_accounts(currency, state.config.currency))
+fn operator_accounts(
+    state: &AppState,
+    strategy: &Strategy,
+) -> Result<Vec<offpay_ledger::Operation>, ApiError> {
+    let currency = strategy
+        .currency()
+        .map_err(|e| api(OperatorError::usage(e)))?;
+    Ok(crate::rails::operator_accounts(
+        currency,
+        state.config.currency,
+    ))
 }
 
 /// A payer's record and standing.
@@ -407,8 +415,7 @@ async fn register_merchant(
     let strategy = strategy(&state).await?;
     pa::check_name(&request.id).map_err(api)?;
     let accounts = operator_accounts(&state, &strategy)?;
-    let (effects, record) =
-        pa::register_merchant(&request, &strategy, accounts).map_err(api)?;
+    let (effects, record) = pa::register_merchant(&request, &strategy, accounts).map_err(api)?;
     commit(&state, effects).await?;
     tracing::info!(merchant = %record.id, app_domain = %record.app_domain, "microcheck merchant registered");
     let answer = state
@@ -566,9 +573,7 @@ async fn deposit(
             format!("at most {DEPOSIT_ITEMS_MAX} microchecks per deposit"),
         ));
     }
-    let items = body
-        .unpack()
-        .map_err(|r| api(OperatorError::Refused(r)))?;
+    let items = body.unpack().map_err(|r| api(OperatorError::Refused(r)))?;
     let strategy = strategy(&state).await?;
     let report =
         deposit::clear_deposit(&state, &record, &strategy, &items, now_seconds(&state)).await?;

@@ -112,8 +112,8 @@ mod tests {
     #[test]
     fn a_request_signed_by_the_registered_key_within_the_skew_passes() {
         let key = PrivateKey::ed25519_from_seed(&[5; 32]);
-        let request = sign_request(&key, purpose::DEPOSIT, "vm-1", NOW, json!({"items": []}))
-            .unwrap();
+        let request =
+            sign_request(&key, purpose::DEPOSIT, "vm-1", NOW, json!({"items": []})).unwrap();
         let request = received(&request);
         let registered = key.principal();
         request
@@ -156,8 +156,14 @@ mod tests {
     #[test]
     fn a_body_laid_out_otherwise_is_checked_in_its_compact_form_and_an_altered_one_fails() {
         let key = PrivateKey::ed25519_from_seed(&[5; 32]);
-        let signed = sign_request(&key, purpose::STATEMENT, "alice", NOW, json!({"after": "k"}))
-            .unwrap();
+        let signed = sign_request(
+            &key,
+            purpose::STATEMENT,
+            "alice",
+            NOW,
+            json!({"after": "k"}),
+        )
+        .unwrap();
         let text = format!(
             r#"{{"who":"alice","time":{NOW},"signature":{},"body":{{ "after" : "k" }}}}"#,
             signed["signature"]

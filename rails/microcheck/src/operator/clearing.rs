@@ -12,8 +12,8 @@
 use std::collections::HashMap;
 
 use offpay_ledger::{
-    AccountId, BATCH_OPERATIONS_MAX, Batch, LedgerStore, Operation, Refusal as LedgerRefusal,
-    RecordWrite, Timestamp, Transfer, TransferId, TransferKind,
+    AccountId, BATCH_OPERATIONS_MAX, Batch, LedgerStore, Operation, RecordWrite,
+    Refusal as LedgerRefusal, Timestamp, Transfer, TransferId, TransferKind,
 };
 use offpay_operator::{FraudFlag, RecordError, StoredRecord};
 use serde::Serialize;
@@ -128,9 +128,10 @@ pub fn load_state(
         for date in &keys.dates {
             let key = csc::payer_merchant_day_key(name, merchant, date);
             if let Some(count) = read_versioned::<CountRecord>(store, key, &mut versions)? {
-                state
-                    .payer_merchant_day
-                    .insert((name.clone(), merchant.to_owned(), date.clone()), count.count);
+                state.payer_merchant_day.insert(
+                    (name.clone(), merchant.to_owned(), date.clone()),
+                    count.count,
+                );
             }
         }
         if let Some(recent) =
@@ -651,12 +652,13 @@ mod tests {
             memo: String::new(),
         }));
         operations.push(
-            records::put(&records::payer_key_key("fp-alice"), &PayerKeyRecord::new("alice"))
-                .unwrap(),
+            records::put(
+                &records::payer_key_key("fp-alice"),
+                &PayerKeyRecord::new("alice"),
+            )
+            .unwrap(),
         );
-        let results = store
-            .commit(&[Batch { operations }], Timestamp(1))
-            .unwrap();
+        let results = store.commit(&[Batch { operations }], Timestamp(1)).unwrap();
         assert!(results.iter().all(Result::is_ok), "{results:?}");
         store
     }
@@ -668,14 +670,24 @@ mod tests {
         }
     }
 
-    fn post(store: &mut MemoryStore, cleared: &[&Clearance], loaded: &LoadedState) -> Result<(), offpay_ledger::BatchRefusal> {
+    fn post(
+        store: &mut MemoryStore,
+        cleared: &[&Clearance],
+        loaded: &LoadedState,
+    ) -> Result<(), offpay_ledger::BatchRefusal> {
         let mut state = loaded.state.clone();
         for clearance in cleared {
             state.apply(&merchant(), clearance);
         }
-        let posting =
-            Posting::batch(cleared, &state, "vm-1", &loaded.versions, None, UnixSeconds(9))
-                .unwrap();
+        let posting = Posting::batch(
+            cleared,
+            &state,
+            "vm-1",
+            &loaded.versions,
+            None,
+            UnixSeconds(9),
+        )
+        .unwrap();
         assert_eq!(posting.owners.len(), posting.batch.operations.len());
         store
             .commit(&[posting.batch], Timestamp(2))
@@ -739,8 +751,15 @@ mod tests {
         };
         let state = ClearingState::default();
         assert!(
-            Posting::batch(&[&bounced], &state, "vm-1", &Versions::new(), None, UnixSeconds(9))
-                .is_err()
+            Posting::batch(
+                &[&bounced],
+                &state,
+                "vm-1",
+                &Versions::new(),
+                None,
+                UnixSeconds(9)
+            )
+            .is_err()
         );
         let posting = Posting::batch(
             &[&bounced],
@@ -763,7 +782,12 @@ mod tests {
             .filter(|op| matches!(op, Operation::PutRecord(w) if w.namespace == "fraud"))
             .count();
         assert_eq!(flags, 2);
-        assert!(posting.written.iter().any(|(r, _)| matches!(r, StateRecord::Bounces { .. })));
+        assert!(
+            posting
+                .written
+                .iter()
+                .any(|(r, _)| matches!(r, StateRecord::Bounces { .. }))
+        );
         let fate = Fate::refused(
             LedgerRefusal::TransferConflict {
                 transfer: TransferId::new("x").unwrap(),

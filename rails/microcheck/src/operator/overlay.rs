@@ -289,7 +289,12 @@ mod tests {
             self.epoch += 1;
         }
 
-        fn current(&self, overlay: &Locked<'_>, snapshot: Snapshot, merchant: &str) -> Option<Current> {
+        fn current(
+            &self,
+            overlay: &Locked<'_>,
+            snapshot: Snapshot,
+            merchant: &str,
+        ) -> Option<Current> {
             overlay.current(snapshot, merchant, self.epoch)
         }
 
@@ -305,7 +310,15 @@ mod tests {
             cleared: &[&Clearance],
             deposited_at: UnixSeconds,
         ) -> BatchFate {
-            overlay.add(group, merchant, records, versions, state, cleared, deposited_at)
+            overlay.add(
+                group,
+                merchant,
+                records,
+                versions,
+                state,
+                cleared,
+                deposited_at,
+            )
         }
     }
 
@@ -339,8 +352,7 @@ mod tests {
     fn merchant(id: &str) -> csc::MerchantAccount {
         let pa = offpay_keynote::PrivateKey::ed25519_from_seed(&[1; 32]);
         csc::MerchantAccount {
-            policy: crate::MerchantPolicy::new(id, "vend", &pa.principal(), None)
-                .unwrap(),
+            policy: crate::MerchantPolicy::new(id, "vend", &pa.principal(), None).unwrap(),
             location: csc::Location::default(),
             last_deposit_at: None,
         }

@@ -274,7 +274,8 @@ pub fn dispute(
     record.disputes = record.disputes.saturating_add(1);
     let mut effects = Effects::new();
     effects.write(payer.write(&record)?);
-    let answer = json!({ "payer": record.name, "disputes": record.disputes, "nonce": request.nonce });
+    let answer =
+        json!({ "payer": record.name, "disputes": record.disputes, "nonce": request.nonce });
     Ok((effects, answer))
 }
 
@@ -570,17 +571,26 @@ mod tests {
         let mut store = MemoryStore::new();
         let (old, new) = (device(3), device(4));
         register(&mut store, "alice", &old, false);
-        let (effects, answer) = dispute(&payer(&mut store, "alice"), &Dispute { nonce: None }).unwrap();
+        let (effects, answer) =
+            dispute(&payer(&mut store, "alice"), &Dispute { nonce: None }).unwrap();
         commit(&mut store, effects);
         assert_eq!(answer["disputes"], 1);
         let answer = register(&mut store, "alice", &new, false);
         assert_eq!(answer["key_fingerprint"], fingerprint(&new.principal()));
         assert_eq!(payer(&mut store, "alice").value.unwrap().disputes, 1);
         let old_key = records::payer_key_key(&fingerprint(&old.principal()));
-        assert!(store.record(records::NAMESPACE, &old_key).unwrap().is_none());
+        assert!(
+            store
+                .record(records::NAMESPACE, &old_key)
+                .unwrap()
+                .is_none()
+        );
         let new_key = records::payer_key_key(&fingerprint(&new.principal()));
         let index = store.record(records::NAMESPACE, &new_key).unwrap().unwrap();
-        assert_eq!(PayerKeyRecord::decode(&new_key, &index.value).unwrap().name, "alice");
+        assert_eq!(
+            PayerKeyRecord::decode(&new_key, &index.value).unwrap().name,
+            "alice"
+        );
         assert!(payer_account("alice").is_ok());
     }
 
@@ -593,7 +603,10 @@ mod tests {
         let (second, _) = dispute(&read, &Dispute { nonce: None }).unwrap();
         commit(&mut store, first);
         let results = store.commit(&second.into_batches(), Timestamp(2)).unwrap();
-        assert!(results.iter().any(Result::is_err), "the second must decide again");
+        assert!(
+            results.iter().any(Result::is_err),
+            "the second must decide again"
+        );
         let missing = Loaded::<PayerRecord>::read(&mut store, "payer:bob").unwrap();
         assert!(matches!(
             dispute(&missing, &Dispute { nonce: None }),
@@ -619,7 +632,10 @@ mod tests {
         assert_eq!(answer["strikes"], 1);
         let out = standing(&record, Some(&CountRecord::new(3)));
         let answer = pa().refresh(&record, &out, &strategy, NOW).unwrap();
-        assert!(answer["credentials"].as_array().unwrap().is_empty(), "no adulthood alone");
+        assert!(
+            answer["credentials"].as_array().unwrap().is_empty(),
+            "no adulthood alone"
+        );
     }
 
     #[test]
@@ -682,7 +698,12 @@ mod tests {
         assert_eq!(record.location.latitude_micro, -1_292_100);
         assert_eq!(record.app_domain, "vend");
         let answer = pa().merchant_answer(&record, &strategy, NOW).unwrap();
-        assert!(answer["merchant_credential"].as_str().unwrap().contains("vm-1"));
+        assert!(
+            answer["merchant_credential"]
+                .as_str()
+                .unwrap()
+                .contains("vm-1")
+        );
         let sub = device(6);
         let request = DelegateSubPa {
             key: key_identifier(&sub.principal()),
@@ -705,8 +726,14 @@ mod tests {
     fn names_keys_and_places_are_checked() {
         assert_eq!(check_name("no spaces").unwrap_err().code(), "invalid_name");
         assert_eq!(parse_key("nonsense").unwrap_err().code(), "invalid_key");
-        assert_eq!(parse_degrees(Some("90"), 90, "latitude").unwrap(), 90_000_000);
-        assert_eq!(parse_degrees(Some("-0.5"), 90, "latitude").unwrap(), -500_000);
+        assert_eq!(
+            parse_degrees(Some("90"), 90, "latitude").unwrap(),
+            90_000_000
+        );
+        assert_eq!(
+            parse_degrees(Some("-0.5"), 90, "latitude").unwrap(),
+            -500_000
+        );
         assert_eq!(parse_degrees(None, 90, "latitude").unwrap(), 0);
         for bad in ["90.000001", "1.1234567", "abc", "", "1000", "-"] {
             assert!(parse_degrees(Some(bad), 90, "latitude").is_err(), "{bad}");

@@ -277,8 +277,8 @@ impl StoredRecord for RecentRecord {
     fn decode(key: &str, bytes: &[u8]) -> Result<Self, RecordError> {
         // Format 0 was the bare list.
         if bytes.trim_ascii_start().first() == Some(&b'[') {
-            let purchases: Vec<RecentPurchase> =
-                serde_json::from_slice(bytes).map_err(|error| corrupt::<RecentRecord>(key, error))?;
+            let purchases: Vec<RecentPurchase> = serde_json::from_slice(bytes)
+                .map_err(|error| corrupt::<RecentRecord>(key, error))?;
             return Ok(RecentRecord { v: 0, purchases });
         }
         let record: RecentRecord = decode_json(key, bytes)?;
@@ -402,8 +402,8 @@ impl StoredRecord for StrategyRecord {
         struct Version {
             version: u32,
         }
-        let Version { version } = serde_json::from_slice(bytes)
-            .map_err(|error| corrupt::<StrategyRecord>(key, error))?;
+        let Version { version } =
+            serde_json::from_slice(bytes).map_err(|error| corrupt::<StrategyRecord>(key, error))?;
         check_version::<StrategyRecord>(key, version)?;
         let record = if version == 1 {
             let strategy: Strategy = serde_json::from_slice(bytes)
@@ -515,8 +515,7 @@ impl StoredRecord for Charge {
                 StoredCharge {
                     v: STORED_CHARGE_VERSION,
                     product: whole.product,
-                    amount: decimal_amount(&whole.amount, &whole.currency)
-                        .map_err(|e| bad(&e))?,
+                    amount: decimal_amount(&whole.amount, &whole.currency).map_err(|e| bad(&e))?,
                     bounced: whole.bounced,
                     credential_serial: whole.credential_serial,
                     microcheck_sha256: whole.microcheck_sha256,
@@ -656,7 +655,10 @@ mod tests {
         let record = StrategyRecord::from_strategy(&strategy).unwrap();
         let bytes = record.encode(STRATEGY_KEY).unwrap();
         let text = String::from_utf8_lossy(&bytes).into_owned();
-        assert!(text.contains(r#""amount_max":{"currency":"KES","minor":500}"#), "{text}");
+        assert!(
+            text.contains(r#""amount_max":{"currency":"KES","minor":500}"#),
+            "{text}"
+        );
         let back: StrategyRecord = read(STRATEGY_KEY, &bytes).unwrap();
         assert_eq!(back.strategy(), strategy);
         // What the previous release stored: the API document itself, amounts as text.
@@ -669,10 +671,7 @@ mod tests {
     fn a_strategy_that_does_not_decode_is_an_error_naming_its_key_not_the_default() {
         for bad in [&b"{}"[..], b"[1]", br#"{"version":1,"app_domain":"vend"}"#] {
             let error = read::<StrategyRecord>(STRATEGY_KEY, bad).unwrap_err();
-            assert!(
-                error.to_string().contains("microcheck/strategy"),
-                "{error}"
-            );
+            assert!(error.to_string().contains("microcheck/strategy"), "{error}");
         }
         assert!(matches!(
             read::<StrategyRecord>(STRATEGY_KEY, br#"{"version":3}"#),
@@ -681,9 +680,8 @@ mod tests {
         // A stored strategy that no longer validates is refused, not used.
         let mut strategy = Strategy::default_for(Currency::KES);
         strategy.tiers.clear();
-        let error =
-            read::<StrategyRecord>(STRATEGY_KEY, &serde_json::to_vec(&strategy).unwrap())
-                .unwrap_err();
+        let error = read::<StrategyRecord>(STRATEGY_KEY, &serde_json::to_vec(&strategy).unwrap())
+            .unwrap_err();
         assert!(error.to_string().contains("strategy"), "{error}");
     }
 
@@ -724,6 +722,9 @@ mod tests {
         assert_eq!(back.principal().unwrap(), key);
         let broken = br#"{"v":1,"name":"alice","key":"ed25519-base64:***","adult":false,"classes":null,"disputes":0}"#;
         let error = read::<PayerRecord>("payer:alice", broken).unwrap_err();
-        assert!(error.to_string().contains("microcheck/payer:alice"), "{error}");
+        assert!(
+            error.to_string().contains("microcheck/payer:alice"),
+            "{error}"
+        );
     }
 }

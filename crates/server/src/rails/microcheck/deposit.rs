@@ -9,11 +9,13 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use offpay_ledger::{Batch, BatchRefusal, Currency, LedgerStore};
 use offpay_microcheck::UnixSeconds;
-use offpay_microcheck::csc::{self, Clearance, ClearingState, DepositItem, ItemOutcome, StateRecord};
+use offpay_microcheck::csc::{
+    self, Clearance, ClearingState, DepositItem, ItemOutcome, StateRecord,
+};
+use offpay_microcheck::operator::OperatorError;
 use offpay_microcheck::operator::clearing::{
     self, DepositReport, Fate, LoadedState, Posted, Posting, SuspenseAccounts,
 };
-use offpay_microcheck::operator::OperatorError;
 use offpay_microcheck::operator::overlay::{BatchFate, Snapshot, Versions};
 use offpay_microcheck::operator::records::MerchantRecord;
 use offpay_microcheck::strategy::Strategy;
@@ -45,8 +47,8 @@ pub(super) async fn clear_deposit(
         .currency()
         .map_err(|e| api(OperatorError::usage(e)))?;
     let rail = &state.rails.microcheck;
-    let policy = clearing::policy(record, &rail.pa.principal(), &rail.pa.age_principal())
-        .map_err(api)?;
+    let policy =
+        clearing::policy(record, &rail.pa.principal(), &rail.pa.age_principal()).map_err(api)?;
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let prepared = tokio::task::block_in_place(|| csc::prepare(items, threads))
         .map_err(|r| api(OperatorError::Refused(r)))?;
@@ -530,7 +532,10 @@ impl<'a> Poster<'a> {
         cleared: &[&Clearance],
     ) -> Result<HashMap<usize, Refusal>, ApiError> {
         let keys = clearing::charge_keys(cleared);
-        let charges = read(self.state, move |store| clearing::load_charges(store, &keys)).await?;
+        let charges = read(self.state, move |store| {
+            clearing::load_charges(store, &keys)
+        })
+        .await?;
         Ok(clearing::spent(cleared, &charges))
     }
 

@@ -30,7 +30,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use offpay_microcheck::UnixSeconds;
 use offpay_microcheck::csc::{Clearance, ClearingState, StateRecord};
-use offpay_microcheck::operator::overlay::{BatchFate, Current, Group, Overlay, Snapshot, Versions};
+use offpay_microcheck::operator::overlay::{
+    BatchFate, Current, Group, Overlay, Snapshot, Versions,
+};
 
 use crate::ledger::GroupNumber;
 
