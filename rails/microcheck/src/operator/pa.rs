@@ -29,6 +29,9 @@ use crate::time::UnixSeconds;
 pub const LOCATION_FRACTION_DIGITS_MAX: usize = 6;
 /// Digits before the point of a registered location.
 pub const LOCATION_WHOLE_DIGITS_MAX: usize = 3;
+/// Micro-degrees in a degree (10^[`LOCATION_FRACTION_DIGITS_MAX`]).
+const MICRO_PER_DEGREE: i64 = 1_000_000;
+const _: () = assert!(MICRO_PER_DEGREE == 10_i64.pow(LOCATION_FRACTION_DIGITS_MAX as u32));
 /// Largest latitude, degrees.
 pub const LATITUDE_MAX: i64 = 90;
 /// Largest longitude, degrees.
@@ -147,9 +150,11 @@ pub fn parse_degrees(text: Option<&str>, limit: i64, what: &str) -> Result<i64, 
         return Err(bad());
     }
     let whole: i64 = whole.parse().map_err(|_| bad())?;
-    let fraction: i64 = format!("{fraction:0<6}").parse().map_err(|_| bad())?;
-    let micro = whole * 1_000_000 + fraction;
-    if micro > limit * 1_000_000 {
+    let fraction: i64 = format!("{fraction:0<LOCATION_FRACTION_DIGITS_MAX$}")
+        .parse()
+        .map_err(|_| bad())?;
+    let micro = whole * MICRO_PER_DEGREE + fraction;
+    if micro > limit * MICRO_PER_DEGREE {
         return Err(bad());
     }
     Ok(if negative { -micro } else { micro })

@@ -329,7 +329,7 @@ pub struct StrategyRecord {
 }
 
 impl StrategyRecord {
-    /// The stored form of `strategy` (validated by the caller); `None` when its currency or an
+    /// The stored form of `strategy` (validated by the caller); an error when its currency or an
     /// amount does not parse.
     pub fn from_strategy(strategy: &Strategy) -> Result<StrategyRecord, crate::Error> {
         let currency = strategy.currency()?;
