@@ -68,7 +68,7 @@ enum AdminCommand {
     Wallet(crate::wallet::AdminCommand),
     /// Rail 4: microcheck credentials and clearing.
     #[command(subcommand)]
-    Microcheck(crate::vend::AdminCommand),
+    Microcheck(crate::microcheck::AdminCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -176,7 +176,9 @@ pub fn run(args: AdminArgs) -> ExitCode {
         AdminCommand::Purse(command) => return crate::purse::run_admin(&client, json, command),
         AdminCommand::Envelope(command) => return crate::sms::run_admin(&client, json, command),
         AdminCommand::Wallet(command) => return crate::wallet::run_admin(&client, json, command),
-        AdminCommand::Microcheck(command) => return crate::vend::run_admin(&client, json, command),
+        AdminCommand::Microcheck(command) => {
+            return crate::microcheck::run_admin(&client, json, command);
+        }
         AdminCommand::Fraud(FraudCommand::List { rail, limit }) => {
             let mut path = format!("/api/v1/fraud?limit={limit}");
             if let Some(rail) = rail {

@@ -191,6 +191,6 @@ fn walkthrough(base: &str, token: &std::path::Path) -> Result<(), String> {
     crate::purse::demo(&client)?;
     crate::sms::demo(&client)?;
     crate::wallet::demo(&client)?;
-    crate::vend::demo(&client)?;
+    crate::microcheck::demo(&client)?;
     Ok(())
 }

@@ -5,10 +5,10 @@ mod bench;
 mod bench_server;
 mod client;
 mod demo;
+mod microcheck;
 mod purse;
 mod serve;
 mod sms;
-mod vend;
 mod wallet;
 
 use std::path::PathBuf;
@@ -47,7 +47,8 @@ enum Command {
     /// Rail 3: a smartphone wallet paying over UDP.
     Wallet(wallet::WalletArgs),
     /// Rail 4: a vending machine and a payer device exchanging microchecks.
-    Vend(vend::VendArgs),
+    #[command(visible_alias = "vend")]
+    Microcheck(microcheck::MicrocheckArgs),
     /// KeyNote trust management, compatible with the reference keynote(1) tool.
     #[command(disable_help_flag = true)]
     Keynote {
@@ -88,7 +89,7 @@ fn main() -> ExitCode {
         Command::Purse(args) => purse::run(args),
         Command::Sms(args) => sms::run(args),
         Command::Wallet(args) => wallet::run(args),
-        Command::Vend(args) => vend::run(args),
+        Command::Microcheck(args) => microcheck::run(args),
         Command::Keynote { args } => {
             let code =
                 offpay_keynote::cli::run(&args, &mut std::io::stdout(), &mut std::io::stderr());

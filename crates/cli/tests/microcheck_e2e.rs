@@ -1,5 +1,5 @@
-//! Rail 4 end to end on real processes: `offpay serve`, `offpay vend serve` (the machine) and
-//! `offpay vend buy` (the payer), over loopback. The PA issues credentials, the machine sells with
+//! Rail 4 end to end on real processes: `offpay serve`, `offpay microcheck serve` (the machine)
+//! and `offpay microcheck buy` (the payer), over loopback. The PA issues credentials, the machine sells with
 //! no server running, deposits later; refusals carry their reasons; fraud patterns raise flags.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -107,8 +107,8 @@ fn admin(server: &Server, args: &[&str]) -> Value {
     json_of(&output)
 }
 
-fn vend(args: &[&str]) -> (bool, Value) {
-    let output = run(offpay().args(["vend", "--json"]).args(args));
+fn microcheck(args: &[&str]) -> (bool, Value) {
+    let output = run(offpay().args(["microcheck", "--json"]).args(args));
     (output.status.success(), json_of(&output))
 }
 
@@ -134,7 +134,7 @@ impl Setup {
 
     fn payer(&self, server: &Server, name: &str, extra: &[&str]) -> PathBuf {
         let file = self.file(&format!("{name}.json"));
-        let (ok, answer) = vend(&["payer", "keygen", "--file", path(&file), "--name", name]);
+        let (ok, answer) = microcheck(&["payer", "keygen", "--file", path(&file), "--name", name]);
         assert!(ok, "{answer}");
         let key = answer["key"].as_str().unwrap().to_owned();
         let mut args = vec![
@@ -162,7 +162,7 @@ impl Setup {
                 "20.00",
             ],
         );
-        let (ok, answer) = vend(&[
+        let (ok, answer) = microcheck(&[
             "payer",
             "refresh",
             "--file",
@@ -180,7 +180,7 @@ impl Setup {
 
     fn merchant(&self, server: &Server, id: &str, extra: &[&str]) -> PathBuf {
         let file = self.file(&format!("{id}.json"));
-        let (ok, answer) = vend(&["merchant", "keygen", "--file", path(&file), "--id", id]);
+        let (ok, answer) = microcheck(&["merchant", "keygen", "--file", path(&file), "--id", id]);
         assert!(ok, "{answer}");
         let key = answer["key"].as_str().unwrap().to_owned();
         let mut args = vec![
@@ -194,7 +194,7 @@ impl Setup {
         ];
         args.extend_from_slice(extra);
         admin(server, &args);
-        let (ok, answer) = vend(&[
+        let (ok, answer) = microcheck(&[
             "merchant",
             "refresh",
             "--file",
@@ -216,7 +216,7 @@ impl Setup {
         let mut command = offpay();
         command
             .args([
-                "vend",
+                "microcheck",
                 "serve",
                 "--listen",
                 "127.0.0.1:0",
@@ -231,7 +231,7 @@ impl Setup {
 }
 
 fn buy(machine: &str, payer_file: &Path, item: u32) -> Value {
-    let (_, answer) = vend(&[
+    let (_, answer) = microcheck(&[
         "buy",
         "--machine",
         machine,
@@ -255,7 +255,26 @@ fn deposit(server: &Server, merchant_file: &Path, all: bool) -> (bool, Value) {
     if all {
         args.push("--all");
     }
-    vend(&args)
+    microcheck(&args)
+}
+
+/// Scripts written for the command's first name keep working.
+#[test]
+fn the_vend_alias_still_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("payer.json");
+    let output = run(offpay()
+        .args(["vend", "--json", "payer", "keygen", "--file"])
+        .arg(&file)
+        .args(["--name", "alice"]));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(json_of(&output)["name"], "alice");
+    let help = run(offpay().arg("--help"));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("microcheck"));
 }
 
 #[test]
@@ -314,7 +333,7 @@ fn offline_sale_then_deposit_posts_once() {
         "19.17"
     );
     // The payer's statement matches its log.
-    let (ok, statement) = vend(&[
+    let (ok, statement) = microcheck(&[
         "statement",
         "--payer-file",
         path(&payer),
@@ -495,7 +514,7 @@ fn each_bad_payment_is_refused_with_its_reason() {
     let (ok, answer) = deposit(&server, &vm, false);
     assert!(ok, "{answer}");
     assert_eq!(answer["posted"], 2, "{answer}");
-    let (_, statement) = vend(&[
+    let (_, statement) = microcheck(&[
         "statement",
         "--payer-file",
         path(&payer),
@@ -533,12 +552,18 @@ fn each_bad_payment_is_refused_with_its_reason() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let payload = offpay_server::rails::microcheck::request_payload("deposit", "vm-2", time, &body);
-    let signature =
-        offpay_microcheck::auth::sign_statement(&merchant_key, "deposit", &payload).unwrap();
+    let request = offpay_microcheck::request::sign_request(
+        &merchant_key,
+        offpay_microcheck::request::purpose::DEPOSIT,
+        "vm-2",
+        time,
+        body,
+    )
+    .unwrap();
+    let signature = request["signature"].clone();
     let answer: Value = reqwest::blocking::Client::new()
         .post(format!("{}/microcheck/v1/deposit", server.url))
-        .json(&json!({ "who": "vm-2", "time": time, "signature": signature, "body": body }))
+        .json(&request)
         .send()
         .unwrap()
         .json()

@@ -29,9 +29,9 @@ use http_body_util::BodyExt;
 use offpay_keynote::{Encoding, PrivateKey};
 use offpay_microcheck::auth::sign_statement;
 use offpay_microcheck::csc::{DepositBody, DepositItem};
+use offpay_microcheck::request::request_payload;
 use offpay_microcheck::{Offer, UnixSeconds};
 use offpay_server::config::{Overrides, ServerConfig};
-use offpay_server::rails::microcheck::request_payload;
 use offpay_server::{Server, router};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -90,7 +90,7 @@ async fn call(app: &Router, token: Option<&str>, path: &str, body: &Value) -> Va
     value
 }
 
-/// A request body signed by a device key, as `offpay vend` sends it.
+/// A request body signed by a device key, as `offpay microcheck` sends it.
 fn signed(key: &PrivateKey, purpose: &str, who: &str, body: Value) -> Value {
     let time = now().0;
     let payload = request_payload(purpose, who, time, &body);

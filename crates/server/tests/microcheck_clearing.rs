@@ -19,9 +19,10 @@ use offpay_keynote::{Encoding, PrivateKey};
 use offpay_ledger::{AccountId, BalanceLimits, Batch, Operation};
 use offpay_microcheck::auth::sign_statement;
 use offpay_microcheck::csc::{DepositBody, DepositItem};
+use offpay_microcheck::request::request_payload;
 use offpay_microcheck::{Offer, UnixSeconds};
 use offpay_server::config::{Overrides, ServerConfig};
-use offpay_server::rails::microcheck::{NAMESPACE, request_payload};
+use offpay_server::rails::microcheck::NAMESPACE;
 use offpay_server::{AppState, Server, router};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -218,6 +219,26 @@ impl Harness {
             .map(|record| serde_json::from_slice(&record.value).unwrap())
     }
 
+    /// A payer's recent purchases, read as the CSC reads them (a typed, versioned record).
+    async fn recent(&self, payer: &str) -> Option<usize> {
+        let key = offpay_microcheck::csc::recent_key(payer);
+        self.state
+            .ledger
+            .read(move |store| store.record(NAMESPACE, &key).map(|record| (key, record)))
+            .await
+            .unwrap()
+            .1
+            .map(|record| {
+                <offpay_microcheck::csc::RecentRecord as offpay_operator::StoredRecord>::decode(
+                    "recent",
+                    &record.value,
+                )
+                .unwrap()
+                .purchases
+                .len()
+            })
+    }
+
     async fn count(&self, key: String) -> u64 {
         self.record(key)
             .await
@@ -229,10 +250,7 @@ impl Harness {
         let date = self.issued_at.date();
         let payer_day = self.count(format!("pmday:alice:vm-1:{date}")).await;
         let machine_day = self.count(format!("mday:vm-1:{date}")).await;
-        let recent = self
-            .record("recent:alice".into())
-            .await
-            .map_or(0, |value| value.as_array().unwrap().len());
+        let recent = self.recent("alice").await.unwrap_or(0);
         (payer_day, machine_day, recent)
     }
 
@@ -311,7 +329,8 @@ async fn a_deposit_posts_whole_with_its_counters_written_once() {
         charge["microcheck_sha256"],
         offpay_microcheck::csc::microcheck_hash(&items[0].microcheck)
     );
-    assert_eq!(charge["amount"], "0.83");
+    // Stored in minor units with its currency (charge format 3), not as decimal text.
+    assert_eq!(charge["amount"], json!({ "currency": "KES", "minor": 83 }));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -423,11 +442,8 @@ async fn deposits_decided_while_others_commit_count_and_charge_exactly() {
         );
         assert_eq!(harness.count(format!("mday:{machine}:{date}")).await, each);
     }
-    let recent = harness.record("recent:alice".into()).await.unwrap();
-    assert_eq!(
-        recent.as_array().unwrap().len(),
-        offpay_microcheck::limits::PAYER_RECENT_MAX
-    );
+    let recent = harness.recent("alice").await.unwrap();
+    assert_eq!(recent, offpay_microcheck::limits::PAYER_RECENT_MAX);
     let (pipelined, locked) = harness.paths();
     assert_eq!(pipelined + locked, u64::from(2 * DEPOSITS_EACH));
 }

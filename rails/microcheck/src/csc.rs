@@ -294,12 +294,13 @@ pub struct RecordChange {
     pub create_only: bool,
 }
 
-/// A charge as the payer's statement shows it. The ledger keeps it under its [`charge_key`]
-/// (`charge:<payer>:<timestamp>:<merchant>:<nonce>`), whose existence proves the nonce spent:
-/// as a [`StoredCharge`] since format 2, as this whole record in format 1.
+/// A charge as the payer's statement shows it (the statement API's line). The ledger keeps it
+/// under its [`charge_key`] (`charge:<payer>:<timestamp>:<merchant>:<nonce>`), whose existence
+/// proves the nonce spent: as a [`StoredCharge`] since format 3 (format 2 held the amount as a
+/// decimal string, format 1 this whole record); the operator half reads every format back.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChargeRecord {
-    /// Format version of the stored record (1 or 2).
+    /// Format version of the stored record (1, 2 or 3).
     pub v: u32,
     /// Merchant.
     pub merchant: String,
@@ -307,7 +308,7 @@ pub struct ChargeRecord {
     pub nonce: String,
     /// Product.
     pub product: String,
-    /// Amount, as in the offer.
+    /// Amount, decimal, as in the offer.
     pub amount: String,
     /// Currency, as in the offer.
     pub currency: String,
@@ -326,19 +327,17 @@ pub struct ChargeRecord {
     pub deposited: String,
 }
 
-/// What the ledger stores of a charge (format 2), under its [`charge_key`]: the key already
+/// What the ledger stores of a charge (format 3), under its [`charge_key`]: the key already
 /// names the payer, the offer's time, the merchant and the nonce, and the transfer id follows
-/// from merchant and nonce ([`transfer_id`]); [`ChargeRecord::from_stored`] puts them back.
+/// from merchant and nonce ([`transfer_id`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredCharge {
-    /// Format version (2).
+    /// Format version ([`STORED_CHARGE_VERSION`]).
     pub v: u32,
     /// Product.
     pub product: String,
-    /// Amount, as in the offer.
-    pub amount: String,
-    /// Currency, as in the offer.
-    pub currency: String,
+    /// Amount.
+    pub amount: Amount,
     /// Paid from suspense.
     pub bounced: bool,
     /// Serial of the payment credential that covered it, when known.
@@ -350,50 +349,48 @@ pub struct StoredCharge {
     pub deposited: String,
 }
 
-/// Format version of [`StoredCharge`].
-pub const STORED_CHARGE_VERSION: u32 = 2;
+/// Format version of [`StoredCharge`]: 3 holds the amount as [`Amount`] (minor units and
+/// currency); 2 held it as decimal text.
+pub const STORED_CHARGE_VERSION: u32 = 3;
 
-impl ChargeRecord {
-    /// The charge stored under `key` as `value`: format 2 ([`StoredCharge`]), or format 1 (a
-    /// whole `ChargeRecord`, as written before format 2). `None` if it is neither.
-    pub fn from_stored(key: &str, value: &[u8]) -> Option<ChargeRecord> {
-        #[derive(Deserialize)]
-        struct Version {
-            v: u32,
-        }
-        match serde_json::from_slice::<Version>(value).ok()?.v {
-            1 => serde_json::from_slice(value).ok(),
-            STORED_CHARGE_VERSION => {
-                let stored: StoredCharge = serde_json::from_slice(value).ok()?;
-                // charge:{payer}:{timestamp}:{merchant}:{nonce}; only the nonce may hold a colon.
-                let mut parts = key.strip_prefix("charge:")?.splitn(4, ':');
-                let (_payer, timestamp, merchant, nonce) =
-                    (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-                Some(ChargeRecord {
-                    v: STORED_CHARGE_VERSION,
-                    merchant: merchant.to_owned(),
-                    nonce: nonce.to_owned(),
-                    product: stored.product,
-                    amount: stored.amount,
-                    currency: stored.currency,
-                    timestamp: timestamp.to_owned(),
-                    transfer_id: transfer_id(merchant, nonce),
-                    bounced: stored.bounced,
-                    credential_serial: stored.credential_serial,
-                    microcheck_sha256: stored.microcheck_sha256,
-                    deposited: stored.deposited,
-                })
-            }
-            _ => None,
-        }
-    }
-}
+/// Format version of the clearing counters ([`CountRecord`]) and of a payer's recent purchases.
+/// Records written before records carried a version read as version 0.
+pub const CLEARING_RECORD_VERSION: u32 = 1;
 
 /// A counter record (`pmday:…`, `mday:…`, `bounces:…`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CountRecord {
+    /// Format version ([`CLEARING_RECORD_VERSION`]; 0 when written before versions).
+    #[serde(default)]
+    pub v: u32,
     /// The count.
     pub count: u32,
+}
+
+impl CountRecord {
+    /// `count`, in the format this release writes.
+    pub fn new(count: u32) -> CountRecord {
+        CountRecord {
+            v: CLEARING_RECORD_VERSION,
+            count,
+        }
+    }
+}
+
+/// A payer's recent purchases as stored (`recent:…`), oldest first; format 0 was the bare list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecentRecord {
+    /// Format version ([`CLEARING_RECORD_VERSION`]).
+    pub v: u32,
+    /// The purchases.
+    pub purchases: Vec<RecentPurchase>,
+}
+
+/// [`RecentRecord`] borrowing its list, to write without copying it.
+#[derive(Serialize)]
+struct RecentRecordRef<'a> {
+    v: u32,
+    purchases: &'a [RecentPurchase],
 }
 
 fn json_bytes(value: &impl Serialize) -> Vec<u8> {
@@ -608,11 +605,8 @@ impl StateRecord {
 
     /// Its value as it stands in `state`, serialised as the ledger stores it.
     pub fn value(&self, state: &ClearingState, merchant: &str) -> Vec<u8> {
-        let count = |count: Option<&u32>| {
-            json_bytes(&CountRecord {
-                count: count.copied().unwrap_or(0),
-            })
-        };
+        let count =
+            |count: Option<&u32>| json_bytes(&CountRecord::new(count.copied().unwrap_or(0)));
         match self {
             StateRecord::PayerDay { payer, date } => count(state.payer_merchant_day.get(&(
                 payer.clone(),
@@ -622,9 +616,10 @@ impl StateRecord {
             StateRecord::MerchantDay { date } => {
                 count(state.merchant_day.get(&(merchant.to_owned(), date.clone())))
             }
-            StateRecord::Recent { payer } => {
-                json_bytes(&state.recent.get(payer).map(Vec::as_slice).unwrap_or(&[]))
-            }
+            StateRecord::Recent { payer } => json_bytes(&RecentRecordRef {
+                v: CLEARING_RECORD_VERSION,
+                purchases: state.recent.get(payer).map(Vec::as_slice).unwrap_or(&[]),
+            }),
             StateRecord::Bounces { payer } => count(state.bounces.get(payer)),
         }
     }
@@ -1280,8 +1275,7 @@ fn item_records(clearance: &Clearance, offer: &Offer, now: UnixSeconds) -> Vec<R
         value: json_bytes(&StoredCharge {
             v: STORED_CHARGE_VERSION,
             product: offer.product.clone(),
-            amount: offer.amount.clone(),
-            currency: offer.currency.clone(),
+            amount: clearance.amount,
             bounced: clearance.bounced(),
             credential_serial: clearance.credential_serial.clone(),
             microcheck_sha256: clearance.microcheck_sha256.clone(),
@@ -1297,77 +1291,23 @@ mod tests {
 
     use super::*;
 
-    const NONCE: &str = "006955b9005a5a5a5a5a5a5a5a5a5a5a";
-
-    fn charge(v: u32) -> ChargeRecord {
-        ChargeRecord {
-            v,
-            merchant: "vm-1".into(),
-            nonce: NONCE.into(),
-            product: "Pocari Sweat".into(),
-            amount: "0.83".into(),
-            currency: "KES".into(),
-            timestamp: "20260101000000".into(),
-            transfer_id: transfer_id("vm-1", NONCE),
-            bounced: false,
-            credential_serial: Some("s1".into()),
-            microcheck_sha256: "ab".repeat(32),
-            deposited: "20260101010000".into(),
-        }
-    }
-
     #[test]
-    fn a_stored_charge_reads_back_whole_from_its_key() {
-        let key = charge_key("alice", "20260101000000", "vm-1", NONCE);
-        let stored = StoredCharge {
-            v: STORED_CHARGE_VERSION,
-            product: "Pocari Sweat".into(),
-            amount: "0.83".into(),
-            currency: "KES".into(),
-            bounced: false,
-            credential_serial: Some("s1".into()),
-            microcheck_sha256: "ab".repeat(32),
-            deposited: "20260101010000".into(),
+    fn clearing_records_are_written_with_their_format_version() {
+        let mut state = ClearingState::default();
+        state
+            .payer_merchant_day
+            .insert(("alice".into(), "vm-1".into(), "20260101".into()), 2);
+        let day = StateRecord::PayerDay {
+            payer: "alice".into(),
+            date: "20260101".into(),
         };
-        let value = json_bytes(&stored);
+        assert_eq!(day.value(&state, "vm-1"), br#"{"v":1,"count":2}"#.to_vec());
+        let recent = StateRecord::Recent {
+            payer: "alice".into(),
+        };
         assert_eq!(
-            ChargeRecord::from_stored(&key, &value),
-            Some(charge(STORED_CHARGE_VERSION))
+            recent.value(&state, "vm-1"),
+            br#"{"v":1,"purchases":[]}"#.to_vec()
         );
-        // What the key and the transfer id rule already hold is not stored again: 222 bytes
-        // instead of 380.
-        assert_eq!((value.len(), json_bytes(&charge(1)).len()), (222, 380));
-    }
-
-    #[test]
-    fn a_format_1_charge_still_reads() {
-        let key = charge_key("alice", "20260101000000", "vm-1", NONCE);
-        let whole = charge(1);
-        assert_eq!(
-            ChargeRecord::from_stored(&key, &json_bytes(&whole)),
-            Some(whole)
-        );
-    }
-
-    #[test]
-    fn an_unknown_format_or_a_malformed_key_reads_as_nothing() {
-        let key = charge_key("alice", "20260101000000", "vm-1", NONCE);
-        assert_eq!(ChargeRecord::from_stored(&key, br#"{"v":3}"#), None);
-        assert_eq!(ChargeRecord::from_stored(&key, b"not json"), None);
-        let stored = json_bytes(&StoredCharge {
-            v: STORED_CHARGE_VERSION,
-            product: "x".into(),
-            amount: "1".into(),
-            currency: "KES".into(),
-            bounced: false,
-            credential_serial: None,
-            microcheck_sha256: String::new(),
-            deposited: String::new(),
-        });
-        assert_eq!(
-            ChargeRecord::from_stored("charge:alice:2026", &stored),
-            None
-        );
-        assert_eq!(ChargeRecord::from_stored("other:a:b:c:d", &stored), None);
     }
 }

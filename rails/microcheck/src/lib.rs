@@ -6,7 +6,9 @@
 //! Provisioning Agent's credential templates and risk [`strategy`], the merchant's [`policy`],
 //! [`offer`]s, [`microcheck`]s, the offline [`compliance`] check, the [`payer`] device, the
 //! vending [`machine`], the Clearing and Settlement Center's rules ([`csc`]) and the local link's
-//! [`wire`] format. Nothing reads a socket, a file or a clock: callers pass time and randomness
+//! [`wire`] format, and the signed [`request`]s devices send the operator. With the `operator`
+//! feature, the operator half too: the Provisioning Agent's and the CSC's records, decisions and
+//! request authentication over the ledger (`operator`). Nothing reads a socket, a file or a clock: callers pass time and randomness
 //! in and do the I/O. See `docs/protocols/microchecks.md` for the protocol and its security
 //! analysis.
 
@@ -19,8 +21,11 @@ pub mod limits;
 pub mod machine;
 pub mod microcheck;
 pub mod offer;
+#[cfg(feature = "operator")]
+pub mod operator;
 pub mod payer;
 pub mod policy;
+pub mod request;
 pub mod strategy;
 pub mod time;
 pub mod wire;

@@ -717,7 +717,15 @@ fn counters_rebuilt_for_part_of_a_deposit_count_exactly_that_part() {
     let all = csc::state_records(&cleared, "vm-1", clearances.iter().copied());
     assert_eq!(count(&all, &format!("pmday:alice:vm-1:{date}"))["count"], 3);
     assert_eq!(count(&all, &format!("mday:vm-1:{date}"))["count"], 3);
-    assert_eq!(count(&all, "recent:alice").as_array().unwrap().len(), 3);
+    // Recent purchases are a versioned record: `{"v":1,"purchases":[…]}`.
+    assert_eq!(count(&all, "recent:alice")["v"], 1);
+    assert_eq!(
+        count(&all, "recent:alice")["purchases"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
     // The ledger took only the first and the last: counters rebuilt from the state before the
     // deposit count those two, and `clear` applied exactly what `apply` does.
     let mut part = initial.clone();
@@ -731,7 +739,7 @@ fn counters_rebuilt_for_part_of_a_deposit_count_exactly_that_part() {
     );
     assert_eq!(count(&records, &format!("mday:vm-1:{date}"))["count"], 2);
     let recent = count(&records, "recent:alice");
-    let nonces: Vec<&str> = recent
+    let nonces: Vec<&str> = recent["purchases"]
         .as_array()
         .unwrap()
         .iter()

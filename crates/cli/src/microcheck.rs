@@ -1,4 +1,4 @@
-//! `offpay vend`: a vending machine and a payer device over a local link (TCP on loopback standing
+//! `offpay microcheck` (alias `offpay microcheck`): a vending machine and a payer device over a local link (TCP on loopback standing
 //! in for infrared), and `offpay admin microcheck`.
 //!
 //! Files: a payer file and a merchant file (JSON, mode 0600: they hold private keys), the payer's
@@ -15,11 +15,11 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use offpay_keynote::{Encoding, Principal, PrivateKey};
 use offpay_ledger::Currency;
-use offpay_microcheck::auth::sign_statement;
 use offpay_microcheck::csc::{DepositBody, DepositItem};
 use offpay_microcheck::limits::{FRAME_PREFIX_BYTES, NONCE_BYTES};
 use offpay_microcheck::machine::{Machine, MachineConfig, SaleRecord, StockItem};
 use offpay_microcheck::payer::{Charge, LogEntry, PayerDevice, compare_statement, purchases_today};
+use offpay_microcheck::request::{purpose, sign_request};
 use offpay_microcheck::wire::{Message, WIRE_VERSION, frame_length};
 use offpay_microcheck::{MerchantPolicy, PayerPolicy, Refusal, UnixSeconds};
 use serde::{Deserialize, Serialize};
@@ -34,16 +34,16 @@ const FILE_VERSION: u32 = 1;
 
 /// Device-side commands.
 #[derive(Debug, Args)]
-pub struct VendArgs {
+pub struct MicrocheckArgs {
     /// Print JSON instead of text
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
-    command: VendCommand,
+    command: MicrocheckCommand,
 }
 
 #[derive(Debug, Subcommand)]
-enum VendCommand {
+enum MicrocheckCommand {
     /// Run a vending machine: a stock list, a screen on stdout, the link on TCP.
     Serve(ServeArgs),
     /// Buy an item from a machine as a payer.
@@ -359,14 +359,9 @@ fn signed_request(
     key: &PrivateKey,
     body: Value,
 ) -> Result<Value, CallError> {
-    let time = now().0;
-    let payload = offpay_server::rails::microcheck::request_payload(purpose, who, time, &body);
-    let signature =
-        sign_statement(key, purpose, &payload).map_err(|e| CallError::Transport(e.to_string()))?;
-    client.post(
-        path,
-        &json!({ "who": who, "time": time, "signature": signature, "body": body }),
-    )
+    let request = sign_request(key, purpose, who, now().0, body)
+        .map_err(|e| CallError::Transport(e.to_string()))?;
+    client.post(path, &request)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -386,7 +381,7 @@ fn finish(json_output: bool, result: Result<(Value, String), String>) -> ExitCod
             if json_output {
                 println!("{}", json!({ "error": { "message": message } }));
             } else {
-                eprintln!("offpay vend: {message}");
+                eprintln!("offpay microcheck: {message}");
             }
             ExitCode::FAILURE
         }
@@ -394,18 +389,18 @@ fn finish(json_output: bool, result: Result<(Value, String), String>) -> ExitCod
 }
 
 /// Runs a device-side command.
-pub fn run(args: VendArgs) -> ExitCode {
+pub fn run(args: MicrocheckArgs) -> ExitCode {
     let json_output = args.json;
     match args.command {
-        VendCommand::Serve(serve) => match serve_machine(&serve) {
+        MicrocheckCommand::Serve(serve) => match serve_machine(&serve) {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {
-                eprintln!("offpay vend serve: {message}");
+                eprintln!("offpay microcheck serve: {message}");
                 ExitCode::FAILURE
             }
         },
-        VendCommand::Buy(buy) => buy_command(json_output, &buy),
-        VendCommand::Deposit {
+        MicrocheckCommand::Buy(buy) => buy_command(json_output, &buy),
+        MicrocheckCommand::Deposit {
             merchant_file,
             server,
             all,
@@ -426,20 +421,20 @@ pub fn run(args: VendArgs) -> ExitCode {
                 Err(message) => finish(json_output, Err(message)),
             }
         }
-        VendCommand::Statement { payer_file, server } => {
+        MicrocheckCommand::Statement { payer_file, server } => {
             finish(json_output, statement(&payer_file, &server))
         }
-        VendCommand::Payer(PayerCommand::Keygen { file, name }) => {
+        MicrocheckCommand::Payer(PayerCommand::Keygen { file, name }) => {
             finish(json_output, payer_keygen(&file, &name))
         }
-        VendCommand::Payer(PayerCommand::Refresh { file, server }) => finish(
+        MicrocheckCommand::Payer(PayerCommand::Refresh { file, server }) => finish(
             json_output,
             device_client(&server).and_then(|client| payer_refresh(&file, &client)),
         ),
-        VendCommand::Merchant(MerchantCommand::Keygen { file, id }) => {
+        MicrocheckCommand::Merchant(MerchantCommand::Keygen { file, id }) => {
             finish(json_output, merchant_keygen(&file, &id))
         }
-        VendCommand::Merchant(MerchantCommand::Refresh { file, server }) => finish(
+        MicrocheckCommand::Merchant(MerchantCommand::Refresh { file, server }) => finish(
             json_output,
             device_client(&server).and_then(|client| merchant_refresh(&file, &client)),
         ),
@@ -480,7 +475,7 @@ fn payer_refresh(file: &Path, client: &ApiClient) -> Result<(Value, String), Str
     let answer = signed_request(
         client,
         "/microcheck/v1/payer/refresh",
-        "refresh",
+        purpose::REFRESH,
         &payer.name,
         &key,
         Value::Null,
@@ -554,7 +549,7 @@ fn merchant_refresh(file: &Path, client: &ApiClient) -> Result<(Value, String), 
     let answer = signed_request(
         client,
         "/microcheck/v1/merchant/refresh",
-        "merchant-refresh",
+        purpose::MERCHANT_REFRESH,
         &merchant.id,
         &key,
         Value::Null,
@@ -587,7 +582,7 @@ fn load_machine(merchant_file: &Path, stock: Vec<StockItem>) -> Result<(Machine,
     let merchant: MerchantFile = read_json_file(merchant_file)?;
     let missing = || {
         format!(
-            "{} has no credential yet: run offpay vend merchant refresh --file {} --server URL",
+            "{} has no credential yet: run offpay microcheck merchant refresh --file {} --server URL",
             merchant_file.display(),
             merchant_file.display()
         )
@@ -848,7 +843,7 @@ fn buy(args: &BuyArgs) -> Result<Purchase, String> {
     let pa = payer
         .pa_key
         .as_deref()
-        .ok_or("the payer file has no credentials yet: run offpay vend payer refresh")?;
+        .ok_or("the payer file has no credentials yet: run offpay microcheck payer refresh")?;
     let pa = Principal::parse(pa.as_bytes()).map_err(|e| format!("PA key: {e}"))?;
     let mut device = PayerDevice::new(
         parse_private(&payer.key)?,
@@ -921,7 +916,7 @@ fn buy(args: &BuyArgs) -> Result<Purchase, String> {
             let answer = signed_request(
                 &client,
                 "/microcheck/v1/payer/transaction",
-                "transaction",
+                purpose::TRANSACTION,
                 &payer.name,
                 &key,
                 json!({ "offer": offer }),
@@ -1028,7 +1023,7 @@ fn deposit(
     let answer = signed_request(
         client,
         "/microcheck/v1/deposit",
-        "deposit",
+        purpose::DEPOSIT,
         &merchant.id,
         &key,
         serde_json::to_value(DepositBody::pack(&items)).map_err(|e| e.to_string())?,
@@ -1097,7 +1092,7 @@ fn statement(payer_file: &Path, server: &str) -> Result<(Value, String), String>
     let answer = signed_request(
         &client,
         "/microcheck/v1/payer/statement",
-        "statement",
+        purpose::STATEMENT,
         &payer.name,
         &key,
         json!({}),
@@ -1347,7 +1342,7 @@ fn admin(client: &ApiClient, command: AdminCommand) -> Result<(Value, String), C
             }
             let answer = client.post("/api/v1/microcheck/merchants", &body)?;
             let text = format!(
-                "merchant {} registered (account {}, domain {}); the machine fetches its credential with offpay vend merchant refresh",
+                "merchant {} registered (account {}, domain {}); the machine fetches its credential with offpay microcheck merchant refresh",
                 answer["merchant"].as_str().unwrap_or("?"),
                 answer["account"].as_str().unwrap_or("?"),
                 answer["app_domain"].as_str().unwrap_or("?")
