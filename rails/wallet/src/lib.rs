@@ -22,7 +22,10 @@ pub mod ids;
 pub mod keys;
 #[cfg(feature = "std")]
 pub mod netem;
+#[cfg(feature = "office")]
 pub mod office;
+#[cfg(feature = "operator")]
+pub mod operator;
 pub mod protocol;
 pub mod record;
 pub mod storage;
@@ -32,11 +35,14 @@ pub mod wallet;
 pub mod wire;
 
 pub use credential::{Credential, Limits};
+#[cfg(feature = "operator")]
+pub use error::BookError;
 pub use error::{Error, Malformed, Misuse, PeerError, StorageError};
 pub use ids::{Millis, PostingId, TransferId, WalletId};
 #[cfg(feature = "std")]
 pub use keys::OsEntropy;
 pub use keys::{Entropy, OfficeKeys, SeededEntropy, WalletKeys};
+#[cfg(feature = "office")]
 pub use office::{
     Flag, MoneyOffice, Posting, PostingAccount, PostingKind, Reconciliation, ReissueQuote,
     WalletSummary,
