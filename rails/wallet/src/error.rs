@@ -271,7 +271,10 @@ impl fmt::Display for BookError {
             BookError::Store(message) => write!(f, "ledger store failed: {message}"),
             BookError::Refused(message) => write!(f, "ledger refused the batch: {message}"),
             BookError::OutsidePlan { key } => {
-                write!(f, "the rules read record {key}, which the load plan left out")
+                write!(
+                    f,
+                    "the rules read record {key}, which the load plan left out"
+                )
             }
             BookError::PlanTooDeep => f.write_str("the load plan did not settle"),
             BookError::LegacyBook => f.write_str("the book of an earlier release awaits migration"),

@@ -325,8 +325,7 @@ impl BlockedList {
     #[cfg(feature = "operator")]
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
-        w.u32(BLOCKED_RECORD_VERSION)
-            .u32(self.newest.len() as u32);
+        w.u32(BLOCKED_RECORD_VERSION).u32(self.newest.len() as u32);
         for (at, wallet) in &self.newest {
             w.u64(*at).raw(&wallet.0);
         }
@@ -486,7 +485,8 @@ impl Book {
     }
 
     pub(crate) fn credential_validity_ms(&self) -> u64 {
-        self.header().map_or(0, |header| header.credential_validity_ms)
+        self.header()
+            .map_or(0, |header| header.credential_validity_ms)
     }
 
     pub(crate) fn wallet_count(&self) -> u64 {
@@ -505,7 +505,9 @@ impl Book {
 
     pub(crate) fn note_blocked(&mut self, at: Millis, wallet: WalletId) {
         match &mut self.blocked {
-            Some(slot) => slot.get_or_insert_with(BlockedList::default).note(at, wallet),
+            Some(slot) => slot
+                .get_or_insert_with(BlockedList::default)
+                .note(at, wallet),
             None => self.miss(BookKey::Blocked),
         }
     }
@@ -585,11 +587,20 @@ impl Book {
     // ------------------------------------------------------------ charge vouchers
 
     /// Voucher number `seq` of `wallet`, if issued (`issued` is the wallet's count).
-    pub(crate) fn charge(&self, wallet: &WalletId, seq: u64, issued: u64) -> Option<&ChargeVoucher> {
+    pub(crate) fn charge(
+        &self,
+        wallet: &WalletId,
+        seq: u64,
+        issued: u64,
+    ) -> Option<&ChargeVoucher> {
         if seq == 0 || seq > issued {
             return None;
         }
-        self.slot(&self.charges, &(*wallet, seq), BookKey::Charge(*wallet, seq))
+        self.slot(
+            &self.charges,
+            &(*wallet, seq),
+            BookKey::Charge(*wallet, seq),
+        )
     }
 
     pub(crate) fn insert_charge(&mut self, voucher: ChargeVoucher) {

@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 
 use super::MoneyOffice;
 use super::book::{
-    Book, BlockedList, Header, TransferFile, WalletAccount, read_bool, read_option_u64,
+    BlockedList, Book, Header, TransferFile, WalletAccount, read_bool, read_option_u64,
     write_option_u64,
 };
 use crate::codec::{Reader, Writer};

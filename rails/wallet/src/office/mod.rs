@@ -389,10 +389,7 @@ impl MoneyOffice {
 
     /// How much of a blocked wallet's value can be reissued, and from when.
     pub fn reissue_quote(&self, wallet_id: &WalletId) -> Result<ReissueQuote, Error> {
-        let account = self
-            .book
-            .wallet(wallet_id)
-            .ok_or(Misuse::UnknownWallet)?;
+        let account = self.book.wallet(wallet_id).ok_or(Misuse::UnknownWallet)?;
         let currency = account.credential.currency;
         let held_minor = self.held_minor(wallet_id, account);
         let unseen_minor = account
@@ -438,10 +435,7 @@ impl MoneyOffice {
             return Err(Misuse::AlreadyReissued.into());
         }
         let currency = account.credential.currency;
-        let target = self
-            .book
-            .wallet(&new_wallet)
-            .ok_or(Misuse::UnknownWallet)?;
+        let target = self.book.wallet(&new_wallet).ok_or(Misuse::UnknownWallet)?;
         if target.blocked_at_ms.is_some() {
             return Err(Misuse::WalletBlocked.into());
         }
@@ -562,10 +556,7 @@ impl MoneyOffice {
         }
         let amount = Amount::from_minor(release_minor.min(Amount::MAX_MINOR), currency)
             .map_err(|_| Error::Malformed(Malformed::InvalidField))?;
-        let target = self
-            .book
-            .wallet(&new_wallet)
-            .ok_or(Misuse::UnknownWallet)?;
+        let target = self.book.wallet(&new_wallet).ok_or(Misuse::UnknownWallet)?;
         if target.blocked_at_ms.is_some() {
             return Err(Misuse::WalletBlocked.into());
         }

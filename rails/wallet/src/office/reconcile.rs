@@ -105,10 +105,7 @@ impl MoneyOffice {
         let upload = LogUpload::decode(upload)?;
         upload.credential.verify(&self.keys.public())?;
         let wallet_id = upload.credential.wallet_id;
-        let account = self
-            .book
-            .wallet(&wallet_id)
-            .ok_or(Misuse::UnknownWallet)?;
+        let account = self.book.wallet(&wallet_id).ok_or(Misuse::UnknownWallet)?;
         if account.credential.signing_key != upload.credential.signing_key {
             return Err(PeerError::Inconsistent.into());
         }
@@ -242,10 +239,7 @@ impl MoneyOffice {
             }
             Record::Charged { voucher } => {
                 voucher.verify(&office)?;
-                let account = self
-                    .book
-                    .wallet(&wallet_id)
-                    .ok_or(Misuse::UnknownWallet)?;
+                let account = self.book.wallet(&wallet_id).ok_or(Misuse::UnknownWallet)?;
                 let issued = self
                     .book
                     .charge(&wallet_id, voucher.charge_seq, account.charges_issued)
@@ -444,7 +438,12 @@ impl MoneyOffice {
     }
 
     /// Records the decision; false (and a flag) when it contradicts the one known.
-    pub(super) fn decide(&mut self, terms: &Terms, outcome: Outcome, flags: &mut Vec<Flag>) -> bool {
+    pub(super) fn decide(
+        &mut self,
+        terms: &Terms,
+        outcome: Outcome,
+        flags: &mut Vec<Flag>,
+    ) -> bool {
         let file = self.book.transfer_entry(terms);
         let consistent = match file.seller_decision {
             None => {

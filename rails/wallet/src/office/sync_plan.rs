@@ -11,7 +11,6 @@ use crate::record::{LoggedRecord, Record};
 use crate::sync::LogUpload;
 use crate::terms::Terms;
 
-
 /// An upload as far as it parses, for planning what its reconciliation reads. Planning checks
 /// no signature: an upload that fails a check fails it in the reconciliation, before it reads
 /// anything the plan left out.

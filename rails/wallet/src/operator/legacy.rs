@@ -131,7 +131,13 @@ pub(crate) fn migration_steps(
     for index in 0..legacy.chunks {
         last.push(record_write(chunk_key(index), None, None));
     }
-    let gate = |version: u64| record_write(BOOK_KEY.to_string(), Some(legacy.manifest.clone()), Some(version));
+    let gate = |version: u64| {
+        record_write(
+            BOOK_KEY.to_string(),
+            Some(legacy.manifest.clone()),
+            Some(version),
+        )
+    };
     let mut steps = Vec::new();
     let mut version = legacy.manifest_version;
     if data.len() + last.len() < operations_per_step {
@@ -159,11 +165,137 @@ pub(crate) fn migration_steps(
     Ok(steps)
 }
 
-fn record_write(key: std::string::String, value: Option<Vec<u8>>, expected: Option<u64>) -> Operation {
+fn record_write(
+    key: std::string::String,
+    value: Option<Vec<u8>>,
+    expected: Option<u64>,
+) -> Operation {
     Operation::PutRecord(RecordWrite {
         namespace: NAMESPACE.to_owned(),
         key,
         value,
         expected_version: expected,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use offpay_ledger::{Batch, MemoryStore, Timestamp};
+
+    use super::*;
+    use crate::credential::Limits;
+    use crate::keys::{OfficeKeys, SeededEntropy, WalletKeys};
+    use crate::office::MoneyOffice;
+    use crate::operator::local;
+    use offpay_money::{Amount, Currency};
+
+    fn office_with_history(wallets: usize) -> (MoneyOffice, OfficeKeys) {
+        let mut entropy = SeededEntropy::from_seed(9);
+        let keys = OfficeKeys::generate(&mut entropy);
+        let mut office = MoneyOffice::new(keys.clone(), 60_000);
+        let amount = |minor| Amount::from_minor(minor, Currency::KES).unwrap();
+        let limits = Limits {
+            balance_max: amount(1_000_000),
+            payment_max: amount(1_000),
+            offline_spend_max: amount(5_000),
+        };
+        for index in 0..wallets {
+            let device = WalletKeys::generate(&mut entropy);
+            let credential = office
+                .issue_wallet(
+                    device.signing_public(),
+                    device.encryption_public(),
+                    limits,
+                    1_000,
+                    &mut entropy,
+                )
+                .unwrap();
+            for _ in 0..=index % 3 {
+                office.charge(credential.wallet_id, amount(100)).unwrap();
+            }
+            if index % 4 == 0 {
+                office
+                    .block(credential.wallet_id, 2_000 + index as u64)
+                    .unwrap();
+            }
+        }
+        (office, keys)
+    }
+
+    /// The previous release's layout: chunks, then the manifest.
+    fn store_with_legacy(book: &[u8]) -> MemoryStore {
+        let mut store = MemoryStore::new();
+        let chunks: Vec<&[u8]> = book.chunks(64).collect();
+        let mut operations: Vec<Operation> = chunks
+            .iter()
+            .enumerate()
+            .map(|(index, chunk)| record_write(chunk_key(index), Some(chunk.to_vec()), None))
+            .collect();
+        let mut manifest = vec![BOOK_MANIFEST_VERSION];
+        manifest.extend_from_slice(&(chunks.len() as u32).to_be_bytes());
+        manifest.extend_from_slice(&(book.len() as u64).to_be_bytes());
+        operations.push(record_write(BOOK_KEY.to_string(), Some(manifest), Some(0)));
+        let results = store.commit(&[Batch { operations }], Timestamp(1)).unwrap();
+        assert!(results.iter().all(Result::is_ok));
+        store
+    }
+
+    #[test]
+    fn a_book_too_big_for_one_batch_migrates_in_steps_gated_by_the_manifest() {
+        let (office, keys) = office_with_history(12);
+        let mut store = store_with_legacy(&office.encode_book());
+        let legacy = load_legacy(&mut store).unwrap().unwrap();
+        let steps = migration_steps(&legacy, 5).unwrap();
+        assert!(steps.len() > 5, "{} steps", steps.len());
+        // A second migrator that read the same manifest is refused at its first step once the
+        // first one has moved on.
+        let rival = load_legacy(&mut store).unwrap().unwrap();
+        let mut rival_steps = migration_steps(&rival, 5).unwrap().into_iter();
+        let mut steps = steps.into_iter();
+        assert!(local::commit(&mut store, steps.next().unwrap(), Timestamp(2)).unwrap());
+        assert!(!local::commit(&mut store, rival_steps.next().unwrap(), Timestamp(2)).unwrap());
+        // Cut short after two steps: the old book is intact, and no header says "migrated".
+        assert!(local::commit(&mut store, steps.next().unwrap(), Timestamp(2)).unwrap());
+        assert!(manifest_exists(&mut store).unwrap());
+        assert!(
+            store
+                .record(NAMESPACE, super::super::HEADER_KEY)
+                .unwrap()
+                .is_none()
+        );
+        // Starting over completes it.
+        assert!(local::migrate(&mut store, Timestamp(3)).unwrap());
+        assert!(!manifest_exists(&mut store).unwrap());
+        assert!(store.record(NAMESPACE, &chunk_key(0)).unwrap().is_none());
+        let migrated = local::whole_office(&mut store, keys).unwrap();
+        assert!(migrated == office);
+        assert_eq!(migrated.encode_book(), office.encode_book());
+    }
+
+    #[test]
+    fn a_small_book_migrates_in_one_batch() {
+        let (office, keys) = office_with_history(3);
+        let mut store = store_with_legacy(&office.encode_book());
+        let legacy = load_legacy(&mut store).unwrap().unwrap();
+        let steps = super::super::migration(&legacy).unwrap();
+        assert_eq!(steps.len(), 1);
+        assert_eq!(steps.into_iter().next().unwrap().into_batches().len(), 1);
+        assert!(local::migrate(&mut store, Timestamp(2)).unwrap());
+        assert!(local::whole_office(&mut store, keys).unwrap() == office);
+    }
+
+    #[test]
+    fn manifests_refuse_nonsense() {
+        let mut bytes = vec![BOOK_MANIFEST_VERSION];
+        bytes.extend_from_slice(&3u32.to_be_bytes());
+        bytes.extend_from_slice(&((2 * BOOK_CHUNK_BYTES + 5) as u64).to_be_bytes());
+        assert_eq!(decode_manifest(&bytes), Some((3, 2 * BOOK_CHUNK_BYTES + 5)));
+        assert_eq!(decode_manifest(&bytes[..12]), None);
+        let mut too_long = bytes.clone();
+        too_long[1..5].copy_from_slice(&1u32.to_be_bytes());
+        assert_eq!(decode_manifest(&too_long), None);
+        let mut other_version = bytes.clone();
+        other_version[0] = 9;
+        assert_eq!(decode_manifest(&other_version), None);
+    }
 }

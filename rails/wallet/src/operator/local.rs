@@ -4,9 +4,7 @@
 
 use std::vec::Vec;
 
-use offpay_ledger::{
-    BatchRefusal, LedgerStore, RECORD_PAGE_MAX, Refusal, Timestamp,
-};
+use offpay_ledger::{BatchRefusal, LedgerStore, RECORD_PAGE_MAX, Refusal, Timestamp};
 use offpay_operator::{Decision, Effects};
 
 use super::legacy::load_legacy;

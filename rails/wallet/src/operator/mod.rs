@@ -22,8 +22,8 @@ use offpay_ledger::{AccountId, Currency, Operation, Timestamp};
 use offpay_money::Amount;
 use offpay_operator::{Decision, Effects, Entropy};
 
-pub use ledger::{ACCOUNT_PREFIX, POSTING_PREFIX, RAIL, describe_flag, posting_transfer_id};
 pub use ledger::wallet_account;
+pub use ledger::{ACCOUNT_PREFIX, POSTING_PREFIX, RAIL, describe_flag, posting_transfer_id};
 pub use legacy::{
     BOOK_CHUNK_BYTES, BOOK_CHUNKS_MAX, BOOK_KEY, BOOK_MANIFEST_VERSION, LegacyBook, chunk_key,
     load_legacy,

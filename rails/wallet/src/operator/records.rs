@@ -136,7 +136,12 @@ stored_record!(
     TransferFile::encode,
     TransferFile::decode
 );
-stored_record!(Header, HEADER_RECORD_VERSION, Header::encode, Header::decode);
+stored_record!(
+    Header,
+    HEADER_RECORD_VERSION,
+    Header::encode,
+    Header::decode
+);
 stored_record!(
     BlockedList,
     BLOCKED_RECORD_VERSION,
@@ -256,7 +261,11 @@ pub(crate) fn read_into(
 
 /// The write of `value` under `key`, on condition that the record is still at `version`
 /// (`None`: unconditionally).
-fn put<R: StoredRecord>(key: &BookKey, version: Option<u64>, value: &R) -> Result<Operation, Error> {
+fn put<R: StoredRecord>(
+    key: &BookKey,
+    version: Option<u64>,
+    value: &R,
+) -> Result<Operation, Error> {
     let loaded = Loaded::<R> {
         key: record_key(key),
         version: version.unwrap_or(0),
@@ -310,7 +319,11 @@ pub(crate) fn changed_records(
     }
     for ((wallet, seq), slot) in &book.agreements {
         if let Some(first) = slot
-            && original.agreements.get(&(*wallet, *seq)).and_then(Option::as_ref) != Some(first)
+            && original
+                .agreements
+                .get(&(*wallet, *seq))
+                .and_then(Option::as_ref)
+                != Some(first)
         {
             let key = BookKey::Agreement(*wallet, *seq);
             writes.push(put(&key, version(&key), &AgreementRecord(*first))?);
@@ -318,7 +331,11 @@ pub(crate) fn changed_records(
     }
     for ((wallet, seq), slot) in &book.charges {
         if let Some(voucher) = slot
-            && original.charges.get(&(*wallet, *seq)).and_then(Option::as_ref) != Some(voucher)
+            && original
+                .charges
+                .get(&(*wallet, *seq))
+                .and_then(Option::as_ref)
+                != Some(voucher)
         {
             let key = BookKey::Charge(*wallet, *seq);
             writes.push(put(&key, version(&key), &ChargeRecord(*voucher))?);
@@ -360,7 +377,10 @@ mod tests {
         .encode();
         bytes[3] = 9;
         let error = <Header as StoredRecord>::decode("office", &bytes).unwrap_err();
-        assert!(matches!(error, RecordError::TooNew { found: 9, .. }), "{error}");
+        assert!(
+            matches!(error, RecordError::TooNew { found: 9, .. }),
+            "{error}"
+        );
         let error = <Header as StoredRecord>::decode("office", &bytes[..6]).unwrap_err();
         assert!(error.to_string().contains("wallet/office"), "{error}");
     }
