@@ -155,6 +155,14 @@ impl Working {
     pub fn records_read(&self) -> usize {
         self.versions.len()
     }
+
+    /// The ledger keys of the records loaded (present or absent), in key order.
+    pub fn record_keys(&self) -> Vec<std::string::String> {
+        self.versions
+            .keys()
+            .map(super::records::record_key)
+            .collect()
+    }
 }
 
 /// Loads what `plan` names, in rounds until what is loaded names nothing more. Call it inside
