@@ -582,17 +582,15 @@ async fn show(
         .ledger
         .read(move |store| store.account(&account_id))
         .await?;
-    let quote = reissue_quote
-        .filter(|_| summary.blocked_at_ms.is_some())
-        .map(|quote| {
-            json!({
-                "shadow": quote.shadow.decimal().to_string(),
-                "held": quote.held.decimal().to_string(),
-                "unseen_spend_max": quote.unseen_spend_max.decimal().to_string(),
-                "reissue": quote.reissue.decimal().to_string(),
-                "available_at_ms": quote.available_at_ms,
-            })
-        });
+    let quote = reissue_quote.map(|quote| {
+        json!({
+            "shadow": quote.shadow.decimal().to_string(),
+            "held": quote.held.decimal().to_string(),
+            "unseen_spend_max": quote.unseen_spend_max.decimal().to_string(),
+            "reissue": quote.reissue.decimal().to_string(),
+            "available_at_ms": quote.available_at_ms,
+        })
+    });
     Ok(Json(json!({
         "wallet_id": wallet.to_string(),
         "credential": credential_json(&summary.credential),

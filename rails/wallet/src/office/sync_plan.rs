@@ -68,11 +68,11 @@ pub(crate) fn sync_keys(view: &SyncView, book: &Book, wanted: &mut BTreeSet<Book
     });
     for logged in news.into_iter().flatten() {
         match &logged.record {
-            Record::Charged { voucher } => {
-                if voucher.charge_seq >= 1 && voucher.charge_seq <= account.charges_issued {
-                    wanted.insert(BookKey::Charge(own, voucher.charge_seq));
-                    applied = applied.max(voucher.charge_seq);
-                }
+            Record::Charged { voucher }
+                if voucher.charge_seq >= 1 && voucher.charge_seq <= account.charges_issued =>
+            {
+                wanted.insert(BookKey::Charge(own, voucher.charge_seq));
+                applied = applied.max(voucher.charge_seq);
             }
             Record::SellerPending { terms, .. } => {
                 carried.entry(terms.transfer_id).or_insert(*terms);

@@ -103,7 +103,7 @@ pub type Released = (Amount, Posting, ChargeVoucher);
 pub struct WalletView {
     /// The office's view.
     pub summary: WalletSummary,
-    /// How much could be reissued (meaningful once the wallet is blocked).
+    /// How much could be reissued, for a blocked wallet.
     pub reissue_quote: Option<ReissueQuote>,
 }
 
@@ -329,8 +329,8 @@ impl Office {
             ))
         })?;
         Ok(summary.map(|summary| WalletView {
+            reissue_quote: quote.filter(|_| summary.blocked_at_ms.is_some()),
             summary,
-            reissue_quote: quote,
         }))
     }
 }

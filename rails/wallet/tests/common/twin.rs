@@ -340,9 +340,13 @@ impl TwinOffice {
             view.as_ref().map(|view| &view.summary),
             self.memory.wallet_summary(wallet).as_ref()
         );
+        let blocked = self
+            .memory
+            .wallet_summary(wallet)
+            .is_some_and(|summary| summary.blocked_at_ms.is_some());
         assert_eq!(
             view.and_then(|view| view.reissue_quote),
-            self.memory.reissue_quote(wallet).ok()
+            self.memory.reissue_quote(wallet).ok().filter(|_| blocked)
         );
     }
 
