@@ -158,6 +158,8 @@ fn an_operation_reads_only_what_it_touches() {
         .expect("sync");
     sim.execute(0, actions);
     let plan = Plan::sync(Arc::new(upload.encode()));
+    // A sync and a charge of one wallet wait for each other in one server.
+    assert_eq!(plan.stripe_keys(), Plan::charge(sim.ids[0]).stripe_keys());
     let working = operator::load(sim.office.store(), &plan).expect("load");
     // The header, the blocked list, both parties, the transfer, the payment number, the
     // seller's voucher: whatever the number of wallets.

@@ -19,7 +19,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use offpay_ledger::{AccountId, Amount, Currency, Timestamp};
-use offpay_operator::{Attempt, Decision, Entropy};
+use offpay_operator::{Attempt, Decision, Effects, Entropy};
 use offpay_wallet::operator::{
     self, ChargeRequest, IssueRequest, Office, Plan, WalletView, Working,
 };
@@ -188,6 +188,8 @@ async fn run_office<T>(
 ) -> Result<T, ApiError> {
     let rail = &state.rails.wallet;
     let _stripes = rail.stripes.lock(plan.stripe_keys()).await;
+    // What the last decision committed, for the counters.
+    let batches = AtomicU64::new(0);
     let posted = AtomicU64::new(0);
     let mut migrated = false;
     loop {
@@ -199,6 +201,7 @@ async fn run_office<T>(
             |working| {
                 let decision = decide(&rail.office, working, now)?;
                 if let Decision::Commit { effects, .. } = &decision {
+                    batches.store(u64::from(!effects.is_empty()), Ordering::Relaxed);
                     posted.store(effects.postings() as u64, Ordering::Relaxed);
                 }
                 Ok::<_, Failure>(decision)
@@ -207,7 +210,10 @@ async fn run_office<T>(
         .await;
         match result {
             Ok(reply) => {
-                Metrics::add(&state.metrics.batches_committed, 1);
+                Metrics::add(
+                    &state.metrics.batches_committed,
+                    batches.load(Ordering::Relaxed),
+                );
                 Metrics::add(
                     &state.metrics.transfers_committed,
                     posted.load(Ordering::Relaxed),
@@ -264,16 +270,13 @@ async fn migrate(state: &AppState, now: Timestamp) -> Result<(), ApiError> {
 
 /// What the office knows of `wallet` (`None`: not one of its wallets).
 async fn view(state: &AppState, wallet: WalletId) -> Result<Option<WalletView>, ApiError> {
-    let office = &state.rails.wallet.office;
-    match office.show(load(state, Plan::show(wallet)).await?, wallet) {
-        Err(Error::Book(BookError::LegacyBook)) => {
-            migrate(state, state.now()).await?;
-            Ok(office
-                .show(load(state, Plan::show(wallet)).await?, wallet)
-                .map_err(office_error)?)
-        }
-        other => other.map_err(office_error),
-    }
+    run_office(state, Plan::show(wallet), |office, working, _| {
+        Ok(Decision::commit(
+            Effects::new(),
+            office.show(working, wallet)?,
+        ))
+    })
+    .await
 }
 
 fn office_error(error: Error) -> ApiError {

@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 
 use super::book::{Book, BookKey, WalletAccount};
 use super::reconcile::{news_start, parse_chain, pending_voucher_seqs};
-use crate::ids::{TransferId, WalletId};
+use crate::ids::TransferId;
 use crate::record::{LoggedRecord, Record};
 use crate::sync::LogUpload;
 use crate::terms::Terms;
@@ -25,13 +25,6 @@ impl SyncView {
         let upload = LogUpload::decode(bytes).ok();
         let records = upload.as_ref().and_then(|upload| parse_chain(upload).ok());
         SyncView { upload, records }
-    }
-
-    /// The uploading wallet, if the upload parses that far.
-    pub(crate) fn wallet_id(&self) -> Option<WalletId> {
-        self.upload
-            .as_ref()
-            .map(|upload| upload.credential.wallet_id)
     }
 }
 

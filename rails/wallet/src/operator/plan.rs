@@ -9,6 +9,7 @@ use offpay_ledger::LedgerStore;
 
 use super::legacy;
 use super::records::read_into;
+use crate::credential::Credential;
 use crate::error::{BookError, Error};
 use crate::ids::{TransferId, WalletId};
 use crate::office::book::{Book, BookKey};
@@ -102,11 +103,7 @@ impl Plan {
                 _ => None,
             })
             .collect();
-        if let Some(wallet) = self
-            .upload
-            .as_deref()
-            .and_then(|upload| SyncView::parse(upload).wallet_id())
-        {
+        if let Some(wallet) = self.upload.as_deref().and_then(|upload| uploader(upload)) {
             keys.push(stripe(&wallet.0));
         }
         if keys.is_empty() {
@@ -133,6 +130,15 @@ impl Plan {
             sync_keys(view, book, wanted);
         }
     }
+}
+
+/// The uploading wallet, read from the credential at the head of an upload without parsing the
+/// rest (the format version, then the credential).
+fn uploader(upload: &[u8]) -> Option<WalletId> {
+    let credential = upload.get(1..1 + crate::credential::CREDENTIAL_BYTES)?;
+    Credential::decode(credential)
+        .ok()
+        .map(|credential| credential.wallet_id)
 }
 
 fn stripe(id: &[u8; 16]) -> u64 {
