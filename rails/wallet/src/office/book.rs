@@ -2,9 +2,9 @@
 //! per payment number a buyer signed, one per charge voucher, a small header, and the list of
 //! the most recently blocked wallets. Each record's encoding starts with its format version.
 //!
-//! A [`Book`] holds either all of them (the in-memory [`super::MoneyOffice`]) or only those one
+//! A `Book` holds either all of them (the in-memory [`super::MoneyOffice`]) or only those one
 //! operation loaded (the operator's load plan, `crate::operator`). Reading a record that a
-//! partial book did not load answers "absent" and is noted ([`Book::missed`]): the operator then
+//! partial book did not load answers "absent" and is noted (`Book::missed`): the operator then
 //! refuses to commit what the rules decided, since they decided on a view that was not complete.
 
 use alloc::collections::{BTreeMap, BTreeSet};
