@@ -12,6 +12,8 @@
 //!   takes idempotently).
 //! - `office_sync/previous_release_book/N`: for contrast, encoding the whole book, which the
 //!   previous release did (and wrote out in chunks) on every sync.
+//! - `office_sync/sqlite_decide/N` and `office_sync/sqlite_commit/N`: the same two on SQLite in a
+//!   temporary directory (the commit is durable: WAL, `synchronous=FULL`, one fsync).
 //!
 //! Run: `cargo bench -p offpay-wallet --features operator --bench office_sync`.
 
@@ -106,18 +108,21 @@ fn grow(office: &mut MoneyOffice, wallets: usize, now: u64, entropy: &mut Seeded
     }
 }
 
-fn commit(store: &mut MemoryStore, operations: Vec<Operation>) {
+fn commit(store: &mut dyn LedgerStore, operations: Vec<Operation>) {
     let results = store
         .commit(&[Batch { operations }], Timestamp(1))
         .expect("commit");
     assert!(results.iter().all(Result::is_ok), "{results:?}");
 }
 
-/// A store holding `office`'s book as records, reached through the migration, and the busy
-/// wallets' ledger accounts.
-fn store_of(office: &MoneyOffice, busy: &[offpay_wallet::WalletId; 2]) -> (MemoryStore, Duration) {
+/// Fills `store` with `office`'s book as records, reached through the migration, and the busy
+/// wallets' ledger accounts; returns how long the migration took.
+fn fill(
+    store: &mut dyn LedgerStore,
+    office: &MoneyOffice,
+    busy: &[offpay_wallet::WalletId; 2],
+) -> Duration {
     let book = office.encode_book();
-    let mut store = MemoryStore::new();
     let chunks: Vec<&[u8]> = book.chunks(operator::BOOK_CHUNK_BYTES).collect();
     let mut operations: Vec<Operation> = chunks
         .iter()
@@ -139,10 +144,10 @@ fn store_of(office: &MoneyOffice, busy: &[offpay_wallet::WalletId; 2]) -> (Memor
             },
         }));
     }
-    commit(&mut store, operations);
+    commit(store, operations);
     let started = Instant::now();
-    assert!(local::migrate(&mut store, Timestamp(2)).expect("migrates"));
-    (store, started.elapsed())
+    assert!(local::migrate(store, Timestamp(2)).expect("migrates"));
+    started.elapsed()
 }
 
 fn put(key: String, value: Option<Vec<u8>>) -> Operation {
@@ -165,24 +170,74 @@ fn office_sync(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(4));
     for wallets in SIZES {
         grow(&mut scenario.office, wallets, scenario.now, &mut entropy);
-        let (mut store, migration) = store_of(&scenario.office, &scenario.wallets);
-        let working = operator::load(&mut store, &plan).expect("load");
-        let keys = working.record_keys();
+        let mut store = MemoryStore::new();
+        let migration = fill(&mut store, &scenario.office, &scenario.wallets);
+        let keys = operator::load(&mut store, &plan)
+            .expect("load")
+            .record_keys();
         println!(
             "office_sync: {wallets} wallets, {} records; the migration took {migration:.2?}; a sync reads {} records",
             store_records(&mut store),
             keys.len(),
         );
-        group.bench_with_input(BenchmarkId::new("decide", wallets), &wallets, |b, _| {
-            b.iter(|| {
-                let working = operator::load(&mut store, &plan).expect("load");
-                black_box(
-                    office
-                        .sync(working, &scenario.upload, now)
-                        .expect("decides"),
-                )
-            });
-        });
+        let bench = Bench {
+            office: &office,
+            plan: &plan,
+            upload: &scenario.upload,
+            now,
+            wallets,
+        };
+        bench.run(&mut group, "", &mut store);
+        let directory = tempfile::tempdir().expect("a directory");
+        let mut sqlite =
+            offpay_ledger_sqlite::SqliteStore::open(&directory.path().join("ledger.db"))
+                .expect("SQLite opens");
+        let migration = fill(&mut sqlite, &scenario.office, &scenario.wallets);
+        println!("office_sync: the migration into SQLite took {migration:.2?}");
+        bench.run(&mut group, "sqlite_", &mut sqlite);
+        group.bench_with_input(
+            BenchmarkId::new("previous_release_book", wallets),
+            &wallets,
+            |b, _| b.iter(|| black_box(scenario.office.encode_book().len())),
+        );
+    }
+    group.finish();
+}
+
+/// One sync, measured on one store.
+struct Bench<'a> {
+    office: &'a Office,
+    plan: &'a Plan,
+    upload: &'a [u8],
+    now: Timestamp,
+    wallets: usize,
+}
+
+impl Bench<'_> {
+    fn run(
+        &self,
+        group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+        prefix: &str,
+        store: &mut dyn LedgerStore,
+    ) {
+        let Bench {
+            office,
+            plan,
+            upload,
+            now,
+            wallets,
+        } = *self;
+        let keys = operator::load(store, plan).expect("load").record_keys();
+        group.bench_with_input(
+            BenchmarkId::new(format!("{prefix}decide"), wallets),
+            &wallets,
+            |b, _| {
+                b.iter(|| {
+                    let working = operator::load(store, plan).expect("load");
+                    black_box(office.sync(working, upload, now).expect("decides"))
+                });
+            },
+        );
         // What the sync changes, to put back before each timed commit.
         let pristine: Vec<(String, Option<Vec<u8>>)> = keys
             .iter()
@@ -191,33 +246,31 @@ fn office_sync(c: &mut Criterion) {
                 (key.clone(), value)
             })
             .collect();
-        group.bench_with_input(BenchmarkId::new("commit", wallets), &wallets, |b, _| {
-            b.iter_custom(|iterations| {
-                let mut spent = Duration::ZERO;
-                for _ in 0..iterations {
-                    let restore = pristine
-                        .iter()
-                        .map(|(key, value)| put(key.clone(), value.clone()))
-                        .collect();
-                    commit(&mut store, restore);
-                    let started = Instant::now();
-                    let reconciliation = local::run(&mut store, &plan, now, |working| {
-                        office.sync(working, &scenario.upload, now)
-                    })
-                    .expect("syncs");
-                    spent += started.elapsed();
-                    black_box(reconciliation);
-                }
-                spent
-            });
-        });
         group.bench_with_input(
-            BenchmarkId::new("previous_release_book", wallets),
+            BenchmarkId::new(format!("{prefix}commit"), wallets),
             &wallets,
-            |b, _| b.iter(|| black_box(scenario.office.encode_book().len())),
+            |b, _| {
+                b.iter_custom(|iterations| {
+                    let mut spent = Duration::ZERO;
+                    for _ in 0..iterations {
+                        let restore = pristine
+                            .iter()
+                            .map(|(key, value)| put(key.clone(), value.clone()))
+                            .collect();
+                        commit(store, restore);
+                        let started = Instant::now();
+                        let reconciliation = local::run(store, plan, now, |working| {
+                            office.sync(working, upload, now)
+                        })
+                        .expect("syncs");
+                        spent += started.elapsed();
+                        black_box(reconciliation);
+                    }
+                    spent
+                });
+            },
         );
     }
-    group.finish();
 }
 
 fn store_records(store: &mut MemoryStore) -> usize {

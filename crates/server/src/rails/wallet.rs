@@ -182,7 +182,7 @@ async fn load(state: &AppState, plan: Plan) -> Result<Working, Failure> {
 /// Runs one operation: lock the stripes of what `plan` names, then load, decide and commit
 /// through the runner; a book of an earlier release is migrated first.
 async fn run_office<T>(
-    state: &AppState,
+    state: &Arc<AppState>,
     plan: Plan,
     mut decide: impl FnMut(&Office, Working, Timestamp) -> Result<Decision<T>, Error>,
 ) -> Result<T, ApiError> {
@@ -229,9 +229,25 @@ async fn run_office<T>(
     }
 }
 
-/// Moves an earlier release's whole book into per-record storage, step by step; a step refused
-/// as stale (another server migrating too) starts it over from the old book.
-async fn migrate(state: &AppState, now: Timestamp) -> Result<(), ApiError> {
+/// Moves an earlier release's whole book into per-record storage, in a task of its own: a large
+/// book takes a while, and a request given up meanwhile must not cut the migration short (it
+/// would start over from the old book next time).
+async fn migrate(state: &Arc<AppState>, now: Timestamp) -> Result<(), ApiError> {
+    let task_state = Arc::clone(state);
+    tokio::spawn(async move { migrate_steps(&task_state, now).await })
+        .await
+        .map_err(|error| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("the migration of the money office book stopped: {error}"),
+            )
+        })?
+}
+
+/// The migration's steps, in order; a step refused as stale (another server migrating too)
+/// starts it over from the old book.
+async fn migrate_steps(state: &AppState, now: Timestamp) -> Result<(), ApiError> {
     let _one = state.rails.wallet.migrating.lock().await;
     for _ in 0..runner::ATTEMPTS_MAX {
         let legacy = state
@@ -269,7 +285,7 @@ async fn migrate(state: &AppState, now: Timestamp) -> Result<(), ApiError> {
 }
 
 /// What the office knows of `wallet` (`None`: not one of its wallets).
-async fn view(state: &AppState, wallet: WalletId) -> Result<Option<WalletView>, ApiError> {
+async fn view(state: &Arc<AppState>, wallet: WalletId) -> Result<Option<WalletView>, ApiError> {
     run_office(state, Plan::show(wallet), |office, working, _| {
         Ok(Decision::commit(
             Effects::new(),
@@ -368,7 +384,7 @@ async fn sync(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Respons
         .into_response())
 }
 
-async fn reconcile(state: &AppState, upload: Vec<u8>) -> Result<SyncReply, ApiError> {
+async fn reconcile(state: &Arc<AppState>, upload: Vec<u8>) -> Result<SyncReply, ApiError> {
     let upload = Arc::new(upload);
     let reconciliation = run_office(state, Plan::sync(upload.clone()), |office, working, now| {
         office.sync(working, &upload, now)
