@@ -5,20 +5,17 @@
 use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 
-use super::MoneyOffice;
 use super::book::{
     BlockedList, Book, Header, TransferFile, WalletAccount, read_bool, read_option_u64,
     write_option_u64,
 };
+use super::{MoneyOffice, OFFICE_BOOK_VERSION};
 use crate::codec::{Reader, Writer};
 use crate::credential::Credential;
 use crate::error::{Error, Malformed};
 use crate::ids::{TransferId, WalletId};
 use crate::keys::OfficeKeys;
 use crate::sync::ChargeVoucher;
-
-/// Format version of the encoded whole book.
-pub const OFFICE_BOOK_VERSION: u8 = 2;
 
 impl MoneyOffice {
     /// Encodes everything the office remembers in one piece (format version first): a snapshot

@@ -29,10 +29,11 @@ use crate::wire::Outcome;
 
 pub use book::BookKey;
 use book::{Book, WalletAccount};
-pub use legacy::OFFICE_BOOK_VERSION;
 #[cfg(feature = "operator")]
 pub(crate) use sync_plan::{SyncView, sync_keys};
 
+/// Format version of the whole book encoded in one piece ([`MoneyOffice::encode_book`]).
+pub const OFFICE_BOOK_VERSION: u8 = 2;
 /// Most wallets one office issues.
 pub const OFFICE_WALLETS_MAX: usize = 10_000_000;
 const DOMAIN_POSTING: &[u8] = b"offpay-wallet v1 posting";

@@ -16,6 +16,7 @@ pub mod local;
 mod plan;
 mod records;
 
+use std::collections::BTreeMap;
 use std::vec::Vec;
 
 use offpay_ledger::{AccountId, Currency, Operation, Timestamp};
@@ -35,7 +36,7 @@ use crate::credential::{Credential, Limits};
 use crate::error::{BookError, Error, Malformed};
 use crate::ids::{TransferId, WalletId};
 use crate::keys::OfficeKeys;
-use crate::office::book::Header;
+use crate::office::book::{Book, BookKey, Header};
 use crate::office::{MoneyOffice, Posting, Reconciliation, ReissueQuote, WalletSummary};
 use crate::sync::ChargeVoucher;
 
@@ -107,6 +108,13 @@ pub struct WalletView {
     pub reissue_quote: Option<ReissueQuote>,
 }
 
+/// An office on loaded records, with the records as read.
+struct Opened {
+    office: MoneyOffice,
+    original: Book,
+    versions: BTreeMap<BookKey, u64>,
+}
+
 /// The money office as the operator runs it: its key (kept in a file by the server, never in
 /// the database) and the validity of the credentials a new office issues. Every decision takes
 /// what [`load`] read for its [`Plan`].
@@ -139,8 +147,11 @@ impl Office {
         working: Working,
         rule: impl FnOnce(&mut MoneyOffice) -> Result<T, Error>,
     ) -> Result<(T, Vec<Operation>), Error> {
-        let (office, original, versions) = self.open(working)?;
-        let mut office = office;
+        let Opened {
+            mut office,
+            original,
+            versions,
+        } = self.open(working)?;
         let result = rule(&mut office);
         let book = office.into_book();
         if let Some(key) = book.missed() {
@@ -154,18 +165,8 @@ impl Office {
         Ok((value, writes))
     }
 
-    #[allow(clippy::type_complexity)]
-    fn open(
-        &self,
-        working: Working,
-    ) -> Result<
-        (
-            MoneyOffice,
-            crate::office::book::Book,
-            std::collections::BTreeMap<crate::office::BookKey, u64>,
-        ),
-        Error,
-    > {
+    /// The office on what `working` loaded, with the records as read (to tell what changed).
+    fn open(&self, working: Working) -> Result<Opened, Error> {
         if working.legacy {
             return Err(BookError::LegacyBook.into());
         }
@@ -180,11 +181,11 @@ impl Office {
                 wallets: 0,
             }));
         }
-        Ok((
-            MoneyOffice::with_book(self.keys.clone(), book),
+        Ok(Opened {
+            office: MoneyOffice::with_book(self.keys.clone(), book),
             original,
             versions,
-        ))
+        })
     }
 
     /// Reconciles a sync upload ([`Plan::sync`]): the reply for the wallet, with the postings
