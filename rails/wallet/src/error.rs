@@ -16,6 +16,44 @@ pub enum Error {
     Misuse(Misuse),
     /// The log storage failed, or holds something that is not a valid log.
     Storage(StorageError),
+    /// The money office's book in the ledger could not be read or written (operator half only).
+    #[cfg(feature = "operator")]
+    Book(BookError),
+}
+
+/// The money office's book, kept as ledger records, failed: the operator's fault or the
+/// database's, never the wallet's.
+#[cfg(feature = "operator")]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BookError {
+    /// A stored record does not decode, or was written by a newer release.
+    Corrupt {
+        /// The record's key.
+        key: alloc::string::String,
+        /// What is wrong.
+        message: alloc::string::String,
+    },
+    /// The ledger store failed (nothing was decided).
+    Store(alloc::string::String),
+    /// The ledger refused the office's batch for a reason other than a stale read.
+    Refused(alloc::string::String),
+    /// The office's rules read a record that the operation's load plan did not load: a bug in
+    /// the plan. Nothing is committed.
+    OutsidePlan {
+        /// The record's key.
+        key: alloc::string::String,
+    },
+    /// Loading kept finding records to load beyond [`crate::operator::LOAD_ROUNDS_MAX`] rounds.
+    PlanTooDeep,
+    /// The data directory holds the whole book of an earlier release: migrate it first.
+    LegacyBook,
+    /// The whole book of an earlier release does not read back.
+    LegacyCorrupt(alloc::string::String),
+    /// The entropy source failed; no wallet id can be drawn.
+    Entropy,
+    /// Records kept changing under the operation (only in single-threaded use, a bug).
+    Contention,
 }
 
 /// The peer misbehaved (or an attacker tried something).
@@ -145,6 +183,8 @@ impl fmt::Display for Error {
             Error::Malformed(e) => write!(f, "malformed input: {e}"),
             Error::Misuse(e) => write!(f, "not allowed: {e}"),
             Error::Storage(e) => write!(f, "storage: {e}"),
+            #[cfg(feature = "operator")]
+            Error::Book(e) => write!(f, "money office book: {e}"),
         }
     }
 }
@@ -220,6 +260,37 @@ impl fmt::Display for StorageError {
             StorageError::Corrupt { offset } => write!(f, "log corrupt at byte {offset}"),
             StorageError::Empty => f.write_str("log is empty"),
         }
+    }
+}
+
+#[cfg(feature = "operator")]
+impl fmt::Display for BookError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BookError::Corrupt { key, message } => write!(f, "record {key} is corrupt: {message}"),
+            BookError::Store(message) => write!(f, "ledger store failed: {message}"),
+            BookError::Refused(message) => write!(f, "ledger refused the batch: {message}"),
+            BookError::OutsidePlan { key } => {
+                write!(
+                    f,
+                    "the rules read record {key}, which the load plan left out"
+                )
+            }
+            BookError::PlanTooDeep => f.write_str("the load plan did not settle"),
+            BookError::LegacyBook => f.write_str("the book of an earlier release awaits migration"),
+            BookError::LegacyCorrupt(message) => {
+                write!(f, "the book of an earlier release is unreadable: {message}")
+            }
+            BookError::Entropy => f.write_str("the random number generator failed"),
+            BookError::Contention => f.write_str("records kept changing under the operation"),
+        }
+    }
+}
+
+#[cfg(feature = "operator")]
+impl From<BookError> for Error {
+    fn from(e: BookError) -> Self {
+        Error::Book(e)
     }
 }
 

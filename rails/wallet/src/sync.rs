@@ -9,7 +9,9 @@ use crate::codec::{Reader, Writer};
 use crate::credential::{CREDENTIAL_BYTES, Credential};
 use crate::error::{Malformed, PeerError};
 use crate::ids::{TransferId, WalletId};
-use crate::keys::{OfficeKeys, WalletKeys, verify};
+#[cfg(feature = "office")]
+use crate::keys::OfficeKeys;
+use crate::keys::{WalletKeys, verify};
 use crate::record::RECORD_BYTES_MAX;
 use crate::wire::Outcome;
 
@@ -45,6 +47,7 @@ pub struct ChargeVoucher {
 const VOUCHER_BYTES: usize = 16 + 8 + 12 + 64;
 
 impl ChargeVoucher {
+    #[cfg(feature = "office")]
     pub(crate) fn issue(
         office: &OfficeKeys,
         wallet_id: WalletId,
@@ -123,6 +126,7 @@ pub struct Resolution {
 const RESOLUTION_BYTES: usize = 16 + 16 + 1 + 64;
 
 impl Resolution {
+    #[cfg(feature = "office")]
     pub(crate) fn issue(
         office: &OfficeKeys,
         wallet_id: WalletId,
@@ -318,6 +322,7 @@ impl SyncReply {
         w.finish()
     }
 
+    #[cfg(feature = "office")]
     pub(crate) fn sign(mut self, office: &OfficeKeys) -> Self {
         assert!(self.resolutions.len() <= REPLY_RESOLUTIONS_MAX);
         assert!(self.vouchers.len() <= REPLY_VOUCHERS_MAX);

@@ -1,21 +1,15 @@
-//! Rail 3, the device wallet's money office: issue, charge, reconciliation, lost wallets.
+//! Rail 3, the device wallet's money office: routes, and the mapping of HTTP to the office's
+//! operations and of its errors to HTTP. The rules, the records, the load plans and the mapping
+//! to ledger postings and fraud flags are `offpay_wallet::operator`'s; each operation runs
+//! through [`runner::run`]: load what its plan names, decide, commit the effects with the changed
+//! records conditional on the versions read. Nothing of the office is kept in memory between
+//! requests, so several servers can share one database.
 //!
-//! The office's logic is [`offpay_wallet::MoneyOffice`] (pure). This module keeps its signing key
-//! in `DATA_DIR/wallet-office.key` (mode 0600, never logged), keeps its book as ledger records
-//! (namespace `wallet`), and maps what it decides to ledger transfers: every change is computed on
-//! a copy of the office, then the postings, the fraud flags and the new book commit in one atomic
-//! batch; only then does the copy replace the office in memory. A concurrent writer (another
-//! server on the same PostgreSQL database) is caught by the book's record version and the change
-//! is recomputed on a fresh copy.
-//!
-//! Ledger accounts: `wallet:<id>` (a customer account per wallet) shadows the wallet's value as
-//! the office sees it; charges come from `operator:float` unless the operator names another
-//! funding account. A wallet account has no floor: it goes below zero only when a rolled-back
-//! wallet overspent, and that comes with an `overspent` flag in the fraud queue.
+//! The office's signing key lives in `DATA_DIR/wallet-office.key` (mode 0600, never logged).
 
-use offpay_operator::Entropy;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Json;
 use axum::Router;
@@ -24,13 +18,13 @@ use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use offpay_ledger::{
-    AccountId, AccountKind, Amount, BalanceLimits, Batch, Currency, NewAccount, Operation, Outcome,
-    RecordWrite, Refusal, Timestamp, Transfer, TransferKind,
+use offpay_ledger::{AccountId, Amount, Currency, Timestamp};
+use offpay_operator::{Attempt, Decision, Effects, Entropy};
+use offpay_wallet::operator::{
+    self, ChargeRequest, IssueRequest, Office, Plan, WalletView, Working,
 };
 use offpay_wallet::{
-    Credential, Flag, Limits, MoneyOffice, OfficeKeys, OsEntropy, Posting, PostingAccount,
-    PostingKind, SyncReply, TransferId, WalletId,
+    BookError, Credential, Error, Limits, Misuse, OfficeKeys, SyncReply, TransferId, WalletId,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -39,56 +33,31 @@ use tokio::sync::Mutex;
 use crate::api::ApiJson;
 use crate::config::ServerConfig;
 use crate::error::ApiError;
-use crate::fraud::FraudFlag;
+use crate::ledger::LedgerError;
 use crate::metrics::Metrics;
+use crate::runner::{self, LockStripes, RunError};
 use crate::{AppState, StartError};
 
-/// Record namespace of this rail.
-pub const NAMESPACE: &str = "wallet";
-/// Record key of the office book's manifest; its chunks follow as `office-book:00000`, ….
-pub const BOOK_KEY: &str = "office-book";
-/// Format version of the manifest.
-pub const BOOK_MANIFEST_VERSION: u8 = 1;
-/// Bytes of the book per record.
-pub const BOOK_CHUNK_BYTES: usize = offpay_ledger::RECORD_VALUE_LENGTH_MAX;
-/// Most chunks (the book's size limit is this many records' worth).
-pub const BOOK_CHUNKS_MAX: usize = 4096;
 /// The office's key file inside the data directory.
 pub const KEY_FILE_NAME: &str = "wallet-office.key";
-/// How long an issued or renewed credential is valid: a wallet must sync at least this often.
-pub const CREDENTIAL_VALIDITY_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 /// Largest sync upload accepted (a full unsynced log with room to spare).
 pub const SYNC_UPLOAD_BYTES_MAX: usize = 8 << 20;
-/// Times a change is recomputed when another writer moved the book underneath it.
-pub const COMMIT_ATTEMPTS_MAX: usize = 3;
-/// Prefix of the ledger account that shadows a wallet.
-pub const ACCOUNT_PREFIX: &str = "wallet:";
-/// Default limits of a new wallet, in major units of its currency.
-pub const DEFAULT_BALANCE_MAX: &str = "1000";
-/// Default largest single payment.
-pub const DEFAULT_PAYMENT_MAX: &str = "500";
-/// Default most paid out between two syncs.
-pub const DEFAULT_OFFLINE_SPEND_MAX: &str = "1000";
+/// Lock stripes: operations on one wallet wait for each other in this process instead of
+/// colliding at commit.
+pub const LOCK_STRIPES: usize = 256;
 
-const _: () = assert!(BOOK_CHUNKS_MAX + 8 < offpay_ledger::BATCH_OPERATIONS_MAX);
-
-/// The office as last committed, with the version of its manifest record.
-struct LoadedBook {
-    office: MoneyOffice,
-    version: u64,
-    chunks: usize,
-}
-
-/// This rail's server-side state: the office key and the office, loaded on first use.
+/// This rail's server-side state: the office (its key) and the lock stripes.
 pub struct WalletRail {
-    keys: OfficeKeys,
-    office: Mutex<Option<LoadedBook>>,
+    office: Office,
+    stripes: LockStripes,
+    /// One migration of an earlier release's book at a time in this process.
+    migrating: Mutex<()>,
 }
 
 impl std::fmt::Debug for WalletRail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WalletRail")
-            .field("office_public", &hex::encode(self.keys.public()))
+            .field("office_public", &hex::encode(self.office.public()))
             .field("office_secret", &"<redacted>")
             .finish()
     }
@@ -103,14 +72,15 @@ impl WalletRail {
             source,
         })?;
         Ok(WalletRail {
-            keys,
-            office: Mutex::new(None),
+            office: Office::new(keys, operator::CREDENTIAL_VALIDITY_MS),
+            stripes: LockStripes::new(LOCK_STRIPES),
+            migrating: Mutex::new(()),
         })
     }
 
     /// The office's public key, which every wallet holds.
     pub fn office_public(&self) -> [u8; 32] {
-        self.keys.public()
+        self.office.public()
     }
 }
 
@@ -160,370 +130,172 @@ fn zeroize_array(text: &str) -> std::io::Result<[u8; 32]> {
     Ok(secret)
 }
 
-// ------------------------------------------------------------------ the book as records
+// ------------------------------------------------------------------ running the office
 
-fn chunk_key(index: usize) -> String {
-    format!("{BOOK_KEY}:{index:05}")
+/// Why an office operation failed, before it becomes an HTTP answer.
+#[derive(Debug)]
+enum Failure {
+    Run(RunError),
+    Office(Error),
 }
 
-fn encode_manifest(chunks: usize, length: usize) -> Vec<u8> {
-    let mut bytes = vec![BOOK_MANIFEST_VERSION];
-    bytes.extend_from_slice(&(chunks as u32).to_be_bytes());
-    bytes.extend_from_slice(&(length as u64).to_be_bytes());
-    bytes
-}
-
-fn decode_manifest(bytes: &[u8]) -> Option<(usize, usize)> {
-    if bytes.len() != 13 || bytes[0] != BOOK_MANIFEST_VERSION {
-        return None;
+impl From<RunError> for Failure {
+    fn from(error: RunError) -> Failure {
+        Failure::Run(error)
     }
-    let chunks = u32::from_be_bytes(bytes[1..5].try_into().ok()?) as usize;
-    let length = u64::from_be_bytes(bytes[5..13].try_into().ok()?) as usize;
-    (chunks <= BOOK_CHUNKS_MAX && length <= chunks * BOOK_CHUNK_BYTES).then_some((chunks, length))
 }
 
-fn book_error(message: impl Into<String>) -> ApiError {
-    let message = message.into();
-    tracing::error!(%message, "money office book");
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "wallet_book_unreadable",
-        message,
-    )
+impl From<Error> for Failure {
+    fn from(error: Error) -> Failure {
+        Failure::Office(error)
+    }
 }
 
-async fn load_book(state: &AppState) -> Result<LoadedBook, ApiError> {
-    let stored = state
+impl From<LedgerError> for Failure {
+    fn from(error: LedgerError) -> Failure {
+        Failure::Run(RunError::Ledger(error))
+    }
+}
+
+impl From<Failure> for ApiError {
+    fn from(failure: Failure) -> ApiError {
+        match failure {
+            Failure::Office(error) => office_error(error),
+            Failure::Run(RunError::Ledger(error)) => error.into(),
+            Failure::Run(RunError::Refused(refusal)) => ApiError::refused(&refusal),
+            Failure::Run(error) => busy(error),
+        }
+    }
+}
+
+fn busy(error: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "wallet_book_busy", error.to_string())
+}
+
+async fn load(state: &AppState, plan: Plan) -> Result<Working, Failure> {
+    Ok(state
         .ledger
-        .read(|store| {
-            let Some(manifest) = store.record(NAMESPACE, BOOK_KEY)? else {
-                return Ok(None);
-            };
-            let mut chunks = Vec::new();
-            if let Some((count, _)) = decode_manifest(&manifest.value) {
-                for index in 0..count {
-                    chunks.push(store.record(NAMESPACE, &chunk_key(index))?);
-                }
-            }
-            Ok(Some((manifest, chunks)))
-        })
-        .await?;
-    let keys = state.rails.wallet.keys.clone();
-    let Some((manifest, chunks)) = stored else {
-        return Ok(LoadedBook {
-            office: MoneyOffice::new(keys, CREDENTIAL_VALIDITY_MS),
-            version: 0,
-            chunks: 0,
-        });
-    };
-    let (count, length) = decode_manifest(&manifest.value)
-        .ok_or_else(|| book_error("the office book manifest is malformed"))?;
-    let mut bytes = Vec::with_capacity(length);
-    for chunk in chunks {
-        let chunk = chunk.ok_or_else(|| book_error("a chunk of the office book is missing"))?;
-        bytes.extend_from_slice(&chunk.value);
-    }
-    if bytes.len() != length {
-        return Err(book_error("the office book has the wrong length"));
-    }
-    let office = MoneyOffice::decode_book(keys, &bytes)
-        .map_err(|error| book_error(format!("the office book does not decode: {error}")))?;
-    Ok(LoadedBook {
-        office,
-        version: manifest.version,
-        chunks: count,
-    })
+        .read(move |store| Ok(operator::load(store, &plan)))
+        .await??)
 }
 
-fn book_writes(book: &[u8], loaded: &LoadedBook) -> Result<(Vec<Operation>, usize), ApiError> {
-    let chunks: Vec<&[u8]> = book.chunks(BOOK_CHUNK_BYTES).collect();
-    if chunks.len() > BOOK_CHUNKS_MAX {
-        return Err(ApiError::new(
-            StatusCode::INSUFFICIENT_STORAGE,
-            "wallet_book_full",
-            format!(
-                "the money office book would exceed {BOOK_CHUNKS_MAX} records of {BOOK_CHUNK_BYTES} bytes"
-            ),
-        ));
-    }
-    let mut operations: Vec<Operation> = chunks
-        .iter()
-        .enumerate()
-        .map(|(index, chunk)| {
-            Operation::PutRecord(RecordWrite {
-                namespace: NAMESPACE.to_owned(),
-                key: chunk_key(index),
-                value: Some(chunk.to_vec()),
-                expected_version: None,
-            })
-        })
-        .collect();
-    for stale in chunks.len()..loaded.chunks {
-        operations.push(Operation::PutRecord(RecordWrite {
-            namespace: NAMESPACE.to_owned(),
-            key: chunk_key(stale),
-            value: None,
-            expected_version: None,
-        }));
-    }
-    // The manifest goes last and carries the optimistic check for the whole book.
-    operations.push(Operation::PutRecord(RecordWrite {
-        namespace: NAMESPACE.to_owned(),
-        key: BOOK_KEY.to_owned(),
-        value: Some(encode_manifest(chunks.len(), book.len())),
-        expected_version: Some(loaded.version),
-    }));
-    Ok((operations, chunks.len()))
-}
-
-/// Computes a change on a copy of the office (`change` gets it and the time, and returns its
-/// result and the ledger operations it needs), commits those operations with the new book in
-/// one batch, and keeps the copy only if the batch committed.
-async fn change_office<T>(
-    state: &AppState,
-    change: impl Fn(&mut MoneyOffice, u64) -> Result<(T, Vec<Operation>), ApiError>,
+/// Runs one operation: lock the stripes of what `plan` names, then load, decide and commit
+/// through the runner; a book of an earlier release is migrated first.
+async fn run_office<T>(
+    state: &Arc<AppState>,
+    plan: Plan,
+    mut decide: impl FnMut(&Office, Working, Timestamp) -> Result<Decision<T>, Error>,
 ) -> Result<T, ApiError> {
-    let mut guard = state.rails.wallet.office.lock().await;
-    for _ in 0..COMMIT_ATTEMPTS_MAX {
-        let loaded = match guard.take() {
-            Some(loaded) => loaded,
-            None => load_book(state).await?,
-        };
-        let mut office = loaded.office.clone();
+    let rail = &state.rails.wallet;
+    let _stripes = rail.stripes.lock(plan.stripe_keys()).await;
+    // What the last decision committed, for the counters.
+    let batches = AtomicU64::new(0);
+    let posted = AtomicU64::new(0);
+    let mut migrated = false;
+    loop {
         let now = state.now();
-        let (value, mut operations) = match change(&mut office, now.0) {
-            Ok(changed) => changed,
-            Err(error) => {
-                *guard = Some(loaded);
-                return Err(error);
-            }
-        };
-        let (writes, chunks) = match book_writes(&office.encode_book(), &loaded) {
-            Ok(writes) => writes,
-            Err(error) => {
-                *guard = Some(loaded);
-                return Err(error);
-            }
-        };
-        operations.extend(writes);
-        let committed = state
-            .ledger
-            .commit(vec![Batch { operations }], now)
-            .await
-            .map_err(ApiError::from);
-        let result = match committed {
-            Ok(mut results) => results.pop(),
-            Err(error) => {
-                *guard = Some(loaded);
-                return Err(error);
-            }
-        };
-        match result {
-            Some(Ok(outcomes)) => {
-                Metrics::add(&state.metrics.batches_committed, 1);
-                let posted = outcomes
-                    .iter()
-                    .filter(|outcome| **outcome == Outcome::TransferCommitted)
-                    .count();
-                Metrics::add(&state.metrics.transfers_committed, posted as u64);
-                let version = match outcomes.last() {
-                    Some(Outcome::RecordWritten { version }) => *version,
-                    _ => loaded.version + 1,
-                };
-                *guard = Some(LoadedBook {
-                    office,
-                    version,
-                    chunks,
-                });
-                return Ok(value);
-            }
-            Some(Err(refusal)) => {
-                Metrics::add(&state.metrics.batches_refused, 1);
-                if matches!(&refusal.reason, Refusal::RecordVersionMismatch { key, .. } if key == BOOK_KEY)
-                {
-                    tracing::warn!("the money office book changed underneath; reloading it");
-                    continue;
+        let result = runner::run(
+            &state.ledger,
+            now,
+            || load(state, plan.clone()),
+            |working| {
+                let decision = decide(&rail.office, working, now)?;
+                if let Decision::Commit { effects, .. } = &decision {
+                    batches.store(u64::from(!effects.is_empty()), Ordering::Relaxed);
+                    posted.store(effects.postings() as u64, Ordering::Relaxed);
                 }
-                *guard = Some(loaded);
-                return Err(ApiError::refused(&refusal));
+                Ok::<_, Failure>(decision)
+            },
+        )
+        .await;
+        match result {
+            Ok(reply) => {
+                Metrics::add(
+                    &state.metrics.batches_committed,
+                    batches.load(Ordering::Relaxed),
+                );
+                Metrics::add(
+                    &state.metrics.transfers_committed,
+                    posted.load(Ordering::Relaxed),
+                );
+                return Ok(reply);
             }
-            None => {
-                *guard = Some(loaded);
-                return Err(ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "the ledger returned no result",
-                ));
+            Err(Failure::Office(Error::Book(BookError::LegacyBook))) if !migrated => {
+                migrate(state, now).await?;
+                migrated = true;
             }
+            Err(failure) => return Err(failure.into()),
         }
     }
-    Err(ApiError::new(
-        StatusCode::CONFLICT,
-        "wallet_book_busy",
-        "another writer kept changing the money office book; try again",
-    ))
 }
 
-/// Reads the office (loading it on first use).
-async fn read_office<T>(
-    state: &AppState,
-    read: impl FnOnce(&MoneyOffice) -> T,
-) -> Result<T, ApiError> {
-    let mut guard = state.rails.wallet.office.lock().await;
-    if guard.is_none() {
-        *guard = Some(load_book(state).await?);
-    }
-    match guard.as_ref() {
-        Some(loaded) => Ok(read(&loaded.office)),
-        None => Err(book_error("the office book is not loaded")),
-    }
+/// Moves an earlier release's whole book into per-record storage, in a task of its own: a large
+/// book takes a while, and a request given up meanwhile must not cut the migration short (it
+/// would start over from the old book next time).
+async fn migrate(state: &Arc<AppState>, now: Timestamp) -> Result<(), ApiError> {
+    let task_state = Arc::clone(state);
+    tokio::spawn(async move { migrate_steps(&task_state, now).await })
+        .await
+        .map_err(|error| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("the migration of the money office book stopped: {error}"),
+            )
+        })?
 }
 
-// ------------------------------------------------------------------ mapping to the ledger
-
-/// The ledger account that shadows `wallet`.
-pub fn wallet_account(wallet: &WalletId) -> Result<AccountId, ApiError> {
-    AccountId::new(format!("{ACCOUNT_PREFIX}{wallet}"))
-        .map_err(|error| book_error(format!("wallet account id: {error}")))
-}
-
-fn wallet_account_definition(wallet: &WalletId, currency: Currency) -> Result<Operation, ApiError> {
-    Ok(Operation::CreateAccount(NewAccount {
-        id: wallet_account(wallet)?,
-        kind: AccountKind::Customer,
-        currency,
-        limits: BalanceLimits {
-            balance_min: None,
-            balance_max: None,
-        },
-    }))
-}
-
-fn posting_operation(
-    posting: &Posting,
-    funding: Option<&AccountId>,
-) -> Result<Operation, ApiError> {
-    let account = |side: PostingAccount| -> Result<AccountId, ApiError> {
-        match side {
-            PostingAccount::Wallet(wallet) => wallet_account(&wallet),
-            PostingAccount::Funding => funding
-                .cloned()
-                .ok_or_else(|| book_error("a posting from a funding account that was not named")),
+/// The migration's steps, in order; a step refused as stale (another server migrating too)
+/// starts it over from the old book.
+async fn migrate_steps(state: &AppState, now: Timestamp) -> Result<(), ApiError> {
+    let _one = state.rails.wallet.migrating.lock().await;
+    for _ in 0..runner::ATTEMPTS_MAX {
+        let legacy = state
+            .ledger
+            .read(|store| Ok(operator::load_legacy(store)))
+            .await
+            .map_err(Failure::from)?
+            .map_err(Failure::from)?;
+        let Some(legacy) = legacy else {
+            return Ok(());
+        };
+        let steps = operator::migration(&legacy).map_err(Failure::from)?;
+        let mut done = true;
+        for step in steps {
+            match runner::commit(&state.ledger, step, now)
+                .await
+                .map_err(Failure::from)?
+            {
+                Attempt::Done(_) => {}
+                Attempt::Conflict => {
+                    done = false;
+                    break;
+                }
+            }
         }
-    };
-    let memo = match posting.kind {
-        PostingKind::Charge => "wallet charge",
-        PostingKind::Transfer => "wallet transfer",
-        PostingKind::Reissue => "wallet reissue",
-    };
-    Ok(Operation::Transfer(Transfer {
-        id: offpay_ledger::TransferId::new(format!("wallet:{}", posting.id))
-            .map_err(|error| book_error(format!("posting id: {error}")))?,
-        debit_account: account(posting.from)?,
-        credit_account: account(posting.to)?,
-        amount: posting.amount,
-        kind: TransferKind::Posted,
-        memo: memo.to_owned(),
-    }))
+        if done {
+            tracing::info!(
+                bytes = legacy.bytes().len(),
+                "the money office book of an earlier release was split into records"
+            );
+            return Ok(());
+        }
+    }
+    Err(busy("another server kept migrating the money office book"))
 }
 
-fn flag_operation(flag: &Flag, now: Timestamp) -> Option<Operation> {
-    let terms_json = |terms: &offpay_wallet::terms::Terms| {
-        json!({
-            "transfer_id": terms.transfer_id.to_string(),
-            "seller": terms.seller.to_string(),
-            "buyer": terms.buyer.to_string(),
-            "amount": terms.amount.decimal().to_string(),
-            "currency": terms.amount.currency().code(),
-        })
-    };
-    let (kind, subject, summary, evidence, discriminator) = match flag {
-        Flag::DoubleSpend {
-            wallet,
-            first,
-            second,
-        } => (
-            "double_spend",
-            wallet.to_string(),
-            format!(
-                "wallet signed two payments with payment number {}: it was rolled back and spent twice",
-                second.agreement.buyer_spend_seq
-            ),
-            json!({
-                "payment_number": second.agreement.buyer_spend_seq,
-                "first": terms_json(&first.terms),
-                "second": terms_json(&second.terms),
-            }),
-            format!(
-                "{}:{}",
-                second.agreement.buyer_spend_seq, second.terms.transfer_id
-            ),
-        ),
-        Flag::ForkedLog {
-            wallet,
-            known_head_seq,
-            known_head_hash,
-            uploaded_head_seq,
-            uploaded_head_hash,
-        } => (
-            "forked_log",
-            wallet.to_string(),
-            format!(
-                "the uploaded log (head {uploaded_head_seq}) does not contain the head {known_head_seq} reconciled before: the wallet was rolled back"
-            ),
-            json!({
-                "known_head_seq": known_head_seq,
-                "known_head_hash": hex::encode(known_head_hash),
-                "uploaded_head_seq": uploaded_head_seq,
-                "uploaded_head_hash": hex::encode(uploaded_head_hash),
-            }),
-            format!(
-                "{uploaded_head_seq}:{}",
-                hex::encode(&uploaded_head_hash[..8])
-            ),
-        ),
-        Flag::Overspent {
-            wallet,
-            shadow_minor,
-        } => (
-            "overspent",
-            wallet.to_string(),
-            format!("the office's view of the wallet is {shadow_minor} minor units, below zero"),
-            json!({ "shadow_minor": shadow_minor.to_string() }),
-            shadow_minor.to_string(),
-        ),
-        Flag::ConflictingOutcome { transfer_id } => (
-            "conflicting_outcome",
-            transfer_id.to_string(),
-            "the two sides of a transfer logged different outcomes".to_owned(),
-            json!({ "transfer_id": transfer_id.to_string() }),
-            transfer_id.to_string(),
-        ),
-        Flag::BlockedWalletTransacted {
-            wallet,
-            transfer_id,
-        } => (
-            "blocked_wallet_paid",
-            wallet.to_string(),
-            "a blocked wallet took part in a transfer".to_owned(),
-            json!({ "transfer_id": transfer_id.to_string() }),
-            transfer_id.to_string(),
-        ),
-        other => (
-            "other",
-            "unknown".to_owned(),
-            format!("{other:?}"),
-            Value::Null,
-            format!("{}", now.0),
-        ),
-    };
-    Some(
-        FraudFlag::new(NAMESPACE, kind, &subject, summary, evidence, now).operation(&discriminator),
-    )
+/// What the office knows of `wallet` (`None`: not one of its wallets).
+async fn view(state: &Arc<AppState>, wallet: WalletId) -> Result<Option<WalletView>, ApiError> {
+    run_office(state, Plan::show(wallet), |office, working, _| {
+        Ok(Decision::commit(
+            Effects::new(),
+            office.show(working, wallet)?,
+        ))
+    })
+    .await
 }
 
-fn office_error(error: offpay_wallet::Error) -> ApiError {
-    use offpay_wallet::{Error, Misuse};
+fn office_error(error: Error) -> ApiError {
     let (status, code) = match &error {
         Error::Misuse(Misuse::UnknownWallet) => (StatusCode::NOT_FOUND, "unknown_wallet"),
         Error::Misuse(Misuse::UnknownTransfer) => (StatusCode::NOT_FOUND, "unknown_transfer"),
@@ -539,31 +311,28 @@ fn office_error(error: offpay_wallet::Error) -> ApiError {
         Error::Misuse(_) => (StatusCode::UNPROCESSABLE_ENTITY, "wallet_refused"),
         Error::Peer(_) => (StatusCode::FORBIDDEN, "sync_not_verified"),
         Error::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_upload"),
+        Error::Book(BookError::Store(_)) => (StatusCode::SERVICE_UNAVAILABLE, "ledger_unavailable"),
+        Error::Book(BookError::Contention) => (StatusCode::CONFLICT, "wallet_book_busy"),
+        Error::Book(BookError::Refused(_)) => (StatusCode::UNPROCESSABLE_ENTITY, "refused"),
+        Error::Book(_) => {
+            tracing::error!(%error, "money office book");
+            (StatusCode::INTERNAL_SERVER_ERROR, "wallet_book_unreadable")
+        }
         _ => (StatusCode::UNPROCESSABLE_ENTITY, "wallet_refused"),
     };
     ApiError::new(status, code, error.to_string())
 }
 
-fn parse_wallet_id(text: &str) -> Result<WalletId, ApiError> {
-    let mut bytes = [0u8; 16];
+fn parse_id<const N: usize>(text: &str, code: &str, what: &str) -> Result<[u8; N], ApiError> {
+    let mut bytes = [0u8; N];
     hex::decode_to_slice(text, &mut bytes).map_err(|_| {
-        ApiError::bad_request(
-            "invalid_wallet_id",
-            format!("wallet id {text:?} is not 32 hex digits"),
-        )
+        ApiError::bad_request(code, format!("{what} {text:?} is not {} hex digits", 2 * N))
     })?;
-    Ok(WalletId(bytes))
+    Ok(bytes)
 }
 
-fn parse_transfer_id(text: &str) -> Result<TransferId, ApiError> {
-    let mut bytes = [0u8; 16];
-    hex::decode_to_slice(text, &mut bytes).map_err(|_| {
-        ApiError::bad_request(
-            "invalid_transfer_id",
-            format!("transfer id {text:?} is not 32 hex digits"),
-        )
-    })?;
-    Ok(TransferId(bytes))
+fn parse_wallet_id(text: &str) -> Result<WalletId, ApiError> {
+    parse_id(text, "invalid_wallet_id", "wallet id").map(WalletId)
 }
 
 fn parse_key(text: &str, field: &str) -> Result<[u8; 32], ApiError> {
@@ -578,6 +347,10 @@ fn parse_amount(text: &str, currency: Currency, field: &str) -> Result<Amount, A
     Amount::parse(text, currency).map_err(|error| {
         ApiError::bad_request("invalid_amount", format!("{field} {text:?}: {error}"))
     })
+}
+
+fn ledger_id(id: Result<AccountId, Error>) -> Result<AccountId, ApiError> {
+    id.map_err(office_error)
 }
 
 // ------------------------------------------------------------------ device routes
@@ -596,7 +369,7 @@ pub fn device_routes() -> Router<Arc<AppState>> {
 async fn office_info(State(state): State<Arc<AppState>>) -> Json<Value> {
     Json(json!({
         "office_public": hex::encode(state.rails.wallet.office_public()),
-        "credential_validity_ms": CREDENTIAL_VALIDITY_MS,
+        "credential_validity_ms": operator::CREDENTIAL_VALIDITY_MS,
     }))
 }
 
@@ -611,24 +384,19 @@ async fn sync(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Respons
         .into_response())
 }
 
-async fn reconcile(state: &AppState, upload: Vec<u8>) -> Result<SyncReply, ApiError> {
-    let reply: SyncReply = change_office(state, |office, now_ms| {
-        let reconciliation = office.reconcile(&upload, now_ms).map_err(|error| {
-            tracing::warn!(%error, "wallet sync refused");
-            office_error(error)
-        })?;
-        let now = Timestamp(now_ms);
-        let mut operations = Vec::new();
-        for posting in &reconciliation.postings {
-            operations.push(posting_operation(posting, None)?);
-        }
-        for flag in &reconciliation.flags {
-            tracing::warn!(?flag, "wallet fraud flag");
-            operations.extend(flag_operation(flag, now));
-        }
-        Ok((reconciliation.reply, operations))
+async fn reconcile(state: &Arc<AppState>, upload: Vec<u8>) -> Result<SyncReply, ApiError> {
+    let upload = Arc::new(upload);
+    let reconciliation = run_office(state, Plan::sync(upload.clone()), |office, working, now| {
+        office.sync(working, &upload, now)
     })
-    .await?;
+    .await
+    .inspect_err(
+        |error| tracing::warn!(code = %error.code, message = %error.message, "wallet sync refused"),
+    )?;
+    for flag in &reconciliation.flags {
+        tracing::warn!(flag = %operator::describe_flag(flag), "wallet fraud flag");
+    }
+    let reply = reconciliation.reply;
     tracing::info!(
         wallet = %reply.wallet_id,
         through_seq = reply.through_seq,
@@ -683,7 +451,7 @@ async fn relay_sync(
 /// Body of `POST /api/v1/wallets`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct IssueRequest {
+pub struct IssueRequestBody {
     signing_key: String,
     encryption_key: String,
     currency: Option<String>,
@@ -708,35 +476,38 @@ fn credential_json(credential: &Credential) -> Value {
 /// wallet's ledger account.
 async fn issue(
     State(state): State<Arc<AppState>>,
-    ApiJson(request): ApiJson<IssueRequest>,
+    ApiJson(body): ApiJson<IssueRequestBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let signing_key = parse_key(&request.signing_key, "signing_key")?;
-    let encryption_key = parse_key(&request.encryption_key, "encryption_key")?;
-    let currency = match &request.currency {
+    let signing_key = parse_key(&body.signing_key, "signing_key")?;
+    let encryption_key = parse_key(&body.encryption_key, "encryption_key")?;
+    let currency = match &body.currency {
         None => state.config.currency,
         Some(code) => Currency::from_code(code).map_err(|error| {
             ApiError::bad_request("invalid_currency", format!("currency {code:?}: {error}"))
         })?,
     };
-    let limit = |value: &Option<String>, default: &str, field: &str| {
-        parse_amount(value.as_deref().unwrap_or(default), currency, field)
+    let defaults = operator::default_limits(currency).map_err(office_error)?;
+    let limit = |value: &Option<String>, default: Amount, field: &str| match value {
+        Some(text) => parse_amount(text, currency, field),
+        None => Ok(default),
     };
-    let limits = Limits {
-        balance_max: limit(&request.balance_max, DEFAULT_BALANCE_MAX, "balance_max")?,
-        payment_max: limit(&request.payment_max, DEFAULT_PAYMENT_MAX, "payment_max")?,
-        offline_spend_max: limit(
-            &request.offline_spend_max,
-            DEFAULT_OFFLINE_SPEND_MAX,
-            "offline_spend_max",
-        )?,
+    let request = IssueRequest {
+        signing_key,
+        encryption_key,
+        limits: Limits {
+            balance_max: limit(&body.balance_max, defaults.balance_max, "balance_max")?,
+            payment_max: limit(&body.payment_max, defaults.payment_max, "payment_max")?,
+            offline_spend_max: limit(
+                &body.offline_spend_max,
+                defaults.offline_spend_max,
+                "offline_spend_max",
+            )?,
+        },
+        operator_accounts: crate::rails::operator_accounts(currency, state.config.currency),
     };
-    let credential = change_office(&state, |office, now| {
-        let credential = office
-            .issue_wallet(signing_key, encryption_key, limits, now, &mut OsEntropy)
-            .map_err(office_error)?;
-        let mut operations = crate::rails::operator_accounts(currency, state.config.currency);
-        operations.push(wallet_account_definition(&credential.wallet_id, currency)?);
-        Ok((credential, operations))
+    let entropy = state.entropy.clone();
+    let credential = run_office(&state, Plan::issue(), |office, working, now| {
+        office.issue(working, &request, now, entropy.as_ref())
     })
     .await?;
     tracing::info!(wallet = %credential.wallet_id, "wallet issued");
@@ -744,7 +515,7 @@ async fn issue(
         StatusCode::CREATED,
         Json(json!({
             "wallet_id": credential.wallet_id.to_string(),
-            "account": wallet_account(&credential.wallet_id)?.to_string(),
+            "account": ledger_id(operator::wallet_account(&credential.wallet_id))?.to_string(),
             "credential": hex::encode(credential.encode()),
             "office_public": hex::encode(state.rails.wallet.office_public()),
             "limits": credential_json(&credential),
@@ -755,7 +526,7 @@ async fn issue(
 /// Body of `POST /api/v1/wallets/{id}/charge`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ChargeRequest {
+pub struct ChargeRequestBody {
     amount: String,
     /// The account that pays for the charge [default: the operator float].
     from: Option<String>,
@@ -766,18 +537,17 @@ pub struct ChargeRequest {
 async fn charge(
     State(state): State<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
-    ApiJson(request): ApiJson<ChargeRequest>,
+    ApiJson(body): ApiJson<ChargeRequestBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let wallet_id = parse_wallet_id(&id)?;
-    let currency = read_office(&state, |office| {
-        office
-            .wallet_summary(&wallet_id)
-            .map(|summary| summary.credential.currency)
-    })
-    .await?
-    .ok_or_else(|| ApiError::not_found("wallet", &id))?;
-    let amount = parse_amount(&request.amount, currency, "amount")?;
-    let funding = match &request.from {
+    let wallet = parse_wallet_id(&id)?;
+    let currency = view(&state, wallet)
+        .await?
+        .ok_or_else(|| ApiError::not_found("wallet", &id))?
+        .summary
+        .credential
+        .currency;
+    let amount = parse_amount(&body.amount, currency, "amount")?;
+    let funding = match &body.from {
         Some(account) => AccountId::new(account.as_str()).map_err(|error| {
             ApiError::bad_request(
                 "invalid_account_id",
@@ -789,22 +559,25 @@ async fn charge(
             currency,
             state.config.currency,
         )
-        .ok_or_else(|| book_error("operator float id"))?,
+        .ok_or_else(|| ApiError::bad_request("invalid_account_id", "operator float id"))?,
     };
-    let (voucher, posting) = change_office(&state, |office, _now| {
-        let (voucher, posting) = office.charge(wallet_id, amount).map_err(office_error)?;
-        let mut operations = crate::rails::operator_accounts(currency, state.config.currency);
-        operations.push(posting_operation(&posting, Some(&funding))?);
-        Ok(((voucher, posting), operations))
+    let request = ChargeRequest {
+        wallet,
+        amount,
+        funding: funding.clone(),
+        operator_accounts: crate::rails::operator_accounts(currency, state.config.currency),
+    };
+    let (voucher, posting) = run_office(&state, Plan::charge(wallet), |office, working, _| {
+        office.charge(working, &request)
     })
     .await?;
-    tracing::info!(wallet = %wallet_id, charge_seq = voucher.charge_seq, "wallet charged");
+    tracing::info!(wallet = %wallet, charge_seq = voucher.charge_seq, "wallet charged");
     Ok(Json(json!({
-        "wallet_id": wallet_id.to_string(),
+        "wallet_id": wallet.to_string(),
         "amount": amount.decimal().to_string(),
         "currency": currency.code(),
         "charge_seq": voucher.charge_seq,
-        "transfer_id": format!("wallet:{}", posting.id),
+        "transfer_id": operator::posting_transfer_id(&posting).map_err(office_error)?.to_string(),
         "from": funding.to_string(),
         "voucher": hex::encode(voucher.encode()),
     })))
@@ -816,32 +589,29 @@ async fn show(
     State(state): State<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let wallet_id = parse_wallet_id(&id)?;
-    let (summary, quote) = read_office(&state, |office| {
-        let summary = office.wallet_summary(&wallet_id);
-        let quote = office.reissue_quote(&wallet_id).ok();
-        (summary, quote)
-    })
-    .await?;
-    let summary = summary.ok_or_else(|| ApiError::not_found("wallet", &id))?;
-    let account_id = wallet_account(&wallet_id)?;
+    let wallet = parse_wallet_id(&id)?;
+    let WalletView {
+        summary,
+        reissue_quote,
+    } = view(&state, wallet)
+        .await?
+        .ok_or_else(|| ApiError::not_found("wallet", &id))?;
+    let account_id = ledger_id(operator::wallet_account(&wallet))?;
     let account = state
         .ledger
         .read(move |store| store.account(&account_id))
         .await?;
-    let quote = quote
-        .filter(|_| summary.blocked_at_ms.is_some())
-        .map(|quote| {
-            json!({
-                "shadow": quote.shadow.decimal().to_string(),
-                "held": quote.held.decimal().to_string(),
-                "unseen_spend_max": quote.unseen_spend_max.decimal().to_string(),
-                "reissue": quote.reissue.decimal().to_string(),
-                "available_at_ms": quote.available_at_ms,
-            })
-        });
+    let quote = reissue_quote.map(|quote| {
+        json!({
+            "shadow": quote.shadow.decimal().to_string(),
+            "held": quote.held.decimal().to_string(),
+            "unseen_spend_max": quote.unseen_spend_max.decimal().to_string(),
+            "reissue": quote.reissue.decimal().to_string(),
+            "available_at_ms": quote.available_at_ms,
+        })
+    });
     Ok(Json(json!({
-        "wallet_id": wallet_id.to_string(),
+        "wallet_id": wallet.to_string(),
         "credential": credential_json(&summary.credential),
         "shadow_minor": summary.shadow_minor.to_string(),
         "blocked_at_ms": summary.blocked_at_ms,
@@ -861,15 +631,14 @@ async fn block(
     State(state): State<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let wallet_id = parse_wallet_id(&id)?;
-    change_office(&state, |office, now| {
-        office.block(wallet_id, now).map_err(office_error)?;
-        Ok(((), Vec::new()))
+    let wallet = parse_wallet_id(&id)?;
+    run_office(&state, Plan::block(wallet), |office, working, now| {
+        office.block(working, wallet, now)
     })
     .await?;
-    tracing::info!(wallet = %wallet_id, "wallet blocked");
+    tracing::info!(wallet = %wallet, "wallet blocked");
     Ok(Json(
-        json!({ "wallet_id": wallet_id.to_string(), "blocked": true }),
+        json!({ "wallet_id": wallet.to_string(), "blocked": true }),
     ))
 }
 
@@ -889,26 +658,19 @@ async fn reissue(
     ApiJson(request): ApiJson<ReissueRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let lost = parse_wallet_id(&id)?;
-    let new_wallet = parse_wallet_id(&request.to)?;
-    let (quote, posting) = change_office(&state, |office, now| {
-        let (quote, posting, _voucher) = office
-            .reissue(lost, new_wallet, now)
-            .map_err(office_error)?;
-        let operations = if posting.amount.is_zero() {
-            Vec::new()
-        } else {
-            vec![posting_operation(&posting, None)?]
-        };
-        Ok(((quote, posting), operations))
-    })
-    .await?;
+    let to = parse_wallet_id(&request.to)?;
+    let (quote, posting, _voucher) =
+        run_office(&state, Plan::reissue(lost, to), |office, working, now| {
+            office.reissue(working, lost, to, now)
+        })
+        .await?;
     Ok(Json(json!({
         "lost": lost.to_string(),
-        "to": new_wallet.to_string(),
+        "to": to.to_string(),
         "reissued": quote.reissue.decimal().to_string(),
         "held_back": quote.held.decimal().to_string(),
         "unseen_spend_max": quote.unseen_spend_max.decimal().to_string(),
-        "transfer_id": format!("wallet:{}", posting.id),
+        "transfer_id": operator::posting_transfer_id(&posting).map_err(office_error)?.to_string(),
     })))
 }
 
@@ -920,19 +682,17 @@ async fn release(
     ApiJson(request): ApiJson<ReissueRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let lost = parse_wallet_id(&id)?;
-    let new_wallet = parse_wallet_id(&request.to)?;
-    let (amount, posting) = change_office(&state, |office, now| {
-        let (amount, posting, _voucher) = office
-            .release_remainder(lost, new_wallet, now)
-            .map_err(office_error)?;
-        Ok(((amount, posting), vec![posting_operation(&posting, None)?]))
-    })
-    .await?;
+    let to = parse_wallet_id(&request.to)?;
+    let (amount, posting, _voucher) =
+        run_office(&state, Plan::reissue(lost, to), |office, working, now| {
+            office.release(working, lost, to, now)
+        })
+        .await?;
     Ok(Json(json!({
         "lost": lost.to_string(),
-        "to": new_wallet.to_string(),
+        "to": to.to_string(),
         "released": amount.decimal().to_string(),
-        "transfer_id": format!("wallet:{}", posting.id),
+        "transfer_id": operator::posting_transfer_id(&posting).map_err(office_error)?.to_string(),
     })))
 }
 
@@ -942,16 +702,13 @@ async fn void_abandoned(
     State(state): State<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let transfer_id = parse_transfer_id(&id)?;
-    change_office(&state, |office, now| {
-        office
-            .resolve_abandoned(transfer_id, now)
-            .map_err(office_error)?;
-        Ok(((), Vec::new()))
+    let transfer = TransferId(parse_id(&id, "invalid_transfer_id", "transfer id")?);
+    run_office(&state, Plan::void(transfer), |office, working, now| {
+        office.void_abandoned(working, transfer, now)
     })
     .await?;
     Ok(Json(
-        json!({ "transfer_id": transfer_id.to_string(), "outcome": "voided" }),
+        json!({ "transfer_id": transfer.to_string(), "outcome": "voided" }),
     ))
 }
 
@@ -963,20 +720,6 @@ pub fn spawn_background(state: &Arc<AppState>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn manifests_round_trip_and_refuse_nonsense() {
-        let bytes = encode_manifest(3, 2 * BOOK_CHUNK_BYTES + 5);
-        assert_eq!(decode_manifest(&bytes), Some((3, 2 * BOOK_CHUNK_BYTES + 5)));
-        assert_eq!(
-            decode_manifest(&encode_manifest(1, BOOK_CHUNK_BYTES + 1)),
-            None
-        );
-        assert_eq!(decode_manifest(&bytes[..12]), None);
-        let mut other_version = bytes.clone();
-        other_version[0] = 9;
-        assert_eq!(decode_manifest(&other_version), None);
-    }
 
     #[test]
     fn the_key_file_is_private_and_read_back() {

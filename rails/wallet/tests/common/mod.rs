@@ -3,13 +3,16 @@
 //! simulated time. Everything follows from one seed.
 #![allow(dead_code)]
 
+mod twin;
+pub use twin::TwinOffice;
+
 use std::collections::BTreeMap;
 
 use offpay_money::{Amount, Currency};
 use offpay_wallet::record::{Record, parse_log};
 use offpay_wallet::{
-    Action, Event, Flag, Limits, MemoryStorage, MoneyOffice, OfficeKeys, Outcome, Posting, Role,
-    SeededEntropy, TransferId, Wallet, WalletId, WalletKeys,
+    Action, Event, Flag, Limits, MemoryStorage, OfficeKeys, Outcome, Posting, Role, SeededEntropy,
+    TransferId, Wallet, WalletId, WalletKeys,
 };
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -106,7 +109,7 @@ enum UserAction {
 
 pub struct Sim {
     pub now: u64,
-    pub office: MoneyOffice,
+    pub office: TwinOffice,
     pub devices: Vec<Device>,
     pub net: NetConfig,
     pub rng: StdRng,
@@ -137,7 +140,7 @@ pub struct Sim {
 impl Sim {
     pub fn new(devices: usize, seed: u64, net: NetConfig) -> Sim {
         let mut entropy = SeededEntropy::from_seed(seed);
-        let office = MoneyOffice::new(OfficeKeys::generate(&mut entropy), VALIDITY_MS);
+        let office = TwinOffice::new(OfficeKeys::generate(&mut entropy), VALIDITY_MS);
         let mut sim = Sim {
             now: START_MS,
             office,

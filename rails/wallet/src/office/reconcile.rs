@@ -1,0 +1,567 @@
+//! Reconciliation: an uploaded log checked record by record against the office's book, then
+//! applied.
+
+use alloc::collections::BTreeSet;
+use alloc::vec::Vec;
+
+use super::book::WalletAccount;
+use super::{AgreementEvidence, Flag, MoneyOffice, Posting, PostingAccount, PostingKind};
+use super::{Reconciliation, transfer_posting_id};
+use crate::credential::Credential;
+use crate::error::{Error, Misuse, PeerError};
+use crate::ids::{Millis, TransferId, WalletId};
+use crate::record::{LoggedRecord, Record, decode_record};
+use crate::sync::{
+    ChargeVoucher, LogUpload, REPLY_RESOLUTIONS_MAX, REPLY_VOUCHERS_MAX, Resolution, SyncReply,
+};
+use crate::terms::{Agreement, Terms, verify_commit};
+use crate::wire::Outcome;
+
+/// A record checked against the office's keys, ready to apply.
+enum Checked {
+    Charged(ChargeVoucher),
+    SellerPending(Terms),
+    SellerCommitted(TransferId, Agreement),
+    SellerVoided(TransferId),
+    SellerComplete(TransferId),
+    BuyerPrepared(Terms, Agreement),
+    BuyerFinished(TransferId, Outcome),
+    Ignored,
+}
+
+/// The records of an upload, parsed, each continuing the hash chain of the one before.
+pub(super) fn parse_chain(upload: &LogUpload) -> Result<Vec<LoggedRecord>, Error> {
+    let mut records: Vec<LoggedRecord> = Vec::with_capacity(upload.records.len());
+    for bytes in &upload.records {
+        let record = decode_record(bytes)?;
+        if let Some(previous) = records.last()
+            && (record.seq != previous.seq + 1 || record.prev_hash != previous.hash)
+        {
+            return Err(PeerError::ChainMismatch.into());
+        }
+        records.push(record);
+    }
+    Ok(records)
+}
+
+/// Where the news of an upload starts, given the head the office holds: the record after that
+/// head, or for an upload that does not contain it (a rolled-back wallet), the whole upload, with
+/// the flag that says so.
+pub(super) fn news_start(
+    wallet_id: WalletId,
+    head: Option<(u64, [u8; 32])>,
+    records: &[LoggedRecord],
+    upload: &LogUpload,
+) -> Result<(u64, Option<Flag>), Error> {
+    match records.last() {
+        Some(last) if last.seq != upload.head_seq || last.hash != upload.head_hash => {
+            return Err(PeerError::Inconsistent.into());
+        }
+        None if head != Some((upload.head_seq, upload.head_hash)) => {
+            return Err(PeerError::Inconsistent.into());
+        }
+        _ => {}
+    }
+    Ok(match (head, records.first()) {
+        (None, Some(first)) => {
+            if first.seq != 0 {
+                return Err(PeerError::ChainGap.into());
+            }
+            (0, None)
+        }
+        (None, None) => return Err(PeerError::ChainGap.into()),
+        (Some((head_seq, head_hash)), Some(first)) => {
+            if first.seq > head_seq + 1 {
+                return Err(PeerError::ChainGap.into());
+            }
+            // The upload must contain the office's head unchanged, or continue right after it.
+            let continues = match records.iter().find(|r| r.seq == head_seq) {
+                Some(record) => record.hash == head_hash,
+                None => first.seq == head_seq + 1 && first.prev_hash == head_hash,
+            };
+            if continues {
+                (head_seq + 1, None)
+            } else {
+                let fork = Flag::ForkedLog {
+                    wallet: wallet_id,
+                    known_head_seq: head_seq,
+                    known_head_hash: head_hash,
+                    uploaded_head_seq: upload.head_seq,
+                    uploaded_head_hash: upload.head_hash,
+                };
+                // Everything in a forked upload is news.
+                (first.seq, Some(fork))
+            }
+        }
+        (Some(_), None) => (upload.head_seq + 1, None),
+    })
+}
+
+impl MoneyOffice {
+    /// Reconciles an uploaded log (the bytes of [`LogUpload::encode`]). An upload that fails any
+    /// check changes nothing and gets the reason; otherwise the office records what it learnt and
+    /// returns the reply for the wallet, the postings for the ledger and any flags.
+    pub fn reconcile(&mut self, upload: &[u8], now: Millis) -> Result<Reconciliation, Error> {
+        let upload = LogUpload::decode(upload)?;
+        upload.credential.verify(&self.keys.public())?;
+        let wallet_id = upload.credential.wallet_id;
+        let account = self.book.wallet(&wallet_id).ok_or(Misuse::UnknownWallet)?;
+        if account.credential.signing_key != upload.credential.signing_key {
+            return Err(PeerError::Inconsistent.into());
+        }
+        let head = account.head;
+        upload.verify()?;
+
+        // Pass 1: parse and check everything; nothing changes yet.
+        let records = parse_chain(&upload)?;
+        let (new_from, fork) = news_start(wallet_id, head, &records, &upload)?;
+        let mut checked = Vec::new();
+        for record in records.iter().filter(|r| r.seq >= new_from) {
+            let item = self.check_record(&upload.credential, record, &checked)?;
+            checked.push(item);
+        }
+
+        // Pass 2: apply. Nothing below can fail.
+        let mut flags = Vec::new();
+        if let Some(flag) = fork {
+            flags.push(flag);
+        }
+        let mut postings = Vec::new();
+        let mut touched = BTreeSet::new();
+        touched.insert(wallet_id);
+        for item in checked {
+            self.apply_checked(wallet_id, item, &mut postings, &mut flags, &mut touched);
+        }
+        let validity = self.book.credential_validity_ms();
+        let account = self.account_mut(&wallet_id);
+        account.head = Some((upload.head_seq, upload.head_hash));
+        account.spent_unsynced_minor = 0;
+        let blocked = account.blocked_at_ms.is_some();
+        let current = account.credential.clone();
+        let renewed = if !blocked {
+            let c = &current;
+            Some(Credential::issue_for(
+                &self.keys,
+                wallet_id,
+                c.signing_key,
+                c.encryption_key,
+                c.limits,
+                now,
+                validity,
+            )?)
+        } else {
+            None
+        };
+        let account = self.account_mut(&wallet_id);
+        if let Some(credential) = &renewed {
+            account.credential = credential.clone();
+        }
+        for wallet in touched {
+            if let Some(a) = self.book.wallet(&wallet)
+                && a.shadow_minor < 0
+            {
+                flags.push(Flag::Overspent {
+                    wallet,
+                    shadow_minor: a.shadow_minor,
+                });
+            }
+        }
+        let reply = self.reply(wallet_id, upload.head_seq, upload.head_hash, renewed);
+        Ok(Reconciliation {
+            reply,
+            postings,
+            flags,
+        })
+    }
+
+    fn signing_key_of(&self, wallet_id: &WalletId) -> Result<[u8; 32], Error> {
+        self.book
+            .wallet(wallet_id)
+            .map(|a| a.credential.signing_key)
+            .ok_or(Error::Peer(PeerError::NotAParty))
+    }
+
+    /// The terms of a transfer, from the office's files or from earlier in the same upload.
+    fn terms_of(&self, transfer_id: &TransferId, upload: &[Checked]) -> Option<Terms> {
+        self.book
+            .transfer(transfer_id)
+            .map(|t| t.terms)
+            .or_else(|| {
+                upload.iter().find_map(|c| match c {
+                    Checked::SellerPending(terms) | Checked::BuyerPrepared(terms, _)
+                        if terms.transfer_id == *transfer_id =>
+                    {
+                        Some(*terms)
+                    }
+                    _ => None,
+                })
+            })
+    }
+
+    /// The terms and the buyer's agreement of a transfer, from this upload or the office's files.
+    fn agreement_of(&self, transfer_id: &TransferId, earlier: &[Checked]) -> Option<Agreement> {
+        earlier
+            .iter()
+            .find_map(|c| match c {
+                Checked::BuyerPrepared(terms, agreement) if terms.transfer_id == *transfer_id => {
+                    Some(*agreement)
+                }
+                _ => None,
+            })
+            .or_else(|| self.book.transfer(transfer_id).and_then(|t| t.agreement))
+    }
+
+    fn check_record(
+        &self,
+        own: &Credential,
+        logged: &LoggedRecord,
+        earlier: &[Checked],
+    ) -> Result<Checked, Error> {
+        let wallet_id = own.wallet_id;
+        let office = self.keys.public();
+        let inconsistent = || Error::Peer(PeerError::Inconsistent);
+        let own_sale = |transfer_id: &TransferId| -> Result<Terms, Error> {
+            self.terms_of(transfer_id, earlier)
+                .filter(|t| t.seller == wallet_id)
+                .ok_or_else(inconsistent)
+        };
+        let own_purchase = |transfer_id: &TransferId| -> Result<Terms, Error> {
+            self.terms_of(transfer_id, earlier)
+                .filter(|t| t.buyer == wallet_id)
+                .ok_or_else(inconsistent)
+        };
+        Ok(match &logged.record {
+            Record::Genesis { credential, .. } => {
+                if credential.wallet_id != wallet_id || credential.signing_key != own.signing_key {
+                    return Err(inconsistent());
+                }
+                Checked::Ignored
+            }
+            Record::Charged { voucher } => {
+                voucher.verify(&office)?;
+                let account = self.book.wallet(&wallet_id).ok_or(Misuse::UnknownWallet)?;
+                let issued = self
+                    .book
+                    .charge(&wallet_id, voucher.charge_seq, account.charges_issued)
+                    .is_some_and(|v| v == voucher);
+                if voucher.wallet_id != wallet_id || !issued {
+                    return Err(inconsistent());
+                }
+                Checked::Charged(*voucher)
+            }
+            Record::SellerPending { terms, .. } => {
+                if terms.seller != wallet_id {
+                    return Err(inconsistent());
+                }
+                self.signing_key_of(&terms.buyer)?;
+                Checked::SellerPending(*terms)
+            }
+            Record::SellerCommitted {
+                transfer_id,
+                agreement,
+                commit_signature,
+                ..
+            } => {
+                let terms = own_sale(transfer_id)?;
+                agreement.verify(&self.signing_key_of(&terms.buyer)?, &terms)?;
+                verify_commit(&own.signing_key, &terms, agreement, commit_signature)?;
+                Checked::SellerCommitted(*transfer_id, *agreement)
+            }
+            Record::SellerVoided { transfer_id } => {
+                own_sale(transfer_id)?;
+                Checked::SellerVoided(*transfer_id)
+            }
+            Record::SellerComplete { transfer_id } => {
+                own_sale(transfer_id)?;
+                Checked::SellerComplete(*transfer_id)
+            }
+            Record::BuyerPrepared {
+                terms, agreement, ..
+            } => {
+                if terms.buyer != wallet_id {
+                    return Err(inconsistent());
+                }
+                agreement.verify(&own.signing_key, terms)?;
+                self.signing_key_of(&terms.seller)?;
+                Checked::BuyerPrepared(*terms, *agreement)
+            }
+            Record::BuyerPosted {
+                transfer_id,
+                commit_signature,
+            } => {
+                let terms = own_purchase(transfer_id)?;
+                let agreement = self
+                    .agreement_of(transfer_id, earlier)
+                    .ok_or_else(inconsistent)?;
+                let seller_key = self.signing_key_of(&terms.seller)?;
+                verify_commit(&seller_key, &terms, &agreement, commit_signature)?;
+                Checked::BuyerFinished(*transfer_id, Outcome::Posted)
+            }
+            Record::BuyerVoided { transfer_id } => {
+                own_purchase(transfer_id)?;
+                Checked::BuyerFinished(*transfer_id, Outcome::Voided)
+            }
+            Record::Resolved { resolution } => {
+                resolution.verify(&office)?;
+                if resolution.wallet_id != wallet_id {
+                    return Err(inconsistent());
+                }
+                let terms = self
+                    .terms_of(&resolution.transfer_id, earlier)
+                    .ok_or_else(inconsistent)?;
+                if terms.seller == wallet_id {
+                    Checked::SellerComplete(resolution.transfer_id)
+                } else if terms.buyer == wallet_id {
+                    Checked::BuyerFinished(resolution.transfer_id, resolution.outcome)
+                } else {
+                    return Err(inconsistent());
+                }
+            }
+            Record::CredentialRenewed { credential } => {
+                credential.verify(&office)?;
+                Checked::Ignored
+            }
+            Record::Opened { .. } | Record::Synced { .. } => Checked::Ignored,
+        })
+    }
+
+    fn apply_checked(
+        &mut self,
+        wallet_id: WalletId,
+        item: Checked,
+        postings: &mut Vec<Posting>,
+        flags: &mut Vec<Flag>,
+        touched: &mut BTreeSet<WalletId>,
+    ) {
+        match item {
+            Checked::Ignored => {}
+            Checked::Charged(voucher) => {
+                let account = self.account_mut(&wallet_id);
+                account.applied_charge_seq = account.applied_charge_seq.max(voucher.charge_seq);
+            }
+            Checked::SellerPending(terms) => {
+                self.book.transfer_entry(&terms);
+                self.account_mut(&wallet_id).open.insert(terms.transfer_id);
+            }
+            Checked::SellerCommitted(transfer_id, agreement) => {
+                let Some(terms) = self.book.transfer(&transfer_id).map(|t| t.terms) else {
+                    return;
+                };
+                self.note_agreement(&terms, &agreement, flags);
+                // A commit logged after the office voided an abandoned transfer is flagged and
+                // not posted: the buyer already has its value back.
+                if self.decide(&terms, Outcome::Posted, flags) {
+                    self.post(&terms, postings, flags, touched);
+                }
+            }
+            Checked::SellerVoided(transfer_id) => {
+                let Some(terms) = self.book.transfer(&transfer_id).map(|t| t.terms) else {
+                    return;
+                };
+                self.decide(&terms, Outcome::Voided, flags);
+            }
+            Checked::SellerComplete(transfer_id) => {
+                if let Some(file) = self.book.transfer_mut(&transfer_id) {
+                    file.seller_complete = true;
+                }
+                self.account_mut(&wallet_id).open.remove(&transfer_id);
+            }
+            Checked::BuyerPrepared(terms, agreement) => {
+                self.note_agreement(&terms, &agreement, flags);
+                let file = self.book.transfer_entry(&terms);
+                file.buyer_prepared = true;
+                if file.buyer_outcome.is_none() {
+                    self.account_mut(&wallet_id).open.insert(terms.transfer_id);
+                }
+                if self
+                    .book
+                    .wallet(&terms.buyer)
+                    .is_some_and(|a| a.blocked_at_ms.is_some())
+                {
+                    flags.push(Flag::BlockedWalletTransacted {
+                        wallet: terms.buyer,
+                        transfer_id: terms.transfer_id,
+                    });
+                }
+            }
+            Checked::BuyerFinished(transfer_id, outcome) => {
+                let Some(terms) = self.book.transfer(&transfer_id).map(|t| t.terms) else {
+                    return;
+                };
+                if let Some(file) = self.book.transfer_mut(&transfer_id) {
+                    file.buyer_outcome = Some(outcome);
+                }
+                self.account_mut(&wallet_id).open.remove(&transfer_id);
+                if outcome == Outcome::Posted {
+                    // The buyer holds the seller's signed commit: that is a commit decision.
+                    if self.decide(&terms, Outcome::Posted, flags) {
+                        self.post(&terms, postings, flags, touched);
+                    }
+                } else if self.decision(&transfer_id) == Some(Outcome::Posted) {
+                    flags.push(Flag::ConflictingOutcome { transfer_id });
+                }
+            }
+        }
+    }
+
+    fn note_agreement(&mut self, terms: &Terms, agreement: &Agreement, flags: &mut Vec<Flag>) {
+        let spend_seq = agreement.buyer_spend_seq;
+        match self.book.agreement(&terms.buyer, spend_seq) {
+            Some(existing) if existing != terms.transfer_id => {
+                let first = self.book.transfer(&existing).and_then(|t| {
+                    t.agreement.map(|agreement| AgreementEvidence {
+                        terms: t.terms,
+                        agreement,
+                    })
+                });
+                if let Some(first) = first {
+                    flags.push(Flag::DoubleSpend {
+                        wallet: terms.buyer,
+                        first,
+                        second: AgreementEvidence {
+                            terms: *terms,
+                            agreement: *agreement,
+                        },
+                    });
+                }
+            }
+            Some(_) => {}
+            None => {
+                self.book
+                    .insert_agreement(terms.buyer, spend_seq, terms.transfer_id);
+            }
+        }
+        let file = self.book.transfer_entry(terms);
+        if file.agreement.is_none() {
+            file.agreement = Some(*agreement);
+        }
+    }
+
+    /// Records the decision; false (and a flag) when it contradicts the one known.
+    pub(super) fn decide(
+        &mut self,
+        terms: &Terms,
+        outcome: Outcome,
+        flags: &mut Vec<Flag>,
+    ) -> bool {
+        let file = self.book.transfer_entry(terms);
+        let consistent = match file.seller_decision {
+            None => {
+                file.seller_decision = Some(outcome);
+                true
+            }
+            Some(known) if known != outcome => {
+                flags.push(Flag::ConflictingOutcome {
+                    transfer_id: terms.transfer_id,
+                });
+                false
+            }
+            Some(_) => true,
+        };
+        if file.seller_complete {
+            return consistent;
+        }
+        if let Some(account) = self.book.wallet_mut(&terms.seller) {
+            account.open.insert(terms.transfer_id);
+        }
+        consistent
+    }
+
+    fn post(
+        &mut self,
+        terms: &Terms,
+        postings: &mut Vec<Posting>,
+        flags: &mut Vec<Flag>,
+        touched: &mut BTreeSet<WalletId>,
+    ) {
+        let file = self.book.transfer_entry(terms);
+        if file.posted {
+            return;
+        }
+        file.posted = true;
+        let amount = i128::from(terms.amount.minor());
+        for (wallet, delta) in [(terms.buyer, -amount), (terms.seller, amount)] {
+            if let Some(account) = self.book.wallet_mut(&wallet) {
+                account.shadow_minor += delta;
+                if delta < 0 {
+                    account.spent_unsynced_minor = account
+                        .spent_unsynced_minor
+                        .saturating_add(terms.amount.minor());
+                }
+                if account.blocked_at_ms.is_some() && delta < 0 {
+                    flags.push(Flag::BlockedWalletTransacted {
+                        wallet,
+                        transfer_id: terms.transfer_id,
+                    });
+                }
+            }
+            touched.insert(wallet);
+        }
+        postings.push(Posting {
+            id: transfer_posting_id(&terms.transfer_id),
+            kind: PostingKind::Transfer,
+            from: PostingAccount::Wallet(terms.buyer),
+            to: PostingAccount::Wallet(terms.seller),
+            amount: terms.amount,
+        });
+    }
+
+    fn reply(
+        &self,
+        wallet_id: WalletId,
+        through_seq: u64,
+        through_hash: [u8; 32],
+        credential: Option<Credential>,
+    ) -> SyncReply {
+        let mut resolutions = Vec::new();
+        let mut vouchers = Vec::new();
+        if let Some(account) = self.book.wallet(&wallet_id) {
+            for transfer_id in &account.open {
+                let Some(file) = self.book.transfer(transfer_id) else {
+                    continue;
+                };
+                let Some(decision) = file.seller_decision else {
+                    continue;
+                };
+                let unfinished = if file.terms.buyer == wallet_id {
+                    file.buyer_prepared && file.buyer_outcome.is_none()
+                } else {
+                    !file.seller_complete
+                };
+                if unfinished && resolutions.len() < REPLY_RESOLUTIONS_MAX {
+                    resolutions.push(Resolution::issue(
+                        &self.keys,
+                        wallet_id,
+                        *transfer_id,
+                        decision,
+                    ));
+                }
+            }
+            vouchers = pending_voucher_seqs(account)
+                .filter_map(|seq| {
+                    self.book
+                        .charge(&wallet_id, seq, account.charges_issued)
+                        .copied()
+                })
+                .collect();
+        }
+        SyncReply {
+            wallet_id,
+            through_seq,
+            through_hash,
+            resolutions,
+            vouchers,
+            blocked: self.book.blocked_ids(),
+            credential,
+            signature: [0; 64],
+        }
+        .sign(&self.keys)
+    }
+}
+
+/// The charge numbers a sync reply carries: those issued and not yet applied, oldest first, at
+/// most [`REPLY_VOUCHERS_MAX`].
+pub(super) fn pending_voucher_seqs(account: &WalletAccount) -> impl Iterator<Item = u64> {
+    let first = account.applied_charge_seq.saturating_add(1);
+    (first..=account.charges_issued).take(REPLY_VOUCHERS_MAX)
+}
