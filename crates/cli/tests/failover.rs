@@ -146,7 +146,7 @@ fn losing_the_primary_under_load_loses_no_acknowledged_transfer() {
     let no_answer_after_kill = attempts
         .iter()
         .filter(after_kill)
-        .filter(|attempt| matches!(attempt.answer, Answer::NoAnswer { .. }))
+        .filter(|attempt| matches!(attempt.answer, Answer::Unanswered { .. }))
         .count();
     let time_to_recover = recovered_at - killed;
     let acknowledged_after = attempts

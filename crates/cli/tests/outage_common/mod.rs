@@ -70,7 +70,7 @@ pub enum Answer {
     /// 503 `ledger_unavailable`, `retryable: true`, with a `Retry-After` header.
     Retryable { message: String },
     /// No HTTP answer within the client's timeout, or no connection.
-    NoAnswer { error: String },
+    Unanswered { error: String },
     /// Anything else: the test fails.
     Unexpected { status: u16, body: String },
 }
@@ -159,7 +159,7 @@ impl Load {
                             Answer::Acknowledged { .. } => {
                                 number = next.fetch_add(1, Ordering::SeqCst);
                             }
-                            Answer::Retryable { .. } | Answer::NoAnswer { .. } => {
+                            Answer::Retryable { .. } | Answer::Unanswered { .. } => {
                                 server = (server + 1) % endpoints.len();
                                 std::thread::sleep(settings.retry_pause);
                             }
@@ -223,7 +223,7 @@ fn post_batch(http: &reqwest::blocking::Client, server: &Endpoint, number: usize
     {
         Ok(response) => response,
         Err(error) => {
-            return Answer::NoAnswer {
+            return Answer::Unanswered {
                 error: error.to_string(),
             };
         }
@@ -233,7 +233,7 @@ fn post_batch(http: &reqwest::blocking::Client, server: &Endpoint, number: usize
     let text = match response.text() {
         Ok(text) => text,
         Err(error) => {
-            return Answer::NoAnswer {
+            return Answer::Unanswered {
                 error: error.to_string(),
             };
         }
@@ -318,7 +318,7 @@ impl Summary {
                     summary.retryable += 1;
                     summary.slowest_error = summary.slowest_error.max(attempt.latency());
                 }
-                Answer::NoAnswer { .. } => {
+                Answer::Unanswered { .. } => {
                     summary.no_answer += 1;
                     summary.slowest_error = summary.slowest_error.max(attempt.latency());
                 }
