@@ -6,6 +6,7 @@
 //!   nothing acknowledged is lost;
 //! - the node the server's session is on stops taking writes while a new session could (what a
 //!   demoted primary looks like): the store replaces its session instead of failing forever;
+//! - a COMMIT whose wait for the synchronous standby is cancelled is not acknowledged;
 //! - `offpay serve` says clearly, and exits, when the database is unreachable or refuses the
 //!   login.
 //!
@@ -216,6 +217,74 @@ fn a_session_on_a_node_that_stopped_taking_writes_is_replaced() {
     let (status, alice) = server.get("/api/v1/accounts/alice");
     assert_eq!(status, 200, "{alice}");
     assert_eq!(alice["balance_minor"], 2, "{alice}");
+    server.assert_balanced();
+    assert_alive_without_panic(&mut server);
+}
+
+#[test]
+fn a_commit_whose_wait_for_the_standby_was_cancelled_is_not_acknowledged() {
+    let Some(cluster) = cluster_or_skip("the cancelled synchronous commit test") else {
+        return;
+    };
+    let url = format!("postgres://postgres@127.0.0.1:{}/offpay", cluster.port);
+    let data = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(
+        binary(),
+        data.path(),
+        &Backend::PostgresUrl(url.clone()),
+        &[],
+        &[],
+    );
+    create_accounts(&server);
+    // A synchronous standby that never answers: every COMMIT waits for it.
+    cluster.execute(
+        "postgres",
+        "ALTER SYSTEM SET synchronous_standby_names = 'absent_standby'",
+    );
+    cluster.execute("postgres", "SELECT pg_reload_conf()");
+    std::thread::sleep(Duration::from_millis(500));
+    let transfer = json!({ "transfers": [{ "id": "waiting", "debit_account": "float",
+                                           "credit_account": "alice", "amount": "0.01" }] });
+    let (status, body) = std::thread::scope(|scope| {
+        let posting = scope.spawn(|| server.post("/api/v1/transfers", &transfer));
+        // The writer's session waits for the standby; cancelling the wait (as a statement
+        // timeout or an operator would) makes PostgreSQL answer the COMMIT with a warning.
+        let started = Instant::now();
+        let waiting = loop {
+            let rows = cluster.query(
+                "postgres",
+                "SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep'",
+            );
+            if let Some(pid) = rows.first().and_then(|row| row[0].clone()) {
+                break pid;
+            }
+            assert!(
+                started.elapsed() < WAIT_MAX,
+                "no COMMIT waits for the standby"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        cluster.query("postgres", &format!("SELECT pg_cancel_backend({waiting})"));
+        posting.join().unwrap()
+    });
+    assert_eq!(status, 503, "not acknowledged: {body}");
+    assert_eq!(body["error"]["code"], "ledger_unavailable", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("warning"),
+        "{body}"
+    );
+
+    // The standby requirement lifted, the retry (same id) finds the transfer committed on this
+    // node by the cancelled COMMIT, and says so.
+    cluster.execute("postgres", "ALTER SYSTEM RESET synchronous_standby_names");
+    cluster.execute("postgres", "SELECT pg_reload_conf()");
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, body) = server.post("/api/v1/transfers", &transfer);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][0]["outcome"], "transfer_exists", "{body}");
     server.assert_balanced();
     assert_alive_without_panic(&mut server);
 }

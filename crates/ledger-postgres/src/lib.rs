@@ -384,6 +384,17 @@ impl PostgresStore {
         })
     }
 
+    /// A server setting as the store's session has it (`SELECT current_setting(name)`), for
+    /// tests and diagnostics: `statement_timeout` is `0` whatever the role or URL set.
+    pub fn session_setting(&mut self, name: &str) -> Result<String, StoreError> {
+        self.run(|client, _| {
+            let row = client
+                .query_one("SELECT current_setting($1)", &[&name])
+                .map_err(database_error)?;
+            row.try_get(0).map_err(database_error)
+        })
+    }
+
     /// Runs `operation` on a live session: reconnects first if the session is known to be gone,
     /// or is found unfit after a failed call ([`PostgresStore::session_unfit`]).
     fn run<T>(

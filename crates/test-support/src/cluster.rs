@@ -177,6 +177,31 @@ impl TempCluster {
         .expect("the thread running SQL");
     }
 
+    /// Runs one query as the superuser on `database`: its rows, each column as text.
+    pub fn query(&self, database: &str, sql: &str) -> Vec<Vec<Option<String>>> {
+        let url = self.url(database);
+        let sql = sql.to_owned();
+        std::thread::spawn(move || {
+            let mut client = postgres::Client::connect(&url, postgres::NoTls)
+                .unwrap_or_else(|error| panic!("connect to {url}: {error}"));
+            client
+                .simple_query(&sql)
+                .unwrap_or_else(|error| panic!("{sql}: {error}"))
+                .into_iter()
+                .filter_map(|message| match message {
+                    postgres::SimpleQueryMessage::Row(row) => Some(
+                        (0..row.len())
+                            .map(|index| row.get(index).map(str::to_owned))
+                            .collect(),
+                    ),
+                    _ => None,
+                })
+                .collect()
+        })
+        .join()
+        .expect("the thread running the query")
+    }
+
     /// Runs a program of the PostgreSQL server's, as the cluster's user.
     fn run(&self, program: &str, arguments: &[&str]) -> Result<Output, String> {
         let path = self.bin.join(program);
