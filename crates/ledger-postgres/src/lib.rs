@@ -79,7 +79,7 @@ const COMMIT_ATTEMPTS_MAX: u32 = 3;
 
 /// How long connecting may take when the URL does not say (`connect_timeout`): a database host
 /// that drops packets must not hang the writer thread for the operating system's two minutes.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Idle time before the first TCP keepalive probe, unless the URL sets `keepalives_idle`: a
 /// session waiting for an answer from a host that vanished is found dead within
