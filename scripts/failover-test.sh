@@ -13,7 +13,9 @@
 #   --keep              leave the clusters' directory (logs, data) behind
 # Environment: OFFPAY_FAILOVER_SERVERS (offpay processes, default 2), OFFPAY_FAILOVER_LOAD_SECONDS
 #   (load kept up after the recovery, default 10), OFFPAY_POSTGRES_BIN (default
-#   /usr/lib/postgresql/15/bin), CARGO_TARGET_DIR as usual.
+#   /usr/lib/postgresql/15/bin), OFFPAY_FAILOVER_CARGO_ARGS (which packages and features cargo
+#   builds the test with, default "-p offpay"; scripts/test.sh passes its own so that nothing is
+#   built twice), CARGO_TARGET_DIR as usual.
 #
 # `scripts/failover-test.sh kill-primary` is what the test runs to kill the primary (it reads
 # OFFPAY_FAILOVER_STATE, the directory this script made).
@@ -99,6 +101,7 @@ if [ "${1:-}" = kill-primary ]; then
   exit 0
 fi
 
+read -r -a cargo_args <<<"${OFFPAY_FAILOVER_CARGO_ARGS:--p offpay}"
 release=()
 tuned=1
 keep=0
@@ -126,7 +129,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 echo "==> building offpay and the failover test"
-cargo test "${release[@]}" -p offpay --test failover --no-run 2>&1 | tail -n 3
+cargo test "${release[@]}" "${cargo_args[@]}" --test failover --no-run 2>&1 | tail -n 3
 
 STATE=$(mktemp -d /tmp/offpay-failover.XXXXXX)
 chmod 755 "$STATE"
@@ -239,7 +242,7 @@ export OFFPAY_FAILOVER_DATABASE_URL="postgres://postgres@127.0.0.1:$NODE1_PORT,1
 export OFFPAY_FAILOVER_KILL="bash $PWD/scripts/failover-test.sh kill-primary"
 export OFFPAY_FAILOVER_REPORT="$STATE/report.json"
 echo "==> offpay on $OFFPAY_FAILOVER_DATABASE_URL; load, then the primary's machine lost"
-cargo test "${release[@]}" -p offpay --test failover -- --nocapture 2>&1 | grep -v "^\s*$" | tee "$STATE/test.log" | grep -E "^(==>|failover|primary|test |thread|  left|  right)|panicked|error" || true
+cargo test "${release[@]}" "${cargo_args[@]}" --test failover -- --nocapture 2>&1 | grep -v "^\s*$" | tee "$STATE/test.log" | grep -E "^(==>|failover|primary|test |thread|  left|  right)|panicked|error" || true
 if ! grep -q "test result: ok. 1 passed" "$STATE/test.log"; then
   echo "the failover test failed; its output:" >&2
   cat "$STATE/test.log" >&2
