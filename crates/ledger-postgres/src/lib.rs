@@ -24,11 +24,13 @@
 //! `spawn_blocking`, never from inside async code. Connections are plain TCP or Unix sockets
 //! (`NoTls`): put the database on a private network or a local socket.
 //!
-//! **Lost connections and failover.** A call that meets a dropped connection (server restart,
-//! failover, idle timeout) returns `Err`; the next call reconnects. A `commit` that failed that
-//! way is *not* retried here: the `COMMIT` may or may not have landed, and only the caller knows
-//! whether resubmitting is right (transfers are idempotent by id; record writes may not be). Its
-//! error says that the outcome is unknown.
+//! **Lost connections and failover.** A call that finds its session dead (server restart,
+//! failover, idle timeout) reconnects and runs again, once, if that is harmless: a read outside a
+//! read transaction, or a `commit` whose transaction could not even begin. Otherwise it returns
+//! `Err` and the next call reconnects. A `commit` that failed after it began is *not* retried
+//! here: if the session died during `COMMIT`, the group may or may not have landed, and only the
+//! caller knows whether resubmitting is right (transfers are idempotent by id; record writes may
+//! not be). Its error says that the outcome is unknown.
 //!
 //! For a primary with standbys, give every node in a multi-host URL and ask for the writable one:
 //! `postgres://user@db1:5432,db2:5432/offpay?target_session_attrs=read-write`. Each (re)connection
@@ -113,6 +115,8 @@ pub struct PostgresStore {
     target: Target,
     /// The last call failed: the connection may be dead without the driver knowing yet.
     connection_suspect: bool,
+    /// The session was found dead after a failed call: replace it before the next.
+    session_dead: bool,
     /// Inside [`LedgerStore::read_transaction`]: a lost connection is an error, not a reason to
     /// reconnect (reads on a new session would not share the transaction's snapshot).
     in_read_transaction: bool,
@@ -369,6 +373,7 @@ impl PostgresStore {
             statements,
             target,
             connection_suspect: false,
+            session_dead: false,
             in_read_transaction: false,
         })
     }
@@ -395,24 +400,52 @@ impl PostgresStore {
         })
     }
 
-    /// Runs `operation` on a live session: reconnects first if the session is known to be gone,
-    /// or is found unfit after a failed call ([`PostgresStore::session_unfit`]).
+    /// Runs a read (or the start of a read transaction) with [`PostgresStore::run_once`], and
+    /// once more if it found its session dead ([`PostgresStore::session_died`]): a database that
+    /// restarted or failed over while the session was idle costs the first call after it nothing.
     fn run<T>(
         &mut self,
-        operation: impl FnOnce(&mut Client, &Statements) -> Result<T, StoreError>,
+        mut operation: impl FnMut(&mut Client, &Statements) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        let result = self.run_once(&mut operation);
+        if result.is_err() && self.session_died() {
+            return self.run_once(operation);
+        }
+        result
+    }
+
+    /// After a failed call outside a read transaction (whose snapshot a new session would not
+    /// share): whether the session is dead (closed, or not answering within [`CONNECT_TIMEOUT`]),
+    /// so that the call failed for that. The next call then reconnects without checking again.
+    fn session_died(&mut self) -> bool {
+        if self.in_read_transaction {
+            return false;
+        }
+        self.session_dead =
+            self.client.is_closed() || self.client.is_valid(CONNECT_TIMEOUT).is_err();
+        self.session_dead
+    }
+
+    /// Runs `operation` on a live session: reconnects first if the session is known to be gone,
+    /// or is found unfit after a failed call ([`PostgresStore::session_unfit`]).
+    fn run_once<T, E: From<StoreError>>(
+        &mut self,
+        operation: impl FnOnce(&mut Client, &Statements) -> Result<T, E>,
+    ) -> Result<T, E> {
         let lost = self.session_unfit();
         if lost && self.in_read_transaction {
             return Err(StoreError::Database(format!(
                 "{}: the connection was lost during a read transaction",
                 self.target.description
-            )));
+            ))
+            .into());
         }
         if lost {
             // On failure the old session stays, still suspect: the next call tries again.
             let mut client = self.target.connect()?;
             self.statements = Statements::prepare(&mut client)?;
             self.client = client;
+            self.session_dead = false;
         }
         self.connection_suspect = false;
         let result = operation(&mut self.client, &self.statements);
@@ -426,7 +459,7 @@ impl PostgresStore {
     /// only after a failed call (a round trip or two), it does not answer, or it only reads
     /// although the URL asks for writes (the node was demoted, or is a standby now).
     fn session_unfit(&mut self) -> bool {
-        if self.client.is_closed() {
+        if self.client.is_closed() || self.session_dead {
             return true;
         }
         if !self.connection_suspect {
@@ -468,7 +501,9 @@ fn commit_once(
     batches: &[Batch],
     now: Timestamp,
 ) -> Result<GroupResult, Failure> {
-    let mut transaction = client.transaction().map_err(Failure::from_driver)?;
+    let mut transaction = client
+        .transaction()
+        .map_err(|error| Failure::NotStarted(database_error(error)))?;
     let mut group = PostgresGroup {
         transaction: &mut transaction,
         statements,
@@ -696,6 +731,14 @@ impl Statements {
 enum Failure {
     Retry(postgres::Error),
     Store(StoreError),
+    /// The transaction did not even begin: nothing of the group reached the database.
+    NotStarted(StoreError),
+}
+
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Failure {
+        Failure::Store(error)
+    }
 }
 
 /// Whether the database aborted the transaction and asks the client to run it again.
@@ -706,6 +749,13 @@ fn is_retryable(error: &postgres::Error) -> bool {
 }
 
 impl Failure {
+    fn into_store(self) -> StoreError {
+        match self {
+            Failure::Retry(error) => database_error(error),
+            Failure::Store(error) | Failure::NotStarted(error) => error,
+        }
+    }
+
     fn from_driver(error: postgres::Error) -> Failure {
         if is_retryable(&error) {
             Failure::Retry(error)
@@ -1149,22 +1199,29 @@ impl LedgerStore for PostgresStore {
 
     fn commit(&mut self, batches: &[Batch], now: Timestamp) -> Result<GroupResult, StoreError> {
         let warnings = self.target.warnings.clone();
-        self.run(|client, statements| {
+        // Captures only shared references: a copy runs on the retry.
+        let commit = |client: &mut Client, statements: &Statements| {
             let mut attempt = 1;
             loop {
                 match commit_once(client, statements, &warnings, batches, now) {
-                    Ok(results) => return Ok(results),
-                    Err(Failure::Store(error)) => return Err(error),
                     Err(Failure::Retry(error)) if attempt >= COMMIT_ATTEMPTS_MAX => {
-                        return Err(StoreError::Database(format!(
+                        return Err(Failure::Store(StoreError::Database(format!(
                             "group commit aborted {attempt} times by the database: {}",
                             describe(&error)
-                        )));
+                        ))));
                     }
                     Err(Failure::Retry(_)) => attempt += 1,
+                    other => return other,
                 }
             }
-        })
+        };
+        let outcome = match self.run_once(commit) {
+            // The session had died while idle (the database restarted or failed over) and the
+            // group never reached the database: once more, on a new session.
+            Err(Failure::NotStarted(_)) if self.session_died() => self.run_once(commit),
+            other => other,
+        };
+        outcome.map_err(Failure::into_store)
     }
 
     fn account(&mut self, id: &AccountId) -> Result<Option<Account>, StoreError> {
