@@ -23,6 +23,13 @@ fi
 echo "==> cargo test --workspace (with the ledger's conformance suite on its in-memory store)"
 cargo test --workspace --no-fail-fast --features offpay-ledger/conformance
 
+echo "==> losing the database machine: scripts/failover-test.sh (a pg_auto_failover primary and its synchronous standby, the primary's machine killed under load)"
+if [ "$(id -u)" = 0 ] || command -v pg_autoctl >/dev/null; then
+  OFFPAY_FAILOVER_CARGO_ARGS="--workspace --features offpay-ledger/conformance" bash scripts/failover-test.sh
+else
+  echo "==> skipped the failover test: not root, so it cannot install pg_auto_failover (postgresql-15-auto-failover, pg-auto-failover-cli)"
+fi
+
 echo "==> no_std: the device-side protocol crates build for a Cortex-M4F (thumbv7em-none-eabihf)"
 rustup target add thumbv7em-none-eabihf >/dev/null 2>&1 || true
 for crate in offpay-money offpay-purse offpay-wallet offpay-sms-tan; do

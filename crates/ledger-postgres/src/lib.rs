@@ -24,12 +24,34 @@
 //! `spawn_blocking`, never from inside async code. Connections are plain TCP or Unix sockets
 //! (`NoTls`): put the database on a private network or a local socket.
 //!
-//! **Lost connections.** A call that meets a dropped connection (server restart, failover, idle
-//! timeout) returns `Err`; the next call reconnects. A `commit` that failed that way is *not*
-//! retried here: the `COMMIT` may or may not have landed, and only the caller knows whether
-//! resubmitting is right (transfers are idempotent by id; record writes may not be).
+//! **Lost connections and failover.** A call that finds its session dead (server restart,
+//! failover, idle timeout) reconnects and runs again, once, if that is harmless: a read outside a
+//! read transaction, or a `commit` whose transaction could not even begin. Otherwise it returns
+//! `Err` and the next call reconnects. A `commit` that failed after it began is *not* retried
+//! here: if the session died during `COMMIT`, the group may or may not have landed, and only the
+//! caller knows whether resubmitting is right (transfers are idempotent by id; record writes may
+//! not be). Its error says that the outcome is unknown.
+//!
+//! For a primary with standbys, give every node in a multi-host URL and ask for the writable one:
+//! `postgres://user@db1:5432,db2:5432/offpay?target_session_attrs=read-write`. Each (re)connection
+//! tries the hosts in order and keeps the first that accepts writes. After a failed call the store
+//! checks its session before the next one, and reconnects if the session is gone *or* if it now
+//! only reads (a node demoted, or a standby reached through an address that moved), so that it
+//! follows the promoted standby on the next call.
+//!
+//! **Bounded waits.** Connecting gives up after [`CONNECT_TIMEOUT`] per host, and TCP keepalives
+//! ([`KEEPALIVE_IDLE`], [`KEEPALIVE_INTERVAL`], [`KEEPALIVE_RETRIES`]) and [`TCP_USER_TIMEOUT`]
+//! end a session whose host vanished without closing it (a machine lost, a network cut), unless
+//! the URL sets them. The store sets no `statement_timeout`, and turns off one that the role or
+//! database may set, in its own sessions: a timeout (or any cancel) that ends the wait for the
+//! synchronous standby makes PostgreSQL answer the `COMMIT` as committed, with only a warning,
+//! although the standby may not have the group. A `COMMIT` that comes back with a warning is
+//! reported here as an error whose outcome is unknown. The wait for the synchronous standby is
+//! bounded by the HA manager, which lets the primary go on alone (pg_auto_failover's
+//! `wait_primary`) when its standby is declared lost.
 
 use std::fmt;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use offpay_ledger::engine::{Changes, References, Snapshot};
@@ -38,8 +60,8 @@ use offpay_ledger::{
     GroupResult, GroupTransaction, HISTORY_PAGE_MAX, LedgerStore, PendingState, RECORD_PAGE_MAX,
     Record, StoreError, Timestamp, Transfer, TransferId, TransferRecord, run_group,
 };
-use postgres::config::Host;
-use postgres::error::SqlState;
+use postgres::config::{Host, TargetSessionAttrs};
+use postgres::error::{Severity, SqlState};
 use postgres::{Client, Config, NoTls, Row, Statement};
 
 /// Schema migrations, applied in order; the index + 1 is the schema version.
@@ -59,7 +81,29 @@ const COMMIT_ATTEMPTS_MAX: u32 = 3;
 
 /// How long connecting may take when the URL does not say (`connect_timeout`): a database host
 /// that drops packets must not hang the writer thread for the operating system's two minutes.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Idle time before the first TCP keepalive probe, unless the URL sets `keepalives_idle`: a
+/// session waiting for an answer from a host that vanished is found dead within
+/// `KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_RETRIES` (the driver's default is two hours).
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
+
+/// Time between TCP keepalive probes, unless the URL sets `keepalives_interval`.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Unanswered keepalive probes before the session is dropped, unless the URL sets
+/// `keepalives_retries`.
+pub const KEEPALIVE_RETRIES: u32 = 3;
+
+/// How long sent data may stay unacknowledged before the session is dropped (Linux
+/// `TCP_USER_TIMEOUT`), unless the URL sets `tcp_user_timeout`: a statement sent to a host that
+/// vanished fails after this instead of the kernel's fifteen minutes of retransmissions.
+pub const TCP_USER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Run at the start of every session, with the schema's `search_path` if there is one: see
+/// "Bounded waits" above for why `statement_timeout` is off. (A `SET`, not startup `options`, so
+/// that connection poolers and wire-compatible engines accept it.)
+const SESSION_SETUP: &str = "SET statement_timeout = 0";
 
 /// The `application_name` the store's sessions show in `pg_stat_activity`, unless the URL sets one.
 const APPLICATION_NAME: &str = "offpay-ledger";
@@ -71,6 +115,8 @@ pub struct PostgresStore {
     target: Target,
     /// The last call failed: the connection may be dead without the driver knowing yet.
     connection_suspect: bool,
+    /// The session was found dead after a failed call: replace it before the next.
+    session_dead: bool,
     /// Inside [`LedgerStore::read_transaction`]: a lost connection is an error, not a reason to
     /// reconnect (reads on a new session would not share the transaction's snapshot).
     in_read_transaction: bool,
@@ -121,6 +167,40 @@ struct Target {
     description: String,
     /// The password as given, to scrub from any message that might echo it.
     password: Option<String>,
+    /// The URL asks for a session that accepts writes (`target_session_attrs=read-write`): a
+    /// session that only reads is then one to replace.
+    wants_writes: bool,
+    /// Warnings the server sent on the store's sessions.
+    warnings: Warnings,
+}
+
+/// The `WARNING`s a server sent (notices of lower severity are not kept), shared with the
+/// sessions' notice callback: a `COMMIT` that warns did not do all it promises.
+#[derive(Clone, Default)]
+struct Warnings(Arc<Mutex<Vec<String>>>);
+
+impl Warnings {
+    /// Keeps at most this many, so that a chatty server cannot grow the store without bound.
+    const KEPT_MAX: usize = 16;
+
+    fn push(&self, warning: String) {
+        let mut kept = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if kept.len() < Warnings::KEPT_MAX {
+            kept.push(warning);
+        }
+    }
+
+    fn take(&self) -> Vec<String> {
+        std::mem::take(
+            &mut *self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
 }
 
 impl Target {
@@ -137,6 +217,32 @@ impl Target {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(TCP_USER_TIMEOUT);
+        }
+        // The driver's default, which the URL cannot tell apart from an explicit two hours.
+        if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+            config.keepalives_idle(KEEPALIVE_IDLE);
+        }
+        if config.get_keepalives_interval().is_none() {
+            config.keepalives_interval(KEEPALIVE_INTERVAL);
+        }
+        if config.get_keepalives_retries().is_none() {
+            config.keepalives_retries(KEEPALIVE_RETRIES);
+        }
+        let warnings = Warnings::default();
+        let kept = warnings.clone();
+        config.notice_callback(move |notice| {
+            if notice.parsed_severity() == Some(Severity::Warning) {
+                kept.push(format!(
+                    "{} {}: {}",
+                    notice.severity(),
+                    notice.code().code(),
+                    notice.message()
+                ));
+            }
+        });
+        let wants_writes = config.get_target_session_attrs() == TargetSessionAttrs::ReadWrite;
         if config.get_application_name().is_none() {
             config.application_name(APPLICATION_NAME);
         }
@@ -171,20 +277,25 @@ impl Target {
             schema: schema.map(str::to_owned),
             description,
             password,
+            wants_writes,
+            warnings,
         })
     }
 
-    /// Opens a session: connected, in the store's schema if it has one.
+    /// Opens a session: connected (to the first host that suits `target_session_attrs`), with
+    /// [`SESSION_SETUP`] done, in the store's schema if it has one.
     fn connect(&self) -> Result<Client, StoreError> {
         let mut client = self
             .config
             .connect(NoTls)
             .map_err(|error| self.error(error))?;
-        if let Some(schema) = &self.schema {
-            client
-                .batch_execute(&search_path(schema))
-                .map_err(|error| self.error(error))?;
-        }
+        let setup = match &self.schema {
+            Some(schema) => format!("{SESSION_SETUP}; {}", search_path(schema)),
+            None => SESSION_SETUP.to_owned(),
+        };
+        client
+            .batch_execute(&setup)
+            .map_err(|error| self.error(error))?;
         Ok(client)
     }
 
@@ -262,6 +373,7 @@ impl PostgresStore {
             statements,
             target,
             connection_suspect: false,
+            session_dead: false,
             in_read_transaction: false,
         })
     }
@@ -277,24 +389,63 @@ impl PostgresStore {
         })
     }
 
-    /// Runs `operation` on a live session: reconnects first if the connection is known to be
-    /// gone, or may be after a failed call (checked with one round trip, only then).
+    /// A server setting as the store's session has it (`SELECT current_setting(name)`), for
+    /// tests and diagnostics: `statement_timeout` is `0` whatever the role or URL set.
+    pub fn session_setting(&mut self, name: &str) -> Result<String, StoreError> {
+        self.run(|client, _| {
+            let row = client
+                .query_one("SELECT current_setting($1)", &[&name])
+                .map_err(database_error)?;
+            row.try_get(0).map_err(database_error)
+        })
+    }
+
+    /// Runs a read (or the start of a read transaction) with [`PostgresStore::run_once`], and
+    /// once more if it found its session dead ([`PostgresStore::session_died`]): a database that
+    /// restarted or failed over while the session was idle costs the first call after it nothing.
     fn run<T>(
         &mut self,
-        operation: impl FnOnce(&mut Client, &Statements) -> Result<T, StoreError>,
+        mut operation: impl FnMut(&mut Client, &Statements) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let lost = self.client.is_closed()
-            || (self.connection_suspect && self.client.is_valid(CONNECT_TIMEOUT).is_err());
+        let result = self.run_once(&mut operation);
+        if result.is_err() && self.session_died() {
+            return self.run_once(operation);
+        }
+        result
+    }
+
+    /// After a failed call outside a read transaction (whose snapshot a new session would not
+    /// share): whether the session is dead (closed, or not answering within [`CONNECT_TIMEOUT`]),
+    /// so that the call failed for that. The next call then reconnects without checking again.
+    fn session_died(&mut self) -> bool {
+        if self.in_read_transaction {
+            return false;
+        }
+        self.session_dead =
+            self.client.is_closed() || self.client.is_valid(CONNECT_TIMEOUT).is_err();
+        self.session_dead
+    }
+
+    /// Runs `operation` on a live session: reconnects first if the session is known to be gone,
+    /// or is found unfit after a failed call ([`PostgresStore::session_unfit`]).
+    fn run_once<T, E: From<StoreError>>(
+        &mut self,
+        operation: impl FnOnce(&mut Client, &Statements) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let lost = self.session_unfit();
         if lost && self.in_read_transaction {
             return Err(StoreError::Database(format!(
                 "{}: the connection was lost during a read transaction",
                 self.target.description
-            )));
+            ))
+            .into());
         }
         if lost {
+            // On failure the old session stays, still suspect: the next call tries again.
             let mut client = self.target.connect()?;
             self.statements = Statements::prepare(&mut client)?;
             self.client = client;
+            self.session_dead = false;
         }
         self.connection_suspect = false;
         let result = operation(&mut self.client, &self.statements);
@@ -303,16 +454,56 @@ impl PostgresStore {
         }
         result
     }
+
+    /// Whether the session must be replaced before the next call: it is closed; or, checked
+    /// only after a failed call (a round trip or two), it does not answer, or it only reads
+    /// although the URL asks for writes (the node was demoted, or is a standby now).
+    fn session_unfit(&mut self) -> bool {
+        if self.client.is_closed() || self.session_dead {
+            return true;
+        }
+        if !self.connection_suspect {
+            return false;
+        }
+        if self.client.is_valid(CONNECT_TIMEOUT).is_err() {
+            return true;
+        }
+        // Inside a read transaction `transaction_read_only` is on by our own choice.
+        if !self.target.wants_writes || self.in_read_transaction {
+            return false;
+        }
+        !matches!(session_read_only(&mut self.client), Ok(false))
+    }
+}
+
+/// Whether the session only reads: the server is a standby, or defaults to read-only
+/// transactions (what `target_session_attrs=read-write` checks when connecting).
+fn session_read_only(client: &mut Client) -> Result<bool, postgres::Error> {
+    let messages = client.simple_query("SHOW transaction_read_only")?;
+    Ok(messages.iter().any(|message| {
+        matches!(message, postgres::SimpleQueryMessage::Row(row) if row.get(0) == Some("on"))
+    }))
+}
+
+/// Whether a failed `COMMIT` certainly did not commit: the server answered it with an error (and
+/// rolled back). When the session died instead, the transaction may have committed.
+fn commit_refused(error: &postgres::Error) -> bool {
+    error
+        .as_db_error()
+        .is_some_and(|reported| reported.parsed_severity() == Some(Severity::Error))
 }
 
 /// One attempt at a group commit: one database transaction.
 fn commit_once(
     client: &mut Client,
     statements: &Statements,
+    warnings: &Warnings,
     batches: &[Batch],
     now: Timestamp,
 ) -> Result<GroupResult, Failure> {
-    let mut transaction = client.transaction().map_err(Failure::from_driver)?;
+    let mut transaction = client
+        .transaction()
+        .map_err(|error| Failure::NotStarted(database_error(error)))?;
     let mut group = PostgresGroup {
         transaction: &mut transaction,
         statements,
@@ -325,7 +516,26 @@ fn commit_once(
         None => Failure::Store(error),
     })?;
     // Dropping the transaction on any error above rolls it back.
-    transaction.commit().map_err(Failure::from_driver)?;
+    warnings.take();
+    transaction.commit().map_err(|error| {
+        if commit_refused(&error) {
+            Failure::from_driver(error)
+        } else {
+            Failure::Store(StoreError::Database(format!(
+                "the session failed during COMMIT, so whether the group was committed is unknown: {}",
+                describe(&error)
+            )))
+        }
+    })?;
+    // PostgreSQL answers a COMMIT whose wait for the synchronous standby was cancelled as
+    // committed, with a warning: the group is committed on this node, maybe not on the standby.
+    let warned = warnings.take();
+    if !warned.is_empty() {
+        return Err(Failure::Store(StoreError::Database(format!(
+            "COMMIT answered with a warning, so whether the group reached the standbys is unknown: {}",
+            warned.join("; ")
+        ))));
+    }
     Ok(results)
 }
 
@@ -521,6 +731,14 @@ impl Statements {
 enum Failure {
     Retry(postgres::Error),
     Store(StoreError),
+    /// The transaction did not even begin: nothing of the group reached the database.
+    NotStarted(StoreError),
+}
+
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Failure {
+        Failure::Store(error)
+    }
 }
 
 /// Whether the database aborted the transaction and asks the client to run it again.
@@ -531,6 +749,13 @@ fn is_retryable(error: &postgres::Error) -> bool {
 }
 
 impl Failure {
+    fn into_store(self) -> StoreError {
+        match self {
+            Failure::Retry(error) => database_error(error),
+            Failure::Store(error) | Failure::NotStarted(error) => error,
+        }
+    }
+
     fn from_driver(error: postgres::Error) -> Failure {
         if is_retryable(&error) {
             Failure::Retry(error)
@@ -973,22 +1198,30 @@ impl LedgerStore for PostgresStore {
     }
 
     fn commit(&mut self, batches: &[Batch], now: Timestamp) -> Result<GroupResult, StoreError> {
-        self.run(|client, statements| {
+        let warnings = self.target.warnings.clone();
+        // Captures only shared references: a copy runs on the retry.
+        let commit = |client: &mut Client, statements: &Statements| {
             let mut attempt = 1;
             loop {
-                match commit_once(client, statements, batches, now) {
-                    Ok(results) => return Ok(results),
-                    Err(Failure::Store(error)) => return Err(error),
+                match commit_once(client, statements, &warnings, batches, now) {
                     Err(Failure::Retry(error)) if attempt >= COMMIT_ATTEMPTS_MAX => {
-                        return Err(StoreError::Database(format!(
+                        return Err(Failure::Store(StoreError::Database(format!(
                             "group commit aborted {attempt} times by the database: {}",
                             describe(&error)
-                        )));
+                        ))));
                     }
                     Err(Failure::Retry(_)) => attempt += 1,
+                    other => return other,
                 }
             }
-        })
+        };
+        let outcome = match self.run_once(commit) {
+            // The session had died while idle (the database restarted or failed over) and the
+            // group never reached the database: once more, on a new session.
+            Err(Failure::NotStarted(_)) if self.session_died() => self.run_once(commit),
+            other => other,
+        };
+        outcome.map_err(Failure::into_store)
     }
 
     fn account(&mut self, id: &AccountId) -> Result<Option<Account>, StoreError> {
@@ -1209,6 +1442,62 @@ mod tests {
             );
             assert_eq!(target.password.as_deref(), Some("hunter2-secret"));
         }
+    }
+
+    #[test]
+    fn takes_a_multi_host_url_and_bounds_every_wait() {
+        let target = Target::parse(
+            "postgres://ledger:pw@127.0.0.1:6001,127.0.0.1:6002/offpay?target_session_attrs=read-write",
+            None,
+        )
+        .unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(
+            target.description,
+            "postgres://ledger@127.0.0.1:6001,127.0.0.1:6002/offpay"
+        );
+        assert!(target.wants_writes);
+        assert_eq!(target.config.get_hosts().len(), 2);
+        assert_eq!(target.config.get_ports(), [6001, 6002]);
+        assert_eq!(target.config.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
+        assert_eq!(
+            target.config.get_tcp_user_timeout(),
+            Some(&TCP_USER_TIMEOUT)
+        );
+        assert!(target.config.get_keepalives());
+        assert_eq!(target.config.get_keepalives_idle(), KEEPALIVE_IDLE);
+        assert_eq!(
+            target.config.get_keepalives_interval(),
+            Some(KEEPALIVE_INTERVAL)
+        );
+        assert_eq!(
+            target.config.get_keepalives_retries(),
+            Some(KEEPALIVE_RETRIES)
+        );
+
+        let single = Target::parse("postgres://ledger@db/offpay", None)
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert!(!single.wants_writes);
+    }
+
+    #[test]
+    fn keeps_the_timeouts_a_url_sets() {
+        let target = Target::parse(
+            "postgres://u@h/db?connect_timeout=3&tcp_user_timeout=40&keepalives_idle=60&keepalives_interval=7&keepalives_retries=9",
+            None,
+        )
+        .unwrap_or_else(|error| panic!("{error}"));
+        let config = &target.config;
+        assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(3)));
+        assert_eq!(
+            config.get_tcp_user_timeout(),
+            Some(&Duration::from_secs(40))
+        );
+        assert_eq!(config.get_keepalives_idle(), Duration::from_secs(60));
+        assert_eq!(
+            config.get_keepalives_interval(),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(config.get_keepalives_retries(), Some(9));
     }
 
     #[test]

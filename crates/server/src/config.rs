@@ -101,22 +101,43 @@ pub enum ConfigError {
     },
 }
 
-/// Hides the password of a URL such as `postgres://user:secret@host/db`.
+/// Hides the password of a URL such as `postgres://user:secret@host/db`, or
+/// `postgres://user@db1:5432,db2:5432/db?password=secret&target_session_attrs=read-write`.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let (authority, path) = match rest.find('/') {
-        Some(slash) => rest.split_at(slash),
-        None => (rest, ""),
+    let (before_query, query) = match rest.split_once('?') {
+        Some((before, query)) => (before, Some(query)),
+        None => (rest, None),
     };
-    match authority.rsplit_once('@') {
+    let (authority, path) = match before_query.find('/') {
+        Some(slash) => before_query.split_at(slash),
+        None => (before_query, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
         Some((credentials, host)) if credentials.contains(':') => {
             let user = credentials.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:<redacted>@{host}{path}")
+            format!("{user}:<redacted>@{host}")
         }
-        _ => url.to_owned(),
+        _ => authority.to_owned(),
+    };
+    let mut redacted = format!("{scheme}://{authority}{path}");
+    if let Some(query) = query {
+        let parameters: Vec<&str> = query
+            .split('&')
+            .map(|parameter| {
+                if parameter.starts_with("password=") {
+                    "password=<redacted>"
+                } else {
+                    parameter
+                }
+            })
+            .collect();
+        redacted.push('?');
+        redacted.push_str(&parameters.join("&"));
     }
+    redacted
 }
 
 impl ServerConfig {
@@ -280,6 +301,18 @@ mod tests {
         assert_eq!(
             redact_url("postgres://postgres@127.0.0.1/test"),
             "postgres://postgres@127.0.0.1/test"
+        );
+        // A primary and its standby: every host kept, the options too.
+        let failover =
+            "postgres://offpay@10.0.0.1:5432,10.0.0.2:5433/ledger?target_session_attrs=read-write";
+        assert_eq!(redact_url(failover), failover);
+        assert_eq!(
+            redact_url("postgres://offpay:pw@db1,db2:6432/ledger?target_session_attrs=read-write"),
+            "postgres://offpay:<redacted>@db1,db2:6432/ledger?target_session_attrs=read-write"
+        );
+        assert_eq!(
+            redact_url("postgres://offpay@db1,db2/ledger?password=s3cret&connect_timeout=5"),
+            "postgres://offpay@db1,db2/ledger?password=<redacted>&connect_timeout=5"
         );
         let config = ServerConfig {
             data_dir: PathBuf::from("d"),

@@ -3,9 +3,9 @@
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use offpay_ledger::{BatchRefusal, Refusal};
+use offpay_ledger::{BatchRefusal, Refusal, StoreError};
 use serde_json::{Value, json};
 
 use crate::ledger::LedgerError;
@@ -21,6 +21,8 @@ pub struct ApiError {
     pub message: String,
     /// Extra fields merged into the error object (e.g. the index of the failing transfer).
     pub details: Option<Value>,
+    /// Seconds for a `Retry-After` header, for an error that a later retry may not meet.
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -35,7 +37,14 @@ impl ApiError {
             code: code.into(),
             message: message.into(),
             details: None,
+            retry_after: None,
         }
+    }
+
+    /// Adds a `Retry-After` header of `seconds`.
+    pub fn with_retry_after(mut self, seconds: u32) -> ApiError {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// 400 with a message.
@@ -85,14 +94,41 @@ impl ApiError {
     }
 }
 
+/// Seconds a client is asked to wait (`Retry-After`) before retrying a request that met an
+/// unavailable ledger: a database restart or failover takes seconds.
+pub const LEDGER_RETRY_AFTER_SECONDS: u32 = 1;
+
 impl From<LedgerError> for ApiError {
+    /// A database that cannot be reached or failed mid-request (a restart, a failover, a refused
+    /// login) and a server shutting down are 503 `ledger_unavailable`, retryable; data the store
+    /// cannot read or a schema it cannot use are 500 `ledger_failure`, which retrying does not
+    /// cure.
     fn from(error: LedgerError) -> ApiError {
-        tracing::error!(%error, "ledger unavailable");
+        let retryable = match &error {
+            LedgerError::Store(StoreError::Database(_)) | LedgerError::Stopped => true,
+            LedgerError::Store(_) => false,
+        };
+        if !retryable {
+            tracing::error!(%error, "ledger failure");
+            return ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ledger_failure",
+                error.to_string(),
+            )
+            .with_details(json!({ "retryable": false }));
+        }
+        tracing::warn!(%error, "ledger unavailable; the client is told to retry");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "ledger_unavailable",
-            error.to_string(),
+            format!(
+                "the ledger is unavailable ({error}); nothing is applied twice by retrying: send the \
+                 same request again with the same ids (a transfer that did commit then answers \
+                 transfer_exists)"
+            ),
         )
+        .with_details(json!({ "retryable": true }))
+        .with_retry_after(LEDGER_RETRY_AFTER_SECONDS)
     }
 }
 
@@ -113,6 +149,12 @@ impl IntoResponse for ApiError {
         {
             object.extend(details);
         }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }

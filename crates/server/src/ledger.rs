@@ -67,7 +67,9 @@ impl GroupNumber {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LedgerError {
-    /// The store failed; nothing of the request was committed.
+    /// The store failed. Nothing of the request was committed, unless the error says that the
+    /// outcome is unknown (the database was lost during `COMMIT`): retrying with the same ids is
+    /// safe either way, transfers being idempotent by id.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The writer thread has stopped (shutdown in progress).
@@ -323,13 +325,30 @@ fn commit_group(
             }
         }
         Err(error) => {
-            tracing::error!(%error, batches = group.len(), "group commit failed; nothing of it was committed");
-            let message = error.to_string();
+            tracing::error!(%error, batches = group.len(), "group commit failed");
             for pending in waiting {
-                let _ = pending
-                    .reply
-                    .send(Err(StoreError::Database(message.clone())));
+                let _ = pending.reply.send(Err(same_error(&error)));
             }
         }
+    }
+}
+
+/// A copy of `error` for each request of a failed group ([`StoreError`] is not `Clone`), of the
+/// same kind, so that each is answered as the failure deserves.
+fn same_error(error: &StoreError) -> StoreError {
+    match error {
+        StoreError::Database(message) => StoreError::Database(message.clone()),
+        StoreError::Schema(message) => StoreError::Schema(message.clone()),
+        StoreError::Corrupt(message) => StoreError::Corrupt(message.clone()),
+        StoreError::ConservationBroken {
+            currency,
+            posted_sum,
+            pending_sum,
+        } => StoreError::ConservationBroken {
+            currency: currency.clone(),
+            posted_sum: *posted_sum,
+            pending_sum: *pending_sum,
+        },
+        other => StoreError::Database(other.to_string()),
     }
 }

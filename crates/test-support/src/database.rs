@@ -135,6 +135,9 @@ pub enum Backend {
     Sqlite,
     /// A fresh PostgreSQL database.
     Postgres(FreshDatabase),
+    /// A PostgreSQL database the test manages itself (a [`crate::TempCluster`], a failover
+    /// pair), by URL.
+    PostgresUrl(String),
 }
 
 impl Backend {
@@ -151,6 +154,7 @@ impl Backend {
         match self {
             Backend::Sqlite => None,
             Backend::Postgres(database) => Some(&database.url),
+            Backend::PostgresUrl(url) => Some(url),
         }
     }
 
@@ -158,7 +162,7 @@ impl Backend {
     pub fn name(&self) -> &'static str {
         match self {
             Backend::Sqlite => "sqlite",
-            Backend::Postgres(_) => "postgres",
+            Backend::Postgres(_) | Backend::PostgresUrl(_) => "postgres",
         }
     }
 }

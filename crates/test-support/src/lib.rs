@@ -1,6 +1,7 @@
 //! What offpay's tests share, so that each story runs the same way on SQLite and PostgreSQL:
 //! [`Backend`] (a fresh database per test, PostgreSQL when `OFFPAY_TEST_DATABASE_URL` names one),
-//! [`ServerProcess`] (a real `offpay serve`), [`InProcess`] (a server driven through its router).
+//! [`ServerProcess`] (a real `offpay serve`), [`InProcess`] (a server driven through its router),
+//! [`TempCluster`] (a PostgreSQL cluster of a test's own, to stop and start).
 //! Loopback only; every wait is bounded.
 
 #![allow(
@@ -8,10 +9,12 @@
     reason = "test support: a failed expectation is a failed test, with its message"
 )]
 
+pub mod cluster;
 pub mod database;
 pub mod in_process;
 pub mod process;
 
+pub use cluster::TempCluster;
 pub use database::{Backend, BackendKind, DATABASE_URL_VARIABLE, FreshDatabase};
 pub use in_process::InProcess;
 pub use process::ServerProcess;

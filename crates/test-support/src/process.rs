@@ -3,6 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -18,6 +19,8 @@ pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct ServerProcess {
     child: Child,
+    /// Everything it wrote to stderr so far.
+    stderr: Arc<Mutex<Vec<String>>>,
     /// `http://127.0.0.1:PORT`.
     pub base: String,
     /// The data directory.
@@ -56,6 +59,8 @@ impl ServerProcess {
         let mut child = command.spawn().expect("start offpay serve");
         let stderr = child.stderr.take().expect("the server's stderr");
         let (sender, receiver) = std::sync::mpsc::channel();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let kept = lines.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("listening on http://").nth(1) {
@@ -66,21 +71,44 @@ impl ServerProcess {
                         .to_owned();
                     let _ = sender.send(address);
                 }
+                if let Ok(mut kept) = kept.lock() {
+                    kept.push(line);
+                }
             }
         });
-        let address = receiver
-            .recv_timeout(START_WAIT_MAX)
-            .expect("the server announces its address");
+        let address = receiver.recv_timeout(START_WAIT_MAX).unwrap_or_else(|_| {
+            panic!(
+                "the server announces its address; it wrote:\n{}",
+                lines
+                    .lock()
+                    .map(|lines| lines.join("\n"))
+                    .unwrap_or_default()
+            )
+        });
         let token = std::fs::read_to_string(data_dir.join("admin.token"))
             .expect("the token file")
             .trim()
             .to_owned();
         ServerProcess {
             child,
+            stderr: lines,
             base: format!("http://{address}"),
             data_dir: data_dir.to_path_buf(),
             token,
         }
+    }
+
+    /// What the server wrote to stderr so far, one entry a line.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr
+            .lock()
+            .map(|lines| lines.clone())
+            .unwrap_or_default()
+    }
+
+    /// Whether the process has ended (crashed, panicked, exited).
+    pub fn has_exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Stops the server with SIGKILL (nothing acknowledged may be lost) and waits for it.
