@@ -23,7 +23,9 @@ use crate::account::{
     AccountView, CurrencyClass, ExchangeRate, FeeSchedule, Limits, PayeeLimit, Spending,
 };
 use crate::civil_time::{CivilDateTime, UnixSeconds};
-use crate::envelope::{BindingTag, EnvelopeSecrets, EnvelopeStatus, EnvelopeView, RowSet};
+use crate::envelope::{EnvelopeStatus, EnvelopeView, RowSet};
+use crate::keys::BindingTag;
+use crate::secrets::EnvelopeSecrets;
 use crate::error::{Misuse, ParseError, Refusal};
 use crate::grammar::{
     self, EncryptedPayee, LimitChange, Message, Password, PayerRef, Payment, PaymentBody, RowTan,

@@ -8,11 +8,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use offpay_money::{Amount, Currency};
 use offpay_sms_tan::civil_time::UnixSeconds;
 use offpay_sms_tan::engine::{Effect, Inbound, OutboundSms, run_to_outcome};
-use offpay_sms_tan::recipe::AmountDigits;
+use offpay_sms_tan::compose::{grid_text, low_text};
 use offpay_sms_tan::{
     AccountNumber, AccountView, CurrencyClass, Engine, EngineConfig, Envelope, EnvelopeStatus,
     EnvelopeView, Euin, LedgerAccount, MasterKey, Outcome, PayeeContext, PayerContext, PayerRef,
-    PendingCallback, PhoneNumber, RowCount, ScheduledPayment, Spending, TransferId,
+    PendingCallback, PhoneNumber, RowCount, ScheduledPayment, SecurityLevel, Spending, TransferId,
 };
 
 pub const MASTER: [u8; 32] = [0x5a; 32];
@@ -353,10 +353,7 @@ impl Bank {
 
 /// What the holder writes for a low-security payment with `row` of `envelope`.
 pub fn low_pay(envelope: &Envelope, payer: &str, payee: &str, amount: &Amount, row: u8) -> String {
-    let payee = account(payee);
-    let checksum = envelope.row(row).unwrap().recipe().checksum(&payee, amount);
-    let digits: String = checksum.iter().map(|d| char::from(b'0' + d)).collect();
-    format!("PAY {payer} {payee} {} {row} {digits}", amount.decimal())
+    low_text(envelope, payer, &account(payee), amount, row).unwrap()
 }
 
 /// What the holder writes for a middle (`PAYG`) or high (`PAYC`) payment.
@@ -368,26 +365,12 @@ pub fn grid_pay(
     amount: &Amount,
     row: u8,
 ) -> String {
-    let secret = envelope.row(row).unwrap();
-    let grid = envelope.grid(secret.grid_number()).unwrap();
-    let payee = account(payee);
-    let mut coded = String::new();
-    for digit in &payee.digits()[..2] {
-        coded.push(char::from(b'0' + digit));
-    }
-    for (index, digit) in payee.digits()[2..].iter().enumerate() {
-        coded.push_str(&format!(" {:03}", grid.code(*digit, index + 1)));
-    }
-    let hundredths = amount.minor();
-    let plus = hundredths + secret.amount_offset_hundredths();
-    let class = AmountDigits::of(amount).whole_length();
-    format!(
-        "{keyword} {payer} {row} {coded} {}.{:02} {:03} {}",
-        plus / 100,
-        plus % 100,
-        grid.magnitude_code(class),
-        secret.tan().reveal()
-    )
+    let level = match keyword {
+        "PAYG" => SecurityLevel::Middle,
+        "PAYC" => SecurityLevel::High,
+        other => panic!("{other} is not a grid keyword"),
+    };
+    grid_text(envelope, level, payer, &account(payee), amount, row).unwrap()
 }
 
 pub fn tan(envelope: &Envelope, row: u8) -> String {
