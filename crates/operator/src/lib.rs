@@ -9,6 +9,7 @@
 //! seed. The server's runner (`offpay-server`'s `runner` module) is the only loop that loads,
 //! decides, commits and retries.
 
+pub mod accounts;
 pub mod clock;
 pub mod effects;
 pub mod entropy;

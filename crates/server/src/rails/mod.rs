@@ -11,55 +11,14 @@ use std::sync::Arc;
 
 use axum::Router;
 
-use offpay_ledger::{AccountId, AccountKind, BalanceLimits, Currency, NewAccount, Operation};
-
 use crate::config::ServerConfig;
 use crate::{AppState, Inputs, StartError};
 
-/// The operator's float: money enters circulation from here (it runs negative).
-pub const OPERATOR_FLOAT: &str = "operator:float";
-/// Unmatched or flagged items waiting for a decision.
-pub const SUSPENSE: &str = "operator:suspense";
-/// Fees collected.
-pub const FEES: &str = "operator:fees";
-
-/// Operations that create the operator's own accounts in `currency` (idempotent: put them at the
-/// front of any batch that needs them). Ids carry the currency when it is not the server's.
-pub fn operator_accounts(currency: Currency, server_currency: Currency) -> Vec<Operation> {
-    [
-        (OPERATOR_FLOAT, AccountKind::OperatorFloat),
-        (SUSPENSE, AccountKind::Suspense),
-        (FEES, AccountKind::Fees),
-    ]
-    .into_iter()
-    .filter_map(|(name, kind)| {
-        let id = operator_account_id(name, currency, server_currency)?;
-        Some(Operation::CreateAccount(NewAccount {
-            id,
-            kind,
-            currency,
-            limits: BalanceLimits {
-                balance_min: kind.default_balance_min(),
-                balance_max: None,
-            },
-        }))
-    })
-    .collect()
-}
-
-/// The id of operator account `name` (one of the constants above) in `currency`:
-/// `operator:float` in the server's currency, `operator:float:USD` in another.
-pub fn operator_account_id(
-    name: &str,
-    currency: Currency,
-    server_currency: Currency,
-) -> Option<AccountId> {
-    if currency == server_currency {
-        AccountId::new(name).ok()
-    } else {
-        AccountId::new(format!("{name}:{}", currency.code())).ok()
-    }
-}
+// The operator's own accounts are part of the operator contract, so a rail's operator half (in its
+// own crate) names them the same way the server does.
+pub use offpay_operator::accounts::{
+    FEES, OPERATOR_FLOAT, SUSPENSE, operator_account_id, operator_accounts,
+};
 
 /// Every rail's server-side state.
 #[derive(Debug)]
