@@ -114,6 +114,8 @@ pub struct Summary {
     pub verdict: Answered,
     /// Replies queued for the gateway (wake the sender).
     pub queued: usize,
+    /// Ledger postings made.
+    pub postings: usize,
     /// Envelopes and accounts written (for a read cache).
     pub written: Written,
     /// Currencies whose operator accounts this commit creates or uses.
@@ -460,12 +462,14 @@ pub fn apply(input: ApplyInput<'_>) -> Result<Option<Applied>, OperatorError> {
     }
     writes.extend(extra);
     effects.write_all(writes);
+    let postings = effects.postings();
     Ok(Some(Applied {
         effects,
         inline,
         summary: Summary {
             verdict,
             queued,
+            postings,
             written,
             operator_currencies,
         },
