@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use offpay_ledger::{Amount, Currency};
-use offpay_sms_tan::import::parse_envelope;
 use offpay_sms_tan::compose::grid_text;
+use offpay_sms_tan::import::parse_envelope;
 use offpay_sms_tan::{AccountNumber, SecurityLevel};
 use serde_json::{Value, json};
 
@@ -719,8 +719,15 @@ pub fn demo(client: &ApiClient) -> Result<(), String> {
     println!("   -- middle level: payee grid-coded, amount + column 2, size code, TAN (row 2)");
     let payee = AccountNumber::parse(PAYEE).map_err(|_| "payee number")?;
     let amount = Amount::parse("1500", Currency::KES).map_err(|error| error.to_string())?;
-    let text = grid_text(&envelope, SecurityLevel::Middle, "26399912345", &payee, &amount, 2)
-        .ok_or("the seed envelope has no row 2")?;
+    let text = grid_text(
+        &envelope,
+        SecurityLevel::Middle,
+        "26399912345",
+        &payee,
+        &amount,
+        2,
+    )
+    .ok_or("the seed envelope has no row 2")?;
     sms(client, "demo-sms-2", PAYER_PHONE, &text)?;
     println!("   -- balance with row 3 and its TAN");
     let tan = envelope
@@ -764,7 +771,15 @@ mod tests {
         let envelope = parse_envelope(SEED_ENVELOPE).unwrap();
         let payee = AccountNumber::parse("901020377865").unwrap();
         let amount = Amount::parse("1500", Currency::KES).unwrap();
-        let text = grid_text(&envelope, SecurityLevel::Middle, "26399912345", &payee, &amount, 2).unwrap();
+        let text = grid_text(
+            &envelope,
+            SecurityLevel::Middle,
+            "26399912345",
+            &payee,
+            &amount,
+            2,
+        )
+        .unwrap();
         assert!(matches!(
             offpay_sms_tan::parse(&text),
             Ok(offpay_sms_tan::Message::Payment(_))

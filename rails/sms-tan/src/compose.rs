@@ -150,10 +150,7 @@ mod tests {
                 Some(payee.digits()[PLAIN_PAYEE_DIGITS + position])
             );
         }
-        assert_eq!(
-            amount_plus_offset - row.amount_offset_hundredths(),
-            150_000
-        );
+        assert_eq!(amount_plus_offset - row.amount_offset_hundredths(), 150_000);
         assert!(grid_text(&envelope, SecurityLevel::Low, "x", &payee, &amount, 2).is_none());
         assert!(grid_text(&envelope, SecurityLevel::High, "x", &payee, &amount, 21).is_none());
     }

@@ -24,13 +24,12 @@ use crate::account::{
 };
 use crate::civil_time::{CivilDateTime, UnixSeconds};
 use crate::envelope::{EnvelopeStatus, EnvelopeView, RowSet};
-use crate::keys::BindingTag;
-use crate::secrets::EnvelopeSecrets;
 use crate::error::{Misuse, ParseError, Refusal};
 use crate::grammar::{
     self, EncryptedPayee, LimitChange, Message, Password, PayerRef, Payment, PaymentBody, RowTan,
     SecurityLevel, TypedAmount,
 };
+use crate::keys::BindingTag;
 use crate::keys::MasterKey;
 use crate::limits::{
     ACCOUNT_NUMBER_DIGITS, CALLBACK_TIMEOUT_SECONDS, ENCRYPTED_ACCOUNT_DIGITS,
@@ -42,6 +41,7 @@ use crate::posting::{LedgerAccount, Posting, PostingKind, Reference, TransferId}
 use crate::recipe::AmountDigits;
 use crate::redact::{RedactedSms, redact_sms};
 use crate::reply;
+use crate::secrets::EnvelopeSecrets;
 
 /// Bank rows a payment needs after the payer's row: the confirmation.
 const BANK_ROWS_DIRECT: usize = 1;

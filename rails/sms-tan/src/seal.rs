@@ -84,11 +84,9 @@ impl MasterKey {
     }
 }
 
-
 fn associated_data(euin: &Euin) -> [u8; 1 + crate::limits::EUIN_DIGITS] {
     let mut aad = [0u8; 1 + crate::limits::EUIN_DIGITS];
     aad[0] = SEALED_FORMAT_VERSION;
     aad[1..].copy_from_slice(&euin_ascii(euin));
     aad
 }
-

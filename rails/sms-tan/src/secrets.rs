@@ -124,5 +124,4 @@ mod tests {
         assert_eq!(full.grid(3).unwrap(), lazy.grid(3).unwrap());
         assert!(lazy.grid(5).is_none());
     }
-
 }

@@ -8,8 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use offpay_ledger::{Amount, Currency};
-use offpay_sms_tan::import::parse_envelope;
 use offpay_sms_tan::compose::{grid_text, low_text};
+use offpay_sms_tan::import::parse_envelope;
 use offpay_sms_tan::{AccountNumber, Envelope, Euin, MasterKey, RowCount, SecurityLevel};
 use serde_json::{Value, json};
 
@@ -284,7 +284,15 @@ pub fn grid_pay(
         other => panic!("{other} is not a grid keyword"),
     };
     let payee = AccountNumber::parse(payee).unwrap();
-    grid_text(envelope, level, &envelope.euin.to_string(), &payee, amount, row).unwrap()
+    grid_text(
+        envelope,
+        level,
+        &envelope.euin.to_string(),
+        &payee,
+        amount,
+        row,
+    )
+    .unwrap()
 }
 
 /// `BANK ROW r TAN t` in a reply.

@@ -334,7 +334,10 @@ impl SmsRail {
         let stored = state
             .ledger
             .read(|store| {
-                Ok(offpay_operator::Loaded::<Settings>::read(store, SETTINGS_KEY))
+                Ok(offpay_operator::Loaded::<Settings>::read(
+                    store,
+                    SETTINGS_KEY,
+                ))
             })
             .await?
             .map_err(SmsFailure::from)?;
@@ -448,7 +451,11 @@ impl From<OperatorError> for SmsFailure {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
             }
             OperatorError::Record(error) => return SmsFailure::from(error),
-            other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", other.to_string()),
+            other => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                other.to_string(),
+            ),
         })
     }
 }

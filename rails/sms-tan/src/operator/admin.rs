@@ -18,7 +18,7 @@ use crate::operator::apply::{ApplyInput, apply, create, put};
 use crate::operator::load::RecordSet;
 use crate::operator::records::{
     self, AccountRecord, DISPUTE_PREFIX, DisputeRecord, DisputeStatus, EnvelopeRecord,
-    PayIndexRecord, SETTINGS_KEY, SERIAL_KEY, SerialRecord, TerminalRecord, reference_of,
+    PayIndexRecord, SERIAL_KEY, SETTINGS_KEY, SerialRecord, TerminalRecord, reference_of,
     short_hash,
 };
 use crate::operator::settings::Settings;
@@ -130,7 +130,11 @@ impl CreateAccount {
         };
         let bound_phones = bound_phones(&self.bound_phones)?;
         let notify_phone = self.notify_phone.as_deref().map(parse_phone).transpose()?;
-        let receive_number = self.receive_number.as_deref().map(parse_account).transpose()?;
+        let receive_number = self
+            .receive_number
+            .as_deref()
+            .map(parse_account)
+            .transpose()?;
         Ok(AccountPlan {
             receive_number,
             currency,
@@ -470,7 +474,11 @@ pub fn load_bind(
 ) -> Result<BindLoad, RecordError> {
     let envelope = Loaded::read(store, &records::envelope_key(euin))?;
     let account = Loaded::<AccountRecord>::read(store, &records::account_key(account))?;
-    let current = match account.value.as_ref().and_then(|record| record.current_envelope) {
+    let current = match account
+        .value
+        .as_ref()
+        .and_then(|record| record.current_envelope)
+    {
         Some(current) => Some(Loaded::read(store, &records::envelope_key(&current))?),
         None => None,
     };
@@ -566,10 +574,12 @@ pub fn decide_bind(
     records
         .accounts
         .insert(account_record.key.clone(), account_record);
-    Ok(match operator_effect(effect, &records, "bind", now, operator)? {
-        Some((effects, written)) => Decision::commit(effects, written.unwrap_or(record)),
-        None => Decision::Reload,
-    })
+    Ok(
+        match operator_effect(effect, &records, "bind", now, operator)? {
+            Some((effects, written)) => Decision::commit(effects, written.unwrap_or(record)),
+            None => Decision::Reload,
+        },
+    )
 }
 
 /// Unlocks a locked envelope (the operator's decision, after checking the holder).
@@ -590,10 +600,12 @@ pub fn decide_unlock(
     })?;
     let mut records = RecordSet::default();
     records.envelopes.insert(envelope.key.clone(), envelope);
-    Ok(match operator_effect(effect, &records, "unlock", now, operator)? {
-        Some((effects, written)) => Decision::commit(effects, written.unwrap_or(record)),
-        None => Decision::Reload,
-    })
+    Ok(
+        match operator_effect(effect, &records, "unlock", now, operator)? {
+            Some((effects, written)) => Decision::commit(effects, written.unwrap_or(record)),
+            None => Decision::Reload,
+        },
+    )
 }
 
 // --- disputes ----------------------------------------------------------------------------------
@@ -744,3 +756,301 @@ pub fn store_settings(settings: &Settings) -> Result<Operation, OperatorError> {
     Ok(put(SETTINGS_KEY.to_owned(), settings)?)
 }
 
+#[cfg(test)]
+mod tests {
+    use offpay_ledger::Timestamp;
+    use offpay_operator::Loaded;
+
+    use super::*;
+    use crate::operator::records::{Answered, PayIndexRecord};
+    use crate::operator::testing::*;
+
+    #[test]
+    fn an_account_is_opened_once_and_found_by_its_pay_numbers_tag() {
+        let mut world = World::new();
+        let request = CreateAccount {
+            receive_number: Some(PAYER.into()),
+            currency: None,
+            notify_phone: None,
+            bound_phones: Vec::new(),
+            require_pay_number: false,
+        };
+        let plan = request.plan(Currency::KES).unwrap();
+        let existing = plan.load(&mut world.store).unwrap();
+        assert!(matches!(
+            decide_new_account(existing, &plan, &world.operator, &world.entropy, 0),
+            Err(OperatorError::Conflict {
+                code: "account_exists",
+                ..
+            })
+        ));
+        let generated = CreateAccount {
+            receive_number: None,
+            ..request
+        }
+        .plan(Currency::KES)
+        .unwrap();
+        let (operator, entropy) = (world.operator.clone(), &world.entropy);
+        let created = run(
+            &mut world.store,
+            world.now,
+            |store| generated.load(store).unwrap(),
+            |existing| decide_new_account(existing, &generated, &operator, entropy, 0),
+        )
+        .unwrap();
+        let number = created.record.receive_number.to_string();
+        assert_eq!(number.len(), 12);
+        assert!(!number.starts_with('0'));
+        let tag = world.operator.master().pay_number_tag(&created.pay_number);
+        let index = Loaded::<PayIndexRecord>::read(&mut world.store, &records::pay_index_key(&tag))
+            .unwrap();
+        assert_eq!(
+            index.value,
+            Some(PayIndexRecord(created.record.receive_number))
+        );
+        assert!(
+            CreateAccount {
+                receive_number: None,
+                currency: None,
+                notify_phone: None,
+                bound_phones: vec!["+254700000001".into(); BOUND_PHONES_MAX + 1],
+                require_pay_number: false,
+            }
+            .plan(Currency::KES)
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn account_changes_are_checked_and_written_only_over_what_was_read() {
+        let mut world = World::new();
+        let key = records::account_key(&number(PAYER));
+        let read =
+            |world: &mut World| Loaded::<AccountRecord>::read(&mut world.store, &key).unwrap();
+        let changes: AccountChanges = serde_json::from_str(
+            r#"{"per_day":"300","dialback_threshold":"none","bound_phones":["+254700000001"]}"#,
+        )
+        .unwrap();
+        let stale = read(&mut world);
+        let Decision::Commit { effects, reply } =
+            decide_account_changes(read(&mut world), &number(PAYER), &changes).unwrap()
+        else {
+            panic!("a change commits")
+        };
+        assert_eq!(reply.limits.per_day, Some(kes("300")));
+        assert!(commit(&mut world.store, effects, world.now));
+        let Decision::Commit { effects, .. } =
+            decide_account_changes(stale, &number(PAYER), &changes).unwrap()
+        else {
+            panic!("a change commits")
+        };
+        assert!(!commit(&mut world.store, effects, world.now));
+        let bad: AccountChanges = serde_json::from_str(r#"{"per_week":"1.234"}"#).unwrap();
+        assert!(matches!(
+            decide_account_changes(read(&mut world), &number(PAYER), &bad),
+            Err(OperatorError::Invalid {
+                code: "invalid_amount",
+                ..
+            })
+        ));
+        let unknown = Loaded {
+            key: "acct:999999999999".into(),
+            version: 0,
+            value: None,
+        };
+        assert!(matches!(
+            decide_account_changes(unknown, &number("999999999999"), &bad),
+            Err(OperatorError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn envelopes_are_issued_in_serial_order_and_printed_one_row_count_per_run() {
+        let mut world = World::new();
+        let issue = |world: &mut World, count, rows| {
+            let request = IssueEnvelopes { count, rows };
+            run(
+                &mut world.store,
+                world.now,
+                |store| IssueEnvelopes::load(store).unwrap(),
+                |serial| request.decide(serial, 263, 0),
+            )
+            .unwrap()
+            .0
+        };
+        let first = issue(&mut world, 2, 20);
+        let second = issue(&mut world, 1, 50);
+        assert_eq!(first[0], Euin::issued(263, 1).unwrap());
+        assert_eq!(second[0], Euin::issued(263, 3).unwrap());
+        assert!(IssueEnvelopes { count: 0, rows: 20 }.check().is_err());
+        assert!(IssueEnvelopes { count: 1, rows: 21 }.check().is_err());
+        let mut all = first.clone();
+        all.extend(&second);
+        let stored = load_print(&mut world.store, &all).unwrap();
+        assert!(matches!(
+            print_rows(&all, &stored),
+            Err(OperatorError::Invalid {
+                code: "mixed_rows",
+                ..
+            })
+        ));
+        let stored = load_print(&mut world.store, &first).unwrap();
+        assert_eq!(print_rows(&first, &stored).unwrap(), RowCount::Twenty);
+        let unknown = [Euin::issued(263, 99).unwrap()];
+        let stored = load_print(&mut world.store, &unknown).unwrap();
+        assert!(matches!(
+            print_rows(&unknown, &stored),
+            Err(OperatorError::NotFound { .. })
+        ));
+        assert!(print_request(&[]).is_err());
+    }
+
+    #[test]
+    fn an_imported_envelope_is_sealed_once_and_never_printed_here() {
+        let mut world = World::new();
+        let text = crate::import::format_envelope(&Envelope::derive(
+            &crate::keys::MasterKey::from_bytes([1; 32]),
+            Euin::issued(263, 500).unwrap(),
+            RowCount::Twenty,
+        ));
+        let (envelope, rows) = import_request(&text).unwrap();
+        let key = records::envelope_key(&envelope.euin);
+        let operator = world.operator.clone();
+        let record = run(
+            &mut world.store,
+            world.now,
+            |store| Loaded::<EnvelopeRecord>::read(store, &key).unwrap(),
+            |existing| decide_import(existing, &envelope, rows, &operator, 0),
+        )
+        .unwrap();
+        assert!(record.imported());
+        let opened = operator
+            .master()
+            .unseal(&envelope.euin, record.view.sealed.as_ref().unwrap())
+            .unwrap();
+        assert_eq!(crate::import::format_envelope(&opened), text);
+        let existing = Loaded::<EnvelopeRecord>::read(&mut world.store, &key).unwrap();
+        assert!(matches!(
+            decide_import(existing, &envelope, rows, &operator, 0),
+            Err(OperatorError::Conflict {
+                code: "envelope_exists",
+                ..
+            })
+        ));
+        let euins = [envelope.euin];
+        let stored = load_print(&mut world.store, &euins).unwrap();
+        assert!(print_rows(&euins, &stored).is_err());
+        assert!(import_request("format = 1\n").is_err());
+    }
+
+    #[test]
+    fn an_account_using_an_envelope_gets_the_next_by_sms_and_only_locked_ones_unlock() {
+        let mut world = World::new();
+        let next = Euin::parse("26399912346").unwrap();
+        world.print(&next);
+        let load = load_bind(&mut world.store, &next, &number(PAYER)).unwrap();
+        assert!(matches!(
+            decide_bind(load, &next, &number(PAYER), &world.operator, world.now),
+            Err(OperatorError::Conflict {
+                code: "has_envelope",
+                ..
+            })
+        ));
+        let payer_euin = Euin::parse(PAYER_EUIN).unwrap();
+        let load = load_bind(&mut world.store, &payer_euin, &number(PAYEE)).unwrap();
+        assert!(matches!(
+            decide_bind(
+                load,
+                &payer_euin,
+                &number(PAYEE),
+                &world.operator,
+                world.now
+            ),
+            Err(OperatorError::Conflict {
+                code: "envelope_not_registrable",
+                ..
+            })
+        ));
+        let loaded = world.envelope_record(PAYER_EUIN);
+        assert!(matches!(
+            decide_unlock(loaded, &payer_euin, &world.operator, world.now),
+            Err(OperatorError::Conflict {
+                code: "not_locked",
+                ..
+            })
+        ));
+        // The payee, with no envelope yet, gets one bound at an agent.
+        world.bind(&next, PAYEE);
+        let payee = world.account(PAYEE);
+        assert_eq!(payee.current_envelope, Some(next));
+    }
+
+    #[test]
+    fn a_dispute_is_refunded_by_the_payee_once_or_rejected() {
+        let mut world = World::new();
+        let pay = world.low(PAYEE, "100", 1);
+        let paid = world.sms(PAYER_PHONE, &pay);
+        let reference = reference_in(&paid.replies[0]);
+        let report = format!("DISPUTE {PAYER_EUIN} {reference} 2 {}", tan(&world, 2));
+        assert_eq!(
+            world.sms(PAYER_PHONE, &report).summary.verdict,
+            Answered::Accepted
+        );
+        let disputes = world
+            .store
+            .records(records::NAMESPACE, DISPUTE_PREFIX, None, 10)
+            .unwrap();
+        assert_eq!(disputes.len(), 1);
+        let key = disputes[0].key.clone();
+        let refund = DisputeRuling {
+            decision: "refund".into(),
+            note: Some("agreed".into()),
+        };
+        let decided = run(
+            &mut world.store,
+            world.now,
+            |store| load_dispute(store, &key, &refund).unwrap(),
+            |load| decide_dispute(load, &key, &refund),
+        )
+        .unwrap();
+        assert_eq!(decided.status, DisputeStatus::Refunded);
+        assert_eq!(world.balance(PAYEE), 0);
+        assert_eq!(world.balance(PAYER), 1_000_000 - 1_000);
+        let load = load_dispute(&mut world.store, &key, &refund).unwrap();
+        assert!(matches!(
+            decide_dispute(load, &key, &refund),
+            Err(OperatorError::Conflict {
+                code: "decided",
+                ..
+            })
+        ));
+        assert!(matches!(
+            load_dispute(&mut world.store, "acct:1", &refund),
+            Err(OperatorError::NotFound { .. })
+        ));
+        // A reference no payment has cannot be refunded; the dispute can be rejected.
+        let wrong = format!("DISPUTE {PAYER_EUIN} 00000001 3 {}", tan(&world, 3));
+        world.sms(PAYER_PHONE, &wrong);
+        let key = records::dispute_key(
+            crate::posting::Reference::parse("00000001").unwrap(),
+            "gw-3",
+        );
+        let load = load_dispute(&mut world.store, &key, &refund).unwrap();
+        assert!(matches!(
+            decide_dispute(load, &key, &refund),
+            Err(OperatorError::Unprocessable { .. })
+        ));
+        let reject = DisputeRuling {
+            decision: "reject".into(),
+            note: None,
+        };
+        let decided = run(
+            &mut world.store,
+            Timestamp(world.now.0 + 1),
+            |store| load_dispute(store, &key, &reject).unwrap(),
+            |load| decide_dispute(load, &key, &reject),
+        )
+        .unwrap();
+        assert_eq!(decided.status, DisputeStatus::Rejected);
+    }
+}

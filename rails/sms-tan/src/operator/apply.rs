@@ -386,21 +386,30 @@ pub fn apply(input: ApplyInput<'_>) -> Result<Option<Applied>, OperatorError> {
             PostingKind::Payment | PostingKind::ExchangeOut
         )
     });
-    let credited = outcome.postings.iter().find_map(|posting| {
-        match (posting.kind, posting.credit) {
-            (PostingKind::Payment | PostingKind::ExchangeIn, LedgerAccount::Customer(payee)) => {
-                Some(payee)
-            }
-            _ => None,
-        }
-    });
+    let credited =
+        outcome
+            .postings
+            .iter()
+            .find_map(|posting| match (posting.kind, posting.credit) {
+                (
+                    PostingKind::Payment | PostingKind::ExchangeIn,
+                    LedgerAccount::Customer(payee),
+                ) => Some(payee),
+                _ => None,
+            });
     if let (Some(main), Some(payee)) = (main, credited)
         && let LedgerAccount::Customer(payer) = main.debit
     {
         let Some(record) = changed.account(&payer) else {
             return Ok(None);
         };
-        record.record_payment(&payee, main.amount, seconds(now), operator.utc_offset_minutes());
+        record.spending.record_payment(
+            &record.limits,
+            &payee,
+            main.amount,
+            seconds(now),
+            operator.utc_offset_minutes(),
+        );
     }
     let mut written = Written::default();
     for (record, loaded) in envelopes.into_values() {

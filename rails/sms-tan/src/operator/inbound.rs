@@ -13,8 +13,8 @@ use std::sync::Arc;
 use offpay_ledger::{Currency, LedgerStore, Timestamp};
 use offpay_operator::{Decision, Entropy, Loaded, RecordError};
 
-use crate::engine::{Effect, Inbound, Next, Outcome, PayeeContext, PayerContext, PendingCallback};
 use crate::civil_time::UnixSeconds;
+use crate::engine::{Effect, Inbound, Next, Outcome, PayeeContext, PayerContext, PendingCallback};
 use crate::envelope::EnvelopeView;
 use crate::limits::STATEMENT_ENTRIES_MAX;
 use crate::numbers::{AccountNumber, PhoneNumber};
@@ -249,9 +249,10 @@ impl InboundLoad {
         };
         for effect in &outcome.effects {
             if let Effect::SendStatement { account, to } = effect {
-                let currency = Loaded::<AccountRecord>::read(store, &records::account_key(account))?
-                    .value
-                    .map_or(self.operator.server_currency(), |record| record.currency);
+                let currency =
+                    Loaded::<AccountRecord>::read(store, &records::account_key(account))?
+                        .value
+                        .map_or(self.operator.server_currency(), |record| record.currency);
                 let (entries, balance) = statement_entries(
                     store,
                     account,
@@ -471,7 +472,11 @@ mod tests {
         assert_eq!(answer.summary.verdict, Answered::Accepted, "{answer:?}");
         assert!(!answer.duplicate);
         assert_eq!(answer.replies.len(), 1, "the payer's confirmation, inline");
-        assert!(answer.replies[0].starts_with("PAID"), "{:?}", answer.replies);
+        assert!(
+            answer.replies[0].starts_with("PAID"),
+            "{:?}",
+            answer.replies
+        );
         assert_eq!(answer.summary.queued, 1, "the payee's notice, queued");
         assert_eq!(world.balance(PAYER), 1_000_000 - 150_050 - 1_000);
         assert_eq!(world.balance(PAYEE), 150_050);
@@ -616,7 +621,12 @@ mod tests {
         ));
         let flags = world
             .store
-            .records(offpay_operator::fraud::NAMESPACE, "sms:envelope_locked:", None, 10)
+            .records(
+                offpay_operator::fraud::NAMESPACE,
+                "sms:envelope_locked:",
+                None,
+                10,
+            )
             .unwrap();
         assert_eq!(flags.len(), 1);
     }
@@ -712,7 +722,11 @@ mod tests {
         assert_eq!(callback.summary.verdict, Answered::Accepted);
         // The bank takes its rows from the top.
         let bank_row = 20;
-        assert!(callback.replies[0].contains("BANK ROW 20"), "{:?}", callback.replies);
+        assert!(
+            callback.replies[0].contains("BANK ROW 20"),
+            "{:?}",
+            callback.replies
+        );
         // The OK's checksum over another amount: what a rewritten instruction would give.
         let checksum = world
             .envelope
@@ -729,7 +743,12 @@ mod tests {
         assert_eq!(answer.summary.verdict, Answered::Refused, "{answer:?}");
         let flags = world
             .store
-            .records(offpay_operator::fraud::NAMESPACE, "sms:callback_mismatch:", None, 10)
+            .records(
+                offpay_operator::fraud::NAMESPACE,
+                "sms:callback_mismatch:",
+                None,
+                10,
+            )
             .unwrap();
         assert_eq!(flags.len(), 1);
         assert_eq!(world.balance(PAYEE), 0);

@@ -148,7 +148,11 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads the pending callback of `euin` and `row`.
-    pub fn pending(&mut self, euin: &Euin, row: u8) -> Result<Option<PendingCallback>, RecordError> {
+    pub fn pending(
+        &mut self,
+        euin: &Euin,
+        row: u8,
+    ) -> Result<Option<PendingCallback>, RecordError> {
         let key = records::pending_key(euin, row);
         let loaded = Loaded::<PendingRecord>::read(self.store, &key)?;
         let callback = loaded.value.as_ref().map(|record| record.callback.clone());
@@ -194,8 +198,10 @@ pub fn available(
     let minor = store
         .account(&records::ledger_account(number))?
         .map_or(0, |account| account.available().max(0));
-    Ok(Amount::from_minor(u64::try_from(minor).unwrap_or(0), currency)
-        .unwrap_or(Amount::zero(currency)))
+    Ok(
+        Amount::from_minor(u64::try_from(minor).unwrap_or(0), currency)
+            .unwrap_or(Amount::zero(currency)),
+    )
 }
 
 fn current_envelope(

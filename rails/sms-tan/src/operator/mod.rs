@@ -126,9 +126,8 @@ impl Operator {
         settings: Settings,
         server_currency: Currency,
     ) -> Result<Operator, OperatorError> {
-        let engine = Engine::new(settings.engine_config(), master).map_err(|misuse| {
-            OperatorError::invalid("invalid_settings", format!("{misuse:?}"))
-        })?;
+        let engine = Engine::new(settings.engine_config(), master)
+            .map_err(|misuse| OperatorError::invalid("invalid_settings", format!("{misuse:?}")))?;
         Ok(Operator {
             engine,
             settings,

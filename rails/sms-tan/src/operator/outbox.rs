@@ -199,7 +199,9 @@ mod tests {
     }
 
     fn page(store: &mut MemoryStore) -> Vec<Record> {
-        store.records(NAMESPACE, OUTBOUND_PREFIX, None, OUTBOUND_PAGE).unwrap()
+        store
+            .records(NAMESPACE, OUTBOUND_PREFIX, None, OUTBOUND_PAGE)
+            .unwrap()
     }
 
     #[test]
@@ -210,17 +212,32 @@ mod tests {
         let (mut ready, errors) = due(&page(&mut store), Timestamp(10));
         assert!(errors.is_empty());
         let first = ready.remove(0);
-        assert!(commit(&mut store, failed(&first, "down", Timestamp(10)).unwrap(), Timestamp(10)));
+        assert!(commit(
+            &mut store,
+            failed(&first, "down", Timestamp(10)).unwrap(),
+            Timestamp(10)
+        ));
         let again = Loaded::<OutboundRecord>::read(&mut store, &key).unwrap();
         let value = again.value.unwrap();
-        assert_eq!((value.attempts, value.next_attempt_ms), (1, 10 + 2 * BACKOFF_BASE_MS));
+        assert_eq!(
+            (value.attempts, value.next_attempt_ms),
+            (1, 10 + 2 * BACKOFF_BASE_MS)
+        );
         // A decision on the stale entry is refused.
-        assert!(!commit(&mut store, failed(&first, "down", Timestamp(10)).unwrap(), Timestamp(10)));
+        assert!(!commit(
+            &mut store,
+            failed(&first, "down", Timestamp(10)).unwrap(),
+            Timestamp(10)
+        ));
 
         let mut store = MemoryStore::new();
         let key = queue(&mut store, SEND_ATTEMPTS_MAX - 1, 0);
         let (ready, _) = due(&page(&mut store), Timestamp(5));
-        assert!(commit(&mut store, failed(&ready[0], "down", Timestamp(5)).unwrap(), Timestamp(5)));
+        assert!(commit(
+            &mut store,
+            failed(&ready[0], "down", Timestamp(5)).unwrap(),
+            Timestamp(5)
+        ));
         assert!(page(&mut store).is_empty());
         let dead = Loaded::<OutboundRecord>::read(&mut store, &records::dead_key(&key)).unwrap();
         assert_eq!(dead.value.unwrap().attempts, SEND_ATTEMPTS_MAX);
@@ -228,7 +245,11 @@ mod tests {
         let mut store = MemoryStore::new();
         queue(&mut store, 0, 0);
         let (ready, _) = due(&page(&mut store), Timestamp(5));
-        assert!(commit(&mut store, sent(&ready[0], Timestamp(5)).unwrap(), Timestamp(5)));
+        assert!(commit(
+            &mut store,
+            sent(&ready[0], Timestamp(5)).unwrap(),
+            Timestamp(5)
+        ));
         assert!(page(&mut store).is_empty());
         let record =
             Loaded::<SentRecord>::read(&mut store, &records::sent_key(&ready[0].sent_id)).unwrap();
@@ -240,7 +261,11 @@ mod tests {
         let mut store = MemoryStore::new();
         queue(&mut store, 0, 0);
         let (ready, _) = due(&page(&mut store), Timestamp(5));
-        assert!(commit(&mut store, sent(&ready[0], Timestamp(5)).unwrap(), Timestamp(5)));
+        assert!(commit(
+            &mut store,
+            sent(&ready[0], Timestamp(5)).unwrap(),
+            Timestamp(5)
+        ));
         let key = records::sent_key(&ready[0].sent_id);
         let read = |store: &mut MemoryStore| Loaded::<SentRecord>::read(store, &key).unwrap();
         let Decision::Commit { effects, reply } =
@@ -262,7 +287,16 @@ mod tests {
         }
         assert_eq!(read(&mut store).value.unwrap().status, Delivery::Delivered);
         assert!(matches!(
-            delivery_report(Loaded { key: "sent:none".into(), version: 0, value: None }, "none", 1, Timestamp(8)),
+            delivery_report(
+                Loaded {
+                    key: "sent:none".into(),
+                    version: 0,
+                    value: None
+                },
+                "none",
+                1,
+                Timestamp(8)
+            ),
             Err(OperatorError::NotFound { .. })
         ));
     }

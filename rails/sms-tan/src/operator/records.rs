@@ -91,7 +91,10 @@ pub fn inbound_key(gateway: &str, message_id: &str) -> String {
 }
 /// Key of an outbound SMS waiting to be sent.
 pub fn outbound_key(queued_at_ms: u64, discriminator: &str) -> String {
-    format!("{OUTBOUND_PREFIX}{queued_at_ms:016}:{}", short_hash(discriminator))
+    format!(
+        "{OUTBOUND_PREFIX}{queued_at_ms:016}:{}",
+        short_hash(discriminator)
+    )
 }
 /// Key of an outbound SMS given up on (the queue key it had, kept for the operator).
 pub fn dead_key(queue_key: &str) -> String {
@@ -173,7 +176,11 @@ fn decode_wire<R: StoredRecord, W: DeserializeOwned>(
 }
 
 /// Turns a field that does not convert into the error naming the record's key.
-fn field<R: StoredRecord, T, E>(key: &str, what: &str, value: Result<T, E>) -> Result<T, RecordError> {
+fn field<R: StoredRecord, T, E>(
+    key: &str,
+    what: &str,
+    value: Result<T, E>,
+) -> Result<T, RecordError> {
     value.map_err(|_| corrupt::<R>(key, format!("{what} does not decode")))
 }
 
@@ -546,13 +553,13 @@ impl AccountRecord {
 
     fn from_wire(key: &str, wire: AccountWire) -> Result<AccountRecord, RecordError> {
         check_version::<Self>(key, wire.version)?;
-        let number = |what: &str, text: &str| {
-            field::<Self, _, _>(key, what, AccountNumber::parse(text))
-        };
+        let number =
+            |what: &str, text: &str| field::<Self, _, _>(key, what, AccountNumber::parse(text));
         let phone = |text: &str| field::<Self, _, _>(key, "phone", PhoneNumber::parse(text));
         let currency = field::<Self, _, _>(key, "currency", Currency::from_code(&wire.currency))?;
         let money = |what: &str, minor: u64| amount::<Self>(key, what, minor, currency);
-        let optional = |what: &str, minor: Option<u64>| minor.map(|minor| money(what, minor)).transpose();
+        let optional =
+            |what: &str, minor: Option<u64>| minor.map(|minor| money(what, minor)).transpose();
         let limits = Limits {
             per_payment: optional("limits", wire.limits.per_payment_minor)?,
             per_day: optional("limits", wire.limits.per_day_minor)?,
@@ -593,7 +600,10 @@ impl AccountRecord {
                 .collect::<Result<_, _>>()?,
             notify_phone: wire.notify_phone.as_deref().map(phone).transpose()?,
             limits,
-            dialback_threshold: optional("dialback_threshold_minor", wire.dialback_threshold_minor)?,
+            dialback_threshold: optional(
+                "dialback_threshold_minor",
+                wire.dialback_threshold_minor,
+            )?,
             always_callback: wire.always_callback,
             require_pay_number: wire.require_pay_number,
             current_envelope: wire
@@ -1289,7 +1299,10 @@ mod tests {
             let value = loaded.value.unwrap();
             let again: serde_json::Value =
                 serde_json::from_slice(&value.encode(key).unwrap()).unwrap();
-            assert_eq!(again, serde_json::from_str::<serde_json::Value>(json).unwrap());
+            assert_eq!(
+                again,
+                serde_json::from_str::<serde_json::Value>(json).unwrap()
+            );
             value
         }
         let envelope: EnvelopeRecord = round_trip(&mut store, "env:26399912345", envelope);

@@ -183,3 +183,135 @@ pub fn session_sweep(page: &[Record], now: Timestamp) -> (Effects, Vec<RecordErr
     effects.write_all(expired.iter().map(Loaded::delete));
     (effects, errors)
 }
+
+#[cfg(test)]
+mod tests {
+    use offpay_ledger::LedgerStore;
+
+    use super::*;
+    use crate::civil_time::CivilDateTime;
+    use crate::limits::CALLBACK_TIMEOUT_SECONDS;
+    use crate::operator::records::{
+        self, Answered, NAMESPACE, OUTBOUND_PREFIX, PENDING_PREFIX, SCHEDULED_PREFIX,
+        SESSION_PREFIX, SessionRecord,
+    };
+    use crate::operator::testing::*;
+
+    fn page(world: &mut World, prefix: &str) -> Vec<Record> {
+        world
+            .store
+            .records(NAMESPACE, prefix, None, SCHEDULER_PAGE)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_scheduled_payment_is_paid_at_its_time_and_then_gone() {
+        let mut world = World::new();
+        let due = seconds(world.now).0 + 3600 - seconds(world.now).0 % 60;
+        let civil = CivilDateTime::from_unix(crate::civil_time::UnixSeconds(due), 0).unwrap();
+        let text = format!(
+            "LATER {:04}-{:02}-{:02} {:02}:{:02} {}",
+            civil.year,
+            civil.month,
+            civil.day,
+            civil.hour,
+            civil.minute,
+            world.low(PAYEE, "750", 1)
+        );
+        assert_eq!(
+            world.sms(PAYER_PHONE, &text).summary.verdict,
+            Answered::Accepted
+        );
+        let early = page(&mut world, SCHEDULED_PREFIX);
+        assert!(due_payments(&early, world.now).0.is_empty());
+        world.now = Timestamp(due * 1000);
+        let (keys, errors) = due_payments(&page(&mut world, SCHEDULED_PREFIX), world.now);
+        assert!(errors.is_empty());
+        assert_eq!(keys.len(), 1);
+        let (operator, now) = (world.operator.clone(), world.now);
+        let summary = run(
+            &mut world.store,
+            now,
+            |store| load_scheduled(store, &keys[0], &operator, now).unwrap(),
+            |load| decide_scheduled(load, now, &operator, &[]),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(summary.verdict, Answered::Accepted);
+        assert_eq!(world.balance(PAYEE), 75_000);
+        assert!(page(&mut world, SCHEDULED_PREFIX).is_empty());
+        // Run again (another server got there first): nothing happens.
+        let again = run(
+            &mut world.store,
+            now,
+            |store| load_scheduled(store, &keys[0], &operator, now).unwrap(),
+            |load| decide_scheduled(load, now, &operator, &[]),
+        )
+        .unwrap();
+        assert!(again.is_none());
+        assert_eq!(world.balance(PAYEE), 75_000);
+    }
+
+    #[test]
+    fn an_unconfirmed_callback_expires_and_the_payer_is_told() {
+        let mut world = World::new();
+        let text = crate::compose::grid_text(
+            &world.envelope,
+            crate::grammar::SecurityLevel::High,
+            PAYER_EUIN,
+            &number(PAYEE),
+            &kes("100"),
+            1,
+        )
+        .unwrap();
+        world.sms(PAYER_PHONE, &text);
+        assert!(
+            expired_callbacks(&page(&mut world, PENDING_PREFIX), world.now)
+                .0
+                .is_empty()
+        );
+        world.now = Timestamp(world.now.0 + (CALLBACK_TIMEOUT_SECONDS + 1) * 1000);
+        let (keys, _) = expired_callbacks(&page(&mut world, PENDING_PREFIX), world.now);
+        assert_eq!(keys.len(), 1);
+        let (operator, now) = (world.operator.clone(), world.now);
+        let summary = run(
+            &mut world.store,
+            now,
+            |store| Loaded::<PendingRecord>::read(store, &keys[0]).unwrap(),
+            |pending| decide_expiry(pending, now, &operator),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(summary.queued, 1);
+        assert!(page(&mut world, PENDING_PREFIX).is_empty());
+        let told = page(&mut world, OUTBOUND_PREFIX);
+        assert_eq!(told.len(), 1);
+        assert_eq!(world.balance(PAYEE), 0);
+    }
+
+    #[test]
+    fn expired_and_unreadable_sessions_are_swept() {
+        let mut world = World::new();
+        let mut effects = Effects::new();
+        for (token, expires_at_ms) in [("a", 10), ("b", world.now.0 + 1)] {
+            effects.write(
+                crate::operator::apply::create(
+                    records::session_key(token),
+                    &SessionRecord {
+                        account: number(PAYER),
+                        csrf: "x".into(),
+                        expires_at_ms,
+                    },
+                )
+                .unwrap(),
+            );
+        }
+        assert!(commit(&mut world.store, effects, world.now));
+        let (effects, errors) = session_sweep(&page(&mut world, SESSION_PREFIX), world.now);
+        assert!(errors.is_empty());
+        assert!(commit(&mut world.store, effects, world.now));
+        let left = page(&mut world, SESSION_PREFIX);
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].key, records::session_key("b"));
+    }
+}

@@ -6,10 +6,9 @@
 
 use offpay_ledger::{Amount, Currency};
 
-use crate::account::Spending;
+use crate::account::{Limits, Spending};
 use crate::civil_time::UnixSeconds;
 use crate::numbers::AccountNumber;
-use crate::operator::records::AccountRecord;
 
 const SECONDS_PER_DAY: i64 = 86_400;
 const DAYS_PER_WEEK: i64 = 7;
@@ -95,6 +94,20 @@ impl SpendingWindow {
             .map_or(Amount::zero(self.today.currency()), |(_, paid)| *paid)
     }
 
+    /// Counts a payment of `amount` (the account's currency) to `payee` at `now` under the
+    /// account's `limits`: the per-payee sum is kept only for a payee they cap.
+    pub fn record_payment(
+        &mut self,
+        limits: &Limits,
+        payee: &AccountNumber,
+        amount: Amount,
+        now: UnixSeconds,
+        utc_offset_minutes: i32,
+    ) {
+        let limited = limits.per_payee.iter().any(|limit| limit.payee == *payee);
+        self.record(payee, amount, limited, now, utc_offset_minutes);
+    }
+
     /// Counts a payment of `amount` to `payee` at `now`; the per-payee sum is kept only when
     /// `payee_limited` (the account has a per-payee limit for it).
     pub fn record(
@@ -119,22 +132,6 @@ impl SpendingWindow {
             }
         }
         *self = current;
-    }
-}
-
-impl AccountRecord {
-    /// Counts a payment of `amount` (the account's currency) to `payee` at `now` in the account's
-    /// spending window.
-    pub fn record_payment(
-        &mut self,
-        payee: &AccountNumber,
-        amount: Amount,
-        now: UnixSeconds,
-        utc_offset_minutes: i32,
-    ) {
-        let limited = self.limits.per_payee.iter().any(|limit| limit.payee == *payee);
-        self.spending
-            .record(payee, amount, limited, now, utc_offset_minutes);
     }
 }
 

@@ -17,9 +17,7 @@ use crate::limits::{ACCOUNT_NUMBER_DIGITS, EUIN_DIGITS};
 use crate::numbers::{AccountNumber, Euin, PhoneNumber, Tan};
 use crate::operator::apply::{ApplyInput, Summary, apply, create};
 use crate::operator::load::{PayerLookup, Reader, RecordSet, load_payee, load_payer};
-use crate::operator::records::{
-    self, Answered, InboundRecord, TerminalRecord, inbound_key,
-};
+use crate::operator::records::{self, Answered, InboundRecord, TerminalRecord, inbound_key};
 use crate::operator::{Operator, OperatorError, seconds};
 use crate::posting::Reference;
 use crate::reply;
@@ -369,4 +367,76 @@ pub fn decide_terminal(
             summary: applied.summary,
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::admin::decide_new_terminal;
+    use crate::operator::testing::*;
+
+    #[test]
+    fn a_terminal_authenticates_by_its_token_and_pays_once_per_request_id() {
+        let mut world = World::new();
+        let payee = number(PAYEE);
+        let key = records::account_key(&payee);
+        let (entropy, now) = (&world.entropy, world.now);
+        let (terminal, token) = run(
+            &mut world.store,
+            now,
+            |store| Loaded::read(store, &key).unwrap(),
+            |loaded| decide_new_terminal(loaded, &payee, entropy, now),
+        )
+        .unwrap();
+        let (id, secret) = token_parts(&token).unwrap();
+        assert_eq!(id, terminal.id);
+        assert!(terminal.accepts(secret));
+        assert!(!terminal.accepts("0"));
+        assert!(!format!("{terminal:?}").contains(secret));
+        let request: TerminalRequest = serde_json::from_value(serde_json::json!({
+            "request_id": "r-1",
+            "payer": PAYER_EUIN,
+            "row": 5,
+            "tan": tan(&world, 5),
+            "amount": "250",
+        }))
+        .unwrap();
+        let plan = TerminalPlan::new(&request, &terminal, &world.operator).unwrap();
+        let pay = |world: &mut World| {
+            let operator = world.operator.clone();
+            let now = world.now;
+            run(
+                &mut world.store,
+                now,
+                |store| load_terminal(store, &plan, &operator, now).unwrap(),
+                |load| decide_terminal(load, &plan, now, &operator, &[]),
+            )
+            .unwrap()
+        };
+        let TerminalAnswer::Done {
+            verdict, reference, ..
+        } = pay(&mut world)
+        else {
+            panic!("decided now")
+        };
+        assert_eq!(verdict, Answered::Accepted);
+        assert!(reference.is_some());
+        assert_eq!(world.balance(PAYEE), 25_000);
+        assert!(matches!(
+            pay(&mut world),
+            TerminalAnswer::Duplicate {
+                verdict: Answered::Accepted,
+                ..
+            }
+        ));
+        assert_eq!(world.balance(PAYEE), 25_000);
+        let mut bad: TerminalRequest = serde_json::from_value(serde_json::json!({
+            "request_id": "", "payer": PAYER_EUIN, "row": 5, "tan": "123", "amount": "1",
+        }))
+        .unwrap();
+        assert!(TerminalPlan::new(&bad, &terminal, &world.operator).is_err());
+        bad.request_id = "r-2".into();
+        bad.payer = "123".into();
+        assert!(TerminalPlan::new(&bad, &terminal, &world.operator).is_err());
+    }
 }

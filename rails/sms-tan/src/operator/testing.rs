@@ -11,7 +11,9 @@ pub fn commit(store: &mut MemoryStore, effects: Effects, now: Timestamp) -> bool
     if batches.is_empty() {
         return true;
     }
-    let results = store.commit(&batches, now).expect("the memory store commits");
+    let results = store
+        .commit(&batches, now)
+        .expect("the memory store commits");
     for result in results {
         match result {
             Ok(_) => {}
@@ -109,8 +111,8 @@ pub struct World {
 
 impl World {
     pub fn new() -> World {
-        let operator = Operator::new(MasterKey::from_bytes(MASTER), settings(), Currency::KES)
-            .unwrap();
+        let operator =
+            Operator::new(MasterKey::from_bytes(MASTER), settings(), Currency::KES).unwrap();
         let euin = Euin::parse(PAYER_EUIN).unwrap();
         let envelope = Envelope::derive(operator.master(), euin, RowCount::Twenty);
         let mut world = World {
@@ -218,8 +220,14 @@ impl World {
     }
 
     pub fn low(&self, payee: &str, amount: &str, row: u8) -> String {
-        crate::compose::low_text(&self.envelope, PAYER_EUIN, &number(payee), &kes(amount), row)
-            .unwrap()
+        crate::compose::low_text(
+            &self.envelope,
+            PAYER_EUIN,
+            &number(payee),
+            &kes(amount),
+            row,
+        )
+        .unwrap()
     }
 
     pub fn balance(&mut self, account: &str) -> i64 {
@@ -243,4 +251,18 @@ impl World {
         )
         .unwrap()
     }
+}
+
+/// The 8-digit reference after `REF ` in a reply.
+pub fn reference_in(reply: &str) -> String {
+    reply
+        .split("REF ")
+        .nth(1)
+        .map(|rest| rest.chars().take(8).collect())
+        .unwrap_or_else(|| panic!("no reference in {reply}"))
+}
+
+/// The TAN of `row` of the world's payer envelope.
+pub fn tan(world: &World, row: u8) -> String {
+    world.envelope.row(row).unwrap().tan().reveal()
 }

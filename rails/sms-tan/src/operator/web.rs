@@ -96,7 +96,10 @@ pub fn session_current(session: &SessionRecord, now: Timestamp) -> bool {
 
 /// The deletes of the sessions in `page` that have expired. A session record that does not
 /// decode can never be used, so it is deleted too; its error is returned for the log.
-pub fn expired_sessions(page: &[Record], now: Timestamp) -> (Vec<Loaded<SessionRecord>>, Vec<RecordError>) {
+pub fn expired_sessions(
+    page: &[Record],
+    now: Timestamp,
+) -> (Vec<Loaded<SessionRecord>>, Vec<RecordError>) {
     let mut expired = Vec::new();
     let mut errors = Vec::new();
     for record in page {
@@ -283,13 +286,22 @@ pub fn decide_login(
     } = load;
     let loaded = records.account(&attempt.account);
     let (Some(loaded), Some(payer)) = (loaded, payer) else {
-        return Ok(Decision::commit(Effects::new(), answer(LoginResult::Failed)));
+        return Ok(Decision::commit(
+            Effects::new(),
+            answer(LoginResult::Failed),
+        ));
     };
     let Some(mut record) = loaded.value.clone() else {
-        return Ok(Decision::commit(Effects::new(), answer(LoginResult::Failed)));
+        return Ok(Decision::commit(
+            Effects::new(),
+            answer(LoginResult::Failed),
+        ));
     };
     if record.web_failures >= WEB_FAILURES_MAX {
-        return Ok(Decision::commit(Effects::new(), answer(LoginResult::Blocked)));
+        return Ok(Decision::commit(
+            Effects::new(),
+            answer(LoginResult::Blocked),
+        ));
     }
     if !password_ok {
         record.web_failures = record.web_failures.saturating_add(1);
@@ -364,4 +376,102 @@ pub fn decide_login(
             written: applied.summary.written,
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use offpay_operator::SeededEntropy;
+
+    use super::*;
+    use crate::operator::records::Answered;
+    use crate::operator::testing::*;
+
+    #[test]
+    fn passwords_verify_only_themselves() {
+        let entropy = SeededEntropy::from_seed(1);
+        let stored = hash_password(&entropy, "MyPass2026").unwrap();
+        assert!(stored.starts_with("argon2id$"));
+        assert!(!stored.contains("MyPass2026"));
+        assert!(verify_password("MyPass2026", &stored));
+        assert!(!verify_password("MyPass2027", &stored));
+        assert!(!verify_password("MyPass2026", "argon2id$00$00"));
+        assert_ne!(
+            stored,
+            hash_password(&entropy, "MyPass2026").unwrap(),
+            "salted"
+        );
+    }
+
+    fn login(world: &mut World, password: &str, row: u8, tan: &str) -> LoginResult {
+        let attempt = LoginAttempt::parse(PAYER, password, &row.to_string(), tan).unwrap();
+        let (operator, entropy, now) = (world.operator.clone(), &world.entropy, world.now);
+        run(
+            &mut world.store,
+            now,
+            |store| {
+                let mut load = LoginLoad::read(store, &attempt, &operator, now).unwrap();
+                load.check_password(&attempt, entropy).unwrap();
+                load
+            },
+            |load| decide_login(load, &attempt, now, &operator, entropy, &[]),
+        )
+        .unwrap()
+        .result
+    }
+
+    #[test]
+    fn wrong_passwords_block_web_login_and_a_row_logs_in_once() {
+        let mut world = World::new();
+        let set = format!("PASSWORD {PAYER_EUIN} 1 {} Secret2026x", tan(&world, 1));
+        assert_eq!(
+            world.sms(PAYER_PHONE, &set).summary.verdict,
+            Answered::Accepted
+        );
+        let row_tan = tan(&world, 2);
+        for _ in 0..WEB_FAILURES_MAX {
+            assert_eq!(
+                login(&mut world, "Wrong2026x", 2, &row_tan),
+                LoginResult::Failed
+            );
+        }
+        assert_eq!(world.account(PAYER).web_failures, WEB_FAILURES_MAX);
+        assert_eq!(
+            login(&mut world, "Secret2026x", 2, &row_tan),
+            LoginResult::Blocked
+        );
+        // A new password by SMS lifts the block.
+        let set = format!("PASSWORD {PAYER_EUIN} 3 {} Secret2027x", tan(&world, 3));
+        world.sms(PAYER_PHONE, &set);
+        let LoginResult::LoggedIn { token } = login(&mut world, "Secret2027x", 2, &row_tan) else {
+            panic!("the right password and an unused row log in")
+        };
+        let key = session_key_of(&token).unwrap();
+        let session = Loaded::<SessionRecord>::read(&mut world.store, &key)
+            .unwrap()
+            .value
+            .unwrap();
+        assert_eq!(session.account, number(PAYER));
+        assert!(session_current(&session, world.now));
+        assert!(!session_current(
+            &session,
+            Timestamp(world.now.0 + SESSION_SECONDS * 1000)
+        ));
+        assert_eq!(
+            login(&mut world, "Secret2027x", 2, &row_tan),
+            LoginResult::RowUsed
+        );
+        assert!(LoginAttempt::parse(PAYER, &"x".repeat(FIELD_BYTES_MAX + 1), "4", "123").is_none());
+        assert!(LoginAttempt::parse("12", "Secret2027x", "4", "123").is_none());
+    }
+
+    #[test]
+    fn tokens_match_only_themselves_at_full_length() {
+        let entropy = SeededEntropy::from_seed(2);
+        let token = random_token(&entropy).unwrap();
+        assert_eq!(token.len(), TOKEN_BYTES * 2);
+        assert!(token_matches(&token, &token));
+        assert!(!token_matches(&token, &token[1..]));
+        assert!(!token_matches("abc", "abc"));
+        assert!(session_key_of("short").is_none());
+    }
 }

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use offpay_money::{Amount, Currency};
 use offpay_sms_tan::civil_time::UnixSeconds;
-use offpay_sms_tan::engine::{Effect, Inbound, OutboundSms, run_to_outcome};
 use offpay_sms_tan::compose::{grid_text, low_text};
+use offpay_sms_tan::engine::{Effect, Inbound, OutboundSms, run_to_outcome};
 use offpay_sms_tan::{
     AccountNumber, AccountView, CurrencyClass, Engine, EngineConfig, Envelope, EnvelopeStatus,
     EnvelopeView, Euin, LedgerAccount, MasterKey, Outcome, PayeeContext, PayerContext, PayerRef,

@@ -342,14 +342,16 @@ fn sendsms_url(
             query.append_pair("from", sender);
         }
         if let Some(base) = &kannel.dlr_base_url {
-            query.append_pair("dlr-mask", &DLR_MASK.to_string()).append_pair(
-                "dlr-url",
-                &format!(
-                    "{}/sms/kannel/{gateway_token}/dlr?id={}&status=%d",
-                    base.trim_end_matches('/'),
-                    due.sent_id
-                ),
-            );
+            query
+                .append_pair("dlr-mask", &DLR_MASK.to_string())
+                .append_pair(
+                    "dlr-url",
+                    &format!(
+                        "{}/sms/kannel/{gateway_token}/dlr?id={}&status=%d",
+                        base.trim_end_matches('/'),
+                        due.sent_id
+                    ),
+                );
         }
     }
     Ok(url)

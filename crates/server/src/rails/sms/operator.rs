@@ -15,8 +15,7 @@ use axum::{Json, Router};
 use offpay_ledger::{LedgerStore, Timestamp};
 use offpay_operator::{Decision, Effects, Loaded, RecordError};
 use offpay_sms_tan::operator::admin::{
-    self, AccountChanges, CreateAccount, DisputeRuling, IssueEnvelopes, account_number,
-    parse_euin,
+    self, AccountChanges, CreateAccount, DisputeRuling, IssueEnvelopes, account_number, parse_euin,
 };
 use offpay_sms_tan::operator::inbound::InboundSms;
 use offpay_sms_tan::operator::records::{
@@ -135,11 +134,16 @@ async fn put_settings(
         .operator_for(settings.clone(), state.config.currency)
         .map_err(SmsFailure::from)?;
     let write = admin::store_settings(&settings).map_err(SmsFailure::from)?;
-    run(&state, state.now(), |_| Ok(()), move |()| {
-        let mut effects = Effects::new();
-        effects.write(write.clone());
-        Ok(Decision::commit(effects, ()))
-    })
+    run(
+        &state,
+        state.now(),
+        |_| Ok(()),
+        move |()| {
+            let mut effects = Effects::new();
+            effects.write(write.clone());
+            Ok(Decision::commit(effects, ()))
+        },
+    )
     .await?;
     rail.install(operator);
     Ok(Json(json!(settings.form())))
@@ -247,9 +251,7 @@ async fn update_account(
         &state,
         state.now(),
         move |store| Ok(Loaded::<AccountRecord>::read(store, &load_key)?),
-        |loaded| {
-            admin::decide_account_changes(loaded, &number, &changes).map_err(SmsFailure::from)
-        },
+        |loaded| admin::decide_account_changes(loaded, &number, &changes).map_err(SmsFailure::from),
     )
     .await?;
     state.rails.sms.cache.forget([key.as_str()]);
@@ -412,9 +414,7 @@ async fn bind_envelope(
         &state,
         now,
         move |store| Ok(admin::load_bind(store, &euin, &account)?),
-        |load| {
-            admin::decide_bind(load, &euin, &account, &operator, now).map_err(SmsFailure::from)
-        },
+        |load| admin::decide_bind(load, &euin, &account, &operator, now).map_err(SmsFailure::from),
     )
     .await?;
     state.rails.sms.cache.forget([
@@ -664,7 +664,10 @@ async fn scheduler_pass(state: &Arc<AppState>) -> Result<(), ApiError> {
         )
         .await?;
         if let Some(summary) = summary {
-            tracing::info!(verdict = summary.verdict.word(), "scheduled sms payment run");
+            tracing::info!(
+                verdict = summary.verdict.word(),
+                "scheduled sms payment run"
+            );
             rail.committed(state, &summary);
         }
     }

@@ -278,8 +278,15 @@ async fn login(
             }
         },
         |load| {
-            rules::decide_login(load, &attempt, now, &operator, state.entropy.as_ref(), &ready)
-                .map_err(SmsFailure::from)
+            rules::decide_login(
+                load,
+                &attempt,
+                now,
+                &operator,
+                state.entropy.as_ref(),
+                &ready,
+            )
+            .map_err(SmsFailure::from)
         },
         balance_changed,
     )
@@ -494,7 +501,8 @@ async fn terminal_payment(
     let rail = &state.rails.sms;
     rail.ensure_settings(&state).await?;
     let operator = rail.operator();
-    let plan = Arc::new(TerminalPlan::new(&request, &terminal, &operator).map_err(SmsFailure::from)?);
+    let plan =
+        Arc::new(TerminalPlan::new(&request, &terminal, &operator).map_err(SmsFailure::from)?);
     let ready = rail.operator_ready();
     let now = state.now();
     let answer = runner::run_with(
