@@ -22,6 +22,7 @@ use crate::operator::records::{
     self, AccountRecord, Answered, DisputeRecord, DisputeStatus, EnvelopeRecord, InboundRecord,
     OutboundRecord, PendingRecord, ScheduledRecord, short_hash,
 };
+use crate::operator::spending::payment_of;
 use crate::operator::{Operator, OperatorError, seconds};
 use crate::posting::{LedgerAccount, PostingKind};
 
@@ -380,33 +381,14 @@ pub fn apply(input: ApplyInput<'_>) -> Result<Option<Applied>, OperatorError> {
         }
     }
     // The payer's spending window moves in the same batch as the payment.
-    let main = outcome.postings.iter().find(|posting| {
-        matches!(
-            posting.kind,
-            PostingKind::Payment | PostingKind::ExchangeOut
-        )
-    });
-    let credited =
-        outcome
-            .postings
-            .iter()
-            .find_map(|posting| match (posting.kind, posting.credit) {
-                (
-                    PostingKind::Payment | PostingKind::ExchangeIn,
-                    LedgerAccount::Customer(payee),
-                ) => Some(payee),
-                _ => None,
-            });
-    if let (Some(main), Some(payee)) = (main, credited)
-        && let LedgerAccount::Customer(payer) = main.debit
-    {
+    if let Some((payer, payee, amount)) = payment_of(&outcome.postings) {
         let Some(record) = changed.account(&payer) else {
             return Ok(None);
         };
         record.spending.record_payment(
             &record.limits,
             &payee,
-            main.amount,
+            amount,
             seconds(now),
             operator.utc_offset_minutes(),
         );

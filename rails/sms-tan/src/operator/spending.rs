@@ -9,6 +9,12 @@ use offpay_ledger::{Amount, Currency};
 use crate::account::{Limits, Spending};
 use crate::civil_time::UnixSeconds;
 use crate::numbers::AccountNumber;
+use crate::posting::{LedgerAccount, Posting, PostingKind};
+
+/// Payees whose sum paid today an account keeps.
+pub const PAYEES_PAID_PER_DAY_MAX: usize = 64;
+// Every capped payee fits, whatever else was paid.
+const _: () = assert!(crate::limits::PAYEE_LIMITS_MAX < PAYEES_PAID_PER_DAY_MAX);
 
 const SECONDS_PER_DAY: i64 = 86_400;
 const DAYS_PER_WEEK: i64 = 7;
@@ -20,6 +26,29 @@ pub fn day_and_week(now: UnixSeconds, utc_offset_minutes: i32) -> (i64, i64) {
     let local = i64::try_from(now.0).unwrap_or(i64::MAX / 2) + i64::from(utc_offset_minutes) * 60;
     let day = local.div_euclid(SECONDS_PER_DAY);
     (day, (day + MONDAY_SHIFT_DAYS).div_euclid(DAYS_PER_WEEK))
+}
+
+/// The payment `postings` make, as spending windows count it: the payer, the payee and the amount
+/// debited in the payer's currency (fees excluded; across currencies, the exchange leg out).
+pub fn payment_of(postings: &[Posting]) -> Option<(AccountNumber, AccountNumber, Amount)> {
+    let main = postings.iter().find(|posting| {
+        matches!(
+            posting.kind,
+            PostingKind::Payment | PostingKind::ExchangeOut
+        )
+    })?;
+    let LedgerAccount::Customer(payer) = main.debit else {
+        return None;
+    };
+    let payee = postings
+        .iter()
+        .find_map(|posting| match (posting.kind, posting.credit) {
+            (PostingKind::Payment | PostingKind::ExchangeIn, LedgerAccount::Customer(payee)) => {
+                Some(payee)
+            }
+            _ => None,
+        })?;
+    Some((payer, payee, main.amount))
 }
 
 /// Paid in the window starting at `day` / `week`, fees excluded, in the account's currency.
@@ -94,8 +123,11 @@ impl SpendingWindow {
             .map_or(Amount::zero(self.today.currency()), |(_, paid)| *paid)
     }
 
-    /// Counts a payment of `amount` (the account's currency) to `payee` at `now` under the
-    /// account's `limits`: the per-payee sum is kept only for a payee they cap.
+    /// Counts a payment of `amount` (the account's currency) to `payee` at `now`. The sum paid
+    /// to each payee today is kept for every payee, not only those `limits` cap now, so a cap the
+    /// holder sets in the afternoon counts the morning's payments too; at most
+    /// [`PAYEES_PAID_PER_DAY_MAX`] payees are kept, and a capped payee always is (an uncapped one
+    /// makes room).
     pub fn record_payment(
         &mut self,
         limits: &Limits,
@@ -104,31 +136,24 @@ impl SpendingWindow {
         now: UnixSeconds,
         utc_offset_minutes: i32,
     ) {
-        let limited = limits.per_payee.iter().any(|limit| limit.payee == *payee);
-        self.record(payee, amount, limited, now, utc_offset_minutes);
-    }
-
-    /// Counts a payment of `amount` to `payee` at `now`; the per-payee sum is kept only when
-    /// `payee_limited` (the account has a per-payee limit for it).
-    pub fn record(
-        &mut self,
-        payee: &AccountNumber,
-        amount: Amount,
-        payee_limited: bool,
-        now: UnixSeconds,
-        utc_offset_minutes: i32,
-    ) {
+        let capped =
+            |number: &AccountNumber| limits.per_payee.iter().any(|limit| limit.payee == *number);
         let mut current = self.current(now, utc_offset_minutes);
         current.today = add_saturating(current.today, amount);
         current.this_week = add_saturating(current.this_week, amount);
-        if payee_limited {
-            match current
-                .per_payee_today
-                .iter_mut()
-                .find(|(number, _)| number == payee)
-            {
-                Some((_, paid)) => *paid = add_saturating(*paid, amount),
-                None => current.per_payee_today.push((*payee, amount)),
+        let paid = &mut current.per_payee_today;
+        match paid.iter_mut().find(|(number, _)| number == payee) {
+            Some((_, sum)) => *sum = add_saturating(*sum, amount),
+            None => {
+                if paid.len() >= PAYEES_PAID_PER_DAY_MAX
+                    && capped(payee)
+                    && let Some(uncapped) = paid.iter().position(|(number, _)| !capped(number))
+                {
+                    paid.remove(uncapped);
+                }
+                if paid.len() < PAYEES_PAID_PER_DAY_MAX {
+                    paid.push((*payee, amount));
+                }
             }
         }
         *self = current;
@@ -150,7 +175,7 @@ mod tests {
         let payee = AccountNumber::parse("901020377865").unwrap();
         // 2026-11-30 is a Monday; 10:00 UTC.
         let monday = CivilDateTime::new(2026, 11, 30, 10, 0).unwrap().to_unix(0);
-        window.record(&payee, kes(500), false, monday, 0);
+        window.record_payment(&Limits::default(), &payee, kes(500), monday, 0);
         let spending = window.spending(monday, 0);
         assert_eq!(
             (spending.today.minor(), spending.this_week.minor()),
@@ -170,21 +195,43 @@ mod tests {
     }
 
     #[test]
-    fn per_payee_sums_are_kept_for_limited_payees_only_and_reset_daily() {
+    fn per_payee_sums_count_before_a_cap_is_set_and_reset_daily() {
         let mut window = SpendingWindow::empty(Currency::KES);
-        let limited = AccountNumber::parse("901020377865").unwrap();
-        let other = AccountNumber::parse("555566667777").unwrap();
+        let payee = AccountNumber::parse("901020377865").unwrap();
         let now = UnixSeconds(1_790_000_000);
-        window.record(&limited, kes(100), true, now, 0);
-        window.record(&limited, kes(50), true, now, 0);
-        window.record(&other, kes(70), false, now, 0);
-        assert_eq!(window.paid_today_to(&limited, now, 0).minor(), 150);
-        assert_eq!(window.paid_today_to(&other, now, 0).minor(), 0);
-        assert_eq!(window.spending(now, 0).today.minor(), 220);
+        let none = Limits::default();
+        window.record_payment(&none, &payee, kes(100), now, 0);
+        window.record_payment(&none, &payee, kes(50), now, 0);
+        assert_eq!(window.paid_today_to(&payee, now, 0).minor(), 150);
+        assert_eq!(window.spending(now, 0).today.minor(), 150);
         let tomorrow = UnixSeconds(now.0 + 86_400);
-        assert_eq!(window.paid_today_to(&limited, tomorrow, 0).minor(), 0);
+        assert_eq!(window.paid_today_to(&payee, tomorrow, 0).minor(), 0);
         // Sums saturate instead of wrapping.
-        window.record(&other, kes(Amount::MAX_MINOR), false, now, 0);
+        window.record_payment(&none, &payee, kes(Amount::MAX_MINOR), now, 0);
         assert_eq!(window.today.minor(), Amount::MAX_MINOR);
+    }
+
+    #[test]
+    fn a_capped_payee_is_kept_when_many_others_were_paid() {
+        let mut window = SpendingWindow::empty(Currency::KES);
+        let now = UnixSeconds(1_790_000_000);
+        let none = Limits::default();
+        for index in 0..PAYEES_PAID_PER_DAY_MAX as u64 + 5 {
+            let payee = AccountNumber::from_value(100_000_000_000 + index).unwrap();
+            window.record_payment(&none, &payee, kes(1), now, 0);
+        }
+        assert_eq!(window.per_payee_today.len(), PAYEES_PAID_PER_DAY_MAX);
+        let capped = AccountNumber::parse("901020377865").unwrap();
+        let limits = Limits {
+            per_payee: vec![crate::account::PayeeLimit {
+                payee: capped,
+                per_day: kes(1000),
+            }],
+            ..Limits::default()
+        };
+        window.record_payment(&limits, &capped, kes(7), now, 0);
+        assert_eq!(window.paid_today_to(&capped, now, 0).minor(), 7);
+        assert_eq!(window.per_payee_today.len(), PAYEES_PAID_PER_DAY_MAX);
+        assert_eq!(window.today.minor(), PAYEES_PAID_PER_DAY_MAX as u64 + 5 + 7);
     }
 }
