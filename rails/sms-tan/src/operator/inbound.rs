@@ -60,6 +60,12 @@ impl std::fmt::Debug for InboundSms {
     }
 }
 
+impl Drop for InboundSms {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.text);
+    }
+}
+
 impl InboundSms {
     /// The key of this message's dedupe record.
     pub fn dedupe_key(&self) -> String {

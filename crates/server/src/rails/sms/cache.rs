@@ -79,6 +79,30 @@ impl RecordCache {
     }
 }
 
+/// The cache as a decision made again after a refused commit reads through it: it answers nothing
+/// (the store decides) but keeps what was read, so the stale entry that caused the refusal is
+/// replaced.
+#[derive(Debug)]
+pub struct Refreshing(pub Arc<RecordCache>);
+
+impl ReadCache for Refreshing {
+    fn envelope(&self, _key: &str) -> Option<Loaded<EnvelopeRecord>> {
+        None
+    }
+
+    fn account(&self, _key: &str) -> Option<Loaded<AccountRecord>> {
+        None
+    }
+
+    fn keep_envelope(&self, record: &Loaded<EnvelopeRecord>) {
+        self.0.keep_envelope(record);
+    }
+
+    fn keep_account(&self, record: &Loaded<AccountRecord>) {
+        self.0.keep_account(record);
+    }
+}
+
 impl ReadCache for RecordCache {
     fn envelope(&self, key: &str) -> Option<Loaded<EnvelopeRecord>> {
         match self.lookup(key)? {

@@ -11,7 +11,7 @@ use offpay_sms_tan::operator::inbound::{
 };
 use offpay_sms_tan::operator::load::ReadCache;
 
-use super::cache::RecordCache;
+use super::cache::Refreshing;
 use super::{SmsFailure, balance_changed};
 use crate::AppState;
 use crate::error::ApiError;
@@ -30,7 +30,7 @@ fn internal(message: &str) -> SmsFailure {
 async fn drive(
     state: &AppState,
     mut load: InboundLoad,
-    cache: Option<Arc<RecordCache>>,
+    cache: Arc<dyn ReadCache>,
 ) -> Result<InboundLoaded, SmsFailure> {
     for _ in 0..LOAD_STEPS_MAX {
         match load.wants() {
@@ -39,8 +39,7 @@ async fn drive(
                 let (returned, result) = state
                     .ledger
                     .read(move |store| {
-                        let cache = cache.as_deref().map(|cache| cache as &dyn ReadCache);
-                        let result = load.read(store, cache);
+                        let result = load.read(store, Some(cache.as_ref()));
                         Ok((load, result))
                     })
                     .await?;
@@ -86,9 +85,13 @@ pub async fn handle_inbound(
                 Metrics::add(&rail.metrics.reruns, 1);
             }
             // A second attempt follows a refused commit: read the dedupe record (a gateway retry
-            // may have been processed meanwhile) and read around the cache.
+            // may have been processed meanwhile), and let the store answer instead of the cache.
             let load = InboundLoad::start(operator.clone(), sms.clone(), now, !first);
-            let cache = first.then(|| rail.cache.clone());
+            let cache: Arc<dyn ReadCache> = if first {
+                rail.cache.clone()
+            } else {
+                Arc::new(Refreshing(rail.cache.clone()))
+            };
             let state = state.clone();
             async move { drive(&state, load, cache).await }
         },
