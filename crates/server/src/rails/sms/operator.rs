@@ -469,10 +469,15 @@ async fn keyed_list(
         .await?;
     let items: Vec<Value> = page
         .into_iter()
-        .filter_map(|record| {
-            let mut value: Value = serde_json::from_slice(&record.value).ok()?;
-            value["key"] = json!(record.key);
-            Some(value)
+        .filter_map(|record| match serde_json::from_slice::<Value>(&record.value) {
+            Ok(mut value) => {
+                value["key"] = json!(record.key);
+                Some(value)
+            }
+            Err(error) => {
+                tracing::error!(key = %record.key, %error, "an SMS record is not JSON; not listed");
+                None
+            }
         })
         .collect();
     Ok(Json(json!({ field: items })))
@@ -654,35 +659,51 @@ async fn scheduler_pass(state: &Arc<AppState>) -> Result<(), ApiError> {
     for key in due {
         let load_operator = operator.clone();
         let ready = rail.operator_ready();
-        let summary = run(
+        let run_key = key.clone();
+        let ran = run(
             state,
             now,
-            move |store| Ok(scheduler::load_scheduled(store, &key, &load_operator, now)?),
+            move |store| {
+                Ok(scheduler::load_scheduled(
+                    store,
+                    &run_key,
+                    &load_operator,
+                    now,
+                )?)
+            },
             |load| {
                 scheduler::decide_scheduled(load, now, &operator, &ready).map_err(SmsFailure::from)
             },
         )
-        .await?;
-        if let Some(summary) = summary {
-            tracing::info!(
-                verdict = summary.verdict.word(),
-                "scheduled sms payment run"
-            );
-            rail.committed(state, &summary);
+        .await;
+        match ran {
+            Ok(Some(summary)) => {
+                tracing::info!(
+                    verdict = summary.verdict.word(),
+                    "scheduled sms payment run"
+                );
+                rail.committed(state, &summary);
+            }
+            Ok(None) => {}
+            // The others are not held up; this one is tried again on the next pass.
+            Err(error) => tracing::warn!(%key, error = %error.message, "scheduled sms payment"),
         }
     }
     let (expired, errors) = scheduler::expired_callbacks(&page(state, PENDING_PREFIX).await?, now);
     log_corrupt(errors);
     for key in expired {
-        let summary = run(
+        let run_key = key.clone();
+        let ran = run(
             state,
             now,
-            move |store| Ok(Loaded::<PendingRecord>::read(store, &key)?),
+            move |store| Ok(Loaded::<PendingRecord>::read(store, &run_key)?),
             |pending| scheduler::decide_expiry(pending, now, &operator).map_err(SmsFailure::from),
         )
-        .await?;
-        if let Some(summary) = summary {
-            rail.committed(state, &summary);
+        .await;
+        match ran {
+            Ok(Some(summary)) => rail.committed(state, &summary),
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%key, error = %error.message, "expiring an sms callback"),
         }
     }
     let (effects, errors) = scheduler::session_sweep(&page(state, SESSION_PREFIX).await?, now);
