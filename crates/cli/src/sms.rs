@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use offpay_ledger::{Amount, Currency};
+use offpay_sms_tan::compose::grid_text;
 use offpay_sms_tan::import::parse_envelope;
-use offpay_sms_tan::recipe::AmountDigits;
-use offpay_sms_tan::{AccountNumber, Envelope};
+use offpay_sms_tan::{AccountNumber, SecurityLevel};
 use serde_json::{Value, json};
 
 use crate::client::{ApiClient, CallError, path_segment};
@@ -644,39 +644,6 @@ pub fn run_admin(client: &ApiClient, json: bool, command: AdminCommand) -> ExitC
     }
 }
 
-/// The middle-level (`PAYG`) text a holder writes with `row` of `envelope`.
-pub fn grid_text(
-    envelope: &Envelope,
-    keyword: &str,
-    payer: &str,
-    payee: &AccountNumber,
-    amount: &Amount,
-    row: u8,
-) -> Option<String> {
-    let secret = envelope.row(row)?;
-    let grid = envelope.grid(secret.grid_number())?;
-    let mut coded = String::new();
-    for digit in &payee.digits()[..2] {
-        coded.push(char::from(b'0' + digit));
-    }
-    for (index, digit) in payee.digits()[2..].iter().enumerate() {
-        coded.push_str(&format!(" {:03}", grid.code(*digit, index + 1)));
-    }
-    let exponent = u32::from(amount.currency().exponent());
-    let hundredths = amount
-        .minor()
-        .checked_mul(10u64.pow(2u32.checked_sub(exponent)?))?;
-    let plus = hundredths + secret.amount_offset_hundredths();
-    let class = AmountDigits::of(amount).whole_length();
-    Some(format!(
-        "{keyword} {payer} {row} {coded} {}.{:02} {:03} {}",
-        plus / 100,
-        plus % 100,
-        grid.magnitude_code(class),
-        secret.tan().reveal()
-    ))
-}
-
 fn accept_existing(result: Result<Value, CallError>) -> Result<(), String> {
     match result {
         Ok(_) => Ok(()),
@@ -752,8 +719,15 @@ pub fn demo(client: &ApiClient) -> Result<(), String> {
     println!("   -- middle level: payee grid-coded, amount + column 2, size code, TAN (row 2)");
     let payee = AccountNumber::parse(PAYEE).map_err(|_| "payee number")?;
     let amount = Amount::parse("1500", Currency::KES).map_err(|error| error.to_string())?;
-    let text = grid_text(&envelope, "PAYG", "26399912345", &payee, &amount, 2)
-        .ok_or("the seed envelope has no row 2")?;
+    let text = grid_text(
+        &envelope,
+        SecurityLevel::Middle,
+        "26399912345",
+        &payee,
+        &amount,
+        2,
+    )
+    .ok_or("the seed envelope has no row 2")?;
     sms(client, "demo-sms-2", PAYER_PHONE, &text)?;
     println!("   -- balance with row 3 and its TAN");
     let tan = envelope
@@ -797,7 +771,15 @@ mod tests {
         let envelope = parse_envelope(SEED_ENVELOPE).unwrap();
         let payee = AccountNumber::parse("901020377865").unwrap();
         let amount = Amount::parse("1500", Currency::KES).unwrap();
-        let text = grid_text(&envelope, "PAYG", "26399912345", &payee, &amount, 2).unwrap();
+        let text = grid_text(
+            &envelope,
+            SecurityLevel::Middle,
+            "26399912345",
+            &payee,
+            &amount,
+            2,
+        )
+        .unwrap();
         assert!(matches!(
             offpay_sms_tan::parse(&text),
             Ok(offpay_sms_tan::Message::Payment(_))

@@ -1,5 +1,6 @@
-//! The operator's own ledger accounts, shared by every rail: where money enters circulation,
-//! where unmatched items wait, where fees go.
+//! The operator's own ledger accounts, shared by every rail: the float money enters circulation
+//! from, suspense for items waiting for a decision, and fees. In the server's currency their ids
+//! are the bare names; in another currency the code is appended (`operator:float:USD`).
 
 use offpay_ledger::{AccountId, AccountKind, BalanceLimits, Currency, NewAccount, Operation};
 
@@ -45,5 +46,18 @@ pub fn operator_account_id(
         AccountId::new(name).ok()
     } else {
         AccountId::new(format!("{name}:{}", currency.code())).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_carry_the_currency_only_outside_the_servers() {
+        let id = |currency| operator_account_id(FEES, currency, Currency::KES).unwrap();
+        assert_eq!(id(Currency::KES).as_str(), "operator:fees");
+        assert_eq!(id(Currency::USD).as_str(), "operator:fees:USD");
+        assert_eq!(operator_accounts(Currency::USD, Currency::KES).len(), 3);
     }
 }

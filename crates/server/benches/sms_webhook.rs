@@ -18,8 +18,8 @@ use http_body_util::BodyExt;
 use offpay_ledger::{Amount, Currency};
 use offpay_server::config::{Overrides, ServerConfig};
 use offpay_server::{Server, router};
-use offpay_sms_tan::recipe::AmountDigits;
-use offpay_sms_tan::{AccountNumber, Envelope, Euin, MasterKey, RowCount};
+use offpay_sms_tan::compose::{grid_text, low_text};
+use offpay_sms_tan::{AccountNumber, Envelope, Euin, MasterKey, RowCount, SecurityLevel};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -204,38 +204,13 @@ fn world() -> World {
     }
 }
 
-fn low_text(envelope: &Envelope, payee: &AccountNumber, amount: &Amount, row: u8) -> String {
-    let checksum = envelope.row(row).unwrap().recipe().checksum(payee, amount);
-    let digits: String = checksum
-        .iter()
-        .map(|digit| char::from(b'0' + digit))
-        .collect();
-    format!(
-        "PAY {} {payee} {} {row} {digits}",
-        envelope.euin,
-        amount.decimal()
-    )
+fn low_pay(envelope: &Envelope, payee: &AccountNumber, amount: &Amount, row: u8) -> String {
+    low_text(envelope, &envelope.euin.to_string(), payee, amount, row).unwrap()
 }
 
-fn middle_text(envelope: &Envelope, payee: &AccountNumber, amount: &Amount, row: u8) -> String {
-    let secret = envelope.row(row).unwrap();
-    let grid = envelope.grid(secret.grid_number()).unwrap();
-    let mut coded = String::new();
-    for digit in &payee.digits()[..2] {
-        coded.push(char::from(b'0' + digit));
-    }
-    for (index, digit) in payee.digits()[2..].iter().enumerate() {
-        coded.push_str(&format!(" {:03}", grid.code(*digit, index + 1)));
-    }
-    let plus = amount.minor() + secret.amount_offset_hundredths();
-    format!(
-        "PAYG {} {row} {coded} {}.{:02} {:03} {}",
-        envelope.euin,
-        plus / 100,
-        plus % 100,
-        grid.magnitude_code(AmountDigits::of(amount).whole_length()),
-        secret.tan().reveal()
-    )
+fn middle_pay(envelope: &Envelope, payee: &AccountNumber, amount: &Amount, row: u8) -> String {
+    let payer = envelope.euin.to_string();
+    grid_text(envelope, SecurityLevel::Middle, &payer, payee, amount, row).unwrap()
 }
 
 impl World {
@@ -254,9 +229,9 @@ impl World {
                 // Payer rows go up from 1; the bank takes rows from 50 down.
                 let row = u8::try_from(1 + slot / PAYERS).unwrap();
                 let text = if middle {
-                    middle_text(&payer.envelope, &payee, &amount, row)
+                    middle_pay(&payer.envelope, &payee, &amount, row)
                 } else {
-                    low_text(&payer.envelope, &payee, &amount, row)
+                    low_pay(&payer.envelope, &payee, &amount, row)
                 };
                 let id = format!("bench-{}", self.message.fetch_add(1, Ordering::Relaxed));
                 (id, payer.phone.clone(), text)

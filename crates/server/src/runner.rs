@@ -71,6 +71,17 @@ pub async fn commit(
     effects: Effects,
     now: Timestamp,
 ) -> Result<Attempt<Vec<Outcome>>, RunError> {
+    commit_with(ledger, effects, now, |_| false).await
+}
+
+/// [`commit`], also answering `Conflict` when the ledger refuses a batch for a reason `stale`
+/// names (see [`run_with`]).
+pub async fn commit_with(
+    ledger: &Ledger,
+    effects: Effects,
+    now: Timestamp,
+    stale: fn(&Refusal) -> bool,
+) -> Result<Attempt<Vec<Outcome>>, RunError> {
     let batches = effects.into_batches();
     if batches.is_empty() {
         return Ok(Attempt::Done(Vec::new()));
@@ -84,6 +95,7 @@ pub async fn commit(
                 reason: Refusal::RecordVersionMismatch { .. },
                 ..
             }) => return Ok(Attempt::Conflict),
+            Err(refusal) if stale(&refusal.reason) => return Ok(Attempt::Conflict),
             Err(refusal) => return Err(RunError::Refused(refusal)),
         }
     }
@@ -95,8 +107,26 @@ pub async fn commit(
 pub async fn run<L, T, E, Load, LoadFuture>(
     ledger: &Ledger,
     now: Timestamp,
+    load: Load,
+    decide: impl FnMut(L) -> Result<Decision<T>, E>,
+) -> Result<T, E>
+where
+    Load: FnMut() -> LoadFuture,
+    LoadFuture: Future<Output = Result<L, E>>,
+    E: From<RunError>,
+{
+    run_with(ledger, now, load, decide, |_| false).await
+}
+
+/// [`run`], deciding again also when the ledger refuses a batch for a reason `stale` names: a
+/// state the load read outside the records (a balance) that another writer changed before the
+/// commit, so the ledger's own check refused what the decision assumed.
+pub async fn run_with<L, T, E, Load, LoadFuture>(
+    ledger: &Ledger,
+    now: Timestamp,
     mut load: Load,
     mut decide: impl FnMut(L) -> Result<Decision<T>, E>,
+    stale: fn(&Refusal) -> bool,
 ) -> Result<T, E>
 where
     Load: FnMut() -> LoadFuture,
@@ -109,7 +139,7 @@ where
             Decision::Commit { effects, reply } => (effects, reply),
             Decision::Reload => continue,
         };
-        match commit(ledger, effects, now).await? {
+        match commit_with(ledger, effects, now, stale).await? {
             Attempt::Done(_) => return Ok(reply),
             Attempt::Conflict => {
                 tracing::debug!("a record changed under a decision; deciding again");

@@ -1,5 +1,5 @@
 //! Parse + verify per SMS, the pure part of the server path (target for the whole server path:
-//! 5,000 SMS/s). Run: `cargo bench -p offpay-sms-tan --bench sms`.
+//! 5,000 SMS/s). Run: `cargo bench -p offpay-sms-tan --features operator --bench sms`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;

@@ -1,6 +1,6 @@
 //! Writes a PDF of the seed's envelope followed by `N` envelopes derived from a demonstration
 //! master key, for checking the layout by eye:
-//! `cargo run -p offpay-sms-tan --example print_envelopes -- out.pdf 2 && pdftoppm -png -r 70 out.pdf page`
+//! `cargo run -p offpay-sms-tan --features operator --example print_envelopes -- out.pdf 2 && pdftoppm -png -r 70 out.pdf page`
 
 use offpay_sms_tan::import::parse_envelope;
 use offpay_sms_tan::pdf::render_explicit_envelopes_pdf;

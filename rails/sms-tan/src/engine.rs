@@ -23,12 +23,13 @@ use crate::account::{
     AccountView, CurrencyClass, ExchangeRate, FeeSchedule, Limits, PayeeLimit, Spending,
 };
 use crate::civil_time::{CivilDateTime, UnixSeconds};
-use crate::envelope::{BindingTag, EnvelopeSecrets, EnvelopeStatus, EnvelopeView, RowSet};
+use crate::envelope::{EnvelopeStatus, EnvelopeView, RowSet};
 use crate::error::{Misuse, ParseError, Refusal};
 use crate::grammar::{
     self, EncryptedPayee, LimitChange, Message, Password, PayerRef, Payment, PaymentBody, RowTan,
     SecurityLevel, TypedAmount,
 };
+use crate::keys::BindingTag;
 use crate::keys::MasterKey;
 use crate::limits::{
     ACCOUNT_NUMBER_DIGITS, CALLBACK_TIMEOUT_SECONDS, ENCRYPTED_ACCOUNT_DIGITS,
@@ -40,6 +41,7 @@ use crate::posting::{LedgerAccount, Posting, PostingKind, Reference, TransferId}
 use crate::recipe::AmountDigits;
 use crate::redact::{RedactedSms, redact_sms};
 use crate::reply;
+use crate::secrets::EnvelopeSecrets;
 
 /// Bank rows a payment needs after the payer's row: the confirmation.
 const BANK_ROWS_DIRECT: usize = 1;

@@ -1,15 +1,14 @@
 //! Envelopes (TAN/PIN envelopes, TPE): rows, grids, their derivation from the master key, and the
-//! bookkeeping a database keeps about them.
+//! bookkeeping a database keeps about them. Where a verifier gets an envelope's secrets from is
+//! [`crate::secrets`].
 
-use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::cell::OnceCell;
 use core::fmt;
 
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 use zeroize::Zeroize;
 
-use crate::error::SealError;
+pub use crate::keys::BindingTag;
 use crate::keys::{DigitStream, EnvelopeKey, MasterKey, SealedEnvelope};
 use crate::limits::{
     ACCOUNT_NUMBER_DIGITS, ACCOUNT_OFFSET_RANGE, AMOUNT_OFFSET_RANGE, CHECKSUM_DIGITS,
@@ -154,6 +153,11 @@ impl Row {
         &self.recipe
     }
 
+    /// Row `number` of the envelope whose key is `key`.
+    pub(crate) fn derive_from(key: &EnvelopeKey, number: u8) -> Row {
+        Row::derive(&mut key.stream(b"row", number), number)
+    }
+
     fn derive(stream: &mut DigitStream, number: u8) -> Row {
         let grid = 1 + stream.below(GRIDS_PER_ENVELOPE as u64) as u8;
         let amount_offset = stream.below(AMOUNT_OFFSET_RANGE);
@@ -274,6 +278,11 @@ impl Grid {
         self.magnitude[class - 1].ct_eq(&code).into()
     }
 
+    /// Grid `number` (1–4) of the envelope whose key is `key`.
+    pub(crate) fn derive_from(key: &EnvelopeKey, number: u8) -> Grid {
+        Grid::derive(&mut key.stream(b"grid", number))
+    }
+
     fn derive(stream: &mut DigitStream) -> Grid {
         let mut cells = [[0u16; GRID_POSITIONS]; 10];
         for position in 0..GRID_POSITIONS {
@@ -326,13 +335,13 @@ pub struct Envelope {
 impl Envelope {
     /// Derives envelope `euin` from the master key.
     pub fn derive(master: &MasterKey, euin: Euin, rows: RowCount) -> Envelope {
-        let secrets = EnvelopeSecrets::derived(master, euin, rows);
+        let key = master.envelope_key(&euin);
         Envelope {
             euin,
             rows: (1..=rows.get())
-                .map(|number| secrets.derive_row(number))
+                .map(|number| Row::derive_from(&key, number))
                 .collect(),
-            grids: core::array::from_fn(|index| secrets.derive_grid(index as u8 + 1)),
+            grids: core::array::from_fn(|index| Grid::derive_from(&key, index as u8 + 1)),
         }
     }
 
@@ -355,97 +364,6 @@ impl Envelope {
 impl fmt::Debug for Envelope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Envelope({}, {} rows, ***)", self.euin, self.rows.len())
-    }
-}
-
-/// Where the secrets of one envelope come from when a message is verified: derived on demand from
-/// the master key (printed envelopes), or an imported envelope unsealed from the database.
-/// Derived rows and grids are kept once computed, for the life of this value (one message).
-pub enum EnvelopeSecrets {
-    /// Printed by offpay: every value derived from the envelope key.
-    Derived {
-        /// The envelope key.
-        key: EnvelopeKey,
-        /// Its row count.
-        rows: RowCount,
-        /// Rows derived so far (index row - 1).
-        row_cache: Box<[OnceCell<Row>; ROWS_MAX]>,
-        /// Grids derived so far.
-        grid_cache: Box<[OnceCell<Grid>; GRIDS_PER_ENVELOPE]>,
-    },
-    /// Imported from a file and unsealed.
-    Explicit(Box<Envelope>),
-}
-
-impl EnvelopeSecrets {
-    /// Secrets of a printed envelope.
-    pub fn derived(master: &MasterKey, euin: Euin, rows: RowCount) -> EnvelopeSecrets {
-        EnvelopeSecrets::Derived {
-            key: master.envelope_key(&euin),
-            rows,
-            row_cache: Box::new(core::array::from_fn(|_| OnceCell::new())),
-            grid_cache: Box::new(core::array::from_fn(|_| OnceCell::new())),
-        }
-    }
-
-    /// Secrets for what the database says about an envelope: unseals imported ones.
-    pub fn for_view(master: &MasterKey, view: &EnvelopeView) -> Result<EnvelopeSecrets, SealError> {
-        match &view.sealed {
-            None => Ok(EnvelopeSecrets::derived(master, view.euin, view.rows)),
-            Some(sealed) => Ok(EnvelopeSecrets::Explicit(Box::new(
-                master.unseal(&view.euin, sealed)?,
-            ))),
-        }
-    }
-
-    fn derive_row(&self, number: u8) -> Row {
-        match self {
-            EnvelopeSecrets::Derived { key, .. } => {
-                Row::derive(&mut key.stream(b"row", number), number)
-            }
-            EnvelopeSecrets::Explicit(_) => unreachable!("only derived secrets derive"),
-        }
-    }
-
-    fn derive_grid(&self, number: u8) -> Grid {
-        match self {
-            EnvelopeSecrets::Derived { key, .. } => Grid::derive(&mut key.stream(b"grid", number)),
-            EnvelopeSecrets::Explicit(_) => unreachable!("only derived secrets derive"),
-        }
-    }
-
-    /// Row `number`, if the envelope has it.
-    pub fn row(&self, number: u8) -> Option<&Row> {
-        match self {
-            EnvelopeSecrets::Derived {
-                rows, row_cache, ..
-            } => {
-                if !(1..=rows.get()).contains(&number) {
-                    return None;
-                }
-                Some(row_cache[usize::from(number) - 1].get_or_init(|| self.derive_row(number)))
-            }
-            EnvelopeSecrets::Explicit(envelope) => envelope.row(number),
-        }
-    }
-
-    /// Grid `number` (1–4).
-    pub fn grid(&self, number: u8) -> Option<&Grid> {
-        if !(1..=GRIDS_PER_ENVELOPE as u8).contains(&number) {
-            return None;
-        }
-        match self {
-            EnvelopeSecrets::Derived { grid_cache, .. } => {
-                Some(grid_cache[usize::from(number) - 1].get_or_init(|| self.derive_grid(number)))
-            }
-            EnvelopeSecrets::Explicit(envelope) => envelope.grid(number),
-        }
-    }
-}
-
-impl fmt::Debug for EnvelopeSecrets {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("EnvelopeSecrets(***)")
     }
 }
 
@@ -489,23 +407,6 @@ pub struct EnvelopeView {
     pub binding: Option<BindingTag>,
 }
 
-/// The binding MAC of an envelope to an account (16 bytes of HMAC-SHA256 under the master key).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct BindingTag(pub [u8; 16]);
-
-impl BindingTag {
-    /// Constant-time equality.
-    pub fn matches(&self, other: &BindingTag) -> bool {
-        self.0.ct_eq(&other.0).into()
-    }
-}
-
-impl fmt::Debug for BindingTag {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "BindingTag({:02x}{:02x}…)", self.0[0], self.0[1])
-    }
-}
-
 impl EnvelopeView {
     /// A freshly printed, unallocated envelope.
     pub fn unallocated(euin: Euin, rows: RowCount) -> EnvelopeView {
@@ -532,23 +433,6 @@ mod tests {
 
     fn master() -> MasterKey {
         MasterKey::from_bytes([42; 32])
-    }
-
-    #[test]
-    fn derivation_is_deterministic_and_lazy_matches_full() {
-        let euin = Euin::issued(263, 12).unwrap();
-        let full = Envelope::derive(&master(), euin, RowCount::Twenty);
-        let lazy = EnvelopeSecrets::derived(&master(), euin, RowCount::Twenty);
-        for number in 1..=20 {
-            let a = full.row(number).unwrap();
-            let b = lazy.row(number).unwrap();
-            assert!(a.tan().matches(b.tan()));
-            assert_eq!(a.recipe(), b.recipe());
-            assert_eq!(a.amount_offset_hundredths(), b.amount_offset_hundredths());
-        }
-        assert!(lazy.row(21).is_none());
-        assert_eq!(full.grid(3).unwrap(), lazy.grid(3).unwrap());
-        assert!(lazy.grid(5).is_none());
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Keys: the master key held outside the database, per-envelope keys derived from it, the digit
-//! stream that turns a key into printed secrets, and sealing of imported envelopes.
+//! stream that turns a key into printed secrets, and the tags the master key makes (binding, pay
+//! number, fingerprint). Sealing imported envelopes is in [`crate::seal`], above the envelope
+//! file format it encrypts.
 //!
 //! Derivation (all HMAC-SHA256, labels are ASCII):
 //! - envelope key  = HMAC(master, "offpay/sms-tan/v1/envelope" ‖ EUIN digits as ASCII)
@@ -13,30 +15,24 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use chacha20poly1305::aead::AeadInOut;
-use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
-use zeroize::{Zeroize, Zeroizing};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroize;
 
-use crate::envelope::Envelope;
-use crate::error::{Misuse, SealError};
-use crate::numbers::Euin;
+use crate::error::Misuse;
+use crate::numbers::{AccountNumber, Euin};
 
 type HmacSha256 = Hmac<Sha256>;
 
 const ENVELOPE_LABEL: &[u8] = b"offpay/sms-tan/v1/envelope";
-const SEAL_LABEL: &[u8] = b"offpay/sms-tan/v1/seal";
-const SEAL_NONCE_LABEL: &[u8] = b"offpay/sms-tan/v1/seal-nonce";
 const FINGERPRINT_LABEL: &[u8] = b"offpay/sms-tan/v1/fingerprint";
 const BINDING_LABEL: &[u8] = b"offpay/sms-tan/v1/binding";
 const PAY_NUMBER_LABEL: &[u8] = b"offpay/sms-tan/v1/pay-number";
 /// Format version byte at the start of every sealed envelope.
 pub const SEALED_FORMAT_VERSION: u8 = 1;
-const SEAL_NONCE_BYTES: usize = 24;
-const SEAL_TAG_BYTES: usize = 16;
 
-fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+pub(crate) fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     // HMAC accepts keys of any length, so this cannot fail.
     let mut mac = match HmacSha256::new_from_slice(key) {
         Ok(mac) => mac,
@@ -77,27 +73,29 @@ impl MasterKey {
     }
 
     /// The tag that binds envelope `euin` to the account with receive number `account`.
-    pub fn binding_tag(
-        &self,
-        euin: &Euin,
-        account: &crate::numbers::AccountNumber,
-    ) -> crate::envelope::BindingTag {
+    pub fn binding_tag(&self, euin: &Euin, account: &AccountNumber) -> BindingTag {
         let account_ascii = account.digits().map(|digit| b'0' + digit);
         let full = hmac(&self.0, &[BINDING_LABEL, &euin_ascii(euin), &account_ascii]);
         let mut tag = [0u8; 16];
         tag.copy_from_slice(&full[..16]);
-        crate::envelope::BindingTag(tag)
+        BindingTag(tag)
     }
 
     /// A keyed tag of a secret pay number, for the server's index from pay number to account:
     /// the database keeps the tag, never the pay number, and without the master key a tag cannot
     /// be computed for a guessed number.
-    pub fn pay_number_tag(&self, pay_number: &crate::numbers::AccountNumber) -> [u8; 16] {
+    pub fn pay_number_tag(&self, pay_number: &AccountNumber) -> [u8; 16] {
         let ascii = pay_number.digits().map(|digit| b'0' + digit);
         let full = hmac(&self.0, &[PAY_NUMBER_LABEL, &ascii]);
         let mut tag = [0u8; 16];
         tag.copy_from_slice(&full[..16]);
         tag
+    }
+
+    /// HMAC of `parts` under the master key itself (for keys derived by label, e.g. the seal key).
+    #[cfg(feature = "operator")]
+    pub(crate) fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
+        hmac(&self.0, parts)
     }
 
     /// A short public fingerprint, so a server can check at start that it loaded the key its
@@ -108,82 +106,14 @@ impl MasterKey {
         out.copy_from_slice(&full[..8]);
         out
     }
-
-    /// Encrypts an imported envelope for storage. Deterministic (synthetic nonce from the
-    /// content), so no randomness is needed and sealing the same envelope twice gives the same
-    /// bytes; the EUIN is bound as associated data so a blob cannot be moved to another envelope.
-    pub fn seal(&self, envelope: &Envelope) -> SealedEnvelope {
-        let key = Zeroizing::new(hmac(&self.0, &[SEAL_LABEL]));
-        let mut plaintext = Zeroizing::new(crate::import::format_envelope(envelope).into_bytes());
-        let euin_text = euin_ascii(&envelope.euin);
-        let nonce_full = hmac(&*key, &[SEAL_NONCE_LABEL, &euin_text, &plaintext]);
-        let mut nonce_bytes = [0u8; SEAL_NONCE_BYTES];
-        nonce_bytes.copy_from_slice(&nonce_full[..SEAL_NONCE_BYTES]);
-        let cipher = XChaCha20Poly1305::new(&Key::from(*key));
-        let nonce = XNonce::from(nonce_bytes);
-        let aad = associated_data(&envelope.euin);
-        let tag = match cipher.encrypt_inout_detached(&nonce, &aad, plaintext.as_mut_slice().into())
-        {
-            Ok(tag) => tag,
-            Err(_) => unreachable!("envelope texts are far below the AEAD length limit"),
-        };
-        let mut out = Vec::with_capacity(1 + SEAL_NONCE_BYTES + plaintext.len() + SEAL_TAG_BYTES);
-        out.push(SEALED_FORMAT_VERSION);
-        out.extend_from_slice(&nonce_bytes);
-        out.extend_from_slice(&plaintext);
-        out.extend_from_slice(tag.as_slice());
-        SealedEnvelope(out)
-    }
-
-    /// Opens a sealed envelope for `euin`.
-    pub fn unseal(&self, euin: &Euin, sealed: &SealedEnvelope) -> Result<Envelope, SealError> {
-        let bytes = &sealed.0;
-        let (&version, rest) = bytes.split_first().ok_or(SealError::Corrupt)?;
-        if version != SEALED_FORMAT_VERSION {
-            return Err(SealError::UnsupportedVersion);
-        }
-        if rest.len() < SEAL_NONCE_BYTES + SEAL_TAG_BYTES {
-            return Err(SealError::Corrupt);
-        }
-        let (nonce_bytes, rest) = rest.split_at(SEAL_NONCE_BYTES);
-        let (ciphertext, tag_bytes) = rest.split_at(rest.len() - SEAL_TAG_BYTES);
-        let key = Zeroizing::new(hmac(&self.0, &[SEAL_LABEL]));
-        let cipher = XChaCha20Poly1305::new(&Key::from(*key));
-        let mut nonce_array = [0u8; SEAL_NONCE_BYTES];
-        nonce_array.copy_from_slice(nonce_bytes);
-        let mut tag_array = [0u8; SEAL_TAG_BYTES];
-        tag_array.copy_from_slice(tag_bytes);
-        let mut buffer = Zeroizing::new(ciphertext.to_vec());
-        cipher
-            .decrypt_inout_detached(
-                &XNonce::from(nonce_array),
-                &associated_data(euin),
-                buffer.as_mut_slice().into(),
-                &tag_array.into(),
-            )
-            .map_err(|_| SealError::Inauthentic)?;
-        let text = core::str::from_utf8(&buffer).map_err(|_| SealError::Corrupt)?;
-        let envelope = crate::import::parse_envelope(text).map_err(|_| SealError::Corrupt)?;
-        if envelope.euin != *euin {
-            return Err(SealError::Inauthentic);
-        }
-        Ok(envelope)
-    }
 }
 
-fn euin_ascii(euin: &Euin) -> [u8; crate::limits::EUIN_DIGITS] {
+pub(crate) fn euin_ascii(euin: &Euin) -> [u8; crate::limits::EUIN_DIGITS] {
     let mut ascii = [0u8; crate::limits::EUIN_DIGITS];
     for (slot, digit) in ascii.iter_mut().zip(euin.digits()) {
         *slot = b'0' + digit;
     }
     ascii
-}
-
-fn associated_data(euin: &Euin) -> [u8; 1 + crate::limits::EUIN_DIGITS] {
-    let mut aad = [0u8; 1 + crate::limits::EUIN_DIGITS];
-    aad[0] = SEALED_FORMAT_VERSION;
-    aad[1..].copy_from_slice(&euin_ascii(euin));
-    aad
 }
 
 impl Drop for MasterKey {
@@ -198,9 +128,26 @@ impl fmt::Debug for MasterKey {
     }
 }
 
+/// The binding MAC of an envelope to an account (16 bytes of HMAC-SHA256 under the master key).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BindingTag(pub [u8; 16]);
+
+impl BindingTag {
+    /// Constant-time equality.
+    pub fn matches(&self, other: &BindingTag) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl fmt::Debug for BindingTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BindingTag({:02x}{:02x}…)", self.0[0], self.0[1])
+    }
+}
+
 /// An imported envelope encrypted under the master key: safe to keep in the database.
 #[derive(Clone, PartialEq, Eq)]
-pub struct SealedEnvelope(Vec<u8>);
+pub struct SealedEnvelope(pub(crate) Vec<u8>);
 
 impl SealedEnvelope {
     /// From stored bytes.

@@ -1,12 +1,16 @@
 //! Rail 2 of offpay: SMS payments authenticated by printed TAN/PIN envelopes (SPS, seed 002).
-//! Pure logic only — envelopes, the SMS grammar, verification, replies, postings and the envelope
-//! PDF; the server does the I/O (gateway, database, ledger, scheduler) around it.
+//! Pure logic only; the server does the I/O (gateway, database, ledger, scheduler) around it.
 //!
-//! The flow a server drives for each inbound SMS is in [`engine`]: [`Engine::receive`] parses the
-//! text and asks, step by step, for what it must load (the payer, a pending callback, the payee, a
-//! new envelope); the final [`Outcome`] lists the effects to persist atomically, the postings for
-//! the ledger and the replies to queue. The protocol is specified in `docs/protocols/sms-tan.md`.
-#![cfg_attr(not(test), no_std)]
+//! The device half (`no_std` + `alloc`, always built): envelopes, the SMS grammar and how a payer
+//! writes a message from an envelope ([`compose`]). The operator half (feature `operator`, std):
+//! the verification engine (`engine`: `Engine::receive` parses the text and asks, step by step,
+//! for what it must load; the final `Outcome` lists effects, postings and replies), replies, the
+//! envelope PDF, and in `operator` every rule of the operator's server — record layouts and keys,
+//! load plans, spending windows, the decisions that turn an outcome into ledger effects, settings,
+//! envelopes, terminals, disputes, web login and the outbox's retry policy. The protocol is
+//! specified in `docs/protocols/sms-tan.md`.
+// The operator half runs on a server: with it the crate is built with std.
+#![cfg_attr(not(any(test, feature = "operator")), no_std)]
 #![cfg_attr(not(test), forbid(clippy::unwrap_used))]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
@@ -14,40 +18,60 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
-pub mod account;
+// The device half: what a payer's envelope holds and how a message is written and read.
 pub mod civil_time;
-pub mod engine;
+pub mod compose;
 pub mod envelope;
 pub mod error;
 pub mod grammar;
 pub mod import;
 pub mod keys;
 pub mod numbers;
-pub mod pdf;
 pub mod posting;
 pub mod recipe;
-pub mod redact;
-pub mod reply;
 
+// The operator half: verifying messages and everything the operator keeps and decides. Devices
+// never carry it (the `no_std` builds leave the feature off).
+#[cfg(feature = "operator")]
+pub mod account;
+#[cfg(feature = "operator")]
+pub mod engine;
+#[cfg(feature = "operator")]
+pub mod operator;
+#[cfg(feature = "operator")]
+pub mod pdf;
+#[cfg(feature = "operator")]
+pub mod redact;
+#[cfg(feature = "operator")]
+pub mod reply;
+#[cfg(feature = "operator")]
+pub mod seal;
+#[cfg(feature = "operator")]
+pub mod secrets;
+
+#[cfg(feature = "operator")]
 pub use account::{
     AccountView, CurrencyClass, ExchangeRate, FeeSchedule, Limits, PayeeLimit, Spending,
 };
+pub use compose::{grid_text, low_text};
+#[cfg(feature = "operator")]
 pub use engine::{
     Effect, Engine, EngineConfig, Inbound, Next, OutboundSms, Outcome, PayeeContext, PayerContext,
     PendingCallback, ScheduledPayment, TerminalPayment, Verdict,
 };
-pub use envelope::{
-    BindingTag, Envelope, EnvelopeSecrets, EnvelopeStatus, EnvelopeView, Grid, Row, RowCount,
-    RowSet,
-};
+pub use envelope::{Envelope, EnvelopeStatus, EnvelopeView, Grid, Row, RowCount, RowSet};
 pub use error::{Error, ImportError, Misuse, ParseError, Refusal, SealError};
 pub use grammar::{Checksum, Message, PayerRef, RowChecksum, SecurityLevel, parse};
-pub use keys::{MasterKey, SealedEnvelope};
+pub use keys::{BindingTag, MasterKey, SealedEnvelope};
 pub use numbers::{AccountNumber, Euin, PhoneNumber, Tan};
+#[cfg(feature = "operator")]
 pub use pdf::{PdfOptions, render_envelopes_pdf};
 pub use posting::{LedgerAccount, Posting, PostingKind, Reference, TransferId};
 pub use recipe::{Recipe, Term};
+#[cfg(feature = "operator")]
 pub use redact::redact_sms;
+#[cfg(feature = "operator")]
+pub use secrets::EnvelopeSecrets;
 
 /// Every bound of the protocol, named once. Compile-time assertions below tie them together.
 pub mod limits {

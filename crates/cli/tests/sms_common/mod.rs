@@ -8,9 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use offpay_ledger::{Amount, Currency};
+use offpay_sms_tan::compose::{grid_text, low_text};
 use offpay_sms_tan::import::parse_envelope;
-use offpay_sms_tan::recipe::AmountDigits;
-use offpay_sms_tan::{AccountNumber, Envelope, Euin, MasterKey, RowCount};
+use offpay_sms_tan::{AccountNumber, Envelope, Euin, MasterKey, RowCount, SecurityLevel};
 use serde_json::{Value, json};
 
 /// Upper bound on any wait in these tests.
@@ -266,12 +266,8 @@ pub fn sum(envelope: &Envelope, row: u8, payee: &str, amount: &Amount) -> String
 
 /// A low-level payment.
 pub fn low_pay(envelope: &Envelope, payee: &str, amount: &Amount, row: u8) -> String {
-    format!(
-        "PAY {} {payee} {} {row} {}",
-        envelope.euin,
-        amount.decimal(),
-        sum(envelope, row, payee, amount)
-    )
+    let payee = AccountNumber::parse(payee).unwrap();
+    low_text(envelope, &envelope.euin.to_string(), &payee, amount, row).unwrap()
 }
 
 /// A middle (`PAYG`) or high (`PAYC`) payment.
@@ -282,25 +278,21 @@ pub fn grid_pay(
     amount: &Amount,
     row: u8,
 ) -> String {
-    let secret = envelope.row(row).unwrap();
-    let grid = envelope.grid(secret.grid_number()).unwrap();
+    let level = match keyword {
+        "PAYG" => SecurityLevel::Middle,
+        "PAYC" => SecurityLevel::High,
+        other => panic!("{other} is not a grid keyword"),
+    };
     let payee = AccountNumber::parse(payee).unwrap();
-    let mut coded = String::new();
-    for digit in &payee.digits()[..2] {
-        coded.push(char::from(b'0' + digit));
-    }
-    for (index, digit) in payee.digits()[2..].iter().enumerate() {
-        coded.push_str(&format!(" {:03}", grid.code(*digit, index + 1)));
-    }
-    let plus = amount.minor() + secret.amount_offset_hundredths();
-    format!(
-        "{keyword} {} {row} {coded} {}.{:02} {:03} {}",
-        envelope.euin,
-        plus / 100,
-        plus % 100,
-        grid.magnitude_code(AmountDigits::of(amount).whole_length()),
-        secret.tan().reveal()
+    grid_text(
+        envelope,
+        level,
+        &envelope.euin.to_string(),
+        &payee,
+        amount,
+        row,
     )
+    .unwrap()
 }
 
 /// `BANK ROW r TAN t` in a reply.

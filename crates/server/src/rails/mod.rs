@@ -14,6 +14,8 @@ use axum::Router;
 use crate::config::ServerConfig;
 use crate::{AppState, Inputs, StartError};
 
+// The operator's own accounts are part of the operator contract, so a rail's operator half (in its
+// own crate) names them the same way the server does.
 pub use offpay_operator::accounts::{
     FEES, OPERATOR_FLOAT, SUSPENSE, operator_account_id, operator_accounts,
 };

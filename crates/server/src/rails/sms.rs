@@ -1,33 +1,40 @@
-//! Rail 2, SMS-TAN: the operator half of the SMS payment scheme (`offpay-sms-tan`) wired to the
-//! ledger. Gateways (Kannel's `get-url` and `sendsms` with delivery reports, and a generic
-//! webhook) bring SMS in and take replies out through a durable queue; the engine's outcome of
-//! each SMS — envelope bookkeeping, account data, postings, replies — commits as one ledger batch.
-//! Also here: the operator API for SMS accounts and envelopes, the merchant terminal API, the web
-//! statement page, and the scheduler for scheduled payments and expired callbacks.
+//! Rail 2, SMS-TAN: the routes of the SMS payment scheme and their mapping onto its operator half
+//! (`offpay_sms_tan::operator`, where every rule lives). Gateways (Kannel's `get-url` and
+//! `sendsms` with delivery reports, and a generic webhook) bring SMS in and take replies out
+//! through a durable queue; each SMS is loaded, decided and committed by the runner as one ledger
+//! batch. Also here: the operator API for SMS accounts and envelopes, the merchant terminal API,
+//! the web statement page, and the scheduler's loop.
 //!
 //! Keys and secrets: the envelope master key is `DATA_DIR/sms-master.key` (32 bytes, mode 0600,
 //! created on first start; a KMS/HSM later), the gateway token `DATA_DIR/sms-gateway.token`.
 //! Neither is ever logged or shown by `Debug`.
 
+pub mod cache;
 pub mod gateway;
+pub mod inbound;
 pub mod operator;
-pub mod process;
-pub mod records;
 pub mod web;
 
-use offpay_operator::Entropy;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::Router;
-use offpay_ledger::{Amount, Currency};
-use offpay_sms_tan::{Engine, EngineConfig, ExchangeRate, FeeSchedule, MasterKey};
-use serde::{Deserialize, Serialize};
+use axum::http::StatusCode;
+use offpay_ledger::{Currency, Refusal};
+use offpay_operator::{Entropy, RecordError};
+use offpay_sms_tan::MasterKey;
+use offpay_sms_tan::operator::apply::Summary;
+use offpay_sms_tan::operator::records::SETTINGS_KEY;
+use offpay_sms_tan::operator::{Operator, OperatorError, Settings};
+use serde::Deserialize;
 
 use crate::config::ServerConfig;
 use crate::error::ApiError;
+use crate::ledger::LedgerError;
+use crate::metrics::Metrics;
+use crate::runner::RunError;
 use crate::{AppState, StartError};
 
 /// The master key file's name in the data directory.
@@ -38,141 +45,6 @@ pub const GATEWAY_TOKEN_FILE: &str = "sms-gateway.token";
 pub const GATEWAY_CONFIG_FILE: &str = "sms.toml";
 /// Gateway token length in bytes before hex encoding.
 pub const GATEWAY_TOKEN_BYTES: usize = 32;
-/// The EUIN prefix used unless the operator sets another.
-pub const DEFAULT_EUIN_PREFIX: u16 = 263;
-
-/// The operator's settings for this rail, stored as a record and editable through the API.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Settings {
-    /// Format version.
-    pub version: u32,
-    /// Fees per level, one entry per currency.
-    pub fees: Vec<FeeSetting>,
-    /// Default dialback threshold per currency.
-    pub dialback_defaults: Vec<AmountSetting>,
-    /// Exchange rates.
-    pub rates: Vec<RateSetting>,
-    /// Currencies the operator tags hard (may be converted out of).
-    pub hard_currencies: Vec<String>,
-    /// The operator's time zone, minutes east of UTC.
-    pub utc_offset_minutes: i32,
-    /// EUIN prefix for printed envelopes.
-    pub euin_prefix: u16,
-    /// Printed on envelopes.
-    pub operator_name: String,
-    /// Printed on envelopes: where payers send SMS.
-    pub sms_number: String,
-    /// The server's currency (not stored; from the configuration).
-    #[serde(skip, default = "default_currency")]
-    pub server_currency: Currency,
-}
-
-fn default_currency() -> Currency {
-    Currency::KES
-}
-
-/// Fees of one currency, decimal text.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct FeeSetting {
-    /// ISO 4217.
-    pub currency: String,
-    /// Low level.
-    pub low: String,
-    /// Middle level.
-    pub middle: String,
-    /// High level (callback).
-    pub high: String,
-}
-
-/// An amount in a currency, decimal text.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct AmountSetting {
-    /// ISO 4217.
-    pub currency: String,
-    /// Decimal.
-    pub amount: String,
-}
-
-/// An exchange rate: one minor unit of `from` is `numerator / denominator` minor units of `to`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct RateSetting {
-    /// From.
-    pub from: String,
-    /// To.
-    pub to: String,
-    /// Numerator.
-    pub numerator: u64,
-    /// Denominator.
-    pub denominator: u64,
-}
-
-impl Settings {
-    /// Defaults: no fees, no default threshold, no rates, UTC.
-    pub fn defaults(server_currency: Currency) -> Settings {
-        Settings {
-            version: records::FORMAT_VERSION,
-            fees: Vec::new(),
-            dialback_defaults: Vec::new(),
-            rates: Vec::new(),
-            hard_currencies: Vec::new(),
-            utc_offset_minutes: 0,
-            euin_prefix: DEFAULT_EUIN_PREFIX,
-            operator_name: "offpay".to_owned(),
-            sms_number: "your operator's SMS number".to_owned(),
-            server_currency,
-        }
-    }
-
-    /// The engine configuration these settings describe.
-    pub fn engine_config(&self) -> Result<EngineConfig, ApiError> {
-        let currency = |code: &str| {
-            Currency::from_code(code).map_err(|error| {
-                ApiError::bad_request("invalid_currency", format!("currency {code:?}: {error}"))
-            })
-        };
-        let amount = |text: &str, code: &str| -> Result<Amount, ApiError> {
-            Amount::parse(text, currency(code)?).map_err(|error| {
-                ApiError::bad_request("invalid_amount", format!("amount {text:?}: {error}"))
-            })
-        };
-        let mut fees = Vec::new();
-        for fee in &self.fees {
-            fees.push(FeeSchedule {
-                low: amount(&fee.low, &fee.currency)?,
-                middle: amount(&fee.middle, &fee.currency)?,
-                high: amount(&fee.high, &fee.currency)?,
-            });
-        }
-        let mut dialback_defaults = Vec::new();
-        for default in &self.dialback_defaults {
-            dialback_defaults.push(amount(&default.amount, &default.currency)?);
-        }
-        let mut rates = Vec::new();
-        for rate in &self.rates {
-            rates.push(ExchangeRate {
-                from: currency(&rate.from)?,
-                to: currency(&rate.to)?,
-                numerator: rate.numerator,
-                denominator: rate.denominator,
-            });
-        }
-        for code in &self.hard_currencies {
-            currency(code)?;
-        }
-        if self.utc_offset_minutes.abs() > 14 * 60 {
-            return Err(ApiError::bad_request(
-                "invalid_offset",
-                "utc_offset_minutes must be within -840..=840",
-            ));
-        }
-        Ok(EngineConfig {
-            fees,
-            dialback_defaults,
-            rates,
-            utc_offset_minutes: self.utc_offset_minutes,
-        })
-    }
-}
 
 /// Where and how to reach Kannel's `sendsms` (from `DATA_DIR/sms.toml`, or the file named by
 /// `OFFPAY_SMS_CONFIG`). Without it, queued SMS wait in the outbox (see the operator API).
@@ -229,7 +101,7 @@ pub struct SmsMetrics {
     pub inbound: AtomicU64,
     /// Gateway retries answered from the dedupe record.
     pub duplicates: AtomicU64,
-    /// Messages re-run after a compare-and-set conflict.
+    /// Messages loaded and decided again after a refused commit.
     pub reruns: AtomicU64,
     /// SMS handed to Kannel.
     pub sent: AtomicU64,
@@ -249,8 +121,7 @@ impl std::fmt::Debug for Secret {
 #[derive(Debug)]
 pub struct SmsRail {
     master: Secret,
-    engine: RwLock<Arc<Engine>>,
-    settings: RwLock<Arc<Settings>>,
+    operator: RwLock<Arc<Operator>>,
     settings_loaded: AtomicBool,
     gateway_token: Secret,
     kannel: Option<KannelConfig>,
@@ -259,8 +130,8 @@ pub struct SmsRail {
     /// Counters.
     pub metrics: SmsMetrics,
     fingerprint: [u8; 8],
-    /// Envelope and account records of this process's recent commits.
-    pub cache: Arc<process::RecordCache>,
+    /// Envelope and account records of this process's recent reads and commits.
+    pub cache: Arc<cache::RecordCache>,
     operator_ready: std::sync::Mutex<Vec<Currency>>,
 }
 
@@ -358,6 +229,17 @@ fn load_kannel(config: &ServerConfig) -> Result<Option<KannelConfig>, StartError
     }))
 }
 
+fn master_key(master_hex: &str) -> Result<MasterKey, OperatorError> {
+    let invalid = || OperatorError::Invalid {
+        code: "bad_master_key",
+        message: "the master key must be 32 bytes of hex".into(),
+    };
+    let mut bytes = hex::decode(master_hex).map_err(|_| invalid())?;
+    let master = MasterKey::from_slice(&bytes);
+    bytes.fill(0);
+    master.map_err(|_| invalid())
+}
+
 impl SmsRail {
     /// Loads or creates the master key and the gateway token, and reads the gateway file.
     pub fn start(config: &ServerConfig, inputs: &crate::Inputs) -> Result<SmsRail, StartError> {
@@ -372,14 +254,15 @@ impl SmsRail {
             GATEWAY_TOKEN_BYTES,
             entropy,
         )?;
-        let settings = Settings::defaults(config.currency);
-        let engine = build_engine(&master, &settings).map_err(|error| {
-            StartError::Config(crate::config::ConfigError::Invalid {
-                setting: "sms master key",
-                message: error.message,
-            })
-        })?;
-        let fingerprint = engine.master().fingerprint();
+        let operator = master_key(&master)
+            .and_then(|key| Operator::new(key, Settings::default(), config.currency))
+            .map_err(|error| {
+                StartError::Config(crate::config::ConfigError::Invalid {
+                    setting: "sms master key",
+                    message: error.to_string(),
+                })
+            })?;
+        let fingerprint = operator.master().fingerprint();
         let kannel = load_kannel(config)?;
         let http = reqwest::Client::builder()
             .timeout(gateway::SEND_TIMEOUT)
@@ -395,8 +278,7 @@ impl SmsRail {
         );
         Ok(SmsRail {
             master: Secret(master),
-            engine: RwLock::new(Arc::new(engine)),
-            settings: RwLock::new(Arc::new(settings)),
+            operator: RwLock::new(Arc::new(operator)),
             settings_loaded: AtomicBool::new(false),
             gateway_token: Secret(gateway_token),
             kannel,
@@ -404,23 +286,15 @@ impl SmsRail {
             wake: tokio::sync::Notify::new(),
             metrics: SmsMetrics::default(),
             fingerprint,
-            cache: Arc::new(process::RecordCache::new(inputs.clock.clone())),
+            cache: Arc::new(cache::RecordCache::new(inputs.clock.clone())),
             operator_ready: std::sync::Mutex::new(Vec::new()),
         })
     }
 
-    /// The engine with the current settings.
-    pub fn engine(&self) -> Arc<Engine> {
-        match self.engine.read() {
-            Ok(engine) => engine.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    /// The current settings.
-    pub fn settings(&self) -> Arc<Settings> {
-        match self.settings.read() {
-            Ok(settings) => settings.clone(),
+    /// The operator half with the current settings.
+    pub fn operator(&self) -> Arc<Operator> {
+        match self.operator.read() {
+            Ok(operator) => operator.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
@@ -435,22 +309,21 @@ impl SmsRail {
         subtle::ConstantTimeEq::ct_eq(self.gateway_token.0.as_bytes(), presented.as_bytes()).into()
     }
 
-    /// Installs new settings (validated) and rebuilds the engine.
-    pub fn install(
+    /// The operator half for `settings` (they are refused if the engine cannot run on them).
+    pub fn operator_for(
         &self,
-        mut settings: Settings,
+        settings: Settings,
         server_currency: Currency,
-    ) -> Result<(), ApiError> {
-        settings.server_currency = server_currency;
-        let engine = build_engine(&self.master.0, &settings)?;
-        if let Ok(mut slot) = self.engine.write() {
-            *slot = Arc::new(engine);
-        }
-        if let Ok(mut slot) = self.settings.write() {
-            *slot = Arc::new(settings);
+    ) -> Result<Operator, OperatorError> {
+        Operator::new(master_key(&self.master.0)?, settings, server_currency)
+    }
+
+    /// Puts `operator` (built by [`SmsRail::operator_for`]) in force.
+    pub fn install(&self, operator: Operator) {
+        if let Ok(mut slot) = self.operator.write() {
+            *slot = Arc::new(operator);
         }
         self.settings_loaded.store(true, Ordering::Release);
-        Ok(())
     }
 
     /// Loads the stored settings once (before the first message).
@@ -460,12 +333,20 @@ impl SmsRail {
         }
         let stored = state
             .ledger
-            .read(|store| process::get::<Settings>(store, records::SETTINGS_KEY))
-            .await?;
-        let settings = stored
-            .map(|(settings, _)| settings)
-            .unwrap_or_else(|| Settings::defaults(state.config.currency));
-        self.install(settings, state.config.currency)
+            .read(|store| {
+                Ok(offpay_operator::Loaded::<Settings>::read(
+                    store,
+                    SETTINGS_KEY,
+                ))
+            })
+            .await?
+            .map_err(SmsFailure::from)?;
+        let settings = stored.value.unwrap_or_default();
+        let operator = self
+            .operator_for(settings, state.config.currency)
+            .map_err(SmsFailure::from)?;
+        self.install(operator);
+        Ok(())
     }
 
     /// Currencies whose operator accounts (float, suspense, fees) are known to exist.
@@ -476,30 +357,107 @@ impl SmsRail {
             .unwrap_or_default()
     }
 
-    /// Notes that the operator accounts of `currency` exist.
-    pub fn mark_operator_ready(&self, currency: Currency) {
-        if let Ok(mut ready) = self.operator_ready.lock()
-            && !ready.contains(&currency)
-        {
-            ready.push(currency);
-        }
-    }
-
     /// Wakes the outbound queue worker.
     pub fn wake_outbound(&self) {
         self.wake.notify_one();
     }
+
+    /// What to do once a decision's effects are committed: keep the records it wrote in the read
+    /// cache, note the operator accounts that now exist, count, and wake the sender for queued
+    /// replies.
+    pub fn committed(&self, state: &AppState, summary: &Summary) {
+        self.cache.keep_written(&summary.written);
+        if let Ok(mut ready) = self.operator_ready.lock() {
+            for currency in &summary.operator_currencies {
+                if !ready.contains(currency) {
+                    ready.push(*currency);
+                }
+            }
+        }
+        Metrics::add(&state.metrics.batches_committed, 1);
+        Metrics::add(&state.metrics.transfers_committed, summary.postings as u64);
+        if summary.queued > 0 {
+            self.wake_outbound();
+        }
+    }
 }
 
-fn build_engine(master_hex: &str, settings: &Settings) -> Result<Engine, ApiError> {
-    let mut bytes = hex::decode(master_hex)
-        .map_err(|_| ApiError::bad_request("bad_master_key", "the master key is not hex"))?;
-    let master = MasterKey::from_slice(&bytes);
-    bytes.fill(0);
-    let master = master
-        .map_err(|_| ApiError::bad_request("bad_master_key", "the master key must be 32 bytes"))?;
-    Engine::new(settings.engine_config()?, master)
-        .map_err(|error| ApiError::bad_request("invalid_settings", format!("{error:?}")))
+/// A ledger refusal that means a balance read at load changed before the commit: decide again.
+pub fn balance_changed(refusal: &Refusal) -> bool {
+    matches!(refusal, Refusal::InsufficientFunds { .. })
+}
+
+/// Why an SMS route failed, on the way to its HTTP answer.
+#[derive(Debug)]
+pub struct SmsFailure(pub ApiError);
+
+impl From<SmsFailure> for ApiError {
+    fn from(failure: SmsFailure) -> ApiError {
+        failure.0
+    }
+}
+
+impl From<ApiError> for SmsFailure {
+    fn from(error: ApiError) -> SmsFailure {
+        SmsFailure(error)
+    }
+}
+
+impl From<LedgerError> for SmsFailure {
+    fn from(error: LedgerError) -> SmsFailure {
+        SmsFailure(error.into())
+    }
+}
+
+impl From<RunError> for SmsFailure {
+    fn from(error: RunError) -> SmsFailure {
+        SmsFailure(match error {
+            RunError::Ledger(error) => error.into(),
+            RunError::Refused(refusal) => ApiError::refused(&refusal),
+            RunError::Contention => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "the records kept changing under this request; retry later",
+            ),
+        })
+    }
+}
+
+impl From<RecordError> for SmsFailure {
+    fn from(error: RecordError) -> SmsFailure {
+        match error {
+            RecordError::Store(error) => SmsFailure(LedgerError::from(error).into()),
+            other => {
+                tracing::error!(error = %other, "sms record");
+                SmsFailure(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "corrupt_record",
+                    other.to_string(),
+                ))
+            }
+        }
+    }
+}
+
+impl From<OperatorError> for SmsFailure {
+    fn from(error: OperatorError) -> SmsFailure {
+        SmsFailure(match error {
+            OperatorError::Invalid { code, message } => ApiError::bad_request(code, message),
+            OperatorError::NotFound { what, id } => ApiError::not_found(what, &id),
+            OperatorError::Conflict { code, message } => {
+                ApiError::new(StatusCode::CONFLICT, code, message)
+            }
+            OperatorError::Unprocessable { code, message } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+            }
+            OperatorError::Record(error) => return SmsFailure::from(error),
+            other => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                other.to_string(),
+            ),
+        })
+    }
 }
 
 /// Routes gateways, terminals and account holders call.

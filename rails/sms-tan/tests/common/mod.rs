@@ -1,18 +1,20 @@
 //! An in-memory operator for scenario tests: accounts, envelopes, pending callbacks and a
 //! double-entry ledger, applying each [`Outcome`] the way a server would (compare-and-set on the
-//! envelope row set, idempotent postings).
+//! envelope row set, idempotent postings), and counting spending with the operator's own
+//! spending windows (`offpay_sms_tan::operator::spending`).
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use offpay_money::{Amount, Currency};
 use offpay_sms_tan::civil_time::UnixSeconds;
+use offpay_sms_tan::compose::{grid_text, low_text};
 use offpay_sms_tan::engine::{Effect, Inbound, OutboundSms, run_to_outcome};
-use offpay_sms_tan::recipe::AmountDigits;
+use offpay_sms_tan::operator::spending::{SpendingWindow, payment_of};
 use offpay_sms_tan::{
     AccountNumber, AccountView, CurrencyClass, Engine, EngineConfig, Envelope, EnvelopeStatus,
     EnvelopeView, Euin, LedgerAccount, MasterKey, Outcome, PayeeContext, PayerContext, PayerRef,
-    PendingCallback, PhoneNumber, RowCount, ScheduledPayment, Spending, TransferId,
+    PendingCallback, PhoneNumber, RowCount, ScheduledPayment, SecurityLevel, Spending, TransferId,
 };
 
 pub const MASTER: [u8; 32] = [0x5a; 32];
@@ -39,8 +41,10 @@ pub struct Bank {
     pub envelopes: BTreeMap<Euin, EnvelopeView>,
     pub accounts: BTreeMap<AccountNumber, AccountView>,
     pub balances: HashMap<LedgerAccount, i128>,
-    pub paid_today: HashMap<AccountNumber, u64>,
-    pub paid_to_payee_today: HashMap<(AccountNumber, AccountNumber), u64>,
+    /// Each payer's spending window, as the operator keeps it.
+    pub spending: HashMap<AccountNumber, SpendingWindow>,
+    /// The time of the last message (spending windows are read and moved at it).
+    pub now: UnixSeconds,
     pub pending: BTreeMap<(Euin, u8), PendingCallback>,
     pub scheduled: Vec<ScheduledPayment>,
     pub posted: HashSet<TransferId>,
@@ -57,8 +61,8 @@ impl Bank {
             envelopes: BTreeMap::new(),
             accounts: BTreeMap::new(),
             balances: HashMap::new(),
-            paid_today: HashMap::new(),
-            paid_to_payee_today: HashMap::new(),
+            spending: HashMap::new(),
+            now: T0,
             pending: BTreeMap::new(),
             scheduled: Vec::new(),
             posted: HashSet::new(),
@@ -169,21 +173,22 @@ impl Bank {
         Some(self.context_for(envelope, account))
     }
 
+    fn window(&self, account: &AccountNumber, currency: Currency) -> SpendingWindow {
+        self.spending
+            .get(account)
+            .cloned()
+            .unwrap_or_else(|| SpendingWindow::empty(currency))
+    }
+
     fn context_for(&self, envelope: EnvelopeView, account: AccountView) -> PayerContext {
         let currency = account.currency;
         let balance = self.balance(&account.receive_number).max(0) as u64;
-        let today = self
-            .paid_today
-            .get(&account.receive_number)
-            .copied()
-            .unwrap_or(0);
         PayerContext {
             envelope,
             balance: Amount::from_minor(balance, currency).unwrap(),
-            spending: Spending {
-                today: Amount::from_minor(today, currency).unwrap(),
-                this_week: Amount::from_minor(today, currency).unwrap(),
-            },
+            spending: self
+                .window(&account.receive_number, currency)
+                .spending(self.now, 0),
             account,
         }
     }
@@ -214,15 +219,12 @@ impl Bank {
             .get(&payer)
             .map(|view| view.currency)
             .unwrap_or(account.currency);
-        let paid = self
-            .paid_to_payee_today
-            .get(&(payer, payee))
-            .copied()
-            .unwrap_or(0);
         Some(PayeeContext {
             account,
             envelope,
-            paid_by_payer_today: Amount::from_minor(paid, payer_currency).unwrap(),
+            paid_by_payer_today: self
+                .window(&payer, payer_currency)
+                .paid_today_to(&payee, self.now, 0),
         })
     }
 
@@ -235,6 +237,7 @@ impl Bank {
 
     /// Delivers one SMS with a given gateway message id (to simulate gateway retries).
     pub fn sms_with_id(&mut self, id: &str, from: &str, text: &str, now: UnixSeconds) -> Outcome {
+        self.now = now;
         let inbound = Inbound {
             message_id: id.to_string(),
             from: phone(from),
@@ -314,6 +317,10 @@ impl Bank {
                 other => panic!("unknown effect {other:?}"),
             }
         }
+        let fresh = outcome
+            .postings
+            .iter()
+            .all(|posting| !self.posted.contains(&posting.transfer_id));
         for posting in &outcome.postings {
             if !self.posted.insert(posting.transfer_id) {
                 continue;
@@ -321,15 +328,14 @@ impl Bank {
             let minor = i128::from(posting.amount.minor());
             *self.balances.entry(posting.debit).or_default() -= minor;
             *self.balances.entry(posting.credit).or_default() += minor;
-            if let LedgerAccount::Customer(payer) = posting.debit
-                && posting.kind != offpay_sms_tan::PostingKind::Fee
-            {
-                *self.paid_today.entry(payer).or_default() += posting.amount.minor();
-                if let LedgerAccount::Customer(payee) = posting.credit {
-                    *self.paid_to_payee_today.entry((payer, payee)).or_default() +=
-                        posting.amount.minor();
-                }
-            }
+        }
+        if fresh && let Some((payer, payee, amount)) = payment_of(&outcome.postings) {
+            let limits = self.accounts[&payer].limits.clone();
+            let now = self.now;
+            self.spending
+                .entry(payer)
+                .or_insert_with(|| SpendingWindow::empty(amount.currency()))
+                .record_payment(&limits, &payee, amount, now, 0);
         }
         // Money is conserved in every currency.
         let mut sums: HashMap<Currency, i128> = HashMap::new();
@@ -353,10 +359,7 @@ impl Bank {
 
 /// What the holder writes for a low-security payment with `row` of `envelope`.
 pub fn low_pay(envelope: &Envelope, payer: &str, payee: &str, amount: &Amount, row: u8) -> String {
-    let payee = account(payee);
-    let checksum = envelope.row(row).unwrap().recipe().checksum(&payee, amount);
-    let digits: String = checksum.iter().map(|d| char::from(b'0' + d)).collect();
-    format!("PAY {payer} {payee} {} {row} {digits}", amount.decimal())
+    low_text(envelope, payer, &account(payee), amount, row).unwrap()
 }
 
 /// What the holder writes for a middle (`PAYG`) or high (`PAYC`) payment.
@@ -368,26 +371,12 @@ pub fn grid_pay(
     amount: &Amount,
     row: u8,
 ) -> String {
-    let secret = envelope.row(row).unwrap();
-    let grid = envelope.grid(secret.grid_number()).unwrap();
-    let payee = account(payee);
-    let mut coded = String::new();
-    for digit in &payee.digits()[..2] {
-        coded.push(char::from(b'0' + digit));
-    }
-    for (index, digit) in payee.digits()[2..].iter().enumerate() {
-        coded.push_str(&format!(" {:03}", grid.code(*digit, index + 1)));
-    }
-    let hundredths = amount.minor();
-    let plus = hundredths + secret.amount_offset_hundredths();
-    let class = AmountDigits::of(amount).whole_length();
-    format!(
-        "{keyword} {payer} {row} {coded} {}.{:02} {:03} {}",
-        plus / 100,
-        plus % 100,
-        grid.magnitude_code(class),
-        secret.tan().reveal()
-    )
+    let level = match keyword {
+        "PAYG" => SecurityLevel::Middle,
+        "PAYC" => SecurityLevel::High,
+        other => panic!("{other} is not a grid keyword"),
+    };
+    grid_text(envelope, level, payer, &account(payee), amount, row).unwrap()
 }
 
 pub fn tan(envelope: &Envelope, row: u8) -> String {

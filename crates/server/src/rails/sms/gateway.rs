@@ -1,6 +1,8 @@
 //! SMS gateway adapters: the generic webhook (form or JSON in, replies in the response body),
 //! Kannel's `get-url` callback (replies through the queue and `sendsms`), Kannel's delivery
-//! reports, and the outbound queue worker with bounded retries and backoff.
+//! reports, and the outbound worker's calls to `sendsms`. The queue's policy (retries, backoff,
+//! dead letters, what a delivery report changes) is the rail's
+//! (`offpay_sms_tan::operator::outbox`); this is its HTTP adapter.
 //!
 //! Gateways authenticate with the gateway token (`DATA_DIR/sms-gateway.token`): the webhook in an
 //! `Authorization: Bearer` header, Kannel (which cannot send headers) in the callback path. The
@@ -15,16 +17,20 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use offpay_ledger::{Batch, Operation};
+use offpay_operator::{Attempt, Loaded};
 use offpay_sms_tan::PhoneNumber;
+use offpay_sms_tan::operator::inbound::InboundSms;
+use offpay_sms_tan::operator::outbox::{self, Due, OUTBOUND_PAGE};
+use offpay_sms_tan::operator::records::{self, NAMESPACE, OUTBOUND_PREFIX, SentRecord};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::process::{self, get as get_record};
-use super::records::{self, OutboundRecord, SentRecord};
+use super::inbound::handle_inbound;
+use super::{KannelConfig, SmsFailure};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::runner;
 
 /// Largest inbound request body a gateway may send.
 pub const INBOUND_BODY_BYTES_MAX: usize = 8 * 1024;
@@ -32,14 +38,6 @@ pub const INBOUND_BODY_BYTES_MAX: usize = 8 * 1024;
 pub const MESSAGE_ID_BYTES_MAX: usize = 200;
 /// How long one `sendsms` call may take.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-/// Send attempts before an SMS is given up (kept as `dead:` for the operator).
-pub const SEND_ATTEMPTS_MAX: u32 = 8;
-/// First retry delay; doubles per attempt.
-pub const BACKOFF_BASE_MS: u64 = 500;
-/// Longest retry delay.
-pub const BACKOFF_MAX_MS: u64 = 5 * 60 * 1000;
-/// Queue entries looked at per pass.
-pub const OUTBOUND_PAGE: usize = 100;
 /// How often the worker looks at the queue when nothing wakes it.
 pub const OUTBOUND_POLL: Duration = Duration::from_secs(2);
 /// Kannel delivery-report mask: delivered, failed, buffered, SMSC accepted, SMSC rejected.
@@ -129,13 +127,23 @@ async fn webhook(
         sms
     };
     let (message_id, from, text) = validate(sms)?;
-    let answer = process::handle_inbound(&state, "webhook", &message_id, from, &text, true).await?;
+    let answer = handle_inbound(
+        &state,
+        InboundSms {
+            gateway: "webhook".into(),
+            message_id,
+            from,
+            text,
+            answer_inline: true,
+        },
+    )
+    .await?;
     Ok(Json(json!({
         "replies": answer.replies,
         "reply": answer.replies.join("\n"),
         "duplicate": answer.duplicate,
-        "verdict": answer.verdict,
-        "queued": answer.queued,
+        "verdict": answer.summary.verdict.word(),
+        "queued": answer.summary.queued,
     }))
     .into_response())
 }
@@ -167,7 +175,17 @@ async fn kannel_inbound(
         text: query.text,
         message_id: query.id,
     })?;
-    process::handle_inbound(&state, "kannel", &message_id, from, &text, false).await?;
+    handle_inbound(
+        &state,
+        InboundSms {
+            gateway: "kannel".into(),
+            message_id,
+            from,
+            text,
+            answer_inline: false,
+        },
+    )
+    .await?;
     // Replies go through the durable queue and sendsms; an empty body makes Kannel send nothing
     // itself (sms-service `omit-empty = true`).
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], "").into_response())
@@ -182,17 +200,6 @@ pub struct KannelReport {
     pub status: u32,
 }
 
-fn report_name(status: u32) -> &'static str {
-    match status {
-        1 => "delivered",
-        2 => "failed",
-        4 => "buffered",
-        8 => "smsc_accepted",
-        16 => "smsc_rejected",
-        _ => "unknown",
-    }
-}
-
 async fn kannel_dlr(
     State(state): State<Arc<AppState>>,
     Path(token): Path<String>,
@@ -205,59 +212,30 @@ async fn kannel_dlr(
     let Query(report) = query
         .map_err(|rejection| ApiError::bad_request("malformed_query", rejection.body_text()))?;
     let key = records::sent_key(&report.id);
-    let lookup = key.clone();
-    let found = state
-        .ledger
-        .read(move |store| get_record::<SentRecord>(store, &lookup))
-        .await?;
-    let Some((mut sent, version)) = found else {
-        return Err(ApiError::not_found("sent_sms", &report.id));
-    };
-    let now_ms = state.now().0;
-    let mut operations = Vec::new();
-    let failed = matches!(report.status, 2 | 16);
-    // A final success never goes back to a lesser state.
-    if sent.status != "delivered" {
-        sent.status = report_name(report.status).to_owned();
-    }
-    sent.report_at_ms = Some(now_ms);
-    if failed && sent.attempts < SEND_ATTEMPTS_MAX {
-        operations.push(records::put(
-            records::outbound_key(
-                now_ms,
-                &format!("{}/retry{}", sent.queue_key, sent.attempts),
-            ),
-            &OutboundRecord {
-                version: records::FORMAT_VERSION,
-                to: sent.to.clone(),
-                text: sent.text.clone(),
-                attempts: sent.attempts,
-                next_attempt_ms: now_ms + backoff_ms(sent.attempts),
-                queued_at_ms: now_ms,
-                last_error: Some(format!("delivery report {}", report.status)),
-            },
-            None,
-        ));
-    }
-    operations.push(records::put(key, &sent, Some(version)));
-    let results = state
-        .ledger
-        .commit(vec![Batch { operations }], state.now())
-        .await?;
-    if let Some(Err(refusal)) = results.into_iter().next() {
-        return Err(ApiError::refused(&refusal));
-    }
-    if failed {
+    let now = state.now();
+    let requeued = runner::run(
+        &state.ledger,
+        now,
+        || {
+            let key = key.clone();
+            let state = state.clone();
+            async move {
+                state
+                    .ledger
+                    .read(move |store| Ok(Loaded::<SentRecord>::read(store, &key)))
+                    .await?
+                    .map_err(SmsFailure::from)
+            }
+        },
+        |sent| {
+            outbox::delivery_report(sent, &report.id, report.status, now).map_err(SmsFailure::from)
+        },
+    )
+    .await?;
+    if requeued {
         state.rails.sms.wake_outbound();
     }
     Ok((StatusCode::OK, "ok").into_response())
-}
-
-/// The retry delay after `attempts` failed attempts.
-pub fn backoff_ms(attempts: u32) -> u64 {
-    BACKOFF_BASE_MS
-        .saturating_mul(1u64 << attempts.min(20))
-        .min(BACKOFF_MAX_MS)
 }
 
 /// Sends queued SMS to Kannel's `sendsms`, oldest first, retrying with backoff. Holds only a weak
@@ -301,112 +279,87 @@ async fn send_pass(state: &Arc<AppState>) -> Result<bool, ApiError> {
     };
     let page = state
         .ledger
-        .read(|store| store.records(records::NAMESPACE, "out:", None, OUTBOUND_PAGE))
+        .read(|store| store.records(NAMESPACE, OUTBOUND_PREFIX, None, OUTBOUND_PAGE))
         .await?;
-    let now_ms = state.now().0;
+    let (due, errors) = outbox::due(&page, state.now());
+    for error in errors {
+        tracing::error!(%error, "an outbound SMS does not decode; left for the operator");
+    }
     let mut progressed = false;
-    for record in page {
-        let Ok(mut queued) = serde_json::from_slice::<OutboundRecord>(&record.value) else {
-            continue;
-        };
-        if queued.next_attempt_ms > now_ms {
-            continue;
-        }
-        let sent_id = records::short_hash(&record.key);
-        let mut url = reqwest::Url::parse(&kannel.sendsms_url).map_err(|error| {
-            ApiError::bad_request("invalid_sendsms_url", format!("sendsms_url: {error}"))
-        })?;
-        {
-            let mut query = url.query_pairs_mut();
-            query
-                .append_pair("username", &kannel.username)
-                .append_pair("password", &kannel.password)
-                .append_pair("to", &queued.to)
-                .append_pair("text", &queued.text)
-                .append_pair("charset", "UTF-8")
-                .append_pair("coding", "0");
-            if let Some(sender) = &kannel.sender {
-                query.append_pair("from", sender);
-            }
-            if let Some(base) = &kannel.dlr_base_url {
-                let token = &rail.gateway_token.0;
-                query
-                    .append_pair("dlr-mask", &DLR_MASK.to_string())
-                    .append_pair(
-                        "dlr-url",
-                        &format!(
-                            "{}/sms/kannel/{token}/dlr?id={sent_id}&status=%d",
-                            base.trim_end_matches('/')
-                        ),
-                    );
-            }
-        }
+    for due in due {
+        let url = sendsms_url(&kannel, &rail.gateway_token.0, &due)?;
         let result = rail.http.get(url).send().await;
         let error = match result {
             Ok(response) if response.status().is_success() => None,
             Ok(response) => Some(format!("sendsms answered HTTP {}", response.status())),
             Err(error) => Some(format!("sendsms unreachable: {}", error.without_url())),
         };
-        let mut operations: Vec<Operation> = Vec::new();
-        match error {
+        let now = state.now();
+        let effects = match &error {
             None => {
                 Metrics::add(&rail.metrics.sent, 1);
-                operations.push(records::delete(record.key.clone(), Some(record.version)));
-                operations.push(records::put(
-                    records::sent_key(&sent_id),
-                    &SentRecord {
-                        version: records::FORMAT_VERSION,
-                        to: queued.to.clone(),
-                        queue_key: record.key.clone(),
-                        status: "accepted".to_owned(),
-                        sent_at_ms: now_ms,
-                        report_at_ms: None,
-                        text: queued.text.clone(),
-                        attempts: queued.attempts + 1,
-                    },
-                    None,
-                ));
                 progressed = true;
+                outbox::sent(&due, now)
             }
             Some(message) => {
                 Metrics::add(&rail.metrics.send_failures, 1);
-                queued.attempts += 1;
-                queued.last_error = Some(message.clone());
-                tracing::warn!(attempts = queued.attempts, error = %message, "sms send failed");
-                if queued.attempts >= SEND_ATTEMPTS_MAX {
-                    operations.push(records::delete(record.key.clone(), Some(record.version)));
-                    operations.push(records::put(format!("dead:{}", record.key), &queued, None));
-                } else {
-                    queued.next_attempt_ms = now_ms + backoff_ms(queued.attempts);
-                    operations.push(records::put(
-                        record.key.clone(),
-                        &queued,
-                        Some(record.version),
-                    ));
-                }
+                tracing::warn!(error = %message, "sms send failed");
+                outbox::failed(&due, message, now)
             }
         }
-        let results = state
-            .ledger
-            .commit(vec![Batch { operations }], state.now())
-            .await?;
-        if let Some(Err(refusal)) = results.into_iter().next() {
-            tracing::warn!(%refusal, "sms queue update refused");
+        .map_err(SmsFailure::from)?;
+        match runner::commit(&state.ledger, effects, now).await {
+            Ok(Attempt::Done(_)) => {}
+            Ok(Attempt::Conflict) => tracing::warn!("an SMS queue entry changed while it was sent"),
+            Err(error) => tracing::warn!(%error, "sms queue update refused"),
         }
     }
     Ok(progressed)
 }
 
+/// Kannel's `sendsms` request for `due`, with a delivery report URL when configured.
+fn sendsms_url(
+    kannel: &KannelConfig,
+    gateway_token: &str,
+    due: &Due,
+) -> Result<reqwest::Url, ApiError> {
+    let mut url = reqwest::Url::parse(&kannel.sendsms_url).map_err(|error| {
+        ApiError::bad_request("invalid_sendsms_url", format!("sendsms_url: {error}"))
+    })?;
+    let Some(queued) = due.sms() else {
+        return Ok(url);
+    };
+    {
+        let mut query = url.query_pairs_mut();
+        query
+            .append_pair("username", &kannel.username)
+            .append_pair("password", &kannel.password)
+            .append_pair("to", queued.to.as_str())
+            .append_pair("text", &queued.text)
+            .append_pair("charset", "UTF-8")
+            .append_pair("coding", "0");
+        if let Some(sender) = &kannel.sender {
+            query.append_pair("from", sender);
+        }
+        if let Some(base) = &kannel.dlr_base_url {
+            query
+                .append_pair("dlr-mask", &DLR_MASK.to_string())
+                .append_pair(
+                    "dlr-url",
+                    &format!(
+                        "{}/sms/kannel/{gateway_token}/dlr?id={}&status=%d",
+                        base.trim_end_matches('/'),
+                        due.sent_id
+                    ),
+                );
+        }
+    }
+    Ok(url)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_and_is_bounded() {
-        assert_eq!(backoff_ms(0), BACKOFF_BASE_MS);
-        assert_eq!(backoff_ms(1), 2 * BACKOFF_BASE_MS);
-        assert_eq!(backoff_ms(30), BACKOFF_MAX_MS);
-    }
 
     #[test]
     fn webhook_fields_accept_common_spellings() {

@@ -1,9 +1,9 @@
-//! The operator's API for this rail (under `/api/v1/sms`, behind the operator token): settings
-//! (fees, rates, dialback defaults, time zone), SMS accounts, envelopes (issue, print, import,
-//! bind at an agent, unlock), disputes, merchant terminals, the outbox; and the scheduler that
-//! runs scheduled payments, expires callbacks and web sessions.
+//! The operator's API for this rail (under `/api/v1/sms`, behind the operator token): settings,
+//! SMS accounts, envelopes (issue, print, import, bind at an agent, unlock), disputes, merchant
+//! terminals, the outbox; and the scheduler's loop. Each route maps HTTP onto a load and a
+//! decision of the rail (`offpay_sms_tan::operator::admin` and `::scheduler`) run by the runner.
 
-use offpay_operator::Entropy;
+use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -12,42 +12,35 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use offpay_ledger::{
-    AccountKind, Amount, BalanceLimits, Batch, Currency, NewAccount, Operation, Transfer,
-    TransferId, TransferKind,
+use offpay_ledger::{LedgerStore, Timestamp};
+use offpay_operator::{Decision, Effects, Loaded, RecordError};
+use offpay_sms_tan::operator::admin::{
+    self, AccountChanges, CreateAccount, DisputeRuling, IssueEnvelopes, account_number, parse_euin,
 };
-use offpay_sms_tan::civil_time::UnixSeconds;
-use offpay_sms_tan::import::parse_envelope;
-use offpay_sms_tan::limits::{BOUND_PHONES_MAX, PDF_ENVELOPES_MAX};
-use offpay_sms_tan::{
-    AccountNumber, Euin, Outcome, PdfOptions, PhoneNumber, RowCount, render_envelopes_pdf,
+use offpay_sms_tan::operator::inbound::InboundSms;
+use offpay_sms_tan::operator::records::{
+    self, AccountRecord, DISPUTE_PREFIX, EnvelopeRecord, NAMESPACE, OUTBOUND_PREFIX,
+    PENDING_PREFIX, PendingRecord, SCHEDULED_PREFIX, SENT_PREFIX, SESSION_PREFIX, status_name,
 };
+use offpay_sms_tan::operator::scheduler::{self, SCHEDULER_PAGE};
+use offpay_sms_tan::operator::settings::SettingsForm;
+use offpay_sms_tan::{PdfOptions, PhoneNumber, render_envelopes_pdf};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::process::{self, ApplyError, Loaded, PayerLookup, ReplyRouting, get as get_record};
-use super::records::{
-    self, AccountRecord, DisputeRecord, EnvelopeRecord, PendingRecord, ScheduledRecord,
-    SerialRecord, SessionRecord, TerminalRecord,
-};
-use super::{Settings, SmsRail};
+use super::inbound::handle_inbound;
+use super::{SmsFailure, balance_changed};
 use crate::AppState;
 use crate::api::ApiJson;
 use crate::error::ApiError;
+use crate::runner;
 
-/// Most envelopes one issue call creates (one record each plus the serial counter, in one batch).
-pub const ISSUE_COUNT_MAX: usize = 8000;
-const _: () = assert!(ISSUE_COUNT_MAX < offpay_ledger::BATCH_OPERATIONS_MAX);
 /// Most records one listing returns.
 pub const LIST_LIMIT_MAX: usize = 1000;
+/// Records one listing returns unless asked for another number.
+pub const LIST_LIMIT_DEFAULT: usize = 100;
 /// How often the scheduler looks for due payments and expired callbacks.
 pub const SCHEDULER_INTERVAL: Duration = Duration::from_secs(1);
-/// Scheduled payments, callbacks or sessions handled per scheduler pass and kind.
-pub const SCHEDULER_PAGE: usize = 100;
-/// History pages searched for a disputed payment's reference.
-pub const DISPUTE_SEARCH_PAGES: usize = 5;
-/// Attempts to allocate account numbers that are not taken.
-const NUMBER_ATTEMPTS_MAX: usize = 16;
 
 /// Routes under `/api/v1`.
 pub fn routes() -> Router<Arc<AppState>> {
@@ -81,73 +74,79 @@ fn internal(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
 }
 
-fn parse_account(text: &str) -> Result<AccountNumber, ApiError> {
-    AccountNumber::parse(text).map_err(|_| {
-        ApiError::bad_request(
-            "invalid_account_number",
-            format!("{text:?} is not 12 digits"),
-        )
-    })
+/// Reads with `read` in one read transaction.
+async fn read<T, F>(state: &AppState, read: F) -> Result<T, SmsFailure>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut dyn LedgerStore) -> Result<T, SmsFailure> + Send + 'static,
+{
+    state.ledger.read(move |store| Ok(read(store))).await?
 }
 
-fn parse_euin(text: &str) -> Result<Euin, ApiError> {
-    Euin::parse(text).map_err(|_| {
-        ApiError::bad_request(
-            "invalid_euin",
-            format!("{text:?} is not an 11-digit envelope number"),
-        )
-    })
+/// Runs a load (one read transaction each time) and a decision of the rail to a commit.
+async fn run<L, T, Load, Decide>(
+    state: &Arc<AppState>,
+    now: Timestamp,
+    load: Load,
+    decide: Decide,
+) -> Result<T, ApiError>
+where
+    L: Send + 'static,
+    Load: Fn(&mut dyn LedgerStore) -> Result<L, SmsFailure> + Clone + Send + 'static,
+    Decide: FnMut(L) -> Result<Decision<T>, SmsFailure>,
+{
+    let answer = runner::run_with(
+        &state.ledger,
+        now,
+        || loaded(state, load.clone()),
+        decide,
+        balance_changed,
+    )
+    .await?;
+    Ok(answer)
 }
 
-fn parse_phone(text: &str) -> Result<PhoneNumber, ApiError> {
-    PhoneNumber::parse(text).map_err(|_| {
-        ApiError::bad_request("invalid_phone", format!("{text:?} is not a phone number"))
-    })
-}
-
-async fn commit_one(state: &Arc<AppState>, operations: Vec<Operation>) -> Result<(), ApiError> {
-    let written = operations.clone();
-    let result = state
-        .ledger
-        .commit(vec![Batch { operations }], state.now())
-        .await;
-    let committed = matches!(&result, Ok(results) if matches!(results.first(), Some(Ok(_))));
-    state.rails.sms.cache.after_commit(&written, committed);
-    let results = result?;
-    match results.into_iter().next() {
-        Some(Ok(_)) => Ok(()),
-        Some(Err(refusal)) => Err(ApiError::refused(&refusal)),
-        None => Err(internal("the ledger returned no result")),
-    }
+fn loaded<L, Load>(
+    state: &Arc<AppState>,
+    load: Load,
+) -> impl Future<Output = Result<L, SmsFailure>> + use<L, Load>
+where
+    L: Send + 'static,
+    Load: FnOnce(&mut dyn LedgerStore) -> Result<L, SmsFailure> + Send + 'static,
+{
+    let state = state.clone();
+    async move { read(&state, load).await }
 }
 
 async fn get_settings(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     state.rails.sms.ensure_settings(&state).await?;
-    Ok(Json(json!(*state.rails.sms.settings())))
+    Ok(Json(json!(state.rails.sms.operator().settings().form())))
 }
 
 async fn put_settings(
     State(state): State<Arc<AppState>>,
-    ApiJson(mut settings): ApiJson<Settings>,
+    ApiJson(form): ApiJson<SettingsForm>,
 ) -> Result<Json<Value>, ApiError> {
-    settings.version = records::FORMAT_VERSION;
-    settings.server_currency = state.config.currency;
-    // Validates (fees, rates, currencies, offset) before anything is stored.
-    settings.engine_config()?;
-    commit_one(
+    let rail = &state.rails.sms;
+    let settings = form.settings().map_err(SmsFailure::from)?;
+    // Validated whole (the engine is built on them) before anything is stored.
+    let operator = rail
+        .operator_for(settings.clone(), state.config.currency)
+        .map_err(SmsFailure::from)?;
+    let write = admin::store_settings(&settings).map_err(SmsFailure::from)?;
+    run(
         &state,
-        vec![records::put(
-            records::SETTINGS_KEY.to_owned(),
-            &settings,
-            None,
-        )],
+        state.now(),
+        |_| Ok(()),
+        move |()| {
+            let mut effects = Effects::new();
+            effects.write(write.clone());
+            Ok(Decision::commit(effects, ()))
+        },
     )
     .await?;
-    state
-        .rails
-        .sms
-        .install(settings.clone(), state.config.currency)?;
-    Ok(Json(json!(settings)))
+    rail.install(operator);
+    Ok(Json(json!(settings.form())))
 }
 
 async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
@@ -164,46 +163,18 @@ async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
     }))
 }
 
-/// Body of `POST /api/v1/sms/accounts`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateAccount {
-    /// The public receive number; generated when absent.
-    receive_number: Option<String>,
-    /// Currency (default: the server's).
-    currency: Option<String>,
-    /// Where notices of money received go.
-    notify_phone: Option<String>,
-    /// Phones allowed to send instructions.
-    #[serde(default)]
-    bound_phones: Vec<String>,
-    /// Instructions must name the pay number.
-    #[serde(default)]
-    require_pay_number: bool,
-}
-
-fn random_account_number(entropy: &dyn Entropy) -> Result<AccountNumber, ApiError> {
-    let mut bytes = [0u8; 8];
-    entropy
-        .fill(&mut bytes)
-        .map_err(|_| internal("no randomness"))?;
-    // 12 digits, not starting with 0 (so nobody drops a leading zero).
-    let value = 100_000_000_000 + u64::from_le_bytes(bytes) % 900_000_000_000;
-    AccountNumber::from_value(value).ok_or_else(|| internal("account number out of range"))
-}
-
 fn account_json(record: &AccountRecord, balance: Option<String>) -> Value {
     json!({
-        "receive_number": record.receive_number,
-        "ledger_account": format!("{}{}", records::LEDGER_PREFIX, record.receive_number),
-        "currency": record.currency,
+        "receive_number": record.receive_number.to_string(),
+        "ledger_account": records::ledger_account(&record.receive_number).as_str(),
+        "currency": record.currency.code(),
         "active": record.active,
-        "bound_phones": record.bound_phones,
-        "notify_phone": record.notify_phone,
+        "bound_phones": record.bound_phones.iter().map(PhoneNumber::as_str).collect::<Vec<_>>(),
+        "notify_phone": record.notify_phone.as_ref().map(PhoneNumber::as_str),
         "require_pay_number": record.require_pay_number,
-        "current_envelope": record.current_envelope,
-        "limits": record.limits,
-        "dialback_threshold_minor": record.dialback_threshold_minor,
+        "current_envelope": record.current_envelope.map(|euin| euin.to_string()),
+        "limits": record.limits_wire(),
+        "dialback_threshold_minor": record.dialback_threshold.map(|amount| amount.minor()),
         "always_callback": record.always_callback,
         "web_password_set": record.web_password.is_some(),
         "balance": balance,
@@ -215,111 +186,47 @@ async fn create_account(
     ApiJson(request): ApiJson<CreateAccount>,
 ) -> Result<Response, ApiError> {
     let rail = &state.rails.sms;
-    let currency = match &request.currency {
-        Some(code) => Currency::from_code(code).map_err(|error| {
-            ApiError::bad_request("invalid_currency", format!("{code:?}: {error}"))
-        })?,
-        None => state.config.currency,
-    };
-    if request.bound_phones.len() > BOUND_PHONES_MAX {
-        return Err(ApiError::bad_request(
-            "too_many_phones",
-            format!("at most {BOUND_PHONES_MAX} bound phones"),
-        ));
-    }
-    let mut bound_phones = Vec::new();
-    for phone in &request.bound_phones {
-        bound_phones.push(parse_phone(phone)?.to_string());
-    }
-    let notify_phone = match &request.notify_phone {
-        Some(phone) => Some(parse_phone(phone)?.to_string()),
-        None => None,
-    };
-    for _ in 0..NUMBER_ATTEMPTS_MAX {
-        let receive = match &request.receive_number {
-            Some(text) => parse_account(text)?,
-            None => random_account_number(state.entropy.as_ref())?,
-        };
-        let pay = random_account_number(state.entropy.as_ref())?;
-        if pay == receive {
-            continue;
-        }
-        let tag = rail.engine().master().pay_number_tag(&pay);
-        let record = AccountRecord {
-            version: records::FORMAT_VERSION,
-            receive_number: receive.to_string(),
-            pay_tag: hex::encode(tag),
-            currency: currency.code().to_owned(),
-            active: true,
-            bound_phones: bound_phones.clone(),
-            notify_phone: notify_phone.clone(),
-            limits: records::LimitsRecord::default(),
-            dialback_threshold_minor: None,
-            always_callback: false,
-            require_pay_number: request.require_pay_number,
-            current_envelope: None,
-            spending: records::SpendingRecord::default(),
-            web_password: None,
-            web_failures: 0,
-            created_at_ms: state.now().0,
-        };
-        let operations = vec![
-            Operation::CreateAccount(NewAccount {
-                id: records::ledger_account(&receive),
-                kind: AccountKind::Customer,
-                currency,
-                limits: BalanceLimits {
-                    balance_min: Some(0),
-                    balance_max: None,
-                },
-            }),
-            records::put(records::account_key(&receive), &record, Some(0)),
-            records::put(records::pay_index_key(&tag), &receive.to_string(), Some(0)),
-        ];
-        match commit_one(&state, operations).await {
-            Ok(()) => {
-                let mut body = account_json(&record, None);
-                // The pay number is shown once, here, and never stored in clear.
-                body["pay_number"] = json!(pay.to_string());
-                return Ok((StatusCode::CREATED, Json(body)).into_response());
-            }
-            Err(error) if error.code == "record_version_mismatch" => {
-                if request.receive_number.is_some() {
-                    return Err(ApiError::new(
-                        StatusCode::CONFLICT,
-                        "account_exists",
-                        format!("an SMS account {receive} exists"),
-                    ));
-                }
-            }
-            Err(error) => return Err(error),
-        }
-    }
-    Err(internal("could not allocate free account numbers"))
+    let plan = request
+        .plan(state.config.currency)
+        .map_err(SmsFailure::from)?;
+    let operator = rail.operator();
+    let now = state.now();
+    let load_plan = plan.clone();
+    let created = run(
+        &state,
+        now,
+        move |store| Ok(load_plan.load(store)?),
+        |existing| {
+            admin::decide_new_account(existing, &plan, &operator, state.entropy.as_ref(), now.0)
+                .map_err(SmsFailure::from)
+        },
+    )
+    .await?;
+    rail.cache
+        .forget([records::account_key(&created.record.receive_number).as_str()]);
+    let mut body = account_json(&created.record, None);
+    // The pay number is shown once, here, and never stored in clear.
+    body["pay_number"] = json!(created.pay_number.to_string());
+    Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-async fn load_account_record(
+async fn load_account(
     state: &Arc<AppState>,
-    number: AccountNumber,
-) -> Result<(AccountRecord, u64, String), ApiError> {
-    let currency_default = state.config.currency;
-    let found = state
-        .ledger
-        .read(move |store| {
-            let record = get_record::<AccountRecord>(store, &records::account_key(&number))?;
-            let balance = match &record {
-                Some((record, _)) => {
-                    let currency = record.currency().unwrap_or(currency_default);
-                    let minor = store
-                        .account(&records::ledger_account(&number))?
-                        .map_or(0, |account| account.balance());
-                    offpay_ledger::Decimal::new(i128::from(minor), currency).to_string()
-                }
-                None => String::new(),
-            };
-            Ok(record.map(|(record, version)| (record, version, balance)))
-        })
-        .await?;
+    number: offpay_sms_tan::AccountNumber,
+) -> Result<(AccountRecord, String), ApiError> {
+    let found = read(state, move |store| {
+        let loaded = Loaded::<AccountRecord>::read(store, &records::account_key(&number))?;
+        let Some(record) = loaded.value else {
+            return Ok(None);
+        };
+        let minor = store
+            .account(&records::ledger_account(&number))
+            .map_err(RecordError::from)?
+            .map_or(0, |account| account.balance());
+        let balance = offpay_ledger::Decimal::new(i128::from(minor), record.currency).to_string();
+        Ok(Some((record, balance)))
+    })
+    .await?;
     found.ok_or_else(|| ApiError::not_found("sms_account", &number.to_string()))
 }
 
@@ -327,108 +234,28 @@ async fn get_account(
     State(state): State<Arc<AppState>>,
     Path(number): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let number = parse_account(&number)?;
-    let (record, _, balance) = load_account_record(&state, number).await?;
+    let number = account_number(&number).map_err(SmsFailure::from)?;
+    let (record, balance) = load_account(&state, number).await?;
     Ok(Json(account_json(&record, Some(balance))))
-}
-
-/// Body of `PATCH /api/v1/sms/accounts/{number}`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateAccount {
-    active: Option<bool>,
-    bound_phones: Option<Vec<String>>,
-    notify_phone: Option<String>,
-    require_pay_number: Option<bool>,
-    /// Decimal or `"none"`.
-    per_payment: Option<String>,
-    /// Decimal or `"none"`.
-    per_day: Option<String>,
-    /// Decimal or `"none"`.
-    per_week: Option<String>,
-    /// Decimal or `"none"` (the operator default).
-    dialback_threshold: Option<String>,
-    always_callback: Option<bool>,
-}
-
-fn limit_minor(text: &str, currency: Currency) -> Result<Option<u64>, ApiError> {
-    if text.eq_ignore_ascii_case("none") {
-        return Ok(None);
-    }
-    Amount::parse(text, currency)
-        .map(|amount| Some(amount.minor()))
-        .map_err(|error| ApiError::bad_request("invalid_amount", format!("{text:?}: {error}")))
 }
 
 async fn update_account(
     State(state): State<Arc<AppState>>,
     Path(number): Path<String>,
-    ApiJson(request): ApiJson<UpdateAccount>,
+    ApiJson(changes): ApiJson<AccountChanges>,
 ) -> Result<Json<Value>, ApiError> {
-    let number = parse_account(&number)?;
-    let (mut record, version, _) = load_account_record(&state, number).await?;
-    let currency = record
-        .currency()
-        .ok_or_else(|| internal("stored account has a bad currency"))?;
-    if let Some(active) = request.active {
-        record.active = active;
-    }
-    if let Some(phones) = &request.bound_phones {
-        if phones.len() > BOUND_PHONES_MAX {
-            return Err(ApiError::bad_request(
-                "too_many_phones",
-                format!("at most {BOUND_PHONES_MAX} bound phones"),
-            ));
-        }
-        record.bound_phones = phones
-            .iter()
-            .map(|phone| parse_phone(phone).map(|phone| phone.to_string()))
-            .collect::<Result<_, _>>()?;
-    }
-    if let Some(phone) = &request.notify_phone {
-        record.notify_phone = if phone.is_empty() {
-            None
-        } else {
-            Some(parse_phone(phone)?.to_string())
-        };
-    }
-    if let Some(required) = request.require_pay_number {
-        record.require_pay_number = required;
-    }
-    if let Some(text) = &request.per_payment {
-        record.limits.per_payment_minor = limit_minor(text, currency)?;
-    }
-    if let Some(text) = &request.per_day {
-        record.limits.per_day_minor = limit_minor(text, currency)?;
-    }
-    if let Some(text) = &request.per_week {
-        record.limits.per_week_minor = limit_minor(text, currency)?;
-    }
-    if let Some(text) = &request.dialback_threshold {
-        record.dialback_threshold_minor = limit_minor(text, currency)?;
-    }
-    if let Some(on) = request.always_callback {
-        record.always_callback = on;
-    }
-    commit_one(
+    let number = account_number(&number).map_err(SmsFailure::from)?;
+    let key = records::account_key(&number);
+    let load_key = key.clone();
+    let record = run(
         &state,
-        vec![records::put(
-            records::account_key(&number),
-            &record,
-            Some(version),
-        )],
+        state.now(),
+        move |store| Ok(Loaded::<AccountRecord>::read(store, &load_key)?),
+        |loaded| admin::decide_account_changes(loaded, &number, &changes).map_err(SmsFailure::from),
     )
     .await?;
+    state.rails.sms.cache.forget([key.as_str()]);
     Ok(Json(account_json(&record, None)))
-}
-
-/// Body of `POST /api/v1/sms/envelopes/issue`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IssueEnvelopes {
-    count: usize,
-    /// 20 or 50.
-    rows: usize,
 }
 
 async fn issue_envelopes(
@@ -437,50 +264,21 @@ async fn issue_envelopes(
 ) -> Result<Response, ApiError> {
     let rail = &state.rails.sms;
     rail.ensure_settings(&state).await?;
-    if request.count == 0 || request.count > ISSUE_COUNT_MAX {
-        return Err(ApiError::bad_request(
-            "invalid_count",
-            format!("count must be 1 to {ISSUE_COUNT_MAX} per call"),
-        ));
-    }
-    let rows = RowCount::from_count(request.rows)
-        .ok_or_else(|| ApiError::bad_request("invalid_rows", "rows must be 20 or 50"))?;
-    let prefix = rail.settings().euin_prefix;
-    let (serial, version) = state
-        .ledger
-        .read(|store| get_record::<SerialRecord>(store, records::SERIAL_KEY))
-        .await?
-        .map_or((SerialRecord::default(), 0), |(record, version)| {
-            (record, version)
-        });
-    let first = serial.next.max(1);
-    let count = u32::try_from(request.count).map_err(|_| internal("count"))?;
-    let now_ms = state.now().0;
-    let mut euins = Vec::with_capacity(request.count);
-    let mut operations = Vec::with_capacity(request.count + 1);
-    for offset in 0..count {
-        let euin = Euin::issued(prefix, first + offset).map_err(|_| {
-            ApiError::bad_request(
-                "serials_exhausted",
-                "no more envelope numbers with this prefix",
-            )
-        })?;
-        operations.push(records::put(
-            records::envelope_key(&euin),
-            &EnvelopeRecord::unallocated(&euin, rows, None, now_ms),
-            Some(0),
-        ));
-        euins.push(euin.to_string());
-    }
-    operations.push(records::put(
-        records::SERIAL_KEY.to_owned(),
-        &SerialRecord {
-            version: records::FORMAT_VERSION,
-            next: first + count,
+    request.check().map_err(SmsFailure::from)?;
+    let prefix = rail.operator().settings().euin_prefix;
+    let now = state.now();
+    let (euins, rows) = run(
+        &state,
+        now,
+        |store| Ok(IssueEnvelopes::load(store)?),
+        |serial| {
+            request
+                .decide(serial, prefix, now.0)
+                .map_err(SmsFailure::from)
         },
-        Some(version),
-    ));
-    commit_one(&state, operations).await?;
+    )
+    .await?;
+    let euins: Vec<String> = euins.iter().map(ToString::to_string).collect();
     Ok((
         StatusCode::CREATED,
         Json(json!({ "euins": euins, "rows": rows.get() })),
@@ -503,61 +301,17 @@ async fn print_envelopes(
 ) -> Result<Response, ApiError> {
     let rail = &state.rails.sms;
     rail.ensure_settings(&state).await?;
-    if request.euins.is_empty() || request.euins.len() > PDF_ENVELOPES_MAX {
-        return Err(ApiError::bad_request(
-            "invalid_count",
-            format!("print 1 to {PDF_ENVELOPES_MAX} envelopes per PDF"),
-        ));
-    }
-    let euins: Vec<Euin> = request
-        .euins
-        .iter()
-        .map(|text| parse_euin(text))
-        .collect::<Result<_, _>>()?;
+    let euins = admin::print_request(&request.euins).map_err(SmsFailure::from)?;
     let lookup = euins.clone();
-    let stored = state
-        .ledger
-        .read(move |store| {
-            let mut rows = Vec::with_capacity(lookup.len());
-            for euin in &lookup {
-                rows.push(
-                    get_record::<EnvelopeRecord>(store, &records::envelope_key(euin))?
-                        .map(|(record, _)| (record.rows, record.sealed.is_some())),
-                );
-            }
-            Ok(rows)
-        })
-        .await?;
-    let mut row_count = None;
-    for (euin, found) in euins.iter().zip(&stored) {
-        let Some((rows, sealed)) = found else {
-            return Err(ApiError::not_found("envelope", &euin.to_string()));
-        };
-        if *sealed {
-            return Err(ApiError::bad_request(
-                "imported_envelope",
-                format!("envelope {euin} was imported (printed elsewhere); it is not derived here"),
-            ));
-        }
-        if row_count.is_some_and(|count| count != *rows) {
-            return Err(ApiError::bad_request(
-                "mixed_rows",
-                "print envelopes of one row count per PDF",
-            ));
-        }
-        row_count = Some(*rows);
-    }
-    let rows = row_count
-        .and_then(|count| RowCount::from_count(usize::from(count)))
-        .ok_or_else(|| internal("stored row count"))?;
-    let settings = rail.settings();
+    let stored = read(&state, move |store| Ok(admin::load_print(store, &lookup)?)).await?;
+    let rows = admin::print_rows(&euins, &stored).map_err(SmsFailure::from)?;
+    let operator = rail.operator();
     let options = PdfOptions {
-        operator_name: settings.operator_name.clone(),
-        sms_number: settings.sms_number.clone(),
+        operator_name: operator.settings().operator_name.clone(),
+        sms_number: operator.settings().sms_number.clone(),
     };
-    let engine = rail.engine();
     let pdf = tokio::task::spawn_blocking(move || {
-        render_envelopes_pdf(engine.master(), &euins, rows, &options, &mut |_, _| {})
+        render_envelopes_pdf(operator.master(), &euins, rows, &options, &mut |_, _| {})
     })
     .await
     .map_err(|_| internal("rendering the PDF failed"))?;
@@ -581,67 +335,61 @@ async fn import_envelope(
     State(state): State<Arc<AppState>>,
     ApiJson(request): ApiJson<ImportEnvelope>,
 ) -> Result<Response, ApiError> {
-    let envelope = parse_envelope(&request.text)
-        .map_err(|error| ApiError::bad_request("invalid_envelope_file", error.to_string()))?;
-    let rows = envelope
-        .row_count()
-        .ok_or_else(|| ApiError::bad_request("invalid_envelope_file", "20 or 50 rows"))?;
-    let sealed = state.rails.sms.engine().master().seal(&envelope);
-    let record = EnvelopeRecord::unallocated(&envelope.euin, rows, Some(&sealed), state.now().0);
-    match commit_one(
+    let (envelope, rows) = admin::import_request(&request.text).map_err(SmsFailure::from)?;
+    let operator = state.rails.sms.operator();
+    let now = state.now();
+    let key = records::envelope_key(&envelope.euin);
+    let record = run(
         &state,
-        vec![records::put(records::envelope_key(&envelope.euin), &record, Some(0))],
+        now,
+        move |store| Ok(Loaded::<EnvelopeRecord>::read(store, &key)?),
+        |existing| {
+            admin::decide_import(existing, &envelope, rows, &operator, now.0)
+                .map_err(SmsFailure::from)
+        },
     )
-    .await
-    {
-        Ok(()) => Ok((
-            StatusCode::CREATED,
-            Json(json!({ "euin": envelope.euin.to_string(), "rows": rows.get(), "status": "unallocated", "sealed": true })),
-        )
-            .into_response()),
-        Err(error) if error.code == "record_version_mismatch" => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "envelope_exists",
-            format!("envelope {} exists already", envelope.euin),
-        )),
-        Err(error) => Err(error),
-    }
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "euin": record.view.euin.to_string(), "rows": rows.get(), "status": "unallocated", "sealed": true })),
+    )
+        .into_response())
 }
 
 fn envelope_json(record: &EnvelopeRecord) -> Value {
-    let free = record
-        .view()
-        .map(|view| view.free_rows())
-        .unwrap_or_default();
+    let view = &record.view;
+    let account = match view.status {
+        offpay_sms_tan::EnvelopeStatus::Active { account }
+        | offpay_sms_tan::EnvelopeStatus::Locked { account } => Some(account.to_string()),
+        _ => None,
+    };
     json!({
-        "euin": record.euin,
-        "rows": record.rows,
-        "free_rows": free,
-        "used_rows": (1..=record.rows).filter(|row| record.used_rows & (1u64 << (row - 1)) != 0).collect::<Vec<u8>>(),
-        "consecutive_failures": record.consecutive_failures,
-        "status": record.status,
-        "account": record.account,
-        "imported": record.sealed.is_some(),
+        "euin": view.euin.to_string(),
+        "rows": view.rows.get(),
+        "free_rows": view.free_rows(),
+        "used_rows": view.used_rows.iter().collect::<Vec<u8>>(),
+        "consecutive_failures": view.consecutive_failures,
+        "status": status_name(&view.status),
+        "account": account,
+        "imported": record.imported(),
     })
-}
-
-async fn load_envelope_record(
-    state: &Arc<AppState>,
-    euin: Euin,
-) -> Result<(EnvelopeRecord, u64), ApiError> {
-    state
-        .ledger
-        .read(move |store| get_record::<EnvelopeRecord>(store, &records::envelope_key(&euin)))
-        .await?
-        .ok_or_else(|| ApiError::not_found("envelope", &euin.to_string()))
 }
 
 async fn get_envelope(
     State(state): State<Arc<AppState>>,
     Path(euin): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let euin = parse_euin(&euin)?;
-    let (record, _) = load_envelope_record(&state, euin).await?;
+    let euin = parse_euin(&euin).map_err(SmsFailure::from)?;
+    let loaded = read(&state, move |store| {
+        Ok(Loaded::<EnvelopeRecord>::read(
+            store,
+            &records::envelope_key(&euin),
+        )?)
+    })
+    .await?;
+    let record = loaded
+        .value
+        .ok_or_else(|| ApiError::not_found("envelope", &euin.to_string()))?;
     Ok(Json(envelope_json(&record)))
 }
 
@@ -653,86 +401,26 @@ pub struct BindEnvelope {
     account: String,
 }
 
-async fn apply_operator_effect(
-    state: &Arc<AppState>,
-    effect: offpay_sms_tan::Effect,
-    envelope: (EnvelopeRecord, u64),
-    account: Option<(AccountRecord, u64)>,
-    what: &str,
-) -> Result<(), ApiError> {
-    let mut loaded = Loaded::default();
-    loaded
-        .envelopes
-        .insert(format!("env:{}", envelope.0.euin), envelope);
-    if let Some(account) = account {
-        loaded
-            .accounts
-            .insert(format!("acct:{}", account.0.receive_number), account);
-    }
-    let mut outcome = Outcome::empty();
-    outcome.effects.push(effect);
-    match process::apply_outcome(
-        state,
-        &state.rails.sms,
-        &outcome,
-        &loaded,
-        &ReplyRouting { inline_to: None },
-        None,
-        what,
-        Vec::new(),
-    )
-    .await
-    {
-        Ok(_) => Ok(()),
-        Err(ApplyError::Conflict | ApplyError::Duplicate) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "changed",
-            "the envelope or account changed meanwhile; try again",
-        )),
-        Err(ApplyError::Failed(error)) => Err(error),
-    }
-}
-
 async fn bind_envelope(
     State(state): State<Arc<AppState>>,
     Path(euin): Path<String>,
     ApiJson(request): ApiJson<BindEnvelope>,
 ) -> Result<Json<Value>, ApiError> {
-    let euin = parse_euin(&euin)?;
-    let account = parse_account(&request.account)?;
-    let envelope = load_envelope_record(&state, euin).await?;
-    let (record, version, _) = load_account_record(&state, account).await?;
-    if let Some(current) = &record.current_envelope {
-        let current_euin = parse_euin(current)?;
-        let (current_record, _) = load_envelope_record(&state, current_euin).await?;
-        if matches!(current_record.status.as_str(), "active" | "locked") {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "has_envelope",
-                format!(
-                    "account {account} already uses envelope {current}; its holder registers the next one by SMS (REG)"
-                ),
-            ));
-        }
-    }
-    let view = envelope
-        .0
-        .view()
-        .ok_or_else(|| internal("stored envelope is damaged"))?;
-    let effect = state
-        .rails
-        .sms
-        .engine()
-        .bind_at_agent(&view, account)
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "envelope_not_registrable",
-                format!("envelope {euin} is already bound, locked or retired"),
-            )
-        })?;
-    apply_operator_effect(&state, effect, envelope, Some((record, version)), "bind").await?;
-    let (record, _) = load_envelope_record(&state, euin).await?;
+    let euin = parse_euin(&euin).map_err(SmsFailure::from)?;
+    let account = account_number(&request.account).map_err(SmsFailure::from)?;
+    let operator = state.rails.sms.operator();
+    let now = state.now();
+    let record = run(
+        &state,
+        now,
+        move |store| Ok(admin::load_bind(store, &euin, &account)?),
+        |load| admin::decide_bind(load, &euin, &account, &operator, now).map_err(SmsFailure::from),
+    )
+    .await?;
+    state.rails.sms.cache.forget([
+        records::envelope_key(&euin).as_str(),
+        records::account_key(&account).as_str(),
+    ]);
     Ok(Json(envelope_json(&record)))
 }
 
@@ -740,21 +428,19 @@ async fn unlock_envelope(
     State(state): State<Arc<AppState>>,
     Path(euin): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let euin = parse_euin(&euin)?;
-    let envelope = load_envelope_record(&state, euin).await?;
-    let view = envelope
-        .0
-        .view()
-        .ok_or_else(|| internal("stored envelope is damaged"))?;
-    let effect = state.rails.sms.engine().unlock(&view).map_err(|_| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "not_locked",
-            format!("envelope {euin} is not locked (or its binding does not verify)"),
-        )
-    })?;
-    apply_operator_effect(&state, effect, envelope, None, "unlock").await?;
-    let (record, _) = load_envelope_record(&state, euin).await?;
+    let euin = parse_euin(&euin).map_err(SmsFailure::from)?;
+    let operator = state.rails.sms.operator();
+    let now = state.now();
+    let key = records::envelope_key(&euin);
+    let load_key = key.clone();
+    let record = run(
+        &state,
+        now,
+        move |store| Ok(Loaded::<EnvelopeRecord>::read(store, &load_key)?),
+        |loaded| admin::decide_unlock(loaded, &euin, &operator, now).map_err(SmsFailure::from),
+    )
+    .await?;
+    state.rails.sms.cache.forget([key.as_str()]);
     Ok(Json(envelope_json(&record)))
 }
 
@@ -766,38 +452,32 @@ pub struct ListQuery {
     limit: Option<usize>,
 }
 
-async fn list(
-    state: &Arc<AppState>,
-    prefix: &'static str,
-    query: ListQuery,
-) -> Result<Vec<(String, Value)>, ApiError> {
-    let limit = query.limit.unwrap_or(100).clamp(1, LIST_LIMIT_MAX);
-    let page = state
-        .ledger
-        .read(move |store| store.records(records::NAMESPACE, prefix, query.after.as_deref(), limit))
-        .await?;
-    Ok(page
-        .into_iter()
-        .filter_map(|record| {
-            let value: Value = serde_json::from_slice(&record.value).ok()?;
-            Some((record.key, value))
-        })
-        .collect())
-}
-
-/// A page of the records under `prefix`, each with its key, as `{field: [...]}`.
+/// A page of the stored records under `prefix`, each with its key, as `{field: [...]}`.
 async fn keyed_list(
     state: &Arc<AppState>,
     prefix: &'static str,
     query: ListQuery,
     field: &str,
 ) -> Result<Json<Value>, ApiError> {
-    let items: Vec<Value> = list(state, prefix, query)
-        .await?
+    let limit = query
+        .limit
+        .unwrap_or(LIST_LIMIT_DEFAULT)
+        .clamp(1, LIST_LIMIT_MAX);
+    let page = state
+        .ledger
+        .read(move |store| store.records(NAMESPACE, prefix, query.after.as_deref(), limit))
+        .await?;
+    let items: Vec<Value> = page
         .into_iter()
-        .map(|(key, mut value)| {
-            value["key"] = json!(key);
-            value
+        .filter_map(|record| match serde_json::from_slice::<Value>(&record.value) {
+            Ok(mut value) => {
+                value["key"] = json!(record.key);
+                Some(value)
+            }
+            Err(error) => {
+                tracing::error!(key = %record.key, %error, "an SMS record is not JSON; not listed");
+                None
+            }
         })
         .collect();
     Ok(Json(json!({ field: items })))
@@ -807,28 +487,28 @@ async fn list_disputes(
     State(state): State<Arc<AppState>>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    keyed_list(&state, "dispute:", query, "disputes").await
+    keyed_list(&state, DISPUTE_PREFIX, query, "disputes").await
 }
 
 async fn outbox(
     State(state): State<Arc<AppState>>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    keyed_list(&state, "out:", query, "outbox").await
+    keyed_list(&state, OUTBOUND_PREFIX, query, "outbox").await
 }
 
 async fn list_sent(
     State(state): State<Arc<AppState>>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    keyed_list(&state, "sent:", query, "sent").await
+    keyed_list(&state, SENT_PREFIX, query, "sent").await
 }
 
 async fn list_scheduled(
     State(state): State<Arc<AppState>>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    keyed_list(&state, "sched:", query, "scheduled").await
+    keyed_list(&state, SCHEDULED_PREFIX, query, "scheduled").await
 }
 
 /// Body of `POST /api/v1/sms/simulate`.
@@ -854,132 +534,46 @@ async fn simulate(
             "message_id: 1 to 200 bytes",
         ));
     }
-    let from = parse_phone(&request.from)?;
-    let answer = process::handle_inbound(
+    let from = PhoneNumber::parse(&request.from).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_phone",
+            format!("{:?} is not a phone number", request.from),
+        )
+    })?;
+    let answer = handle_inbound(
         &state,
-        "operator",
-        &request.message_id,
-        from,
-        &request.text,
-        true,
+        InboundSms {
+            gateway: "operator".into(),
+            message_id: request.message_id,
+            from,
+            text: request.text,
+            answer_inline: true,
+        },
     )
     .await?;
     Ok(Json(json!({
         "replies": answer.replies,
         "duplicate": answer.duplicate,
-        "verdict": answer.verdict,
-        "queued": answer.queued,
+        "verdict": answer.summary.verdict.word(),
+        "queued": answer.summary.queued,
     })))
 }
 
-/// Body of `POST /api/v1/sms/disputes/{key}/decide`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Decide {
-    /// `refund` (the payee pays the amount back, if its balance allows) or `reject`.
-    decision: String,
-    note: Option<String>,
-}
-
-/// The operator decides a dispute. Nothing is reversed by the payer's SMS alone: a refund is an
-/// explicit operator decision, posted as a new transfer from the payee (which must hold the
-/// money — the ledger refuses otherwise), so a payee is protected from a payer who pays and then
-/// "cancels".
 async fn decide_dispute(
     State(state): State<Arc<AppState>>,
     Path(key): Path<String>,
-    ApiJson(request): ApiJson<Decide>,
+    ApiJson(ruling): ApiJson<DisputeRuling>,
 ) -> Result<Json<Value>, ApiError> {
-    if !key.starts_with("dispute:") {
-        return Err(ApiError::not_found("dispute", &key));
-    }
-    let lookup = key.clone();
-    let (mut dispute, version) = state
-        .ledger
-        .read(move |store| get_record::<DisputeRecord>(store, &lookup))
-        .await?
-        .ok_or_else(|| ApiError::not_found("dispute", &key))?;
-    if dispute.status != "open" {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "decided",
-            format!("this dispute was decided: {}", dispute.status),
-        ));
-    }
-    let mut operations = Vec::new();
-    match request.decision.as_str() {
-        "reject" => dispute.status = "rejected".to_owned(),
-        "refund" => {
-            let payer = parse_account(&dispute.account)?;
-            let reference = offpay_sms_tan::posting::Reference::parse(&dispute.reference)
-                .ok_or_else(|| internal("stored reference"))?;
-            let ledger_payer = records::ledger_account(&payer);
-            let found = state
-                .ledger
-                .read(move |store| {
-                    // Newest first, a bounded number of pages of the payer's history.
-                    let mut before = None;
-                    for _ in 0..DISPUTE_SEARCH_PAGES {
-                        let page = store.history(
-                            &ledger_payer,
-                            before,
-                            offpay_ledger::HISTORY_PAGE_MAX,
-                        )?;
-                        let found = page.iter().find(|record| {
-                            record.transfer.debit_account == ledger_payer
-                                && record.transfer.memo.starts_with("sms payment")
-                                && process::reference_of(record.transfer.id.as_str()) == reference
-                        });
-                        if let Some(record) = found {
-                            return Ok(Some(record.transfer.clone()));
-                        }
-                        match page.last() {
-                            Some(last) if page.len() == offpay_ledger::HISTORY_PAGE_MAX => {
-                                before = Some(last.sequence);
-                            }
-                            _ => break,
-                        }
-                    }
-                    Ok(None)
-                })
-                .await?;
-            let Some(paid) = found else {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "unknown_reference",
-                    format!(
-                        "account {payer} made no same-currency SMS payment with reference {reference} (cross-currency payments are refunded by hand)"
-                    ),
-                ));
-            };
-            let payee = paid.credit_account.clone();
-            let amount = paid.amount;
-            let id = TransferId::new(format!("sms-refund:{}", records::short_hash(&key)))
-                .map_err(|_| internal("refund id"))?;
-            // Paid back in the payee's currency to the payer; across currencies the operator
-            // settles the difference by hand.
-            operations.push(Operation::Transfer(Transfer {
-                id: id.clone(),
-                debit_account: payee,
-                credit_account: records::ledger_account(&payer),
-                amount,
-                kind: TransferKind::Posted,
-                memo: format!("sms dispute refund REF {reference}"),
-            }));
-            dispute.status = "refunded".to_owned();
-            dispute.refund_transfer = Some(id.to_string());
-        }
-        other => {
-            return Err(ApiError::bad_request(
-                "invalid_decision",
-                format!("decision {other:?} is not refund or reject"),
-            ));
-        }
-    }
-    dispute.note = request.note;
-    operations.push(records::put(key.clone(), &dispute, Some(version)));
-    commit_one(&state, operations).await?;
-    let mut body = json!(dispute);
+    let ruling = Arc::new(ruling);
+    let (load_key, load_ruling) = (key.clone(), ruling.clone());
+    let dispute = run(
+        &state,
+        state.now(),
+        move |store| Ok(admin::load_dispute(store, &load_key, &load_ruling)?),
+        |load| admin::decide_dispute(load, &key, &ruling).map_err(SmsFailure::from),
+    )
+    .await?;
+    let mut body = json!(dispute.wire());
     body["key"] = json!(key);
     Ok(Json(body))
 }
@@ -996,36 +590,30 @@ async fn create_terminal(
     State(state): State<Arc<AppState>>,
     ApiJson(request): ApiJson<CreateTerminal>,
 ) -> Result<Response, ApiError> {
-    let payee = parse_account(&request.payee)?;
-    load_account_record(&state, payee).await?;
-    let mut random = [0u8; 40];
-    state
-        .entropy
-        .fill(&mut random)
-        .map_err(|_| internal("no randomness"))?;
-    let id = format!("t{}", hex::encode(&random[..8]));
-    let secret = hex::encode(&random[8..]);
-    random.fill(0);
-    let record = TerminalRecord {
-        version: records::FORMAT_VERSION,
-        id: id.clone(),
-        payee: payee.to_string(),
-        secret_hash: super::web::sha256_hex(&secret),
-        active: true,
-        created_at_ms: state.now().0,
-    };
-    commit_one(
+    let payee = account_number(&request.payee).map_err(SmsFailure::from)?;
+    let now = state.now();
+    let (record, token) = run(
         &state,
-        vec![records::put(records::terminal_key(&id), &record, Some(0))],
+        now,
+        move |store| {
+            Ok(Loaded::<AccountRecord>::read(
+                store,
+                &records::account_key(&payee),
+            )?)
+        },
+        |loaded| {
+            admin::decide_new_terminal(loaded, &payee, state.entropy.as_ref(), now)
+                .map_err(SmsFailure::from)
+        },
     )
     .await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({
-            "terminal_id": id,
+            "terminal_id": record.id,
             "payee": payee.to_string(),
             // Shown once; the server keeps only its hash.
-            "token": format!("{id}.{secret}"),
+            "token": token,
         })),
     )
         .into_response())
@@ -1045,123 +633,86 @@ pub async fn scheduler(state: Weak<AppState>) {
     }
 }
 
+async fn page(
+    state: &AppState,
+    prefix: &'static str,
+) -> Result<Vec<offpay_ledger::Record>, ApiError> {
+    Ok(state
+        .ledger
+        .read(move |store| store.records(NAMESPACE, prefix, None, SCHEDULER_PAGE))
+        .await?)
+}
+
+fn log_corrupt(errors: Vec<RecordError>) {
+    for error in errors {
+        tracing::error!(%error, "an SMS record does not decode; left for the operator");
+    }
+}
+
 async fn scheduler_pass(state: &Arc<AppState>) -> Result<(), ApiError> {
-    let rail: &SmsRail = &state.rails.sms;
+    let rail = &state.rails.sms;
     rail.ensure_settings(state).await?;
-    let now = UnixSeconds(state.now().0 / 1000);
-    let due = state
-        .ledger
-        .read(|store| store.records(records::NAMESPACE, "sched:", None, SCHEDULER_PAGE))
-        .await?;
-    for record in due {
-        let Ok(scheduled) = serde_json::from_slice::<ScheduledRecord>(&record.value) else {
-            continue;
-        };
-        if scheduled.due > now.0 {
-            // Keys are ordered by due time: nothing later is due either.
-            break;
-        }
-        let Some(payment) = scheduled.payment() else {
-            continue;
-        };
-        let settings = rail.settings();
-        let (payer, payee) = (payment.payer, payment.payee);
-        let (payer_context, payee_context, loaded) = state
-            .ledger
-            .read(move |store| {
-                let mut loaded = Loaded::default();
-                let payer_context = process::load_payer(
+    let operator = rail.operator();
+    let now = state.now();
+    let (due, errors) = scheduler::due_payments(&page(state, SCHEDULED_PREFIX).await?, now);
+    log_corrupt(errors);
+    for key in due {
+        let load_operator = operator.clone();
+        let ready = rail.operator_ready();
+        let run_key = key.clone();
+        let ran = run(
+            state,
+            now,
+            move |store| {
+                Ok(scheduler::load_scheduled(
                     store,
-                    &mut loaded,
-                    &PayerLookup::Account(payer),
-                    &settings,
+                    &run_key,
+                    &load_operator,
                     now,
-                )?;
-                let payee_context =
-                    process::load_payee(store, &mut loaded, &payee, &payer, &settings, now)?;
-                Ok((payer_context, payee_context, loaded))
-            })
-            .await?;
-        let outcome = rail
-            .engine()
-            .execute_scheduled(&payment, payer_context, payee_context, now);
-        let extra = vec![records::delete(record.key.clone(), Some(record.version))];
-        match process::apply_outcome(
-            state,
-            rail,
-            &outcome,
-            &loaded,
-            &ReplyRouting { inline_to: None },
-            None,
-            &payment.message_id,
-            extra,
+                )?)
+            },
+            |load| {
+                scheduler::decide_scheduled(load, now, &operator, &ready).map_err(SmsFailure::from)
+            },
         )
-        .await
-        {
-            Ok(applied) => tracing::info!(verdict = applied.verdict, "scheduled sms payment run"),
-            Err(ApplyError::Conflict | ApplyError::Duplicate) => {}
-            Err(ApplyError::Failed(error)) => return Err(error),
+        .await;
+        match ran {
+            Ok(Some(summary)) => {
+                tracing::info!(
+                    verdict = summary.verdict.word(),
+                    "scheduled sms payment run"
+                );
+                rail.committed(state, &summary);
+            }
+            Ok(None) => {}
+            // The others are not held up; this one is tried again on the next pass.
+            Err(error) => tracing::warn!(%key, error = %error.message, "scheduled sms payment"),
         }
     }
-    let pending = state
-        .ledger
-        .read(|store| store.records(records::NAMESPACE, "pend:", None, SCHEDULER_PAGE))
-        .await?;
-    for record in pending {
-        let Ok(stored) = serde_json::from_slice::<PendingRecord>(&record.value) else {
-            continue;
-        };
-        let (Some(callback), Ok(reply_to)) =
-            (stored.callback(), PhoneNumber::parse(&stored.reply_to))
-        else {
-            continue;
-        };
-        let Some(outcome) = rail.engine().expire_pending(&callback, &reply_to, now) else {
-            continue;
-        };
-        let mut loaded = Loaded::default();
-        loaded
-            .pending
-            .insert(record.key.clone(), (stored, record.version));
-        match process::apply_outcome(
+    let (expired, errors) = scheduler::expired_callbacks(&page(state, PENDING_PREFIX).await?, now);
+    log_corrupt(errors);
+    for key in expired {
+        let run_key = key.clone();
+        let ran = run(
             state,
-            rail,
-            &outcome,
-            &loaded,
-            &ReplyRouting { inline_to: None },
-            None,
-            &format!("expire:{}", record.key),
-            Vec::new(),
+            now,
+            move |store| Ok(Loaded::<PendingRecord>::read(store, &run_key)?),
+            |pending| scheduler::decide_expiry(pending, now, &operator).map_err(SmsFailure::from),
         )
-        .await
-        {
-            Ok(_) | Err(ApplyError::Conflict | ApplyError::Duplicate) => {}
-            Err(ApplyError::Failed(error)) => return Err(error),
+        .await;
+        match ran {
+            Ok(Some(summary)) => rail.committed(state, &summary),
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%key, error = %error.message, "expiring an sms callback"),
         }
     }
-    let sessions = state
-        .ledger
-        .read(|store| store.records(records::NAMESPACE, "sess:", None, SCHEDULER_PAGE))
-        .await?;
-    let now_ms = state.now().0;
-    let expired: Vec<Operation> = sessions
-        .into_iter()
-        .filter(|record| {
-            serde_json::from_slice::<SessionRecord>(&record.value)
-                .map_or(true, |session| session.expires_at_ms <= now_ms)
-        })
-        .map(|record| records::delete(record.key, Some(record.version)))
-        .collect();
-    if !expired.is_empty() {
-        let _ = state
-            .ledger
-            .commit(
-                vec![Batch {
-                    operations: expired,
-                }],
-                state.now(),
-            )
-            .await?;
+    let (effects, errors) = scheduler::session_sweep(&page(state, SESSION_PREFIX).await?, now);
+    log_corrupt(errors);
+    if !effects.is_empty() {
+        // A session changed meanwhile is looked at again on the next pass.
+        runner::commit(&state.ledger, effects, now)
+            .await
+            .map_err(SmsFailure::from)?;
     }
     Ok(())
 }
@@ -1169,31 +720,21 @@ async fn scheduler_pass(state: &Arc<AppState>) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use offpay_sms_tan::EnvelopeStatus;
+    use offpay_sms_tan::operator::records::EnvelopeRecord;
+    use offpay_sms_tan::{AccountNumber, EnvelopeStatus, Euin, RowCount};
 
     #[test]
-    fn generated_account_numbers_have_twelve_digits_without_a_leading_zero() {
-        for _ in 0..100 {
-            let number = random_account_number(&offpay_operator::SeededEntropy::from_seed(1))
-                .unwrap()
-                .to_string();
-            assert_eq!(number.len(), 12);
-            assert!(!number.starts_with('0'));
-        }
-    }
-
-    #[test]
-    fn envelope_status_names_round_trip() {
+    fn envelopes_are_shown_with_their_status_and_used_rows() {
         let euin = Euin::issued(263, 7).unwrap();
         let mut record = EnvelopeRecord::unallocated(&euin, RowCount::Twenty, None, 0);
         let account = AccountNumber::parse("901020377865").unwrap();
-        let mut view = record.view().unwrap();
-        view.status = EnvelopeStatus::Locked { account };
-        record.update(view.used_rows, 5, view.status, None);
-        assert_eq!(
-            record.view().unwrap().status,
-            EnvelopeStatus::Locked { account }
-        );
-        assert_eq!(envelope_json(&record)["status"], "locked");
+        let mut used = record.view.used_rows;
+        used.insert(3);
+        record.update(used, 5, EnvelopeStatus::Locked { account }, None);
+        let shown = envelope_json(&record);
+        assert_eq!(shown["status"], "locked");
+        assert_eq!(shown["account"], "901020377865");
+        assert_eq!(shown["used_rows"], json!([3]));
+        assert_eq!(shown["free_rows"], 19);
     }
 }

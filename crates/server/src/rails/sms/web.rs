@@ -1,4 +1,6 @@
-//! The account holder's web statement page and the merchant terminal API.
+//! The account holder's web statement page and the merchant terminal API: the HTML, cookies and
+//! HTTP mapping. The rules (password and row checks, failure counts, sessions, terminal
+//! authentication and payments) are the rail's (`offpay_sms_tan::operator::web` and `::terminal`).
 //!
 //! Web login: account number + the password set by SMS (`PASSWORD`), then an unused envelope
 //! row and its TAN as the second factor (the password travelled by SMS, so a gateway insider may
@@ -11,7 +13,6 @@
 //! (issued by the operator, stored hashed). The terminal supplies payee (its own) and amount; the
 //! payer keys in envelope (or pay number), row and TAN.
 
-use offpay_operator::Entropy;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -20,40 +21,33 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
-use offpay_ledger::{Amount, Currency};
+use offpay_ledger::Currency;
+use offpay_operator::Loaded;
 use offpay_sms_tan::civil_time::{CivilDateTime, UnixSeconds};
-use offpay_sms_tan::reply;
-use offpay_sms_tan::{AccountNumber, Euin, PhoneNumber, Refusal, Tan, TerminalPayment, Verdict};
+use offpay_sms_tan::operator::records::{
+    self, AccountRecord, SessionRecord, TerminalRecord, reference_of,
+};
+use offpay_sms_tan::operator::terminal::{
+    self, TerminalAnswer, TerminalPlan, TerminalRequest, token_parts,
+};
+use offpay_sms_tan::operator::web::{
+    self as rules, LoginAttempt, LoginLoad, LoginResult, SESSION_SECONDS, random_token,
+    session_current, session_key_of, token_matches,
+};
 use serde::Deserialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
-use super::process::{self, ApplyError, Loaded, PayerLookup, ReplyRouting, get as get_record};
-use super::records::{self, AccountRecord, InboundRecord, SessionRecord, TerminalRecord};
+use super::{SmsFailure, balance_changed};
 use crate::AppState;
 use crate::error::ApiError;
+use crate::runner;
 
 /// Session cookie name.
 pub const SESSION_COOKIE: &str = "offpay_sms_session";
 /// Pre-login form token cookie name.
 pub const LOGIN_COOKIE: &str = "offpay_sms_login";
-/// How long a web session lasts.
-pub const SESSION_SECONDS: u64 = 15 * 60;
-/// Wrong web passwords in a row before web login is blocked (until a new `PASSWORD` SMS).
-pub const WEB_FAILURES_MAX: u8 = 5;
 /// Statement lines per page.
 pub const STATEMENT_PAGE: usize = 20;
-/// Longest form field read.
-const FIELD_BYTES_MAX: usize = 64;
-/// Argon2 salt length.
-const SALT_BYTES: usize = 16;
-/// Argon2 output length.
-const HASH_BYTES: usize = 32;
-/// Random bytes in a session token or form token.
-const TOKEN_BYTES: usize = 32;
-/// Longest terminal request id.
-pub const TERMINAL_REQUEST_ID_BYTES_MAX: usize = 100;
 
 /// Routes.
 pub fn routes() -> Router<Arc<AppState>> {
@@ -65,64 +59,14 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/sms/terminal/payments", post(terminal_payment))
 }
 
-/// Hex SHA-256 (for tokens kept only as hashes).
-pub fn sha256_hex(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))
-}
-
-fn random_hex(entropy: &dyn Entropy, bytes: usize) -> Result<String, ApiError> {
-    let mut random = vec![0u8; bytes];
-    entropy.fill(&mut random).map_err(|_| {
+fn random_hex(state: &AppState) -> Result<String, ApiError> {
+    random_token(state.entropy.as_ref()).map_err(|_| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "no randomness",
         )
-    })?;
-    Ok(hex::encode(random))
-}
-
-/// Argon2id (default parameters: 19 MiB, 2 passes) with a random salt, as
-/// `argon2id$<salt hex>$<hash hex>`.
-pub fn hash_password(entropy: &dyn Entropy, password: &str) -> Result<String, ApiError> {
-    let mut salt = [0u8; SALT_BYTES];
-    entropy.fill(&mut salt).map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "no randomness",
-        )
-    })?;
-    let mut out = [0u8; HASH_BYTES];
-    argon2::Argon2::default()
-        .hash_password_into(password.as_bytes(), &salt, &mut out)
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "argon2"))?;
-    Ok(format!(
-        "argon2id${}${}",
-        hex::encode(salt),
-        hex::encode(out)
-    ))
-}
-
-/// Checks a password against [`hash_password`]'s output, in constant time.
-pub fn verify_password(password: &str, stored: &str) -> bool {
-    let mut parts = stored.split('$');
-    let (Some("argon2id"), Some(salt), Some(hash), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return false;
-    };
-    let (Ok(salt), Ok(hash)) = (hex::decode(salt), hex::decode(hash)) else {
-        return false;
-    };
-    let mut out = [0u8; HASH_BYTES];
-    if argon2::Argon2::default()
-        .hash_password_into(password.as_bytes(), &salt, &mut out)
-        .is_err()
-    {
-        return false;
-    }
-    out.ct_eq(hash.as_slice()).into()
+    })
 }
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -241,7 +185,7 @@ async fn login_page(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let csrf = random_hex(state.entropy.as_ref(), TOKEN_BYTES)?;
+    let csrf = random_hex(&state)?;
     Ok(page(
         "Log in",
         &login_form(&csrf, None),
@@ -275,7 +219,7 @@ async fn login(
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, ApiError> {
-    let fresh = random_hex(state.entropy.as_ref(), TOKEN_BYTES)?;
+    let fresh = random_hex(&state)?;
     let again = |message: &str| {
         page(
             "Log in",
@@ -287,173 +231,122 @@ async fn login(
         )
     };
     let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
-    let csrf_ok: bool = expected.len() == TOKEN_BYTES * 2
-        && bool::from(expected.as_bytes().ct_eq(form.csrf.as_bytes()));
-    if !csrf_ok {
+    if !token_matches(&expected, &form.csrf) {
         return Ok(again("Your login form expired. Please try again."));
     }
-    let too_long = [&form.account, &form.password, &form.row, &form.tan]
-        .iter()
-        .any(|field| field.len() > FIELD_BYTES_MAX);
-    let parsed = (
-        AccountNumber::parse(form.account.trim()),
-        form.row.trim().parse::<u8>(),
-        Tan::parse(form.tan.trim()),
-    );
-    let (Ok(account), Ok(row), Ok(tan)) = parsed else {
+    let Some(attempt) = LoginAttempt::parse(&form.account, &form.password, &form.row, &form.tan)
+    else {
         return Ok(again(LOGIN_FAILED));
     };
-    if too_long {
-        return Ok(again(LOGIN_FAILED));
-    }
+    let attempt = Arc::new(attempt);
     let rail = &state.rails.sms;
     rail.ensure_settings(&state).await?;
-    let settings = rail.settings();
-    let now = UnixSeconds(state.now().0 / 1000);
-    let lookup_settings = settings.clone();
-    let (context, loaded) = state
-        .ledger
-        .read(move |store| {
-            let mut loaded = Loaded::default();
-            let context = process::load_payer(
-                store,
-                &mut loaded,
-                &PayerLookup::Account(account),
-                &lookup_settings,
+    let operator = rail.operator();
+    let ready = rail.operator_ready();
+    let now = state.now();
+    let result = runner::run_with(
+        &state.ledger,
+        now,
+        || {
+            let (state, operator, attempt) = (state.clone(), operator.clone(), attempt.clone());
+            async move {
+                let read_attempt = attempt.clone();
+                let read_operator = operator.clone();
+                let mut load = state
+                    .ledger
+                    .read(move |store| {
+                        Ok(LoginLoad::read(store, &read_attempt, &read_operator, now))
+                    })
+                    .await?
+                    .map_err(SmsFailure::from)?;
+                // Argon2 is slow on purpose: off the request threads.
+                let entropy = state.entropy.clone();
+                let (load, checked) = tokio::task::spawn_blocking(move || {
+                    let checked = load.check_password(&attempt, entropy.as_ref());
+                    (load, checked)
+                })
+                .await
+                .map_err(|_| {
+                    SmsFailure(ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        "checking the password failed",
+                    ))
+                })?;
+                checked?;
+                Ok::<_, SmsFailure>(load)
+            }
+        },
+        |load| {
+            rules::decide_login(
+                load,
+                &attempt,
                 now,
-            )?;
-            Ok((context, loaded))
-        })
-        .await?;
-    let account_key = records::account_key(&account);
-    let record = loaded.accounts.get(&account_key).cloned();
-    let password = form.password.clone();
-    let stored = record
-        .as_ref()
-        .and_then(|(record, _)| record.web_password.clone());
-    let blocked = record
-        .as_ref()
-        .is_some_and(|(record, _)| record.web_failures >= WEB_FAILURES_MAX);
-    // Hash even when there is no account or password, so timing does not tell them apart.
-    let entropy = state.entropy.clone();
-    let password_ok = tokio::task::spawn_blocking(move || match stored {
-        Some(stored) => verify_password(&password, &stored),
-        None => {
-            let _ = hash_password(entropy.as_ref(), &password);
-            false
-        }
-    })
-    .await
-    .unwrap_or(false);
-    let (Some((mut record, version)), Some(context)) = (record, context) else {
-        return Ok(again(LOGIN_FAILED));
-    };
-    if blocked {
-        return Ok(again(
-            "Web login is blocked after too many wrong passwords. Set a new one by SMS: PASSWORD envelope row TAN password.",
-        ));
-    }
-    if !password_ok {
-        record.web_failures = record.web_failures.saturating_add(1);
-        let operations = vec![records::put(account_key, &record, Some(version))];
-        let result = state
-            .ledger
-            .commit(
-                vec![offpay_ledger::Batch {
-                    operations: operations.clone(),
-                }],
-                state.now(),
+                &operator,
+                state.entropy.as_ref(),
+                &ready,
             )
-            .await;
-        let committed = matches!(&result, Ok(results) if matches!(results.first(), Some(Ok(_))));
-        rail.cache.after_commit(&operations, committed);
-        result?;
-        return Ok(again(LOGIN_FAILED));
-    }
-    let outcome = rail.engine().check_row_tan(context, row, &tan, now);
-    let accepted = outcome.is_accepted();
-    let token = random_hex(state.entropy.as_ref(), TOKEN_BYTES)?;
-    let mut extra = Vec::new();
-    if accepted {
-        record.web_failures = 0;
-        extra.push(records::put(account_key, &record, Some(version)));
-        extra.push(records::put(
-            records::session_key(&sha256_hex(&token)),
-            &SessionRecord {
-                version: records::FORMAT_VERSION,
-                account: account.to_string(),
-                csrf: random_hex(state.entropy.as_ref(), TOKEN_BYTES)?,
-                expires_at_ms: state.now().0 + SESSION_SECONDS * 1000,
-            },
-            Some(0),
-        ));
-    }
-    match process::apply_outcome(
-        &state,
-        rail,
-        &outcome,
-        &loaded,
-        &ReplyRouting { inline_to: None },
-        None,
-        &format!("web-login:{}", records::short_hash(&token)),
-        extra,
+            .map_err(SmsFailure::from)
+        },
+        balance_changed,
     )
-    .await
-    {
-        Ok(_) => {}
-        Err(ApplyError::Conflict | ApplyError::Duplicate) => {
+    .await;
+    let answer = match result {
+        Ok(answer) => answer,
+        Err(SmsFailure(error)) if error.code == "busy" => {
             return Ok(again(
                 "Your envelope was busy. Please try again with another row.",
             ));
         }
-        Err(ApplyError::Failed(error)) => return Err(error),
-    }
-    if !accepted {
-        let message = match &outcome.verdict {
-            Verdict::Refused(Refusal::EnvelopeLocked) => {
-                "Your envelope is locked after too many wrong codes. Visit an agent with your ID."
-            }
-            Verdict::Refused(Refusal::RowUsed { .. }) => {
-                "That row was used before. Use a row you have not crossed out."
-            }
-            _ => LOGIN_FAILED,
-        };
-        return Ok(again(message));
-    }
-    Ok(redirect(
-        "/sms/web/statement",
-        vec![
-            (
-                header::SET_COOKIE,
-                set_cookie(SESSION_COOKIE, &token, SESSION_SECONDS, &headers),
-            ),
-            (
-                header::SET_COOKIE,
-                set_cookie(LOGIN_COOKIE, "", 0, &headers),
-            ),
-        ],
-    ))
+        Err(SmsFailure(error)) => return Err(error),
+    };
+    rail.cache.keep_written(&answer.written);
+    let message = match answer.result {
+        LoginResult::LoggedIn { token } => {
+            return Ok(redirect(
+                "/sms/web/statement",
+                vec![
+                    (
+                        header::SET_COOKIE,
+                        set_cookie(SESSION_COOKIE, &token, SESSION_SECONDS, &headers),
+                    ),
+                    (
+                        header::SET_COOKIE,
+                        set_cookie(LOGIN_COOKIE, "", 0, &headers),
+                    ),
+                ],
+            ));
+        }
+        LoginResult::Blocked => {
+            "Web login is blocked after too many wrong passwords. Set a new one by SMS: PASSWORD envelope row TAN password."
+        }
+        LoginResult::EnvelopeLocked => {
+            "Your envelope is locked after too many wrong codes. Visit an agent with your ID."
+        }
+        LoginResult::RowUsed => "That row was used before. Use a row you have not crossed out.",
+        LoginResult::Failed => LOGIN_FAILED,
+    };
+    Ok(again(message))
 }
 
 async fn session(
     state: &Arc<AppState>,
     headers: &HeaderMap,
-) -> Result<Option<(String, SessionRecord)>, ApiError> {
-    let Some(token) = cookie(headers, SESSION_COOKIE) else {
+) -> Result<Option<(Loaded<SessionRecord>, SessionRecord)>, ApiError> {
+    let Some(key) = cookie(headers, SESSION_COOKIE).and_then(|token| session_key_of(&token)) else {
         return Ok(None);
     };
-    if token.len() != TOKEN_BYTES * 2 {
-        return Ok(None);
-    }
-    let key = records::session_key(&sha256_hex(&token));
-    let lookup = key.clone();
-    let found = state
+    let loaded = state
         .ledger
-        .read(move |store| get_record::<SessionRecord>(store, &lookup))
-        .await?;
-    Ok(found
-        .filter(|(session, _)| session.expires_at_ms > state.now().0)
-        .map(|(session, _)| (key, session)))
+        .read(move |store| Ok(Loaded::<SessionRecord>::read(store, &key)))
+        .await?
+        .map_err(SmsFailure::from)?;
+    let now = state.now();
+    Ok(loaded
+        .value
+        .clone()
+        .filter(|session| session_current(session, now))
+        .map(|session| (loaded, session)))
 }
 
 /// Query of the statement page.
@@ -471,31 +364,31 @@ async fn statement(
         return Ok(redirect("/sms/web/login", Vec::new()));
     };
     let before = query.ok().and_then(|Query(query)| query.before);
-    let account = AccountNumber::parse(&session.account)
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "session"))?;
+    let account = session.account;
     let rail = &state.rails.sms;
     rail.ensure_settings(&state).await?;
-    let offset = rail.settings().utc_offset_minutes;
+    let offset = rail.operator().utc_offset_minutes();
     let ledger_id = records::ledger_account(&account);
     let (record, ledger_account, history) = state
         .ledger
         .read(move |store| {
-            let record = get_record::<AccountRecord>(store, &records::account_key(&account))?;
+            let record = Loaded::<AccountRecord>::read(store, &records::account_key(&account));
             let ledger_account = store.account(&ledger_id)?;
             let history = store.history(&ledger_id, before, STATEMENT_PAGE)?;
             Ok((record, ledger_account, history))
         })
         .await?;
-    let (Some((record, _)), Some(ledger_account)) = (record, ledger_account) else {
+    let record = record.map_err(SmsFailure::from)?.value;
+    let (Some(record), Some(ledger_account)) = (record, ledger_account) else {
         return Ok(redirect("/sms/web/login", Vec::new()));
     };
-    let currency = record.currency().unwrap_or(Currency::KES);
+    let currency: Currency = record.currency;
     let decimal = |minor: i128| offpay_ledger::Decimal::new(minor, currency).to_string();
     let mut body = String::new();
     let _ = write!(
         body,
         "<h1>Account {}</h1><p>Balance: <strong id=\"balance\">{} {}</strong></p>",
-        escape(&record.receive_number),
+        escape(&record.receive_number.to_string()),
         escape(currency.code()),
         escape(&decimal(i128::from(ledger_account.balance())))
     );
@@ -517,7 +410,7 @@ async fn statement(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
             escape(&when),
             escape(&transfer.memo),
-            escape(&process::reference_of(transfer.id.as_str()).to_string()),
+            escape(&reference_of(transfer.id.as_str()).to_string()),
             escape(&decimal(signed))
         );
     }
@@ -550,25 +443,23 @@ async fn logout(
     headers: HeaderMap,
     Form(form): Form<LogoutForm>,
 ) -> Result<Response, ApiError> {
-    let Some((key, session)) = session(&state, &headers).await? else {
+    let Some((loaded, session)) = session(&state, &headers).await? else {
         return Ok(redirect("/sms/web/login", Vec::new()));
     };
-    if !bool::from(session.csrf.as_bytes().ct_eq(form.csrf.as_bytes())) {
+    if !token_matches(&session.csrf, &form.csrf) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "invalid_form_token",
             "the form token does not match this session",
         ));
     }
-    let _ = state
-        .ledger
-        .commit(
-            vec![offpay_ledger::Batch {
-                operations: vec![records::delete(key, None)],
-            }],
-            state.now(),
-        )
-        .await?;
+    let mut effects = offpay_operator::Effects::new();
+    effects.write(offpay_sms_tan::operator::apply::remove::<SessionRecord>(
+        loaded.key,
+    ));
+    runner::commit(&state.ledger, effects, state.now())
+        .await
+        .map_err(SmsFailure::from)?;
     Ok(redirect(
         "/sms/web/login",
         vec![(
@@ -576,32 +467,6 @@ async fn logout(
             set_cookie(SESSION_COOKIE, "", 0, &headers),
         )],
     ))
-}
-
-/// A payment request from a merchant terminal.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TerminalRequest {
-    /// Unique per terminal; a retry with the same id pays once.
-    pub request_id: String,
-    /// The payer's envelope number (11 digits) or pay number (12 digits).
-    pub payer: String,
-    /// The row the payer keyed in.
-    pub row: u8,
-    /// Its TAN.
-    pub tan: String,
-    /// Decimal amount.
-    pub amount: String,
-    /// Currency of the amount (default: the payee's).
-    pub currency: Option<String>,
-    /// The payer's phone for a confirmation with a fresh row.
-    pub payer_phone: Option<String>,
-}
-
-impl std::fmt::Debug for TerminalRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TerminalRequest({}, row {})", self.request_id, self.row)
-    }
 }
 
 async fn terminal_payment(
@@ -622,223 +487,95 @@ async fn terminal_payment(
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::trim)
         .ok_or_else(unauthorized)?;
-    let (terminal_id, secret) = presented.split_once('.').ok_or_else(unauthorized)?;
+    let (terminal_id, secret) = token_parts(presented).ok_or_else(unauthorized)?;
     let key = records::terminal_key(terminal_id);
-    if terminal_id.len() > 40 {
-        return Err(unauthorized());
-    }
     let terminal = state
         .ledger
-        .read(move |store| get_record::<TerminalRecord>(store, &key))
+        .read(move |store| Ok(Loaded::<TerminalRecord>::read(store, &key)))
         .await?
-        .map(|(terminal, _)| terminal);
-    let Some(terminal) = terminal.filter(|terminal| {
-        terminal.active
-            && bool::from(
-                sha256_hex(secret)
-                    .as_bytes()
-                    .ct_eq(terminal.secret_hash.as_bytes()),
-            )
-    }) else {
+        .map_err(SmsFailure::from)?
+        .value;
+    let Some(terminal) = terminal.filter(|terminal| terminal.accepts(secret)) else {
         return Err(unauthorized());
     };
-    if request.request_id.is_empty() || request.request_id.len() > TERMINAL_REQUEST_ID_BYTES_MAX {
-        return Err(ApiError::bad_request(
-            "invalid_request_id",
-            format!("request_id: 1 to {TERMINAL_REQUEST_ID_BYTES_MAX} bytes"),
-        ));
-    }
-    let payee = AccountNumber::parse(&terminal.payee)
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "payee"))?;
     let rail = &state.rails.sms;
     rail.ensure_settings(&state).await?;
-    let engine = rail.engine();
-    let digits: String = request.payer.chars().filter(char::is_ascii_digit).collect();
-    let lookup = match digits.len() {
-        11 => PayerLookup::Envelope(Euin::parse(&digits).map_err(|_| {
-            ApiError::bad_request("invalid_payer", "payer: envelope number or pay number")
-        })?),
-        12 => {
-            let number = AccountNumber::parse(&digits).map_err(|_| {
-                ApiError::bad_request("invalid_payer", "payer: envelope number or pay number")
-            })?;
-            PayerLookup::PayNumber(number, engine.master().pay_number_tag(&number))
+    let operator = rail.operator();
+    let plan =
+        Arc::new(TerminalPlan::new(&request, &terminal, &operator).map_err(SmsFailure::from)?);
+    let ready = rail.operator_ready();
+    let now = state.now();
+    let answer = runner::run_with(
+        &state.ledger,
+        now,
+        || {
+            let (state, operator, plan) = (state.clone(), operator.clone(), plan.clone());
+            async move {
+                state
+                    .ledger
+                    .read(move |store| Ok(terminal::load_terminal(store, &plan, &operator, now)))
+                    .await?
+                    .map_err(SmsFailure::from)
+            }
+        },
+        |load| {
+            terminal::decide_terminal(load, &plan, now, &operator, &ready).map_err(SmsFailure::from)
+        },
+        balance_changed,
+    )
+    .await
+    .map_err(|SmsFailure(error)| {
+        if error.code == "busy" {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "the envelope is busy; retry with the same request_id",
+            )
+        } else {
+            error
         }
-        _ => {
-            return Err(ApiError::bad_request(
-                "invalid_payer",
-                "payer: the envelope number (11 digits) or the pay number (12 digits)",
-            ));
-        }
-    };
-    let by_envelope = matches!(lookup, PayerLookup::Envelope(_));
-    let tan = Tan::parse(request.tan.trim())
-        .map_err(|_| ApiError::bad_request("invalid_tan", "tan: 3 digits"))?;
-    let payer_phone = match &request.payer_phone {
-        Some(phone) => Some(PhoneNumber::parse(phone).map_err(|_| {
-            ApiError::bad_request("invalid_phone", "payer_phone is not a phone number")
-        })?),
-        None => None,
-    };
-    let message_id = format!("terminal:{}:{}", terminal.id, request.request_id);
-    let dedupe_key = records::inbound_key(
-        "terminal",
-        &format!("{}:{}", terminal.id, request.request_id),
-    );
-    for _ in 0..process::RERUN_MAX {
-        let settings = rail.settings();
-        let now = UnixSeconds(state.now().0 / 1000);
-        let lookup = lookup.clone();
-        let dedupe_lookup = dedupe_key.clone();
-        let (seen, payer, payee_context, loaded) = state
-            .ledger
-            .read(move |store| {
-                let seen = get_record::<InboundRecord>(store, &dedupe_lookup)?;
-                let mut loaded = Loaded::default();
-                let payer = process::load_payer(store, &mut loaded, &lookup, &settings, now)?;
-                let payee_context = match &payer {
-                    Some(payer) => process::load_payee(
-                        store,
-                        &mut loaded,
-                        &payee,
-                        &payer.account.receive_number,
-                        &settings,
-                        now,
-                    )?,
-                    None => None,
-                };
-                Ok((seen, payer, payee_context, loaded))
-            })
-            .await?;
-        if let Some((record, _)) = seen {
-            return Ok(Json(json!({
-                "status": record.verdict,
-                "message": record.replies.first().cloned().unwrap_or_default(),
-                "duplicate": true,
-            }))
-            .into_response());
-        }
-        let Some(payer) = payer.filter(|payer| {
-            (!by_envelope || !payer.account.require_pay_number)
-                && !matches!(
-                    payer.envelope.status,
-                    offpay_sms_tan::EnvelopeStatus::Unallocated
-                        | offpay_sms_tan::EnvelopeStatus::Retired
-                )
-        }) else {
-            return Ok((
-                StatusCode::UNPROCESSABLE_ENTITY,
+    })?;
+    Ok(match answer {
+        TerminalAnswer::Duplicate { verdict, message } => Json(json!({
+            "status": verdict.word(),
+            "message": message,
+            "duplicate": true,
+        }))
+        .into_response(),
+        TerminalAnswer::PayerRefused { message } => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "status": "refused", "message": message })),
+        )
+            .into_response(),
+        TerminalAnswer::Done {
+            verdict,
+            message,
+            reference,
+            summary,
+        } => {
+            rail.committed(&state, &summary);
+            let code = if verdict == records::Answered::Accepted {
+                StatusCode::OK
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            (
+                code,
                 Json(json!({
-                    "status": "refused",
-                    "message": reply::refused(&Refusal::NotAuthenticated, None, false),
+                    "status": verdict.word(),
+                    "message": message,
+                    "reference": reference.map(|reference| reference.to_string()),
+                    "duplicate": false,
                 })),
             )
-                .into_response());
-        };
-        let currency = match &request.currency {
-            Some(code) => Currency::from_code(code).map_err(|error| {
-                ApiError::bad_request("invalid_currency", format!("{code:?}: {error}"))
-            })?,
-            None => payee_context
-                .as_ref()
-                .map_or(payer.account.currency, |payee| payee.account.currency),
-        };
-        let amount = Amount::parse(request.amount.trim(), currency).map_err(|error| {
-            ApiError::bad_request(
-                "invalid_amount",
-                format!("amount {:?}: {error}", request.amount),
-            )
-        })?;
-        let payment = TerminalPayment {
-            request_id: message_id.clone(),
-            row: request.row,
-            tan: tan.clone(),
-            amount,
-            payer_phone: payer_phone.clone(),
-        };
-        let outcome = engine.pay_at_terminal(&payment, payer, payee_context, now);
-        let (status, message, reference) = match &outcome.verdict {
-            Verdict::Accepted => {
-                let reference = outcome.postings.first().map(|posting| posting.reference);
-                let message = format!(
-                    "PAID {amount} REF {}",
-                    reference
-                        .map(|reference| reference.to_string())
-                        .unwrap_or_default()
-                );
-                (
-                    "accepted",
-                    message,
-                    reference.map(|reference| reference.to_string()),
-                )
-            }
-            Verdict::Refused(refusal) => ("refused", reply::refused(refusal, None, false), None),
-            Verdict::Malformed(_) => ("malformed", "Could not read the payment.".to_owned(), None),
-        };
-        let dedupe_record = records::put(
-            dedupe_key.clone(),
-            &InboundRecord {
-                version: records::FORMAT_VERSION,
-                verdict: status.to_owned(),
-                replies: vec![message.clone()],
-                processed_at_ms: state.now().0,
-            },
-            Some(0),
-        );
-        match process::apply_outcome(
-            &state,
-            rail,
-            &outcome,
-            &loaded,
-            &ReplyRouting { inline_to: None },
-            None,
-            &message_id,
-            vec![dedupe_record],
-        )
-        .await
-        {
-            Ok(_) => {
-                let code = if status == "accepted" {
-                    StatusCode::OK
-                } else {
-                    StatusCode::UNPROCESSABLE_ENTITY
-                };
-                return Ok((
-                    code,
-                    Json(json!({ "status": status, "message": message, "reference": reference, "duplicate": false })),
-                )
-                    .into_response());
-            }
-            Err(ApplyError::Conflict | ApplyError::Duplicate) => continue,
-            Err(ApplyError::Failed(error)) => return Err(error),
+                .into_response()
         }
-    }
-    Err(ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "busy",
-        "the envelope is busy; retry with the same request_id",
-    ))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_verify_only_themselves() {
-        let entropy = offpay_operator::SeededEntropy::from_seed(1);
-        let stored = hash_password(&entropy, "MyPass2026").unwrap();
-        assert!(stored.starts_with("argon2id$"));
-        assert!(!stored.contains("MyPass2026"));
-        assert!(verify_password("MyPass2026", &stored));
-        assert!(!verify_password("MyPass2027", &stored));
-        assert!(!verify_password("MyPass2026", "argon2id$00$00"));
-        assert_ne!(
-            stored,
-            hash_password(&entropy, "MyPass2026").unwrap(),
-            "salted"
-        );
-    }
 
     #[test]
     fn html_is_escaped_and_cookies_are_strict() {

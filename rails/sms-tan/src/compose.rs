@@ -1,0 +1,173 @@
+//! The payer's side: the text a holder writes with one row of their envelope. A phone app, the
+//! CLI's demo and the tests all write instructions with these, so they are the forms the
+//! operator's parser reads (`docs/protocols/sms-tan.md`, "Writing an instruction").
+
+use alloc::format;
+use alloc::string::String;
+use core::fmt::Write as _;
+
+use offpay_money::Amount;
+
+use crate::envelope::Envelope;
+use crate::grammar::SecurityLevel;
+use crate::limits::{GRID_CODE_DIGITS, MAGNITUDE_CLASSES, PLAIN_PAYEE_DIGITS};
+use crate::numbers::AccountNumber;
+use crate::recipe::AmountDigits;
+
+/// `amount` in hundredths (grid instructions count in hundredths whatever the currency's
+/// exponent); `None` when it has digits below a hundredth.
+fn hundredths(amount: &Amount) -> Option<u64> {
+    let exponent = amount.currency().exponent();
+    if exponent <= 2 {
+        amount
+            .minor()
+            .checked_mul(10u64.pow(u32::from(2 - exponent)))
+    } else {
+        let scale = 10u64.pow(u32::from(exponent - 2));
+        amount
+            .minor()
+            .is_multiple_of(scale)
+            .then(|| amount.minor() / scale)
+    }
+}
+
+/// The middle (`PAYG`) or high (`PAYC`) instruction a holder writes with `row` of `envelope`:
+/// the payee's first digits in clear and the rest grid-coded, the amount plus the row's offset,
+/// the magnitude code and the row's TAN. `payer` is what names the payer (envelope number or pay
+/// number, as the holder types it). `None` for the low level, for a row or grid the envelope does
+/// not have, or for an amount a grid instruction cannot carry.
+pub fn grid_text(
+    envelope: &Envelope,
+    level: SecurityLevel,
+    payer: &str,
+    payee: &AccountNumber,
+    amount: &Amount,
+    row: u8,
+) -> Option<String> {
+    if level == SecurityLevel::Low {
+        return None;
+    }
+    let secret = envelope.row(row)?;
+    let grid = envelope.grid(secret.grid_number())?;
+    let class = AmountDigits::of(amount).whole_length();
+    if !(1..=MAGNITUDE_CLASSES).contains(&class) {
+        return None;
+    }
+    let plus = hundredths(amount)?.checked_add(secret.amount_offset_hundredths())?;
+    let mut coded = String::new();
+    for digit in &payee.digits()[..PLAIN_PAYEE_DIGITS] {
+        coded.push(char::from(b'0' + digit));
+    }
+    for (index, digit) in payee.digits()[PLAIN_PAYEE_DIGITS..].iter().enumerate() {
+        let _ = write!(
+            coded,
+            " {:0width$}",
+            grid.code(*digit, index + 1),
+            width = GRID_CODE_DIGITS
+        );
+    }
+    Some(format!(
+        "{} {payer} {row} {coded} {}.{:02} {:03} {}",
+        level.keyword(),
+        plus / 100,
+        plus % 100,
+        grid.magnitude_code(class),
+        secret.tan().reveal()
+    ))
+}
+
+/// The low-level (`PAY`) instruction a holder writes with `row` of `envelope`: payee and amount
+/// in clear, then the six digits the row's recipe gives over them. `None` for a row the envelope
+/// does not have.
+pub fn low_text(
+    envelope: &Envelope,
+    payer: &str,
+    payee: &AccountNumber,
+    amount: &Amount,
+    row: u8,
+) -> Option<String> {
+    let checksum = envelope.row(row)?.recipe().checksum(payee, amount);
+    let digits: String = checksum
+        .iter()
+        .map(|digit| char::from(b'0' + digit))
+        .collect();
+    Some(format!(
+        "PAY {payer} {payee} {} {row} {digits}",
+        amount.decimal()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use offpay_money::Currency;
+
+    use super::*;
+    use crate::envelope::RowCount;
+    use crate::grammar::{Message, PaymentBody, parse};
+    use crate::keys::MasterKey;
+    use crate::numbers::Euin;
+
+    fn envelope() -> Envelope {
+        Envelope::derive(
+            &MasterKey::from_bytes([9; 32]),
+            Euin::issued(263, 77).unwrap(),
+            RowCount::Twenty,
+        )
+    }
+
+    #[test]
+    fn a_grid_instruction_parses_and_decodes_with_its_row() {
+        let envelope = envelope();
+        let payee = AccountNumber::parse("901020377865").unwrap();
+        let amount = Amount::parse("1500", Currency::KES).unwrap();
+        let text = grid_text(
+            &envelope,
+            SecurityLevel::Middle,
+            "26300000772",
+            &payee,
+            &amount,
+            2,
+        )
+        .unwrap();
+        let Ok(Message::Payment(payment)) = parse(&text) else {
+            panic!("{text} does not parse as a payment")
+        };
+        assert_eq!(payment.level, SecurityLevel::Middle);
+        let PaymentBody::Grid {
+            payee: coded,
+            amount_plus_offset,
+            ..
+        } = payment.body
+        else {
+            panic!("not a grid instruction")
+        };
+        let row = envelope.row(2).unwrap();
+        let grid = envelope.grid(row.grid_number()).unwrap();
+        assert_eq!(coded.plain, [9, 0]);
+        for (position, code) in coded.codes.iter().enumerate() {
+            assert_eq!(
+                grid.decode(position + 1, *code),
+                Some(payee.digits()[PLAIN_PAYEE_DIGITS + position])
+            );
+        }
+        assert_eq!(amount_plus_offset - row.amount_offset_hundredths(), 150_000);
+        assert!(grid_text(&envelope, SecurityLevel::Low, "x", &payee, &amount, 2).is_none());
+        assert!(grid_text(&envelope, SecurityLevel::High, "x", &payee, &amount, 21).is_none());
+    }
+
+    #[test]
+    fn a_low_instruction_carries_its_rows_checksum() {
+        let envelope = envelope();
+        let payee = AccountNumber::parse("901020377865").unwrap();
+        let amount = Amount::parse("1500.50", Currency::KES).unwrap();
+        let text = low_text(&envelope, "26300000772", &payee, &amount, 1).unwrap();
+        let Ok(Message::Payment(payment)) = parse(&text) else {
+            panic!("{text} does not parse as a payment")
+        };
+        let PaymentBody::Plain { checksum, .. } = payment.body else {
+            panic!("not a low instruction")
+        };
+        let recipe = envelope.row(1).unwrap().recipe();
+        assert!(recipe.verify(&payee, &amount, checksum.digits()));
+    }
+}

@@ -1,0 +1,353 @@
+//! Load plans: which records each of the engine's requests needs, read from the ledger's store
+//! with the version of each, and turned into the contexts the engine reads.
+//!
+//! A server may keep a read cache of envelope and account records ([`ReadCache`]). Only the
+//! payer's envelope and account are read through it: every decision that moves money writes both
+//! of them back conditionally on the version read (the row set, the spending window), so a stale
+//! cached copy makes the commit fail and the decision is made again from the store. The payee's
+//! account, which a payment reads but does not write, is always read from the store.
+
+use std::collections::HashMap;
+
+use offpay_ledger::{Amount, Currency, LedgerStore};
+use offpay_operator::{Loaded, RecordError, StoredRecord};
+
+use crate::account::{AccountView, CurrencyClass, Spending};
+use crate::civil_time::{CivilDateTime, UnixSeconds};
+use crate::engine::{PayeeContext, PayerContext, PendingCallback};
+use crate::envelope::{EnvelopeStatus, EnvelopeView};
+use crate::grammar::PayerRef;
+use crate::keys::MasterKey;
+use crate::numbers::{AccountNumber, Euin};
+use crate::operator::Operator;
+use crate::operator::records::{
+    self, AccountRecord, EnvelopeRecord, PayIndexRecord, PendingRecord, reference_of,
+};
+use crate::reply::StatementEntry;
+
+/// A cache of envelope and account records a server keeps between messages (see the module
+/// documentation for what it may answer).
+pub trait ReadCache: Send + Sync {
+    /// The envelope under `key`, if cached.
+    fn envelope(&self, key: &str) -> Option<Loaded<EnvelopeRecord>>;
+    /// The account under `key`, if cached.
+    fn account(&self, key: &str) -> Option<Loaded<AccountRecord>>;
+    /// Remembers an envelope read from the store or written.
+    fn keep_envelope(&self, record: &Loaded<EnvelopeRecord>);
+    /// Remembers an account read from the store or written.
+    fn keep_account(&self, record: &Loaded<AccountRecord>);
+}
+
+/// Records read while handling one message, with the version each was read at. Decisions write
+/// them back through [`Loaded::write`], conditional on that version.
+#[derive(Debug, Default)]
+pub struct RecordSet {
+    /// Envelopes by key.
+    pub envelopes: HashMap<String, Loaded<EnvelopeRecord>>,
+    /// Accounts by key.
+    pub accounts: HashMap<String, Loaded<AccountRecord>>,
+    /// Pending callbacks by key.
+    pub pending: HashMap<String, Loaded<PendingRecord>>,
+}
+
+impl RecordSet {
+    /// The account `number` as read, if it was.
+    pub fn account(&self, number: &AccountNumber) -> Option<&Loaded<AccountRecord>> {
+        self.accounts.get(&records::account_key(number))
+    }
+
+    /// The envelope `euin` as read, if it was.
+    pub fn envelope(&self, euin: &Euin) -> Option<&Loaded<EnvelopeRecord>> {
+        self.envelopes.get(&records::envelope_key(euin))
+    }
+}
+
+/// Reads for one step: the store, the cache (if the step may use it) and the records read so far.
+pub struct Reader<'a> {
+    store: &'a mut dyn LedgerStore,
+    cache: Option<&'a dyn ReadCache>,
+    records: &'a mut RecordSet,
+}
+
+impl std::fmt::Debug for Reader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("cached", &self.cache.is_some())
+            .finish()
+    }
+}
+
+impl<'a> Reader<'a> {
+    /// Reads from `store`, through `cache` when given, into `records`.
+    pub fn new(
+        store: &'a mut dyn LedgerStore,
+        cache: Option<&'a dyn ReadCache>,
+        records: &'a mut RecordSet,
+    ) -> Reader<'a> {
+        Reader {
+            store,
+            cache,
+            records,
+        }
+    }
+
+    /// The store itself, for reads that are not records.
+    pub fn store(&mut self) -> &mut dyn LedgerStore {
+        self.store
+    }
+
+    /// Reads the account `number`: from what this message read already, else the cache (when
+    /// `cached`), else the store.
+    pub fn account(
+        &mut self,
+        number: &AccountNumber,
+        cached: bool,
+    ) -> Result<Option<AccountRecord>, RecordError> {
+        let key = records::account_key(number);
+        if let Some(loaded) = self.records.accounts.get(&key) {
+            return Ok(loaded.value.clone());
+        }
+        let hit = match (cached, self.cache) {
+            (true, Some(cache)) => cache.account(&key),
+            _ => None,
+        };
+        let loaded = match hit {
+            Some(loaded) => loaded,
+            None => {
+                let loaded = Loaded::<AccountRecord>::read(self.store, &key)?;
+                if let (Some(cache), Some(_)) = (self.cache, &loaded.value) {
+                    cache.keep_account(&loaded);
+                }
+                loaded
+            }
+        };
+        let value = loaded.value.clone();
+        self.records.accounts.insert(key, loaded);
+        Ok(value)
+    }
+
+    /// Reads the envelope `euin` (through the cache, when given).
+    pub fn envelope(&mut self, euin: &Euin) -> Result<Option<EnvelopeRecord>, RecordError> {
+        let key = records::envelope_key(euin);
+        if let Some(loaded) = self.records.envelopes.get(&key) {
+            return Ok(loaded.value.clone());
+        }
+        let loaded = match self.cache.and_then(|cache| cache.envelope(&key)) {
+            Some(loaded) => loaded,
+            None => {
+                let loaded = Loaded::<EnvelopeRecord>::read(self.store, &key)?;
+                if let (Some(cache), Some(_)) = (self.cache, &loaded.value) {
+                    cache.keep_envelope(&loaded);
+                }
+                loaded
+            }
+        };
+        let value = loaded.value.clone();
+        self.records.envelopes.insert(key, loaded);
+        Ok(value)
+    }
+
+    /// Reads the pending callback of `euin` and `row`.
+    pub fn pending(
+        &mut self,
+        euin: &Euin,
+        row: u8,
+    ) -> Result<Option<PendingCallback>, RecordError> {
+        let key = records::pending_key(euin, row);
+        let loaded = Loaded::<PendingRecord>::read(self.store, &key)?;
+        let callback = loaded.value.as_ref().map(|record| record.callback.clone());
+        self.records.pending.insert(key, loaded);
+        Ok(callback)
+    }
+
+    /// Reads any other record of this rail (not kept in the record set).
+    pub fn record<R: StoredRecord>(&mut self, key: &str) -> Result<Loaded<R>, RecordError> {
+        Loaded::read(self.store, key)
+    }
+}
+
+/// How the payer is looked up.
+#[derive(Clone, Debug)]
+pub enum PayerLookup {
+    /// By envelope.
+    Envelope(Euin),
+    /// By pay number: the number typed and its keyed tag.
+    PayNumber(AccountNumber, [u8; 16]),
+    /// By receive number (scheduler, web login).
+    Account(AccountNumber),
+}
+
+impl PayerLookup {
+    /// From the engine's request (the pay number's tag needs the master key).
+    pub fn of(reference: PayerRef, master: &MasterKey) -> PayerLookup {
+        match reference {
+            PayerRef::Envelope(euin) => PayerLookup::Envelope(euin),
+            PayerRef::PayNumber(number) => {
+                PayerLookup::PayNumber(number, master.pay_number_tag(&number))
+            }
+        }
+    }
+}
+
+/// The available balance of an SMS account, in its currency (never negative).
+pub fn available(
+    store: &mut dyn LedgerStore,
+    number: &AccountNumber,
+    currency: Currency,
+) -> Result<Amount, RecordError> {
+    let minor = store
+        .account(&records::ledger_account(number))?
+        .map_or(0, |account| account.available().max(0));
+    Ok(
+        Amount::from_minor(u64::try_from(minor).unwrap_or(0), currency)
+            .unwrap_or(Amount::zero(currency)),
+    )
+}
+
+fn current_envelope(
+    reader: &mut Reader<'_>,
+    account: &AccountRecord,
+) -> Result<Option<EnvelopeView>, RecordError> {
+    let Some(euin) = account.current_envelope else {
+        return Ok(None);
+    };
+    Ok(reader.envelope(&euin)?.map(|record| record.view))
+}
+
+/// Loads the payer context: the envelope and the account it is bound to (through the cache), the
+/// available balance (from the store) and the spending window as of `now`.
+pub fn load_payer(
+    reader: &mut Reader<'_>,
+    lookup: &PayerLookup,
+    operator: &Operator,
+    now: UnixSeconds,
+) -> Result<Option<PayerContext>, RecordError> {
+    let (envelope, account, pay_number) = match lookup {
+        PayerLookup::Envelope(euin) => {
+            let Some(envelope) = reader.envelope(euin)? else {
+                return Ok(None);
+            };
+            let view = envelope.view;
+            let bound = match view.status {
+                EnvelopeStatus::Active { account } | EnvelopeStatus::Locked { account } => account,
+                EnvelopeStatus::Unallocated | EnvelopeStatus::Retired => {
+                    // The engine answers "not in use" itself; it needs some account to read.
+                    let currency = operator.server_currency();
+                    let placeholder = AccountNumber::from_digits([0; 12])
+                        .unwrap_or_else(|| unreachable!("12 zeros"));
+                    let account =
+                        AccountView::new(placeholder, placeholder, currency, CurrencyClass::Soft);
+                    return Ok(Some(PayerContext {
+                        envelope: view,
+                        account,
+                        balance: Amount::zero(currency),
+                        spending: Spending::none(currency),
+                    }));
+                }
+            };
+            let Some(account) = reader.account(&bound, true)? else {
+                return Ok(None);
+            };
+            (view, account, None)
+        }
+        PayerLookup::PayNumber(number, tag) => {
+            let index = reader.record::<PayIndexRecord>(&records::pay_index_key(tag))?;
+            let Some(PayIndexRecord(receive)) = index.value else {
+                return Ok(None);
+            };
+            let Some(account) = reader.account(&receive, true)? else {
+                return Ok(None);
+            };
+            let Some(view) = current_envelope(reader, &account)? else {
+                return Ok(None);
+            };
+            (view, account, Some(*number))
+        }
+        PayerLookup::Account(number) => {
+            let Some(account) = reader.account(number, true)? else {
+                return Ok(None);
+            };
+            let Some(view) = current_envelope(reader, &account)? else {
+                return Ok(None);
+            };
+            (view, account, None)
+        }
+    };
+    let offset = operator.utc_offset_minutes();
+    let view = account.view(pay_number, operator.class_of(account.currency));
+    let balance = available(reader.store(), &account.receive_number, account.currency)?;
+    Ok(Some(PayerContext {
+        envelope,
+        account: view,
+        balance,
+        spending: account.spending.spending(now, offset),
+    }))
+}
+
+/// Loads the payee context: the payee's account (always from the store), its current active
+/// envelope (for a coded notice) and what `payer` paid it today.
+pub fn load_payee(
+    reader: &mut Reader<'_>,
+    payee: &AccountNumber,
+    payer: &AccountNumber,
+    operator: &Operator,
+    now: UnixSeconds,
+) -> Result<Option<PayeeContext>, RecordError> {
+    let Some(account) = reader.account(payee, false)? else {
+        return Ok(None);
+    };
+    let view = account.view(None, operator.class_of(account.currency));
+    let envelope = current_envelope(reader, &account)?
+        .filter(|view| matches!(view.status, EnvelopeStatus::Active { .. }));
+    let paid_by_payer_today = match reader.account(payer, true)? {
+        Some(record) => record
+            .spending
+            .paid_today_to(payee, now, operator.utc_offset_minutes()),
+        None => Amount::zero(account.currency),
+    };
+    Ok(Some(PayeeContext {
+        account: view,
+        envelope,
+        paid_by_payer_today,
+    }))
+}
+
+/// Entries for a statement SMS: the newest `limit` transfers of the account, and its balance.
+pub fn statement_entries(
+    store: &mut dyn LedgerStore,
+    number: &AccountNumber,
+    currency: Currency,
+    utc_offset_minutes: i32,
+    limit: usize,
+) -> Result<(Vec<StatementEntry>, Amount), RecordError> {
+    let id = records::ledger_account(number);
+    let history = store.history(&id, None, limit)?;
+    let mut entries = Vec::with_capacity(history.len());
+    for record in history {
+        let transfer = &record.transfer;
+        let minor = i128::from(transfer.amount.minor());
+        let signed = if transfer.debit_account == id {
+            -minor
+        } else {
+            minor
+        };
+        let Some(date) = CivilDateTime::from_unix(
+            UnixSeconds(record.committed_at.0 / 1000),
+            utc_offset_minutes,
+        ) else {
+            continue;
+        };
+        entries.push(StatementEntry {
+            date,
+            minor: signed,
+            currency: transfer.amount.currency(),
+            reference: reference_of(transfer.id.as_str()),
+        });
+    }
+    let balance = store
+        .account(&id)?
+        .map_or(0, |account| account.balance().max(0));
+    let balance = Amount::from_minor(u64::try_from(balance).unwrap_or(0), currency)
+        .unwrap_or(Amount::zero(currency));
+    Ok((entries, balance))
+}

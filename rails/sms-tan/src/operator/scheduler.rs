@@ -1,0 +1,317 @@
+//! The operator's timed work: scheduled payments paid at their time, pending callbacks the payer
+//! never confirmed expired (and the payer told), web sessions past their time deleted. The server
+//! calls these once per pass with a page of records; each payment or expiry is its own decision.
+
+use offpay_ledger::{Currency, LedgerStore, Record, Timestamp};
+use offpay_operator::{Decision, Effects, Loaded, RecordError};
+
+use crate::engine::{PayeeContext, PayerContext};
+use crate::operator::apply::{ApplyInput, Summary, apply};
+use crate::operator::load::{PayerLookup, Reader, RecordSet, load_payee, load_payer};
+use crate::operator::records::{PendingRecord, ScheduledRecord, decode_record};
+use crate::operator::{Operator, OperatorError, seconds, web};
+
+/// Scheduled payments, callbacks or sessions handled per scheduler pass and kind.
+pub const SCHEDULER_PAGE: usize = 100;
+
+/// The keys of the scheduled payments in `page` (a page of `sched:` records, ordered by due
+/// time) that are due at `now`, and the errors of those that do not decode.
+pub fn due_payments(page: &[Record], now: Timestamp) -> (Vec<String>, Vec<RecordError>) {
+    let mut due = Vec::new();
+    let mut errors = Vec::new();
+    for record in page {
+        match decode_record::<ScheduledRecord>(record) {
+            Ok(ScheduledRecord(payment)) if payment.due > seconds(now) => {
+                // Keys are ordered by due time: nothing later is due either.
+                break;
+            }
+            Ok(_) => due.push(record.key.clone()),
+            Err(error) => errors.push(error),
+        }
+    }
+    (due, errors)
+}
+
+/// What a scheduled payment reads: the record itself (again, at the version it is deleted at),
+/// the payer by account and the payee.
+#[derive(Debug)]
+pub struct ScheduledLoad {
+    scheduled: Loaded<ScheduledRecord>,
+    payer: Option<PayerContext>,
+    payee: Option<PayeeContext>,
+    records: RecordSet,
+}
+
+/// Reads the scheduled payment under `key` and its payer and payee (from the store).
+pub fn load_scheduled(
+    store: &mut dyn LedgerStore,
+    key: &str,
+    operator: &Operator,
+    now: Timestamp,
+) -> Result<ScheduledLoad, RecordError> {
+    let scheduled = Loaded::<ScheduledRecord>::read(store, key)?;
+    let mut records = RecordSet::default();
+    let (mut payer, mut payee) = (None, None);
+    if let Some(ScheduledRecord(payment)) = &scheduled.value {
+        let mut reader = Reader::new(store, None, &mut records);
+        payer = load_payer(
+            &mut reader,
+            &PayerLookup::Account(payment.payer),
+            operator,
+            seconds(now),
+        )?;
+        payee = load_payee(
+            &mut reader,
+            &payment.payee,
+            &payment.payer,
+            operator,
+            seconds(now),
+        )?;
+    }
+    Ok(ScheduledLoad {
+        scheduled,
+        payer,
+        payee,
+        records,
+    })
+}
+
+/// Runs a due scheduled payment and deletes it in the same batch; `None` when it is gone (run by
+/// another server) or not due.
+pub fn decide_scheduled(
+    load: ScheduledLoad,
+    now: Timestamp,
+    operator: &Operator,
+    operator_ready: &[Currency],
+) -> Result<Decision<Option<Summary>>, OperatorError> {
+    let ScheduledLoad {
+        scheduled,
+        payer,
+        payee,
+        records,
+    } = load;
+    let Some(ScheduledRecord(payment)) = &scheduled.value else {
+        return Ok(Decision::commit(Effects::new(), None));
+    };
+    if payment.due > seconds(now) {
+        return Ok(Decision::commit(Effects::new(), None));
+    }
+    let outcome = operator
+        .engine()
+        .execute_scheduled(payment, payer, payee, seconds(now));
+    let applied = apply(ApplyInput {
+        outcome: &outcome,
+        records: &records,
+        inline_to: None,
+        dedupe_key: None,
+        message_id: &payment.message_id,
+        extra: vec![scheduled.delete()],
+        password_hashes: &[],
+        statements: &[],
+        now,
+        operator,
+        operator_ready,
+    })?;
+    Ok(match applied {
+        Some(applied) => Decision::commit(applied.effects, Some(applied.summary)),
+        None => Decision::Reload,
+    })
+}
+
+/// The keys of the pending callbacks in `page` (a page of `pend:` records) past their time at
+/// `now`, and the errors of those that do not decode.
+pub fn expired_callbacks(page: &[Record], now: Timestamp) -> (Vec<String>, Vec<RecordError>) {
+    let mut expired = Vec::new();
+    let mut errors = Vec::new();
+    for record in page {
+        match decode_record::<PendingRecord>(record) {
+            Ok(pending) if seconds(now) > pending.callback.expires_at() => {
+                expired.push(record.key.clone());
+            }
+            Ok(_) => {}
+            Err(error) => errors.push(error),
+        }
+    }
+    (expired, errors)
+}
+
+/// Expires the pending callback `pending` (read again under its key): removed, and the payer
+/// told. `None` when it is gone or not expired.
+pub fn decide_expiry(
+    pending: Loaded<PendingRecord>,
+    now: Timestamp,
+    operator: &Operator,
+) -> Result<Decision<Option<Summary>>, OperatorError> {
+    let Some(record) = pending.value.clone() else {
+        return Ok(Decision::commit(Effects::new(), None));
+    };
+    let Some(outcome) =
+        operator
+            .engine()
+            .expire_pending(&record.callback, &record.reply_to, seconds(now))
+    else {
+        return Ok(Decision::commit(Effects::new(), None));
+    };
+    let message_id = format!("expire:{}", pending.key);
+    let mut records = RecordSet::default();
+    records.pending.insert(pending.key.clone(), pending);
+    let applied = apply(ApplyInput {
+        outcome: &outcome,
+        records: &records,
+        inline_to: None,
+        dedupe_key: None,
+        message_id: &message_id,
+        extra: Vec::new(),
+        password_hashes: &[],
+        statements: &[],
+        now,
+        operator,
+        operator_ready: &[],
+    })?;
+    Ok(match applied {
+        Some(applied) => Decision::commit(applied.effects, Some(applied.summary)),
+        None => Decision::Reload,
+    })
+}
+
+/// Deletes the sessions of `page` (a page of `sess:` records) past their time, each only if
+/// unchanged since read; the errors are those of records that did not decode (deleted too: they
+/// can never be used).
+pub fn session_sweep(page: &[Record], now: Timestamp) -> (Effects, Vec<RecordError>) {
+    let (expired, errors) = web::expired_sessions(page, now);
+    let mut effects = Effects::new();
+    effects.write_all(expired.iter().map(Loaded::delete));
+    (effects, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use offpay_ledger::LedgerStore;
+
+    use super::*;
+    use crate::civil_time::CivilDateTime;
+    use crate::limits::CALLBACK_TIMEOUT_SECONDS;
+    use crate::operator::records::{
+        self, Answered, NAMESPACE, OUTBOUND_PREFIX, PENDING_PREFIX, SCHEDULED_PREFIX,
+        SESSION_PREFIX, SessionRecord,
+    };
+    use crate::operator::testing::*;
+
+    fn page(world: &mut World, prefix: &str) -> Vec<Record> {
+        world
+            .store
+            .records(NAMESPACE, prefix, None, SCHEDULER_PAGE)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_scheduled_payment_is_paid_at_its_time_and_then_gone() {
+        let mut world = World::new();
+        let due = seconds(world.now).0 + 3600 - seconds(world.now).0 % 60;
+        let civil = CivilDateTime::from_unix(crate::civil_time::UnixSeconds(due), 0).unwrap();
+        let text = format!(
+            "LATER {:04}-{:02}-{:02} {:02}:{:02} {}",
+            civil.year,
+            civil.month,
+            civil.day,
+            civil.hour,
+            civil.minute,
+            world.low(PAYEE, "750", 1)
+        );
+        assert_eq!(
+            world.sms(PAYER_PHONE, &text).summary.verdict,
+            Answered::Accepted
+        );
+        let early = page(&mut world, SCHEDULED_PREFIX);
+        assert!(due_payments(&early, world.now).0.is_empty());
+        world.now = Timestamp(due * 1000);
+        let (keys, errors) = due_payments(&page(&mut world, SCHEDULED_PREFIX), world.now);
+        assert!(errors.is_empty());
+        assert_eq!(keys.len(), 1);
+        let (operator, now) = (world.operator.clone(), world.now);
+        let summary = run(
+            &mut world.store,
+            now,
+            |store| load_scheduled(store, &keys[0], &operator, now).unwrap(),
+            |load| decide_scheduled(load, now, &operator, &[]),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(summary.verdict, Answered::Accepted);
+        assert_eq!(world.balance(PAYEE), 75_000);
+        assert!(page(&mut world, SCHEDULED_PREFIX).is_empty());
+        // Run again (another server got there first): nothing happens.
+        let again = run(
+            &mut world.store,
+            now,
+            |store| load_scheduled(store, &keys[0], &operator, now).unwrap(),
+            |load| decide_scheduled(load, now, &operator, &[]),
+        )
+        .unwrap();
+        assert!(again.is_none());
+        assert_eq!(world.balance(PAYEE), 75_000);
+    }
+
+    #[test]
+    fn an_unconfirmed_callback_expires_and_the_payer_is_told() {
+        let mut world = World::new();
+        let text = crate::compose::grid_text(
+            &world.envelope,
+            crate::grammar::SecurityLevel::High,
+            PAYER_EUIN,
+            &number(PAYEE),
+            &kes("100"),
+            1,
+        )
+        .unwrap();
+        world.sms(PAYER_PHONE, &text);
+        assert!(
+            expired_callbacks(&page(&mut world, PENDING_PREFIX), world.now)
+                .0
+                .is_empty()
+        );
+        world.now = Timestamp(world.now.0 + (CALLBACK_TIMEOUT_SECONDS + 1) * 1000);
+        let (keys, _) = expired_callbacks(&page(&mut world, PENDING_PREFIX), world.now);
+        assert_eq!(keys.len(), 1);
+        let (operator, now) = (world.operator.clone(), world.now);
+        let summary = run(
+            &mut world.store,
+            now,
+            |store| Loaded::<PendingRecord>::read(store, &keys[0]).unwrap(),
+            |pending| decide_expiry(pending, now, &operator),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(summary.queued, 1);
+        assert!(page(&mut world, PENDING_PREFIX).is_empty());
+        let told = page(&mut world, OUTBOUND_PREFIX);
+        assert_eq!(told.len(), 1);
+        assert_eq!(world.balance(PAYEE), 0);
+    }
+
+    #[test]
+    fn expired_and_unreadable_sessions_are_swept() {
+        let mut world = World::new();
+        let mut effects = Effects::new();
+        for (token, expires_at_ms) in [("a", 10), ("b", world.now.0 + 1)] {
+            effects.write(
+                crate::operator::apply::create(
+                    records::session_key(token),
+                    &SessionRecord {
+                        account: number(PAYER),
+                        csrf: "x".into(),
+                        expires_at_ms,
+                    },
+                )
+                .unwrap(),
+            );
+        }
+        assert!(commit(&mut world.store, effects, world.now));
+        let (effects, errors) = session_sweep(&page(&mut world, SESSION_PREFIX), world.now);
+        assert!(errors.is_empty());
+        assert!(commit(&mut world.store, effects, world.now));
+        let left = page(&mut world, SESSION_PREFIX);
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].key, records::session_key("b"));
+    }
+}
