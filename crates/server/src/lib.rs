@@ -6,6 +6,7 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod fraud;
+pub mod keyfile;
 pub mod ledger;
 pub mod metrics;
 pub mod rails;

@@ -2,7 +2,6 @@
 //! 0600). Compared in constant time; never printed, logged or shown by `Debug`.
 
 use std::fmt;
-use std::io::Write;
 use std::path::Path;
 
 use subtle::ConstantTimeEq;
@@ -32,44 +31,15 @@ impl AdminToken {
         path: &Path,
         entropy: &dyn offpay_operator::Entropy,
     ) -> std::io::Result<(AdminToken, bool)> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                let token = text.trim().to_owned();
-                if token.len() != TOKEN_BYTES * 2
-                    || !token.bytes().all(|byte| byte.is_ascii_hexdigit())
-                {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!(
-                            "{} is not an offpay token file (expected {} hex digits)",
-                            path.display(),
-                            TOKEN_BYTES * 2
-                        ),
-                    ));
-                }
-                Ok((AdminToken(token), false))
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                let mut bytes = [0u8; TOKEN_BYTES];
-                entropy
-                    .fill(&mut bytes)
-                    .map_err(|error| std::io::Error::other(error.to_string()))?;
-                let token = hex::encode(bytes);
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create_new(true);
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::OpenOptionsExt;
-                    options.mode(0o600);
-                }
-                let mut file = options.open(path)?;
-                file.write_all(token.as_bytes())?;
-                file.write_all(b"\n")?;
-                file.sync_all()?;
-                Ok((AdminToken(token), true))
-            }
-            Err(error) => Err(error),
-        }
+        let (contents, created) = crate::keyfile::read_or_create(path, || {
+            crate::keyfile::random_hex_line(entropy, TOKEN_BYTES)
+        })?;
+        let token = crate::keyfile::hex_text(
+            &contents,
+            TOKEN_BYTES,
+            &format!("{} is not an offpay token file", path.display()),
+        )?;
+        Ok((AdminToken(token.to_string()), created))
     }
 }
 

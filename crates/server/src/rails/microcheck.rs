@@ -39,6 +39,7 @@ use serde_json::{Value, json};
 use crate::api::ApiJson;
 use crate::config::ServerConfig;
 use crate::error::ApiError;
+use crate::keyfile;
 use crate::ledger::LedgerError;
 use crate::runner::{self, RunError};
 use crate::{AppState, StartError};
@@ -63,58 +64,29 @@ pub struct MicrocheckRail {
 }
 
 fn load_or_create_key(path: &Path, entropy: &dyn Entropy) -> Result<PrivateKey, StartError> {
-    let context = || format!("microcheck key {}", path.display());
-    let io = |error: &dyn std::fmt::Display| StartError::Io {
-        context: context(),
-        source: std::io::Error::other(error.to_string()),
-    };
-    match std::fs::read_to_string(path) {
-        Ok(text) => PrivateKey::parse(text.trim().as_bytes()).map_err(|error| StartError::Io {
-            context: context(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, error.to_string()),
-        }),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            let mut seed = Seed([0; 32]);
-            entropy.fill(&mut seed.0).map_err(|error| io(&error))?;
-            let key = PrivateKey::ed25519_from_seed(&seed.0);
-            let text = key
-                .to_identifier(Encoding::Base64)
-                .map_err(|error| io(&error))?;
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                options.mode(0o600);
-            }
-            let mut file = options.open(path).map_err(|source| StartError::Io {
-                context: context(),
-                source,
-            })?;
-            use std::io::Write as _;
-            file.write_all(text.as_bytes())
-                .and_then(|()| file.write_all(b"\n"))
-                .and_then(|()| file.sync_all())
-                .map_err(|source| StartError::Io {
-                    context: context(),
-                    source,
-                })?;
-            Ok(key)
-        }
-        Err(source) => Err(StartError::Io {
-            context: context(),
-            source,
-        }),
-    }
-}
-
-/// A seed wiped on drop.
-struct Seed([u8; 32]);
-impl Drop for Seed {
-    fn drop(&mut self) {
-        self.0 = [0; 32];
-        std::hint::black_box(&self.0);
-    }
+    let (contents, _) = keyfile::read_or_create(path, || {
+        let seed = keyfile::random(entropy, 32)?;
+        let seed: &[u8; 32] = seed
+            .as_slice()
+            .try_into()
+            .map_err(|_| keyfile::invalid("seed length"))?;
+        let key = PrivateKey::ed25519_from_seed(seed);
+        let text = key
+            .to_identifier(Encoding::Base64)
+            .map_err(|error| std::io::Error::other(error.to_string()))?;
+        let mut line = zeroize::Zeroizing::new(Vec::with_capacity(text.len() + 1));
+        line.extend_from_slice(text.as_bytes());
+        line.push(b'\n');
+        Ok(line)
+    })
+    .map_err(keyfile::start_error("microcheck key", path))?;
+    std::str::from_utf8(&contents)
+        .map_err(|_| keyfile::invalid("not text"))
+        .and_then(|text| {
+            PrivateKey::parse(text.trim().as_bytes())
+                .map_err(|error| keyfile::invalid(error.to_string()))
+        })
+        .map_err(keyfile::start_error("microcheck key", path))
 }
 
 impl MicrocheckRail {

@@ -10,7 +10,6 @@
 //! `DATA_DIR/purse/operator.id` (created from `OFFPAY_PURSE_OPERATOR`, default `offpay`). Every
 //! per-purse, scheme and pairwise key is derived from the master key when needed.
 
-use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -36,6 +35,7 @@ use serde_json::{Value, json};
 
 use crate::config::ServerConfig;
 use crate::error::ApiError;
+use crate::keyfile;
 use crate::ledger::{Ledger, LedgerError};
 use crate::runner::{self, LockStripes, RunError};
 use crate::{AppState, StartError};
@@ -68,87 +68,43 @@ pub struct PurseRail {
     locks: LockStripes,
 }
 
-fn start_error(context: String) -> impl FnOnce(std::io::Error) -> StartError {
-    move |source| StartError::Io { context, source }
-}
-
-/// Writes `bytes` to a new file readable only by its owner (refuses to overwrite).
-fn create_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
-
 fn load_or_create_master_key(path: &Path, entropy: &dyn Entropy) -> Result<MasterKey, StartError> {
-    let context = format!("purse master key {}", path.display());
-    match std::fs::read(path) {
-        Ok(bytes) => {
-            let bytes: [u8; MASTER_KEY_BYTES] =
-                bytes.try_into().map_err(|bytes: Vec<u8>| StartError::Io {
-                    context: context.clone(),
-                    source: std::io::Error::new(
-                        ErrorKind::InvalidData,
-                        format!("{} bytes, not {MASTER_KEY_BYTES}", bytes.len()),
-                    ),
-                })?;
-            Ok(MasterKey::from_bytes(bytes))
-        }
-        Err(error) if error.kind() == ErrorKind::NotFound => {
-            let mut bytes = [0u8; MASTER_KEY_BYTES];
-            entropy
-                .fill(&mut bytes)
-                .map_err(|error| std::io::Error::other(error.to_string()))
-                .map_err(start_error(context.clone()))?;
-            create_private_file(path, &bytes).map_err(start_error(context))?;
-            tracing::info!(path = %path.display(), "created the purse master key");
-            Ok(MasterKey::from_bytes(bytes))
-        }
-        Err(error) => Err(StartError::Io {
-            context,
-            source: error,
-        }),
+    let (bytes, created) =
+        keyfile::read_or_create(path, || keyfile::random(entropy, MASTER_KEY_BYTES))
+            .map_err(keyfile::start_error("purse master key", path))?;
+    let bytes: [u8; MASTER_KEY_BYTES] = bytes.as_slice().try_into().map_err(|_| {
+        keyfile::start_error("purse master key", path)(keyfile::invalid(format!(
+            "{} bytes, not {MASTER_KEY_BYTES}",
+            bytes.len()
+        )))
+    })?;
+    if created {
+        tracing::info!(path = %path.display(), "created the purse master key");
     }
+    Ok(MasterKey::from_bytes(bytes))
 }
 
 fn load_or_create_operator(path: &Path) -> Result<OperatorId, StartError> {
-    let context = format!("purse operator id {}", path.display());
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == ErrorKind::NotFound => {
-            let text =
-                std::env::var(OPERATOR_ENVIRONMENT).unwrap_or_else(|_| OPERATOR_DEFAULT.to_owned());
-            create_private_file(path, format!("{}\n", text.trim()).as_bytes())
-                .map_err(start_error(context.clone()))?;
-            text
-        }
-        Err(error) => {
-            return Err(StartError::Io {
-                context,
-                source: error,
-            });
-        }
-    };
-    OperatorId::new(text.trim()).map_err(|error| StartError::Io {
-        context,
-        source: std::io::Error::new(ErrorKind::InvalidData, error.to_string()),
+    let (contents, _) = keyfile::read_or_create(path, || {
+        let text =
+            std::env::var(OPERATOR_ENVIRONMENT).unwrap_or_else(|_| OPERATOR_DEFAULT.to_owned());
+        Ok(format!("{}\n", text.trim()).into_bytes().into())
     })
+    .map_err(keyfile::start_error("purse operator id", path))?;
+    std::str::from_utf8(&contents)
+        .map_err(|_| keyfile::invalid("not text"))
+        .and_then(|text| {
+            OperatorId::new(text.trim()).map_err(|error| keyfile::invalid(error.to_string()))
+        })
+        .map_err(keyfile::start_error("purse operator id", path))
 }
 
 impl PurseRail {
     /// Loads or creates this rail's keys under the data directory.
     pub fn start(config: &ServerConfig, entropy: &dyn Entropy) -> Result<PurseRail, StartError> {
         let directory = config.data_dir.join(KEY_DIRECTORY);
-        std::fs::create_dir_all(&directory).map_err(start_error(format!(
-            "cannot create {}",
-            directory.display()
-        )))?;
+        std::fs::create_dir_all(&directory)
+            .map_err(keyfile::start_error("cannot create", &directory))?;
         let operator = load_or_create_operator(&directory.join(OPERATOR_FILE))?;
         let master = load_or_create_master_key(&directory.join(MASTER_KEY_FILE), entropy)?;
         tracing::info!(operator = %operator, "purse rail ready");

@@ -15,7 +15,6 @@ pub mod inbound;
 pub mod operator;
 pub mod web;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -32,6 +31,7 @@ use serde::Deserialize;
 
 use crate::config::ServerConfig;
 use crate::error::ApiError;
+use crate::keyfile;
 use crate::ledger::LedgerError;
 use crate::metrics::Metrics;
 use crate::runner::RunError;
@@ -144,47 +144,11 @@ fn load_or_create_secret(
     path: &Path,
     bytes: usize,
     entropy: &dyn Entropy,
-) -> Result<String, StartError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let text = text.trim().to_owned();
-            if text.len() != bytes * 2 || !text.bytes().all(|byte| byte.is_ascii_hexdigit()) {
-                return Err(StartError::Io {
-                    context: format!("{}", path.display()),
-                    source: std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!("expected {} hex digits", bytes * 2),
-                    ),
-                });
-            }
-            Ok(text)
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            let mut random = vec![0u8; bytes];
-            entropy.fill(&mut random).map_err(|error| StartError::Io {
-                context: "no randomness for a new key".into(),
-                source: std::io::Error::other(error.to_string()),
-            })?;
-            let text = hex::encode(&random);
-            random.fill(0);
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options
-                .open(path)
-                .map_err(io_error(format!("cannot create {}", path.display())))?;
-            file.write_all(text.as_bytes())
-                .and_then(|()| file.write_all(b"\n"))
-                .and_then(|()| file.sync_all())
-                .map_err(io_error(format!("cannot write {}", path.display())))?;
-            Ok(text)
-        }
-        Err(error) => Err(StartError::Io {
-            context: format!("cannot read {}", path.display()),
-            source: error,
-        }),
-    }
+) -> Result<zeroize::Zeroizing<String>, StartError> {
+    let (contents, _) = keyfile::read_or_create(path, || keyfile::random_hex_line(entropy, bytes))
+        .map_err(keyfile::start_error("secret file", path))?;
+    keyfile::hex_text(&contents, bytes, "secret file")
+        .map_err(keyfile::start_error("secret file", path))
 }
 
 fn load_kannel(config: &ServerConfig) -> Result<Option<KannelConfig>, StartError> {
@@ -277,10 +241,10 @@ impl SmsRail {
             "sms-tan rail ready (master key fingerprint)"
         );
         Ok(SmsRail {
-            master: Secret(master),
+            master: Secret(master.as_str().to_owned()),
             operator: RwLock::new(Arc::new(operator)),
             settings_loaded: AtomicBool::new(false),
-            gateway_token: Secret(gateway_token),
+            gateway_token: Secret(gateway_token.as_str().to_owned()),
             kannel,
             http,
             wake: tokio::sync::Notify::new(),

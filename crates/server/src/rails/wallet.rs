@@ -33,6 +33,7 @@ use tokio::sync::Mutex;
 use crate::api::ApiJson;
 use crate::config::ServerConfig;
 use crate::error::ApiError;
+use crate::keyfile;
 use crate::ledger::LedgerError;
 use crate::metrics::Metrics;
 use crate::runner::{self, LockStripes, RunError};
@@ -85,49 +86,12 @@ impl WalletRail {
 }
 
 fn load_or_create_key(path: &Path, entropy: &dyn Entropy) -> std::io::Result<OfficeKeys> {
-    use std::io::Write;
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let mut secret = zeroize_array(&text)?;
-            let keys = OfficeKeys::from_secret(&secret);
-            secret.fill(0);
-            Ok(keys)
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            let mut secret = [0u8; 32];
-            entropy
-                .fill(&mut secret)
-                .map_err(|error| std::io::Error::other(error.to_string()))?;
-            let keys = OfficeKeys::from_secret(&secret);
-            secret.fill(0);
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                options.mode(0o600);
-            }
-            let mut file = options.open(path)?;
-            let secret = keys.to_secret();
-            let mut text = hex::encode(*secret);
-            text.push('\n');
-            file.write_all(text.as_bytes())?;
-            file.sync_all()?;
-            Ok(keys)
-        }
-        Err(error) => Err(error),
-    }
-}
-
-fn zeroize_array(text: &str) -> std::io::Result<[u8; 32]> {
-    let mut secret = [0u8; 32];
-    hex::decode_to_slice(text.trim(), &mut secret).map_err(|_| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "not a money office key file (expected 64 hex digits)",
-        )
-    })?;
-    Ok(secret)
+    let (contents, _) = keyfile::read_or_create(path, || keyfile::random_hex_line(entropy, 32))?;
+    let text = keyfile::hex_text(&contents, 32, "not a money office key file")?;
+    let mut secret = zeroize::Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(text.as_str(), &mut *secret)
+        .map_err(|_| keyfile::invalid("not a money office key file (expected 64 hex digits)"))?;
+    Ok(OfficeKeys::from_secret(&secret))
 }
 
 // ------------------------------------------------------------------ running the office
