@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use offpay_keynote::PrivateKey;
 use offpay_microcheck::wire::{Message, WIRE_VERSION};
+use offpay_test_support::{Backend, BackendKind, ServerProcess};
 use serde_json::{Value, json};
 
 /// Upper bound on any wait in these tests.
@@ -62,21 +63,23 @@ fn spawn_announcing(mut command: Command, marker: &str) -> (Process, String) {
 }
 
 struct Server {
-    _process: Process,
+    _process: ServerProcess,
     url: String,
     token_file: PathBuf,
 }
 
-fn start_server(data: &Path) -> Server {
-    let mut command = offpay();
-    command
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data);
-    let (process, address) = spawn_announcing(command, "listening on http://");
+fn start_server(data: &Path, backend: &Backend) -> Server {
+    let process = ServerProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_offpay")),
+        data,
+        backend,
+        &[],
+        &["OFFPAY_SERVER"],
+    );
     Server {
-        _process: process,
-        url: format!("http://{address}"),
+        url: process.base.clone(),
         token_file: data.join("admin.token"),
+        _process: process,
     }
 }
 
@@ -277,11 +280,11 @@ fn the_vend_alias_still_works() {
     assert!(String::from_utf8_lossy(&help.stdout).contains("microcheck"));
 }
 
-#[test]
-fn offline_sale_then_deposit_posts_once() {
+fn offline_sale_then_deposit_posts_once(kind: BackendKind) {
+    let backend = kind.fresh();
     let setup = Setup::new();
     let data = setup.file("data");
-    let server = start_server(&data);
+    let server = start_server(&data, &backend);
     let payer = setup.payer(&server, "alice", &[]);
     let merchant = setup.merchant(
         &server,
@@ -302,7 +305,7 @@ fn offline_sale_then_deposit_posts_once() {
     assert_eq!(adult["code"], "adulthood_required", "{adult}");
     drop(machine);
 
-    let server = start_server(&data);
+    let server = start_server(&data, &backend);
     let (ok, answer) = deposit(&server, &merchant, false);
     assert!(ok, "{answer}");
     assert_eq!(answer["posted"], 1, "{answer}");
@@ -428,10 +431,10 @@ fn refused_code(message: &Message) -> String {
     }
 }
 
-#[test]
-fn each_bad_payment_is_refused_with_its_reason() {
+fn each_bad_payment_is_refused_with_its_reason(kind: BackendKind) {
+    let backend = kind.fresh();
     let setup = Setup::new();
-    let server = start_server(&setup.file("data"));
+    let server = start_server(&setup.file("data"), &backend);
     let payer = setup.payer(&server, "bob", &[]);
     let vm = setup.merchant(&server, "vm-2", &[]);
     let gate = setup.merchant(&server, "gate-1", &["--app-domain", "transit"]);
@@ -595,10 +598,10 @@ fn each_bad_payment_is_refused_with_its_reason() {
     assert!(health.status().is_success());
 }
 
-#[test]
-fn fraud_patterns_raise_flags() {
+fn fraud_patterns_raise_flags(kind: BackendKind) {
+    let backend = kind.fresh();
     let setup = Setup::new();
-    let server = start_server(&setup.file("data"));
+    let server = start_server(&setup.file("data"), &backend);
     let mut strategy = admin(&server, &["microcheck", "strategy"])["strategy"].clone();
     strategy["machine_day_purchases_max"] = json!(1);
     let strategy_file = setup.file("strategy.json");
@@ -669,3 +672,9 @@ fn fraud_patterns_raise_flags() {
             > 300.0
     );
 }
+
+offpay_test_support::on_every_backend!(
+    offline_sale_then_deposit_posts_once,
+    each_bad_payment_is_refused_with_its_reason,
+    fraud_patterns_raise_flags,
+);

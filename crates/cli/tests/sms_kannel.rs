@@ -155,8 +155,7 @@ fn collect(child: &mut Child) -> Arc<Mutex<Vec<String>>> {
     lines
 }
 
-#[test]
-fn a_middle_level_payment_goes_through_a_real_kannel() {
+fn a_middle_level_payment_goes_through_a_real_kannel(kind: BackendKind) {
     if !kannel_installed() {
         return;
     }
@@ -182,7 +181,7 @@ fn a_middle_level_payment_goes_through_a_real_kannel() {
         ),
     )
     .unwrap();
-    let server = TestServer::start_in(&data_dir, &format!("127.0.0.1:{}", ports.server));
+    let server = TestServer::start_in(&data_dir, &format!("127.0.0.1:{}", ports.server), kind);
     let envelope = server.seed_world();
     let config = directory.path().join("kannel.conf");
     std::fs::write(
@@ -275,3 +274,5 @@ fn a_middle_level_payment_goes_through_a_real_kannel() {
     assert_eq!(sent.len(), 2, "{sent:?}");
     assert_eq!(server.get("/api/v1/totals")["balanced"], true);
 }
+
+offpay_test_support::on_every_backend!(a_middle_level_payment_goes_through_a_real_kannel,);

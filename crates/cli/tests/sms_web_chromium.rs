@@ -164,10 +164,9 @@ fn chromium() -> Option<&'static str> {
     );
 }
 
-#[test]
-fn the_statement_page_logs_in_with_password_and_a_tan_row_in_headless_chromium() {
+fn the_statement_page_logs_in_with_password_and_a_tan_row_in_headless_chromium(kind: BackendKind) {
     let Some(binary) = chromium() else { return };
-    let server = TestServer::start();
+    let server = TestServer::start(kind);
     let envelope = server.seed_world();
     let reply = server.sms(
         PAYER_PHONE,
@@ -299,3 +298,7 @@ fn the_statement_page_logs_in_with_password_and_a_tan_row_in_headless_chromium()
         .unwrap();
     assert!(response.text().unwrap().contains("form expired"));
 }
+
+offpay_test_support::on_every_backend!(
+    the_statement_page_logs_in_with_password_and_a_tan_row_in_headless_chromium,
+);

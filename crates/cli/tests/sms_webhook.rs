@@ -13,9 +13,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use sms_common::*;
 
-#[test]
-fn each_security_level_pays_through_the_webhook() {
-    let server = TestServer::start();
+fn each_security_level_pays_through_the_webhook(kind: BackendKind) {
+    let server = TestServer::start(kind);
     let envelope = server.seed_world();
     // Low: the seed's own SMS, as typed; the confirmation is the seed's: row 20 gives 338421.
     let reply = server.sms(
@@ -79,9 +78,8 @@ fn each_security_level_pays_through_the_webhook() {
     assert_eq!(server.get("/api/v1/totals")["balanced"], true);
 }
 
-#[test]
-fn the_seed_attacks_row_reuse_and_gateway_retries_fail() {
-    let server = TestServer::start();
+fn the_seed_attacks_row_reuse_and_gateway_retries_fail(kind: BackendKind) {
+    let server = TestServer::start(kind);
     let envelope = server.seed_world();
     // Payee substitution at the low level: the seed's SMS with another payee whose second digit
     // from the right differs (row 1's recipe covers A2 and A7; an account differing only in
@@ -141,9 +139,8 @@ fn the_seed_attacks_row_reuse_and_gateway_retries_fail() {
     assert_eq!(server.get("/api/v1/totals")["balanced"], true);
 }
 
-#[test]
-fn wrong_codes_lock_the_envelope_and_the_operator_unlocks_it() {
-    let server = TestServer::start();
+fn wrong_codes_lock_the_envelope_and_the_operator_unlocks_it(kind: BackendKind) {
+    let server = TestServer::start(kind);
     let envelope = server.seed_world();
     for row in 5..10u8 {
         let wrong = (tan(&envelope, row).parse::<u16>().unwrap() + 1) % 1000;
@@ -168,9 +165,8 @@ fn wrong_codes_lock_the_envelope_and_the_operator_unlocks_it() {
     assert!(reply.starts_with("BALANCE KES 1000000.00"), "{reply}");
 }
 
-#[test]
-fn rows_run_out_and_a_new_envelope_is_registered_with_the_last_one() {
-    let server = TestServer::start();
+fn rows_run_out_and_a_new_envelope_is_registered_with_the_last_one(kind: BackendKind) {
+    let server = TestServer::start(kind);
     let envelope = server.seed_world();
     // Each BAL with a row uses it; the bank keeps the last row for registration and needs one
     // more for a payment's confirmation.
@@ -201,9 +197,8 @@ fn rows_run_out_and_a_new_envelope_is_registered_with_the_last_one() {
     assert!(reply.contains("not in use"), "{reply}");
 }
 
-#[test]
-fn limits_and_phone_binding_are_enforced() {
-    let server = TestServer::start();
+fn limits_and_phone_binding_are_enforced(kind: BackendKind) {
+    let server = TestServer::start(kind);
     let envelope = server.seed_world();
     let reply = server.sms(
         PAYER_PHONE,
@@ -242,9 +237,8 @@ fn limits_and_phone_binding_are_enforced() {
     assert!(reply.starts_with("BALANCE KES"), "{reply}");
 }
 
-#[test]
-fn every_malformed_sms_gets_a_short_plain_reply_and_changes_nothing() {
-    let server = TestServer::start();
+fn every_malformed_sms_gets_a_short_plain_reply_and_changes_nothing(kind: BackendKind) {
+    let server = TestServer::start(kind);
     server.seed_world();
     let texts = [
         "",
@@ -282,9 +276,8 @@ fn every_malformed_sms_gets_a_short_plain_reply_and_changes_nothing() {
     assert_eq!(response.status().as_u16(), 401);
 }
 
-#[test]
-fn a_scheduled_payment_is_paid_by_the_scheduler_at_its_time() {
-    let server = TestServer::start();
+fn a_scheduled_payment_is_paid_by_the_scheduler_at_its_time(kind: BackendKind) {
+    let server = TestServer::start(kind);
     let envelope = server.seed_world();
     // The next whole minute (UTC, the default operator time zone), at least 5 s ahead.
     let now = std::time::SystemTime::now()
@@ -339,9 +332,8 @@ fn a_scheduled_payment_is_paid_by_the_scheduler_at_its_time() {
     assert_eq!(confirmations.len(), 1, "{confirmations:?}");
 }
 
-#[test]
-fn a_merchant_terminal_takes_envelope_row_and_tan() {
-    let server = TestServer::start();
+fn a_merchant_terminal_takes_envelope_row_and_tan(kind: BackendKind) {
+    let server = TestServer::start(kind);
     let envelope = server.seed_world();
     let terminal = server.post("/api/v1/sms/terminals", json!({ "payee": PAYEE }));
     let token = terminal["token"].as_str().unwrap().to_owned();
@@ -388,9 +380,8 @@ fn a_merchant_terminal_takes_envelope_row_and_tan() {
     assert_eq!(response.status().as_u16(), 401);
 }
 
-#[test]
-fn offpay_sms_send_prints_the_reply_and_statement_and_disputes_work() {
-    let server = TestServer::start();
+fn offpay_sms_send_prints_the_reply_and_statement_and_disputes_work(kind: BackendKind) {
+    let server = TestServer::start(kind);
     let envelope = server.seed_world();
     let send = |text: &str| {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_offpay"))
@@ -438,9 +429,8 @@ fn offpay_sms_send_prints_the_reply_and_statement_and_disputes_work() {
     assert_eq!(server.get("/api/v1/totals")["balanced"], true);
 }
 
-#[test]
-fn admin_envelope_print_issues_unallocated_envelopes_and_writes_a_pdf() {
-    let server = TestServer::start();
+fn admin_envelope_print_issues_unallocated_envelopes_and_writes_a_pdf(kind: BackendKind) {
+    let server = TestServer::start(kind);
     let out = server.data_dir.join("envelopes.pdf");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_offpay"))
         .args(["admin", "--server", &server.base, "--token-file"])
@@ -490,3 +480,16 @@ fn admin_envelope_print_issues_unallocated_envelopes_and_writes_a_pdf() {
         ]
     );
 }
+
+offpay_test_support::on_every_backend!(
+    each_security_level_pays_through_the_webhook,
+    the_seed_attacks_row_reuse_and_gateway_retries_fail,
+    wrong_codes_lock_the_envelope_and_the_operator_unlocks_it,
+    rows_run_out_and_a_new_envelope_is_registered_with_the_last_one,
+    limits_and_phone_binding_are_enforced,
+    every_malformed_sms_gets_a_short_plain_reply_and_changes_nothing,
+    a_scheduled_payment_is_paid_by_the_scheduler_at_its_time,
+    a_merchant_terminal_takes_envelope_row_and_tan,
+    offpay_sms_send_prints_the_reply_and_statement_and_disputes_work,
+    admin_envelope_print_issues_unallocated_envelopes_and_writes_a_pdf,
+);

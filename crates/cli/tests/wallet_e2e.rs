@@ -13,6 +13,7 @@ use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use offpay_test_support::{Backend, BackendKind, ServerProcess};
 use offpay_wallet::file::open_wallet_file;
 use offpay_wallet::{
     Action, Event, FileStorage, Limits, LogStorage, MoneyOffice, OfficeKeys, SeededEntropy,
@@ -34,56 +35,32 @@ fn offpay() -> Command {
 }
 
 struct Server {
-    child: Child,
+    _process: ServerProcess,
     base: String,
     token: String,
     token_file: PathBuf,
     http: reqwest::blocking::Client,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Server {
-    fn start(data_dir: &Path) -> Server {
-        let mut child = offpay()
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start offpay serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let (sender, receiver) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let address = rest.split_whitespace().next().unwrap_or_default();
-                    let _ = sender.send(address.to_owned());
-                }
-            }
-        });
-        let address = receiver
-            .recv_timeout(WAIT_MAX)
-            .expect("the server announces its address");
+    fn start(data_dir: &Path, backend: &Backend) -> Server {
+        let process = ServerProcess::start(
+            Path::new(env!("CARGO_BIN_EXE_offpay")),
+            data_dir,
+            backend,
+            &[("OFFPAY_WALLET_PASSPHRASE", PASSPHRASE)],
+            &[],
+        );
         let token_file = data_dir.join("admin.token");
-        let token = std::fs::read_to_string(&token_file)
-            .expect("token")
-            .trim()
-            .to_owned();
         Server {
-            child,
-            base: format!("http://{address}"),
-            token,
+            base: process.base.clone(),
+            token: process.token.clone(),
             token_file,
             http: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(20))
                 .build()
                 .unwrap(),
+            _process: process,
         }
     }
 
@@ -302,10 +279,12 @@ fn outcomes(file: &Path) -> BTreeMap<String, Option<String>> {
     map
 }
 
-#[test]
-fn transfers_through_loss_duplication_reordering_and_a_killed_wallet_end_the_same_on_both_sides() {
+fn transfers_through_loss_duplication_reordering_and_a_killed_wallet_end_the_same_on_both_sides(
+    kind: BackendKind,
+) {
+    let backend = kind.fresh();
     let directory = tempfile::tempdir().unwrap();
-    let server = Server::start(&directory.path().join("server"));
+    let server = Server::start(&directory.path().join("server"), &backend);
     let (seller, seller_id) = issue(&server, directory.path(), "seller");
     let (buyer, buyer_id) = issue(&server, directory.path(), "buyer");
     server.admin(&["wallet", "charge", &buyer_id, "100"]);
@@ -440,10 +419,10 @@ fn transfers_through_loss_duplication_reordering_and_a_killed_wallet_end_the_sam
     assert!(server.fraud().is_empty(), "honest wallets raise no flag");
 }
 
-#[test]
-fn a_rolled_back_wallet_that_spends_twice_is_caught_at_reconciliation() {
+fn a_rolled_back_wallet_that_spends_twice_is_caught_at_reconciliation(kind: BackendKind) {
+    let backend = kind.fresh();
     let directory = tempfile::tempdir().unwrap();
-    let server = Server::start(&directory.path().join("server"));
+    let server = Server::start(&directory.path().join("server"), &backend);
     let (seller, _seller_id) = issue(&server, directory.path(), "seller");
     let (buyer, buyer_id) = issue(&server, directory.path(), "buyer");
     server.admin(&["wallet", "charge", &buyer_id, "50"]);
@@ -557,10 +536,12 @@ fn perform(
     }
 }
 
-#[test]
-fn bad_datagrams_are_dropped_with_a_log_line_and_a_forged_upload_changes_nothing() {
+fn bad_datagrams_are_dropped_with_a_log_line_and_a_forged_upload_changes_nothing(
+    kind: BackendKind,
+) {
+    let backend = kind.fresh();
     let directory = tempfile::tempdir().unwrap();
-    let server = Server::start(&directory.path().join("server"));
+    let server = Server::start(&directory.path().join("server"), &backend);
     let (seller, seller_id) = issue(&server, directory.path(), "seller");
     let (buyer, buyer_id) = issue(&server, directory.path(), "buyer");
     server.admin(&["wallet", "charge", &buyer_id, "20"]);
@@ -831,3 +812,9 @@ fn bad_datagrams_are_dropped_with_a_log_line_and_a_forged_upload_changes_nothing
     assert_eq!(wallet.balance().minor(), 400);
     assert_eq!(server.get("/api/v1/totals")["balanced"], true);
 }
+
+offpay_test_support::on_every_backend!(
+    transfers_through_loss_duplication_reordering_and_a_killed_wallet_end_the_same_on_both_sides,
+    a_rolled_back_wallet_that_spends_twice_is_caught_at_reconciliation,
+    bad_datagrams_are_dropped_with_a_log_line_and_a_forged_upload_changes_nothing,
+);

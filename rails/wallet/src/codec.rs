@@ -6,6 +6,10 @@ use offpay_money::{Amount, Currency};
 
 use crate::error::Malformed;
 
+/// Largest encoded log record (here rather than in `record`, so that the sync messages, which
+/// carry records, and the records themselves share it without importing each other).
+pub const RECORD_BYTES_MAX: usize = 1024;
+
 /// Appends fields to a byte buffer.
 #[derive(Debug, Default)]
 pub(crate) struct Writer {

@@ -16,8 +16,7 @@ use crate::terms::{Agreement, Terms};
 
 /// Format version that starts every record.
 pub const RECORD_VERSION: u8 = 1;
-/// Largest encoded record.
-pub const RECORD_BYTES_MAX: usize = 1024;
+pub use crate::codec::RECORD_BYTES_MAX;
 const FRAME_OVERHEAD_BYTES: usize = 4 + 8;
 const DOMAIN_RECORD: &[u8] = b"offpay-wallet v1 record";
 

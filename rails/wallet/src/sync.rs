@@ -5,6 +5,7 @@
 use alloc::vec::Vec;
 use offpay_money::Amount;
 
+use crate::codec::RECORD_BYTES_MAX;
 use crate::codec::{Reader, Writer};
 use crate::credential::{CREDENTIAL_BYTES, Credential};
 use crate::error::{Malformed, PeerError};
@@ -12,7 +13,6 @@ use crate::ids::{TransferId, WalletId};
 #[cfg(feature = "office")]
 use crate::keys::OfficeKeys;
 use crate::keys::{WalletKeys, verify};
-use crate::record::RECORD_BYTES_MAX;
 use crate::wire::Outcome;
 
 /// Format version of uploads and replies.

@@ -24,7 +24,9 @@ pub const PAYEE: &str = "901020377865";
 pub const PAYER_PHONE: &str = "+254700000001";
 pub const PAYEE_PHONE: &str = "+254700000002";
 
-/// A running server; killed on drop.
+pub use offpay_test_support::{Backend, BackendKind};
+
+/// A running server; killed on drop (before its database is dropped).
 pub struct TestServer {
     child: Child,
     pub base: String,
@@ -34,6 +36,7 @@ pub struct TestServer {
     _directory: Option<tempfile::TempDir>,
     http: reqwest::blocking::Client,
     next_id: std::sync::atomic::AtomicU64,
+    _backend: Backend,
 }
 
 impl Drop for TestServer {
@@ -52,25 +55,29 @@ pub fn http() -> reqwest::blocking::Client {
 }
 
 impl TestServer {
-    /// Starts `offpay serve` on a fresh data directory.
-    pub fn start() -> TestServer {
+    /// Starts `offpay serve` on a fresh data directory and a fresh database of `kind`.
+    pub fn start(kind: BackendKind) -> TestServer {
         let directory = tempfile::tempdir().unwrap();
         let data_dir = directory.path().to_owned();
-        let mut server = TestServer::start_in(&data_dir, "127.0.0.1:0");
+        let mut server = TestServer::start_in(&data_dir, "127.0.0.1:0", kind);
         server._directory = Some(directory);
         server
     }
 
-    /// Starts `offpay serve` on `data_dir`, listening on `listen`.
-    pub fn start_in(data_dir: &Path, listen: &str) -> TestServer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_offpay"))
+    /// Starts `offpay serve` on `data_dir` and a fresh database of `kind`, listening on `listen`.
+    pub fn start_in(data_dir: &Path, listen: &str, kind: BackendKind) -> TestServer {
+        let backend = kind.fresh();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_offpay"));
+        command
             .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .env("OFFPAY_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start offpay serve");
+            .stderr(Stdio::piped());
+        if let Some(url) = backend.database_url() {
+            command.args(["--database-url", url]);
+        }
+        let mut child = command.spawn().expect("start offpay serve");
         let stderr = child.stderr.take().unwrap();
         let (sender, receiver) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -101,6 +108,7 @@ impl TestServer {
             _directory: None,
             http: http(),
             next_id: std::sync::atomic::AtomicU64::new(0),
+            _backend: backend,
         }
     }
 
