@@ -68,6 +68,8 @@ impl FraudFlag {
         Operation::PutRecord(RecordWrite {
             namespace: NAMESPACE.to_owned(),
             key: self.key(discriminator),
+            // Serialising strings, numbers and a `Value` to JSON cannot fail: no map in a flag
+            // has a non-string key.
             value: Some(serde_json::to_vec(self).unwrap_or_default()),
             expected_version: None,
         })
