@@ -15,8 +15,9 @@ use crate::numbers::AccountNumber;
 use crate::recipe::AmountDigits;
 
 /// `amount` in hundredths (grid instructions count in hundredths whatever the currency's
-/// exponent); `None` when it has digits below a hundredth.
-fn hundredths(amount: &Amount) -> Option<u64> {
+/// exponent); `None` when it has digits below a hundredth. The payer composes with it and the
+/// operator's engine checks with it.
+pub(crate) fn hundredths(amount: &Amount) -> Option<u64> {
     let exponent = amount.currency().exponent();
     if exponent <= 2 {
         amount

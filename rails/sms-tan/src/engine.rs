@@ -567,21 +567,6 @@ impl NewEnvelopeRequest {
     }
 }
 
-fn amount_hundredths(amount: &Amount) -> Option<u64> {
-    let exponent = amount.currency().exponent();
-    if exponent <= 2 {
-        amount
-            .minor()
-            .checked_mul(10u64.pow(u32::from(2 - exponent)))
-    } else {
-        let scale = 10u64.pow(u32::from(exponent - 2));
-        amount
-            .minor()
-            .is_multiple_of(scale)
-            .then(|| amount.minor() / scale)
-    }
-}
-
 fn hundredths_amount(hundredths: u64, currency: Currency) -> Option<Amount> {
     let exponent = currency.exponent();
     let minor = if exponent >= 2 {
@@ -1388,7 +1373,8 @@ impl Engine {
             intent.requested_level
         };
         if intent.requested_level != SecurityLevel::Low
-            && amount_hundredths(&intent.amount).is_none_or(|h| h > GRID_AMOUNT_MAX_HUNDREDTHS)
+            && crate::compose::hundredths(&intent.amount)
+                .is_none_or(|h| h > GRID_AMOUNT_MAX_HUNDREDTHS)
         {
             return Err(Refusal::AmountTooLargeForGrid);
         }
@@ -1646,8 +1632,8 @@ impl Engine {
                     .secrets
                     .grid(row.grid_number())
                     .ok_or(Refusal::CodesDoNotMatch)?;
-                let hundredths =
-                    amount_hundredths(&intent.amount).ok_or(Refusal::AmountTooLargeForGrid)?;
+                let hundredths = crate::compose::hundredths(&intent.amount)
+                    .ok_or(Refusal::AmountTooLargeForGrid)?;
                 let class = AmountDigits::of(&intent.amount).whole_length();
                 if class > crate::limits::MAGNITUDE_CLASSES {
                     return Err(Refusal::AmountTooLargeForGrid);
@@ -1753,7 +1739,7 @@ impl Engine {
             }
             let row_number = state.take_bank_row()?;
             let row = secrets.row(row_number)?;
-            let hundredths = amount_hundredths(credit)?;
+            let hundredths = crate::compose::hundredths(credit)?;
             let amount_coded =
                 TypedAmount::from_hundredths(hundredths + row.amount_offset_hundredths())?;
             let modulus = 10u64.pow(ACCOUNT_NUMBER_DIGITS as u32);
