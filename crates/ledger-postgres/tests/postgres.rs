@@ -529,3 +529,36 @@ fn a_read_transaction_sees_one_state_while_another_store_commits() {
     assert!(refused.is_err(), "a commit inside a read transaction fails");
     commit(&mut reader, pay(4));
 }
+
+/// A session drops its cached plans each time it has made severalfold more calls, so that plans
+/// made while a new ledger was nearly empty do not outlive its growth (and a dropped plan changes
+/// no answer).
+#[test]
+fn a_session_plans_again_as_the_ledger_grows() {
+    skip_without_database!();
+    let (_guard, mut store) = common::fresh_store();
+    assert_eq!(
+        store.replan_state(),
+        (0, offpay_ledger_postgres::REPLAN_FIRST_CALLS)
+    );
+    let account = AccountId::new(account_name(0)).unwrap_or_else(|error| panic!("{error}"));
+    for call in 1..=offpay_ledger_postgres::REPLAN_FIRST_CALLS {
+        store
+            .account(&account)
+            .unwrap_or_else(|error| panic!("call {call}: {error}"));
+    }
+    assert_eq!(
+        store.replan_state(),
+        (
+            offpay_ledger_postgres::REPLAN_FIRST_CALLS,
+            offpay_ledger_postgres::REPLAN_FIRST_CALLS * offpay_ledger_postgres::REPLAN_GROWTH
+        )
+    );
+    // The session still answers after its plans were dropped.
+    assert!(
+        store
+            .account(&account)
+            .unwrap_or_else(|error| panic!("{error}"))
+            .is_none()
+    );
+}
