@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use offpay_ledger::engine::{GroupCommit, Snapshot};
+use offpay_ledger::engine::{GroupCommit, SequenceNumbers, Snapshot};
 use offpay_ledger::{
     Account, AccountId, AccountKind, Amount, BATCH_OPERATIONS_MAX, BalanceLimits, Batch, Currency,
     LedgerStore, NewAccount, Operation, Timestamp, Transfer, TransferId, TransferKind,
@@ -82,7 +82,7 @@ fn engine(criterion: &mut Criterion) {
                 ..Snapshot::default()
             },
             |snapshot| {
-                let mut commit = GroupCommit::new(snapshot, 1, NOW);
+                let mut commit = GroupCommit::new(snapshot, SequenceNumbers::From(1), NOW);
                 commit.apply(&batch).expect("batch accepted");
                 commit.finish()
             },

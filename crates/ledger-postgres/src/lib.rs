@@ -4,15 +4,23 @@
 //! The rules are [`offpay_ledger::engine`]'s; this crate loads the rows a group refers to and
 //! writes what the engine decided, inside one database transaction per group commit:
 //!
-//! 1. `SELECT next_sequence FROM ledger_state WHERE id = 1 FOR UPDATE` — the row lock serialises
-//!    every committer on the database, whichever process it runs in, and hands out gap-free
-//!    sequence numbers in commit order.
-//! 2. One bulk read per table (`WHERE id = ANY($1)`, accounts `FOR UPDATE`).
+//! 1. One bulk read per table (`WHERE id = ANY($1)`); the group's accounts are locked
+//!    (`FOR UPDATE`, in id order), and so are the records it writes.
+//! 2. Sequence numbers for its transfers, drawn from the `transfer_sequence` database sequence
+//!    once the accounts are locked: each is larger than every number already given to a
+//!    transfer on the same accounts.
 //! 3. [`offpay_ledger::run_group`] decides the batches.
 //! 4. One bulk write per kind of change (`INSERT ... SELECT * FROM UNNEST(...)`,
 //!    `UPDATE ... FROM UNNEST(...)`), then `COMMIT`.
 //!
 //! A group of 8190 transfers thus costs about ten round trips, however large it is.
+//!
+//! **No global lock.** Nothing every committer must lock: groups over different accounts and
+//! records, from one server process or several, commit at the same time; groups sharing an
+//! account queue for its row. A race the locks cannot see — two groups creating the same
+//! account, transfer id or record at once — ends in a unique violation for one of them, which
+//! is then decided again against what the other wrote. (Schema version 1 serialised every
+//! commit on one `ledger_state` row; version 2 migrates its counter into the sequence.)
 //!
 //! **Durability.** The store leaves `synchronous_commit` at the server's setting, `on` by default:
 //! `COMMIT` returns only once the group's WAL records are flushed to disk (and, with synchronous
@@ -50,11 +58,12 @@
 //! bounded by the HA manager, which lets the primary go on alone (pg_auto_failover's
 //! `wait_primary`) when its standby is declared lost.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use offpay_ledger::engine::{Changes, References, Snapshot};
+use offpay_ledger::engine::{Changes, References, SequenceNumbers, Snapshot};
 use offpay_ledger::{
     Account, AccountId, AccountKind, Amount, BalanceLimits, Batch, Currency, CurrencyTotal,
     GroupResult, GroupTransaction, HISTORY_PAGE_MAX, LedgerStore, PendingState, RECORD_PAGE_MAX,
@@ -65,7 +74,10 @@ use postgres::error::{Severity, SqlState};
 use postgres::{Client, Config, NoTls, Row, Statement};
 
 /// Schema migrations, applied in order; the index + 1 is the schema version.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_ledger.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_ledger.sql"),
+    include_str!("../migrations/0002_per_account_locks.sql"),
+];
 
 /// Advisory lock key held while migrating, so that server processes starting together do not
 /// race to create the same tables (the text `offpay-m` as a big-endian integer).
@@ -75,9 +87,9 @@ const MIGRATION_LOCK_KEY: i64 = i64::from_be_bytes(*b"offpay-m");
 const SCHEMA_NAME_LENGTH_MAX: usize = 63;
 
 /// How many times a group commit is attempted when the database aborts it for a serialization
-/// failure or a deadlock. PostgreSQL never does with the `ledger_state` lock taken first;
-/// CockroachDB and YugabyteDB may, and ask the client to retry.
-const COMMIT_ATTEMPTS_MAX: u32 = 3;
+/// failure, a deadlock, or a unique violation from a group that created the same row first.
+/// CockroachDB and YugabyteDB also abort transactions that conflict, and ask the client to retry.
+const COMMIT_ATTEMPTS_MAX: u32 = 5;
 
 /// How long connecting may take when the URL does not say (`connect_timeout`): a database host
 /// that drops packets must not hang the writer thread for the operating system's two minutes.
@@ -551,6 +563,7 @@ fn commit_once(
         transaction: &mut transaction,
         statements,
         retryable: None,
+        records_found: HashSet::new(),
     };
     let outcome = run_group(&mut group, batches, now);
     let retryable = group.retryable.take();
@@ -643,17 +656,17 @@ const TRANSFER_COLUMNS: &str = "sequence, id, debit_account, credit_account, amo
 /// Every statement the store runs, prepared once per connection: a prepare is a round trip, and
 /// a group commit should cost only its reads and writes.
 struct Statements {
-    next_sequence_locked: Statement,
     accounts_locked: Statement,
+    sequence_draw: Statement,
     transfers_by_ids: Statement,
     record_versions: Statement,
     accounts_insert: Statement,
     accounts_update: Statement,
     transfers_insert: Statement,
     pending_resolve: Statement,
-    records_upsert: Statement,
+    records_insert: Statement,
+    records_update: Statement,
     records_delete: Statement,
-    next_sequence_set: Statement,
     account: Statement,
     accounts_page: Statement,
     transfer: Statement,
@@ -668,12 +681,15 @@ impl Statements {
     fn prepare(client: &mut Client) -> Result<Statements, StoreError> {
         let mut prepare = |sql: &str| client.prepare(sql).map_err(database_error);
         Ok(Statements {
-            next_sequence_locked: prepare(
-                "SELECT next_sequence FROM ledger_state WHERE id = 1 FOR UPDATE",
-            )?,
+            // Rows are locked in id order, so that groups over the same accounts queue for them
+            // rather than deadlock.
             accounts_locked: prepare(&format!(
-                "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ANY($1::text[]) FOR UPDATE"
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ANY($1::text[])
+                 ORDER BY id FOR UPDATE"
             ))?,
+            sequence_draw: prepare(
+                "SELECT nextval('transfer_sequence') FROM generate_series(1, $1::bigint)",
+            )?,
             transfers_by_ids: prepare(&format!(
                 "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ANY($1::text[])"
             ))?,
@@ -681,7 +697,9 @@ impl Statements {
                 "SELECT r.namespace, r.key, r.version
                  FROM records AS r
                  JOIN UNNEST($1::text[], $2::text[]) AS wanted (namespace, key)
-                   ON r.namespace = wanted.namespace AND r.key = wanted.key",
+                   ON r.namespace = wanted.namespace AND r.key = wanted.key
+                 ORDER BY r.namespace, r.key
+                 FOR UPDATE OF r",
             )?,
             accounts_insert: prepare(&format!(
                 "INSERT INTO accounts ({ACCOUNT_COLUMNS})
@@ -711,18 +729,24 @@ impl Statements {
                  FROM UNNEST($1::text[], $2::text[]) AS u (id, pending_state)
                  WHERE t.id = u.id",
             )?,
-            records_upsert: prepare(
+            // A record the group found absent is inserted without ON CONFLICT: if another
+            // group created it meanwhile, the unique violation sends this group round again, to
+            // decide against the record as it now is.
+            records_insert: prepare(
                 "INSERT INTO records (namespace, key, value, version)
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::bigint[])
-                 ON CONFLICT (namespace, key)
-                 DO UPDATE SET value = EXCLUDED.value, version = EXCLUDED.version",
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::bigint[])",
+            )?,
+            records_update: prepare(
+                "UPDATE records AS r SET value = u.value, version = u.version
+                 FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::bigint[])
+                   AS u (namespace, key, value, version)
+                 WHERE r.namespace = u.namespace AND r.key = u.key",
             )?,
             records_delete: prepare(
                 "DELETE FROM records AS r
                  USING UNNEST($1::text[], $2::text[]) AS gone (namespace, key)
                  WHERE r.namespace = gone.namespace AND r.key = gone.key",
             )?,
-            next_sequence_set: prepare("UPDATE ledger_state SET next_sequence = $1 WHERE id = 1")?,
             account: prepare(&format!(
                 "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"
             ))?,
@@ -784,10 +808,14 @@ impl From<StoreError> for Failure {
     }
 }
 
-/// Whether the database aborted the transaction and asks the client to run it again.
+/// Whether the database aborted the transaction and the group should be decided again.
 fn is_retryable(error: &postgres::Error) -> bool {
     error.code().is_some_and(|code| {
-        *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED
+        *code == SqlState::T_R_SERIALIZATION_FAILURE
+            || *code == SqlState::T_R_DEADLOCK_DETECTED
+            // Another group created the same account, transfer id or record first: deciding
+            // again sees it.
+            || *code == SqlState::UNIQUE_VIOLATION
     })
 }
 
@@ -815,6 +843,9 @@ struct PostgresGroup<'a, 'b> {
     /// A retryable driver error met inside a step, kept so that the commit loop can retry:
     /// [`GroupTransaction`] steps can only return [`StoreError`].
     retryable: Option<postgres::Error>,
+    /// The records the group found (and locked) at load: written back with an UPDATE, where
+    /// the others are INSERTed.
+    records_found: HashSet<(String, String)>,
 }
 
 impl PostgresGroup<'_, '_> {
@@ -870,14 +901,21 @@ fn expect_rows(touched: u64, expected: usize, what: &str) -> Result<(), StoreErr
 }
 
 impl GroupTransaction for PostgresGroup<'_, '_> {
-    fn next_sequence(&mut self) -> Result<u64, StoreError> {
-        let statement = &self.statements.next_sequence_locked;
-        let rows = self.query(statement, &[])?;
-        let row = rows
-            .first()
-            .ok_or_else(|| corrupt("ledger_state has no row"))?;
-        let next: i64 = row.try_get(0).map_err(database_error)?;
-        unsigned(next, "ledger_state.next_sequence")
+    fn sequence_numbers(&mut self, count: usize) -> Result<SequenceNumbers, StoreError> {
+        if count == 0 {
+            return Ok(SequenceNumbers::drawn(Vec::new()));
+        }
+        let statement = &self.statements.sequence_draw;
+        let count = bigint(count as u64, "transfer count")?;
+        let numbers = self
+            .query(statement, &[&count])?
+            .iter()
+            .map(|row| {
+                let number: i64 = row.try_get(0).map_err(database_error)?;
+                unsigned(number, "transfer_sequence")
+            })
+            .collect::<Result<Vec<u64>, StoreError>>()?;
+        Ok(SequenceNumbers::drawn(numbers))
     }
 
     fn load(&mut self, references: &References) -> Result<Snapshot, StoreError> {
@@ -921,6 +959,7 @@ impl GroupTransaction for PostgresGroup<'_, '_> {
                 let key: String = row.try_get(1).map_err(database_error)?;
                 let version: i64 = row.try_get(2).map_err(database_error)?;
                 let version = unsigned(version, "record version")?;
+                self.records_found.insert((namespace.clone(), key.clone()));
                 snapshot.record_versions.insert((namespace, key), version);
             }
         }
@@ -1077,28 +1116,31 @@ impl GroupTransaction for PostgresGroup<'_, '_> {
             .records
             .iter()
             .partition(|(_, value, _)| value.is_some());
-        if !upserts.is_empty() {
-            let namespaces: Vec<&str> = upserts
+        let (updates, inserts): (Vec<_>, Vec<_>) = upserts
+            .into_iter()
+            .partition(|(key, _, _)| self.records_found.contains(key));
+        for (rows, statement, what) in [
+            (&updates, &statements.records_update, "record update"),
+            (&inserts, &statements.records_insert, "record insert"),
+        ] {
+            if rows.is_empty() {
+                continue;
+            }
+            let namespaces: Vec<&str> = rows
                 .iter()
                 .map(|((namespace, _), _, _)| namespace.as_str())
                 .collect();
-            let keys: Vec<&str> = upserts
-                .iter()
-                .map(|((_, key), _, _)| key.as_str())
-                .collect();
-            let values: Vec<&[u8]> = upserts
+            let keys: Vec<&str> = rows.iter().map(|((_, key), _, _)| key.as_str()).collect();
+            let values: Vec<&[u8]> = rows
                 .iter()
                 .map(|(_, value, _)| value.as_deref().unwrap_or_default())
                 .collect();
-            let versions = upserts
+            let versions = rows
                 .iter()
                 .map(|(_, _, version)| bigint(*version, "record version"))
                 .collect::<Result<Vec<i64>, StoreError>>()?;
-            let written = self.execute(
-                &statements.records_upsert,
-                &[&namespaces, &keys, &values, &versions],
-            )?;
-            expect_rows(written, upserts.len(), "record upsert")?;
+            let written = self.execute(statement, &[&namespaces, &keys, &values, &versions])?;
+            expect_rows(written, rows.len(), what)?;
         }
         if !deletes.is_empty() {
             let namespaces: Vec<&str> = deletes
@@ -1113,9 +1155,7 @@ impl GroupTransaction for PostgresGroup<'_, '_> {
             // fewer rows than keys is fine here.
             self.execute(&statements.records_delete, &[&namespaces, &keys])?;
         }
-        let next_sequence = bigint(changes.next_sequence, "sequence")?;
-        let updated = self.execute(&statements.next_sequence_set, &[&next_sequence])?;
-        expect_rows(updated, 1, "ledger_state update")
+        Ok(())
     }
 }
 

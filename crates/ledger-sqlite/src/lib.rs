@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use offpay_ledger::engine::{Changes, References, Snapshot};
+use offpay_ledger::engine::{Changes, References, SequenceNumbers, Snapshot};
 use offpay_ledger::{
     Account, AccountId, AccountKind, Amount, BalanceLimits, Batch, Currency, CurrencyTotal,
     GroupResult, GroupTransaction, HISTORY_PAGE_MAX, LedgerStore, PendingState, RECORD_PAGE_MAX,
@@ -144,7 +144,9 @@ struct SqliteGroup<'a> {
 }
 
 impl GroupTransaction for SqliteGroup<'_> {
-    fn next_sequence(&mut self) -> Result<u64, StoreError> {
+    fn sequence_numbers(&mut self, _count: usize) -> Result<SequenceNumbers, StoreError> {
+        // One writer at a time (the transaction is IMMEDIATE): the counter hands out numbers
+        // without gaps, in commit order.
         let next: i64 = self
             .transaction
             .query_row(
@@ -153,7 +155,7 @@ impl GroupTransaction for SqliteGroup<'_> {
                 |row| row.get(0),
             )
             .map_err(database_error)?;
-        Ok(next as u64)
+        Ok(SequenceNumbers::From(next as u64))
     }
 
     fn load(&mut self, references: &References) -> Result<Snapshot, StoreError> {

@@ -95,8 +95,51 @@ pub struct Changes {
     pub pending_resolved: Vec<(TransferId, PendingState)>,
     /// Records to upsert (`Some`) or delete (`None`), with their new version.
     pub records: Vec<(RecordKey, Option<Vec<u8>>, u64)>,
-    /// The next free sequence number after this group.
+    /// The first sequence number after those this group used: what a store that keeps its own
+    /// counter (SQLite, memory) saves as its next free number.
     pub next_sequence: u64,
+}
+
+/// The sequence numbers a group may give its new transfers, in ascending order. A transfer's
+/// sequence number is unique and, for each account, larger than that of every transfer committed
+/// on the account before it (the history of an account is in sequence order). Numbers across
+/// accounts are not in commit order, and may have gaps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SequenceNumbers {
+    /// Every number from this one up, without gaps: a store that serialises its committers and
+    /// keeps its own counter (SQLite, memory).
+    From(u64),
+    /// Numbers drawn for this group from a database sequence after its accounts were locked
+    /// (PostgreSQL), one for each transfer the group holds; ascending, not necessarily
+    /// contiguous.
+    Drawn(Vec<u64>),
+}
+
+impl SequenceNumbers {
+    /// Numbers drawn from a database sequence, put in ascending order.
+    pub fn drawn(mut numbers: Vec<u64>) -> SequenceNumbers {
+        numbers.sort_unstable();
+        SequenceNumbers::Drawn(numbers)
+    }
+
+    /// The `index`th number (from 0), if there is one.
+    fn nth(&self, index: usize) -> Option<u64> {
+        match self {
+            SequenceNumbers::From(first) => first.checked_add(index as u64),
+            SequenceNumbers::Drawn(numbers) => numbers.get(index).copied(),
+        }
+    }
+
+    /// The first number after the first `used`.
+    fn after(&self, used: usize) -> u64 {
+        match self {
+            SequenceNumbers::From(first) => first + used as u64,
+            SequenceNumbers::Drawn(numbers) => match used.checked_sub(1) {
+                Some(last) => numbers.get(last).map_or(0, |number| number + 1),
+                None => numbers.first().copied().unwrap_or(0),
+            },
+        }
+    }
 }
 
 impl Changes {
@@ -174,15 +217,18 @@ pub struct GroupCommit {
     accounts: Vec<AccountSlot>,
     transfers: FxHashMap<TransferId, TransferSlot>,
     records: FxHashMap<RecordKey, RecordSlot>,
-    next_sequence: u64,
+    sequences: SequenceNumbers,
+    /// How many of `sequences` are handed out.
+    sequences_used: usize,
     batch_number: u64,
     undo: Vec<Undo>,
     conservation: Vec<(Currency, i128, i128)>,
 }
 
 impl GroupCommit {
-    /// Starts deciding a group. `next_sequence` is the first sequence number to hand out.
-    pub fn new(snapshot: Snapshot, next_sequence: u64, now: Timestamp) -> GroupCommit {
+    /// Starts deciding a group that gives its new transfers `sequences`, which must hold at least
+    /// one number for each transfer operation in the group.
+    pub fn new(snapshot: Snapshot, sequences: SequenceNumbers, now: Timestamp) -> GroupCommit {
         let mut account_index = FxHashMap::default();
         account_index.reserve(snapshot.accounts.len());
         let mut accounts = Vec::with_capacity(snapshot.accounts.len());
@@ -229,7 +275,8 @@ impl GroupCommit {
             accounts,
             transfers,
             records,
-            next_sequence,
+            sequences,
+            sequences_used: 0,
             batch_number: 0,
             undo: Vec::new(),
             conservation: Vec::new(),
@@ -253,13 +300,13 @@ impl GroupCommit {
         self.batch_number += 1;
         self.undo.clear();
         self.conservation.clear();
-        let first_sequence = self.next_sequence;
+        let used_before = self.sequences_used;
         let mut outcomes = Vec::with_capacity(batch.operations.len());
         for (index, operation) in batch.operations.iter().enumerate() {
             match self.apply_operation(operation) {
                 Ok(outcome) => outcomes.push(outcome),
                 Err(reason) => {
-                    self.roll_back(first_sequence);
+                    self.roll_back(used_before);
                     return Err(BatchRefusal { index, reason });
                 }
             }
@@ -276,7 +323,7 @@ impl GroupCommit {
     /// Ends the group and returns what to write.
     pub fn finish(self) -> Changes {
         let mut changes = Changes {
-            next_sequence: self.next_sequence,
+            next_sequence: self.sequences.after(self.sequences_used),
             ..Changes::default()
         };
         for slot in self.accounts {
@@ -306,7 +353,7 @@ impl GroupCommit {
         changes
     }
 
-    fn roll_back(&mut self, first_sequence: u64) {
+    fn roll_back(&mut self, used_before: usize) {
         while let Some(undo) = self.undo.pop() {
             match undo {
                 Undo::Account { index, previous } => {
@@ -349,10 +396,13 @@ impl GroupCommit {
                 },
             }
         }
-        if self.next_sequence != first_sequence {
-            self.transfers
-                .retain(|_, slot| slot.existed || slot.record.sequence < first_sequence);
-            self.next_sequence = first_sequence;
+        if self.sequences_used != used_before {
+            // The numbers are ascending, so the batch's transfers are those at or above its first.
+            if let Some(first) = self.sequences.nth(used_before) {
+                self.transfers
+                    .retain(|_, slot| slot.existed || slot.record.sequence < first);
+            }
+            self.sequences_used = used_before;
         }
     }
 
@@ -636,8 +686,11 @@ impl GroupCommit {
             sums_after.0 - sums_before.0,
             sums_after.1 - sums_before.1,
         );
-        let sequence = self.next_sequence;
-        self.next_sequence += 1;
+        let sequence = self
+            .sequences
+            .nth(self.sequences_used)
+            .expect("a group is given a sequence number for each of its transfers");
+        self.sequences_used += 1;
         let debit_previous =
             std::mem::replace(&mut self.accounts[debit].account.last_sequence, sequence);
         let credit_previous =

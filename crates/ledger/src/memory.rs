@@ -7,7 +7,7 @@ use std::ops::Bound;
 
 use offpay_money::Currency;
 
-use crate::engine::{Changes, RecordKey, References, Snapshot};
+use crate::engine::{Changes, RecordKey, References, SequenceNumbers, Snapshot};
 use crate::ids::{AccountId, TransferId};
 use crate::model::{
     Account, Batch, CurrencyTotal, HISTORY_PAGE_MAX, RECORD_PAGE_MAX, Record, Timestamp,
@@ -109,8 +109,8 @@ struct MemoryGroup<'a> {
 }
 
 impl GroupTransaction for MemoryGroup<'_> {
-    fn next_sequence(&mut self) -> Result<u64, StoreError> {
-        Ok(self.store.next_sequence)
+    fn sequence_numbers(&mut self, _count: usize) -> Result<SequenceNumbers, StoreError> {
+        Ok(SequenceNumbers::From(self.store.next_sequence))
     }
 
     fn load(&mut self, references: &References) -> Result<Snapshot, StoreError> {

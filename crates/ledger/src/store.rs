@@ -1,9 +1,10 @@
 //! The storage contract every ledger backend implements.
 
-use crate::engine::{Changes, GroupCommit, References, Snapshot};
+use crate::engine::{Changes, GroupCommit, References, SequenceNumbers, Snapshot};
 use crate::ids::{AccountId, TransferId};
 use crate::model::{
-    Account, Batch, BatchRefusal, CurrencyTotal, Outcome, Record, Timestamp, TransferRecord,
+    Account, Batch, BatchRefusal, CurrencyTotal, Operation, Outcome, Record, Timestamp,
+    TransferRecord,
 };
 
 /// What a group commit returns: for each batch, in order, its outcomes or why it was refused.
@@ -91,10 +92,13 @@ pub trait LedgerStore: Send {
 /// The steps of one group commit inside a backend's database transaction. [`run_group`] drives
 /// them so that every backend decides batches the same way.
 pub trait GroupTransaction {
-    /// The first free sequence number, read under the transaction's write lock.
-    fn next_sequence(&mut self) -> Result<u64, StoreError>;
-    /// Loads the stored state of everything `references` names.
+    /// Loads the stored state of everything `references` names, and holds what it loaded against
+    /// other committers until the transaction ends (a store that serialises its committers
+    /// already does; PostgreSQL locks the rows).
     fn load(&mut self, references: &References) -> Result<Snapshot, StoreError>;
+    /// Sequence numbers for `count` new transfers, called after [`GroupTransaction::load`]: each
+    /// must be larger than every number already given to a transfer on the accounts loaded.
+    fn sequence_numbers(&mut self, count: usize) -> Result<SequenceNumbers, StoreError>;
     /// Writes `changes`.
     fn write(&mut self, changes: &Changes) -> Result<(), StoreError>;
 }
@@ -106,9 +110,14 @@ pub fn run_group(
     batches: &[Batch],
     now: Timestamp,
 ) -> Result<GroupResult, StoreError> {
-    let next_sequence = transaction.next_sequence()?;
     let snapshot = transaction.load(&References::of(batches))?;
-    let mut group = GroupCommit::new(snapshot, next_sequence, now);
+    let transfers = batches
+        .iter()
+        .flat_map(|batch| &batch.operations)
+        .filter(|operation| matches!(operation, Operation::Transfer(_)))
+        .count();
+    let sequences = transaction.sequence_numbers(transfers)?;
+    let mut group = GroupCommit::new(snapshot, sequences, now);
     let results: GroupResult = batches.iter().map(|batch| group.apply(batch)).collect();
     let changes = group.finish();
     if !changes.is_empty() {
