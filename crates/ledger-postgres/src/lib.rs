@@ -63,7 +63,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use offpay_ledger::engine::{Changes, References, SequenceNumbers, Snapshot};
+use offpay_ledger::engine::{Changes, RecordKey, References, SequenceNumbers, Snapshot};
 use offpay_ledger::{
     Account, AccountId, AccountKind, Amount, BalanceLimits, Batch, Currency, CurrencyTotal,
     GroupResult, GroupTransaction, HISTORY_PAGE_MAX, LedgerStore, PendingState, RECORD_PAGE_MAX,
@@ -564,6 +564,7 @@ fn commit_once(
         statements,
         retryable: None,
         records_found: HashSet::new(),
+        drawn: None,
     };
     let outcome = run_group(&mut group, batches, now);
     let retryable = group.retryable.take();
@@ -652,21 +653,16 @@ const ACCOUNT_COLUMNS: &str = "id, kind, currency, exponent, balance_min, balanc
      debits_pending, debits_posted, credits_pending, credits_posted, created_at, last_sequence";
 const TRANSFER_COLUMNS: &str = "sequence, id, debit_account, credit_account, amount, currency, \
      kind, pending_id, pending_state, memo, committed_at, debit_previous, credit_previous";
+/// How many columns [`TRANSFER_COLUMNS`] names.
+const TRANSFER_COLUMN_COUNT: usize = 13;
 
 /// Every statement the store runs, prepared once per connection: a prepare is a round trip, and
 /// a group commit should cost only its reads and writes.
 struct Statements {
     accounts_locked: Statement,
-    sequence_draw: Statement,
-    transfers_by_ids: Statement,
+    transfers_and_numbers: Statement,
     record_versions: Statement,
-    accounts_insert: Statement,
-    accounts_update: Statement,
-    transfers_insert: Statement,
-    pending_resolve: Statement,
-    records_insert: Statement,
-    records_update: Statement,
-    records_delete: Statement,
+    write_all: Statement,
     account: Statement,
     accounts_page: Statement,
     transfer: Statement,
@@ -687,11 +683,14 @@ impl Statements {
                 "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ANY($1::text[])
                  ORDER BY id FOR UPDATE"
             ))?,
-            sequence_draw: prepare(
-                "SELECT nextval('transfer_sequence') FROM generate_series(1, $1::bigint)",
-            )?,
-            transfers_by_ids: prepare(&format!(
-                "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ANY($1::text[])"
+            // The transfers a group names, then (marked by a non-null last column) the sequence
+            // numbers for its new transfers.
+            transfers_and_numbers: prepare(&format!(
+                "SELECT {TRANSFER_COLUMNS}, NULL::bigint FROM transfers WHERE id = ANY($1::text[])
+                 UNION ALL
+                 SELECT NULL::bigint, NULL, NULL, NULL, NULL::bigint, NULL, NULL, NULL, NULL, NULL,
+                   NULL::bigint, NULL::bigint, NULL::bigint, nextval('transfer_sequence')
+                 FROM generate_series(1, $2::bigint)"
             ))?,
             record_versions: prepare(
                 "SELECT r.namespace, r.key, r.version
@@ -701,52 +700,64 @@ impl Statements {
                  ORDER BY r.namespace, r.key
                  FOR UPDATE OF r",
             )?,
-            accounts_insert: prepare(&format!(
-                "INSERT INTO accounts ({ACCOUNT_COLUMNS})
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::integer[],
-                   $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[],
-                   $10::bigint[], $11::bigint[], $12::bigint[])"
+            // Everything a group writes, in one statement (one round trip): each part is an
+            // UNNEST of arrays, empty when the group has nothing of that kind. The parts touch
+            // different rows, so that they may run in any order. A record the group found absent
+            // is inserted without ON CONFLICT: if another group created it meanwhile, the unique
+            // violation sends this group round again, to decide against the record as it is.
+            write_all: prepare(&format!(
+                "WITH
+                 accounts_created AS (
+                   INSERT INTO accounts ({ACCOUNT_COLUMNS})
+                   SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::integer[],
+                     $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[],
+                     $10::bigint[], $11::bigint[], $12::bigint[])
+                   RETURNING 1),
+                 accounts_updated AS (
+                   UPDATE accounts AS a SET balance_min = u.balance_min,
+                     balance_max = u.balance_max, debits_pending = u.debits_pending,
+                     debits_posted = u.debits_posted, credits_pending = u.credits_pending,
+                     credits_posted = u.credits_posted, last_sequence = u.last_sequence
+                   FROM UNNEST($13::text[], $14::bigint[], $15::bigint[], $16::bigint[],
+                     $17::bigint[], $18::bigint[], $19::bigint[], $20::bigint[])
+                     AS u (id, balance_min, balance_max, debits_pending, debits_posted,
+                           credits_pending, credits_posted, last_sequence)
+                   WHERE a.id = u.id
+                   RETURNING 1),
+                 transfers_created AS (
+                   INSERT INTO transfers ({TRANSFER_COLUMNS})
+                   SELECT * FROM UNNEST($21::bigint[], $22::text[], $23::text[], $24::text[],
+                     $25::bigint[], $26::text[], $27::text[], $28::text[], $29::text[],
+                     $30::text[], $31::bigint[], $32::bigint[], $33::bigint[])
+                   RETURNING 1),
+                 pending_resolved AS (
+                   UPDATE transfers AS t SET pending_state = u.pending_state
+                   FROM UNNEST($34::text[], $35::text[]) AS u (id, pending_state)
+                   WHERE t.id = u.id AND t.pending_state = 'pending'
+                   RETURNING 1),
+                 records_created AS (
+                   INSERT INTO records (namespace, key, value, version)
+                   SELECT * FROM UNNEST($36::text[], $37::text[], $38::bytea[], $39::bigint[])
+                   RETURNING 1),
+                 records_updated AS (
+                   UPDATE records AS r SET value = u.value, version = u.version
+                   FROM UNNEST($40::text[], $41::text[], $42::bytea[], $43::bigint[])
+                     AS u (namespace, key, value, version)
+                   WHERE r.namespace = u.namespace AND r.key = u.key
+                   RETURNING 1),
+                 records_deleted AS (
+                   DELETE FROM records AS r
+                   USING UNNEST($44::text[], $45::text[]) AS gone (namespace, key)
+                   WHERE r.namespace = gone.namespace AND r.key = gone.key
+                   RETURNING 1)
+                 SELECT (SELECT COUNT(*) FROM accounts_created),
+                   (SELECT COUNT(*) FROM accounts_updated),
+                   (SELECT COUNT(*) FROM transfers_created),
+                   (SELECT COUNT(*) FROM pending_resolved),
+                   (SELECT COUNT(*) FROM records_created),
+                   (SELECT COUNT(*) FROM records_updated),
+                   (SELECT COUNT(*) FROM records_deleted)"
             ))?,
-            accounts_update: prepare(
-                "UPDATE accounts AS a SET balance_min = u.balance_min, balance_max = u.balance_max,
-                   debits_pending = u.debits_pending, debits_posted = u.debits_posted,
-                   credits_pending = u.credits_pending, credits_posted = u.credits_posted,
-                   last_sequence = u.last_sequence
-                 FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
-                   $6::bigint[], $7::bigint[], $8::bigint[])
-                   AS u (id, balance_min, balance_max, debits_pending, debits_posted,
-                         credits_pending, credits_posted, last_sequence)
-                 WHERE a.id = u.id",
-            )?,
-            transfers_insert: prepare(&format!(
-                "INSERT INTO transfers ({TRANSFER_COLUMNS})
-                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[],
-                   $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
-                   $11::bigint[], $12::bigint[], $13::bigint[])"
-            ))?,
-            pending_resolve: prepare(
-                "UPDATE transfers AS t SET pending_state = u.pending_state
-                 FROM UNNEST($1::text[], $2::text[]) AS u (id, pending_state)
-                 WHERE t.id = u.id",
-            )?,
-            // A record the group found absent is inserted without ON CONFLICT: if another
-            // group created it meanwhile, the unique violation sends this group round again, to
-            // decide against the record as it now is.
-            records_insert: prepare(
-                "INSERT INTO records (namespace, key, value, version)
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::bigint[])",
-            )?,
-            records_update: prepare(
-                "UPDATE records AS r SET value = u.value, version = u.version
-                 FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::bigint[])
-                   AS u (namespace, key, value, version)
-                 WHERE r.namespace = u.namespace AND r.key = u.key",
-            )?,
-            records_delete: prepare(
-                "DELETE FROM records AS r
-                 USING UNNEST($1::text[], $2::text[]) AS gone (namespace, key)
-                 WHERE r.namespace = gone.namespace AND r.key = gone.key",
-            )?,
             account: prepare(&format!(
                 "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"
             ))?,
@@ -846,6 +857,8 @@ struct PostgresGroup<'a, 'b> {
     /// The records the group found (and locked) at load: written back with an UPDATE, where
     /// the others are INSERTed.
     records_found: HashSet<(String, String)>,
+    /// The sequence numbers `load` drew for the group's new transfers.
+    drawn: Option<Vec<u64>>,
 }
 
 impl PostgresGroup<'_, '_> {
@@ -856,16 +869,6 @@ impl PostgresGroup<'_, '_> {
     ) -> Result<Vec<Row>, StoreError> {
         self.transaction
             .query(statement, parameters)
-            .map_err(|error| self.failed(error))
-    }
-
-    fn execute(
-        &mut self,
-        statement: &Statement,
-        parameters: &[&(dyn postgres::types::ToSql + Sync)],
-    ) -> Result<u64, StoreError> {
-        self.transaction
-            .execute(statement, parameters)
             .map_err(|error| self.failed(error))
     }
 
@@ -901,25 +904,10 @@ fn expect_rows(touched: u64, expected: usize, what: &str) -> Result<(), StoreErr
 }
 
 impl GroupTransaction for PostgresGroup<'_, '_> {
-    fn sequence_numbers(&mut self, count: usize) -> Result<SequenceNumbers, StoreError> {
-        if count == 0 {
-            return Ok(SequenceNumbers::drawn(Vec::new()));
-        }
-        let statement = &self.statements.sequence_draw;
-        let count = bigint(count as u64, "transfer count")?;
-        let numbers = self
-            .query(statement, &[&count])?
-            .iter()
-            .map(|row| {
-                let number: i64 = row.try_get(0).map_err(database_error)?;
-                unsigned(number, "transfer_sequence")
-            })
-            .collect::<Result<Vec<u64>, StoreError>>()?;
-        Ok(SequenceNumbers::drawn(numbers))
-    }
-
     fn load(&mut self, references: &References) -> Result<Snapshot, StoreError> {
         let mut snapshot = Snapshot::default();
+        // 1. The accounts, locked. Every later statement starts after the locks are held, so
+        //    it sees every transfer committed on these accounts and draws larger numbers.
         if !references.accounts.is_empty() {
             let ids: Vec<&str> = references.accounts.iter().map(AccountId::as_str).collect();
             let statement = &self.statements.accounts_locked;
@@ -928,20 +916,39 @@ impl GroupTransaction for PostgresGroup<'_, '_> {
                 snapshot.accounts.insert(account.id.clone(), account);
             }
         }
-        if !references.transfers.is_empty() {
+        // 2. The transfers named, and the sequence numbers for the new ones, in one statement.
+        let transfer_operations = references.transfer_operations;
+        if !references.transfers.is_empty() || transfer_operations > 0 {
             let ids: Vec<&str> = references
                 .transfers
                 .iter()
                 .map(TransferId::as_str)
                 .collect();
-            let statement = &self.statements.transfers_by_ids;
-            for row in self.query(statement, &[&ids])? {
-                let record = transfer_from_row(&row)?;
-                snapshot
-                    .transfers
-                    .insert(record.transfer.id.clone(), record);
+            let count = bigint(transfer_operations as u64, "transfer count")?;
+            let statement = &self.statements.transfers_and_numbers;
+            let mut numbers = Vec::with_capacity(transfer_operations);
+            for row in self.query(statement, &[&ids, &count])? {
+                let drawn: Option<i64> =
+                    row.try_get(TRANSFER_COLUMN_COUNT).map_err(database_error)?;
+                match drawn {
+                    Some(number) => numbers.push(unsigned(number, "transfer_sequence")?),
+                    None => {
+                        let record = transfer_from_row(&row)?;
+                        snapshot
+                            .transfers
+                            .insert(record.transfer.id.clone(), record);
+                    }
+                }
             }
+            if numbers.len() != transfer_operations {
+                return Err(corrupt(format!(
+                    "asked transfer_sequence for {transfer_operations} numbers and got {}",
+                    numbers.len()
+                )));
+            }
+            self.drawn = Some(numbers);
         }
+        // 3. The records written, locked.
         if !references.records.is_empty() {
             let namespaces: Vec<&str> = references
                 .records
@@ -966,152 +973,32 @@ impl GroupTransaction for PostgresGroup<'_, '_> {
         Ok(snapshot)
     }
 
+    fn sequence_numbers(&mut self, count: usize) -> Result<SequenceNumbers, StoreError> {
+        // Drawn by `load`, after the accounts were locked.
+        let numbers = self.drawn.take().unwrap_or_default();
+        if numbers.len() != count {
+            return Err(corrupt(format!(
+                "the group has {count} transfers and drew {} sequence numbers",
+                numbers.len()
+            )));
+        }
+        Ok(SequenceNumbers::drawn(numbers))
+    }
+
     fn write(&mut self, changes: &Changes) -> Result<(), StoreError> {
-        let statements = self.statements;
-        if !changes.accounts_created.is_empty() {
-            let accounts = &changes.accounts_created;
-            let ids: Vec<&str> = accounts.iter().map(|account| account.id.as_str()).collect();
-            let kinds: Vec<&str> = accounts
-                .iter()
-                .map(|account| account.kind.as_str())
-                .collect();
-            let currencies: Vec<&str> = accounts
-                .iter()
-                .map(|account| account.currency.code())
-                .collect();
-            let exponents: Vec<i32> = accounts
-                .iter()
-                .map(|account| i32::from(account.currency.exponent()))
-                .collect();
-            let balance_min: Vec<Option<i64>> = accounts
-                .iter()
-                .map(|account| account.limits.balance_min)
-                .collect();
-            let balance_max: Vec<Option<i64>> = accounts
-                .iter()
-                .map(|account| account.limits.balance_max)
-                .collect();
-            let sums = AccountSums::of(accounts);
-            let created_at = accounts
-                .iter()
-                .map(|account| bigint(account.created_at.0, "timestamp"))
-                .collect::<Result<Vec<i64>, StoreError>>()?;
-            let last_sequences = last_sequences(accounts)?;
-            let inserted = self.execute(
-                &statements.accounts_insert,
-                &[
-                    &ids,
-                    &kinds,
-                    &currencies,
-                    &exponents,
-                    &balance_min,
-                    &balance_max,
-                    &sums.debits_pending,
-                    &sums.debits_posted,
-                    &sums.credits_pending,
-                    &sums.credits_posted,
-                    &created_at,
-                    &last_sequences,
-                ],
-            )?;
-            expect_rows(inserted, accounts.len(), "account insert")?;
-        }
-        if !changes.accounts_updated.is_empty() {
-            let accounts = &changes.accounts_updated;
-            let ids: Vec<&str> = accounts.iter().map(|account| account.id.as_str()).collect();
-            let balance_min: Vec<Option<i64>> = accounts
-                .iter()
-                .map(|account| account.limits.balance_min)
-                .collect();
-            let balance_max: Vec<Option<i64>> = accounts
-                .iter()
-                .map(|account| account.limits.balance_max)
-                .collect();
-            let sums = AccountSums::of(accounts);
-            let last_sequences = last_sequences(accounts)?;
-            let updated = self.execute(
-                &statements.accounts_update,
-                &[
-                    &ids,
-                    &balance_min,
-                    &balance_max,
-                    &sums.debits_pending,
-                    &sums.debits_posted,
-                    &sums.credits_pending,
-                    &sums.credits_posted,
-                    &last_sequences,
-                ],
-            )?;
-            expect_rows(updated, accounts.len(), "account update")?;
-        }
-        if !changes.transfers_created.is_empty() {
-            let records = &changes.transfers_created;
-            let count = records.len();
-            let mut sequences = Vec::with_capacity(count);
-            let mut ids = Vec::with_capacity(count);
-            let mut debits = Vec::with_capacity(count);
-            let mut credits = Vec::with_capacity(count);
-            let mut amounts = Vec::with_capacity(count);
-            let mut currencies = Vec::with_capacity(count);
-            let mut kinds = Vec::with_capacity(count);
-            let mut pending_ids = Vec::with_capacity(count);
-            let mut pending_states = Vec::with_capacity(count);
-            let mut memos = Vec::with_capacity(count);
-            let mut committed_at = Vec::with_capacity(count);
-            let mut debit_previous = Vec::with_capacity(count);
-            let mut credit_previous = Vec::with_capacity(count);
-            for record in records {
-                let transfer = &record.transfer;
-                let (kind, pending_id) =
-                    offpay_ledger::columns::transfer_kind_columns(&transfer.kind);
-                sequences.push(bigint(record.sequence, "sequence")?);
-                ids.push(transfer.id.as_str());
-                debits.push(transfer.debit_account.as_str());
-                credits.push(transfer.credit_account.as_str());
-                amounts.push(transfer.amount.minor_signed());
-                currencies.push(transfer.amount.currency().code().to_owned());
-                kinds.push(kind);
-                pending_ids.push(pending_id);
-                pending_states.push(record.pending_state.map(PendingState::as_str));
-                memos.push(transfer.memo.as_str());
-                committed_at.push(bigint(record.committed_at.0, "timestamp")?);
-                debit_previous.push(bigint(record.debit_previous, "sequence")?);
-                credit_previous.push(bigint(record.credit_previous, "sequence")?);
-            }
-            let inserted = self.execute(
-                &statements.transfers_insert,
-                &[
-                    &sequences,
-                    &ids,
-                    &debits,
-                    &credits,
-                    &amounts,
-                    &currencies,
-                    &kinds,
-                    &pending_ids,
-                    &pending_states,
-                    &memos,
-                    &committed_at,
-                    &debit_previous,
-                    &credit_previous,
-                ],
-            )?;
-            expect_rows(inserted, count, "transfer insert")?;
-        }
-        if !changes.pending_resolved.is_empty() {
-            let ids: Vec<&str> = changes
-                .pending_resolved
-                .iter()
-                .map(|(id, _)| id.as_str())
-                .collect();
-            let states: Vec<&str> = changes
-                .pending_resolved
-                .iter()
-                .map(|(_, state)| state.as_str())
-                .collect();
-            let updated = self.execute(&statements.pending_resolve, &[&ids, &states])?;
-            expect_rows(updated, ids.len(), "pending transfer resolution")?;
-        }
+        let created = AccountColumns::of(&changes.accounts_created)?;
+        let updated = AccountColumns::of(&changes.accounts_updated)?;
+        let transfers = TransferColumns::of(&changes.transfers_created)?;
+        let resolved_ids: Vec<&str> = changes
+            .pending_resolved
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .collect();
+        let resolved_states: Vec<&str> = changes
+            .pending_resolved
+            .iter()
+            .map(|(_, state)| state.as_str())
+            .collect();
         let (upserts, deletes): (Vec<_>, Vec<_>) = changes
             .records
             .iter()
@@ -1119,43 +1006,223 @@ impl GroupTransaction for PostgresGroup<'_, '_> {
         let (updates, inserts): (Vec<_>, Vec<_>) = upserts
             .into_iter()
             .partition(|(key, _, _)| self.records_found.contains(key));
-        for (rows, statement, what) in [
-            (&updates, &statements.records_update, "record update"),
-            (&inserts, &statements.records_insert, "record insert"),
-        ] {
-            if rows.is_empty() {
-                continue;
-            }
-            let namespaces: Vec<&str> = rows
+        let inserts = RecordColumns::of(&inserts)?;
+        let updates = RecordColumns::of(&updates)?;
+        let deletes = RecordColumns::of(&deletes)?;
+        let statement = &self.statements.write_all;
+        let rows = self.query(
+            statement,
+            &[
+                &created.ids,
+                &created.kinds,
+                &created.currencies,
+                &created.exponents,
+                &created.balance_min,
+                &created.balance_max,
+                &created.sums.debits_pending,
+                &created.sums.debits_posted,
+                &created.sums.credits_pending,
+                &created.sums.credits_posted,
+                &created.created_at,
+                &created.last_sequences,
+                &updated.ids,
+                &updated.balance_min,
+                &updated.balance_max,
+                &updated.sums.debits_pending,
+                &updated.sums.debits_posted,
+                &updated.sums.credits_pending,
+                &updated.sums.credits_posted,
+                &updated.last_sequences,
+                &transfers.sequences,
+                &transfers.ids,
+                &transfers.debits,
+                &transfers.credits,
+                &transfers.amounts,
+                &transfers.currencies,
+                &transfers.kinds,
+                &transfers.pending_ids,
+                &transfers.pending_states,
+                &transfers.memos,
+                &transfers.committed_at,
+                &transfers.debit_previous,
+                &transfers.credit_previous,
+                &resolved_ids,
+                &resolved_states,
+                &inserts.namespaces,
+                &inserts.keys,
+                &inserts.values,
+                &inserts.versions,
+                &updates.namespaces,
+                &updates.keys,
+                &updates.values,
+                &updates.versions,
+                &deletes.namespaces,
+                &deletes.keys,
+            ],
+        )?;
+        let row = rows
+            .first()
+            .ok_or_else(|| corrupt("the group's write returned no counts"))?;
+        let count = |column: usize| -> Result<u64, StoreError> {
+            let touched: i64 = row.try_get(column).map_err(database_error)?;
+            unsigned(touched, "row count")
+        };
+        expect_rows(count(0)?, created.ids.len(), "account insert")?;
+        expect_rows(count(1)?, updated.ids.len(), "account update")?;
+        expect_rows(count(2)?, transfers.ids.len(), "transfer insert")?;
+        // Only a transfer still pending is resolved: a second resolution would show here even
+        // if a lock were ever missed.
+        expect_rows(count(3)?, resolved_ids.len(), "pending transfer resolution")?;
+        expect_rows(count(4)?, inserts.keys.len(), "record insert")?;
+        expect_rows(count(5)?, updates.keys.len(), "record update")
+        // A delete of a record that never existed is allowed (version 0 expected or none), so
+        // fewer deleted rows than keys is fine.
+    }
+}
+
+/// An account's columns, as arrays for `UNNEST`.
+struct AccountColumns<'a> {
+    ids: Vec<&'a str>,
+    kinds: Vec<&'a str>,
+    currencies: Vec<&'a str>,
+    exponents: Vec<i32>,
+    balance_min: Vec<Option<i64>>,
+    balance_max: Vec<Option<i64>>,
+    sums: AccountSums,
+    created_at: Vec<i64>,
+    last_sequences: Vec<i64>,
+}
+
+impl<'a> AccountColumns<'a> {
+    fn of(accounts: &'a [Account]) -> Result<AccountColumns<'a>, StoreError> {
+        Ok(AccountColumns {
+            ids: accounts.iter().map(|account| account.id.as_str()).collect(),
+            kinds: accounts
                 .iter()
-                .map(|((namespace, _), _, _)| namespace.as_str())
-                .collect();
-            let keys: Vec<&str> = rows.iter().map(|((_, key), _, _)| key.as_str()).collect();
-            let values: Vec<&[u8]> = rows
+                .map(|account| account.kind.as_str())
+                .collect(),
+            currencies: accounts
                 .iter()
-                .map(|(_, value, _)| value.as_deref().unwrap_or_default())
-                .collect();
-            let versions = rows
+                .map(|account| account.currency.code())
+                .collect(),
+            exponents: accounts
                 .iter()
-                .map(|(_, _, version)| bigint(*version, "record version"))
-                .collect::<Result<Vec<i64>, StoreError>>()?;
-            let written = self.execute(statement, &[&namespaces, &keys, &values, &versions])?;
-            expect_rows(written, rows.len(), what)?;
+                .map(|account| i32::from(account.currency.exponent()))
+                .collect(),
+            balance_min: accounts
+                .iter()
+                .map(|account| account.limits.balance_min)
+                .collect(),
+            balance_max: accounts
+                .iter()
+                .map(|account| account.limits.balance_max)
+                .collect(),
+            sums: AccountSums::of(accounts),
+            created_at: accounts
+                .iter()
+                .map(|account| bigint(account.created_at.0, "timestamp"))
+                .collect::<Result<Vec<i64>, StoreError>>()?,
+            last_sequences: last_sequences(accounts)?,
+        })
+    }
+}
+
+/// A new transfer's columns, as arrays for `UNNEST`.
+struct TransferColumns<'a> {
+    sequences: Vec<i64>,
+    ids: Vec<&'a str>,
+    debits: Vec<&'a str>,
+    credits: Vec<&'a str>,
+    amounts: Vec<i64>,
+    currencies: Vec<String>,
+    kinds: Vec<&'static str>,
+    pending_ids: Vec<Option<&'a str>>,
+    pending_states: Vec<Option<&'static str>>,
+    memos: Vec<&'a str>,
+    committed_at: Vec<i64>,
+    debit_previous: Vec<i64>,
+    credit_previous: Vec<i64>,
+}
+
+impl<'a> TransferColumns<'a> {
+    fn of(records: &'a [TransferRecord]) -> Result<TransferColumns<'a>, StoreError> {
+        let count = records.len();
+        let mut columns = TransferColumns {
+            sequences: Vec::with_capacity(count),
+            ids: Vec::with_capacity(count),
+            debits: Vec::with_capacity(count),
+            credits: Vec::with_capacity(count),
+            amounts: Vec::with_capacity(count),
+            currencies: Vec::with_capacity(count),
+            kinds: Vec::with_capacity(count),
+            pending_ids: Vec::with_capacity(count),
+            pending_states: Vec::with_capacity(count),
+            memos: Vec::with_capacity(count),
+            committed_at: Vec::with_capacity(count),
+            debit_previous: Vec::with_capacity(count),
+            credit_previous: Vec::with_capacity(count),
+        };
+        for record in records {
+            let transfer = &record.transfer;
+            let (kind, pending_id) = offpay_ledger::columns::transfer_kind_columns(&transfer.kind);
+            columns.sequences.push(bigint(record.sequence, "sequence")?);
+            columns.ids.push(transfer.id.as_str());
+            columns.debits.push(transfer.debit_account.as_str());
+            columns.credits.push(transfer.credit_account.as_str());
+            columns.amounts.push(transfer.amount.minor_signed());
+            columns
+                .currencies
+                .push(transfer.amount.currency().code().to_owned());
+            columns.kinds.push(kind);
+            columns.pending_ids.push(pending_id);
+            columns
+                .pending_states
+                .push(record.pending_state.map(PendingState::as_str));
+            columns.memos.push(transfer.memo.as_str());
+            columns
+                .committed_at
+                .push(bigint(record.committed_at.0, "timestamp")?);
+            columns
+                .debit_previous
+                .push(bigint(record.debit_previous, "sequence")?);
+            columns
+                .credit_previous
+                .push(bigint(record.credit_previous, "sequence")?);
         }
-        if !deletes.is_empty() {
-            let namespaces: Vec<&str> = deletes
+        Ok(columns)
+    }
+}
+
+/// Records' columns, as arrays for `UNNEST`.
+struct RecordColumns<'a> {
+    namespaces: Vec<&'a str>,
+    keys: Vec<&'a str>,
+    values: Vec<&'a [u8]>,
+    versions: Vec<i64>,
+}
+
+impl<'a> RecordColumns<'a> {
+    fn of(
+        records: &[&'a (RecordKey, Option<Vec<u8>>, u64)],
+    ) -> Result<RecordColumns<'a>, StoreError> {
+        Ok(RecordColumns {
+            namespaces: records
                 .iter()
                 .map(|((namespace, _), _, _)| namespace.as_str())
-                .collect();
-            let keys: Vec<&str> = deletes
+                .collect(),
+            keys: records
                 .iter()
                 .map(|((_, key), _, _)| key.as_str())
-                .collect();
-            // A delete of a record that never existed is allowed (version 0 expected or none), so
-            // fewer rows than keys is fine here.
-            self.execute(&statements.records_delete, &[&namespaces, &keys])?;
-        }
-        Ok(())
+                .collect(),
+            values: records
+                .iter()
+                .map(|(_, value, _)| value.as_deref().unwrap_or_default())
+                .collect(),
+            versions: records
+                .iter()
+                .map(|(_, _, version)| bigint(*version, "record version"))
+                .collect::<Result<Vec<i64>, StoreError>>()?,
+        })
     }
 }
 

@@ -31,6 +31,9 @@ pub struct References {
     pub transfers: FxHashSet<TransferId>,
     /// Records written.
     pub records: FxHashSet<RecordKey>,
+    /// How many transfer operations the batches hold: the most sequence numbers the group can
+    /// hand out.
+    pub transfer_operations: usize,
 }
 
 impl References {
@@ -43,6 +46,7 @@ impl References {
                     references.accounts.insert(account.id.clone());
                 }
                 Operation::Transfer(transfer) => {
+                    references.transfer_operations += 1;
                     if !references.accounts.contains(&transfer.debit_account) {
                         references.accounts.insert(transfer.debit_account.clone());
                     }

@@ -3,8 +3,7 @@
 use crate::engine::{Changes, GroupCommit, References, SequenceNumbers, Snapshot};
 use crate::ids::{AccountId, TransferId};
 use crate::model::{
-    Account, Batch, BatchRefusal, CurrencyTotal, Operation, Outcome, Record, Timestamp,
-    TransferRecord,
+    Account, Batch, BatchRefusal, CurrencyTotal, Outcome, Record, Timestamp, TransferRecord,
 };
 
 /// What a group commit returns: for each batch, in order, its outcomes or why it was refused.
@@ -110,13 +109,9 @@ pub fn run_group(
     batches: &[Batch],
     now: Timestamp,
 ) -> Result<GroupResult, StoreError> {
-    let snapshot = transaction.load(&References::of(batches))?;
-    let transfers = batches
-        .iter()
-        .flat_map(|batch| &batch.operations)
-        .filter(|operation| matches!(operation, Operation::Transfer(_)))
-        .count();
-    let sequences = transaction.sequence_numbers(transfers)?;
+    let references = References::of(batches);
+    let snapshot = transaction.load(&references)?;
+    let sequences = transaction.sequence_numbers(references.transfer_operations)?;
     let mut group = GroupCommit::new(snapshot, sequences, now);
     let results: GroupResult = batches.iter().map(|batch| group.apply(batch)).collect();
     let changes = group.finish();
