@@ -134,6 +134,14 @@ impl SequenceNumbers {
         }
     }
 
+    /// Whether there are at least `count` numbers.
+    pub fn holds(&self, count: usize) -> bool {
+        match self {
+            SequenceNumbers::From(first) => first.checked_add(count as u64).is_some(),
+            SequenceNumbers::Drawn(numbers) => numbers.len() >= count,
+        }
+    }
+
     /// The first number after the first `used`.
     fn after(&self, used: usize) -> u64 {
         match self {
@@ -690,10 +698,9 @@ impl GroupCommit {
             sums_after.0 - sums_before.0,
             sums_after.1 - sums_before.1,
         );
-        let sequence = self
-            .sequences
-            .nth(self.sequences_used)
-            .expect("a group is given a sequence number for each of its transfers");
+        let Some(sequence) = self.sequences.nth(self.sequences_used) else {
+            unreachable!("run_group gives a group a sequence number for each of its transfers")
+        };
         self.sequences_used += 1;
         let debit_previous =
             std::mem::replace(&mut self.accounts[debit].account.last_sequence, sequence);

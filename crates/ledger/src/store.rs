@@ -112,6 +112,12 @@ pub fn run_group(
     let references = References::of(batches);
     let snapshot = transaction.load(&references)?;
     let sequences = transaction.sequence_numbers(references.transfer_operations)?;
+    if !sequences.holds(references.transfer_operations) {
+        return Err(StoreError::Corrupt(format!(
+            "the store gave {} transfers too few sequence numbers",
+            references.transfer_operations
+        )));
+    }
     let mut group = GroupCommit::new(snapshot, sequences, now);
     let results: GroupResult = batches.iter().map(|batch| group.apply(batch)).collect();
     let changes = group.finish();
