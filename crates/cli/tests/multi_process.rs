@@ -1,10 +1,13 @@
 //! Several server processes on one PostgreSQL database (the app tier an operator scales and
 //! restarts first): clients spread across three `offpay serve` processes; a retry that lands on
 //! another process posts once; the same purse upload sent to all three at once is reconciled
-//! once; every process sees money conserved. PostgreSQL only (SQLite is one process's file).
+//! once; an SMS gateway's retry of one message, landing on another process at the same moment,
+//! pays once and is answered with the same reply; every process sees money conserved.
+//! PostgreSQL only (SQLite is one process's file).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod purse_common;
+mod sms_common;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -186,4 +189,125 @@ fn three_processes_on_one_database_post_once_and_conserve_money() {
         assert_eq!(server.shadow(BOB)["balance"], "120.00");
         server.assert_balanced();
     }
+}
+
+/// One SMS through a process's generic webhook, with the gateway's message id.
+fn sms(server: &Server, message_id: &str, from: &str, text: &str) -> Value {
+    let gateway_token = std::fs::read_to_string(server.data_dir.join("sms-gateway.token")).unwrap();
+    let response = http()
+        .post(format!("{}/sms/webhook", server.base))
+        .bearer_auth(gateway_token.trim())
+        .json(&json!({ "from": from, "text": text, "message_id": message_id }))
+        .send()
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: Value = response.json().unwrap();
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+#[test]
+fn an_sms_gateway_retry_landing_on_another_process_pays_once_and_is_answered_alike() {
+    use sms_common::{PAYEE, PAYEE_PHONE, PAYER, PAYER_PHONE, SEED_ENVELOPE, SEED_EUIN};
+    if database::postgres_url().is_none() {
+        eprintln!("skipped SMS retries across processes: OFFPAY_TEST_DATABASE_URL is not set");
+        return;
+    }
+    const ROUNDS: usize = 4;
+    let backend = BackendKind::Postgres.fresh();
+    let directory = tempfile::tempdir().unwrap();
+    let first_dir = directory.path().join("p0");
+    let first = Server::start(&first_dir, None, &backend);
+    let mut servers = vec![first];
+    for index in 1..PROCESSES {
+        let data = directory.path().join(format!("p{index}"));
+        copy_keys(&first_dir, &data);
+        servers.push(Server::start(&data, None, &backend));
+    }
+    let servers = Arc::new(servers);
+    let (base, token) = (servers[0].base.clone(), servers[0].token.clone());
+    let admin = |path: &str, body: Value| {
+        let (status, answer) = post_json(&base, &token, path, &body);
+        assert!(status < 300, "POST {path}: {status} {answer}");
+    };
+    admin(
+        "/api/v1/sms/accounts",
+        json!({ "receive_number": PAYER, "notify_phone": PAYER_PHONE }),
+    );
+    admin(
+        "/api/v1/sms/accounts",
+        json!({ "receive_number": PAYEE, "notify_phone": PAYEE_PHONE }),
+    );
+    admin(
+        "/api/v1/accounts",
+        json!({ "id": "operator:float", "kind": "operator_float" }),
+    );
+    admin(
+        "/api/v1/transfers",
+        json!({ "transfers": [{ "id": "cash-in", "debit_account": "operator:float",
+                 "credit_account": format!("sms:{PAYER}"), "amount": "10000" }] }),
+    );
+    admin(
+        "/api/v1/sms/envelopes/import",
+        json!({ "text": SEED_ENVELOPE }),
+    );
+    admin(
+        &format!("/api/v1/sms/envelopes/{SEED_EUIN}/bind"),
+        json!({ "account": PAYER }),
+    );
+    let envelope = offpay_sms_tan::import::parse_envelope(SEED_ENVELOPE).unwrap();
+
+    for round in 0..ROUNDS {
+        let row = u8::try_from(round + 1).unwrap();
+        let text = sms_common::low_pay(&envelope, PAYEE, &sms_common::kes("100"), row);
+        let message_id = format!("gw-mp-{round}");
+        // The gateway's first delivery and its retry reach two processes at the same moment.
+        let answers: Vec<Value> = [round % PROCESSES, (round + 1) % PROCESSES]
+            .into_iter()
+            .map(|target| {
+                let (servers, text, message_id) =
+                    (servers.clone(), text.clone(), message_id.clone());
+                std::thread::spawn(move || sms(&servers[target], &message_id, PAYER_PHONE, &text))
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|thread| thread.join().unwrap())
+            .collect();
+        let fresh: Vec<&Value> = answers
+            .iter()
+            .filter(|answer| answer["duplicate"] == false)
+            .collect();
+        assert_eq!(
+            fresh.len(),
+            1,
+            "round {round}: one delivery is new: {answers:?}"
+        );
+        assert_eq!(
+            fresh[0]["verdict"], "accepted",
+            "round {round}: {answers:?}"
+        );
+        assert_eq!(
+            answers[0]["replies"], answers[1]["replies"],
+            "round {round}: the retry is answered with the same reply"
+        );
+    }
+    for server in servers.iter() {
+        let (status, payee) = server.get(&format!("/api/v1/accounts/sms:{PAYEE}"));
+        assert_eq!(status, 200);
+        assert_eq!(
+            payee["balance_minor"].as_i64(),
+            Some(100_00 * ROUNDS as i64),
+            "every payment once, as each process sees it: {payee}"
+        );
+        server.assert_balanced();
+    }
+    let (status, outbox) = servers[2].get("/api/v1/sms/outbox?limit=1000");
+    assert_eq!(status, 200, "{outbox}");
+    let notices = outbox["outbox"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|sms| sms["to"] == PAYEE_PHONE)
+        .count();
+    assert_eq!(notices, ROUNDS, "one payee notice per payment: {outbox}");
 }
