@@ -296,7 +296,7 @@ fn an_sms_gateway_retry_landing_on_another_process_pays_once_and_is_answered_ali
         assert_eq!(status, 200);
         assert_eq!(
             payee["balance_minor"].as_i64(),
-            Some(100_00 * ROUNDS as i64),
+            Some(10_000 * ROUNDS as i64),
             "every payment once, as each process sees it: {payee}"
         );
         server.assert_balanced();
