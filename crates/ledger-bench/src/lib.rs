@@ -18,9 +18,9 @@
 //!    engine and store, one database transaction (and one fsync) per transfer.
 //! 4. **Verify**: [`verify_conservation`]; every account of the run is read back and must hold
 //!    exactly the posted sums the generator expects; and the run's first and last transfers must
-//!    be stored exactly `submitted - 1` sequence numbers apart (sequences are gap-free), so the
-//!    number of transfers stored equals the number submitted. This assumes the benchmark is the
-//!    only writer while it runs.
+//!    be stored exactly `submitted - 1` sequence numbers apart, so the number of transfers stored
+//!    equals the number submitted. This assumes the benchmark is the only writer while it runs
+//!    and that no transfer is refused: then every backend hands out consecutive numbers.
 //!
 //! Each run has a fresh run id, so a second run on the same database creates new accounts and
 //! transfer ids and never collides with the first.
@@ -723,9 +723,9 @@ fn verify(
         }
         reporter.advance(done);
     }
-    // Sequence numbers are gap-free and increase in commit order (both backends hand them out
-    // under the commit lock), so with the benchmark as the only writer the run's transfers occupy
-    // exactly the sequences from its first transfer's to its last's.
+    // With the benchmark as the only writer and no transfer refused, every backend hands out
+    // consecutive numbers (SQLite from its counter, PostgreSQL from its sequence, one per
+    // transfer), so the run's transfers occupy exactly the sequences from its first to its last.
     let submitted = generator.transfers_generated();
     let first = stored_transfer(store, generator, 0)?;
     let last = stored_transfer(store, generator, submitted - 1)?;

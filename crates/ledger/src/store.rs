@@ -17,14 +17,20 @@ pub type GroupResult = Vec<Result<Vec<Outcome>, BatchRefusal>>;
 /// - **Atomicity.** [`LedgerStore::commit`] decides each batch with [`GroupCommit`]; a refused
 ///   batch writes nothing, and an accepted batch is written whole, together with its records.
 /// - **Ordering.** Batches are decided in the order given; each sees the effects of the accepted
-///   batches before it. Transfer sequence numbers increase in commit order.
+///   batches before it. A transfer's sequence number is unique and larger than that of every
+///   transfer committed before it on the same account, so an account's history is in sequence
+///   order. Across accounts, numbers are in commit order and without gaps only where the store
+///   serialises its committers (SQLite, memory); PostgreSQL draws them from a database sequence
+///   after locking the group's accounts, so unrelated groups commit at once and may leave gaps.
 /// - **Durability.** When `commit` returns `Ok`, every accepted batch is on stable storage (for
 ///   SQLite: WAL with `synchronous=FULL`, so a power cut after the return loses nothing; for
 ///   PostgreSQL: the commit has been flushed as `synchronous_commit` demands, `on` by default).
 ///   When it returns `Err`, nothing of the group was committed, and the caller may retry: the same
 ///   transfer ids post once.
-/// - **Isolation.** Concurrent committers (several processes on one PostgreSQL database) are
-///   serialised; readers see only whole groups.
+/// - **Isolation.** Concurrent committers (several processes on one PostgreSQL database) behave
+///   as if serialised: groups that touch the same account or record wait for each other, and a
+///   race to create the same account, transfer or record is decided again by the loser. Readers
+///   see only whole groups.
 pub trait LedgerStore: Send {
     /// The backend's name: `"sqlite"`, `"postgres"` or `"memory"`.
     fn backend(&self) -> &'static str;
