@@ -4,16 +4,18 @@
 //! The rules are [`offpay_ledger::engine`]'s; this crate loads the rows a group refers to and
 //! writes what the engine decided, inside one database transaction per group commit:
 //!
-//! 1. One bulk read per table (`WHERE id = ANY($1)`); the group's accounts are locked
-//!    (`FOR UPDATE`, in id order), and so are the records it writes.
-//! 2. Sequence numbers for its transfers, drawn from the `transfer_sequence` database sequence
-//!    once the accounts are locked: each is larger than every number already given to a
-//!    transfer on the same accounts.
-//! 3. [`offpay_ledger::run_group`] decides the batches.
-//! 4. One bulk write per kind of change (`INSERT ... SELECT * FROM UNNEST(...)`,
-//!    `UPDATE ... FROM UNNEST(...)`), then `COMMIT`.
+//! 1. `BEGIN`.
+//! 2. The group's accounts, locked (`SELECT … FOR UPDATE`, in id order, `WHERE id = ANY($1)`).
+//! 3. The transfers it names, and sequence numbers for its new transfers drawn from the
+//!    `transfer_sequence` database sequence, in one statement. Drawn after the accounts are
+//!    locked, each is larger than every number already given to a transfer on those accounts.
+//! 4. The records it writes, locked (only for a group that writes records).
+//! 5. [`offpay_ledger::run_group`] decides the batches; one statement writes everything it
+//!    decided (data-modifying CTEs, each an `INSERT … SELECT * FROM UNNEST(…)` or
+//!    `UPDATE … FROM UNNEST(…)`).
+//! 6. `COMMIT`.
 //!
-//! A group of 8190 transfers thus costs about ten round trips, however large it is.
+//! A group of 8190 transfers thus costs five round trips (six with records), as one does.
 //!
 //! **No global lock.** Nothing every committer must lock: groups over different accounts and
 //! records, from one server process or several, commit at the same time; groups sharing an
