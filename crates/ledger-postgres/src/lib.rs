@@ -1,5 +1,6 @@
 //! The offpay ledger on PostgreSQL, for operators who outgrow one machine: several server
-//! processes may share one database, and the same schema and queries run on YugabyteDB and Citus.
+//! processes may share one database, and the schema is meant to carry over to distributed engines
+//! (the operator guide gives the plan for Citus, YugabyteDB and CockroachDB, and what is tested).
 //!
 //! The rules are [`offpay_ledger::engine`]'s; this crate loads the rows a group refers to and
 //! writes what the engine decided, inside one database transaction per group commit:
