@@ -630,15 +630,18 @@ impl LedgerStore for SqliteStore {
         let mut statement = self
             .connection
             .prepare_cached(
-                "SELECT key, value, version FROM records WHERE namespace = ?1 AND key LIKE ?2 ESCAPE '\\' AND key > ?3
-                 ORDER BY key LIMIT ?4",
+                // A range, not LIKE: SQLite's LIKE ignores ASCII case, and keys are exact.
+                "SELECT key, value, version FROM records
+                 WHERE namespace = ?1 AND key >= ?2 AND (?3 IS NULL OR key < ?3) AND key > ?4
+                 ORDER BY key LIMIT ?5",
             )
             .map_err(database_error)?;
         let rows = statement
             .query_map(
                 params![
                     namespace,
-                    offpay_ledger::columns::like_prefix(key_prefix),
+                    key_prefix,
+                    offpay_ledger::columns::prefix_upper_bound(key_prefix),
                     after_key.unwrap_or(""),
                     limit
                 ],

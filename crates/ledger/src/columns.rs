@@ -68,9 +68,34 @@ pub fn like_prefix(prefix: &str) -> String {
     pattern
 }
 
+/// The least string greater than every string that starts with `prefix`, in byte (code point)
+/// order, for a range scan `prefix <= key < bound`; `None` when no such string exists (the prefix
+/// is empty or only `char::MAX`s), and the scan has no upper end.
+pub fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut characters: Vec<char> = prefix.chars().collect();
+    while let Some(last) = characters.pop() {
+        let next = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32);
+        if let Some(next) = next {
+            characters.push(next);
+            return Some(characters.into_iter().collect());
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_upper_bound_of_a_prefix_is_just_past_it() {
+        assert_eq!(prefix_upper_bound("a:").as_deref(), Some("a;"));
+        assert_eq!(prefix_upper_bound("").as_deref(), None);
+        assert_eq!(prefix_upper_bound("\u{10FFFF}"), None);
+        assert_eq!(prefix_upper_bound("a\u{10FFFF}").as_deref(), Some("b"));
+        // Surrogates are not characters: the next one after U+D7FF is U+E000.
+        assert_eq!(prefix_upper_bound("\u{D7FF}").as_deref(), Some("\u{E000}"));
+    }
 
     #[test]
     fn kinds_round_trip_through_columns() {

@@ -962,23 +962,33 @@ pub fn writes_records_only_with_their_batch(store: &mut dyn LedgerStore) {
 
 /// Scans return a namespace's records by key prefix, in key order, in pages.
 pub fn scans_records_by_prefix(store: &mut dyn LedgerStore) {
-    let operations = ["a:1", "a:2", "a:3", "b:1", "a%", "a_"]
-        .iter()
-        .map(|key| {
-            Operation::PutRecord(RecordWrite {
-                namespace: "scan".into(),
-                key: (*key).into(),
-                value: Some(key.as_bytes().to_vec()),
-                expected_version: None,
-            })
-        })
-        .chain([Operation::PutRecord(RecordWrite {
-            namespace: "other".into(),
-            key: "a:9".into(),
-            value: Some(vec![]),
+    let operations = [
+        "a:1",
+        "a:2",
+        "a:3",
+        "b:1",
+        "a%",
+        "a_",
+        "A:1",
+        "a:\u{10FFFF}",
+        "a;",
+    ]
+    .iter()
+    .map(|key| {
+        Operation::PutRecord(RecordWrite {
+            namespace: "scan".into(),
+            key: (*key).into(),
+            value: Some(key.as_bytes().to_vec()),
             expected_version: None,
-        })])
-        .collect();
+        })
+    })
+    .chain([Operation::PutRecord(RecordWrite {
+        namespace: "other".into(),
+        key: "a:9".into(),
+        value: Some(vec![]),
+        expected_version: None,
+    })])
+    .collect();
     must_commit(store, operations);
     let keys = |records: Vec<crate::model::Record>| {
         records
@@ -993,7 +1003,12 @@ pub fn scans_records_by_prefix(store: &mut dyn LedgerStore) {
     let page = store
         .records("scan", "a:", Some("a:2"), 10)
         .unwrap_or_else(|error| panic!("{error}"));
-    assert_eq!(keys(page), ["a:3"]);
+    assert_eq!(keys(page), ["a:3", "a:\u{10FFFF}"]);
+    // Prefixes are compared byte for byte: `A:1` is not under `a:`.
+    let page = store
+        .records("scan", "A", None, 10)
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(keys(page), ["A:1"]);
     // Prefixes are literal: `%` and `_` are not wildcards.
     let page = store
         .records("scan", "a%", None, 10)
@@ -1002,7 +1017,7 @@ pub fn scans_records_by_prefix(store: &mut dyn LedgerStore) {
     let page = store
         .records("scan", "", None, 10)
         .unwrap_or_else(|error| panic!("{error}"));
-    assert_eq!(keys(page).len(), 6);
+    assert_eq!(keys(page).len(), 9);
 }
 
 /// New limits apply only if the current balance satisfies them.
