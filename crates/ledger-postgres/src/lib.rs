@@ -63,6 +63,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -72,9 +73,12 @@ use offpay_ledger::{
     GroupResult, GroupTransaction, HISTORY_PAGE_MAX, LedgerStore, PendingState, RECORD_PAGE_MAX,
     Record, StoreError, Timestamp, Transfer, TransferId, TransferRecord, run_group,
 };
-use postgres::config::{Host, TargetSessionAttrs};
+use postgres::config::{Host, SslMode, TargetSessionAttrs};
 use postgres::error::{Severity, SqlState};
 use postgres::{Client, Config, NoTls, Row, Statement};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// Schema migrations, applied in order; the index + 1 is the schema version.
 const MIGRATIONS: &[&str] = &[
@@ -194,6 +198,8 @@ fn corrupt(what: impl fmt::Display) -> StoreError {
 /// Where the store connects: the parsed URL, the schema, and what may be shown of them.
 struct Target {
     config: Config,
+    /// Plain TCP, or TLS with the certificate verified ([`TlsSettings`]).
+    tls: Option<MakeRustlsConnect>,
     schema: Option<String>,
     /// `postgres://user@host:port/database (schema s)`, never the password.
     description: String,
@@ -238,6 +244,8 @@ impl Warnings {
 impl Target {
     fn parse(url: &str, schema: Option<&str>) -> Result<Target, StoreError> {
         let password_in_url = password_in_url(url);
+        let (url, tls_settings) = TlsSettings::take_from(url)?;
+        let url = url.as_str();
         let mut config: Config = url.parse().map_err(|error: postgres::Error| {
             let message = scrub(describe(&error), password_in_url.as_deref());
             StoreError::Database(format!("invalid PostgreSQL connection string: {message}"))
@@ -304,8 +312,20 @@ impl Target {
         if let Some(schema) = schema {
             description.push_str(&format!(" (schema {schema})"));
         }
+        let tls = match tls_settings {
+            Some(settings) => {
+                config.ssl_mode(settings.mode);
+                description.push_str(" over TLS");
+                Some(settings.connector()?)
+            }
+            None => {
+                config.ssl_mode(SslMode::Disable);
+                None
+            }
+        };
         Ok(Target {
             config,
+            tls,
             schema: schema.map(str::to_owned),
             description,
             password,
@@ -317,10 +337,11 @@ impl Target {
     /// Opens a session: connected (to the first host that suits `target_session_attrs`), with
     /// [`SESSION_SETUP`] done, in the store's schema if it has one.
     fn connect(&self) -> Result<Client, StoreError> {
-        let mut client = self
-            .config
-            .connect(NoTls)
-            .map_err(|error| self.error(error))?;
+        let connected = match &self.tls {
+            Some(tls) => self.config.connect(tls.clone()),
+            None => self.config.connect(NoTls),
+        };
+        let mut client = connected.map_err(|error| self.error(error))?;
         let setup = match &self.schema {
             Some(schema) => format!("{SESSION_SETUP}; {}", search_path(schema)),
             None => SESSION_SETUP.to_owned(),
@@ -341,6 +362,141 @@ impl Target {
 
 /// The password of a `postgres://user:password@host/...` URL, as written (percent-encoded or
 /// not), if there is one.
+/// What a URL's `sslmode` and `sslrootcert` ask for, as libpq names them. offpay always verifies
+/// the server's certificate and host name when it uses TLS (against `sslrootcert`, or the system's
+/// roots without it), so `require` and `verify-ca` mean what `verify-full` means in libpq;
+/// `prefer` and `allow` use TLS, verified, when the server offers it. Without `sslmode` (or with
+/// `disable`) the session is plain TCP: put such a database on a private network.
+struct TlsSettings {
+    mode: SslMode,
+    root_certificates: Option<PathBuf>,
+}
+
+impl TlsSettings {
+    /// Takes `sslmode` and `sslrootcert` out of a `postgres://` URL's query (the driver knows
+    /// neither `verify-full` nor `sslrootcert`) and says what they ask for: `None` for plain TCP.
+    fn take_from(url: &str) -> Result<(String, Option<TlsSettings>), StoreError> {
+        let is_url = url.starts_with("postgres://") || url.starts_with("postgresql://");
+        let Some((base, query)) = url.split_once('?').filter(|_| is_url) else {
+            return Ok((url.to_owned(), None));
+        };
+        let (mut mode, mut roots) = (None, None);
+        let mut kept = Vec::new();
+        for parameter in query.split('&') {
+            match parameter.split_once('=') {
+                Some(("sslmode", value)) => mode = Some(value.to_owned()),
+                Some(("sslrootcert", value)) => roots = Some(PathBuf::from(percent_decode(value))),
+                _ => kept.push(parameter),
+            }
+        }
+        let rest = if kept.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        let mode = match mode.as_deref() {
+            None | Some("disable") => {
+                if roots.is_some() {
+                    return Err(StoreError::Database(
+                        "the PostgreSQL URL names sslrootcert but no sslmode that uses TLS \
+                         (add sslmode=verify-full)"
+                            .to_owned(),
+                    ));
+                }
+                return Ok((rest, None));
+            }
+            Some("allow" | "prefer") => SslMode::Prefer,
+            Some("require" | "verify-ca" | "verify-full") => SslMode::Require,
+            Some(other) => {
+                return Err(StoreError::Database(format!(
+                    "the PostgreSQL URL's sslmode {other:?} is not one of disable, allow, prefer, \
+                     require, verify-ca, verify-full"
+                )));
+            }
+        };
+        Ok((
+            rest,
+            Some(TlsSettings {
+                mode,
+                root_certificates: roots,
+            }),
+        ))
+    }
+
+    /// The TLS connector: the roots in `sslrootcert`, or the system's.
+    fn connector(&self) -> Result<MakeRustlsConnect, StoreError> {
+        let mut roots = rustls::RootCertStore::empty();
+        match &self.root_certificates {
+            Some(path) => {
+                let certificates: Vec<_> = CertificateDer::pem_file_iter(path)
+                    .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
+                    .map_err(|error| {
+                        StoreError::Database(format!(
+                            "cannot read the PostgreSQL root certificates in {}: {error}",
+                            path.display()
+                        ))
+                    })?;
+                if certificates.is_empty() {
+                    return Err(StoreError::Database(format!(
+                        "{} holds no PEM certificate (sslrootcert)",
+                        path.display()
+                    )));
+                }
+                for certificate in certificates {
+                    roots.add(certificate).map_err(|error| {
+                        StoreError::Database(format!(
+                            "a root certificate in {} is not usable: {error}",
+                            path.display()
+                        ))
+                    })?;
+                }
+            }
+            None => {
+                let found = rustls_native_certs::load_native_certs();
+                roots.add_parsable_certificates(found.certs);
+                if roots.is_empty() {
+                    return Err(StoreError::Database(
+                        "no system root certificates were found to verify the PostgreSQL \
+                         server: name its CA with sslrootcert"
+                            .to_owned(),
+                    ));
+                }
+            }
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|error| StoreError::Database(format!("TLS set-up: {error}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(MakeRustlsConnect::new(config))
+    }
+}
+
+/// Decodes `%XX` escapes in a URL query value (a path in `sslrootcert`).
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let escaped = (bytes[index] == b'%')
+            .then(|| value.get(index + 1..index + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                decoded.push(byte);
+                index += 3;
+            }
+            None => {
+                decoded.push(bytes[index]);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
+}
+
 fn password_in_url(url: &str) -> Option<String> {
     let rest = url
         .strip_prefix("postgres://")

@@ -87,6 +87,44 @@ impl TempCluster {
         Ok(cluster)
     }
 
+    /// Turns TLS on for the next start, with the server certificate chain and private key given
+    /// in PEM (the key file is the cluster user's, mode 0600, as PostgreSQL demands). Plain
+    /// connections stay allowed, so that the test may compare.
+    pub fn enable_tls(&self, certificate_pem: &str, key_pem: &str) -> Result<(), String> {
+        use std::io::Write as _;
+        use std::os::unix::fs::PermissionsExt as _;
+        let data = self.data_dir();
+        let write = |name: &str, text: &str, mode: u32| -> Result<(), String> {
+            let path = data.join(name);
+            std::fs::write(&path, text).map_err(|error| format!("{}: {error}", path.display()))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .map_err(|error| format!("{}: {error}", path.display()))?;
+            if self.as_cluster_user {
+                let chown = Command::new("chown")
+                    .arg(format!("{CLUSTER_USER}:"))
+                    .arg(&path)
+                    .output()
+                    .map_err(|error| format!("chown: {error}"))?;
+                if !chown.status.success() {
+                    return Err(describe_output(&chown));
+                }
+            }
+            Ok(())
+        };
+        write("server.crt", certificate_pem, 0o644)?;
+        write("server.key", key_pem, 0o600)?;
+        let configuration = data.join("postgresql.conf");
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&configuration)
+            .map_err(|error| format!("{}: {error}", configuration.display()))?;
+        writeln!(
+            file,
+            "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'"
+        )
+        .map_err(|error| format!("{}: {error}", configuration.display()))
+    }
+
     /// The data directory.
     pub fn data_dir(&self) -> PathBuf {
         self.directory.path().join("data")

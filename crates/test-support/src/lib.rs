@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod database;
 pub mod in_process;
 pub mod process;
+pub mod tls;
 
 pub use cluster::TempCluster;
 pub use database::{Backend, BackendKind, DATABASE_URL_VARIABLE, FreshDatabase};
