@@ -118,6 +118,7 @@ pub fn load_state(
             PayerAccount {
                 name: entry.name.clone(),
                 available_minor: available,
+                retired_at: entry.retired_at.map(UnixSeconds),
             },
         );
         names.push(entry.name);
