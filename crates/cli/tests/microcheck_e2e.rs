@@ -261,6 +261,54 @@ fn deposit(server: &Server, merchant_file: &Path, all: bool) -> (bool, Value) {
     microcheck(&args)
 }
 
+/// Issue 20: a command whose output pipe is closed (`offpay ... | head -0`) exits quietly.
+#[test]
+fn commands_exit_quietly_on_a_closed_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed_stdout = || {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        Stdio::from(writer)
+    };
+    let file = dir.path().join("payer.json");
+    let file = file.to_str().unwrap();
+    for args in [
+        vec![
+            "microcheck",
+            "payer",
+            "keygen",
+            "--file",
+            file,
+            "--name",
+            "alice",
+        ],
+        vec![
+            "microcheck",
+            "--json",
+            "merchant",
+            "keygen",
+            "--file",
+            file,
+            "--id",
+            "vm-1",
+        ],
+        vec!["keynote", "keygen", "ed25519-hex:", "256", "-", "-"],
+        vec!["admin", "--help"],
+    ] {
+        let _ = std::fs::remove_file(file);
+        let output = offpay()
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(closed_stdout())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.is_empty(), "{args:?} wrote: {stderr}");
+        assert!(output.status.success(), "{args:?}: {}", output.status);
+    }
+}
+
 /// Scripts written for the command's first name keep working.
 #[test]
 fn the_vend_alias_still_works() {
@@ -913,7 +961,79 @@ fn a_lost_devices_microchecks_are_still_paid(kind: BackendKind) {
     );
 }
 
+/// Issue 20, item 3: the same microchecks deposited by two processes at once (a machine and its
+/// restored backup) are paid once.
+fn the_same_deposit_from_two_processes_at_once_posts_once(kind: BackendKind) {
+    let backend = kind.fresh();
+    let setup = Setup::new();
+    let server = start_server(&setup.file("data"), &backend);
+    let payer = setup.payer(&server, "iris", &[]);
+    let vm = setup.merchant(&server, "vm-twice", &[]);
+    {
+        let (_machine, address) = setup.machine(&vm, &[]);
+        for _ in 0..5 {
+            assert_eq!(buy(&address, &payer, 1)["status"], "paid");
+        }
+    }
+    // A copy of the machine's files, as a restored backup would have them.
+    let copy_dir = setup.file("backup");
+    std::fs::create_dir_all(&copy_dir).unwrap();
+    let copy = copy_dir.join("vm-twice.json");
+    std::fs::copy(&vm, &copy).unwrap();
+    std::fs::copy(
+        PathBuf::from(format!("{}.sales", vm.display())),
+        PathBuf::from(format!("{}.sales", copy.display())),
+    )
+    .unwrap();
+    let start = |file: &Path| {
+        offpay()
+            .args([
+                "microcheck",
+                "--json",
+                "deposit",
+                "--all",
+                "--merchant-file",
+            ])
+            .arg(file)
+            .args(["--server", &server.url])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (start(&vm), start(&copy));
+    let answers: Vec<Value> = [first, second]
+        .into_iter()
+        .map(|child| json_of(&child.wait_with_output().unwrap()))
+        .collect();
+    let posted: u64 = answers
+        .iter()
+        .map(|answer| answer["posted"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(posted, 5, "{answers:?}");
+    for answer in &answers {
+        for result in answer["results"].as_array().into_iter().flatten() {
+            let code = result["code"].as_str().unwrap_or("posted");
+            assert!(
+                ["posted", "already_deposited"].contains(&code),
+                "{answers:?}"
+            );
+        }
+    }
+    assert_eq!(
+        admin(&server, &["balance", "mc:merchant:vm-twice"])["balance"],
+        "4.15"
+    );
+    assert_eq!(
+        admin(&server, &["balance", "mc:payer:iris"])["balance"],
+        "15.85"
+    );
+    assert_eq!(admin(&server, &["totals"])["balanced"], true);
+}
+
 offpay_test_support::on_every_backend!(
+    the_same_deposit_from_two_processes_at_once_posts_once,
     online_credentials_follow_the_risk_strategy,
     a_lost_devices_microchecks_are_still_paid,
     offline_sale_then_deposit_posts_once,

@@ -901,6 +901,43 @@ fn memo(offer: &Offer) -> String {
     memo
 }
 
+/// The refused items of a deposit that may have been cleared before — the same microchecks
+/// deposited twice are usually refused by a counter (their purchase numbers are now past the
+/// credential's daily count) before the ledger could say they were spent: by position in
+/// `outcomes`, the key of the charge record each would have and its microcheck's SHA-256. The
+/// caller reads those records and, with [`crate::operator::clearing::relabel_spent`], names
+/// each refusal for what it is.
+pub fn refused_charge_keys(
+    prepared: &[Prepared],
+    outcomes: &[ItemOutcome],
+    state: &ClearingState,
+) -> Vec<(usize, String, String)> {
+    outcomes
+        .iter()
+        .enumerate()
+        .filter_map(|(position, outcome)| {
+            let ItemOutcome::Refused { refusal, .. } = outcome else {
+                return None;
+            };
+            if matches!(
+                refusal,
+                Refusal::AlreadyDeposited { .. } | Refusal::ReplayedNonce { .. }
+            ) {
+                return None;
+            }
+            let item = prepared.get(position)?;
+            let (terms, _) = item.parsed.as_ref().ok()?;
+            let payer = state.payers.get(&item.derived.payer_fingerprint)?;
+            let offer = &terms.offer;
+            Some((
+                position,
+                charge_key(&payer.name, &offer.timestamp, &offer.merchant, &offer.nonce),
+                item.derived.hash.clone(),
+            ))
+        })
+        .collect()
+}
+
 /// The compliance check [`clear`] runs for an item on all cores before deciding items in order,
 /// with the purchase number the item will have if every earlier item of the deposit clears (the
 /// usual case): (that number, the answer). The in-order pass reuses the answer only when the
