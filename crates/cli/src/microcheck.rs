@@ -1300,14 +1300,26 @@ fn admin(client: &ApiClient, command: AdminCommand) -> Result<(Value, String), C
                 "/api/v1/microcheck/payers/{}",
                 path_segment(&name)
             ))?;
+            let classes = answer["classes"]
+                .as_array()
+                .map(|list| {
+                    list.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_else(|| "every class".to_owned());
             let text = format!(
-                "payer {} balance {} disputes {} bounces {} adult {} classes {}",
-                name,
-                answer["balance"],
+                "payer {name}: balance {} {}, {} disputed and {} bounced microchecks, {}, may buy {classes}",
+                answer["balance"].as_str().unwrap_or("none"),
+                answer["currency"].as_str().unwrap_or(""),
                 answer["disputes"],
                 answer["bounces"],
-                answer["adult"],
-                answer["classes"]
+                if answer["adult"] == true {
+                    "an adult"
+                } else {
+                    "not registered as an adult"
+                },
             );
             Ok((answer, text))
         }

@@ -31,7 +31,10 @@ fn answer(kind: &str, text: &str, authorizers: &[&str]) -> String {
         }
     }
     for authorizer in authorizers {
-        if session.add_action_authorizer(authorizer.as_bytes()).is_err() {
+        if session
+            .add_action_authorizer(authorizer.as_bytes())
+            .is_err()
+        {
             return "refused".into();
         }
     }
@@ -55,11 +58,7 @@ fn the_differential_corpus_gives_the_recorded_results() {
         let authorizers: Vec<&str> = authorizers.split(',').collect();
         assert_eq!(answer(kind, text, &authorizers), *offpay, "{line}");
         // A case where we differ from the reference must say so, and only such a case.
-        assert_eq!(
-            note.starts_with("differs"),
-            reference != offpay,
-            "{line}"
-        );
+        assert_eq!(note.starts_with("differs"), reference != offpay, "{line}");
         cases += 1;
     }
     assert!(cases >= 20, "{cases}");

@@ -274,6 +274,7 @@ pub fn payer_view(
         "bounces": standing.bounces,
         "balance": balance
             .map(|(minor, currency)| offpay_ledger::Decimal::new(i128::from(minor), currency).to_string()),
+        "currency": balance.map(|(_, currency)| currency.code().to_owned()),
     })
 }
 
