@@ -71,11 +71,11 @@ impl UnixSeconds {
 /// A length of time for people: `2 hours`, `15 minutes`, `90 seconds` (the largest unit that
 /// divides it exactly).
 pub fn duration_words(seconds: u64) -> String {
-    let (count, unit) = if seconds != 0 && seconds % 86_400 == 0 {
+    let (count, unit) = if seconds != 0 && seconds.is_multiple_of(86_400) {
         (seconds / 86_400, "day")
-    } else if seconds != 0 && seconds % 3600 == 0 {
+    } else if seconds != 0 && seconds.is_multiple_of(3600) {
         (seconds / 3600, "hour")
-    } else if seconds != 0 && seconds % 60 == 0 {
+    } else if seconds != 0 && seconds.is_multiple_of(60) {
         (seconds / 60, "minute")
     } else {
         (seconds, "second")

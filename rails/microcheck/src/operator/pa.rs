@@ -562,7 +562,7 @@ impl Pa {
             .transaction_allowed(standing, terms.amount)
             .map_err(|message| forbidden("transaction_refused", message))?;
         if let Some(classes) = &standing.classes
-            && !classes.iter().any(|class| *class == offer.product_class)
+            && !classes.contains(&offer.product_class)
         {
             let refusal = Refusal::ProductClassNotAllowed {
                 class: offer.product_class.clone(),
