@@ -321,3 +321,40 @@ fn untrusted_signatures_are_checked_only_when_their_conditions_hold() {
     let failures = untrusted_by(&key, 300, "app == \"other\";");
     assert!(failures.iter().all(Option::is_none), "{failures:?}");
 }
+
+#[test]
+fn verify_reports_a_spent_budget_as_such_not_as_a_syntax_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let many = vec!["x ~= \"(a|b)*c\""; 64].join(" || ");
+    let policy_file = dir.path().join("policy");
+    std::fs::write(&policy_file, policy(&format!("{many};"))).unwrap();
+    let big = "a".repeat(ATTRIBUTE_BYTES_MAX - 16);
+    let env_file = dir.path().join("env");
+    std::fs::write(&env_file, format!("x = \"{big}\"\n")).unwrap();
+    let key_file = dir.path().join("authorizer");
+    std::fs::write(&key_file, "\"A\"\n").unwrap();
+    let args: Vec<String> = [
+        "verify",
+        "-e",
+        env_file.to_str().unwrap(),
+        "-r",
+        "false,true",
+        "-k",
+        key_file.to_str().unwrap(),
+        "-l",
+        policy_file.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = offpay_keynote::cli::run(&args, &mut out, &mut err);
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
+    assert!(out.starts_with("Query result = false"), "{out}");
+    assert!(
+        out.contains("Failed assertion 0 due to running out of its work budget."),
+        "{out}"
+    );
+    assert!(!out.contains("syntax"), "{out}");
+}
