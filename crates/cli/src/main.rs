@@ -73,7 +73,27 @@ fn init_logging() {
     }
 }
 
+/// Ends the command quietly when its output pipe is closed (`offpay ... | head`), as other
+/// command-line tools do: Rust ignores SIGPIPE, so printing to a closed stdout panics with
+/// "failed printing to stdout: Broken pipe"; this hook exits instead of reporting that panic.
+fn exit_quietly_on_closed_pipe() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to std") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        report(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    exit_quietly_on_closed_pipe();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {

@@ -1043,20 +1043,21 @@ fn deposit(
                     status: "posted".into(),
                 },
             )?;
-            let flags = result["flags"].as_array().map(|f| f.len()).unwrap_or(0);
+            let flags = flag_words(&result["flags"]);
             lines_out.push(format!(
-                "  {nonce} posted {} as {}{}{}",
+                "  {nonce} posted {} {} as {}{}{}",
                 result["amount"].as_str().unwrap_or("?"),
+                result["currency"].as_str().unwrap_or(""),
                 result["transfer_id"].as_str().unwrap_or("?"),
                 if result["bounced"] == true {
                     " (bounced: paid from suspense)"
                 } else {
                     ""
                 },
-                if flags > 0 {
-                    format!(" [{}]", result["flags"])
-                } else {
+                if flags.is_empty() {
                     String::new()
+                } else {
+                    format!("; flagged: {flags}")
                 }
             ));
         } else {
@@ -1070,9 +1071,15 @@ fn deposit(
                     },
                 )?;
             }
+            let flags = flag_words(&result["flags"]);
             lines_out.push(format!(
-                "  {nonce} refused: {} [{code}]",
-                result["reason"].as_str().unwrap_or("?")
+                "  {nonce} refused: {} [{code}]{}",
+                result["reason"].as_str().unwrap_or("?"),
+                if flags.is_empty() {
+                    String::new()
+                } else {
+                    format!("; flagged: {flags}")
+                }
             ));
         }
     }
@@ -1083,6 +1090,25 @@ fn deposit(
         lines_out.join("\n")
     );
     Ok((answer, summary, all_posted))
+}
+
+/// The fraud flags of a deposit result in words (`impossible travel, post-dated`).
+fn flag_words(flags: &Value) -> String {
+    flags
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|kind| match kind {
+            "machine_day_volume" => "more purchases at this machine today than expected",
+            "impossible_travel" => "impossible travel",
+            "backdated_after_expiry" => "back-dated after its credential expired",
+            "post_dated" => "the machine's clock may be wrong, or post-dated",
+            "spent_after_loss_report" => "spent after the payer reported the device lost",
+            other => other,
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn statement(payer_file: &Path, server: &str) -> Result<(Value, String), String> {
@@ -1274,14 +1300,26 @@ fn admin(client: &ApiClient, command: AdminCommand) -> Result<(Value, String), C
                 "/api/v1/microcheck/payers/{}",
                 path_segment(&name)
             ))?;
+            let classes = answer["classes"]
+                .as_array()
+                .map(|list| {
+                    list.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_else(|| "every class".to_owned());
             let text = format!(
-                "payer {} balance {} disputes {} bounces {} adult {} classes {}",
-                name,
-                answer["balance"],
+                "payer {name}: balance {} {}, {} disputed and {} bounced microchecks, {}, may buy {classes}",
+                answer["balance"].as_str().unwrap_or("none"),
+                answer["currency"].as_str().unwrap_or(""),
                 answer["disputes"],
                 answer["bounces"],
-                answer["adult"],
-                answer["classes"]
+                if answer["adult"] == true {
+                    "an adult"
+                } else {
+                    "not registered as an adult"
+                },
             );
             Ok((answer, text))
         }

@@ -214,7 +214,7 @@ impl Setup {
         std::fs::write(&stock, json!([
             { "item": 1, "product": "Pocari Sweat", "product_class": "drink", "price": "0.83", "count": 20 },
             { "item": 2, "product": "Cigars", "product_class": "adult", "price": "3.00", "count": 5 },
-            { "item": 3, "product": "Radio", "product_class": "gadget", "price": "25.00", "count": 1 },
+            { "item": 3, "product": "Radio", "product_class": "gadget", "price": "25.00", "count": 5 },
         ]).to_string()).unwrap();
         let mut command = offpay();
         command
@@ -259,6 +259,54 @@ fn deposit(server: &Server, merchant_file: &Path, all: bool) -> (bool, Value) {
         args.push("--all");
     }
     microcheck(&args)
+}
+
+/// Issue 20: a command whose output pipe is closed (`offpay ... | head -0`) exits quietly.
+#[test]
+fn commands_exit_quietly_on_a_closed_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed_stdout = || {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        Stdio::from(writer)
+    };
+    let file = dir.path().join("payer.json");
+    let file = file.to_str().unwrap();
+    for args in [
+        vec![
+            "microcheck",
+            "payer",
+            "keygen",
+            "--file",
+            file,
+            "--name",
+            "alice",
+        ],
+        vec![
+            "microcheck",
+            "--json",
+            "merchant",
+            "keygen",
+            "--file",
+            file,
+            "--id",
+            "vm-1",
+        ],
+        vec!["keynote", "keygen", "ed25519-hex:", "256", "-", "-"],
+        vec!["admin", "--help"],
+    ] {
+        let _ = std::fs::remove_file(file);
+        let output = offpay()
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(closed_stdout())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.is_empty(), "{args:?} wrote: {stderr}");
+        assert!(output.status.success(), "{args:?}: {}", output.status);
+    }
 }
 
 /// Scripts written for the command's first name keep working.
@@ -626,6 +674,11 @@ fn fraud_patterns_raise_flags(kind: BackendKind) {
         "vm-ahead",
         &["--latitude", "-1.2921", "--longitude", "36.8219"],
     );
+    let fast = setup.merchant(
+        &server,
+        "vm-fast",
+        &["--latitude", "-1.2921", "--longitude", "36.8219"],
+    );
     {
         let (_m, address) = setup.machine(&nairobi, &[]);
         for _ in 0..2 {
@@ -637,15 +690,39 @@ fn fraud_patterns_raise_flags(kind: BackendKind) {
         assert_eq!(buy(&address, &payer, 1)["status"], "paid");
     }
     {
-        let (_m, address) = setup.machine(&ahead, &["--clock-offset-secs", "3600"]);
+        // Three hours fast: beyond the two the CSC tolerates.
+        let (_m, address) = setup.machine(&ahead, &["--clock-offset-secs", "10800"]);
+        assert_eq!(buy(&address, &payer, 1)["status"], "paid");
+    }
+    {
+        // Fifteen minutes fast (issue 20): an honest machine with a poor clock is paid.
+        let (_m, address) = setup.machine(&fast, &["--clock-offset-secs", "900"]);
         assert_eq!(buy(&address, &payer, 1)["status"], "paid");
     }
     assert!(deposit(&server, &nairobi, false).0);
-    let (ok, answer) = deposit(&server, &mombasa, false);
-    assert!(ok, "{answer}");
+    // Without --json the deposit speaks words, with amounts in their currency (issue 20 saw
+    // `[["impossible_travel"]]`).
+    let text = run(offpay()
+        .args(["microcheck", "deposit", "--merchant-file", path(&mombasa)])
+        .args(["--server", &server.url]));
+    assert!(text.status.success());
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("posted 0.83 KES as mc:"), "{text}");
+    assert!(text.contains("flagged: impossible travel"), "{text}");
+    assert!(!text.contains("[\""), "{text}");
     let (ok, answer) = deposit(&server, &ahead, false);
     assert!(!ok);
     assert_eq!(answer["results"][0]["code"], "dated_in_future", "{answer}");
+    assert!(
+        answer["results"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("the machine's clock may be wrong"),
+        "{answer}"
+    );
+    let (ok, answer) = deposit(&server, &fast, false);
+    assert!(ok, "{answer}");
+    assert_eq!(answer["posted"], 1, "{answer}");
     let flags = admin(&server, &["fraud", "list", "--rail", "microcheck"]);
     let kinds: Vec<&str> = flags["flags"]
         .as_array()
@@ -656,6 +733,25 @@ fn fraud_patterns_raise_flags(kind: BackendKind) {
     for kind in ["machine_day_volume", "impossible_travel", "post_dated"] {
         assert!(kinds.contains(&kind), "{kind} missing from {flags}");
     }
+    let post_dated: Vec<&Value> = flags["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["flag"]["kind"] == "post_dated")
+        .collect();
+    assert_eq!(
+        post_dated.len(),
+        1,
+        "only the machine 3 hours fast: {flags}"
+    );
+    assert_eq!(post_dated[0]["flag"]["subject"], "vm-ahead");
+    assert!(
+        post_dated[0]["flag"]["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("the machine's clock may be wrong"),
+        "{flags}"
+    );
     let travel = flags["flags"]
         .as_array()
         .unwrap()
@@ -673,7 +769,281 @@ fn fraud_patterns_raise_flags(kind: BackendKind) {
     );
 }
 
+fn buy_online(machine: &str, payer_file: &Path, item: u32, server: &Server) -> Value {
+    let (_, answer) = microcheck(&[
+        "buy",
+        "--machine",
+        machine,
+        "--item",
+        &item.to_string(),
+        "--payer-file",
+        path(payer_file),
+        "--server",
+        &server.url,
+        "--yes",
+    ]);
+    answer
+}
+
+fn fund(server: &Server, payer: &str, id: &str, amount: &str) {
+    admin(
+        server,
+        &[
+            "transfer",
+            "--id",
+            id,
+            "--from",
+            "operator:float",
+            "--to",
+            &format!("mc:payer:{payer}"),
+            "--amount",
+            amount,
+        ],
+    );
+}
+
+/// Issue 20, item 1: the online path follows the payer's risk strategy.
+fn online_credentials_follow_the_risk_strategy(kind: BackendKind) {
+    let backend = kind.fresh();
+    let setup = Setup::new();
+    let server = start_server(&setup.file("data"), &backend);
+    let mut strategy = admin(&server, &["microcheck", "strategy"])["strategy"].clone();
+    strategy["transaction_day_max"] = json!(2);
+    let strategy_file = setup.file("strategy.json");
+    std::fs::write(&strategy_file, strategy.to_string()).unwrap();
+    admin(
+        &server,
+        &["microcheck", "strategy", "--set", path(&strategy_file)],
+    );
+    let vm = setup.merchant(&server, "vm-on", &[]);
+    let (_machine, address) = setup.machine(&vm, &[]);
+    // A food-only payer: the drink and the radio (over the limit too) are refused by the class,
+    // and the device does not ask the PA at all.
+    let food = setup.payer(&server, "fiona", &["--class", "food"]);
+    let radio = buy_online(&address, &food, 3, &server);
+    assert_eq!(radio["code"], "product_class_not_allowed", "{radio}");
+    // Asked anyway (a device that skips its own check), the PA refuses.
+    let (key, _) = payer_secrets(&food);
+    let mut stream = link(&address);
+    send(
+        &mut stream,
+        &Message::Select {
+            v: WIRE_VERSION,
+            item: 3,
+        },
+    );
+    let Message::Offer { offer, .. } = receive(&mut stream) else {
+        panic!("no offer")
+    };
+    let time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let request = offpay_microcheck::request::sign_request(
+        &key,
+        offpay_microcheck::request::purpose::TRANSACTION,
+        "fiona",
+        time,
+        json!({ "offer": offer }),
+    )
+    .unwrap();
+    let response = reqwest::blocking::Client::new()
+        .post(format!("{}/microcheck/v1/payer/transaction", server.url))
+        .json(&request)
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 403);
+    let answer: Value = response.json().unwrap();
+    assert_eq!(
+        answer["error"]["code"], "product_class_not_allowed",
+        "{answer}"
+    );
+    drop(stream);
+
+    // An unrestricted payer with 20.00: the 25.00 radio needs an online credential, which its
+    // funds do not cover; nothing is paid from suspense.
+    let payer = setup.payer(&server, "gina", &[]);
+    let refused = buy_online(&address, &payer, 3, &server);
+    assert_eq!(refused["code"], "transaction_refused", "{refused}");
+    assert!(
+        refused["reason"]
+            .as_str()
+            .unwrap()
+            .contains("does not cover 25.00"),
+        "{refused}"
+    );
+    // With 60.00 the first radio is held (25.00), the second too (50.00); the third is over the
+    // daily count of two online credentials.
+    fund(&server, "gina", "fund-gina-2", "40.00");
+    for _ in 0..2 {
+        let paid = buy_online(&address, &payer, 3, &server);
+        assert_eq!(paid["status"], "paid", "{paid}");
+    }
+    let limited = buy_online(&address, &payer, 3, &server);
+    assert_eq!(limited["code"], "transaction_refused", "{limited}");
+    assert!(
+        limited["reason"]
+            .as_str()
+            .unwrap()
+            .contains("transaction_rate_limited")
+            || limited["reason"]
+                .as_str()
+                .unwrap()
+                .contains("online credentials today"),
+        "{limited}"
+    );
+    let (ok, answer) = deposit(&server, &vm, false);
+    assert!(ok, "{answer}");
+    assert_eq!(answer["posted"], 2, "{answer}");
+    assert_eq!(
+        admin(&server, &["balance", "mc:payer:gina"])["balance"],
+        "10.00"
+    );
+    let suspense = admin(&server, &["balance", "operator:suspense"]);
+    assert!(
+        suspense["balance"] == "0.00" || suspense["balance"] == "0",
+        "{suspense}"
+    );
+    assert_eq!(admin(&server, &["totals"])["balanced"], true);
+}
+
+/// Issue 20, item 2: a payer reports the device lost; what it signed before is still paid.
+fn a_lost_devices_microchecks_are_still_paid(kind: BackendKind) {
+    let backend = kind.fresh();
+    let setup = Setup::new();
+    let data = setup.file("data");
+    let server = start_server(&data, &backend);
+    let payer = setup.payer(&server, "hana", &[]);
+    let vm = setup.merchant(&server, "vm-lost", &[]);
+    {
+        let (_machine, address) = setup.machine(&vm, &[]);
+        for _ in 0..2 {
+            assert_eq!(buy(&address, &payer, 1)["status"], "paid");
+        }
+    }
+    // The phone is lost: the operator registers hana's new device.
+    let new_device = setup.file("hana-new.json");
+    let (ok, answer) = microcheck(&[
+        "payer",
+        "keygen",
+        "--file",
+        path(&new_device),
+        "--name",
+        "hana",
+    ]);
+    assert!(ok, "{answer}");
+    let key = answer["key"].as_str().unwrap().to_owned();
+    admin(
+        &server,
+        &[
+            "microcheck",
+            "payer",
+            "register",
+            "--name",
+            "hana",
+            "--key",
+            &key,
+        ],
+    );
+    // The old device can no longer get credentials ...
+    let (ok, answer) = microcheck(&[
+        "payer",
+        "refresh",
+        "--file",
+        path(&payer),
+        "--server",
+        &server.url,
+    ]);
+    assert!(!ok, "{answer}");
+    // ... but the machine's microchecks from before are paid.
+    let (ok, answer) = deposit(&server, &vm, false);
+    assert!(ok, "{answer}");
+    assert_eq!(answer["posted"], 2, "{answer}");
+    assert_eq!(
+        admin(&server, &["balance", "mc:merchant:vm-lost"])["balance"],
+        "1.66"
+    );
+    assert_eq!(
+        admin(&server, &["balance", "mc:payer:hana"])["balance"],
+        "18.34"
+    );
+}
+
+/// Issue 20, item 3: the same microchecks deposited by two processes at once (a machine and its
+/// restored backup) are paid once.
+fn the_same_deposit_from_two_processes_at_once_posts_once(kind: BackendKind) {
+    let backend = kind.fresh();
+    let setup = Setup::new();
+    let server = start_server(&setup.file("data"), &backend);
+    let payer = setup.payer(&server, "iris", &[]);
+    let vm = setup.merchant(&server, "vm-twice", &[]);
+    {
+        let (_machine, address) = setup.machine(&vm, &[]);
+        for _ in 0..5 {
+            assert_eq!(buy(&address, &payer, 1)["status"], "paid");
+        }
+    }
+    // A copy of the machine's files, as a restored backup would have them.
+    let copy_dir = setup.file("backup");
+    std::fs::create_dir_all(&copy_dir).unwrap();
+    let copy = copy_dir.join("vm-twice.json");
+    std::fs::copy(&vm, &copy).unwrap();
+    std::fs::copy(
+        PathBuf::from(format!("{}.sales", vm.display())),
+        PathBuf::from(format!("{}.sales", copy.display())),
+    )
+    .unwrap();
+    let start = |file: &Path| {
+        offpay()
+            .args([
+                "microcheck",
+                "--json",
+                "deposit",
+                "--all",
+                "--merchant-file",
+            ])
+            .arg(file)
+            .args(["--server", &server.url])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (start(&vm), start(&copy));
+    let answers: Vec<Value> = [first, second]
+        .into_iter()
+        .map(|child| json_of(&child.wait_with_output().unwrap()))
+        .collect();
+    let posted: u64 = answers
+        .iter()
+        .map(|answer| answer["posted"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(posted, 5, "{answers:?}");
+    for answer in &answers {
+        for result in answer["results"].as_array().into_iter().flatten() {
+            let code = result["code"].as_str().unwrap_or("posted");
+            assert!(
+                ["posted", "already_deposited"].contains(&code),
+                "{answers:?}"
+            );
+        }
+    }
+    assert_eq!(
+        admin(&server, &["balance", "mc:merchant:vm-twice"])["balance"],
+        "4.15"
+    );
+    assert_eq!(
+        admin(&server, &["balance", "mc:payer:iris"])["balance"],
+        "15.85"
+    );
+    assert_eq!(admin(&server, &["totals"])["balanced"], true);
+}
+
 offpay_test_support::on_every_backend!(
+    the_same_deposit_from_two_processes_at_once_posts_once,
+    online_credentials_follow_the_risk_strategy,
+    a_lost_devices_microchecks_are_still_paid,
     offline_sale_then_deposit_posts_once,
     each_bad_payment_is_refused_with_its_reason,
     fraud_patterns_raise_flags,

@@ -347,12 +347,19 @@ fn verify(args: &[String], io: &mut Io<'_>) -> i32 {
         String::from_utf8_lossy(values.name(result.value))
     ));
     for outcome in &result.assertions {
-        if let Some(Failure::WorkBudget | Failure::Licensee(_)) = &outcome.failure {
-            io.out(&format!(
-                "Failed assertion {} due to syntax or semantic error.\n",
-                outcome.id.0
-            ));
-        }
+        let reason = match &outcome.failure {
+            Some(Failure::Licensee(_)) => "syntax or semantic error",
+            Some(Failure::WorkBudget) => "running out of its work budget",
+            Some(Failure::QueryWorkBudget) => "running out of the query's work budget",
+            Some(Failure::SignatureBudget) => {
+                "running out of the query's signature-verification budget"
+            }
+            _ => continue,
+        };
+        io.out(&format!(
+            "Failed assertion {} due to {reason}.\n",
+            outcome.id.0
+        ));
     }
     for outcome in &result.assertions {
         if let Some(Failure::Signature(error)) = &outcome.failure {

@@ -79,6 +79,11 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// Work units not yet spent.
+    pub(crate) fn budget_left(&self) -> u64 {
+        self.budget
+    }
+
     fn charge(&mut self, units: u64) -> Eval<()> {
         if units > self.budget {
             self.budget = 0;

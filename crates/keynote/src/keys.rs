@@ -956,6 +956,9 @@ impl PrivateKey {
                 self.algorithm()
             )));
         }
+        // A signature that verification would refuse (a key too small or too large, a weak
+        // Ed25519 key) is not made: `sign` and `sigver` accept the same keys.
+        self.principal().verifier()?;
         let name = algorithm.name().as_bytes();
         let message: [&[u8]; 2] = [signed_text, name];
         let bits = match &self.secret {

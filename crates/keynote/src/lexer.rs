@@ -212,7 +212,13 @@ pub(crate) fn lex(
             while k < end && text[k].is_ascii_digit() {
                 k += 1;
             }
-            if byte != b'0' && text.get(k..k + 3) == Some(b"-of") && k + 3 <= end {
+            // `-of` in any case, as the reference's lexer (built with `lex -i`) reads it.
+            if byte != b'0'
+                && k + 3 <= end
+                && text
+                    .get(k..k + 3)
+                    .is_some_and(|of| of.eq_ignore_ascii_case(b"-of"))
+            {
                 let digits = &text[i..k];
                 let value = parse_decimal_u32(digits).ok_or_else(|| {
                     ParseError::new(offset, Rule::Licensees, "threshold k is too large")
@@ -263,9 +269,11 @@ fn ident_or_error(
             k += 1;
         }
         let name = String::from_utf8_lossy(&text[i..k]).into_owned();
-        let tok = match (mode, name.as_str()) {
-            (Mode::Conditions, "true") => Tok::True,
-            (Mode::Conditions, "false") => Tok::False,
+        // Keywords in any case, as the reference's lexer (built with `lex -i`) reads them;
+        // attribute names keep their case.
+        let tok = match mode {
+            Mode::Conditions if name.eq_ignore_ascii_case("true") => Tok::True,
+            Mode::Conditions if name.eq_ignore_ascii_case("false") => Tok::False,
             _ => Tok::Ident(name),
         };
         return Ok((tok, k - i));

@@ -35,7 +35,7 @@ pub use error::{Error, Result, Rule, SyntaxError};
 pub use keys::{Encoding, KeyAlgorithm, Principal, PrivateKey, SignatureAlgorithm};
 pub use session::{
     ActionEnvironment, AssertionId, AssertionOutcome, ComplianceValues, Failure, QueryResult,
-    Session, SignatureCache, Trust,
+    Session, SignatureCache, Trust, signature_work_units,
 };
 pub use text::{FileChunk, split_assertions};
 

@@ -23,6 +23,22 @@ pub const NESTING_DEPTH_MAX: usize = 64;
 /// error that makes the whole assertion contribute `_MIN_TRUST`.
 pub const EVALUATION_WORK_MAX: u64 = 4_000_000;
 
+/// Most work units one query may spend on Conditions and Licensees evaluation, all assertions
+/// together (four assertions' worth of [`EVALUATION_WORK_MAX`]). A thousand assertions each just
+/// under the per-assertion budget would otherwise cost a thousand times that budget; past this
+/// one, each further assertion gets only what is left and contributes `_MIN_TRUST` when that
+/// runs out (reported as [`crate::Failure::QueryWorkBudget`]).
+pub const QUERY_WORK_MAX: u64 = 4 * EVALUATION_WORK_MAX;
+
+/// Most signature-verification work one query may spend on untrusted assertions that are not
+/// in the cache, in units of one Ed25519 verification (about 50 µs). An RSA key costs the
+/// square of its modulus in 1024-bit steps; a DSA key costs 16 times the square of its prime in
+/// 1024-bit steps (two exponentiations with a 160-to-256-bit exponent), so this allows 4096
+/// Ed25519, 4096 RSA-1024, 256 DSA-1024 or 16 DSA-4096 verifications per query. An assertion
+/// whose verification would exceed what is left contributes `_MIN_TRUST` (reported as
+/// [`crate::Failure::SignatureBudget`]).
+pub const QUERY_SIGNATURE_WORK_MAX: u64 = 4096;
+
 /// Longest string an expression may build (concatenation), in bytes.
 pub const STRING_BYTES_MAX: usize = 256 * 1024;
 
@@ -71,6 +87,16 @@ pub const SIGNATURE_CACHE_ENTRIES_MAX: usize = 65_536;
 pub const DER_INTEGERS_MAX: usize = 9;
 
 const _: () = assert!(ASSERTION_BYTES_MAX <= FILE_BYTES_MAX);
+const _: () = assert!(QUERY_WORK_MAX >= EVALUATION_WORK_MAX);
+// The costliest single key allowed must still fit one query.
+const _: () = assert!(
+    16 * (DSA_PRIME_BITS_MAX as u64 / 1024) * (DSA_PRIME_BITS_MAX as u64 / 1024)
+        <= QUERY_SIGNATURE_WORK_MAX
+);
+const _: () = assert!(
+    (RSA_MODULUS_BITS_MAX as u64 / 1024) * (RSA_MODULUS_BITS_MAX as u64 / 1024)
+        <= QUERY_SIGNATURE_WORK_MAX
+);
 const _: () = assert!(COMPLIANCE_VALUES_MAX <= u8::MAX as usize + 1);
 const _: () = assert!(ATTRIBUTE_BYTES_MAX <= STRING_BYTES_MAX);
 const _: () = assert!(RSA_MODULUS_BITS_MIN <= RSA_MODULUS_BITS_MAX);

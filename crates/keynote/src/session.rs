@@ -14,11 +14,40 @@ use crate::FastMap;
 use crate::assertion::{Assertion, AssertionHash, Compiled, Leaf, Licensees};
 use crate::error::{Error, Result};
 use crate::eval::{Evaluator, Fault, Scope};
+use crate::keys::KeyAlgorithm;
 use crate::keys::{Ed25519Item, Principal, ed25519_verify_batch};
 use crate::limits::{
     ACTION_ATTRIBUTES_MAX, ACTION_AUTHORIZERS_MAX, ATTRIBUTE_BYTES_MAX, COMPLIANCE_VALUES_MAX,
-    EVALUATION_WORK_MAX, SESSION_ASSERTIONS_MAX, SIGNATURE_CACHE_ENTRIES_MAX,
+    EVALUATION_WORK_MAX, QUERY_SIGNATURE_WORK_MAX, QUERY_WORK_MAX, SESSION_ASSERTIONS_MAX,
+    SIGNATURE_CACHE_ENTRIES_MAX,
 };
+
+/// What verifying a signature by `authorizer` costs against [`QUERY_SIGNATURE_WORK_MAX`], in
+/// units of one Ed25519 verification, estimated from the size of the key's material (RSA: the
+/// square of the modulus in 1024-bit steps; DSA: 16 times the square of the prime in 1024-bit
+/// steps, its material holding about three numbers of the prime's size). Opaque and binary
+/// principals cannot sign and cost one unit to refuse.
+pub fn signature_work_units(authorizer: &Principal) -> u64 {
+    let Principal::Key {
+        algorithm,
+        material,
+    } = authorizer
+    else {
+        return 1;
+    };
+    let length = u64::try_from(material.len()).unwrap_or(u64::MAX);
+    match algorithm {
+        KeyAlgorithm::Rsa => {
+            let steps = (length / 128).max(1);
+            steps.saturating_mul(steps)
+        }
+        KeyAlgorithm::Dsa => {
+            let steps = (length / 384).max(1);
+            steps.saturating_mul(steps).saturating_mul(16)
+        }
+        _ => 1,
+    }
+}
 
 /// The ordered compliance values of a query, lowest (`_MIN_TRUST`) first.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +158,25 @@ impl SignatureCache {
         }
         self.order.push_back(hash);
         self.results.insert(hash, result);
+    }
+
+    /// [`SignatureCache::verify`] within a query's signature budget: a remembered result costs
+    /// nothing; a new verification costs [`signature_work_units`], taken from `budget`, or is not
+    /// attempted (`None`) when less than that is left.
+    pub(crate) fn verify_within(
+        &mut self,
+        assertion: &Assertion,
+        budget: &mut u64,
+    ) -> Option<Result<()>> {
+        if let Some(result) = self.results.get(&assertion.hash()) {
+            return Some(result.clone());
+        }
+        let units = signature_work_units(assertion.authorizer());
+        if units > *budget {
+            return None;
+        }
+        *budget -= units;
+        Some(self.verify(assertion))
     }
 
     /// Verify one assertion's signature, or return the remembered result.
@@ -261,8 +309,15 @@ impl ActionEnvironment {
 pub enum Failure {
     /// An untrusted assertion whose signature is missing or does not verify.
     Signature(Error),
-    /// Conditions evaluation ran out of its work budget.
+    /// Conditions evaluation ran out of the assertion's own work budget
+    /// ([`crate::limits::EVALUATION_WORK_MAX`]).
     WorkBudget,
+    /// The query's work budget for all assertions together
+    /// ([`crate::limits::QUERY_WORK_MAX`]) ran out before this assertion's evaluation ended.
+    QueryWorkBudget,
+    /// Verifying this untrusted assertion's signature would have gone past the query's
+    /// signature budget ([`crate::limits::QUERY_SIGNATURE_WORK_MAX`]); it was not verified.
+    SignatureBudget,
     /// A licensee computed from the action is not a valid principal.
     Licensee(Error),
 }
@@ -408,6 +463,14 @@ impl Session {
         identifier: &[u8],
         principal: Principal,
     ) -> Result<()> {
+        // POLICY is the root of trust that a query asks about, never a principal requesting an
+        // action: as an action authorizer it would grant itself full trust with no policy at all.
+        if principal == Principal::policy() {
+            return Err(Error::Usage(
+                "POLICY cannot be an action authorizer: it is the root every query starts from"
+                    .into(),
+            ));
+        }
         if self.authorizers.len() >= ACTION_AUTHORIZERS_MAX {
             return Err(Error::Limit {
                 what: "action authorizers",
@@ -512,7 +575,10 @@ impl Session {
         let mut authorizer_index = vec![0usize; count];
         let mut licensees: Vec<Option<QueryLicensees>> = (0..count).map(|_| None).collect();
 
-        // Discover what POLICY reaches, checking signatures and evaluating conditions once.
+        // Discover what POLICY reaches, checking signatures and evaluating conditions once,
+        // within the query's budgets.
+        let mut work_left = QUERY_WORK_MAX;
+        let mut signature_work_left = QUERY_SIGNATURE_WORK_MAX;
         let mut expanded = vec![false; 1];
         let mut queue = vec![policy];
         while let Some(principal_index) = queue.pop() {
@@ -533,24 +599,29 @@ impl Session {
                 }
                 outcomes[a].value = Some(0);
                 authorizer_index[a] = principal_index;
-                if entry.trust == Trust::Untrusted
-                    && let Err(error) = cache.verify(&entry.assertion)
-                {
-                    outcomes[a].failure = Some(Failure::Signature(error));
-                    continue;
-                }
                 let assertion_scope = Scope {
                     local_constants: entry.assertion.local_constants(),
                     ..scope
                 };
+                // Conditions first, then the signature: an assertion whose Conditions give
+                // `_MIN_TRUST` contributes nothing whether or not its signature holds, so its
+                // signature is not worth checking. Evaluating unverified text is safe: it only
+                // reads the action and costs work, which the query's budget bounds.
                 let conditions = match entry.assertion.conditions() {
                     None => max,
                     Some(program) => {
-                        let mut evaluator = Evaluator::new(&assertion_scope, EVALUATION_WORK_MAX);
-                        match evaluator.program(program) {
+                        let allowance = EVALUATION_WORK_MAX.min(work_left);
+                        let mut evaluator = Evaluator::new(&assertion_scope, allowance);
+                        let outcome = evaluator.program(program);
+                        work_left -= allowance - evaluator.budget_left();
+                        match outcome {
                             Ok(v) => v,
                             Err(Fault::Budget) | Err(Fault::Runtime) => {
-                                outcomes[a].failure = Some(Failure::WorkBudget);
+                                outcomes[a].failure = Some(if allowance < EVALUATION_WORK_MAX {
+                                    Failure::QueryWorkBudget
+                                } else {
+                                    Failure::WorkBudget
+                                });
                                 0
                             }
                         }
@@ -560,7 +631,23 @@ impl Session {
                 if conditions == 0 {
                     continue;
                 }
-                let mut evaluator = Evaluator::new(&assertion_scope, EVALUATION_WORK_MAX);
+                if entry.trust == Trust::Untrusted {
+                    match cache.verify_within(&entry.assertion, &mut signature_work_left) {
+                        Some(Ok(())) => {}
+                        Some(Err(error)) => {
+                            outcomes[a].failure = Some(Failure::Signature(error));
+                            condition_value[a] = 0;
+                            continue;
+                        }
+                        None => {
+                            outcomes[a].failure = Some(Failure::SignatureBudget);
+                            condition_value[a] = 0;
+                            continue;
+                        }
+                    }
+                }
+                let allowance = EVALUATION_WORK_MAX.min(work_left);
+                let mut evaluator = Evaluator::new(&assertion_scope, allowance);
                 let compiled = match entry.assertion.compiled_licensees() {
                     Licensees::Missing => QueryLicensees::Missing,
                     Licensees::Empty => QueryLicensees::Empty,
@@ -574,6 +661,7 @@ impl Session {
                         }
                     }
                 };
+                work_left -= allowance - evaluator.budget_left();
                 licensees[a] = Some(compiled);
             }
         }

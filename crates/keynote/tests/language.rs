@@ -320,8 +320,51 @@ fn compliance_values_follow_rfc_2704_section_5() {
     assert_eq!(query_with(&two, &[], &["A"]).0, "probably");
     // §5.3.2: a principal listed as an action authorizer has _MAX_TRUST.
     assert_eq!(query_with(&chain, &[], &["K"]).0, "probably");
-    // Direct authorization of POLICY itself.
-    assert_eq!(query_with(&[], &[], &["POLICY"]).0, "true");
+}
+
+#[test]
+fn policy_is_never_an_action_authorizer() {
+    // Issue 20: as an action authorizer, POLICY had `_MAX_TRUST` with no POLICY assertion at
+    // all. It is the root every query starts from, never the one requesting the action.
+    let mut session = Session::new();
+    let error = session.add_action_authorizer(b"POLICY").unwrap_err();
+    assert!(matches!(error, Error::Usage(_)), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("POLICY cannot be an action authorizer")
+    );
+    let refused =
+        session.add_action_authorizer_principal(b"POLICY", offpay_keynote::Principal::policy());
+    assert!(refused.is_err());
+    // With another authorizer, an empty session still says false.
+    session.add_action_authorizer(b"A").unwrap();
+    let values = ComplianceValues::new(VALUES).unwrap();
+    let result = session.query(&values, &mut SignatureCache::new()).unwrap();
+    assert_eq!(result.value, 0);
+}
+
+#[test]
+fn keywords_are_read_in_any_case_like_the_reference() {
+    // The reference's lexer is built with `lex -i`: `TRUE`, `False`, `2-OF(` are keywords.
+    assert_eq!(conditions("TRUE;", &[]), "true");
+    assert_eq!(conditions("True -> \"maybe\";", &[]), "maybe");
+    assert_eq!(conditions("FALSE;", &[]), "false");
+    assert_eq!(conditions("!fAlSe;", &[]), "true");
+    let threshold = ["Authorizer: \"POLICY\"\nLicensees: 2-OF(\"A\", \"B\", \"C\")\n".to_string()];
+    assert_eq!(query_with(&threshold, &[], &["A", "C"]).0, "true");
+    assert_eq!(query_with(&threshold, &[], &["A"]).0, "false");
+    let threshold = ["Authorizer: \"POLICY\"\nLicensees: 1-Of(\"A\")\n".to_string()];
+    assert_eq!(query_with(&threshold, &[], &["A"]).0, "true");
+    // Attribute names keep their case: `TRUE_VALUE` is an attribute, `True` is not.
+    assert_eq!(
+        conditions("TRUE_VALUE == \"x\";", &[("TRUE_VALUE", "x")]),
+        "true"
+    );
+    assert_eq!(
+        conditions("true_value == \"x\";", &[("TRUE_VALUE", "x")]),
+        "false"
+    );
 }
 
 #[test]

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use offpay_keynote::limits::{
     ACTION_AUTHORIZERS_MAX, ASSERTION_BYTES_MAX, ATTRIBUTE_BYTES_MAX, COMPLIANCE_VALUES_MAX,
-    NESTING_DEPTH_MAX, SESSION_ASSERTIONS_MAX,
+    EVALUATION_WORK_MAX, NESTING_DEPTH_MAX, QUERY_SIGNATURE_WORK_MAX, QUERY_WORK_MAX,
+    SESSION_ASSERTIONS_MAX,
 };
 use offpay_keynote::{
     Assertion, ComplianceValues, Error, Failure, Rule, Session, SignatureCache, Trust,
@@ -172,4 +173,188 @@ fn session_and_query_bounds() {
         session.query(&values, &mut SignatureCache::new()),
         Err(Error::Usage(_))
     ));
+}
+
+/// A query of `count` trusted POLICY assertions with `conditions` each, for authorizer `A`:
+/// its value and each assertion's failure.
+fn query_many(count: usize, conditions: &str, x: &[u8]) -> (u8, Vec<Option<Failure>>) {
+    let mut session = Session::new();
+    for i in 0..count {
+        let text = format!(
+            "Comment: {i}\nAuthorizer: \"POLICY\"\nLicensees: \"A\"\nConditions: {conditions}\n"
+        );
+        let assertion = Assertion::parse(text.as_bytes()).unwrap();
+        session
+            .add_assertion(Arc::new(assertion), Trust::Trusted)
+            .unwrap();
+    }
+    session.add_action_authorizer(b"A").unwrap();
+    session.set_attribute(b"x", x).unwrap();
+    let values = ComplianceValues::new(["false", "true"]).unwrap();
+    let result = session.query(&values, &mut SignatureCache::new()).unwrap();
+    (
+        result.value,
+        result.assertions.into_iter().map(|a| a.failure).collect(),
+    )
+}
+
+#[test]
+fn a_query_has_one_work_budget_for_all_its_assertions() {
+    // Issue 20: a thousand assertions each just under the per-assertion budget took seconds.
+    // Find how many costly tests one assertion affords (just under EVALUATION_WORK_MAX) ...
+    let big = vec![b'a'; ATTRIBUTE_BYTES_MAX];
+    let costly = |k: usize| format!("{} || true;", vec!["x ~= \"(a|b)*c\""; k].join(" || "));
+    let (mut low, mut high) = (1usize, 64usize);
+    assert_eq!(
+        query_many(1, &costly(high), &big).1[0],
+        Some(Failure::WorkBudget)
+    );
+    while high - low > 1 {
+        let middle = (low + high) / 2;
+        if query_many(1, &costly(middle), &big).1[0].is_none() {
+            low = middle;
+        } else {
+            high = middle;
+        }
+    }
+    let (value, failures) = query_many(1, &costly(low), &big);
+    assert_eq!((value, failures[0].clone()), (1, None));
+    // ... so each costs more than half of it (`low` ≥ 2), and eleven cost more than the query's
+    // four assertions' worth: the first ones count, the rest find the query's budget spent.
+    assert!(low >= 2, "{low}");
+    const { assert!(QUERY_WORK_MAX < 11 * EVALUATION_WORK_MAX / 2) };
+    let (value, failures) = query_many(11, &costly(low), &big);
+    assert_eq!(
+        value, 1,
+        "the assertions evaluated within the budget still count"
+    );
+    assert!(failures[0].is_none());
+    assert!(
+        failures.contains(&Some(Failure::QueryWorkBudget)),
+        "{failures:?}"
+    );
+    assert!(
+        !failures.contains(&Some(Failure::WorkBudget)),
+        "{failures:?}"
+    );
+}
+
+/// An RSA key of `bits` bits as KeyNote writes it (`rsa-hex:` DER `SEQUENCE { n, e }`); `n` is
+/// not a product of primes, which costs nothing here: its signatures are never good.
+fn rsa_identifier(bits: usize, seed: u8) -> String {
+    let mut n = vec![0u8];
+    n.extend((0..bits / 8).map(|i| seed.wrapping_add(i as u8) | 0x81));
+    let mut integers = vec![0x02, 0x82];
+    integers.extend_from_slice(&u16::try_from(n.len()).unwrap().to_be_bytes());
+    integers.extend_from_slice(&n);
+    integers.extend_from_slice(&[0x02, 0x03, 0x01, 0x00, 0x01]);
+    let mut der = vec![0x30, 0x82];
+    der.extend_from_slice(&u16::try_from(integers.len()).unwrap().to_be_bytes());
+    der.extend_from_slice(&integers);
+    let hex: String = der.iter().map(|b| format!("{b:02x}")).collect();
+    format!("rsa-hex:{hex}")
+}
+
+/// POLICY trusts `key`; `count` untrusted assertions by `key` with `conditions` and a signature
+/// that does not verify: their failures.
+fn untrusted_by(key: &str, count: usize, conditions: &str) -> Vec<Option<Failure>> {
+    let mut session = Session::new();
+    let policy = format!("Authorizer: \"POLICY\"\nLicensees: \"{key}\"\n");
+    session
+        .add_assertion(
+            Arc::new(Assertion::parse(policy.as_bytes()).unwrap()),
+            Trust::Trusted,
+        )
+        .unwrap();
+    for i in 0..count {
+        let text = format!(
+            "Comment: {i}\nAuthorizer: \"{key}\"\nLicensees: \"A\"\nConditions: {conditions}\nSignature: \"sig-rsa-sha1-hex:00{i:04x}\"\n"
+        );
+        session
+            .add_assertion(
+                Arc::new(Assertion::parse(text.as_bytes()).unwrap()),
+                Trust::Untrusted,
+            )
+            .unwrap();
+    }
+    session.add_action_authorizer(b"A").unwrap();
+    let values = ComplianceValues::new(["false", "true"]).unwrap();
+    let result = session.query(&values, &mut SignatureCache::new()).unwrap();
+    assert_eq!(result.value, 0);
+    result
+        .assertions
+        .into_iter()
+        .skip(1)
+        .map(|a| a.failure)
+        .collect()
+}
+
+#[test]
+fn a_query_bounds_its_signature_work() {
+    // 4096-bit RSA: 16 units each, so 256 verifications per query; the rest are not attempted.
+    let key = rsa_identifier(4096, 1);
+    let units = offpay_keynote::signature_work_units(
+        &offpay_keynote::Principal::parse(key.as_bytes()).unwrap(),
+    );
+    assert_eq!(units, 16);
+    let failures = untrusted_by(&key, 300, "true;");
+    let verified = failures
+        .iter()
+        .filter(|f| matches!(f, Some(Failure::Signature(_))))
+        .count();
+    let skipped = failures
+        .iter()
+        .filter(|f| **f == Some(Failure::SignatureBudget))
+        .count();
+    assert_eq!(
+        verified,
+        usize::try_from(QUERY_SIGNATURE_WORK_MAX / units).unwrap()
+    );
+    assert_eq!(skipped, 300 - verified);
+}
+
+#[test]
+fn untrusted_signatures_are_checked_only_when_their_conditions_hold() {
+    // Conditions that give `_MIN_TRUST` make the assertion worthless whatever its signature,
+    // so no verification is spent on it: no signature failures, no budget spent.
+    let key = rsa_identifier(4096, 2);
+    let failures = untrusted_by(&key, 300, "app == \"other\";");
+    assert!(failures.iter().all(Option::is_none), "{failures:?}");
+}
+
+#[test]
+fn verify_reports_a_spent_budget_as_such_not_as_a_syntax_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let many = vec!["x ~= \"(a|b)*c\""; 64].join(" || ");
+    let policy_file = dir.path().join("policy");
+    std::fs::write(&policy_file, policy(&format!("{many};"))).unwrap();
+    let big = "a".repeat(ATTRIBUTE_BYTES_MAX - 16);
+    let env_file = dir.path().join("env");
+    std::fs::write(&env_file, format!("x = \"{big}\"\n")).unwrap();
+    let key_file = dir.path().join("authorizer");
+    std::fs::write(&key_file, "\"A\"\n").unwrap();
+    let args: Vec<String> = [
+        "verify",
+        "-e",
+        env_file.to_str().unwrap(),
+        "-r",
+        "false,true",
+        "-k",
+        key_file.to_str().unwrap(),
+        "-l",
+        policy_file.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = offpay_keynote::cli::run(&args, &mut out, &mut err);
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
+    assert!(out.starts_with("Query result = false"), "{out}");
+    assert!(
+        out.contains("Failed assertion 0 due to running out of its work budget."),
+        "{out}"
+    );
+    assert!(!out.contains("syntax"), "{out}");
 }

@@ -187,6 +187,93 @@ fn rsa_signature_is_pkcs1_over_an_octet_string() {
     );
 }
 
+/// The integers of a DER `SEQUENCE { INTEGER, ... }`.
+fn der_ints(der: &[u8]) -> Vec<Vec<u8>> {
+    let mut at = 2 + usize::from(der[1] & 0x80 != 0) * usize::from(der[1] & 0x7f);
+    let mut out = Vec::new();
+    while at < der.len() {
+        assert_eq!(der[at], 0x02);
+        at += 1;
+        let mut length = usize::from(der[at]);
+        at += 1;
+        if length & 0x80 != 0 {
+            let count = length & 0x7f;
+            length = 0;
+            for _ in 0..count {
+                length = (length << 8) | usize::from(der[at]);
+                at += 1;
+            }
+        }
+        out.push(num_from(&der[at..at + length]));
+        at += length;
+    }
+    out
+}
+
+fn der_sequence(integers: &[&[u8]]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for integer in integers {
+        let mut value = integer.to_vec();
+        if value.is_empty() || value[0] & 0x80 != 0 {
+            value.insert(0, 0);
+        }
+        body.push(0x02);
+        assert!(value.len() < 0x80);
+        body.push(u8::try_from(value.len()).unwrap());
+        body.extend_from_slice(&value);
+    }
+    let mut der = vec![0x30, 0x81, u8::try_from(body.len()).unwrap()];
+    der.extend_from_slice(&body);
+    der
+}
+
+#[test]
+fn sign_refuses_the_keys_sigver_refuses() {
+    // The reference's regression key is 512-bit DSA: verification refuses signatures by it
+    // (primes under DSA_PRIME_BITS_MIN), so `sign` must not make one either.
+    let regress = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/keynote/openbsd-regress/test-assertion1"),
+    )
+    .unwrap();
+    let hex_start = regress.find("dsa-hex:").expect("the regression key") + "dsa-hex:".len();
+    let hex: String = regress[hex_start..]
+        .chars()
+        .take_while(|c| *c != '"')
+        .filter(char::is_ascii_hexdigit)
+        .collect();
+    let public = hex::decode(&hex).unwrap();
+    let ints = der_ints(&public);
+    let [_, p, q, g] = ints.as_slice() else {
+        panic!("y, p, q, g")
+    };
+    let x = vec![2u8];
+    let y = modpow(g, &x, p);
+    let private = der_sequence(&[&[], p, q, g, &y, &x]);
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("small.key");
+    std::fs::write(
+        &key_path,
+        format!("\"private-dsa-hex:{}\"\n", hex::encode(&private)),
+    )
+    .unwrap();
+    let authorizer = format!("dsa-hex:{}", hex::encode(der_sequence(&[&y, p, q, g])));
+    let assertion_path = dir.path().join("assertion");
+    std::fs::write(
+        &assertion_path,
+        format!("{}\n", unsigned_text(authorizer.as_bytes())),
+    )
+    .unwrap();
+    let (code, out, err) = run(&[
+        "sign",
+        "sig-dsa-sha1-hex:",
+        &assertion_path.to_string_lossy(),
+        &key_path.to_string_lossy(),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(err.contains("DSA prime of 512 bits"), "{err}");
+}
+
 // Tiny big-number helpers for the check above (schoolbook; 1024-bit keys only).
 fn parse_rsa(der: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let mut at = 2 + usize::from(der[1] & 0x80 != 0) * usize::from(der[1] & 0x7f);

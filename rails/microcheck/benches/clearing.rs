@@ -111,6 +111,7 @@ fn state(fixture: &Fixture) -> ClearingState {
             PayerAccount {
                 name: format!("p{n}"),
                 available_minor: i64::MAX / 2,
+                retired_at: None,
             },
         );
     }

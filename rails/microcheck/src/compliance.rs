@@ -373,6 +373,16 @@ pub fn credential_reason(
             });
         }
     }
+    // The class before the limits: a class the payer may not buy is not a limit an online
+    // credential could lift, so the device must not ask for one.
+    if let Some(classes) = &credential.classes
+        && !classes.covers(&offer.product_class)
+    {
+        return Some(Refusal::ProductClassNotAllowed {
+            class: offer.product_class.clone(),
+            allowed: classes.to_string(),
+        });
+    }
     if let Some(max) = credential.amount_max_minor
         && terms.amount.minor() > max
     {
@@ -390,14 +400,6 @@ pub fn credential_reason(
         return Some(Refusal::TooManyPurchases {
             count: purchases_today,
             max,
-        });
-    }
-    if let Some(classes) = &credential.classes
-        && !classes.covers(&offer.product_class)
-    {
-        return Some(Refusal::ProductClassNotAllowed {
-            class: offer.product_class.clone(),
-            allowed: classes.to_string(),
         });
     }
     None

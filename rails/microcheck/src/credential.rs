@@ -99,6 +99,8 @@ pub struct TransactionTemplate {
     pub merchant: String,
     /// The offer's nonce.
     pub nonce: String,
+    /// The offer's product class (the PA checked it against the payer's classes).
+    pub product_class: String,
     /// Start of validity.
     pub not_before: UnixSeconds,
     /// End of validity (exclusive).
@@ -332,9 +334,10 @@ pub fn issue_transaction(
     if !valid_merchant_id(&template.merchant) || !valid_nonce(&template.nonce) {
         return Err(Error::Usage("bad merchant or nonce".into()));
     }
+    check_label("product class", &template.product_class)?;
     let conditions = format!(
         "app_domain == CR_APP_DOMAIN && currency == CR_CURRENCY && {TIME_WINDOW} &&\n\
-         merchant == CR_MERCHANT && nonce == CR_NONCE &&\n\
+         merchant == CR_MERCHANT && nonce == CR_NONCE && product_class == CR_PRODUCT_CLASS &&\n\
          @amount_minor > 0 && @amount_minor <= @CR_AMOUNT_MAX -> \"true\";"
     );
     Ok(credential_builder(
@@ -352,6 +355,7 @@ pub fn issue_transaction(
     )
     .local_constant("CR_MERCHANT", template.merchant.as_bytes())
     .local_constant("CR_NONCE", template.nonce.as_bytes())
+    .local_constant("CR_PRODUCT_CLASS", template.product_class.as_bytes())
     .local_constant("CR_NOT_BEFORE", template.not_before.stamp().as_bytes())
     .local_constant("CR_NOT_AFTER", template.not_after.stamp().as_bytes())
     .licensees("CR_LICENSEE")

@@ -33,8 +33,8 @@ use crate::auth::fingerprint;
 use crate::compliance::{Approval, Payment, Signatures, check_with, verify_payment};
 use crate::error::Refusal;
 use crate::limits::{
-    CLOCK_SKEW_SECONDS_MAX, DEPOSIT_ITEMS_MAX, NONCE_TIME_BYTES, PAYER_RECENT_MAX,
-    PAYMENT_CREDENTIALS_MAX,
+    DEPOSIT_ITEMS_MAX, LOST_KEY_DEPOSIT_WINDOW_SECONDS, MACHINE_CLOCK_AHEAD_SECONDS_MAX,
+    NONCE_TIME_BYTES, PAYER_RECENT_MAX, PAYMENT_CREDENTIALS_MAX,
 };
 use crate::machine::SaleRecord;
 use crate::offer::{Offer, OfferTerms};
@@ -230,6 +230,8 @@ pub struct PayerAccount {
     pub name: String,
     /// What the payer's account can still pay, minor units.
     pub available_minor: i64,
+    /// When the payer reported the device holding this key lost (`None`: its current key).
+    pub retired_at: Option<UnixSeconds>,
 }
 
 /// The depositing merchant.
@@ -899,6 +901,43 @@ fn memo(offer: &Offer) -> String {
     memo
 }
 
+/// The refused items of a deposit that may have been cleared before — the same microchecks
+/// deposited twice are usually refused by a counter (their purchase numbers are now past the
+/// credential's daily count) before the ledger could say they were spent: by position in
+/// `outcomes`, the key of the charge record each would have and its microcheck's SHA-256. The
+/// caller reads those records and, with [`crate::operator::clearing::relabel_spent`], names
+/// each refusal for what it is.
+pub fn refused_charge_keys(
+    prepared: &[Prepared],
+    outcomes: &[ItemOutcome],
+    state: &ClearingState,
+) -> Vec<(usize, String, String)> {
+    outcomes
+        .iter()
+        .enumerate()
+        .filter_map(|(position, outcome)| {
+            let ItemOutcome::Refused { refusal, .. } = outcome else {
+                return None;
+            };
+            if matches!(
+                refusal,
+                Refusal::AlreadyDeposited { .. } | Refusal::ReplayedNonce { .. }
+            ) {
+                return None;
+            }
+            let item = prepared.get(position)?;
+            let (terms, _) = item.parsed.as_ref().ok()?;
+            let payer = state.payers.get(&item.derived.payer_fingerprint)?;
+            let offer = &terms.offer;
+            Some((
+                position,
+                charge_key(&payer.name, &offer.timestamp, &offer.merchant, &offer.nonce),
+                item.derived.hash.clone(),
+            ))
+        })
+        .collect()
+}
+
 /// The compliance check [`clear`] runs for an item on all cores before deciding items in order,
 /// with the purchase number the item will have if every earlier item of the deposit clears (the
 /// usual case): (that number, the answer). The in-order pass reuses the answer only when the
@@ -948,7 +987,7 @@ fn speculate_purchases(
             let (terms, _) = item.parsed.as_ref().ok()?;
             let offer = &terms.offer;
             if offer.merchant != *merchant_id
-                || terms.time > now.plus(CLOCK_SKEW_SECONDS_MAX)
+                || terms.time > now.plus(MACHINE_CLOCK_AHEAD_SECONDS_MAX)
                 || state.deposited.contains_key(&offer.nonce)
                 || !nonces.insert(offer.nonce.as_str())
             {
@@ -1097,19 +1136,22 @@ fn clear_one(
             merchant: offer.merchant.clone(),
         });
     }
-    if terms.time > now.plus(CLOCK_SKEW_SECONDS_MAX) {
+    if terms.time > now.plus(MACHINE_CLOCK_AHEAD_SECONDS_MAX) {
         findings.push(Finding {
             kind: "post_dated",
             subject: merchant_id.clone(),
             summary: format!(
-                "microcheck {} is dated {}, after it reached the CSC at {now}",
-                offer.nonce, terms.time
+                "the machine's clock may be wrong, or the microcheck is post-dated: {merchant_id}'s microcheck {} is dated {}, more than {} after it reached the clearing center at {now}",
+                offer.nonce,
+                terms.time,
+                crate::time::duration_words(MACHINE_CLOCK_AHEAD_SECONDS_MAX)
             ),
             evidence: json!({ "nonce": offer.nonce, "timestamp": offer.timestamp,
                               "received": now.stamp(), "merchant": merchant_id }),
             discriminator: offer.nonce.clone(),
         });
         return Err(Refusal::DatedInFuture {
+            tolerance: crate::time::duration_words(MACHINE_CLOCK_AHEAD_SECONDS_MAX),
             time: terms.time.to_string(),
             received: now.to_string(),
         });
@@ -1134,6 +1176,18 @@ fn clear_one(
         .ok_or_else(|| Refusal::UnknownPayer {
             payer_key: derived.payer_fingerprint.clone(),
         })?;
+    if let Some(retired) = payer.retired_at {
+        // A key whose device was reported lost: what it signed is paid when the machine
+        // deposits it within the window (the compliance check below still holds it to the
+        // credentials issued before the report); later deposits are the merchant's to bear.
+        let deadline = retired.plus(LOST_KEY_DEPOSIT_WINDOW_SECONDS);
+        if now > deadline {
+            return Err(Refusal::DepositedTooLate {
+                retired: retired.to_string(),
+                deadline: deadline.to_string(),
+            });
+        }
+    }
     let day_key = (payer.name.clone(), merchant_id.clone(), offer.date.clone());
     let purchases_today = state
         .payer_merchant_day
@@ -1154,6 +1208,23 @@ fn clear_one(
     }?;
 
     // Accepted: everything below only adds data and findings.
+    if let Some(retired) = payer.retired_at
+        && terms.time > retired
+    {
+        findings.push(Finding {
+            kind: "spent_after_loss_report",
+            subject: payer.name.clone(),
+            summary: format!(
+                "{}'s device, reported lost at {retired}, paid {merchant_id} at {}: charged to {} within the credentials issued before the report",
+                payer.name, terms.time, payer.name
+            ),
+            evidence: json!({ "payer": payer.name, "merchant": merchant_id, "nonce": offer.nonce,
+                              "timestamp": offer.timestamp, "reported_lost": retired.stamp(),
+                              "amount": terms.amount.decimal().to_string(),
+                              "currency": terms.amount.currency().code() }),
+            discriminator: offer.nonce.clone(),
+        });
+    }
     let amount = terms.amount;
     let amount_signed = i64::try_from(amount.minor()).unwrap_or(i64::MAX);
     let bounced = payer.available_minor < amount_signed;

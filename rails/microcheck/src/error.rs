@@ -143,13 +143,29 @@ pub enum Refusal {
         /// The merchant id.
         merchant: String,
     },
-    /// The microcheck is dated later than it reached the clearing center.
-    #[error("post-dated microcheck: dated {time}, received {received}")]
+    /// The microcheck is dated later than it reached the clearing center, by more than a
+    /// machine's clock may run fast.
+    #[error(
+        "the machine's clock may be wrong, or the microcheck is post-dated: it is dated {time}, more than {tolerance} after it reached the clearing center at {received}"
+    )]
     DatedInFuture {
+        /// How far ahead a machine's clock may be, in words (e.g. `2 hours`).
+        tolerance: String,
         /// The microcheck's time.
         time: String,
         /// When the deposit arrived.
         received: String,
+    },
+    /// The microcheck was signed by a key its payer reported lost, and deposited after the
+    /// window in which such microchecks are still paid.
+    #[error(
+        "the payer reported this device lost at {retired}; its microchecks had to be deposited by {deadline}"
+    )]
+    DepositedTooLate {
+        /// When the payer reported the device lost.
+        retired: String,
+        /// The end of the deposit window.
+        deadline: String,
     },
     /// The offer was declined by the payer or the item cannot be sold.
     #[error("{reason}")]

@@ -41,8 +41,29 @@ pub const PER_MERCHANT_DAY_MAX: u32 = 100;
 pub const AMOUNT_MINOR_MAX: u64 = 100_000_000;
 /// Microchecks in one deposit.
 pub const DEPOSIT_ITEMS_MAX: usize = 4096;
-/// Clock difference tolerated between a machine and the clearing center, in seconds.
+/// Clock difference tolerated between a device's signed request and the server, in seconds (the
+/// device asks online, so its clock was just set; also the slack before a credential's start).
 pub const CLOCK_SKEW_SECONDS_MAX: u64 = 300;
+/// How far ahead of the clearing center's clock a machine's microcheck may be dated and still be
+/// accepted as the machine's clock running fast (seed 004 §2.4: a merchant's clock "does not
+/// need to be very accurate"). Beyond it the CSC refuses the microcheck and flags the machine,
+/// saying first that its clock may be wrong. A fast clock gains a dishonest merchant nothing
+/// the payer's credential does not already bound: the microcheck must still fall inside the
+/// credential's window.
+pub const MACHINE_CLOCK_AHEAD_SECONDS_MAX: u64 = 2 * 3600;
+/// Transaction-specific (online) credentials a strategy may let one payer have in a day.
+pub const TRANSACTION_DAY_MAX: u32 = 100;
+/// Online credentials whose amounts are held against a payer's balance at once: one per
+/// credential not yet deposited (see [`TRANSACTION_HOLD_SECONDS`]).
+pub const TRANSACTION_HOLDS_MAX: usize = 64;
+/// How long the amount of an online credential stays held against the payer's balance after
+/// the credential expires, waiting for the machine to deposit its microcheck (7 days). The hold
+/// ends earlier when the CSC has cleared that microcheck.
+pub const TRANSACTION_HOLD_SECONDS: u64 = 7 * 24 * 3600;
+/// How long after a payer reports a device lost the machines may still deposit microchecks the
+/// old key signed (60 days): every credential the old key holds was issued before the report and
+/// expires within [`PAYER_VALIDITY_SECONDS_MAX`] of it, and the machines then have 30 more days.
+pub const LOST_KEY_DEPOSIT_WINDOW_SECONDS: u64 = 60 * 24 * 3600;
 /// Recent purchases kept per payer for the impossible-travel check.
 pub const PAYER_RECENT_MAX: usize = 16;
 /// Items a vending machine's stock list may hold.
@@ -53,6 +74,9 @@ pub const STATEMENT_PAGE_MAX: usize = 500;
 pub const DELEGATION_DEPTH_MAX: usize = 3;
 
 const _: () = assert!(AMOUNT_MINOR_MAX < i32::MAX as u64);
+const _: () = assert!(MACHINE_CLOCK_AHEAD_SECONDS_MAX >= CLOCK_SKEW_SECONDS_MAX);
+const _: () = assert!(LOST_KEY_DEPOSIT_WINDOW_SECONDS > PAYER_VALIDITY_SECONDS_MAX);
+const _: () = assert!(TRANSACTION_HOLDS_MAX >= 1);
 const _: () = assert!(PER_MERCHANT_DAY_MAX < i32::MAX as u32);
 const _: () =
     assert!(PAYMENT_CREDENTIALS_MAX * ASSERTION_BYTES_MAX * 2 < FRAME_BYTES_MAX + 64 * 1024);

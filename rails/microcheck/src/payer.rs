@@ -231,6 +231,13 @@ impl PayerDevice {
                 continue;
             }
             match credential_reason(claims, &own_view, purchases_today) {
+                // A payer credential that restricts classes says what this payer may buy at
+                // all: that is the answer, whatever else another credential says.
+                Some(reason @ Refusal::ProductClassNotAllowed { .. })
+                    if claims.kind == CredentialKind::Payer =>
+                {
+                    first_reason = Some(reason);
+                }
                 Some(reason) => {
                     first_reason.get_or_insert(reason);
                 }

@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::limits::{
     AMOUNT_MINOR_MAX, CREDENTIAL_CLASSES_MAX, MERCHANT_VALIDITY_SECONDS_MAX,
     PAYER_VALIDITY_SECONDS_MAX, PER_MERCHANT_DAY_MAX, STRATEGY_TIERS_MAX, STRIKES_MAX,
+    TRANSACTION_DAY_MAX,
 };
 use crate::offer::valid_label;
 use crate::time::UnixSeconds;
@@ -24,6 +25,12 @@ use crate::time::UnixSeconds;
 pub const STRATEGY_VERSION: u32 = 1;
 /// Shortest validity a strike can shrink a credential to, in seconds.
 pub const VALIDITY_SECONDS_MIN: u64 = 60;
+/// Transaction-specific credentials a payer gets in a day when the strategy does not say.
+pub const TRANSACTION_DAY_DEFAULT: u32 = 10;
+
+fn transaction_day_default() -> u32 {
+    TRANSACTION_DAY_DEFAULT
+}
 
 /// One credential tier.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +66,11 @@ pub struct Strategy {
     pub transaction_amount_max: String,
     /// How long a transaction-specific credential lasts.
     pub transaction_validity_seconds: u64,
+    /// Transaction-specific credentials one payer may get in a day (UTC); at most
+    /// [`TRANSACTION_DAY_MAX`]. Strategies stored before it existed read as
+    /// [`TRANSACTION_DAY_DEFAULT`].
+    #[serde(default = "transaction_day_default")]
+    pub transaction_day_max: u32,
     /// Fraud rule: purchases one machine may take in a day before it is flagged.
     pub machine_day_purchases_max: u32,
     /// Fraud rule: the fastest a payer can travel between machines, km/h.
@@ -114,6 +126,7 @@ impl Strategy {
             adulthood_validity_seconds: 30 * 24 * 3600,
             transaction_amount_max: decimal(50 * unit),
             transaction_validity_seconds: 15 * 60,
+            transaction_day_max: TRANSACTION_DAY_DEFAULT,
             machine_day_purchases_max: 500,
             travel_speed_kmh_max: 300,
         }
@@ -211,6 +224,11 @@ impl Strategy {
             }
         }
         self.transaction_amount_max()?;
+        if !(1..=TRANSACTION_DAY_MAX).contains(&self.transaction_day_max) {
+            return usage(format!(
+                "transaction_day_max must be 1 to {TRANSACTION_DAY_MAX}"
+            ));
+        }
         if self.machine_day_purchases_max == 0 || self.travel_speed_kmh_max == 0 {
             return usage("fraud thresholds must be positive".into());
         }

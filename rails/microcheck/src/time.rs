@@ -68,6 +68,22 @@ impl UnixSeconds {
     }
 }
 
+/// A length of time for people: `2 hours`, `15 minutes`, `90 seconds` (the largest unit that
+/// divides it exactly).
+pub fn duration_words(seconds: u64) -> String {
+    let (count, unit) = if seconds != 0 && seconds.is_multiple_of(86_400) {
+        (seconds / 86_400, "day")
+    } else if seconds != 0 && seconds.is_multiple_of(3600) {
+        (seconds / 3600, "hour")
+    } else if seconds != 0 && seconds.is_multiple_of(60) {
+        (seconds / 60, "minute")
+    } else {
+        (seconds, "second")
+    };
+    let plural = if count == 1 { "" } else { "s" };
+    format!("{count} {unit}{plural}")
+}
+
 impl fmt::Display for UnixSeconds {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let stamp = self.stamp();

@@ -9,6 +9,7 @@ use offpay_microcheck::csc::{
     self, ClearingState, DepositItem, FraudRules, ItemOutcome, Location, MerchantAccount,
     PayerAccount,
 };
+use offpay_microcheck::limits::{LOST_KEY_DEPOSIT_WINDOW_SECONDS, MACHINE_CLOCK_AHEAD_SECONDS_MAX};
 use offpay_microcheck::machine::{Machine, MachineConfig, StockItem};
 use offpay_microcheck::payer::{Charge, LogEntry, PayerDevice, compare_statement};
 use offpay_microcheck::wire::Message;
@@ -377,6 +378,7 @@ fn wrong_domain_food_voucher_adulthood_delegation_and_transaction_credentials() 
                 amount: terms.amount,
                 merchant: offer.merchant.clone(),
                 nonce: offer.nonce.clone(),
+                product_class: offer.product_class.clone(),
                 not_before: NOW.minus(60),
                 not_after: NOW.plus(900),
             },
@@ -488,6 +490,7 @@ fn clearing_state(w: &World, available: i64) -> ClearingState {
         PayerAccount {
             name: "alice".into(),
             available_minor: available,
+            retired_at: None,
         },
     );
     state
@@ -582,11 +585,10 @@ fn clearing_posts_good_refuses_bad_and_flags_fraud() {
 }
 
 #[test]
-fn backdated_and_post_dated_microchecks_are_flagged() {
+fn backdated_and_post_dated_microchecks_are_flagged_and_a_fast_machine_clock_is_tolerated() {
     let w = world();
-    let credential = text(
-        &credential::issue_payer(&w.pa, &w.payer.principal(), &template(Classes::Any)).unwrap(),
-    );
+    let credential =
+        text(&credential::issue_payer(&w.pa, &w.payer.principal(), &wide(Classes::Any)).unwrap());
     let mut vm = machine(&w, "vm-1", "vend");
     let mut device = device(&w, vec![credential]);
     let item = buy(
@@ -608,27 +610,166 @@ fn backdated_and_post_dated_microchecks_are_flagged() {
         panic!("{outcomes:?}")
     };
     assert_eq!(clearance.findings[0].kind, "backdated_after_expiry");
-    // Dated in the future relative to arrival.
-    let item = buy(
+    // A machine whose clock runs 15 minutes fast (issue 20): accepted, no flag.
+    let arrival = NOW.plus(3 * 3600);
+    let mut merchant = merchant_account(&w, "vm-1", NAIROBI, None);
+    let fast = buy(
         &mut vm,
         &mut device,
         1,
-        NOW.plus(7200),
+        arrival.plus(15 * 60),
         2,
         &mut Vec::new(),
         &[],
     )
     .unwrap();
+    let prepared = csc::prepare(std::slice::from_ref(&fast), 2).unwrap();
+    let outcomes = csc::clear(&merchant, RULES, prepared, &mut state, arrival);
+    let ItemOutcome::Cleared(clearance) = &outcomes[0] else {
+        panic!("{outcomes:?}")
+    };
+    assert!(clearance.findings.is_empty(), "{:?}", clearance.findings);
+    // Up to the documented tolerance, still accepted.
+    let at_edge = buy(
+        &mut vm,
+        &mut device,
+        1,
+        arrival.plus(MACHINE_CLOCK_AHEAD_SECONDS_MAX),
+        3,
+        &mut Vec::new(),
+        &[],
+    )
+    .unwrap();
+    let prepared = csc::prepare(std::slice::from_ref(&at_edge), 2).unwrap();
+    merchant.last_deposit_at = None;
+    let outcomes = csc::clear(&merchant, RULES, prepared, &mut state, arrival);
+    assert!(
+        matches!(&outcomes[0], ItemOutcome::Cleared(c) if c.findings.is_empty()),
+        "{outcomes:?}"
+    );
+    // A second beyond it: refused, and the flag says first that the clock may be wrong.
+    let item = buy(
+        &mut vm,
+        &mut device,
+        1,
+        arrival.plus(MACHINE_CLOCK_AHEAD_SECONDS_MAX + 1),
+        4,
+        &mut Vec::new(),
+        &[],
+    )
+    .unwrap();
     let prepared = csc::prepare(std::slice::from_ref(&item), 2).unwrap();
-    let outcomes = csc::clear(&merchant, RULES, prepared, &mut state, NOW);
+    let outcomes = csc::clear(&merchant, RULES, prepared, &mut state, arrival);
     let ItemOutcome::Refused {
         refusal, findings, ..
     } = &outcomes[0]
     else {
-        panic!()
+        panic!("{outcomes:?}")
     };
     assert_eq!(refusal.code(), "dated_in_future");
+    assert!(
+        refusal
+            .to_string()
+            .starts_with("the machine's clock may be wrong, or the microcheck is post-dated"),
+        "{refusal}"
+    );
     assert_eq!(findings[0].kind, "post_dated");
+    assert!(
+        findings[0]
+            .summary
+            .starts_with("the machine's clock may be wrong"),
+        "{}",
+        findings[0].summary
+    );
+}
+
+#[test]
+fn a_food_only_device_refuses_other_classes_before_it_would_ask_online() {
+    let w = world();
+    let food_only = text(
+        &credential::issue_payer(
+            &w.pa,
+            &w.payer.principal(),
+            &template(Classes::Only(vec!["food".into()])),
+        )
+        .unwrap(),
+    );
+    let mut vm = machine(&w, "vm-1", "vend");
+    let mut device = device(&w, vec![food_only]);
+    // The radio is over the 5.00 limit *and* not food: the answer is the class, which no online
+    // credential can change, so the device does not ask for one (issue 20).
+    let refusal = buy(&mut vm, &mut device, 4, NOW, 1, &mut Vec::new(), &[]).unwrap_err();
+    assert_eq!(refusal.code(), "product_class_not_allowed", "{refusal}");
+    let refusal = buy(&mut vm, &mut device, 1, NOW, 2, &mut Vec::new(), &[]).unwrap_err();
+    assert_eq!(refusal.code(), "product_class_not_allowed", "{refusal}");
+    buy(&mut vm, &mut device, 2, NOW, 3, &mut Vec::new(), &[]).unwrap();
+}
+
+#[test]
+fn microchecks_by_a_key_reported_lost_are_paid_within_the_deposit_window() {
+    let w = world();
+    let credential =
+        text(&credential::issue_payer(&w.pa, &w.payer.principal(), &wide(Classes::Any)).unwrap());
+    let mut vm = machine(&w, "vm-1", "vend");
+    let mut device = device(&w, vec![credential]);
+    // Bought before the loss is reported, and by the thief after it, while the credential the
+    // old key holds is still valid: the machine approved both offline.
+    let before = buy(
+        &mut vm,
+        &mut device,
+        1,
+        NOW.plus(600),
+        1,
+        &mut Vec::new(),
+        &[],
+    )
+    .unwrap();
+    let after = buy(
+        &mut vm,
+        &mut device,
+        1,
+        NOW.plus(3600),
+        2,
+        &mut Vec::new(),
+        &[],
+    )
+    .unwrap();
+    let late = buy(
+        &mut vm,
+        &mut device,
+        1,
+        NOW.plus(4000),
+        3,
+        &mut Vec::new(),
+        &[],
+    )
+    .unwrap();
+    let reported = NOW.plus(1800);
+    let mut state = clearing_state(&w, 10_000);
+    for payer in state.payers.values_mut() {
+        payer.retired_at = Some(reported);
+    }
+    let merchant = merchant_account(&w, "vm-1", NAIROBI, None);
+    let arrival = NOW.plus(86_400);
+    let prepared = csc::prepare(&[before, after], 2).unwrap();
+    let outcomes = csc::clear(&merchant, RULES, prepared, &mut state, arrival);
+    let [ItemOutcome::Cleared(first), ItemOutcome::Cleared(second)] = &outcomes[..] else {
+        panic!("{outcomes:?}")
+    };
+    assert!(!first.bounced() && !second.bounced());
+    assert_eq!(first.payer(), "alice");
+    assert!(first.findings.is_empty(), "{:?}", first.findings);
+    // What the thief spent after the report is charged within the old credential's bounds and
+    // shown to the operator.
+    assert_eq!(second.findings[0].kind, "spent_after_loss_report");
+    // After the window the merchant has waited too long.
+    let too_late = reported.plus(LOST_KEY_DEPOSIT_WINDOW_SECONDS + 1);
+    let prepared = csc::prepare(std::slice::from_ref(&late), 2).unwrap();
+    let outcomes = csc::clear(&merchant, RULES, prepared, &mut state, too_late);
+    let ItemOutcome::Refused { refusal, .. } = &outcomes[0] else {
+        panic!("{outcomes:?}")
+    };
+    assert_eq!(refusal.code(), "deposited_too_late");
 }
 
 #[test]

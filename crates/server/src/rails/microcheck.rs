@@ -339,9 +339,10 @@ async fn register_payer(
     // Which key clears as which payer is read by deposits before they take the CSC lock: those
     // that read it before this commit read it again.
     let csc = &state.rails.microcheck.csc;
+    let now = now_seconds(&state);
     let locked = csc.lock().await;
     let answer = decide_on(&state, records::payer_key(&request.name), |existing| {
-        pa::register_payer(&request, existing, &strategy, accounts.clone())
+        pa::register_payer(&request, existing, &strategy, accounts.clone(), now)
     })
     .await?;
     csc.changed(&locked);
@@ -493,16 +494,36 @@ async fn payer_transaction(
     State(state): State<Arc<AppState>>,
     ApiJson(request): ApiJson<SignedRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let (payer, standing) = authenticated_payer(&state, &request, purpose::TRANSACTION).await?;
+    let (payer, _) = authenticated_payer(&state, &request, purpose::TRANSACTION).await?;
     let body = request.body_value().map_err(api)?;
     let strategy = strategy(&state).await?;
-    let (answer, offer) = state
-        .rails
-        .microcheck
-        .pa
-        .transaction(&payer, &standing, &strategy, body, now_seconds(&state))
-        .map_err(api)?;
-    tracing::info!(payer = %payer.name, merchant = %offer.merchant, amount = %offer.amount, "microcheck transaction credential issued");
+    let now = now_seconds(&state);
+    let name = payer.name.clone();
+    let load = || {
+        let name = name.clone();
+        let state = &state;
+        async move {
+            let loaded = read(state, {
+                let name = name.clone();
+                move |store| pa::load_transaction(store, &name)
+            })
+            .await
+            .map_err(Failure)?;
+            loaded.ok_or_else(|| Failure(ApiError::not_found("payer", &name)))
+        }
+    };
+    let (answer, offer) = runner::run(&state.ledger, state.now(), load, |loaded| {
+        let (effects, answer, offer) = state
+            .rails
+            .microcheck
+            .pa
+            .transaction(&loaded, &strategy, &body, now)
+            .map_err(|e| Failure(api(e)))?;
+        Ok(Decision::commit(effects, (answer, offer)))
+    })
+    .await
+    .map_err(|Failure(error)| error)?;
+    tracing::info!(payer = %name, merchant = %offer.merchant, amount = %offer.amount, currency = %offer.currency, "microcheck transaction credential issued");
     Ok(Json(answer))
 }
 

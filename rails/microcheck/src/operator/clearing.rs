@@ -118,6 +118,7 @@ pub fn load_state(
             PayerAccount {
                 name: entry.name.clone(),
                 available_minor: available,
+                retired_at: entry.retired_at.map(UnixSeconds),
             },
         );
         names.push(entry.name);
@@ -425,6 +426,30 @@ pub fn spent(cleared: &[&Clearance], charges: &[(usize, Charge)]) -> HashMap<usi
         .collect()
 }
 
+/// Names for what it is the refusal of each item whose charge record exists
+/// (`candidates` from [`csc::refused_charge_keys`], `charges` read from their keys by
+/// [`load_charges`]): `already_deposited` when it is the same microcheck, `replayed_nonce` when
+/// another one used its nonce. Its findings stay; nothing else changes.
+pub fn relabel_spent(
+    outcomes: &mut [ItemOutcome],
+    candidates: &[(usize, String, String)],
+    charges: &[(usize, Charge)],
+) {
+    for (found, charge) in charges {
+        let Some((position, _, hash)) = candidates.get(*found) else {
+            continue;
+        };
+        if let Some(ItemOutcome::Refused { nonce, refusal, .. }) = outcomes.get_mut(*position) {
+            let nonce = nonce.clone().unwrap_or_default();
+            *refusal = if charge.stored.microcheck_sha256 == *hash {
+                Refusal::AlreadyDeposited { nonce }
+            } else {
+                Refusal::ReplayedNonce { nonce }
+            };
+        }
+    }
+}
+
 /// A page of a payer's statement: its charges from `after` on, and the key to ask the next page
 /// after when this one is full.
 pub fn load_statement(
@@ -473,6 +498,9 @@ pub struct ItemAnswer {
     /// Amount, decimal.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub amount: Option<String>,
+    /// The amount's currency (ISO 4217 code).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
     /// Paid from suspense.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bounced: Option<bool>,
@@ -513,6 +541,7 @@ pub fn report(merchant: &str, outcomes: &[ItemOutcome], posted: &Posted) -> Depo
                         status: "posted",
                         transfer_id: Some(clearance.transfer_id.clone()),
                         amount: Some(clearance.amount.decimal().to_string()),
+                        currency: Some(clearance.amount.currency().code().to_owned()),
                         bounced: Some(clearance.bounced()),
                         flags: Some(clearance.findings.iter().map(|f| f.kind).collect()),
                         ..ItemAnswer::default()

@@ -366,6 +366,7 @@ mod tests {
             PayerAccount {
                 name: "alice".to_owned(),
                 available_minor: 1000,
+                retired_at: None,
             },
         );
         state

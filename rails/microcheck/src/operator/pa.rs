@@ -7,21 +7,26 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use offpay_keynote::{Principal, PrivateKey};
+use offpay_ledger::LedgerStore;
 use offpay_ledger::{AccountKind, Amount, BalanceLimits, NewAccount, Operation};
-use offpay_operator::{Effects, Loaded};
+use offpay_operator::{Effects, Loaded, RecordError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::OperatorError;
 use super::records::{
-    self, MerchantRecord, PayerKeyRecord, PayerRecord, RECORD_VERSION, StrategyRecord,
-    key_identifier, merchant_account, payer_account,
+    self, MerchantRecord, ONLINE_RECORD_VERSION, OnlineHold, OnlineRecord, PayerKeyRecord,
+    PayerRecord, RECORD_VERSION, StrategyRecord, key_identifier, merchant_account, payer_account,
 };
 use crate::auth::fingerprint;
 use crate::credential::{self, DelegationTemplate, TransactionTemplate};
 use crate::csc::{CountRecord, Location};
-use crate::limits::{CLOCK_SKEW_SECONDS_MAX, MERCHANT_VALIDITY_SECONDS_MAX};
-use crate::offer::{Offer, valid_label, valid_merchant_id};
+use crate::error::Refusal;
+use crate::limits::{
+    CLOCK_SKEW_SECONDS_MAX, MERCHANT_VALIDITY_SECONDS_MAX, TRANSACTION_HOLD_SECONDS,
+    TRANSACTION_HOLDS_MAX,
+};
+use crate::offer::{ADULT_CLASS, Offer, valid_label, valid_merchant_id};
 use crate::strategy::{Standing, Strategy};
 use crate::time::UnixSeconds;
 
@@ -192,12 +197,15 @@ pub fn standing(payer: &PayerRecord, bounces: Option<&CountRecord>) -> Standing 
 /// A payer's registration: the records and accounts to write, and the answer. `existing` is the
 /// payer's record as read; `operator_accounts` the operator's own accounts in the strategy's
 /// currency (created with the first registration). A new key for an existing payer (a lost
-/// device) makes the old key stop clearing.
+/// device) retires the old key at `now`: it can no longer ask the PA for anything, and the
+/// microchecks it signed still clear when the machines deposit them within
+/// [`crate::limits::LOST_KEY_DEPOSIT_WINDOW_SECONDS`] (an approved microcheck is paid).
 pub fn register_payer(
     request: &RegisterPayer,
     existing: &Loaded<PayerRecord>,
     strategy: &Strategy,
     operator_accounts: Vec<Operation>,
+    now: UnixSeconds,
 ) -> Result<(Effects, Value), OperatorError> {
     check_name(&request.name)?;
     let key = parse_key(&request.key)?;
@@ -236,7 +244,10 @@ pub fn register_payer(
         && let Ok(old) = old.principal()
         && old != key
     {
-        effects.write(records::remove(&records::payer_key_key(&fingerprint(&old))));
+        effects.write(records::put(
+            &records::payer_key_key(&fingerprint(&old)),
+            &PayerKeyRecord::retired(&request.name, now.0),
+        )?);
     }
     effects.write(records::put(
         &records::payer_key_key(&fingerprint(&key)),
@@ -263,6 +274,7 @@ pub fn payer_view(
         "bounces": standing.bounces,
         "balance": balance
             .map(|(minor, currency)| offpay_ledger::Decimal::new(i128::from(minor), currency).to_string()),
+        "currency": balance.map(|(_, currency)| currency.code().to_owned()),
     })
 }
 
@@ -334,6 +346,50 @@ pub fn register_merchant(
 
 fn text(assertion: &offpay_keynote::Assertion) -> String {
     String::from_utf8_lossy(assertion.text()).into_owned()
+}
+
+/// What the PA reads to decide on an online credential ([`Pa::transaction`]).
+#[derive(Debug)]
+pub struct TransactionState {
+    /// The payer.
+    pub payer: PayerRecord,
+    /// Its standing.
+    pub standing: Standing,
+    /// Its online record as read.
+    pub online: Loaded<OnlineRecord>,
+    /// What its account can pay, minor units.
+    pub available_minor: i64,
+    /// For each hold of `online`, whether the CSC has cleared its microcheck.
+    pub cleared: Vec<bool>,
+}
+
+/// Reads what [`Pa::transaction`] decides on for `name` (`None`: no such payer).
+pub fn load_transaction(
+    store: &mut dyn LedgerStore,
+    name: &str,
+) -> Result<Option<TransactionState>, RecordError> {
+    let Some(payer) = Loaded::<PayerRecord>::read(store, &records::payer_key(name))?.value else {
+        return Ok(None);
+    };
+    let bounces = Loaded::<CountRecord>::read(store, &crate::csc::bounces_key(name))?.value;
+    let online = Loaded::<OnlineRecord>::read(store, &records::online_key(name))?;
+    let mut cleared = Vec::new();
+    for hold in online.value.iter().flat_map(|record| &record.holds) {
+        let key = crate::csc::charge_key(name, &hold.timestamp, &hold.merchant, &hold.nonce);
+        cleared.push(store.record(records::NAMESPACE, &key)?.is_some());
+    }
+    let available_minor = match payer_account(name) {
+        Ok(account) => store.account(&account)?.map_or(0, |a| a.available()),
+        Err(_) => 0,
+    };
+    let standing = standing(&payer, bounces.as_ref());
+    Ok(Some(TransactionState {
+        payer,
+        standing,
+        online,
+        available_minor,
+        cleared,
+    }))
 }
 
 impl Pa {
@@ -476,30 +532,116 @@ impl Pa {
     }
 
     /// A transaction-specific (online) credential for the offer in `body` at `now`, if the
-    /// strategy allows it for this payer.
+    /// strategy allows it for this payer (seed 004 §3.3: fetched when the offline limits are
+    /// exceeded). It follows the same strategy as the offline credentials: the payer's strikes,
+    /// product classes and adulthood; the strategy's online limit and daily count per payer; and
+    /// funds — the payer's balance less the amounts of earlier online credentials not yet
+    /// cleared must cover it, and its amount is held against the balance in turn ([`OnlineRecord`]),
+    /// so an online credential is never paid from the operator's suspense account. The effects
+    /// write the payer's online record, conditional on the version read.
     pub fn transaction(
         &self,
-        payer: &PayerRecord,
-        standing: &Standing,
+        state: &TransactionState,
         strategy: &Strategy,
-        mut body: Value,
+        body: &Value,
         now: UnixSeconds,
-    ) -> Result<(Value, Offer), OperatorError> {
-        let offer: Offer = serde_json::from_value(body["offer"].take())
+    ) -> Result<(Effects, Value, Offer), OperatorError> {
+        let forbidden =
+            |code: &'static str, message: String| OperatorError::Forbidden { code, message };
+        let offer: Offer = serde_json::from_value(body["offer"].clone())
             .map_err(|e| OperatorError::invalid("malformed", format!("offer: {e}")))?;
         let terms = offer.terms().map_err(OperatorError::Refused)?;
         if offer.app_domain != strategy.app_domain {
-            return Err(OperatorError::Forbidden {
-                code: "wrong_domain",
-                message: format!("this PA issues for {:?}", strategy.app_domain),
-            });
+            return Err(forbidden(
+                "wrong_domain",
+                format!("this PA issues for {:?}", strategy.app_domain),
+            ));
         }
+        let (payer, standing) = (&state.payer, &state.standing);
         strategy
             .transaction_allowed(standing, terms.amount)
-            .map_err(|message| OperatorError::Forbidden {
-                code: "transaction_refused",
-                message,
-            })?;
+            .map_err(|message| forbidden("transaction_refused", message))?;
+        if let Some(classes) = &standing.classes
+            && !classes.contains(&offer.product_class)
+        {
+            let refusal = Refusal::ProductClassNotAllowed {
+                class: offer.product_class.clone(),
+                allowed: classes.join(", "),
+            };
+            return Err(forbidden("product_class_not_allowed", refusal.to_string()));
+        }
+        if offer.product_class == ADULT_CLASS && !payer.adult {
+            return Err(forbidden(
+                "adulthood_required",
+                Refusal::AdulthoodRequired.to_string(),
+            ));
+        }
+        let today = now.date();
+        let mut record = state.online.value.clone().unwrap_or_default();
+        record.v = ONLINE_RECORD_VERSION;
+        // Holds whose microcheck has cleared, or that have lapsed, are let go.
+        let mut holds = Vec::with_capacity(record.holds.len() + 1);
+        for (hold, cleared) in record.holds.iter().zip(&state.cleared) {
+            if !*cleared && hold.until > now.0 {
+                holds.push(hold.clone());
+            }
+        }
+        let repeat = holds
+            .iter()
+            .any(|hold| hold.merchant == offer.merchant && hold.nonce == offer.nonce);
+        if !repeat {
+            let issued_today = if record.date == today {
+                record.issued
+            } else {
+                0
+            };
+            if issued_today >= strategy.transaction_day_max {
+                return Err(forbidden(
+                    "transaction_rate_limited",
+                    format!(
+                        "{} has had {issued_today} online credentials today, the most the strategy allows",
+                        payer.name
+                    ),
+                ));
+            }
+            let held: u64 = holds.iter().map(|hold| hold.amount_minor).sum();
+            let available = u64::try_from(state.available_minor).unwrap_or(0);
+            let amount = terms.amount.minor();
+            if available.saturating_sub(held) < amount {
+                let currency = terms.amount.currency();
+                let words = |minor: u64| {
+                    Amount::from_minor(minor, currency)
+                        .map_or_else(|_| minor.to_string(), |a| a.decimal().to_string())
+                };
+                return Err(forbidden(
+                    "insufficient_funds",
+                    format!(
+                        "{}'s balance of {} {currency} ({} {currency} of it held for earlier online purchases) does not cover {} {currency}",
+                        payer.name,
+                        words(available),
+                        words(held),
+                        terms.amount.decimal()
+                    ),
+                ));
+            }
+            if holds.len() >= TRANSACTION_HOLDS_MAX {
+                return Err(forbidden(
+                    "transaction_rate_limited",
+                    format!("{TRANSACTION_HOLDS_MAX} online purchases are waiting to be deposited"),
+                ));
+            }
+            let not_after = now.plus(strategy.transaction_validity_seconds);
+            holds.push(OnlineHold {
+                merchant: offer.merchant.clone(),
+                nonce: offer.nonce.clone(),
+                timestamp: offer.timestamp.clone(),
+                amount_minor: amount,
+                until: not_after.plus(TRANSACTION_HOLD_SECONDS).0,
+            });
+            record.issued = issued_today.saturating_add(1);
+            record.date = today;
+        }
+        record.holds = holds;
         let issued = credential::issue_transaction(
             &self.pa,
             &payer.principal()?,
@@ -510,12 +652,15 @@ impl Pa {
                 amount: terms.amount,
                 merchant: offer.merchant.clone(),
                 nonce: offer.nonce.clone(),
+                product_class: offer.product_class.clone(),
                 not_before: now.minus(CLOCK_SKEW_SECONDS_MAX),
                 not_after: now.plus(strategy.transaction_validity_seconds),
             },
         )
         .map_err(OperatorError::usage)?;
-        Ok((json!({ "credential": text(&issued) }), offer))
+        let mut effects = Effects::new();
+        effects.write(state.online.write(&record)?);
+        Ok((effects, json!({ "credential": text(&issued) }), offer))
     }
 }
 
@@ -561,6 +706,7 @@ mod tests {
             &existing,
             &strategy,
             Vec::new(),
+            NOW,
         )
         .unwrap();
         commit(store, effects);
@@ -572,7 +718,7 @@ mod tests {
     }
 
     #[test]
-    fn a_new_key_for_a_payer_replaces_the_old_and_keeps_its_disputes() {
+    fn a_new_key_for_a_payer_retires_the_old_and_keeps_its_disputes() {
         let mut store = MemoryStore::new();
         let (old, new) = (device(3), device(4));
         register(&mut store, "alice", &old, false);
@@ -583,18 +729,19 @@ mod tests {
         let answer = register(&mut store, "alice", &new, false);
         assert_eq!(answer["key_fingerprint"], fingerprint(&new.principal()));
         assert_eq!(payer(&mut store, "alice").value.unwrap().disputes, 1);
+        // The old key still names alice, retired at the report: the microchecks it signed are
+        // still paid (issue 20: deleting it left merchants unpaid).
         let old_key = records::payer_key_key(&fingerprint(&old.principal()));
-        assert!(
-            store
-                .record(records::NAMESPACE, &old_key)
-                .unwrap()
-                .is_none()
+        let index = store.record(records::NAMESPACE, &old_key).unwrap().unwrap();
+        assert_eq!(
+            PayerKeyRecord::decode(&old_key, &index.value).unwrap(),
+            PayerKeyRecord::retired("alice", NOW.0)
         );
         let new_key = records::payer_key_key(&fingerprint(&new.principal()));
         let index = store.record(records::NAMESPACE, &new_key).unwrap().unwrap();
         assert_eq!(
-            PayerKeyRecord::decode(&new_key, &index.value).unwrap().name,
-            "alice"
+            PayerKeyRecord::decode(&new_key, &index.value).unwrap(),
+            PayerKeyRecord::new("alice")
         );
         assert!(payer_account("alice").is_ok());
     }
@@ -643,32 +790,52 @@ mod tests {
         );
     }
 
+    fn online_offer(amount: &str, domain: &str, class: &str, seed: u8) -> Value {
+        let mut offer = Offer {
+            merchant: "vm-1".into(),
+            product: "soda".into(),
+            product_class: class.into(),
+            amount: amount.into(),
+            currency: "KES".into(),
+            app_domain: domain.into(),
+            date: NOW.date(),
+            timestamp: NOW.stamp(),
+            nonce: crate::offer::machine_nonce(NOW, &[seed; 16]),
+        };
+        offer.nonce.make_ascii_lowercase();
+        json!({ "offer": offer })
+    }
+
+    /// Asks the PA for an online credential for alice, whose account can pay `available`
+    /// (minor units), and commits what it decides.
+    fn ask_online(
+        store: &mut MemoryStore,
+        strategy: &Strategy,
+        available: i64,
+        body: &Value,
+        now: UnixSeconds,
+    ) -> Result<(Value, Offer), OperatorError> {
+        let mut state = load_transaction(store, "alice").unwrap().unwrap();
+        state.available_minor = available;
+        let (effects, answer, offer) = pa().transaction(&state, strategy, body, now)?;
+        commit(store, effects);
+        Ok((answer, offer))
+    }
+
     #[test]
     fn an_online_credential_is_for_the_offer_within_the_limit() {
         let mut store = MemoryStore::new();
         let key = device(3);
         register(&mut store, "alice", &key, false);
-        let record = payer(&mut store, "alice").value.unwrap();
         let strategy = Strategy::default_for(Currency::KES);
-        let clean = standing(&record, None);
-        let offer = |amount: &str, domain: &str| {
-            let mut offer = Offer {
-                merchant: "vm-1".into(),
-                product: "soda".into(),
-                product_class: "drink".into(),
-                amount: amount.into(),
-                currency: "KES".into(),
-                app_domain: domain.into(),
-                date: NOW.date(),
-                timestamp: NOW.stamp(),
-                nonce: crate::offer::machine_nonce(NOW, &[7; 16]),
-            };
-            offer.nonce.make_ascii_lowercase();
-            json!({ "offer": offer })
-        };
-        let (answer, offer_made) = pa()
-            .transaction(&record, &clean, &strategy, offer("12.00", "vend"), NOW)
-            .unwrap();
+        let (answer, offer_made) = ask_online(
+            &mut store,
+            &strategy,
+            100_000,
+            &online_offer("12.00", "vend", "drink", 1),
+            NOW,
+        )
+        .unwrap();
         let credential = answer["credential"].as_str().unwrap().to_owned();
         // The machine accepts a microcheck covered by it.
         let terms = offer_made.terms().unwrap();
@@ -678,10 +845,166 @@ mod tests {
         let payment = Payment::parse(&microcheck, &[credential]).unwrap();
         let mut cache = offpay_keynote::SignatureCache::new();
         check(&policy, &terms, &payment, 1, &mut cache).unwrap();
-        let too_much = pa().transaction(&record, &clean, &strategy, offer("51.00", "vend"), NOW);
+        let too_much = ask_online(
+            &mut store,
+            &strategy,
+            100_000,
+            &online_offer("51.00", "vend", "drink", 2),
+            NOW,
+        );
         assert_eq!(too_much.unwrap_err().code(), "transaction_refused");
-        let elsewhere = pa().transaction(&record, &clean, &strategy, offer("1.00", "food"), NOW);
+        let elsewhere = ask_online(
+            &mut store,
+            &strategy,
+            100_000,
+            &online_offer("1.00", "food", "drink", 3),
+            NOW,
+        );
         assert_eq!(elsewhere.unwrap_err().code(), "wrong_domain");
+    }
+
+    #[test]
+    fn an_online_credential_keeps_the_payers_classes_and_the_adulthood_rule() {
+        let mut store = MemoryStore::new();
+        let strategy = Strategy::default_for(Currency::KES);
+        let existing =
+            Loaded::<PayerRecord>::read(&mut store, &records::payer_key("alice")).unwrap();
+        let (effects, _) = register_payer(
+            &RegisterPayer {
+                name: "alice".into(),
+                key: key_identifier(&device(3).principal()),
+                adult: false,
+                classes: Some(vec!["food".into()]),
+            },
+            &existing,
+            &strategy,
+            Vec::new(),
+            NOW,
+        )
+        .unwrap();
+        commit(&mut store, effects);
+        let drink = ask_online(
+            &mut store,
+            &strategy,
+            100_000,
+            &online_offer("12.00", "vend", "drink", 1),
+            NOW,
+        );
+        assert_eq!(drink.unwrap_err().code(), "product_class_not_allowed");
+        ask_online(
+            &mut store,
+            &strategy,
+            100_000,
+            &online_offer("12.00", "vend", "food", 2),
+            NOW,
+        )
+        .unwrap();
+        // An adult product for a payer the operator did not register as an adult.
+        let mut store = MemoryStore::new();
+        register(&mut store, "alice", &device(3), false);
+        let adult = ask_online(
+            &mut store,
+            &strategy,
+            100_000,
+            &online_offer("12.00", "vend", "adult", 3),
+            NOW,
+        );
+        assert_eq!(adult.unwrap_err().code(), "adulthood_required");
+    }
+
+    #[test]
+    fn online_credentials_are_paid_from_the_payers_funds_which_they_hold() {
+        let mut store = MemoryStore::new();
+        register(&mut store, "alice", &device(3), false);
+        let strategy = Strategy::default_for(Currency::KES);
+        // Nothing in the account: nothing online (issue 20 saw four of 20.00 on 0.00).
+        let unfunded = ask_online(
+            &mut store,
+            &strategy,
+            0,
+            &online_offer("20.00", "vend", "drink", 1),
+            NOW,
+        );
+        let error = unfunded.unwrap_err();
+        assert_eq!(error.code(), "insufficient_funds");
+        assert!(error.to_string().contains("0.00 KES"), "{error}");
+        // 30.00 covers one of 20.00; the second finds 20.00 of it held.
+        let body = online_offer("20.00", "vend", "drink", 2);
+        ask_online(&mut store, &strategy, 3000, &body, NOW).unwrap();
+        let second = ask_online(
+            &mut store,
+            &strategy,
+            3000,
+            &online_offer("20.00", "vend", "drink", 3),
+            NOW,
+        );
+        let error = second.unwrap_err();
+        assert_eq!(error.code(), "insufficient_funds");
+        assert!(
+            error.to_string().contains("20.00 KES of it held"),
+            "{error}"
+        );
+        // Asking again for the same offer holds nothing more.
+        ask_online(&mut store, &strategy, 3000, &body, NOW).unwrap();
+        let record =
+            Loaded::<OnlineRecord>::read(&mut store, &records::online_key("alice")).unwrap();
+        assert_eq!(record.value.unwrap().holds.len(), 1);
+        // Once the CSC has cleared the first microcheck (its charge record exists and the
+        // balance is 10.00), the hold is let go and 10.00 is there to spend.
+        let offer: Offer = serde_json::from_value(body["offer"].clone()).unwrap();
+        let mut effects = Effects::new();
+        effects.write(Operation::PutRecord(offpay_ledger::RecordWrite {
+            namespace: records::NAMESPACE.into(),
+            key: crate::csc::charge_key("alice", &offer.timestamp, &offer.merchant, &offer.nonce),
+            value: Some(b"cleared".to_vec()),
+            expected_version: None,
+        }));
+        commit(&mut store, effects);
+        ask_online(
+            &mut store,
+            &strategy,
+            1000,
+            &online_offer("10.00", "vend", "drink", 4),
+            NOW,
+        )
+        .unwrap();
+        // An uncleared hold lapses a week after its credential expired.
+        let later = NOW.plus(strategy.transaction_validity_seconds + TRANSACTION_HOLD_SECONDS + 1);
+        let mut online = online_offer("10.00", "vend", "drink", 5);
+        online["offer"]["timestamp"] = json!(later.stamp());
+        online["offer"]["date"] = json!(later.date());
+        ask_online(&mut store, &strategy, 1000, &online, later).unwrap();
+    }
+
+    #[test]
+    fn online_credentials_are_limited_per_payer_per_day() {
+        let mut store = MemoryStore::new();
+        register(&mut store, "alice", &device(3), false);
+        let mut strategy = Strategy::default_for(Currency::KES);
+        strategy.transaction_day_max = 2;
+        for seed in 1..=2 {
+            ask_online(
+                &mut store,
+                &strategy,
+                100_000,
+                &online_offer("1.00", "vend", "drink", seed),
+                NOW,
+            )
+            .unwrap();
+        }
+        let third = ask_online(
+            &mut store,
+            &strategy,
+            100_000,
+            &online_offer("1.00", "vend", "drink", 3),
+            NOW,
+        );
+        assert_eq!(third.unwrap_err().code(), "transaction_rate_limited");
+        let tomorrow = NOW.plus(crate::time::SECONDS_PER_DAY);
+        let mut next = online_offer("1.00", "vend", "drink", 4);
+        next["offer"]["timestamp"] = json!(tomorrow.stamp());
+        next["offer"]["date"] = json!(tomorrow.date());
+        ask_online(&mut store, &strategy, 100_000, &next, tomorrow).unwrap();
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! | `pmday:<payer>:<merchant>:<date>`, `mday:<merchant>:<date>`, `bounces:<payer>` | [`CountRecord`] |
 //! | `recent:<payer>` | [`RecentRecord`] |
 //! | `charge:<payer>:<timestamp>:<merchant>:<nonce>` | [`Charge`] |
+//! | `online:<payer>` | [`OnlineRecord`] |
 
 use offpay_keynote::{Encoding, Principal};
 use offpay_ledger::{AccountId, Amount, Currency, Operation, RecordWrite};
@@ -36,9 +37,18 @@ pub const RECORD_VERSION: u32 = 1;
 /// Format version of [`StrategyRecord`]: 2 holds amounts as [`Amount`]; 1 was the operator
 /// API's [`Strategy`] document, amounts as decimal text.
 pub const STRATEGY_RECORD_VERSION: u32 = 2;
-/// Format version of [`PayerKeyRecord`] and [`LastDepositRecord`] (0: written before records
-/// carried a version).
+/// Format version of [`LastDepositRecord`] (0: written before records carried a version).
 pub const INDEX_RECORD_VERSION: u32 = 1;
+/// Format version of [`PayerKeyRecord`]: 2 may carry `retired_at`; 1 and 0 (before records
+/// carried a version) never do.
+pub const PAYER_KEY_RECORD_VERSION: u32 = 2;
+/// Format version of [`OnlineRecord`].
+pub const ONLINE_RECORD_VERSION: u32 = 1;
+
+/// Key of a payer's online-credential record (day count and holds).
+pub fn online_key(name: &str) -> String {
+    format!("online:{name}")
+}
 
 /// Key of a payer's record.
 pub fn payer_key(name: &str) -> String {
@@ -156,26 +166,90 @@ impl StoredRecord for PayerRecord {
 /// Which payer a key belongs to: how a deposited microcheck finds its payer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PayerKeyRecord {
-    /// [`INDEX_RECORD_VERSION`] (0: written before versions).
+    /// [`PAYER_KEY_RECORD_VERSION`] (0: written before versions).
     #[serde(default)]
     pub v: u32,
     /// The payer's name.
     pub name: String,
+    /// When the payer reported this key's device lost and registered another (Unix seconds):
+    /// microchecks it signed still clear when deposited within
+    /// [`crate::limits::LOST_KEY_DEPOSIT_WINDOW_SECONDS`] of this; it can no longer ask the PA
+    /// for anything. Absent: the payer's current key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<u64>,
 }
 
 impl PayerKeyRecord {
     /// The record naming `name`.
     pub fn new(name: &str) -> PayerKeyRecord {
         PayerKeyRecord {
-            v: INDEX_RECORD_VERSION,
+            v: PAYER_KEY_RECORD_VERSION,
             name: name.to_owned(),
+            retired_at: None,
         }
+    }
+
+    /// The record of `name`'s key retired at `at` (Unix seconds).
+    pub fn retired(name: &str, at: u64) -> PayerKeyRecord {
+        PayerKeyRecord {
+            retired_at: Some(at),
+            ..PayerKeyRecord::new(name)
+        }
+    }
+}
+
+/// The amount of one online (transaction-specific) credential, held against the payer's balance
+/// until the CSC has cleared its microcheck or [`crate::limits::TRANSACTION_HOLD_SECONDS`] after
+/// the credential expired.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnlineHold {
+    /// The offer's merchant.
+    pub merchant: String,
+    /// The offer's nonce.
+    pub nonce: String,
+    /// The offer's timestamp (`YYYYMMDDhhmmss`), part of the charge record's key.
+    pub timestamp: String,
+    /// The amount, minor units of the strategy's currency.
+    pub amount_minor: u64,
+    /// Unix seconds after which the hold lapses.
+    pub until: u64,
+}
+
+/// A payer's online credentials (`online:<payer>`): how many were issued on `date` (the rate
+/// limit) and the amounts still held against the balance.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnlineRecord {
+    /// [`ONLINE_RECORD_VERSION`].
+    pub v: u32,
+    /// `YYYYMMDD` (UTC) of `issued`.
+    pub date: String,
+    /// Online credentials issued on `date`.
+    pub issued: u32,
+    /// Holds, at most [`crate::limits::TRANSACTION_HOLDS_MAX`].
+    pub holds: Vec<OnlineHold>,
+}
+
+impl StoredRecord for OnlineRecord {
+    const NAMESPACE: &'static str = NAMESPACE;
+    const FORMAT_VERSION: u32 = ONLINE_RECORD_VERSION;
+    fn encode(&self, key: &str) -> Result<Vec<u8>, RecordError> {
+        encode_json(self, key)
+    }
+    fn decode(key: &str, bytes: &[u8]) -> Result<Self, RecordError> {
+        let record: OnlineRecord = decode_json(key, bytes)?;
+        check_version::<OnlineRecord>(key, record.v)?;
+        if record.holds.len() > crate::limits::TRANSACTION_HOLDS_MAX {
+            return Err(corrupt::<OnlineRecord>(key, "too many holds"));
+        }
+        Ok(record)
     }
 }
 
 impl StoredRecord for PayerKeyRecord {
     const NAMESPACE: &'static str = NAMESPACE;
-    const FORMAT_VERSION: u32 = INDEX_RECORD_VERSION;
+    const FORMAT_VERSION: u32 = PAYER_KEY_RECORD_VERSION;
     fn encode(&self, key: &str) -> Result<Vec<u8>, RecordError> {
         encode_json(self, key)
     }
@@ -322,10 +396,18 @@ pub struct StrategyRecord {
     pub transaction_amount_max: Amount,
     /// How long a transaction-specific credential lasts.
     pub transaction_validity_seconds: u64,
+    /// Transaction-specific credentials per payer per day (absent in records written before
+    /// it existed: [`crate::strategy::TRANSACTION_DAY_DEFAULT`]).
+    #[serde(default = "transaction_day_default")]
+    pub transaction_day_max: u32,
     /// Purchases one machine may take in a day before it is flagged.
     pub machine_day_purchases_max: u32,
     /// The fastest a payer can travel between machines, km/h.
     pub travel_speed_kmh_max: u32,
+}
+
+fn transaction_day_default() -> u32 {
+    crate::strategy::TRANSACTION_DAY_DEFAULT
 }
 
 impl StrategyRecord {
@@ -360,6 +442,7 @@ impl StrategyRecord {
                 "transaction_amount_max",
             )?,
             transaction_validity_seconds: strategy.transaction_validity_seconds,
+            transaction_day_max: strategy.transaction_day_max,
             machine_day_purchases_max: strategy.machine_day_purchases_max,
             travel_speed_kmh_max: strategy.travel_speed_kmh_max,
         })
@@ -385,6 +468,7 @@ impl StrategyRecord {
             adulthood_validity_seconds: self.adulthood_validity_seconds,
             transaction_amount_max: self.transaction_amount_max.decimal().to_string(),
             transaction_validity_seconds: self.transaction_validity_seconds,
+            transaction_day_max: self.transaction_day_max,
             machine_day_purchases_max: self.machine_day_purchases_max,
             travel_speed_kmh_max: self.travel_speed_kmh_max,
         }

@@ -83,7 +83,7 @@ pub(super) async fn clear_deposit(
     let mut overlay = rail.csc.lock().await;
     if let Some(current) = rail.csc.current(&overlay, snapshot, &record.id) {
         let merchant = merchant_at(current.last_deposit);
-        let (outcomes, cleared_state) = decide(&merchant, &current.state);
+        let (mut outcomes, cleared_state) = decide(&merchant, &current.state);
         let mut poster = Poster::new(state, &merchant, currency, now, current.versions);
         if let Some(in_flight) = poster
             .queue(&outcomes, &cleared_state, record, &mut overlay)
@@ -92,6 +92,7 @@ pub(super) async fn clear_deposit(
             drop(overlay);
             if let Some(posted) = in_flight.settle(record).await? {
                 Metrics::add(&state.metrics.microcheck_deposits_pipelined, 1);
+                relabel_spent(state, &prepared, &mut outcomes, &current.state).await?;
                 return Ok(report(record, &outcomes, &posted));
             }
             overlay = rail.csc.lock().await;
@@ -100,7 +101,7 @@ pub(super) async fn clear_deposit(
     // Read back under the lock: queued behind every batch in flight, so it sees how each fared.
     let loaded = load(state, &record.id, &keys, Read::AfterQueued).await?;
     let merchant = merchant_at(loaded.last_deposit);
-    let (outcomes, cleared_state) = decide(&merchant, &loaded.state);
+    let (mut outcomes, cleared_state) = decide(&merchant, &loaded.state);
     let mut poster = Poster::new(state, &merchant, currency, now, loaded.versions);
     let posted = poster
         .post(
@@ -113,7 +114,32 @@ pub(super) async fn clear_deposit(
         .await?;
     drop(overlay);
     Metrics::add(&state.metrics.microcheck_deposits_locked, 1);
+    relabel_spent(state, &prepared, &mut outcomes, &loaded.state).await?;
     Ok(report(record, &outcomes, &posted))
+}
+
+/// Refused items that were deposited before (by an earlier deposit or one in flight beside this
+/// one) are named `already_deposited` or `replayed_nonce`, whatever check refused them first: a
+/// machine keeps what it was paid for apart from what it was not. Read behind every batch queued
+/// so far, so a twin deposit committing at the same time is seen.
+async fn relabel_spent(
+    state: &AppState,
+    prepared: &[csc::Prepared],
+    outcomes: &mut [ItemOutcome],
+    clearing_state: &ClearingState,
+) -> Result<(), ApiError> {
+    let candidates = csc::refused_charge_keys(prepared, outcomes, clearing_state);
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<String> = candidates.iter().map(|(_, key, _)| key.clone()).collect();
+    let charges = state
+        .ledger
+        .read_after_queued(move |store| Ok(clearing::load_charges(store, &keys)))
+        .await?
+        .map_err(super::record_error)?;
+    clearing::relabel_spent(outcomes, &candidates, &charges);
+    Ok(())
 }
 
 fn report(record: &MerchantRecord, outcomes: &[ItemOutcome], posted: &Posted) -> DepositReport {
