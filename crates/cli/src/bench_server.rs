@@ -81,10 +81,12 @@ pub fn run(args: ServerBenchArgs) -> std::process::ExitCode {
         .iter()
         .map(|server| server.trim_end_matches('/').to_owned())
         .collect();
-    let client = match reqwest::blocking::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-    {
+    let client = match crate::client::http_builder().and_then(|builder| {
+        builder
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|error| error.to_string())
+    }) {
         Ok(client) => client,
         Err(error) => return fail(error),
     };

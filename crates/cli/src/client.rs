@@ -1,12 +1,44 @@
 //! A small blocking client for the operator API, shared by `admin` and `demo`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::Value;
 
 /// How long one API call may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The CA file given with `--ca-file` (or `OFFPAY_CA_FILE`), trusted besides the system's roots.
+static EXTRA_CA_FILE: OnceLock<PathBuf> = OnceLock::new();
+
+/// Trusts the CA certificates in `path` for every HTTPS call this process makes.
+pub fn trust_ca_file(path: PathBuf) {
+    let _ = EXTRA_CA_FILE.set(path);
+}
+
+/// An HTTP client builder for every call the CLI makes: HTTPS verified against the system's
+/// roots and the `--ca-file` CA, no redirects followed (an answer is the server's own).
+pub fn http_builder() -> Result<reqwest::blocking::ClientBuilder, String> {
+    let mut builder =
+        reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none());
+    if let Some(path) = EXTRA_CA_FILE.get() {
+        let pem = std::fs::read(path)
+            .map_err(|error| format!("cannot read the CA file {}: {error}", path.display()))?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|error| format!("the CA file {} is not PEM: {error}", path.display()))?;
+        if certificates.is_empty() {
+            return Err(format!(
+                "the CA file {} holds no certificate",
+                path.display()
+            ));
+        }
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    Ok(builder)
+}
 
 /// An API client bound to one server and token.
 #[derive(Debug)]
@@ -61,7 +93,7 @@ impl ApiClient {
             },
             None => None,
         };
-        let http = reqwest::blocking::Client::builder()
+        let http = http_builder()?
             .timeout(REQUEST_TIMEOUT)
             .build()
             .map_err(|error| format!("cannot build an HTTP client: {error}"))?;

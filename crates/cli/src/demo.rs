@@ -32,6 +32,8 @@ pub fn run(args: DemoArgs) -> ExitCode {
         listen: args.listen,
         database_url: None,
         config: None,
+        tls_cert: None,
+        tls_key: None,
     };
     let config = match serve.resolve() {
         Ok(config) => config,

@@ -26,6 +26,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "offpay", version, about, propagate_version = true)]
 struct Cli {
+    /// Also trust the CA certificates in this PEM file for HTTPS servers (an operator's own CA)
+    #[arg(long, global = true, env = "OFFPAY_CA_FILE", value_name = "FILE")]
+    ca_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -95,6 +98,9 @@ fn exit_quietly_on_closed_pipe() {
 fn main() -> ExitCode {
     exit_quietly_on_closed_pipe();
     let cli = Cli::parse();
+    if let Some(path) = cli.ca_file {
+        client::trust_ca_file(path);
+    }
     match cli.command {
         Command::Serve(args) => {
             init_logging();

@@ -23,6 +23,12 @@ pub struct ServeArgs {
     /// TOML configuration file
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Serve HTTPS with this certificate chain (PEM; with --tls-key); SIGHUP reads it again
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS certificate's private key (PEM)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -33,7 +39,11 @@ impl ServeArgs {
             database_url: self.database_url,
             config_file: self.config,
         };
-        ServerConfig::resolve(overrides, &|name| std::env::var(name).ok())
+        let mut config = ServerConfig::resolve(overrides, &|name| std::env::var(name).ok())?;
+        if let Some(files) = offpay_server::config::tls_files(self.tls_cert, self.tls_key)? {
+            config.tls = Some(files);
+        }
+        Ok(config)
     }
 }
 
@@ -75,8 +85,9 @@ pub fn announce(server: &Server, config: &ServerConfig) {
         Some(url) => offpay_server::config::redact_url(url),
         None => format!("sqlite {}", config.sqlite_path().display()),
     };
+    let scheme = if server.serves_tls() { "https" } else { "http" };
     eprintln!(
-        "offpay {} listening on http://{address} (ledger: {database})",
+        "offpay {} listening on {scheme}://{address} (ledger: {database})",
         env!("CARGO_PKG_VERSION")
     );
     let token = config.token_path();

@@ -32,6 +32,10 @@ pub struct FileConfig {
     pub database_url_file: Option<PathBuf>,
     /// Default currency for new accounts and amounts (ISO 4217).
     pub currency: Option<String>,
+    /// TLS certificate chain (PEM), to serve HTTPS without a proxy; with `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Values given on the command line (`None` where a flag was not given).
@@ -58,6 +62,8 @@ pub struct ServerConfig {
     pub database_url: Option<String>,
     /// Default currency.
     pub currency: Currency,
+    /// Serve HTTPS with this certificate and key (`None`: plain HTTP, for a proxy in front).
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -67,6 +73,7 @@ impl fmt::Debug for ServerConfig {
             .field("listen", &self.listen)
             .field("database", &self.database_url.as_deref().map(redact_url))
             .field("currency", &self.currency)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -196,11 +203,19 @@ impl ServerConfig {
                 setting: "currency",
                 message: format!("{currency_text:?}: {error}"),
             })?;
+        let tls_cert = environment("OFFPAY_TLS_CERT")
+            .map(PathBuf::from)
+            .or(file.tls_cert);
+        let tls_key = environment("OFFPAY_TLS_KEY")
+            .map(PathBuf::from)
+            .or(file.tls_key);
+        let tls = tls_files(tls_cert, tls_key)?;
         Ok(ServerConfig {
             data_dir,
             listen,
             database_url,
             currency,
+            tls,
         })
     }
 
@@ -212,6 +227,27 @@ impl ServerConfig {
     /// The operator token file.
     pub fn token_path(&self) -> PathBuf {
         self.data_dir.join(TOKEN_FILE_NAME)
+    }
+}
+
+/// Both TLS files, or neither.
+pub fn tls_files(
+    certificate: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> Result<Option<crate::tls::TlsFiles>, ConfigError> {
+    match (certificate, key) {
+        (Some(certificate), Some(key)) => Ok(Some(crate::tls::TlsFiles { certificate, key })),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(ConfigError::Invalid {
+            setting: "tls_key",
+            message: "a TLS certificate needs its key (tls_key, OFFPAY_TLS_KEY or --tls-key)"
+                .to_owned(),
+        }),
+        (None, Some(_)) => Err(ConfigError::Invalid {
+            setting: "tls_cert",
+            message: "a TLS key needs its certificate (tls_cert, OFFPAY_TLS_CERT or --tls-cert)"
+                .to_owned(),
+        }),
     }
 }
 
@@ -319,6 +355,7 @@ mod tests {
             listen: "127.0.0.1:1".parse().unwrap(),
             database_url: Some("postgres://u:s3cret@h/db".into()),
             currency: Currency::KES,
+            tls: None,
         };
         assert!(!format!("{config:?}").contains("s3cret"));
     }

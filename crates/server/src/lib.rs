@@ -11,6 +11,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod rails;
 pub mod runner;
+pub mod tls;
 pub mod token;
 
 use std::sync::Arc;
@@ -192,6 +193,8 @@ pub struct Server {
     listener: tokio::net::TcpListener,
     writer: LedgerThread,
     token_created: bool,
+    /// The certificate when the server terminates TLS itself.
+    certificate: Option<Arc<tls::ServerCertificate>>,
 }
 
 impl Server {
@@ -207,6 +210,16 @@ impl Server {
             "cannot create data directory {}",
             config.data_dir.display()
         )))?;
+        // The certificate first: a wrong file should stop the start before anything is created.
+        let certificate = match &config.tls {
+            Some(files) => Some(Arc::new(
+                tls::ServerCertificate::load(files.clone()).map_err(|message| StartError::Io {
+                    context: message,
+                    source: std::io::Error::other("TLS"),
+                })?,
+            )),
+            None => None,
+        };
         let token_path = config.token_path();
         let (token, token_created) =
             AdminToken::load_or_create(&token_path, inputs.entropy.as_ref())
@@ -233,12 +246,18 @@ impl Server {
             listener,
             writer,
             token_created,
+            certificate,
         })
     }
 
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Whether it serves HTTPS (terminates TLS itself).
+    pub fn serves_tls(&self) -> bool {
+        self.certificate.is_some()
     }
 
     /// Whether this start created the operator token file.
@@ -260,13 +279,31 @@ impl Server {
             state,
             listener,
             writer,
+            certificate,
             ..
         } = self;
         let app = router(state);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(io_error("HTTP server failed"))?;
+        match certificate {
+            Some(certificate) => {
+                let acceptor = certificate.acceptor().map_err(|message| StartError::Io {
+                    context: message,
+                    source: std::io::Error::other("TLS"),
+                })?;
+                #[cfg(unix)]
+                tls::reload_on_hangup(certificate.clone())
+                    .map_err(io_error("cannot watch for SIGHUP"))?;
+                let listener = tls::TlsListener::spawn(listener, acceptor)
+                    .map_err(io_error("cannot listen for TLS"))?;
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                    .map_err(io_error("HTTPS server failed"))?;
+            }
+            None => axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+                .map_err(io_error("HTTP server failed"))?,
+        }
         // The router (and with it every Ledger handle) is gone; the writer drains and stops.
         tokio::task::spawn_blocking(move || writer.join())
             .await
