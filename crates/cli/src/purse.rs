@@ -11,10 +11,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
 use offpay_purse::apdu::{AnswerSummary, PurseCard, PurseStatus};
-use offpay_purse::se::{self, DeviceSecret, SoftwareSecureElement};
+use offpay_purse::se::{self, DeviceSecret, SealParams, SoftwareSecureElement};
 use offpay_purse::{
     Amount, Cause, Code, EntryKind, LogEntry, OperatorId, Phone, Pin, Provisioning, Purse,
-    PurseError, TicketCode, Timestamp,
+    PurseError, SystemRandom, TicketCode, Timestamp,
 };
 use serde_json::{Value, json};
 
@@ -34,6 +34,8 @@ const DEVICE_SECRET_DIRECTORY: &str = ".offpay";
 const DEVICE_SECRET_FILE: &str = "device.secret";
 /// Message id used for SMS-packed uploads from the CLI.
 const SMS_MESSAGE_ID: u16 = 1;
+/// The PIN of the demo's purses.
+const DEMO_PIN: &str = "1234";
 /// Entries shown by `log` (the purse keeps this many recent entries for display).
 const LOG_LINES_MAX: usize = offpay_purse::params::LOG_RECENT_MAX;
 
@@ -52,6 +54,11 @@ pub struct PurseArgs {
     /// Print JSON instead of text
     #[arg(long, global = true)]
     json: bool,
+    /// Read the PIN (which opens the purse file) from the first line of standard input instead
+    /// of asking for it; `change-pin` reads the new PIN from the next line. A PIN is never taken
+    /// from the command line.
+    #[arg(long, global = true)]
+    pin_stdin: bool,
     #[command(subcommand)]
     command: PurseCommand,
 }
@@ -78,9 +85,6 @@ enum PurseCommand {
         /// The payee's Code 1 (8 digits, spaces allowed)
         #[arg(long)]
         code: String,
-        /// Your PIN
-        #[arg(long)]
-        pin: String,
     },
     /// Payee: type the payer's Code 2; prints the amount received.
     Accept {
@@ -114,15 +118,9 @@ enum PurseCommand {
         #[arg(long)]
         sms: bool,
     },
-    /// Change the PIN.
-    ChangePin {
-        /// Current PIN
-        #[arg(long)]
-        old: String,
-        /// New PIN (4 to 6 digits)
-        #[arg(long)]
-        new: String,
-    },
+    /// Change the PIN (the current one opens the purse; the new one, 4 to 6 digits, is asked
+    /// for next, or read from the next line of standard input with --pin-stdin).
+    ChangePin,
     /// Ask the operator for a key shared with a peer (for payments above the small-payment limit).
     AskKey {
         /// The peer's phone number
@@ -271,7 +269,25 @@ fn device_secret(path: Option<&Path>) -> Result<DeviceSecret, CliError> {
 
 type Card = PurseCard<SoftwareSecureElement>;
 
-fn open_card(args: &PurseArgs) -> Result<Card, CliError> {
+/// Reads a PIN: from the next line of `input` with --pin-stdin, else asked for on a terminal.
+/// Never echoed back by us; never from the command line.
+fn read_pin(pin_stdin: bool, input: &mut dyn BufRead, prompt: &str) -> Result<Pin, CliError> {
+    if !pin_stdin {
+        if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            return Err(CliError::Local(
+                "the PIN is read from a terminal: give it on standard input with --pin-stdin"
+                    .to_owned(),
+            ));
+        }
+        eprint!("{prompt} ");
+        std::io::stderr().flush().map_err(local_io)?;
+    }
+    let line = read_line(input)
+        .ok_or_else(|| CliError::Local("no PIN on standard input".to_owned()))?;
+    Ok(Pin::parse(&line)?)
+}
+
+fn open_card(args: &PurseArgs, pin: &Pin) -> Result<Card, CliError> {
     let path = args
         .file
         .as_deref()
@@ -294,7 +310,7 @@ fn open_card(args: &PurseArgs) -> Result<Card, CliError> {
         }
     }
     let secret = device_secret(args.device_secret.as_deref())?;
-    let element = SoftwareSecureElement::open(path, secret, operator)?;
+    let element = SoftwareSecureElement::open(path, secret, operator, pin)?;
     Ok(PurseCard::new(element, now())?)
 }
 
@@ -593,18 +609,30 @@ fn print_output(json: bool, output: &Output) {
 }
 
 fn run_purse(args: &PurseArgs) -> Result<Output, CliError> {
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
     if let PurseCommand::Menu { server } = &args.command {
-        let mut card = open_card(args)?;
-        let stdin = std::io::stdin();
-        let mut input = stdin.lock();
         let mut stdout = std::io::stdout();
+        let pin = if args.pin_stdin {
+            read_pin(true, &mut input, "PIN:")?
+        } else {
+            let Some(pin) = ask(&mut input, &mut stdout, "Purse PIN:")? else {
+                return Err(CliError::Local("no PIN given".to_owned()));
+            };
+            Pin::parse(&pin)?
+        };
+        let mut card = open_card(args, &pin)?;
         menu(&mut card, &mut input, &mut stdout, &SyncPath::Http(server))?;
         return Ok(Output {
             text: String::new(),
             json: json!({ "menu": "closed" }),
         });
     }
-    let mut card = open_card(args)?;
+    if args.file.is_none() {
+        return Err(CliError::Local("say which purse: --file FILE".to_owned()));
+    }
+    let pin = read_pin(args.pin_stdin, &mut input, "PIN:")?;
+    let mut card = open_card(args, &pin)?;
     match &args.command {
         PurseCommand::Request { from, amount } => {
             let payer = parse_phone(from)?;
@@ -619,16 +647,10 @@ fn run_purse(args: &PurseArgs) -> Result<Output, CliError> {
                                "amount": amount.decimal().to_string(), "currency": amount.currency().code() }),
             })
         }
-        PurseCommand::Pay {
-            to,
-            amount,
-            code,
-            pin,
-        } => {
+        PurseCommand::Pay { to, amount, code } => {
             let payee = parse_phone(to)?;
             let amount = parse_amount(&card, amount)?;
             let code1 = Code::parse(code)?;
-            let pin = Pin::parse(pin)?;
             card.check_request(payee, amount, code1, now())?;
             let (code2, entry) = card.pay(payee, amount, code1, &pin, now())?;
             Ok(Output {
@@ -747,8 +769,9 @@ fn run_purse(args: &PurseArgs) -> Result<Output, CliError> {
                 json: summary_json(&summary, &status, uploaded),
             })
         }
-        PurseCommand::ChangePin { old, new } => {
-            card.change_pin(&Pin::parse(old)?, &Pin::parse(new)?, now())?;
+        PurseCommand::ChangePin => {
+            let new = read_pin(args.pin_stdin, &mut input, "New PIN:")?;
+            card.change_pin(&pin, &new, now())?;
             Ok(Output {
                 text: "PIN changed.".to_owned(),
                 json: json!({ "pin_changed": true }),
@@ -1030,9 +1053,14 @@ pub enum AdminCommand {
         /// The purse's phone number, e.g. +254700000001
         #[arg(long)]
         phone: String,
-        /// Its first PIN (4 to 6 digits)
+        /// Read the first PIN (4 to 6 digits) from standard input instead of asking for it; a
+        /// PIN is never taken from the command line
         #[arg(long)]
-        pin: String,
+        pin_stdin: bool,
+        /// Seal with the fast, weak key-derivation parameters of the test suite (never for a
+        /// real purse)
+        #[arg(long, hide = true)]
+        kdf_for_tests: bool,
         /// The purse file to create
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
@@ -1127,17 +1155,28 @@ fn purse_path(phone: &str) -> Result<(Phone, String), String> {
 }
 
 /// Provisions a purse at the server and seals it into `out`.
+struct ProvisionFile<'a> {
+    out: &'a Path,
+    agent: bool,
+    device_secret_path: Option<&'a Path>,
+    params: SealParams,
+}
+
 fn provision(
     client: &ApiClient,
     phone: &str,
-    pin: &str,
-    out: &Path,
-    agent: bool,
-    device_secret_path: Option<&Path>,
+    pin: Pin,
+    file: ProvisionFile<'_>,
 ) -> Result<Value, (String, Option<CallError>)> {
+    let ProvisionFile {
+        out,
+        agent,
+        device_secret_path,
+        params,
+    } = file;
     let plain = |message: String| (message, None);
     let (phone, _) = purse_path(phone).map_err(plain)?;
-    let pin = Pin::parse(pin).map_err(|error| plain(format!("PIN: {error}")))?;
+
     if out.exists() {
         return Err(plain(format!(
             "{} exists already; refusing to overwrite a purse file",
@@ -1158,7 +1197,7 @@ fn provision(
     let provisioning = Provisioning::decode(&bytes)
         .map_err(|error| plain(format!("provisioning record: {error}")))?;
     let purse = Purse::provision(&provisioning, pin);
-    SoftwareSecureElement::create(out, secret, purse).map_err(|error| {
+    SoftwareSecureElement::create_with(out, secret, purse, params, SystemRandom).map_err(|error| {
         plain(format!(
             "{} was provisioned at the server but the purse file {} could not be written: {}",
             phone,
@@ -1190,11 +1229,29 @@ pub fn run_admin(client: &ApiClient, json: bool, command: AdminCommand) -> ExitC
     let result: Result<(Value, String), (String, Option<CallError>)> = match command {
         AdminCommand::Provision {
             phone,
-            pin,
+            pin_stdin,
+            kdf_for_tests,
             out,
             agent,
             device_secret,
-        } => provision(client, &phone, &pin, &out, agent, device_secret.as_deref()).map(|answer| {
+        } => read_pin(pin_stdin, &mut std::io::stdin().lock(), "First PIN:")
+            .map_err(|error| (format!("PIN: {}", error.message()), None))
+            .and_then(|pin| provision(
+            client,
+            &phone,
+            pin,
+            ProvisionFile {
+                out: &out,
+                agent,
+                device_secret_path: device_secret.as_deref(),
+                params: if kdf_for_tests {
+                    SealParams::TEST
+                } else {
+                    SealParams::DEVICE
+                },
+            },
+        ))
+        .map(|answer| {
             let text = format!(
                 "Provisioned {} purse {} for {} (operator {}); sealed into {}",
                 answer["kind"].as_str().unwrap_or("?"),
@@ -1347,8 +1404,9 @@ fn block(
 fn demo_card(path: &Path, secret: &Path) -> Result<Card, String> {
     let (operator, _) = se::peek_file(path).map_err(|error| explain(&error))?;
     let secret = DeviceSecret::load_or_create(secret).map_err(|error| explain(&error))?;
-    let element =
-        SoftwareSecureElement::open(path, secret, operator).map_err(|error| explain(&error))?;
+    let pin = Pin::parse(DEMO_PIN).map_err(|error| explain(&error))?;
+    let element = SoftwareSecureElement::open(path, secret, operator, &pin)
+        .map_err(|error| explain(&error))?;
     PurseCard::new(element, now()).map_err(|error| explain(&error))
 }
 
@@ -1380,7 +1438,7 @@ fn demo_pay(
         "   {payee_name} asks {payer_name} for {amount}: Code 1 {}",
         show(&code1)
     );
-    let pin = Pin::parse("1234").map_err(|e| explain(&e))?;
+    let pin = Pin::parse(DEMO_PIN).map_err(|e| explain(&e))?;
     let (code2, _) = payer
         .pay(payee_phone, amount, code1, &pin, now())
         .map_err(|e| explain(&e))?;
@@ -1407,8 +1465,14 @@ pub fn demo(client: &ApiClient) -> Result<(), String> {
     ];
     for (name, number, agent) in &people {
         let file = directory.path().join(format!("{name}.purse"));
-        provision(client, number, "1234", &file, *agent, Some(&secret))
-            .map_err(|(message, _)| message)?;
+        let pin = Pin::parse(DEMO_PIN).map_err(|error| explain(&error))?;
+        let file_spec = ProvisionFile {
+            out: &file,
+            agent: *agent,
+            device_secret_path: Some(&secret),
+            params: SealParams::DEVICE,
+        };
+        provision(client, number, pin, file_spec).map_err(|(message, _)| message)?;
         println!(
             "   provisioned {name:<6} {number} ({}) -> {}",
             if *agent { "agent" } else { "customer" },

@@ -212,7 +212,8 @@ pub fn status_word(error: &PurseError) -> u16 {
         | ResponseCodeMismatch { .. }
         | TicketMismatch
         | AuthenticationFailed
-        | FailureBudgetExhausted => sw::SECURITY_NOT_SATISFIED,
+        | FailureBudgetExhausted
+        | PayerFailureBudgetExhausted(_) => sw::SECURITY_NOT_SATISFIED,
         LogFull => sw::NOT_ENOUGH_MEMORY,
         NoPendingRequest | UnknownRequest | NothingToShow => sw::NOT_FOUND,
         UnsupportedInstruction(_) => sw::INS_NOT_SUPPORTED,
@@ -268,6 +269,10 @@ pub fn encode_error(error: &PurseError) -> Vec<u8> {
             w.u16(*period_tries_left);
         }
         FailureBudgetExhausted => w.u8(11),
+        PayerFailureBudgetExhausted(phone) => {
+            w.u8(38);
+            w.phone(*phone);
+        }
         WrongPin { tries_left } => {
             w.u8(12);
             w.u8(*tries_left);
@@ -286,6 +291,7 @@ pub fn encode_error(error: &PurseError) -> Vec<u8> {
                 Limit::MaxBalance => 1,
                 Limit::MaxSinglePayment => 2,
                 Limit::MaxSpentSinceSync => 3,
+                Limit::ReceivedFromOnePayer => 4,
             });
             w.currency(maximum.currency());
             w.minor(*maximum);
@@ -402,6 +408,7 @@ fn decode_error_record(bytes: &[u8]) -> Result<PurseError, PurseError> {
             period_tries_left: r.u16()?,
         },
         11 => FailureBudgetExhausted,
+        38 => PayerFailureBudgetExhausted(r.phone()?),
         12 => WrongPin {
             tries_left: r.u8()?,
         },
@@ -418,6 +425,7 @@ fn decode_error_record(bytes: &[u8]) -> Result<PurseError, PurseError> {
             let limit = match r.u8()? {
                 1 => Limit::MaxBalance,
                 2 => Limit::MaxSinglePayment,
+                4 => Limit::ReceivedFromOnePayer,
                 _ => Limit::MaxSpentSinceSync,
             };
             let currency = r.currency()?;

@@ -23,7 +23,7 @@ use offpay_money::{Amount, Currency};
 use sha2::{Digest, Sha256};
 
 use crate::crypto::{KEY_BYTES, MasterKey, PurseKeys, SecretKey, wrap_key};
-use crate::entries::{EntryKind, LogEntry, OfflineLimits, PeerTicket};
+use crate::entries::{EntryKind, KeyRef, LogEntry, OfflineLimits, PeerTicket};
 use crate::error::PurseError;
 use crate::params::*;
 use crate::provisioning::Provisioning;
@@ -212,6 +212,56 @@ pub enum FlagKind {
         /// Amount.
         amount: Amount,
     },
+    /// On the payer: a payee reported a payment from this purse that the purse's own log does
+    /// not hold although it synced since. Its log was rolled back (a restored or cloned file).
+    MissingFromPayerLog {
+        /// The payee who reported it.
+        payee: Phone,
+        /// The payee's counter of the credit.
+        payee_counter: u32,
+        /// Amount.
+        amount: Amount,
+        /// N_B.
+        nonce_b: u16,
+        /// N_A.
+        nonce_a: u16,
+    },
+    /// On the payer: payees reported more from this purse, not yet in its log, than it may spend
+    /// between two syncs. Only a restored or cloned purse can.
+    SpentPastLimit {
+        /// Reported by payees and not in the payer's log, in minor units.
+        unreported_minor: i64,
+        /// What the payer may spend between syncs, in minor units.
+        allowed_minor: i64,
+    },
+    /// On the payee: the same payment (payer, N_B, N_A, amount, key) credited a second time: a
+    /// recorded Code 2 replayed into a restored purse.
+    DuplicateCredit {
+        /// The payee's counter of the second credit.
+        counter: u32,
+        /// The payer named.
+        payer: Phone,
+        /// Amount.
+        amount: Amount,
+    },
+    /// On the payer: a payment made with a scheme key retired two rotations ago, which only a
+    /// purse past its validity (clock set back, or a restored file) still holds.
+    RetiredKeyPayment {
+        /// The payer's counter of the debit.
+        counter: u32,
+        /// The epoch used.
+        epoch: u32,
+        /// The operator's generation epoch.
+        generation_epoch: u32,
+    },
+    /// On the payer named: wrong Code 2 entries were typed at a payee for requests naming it.
+    /// Attempted, not proven: the payee may have mistyped, or made them up.
+    WrongCodesAttempted {
+        /// The payee that typed them.
+        payee: Phone,
+        /// How many since the payee's last sync.
+        count: u8,
+    },
 }
 
 impl FlagKind {
@@ -225,7 +275,26 @@ impl FlagKind {
             FlagKind::FailedCodeEntries { .. } => "failed_code_entries",
             FlagKind::StaleSequence { .. } => "stale_sequence",
             FlagKind::UnexpectedCredit { .. } => "unexpected_credit",
+            FlagKind::MissingFromPayerLog { .. } => "payment_missing_from_payer_log",
+            FlagKind::SpentPastLimit { .. } => "spent_past_limit",
+            FlagKind::DuplicateCredit { .. } => "duplicate_credit",
+            FlagKind::RetiredKeyPayment { .. } => "payment_with_retired_key",
+            FlagKind::WrongCodesAttempted { .. } => "wrong_codes_attempted",
         }
+    }
+
+    /// True when the flag is evidence enough to block the purse it names at once.
+    pub fn blocks(&self) -> bool {
+        matches!(
+            self,
+            FlagKind::DuplicateCounter { .. }
+                | FlagKind::CounterGap { .. }
+                | FlagKind::StaleSequence { .. }
+                | FlagKind::MissingFromPayerLog { .. }
+                | FlagKind::SpentPastLimit { .. }
+                | FlagKind::DuplicateCredit { .. }
+                | FlagKind::RetiredKeyPayment { .. }
+        )
     }
 }
 
@@ -245,11 +314,15 @@ pub struct Flag {
 
 impl fmt::Display for Flag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "purse {} ({}), sync {}: ",
-            self.purse, self.phone, self.sync_sequence
-        )?;
+        if self.purse.0 == 0 {
+            write!(f, "{}: ", self.phone)?;
+        } else {
+            write!(
+                f,
+                "purse {} ({}), sync {}: ",
+                self.purse, self.phone, self.sync_sequence
+            )?;
+        }
         match &self.kind {
             FlagKind::CreditWithoutDebit {
                 payee_counter,
@@ -259,7 +332,7 @@ impl fmt::Display for Flag {
                 nonce_a,
             } => write!(
                 f,
-                "credit #{payee_counter} of {amount} from {payer} (N_B {nonce_b:04}, N_A {nonce_a:02}) has no matching debit although the payer synced since"
+                "credit #{payee_counter} of {amount} names {payer} (N_B {nonce_b:04}, N_A {nonce_a:02}), a purse this operator never issued"
             ),
             FlagKind::CounterGap { expected, found } => {
                 write!(f, "counter gap: expected #{expected}, found #{found}")
@@ -285,9 +358,10 @@ impl fmt::Display for Flag {
                 f,
                 "reported balance {reported_minor} minor units, shadow balance {shadow_minor}"
             ),
-            FlagKind::FailedCodeEntries { count } => {
-                write!(f, "{count} wrong Code 2 entries since the last sync")
-            }
+            FlagKind::FailedCodeEntries { count } => write!(
+                f,
+                "{count} wrong Code 2 entries were attempted at this purse since its last sync, for several payers"
+            ),
             FlagKind::StaleSequence {
                 sequence,
                 last_accepted,
@@ -301,6 +375,42 @@ impl fmt::Display for Flag {
                     "credit #{counter} of {amount} was never offered by the operator"
                 )
             }
+            FlagKind::MissingFromPayerLog {
+                payee,
+                payee_counter,
+                amount,
+                ..
+            } => write!(
+                f,
+                "paid {amount} to {payee} (their credit #{payee_counter}), but this purse's log does not hold the payment although it synced since: restored or cloned purse; blocked"
+            ),
+            FlagKind::SpentPastLimit {
+                unreported_minor,
+                allowed_minor,
+            } => write!(
+                f,
+                "payees reported {unreported_minor} minor units paid by this purse and not in its log, more than the {allowed_minor} it may spend between syncs: restored or cloned purse; blocked"
+            ),
+            FlagKind::DuplicateCredit {
+                counter,
+                payer,
+                amount,
+            } => write!(
+                f,
+                "credit #{counter} of {amount} from {payer} repeats a payment this purse was already credited: replayed Code 2; blocked"
+            ),
+            FlagKind::RetiredKeyPayment {
+                counter,
+                epoch,
+                generation_epoch,
+            } => write!(
+                f,
+                "payment #{counter} was made with key epoch {epoch}, retired (the operator is at epoch {generation_epoch}): the purse paid past its validity; blocked"
+            ),
+            FlagKind::WrongCodesAttempted { payee, count } => write!(
+                f,
+                "{count} wrong Code 2 entries were attempted at {payee} for payments from this number (attempted: a mistake, or made up by either side)"
+            ),
         }
     }
 }
@@ -374,7 +484,19 @@ pub struct ShadowAccount {
     pub queued_credits: Vec<QueuedCredit>,
     /// Tickets waiting.
     pub queued_tickets: Vec<QueuedTicket>,
+    /// As payer: payments payees reported from this purse that its log has not (yet) shown, in
+    /// minor units. An honest purse keeps this within what it may spend between two syncs.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub unreported_debits_minor: i64,
+    /// As payee: (epoch, digest) of the typed credits it reported, so a credit repeated into a
+    /// restored purse is caught. Scheme-key credits are dropped when their epoch retires;
+    /// pairwise ones (epoch `u32::MAX`) after [`CREDITED_DIGESTS_MAX`].
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub credited: Vec<(u32, u64)>,
 }
+
+/// Typed credits a shadow remembers per purse for duplicate detection.
+pub const CREDITED_DIGESTS_MAX: usize = 4096;
 
 /// (payee, payer, N_B, N_A, amount, payer counter), numbers only so it serialises anywhere.
 pub type DebitKey = (u64, u64, u16, u16, u64, u32);
@@ -516,6 +638,20 @@ pub struct Reconciliation {
     pub matched: Vec<MatchedPayment>,
     /// Fraud-queue items.
     pub flags: Vec<Flag>,
+}
+
+/// A digest of what makes a typed payment unique: payer, N_B, N_A, amount and key.
+pub fn credit_digest(payer: Phone, nonce_b: u16, nonce_a: u16, amount: Amount, key: KeyRef) -> u64 {
+    let mut w = Writer::new();
+    w.phone(payer);
+    w.u16(nonce_b);
+    w.u16(nonce_a);
+    w.minor(amount);
+    key.encode(&mut w);
+    let hash = Sha256::digest(&w.bytes);
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&hash[..8]);
+    u64::from_be_bytes(out)
 }
 
 /// A short digest of an entry's bytes, for duplicate detection and transfer ids.
@@ -714,6 +850,8 @@ impl OperatorBook {
                 last_sync_at: now,
                 queued_credits: Vec::new(),
                 queued_tickets: Vec::new(),
+                unreported_debits_minor: 0,
+                credited: Vec::new(),
             },
         );
         self.phones.insert(phone, purse_id);
@@ -1015,10 +1153,49 @@ impl OperatorBook {
                 late.push((*key, open.payee));
             }
         }
-        for (key, payee) in late {
-            self.flag_credit_without_debit(key, payee, upload.sequence, &mut out);
+        for (key, _payee) in late {
+            let (_, payee_phone, nonce_b, nonce_a, amount, payee_counter) = key;
+            let (Ok(payee), Ok(amount)) = (
+                Phone::from_number(payee_phone),
+                Amount::from_minor(amount, self.currency),
+            ) else {
+                continue;
+            };
+            out.flags.push(flag(FlagKind::MissingFromPayerLog {
+                payee,
+                payee_counter,
+                amount,
+                nonce_b,
+                nonce_a,
+            }));
         }
+        for (payer, count) in &upload.failures_by_payer {
+            if *count >= FAILED_CODES_PER_PAYER_FLAG_THRESHOLD {
+                out.flags.push(Flag {
+                    purse: self.phones.get(payer).copied().unwrap_or(PurseId(0)),
+                    phone: *payer,
+                    sync_sequence: upload.sequence,
+                    kind: FlagKind::WrongCodesAttempted {
+                        payee: phone,
+                        count: *count,
+                    },
+                });
+            }
+        }
+        self.block_flagged(&out.flags);
         Ok(out)
+    }
+
+    /// Blocks every loaded purse a blocking flag names (every purse learns it at its next sync).
+    fn block_flagged(&mut self, flags: &[Flag]) {
+        for flag in flags {
+            if flag.kind.blocks()
+                && let Some(shadow) = self.purses.get_mut(&flag.purse)
+            {
+                shadow.blocked = true;
+                self.blocked.insert(shadow.phone);
+            }
+        }
     }
 
     fn flag_credit_without_debit(
@@ -1067,8 +1244,17 @@ impl OperatorBook {
                 payee,
                 nonce_b,
                 nonce_a,
-                ..
+                key,
             } => {
+                if let KeyRef::Scheme { epoch } = key
+                    && epoch.saturating_add(1) < self.generation_epoch
+                {
+                    out.flags.push(flag(FlagKind::RetiredKeyPayment {
+                        counter: entry.counter,
+                        epoch,
+                        generation_epoch: self.generation_epoch,
+                    }));
+                }
                 let credit_low = (
                     phone.number(),
                     payee.number(),
@@ -1093,6 +1279,9 @@ impl OperatorBook {
                 match found {
                     Some((key, payee_purse)) => {
                         self.open_credits.remove(&key);
+                        let shadow = self.shadow_mut(purse_id)?;
+                        shadow.unreported_debits_minor =
+                            (shadow.unreported_debits_minor - key.4 as i64).max(0);
                         out.matched.push(MatchedPayment {
                             payer: purse_id,
                             payer_counter: entry.counter,
@@ -1125,8 +1314,44 @@ impl OperatorBook {
                 payer,
                 nonce_b,
                 nonce_a,
-                ..
+                key: code_key,
             } => {
+                let credit_digest = credit_digest(payer, nonce_b, nonce_a, amount, code_key);
+                let epoch_tag = match code_key {
+                    KeyRef::Scheme { epoch } => epoch,
+                    KeyRef::Pairwise { .. } => u32::MAX,
+                };
+                let generation = self.generation_epoch;
+                let shadow = self.shadow_mut(purse_id)?;
+                shadow
+                    .credited
+                    .retain(|(epoch, _)| epoch.saturating_add(1) >= generation);
+                if shadow
+                    .credited
+                    .iter()
+                    .any(|(_, digest)| *digest == credit_digest)
+                {
+                    // A replay: the loss is on this payee; the payer is not touched.
+                    out.flags.push(flag(FlagKind::DuplicateCredit {
+                        counter: entry.counter,
+                        payer,
+                        amount,
+                    }));
+                    let shadow = self.shadow_mut(purse_id)?;
+                    shadow.balance_minor += signed(amount);
+                    out.postings.push(Posting {
+                        transfer_id,
+                        from: LedgerAccount::Suspense,
+                        to: purse_account,
+                        amount,
+                        memo: format!("repeated credit #{} from {payer}", entry.counter),
+                    });
+                    return Ok(());
+                }
+                if shadow.credited.len() >= CREDITED_DIGESTS_MAX {
+                    shadow.credited.remove(0);
+                }
+                shadow.credited.push((epoch_tag, credit_digest));
                 let debit_low = (
                     phone.number(),
                     payer.number(),
@@ -1185,6 +1410,25 @@ impl OperatorBook {
                             self.flag_credit_without_debit(key, purse_id, 0, out);
                             if let Some(last) = out.flags.last_mut() {
                                 *last = flag(last.kind.clone());
+                            }
+                        }
+                        if let Some(payer_shadow) =
+                            payer_purse.and_then(|id| self.purses.get_mut(&id))
+                        {
+                            payer_shadow.unreported_debits_minor += signed(amount);
+                            let allowed = signed(payer_shadow.limits.max_spent_since_sync);
+                            if payer_shadow.unreported_debits_minor > allowed
+                                && !payer_shadow.blocked
+                            {
+                                out.flags.push(Flag {
+                                    purse: payer_shadow.purse_id,
+                                    phone: payer,
+                                    sync_sequence: 0,
+                                    kind: FlagKind::SpentPastLimit {
+                                        unreported_minor: payer_shadow.unreported_debits_minor,
+                                        allowed_minor: allowed,
+                                    },
+                                });
                             }
                         }
                     }
@@ -1292,7 +1536,13 @@ impl OperatorBook {
         let purse_id = upload.purse_id;
         let keys = secrets.purse_keys(purse_id);
         let mut scheme_keys = Vec::new();
+        // A blocked purse gets no new key: whatever keys a restored copy holds die with their
+        // epoch, whatever its clock says.
+        let blocked = self.shadow_mut(purse_id)?.blocked;
         for epoch in [self.generation_epoch, self.scheme_epoch] {
+            if blocked {
+                break;
+            }
             if scheme_keys.iter().all(|(held, _)| *held != epoch) {
                 scheme_keys.push((epoch, wrap_key(&keys.wrap, &secrets.scheme_key(epoch))));
             }

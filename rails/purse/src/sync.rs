@@ -65,6 +65,10 @@ pub struct SyncUpload {
     pub pending: Vec<PendingSummary>,
     /// Peers the purse wants a pairwise key with.
     pub pairwise_requests: Vec<Phone>,
+    /// Wrong Code 2 entries since the last sync, by the payer the request named (at most
+    /// `CODE2_FAILURES_PER_SYNC_PERIOD_MAX` payers): the operator flags the payer as having
+    /// *attempted* them, never the payee who typed them.
+    pub failures_by_payer: Vec<(Phone, u8)>,
 }
 
 fn write_header(w: &mut Writer, kind: u8, operator: OperatorId, purse_id: PurseId) {
@@ -151,6 +155,11 @@ impl SyncUpload {
         for peer in &self.pairwise_requests {
             w.phone(*peer);
         }
+        w.u8(self.failures_by_payer.len() as u8);
+        for (payer, count) in &self.failures_by_payer {
+            w.phone(*payer);
+            w.u8(*count);
+        }
         seal_with(w, sync_key)
     }
 
@@ -185,6 +194,10 @@ impl SyncUpload {
         for _ in 0..r.count_u8(PAIRWISE_REQUESTS_MAX)? {
             pairwise_requests.push(r.phone()?);
         }
+        let mut failures_by_payer = Vec::new();
+        for _ in 0..r.count_u8(usize::from(CODE2_FAILURES_PER_SYNC_PERIOD_MAX))? {
+            failures_by_payer.push((r.phone()?, r.u8()?));
+        }
         r.finish()?;
         let increasing = entries
             .windows(2)
@@ -208,6 +221,7 @@ impl SyncUpload {
             entries,
             pending,
             pairwise_requests,
+            failures_by_payer,
         })
     }
 }
