@@ -282,8 +282,8 @@ fn read_pin(pin_stdin: bool, input: &mut dyn BufRead, prompt: &str) -> Result<Pi
         eprint!("{prompt} ");
         std::io::stderr().flush().map_err(local_io)?;
     }
-    let line = read_line(input)
-        .ok_or_else(|| CliError::Local("no PIN on standard input".to_owned()))?;
+    let line =
+        read_line(input).ok_or_else(|| CliError::Local("no PIN on standard input".to_owned()))?;
     Ok(Pin::parse(&line)?)
 }
 
@@ -1197,14 +1197,16 @@ fn provision(
     let provisioning = Provisioning::decode(&bytes)
         .map_err(|error| plain(format!("provisioning record: {error}")))?;
     let purse = Purse::provision(&provisioning, pin);
-    SoftwareSecureElement::create_with(out, secret, purse, params, SystemRandom).map_err(|error| {
-        plain(format!(
-            "{} was provisioned at the server but the purse file {} could not be written: {}",
-            phone,
-            out.display(),
-            explain(&error)
-        ))
-    })?;
+    SoftwareSecureElement::create_with(out, secret, purse, params, SystemRandom).map_err(
+        |error| {
+            plain(format!(
+                "{} was provisioned at the server but the purse file {} could not be written: {}",
+                phone,
+                out.display(),
+                explain(&error)
+            ))
+        },
+    )?;
     Ok(json!({
         "phone": phone.to_string(),
         "purse_id": answer["purse_id"],
@@ -1236,32 +1238,34 @@ pub fn run_admin(client: &ApiClient, json: bool, command: AdminCommand) -> ExitC
             device_secret,
         } => read_pin(pin_stdin, &mut std::io::stdin().lock(), "First PIN:")
             .map_err(|error| (format!("PIN: {}", error.message()), None))
-            .and_then(|pin| provision(
-            client,
-            &phone,
-            pin,
-            ProvisionFile {
-                out: &out,
-                agent,
-                device_secret_path: device_secret.as_deref(),
-                params: if kdf_for_tests {
-                    SealParams::TEST
-                } else {
-                    SealParams::DEVICE
-                },
-            },
-        ))
-        .map(|answer| {
-            let text = format!(
-                "Provisioned {} purse {} for {} (operator {}); sealed into {}",
-                answer["kind"].as_str().unwrap_or("?"),
-                answer["purse_id"],
-                answer["phone"].as_str().unwrap_or("?"),
-                answer["operator"].as_str().unwrap_or("?"),
-                answer["file"].as_str().unwrap_or("?"),
-            );
-            (answer, text)
-        }),
+            .and_then(|pin| {
+                provision(
+                    client,
+                    &phone,
+                    pin,
+                    ProvisionFile {
+                        out: &out,
+                        agent,
+                        device_secret_path: device_secret.as_deref(),
+                        params: if kdf_for_tests {
+                            SealParams::TEST
+                        } else {
+                            SealParams::DEVICE
+                        },
+                    },
+                )
+            })
+            .map(|answer| {
+                let text = format!(
+                    "Provisioned {} purse {} for {} (operator {}); sealed into {}",
+                    answer["kind"].as_str().unwrap_or("?"),
+                    answer["purse_id"],
+                    answer["phone"].as_str().unwrap_or("?"),
+                    answer["operator"].as_str().unwrap_or("?"),
+                    answer["file"].as_str().unwrap_or("?"),
+                );
+                (answer, text)
+            }),
         AdminCommand::Float {
             phone,
             amount,

@@ -30,7 +30,8 @@ fn now() -> Timestamp {
 fn upload_of(cli: &Cli, file: &Path) -> Vec<u8> {
     let (operator, _) = se::peek_file(file).unwrap();
     let secret = DeviceSecret::load_or_create(&cli.device_secret).unwrap();
-    let element = SoftwareSecureElement::open(file, secret, operator).unwrap();
+    let pin = offpay_purse::Pin::parse(purse_common::PIN).unwrap();
+    let element = SoftwareSecureElement::open(file, secret, operator, &pin).unwrap();
     let mut card = PurseCard::new(element, now()).unwrap();
     card.start_sync(now()).unwrap()
 }
@@ -194,7 +195,11 @@ fn guessed_codes_run_into_the_failure_budget_and_are_flagged(kind: BackendKind) 
 
     // Bob invents a payment from a customer and guesses Code 2: three tries per request...
     cli.purse(&bob, &["request", "--from", ALICE, "--amount", "100"]);
-    assert!(guess("1111 1111").contains("2 tries left for this request, 9 until the next sync"));
+    let first = guess("1111 1111");
+    assert!(
+        first.contains("2 tries left for this request, 4 until the next sync"),
+        "{first}"
+    );
     assert!(guess("2222 2222").contains("1 tries left"));
     let voided = guess("3333 3333");
     assert!(voided.contains("0 tries left"), "{voided}");
@@ -204,31 +209,43 @@ fn guessed_codes_run_into_the_failure_budget_and_are_flagged(kind: BackendKind) 
             .unwrap()
             .is_empty()
     );
-    // ... and ten per sync period.
-    for round in 0..2 {
-        cli.purse(
-            &bob,
-            &[
-                "request",
-                "--from",
-                ALICE,
-                "--amount",
-                &format!("{}", 101 + round),
-            ],
-        );
-        for attempt in 0..3 {
-            guess(&format!("{round}{attempt}000000"));
-        }
-    }
-    cli.purse(&bob, &["request", "--from", ALICE, "--amount", "200"]);
-    let tenth = guess("12345678");
-    assert!(tenth.contains("0 until the next sync"), "{tenth}");
-    let exhausted = guess("87654321");
-    assert!(exhausted.contains("sync with the operator"), "{exhausted}");
+    // ... five per payer per sync period (so one payer cannot lock a merchant out) ...
+    let asked = cli.purse(&bob, &["request", "--from", ALICE, "--amount", "101"]);
+    guess("4444 4444");
+    let fifth = guess("5555 5555");
+    assert!(fifth.contains("0 until the next sync"), "{fifth}");
     let refused = cli.fails(&[
         "purse", "--file", file, "request", "--from", ALICE, "--amount", "5",
     ]);
-    assert!(refused.contains("sync with the operator"), "{refused}");
+    assert!(
+        refused.contains(&format!("too many wrong codes for payments from {ALICE}")),
+        "{refused}"
+    );
+    let first_four = &asked["code1"].as_str().unwrap()[..4];
+    cli.purse(&bob, &["cancel", "--request", first_four]);
+    // ... and thirty per sync period over all payers: made-up payers, three guesses each.
+    let mut guesses = 5;
+    let mut payer = 0;
+    let exhausted = 'period: loop {
+        payer += 1;
+        let number = format!("+2547990000{payer:02}");
+        let asked = cli.run(&[
+            "purse", "--file", file, "request", "--from", &number, "--amount", "100",
+        ]);
+        if !asked.status.success() {
+            break String::from_utf8_lossy(&asked.stderr).into_owned();
+        }
+        for attempt in 0..3 {
+            let answer = guess(&format!("{attempt}{payer:02}00000"));
+            if !answer.contains("wrong Code 2") {
+                break 'period answer;
+            }
+            guesses += 1;
+            assert!(guesses <= 30, "the period budget did not hold");
+        }
+    };
+    assert_eq!(guesses, 30);
+    assert!(exhausted.contains("sync with the operator"), "{exhausted}");
     assert_eq!(cli.purse(&bob, &["balance"])["balance"], "0.00");
 
     cli.sync(&bob, &server);
@@ -239,6 +256,118 @@ fn guessed_codes_run_into_the_failure_budget_and_are_flagged(kind: BackendKind) 
             .any(|flag| flag["flag"]["kind"] == "failed_code_entries"
                 && flag["flag"]["subject"] == BOB),
         "{flags:?}"
+    );
+    // Wrong codes naming Alice are flagged on Alice's number, worded as attempted.
+    let attempted = flags
+        .iter()
+        .find(|flag| {
+            flag["flag"]["kind"] == "wrong_codes_attempted" && flag["flag"]["subject"] == ALICE
+        })
+        .unwrap_or_else(|| panic!("{flags:?}"));
+    assert!(
+        attempted["flag"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("attempted"),
+        "{attempted}"
+    );
+    // After the sync Bob may ask Alice again.
+    cli.purse(&bob, &["request", "--from", ALICE, "--amount", "5"]);
+}
+
+/// Attack 2 through the binary and a real server: Alice copies her purse file, pays Bob,
+/// restores the copy and pays Carol. The operator flags and blocks Alice (not Bob or Carol) once
+/// she has synced past Bob's report, and Dave refuses her after his next sync.
+fn a_restored_purse_file_is_charged_to_its_holder(kind: BackendKind) {
+    let backend = kind.fresh();
+    let directory = tempfile::tempdir().unwrap();
+    let cli = Cli::new(directory.path());
+    let server = Server::start(&directory.path().join("data"), None, &backend);
+    let [alice, bob, carol, dave] = ["alice", "bob", "carol", "dave"]
+        .map(|name| directory.path().join(format!("{name}.purse")));
+    const DAVE: &str = "+254700000004";
+    for (phone, file) in [(ALICE, &alice), (BOB, &bob), (CAROL, &carol), (DAVE, &dave)] {
+        cli.provision(&server, phone, file, false);
+    }
+    cli.admin(&server, &["float", "--phone", ALICE, "--amount", "1000"]);
+    cli.sync(&alice, &server);
+
+    let copy = std::fs::read(&alice).unwrap();
+    cli.pay((&alice, ALICE), (&bob, BOB), "700");
+    std::fs::write(&alice, &copy).unwrap();
+    cli.pay((&alice, ALICE), (&carol, CAROL), "700");
+    cli.sync(&bob, &server);
+    cli.sync(&carol, &server);
+    cli.sync(&alice, &server);
+    let answer = cli.sync(&alice, &server);
+    assert_eq!(answer["blocked"], true, "{answer}");
+
+    let flags = server.purse_flags();
+    let missing = flags
+        .iter()
+        .find(|flag| flag["flag"]["kind"] == "payment_missing_from_payer_log")
+        .unwrap_or_else(|| panic!("{flags:?}"));
+    assert_eq!(missing["flag"]["subject"], ALICE, "{missing}");
+    assert!(
+        missing["flag"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("restored or cloned"),
+        "{missing}"
+    );
+    for payee in [BOB, CAROL] {
+        assert!(
+            flags.iter().all(|flag| flag["flag"]["subject"] != payee),
+            "an honest payee was flagged: {flags:?}"
+        );
+    }
+    assert_eq!(server.shadow(BOB)["balance"], "700.00");
+    assert_eq!(server.shadow(CAROL)["balance"], "700.00");
+    assert_eq!(server.shadow(ALICE)["blocked"], true);
+    server.assert_balanced();
+    cli.sync(&dave, &server);
+    let refused = cli.fails(&[
+        "purse",
+        "--file",
+        dave.to_str().unwrap(),
+        "request",
+        "--from",
+        ALICE,
+        "--amount",
+        "10",
+    ]);
+    assert!(refused.contains("blocked"), "{refused}");
+}
+
+/// Attacks 3 and 6 through the binary: the purse file opens only with the PIN; wrong PINs are
+/// counted on the device, so restoring the purse file does not give them back.
+fn wrong_pins_survive_restoring_the_purse_file(kind: BackendKind) {
+    let backend = kind.fresh();
+    let directory = tempfile::tempdir().unwrap();
+    let cli = Cli::new(directory.path());
+    let server = Server::start(&directory.path().join("data"), None, &backend);
+    let alice = directory.path().join("alice.purse");
+    cli.provision(&server, ALICE, &alice, false);
+    let file = alice.to_str().unwrap();
+    let copy = std::fs::read(&alice).unwrap();
+    let try_pin = |pin: &str| {
+        let output = cli.run_with_pin(&["purse", "--file", file, "balance"], Some(pin), None);
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    assert!(try_pin("0000").contains("4 tries left"));
+    std::fs::write(&alice, &copy).unwrap();
+    assert!(try_pin("0001").contains("3 tries left"));
+    std::fs::write(&alice, &copy).unwrap();
+    assert!(try_pin("0002").contains("2 tries left"));
+    assert!(try_pin("0003").contains("1 tries left"));
+    let blocked = try_pin("0004");
+    assert!(blocked.contains("blocked"), "{blocked}");
+    std::fs::write(&alice, &copy).unwrap();
+    let output = cli.run(&["purse", "--file", file, "balance"]);
+    assert!(
+        !output.status.success(),
+        "the right PIN after the limit is refused too"
     );
 }
 
@@ -258,8 +387,7 @@ fn bad_input_gets_clear_messages_and_changes_nothing(kind: BackendKind) {
     let code1 = request["code1"].as_str().unwrap();
     let pay = |code: &str, amount: &str, to: &str| {
         cli.fails(&[
-            "purse", "--file", a, "pay", "--to", to, "--amount", amount, "--code", code, "--pin",
-            "1234",
+            "purse", "--file", a, "pay", "--to", to, "--amount", amount, "--code", code,
         ])
     };
     assert!(pay("1234567", "450", BOB).contains("8 digits; you typed 7"));
@@ -270,10 +398,24 @@ fn bad_input_gets_clear_messages_and_changes_nothing(kind: BackendKind) {
     assert!(pay(code1, "450", "0700000002").contains("international form"));
     // A mistyped Code 1 or amount is caught before the PIN is used.
     assert!(pay(code1, "451", BOB).contains("Code 1 does not match"));
-    let wrong_pin = cli.fails(&[
-        "purse", "--file", a, "pay", "--to", BOB, "--amount", "450", "--code", code1, "--pin", "12",
-    ]);
+    let wrong_pin = cli.run_with_pin(
+        &[
+            "purse", "--file", a, "pay", "--to", BOB, "--amount", "450", "--code", code1,
+        ],
+        Some("12"),
+        None,
+    );
+    assert!(!wrong_pin.status.success());
+    let wrong_pin = String::from_utf8_lossy(&wrong_pin.stderr);
     assert!(wrong_pin.contains("PIN"), "{wrong_pin}");
+    // No PIN at all, and none from a terminal: a clear refusal (and never an argument).
+    let no_pin = cli.run_with_pin(&["purse", "--file", a, "balance"], None, None);
+    assert!(!no_pin.status.success());
+    assert!(
+        String::from_utf8_lossy(&no_pin.stderr).contains("--pin-stdin"),
+        "{}",
+        String::from_utf8_lossy(&no_pin.stderr)
+    );
     let status = cli.purse(&alice, &["balance"]);
     assert_eq!(status["balance"], "500.00");
     assert_eq!(status["pin_tries_left"], 3);
@@ -304,8 +446,6 @@ fn bad_input_gets_clear_messages_and_changes_nothing(kind: BackendKind) {
         "provision",
         "--phone",
         ALICE,
-        "--pin",
-        "1234",
         "--out",
         directory.path().join("again.purse").to_str().unwrap(),
     ]);
@@ -393,6 +533,8 @@ offpay_test_support::on_every_backend!(
     forged_and_replayed_syncs_get_clear_errors_and_change_nothing,
     a_purse_file_of_another_operator_is_refused,
     guessed_codes_run_into_the_failure_budget_and_are_flagged,
+    a_restored_purse_file_is_charged_to_its_holder,
+    wrong_pins_survive_restoring_the_purse_file,
     bad_input_gets_clear_messages_and_changes_nothing,
     the_menu_reads_like_a_sim_toolkit,
 );

@@ -345,9 +345,9 @@ impl fmt::Display for PurseError {
             AlreadyAccepted => f.write_str("this Code 2 was already accepted"),
             NothingToShow => f.write_str("there is no Code 2 to show again"),
             TooManyPairwiseRequests => f.write_str("too many key requests waiting: sync first"),
-            NonceSpaceExhausted => f.write_str(
-                "every request number of this key was used: sync to get the next key",
-            ),
+            NonceSpaceExhausted => {
+                f.write_str("every request number of this key was used: sync to get the next key")
+            }
             Malformed(what) => write!(f, "malformed message: {what}"),
             UnsupportedVersion { found } => write!(f, "unsupported format version {found}"),
             AuthenticationFailed => f.write_str("message authentication failed"),

@@ -124,7 +124,8 @@ const _: () = assert!(AES_BLOCKS_PER_CODE <= AES_BLOCKS_PER_CODE_MAX);
 const _: () = assert!(REQUEST_NONCE_SPACE <= u16::MAX as u32 + 1);
 const _: () = assert!(RESPONSE_NONCE_SPACE <= u16::MAX as u32 + 1);
 const _: () = assert!(NONCE_BITMAP_BYTES * 8 >= REQUEST_NONCE_SPACE as usize);
-const _: () = assert!(CODE2_FAILURES_PER_REQUEST_MAX <= CODE2_FAILURES_PER_PAYER_PER_SYNC_PERIOD_MAX);
+const _: () =
+    assert!(CODE2_FAILURES_PER_REQUEST_MAX <= CODE2_FAILURES_PER_PAYER_PER_SYNC_PERIOD_MAX);
 // One payer cannot spend the whole period budget: locking a merchant out needs more payers
 // than this many.
 const _: () = assert!(

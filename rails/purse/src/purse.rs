@@ -743,7 +743,9 @@ impl Purse {
             return Err(PurseError::NonceSpaceExhausted);
         }
         let pick = draw_below(random, count) as usize;
-        candidates().nth(pick).ok_or(PurseError::NonceSpaceExhausted)
+        candidates()
+            .nth(pick)
+            .ok_or(PurseError::NonceSpaceExhausted)
     }
 
     /// Checks Code 1; returns the key reference and N_B. Changes nothing.

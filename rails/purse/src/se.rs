@@ -24,10 +24,10 @@
 //! the new state is durable; if the write fails the purse keeps its previous state and answers
 //! 6581.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
 use std::borrow::ToOwned;
 use std::format;
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::string::String;
 use std::vec::Vec;
@@ -336,7 +336,10 @@ fn read_header(bytes: &[u8]) -> Result<(OperatorId, PurseId, usize), PurseError>
 }
 
 /// The KDF parameters and salt after the identity header; returns them and the full header length.
-fn read_kdf(bytes: &[u8], identity_length: usize) -> Result<(SealParams, [u8; SALT_BYTES], usize), PurseError> {
+fn read_kdf(
+    bytes: &[u8],
+    identity_length: usize,
+) -> Result<(SealParams, [u8; SALT_BYTES], usize), PurseError> {
     let tampered = PurseError::Storage(StorageProblem::Tampered);
     let rest = bytes.get(identity_length..).ok_or(tampered.clone())?;
     let mut r = Reader::new(rest);

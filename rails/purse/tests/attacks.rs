@@ -315,7 +315,11 @@ fn a_code_2_replayed_into_a_restored_payee_is_charged_to_the_payee() {
         )
         .unwrap();
     }
-    assert_eq!(bob.balance(), kes("450"), "the restored purse took it again");
+    assert_eq!(
+        bob.balance(),
+        kes("450"),
+        "the restored purse took it again"
+    );
     world.sync(&mut bob);
     world.sync(&mut alice);
     world.sync(&mut alice);
@@ -335,7 +339,13 @@ fn a_code_2_replayed_into_a_restored_payee_is_charged_to_the_payee() {
         world.flags
     );
     assert!(world.book.shadow(bob_id).unwrap().blocked);
-    assert!(!world.book.shadow(alice.identity().purse_id).unwrap().blocked);
+    assert!(
+        !world
+            .book
+            .shadow(alice.identity().purse_id)
+            .unwrap()
+            .blocked
+    );
     // The loss is on the payee's account: its shadow holds the repeated 450.
     assert_eq!(world.shadow_minor(&bob), 90_000);
     assert_eq!(
@@ -725,8 +735,13 @@ fn unlimited_restores_without_a_sync_lose_at_most_the_payee_caps() {
         }
     }
     assert_eq!(blocked_after, Some(3));
-    assert!(world.flags.iter().any(|flag| flag.purse == alice_id
-        && matches!(flag.kind, FlagKind::SpentPastLimit { .. })));
+    assert!(
+        world
+            .flags
+            .iter()
+            .any(|flag| flag.purse == alice_id
+                && matches!(flag.kind, FlagKind::SpentPastLimit { .. }))
+    );
     assert!(
         world.flags.iter().all(|flag| flag.purse == alice_id),
         "only Alice is flagged: {:?}",
@@ -822,7 +837,8 @@ fn setting_the_clock_back_does_not_let_an_expired_purse_pay() {
             payer: alice.identity().phone,
             amount: kes("100"),
         };
-        let Outcome::Requested { code1, .. } = carol.handle(request, back, &mut world.random).unwrap()
+        let Outcome::Requested { code1, .. } =
+            carol.handle(request, back, &mut world.random).unwrap()
         else {
             panic!()
         };
@@ -845,12 +861,21 @@ fn setting_the_clock_back_does_not_let_an_expired_purse_pay() {
     };
     world.sync(&mut copy);
     assert!(
-        world.flags.iter().any(|flag| flag.purse == alice.identity().purse_id
-            && matches!(flag.kind, FlagKind::RetiredKeyPayment { epoch: 1, .. })),
+        world
+            .flags
+            .iter()
+            .any(|flag| flag.purse == alice.identity().purse_id
+                && matches!(flag.kind, FlagKind::RetiredKeyPayment { epoch: 1, .. })),
         "{:?}",
         world.flags
     );
-    assert!(world.book.shadow(alice.identity().purse_id).unwrap().blocked);
+    assert!(
+        world
+            .book
+            .shadow(alice.identity().purse_id)
+            .unwrap()
+            .blocked
+    );
 }
 
 /// Attack 5: a payer (Mallory) hands a merchant wrong Code 2s to lock it out. Only Mallory's own
@@ -870,17 +895,17 @@ fn wrong_codes_from_one_payer_do_not_lock_the_merchant_out() {
     pay(&mut world, &mut agent, &mut alice, "1000");
     let mut wrong = 0u8;
     let refused = loop {
-        if bob.pending_requests().is_empty() {
-            if let Err(error) = bob.handle(
+        if bob.pending_requests().is_empty()
+            && let Err(error) = bob.handle(
                 Command::Request {
                     payer: mallory,
                     amount: kes("100"),
                 },
                 world.now,
                 &mut world.random,
-            ) {
-                break error;
-            }
+            )
+        {
+            break error;
         }
         let garbage = Code::from_number(12_345_678 + u32::from(wrong)).unwrap();
         match bob.handle(

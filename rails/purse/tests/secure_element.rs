@@ -38,8 +38,13 @@ fn create_sealed(path: &Path, secret: DeviceSecret, purse: Purse) {
 }
 
 fn open_err(path: &Path, secret: DeviceSecret, world: &World, pin: &str) -> PurseError {
-    SoftwareSecureElement::open(path, secret, world.book.operator(), &Pin::parse(pin).unwrap())
-        .unwrap_err()
+    SoftwareSecureElement::open(
+        path,
+        secret,
+        world.book.operator(),
+        &Pin::parse(pin).unwrap(),
+    )
+    .unwrap_err()
 }
 
 #[test]
@@ -177,7 +182,12 @@ fn the_device_secret_alone_does_not_open_the_purse_or_show_its_keys() {
     }
     for (guess, left) in [("0000", 4), ("1111", 3)] {
         assert_eq!(
-            open_err(&path, DeviceSecret::load_or_create(&device).unwrap(), &world, guess),
+            open_err(
+                &path,
+                DeviceSecret::load_or_create(&device).unwrap(),
+                &world,
+                guess
+            ),
             PurseError::WrongPin { tries_left: left }
         );
     }
@@ -233,7 +243,10 @@ fn restoring_the_purse_file_does_not_reset_the_pin_tries() {
         PurseError::PinBlocked
     );
     std::fs::write(&path, &copy).unwrap();
-    assert_eq!(open_err(&path, secret(), &world, PIN), PurseError::PinBlocked);
+    assert_eq!(
+        open_err(&path, secret(), &world, PIN),
+        PurseError::PinBlocked
+    );
 }
 
 /// A new PIN re-seals the file: the old PIN no longer opens it.
@@ -248,7 +261,6 @@ fn changing_the_pin_reseals_the_file() {
     let mut card = PurseCard::new(&mut element, world.now).unwrap();
     let new = Pin::parse("864209").unwrap();
     card.change_pin(&pin(), &new, world.now).unwrap();
-    drop(card);
     drop(element);
     assert!(matches!(
         open_err(&path, secret(1), &world, PIN),
