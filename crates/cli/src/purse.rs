@@ -1116,6 +1116,16 @@ pub enum AdminCommand {
         #[arg(long)]
         phone: String,
     },
+    /// A lost phone: block the purse and move its balance to the person's new purse (what the
+    /// lost purse could still spend offline is held back until its keys are retired).
+    Move {
+        /// The lost purse's phone number
+        #[arg(long)]
+        phone: String,
+        /// The new purse's phone number (provisioned already)
+        #[arg(long)]
+        to: String,
+    },
     /// Lift a block.
     Unblock {
         /// The purse's phone number
@@ -1347,6 +1357,25 @@ pub fn run_admin(client: &ApiClient, json: bool, command: AdminCommand) -> ExitC
                 )
             }),
         AdminCommand::Block { phone } => block(client, &phone, true),
+        AdminCommand::Move { phone, to } => purse_path(&phone)
+            .map_err(|message| (message, None))
+            .and_then(|(_, path)| {
+                client
+                    .post(&format!("{path}/move"), &json!({ "to": to }))
+                    .map_err(|error| (error.to_string(), Some(error)))
+            })
+            .map(|answer| {
+                let currency = answer["currency"].as_str().unwrap_or("");
+                let text = format!(
+                    "{} is blocked. Moved {currency} {} to {}; held back {currency} {}.\n{}",
+                    answer["lost"].as_str().unwrap_or("?"),
+                    answer["moved"].as_str().unwrap_or("?"),
+                    answer["to"].as_str().unwrap_or("?"),
+                    answer["held_back"].as_str().unwrap_or("?"),
+                    answer["status"].as_str().unwrap_or(""),
+                );
+                (answer, text)
+            }),
         AdminCommand::Unblock { phone } => block(client, &phone, false),
         AdminCommand::UnblockPin { phone } => purse_path(&phone)
             .map_err(|message| (message, None))

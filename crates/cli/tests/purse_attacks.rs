@@ -528,7 +528,53 @@ fn the_menu_reads_like_a_sim_toolkit(kind: BackendKind) {
     assert!(screen.contains("No option \"9\""), "{screen}");
 }
 
+/// A lost phone through the binary: the operator blocks the purse and moves its balance to the
+/// person's new purse, holding back what the lost purse could still spend offline.
+fn a_lost_phone_moves_its_balance_to_a_new_purse(kind: BackendKind) {
+    let backend = kind.fresh();
+    let directory = tempfile::tempdir().unwrap();
+    let cli = Cli::new(directory.path());
+    let server = Server::start(&directory.path().join("data"), None, &backend);
+    const NEW: &str = "+254700000021";
+    let old = directory.path().join("old.purse");
+    let new = directory.path().join("new.purse");
+    cli.provision(&server, ALICE, &old, false);
+    cli.provision(&server, NEW, &new, false);
+    cli.admin(&server, &["float", "--phone", ALICE, "--amount", "1000"]);
+    cli.admin(
+        &server,
+        &[
+            "limits",
+            "--phone",
+            ALICE,
+            "--max-balance",
+            "70000",
+            "--max-single-payment",
+            "20000",
+            "--max-spent-since-sync",
+            "300",
+            "--small-payment-limit",
+            "2500",
+            "--validity-days",
+            "30",
+        ],
+    );
+    cli.sync(&old, &server);
+    cli.sync(&old, &server);
+    let moved = cli.admin(&server, &["move", "--phone", ALICE, "--to", NEW]);
+    assert_eq!(moved["moved"], "700.00", "{moved}");
+    assert_eq!(moved["held_back"], "300.00", "{moved}");
+    assert_eq!(moved["currency"], "KES");
+    cli.sync(&new, &server);
+    cli.sync(&new, &server);
+    assert_eq!(cli.purse(&new, &["balance"])["balance"], "700.00");
+    assert_eq!(server.shadow(ALICE)["blocked"], true);
+    assert_eq!(cli.sync(&old, &server)["blocked"], true);
+    server.assert_balanced();
+}
+
 offpay_test_support::on_every_backend!(
+    a_lost_phone_moves_its_balance_to_a_new_purse,
     a_cloned_purse_spent_twice_is_caught_at_reconciliation,
     forged_and_replayed_syncs_get_clear_errors_and_change_nothing,
     a_purse_file_of_another_operator_is_refused,

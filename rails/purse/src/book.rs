@@ -45,8 +45,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::PurseError;
 use crate::operator::{
-    BookHeader, BookParts, CreditKey, DebitKey, Flag, LedgerAccount, OpenCredit, OpenDebit,
-    OperatorBook, OperatorSecrets, Posting, ShadowAccount, sync_counterparties,
+    BalanceMove, BookHeader, BookParts, CreditKey, DebitKey, Flag, LedgerAccount, OpenCredit,
+    OpenDebit, OperatorBook, OperatorSecrets, Posting, ShadowAccount, sync_counterparties,
 };
 use crate::purse::{EntryKind, OfflineLimits};
 use crate::sync::SyncUpload;
@@ -718,6 +718,40 @@ impl PurseOperator {
         }
         effects.write_all(changed_records(loaded, &book.into_parts())?);
         Ok(Decision::commit(effects, reply))
+    }
+
+    /// The load plan of moving the balance of the lost purse `lost` to the purse `new`.
+    pub fn move_plan(lost: Phone, new: Phone) -> LoadPlan {
+        LoadPlan {
+            phone: Some(lost),
+            counterparties: [new].into_iter().collect(),
+            ..LoadPlan::default()
+        }
+    }
+
+    /// A lost phone: blocks `lost` and moves what is safe of its shadow balance to `new` (see
+    /// [`OperatorBook::move_balance`]).
+    pub fn decide_move(
+        &self,
+        loaded: &RecordSet,
+        lost: Phone,
+        new: Phone,
+    ) -> Result<Decision<BalanceMove>, BookError> {
+        let mut book = self.book_of(loaded)?;
+        let lost_id = book
+            .purse_by_phone(lost)
+            .ok_or(PurseError::UnknownPhone(lost))?;
+        let new_id = book
+            .purse_by_phone(new)
+            .ok_or(PurseError::UnknownPhone(new))?;
+        let moved = book.move_balance(lost_id, new_id)?;
+        let mut effects = Effects::new();
+        if let Some(posting) = &moved.posting {
+            effects.create_accounts(operator_accounts(self.currency, self.server_currency));
+            effects.post(self.transfer(posting, &book)?);
+        }
+        effects.write_all(changed_records(loaded, &book.into_parts())?);
+        Ok(Decision::commit(effects, moved))
     }
 
     /// Rotates the scheme key (two-phase); replies (generation epoch, newest epoch).

@@ -493,6 +493,25 @@ pub struct ShadowAccount {
     /// pairwise ones (epoch `u32::MAX`) after [`CREDITED_DIGESTS_MAX`].
     #[cfg_attr(feature = "serde", serde(default))]
     pub credited: Vec<(u32, u64)>,
+    /// The newest scheme epoch distributed when the purse was blocked: once the generation epoch
+    /// passes it, no payee that synced since can be paid by this purse.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub blocked_at_epoch: Option<u32>,
+    /// Moved by the operator to another purse (a lost phone), in minor units: the purse itself
+    /// still reports it, so balance checks add it back.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub moved_out_minor: i64,
+}
+
+/// What moving a lost purse's balance did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BalanceMove {
+    /// The posting `purse(lost) → suspense`, if anything moved.
+    pub posting: Option<Posting>,
+    /// Moved now (queued as an operator credit for the new purse), in minor units.
+    pub moved_minor: i64,
+    /// Held back: what the lost purse could still spend offline, in minor units.
+    pub held_minor: i64,
 }
 
 /// Typed credits a shadow remembers per purse for duplicate detection.
@@ -852,6 +871,8 @@ impl OperatorBook {
                 queued_tickets: Vec::new(),
                 unreported_debits_minor: 0,
                 credited: Vec::new(),
+                blocked_at_epoch: None,
+                moved_out_minor: 0,
             },
         );
         self.phones.insert(phone, purse_id);
@@ -947,7 +968,14 @@ impl OperatorBook {
 
     /// Blocks or unblocks a purse; every purse learns it at its next sync.
     pub fn set_blocked(&mut self, purse_id: PurseId, blocked: bool) -> Result<(), PurseError> {
+        let epoch = self.scheme_epoch;
         let shadow = self.shadow_mut(purse_id)?;
+        if blocked && !shadow.blocked {
+            shadow.blocked_at_epoch = Some(epoch);
+        }
+        if !blocked {
+            shadow.blocked_at_epoch = None;
+        }
         shadow.blocked = blocked;
         let phone = shadow.phone;
         if blocked {
@@ -956,6 +984,65 @@ impl OperatorBook {
             self.blocked.remove(&phone);
         }
         Ok(())
+    }
+
+    /// A lost phone: blocks the purse `lost` (every purse learns it at its next sync) and moves
+    /// its shadow balance to the purse `new` (provisioned for the same person) as an operator
+    /// credit delivered at `new`'s next sync. What the lost purse could still spend offline — its
+    /// balance, at most its `max_spent_since_sync` — is held back until no payee that has synced
+    /// can be paid by it any more (the generation epoch has passed every epoch it holds); call
+    /// again then to move the rest.
+    pub fn move_balance(&mut self, lost: PurseId, new: PurseId) -> Result<BalanceMove, PurseError> {
+        if lost == new {
+            return Err(PurseError::SelfPayment);
+        }
+        if self.shadow_mut(new)?.blocked {
+            return Err(PurseError::PurseBlocked);
+        }
+        self.set_blocked(lost, true)?;
+        let generation = self.generation_epoch;
+        let shadow = self.shadow_mut(lost)?;
+        // Payments payees reported from it that its log has not shown are spent already.
+        let balance = (shadow.balance_minor - shadow.unreported_debits_minor).max(0);
+        let keys_dead = shadow
+            .blocked_at_epoch
+            .is_some_and(|epoch| generation > epoch);
+        let held = if keys_dead {
+            0
+        } else {
+            balance.min(signed(shadow.limits.max_spent_since_sync))
+        };
+        let moved = balance - held;
+        if moved <= 0 {
+            return Ok(BalanceMove {
+                posting: None,
+                moved_minor: 0,
+                held_minor: held,
+            });
+        }
+        shadow.balance_minor -= moved;
+        shadow.moved_out_minor += moved;
+        let lost_phone = shadow.phone;
+        let amount = Amount::from_minor(moved as u64, self.currency)?;
+        let credit_id = self.next_credit_id;
+        self.next_credit_id += 1;
+        let memo = format!("moved from lost purse {lost_phone}");
+        self.shadow_mut(new)?.queued_credits.push(QueuedCredit {
+            credit_id,
+            amount_minor: moved as u64,
+            memo: memo.clone(),
+        });
+        Ok(BalanceMove {
+            posting: Some(Posting {
+                transfer_id: format!("purse1-move-{lost}-{credit_id}"),
+                from: LedgerAccount::Purse(lost),
+                to: LedgerAccount::Suspense,
+                amount,
+                memo,
+            }),
+            moved_minor: moved,
+            held_minor: held,
+        })
     }
 
     /// Unblocks the purse's PIN at its next sync.
@@ -1102,11 +1189,11 @@ impl OperatorBook {
         shadow.digests = shadow.digests.split_off(&(confirmed + 1));
         if !stale
             && upload.counter == shadow.received_through
-            && shadow.balance_minor != signed(upload.balance)
+            && shadow.balance_minor + shadow.moved_out_minor != signed(upload.balance)
         {
             out.flags.push(flag(FlagKind::BalanceMismatch {
                 reported_minor: signed(upload.balance),
-                shadow_minor: shadow.balance_minor,
+                shadow_minor: shadow.balance_minor + shadow.moved_out_minor,
             }));
         }
         if upload.failed_code_entries >= FAILED_CODE_ENTRIES_FLAG_THRESHOLD {

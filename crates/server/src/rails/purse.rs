@@ -309,6 +309,28 @@ impl PurseRail {
         .await
     }
 
+    /// A lost phone: blocks the purse of `lost` and moves what is safe of its balance to the
+    /// purse of `new` (delivered at `new`'s next sync); the rest is held back until the lost
+    /// purse's keys are dead, and a later call moves it.
+    pub async fn move_balance(
+        &self,
+        ledger: &Ledger,
+        lost: Phone,
+        new: Phone,
+        now: offpay_ledger::Timestamp,
+    ) -> Result<offpay_purse::BalanceMove, RailError> {
+        let _guards = self.locks.lock([lost.number(), new.number()]).await;
+        let moved = runner::run(
+            ledger,
+            now,
+            || self.load(ledger, PurseOperator::move_plan(lost, new)),
+            |loaded| Ok(self.operator.decide_move(&loaded, lost, new)?),
+        )
+        .await?;
+        tracing::info!(lost = %lost, new = %new, moved = moved.moved_minor, held = moved.held_minor, "lost purse blocked, balance moved");
+        Ok(moved)
+    }
+
     /// Rotates the scheme key (two-phase); returns (generation epoch, newest epoch).
     pub async fn rotate_scheme_key(
         &self,
@@ -352,6 +374,7 @@ pub fn operator_routes() -> Router<Arc<AppState>> {
         .route("/purse/purses/{phone}/float", post(float_endpoint))
         .route("/purse/purses/{phone}/limits", post(limits_endpoint))
         .route("/purse/purses/{phone}/block", post(block_endpoint))
+        .route("/purse/purses/{phone}/move", post(move_endpoint))
         .route(
             "/purse/purses/{phone}/unblock-pin",
             post(unblock_pin_endpoint),
@@ -655,6 +678,38 @@ async fn block_endpoint(
     Ok(Json(
         json!({ "phone": phone.to_string(), "blocked": body.0.blocked }),
     ))
+}
+
+#[derive(Debug, Deserialize)]
+struct MoveRequest {
+    to: String,
+}
+
+/// A lost phone: `POST /purse/purses/{lost}/move {"to": "+254..."}`.
+async fn move_endpoint(
+    State(state): State<Arc<AppState>>,
+    UrlPath(phone): UrlPath<String>,
+    body: crate::api::ApiJson<MoveRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let lost = parse_phone(&phone)?;
+    let new = parse_phone(&body.0.to)?;
+    let rail = &state.rails.purse;
+    let moved = rail
+        .move_balance(&state.ledger, lost, new, state.now())
+        .await?;
+    Ok(Json(json!({
+        "lost": lost.to_string(),
+        "to": new.to_string(),
+        "blocked": true,
+        "moved": decimal(moved.moved_minor, rail.currency),
+        "held_back": decimal(moved.held_minor, rail.currency),
+        "currency": rail.currency.code(),
+        "status": if moved.held_minor > 0 {
+            "moved what is safe; the rest is held back until the lost purse's keys are retired (two scheme-key rotations): move again then"
+        } else {
+            "moved; it reaches the new purse at its next sync"
+        },
+    })))
 }
 
 async fn unblock_pin_endpoint(
