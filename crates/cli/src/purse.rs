@@ -127,6 +127,8 @@ enum PurseCommand {
         #[arg(long)]
         peer: String,
     },
+    /// Ticket codes to read out: each lets that peer install the key you share without syncing.
+    Tickets,
     /// Type in the 48-digit ticket code a peer read out.
     EnterTicket {
         /// The peer's phone number
@@ -314,10 +316,12 @@ fn open_card(args: &PurseArgs, pin: &Pin) -> Result<Card, CliError> {
     Ok(PurseCard::new(element, now())?)
 }
 
-fn parse_phone(text: &str) -> Result<Phone, CliError> {
-    Phone::parse(text.trim()).map_err(|_| {
+/// A number as typed: international (`+254700000001`) or national (`0700000001`, taking the
+/// country code of the purse's own number).
+fn parse_phone_from(text: &str, home: Phone) -> Result<Phone, CliError> {
+    Phone::parse_from(text.trim(), home).map_err(|_| {
         CliError::Purse(PurseError::PhoneNumber).with_context(&format!(
-            "{text:?} is not a phone number in international form such as +254700000001"
+            "{text:?} is not a phone number: type it in international form such as +254700000001, or national such as 0700000001"
         ))
     })
 }
@@ -635,7 +639,7 @@ fn run_purse(args: &PurseArgs) -> Result<Output, CliError> {
     let mut card = open_card(args, &pin)?;
     match &args.command {
         PurseCommand::Request { from, amount } => {
-            let payer = parse_phone(from)?;
+            let payer = parse_phone_from(from, card.status(now())?.phone)?;
             let amount = parse_amount(&card, amount)?;
             let code1 = card.request(payer, amount, now())?;
             Ok(Output {
@@ -648,7 +652,7 @@ fn run_purse(args: &PurseArgs) -> Result<Output, CliError> {
             })
         }
         PurseCommand::Pay { to, amount, code } => {
-            let payee = parse_phone(to)?;
+            let payee = parse_phone_from(to, card.status(now())?.phone)?;
             let amount = parse_amount(&card, amount)?;
             let code1 = Code::parse(code)?;
             card.check_request(payee, amount, code1, now())?;
@@ -778,15 +782,35 @@ fn run_purse(args: &PurseArgs) -> Result<Output, CliError> {
             })
         }
         PurseCommand::AskKey { peer } => {
-            let peer = parse_phone(peer)?;
+            let peer = parse_phone_from(peer, card.status(now())?.phone)?;
             card.ask_pairwise_key(peer, now())?;
             Ok(Output {
                 text: format!("Asked for a key shared with {peer}; it arrives at the next sync."),
                 json: json!({ "asked": peer.to_string() }),
             })
         }
+        PurseCommand::Tickets => {
+            let tickets = card.tickets(now())?;
+            let mut text = if tickets.is_empty() {
+                "No ticket codes. Ask for a key with `ask-key --peer P`; the code comes with your next sync."
+                    .to_owned()
+            } else {
+                String::new()
+            };
+            for ticket in &tickets {
+                text.push_str(&format!("Read this to {}: {}\n", ticket.peer, ticket.code));
+            }
+            Ok(Output {
+                text: text.trim_end().to_owned(),
+                json: json!({ "tickets": tickets.iter().map(|ticket| json!({
+                    "peer": ticket.peer.to_string(),
+                    "code": std::str::from_utf8(ticket.code.as_digits()).unwrap_or_default(),
+                    "shown": ticket.code.to_string(),
+                })).collect::<Vec<_>>() }),
+            })
+        }
         PurseCommand::EnterTicket { peer, code } => {
-            let peer = parse_phone(peer)?;
+            let peer = parse_phone_from(peer, card.status(now())?.phone)?;
             let ticket = TicketCode::parse(code)?;
             card.enter_ticket(peer, &ticket, now())?;
             Ok(Output {
@@ -945,7 +969,7 @@ fn menu_receive(
     let Some(payer) = ask(input, output, "Payer number:")? else {
         return Ok(());
     };
-    let payer = parse_phone(&payer)?;
+    let payer = parse_phone_from(&payer, card.status(now())?.phone)?;
     let Some(amount) = ask(input, output, "Amount:")? else {
         return Ok(());
     };
@@ -969,7 +993,7 @@ fn menu_send(
     let Some(payee) = ask(input, output, "Payee number:")? else {
         return Ok(());
     };
-    let payee = parse_phone(&payee)?;
+    let payee = parse_phone_from(&payee, card.status(now())?.phone)?;
     let Some(amount) = ask(input, output, "Amount:")? else {
         return Ok(());
     };

@@ -395,7 +395,13 @@ fn bad_input_gets_clear_messages_and_changes_nothing(kind: BackendKind) {
     assert!(pay("1234 5a78", "450", BOB).contains("character 7"));
     assert!(pay(code1, "450.505", BOB).contains("amount \"450.505\""));
     assert!(pay(code1, "45O", BOB).contains("amount"));
-    assert!(pay(code1, "450", "0700000002").contains("international form"));
+    assert!(pay(code1, "450", "12345").contains("international form"));
+    // A national number is read with the purse's own country code.
+    let national = cli.purse(
+        &bob,
+        &["request", "--from", "0700 000 001", "--amount", "5"],
+    );
+    assert_eq!(national["payer"], ALICE, "{national}");
     // A mistyped Code 1 or amount is caught before the PIN is used.
     assert!(pay(code1, "451", BOB).contains("Code 1 does not match"));
     let wrong_pin = cli.run_with_pin(
@@ -573,7 +579,45 @@ fn a_lost_phone_moves_its_balance_to_a_new_purse(kind: BackendKind) {
     server.assert_balanced();
 }
 
+/// The ticket code for a pairwise key is shown by the purse that asked and typed by the peer,
+/// who never syncs: a payment above the small-payment limit then goes through.
+fn a_ticket_code_carries_the_pairwise_key_without_a_sync(kind: BackendKind) {
+    let backend = kind.fresh();
+    let directory = tempfile::tempdir().unwrap();
+    let cli = Cli::new(directory.path());
+    let server = Server::start(&directory.path().join("data"), None, &backend);
+    let alice = directory.path().join("alice.purse");
+    let bob = directory.path().join("bob.purse");
+    cli.provision(&server, ALICE, &alice, false);
+    cli.provision(&server, BOB, &bob, false);
+    cli.admin(&server, &["float", "--phone", ALICE, "--amount", "5000"]);
+    cli.sync(&alice, &server);
+    cli.purse(&alice, &["ask-key", "--peer", BOB]);
+    cli.sync(&alice, &server);
+    let tickets = cli.purse(&alice, &["tickets"]);
+    let ticket = tickets["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|ticket| ticket["peer"] == BOB)
+        .unwrap_or_else(|| panic!("{tickets}"));
+    let code = ticket["code"].as_str().unwrap();
+    assert_eq!(code.len(), 48);
+    let text = cli.run(&["purse", "--file", alice.to_str().unwrap(), "tickets"]);
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains(&format!("Read this to {BOB}")),
+        "{}",
+        String::from_utf8_lossy(&text.stdout)
+    );
+    // Bob types it (with spaces, as read out) and never syncs.
+    let shown = ticket["shown"].as_str().unwrap();
+    cli.purse(&bob, &["enter-ticket", "--peer", ALICE, "--code", shown]);
+    cli.pay((&alice, ALICE), (&bob, BOB), "3000");
+    assert_eq!(cli.purse(&bob, &["balance"])["balance"], "3000.00");
+}
+
 offpay_test_support::on_every_backend!(
+    a_ticket_code_carries_the_pairwise_key_without_a_sync,
     a_lost_phone_moves_its_balance_to_a_new_purse,
     a_cloned_purse_spent_twice_is_caught_at_reconciliation,
     forged_and_replayed_syncs_get_clear_errors_and_change_nothing,

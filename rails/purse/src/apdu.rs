@@ -60,6 +60,8 @@ pub mod ins {
     pub const STATUS: u8 = 0x40;
     pub const READ_LOG: u8 = 0x42;
     pub const READ_PENDING: u8 = 0x44;
+    /// The ticket codes this purse holds for peers to type in (peer(7) ‖ 48 ASCII digits each).
+    pub const READ_TICKETS: u8 = 0x46;
 }
 
 /// Status words.
@@ -668,6 +670,14 @@ fn run(
             }
             return Ok(w.finish());
         }
+        ins::READ_TICKETS => {
+            w.u8(purse.peer_tickets().len() as u8);
+            for ticket in purse.peer_tickets() {
+                w.phone(ticket.peer);
+                w.bytes(ticket.code.as_digits());
+            }
+            return Ok(w.finish());
+        }
         other => return Err(PurseError::UnsupportedInstruction(other)),
     };
     if apdu.ins != ins::APPLY_ANSWER {
@@ -966,6 +976,25 @@ impl<T: Transport> PurseCard<T> {
     }
 
     /// Requests waiting for Code 2.
+    /// The ticket codes to read out to peers (each lets the peer install the pairwise key
+    /// without syncing).
+    pub fn tickets(&mut self, now: Timestamp) -> Result<Vec<crate::purse::PeerTicket>, PurseError> {
+        let data = self.send(ins::READ_TICKETS, 0, Vec::new(), now)?;
+        let mut r = Reader::new(&data);
+        let mut out = Vec::new();
+        for _ in 0..r.count_u8(crate::params::PEER_TICKETS_MAX)? {
+            let peer = r.phone()?;
+            let digits: [u8; crate::params::TICKET_CODE_DIGITS] = r.array()?;
+            out.push(crate::purse::PeerTicket {
+                peer,
+                code: crate::ticket::TicketCode::from_digits(&digits)?,
+            });
+        }
+        r.finish()?;
+        Ok(out)
+    }
+
+    /// The requests waiting for Code 2.
     pub fn pending(&mut self, now: Timestamp) -> Result<Vec<PendingRequest>, PurseError> {
         let data = self.send(ins::READ_PENDING, 0, Vec::new(), now)?;
         let mut r = Reader::new(&data);

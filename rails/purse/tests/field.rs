@@ -104,3 +104,36 @@ fn the_held_back_part_moves_once_the_lost_purse_keys_are_retired() {
     assert_eq!(world.book.move_balance(lost, to).unwrap().moved_minor, 0);
     assert!(world.book.move_balance(lost, lost).is_err());
 }
+
+/// National numbers are read with the country code of the purse's own number.
+#[test]
+fn national_numbers_take_the_home_country_code() {
+    let home = phone("+254700000002");
+    for (typed, expected) in [
+        ("0700000001", "+254700000001"),
+        ("0700 000-001", "+254700000001"),
+        ("+255700000001", "+255700000001"),
+        ("00255700000001", "+255700000001"),
+        ("0111000001", "+254111000001"),
+    ] {
+        assert_eq!(
+            Phone::parse_from(typed, home),
+            Ok(phone(expected)),
+            "{typed}"
+        );
+    }
+    for typed in [
+        "700000001",
+        "00",
+        "0",
+        "00700000001x",
+        "0012",
+        "07000000012345",
+    ] {
+        assert_eq!(
+            Phone::parse_from(typed, home),
+            Err(PurseError::PhoneNumber),
+            "{typed}"
+        );
+    }
+}
