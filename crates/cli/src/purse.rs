@@ -905,7 +905,8 @@ fn menu(
                             "Code 2:".to_owned(),
                             show(&last.code2),
                         ],
-                    )
+                    )?;
+                    hold(input, output)
                 }),
             "5" => card
                 .read_log(true, now())
@@ -917,11 +918,8 @@ fn menu(
                     }
                     for entry in entries.iter().rev().take(5) {
                         let sign = if entry.is_debit() { "-" } else { "+" };
-                        lines.push(format!(
-                            "{sign}{} #{}",
-                            entry.amount.decimal(),
-                            entry.counter
-                        ));
+                        lines.push(format!("{} {sign}{}", day_month(entry.time), entry.amount));
+                        lines.push(counterparty(entry));
                     }
                     screen(output, &lines)
                 }),
@@ -982,7 +980,46 @@ fn menu_receive(
             show(&code1),
             "Read it to payer".to_owned(),
         ],
-    )
+    )?;
+    hold(input, output)
+}
+
+/// Keeps a code on its own screen until a key is pressed (as a SIM toolkit's display text).
+fn hold(input: &mut dyn BufRead, output: &mut dyn Write) -> Result<(), CliError> {
+    write!(output, "Any key: back\n> ").map_err(local_io)?;
+    output.flush().map_err(local_io)?;
+    read_line(input);
+    Ok(())
+}
+
+/// `06/12` from a purse timestamp (seconds since 1970, UTC): day and month of the civil date.
+fn day_month(time: Timestamp) -> String {
+    // Days since 1970-01-01 to a civil date (proleptic Gregorian), by 400-year eras.
+    let days = (time.0 / 86_400) as i64 + 719_468;
+    let era = days.div_euclid(146_097);
+    let day_of_era = days - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    format!("{day:02}/{month:02}")
+}
+
+/// Who the other side of an entry was, for the mini statement.
+fn counterparty(entry: &LogEntry) -> String {
+    match entry.kind {
+        EntryKind::Debit { payee, .. } => format!(" to {payee}"),
+        EntryKind::Credit { payer, .. } | EntryKind::PaymentCredit { payer, .. } => {
+            format!(" from {payer}")
+        }
+        EntryKind::OperatorCredit { .. } => " from operator".to_owned(),
+    }
 }
 
 fn menu_send(
@@ -1016,7 +1053,8 @@ fn menu_send(
             show(&code2),
             "Read it to payee".to_owned(),
         ],
-    )
+    )?;
+    hold(input, output)
 }
 
 fn menu_accept(
@@ -1564,4 +1602,17 @@ pub fn demo(client: &ApiClient) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statement_dates_are_civil_dates() {
+        assert_eq!(day_month(Timestamp(0)), "01/01");
+        assert_eq!(day_month(Timestamp(951_782_400)), "29/02");
+        assert_eq!(day_month(Timestamp(1_800_000_000)), "15/01");
+        assert_eq!(day_month(Timestamp(1_800_000_000 - 15 * 86_400)), "31/12");
+    }
 }

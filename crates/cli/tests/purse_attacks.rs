@@ -532,6 +532,21 @@ fn the_menu_reads_like_a_sim_toolkit(kind: BackendKind) {
         "{screen}"
     );
     assert!(screen.contains("No option \"9\""), "{screen}");
+    // The mini statement: date, amount with its currency, counterparty.
+    let output = cli.run_with_input(
+        &["purse", "--file", bob.to_str().unwrap(), "menu"],
+        Some("5\n0\n"),
+    );
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert!(screen.contains("+KES 120.00"), "{screen}");
+    assert!(screen.contains(&format!(" from {ALICE}")), "{screen}");
+    assert!(
+        screen
+            .lines()
+            .any(|line| line.len() > 5 && line.as_bytes()[2] == b'/' && line.contains("KES")),
+        "a date on the statement line: {screen}"
+    );
+    assert!(!screen.contains("1234"), "the PIN is never shown: {screen}");
 }
 
 /// A lost phone through the binary: the operator blocks the purse and moves its balance to the
