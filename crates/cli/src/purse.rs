@@ -374,6 +374,12 @@ fn describe(entry: &LogEntry) -> String {
         EntryKind::PaymentCredit { payer, .. } => {
             format!("received {} from {payer} (via sync)", entry.amount)
         }
+        EntryKind::Settlement { debit_id } => {
+            format!(
+                "handed {} back to the operator (settlement #{debit_id})",
+                entry.amount
+            )
+        }
     }
 }
 
@@ -383,6 +389,7 @@ fn entry_json(entry: &LogEntry) -> Value {
         EntryKind::Credit { payer, .. } => ("credit", Some(payer)),
         EntryKind::OperatorCredit { .. } => ("operator_credit", None),
         EntryKind::PaymentCredit { payer, .. } => ("payment_credit", Some(payer)),
+        EntryKind::Settlement { .. } => ("settlement", None),
     };
     json!({
         "counter": entry.counter,
@@ -1019,6 +1026,7 @@ fn counterparty(entry: &LogEntry) -> String {
             format!(" from {payer}")
         }
         EntryKind::OperatorCredit { .. } => " from operator".to_owned(),
+        EntryKind::Settlement { .. } => " to operator".to_owned(),
     }
 }
 
@@ -1187,6 +1195,27 @@ pub enum AdminCommand {
         /// The new purse's phone number (provisioned already)
         #[arg(long)]
         to: String,
+    },
+    /// Agent settlement, step 1: take value back from an agent purse at its next sync.
+    Settle {
+        /// The agent purse's phone number
+        #[arg(long)]
+        phone: String,
+        /// Amount, e.g. 5000
+        #[arg(long)]
+        amount: String,
+    },
+    /// Agent settlement, step 2: record that the operator paid the agent for value handed back.
+    SettlementPaid {
+        /// The agent purse's phone number
+        #[arg(long)]
+        phone: String,
+        /// Amount paid
+        #[arg(long)]
+        amount: String,
+        /// The payment's reference (bank transfer or cash receipt)
+        #[arg(long)]
+        reference: String,
     },
     /// Lift a block.
     Unblock {
@@ -1419,6 +1448,45 @@ pub fn run_admin(client: &ApiClient, json: bool, command: AdminCommand) -> ExitC
                 )
             }),
         AdminCommand::Block { phone } => block(client, &phone, true),
+        AdminCommand::Settle { phone, amount } => purse_path(&phone)
+            .map_err(|message| (message, None))
+            .and_then(|(_, path)| {
+                client
+                    .post(&format!("{path}/settle"), &json!({ "amount": amount }))
+                    .map_err(|error| (error.to_string(), Some(error)))
+            })
+            .map(|answer| {
+                let text = format!(
+                    "Settlement of {} {} queued for {}: its purse hands the value back at its next sync.",
+                    answer["currency"].as_str().unwrap_or(""),
+                    answer["amount"].as_str().unwrap_or("?"),
+                    answer["phone"].as_str().unwrap_or("?"),
+                );
+                (answer, text)
+            }),
+        AdminCommand::SettlementPaid {
+            phone,
+            amount,
+            reference,
+        } => purse_path(&phone)
+            .map_err(|message| (message, None))
+            .and_then(|(_, path)| {
+                client
+                    .post(
+                        &format!("{path}/settlement-paid"),
+                        &json!({ "amount": amount, "reference": reference }),
+                    )
+                    .map_err(|error| (error.to_string(), Some(error)))
+            })
+            .map(|answer| {
+                let text = format!(
+                    "Recorded: {} {} paid to agent {}.",
+                    answer["currency"].as_str().unwrap_or(""),
+                    answer["amount"].as_str().unwrap_or("?"),
+                    answer["phone"].as_str().unwrap_or("?"),
+                );
+                (answer, text)
+            }),
         AdminCommand::Move { phone, to } => purse_path(&phone)
             .map_err(|message| (message, None))
             .and_then(|(_, path)| {

@@ -631,7 +631,62 @@ fn a_ticket_code_carries_the_pairwise_key_without_a_sync(kind: BackendKind) {
     assert_eq!(cli.purse(&bob, &["balance"])["balance"], "3000.00");
 }
 
+/// Agent settlement through the binary: the operator takes value back from the agent's purse at
+/// its sync and records paying the agent; both show in the ledger, which stays balanced.
+fn an_agent_settles_collected_value_with_the_operator(kind: BackendKind) {
+    let backend = kind.fresh();
+    let directory = tempfile::tempdir().unwrap();
+    let cli = Cli::new(directory.path());
+    let server = Server::start(&directory.path().join("data"), None, &backend);
+    const AGENT: &str = "+254700000009";
+    let agent = directory.path().join("agent.purse");
+    cli.provision(&server, AGENT, &agent, true);
+    cli.admin(&server, &["float", "--phone", AGENT, "--amount", "10000"]);
+    cli.sync(&agent, &server);
+    cli.sync(&agent, &server);
+    let queued = cli.admin(&server, &["settle", "--phone", AGENT, "--amount", "4000"]);
+    assert_eq!(queued["amount"], "4000.00", "{queued}");
+    cli.sync(&agent, &server);
+    assert_eq!(cli.purse(&agent, &["balance"])["balance"], "6000.00");
+    cli.sync(&agent, &server);
+    let shadow = server.shadow(AGENT);
+    assert_eq!(shadow["balance"], "6000.00", "{shadow}");
+    assert_eq!(shadow["settlement_owed"], "4000.00", "{shadow}");
+    let token = server.data_dir.join("admin.token");
+    let overpaid = cli.fails(&[
+        "admin",
+        "--server",
+        &server.base,
+        "--token-file",
+        token.to_str().unwrap(),
+        "purse",
+        "settlement-paid",
+        "--phone",
+        AGENT,
+        "--amount",
+        "4000.01",
+        "--reference",
+        "bank-1",
+    ]);
+    assert!(overpaid.contains("4000"), "{overpaid}");
+    cli.admin(
+        &server,
+        &[
+            "settlement-paid",
+            "--phone",
+            AGENT,
+            "--amount",
+            "4000",
+            "--reference",
+            "bank-1",
+        ],
+    );
+    assert_eq!(server.shadow(AGENT)["settlement_owed"], "0.00");
+    server.assert_balanced();
+}
+
 offpay_test_support::on_every_backend!(
+    an_agent_settles_collected_value_with_the_operator,
     a_ticket_code_carries_the_pairwise_key_without_a_sync,
     a_lost_phone_moves_its_balance_to_a_new_purse,
     a_cloned_purse_spent_twice_is_caught_at_reconciliation,

@@ -115,6 +115,8 @@ pub enum LedgerAccount {
     Suspense,
     /// The operator's float (source of top-ups).
     OperatorFloat,
+    /// What the operator owes an agent for value the agent handed back (settlement), until paid.
+    AgentSettlement(PurseId),
 }
 
 /// One ledger transfer to make. `transfer_id` is deterministic: processing the same upload twice
@@ -501,6 +503,12 @@ pub struct ShadowAccount {
     /// still reports it, so balance checks add it back.
     #[cfg_attr(feature = "serde", serde(default))]
     pub moved_out_minor: i64,
+    /// Agent settlements waiting for the purse's next sync (value the operator takes back).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub queued_settlements: Vec<QueuedCredit>,
+    /// Value the agent handed back and the operator has not yet paid for, in minor units.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub settlement_owed_minor: i64,
 }
 
 /// What moving a lost purse's balance did.
@@ -624,7 +632,7 @@ pub fn sync_counterparties(upload: &SyncUpload) -> BTreeSet<Phone> {
             EntryKind::Credit { payer, .. } | EntryKind::PaymentCredit { payer, .. } => {
                 phones.insert(payer);
             }
-            EntryKind::OperatorCredit { .. } => {}
+            EntryKind::OperatorCredit { .. } | EntryKind::Settlement { .. } => {}
         }
     }
     phones.extend(upload.pairwise_requests.iter().copied());
@@ -873,6 +881,8 @@ impl OperatorBook {
                 credited: Vec::new(),
                 blocked_at_epoch: None,
                 moved_out_minor: 0,
+                queued_settlements: Vec::new(),
+                settlement_owed_minor: 0,
             },
         );
         self.phones.insert(phone, purse_id);
@@ -1042,6 +1052,94 @@ impl OperatorBook {
             }),
             moved_minor: moved,
             held_minor: held,
+        })
+    }
+
+    /// Agent settlement, step 1: the operator asks for `amount` of an agent purse's value back
+    /// (cash-out of collected purse value); the purse gives it up at its next sync if its balance
+    /// covers it, and its report posts `purse(agent) → settlement(agent)`. Returns the id.
+    pub fn queue_settlement(
+        &mut self,
+        purse_id: PurseId,
+        amount: Amount,
+    ) -> Result<u64, PurseError> {
+        if amount.currency() != self.currency {
+            return Err(PurseError::CurrencyMismatch {
+                purse: self.currency,
+                given: amount.currency(),
+            });
+        }
+        if amount.is_zero() {
+            return Err(PurseError::ZeroAmount);
+        }
+        let debit_id = self.next_credit_id;
+        let shadow = self.shadow_mut(purse_id)?;
+        if shadow.kind != PurseKind::Agent {
+            return Err(PurseError::Malformed("only an agent purse settles"));
+        }
+        if shadow.blocked {
+            return Err(PurseError::PurseBlocked);
+        }
+        let queued: i64 = shadow
+            .queued_settlements
+            .iter()
+            .map(|queued| queued.amount_minor as i64)
+            .sum();
+        if signed(amount) + queued > shadow.balance_minor {
+            return Err(PurseError::InsufficientBalance {
+                balance: Amount::from_minor(shadow.balance_minor.max(0) as u64, self.currency)?,
+                amount,
+            });
+        }
+        shadow.queued_settlements.push(QueuedCredit {
+            credit_id: debit_id,
+            amount_minor: amount.minor(),
+            memo: String::new(),
+        });
+        self.next_credit_id += 1;
+        Ok(debit_id)
+    }
+
+    /// Agent settlement, step 2: the operator paid the agent `amount` (cash, bank) for value it
+    /// handed back: posts `settlement(agent) → operator float`. Refuses more than is owed.
+    pub fn pay_settlement(
+        &mut self,
+        purse_id: PurseId,
+        amount: Amount,
+        reference: &str,
+    ) -> Result<Posting, PurseError> {
+        if amount.currency() != self.currency {
+            return Err(PurseError::CurrencyMismatch {
+                purse: self.currency,
+                given: amount.currency(),
+            });
+        }
+        if amount.is_zero() {
+            return Err(PurseError::ZeroAmount);
+        }
+        if reference.is_empty() || reference.len() > MEMO_BYTES_MAX {
+            return Err(PurseError::Malformed("payment reference"));
+        }
+        let shadow = self.shadow_mut(purse_id)?;
+        if signed(amount) > shadow.settlement_owed_minor {
+            return Err(PurseError::InsufficientBalance {
+                balance: Amount::from_minor(
+                    shadow.settlement_owed_minor.max(0) as u64,
+                    amount.currency(),
+                )?,
+                amount,
+            });
+        }
+        shadow.settlement_owed_minor -= signed(amount);
+        Ok(Posting {
+            transfer_id: format!("purse1-settle-paid-{purse_id}-{reference}"),
+            from: LedgerAccount::AgentSettlement(purse_id),
+            to: LedgerAccount::OperatorFloat,
+            amount,
+            memo: format!(
+                "agent {} paid for settled purse value: {reference}",
+                shadow.phone
+            ),
         })
     }
 
@@ -1544,6 +1642,26 @@ impl OperatorBook {
                     format!("operator credit {credit_id} applied"),
                 )
             }
+            EntryKind::Settlement { debit_id } => {
+                let shadow = self.shadow_mut(purse_id)?;
+                let before = shadow.queued_settlements.len();
+                shadow.queued_settlements.retain(|queued| {
+                    !(queued.credit_id == debit_id && queued.amount_minor == amount.minor())
+                });
+                if shadow.queued_settlements.len() == before {
+                    out.flags.push(flag(FlagKind::UnexpectedCredit {
+                        counter: entry.counter,
+                        amount,
+                    }));
+                } else {
+                    shadow.settlement_owed_minor += signed(amount);
+                }
+                (
+                    purse_account,
+                    LedgerAccount::AgentSettlement(purse_id),
+                    format!("agent settlement {debit_id}: value handed back to the operator"),
+                )
+            }
             EntryKind::PaymentCredit {
                 payer,
                 payer_counter,
@@ -1728,6 +1846,15 @@ impl OperatorBook {
                 credit_id: queued.credit_id,
                 amount: Amount::from_minor(queued.amount_minor, currency)?,
                 memo: queued.memo.clone(),
+            });
+        }
+        for queued in &shadow.queued_settlements {
+            if credits.len() >= ANSWER_CREDITS_MAX {
+                break;
+            }
+            credits.push(AnswerCredit::Settlement {
+                debit_id: queued.credit_id,
+                amount: Amount::from_minor(queued.amount_minor, currency)?,
             });
         }
         for key in offered {

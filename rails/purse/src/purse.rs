@@ -1227,6 +1227,25 @@ impl Purse {
     /// Applies one credit unless the log shows it was applied, or (for a payment) received offline
     /// since the upload was made.
     fn apply_credit(&mut self, credit: &AnswerCredit, time: Timestamp) -> Option<LogEntry> {
+        if let AnswerCredit::Settlement { debit_id, amount } = *credit {
+            // Applied once, and only when the balance covers it (else offered again).
+            let done = self.log.iter().any(|entry| {
+                matches!(entry.kind, EntryKind::Settlement { debit_id: id } if id == debit_id)
+            });
+            let balance = self.balance.checked_sub(amount).ok()?;
+            if done {
+                return None;
+            }
+            let entry = LogEntry {
+                counter: self.next_counter(),
+                time,
+                amount,
+                kind: EntryKind::Settlement { debit_id },
+            };
+            self.balance = balance;
+            self.append(entry);
+            return Some(entry);
+        }
         let (amount, kind) = match *credit {
             AnswerCredit::Operator {
                 credit_id, amount, ..
@@ -1239,6 +1258,8 @@ impl Purse {
                 }
                 (amount, EntryKind::OperatorCredit { credit_id })
             }
+            // Handled above.
+            AnswerCredit::Settlement { .. } => return None,
             AnswerCredit::Payment {
                 payer,
                 payer_counter,

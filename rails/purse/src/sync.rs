@@ -238,6 +238,14 @@ pub enum AnswerCredit {
         /// Shown to the holder.
         memo: String,
     },
+    /// An agent settlement: the operator takes `amount` back from the purse (the agent hands
+    /// collected value back and is paid for it). Applied once, only if the balance covers it.
+    Settlement {
+        /// The operator's id for it (the purse applies each id once).
+        debit_id: u64,
+        /// How much.
+        amount: Amount,
+    },
     /// A payment the payer's upload showed but whose Code 2 this purse never accepted.
     Payment {
         /// A.
@@ -345,6 +353,11 @@ impl SyncAnswer {
                     w.u16(*nonce_a);
                     w.minor(*amount);
                 }
+                AnswerCredit::Settlement { debit_id, amount } => {
+                    w.u8(3);
+                    w.u64(*debit_id);
+                    w.minor(*amount);
+                }
             }
         }
         w.u8(self.tickets.len() as u8);
@@ -419,12 +432,16 @@ impl SyncAnswer {
                     nonce_a: r.u16()?,
                     amount: r.amount(currency)?,
                 },
+                3 => AnswerCredit::Settlement {
+                    debit_id: r.u64()?,
+                    amount: r.amount(currency)?,
+                },
                 _ => return Err(PurseError::Malformed("credit kind")),
             };
             let amount = match &credit {
-                AnswerCredit::Operator { amount, .. } | AnswerCredit::Payment { amount, .. } => {
-                    *amount
-                }
+                AnswerCredit::Operator { amount, .. }
+                | AnswerCredit::Payment { amount, .. }
+                | AnswerCredit::Settlement { amount, .. } => *amount,
             };
             if amount.is_zero() {
                 return Err(PurseError::Malformed("zero credit"));

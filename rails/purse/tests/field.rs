@@ -137,3 +137,66 @@ fn national_numbers_take_the_home_country_code() {
         );
     }
 }
+
+/// Agent settlement: the agent hands collected purse value back to the operator (its purse gives
+/// it up at a sync, posting purse(agent) → settlement(agent)), and the operator pays the agent
+/// (settlement(agent) → operator float). Over-settling and overpaying are refused; a customer
+/// purse does not settle.
+#[test]
+fn an_agent_hands_value_back_and_is_paid_for_it() {
+    let mut world = World::new(43);
+    let mut agent = world.provision("+254700000009", PurseKind::Agent);
+    let mut alice = world.provision("+254700000001", PurseKind::Customer);
+    world.float(&agent, "10000");
+    world.sync(&mut agent);
+    pay(&mut world, &mut agent, &mut alice, "1000");
+    // Alice cashes out 400 at the agent: the agent collects purse value.
+    pay(&mut world, &mut alice, &mut agent, "400");
+    world.sync(&mut agent);
+    world.sync(&mut alice);
+    assert_eq!(agent.balance(), kes("9400"));
+    let id = agent.identity().purse_id;
+    assert!(
+        world.book.queue_settlement(id, kes("9401")).is_err(),
+        "more than the purse holds"
+    );
+    assert!(
+        world
+            .book
+            .queue_settlement(alice.identity().purse_id, kes("10"))
+            .is_err(),
+        "a customer purse does not settle"
+    );
+    world.book.queue_settlement(id, kes("5000")).unwrap();
+    let report = world.sync(&mut agent);
+    assert_eq!(report.credits.len(), 1);
+    assert_eq!(agent.balance(), kes("4400"));
+    // Applied once, even if the next answer offered it again before the report arrived.
+    world.sync(&mut agent);
+    world.sync(&mut agent);
+    assert_eq!(agent.balance(), kes("4400"));
+    assert_eq!(world.ledger_minor(&agent), 440_000);
+    assert_eq!(
+        world.ledger.balance(LedgerAccount::AgentSettlement(id)),
+        500_000
+    );
+    assert!(
+        world
+            .book
+            .pay_settlement(id, kes("5001"), "bank-1")
+            .is_err()
+    );
+    let paid = world
+        .book
+        .pay_settlement(id, kes("5000"), "bank-1")
+        .unwrap();
+    world.ledger.apply(&[paid]);
+    assert_eq!(world.ledger.balance(LedgerAccount::AgentSettlement(id)), 0);
+    assert_eq!(
+        world.ledger.balance(LedgerAccount::OperatorFloat),
+        -500_000,
+        "the float issued 10,000 and took 5,000 back"
+    );
+    assert!(world.flags.is_empty(), "{:?}", world.flags);
+    assert_eq!(world.shadow_minor(&agent), 440_000);
+}

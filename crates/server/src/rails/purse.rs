@@ -375,6 +375,11 @@ pub fn operator_routes() -> Router<Arc<AppState>> {
         .route("/purse/purses/{phone}/limits", post(limits_endpoint))
         .route("/purse/purses/{phone}/block", post(block_endpoint))
         .route("/purse/purses/{phone}/move", post(move_endpoint))
+        .route("/purse/purses/{phone}/settle", post(settle_endpoint))
+        .route(
+            "/purse/purses/{phone}/settlement-paid",
+            post(settlement_paid_endpoint),
+        )
         .route(
             "/purse/purses/{phone}/unblock-pin",
             post(unblock_pin_endpoint),
@@ -554,6 +559,12 @@ async fn shadow_endpoint(
         "limits": limits_json(&shadow.limits),
         "validity_seconds": shadow.validity_seconds,
         "queued_credits": credits,
+        "queued_settlements": shadow.queued_settlements.iter().map(|queued| json!({
+            "settlement_id": queued.credit_id,
+            "amount": decimal(i64::try_from(queued.amount_minor).unwrap_or(i64::MAX), currency),
+        })).collect::<Vec<_>>(),
+        "settlement_owed": decimal(shadow.settlement_owed_minor, currency),
+        "moved_out": decimal(shadow.moved_out_minor, currency),
     })))
 }
 
@@ -678,6 +689,78 @@ async fn block_endpoint(
     Ok(Json(
         json!({ "phone": phone.to_string(), "blocked": body.0.blocked }),
     ))
+}
+
+#[derive(Debug, Deserialize)]
+struct SettleRequest {
+    amount: String,
+}
+
+/// Agent settlement, step 1: `POST /purse/purses/{agent}/settle {"amount": "5000"}` — the agent
+/// purse gives the value up at its next sync.
+async fn settle_endpoint(
+    State(state): State<Arc<AppState>>,
+    UrlPath(phone): UrlPath<String>,
+    body: crate::api::ApiJson<SettleRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let phone = parse_phone(&phone)?;
+    let rail = &state.rails.purse;
+    let amount = parse_amount(&body.0.amount, rail.currency, "amount")?;
+    let id = rail
+        .change(
+            &state.ledger,
+            phone,
+            PurseChange::Settle { amount },
+            state.now(),
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "phone": phone.to_string(),
+            "settlement_id": id,
+            "amount": amount.decimal().to_string(),
+            "currency": amount.currency().code(),
+            "status": "queued: the agent's purse hands the value back at its next sync; pay the agent when its next sync has reported it",
+        })),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct SettlementPaidRequest {
+    amount: String,
+    reference: String,
+}
+
+/// Agent settlement, step 2: `POST /purse/purses/{agent}/settlement-paid {"amount", "reference"}`
+/// — the operator paid the agent for value it handed back.
+async fn settlement_paid_endpoint(
+    State(state): State<Arc<AppState>>,
+    UrlPath(phone): UrlPath<String>,
+    body: crate::api::ApiJson<SettlementPaidRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let request = body.0;
+    let phone = parse_phone(&phone)?;
+    let rail = &state.rails.purse;
+    let amount = parse_amount(&request.amount, rail.currency, "amount")?;
+    let transfer = rail
+        .change(
+            &state.ledger,
+            phone,
+            PurseChange::SettlementPaid {
+                amount,
+                reference: request.reference,
+            },
+            state.now(),
+        )
+        .await?;
+    Ok(Json(json!({
+        "phone": phone.to_string(),
+        "amount": amount.decimal().to_string(),
+        "currency": amount.currency().code(),
+        "transfer": transfer,
+        "status": "recorded: the operator paid the agent",
+    })))
 }
 
 #[derive(Debug, Deserialize)]
