@@ -129,6 +129,23 @@ enum PurseCommand {
     },
     /// Ticket codes to read out: each lets that peer install the key you share without syncing.
     Tickets,
+    /// Saved contacts (the menu's "Send money" picks one with a single key).
+    Contacts,
+    /// Save a contact.
+    AddContact {
+        /// A short name, e.g. Mama
+        #[arg(long)]
+        name: String,
+        /// The number, international or national
+        #[arg(long)]
+        phone: String,
+    },
+    /// Forget a contact.
+    RemoveContact {
+        /// Its name
+        #[arg(long)]
+        name: String,
+    },
     /// Type in the 48-digit ticket code a peer read out.
     EnterTicket {
         /// The peer's phone number
@@ -270,6 +287,87 @@ fn device_secret(path: Option<&Path>) -> Result<DeviceSecret, CliError> {
 }
 
 type Card = PurseCard<SoftwareSecureElement>;
+
+/// Contacts a purse keeps (the menu shows them as keys 1 to 9).
+const CONTACTS_MAX: usize = 9;
+/// Longest contact name, in characters (fits the 16-character screen with its key).
+const CONTACT_NAME_CHARS_MAX: usize = 12;
+
+fn purse_file(args: &PurseArgs) -> Result<&Path, CliError> {
+    args.file
+        .as_deref()
+        .ok_or_else(|| CliError::Local("say which purse: --file FILE".to_owned()))
+}
+
+/// Saved contacts live beside the purse file in `<file>.contacts`: `name<TAB>+number` per line,
+/// readable only by the owner (numbers of the people one pays are private).
+fn contacts_path(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_os_string();
+    name.push(".contacts");
+    PathBuf::from(name)
+}
+
+fn load_contacts(file: &Path) -> Result<Vec<(String, Phone)>, CliError> {
+    let path = contacts_path(file);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => {
+            return Err(CliError::Local(format!("{}: {error}", path.display())));
+        }
+    };
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .take(CONTACTS_MAX)
+        .map(|line| {
+            let (name, number) = line.split_once('\t').ok_or_else(|| {
+                CliError::Local(format!("{}: a line is not name<TAB>number", path.display()))
+            })?;
+            let phone = Phone::parse(number).map_err(|_| {
+                CliError::Local(format!("{}: {number:?} is not a number", path.display()))
+            })?;
+            Ok((name.to_owned(), phone))
+        })
+        .collect()
+}
+
+fn save_contacts(file: &Path, contacts: &[(String, Phone)]) -> Result<(), CliError> {
+    let path = contacts_path(file);
+    let text: String = contacts
+        .iter()
+        .map(|(name, phone)| format!("{name}\t{phone}\n"))
+        .collect();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+        .open(&path)
+        .and_then(|mut out| out.write_all(text.as_bytes()))
+        .map_err(|error| CliError::Local(format!("{}: {error}", path.display())))
+}
+
+fn contacts_output(contacts: &[(String, Phone)]) -> Output {
+    let text = if contacts.is_empty() {
+        "No saved contacts.".to_owned()
+    } else {
+        contacts
+            .iter()
+            .enumerate()
+            .map(|(index, (name, phone))| format!("{} {name} {phone}", index + 1))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    Output {
+        text,
+        json: json!({ "contacts": contacts.iter().map(|(name, phone)| json!({
+            "name": name, "phone": phone.to_string(),
+        })).collect::<Vec<_>>() }),
+    }
+}
 
 /// Reads a PIN: from the next line of `input` with --pin-stdin, else asked for on a terminal.
 /// Never echoed back by us; never from the command line.
@@ -633,7 +731,14 @@ fn run_purse(args: &PurseArgs) -> Result<Output, CliError> {
             Pin::parse(&pin)?
         };
         let mut card = open_card(args, &pin)?;
-        menu(&mut card, &mut input, &mut stdout, &SyncPath::Http(server))?;
+        let contacts = load_contacts(purse_file(args)?)?;
+        menu(
+            &mut card,
+            &mut input,
+            &mut stdout,
+            &SyncPath::Http(server),
+            &contacts,
+        )?;
         return Ok(Output {
             text: String::new(),
             json: json!({ "menu": "closed" }),
@@ -796,6 +901,44 @@ fn run_purse(args: &PurseArgs) -> Result<Output, CliError> {
                 json: json!({ "asked": peer.to_string() }),
             })
         }
+        PurseCommand::Contacts => {
+            let contacts = load_contacts(purse_file(args)?)?;
+            Ok(contacts_output(&contacts))
+        }
+        PurseCommand::AddContact { name, phone } => {
+            let file = purse_file(args)?;
+            let name = name.trim();
+            if name.is_empty()
+                || name.chars().count() > CONTACT_NAME_CHARS_MAX
+                || name.contains('\t')
+            {
+                return Err(CliError::Local(format!(
+                    "a contact's name is 1 to {CONTACT_NAME_CHARS_MAX} characters"
+                )));
+            }
+            let phone = parse_phone_from(phone, card.status(now())?.phone)?;
+            let mut contacts = load_contacts(file)?;
+            contacts.retain(|(held, _)| held != name);
+            if contacts.len() >= CONTACTS_MAX {
+                return Err(CliError::Local(format!(
+                    "at most {CONTACTS_MAX} contacts: remove one first"
+                )));
+            }
+            contacts.push((name.to_owned(), phone));
+            save_contacts(file, &contacts)?;
+            Ok(contacts_output(&contacts))
+        }
+        PurseCommand::RemoveContact { name } => {
+            let file = purse_file(args)?;
+            let mut contacts = load_contacts(file)?;
+            let before = contacts.len();
+            contacts.retain(|(held, _)| held != name.trim());
+            if contacts.len() == before {
+                return Err(CliError::Local(format!("no contact named {name:?}")));
+            }
+            save_contacts(file, &contacts)?;
+            Ok(contacts_output(&contacts))
+        }
         PurseCommand::Tickets => {
             let tickets = card.tickets(now())?;
             let mut text = if tickets.is_empty() {
@@ -881,6 +1024,7 @@ fn menu(
     input: &mut dyn BufRead,
     output: &mut dyn Write,
     sync_path: &SyncPath<'_>,
+    contacts: &[(String, Phone)],
 ) -> Result<(), CliError> {
     for _ in 0..MENU_STEPS_MAX {
         let status = card.status(now())?;
@@ -897,7 +1041,7 @@ fn menu(
         let result = match choice.as_str() {
             "0" => return Ok(()),
             "1" => menu_receive(card, input, output),
-            "2" => menu_send(card, input, output),
+            "2" => menu_send(card, input, output, contacts),
             "3" => menu_accept(card, input, output),
             "4" => card
                 .show_code(now())
@@ -1034,11 +1178,31 @@ fn menu_send(
     card: &mut Card,
     input: &mut dyn BufRead,
     output: &mut dyn Write,
+    contacts: &[(String, Phone)],
 ) -> Result<(), CliError> {
-    let Some(payee) = ask(input, output, "Payee number:")? else {
+    let prompt = if contacts.is_empty() {
+        "Payee number:".to_owned()
+    } else {
+        let mut lines: Vec<String> = contacts
+            .iter()
+            .enumerate()
+            .map(|(index, (name, _))| format!("{} {name}", index + 1))
+            .collect();
+        lines.push("Key or number:".to_owned());
+        lines.join("\n")
+    };
+    let Some(payee) = ask(input, output, &prompt)? else {
         return Ok(());
     };
-    let payee = parse_phone_from(&payee, card.status(now())?.phone)?;
+    let picked = payee
+        .parse::<usize>()
+        .ok()
+        .filter(|key| (1..=contacts.len()).contains(key) && payee.len() == 1)
+        .map(|key| contacts[key - 1].1);
+    let payee = match picked {
+        Some(phone) => phone,
+        None => parse_phone_from(&payee, card.status(now())?.phone)?,
+    };
     let Some(amount) = ask(input, output, "Amount:")? else {
         return Ok(());
     };

@@ -511,9 +511,23 @@ fn the_menu_reads_like_a_sim_toolkit(kind: BackendKind) {
         screen.lines().all(|line| line.chars().count() <= 24),
         "short lines: {screen}"
     );
+    // Alice saved Bob (typed as a national number): paying him she types only key 1, the
+    // amount, Code 1 and the PIN.
+    let saved = cli.purse(
+        &alice,
+        &["add-contact", "--name", "Bob", "--phone", "0700000002"],
+    );
+    assert_eq!(saved["contacts"][0]["phone"], BOB, "{saved}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let contacts = directory.path().join("alice.purse.contacts");
+        let mode = std::fs::metadata(contacts).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
     let output = cli.run_with_input(
         &["purse", "--file", alice.to_str().unwrap(), "menu"],
-        Some(&format!("2\n{BOB}\n120\n{code1}\n1234\n4\n0\n")),
+        Some(&format!("2\n1\n120\n{code1}\n1234\n4\n0\n")),
     );
     let screen = String::from_utf8_lossy(&output.stdout);
     let code2 = screen
