@@ -1149,7 +1149,9 @@ impl Purse {
         self.spent_since_sync = Amount::zero(self.identity.currency);
         self.failures_since_sync = 0;
         self.failures_by_payer.clear();
-        self.clock = self.clock.max(answer.server_time);
+        // The operator's time is authoritative (the answer is MAC'd): a sync also repairs a clock
+        // that was once set far ahead.
+        self.clock = answer.server_time;
         self.blocked = answer.blocked;
         report.blocked = answer.blocked;
         if answer.pin_unblock && self.pin_tries_left < PIN_TRIES_MAX {

@@ -1034,3 +1034,38 @@ fn three_wrong_pins_block_payments_until_the_operator_unblocks() {
             .pin_unblock_requested
     );
 }
+
+/// A clock once set far ahead does not lock the purse for ever: the next sync puts the purse's
+/// clock at the operator's time.
+#[test]
+fn a_clock_set_far_ahead_is_repaired_by_the_next_sync() {
+    let mut world = World::new(26);
+    let mut agent = world.provision("+254700000009", PurseKind::Agent);
+    let mut alice = world.provision("+254700000001", PurseKind::Customer);
+    let mut bob = world.provision("+254700000002", PurseKind::Customer);
+    world.float(&agent, "10000");
+    world.sync(&mut agent);
+    pay(&mut world, &mut agent, &mut alice, "1000");
+    let code1 = request(&mut world, &mut bob, alice.identity().phone, "100");
+    let far = world.now.plus_seconds(3_650 * 86_400);
+    let pay = Command::Pay {
+        payee: bob.identity().phone,
+        amount: kes("100"),
+        code1,
+        pin: pin(),
+    };
+    assert_eq!(
+        alice.handle(pay.clone(), far, &mut world.random),
+        Err(PurseError::ValidityExpired)
+    );
+    assert_eq!(
+        alice.handle(pay.clone(), world.now, &mut world.random),
+        Err(PurseError::ValidityExpired)
+    );
+    world.sync(&mut alice);
+    assert_eq!(alice.clock(), world.now);
+    assert!(matches!(
+        alice.handle(pay, world.now, &mut world.random),
+        Ok(Outcome::Paid { .. })
+    ));
+}
