@@ -1360,6 +1360,12 @@ pub enum AdminCommand {
         #[arg(long)]
         to: String,
     },
+    /// A purse holder's statement from the operator's records (newest first).
+    Statement {
+        /// The purse's phone number
+        #[arg(long)]
+        phone: String,
+    },
     /// Agent settlement, step 1: take value back from an agent purse at its next sync.
     Settle {
         /// The agent purse's phone number
@@ -1612,6 +1618,33 @@ pub fn run_admin(client: &ApiClient, json: bool, command: AdminCommand) -> ExitC
                 )
             }),
         AdminCommand::Block { phone } => block(client, &phone, true),
+        AdminCommand::Statement { phone } => purse_path(&phone)
+            .map_err(|message| (message, None))
+            .and_then(|(_, path)| {
+                client
+                    .get(&format!("{path}/statement"))
+                    .map_err(|error| (error.to_string(), Some(error)))
+            })
+            .map(|answer| {
+                let currency = answer["currency"].as_str().unwrap_or("").to_owned();
+                let mut lines = vec![format!(
+                    "Statement for {}: balance {currency} {}",
+                    answer["phone"].as_str().unwrap_or("?"),
+                    answer["balance"].as_str().unwrap_or("?"),
+                )];
+                for line in answer["lines"].as_array().into_iter().flatten() {
+                    let date = line["at_ms"]
+                        .as_u64()
+                        .map(|ms| day_month(Timestamp(ms / 1000)))
+                        .unwrap_or_default();
+                    lines.push(format!(
+                        "{date}  {currency} {:>12}  {}",
+                        line["amount"].as_str().unwrap_or("?"),
+                        line["what"].as_str().unwrap_or(""),
+                    ));
+                }
+                (answer.clone(), lines.join("\n"))
+            }),
         AdminCommand::Settle { phone, amount } => purse_path(&phone)
             .map_err(|message| (message, None))
             .and_then(|(_, path)| {

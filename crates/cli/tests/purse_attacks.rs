@@ -696,6 +696,16 @@ fn an_agent_settles_collected_value_with_the_operator(kind: BackendKind) {
         ],
     );
     assert_eq!(server.shadow(AGENT)["settlement_owed"], "0.00");
+    // The holder's statement from the operator's records, in words with the currency.
+    let statement = cli.admin(&server, &["statement", "--phone", AGENT]);
+    assert_eq!(statement["balance"], "6000.00", "{statement}");
+    let lines = statement["lines"].as_array().unwrap();
+    assert!(
+        lines.iter().any(|line| line["amount"] == "-4000.00"
+            && line["currency"] == "KES"
+            && line["what"].as_str().unwrap().contains("settlement")),
+        "{statement}"
+    );
     server.assert_balanced();
 }
 

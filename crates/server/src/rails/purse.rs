@@ -375,6 +375,7 @@ pub fn operator_routes() -> Router<Arc<AppState>> {
         .route("/purse/purses/{phone}/limits", post(limits_endpoint))
         .route("/purse/purses/{phone}/block", post(block_endpoint))
         .route("/purse/purses/{phone}/move", post(move_endpoint))
+        .route("/purse/purses/{phone}/statement", get(statement_endpoint))
         .route("/purse/purses/{phone}/settle", post(settle_endpoint))
         .route(
             "/purse/purses/{phone}/settlement-paid",
@@ -689,6 +690,49 @@ async fn block_endpoint(
     Ok(Json(
         json!({ "phone": phone.to_string(), "blocked": body.0.blocked }),
     ))
+}
+
+/// Entries on a purse holder's statement.
+const STATEMENT_LINES_MAX: usize = 50;
+
+/// A purse holder's statement from the operator's records (what the ledger posted for the purse,
+/// newest first): date, words, amount with its currency, and the balance. For the agent's counter
+/// or an SMS reply; the shadow balance is what the purse has reported.
+async fn statement_endpoint(
+    State(state): State<Arc<AppState>>,
+    UrlPath(phone): UrlPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    let phone = parse_phone(&phone)?;
+    let shadow = state.rails.purse.shadow(&state.ledger, phone).await?;
+    let currency = shadow.limits.max_balance.currency();
+    let account = purse_account_id(phone).map_err(RailError::from)?;
+    let lookup = account.clone();
+    let records = state
+        .ledger
+        .read(move |store| store.history(&lookup, None, STATEMENT_LINES_MAX))
+        .await?;
+    let lines: Vec<Value> = records
+        .iter()
+        .map(|record| {
+            let transfer = &record.transfer;
+            let out = transfer.debit_account == account;
+            let minor = i64::try_from(transfer.amount.minor()).unwrap_or(i64::MAX);
+            json!({
+                "at_ms": record.committed_at.0,
+                "direction": if out { "out" } else { "in" },
+                "amount": decimal(if out { -minor } else { minor }, currency),
+                "currency": currency.code(),
+                "what": transfer.memo,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "phone": phone.to_string(),
+        "currency": currency.code(),
+        "balance": decimal(shadow.balance_minor, currency),
+        "blocked": shadow.blocked,
+        "lines": lines,
+    })))
 }
 
 #[derive(Debug, Deserialize)]
