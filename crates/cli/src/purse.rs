@@ -11,10 +11,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
 use offpay_purse::apdu::{AnswerSummary, PurseCard, PurseStatus};
-use offpay_purse::se::{self, DeviceSecret, SoftwareSecureElement};
+use offpay_purse::se::{self, DeviceSecret, SealParams, SoftwareSecureElement};
 use offpay_purse::{
     Amount, Cause, Code, EntryKind, LogEntry, OperatorId, Phone, Pin, Provisioning, Purse,
-    PurseError, TicketCode, Timestamp,
+    PurseError, SystemRandom, TicketCode, Timestamp,
 };
 use serde_json::{Value, json};
 
@@ -34,6 +34,8 @@ const DEVICE_SECRET_DIRECTORY: &str = ".offpay";
 const DEVICE_SECRET_FILE: &str = "device.secret";
 /// Message id used for SMS-packed uploads from the CLI.
 const SMS_MESSAGE_ID: u16 = 1;
+/// The PIN of the demo's purses.
+const DEMO_PIN: &str = "1234";
 /// Entries shown by `log` (the purse keeps this many recent entries for display).
 const LOG_LINES_MAX: usize = offpay_purse::params::LOG_RECENT_MAX;
 
@@ -52,6 +54,11 @@ pub struct PurseArgs {
     /// Print JSON instead of text
     #[arg(long, global = true)]
     json: bool,
+    /// Read the PIN (which opens the purse file) from the first line of standard input instead
+    /// of asking for it; `change-pin` reads the new PIN from the next line. A PIN is never taken
+    /// from the command line.
+    #[arg(long, global = true)]
+    pin_stdin: bool,
     #[command(subcommand)]
     command: PurseCommand,
 }
@@ -78,9 +85,6 @@ enum PurseCommand {
         /// The payee's Code 1 (8 digits, spaces allowed)
         #[arg(long)]
         code: String,
-        /// Your PIN
-        #[arg(long)]
-        pin: String,
     },
     /// Payee: type the payer's Code 2; prints the amount received.
     Accept {
@@ -114,20 +118,33 @@ enum PurseCommand {
         #[arg(long)]
         sms: bool,
     },
-    /// Change the PIN.
-    ChangePin {
-        /// Current PIN
-        #[arg(long)]
-        old: String,
-        /// New PIN (4 to 6 digits)
-        #[arg(long)]
-        new: String,
-    },
+    /// Change the PIN (the current one opens the purse; the new one, 4 to 6 digits, is asked
+    /// for next, or read from the next line of standard input with --pin-stdin).
+    ChangePin,
     /// Ask the operator for a key shared with a peer (for payments above the small-payment limit).
     AskKey {
         /// The peer's phone number
         #[arg(long)]
         peer: String,
+    },
+    /// Ticket codes to read out: each lets that peer install the key you share without syncing.
+    Tickets,
+    /// Saved contacts (the menu's "Send money" picks one with a single key).
+    Contacts,
+    /// Save a contact.
+    AddContact {
+        /// A short name, e.g. Mama
+        #[arg(long)]
+        name: String,
+        /// The number, international or national
+        #[arg(long)]
+        phone: String,
+    },
+    /// Forget a contact.
+    RemoveContact {
+        /// Its name
+        #[arg(long)]
+        name: String,
     },
     /// Type in the 48-digit ticket code a peer read out.
     EnterTicket {
@@ -271,7 +288,106 @@ fn device_secret(path: Option<&Path>) -> Result<DeviceSecret, CliError> {
 
 type Card = PurseCard<SoftwareSecureElement>;
 
-fn open_card(args: &PurseArgs) -> Result<Card, CliError> {
+/// Contacts a purse keeps (the menu shows them as keys 1 to 9).
+const CONTACTS_MAX: usize = 9;
+/// Longest contact name, in characters (fits the 16-character screen with its key).
+const CONTACT_NAME_CHARS_MAX: usize = 12;
+
+fn purse_file(args: &PurseArgs) -> Result<&Path, CliError> {
+    args.file
+        .as_deref()
+        .ok_or_else(|| CliError::Local("say which purse: --file FILE".to_owned()))
+}
+
+/// Saved contacts live beside the purse file in `<file>.contacts`: `name<TAB>+number` per line,
+/// readable only by the owner (numbers of the people one pays are private).
+fn contacts_path(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_os_string();
+    name.push(".contacts");
+    PathBuf::from(name)
+}
+
+fn load_contacts(file: &Path) -> Result<Vec<(String, Phone)>, CliError> {
+    let path = contacts_path(file);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => {
+            return Err(CliError::Local(format!("{}: {error}", path.display())));
+        }
+    };
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .take(CONTACTS_MAX)
+        .map(|line| {
+            let (name, number) = line.split_once('\t').ok_or_else(|| {
+                CliError::Local(format!("{}: a line is not name<TAB>number", path.display()))
+            })?;
+            let phone = Phone::parse(number).map_err(|_| {
+                CliError::Local(format!("{}: {number:?} is not a number", path.display()))
+            })?;
+            Ok((name.to_owned(), phone))
+        })
+        .collect()
+}
+
+fn save_contacts(file: &Path, contacts: &[(String, Phone)]) -> Result<(), CliError> {
+    let path = contacts_path(file);
+    let text: String = contacts
+        .iter()
+        .map(|(name, phone)| format!("{name}\t{phone}\n"))
+        .collect();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+        .open(&path)
+        .and_then(|mut out| out.write_all(text.as_bytes()))
+        .map_err(|error| CliError::Local(format!("{}: {error}", path.display())))
+}
+
+fn contacts_output(contacts: &[(String, Phone)]) -> Output {
+    let text = if contacts.is_empty() {
+        "No saved contacts.".to_owned()
+    } else {
+        contacts
+            .iter()
+            .enumerate()
+            .map(|(index, (name, phone))| format!("{} {name} {phone}", index + 1))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    Output {
+        text,
+        json: json!({ "contacts": contacts.iter().map(|(name, phone)| json!({
+            "name": name, "phone": phone.to_string(),
+        })).collect::<Vec<_>>() }),
+    }
+}
+
+/// Reads a PIN: from the next line of `input` with --pin-stdin, else asked for on a terminal.
+/// Never echoed back by us; never from the command line.
+fn read_pin(pin_stdin: bool, input: &mut dyn BufRead, prompt: &str) -> Result<Pin, CliError> {
+    if !pin_stdin {
+        if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            return Err(CliError::Local(
+                "the PIN is read from a terminal: give it on standard input with --pin-stdin"
+                    .to_owned(),
+            ));
+        }
+        eprint!("{prompt} ");
+        std::io::stderr().flush().map_err(local_io)?;
+    }
+    let line =
+        read_line(input).ok_or_else(|| CliError::Local("no PIN on standard input".to_owned()))?;
+    Ok(Pin::parse(&line)?)
+}
+
+fn open_card(args: &PurseArgs, pin: &Pin) -> Result<Card, CliError> {
     let path = args
         .file
         .as_deref()
@@ -294,14 +410,16 @@ fn open_card(args: &PurseArgs) -> Result<Card, CliError> {
         }
     }
     let secret = device_secret(args.device_secret.as_deref())?;
-    let element = SoftwareSecureElement::open(path, secret, operator)?;
+    let element = SoftwareSecureElement::open(path, secret, operator, pin)?;
     Ok(PurseCard::new(element, now())?)
 }
 
-fn parse_phone(text: &str) -> Result<Phone, CliError> {
-    Phone::parse(text.trim()).map_err(|_| {
+/// A number as typed: international (`+254700000001`) or national (`0700000001`, taking the
+/// country code of the purse's own number).
+fn parse_phone_from(text: &str, home: Phone) -> Result<Phone, CliError> {
+    Phone::parse_from(text.trim(), home).map_err(|_| {
         CliError::Purse(PurseError::PhoneNumber).with_context(&format!(
-            "{text:?} is not a phone number in international form such as +254700000001"
+            "{text:?} is not a phone number: type it in international form such as +254700000001, or national such as 0700000001"
         ))
     })
 }
@@ -354,6 +472,12 @@ fn describe(entry: &LogEntry) -> String {
         EntryKind::PaymentCredit { payer, .. } => {
             format!("received {} from {payer} (via sync)", entry.amount)
         }
+        EntryKind::Settlement { debit_id } => {
+            format!(
+                "handed {} back to the operator (settlement #{debit_id})",
+                entry.amount
+            )
+        }
     }
 }
 
@@ -363,6 +487,7 @@ fn entry_json(entry: &LogEntry) -> Value {
         EntryKind::Credit { payer, .. } => ("credit", Some(payer)),
         EntryKind::OperatorCredit { .. } => ("operator_credit", None),
         EntryKind::PaymentCredit { payer, .. } => ("payment_credit", Some(payer)),
+        EntryKind::Settlement { .. } => ("settlement", None),
     };
     json!({
         "counter": entry.counter,
@@ -593,21 +718,40 @@ fn print_output(json: bool, output: &Output) {
 }
 
 fn run_purse(args: &PurseArgs) -> Result<Output, CliError> {
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
     if let PurseCommand::Menu { server } = &args.command {
-        let mut card = open_card(args)?;
-        let stdin = std::io::stdin();
-        let mut input = stdin.lock();
         let mut stdout = std::io::stdout();
-        menu(&mut card, &mut input, &mut stdout, &SyncPath::Http(server))?;
+        let pin = if args.pin_stdin {
+            read_pin(true, &mut input, "PIN:")?
+        } else {
+            let Some(pin) = ask(&mut input, &mut stdout, "Purse PIN:")? else {
+                return Err(CliError::Local("no PIN given".to_owned()));
+            };
+            Pin::parse(&pin)?
+        };
+        let mut card = open_card(args, &pin)?;
+        let contacts = load_contacts(purse_file(args)?)?;
+        menu(
+            &mut card,
+            &mut input,
+            &mut stdout,
+            &SyncPath::Http(server),
+            &contacts,
+        )?;
         return Ok(Output {
             text: String::new(),
             json: json!({ "menu": "closed" }),
         });
     }
-    let mut card = open_card(args)?;
+    if args.file.is_none() {
+        return Err(CliError::Local("say which purse: --file FILE".to_owned()));
+    }
+    let pin = read_pin(args.pin_stdin, &mut input, "PIN:")?;
+    let mut card = open_card(args, &pin)?;
     match &args.command {
         PurseCommand::Request { from, amount } => {
-            let payer = parse_phone(from)?;
+            let payer = parse_phone_from(from, card.status(now())?.phone)?;
             let amount = parse_amount(&card, amount)?;
             let code1 = card.request(payer, amount, now())?;
             Ok(Output {
@@ -619,16 +763,10 @@ fn run_purse(args: &PurseArgs) -> Result<Output, CliError> {
                                "amount": amount.decimal().to_string(), "currency": amount.currency().code() }),
             })
         }
-        PurseCommand::Pay {
-            to,
-            amount,
-            code,
-            pin,
-        } => {
-            let payee = parse_phone(to)?;
+        PurseCommand::Pay { to, amount, code } => {
+            let payee = parse_phone_from(to, card.status(now())?.phone)?;
             let amount = parse_amount(&card, amount)?;
             let code1 = Code::parse(code)?;
-            let pin = Pin::parse(pin)?;
             card.check_request(payee, amount, code1, now())?;
             let (code2, entry) = card.pay(payee, amount, code1, &pin, now())?;
             Ok(Output {
@@ -747,23 +885,82 @@ fn run_purse(args: &PurseArgs) -> Result<Output, CliError> {
                 json: summary_json(&summary, &status, uploaded),
             })
         }
-        PurseCommand::ChangePin { old, new } => {
-            card.change_pin(&Pin::parse(old)?, &Pin::parse(new)?, now())?;
+        PurseCommand::ChangePin => {
+            let new = read_pin(args.pin_stdin, &mut input, "New PIN:")?;
+            card.change_pin(&pin, &new, now())?;
             Ok(Output {
                 text: "PIN changed.".to_owned(),
                 json: json!({ "pin_changed": true }),
             })
         }
         PurseCommand::AskKey { peer } => {
-            let peer = parse_phone(peer)?;
+            let peer = parse_phone_from(peer, card.status(now())?.phone)?;
             card.ask_pairwise_key(peer, now())?;
             Ok(Output {
                 text: format!("Asked for a key shared with {peer}; it arrives at the next sync."),
                 json: json!({ "asked": peer.to_string() }),
             })
         }
+        PurseCommand::Contacts => {
+            let contacts = load_contacts(purse_file(args)?)?;
+            Ok(contacts_output(&contacts))
+        }
+        PurseCommand::AddContact { name, phone } => {
+            let file = purse_file(args)?;
+            let name = name.trim();
+            if name.is_empty()
+                || name.chars().count() > CONTACT_NAME_CHARS_MAX
+                || name.contains('\t')
+            {
+                return Err(CliError::Local(format!(
+                    "a contact's name is 1 to {CONTACT_NAME_CHARS_MAX} characters"
+                )));
+            }
+            let phone = parse_phone_from(phone, card.status(now())?.phone)?;
+            let mut contacts = load_contacts(file)?;
+            contacts.retain(|(held, _)| held != name);
+            if contacts.len() >= CONTACTS_MAX {
+                return Err(CliError::Local(format!(
+                    "at most {CONTACTS_MAX} contacts: remove one first"
+                )));
+            }
+            contacts.push((name.to_owned(), phone));
+            save_contacts(file, &contacts)?;
+            Ok(contacts_output(&contacts))
+        }
+        PurseCommand::RemoveContact { name } => {
+            let file = purse_file(args)?;
+            let mut contacts = load_contacts(file)?;
+            let before = contacts.len();
+            contacts.retain(|(held, _)| held != name.trim());
+            if contacts.len() == before {
+                return Err(CliError::Local(format!("no contact named {name:?}")));
+            }
+            save_contacts(file, &contacts)?;
+            Ok(contacts_output(&contacts))
+        }
+        PurseCommand::Tickets => {
+            let tickets = card.tickets(now())?;
+            let mut text = if tickets.is_empty() {
+                "No ticket codes. Ask for a key with `ask-key --peer P`; the code comes with your next sync."
+                    .to_owned()
+            } else {
+                String::new()
+            };
+            for ticket in &tickets {
+                text.push_str(&format!("Read this to {}: {}\n", ticket.peer, ticket.code));
+            }
+            Ok(Output {
+                text: text.trim_end().to_owned(),
+                json: json!({ "tickets": tickets.iter().map(|ticket| json!({
+                    "peer": ticket.peer.to_string(),
+                    "code": std::str::from_utf8(ticket.code.as_digits()).unwrap_or_default(),
+                    "shown": ticket.code.to_string(),
+                })).collect::<Vec<_>>() }),
+            })
+        }
         PurseCommand::EnterTicket { peer, code } => {
-            let peer = parse_phone(peer)?;
+            let peer = parse_phone_from(peer, card.status(now())?.phone)?;
             let ticket = TicketCode::parse(code)?;
             card.enter_ticket(peer, &ticket, now())?;
             Ok(Output {
@@ -827,6 +1024,7 @@ fn menu(
     input: &mut dyn BufRead,
     output: &mut dyn Write,
     sync_path: &SyncPath<'_>,
+    contacts: &[(String, Phone)],
 ) -> Result<(), CliError> {
     for _ in 0..MENU_STEPS_MAX {
         let status = card.status(now())?;
@@ -843,7 +1041,7 @@ fn menu(
         let result = match choice.as_str() {
             "0" => return Ok(()),
             "1" => menu_receive(card, input, output),
-            "2" => menu_send(card, input, output),
+            "2" => menu_send(card, input, output, contacts),
             "3" => menu_accept(card, input, output),
             "4" => card
                 .show_code(now())
@@ -858,7 +1056,8 @@ fn menu(
                             "Code 2:".to_owned(),
                             show(&last.code2),
                         ],
-                    )
+                    )?;
+                    hold(input, output)
                 }),
             "5" => card
                 .read_log(true, now())
@@ -870,11 +1069,8 @@ fn menu(
                     }
                     for entry in entries.iter().rev().take(5) {
                         let sign = if entry.is_debit() { "-" } else { "+" };
-                        lines.push(format!(
-                            "{sign}{} #{}",
-                            entry.amount.decimal(),
-                            entry.counter
-                        ));
+                        lines.push(format!("{} {sign}{}", day_month(entry.time), entry.amount));
+                        lines.push(counterparty(entry));
                     }
                     screen(output, &lines)
                 }),
@@ -922,7 +1118,7 @@ fn menu_receive(
     let Some(payer) = ask(input, output, "Payer number:")? else {
         return Ok(());
     };
-    let payer = parse_phone(&payer)?;
+    let payer = parse_phone_from(&payer, card.status(now())?.phone)?;
     let Some(amount) = ask(input, output, "Amount:")? else {
         return Ok(());
     };
@@ -935,18 +1131,78 @@ fn menu_receive(
             show(&code1),
             "Read it to payer".to_owned(),
         ],
-    )
+    )?;
+    hold(input, output)
+}
+
+/// Keeps a code on its own screen until a key is pressed (as a SIM toolkit's display text).
+fn hold(input: &mut dyn BufRead, output: &mut dyn Write) -> Result<(), CliError> {
+    write!(output, "Any key: back\n> ").map_err(local_io)?;
+    output.flush().map_err(local_io)?;
+    read_line(input);
+    Ok(())
+}
+
+/// `06/12` from a purse timestamp (seconds since 1970, UTC): day and month of the civil date.
+fn day_month(time: Timestamp) -> String {
+    // Days since 1970-01-01 to a civil date (proleptic Gregorian), by 400-year eras.
+    let days = (time.0 / 86_400) as i64 + 719_468;
+    let era = days.div_euclid(146_097);
+    let day_of_era = days - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    format!("{day:02}/{month:02}")
+}
+
+/// Who the other side of an entry was, for the mini statement.
+fn counterparty(entry: &LogEntry) -> String {
+    match entry.kind {
+        EntryKind::Debit { payee, .. } => format!(" to {payee}"),
+        EntryKind::Credit { payer, .. } | EntryKind::PaymentCredit { payer, .. } => {
+            format!(" from {payer}")
+        }
+        EntryKind::OperatorCredit { .. } => " from operator".to_owned(),
+        EntryKind::Settlement { .. } => " to operator".to_owned(),
+    }
 }
 
 fn menu_send(
     card: &mut Card,
     input: &mut dyn BufRead,
     output: &mut dyn Write,
+    contacts: &[(String, Phone)],
 ) -> Result<(), CliError> {
-    let Some(payee) = ask(input, output, "Payee number:")? else {
+    let prompt = if contacts.is_empty() {
+        "Payee number:".to_owned()
+    } else {
+        let mut lines: Vec<String> = contacts
+            .iter()
+            .enumerate()
+            .map(|(index, (name, _))| format!("{} {name}", index + 1))
+            .collect();
+        lines.push("Key or number:".to_owned());
+        lines.join("\n")
+    };
+    let Some(payee) = ask(input, output, &prompt)? else {
         return Ok(());
     };
-    let payee = parse_phone(&payee)?;
+    let picked = payee
+        .parse::<usize>()
+        .ok()
+        .filter(|key| (1..=contacts.len()).contains(key) && payee.len() == 1)
+        .map(|key| contacts[key - 1].1);
+    let payee = match picked {
+        Some(phone) => phone,
+        None => parse_phone_from(&payee, card.status(now())?.phone)?,
+    };
     let Some(amount) = ask(input, output, "Amount:")? else {
         return Ok(());
     };
@@ -969,7 +1225,8 @@ fn menu_send(
             show(&code2),
             "Read it to payee".to_owned(),
         ],
-    )
+    )?;
+    hold(input, output)
 }
 
 fn menu_accept(
@@ -1030,9 +1287,14 @@ pub enum AdminCommand {
         /// The purse's phone number, e.g. +254700000001
         #[arg(long)]
         phone: String,
-        /// Its first PIN (4 to 6 digits)
+        /// Read the first PIN (4 to 6 digits) from standard input instead of asking for it; a
+        /// PIN is never taken from the command line
         #[arg(long)]
-        pin: String,
+        pin_stdin: bool,
+        /// Seal with the fast, weak key-derivation parameters of the test suite (never for a
+        /// real purse)
+        #[arg(long, hide = true)]
+        kdf_for_tests: bool,
         /// The purse file to create
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
@@ -1088,6 +1350,43 @@ pub enum AdminCommand {
         #[arg(long)]
         phone: String,
     },
+    /// A lost phone: block the purse and move its balance to the person's new purse (what the
+    /// lost purse could still spend offline is held back until its keys are retired).
+    Move {
+        /// The lost purse's phone number
+        #[arg(long)]
+        phone: String,
+        /// The new purse's phone number (provisioned already)
+        #[arg(long)]
+        to: String,
+    },
+    /// A purse holder's statement from the operator's records (newest first).
+    Statement {
+        /// The purse's phone number
+        #[arg(long)]
+        phone: String,
+    },
+    /// Agent settlement, step 1: take value back from an agent purse at its next sync.
+    Settle {
+        /// The agent purse's phone number
+        #[arg(long)]
+        phone: String,
+        /// Amount, e.g. 5000
+        #[arg(long)]
+        amount: String,
+    },
+    /// Agent settlement, step 2: record that the operator paid the agent for value handed back.
+    SettlementPaid {
+        /// The agent purse's phone number
+        #[arg(long)]
+        phone: String,
+        /// Amount paid
+        #[arg(long)]
+        amount: String,
+        /// The payment's reference (bank transfer or cash receipt)
+        #[arg(long)]
+        reference: String,
+    },
     /// Lift a block.
     Unblock {
         /// The purse's phone number
@@ -1127,17 +1426,28 @@ fn purse_path(phone: &str) -> Result<(Phone, String), String> {
 }
 
 /// Provisions a purse at the server and seals it into `out`.
+struct ProvisionFile<'a> {
+    out: &'a Path,
+    agent: bool,
+    device_secret_path: Option<&'a Path>,
+    params: SealParams,
+}
+
 fn provision(
     client: &ApiClient,
     phone: &str,
-    pin: &str,
-    out: &Path,
-    agent: bool,
-    device_secret_path: Option<&Path>,
+    pin: Pin,
+    file: ProvisionFile<'_>,
 ) -> Result<Value, (String, Option<CallError>)> {
+    let ProvisionFile {
+        out,
+        agent,
+        device_secret_path,
+        params,
+    } = file;
     let plain = |message: String| (message, None);
     let (phone, _) = purse_path(phone).map_err(plain)?;
-    let pin = Pin::parse(pin).map_err(|error| plain(format!("PIN: {error}")))?;
+
     if out.exists() {
         return Err(plain(format!(
             "{} exists already; refusing to overwrite a purse file",
@@ -1158,14 +1468,16 @@ fn provision(
     let provisioning = Provisioning::decode(&bytes)
         .map_err(|error| plain(format!("provisioning record: {error}")))?;
     let purse = Purse::provision(&provisioning, pin);
-    SoftwareSecureElement::create(out, secret, purse).map_err(|error| {
-        plain(format!(
-            "{} was provisioned at the server but the purse file {} could not be written: {}",
-            phone,
-            out.display(),
-            explain(&error)
-        ))
-    })?;
+    SoftwareSecureElement::create_with(out, secret, purse, params, SystemRandom).map_err(
+        |error| {
+            plain(format!(
+                "{} was provisioned at the server but the purse file {} could not be written: {}",
+                phone,
+                out.display(),
+                explain(&error)
+            ))
+        },
+    )?;
     Ok(json!({
         "phone": phone.to_string(),
         "purse_id": answer["purse_id"],
@@ -1190,21 +1502,41 @@ pub fn run_admin(client: &ApiClient, json: bool, command: AdminCommand) -> ExitC
     let result: Result<(Value, String), (String, Option<CallError>)> = match command {
         AdminCommand::Provision {
             phone,
-            pin,
+            pin_stdin,
+            kdf_for_tests,
             out,
             agent,
             device_secret,
-        } => provision(client, &phone, &pin, &out, agent, device_secret.as_deref()).map(|answer| {
-            let text = format!(
-                "Provisioned {} purse {} for {} (operator {}); sealed into {}",
-                answer["kind"].as_str().unwrap_or("?"),
-                answer["purse_id"],
-                answer["phone"].as_str().unwrap_or("?"),
-                answer["operator"].as_str().unwrap_or("?"),
-                answer["file"].as_str().unwrap_or("?"),
-            );
-            (answer, text)
-        }),
+        } => read_pin(pin_stdin, &mut std::io::stdin().lock(), "First PIN:")
+            .map_err(|error| (format!("PIN: {}", error.message()), None))
+            .and_then(|pin| {
+                provision(
+                    client,
+                    &phone,
+                    pin,
+                    ProvisionFile {
+                        out: &out,
+                        agent,
+                        device_secret_path: device_secret.as_deref(),
+                        params: if kdf_for_tests {
+                            SealParams::TEST
+                        } else {
+                            SealParams::DEVICE
+                        },
+                    },
+                )
+            })
+            .map(|answer| {
+                let text = format!(
+                    "Provisioned {} purse {} for {} (operator {}); sealed into {}",
+                    answer["kind"].as_str().unwrap_or("?"),
+                    answer["purse_id"],
+                    answer["phone"].as_str().unwrap_or("?"),
+                    answer["operator"].as_str().unwrap_or("?"),
+                    answer["file"].as_str().unwrap_or("?"),
+                );
+                (answer, text)
+            }),
         AdminCommand::Float {
             phone,
             amount,
@@ -1286,6 +1618,91 @@ pub fn run_admin(client: &ApiClient, json: bool, command: AdminCommand) -> ExitC
                 )
             }),
         AdminCommand::Block { phone } => block(client, &phone, true),
+        AdminCommand::Statement { phone } => purse_path(&phone)
+            .map_err(|message| (message, None))
+            .and_then(|(_, path)| {
+                client
+                    .get(&format!("{path}/statement"))
+                    .map_err(|error| (error.to_string(), Some(error)))
+            })
+            .map(|answer| {
+                let currency = answer["currency"].as_str().unwrap_or("").to_owned();
+                let mut lines = vec![format!(
+                    "Statement for {}: balance {currency} {}",
+                    answer["phone"].as_str().unwrap_or("?"),
+                    answer["balance"].as_str().unwrap_or("?"),
+                )];
+                for line in answer["lines"].as_array().into_iter().flatten() {
+                    let date = line["at_ms"]
+                        .as_u64()
+                        .map(|ms| day_month(Timestamp(ms / 1000)))
+                        .unwrap_or_default();
+                    lines.push(format!(
+                        "{date}  {currency} {:>12}  {}",
+                        line["amount"].as_str().unwrap_or("?"),
+                        line["what"].as_str().unwrap_or(""),
+                    ));
+                }
+                (answer.clone(), lines.join("\n"))
+            }),
+        AdminCommand::Settle { phone, amount } => purse_path(&phone)
+            .map_err(|message| (message, None))
+            .and_then(|(_, path)| {
+                client
+                    .post(&format!("{path}/settle"), &json!({ "amount": amount }))
+                    .map_err(|error| (error.to_string(), Some(error)))
+            })
+            .map(|answer| {
+                let text = format!(
+                    "Settlement of {} {} queued for {}: its purse hands the value back at its next sync.",
+                    answer["currency"].as_str().unwrap_or(""),
+                    answer["amount"].as_str().unwrap_or("?"),
+                    answer["phone"].as_str().unwrap_or("?"),
+                );
+                (answer, text)
+            }),
+        AdminCommand::SettlementPaid {
+            phone,
+            amount,
+            reference,
+        } => purse_path(&phone)
+            .map_err(|message| (message, None))
+            .and_then(|(_, path)| {
+                client
+                    .post(
+                        &format!("{path}/settlement-paid"),
+                        &json!({ "amount": amount, "reference": reference }),
+                    )
+                    .map_err(|error| (error.to_string(), Some(error)))
+            })
+            .map(|answer| {
+                let text = format!(
+                    "Recorded: {} {} paid to agent {}.",
+                    answer["currency"].as_str().unwrap_or(""),
+                    answer["amount"].as_str().unwrap_or("?"),
+                    answer["phone"].as_str().unwrap_or("?"),
+                );
+                (answer, text)
+            }),
+        AdminCommand::Move { phone, to } => purse_path(&phone)
+            .map_err(|message| (message, None))
+            .and_then(|(_, path)| {
+                client
+                    .post(&format!("{path}/move"), &json!({ "to": to }))
+                    .map_err(|error| (error.to_string(), Some(error)))
+            })
+            .map(|answer| {
+                let currency = answer["currency"].as_str().unwrap_or("");
+                let text = format!(
+                    "{} is blocked. Moved {currency} {} to {}; held back {currency} {}.\n{}",
+                    answer["lost"].as_str().unwrap_or("?"),
+                    answer["moved"].as_str().unwrap_or("?"),
+                    answer["to"].as_str().unwrap_or("?"),
+                    answer["held_back"].as_str().unwrap_or("?"),
+                    answer["status"].as_str().unwrap_or(""),
+                );
+                (answer, text)
+            }),
         AdminCommand::Unblock { phone } => block(client, &phone, false),
         AdminCommand::UnblockPin { phone } => purse_path(&phone)
             .map_err(|message| (message, None))
@@ -1347,8 +1764,9 @@ fn block(
 fn demo_card(path: &Path, secret: &Path) -> Result<Card, String> {
     let (operator, _) = se::peek_file(path).map_err(|error| explain(&error))?;
     let secret = DeviceSecret::load_or_create(secret).map_err(|error| explain(&error))?;
-    let element =
-        SoftwareSecureElement::open(path, secret, operator).map_err(|error| explain(&error))?;
+    let pin = Pin::parse(DEMO_PIN).map_err(|error| explain(&error))?;
+    let element = SoftwareSecureElement::open(path, secret, operator, &pin)
+        .map_err(|error| explain(&error))?;
     PurseCard::new(element, now()).map_err(|error| explain(&error))
 }
 
@@ -1380,7 +1798,7 @@ fn demo_pay(
         "   {payee_name} asks {payer_name} for {amount}: Code 1 {}",
         show(&code1)
     );
-    let pin = Pin::parse("1234").map_err(|e| explain(&e))?;
+    let pin = Pin::parse(DEMO_PIN).map_err(|e| explain(&e))?;
     let (code2, _) = payer
         .pay(payee_phone, amount, code1, &pin, now())
         .map_err(|e| explain(&e))?;
@@ -1407,8 +1825,14 @@ pub fn demo(client: &ApiClient) -> Result<(), String> {
     ];
     for (name, number, agent) in &people {
         let file = directory.path().join(format!("{name}.purse"));
-        provision(client, number, "1234", &file, *agent, Some(&secret))
-            .map_err(|(message, _)| message)?;
+        let pin = Pin::parse(DEMO_PIN).map_err(|error| explain(&error))?;
+        let file_spec = ProvisionFile {
+            out: &file,
+            agent: *agent,
+            device_secret_path: Some(&secret),
+            params: SealParams::DEVICE,
+        };
+        provision(client, number, pin, file_spec).map_err(|(message, _)| message)?;
         println!(
             "   provisioned {name:<6} {number} ({}) -> {}",
             if *agent { "agent" } else { "customer" },
@@ -1443,4 +1867,17 @@ pub fn demo(client: &ApiClient) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statement_dates_are_civil_dates() {
+        assert_eq!(day_month(Timestamp(0)), "01/01");
+        assert_eq!(day_month(Timestamp(951_782_400)), "29/02");
+        assert_eq!(day_month(Timestamp(1_800_000_000)), "15/01");
+        assert_eq!(day_month(Timestamp(1_800_000_000 - 15 * 86_400)), "31/12");
+    }
 }

@@ -153,7 +153,8 @@ fn three_processes_on_one_database_post_once_and_conserve_money() {
     // Alice's next upload reaches all three processes at once: it is reconciled once.
     let (operator, _) = se::peek_file(&alice).unwrap();
     let secret = DeviceSecret::load_or_create(&cli.device_secret).unwrap();
-    let element = SoftwareSecureElement::open(&alice, secret, operator).unwrap();
+    let pin = offpay_purse::Pin::parse(purse_common::PIN).unwrap();
+    let element = SoftwareSecureElement::open(&alice, secret, operator, &pin).unwrap();
     let mut card = PurseCard::new(element, now()).unwrap();
     let upload = card.start_sync(now()).unwrap();
     let senders: Vec<_> = (0..PROCESSES)

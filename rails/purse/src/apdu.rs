@@ -60,6 +60,8 @@ pub mod ins {
     pub const STATUS: u8 = 0x40;
     pub const READ_LOG: u8 = 0x42;
     pub const READ_PENDING: u8 = 0x44;
+    /// The ticket codes this purse holds for peers to type in (peer(7) ‖ 48 ASCII digits each).
+    pub const READ_TICKETS: u8 = 0x46;
 }
 
 /// Status words.
@@ -212,7 +214,8 @@ pub fn status_word(error: &PurseError) -> u16 {
         | ResponseCodeMismatch { .. }
         | TicketMismatch
         | AuthenticationFailed
-        | FailureBudgetExhausted => sw::SECURITY_NOT_SATISFIED,
+        | FailureBudgetExhausted
+        | PayerFailureBudgetExhausted(_) => sw::SECURITY_NOT_SATISFIED,
         LogFull => sw::NOT_ENOUGH_MEMORY,
         NoPendingRequest | UnknownRequest | NothingToShow => sw::NOT_FOUND,
         UnsupportedInstruction(_) => sw::INS_NOT_SUPPORTED,
@@ -268,6 +271,10 @@ pub fn encode_error(error: &PurseError) -> Vec<u8> {
             w.u16(*period_tries_left);
         }
         FailureBudgetExhausted => w.u8(11),
+        PayerFailureBudgetExhausted(phone) => {
+            w.u8(38);
+            w.phone(*phone);
+        }
         WrongPin { tries_left } => {
             w.u8(12);
             w.u8(*tries_left);
@@ -286,6 +293,7 @@ pub fn encode_error(error: &PurseError) -> Vec<u8> {
                 Limit::MaxBalance => 1,
                 Limit::MaxSinglePayment => 2,
                 Limit::MaxSpentSinceSync => 3,
+                Limit::ReceivedFromOnePayer => 4,
             });
             w.currency(maximum.currency());
             w.minor(*maximum);
@@ -402,6 +410,7 @@ fn decode_error_record(bytes: &[u8]) -> Result<PurseError, PurseError> {
             period_tries_left: r.u16()?,
         },
         11 => FailureBudgetExhausted,
+        38 => PayerFailureBudgetExhausted(r.phone()?),
         12 => WrongPin {
             tries_left: r.u8()?,
         },
@@ -418,6 +427,7 @@ fn decode_error_record(bytes: &[u8]) -> Result<PurseError, PurseError> {
             let limit = match r.u8()? {
                 1 => Limit::MaxBalance,
                 2 => Limit::MaxSinglePayment,
+                4 => Limit::ReceivedFromOnePayer,
                 _ => Limit::MaxSpentSinceSync,
             };
             let currency = r.currency()?;
@@ -657,6 +667,14 @@ fn run(
                 w.u64(pending.created_at.0);
                 w.u8(pending.failures);
                 w.u32(pending.code1.as_number());
+            }
+            return Ok(w.finish());
+        }
+        ins::READ_TICKETS => {
+            w.u8(purse.peer_tickets().len() as u8);
+            for ticket in purse.peer_tickets() {
+                w.phone(ticket.peer);
+                w.bytes(ticket.code.as_digits());
             }
             return Ok(w.finish());
         }
@@ -958,6 +976,25 @@ impl<T: Transport> PurseCard<T> {
     }
 
     /// Requests waiting for Code 2.
+    /// The ticket codes to read out to peers (each lets the peer install the pairwise key
+    /// without syncing).
+    pub fn tickets(&mut self, now: Timestamp) -> Result<Vec<crate::purse::PeerTicket>, PurseError> {
+        let data = self.send(ins::READ_TICKETS, 0, Vec::new(), now)?;
+        let mut r = Reader::new(&data);
+        let mut out = Vec::new();
+        for _ in 0..r.count_u8(crate::params::PEER_TICKETS_MAX)? {
+            let peer = r.phone()?;
+            let digits: [u8; crate::params::TICKET_CODE_DIGITS] = r.array()?;
+            out.push(crate::purse::PeerTicket {
+                peer,
+                code: crate::ticket::TicketCode::from_digits(&digits)?,
+            });
+        }
+        r.finish()?;
+        Ok(out)
+    }
+
+    /// The requests waiting for Code 2.
     pub fn pending(&mut self, now: Timestamp) -> Result<Vec<PendingRequest>, PurseError> {
         let data = self.send(ins::READ_PENDING, 0, Vec::new(), now)?;
         let mut r = Reader::new(&data);

@@ -45,8 +45,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::PurseError;
 use crate::operator::{
-    BookHeader, BookParts, CreditKey, DebitKey, Flag, LedgerAccount, OpenCredit, OpenDebit,
-    OperatorBook, OperatorSecrets, Posting, ShadowAccount, sync_counterparties,
+    BalanceMove, BookHeader, BookParts, CreditKey, DebitKey, Flag, LedgerAccount, OpenCredit,
+    OpenDebit, OperatorBook, OperatorSecrets, Posting, ShadowAccount, sync_counterparties,
 };
 use crate::purse::{EntryKind, OfflineLimits};
 use crate::sync::SyncUpload;
@@ -64,6 +64,8 @@ const MILLISECONDS_PER_SECOND: u64 = 1000;
 pub const RAIL: &str = "purse";
 /// Prefix of a purse's ledger account.
 pub const ACCOUNT_PREFIX: &str = "purse:";
+/// Prefix of an agent's settlement account (what the operator owes it for value handed back).
+pub const SETTLEMENT_PREFIX: &str = "settlement:";
 
 /// Longest validity an operator may grant (a purse that never syncs is a risk).
 pub const VALIDITY_DAYS_MAX: u64 = 365;
@@ -395,6 +397,18 @@ pub enum PurseChange {
     Blocked(bool),
     /// Unblock the PIN at the next sync.
     UnblockPin,
+    /// Agent settlement, step 1: take `amount` of the agent purse's value back at its next sync.
+    Settle {
+        /// How much.
+        amount: Amount,
+    },
+    /// Agent settlement, step 2: the operator paid the agent `amount` for value handed back.
+    SettlementPaid {
+        /// How much.
+        amount: Amount,
+        /// The payment's reference (bank or cash receipt); names the ledger transfer.
+        reference: String,
+    },
 }
 
 impl PurseChange {
@@ -442,6 +456,12 @@ impl core::fmt::Debug for PurseOperator {
 pub fn purse_account_id(phone: Phone) -> Result<AccountId, BookError> {
     AccountId::new(format!("{ACCOUNT_PREFIX}{phone}"))
         .map_err(|_| BookError::Internal("purse account id"))
+}
+
+/// The ledger account of what the operator owes the agent with `phone` for value it handed back.
+pub fn settlement_account_id(phone: Phone) -> Result<AccountId, BookError> {
+    AccountId::new(format!("{SETTLEMENT_PREFIX}{phone}"))
+        .map_err(|_| BookError::Internal("settlement account id"))
 }
 
 fn ledger_timestamp_seconds(now: offpay_ledger::Timestamp) -> Timestamp {
@@ -537,6 +557,12 @@ impl PurseOperator {
                     .ok_or(BookError::Internal("posting names a purse not loaded"))?;
                 purse_account_id(shadow.phone)
             }
+            LedgerAccount::AgentSettlement(purse_id) => {
+                let shadow = book
+                    .shadow(purse_id)
+                    .ok_or(BookError::Internal("posting names a purse not loaded"))?;
+                settlement_account_id(shadow.phone)
+            }
             LedgerAccount::Suspense => self.account_id(SUSPENSE),
             LedgerAccount::OperatorFloat => self.account_id(OPERATOR_FLOAT),
         }
@@ -551,6 +577,18 @@ impl PurseOperator {
             amount: posting.amount,
             kind: TransferKind::Posted,
             memo: posting.memo.clone(),
+        })
+    }
+
+    fn settlement_account(&self, phone: Phone) -> Result<NewAccount, BookError> {
+        Ok(NewAccount {
+            id: settlement_account_id(phone)?,
+            kind: AccountKind::Suspense,
+            currency: self.currency,
+            limits: BalanceLimits {
+                balance_min: None,
+                balance_max: None,
+            },
         })
     }
 
@@ -570,7 +608,7 @@ impl PurseOperator {
                 EntryKind::Credit { payer, .. } | EntryKind::PaymentCredit { payer, .. } => {
                     counterparties.insert(payer);
                 }
-                EntryKind::OperatorCredit { .. } => {}
+                EntryKind::OperatorCredit { .. } | EntryKind::Settlement { .. } => {}
             }
         }
         let plan = LoadPlan {
@@ -595,6 +633,15 @@ impl PurseOperator {
         let mut book = self.book_of(loaded)?;
         let outcome = book.handle_upload(&self.secrets, bytes, ledger_timestamp_seconds(now))?;
         let mut effects = Effects::new();
+        for posting in &outcome.postings {
+            for account in [posting.from, posting.to] {
+                if let LedgerAccount::AgentSettlement(purse_id) = account
+                    && let Some(shadow) = book.shadow(purse_id)
+                {
+                    effects.create_account(self.settlement_account(shadow.phone)?);
+                }
+            }
+        }
         for posting in &outcome.postings {
             effects.post(self.transfer(posting, &book)?);
         }
@@ -708,16 +755,61 @@ impl PurseOperator {
                 book.unblock_pin(purse_id)?;
                 (None, Vec::new())
             }
+            PurseChange::Settle { amount } => {
+                let id = book.queue_settlement(purse_id, *amount)?;
+                (Some(id.to_string()), Vec::new())
+            }
+            PurseChange::SettlementPaid { amount, reference } => {
+                let posting = book.pay_settlement(purse_id, *amount, reference)?;
+                (Some(posting.transfer_id.clone()), vec![posting])
+            }
         };
         let mut effects = Effects::new();
         if !postings.is_empty() {
             effects.create_accounts(operator_accounts(self.currency, self.server_currency));
+        }
+        if matches!(change, PurseChange::SettlementPaid { .. }) {
+            effects.create_account(self.settlement_account(phone)?);
         }
         for posting in &postings {
             effects.post(self.transfer(posting, &book)?);
         }
         effects.write_all(changed_records(loaded, &book.into_parts())?);
         Ok(Decision::commit(effects, reply))
+    }
+
+    /// The load plan of moving the balance of the lost purse `lost` to the purse `new`.
+    pub fn move_plan(lost: Phone, new: Phone) -> LoadPlan {
+        LoadPlan {
+            phone: Some(lost),
+            counterparties: [new].into_iter().collect(),
+            ..LoadPlan::default()
+        }
+    }
+
+    /// A lost phone: blocks `lost` and moves what is safe of its shadow balance to `new` (see
+    /// [`OperatorBook::move_balance`]).
+    pub fn decide_move(
+        &self,
+        loaded: &RecordSet,
+        lost: Phone,
+        new: Phone,
+    ) -> Result<Decision<BalanceMove>, BookError> {
+        let mut book = self.book_of(loaded)?;
+        let lost_id = book
+            .purse_by_phone(lost)
+            .ok_or(PurseError::UnknownPhone(lost))?;
+        let new_id = book
+            .purse_by_phone(new)
+            .ok_or(PurseError::UnknownPhone(new))?;
+        let moved = book.move_balance(lost_id, new_id)?;
+        let mut effects = Effects::new();
+        if let Some(posting) = &moved.posting {
+            effects.create_accounts(operator_accounts(self.currency, self.server_currency));
+            effects.post(self.transfer(posting, &book)?);
+        }
+        effects.write_all(changed_records(loaded, &book.into_parts())?);
+        Ok(Decision::commit(effects, moved))
     }
 
     /// Rotates the scheme key (two-phase); replies (generation epoch, newest epoch).

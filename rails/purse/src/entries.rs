@@ -149,6 +149,11 @@ pub enum EntryKind {
         /// The operator's id for the credit.
         credit_id: u64,
     },
+    /// The operator took value back (an agent settlement), delivered at a sync.
+    Settlement {
+        /// The operator's id for it.
+        debit_id: u64,
+    },
     /// The operator credited a payment whose Code 2 the purse never received: the payer's upload
     /// showed the debit.
     PaymentCredit {
@@ -179,7 +184,10 @@ pub struct LogEntry {
 impl LogEntry {
     /// True when value left the purse.
     pub fn is_debit(&self) -> bool {
-        matches!(self.kind, EntryKind::Debit { .. })
+        matches!(
+            self.kind,
+            EntryKind::Debit { .. } | EntryKind::Settlement { .. }
+        )
     }
 
     pub(crate) fn encode(&self, writer: &mut Writer) {
@@ -214,6 +222,10 @@ impl LogEntry {
             EntryKind::OperatorCredit { credit_id } => {
                 writer.u8(3);
                 writer.u64(credit_id);
+            }
+            EntryKind::Settlement { debit_id } => {
+                writer.u8(5);
+                writer.u64(debit_id);
             }
             EntryKind::PaymentCredit {
                 payer,
@@ -258,6 +270,9 @@ impl LogEntry {
                 payer_counter: reader.u32()?,
                 nonce_b: reader.u16()?,
                 nonce_a: reader.u16()?,
+            },
+            5 => EntryKind::Settlement {
+                debit_id: reader.u64()?,
             },
             _ => return Err(PurseError::Malformed("entry kind")),
         };

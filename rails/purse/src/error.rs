@@ -36,6 +36,9 @@ pub enum Limit {
     MaxSinglePayment,
     /// The payer would exceed what it may spend between two syncs.
     MaxSpentSinceSync,
+    /// The payee would receive more from one payer between two syncs than it accepts (this
+    /// bounds what a restored or cloned payer can take from one payee before the payee syncs).
+    ReceivedFromOnePayer,
 }
 
 /// Why a purse file could not be used.
@@ -102,6 +105,9 @@ pub enum PurseError {
     },
     /// The Code 2 failure budget of this sync period is spent: sync before receiving again.
     FailureBudgetExhausted,
+    /// Too many wrong Code 2 entries for this payer since the last sync: the purse neither asks
+    /// this payer nor takes its codes until it syncs (other payers are not affected).
+    PayerFailureBudgetExhausted(Phone),
     /// Wrong PIN. Counts against the retry counter.
     WrongPin {
         /// Tries left before the PIN blocks.
@@ -222,6 +228,7 @@ impl PurseError {
             RequestCodeMismatch
             | ResponseCodeMismatch { .. }
             | FailureBudgetExhausted
+            | PayerFailureBudgetExhausted(_)
             | WrongPin { .. }
             | PinBlocked
             | TicketMismatch => Cause::Verification,
@@ -296,6 +303,10 @@ impl fmt::Display for PurseError {
             FailureBudgetExhausted => {
                 f.write_str("too many wrong codes: sync with the operator before receiving")
             }
+            PayerFailureBudgetExhausted(payer) => write!(
+                f,
+                "too many wrong codes for payments from {payer}: sync before taking their codes again"
+            ),
             WrongPin { tries_left: 0 } => f.write_str("wrong PIN; the PIN is now blocked"),
             WrongPin { tries_left } => write!(f, "wrong PIN; {tries_left} tries left"),
             PinBlocked => f.write_str("PIN blocked: ask the operator to unblock it, then sync"),
@@ -308,6 +319,9 @@ impl fmt::Display for PurseError {
                     Limit::MaxBalance => "the balance would exceed the maximum of",
                     Limit::MaxSinglePayment => "a single payment is at most",
                     Limit::MaxSpentSinceSync => "before the next sync you may spend at most",
+                    Limit::ReceivedFromOnePayer => {
+                        "before the next sync you may receive from one payer at most"
+                    }
                 };
                 write!(f, "over the limit: {what} {maximum}")
             }
@@ -331,7 +345,9 @@ impl fmt::Display for PurseError {
             AlreadyAccepted => f.write_str("this Code 2 was already accepted"),
             NothingToShow => f.write_str("there is no Code 2 to show again"),
             TooManyPairwiseRequests => f.write_str("too many key requests waiting: sync first"),
-            NonceSpaceExhausted => f.write_str("cannot draw a fresh request: sync first"),
+            NonceSpaceExhausted => {
+                f.write_str("every request number of this key was used: sync to get the next key")
+            }
             Malformed(what) => write!(f, "malformed message: {what}"),
             UnsupportedVersion { found } => write!(f, "unsupported format version {found}"),
             AuthenticationFailed => f.write_str("message authentication failed"),

@@ -46,8 +46,9 @@ pub use error::{Cause, Limit, PurseError, StorageProblem};
 pub use offpay_money::{Amount, Currency};
 #[cfg(feature = "operator")]
 pub use operator::{
-    BookHeader, BookParts, Flag, FlagKind, LedgerAccount, MatchedPayment, OperatorBook,
-    OperatorSecrets, Posting, Reconciliation, ShadowAccount, SyncOutcome, sync_counterparties,
+    BalanceMove, BookHeader, BookParts, Flag, FlagKind, LedgerAccount, MatchedPayment,
+    OperatorBook, OperatorSecrets, Posting, Reconciliation, ShadowAccount, SyncOutcome,
+    sync_counterparties,
 };
 pub use provisioning::Provisioning;
 pub use purse::{

@@ -23,7 +23,7 @@ use offpay_money::{Amount, Currency};
 use sha2::{Digest, Sha256};
 
 use crate::crypto::{KEY_BYTES, MasterKey, PurseKeys, SecretKey, wrap_key};
-use crate::entries::{EntryKind, LogEntry, OfflineLimits, PeerTicket};
+use crate::entries::{EntryKind, KeyRef, LogEntry, OfflineLimits, PeerTicket};
 use crate::error::PurseError;
 use crate::params::*;
 use crate::provisioning::Provisioning;
@@ -115,6 +115,8 @@ pub enum LedgerAccount {
     Suspense,
     /// The operator's float (source of top-ups).
     OperatorFloat,
+    /// What the operator owes an agent for value the agent handed back (settlement), until paid.
+    AgentSettlement(PurseId),
 }
 
 /// One ledger transfer to make. `transfer_id` is deterministic: processing the same upload twice
@@ -212,6 +214,56 @@ pub enum FlagKind {
         /// Amount.
         amount: Amount,
     },
+    /// On the payer: a payee reported a payment from this purse that the purse's own log does
+    /// not hold although it synced since. Its log was rolled back (a restored or cloned file).
+    MissingFromPayerLog {
+        /// The payee who reported it.
+        payee: Phone,
+        /// The payee's counter of the credit.
+        payee_counter: u32,
+        /// Amount.
+        amount: Amount,
+        /// N_B.
+        nonce_b: u16,
+        /// N_A.
+        nonce_a: u16,
+    },
+    /// On the payer: payees reported more from this purse, not yet in its log, than it may spend
+    /// between two syncs. Only a restored or cloned purse can.
+    SpentPastLimit {
+        /// Reported by payees and not in the payer's log, in minor units.
+        unreported_minor: i64,
+        /// What the payer may spend between syncs, in minor units.
+        allowed_minor: i64,
+    },
+    /// On the payee: the same payment (payer, N_B, N_A, amount, key) credited a second time: a
+    /// recorded Code 2 replayed into a restored purse.
+    DuplicateCredit {
+        /// The payee's counter of the second credit.
+        counter: u32,
+        /// The payer named.
+        payer: Phone,
+        /// Amount.
+        amount: Amount,
+    },
+    /// On the payer: a payment made with a scheme key retired two rotations ago, which only a
+    /// purse past its validity (clock set back, or a restored file) still holds.
+    RetiredKeyPayment {
+        /// The payer's counter of the debit.
+        counter: u32,
+        /// The epoch used.
+        epoch: u32,
+        /// The operator's generation epoch.
+        generation_epoch: u32,
+    },
+    /// On the payer named: wrong Code 2 entries were typed at a payee for requests naming it.
+    /// Attempted, not proven: the payee may have mistyped, or made them up.
+    WrongCodesAttempted {
+        /// The payee that typed them.
+        payee: Phone,
+        /// How many since the payee's last sync.
+        count: u8,
+    },
 }
 
 impl FlagKind {
@@ -225,7 +277,26 @@ impl FlagKind {
             FlagKind::FailedCodeEntries { .. } => "failed_code_entries",
             FlagKind::StaleSequence { .. } => "stale_sequence",
             FlagKind::UnexpectedCredit { .. } => "unexpected_credit",
+            FlagKind::MissingFromPayerLog { .. } => "payment_missing_from_payer_log",
+            FlagKind::SpentPastLimit { .. } => "spent_past_limit",
+            FlagKind::DuplicateCredit { .. } => "duplicate_credit",
+            FlagKind::RetiredKeyPayment { .. } => "payment_with_retired_key",
+            FlagKind::WrongCodesAttempted { .. } => "wrong_codes_attempted",
         }
+    }
+
+    /// True when the flag is evidence enough to block the purse it names at once.
+    pub fn blocks(&self) -> bool {
+        matches!(
+            self,
+            FlagKind::DuplicateCounter { .. }
+                | FlagKind::CounterGap { .. }
+                | FlagKind::StaleSequence { .. }
+                | FlagKind::MissingFromPayerLog { .. }
+                | FlagKind::SpentPastLimit { .. }
+                | FlagKind::DuplicateCredit { .. }
+                | FlagKind::RetiredKeyPayment { .. }
+        )
     }
 }
 
@@ -245,11 +316,15 @@ pub struct Flag {
 
 impl fmt::Display for Flag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "purse {} ({}), sync {}: ",
-            self.purse, self.phone, self.sync_sequence
-        )?;
+        if self.purse.0 == 0 {
+            write!(f, "{}: ", self.phone)?;
+        } else {
+            write!(
+                f,
+                "purse {} ({}), sync {}: ",
+                self.purse, self.phone, self.sync_sequence
+            )?;
+        }
         match &self.kind {
             FlagKind::CreditWithoutDebit {
                 payee_counter,
@@ -259,7 +334,7 @@ impl fmt::Display for Flag {
                 nonce_a,
             } => write!(
                 f,
-                "credit #{payee_counter} of {amount} from {payer} (N_B {nonce_b:04}, N_A {nonce_a:02}) has no matching debit although the payer synced since"
+                "credit #{payee_counter} of {amount} names {payer} (N_B {nonce_b:04}, N_A {nonce_a:02}), a purse this operator never issued"
             ),
             FlagKind::CounterGap { expected, found } => {
                 write!(f, "counter gap: expected #{expected}, found #{found}")
@@ -285,9 +360,10 @@ impl fmt::Display for Flag {
                 f,
                 "reported balance {reported_minor} minor units, shadow balance {shadow_minor}"
             ),
-            FlagKind::FailedCodeEntries { count } => {
-                write!(f, "{count} wrong Code 2 entries since the last sync")
-            }
+            FlagKind::FailedCodeEntries { count } => write!(
+                f,
+                "{count} wrong Code 2 entries were attempted at this purse since its last sync, for several payers"
+            ),
             FlagKind::StaleSequence {
                 sequence,
                 last_accepted,
@@ -301,6 +377,42 @@ impl fmt::Display for Flag {
                     "credit #{counter} of {amount} was never offered by the operator"
                 )
             }
+            FlagKind::MissingFromPayerLog {
+                payee,
+                payee_counter,
+                amount,
+                ..
+            } => write!(
+                f,
+                "paid {amount} to {payee} (their credit #{payee_counter}), but this purse's log does not hold the payment although it synced since: restored or cloned purse; blocked"
+            ),
+            FlagKind::SpentPastLimit {
+                unreported_minor,
+                allowed_minor,
+            } => write!(
+                f,
+                "payees reported {unreported_minor} minor units paid by this purse and not in its log, more than the {allowed_minor} it may spend between syncs: restored or cloned purse; blocked"
+            ),
+            FlagKind::DuplicateCredit {
+                counter,
+                payer,
+                amount,
+            } => write!(
+                f,
+                "credit #{counter} of {amount} from {payer} repeats a payment this purse was already credited: replayed Code 2; blocked"
+            ),
+            FlagKind::RetiredKeyPayment {
+                counter,
+                epoch,
+                generation_epoch,
+            } => write!(
+                f,
+                "payment #{counter} was made with key epoch {epoch}, retired (the operator is at epoch {generation_epoch}): the purse paid past its validity; blocked"
+            ),
+            FlagKind::WrongCodesAttempted { payee, count } => write!(
+                f,
+                "{count} wrong Code 2 entries were attempted at {payee} for payments from this number (attempted: a mistake, or made up by either side)"
+            ),
         }
     }
 }
@@ -374,7 +486,44 @@ pub struct ShadowAccount {
     pub queued_credits: Vec<QueuedCredit>,
     /// Tickets waiting.
     pub queued_tickets: Vec<QueuedTicket>,
+    /// As payer: payments payees reported from this purse that its log has not (yet) shown, in
+    /// minor units. An honest purse keeps this within what it may spend between two syncs.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub unreported_debits_minor: i64,
+    /// As payee: (epoch, digest) of the typed credits it reported, so a credit repeated into a
+    /// restored purse is caught. Scheme-key credits are dropped when their epoch retires;
+    /// pairwise ones (epoch `u32::MAX`) after [`CREDITED_DIGESTS_MAX`].
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub credited: Vec<(u32, u64)>,
+    /// The newest scheme epoch distributed when the purse was blocked: once the generation epoch
+    /// passes it, no payee that synced since can be paid by this purse.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub blocked_at_epoch: Option<u32>,
+    /// Moved by the operator to another purse (a lost phone), in minor units: the purse itself
+    /// still reports it, so balance checks add it back.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub moved_out_minor: i64,
+    /// Agent settlements waiting for the purse's next sync (value the operator takes back).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub queued_settlements: Vec<QueuedCredit>,
+    /// Value the agent handed back and the operator has not yet paid for, in minor units.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub settlement_owed_minor: i64,
 }
+
+/// What moving a lost purse's balance did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BalanceMove {
+    /// The posting `purse(lost) → suspense`, if anything moved.
+    pub posting: Option<Posting>,
+    /// Moved now (queued as an operator credit for the new purse), in minor units.
+    pub moved_minor: i64,
+    /// Held back: what the lost purse could still spend offline, in minor units.
+    pub held_minor: i64,
+}
+
+/// Typed credits a shadow remembers per purse for duplicate detection.
+pub const CREDITED_DIGESTS_MAX: usize = 4096;
 
 /// (payee, payer, N_B, N_A, amount, payer counter), numbers only so it serialises anywhere.
 pub type DebitKey = (u64, u64, u16, u16, u64, u32);
@@ -483,7 +632,7 @@ pub fn sync_counterparties(upload: &SyncUpload) -> BTreeSet<Phone> {
             EntryKind::Credit { payer, .. } | EntryKind::PaymentCredit { payer, .. } => {
                 phones.insert(payer);
             }
-            EntryKind::OperatorCredit { .. } => {}
+            EntryKind::OperatorCredit { .. } | EntryKind::Settlement { .. } => {}
         }
     }
     phones.extend(upload.pairwise_requests.iter().copied());
@@ -516,6 +665,20 @@ pub struct Reconciliation {
     pub matched: Vec<MatchedPayment>,
     /// Fraud-queue items.
     pub flags: Vec<Flag>,
+}
+
+/// A digest of what makes a typed payment unique: payer, N_B, N_A, amount and key.
+pub fn credit_digest(payer: Phone, nonce_b: u16, nonce_a: u16, amount: Amount, key: KeyRef) -> u64 {
+    let mut w = Writer::new();
+    w.phone(payer);
+    w.u16(nonce_b);
+    w.u16(nonce_a);
+    w.minor(amount);
+    key.encode(&mut w);
+    let hash = Sha256::digest(&w.bytes);
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&hash[..8]);
+    u64::from_be_bytes(out)
 }
 
 /// A short digest of an entry's bytes, for duplicate detection and transfer ids.
@@ -714,6 +877,12 @@ impl OperatorBook {
                 last_sync_at: now,
                 queued_credits: Vec::new(),
                 queued_tickets: Vec::new(),
+                unreported_debits_minor: 0,
+                credited: Vec::new(),
+                blocked_at_epoch: None,
+                moved_out_minor: 0,
+                queued_settlements: Vec::new(),
+                settlement_owed_minor: 0,
             },
         );
         self.phones.insert(phone, purse_id);
@@ -809,7 +978,14 @@ impl OperatorBook {
 
     /// Blocks or unblocks a purse; every purse learns it at its next sync.
     pub fn set_blocked(&mut self, purse_id: PurseId, blocked: bool) -> Result<(), PurseError> {
+        let epoch = self.scheme_epoch;
         let shadow = self.shadow_mut(purse_id)?;
+        if blocked && !shadow.blocked {
+            shadow.blocked_at_epoch = Some(epoch);
+        }
+        if !blocked {
+            shadow.blocked_at_epoch = None;
+        }
         shadow.blocked = blocked;
         let phone = shadow.phone;
         if blocked {
@@ -818,6 +994,153 @@ impl OperatorBook {
             self.blocked.remove(&phone);
         }
         Ok(())
+    }
+
+    /// A lost phone: blocks the purse `lost` (every purse learns it at its next sync) and moves
+    /// its shadow balance to the purse `new` (provisioned for the same person) as an operator
+    /// credit delivered at `new`'s next sync. What the lost purse could still spend offline — its
+    /// balance, at most its `max_spent_since_sync` — is held back until no payee that has synced
+    /// can be paid by it any more (the generation epoch has passed every epoch it holds); call
+    /// again then to move the rest.
+    pub fn move_balance(&mut self, lost: PurseId, new: PurseId) -> Result<BalanceMove, PurseError> {
+        if lost == new {
+            return Err(PurseError::SelfPayment);
+        }
+        if self.shadow_mut(new)?.blocked {
+            return Err(PurseError::PurseBlocked);
+        }
+        self.set_blocked(lost, true)?;
+        let generation = self.generation_epoch;
+        let shadow = self.shadow_mut(lost)?;
+        // Payments payees reported from it that its log has not shown are spent already.
+        let balance = (shadow.balance_minor - shadow.unreported_debits_minor).max(0);
+        let keys_dead = shadow
+            .blocked_at_epoch
+            .is_some_and(|epoch| generation > epoch);
+        let held = if keys_dead {
+            0
+        } else {
+            balance.min(signed(shadow.limits.max_spent_since_sync))
+        };
+        let moved = balance - held;
+        if moved <= 0 {
+            return Ok(BalanceMove {
+                posting: None,
+                moved_minor: 0,
+                held_minor: held,
+            });
+        }
+        shadow.balance_minor -= moved;
+        shadow.moved_out_minor += moved;
+        let lost_phone = shadow.phone;
+        let amount = Amount::from_minor(moved as u64, self.currency)?;
+        let credit_id = self.next_credit_id;
+        self.next_credit_id += 1;
+        let memo = format!("moved from lost purse {lost_phone}");
+        self.shadow_mut(new)?.queued_credits.push(QueuedCredit {
+            credit_id,
+            amount_minor: moved as u64,
+            memo: memo.clone(),
+        });
+        Ok(BalanceMove {
+            posting: Some(Posting {
+                transfer_id: format!("purse1-move-{lost}-{credit_id}"),
+                from: LedgerAccount::Purse(lost),
+                to: LedgerAccount::Suspense,
+                amount,
+                memo,
+            }),
+            moved_minor: moved,
+            held_minor: held,
+        })
+    }
+
+    /// Agent settlement, step 1: the operator asks for `amount` of an agent purse's value back
+    /// (cash-out of collected purse value); the purse gives it up at its next sync if its balance
+    /// covers it, and its report posts `purse(agent) → settlement(agent)`. Returns the id.
+    pub fn queue_settlement(
+        &mut self,
+        purse_id: PurseId,
+        amount: Amount,
+    ) -> Result<u64, PurseError> {
+        if amount.currency() != self.currency {
+            return Err(PurseError::CurrencyMismatch {
+                purse: self.currency,
+                given: amount.currency(),
+            });
+        }
+        if amount.is_zero() {
+            return Err(PurseError::ZeroAmount);
+        }
+        let debit_id = self.next_credit_id;
+        let shadow = self.shadow_mut(purse_id)?;
+        if shadow.kind != PurseKind::Agent {
+            return Err(PurseError::Malformed("only an agent purse settles"));
+        }
+        if shadow.blocked {
+            return Err(PurseError::PurseBlocked);
+        }
+        let queued: i64 = shadow
+            .queued_settlements
+            .iter()
+            .map(|queued| queued.amount_minor as i64)
+            .sum();
+        if signed(amount) + queued > shadow.balance_minor {
+            return Err(PurseError::InsufficientBalance {
+                balance: Amount::from_minor(shadow.balance_minor.max(0) as u64, self.currency)?,
+                amount,
+            });
+        }
+        shadow.queued_settlements.push(QueuedCredit {
+            credit_id: debit_id,
+            amount_minor: amount.minor(),
+            memo: String::new(),
+        });
+        self.next_credit_id += 1;
+        Ok(debit_id)
+    }
+
+    /// Agent settlement, step 2: the operator paid the agent `amount` (cash, bank) for value it
+    /// handed back: posts `settlement(agent) → operator float`. Refuses more than is owed.
+    pub fn pay_settlement(
+        &mut self,
+        purse_id: PurseId,
+        amount: Amount,
+        reference: &str,
+    ) -> Result<Posting, PurseError> {
+        if amount.currency() != self.currency {
+            return Err(PurseError::CurrencyMismatch {
+                purse: self.currency,
+                given: amount.currency(),
+            });
+        }
+        if amount.is_zero() {
+            return Err(PurseError::ZeroAmount);
+        }
+        if reference.is_empty() || reference.len() > MEMO_BYTES_MAX {
+            return Err(PurseError::Malformed("payment reference"));
+        }
+        let shadow = self.shadow_mut(purse_id)?;
+        if signed(amount) > shadow.settlement_owed_minor {
+            return Err(PurseError::InsufficientBalance {
+                balance: Amount::from_minor(
+                    shadow.settlement_owed_minor.max(0) as u64,
+                    amount.currency(),
+                )?,
+                amount,
+            });
+        }
+        shadow.settlement_owed_minor -= signed(amount);
+        Ok(Posting {
+            transfer_id: format!("purse1-settle-paid-{purse_id}-{reference}"),
+            from: LedgerAccount::AgentSettlement(purse_id),
+            to: LedgerAccount::OperatorFloat,
+            amount,
+            memo: format!(
+                "agent {} paid for settled purse value: {reference}",
+                shadow.phone
+            ),
+        })
     }
 
     /// Unblocks the purse's PIN at its next sync.
@@ -964,11 +1287,11 @@ impl OperatorBook {
         shadow.digests = shadow.digests.split_off(&(confirmed + 1));
         if !stale
             && upload.counter == shadow.received_through
-            && shadow.balance_minor != signed(upload.balance)
+            && shadow.balance_minor + shadow.moved_out_minor != signed(upload.balance)
         {
             out.flags.push(flag(FlagKind::BalanceMismatch {
                 reported_minor: signed(upload.balance),
-                shadow_minor: shadow.balance_minor,
+                shadow_minor: shadow.balance_minor + shadow.moved_out_minor,
             }));
         }
         if upload.failed_code_entries >= FAILED_CODE_ENTRIES_FLAG_THRESHOLD {
@@ -1015,10 +1338,49 @@ impl OperatorBook {
                 late.push((*key, open.payee));
             }
         }
-        for (key, payee) in late {
-            self.flag_credit_without_debit(key, payee, upload.sequence, &mut out);
+        for (key, _payee) in late {
+            let (_, payee_phone, nonce_b, nonce_a, amount, payee_counter) = key;
+            let (Ok(payee), Ok(amount)) = (
+                Phone::from_number(payee_phone),
+                Amount::from_minor(amount, self.currency),
+            ) else {
+                continue;
+            };
+            out.flags.push(flag(FlagKind::MissingFromPayerLog {
+                payee,
+                payee_counter,
+                amount,
+                nonce_b,
+                nonce_a,
+            }));
         }
+        for (payer, count) in &upload.failures_by_payer {
+            if *count >= FAILED_CODES_PER_PAYER_FLAG_THRESHOLD {
+                out.flags.push(Flag {
+                    purse: self.phones.get(payer).copied().unwrap_or(PurseId(0)),
+                    phone: *payer,
+                    sync_sequence: upload.sequence,
+                    kind: FlagKind::WrongCodesAttempted {
+                        payee: phone,
+                        count: *count,
+                    },
+                });
+            }
+        }
+        self.block_flagged(&out.flags);
         Ok(out)
+    }
+
+    /// Blocks every loaded purse a blocking flag names (every purse learns it at its next sync).
+    fn block_flagged(&mut self, flags: &[Flag]) {
+        for flag in flags {
+            if flag.kind.blocks()
+                && let Some(shadow) = self.purses.get_mut(&flag.purse)
+            {
+                shadow.blocked = true;
+                self.blocked.insert(shadow.phone);
+            }
+        }
     }
 
     fn flag_credit_without_debit(
@@ -1067,8 +1429,17 @@ impl OperatorBook {
                 payee,
                 nonce_b,
                 nonce_a,
-                ..
+                key,
             } => {
+                if let KeyRef::Scheme { epoch } = key
+                    && epoch.saturating_add(1) < self.generation_epoch
+                {
+                    out.flags.push(flag(FlagKind::RetiredKeyPayment {
+                        counter: entry.counter,
+                        epoch,
+                        generation_epoch: self.generation_epoch,
+                    }));
+                }
                 let credit_low = (
                     phone.number(),
                     payee.number(),
@@ -1093,6 +1464,9 @@ impl OperatorBook {
                 match found {
                     Some((key, payee_purse)) => {
                         self.open_credits.remove(&key);
+                        let shadow = self.shadow_mut(purse_id)?;
+                        shadow.unreported_debits_minor =
+                            (shadow.unreported_debits_minor - key.4 as i64).max(0);
                         out.matched.push(MatchedPayment {
                             payer: purse_id,
                             payer_counter: entry.counter,
@@ -1125,8 +1499,44 @@ impl OperatorBook {
                 payer,
                 nonce_b,
                 nonce_a,
-                ..
+                key: code_key,
             } => {
+                let credit_digest = credit_digest(payer, nonce_b, nonce_a, amount, code_key);
+                let epoch_tag = match code_key {
+                    KeyRef::Scheme { epoch } => epoch,
+                    KeyRef::Pairwise { .. } => u32::MAX,
+                };
+                let generation = self.generation_epoch;
+                let shadow = self.shadow_mut(purse_id)?;
+                shadow
+                    .credited
+                    .retain(|(epoch, _)| epoch.saturating_add(1) >= generation);
+                if shadow
+                    .credited
+                    .iter()
+                    .any(|(_, digest)| *digest == credit_digest)
+                {
+                    // A replay: the loss is on this payee; the payer is not touched.
+                    out.flags.push(flag(FlagKind::DuplicateCredit {
+                        counter: entry.counter,
+                        payer,
+                        amount,
+                    }));
+                    let shadow = self.shadow_mut(purse_id)?;
+                    shadow.balance_minor += signed(amount);
+                    out.postings.push(Posting {
+                        transfer_id,
+                        from: LedgerAccount::Suspense,
+                        to: purse_account,
+                        amount,
+                        memo: format!("repeated credit #{} from {payer}", entry.counter),
+                    });
+                    return Ok(());
+                }
+                if shadow.credited.len() >= CREDITED_DIGESTS_MAX {
+                    shadow.credited.remove(0);
+                }
+                shadow.credited.push((epoch_tag, credit_digest));
                 let debit_low = (
                     phone.number(),
                     payer.number(),
@@ -1187,6 +1597,25 @@ impl OperatorBook {
                                 *last = flag(last.kind.clone());
                             }
                         }
+                        if let Some(payer_shadow) =
+                            payer_purse.and_then(|id| self.purses.get_mut(&id))
+                        {
+                            payer_shadow.unreported_debits_minor += signed(amount);
+                            let allowed = signed(payer_shadow.limits.max_spent_since_sync);
+                            if payer_shadow.unreported_debits_minor > allowed
+                                && !payer_shadow.blocked
+                            {
+                                out.flags.push(Flag {
+                                    purse: payer_shadow.purse_id,
+                                    phone: payer,
+                                    sync_sequence: 0,
+                                    kind: FlagKind::SpentPastLimit {
+                                        unreported_minor: payer_shadow.unreported_debits_minor,
+                                        allowed_minor: allowed,
+                                    },
+                                });
+                            }
+                        }
                     }
                 }
                 (
@@ -1211,6 +1640,26 @@ impl OperatorBook {
                     LedgerAccount::Suspense,
                     purse_account,
                     format!("operator credit {credit_id} applied"),
+                )
+            }
+            EntryKind::Settlement { debit_id } => {
+                let shadow = self.shadow_mut(purse_id)?;
+                let before = shadow.queued_settlements.len();
+                shadow.queued_settlements.retain(|queued| {
+                    !(queued.credit_id == debit_id && queued.amount_minor == amount.minor())
+                });
+                if shadow.queued_settlements.len() == before {
+                    out.flags.push(flag(FlagKind::UnexpectedCredit {
+                        counter: entry.counter,
+                        amount,
+                    }));
+                } else {
+                    shadow.settlement_owed_minor += signed(amount);
+                }
+                (
+                    purse_account,
+                    LedgerAccount::AgentSettlement(purse_id),
+                    format!("agent settlement {debit_id}: value handed back to the operator"),
                 )
             }
             EntryKind::PaymentCredit {
@@ -1292,7 +1741,13 @@ impl OperatorBook {
         let purse_id = upload.purse_id;
         let keys = secrets.purse_keys(purse_id);
         let mut scheme_keys = Vec::new();
+        // A blocked purse gets no new key: whatever keys a restored copy holds die with their
+        // epoch, whatever its clock says.
+        let blocked = self.shadow_mut(purse_id)?.blocked;
         for epoch in [self.generation_epoch, self.scheme_epoch] {
+            if blocked {
+                break;
+            }
             if scheme_keys.iter().all(|(held, _)| *held != epoch) {
                 scheme_keys.push((epoch, wrap_key(&keys.wrap, &secrets.scheme_key(epoch))));
             }
@@ -1391,6 +1846,15 @@ impl OperatorBook {
                 credit_id: queued.credit_id,
                 amount: Amount::from_minor(queued.amount_minor, currency)?,
                 memo: queued.memo.clone(),
+            });
+        }
+        for queued in &shadow.queued_settlements {
+            if credits.len() >= ANSWER_CREDITS_MAX {
+                break;
+            }
+            credits.push(AnswerCredit::Settlement {
+                debit_id: queued.credit_id,
+                amount: Amount::from_minor(queued.amount_minor, currency)?,
             });
         }
         for key in offered {

@@ -43,15 +43,26 @@ pub const PIN_TRIES_MAX: u8 = 3;
 pub const PENDING_REQUESTS_MAX: usize = 8;
 /// Wrong Code 2 entries against one pending request before the request is voided.
 pub const CODE2_FAILURES_PER_REQUEST_MAX: u8 = 3;
-/// Wrong Code 2 entries per sync period before the purse refuses every Code 2 until it syncs.
-pub const CODE2_FAILURES_PER_SYNC_PERIOD_MAX: u16 = 10;
-/// Failed Code 2 entries in one upload at or above which the operator's fraud queue gets a flag.
-pub const FAILED_CODE_ENTRIES_FLAG_THRESHOLD: u16 = CODE2_FAILURES_PER_SYNC_PERIOD_MAX / 2;
-/// (counterparty, N_B) pairs a payee purse remembers so that it never reuses a recent N_B with the
-/// same counterparty under the same key epoch.
-pub const SEEN_NONCES_MAX: usize = 1024;
-/// Attempts at drawing a fresh N_B that is not in the seen-nonce memory.
-pub const NONCE_DRAWS_MAX: usize = 64;
+/// Wrong Code 2 entries per sync period, over all payers, before the purse refuses every Code 2
+/// until it syncs: the guessing budget of a payee inventing payments. One payer can use at most
+/// [`CODE2_FAILURES_PER_PAYER_PER_SYNC_PERIOD_MAX`] of it, so one third party cannot spend it.
+pub const CODE2_FAILURES_PER_SYNC_PERIOD_MAX: u16 = 30;
+/// Wrong Code 2 entries for requests naming one payer, per sync period, before the purse refuses
+/// to ask that payer or take its codes until it syncs (other payers are not affected).
+pub const CODE2_FAILURES_PER_PAYER_PER_SYNC_PERIOD_MAX: u8 = 5;
+/// Failed Code 2 entries in one upload at or above which the operator's fraud queue gets a flag
+/// on the purse that typed them (more than one payer can cause).
+pub const FAILED_CODE_ENTRIES_FLAG_THRESHOLD: u16 =
+    CODE2_FAILURES_PER_PAYER_PER_SYNC_PERIOD_MAX as u16 + 1;
+/// Failed Code 2 entries naming one payer at or above which that payer is flagged as having
+/// attempted wrong codes (a whole request's worth).
+pub const FAILED_CODES_PER_PAYER_FLAG_THRESHOLD: u8 = CODE2_FAILURES_PER_REQUEST_MAX;
+/// Bytes of one used-nonce bitmap: one bit per N_B value. A payee purse keeps one per key it
+/// holds (scheme epoch, or pairwise key with a peer) and never draws an N_B twice under one key,
+/// with any payer: a recorded Code 2 can never be made to verify again by asking again.
+pub const NONCE_BITMAP_BYTES: usize = (REQUEST_NONCE_SPACE as usize).div_ceil(8);
+/// Requests a payee purse can make under one scheme epoch (the N_B values of its parity).
+pub const REQUESTS_PER_SCHEME_EPOCH_MAX: u32 = REQUEST_NONCE_SPACE / 2;
 
 /// Entries the purse keeps until the operator acknowledges them; a full log refuses new payments
 /// (it never overwrites), so the operator never sees a gap from an honest purse. Sized for an agent
@@ -112,18 +123,21 @@ const _: () = assert!(AES_BLOCKS_PER_CODE <= AES_BLOCKS_PER_CODE_MAX);
 // Nonces fit the u16 fields of the MAC inputs.
 const _: () = assert!(REQUEST_NONCE_SPACE <= u16::MAX as u32 + 1);
 const _: () = assert!(RESPONSE_NONCE_SPACE <= u16::MAX as u32 + 1);
-// The seen-nonce memory, even if it all concerned one counterparty, leaves most of one parity
-// class free, so drawing a fresh nonce fails with probability at most (1/2)^NONCE_DRAWS_MAX.
-const _: () = assert!(SEEN_NONCES_MAX * 4 <= (REQUEST_NONCE_SPACE / 2) as usize);
-const _: () = assert!(NONCE_DRAWS_MAX >= 32);
-const _: () = assert!(CODE2_FAILURES_PER_REQUEST_MAX as u16 <= CODE2_FAILURES_PER_SYNC_PERIOD_MAX);
+const _: () = assert!(NONCE_BITMAP_BYTES * 8 >= REQUEST_NONCE_SPACE as usize);
+const _: () =
+    assert!(CODE2_FAILURES_PER_REQUEST_MAX <= CODE2_FAILURES_PER_PAYER_PER_SYNC_PERIOD_MAX);
+// One payer cannot spend the whole period budget: locking a merchant out needs more payers
+// than this many.
+const _: () = assert!(
+    (CODE2_FAILURES_PER_PAYER_PER_SYNC_PERIOD_MAX as u16) * 5 < CODE2_FAILURES_PER_SYNC_PERIOD_MAX
+);
+const _: () = assert!(CODE2_FAILURES_PER_SYNC_PERIOD_MAX <= u8::MAX as u16);
 const _: () = assert!(FAILED_CODE_ENTRIES_FLAG_THRESHOLD >= 1);
 const _: () = assert!(PIN_DIGITS_MIN >= 4 && PIN_DIGITS_MAX >= PIN_DIGITS_MIN);
 const _: () = assert!(PIN_TRIES_MAX >= 1);
 const _: () = assert!(SCHEME_EPOCHS_HELD == 2); // one bit of N_B names the epoch
 const _: () = assert!(UPLOAD_ENTRIES_MAX >= LOG_UNACKNOWLEDGED_MAX);
 const _: () = assert!(LOG_UNACKNOWLEDGED_MAX <= u16::MAX as usize);
-const _: () = assert!(SEEN_NONCES_MAX <= u16::MAX as usize);
 const _: () = assert!(BLOCKED_PURSES_MAX <= u16::MAX as usize);
 const _: () = assert!(ANSWER_CREDITS_MAX <= u8::MAX as usize);
 const _: () = assert!(ANSWER_TICKETS_MAX <= u8::MAX as usize);

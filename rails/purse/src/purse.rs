@@ -73,11 +73,30 @@ struct PairwiseKey {
     key: SecretKey,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct SeenNonce {
-    counterparty: Phone,
-    nonce_b: u16,
+/// The N_B values a payee purse has drawn under one key: a scheme epoch (with any payer), or the
+/// pairwise key it shares with `peer`. Dropped only with the key itself.
+#[derive(Clone, PartialEq, Eq, Debug)]
+struct UsedNonces {
     key: KeyRef,
+    /// `Some` for a pairwise key (whose version numbers are per pair), `None` for a scheme epoch.
+    peer: Option<Phone>,
+    bits: Vec<u8>,
+}
+
+impl UsedNonces {
+    fn new(key: KeyRef, peer: Option<Phone>) -> UsedNonces {
+        UsedNonces {
+            key,
+            peer,
+            bits: alloc::vec![0u8; NONCE_BITMAP_BYTES],
+        }
+    }
+    fn contains(&self, nonce: u16) -> bool {
+        self.bits[usize::from(nonce / 8)] & (1 << (nonce % 8)) != 0
+    }
+    fn insert(&mut self, nonce: u16) {
+        self.bits[usize::from(nonce / 8)] |= 1 << (nonce % 8);
+    }
 }
 
 /// A command from the phone's user interface.
@@ -262,8 +281,13 @@ pub struct Purse {
     last_received: Option<(Code, u32)>,
     log: Vec<LogEntry>,
     recent: Vec<LogEntry>,
-    seen_nonces: Vec<SeenNonce>,
+    used_nonces: Vec<UsedNonces>,
     failures_since_sync: u16,
+    failures_by_payer: Vec<(Phone, u8)>,
+    /// The latest time this purse has seen (its own clock at a state change, or the operator's
+    /// time in an answer): its validity is checked against this, so setting the phone clock back
+    /// does not make an expired purse pay again.
+    clock: Timestamp,
     sync_sequence: u32,
     answer_applied: u32,
     revision: u64,
@@ -316,8 +340,10 @@ impl Purse {
             last_received: None,
             log: Vec::new(),
             recent: Vec::new(),
-            seen_nonces: Vec::new(),
+            used_nonces: Vec::new(),
             failures_since_sync: 0,
+            failures_by_payer: Vec::new(),
+            clock: Timestamp(0),
             sync_sequence: 0,
             answer_applied: 0,
             revision: 1,
@@ -370,6 +396,32 @@ impl Purse {
     pub fn failures_since_sync(&self) -> u16 {
         self.failures_since_sync
     }
+    /// Wrong Code 2 entries since the last sync for requests naming `payer`.
+    pub fn failures_for(&self, payer: Phone) -> u8 {
+        self.failures_by_payer
+            .iter()
+            .find(|(phone, _)| *phone == payer)
+            .map_or(0, |(_, count)| *count)
+    }
+    /// Received from `payer` by typed Code 2 since the operator last acknowledged the log.
+    pub fn received_from(&self, payer: Phone) -> Amount {
+        let minor = self
+            .log
+            .iter()
+            .filter(|entry| matches!(entry.kind, EntryKind::Credit { payer: p, .. } if p == payer))
+            .map(|entry| entry.amount.minor())
+            .fold(0u64, u64::saturating_add);
+        Amount::from_minor(minor, self.identity.currency)
+            .unwrap_or(Amount::zero(self.identity.currency))
+    }
+    /// The latest time this purse has seen (see the field's documentation).
+    pub fn clock(&self) -> Timestamp {
+        self.clock
+    }
+    /// The PIN (the software secure element seals the file with it).
+    pub(crate) fn pin(&self) -> &Pin {
+        &self.pin
+    }
     /// True when the operator blocked this purse.
     pub fn is_blocked(&self) -> bool {
         self.blocked
@@ -403,6 +455,32 @@ impl Purse {
 
     /// Runs one command. See the module documentation for when to persist.
     pub fn handle(
+        &mut self,
+        command: Command,
+        now: Timestamp,
+        random: &mut dyn RandomSource,
+    ) -> Result<Outcome, PurseError> {
+        let observes_time = matches!(
+            command,
+            Command::Request { .. }
+                | Command::Pay { .. }
+                | Command::Accept { .. }
+                | Command::StartSync
+        );
+        let result = self.run(command, now, random);
+        // The purse remembers the latest time it acted at, and the time its validity was seen
+        // to end (so setting the clock back cannot undo it); other refusals change nothing.
+        if observes_time
+            && matches!(result, Ok(_) | Err(PurseError::ValidityExpired))
+            && now > self.clock
+        {
+            self.clock = now;
+            self.touch();
+        }
+        result
+    }
+
+    fn run(
         &mut self,
         command: Command,
         now: Timestamp,
@@ -535,13 +613,12 @@ impl Purse {
     ) -> Result<Outcome, PurseError> {
         self.check_amount(amount)?;
         self.check_counterparty(payer)?;
-        if self.failures_since_sync >= CODE2_FAILURES_PER_SYNC_PERIOD_MAX {
-            return Err(PurseError::FailureBudgetExhausted);
-        }
+        self.check_failure_budgets(payer)?;
         if self.log.len() >= LOG_UNACKNOWLEDGED_MAX {
             return Err(PurseError::LogFull);
         }
         self.check_room_for(amount)?;
+        self.check_receive_cap(payer, amount)?;
         let key = self.key_to_request(payer, amount)?;
         let nonce_b = self.draw_request_nonce(payer, key, random)?;
         let Some(secret) = self.key_for(key, payer) else {
@@ -567,16 +644,56 @@ impl Purse {
             self.pending.remove(0);
         }
         self.pending.push(request);
-        if self.seen_nonces.len() >= SEEN_NONCES_MAX {
-            self.seen_nonces.remove(0);
+        let peer = Self::nonce_peer(key, payer);
+        match self
+            .used_nonces
+            .iter_mut()
+            .find(|used| used.key == key && used.peer == peer)
+        {
+            Some(used) => used.insert(nonce_b),
+            None => {
+                let mut used = UsedNonces::new(key, peer);
+                used.insert(nonce_b);
+                self.used_nonces.push(used);
+            }
         }
-        self.seen_nonces.push(SeenNonce {
-            counterparty: payer,
-            nonce_b,
-            key,
-        });
         self.touch();
         Ok(Outcome::Requested { code1, request })
+    }
+
+    /// The wrong-Code-2 budgets: the period's (all payers) and this payer's.
+    fn check_failure_budgets(&self, payer: Phone) -> Result<(), PurseError> {
+        if self.failures_since_sync >= CODE2_FAILURES_PER_SYNC_PERIOD_MAX {
+            return Err(PurseError::FailureBudgetExhausted);
+        }
+        if self.failures_for(payer) >= CODE2_FAILURES_PER_PAYER_PER_SYNC_PERIOD_MAX {
+            return Err(PurseError::PayerFailureBudgetExhausted(payer));
+        }
+        Ok(())
+    }
+
+    /// A payee takes at most its own maximum single payment from one payer between two syncs:
+    /// what a restored or cloned payer can take from one payee before the payee syncs and learns
+    /// that the payer is blocked.
+    fn check_receive_cap(&self, payer: Phone, amount: Amount) -> Result<(), PurseError> {
+        let cap = self.limits.max_single_payment;
+        let after = self.received_from(payer).checked_add(amount)?;
+        if after.minor() > cap.minor() {
+            return Err(PurseError::LimitExceeded {
+                limit: Limit::ReceivedFromOnePayer,
+                maximum: cap,
+            });
+        }
+        Ok(())
+    }
+
+    /// Scheme epochs are shared by every payer (one bitmap per epoch); pairwise versions are per
+    /// peer.
+    fn nonce_peer(key: KeyRef, payer: Phone) -> Option<Phone> {
+        match key {
+            KeyRef::Scheme { .. } => None,
+            KeyRef::Pairwise { .. } => Some(payer),
+        }
     }
 
     fn check_room_for(&self, amount: Amount) -> Result<(), PurseError> {
@@ -590,30 +707,45 @@ impl Purse {
         Ok(())
     }
 
-    /// A fresh N_B: right parity for a scheme-key request, not used recently with this
-    /// counterparty under this key, and not the nonce of another pending request.
+    /// A fresh N_B, uniform among the values of the right parity (for a scheme key) that were
+    /// never drawn under this key and are not the nonce of another pending request. Never
+    /// repeats under one key, however often the payee asks: when every value is used, the purse
+    /// refuses until a sync brings the next key.
     fn draw_request_nonce(
         &self,
         counterparty: Phone,
         key: KeyRef,
         random: &mut dyn RandomSource,
     ) -> Result<u16, PurseError> {
-        for _ in 0..NONCE_DRAWS_MAX {
-            let mut nonce = draw_below(random, REQUEST_NONCE_SPACE) as u16;
-            if let KeyRef::Scheme { epoch } = key
-                && !nonce_parity_matches(nonce, epoch)
-            {
-                nonce ^= 1;
-            }
-            let seen = self.seen_nonces.iter().any(|seen| {
-                seen.counterparty == counterparty && seen.nonce_b == nonce && seen.key == key
-            });
-            let pending = self.pending.iter().any(|request| request.nonce_b == nonce);
-            if !seen && !pending {
-                return Ok(nonce);
-            }
+        let peer = Self::nonce_peer(key, counterparty);
+        let used = self
+            .used_nonces
+            .iter()
+            .find(|used| used.key == key && used.peer == peer);
+        let free = |nonce: u16| {
+            let parity = match key {
+                KeyRef::Scheme { epoch } => nonce_parity_matches(nonce, epoch),
+                KeyRef::Pairwise { .. } => true,
+            };
+            parity
+                && !used.is_some_and(|used| used.contains(nonce))
+                && !self.pending.iter().any(|request| request.nonce_b == nonce)
+        };
+        let space = REQUEST_NONCE_SPACE as u16;
+        // A scheme key uses one parity class: walk only that one.
+        let (first, step) = match key {
+            KeyRef::Scheme { epoch } => (u16::from(!nonce_parity_matches(0, epoch)), 2),
+            KeyRef::Pairwise { .. } => (0, 1),
+        };
+        let candidates = || (first..space).step_by(step).filter(|nonce| free(*nonce));
+        let count = candidates().count() as u32;
+        if count == 0 {
+            return Err(PurseError::NonceSpaceExhausted);
         }
-        Err(PurseError::NonceSpaceExhausted)
+        let pick = draw_below(random, count) as usize;
+        candidates()
+            .nth(pick)
+            .ok_or(PurseError::NonceSpaceExhausted)
     }
 
     /// Checks Code 1; returns the key reference and N_B. Changes nothing.
@@ -638,7 +770,7 @@ impl Purse {
         if self.pin_tries_left == 0 {
             return Err(PurseError::PinBlocked);
         }
-        if now > self.limits.valid_until {
+        if now.max(self.clock) > self.limits.valid_until {
             return Err(PurseError::ValidityExpired);
         }
         if self.log.len() >= LOG_UNACKNOWLEDGED_MAX {
@@ -792,7 +924,9 @@ impl Purse {
             return Err(PurseError::LogFull);
         }
         let pending = self.pending[index];
+        self.check_failure_budgets(pending.payer)?;
         self.check_room_for(pending.amount)?;
+        self.check_receive_cap(pending.payer, pending.amount)?;
         let Some(secret) = self.key_for(pending.key, pending.payer) else {
             return Err(PurseError::UnknownRequest);
         };
@@ -804,6 +938,14 @@ impl Purse {
         };
         let Some(nonce_a) = check_response_code(secret, &fields, code2) else {
             self.failures_since_sync += 1;
+            match self
+                .failures_by_payer
+                .iter_mut()
+                .find(|(payer, _)| *payer == pending.payer)
+            {
+                Some((_, count)) => *count = count.saturating_add(1),
+                None => self.failures_by_payer.push((pending.payer, 1)),
+            }
             let failures = pending.failures + 1;
             let request_tries_left = CODE2_FAILURES_PER_REQUEST_MAX.saturating_sub(failures);
             if request_tries_left == 0 {
@@ -812,10 +954,15 @@ impl Purse {
                 self.pending[index].failures = failures;
             }
             self.touch();
+            let payer_tries_left = u16::from(
+                CODE2_FAILURES_PER_PAYER_PER_SYNC_PERIOD_MAX
+                    .saturating_sub(self.failures_for(pending.payer)),
+            );
             return Err(PurseError::ResponseCodeMismatch {
                 request_tries_left,
                 period_tries_left: CODE2_FAILURES_PER_SYNC_PERIOD_MAX
-                    .saturating_sub(self.failures_since_sync),
+                    .saturating_sub(self.failures_since_sync)
+                    .min(payer_tries_left),
             });
         };
         let balance = self.balance.checked_add(pending.amount)?;
@@ -891,6 +1038,16 @@ impl Purse {
             }
             self.pairwise_keys.push(PairwiseKey { peer, version, key });
         }
+        // Bitmaps live as long as their key: a dropped pairwise key's bitmap goes with it.
+        let held: Vec<(Phone, u16)> = self
+            .pairwise_keys
+            .iter()
+            .map(|held| (held.peer, held.version))
+            .collect();
+        self.used_nonces.retain(|used| match (used.key, used.peer) {
+            (KeyRef::Pairwise { version }, Some(peer)) => held.contains(&(peer, version)),
+            _ => true,
+        });
         // Requests made under an older version with this peer can no longer be checked.
         self.pending.retain(|pending| {
             !(pending.payer == peer
@@ -917,6 +1074,7 @@ impl Purse {
             failed_code_entries: self.failures_since_sync,
             pin_blocked: self.pin_tries_left == 0,
             scheme_epoch: self.scheme_keys.last().map_or(0, |key| key.epoch),
+            failures_by_payer: self.failures_by_payer.clone(),
             entries: self.log.clone(),
             pending: self
                 .pending
@@ -990,6 +1148,10 @@ impl Purse {
         self.limits = answer.limits;
         self.spent_since_sync = Amount::zero(self.identity.currency);
         self.failures_since_sync = 0;
+        self.failures_by_payer.clear();
+        // The operator's time is authoritative (the answer is MAC'd): a sync also repairs a clock
+        // that was once set far ahead.
+        self.clock = answer.server_time;
         self.blocked = answer.blocked;
         report.blocked = answer.blocked;
         if answer.pin_unblock && self.pin_tries_left < PIN_TRIES_MAX {
@@ -1019,7 +1181,7 @@ impl Purse {
                 KeyRef::Pairwise { .. } => true,
             });
             report.requests_voided += before - self.pending.len();
-            self.seen_nonces.retain(|seen| match seen.key {
+            self.used_nonces.retain(|used| match used.key {
                 KeyRef::Scheme { epoch } => held.contains(&epoch),
                 KeyRef::Pairwise { .. } => true,
             });
@@ -1067,6 +1229,25 @@ impl Purse {
     /// Applies one credit unless the log shows it was applied, or (for a payment) received offline
     /// since the upload was made.
     fn apply_credit(&mut self, credit: &AnswerCredit, time: Timestamp) -> Option<LogEntry> {
+        if let AnswerCredit::Settlement { debit_id, amount } = *credit {
+            // Applied once, and only when the balance covers it (else offered again).
+            let done = self.log.iter().any(|entry| {
+                matches!(entry.kind, EntryKind::Settlement { debit_id: id } if id == debit_id)
+            });
+            let balance = self.balance.checked_sub(amount).ok()?;
+            if done {
+                return None;
+            }
+            let entry = LogEntry {
+                counter: self.next_counter(),
+                time,
+                amount,
+                kind: EntryKind::Settlement { debit_id },
+            };
+            self.balance = balance;
+            self.append(entry);
+            return Some(entry);
+        }
         let (amount, kind) = match *credit {
             AnswerCredit::Operator {
                 credit_id, amount, ..
@@ -1079,6 +1260,8 @@ impl Purse {
                 }
                 (amount, EntryKind::OperatorCredit { credit_id })
             }
+            // Handled above.
+            AnswerCredit::Settlement { .. } => return None,
             AnswerCredit::Payment {
                 payer,
                 payer_counter,
@@ -1208,13 +1391,25 @@ impl Purse {
         for entry in &self.recent {
             entry.encode(&mut w);
         }
-        w.u16(self.seen_nonces.len() as u16);
-        for seen in &self.seen_nonces {
-            w.phone(seen.counterparty);
-            w.u16(seen.nonce_b);
-            seen.key.encode(&mut w);
+        w.u8(self.used_nonces.len() as u8);
+        for used in &self.used_nonces {
+            used.key.encode(&mut w);
+            match used.peer {
+                Some(peer) => {
+                    w.u8(1);
+                    w.phone(peer);
+                }
+                None => w.u8(0),
+            }
+            w.bytes(&used.bits);
         }
         w.u16(self.failures_since_sync);
+        w.u8(self.failures_by_payer.len() as u8);
+        for (payer, count) in &self.failures_by_payer {
+            w.phone(*payer);
+            w.u8(*count);
+        }
+        w.u64(self.clock.0);
         w.u32(self.sync_sequence);
         w.u32(self.answer_applied);
         w.u64(self.revision);
@@ -1315,15 +1510,27 @@ impl Purse {
         for _ in 0..r.count_u8(LOG_RECENT_MAX)? {
             recent.push(LogEntry::decode(&mut r, currency)?);
         }
-        let mut seen_nonces = Vec::new();
-        for _ in 0..r.count_u16(SEEN_NONCES_MAX)? {
-            seen_nonces.push(SeenNonce {
-                counterparty: r.phone()?,
-                nonce_b: r.u16()?,
-                key: KeyRef::decode(&mut r)?,
+        let mut used_nonces = Vec::new();
+        for _ in 0..r.count_u8(SCHEME_EPOCHS_HELD + PAIRWISE_KEYS_MAX)? {
+            let key = KeyRef::decode(&mut r)?;
+            let peer = match r.u8()? {
+                0 => None,
+                1 => Some(r.phone()?),
+                _ => return Err(PurseError::Malformed("used nonces")),
+            };
+            let bits: [u8; NONCE_BITMAP_BYTES] = r.array()?;
+            used_nonces.push(UsedNonces {
+                key,
+                peer,
+                bits: bits.to_vec(),
             });
         }
         let failures_since_sync = r.u16()?;
+        let mut failures_by_payer = Vec::new();
+        for _ in 0..r.count_u8(usize::from(CODE2_FAILURES_PER_SYNC_PERIOD_MAX))? {
+            failures_by_payer.push((r.phone()?, r.u8()?));
+        }
+        let clock = Timestamp(r.u64()?);
         let sync_sequence = r.u32()?;
         let answer_applied = r.u32()?;
         let revision = r.u64()?;
@@ -1366,8 +1573,10 @@ impl Purse {
             last_received,
             log,
             recent,
-            seen_nonces,
+            used_nonces,
             failures_since_sync,
+            failures_by_payer,
+            clock,
             sync_sequence,
             answer_applied,
             revision,

@@ -65,6 +65,10 @@ pub struct SyncUpload {
     pub pending: Vec<PendingSummary>,
     /// Peers the purse wants a pairwise key with.
     pub pairwise_requests: Vec<Phone>,
+    /// Wrong Code 2 entries since the last sync, by the payer the request named (at most
+    /// `CODE2_FAILURES_PER_SYNC_PERIOD_MAX` payers): the operator flags the payer as having
+    /// *attempted* them, never the payee who typed them.
+    pub failures_by_payer: Vec<(Phone, u8)>,
 }
 
 fn write_header(w: &mut Writer, kind: u8, operator: OperatorId, purse_id: PurseId) {
@@ -151,6 +155,11 @@ impl SyncUpload {
         for peer in &self.pairwise_requests {
             w.phone(*peer);
         }
+        w.u8(self.failures_by_payer.len() as u8);
+        for (payer, count) in &self.failures_by_payer {
+            w.phone(*payer);
+            w.u8(*count);
+        }
         seal_with(w, sync_key)
     }
 
@@ -185,6 +194,10 @@ impl SyncUpload {
         for _ in 0..r.count_u8(PAIRWISE_REQUESTS_MAX)? {
             pairwise_requests.push(r.phone()?);
         }
+        let mut failures_by_payer = Vec::new();
+        for _ in 0..r.count_u8(usize::from(CODE2_FAILURES_PER_SYNC_PERIOD_MAX))? {
+            failures_by_payer.push((r.phone()?, r.u8()?));
+        }
         r.finish()?;
         let increasing = entries
             .windows(2)
@@ -208,6 +221,7 @@ impl SyncUpload {
             entries,
             pending,
             pairwise_requests,
+            failures_by_payer,
         })
     }
 }
@@ -223,6 +237,14 @@ pub enum AnswerCredit {
         amount: Amount,
         /// Shown to the holder.
         memo: String,
+    },
+    /// An agent settlement: the operator takes `amount` back from the purse (the agent hands
+    /// collected value back and is paid for it). Applied once, only if the balance covers it.
+    Settlement {
+        /// The operator's id for it (the purse applies each id once).
+        debit_id: u64,
+        /// How much.
+        amount: Amount,
     },
     /// A payment the payer's upload showed but whose Code 2 this purse never accepted.
     Payment {
@@ -331,6 +353,11 @@ impl SyncAnswer {
                     w.u16(*nonce_a);
                     w.minor(*amount);
                 }
+                AnswerCredit::Settlement { debit_id, amount } => {
+                    w.u8(3);
+                    w.u64(*debit_id);
+                    w.minor(*amount);
+                }
             }
         }
         w.u8(self.tickets.len() as u8);
@@ -405,12 +432,16 @@ impl SyncAnswer {
                     nonce_a: r.u16()?,
                     amount: r.amount(currency)?,
                 },
+                3 => AnswerCredit::Settlement {
+                    debit_id: r.u64()?,
+                    amount: r.amount(currency)?,
+                },
                 _ => return Err(PurseError::Malformed("credit kind")),
             };
             let amount = match &credit {
-                AnswerCredit::Operator { amount, .. } | AnswerCredit::Payment { amount, .. } => {
-                    *amount
-                }
+                AnswerCredit::Operator { amount, .. }
+                | AnswerCredit::Payment { amount, .. }
+                | AnswerCredit::Settlement { amount, .. } => *amount,
             };
             if amount.is_zero() {
                 return Err(PurseError::Malformed("zero credit"));

@@ -39,6 +39,36 @@ impl Phone {
         Ok(Phone(value))
     }
 
+    /// Reads a number as people type it on a phone whose own number is `home`: the
+    /// international form (`+254700000001`), with `00` for `+`, or the national form
+    /// (`0700000001`), whose leading 0 stands for `home`'s country code. The country code is what
+    /// `home` has in front of a national number as long as the one typed, so it must be 1 to 3
+    /// digits; anything else is refused rather than guessed. Spaces and dashes are ignored.
+    pub fn parse_from(text: &str, home: Phone) -> Result<Phone, PurseError> {
+        let compact: alloc::string::String =
+            text.chars().filter(|c| *c != ' ' && *c != '-').collect();
+        if compact.starts_with('+') {
+            return Phone::parse(&compact);
+        }
+        if let Some(rest) = compact.strip_prefix("00") {
+            return Phone::parse(&alloc::format!("+{rest}"));
+        }
+        let national = compact.strip_prefix('0').ok_or(PurseError::PhoneNumber)?;
+        if national.is_empty() || national.starts_with('0') {
+            return Err(PurseError::PhoneNumber);
+        }
+        let home_digits = alloc::format!("{}", home.0);
+        let country_digits = home_digits
+            .len()
+            .checked_sub(national.len())
+            .filter(|length| (1..=3).contains(length))
+            .ok_or(PurseError::PhoneNumber)?;
+        Phone::parse(&alloc::format!(
+            "+{}{national}",
+            &home_digits[..country_digits]
+        ))
+    }
+
     /// The number from its integer form (as carried in messages); checks the digit count.
     pub fn from_number(value: u64) -> Result<Phone, PurseError> {
         let digits = decimal_digits(value);

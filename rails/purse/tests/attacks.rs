@@ -103,7 +103,8 @@ fn guessing_code_2_success_rate_is_bounded_by_the_budget() {
 fn guessing_code_2_against_the_real_purse_hits_the_budget_and_is_flagged() {
     let mut world = World::new(77);
     let mut bob = world.provision("+254700000002", PurseKind::Customer);
-    let fake = phone("+254799999999");
+    let mut fakes = 0u64;
+    let mut fake;
     let periods = 100;
     let mut guesses = 0u32;
     let mut successes = 0u32;
@@ -111,6 +112,9 @@ fn guessing_code_2_against_the_real_purse_hits_the_budget_and_is_flagged() {
         let mut in_period = 0u16;
         loop {
             if bob.pending_requests().is_empty() {
+                // The guesser's best use of the budgets: a new made-up payer for every request.
+                fakes += 1;
+                fake = Phone::from_number(254_799_000_000 + fakes).unwrap();
                 match bob.handle(
                     Command::Request {
                         payer: fake,
@@ -151,7 +155,7 @@ fn guessing_code_2_against_the_real_purse_hits_the_budget_and_is_flagged() {
             world
                 .flags
                 .iter()
-                .any(|flag| matches!(flag.kind, FlagKind::FailedCodeEntries { count } if count == CODE2_FAILURES_PER_SYNC_PERIOD_MAX)),
+                .any(|flag| flag.purse == bob.identity().purse_id && matches!(flag.kind, FlagKind::FailedCodeEntries { count } if count == CODE2_FAILURES_PER_SYNC_PERIOD_MAX)),
             "the operator flags the guessing"
         );
         world.tick(3600);
@@ -165,8 +169,13 @@ fn guessing_code_2_against_the_real_purse_hits_the_budget_and_is_flagged() {
     assert_eq!(bob.balance(), kes("0"));
 }
 
+/// Attack 1: a payee who recorded one genuine Code 2 asks the same payer again and again, hoping
+/// its purse draws the old N_B so the old Code 2 verifies. The purse never draws an N_B twice
+/// under one key (with any payer, across syncs): it runs out of fresh values and refuses, and
+/// the recording never verifies. (Defence removed — the used-nonce bitmap not consulted — the old
+/// N_B comes back within a few thousand requests, the replay is credited and this test fails.)
 #[test]
-fn a_replayed_code_2_is_refused() {
+fn a_recorded_code_2_never_verifies_again_however_often_the_payee_asks() {
     let mut world = World::new(5);
     let mut agent = world.provision("+254700000009", PurseKind::Agent);
     let mut alice = world.provision("+254700000001", PurseKind::Customer);
@@ -176,42 +185,71 @@ fn a_replayed_code_2_is_refused() {
     pay(&mut world, &mut agent, &mut alice, "2000");
     let (old_code1, old_code2) = pay(&mut world, &mut alice, &mut bob, "450");
     let old_nonce = nonce_of(&old_code1);
+    // A sync in between: the memory is not flushed by a new sync period.
+    world.sync(&mut bob);
 
-    // Bob keeps asking Alice for 450 hoping his purse reuses the old N_B: it never does while the
-    // old one is in the seen-nonce memory.
-    for _ in 0..SEEN_NONCES_MAX - 1 {
-        let code1 = request(&mut world, &mut bob, alice.identity().phone, "450");
-        assert_ne!(
-            nonce_of(&code1),
-            old_nonce,
-            "N_B reused with the same payer"
-        );
-        bob.handle(
-            Command::CancelRequest {
-                nonce_b: nonce_of(&code1),
+    let limit = 10 * REQUESTS_PER_SCHEME_EPOCH_MAX;
+    let mut requests = 0u32;
+    loop {
+        assert!(requests < limit, "the purse never ran out of fresh N_B");
+        match bob.handle(
+            Command::Request {
+                payer: alice.identity().phone,
+                amount: kes("450"),
             },
             world.now,
             &mut world.random,
-        )
-        .unwrap();
+        ) {
+            Ok(Outcome::Requested { code1, .. }) => {
+                requests += 1;
+                let nonce_b = nonce_of(&code1);
+                if nonce_b == old_nonce {
+                    let replay = bob.handle(
+                        Command::Accept {
+                            code2: old_code2,
+                            request: Some(nonce_b),
+                        },
+                        world.now,
+                        &mut world.random,
+                    );
+                    assert!(
+                        replay.is_err(),
+                        "N_B {old_nonce} drawn again after {requests} requests: the recorded Code 2 was credited again"
+                    );
+                }
+                bob.handle(
+                    Command::CancelRequest { nonce_b },
+                    world.now,
+                    &mut world.random,
+                )
+                .unwrap();
+            }
+            Err(PurseError::NonceSpaceExhausted) => break,
+            Err(other) => panic!("{other}"),
+            Ok(other) => panic!("{other:?}"),
+        }
     }
-    // Typing the recorded Code 2 against a fresh request fails and costs budget.
-    request(&mut world, &mut bob, alice.identity().phone, "450");
-    let error = bob
-        .handle(
-            Command::Accept {
-                code2: old_code2,
-                request: None,
-            },
-            world.now,
-            &mut world.random,
-        )
-        .unwrap_err();
-    assert!(
-        matches!(error, PurseError::ResponseCodeMismatch { .. }),
-        "{error}"
-    );
+    println!("the payee ran out of request numbers after {requests} requests under one key");
+    assert_eq!(requests, REQUESTS_PER_SCHEME_EPOCH_MAX - 1);
     assert_eq!(bob.balance(), kes("450"));
+    // The next key (two rotations make a new generation epoch; then a sync) gives fresh numbers;
+    // the recording, made under the old key, cannot verify under it.
+    world.book.rotate_scheme_key();
+    world.book.rotate_scheme_key();
+    world.sync(&mut bob);
+    let code1 = request(&mut world, &mut bob, alice.identity().phone, "450");
+    let replay = bob.handle(
+        Command::Accept {
+            code2: old_code2,
+            request: Some(nonce_of(&code1)),
+        },
+        world.now,
+        &mut world.random,
+    );
+    assert!(matches!(
+        replay,
+        Err(PurseError::ResponseCodeMismatch { .. })
+    ));
     // And re-typing it with no request pending is recognised, not credited.
     let mut bob_fresh = World::new(6).provision("+254700000002", PurseKind::Customer);
     assert_eq!(
@@ -224,6 +262,95 @@ fn a_replayed_code_2_is_refused() {
             &mut world.random
         ),
         Err(PurseError::NoPendingRequest)
+    );
+}
+
+/// Attack 1 through a restored payee file: the copy from before the payment has not used the
+/// old N_B, so re-asking does reach it and the purse credits the recording again. The operator
+/// catches the repeated payment at the payee's sync and charges and blocks the payee; the payer,
+/// who paid once, is never flagged. (Defence removed — the operator's record of credited
+/// payments — the repeat looks like an unpaid debit of Alice's, Alice is flagged and blocked,
+/// and this test fails.)
+#[test]
+fn a_code_2_replayed_into_a_restored_payee_is_charged_to_the_payee() {
+    let mut world = World::new(15);
+    let mut agent = world.provision("+254700000009", PurseKind::Agent);
+    let mut alice = world.provision("+254700000001", PurseKind::Customer);
+    let mut bob = world.provision("+254700000002", PurseKind::Customer);
+    world.float(&agent, "10000");
+    world.sync(&mut agent);
+    pay(&mut world, &mut agent, &mut alice, "2000");
+    world.sync(&mut alice);
+    let bob_copy = bob.encode_state();
+    let (old_code1, old_code2) = pay(&mut world, &mut alice, &mut bob, "450");
+    world.sync(&mut bob);
+    world.sync(&mut alice);
+    world.flags.clear();
+    let suspense_before = world.ledger.balance(LedgerAccount::Suspense);
+
+    world.tick(600);
+    let mut bob = Purse::decode_state(&bob_copy).unwrap();
+    let mut requests = 0;
+    loop {
+        requests += 1;
+        assert!(requests < 10_000);
+        let code1 = request(&mut world, &mut bob, alice.identity().phone, "450");
+        let nonce_b = nonce_of(&code1);
+        if nonce_b == nonce_of(&old_code1) {
+            bob.handle(
+                Command::Accept {
+                    code2: old_code2,
+                    request: Some(nonce_b),
+                },
+                world.now,
+                &mut world.random,
+            )
+            .unwrap();
+            break;
+        }
+        bob.handle(
+            Command::CancelRequest { nonce_b },
+            world.now,
+            &mut world.random,
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        bob.balance(),
+        kes("450"),
+        "the restored purse took it again"
+    );
+    world.sync(&mut bob);
+    world.sync(&mut alice);
+    world.sync(&mut alice);
+    let bob_id = bob.identity().purse_id;
+    assert!(
+        world.flags.iter().any(|flag| flag.purse == bob_id
+            && matches!(flag.kind, FlagKind::DuplicateCredit { payer, .. } if payer == alice.identity().phone)),
+        "{:?}",
+        world.flags
+    );
+    assert!(
+        world
+            .flags
+            .iter()
+            .all(|flag| flag.purse != alice.identity().purse_id),
+        "the payer paid once and is not flagged: {:?}",
+        world.flags
+    );
+    assert!(world.book.shadow(bob_id).unwrap().blocked);
+    assert!(
+        !world
+            .book
+            .shadow(alice.identity().purse_id)
+            .unwrap()
+            .blocked
+    );
+    // The loss is on the payee's account: its shadow holds the repeated 450.
+    assert_eq!(world.shadow_minor(&bob), 90_000);
+    assert_eq!(
+        world.ledger.balance(LedgerAccount::Suspense) - suspense_before,
+        -45_000
     );
 }
 
@@ -465,35 +592,381 @@ fn a_cloned_purse_spent_twice_is_caught_at_reconciliation() {
     );
 }
 
+/// Attack 2: Alice copies her purse file, pays Carol, restores it and pays Bob; her log now
+/// holds only the payment to Bob. When Carol reports her credit and Alice has synced since, the
+/// operator flags and blocks **Alice**; Carol, paid honestly, is not flagged and keeps her money;
+/// every purse learns at its next sync that Alice is blocked. (Defence removed — the flag put on
+/// the payee as before — this test fails.)
 #[test]
-fn a_clone_that_never_syncs_shows_as_a_credit_without_debit() {
+fn a_restored_payer_is_flagged_and_blocked_and_its_payees_are_not() {
     let mut world = World::new(22);
     let mut agent = world.provision("+254700000009", PurseKind::Agent);
     let mut alice = world.provision("+254700000001", PurseKind::Customer);
+    let mut bob = world.provision("+254700000002", PurseKind::Customer);
+    let mut carol = world.provision("+254700000003", PurseKind::Customer);
+    let mut dave = world.provision("+254700000004", PurseKind::Customer);
+    world.float(&agent, "10000");
+    world.sync(&mut agent);
+    pay(&mut world, &mut agent, &mut alice, "1000");
+    world.sync(&mut alice);
+    let copy = alice.encode_state();
+    pay(&mut world, &mut alice, &mut carol, "700");
+    let mut alice = Purse::decode_state(&copy).unwrap();
+    pay(&mut world, &mut alice, &mut bob, "700");
+    world.sync(&mut carol);
+    world.sync(&mut bob);
+    world.sync(&mut alice); // applies an answer built after Carol's report
+    world.sync(&mut alice);
+    world.sync(&mut agent);
+    let alice_id = alice.identity().purse_id;
+    assert!(
+        world.flags.iter().any(|flag| flag.purse == alice_id
+            && matches!(flag.kind, FlagKind::MissingFromPayerLog { payee, .. } if payee == carol.identity().phone)),
+        "{:?}",
+        world.flags
+    );
+    for payee in [&carol, &bob] {
+        assert!(
+            world
+                .flags
+                .iter()
+                .all(|flag| flag.purse != payee.identity().purse_id),
+            "an honest payee flagged: {:?}",
+            world.flags
+        );
+    }
+    for flag in &world.flags {
+        println!("fraud queue: {flag}");
+    }
+    assert!(world.book.shadow(alice_id).unwrap().blocked);
+    assert_eq!(carol.balance(), kes("700"));
+    assert_eq!(world.ledger.balance(LedgerAccount::Suspense), -70_000);
+    // Dave learns it at his next sync and refuses Alice offline.
+    world.sync(&mut dave);
+    assert_eq!(
+        dave.handle(
+            Command::Request {
+                payer: alice.identity().phone,
+                amount: kes("10"),
+            },
+            world.now,
+            &mut world.random,
+        ),
+        Err(PurseError::CounterpartyBlocked(alice.identity().phone))
+    );
+}
+
+/// Attack 2, unlimited restores and no sync ever: Alice (20,000 in her purse) restores her file
+/// before every payment and pays five payees as much as each will take. Each payee takes at most
+/// its own maximum single payment from one payer between syncs, so the loss is at most
+/// payees x cap; the first payees to sync show more unreported spending than Alice may do between
+/// syncs, and the operator blocks Alice before most payees have synced. Her keys then die with
+/// their epoch whatever her clock says: after two rotations a synced payee cannot even be paid.
+/// (Defences removed: without the receive cap the loss is 100,000 per payee per restore cycle and
+/// the bound assertion fails; without the spent-past-limit check Alice is never blocked.)
+#[test]
+fn unlimited_restores_without_a_sync_lose_at_most_the_payee_caps() {
+    let mut world = World::new(23);
+    let mut agent = world.provision("+254700000009", PurseKind::Agent);
+    let mut alice = world.provision("+254700000001", PurseKind::Customer);
+    world.float(&agent, "100000");
+    world.sync(&mut agent);
+    for _ in 0..10 {
+        pay(&mut world, &mut agent, &mut alice, "2000");
+    }
+    world.sync(&mut alice);
+    world.sync(&mut agent);
+    let copy = alice.encode_state();
+    let suspense_before = world.ledger.balance(LedgerAccount::Suspense);
+    let mut payees: Vec<Purse> = (0..5)
+        .map(|k| world.provision(&format!("+25470000010{k}"), PurseKind::Customer))
+        .collect();
+    let cap = payees[0].limits().max_single_payment;
+    let mut taken = 0u64;
+    for payee in &mut payees {
+        loop {
+            let mut restored = Purse::decode_state(&copy).unwrap();
+            match payee.handle(
+                Command::Request {
+                    payer: alice.identity().phone,
+                    amount: kes("2500"),
+                },
+                world.now,
+                &mut world.random,
+            ) {
+                Ok(Outcome::Requested { code1, .. }) => {
+                    let code2 = respond(&mut world, &mut restored, payee, kes("2500"), code1);
+                    payee
+                        .handle(
+                            Command::Accept {
+                                code2,
+                                request: Some(nonce_of(&code1)),
+                            },
+                            world.now,
+                            &mut world.random,
+                        )
+                        .unwrap();
+                    taken += kes("2500").minor();
+                }
+                Err(PurseError::LimitExceeded {
+                    limit: Limit::ReceivedFromOnePayer,
+                    ..
+                }) => break,
+                Err(other) => panic!("{other}"),
+                Ok(other) => panic!("{other:?}"),
+            }
+        }
+    }
+    let bound = cap.minor() * payees.len() as u64;
+    println!(
+        "restored purse: taken {taken} minor units from {} payees, bound {bound}",
+        payees.len()
+    );
+    assert!(taken <= bound);
+    assert_eq!(taken, bound, "the bound is tight: each payee took its cap");
+    // The payees sync one by one; Alice is flagged and blocked as soon as the unreported total
+    // passes what she may spend between syncs, by the third payee.
+    let alice_id = alice.identity().purse_id;
+    let mut blocked_after = None;
+    for (index, payee) in payees.iter_mut().enumerate() {
+        world.sync(payee);
+        if blocked_after.is_none() && world.book.shadow(alice_id).unwrap().blocked {
+            blocked_after = Some(index + 1);
+        }
+    }
+    assert_eq!(blocked_after, Some(3));
+    assert!(
+        world
+            .flags
+            .iter()
+            .any(|flag| flag.purse == alice_id
+                && matches!(flag.kind, FlagKind::SpentPastLimit { .. }))
+    );
+    assert!(
+        world.flags.iter().all(|flag| flag.purse == alice_id),
+        "only Alice is flagged: {:?}",
+        world.flags
+    );
+    // Payees that synced after the block refuse Alice offline.
+    assert_eq!(
+        payees[4].handle(
+            Command::Request {
+                payer: alice.identity().phone,
+                amount: kes("10"),
+            },
+            world.now,
+            &mut world.random,
+        ),
+        Err(PurseError::CounterpartyBlocked(alice.identity().phone))
+    );
+    let loss = suspense_before - world.ledger.balance(LedgerAccount::Suspense);
+    assert_eq!(loss, taken as i64);
+    // A blocked purse gets no new scheme key at a sync: its copies' keys die with their epoch
+    // (the time bound, whatever the clock: see the clock test).
+    let mut restored = Purse::decode_state(&copy).unwrap();
+    let report = world.sync(&mut restored);
+    assert!(report.blocked);
+    assert_eq!(report.new_epoch, None);
+}
+
+/// Attack 4: the phone clock set back. The purse never goes back on a time it has seen (its own
+/// clock at a state change, or the operator's in an answer), so once it has seen its validity
+/// pass, setting the clock back does not make it pay. A copy that never saw the late time is
+/// bounded by the key epochs: three rotations on, the operator flags and blocks a payment made
+/// with the retired key. (Defence removed — validity checked against the clock given — the
+/// payment with the clock set back goes through and this test fails.)
+#[test]
+fn setting_the_clock_back_does_not_let_an_expired_purse_pay() {
+    let mut world = World::new(24);
+    let mut agent = world.provision("+254700000009", PurseKind::Agent);
+    let mut alice = world.provision("+254700000001", PurseKind::Customer);
+    let mut bob = world.provision("+254700000002", PurseKind::Customer);
     let mut carol = world.provision("+254700000003", PurseKind::Customer);
     world.float(&agent, "10000");
     world.sync(&mut agent);
     pay(&mut world, &mut agent, &mut alice, "1000");
     world.sync(&mut alice);
-    let mut clone = Purse::decode_state(&alice.encode_state()).unwrap();
-    pay(&mut world, &mut clone, &mut carol, "700");
-    world.sync(&mut carol);
-    assert!(
-        world.flags.is_empty(),
-        "not yet: Alice has not synced since"
+    let stale_copy = alice.encode_state();
+    let synced_at = world.now;
+
+    world.tick(31 * 86_400);
+    let code1 = request(&mut world, &mut bob, alice.identity().phone, "100");
+    let pay_at = |alice: &mut Purse, world: &mut World, code1, at| {
+        alice.handle(
+            Command::Pay {
+                payee: phone("+254700000002"),
+                amount: kes("100"),
+                code1,
+                pin: pin(),
+            },
+            at,
+            &mut world.random,
+        )
+    };
+    let late = world.now;
+    assert_eq!(
+        pay_at(&mut alice, &mut world, code1, late),
+        Err(PurseError::ValidityExpired)
     );
-    world.sync(&mut alice); // applies an answer built after Carol's report
-    world.sync(&mut alice);
-    world.sync(&mut agent);
+    // The clock set back to the day after the sync.
+    let back = synced_at.plus_seconds(86_400);
+    assert_eq!(
+        pay_at(&mut alice, &mut world, code1, back),
+        Err(PurseError::ValidityExpired)
+    );
+    let alice = Purse::decode_state(&alice.encode_state()).unwrap();
+    assert!(alice.clock() > alice.limits().valid_until, "remembered");
+
+    // A restored copy that never saw the late time: a payee who synced after the rotations makes
+    // codes with a key the copy does not hold, whatever the copy's clock says.
+    for _ in 0..3 {
+        world.book.rotate_scheme_key();
+    }
+    world.sync(&mut bob);
+    let code1 = request(&mut world, &mut bob, alice.identity().phone, "100");
+    let mut copy = Purse::decode_state(&stale_copy).unwrap();
+    assert_eq!(
+        pay_at(&mut copy, &mut world, code1, back),
+        Err(PurseError::RequestCodeMismatch)
+    );
+    // It can still pay a payee as stale as itself; the operator sees the retired key at the
+    // payer's sync and blocks the payer.
+    let mut copy = Purse::decode_state(&stale_copy).unwrap();
+    let code1 = {
+        let request = Command::Request {
+            payer: alice.identity().phone,
+            amount: kes("100"),
+        };
+        let Outcome::Requested { code1, .. } =
+            carol.handle(request, back, &mut world.random).unwrap()
+        else {
+            panic!()
+        };
+        code1
+    };
+    let Outcome::Paid { .. } = copy
+        .handle(
+            Command::Pay {
+                payee: carol.identity().phone,
+                amount: kes("100"),
+                code1,
+                pin: pin(),
+            },
+            back,
+            &mut world.random,
+        )
+        .unwrap()
+    else {
+        panic!()
+    };
+    world.sync(&mut copy);
     assert!(
-        world.flags.iter().any(|flag| matches!(
-            flag.kind,
-            FlagKind::CreditWithoutDebit { payer, .. } if payer == alice.identity().phone
-        ) && flag.purse == carol.identity().purse_id),
+        world
+            .flags
+            .iter()
+            .any(|flag| flag.purse == alice.identity().purse_id
+                && matches!(flag.kind, FlagKind::RetiredKeyPayment { epoch: 1, .. })),
         "{:?}",
         world.flags
     );
-    assert_eq!(world.ledger.balance(LedgerAccount::Suspense), -70_000);
+    assert!(
+        world
+            .book
+            .shadow(alice.identity().purse_id)
+            .unwrap()
+            .blocked
+    );
+}
+
+/// Attack 5: a payer (Mallory) hands a merchant wrong Code 2s to lock it out. Only Mallory's own
+/// requests are refused after CODE2_FAILURES_PER_PAYER_PER_SYNC_PERIOD_MAX wrong codes; the
+/// merchant keeps receiving from everyone else, and the operator's flag names Mallory's number
+/// as having *attempted* them, not the merchant. (Defence removed — failures counted only per
+/// sync period — the merchant is refused after Mallory's tenth code and this test fails.)
+#[test]
+fn wrong_codes_from_one_payer_do_not_lock_the_merchant_out() {
+    let mut world = World::new(25);
+    let mut agent = world.provision("+254700000009", PurseKind::Agent);
+    let mut alice = world.provision("+254700000001", PurseKind::Customer);
+    let mut bob = world.provision("+254700000002", PurseKind::Customer);
+    let mallory = phone("+254700000066");
+    world.float(&agent, "10000");
+    world.sync(&mut agent);
+    pay(&mut world, &mut agent, &mut alice, "1000");
+    let mut wrong = 0u8;
+    let refused = loop {
+        if bob.pending_requests().is_empty()
+            && let Err(error) = bob.handle(
+                Command::Request {
+                    payer: mallory,
+                    amount: kes("100"),
+                },
+                world.now,
+                &mut world.random,
+            )
+        {
+            break error;
+        }
+        let garbage = Code::from_number(12_345_678 + u32::from(wrong)).unwrap();
+        match bob.handle(
+            Command::Accept {
+                code2: garbage,
+                request: None,
+            },
+            world.now,
+            &mut world.random,
+        ) {
+            Err(PurseError::ResponseCodeMismatch { .. }) => wrong += 1,
+            Err(error) => break error,
+            Ok(_) => panic!("a garbage code verified"),
+        }
+    };
+    assert_eq!(refused, PurseError::PayerFailureBudgetExhausted(mallory));
+    assert_eq!(wrong, CODE2_FAILURES_PER_PAYER_PER_SYNC_PERIOD_MAX);
+    // Bob still asks and receives from Alice.
+    bob.handle(
+        Command::CancelRequest {
+            nonce_b: bob.pending_requests().first().map_or(0, |p| p.nonce_b),
+        },
+        world.now,
+        &mut world.random,
+    )
+    .ok();
+    pay(&mut world, &mut alice, &mut bob, "100");
+    world.sync(&mut bob);
+    assert!(
+        world.flags.iter().any(|flag| flag.phone == mallory
+            && matches!(flag.kind, FlagKind::WrongCodesAttempted { payee, count } if payee == bob.identity().phone && count == wrong)),
+        "{:?}",
+        world.flags
+    );
+    let text = world
+        .flags
+        .iter()
+        .find(|flag| flag.phone == mallory)
+        .unwrap()
+        .to_string();
+    assert!(text.contains("attempted"), "{text}");
+    assert!(
+        world
+            .flags
+            .iter()
+            .all(|flag| flag.purse != bob.identity().purse_id),
+        "the merchant is not flagged: {:?}",
+        world.flags
+    );
+    // After the sync Mallory may be asked again.
+    assert!(
+        bob.handle(
+            Command::Request {
+                payer: mallory,
+                amount: kes("100"),
+            },
+            world.now,
+            &mut world.random,
+        )
+        .is_ok()
+    );
 }
 
 #[test]
@@ -560,4 +1033,39 @@ fn three_wrong_pins_block_payments_until_the_operator_unblocks() {
             .unwrap()
             .pin_unblock_requested
     );
+}
+
+/// A clock once set far ahead does not lock the purse for ever: the next sync puts the purse's
+/// clock at the operator's time.
+#[test]
+fn a_clock_set_far_ahead_is_repaired_by_the_next_sync() {
+    let mut world = World::new(26);
+    let mut agent = world.provision("+254700000009", PurseKind::Agent);
+    let mut alice = world.provision("+254700000001", PurseKind::Customer);
+    let mut bob = world.provision("+254700000002", PurseKind::Customer);
+    world.float(&agent, "10000");
+    world.sync(&mut agent);
+    pay(&mut world, &mut agent, &mut alice, "1000");
+    let code1 = request(&mut world, &mut bob, alice.identity().phone, "100");
+    let far = world.now.plus_seconds(3_650 * 86_400);
+    let pay = Command::Pay {
+        payee: bob.identity().phone,
+        amount: kes("100"),
+        code1,
+        pin: pin(),
+    };
+    assert_eq!(
+        alice.handle(pay.clone(), far, &mut world.random),
+        Err(PurseError::ValidityExpired)
+    );
+    assert_eq!(
+        alice.handle(pay.clone(), world.now, &mut world.random),
+        Err(PurseError::ValidityExpired)
+    );
+    world.sync(&mut alice);
+    assert_eq!(alice.clock(), world.now);
+    assert!(matches!(
+        alice.handle(pay, world.now, &mut world.random),
+        Ok(Outcome::Paid { .. })
+    ));
 }

@@ -131,6 +131,7 @@ proptest! {
         balance in amount_strategy(),
         pending in prop::collection::vec((phone_strategy(), 0u16..10_000, amount_strategy()), 0..8),
         peers in prop::collection::vec(phone_strategy(), 0..4),
+        failures in prop::collection::vec((phone_strategy(), 1u8..=5), 0..30),
         key in any::<[u8; 16]>(),
     ) {
         let counter = entries.last().map_or(0, |entry| entry.counter);
@@ -152,6 +153,7 @@ proptest! {
                 .map(|(payer, nonce_b, amount)| PendingSummary { payer, nonce_b, amount })
                 .collect(),
             pairwise_requests: peers,
+            failures_by_payer: failures,
         };
         let key = SecretKey::from_bytes(key);
         let bytes = upload.seal(&key);

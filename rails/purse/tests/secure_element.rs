@@ -8,7 +8,9 @@ use std::path::Path;
 
 use common::*;
 use offpay_purse::apdu::{CommandApdu, PurseCard, ResponseApdu, ins, sw};
-use offpay_purse::se::{DeviceSecret, SoftwareSecureElement, peek_file};
+use offpay_purse::se::{
+    DEVICE_PIN_TRIES_MAX, DeviceSecret, SealParams, SoftwareSecureElement, peek_file,
+};
 use offpay_purse::*;
 
 fn secret(byte: u8) -> DeviceSecret {
@@ -16,12 +18,33 @@ fn secret(byte: u8) -> DeviceSecret {
 }
 
 fn open(path: &Path, world: &World) -> SoftwareSecureElement<SeededRandom> {
-    SoftwareSecureElement::open_with(path, secret(1), world.book.operator(), SeededRandom::new(5))
-        .unwrap()
+    SoftwareSecureElement::open_with(
+        path,
+        secret(1),
+        world.book.operator(),
+        &pin(),
+        SeededRandom::new(5),
+    )
+    .unwrap()
 }
 
 fn create(path: &Path, purse: Purse) {
-    SoftwareSecureElement::create_with(path, secret(1), purse, SeededRandom::new(4)).unwrap();
+    create_sealed(path, secret(1), purse);
+}
+
+fn create_sealed(path: &Path, secret: DeviceSecret, purse: Purse) {
+    SoftwareSecureElement::create_with(path, secret, purse, SealParams::TEST, SeededRandom::new(4))
+        .unwrap();
+}
+
+fn open_err(path: &Path, secret: DeviceSecret, world: &World, pin: &str) -> PurseError {
+    SoftwareSecureElement::open(
+        path,
+        secret,
+        world.book.operator(),
+        &Pin::parse(pin).unwrap(),
+    )
+    .unwrap_err()
 }
 
 #[test]
@@ -100,36 +123,152 @@ fn a_tampered_purse_file_is_refused() {
     let path = dir.path().join("alice.purse");
     create(&path, alice);
     let original = std::fs::read(&path).unwrap();
+    // A modified body does not open; it cannot be told from a wrong PIN, so it costs a try
+    // (the untouched file, opened with the right PIN in between, resets the count).
     for position in [0usize, 5, original.len() / 2, original.len() - 1] {
         let mut bytes = original.clone();
         bytes[position] ^= 0x01;
         std::fs::write(&path, &bytes).unwrap();
-        let error =
-            SoftwareSecureElement::open(&path, secret(1), world.book.operator()).unwrap_err();
+        let error = open_err(&path, secret(1), &world, PIN);
         assert!(
             matches!(
                 error,
                 PurseError::Storage(StorageProblem::Tampered)
                     | PurseError::UnsupportedVersion { .. }
                     | PurseError::WrongOperator { .. }
+                    | PurseError::WrongPin { .. }
             ),
             "byte {position}: {error}"
         );
+        std::fs::write(&path, &original).unwrap();
+        open(&path, &world);
     }
     // Truncated.
     std::fs::write(&path, &original[..original.len() - 10]).unwrap();
-    assert_eq!(
-        SoftwareSecureElement::open(&path, secret(1), world.book.operator()).unwrap_err(),
-        PurseError::Storage(StorageProblem::Tampered)
-    );
-    // Another device's secret.
+    assert!(matches!(
+        open_err(&path, secret(1), &world, PIN),
+        PurseError::Storage(StorageProblem::Tampered) | PurseError::WrongPin { .. }
+    ));
+    // Another device's secret, with the right PIN.
     std::fs::write(&path, &original).unwrap();
-    assert_eq!(
-        SoftwareSecureElement::open(&path, secret(2), world.book.operator()).unwrap_err(),
-        PurseError::Storage(StorageProblem::Tampered)
-    );
+    assert!(matches!(
+        open_err(&path, secret(2), &world, PIN),
+        PurseError::WrongPin { .. }
+    ));
     // The untouched file opens.
-    assert!(SoftwareSecureElement::open(&path, secret(1), world.book.operator()).is_ok());
+    open(&path, &world);
+}
+
+/// Attack 3: the device (its secret and the purse file) is in the attacker's hands, the PIN is
+/// not. The file opens only with the PIN, nothing secret is in it in the clear, and each guess is
+/// counted. (Defence removed — the PIN left out of the sealing key — a wrong PIN opens the file
+/// and this test fails.)
+#[test]
+fn the_device_secret_alone_does_not_open_the_purse_or_show_its_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut world = World::new(8);
+    let alice = world.provision("+254700000001", PurseKind::Customer);
+    let purse_key = world.secrets.purse_key(alice.identity().purse_id);
+    let scheme_key = world.secrets.scheme_key(world.book.generation_epoch());
+    let path = dir.path().join("alice.purse");
+    let device = dir.path().join("device.secret");
+    create_sealed(&path, DeviceSecret::load_or_create(&device).unwrap(), alice);
+    let bytes = std::fs::read(&path).unwrap();
+    for key in [purse_key.expose(), scheme_key.expose()] {
+        assert!(
+            !bytes.windows(key.len()).any(|window| window == key),
+            "a key in the clear"
+        );
+    }
+    for (guess, left) in [("0000", 4), ("1111", 3)] {
+        assert_eq!(
+            open_err(
+                &path,
+                DeviceSecret::load_or_create(&device).unwrap(),
+                &world,
+                guess
+            ),
+            PurseError::WrongPin { tries_left: left }
+        );
+    }
+    // The holder, with the PIN, opens it (and the count starts again).
+    SoftwareSecureElement::open(
+        &path,
+        DeviceSecret::load_or_create(&device).unwrap(),
+        world.book.operator(),
+        &pin(),
+    )
+    .unwrap();
+    assert_eq!(
+        DeviceSecret::load_or_create(&device)
+            .unwrap()
+            .wrong_pins(world.book.operator(), PurseId(1)),
+        0
+    );
+}
+
+/// Attack 6: wrong PINs are counted on the device, so restoring an old copy of the purse file
+/// gives no new tries; at the limit even the right PIN is refused. (Defence removed — the count
+/// kept only in the purse file, as before — the restored file has its tries back and this test
+/// fails.)
+#[test]
+fn restoring_the_purse_file_does_not_reset_the_pin_tries() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut world = World::new(9);
+    let alice = world.provision("+254700000001", PurseKind::Customer);
+    let path = dir.path().join("alice.purse");
+    let device = dir.path().join("device.secret");
+    create_sealed(&path, DeviceSecret::load_or_create(&device).unwrap(), alice);
+    let copy = std::fs::read(&path).unwrap();
+    let secret = || DeviceSecret::load_or_create(&device).unwrap();
+    let mut left = DEVICE_PIN_TRIES_MAX;
+    for guess in ["0000", "0001", "0002"] {
+        left -= 1;
+        assert_eq!(
+            open_err(&path, secret(), &world, guess),
+            PurseError::WrongPin { tries_left: left }
+        );
+        std::fs::write(&path, &copy).unwrap(); // restore the file after every guess
+    }
+    while left > 1 {
+        left -= 1;
+        assert_eq!(
+            open_err(&path, secret(), &world, "0003"),
+            PurseError::WrongPin { tries_left: left }
+        );
+        std::fs::write(&path, &copy).unwrap();
+    }
+    assert_eq!(
+        open_err(&path, secret(), &world, "0004"),
+        PurseError::PinBlocked
+    );
+    std::fs::write(&path, &copy).unwrap();
+    assert_eq!(
+        open_err(&path, secret(), &world, PIN),
+        PurseError::PinBlocked
+    );
+}
+
+/// A new PIN re-seals the file: the old PIN no longer opens it.
+#[test]
+fn changing_the_pin_reseals_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut world = World::new(10);
+    let alice = world.provision("+254700000001", PurseKind::Customer);
+    let path = dir.path().join("alice.purse");
+    create(&path, alice);
+    let mut element = open(&path, &world);
+    let mut card = PurseCard::new(&mut element, world.now).unwrap();
+    let new = Pin::parse("864209").unwrap();
+    card.change_pin(&pin(), &new, world.now).unwrap();
+    drop(element);
+    assert!(matches!(
+        open_err(&path, secret(1), &world, PIN),
+        PurseError::WrongPin { .. }
+    ));
+    let element =
+        SoftwareSecureElement::open(&path, secret(1), world.book.operator(), &new).unwrap();
+    assert_eq!(element.purse().identity().phone, phone("+254700000001"));
 }
 
 #[test]
@@ -140,7 +279,7 @@ fn a_purse_file_from_another_operator_is_refused_with_a_clear_error() {
     let path = dir.path().join("alice.purse");
     create(&path, alice);
     let other = OperatorId::new("other-op").unwrap();
-    let error = SoftwareSecureElement::open(&path, secret(1), other).unwrap_err();
+    let error = SoftwareSecureElement::open(&path, secret(1), other, &pin()).unwrap_err();
     assert_eq!(
         error,
         PurseError::WrongOperator {

@@ -105,6 +105,9 @@ pub struct Cli {
     pub device_secret: PathBuf,
 }
 
+/// The PIN every test purse is provisioned with.
+pub const PIN: &str = "1234";
+
 impl Cli {
     /// A CLI whose device secret lives in `directory`.
     pub fn new(directory: &Path) -> Cli {
@@ -118,10 +121,35 @@ impl Cli {
         self.run_with_input(args, None)
     }
 
-    /// Runs `offpay ARGS` with `input` on stdin.
+    /// Runs `offpay ARGS` with `input` on stdin. A purse command or a provisioning gets the PIN
+    /// 1234 on the first line of stdin (`--pin-stdin`; a PIN is never an argument).
     pub fn run_with_input(&self, args: &[&str], input: Option<&str>) -> Output {
+        self.run_with_pin(args, Some(PIN), input)
+    }
+
+    /// Runs `offpay ARGS`, giving `pin` (if any) on the first line of stdin to a purse command or
+    /// a provisioning, then `input`.
+    pub fn run_with_pin(&self, args: &[&str], pin: Option<&str>, input: Option<&str>) -> Output {
+        let mut args: Vec<&str> = args.to_vec();
+        let mut stdin = String::new();
+        let provisioning = args.contains(&"provision");
+        if let Some(pin) = pin
+            && (args.first() == Some(&"purse") || provisioning)
+        {
+            args.push("--pin-stdin");
+            stdin.push_str(pin);
+            stdin.push('\n');
+        }
+        if provisioning {
+            args.push("--kdf-for-tests");
+        }
+        if let Some(input) = input {
+            stdin.push_str(input);
+        }
+        let input = (!stdin.is_empty()).then_some(stdin);
+        let input = input.as_deref();
         let mut child = Command::new(env!("CARGO_BIN_EXE_offpay"))
-            .args(args)
+            .args(&args)
             .env("OFFPAY_DEVICE_SECRET", &self.device_secret)
             .env_remove("OFFPAY_OPERATOR")
             .env_remove("OFFPAY_SERVER")
@@ -191,8 +219,6 @@ impl Cli {
             "provision",
             "--phone",
             phone,
-            "--pin",
-            "1234",
             "--out",
             file.to_str().expect("path"),
         ];
@@ -220,9 +246,7 @@ impl Cli {
         let code1 = request["code1"].as_str().expect("code1").to_owned();
         let paid = self.purse(
             payer.0,
-            &[
-                "pay", "--to", payee.1, "--amount", amount, "--code", &code1, "--pin", "1234",
-            ],
+            &["pay", "--to", payee.1, "--amount", amount, "--code", &code1],
         );
         let code2 = paid["code2"].as_str().expect("code2").to_owned();
         let accepted = self.purse(payee.0, &["accept", "--code", &code2]);

@@ -309,6 +309,28 @@ impl PurseRail {
         .await
     }
 
+    /// A lost phone: blocks the purse of `lost` and moves what is safe of its balance to the
+    /// purse of `new` (delivered at `new`'s next sync); the rest is held back until the lost
+    /// purse's keys are dead, and a later call moves it.
+    pub async fn move_balance(
+        &self,
+        ledger: &Ledger,
+        lost: Phone,
+        new: Phone,
+        now: offpay_ledger::Timestamp,
+    ) -> Result<offpay_purse::BalanceMove, RailError> {
+        let _guards = self.locks.lock([lost.number(), new.number()]).await;
+        let moved = runner::run(
+            ledger,
+            now,
+            || self.load(ledger, PurseOperator::move_plan(lost, new)),
+            |loaded| Ok(self.operator.decide_move(&loaded, lost, new)?),
+        )
+        .await?;
+        tracing::info!(lost = %lost, new = %new, moved = moved.moved_minor, held = moved.held_minor, "lost purse blocked, balance moved");
+        Ok(moved)
+    }
+
     /// Rotates the scheme key (two-phase); returns (generation epoch, newest epoch).
     pub async fn rotate_scheme_key(
         &self,
@@ -352,6 +374,13 @@ pub fn operator_routes() -> Router<Arc<AppState>> {
         .route("/purse/purses/{phone}/float", post(float_endpoint))
         .route("/purse/purses/{phone}/limits", post(limits_endpoint))
         .route("/purse/purses/{phone}/block", post(block_endpoint))
+        .route("/purse/purses/{phone}/move", post(move_endpoint))
+        .route("/purse/purses/{phone}/statement", get(statement_endpoint))
+        .route("/purse/purses/{phone}/settle", post(settle_endpoint))
+        .route(
+            "/purse/purses/{phone}/settlement-paid",
+            post(settlement_paid_endpoint),
+        )
         .route(
             "/purse/purses/{phone}/unblock-pin",
             post(unblock_pin_endpoint),
@@ -531,6 +560,12 @@ async fn shadow_endpoint(
         "limits": limits_json(&shadow.limits),
         "validity_seconds": shadow.validity_seconds,
         "queued_credits": credits,
+        "queued_settlements": shadow.queued_settlements.iter().map(|queued| json!({
+            "settlement_id": queued.credit_id,
+            "amount": decimal(i64::try_from(queued.amount_minor).unwrap_or(i64::MAX), currency),
+        })).collect::<Vec<_>>(),
+        "settlement_owed": decimal(shadow.settlement_owed_minor, currency),
+        "moved_out": decimal(shadow.moved_out_minor, currency),
     })))
 }
 
@@ -655,6 +690,153 @@ async fn block_endpoint(
     Ok(Json(
         json!({ "phone": phone.to_string(), "blocked": body.0.blocked }),
     ))
+}
+
+/// Entries on a purse holder's statement.
+const STATEMENT_LINES_MAX: usize = 50;
+
+/// A purse holder's statement from the operator's records (what the ledger posted for the purse,
+/// newest first): date, words, amount with its currency, and the balance. For the agent's counter
+/// or an SMS reply; the shadow balance is what the purse has reported.
+async fn statement_endpoint(
+    State(state): State<Arc<AppState>>,
+    UrlPath(phone): UrlPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    let phone = parse_phone(&phone)?;
+    let shadow = state.rails.purse.shadow(&state.ledger, phone).await?;
+    let currency = shadow.limits.max_balance.currency();
+    let account = purse_account_id(phone).map_err(RailError::from)?;
+    let lookup = account.clone();
+    let records = state
+        .ledger
+        .read(move |store| store.history(&lookup, None, STATEMENT_LINES_MAX))
+        .await?;
+    let lines: Vec<Value> = records
+        .iter()
+        .map(|record| {
+            let transfer = &record.transfer;
+            let out = transfer.debit_account == account;
+            let minor = i64::try_from(transfer.amount.minor()).unwrap_or(i64::MAX);
+            json!({
+                "at_ms": record.committed_at.0,
+                "direction": if out { "out" } else { "in" },
+                "amount": decimal(if out { -minor } else { minor }, currency),
+                "currency": currency.code(),
+                "what": transfer.memo,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "phone": phone.to_string(),
+        "currency": currency.code(),
+        "balance": decimal(shadow.balance_minor, currency),
+        "blocked": shadow.blocked,
+        "lines": lines,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct SettleRequest {
+    amount: String,
+}
+
+/// Agent settlement, step 1: `POST /purse/purses/{agent}/settle {"amount": "5000"}` — the agent
+/// purse gives the value up at its next sync.
+async fn settle_endpoint(
+    State(state): State<Arc<AppState>>,
+    UrlPath(phone): UrlPath<String>,
+    body: crate::api::ApiJson<SettleRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let phone = parse_phone(&phone)?;
+    let rail = &state.rails.purse;
+    let amount = parse_amount(&body.0.amount, rail.currency, "amount")?;
+    let id = rail
+        .change(
+            &state.ledger,
+            phone,
+            PurseChange::Settle { amount },
+            state.now(),
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "phone": phone.to_string(),
+            "settlement_id": id,
+            "amount": amount.decimal().to_string(),
+            "currency": amount.currency().code(),
+            "status": "queued: the agent's purse hands the value back at its next sync; pay the agent when its next sync has reported it",
+        })),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct SettlementPaidRequest {
+    amount: String,
+    reference: String,
+}
+
+/// Agent settlement, step 2: `POST /purse/purses/{agent}/settlement-paid {"amount", "reference"}`
+/// — the operator paid the agent for value it handed back.
+async fn settlement_paid_endpoint(
+    State(state): State<Arc<AppState>>,
+    UrlPath(phone): UrlPath<String>,
+    body: crate::api::ApiJson<SettlementPaidRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let request = body.0;
+    let phone = parse_phone(&phone)?;
+    let rail = &state.rails.purse;
+    let amount = parse_amount(&request.amount, rail.currency, "amount")?;
+    let transfer = rail
+        .change(
+            &state.ledger,
+            phone,
+            PurseChange::SettlementPaid {
+                amount,
+                reference: request.reference,
+            },
+            state.now(),
+        )
+        .await?;
+    Ok(Json(json!({
+        "phone": phone.to_string(),
+        "amount": amount.decimal().to_string(),
+        "currency": amount.currency().code(),
+        "transfer": transfer,
+        "status": "recorded: the operator paid the agent",
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct MoveRequest {
+    to: String,
+}
+
+/// A lost phone: `POST /purse/purses/{lost}/move {"to": "+254..."}`.
+async fn move_endpoint(
+    State(state): State<Arc<AppState>>,
+    UrlPath(phone): UrlPath<String>,
+    body: crate::api::ApiJson<MoveRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let lost = parse_phone(&phone)?;
+    let new = parse_phone(&body.0.to)?;
+    let rail = &state.rails.purse;
+    let moved = rail
+        .move_balance(&state.ledger, lost, new, state.now())
+        .await?;
+    Ok(Json(json!({
+        "lost": lost.to_string(),
+        "to": new.to_string(),
+        "blocked": true,
+        "moved": decimal(moved.moved_minor, rail.currency),
+        "held_back": decimal(moved.held_minor, rail.currency),
+        "currency": rail.currency.code(),
+        "status": if moved.held_minor > 0 {
+            "moved what is safe; the rest is held back until the lost purse's keys are retired (two scheme-key rotations): move again then"
+        } else {
+            "moved; it reaches the new purse at its next sync"
+        },
+    })))
 }
 
 async fn unblock_pin_endpoint(
