@@ -40,6 +40,22 @@ pub fn http_builder() -> Result<reqwest::blocking::ClientBuilder, String> {
     Ok(builder)
 }
 
+/// An error with its causes, `outer: inner: innermost` (reqwest's own text leaves out why a
+/// request failed, such as a certificate the client does not trust).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let inner_text = inner.to_string();
+        if !text.contains(&inner_text) {
+            text.push_str(": ");
+            text.push_str(&inner_text);
+        }
+        cause = inner.source();
+    }
+    text
+}
+
 /// An API client bound to one server and token.
 #[derive(Debug)]
 pub struct ApiClient {
@@ -111,8 +127,9 @@ impl ApiClient {
         };
         let response = request.send().map_err(|error| {
             CallError::Transport(format!(
-                "cannot reach the offpay server at {}: {error}",
-                self.base
+                "cannot reach the offpay server at {}: {}",
+                self.base,
+                error_chain(&error)
             ))
         })?;
         let status = response.status();

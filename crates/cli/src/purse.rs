@@ -535,7 +535,8 @@ enum SyncPath<'a> {
 }
 
 fn http_client() -> Result<reqwest::blocking::Client, CliError> {
-    reqwest::blocking::Client::builder()
+    crate::client::http_builder()
+        .map_err(CliError::Local)?
         .timeout(SYNC_TIMEOUT)
         .build()
         .map_err(|error| CliError::Local(format!("cannot build an HTTP client: {error}")))
