@@ -369,8 +369,8 @@ fn contacts_output(contacts: &[(String, Phone)]) -> Output {
     }
 }
 
-/// Reads a PIN: from the next line of `input` with --pin-stdin, else asked for on a terminal.
-/// Never echoed back by us; never from the command line.
+/// Reads a PIN: from the next line of `input` with --pin-stdin, else asked for on the terminal
+/// with echo turned off. Never shown; never from the command line.
 fn read_pin(pin_stdin: bool, input: &mut dyn BufRead, prompt: &str) -> Result<Pin, CliError> {
     if !pin_stdin {
         if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
@@ -379,8 +379,8 @@ fn read_pin(pin_stdin: bool, input: &mut dyn BufRead, prompt: &str) -> Result<Pi
                     .to_owned(),
             ));
         }
-        eprint!("{prompt} ");
-        std::io::stderr().flush().map_err(local_io)?;
+        let typed = rpassword::prompt_password(format!("{prompt} ")).map_err(local_io)?;
+        return Ok(Pin::parse(typed.trim())?);
     }
     let line =
         read_line(input).ok_or_else(|| CliError::Local("no PIN on standard input".to_owned()))?;
