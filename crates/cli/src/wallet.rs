@@ -1,8 +1,10 @@
 //! `offpay wallet`: a smartphone wallet over UDP, `offpay wallet netem`, and `offpay admin wallet`.
 //!
 //! The wallet file (`--file F`) is encrypted under the owner's passphrase (from
-//! `OFFPAY_WALLET_PASSPHRASE`, or asked for); its log is `F.log`, appended and forced to disk
-//! before every message that promises something. Peers are reached over UDP: a look-up goes to
+//! `OFFPAY_WALLET_PASSPHRASE`, or asked for); its log is `F.log`, sealed under a key derived
+//! from the wallet's secret (so only the passphrase opens it), appended and forced to disk before
+//! every message that promises something; the wallets the money office listed as blocked at the
+//! last sync are kept, sealed the same way, in `F.blocked`. All three files are created 0600. Peers are reached over UDP: a look-up goes to
 //! every `--peer` address (standing in for a one-hop broadcast), and replies go to the address a
 //! peer was last heard from.
 
@@ -22,8 +24,8 @@ use offpay_wallet::file::{
 use offpay_wallet::netem::{Faults, FaultyLink, run_proxy};
 use offpay_wallet::record::{Record, parse_log};
 use offpay_wallet::{
-    Action, Credential, Event, FileStorage, OsEntropy, Role, SyncReply, TransferId, Wallet,
-    WalletId, WalletKeys,
+    Action, Credential, Event, LogKey, OsEntropy, Role, SealedFileStorage, SyncReply, TransferId,
+    Wallet, WalletId, WalletKeys,
 };
 use serde_json::{Value, json};
 
@@ -251,6 +253,46 @@ fn log_path(file: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+fn blocked_path(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".blocked");
+    PathBuf::from(name)
+}
+
+fn open_log_storage(file: &Path, keys: &WalletKeys) -> Result<SealedFileStorage, String> {
+    let path = log_path(file);
+    SealedFileStorage::open(&path, LogKey::derive(keys))
+        .map_err(|error| format!("cannot open wallet log {}: {error}", path.display()))
+}
+
+/// Hands the wallet the blocked list kept from its last sync, if there is one.
+fn load_blocked(file: &Path, key: &LogKey, wallet: &mut Wallet) -> Result<(), String> {
+    let path = blocked_path(file);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
+    };
+    let blocked = key
+        .open_blocked(&bytes)
+        .map_err(|error| format!("the blocked list {}: {error}", path.display()))?;
+    wallet
+        .remember_blocked(&blocked)
+        .map_err(|error| format!("the blocked list {}: {error}", path.display()))
+}
+
+/// Keeps the blocked list of the last sync beside the log (sealed, 0600, replaced atomically).
+fn save_blocked(file: &Path, key: &LogKey, wallet: &Wallet) -> Result<(), String> {
+    let path = blocked_path(file);
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".new");
+    let temporary = PathBuf::from(temporary);
+    let sealed = key.seal_blocked(&wallet.blocked_wallets());
+    write_new_file(&temporary, &sealed, true)?;
+    std::fs::rename(&temporary, &path)
+        .map_err(|error| format!("cannot write {}: {error}", path.display()))
+}
+
 fn passphrase(prompt: &str) -> Result<String, String> {
     if let Ok(passphrase) = std::env::var(PASSPHRASE_VARIABLE) {
         return Ok(passphrase);
@@ -275,23 +317,31 @@ fn open_secrets(file: &Path) -> Result<WalletSecrets, String> {
 
 /// Opens the wallet from its log, cutting off a torn tail. The returned actions (the record of
 /// this run) must be performed before anything is sent.
-fn open_wallet(file: &Path) -> Result<(Wallet, FileStorage, Vec<Action>), String> {
+fn open_wallet(file: &Path) -> Result<(Wallet, SealedFileStorage, Vec<Action>), String> {
+    let (wallet, storage, actions, _key) = open_wallet_keyed(file)?;
+    Ok((wallet, storage, actions))
+}
+
+/// [`open_wallet`], with the key that seals the wallet's log and blocked list.
+fn open_wallet_keyed(
+    file: &Path,
+) -> Result<(Wallet, SealedFileStorage, Vec<Action>, LogKey), String> {
     let secrets = open_secrets(file)?;
     let path = log_path(file);
-    let mut storage = FileStorage::open(&path)
-        .map_err(|error| format!("cannot open wallet log {}: {error}", path.display()))?;
-    let (wallet, actions, report) = Wallet::recover(secrets.keys, &mut storage, now_ms())
-        .map_err(|error| format!("cannot recover wallet log {}: {error}", path.display()))?;
-    if report.torn_bytes > 0 {
-        tracing::warn!(
-            torn_bytes = report.torn_bytes,
-            "cut off a torn append at the end of the log"
-        );
+    let mut storage = open_log_storage(file, &secrets.keys)?;
+    let (mut wallet, actions, report) =
+        Wallet::recover(secrets.keys.clone(), &mut storage, now_ms())
+            .map_err(|error| format!("cannot recover wallet log {}: {error}", path.display()))?;
+    let torn_bytes = report.torn_bytes + storage.torn_bytes_cut();
+    if torn_bytes > 0 {
+        tracing::warn!(torn_bytes, "cut off a torn append at the end of the log");
     }
+    let key = LogKey::derive(&secrets.keys);
+    load_blocked(file, &key, &mut wallet)?;
     for transfer_id in &report.resumed {
         tracing::info!(%transfer_id, "resuming transfer in flight");
     }
-    Ok((wallet, storage, actions))
+    Ok((wallet, storage, actions, key))
 }
 
 /// Opens the wallet for reading only: nothing is written or sent, so the record of a run is not
@@ -299,12 +349,17 @@ fn open_wallet(file: &Path) -> Result<(Wallet, FileStorage, Vec<Action>), String
 fn read_wallet(file: &Path) -> Result<(Wallet, Vec<u8>), String> {
     let secrets = open_secrets(file)?;
     let path = log_path(file);
-    let log = std::fs::read(&path)
+    let stored = std::fs::read(&path)
         .map_err(|error| format!("cannot read wallet log {}: {error}", path.display()))?;
+    let log = LogKey::derive(&secrets.keys)
+        .plain_log(&stored)
+        .map_err(|error| format!("wallet log: {error}"))?;
     let parsed = parse_log(&log).map_err(|error| format!("wallet log: {error}"))?;
     let valid = &log[..parsed.valid_bytes as usize];
-    let (wallet, _actions, _report) = Wallet::open(secrets.keys, valid, now_ms(), false)
-        .map_err(|error| format!("cannot open wallet log {}: {error}", path.display()))?;
+    let (mut wallet, _actions, _report) =
+        Wallet::open(secrets.keys.clone(), valid, now_ms(), false)
+            .map_err(|error| format!("cannot open wallet log {}: {error}", path.display()))?;
+    load_blocked(file, &LogKey::derive(&secrets.keys), &mut wallet)?;
     Ok((wallet, valid.to_vec()))
 }
 
@@ -330,7 +385,10 @@ fn write_new_file(path: &Path, bytes: &[u8], overwrite: bool) -> Result<(), Stri
         .map_err(|error| format!("cannot write {}: {error}", path.display()))
 }
 
-fn perform_offline(storage: &mut FileStorage, actions: Vec<Action>) -> Result<Vec<Event>, String> {
+fn perform_offline(
+    storage: &mut SealedFileStorage,
+    actions: Vec<Action>,
+) -> Result<Vec<Event>, String> {
     let mut events = Vec::new();
     let mut unsent = 0usize;
     for action in actions {
@@ -432,9 +490,7 @@ fn create_wallet(
     )
     .map_err(|error| format!("cannot seal the wallet file: {error}"))?;
     write_new_file(file, &sealed, false)?;
-    let path = log_path(file);
-    let mut storage = FileStorage::open(&path)
-        .map_err(|error| format!("cannot create wallet log {}: {error}", path.display()))?;
+    let mut storage = open_log_storage(file, &secrets.keys)?;
     perform_offline(&mut storage, actions)?;
     if json {
         println!(
@@ -543,7 +599,7 @@ fn start_driver(
     file: &Path,
     link: &LinkArgs,
     json: bool,
-) -> Result<UdpWallet<FileStorage>, String> {
+) -> Result<UdpWallet<SealedFileStorage>, String> {
     let (wallet, storage, actions) = open_wallet(file)?;
     let socket = bind(link)?;
     let address = socket
@@ -578,7 +634,7 @@ fn storage_failure(error: offpay_wallet::Error) -> String {
 }
 
 /// One poll: logs a dropped datagram, returns the events.
-fn poll(driver: &mut UdpWallet<FileStorage>) -> Result<Vec<Event>, String> {
+fn poll(driver: &mut UdpWallet<SealedFileStorage>) -> Result<Vec<Event>, String> {
     let polled = driver.poll(POLL_WAIT).map_err(storage_failure)?;
     if let Some((from, error)) = polled.refused {
         tracing::warn!(%from, %error, "dropped datagram");
@@ -601,7 +657,7 @@ fn in_flight(wallet: &Wallet) -> usize {
 
 /// Runs the loop until nothing is in flight and nothing arrived for `idle`, or `deadline`.
 fn linger(
-    driver: &mut UdpWallet<FileStorage>,
+    driver: &mut UdpWallet<SealedFileStorage>,
     json: bool,
     idle: Duration,
     deadline: Instant,
@@ -624,7 +680,7 @@ fn linger(
     Ok(())
 }
 
-fn summary(driver: &UdpWallet<FileStorage>, json: bool) {
+fn summary(driver: &UdpWallet<SealedFileStorage>, json: bool) {
     let wallet = driver.wallet();
     let stats = driver.stats();
     let unfinished: Vec<String> = wallet
@@ -780,7 +836,9 @@ fn buy(
     driver.set_buyer_mode(true);
     let deadline = Instant::now() + Duration::from_secs(link.timeout_secs);
     let mut ended = 0u32;
-    let respond = |driver: &mut UdpWallet<FileStorage>, event: &Event| -> Result<u32, String> {
+    let respond = |driver: &mut UdpWallet<SealedFileStorage>,
+                   event: &Event|
+     -> Result<u32, String> {
         let mut ended_now = 0u32;
         match event {
             Event::PriceOffered {
@@ -1040,7 +1098,7 @@ fn post_upload(server: &str, upload: Vec<u8>) -> Result<Vec<u8>, String> {
 /// Uploads the log through `exchange` (upload bytes in, reply bytes out) and applies the reply.
 fn sync_wallet(
     wallet: &mut Wallet,
-    storage: &mut FileStorage,
+    storage: &mut SealedFileStorage,
     exchange: &dyn Fn(Vec<u8>) -> Result<Vec<u8>, String>,
 ) -> Result<Vec<Event>, String> {
     let (actions, upload) = wallet
@@ -1058,13 +1116,25 @@ fn sync_wallet(
 }
 
 fn sync(file: &Path, json: bool, server: &str) -> Result<(), String> {
-    let (mut wallet, mut storage, actions) = open_wallet(file)?;
+    let (mut wallet, mut storage, actions, key) = open_wallet_keyed(file)?;
     perform_offline(&mut storage, actions)?;
     let events = sync_wallet(&mut wallet, &mut storage, &|upload| {
         post_upload(server, upload)
     })?;
+    save_blocked(file, &key, &wallet)?;
     for event in &events {
         show_event(json, event);
+    }
+    if wallet.blocked_by_office() {
+        say(
+            json,
+            &json!({ "event": "wallet_blocked", "wallet_id": wallet.id().to_string() }),
+            || {
+                "the money office has blocked this wallet: its credential will not be renewed \
+                 and other wallets refuse it; ask the operator"
+                    .to_owned()
+            },
+        );
     }
     say(
         json,
@@ -1116,7 +1186,10 @@ fn restore(file: &Path, json: bool, from: &Path, force: bool) -> Result<(), Stri
         .map_err(|error| format!("cannot open the backup: {error}"))?;
     let secrets = open_wallet_file(&wallet_file, passphrase.as_bytes())
         .map_err(|error| format!("the backup's wallet file: {error}"))?;
-    let (wallet, actions, _report) = Wallet::open(secrets.keys, &log, now_ms(), true)
+    let plain = LogKey::derive(&secrets.keys)
+        .plain_log(&log)
+        .map_err(|error| format!("the backup's log: {error}"))?;
+    let (wallet, actions, _report) = Wallet::open(secrets.keys.clone(), &plain, now_ms(), true)
         .map_err(|error| format!("the backup's log: {error}"))?;
     if file.exists() && !force {
         return Err(format!(
@@ -1126,8 +1199,9 @@ fn restore(file: &Path, json: bool, from: &Path, force: bool) -> Result<(), Stri
     }
     write_new_file(file, &wallet_file, true)?;
     write_new_file(&log_path(file), &log, true)?;
-    let mut storage = FileStorage::open(&log_path(file))
-        .map_err(|error| format!("cannot open the restored log: {error}"))?;
+    // The blocked list of the live wallet belongs to a later state; the next sync brings it.
+    let _ = std::fs::remove_file(blocked_path(file));
+    let mut storage = open_log_storage(file, &secrets.keys)?;
     perform_offline(&mut storage, actions)?;
     say(
         json,
@@ -1221,6 +1295,16 @@ pub enum AdminCommand {
         /// Wallet id
         wallet: String,
     },
+    /// Decide the case the money office opened when it blocked a wallet on evidence of a cheat
+    /// (the evidence is in the fraud queue): confirm keeps it blocked for good, dismiss lifts
+    /// the block.
+    Case {
+        /// Wallet id
+        wallet: String,
+        /// confirm or dismiss
+        #[arg(long, value_parser = ["confirm", "dismiss"])]
+        decision: String,
+    },
     /// Move a blocked, expired wallet's value (less what it may still have spent) to a new one.
     Reissue {
         /// The lost wallet
@@ -1303,6 +1387,13 @@ pub fn run_admin(client: &ApiClient, json: bool, command: AdminCommand) -> ExitC
             json,
             client.post(&wallet_path(&wallet, "/block"), &json!({})),
         ),
+        AdminCommand::Case { wallet, decision } => print_answer(
+            json,
+            client.post(
+                &wallet_path(&wallet, "/case"),
+                &json!({ "decision": decision }),
+            ),
+        ),
         AdminCommand::Reissue { wallet, to } => print_answer(
             json,
             client.post(&wallet_path(&wallet, "/reissue"), &json!({ "to": to })),
@@ -1357,11 +1448,12 @@ pub fn demo(client: &ApiClient) -> Result<(), String> {
             hex_bytes(answer["office_public"].as_str().unwrap_or_default())?
                 .try_into()
                 .map_err(|_| "office key".to_owned())?;
+        let key = LogKey::derive(&keys);
         let (wallet, actions) = Wallet::create(keys, credential, office_public, now_ms())
             .map_err(|error| format!("wallet: {error}"))?;
         let path = directory.path().join(format!("{name}.log"));
-        let mut storage =
-            FileStorage::open(&path).map_err(|error| format!("{}: {error}", path.display()))?;
+        let mut storage = SealedFileStorage::open(&path, key)
+            .map_err(|error| format!("{}: {error}", path.display()))?;
         perform_offline(&mut storage, actions)?;
         println!(
             "   issued the {name}'s wallet {} (ledger account {})",

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use offpay_money::Amount;
 
 use crate::credential::{Credential, VerifiedCredentials};
-use crate::error::{Error, Misuse, PeerError, StorageError};
+use crate::error::{Error, Malformed, Misuse, PeerError, StorageError};
 use crate::ids::{Millis, TransferId, WalletId};
 use crate::keys::{Entropy, WalletKeys, random_array};
 use crate::protocol::{
@@ -163,6 +163,41 @@ impl Book {
             unsynced: vec![genesis.clone()],
             transfers: BTreeMap::new(),
         })
+    }
+
+    /// What this wallet, as seller, has taken from `buyer` since its own last sync (the sales
+    /// its book still holds): the total committed under the buyer's present credential (same
+    /// issue time), and whether an agreement with payment number `spend_seq` is among them.
+    pub(crate) fn accepted_from(&self, buyer: &Credential, spend_seq: u64) -> (u64, bool) {
+        let mut total = 0u64;
+        let mut seen = false;
+        for logged in self.transfers.values() {
+            let Logged::Seller {
+                terms,
+                buyer: credential,
+                phase,
+            } = logged
+            else {
+                continue;
+            };
+            if credential.wallet_id != buyer.wallet_id {
+                continue;
+            }
+            let agreement = match phase {
+                SellerPhase::Committed { agreement, .. }
+                | SellerPhase::Complete {
+                    outcome: Outcome::Posted,
+                    agreement: Some(agreement),
+                    ..
+                } => agreement,
+                _ => continue,
+            };
+            seen |= agreement.buyer_spend_seq == spend_seq;
+            if credential.issued_at_ms == buyer.issued_at_ms {
+                total = total.saturating_add(terms.amount.minor());
+            }
+        }
+        (total, seen)
     }
 
     fn amount_of(&self, transfer_id: &TransferId) -> Option<u64> {
@@ -1305,6 +1340,29 @@ impl Wallet {
             records.iter().map(|r| r.bytes.clone()).collect(),
         );
         Ok((actions, upload))
+    }
+
+    /// The wallets the money office listed as blocked at the last sync: this wallet refuses
+    /// them as buyers and sellers. A caller that reopens the wallet for every command keeps this
+    /// list beside the log and hands it back with [`Wallet::remember_blocked`].
+    pub fn blocked_wallets(&self) -> Vec<WalletId> {
+        self.blocked.iter().copied().collect()
+    }
+
+    /// Restores the blocked list kept from the last sync (at most
+    /// [`crate::sync::REPLY_BLOCKED_MAX`] ids; more are refused). A later sync replaces it.
+    pub fn remember_blocked(&mut self, blocked: &[WalletId]) -> Result<(), Error> {
+        if blocked.len() > crate::sync::REPLY_BLOCKED_MAX {
+            return Err(Malformed::TooLong.into());
+        }
+        self.blocked = blocked.iter().copied().collect();
+        Ok(())
+    }
+
+    /// Whether the money office listed this wallet itself as blocked at the last sync: its
+    /// credential will not be renewed, and peers refuse it.
+    pub fn blocked_by_office(&self) -> bool {
+        self.blocked.contains(&self.id())
     }
 
     /// Applies the money office's reply: missing charges, resolutions of transfers left

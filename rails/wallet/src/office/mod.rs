@@ -27,8 +27,8 @@ use crate::sync::ChargeVoucher;
 use crate::terms::{Agreement, Terms};
 use crate::wire::Outcome;
 
-pub use book::BookKey;
 use book::{Book, WalletAccount};
+pub use book::{BookKey, Case, CaseDecision, CaseReason};
 #[cfg(feature = "operator")]
 pub(crate) use sync_plan::{SyncView, sync_keys};
 
@@ -222,6 +222,8 @@ pub struct WalletSummary {
     pub reissued: bool,
     /// Whether the held-back remainder was released after the reissue.
     pub remainder_released: bool,
+    /// The containment case, if the office blocked the wallet on evidence of a cheat.
+    pub case: Option<Case>,
 }
 
 impl MoneyOffice {
@@ -376,6 +378,59 @@ impl MoneyOffice {
         Ok(())
     }
 
+    /// Containment: blocks a wallet on the first evidence of a cheat (a double spend, a forked
+    /// log, an overspend) and opens a case for the operator. A wallet already blocked keeps its
+    /// block and its first case; one whose earlier case was dismissed gets a new case.
+    pub(crate) fn contain(
+        &mut self,
+        wallet_id: WalletId,
+        reason: CaseReason,
+        transfer_id: Option<TransferId>,
+        now: Millis,
+    ) {
+        let Some(account) = self.book.wallet_mut(&wallet_id) else {
+            return;
+        };
+        if account.blocked_at_ms.is_some() {
+            return;
+        }
+        account.blocked_at_ms = Some(now);
+        account.case = Some(Case {
+            reason,
+            opened_at_ms: now,
+            transfer_id,
+            decision: None,
+        });
+        self.book.note_blocked(now, wallet_id);
+    }
+
+    /// The operator's decision on a wallet's containment case: confirmed, the block stands for
+    /// good; dismissed, the block is lifted and the wallet is renewed at its next sync.
+    pub fn decide_case(
+        &mut self,
+        wallet_id: WalletId,
+        decision: CaseDecision,
+        now: Millis,
+    ) -> Result<Case, Error> {
+        let account = self
+            .book
+            .wallet_mut(&wallet_id)
+            .ok_or(Misuse::UnknownWallet)?;
+        let Some(mut case) = account.case else {
+            return Err(Misuse::NoCase.into());
+        };
+        if case.decision.is_some() {
+            return Err(Misuse::CaseDecided.into());
+        }
+        case.decision = Some((decision, now));
+        account.case = Some(case);
+        if decision == CaseDecision::Dismissed {
+            account.blocked_at_ms = None;
+            self.book.note_unblocked(&wallet_id);
+        }
+        Ok(case)
+    }
+
     /// Held by the lost wallet's prepared purchases the office has not seen decided, in minor
     /// units.
     fn held_minor(&self, wallet_id: &WalletId, account: &WalletAccount) -> u64 {
@@ -483,6 +538,7 @@ impl MoneyOffice {
             open_transfers: account.open.iter().copied().collect(),
             reissued: account.reissued,
             remainder_released: account.remainder_released,
+            case: account.case,
         })
     }
 

@@ -174,13 +174,18 @@ impl Sim {
 
     /// Issues, creates and charges a new wallet; returns its index.
     pub fn add_device(&mut self, charge_minor: u64) -> usize {
+        self.add_device_with(charge_minor, limits())
+    }
+
+    /// [`Sim::add_device`] with the limits given.
+    pub fn add_device_with(&mut self, charge_minor: u64, limits: Limits) -> usize {
         let keys = WalletKeys::generate(&mut self.entropy);
         let credential = self
             .office
             .issue_wallet(
                 keys.signing_public(),
                 keys.encryption_public(),
-                limits(),
+                limits,
                 self.now,
                 &mut self.entropy,
             )
