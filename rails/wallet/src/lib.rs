@@ -60,7 +60,7 @@ pub use storage::{FileStorage, SealedFileStorage};
 pub use storage::{LogStorage, MemoryStorage};
 pub use sync::{ChargeVoucher, LogUpload, Resolution, SyncReply};
 pub use wallet::{
-    Action, LOG_UNSYNCED_RECORDS_MAX, Received, RecoveryReport, TRANSFERS_ACTIVE_MAX,
+    Action, Defect, LOG_UNSYNCED_RECORDS_MAX, Received, RecoveryReport, TRANSFERS_ACTIVE_MAX,
     TransferStatus, Wallet, apply_actions,
 };
 pub use wire::{AbortReason, Outcome};

@@ -422,6 +422,18 @@ pub struct Wallet {
     lookup_windows: BTreeMap<WalletId, u64>,
     blocked: BTreeSet<WalletId>,
     verified: VerifiedCredentials,
+    defect: Option<Defect>,
+}
+
+/// A deliberate protocol fault, so that the checks in `tests/model.rs` can show they catch it.
+/// Never set outside those tests.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Defect {
+    /// A prepared buyer whose status queries go unanswered voids the transfer on its own.
+    BuyerVoidsOnItsOwn,
+    /// A seller sends its commit before forcing the record of it.
+    SellerCommitsBeforeForcing,
 }
 
 impl core::fmt::Debug for Wallet {
@@ -496,6 +508,7 @@ impl Wallet {
             lookup_windows: BTreeMap::new(),
             blocked: BTreeSet::new(),
             verified: VerifiedCredentials::default(),
+            defect: None,
         }
     }
 
@@ -790,9 +803,24 @@ impl Wallet {
         &mut self,
         transfer_id: TransferId,
         counterparty: Option<&Credential>,
-        steps: Vec<Step>,
+        mut steps: Vec<Step>,
         entropy: &mut dyn Entropy,
     ) -> Result<Vec<Action>, Error> {
+        if self.defect == Some(Defect::SellerCommitsBeforeForcing) {
+            // The broken seller sends its commit before the record that backs it is forced.
+            let persist = steps
+                .iter()
+                .position(|s| matches!(s, Step::Persist(Record::SellerCommitted { .. })));
+            let send = steps
+                .iter()
+                .position(|s| matches!(s, Step::Send(Body::Commit { .. })));
+            if let (Some(persist), Some(send)) = (persist, send)
+                && persist < send
+            {
+                let commit = steps.remove(send);
+                steps.insert(persist, commit);
+            }
+        }
         let mut actions = Vec::with_capacity(steps.len());
         for step in steps {
             match step {
@@ -1243,7 +1271,24 @@ impl Wallet {
                 continue;
             };
             let seller = state.seller().cloned();
-            let next = state.on_timer(now);
+            let mut next = state.on_timer(now);
+            if self.defect == Some(Defect::BuyerVoidsOnItsOwn)
+                && let BuyerState::Prepared(prepared) = &next.state
+                && next
+                    .steps
+                    .iter()
+                    .any(|s| matches!(s, Step::Notify(Event::AwaitingResolution { .. })))
+            {
+                // The broken buyer gives up on its own instead of waiting to be told.
+                next.state = BuyerState::Finished(prepared.clone().finish(Outcome::Voided));
+                next.steps = vec![
+                    Step::Persist(Record::BuyerVoided { transfer_id }),
+                    Step::Notify(Event::Voided {
+                        transfer_id,
+                        role: Role::Buyer,
+                    }),
+                ];
+            }
             if !matches!(next.state, BuyerState::Forgotten) {
                 self.purchases.insert(transfer_id, next.state);
             }
@@ -1340,6 +1385,13 @@ impl Wallet {
             records.iter().map(|r| r.bytes.clone()).collect(),
         );
         Ok((actions, upload))
+    }
+
+    /// Makes this wallet break the protocol on purpose (see [`Defect`]); for the model checks'
+    /// negative variants only.
+    #[doc(hidden)]
+    pub fn inject_defect(&mut self, defect: Option<Defect>) {
+        self.defect = defect;
     }
 
     /// The wallets the money office listed as blocked at the last sync: this wallet refuses
