@@ -545,11 +545,11 @@ fn event_json(event: &Event) -> Value {
             transfer_id,
             reason,
         } => json!({ "event": "payment_refused", "transfer_id": transfer_id.to_string(),
-                      "reason": format!("{reason:?}") }),
+                      "reason": reason.name(), "message": reason.describe() }),
         Event::Charged { amount } => {
             json!({ "event": "charged", "amount": amount.decimal().to_string() })
         }
-        other => json!({ "event": format!("{other:?}") }),
+        _ => json!({ "event": "unknown" }),
     }
 }
 
@@ -566,19 +566,24 @@ fn show_event(json: bool, event: &Event) {
     say(json, &event_json(event), || match event {
         Event::BuyerAnswered { buyer, .. } => format!("buyer {buyer} answered"),
         Event::PriceOffered { seller, amount, .. } => {
-            format!("seller {seller} asks {}", amount.decimal())
+            format!("seller {seller} asks {amount}")
         }
         Event::Posted { amount, role, .. } => match role {
-            Role::Seller => format!("posted: received {}", amount.decimal()),
-            Role::Buyer => format!("posted: paid {}", amount.decimal()),
+            Role::Seller => format!("paid: received {amount}"),
+            Role::Buyer => format!("paid: you paid {amount}"),
         },
-        Event::Voided { .. } => "voided: no value moved".to_owned(),
+        Event::Voided { .. } => "cancelled: no money moved".to_owned(),
         Event::AwaitingResolution { transfer_id } => format!(
-            "transfer {transfer_id}: the seller went quiet; the value stays held until it answers or the next sync"
+            "payment {transfer_id}: the seller has gone quiet after you agreed. The amount stays \
+             held (not spent) until the seller's phone answers, or the money office decides from \
+             the seller's record at a sync; if the seller's phone is blocked, the office cancels \
+             the payment at your first sync a day after the block"
         ),
-        Event::PaymentRefused { reason, .. } => format!("payment refused: {reason:?}"),
-        Event::Charged { amount } => format!("charged {}", amount.decimal()),
-        other => format!("{other:?}"),
+        Event::PaymentRefused { reason, .. } => {
+            format!("payment refused: {}", reason.describe())
+        }
+        Event::Charged { amount } => format!("charged {amount}"),
+        _ => "something happened that this version of offpay cannot describe".to_owned(),
     });
 }
 
@@ -698,8 +703,8 @@ fn summary(driver: &UdpWallet<SealedFileStorage>, json: bool) {
         || {
             let mut text = format!(
                 "balance {} (held {}); {} datagrams sent, {} received, {} dropped",
-                wallet.balance().decimal(),
-                wallet.held().decimal(),
+                wallet.balance(),
+                wallet.held(),
                 stats.datagrams_sent,
                 stats.datagrams_received,
                 stats.datagrams_refused
@@ -744,12 +749,7 @@ fn sell(
         say(
             json,
             &json!({ "event": "sale_started", "transfer_id": transfer_id.to_string(), "amount": amount.decimal().to_string() }),
-            || {
-                format!(
-                    "sale {transfer_id} for {}: looking for buyers",
-                    amount.decimal()
-                )
-            },
+            || format!("sale {transfer_id} for {amount}: looking for buyers"),
         );
         let mut pending = events;
         let mut chosen = false;
@@ -847,7 +847,7 @@ fn buy(
                 amount,
             } => {
                 let transfer_id = *transfer_id;
-                let accept = yes || ask_to_pay(seller, &amount.decimal().to_string());
+                let accept = yes || ask_to_pay(seller, &amount.to_string());
                 let result = if accept {
                     driver.call(|wallet, now, entropy| {
                         Ok(((), wallet.approve(transfer_id, now, entropy)?))
@@ -958,23 +958,22 @@ fn balance(file: &Path, json: bool) -> Result<(), String> {
         }),
         || {
             let mut text = format!(
-                "wallet {}\nbalance {} {} (held {}, paid since sync {})",
+                "wallet {}\nbalance {} (held {}, paid since sync {})",
                 wallet.id(),
-                credential.currency.code(),
-                wallet.balance().decimal(),
-                wallet.held().decimal(),
-                wallet.spent_since_sync().decimal()
+                wallet.balance(),
+                wallet.held(),
+                wallet.spent_since_sync()
             );
             for status in wallet.transfers() {
                 text.push_str(&format!(
-                    "\n  {} {:?} {} {}",
+                    "\n  {} {} {} {}",
                     status.transfer_id,
-                    status.role,
+                    match status.role {
+                        Role::Seller => "sold",
+                        Role::Buyer => "bought",
+                    },
                     status.state,
-                    status
-                        .amount
-                        .map(|a| a.decimal().to_string())
-                        .unwrap_or_default()
+                    status.amount.map(|a| a.to_string()).unwrap_or_default()
                 ));
             }
             text
@@ -1145,8 +1144,8 @@ fn sync(file: &Path, json: bool, server: &str) -> Result<(), String> {
         || {
             format!(
                 "synced; balance {} (held {})",
-                wallet.balance().decimal(),
-                wallet.held().decimal()
+                wallet.balance(),
+                wallet.held()
             )
         },
     );
@@ -1321,7 +1320,8 @@ pub enum AdminCommand {
         #[arg(long)]
         to: String,
     },
-    /// Void a transfer whose buyer is prepared and whose seller is blocked and expired.
+    /// Void a transfer whose buyer is prepared and whose seller was blocked a day ago or more
+    /// (or has expired); the buyer's own sync does this too.
     Void {
         /// Transfer id
         transfer: String,
@@ -1476,10 +1476,7 @@ pub fn demo(client: &ApiClient) -> Result<(), String> {
     {
         let (wallet, storage) = &mut wallets[1];
         sync_wallet(wallet, storage, &relay)?;
-        println!(
-            "   the buyer synced: balance {}",
-            wallet.balance().decimal()
-        );
+        println!("   the buyer synced: balance {}", wallet.balance());
     }
     let sockets = [
         UdpSocket::bind("127.0.0.1:0").map_err(|error| format!("bind: {error}"))?,
@@ -1539,8 +1536,7 @@ pub fn demo(client: &ApiClient) -> Result<(), String> {
                         ..
                     } => {
                         println!(
-                            "   the buyer sees the price {} and approves (value held, log forced)",
-                            amount.decimal()
+                            "   the buyer sees the price {amount} and approves (value held, log forced)"
                         );
                         drivers[1]
                             .call(|wallet, now, entropy| {
@@ -1556,7 +1552,7 @@ pub fn demo(client: &ApiClient) -> Result<(), String> {
                             } else {
                                 "buyer"
                             },
-                            amount.decimal()
+                            amount
                         );
                         if role == Role::Seller {
                             seller_done = true
@@ -1587,7 +1583,7 @@ pub fn demo(client: &ApiClient) -> Result<(), String> {
             .map_err(|error| error.to_string())?;
         println!(
             "   {name} synced: wallet balance {}, ledger account wallet:{}… {}",
-            wallet.balance().decimal(),
+            wallet.balance(),
             &wallet.id().to_string()[..8],
             account["balance"].as_str().unwrap_or("?")
         );

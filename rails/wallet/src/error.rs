@@ -160,6 +160,8 @@ pub enum Misuse {
     NoCase,
     /// The wallet's containment case was already decided.
     CaseDecided,
+    /// The seller was blocked too recently to void what it left prepared.
+    ResolutionWindowOpen,
     /// A previous storage failure left the wallet in an unknown state: reopen it from storage.
     Poisoned,
 }
@@ -254,6 +256,9 @@ impl fmt::Display for Misuse {
             Misuse::AlreadyReissued => "value already reissued",
             Misuse::NoCase => "the wallet has no open case",
             Misuse::CaseDecided => "the wallet's case was already decided",
+            Misuse::ResolutionWindowOpen => {
+                "the seller was blocked less than a day ago and its credential is still valid"
+            }
             Misuse::Poisoned => "a storage failure left the wallet unknown: reopen it",
         })
     }

@@ -271,6 +271,9 @@ fn office_error(error: Error) -> ApiError {
         Error::Misuse(Misuse::CredentialNotExpired) => {
             (StatusCode::CONFLICT, "credential_not_expired")
         }
+        Error::Misuse(Misuse::ResolutionWindowOpen) => {
+            (StatusCode::CONFLICT, "resolution_window_open")
+        }
         Error::Misuse(Misuse::AlreadyReissued) => (StatusCode::CONFLICT, "already_reissued"),
         Error::Misuse(Misuse::LimitExceeded) => {
             (StatusCode::UNPROCESSABLE_ENTITY, "wallet_limit_exceeded")

@@ -37,6 +37,9 @@ pub const OFFICE_BOOK_VERSION: u8 = 2;
 /// Most wallets one office issues.
 pub const OFFICE_WALLETS_MAX: usize = 10_000_000;
 const DOMAIN_POSTING: &[u8] = b"offpay-wallet v1 posting";
+/// How long after a seller is blocked the office waits before it voids the transfers that
+/// seller left a buyer prepared in (rather than waiting for the seller's credential to expire).
+pub const ABANDONED_RESOLUTION_WINDOW_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// A side of a posting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -547,10 +550,13 @@ impl MoneyOffice {
         usize::try_from(self.book.wallet_count()).unwrap_or(usize::MAX)
     }
 
-    /// The operator's way out for a buyer left prepared by a seller that will never sync (its
-    /// phone is lost): once the seller is blocked and its credential has expired, the office
-    /// decides void. The buyer gets the resolution at its next sync. Should the seller's log
-    /// ever arrive with a commit, it is flagged as a conflicting outcome and not posted.
+    /// The way out for a buyer left prepared by a seller that will never sync (its phone is
+    /// lost, or it cheated): once the seller is blocked and either
+    /// [`ABANDONED_RESOLUTION_WINDOW_MS`] has passed since the block or its credential has
+    /// expired, the office decides void. The buyer gets the resolution at its next sync (the
+    /// office does this by itself when the buyer syncs; the operator may too). Should the
+    /// seller's log ever arrive with a commit, it is flagged as a conflicting outcome and not
+    /// posted: the blocked seller, not the buyer, loses that sale.
     pub fn resolve_abandoned(&mut self, transfer_id: TransferId, now: Millis) -> Result<(), Error> {
         let file = self
             .book
@@ -564,11 +570,13 @@ impl MoneyOffice {
             .book
             .wallet(&terms.seller)
             .ok_or(Misuse::UnknownWallet)?;
-        if seller.blocked_at_ms.is_none() {
+        let Some(blocked_at_ms) = seller.blocked_at_ms else {
             return Err(Misuse::WalletNotBlocked.into());
-        }
-        if now <= seller.credential.expires_at_ms {
-            return Err(Misuse::CredentialNotExpired.into());
+        };
+        if now <= seller.credential.expires_at_ms
+            && now <= blocked_at_ms.saturating_add(ABANDONED_RESOLUTION_WINDOW_MS)
+        {
+            return Err(Misuse::ResolutionWindowOpen.into());
         }
         let mut flags = Vec::new();
         self.decide(&terms, Outcome::Voided, &mut flags);

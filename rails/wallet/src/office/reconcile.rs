@@ -172,6 +172,24 @@ impl MoneyOffice {
         if let Some(credential) = &renewed {
             account.credential = credential.clone();
         }
+        // A purchase held by a blocked seller past its window is voided now.
+        let held: Vec<TransferId> = self
+            .book
+            .wallet(&wallet_id)
+            .map(|a| a.open.iter().copied().collect())
+            .unwrap_or_default();
+        for transfer_id in held {
+            let abandoned = self.book.transfer(&transfer_id).is_some_and(|file| {
+                file.terms.buyer == wallet_id
+                    && file.buyer_prepared
+                    && file.buyer_outcome.is_none()
+                    && file.seller_decision.is_none()
+            });
+            if abandoned {
+                // Refused while the seller is not blocked or its window is open: nothing changes.
+                let _ = self.resolve_abandoned(transfer_id, now);
+            }
+        }
         let reply = self.reply(wallet_id, upload.head_seq, upload.head_hash, renewed);
         Ok(Reconciliation {
             reply,
