@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand};
 use offpay_wallet::driver::{UdpWallet, now_ms};
 use offpay_wallet::file::{
-    KdfParams, WalletSecrets, create_backup, open_wallet_file, restore_backup, seal_wallet_file,
+    KdfParams, WalletSecrets, create_backup, is_pending_keys, open_pending_keys, open_wallet_file,
+    restore_backup, seal_pending_keys, seal_wallet_file,
 };
 use offpay_wallet::netem::{Faults, FaultyLink, run_proxy};
 use offpay_wallet::record::{Record, parse_log};
@@ -57,17 +58,16 @@ pub struct WalletArgs {
 
 #[derive(Debug, Subcommand)]
 enum WalletCommand {
-    /// Create a wallet: keys made here, credential issued by the money office (needs the
-    /// operator token).
-    Create {
-        /// Server base URL
-        #[arg(long, env = "OFFPAY_SERVER", default_value = "http://127.0.0.1:8080")]
-        server: String,
-        /// File holding the operator token [default: ./offpay-data/admin.token]
-        #[arg(long, env = "OFFPAY_TOKEN_FILE", value_name = "FILE")]
-        token_file: Option<PathBuf>,
-        #[command(flatten)]
-        limits: LimitArgs,
+    /// Create a wallet on this device: its keys are made here and sealed in FILE under the
+    /// passphrase; the public keys go to FILE.request for the operator, who issues the
+    /// credential (`offpay admin wallet issue --request FILE.request --out FILE.issued`); then
+    /// `offpay wallet activate --issued FILE.issued`. Needs no operator token.
+    Create,
+    /// Finish creating a wallet with the credential the operator issued for its keys.
+    Activate {
+        /// The operator's answer (`offpay admin wallet issue --request … --out …`)
+        #[arg(long, value_name = "FILE")]
+        issued: PathBuf,
     },
     /// Sell: look for wallets in buyer mode, pick one, ask the price, commit.
     Sell {
@@ -219,15 +219,8 @@ pub fn run(args: WalletArgs) -> ExitCode {
 
 fn run_with_file(file: &Path, json: bool, command: WalletCommand) -> Result<(), String> {
     match command {
-        WalletCommand::Create {
-            server,
-            token_file,
-            limits,
-        } => {
-            let token_file = token_file.unwrap_or_else(crate::default_token_file);
-            let client = ApiClient::new(&server, Some(&token_file))?;
-            create_wallet(&client, file, &limits, json)
-        }
+        WalletCommand::Create => create_pending(file, json),
+        WalletCommand::Activate { issued } => activate(file, &issued, json),
         WalletCommand::Sell {
             amount,
             buyer,
@@ -413,9 +406,17 @@ fn perform_offline(
 // ------------------------------------------------------------------ create, issue
 
 fn issue_body(keys: &WalletKeys, limits: &LimitArgs) -> Value {
+    issue_body_keys(
+        &hex_string(&keys.signing_public()),
+        &hex_string(&keys.encryption_public()),
+        limits,
+    )
+}
+
+fn issue_body_keys(signing_key: &str, encryption_key: &str, limits: &LimitArgs) -> Value {
     let mut body = json!({
-        "signing_key": hex_string(&keys.signing_public()),
-        "encryption_key": hex_string(&keys.encryption_public()),
+        "signing_key": signing_key,
+        "encryption_key": encryption_key,
     });
     for (field, value) in [
         ("currency", &limits.currency),
@@ -445,6 +446,159 @@ fn hex_bytes(text: &str) -> Result<Vec<u8>, String> {
                 .map_err(|_| "not hex".to_owned())
         })
         .collect()
+}
+
+fn request_path(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".request");
+    PathBuf::from(name)
+}
+
+/// `offpay wallet create`: keys made and sealed on the device; only the public keys leave it.
+fn create_pending(file: &Path, json: bool) -> Result<(), String> {
+    if file.exists() {
+        return Err(format!("{} exists already", file.display()));
+    }
+    let passphrase = passphrase("new wallet passphrase: ")?;
+    if passphrase.len() < PASSPHRASE_LENGTH_MIN {
+        return Err(format!(
+            "the passphrase must have at least {PASSPHRASE_LENGTH_MIN} characters"
+        ));
+    }
+    let keys = WalletKeys::generate(&mut OsEntropy);
+    let sealed = seal_pending_keys(
+        &keys,
+        passphrase.as_bytes(),
+        KdfParams::DEFAULT,
+        &mut OsEntropy,
+    )
+    .map_err(|error| format!("cannot seal the keys: {error}"))?;
+    write_new_file(file, &sealed, false)?;
+    let request = json!({
+        "signing_key": hex_string(&keys.signing_public()),
+        "encryption_key": hex_string(&keys.encryption_public()),
+    });
+    let request_file = request_path(file);
+    write_new_file(&request_file, request.to_string().as_bytes(), true)?;
+    say(
+        json,
+        &json!({ "event": "keys_created", "file": file.display().to_string(),
+                 "request": request_file.display().to_string() }),
+        || {
+            format!(
+                "keys made and sealed in {}; give {} to the operator to issue the wallet, then \
+                 run `offpay wallet activate --issued <the operator's answer>`",
+                file.display(),
+                request_file.display()
+            )
+        },
+    );
+    Ok(())
+}
+
+/// `offpay wallet activate`: the operator's credential for the pending keys makes the wallet.
+fn activate(file: &Path, issued: &Path, json: bool) -> Result<(), String> {
+    if log_path(file).exists() {
+        return Err(format!(
+            "{} exists: this wallet was activated already",
+            log_path(file).display()
+        ));
+    }
+    let pending =
+        std::fs::read(file).map_err(|error| format!("cannot read {}: {error}", file.display()))?;
+    if !is_pending_keys(&pending) {
+        return Err(format!(
+            "{} is not a wallet waiting for its credential",
+            file.display()
+        ));
+    }
+    let passphrase = passphrase("wallet passphrase: ")?;
+    let keys = open_pending_keys(&pending, passphrase.as_bytes())
+        .map_err(|error| format!("cannot open {}: {error}", file.display()))?;
+    let answer: Value = serde_json::from_slice(
+        &std::fs::read(issued)
+            .map_err(|error| format!("cannot read {}: {error}", issued.display()))?,
+    )
+    .map_err(|error| format!("{} is not the operator's answer: {error}", issued.display()))?;
+    let credential = Credential::decode(&hex_bytes(
+        answer["credential"].as_str().unwrap_or_default(),
+    )?)
+    .map_err(|error| format!("the issued credential is malformed: {error}"))?;
+    let office_public: [u8; 32] = hex_bytes(answer["office_public"].as_str().unwrap_or_default())?
+        .try_into()
+        .map_err(|_| "the office's key in the answer is malformed".to_owned())?;
+    let (wallet, actions) =
+        Wallet::create(keys.clone(), credential.clone(), office_public, now_ms())
+            .map_err(|error| format!("the issued credential does not fit these keys: {error}"))?;
+    let secrets = WalletSecrets {
+        keys,
+        credential,
+        office_public,
+    };
+    let sealed = seal_wallet_file(
+        &secrets,
+        passphrase.as_bytes(),
+        KdfParams::DEFAULT,
+        &mut OsEntropy,
+    )
+    .map_err(|error| format!("cannot seal the wallet file: {error}"))?;
+    let mut storage = open_log_storage(file, &secrets.keys)?;
+    perform_offline(&mut storage, actions)?;
+    let mut replacement = file.as_os_str().to_owned();
+    replacement.push(".new");
+    let replacement = PathBuf::from(replacement);
+    write_new_file(&replacement, &sealed, true)?;
+    std::fs::rename(&replacement, file)
+        .map_err(|error| format!("cannot write {}: {error}", file.display()))?;
+    let _ = std::fs::remove_file(request_path(file));
+    say(
+        json,
+        &json!({ "event": "activated", "wallet_id": wallet.id().to_string(),
+                 "file": file.display().to_string() }),
+        || format!("wallet {} ready in {}", wallet.id(), file.display()),
+    );
+    Ok(())
+}
+
+/// `offpay admin wallet issue --request`: the office signs a credential for a device's keys.
+fn issue_request(
+    client: &ApiClient,
+    request: &Path,
+    out: Option<&Path>,
+    limits: &LimitArgs,
+    json: bool,
+) -> Result<(), String> {
+    let keys: Value = serde_json::from_slice(
+        &std::fs::read(request)
+            .map_err(|error| format!("cannot read {}: {error}", request.display()))?,
+    )
+    .map_err(|error| format!("{} is not a wallet request: {error}", request.display()))?;
+    let body = issue_body_keys(
+        keys["signing_key"].as_str().unwrap_or_default(),
+        keys["encryption_key"].as_str().unwrap_or_default(),
+        limits,
+    );
+    let answer = client
+        .post("/api/v1/wallets", &body)
+        .map_err(|error| error.to_string())?;
+    match out {
+        Some(out) => {
+            write_new_file(out, answer.to_string().as_bytes(), false)?;
+            say(
+                json,
+                &json!({ "wallet_id": answer["wallet_id"], "issued": out.display().to_string() }),
+                || {
+                    format!(
+                        "wallet {} issued; hand {} to the device",
+                        answer["wallet_id"].as_str().unwrap_or("?"),
+                        out.display()
+                    )
+                },
+            );
+        }
+        None => println!("{answer}"),
+    }
+    Ok(())
 }
 
 /// Keys made here, the credential issued by the office, the file sealed under the passphrase,
@@ -1267,9 +1421,21 @@ fn run_netem(args: NetemArgs, json: bool) -> Result<(), String> {
 pub enum AdminCommand {
     /// Issue a wallet: make its keys here, have the office sign its credential, write FILE.
     Issue {
-        /// The wallet file to create (its log is FILE.log)
+        /// The wallet file to create here, keys and all (its log is FILE.log); for a device
+        /// that made its own keys, use --request instead
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "request",
+            conflicts_with = "request"
+        )]
+        file: Option<PathBuf>,
+        /// A device's request (`offpay wallet create` wrote it): issue a credential for its keys
         #[arg(long, value_name = "FILE")]
-        file: PathBuf,
+        request: Option<PathBuf>,
+        /// Where to write the answer for the device (with --request) [default: print it]
+        #[arg(long, value_name = "FILE", requires = "request")]
+        out: Option<PathBuf>,
         #[command(flatten)]
         limits: LimitArgs,
     },
@@ -1364,13 +1530,25 @@ fn print_answer(json: bool, answer: Result<Value, CallError>) -> ExitCode {
 pub fn run_admin(client: &ApiClient, json: bool, command: AdminCommand) -> ExitCode {
     let wallet_path = |id: &str, rest: &str| format!("/api/v1/wallets/{}{rest}", path_segment(id));
     match command {
-        AdminCommand::Issue { file, limits } => match create_wallet(client, &file, &limits, json) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(message) => {
-                eprintln!("offpay admin wallet issue: {message}");
-                ExitCode::FAILURE
+        AdminCommand::Issue {
+            file,
+            request,
+            out,
+            limits,
+        } => {
+            let result = match (&file, &request) {
+                (_, Some(request)) => issue_request(client, request, out.as_deref(), &limits, json),
+                (Some(file), None) => create_wallet(client, file, &limits, json),
+                (None, None) => Err("name --file or --request".to_owned()),
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(message) => {
+                    eprintln!("offpay admin wallet issue: {message}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
         AdminCommand::Charge {
             wallet,
             amount,

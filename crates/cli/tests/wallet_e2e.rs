@@ -481,7 +481,26 @@ fn a_rolled_back_wallet_is_blocked_on_the_first_evidence_and_refused_offline(kin
     let server = Server::start(&directory.path().join("server"), &backend);
     let (seller_a, seller_a_id) = issue(&server, directory.path(), "seller-a");
     let (seller_b, seller_b_id) = issue(&server, directory.path(), "seller-b");
-    let (cheat, cheat_id) = issue(&server, directory.path(), "cheat");
+    // The cheat's wallet is made on its device, which never sees the operator's token; the
+    // operator issues the credential for its public keys.
+    let cheat = directory.path().join("cheat.wallet");
+    let made = wallet_json(&cheat, &["create"]);
+    let request = made[0]["request"].as_str().unwrap().to_owned();
+    let issued_file = directory.path().join("cheat.issued");
+    let issued = server.admin(&[
+        "wallet",
+        "issue",
+        "--request",
+        &request,
+        "--out",
+        &issued_file.display().to_string(),
+    ]);
+    let activated = wallet_json(
+        &cheat,
+        &["activate", "--issued", &issued_file.display().to_string()],
+    );
+    let cheat_id = activated[0]["wallet_id"].as_str().unwrap().to_owned();
+    assert_eq!(issued["wallet_id"], cheat_id.as_str());
     server.admin(&["wallet", "charge", &cheat_id, "287.50"]);
     let synced = sync(&server, &cheat);
     let expires_at = synced["credential_expires_at_ms"].as_u64().unwrap();

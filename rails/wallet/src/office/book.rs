@@ -85,6 +85,7 @@ pub enum CaseReason {
 }
 
 impl CaseReason {
+    #[cfg(feature = "operator")]
     fn code(self) -> u8 {
         match self {
             CaseReason::DoubleSpend => 1,
@@ -93,6 +94,7 @@ impl CaseReason {
         }
     }
 
+    #[cfg(feature = "operator")]
     fn from_code(code: u8) -> Result<CaseReason, Malformed> {
         match code {
             1 => Ok(CaseReason::DoubleSpend),
@@ -134,6 +136,7 @@ pub enum CaseDecision {
 }
 
 impl CaseDecision {
+    #[cfg(feature = "operator")]
     fn code(self) -> u8 {
         match self {
             CaseDecision::Confirmed => 1,
@@ -141,6 +144,7 @@ impl CaseDecision {
         }
     }
 
+    #[cfg(feature = "operator")]
     fn from_code(code: u8) -> Result<Option<CaseDecision>, Malformed> {
         match code {
             0 => Ok(None),
