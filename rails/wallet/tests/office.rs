@@ -202,6 +202,89 @@ fn unlimited_restores_lose_at_most_the_bound_and_nothing_once_the_sellers_know()
     assert!(sim.wallet(cheat).blocked_by_office());
 }
 
+/// The general bound of §9.1, `S × (1 + sellers)`, measured when the sellers sync between the
+/// cheat's rounds of restores (each sync starts a seller's count afresh): the office blocks the
+/// cheat on the first upload that shows a number twice or its value below −S, and from then on
+/// the loss stops growing.
+#[test]
+fn restores_against_sellers_that_sync_between_rounds_stay_within_the_general_bound() {
+    const SELLERS: usize = 3;
+    const VALUE_MINOR: u64 = 50_000;
+    const PAYMENT_MINOR: u64 = 20_000;
+    let cheat_limits = offpay_wallet::Limits {
+        balance_max: amount(100_000),
+        payment_max: amount(PAYMENT_MINOR),
+        offline_spend_max: amount(60_000),
+    };
+    let s = cheat_limits.offline_spend_max.minor();
+    let mut sim = Sim::new(SELLERS, 43, NetConfig::default());
+    let cheat = sim.add_device_with(VALUE_MINOR, cheat_limits);
+    sim.sync(cheat);
+    let cheat_id = sim.ids[cheat];
+    let snapshot = sim.devices[cheat].storage.clone();
+    let mut paid = 0;
+    let mut blocked_after_round = None;
+    // What was paid by the end of the round after the block: by then every seller has synced
+    // since the block.
+    let mut paid_once_all_knew = None;
+    for round in 0..8 {
+        sim.devices[cheat].wallet = None;
+        sim.devices[cheat].storage = snapshot.clone();
+        sim.restart(cheat);
+        // Each round the cheat starts with a different seller, burning numbers elsewhere.
+        for offset in 0..SELLERS {
+            let seller = (round + offset) % SELLERS;
+            for _ in 0..3 {
+                let Some(id) = sim.start_sale(seller, cheat, PAYMENT_MINOR) else {
+                    continue;
+                };
+                sim.quiesce();
+                if sim.log_outcomes(seller).get(&id).and_then(|o| o.1)
+                    == Some(offpay_wallet::Outcome::Posted)
+                {
+                    paid += PAYMENT_MINOR;
+                }
+            }
+        }
+        for seller in 0..SELLERS {
+            sim.sync(seller);
+        }
+        let blocked = sim
+            .office
+            .wallet_summary(&cheat_id)
+            .expect("known")
+            .blocked_at_ms
+            .is_some();
+        if let Some((blocked_round, _)) = blocked_after_round
+            && round == blocked_round + 1
+        {
+            paid_once_all_knew = Some(paid);
+        }
+        if blocked && blocked_after_round.is_none() {
+            blocked_after_round = Some((round, paid));
+        }
+    }
+    let (round, paid_when_blocked) = blocked_after_round.expect("the cheat is blocked");
+    let paid_once_all_knew = paid_once_all_knew.expect("rounds after the block");
+    let loss = paid.saturating_sub(VALUE_MINOR);
+    let bound = s * (1 + SELLERS as u64);
+    println!(
+        "sellers syncing between rounds: blocked in round {round} ({paid_when_blocked} paid by \
+         then, {paid_once_all_knew} once every seller had synced after it), paid {paid}, loss \
+         {loss}, bound {bound} (minor units)"
+    );
+    assert!(loss > 0, "the attack must gain something");
+    assert!(loss <= bound, "loss {loss} above the bound {bound}");
+    assert_eq!(
+        paid, paid_once_all_knew,
+        "nothing paid once every seller had synced after the block"
+    );
+    assert_eq!(
+        sim.office.shadow_minor(&cheat_id),
+        Some(i128::from(VALUE_MINOR) - i128::from(paid))
+    );
+}
+
 #[test]
 fn a_wallet_rolled_back_after_a_sync_shows_a_forked_log() {
     let mut sim = Sim::new(2, 32, NetConfig::default());
