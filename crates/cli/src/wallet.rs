@@ -1278,6 +1278,28 @@ fn sync(file: &Path, json: bool, server: &str) -> Result<(), String> {
     for event in &events {
         show_event(json, event);
     }
+    for status in wallet.transfers() {
+        if status.role == Role::Buyer && status.state == "prepared" {
+            let seller = status
+                .counterparty
+                .map(|id| id.to_string())
+                .unwrap_or_default();
+            let amount = status.amount.map(|a| a.to_string()).unwrap_or_default();
+            say(
+                json,
+                &json!({ "event": "still_held", "transfer_id": status.transfer_id.to_string(),
+                         "seller": seller, "amount": status.amount.map(|a| a.decimal().to_string()) }),
+                || {
+                    format!(
+                        "payment {} of {amount} to seller {seller} is still held: the money \
+                         office has no decision from that seller yet; it comes when the seller \
+                         answers or syncs (or a day after the office blocks it)",
+                        status.transfer_id
+                    )
+                },
+            );
+        }
+    }
     if wallet.blocked_by_office() {
         say(
             json,
