@@ -1,8 +1,10 @@
 //! `offpay wallet`: a smartphone wallet over UDP, `offpay wallet netem`, and `offpay admin wallet`.
 //!
 //! The wallet file (`--file F`) is encrypted under the owner's passphrase (from
-//! `OFFPAY_WALLET_PASSPHRASE`, or asked for); its log is `F.log`, appended and forced to disk
-//! before every message that promises something. Peers are reached over UDP: a look-up goes to
+//! `OFFPAY_WALLET_PASSPHRASE`, or asked for); its log is `F.log`, sealed under a key derived
+//! from the wallet's secret (so only the passphrase opens it), appended and forced to disk before
+//! every message that promises something; the wallets the money office listed as blocked at the
+//! last sync are kept, sealed the same way, in `F.blocked`. All three files are created 0600. Peers are reached over UDP: a look-up goes to
 //! every `--peer` address (standing in for a one-hop broadcast), and replies go to the address a
 //! peer was last heard from.
 
@@ -17,13 +19,14 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand};
 use offpay_wallet::driver::{UdpWallet, now_ms};
 use offpay_wallet::file::{
-    KdfParams, WalletSecrets, create_backup, open_wallet_file, restore_backup, seal_wallet_file,
+    KdfParams, WalletSecrets, create_backup, is_pending_keys, open_pending_keys, open_wallet_file,
+    restore_backup, seal_pending_keys, seal_wallet_file,
 };
 use offpay_wallet::netem::{Faults, FaultyLink, run_proxy};
 use offpay_wallet::record::{Record, parse_log};
 use offpay_wallet::{
-    Action, Credential, Event, FileStorage, OsEntropy, Role, SyncReply, TransferId, Wallet,
-    WalletId, WalletKeys,
+    Action, Credential, Event, LogKey, OsEntropy, Role, SealedFileStorage, SyncReply, TransferId,
+    Wallet, WalletId, WalletKeys,
 };
 use serde_json::{Value, json};
 
@@ -55,17 +58,16 @@ pub struct WalletArgs {
 
 #[derive(Debug, Subcommand)]
 enum WalletCommand {
-    /// Create a wallet: keys made here, credential issued by the money office (needs the
-    /// operator token).
-    Create {
-        /// Server base URL
-        #[arg(long, env = "OFFPAY_SERVER", default_value = "http://127.0.0.1:8080")]
-        server: String,
-        /// File holding the operator token [default: ./offpay-data/admin.token]
-        #[arg(long, env = "OFFPAY_TOKEN_FILE", value_name = "FILE")]
-        token_file: Option<PathBuf>,
-        #[command(flatten)]
-        limits: LimitArgs,
+    /// Create a wallet on this device: its keys are made here and sealed in FILE under the
+    /// passphrase; the public keys go to FILE.request for the operator, who issues the
+    /// credential (`offpay admin wallet issue --request FILE.request --out FILE.issued`); then
+    /// `offpay wallet activate --issued FILE.issued`. Needs no operator token.
+    Create,
+    /// Finish creating a wallet with the credential the operator issued for its keys.
+    Activate {
+        /// The operator's answer (`offpay admin wallet issue --request … --out …`)
+        #[arg(long, value_name = "FILE")]
+        issued: PathBuf,
     },
     /// Sell: look for wallets in buyer mode, pick one, ask the price, commit.
     Sell {
@@ -217,15 +219,8 @@ pub fn run(args: WalletArgs) -> ExitCode {
 
 fn run_with_file(file: &Path, json: bool, command: WalletCommand) -> Result<(), String> {
     match command {
-        WalletCommand::Create {
-            server,
-            token_file,
-            limits,
-        } => {
-            let token_file = token_file.unwrap_or_else(crate::default_token_file);
-            let client = ApiClient::new(&server, Some(&token_file))?;
-            create_wallet(&client, file, &limits, json)
-        }
+        WalletCommand::Create => create_pending(file, json),
+        WalletCommand::Activate { issued } => activate(file, &issued, json),
         WalletCommand::Sell {
             amount,
             buyer,
@@ -249,6 +244,46 @@ fn log_path(file: &Path) -> PathBuf {
     let mut name = file.as_os_str().to_owned();
     name.push(".log");
     PathBuf::from(name)
+}
+
+fn blocked_path(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".blocked");
+    PathBuf::from(name)
+}
+
+fn open_log_storage(file: &Path, keys: &WalletKeys) -> Result<SealedFileStorage, String> {
+    let path = log_path(file);
+    SealedFileStorage::open(&path, LogKey::derive(keys))
+        .map_err(|error| format!("cannot open wallet log {}: {error}", path.display()))
+}
+
+/// Hands the wallet the blocked list kept from its last sync, if there is one.
+fn load_blocked(file: &Path, key: &LogKey, wallet: &mut Wallet) -> Result<(), String> {
+    let path = blocked_path(file);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
+    };
+    let blocked = key
+        .open_blocked(&bytes)
+        .map_err(|error| format!("the blocked list {}: {error}", path.display()))?;
+    wallet
+        .remember_blocked(&blocked)
+        .map_err(|error| format!("the blocked list {}: {error}", path.display()))
+}
+
+/// Keeps the blocked list of the last sync beside the log (sealed, 0600, replaced atomically).
+fn save_blocked(file: &Path, key: &LogKey, wallet: &Wallet) -> Result<(), String> {
+    let path = blocked_path(file);
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".new");
+    let temporary = PathBuf::from(temporary);
+    let sealed = key.seal_blocked(&wallet.blocked_wallets());
+    write_new_file(&temporary, &sealed, true)?;
+    std::fs::rename(&temporary, &path)
+        .map_err(|error| format!("cannot write {}: {error}", path.display()))
 }
 
 fn passphrase(prompt: &str) -> Result<String, String> {
@@ -275,23 +310,31 @@ fn open_secrets(file: &Path) -> Result<WalletSecrets, String> {
 
 /// Opens the wallet from its log, cutting off a torn tail. The returned actions (the record of
 /// this run) must be performed before anything is sent.
-fn open_wallet(file: &Path) -> Result<(Wallet, FileStorage, Vec<Action>), String> {
+fn open_wallet(file: &Path) -> Result<(Wallet, SealedFileStorage, Vec<Action>), String> {
+    let (wallet, storage, actions, _key) = open_wallet_keyed(file)?;
+    Ok((wallet, storage, actions))
+}
+
+/// [`open_wallet`], with the key that seals the wallet's log and blocked list.
+fn open_wallet_keyed(
+    file: &Path,
+) -> Result<(Wallet, SealedFileStorage, Vec<Action>, LogKey), String> {
     let secrets = open_secrets(file)?;
     let path = log_path(file);
-    let mut storage = FileStorage::open(&path)
-        .map_err(|error| format!("cannot open wallet log {}: {error}", path.display()))?;
-    let (wallet, actions, report) = Wallet::recover(secrets.keys, &mut storage, now_ms())
-        .map_err(|error| format!("cannot recover wallet log {}: {error}", path.display()))?;
-    if report.torn_bytes > 0 {
-        tracing::warn!(
-            torn_bytes = report.torn_bytes,
-            "cut off a torn append at the end of the log"
-        );
+    let mut storage = open_log_storage(file, &secrets.keys)?;
+    let (mut wallet, actions, report) =
+        Wallet::recover(secrets.keys.clone(), &mut storage, now_ms())
+            .map_err(|error| format!("cannot recover wallet log {}: {error}", path.display()))?;
+    let torn_bytes = report.torn_bytes + storage.torn_bytes_cut();
+    if torn_bytes > 0 {
+        tracing::warn!(torn_bytes, "cut off a torn append at the end of the log");
     }
+    let key = LogKey::derive(&secrets.keys);
+    load_blocked(file, &key, &mut wallet)?;
     for transfer_id in &report.resumed {
         tracing::info!(%transfer_id, "resuming transfer in flight");
     }
-    Ok((wallet, storage, actions))
+    Ok((wallet, storage, actions, key))
 }
 
 /// Opens the wallet for reading only: nothing is written or sent, so the record of a run is not
@@ -299,12 +342,17 @@ fn open_wallet(file: &Path) -> Result<(Wallet, FileStorage, Vec<Action>), String
 fn read_wallet(file: &Path) -> Result<(Wallet, Vec<u8>), String> {
     let secrets = open_secrets(file)?;
     let path = log_path(file);
-    let log = std::fs::read(&path)
+    let stored = std::fs::read(&path)
         .map_err(|error| format!("cannot read wallet log {}: {error}", path.display()))?;
+    let log = LogKey::derive(&secrets.keys)
+        .plain_log(&stored)
+        .map_err(|error| format!("wallet log: {error}"))?;
     let parsed = parse_log(&log).map_err(|error| format!("wallet log: {error}"))?;
     let valid = &log[..parsed.valid_bytes as usize];
-    let (wallet, _actions, _report) = Wallet::open(secrets.keys, valid, now_ms(), false)
-        .map_err(|error| format!("cannot open wallet log {}: {error}", path.display()))?;
+    let (mut wallet, _actions, _report) =
+        Wallet::open(secrets.keys.clone(), valid, now_ms(), false)
+            .map_err(|error| format!("cannot open wallet log {}: {error}", path.display()))?;
+    load_blocked(file, &LogKey::derive(&secrets.keys), &mut wallet)?;
     Ok((wallet, valid.to_vec()))
 }
 
@@ -330,7 +378,10 @@ fn write_new_file(path: &Path, bytes: &[u8], overwrite: bool) -> Result<(), Stri
         .map_err(|error| format!("cannot write {}: {error}", path.display()))
 }
 
-fn perform_offline(storage: &mut FileStorage, actions: Vec<Action>) -> Result<Vec<Event>, String> {
+fn perform_offline(
+    storage: &mut SealedFileStorage,
+    actions: Vec<Action>,
+) -> Result<Vec<Event>, String> {
     let mut events = Vec::new();
     let mut unsent = 0usize;
     for action in actions {
@@ -355,9 +406,17 @@ fn perform_offline(storage: &mut FileStorage, actions: Vec<Action>) -> Result<Ve
 // ------------------------------------------------------------------ create, issue
 
 fn issue_body(keys: &WalletKeys, limits: &LimitArgs) -> Value {
+    issue_body_keys(
+        &hex_string(&keys.signing_public()),
+        &hex_string(&keys.encryption_public()),
+        limits,
+    )
+}
+
+fn issue_body_keys(signing_key: &str, encryption_key: &str, limits: &LimitArgs) -> Value {
     let mut body = json!({
-        "signing_key": hex_string(&keys.signing_public()),
-        "encryption_key": hex_string(&keys.encryption_public()),
+        "signing_key": signing_key,
+        "encryption_key": encryption_key,
     });
     for (field, value) in [
         ("currency", &limits.currency),
@@ -387,6 +446,159 @@ fn hex_bytes(text: &str) -> Result<Vec<u8>, String> {
                 .map_err(|_| "not hex".to_owned())
         })
         .collect()
+}
+
+fn request_path(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".request");
+    PathBuf::from(name)
+}
+
+/// `offpay wallet create`: keys made and sealed on the device; only the public keys leave it.
+fn create_pending(file: &Path, json: bool) -> Result<(), String> {
+    if file.exists() {
+        return Err(format!("{} exists already", file.display()));
+    }
+    let passphrase = passphrase("new wallet passphrase: ")?;
+    if passphrase.len() < PASSPHRASE_LENGTH_MIN {
+        return Err(format!(
+            "the passphrase must have at least {PASSPHRASE_LENGTH_MIN} characters"
+        ));
+    }
+    let keys = WalletKeys::generate(&mut OsEntropy);
+    let sealed = seal_pending_keys(
+        &keys,
+        passphrase.as_bytes(),
+        KdfParams::DEFAULT,
+        &mut OsEntropy,
+    )
+    .map_err(|error| format!("cannot seal the keys: {error}"))?;
+    write_new_file(file, &sealed, false)?;
+    let request = json!({
+        "signing_key": hex_string(&keys.signing_public()),
+        "encryption_key": hex_string(&keys.encryption_public()),
+    });
+    let request_file = request_path(file);
+    write_new_file(&request_file, request.to_string().as_bytes(), true)?;
+    say(
+        json,
+        &json!({ "event": "keys_created", "file": file.display().to_string(),
+                 "request": request_file.display().to_string() }),
+        || {
+            format!(
+                "keys made and sealed in {}; give {} to the operator to issue the wallet, then \
+                 run `offpay wallet activate --issued <the operator's answer>`",
+                file.display(),
+                request_file.display()
+            )
+        },
+    );
+    Ok(())
+}
+
+/// `offpay wallet activate`: the operator's credential for the pending keys makes the wallet.
+fn activate(file: &Path, issued: &Path, json: bool) -> Result<(), String> {
+    if log_path(file).exists() {
+        return Err(format!(
+            "{} exists: this wallet was activated already",
+            log_path(file).display()
+        ));
+    }
+    let pending =
+        std::fs::read(file).map_err(|error| format!("cannot read {}: {error}", file.display()))?;
+    if !is_pending_keys(&pending) {
+        return Err(format!(
+            "{} is not a wallet waiting for its credential",
+            file.display()
+        ));
+    }
+    let passphrase = passphrase("wallet passphrase: ")?;
+    let keys = open_pending_keys(&pending, passphrase.as_bytes())
+        .map_err(|error| format!("cannot open {}: {error}", file.display()))?;
+    let answer: Value = serde_json::from_slice(
+        &std::fs::read(issued)
+            .map_err(|error| format!("cannot read {}: {error}", issued.display()))?,
+    )
+    .map_err(|error| format!("{} is not the operator's answer: {error}", issued.display()))?;
+    let credential = Credential::decode(&hex_bytes(
+        answer["credential"].as_str().unwrap_or_default(),
+    )?)
+    .map_err(|error| format!("the issued credential is malformed: {error}"))?;
+    let office_public: [u8; 32] = hex_bytes(answer["office_public"].as_str().unwrap_or_default())?
+        .try_into()
+        .map_err(|_| "the office's key in the answer is malformed".to_owned())?;
+    let (wallet, actions) =
+        Wallet::create(keys.clone(), credential.clone(), office_public, now_ms())
+            .map_err(|error| format!("the issued credential does not fit these keys: {error}"))?;
+    let secrets = WalletSecrets {
+        keys,
+        credential,
+        office_public,
+    };
+    let sealed = seal_wallet_file(
+        &secrets,
+        passphrase.as_bytes(),
+        KdfParams::DEFAULT,
+        &mut OsEntropy,
+    )
+    .map_err(|error| format!("cannot seal the wallet file: {error}"))?;
+    let mut storage = open_log_storage(file, &secrets.keys)?;
+    perform_offline(&mut storage, actions)?;
+    let mut replacement = file.as_os_str().to_owned();
+    replacement.push(".new");
+    let replacement = PathBuf::from(replacement);
+    write_new_file(&replacement, &sealed, true)?;
+    std::fs::rename(&replacement, file)
+        .map_err(|error| format!("cannot write {}: {error}", file.display()))?;
+    let _ = std::fs::remove_file(request_path(file));
+    say(
+        json,
+        &json!({ "event": "activated", "wallet_id": wallet.id().to_string(),
+                 "file": file.display().to_string() }),
+        || format!("wallet {} ready in {}", wallet.id(), file.display()),
+    );
+    Ok(())
+}
+
+/// `offpay admin wallet issue --request`: the office signs a credential for a device's keys.
+fn issue_request(
+    client: &ApiClient,
+    request: &Path,
+    out: Option<&Path>,
+    limits: &LimitArgs,
+    json: bool,
+) -> Result<(), String> {
+    let keys: Value = serde_json::from_slice(
+        &std::fs::read(request)
+            .map_err(|error| format!("cannot read {}: {error}", request.display()))?,
+    )
+    .map_err(|error| format!("{} is not a wallet request: {error}", request.display()))?;
+    let body = issue_body_keys(
+        keys["signing_key"].as_str().unwrap_or_default(),
+        keys["encryption_key"].as_str().unwrap_or_default(),
+        limits,
+    );
+    let answer = client
+        .post("/api/v1/wallets", &body)
+        .map_err(|error| error.to_string())?;
+    match out {
+        Some(out) => {
+            write_new_file(out, answer.to_string().as_bytes(), false)?;
+            say(
+                json,
+                &json!({ "wallet_id": answer["wallet_id"], "issued": out.display().to_string() }),
+                || {
+                    format!(
+                        "wallet {} issued; hand {} to the device",
+                        answer["wallet_id"].as_str().unwrap_or("?"),
+                        out.display()
+                    )
+                },
+            );
+        }
+        None => println!("{answer}"),
+    }
+    Ok(())
 }
 
 /// Keys made here, the credential issued by the office, the file sealed under the passphrase,
@@ -432,9 +644,7 @@ fn create_wallet(
     )
     .map_err(|error| format!("cannot seal the wallet file: {error}"))?;
     write_new_file(file, &sealed, false)?;
-    let path = log_path(file);
-    let mut storage = FileStorage::open(&path)
-        .map_err(|error| format!("cannot create wallet log {}: {error}", path.display()))?;
+    let mut storage = open_log_storage(file, &secrets.keys)?;
     perform_offline(&mut storage, actions)?;
     if json {
         println!(
@@ -489,11 +699,11 @@ fn event_json(event: &Event) -> Value {
             transfer_id,
             reason,
         } => json!({ "event": "payment_refused", "transfer_id": transfer_id.to_string(),
-                      "reason": format!("{reason:?}") }),
+                      "reason": reason.name(), "message": reason.describe() }),
         Event::Charged { amount } => {
             json!({ "event": "charged", "amount": amount.decimal().to_string() })
         }
-        other => json!({ "event": format!("{other:?}") }),
+        _ => json!({ "event": "unknown" }),
     }
 }
 
@@ -510,19 +720,24 @@ fn show_event(json: bool, event: &Event) {
     say(json, &event_json(event), || match event {
         Event::BuyerAnswered { buyer, .. } => format!("buyer {buyer} answered"),
         Event::PriceOffered { seller, amount, .. } => {
-            format!("seller {seller} asks {}", amount.decimal())
+            format!("seller {seller} asks {amount}")
         }
         Event::Posted { amount, role, .. } => match role {
-            Role::Seller => format!("posted: received {}", amount.decimal()),
-            Role::Buyer => format!("posted: paid {}", amount.decimal()),
+            Role::Seller => format!("paid: received {amount}"),
+            Role::Buyer => format!("paid: you paid {amount}"),
         },
-        Event::Voided { .. } => "voided: no value moved".to_owned(),
+        Event::Voided { .. } => "cancelled: no money moved".to_owned(),
         Event::AwaitingResolution { transfer_id } => format!(
-            "transfer {transfer_id}: the seller went quiet; the value stays held until it answers or the next sync"
+            "payment {transfer_id}: the seller has gone quiet after you agreed. The amount stays \
+             held (not spent) until the seller's phone answers, or the money office decides from \
+             the seller's record at a sync; if the seller's phone is blocked, the office cancels \
+             the payment at your first sync a day after the block"
         ),
-        Event::PaymentRefused { reason, .. } => format!("payment refused: {reason:?}"),
-        Event::Charged { amount } => format!("charged {}", amount.decimal()),
-        other => format!("{other:?}"),
+        Event::PaymentRefused { reason, .. } => {
+            format!("payment refused: {}", reason.describe())
+        }
+        Event::Charged { amount } => format!("charged {amount}"),
+        _ => "something happened that this version of offpay cannot describe".to_owned(),
     });
 }
 
@@ -543,7 +758,7 @@ fn start_driver(
     file: &Path,
     link: &LinkArgs,
     json: bool,
-) -> Result<UdpWallet<FileStorage>, String> {
+) -> Result<UdpWallet<SealedFileStorage>, String> {
     let (wallet, storage, actions) = open_wallet(file)?;
     let socket = bind(link)?;
     let address = socket
@@ -578,7 +793,7 @@ fn storage_failure(error: offpay_wallet::Error) -> String {
 }
 
 /// One poll: logs a dropped datagram, returns the events.
-fn poll(driver: &mut UdpWallet<FileStorage>) -> Result<Vec<Event>, String> {
+fn poll(driver: &mut UdpWallet<SealedFileStorage>) -> Result<Vec<Event>, String> {
     let polled = driver.poll(POLL_WAIT).map_err(storage_failure)?;
     if let Some((from, error)) = polled.refused {
         tracing::warn!(%from, %error, "dropped datagram");
@@ -601,7 +816,7 @@ fn in_flight(wallet: &Wallet) -> usize {
 
 /// Runs the loop until nothing is in flight and nothing arrived for `idle`, or `deadline`.
 fn linger(
-    driver: &mut UdpWallet<FileStorage>,
+    driver: &mut UdpWallet<SealedFileStorage>,
     json: bool,
     idle: Duration,
     deadline: Instant,
@@ -624,7 +839,7 @@ fn linger(
     Ok(())
 }
 
-fn summary(driver: &UdpWallet<FileStorage>, json: bool) {
+fn summary(driver: &UdpWallet<SealedFileStorage>, json: bool) {
     let wallet = driver.wallet();
     let stats = driver.stats();
     let unfinished: Vec<String> = wallet
@@ -642,8 +857,8 @@ fn summary(driver: &UdpWallet<FileStorage>, json: bool) {
         || {
             let mut text = format!(
                 "balance {} (held {}); {} datagrams sent, {} received, {} dropped",
-                wallet.balance().decimal(),
-                wallet.held().decimal(),
+                wallet.balance(),
+                wallet.held(),
                 stats.datagrams_sent,
                 stats.datagrams_received,
                 stats.datagrams_refused
@@ -688,12 +903,7 @@ fn sell(
         say(
             json,
             &json!({ "event": "sale_started", "transfer_id": transfer_id.to_string(), "amount": amount.decimal().to_string() }),
-            || {
-                format!(
-                    "sale {transfer_id} for {}: looking for buyers",
-                    amount.decimal()
-                )
-            },
+            || format!("sale {transfer_id} for {amount}: looking for buyers"),
         );
         let mut pending = events;
         let mut chosen = false;
@@ -780,7 +990,9 @@ fn buy(
     driver.set_buyer_mode(true);
     let deadline = Instant::now() + Duration::from_secs(link.timeout_secs);
     let mut ended = 0u32;
-    let respond = |driver: &mut UdpWallet<FileStorage>, event: &Event| -> Result<u32, String> {
+    let respond = |driver: &mut UdpWallet<SealedFileStorage>,
+                   event: &Event|
+     -> Result<u32, String> {
         let mut ended_now = 0u32;
         match event {
             Event::PriceOffered {
@@ -789,7 +1001,7 @@ fn buy(
                 amount,
             } => {
                 let transfer_id = *transfer_id;
-                let accept = yes || ask_to_pay(seller, &amount.decimal().to_string());
+                let accept = yes || ask_to_pay(seller, &amount.to_string());
                 let result = if accept {
                     driver.call(|wallet, now, entropy| {
                         Ok(((), wallet.approve(transfer_id, now, entropy)?))
@@ -900,23 +1112,22 @@ fn balance(file: &Path, json: bool) -> Result<(), String> {
         }),
         || {
             let mut text = format!(
-                "wallet {}\nbalance {} {} (held {}, paid since sync {})",
+                "wallet {}\nbalance {} (held {}, paid since sync {})",
                 wallet.id(),
-                credential.currency.code(),
-                wallet.balance().decimal(),
-                wallet.held().decimal(),
-                wallet.spent_since_sync().decimal()
+                wallet.balance(),
+                wallet.held(),
+                wallet.spent_since_sync()
             );
             for status in wallet.transfers() {
                 text.push_str(&format!(
-                    "\n  {} {:?} {} {}",
+                    "\n  {} {} {} {}",
                     status.transfer_id,
-                    status.role,
+                    match status.role {
+                        Role::Seller => "sold",
+                        Role::Buyer => "bought",
+                    },
                     status.state,
-                    status
-                        .amount
-                        .map(|a| a.decimal().to_string())
-                        .unwrap_or_default()
+                    status.amount.map(|a| a.to_string()).unwrap_or_default()
                 ));
             }
             text
@@ -1040,7 +1251,7 @@ fn post_upload(server: &str, upload: Vec<u8>) -> Result<Vec<u8>, String> {
 /// Uploads the log through `exchange` (upload bytes in, reply bytes out) and applies the reply.
 fn sync_wallet(
     wallet: &mut Wallet,
-    storage: &mut FileStorage,
+    storage: &mut SealedFileStorage,
     exchange: &dyn Fn(Vec<u8>) -> Result<Vec<u8>, String>,
 ) -> Result<Vec<Event>, String> {
     let (actions, upload) = wallet
@@ -1058,13 +1269,47 @@ fn sync_wallet(
 }
 
 fn sync(file: &Path, json: bool, server: &str) -> Result<(), String> {
-    let (mut wallet, mut storage, actions) = open_wallet(file)?;
+    let (mut wallet, mut storage, actions, key) = open_wallet_keyed(file)?;
     perform_offline(&mut storage, actions)?;
     let events = sync_wallet(&mut wallet, &mut storage, &|upload| {
         post_upload(server, upload)
     })?;
+    save_blocked(file, &key, &wallet)?;
     for event in &events {
         show_event(json, event);
+    }
+    for status in wallet.transfers() {
+        if status.role == Role::Buyer && status.state == "prepared" {
+            let seller = status
+                .counterparty
+                .map(|id| id.to_string())
+                .unwrap_or_default();
+            let amount = status.amount.map(|a| a.to_string()).unwrap_or_default();
+            say(
+                json,
+                &json!({ "event": "still_held", "transfer_id": status.transfer_id.to_string(),
+                         "seller": seller, "amount": status.amount.map(|a| a.decimal().to_string()) }),
+                || {
+                    format!(
+                        "payment {} of {amount} to seller {seller} is still held: the money \
+                         office has no decision from that seller yet; it comes when the seller \
+                         answers or syncs (or a day after the office blocks it)",
+                        status.transfer_id
+                    )
+                },
+            );
+        }
+    }
+    if wallet.blocked_by_office() {
+        say(
+            json,
+            &json!({ "event": "wallet_blocked", "wallet_id": wallet.id().to_string() }),
+            || {
+                "the money office has blocked this wallet: its credential will not be renewed \
+                 and other wallets refuse it; ask the operator"
+                    .to_owned()
+            },
+        );
     }
     say(
         json,
@@ -1075,8 +1320,8 @@ fn sync(file: &Path, json: bool, server: &str) -> Result<(), String> {
         || {
             format!(
                 "synced; balance {} (held {})",
-                wallet.balance().decimal(),
-                wallet.held().decimal()
+                wallet.balance(),
+                wallet.held()
             )
         },
     );
@@ -1116,7 +1361,10 @@ fn restore(file: &Path, json: bool, from: &Path, force: bool) -> Result<(), Stri
         .map_err(|error| format!("cannot open the backup: {error}"))?;
     let secrets = open_wallet_file(&wallet_file, passphrase.as_bytes())
         .map_err(|error| format!("the backup's wallet file: {error}"))?;
-    let (wallet, actions, _report) = Wallet::open(secrets.keys, &log, now_ms(), true)
+    let plain = LogKey::derive(&secrets.keys)
+        .plain_log(&log)
+        .map_err(|error| format!("the backup's log: {error}"))?;
+    let (wallet, actions, _report) = Wallet::open(secrets.keys.clone(), &plain, now_ms(), true)
         .map_err(|error| format!("the backup's log: {error}"))?;
     if file.exists() && !force {
         return Err(format!(
@@ -1126,8 +1374,9 @@ fn restore(file: &Path, json: bool, from: &Path, force: bool) -> Result<(), Stri
     }
     write_new_file(file, &wallet_file, true)?;
     write_new_file(&log_path(file), &log, true)?;
-    let mut storage = FileStorage::open(&log_path(file))
-        .map_err(|error| format!("cannot open the restored log: {error}"))?;
+    // The blocked list of the live wallet belongs to a later state; the next sync brings it.
+    let _ = std::fs::remove_file(blocked_path(file));
+    let mut storage = open_log_storage(file, &secrets.keys)?;
     perform_offline(&mut storage, actions)?;
     say(
         json,
@@ -1194,9 +1443,21 @@ fn run_netem(args: NetemArgs, json: bool) -> Result<(), String> {
 pub enum AdminCommand {
     /// Issue a wallet: make its keys here, have the office sign its credential, write FILE.
     Issue {
-        /// The wallet file to create (its log is FILE.log)
+        /// The wallet file to create here, keys and all (its log is FILE.log); for a device
+        /// that made its own keys, use --request instead
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "request",
+            conflicts_with = "request"
+        )]
+        file: Option<PathBuf>,
+        /// A device's request (`offpay wallet create` wrote it): issue a credential for its keys
         #[arg(long, value_name = "FILE")]
-        file: PathBuf,
+        request: Option<PathBuf>,
+        /// Where to write the answer for the device (with --request) [default: print it]
+        #[arg(long, value_name = "FILE", requires = "request")]
+        out: Option<PathBuf>,
         #[command(flatten)]
         limits: LimitArgs,
     },
@@ -1221,6 +1482,16 @@ pub enum AdminCommand {
         /// Wallet id
         wallet: String,
     },
+    /// Decide the case the money office opened when it blocked a wallet on evidence of a cheat
+    /// (the evidence is in the fraud queue): confirm keeps it blocked for good, dismiss lifts
+    /// the block.
+    Case {
+        /// Wallet id
+        wallet: String,
+        /// confirm or dismiss
+        #[arg(long, value_parser = ["confirm", "dismiss"])]
+        decision: String,
+    },
     /// Move a blocked, expired wallet's value (less what it may still have spent) to a new one.
     Reissue {
         /// The lost wallet
@@ -1237,7 +1508,8 @@ pub enum AdminCommand {
         #[arg(long)]
         to: String,
     },
-    /// Void a transfer whose buyer is prepared and whose seller is blocked and expired.
+    /// Void a transfer whose buyer is prepared and whose seller was blocked a day ago or more
+    /// (or has expired); the buyer's own sync does this too.
     Void {
         /// Transfer id
         transfer: String,
@@ -1280,13 +1552,25 @@ fn print_answer(json: bool, answer: Result<Value, CallError>) -> ExitCode {
 pub fn run_admin(client: &ApiClient, json: bool, command: AdminCommand) -> ExitCode {
     let wallet_path = |id: &str, rest: &str| format!("/api/v1/wallets/{}{rest}", path_segment(id));
     match command {
-        AdminCommand::Issue { file, limits } => match create_wallet(client, &file, &limits, json) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(message) => {
-                eprintln!("offpay admin wallet issue: {message}");
-                ExitCode::FAILURE
+        AdminCommand::Issue {
+            file,
+            request,
+            out,
+            limits,
+        } => {
+            let result = match (&file, &request) {
+                (_, Some(request)) => issue_request(client, request, out.as_deref(), &limits, json),
+                (Some(file), None) => create_wallet(client, file, &limits, json),
+                (None, None) => Err("name --file or --request".to_owned()),
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(message) => {
+                    eprintln!("offpay admin wallet issue: {message}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
         AdminCommand::Charge {
             wallet,
             amount,
@@ -1302,6 +1586,13 @@ pub fn run_admin(client: &ApiClient, json: bool, command: AdminCommand) -> ExitC
         AdminCommand::Block { wallet } => print_answer(
             json,
             client.post(&wallet_path(&wallet, "/block"), &json!({})),
+        ),
+        AdminCommand::Case { wallet, decision } => print_answer(
+            json,
+            client.post(
+                &wallet_path(&wallet, "/case"),
+                &json!({ "decision": decision }),
+            ),
         ),
         AdminCommand::Reissue { wallet, to } => print_answer(
             json,
@@ -1357,11 +1648,12 @@ pub fn demo(client: &ApiClient) -> Result<(), String> {
             hex_bytes(answer["office_public"].as_str().unwrap_or_default())?
                 .try_into()
                 .map_err(|_| "office key".to_owned())?;
+        let key = LogKey::derive(&keys);
         let (wallet, actions) = Wallet::create(keys, credential, office_public, now_ms())
             .map_err(|error| format!("wallet: {error}"))?;
         let path = directory.path().join(format!("{name}.log"));
-        let mut storage =
-            FileStorage::open(&path).map_err(|error| format!("{}: {error}", path.display()))?;
+        let mut storage = SealedFileStorage::open(&path, key)
+            .map_err(|error| format!("{}: {error}", path.display()))?;
         perform_offline(&mut storage, actions)?;
         println!(
             "   issued the {name}'s wallet {} (ledger account {})",
@@ -1384,10 +1676,7 @@ pub fn demo(client: &ApiClient) -> Result<(), String> {
     {
         let (wallet, storage) = &mut wallets[1];
         sync_wallet(wallet, storage, &relay)?;
-        println!(
-            "   the buyer synced: balance {}",
-            wallet.balance().decimal()
-        );
+        println!("   the buyer synced: balance {}", wallet.balance());
     }
     let sockets = [
         UdpSocket::bind("127.0.0.1:0").map_err(|error| format!("bind: {error}"))?,
@@ -1447,8 +1736,7 @@ pub fn demo(client: &ApiClient) -> Result<(), String> {
                         ..
                     } => {
                         println!(
-                            "   the buyer sees the price {} and approves (value held, log forced)",
-                            amount.decimal()
+                            "   the buyer sees the price {amount} and approves (value held, log forced)"
                         );
                         drivers[1]
                             .call(|wallet, now, entropy| {
@@ -1464,7 +1752,7 @@ pub fn demo(client: &ApiClient) -> Result<(), String> {
                             } else {
                                 "buyer"
                             },
-                            amount.decimal()
+                            amount
                         );
                         if role == Role::Seller {
                             seller_done = true
@@ -1495,7 +1783,7 @@ pub fn demo(client: &ApiClient) -> Result<(), String> {
             .map_err(|error| error.to_string())?;
         println!(
             "   {name} synced: wallet balance {}, ledger account wallet:{}… {}",
-            wallet.balance().decimal(),
+            wallet.balance(),
             &wallet.id().to_string()[..8],
             account["balance"].as_str().unwrap_or("?")
         );

@@ -1,6 +1,6 @@
 //! Rail 3 on real processes: a server, wallet processes talking UDP on loopback through the netem
 //! fault proxy, a wallet killed with SIGKILL mid-transfer and restarted, syncs, a rolled-back
-//! wallet caught spending twice, bad datagrams and a forged sync upload. Every wait is bounded.
+//! wallet blocked on the first evidence and refused offline, bad datagrams and a forged sync upload. Every wait is bounded.
 // Helpers outside #[test] functions stop at the first surprise too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use offpay_test_support::{Backend, BackendKind, ServerProcess};
 use offpay_wallet::file::open_wallet_file;
 use offpay_wallet::{
-    Action, Event, FileStorage, Limits, LogStorage, MoneyOffice, OfficeKeys, SeededEntropy,
-    SyncReply, Wallet, WalletKeys,
+    Action, Event, Limits, LogKey, LogStorage, MoneyOffice, OfficeKeys, SealedFileStorage,
+    SeededEntropy, SyncReply, Wallet, WalletKeys,
 };
 use serde_json::Value;
 
@@ -419,82 +419,209 @@ fn transfers_through_loss_duplication_reordering_and_a_killed_wallet_end_the_sam
     assert!(server.fraud().is_empty(), "honest wallets raise no flag");
 }
 
-fn a_rolled_back_wallet_that_spends_twice_is_caught_at_reconciliation(kind: BackendKind) {
+/// One sale over UDP on loopback: `seller` asks `amount` of `buyer`, which accepts. The lines
+/// each printed.
+fn pay(seller: &Path, buyer: &Path, amount: &str) -> (Vec<Value>, Vec<Value>) {
+    let port = free_udp_port();
+    let address = format!("127.0.0.1:{port}");
+    let buying = Running::spawn(&wallet_command(
+        buyer,
+        &[
+            "buy",
+            "--yes",
+            "--count",
+            "1",
+            "--listen",
+            &address,
+            "--idle-secs",
+            "1",
+        ],
+    ));
+    buying.expect_event("listening");
+    let selling = Running::spawn(&wallet_command(
+        seller,
+        &[
+            "sell",
+            "--amount",
+            amount,
+            "--peer",
+            &address,
+            "--idle-secs",
+            "1",
+        ],
+    ));
+    let (_, seller_lines, _) = selling.finish();
+    let (_, buyer_lines, _) = buying.finish();
+    (seller_lines, buyer_lines)
+}
+
+fn posted(lines: &[Value]) -> bool {
+    lines.iter().any(|line| line["event"] == "posted")
+}
+
+/// The wallet's files on disk: the wallet file, its log and its blocked list.
+fn wallet_files(file: &Path) -> Vec<PathBuf> {
+    [".log", ".blocked"]
+        .iter()
+        .map(|suffix| PathBuf::from(format!("{}{suffix}", file.display())))
+        .chain([file.to_path_buf()])
+        .filter(|path| path.exists())
+        .collect()
+}
+
+/// The rollback attack of issue 19, end to end: a holder with 287.50 copies its wallet's files
+/// back after each payment and pays two sellers in one sync period. The sellers refuse a payment
+/// number they already took; the first upload that shows the same number twice blocks the cheat;
+/// the seller that synced refuses it offline from then on; the cheat's credential is not
+/// renewed; the operator sees the case and decides it; the loss stays within the bound of
+/// docs/protocols/device-wallet.md §9.1.
+fn a_rolled_back_wallet_is_blocked_on_the_first_evidence_and_refused_offline(kind: BackendKind) {
     let backend = kind.fresh();
     let directory = tempfile::tempdir().unwrap();
     let server = Server::start(&directory.path().join("server"), &backend);
-    let (seller, _seller_id) = issue(&server, directory.path(), "seller");
-    let (buyer, buyer_id) = issue(&server, directory.path(), "buyer");
-    server.admin(&["wallet", "charge", &buyer_id, "50"]);
-    sync(&server, &buyer);
-    let buyer_log = PathBuf::from(format!("{}.log", buyer.display()));
-    let old_log = std::fs::read(&buyer_log).unwrap();
-    let backup = directory.path().join("buyer.backup");
-    wallet_json(&buyer, &["backup", "--out", &backup.display().to_string()]);
-
-    let pay = |amount: &str| -> (Vec<Value>, Vec<Value>) {
-        let port = free_udp_port();
-        let address = format!("127.0.0.1:{port}");
-        let buying = Running::spawn(&wallet_command(
-            &buyer,
-            &[
-                "buy",
-                "--yes",
-                "--count",
-                "1",
-                "--listen",
-                &address,
-                "--idle-secs",
-                "1",
-            ],
-        ));
-        buying.expect_event("listening");
-        let selling = Running::spawn(&wallet_command(
-            &seller,
-            &[
-                "sell",
-                "--amount",
-                amount,
-                "--peer",
-                &address,
-                "--idle-secs",
-                "1",
-            ],
-        ));
-        let (_, seller_lines, _) = selling.finish();
-        let (_, buyer_lines, _) = buying.finish();
-        (seller_lines, buyer_lines)
-    };
-    let (first, _) = pay("30");
-    assert!(
-        first.iter().any(|line| line["event"] == "posted"),
-        "{first:?}"
+    let (seller_a, seller_a_id) = issue(&server, directory.path(), "seller-a");
+    let (seller_b, seller_b_id) = issue(&server, directory.path(), "seller-b");
+    // The cheat's wallet is made on its device, which never sees the operator's token; the
+    // operator issues the credential for its public keys.
+    let cheat = directory.path().join("cheat.wallet");
+    let made = wallet_json(&cheat, &["create"]);
+    let request = made[0]["request"].as_str().unwrap().to_owned();
+    let issued_file = directory.path().join("cheat.issued");
+    let issued = server.admin(&[
+        "wallet",
+        "issue",
+        "--request",
+        &request,
+        "--out",
+        &issued_file.display().to_string(),
+    ]);
+    let activated = wallet_json(
+        &cheat,
+        &["activate", "--issued", &issued_file.display().to_string()],
     );
-    // The owner copies the old log back (a rolled-back phone) and pays the same 30 again.
-    std::fs::write(&buyer_log, &old_log).unwrap();
-    assert_eq!(balance(&buyer)["balance_minor"], 5_000);
-    let (second, _) = pay("30");
-    assert!(
-        second.iter().any(|line| line["event"] == "posted"),
-        "{second:?}"
-    );
+    let cheat_id = activated[0]["wallet_id"].as_str().unwrap().to_owned();
+    assert_eq!(issued["wallet_id"], cheat_id.as_str());
+    server.admin(&["wallet", "charge", &cheat_id, "287.50"]);
+    let synced = sync(&server, &cheat);
+    let expires_at = synced["credential_expires_at_ms"].as_u64().unwrap();
+    for seller in [&seller_a, &seller_b] {
+        sync(&server, seller);
+    }
+    // The cheat keeps a copy of its files (they are encrypted; it copies them whole).
+    let cheat_log = PathBuf::from(format!("{}.log", cheat.display()));
+    let snapshot = std::fs::read(&cheat_log).unwrap();
+    let roll_back = || std::fs::write(&cheat_log, &snapshot).unwrap();
 
-    sync(&server, &seller);
-    sync(&server, &buyer);
+    let (first, _) = pay(&seller_a, &cheat, "287.50");
+    assert!(posted(&first), "{first:?}");
+    roll_back();
+    assert_eq!(balance(&cheat)["balance_minor"], 28_750);
+    let (second, _) = pay(&seller_b, &cheat, "287.50");
+    assert!(posted(&second), "{second:?}");
+    // Seller A already took this payment number from the cheat: it refuses offline.
+    roll_back();
+    let (third, _) = pay(&seller_a, &cheat, "287.50");
+    assert!(!posted(&third), "{third:?}");
+
+    // A syncs (one agreement: nothing to see yet); B's upload shows the number used twice.
+    sync(&server, &seller_a);
+    assert!(server.get(&format!("/api/v1/wallets/{cheat_id}"))["blocked_at_ms"].is_null());
+    sync(&server, &seller_b);
+    let view = server.get(&format!("/api/v1/wallets/{cheat_id}"));
+    assert!(view["blocked_at_ms"].is_u64(), "{view}");
+    assert_eq!(view["case"]["reason"], "double_spend", "{view}");
+    assert!(view["case"]["decision"].is_null(), "{view}");
     let flags = server.fraud();
-    let kinds: Vec<&str> = flags
+    assert!(
+        flags
+            .iter()
+            .any(|flag| flag["flag"]["subject"] == cheat_id.as_str()
+                && flag["flag"]["kind"] == "double_spend"),
+        "flags: {flags:?}"
+    );
+    // No honest party is flagged.
+    for honest in [&seller_a_id, &seller_b_id] {
+        assert!(
+            flags
+                .iter()
+                .all(|flag| flag["flag"]["subject"] != honest.as_str()),
+            "flags: {flags:?}"
+        );
+    }
+
+    // B knows of the block from its sync and refuses the cheat offline, even after a restart.
+    roll_back();
+    let (fourth, cheat_lines) = pay(&seller_b, &cheat, "10");
+    assert!(!posted(&fourth), "{fourth:?}");
+    assert!(!posted(&cheat_lines), "{cheat_lines:?}");
+
+    // The cheat's sync is reconciled but its credential is not renewed.
+    let cheat_sync = wallet_json(&cheat, &["sync", "--server", &server.base]);
+    assert!(
+        cheat_sync
+            .iter()
+            .any(|line| line["event"] == "wallet_blocked"),
+        "{cheat_sync:?}"
+    );
+    let synced = cheat_sync
         .iter()
-        .filter(|flag| flag["flag"]["subject"] == buyer_id.as_str())
-        .filter_map(|flag| flag["flag"]["kind"].as_str())
-        .collect();
-    assert!(kinds.contains(&"double_spend"), "flags: {flags:?}");
-    assert!(kinds.contains(&"overspent"), "flags: {flags:?}");
-    assert_eq!(server.ledger_balance_minor(&buyer_id), -1_000);
+        .find(|line| line["event"] == "synced")
+        .unwrap();
+    assert_eq!(synced["credential_expires_at_ms"], expires_at);
+    let view = server.get(&format!("/api/v1/wallets/{cheat_id}"));
+    assert_eq!(view["credential"]["expires_at_ms"], expires_at, "{view}");
+
+    // The loss: what the sellers took beyond the cheat's value, within the bound (§9.1):
+    // sellers reached × credentials each took × offline_spend_max − the value.
+    let loss_minor = -server.ledger_balance_minor(&cheat_id);
+    assert_eq!(loss_minor, 28_750);
+    let offline_spend_max_minor = 100_000;
+    let bound_minor = 2 * offline_spend_max_minor - 28_750;
+    assert!(
+        loss_minor <= bound_minor,
+        "loss {loss_minor} > bound {bound_minor}"
+    );
     assert_eq!(server.get("/api/v1/totals")["balanced"], true);
 
-    // The honest way back, a restored backup, cannot pay before it syncs.
+    // The operator decides the case: confirmed, the block stands.
+    let decided = server.admin(&["wallet", "case", &cheat_id, "--decision", "confirm"]);
+    assert_eq!(decided["case"]["decision"], "confirmed", "{decided}");
+    assert!(server.get(&format!("/api/v1/wallets/{cheat_id}"))["blocked_at_ms"].is_u64());
+
+    // What a thief of seller A's phone finds: files readable by the owner only, naming no
+    // counterparty and no amount.
+    let cheat_id_bytes = hex_decode(&cheat_id);
+    for path in wallet_files(&seller_a) {
+        let bytes = std::fs::read(&path).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", path.display());
+        }
+        for secret in [
+            cheat_id_bytes.clone(),
+            cheat_id.as_bytes().to_vec(),
+            28_750u64.to_be_bytes().to_vec(),
+            b"287.50".to_vec(),
+        ] {
+            assert!(
+                !bytes.windows(secret.len()).any(|window| window == secret),
+                "{} reveals {secret:?}",
+                path.display()
+            );
+        }
+    }
+
+    // Backups keep working with the sealed log: seller A backed up and restored.
+    let backup = directory.path().join("seller-a.backup");
+    let before = balance(&seller_a)["balance_minor"].clone();
     wallet_json(
-        &buyer,
+        &seller_a,
+        &["backup", "--out", &backup.display().to_string()],
+    );
+    wallet_json(
+        &seller_a,
         &[
             "restore",
             "--from",
@@ -502,23 +629,20 @@ fn a_rolled_back_wallet_that_spends_twice_is_caught_at_reconciliation(kind: Back
             "--force",
         ],
     );
-    let (third, buyer_lines) = pay("5");
-    assert!(
-        buyer_lines
-            .iter()
-            .any(|line| line["event"] == "payment_refused"),
-        "{buyer_lines:?}"
-    );
-    assert!(
-        third.iter().any(|line| line["event"] == "voided"),
-        "{third:?}"
-    );
+    assert_eq!(balance(&seller_a)["balance_minor"], before);
+}
+
+fn hex_decode(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|index| u8::from_str_radix(&text[index..index + 2], 16).unwrap())
+        .collect()
 }
 
 /// Performs a wallet's actions by hand, keeping every datagram it sent.
 fn perform(
     actions: Vec<Action>,
-    storage: &mut FileStorage,
+    storage: &mut SealedFileStorage,
     socket: &UdpSocket,
     to: SocketAddr,
     sent: &mut Vec<Vec<u8>>,
@@ -566,7 +690,11 @@ fn bad_datagrams_are_dropped_with_a_log_line_and_a_forged_upload_changes_nothing
     // The seller runs in this process, so the test sees every datagram it sends.
     let secrets =
         open_wallet_file(&std::fs::read(&seller).unwrap(), PASSPHRASE.as_bytes()).unwrap();
-    let mut storage = FileStorage::open(Path::new(&format!("{}.log", seller.display()))).unwrap();
+    let mut storage = SealedFileStorage::open(
+        Path::new(&format!("{}.log", seller.display())),
+        LogKey::derive(&secrets.keys),
+    )
+    .unwrap();
     let now = || offpay_wallet::driver::now_ms();
     let mut entropy = SeededEntropy::from_seed(5);
     let (mut wallet, actions, _) = Wallet::recover(secrets.keys, &mut storage, now()).unwrap();
@@ -815,6 +943,6 @@ fn bad_datagrams_are_dropped_with_a_log_line_and_a_forged_upload_changes_nothing
 
 offpay_test_support::on_every_backend!(
     transfers_through_loss_duplication_reordering_and_a_killed_wallet_end_the_same_on_both_sides,
-    a_rolled_back_wallet_that_spends_twice_is_caught_at_reconciliation,
+    a_rolled_back_wallet_is_blocked_on_the_first_evidence_and_refused_offline,
     bad_datagrams_are_dropped_with_a_log_line_and_a_forged_upload_changes_nothing,
 );

@@ -238,6 +238,28 @@ async fn a_wallet_is_issued_charged_and_synced_and_two_servers_on_one_database_a
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
         assert_eq!(body["error"]["code"], "malformed_upload");
+
+        // A containment case: none for an honest wallet; a decision must be one of two words.
+        let wallet = device.wallet.id().to_string();
+        assert!(first.show(&device).await["case"].is_null());
+        let (status, body) = first
+            .call(
+                "POST",
+                &format!("/api/v1/wallets/{wallet}/case"),
+                Some(json!({ "decision": "confirm" })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert_eq!(body["error"]["code"], "no_case");
+        let (status, body) = first
+            .call(
+                "POST",
+                &format!("/api/v1/wallets/{wallet}/case"),
+                Some(json!({ "decision": "forgive" })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["error"]["code"], "invalid_decision");
     }
 }
 

@@ -156,6 +156,12 @@ pub enum Misuse {
     CredentialNotExpired,
     /// The value of this wallet was already reissued.
     AlreadyReissued,
+    /// The wallet has no containment case.
+    NoCase,
+    /// The wallet's containment case was already decided.
+    CaseDecided,
+    /// The seller was blocked too recently to void what it left prepared.
+    ResolutionWindowOpen,
     /// A previous storage failure left the wallet in an unknown state: reopen it from storage.
     Poisoned,
 }
@@ -248,6 +254,11 @@ impl fmt::Display for Misuse {
             Misuse::WalletNotBlocked => "wallet is not blocked",
             Misuse::CredentialNotExpired => "credential has not expired yet",
             Misuse::AlreadyReissued => "value already reissued",
+            Misuse::NoCase => "the wallet has no open case",
+            Misuse::CaseDecided => "the wallet's case was already decided",
+            Misuse::ResolutionWindowOpen => {
+                "the seller was blocked less than a day ago and its credential is still valid"
+            }
             Misuse::Poisoned => "a storage failure left the wallet unknown: reopen it",
         })
     }

@@ -19,6 +19,7 @@ use crate::keys::{Entropy, WalletKeys, random_array};
 pub const WALLET_FILE_VERSION: u8 = 1;
 const WALLET_FILE_MAGIC: &[u8; 4] = b"OPWF";
 const BACKUP_MAGIC: &[u8; 4] = b"OPWB";
+const PENDING_MAGIC: &[u8; 4] = b"OPWP";
 const KDF_ARGON2ID: u8 = 1;
 /// Largest Argon2 memory cost accepted from a file (1 GiB), so a forged header cannot exhaust
 /// the device.
@@ -211,6 +212,37 @@ pub fn open_wallet_file(bytes: &[u8], passphrase: &[u8]) -> Result<WalletSecrets
         credential,
         office_public,
     })
+}
+
+/// Seals the keys of a wallet not issued yet (`offpay wallet create` on the device, before the
+/// operator issues its credential): `"OPWP"`, the same container as the wallet file, holding the
+/// signing seed and the X25519 secret.
+pub fn seal_pending_keys(
+    keys: &WalletKeys,
+    passphrase: &[u8],
+    params: KdfParams,
+    entropy: &mut dyn Entropy,
+) -> Result<Vec<u8>, Error> {
+    let mut plaintext = Zeroizing::new(Vec::with_capacity(64));
+    let seed = Zeroizing::new(keys.signing_seed());
+    plaintext.extend_from_slice(seed.as_ref());
+    plaintext.extend_from_slice(keys.encryption_secret());
+    seal_container(PENDING_MAGIC, &plaintext, passphrase, params, entropy)
+}
+
+/// Opens keys sealed by [`seal_pending_keys`].
+pub fn open_pending_keys(bytes: &[u8], passphrase: &[u8]) -> Result<WalletKeys, Error> {
+    let plaintext = open_container(PENDING_MAGIC, bytes, passphrase)?;
+    let mut r = Reader::new(&plaintext);
+    let seed = Zeroizing::new(r.array::<32>()?);
+    let encryption_secret = r.array::<32>()?;
+    r.finish()?;
+    Ok(WalletKeys::from_secrets(&seed, encryption_secret))
+}
+
+/// Whether `bytes` are keys waiting for their credential ([`seal_pending_keys`]).
+pub fn is_pending_keys(bytes: &[u8]) -> bool {
+    bytes.starts_with(PENDING_MAGIC)
 }
 
 /// Packs the (already encrypted) wallet file and the log into one encrypted backup.

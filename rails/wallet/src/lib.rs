@@ -33,6 +33,7 @@ pub mod office;
 pub mod operator;
 pub mod protocol;
 pub mod record;
+pub mod sealed;
 pub mod storage;
 pub mod sync;
 pub mod terms;
@@ -49,16 +50,17 @@ pub use keys::OsEntropy;
 pub use keys::{Entropy, OfficeKeys, SeededEntropy, WalletKeys};
 #[cfg(feature = "office")]
 pub use office::{
-    Flag, MoneyOffice, Posting, PostingAccount, PostingKind, Reconciliation, ReissueQuote,
-    WalletSummary,
+    Case, CaseDecision, CaseReason, Flag, MoneyOffice, Posting, PostingAccount, PostingKind,
+    Reconciliation, ReissueQuote, WalletSummary,
 };
 pub use protocol::{Event, Role};
+pub use sealed::LogKey;
 #[cfg(feature = "std")]
-pub use storage::FileStorage;
+pub use storage::{FileStorage, SealedFileStorage};
 pub use storage::{LogStorage, MemoryStorage};
 pub use sync::{ChargeVoucher, LogUpload, Resolution, SyncReply};
 pub use wallet::{
-    Action, LOG_UNSYNCED_RECORDS_MAX, Received, RecoveryReport, TRANSFERS_ACTIVE_MAX,
+    Action, Defect, LOG_UNSYNCED_RECORDS_MAX, Received, RecoveryReport, TRANSFERS_ACTIVE_MAX,
     TransferStatus, Wallet, apply_actions,
 };
 pub use wire::{AbortReason, Outcome};

@@ -430,6 +430,16 @@ impl SellerAwaitingAgreement {
                 if amount > room {
                     return self.void(view.now, false);
                 }
+                // Containment of a rolled-back or altered buyer, offline: a seller never takes a
+                // payment number it already took from this buyer, nor more from one buyer
+                // credential than that credential lets an honest wallet pay between two syncs.
+                let (accepted, seen) = view
+                    .book
+                    .accepted_from(&self.buyer, agreement.buyer_spend_seq);
+                let allowance = self.buyer.limits.offline_spend_max.minor();
+                if seen || accepted.saturating_add(amount) > allowance {
+                    return self.void(view.now, false);
+                }
                 let signature = sign_commit(view.keys, &self.terms, agreement);
                 let steps = vec![
                     Step::Persist(Record::SellerCommitted {

@@ -17,7 +17,8 @@ use crate::terms::{Agreement, Terms};
 /// Format version that starts every record.
 pub const RECORD_VERSION: u8 = 1;
 pub use crate::codec::RECORD_BYTES_MAX;
-const FRAME_OVERHEAD_BYTES: usize = 4 + 8;
+/// What a storage frame adds to a record: its length and its checksum.
+pub const FRAME_OVERHEAD_BYTES: usize = 4 + 8;
 const DOMAIN_RECORD: &[u8] = b"offpay-wallet v1 record";
 
 /// One entry of the wallet log. Records about a transfer name its phase: pending, prepared,

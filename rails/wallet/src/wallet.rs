@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use offpay_money::Amount;
 
 use crate::credential::{Credential, VerifiedCredentials};
-use crate::error::{Error, Misuse, PeerError, StorageError};
+use crate::error::{Error, Malformed, Misuse, PeerError, StorageError};
 use crate::ids::{Millis, TransferId, WalletId};
 use crate::keys::{Entropy, WalletKeys, random_array};
 use crate::protocol::{
@@ -163,6 +163,41 @@ impl Book {
             unsynced: vec![genesis.clone()],
             transfers: BTreeMap::new(),
         })
+    }
+
+    /// What this wallet, as seller, has taken from `buyer` since its own last sync (the sales
+    /// its book still holds): the total committed under the buyer's present credential (same
+    /// issue time), and whether an agreement with payment number `spend_seq` is among them.
+    pub(crate) fn accepted_from(&self, buyer: &Credential, spend_seq: u64) -> (u64, bool) {
+        let mut total = 0u64;
+        let mut seen = false;
+        for logged in self.transfers.values() {
+            let Logged::Seller {
+                terms,
+                buyer: credential,
+                phase,
+            } = logged
+            else {
+                continue;
+            };
+            if credential.wallet_id != buyer.wallet_id {
+                continue;
+            }
+            let agreement = match phase {
+                SellerPhase::Committed { agreement, .. }
+                | SellerPhase::Complete {
+                    outcome: Outcome::Posted,
+                    agreement: Some(agreement),
+                    ..
+                } => agreement,
+                _ => continue,
+            };
+            seen |= agreement.buyer_spend_seq == spend_seq;
+            if credential.issued_at_ms == buyer.issued_at_ms {
+                total = total.saturating_add(terms.amount.minor());
+            }
+        }
+        (total, seen)
     }
 
     fn amount_of(&self, transfer_id: &TransferId) -> Option<u64> {
@@ -387,6 +422,18 @@ pub struct Wallet {
     lookup_windows: BTreeMap<WalletId, u64>,
     blocked: BTreeSet<WalletId>,
     verified: VerifiedCredentials,
+    defect: Option<Defect>,
+}
+
+/// A deliberate protocol fault, so that the checks in `tests/model.rs` can show they catch it.
+/// Never set outside those tests.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Defect {
+    /// A prepared buyer whose status queries go unanswered voids the transfer on its own.
+    BuyerVoidsOnItsOwn,
+    /// A seller sends its commit before forcing the record of it.
+    SellerCommitsBeforeForcing,
 }
 
 impl core::fmt::Debug for Wallet {
@@ -461,6 +508,7 @@ impl Wallet {
             lookup_windows: BTreeMap::new(),
             blocked: BTreeSet::new(),
             verified: VerifiedCredentials::default(),
+            defect: None,
         }
     }
 
@@ -755,9 +803,24 @@ impl Wallet {
         &mut self,
         transfer_id: TransferId,
         counterparty: Option<&Credential>,
-        steps: Vec<Step>,
+        mut steps: Vec<Step>,
         entropy: &mut dyn Entropy,
     ) -> Result<Vec<Action>, Error> {
+        if self.defect == Some(Defect::SellerCommitsBeforeForcing) {
+            // The broken seller sends its commit before the record that backs it is forced.
+            let persist = steps
+                .iter()
+                .position(|s| matches!(s, Step::Persist(Record::SellerCommitted { .. })));
+            let send = steps
+                .iter()
+                .position(|s| matches!(s, Step::Send(Body::Commit { .. })));
+            if let (Some(persist), Some(send)) = (persist, send)
+                && persist < send
+            {
+                let commit = steps.remove(send);
+                steps.insert(persist, commit);
+            }
+        }
         let mut actions = Vec::with_capacity(steps.len());
         for step in steps {
             match step {
@@ -1208,7 +1271,24 @@ impl Wallet {
                 continue;
             };
             let seller = state.seller().cloned();
-            let next = state.on_timer(now);
+            let mut next = state.on_timer(now);
+            if self.defect == Some(Defect::BuyerVoidsOnItsOwn)
+                && let BuyerState::Prepared(prepared) = &next.state
+                && next
+                    .steps
+                    .iter()
+                    .any(|s| matches!(s, Step::Notify(Event::AwaitingResolution { .. })))
+            {
+                // The broken buyer gives up on its own instead of waiting to be told.
+                next.state = BuyerState::Finished(prepared.clone().finish(Outcome::Voided));
+                next.steps = vec![
+                    Step::Persist(Record::BuyerVoided { transfer_id }),
+                    Step::Notify(Event::Voided {
+                        transfer_id,
+                        role: Role::Buyer,
+                    }),
+                ];
+            }
             if !matches!(next.state, BuyerState::Forgotten) {
                 self.purchases.insert(transfer_id, next.state);
             }
@@ -1305,6 +1385,36 @@ impl Wallet {
             records.iter().map(|r| r.bytes.clone()).collect(),
         );
         Ok((actions, upload))
+    }
+
+    /// Makes this wallet break the protocol on purpose (see [`Defect`]); for the model checks'
+    /// negative variants only.
+    #[doc(hidden)]
+    pub fn inject_defect(&mut self, defect: Option<Defect>) {
+        self.defect = defect;
+    }
+
+    /// The wallets the money office listed as blocked at the last sync: this wallet refuses
+    /// them as buyers and sellers. A caller that reopens the wallet for every command keeps this
+    /// list beside the log and hands it back with [`Wallet::remember_blocked`].
+    pub fn blocked_wallets(&self) -> Vec<WalletId> {
+        self.blocked.iter().copied().collect()
+    }
+
+    /// Restores the blocked list kept from the last sync (at most
+    /// [`crate::sync::REPLY_BLOCKED_MAX`] ids; more are refused). A later sync replaces it.
+    pub fn remember_blocked(&mut self, blocked: &[WalletId]) -> Result<(), Error> {
+        if blocked.len() > crate::sync::REPLY_BLOCKED_MAX {
+            return Err(Malformed::TooLong.into());
+        }
+        self.blocked = blocked.iter().copied().collect();
+        Ok(())
+    }
+
+    /// Whether the money office listed this wallet itself as blocked at the last sync: its
+    /// credential will not be renewed, and peers refuse it.
+    pub fn blocked_by_office(&self) -> bool {
+        self.blocked.contains(&self.id())
     }
 
     /// Applies the money office's reply: missing charges, resolutions of transfers left

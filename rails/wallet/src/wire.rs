@@ -52,6 +52,32 @@ pub enum AbortReason {
 }
 
 impl AbortReason {
+    /// In words, for the person holding the wallet.
+    pub fn describe(self) -> &'static str {
+        match self {
+            AbortReason::Declined => "declined, or not answered in time",
+            AbortReason::InsufficientFunds => "not enough value in the wallet",
+            AbortReason::LimitExceeded => {
+                "it would break a limit of the wallet (largest payment, or most paid between \
+                 two syncs); sync first"
+            }
+            AbortReason::UnknownTransfer => "the wallet does not know this payment",
+            AbortReason::SellerVoided => "the seller cancelled it",
+        }
+    }
+
+    /// A short name for machines (`declined`, `insufficient_funds`, `limit_exceeded`,
+    /// `unknown_transfer`, `seller_voided`).
+    pub fn name(self) -> &'static str {
+        match self {
+            AbortReason::Declined => "declined",
+            AbortReason::InsufficientFunds => "insufficient_funds",
+            AbortReason::LimitExceeded => "limit_exceeded",
+            AbortReason::UnknownTransfer => "unknown_transfer",
+            AbortReason::SellerVoided => "seller_voided",
+        }
+    }
+
     fn code(self) -> u8 {
         match self {
             AbortReason::Declined => 1,

@@ -67,6 +67,222 @@ fn a_rolled_back_wallet_that_spends_twice_is_caught_at_reconciliation() {
             .iter()
             .any(|f| matches!(f, Flag::Overspent { wallet, .. } if *wallet == cheat))
     );
+    // Contained: blocked on the first evidence, with a case for the operator.
+    let summary = sim.office.wallet_summary(&cheat).expect("known");
+    assert!(summary.blocked_at_ms.is_some());
+    assert_eq!(
+        summary.case.map(|case| case.reason),
+        Some(offpay_wallet::CaseReason::DoubleSpend)
+    );
+}
+
+/// The loss bound of docs/protocols/device-wallet.md §9.1, measured: a cheat restores its files
+/// as often as it likes and pays three sellers greedily. Each seller takes a payment number from
+/// it once and at most `offline_spend_max` under one credential of it, so the loss stays within
+/// sellers × `offline_spend_max` − its value; the first upload showing a number used twice blocks
+/// it, and once the sellers have synced, no restore pays anyone.
+#[test]
+fn unlimited_restores_lose_at_most_the_bound_and_nothing_once_the_sellers_know() {
+    const SELLERS: usize = 3;
+    const VALUE_MINOR: u64 = 50_000;
+    const PAYMENT_MINOR: u64 = 20_000;
+    let cheat_limits = offpay_wallet::Limits {
+        balance_max: amount(100_000),
+        payment_max: amount(PAYMENT_MINOR),
+        offline_spend_max: amount(60_000),
+    };
+    let offline_spend_max_minor = cheat_limits.offline_spend_max.minor();
+    let mut sim = Sim::new(SELLERS, 41, NetConfig::default());
+    let cheat = sim.add_device_with(VALUE_MINOR, cheat_limits);
+    sim.sync(cheat);
+    let cheat_id = sim.ids[cheat];
+    let snapshot = sim.devices[cheat].storage.clone();
+    let restore = |sim: &mut Sim| {
+        sim.devices[cheat].wallet = None;
+        sim.devices[cheat].storage = snapshot.clone();
+        sim.restart(cheat);
+    };
+    let attack = |sim: &mut Sim, rounds: usize| -> u64 {
+        let mut paid = 0;
+        for _ in 0..rounds {
+            restore(sim);
+            for seller in 0..SELLERS {
+                for _ in 0..3 {
+                    let Some(id) = sim.start_sale(seller, cheat, PAYMENT_MINOR) else {
+                        continue;
+                    };
+                    sim.quiesce();
+                    if sim.log_outcomes(seller).get(&id).and_then(|o| o.1)
+                        == Some(offpay_wallet::Outcome::Posted)
+                    {
+                        paid += PAYMENT_MINOR;
+                    }
+                }
+            }
+        }
+        paid
+    };
+    // Before anyone syncs: as many restores as the cheat likes.
+    let paid = attack(&mut sim, 8);
+    let bound = SELLERS as u64 * offline_spend_max_minor - VALUE_MINOR;
+    let loss = paid.saturating_sub(VALUE_MINOR);
+    assert!(
+        loss > 0,
+        "the attack must gain something to measure the bound"
+    );
+    assert!(loss <= bound, "loss {loss} above the bound {bound}");
+    println!("restores: paid {paid}, loss {loss}, bound {bound} (minor units)");
+    // Each seller took at most offline_spend_max from the cheat's one credential.
+    for seller in 0..SELLERS {
+        let taken: u64 = sim
+            .sales
+            .iter()
+            .filter(|sale| sale.seller == seller && sale.buyer == cheat)
+            .filter(|sale| {
+                sim.log_outcomes(seller)
+                    .get(&sale.transfer_id)
+                    .and_then(|o| o.1)
+                    == Some(offpay_wallet::Outcome::Posted)
+            })
+            .map(|sale| sale.amount)
+            .sum();
+        assert!(
+            taken <= offline_spend_max_minor,
+            "seller {seller} took {taken}"
+        );
+    }
+
+    // The sellers sync one by one; the first evidence blocks the cheat.
+    for seller in 0..SELLERS {
+        sim.sync(seller);
+    }
+    let summary = sim.office.wallet_summary(&cheat_id).expect("known");
+    assert!(summary.blocked_at_ms.is_some(), "blocked on the evidence");
+    let case = summary.case.expect("a case for the operator");
+    // Which evidence comes first depends on the numbers the copies used: a number two sellers
+    // took is a double spend; copies that only ever reused numbers at sellers who refused them
+    // show as an overspend beyond the offline limit.
+    assert!(
+        matches!(
+            case.reason,
+            offpay_wallet::CaseReason::DoubleSpend | offpay_wallet::CaseReason::Overspent
+        ),
+        "{case:?}"
+    );
+    assert_eq!(case.decision, None);
+    let shadow = sim.office.shadow_minor(&cheat_id).expect("known");
+    assert_eq!(shadow, i128::from(VALUE_MINOR) - i128::from(paid));
+    // Honest sellers are neither blocked nor flagged.
+    for seller in 0..SELLERS {
+        let id = sim.ids[seller];
+        assert!(
+            sim.office
+                .wallet_summary(&id)
+                .expect("known")
+                .blocked_at_ms
+                .is_none()
+        );
+        assert!(sim.flags.iter().all(|flag| match flag {
+            Flag::DoubleSpend { wallet, .. }
+            | Flag::ForkedLog { wallet, .. }
+            | Flag::Overspent { wallet, .. } => *wallet != id,
+            _ => true,
+        }));
+    }
+    // Every seller that synced after the block refuses the cheat, however often it restores.
+    for seller in 0..SELLERS {
+        sim.sync(seller);
+    }
+    assert_eq!(attack(&mut sim, 3), 0, "no seller pays a blocked wallet");
+    // The cheat's own sync is reconciled but not renewed.
+    let expires = sim.wallet(cheat).credential().expires_at_ms;
+    sim.now += 1_000;
+    sim.sync(cheat);
+    assert_eq!(sim.wallet(cheat).credential().expires_at_ms, expires);
+    assert!(sim.wallet(cheat).blocked_by_office());
+}
+
+/// The general bound of §9.1, `S × (1 + sellers)`, measured when the sellers sync between the
+/// cheat's rounds of restores (each sync starts a seller's count afresh): the office blocks the
+/// cheat on the first upload that shows a number twice or its value below −S, and from then on
+/// the loss stops growing.
+#[test]
+fn restores_against_sellers_that_sync_between_rounds_stay_within_the_general_bound() {
+    const SELLERS: usize = 3;
+    const VALUE_MINOR: u64 = 50_000;
+    const PAYMENT_MINOR: u64 = 20_000;
+    let cheat_limits = offpay_wallet::Limits {
+        balance_max: amount(100_000),
+        payment_max: amount(PAYMENT_MINOR),
+        offline_spend_max: amount(60_000),
+    };
+    let s = cheat_limits.offline_spend_max.minor();
+    let mut sim = Sim::new(SELLERS, 43, NetConfig::default());
+    let cheat = sim.add_device_with(VALUE_MINOR, cheat_limits);
+    sim.sync(cheat);
+    let cheat_id = sim.ids[cheat];
+    let snapshot = sim.devices[cheat].storage.clone();
+    let mut paid = 0;
+    let mut blocked_after_round = None;
+    // What was paid by the end of the round after the block: by then every seller has synced
+    // since the block.
+    let mut paid_once_all_knew = None;
+    for round in 0..8 {
+        sim.devices[cheat].wallet = None;
+        sim.devices[cheat].storage = snapshot.clone();
+        sim.restart(cheat);
+        // Each round the cheat starts with a different seller, burning numbers elsewhere.
+        for offset in 0..SELLERS {
+            let seller = (round + offset) % SELLERS;
+            for _ in 0..3 {
+                let Some(id) = sim.start_sale(seller, cheat, PAYMENT_MINOR) else {
+                    continue;
+                };
+                sim.quiesce();
+                if sim.log_outcomes(seller).get(&id).and_then(|o| o.1)
+                    == Some(offpay_wallet::Outcome::Posted)
+                {
+                    paid += PAYMENT_MINOR;
+                }
+            }
+        }
+        for seller in 0..SELLERS {
+            sim.sync(seller);
+        }
+        let blocked = sim
+            .office
+            .wallet_summary(&cheat_id)
+            .expect("known")
+            .blocked_at_ms
+            .is_some();
+        if let Some((blocked_round, _)) = blocked_after_round
+            && round == blocked_round + 1
+        {
+            paid_once_all_knew = Some(paid);
+        }
+        if blocked && blocked_after_round.is_none() {
+            blocked_after_round = Some((round, paid));
+        }
+    }
+    let (round, paid_when_blocked) = blocked_after_round.expect("the cheat is blocked");
+    let paid_once_all_knew = paid_once_all_knew.expect("rounds after the block");
+    let loss = paid.saturating_sub(VALUE_MINOR);
+    let bound = s * (1 + SELLERS as u64);
+    println!(
+        "sellers syncing between rounds: blocked in round {round} ({paid_when_blocked} paid by \
+         then, {paid_once_all_knew} once every seller had synced after it), paid {paid}, loss \
+         {loss}, bound {bound} (minor units)"
+    );
+    assert!(loss > 0, "the attack must gain something");
+    assert!(loss <= bound, "loss {loss} above the bound {bound}");
+    assert_eq!(
+        paid, paid_once_all_knew,
+        "nothing paid once every seller had synced after the block"
+    );
+    assert_eq!(
+        sim.office.shadow_minor(&cheat_id),
+        Some(i128::from(VALUE_MINOR) - i128::from(paid))
+    );
 }
 
 #[test]
@@ -79,12 +295,44 @@ fn a_wallet_rolled_back_after_a_sync_shows_a_forked_log() {
     sim.devices[1].wallet = None;
     sim.devices[1].storage = snapshot;
     sim.restart(1);
+    let expires = sim.wallet(1).credential().expires_at_ms;
+    sim.now += 1_000;
     sim.sync(1);
     assert!(
         sim.flags
             .iter()
             .any(|f| matches!(f, Flag::ForkedLog { wallet, .. } if *wallet == sim.ids[1]))
     );
+    // The sync that shows the fork blocks before it would renew: the old credential stays.
+    assert_eq!(sim.wallet(1).credential().expires_at_ms, expires);
+    let summary = sim.office.wallet_summary(&sim.ids[1]).expect("known");
+    assert!(
+        summary.blocked_at_ms.is_some(),
+        "a forked log blocks its wallet"
+    );
+    assert_eq!(
+        summary.case.map(|case| case.reason),
+        Some(offpay_wallet::CaseReason::ForkedLog)
+    );
+    // Nor does its next sync; the operator can dismiss the case, and the sync after that
+    // renews it.
+    sim.now += 1_000;
+    sim.sync(1);
+    assert_eq!(sim.wallet(1).credential().expires_at_ms, expires);
+    let id = sim.ids[1];
+    let now = sim.now;
+    sim.office
+        .decide_case(id, offpay_wallet::CaseDecision::Dismissed, now)
+        .expect("decided");
+    assert_eq!(
+        sim.office
+            .decide_case(id, offpay_wallet::CaseDecision::Confirmed, now),
+        Err(Error::Misuse(Misuse::CaseDecided))
+    );
+    sim.now += 1_000;
+    sim.sync(1);
+    assert!(sim.wallet(1).credential().expires_at_ms > expires);
+    assert!(!sim.wallet(1).blocked_by_office());
 }
 
 #[test]

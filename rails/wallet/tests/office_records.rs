@@ -215,7 +215,7 @@ fn a_broken_previous_release_book_names_what_is_missing() {
 }
 
 #[test]
-fn an_abandoned_transfer_is_voided_for_the_buyer_once_the_seller_is_blocked_and_expired() {
+fn an_abandoned_transfer_is_voided_at_the_buyers_sync_a_window_after_the_seller_is_blocked() {
     let mut sim = Sim::new(2, 67, NetConfig::default());
     let transfer_id = sim.start_sale(0, 1, 3_000).expect("sale starts");
     while sim.wallet(1).held().minor() == 0 {
@@ -232,13 +232,18 @@ fn an_abandoned_transfer_is_voided_for_the_buyer_once_the_seller_is_blocked_and_
     sim.office.block(seller, now).expect("block");
     assert_eq!(
         sim.office.resolve_abandoned(transfer_id, now),
-        Err(Error::Misuse(offpay_wallet::Misuse::CredentialNotExpired))
+        Err(Error::Misuse(offpay_wallet::Misuse::ResolutionWindowOpen))
     );
-    let expired = sim.wallet(0).credential().expires_at_ms + 1;
+    // Inside the window the buyer's sync leaves it held…
+    sim.now = now + offpay_wallet::office::ABANDONED_RESOLUTION_WINDOW_MS;
+    sim.sync(1);
+    assert_eq!(sim.log_outcomes(1)[&transfer_id].1, None);
+    assert!(sim.wallet(1).held().minor() > 0);
+    // …and after it, the buyer's own sync voids it: no operator step, no wait for the seller's
+    // credential (a week) to expire.
+    let expired = now + offpay_wallet::office::ABANDONED_RESOLUTION_WINDOW_MS + 1;
+    assert!(expired < sim.wallet(0).credential().expires_at_ms);
     sim.now = expired;
-    sim.office
-        .resolve_abandoned(transfer_id, expired)
-        .expect("voided");
     sim.sync(1);
     assert_eq!(sim.log_outcomes(1)[&transfer_id].1, Some(Outcome::Voided));
     assert_eq!(sim.wallet(1).held(), amount(0));

@@ -8,7 +8,10 @@ use common::{NetConfig, Sim, amount};
 use offpay_wallet::file::{
     KdfParams, WalletSecrets, create_backup, open_wallet_file, restore_backup, seal_wallet_file,
 };
-use offpay_wallet::{Error, FileStorage, LogStorage, Misuse, SeededEntropy, Wallet, apply_actions};
+use offpay_wallet::{
+    Error, FileStorage, LogKey, LogStorage, Misuse, SealedFileStorage, SeededEntropy, Wallet,
+    apply_actions,
+};
 
 fn secrets(sim: &Sim, index: usize) -> WalletSecrets {
     WalletSecrets {
@@ -151,4 +154,117 @@ fn the_file_log_survives_reopening_and_cuts_a_torn_tail() {
     assert_eq!(report.torn_bytes, 0);
     // Reopening logs one more run.
     assert_eq!(again.log_head(), wallet.log_head() + 1);
+}
+
+/// Every byte sequence that would tell a thief who paid whom how much.
+fn revealing(sim: &Sim) -> Vec<Vec<u8>> {
+    let mut needles = Vec::new();
+    for index in 0..sim.devices.len() {
+        needles.push(sim.ids[index].0.to_vec());
+    }
+    for minor in [1_234u64, common::CHARGE_MINOR, common::CHARGE_MINOR - 1_234] {
+        needles.push(minor.to_be_bytes().to_vec());
+    }
+    needles
+}
+
+fn reveals(bytes: &[u8], needles: &[Vec<u8>]) -> bool {
+    needles.iter().any(|needle| {
+        bytes
+            .windows(needle.len())
+            .any(|window| window == needle.as_slice())
+    })
+}
+
+/// A stolen phone's files (wallet file, sealed log, sealed blocked list) name no counterparty
+/// and no amount, are 0600, and open again with the wallet's keys; a torn sealed append is cut
+/// off; an earlier release's plain log is sealed on open.
+#[test]
+fn a_stolen_devices_files_reveal_no_counterparty_or_amount() {
+    let mut sim = Sim::new(2, 45, NetConfig::default());
+    sim.start_sale(0, 1, 1_234).expect("sale starts");
+    sim.quiesce();
+    sim.sync(0);
+    let needles = revealing(&sim);
+    let plain = sim.devices[1].storage.bytes().to_vec();
+    // The check is meaningful: the plain log shows them all.
+    assert!(
+        needles
+            .iter()
+            .all(|needle| reveals(&plain, std::slice::from_ref(needle)))
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = sim.devices[1].keys.clone();
+    let key = LogKey::derive(&keys);
+    let path = dir.path().join("buyer.log");
+    {
+        let mut storage = SealedFileStorage::open(&path, key.clone()).expect("open");
+        let parsed = offpay_wallet::record::parse_log(&plain).expect("parses");
+        for record in &parsed.records {
+            storage
+                .append(&offpay_wallet::record::frame(record))
+                .expect("append");
+        }
+    }
+    let blocked_path = dir.path().join("buyer.blocked");
+    std::fs::write(&blocked_path, key.seal_blocked(&[sim.ids[0]])).expect("write");
+    let wallet_file = seal_wallet_file(
+        &secrets(&sim, 1),
+        b"correct horse",
+        KdfParams::INSECURE_FOR_TESTS,
+        &mut SeededEntropy::from_seed(45),
+    )
+    .expect("seal");
+    for bytes in [
+        std::fs::read(&path).expect("read"),
+        std::fs::read(&blocked_path).expect("read"),
+        wallet_file.clone(),
+    ] {
+        assert!(!reveals(&bytes, &needles));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert_eq!(
+        key.open_blocked(&std::fs::read(&blocked_path).expect("read"))
+            .expect("opens"),
+        vec![sim.ids[0]]
+    );
+    // Another wallet's key opens neither: not one frame of the log, not the list.
+    let other = LogKey::derive(&sim.devices[0].keys);
+    if let Ok(opened) = other.open_log(&std::fs::read(&path).expect("read")) {
+        assert!(opened.frame_ends.is_empty() && opened.plain.is_empty());
+    }
+    assert!(
+        other
+            .open_blocked(&std::fs::read(&blocked_path).expect("read"))
+            .is_err()
+    );
+
+    // A torn sealed append is cut off, and the wallet reopens with its balance.
+    {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open");
+        file.write_all(&[0, 0, 0, 40, 1, 2, 3]).expect("write");
+    }
+    let mut storage = SealedFileStorage::open(&path, key.clone()).expect("open");
+    let (wallet, _actions, _report) =
+        Wallet::recover(keys.clone(), &mut storage, sim.now).expect("recover");
+    assert_eq!(storage.torn_bytes_cut(), 7);
+    assert_eq!(wallet.balance(), sim.wallet(1).balance());
+
+    // A plain log from an earlier release is sealed on first open.
+    let old = dir.path().join("old.log");
+    std::fs::write(&old, &plain).expect("write");
+    let mut storage = SealedFileStorage::open(&old, key).expect("open");
+    assert!(!reveals(&std::fs::read(&old).expect("read"), &needles));
+    let (wallet, _, _) = Wallet::recover(keys, &mut storage, sim.now).expect("recover");
+    assert_eq!(wallet.balance(), sim.wallet(1).balance());
 }

@@ -24,7 +24,8 @@ use offpay_wallet::operator::{
     self, ChargeRequest, IssueRequest, Office, Plan, WalletView, Working,
 };
 use offpay_wallet::{
-    BookError, Credential, Error, Limits, Misuse, OfficeKeys, SyncReply, TransferId, WalletId,
+    BookError, Case, CaseDecision, Credential, Error, Limits, Misuse, OfficeKeys, SyncReply,
+    TransferId, WalletId,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -265,8 +266,13 @@ fn office_error(error: Error) -> ApiError {
         Error::Misuse(Misuse::UnknownTransfer) => (StatusCode::NOT_FOUND, "unknown_transfer"),
         Error::Misuse(Misuse::WalletBlocked) => (StatusCode::CONFLICT, "wallet_blocked"),
         Error::Misuse(Misuse::WalletNotBlocked) => (StatusCode::CONFLICT, "wallet_not_blocked"),
+        Error::Misuse(Misuse::NoCase) => (StatusCode::NOT_FOUND, "no_case"),
+        Error::Misuse(Misuse::CaseDecided) => (StatusCode::CONFLICT, "case_decided"),
         Error::Misuse(Misuse::CredentialNotExpired) => {
             (StatusCode::CONFLICT, "credential_not_expired")
+        }
+        Error::Misuse(Misuse::ResolutionWindowOpen) => {
+            (StatusCode::CONFLICT, "resolution_window_open")
         }
         Error::Misuse(Misuse::AlreadyReissued) => (StatusCode::CONFLICT, "already_reissued"),
         Error::Misuse(Misuse::LimitExceeded) => {
@@ -380,6 +386,7 @@ pub fn operator_routes() -> Router<Arc<AppState>> {
         .route("/wallets/{id}", get(show))
         .route("/wallets/{id}/charge", post(charge))
         .route("/wallets/{id}/block", post(block))
+        .route("/wallets/{id}/case", post(decide_case))
         .route("/wallets/{id}/reissue", post(reissue))
         .route("/wallets/{id}/release", post(release))
         .route("/wallet-transfers/{id}/void", post(void_abandoned))
@@ -585,6 +592,7 @@ async fn show(
         "open_transfers": summary.open_transfers.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "reissued": summary.reissued,
         "remainder_released": summary.remainder_released,
+        "case": summary.case.as_ref().map(case_json),
         "account": account.as_ref().map(crate::api::AccountView::from),
         "reissue_quote": quote,
     })))
@@ -604,6 +612,56 @@ async fn block(
     Ok(Json(
         json!({ "wallet_id": wallet.to_string(), "blocked": true }),
     ))
+}
+
+/// A containment case for people and machines.
+fn case_json(case: &Case) -> Value {
+    json!({
+        "reason": case.reason.name(),
+        "summary": format!("blocked by the money office: the wallet {}", case.reason.describe()),
+        "opened_at_ms": case.opened_at_ms,
+        "transfer_id": case.transfer_id.map(|id| id.to_string()),
+        "decision": case.decision.map(|(decision, _)| decision.name()),
+        "decided_at_ms": case.decision.map(|(_, at)| at),
+    })
+}
+
+/// Body of `POST /api/v1/wallets/{id}/case`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseRequest {
+    /// `confirm` (the holder cheated: blocked for good) or `dismiss` (lift the block).
+    decision: String,
+}
+
+/// `POST /api/v1/wallets/{id}/case`: the operator decides the case the office opened when it
+/// blocked the wallet on evidence of a cheat (the evidence is in the fraud queue).
+async fn decide_case(
+    State(state): State<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+    Json(request): Json<CaseRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let wallet = parse_wallet_id(&id)?;
+    let decision = match request.decision.as_str() {
+        "confirm" => CaseDecision::Confirmed,
+        "dismiss" => CaseDecision::Dismissed,
+        other => {
+            return Err(ApiError::bad_request(
+                "invalid_decision",
+                format!("decision {other:?} is neither \"confirm\" nor \"dismiss\""),
+            ));
+        }
+    };
+    let case = run_office(&state, Plan::block(wallet), |office, working, now| {
+        office.decide_case(working, wallet, decision, now)
+    })
+    .await?;
+    tracing::info!(wallet = %wallet, decision = decision.name(), "wallet case decided");
+    Ok(Json(json!({
+        "wallet_id": wallet.to_string(),
+        "blocked": decision == CaseDecision::Confirmed,
+        "case": case_json(&case),
+    })))
 }
 
 /// Body of reissue and release.

@@ -19,8 +19,8 @@ use crate::sync::{ChargeVoucher, REPLY_BLOCKED_MAX};
 use crate::terms::{Agreement, Terms};
 use crate::wire::Outcome;
 
-/// Format version of a wallet record.
-pub const WALLET_RECORD_VERSION: u32 = 1;
+/// Format version of a wallet record (2: with the containment case).
+pub const WALLET_RECORD_VERSION: u32 = 2;
 /// Format version of a transfer record.
 pub const TRANSFER_RECORD_VERSION: u32 = 1;
 /// Format version of an agreement (payment number) record.
@@ -69,6 +69,156 @@ pub(crate) struct WalletAccount {
     pub(crate) remainder_released: bool,
     /// Transfers the office still waits on for this wallet.
     pub(crate) open: BTreeSet<TransferId>,
+    /// The case the office opened when it blocked the wallet on evidence of a cheat.
+    pub(crate) case: Option<Case>,
+}
+
+/// What made the office block a wallet on its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CaseReason {
+    /// It signed two agreements with one payment number (a rolled-back wallet spent twice).
+    DoubleSpend,
+    /// Its upload does not contain the log head it uploaded before (it was rolled back).
+    ForkedLog,
+    /// A payment it made took the office's view of its value below zero.
+    Overspent,
+}
+
+impl CaseReason {
+    #[cfg(feature = "operator")]
+    fn code(self) -> u8 {
+        match self {
+            CaseReason::DoubleSpend => 1,
+            CaseReason::ForkedLog => 2,
+            CaseReason::Overspent => 3,
+        }
+    }
+
+    #[cfg(feature = "operator")]
+    fn from_code(code: u8) -> Result<CaseReason, Malformed> {
+        match code {
+            1 => Ok(CaseReason::DoubleSpend),
+            2 => Ok(CaseReason::ForkedLog),
+            3 => Ok(CaseReason::Overspent),
+            _ => Err(Malformed::InvalidField),
+        }
+    }
+
+    /// In words, for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            CaseReason::DoubleSpend => {
+                "spent the same value twice (signed two payments with one payment number)"
+            }
+            CaseReason::ForkedLog => "uploaded a log that was rolled back",
+            CaseReason::Overspent => "paid out more than it held",
+        }
+    }
+
+    /// A short name for machines (`double_spend`, `forked_log`, `overspent`).
+    pub fn name(self) -> &'static str {
+        match self {
+            CaseReason::DoubleSpend => "double_spend",
+            CaseReason::ForkedLog => "forked_log",
+            CaseReason::Overspent => "overspent",
+        }
+    }
+}
+
+/// The operator's decision on a containment case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CaseDecision {
+    /// The holder cheated: the wallet stays blocked for good and is never renewed.
+    Confirmed,
+    /// The evidence is explained (the operator restored the phone itself, say): the block is
+    /// lifted and the wallet is renewed at its next sync. New evidence opens a new case.
+    Dismissed,
+}
+
+impl CaseDecision {
+    #[cfg(feature = "operator")]
+    fn code(self) -> u8 {
+        match self {
+            CaseDecision::Confirmed => 1,
+            CaseDecision::Dismissed => 2,
+        }
+    }
+
+    #[cfg(feature = "operator")]
+    fn from_code(code: u8) -> Result<Option<CaseDecision>, Malformed> {
+        match code {
+            0 => Ok(None),
+            1 => Ok(Some(CaseDecision::Confirmed)),
+            2 => Ok(Some(CaseDecision::Dismissed)),
+            _ => Err(Malformed::InvalidField),
+        }
+    }
+
+    /// A short name (`confirmed`, `dismissed`).
+    pub fn name(self) -> &'static str {
+        match self {
+            CaseDecision::Confirmed => "confirmed",
+            CaseDecision::Dismissed => "dismissed",
+        }
+    }
+}
+
+/// A containment case: the office blocked a wallet on the first evidence of a cheat; the
+/// evidence itself is in the fraud flags raised with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Case {
+    /// The first evidence.
+    pub reason: CaseReason,
+    /// When the office blocked the wallet for it.
+    pub opened_at_ms: Millis,
+    /// The transfer that showed it, if one did.
+    pub transfer_id: Option<TransferId>,
+    /// The operator's decision and when it was made; `None` while the case is open.
+    pub decision: Option<(CaseDecision, Millis)>,
+}
+
+impl Case {
+    #[cfg(feature = "operator")]
+    fn write(&self, w: &mut Writer) {
+        w.u8(self.reason.code()).u64(self.opened_at_ms);
+        match &self.transfer_id {
+            Some(id) => {
+                w.u8(1).raw(&id.0);
+            }
+            None => {
+                w.u8(0);
+            }
+        }
+        match self.decision {
+            Some((decision, at)) => {
+                w.u8(decision.code()).u64(at);
+            }
+            None => {
+                w.u8(0);
+            }
+        }
+    }
+
+    #[cfg(feature = "operator")]
+    fn read(r: &mut Reader<'_>) -> Result<Case, Malformed> {
+        let reason = CaseReason::from_code(r.u8()?)?;
+        let opened_at_ms = r.u64()?;
+        let transfer_id = match r.u8()? {
+            0 => None,
+            1 => Some(TransferId(r.array()?)),
+            _ => return Err(Malformed::InvalidField),
+        };
+        let decision = match CaseDecision::from_code(r.u8()?)? {
+            Some(decision) => Some((decision, r.u64()?)),
+            None => None,
+        };
+        Ok(Case {
+            reason,
+            opened_at_ms,
+            transfer_id,
+            decision,
+        })
+    }
 }
 
 impl WalletAccount {
@@ -84,6 +234,7 @@ impl WalletAccount {
             reissued: false,
             remainder_released: false,
             open: BTreeSet::new(),
+            case: None,
         }
     }
 
@@ -110,13 +261,22 @@ impl WalletAccount {
         for id in &self.open {
             w.raw(&id.0);
         }
+        match &self.case {
+            Some(case) => {
+                w.u8(1);
+                case.write(&mut w);
+            }
+            None => {
+                w.u8(0);
+            }
+        }
         w.finish()
     }
 
     #[cfg(feature = "operator")]
     pub(crate) fn decode(bytes: &[u8]) -> Result<WalletAccount, Malformed> {
         let mut r = Reader::new(bytes);
-        read_version(&mut r, WALLET_RECORD_VERSION)?;
+        let version = read_version(&mut r, WALLET_RECORD_VERSION)?;
         let credential = Credential::read(&mut r)?;
         let blocked_at_ms = read_option_u64(&mut r)?;
         let head = match r.u8()? {
@@ -134,6 +294,15 @@ impl WalletAccount {
         for _ in 0..read_count(&mut r, TransferId::BYTES)? {
             open.insert(TransferId(r.array()?));
         }
+        // Version 1 records were written before the office opened cases.
+        let case = match (version, r.remaining()) {
+            (1, _) => None,
+            _ => match r.u8()? {
+                0 => None,
+                1 => Some(Case::read(&mut r)?),
+                _ => return Err(Malformed::InvalidField),
+            },
+        };
         r.finish()?;
         Ok(WalletAccount {
             credential,
@@ -146,6 +315,7 @@ impl WalletAccount {
             reissued,
             remainder_released,
             open,
+            case,
         })
     }
 }
@@ -316,6 +486,11 @@ impl BlockedList {
             self.newest.insert(position, entry);
             self.newest.truncate(REPLY_BLOCKED_MAX);
         }
+    }
+
+    /// Takes a wallet off the list (the operator dismissed its case).
+    pub(crate) fn remove(&mut self, wallet: &WalletId) {
+        self.newest.retain(|(_, id)| id != wallet);
     }
 
     pub(crate) fn ids(&self) -> Vec<WalletId> {
@@ -508,6 +683,17 @@ impl Book {
             Some(slot) => slot
                 .get_or_insert_with(BlockedList::default)
                 .note(at, wallet),
+            None => self.miss(BookKey::Blocked),
+        }
+    }
+
+    pub(crate) fn note_unblocked(&mut self, wallet: &WalletId) {
+        match &mut self.blocked {
+            Some(slot) => {
+                if let Some(list) = slot.as_mut() {
+                    list.remove(wallet);
+                }
+            }
             None => self.miss(BookKey::Blocked),
         }
     }

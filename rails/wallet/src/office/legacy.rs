@@ -136,6 +136,7 @@ pub(crate) fn decode_whole(bytes: &[u8]) -> Result<Book, Error> {
             reissued,
             remainder_released,
             open,
+            case: None,
         });
     }
     for _ in 0..read_count(&mut r)? {

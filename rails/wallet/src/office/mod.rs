@@ -27,8 +27,8 @@ use crate::sync::ChargeVoucher;
 use crate::terms::{Agreement, Terms};
 use crate::wire::Outcome;
 
-pub use book::BookKey;
 use book::{Book, WalletAccount};
+pub use book::{BookKey, Case, CaseDecision, CaseReason};
 #[cfg(feature = "operator")]
 pub(crate) use sync_plan::{SyncView, sync_keys};
 
@@ -37,6 +37,9 @@ pub const OFFICE_BOOK_VERSION: u8 = 2;
 /// Most wallets one office issues.
 pub const OFFICE_WALLETS_MAX: usize = 10_000_000;
 const DOMAIN_POSTING: &[u8] = b"offpay-wallet v1 posting";
+/// How long after a seller is blocked the office waits before it voids the transfers that
+/// seller left a buyer prepared in (rather than waiting for the seller's credential to expire).
+pub const ABANDONED_RESOLUTION_WINDOW_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// A side of a posting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -222,6 +225,8 @@ pub struct WalletSummary {
     pub reissued: bool,
     /// Whether the held-back remainder was released after the reissue.
     pub remainder_released: bool,
+    /// The containment case, if the office blocked the wallet on evidence of a cheat.
+    pub case: Option<Case>,
 }
 
 impl MoneyOffice {
@@ -376,6 +381,59 @@ impl MoneyOffice {
         Ok(())
     }
 
+    /// Containment: blocks a wallet on the first evidence of a cheat (a double spend, a forked
+    /// log, an overspend) and opens a case for the operator. A wallet already blocked keeps its
+    /// block and its first case; one whose earlier case was dismissed gets a new case.
+    pub(crate) fn contain(
+        &mut self,
+        wallet_id: WalletId,
+        reason: CaseReason,
+        transfer_id: Option<TransferId>,
+        now: Millis,
+    ) {
+        let Some(account) = self.book.wallet_mut(&wallet_id) else {
+            return;
+        };
+        if account.blocked_at_ms.is_some() {
+            return;
+        }
+        account.blocked_at_ms = Some(now);
+        account.case = Some(Case {
+            reason,
+            opened_at_ms: now,
+            transfer_id,
+            decision: None,
+        });
+        self.book.note_blocked(now, wallet_id);
+    }
+
+    /// The operator's decision on a wallet's containment case: confirmed, the block stands for
+    /// good; dismissed, the block is lifted and the wallet is renewed at its next sync.
+    pub fn decide_case(
+        &mut self,
+        wallet_id: WalletId,
+        decision: CaseDecision,
+        now: Millis,
+    ) -> Result<Case, Error> {
+        let account = self
+            .book
+            .wallet_mut(&wallet_id)
+            .ok_or(Misuse::UnknownWallet)?;
+        let Some(mut case) = account.case else {
+            return Err(Misuse::NoCase.into());
+        };
+        if case.decision.is_some() {
+            return Err(Misuse::CaseDecided.into());
+        }
+        case.decision = Some((decision, now));
+        account.case = Some(case);
+        if decision == CaseDecision::Dismissed {
+            account.blocked_at_ms = None;
+            self.book.note_unblocked(&wallet_id);
+        }
+        Ok(case)
+    }
+
     /// Held by the lost wallet's prepared purchases the office has not seen decided, in minor
     /// units.
     fn held_minor(&self, wallet_id: &WalletId, account: &WalletAccount) -> u64 {
@@ -483,6 +541,7 @@ impl MoneyOffice {
             open_transfers: account.open.iter().copied().collect(),
             reissued: account.reissued,
             remainder_released: account.remainder_released,
+            case: account.case,
         })
     }
 
@@ -491,10 +550,13 @@ impl MoneyOffice {
         usize::try_from(self.book.wallet_count()).unwrap_or(usize::MAX)
     }
 
-    /// The operator's way out for a buyer left prepared by a seller that will never sync (its
-    /// phone is lost): once the seller is blocked and its credential has expired, the office
-    /// decides void. The buyer gets the resolution at its next sync. Should the seller's log
-    /// ever arrive with a commit, it is flagged as a conflicting outcome and not posted.
+    /// The way out for a buyer left prepared by a seller that will never sync (its phone is
+    /// lost, or it cheated): once the seller is blocked and either
+    /// [`ABANDONED_RESOLUTION_WINDOW_MS`] has passed since the block or its credential has
+    /// expired, the office decides void. The buyer gets the resolution at its next sync (the
+    /// office does this by itself when the buyer syncs; the operator may too). Should the
+    /// seller's log ever arrive with a commit, it is flagged as a conflicting outcome and not
+    /// posted: the blocked seller, not the buyer, loses that sale.
     pub fn resolve_abandoned(&mut self, transfer_id: TransferId, now: Millis) -> Result<(), Error> {
         let file = self
             .book
@@ -508,11 +570,13 @@ impl MoneyOffice {
             .book
             .wallet(&terms.seller)
             .ok_or(Misuse::UnknownWallet)?;
-        if seller.blocked_at_ms.is_none() {
+        let Some(blocked_at_ms) = seller.blocked_at_ms else {
             return Err(Misuse::WalletNotBlocked.into());
-        }
-        if now <= seller.credential.expires_at_ms {
-            return Err(Misuse::CredentialNotExpired.into());
+        };
+        if now <= seller.credential.expires_at_ms
+            && now <= blocked_at_ms.saturating_add(ABANDONED_RESOLUTION_WINDOW_MS)
+        {
+            return Err(Misuse::ResolutionWindowOpen.into());
         }
         let mut flags = Vec::new();
         self.decide(&terms, Outcome::Voided, &mut flags);

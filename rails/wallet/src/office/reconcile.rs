@@ -4,7 +4,7 @@
 use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 
-use super::book::WalletAccount;
+use super::book::{CaseDecision, CaseReason, WalletAccount};
 use super::{AgreementEvidence, Flag, MoneyOffice, Posting, PostingAccount, PostingKind};
 use super::{Reconciliation, transfer_posting_id};
 use crate::credential::Credential;
@@ -136,6 +136,22 @@ impl MoneyOffice {
         let account = self.account_mut(&wallet_id);
         account.head = Some((upload.head_seq, upload.head_hash));
         account.spent_unsynced_minor = 0;
+        for wallet in &touched {
+            if let Some(a) = self.book.wallet(wallet)
+                && a.shadow_minor < 0
+            {
+                flags.push(Flag::Overspent {
+                    wallet: *wallet,
+                    shadow_minor: a.shadow_minor,
+                });
+            }
+        }
+        // Containment: the first evidence of a cheat blocks the cheat, before its credential
+        // could be renewed below.
+        for (cheat, reason, transfer_id) in self.evidence(wallet_id, &flags, &postings) {
+            self.contain(cheat, reason, transfer_id, now);
+        }
+        let account = self.account_mut(&wallet_id);
         let blocked = account.blocked_at_ms.is_some();
         let current = account.credential.clone();
         let renewed = if !blocked {
@@ -156,14 +172,22 @@ impl MoneyOffice {
         if let Some(credential) = &renewed {
             account.credential = credential.clone();
         }
-        for wallet in touched {
-            if let Some(a) = self.book.wallet(&wallet)
-                && a.shadow_minor < 0
-            {
-                flags.push(Flag::Overspent {
-                    wallet,
-                    shadow_minor: a.shadow_minor,
-                });
+        // A purchase held by a blocked seller past its window is voided now.
+        let held: Vec<TransferId> = self
+            .book
+            .wallet(&wallet_id)
+            .map(|a| a.open.iter().copied().collect())
+            .unwrap_or_default();
+        for transfer_id in held {
+            let abandoned = self.book.transfer(&transfer_id).is_some_and(|file| {
+                file.terms.buyer == wallet_id
+                    && file.buyer_prepared
+                    && file.buyer_outcome.is_none()
+                    && file.seller_decision.is_none()
+            });
+            if abandoned {
+                // Refused while the seller is not blocked or its window is open: nothing changes.
+                let _ = self.resolve_abandoned(transfer_id, now);
             }
         }
         let reply = self.reply(wallet_id, upload.head_seq, upload.head_hash, renewed);
@@ -172,6 +196,58 @@ impl MoneyOffice {
             postings,
             flags,
         })
+    }
+
+    /// The wallets the flags of one reconciliation show cheating, each with the first evidence
+    /// against it. A seller is never among them: what it reports is evidence against its buyer.
+    ///
+    /// - a double spend: the buyer that signed two agreements with one payment number;
+    /// - a forked log: the uploader;
+    /// - an overspend, when it cannot be an honest wallet's payments not yet matched by the
+    ///   receipts its payers have not reported yet: either the wallet's own upload was just
+    ///   reconciled (every receipt in its log is counted) or its value is below minus its
+    ///   offline spending limit (an honest wallet pays at most that between two of its syncs).
+    ///   After the operator dismissed a case, an overspend counts again only with a new payment.
+    fn evidence(
+        &self,
+        uploader: WalletId,
+        flags: &[Flag],
+        postings: &[Posting],
+    ) -> Vec<(WalletId, CaseReason, Option<TransferId>)> {
+        let mut found = Vec::new();
+        for flag in flags {
+            match flag {
+                Flag::DoubleSpend { wallet, second, .. } => found.push((
+                    *wallet,
+                    CaseReason::DoubleSpend,
+                    Some(second.terms.transfer_id),
+                )),
+                Flag::ForkedLog { wallet, .. } => {
+                    found.push((*wallet, CaseReason::ForkedLog, None));
+                }
+                Flag::Overspent {
+                    wallet,
+                    shadow_minor,
+                } => {
+                    let Some(account) = self.book.wallet(wallet) else {
+                        continue;
+                    };
+                    let limit = i128::from(account.credential.limits.offline_spend_max.minor());
+                    let beyond_honest = *wallet == uploader || *shadow_minor < -limit;
+                    let paid_now = postings.iter().any(|p| {
+                        p.kind == PostingKind::Transfer && p.from == PostingAccount::Wallet(*wallet)
+                    });
+                    let dismissed = account
+                        .case
+                        .is_some_and(|c| matches!(c.decision, Some((CaseDecision::Dismissed, _))));
+                    if beyond_honest && (paid_now || !dismissed) {
+                        found.push((*wallet, CaseReason::Overspent, None));
+                    }
+                }
+                Flag::ConflictingOutcome { .. } | Flag::BlockedWalletTransacted { .. } => {}
+            }
+        }
+        found
     }
 
     fn signing_key_of(&self, wallet_id: &WalletId) -> Result<[u8; 32], Error> {

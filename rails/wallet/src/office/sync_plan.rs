@@ -43,9 +43,15 @@ pub(crate) fn sync_keys(view: &SyncView, book: &Book, wanted: &mut BTreeSet<Book
     let Some(Some(account)) = book.wallets.get(&own) else {
         return;
     };
-    // The reply reads the files of the wallet's open transfers.
+    // The reply reads the files of the wallet's open transfers, and a purchase held by a
+    // blocked seller reads that seller's account.
     for transfer_id in &account.open {
         wanted.insert(BookKey::Transfer(*transfer_id));
+        if let Some(Some(file)) = book.transfers.get(transfer_id)
+            && file.terms.buyer == own
+        {
+            wanted.insert(BookKey::Wallet(file.terms.seller));
+        }
     }
     // Transfers the news names: their files, and their parties' accounts.
     let mut transfers: BTreeSet<TransferId> = BTreeSet::new();

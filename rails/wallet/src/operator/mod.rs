@@ -37,7 +37,9 @@ use crate::error::{BookError, Error, Malformed};
 use crate::ids::{TransferId, WalletId};
 use crate::keys::OfficeKeys;
 use crate::office::book::{Book, BookKey, Header};
-use crate::office::{MoneyOffice, Posting, Reconciliation, ReissueQuote, WalletSummary};
+use crate::office::{
+    Case, CaseDecision, MoneyOffice, Posting, Reconciliation, ReissueQuote, WalletSummary,
+};
 use crate::sync::ChargeVoucher;
 
 /// How long an issued or renewed credential is valid: a wallet must sync at least this often.
@@ -269,6 +271,22 @@ impl Office {
         let mut effects = Effects::new();
         effects.write_all(writes);
         Ok(Decision::commit(effects, ()))
+    }
+
+    /// The operator's decision on a wallet's containment case ([`Plan::block`]).
+    pub fn decide_case(
+        &self,
+        working: Working,
+        wallet: WalletId,
+        decision: CaseDecision,
+        now: Timestamp,
+    ) -> Result<Decision<Case>, Error> {
+        let (case, writes) = self.run_rules(working, |office| {
+            office.decide_case(wallet, decision, now.0)
+        })?;
+        let mut effects = Effects::new();
+        effects.write_all(writes);
+        Ok(Decision::commit(effects, case))
     }
 
     /// Reissues a lost wallet's value ([`Plan::reissue`]).

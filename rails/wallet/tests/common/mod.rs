@@ -71,6 +71,18 @@ pub enum CrashPoint {
     Torn(u64),
 }
 
+/// One deterministic fault on the k-th datagram sent (counted from 1 since the simulation began).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DatagramFault {
+    None,
+    /// The datagram is lost.
+    Drop(u64),
+    /// The datagram arrives twice.
+    Duplicate(u64),
+    /// The datagram arrives this many ms late, after those sent behind it (reordering).
+    Delay(u64, u64),
+}
+
 pub struct Device {
     pub keys: WalletKeys,
     pub storage: MemoryStorage,
@@ -135,6 +147,10 @@ pub struct Sim {
     pub ids: Vec<WalletId>,
     /// Every datagram sent: (from, to, bytes).
     pub sent: Vec<(usize, usize, Vec<u8>)>,
+    /// A deterministic fault on one datagram (exhaustive checks).
+    pub fault: DatagramFault,
+    /// A deliberate protocol fault given to every wallet (negative variants of the checks).
+    pub defect: Option<offpay_wallet::Defect>,
 }
 
 impl Sim {
@@ -165,6 +181,8 @@ impl Sim {
             refusals: BTreeMap::new(),
             ids: Vec::new(),
             sent: Vec::new(),
+            fault: DatagramFault::None,
+            defect: None,
         };
         for _ in 0..devices {
             sim.add_device(CHARGE_MINOR);
@@ -174,13 +192,18 @@ impl Sim {
 
     /// Issues, creates and charges a new wallet; returns its index.
     pub fn add_device(&mut self, charge_minor: u64) -> usize {
+        self.add_device_with(charge_minor, limits())
+    }
+
+    /// [`Sim::add_device`] with the limits given.
+    pub fn add_device_with(&mut self, charge_minor: u64, limits: Limits) -> usize {
         let keys = WalletKeys::generate(&mut self.entropy);
         let credential = self
             .office
             .issue_wallet(
                 keys.signing_public(),
                 keys.encryption_public(),
-                limits(),
+                limits,
                 self.now,
                 &mut self.entropy,
             )
@@ -197,6 +220,8 @@ impl Sim {
             restart_at: None,
         });
         self.execute(index, actions);
+        let defect = self.defect;
+        self.wallet_mut(index).inject_defect(defect);
         if charge_minor > 0 {
             self.charge(index, charge_minor);
         }
@@ -299,13 +324,20 @@ impl Sim {
         } else {
             self.stats.buyer_datagrams += 1;
         }
-        if self.rng.random_bool(self.net.loss) {
+        let number = self.stats.datagrams;
+        if self.rng.random_bool(self.net.loss) || self.fault == DatagramFault::Drop(number) {
             return;
         }
-        let copies = if self.rng.random_bool(self.net.duplicate) {
+        let copies = if self.rng.random_bool(self.net.duplicate)
+            || self.fault == DatagramFault::Duplicate(number)
+        {
             2
         } else {
             1
+        };
+        let extra_delay = match self.fault {
+            DatagramFault::Delay(k, ms) if k == number => ms,
+            _ => 0,
         };
         for _ in 0..copies {
             let latency = if self.net.latency_ms_max > 1 {
@@ -315,7 +347,7 @@ impl Sim {
             };
             self.packet_order += 1;
             self.packets.push(Packet {
-                deliver_at: self.now + latency,
+                deliver_at: self.now + latency + extra_delay,
                 order: self.packet_order,
                 to,
                 bytes: bytes.clone(),
@@ -419,6 +451,8 @@ impl Sim {
             Wallet::recover(keys, &mut self.devices[index].storage, now).expect("recover");
         self.devices[index].wallet = Some(wallet);
         self.devices[index].restart_at = None;
+        let defect = self.defect;
+        self.wallet_mut(index).inject_defect(defect);
         self.wallet_mut(index).set_buyer_mode(true);
         self.execute(index, actions);
     }

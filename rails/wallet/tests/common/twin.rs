@@ -259,6 +259,24 @@ impl TwinOffice {
         blocked
     }
 
+    pub fn decide_case(
+        &mut self,
+        wallet: WalletId,
+        decision: offpay_wallet::CaseDecision,
+        now: u64,
+    ) -> Result<offpay_wallet::Case, Error> {
+        let decided = self.memory.decide_case(wallet, decision, now);
+        #[cfg(feature = "operator")]
+        {
+            let stored = self.run(&Plan::block(wallet), now, |office, working| {
+                office.decide_case(working, wallet, decision, Timestamp(now))
+            });
+            assert_eq!(stored, decided, "decide case");
+            self.check();
+        }
+        decided
+    }
+
     pub fn reissue(
         &mut self,
         lost: WalletId,
