@@ -263,13 +263,10 @@ pub fn apply(input: ApplyInput<'_>) -> Result<Option<Applied>, OperatorError> {
                     .ok_or_else(|| {
                         OperatorError::Internal("a callback without a recipient".into())
                     })?;
-                writes.push(create(
-                    records::pending_key(&pending.euin, pending.callback_row),
-                    &PendingRecord {
-                        callback: pending.clone(),
-                        reply_to,
-                    },
-                )?);
+                let key = records::pending_key(&pending.euin, pending.callback_row);
+                let record =
+                    PendingRecord::sealed(pending.clone(), reply_to, operator.master(), &key);
+                writes.push(create(key, &record)?);
             }
             Effect::RemovePending { euin, callback_row } => {
                 let key = records::pending_key(euin, *callback_row);
@@ -279,10 +276,9 @@ pub fn apply(input: ApplyInput<'_>) -> Result<Option<Applied>, OperatorError> {
                 });
             }
             Effect::Schedule(payment) => {
-                writes.push(create(
-                    records::scheduled_key(payment.due, &payment.message_id),
-                    &ScheduledRecord(payment.clone()),
-                )?);
+                let key = records::scheduled_key(payment.due, &payment.message_id);
+                let record = ScheduledRecord::sealed(payment.clone(), operator.master(), &key);
+                writes.push(create(key, &record)?);
             }
             Effect::SetLimits { account, limits } => {
                 let Some(record) = changed.account(account) else {
@@ -336,6 +332,9 @@ pub fn apply(input: ApplyInput<'_>) -> Result<Option<Applied>, OperatorError> {
             // Statement replies were read with the message's records.
             Effect::SendStatement { .. } => {}
         }
+    }
+    for tampered in &records.tampered {
+        effects.flag(&tampered.flag(now), &discriminator);
     }
     if matches!(
         outcome.verdict,

@@ -225,7 +225,7 @@ impl InboundLoad {
                 )?))
             }
             Some(Next::NeedPending(request)) => Some(Answer::Pending(
-                reader.pending(&request.euin(), request.callback_row())?,
+                reader.pending(&request.euin(), request.callback_row(), operator.master())?,
             )),
             Some(Next::NeedPayee(request)) => Some(Answer::Payee(load_payee(
                 &mut reader,

@@ -48,6 +48,39 @@ pub struct RecordSet {
     pub accounts: HashMap<String, Loaded<AccountRecord>>,
     /// Pending callbacks by key.
     pub pending: HashMap<String, Loaded<PendingRecord>>,
+    /// Records read whose MAC did not match: refused (treated as absent) and raised in the fraud
+    /// queue by the decision.
+    pub tampered: Vec<Tampered>,
+}
+
+/// A stored record whose MAC did not match what it holds: written or changed outside the
+/// operator's code (a database edit). It is refused and moves nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tampered {
+    /// The record kind (`pending`, `scheduled`, `account`).
+    pub kind: &'static str,
+    /// Its storage key.
+    pub key: String,
+    /// What it claimed, for the operator.
+    pub evidence: serde_json::Value,
+}
+
+impl Tampered {
+    /// The fraud flag this finding raises.
+    pub fn flag(&self, now: offpay_ledger::Timestamp) -> offpay_operator::FraudFlag {
+        offpay_operator::FraudFlag::new(
+            crate::operator::apply::FRAUD_RAIL,
+            "record_tampered",
+            &self.key,
+            format!(
+                "stored {} record {} does not match its MAC: written or changed outside the \
+                 operator's code; refused, nothing moved",
+                self.kind, self.key
+            ),
+            serde_json::json!({ "kind": self.kind, "key": self.key, "claimed": self.evidence }),
+            now,
+        )
+    }
 }
 
 impl RecordSet {
@@ -148,14 +181,32 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads the pending callback of `euin` and `row`.
+    /// A record whose MAC does not match is answered as absent and noted in
+    /// [`RecordSet::tampered`].
     pub fn pending(
         &mut self,
         euin: &Euin,
         row: u8,
+        master: &MasterKey,
     ) -> Result<Option<PendingCallback>, RecordError> {
         let key = records::pending_key(euin, row);
         let loaded = Loaded::<PendingRecord>::read(self.store, &key)?;
-        let callback = loaded.value.as_ref().map(|record| record.callback.clone());
+        let callback = match &loaded.value {
+            Some(record) if record.authentic(master, &key) => Some(record.callback.clone()),
+            Some(record) => {
+                self.records.tampered.push(Tampered {
+                    kind: PendingRecord::MAC_KIND,
+                    key: key.clone(),
+                    evidence: serde_json::json!({
+                        "payer": record.callback.payer.to_string(),
+                        "payee": record.callback.payee.to_string(),
+                        "amount": record.callback.amount.to_string(),
+                    }),
+                });
+                None
+            }
+            None => None,
+        };
         self.records.pending.insert(key, loaded);
         Ok(callback)
     }

@@ -20,7 +20,7 @@ use crate::civil_time::{CivilDateTime, UnixSeconds};
 use crate::engine::{PendingCallback, RECORD_FORMAT_VERSION, ScheduledPayment};
 use crate::envelope::{EnvelopeStatus, EnvelopeView, RowCount, RowSet};
 use crate::grammar::SecurityLevel;
-use crate::keys::{BindingTag, SealedEnvelope};
+use crate::keys::{BindingTag, MasterKey, SealedEnvelope};
 use crate::numbers::{AccountNumber, Euin, PhoneNumber};
 use crate::operator::spending::SpendingWindow;
 use crate::posting::{Reference, TransferId};
@@ -682,6 +682,9 @@ pub struct PendingRecord {
     pub callback: PendingCallback,
     /// Who gets the expiry notice.
     pub reply_to: PhoneNumber,
+    /// MAC under a key derived from the master key ([`MasterKey::record_mac`]) over the record's
+    /// key and content: a record a database administrator wrote or changed does not match.
+    pub mac: [u8; 32],
 }
 
 #[derive(Serialize, Deserialize)]
@@ -699,9 +702,47 @@ struct PendingWire {
     created_at: u64,
     due: Option<(String, u64)>,
     reply_to: String,
+    #[serde(default)]
+    mac: String,
+}
+
+/// What a record's MAC covers: its JSON with the MAC left empty.
+fn mac_content<W: Serialize>(wire: &W) -> Vec<u8> {
+    // Serialising plain strings and numbers to JSON cannot fail.
+    serde_json::to_vec(wire).unwrap_or_default()
 }
 
 impl PendingRecord {
+    /// Record kind in its MAC.
+    pub const MAC_KIND: &'static str = "pending";
+
+    /// A pending record stored under `key`, with its MAC.
+    pub fn sealed(
+        callback: PendingCallback,
+        reply_to: PhoneNumber,
+        master: &MasterKey,
+        key: &str,
+    ) -> PendingRecord {
+        let mut record = PendingRecord {
+            callback,
+            reply_to,
+            mac: [0; 32],
+        };
+        record.mac = master.record_mac(Self::MAC_KIND, key, &record.mac_content());
+        record
+    }
+
+    fn mac_content(&self) -> Vec<u8> {
+        let mut wire = self.wire();
+        wire.mac = String::new();
+        mac_content(&wire)
+    }
+
+    /// Whether the record is the one the operator wrote under `key`.
+    pub fn authentic(&self, master: &MasterKey, key: &str) -> bool {
+        master.record_mac_matches(Self::MAC_KIND, key, &self.mac_content(), &self.mac)
+    }
+
     fn wire(&self) -> PendingWire {
         let pending = &self.callback;
         PendingWire {
@@ -720,6 +761,7 @@ impl PendingRecord {
                 .due
                 .map(|(civil, unix)| (civil_text(&civil), unix.0)),
             reply_to: self.reply_to.to_string(),
+            mac: hex::encode(self.mac),
         }
     }
 
@@ -752,15 +794,18 @@ impl PendingRecord {
                 due,
             },
             reply_to: field::<Self, _, _>(key, "reply_to", PhoneNumber::parse(&wire.reply_to))?,
+            // A missing or malformed MAC reads as one that does not match.
+            mac: hex_array::<Self, 32>(key, "mac", &wire.mac).unwrap_or([0; 32]),
         })
     }
 }
 
 json_record!(PendingRecord, FORMAT_VERSION);
 
-/// A scheduled payment as stored.
+/// A scheduled payment as stored, with its MAC under a key derived from the master key
+/// ([`MasterKey::record_mac`]) over its key and content.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ScheduledRecord(pub ScheduledPayment);
+pub struct ScheduledRecord(pub ScheduledPayment, pub [u8; 32]);
 
 #[derive(Serialize, Deserialize)]
 struct ScheduledWire {
@@ -774,9 +819,32 @@ struct ScheduledWire {
     due: u64,
     reply_to: String,
     reference: String,
+    #[serde(default)]
+    mac: String,
 }
 
 impl ScheduledRecord {
+    /// Record kind in its MAC.
+    pub const MAC_KIND: &'static str = "scheduled";
+
+    /// A scheduled payment stored under `key`, with its MAC.
+    pub fn sealed(payment: ScheduledPayment, master: &MasterKey, key: &str) -> ScheduledRecord {
+        let mut record = ScheduledRecord(payment, [0; 32]);
+        record.1 = master.record_mac(Self::MAC_KIND, key, &record.mac_content());
+        record
+    }
+
+    fn mac_content(&self) -> Vec<u8> {
+        let mut wire = self.wire();
+        wire.mac = String::new();
+        mac_content(&wire)
+    }
+
+    /// Whether the record is the one the operator wrote under `key`.
+    pub fn authentic(&self, master: &MasterKey, key: &str) -> bool {
+        master.record_mac_matches(Self::MAC_KIND, key, &self.mac_content(), &self.1)
+    }
+
     fn wire(&self) -> ScheduledWire {
         let payment = &self.0;
         ScheduledWire {
@@ -790,6 +858,7 @@ impl ScheduledRecord {
             due: payment.due.0,
             reply_to: payment.reply_to.to_string(),
             reference: payment.reference.to_string(),
+            mac: hex::encode(self.1),
         }
     }
 
@@ -806,7 +875,9 @@ impl ScheduledRecord {
             due: UnixSeconds(wire.due),
             reply_to: field::<Self, _, _>(key, "reply_to", PhoneNumber::parse(&wire.reply_to))?,
             reference: some::<Self, _>(key, "reference", Reference::parse(&wire.reference))?,
-        }))
+        },
+        // A missing or malformed MAC reads as one that does not match.
+        hex_array::<Self, 32>(key, "mac", &wire.mac).unwrap_or([0; 32])))
     }
 }
 
@@ -1297,8 +1368,13 @@ mod tests {
         ) -> R {
             let loaded = Loaded::<R>::read(store, key).unwrap();
             let value = loaded.value.unwrap();
-            let again: serde_json::Value =
+            let mut again: serde_json::Value =
                 serde_json::from_slice(&value.encode(key).unwrap()).unwrap();
+            // First-release records had no MAC: they decode with none that matches (and are
+            // refused where a MAC is required).
+            if let Some(object) = again.as_object_mut() {
+                object.remove("mac");
+            }
             assert_eq!(
                 again,
                 serde_json::from_str::<serde_json::Value>(json).unwrap()
