@@ -34,7 +34,7 @@ pub(crate) fn hundredths(amount: &Amount) -> Option<u64> {
 
 /// The middle (`PAYG`) or high (`PAYC`) instruction a holder writes with `row` of `envelope`:
 /// the payee's first digits in clear and the rest grid-coded, the amount plus the row's offset,
-/// the magnitude code and the row's TAN. `payer` is what names the payer (envelope number or pay
+/// the magnitude code and the row's checksum over the payee and amount. `payer` is what names the payer (envelope number or pay
 /// number, as the holder types it). `None` for the low level, for a row or grid the envelope does
 /// not have, or for an amount a grid instruction cannot carry.
 pub fn grid_text(
@@ -67,13 +67,18 @@ pub fn grid_text(
             width = GRID_CODE_DIGITS
         );
     }
+    let sum: String = secret
+        .recipe()
+        .checksum(payee, amount)
+        .iter()
+        .map(|digit| char::from(b'0' + digit))
+        .collect();
     Some(format!(
-        "{} {payer} {row} {coded} {}.{:02} {:03} {}",
+        "{} {payer} {row} {coded} {}.{:02} {:03} {sum}",
         level.keyword(),
         plus / 100,
         plus % 100,
         grid.magnitude_code(class),
-        secret.tan().reveal()
     ))
 }
 

@@ -945,19 +945,20 @@ impl Engine {
                 payee,
                 amount_plus_offset,
                 magnitude_code,
-                tan,
+                checksum,
                 ..
             } => {
                 let decoded = self.decode_grid(auth, row, payee, *amount_plus_offset, currency);
-                let tan_ok = row.tan().matches(tan);
-                let Some((_, amount)) = decoded else {
+                let Some((payee, amount)) = decoded else {
                     return Ok(false);
                 };
+                // The row's checksum over the decoded payment covers every digit of the amount.
+                let sum_ok = row.recipe().verify(&payee, &amount, checksum.digits());
                 let class = AmountDigits::of(&amount).whole_length();
                 let grid = auth.secrets.grid(row.grid_number());
                 let magnitude_ok =
                     grid.is_some_and(|grid| grid.magnitude_matches(class, *magnitude_code));
-                Ok(tan_ok & magnitude_ok)
+                Ok(sum_ok & magnitude_ok)
             }
         }
     }
@@ -1662,11 +1663,16 @@ impl Engine {
                 } else {
                     format!(" {}", intent.amount.currency())
                 };
+                let sum: String = row
+                    .recipe()
+                    .checksum(&intent.payee, &intent.amount)
+                    .iter()
+                    .map(|digit| char::from(b'0' + digit))
+                    .collect();
                 let _ = write!(
                     out,
-                    " {coded}{currency} {:03} {}",
+                    " {coded}{currency} {:03} {sum}",
                     grid.magnitude_code(class.max(1)),
-                    row.tan().reveal()
                 );
             }
         }

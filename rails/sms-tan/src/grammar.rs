@@ -236,8 +236,9 @@ pub enum PaymentBody {
         amount_plus_offset: u64,
         /// The magnitude code.
         magnitude_code: u16,
-        /// TanCol3.
-        tan: Tan,
+        /// The row's checksum over the payee and amount (protocol v3: it replaces the TAN, so
+        /// the instruction is authenticated over every digit of its amount, not only its size).
+        checksum: Checksum,
     },
 }
 
@@ -473,10 +474,10 @@ impl MessageKind {
         match self {
             MessageKind::Payment(SecurityLevel::Low) => "PAY 26399912345 901020377865 500 1 927927",
             MessageKind::Payment(SecurityLevel::Middle) => {
-                "PAYG envelope row coded-payee amount+col2 size-code TAN"
+                "PAYG envelope row coded-payee amount+col2 size-code SUM"
             }
             MessageKind::Payment(SecurityLevel::High) => {
-                "PAYC envelope row coded-payee amount+col2 size-code TAN"
+                "PAYC envelope row coded-payee amount+col2 size-code SUM"
             }
             MessageKind::Confirm => "OK 26399912345 20 857 2 927927",
             MessageKind::Register => "REG new-envelope 26399912345 5 922",
@@ -671,18 +672,18 @@ fn write_payment(out: &mut String, payment: &Payment) -> fmt::Result {
             payee,
             amount_plus_offset,
             magnitude_code,
-            tan,
+            checksum,
         } => {
             write!(out, "{} {} {row} ", payment.level.keyword(), payment.payer)?;
             write_encrypted_payee(out, payee)?;
             let amount = TypedAmount::from_hundredths(*amount_plus_offset)
                 .map(|amount| alloc::format!("{amount}"))
                 .unwrap_or_default();
-            write!(
-                out,
-                " {amount}{currency} {magnitude_code:03} {}",
-                tan.reveal()
-            )
+            write!(out, " {amount}{currency} {magnitude_code:03} ")?;
+            for digit in checksum.digits() {
+                write!(out, "{digit}")?;
+            }
+            Ok(())
         }
     }
 }
@@ -1516,7 +1517,7 @@ fn parse_payment(tokens: &[Token<'_>], level: SecurityLevel) -> Result<Message, 
                     required(Kind::EncryptedAmount),
                     optional(Kind::Currency),
                     required(Kind::MagnitudeCode),
-                    required(Kind::Tan),
+                    required(Kind::Checksum),
                 ],
             )?;
             let Value::Amount(encrypted) = values[4] else {
@@ -1543,7 +1544,7 @@ fn parse_payment(tokens: &[Token<'_>], level: SecurityLevel) -> Result<Message, 
                 magnitude_code: magnitude
                     .iter()
                     .fold(0u16, |value, digit| value * 10 + u16::from(*digit)),
-                tan: tan(&values[7])?,
+                checksum: Checksum(digits_array(&values[7], Field::Checksum)?),
             };
             (
                 (payer_ref(&values[0])?, body),
@@ -1729,8 +1730,7 @@ mod tests {
 
     #[test]
     fn middle_payments_read_the_grid_fields() {
-        let text =
-            "PAYG 26399912345 1 90 447 881 725 108 921 179 447 881 725 108 789187532813.23 874 123";
+        let text = "PAYG 26399912345 1 90 447 881 725 108 921 179 447 881 725 108 789187532813.23 874 123456";
         let Message::Payment(payment) = parse(text).unwrap() else {
             panic!()
         };
@@ -1740,7 +1740,7 @@ mod tests {
             payee,
             amount_plus_offset,
             magnitude_code,
-            tan,
+            checksum,
         } = &payment.body
         else {
             panic!()
@@ -1750,7 +1750,7 @@ mod tests {
         assert_eq!(payee.codes[0], 447);
         assert_eq!(*amount_plus_offset, 78_918_753_281_323);
         assert_eq!(*magnitude_code, 874);
-        assert_eq!(tan.value(), 123);
+        assert_eq!(checksum.digits(), &[1, 2, 3, 4, 5, 6]);
         assert_eq!(
             parse(&Message::Payment(payment.clone()).format()),
             Ok(Message::Payment(payment))

@@ -1,5 +1,13 @@
-//! Low-security checksum recipes, e.g. `9, LS+6, 7, A2+3, A7+2, S1+5`: six positions, each a
-//! constant digit or a digit of the payment plus an offset, keeping the last digit of the sum.
+//! Checksum recipes, e.g. `A4+1, S2+7, LS+6, T+3, A9+2, S1+5` (derived envelopes) or the seed's
+//! `9, LS+6, 7, A2+3, A7+2, S1+5` (imported ones): six positions, each a constant digit or a
+//! digit of the payment plus an offset, keeping the last digit of the sum.
+//!
+//! A derived recipe covers every digit of the amount: `LS` (how many whole digits), `S1` and `S2`
+//! (the two leading digits) and `T` (the last digit of the sum of all the amount's digits, so a
+//! change of any one digit changes it). An amount the checksum does not tell apart from another
+//! has the same number of whole digits, the same two leading digits and a digit sum congruent
+//! modulo 10: at most 1.1 times as large (`docs/protocols/sms-tan.md` §6, measured by
+//! `recipe::tests::worst_undetected_inflation_of_a_derived_recipe_is_measured`).
 
 use alloc::string::String;
 use core::fmt::{self, Write as _};
@@ -11,9 +19,8 @@ use zeroize::Zeroize;
 use crate::limits::{ACCOUNT_NUMBER_DIGITS, CHECKSUM_DIGITS};
 use crate::numbers::AccountNumber;
 
-/// Largest amount-digit index a generated recipe uses (S1..S3 exist for every amount written with
-/// two decimals).
-pub const AMOUNT_DIGIT_INDEX_MAX: u8 = 3;
+/// Amount-digit indices a derived recipe uses: the two leading digits.
+pub const DERIVED_AMOUNT_DIGITS: [u8; 2] = [1, 2];
 /// Longest amount written out in digits (15 whole digits of `Amount::MAX_MINOR` plus decimals).
 const AMOUNT_DIGITS_MAX: usize = 24;
 
@@ -39,6 +46,11 @@ pub enum Term {
     AmountDigit {
         /// k, from 1.
         index: u8,
+        /// c, 0–9.
+        add: u8,
+    },
+    /// `T+c`: the last digit of the sum of all the amount's digits (decimals included), plus c.
+    DigitSum {
         /// c, 0–9.
         add: u8,
     },
@@ -91,6 +103,15 @@ impl AmountDigits {
         self.whole
     }
 
+    /// The sum of all digits, modulo 10 (the `T` term).
+    pub fn digit_sum(&self) -> u8 {
+        (self.digits[..self.length]
+            .iter()
+            .map(|digit| u32::from(*digit))
+            .sum::<u32>()
+            % 10) as u8
+    }
+
     /// The seed's Sk (k from 1); 0 past the end.
     pub fn digit(&self, k: usize) -> u8 {
         if k == 0 || k > self.length {
@@ -110,6 +131,7 @@ impl Term {
                 (payee.digit_from_right(usize::from(index)).unwrap_or(0), add)
             }
             Term::AmountDigit { index, add } => (amount.digit(usize::from(index)), add),
+            Term::DigitSum { add } => (amount.digit_sum(), add),
         };
         (base + add) % 10
     }
@@ -117,7 +139,7 @@ impl Term {
     fn is_valid(&self) -> bool {
         match *self {
             Term::Constant(digit) => digit <= 9,
-            Term::WholeLength { add } => add <= 9,
+            Term::WholeLength { add } | Term::DigitSum { add } => add <= 9,
             Term::AccountDigit { index, add } => {
                 (1..=ACCOUNT_NUMBER_DIGITS as u8).contains(&index) && add <= 9
             }
@@ -143,6 +165,8 @@ impl Term {
                 return None;
             }
             Term::WholeLength { add }
+        } else if head == "T" {
+            Term::DigitSum { add }
         } else if let Some(rest) = head.strip_prefix('A') {
             Term::AccountDigit {
                 index: small_number(rest)?,
@@ -188,6 +212,7 @@ impl fmt::Display for Term {
             Term::WholeLength { add } => write!(f, "LS+{add}"),
             Term::AccountDigit { index, add } => write!(f, "A{index}+{add}"),
             Term::AmountDigit { index, add } => write!(f, "S{index}+{add}"),
+            Term::DigitSum { add } => write!(f, "T+{add}"),
         }
     }
 }
@@ -317,6 +342,62 @@ mod tests {
         }
         assert_eq!(Recipe::parse("1,2,3,4,5"), None);
         assert_eq!(Recipe::parse("1,2,3,4,5,6,7"), None);
+    }
+
+    /// For each magnitude class 1..=`classes`, the largest ratio between two amounts (KES,
+    /// hundredths) that `recipe` gives the same checksum for a payment to `payee`: how far an
+    /// amount can be inflated without the checksum telling. Exhaustive over every amount.
+    fn worst_undetected_factor(recipe: &Recipe, payee: &AccountNumber, classes: u32) -> Vec<f64> {
+        let mut groups: std::collections::HashMap<[u8; CHECKSUM_DIGITS], (u64, u64)> =
+            std::collections::HashMap::new();
+        for minor in 1..10u64.pow(classes + 2) {
+            let amount = Amount::from_minor(minor, Currency::KES).unwrap();
+            let group = groups
+                .entry(recipe.checksum(payee, &amount))
+                .or_insert((minor, minor));
+            group.0 = group.0.min(minor);
+            group.1 = group.1.max(minor);
+        }
+        let mut worst = vec![1.0f64; classes as usize];
+        for (low, high) in groups.values() {
+            let class =
+                AmountDigits::of(&Amount::from_minor(*low, Currency::KES).unwrap()).whole_length();
+            let factor = *high as f64 / *low as f64;
+            worst[class - 1] = worst[class - 1].max(factor);
+        }
+        worst
+    }
+
+    /// Issue 18, attack 3: a derived recipe covers every digit of the amount, so the worst
+    /// inflation its checksum cannot see is 1.0 (none) in class 1 and below 1.1 in every other
+    /// class, at each level (low: the instruction's checksum; middle: the same over the decoded
+    /// payment; high: the callback's SUM and the OK). The seed's recipes (imported envelopes)
+    /// cover LS and S1 only: up to 2x.
+    #[test]
+    fn worst_undetected_inflation_of_a_derived_recipe_is_measured() {
+        let master = crate::keys::MasterKey::from_bytes([0x5a; 32]);
+        let euin = crate::numbers::Euin::issued(263, 1).unwrap();
+        let envelope =
+            crate::envelope::Envelope::derive(&master, euin, crate::envelope::RowCount::Twenty);
+        let (payee, _) = worked_example();
+        for row in [1u8, 20] {
+            let worst = worst_undetected_factor(envelope.row(row).unwrap().recipe(), &payee, 4);
+            assert_eq!(worst[0], 1.0, "class 1 is exact: {worst:?}");
+            for factor in &worst[1..] {
+                assert!(*factor < 1.1, "row {row}: {worst:?}");
+            }
+            // The bound is nearly reached (10.00 and 10.91 share LS, S1, S2 and the digit sum).
+            assert!(worst[1] > 1.09, "row {row}: {worst:?}");
+            eprintln!("row {row}: worst undetected factor per class 1-4: {worst:?}");
+        }
+        let seed = Recipe::parse("9, LS+6, 7, A2+3, A7+2, S1+5").unwrap();
+        let worst = worst_undetected_factor(&seed, &payee, 4);
+        eprintln!("seed recipe: worst undetected factor per class 1-4: {worst:?}");
+        assert!(
+            worst[1..]
+                .iter()
+                .all(|factor| *factor > 1.9 && *factor < 2.0)
+        );
     }
 
     #[test]

@@ -85,15 +85,15 @@ fn payment() -> impl Strategy<Value = Payment> {
         proptest::array::uniform10(0u16..1000),
         0u64..100_000_000_000_000,
         0u16..1000,
-        tan(),
+        proptest::array::uniform6(0u8..10),
     )
         .prop_map(
-            |(row, plain, codes, amount_plus_offset, magnitude_code, tan)| PaymentBody::Grid {
+            |(row, plain, codes, amount_plus_offset, magnitude_code, checksum)| PaymentBody::Grid {
                 row,
                 payee: EncryptedPayee { plain, codes },
                 amount_plus_offset,
                 magnitude_code,
-                tan,
+                checksum: Checksum::new(checksum).unwrap(),
             },
         );
     prop_oneof![

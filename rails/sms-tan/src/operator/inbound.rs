@@ -224,9 +224,11 @@ impl InboundLoad {
                     received_at,
                 )?))
             }
-            Some(Next::NeedPending(request)) => Some(Answer::Pending(
-                reader.pending(&request.euin(), request.callback_row(), operator.master())?,
-            )),
+            Some(Next::NeedPending(request)) => Some(Answer::Pending(reader.pending(
+                &request.euin(),
+                request.callback_row(),
+                operator.master(),
+            )?)),
             Some(Next::NeedPayee(request)) => Some(Answer::Payee(load_payee(
                 &mut reader,
                 &request.payee(),

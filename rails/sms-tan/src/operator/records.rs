@@ -865,19 +865,21 @@ impl ScheduledRecord {
     fn from_wire(key: &str, wire: ScheduledWire) -> Result<ScheduledRecord, RecordError> {
         check_version::<Self>(key, wire.version)?;
         let currency = field::<Self, _, _>(key, "currency", Currency::from_code(&wire.currency))?;
-        Ok(ScheduledRecord(ScheduledPayment {
-            format_version: RECORD_FORMAT_VERSION,
-            message_id: wire.message_id,
-            payer: field::<Self, _, _>(key, "payer", AccountNumber::parse(&wire.payer))?,
-            payee: field::<Self, _, _>(key, "payee", AccountNumber::parse(&wire.payee))?,
-            amount: amount::<Self>(key, "amount", wire.amount_minor, currency)?,
-            level: some::<Self, _>(key, "level", level_from(&wire.level))?,
-            due: UnixSeconds(wire.due),
-            reply_to: field::<Self, _, _>(key, "reply_to", PhoneNumber::parse(&wire.reply_to))?,
-            reference: some::<Self, _>(key, "reference", Reference::parse(&wire.reference))?,
-        },
-        // A missing or malformed MAC reads as one that does not match.
-        hex_array::<Self, 32>(key, "mac", &wire.mac).unwrap_or([0; 32])))
+        Ok(ScheduledRecord(
+            ScheduledPayment {
+                format_version: RECORD_FORMAT_VERSION,
+                message_id: wire.message_id,
+                payer: field::<Self, _, _>(key, "payer", AccountNumber::parse(&wire.payer))?,
+                payee: field::<Self, _, _>(key, "payee", AccountNumber::parse(&wire.payee))?,
+                amount: amount::<Self>(key, "amount", wire.amount_minor, currency)?,
+                level: some::<Self, _>(key, "level", level_from(&wire.level))?,
+                due: UnixSeconds(wire.due),
+                reply_to: field::<Self, _, _>(key, "reply_to", PhoneNumber::parse(&wire.reply_to))?,
+                reference: some::<Self, _>(key, "reference", Reference::parse(&wire.reference))?,
+            },
+            // A missing or malformed MAC reads as one that does not match.
+            hex_array::<Self, 32>(key, "mac", &wire.mac).unwrap_or([0; 32]),
+        ))
     }
 }
 
