@@ -23,11 +23,12 @@ use crate::account::{
     AccountView, CurrencyClass, ExchangeRate, FeeSchedule, Limits, PayeeLimit, Spending,
 };
 use crate::civil_time::{CivilDateTime, UnixSeconds};
+use crate::content;
 use crate::envelope::{EnvelopeStatus, EnvelopeView, RowSet};
 use crate::error::{Misuse, ParseError, Refusal};
 use crate::grammar::{
-    self, EncryptedPayee, LimitChange, Message, Password, PayerRef, Payment, PaymentBody, RowTan,
-    SecurityLevel, TypedAmount,
+    self, EncryptedEuin, EncryptedPayee, LimitChange, Message, Password, PayerRef, Payment,
+    PaymentBody, RowTan, SecurityLevel, TypedAmount,
 };
 use crate::keys::BindingTag;
 use crate::keys::MasterKey;
@@ -892,12 +893,41 @@ impl Engine {
             Message::Confirm {
                 payer_row, bank, ..
             } => bank.row != payer_row.row,
-            Message::Register { auth: row_tan, .. }
-            | Message::Limit { auth: row_tan, .. }
-            | Message::Dialback { auth: row_tan, .. }
-            | Message::ForceHigh { auth: row_tan, .. }
-            | Message::SetPassword { auth: row_tan, .. }
-            | Message::Dispute { auth: row_tan, .. } => row.tan().matches(&row_tan.tan),
+            // Settings and registration: the row's SUM over the message's content (protocol v3),
+            // so a change to any part of it in transit is refused and counted.
+            Message::Register {
+                new_envelope,
+                auth: sum,
+                ..
+            } => match self.decode_euin(auth, row, new_envelope) {
+                Some(euin) => {
+                    match content::signed_content(message, auth.account.currency, Some(&euin)) {
+                        Ok((subject, digits)) => {
+                            row.recipe()
+                                .verify_digits(&subject, &digits, sum.checksum.digits())
+                        }
+                        Err(_) => false,
+                    }
+                }
+                None => false,
+            },
+            Message::Limit { auth: sum, .. }
+            | Message::Dialback { auth: sum, .. }
+            | Message::ForceHigh { auth: sum, .. }
+            | Message::SetPassword { auth: sum, .. }
+            | Message::Dispute { auth: sum, .. } => {
+                match content::signed_content(message, auth.account.currency, None) {
+                    Ok((subject, digits)) => {
+                        row.recipe()
+                            .verify_digits(&subject, &digits, sum.checksum.digits())
+                    }
+                    // An amount the account's currency cannot hold: a typing matter.
+                    Err(content::ContentError::BadAmount) => {
+                        return Err((Refusal::BadSetting, Some(row_number), false));
+                    }
+                    Err(content::ContentError::NotASetting) => false,
+                }
+            }
             Message::Balance { auth: row_tan, .. } | Message::Statement { auth: row_tan, .. } => {
                 row_tan
                     .as_ref()
@@ -912,6 +942,12 @@ impl Engine {
                     payment: Payment { level, .. },
                     ..
                 } if *level != SecurityLevel::Low => Refusal::CodesDoNotMatch,
+                Message::Register { .. }
+                | Message::Limit { .. }
+                | Message::Dialback { .. }
+                | Message::ForceHigh { .. }
+                | Message::SetPassword { .. }
+                | Message::Dispute { .. } => Refusal::ContentMismatch,
                 _ => Refusal::NotAuthenticated,
             };
             return Err((refusal, Some(row_number), true));
@@ -963,6 +999,30 @@ impl Engine {
         }
     }
 
+    /// Decodes the grid-coded new envelope number of a `REG` with `row`'s grid; `None` when a
+    /// code is not in the grid or the number is not an envelope number.
+    fn decode_euin(
+        &self,
+        auth: &Authenticated,
+        row: &crate::envelope::Row,
+        coded: &EncryptedEuin,
+    ) -> Option<Euin> {
+        let grid = auth.secrets.grid(row.grid_number())?;
+        let mut text = String::with_capacity(crate::limits::EUIN_DIGITS);
+        text.push(char::from(b'0' + coded.plain.min(9)));
+        let mut all_found = true;
+        for position in 1..=ENCRYPTED_ACCOUNT_DIGITS {
+            match grid.decode(position, coded.codes[position - 1]) {
+                Some(digit) => text.push(char::from(b'0' + digit)),
+                None => all_found = false,
+            }
+        }
+        if !all_found {
+            return None;
+        }
+        Euin::parse(&text).ok()
+    }
+
     /// Decodes payee and amount of a grid instruction with `row`.
     fn decode_grid(
         &self,
@@ -1012,8 +1072,22 @@ impl Engine {
                 bank,
                 payer_row,
             }),
-            Message::Register { new_envelope, .. } => {
-                Next::NeedNewEnvelope(NewEnvelopeRequest { auth, new_envelope })
+            Message::Register {
+                new_envelope,
+                auth: sum,
+                ..
+            } => {
+                let decoded = auth
+                    .secrets
+                    .row(sum.row)
+                    .and_then(|row| self.decode_euin(&auth, row, &new_envelope));
+                match decoded {
+                    Some(new_envelope) => {
+                        Next::NeedNewEnvelope(NewEnvelopeRequest { auth, new_envelope })
+                    }
+                    // Verified in `authenticate`, so it decodes.
+                    None => Next::Done(self.finish_refused(auth, Refusal::NotAuthenticated)),
+                }
             }
             Message::Balance { .. } => {
                 let text = reply::balance(&auth.balance);

@@ -201,6 +201,10 @@ pub enum Refusal {
     PayNumberRequired,
     /// A middle/high payee code or amount code did not decode (wrong grid, typo, tampering).
     CodesDoNotMatch,
+    /// A settings or registration message's SUM does not match its content (protocol v3): a
+    /// typing mistake, or the message was changed on its way. Counted as an attempt, raised in
+    /// the fraud queue; nothing changed.
+    ContentMismatch,
     /// The payee account does not exist or cannot receive.
     UnknownPayee,
     /// Paying oneself.

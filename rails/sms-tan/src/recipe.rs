@@ -22,7 +22,7 @@ use crate::numbers::AccountNumber;
 /// Amount-digit indices a derived recipe uses: the two leading digits.
 pub const DERIVED_AMOUNT_DIGITS: [u8; 2] = [1, 2];
 /// Longest amount written out in digits (15 whole digits of `Amount::MAX_MINOR` plus decimals).
-const AMOUNT_DIGITS_MAX: usize = 24;
+const AMOUNT_DIGITS_MAX: usize = 40;
 
 /// One position of a recipe.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -96,6 +96,28 @@ impl AmountDigits {
             length,
             whole,
         }
+    }
+
+    /// A number written as `whole` digits, a point and `fraction` digits (what a settings
+    /// message's SUM covers: [`crate::content`]); `None` past 40 digits or for a non-digit.
+    pub fn from_parts(whole: &[u8], fraction: &[u8]) -> Option<AmountDigits> {
+        let length = whole.len() + fraction.len();
+        if length > AMOUNT_DIGITS_MAX || whole.iter().chain(fraction).any(|digit| *digit > 9) {
+            return None;
+        }
+        let mut digits = [0u8; AMOUNT_DIGITS_MAX];
+        digits[..whole.len()].copy_from_slice(whole);
+        digits[whole.len()..length].copy_from_slice(fraction);
+        Some(AmountDigits {
+            digits,
+            length,
+            whole: whole.len(),
+        })
+    }
+
+    /// The whole digits, then the decimals.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.digits[..self.length]
     }
 
     /// The seed's LS.
@@ -240,6 +262,33 @@ impl Recipe {
             *slot = term.evaluate(payee, &digits);
         }
         out
+    }
+
+    /// The six checksum digits over `payee` and a number written as `digits` (a settings
+    /// message's content, [`crate::content`]).
+    pub fn checksum_of_digits(
+        &self,
+        payee: &AccountNumber,
+        digits: &AmountDigits,
+    ) -> [u8; CHECKSUM_DIGITS] {
+        let mut out = [0u8; CHECKSUM_DIGITS];
+        for (slot, term) in out.iter_mut().zip(&self.0) {
+            *slot = term.evaluate(payee, digits);
+        }
+        out
+    }
+
+    /// Constant-time check of a typed checksum over `payee` and `digits`.
+    pub fn verify_digits(
+        &self,
+        payee: &AccountNumber,
+        digits: &AmountDigits,
+        typed: &[u8; CHECKSUM_DIGITS],
+    ) -> bool {
+        let mut expected = self.checksum_of_digits(payee, digits);
+        let equal: bool = expected.ct_eq(typed).into();
+        expected.zeroize();
+        equal
     }
 
     /// Constant-time check of a typed checksum.

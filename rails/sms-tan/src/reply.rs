@@ -107,6 +107,9 @@ pub fn refused(refusal: &Refusal, burned_row: Option<u8>, locked_now: bool) -> S
         Refusal::PayNumberRequired => String::from(
             "This account pays only with its pay number. Send it instead of the envelope number.",
         ),
+        Refusal::ContentMismatch => String::from(
+            "Not accepted: the SUM does not match this message. If you typed it as written, it was changed on its way. Nothing was changed.",
+        ),
         Refusal::CodesDoNotMatch => String::from(
             "Not accepted: the coded payee, amount or codes do not match your envelope row. Nothing was paid.",
         ),

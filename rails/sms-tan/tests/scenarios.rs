@@ -245,14 +245,14 @@ fn above_the_dialback_threshold_the_callback_is_mandatory_and_can_be_forced() {
         outcome.replies[0].text
     );
     // HIGH ON: even a small payment waits for the OK.
-    let on = format!("HIGH {PAYER_EUIN} ON 2 {}", tan(&w.envelope, 2));
+    let on = signed(&w.envelope, &format!("HIGH {PAYER_EUIN} ON 2 000000"));
     assert!(w.bank.sms(PAYER_PHONE, &on, T0).is_accepted());
     assert!(w.bank.accounts[&w.payer].always_callback);
     let small = low_pay(&w.envelope, PAYER_EUIN, PAYEE, &kes("5"), 3);
     let outcome = w.bank.sms(PAYER_PHONE, &small, T0);
     assert!(outcome.replies[0].text.starts_with("CHECK "));
     // The holder lowers the threshold by SMS.
-    let dialback = format!("DIALBACK {PAYER_EUIN} 50 4 {}", tan(&w.envelope, 4));
+    let dialback = signed(&w.envelope, &format!("DIALBACK {PAYER_EUIN} 50 4 000000"));
     assert!(w.bank.sms(PAYER_PHONE, &dialback, T0).is_accepted());
     assert_eq!(
         w.bank.accounts[&w.payer].dialback_threshold,
@@ -431,11 +431,7 @@ fn rows_run_out_and_the_last_one_registers_a_new_envelope() {
         .collect();
     assert_eq!(free.len(), 1, "one row is kept for registration");
     let next = w.bank.print_envelope("26399912346", RowCount::Fifty);
-    let reg = format!(
-        "REG 26399912346 {PAYER_EUIN} {} {}",
-        free[0],
-        tan(&w.envelope, free[0])
-    );
+    let reg = register(&w.envelope, PAYER_EUIN, "26399912346", free[0]);
     let outcome = w.bank.sms(PAYER_PHONE, &reg, T0);
     assert!(outcome.is_accepted(), "{:?}", outcome.replies);
     assert!(
@@ -461,12 +457,12 @@ fn rows_run_out_and_the_last_one_registers_a_new_envelope() {
 #[test]
 fn an_envelope_already_in_use_cannot_be_registered_again() {
     let mut w = world();
-    let reg = format!("REG {PAYER_EUIN} {PAYER_EUIN} 5 {}", tan(&w.envelope, 5));
+    let reg = register(&w.envelope, PAYER_EUIN, PAYER_EUIN, 5);
     assert_eq!(
         refused(&w.bank.sms(PAYER_PHONE, &reg, T0)),
         Refusal::EnvelopeNotRegistrable
     );
-    let reg = format!("REG 26399900000 {PAYER_EUIN} 6 {}", tan(&w.envelope, 6));
+    let reg = register(&w.envelope, PAYER_EUIN, "26399900000", 6);
     assert_eq!(
         refused(&w.bank.sms(PAYER_PHONE, &reg, T0)),
         Refusal::EnvelopeNotRegistrable
@@ -476,14 +472,20 @@ fn an_envelope_already_in_use_cannot_be_registered_again() {
 #[test]
 fn limits_refuse_and_are_changed_by_sms() {
     let mut w = world();
-    let set = format!("LIMIT {PAYER_EUIN} EACH 1000 1 {}", tan(&w.envelope, 1));
+    let set = signed(
+        &w.envelope,
+        &format!("LIMIT {PAYER_EUIN} EACH 1000 1 000000"),
+    );
     assert!(w.bank.sms(PAYER_PHONE, &set, T0).is_accepted());
     let text = low_pay(&w.envelope, PAYER_EUIN, PAYEE, &kes("1000.01"), 2);
     assert_eq!(
         refused(&w.bank.sms(PAYER_PHONE, &text, T0)),
         Refusal::PerPaymentLimit
     );
-    let set = format!("LIMIT {PAYER_EUIN} DAY 1500 3 {}", tan(&w.envelope, 3));
+    let set = signed(
+        &w.envelope,
+        &format!("LIMIT {PAYER_EUIN} DAY 1500 3 000000"),
+    );
     assert!(w.bank.sms(PAYER_PHONE, &set, T0).is_accepted());
     let text = low_pay(&w.envelope, PAYER_EUIN, PAYEE, &kes("1000"), 4);
     assert!(w.bank.sms(PAYER_PHONE, &text, T0).is_accepted());
@@ -492,19 +494,25 @@ fn limits_refuse_and_are_changed_by_sms() {
         refused(&w.bank.sms(PAYER_PHONE, &text, T0)),
         Refusal::DailyLimit
     );
-    let set = format!(
-        "LIMIT {PAYER_EUIN} TO {PAYEE} 1200 6 {}",
-        tan(&w.envelope, 6)
+    let set = signed(
+        &w.envelope,
+        &format!("LIMIT {PAYER_EUIN} TO {PAYEE} 1200 6 000000"),
     );
     assert!(w.bank.sms(PAYER_PHONE, &set, T0).is_accepted());
-    let set = format!("LIMIT {PAYER_EUIN} DAY NONE 7 {}", tan(&w.envelope, 7));
+    let set = signed(
+        &w.envelope,
+        &format!("LIMIT {PAYER_EUIN} DAY NONE 7 000000"),
+    );
     assert!(w.bank.sms(PAYER_PHONE, &set, T0).is_accepted());
     let text = low_pay(&w.envelope, PAYER_EUIN, PAYEE, &kes("300"), 8);
     assert_eq!(
         refused(&w.bank.sms(PAYER_PHONE, &text, T0)),
         Refusal::PayeeLimit
     );
-    let set = format!("LIMIT {PAYER_EUIN} WEEK 1100 9 {}", tan(&w.envelope, 9));
+    let set = signed(
+        &w.envelope,
+        &format!("LIMIT {PAYER_EUIN} WEEK 1100 9 000000"),
+    );
     assert!(w.bank.sms(PAYER_PHONE, &set, T0).is_accepted());
     let text = low_pay(&w.envelope, PAYER_EUIN, PAYEE, &kes("150"), 10);
     assert_eq!(
@@ -758,9 +766,9 @@ fn payee_with_an_envelope_gets_a_coded_notice() {
 #[test]
 fn settings_password_dispute_and_statement() {
     let mut w = world();
-    let password = format!(
-        "PASSWORD {PAYER_EUIN} 1 {} Secret2026x",
-        tan(&w.envelope, 1)
+    let password = signed(
+        &w.envelope,
+        &format!("PASSWORD {PAYER_EUIN} 1 000000 Secret2026x"),
     );
     let outcome = w.bank.sms(PAYER_PHONE, &password, T0);
     assert!(outcome.is_accepted());
@@ -770,7 +778,10 @@ fn settings_password_dispute_and_statement() {
         "Debug redacts the password"
     );
     assert_eq!(w.bank.passwords[&w.payer], "Secret2026x");
-    let dispute = format!("DISPUTE {PAYER_EUIN} 12345678 2 {}", tan(&w.envelope, 2));
+    let dispute = signed(
+        &w.envelope,
+        &format!("DISPUTE {PAYER_EUIN} 12345678 2 000000"),
+    );
     assert!(w.bank.sms(PAYER_PHONE, &dispute, T0).is_accepted());
     assert_eq!(w.bank.disputes, vec![(w.payer, 12_345_678)]);
     let statement = format!("STMT {PAYER_EUIN} 3 {}", tan(&w.envelope, 3));
@@ -1021,4 +1032,154 @@ fn gateway_insider_inflation_is_caught_at_the_rate_the_document_states() {
         }
     }
     assert_eq!(caught, trials);
+}
+
+/// Issue 18, attack 1 (envelope takeover by rewriting a REG). Before (v2): `REG new old row TAN`
+/// was authenticated by the row's TAN only, so an interceptor put the number of a blank envelope
+/// he held in place of the new one and then paid from the victim's account with it. Now the new
+/// number is grid-coded with the row's grid and the row's SUM covers it: even an interceptor who
+/// knows every code of that grid (learned from earlier grid messages) cannot make the SUM match
+/// his number, and one who does not know the codes cannot even name it. The rewritten REG is
+/// refused as a content mismatch and counted; the thief's envelope stays blank.
+#[test]
+fn attack_envelope_takeover_by_rewriting_a_reg_fails() {
+    let mut w = world();
+    let victims_new = "26399912346";
+    let thiefs = "26399988888";
+    w.bank.print_envelope(victims_new, RowCount::Fifty);
+    let thief_envelope = w.bank.print_envelope(thiefs, RowCount::Twenty);
+    let genuine = register(&w.envelope, PAYER_EUIN, victims_new, 5);
+    assert!(
+        !genuine.contains(victims_new),
+        "the new number travels coded"
+    );
+    // The strongest interceptor: recodes his own number with the row's grid, keeps the SUM.
+    let recoded = register(&w.envelope, PAYER_EUIN, thiefs, 5);
+    let genuine_sum = genuine.rsplit(' ').next().unwrap();
+    let forged = format!("{} {genuine_sum}", recoded.rsplit_once(' ').unwrap().0);
+    assert_ne!(forged, genuine);
+    let outcome = w.bank.sms(PAYER_PHONE, &forged, T0);
+    assert_eq!(refused(&outcome), Refusal::ContentMismatch);
+    assert!(outcome.replies[0].text.contains("changed on its way"));
+    assert_eq!(
+        w.bank.envelope(&Euin::parse(thiefs).unwrap()).status,
+        EnvelopeStatus::Unallocated
+    );
+    assert_eq!(w.bank.envelope(&euin()).consecutive_failures, 1);
+    // An interceptor who does not know the codes changes one at random: refused too.
+    let reg_row6 = register(&w.envelope, PAYER_EUIN, victims_new, 6);
+    let mut parts6: Vec<String> = reg_row6.split(' ').map(str::to_string).collect();
+    let coded = parts6[1].clone();
+    let changed_code = (coded[1..4].parse::<u16>().unwrap() + 1) % 1000;
+    parts6[1] = format!("{}{changed_code:03}{}", &coded[..1], &coded[4..]);
+    let outcome = w.bank.sms(PAYER_PHONE, &parts6.join(" "), T0);
+    assert_eq!(refused(&outcome), Refusal::ContentMismatch);
+    // The thief's envelope pays nothing from the victim's account.
+    let theft = low_pay(&thief_envelope, thiefs, PAYEE, &kes("5000"), 1);
+    assert_eq!(
+        refused(&w.bank.sms(STRANGER_PHONE, &theft, T0)),
+        Refusal::EnvelopeNotActive
+    );
+    assert_eq!(w.bank.balance(&w.payee), 0);
+    // The holder's own REG, untouched, with a fresh row, registers the envelope they hold.
+    let honest = register(&w.envelope, PAYER_EUIN, victims_new, 7);
+    let outcome = w.bank.sms(PAYER_PHONE, &honest, T0);
+    assert!(outcome.is_accepted(), "{:?}", outcome.replies);
+    assert_eq!(
+        w.bank.envelope(&Euin::parse(victims_new).unwrap()).status,
+        EnvelopeStatus::Active { account: w.payer }
+    );
+}
+
+/// Issue 18, attack 1 (settings rewritten in transit). Before (v2): `HIGH ON` could become `OFF`,
+/// `DAY 500` become `DAY NONE`, a dialback threshold be raised, with the row's TAN untouched. Now
+/// each settings message ends with its row's SUM over its content: the rewritten message is
+/// refused as a content mismatch, counted as an attempt, and nothing changes.
+#[test]
+fn attack_settings_rewritten_in_transit_are_refused() {
+    let mut w = world();
+    let limit = signed(&w.envelope, &format!("LIMIT {PAYER_EUIN} DAY 500 1 000000"));
+    assert!(w.bank.sms(PAYER_PHONE, &limit, T0).is_accepted());
+    let before = w.bank.accounts[&w.payer].clone();
+    let rewrites = [
+        (
+            signed(&w.envelope, &format!("HIGH {PAYER_EUIN} ON 2 000000")),
+            " ON ",
+            " OFF ",
+        ),
+        (
+            signed(&w.envelope, &format!("LIMIT {PAYER_EUIN} DAY 400 3 000000")),
+            " 400 ",
+            " NONE ",
+        ),
+        (
+            signed(&w.envelope, &format!("LIMIT {PAYER_EUIN} DAY 400 4 000000")),
+            " DAY ",
+            " WEEK ",
+        ),
+        (
+            signed(
+                &w.envelope,
+                &format!("DIALBACK {PAYER_EUIN} 10000 5 000000"),
+            ),
+            " 10000 ",
+            " 90000 ",
+        ),
+        (
+            signed(
+                &w.envelope,
+                &format!("LIMIT {PAYER_EUIN} TO {PAYEE} 100 6 000000"),
+            ),
+            " 100 ",
+            " 109 ",
+        ),
+        (
+            signed(
+                &w.envelope,
+                &format!("DISPUTE {PAYER_EUIN} 12345678 7 000000"),
+            ),
+            " 12345678 ",
+            " 12345679 ",
+        ),
+        (
+            signed(
+                &w.envelope,
+                &format!("PASSWORD {PAYER_EUIN} 8 000000 Secret2026x"),
+            ),
+            " Secret2026x",
+            " Thief2026xx",
+        ),
+    ];
+    for (index, (genuine, from, to)) in rewrites.iter().enumerate() {
+        assert!(genuine.contains(from), "{genuine} has {from}");
+        let forged = genuine.replace(from, to);
+        let outcome = w.bank.sms(PAYER_PHONE, &forged, T0);
+        assert_eq!(refused(&outcome), Refusal::ContentMismatch, "{forged}");
+        assert!(
+            outcome
+                .effects
+                .iter()
+                .all(|effect| matches!(effect, offpay_sms_tan::Effect::UpdateEnvelope { .. }))
+        );
+        assert_eq!(w.bank.accounts[&w.payer], before, "{forged}");
+        assert_eq!(
+            usize::from(w.bank.envelope(&euin()).consecutive_failures),
+            (index % 4) + 1
+        );
+        if index % 4 == 3 {
+            // The holder's genuine messages reset the count (as any accepted one does); here the
+            // operator would have unlocked after five. Keep the test below the lockout.
+            let ok = signed(
+                &w.envelope,
+                &format!("HIGH {PAYER_EUIN} OFF {} 000000", 10 + index),
+            );
+            assert!(w.bank.sms(PAYER_PHONE, &ok, T0).is_accepted());
+        }
+    }
+    // The limit the holder set is still in force.
+    let text = low_pay(&w.envelope, PAYER_EUIN, PAYEE, &kes("600"), 9);
+    assert_eq!(
+        refused(&w.bank.sms(PAYER_PHONE, &text, T0)),
+        Refusal::DailyLimit
+    );
 }

@@ -991,7 +991,10 @@ mod tests {
         let pay = world.low(PAYEE, "100", 1);
         let paid = world.sms(PAYER_PHONE, &pay);
         let reference = reference_in(&paid.replies[0]);
-        let report = format!("DISPUTE {PAYER_EUIN} {reference} 2 {}", tan(&world, 2));
+        let report = signed(
+            &world,
+            &format!("DISPUTE {PAYER_EUIN} {reference} 2 000000"),
+        );
         assert_eq!(
             world.sms(PAYER_PHONE, &report).summary.verdict,
             Answered::Accepted
@@ -1029,7 +1032,7 @@ mod tests {
             Err(OperatorError::NotFound { .. })
         ));
         // A reference no payment has cannot be refunded; the dispute can be rejected.
-        let wrong = format!("DISPUTE {PAYER_EUIN} 00000001 3 {}", tan(&world, 3));
+        let wrong = signed(&world, &format!("DISPUTE {PAYER_EUIN} 00000001 3 000000"));
         world.sms(PAYER_PHONE, &wrong);
         let key = records::dispute_key(
             crate::posting::Reference::parse("00000001").unwrap(),

@@ -336,6 +336,21 @@ pub fn apply(input: ApplyInput<'_>) -> Result<Option<Applied>, OperatorError> {
     for tampered in &records.tampered {
         effects.flag(&tampered.flag(now), &discriminator);
     }
+    if matches!(outcome.verdict, Verdict::Refused(Refusal::ContentMismatch)) {
+        let subject = outcome
+            .redacted
+            .and_then(|redacted| redacted.envelope)
+            .map_or_else(|| "unknown".to_owned(), |euin| euin.to_string());
+        let flag = FraudFlag::new(
+            FRAUD_RAIL,
+            "content_mismatch",
+            &subject,
+            "a settings or registration message's SUM did not match its content: typing mistake or a message changed on the way",
+            json!({ "envelope": subject }),
+            now,
+        );
+        effects.flag(&flag, &discriminator);
+    }
     if matches!(
         outcome.verdict,
         Verdict::Refused(Refusal::ConfirmationMismatch)

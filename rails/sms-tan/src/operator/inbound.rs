@@ -564,7 +564,7 @@ mod tests {
     #[test]
     fn daily_limits_count_across_payments_and_start_again_the_next_day() {
         let mut world = World::new();
-        let set = format!("LIMIT {PAYER_EUIN} DAY 300 1 {}", tan(&world, 1));
+        let set = signed(&world, &format!("LIMIT {PAYER_EUIN} DAY 300 1 000000"));
         assert_eq!(
             world.sms(PAYER_PHONE, &set).summary.verdict,
             Answered::Accepted
@@ -593,7 +593,10 @@ mod tests {
     #[test]
     fn a_password_is_hashed_and_a_statement_read_in_the_load() {
         let mut world = World::new();
-        let set = format!("PASSWORD {PAYER_EUIN} 1 {} Secret2026x", tan(&world, 1));
+        let set = signed(
+            &world,
+            &format!("PASSWORD {PAYER_EUIN} 1 000000 Secret2026x"),
+        );
         assert_eq!(
             world.sms(PAYER_PHONE, &set).summary.verdict,
             Answered::Accepted
