@@ -181,7 +181,7 @@ fn rows_run_out_and_a_new_envelope_is_registered_with_the_last_one(kind: Backend
     assert!(reply.contains("too few rows left"), "{reply}");
     assert_eq!(server.balance(PAYEE), 0);
     let next = server.issue_envelope();
-    let reg = format!("REG {} {SEED_EUIN} 20 {}", next.euin, tan(&envelope, 20));
+    let reg = register(&envelope, &next.euin, 20);
     let reply = server.sms(PAYER_PHONE, &reg);
     assert!(reply.contains("is now registered"), "{reply}");
     assert_eq!(server.envelope(SEED_EUIN)["status"], "retired");
@@ -202,7 +202,7 @@ fn limits_and_phone_binding_are_enforced(kind: BackendKind) {
     let envelope = server.seed_world();
     let reply = server.sms(
         PAYER_PHONE,
-        &format!("LIMIT {SEED_EUIN} EACH 1000 1 {}", tan(&envelope, 1)),
+        &signed(&envelope, &format!("LIMIT {SEED_EUIN} EACH 1000 1 000000")),
     );
     assert!(
         reply.starts_with("DONE: limit per payment KES 1000.00"),
@@ -412,9 +412,9 @@ fn offpay_sms_send_prints_the_reply_and_statement_and_disputes_work(kind: Backen
     assert!(statement.contains(&reference), "{statement}");
     assert!(statement.contains("BALANCE KES 999870.00"), "{statement}");
     // The payer reports the payment; the operator decides; only then is anything moved back.
-    let reply = send(&format!(
-        "DISPUTE {SEED_EUIN} {reference} 3 {}",
-        tan(&envelope, 3)
+    let reply = send(&signed(
+        &envelope,
+        &format!("DISPUTE {SEED_EUIN} {reference} 3 000000"),
     ));
     assert!(reply.contains("The operator decides"), "{reply}");
     assert_eq!(server.balance(PAYEE), 120_00);

@@ -114,7 +114,8 @@ impl TestServer {
 
     /// The server's envelope master key (the tests play the printer).
     pub fn master(&self) -> MasterKey {
-        let text = std::fs::read_to_string(self.data_dir.join("sms-master.key")).unwrap();
+        let text =
+            std::fs::read_to_string(self.data_dir.join("keys").join("sms-master.key")).unwrap();
         MasterKey::from_slice(&hex_decode(text.trim())).unwrap()
     }
 
@@ -314,4 +315,16 @@ pub fn bank_row(reply: &str) -> (u8, String) {
     assert_eq!(words.next(), Some("TAN"));
     let tan = words.next().unwrap().trim_end_matches('.').to_owned();
     (row, tan)
+}
+
+/// A settings message with its row's SUM (protocol v3): `text` has `000000` where the SUM goes.
+pub fn signed(envelope: &Envelope, text: &str) -> String {
+    offpay_sms_tan::compose::setting_text(envelope, Currency::KES, text)
+        .unwrap_or_else(|| panic!("not a settings message: {text}"))
+}
+
+/// The `REG` the holder of `envelope` writes with `row` to register `new_envelope`.
+pub fn register(envelope: &Envelope, new_envelope: &Euin, row: u8) -> String {
+    offpay_sms_tan::compose::register_text(envelope, &envelope.euin.to_string(), new_envelope, row)
+        .unwrap()
 }

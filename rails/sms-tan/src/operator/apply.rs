@@ -449,6 +449,7 @@ pub fn apply(input: ApplyInput<'_>) -> Result<Option<Applied>, OperatorError> {
                 next_attempt_ms: now.0,
                 queued_at_ms: now.0,
                 last_error: None,
+                text_hash: String::new(),
             },
         )?);
         queued += 1;
@@ -457,12 +458,7 @@ pub fn apply(input: ApplyInput<'_>) -> Result<Option<Applied>, OperatorError> {
     if let Some(key) = dedupe_key {
         writes.push(create(
             key.to_owned(),
-            &InboundRecord {
-                version: records::FORMAT_VERSION,
-                verdict,
-                replies: inline.clone(),
-                processed_at_ms: now.0,
-            },
+            &InboundRecord::sealed(operator.master(), key, verdict, &inline, now.0),
         )?);
     }
     writes.extend(extra);

@@ -409,7 +409,7 @@ pub fn decide(
             return Ok(Decision::commit(
                 offpay_operator::Effects::new(),
                 InboundAnswer {
-                    replies: record.replies,
+                    replies: record.open_replies(operator.master(), &sms.dedupe_key()),
                     duplicate: true,
                     summary: Summary {
                         verdict: record.verdict,
@@ -515,6 +515,18 @@ mod tests {
         let again = world.sms_with_id("gw-x", PAYER_PHONE, &text);
         assert!(again.duplicate);
         assert_eq!(again.replies, first.replies);
+        // Issue 18, attack 4: the dedupe record keeps the replies sealed under the master key:
+        // its bytes hold neither the confirmation (bank row and checksum) nor the instruction.
+        let stored = world
+            .store
+            .records(records::NAMESPACE, "in:", None, 10)
+            .unwrap();
+        assert_eq!(stored.len(), 1);
+        let bytes = String::from_utf8_lossy(&stored[0].value).into_owned();
+        let checksum = text.rsplit(' ').next().unwrap();
+        for secret in [first.replies[0].as_str(), "PAID", checksum, &text] {
+            assert!(!bytes.contains(secret), "{secret} stored in {bytes}");
+        }
         assert_eq!(again.summary.verdict, Answered::Accepted);
         assert_eq!(world.balance(PAYEE), 10_000);
         // A retried HELP (which reads nothing) is answered from its record too.

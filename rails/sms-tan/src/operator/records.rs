@@ -910,17 +910,60 @@ impl Answered {
     }
 }
 
-/// A processed inbound message: what was answered, so a gateway retry gets the same answer.
+/// A processed inbound message: what was answered, so a gateway retry gets the same answer. The
+/// replies carry bank rows' TANs and the instruction's echo, so they are kept sealed under a key
+/// derived from the master key ([`MasterKey::seal_text`]), never in clear.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InboundRecord {
     /// Format version.
     pub version: u32,
     /// How it ended.
     pub verdict: Answered,
-    /// Replies to the sender (answered inline by the webhook).
+    /// Replies in clear: only records of the first release have them; new ones leave this empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replies: Vec<String>,
+    /// The replies to the sender (answered inline by the webhook), sealed, hex.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sealed_replies: String,
     /// When processed (Unix ms).
     pub processed_at_ms: u64,
+}
+
+impl InboundRecord {
+    /// The record stored under `key` for a message answered with `replies`.
+    pub fn sealed(
+        master: &MasterKey,
+        key: &str,
+        verdict: Answered,
+        replies: &[String],
+        processed_at_ms: u64,
+    ) -> InboundRecord {
+        // Serialising a list of strings cannot fail.
+        let plain = zeroize::Zeroizing::new(serde_json::to_vec(replies).unwrap_or_default());
+        InboundRecord {
+            version: FORMAT_VERSION,
+            verdict,
+            replies: Vec::new(),
+            sealed_replies: hex::encode(master.seal_text(key.as_bytes(), &plain)),
+            processed_at_ms,
+        }
+    }
+
+    /// The replies, opened with the master key (`key` is the record's key); none when they do
+    /// not open (a record moved or changed in the database).
+    pub fn open_replies(&self, master: &MasterKey, key: &str) -> Vec<String> {
+        if self.sealed_replies.is_empty() {
+            return self.replies.clone();
+        }
+        hex::decode(&self.sealed_replies)
+            .ok()
+            .and_then(|sealed| master.unseal_text(key.as_bytes(), &sealed).ok())
+            .and_then(|plain| {
+                let plain = zeroize::Zeroizing::new(plain);
+                serde_json::from_slice(&plain).ok()
+            })
+            .unwrap_or_default()
+    }
 }
 
 impl StoredRecord for InboundRecord {
@@ -951,6 +994,9 @@ pub struct OutboundRecord {
     pub queued_at_ms: u64,
     /// Last error, for the operator.
     pub last_error: Option<String>,
+    /// The keyed hash of the text ([`MasterKey::text_tag`]) once the text is dropped (a message
+    /// given up on keeps only this); empty while the text is kept.
+    pub text_hash: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -958,6 +1004,8 @@ struct OutboundWire {
     version: u32,
     to: String,
     text: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    text_hash: String,
     attempts: u32,
     next_attempt_ms: u64,
     queued_at_ms: u64,
@@ -974,6 +1022,7 @@ impl OutboundRecord {
             next_attempt_ms: self.next_attempt_ms,
             queued_at_ms: self.queued_at_ms,
             last_error: self.last_error.clone(),
+            text_hash: self.text_hash.clone(),
         }
     }
 
@@ -986,6 +1035,7 @@ impl OutboundRecord {
             next_attempt_ms: wire.next_attempt_ms,
             queued_at_ms: wire.queued_at_ms,
             last_error: wire.last_error,
+            text_hash: wire.text_hash,
         })
     }
 }
@@ -1025,8 +1075,10 @@ pub struct SentRecord {
     pub sent_at_ms: u64,
     /// Last delivery report (Unix ms).
     pub report_at_ms: Option<u64>,
-    /// The text, kept to resend after a failure report.
+    /// The text, kept to resend after a failure report until the phone has it; empty after.
     pub text: String,
+    /// The keyed hash of the text once it is dropped ([`MasterKey::text_tag`]).
+    pub text_hash: String,
     /// Attempts so far.
     pub attempts: u32,
 }
@@ -1040,6 +1092,8 @@ struct SentWire {
     sent_at_ms: u64,
     report_at_ms: Option<u64>,
     text: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    text_hash: String,
     attempts: u32,
 }
 
@@ -1053,6 +1107,7 @@ impl SentRecord {
             sent_at_ms: self.sent_at_ms,
             report_at_ms: self.report_at_ms,
             text: self.text.clone(),
+            text_hash: self.text_hash.clone(),
             attempts: self.attempts,
         }
     }
@@ -1066,6 +1121,7 @@ impl SentRecord {
             sent_at_ms: wire.sent_at_ms,
             report_at_ms: wire.report_at_ms,
             text: wire.text,
+            text_hash: wire.text_hash,
             attempts: wire.attempts,
         })
     }

@@ -17,7 +17,7 @@ use crate::limits::{ACCOUNT_NUMBER_DIGITS, EUIN_DIGITS};
 use crate::numbers::{AccountNumber, Euin, PhoneNumber, Tan};
 use crate::operator::apply::{ApplyInput, Summary, apply, create};
 use crate::operator::load::{PayerLookup, Reader, RecordSet, load_payee, load_payer};
-use crate::operator::records::{self, Answered, InboundRecord, TerminalRecord, inbound_key};
+use crate::operator::records::{Answered, InboundRecord, TerminalRecord, inbound_key};
 use crate::operator::{Operator, OperatorError, seconds};
 use crate::posting::Reference;
 use crate::reply;
@@ -270,7 +270,11 @@ pub fn decide_terminal(
             Effects::new(),
             TerminalAnswer::Duplicate {
                 verdict: record.verdict,
-                message: record.replies.first().cloned().unwrap_or_default(),
+                message: record
+                    .open_replies(operator.master(), &plan.dedupe_key)
+                    .first()
+                    .cloned()
+                    .unwrap_or_default(),
             },
         ));
     }
@@ -335,12 +339,13 @@ pub fn decide_terminal(
     };
     let answered = create(
         plan.dedupe_key.clone(),
-        &InboundRecord {
-            version: records::FORMAT_VERSION,
+        &InboundRecord::sealed(
+            operator.master(),
+            &plan.dedupe_key,
             verdict,
-            replies: vec![message.clone()],
-            processed_at_ms: now.0,
-        },
+            std::slice::from_ref(&message),
+            now.0,
+        ),
     )?;
     let applied = apply(ApplyInput {
         outcome: &outcome,
@@ -373,6 +378,7 @@ pub fn decide_terminal(
 mod tests {
     use super::*;
     use crate::operator::admin::decide_new_terminal;
+    use crate::operator::records;
     use crate::operator::testing::*;
 
     #[test]
