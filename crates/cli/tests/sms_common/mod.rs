@@ -112,6 +112,11 @@ impl TestServer {
         }
     }
 
+    /// The PostgreSQL URL of the server's database (`None`: SQLite in the data directory).
+    pub fn database_url(&self) -> Option<&str> {
+        self._backend.database_url()
+    }
+
     /// The server's envelope master key (the tests play the printer).
     pub fn master(&self) -> MasterKey {
         let text =

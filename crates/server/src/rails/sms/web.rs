@@ -174,7 +174,7 @@ fn login_form(csrf: &str, error: Option<&str>) -> String {
         "<h1>Your account</h1>{error}<form method=\"post\" action=\"/sms/web/login\" autocomplete=\"off\">\
 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
 <label>Account number <input name=\"account\" id=\"account\" inputmode=\"numeric\" maxlength=\"14\" required></label>\
-<label>Password (set by SMS: PASSWORD envelope row TAN password) <input type=\"password\" name=\"password\" id=\"password\" maxlength=\"32\" required></label>\
+<label>Password (set by SMS: PASSWORD envelope row SUM password) <input type=\"password\" name=\"password\" id=\"password\" maxlength=\"32\" required></label>\
 <label>An unused row of your envelope <input name=\"row\" id=\"row\" inputmode=\"numeric\" maxlength=\"2\" required></label>\
 <label>Its TAN <input type=\"password\" name=\"tan\" id=\"tan\" inputmode=\"numeric\" maxlength=\"3\" required></label>\
 <button type=\"submit\" id=\"login\">Log in</button></form><p>The row is used up by logging in: cross it out.</p>"
