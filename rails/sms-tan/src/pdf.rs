@@ -415,11 +415,12 @@ fn inside(envelope: &Envelope) -> Page {
     page.line(MARGIN, y + 6.0, PAGE_WIDTH - MARGIN, y + 6.0, 0.4, false);
     for instruction in [
         "Low (small payments):  PAY <envelope> <payee> <amount> <row> <checksum>. Checksum: the row's six terms; LS = digits before",
-        "the point, Ak = k-th digit of the payee account from the right, Sk = k-th digit of the amount from the left; add, keep last digit.",
-        "Middle:  PAYG <envelope> <row> <payee: first 2 digits, then for each of the last 10 digits its code in the row's grid at that",
-        "position> <amount + add-to-amount> <size code of the amount in that grid> <TAN>.   High:  the same with PAYC; the bank",
-        "echoes it with a bank row, its TAN and SUM (that row's checksum over payee and amount: check it); if right, send",
+        "the point, Ak = k-th digit of the payee from the right, Sk = k-th digit of the amount from the left, T = sum of all the amount's",
+        "digits; add the number after +, keep the last digit.   Middle:  PAYG <envelope> <row> <payee: first 2 digits, then for each of",
+        "the last 10 its code in the row's grid at that position> <amount + add-to-amount> <size code in that grid> <the row's checksum>.",
+        "High: the same with PAYC; the bank echoes it with a bank row, its TAN and SUM (that row's checksum: check it); if right, send",
         "OK <envelope> <bank row> <bank TAN> <your next row> <that row's checksum over the payee and amount you mean>.",
+        "Settings (LIMIT, DIALBACK, HIGH, PASSWORD, DISPUTE) and REG end with <row> <that row's checksum over the setting number>.",
         "A reply from the bank always shows a row and its TAN (or checksum): check it against this card, then cross that row out.",
         "Never tell anyone these numbers. Keep the last row to register your next envelope (REG).",
     ] {

@@ -99,7 +99,7 @@ pub fn refused(refusal: &Refusal, burned_row: Option<u8>, locked_now: bool) -> S
             "This envelope is not in use. Use your current envelope, or register this one with REG.",
         ),
         Refusal::RowsExhausted => String::from(
-            "Your envelope has too few rows left. Get a new envelope and send REG new-envelope old-envelope row TAN with an unused row.",
+            "Your envelope has too few rows left. Get a new envelope and send REG coded-new-envelope old-envelope row SUM with your last row.",
         ),
         Refusal::PhoneNotBound => String::from(
             "This account takes instructions only from its registered phones. Nothing was done.",
@@ -189,7 +189,7 @@ pub fn refused(refusal: &Refusal, burned_row: Option<u8>, locked_now: bool) -> S
 /// The list of messages.
 pub fn help() -> String {
     fit(String::from(
-        "PAY env payee amount row checksum | PAYG/PAYC env row coded-payee amount+col2 size TAN | BAL env | STMT env | REG new env row TAN. Guide: ask your agent.",
+        "PAY env payee amount row sum | PAYG/PAYC env row coded-payee amount+add size sum | BAL/STMT env row TAN | REG coded-new env row sum. Guide: your agent",
     ))
 }
 
@@ -260,7 +260,7 @@ pub fn received_coded(
     reference: Reference,
 ) -> String {
     fit(format!(
-        "RECEIVED {amount_plus_offset} FROM {payer_plus_offset} ROW {row} TAN {tan} REF {reference}. Subtract row cols 2 and 4."
+        "RECEIVED {amount_plus_offset} FROM {payer_plus_offset} ROW {row} TAN {tan} REF {reference}. Take off the row's add-to-amount and minus."
     ))
 }
 
