@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::engine::{Effect, Outcome};
 use crate::envelope::{Envelope, EnvelopeStatus, RowCount};
 use crate::import::parse_envelope;
+use crate::keys::MasterKey;
 use crate::limits::{BOUND_PHONES_MAX, PDF_ENVELOPES_MAX};
 use crate::numbers::{AccountNumber, Euin, PhoneNumber};
 use crate::operator::apply::{ApplyInput, apply, create, put};
@@ -198,6 +199,7 @@ pub fn decide_new_account(
         record.bound_phones = plan.bound_phones.clone();
         record.notify_phone = plan.notify_phone.clone();
         record.require_pay_number = plan.require_pay_number;
+        record.seal_settings(operator.master(), &records::account_key(&receive));
         let mut effects = Effects::new();
         effects.create_account(NewAccount {
             id: records::ledger_account(&receive),
@@ -264,6 +266,7 @@ pub fn decide_account_changes(
     loaded: Loaded<AccountRecord>,
     number: &AccountNumber,
     changes: &AccountChanges,
+    master: &MasterKey,
 ) -> Result<Decision<AccountRecord>, OperatorError> {
     let Some(mut record) = loaded.value.clone() else {
         return Err(OperatorError::not_found("sms_account", number));
@@ -300,6 +303,8 @@ pub fn decide_account_changes(
     if let Some(on) = changes.always_callback {
         record.always_callback = on;
     }
+    // The operator's API is authenticated; what it sets is sealed as it is written.
+    record.seal_settings(master, &loaded.key);
     let mut effects = Effects::new();
     effects.write(loaded.write(&record)?);
     Ok(Decision::commit(effects, record))
@@ -832,22 +837,32 @@ mod tests {
         )
         .unwrap();
         let stale = read(&mut world);
-        let Decision::Commit { effects, reply } =
-            decide_account_changes(read(&mut world), &number(PAYER), &changes).unwrap()
-        else {
+        let Decision::Commit { effects, reply } = decide_account_changes(
+            read(&mut world),
+            &number(PAYER),
+            &changes,
+            world.operator.master(),
+        )
+        .unwrap() else {
             panic!("a change commits")
         };
         assert_eq!(reply.limits.per_day, Some(kes("300")));
         assert!(commit(&mut world.store, effects, world.now));
         let Decision::Commit { effects, .. } =
-            decide_account_changes(stale, &number(PAYER), &changes).unwrap()
+            decide_account_changes(stale, &number(PAYER), &changes, world.operator.master())
+                .unwrap()
         else {
             panic!("a change commits")
         };
         assert!(!commit(&mut world.store, effects, world.now));
         let bad: AccountChanges = serde_json::from_str(r#"{"per_week":"1.234"}"#).unwrap();
         assert!(matches!(
-            decide_account_changes(read(&mut world), &number(PAYER), &bad),
+            decide_account_changes(
+                read(&mut world),
+                &number(PAYER),
+                &bad,
+                world.operator.master()
+            ),
             Err(OperatorError::Invalid {
                 code: "invalid_amount",
                 ..
@@ -859,7 +874,12 @@ mod tests {
             value: None,
         };
         assert!(matches!(
-            decide_account_changes(unknown, &number("999999999999"), &bad),
+            decide_account_changes(
+                unknown,
+                &number("999999999999"),
+                &bad,
+                world.operator.master()
+            ),
             Err(OperatorError::NotFound { .. })
         ));
     }

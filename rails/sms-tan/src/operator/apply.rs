@@ -416,7 +416,9 @@ pub fn apply(input: ApplyInput<'_>) -> Result<Option<Applied>, OperatorError> {
             value: Some(record),
         });
     }
-    for (record, loaded) in changed.accounts.into_values() {
+    for (mut record, loaded) in changed.accounts.into_values() {
+        // The settings were authenticated when read (`load_payer`); the MAC follows the change.
+        record.seal_settings(operator.master(), &loaded.key);
         writes.push(loaded.write(&record)?);
         written.accounts.push(Loaded {
             key: loaded.key.clone(),

@@ -324,6 +324,21 @@ pub fn load_payer(
             (view, account, None)
         }
     };
+    let key = records::account_key(&account.receive_number);
+    if !account.settings_authentic(operator.master(), &key) {
+        // Settings written outside the operator's code: this account pays nothing.
+        reader.records.tampered.push(Tampered {
+            kind: AccountRecord::MAC_KIND,
+            key,
+            evidence: serde_json::json!({
+                "account": account.receive_number.to_string(),
+                "limits": account.limits_wire(),
+                "bound_phones": account.bound_phones.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "always_callback": account.always_callback,
+            }),
+        });
+        return Ok(None);
+    }
     let offset = operator.utc_offset_minutes();
     let view = account.view(pay_number, operator.class_of(account.currency));
     let balance = available(reader.store(), &account.receive_number, account.currency)?;

@@ -401,6 +401,10 @@ pub struct AccountRecord {
     pub web_failures: u8,
     /// When opened (Unix ms).
     pub created_at_ms: u64,
+    /// MAC of the settings (everything above but the spending window and the web login state)
+    /// under a key derived from the master key ([`AccountRecord::seal_settings`]): settings a
+    /// database administrator changed do not match, and the account pays nothing.
+    pub settings_mac: [u8; 32],
 }
 
 /// Limits as stored: minor units of the account's currency, per-payee caps as
@@ -460,9 +464,63 @@ struct AccountWire {
     web_password: Option<String>,
     web_failures: u8,
     created_at_ms: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    settings_mac: String,
+}
+
+/// What an account's settings MAC covers.
+#[derive(Serialize)]
+struct AccountSettingsWire<'a> {
+    receive_number: &'a str,
+    pay_tag: &'a str,
+    currency: &'a str,
+    active: bool,
+    bound_phones: &'a [String],
+    notify_phone: &'a Option<String>,
+    limits: &'a LimitsWire,
+    dialback_threshold_minor: Option<u64>,
+    always_callback: bool,
+    require_pay_number: bool,
+    current_envelope: &'a Option<String>,
 }
 
 impl AccountRecord {
+    /// Record kind in its MAC.
+    pub const MAC_KIND: &'static str = "account-settings";
+
+    fn settings_content(&self) -> Vec<u8> {
+        let wire = self.wire();
+        mac_content(&AccountSettingsWire {
+            receive_number: &wire.receive_number,
+            pay_tag: &wire.pay_tag,
+            currency: &wire.currency,
+            active: wire.active,
+            bound_phones: &wire.bound_phones,
+            notify_phone: &wire.notify_phone,
+            limits: &wire.limits,
+            dialback_threshold_minor: wire.dialback_threshold_minor,
+            always_callback: wire.always_callback,
+            require_pay_number: wire.require_pay_number,
+            current_envelope: &wire.current_envelope,
+        })
+    }
+
+    /// Writes the MAC of the current settings for the record stored under `key`: every decision
+    /// that changes settings calls it before writing.
+    pub fn seal_settings(&mut self, master: &MasterKey, key: &str) {
+        self.settings_mac = master.record_mac(Self::MAC_KIND, key, &self.settings_content());
+    }
+
+    /// Whether the settings are the ones the operator's code wrote under `key`.
+    pub fn settings_authentic(&self, master: &MasterKey, key: &str) -> bool {
+        master.record_mac_matches(
+            Self::MAC_KIND,
+            key,
+            &self.settings_content(),
+            &self.settings_mac,
+        )
+    }
+
     /// A new active account with no limits and nothing paid yet.
     pub fn new(
         receive_number: AccountNumber,
@@ -486,6 +544,7 @@ impl AccountRecord {
             web_password: None,
             web_failures: 0,
             created_at_ms: now_ms,
+            settings_mac: [0; 32],
         }
     }
 
@@ -548,6 +607,11 @@ impl AccountRecord {
             web_password: self.web_password.clone(),
             web_failures: self.web_failures,
             created_at_ms: self.created_at_ms,
+            settings_mac: if self.settings_mac == [0; 32] {
+                String::new()
+            } else {
+                hex::encode(self.settings_mac)
+            },
         }
     }
 
@@ -615,6 +679,9 @@ impl AccountRecord {
             web_password: wire.web_password,
             web_failures: wire.web_failures,
             created_at_ms: wire.created_at_ms,
+            // A missing or malformed MAC reads as one that does not match.
+            settings_mac: hex_array::<Self, 32>(key, "settings_mac", &wire.settings_mac)
+                .unwrap_or([0; 32]),
         })
     }
 }

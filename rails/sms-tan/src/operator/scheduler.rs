@@ -411,6 +411,41 @@ mod tests {
         assert_eq!(flags(&mut world, "record_tampered").len(), 1);
     }
 
+    /// Issue 18, attack 2 (settings): a DBA turns off the holder's "callback for every payment"
+    /// and lifts the limit per payment in the account record. The settings no longer match
+    /// their MAC: the account pays nothing until the operator looks, and the fraud queue has it.
+    #[test]
+    fn account_settings_changed_by_a_dba_stop_the_account_paying() {
+        let mut world = World::new();
+        let key = records::account_key(&number(PAYER));
+        let mut account = Loaded::<records::AccountRecord>::read(&mut world.store, &key).unwrap();
+        let mut record = account.value.take().unwrap();
+        record.limits.per_payment = Some(kes("1"));
+        record.seal_settings(world.operator.master(), &key);
+        let mut effects = Effects::new();
+        effects.write(account.write(&record).unwrap());
+        assert!(commit(&mut world.store, effects, world.now));
+        // The holder's own limit of KES 1 holds.
+        let text = world.low(PAYEE, "100", 1);
+        assert_eq!(
+            world.sms(PAYER_PHONE, &text).summary.verdict,
+            Answered::Refused
+        );
+        // The DBA lifts it, keeping the MAC he cannot recompute.
+        let mut account = Loaded::<records::AccountRecord>::read(&mut world.store, &key).unwrap();
+        let mut record = account.value.take().unwrap();
+        record.limits.per_payment = None;
+        let mut effects = Effects::new();
+        effects.write(account.write(&record).unwrap());
+        assert!(commit(&mut world.store, effects, world.now));
+        let text = world.low(PAYEE, "100", 2);
+        let answer = world.sms(PAYER_PHONE, &text);
+        assert_eq!(answer.summary.verdict, Answered::Refused, "{answer:?}");
+        assert_eq!(world.balance(PAYEE), 0);
+        assert_eq!(world.balance(PAYER), 1_000_000);
+        assert_eq!(flags(&mut world, "record_tampered").len(), 1);
+    }
+
     #[test]
     fn expired_and_unreadable_sessions_are_swept() {
         let mut world = World::new();

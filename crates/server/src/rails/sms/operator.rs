@@ -247,11 +247,15 @@ async fn update_account(
     let number = account_number(&number).map_err(SmsFailure::from)?;
     let key = records::account_key(&number);
     let load_key = key.clone();
+    let operator = state.rails.sms.operator();
     let record = run(
         &state,
         state.now(),
         move |store| Ok(Loaded::<AccountRecord>::read(store, &load_key)?),
-        |loaded| admin::decide_account_changes(loaded, &number, &changes).map_err(SmsFailure::from),
+        |loaded| {
+            admin::decide_account_changes(loaded, &number, &changes, operator.master())
+                .map_err(SmsFailure::from)
+        },
     )
     .await?;
     state.rails.sms.cache.forget([key.as_str()]);
