@@ -878,6 +878,12 @@ impl Engine {
         if auth.envelope.used.contains(row_number) {
             return Err((Refusal::RowUsed { row: row_number }, None, true));
         }
+        // The last free row registers the next envelope and nothing else.
+        if !matches!(message, Message::Register { .. })
+            && auth.envelope.free() <= ROWS_RESERVED_FOR_REGISTRATION
+        {
+            return Err((Refusal::LastRowReserved, None, false));
+        }
         let Some(row) = auth.secrets.row(row_number) else {
             return Err((Refusal::RowOutOfRange { row: row_number }, None, true));
         };
@@ -2094,6 +2100,8 @@ impl Engine {
             Some(Refusal::RowOutOfRange { row })
         } else if envelope.used.contains(row) {
             Some(Refusal::RowUsed { row })
+        } else if envelope.free() <= ROWS_RESERVED_FOR_REGISTRATION {
+            Some(Refusal::LastRowReserved)
         } else if !secrets
             .row(row)
             .is_some_and(|secret| secret.tan().matches(&payment.tan))
@@ -2104,7 +2112,8 @@ impl Engine {
         };
         if let Some(refusal) = refusal {
             let burn = matches!(refusal, Refusal::NotAuthenticated).then_some(row);
-            let mut outcome = self.refuse_with_row(&session, &mut envelope, refusal, burn, true);
+            let counts = !matches!(refusal, Refusal::LastRowReserved);
+            let mut outcome = self.refuse_with_row(&session, &mut envelope, refusal, burn, counts);
             if payment.payer_phone.is_none() {
                 outcome.replies.clear();
             }
@@ -2246,6 +2255,8 @@ impl Engine {
             Some(Refusal::RowOutOfRange { row })
         } else if envelope.used.contains(row) {
             Some(Refusal::RowUsed { row })
+        } else if envelope.free() <= ROWS_RESERVED_FOR_REGISTRATION {
+            Some(Refusal::LastRowReserved)
         } else if !secrets
             .row(row)
             .is_some_and(|secret| secret.tan().matches(tan))
@@ -2257,8 +2268,9 @@ impl Engine {
         let mut outcome = match refusal {
             Some(refusal) => {
                 let burn = matches!(refusal, Refusal::NotAuthenticated).then_some(row);
+                let counts = !matches!(refusal, Refusal::LastRowReserved);
                 let mut outcome =
-                    self.refuse_with_row(&session, &mut envelope, refusal, burn, true);
+                    self.refuse_with_row(&session, &mut envelope, refusal, burn, counts);
                 outcome.replies.clear();
                 outcome
             }

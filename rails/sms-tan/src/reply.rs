@@ -107,6 +107,9 @@ pub fn refused(refusal: &Refusal, burned_row: Option<u8>, locked_now: bool) -> S
         Refusal::PayNumberRequired => String::from(
             "This account pays only with its pay number. Send it instead of the envelope number.",
         ),
+        Refusal::LastRowReserved => String::from(
+            "That is the last free row of your envelope: it is kept to register your next envelope (REG). Nothing was done; the row is still yours.",
+        ),
         Refusal::ContentMismatch => String::from(
             "Not accepted: the SUM does not match this message. If you typed it as written, it was changed on its way. Nothing was changed.",
         ),

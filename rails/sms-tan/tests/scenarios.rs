@@ -1183,3 +1183,42 @@ fn attack_settings_rewritten_in_transit_are_refused() {
         Refusal::DailyLimit
     );
 }
+
+/// Issue 18, envelope lifecycle: the last free row registers the next envelope and nothing else —
+/// not a payment, a balance, a setting or a web login. Trying answers so, uses no row and counts
+/// no failure; `REG` with it works.
+#[test]
+fn the_last_free_row_is_kept_for_registration() {
+    let mut w = world();
+    {
+        let view = w.bank.envelopes.get_mut(&euin()).unwrap();
+        for row in 1..=19 {
+            view.used_rows.insert(row);
+        }
+    }
+    let attempts = [
+        low_pay(&w.envelope, PAYER_EUIN, PAYEE, &kes("5"), 20),
+        format!("BAL {PAYER_EUIN} 20 {}", tan(&w.envelope, 20)),
+        signed(&w.envelope, &format!("HIGH {PAYER_EUIN} ON 20 000000")),
+    ];
+    for text in &attempts {
+        let outcome = w.bank.sms(PAYER_PHONE, text, T0);
+        assert_eq!(refused(&outcome), Refusal::LastRowReserved, "{text}");
+        assert!(outcome.replies[0].text.contains("kept to register"));
+    }
+    let context = w.bank.payer_context_by_account(&w.payer).unwrap();
+    let good = Tan::parse(&tan(&w.envelope, 20)).unwrap();
+    let login = w.bank.engine.check_row_tan(context, 20, &good, T0);
+    assert_eq!(refused(&login), Refusal::LastRowReserved);
+    w.bank.apply(&login);
+    let view = w.bank.envelope(&euin());
+    assert!(
+        !view.used_rows.contains(20),
+        "the row is still the holder's"
+    );
+    assert_eq!(view.consecutive_failures, 0);
+    w.bank.print_envelope("26399912346", RowCount::Twenty);
+    let reg = register(&w.envelope, PAYER_EUIN, "26399912346", 20);
+    let outcome = w.bank.sms(PAYER_PHONE, &reg, T0);
+    assert!(outcome.is_accepted(), "{:?}", outcome.replies);
+}
