@@ -89,6 +89,14 @@ pub fn inbound_key(gateway: &str, message_id: &str) -> String {
         format!("in:{gateway}:#{}", hex::encode(Sha256::digest(message_id)))
     }
 }
+/// Key prefix of resend records (a keyed hash of sender and message).
+pub const RESEND_PREFIX: &str = "txt:";
+
+/// Key of the resend record with keyed hash `tag` ([`crate::operator::inbound::InboundSms::resend_key`]).
+pub fn resend_key(tag: &str) -> String {
+    format!("{RESEND_PREFIX}{tag}")
+}
+
 /// Key of an outbound SMS waiting to be sent.
 pub fn outbound_key(queued_at_ms: u64, discriminator: &str) -> String {
     format!(
