@@ -332,6 +332,11 @@ pub struct StatementEntry {
     pub currency: offpay_money::Currency,
     /// The payment reference.
     pub reference: Reference,
+    /// Who was paid or paid in: a receive number, `cash` (money loaded by the operator),
+    /// `exchange` (the operator's float of a cross-currency payment).
+    pub counterparty: String,
+    /// The fee taken with this payment, in minor units of `currency` (0: none).
+    pub fee_minor: u64,
 }
 
 /// Statement replies: as many SMS as needed for the entries (at most
@@ -340,13 +345,23 @@ pub fn statement(entries: &[StatementEntry], balance_now: &Amount) -> alloc::vec
     let mut replies = alloc::vec::Vec::new();
     let mut current = String::from("STMT");
     for entry in entries.iter().take(crate::limits::STATEMENT_ENTRIES_MAX) {
+        let direction = if entry.minor < 0 { "TO" } else { "FROM" };
+        let fee = if entry.fee_minor > 0 {
+            format!(
+                " fee {}",
+                offpay_money::Decimal::new(i128::from(entry.fee_minor), entry.currency)
+            )
+        } else {
+            String::new()
+        };
         let line = format!(
-            " {:04}-{:02}-{:02} {} {} ref {};",
+            " {:04}-{:02}-{:02} {direction} {} {} {}{fee} ref {};",
             entry.date.year,
             entry.date.month,
             entry.date.day,
+            entry.counterparty,
             entry.currency,
-            offpay_money::Decimal::new(entry.minor, entry.currency),
+            offpay_money::Decimal::new(entry.minor.abs(), entry.currency),
             entry.reference
         );
         if current.len() + line.len() > REPLY_CHARS_MAX {

@@ -704,13 +704,21 @@ mod tests {
         let stored = world.account(PAYER).web_password.unwrap();
         assert!(web::verify_password("Secret2026x", &stored));
         assert!(!stored.contains("Secret2026x"));
-        let statement = format!("STMT {PAYER_EUIN} 2 {}", tan(&world, 2));
+        let paid = world.sms(PAYER_PHONE, &world.low(PAYEE, "120", 3));
+        let reference = reference_in(&paid.replies[0]);
+        let statement = format!("STMT {PAYER_EUIN} 4 {}", tan(&world, 4));
         let answer = world.sms(PAYER_PHONE, &statement);
+        // Issue 18: the statement names the counterparty, the date and the fee apart from the
+        // amount, and the fee is not a payment line of its own.
+        let text = answer.replies.join(" ");
+        assert!(text.starts_with("STMT"), "{text}");
         assert!(
-            answer.replies.iter().any(|reply| reply.starts_with("STMT")),
-            "{:?}",
-            answer.replies
+            text.contains(&format!("TO {PAYEE} KES 120.00 fee 10.00 ref {reference};")),
+            "{text}"
         );
+        assert!(text.contains("FROM cash KES 10000.00"), "{text}");
+        assert!(text.contains(" 2026-09-2"), "{text}");
+        assert_eq!(text.matches("ref ").count(), 2, "{text}");
     }
 
     #[test]

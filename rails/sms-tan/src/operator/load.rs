@@ -23,6 +23,7 @@ use crate::operator::Operator;
 use crate::operator::records::{
     self, AccountRecord, EnvelopeRecord, PayIndexRecord, PendingRecord, reference_of,
 };
+use crate::posting::Reference;
 use crate::reply::StatementEntry;
 
 /// A cache of envelope and account records a server keeps between messages (see the module
@@ -388,14 +389,46 @@ pub fn statement_entries(
 ) -> Result<(Vec<StatementEntry>, Amount), RecordError> {
     let id = records::ledger_account(number);
     let history = store.history(&id, None, limit)?;
-    let mut entries = Vec::with_capacity(history.len());
+    // The fee of an SMS payment is its own leg, with the payment's reference in its memo: it is
+    // shown with its payment, not as a payment of its own.
+    let memo_reference = |memo: &str| {
+        memo.rsplit("REF ")
+            .next()
+            .and_then(|text| Reference::parse(text.trim()))
+    };
+    let is_fee = |memo: &str| memo.starts_with("sms fee ");
+    let payments: Vec<Reference> = history
+        .iter()
+        .filter(|record| !is_fee(&record.transfer.memo))
+        .filter_map(|record| memo_reference(&record.transfer.memo))
+        .collect();
+    let mut fees: Vec<(Reference, u64)> = Vec::new();
+    for record in &history {
+        let transfer = &record.transfer;
+        if is_fee(&transfer.memo)
+            && let Some(main) = memo_reference(&transfer.memo)
+            && payments.contains(&main)
+        {
+            match fees.iter_mut().find(|(reference, _)| *reference == main) {
+                Some((_, total)) => *total = total.saturating_add(transfer.amount.minor()),
+                None => fees.push((main, transfer.amount.minor())),
+            }
+        }
+    }
+    let mut entries: Vec<StatementEntry> = Vec::with_capacity(history.len());
     for record in history {
         let transfer = &record.transfer;
+        let fee_leg = is_fee(&transfer.memo);
+        let main = memo_reference(&transfer.memo);
+        if fee_leg && main.is_some_and(|main| payments.contains(&main)) {
+            continue;
+        }
         let minor = i128::from(transfer.amount.minor());
-        let signed = if transfer.debit_account == id {
-            -minor
+        let paid_out = transfer.debit_account == id;
+        let other = if paid_out {
+            &transfer.credit_account
         } else {
-            minor
+            &transfer.debit_account
         };
         let Some(date) = CivilDateTime::from_unix(
             UnixSeconds(record.committed_at.0 / 1000),
@@ -403,11 +436,24 @@ pub fn statement_entries(
         ) else {
             continue;
         };
+        let counterparty = match other.as_str().strip_prefix(records::LEDGER_PREFIX) {
+            Some(number) => number.to_owned(),
+            None if fee_leg => "fee".to_owned(),
+            None if transfer.memo.starts_with("sms exchange") => "exchange".to_owned(),
+            None => "cash".to_owned(),
+        };
+        let reference = main.unwrap_or_else(|| reference_of(transfer.id.as_str()));
+        let fee_minor = fees
+            .iter()
+            .find(|(fee_reference, _)| !fee_leg && *fee_reference == reference)
+            .map_or(0, |(_, total)| *total);
         entries.push(StatementEntry {
             date,
-            minor: signed,
+            minor: if paid_out { -minor } else { minor },
             currency: transfer.amount.currency(),
-            reference: reference_of(transfer.id.as_str()),
+            reference,
+            counterparty,
+            fee_minor,
         });
     }
     let balance = store

@@ -392,7 +392,7 @@ async fn statement(
         escape(currency.code()),
         escape(&decimal(i128::from(ledger_account.balance())))
     );
-    body.push_str("<table id=\"statement\"><thead><tr><th>Date</th><th>What</th><th>Reference</th><th>Amount</th></tr></thead><tbody>");
+    body.push_str("<table id=\"statement\"><thead><tr><th>Date</th><th>Counterparty</th><th>What</th><th>Reference</th><th>Amount</th><th>Fee</th></tr></thead><tbody>");
     let id = records::ledger_account(&account);
     for entry in &history {
         let transfer = &entry.transfer;
@@ -405,13 +405,40 @@ async fn statement(
         let when = CivilDateTime::from_unix(UnixSeconds(entry.committed_at.0 / 1000), offset)
             .map(|date| date.to_string())
             .unwrap_or_default();
+        let other = if transfer.debit_account == id {
+            &transfer.credit_account
+        } else {
+            &transfer.debit_account
+        };
+        let is_fee = transfer.memo.starts_with("sms fee ");
+        let counterparty = match other.as_str().strip_prefix(records::LEDGER_PREFIX) {
+            Some(number) => number.to_owned(),
+            None if is_fee => "fee".to_owned(),
+            None if transfer.memo.starts_with("sms exchange") => "exchange".to_owned(),
+            None => "cash".to_owned(),
+        };
+        // An SMS payment's fee is its own leg: shown in the fee column, under the payment's
+        // reference (its memo's), never as a payment.
+        let reference = transfer
+            .memo
+            .rsplit("REF ")
+            .next()
+            .and_then(|text| offpay_sms_tan::Reference::parse(text.trim()))
+            .unwrap_or_else(|| reference_of(transfer.id.as_str()));
+        let (amount, fee) = if is_fee {
+            (String::new(), decimal(signed))
+        } else {
+            (decimal(signed), String::new())
+        };
         let _ = write!(
             body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
             escape(&when),
+            escape(&counterparty),
             escape(&transfer.memo),
-            escape(&reference_of(transfer.id.as_str()).to_string()),
-            escape(&decimal(signed))
+            escape(&reference.to_string()),
+            escape(&amount),
+            escape(&fee)
         );
     }
     body.push_str("</tbody></table>");
