@@ -222,8 +222,34 @@ fn a_dba_insert_or_update_moves_nothing_through_a_real_server(kind: BackendKind)
     assert_eq!(flags(&server, "record_tampered"), 2);
 }
 
+/// Issue 18, envelope lifecycle: a lost envelope is retired and replaced at an agent, through
+/// the operator API, only with an identity step.
+fn a_lost_envelope_is_replaced_at_an_agent_with_an_identity_step(kind: BackendKind) {
+    let server = TestServer::start(kind);
+    let envelope = server.seed_world();
+    let next = server.issue_envelope();
+    let path = format!("/api/v1/sms/envelopes/{}/replace", next.euin);
+    let mut body = serde_json::json!({
+        "account": PAYER, "checked_by": "agent-17", "document_kind": "national id",
+        "document_number": "", "reason": "lost"
+    });
+    let (status, answer) = server.api(reqwest::Method::POST, &path, Some(body.clone()));
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(server.envelope(SEED_EUIN)["status"], "active");
+    body["document_number"] = Value::from("A1234567");
+    let answer = server.post(&path, body);
+    assert_eq!(answer["status"], "active", "{answer}");
+    assert_eq!(server.envelope(SEED_EUIN)["status"], "retired");
+    let reply = server.sms(PAYER_PHONE, &low_pay(&envelope, PAYEE, &kes("5"), 1));
+    assert!(reply.contains("not in use"), "{reply}");
+    let reply = server.sms(PAYER_PHONE, &low_pay(&next, PAYEE, &kes("5"), 1));
+    assert!(reply.starts_with("PAID "), "{reply}");
+    assert_eq!(server.balance(PAYEE), 5_00);
+}
+
 offpay_test_support::on_every_backend!(
     rewritten_settings_and_reg_are_refused_through_the_webhook,
     inflation_is_refused_at_every_level_through_the_webhook,
     a_dba_insert_or_update_moves_nothing_through_a_real_server,
+    a_lost_envelope_is_replaced_at_an_agent_with_an_identity_step,
 );

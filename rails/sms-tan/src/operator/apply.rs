@@ -417,8 +417,15 @@ pub fn apply(input: ApplyInput<'_>) -> Result<Option<Applied>, OperatorError> {
         });
     }
     for (mut record, loaded) in changed.accounts.into_values() {
-        // The settings were authenticated when read (`load_payer`); the MAC follows the change.
-        record.seal_settings(operator.master(), &loaded.key);
+        // The MAC follows a change only of settings that were authentic when read: settings
+        // changed in the database stay refused whatever the SMS or agent path writes after.
+        let authentic = loaded
+            .value
+            .as_ref()
+            .is_some_and(|read| read.settings_authentic(operator.master(), &loaded.key));
+        if authentic {
+            record.seal_settings(operator.master(), &loaded.key);
+        }
         writes.push(loaded.write(&record)?);
         written.accounts.push(Loaded {
             key: loaded.key.clone(),

@@ -1054,6 +1054,48 @@ impl StoredRecord for InboundRecord {
     }
 }
 
+/// Key of the record of an envelope replaced at an agent.
+pub fn replacement_key(old: &Euin) -> String {
+    format!("repl:{old}")
+}
+
+/// An envelope retired and replaced at an agent: who checked the holder's identity, on what
+/// document (a keyed hash of its number, never the number), when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplacementRecord {
+    /// Format version.
+    pub version: u32,
+    /// The account.
+    pub account: String,
+    /// The envelope retired.
+    pub retired: String,
+    /// The envelope bound in its place.
+    pub replacement: String,
+    /// The agent or operator who checked the holder's identity.
+    pub checked_by: String,
+    /// The kind of document shown (`national id`, `passport`, …).
+    pub document_kind: String,
+    /// Keyed hash of the document's number ([`MasterKey::text_tag`]).
+    pub document_tag: String,
+    /// Why (`lost`, `stolen`, `used up`, …).
+    pub reason: String,
+    /// When (Unix ms).
+    pub at_ms: u64,
+}
+
+impl StoredRecord for ReplacementRecord {
+    const NAMESPACE: &'static str = NAMESPACE;
+    const FORMAT_VERSION: u32 = FORMAT_VERSION;
+    fn encode(&self, key: &str) -> Result<Vec<u8>, RecordError> {
+        encode_wire::<Self>(self, key)
+    }
+    fn decode(key: &str, bytes: &[u8]) -> Result<Self, RecordError> {
+        let record: ReplacementRecord = decode_json(key, bytes)?;
+        check_version::<Self>(key, record.version)?;
+        Ok(record)
+    }
+}
+
 /// An SMS waiting for the gateway (under `out:`), or given up on (under `dead:`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutboundRecord {
