@@ -333,3 +333,60 @@ pub fn register(envelope: &Envelope, new_envelope: &Euin, row: u8) -> String {
     offpay_sms_tan::compose::register_text(envelope, &envelope.euin.to_string(), new_envelope, row)
         .unwrap()
 }
+
+/// Logs in on the web page over plain HTTP (account, password, `row` and `tan`); the session's
+/// cookie header, or `None` when the login was refused.
+pub fn web_login(server: &TestServer, password: &str, row: u8, tan: &str) -> Option<String> {
+    let http = http();
+    let page = http
+        .get(format!("{}/sms/web/login", server.base))
+        .send()
+        .unwrap();
+    let cookie = cookies(&page);
+    let body = page.text().unwrap();
+    let csrf = hidden(&body, "csrf");
+    let answer = http
+        .post(format!("{}/sms/web/login", server.base))
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "csrf={csrf}&account={PAYER}&password={password}&row={row}&tan={tan}"
+        ))
+        .send()
+        .unwrap();
+    let session = cookies(&answer);
+    session
+        .contains("offpay_sms_session=")
+        .then_some(session)
+        .filter(|_| answer.status().is_redirection())
+}
+
+/// The `name=value` pairs of a response's `Set-Cookie` headers, as a `Cookie` header.
+pub fn cookies(response: &reqwest::blocking::Response) -> String {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|value| {
+            value
+                .to_str()
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .filter(|pair| !pair.ends_with('='))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The value of the hidden form field `name` in `html`.
+pub fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let rest = html
+        .split(&marker)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {name} field in {html}"));
+    rest[..rest.find('"').unwrap()].to_owned()
+}

@@ -184,6 +184,53 @@ impl TerminalPlan {
     }
 }
 
+/// The gateway name of PC payments' dedupe records.
+pub const WEB_GATEWAY: &str = "web";
+
+impl TerminalPlan {
+    /// A PC payment (the seed's fifth path): the holder of `account`, logged in on the web page
+    /// (password and a row), pays `payee` `amount` (in the payee's currency unless `currency`)
+    /// with another unused row and its TAN. The same rules as an SMS at the middle level (limits,
+    /// fee, balance, the last row kept for `REG`, callback-only amounts refused); `request_id`
+    /// (from the form) makes a resubmitted form pay once.
+    pub fn web(
+        account: &AccountNumber,
+        payee: &str,
+        amount: &str,
+        row: u8,
+        tan: &str,
+        request_id: &str,
+    ) -> Result<TerminalPlan, OperatorError> {
+        if request_id.is_empty()
+            || request_id.len() > TERMINAL_REQUEST_ID_BYTES_MAX
+            || !request_id.bytes().all(|byte| byte.is_ascii_hexdigit())
+        {
+            return Err(OperatorError::invalid(
+                "invalid_request_id",
+                "the form is out of date: open the statement page again",
+            ));
+        }
+        let digits: String = payee.chars().filter(char::is_ascii_digit).collect();
+        let payee = AccountNumber::parse(&digits).map_err(|_| {
+            OperatorError::invalid("invalid_payee", "payee: the 12-digit account number")
+        })?;
+        let tan = Tan::parse(tan.trim())
+            .map_err(|_| OperatorError::invalid("invalid_tan", "TAN: 3 digits"))?;
+        Ok(TerminalPlan {
+            payee,
+            lookup: PayerLookup::Account(*account),
+            by_envelope: false,
+            row,
+            tan,
+            amount: amount.trim().to_owned(),
+            currency: None,
+            payer_phone: None,
+            message_id: format!("web:{account}:{request_id}"),
+            dedupe_key: inbound_key(WEB_GATEWAY, &format!("{account}:{request_id}")),
+        })
+    }
+}
+
 /// What a terminal payment reads: the stored answer of an earlier try, the payer and the payee
 /// (from the store).
 #[derive(Debug)]
