@@ -449,6 +449,53 @@ mod tests {
         );
     }
 
+    /// Doc §6.1: an interceptor who knows the amount and also rewrites checksum digits must
+    /// guess where the shuffled terms his change moves are. Measured over every row of an
+    /// envelope by trying every guess: a change only the digit sum sees (100.00 → 100.50) passes
+    /// with 1 guess in 6; one that moves S2 and the digit sum (100.00 → 190.00) with 1 in 30
+    /// ordered pairs.
+    #[test]
+    fn rewriting_the_checksum_too_succeeds_at_the_measured_guess_rates() {
+        let master = crate::keys::MasterKey::from_bytes([0x5a; 32]);
+        let euin = crate::numbers::Euin::issued(263, 3).unwrap();
+        let envelope =
+            crate::envelope::Envelope::derive(&master, euin, crate::envelope::RowCount::Fifty);
+        let (payee, _) = worked_example();
+        let kes = |text: &str| Amount::parse(text, Currency::KES).unwrap();
+        let (meant, only_t, s2_and_t) = (kes("100.00"), kes("100.50"), kes("190.00"));
+        let (mut single_hits, mut single_tries, mut pair_hits, mut pair_tries) = (0, 0, 0, 0);
+        for row in 1..=50u8 {
+            let recipe = envelope.row(row).unwrap().recipe();
+            let sent = recipe.checksum(&payee, &meant);
+            for position in 0..CHECKSUM_DIGITS {
+                let mut forged = sent;
+                forged[position] = (forged[position] + 5) % 10;
+                single_tries += 1;
+                if recipe.verify(&payee, &only_t, &forged) {
+                    single_hits += 1;
+                }
+            }
+            for first in 0..CHECKSUM_DIGITS {
+                for second in 0..CHECKSUM_DIGITS {
+                    if first == second {
+                        continue;
+                    }
+                    let mut forged = sent;
+                    forged[first] = (forged[first] + 9) % 10;
+                    forged[second] = (forged[second] + 9) % 10;
+                    pair_tries += 1;
+                    if recipe.verify(&payee, &s2_and_t, &forged) {
+                        pair_hits += 1;
+                    }
+                }
+            }
+        }
+        // Each row has exactly one right guess: the rates are 1/6 and 2/30 (the two moved
+        // terms may be guessed in either order, both adding 9).
+        assert_eq!((single_hits, single_tries), (50, 300));
+        assert_eq!((pair_hits, pair_tries), (100, 1500));
+    }
+
     #[test]
     fn amount_digits_follow_the_currency_decimals() {
         let digits = AmountDigits::of(&Amount::parse("5.5", Currency::KES).unwrap());
