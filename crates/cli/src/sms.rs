@@ -716,7 +716,9 @@ pub fn demo(client: &ApiClient) -> Result<(), String> {
         PAYER_PHONE,
         "263 999 12345 * 901020377865 * 200000.00* 1 * 9 2 7 9 2 7",
     )?;
-    println!("   -- middle level: payee grid-coded, amount + column 2, size code, TAN (row 2)");
+    println!(
+        "   -- middle level: payee grid-coded, amount + column 2, size code, the row's SUM (row 2)"
+    );
     let payee = AccountNumber::parse(PAYEE).map_err(|_| "payee number")?;
     let amount = Amount::parse("1500", Currency::KES).map_err(|error| error.to_string())?;
     let text = grid_text(

@@ -170,7 +170,10 @@ fn the_statement_page_logs_in_with_password_and_a_tan_row_in_headless_chromium(k
     let envelope = server.seed_world();
     let reply = server.sms(
         PAYER_PHONE,
-        &format!("PASSWORD {SEED_EUIN} 1 {} MyPass2026", tan(&envelope, 1)),
+        &signed(
+            &envelope,
+            &format!("PASSWORD {SEED_EUIN} 1 000000 MyPass2026"),
+        ),
     );
     assert!(reply.starts_with("DONE: web password set"), "{reply}");
     let paid = server.sms(PAYER_PHONE, &low_pay(&envelope, PAYEE, &kes("1234.50"), 2));

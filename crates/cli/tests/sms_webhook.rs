@@ -106,12 +106,16 @@ fn the_seed_attacks_row_reuse_and_gateway_retries_fail(kind: BackendKind) {
     // Row 2 was used up by the refused attempt: the honest SMS on row 2 is refused too.
     let reply = server.sms(PAYER_PHONE, &honest);
     assert!(reply.starts_with("Row 2 was used before"), "{reply}");
-    // A good payment, then its replay under a new gateway id: the row is used.
+    // A good payment, then its replay under a new gateway id from another phone: the row is
+    // used. The holder's own resend from their phone gets the first answer again (issue 18).
     let good = grid_pay(&envelope, "PAYG", PAYEE, &kes("2000"), 3);
     let first = server.sms_with_id("gw-7", PAYER_PHONE, &good);
     assert_eq!(first["verdict"], "accepted", "{first}");
-    let replay = server.sms(PAYER_PHONE, &good);
+    let replay = server.sms("+254799999999", &good);
     assert!(replay.starts_with("Row 3 was used before"), "{replay}");
+    let resend = server.sms_with_id("gw-8", PAYER_PHONE, &good);
+    assert_eq!(resend["duplicate"], true, "{resend}");
+    assert_eq!(resend["replies"], first["replies"]);
     // A gateway retry (same message id) gets the same reply and pays nothing again.
     let retry = server.sms_with_id("gw-7", PAYER_PHONE, &good);
     assert_eq!(retry["duplicate"], true);
@@ -181,7 +185,7 @@ fn rows_run_out_and_a_new_envelope_is_registered_with_the_last_one(kind: Backend
     assert!(reply.contains("too few rows left"), "{reply}");
     assert_eq!(server.balance(PAYEE), 0);
     let next = server.issue_envelope();
-    let reg = format!("REG {} {SEED_EUIN} 20 {}", next.euin, tan(&envelope, 20));
+    let reg = register(&envelope, &next.euin, 20);
     let reply = server.sms(PAYER_PHONE, &reg);
     assert!(reply.contains("is now registered"), "{reply}");
     assert_eq!(server.envelope(SEED_EUIN)["status"], "retired");
@@ -189,10 +193,10 @@ fn rows_run_out_and_a_new_envelope_is_registered_with_the_last_one(kind: Backend
     let reply = server.sms(PAYER_PHONE, &low_pay(&next, PAYEE, &kes("5"), 1));
     assert!(reply.starts_with("PAID "), "{reply}");
     assert_eq!(server.balance(PAYEE), 5_00);
-    // The old envelope is void.
+    // The old envelope is void (a new message: the same BAL again would get its first answer).
     let reply = server.sms(
         PAYER_PHONE,
-        &format!("BAL {SEED_EUIN} 17 {}", tan(&envelope, 17)),
+        &format!("STMT {SEED_EUIN} 17 {}", tan(&envelope, 17)),
     );
     assert!(reply.contains("not in use"), "{reply}");
 }
@@ -202,7 +206,7 @@ fn limits_and_phone_binding_are_enforced(kind: BackendKind) {
     let envelope = server.seed_world();
     let reply = server.sms(
         PAYER_PHONE,
-        &format!("LIMIT {SEED_EUIN} EACH 1000 1 {}", tan(&envelope, 1)),
+        &signed(&envelope, &format!("LIMIT {SEED_EUIN} EACH 1000 1 000000")),
     );
     assert!(
         reply.starts_with("DONE: limit per payment KES 1000.00"),
@@ -412,9 +416,9 @@ fn offpay_sms_send_prints_the_reply_and_statement_and_disputes_work(kind: Backen
     assert!(statement.contains(&reference), "{statement}");
     assert!(statement.contains("BALANCE KES 999870.00"), "{statement}");
     // The payer reports the payment; the operator decides; only then is anything moved back.
-    let reply = send(&format!(
-        "DISPUTE {SEED_EUIN} {reference} 3 {}",
-        tan(&envelope, 3)
+    let reply = send(&signed(
+        &envelope,
+        &format!("DISPUTE {SEED_EUIN} {reference} 3 000000"),
     ));
     assert!(reply.contains("The operator decides"), "{reply}");
     assert_eq!(server.balance(PAYEE), 120_00);

@@ -98,7 +98,7 @@ fn world() -> World {
             .to_owned()
     };
     let gateway_token = read("sms-gateway.token");
-    let master_hex = read("sms-master.key");
+    let master_hex = read("keys/sms-master.key");
     let master_bytes: Vec<u8> = (0..master_hex.len())
         .step_by(2)
         .map(|index| u8::from_str_radix(&master_hex[index..index + 2], 16).unwrap())

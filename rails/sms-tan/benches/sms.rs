@@ -74,12 +74,17 @@ fn setup() -> Setup {
         coded.push_str(&format!(" {:03}", grid.code(*digit, index + 1)));
     }
     let plus = amount.minor() + row.amount_offset_hundredths();
+    let sum: String = row
+        .recipe()
+        .checksum(&payee_number, &amount)
+        .iter()
+        .map(|d| char::from(b'0' + d))
+        .collect();
     let middle = format!(
-        "PAYG 26399912345 2 {coded} {}.{:02} {:03} {}",
+        "PAYG 26399912345 2 {coded} {}.{:02} {:03} {sum}",
         plus / 100,
         plus % 100,
         grid.magnitude_code(AmountDigits::of(&amount).whole_length()),
-        row.tan().reveal()
     );
     Setup {
         engine: Engine::new(EngineConfig::default(), master).unwrap(),

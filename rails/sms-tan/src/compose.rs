@@ -6,12 +6,14 @@ use alloc::format;
 use alloc::string::String;
 use core::fmt::Write as _;
 
-use offpay_money::Amount;
+use offpay_money::{Amount, Currency};
 
 use crate::envelope::Envelope;
-use crate::grammar::SecurityLevel;
-use crate::limits::{GRID_CODE_DIGITS, MAGNITUDE_CLASSES, PLAIN_PAYEE_DIGITS};
-use crate::numbers::AccountNumber;
+use crate::grammar::{Checksum, EncryptedEuin, Message, PayerRef, RowChecksum, SecurityLevel};
+use crate::limits::{
+    ENCRYPTED_ACCOUNT_DIGITS, GRID_CODE_DIGITS, MAGNITUDE_CLASSES, PLAIN_PAYEE_DIGITS,
+};
+use crate::numbers::{AccountNumber, Euin};
 use crate::recipe::AmountDigits;
 
 /// `amount` in hundredths (grid instructions count in hundredths whatever the currency's
@@ -34,7 +36,7 @@ pub(crate) fn hundredths(amount: &Amount) -> Option<u64> {
 
 /// The middle (`PAYG`) or high (`PAYC`) instruction a holder writes with `row` of `envelope`:
 /// the payee's first digits in clear and the rest grid-coded, the amount plus the row's offset,
-/// the magnitude code and the row's TAN. `payer` is what names the payer (envelope number or pay
+/// the magnitude code and the row's checksum over the payee and amount. `payer` is what names the payer (envelope number or pay
 /// number, as the holder types it). `None` for the low level, for a row or grid the envelope does
 /// not have, or for an amount a grid instruction cannot carry.
 pub fn grid_text(
@@ -67,13 +69,18 @@ pub fn grid_text(
             width = GRID_CODE_DIGITS
         );
     }
+    let sum: String = secret
+        .recipe()
+        .checksum(payee, amount)
+        .iter()
+        .map(|digit| char::from(b'0' + digit))
+        .collect();
     Some(format!(
-        "{} {payer} {row} {coded} {}.{:02} {:03} {}",
+        "{} {payer} {row} {coded} {}.{:02} {:03} {sum}",
         level.keyword(),
         plus / 100,
         plus % 100,
         grid.magnitude_code(class),
-        secret.tan().reveal()
     ))
 }
 
@@ -96,6 +103,64 @@ pub fn low_text(
         "PAY {payer} {payee} {} {row} {digits}",
         amount.decimal()
     ))
+}
+
+/// A settings message (`LIMIT`, `DIALBACK`, `HIGH`, `PASSWORD`, `DISPUTE`) as the holder writes
+/// it: `text` is the message with any six digits where the SUM goes; the result carries its row's
+/// SUM over the message's content ([`crate::content`]) for an account in `currency`. `None` when
+/// the text is not such a message or its row is not on the envelope.
+pub fn setting_text(envelope: &Envelope, currency: Currency, text: &str) -> Option<String> {
+    let mut message = crate::grammar::parse(text).ok()?;
+    let (subject, digits) = crate::content::signed_content(&message, currency, None).ok()?;
+    let auth = match &mut message {
+        Message::Limit { auth, .. }
+        | Message::Dialback { auth, .. }
+        | Message::ForceHigh { auth, .. }
+        | Message::SetPassword { auth, .. }
+        | Message::Dispute { auth, .. } => auth,
+        _ => return None,
+    };
+    let row = envelope.row(auth.row)?;
+    auth.checksum = Checksum::new(row.recipe().checksum_of_digits(&subject, &digits))?;
+    Some(message.format())
+}
+
+/// The `REG` a holder writes with `row` of their current `envelope` to register `new_envelope`:
+/// the new number's first digit in clear and the rest coded with the row's grid, then the row's
+/// SUM over the new number. `payer` names the payer as the holder types it.
+pub fn register_text(
+    envelope: &Envelope,
+    payer: &str,
+    new_envelope: &Euin,
+    row: u8,
+) -> Option<String> {
+    let secret = envelope.row(row)?;
+    let grid = envelope.grid(secret.grid_number())?;
+    let digits = new_envelope.digits();
+    let codes: [u16; ENCRYPTED_ACCOUNT_DIGITS] =
+        core::array::from_fn(|index| grid.code(digits[index + 1], index + 1));
+    let mut message = Message::Register {
+        new_envelope: EncryptedEuin {
+            plain: digits[0],
+            codes,
+        },
+        payer: match payer.len() {
+            crate::limits::EUIN_DIGITS => PayerRef::Envelope(Euin::parse(payer).ok()?),
+            _ => PayerRef::PayNumber(AccountNumber::parse(payer).ok()?),
+        },
+        auth: RowChecksum {
+            row,
+            checksum: Checksum::new([0; crate::limits::CHECKSUM_DIGITS])?,
+        },
+    };
+    // The currency plays no part in a registration's content.
+    let (subject, content) =
+        crate::content::signed_content(&message, Currency::KES, Some(new_envelope)).ok()?;
+    let sum = Checksum::new(secret.recipe().checksum_of_digits(&subject, &content))?;
+    if let Message::Register { auth, .. } = &mut message {
+        auth.checksum = sum;
+    }
+    Some(message.format())
 }
 
 #[cfg(test)]

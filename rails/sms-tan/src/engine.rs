@@ -23,11 +23,12 @@ use crate::account::{
     AccountView, CurrencyClass, ExchangeRate, FeeSchedule, Limits, PayeeLimit, Spending,
 };
 use crate::civil_time::{CivilDateTime, UnixSeconds};
+use crate::content;
 use crate::envelope::{EnvelopeStatus, EnvelopeView, RowSet};
 use crate::error::{Misuse, ParseError, Refusal};
 use crate::grammar::{
-    self, EncryptedPayee, LimitChange, Message, Password, PayerRef, Payment, PaymentBody, RowTan,
-    SecurityLevel, TypedAmount,
+    self, EncryptedEuin, EncryptedPayee, LimitChange, Message, Password, PayerRef, Payment,
+    PaymentBody, RowTan, SecurityLevel, TypedAmount,
 };
 use crate::keys::BindingTag;
 use crate::keys::MasterKey;
@@ -877,6 +878,12 @@ impl Engine {
         if auth.envelope.used.contains(row_number) {
             return Err((Refusal::RowUsed { row: row_number }, None, true));
         }
+        // The last free row registers the next envelope and nothing else.
+        if !matches!(message, Message::Register { .. })
+            && auth.envelope.free() <= ROWS_RESERVED_FOR_REGISTRATION
+        {
+            return Err((Refusal::LastRowReserved, None, false));
+        }
         let Some(row) = auth.secrets.row(row_number) else {
             return Err((Refusal::RowOutOfRange { row: row_number }, None, true));
         };
@@ -892,12 +899,41 @@ impl Engine {
             Message::Confirm {
                 payer_row, bank, ..
             } => bank.row != payer_row.row,
-            Message::Register { auth: row_tan, .. }
-            | Message::Limit { auth: row_tan, .. }
-            | Message::Dialback { auth: row_tan, .. }
-            | Message::ForceHigh { auth: row_tan, .. }
-            | Message::SetPassword { auth: row_tan, .. }
-            | Message::Dispute { auth: row_tan, .. } => row.tan().matches(&row_tan.tan),
+            // Settings and registration: the row's SUM over the message's content (protocol v3),
+            // so a change to any part of it in transit is refused and counted.
+            Message::Register {
+                new_envelope,
+                auth: sum,
+                ..
+            } => match self.decode_euin(auth, row, new_envelope) {
+                Some(euin) => {
+                    match content::signed_content(message, auth.account.currency, Some(&euin)) {
+                        Ok((subject, digits)) => {
+                            row.recipe()
+                                .verify_digits(&subject, &digits, sum.checksum.digits())
+                        }
+                        Err(_) => false,
+                    }
+                }
+                None => false,
+            },
+            Message::Limit { auth: sum, .. }
+            | Message::Dialback { auth: sum, .. }
+            | Message::ForceHigh { auth: sum, .. }
+            | Message::SetPassword { auth: sum, .. }
+            | Message::Dispute { auth: sum, .. } => {
+                match content::signed_content(message, auth.account.currency, None) {
+                    Ok((subject, digits)) => {
+                        row.recipe()
+                            .verify_digits(&subject, &digits, sum.checksum.digits())
+                    }
+                    // An amount the account's currency cannot hold: a typing matter.
+                    Err(content::ContentError::BadAmount) => {
+                        return Err((Refusal::BadSetting, Some(row_number), false));
+                    }
+                    Err(content::ContentError::NotASetting) => false,
+                }
+            }
             Message::Balance { auth: row_tan, .. } | Message::Statement { auth: row_tan, .. } => {
                 row_tan
                     .as_ref()
@@ -912,6 +948,12 @@ impl Engine {
                     payment: Payment { level, .. },
                     ..
                 } if *level != SecurityLevel::Low => Refusal::CodesDoNotMatch,
+                Message::Register { .. }
+                | Message::Limit { .. }
+                | Message::Dialback { .. }
+                | Message::ForceHigh { .. }
+                | Message::SetPassword { .. }
+                | Message::Dispute { .. } => Refusal::ContentMismatch,
                 _ => Refusal::NotAuthenticated,
             };
             return Err((refusal, Some(row_number), true));
@@ -945,21 +987,46 @@ impl Engine {
                 payee,
                 amount_plus_offset,
                 magnitude_code,
-                tan,
+                checksum,
                 ..
             } => {
                 let decoded = self.decode_grid(auth, row, payee, *amount_plus_offset, currency);
-                let tan_ok = row.tan().matches(tan);
-                let Some((_, amount)) = decoded else {
+                let Some((payee, amount)) = decoded else {
                     return Ok(false);
                 };
+                // The row's checksum over the decoded payment covers every digit of the amount.
+                let sum_ok = row.recipe().verify(&payee, &amount, checksum.digits());
                 let class = AmountDigits::of(&amount).whole_length();
                 let grid = auth.secrets.grid(row.grid_number());
                 let magnitude_ok =
                     grid.is_some_and(|grid| grid.magnitude_matches(class, *magnitude_code));
-                Ok(tan_ok & magnitude_ok)
+                Ok(sum_ok & magnitude_ok)
             }
         }
+    }
+
+    /// Decodes the grid-coded new envelope number of a `REG` with `row`'s grid; `None` when a
+    /// code is not in the grid or the number is not an envelope number.
+    fn decode_euin(
+        &self,
+        auth: &Authenticated,
+        row: &crate::envelope::Row,
+        coded: &EncryptedEuin,
+    ) -> Option<Euin> {
+        let grid = auth.secrets.grid(row.grid_number())?;
+        let mut text = String::with_capacity(crate::limits::EUIN_DIGITS);
+        text.push(char::from(b'0' + coded.plain.min(9)));
+        let mut all_found = true;
+        for position in 1..=ENCRYPTED_ACCOUNT_DIGITS {
+            match grid.decode(position, coded.codes[position - 1]) {
+                Some(digit) => text.push(char::from(b'0' + digit)),
+                None => all_found = false,
+            }
+        }
+        if !all_found {
+            return None;
+        }
+        Euin::parse(&text).ok()
     }
 
     /// Decodes payee and amount of a grid instruction with `row`.
@@ -1011,8 +1078,22 @@ impl Engine {
                 bank,
                 payer_row,
             }),
-            Message::Register { new_envelope, .. } => {
-                Next::NeedNewEnvelope(NewEnvelopeRequest { auth, new_envelope })
+            Message::Register {
+                new_envelope,
+                auth: sum,
+                ..
+            } => {
+                let decoded = auth
+                    .secrets
+                    .row(sum.row)
+                    .and_then(|row| self.decode_euin(&auth, row, &new_envelope));
+                match decoded {
+                    Some(new_envelope) => {
+                        Next::NeedNewEnvelope(NewEnvelopeRequest { auth, new_envelope })
+                    }
+                    // Verified in `authenticate`, so it decodes.
+                    None => Next::Done(self.finish_refused(auth, Refusal::NotAuthenticated)),
+                }
             }
             Message::Balance { .. } => {
                 let text = reply::balance(&auth.balance);
@@ -1662,11 +1743,16 @@ impl Engine {
                 } else {
                     format!(" {}", intent.amount.currency())
                 };
+                let sum: String = row
+                    .recipe()
+                    .checksum(&intent.payee, &intent.amount)
+                    .iter()
+                    .map(|digit| char::from(b'0' + digit))
+                    .collect();
                 let _ = write!(
                     out,
-                    " {coded}{currency} {:03} {}",
+                    " {coded}{currency} {:03} {sum}",
                     grid.magnitude_code(class.max(1)),
-                    row.tan().reveal()
                 );
             }
         }
@@ -2014,6 +2100,8 @@ impl Engine {
             Some(Refusal::RowOutOfRange { row })
         } else if envelope.used.contains(row) {
             Some(Refusal::RowUsed { row })
+        } else if envelope.free() <= ROWS_RESERVED_FOR_REGISTRATION {
+            Some(Refusal::LastRowReserved)
         } else if !secrets
             .row(row)
             .is_some_and(|secret| secret.tan().matches(&payment.tan))
@@ -2024,7 +2112,8 @@ impl Engine {
         };
         if let Some(refusal) = refusal {
             let burn = matches!(refusal, Refusal::NotAuthenticated).then_some(row);
-            let mut outcome = self.refuse_with_row(&session, &mut envelope, refusal, burn, true);
+            let counts = !matches!(refusal, Refusal::LastRowReserved);
+            let mut outcome = self.refuse_with_row(&session, &mut envelope, refusal, burn, counts);
             if payment.payer_phone.is_none() {
                 outcome.replies.clear();
             }
@@ -2166,6 +2255,8 @@ impl Engine {
             Some(Refusal::RowOutOfRange { row })
         } else if envelope.used.contains(row) {
             Some(Refusal::RowUsed { row })
+        } else if envelope.free() <= ROWS_RESERVED_FOR_REGISTRATION {
+            Some(Refusal::LastRowReserved)
         } else if !secrets
             .row(row)
             .is_some_and(|secret| secret.tan().matches(tan))
@@ -2177,8 +2268,9 @@ impl Engine {
         let mut outcome = match refusal {
             Some(refusal) => {
                 let burn = matches!(refusal, Refusal::NotAuthenticated).then_some(row);
+                let counts = !matches!(refusal, Refusal::LastRowReserved);
                 let mut outcome =
-                    self.refuse_with_row(&session, &mut envelope, refusal, burn, true);
+                    self.refuse_with_row(&session, &mut envelope, refusal, burn, counts);
                 outcome.replies.clear();
                 outcome
             }

@@ -15,7 +15,7 @@ use crate::limits::{
     GRID_CODE_RANGE, GRID_POSITIONS, GRIDS_PER_ENVELOPE, MAGNITUDE_CLASSES, ROWS_MAX,
 };
 use crate::numbers::{AccountNumber, Euin, Tan};
-use crate::recipe::{AMOUNT_DIGIT_INDEX_MAX, Recipe, Term};
+use crate::recipe::{DERIVED_AMOUNT_DIGITS, Recipe, Term};
 
 /// How many rows an envelope has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -165,9 +165,8 @@ impl Row {
         let account_offset = stream.below(u64::from(ACCOUNT_OFFSET_RANGE)) as u32;
         let [first, second]: [u64; 2] = stream.distinct_below(ACCOUNT_NUMBER_DIGITS as u64);
         let mut draw_digit = || stream.below(10) as u8;
+        // Every digit of the amount is covered: LS, the two leading digits and the digit sum.
         let mut terms: [Term; CHECKSUM_DIGITS] = [
-            Term::Constant(draw_digit()),
-            Term::Constant(draw_digit()),
             Term::AccountDigit {
                 index: 1 + first as u8,
                 add: draw_digit(),
@@ -178,13 +177,15 @@ impl Row {
             },
             Term::WholeLength { add: draw_digit() },
             Term::AmountDigit {
-                index: 0,
+                index: DERIVED_AMOUNT_DIGITS[0],
                 add: draw_digit(),
             },
+            Term::AmountDigit {
+                index: DERIVED_AMOUNT_DIGITS[1],
+                add: draw_digit(),
+            },
+            Term::DigitSum { add: draw_digit() },
         ];
-        if let Term::AmountDigit { index, .. } = &mut terms[5] {
-            *index = 1 + stream.below(u64::from(AMOUNT_DIGIT_INDEX_MAX)) as u8;
-        }
         for last in (1..CHECKSUM_DIGITS).rev() {
             let pick = stream.below(last as u64 + 1) as usize;
             terms.swap(last, pick);
@@ -453,17 +454,25 @@ mod tests {
     }
 
     #[test]
-    fn recipes_have_two_constants_two_account_and_two_amount_terms() {
+    fn recipes_cover_two_account_digits_and_every_digit_of_the_amount() {
         let euin = Euin::issued(263, 14).unwrap();
         let envelope = Envelope::derive(&master(), euin, RowCount::Fifty);
         for row in &envelope.rows {
             let terms = row.recipe().terms();
             let count =
                 |predicate: fn(&Term) -> bool| terms.iter().filter(|t| predicate(t)).count();
-            assert_eq!(count(|t| matches!(t, Term::Constant(_))), 2);
+            assert_eq!(count(|t| matches!(t, Term::Constant(_))), 0);
             assert_eq!(count(|t| matches!(t, Term::AccountDigit { .. })), 2);
             assert_eq!(count(|t| matches!(t, Term::WholeLength { .. })), 1);
-            assert_eq!(count(|t| matches!(t, Term::AmountDigit { .. })), 1);
+            assert_eq!(
+                count(|t| matches!(t, Term::AmountDigit { index: 1, .. })),
+                1
+            );
+            assert_eq!(
+                count(|t| matches!(t, Term::AmountDigit { index: 2, .. })),
+                1
+            );
+            assert_eq!(count(|t| matches!(t, Term::DigitSum { .. })), 1);
             assert!((1..=4).contains(&row.grid_number()));
         }
     }

@@ -201,6 +201,13 @@ pub enum Refusal {
     PayNumberRequired,
     /// A middle/high payee code or amount code did not decode (wrong grid, typo, tampering).
     CodesDoNotMatch,
+    /// The row named is the envelope's last free one, kept for `REG`: nothing else may use it
+    /// (no row is used, no failure counted).
+    LastRowReserved,
+    /// A settings or registration message's SUM does not match its content (protocol v3): a
+    /// typing mistake, or the message was changed on its way. Counted as an attempt, raised in
+    /// the fraud queue; nothing changed.
+    ContentMismatch,
     /// The payee account does not exist or cannot receive.
     UnknownPayee,
     /// Paying oneself.

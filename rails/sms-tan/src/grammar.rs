@@ -212,6 +212,28 @@ impl fmt::Debug for EncryptedPayee {
     }
 }
 
+/// A new envelope's number with its last 10 digits grid-coded with the row's grid (REG, protocol
+/// v3): the first digit in clear, then one 3-digit code per digit. An interceptor cannot put the
+/// number of an envelope he holds in its place without the codes of its digits. Redacted in
+/// `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EncryptedEuin {
+    /// The leading digit, in clear.
+    pub plain: u8,
+    /// Codes for positions 1–10 (the 10 trailing digits, left to right).
+    pub codes: [u16; ENCRYPTED_ACCOUNT_DIGITS],
+}
+
+impl fmt::Debug for EncryptedEuin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EncryptedEuin(***)")
+    }
+}
+
+/// Digits of a grid-coded envelope number.
+pub const ENCRYPTED_EUIN_DIGITS: usize =
+    EUIN_DIGITS - ENCRYPTED_ACCOUNT_DIGITS + ENCRYPTED_ACCOUNT_DIGITS * GRID_CODE_DIGITS;
+
 /// The part of a payment that differs by level.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PaymentBody {
@@ -236,8 +258,9 @@ pub enum PaymentBody {
         amount_plus_offset: u64,
         /// The magnitude code.
         magnitude_code: u16,
-        /// TanCol3.
-        tan: Tan,
+        /// The row's checksum over the payee and amount (protocol v3: it replaces the TAN, so
+        /// the instruction is authenticated over every digit of its amount, not only its size).
+        checksum: Checksum,
     },
 }
 
@@ -340,14 +363,15 @@ pub enum Message {
         /// A fresh row of the payer's with its checksum over the intended payee and amount.
         payer_row: RowChecksum,
     },
-    /// `REG new-euin payer row tan`: binds a new envelope with a row of the current one.
+    /// `REG coded-new-euin payer row sum`: binds a new envelope with a row of the current one;
+    /// the new number is grid-coded and the row's SUM covers it (protocol v3).
     Register {
-        /// The new envelope.
-        new_envelope: Euin,
+        /// The new envelope, grid-coded with the row's grid.
+        new_envelope: EncryptedEuin,
         /// Who registers.
         payer: PayerRef,
-        /// A row of the current envelope.
-        auth: RowTan,
+        /// A row of the current envelope and its SUM over the new number.
+        auth: RowChecksum,
     },
     /// `BAL payer [row tan]`.
     Balance {
@@ -369,8 +393,8 @@ pub enum Message {
         payer: PayerRef,
         /// What changes.
         change: LimitChange,
-        /// Row and TAN.
-        auth: RowTan,
+        /// Row and its SUM over the message's content (protocol v3).
+        auth: RowChecksum,
     },
     /// `DIALBACK payer amount row tan`: callback mandatory from this amount up.
     Dialback {
@@ -378,8 +402,8 @@ pub enum Message {
         payer: PayerRef,
         /// The new threshold.
         threshold: TypedAmount,
-        /// Row and TAN.
-        auth: RowTan,
+        /// Row and its SUM over the message's content (protocol v3).
+        auth: RowChecksum,
     },
     /// `HIGH payer ON|OFF row tan`: callback for every payment.
     ForceHigh {
@@ -387,8 +411,8 @@ pub enum Message {
         payer: PayerRef,
         /// On or off.
         on: bool,
-        /// Row and TAN.
-        auth: RowTan,
+        /// Row and its SUM over the message's content (protocol v3).
+        auth: RowChecksum,
     },
     /// `LATER date time <payment>`.
     Scheduled {
@@ -401,8 +425,8 @@ pub enum Message {
     SetPassword {
         /// Whose password.
         payer: PayerRef,
-        /// Row and TAN.
-        auth: RowTan,
+        /// Row and its SUM over the message's content (protocol v3).
+        auth: RowChecksum,
         /// The new password.
         password: Password,
     },
@@ -412,8 +436,8 @@ pub enum Message {
         payer: PayerRef,
         /// The payment's reference from its confirmation.
         reference: Reference,
-        /// Row and TAN.
-        auth: RowTan,
+        /// Row and its SUM over the message's content (protocol v3).
+        auth: RowChecksum,
     },
     /// `HELP`.
     Help,
@@ -473,21 +497,21 @@ impl MessageKind {
         match self {
             MessageKind::Payment(SecurityLevel::Low) => "PAY 26399912345 901020377865 500 1 927927",
             MessageKind::Payment(SecurityLevel::Middle) => {
-                "PAYG envelope row coded-payee amount+col2 size-code TAN"
+                "PAYG envelope row coded-payee amount+col2 size-code SUM"
             }
             MessageKind::Payment(SecurityLevel::High) => {
-                "PAYC envelope row coded-payee amount+col2 size-code TAN"
+                "PAYC envelope row coded-payee amount+col2 size-code SUM"
             }
             MessageKind::Confirm => "OK 26399912345 20 857 2 927927",
-            MessageKind::Register => "REG new-envelope 26399912345 5 922",
+            MessageKind::Register => "REG coded-new-envelope 26399912345 5 SUM",
             MessageKind::Balance => "BAL 26399912345 3 463",
             MessageKind::Statement => "STMT 26399912345 3 463",
-            MessageKind::Limit => "LIMIT 26399912345 DAY 5000 3 463",
-            MessageKind::Dialback => "DIALBACK 26399912345 10000 3 463",
-            MessageKind::ForceHigh => "HIGH 26399912345 ON 3 463",
+            MessageKind::Limit => "LIMIT 26399912345 DAY 5000 3 SUM",
+            MessageKind::Dialback => "DIALBACK 26399912345 10000 3 SUM",
+            MessageKind::ForceHigh => "HIGH 26399912345 ON 3 SUM",
             MessageKind::Scheduled(_) => "LATER 2026-12-01 09:00 PAY ...",
-            MessageKind::SetPassword => "PASSWORD 26399912345 3 463 MyPass2026",
-            MessageKind::Dispute => "DISPUTE 26399912345 12345678 3 463",
+            MessageKind::SetPassword => "PASSWORD 26399912345 3 SUM MyPass2026",
+            MessageKind::Dispute => "DISPUTE 26399912345 12345678 3 SUM",
             MessageKind::Help => "HELP",
         }
     }
@@ -561,7 +585,13 @@ impl Message {
                 new_envelope,
                 payer,
                 auth,
-            } => write!(out, "REG {new_envelope} {payer} {}", row_tan(auth)),
+            } => {
+                write!(out, "REG {}", new_envelope.plain)?;
+                for code in new_envelope.codes {
+                    write!(out, "{code:03}")?;
+                }
+                write!(out, " {payer} {}", row_sum(auth))
+            }
             Message::Balance { payer, auth } => {
                 write!(out, "BAL {payer}")?;
                 if let Some(auth) = auth {
@@ -599,18 +629,18 @@ impl Message {
                         write!(out, "LIMIT {payer} TO {payee} {}", amount(limit))?
                     }
                 }
-                write!(out, " {}", row_tan(auth))
+                write!(out, " {}", row_sum(auth))
             }
             Message::Dialback {
                 payer,
                 threshold,
                 auth,
-            } => write!(out, "DIALBACK {payer} {threshold} {}", row_tan(auth)),
+            } => write!(out, "DIALBACK {payer} {threshold} {}", row_sum(auth)),
             Message::ForceHigh { payer, on, auth } => write!(
                 out,
                 "HIGH {payer} {} {}",
                 if *on { "ON" } else { "OFF" },
-                row_tan(auth)
+                row_sum(auth)
             ),
             Message::Scheduled { due, payment } => {
                 write!(
@@ -627,14 +657,14 @@ impl Message {
             } => write!(
                 out,
                 "PASSWORD {payer} {} {}",
-                row_tan(auth),
+                row_sum(auth),
                 password.expose()
             ),
             Message::Dispute {
                 payer,
                 reference,
                 auth,
-            } => write!(out, "DISPUTE {payer} {reference} {}", row_tan(auth)),
+            } => write!(out, "DISPUTE {payer} {reference} {}", row_sum(auth)),
             Message::Help => out.write_str("HELP"),
         }
     }
@@ -642,6 +672,16 @@ impl Message {
 
 fn row_tan(auth: &RowTan) -> String {
     alloc::format!("{} {}", auth.row, auth.tan.reveal())
+}
+
+fn row_sum(auth: &RowChecksum) -> String {
+    let digits: String = auth
+        .checksum
+        .digits()
+        .iter()
+        .map(|digit| char::from(b'0' + digit))
+        .collect();
+    alloc::format!("{} {digits}", auth.row)
 }
 
 fn write_payment(out: &mut String, payment: &Payment) -> fmt::Result {
@@ -671,18 +711,18 @@ fn write_payment(out: &mut String, payment: &Payment) -> fmt::Result {
             payee,
             amount_plus_offset,
             magnitude_code,
-            tan,
+            checksum,
         } => {
             write!(out, "{} {} {row} ", payment.level.keyword(), payment.payer)?;
             write_encrypted_payee(out, payee)?;
             let amount = TypedAmount::from_hundredths(*amount_plus_offset)
                 .map(|amount| alloc::format!("{amount}"))
                 .unwrap_or_default();
-            write!(
-                out,
-                " {amount}{currency} {magnitude_code:03} {}",
-                tan.reveal()
-            )
+            write!(out, " {amount}{currency} {magnitude_code:03} ")?;
+            for digit in checksum.digits() {
+                write!(out, "{digit}")?;
+            }
+            Ok(())
         }
     }
 }
@@ -790,7 +830,7 @@ fn stronger(current: Break, new: Break) -> Break {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Payer,
-    Euin,
+    EncryptedEuin,
     Account,
     EncryptedPayee,
     Amount,
@@ -811,7 +851,7 @@ impl Kind {
     fn field(self) -> Field {
         match self {
             Kind::Payer => Field::Payer,
-            Kind::Euin => Field::NewEnvelope,
+            Kind::EncryptedEuin => Field::NewEnvelope,
             Kind::Account => Field::Payee,
             Kind::EncryptedPayee => Field::EncryptedPayee,
             Kind::Amount | Kind::AmountOrNone => Field::Amount,
@@ -968,7 +1008,7 @@ fn accept(kind: Kind, tokens: &[Token<'_>]) -> Accept {
     match kind {
         Kind::Payer => digit_field(tokens, EUIN_DIGITS..=ACCOUNT_NUMBER_DIGITS)
             .filter_exact(&[EUIN_DIGITS, ACCOUNT_NUMBER_DIGITS]),
-        Kind::Euin => digit_field(tokens, EUIN_DIGITS..=EUIN_DIGITS),
+        Kind::EncryptedEuin => digit_field(tokens, ENCRYPTED_EUIN_DIGITS..=ENCRYPTED_EUIN_DIGITS),
         Kind::Account => digit_field(tokens, ACCOUNT_NUMBER_DIGITS..=ACCOUNT_NUMBER_DIGITS),
         Kind::EncryptedPayee => {
             digit_field(tokens, ENCRYPTED_PAYEE_DIGITS..=ENCRYPTED_PAYEE_DIGITS)
@@ -1292,16 +1332,26 @@ fn parse_after_keyword(kind: MessageKind, tokens: &[Token<'_>]) -> Result<Messag
             let values = match_spec(
                 tokens,
                 &[
-                    required(Kind::Euin),
+                    required(Kind::EncryptedEuin),
                     required(Kind::Payer),
                     required(Kind::Row),
-                    required(Kind::Tan),
+                    required(Kind::Checksum),
                 ],
             )?;
+            let digits: [u8; ENCRYPTED_EUIN_DIGITS] = digits_array(&values[0], Field::NewEnvelope)?;
+            let codes: [u16; ENCRYPTED_ACCOUNT_DIGITS] = core::array::from_fn(|index| {
+                let start = 1 + index * GRID_CODE_DIGITS;
+                digits[start..start + GRID_CODE_DIGITS]
+                    .iter()
+                    .fold(0u16, |value, digit| value * 10 + u16::from(*digit))
+            });
             Ok(Message::Register {
-                new_envelope: Euin::parse(&digits_text(&values[0]))?,
+                new_envelope: EncryptedEuin {
+                    plain: digits[0],
+                    codes,
+                },
                 payer: payer_ref(&values[1])?,
-                auth: row_tan_of(&values[2], &values[3])?,
+                auth: row_sum_of(&values[2], &values[3])?,
             })
         }
         MessageKind::Balance | MessageKind::Statement => {
@@ -1338,7 +1388,7 @@ fn parse_after_keyword(kind: MessageKind, tokens: &[Token<'_>]) -> Result<Messag
                         required(Kind::AmountOrNone),
                         optional(Kind::Currency),
                         required(Kind::Row),
-                        required(Kind::Tan),
+                        required(Kind::Checksum),
                     ],
                     &[
                         required(Kind::Payer),
@@ -1347,7 +1397,7 @@ fn parse_after_keyword(kind: MessageKind, tokens: &[Token<'_>]) -> Result<Messag
                         required(Kind::AmountOrNone),
                         optional(Kind::Currency),
                         required(Kind::Row),
-                        required(Kind::Tan),
+                        required(Kind::Checksum),
                     ],
                 ],
             )?;
@@ -1371,7 +1421,7 @@ fn parse_after_keyword(kind: MessageKind, tokens: &[Token<'_>]) -> Result<Messag
             Ok(Message::Limit {
                 payer: payer_ref(&values[0])?,
                 change,
-                auth: row_tan_of(&values[5], &values[6])?,
+                auth: row_sum_of(&values[5], &values[6])?,
             })
         }
         MessageKind::Dialback => {
@@ -1382,7 +1432,7 @@ fn parse_after_keyword(kind: MessageKind, tokens: &[Token<'_>]) -> Result<Messag
                     required(Kind::Amount),
                     optional(Kind::Currency),
                     required(Kind::Row),
-                    required(Kind::Tan),
+                    required(Kind::Checksum),
                 ],
             )?;
             let Value::Amount(threshold) = values[1] else {
@@ -1391,7 +1441,7 @@ fn parse_after_keyword(kind: MessageKind, tokens: &[Token<'_>]) -> Result<Messag
             Ok(Message::Dialback {
                 payer: payer_ref(&values[0])?,
                 threshold,
-                auth: row_tan_of(&values[3], &values[4])?,
+                auth: row_sum_of(&values[3], &values[4])?,
             })
         }
         MessageKind::ForceHigh => {
@@ -1401,13 +1451,13 @@ fn parse_after_keyword(kind: MessageKind, tokens: &[Token<'_>]) -> Result<Messag
                     required(Kind::Payer),
                     required(Kind::Switch),
                     required(Kind::Row),
-                    required(Kind::Tan),
+                    required(Kind::Checksum),
                 ],
             )?;
             Ok(Message::ForceHigh {
                 payer: payer_ref(&values[0])?,
                 on: values[1] == Value::Word("ON"),
-                auth: row_tan_of(&values[2], &values[3])?,
+                auth: row_sum_of(&values[2], &values[3])?,
             })
         }
         MessageKind::SetPassword => {
@@ -1416,7 +1466,7 @@ fn parse_after_keyword(kind: MessageKind, tokens: &[Token<'_>]) -> Result<Messag
                 &[
                     required(Kind::Payer),
                     required(Kind::Row),
-                    required(Kind::Tan),
+                    required(Kind::Checksum),
                     required(Kind::Password),
                 ],
             )?;
@@ -1425,7 +1475,7 @@ fn parse_after_keyword(kind: MessageKind, tokens: &[Token<'_>]) -> Result<Messag
             };
             Ok(Message::SetPassword {
                 payer: payer_ref(&values[0])?,
-                auth: row_tan_of(&values[1], &values[2])?,
+                auth: row_sum_of(&values[1], &values[2])?,
                 password: Password::new(text).ok_or(ParseError::Unreadable(Field::Password))?,
             })
         }
@@ -1436,14 +1486,14 @@ fn parse_after_keyword(kind: MessageKind, tokens: &[Token<'_>]) -> Result<Messag
                     required(Kind::Payer),
                     required(Kind::Reference),
                     required(Kind::Row),
-                    required(Kind::Tan),
+                    required(Kind::Checksum),
                 ],
             )?;
             Ok(Message::Dispute {
                 payer: payer_ref(&values[0])?,
                 reference: Reference::parse(&digits_text(&values[1]))
                     .ok_or(ParseError::Unreadable(Field::Reference))?,
-                auth: row_tan_of(&values[2], &values[3])?,
+                auth: row_sum_of(&values[2], &values[3])?,
             })
         }
     }
@@ -1516,7 +1566,7 @@ fn parse_payment(tokens: &[Token<'_>], level: SecurityLevel) -> Result<Message, 
                     required(Kind::EncryptedAmount),
                     optional(Kind::Currency),
                     required(Kind::MagnitudeCode),
-                    required(Kind::Tan),
+                    required(Kind::Checksum),
                 ],
             )?;
             let Value::Amount(encrypted) = values[4] else {
@@ -1543,7 +1593,7 @@ fn parse_payment(tokens: &[Token<'_>], level: SecurityLevel) -> Result<Message, 
                 magnitude_code: magnitude
                     .iter()
                     .fold(0u16, |value, digit| value * 10 + u16::from(*digit)),
-                tan: tan(&values[7])?,
+                checksum: Checksum(digits_array(&values[7], Field::Checksum)?),
             };
             (
                 (payer_ref(&values[0])?, body),
@@ -1608,6 +1658,13 @@ fn row(value: &Value) -> u8 {
 
 fn tan(value: &Value) -> Result<Tan, ParseError> {
     Tan::parse(&digits_text(value))
+}
+
+fn row_sum_of(row_value: &Value, sum_value: &Value) -> Result<RowChecksum, ParseError> {
+    Ok(RowChecksum {
+        row: row(row_value),
+        checksum: Checksum(digits_array(sum_value, Field::Checksum)?),
+    })
 }
 
 fn row_tan_of(row_value: &Value, tan_value: &Value) -> Result<RowTan, ParseError> {
@@ -1729,8 +1786,7 @@ mod tests {
 
     #[test]
     fn middle_payments_read_the_grid_fields() {
-        let text =
-            "PAYG 26399912345 1 90 447 881 725 108 921 179 447 881 725 108 789187532813.23 874 123";
+        let text = "PAYG 26399912345 1 90 447 881 725 108 921 179 447 881 725 108 789187532813.23 874 123456";
         let Message::Payment(payment) = parse(text).unwrap() else {
             panic!()
         };
@@ -1740,7 +1796,7 @@ mod tests {
             payee,
             amount_plus_offset,
             magnitude_code,
-            tan,
+            checksum,
         } = &payment.body
         else {
             panic!()
@@ -1750,7 +1806,7 @@ mod tests {
         assert_eq!(payee.codes[0], 447);
         assert_eq!(*amount_plus_offset, 78_918_753_281_323);
         assert_eq!(*magnitude_code, 874);
-        assert_eq!(tan.value(), 123);
+        assert_eq!(checksum.digits(), &[1, 2, 3, 4, 5, 6]);
         assert_eq!(
             parse(&Message::Payment(payment.clone()).format()),
             Ok(Message::Payment(payment))
@@ -1783,7 +1839,7 @@ mod tests {
             Ok(Message::Confirm { .. })
         ));
         assert!(matches!(
-            parse("REG 26399912346 26399912345 5 922"),
+            parse("REG 2 123 456 789 012 345 678 901 234 567 890 26399912345 5 922922"),
             Ok(Message::Register { .. })
         ));
         assert!(matches!(
@@ -1795,29 +1851,29 @@ mod tests {
             Ok(Message::Statement { auth: Some(_), .. })
         ));
         assert!(matches!(
-            parse("LIMIT 26399912345 TO 901020377865 NONE 3 463"),
+            parse("LIMIT 26399912345 TO 901020377865 NONE 3 463463"),
             Ok(Message::Limit {
                 change: LimitChange::Payee(_, None),
                 ..
             })
         ));
         assert!(matches!(
-            parse("limit 26399912345 day 5,000 3 463"),
+            parse("limit 26399912345 day 5,000 3 463463"),
             Ok(Message::Limit {
                 change: LimitChange::Daily(Some(_)),
                 ..
             })
         ));
         assert_eq!(
-            parse("LIMIT 26399912345 TO 5000 3 463"),
+            parse("LIMIT 26399912345 TO 5000 3 463463"),
             Err(ParseError::Missing(Field::Payee))
         );
         assert!(matches!(
-            parse("DIALBACK 26399912345 10000 3 463"),
+            parse("DIALBACK 26399912345 10000 3 463463"),
             Ok(Message::Dialback { .. })
         ));
         assert!(matches!(
-            parse("HIGH 26399912345 on 3 463"),
+            parse("HIGH 26399912345 on 3 463463"),
             Ok(Message::ForceHigh { on: true, .. })
         ));
         assert!(matches!(
@@ -1825,11 +1881,11 @@ mod tests {
             Ok(Message::Scheduled { .. })
         ));
         assert!(matches!(
-            parse("PASSWORD 26399912345 3 463 MyPass2026"),
+            parse("PASSWORD 26399912345 3 463463 MyPass2026"),
             Ok(Message::SetPassword { .. })
         ));
         assert!(matches!(
-            parse("DISPUTE 26399912345 1234 5678 3 463"),
+            parse("DISPUTE 26399912345 1234 5678 3 463463"),
             Ok(Message::Dispute { .. })
         ));
         assert_eq!(parse("help"), Ok(Message::Help));

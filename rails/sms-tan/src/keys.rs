@@ -29,6 +29,7 @@ const ENVELOPE_LABEL: &[u8] = b"offpay/sms-tan/v1/envelope";
 const FINGERPRINT_LABEL: &[u8] = b"offpay/sms-tan/v1/fingerprint";
 const BINDING_LABEL: &[u8] = b"offpay/sms-tan/v1/binding";
 const PAY_NUMBER_LABEL: &[u8] = b"offpay/sms-tan/v1/pay-number";
+const RECORD_MAC_LABEL: &[u8] = b"offpay/sms-tan/v1/record-mac";
 /// Format version byte at the start of every sealed envelope.
 pub const SEALED_FORMAT_VERSION: u8 = 1;
 
@@ -96,6 +97,32 @@ impl MasterKey {
     #[cfg(feature = "operator")]
     pub(crate) fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
         hmac(&self.0, parts)
+    }
+
+    /// The MAC of a stored record that can cause a posting (a scheduled payment, a pending
+    /// callback, an account's settings): HMAC-SHA256 under a key derived from the master key, over
+    /// the record's kind, its storage key and its content, so a database administrator can neither
+    /// write a new one, nor change one, nor move one to another key.
+    pub fn record_mac(&self, kind: &str, key: &str, content: &[u8]) -> [u8; 32] {
+        let record_key = hmac(&self.0, &[RECORD_MAC_LABEL]);
+        let kind_length = (kind.len() as u64).to_be_bytes();
+        let key_length = (key.len() as u64).to_be_bytes();
+        hmac(
+            &record_key,
+            &[
+                &kind_length,
+                kind.as_bytes(),
+                &key_length,
+                key.as_bytes(),
+                content,
+            ],
+        )
+    }
+
+    /// Whether `mac` is the MAC of that record (constant time).
+    pub fn record_mac_matches(&self, kind: &str, key: &str, content: &[u8], mac: &[u8]) -> bool {
+        let expected = self.record_mac(kind, key, content);
+        mac.len() == expected.len() && bool::from(expected[..].ct_eq(mac))
     }
 
     /// A short public fingerprint, so a server can check at start that it loaded the key its

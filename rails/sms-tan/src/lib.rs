@@ -21,6 +21,7 @@ extern crate std;
 // The device half: what a payer's envelope holds and how a message is written and read.
 pub mod civil_time;
 pub mod compose;
+pub mod content;
 pub mod envelope;
 pub mod error;
 pub mod grammar;

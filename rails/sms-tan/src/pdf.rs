@@ -15,6 +15,12 @@ use crate::numbers::Euin;
 const PAGE_WIDTH: f32 = 595.0;
 const PAGE_HEIGHT: f32 = 842.0;
 const MARGIN: f32 = 36.0;
+/// Font size of the grids (Courier): legible on A4.
+const GRID_FONT: f32 = 7.0;
+/// Line pitch of the grids.
+const GRID_LINE: f32 = 8.2;
+/// Characters of a grid line's label (`digit 0`, `size 1-9`, `pos`).
+const GRID_LABEL_CHARS: usize = 9;
 const CROP_MARK_LENGTH: f32 = 18.0;
 /// Width of the rows table; the grids start right of it.
 const ROWS_TABLE_WIDTH: f32 = 290.0;
@@ -389,37 +395,42 @@ fn inside(envelope: &Envelope) -> Page {
             grid_y,
             &format!("GRID {}", index + 1),
         );
-        let mut header = String::from("pos  ");
+        // One monospaced layout for the header and the code lines: a label of
+        // GRID_LABEL_CHARS, then one 3-digit field and a space per position, so each position's
+        // number stands right-aligned over its codes (checked by reading the PDF back:
+        // `tests/pdf_render.rs`).
+        let mut header = format!("{:<GRID_LABEL_CHARS$}", "pos");
         for position in 1..=GRID_POSITIONS {
             let _ = write!(header, "{position:>3} ");
         }
-        page.text(Font::Mono, 6.0, grid_x + 34.0, grid_y, &header);
-        grid_y -= 8.0;
+        page.text(Font::Mono, GRID_FONT, grid_x, grid_y, &header);
+        grid_y -= GRID_LINE + 1.0;
         for digit in 0..10u8 {
-            let mut line = format!("digit {digit} ");
+            let mut line = format!("{:<GRID_LABEL_CHARS$}", format!("digit {digit}"));
             for position in 1..=GRID_POSITIONS {
                 let _ = write!(line, "{:03} ", grid.code(digit, position));
             }
-            page.text(Font::Mono, 6.0, grid_x, grid_y, &line);
-            grid_y -= 7.2;
+            page.text(Font::Mono, GRID_FONT, grid_x, grid_y, &line);
+            grid_y -= GRID_LINE;
         }
-        let mut sizes = String::from("size 1-9 ");
+        let mut sizes = format!("{:<GRID_LABEL_CHARS$}", "size 1-9");
         for class in 1..=MAGNITUDE_CLASSES {
             let _ = write!(sizes, "{:03} ", grid.magnitude_code(class));
         }
-        page.text(Font::Mono, 6.0, grid_x, grid_y, &sizes);
-        grid_y -= 16.0;
+        page.text(Font::Mono, GRID_FONT, grid_x, grid_y, &sizes);
+        grid_y -= 2.0 * GRID_LINE;
     }
     // How to use it, under whichever column ends lower.
     let mut y = rows_bottom.min(grid_y) - 10.0;
     page.line(MARGIN, y + 6.0, PAGE_WIDTH - MARGIN, y + 6.0, 0.4, false);
     for instruction in [
         "Low (small payments):  PAY <envelope> <payee> <amount> <row> <checksum>. Checksum: the row's six terms; LS = digits before",
-        "the point, Ak = k-th digit of the payee account from the right, Sk = k-th digit of the amount from the left; add, keep last digit.",
-        "Middle:  PAYG <envelope> <row> <payee: first 2 digits, then for each of the last 10 digits its code in the row's grid at that",
-        "position> <amount + add-to-amount> <size code of the amount in that grid> <TAN>.   High:  the same with PAYC; the bank",
-        "echoes it with a bank row, its TAN and SUM (that row's checksum over payee and amount: check it); if right, send",
+        "the point, Ak = k-th digit of the payee from the right, Sk = k-th digit of the amount from the left, T = sum of all the amount's",
+        "digits; add the number after +, keep the last digit.   Middle:  PAYG <envelope> <row> <payee: first 2 digits, then for each of",
+        "the last 10 its code in the row's grid at that position> <amount + add-to-amount> <size code in that grid> <the row's checksum>.",
+        "High: the same with PAYC; the bank echoes it with a bank row, its TAN and SUM (that row's checksum: check it); if right, send",
         "OK <envelope> <bank row> <bank TAN> <your next row> <that row's checksum over the payee and amount you mean>.",
+        "Settings (LIMIT, DIALBACK, HIGH, PASSWORD, DISPUTE) and REG end with <row> <that row's checksum over the setting number>.",
         "A reply from the bank always shows a row and its TAN (or checksum): check it against this card, then cross that row out.",
         "Never tell anyone these numbers. Keep the last row to register your next envelope (REG).",
     ] {

@@ -1,5 +1,13 @@
-//! Low-security checksum recipes, e.g. `9, LS+6, 7, A2+3, A7+2, S1+5`: six positions, each a
-//! constant digit or a digit of the payment plus an offset, keeping the last digit of the sum.
+//! Checksum recipes, e.g. `A4+1, S2+7, LS+6, T+3, A9+2, S1+5` (derived envelopes) or the seed's
+//! `9, LS+6, 7, A2+3, A7+2, S1+5` (imported ones): six positions, each a constant digit or a
+//! digit of the payment plus an offset, keeping the last digit of the sum.
+//!
+//! A derived recipe covers every digit of the amount: `LS` (how many whole digits), `S1` and `S2`
+//! (the two leading digits) and `T` (the last digit of the sum of all the amount's digits, so a
+//! change of any one digit changes it). An amount the checksum does not tell apart from another
+//! has the same number of whole digits, the same two leading digits and a digit sum congruent
+//! modulo 10: at most 1.1 times as large (`docs/protocols/sms-tan.md` §6, measured by
+//! `recipe::tests::worst_undetected_inflation_of_a_derived_recipe_is_measured`).
 
 use alloc::string::String;
 use core::fmt::{self, Write as _};
@@ -11,11 +19,10 @@ use zeroize::Zeroize;
 use crate::limits::{ACCOUNT_NUMBER_DIGITS, CHECKSUM_DIGITS};
 use crate::numbers::AccountNumber;
 
-/// Largest amount-digit index a generated recipe uses (S1..S3 exist for every amount written with
-/// two decimals).
-pub const AMOUNT_DIGIT_INDEX_MAX: u8 = 3;
+/// Amount-digit indices a derived recipe uses: the two leading digits.
+pub const DERIVED_AMOUNT_DIGITS: [u8; 2] = [1, 2];
 /// Longest amount written out in digits (15 whole digits of `Amount::MAX_MINOR` plus decimals).
-const AMOUNT_DIGITS_MAX: usize = 24;
+const AMOUNT_DIGITS_MAX: usize = 40;
 
 /// One position of a recipe.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -39,6 +46,11 @@ pub enum Term {
     AmountDigit {
         /// k, from 1.
         index: u8,
+        /// c, 0–9.
+        add: u8,
+    },
+    /// `T+c`: the last digit of the sum of all the amount's digits (decimals included), plus c.
+    DigitSum {
         /// c, 0–9.
         add: u8,
     },
@@ -86,9 +98,40 @@ impl AmountDigits {
         }
     }
 
+    /// A number written as `whole` digits, a point and `fraction` digits (what a settings
+    /// message's SUM covers: [`crate::content`]); `None` past 40 digits or for a non-digit.
+    pub fn from_parts(whole: &[u8], fraction: &[u8]) -> Option<AmountDigits> {
+        let length = whole.len() + fraction.len();
+        if length > AMOUNT_DIGITS_MAX || whole.iter().chain(fraction).any(|digit| *digit > 9) {
+            return None;
+        }
+        let mut digits = [0u8; AMOUNT_DIGITS_MAX];
+        digits[..whole.len()].copy_from_slice(whole);
+        digits[whole.len()..length].copy_from_slice(fraction);
+        Some(AmountDigits {
+            digits,
+            length,
+            whole: whole.len(),
+        })
+    }
+
+    /// The whole digits, then the decimals.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.digits[..self.length]
+    }
+
     /// The seed's LS.
     pub fn whole_length(&self) -> usize {
         self.whole
+    }
+
+    /// The sum of all digits, modulo 10 (the `T` term).
+    pub fn digit_sum(&self) -> u8 {
+        (self.digits[..self.length]
+            .iter()
+            .map(|digit| u32::from(*digit))
+            .sum::<u32>()
+            % 10) as u8
     }
 
     /// The seed's Sk (k from 1); 0 past the end.
@@ -110,6 +153,7 @@ impl Term {
                 (payee.digit_from_right(usize::from(index)).unwrap_or(0), add)
             }
             Term::AmountDigit { index, add } => (amount.digit(usize::from(index)), add),
+            Term::DigitSum { add } => (amount.digit_sum(), add),
         };
         (base + add) % 10
     }
@@ -117,7 +161,7 @@ impl Term {
     fn is_valid(&self) -> bool {
         match *self {
             Term::Constant(digit) => digit <= 9,
-            Term::WholeLength { add } => add <= 9,
+            Term::WholeLength { add } | Term::DigitSum { add } => add <= 9,
             Term::AccountDigit { index, add } => {
                 (1..=ACCOUNT_NUMBER_DIGITS as u8).contains(&index) && add <= 9
             }
@@ -143,6 +187,8 @@ impl Term {
                 return None;
             }
             Term::WholeLength { add }
+        } else if head == "T" {
+            Term::DigitSum { add }
         } else if let Some(rest) = head.strip_prefix('A') {
             Term::AccountDigit {
                 index: small_number(rest)?,
@@ -188,6 +234,7 @@ impl fmt::Display for Term {
             Term::WholeLength { add } => write!(f, "LS+{add}"),
             Term::AccountDigit { index, add } => write!(f, "A{index}+{add}"),
             Term::AmountDigit { index, add } => write!(f, "S{index}+{add}"),
+            Term::DigitSum { add } => write!(f, "T+{add}"),
         }
     }
 }
@@ -215,6 +262,33 @@ impl Recipe {
             *slot = term.evaluate(payee, &digits);
         }
         out
+    }
+
+    /// The six checksum digits over `payee` and a number written as `digits` (a settings
+    /// message's content, [`crate::content`]).
+    pub fn checksum_of_digits(
+        &self,
+        payee: &AccountNumber,
+        digits: &AmountDigits,
+    ) -> [u8; CHECKSUM_DIGITS] {
+        let mut out = [0u8; CHECKSUM_DIGITS];
+        for (slot, term) in out.iter_mut().zip(&self.0) {
+            *slot = term.evaluate(payee, digits);
+        }
+        out
+    }
+
+    /// Constant-time check of a typed checksum over `payee` and `digits`.
+    pub fn verify_digits(
+        &self,
+        payee: &AccountNumber,
+        digits: &AmountDigits,
+        typed: &[u8; CHECKSUM_DIGITS],
+    ) -> bool {
+        let mut expected = self.checksum_of_digits(payee, digits);
+        let equal: bool = expected.ct_eq(typed).into();
+        expected.zeroize();
+        equal
     }
 
     /// Constant-time check of a typed checksum.
@@ -317,6 +391,109 @@ mod tests {
         }
         assert_eq!(Recipe::parse("1,2,3,4,5"), None);
         assert_eq!(Recipe::parse("1,2,3,4,5,6,7"), None);
+    }
+
+    /// For each magnitude class 1..=`classes`, the largest ratio between two amounts (KES,
+    /// hundredths) that `recipe` gives the same checksum for a payment to `payee`: how far an
+    /// amount can be inflated without the checksum telling. Exhaustive over every amount.
+    fn worst_undetected_factor(recipe: &Recipe, payee: &AccountNumber, classes: u32) -> Vec<f64> {
+        let mut groups: std::collections::HashMap<[u8; CHECKSUM_DIGITS], (u64, u64)> =
+            std::collections::HashMap::new();
+        for minor in 1..10u64.pow(classes + 2) {
+            let amount = Amount::from_minor(minor, Currency::KES).unwrap();
+            let group = groups
+                .entry(recipe.checksum(payee, &amount))
+                .or_insert((minor, minor));
+            group.0 = group.0.min(minor);
+            group.1 = group.1.max(minor);
+        }
+        let mut worst = vec![1.0f64; classes as usize];
+        for (low, high) in groups.values() {
+            let class =
+                AmountDigits::of(&Amount::from_minor(*low, Currency::KES).unwrap()).whole_length();
+            let factor = *high as f64 / *low as f64;
+            worst[class - 1] = worst[class - 1].max(factor);
+        }
+        worst
+    }
+
+    /// Issue 18, attack 3: a derived recipe covers every digit of the amount, so the worst
+    /// inflation its checksum cannot see is 1.0 (none) in class 1 and below 1.1 in every other
+    /// class, at each level (low: the instruction's checksum; middle: the same over the decoded
+    /// payment; high: the callback's SUM and the OK). The seed's recipes (imported envelopes)
+    /// cover LS and S1 only: up to 2x.
+    #[test]
+    fn worst_undetected_inflation_of_a_derived_recipe_is_measured() {
+        let master = crate::keys::MasterKey::from_bytes([0x5a; 32]);
+        let euin = crate::numbers::Euin::issued(263, 1).unwrap();
+        let envelope =
+            crate::envelope::Envelope::derive(&master, euin, crate::envelope::RowCount::Twenty);
+        let (payee, _) = worked_example();
+        for row in [1u8, 20] {
+            let worst = worst_undetected_factor(envelope.row(row).unwrap().recipe(), &payee, 4);
+            assert_eq!(worst[0], 1.0, "class 1 is exact: {worst:?}");
+            for factor in &worst[1..] {
+                assert!(*factor < 1.1, "row {row}: {worst:?}");
+            }
+            // The bound is nearly reached (10.00 and 10.91 share LS, S1, S2 and the digit sum).
+            assert!(worst[1] > 1.09, "row {row}: {worst:?}");
+            eprintln!("row {row}: worst undetected factor per class 1-4: {worst:?}");
+        }
+        let seed = Recipe::parse("9, LS+6, 7, A2+3, A7+2, S1+5").unwrap();
+        let worst = worst_undetected_factor(&seed, &payee, 4);
+        eprintln!("seed recipe: worst undetected factor per class 1-4: {worst:?}");
+        assert!(
+            worst[1..]
+                .iter()
+                .all(|factor| *factor > 1.9 && *factor < 2.0)
+        );
+    }
+
+    /// Doc §6.1: an interceptor who knows the amount and also rewrites checksum digits must
+    /// guess where the shuffled terms his change moves are. Measured over every row of an
+    /// envelope by trying every guess: a change only the digit sum sees (100.00 → 100.50) passes
+    /// with 1 guess in 6; one that moves S2 and the digit sum (100.00 → 190.00) with 1 in 30
+    /// ordered pairs.
+    #[test]
+    fn rewriting_the_checksum_too_succeeds_at_the_measured_guess_rates() {
+        let master = crate::keys::MasterKey::from_bytes([0x5a; 32]);
+        let euin = crate::numbers::Euin::issued(263, 3).unwrap();
+        let envelope =
+            crate::envelope::Envelope::derive(&master, euin, crate::envelope::RowCount::Fifty);
+        let (payee, _) = worked_example();
+        let kes = |text: &str| Amount::parse(text, Currency::KES).unwrap();
+        let (meant, only_t, s2_and_t) = (kes("100.00"), kes("100.50"), kes("190.00"));
+        let (mut single_hits, mut single_tries, mut pair_hits, mut pair_tries) = (0, 0, 0, 0);
+        for row in 1..=50u8 {
+            let recipe = envelope.row(row).unwrap().recipe();
+            let sent = recipe.checksum(&payee, &meant);
+            for position in 0..CHECKSUM_DIGITS {
+                let mut forged = sent;
+                forged[position] = (forged[position] + 5) % 10;
+                single_tries += 1;
+                if recipe.verify(&payee, &only_t, &forged) {
+                    single_hits += 1;
+                }
+            }
+            for first in 0..CHECKSUM_DIGITS {
+                for second in 0..CHECKSUM_DIGITS {
+                    if first == second {
+                        continue;
+                    }
+                    let mut forged = sent;
+                    forged[first] = (forged[first] + 9) % 10;
+                    forged[second] = (forged[second] + 9) % 10;
+                    pair_tries += 1;
+                    if recipe.verify(&payee, &s2_and_t, &forged) {
+                        pair_hits += 1;
+                    }
+                }
+            }
+        }
+        // Each row has exactly one right guess: the rates are 1/6 and 2/30 (the two moved
+        // terms may be guessed in either order, both adding 9).
+        assert_eq!((single_hits, single_tries), (50, 300));
+        assert_eq!((pair_hits, pair_tries), (100, 1500));
     }
 
     #[test]

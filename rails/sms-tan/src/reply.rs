@@ -99,13 +99,19 @@ pub fn refused(refusal: &Refusal, burned_row: Option<u8>, locked_now: bool) -> S
             "This envelope is not in use. Use your current envelope, or register this one with REG.",
         ),
         Refusal::RowsExhausted => String::from(
-            "Your envelope has too few rows left. Get a new envelope and send REG new-envelope old-envelope row TAN with an unused row.",
+            "Your envelope has too few rows left. Get a new envelope and send REG coded-new-envelope old-envelope row SUM with your last row.",
         ),
         Refusal::PhoneNotBound => String::from(
             "This account takes instructions only from its registered phones. Nothing was done.",
         ),
         Refusal::PayNumberRequired => String::from(
             "This account pays only with its pay number. Send it instead of the envelope number.",
+        ),
+        Refusal::LastRowReserved => String::from(
+            "That is the last free row of your envelope: it is kept to register your next envelope (REG). Nothing was done; the row is still yours.",
+        ),
+        Refusal::ContentMismatch => String::from(
+            "Not accepted: the SUM does not match this message. If you typed it as written, it was changed on its way. Nothing was changed.",
         ),
         Refusal::CodesDoNotMatch => String::from(
             "Not accepted: the coded payee, amount or codes do not match your envelope row. Nothing was paid.",
@@ -186,7 +192,7 @@ pub fn refused(refusal: &Refusal, burned_row: Option<u8>, locked_now: bool) -> S
 /// The list of messages.
 pub fn help() -> String {
     fit(String::from(
-        "PAY env payee amount row checksum | PAYG/PAYC env row coded-payee amount+col2 size TAN | BAL env | STMT env | REG new env row TAN. Guide: ask your agent.",
+        "PAY env payee amount row sum | PAYG/PAYC env row coded-payee amount+add size sum | BAL/STMT env row TAN | REG coded-new env row sum. Guide: your agent",
     ))
 }
 
@@ -257,7 +263,7 @@ pub fn received_coded(
     reference: Reference,
 ) -> String {
     fit(format!(
-        "RECEIVED {amount_plus_offset} FROM {payer_plus_offset} ROW {row} TAN {tan} REF {reference}. Subtract row cols 2 and 4."
+        "RECEIVED {amount_plus_offset} FROM {payer_plus_offset} ROW {row} TAN {tan} REF {reference}. Take off the row's add-to-amount and minus."
     ))
 }
 
@@ -326,6 +332,11 @@ pub struct StatementEntry {
     pub currency: offpay_money::Currency,
     /// The payment reference.
     pub reference: Reference,
+    /// Who was paid or paid in: a receive number, `cash` (money loaded by the operator),
+    /// `exchange` (the operator's float of a cross-currency payment).
+    pub counterparty: String,
+    /// The fee taken with this payment, in minor units of `currency` (0: none).
+    pub fee_minor: u64,
 }
 
 /// Statement replies: as many SMS as needed for the entries (at most
@@ -334,13 +345,23 @@ pub fn statement(entries: &[StatementEntry], balance_now: &Amount) -> alloc::vec
     let mut replies = alloc::vec::Vec::new();
     let mut current = String::from("STMT");
     for entry in entries.iter().take(crate::limits::STATEMENT_ENTRIES_MAX) {
+        let direction = if entry.minor < 0 { "TO" } else { "FROM" };
+        let fee = if entry.fee_minor > 0 {
+            format!(
+                " fee {}",
+                offpay_money::Decimal::new(i128::from(entry.fee_minor), entry.currency)
+            )
+        } else {
+            String::new()
+        };
         let line = format!(
-            " {:04}-{:02}-{:02} {} {} ref {};",
+            " {:04}-{:02}-{:02} {direction} {} {} {}{fee} ref {};",
             entry.date.year,
             entry.date.month,
             entry.date.day,
+            entry.counterparty,
             entry.currency,
-            offpay_money::Decimal::new(entry.minor, entry.currency),
+            offpay_money::Decimal::new(entry.minor.abs(), entry.currency),
             entry.reference
         );
         if current.len() + line.len() > REPLY_CHARS_MAX {

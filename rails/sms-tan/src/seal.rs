@@ -20,8 +20,73 @@ const SEAL_LABEL: &[u8] = b"offpay/sms-tan/v1/seal";
 const SEAL_NONCE_LABEL: &[u8] = b"offpay/sms-tan/v1/seal-nonce";
 const SEAL_NONCE_BYTES: usize = 24;
 const SEAL_TAG_BYTES: usize = 16;
+const TEXT_SEAL_LABEL: &[u8] = b"offpay/sms-tan/v1/seal-text";
+const TEXT_SEAL_NONCE_LABEL: &[u8] = b"offpay/sms-tan/v1/seal-text-nonce";
+const TEXT_TAG_LABEL: &[u8] = b"offpay/sms-tan/v1/text-tag";
 
 impl MasterKey {
+    /// Encrypts a text the operator must keep but nobody may read from the database (the replies
+    /// a gateway retry is answered with): XChaCha20-Poly1305 under a key derived from the master
+    /// key, synthetic nonce, `context` (the record's key) as associated data so the blob cannot
+    /// be moved. Format: version byte ‖ nonce ‖ ciphertext ‖ tag.
+    pub fn seal_text(&self, context: &[u8], text: &[u8]) -> Vec<u8> {
+        let key = Zeroizing::new(self.mac(&[TEXT_SEAL_LABEL]));
+        let mut plaintext = Zeroizing::new(text.to_vec());
+        let nonce_full = hmac(&*key, &[TEXT_SEAL_NONCE_LABEL, context, &plaintext]);
+        let mut nonce_bytes = [0u8; SEAL_NONCE_BYTES];
+        nonce_bytes.copy_from_slice(&nonce_full[..SEAL_NONCE_BYTES]);
+        let cipher = XChaCha20Poly1305::new(&Key::from(*key));
+        let nonce = XNonce::from(nonce_bytes);
+        let tag =
+            match cipher.encrypt_inout_detached(&nonce, context, plaintext.as_mut_slice().into()) {
+                Ok(tag) => tag,
+                Err(_) => unreachable!("reply texts are far below the AEAD length limit"),
+            };
+        let mut out = Vec::with_capacity(1 + SEAL_NONCE_BYTES + plaintext.len() + SEAL_TAG_BYTES);
+        out.push(SEALED_FORMAT_VERSION);
+        out.extend_from_slice(&nonce_bytes);
+        out.extend_from_slice(&plaintext);
+        out.extend_from_slice(tag.as_slice());
+        out
+    }
+
+    /// Opens a text sealed with [`MasterKey::seal_text`] under the same `context`.
+    pub fn unseal_text(&self, context: &[u8], sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        let (&version, rest) = sealed.split_first().ok_or(SealError::Corrupt)?;
+        if version != SEALED_FORMAT_VERSION {
+            return Err(SealError::UnsupportedVersion);
+        }
+        if rest.len() < SEAL_NONCE_BYTES + SEAL_TAG_BYTES {
+            return Err(SealError::Corrupt);
+        }
+        let (nonce_bytes, body) = rest.split_at(SEAL_NONCE_BYTES);
+        let (ciphertext, tag) = body.split_at(body.len() - SEAL_TAG_BYTES);
+        let key = Zeroizing::new(self.mac(&[TEXT_SEAL_LABEL]));
+        let cipher = XChaCha20Poly1305::new(&Key::from(*key));
+        let mut nonce_array = [0u8; SEAL_NONCE_BYTES];
+        nonce_array.copy_from_slice(nonce_bytes);
+        let mut tag_array = [0u8; SEAL_TAG_BYTES];
+        tag_array.copy_from_slice(tag);
+        let mut plaintext = ciphertext.to_vec();
+        cipher
+            .decrypt_inout_detached(
+                &XNonce::from(nonce_array),
+                context,
+                plaintext.as_mut_slice().into(),
+                &tag_array.into(),
+            )
+            .map_err(|_| SealError::Inauthentic)?;
+        Ok(plaintext)
+    }
+
+    /// A keyed hash of a text (16 bytes, hex): what is kept of an SMS once it is delivered, so the
+    /// operator can match a complaint to it without the database holding its words or codes.
+    pub fn text_tag(&self, text: &str) -> alloc::string::String {
+        let key = Zeroizing::new(self.mac(&[TEXT_TAG_LABEL]));
+        let full = hmac(&*key, &[text.as_bytes()]);
+        hex::encode(&full[..16])
+    }
+
     /// Encrypts an imported envelope for storage. Deterministic (synthetic nonce from the
     /// content), so no randomness is needed and sealing the same envelope twice gives the same
     /// bytes; the EUIN is bound as associated data so a blob cannot be moved to another envelope.

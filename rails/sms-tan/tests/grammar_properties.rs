@@ -5,8 +5,8 @@
 use offpay_money::Currency;
 use offpay_sms_tan::civil_time::CivilDateTime;
 use offpay_sms_tan::grammar::{
-    Checksum, EncryptedPayee, LimitChange, Password, Payment, PaymentBody, RowChecksum, RowTan,
-    TypedAmount,
+    Checksum, EncryptedEuin, EncryptedPayee, LimitChange, Password, Payment, PaymentBody,
+    RowChecksum, RowTan, TypedAmount,
 };
 use offpay_sms_tan::{
     AccountNumber, Euin, Message, PayerRef, Reference, SecurityLevel, Tan, parse,
@@ -43,6 +43,18 @@ fn tan() -> impl Strategy<Value = Tan> {
 
 fn row_tan() -> impl Strategy<Value = RowTan> {
     (row(), tan()).prop_map(|(row, tan)| RowTan { row, tan })
+}
+
+fn row_sum() -> impl Strategy<Value = RowChecksum> {
+    (row(), proptest::array::uniform6(0u8..10)).prop_map(|(row, digits)| RowChecksum {
+        row,
+        checksum: Checksum::new(digits).unwrap(),
+    })
+}
+
+fn coded_euin() -> impl Strategy<Value = EncryptedEuin> {
+    (0u8..10, proptest::array::uniform10(0u16..1000))
+        .prop_map(|(plain, codes)| EncryptedEuin { plain, codes })
 }
 
 fn amount() -> impl Strategy<Value = TypedAmount> {
@@ -85,15 +97,15 @@ fn payment() -> impl Strategy<Value = Payment> {
         proptest::array::uniform10(0u16..1000),
         0u64..100_000_000_000_000,
         0u16..1000,
-        tan(),
+        proptest::array::uniform6(0u8..10),
     )
         .prop_map(
-            |(row, plain, codes, amount_plus_offset, magnitude_code, tan)| PaymentBody::Grid {
+            |(row, plain, codes, amount_plus_offset, magnitude_code, checksum)| PaymentBody::Grid {
                 row,
                 payee: EncryptedPayee { plain, codes },
                 amount_plus_offset,
                 magnitude_code,
-                tan,
+                checksum: Checksum::new(checksum).unwrap(),
             },
         );
     prop_oneof![
@@ -145,26 +157,28 @@ fn message() -> impl Strategy<Value = Message> {
                     checksum: Checksum::new(digits).unwrap(),
                 },
             }),
-        (euin(), payer(), row_tan()).prop_map(|(new_envelope, payer, auth)| Message::Register {
-            new_envelope,
-            payer,
-            auth
+        (coded_euin(), payer(), row_sum()).prop_map(|(new_envelope, payer, auth)| {
+            Message::Register {
+                new_envelope,
+                payer,
+                auth,
+            }
         }),
         (payer(), proptest::option::of(row_tan()))
             .prop_map(|(payer, auth)| Message::Balance { payer, auth }),
         (payer(), proptest::option::of(row_tan()))
             .prop_map(|(payer, auth)| Message::Statement { payer, auth }),
-        (payer(), limit_change(), row_tan()).prop_map(|(payer, change, auth)| Message::Limit {
+        (payer(), limit_change(), row_sum()).prop_map(|(payer, change, auth)| Message::Limit {
             payer,
             change,
             auth
         }),
-        (payer(), amount(), row_tan()).prop_map(|(payer, threshold, auth)| Message::Dialback {
+        (payer(), amount(), row_sum()).prop_map(|(payer, threshold, auth)| Message::Dialback {
             payer,
             threshold,
             auth
         }),
-        (payer(), any::<bool>(), row_tan()).prop_map(|(payer, on, auth)| Message::ForceHigh {
+        (payer(), any::<bool>(), row_sum()).prop_map(|(payer, on, auth)| Message::ForceHigh {
             payer,
             on,
             auth
@@ -183,14 +197,14 @@ fn message() -> impl Strategy<Value = Message> {
                     payment
                 }
             ),
-        (payer(), row_tan(), "[A-Za-z0-9]{8,32}").prop_map(|(payer, auth, password)| {
+        (payer(), row_sum(), "[A-Za-z0-9]{8,32}").prop_map(|(payer, auth, password)| {
             Message::SetPassword {
                 payer,
                 auth,
                 password: Password::new(&password).unwrap(),
             }
         }),
-        (payer(), 0u32..100_000_000, row_tan()).prop_map(|(payer, reference, auth)| {
+        (payer(), 0u32..100_000_000, row_sum()).prop_map(|(payer, reference, auth)| {
             Message::Dispute {
                 payer,
                 reference: Reference::parse(&format!("{reference:08}")).unwrap(),

@@ -245,14 +245,14 @@ fn above_the_dialback_threshold_the_callback_is_mandatory_and_can_be_forced() {
         outcome.replies[0].text
     );
     // HIGH ON: even a small payment waits for the OK.
-    let on = format!("HIGH {PAYER_EUIN} ON 2 {}", tan(&w.envelope, 2));
+    let on = signed(&w.envelope, &format!("HIGH {PAYER_EUIN} ON 2 000000"));
     assert!(w.bank.sms(PAYER_PHONE, &on, T0).is_accepted());
     assert!(w.bank.accounts[&w.payer].always_callback);
     let small = low_pay(&w.envelope, PAYER_EUIN, PAYEE, &kes("5"), 3);
     let outcome = w.bank.sms(PAYER_PHONE, &small, T0);
     assert!(outcome.replies[0].text.starts_with("CHECK "));
     // The holder lowers the threshold by SMS.
-    let dialback = format!("DIALBACK {PAYER_EUIN} 50 4 {}", tan(&w.envelope, 4));
+    let dialback = signed(&w.envelope, &format!("DIALBACK {PAYER_EUIN} 50 4 000000"));
     assert!(w.bank.sms(PAYER_PHONE, &dialback, T0).is_accepted());
     assert_eq!(
         w.bank.accounts[&w.payer].dialback_threshold,
@@ -309,42 +309,58 @@ fn attack_amount_inflation_fails() {
         refused(&w.bank.sms(PAYER_PHONE, &parts.join(" "), T0)),
         Refusal::CodesDoNotMatch
     );
-    // High: the interceptor's inflated instruction is echoed; the payer does not send OK, and
-    // the pending payment expires unpaid.
+    // High: the same within-class inflation is refused at once (the instruction's SUM covers
+    // every digit of the amount), before any callback.
     let genuine = grid_pay(&w.envelope, "PAYC", PAYER_EUIN, PAYEE, &kes("1000"), 3);
     let mut parts: Vec<String> = genuine.split(' ').map(str::to_string).collect();
     let (whole, cents) = parts[coded_index].split_once('.').unwrap();
     parts[coded_index] = format!("{}.{cents}", whole.parse::<u64>().unwrap() + 8_000);
-    let echo = w.bank.sms(PAYER_PHONE, &parts.join(" "), T0);
-    // Within its magnitude class the inflation gets past the middle-level checks (the seed's
-    // stated limit), which is why the high level exists: the payer sees the echo differ from
-    // what they sent and does not confirm.
-    assert!(echo.is_accepted(), "{:?}", echo.replies);
-    assert!(echo.postings.is_empty());
-    let pending = w.bank.pending.values().next().unwrap().clone();
-    assert_eq!(
-        pending.amount,
-        kes("9000"),
-        "the echo shows what the bank read"
-    );
-    let sent_coded_amount = genuine.split(' ').nth(coded_index).unwrap();
-    assert!(
-        !echo.replies[0].text.contains(sent_coded_amount),
-        "{}",
-        echo.replies[0].text
-    );
-    let expired = w
-        .bank
-        .engine
-        .expire_pending(
-            &pending,
-            &phone(PAYER_PHONE),
-            UnixSeconds(T0.0 + CALLBACK_TIMEOUT_SECONDS + 1),
-        )
-        .unwrap();
-    w.bank.apply(&expired);
+    let refusal = w.bank.sms(PAYER_PHONE, &parts.join(" "), T0);
+    assert_eq!(refused(&refusal), Refusal::CodesDoNotMatch);
     assert!(w.bank.pending.is_empty());
     assert_eq!(w.bank.balance(&w.payee), 0);
+}
+
+/// Issue 18, attack 3. Before: most derived rows' recipes did not cover the amount's first digit
+/// (a low payment of 100 changed to 700 was paid), the middle level let anything inside the size
+/// class through, and a callback's 60,000 changed to 90,000 passed with the rows the envelope
+/// gave. Now every derived row covers LS, S1, S2 and the digit sum: each such change is refused
+/// on every row at every level, and what an attacker who knows the amount can still do unseen is
+/// under 1.1x (measured in `recipe::tests`, stated in doc §6).
+#[test]
+fn attack_amount_inflation_is_refused_on_every_row_at_every_level() {
+    for row in 1..=19u8 {
+        let mut w = world();
+        // Low: the interceptor reads the amount and changes 100 into 700.
+        let genuine = low_pay(&w.envelope, PAYER_EUIN, PAYEE, &kes("100"), row);
+        let forged = genuine.replace(" 100.00 ", " 700.00 ");
+        assert_ne!(genuine, forged);
+        assert_eq!(
+            refused(&w.bank.sms(PAYER_PHONE, &forged, T0)),
+            Refusal::NotAuthenticated,
+            "row {row}"
+        );
+        // Middle and high: the interceptor adds 30,000 to the coded amount of a 60,000 payment
+        // (90,000: same size class, so the size code still matches).
+        for (keyword, fresh_row) in [("PAYG", 20u8), ("PAYC", 20u8)] {
+            let mut w = world();
+            let _ = fresh_row;
+            let genuine = grid_pay(&w.envelope, keyword, PAYER_EUIN, PAYEE, &kes("60000"), row);
+            let mut parts: Vec<String> = genuine.split(' ').map(str::to_string).collect();
+            let coded_index = parts.len() - 3;
+            let (whole, cents) = parts[coded_index].split_once('.').unwrap();
+            parts[coded_index] = format!("{}.{cents}", whole.parse::<u64>().unwrap() + 30_000);
+            let outcome = w.bank.sms(PAYER_PHONE, &parts.join(" "), T0);
+            assert_eq!(
+                refused(&outcome),
+                Refusal::CodesDoNotMatch,
+                "{keyword} row {row}"
+            );
+            assert!(w.bank.pending.is_empty());
+            assert_eq!(w.bank.balance(&w.payee), 0);
+        }
+        assert_eq!(w.bank.balance(&w.payee), 0);
+    }
 }
 
 #[test]
@@ -415,11 +431,7 @@ fn rows_run_out_and_the_last_one_registers_a_new_envelope() {
         .collect();
     assert_eq!(free.len(), 1, "one row is kept for registration");
     let next = w.bank.print_envelope("26399912346", RowCount::Fifty);
-    let reg = format!(
-        "REG 26399912346 {PAYER_EUIN} {} {}",
-        free[0],
-        tan(&w.envelope, free[0])
-    );
+    let reg = register(&w.envelope, PAYER_EUIN, "26399912346", free[0]);
     let outcome = w.bank.sms(PAYER_PHONE, &reg, T0);
     assert!(outcome.is_accepted(), "{:?}", outcome.replies);
     assert!(
@@ -445,12 +457,12 @@ fn rows_run_out_and_the_last_one_registers_a_new_envelope() {
 #[test]
 fn an_envelope_already_in_use_cannot_be_registered_again() {
     let mut w = world();
-    let reg = format!("REG {PAYER_EUIN} {PAYER_EUIN} 5 {}", tan(&w.envelope, 5));
+    let reg = register(&w.envelope, PAYER_EUIN, PAYER_EUIN, 5);
     assert_eq!(
         refused(&w.bank.sms(PAYER_PHONE, &reg, T0)),
         Refusal::EnvelopeNotRegistrable
     );
-    let reg = format!("REG 26399900000 {PAYER_EUIN} 6 {}", tan(&w.envelope, 6));
+    let reg = register(&w.envelope, PAYER_EUIN, "26399900000", 6);
     assert_eq!(
         refused(&w.bank.sms(PAYER_PHONE, &reg, T0)),
         Refusal::EnvelopeNotRegistrable
@@ -460,14 +472,20 @@ fn an_envelope_already_in_use_cannot_be_registered_again() {
 #[test]
 fn limits_refuse_and_are_changed_by_sms() {
     let mut w = world();
-    let set = format!("LIMIT {PAYER_EUIN} EACH 1000 1 {}", tan(&w.envelope, 1));
+    let set = signed(
+        &w.envelope,
+        &format!("LIMIT {PAYER_EUIN} EACH 1000 1 000000"),
+    );
     assert!(w.bank.sms(PAYER_PHONE, &set, T0).is_accepted());
     let text = low_pay(&w.envelope, PAYER_EUIN, PAYEE, &kes("1000.01"), 2);
     assert_eq!(
         refused(&w.bank.sms(PAYER_PHONE, &text, T0)),
         Refusal::PerPaymentLimit
     );
-    let set = format!("LIMIT {PAYER_EUIN} DAY 1500 3 {}", tan(&w.envelope, 3));
+    let set = signed(
+        &w.envelope,
+        &format!("LIMIT {PAYER_EUIN} DAY 1500 3 000000"),
+    );
     assert!(w.bank.sms(PAYER_PHONE, &set, T0).is_accepted());
     let text = low_pay(&w.envelope, PAYER_EUIN, PAYEE, &kes("1000"), 4);
     assert!(w.bank.sms(PAYER_PHONE, &text, T0).is_accepted());
@@ -476,19 +494,25 @@ fn limits_refuse_and_are_changed_by_sms() {
         refused(&w.bank.sms(PAYER_PHONE, &text, T0)),
         Refusal::DailyLimit
     );
-    let set = format!(
-        "LIMIT {PAYER_EUIN} TO {PAYEE} 1200 6 {}",
-        tan(&w.envelope, 6)
+    let set = signed(
+        &w.envelope,
+        &format!("LIMIT {PAYER_EUIN} TO {PAYEE} 1200 6 000000"),
     );
     assert!(w.bank.sms(PAYER_PHONE, &set, T0).is_accepted());
-    let set = format!("LIMIT {PAYER_EUIN} DAY NONE 7 {}", tan(&w.envelope, 7));
+    let set = signed(
+        &w.envelope,
+        &format!("LIMIT {PAYER_EUIN} DAY NONE 7 000000"),
+    );
     assert!(w.bank.sms(PAYER_PHONE, &set, T0).is_accepted());
     let text = low_pay(&w.envelope, PAYER_EUIN, PAYEE, &kes("300"), 8);
     assert_eq!(
         refused(&w.bank.sms(PAYER_PHONE, &text, T0)),
         Refusal::PayeeLimit
     );
-    let set = format!("LIMIT {PAYER_EUIN} WEEK 1100 9 {}", tan(&w.envelope, 9));
+    let set = signed(
+        &w.envelope,
+        &format!("LIMIT {PAYER_EUIN} WEEK 1100 9 000000"),
+    );
     assert!(w.bank.sms(PAYER_PHONE, &set, T0).is_accepted());
     let text = low_pay(&w.envelope, PAYER_EUIN, PAYEE, &kes("150"), 10);
     assert_eq!(
@@ -742,9 +766,9 @@ fn payee_with_an_envelope_gets_a_coded_notice() {
 #[test]
 fn settings_password_dispute_and_statement() {
     let mut w = world();
-    let password = format!(
-        "PASSWORD {PAYER_EUIN} 1 {} Secret2026x",
-        tan(&w.envelope, 1)
+    let password = signed(
+        &w.envelope,
+        &format!("PASSWORD {PAYER_EUIN} 1 000000 Secret2026x"),
     );
     let outcome = w.bank.sms(PAYER_PHONE, &password, T0);
     assert!(outcome.is_accepted());
@@ -754,7 +778,10 @@ fn settings_password_dispute_and_statement() {
         "Debug redacts the password"
     );
     assert_eq!(w.bank.passwords[&w.payer], "Secret2026x");
-    let dispute = format!("DISPUTE {PAYER_EUIN} 12345678 2 {}", tan(&w.envelope, 2));
+    let dispute = signed(
+        &w.envelope,
+        &format!("DISPUTE {PAYER_EUIN} 12345678 2 000000"),
+    );
     assert!(w.bank.sms(PAYER_PHONE, &dispute, T0).is_accepted());
     assert_eq!(w.bank.disputes, vec![(w.payer, 12_345_678)]);
     let statement = format!("STMT {PAYER_EUIN} 3 {}", tan(&w.envelope, 3));
@@ -882,7 +909,7 @@ fn derivation_vector_in_the_protocol_document() {
     assert_eq!(sizes.join(" "), VECTOR_GRID_1_SIZES);
 }
 
-const VECTOR_ROW_1: &str = "1 1 786844021237.73 595 923461 S2+2, 8, LS+3, 6, A2+8, A9+7";
+const VECTOR_ROW_1: &str = "1 1 786844021237.73 595 923461 A9+8, S1+7, T+2, A2+6, LS+8, S2+3";
 const VECTOR_GRID_1_DIGIT_0: &str = "679 695 357 527 290 888 496 263 251 413";
 const VECTOR_GRID_1_SIZES: &str = "355 667 870 005 221 423 812 450 077";
 
@@ -941,13 +968,13 @@ fn middle_level_example_of_the_protocol_document_pays_with_the_seed_envelope() {
     bank.open_account(PAYER_RECEIVE, PAYER_PAY, kes("500000.00"), Some(&envelope));
     let payee = bank.open_account(PAYEE, PAYEE_PAY, kes("0"), None);
     let text =
-        "PAYG 26399912345 1 90 881 589 623 644 543 683 389 075 981 510 789187532813.23 021 123";
+        "PAYG 26399912345 1 90 881 589 623 644 543 683 389 075 981 510 789187532813.23 021 927927";
     let outcome = bank.sms(PAYER_PHONE, text, T0);
     assert!(outcome.is_accepted(), "{:?}", outcome.replies);
     assert_eq!(bank.balance(&payee), 200_000_00);
     assert!(
         outcome.replies[0].text.starts_with(
-            "PAID PAYG 26399912345 1 90881589623644543683389075981510 789187532813.23 021 123 BANK ROW 20 TAN 857 REF "
+            "PAID PAYG 26399912345 1 90881589623644543683389075981510 789187532813.23 021 927927 BANK ROW 20 TAN 857 REF "
         ),
         "{}",
         outcome.replies[0].text
@@ -955,78 +982,243 @@ fn middle_level_example_of_the_protocol_document_pays_with_the_seed_envelope() {
 }
 
 /// One run of the gateway insider's attack (doc §6) against a fresh envelope `serial`: the
-/// insider inflates a PAYC instruction from KES 2000 to KES 9000 (same size class, so the grid
-/// check passes; it only adds to the coded amount and needs no secret), rewrites the bank's echo
-/// back to what the payer sent, and forwards the payer's OK unchanged. Returns whether the
-/// payer, comparing the echo's SUM with bank row 20's recipe over what they meant, would have
-/// noticed, and the bank's outcome of the OK.
-fn insider_attack(serial: u32) -> (bool, offpay_sms_tan::Outcome, Bank) {
+/// insider inflates a PAYC instruction from KES 60,000 to KES 90,000 (same size class, so the
+/// size code passes; it only adds to the coded amount and needs no secret) and forwards it with
+/// the payer's SUM. Returns the bank's outcome and the bank.
+fn insider_attack(serial: u32) -> (offpay_sms_tan::Outcome, Bank) {
     let mut bank = Bank::new(EngineConfig::default());
     let euin_text = Euin::issued(263, serial).unwrap().to_string();
     let envelope = bank.print_envelope(&euin_text, RowCount::Twenty);
     bank.open_account(PAYER_RECEIVE, PAYER_PAY, kes("1000000"), Some(&envelope));
     bank.open_account(PAYEE, PAYEE_PAY, kes("0"), None);
-    let (meant, inflated) = (kes("2000"), kes("9000"));
+    let (meant, inflated) = (kes("60000"), kes("90000"));
     let sent = grid_pay(&envelope, "PAYC", &euin_text, PAYEE, &meant, 1);
-    let forwarded = grid_pay(&envelope, "PAYC", &euin_text, PAYEE, &inflated, 1);
+    let honest_inflated = grid_pay(&envelope, "PAYC", &euin_text, PAYEE, &inflated, 1);
     let coded = |text: &str| text.split(' ').rev().nth(2).unwrap().to_string();
-    assert_eq!(sent.replace(&coded(&sent), &coded(&forwarded)), forwarded);
-    let callback = bank.sms(PAYER_PHONE, &forwarded, T0);
-    assert!(callback.is_accepted(), "{:?}", callback.replies);
-    let rewritten = callback.replies[0]
-        .text
-        .replace(&coded(&forwarded), &coded(&sent));
-    let payer_notices = !rewritten.contains(&format!("SUM {}", sum(&envelope, 20, PAYEE, &meant)));
-    let ok = format!(
-        "OK {euin_text} 20 {} 2 {}",
-        tan(&envelope, 20),
-        sum(&envelope, 2, PAYEE, &meant)
-    );
-    let outcome = bank.sms(PAYER_PHONE, &ok, UnixSeconds(T0.0 + 30));
-    (payer_notices, outcome, bank)
+    // What the insider forwards: the sent text with the coded amount raised, the SUM unchanged.
+    let forwarded = sent.replace(&coded(&sent), &coded(&honest_inflated));
+    assert_ne!(forwarded, sent);
+    let outcome = bank.sms(PAYER_PHONE, &forwarded, T0);
+    (outcome, bank)
 }
 
-/// Doc §6, gateway insider, closed by protocol v2: with a payer row whose recipe covers a digit
-/// the inflation changed, the bank refuses the OK, cancels the pending payment and counts a
-/// failure. (Under v1 the OK carried only the row's TAN and the inflated amount was paid.)
+/// Doc §6, gateway insider: under v2 the inflated PAYC got its callback and only the OK's
+/// checksum could catch it (5 times in 9 for a first-digit change); under v3 the instruction's
+/// own SUM covers every digit of the amount, so the bank refuses it at once, holds no pending
+/// payment and counts a failure.
 #[test]
 fn attack_gateway_insider_inflating_a_callback_payment_now_fails() {
-    let serial = (1..200)
-        .find(|serial| {
-            let euin = Euin::issued(263, *serial).unwrap();
-            let envelope = Envelope::derive(&master(), euin, RowCount::Twenty);
-            sum(&envelope, 2, PAYEE, &kes("2000")) != sum(&envelope, 2, PAYEE, &kes("9000"))
-        })
-        .unwrap();
-    let (_, outcome, bank) = insider_attack(serial);
-    assert_eq!(refused(&outcome), Refusal::ConfirmationMismatch);
+    let (outcome, bank) = insider_attack(1);
+    assert_eq!(refused(&outcome), Refusal::CodesDoNotMatch);
     assert!(outcome.postings.is_empty());
-    assert!(outcome.replies[0].text.contains("does not match"));
     assert_eq!(bank.balance(&account(PAYEE)), 0);
-    assert!(bank.pending.is_empty(), "the pending payment is cancelled");
-    let euin = Euin::issued(263, serial).unwrap();
+    assert!(bank.pending.is_empty(), "no callback is even started");
+    let euin = Euin::issued(263, 1).unwrap();
     assert_eq!(bank.envelope(&euin).consecutive_failures, 1);
 }
 
-/// Across many envelopes, how often v2 stops the insider: the bank refuses the OK when the
-/// payer's row recipe covers a changed digit, and the payer sees a wrong SUM when the bank row's
-/// recipe does. For this inflation only S1 changes, so each check catches it about a third of
-/// the time and together about 5 in 9; the residual is the one doc §6 states.
+/// Across many envelopes, how often v3 stops the insider's 60,000 -> 90,000: every time (v2
+/// stopped it about 5 times in 9).
 #[test]
 fn gateway_insider_inflation_is_caught_at_the_rate_the_document_states() {
     let trials = 300u32;
     let mut caught = 0u32;
     for serial in 1000..1000 + trials {
-        let (payer_notices, outcome, bank) = insider_attack(serial);
-        let refused_by_bank = !outcome.is_accepted();
-        if refused_by_bank {
-            assert_eq!(refused(&outcome), Refusal::ConfirmationMismatch);
+        let (outcome, bank) = insider_attack(serial);
+        if !outcome.is_accepted() {
+            assert_eq!(refused(&outcome), Refusal::CodesDoNotMatch);
             assert_eq!(bank.balance(&account(PAYEE)), 0);
-        }
-        if refused_by_bank || payer_notices {
             caught += 1;
         }
     }
-    // 5/9 of 300 is about 167; allow generous sampling slack.
-    assert!((120..=215).contains(&caught), "caught {caught} of {trials}");
+    assert_eq!(caught, trials);
+}
+
+/// Issue 18, attack 1 (envelope takeover by rewriting a REG). Before (v2): `REG new old row TAN`
+/// was authenticated by the row's TAN only, so an interceptor put the number of a blank envelope
+/// he held in place of the new one and then paid from the victim's account with it. Now the new
+/// number is grid-coded with the row's grid and the row's SUM covers it: even an interceptor who
+/// knows every code of that grid (learned from earlier grid messages) cannot make the SUM match
+/// his number, and one who does not know the codes cannot even name it. The rewritten REG is
+/// refused as a content mismatch and counted; the thief's envelope stays blank.
+#[test]
+fn attack_envelope_takeover_by_rewriting_a_reg_fails() {
+    let mut w = world();
+    let victims_new = "26399912346";
+    let thiefs = "26399988888";
+    w.bank.print_envelope(victims_new, RowCount::Fifty);
+    let thief_envelope = w.bank.print_envelope(thiefs, RowCount::Twenty);
+    let genuine = register(&w.envelope, PAYER_EUIN, victims_new, 5);
+    assert!(
+        !genuine.contains(victims_new),
+        "the new number travels coded"
+    );
+    // The strongest interceptor: recodes his own number with the row's grid, keeps the SUM.
+    let recoded = register(&w.envelope, PAYER_EUIN, thiefs, 5);
+    let genuine_sum = genuine.rsplit(' ').next().unwrap();
+    let forged = format!("{} {genuine_sum}", recoded.rsplit_once(' ').unwrap().0);
+    assert_ne!(forged, genuine);
+    let outcome = w.bank.sms(PAYER_PHONE, &forged, T0);
+    assert_eq!(refused(&outcome), Refusal::ContentMismatch);
+    assert!(outcome.replies[0].text.contains("changed on its way"));
+    assert_eq!(
+        w.bank.envelope(&Euin::parse(thiefs).unwrap()).status,
+        EnvelopeStatus::Unallocated
+    );
+    assert_eq!(w.bank.envelope(&euin()).consecutive_failures, 1);
+    // An interceptor who does not know the codes changes one at random: refused too.
+    let reg_row6 = register(&w.envelope, PAYER_EUIN, victims_new, 6);
+    let mut parts6: Vec<String> = reg_row6.split(' ').map(str::to_string).collect();
+    let coded = parts6[1].clone();
+    let changed_code = (coded[1..4].parse::<u16>().unwrap() + 1) % 1000;
+    parts6[1] = format!("{}{changed_code:03}{}", &coded[..1], &coded[4..]);
+    let outcome = w.bank.sms(PAYER_PHONE, &parts6.join(" "), T0);
+    assert_eq!(refused(&outcome), Refusal::ContentMismatch);
+    // The thief's envelope pays nothing from the victim's account.
+    let theft = low_pay(&thief_envelope, thiefs, PAYEE, &kes("5000"), 1);
+    assert_eq!(
+        refused(&w.bank.sms(STRANGER_PHONE, &theft, T0)),
+        Refusal::EnvelopeNotActive
+    );
+    assert_eq!(w.bank.balance(&w.payee), 0);
+    // The holder's own REG, untouched, with a fresh row, registers the envelope they hold.
+    let honest = register(&w.envelope, PAYER_EUIN, victims_new, 7);
+    let outcome = w.bank.sms(PAYER_PHONE, &honest, T0);
+    assert!(outcome.is_accepted(), "{:?}", outcome.replies);
+    assert_eq!(
+        w.bank.envelope(&Euin::parse(victims_new).unwrap()).status,
+        EnvelopeStatus::Active { account: w.payer }
+    );
+}
+
+/// Issue 18, attack 1 (settings rewritten in transit). Before (v2): `HIGH ON` could become `OFF`,
+/// `DAY 500` become `DAY NONE`, a dialback threshold be raised, with the row's TAN untouched. Now
+/// each settings message ends with its row's SUM over its content: the rewritten message is
+/// refused as a content mismatch, counted as an attempt, and nothing changes.
+#[test]
+fn attack_settings_rewritten_in_transit_are_refused() {
+    let mut w = world();
+    let limit = signed(&w.envelope, &format!("LIMIT {PAYER_EUIN} DAY 500 1 000000"));
+    assert!(w.bank.sms(PAYER_PHONE, &limit, T0).is_accepted());
+    let before = w.bank.accounts[&w.payer].clone();
+    let rewrites = [
+        (
+            signed(&w.envelope, &format!("HIGH {PAYER_EUIN} ON 2 000000")),
+            " ON ",
+            " OFF ",
+        ),
+        (
+            signed(&w.envelope, &format!("LIMIT {PAYER_EUIN} DAY 400 3 000000")),
+            " 400 ",
+            " NONE ",
+        ),
+        (
+            signed(&w.envelope, &format!("LIMIT {PAYER_EUIN} DAY 400 4 000000")),
+            " DAY ",
+            " WEEK ",
+        ),
+        (
+            signed(
+                &w.envelope,
+                &format!("DIALBACK {PAYER_EUIN} 10000 5 000000"),
+            ),
+            " 10000 ",
+            " 90000 ",
+        ),
+        (
+            signed(
+                &w.envelope,
+                &format!("LIMIT {PAYER_EUIN} TO {PAYEE} 100 6 000000"),
+            ),
+            " 100 ",
+            " 109 ",
+        ),
+        (
+            signed(
+                &w.envelope,
+                &format!("DISPUTE {PAYER_EUIN} 12345678 7 000000"),
+            ),
+            " 12345678 ",
+            " 12345679 ",
+        ),
+        (
+            signed(
+                &w.envelope,
+                &format!("PASSWORD {PAYER_EUIN} 8 000000 Secret2026x"),
+            ),
+            " Secret2026x",
+            " Thief2026xx",
+        ),
+    ];
+    for (index, (genuine, from, to)) in rewrites.iter().enumerate() {
+        assert!(genuine.contains(from), "{genuine} has {from}");
+        let forged = genuine.replace(from, to);
+        let outcome = w.bank.sms(PAYER_PHONE, &forged, T0);
+        assert_eq!(refused(&outcome), Refusal::ContentMismatch, "{forged}");
+        assert!(
+            outcome
+                .effects
+                .iter()
+                .all(|effect| matches!(effect, offpay_sms_tan::Effect::UpdateEnvelope { .. }))
+        );
+        assert_eq!(w.bank.accounts[&w.payer], before, "{forged}");
+        assert_eq!(
+            usize::from(w.bank.envelope(&euin()).consecutive_failures),
+            (index % 4) + 1
+        );
+        if index % 4 == 3 {
+            // The holder's genuine messages reset the count (as any accepted one does); here the
+            // operator would have unlocked after five. Keep the test below the lockout.
+            let ok = signed(
+                &w.envelope,
+                &format!("HIGH {PAYER_EUIN} OFF {} 000000", 10 + index),
+            );
+            assert!(w.bank.sms(PAYER_PHONE, &ok, T0).is_accepted());
+        }
+    }
+    // The limit the holder set is still in force.
+    let text = low_pay(&w.envelope, PAYER_EUIN, PAYEE, &kes("600"), 9);
+    assert_eq!(
+        refused(&w.bank.sms(PAYER_PHONE, &text, T0)),
+        Refusal::DailyLimit
+    );
+}
+
+/// Issue 18, envelope lifecycle: the last free row registers the next envelope and nothing else —
+/// not a payment, a balance, a setting or a web login. Trying answers so, uses no row and counts
+/// no failure; `REG` with it works.
+#[test]
+fn the_last_free_row_is_kept_for_registration() {
+    let mut w = world();
+    {
+        let view = w.bank.envelopes.get_mut(&euin()).unwrap();
+        for row in 1..=19 {
+            view.used_rows.insert(row);
+        }
+    }
+    let attempts = [
+        low_pay(&w.envelope, PAYER_EUIN, PAYEE, &kes("5"), 20),
+        format!("BAL {PAYER_EUIN} 20 {}", tan(&w.envelope, 20)),
+        signed(&w.envelope, &format!("HIGH {PAYER_EUIN} ON 20 000000")),
+    ];
+    for text in &attempts {
+        let outcome = w.bank.sms(PAYER_PHONE, text, T0);
+        assert_eq!(refused(&outcome), Refusal::LastRowReserved, "{text}");
+        assert!(outcome.replies[0].text.contains("kept to register"));
+    }
+    let context = w.bank.payer_context_by_account(&w.payer).unwrap();
+    let good = Tan::parse(&tan(&w.envelope, 20)).unwrap();
+    let login = w.bank.engine.check_row_tan(context, 20, &good, T0);
+    assert_eq!(refused(&login), Refusal::LastRowReserved);
+    w.bank.apply(&login);
+    let view = w.bank.envelope(&euin());
+    assert!(
+        !view.used_rows.contains(20),
+        "the row is still the holder's"
+    );
+    assert_eq!(view.consecutive_failures, 0);
+    w.bank.print_envelope("26399912346", RowCount::Twenty);
+    let reg = register(&w.envelope, PAYER_EUIN, "26399912346", 20);
+    let outcome = w.bank.sms(PAYER_PHONE, &reg, T0);
+    assert!(outcome.is_accepted(), "{:?}", outcome.replies);
 }

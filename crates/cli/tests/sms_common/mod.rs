@@ -112,9 +112,15 @@ impl TestServer {
         }
     }
 
+    /// The PostgreSQL URL of the server's database (`None`: SQLite in the data directory).
+    pub fn database_url(&self) -> Option<&str> {
+        self._backend.database_url()
+    }
+
     /// The server's envelope master key (the tests play the printer).
     pub fn master(&self) -> MasterKey {
-        let text = std::fs::read_to_string(self.data_dir.join("sms-master.key")).unwrap();
+        let text =
+            std::fs::read_to_string(self.data_dir.join("keys").join("sms-master.key")).unwrap();
         MasterKey::from_slice(&hex_decode(text.trim())).unwrap()
     }
 
@@ -314,4 +320,73 @@ pub fn bank_row(reply: &str) -> (u8, String) {
     assert_eq!(words.next(), Some("TAN"));
     let tan = words.next().unwrap().trim_end_matches('.').to_owned();
     (row, tan)
+}
+
+/// A settings message with its row's SUM (protocol v3): `text` has `000000` where the SUM goes.
+pub fn signed(envelope: &Envelope, text: &str) -> String {
+    offpay_sms_tan::compose::setting_text(envelope, Currency::KES, text)
+        .unwrap_or_else(|| panic!("not a settings message: {text}"))
+}
+
+/// The `REG` the holder of `envelope` writes with `row` to register `new_envelope`.
+pub fn register(envelope: &Envelope, new_envelope: &Euin, row: u8) -> String {
+    offpay_sms_tan::compose::register_text(envelope, &envelope.euin.to_string(), new_envelope, row)
+        .unwrap()
+}
+
+/// Logs in on the web page over plain HTTP (account, password, `row` and `tan`); the session's
+/// cookie header, or `None` when the login was refused.
+pub fn web_login(server: &TestServer, password: &str, row: u8, tan: &str) -> Option<String> {
+    let http = http();
+    let page = http
+        .get(format!("{}/sms/web/login", server.base))
+        .send()
+        .unwrap();
+    let cookie = cookies(&page);
+    let body = page.text().unwrap();
+    let csrf = hidden(&body, "csrf");
+    let answer = http
+        .post(format!("{}/sms/web/login", server.base))
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "csrf={csrf}&account={PAYER}&password={password}&row={row}&tan={tan}"
+        ))
+        .send()
+        .unwrap();
+    let session = cookies(&answer);
+    session
+        .contains("offpay_sms_session=")
+        .then_some(session)
+        .filter(|_| answer.status().is_redirection())
+}
+
+/// The `name=value` pairs of a response's `Set-Cookie` headers, as a `Cookie` header.
+pub fn cookies(response: &reqwest::blocking::Response) -> String {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|value| {
+            value
+                .to_str()
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .filter(|pair| !pair.ends_with('='))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The value of the hidden form field `name` in `html`.
+pub fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let rest = html
+        .split(&marker)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {name} field in {html}"));
+    rest[..rest.find('"').unwrap()].to_owned()
 }

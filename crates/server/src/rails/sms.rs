@@ -5,9 +5,12 @@
 //! batch. Also here: the operator API for SMS accounts and envelopes, the merchant terminal API,
 //! the web statement page, and the scheduler's loop.
 //!
-//! Keys and secrets: the envelope master key is `DATA_DIR/sms-master.key` (32 bytes, mode 0600,
-//! created on first start; a KMS/HSM later), the gateway token `DATA_DIR/sms-gateway.token`.
-//! Neither is ever logged or shown by `Debug`.
+//! Keys and secrets: the envelope master key is `DATA_DIR/keys/sms-master.key` (32 bytes, mode
+//! 0600 in a 0700 directory, created on first start; a KMS/HSM later) — not in the directory of
+//! the database, so a copy of the database directory does not carry it; `OFFPAY_SMS_MASTER_KEY`
+//! names another file. A key left by an older release at `DATA_DIR/sms-master.key` is still
+//! used (with a warning to move it). The gateway token is `DATA_DIR/sms-gateway.token`. Neither
+//! is ever logged or shown by `Debug`.
 
 pub mod cache;
 pub mod gateway;
@@ -37,8 +40,46 @@ use crate::metrics::Metrics;
 use crate::runner::RunError;
 use crate::{AppState, StartError};
 
-/// The master key file's name in the data directory.
+/// The master key file's name.
 pub const MASTER_KEY_FILE: &str = "sms-master.key";
+/// The directory of key files under the data directory (apart from the database).
+pub const KEY_DIRECTORY: &str = "keys";
+
+/// Where the master key is read from (or created): `OFFPAY_SMS_MASTER_KEY` if set, else
+/// `DATA_DIR/keys/sms-master.key`, unless only an older release's `DATA_DIR/sms-master.key`
+/// exists.
+pub fn master_key_path(data_dir: &Path) -> Result<PathBuf, StartError> {
+    if let Some(path) = std::env::var_os("OFFPAY_SMS_MASTER_KEY") {
+        return Ok(PathBuf::from(path));
+    }
+    let directory = data_dir.join(KEY_DIRECTORY);
+    let path = directory.join(MASTER_KEY_FILE);
+    let legacy = data_dir.join(MASTER_KEY_FILE);
+    if !path.exists() && legacy.exists() {
+        tracing::warn!(
+            path = %legacy.display(),
+            "the sms master key sits beside the database; move it to {}",
+            path.display()
+        );
+        return Ok(legacy);
+    }
+    if !directory.exists() {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder
+            .create(&directory)
+            .map_err(|source| StartError::Io {
+                context: format!("cannot create {}", directory.display()),
+                source,
+            })?;
+    }
+    Ok(path)
+}
 /// The gateway token file's name in the data directory.
 pub const GATEWAY_TOKEN_FILE: &str = "sms-gateway.token";
 /// The optional gateway configuration file's name in the data directory.
@@ -209,7 +250,7 @@ impl SmsRail {
     pub fn start(config: &ServerConfig, inputs: &crate::Inputs) -> Result<SmsRail, StartError> {
         let entropy = inputs.entropy.as_ref();
         let master = load_or_create_secret(
-            &config.data_dir.join(MASTER_KEY_FILE),
+            &master_key_path(&config.data_dir)?,
             MasterKey::BYTES,
             entropy,
         )?;

@@ -12,14 +12,15 @@ use serde::Deserialize;
 use crate::engine::{Effect, Outcome};
 use crate::envelope::{Envelope, EnvelopeStatus, RowCount};
 use crate::import::parse_envelope;
+use crate::keys::MasterKey;
 use crate::limits::{BOUND_PHONES_MAX, PDF_ENVELOPES_MAX};
 use crate::numbers::{AccountNumber, Euin, PhoneNumber};
 use crate::operator::apply::{ApplyInput, apply, create, put};
 use crate::operator::load::RecordSet;
 use crate::operator::records::{
     self, AccountRecord, DISPUTE_PREFIX, DisputeRecord, DisputeStatus, EnvelopeRecord,
-    PayIndexRecord, SERIAL_KEY, SETTINGS_KEY, SerialRecord, TerminalRecord, reference_of,
-    short_hash,
+    PayIndexRecord, ReplacementRecord, SERIAL_KEY, SETTINGS_KEY, SerialRecord, TerminalRecord,
+    reference_of, short_hash,
 };
 use crate::operator::settings::Settings;
 use crate::operator::terminal::new_terminal;
@@ -198,6 +199,7 @@ pub fn decide_new_account(
         record.bound_phones = plan.bound_phones.clone();
         record.notify_phone = plan.notify_phone.clone();
         record.require_pay_number = plan.require_pay_number;
+        record.seal_settings(operator.master(), &records::account_key(&receive));
         let mut effects = Effects::new();
         effects.create_account(NewAccount {
             id: records::ledger_account(&receive),
@@ -264,6 +266,7 @@ pub fn decide_account_changes(
     loaded: Loaded<AccountRecord>,
     number: &AccountNumber,
     changes: &AccountChanges,
+    master: &MasterKey,
 ) -> Result<Decision<AccountRecord>, OperatorError> {
     let Some(mut record) = loaded.value.clone() else {
         return Err(OperatorError::not_found("sms_account", number));
@@ -300,6 +303,8 @@ pub fn decide_account_changes(
     if let Some(on) = changes.always_callback {
         record.always_callback = on;
     }
+    // The operator's API is authenticated; what it sets is sealed as it is written.
+    record.seal_settings(master, &loaded.key);
     let mut effects = Effects::new();
     effects.write(loaded.write(&record)?);
     Ok(Decision::commit(effects, record))
@@ -582,6 +587,148 @@ pub fn decide_bind(
     )
 }
 
+/// Body of `POST /api/v1/sms/envelopes/{euin}/replace`: the holder's current envelope (lost,
+/// stolen, locked or used up) is retired and `euin` bound in its place, after the agent checked
+/// the holder's identity.
+#[derive(Clone, Deserialize)]
+pub struct ReplaceEnvelope {
+    /// The account.
+    pub account: String,
+    /// Who checked the holder's identity (agent or operator id).
+    pub checked_by: String,
+    /// The kind of document shown.
+    pub document_kind: String,
+    /// The document's number (only a keyed hash is kept).
+    pub document_number: String,
+    /// Why the envelope is replaced.
+    pub reason: String,
+}
+
+impl std::fmt::Debug for ReplaceEnvelope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplaceEnvelope")
+            .field("account", &self.account)
+            .field("checked_by", &self.checked_by)
+            .field("document_kind", &self.document_kind)
+            .field("reason", &self.reason)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Retires the account's current envelope and binds `euin` (unallocated) in its place, with the
+/// identity step recorded (the answer: the new envelope and the retired one's number): the way out for a holder whose envelope is lost, stolen, locked or
+/// used up (no row left to send `REG`). Refused without an identity step.
+pub fn decide_replace(
+    load: BindLoad,
+    euin: &Euin,
+    account: &AccountNumber,
+    request: &ReplaceEnvelope,
+    operator: &Operator,
+    now: offpay_ledger::Timestamp,
+) -> Result<Decision<(EnvelopeRecord, Euin)>, OperatorError> {
+    let field = |value: &str, name: &'static str| {
+        let value = value.trim();
+        if value.is_empty() || value.len() > 64 {
+            Err(OperatorError::invalid(
+                "identity_step_missing",
+                format!(
+                    "{name} is required (1 to 64 characters): an agent checks the holder's identity before an envelope is replaced"
+                ),
+            ))
+        } else {
+            Ok(value.to_owned())
+        }
+    };
+    let checked_by = field(&request.checked_by, "checked_by")?;
+    let document_kind = field(&request.document_kind, "document_kind")?;
+    let document_number = field(&request.document_number, "document_number")?;
+    let reason = field(&request.reason, "reason")?;
+    let BindLoad {
+        envelope,
+        account: account_record,
+        current,
+    } = load;
+    let Some(record) = envelope.value.clone() else {
+        return Err(OperatorError::not_found("envelope", euin));
+    };
+    if account_record.value.is_none() {
+        return Err(OperatorError::not_found("sms_account", account));
+    }
+    let Some(current) = current.filter(|current| current.value.is_some()) else {
+        return Err(OperatorError::conflict(
+            "no_envelope",
+            format!("account {account} has no envelope to replace; bind one instead"),
+        ));
+    };
+    let Some(old) = current.value.clone() else {
+        return Err(OperatorError::not_found("envelope", "current"));
+    };
+    let bind = operator
+        .engine()
+        .bind_at_agent(&record.view, *account)
+        .map_err(|_| {
+            OperatorError::conflict(
+                "envelope_not_registrable",
+                format!("envelope {euin} is already bound, locked or retired"),
+            )
+        })?;
+    let retire = Effect::UpdateEnvelope {
+        euin: old.view.euin,
+        expected_used_rows: old.view.used_rows,
+        used_rows: old.view.used_rows,
+        consecutive_failures: old.view.consecutive_failures,
+        status: EnvelopeStatus::Retired,
+        binding: None,
+    };
+    let mut outcome = Outcome::empty();
+    outcome.effects.push(retire);
+    outcome.effects.push(bind);
+    let mut records = RecordSet::default();
+    records.envelopes.insert(envelope.key.clone(), envelope);
+    records.envelopes.insert(current.key.clone(), current);
+    records
+        .accounts
+        .insert(account_record.key.clone(), account_record);
+    let step = ReplacementRecord {
+        version: records::FORMAT_VERSION,
+        account: account.to_string(),
+        retired: old.view.euin.to_string(),
+        replacement: euin.to_string(),
+        checked_by,
+        document_kind,
+        document_tag: operator.master().text_tag(&document_number),
+        reason,
+        at_ms: now.0,
+    };
+    let applied = apply(ApplyInput {
+        outcome: &outcome,
+        records: &records,
+        inline_to: None,
+        dedupe_key: None,
+        message_id: "replace",
+        extra: vec![put(records::replacement_key(&old.view.euin), &step)?],
+        password_hashes: &[],
+        statements: &[],
+        now,
+        operator,
+        operator_ready: &[],
+    })?;
+    Ok(match applied {
+        Some(applied) => {
+            let written = applied
+                .summary
+                .written
+                .envelopes
+                .iter()
+                .find(|loaded| loaded.key == records::envelope_key(euin))
+                .and_then(|loaded| loaded.value.clone())
+                .unwrap_or(record);
+            Decision::commit(applied.effects, (written, old.view.euin))
+        }
+        None => Decision::Reload,
+    })
+}
+
 /// Unlocks a locked envelope (the operator's decision, after checking the holder).
 pub fn decide_unlock(
     envelope: Loaded<EnvelopeRecord>,
@@ -765,6 +912,77 @@ mod tests {
     use crate::operator::records::{Answered, PayIndexRecord};
     use crate::operator::testing::*;
 
+    /// Issue 18, envelope lifecycle: a holder whose envelope is lost (or locked, or used up) gets
+    /// a new one at an agent: without an identity step nothing happens; with it the old envelope
+    /// is retired (its rows pay nothing more), the new one is bound, and the step is recorded
+    /// with a keyed hash of the document number, never the number.
+    #[test]
+    fn a_lost_envelope_is_retired_and_replaced_with_an_identity_step() {
+        let mut world = World::new();
+        let new = Euin::issued(263, 77).unwrap();
+        world.print(&new);
+        let (operator, now) = (world.operator.clone(), world.now);
+        let account = number(PAYER);
+        let mut request = ReplaceEnvelope {
+            account: PAYER.into(),
+            checked_by: "agent-17".into(),
+            document_kind: "national id".into(),
+            document_number: String::new(),
+            reason: "lost".into(),
+        };
+        let load = load_bind(&mut world.store, &new, &account).unwrap();
+        assert!(matches!(
+            decide_replace(load, &new, &account, &request, &operator, now),
+            Err(OperatorError::Invalid {
+                code: "identity_step_missing",
+                ..
+            })
+        ));
+        request.document_number = "A1234567".into();
+        let (record, retired) = run(
+            &mut world.store,
+            now,
+            |store| load_bind(store, &new, &account).unwrap(),
+            |load| decide_replace(load, &new, &account, &request, &operator, now),
+        )
+        .unwrap();
+        assert_eq!(retired.to_string(), PAYER_EUIN);
+        assert_eq!(record.view.status, EnvelopeStatus::Active { account });
+        let old = world.envelope_record(PAYER_EUIN).value.unwrap();
+        assert_eq!(old.view.status, EnvelopeStatus::Retired);
+        assert_eq!(world.account(PAYER).current_envelope, Some(new));
+        // The lost envelope's rows pay nothing; the new envelope pays.
+        let text = world.low(PAYEE, "100", 1);
+        assert_eq!(
+            world.sms(PAYER_PHONE, &text).summary.verdict,
+            Answered::Refused
+        );
+        let replacement = Envelope::derive(operator.master(), new, RowCount::Twenty);
+        let text = crate::compose::low_text(
+            &replacement,
+            &new.to_string(),
+            &number(PAYEE),
+            &kes("100"),
+            1,
+        )
+        .unwrap();
+        assert_eq!(
+            world.sms(PAYER_PHONE, &text).summary.verdict,
+            Answered::Accepted
+        );
+        let step = Loaded::<ReplacementRecord>::read(
+            &mut world.store,
+            &records::replacement_key(&Euin::parse(PAYER_EUIN).unwrap()),
+        )
+        .unwrap()
+        .value
+        .unwrap();
+        assert_eq!(step.checked_by, "agent-17");
+        assert_eq!(step.document_tag, operator.master().text_tag("A1234567"));
+        let stored = format!("{step:?}");
+        assert!(!stored.contains("A1234567"));
+    }
+
     #[test]
     fn an_account_is_opened_once_and_found_by_its_pay_numbers_tag() {
         let mut world = World::new();
@@ -832,22 +1050,32 @@ mod tests {
         )
         .unwrap();
         let stale = read(&mut world);
-        let Decision::Commit { effects, reply } =
-            decide_account_changes(read(&mut world), &number(PAYER), &changes).unwrap()
-        else {
+        let Decision::Commit { effects, reply } = decide_account_changes(
+            read(&mut world),
+            &number(PAYER),
+            &changes,
+            world.operator.master(),
+        )
+        .unwrap() else {
             panic!("a change commits")
         };
         assert_eq!(reply.limits.per_day, Some(kes("300")));
         assert!(commit(&mut world.store, effects, world.now));
         let Decision::Commit { effects, .. } =
-            decide_account_changes(stale, &number(PAYER), &changes).unwrap()
+            decide_account_changes(stale, &number(PAYER), &changes, world.operator.master())
+                .unwrap()
         else {
             panic!("a change commits")
         };
         assert!(!commit(&mut world.store, effects, world.now));
         let bad: AccountChanges = serde_json::from_str(r#"{"per_week":"1.234"}"#).unwrap();
         assert!(matches!(
-            decide_account_changes(read(&mut world), &number(PAYER), &bad),
+            decide_account_changes(
+                read(&mut world),
+                &number(PAYER),
+                &bad,
+                world.operator.master()
+            ),
             Err(OperatorError::Invalid {
                 code: "invalid_amount",
                 ..
@@ -859,7 +1087,12 @@ mod tests {
             value: None,
         };
         assert!(matches!(
-            decide_account_changes(unknown, &number("999999999999"), &bad),
+            decide_account_changes(
+                unknown,
+                &number("999999999999"),
+                &bad,
+                world.operator.master()
+            ),
             Err(OperatorError::NotFound { .. })
         ));
     }
@@ -991,7 +1224,10 @@ mod tests {
         let pay = world.low(PAYEE, "100", 1);
         let paid = world.sms(PAYER_PHONE, &pay);
         let reference = reference_in(&paid.replies[0]);
-        let report = format!("DISPUTE {PAYER_EUIN} {reference} 2 {}", tan(&world, 2));
+        let report = signed(
+            &world,
+            &format!("DISPUTE {PAYER_EUIN} {reference} 2 000000"),
+        );
         assert_eq!(
             world.sms(PAYER_PHONE, &report).summary.verdict,
             Answered::Accepted
@@ -1029,7 +1265,7 @@ mod tests {
             Err(OperatorError::NotFound { .. })
         ));
         // A reference no payment has cannot be refunded; the dispute can be rejected.
-        let wrong = format!("DISPUTE {PAYER_EUIN} 00000001 3 {}", tan(&world, 3));
+        let wrong = signed(&world, &format!("DISPUTE {PAYER_EUIN} 00000001 3 000000"));
         world.sms(PAYER_PHONE, &wrong);
         let key = records::dispute_key(
             crate::posting::Reference::parse("00000001").unwrap(),

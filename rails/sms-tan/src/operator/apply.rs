@@ -263,13 +263,10 @@ pub fn apply(input: ApplyInput<'_>) -> Result<Option<Applied>, OperatorError> {
                     .ok_or_else(|| {
                         OperatorError::Internal("a callback without a recipient".into())
                     })?;
-                writes.push(create(
-                    records::pending_key(&pending.euin, pending.callback_row),
-                    &PendingRecord {
-                        callback: pending.clone(),
-                        reply_to,
-                    },
-                )?);
+                let key = records::pending_key(&pending.euin, pending.callback_row);
+                let record =
+                    PendingRecord::sealed(pending.clone(), reply_to, operator.master(), &key);
+                writes.push(create(key, &record)?);
             }
             Effect::RemovePending { euin, callback_row } => {
                 let key = records::pending_key(euin, *callback_row);
@@ -279,10 +276,9 @@ pub fn apply(input: ApplyInput<'_>) -> Result<Option<Applied>, OperatorError> {
                 });
             }
             Effect::Schedule(payment) => {
-                writes.push(create(
-                    records::scheduled_key(payment.due, &payment.message_id),
-                    &ScheduledRecord(payment.clone()),
-                )?);
+                let key = records::scheduled_key(payment.due, &payment.message_id);
+                let record = ScheduledRecord::sealed(payment.clone(), operator.master(), &key);
+                writes.push(create(key, &record)?);
             }
             Effect::SetLimits { account, limits } => {
                 let Some(record) = changed.account(account) else {
@@ -336,6 +332,24 @@ pub fn apply(input: ApplyInput<'_>) -> Result<Option<Applied>, OperatorError> {
             // Statement replies were read with the message's records.
             Effect::SendStatement { .. } => {}
         }
+    }
+    for tampered in &records.tampered {
+        effects.flag(&tampered.flag(now), &discriminator);
+    }
+    if matches!(outcome.verdict, Verdict::Refused(Refusal::ContentMismatch)) {
+        let subject = outcome
+            .redacted
+            .and_then(|redacted| redacted.envelope)
+            .map_or_else(|| "unknown".to_owned(), |euin| euin.to_string());
+        let flag = FraudFlag::new(
+            FRAUD_RAIL,
+            "content_mismatch",
+            &subject,
+            "a settings or registration message's SUM did not match its content: typing mistake or a message changed on the way",
+            json!({ "envelope": subject }),
+            now,
+        );
+        effects.flag(&flag, &discriminator);
     }
     if matches!(
         outcome.verdict,
@@ -402,7 +416,16 @@ pub fn apply(input: ApplyInput<'_>) -> Result<Option<Applied>, OperatorError> {
             value: Some(record),
         });
     }
-    for (record, loaded) in changed.accounts.into_values() {
+    for (mut record, loaded) in changed.accounts.into_values() {
+        // The MAC follows a change only of settings that were authentic when read: settings
+        // changed in the database stay refused whatever the SMS or agent path writes after.
+        let authentic = loaded
+            .value
+            .as_ref()
+            .is_some_and(|read| read.settings_authentic(operator.master(), &loaded.key));
+        if authentic {
+            record.seal_settings(operator.master(), &loaded.key);
+        }
         writes.push(loaded.write(&record)?);
         written.accounts.push(Loaded {
             key: loaded.key.clone(),
@@ -435,6 +458,7 @@ pub fn apply(input: ApplyInput<'_>) -> Result<Option<Applied>, OperatorError> {
                 next_attempt_ms: now.0,
                 queued_at_ms: now.0,
                 last_error: None,
+                text_hash: String::new(),
             },
         )?);
         queued += 1;
@@ -443,12 +467,7 @@ pub fn apply(input: ApplyInput<'_>) -> Result<Option<Applied>, OperatorError> {
     if let Some(key) = dedupe_key {
         writes.push(create(
             key.to_owned(),
-            &InboundRecord {
-                version: records::FORMAT_VERSION,
-                verdict,
-                replies: inline.clone(),
-                processed_at_ms: now.0,
-            },
+            &InboundRecord::sealed(operator.master(), key, verdict, &inline, now.0),
         )?);
     }
     writes.extend(extra);

@@ -71,6 +71,25 @@ impl InboundSms {
     pub fn dedupe_key(&self) -> String {
         records::inbound_key(&self.gateway, &self.message_id)
     }
+
+    /// The key of this message's resend record, for messages that name a row: a keyed hash of
+    /// the sender and the message as read (so spacing and case do not matter), never the text.
+    /// The same message sent again from the same phone — under a new gateway id, or typed again
+    /// by a holder who got no answer — is answered as the first time and counts nothing.
+    pub fn resend_key(&self, master: &crate::keys::MasterKey) -> Option<String> {
+        use crate::grammar::Message;
+        let message = crate::grammar::parse(&self.text).ok()?;
+        let names_a_row = match &message {
+            Message::Balance { auth, .. } | Message::Statement { auth, .. } => auth.is_some(),
+            Message::Help => false,
+            _ => true,
+        };
+        if !names_a_row {
+            return None;
+        }
+        let canonical = zeroize::Zeroizing::new(format!("{}\n{}", self.from, message.format()));
+        Some(records::resend_key(&master.text_tag(&canonical)))
+    }
 }
 
 /// What the load needs next.
@@ -101,7 +120,7 @@ pub struct InboundLoad {
     received_at: UnixSeconds,
     check_duplicate: bool,
     duplicate_checked: bool,
-    duplicate: Option<InboundRecord>,
+    duplicate: Option<(String, InboundRecord)>,
     next: Option<Next>,
     answer: Option<Answer>,
     outcome: Option<Outcome>,
@@ -204,11 +223,19 @@ impl InboundLoad {
         cache: Option<&dyn ReadCache>,
     ) -> Result<(), RecordError> {
         if self.check_duplicate && !self.duplicate_checked {
-            let seen = Loaded::<InboundRecord>::read(store, &self.sms.dedupe_key())?;
+            let key = self.sms.dedupe_key();
+            let seen = Loaded::<InboundRecord>::read(store, &key)?;
             self.duplicate_checked = true;
             if let Some(record) = seen.value {
-                self.duplicate = Some(record);
+                self.duplicate = Some((key, record));
                 return Ok(());
+            }
+            if let Some(key) = self.sms.resend_key(self.operator.master()) {
+                let seen = Loaded::<InboundRecord>::read(store, &key)?;
+                if let Some(record) = seen.value {
+                    self.duplicate = Some((key, record));
+                    return Ok(());
+                }
             }
         }
         let operator = Arc::clone(&self.operator);
@@ -224,9 +251,11 @@ impl InboundLoad {
                     received_at,
                 )?))
             }
-            Some(Next::NeedPending(request)) => Some(Answer::Pending(
-                reader.pending(&request.euin(), request.callback_row())?,
-            )),
+            Some(Next::NeedPending(request)) => Some(Answer::Pending(reader.pending(
+                &request.euin(),
+                request.callback_row(),
+                operator.master(),
+            )?)),
             Some(Next::NeedPayee(request)) => Some(Answer::Payee(load_payee(
                 &mut reader,
                 &request.payee(),
@@ -355,7 +384,7 @@ impl InboundLoad {
 // Built once per message and moved once into the decision: the size difference costs nothing.
 #[allow(clippy::large_enum_variant)]
 enum Found {
-    Duplicate(InboundRecord),
+    Duplicate((String, InboundRecord)),
     Outcome {
         outcome: Outcome,
         records: RecordSet,
@@ -403,11 +432,11 @@ pub fn decide(
 ) -> Result<Decision<InboundAnswer>, OperatorError> {
     let InboundLoaded { sms, found } = loaded;
     let (outcome, records, statements, password_hashes) = match found {
-        Found::Duplicate(record) => {
+        Found::Duplicate((key, record)) => {
             return Ok(Decision::commit(
                 offpay_operator::Effects::new(),
                 InboundAnswer {
-                    replies: record.replies,
+                    replies: record.open_replies(operator.master(), &key),
                     duplicate: true,
                     summary: Summary {
                         verdict: record.verdict,
@@ -441,9 +470,23 @@ pub fn decide(
         operator,
         operator_ready,
     })?;
-    let Some(applied) = applied else {
+    let Some(mut applied) = applied else {
         return Ok(Decision::Reload);
     };
+    // A resend of the same message from the same phone finds this record (created only if
+    // absent: a resend decided meanwhile makes this commit stale, and the reload answers it).
+    if let Some(key) = sms.resend_key(operator.master()) {
+        let record = InboundRecord::sealed(
+            operator.master(),
+            &key,
+            applied.summary.verdict,
+            &applied.inline,
+            now.0,
+        );
+        applied
+            .effects
+            .write(crate::operator::apply::create(key, &record)?);
+    }
     Ok(Decision::commit(
         applied.effects,
         InboundAnswer {
@@ -513,12 +556,71 @@ mod tests {
         let again = world.sms_with_id("gw-x", PAYER_PHONE, &text);
         assert!(again.duplicate);
         assert_eq!(again.replies, first.replies);
+        // Issue 18, attack 4: the dedupe record keeps the replies sealed under the master key:
+        // its bytes hold neither the confirmation (bank row and checksum) nor the instruction.
+        let stored = world
+            .store
+            .records(records::NAMESPACE, "in:", None, 10)
+            .unwrap();
+        assert_eq!(stored.len(), 1);
+        let bytes = String::from_utf8_lossy(&stored[0].value).into_owned();
+        let checksum = text.rsplit(' ').next().unwrap();
+        for secret in [first.replies[0].as_str(), "PAID", checksum, &text] {
+            assert!(!bytes.contains(secret), "{secret} stored in {bytes}");
+        }
         assert_eq!(again.summary.verdict, Answered::Accepted);
         assert_eq!(world.balance(PAYEE), 10_000);
         // A retried HELP (which reads nothing) is answered from its record too.
         let help = world.sms_with_id("gw-help", PAYER_PHONE, "HELP");
         assert!(!help.duplicate);
         assert!(world.sms_with_id("gw-help", PAYER_PHONE, "HELP").duplicate);
+    }
+
+    /// Issue 18, envelope lifecycle: the same message sent again from the same phone (a new
+    /// gateway id: the holder got no answer and typed it again, spaced differently) is answered
+    /// as the first time and never counts towards the lockout — even when the first one was
+    /// refused. From another phone it is a replay and counts.
+    #[test]
+    fn an_identical_resend_is_answered_again_and_counts_nothing() {
+        let mut world = World::new();
+        let text = world.low(PAYEE, "100", 1);
+        let first = world.sms(PAYER_PHONE, &text);
+        assert_eq!(first.summary.verdict, Answered::Accepted);
+        let respaced = text.replace(' ', "  ");
+        for _ in 0..(crate::limits::LOCKOUT_FAILURES + 1) {
+            let again = world.sms(PAYER_PHONE, &respaced);
+            assert!(again.duplicate, "{again:?}");
+            assert_eq!(again.replies, first.replies);
+        }
+        assert_eq!(world.balance(PAYEE), 10_000);
+        let envelope = world.envelope_record(PAYER_EUIN).value.unwrap();
+        assert_eq!(envelope.view.consecutive_failures, 0);
+        // A wrong code, resent: one failure, not two.
+        let good = tan(&world, 2).parse::<u16>().unwrap();
+        let wrong = format!("BAL {PAYER_EUIN} 2 {:03}", (good + 1) % 1000);
+        assert_eq!(
+            world.sms(PAYER_PHONE, &wrong).summary.verdict,
+            Answered::Refused
+        );
+        assert!(world.sms(PAYER_PHONE, &wrong).duplicate);
+        let envelope = world.envelope_record(PAYER_EUIN).value.unwrap();
+        assert_eq!(envelope.view.consecutive_failures, 1);
+        // The first payment replayed from a stranger's phone is a replay: refused and counted.
+        let replay = world.sms("+254799999999", &text);
+        assert!(!replay.duplicate);
+        assert_eq!(replay.summary.verdict, Answered::Refused);
+        let envelope = world.envelope_record(PAYER_EUIN).value.unwrap();
+        assert_eq!(envelope.view.consecutive_failures, 2);
+        // The resend records hold a keyed hash, never the text.
+        let stored = world
+            .store
+            .records(records::NAMESPACE, records::RESEND_PREFIX, None, 10)
+            .unwrap();
+        assert_eq!(stored.len(), 3, "payment, wrong code, replay");
+        for record in stored {
+            assert!(!record.key.contains(PAYER_EUIN));
+            assert!(!String::from_utf8_lossy(&record.value).contains("PAID"));
+        }
     }
 
     #[test]
@@ -562,7 +664,7 @@ mod tests {
     #[test]
     fn daily_limits_count_across_payments_and_start_again_the_next_day() {
         let mut world = World::new();
-        let set = format!("LIMIT {PAYER_EUIN} DAY 300 1 {}", tan(&world, 1));
+        let set = signed(&world, &format!("LIMIT {PAYER_EUIN} DAY 300 1 000000"));
         assert_eq!(
             world.sms(PAYER_PHONE, &set).summary.verdict,
             Answered::Accepted
@@ -591,7 +693,10 @@ mod tests {
     #[test]
     fn a_password_is_hashed_and_a_statement_read_in_the_load() {
         let mut world = World::new();
-        let set = format!("PASSWORD {PAYER_EUIN} 1 {} Secret2026x", tan(&world, 1));
+        let set = signed(
+            &world,
+            &format!("PASSWORD {PAYER_EUIN} 1 000000 Secret2026x"),
+        );
         assert_eq!(
             world.sms(PAYER_PHONE, &set).summary.verdict,
             Answered::Accepted
@@ -599,13 +704,21 @@ mod tests {
         let stored = world.account(PAYER).web_password.unwrap();
         assert!(web::verify_password("Secret2026x", &stored));
         assert!(!stored.contains("Secret2026x"));
-        let statement = format!("STMT {PAYER_EUIN} 2 {}", tan(&world, 2));
+        let paid = world.sms(PAYER_PHONE, &world.low(PAYEE, "120", 3));
+        let reference = reference_in(&paid.replies[0]);
+        let statement = format!("STMT {PAYER_EUIN} 4 {}", tan(&world, 4));
         let answer = world.sms(PAYER_PHONE, &statement);
+        // Issue 18: the statement names the counterparty, the date and the fee apart from the
+        // amount, and the fee is not a payment line of its own.
+        let text = answer.replies.join(" ");
+        assert!(text.starts_with("STMT"), "{text}");
         assert!(
-            answer.replies.iter().any(|reply| reply.starts_with("STMT")),
-            "{:?}",
-            answer.replies
+            text.contains(&format!("TO {PAYEE} KES 120.00 fee 10.00 ref {reference};")),
+            "{text}"
         );
+        assert!(text.contains("FROM cash KES 10000.00"), "{text}");
+        assert!(text.contains(" 2026-09-2"), "{text}");
+        assert_eq!(text.matches("ref ").count(), 2, "{text}");
     }
 
     #[test]

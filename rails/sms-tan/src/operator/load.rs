@@ -23,6 +23,7 @@ use crate::operator::Operator;
 use crate::operator::records::{
     self, AccountRecord, EnvelopeRecord, PayIndexRecord, PendingRecord, reference_of,
 };
+use crate::posting::Reference;
 use crate::reply::StatementEntry;
 
 /// A cache of envelope and account records a server keeps between messages (see the module
@@ -48,6 +49,39 @@ pub struct RecordSet {
     pub accounts: HashMap<String, Loaded<AccountRecord>>,
     /// Pending callbacks by key.
     pub pending: HashMap<String, Loaded<PendingRecord>>,
+    /// Records read whose MAC did not match: refused (treated as absent) and raised in the fraud
+    /// queue by the decision.
+    pub tampered: Vec<Tampered>,
+}
+
+/// A stored record whose MAC did not match what it holds: written or changed outside the
+/// operator's code (a database edit). It is refused and moves nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tampered {
+    /// The record kind (`pending`, `scheduled`, `account`).
+    pub kind: &'static str,
+    /// Its storage key.
+    pub key: String,
+    /// What it claimed, for the operator.
+    pub evidence: serde_json::Value,
+}
+
+impl Tampered {
+    /// The fraud flag this finding raises.
+    pub fn flag(&self, now: offpay_ledger::Timestamp) -> offpay_operator::FraudFlag {
+        offpay_operator::FraudFlag::new(
+            crate::operator::apply::FRAUD_RAIL,
+            "record_tampered",
+            &self.key,
+            format!(
+                "stored {} record {} does not match its MAC: written or changed outside the \
+                 operator's code; refused, nothing moved",
+                self.kind, self.key
+            ),
+            serde_json::json!({ "kind": self.kind, "key": self.key, "claimed": self.evidence }),
+            now,
+        )
+    }
 }
 
 impl RecordSet {
@@ -148,14 +182,32 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads the pending callback of `euin` and `row`.
+    /// A record whose MAC does not match is answered as absent and noted in
+    /// [`RecordSet::tampered`].
     pub fn pending(
         &mut self,
         euin: &Euin,
         row: u8,
+        master: &MasterKey,
     ) -> Result<Option<PendingCallback>, RecordError> {
         let key = records::pending_key(euin, row);
         let loaded = Loaded::<PendingRecord>::read(self.store, &key)?;
-        let callback = loaded.value.as_ref().map(|record| record.callback.clone());
+        let callback = match &loaded.value {
+            Some(record) if record.authentic(master, &key) => Some(record.callback.clone()),
+            Some(record) => {
+                self.records.tampered.push(Tampered {
+                    kind: PendingRecord::MAC_KIND,
+                    key: key.clone(),
+                    evidence: serde_json::json!({
+                        "payer": record.callback.payer.to_string(),
+                        "payee": record.callback.payee.to_string(),
+                        "amount": record.callback.amount.to_string(),
+                    }),
+                });
+                None
+            }
+            None => None,
+        };
         self.records.pending.insert(key, loaded);
         Ok(callback)
     }
@@ -273,6 +325,21 @@ pub fn load_payer(
             (view, account, None)
         }
     };
+    let key = records::account_key(&account.receive_number);
+    if !account.settings_authentic(operator.master(), &key) {
+        // Settings written outside the operator's code: this account pays nothing.
+        reader.records.tampered.push(Tampered {
+            kind: AccountRecord::MAC_KIND,
+            key,
+            evidence: serde_json::json!({
+                "account": account.receive_number.to_string(),
+                "limits": account.limits_wire(),
+                "bound_phones": account.bound_phones.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "always_callback": account.always_callback,
+            }),
+        });
+        return Ok(None);
+    }
     let offset = operator.utc_offset_minutes();
     let view = account.view(pay_number, operator.class_of(account.currency));
     let balance = available(reader.store(), &account.receive_number, account.currency)?;
@@ -322,14 +389,46 @@ pub fn statement_entries(
 ) -> Result<(Vec<StatementEntry>, Amount), RecordError> {
     let id = records::ledger_account(number);
     let history = store.history(&id, None, limit)?;
-    let mut entries = Vec::with_capacity(history.len());
+    // The fee of an SMS payment is its own leg, with the payment's reference in its memo: it is
+    // shown with its payment, not as a payment of its own.
+    let memo_reference = |memo: &str| {
+        memo.rsplit("REF ")
+            .next()
+            .and_then(|text| Reference::parse(text.trim()))
+    };
+    let is_fee = |memo: &str| memo.starts_with("sms fee ");
+    let payments: Vec<Reference> = history
+        .iter()
+        .filter(|record| !is_fee(&record.transfer.memo))
+        .filter_map(|record| memo_reference(&record.transfer.memo))
+        .collect();
+    let mut fees: Vec<(Reference, u64)> = Vec::new();
+    for record in &history {
+        let transfer = &record.transfer;
+        if is_fee(&transfer.memo)
+            && let Some(main) = memo_reference(&transfer.memo)
+            && payments.contains(&main)
+        {
+            match fees.iter_mut().find(|(reference, _)| *reference == main) {
+                Some((_, total)) => *total = total.saturating_add(transfer.amount.minor()),
+                None => fees.push((main, transfer.amount.minor())),
+            }
+        }
+    }
+    let mut entries: Vec<StatementEntry> = Vec::with_capacity(history.len());
     for record in history {
         let transfer = &record.transfer;
+        let fee_leg = is_fee(&transfer.memo);
+        let main = memo_reference(&transfer.memo);
+        if fee_leg && main.is_some_and(|main| payments.contains(&main)) {
+            continue;
+        }
         let minor = i128::from(transfer.amount.minor());
-        let signed = if transfer.debit_account == id {
-            -minor
+        let paid_out = transfer.debit_account == id;
+        let other = if paid_out {
+            &transfer.credit_account
         } else {
-            minor
+            &transfer.debit_account
         };
         let Some(date) = CivilDateTime::from_unix(
             UnixSeconds(record.committed_at.0 / 1000),
@@ -337,11 +436,24 @@ pub fn statement_entries(
         ) else {
             continue;
         };
+        let counterparty = match other.as_str().strip_prefix(records::LEDGER_PREFIX) {
+            Some(number) => number.to_owned(),
+            None if fee_leg => "fee".to_owned(),
+            None if transfer.memo.starts_with("sms exchange") => "exchange".to_owned(),
+            None => "cash".to_owned(),
+        };
+        let reference = main.unwrap_or_else(|| reference_of(transfer.id.as_str()));
+        let fee_minor = fees
+            .iter()
+            .find(|(fee_reference, _)| !fee_leg && *fee_reference == reference)
+            .map_or(0, |(_, total)| *total);
         entries.push(StatementEntry {
             date,
-            minor: signed,
+            minor: if paid_out { -minor } else { minor },
             currency: transfer.amount.currency(),
-            reference: reference_of(transfer.id.as_str()),
+            reference,
+            counterparty,
+            fee_minor,
         });
     }
     let balance = store

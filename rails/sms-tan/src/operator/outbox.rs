@@ -7,6 +7,7 @@
 use offpay_ledger::{Record, Timestamp};
 use offpay_operator::{Decision, Effects, Loaded, RecordError};
 
+use crate::keys::MasterKey;
 use crate::operator::OperatorError;
 use crate::operator::apply::put;
 use crate::operator::records::{
@@ -87,6 +88,7 @@ pub fn sent(due: &Due, now: Timestamp) -> Result<Effects, OperatorError> {
             sent_at_ms: now.0,
             report_at_ms: None,
             text: queued.text.clone(),
+            text_hash: String::new(),
             attempts: queued.attempts.saturating_add(1),
         },
     )?);
@@ -94,8 +96,14 @@ pub fn sent(due: &Due, now: Timestamp) -> Result<Effects, OperatorError> {
 }
 
 /// An attempt to send `due` failed with `error`: retried after [`backoff_ms`], or given up after
-/// [`SEND_ATTEMPTS_MAX`] attempts.
-pub fn failed(due: &Due, error: &str, now: Timestamp) -> Result<Effects, OperatorError> {
+/// [`SEND_ATTEMPTS_MAX`] attempts — then kept under `dead:` with the keyed hash of its text
+/// (`master`), never the text.
+pub fn failed(
+    due: &Due,
+    error: &str,
+    now: Timestamp,
+    master: &MasterKey,
+) -> Result<Effects, OperatorError> {
     let mut queued = due
         .sms()
         .cloned()
@@ -104,6 +112,8 @@ pub fn failed(due: &Due, error: &str, now: Timestamp) -> Result<Effects, Operato
     queued.last_error = Some(error.to_owned());
     let mut effects = Effects::new();
     if queued.attempts >= SEND_ATTEMPTS_MAX {
+        queued.text_hash = master.text_tag(&queued.text);
+        zeroize::Zeroize::zeroize(&mut queued.text);
         effects.write(due.queued.delete());
         effects.write(put(records::dead_key(&due.queued.key), &queued)?);
     } else {
@@ -127,13 +137,15 @@ pub fn report(status: u32) -> Delivery {
 }
 
 /// A delivery report of type `status` for the SMS `sent`: the record notes it (a delivered SMS
-/// stays delivered), and a failure queues the text again while attempts remain. The answer says
-/// whether it was queued again.
+/// stays delivered), and a failure queues the text again while attempts remain. Once delivered,
+/// or once no attempt remains, the text is dropped and only its keyed hash kept (`master`). The
+/// answer says whether it was queued again.
 pub fn delivery_report(
     sent: Loaded<SentRecord>,
     id: &str,
     status: u32,
     now: Timestamp,
+    master: &MasterKey,
 ) -> Result<Decision<bool>, OperatorError> {
     let Some(mut record) = sent.value.clone() else {
         return Err(OperatorError::not_found("sent_sms", id));
@@ -159,8 +171,14 @@ pub fn delivery_report(
                 next_attempt_ms: now.0.saturating_add(backoff_ms(record.attempts)),
                 queued_at_ms: now.0,
                 last_error: Some(format!("delivery report {status}")),
+                text_hash: String::new(),
             },
         )?);
+    }
+    let settled = record.status == Delivery::Delivered || (failed && !requeued);
+    if settled && !record.text.is_empty() {
+        record.text_hash = master.text_tag(&record.text);
+        zeroize::Zeroize::zeroize(&mut record.text);
     }
     effects.write(sent.write(&record)?);
     Ok(Decision::commit(effects, requeued))
@@ -191,11 +209,16 @@ mod tests {
             next_attempt_ms,
             queued_at_ms: 1,
             last_error: None,
+            text_hash: String::new(),
         };
         let mut effects = Effects::new();
         effects.write(put(key.clone(), &record).unwrap());
         assert!(commit(store, effects, Timestamp(1)));
         key
+    }
+
+    fn master() -> MasterKey {
+        MasterKey::from_bytes(crate::operator::testing::MASTER)
     }
 
     fn page(store: &mut MemoryStore) -> Vec<Record> {
@@ -214,7 +237,7 @@ mod tests {
         let first = ready.remove(0);
         assert!(commit(
             &mut store,
-            failed(&first, "down", Timestamp(10)).unwrap(),
+            failed(&first, "down", Timestamp(10), &master()).unwrap(),
             Timestamp(10)
         ));
         let again = Loaded::<OutboundRecord>::read(&mut store, &key).unwrap();
@@ -226,7 +249,7 @@ mod tests {
         // A decision on the stale entry is refused.
         assert!(!commit(
             &mut store,
-            failed(&first, "down", Timestamp(10)).unwrap(),
+            failed(&first, "down", Timestamp(10), &master()).unwrap(),
             Timestamp(10)
         ));
 
@@ -235,12 +258,16 @@ mod tests {
         let (ready, _) = due(&page(&mut store), Timestamp(5));
         assert!(commit(
             &mut store,
-            failed(&ready[0], "down", Timestamp(5)).unwrap(),
+            failed(&ready[0], "down", Timestamp(5), &master()).unwrap(),
             Timestamp(5)
         ));
         assert!(page(&mut store).is_empty());
         let dead = Loaded::<OutboundRecord>::read(&mut store, &records::dead_key(&key)).unwrap();
-        assert_eq!(dead.value.unwrap().attempts, SEND_ATTEMPTS_MAX);
+        let dead = dead.value.unwrap();
+        assert_eq!(dead.attempts, SEND_ATTEMPTS_MAX);
+        // Issue 18, attack 4: a message given up on keeps the keyed hash of its text, not the text.
+        assert!(dead.text.is_empty());
+        assert_eq!(dead.text_hash, master().text_tag("PAID"));
 
         let mut store = MemoryStore::new();
         queue(&mut store, 0, 0);
@@ -269,7 +296,7 @@ mod tests {
         let key = records::sent_key(&ready[0].sent_id);
         let read = |store: &mut MemoryStore| Loaded::<SentRecord>::read(store, &key).unwrap();
         let Decision::Commit { effects, reply } =
-            delivery_report(read(&mut store), "x", 2, Timestamp(6)).unwrap()
+            delivery_report(read(&mut store), "x", 2, Timestamp(6), &master()).unwrap()
         else {
             panic!("a report always commits")
         };
@@ -279,13 +306,17 @@ mod tests {
         assert_eq!(read(&mut store).value.unwrap().status, Delivery::Failed);
         for status in [1, 2] {
             let Decision::Commit { effects, .. } =
-                delivery_report(read(&mut store), "x", status, Timestamp(7)).unwrap()
+                delivery_report(read(&mut store), "x", status, Timestamp(7), &master()).unwrap()
             else {
                 panic!("a report always commits")
             };
             assert!(commit(&mut store, effects, Timestamp(7)));
         }
-        assert_eq!(read(&mut store).value.unwrap().status, Delivery::Delivered);
+        let delivered = read(&mut store).value.unwrap();
+        assert_eq!(delivered.status, Delivery::Delivered);
+        // Issue 18, attack 4: once on the phone, only the keyed hash of the text stays.
+        assert!(delivered.text.is_empty(), "{delivered:?}");
+        assert_eq!(delivered.text_hash, master().text_tag("PAID"));
         assert!(matches!(
             delivery_report(
                 Loaded {
@@ -295,7 +326,8 @@ mod tests {
                 },
                 "none",
                 1,
-                Timestamp(8)
+                Timestamp(8),
+                &master()
             ),
             Err(OperatorError::NotFound { .. })
         ));

@@ -20,7 +20,7 @@ use crate::civil_time::{CivilDateTime, UnixSeconds};
 use crate::engine::{PendingCallback, RECORD_FORMAT_VERSION, ScheduledPayment};
 use crate::envelope::{EnvelopeStatus, EnvelopeView, RowCount, RowSet};
 use crate::grammar::SecurityLevel;
-use crate::keys::{BindingTag, SealedEnvelope};
+use crate::keys::{BindingTag, MasterKey, SealedEnvelope};
 use crate::numbers::{AccountNumber, Euin, PhoneNumber};
 use crate::operator::spending::SpendingWindow;
 use crate::posting::{Reference, TransferId};
@@ -89,6 +89,14 @@ pub fn inbound_key(gateway: &str, message_id: &str) -> String {
         format!("in:{gateway}:#{}", hex::encode(Sha256::digest(message_id)))
     }
 }
+/// Key prefix of resend records (a keyed hash of sender and message).
+pub const RESEND_PREFIX: &str = "txt:";
+
+/// Key of the resend record with keyed hash `tag` ([`crate::operator::inbound::InboundSms::resend_key`]).
+pub fn resend_key(tag: &str) -> String {
+    format!("{RESEND_PREFIX}{tag}")
+}
+
 /// Key of an outbound SMS waiting to be sent.
 pub fn outbound_key(queued_at_ms: u64, discriminator: &str) -> String {
     format!(
@@ -401,6 +409,10 @@ pub struct AccountRecord {
     pub web_failures: u8,
     /// When opened (Unix ms).
     pub created_at_ms: u64,
+    /// MAC of the settings (everything above but the spending window and the web login state)
+    /// under a key derived from the master key ([`AccountRecord::seal_settings`]): settings a
+    /// database administrator changed do not match, and the account pays nothing.
+    pub settings_mac: [u8; 32],
 }
 
 /// Limits as stored: minor units of the account's currency, per-payee caps as
@@ -460,9 +472,63 @@ struct AccountWire {
     web_password: Option<String>,
     web_failures: u8,
     created_at_ms: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    settings_mac: String,
+}
+
+/// What an account's settings MAC covers.
+#[derive(Serialize)]
+struct AccountSettingsWire<'a> {
+    receive_number: &'a str,
+    pay_tag: &'a str,
+    currency: &'a str,
+    active: bool,
+    bound_phones: &'a [String],
+    notify_phone: &'a Option<String>,
+    limits: &'a LimitsWire,
+    dialback_threshold_minor: Option<u64>,
+    always_callback: bool,
+    require_pay_number: bool,
+    current_envelope: &'a Option<String>,
 }
 
 impl AccountRecord {
+    /// Record kind in its MAC.
+    pub const MAC_KIND: &'static str = "account-settings";
+
+    fn settings_content(&self) -> Vec<u8> {
+        let wire = self.wire();
+        mac_content(&AccountSettingsWire {
+            receive_number: &wire.receive_number,
+            pay_tag: &wire.pay_tag,
+            currency: &wire.currency,
+            active: wire.active,
+            bound_phones: &wire.bound_phones,
+            notify_phone: &wire.notify_phone,
+            limits: &wire.limits,
+            dialback_threshold_minor: wire.dialback_threshold_minor,
+            always_callback: wire.always_callback,
+            require_pay_number: wire.require_pay_number,
+            current_envelope: &wire.current_envelope,
+        })
+    }
+
+    /// Writes the MAC of the current settings for the record stored under `key`: every decision
+    /// that changes settings calls it before writing.
+    pub fn seal_settings(&mut self, master: &MasterKey, key: &str) {
+        self.settings_mac = master.record_mac(Self::MAC_KIND, key, &self.settings_content());
+    }
+
+    /// Whether the settings are the ones the operator's code wrote under `key`.
+    pub fn settings_authentic(&self, master: &MasterKey, key: &str) -> bool {
+        master.record_mac_matches(
+            Self::MAC_KIND,
+            key,
+            &self.settings_content(),
+            &self.settings_mac,
+        )
+    }
+
     /// A new active account with no limits and nothing paid yet.
     pub fn new(
         receive_number: AccountNumber,
@@ -486,6 +552,7 @@ impl AccountRecord {
             web_password: None,
             web_failures: 0,
             created_at_ms: now_ms,
+            settings_mac: [0; 32],
         }
     }
 
@@ -548,6 +615,11 @@ impl AccountRecord {
             web_password: self.web_password.clone(),
             web_failures: self.web_failures,
             created_at_ms: self.created_at_ms,
+            settings_mac: if self.settings_mac == [0; 32] {
+                String::new()
+            } else {
+                hex::encode(self.settings_mac)
+            },
         }
     }
 
@@ -615,6 +687,9 @@ impl AccountRecord {
             web_password: wire.web_password,
             web_failures: wire.web_failures,
             created_at_ms: wire.created_at_ms,
+            // A missing or malformed MAC reads as one that does not match.
+            settings_mac: hex_array::<Self, 32>(key, "settings_mac", &wire.settings_mac)
+                .unwrap_or([0; 32]),
         })
     }
 }
@@ -682,6 +757,9 @@ pub struct PendingRecord {
     pub callback: PendingCallback,
     /// Who gets the expiry notice.
     pub reply_to: PhoneNumber,
+    /// MAC under a key derived from the master key ([`MasterKey::record_mac`]) over the record's
+    /// key and content: a record a database administrator wrote or changed does not match.
+    pub mac: [u8; 32],
 }
 
 #[derive(Serialize, Deserialize)]
@@ -699,9 +777,47 @@ struct PendingWire {
     created_at: u64,
     due: Option<(String, u64)>,
     reply_to: String,
+    #[serde(default)]
+    mac: String,
+}
+
+/// What a record's MAC covers: its JSON with the MAC left empty.
+fn mac_content<W: Serialize>(wire: &W) -> Vec<u8> {
+    // Serialising plain strings and numbers to JSON cannot fail.
+    serde_json::to_vec(wire).unwrap_or_default()
 }
 
 impl PendingRecord {
+    /// Record kind in its MAC.
+    pub const MAC_KIND: &'static str = "pending";
+
+    /// A pending record stored under `key`, with its MAC.
+    pub fn sealed(
+        callback: PendingCallback,
+        reply_to: PhoneNumber,
+        master: &MasterKey,
+        key: &str,
+    ) -> PendingRecord {
+        let mut record = PendingRecord {
+            callback,
+            reply_to,
+            mac: [0; 32],
+        };
+        record.mac = master.record_mac(Self::MAC_KIND, key, &record.mac_content());
+        record
+    }
+
+    fn mac_content(&self) -> Vec<u8> {
+        let mut wire = self.wire();
+        wire.mac = String::new();
+        mac_content(&wire)
+    }
+
+    /// Whether the record is the one the operator wrote under `key`.
+    pub fn authentic(&self, master: &MasterKey, key: &str) -> bool {
+        master.record_mac_matches(Self::MAC_KIND, key, &self.mac_content(), &self.mac)
+    }
+
     fn wire(&self) -> PendingWire {
         let pending = &self.callback;
         PendingWire {
@@ -720,6 +836,7 @@ impl PendingRecord {
                 .due
                 .map(|(civil, unix)| (civil_text(&civil), unix.0)),
             reply_to: self.reply_to.to_string(),
+            mac: hex::encode(self.mac),
         }
     }
 
@@ -752,15 +869,18 @@ impl PendingRecord {
                 due,
             },
             reply_to: field::<Self, _, _>(key, "reply_to", PhoneNumber::parse(&wire.reply_to))?,
+            // A missing or malformed MAC reads as one that does not match.
+            mac: hex_array::<Self, 32>(key, "mac", &wire.mac).unwrap_or([0; 32]),
         })
     }
 }
 
 json_record!(PendingRecord, FORMAT_VERSION);
 
-/// A scheduled payment as stored.
+/// A scheduled payment as stored, with its MAC under a key derived from the master key
+/// ([`MasterKey::record_mac`]) over its key and content.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ScheduledRecord(pub ScheduledPayment);
+pub struct ScheduledRecord(pub ScheduledPayment, pub [u8; 32]);
 
 #[derive(Serialize, Deserialize)]
 struct ScheduledWire {
@@ -774,9 +894,32 @@ struct ScheduledWire {
     due: u64,
     reply_to: String,
     reference: String,
+    #[serde(default)]
+    mac: String,
 }
 
 impl ScheduledRecord {
+    /// Record kind in its MAC.
+    pub const MAC_KIND: &'static str = "scheduled";
+
+    /// A scheduled payment stored under `key`, with its MAC.
+    pub fn sealed(payment: ScheduledPayment, master: &MasterKey, key: &str) -> ScheduledRecord {
+        let mut record = ScheduledRecord(payment, [0; 32]);
+        record.1 = master.record_mac(Self::MAC_KIND, key, &record.mac_content());
+        record
+    }
+
+    fn mac_content(&self) -> Vec<u8> {
+        let mut wire = self.wire();
+        wire.mac = String::new();
+        mac_content(&wire)
+    }
+
+    /// Whether the record is the one the operator wrote under `key`.
+    pub fn authentic(&self, master: &MasterKey, key: &str) -> bool {
+        master.record_mac_matches(Self::MAC_KIND, key, &self.mac_content(), &self.1)
+    }
+
     fn wire(&self) -> ScheduledWire {
         let payment = &self.0;
         ScheduledWire {
@@ -790,23 +933,28 @@ impl ScheduledRecord {
             due: payment.due.0,
             reply_to: payment.reply_to.to_string(),
             reference: payment.reference.to_string(),
+            mac: hex::encode(self.1),
         }
     }
 
     fn from_wire(key: &str, wire: ScheduledWire) -> Result<ScheduledRecord, RecordError> {
         check_version::<Self>(key, wire.version)?;
         let currency = field::<Self, _, _>(key, "currency", Currency::from_code(&wire.currency))?;
-        Ok(ScheduledRecord(ScheduledPayment {
-            format_version: RECORD_FORMAT_VERSION,
-            message_id: wire.message_id,
-            payer: field::<Self, _, _>(key, "payer", AccountNumber::parse(&wire.payer))?,
-            payee: field::<Self, _, _>(key, "payee", AccountNumber::parse(&wire.payee))?,
-            amount: amount::<Self>(key, "amount", wire.amount_minor, currency)?,
-            level: some::<Self, _>(key, "level", level_from(&wire.level))?,
-            due: UnixSeconds(wire.due),
-            reply_to: field::<Self, _, _>(key, "reply_to", PhoneNumber::parse(&wire.reply_to))?,
-            reference: some::<Self, _>(key, "reference", Reference::parse(&wire.reference))?,
-        }))
+        Ok(ScheduledRecord(
+            ScheduledPayment {
+                format_version: RECORD_FORMAT_VERSION,
+                message_id: wire.message_id,
+                payer: field::<Self, _, _>(key, "payer", AccountNumber::parse(&wire.payer))?,
+                payee: field::<Self, _, _>(key, "payee", AccountNumber::parse(&wire.payee))?,
+                amount: amount::<Self>(key, "amount", wire.amount_minor, currency)?,
+                level: some::<Self, _>(key, "level", level_from(&wire.level))?,
+                due: UnixSeconds(wire.due),
+                reply_to: field::<Self, _, _>(key, "reply_to", PhoneNumber::parse(&wire.reply_to))?,
+                reference: some::<Self, _>(key, "reference", Reference::parse(&wire.reference))?,
+            },
+            // A missing or malformed MAC reads as one that does not match.
+            hex_array::<Self, 32>(key, "mac", &wire.mac).unwrap_or([0; 32]),
+        ))
     }
 }
 
@@ -837,17 +985,60 @@ impl Answered {
     }
 }
 
-/// A processed inbound message: what was answered, so a gateway retry gets the same answer.
+/// A processed inbound message: what was answered, so a gateway retry gets the same answer. The
+/// replies carry bank rows' TANs and the instruction's echo, so they are kept sealed under a key
+/// derived from the master key ([`MasterKey::seal_text`]), never in clear.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InboundRecord {
     /// Format version.
     pub version: u32,
     /// How it ended.
     pub verdict: Answered,
-    /// Replies to the sender (answered inline by the webhook).
+    /// Replies in clear: only records of the first release have them; new ones leave this empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replies: Vec<String>,
+    /// The replies to the sender (answered inline by the webhook), sealed, hex.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sealed_replies: String,
     /// When processed (Unix ms).
     pub processed_at_ms: u64,
+}
+
+impl InboundRecord {
+    /// The record stored under `key` for a message answered with `replies`.
+    pub fn sealed(
+        master: &MasterKey,
+        key: &str,
+        verdict: Answered,
+        replies: &[String],
+        processed_at_ms: u64,
+    ) -> InboundRecord {
+        // Serialising a list of strings cannot fail.
+        let plain = zeroize::Zeroizing::new(serde_json::to_vec(replies).unwrap_or_default());
+        InboundRecord {
+            version: FORMAT_VERSION,
+            verdict,
+            replies: Vec::new(),
+            sealed_replies: hex::encode(master.seal_text(key.as_bytes(), &plain)),
+            processed_at_ms,
+        }
+    }
+
+    /// The replies, opened with the master key (`key` is the record's key); none when they do
+    /// not open (a record moved or changed in the database).
+    pub fn open_replies(&self, master: &MasterKey, key: &str) -> Vec<String> {
+        if self.sealed_replies.is_empty() {
+            return self.replies.clone();
+        }
+        hex::decode(&self.sealed_replies)
+            .ok()
+            .and_then(|sealed| master.unseal_text(key.as_bytes(), &sealed).ok())
+            .and_then(|plain| {
+                let plain = zeroize::Zeroizing::new(plain);
+                serde_json::from_slice(&plain).ok()
+            })
+            .unwrap_or_default()
+    }
 }
 
 impl StoredRecord for InboundRecord {
@@ -858,6 +1049,48 @@ impl StoredRecord for InboundRecord {
     }
     fn decode(key: &str, bytes: &[u8]) -> Result<Self, RecordError> {
         let record: InboundRecord = decode_json(key, bytes)?;
+        check_version::<Self>(key, record.version)?;
+        Ok(record)
+    }
+}
+
+/// Key of the record of an envelope replaced at an agent.
+pub fn replacement_key(old: &Euin) -> String {
+    format!("repl:{old}")
+}
+
+/// An envelope retired and replaced at an agent: who checked the holder's identity, on what
+/// document (a keyed hash of its number, never the number), when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplacementRecord {
+    /// Format version.
+    pub version: u32,
+    /// The account.
+    pub account: String,
+    /// The envelope retired.
+    pub retired: String,
+    /// The envelope bound in its place.
+    pub replacement: String,
+    /// The agent or operator who checked the holder's identity.
+    pub checked_by: String,
+    /// The kind of document shown (`national id`, `passport`, …).
+    pub document_kind: String,
+    /// Keyed hash of the document's number ([`MasterKey::text_tag`]).
+    pub document_tag: String,
+    /// Why (`lost`, `stolen`, `used up`, …).
+    pub reason: String,
+    /// When (Unix ms).
+    pub at_ms: u64,
+}
+
+impl StoredRecord for ReplacementRecord {
+    const NAMESPACE: &'static str = NAMESPACE;
+    const FORMAT_VERSION: u32 = FORMAT_VERSION;
+    fn encode(&self, key: &str) -> Result<Vec<u8>, RecordError> {
+        encode_wire::<Self>(self, key)
+    }
+    fn decode(key: &str, bytes: &[u8]) -> Result<Self, RecordError> {
+        let record: ReplacementRecord = decode_json(key, bytes)?;
         check_version::<Self>(key, record.version)?;
         Ok(record)
     }
@@ -878,6 +1111,9 @@ pub struct OutboundRecord {
     pub queued_at_ms: u64,
     /// Last error, for the operator.
     pub last_error: Option<String>,
+    /// The keyed hash of the text ([`MasterKey::text_tag`]) once the text is dropped (a message
+    /// given up on keeps only this); empty while the text is kept.
+    pub text_hash: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -885,6 +1121,8 @@ struct OutboundWire {
     version: u32,
     to: String,
     text: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    text_hash: String,
     attempts: u32,
     next_attempt_ms: u64,
     queued_at_ms: u64,
@@ -901,6 +1139,7 @@ impl OutboundRecord {
             next_attempt_ms: self.next_attempt_ms,
             queued_at_ms: self.queued_at_ms,
             last_error: self.last_error.clone(),
+            text_hash: self.text_hash.clone(),
         }
     }
 
@@ -913,6 +1152,7 @@ impl OutboundRecord {
             next_attempt_ms: wire.next_attempt_ms,
             queued_at_ms: wire.queued_at_ms,
             last_error: wire.last_error,
+            text_hash: wire.text_hash,
         })
     }
 }
@@ -952,8 +1192,10 @@ pub struct SentRecord {
     pub sent_at_ms: u64,
     /// Last delivery report (Unix ms).
     pub report_at_ms: Option<u64>,
-    /// The text, kept to resend after a failure report.
+    /// The text, kept to resend after a failure report until the phone has it; empty after.
     pub text: String,
+    /// The keyed hash of the text once it is dropped ([`MasterKey::text_tag`]).
+    pub text_hash: String,
     /// Attempts so far.
     pub attempts: u32,
 }
@@ -967,6 +1209,8 @@ struct SentWire {
     sent_at_ms: u64,
     report_at_ms: Option<u64>,
     text: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    text_hash: String,
     attempts: u32,
 }
 
@@ -980,6 +1224,7 @@ impl SentRecord {
             sent_at_ms: self.sent_at_ms,
             report_at_ms: self.report_at_ms,
             text: self.text.clone(),
+            text_hash: self.text_hash.clone(),
             attempts: self.attempts,
         }
     }
@@ -993,6 +1238,7 @@ impl SentRecord {
             sent_at_ms: wire.sent_at_ms,
             report_at_ms: wire.report_at_ms,
             text: wire.text,
+            text_hash: wire.text_hash,
             attempts: wire.attempts,
         })
     }
@@ -1297,8 +1543,13 @@ mod tests {
         ) -> R {
             let loaded = Loaded::<R>::read(store, key).unwrap();
             let value = loaded.value.unwrap();
-            let again: serde_json::Value =
+            let mut again: serde_json::Value =
                 serde_json::from_slice(&value.encode(key).unwrap()).unwrap();
+            // First-release records had no MAC: they decode with none that matches (and are
+            // refused where a MAC is required).
+            if let Some(object) = again.as_object_mut() {
+                object.remove("mac");
+            }
             assert_eq!(
                 again,
                 serde_json::from_str::<serde_json::Value>(json).unwrap()

@@ -7,8 +7,8 @@ use offpay_operator::{Decision, Effects, Loaded, RecordError};
 
 use crate::engine::{PayeeContext, PayerContext};
 use crate::operator::apply::{ApplyInput, Summary, apply};
-use crate::operator::load::{PayerLookup, Reader, RecordSet, load_payee, load_payer};
-use crate::operator::records::{PendingRecord, ScheduledRecord, decode_record};
+use crate::operator::load::{PayerLookup, Reader, RecordSet, Tampered, load_payee, load_payer};
+use crate::operator::records::{PendingRecord, ScheduledRecord, decode_record, short_hash};
 use crate::operator::{Operator, OperatorError, seconds, web};
 
 /// Scheduled payments, callbacks or sessions handled per scheduler pass and kind.
@@ -21,7 +21,7 @@ pub fn due_payments(page: &[Record], now: Timestamp) -> (Vec<String>, Vec<Record
     let mut errors = Vec::new();
     for record in page {
         match decode_record::<ScheduledRecord>(record) {
-            Ok(ScheduledRecord(payment)) if payment.due > seconds(now) => {
+            Ok(ScheduledRecord(payment, _)) if payment.due > seconds(now) => {
                 // Keys are ordered by due time: nothing later is due either.
                 break;
             }
@@ -52,7 +52,9 @@ pub fn load_scheduled(
     let scheduled = Loaded::<ScheduledRecord>::read(store, key)?;
     let mut records = RecordSet::default();
     let (mut payer, mut payee) = (None, None);
-    if let Some(ScheduledRecord(payment)) = &scheduled.value {
+    if let Some(record @ ScheduledRecord(payment, _)) = &scheduled.value
+        && record.authentic(operator.master(), key)
+    {
         let mut reader = Reader::new(store, None, &mut records);
         payer = load_payer(
             &mut reader,
@@ -90,11 +92,28 @@ pub fn decide_scheduled(
         payee,
         records,
     } = load;
-    let Some(ScheduledRecord(payment)) = &scheduled.value else {
+    let Some(record @ ScheduledRecord(payment, _)) = &scheduled.value else {
         return Ok(Decision::commit(Effects::new(), None));
     };
     if payment.due > seconds(now) {
         return Ok(Decision::commit(Effects::new(), None));
+    }
+    if !record.authentic(operator.master(), &scheduled.key) {
+        // Written or changed outside the operator's code: nothing is paid; the record leaves the
+        // queue and the fraud queue holds what it claimed.
+        let tampered = Tampered {
+            kind: ScheduledRecord::MAC_KIND,
+            key: scheduled.key.clone(),
+            evidence: serde_json::json!({
+                "payer": payment.payer.to_string(),
+                "payee": payment.payee.to_string(),
+                "amount": payment.amount.to_string(),
+            }),
+        };
+        let mut effects = Effects::new();
+        effects.flag(&tampered.flag(now), &short_hash(&scheduled.key));
+        effects.write(scheduled.delete());
+        return Ok(Decision::commit(effects, None));
     }
     let outcome = operator
         .engine()
@@ -186,7 +205,7 @@ pub fn session_sweep(page: &[Record], now: Timestamp) -> (Effects, Vec<RecordErr
 
 #[cfg(test)]
 mod tests {
-    use offpay_ledger::LedgerStore;
+    use offpay_ledger::{Amount, LedgerStore};
 
     use super::*;
     use crate::civil_time::CivilDateTime;
@@ -287,6 +306,144 @@ mod tests {
         let told = page(&mut world, OUTBOUND_PREFIX);
         assert_eq!(told.len(), 1);
         assert_eq!(world.balance(PAYEE), 0);
+    }
+
+    fn flags(world: &mut World, kind: &str) -> Vec<Record> {
+        world
+            .store
+            .records(
+                offpay_operator::fraud::NAMESPACE,
+                &format!("sms:{kind}:"),
+                None,
+                10,
+            )
+            .unwrap()
+    }
+
+    /// Attack 2 of issue 18 (a DBA moves money with one INSERT): a scheduled payment written
+    /// straight into the database, with every field right but no MAC the operator made, is
+    /// refused at its time, raised in the fraud queue, and pays nothing.
+    #[test]
+    fn a_scheduled_payment_inserted_by_a_dba_pays_nothing_and_is_flagged() {
+        let mut world = World::new();
+        let due = seconds(world.now).0 + 60;
+        let payment = crate::engine::ScheduledPayment {
+            format_version: crate::engine::RECORD_FORMAT_VERSION,
+            message_id: "dba-insert".into(),
+            payer: number(PAYER),
+            payee: number(PAYEE),
+            amount: kes("5000"),
+            level: crate::grammar::SecurityLevel::Low,
+            due: crate::civil_time::UnixSeconds(due),
+            reply_to: phone(PAYER_PHONE),
+            reference: crate::posting::Reference::parse("12345678").unwrap(),
+        };
+        let key = records::scheduled_key(payment.due, &payment.message_id);
+        // What the DBA can write: the record without the master key (a guessed MAC, or the MAC
+        // of another record).
+        let mut effects = Effects::new();
+        effects.write(
+            crate::operator::apply::put(key.clone(), &ScheduledRecord(payment, [7; 32])).unwrap(),
+        );
+        assert!(commit(&mut world.store, effects, world.now));
+        world.now = Timestamp(due * 1000);
+        let (keys, _) = due_payments(&page(&mut world, SCHEDULED_PREFIX), world.now);
+        assert_eq!(keys, vec![key]);
+        let (operator, now) = (world.operator.clone(), world.now);
+        let summary = run(
+            &mut world.store,
+            now,
+            |store| load_scheduled(store, &keys[0], &operator, now).unwrap(),
+            |load| decide_scheduled(load, now, &operator, &[]),
+        )
+        .unwrap();
+        assert!(summary.is_none(), "nothing was run: {summary:?}");
+        assert_eq!(world.balance(PAYEE), 0, "the payee got nothing");
+        assert_eq!(world.balance(PAYER), 1_000_000, "the payer lost nothing");
+        assert_eq!(flags(&mut world, "record_tampered").len(), 1);
+        assert!(page(&mut world, SCHEDULED_PREFIX).is_empty());
+    }
+
+    /// Attack 2 of issue 18: a DBA raises the amount of a pending callback payment before the
+    /// payer's honest OK, to an amount the OK's checksum does not tell apart. The record's MAC no
+    /// longer matches: the OK is refused, the fraud queue has the record, nothing moves.
+    #[test]
+    fn a_pending_payment_raised_by_a_dba_before_the_ok_moves_nothing() {
+        let mut world = World::new();
+        let meant = kes("100");
+        let text = crate::compose::grid_text(
+            &world.envelope,
+            crate::grammar::SecurityLevel::High,
+            PAYER_EUIN,
+            &number(PAYEE),
+            &meant,
+            1,
+        )
+        .unwrap();
+        assert_eq!(
+            world.sms(PAYER_PHONE, &text).summary.verdict,
+            Answered::Accepted
+        );
+        let keys = page(&mut world, PENDING_PREFIX);
+        assert_eq!(keys.len(), 1);
+        let mut pending = Loaded::<PendingRecord>::read(&mut world.store, &keys[0].key).unwrap();
+        // The payer's OK (row 2) over what they meant; the DBA picks the largest amount up to
+        // twice as much that the same checksum accepts (the worst case for the defence).
+        let recipe = world.envelope.row(2).unwrap().recipe().clone();
+        let payee = number(PAYEE);
+        let honest = recipe.checksum(&payee, &meant);
+        let raised = (meant.minor() + 1..=meant.minor() * 2)
+            .rev()
+            .map(|minor| Amount::from_minor(minor, Currency::KES).unwrap())
+            .find(|amount| recipe.checksum(&payee, amount) == honest)
+            .expect("an amount the checksum does not tell apart");
+        let mut record = pending.value.take().unwrap();
+        record.callback.amount = raised;
+        let mut effects = Effects::new();
+        effects.write(pending.write(&record).unwrap());
+        assert!(commit(&mut world.store, effects, world.now));
+        let digits: String = honest.iter().map(|d| char::from(b'0' + d)).collect();
+        let ok = format!("OK {PAYER_EUIN} 20 {} 2 {digits}", tan(&world, 20));
+        let answer = world.sms(PAYER_PHONE, &ok);
+        assert_eq!(answer.summary.verdict, Answered::Refused, "{answer:?}");
+        assert_eq!(world.balance(PAYEE), 0, "the payee got nothing");
+        assert_eq!(world.balance(PAYER), 1_000_000, "the payer lost nothing");
+        assert_eq!(flags(&mut world, "record_tampered").len(), 1);
+    }
+
+    /// Issue 18, attack 2 (settings): a DBA turns off the holder's "callback for every payment"
+    /// and lifts the limit per payment in the account record. The settings no longer match
+    /// their MAC: the account pays nothing until the operator looks, and the fraud queue has it.
+    #[test]
+    fn account_settings_changed_by_a_dba_stop_the_account_paying() {
+        let mut world = World::new();
+        let key = records::account_key(&number(PAYER));
+        let mut account = Loaded::<records::AccountRecord>::read(&mut world.store, &key).unwrap();
+        let mut record = account.value.take().unwrap();
+        record.limits.per_payment = Some(kes("1"));
+        record.seal_settings(world.operator.master(), &key);
+        let mut effects = Effects::new();
+        effects.write(account.write(&record).unwrap());
+        assert!(commit(&mut world.store, effects, world.now));
+        // The holder's own limit of KES 1 holds.
+        let text = world.low(PAYEE, "100", 1);
+        assert_eq!(
+            world.sms(PAYER_PHONE, &text).summary.verdict,
+            Answered::Refused
+        );
+        // The DBA lifts it, keeping the MAC he cannot recompute.
+        let mut account = Loaded::<records::AccountRecord>::read(&mut world.store, &key).unwrap();
+        let mut record = account.value.take().unwrap();
+        record.limits.per_payment = None;
+        let mut effects = Effects::new();
+        effects.write(account.write(&record).unwrap());
+        assert!(commit(&mut world.store, effects, world.now));
+        let text = world.low(PAYEE, "100", 2);
+        let answer = world.sms(PAYER_PHONE, &text);
+        assert_eq!(answer.summary.verdict, Answered::Refused, "{answer:?}");
+        assert_eq!(world.balance(PAYEE), 0);
+        assert_eq!(world.balance(PAYER), 1_000_000);
+        assert_eq!(flags(&mut world, "record_tampered").len(), 1);
     }
 
     #[test]

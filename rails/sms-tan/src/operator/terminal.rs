@@ -17,7 +17,7 @@ use crate::limits::{ACCOUNT_NUMBER_DIGITS, EUIN_DIGITS};
 use crate::numbers::{AccountNumber, Euin, PhoneNumber, Tan};
 use crate::operator::apply::{ApplyInput, Summary, apply, create};
 use crate::operator::load::{PayerLookup, Reader, RecordSet, load_payee, load_payer};
-use crate::operator::records::{self, Answered, InboundRecord, TerminalRecord, inbound_key};
+use crate::operator::records::{Answered, InboundRecord, TerminalRecord, inbound_key};
 use crate::operator::{Operator, OperatorError, seconds};
 use crate::posting::Reference;
 use crate::reply;
@@ -184,6 +184,53 @@ impl TerminalPlan {
     }
 }
 
+/// The gateway name of PC payments' dedupe records.
+pub const WEB_GATEWAY: &str = "web";
+
+impl TerminalPlan {
+    /// A PC payment (the seed's fifth path): the holder of `account`, logged in on the web page
+    /// (password and a row), pays `payee` `amount` (in the payee's currency unless `currency`)
+    /// with another unused row and its TAN. The same rules as an SMS at the middle level (limits,
+    /// fee, balance, the last row kept for `REG`, callback-only amounts refused); `request_id`
+    /// (from the form) makes a resubmitted form pay once.
+    pub fn web(
+        account: &AccountNumber,
+        payee: &str,
+        amount: &str,
+        row: u8,
+        tan: &str,
+        request_id: &str,
+    ) -> Result<TerminalPlan, OperatorError> {
+        if request_id.is_empty()
+            || request_id.len() > TERMINAL_REQUEST_ID_BYTES_MAX
+            || !request_id.bytes().all(|byte| byte.is_ascii_hexdigit())
+        {
+            return Err(OperatorError::invalid(
+                "invalid_request_id",
+                "the form is out of date: open the statement page again",
+            ));
+        }
+        let digits: String = payee.chars().filter(char::is_ascii_digit).collect();
+        let payee = AccountNumber::parse(&digits).map_err(|_| {
+            OperatorError::invalid("invalid_payee", "payee: the 12-digit account number")
+        })?;
+        let tan = Tan::parse(tan.trim())
+            .map_err(|_| OperatorError::invalid("invalid_tan", "TAN: 3 digits"))?;
+        Ok(TerminalPlan {
+            payee,
+            lookup: PayerLookup::Account(*account),
+            by_envelope: false,
+            row,
+            tan,
+            amount: amount.trim().to_owned(),
+            currency: None,
+            payer_phone: None,
+            message_id: format!("web:{account}:{request_id}"),
+            dedupe_key: inbound_key(WEB_GATEWAY, &format!("{account}:{request_id}")),
+        })
+    }
+}
+
 /// What a terminal payment reads: the stored answer of an earlier try, the payer and the payee
 /// (from the store).
 #[derive(Debug)]
@@ -270,7 +317,11 @@ pub fn decide_terminal(
             Effects::new(),
             TerminalAnswer::Duplicate {
                 verdict: record.verdict,
-                message: record.replies.first().cloned().unwrap_or_default(),
+                message: record
+                    .open_replies(operator.master(), &plan.dedupe_key)
+                    .first()
+                    .cloned()
+                    .unwrap_or_default(),
             },
         ));
     }
@@ -335,12 +386,13 @@ pub fn decide_terminal(
     };
     let answered = create(
         plan.dedupe_key.clone(),
-        &InboundRecord {
-            version: records::FORMAT_VERSION,
+        &InboundRecord::sealed(
+            operator.master(),
+            &plan.dedupe_key,
             verdict,
-            replies: vec![message.clone()],
-            processed_at_ms: now.0,
-        },
+            std::slice::from_ref(&message),
+            now.0,
+        ),
     )?;
     let applied = apply(ApplyInput {
         outcome: &outcome,
@@ -373,6 +425,7 @@ pub fn decide_terminal(
 mod tests {
     use super::*;
     use crate::operator::admin::decide_new_terminal;
+    use crate::operator::records;
     use crate::operator::testing::*;
 
     #[test]

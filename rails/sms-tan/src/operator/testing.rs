@@ -266,3 +266,10 @@ pub fn reference_in(reply: &str) -> String {
 pub fn tan(world: &World, row: u8) -> String {
     world.envelope.row(row).unwrap().tan().reveal()
 }
+
+/// A settings message of the world's payer envelope with its row's SUM: `text` has `000000`
+/// where the SUM goes.
+pub fn signed(world: &World, text: &str) -> String {
+    crate::compose::setting_text(&world.envelope, Currency::KES, text)
+        .unwrap_or_else(|| panic!("not a settings message: {text}"))
+}

@@ -422,7 +422,10 @@ mod tests {
     #[test]
     fn wrong_passwords_block_web_login_and_a_row_logs_in_once() {
         let mut world = World::new();
-        let set = format!("PASSWORD {PAYER_EUIN} 1 {} Secret2026x", tan(&world, 1));
+        let set = signed(
+            &world,
+            &format!("PASSWORD {PAYER_EUIN} 1 000000 Secret2026x"),
+        );
         assert_eq!(
             world.sms(PAYER_PHONE, &set).summary.verdict,
             Answered::Accepted
@@ -440,7 +443,10 @@ mod tests {
             LoginResult::Blocked
         );
         // A new password by SMS lifts the block.
-        let set = format!("PASSWORD {PAYER_EUIN} 3 {} Secret2027x", tan(&world, 3));
+        let set = signed(
+            &world,
+            &format!("PASSWORD {PAYER_EUIN} 3 000000 Secret2027x"),
+        );
         world.sms(PAYER_PHONE, &set);
         let LoginResult::LoggedIn { token } = login(&mut world, "Secret2027x", 2, &row_tan) else {
             panic!("the right password and an unused row log in")

@@ -393,3 +393,16 @@ pub fn sum(envelope: &Envelope, row: u8, payee: &str, amount: &Amount) -> String
         .checksum(&account(payee), amount);
     checksum.iter().map(|d| char::from(b'0' + d)).collect()
 }
+
+/// A settings message with its row's SUM (protocol v3): `text` has `000000` where the SUM goes;
+/// the payer's account is in KES.
+pub fn signed(envelope: &Envelope, text: &str) -> String {
+    offpay_sms_tan::compose::setting_text(envelope, offpay_money::Currency::KES, text)
+        .unwrap_or_else(|| panic!("not a settings message: {text}"))
+}
+
+/// The `REG` the holder of `envelope` writes with `row` to register `new_envelope`.
+pub fn register(envelope: &Envelope, payer: &str, new_envelope: &str, row: u8) -> String {
+    let new_envelope = Euin::parse(new_envelope).unwrap();
+    offpay_sms_tan::compose::register_text(envelope, payer, &new_envelope, row).unwrap()
+}

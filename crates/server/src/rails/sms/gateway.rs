@@ -212,6 +212,7 @@ async fn kannel_dlr(
     let Query(report) = query
         .map_err(|rejection| ApiError::bad_request("malformed_query", rejection.body_text()))?;
     let key = records::sent_key(&report.id);
+    let operator = state.rails.sms.operator();
     let now = state.now();
     let requeued = runner::run(
         &state.ledger,
@@ -228,7 +229,8 @@ async fn kannel_dlr(
             }
         },
         |sent| {
-            outbox::delivery_report(sent, &report.id, report.status, now).map_err(SmsFailure::from)
+            outbox::delivery_report(sent, &report.id, report.status, now, operator.master())
+                .map_err(SmsFailure::from)
         },
     )
     .await?;
@@ -304,7 +306,7 @@ async fn send_pass(state: &Arc<AppState>) -> Result<bool, ApiError> {
             Some(message) => {
                 Metrics::add(&rail.metrics.send_failures, 1);
                 tracing::warn!(error = %message, "sms send failed");
-                outbox::failed(&due, message, now)
+                outbox::failed(&due, message, now, rail.operator().master())
             }
         }
         .map_err(SmsFailure::from)?;

@@ -61,6 +61,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/sms/envelopes/{euin}", get(get_envelope))
         .route("/sms/envelopes/{euin}/bind", post(bind_envelope))
         .route("/sms/envelopes/{euin}/unlock", post(unlock_envelope))
+        .route("/sms/envelopes/{euin}/replace", post(replace_envelope))
         .route("/sms/disputes", get(list_disputes))
         .route("/sms/disputes/{key}/decide", post(decide_dispute))
         .route("/sms/terminals", post(create_terminal))
@@ -247,11 +248,15 @@ async fn update_account(
     let number = account_number(&number).map_err(SmsFailure::from)?;
     let key = records::account_key(&number);
     let load_key = key.clone();
+    let operator = state.rails.sms.operator();
     let record = run(
         &state,
         state.now(),
         move |store| Ok(Loaded::<AccountRecord>::read(store, &load_key)?),
-        |loaded| admin::decide_account_changes(loaded, &number, &changes).map_err(SmsFailure::from),
+        |loaded| {
+            admin::decide_account_changes(loaded, &number, &changes, operator.master())
+                .map_err(SmsFailure::from)
+        },
     )
     .await?;
     state.rails.sms.cache.forget([key.as_str()]);
@@ -419,6 +424,33 @@ async fn bind_envelope(
     .await?;
     state.rails.sms.cache.forget([
         records::envelope_key(&euin).as_str(),
+        records::account_key(&account).as_str(),
+    ]);
+    Ok(Json(envelope_json(&record)))
+}
+
+async fn replace_envelope(
+    State(state): State<Arc<AppState>>,
+    Path(euin): Path<String>,
+    ApiJson(request): ApiJson<admin::ReplaceEnvelope>,
+) -> Result<Json<Value>, ApiError> {
+    let euin = parse_euin(&euin).map_err(SmsFailure::from)?;
+    let account = account_number(&request.account).map_err(SmsFailure::from)?;
+    let operator = state.rails.sms.operator();
+    let now = state.now();
+    let (record, retired) = run(
+        &state,
+        now,
+        move |store| Ok(admin::load_bind(store, &euin, &account)?),
+        |load| {
+            admin::decide_replace(load, &euin, &account, &request, &operator, now)
+                .map_err(SmsFailure::from)
+        },
+    )
+    .await?;
+    state.rails.sms.cache.forget([
+        records::envelope_key(&euin).as_str(),
+        records::envelope_key(&retired).as_str(),
         records::account_key(&account).as_str(),
     ]);
     Ok(Json(envelope_json(&record)))

@@ -56,6 +56,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/sms/web/login", get(login_page).post(login))
         .route("/sms/web/statement", get(statement))
         .route("/sms/web/logout", post(logout))
+        .route("/sms/web/pay", post(pay))
         .route("/sms/terminal/payments", post(terminal_payment))
 }
 
@@ -174,7 +175,7 @@ fn login_form(csrf: &str, error: Option<&str>) -> String {
         "<h1>Your account</h1>{error}<form method=\"post\" action=\"/sms/web/login\" autocomplete=\"off\">\
 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
 <label>Account number <input name=\"account\" id=\"account\" inputmode=\"numeric\" maxlength=\"14\" required></label>\
-<label>Password (set by SMS: PASSWORD envelope row TAN password) <input type=\"password\" name=\"password\" id=\"password\" maxlength=\"32\" required></label>\
+<label>Password (set by SMS: PASSWORD envelope row SUM password) <input type=\"password\" name=\"password\" id=\"password\" maxlength=\"32\" required></label>\
 <label>An unused row of your envelope <input name=\"row\" id=\"row\" inputmode=\"numeric\" maxlength=\"2\" required></label>\
 <label>Its TAN <input type=\"password\" name=\"tan\" id=\"tan\" inputmode=\"numeric\" maxlength=\"3\" required></label>\
 <button type=\"submit\" id=\"login\">Log in</button></form><p>The row is used up by logging in: cross it out.</p>"
@@ -392,7 +393,7 @@ async fn statement(
         escape(currency.code()),
         escape(&decimal(i128::from(ledger_account.balance())))
     );
-    body.push_str("<table id=\"statement\"><thead><tr><th>Date</th><th>What</th><th>Reference</th><th>Amount</th></tr></thead><tbody>");
+    body.push_str("<table id=\"statement\"><thead><tr><th>Date</th><th>Counterparty</th><th>What</th><th>Reference</th><th>Amount</th><th>Fee</th></tr></thead><tbody>");
     let id = records::ledger_account(&account);
     for entry in &history {
         let transfer = &entry.transfer;
@@ -405,13 +406,40 @@ async fn statement(
         let when = CivilDateTime::from_unix(UnixSeconds(entry.committed_at.0 / 1000), offset)
             .map(|date| date.to_string())
             .unwrap_or_default();
+        let other = if transfer.debit_account == id {
+            &transfer.credit_account
+        } else {
+            &transfer.debit_account
+        };
+        let is_fee = transfer.memo.starts_with("sms fee ");
+        let counterparty = match other.as_str().strip_prefix(records::LEDGER_PREFIX) {
+            Some(number) => number.to_owned(),
+            None if is_fee => "fee".to_owned(),
+            None if transfer.memo.starts_with("sms exchange") => "exchange".to_owned(),
+            None => "cash".to_owned(),
+        };
+        // An SMS payment's fee is its own leg: shown in the fee column, under the payment's
+        // reference (its memo's), never as a payment.
+        let reference = transfer
+            .memo
+            .rsplit("REF ")
+            .next()
+            .and_then(|text| offpay_sms_tan::Reference::parse(text.trim()))
+            .unwrap_or_else(|| reference_of(transfer.id.as_str()));
+        let (amount, fee) = if is_fee {
+            (String::new(), decimal(signed))
+        } else {
+            (decimal(signed), String::new())
+        };
         let _ = write!(
             body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
             escape(&when),
+            escape(&counterparty),
             escape(&transfer.memo),
-            escape(&reference_of(transfer.id.as_str()).to_string()),
-            escape(&decimal(signed))
+            escape(&reference.to_string()),
+            escape(&amount),
+            escape(&fee)
         );
     }
     body.push_str("</tbody></table>");
@@ -424,6 +452,19 @@ async fn statement(
             last.sequence
         );
     }
+    let request_id = random_hex(&state)?;
+    let _ = write!(
+        body,
+        "<h2>Pay</h2><form method=\"post\" action=\"/sms/web/pay\" autocomplete=\"off\">\
+<input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"request\" value=\"{}\">\
+<label>Payee account number <input name=\"payee\" id=\"payee\" inputmode=\"numeric\" maxlength=\"14\" required></label>\
+<label>Amount <input name=\"amount\" id=\"amount\" inputmode=\"decimal\" maxlength=\"20\" required></label>\
+<label>An unused row of your envelope <input name=\"row\" id=\"pay_row\" inputmode=\"numeric\" maxlength=\"2\" required></label>\
+<label>Its TAN <input type=\"password\" name=\"tan\" id=\"pay_tan\" inputmode=\"numeric\" maxlength=\"3\" required></label>\
+<button type=\"submit\" id=\"pay\">Pay</button></form><p>The row is used up by paying: cross it out.</p>",
+        escape(&session.csrf),
+        escape(&request_id)
+    );
     let _ = write!(
         body,
         "<form method=\"post\" action=\"/sms/web/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\" id=\"logout\">Log out</button></form>",
@@ -436,6 +477,100 @@ async fn statement(
 #[derive(Debug, Deserialize)]
 pub struct LogoutForm {
     csrf: String,
+}
+
+/// The PC payment form's fields.
+#[derive(Deserialize)]
+pub struct PayForm {
+    csrf: String,
+    request: String,
+    payee: String,
+    amount: String,
+    row: String,
+    tan: String,
+}
+
+impl std::fmt::Debug for PayForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PayForm(<redacted>)")
+    }
+}
+
+/// A PC payment (the seed's fifth path): after the secure login, the holder pays with another
+/// unused row and its TAN, under the SMS rules (`TerminalPlan::web`).
+async fn pay(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(mut form): Form<PayForm>,
+) -> Result<Response, ApiError> {
+    let Some((_, session)) = session(&state, &headers).await? else {
+        return Ok(redirect("/sms/web/login", Vec::new()));
+    };
+    if !token_matches(&session.csrf, &form.csrf) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "invalid_form_token",
+            "the form token does not match this session",
+        ));
+    }
+    let rail = &state.rails.sms;
+    rail.ensure_settings(&state).await?;
+    let operator = rail.operator();
+    let row = form.row.trim().parse::<u8>().unwrap_or(0);
+    let plan = TerminalPlan::web(
+        &session.account,
+        &form.payee,
+        &form.amount,
+        row,
+        &form.tan,
+        &form.request,
+    );
+    zeroize::Zeroize::zeroize(&mut form.tan);
+    let message = match plan {
+        Err(error) => error.to_string(),
+        Ok(plan) => {
+            let plan = Arc::new(plan);
+            let ready = rail.operator_ready();
+            let now = state.now();
+            let answer = runner::run_with(
+                &state.ledger,
+                now,
+                || {
+                    let (state, operator, plan) = (state.clone(), operator.clone(), plan.clone());
+                    async move {
+                        state
+                            .ledger
+                            .read(move |store| {
+                                Ok(terminal::load_terminal(store, &plan, &operator, now))
+                            })
+                            .await?
+                            .map_err(SmsFailure::from)
+                    }
+                },
+                |load| {
+                    terminal::decide_terminal(load, &plan, now, &operator, &ready)
+                        .map_err(SmsFailure::from)
+                },
+                balance_changed,
+            )
+            .await?;
+            match answer {
+                TerminalAnswer::Duplicate { message, .. } => message,
+                TerminalAnswer::PayerRefused { message } => message,
+                TerminalAnswer::Done {
+                    message, summary, ..
+                } => {
+                    rail.committed(&state, &summary);
+                    message
+                }
+            }
+        }
+    };
+    let body = format!(
+        "<h1>Payment</h1><p id=\"result\">{}</p><p><a href=\"/sms/web/statement\" id=\"back\">Back to the statement</a></p>",
+        escape(&message)
+    );
+    Ok(page("Payment", &body, Vec::new()))
 }
 
 async fn logout(

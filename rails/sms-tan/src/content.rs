@@ -1,0 +1,154 @@
+//! What the SUM of a settings message covers (protocol v3). `REG`, `LIMIT`, `DIALBACK`, `HIGH`,
+//! `PASSWORD` and `DISPUTE` end with a row and that row's checksum (its recipe, as for a low
+//! payment) over a *subject* account and a *setting value*, so a change to any part of the
+//! message in transit makes the SUM wrong: the bank refuses it and counts the attempt.
+//!
+//! The subject says what changes — the setting's code repeated twelve times, so every account
+//! term of any recipe sees it — and the value, read as an amount (whole digits, then decimals in
+//! the account's currency), what it changes to:
+//!
+//! | message | subject | value |
+//! |---|---|---|
+//! | `LIMIT … DAY v` | 111111111111 | v with the account's decimals (`500` → `500.00`); `NONE` → `0` |
+//! | `LIMIT … WEEK v` | 222222222222 | v; `NONE` → `0` |
+//! | `LIMIT … EACH v` | 333333333333 | v; `NONE` → `0` |
+//! | `LIMIT … TO payee v` | the payee | v; `NONE` → `0` |
+//! | `DIALBACK … v` | 555555555555 | v |
+//! | `HIGH … ON/OFF` | 666666666666 | `11` / `0` |
+//! | `DISPUTE … reference` | 777777777777 | the 8 digits |
+//! | `PASSWORD … password` | 888888888888 | each character as its phone key (ABC=2 … WXYZ=9, digits as they are) |
+//! | `REG new-envelope …` | `0` then the new envelope's 11 digits | the 11 digits, last first |
+//!
+//! Every recipe has two account terms, so a change of kind (`DAY` → `WEEK`) is always caught;
+//! `ON` → `OFF` and a removed limit change the number of whole digits (LS, in every recipe). A
+//! derived recipe (LS, S1, S2, digit sum) catches a changed value unless it stays within a factor
+//! 1.1 with the same digit sum; a seed-format recipe (LS and one Sk) within a factor 2. `REG` also
+//! grid-codes the new number (see [`crate::grammar::EncryptedEuin`]).
+
+use alloc::vec::Vec;
+
+use offpay_money::Currency;
+
+use crate::grammar::{LimitChange, Message, TypedAmount};
+use crate::numbers::{AccountNumber, Euin};
+use crate::recipe::AmountDigits;
+
+/// Subject digit of a daily limit.
+pub const DAILY: u8 = 1;
+/// Subject digit of a weekly limit.
+pub const WEEKLY: u8 = 2;
+/// Subject digit of a per-payment limit.
+pub const PER_PAYMENT: u8 = 3;
+/// Code of a per-payee limit (its subject is the payee).
+pub const PER_PAYEE: u8 = 4;
+/// Subject digit of the dialback threshold.
+pub const DIALBACK: u8 = 5;
+/// Subject digit of `HIGH`.
+pub const FORCE_HIGH: u8 = 6;
+/// Subject digit of a dispute.
+pub const DISPUTE: u8 = 7;
+/// Subject digit of the web password.
+pub const PASSWORD: u8 = 8;
+/// Code of an envelope registration (its subject is the new number).
+pub const REGISTER: u8 = 9;
+
+/// The digit a phone key gives a character (`ABC` = 2 … `WXYZ` = 9; digits as they are).
+pub fn keypad_digit(character: char) -> Option<u8> {
+    let upper = character.to_ascii_uppercase();
+    Some(match upper {
+        '0'..='9' => upper as u8 - b'0',
+        'A'..='C' => 2,
+        'D'..='F' => 3,
+        'G'..='I' => 4,
+        'J'..='L' => 5,
+        'M'..='O' => 6,
+        'P'..='S' => 7,
+        'T'..='V' => 8,
+        'W'..='Z' => 9,
+        _ => return None,
+    })
+}
+
+fn subject(code: u8) -> AccountNumber {
+    AccountNumber::from_digits([code; crate::limits::ACCOUNT_NUMBER_DIGITS])
+        .unwrap_or_else(|| unreachable!("twelve digits are an account number"))
+}
+
+/// Why a settings message's content could not be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContentError {
+    /// Not a message with a SUM over its content.
+    NotASetting,
+    /// An amount the account's currency cannot hold (too many decimals, too large).
+    BadAmount,
+}
+
+fn value(amount: Option<&TypedAmount>, currency: Currency) -> Result<AmountDigits, ContentError> {
+    let Some(amount) = amount else {
+        return AmountDigits::from_parts(&[0], &[]).ok_or(ContentError::NotASetting);
+    };
+    let amount = amount
+        .to_amount(currency)
+        .map_err(|_| ContentError::BadAmount)?;
+    Ok(AmountDigits::of(&amount))
+}
+
+/// The subject account and setting value the SUM of `message` covers, for an account in
+/// `currency`; `new_envelope` is the decoded number of a `REG`.
+pub fn signed_content(
+    message: &Message,
+    currency: Currency,
+    new_envelope: Option<&Euin>,
+) -> Result<(AccountNumber, AmountDigits), ContentError> {
+    let digits =
+        |whole: &[u8]| AmountDigits::from_parts(whole, &[]).ok_or(ContentError::NotASetting);
+    match message {
+        Message::Limit { change, .. } => match change {
+            LimitChange::Daily(limit) => Ok((subject(DAILY), value(limit.as_ref(), currency)?)),
+            LimitChange::Weekly(limit) => Ok((subject(WEEKLY), value(limit.as_ref(), currency)?)),
+            LimitChange::PerPayment(limit) => {
+                Ok((subject(PER_PAYMENT), value(limit.as_ref(), currency)?))
+            }
+            LimitChange::Payee(payee, limit) => Ok((*payee, value(limit.as_ref(), currency)?)),
+        },
+        Message::Dialback { threshold, .. } => {
+            Ok((subject(DIALBACK), value(Some(threshold), currency)?))
+        }
+        Message::ForceHigh { on, .. } => {
+            let on_off: &[u8] = if *on { &[1, 1] } else { &[0] };
+            Ok((subject(FORCE_HIGH), digits(on_off)?))
+        }
+        Message::Dispute { reference, .. } => {
+            let text = alloc::format!("{reference}");
+            let whole: Vec<u8> = text
+                .bytes()
+                .filter(u8::is_ascii_digit)
+                .map(|byte| byte - b'0')
+                .collect();
+            Ok((subject(DISPUTE), digits(&whole)?))
+        }
+        Message::SetPassword { password, .. } => {
+            let mut whole: Vec<u8> = Vec::new();
+            for character in password.expose().chars() {
+                whole.push(keypad_digit(character).ok_or(ContentError::NotASetting)?);
+            }
+            let result = digits(&whole);
+            whole.iter_mut().for_each(|digit| *digit = 0);
+            Ok((subject(PASSWORD), result?))
+        }
+        Message::Register { .. } => {
+            let euin = new_envelope.ok_or(ContentError::NotASetting)?;
+            let mut account = [0u8; crate::limits::ACCOUNT_NUMBER_DIGITS];
+            account[1..].copy_from_slice(euin.digits());
+            // Last digit first: the leading terms (S1, S2) then see the check digit and the end
+            // of the serial, where envelopes issued together differ.
+            let mut reversed = *euin.digits();
+            reversed.reverse();
+            Ok((
+                AccountNumber::from_digits(account).ok_or(ContentError::NotASetting)?,
+                digits(&reversed)?,
+            ))
+        }
+        _ => Err(ContentError::NotASetting),
+    }
+}
