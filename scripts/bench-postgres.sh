@@ -7,15 +7,22 @@
 #   3. `offpay bench ledger`'s one-transfer-per-transaction baseline on PostgreSQL.
 #   bash scripts/bench-postgres.sh [SECONDS]
 # Environment: OFFPAY_BENCH_POSTGRES (default postgres://postgres@127.0.0.1:5432), the server
-# holding the scratch databases; OFFPAY_BENCH_PGLEDGER_DB (default pgledger).
+# holding the scratch databases; OFFPAY_BENCH_PGLEDGER_DB (default pgledger); OFFPAY_BENCH_BIN,
+# an offpay binary to measure instead of this tree's release build (an older commit's, to put
+# the two side by side).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-8}
 server=${OFFPAY_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}
 pgledger_db=${OFFPAY_BENCH_PGLEDGER_DB:-pgledger}
 clients=1,8,32
-cargo build -q --release -p offpay
-offpay=$PWD/${CARGO_TARGET_DIR:-target}/release/offpay
+if [ -n "${OFFPAY_BENCH_BIN:-}" ]; then
+  offpay=$OFFPAY_BENCH_BIN
+else
+  cargo build -q --release -p offpay
+  offpay=$PWD/${CARGO_TARGET_DIR:-target}/release/offpay
+fi
+echo "######## $("$offpay" --version) ($offpay)"
 scratch=$(mktemp -d)
 pids=()
 cleanup() {
