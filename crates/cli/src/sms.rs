@@ -125,7 +125,7 @@ fn send(
         })?
         .trim()
         .to_owned();
-    let http = reqwest::blocking::Client::builder()
+    let http = crate::client::http_builder()?
         .timeout(SEND_TIMEOUT)
         .build()
         .map_err(|error| format!("cannot build an HTTP client: {error}"))?;

@@ -1214,7 +1214,7 @@ fn show_log(file: &Path, json: bool) -> Result<(), String> {
 }
 
 fn post_upload(server: &str, upload: Vec<u8>) -> Result<Vec<u8>, String> {
-    let http = reqwest::blocking::Client::builder()
+    let http = crate::client::http_builder()?
         .timeout(SYNC_TIMEOUT)
         .build()
         .map_err(|error| format!("cannot build an HTTP client: {error}"))?;
