@@ -33,12 +33,13 @@ cleanup() {
 trap cleanup EXIT
 psql_admin() { psql "$server/postgres" -qtAc "$1"; }
 
-start() { # data-dir database-url log -> prints the base URL
-  OFFPAY_LOG=warn "$offpay" serve --listen 127.0.0.1:0 --data-dir "$1" --database-url "$2" 2>"$3" &
+start() { # data-dir database-url log; appends the server's base URL to `bases`
+  OFFPAY_LOG=warn "$offpay" serve --listen 127.0.0.1:0 --data-dir "$1" --database-url "$2" \
+    >/dev/null 2>"$3" &
   pids+=($!)
   for _ in $(seq 1 600); do
     address=$(grep -o 'listening on http://[0-9.:]*' "$3" | head -1 | sed 's/listening on //' || true)
-    if [ -n "$address" ]; then echo "$address"; return; fi
+    if [ -n "$address" ]; then bases+=("$address"); return; fi
     sleep 0.1
   done
   echo "the server did not start: $(cat "$3")" >&2
@@ -50,10 +51,11 @@ for processes in 1 2 3; do
   psql_admin "DROP DATABASE IF EXISTS $database" && psql_admin "CREATE DATABASE $database"
   url="$server/$database"
   mkdir -p "$scratch/p0"
-  bases=("$(start "$scratch/p0" "$url" "$scratch/p0.log")")
+  bases=()
+  start "$scratch/p0" "$url" "$scratch/p0.log"
   for index in $(seq 1 $((processes - 1))); do
     cp -a "$scratch/p0" "$scratch/p$index"
-    bases+=("$(start "$scratch/p$index" "$url" "$scratch/p$index.log")")
+    start "$scratch/p$index" "$url" "$scratch/p$index.log"
   done
   flags=()
   for base in "${bases[@]}"; do flags+=(--server "$base"); done

@@ -2,7 +2,7 @@
 //! primary and its standby): client threads posting batches of transfers with unique ids to real
 //! `offpay serve` processes, retrying a batch that met the retryable error with the same ids (as
 //! a client should), a journal of every attempt, and the checks made afterwards on the database
-//! itself: every acknowledged transfer there, no batch half-applied, sequences gap-free, balances
+//! itself: every acknowledged transfer there, no batch half-applied, sequence numbers unique, balances
 //! summing to zero. Loopback only; every wait is bounded.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -372,7 +372,7 @@ pub struct Verified {
 
 /// Checks the ledger at `database_url` (the servers' database) against `attempts`: every
 /// transfer of every acknowledged batch is there, every batch is there whole or not at all,
-/// nothing else is there, sequences are 1..=n without a gap, `alice` holds 0.01 per transfer,
+/// nothing else is there, sequence numbers are unique, `alice` holds 0.01 per transfer,
 /// and every server in `servers` reports balanced totals.
 pub fn verify(database_url: &str, attempts: &[Attempt], servers: &[&ServerProcess]) -> Verified {
     let summary = Summary::of(attempts);
@@ -396,9 +396,12 @@ pub fn verify(database_url: &str, attempts: &[Attempt], servers: &[&ServerProces
     })
     .join()
     .expect("the thread reading the database");
-    assert_eq!(
-        count, highest,
-        "sequences must be 1..=n without a gap: {count} transfers, highest sequence {highest}"
+    // Sequence numbers are unique (the primary key) and never handed out twice, also across a
+    // failover (PostgreSQL logs a sequence ahead of the numbers it gives); groups that were cut
+    // off leave gaps, which are allowed since schema version 2.
+    assert!(
+        count <= highest,
+        "{count} transfers cannot fit under the highest sequence number {highest}"
     );
 
     let mut present = BTreeMap::<usize, usize>::new();
