@@ -956,7 +956,12 @@ impl Engine {
                 | Message::Dispute { .. } => Refusal::ContentMismatch,
                 _ => Refusal::NotAuthenticated,
             };
-            return Err((refusal, Some(row_number), true));
+            // A settings message whose SUM does not match its content may have been changed on
+            // its way: the row is burned and the fraud queue hears of it, but it is not counted
+            // as the holder's failure, so an interceptor cannot lock the envelope by rewriting
+            // messages (guessing is bounded by the rows it burns, one per attempt).
+            let counts = refusal != Refusal::ContentMismatch;
+            return Err((refusal, Some(row_number), counts));
         }
         auth.envelope.used.insert(row_number);
         Ok(())

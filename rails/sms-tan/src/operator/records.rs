@@ -1096,8 +1096,9 @@ impl StoredRecord for ReplacementRecord {
     }
 }
 
-/// An SMS waiting for the gateway (under `out:`), or given up on (under `dead:`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// An SMS waiting for the gateway (under `out:`), or given up on (under `dead:`). Its `Debug`
+/// leaves the text out: a reply may carry a used row's TAN.
+#[derive(Clone, PartialEq, Eq)]
 pub struct OutboundRecord {
     /// Recipient.
     pub to: PhoneNumber,
@@ -1114,6 +1115,20 @@ pub struct OutboundRecord {
     /// The keyed hash of the text ([`MasterKey::text_tag`]) once the text is dropped (a message
     /// given up on keeps only this); empty while the text is kept.
     pub text_hash: String,
+}
+
+impl std::fmt::Debug for OutboundRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboundRecord")
+            .field("to", &self.to)
+            .field("text_chars", &self.text.chars().count())
+            .field("attempts", &self.attempts)
+            .field("next_attempt_ms", &self.next_attempt_ms)
+            .field("queued_at_ms", &self.queued_at_ms)
+            .field("last_error", &self.last_error)
+            .field("text_dropped", &!self.text_hash.is_empty())
+            .finish()
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -1179,8 +1194,8 @@ pub enum Delivery {
     Unknown,
 }
 
-/// An SMS the gateway accepted, updated by delivery reports.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// An SMS the gateway accepted, updated by delivery reports. Its `Debug` leaves the text out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SentRecord {
     /// Recipient.
     pub to: PhoneNumber,
@@ -1198,6 +1213,21 @@ pub struct SentRecord {
     pub text_hash: String,
     /// Attempts so far.
     pub attempts: u32,
+}
+
+impl std::fmt::Debug for SentRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentRecord")
+            .field("to", &self.to)
+            .field("queue_key", &self.queue_key)
+            .field("status", &self.status)
+            .field("sent_at_ms", &self.sent_at_ms)
+            .field("report_at_ms", &self.report_at_ms)
+            .field("text_chars", &self.text.chars().count())
+            .field("text_dropped", &!self.text_hash.is_empty())
+            .field("attempts", &self.attempts)
+            .finish()
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -1617,5 +1647,41 @@ mod tests {
         let ledger = ledger_transfer_id(&id);
         assert_eq!(reference_of(ledger.as_str()), Reference::of(&id));
         assert_eq!(reference_of("demo:cash-in").value(), 0);
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    #[test]
+    fn outbound_and_sent_records_keep_their_text_out_of_debug() {
+        let text = "PAID 100.00 KES row 7 TAN 4821".to_owned();
+        let to = PhoneNumber::parse("+254700000001").unwrap_or_else(|error| panic!("{error:?}"));
+        let outbound = OutboundRecord {
+            to: to.clone(),
+            text: text.clone(),
+            attempts: 0,
+            next_attempt_ms: 0,
+            queued_at_ms: 0,
+            last_error: None,
+            text_hash: String::new(),
+        };
+        let sent = SentRecord {
+            to,
+            queue_key: "out:1".to_owned(),
+            status: Delivery::Accepted,
+            sent_at_ms: 0,
+            report_at_ms: None,
+            text,
+            text_hash: String::new(),
+            attempts: 1,
+        };
+        for shown in [format!("{outbound:?}"), format!("{sent:?}")] {
+            assert!(
+                !shown.contains("4821") && !shown.contains("PAID"),
+                "{shown}"
+            );
+        }
     }
 }
