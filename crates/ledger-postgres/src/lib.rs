@@ -319,6 +319,15 @@ impl Target {
                 Some(settings.connector()?)
             }
             None => {
+                // A key=value connection string keeps its own sslmode, which this store reads
+                // only from URLs: refuse rather than connect in the clear to one that asks TLS.
+                if config.get_ssl_mode() == SslMode::Require {
+                    return Err(StoreError::Database(
+                        "sslmode=require is honoured in postgres:// URLs: write the connection \
+                         string as a URL (postgres://user@host/db?sslmode=verify-full)"
+                            .to_owned(),
+                    ));
+                }
                 config.ssl_mode(SslMode::Disable);
                 None
             }

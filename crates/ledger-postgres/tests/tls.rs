@@ -141,6 +141,10 @@ fn tls_settings_it_cannot_honour_are_refused_plainly() {
             "postgres://postgres@127.0.0.1:1/x?sslmode=verify-full&sslrootcert=/nonexistent/root.crt",
             "cannot read the PostgreSQL root certificates in /nonexistent/root.crt",
         ),
+        (
+            "host=127.0.0.1 port=1 user=postgres dbname=x sslmode=require",
+            "sslmode=require is honoured in postgres:// URLs",
+        ),
     ] {
         let error = PostgresStore::open(url).expect_err("refused");
         assert!(error.to_string().contains(expected), "{url}: {error}");
