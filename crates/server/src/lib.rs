@@ -95,6 +95,9 @@ pub enum StartError {
         /// Cause.
         source: std::io::Error,
     },
+    /// The TLS certificate or key could not be loaded or used (the message names the file).
+    #[error("{0}")]
+    Tls(String),
 }
 
 fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
@@ -213,10 +216,7 @@ impl Server {
         // The certificate first: a wrong file should stop the start before anything is created.
         let certificate = match &config.tls {
             Some(files) => Some(Arc::new(
-                tls::ServerCertificate::load(files.clone()).map_err(|message| StartError::Io {
-                    context: message,
-                    source: std::io::Error::other("TLS"),
-                })?,
+                tls::ServerCertificate::load(files.clone()).map_err(StartError::Tls)?,
             )),
             None => None,
         };
@@ -285,10 +285,7 @@ impl Server {
         let app = router(state);
         match certificate {
             Some(certificate) => {
-                let acceptor = certificate.acceptor().map_err(|message| StartError::Io {
-                    context: message,
-                    source: std::io::Error::other("TLS"),
-                })?;
+                let acceptor = certificate.acceptor().map_err(StartError::Tls)?;
                 #[cfg(unix)]
                 tls::reload_on_hangup(certificate.clone())
                     .map_err(io_error("cannot watch for SIGHUP"))?;
