@@ -4,7 +4,8 @@
 //! turn what was read plus the time into effects for the server's runner to commit — inbound SMS
 //! ([`inbound`], [`apply`]), scheduled payments and expiries ([`scheduler`]), the operator's API
 //! ([`settings`], [`admin`]), merchant terminals ([`terminal`]), web login ([`web`]) and the
-//! outbound queue's retry policy ([`outbox`]).
+//! outbound queue's retry policy ([`outbox`]); and the one-time sealing of records an earlier
+//! release wrote without a MAC ([`upgrade`]).
 //!
 //! Nothing here reads a clock, draws randomness or does I/O: `now` and an
 //! [`offpay_operator::Entropy`] come in, [`offpay_operator::Effects`] go out, and every record
@@ -21,6 +22,7 @@ pub mod scheduler;
 pub mod settings;
 pub mod spending;
 pub mod terminal;
+pub mod upgrade;
 pub mod web;
 
 #[cfg(test)]

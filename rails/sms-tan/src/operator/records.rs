@@ -38,6 +38,8 @@ pub const TRANSFER_PREFIX: &str = "sms:";
 /// Bytes of SHA-256 kept in [`short_hash`].
 const SHORT_HASH_BYTES: usize = 8;
 
+/// Key prefix of accounts.
+pub const ACCOUNT_PREFIX: &str = "acct:";
 /// Key prefix of pending callbacks.
 pub const PENDING_PREFIX: &str = "pend:";
 /// Key prefix of scheduled payments (ordered by due time).
@@ -63,7 +65,7 @@ pub fn envelope_key(euin: &Euin) -> String {
 }
 /// Key of an account.
 pub fn account_key(number: &AccountNumber) -> String {
-    format!("acct:{number}")
+    format!("{ACCOUNT_PREFIX}{number}")
 }
 /// Key of the pay-number index entry (the keyed tag, never the number).
 pub fn pay_index_key(tag: &[u8; 16]) -> String {
