@@ -220,6 +220,15 @@ pub enum AdminCommand {
     },
     /// SMS waiting for the gateway.
     Outbox,
+    /// Seal the SMS-TAN records that have no MAC (accounts, pending callbacks, scheduled
+    /// payments), trusting the database as it is now. A start seals an earlier release's
+    /// database by itself; run this only when the start log says it sealed nothing and you have
+    /// checked the database.
+    SealRecords {
+        /// Required: you have checked the database and trust it as it is
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// `offpay admin envelope account ...`.
@@ -430,6 +439,30 @@ fn admin_call(
                 &json!({ "account": account }),
             )?,
             Box::new(envelope_text),
+        ),
+        AdminCommand::SealRecords { force } => (
+            client.post("/api/v1/sms/records/seal", &json!({ "force": force }))?,
+            Box::new(|value: &Value| {
+                format!(
+                    "sealed {} accounts, {} pending callbacks and {} scheduled payments that had no MAC; \
+                     {} records with a wrong MAC stay refused{}",
+                    field(value, "/accounts"),
+                    field(value, "/pending"),
+                    field(value, "/scheduled"),
+                    field(value, "/mismatched"),
+                    value["mismatched_keys"]
+                        .as_array()
+                        .filter(|keys| !keys.is_empty())
+                        .map(|keys| format!(
+                            " ({})",
+                            keys.iter()
+                                .filter_map(Value::as_str)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                        .unwrap_or_default()
+                )
+            }),
         ),
         AdminCommand::Unlock { euin } => (
             client.post(

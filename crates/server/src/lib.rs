@@ -240,6 +240,13 @@ impl Server {
             clock: inputs.clock,
             entropy: inputs.entropy,
         });
+        // Before the scheduler or any message: an earlier release's records get their MACs.
+        rails::sms::seal_at_start(&state).await.map_err(|error| {
+            StartError::Store(StoreError::Database(format!(
+                "sealing SMS-TAN records an earlier release wrote: {}",
+                error.message
+            )))
+        })?;
         rails::spawn_background(&state);
         Ok(Server {
             state,

@@ -16,6 +16,7 @@ pub mod cache;
 pub mod gateway;
 pub mod inbound;
 pub mod operator;
+pub use operator::seal_at_start;
 pub mod web;
 
 use std::path::{Path, PathBuf};

@@ -104,10 +104,7 @@ impl MacRecord {
                 key,
                 value: Some(record),
                 ..
-            }) => mac_state(
-                &record.settings_mac,
-                record.settings_authentic(master, key),
-            ),
+            }) => mac_state(&record.settings_mac, record.settings_authentic(master, key)),
             MacRecord::Pending(Loaded {
                 key,
                 value: Some(record),
@@ -177,7 +174,9 @@ pub fn load_page(
     let last_key = stored.last().map(|record| record.key.clone());
     let mut records = Vec::with_capacity(stored.len());
     for record in stored {
-        fn loaded<R: StoredRecord>(record: &offpay_ledger::Record) -> Result<Loaded<R>, RecordError> {
+        fn loaded<R: StoredRecord>(
+            record: &offpay_ledger::Record,
+        ) -> Result<Loaded<R>, RecordError> {
             Ok(Loaded {
                 key: record.key.clone(),
                 version: record.version,
@@ -222,6 +221,9 @@ pub struct SealTally {
     pub mismatched: u64,
     /// The first [`MISMATCHED_KEYS_MAX`] of them.
     pub mismatched_keys: Vec<String>,
+    /// Keys sealed by this page's decision (not kept across pages: for the caller's caches).
+    #[serde(skip)]
+    pub sealed_keys: Vec<String>,
 }
 
 impl SealTally {
@@ -286,6 +288,7 @@ pub fn decide_page(
             && let Some(write) = record.sealed(master)?
         {
             effects.write(write);
+            tally.sealed_keys.push(record.key().into());
         }
     }
     Ok(Decision::commit(effects, tally))
@@ -376,11 +379,8 @@ impl SealedMarker {
     }
 
     fn seal(mut self, master: &MasterKey) -> SealedMarker {
-        self.mac = hex::encode(master.record_mac(
-            MARKER_MAC_KIND,
-            SEALED_MARKER_KEY,
-            &self.mac_content(),
-        ));
+        self.mac =
+            hex::encode(master.record_mac(MARKER_MAC_KIND, SEALED_MARKER_KEY, &self.mac_content()));
         self
     }
 
@@ -446,7 +446,9 @@ pub fn start_plan(
                 // Nothing to seal; the bad marker is replaced.
                 StartPlan::MarkOnly
             } else {
-                refuse("the marker of the sealing of earlier records does not verify (written by hand?)")
+                refuse(
+                    "the marker of the sealing of earlier records does not verify (written by hand?)",
+                )
             }
         }
         Some(marker) if marker.stage == SealStage::Done => StartPlan::Done,
@@ -499,8 +501,8 @@ mod tests {
     use offpay_ledger::MemoryStore;
 
     use super::*;
-    use crate::operator::records::{self, AccountRecord};
     use crate::operator::records::Answered;
+    use crate::operator::records::{self, AccountRecord};
     use crate::operator::testing::{
         MASTER, PAYEE, PAYER, PAYER_PHONE, T0, World, commit, number, run,
     };
@@ -603,7 +605,10 @@ mod tests {
         let survey = survey_all(&mut world.store);
         assert_eq!(survey.missing(), 0);
         assert_eq!(survey.authentic, 2);
-        assert_eq!(start_plan(None, &survey, &master(), T0), StartPlan::MarkOnly);
+        assert_eq!(
+            start_plan(None, &survey, &master(), T0),
+            StartPlan::MarkOnly
+        );
     }
 
     /// An insider removes the marker and the MAC of one account he changed: the next start
@@ -689,11 +694,20 @@ mod tests {
             last_key: None,
             full: false,
         };
-        run(&mut world.store, T0, |_| half.clone(), |page| decide_page(&page, &master())).unwrap();
+        run(
+            &mut world.store,
+            T0,
+            |_| half.clone(),
+            |page| decide_page(&page, &master()),
+        )
+        .unwrap();
         let survey = survey_all(&mut world.store);
         assert_eq!((survey.accounts, survey.authentic), (1, 1));
         let soon = Timestamp(T0.0 + RESUME_WINDOW_MS);
-        assert_eq!(start_plan(Some(&begun), &survey, &master(), soon), StartPlan::Seal);
+        assert_eq!(
+            start_plan(Some(&begun), &survey, &master(), soon),
+            StartPlan::Seal
+        );
         let late = Timestamp(soon.0 + 1);
         assert!(matches!(
             start_plan(Some(&begun), &survey, &master(), late),

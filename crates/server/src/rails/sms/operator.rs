@@ -24,6 +24,9 @@ use offpay_sms_tan::operator::records::{
 };
 use offpay_sms_tan::operator::scheduler::{self, SCHEDULER_PAGE};
 use offpay_sms_tan::operator::settings::SettingsForm;
+use offpay_sms_tan::operator::upgrade::{
+    self, SEALED_PREFIXES, SealRun, SealStage, SealTally, StartPlan,
+};
 use offpay_sms_tan::{PdfOptions, PhoneNumber, render_envelopes_pdf};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -69,6 +72,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/sms/scheduled", get(list_scheduled))
         .route("/sms/sent", get(list_sent))
         .route("/sms/simulate", post(simulate))
+        .route("/sms/records/seal", post(seal_records))
 }
 
 fn internal(message: impl Into<String>) -> ApiError {
@@ -769,4 +773,166 @@ mod tests {
         assert_eq!(shown["used_rows"], json!([3]));
         assert_eq!(shown["free_rows"], 19);
     }
+}
+
+// --- records an earlier release wrote without a MAC ----------------------------------------------
+
+/// Body of `POST /api/v1/sms/records/seal`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SealRequest {
+    /// Must be true: the operator has checked the database and trusts it as it is.
+    force: bool,
+}
+
+async fn seal_records(
+    State(state): State<Arc<AppState>>,
+    ApiJson(request): ApiJson<SealRequest>,
+) -> Result<Json<Value>, ApiError> {
+    if !request.force {
+        return Err(ApiError::bad_request(
+            "force_required",
+            "sealing seals every account, pending callback and scheduled payment that has no MAC, \
+             trusting the database as it is now; check it first, then send {\"force\": true}",
+        ));
+    }
+    let tally = seal_earlier_records(&state, SealRun::Forced).await?;
+    tracing::warn!(
+        accounts = tally.accounts,
+        pending = tally.pending,
+        scheduled = tally.scheduled,
+        mismatched = tally.mismatched,
+        "an operator forced the sealing of SMS-TAN records without a MAC"
+    );
+    Ok(Json(json!(tally)))
+}
+
+/// Seals every SMS-TAN record that has no MAC, page by page, between a marker written before the
+/// first page and finished after the last. Returns what it sealed and what it left refused.
+pub async fn seal_earlier_records(
+    state: &Arc<AppState>,
+    run_by: SealRun,
+) -> Result<SealTally, ApiError> {
+    let operator = state.rails.sms.operator();
+    let now = state.now();
+    let mark = |stage: SealStage, tally: SealTally| {
+        let operator = operator.clone();
+        async move {
+            run(
+                state,
+                now,
+                |store| Ok(upgrade::load_marker(store)?),
+                |marker| {
+                    upgrade::decide_marker(&marker, run_by, stage, &tally, operator.master(), now)
+                        .map_err(SmsFailure::from)
+                },
+            )
+            .await
+        }
+    };
+    mark(SealStage::Sealing, SealTally::default()).await?;
+    let mut total = SealTally::default();
+    for prefix in SEALED_PREFIXES {
+        let mut after: Option<String> = None;
+        loop {
+            let page_after = after.clone();
+            let page = read(state, move |store| {
+                Ok(upgrade::load_page(store, prefix, page_after.as_deref())?)
+            })
+            .await?;
+            let (last_key, full) = (page.last_key.clone(), page.full);
+            let page_after = after.clone();
+            let sealed = run(
+                state,
+                now,
+                move |store| Ok(upgrade::load_page(store, prefix, page_after.as_deref())?),
+                |page| upgrade::decide_page(&page, operator.master()).map_err(SmsFailure::from),
+            )
+            .await?;
+            state
+                .rails
+                .sms
+                .cache
+                .forget(sealed.sealed_keys.iter().map(String::as_str));
+            total.add(&sealed);
+            if !full {
+                break;
+            }
+            after = last_key;
+        }
+    }
+    mark(SealStage::Done, total.clone()).await?;
+    Ok(total)
+}
+
+/// At start, before the scheduler or any message runs: records an earlier release wrote without
+/// a MAC are sealed once, when the rail's rule (`upgrade::start_plan`) says the database is an
+/// earlier release's; otherwise the start says why it sealed nothing.
+pub async fn seal_at_start(state: &Arc<AppState>) -> Result<(), ApiError> {
+    let operator = state.rails.sms.operator();
+    let marker = read(state, |store| Ok(upgrade::load_marker(store)?)).await?;
+    if let Some(found) = &marker.value
+        && found.stage == SealStage::Done
+        && found.authentic(operator.master())
+    {
+        return Ok(());
+    }
+    let mut survey = SealTally::default();
+    for prefix in SEALED_PREFIXES {
+        let mut after: Option<String> = None;
+        loop {
+            let page_after = after.clone();
+            let page = read(state, move |store| {
+                Ok(upgrade::load_page(store, prefix, page_after.as_deref())?)
+            })
+            .await?;
+            survey.add(&upgrade::survey(&page, operator.master()));
+            if !page.full {
+                break;
+            }
+            after = page.last_key;
+        }
+    }
+    let now = state.now();
+    match upgrade::start_plan(marker.value.as_ref(), &survey, operator.master(), now) {
+        StartPlan::Done => {}
+        StartPlan::MarkOnly => {
+            run(
+                state,
+                now,
+                |store| Ok(upgrade::load_marker(store)?),
+                |marker| {
+                    upgrade::decide_marker(
+                        &marker,
+                        SealRun::Start,
+                        SealStage::Done,
+                        &SealTally::default(),
+                        operator.master(),
+                        now,
+                    )
+                    .map_err(SmsFailure::from)
+                },
+            )
+            .await?;
+        }
+        StartPlan::Seal => {
+            let tally = seal_earlier_records(state, SealRun::Start).await?;
+            tracing::warn!(
+                accounts = tally.accounts,
+                pending = tally.pending,
+                scheduled = tally.scheduled,
+                mismatched = tally.mismatched,
+                "sealed the SMS-TAN records an earlier release wrote without a MAC (trusting the \
+                 database as it is now); records whose MAC is wrong stay refused"
+            );
+        }
+        StartPlan::Refuse { reason } => {
+            tracing::error!(
+                %reason,
+                "SMS-TAN records without a MAC were not sealed; after checking the database, \
+                 `offpay admin envelope seal-records --force` seals them"
+            );
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,218 @@
+//! Upgrading an operator whose SMS-TAN records were written before record MACs: the first start
+//! seals them (every account pays again), a start over a database whose marker was removed seals
+//! nothing, and an operator's forced sealing does. On each backend.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers: a failed unwrap is a failed test"
+)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use offpay_ledger::{Batch, Timestamp};
+use offpay_operator::{Loaded, ManualClock, SeededEntropy};
+use offpay_server::config::{Overrides, ServerConfig};
+use offpay_server::{AppState, Inputs, Server, open_store, router};
+use offpay_sms_tan::AccountNumber;
+use offpay_sms_tan::operator::records::{self, AccountRecord};
+use offpay_sms_tan::operator::upgrade::{self, SealStage};
+use offpay_test_support::Backend;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const START_MS: u64 = 1_790_000_000_000;
+const ACCOUNTS: [&str; 3] = ["111100002222", "901020377865", "555500001111"];
+
+struct Node {
+    state: Arc<AppState>,
+    token: String,
+}
+
+fn config(directory: &Path, backend: &Backend) -> ServerConfig {
+    ServerConfig::resolve(
+        Overrides {
+            data_dir: Some(directory.to_owned()),
+            listen: Some("127.0.0.1:0".into()),
+            database_url: backend.database_url().map(str::to_owned),
+            ..Overrides::default()
+        },
+        &|_| None,
+    )
+    .unwrap()
+}
+
+async fn start(directory: &Path, backend: &Backend) -> Node {
+    let config = config(directory, backend);
+    let server = Server::start_with(
+        config.clone(),
+        Inputs {
+            clock: Arc::new(ManualClock::new(Timestamp(START_MS))),
+            entropy: Arc::new(SeededEntropy::from_seed(5)),
+        },
+    )
+    .await
+    .expect("the server starts");
+    let token = std::fs::read_to_string(config.token_path())
+        .unwrap()
+        .trim()
+        .to_owned();
+    Node {
+        state: server.state(),
+        token,
+    }
+}
+
+impl Node {
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {}", self.token));
+        let request = match body {
+            Some(body) => request
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string())),
+            None => request.body(Body::empty()),
+        }
+        .unwrap();
+        let response = router(self.state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        (status, value)
+    }
+
+    /// Which of [`ACCOUNTS`] have authentic settings, as this server's rail reads them.
+    async fn authentic(&self) -> Vec<bool> {
+        let operator = self.state.rails.sms.operator();
+        self.state
+            .ledger
+            .read(move |store| {
+                Ok(ACCOUNTS
+                    .iter()
+                    .map(|number| {
+                        let key = records::account_key(&AccountNumber::parse(number).unwrap());
+                        let loaded = Loaded::<AccountRecord>::read(store, &key).unwrap();
+                        loaded
+                            .value
+                            .unwrap()
+                            .settings_authentic(operator.master(), &key)
+                    })
+                    .collect())
+            })
+            .await
+            .unwrap()
+    }
+
+    async fn marker(&self) -> Option<upgrade::SealedMarker> {
+        self.state
+            .ledger
+            .read(|store| Ok(upgrade::load_marker(store).unwrap().value))
+            .await
+            .unwrap()
+    }
+}
+
+/// What an insider or an earlier release leaves: the named accounts' settings without a MAC,
+/// and (optionally) no marker. Written straight into the database, the server stopped.
+async fn strip(config: &ServerConfig, accounts: &'static [&'static str], remove_marker: bool) {
+    let config = config.clone();
+    // The blocking PostgreSQL client may not run on the test's runtime thread.
+    tokio::task::spawn_blocking(move || strip_now(&config, accounts, remove_marker))
+        .await
+        .unwrap();
+}
+
+fn strip_now(config: &ServerConfig, accounts: &[&str], remove_marker: bool) {
+    let mut store = open_store(config).unwrap();
+    let mut operations = Vec::new();
+    for number in accounts {
+        let key = records::account_key(&AccountNumber::parse(number).unwrap());
+        let loaded = Loaded::<AccountRecord>::read(store.as_mut(), &key).unwrap();
+        let mut account = loaded.value.clone().unwrap();
+        account.settings_mac = [0; 32];
+        operations.push(loaded.write(&account).unwrap());
+    }
+    if remove_marker {
+        let marker = upgrade::load_marker(store.as_mut()).unwrap();
+        assert!(marker.value.is_some(), "every start leaves a marker");
+        operations.push(marker.delete());
+    }
+    let results = store
+        .commit(&[Batch { operations }], Timestamp(START_MS))
+        .unwrap();
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+}
+
+#[tokio::test]
+async fn an_upgraded_database_is_sealed_once_and_a_removed_marker_is_not_believed() {
+    for backend in Backend::all("SMS-TAN upgrade sealing") {
+        let directory = tempfile::tempdir().unwrap();
+        let config = config(directory.path(), &backend);
+        {
+            let node = start(directory.path(), &backend).await;
+            for number in ACCOUNTS {
+                let (status, body) = node
+                    .call(
+                        "POST",
+                        "/api/v1/sms/accounts",
+                        Some(json!({ "receive_number": number })),
+                    )
+                    .await;
+                assert!(status.is_success(), "{status} {body}");
+            }
+            assert_eq!(node.authentic().await, vec![true; 3]);
+            let marker = node
+                .marker()
+                .await
+                .expect("the first start writes the marker");
+            assert_eq!((marker.stage, marker.accounts), (SealStage::Done, 0));
+        }
+
+        // An earlier release's database: no MAC anywhere, no marker. The start seals it.
+        strip(&config, &ACCOUNTS, true).await;
+        {
+            let node = start(directory.path(), &backend).await;
+            assert_eq!(node.authentic().await, vec![true; 3]);
+            let marker = node.marker().await.unwrap();
+            assert_eq!((marker.stage, marker.accounts), (SealStage::Done, 3));
+        }
+
+        // An insider strips one account's MAC and removes the marker: the start seals nothing.
+        strip(&config, &ACCOUNTS[..1], true).await;
+        let node = start(directory.path(), &backend).await;
+        assert_eq!(node.authentic().await, vec![false, true, true]);
+        assert!(node.marker().await.is_none());
+        // The operator, having checked, forces it; a request without `force` changes nothing.
+        let (status, body) = node
+            .call(
+                "POST",
+                "/api/v1/sms/records/seal",
+                Some(json!({ "force": false })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["error"]["code"], "force_required");
+        assert_eq!(node.authentic().await, vec![false, true, true]);
+        let (status, body) = node
+            .call(
+                "POST",
+                "/api/v1/sms/records/seal",
+                Some(json!({ "force": true })),
+            )
+            .await;
+        assert!(status.is_success(), "{status} {body}");
+        assert_eq!(
+            (body["accounts"].as_u64(), body["authentic"].as_u64()),
+            (Some(1), Some(2))
+        );
+        assert_eq!(node.authentic().await, vec![true; 3]);
+        assert_eq!(node.marker().await.unwrap().stage, SealStage::Done);
+    }
+}
