@@ -1,0 +1,127 @@
+//! Proof that the simulator finds things: with one hardening fix reverted (a test-only switch in
+//! the rail, feature `reverts`), some seed breaks an invariant. `scan_*` tests (ignored: slow)
+//! measure within how many seeds; the others replay one known failing seed (docs/SIMULATOR.md).
+#![cfg(feature = "reverts")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use offpay_sim::{Options, Rails, SeedReport, run_seed};
+
+/// Seeds a scan tries before it gives up.
+const SCAN_SEEDS_MAX: u64 = 400;
+
+/// Which switch of which rail.
+#[derive(Clone, Copy, Debug)]
+enum Revert {
+    Purse(u32),
+}
+
+fn with_reverted<T>(revert: Revert, run: impl FnOnce() -> T) -> T {
+    match revert {
+        Revert::Purse(mask) => offpay_purse::reverts::set(mask),
+    }
+    let result = run();
+    offpay_purse::reverts::set(0);
+    result
+}
+
+fn options(rails: Rails) -> Options {
+    Options {
+        rails,
+        keep_events: true,
+        ..Options::default()
+    }
+}
+
+const PURSE: Rails = Rails {
+    purse: true,
+    sms: false,
+    wallet: false,
+    microcheck: false,
+};
+
+/// The first seed from `start` that fails with `revert`, and how many seeds that took.
+fn scan(revert: Revert, rails: Rails, start: u64) -> Option<(u64, SeedReport)> {
+    with_reverted(revert, || {
+        (start..start + SCAN_SEEDS_MAX).find_map(|seed| {
+            let report = run_seed(seed, &options(rails));
+            report
+                .violation
+                .is_some()
+                .then(|| (seed - start + 1, report))
+        })
+    })
+}
+
+fn report_scan(name: &str, revert: Revert, rails: Rails) {
+    match scan(revert, rails, 0) {
+        Some((seeds, report)) => println!(
+            "{name}: found by seed {} after {seeds} seeds: {:?}",
+            report.seed, report.violation
+        ),
+        None => panic!("{name}: not found within {SCAN_SEEDS_MAX} seeds"),
+    }
+}
+
+fn fails(revert: Revert, rails: Rails, seed: u64, invariant: &str) {
+    let clean = run_seed(seed, &options(rails));
+    assert!(
+        clean.violation.is_none(),
+        "seed {seed} fails even with every fix: {:?}",
+        clean.violation
+    );
+    let report = with_reverted(revert, || run_seed(seed, &options(rails)));
+    let violation = report
+        .violation
+        .unwrap_or_else(|| panic!("seed {seed} holds with {revert:?} reverted"));
+    assert_eq!(violation.invariant, invariant, "{violation:?}");
+}
+
+#[test]
+#[ignore]
+fn scan_purse_nb_bitmap() {
+    report_scan(
+        "purse N_B bitmap",
+        Revert::Purse(offpay_purse::reverts::NB_BITMAP),
+        PURSE,
+    );
+}
+
+#[test]
+#[ignore]
+fn scan_purse_restore_attribution() {
+    report_scan(
+        "purse restore attribution",
+        Revert::Purse(offpay_purse::reverts::RESTORE_ATTRIBUTION),
+        PURSE,
+    );
+}
+
+#[test]
+#[ignore]
+fn scan_purse_receive_cap() {
+    report_scan(
+        "purse receive cap",
+        Revert::Purse(offpay_purse::reverts::RECEIVE_CAP),
+        PURSE,
+    );
+}
+
+#[test]
+fn purse_restore_attribution_reverted_is_found_by_a_known_seed() {
+    fails(
+        Revert::Purse(offpay_purse::reverts::RESTORE_ATTRIBUTION),
+        PURSE,
+        2,
+        "no_flag_on_an_honest_party",
+    );
+}
+
+#[test]
+fn purse_receive_cap_reverted_is_found_by_a_known_seed() {
+    fails(
+        Revert::Purse(offpay_purse::reverts::RECEIVE_CAP),
+        PURSE,
+        2,
+        "purse_restore_loss_within_payee_cap",
+    );
+}
