@@ -89,6 +89,8 @@ pub struct SeedReport {
     pub trace_hash: [u8; 32],
     /// The newest events (when kept).
     pub events: Vec<String>,
+    /// Open findings seen (docs/SIMULATOR.md).
+    pub findings: Vec<String>,
 }
 
 impl SeedReport {
@@ -222,6 +224,7 @@ pub fn run_seed(seed: u64, options: &Options) -> SeedReport {
         violation: world.violation.clone(),
         trace_hash: world.trace_hash(),
         events: std::mem::take(&mut world.events),
+        findings: world.findings.iter().cloned().collect(),
     }
 }
 

@@ -200,7 +200,7 @@ impl PurseRail {
             return;
         };
         let provisioned = world.run(
-            |store| book::load(store, &PurseOperator::provision_plan(phone, next_id)),
+            |store, _| book::load(store, &PurseOperator::provision_plan(phone, next_id)),
             |loaded, now| operator.decide_provision(&loaded, next_id, phone, kind, now),
         );
         let provisioned = match provisioned {
@@ -246,7 +246,7 @@ impl PurseRail {
             memo: "float".into(),
         };
         let result = world.run(
-            |store| book::load(store, &PurseOperator::purse_plan(phone)),
+            |store, _| book::load(store, &PurseOperator::purse_plan(phone)),
             |loaded, _| operator.decide_change(&loaded, phone, &change),
         );
         world.counters.operations += 1;
@@ -314,7 +314,7 @@ impl PurseRail {
         };
         let (plan, _) = PurseOperator::sync_plan(&opened, phone);
         let reply = world.run(
-            |store| book::load(store, &plan),
+            |store, _| book::load(store, &plan),
             |loaded, now| operator.decide_sync(&loaded, upload, now),
         );
         match reply {
@@ -506,7 +506,7 @@ impl PurseRail {
         self.last_rotation = world.now;
         let operator = &self.operator;
         let result = world.run(
-            |store| book::load(store, &book::LoadPlan::default()),
+            |store, _| book::load(store, &book::LoadPlan::default()),
             |loaded, _| operator.decide_rotate(&loaded),
         );
         world.counters.operations += 1;

@@ -23,6 +23,15 @@ pub const FLAGS_MAX: usize = 2048;
 /// Accounts read by one conservation check.
 pub const ACCOUNTS_MAX: usize = 4096;
 
+/// Flags that name where an attack was seen (the victim's envelope), worded as an incident and
+/// accusing no one: a settings message changed on its way, an OK that does not match, an
+/// envelope locked by wrong codes.
+pub const INCIDENT_FLAGS: &[(&str, &str)] = &[
+    ("sms", "content_mismatch"),
+    ("sms", "callback_mismatch"),
+    ("sms", "envelope_locked"),
+];
+
 /// The rail a part of a run belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Rail {
@@ -131,6 +140,9 @@ pub struct World {
     pub keep_events: bool,
     /// The events, when kept.
     pub events: Vec<String>,
+    /// Open findings seen: weaknesses found and reported, not yet fixed, that the run does not
+    /// count as violations (docs/SIMULATOR.md names each).
+    pub findings: BTreeSet<String>,
     trace: Sha256,
 }
 
@@ -152,6 +164,7 @@ impl World {
             violation: None,
             keep_events,
             events: Vec::new(),
+            findings: BTreeSet::new(),
             trace: Sha256::new(),
         }
     }
@@ -186,6 +199,12 @@ impl World {
                 detail,
             });
         }
+    }
+
+    /// Notes an open finding (by name).
+    pub fn finding(&mut self, name: &'static str, detail: impl AsRef<str>) {
+        self.event(format!("FINDING {name}: {}", detail.as_ref()));
+        self.findings.insert(name.to_owned());
     }
 
     /// Checks `holds`; a violation of `invariant` when it does not.
@@ -266,11 +285,11 @@ impl World {
     /// The runner's loop, in this thread: load, decide, commit, again on a stale read.
     pub fn run<L, T, LoadError: std::fmt::Display, DecideError: std::fmt::Display>(
         &mut self,
-        mut load: impl FnMut(&mut MemoryStore) -> Result<L, LoadError>,
+        mut load: impl FnMut(&mut MemoryStore, Timestamp) -> Result<L, LoadError>,
         mut decide: impl FnMut(L, Timestamp) -> Result<Decision<T>, DecideError>,
     ) -> Result<T, String> {
         for _ in 0..ATTEMPTS_MAX {
-            let loaded = load(&mut self.store).map_err(|error| error.to_string())?;
+            let loaded = load(&mut self.store, self.now).map_err(|error| error.to_string())?;
             match decide(loaded, self.now).map_err(|error| error.to_string())? {
                 Decision::Reload => {}
                 Decision::Commit { effects, reply } => {
@@ -342,10 +361,15 @@ impl World {
         });
     }
 
-    /// Every flag names a party that misbehaved (never an honest one).
+    /// Every flag names a party that misbehaved (never an honest one). Incident flags, which
+    /// name the envelope an attack was seen on and accuse no one ([`INCIDENT_FLAGS`]), are
+    /// exempt.
     pub fn check_flags_justified(&mut self) {
         let flags = self.flags();
         for (key, flag) in flags {
+            if INCIDENT_FLAGS.contains(&(flag.rail.as_str(), flag.kind.as_str())) {
+                continue;
+            }
             let role = self
                 .roles
                 .get(&(rail_static(&flag.rail), flag.subject.clone()))
@@ -392,7 +416,7 @@ impl World {
 fn rail_static(name: &str) -> &'static str {
     match name {
         "purse" => "purse",
-        "sms-tan" | "sms" => "sms-tan",
+        "sms" => "sms",
         "wallet" => "wallet",
         "microcheck" => "microcheck",
         _ => "other",

@@ -13,14 +13,17 @@ const SCAN_SEEDS_MAX: u64 = 400;
 #[derive(Clone, Copy, Debug)]
 enum Revert {
     Purse(u32),
+    Sms(u32),
 }
 
 fn with_reverted<T>(revert: Revert, run: impl FnOnce() -> T) -> T {
     match revert {
         Revert::Purse(mask) => offpay_purse::reverts::set(mask),
+        Revert::Sms(mask) => offpay_sms_tan::reverts::set(mask),
     }
     let result = run();
     offpay_purse::reverts::set(0);
+    offpay_sms_tan::reverts::set(0);
     result
 }
 
@@ -35,6 +38,13 @@ fn options(rails: Rails) -> Options {
 const PURSE: Rails = Rails {
     purse: true,
     sms: false,
+    wallet: false,
+    microcheck: false,
+};
+
+const SMS: Rails = Rails {
+    purse: false,
+    sms: true,
     wallet: false,
     microcheck: false,
 };
@@ -123,5 +133,45 @@ fn purse_receive_cap_reverted_is_found_by_a_known_seed() {
         PURSE,
         2,
         "purse_restore_loss_within_payee_cap",
+    );
+}
+
+#[test]
+#[ignore]
+fn scan_sms_settings_content_sum() {
+    report_scan(
+        "sms settings content SUM",
+        Revert::Sms(offpay_sms_tan::reverts::SETTINGS_CONTENT_SUM),
+        SMS,
+    );
+}
+
+#[test]
+#[ignore]
+fn scan_sms_record_mac() {
+    report_scan(
+        "sms record MAC",
+        Revert::Sms(offpay_sms_tan::reverts::RECORD_MAC),
+        SMS,
+    );
+}
+
+#[test]
+fn sms_record_mac_reverted_is_found_by_a_known_seed() {
+    fails(
+        Revert::Sms(offpay_sms_tan::reverts::RECORD_MAC),
+        SMS,
+        0,
+        "honest_sms_payer_pays_only_what_it_wrote",
+    );
+}
+
+#[test]
+fn sms_settings_content_sum_reverted_is_found_by_a_known_seed() {
+    fails(
+        Revert::Sms(offpay_sms_tan::reverts::SETTINGS_CONTENT_SUM),
+        SMS,
+        1,
+        "sms_settings_are_the_holders",
     );
 }

@@ -2,9 +2,9 @@
 //! every invariant (the CI budget).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use offpay_sim::{Options, Rails, run_seed};
+use offpay_sim::{Options, Rails, SeedReport, run_seed};
 
-fn show(report: &offpay_sim::SeedReport) -> String {
+fn show(report: &SeedReport) -> String {
     format!(
         "seed {} failed at step {:?}: {:?}\nreplay: {}\n{}",
         report.seed,
@@ -15,40 +15,83 @@ fn show(report: &offpay_sim::SeedReport) -> String {
     )
 }
 
-#[test]
-fn purse_only_smoke() {
+const NONE: Rails = Rails {
+    purse: false,
+    sms: false,
+    wallet: false,
+    microcheck: false,
+};
+
+fn smoke(rails: Rails, seeds: u64) {
     let options = Options {
-        rails: Rails {
-            purse: true,
-            sms: false,
-            wallet: false,
-            microcheck: false,
-        },
+        rails,
         keep_events: true,
         ..Options::default()
     };
-    for seed in 0..20 {
+    for seed in 0..seeds {
         let report = run_seed(seed, &options);
         assert!(report.violation.is_none(), "{}", show(&report));
-        println!("seed {seed}: {:?}", report.counters);
     }
+}
+
+#[test]
+fn purse_alone_holds_every_invariant() {
+    smoke(
+        Rails {
+            purse: true,
+            ..NONE
+        },
+        20,
+    );
+}
+
+#[test]
+fn sms_alone_holds_every_invariant() {
+    smoke(Rails { sms: true, ..NONE }, 20);
 }
 
 #[test]
 #[ignore]
 fn timing() {
-    let options = Options {
-        rails: Rails {
-            purse: true,
-            sms: false,
-            wallet: false,
-            microcheck: false,
-        },
-        ..Options::default()
-    };
+    let options = Options::default();
     for seed in 0..20 {
         let start = std::time::Instant::now();
         let report = run_seed(seed, &options);
-        println!("seed {seed}: {:?} {:?}", start.elapsed(), report.counters);
+        println!(
+            "seed {seed}: {:?} {:?} {:?}",
+            start.elapsed(),
+            report.counters,
+            report.violation
+        );
     }
+}
+
+/// Prints the events of `SIM_SEED` (rails from `SIM_RAILS`, e.g. `sms,wallet`).
+#[test]
+#[ignore]
+fn events() {
+    let seed: u64 = std::env::var("SIM_SEED")
+        .unwrap_or_default()
+        .parse()
+        .unwrap_or(0);
+    let wanted =
+        std::env::var("SIM_RAILS").unwrap_or_else(|_| "purse,sms,wallet,microcheck".into());
+    let rails = Rails {
+        purse: wanted.contains("purse"),
+        sms: wanted.contains("sms"),
+        wallet: wanted.contains("wallet"),
+        microcheck: wanted.contains("microcheck"),
+    };
+    let options = Options {
+        rails,
+        keep_events: true,
+        ..Options::default()
+    };
+    let report = run_seed(seed, &options);
+    println!(
+        "{}\n{:?}\n{:?}",
+        report.events.join("\n"),
+        report.counters,
+        report.violation
+    );
 }
