@@ -73,6 +73,12 @@ impl offpay_purse::RandomSource for Rng {
     }
 }
 
+impl offpay_wallet::Entropy for Rng {
+    fn fill(&mut self, destination: &mut [u8]) {
+        Rng::fill(self, destination);
+    }
+}
+
 /// The operator's entropy in a run: seeded, so the operator's draws replay too.
 pub fn operator_entropy(rng: &mut Rng) -> offpay_operator::SeededEntropy {
     offpay_operator::SeededEntropy::from_seed(rng.next_u64())

@@ -32,6 +32,17 @@ pub const INCIDENT_FLAGS: &[(&str, &str)] = &[
     ("sms", "envelope_locked"),
 ];
 
+/// Flags on honest parties that are open findings (reported, not yet fixed): counted as
+/// findings, not violations, so that a run goes on to find other things. (rail, kind, finding)
+pub const FINDING_FLAGS: &[(&str, &str, &str)] = &[(
+    "wallet",
+    "overspent",
+    // An honest wallet spends what it received offline before its seller synced; the buyer's
+    // seller syncs first and the office, which has not seen the receipt, flags the honest
+    // wallet as overspent (it does not block it while above minus its offline limit).
+    "wallet_overspent_flag_on_an_honest_wallet",
+)];
+
 /// The rail a part of a run belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Rail {
@@ -374,6 +385,14 @@ impl World {
                 .roles
                 .get(&(rail_static(&flag.rail), flag.subject.clone()))
                 .copied();
+            if role == Some(Role::Honest)
+                && let Some((_, _, finding)) = FINDING_FLAGS
+                    .iter()
+                    .find(|(rail, kind, _)| *rail == flag.rail && *kind == flag.kind)
+            {
+                self.finding(finding, format!("{key}: {}", flag.summary));
+                continue;
+            }
             self.check(
                 "no_flag_on_an_honest_party",
                 role != Some(Role::Honest),

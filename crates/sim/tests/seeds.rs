@@ -53,7 +53,17 @@ fn sms_alone_holds_every_invariant() {
 #[test]
 #[ignore]
 fn timing() {
-    let options = Options::default();
+    let wanted =
+        std::env::var("SIM_RAILS").unwrap_or_else(|_| "purse,sms,wallet,microcheck".into());
+    let options = Options {
+        rails: Rails {
+            purse: wanted.contains("purse"),
+            sms: wanted.contains("sms"),
+            wallet: wanted.contains("wallet"),
+            microcheck: wanted.contains("microcheck"),
+        },
+        ..Options::default()
+    };
     for seed in 0..20 {
         let start = std::time::Instant::now();
         let report = run_seed(seed, &options);
@@ -93,5 +103,16 @@ fn events() {
         report.events.join("\n"),
         report.counters,
         report.violation
+    );
+}
+
+#[test]
+fn wallet_alone_holds_every_invariant() {
+    smoke(
+        Rails {
+            wallet: true,
+            ..NONE
+        },
+        20,
     );
 }
