@@ -116,3 +116,19 @@ fn wallet_alone_holds_every_invariant() {
         20,
     );
 }
+
+#[test]
+fn microcheck_alone_holds_every_invariant() {
+    smoke(
+        Rails {
+            microcheck: true,
+            ..NONE
+        },
+        20,
+    );
+}
+
+#[test]
+fn all_four_rails_hold_every_invariant() {
+    smoke(Rails::ALL, 10);
+}
