@@ -91,6 +91,8 @@ pub struct SeedReport {
     pub events: Vec<String>,
     /// Open findings seen (docs/SIMULATOR.md).
     pub findings: Vec<String>,
+    /// Documented residuals of the threat models seen.
+    pub residuals: Vec<String>,
 }
 
 impl SeedReport {
@@ -225,6 +227,7 @@ pub fn run_seed(seed: u64, options: &Options) -> SeedReport {
         trace_hash: world.trace_hash(),
         events: std::mem::take(&mut world.events),
         findings: world.findings.iter().cloned().collect(),
+        residuals: world.residuals.iter().cloned().collect(),
     }
 }
 

@@ -33,7 +33,7 @@ pub const MACHINES: usize = 2;
 /// Sales a machine keeps before it must deposit.
 pub const UNDEPOSITED_MAX: usize = 24;
 /// Items of one deposit.
-pub const DEPOSIT_ITEMS_MAX: usize = 16;
+pub const DEPOSIT_ITEMS_MAX: usize = UNDEPOSITED_MAX;
 /// How far ahead an honest machine's clock may run, in seconds (within the CSC's tolerance).
 pub const MACHINE_SKEW_SECONDS_MAX: u64 = 3600;
 /// Times one deposit is posted again after the ledger refused a microcheck of it.
@@ -77,6 +77,8 @@ struct Payer {
     stolen_minor: u64,
     /// The device a thief holds (the old key), once the holder reported it lost.
     stolen: Option<PayerDevice>,
+    /// When the holder reported the old device lost.
+    reported_at: Option<UnixSeconds>,
 }
 
 struct Vending {
@@ -85,8 +87,9 @@ struct Vending {
     role: Role,
     skew_seconds: u64,
     location: Location,
-    /// Sales not yet deposited.
-    undeposited: Vec<DepositItem>,
+    /// Sales not yet deposited, with the payer and whether its first key (the one a loss
+    /// report retires) signed them.
+    undeposited: Vec<(DepositItem, usize, bool)>,
     /// Every sale ever made, minor units (what an honest machine must be paid).
     sold_minor: u64,
     /// Sales refused at deposit because of the machine's own delay (its loss by the rules).
@@ -159,6 +162,7 @@ impl MicrocheckRail {
                 spent_minor: 0,
                 stolen_minor: 0,
                 stolen: None,
+                reported_at: None,
             });
         }
         rail
@@ -372,6 +376,7 @@ impl MicrocheckRail {
             return;
         };
         let holder = &mut self.payers[payer];
+        let first_key = thief || holder.stolen.is_none();
         let device = if thief {
             match holder.stolen.as_mut() {
                 Some(device) => device,
@@ -432,7 +437,7 @@ impl MicrocheckRail {
             holder.spent_minor += amount.minor();
         }
         vending.sold_minor += amount.minor();
-        vending.undeposited.push(item);
+        vending.undeposited.push((item, payer, first_key));
         world.event(format!(
             "microcheck {} buys at {} {} {}",
             holder.name,
@@ -451,7 +456,9 @@ impl MicrocheckRail {
         if count == 0 {
             return;
         }
-        let items: Vec<DepositItem> = self.machines[machine].undeposited.drain(..count).collect();
+        let taken: Vec<(DepositItem, usize, bool)> =
+            self.machines[machine].undeposited.drain(..count).collect();
+        let items: Vec<DepositItem> = taken.iter().map(|(item, _, _)| item.clone()).collect();
         world.counters.operations += 1;
         let mut sent = items.clone();
         if self.machines[machine].role == Role::Adversary && world.rng.percent(30) {
@@ -463,9 +470,10 @@ impl MicrocheckRail {
                 self.machines[machine].id
             ));
         }
+        let now = seconds(world);
         let outcomes = self.clear(world, machine, &sent);
         let mut forfeited = 0;
-        for (item, outcome) in items.iter().zip(&outcomes) {
+        for ((item, payer, first_key), outcome) in taken.iter().zip(&outcomes) {
             if let ItemOutcome::Refused { refusal, .. } = outcome {
                 world.event(format!(
                     "microcheck {} deposit refused {}: {}",
@@ -477,9 +485,18 @@ impl MicrocheckRail {
                     forfeited += amount.minor();
                 }
                 if self.machines[machine].role == Role::Honest {
-                    // An honest machine's sale refused: it is out of pocket by the rules
-                    // only when it deposited a lost key's microcheck after the window.
-                    let late = refusal.code() == "deposited_too_late";
+                    // An honest machine's sale is refused by the rules only when it deposits
+                    // a lost key's microcheck later than the window after the report.
+                    let signed_by_retired_key =
+                        *first_key && self.payers[*payer].reported_at.is_some();
+                    let window_passed = self.payers[*payer].reported_at.is_some_and(|reported| {
+                        now.0
+                            > reported.0
+                                + offpay_microcheck::limits::LOST_KEY_DEPOSIT_WINDOW_SECONDS
+                    });
+                    let late = refusal.code() == "deposited_too_late"
+                        && signed_by_retired_key
+                        && window_passed;
                     world.check("honest_machine_paid_for_its_sales", late, || {
                         format!(
                             "{}'s sale {} refused: {refusal}",
@@ -714,6 +731,7 @@ impl MicrocheckRail {
         let device = self.device(world, key);
         let old = std::mem::replace(&mut self.payers[payer].device, device);
         self.payers[payer].stolen = Some(old);
+        self.payers[payer].reported_at = Some(seconds(world));
         world.event(format!("microcheck {name} reports its device lost"));
     }
 

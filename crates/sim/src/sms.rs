@@ -45,6 +45,10 @@ pub const HISTORY_MAX: usize = 512;
 /// rewriting codes (each counts as the holder's wrong code).
 pub const FINDING_INTERCEPTOR_LOCKS_BOUND_ENVELOPE: &str = "sms_interceptor_locks_bound_envelope";
 
+/// A documented residual seen: a low-level payment whose payee the interceptor rewrote to its own
+/// account passed the checksum (the two hidden account positions unchanged; §6.2).
+pub const RESIDUAL_LOW_PAYEE_SUBSTITUTION: &str = "sms_low_payee_substitution";
+
 const INTERCEPTOR_ACCOUNT: &str = "555500001111";
 const INSIDER_ACCOUNT: &str = "555500002222";
 const THIEF_PHONE: &str = "+254799000001";
@@ -55,6 +59,10 @@ const GATEWAY: &str = "webhook";
 struct Intent {
     payee: String,
     amount_minor: u64,
+    /// The interceptor's account, when it rewrote the payee of this payment: a substitution
+    /// the low level's checksum misses when the two hidden account positions stay the same is
+    /// the threat model's residual (§6.2), not a violation.
+    substituted: Option<String>,
 }
 
 /// An honest account holder.
@@ -286,20 +294,25 @@ impl SmsRail {
         format!("gw-{}", self.messages)
     }
 
-    /// The interceptor's hand on a message: deliver, duplicate, drop, delay or rewrite.
+    /// The interceptor's hand on a message: deliver, duplicate, drop, delay or rewrite; the
+    /// rewritten text when it rewrote it.
     fn send(
         &mut self,
         world: &mut World,
         message: InFlight,
         rewrite: impl Fn(&str, &mut crate::rng::Rng) -> Option<String>,
-    ) {
+    ) -> Option<String> {
         let fate = world.rng.below(100);
         match fate {
-            0..=64 => self.deliver(world, &message),
+            0..=64 => {
+                self.deliver(world, &message);
+                None
+            }
             65..=72 => {
                 world.counters.faults += 1;
                 self.deliver(world, &message);
                 self.deliver(world, &message); // the gateway's retry: same id
+                None
             }
             73..=77 => {
                 world.counters.attacks += 1;
@@ -309,10 +322,12 @@ impl SmsRail {
                     ..message
                 };
                 self.deliver(world, &again); // re-injected under a new id
+                None
             }
             78..=82 => {
                 world.counters.faults += 1;
                 world.event(format!("sms {} dropped", message.id));
+                None
             }
             83..=89 => {
                 world.counters.faults += 1;
@@ -322,16 +337,24 @@ impl SmsRail {
                 }
                 world.event(format!("sms {} delayed", message.id));
                 self.delayed.push(message);
+                None
             }
             _ => {
                 world.counters.attacks += 1;
                 match rewrite(&message.text, &mut world.rng) {
                     Some(text) => {
                         world.event(format!("sms {} rewritten", message.id));
-                        let changed = InFlight { text, ..message };
+                        let changed = InFlight {
+                            text: text.clone(),
+                            ..message
+                        };
                         self.deliver(world, &changed);
+                        Some(text)
                     }
-                    None => self.deliver(world, &message),
+                    None => {
+                        self.deliver(world, &message);
+                        None
+                    }
                 }
             }
         }
@@ -389,6 +412,7 @@ impl SmsRail {
         self.holders[holder].intents.push(Intent {
             payee: records::ledger_account(&payee).to_string(),
             amount_minor: amount.minor(),
+            substituted: None,
         });
         world.counters.operations += 1;
         let message = InFlight {
@@ -396,7 +420,7 @@ impl SmsRail {
             from: self.holders[holder].phone.to_string(),
             text,
         };
-        self.send(world, message, |text, rng| {
+        let rewritten = self.send(world, message, |text, rng| {
             // The interceptor changes one digit of the amount, or names its own account.
             let mut words: Vec<String> = text.split(' ').map(str::to_owned).collect();
             if words.len() < 6 {
@@ -417,6 +441,13 @@ impl SmsRail {
             }
             Some(words.join(" "))
         });
+        if let Some(text) = rewritten
+            && text.split(' ').nth(2) == Some(INTERCEPTOR_ACCOUNT)
+            && let Some(intent) = self.holders[holder].intents.last_mut()
+        {
+            intent.substituted =
+                Some(records::ledger_account(&number(INTERCEPTOR_ACCOUNT)).to_string());
+        }
     }
 
     /// The holder sets its daily limit; the interceptor may change the value on the way.
@@ -600,6 +631,7 @@ impl SmsRail {
             let mut fees = 0usize;
             let mut problems = Vec::new();
             let mut debits: Vec<(u64, String, String)> = Vec::new();
+            let mut substitutions = 0usize;
             for record in &history {
                 let transfer = &record.transfer;
                 if transfer.debit_account != account {
@@ -624,13 +656,16 @@ impl SmsRail {
                     .iter()
                     .enumerate()
                     .filter(|(_, intent)| {
-                        intent.payee == to
+                        (intent.payee == to || intent.substituted.as_deref() == Some(to.as_str()))
                             && minor * 1000 <= intent.amount_minor * INFLATION_PER_MILLE_MAX
                     })
                     .min_by_key(|(_, intent)| intent.amount_minor)
                     .map(|(index, _)| index);
                 match found {
                     Some(index) => {
+                        if open[index].payee != to {
+                            substitutions += 1;
+                        }
                         open.remove(index);
                     }
                     None => problems.push(format!("{id} {minor} to {to}")),
@@ -639,6 +674,9 @@ impl SmsRail {
             let sent = self.holders[holder].intents.len() + self.holders[holder].settings_sent;
             if fees > sent {
                 problems.push(format!("{fees} fees for {sent} messages"));
+            }
+            if substitutions > 0 {
+                world.residual(RESIDUAL_LOW_PAYEE_SUBSTITUTION);
             }
             let number = self.holders[holder].number;
             world.check(

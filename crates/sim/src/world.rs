@@ -156,6 +156,8 @@ pub struct World {
     /// Open findings seen: weaknesses found and reported, not yet fixed, that the run does not
     /// count as violations (docs/SIMULATOR.md names each).
     pub findings: BTreeSet<String>,
+    /// Documented residuals of the threat models seen in the run.
+    pub residuals: BTreeSet<String>,
     trace: Sha256,
 }
 
@@ -178,6 +180,7 @@ impl World {
             keep_events,
             events: Vec::new(),
             findings: BTreeSet::new(),
+            residuals: BTreeSet::new(),
             trace: Sha256::new(),
         }
     }
@@ -218,6 +221,13 @@ impl World {
     pub fn finding(&mut self, name: &'static str, detail: impl AsRef<str>) {
         self.event(format!("FINDING {name}: {}", detail.as_ref()));
         self.findings.insert(name.to_owned());
+    }
+
+    /// Notes that a documented residual of a threat model happened (counted, not a violation).
+    pub fn residual(&mut self, name: &'static str) {
+        if self.residuals.insert(name.to_owned()) {
+            self.event(format!("RESIDUAL {name}"));
+        }
     }
 
     /// Checks `holds`; a violation of `invariant` when it does not.

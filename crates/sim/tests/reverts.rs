@@ -14,16 +14,22 @@ const SCAN_SEEDS_MAX: u64 = 400;
 enum Revert {
     Purse(u32),
     Sms(u32),
+    Wallet(u32),
+    Microcheck(u32),
 }
 
 fn with_reverted<T>(revert: Revert, run: impl FnOnce() -> T) -> T {
     match revert {
         Revert::Purse(mask) => offpay_purse::reverts::set(mask),
         Revert::Sms(mask) => offpay_sms_tan::reverts::set(mask),
+        Revert::Wallet(mask) => offpay_wallet::reverts::set(mask),
+        Revert::Microcheck(mask) => offpay_microcheck::reverts::set(mask),
     }
     let result = run();
     offpay_purse::reverts::set(0);
     offpay_sms_tan::reverts::set(0);
+    offpay_wallet::reverts::set(0);
+    offpay_microcheck::reverts::set(0);
     result
 }
 
@@ -47,6 +53,20 @@ const SMS: Rails = Rails {
     sms: true,
     wallet: false,
     microcheck: false,
+};
+
+const WALLET: Rails = Rails {
+    purse: false,
+    sms: false,
+    wallet: true,
+    microcheck: false,
+};
+
+const MICROCHECK: Rails = Rails {
+    purse: false,
+    sms: false,
+    wallet: false,
+    microcheck: true,
 };
 
 /// The first seed from `start` that fails with `revert`, and how many seeds that took.
@@ -173,5 +193,87 @@ fn sms_settings_content_sum_reverted_is_found_by_a_known_seed() {
         SMS,
         1,
         "sms_settings_are_the_holders",
+    );
+}
+
+#[test]
+#[ignore]
+fn scan_wallet_block_before_renewal() {
+    report_scan(
+        "wallet block before renewal",
+        Revert::Wallet(offpay_wallet::reverts::BLOCK_BEFORE_RENEWAL),
+        WALLET,
+    );
+}
+
+#[test]
+#[ignore]
+fn scan_microcheck_lost_key_deposit_window() {
+    report_scan(
+        "microcheck lost-key deposit window",
+        Revert::Microcheck(offpay_microcheck::reverts::LOST_KEY_DEPOSIT_WINDOW),
+        MICROCHECK,
+    );
+}
+
+#[test]
+#[ignore]
+fn scan_microcheck_clock_tolerance() {
+    report_scan(
+        "microcheck clock tolerance",
+        Revert::Microcheck(offpay_microcheck::reverts::CLOCK_TOLERANCE),
+        MICROCHECK,
+    );
+}
+
+/// Every rail alone, nothing reverted, for as many seeds as a scan tries: the baseline the
+/// scans above are measured against.
+#[test]
+#[ignore]
+fn scan_nothing_reverted() {
+    for (name, rails) in [
+        ("purse", PURSE),
+        ("sms", SMS),
+        ("wallet", WALLET),
+        ("microcheck", MICROCHECK),
+    ] {
+        if let Some((seeds, report)) = scan(Revert::Purse(0), rails, 0) {
+            println!(
+                "{name}: seed {} failed after {seeds} seeds with nothing reverted: {:?}",
+                report.seed, report.violation
+            );
+        } else {
+            println!("{name}: {SCAN_SEEDS_MAX} seeds hold");
+        }
+    }
+}
+
+#[test]
+fn wallet_block_before_renewal_reverted_is_found_by_a_known_seed() {
+    fails(
+        Revert::Wallet(offpay_wallet::reverts::BLOCK_BEFORE_RENEWAL),
+        WALLET,
+        0,
+        "wallet_blocked_never_renewed",
+    );
+}
+
+#[test]
+fn microcheck_lost_key_window_reverted_is_found_by_a_known_seed() {
+    fails(
+        Revert::Microcheck(offpay_microcheck::reverts::LOST_KEY_DEPOSIT_WINDOW),
+        MICROCHECK,
+        0,
+        "honest_machine_paid_for_its_sales",
+    );
+}
+
+#[test]
+fn microcheck_clock_tolerance_reverted_is_found_by_a_known_seed() {
+    fails(
+        Revert::Microcheck(offpay_microcheck::reverts::CLOCK_TOLERANCE),
+        MICROCHECK,
+        0,
+        "honest_machine_paid_for_its_sales",
     );
 }
