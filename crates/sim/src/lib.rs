@@ -51,6 +51,63 @@ impl Rails {
         wallet: true,
         microcheck: true,
     };
+
+    /// The rails named in a comma-separated list (`purse,sms,wallet,microcheck`; `all`).
+    pub fn parse(text: &str) -> Result<Rails, String> {
+        let mut rails = Rails {
+            purse: false,
+            sms: false,
+            wallet: false,
+            microcheck: false,
+        };
+        for name in text
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+        {
+            match name {
+                "all" => rails = Rails::ALL,
+                "purse" => rails.purse = true,
+                "sms" | "sms-tan" => rails.sms = true,
+                "wallet" => rails.wallet = true,
+                "microcheck" | "vend" => rails.microcheck = true,
+                other => {
+                    return Err(format!(
+                        "unknown rail {other:?}: give purse, sms, wallet, microcheck or all"
+                    ));
+                }
+            }
+        }
+        if rails
+            == (Rails {
+                purse: false,
+                sms: false,
+                wallet: false,
+                microcheck: false,
+            })
+        {
+            return Err("name at least one rail".to_owned());
+        }
+        Ok(rails)
+    }
+
+    /// The comma-separated names (what [`Rails::parse`] reads).
+    pub fn names(&self) -> String {
+        if *self == Rails::ALL {
+            return "all".to_owned();
+        }
+        [
+            (self.purse, "purse"),
+            (self.sms, "sms"),
+            (self.wallet, "wallet"),
+            (self.microcheck, "microcheck"),
+        ]
+        .iter()
+        .filter(|(included, _)| *included)
+        .map(|(_, name)| *name)
+        .collect::<Vec<_>>()
+        .join(",")
+    }
 }
 
 /// How a seed runs.
@@ -231,7 +288,11 @@ pub fn run_seed(seed: u64, options: &Options) -> SeedReport {
     }
 }
 
-/// The command that replays `seed`.
-pub fn replay_command(seed: u64, steps: u32) -> String {
-    format!("offpay sim --seed {seed} --steps {steps}")
+/// The command that replays `seed` run with `options`.
+pub fn replay_command(seed: u64, options: &Options) -> String {
+    let mut command = format!("offpay sim --seed {seed} --steps {}", options.steps);
+    if options.rails != Rails::ALL {
+        command.push_str(&format!(" --rails {}", options.rails.names()));
+    }
+    command
 }

@@ -688,17 +688,18 @@ impl WalletRail {
             };
             let ledger = world.balance(&account);
             let stranded = self.devices[index].stranded_minor as i64;
-            let gap = ledger - balance as i64;
+            // What the holder has: what it can spend and what a purchase still holds (released
+            // or paid when the seller's side is decided; a seller that never decides is voided
+            // by the office after its window).
+            let gap = ledger - (balance + held) as i64;
             // Never out of pocket: the ledger holds at least what the wallet holds.
-            world.check(
-                "honest_wallet_not_out_of_pocket",
-                held == 0 && gap >= 0,
-                || format!("wallet {index}: ledger {ledger}, wallet {balance}, held {held}"),
-            );
+            world.check("honest_wallet_not_out_of_pocket", gap >= 0, || {
+                format!("wallet {index}: ledger {ledger}, wallet {balance}, held {held}")
+            });
             if gap > stranded {
                 world.finding(
                     FINDING_LEDGER_ABOVE_WALLET,
-                    format!("wallet {index}: ledger {ledger}, wallet {balance}"),
+                    format!("wallet {index}: ledger {ledger}, wallet {balance}, held {held}"),
                 );
             }
         }

@@ -4,13 +4,13 @@
 
 use offpay_sim::{Options, Rails, SeedReport, run_seed};
 
-fn show(report: &SeedReport) -> String {
+fn show(report: &SeedReport, options: &Options) -> String {
     format!(
         "seed {} failed at step {:?}: {:?}\nreplay: {}\n{}",
         report.seed,
         report.violation.as_ref().map(|violation| violation.step),
         report.violation,
-        offpay_sim::replay_command(report.seed, report.steps),
+        offpay_sim::replay_command(report.seed, options),
         report.events.join("\n")
     )
 }
@@ -30,7 +30,7 @@ fn smoke(rails: Rails, seeds: u64) {
     };
     for seed in 0..seeds {
         let report = run_seed(seed, &options);
-        assert!(report.violation.is_none(), "{}", show(&report));
+        assert!(report.violation.is_none(), "{}", show(&report, &options));
     }
 }
 
