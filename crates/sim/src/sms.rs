@@ -152,7 +152,12 @@ impl SmsRail {
         for index in 0..PAYERS {
             let account = format!("1111000022{index:02}");
             let phone_text = format!("+2547440000{index:02}");
-            rail.open(world, &account, Some(&phone_text), &[phone_text.clone()]);
+            rail.open(
+                world,
+                &account,
+                Some(&phone_text),
+                std::slice::from_ref(&phone_text),
+            );
             rail.deposit(world, &account, kes(1_000_000));
             let euin = Euin::issued(263, 1000 + index as u32)
                 .unwrap_or_else(|_| panic!("an envelope number"));

@@ -406,9 +406,9 @@ impl WalletRail {
         let Some(wallet) = self.devices[to].wallet.as_mut() else {
             return;
         };
-        match wallet.handle_datagram(bytes, now, &mut world.rng) {
-            Ok(received) => self.execute(world, to, received.actions, true),
-            Err(_) => {}
+        // A refused datagram changes nothing (the wallet says why; the link does not care).
+        if let Ok(received) = wallet.handle_datagram(bytes, now, &mut world.rng) {
+            self.execute(world, to, received.actions, true);
         }
     }
 
