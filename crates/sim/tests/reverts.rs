@@ -277,3 +277,13 @@ fn microcheck_clock_tolerance_reverted_is_found_by_a_known_seed() {
         "honest_machine_paid_for_its_sales",
     );
 }
+
+#[test]
+fn purse_nb_bitmap_reverted_is_found_by_a_known_seed() {
+    fails(
+        Revert::Purse(offpay_purse::reverts::NB_BITMAP),
+        PURSE,
+        17,
+        "purse_intact_payee_replay_takes_nothing",
+    );
+}
