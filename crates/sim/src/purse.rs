@@ -2,9 +2,10 @@
 //! control of their purse files), paying by codes offline and syncing with the operator's half
 //! (`offpay_purse::book`) over the shared ledger.
 //!
-//! Adversaries: a payer who copies and restores its purse file to spend twice; a payee who
-//! re-requests until its purse draws a recorded N_B again and replays the recorded Code 2; a
-//! third party typing wrong Code 2s against a merchant. Faults: lost sync answers, replayed
+//! Adversaries: a payer who copies and restores its purse file to spend twice, paying honest
+//! payees and its accomplice (colluding payer and payee); a payee who re-requests until its
+//! purse draws a recorded N_B again and replays the recorded Code 2; a third party typing wrong
+//! Code 2s against a merchant. Faults: lost sync answers, replayed
 //! uploads, device crashes (the purse reopened from what it last wrote), drifting and jumping
 //! device clocks, operator restarts; operator actions: floats and scheme-key rotations.
 
@@ -31,11 +32,15 @@ pub const PAYMENT_MINOR_MAX: u64 = 50_000;
 /// Largest payment of the restorer, in minor units: the small-payment limit (larger payments
 /// need a pairwise key).
 pub const RESTORER_PAYMENT_MINOR_MAX: u64 = 250_000;
+/// Percent of the restorer's payments that go to its accomplice (the replaying payee).
+pub const COLLUDE_PERCENT: u64 = 25;
 /// Payments a draining restorer makes to one payee, restoring its file before each: past the
 /// payee's receive cap (20,000 = 8 × 2,500).
 pub const DRAIN_PAYMENTS_MAX: usize = 10;
 /// Device clock drift per step, in seconds either way.
 pub const DRIFT_SECONDS_MAX: u64 = 90;
+/// Rounds of syncs at the end of a run: honest purses, adversaries, then everyone twice.
+pub const SETTLE_ROUNDS: usize = 4;
 /// Syncs a purse tries at the end of a run until the operator takes one.
 pub const SETTLE_SYNCS_MAX: usize = 16;
 /// Replay attacks one run tries (each costs up to [`REPLAY_REQUESTS_MAX`] requests).
@@ -617,6 +622,8 @@ impl PurseRail {
             .collect();
         let payee = match self.restorer_payee {
             Some(payee) if world.rng.percent(50) => payee,
+            // Colluding payer and payee: the replaying payee takes the restorer's codes too.
+            _ if world.rng.percent(COLLUDE_PERCENT) => self.index_of(REPLAYER),
             _ => honest[world.rng.index(honest.len())],
         };
         self.restorer_payee = Some(payee);
@@ -767,13 +774,16 @@ impl PurseRail {
         world.event(format!("purse wrong codes at {merchant}: {wrong}"));
     }
 
-    /// The end of a run: every purse syncs (honest ones first, then the adversaries, then the
-    /// honest ones again so that they learn every block and every credit is matched).
+    /// The end of a run: every purse syncs (honest ones first, then the adversaries, then every
+    /// purse twice so that every block is learnt and every credit matched).
     pub fn settle(&mut self, world: &mut World) {
-        for round in 0..3 {
+        // A payment missing from a payer's log is found once the payer applied an answer built
+        // after the payee's report and uploads again: with an accomplice payee reporting only in
+        // the adversaries' round, that takes two more rounds.
+        for round in 0..SETTLE_ROUNDS {
             for index in 0..self.devices.len() {
                 let adversary = self.devices[index].role == Role::Adversary;
-                if (round == 1) == adversary || round == 2 {
+                if (round == 1) == adversary || round >= 2 {
                     self.devices[index].skew_seconds = 0;
                     // A restored purse's uploads under sequences the operator accepted already
                     // are refused as replays; the purse counts on and gets through.

@@ -141,7 +141,7 @@ fn purse_restore_attribution_reverted_is_found_by_a_known_seed() {
     fails(
         Revert::Purse(offpay_purse::reverts::RESTORE_ATTRIBUTION),
         PURSE,
-        2,
+        0,
         "no_flag_on_an_honest_party",
     );
 }
@@ -151,7 +151,7 @@ fn purse_receive_cap_reverted_is_found_by_a_known_seed() {
     fails(
         Revert::Purse(offpay_purse::reverts::RECEIVE_CAP),
         PURSE,
-        2,
+        0,
         "purse_restore_loss_within_payee_cap",
     );
 }
@@ -283,7 +283,7 @@ fn purse_nb_bitmap_reverted_is_found_by_a_known_seed() {
     fails(
         Revert::Purse(offpay_purse::reverts::NB_BITMAP),
         PURSE,
-        17,
+        15,
         "purse_intact_payee_replay_takes_nothing",
     );
 }
