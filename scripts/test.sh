@@ -23,6 +23,9 @@ fi
 echo "==> cargo test --workspace (with the ledger's conformance suite on its in-memory store)"
 cargo test --workspace --no-fail-fast --features offpay-ledger/conformance
 
+echo "==> the simulator with each hardening fix reverted: a known seed must fail (offpay-sim, feature reverts; docs/SIMULATOR.md)"
+cargo test -p offpay-sim --features reverts --test reverts
+
 echo "==> losing the database machine: scripts/failover-test.sh (a pg_auto_failover primary and its synchronous standby, the primary's machine killed under load)"
 if [ "$(id -u)" = 0 ] || command -v pg_autoctl >/dev/null; then
   OFFPAY_FAILOVER_CARGO_ARGS="--workspace --features offpay-ledger/conformance" bash scripts/failover-test.sh

@@ -8,6 +8,7 @@ mod demo;
 mod microcheck;
 mod purse;
 mod serve;
+mod sim;
 mod sms;
 mod wallet;
 
@@ -52,6 +53,8 @@ enum Command {
     /// Rail 4: a vending machine and a payer device exchanging microchecks.
     #[command(visible_alias = "vend")]
     Microcheck(microcheck::MicrocheckArgs),
+    /// The deterministic adversarial simulator: every rail, devices, faults, from seeds.
+    Sim(sim::SimArgs),
     /// KeyNote trust management, compatible with the reference keynote(1) tool.
     #[command(disable_help_flag = true)]
     Keynote {
@@ -116,6 +119,7 @@ fn main() -> ExitCode {
         Command::Sms(args) => sms::run(args),
         Command::Wallet(args) => wallet::run(args),
         Command::Microcheck(args) => microcheck::run(args),
+        Command::Sim(args) => sim::run(args),
         Command::Keynote { args } => {
             let code =
                 offpay_keynote::cli::run(&args, &mut std::io::stdout(), &mut std::io::stderr());

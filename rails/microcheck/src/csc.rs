@@ -987,7 +987,7 @@ fn speculate_purchases(
             let (terms, _) = item.parsed.as_ref().ok()?;
             let offer = &terms.offer;
             if offer.merchant != *merchant_id
-                || terms.time > now.plus(MACHINE_CLOCK_AHEAD_SECONDS_MAX)
+                || terms.time > now.plus(clock_ahead_max())
                 || state.deposited.contains_key(&offer.nonce)
                 || !nonces.insert(offer.nonce.as_str())
             {
@@ -1136,7 +1136,7 @@ fn clear_one(
             merchant: offer.merchant.clone(),
         });
     }
-    if terms.time > now.plus(MACHINE_CLOCK_AHEAD_SECONDS_MAX) {
+    if terms.time > now.plus(clock_ahead_max()) {
         findings.push(Finding {
             kind: "post_dated",
             subject: merchant_id.clone(),
@@ -1180,7 +1180,11 @@ fn clear_one(
         // A key whose device was reported lost: what it signed is paid when the machine
         // deposits it within the window (the compliance check below still holds it to the
         // credentials issued before the report); later deposits are the merchant's to bear.
-        let deadline = retired.plus(LOST_KEY_DEPOSIT_WINDOW_SECONDS);
+        let window = match crate::reverts::reverted(crate::reverts::LOST_KEY_DEPOSIT_WINDOW) {
+            true => 0,
+            false => LOST_KEY_DEPOSIT_WINDOW_SECONDS,
+        };
+        let deadline = retired.plus(window);
         if now > deadline {
             return Err(Refusal::DepositedTooLate {
                 retired: retired.to_string(),
@@ -1354,6 +1358,15 @@ fn item_records(clearance: &Clearance, offer: &Offer, now: UnixSeconds) -> Vec<R
         }),
         create_only: true,
     }]
+}
+
+/// How far ahead of the CSC a machine's clock may run ([`MACHINE_CLOCK_AHEAD_SECONDS_MAX`]; none
+/// with the simulator's switch reverted).
+fn clock_ahead_max() -> u64 {
+    match crate::reverts::reverted(crate::reverts::CLOCK_TOLERANCE) {
+        true => 0,
+        false => MACHINE_CLOCK_AHEAD_SECONDS_MAX,
+    }
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ pub mod operator;
 pub mod payer;
 pub mod policy;
 pub mod request;
+pub mod reverts;
 pub mod strategy;
 pub mod time;
 pub mod wire;

@@ -35,6 +35,7 @@ pub mod operator;
 pub mod params;
 mod provisioning;
 mod purse;
+pub mod reverts;
 #[cfg(feature = "std")]
 pub mod se;
 pub mod sync;

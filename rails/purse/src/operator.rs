@@ -1346,13 +1346,18 @@ impl OperatorBook {
             ) else {
                 continue;
             };
-            out.flags.push(flag(FlagKind::MissingFromPayerLog {
+            let mut missing = flag(FlagKind::MissingFromPayerLog {
                 payee,
                 payee_counter,
                 amount,
                 nonce_b,
                 nonce_a,
-            }));
+            });
+            if crate::reverts::reverted(crate::reverts::RESTORE_ATTRIBUTION) {
+                missing.phone = payee; // before issue 17: the payee was named
+                missing.purse = self.phones.get(&payee).copied().unwrap_or(PurseId(0));
+            }
+            out.flags.push(missing);
         }
         for (payer, count) in &upload.failures_by_payer {
             if *count >= FAILED_CODES_PER_PAYER_FLAG_THRESHOLD {

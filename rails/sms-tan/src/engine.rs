@@ -941,6 +941,16 @@ impl Engine {
             }
             Message::Help => true,
         };
+        let verified = verified
+            || (crate::reverts::reverted(crate::reverts::SETTINGS_CONTENT_SUM)
+                && matches!(
+                    message,
+                    Message::Limit { .. }
+                        | Message::Dialback { .. }
+                        | Message::ForceHigh { .. }
+                        | Message::SetPassword { .. }
+                        | Message::Dispute { .. }
+                ));
         if !verified {
             let refusal = match message {
                 Message::Payment(Payment { level, .. })

@@ -30,6 +30,7 @@ pub mod keys;
 pub mod numbers;
 pub mod posting;
 pub mod recipe;
+pub mod reverts;
 
 // The operator half: verifying messages and everything the operator keeps and decides. Devices
 // never carry it (the `no_std` builds leave the feature off).

@@ -33,6 +33,7 @@ pub mod office;
 pub mod operator;
 pub mod protocol;
 pub mod record;
+pub mod reverts;
 pub mod sealed;
 pub mod storage;
 pub mod sync;

@@ -146,13 +146,17 @@ impl MoneyOffice {
                 });
             }
         }
+        let blocked_before = self.account_mut(&wallet_id).blocked_at_ms.is_some();
         // Containment: the first evidence of a cheat blocks the cheat, before its credential
         // could be renewed below.
         for (cheat, reason, transfer_id) in self.evidence(wallet_id, &flags, &postings) {
             self.contain(cheat, reason, transfer_id, now);
         }
         let account = self.account_mut(&wallet_id);
-        let blocked = account.blocked_at_ms.is_some();
+        let blocked = match crate::reverts::reverted(crate::reverts::BLOCK_BEFORE_RENEWAL) {
+            true => blocked_before,
+            false => account.blocked_at_ms.is_some(),
+        };
         let current = account.credential.clone();
         let renewed = if !blocked {
             let c = &current;

@@ -1,0 +1,289 @@
+//! Proof that the simulator finds things: with one hardening fix reverted (a test-only switch in
+//! the rail, feature `reverts`), some seed breaks an invariant. `scan_*` tests (ignored: slow)
+//! measure within how many seeds; the others replay one known failing seed (docs/SIMULATOR.md).
+#![cfg(feature = "reverts")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use offpay_sim::{Options, Rails, SeedReport, run_seed};
+
+/// Seeds a scan tries before it gives up.
+const SCAN_SEEDS_MAX: u64 = 400;
+
+/// Which switch of which rail.
+#[derive(Clone, Copy, Debug)]
+enum Revert {
+    Purse(u32),
+    Sms(u32),
+    Wallet(u32),
+    Microcheck(u32),
+}
+
+fn with_reverted<T>(revert: Revert, run: impl FnOnce() -> T) -> T {
+    match revert {
+        Revert::Purse(mask) => offpay_purse::reverts::set(mask),
+        Revert::Sms(mask) => offpay_sms_tan::reverts::set(mask),
+        Revert::Wallet(mask) => offpay_wallet::reverts::set(mask),
+        Revert::Microcheck(mask) => offpay_microcheck::reverts::set(mask),
+    }
+    let result = run();
+    offpay_purse::reverts::set(0);
+    offpay_sms_tan::reverts::set(0);
+    offpay_wallet::reverts::set(0);
+    offpay_microcheck::reverts::set(0);
+    result
+}
+
+fn options(rails: Rails) -> Options {
+    Options {
+        rails,
+        keep_events: true,
+        ..Options::default()
+    }
+}
+
+const PURSE: Rails = Rails {
+    purse: true,
+    sms: false,
+    wallet: false,
+    microcheck: false,
+};
+
+const SMS: Rails = Rails {
+    purse: false,
+    sms: true,
+    wallet: false,
+    microcheck: false,
+};
+
+const WALLET: Rails = Rails {
+    purse: false,
+    sms: false,
+    wallet: true,
+    microcheck: false,
+};
+
+const MICROCHECK: Rails = Rails {
+    purse: false,
+    sms: false,
+    wallet: false,
+    microcheck: true,
+};
+
+/// The first seed from `start` that fails with `revert`, and how many seeds that took.
+fn scan(revert: Revert, rails: Rails, start: u64) -> Option<(u64, SeedReport)> {
+    with_reverted(revert, || {
+        (start..start + SCAN_SEEDS_MAX).find_map(|seed| {
+            let report = run_seed(seed, &options(rails));
+            report
+                .violation
+                .is_some()
+                .then(|| (seed - start + 1, report))
+        })
+    })
+}
+
+fn report_scan(name: &str, revert: Revert, rails: Rails) {
+    match scan(revert, rails, 0) {
+        Some((seeds, report)) => println!(
+            "{name}: found by seed {} after {seeds} seeds: {:?}",
+            report.seed, report.violation
+        ),
+        None => panic!("{name}: not found within {SCAN_SEEDS_MAX} seeds"),
+    }
+}
+
+fn fails(revert: Revert, rails: Rails, seed: u64, invariant: &str) {
+    let clean = run_seed(seed, &options(rails));
+    assert!(
+        clean.violation.is_none(),
+        "seed {seed} fails even with every fix: {:?}",
+        clean.violation
+    );
+    let report = with_reverted(revert, || run_seed(seed, &options(rails)));
+    let violation = report
+        .violation
+        .unwrap_or_else(|| panic!("seed {seed} holds with {revert:?} reverted"));
+    assert_eq!(violation.invariant, invariant, "{violation:?}");
+}
+
+#[test]
+#[ignore]
+fn scan_purse_nb_bitmap() {
+    report_scan(
+        "purse N_B bitmap",
+        Revert::Purse(offpay_purse::reverts::NB_BITMAP),
+        PURSE,
+    );
+}
+
+#[test]
+#[ignore]
+fn scan_purse_restore_attribution() {
+    report_scan(
+        "purse restore attribution",
+        Revert::Purse(offpay_purse::reverts::RESTORE_ATTRIBUTION),
+        PURSE,
+    );
+}
+
+#[test]
+#[ignore]
+fn scan_purse_receive_cap() {
+    report_scan(
+        "purse receive cap",
+        Revert::Purse(offpay_purse::reverts::RECEIVE_CAP),
+        PURSE,
+    );
+}
+
+#[test]
+fn purse_restore_attribution_reverted_is_found_by_a_known_seed() {
+    fails(
+        Revert::Purse(offpay_purse::reverts::RESTORE_ATTRIBUTION),
+        PURSE,
+        0,
+        "no_flag_on_an_honest_party",
+    );
+}
+
+#[test]
+fn purse_receive_cap_reverted_is_found_by_a_known_seed() {
+    fails(
+        Revert::Purse(offpay_purse::reverts::RECEIVE_CAP),
+        PURSE,
+        0,
+        "purse_restore_loss_within_payee_cap",
+    );
+}
+
+#[test]
+#[ignore]
+fn scan_sms_settings_content_sum() {
+    report_scan(
+        "sms settings content SUM",
+        Revert::Sms(offpay_sms_tan::reverts::SETTINGS_CONTENT_SUM),
+        SMS,
+    );
+}
+
+#[test]
+#[ignore]
+fn scan_sms_record_mac() {
+    report_scan(
+        "sms record MAC",
+        Revert::Sms(offpay_sms_tan::reverts::RECORD_MAC),
+        SMS,
+    );
+}
+
+#[test]
+fn sms_record_mac_reverted_is_found_by_a_known_seed() {
+    fails(
+        Revert::Sms(offpay_sms_tan::reverts::RECORD_MAC),
+        SMS,
+        0,
+        "honest_sms_payer_pays_only_what_it_wrote",
+    );
+}
+
+#[test]
+fn sms_settings_content_sum_reverted_is_found_by_a_known_seed() {
+    fails(
+        Revert::Sms(offpay_sms_tan::reverts::SETTINGS_CONTENT_SUM),
+        SMS,
+        1,
+        "sms_settings_are_the_holders",
+    );
+}
+
+#[test]
+#[ignore]
+fn scan_wallet_block_before_renewal() {
+    report_scan(
+        "wallet block before renewal",
+        Revert::Wallet(offpay_wallet::reverts::BLOCK_BEFORE_RENEWAL),
+        WALLET,
+    );
+}
+
+#[test]
+#[ignore]
+fn scan_microcheck_lost_key_deposit_window() {
+    report_scan(
+        "microcheck lost-key deposit window",
+        Revert::Microcheck(offpay_microcheck::reverts::LOST_KEY_DEPOSIT_WINDOW),
+        MICROCHECK,
+    );
+}
+
+#[test]
+#[ignore]
+fn scan_microcheck_clock_tolerance() {
+    report_scan(
+        "microcheck clock tolerance",
+        Revert::Microcheck(offpay_microcheck::reverts::CLOCK_TOLERANCE),
+        MICROCHECK,
+    );
+}
+
+/// Every rail alone, nothing reverted, for as many seeds as a scan tries: the baseline the
+/// scans above are measured against.
+#[test]
+#[ignore]
+fn scan_nothing_reverted() {
+    for (name, rails) in [
+        ("purse", PURSE),
+        ("sms", SMS),
+        ("wallet", WALLET),
+        ("microcheck", MICROCHECK),
+    ] {
+        if let Some((seeds, report)) = scan(Revert::Purse(0), rails, 0) {
+            println!(
+                "{name}: seed {} failed after {seeds} seeds with nothing reverted: {:?}",
+                report.seed, report.violation
+            );
+        } else {
+            println!("{name}: {SCAN_SEEDS_MAX} seeds hold");
+        }
+    }
+}
+
+#[test]
+fn wallet_block_before_renewal_reverted_is_found_by_a_known_seed() {
+    fails(
+        Revert::Wallet(offpay_wallet::reverts::BLOCK_BEFORE_RENEWAL),
+        WALLET,
+        0,
+        "wallet_blocked_never_renewed",
+    );
+}
+
+#[test]
+fn microcheck_lost_key_window_reverted_is_found_by_a_known_seed() {
+    fails(
+        Revert::Microcheck(offpay_microcheck::reverts::LOST_KEY_DEPOSIT_WINDOW),
+        MICROCHECK,
+        0,
+        "honest_machine_paid_for_its_sales",
+    );
+}
+
+#[test]
+fn microcheck_clock_tolerance_reverted_is_found_by_a_known_seed() {
+    fails(
+        Revert::Microcheck(offpay_microcheck::reverts::CLOCK_TOLERANCE),
+        MICROCHECK,
+        0,
+        "honest_machine_paid_for_its_sales",
+    );
+}
+
+#[test]
+fn purse_nb_bitmap_reverted_is_found_by_a_known_seed() {
+    fails(
+        Revert::Purse(offpay_purse::reverts::NB_BITMAP),
+        PURSE,
+        15,
+        "purse_intact_payee_replay_takes_nothing",
+    );
+}

@@ -1,0 +1,35 @@
+//! Test-only switches that revert a hardening fix, for the simulator to show that it finds the
+//! hole (`offpay-sim`, feature `reverts`). Without the `sim-reverts` feature every switch is a
+//! constant `false` and the defences compile as they are; with it a switch is set per thread, so
+//! it never reaches a device or the server.
+
+/// N_B never repeats under one key: the used-nonce bitmap (issue 17).
+pub const NB_BITMAP: u32 = 1 << 0;
+/// A payment missing from a payer's log flags and blocks the payer, not the payee (issue 17).
+pub const RESTORE_ATTRIBUTION: u32 = 1 << 1;
+/// A payee takes at most its max single payment from one payer between syncs (issue 17).
+pub const RECEIVE_CAP: u32 = 1 << 2;
+
+#[cfg(feature = "sim-reverts")]
+std::thread_local! {
+    static REVERTED: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
+}
+
+/// Reverts the fixes in `mask` in this thread (0 restores them all).
+#[cfg(feature = "sim-reverts")]
+pub fn set(mask: u32) {
+    REVERTED.with(|reverted| reverted.set(mask));
+}
+
+/// True when the fix `switch` is reverted in this thread.
+#[cfg(feature = "sim-reverts")]
+pub fn reverted(switch: u32) -> bool {
+    REVERTED.with(|reverted| reverted.get() & switch != 0)
+}
+
+/// Never: this build has no switches.
+#[cfg(not(feature = "sim-reverts"))]
+#[inline(always)]
+pub const fn reverted(_switch: u32) -> bool {
+    false
+}

@@ -1,0 +1,32 @@
+//! Test-only switches that revert a hardening fix, for the simulator to show that it finds the
+//! hole (`offpay-sim`, feature `reverts`). Without the `sim-reverts` feature every switch is a
+//! constant `false` and the defences compile as they are; with it a switch is set per thread, so
+//! it never reaches a device or the server.
+
+/// The first evidence blocks a cheat before its credential could be renewed in the same
+/// reconciliation (issue 19): reverted, the block is looked at before the evidence is applied.
+pub const BLOCK_BEFORE_RENEWAL: u32 = 1 << 0;
+
+#[cfg(feature = "sim-reverts")]
+std::thread_local! {
+    static REVERTED: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
+}
+
+/// Reverts the fixes in `mask` in this thread (0 restores them all).
+#[cfg(feature = "sim-reverts")]
+pub fn set(mask: u32) {
+    REVERTED.with(|reverted| reverted.set(mask));
+}
+
+/// True when the fix `switch` is reverted in this thread.
+#[cfg(feature = "sim-reverts")]
+pub fn reverted(switch: u32) -> bool {
+    REVERTED.with(|reverted| reverted.get() & switch != 0)
+}
+
+/// Never: this build has no switches.
+#[cfg(not(feature = "sim-reverts"))]
+#[inline(always)]
+pub const fn reverted(_switch: u32) -> bool {
+    false
+}
