@@ -6,7 +6,6 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use offpay_ledger::{
     Account, AccountId, AccountKind, Amount, BalanceLimits, Batch, Currency, NewAccount, Operation,
@@ -37,38 +36,49 @@ where
     }
 }
 
-/// Checks `Authorization: Bearer <token>` on every operator route.
-pub async fn require_token(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let presented = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
-    match presented {
-        Some(token) if state.token.matches(token.trim()) => next.run(request).await,
-        Some(_) => {
-            Metrics::add(&state.metrics.http_unauthorized, 1);
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                "the operator token is wrong",
-            )
-            .into_response()
+/// The ledger routes of the operator API.
+pub fn operator_routes() -> crate::routes::OperatorRoutes {
+    use crate::routes::{FINANCE, OperatorRoutes, READ};
+    OperatorRoutes::new()
+        .post("/accounts", FINANCE, create_account)
+        .get("/accounts/{id}", READ, get_account)
+        .get("/accounts/{id}/history", READ, account_history)
+        .post("/transfers", FINANCE, post_transfers)
+        .creates_value(transfers_value)
+        .get("/transfers/{id}", READ, get_transfer)
+        .get("/totals", READ, totals)
+        .get("/fraud", READ, fraud_list)
+}
+
+/// The value a batch of manual transfers creates (for four eyes): the largest sum, per
+/// currency, debited from the operator's float accounts (`operator:float…`).
+fn transfers_value(state: &AppState, body: &Value) -> Result<Option<Amount>, String> {
+    let mut largest: Option<Amount> = None;
+    let mut sums: Vec<Amount> = Vec::new();
+    for transfer in body["transfers"].as_array().into_iter().flatten() {
+        let debit = transfer["debit_account"].as_str().unwrap_or_default();
+        if !debit.starts_with(crate::rails::OPERATOR_FLOAT) {
+            continue;
         }
-        None => {
-            Metrics::add(&state.metrics.http_unauthorized, 1);
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "missing_token",
-                "send the operator token as 'Authorization: Bearer <token>' (it is in DATA_DIR/admin.token)",
-            )
-            .into_response()
+        let currency = match transfer["currency"].as_str() {
+            Some(code) => Currency::from_code(code).map_err(|error| error.to_string())?,
+            None => state.config.currency,
+        };
+        let text = transfer["amount"]
+            .as_str()
+            .ok_or("a transfer has no amount")?;
+        let amount = Amount::parse(text, currency).map_err(|error| error.to_string())?;
+        match sums.iter_mut().find(|sum| sum.currency() == currency) {
+            Some(sum) => *sum = sum.checked_add(amount).map_err(|error| error.to_string())?,
+            None => sums.push(amount),
         }
     }
+    for sum in sums {
+        if largest.is_none_or(|largest| crate::approvals::decimal_above(sum, largest)) {
+            largest = Some(sum);
+        }
+    }
+    Ok(largest)
 }
 
 fn parse_account_id(text: &str) -> Result<AccountId, ApiError> {

@@ -3,6 +3,8 @@
 //! operator halves (purse sync, SMS gateway, money office, clearing) plug in as further routes.
 
 pub mod api;
+pub mod approvals;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod fraud;
@@ -10,6 +12,7 @@ pub mod keyfile;
 pub mod ledger;
 pub mod metrics;
 pub mod rails;
+pub mod routes;
 pub mod runner;
 pub mod tls;
 pub mod token;
@@ -20,7 +23,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::get;
 use offpay_ledger::{LedgerStore, StoreError, Timestamp, verify_conservation};
 use offpay_operator::{Clock, Entropy, OsEntropy, SystemClock};
 use serde_json::json;
@@ -227,6 +230,13 @@ impl Server {
         let (store, reader) = open_stores_off_runtime(&config)?;
         let (ledger, writer) =
             Ledger::start(store, reader).map_err(io_error("cannot start the ledger writer"))?;
+        if auth::bootstrap(&ledger, token.reveal(), inputs.clock.now()).await? {
+            tracing::info!(
+                user = auth::BOOTSTRAP_USER,
+                "no operator users yet: created user admin (role admin) with the token in {}",
+                token_path.display()
+            );
+        }
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(io_error(format!("cannot listen on {}", config.listen)))?;
@@ -291,15 +301,21 @@ impl Server {
                     .map_err(io_error("cannot watch for SIGHUP"))?;
                 let listener = tls::TlsListener::spawn(listener, acceptor)
                     .map_err(io_error("cannot listen for TLS"))?;
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-                    .map_err(io_error("HTTPS server failed"))?;
-            }
-            None => axum::serve(listener, app)
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<auth::RemoteAddr>(),
+                )
                 .with_graceful_shutdown(shutdown)
                 .await
-                .map_err(io_error("HTTP server failed"))?,
+                .map_err(io_error("HTTPS server failed"))?;
+            }
+            None => axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<auth::RemoteAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(io_error("HTTP server failed"))?,
         }
         // The router (and with it every Ledger handle) is gone; the writer drains and stops.
         tokio::task::spawn_blocking(move || writer.join())
@@ -309,25 +325,30 @@ impl Server {
     }
 }
 
+/// Where the operator API lives.
+pub const API_PREFIX: &str = "/api/v1";
+
+/// Every operator route with the roles that may call it: the table the auth middleware checks
+/// and the route walk in the tests goes through.
+pub fn operator_routes() -> routes::OperatorRoutes {
+    api::operator_routes()
+        .merge(auth::operator_routes())
+        .merge(rails::operator_routes())
+}
+
 /// All routes.
 pub fn router(state: Arc<AppState>) -> Router {
-    let operator = Router::new()
-        .route("/accounts", post(api::create_account))
-        .route("/accounts/{id}", get(api::get_account))
-        .route("/accounts/{id}/history", get(api::account_history))
-        .route("/transfers", post(api::post_transfers))
-        .route("/transfers/{id}", get(api::get_transfer))
-        .route("/totals", get(api::totals))
-        .route("/fraud", get(api::fraud_list))
-        .merge(rails::operator_routes())
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            api::require_token,
-        ));
+    let (operator, table) = operator_routes().into_parts();
+    let guard = auth::Guard {
+        state: state.clone(),
+        table: Arc::new(table),
+    };
+    let operator =
+        operator.route_layer(axum::middleware::from_fn_with_state(guard, auth::authorize));
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .nest("/api/v1", operator)
+        .nest(API_PREFIX, operator)
         .merge(rails::device_routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(

@@ -32,6 +32,19 @@ pub enum RunError {
     Contention,
 }
 
+/// The HTTP answer to a run that did not commit.
+pub fn api_error(error: RunError) -> crate::error::ApiError {
+    match error {
+        RunError::Ledger(error) => error.into(),
+        RunError::Refused(refusal) => crate::error::ApiError::refused(&refusal),
+        RunError::Contention => crate::error::ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "the records kept changing under this request; retry later",
+        ),
+    }
+}
+
 /// Mutexes that serialise operations touching the same keys within this process (a phone, an
 /// account). They only save work: correctness across processes comes from the conditional record
 /// writes.
