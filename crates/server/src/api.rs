@@ -225,10 +225,19 @@ pub async fn create_account(
     Ok((status, Json(AccountView::from(&account))).into_response())
 }
 
+/// Commits one batch through the runner's commit (so an operator's request gets its audit entry
+/// in the same batch). The batch must leave room for the entry: see [`OPERATOR_BATCH_MAX`].
 async fn commit_single(state: &AppState, batch: Batch) -> Result<Vec<Outcome>, ApiError> {
-    let mut results = state.ledger.commit(vec![batch], state.now()).await?;
-    match results.pop() {
-        Some(Ok(outcomes)) => {
+    let mut effects = offpay_operator::Effects::new();
+    for operation in batch.operations {
+        match operation {
+            Operation::Transfer(transfer) => effects.post(transfer),
+            Operation::CreateAccount(account) => effects.create_account(account),
+            other => effects.write(other),
+        }
+    }
+    match crate::runner::commit(&state.ledger, effects, state.now()).await {
+        Ok(offpay_operator::Attempt::Done(outcomes)) => {
             Metrics::add(&state.metrics.batches_committed, 1);
             let committed = outcomes
                 .iter()
@@ -237,17 +246,25 @@ async fn commit_single(state: &AppState, batch: Batch) -> Result<Vec<Outcome>, A
             Metrics::add(&state.metrics.transfers_committed, committed as u64);
             Ok(outcomes)
         }
-        Some(Err(refusal)) => {
+        Ok(offpay_operator::Attempt::Conflict) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "another operator action committed at the same moment; send the same request again",
+        )),
+        Err(crate::runner::RunError::Refused(refusal)) => {
             Metrics::add(&state.metrics.batches_refused, 1);
             Err(ApiError::refused(&refusal))
         }
-        None => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "the ledger returned no result",
-        )),
+        Err(error) => Err(crate::runner::api_error(error)),
     }
 }
+
+/// Most transfers in one `POST /api/v1/transfers`: a ledger batch less room for the writes an
+/// operator's request adds to it (its audit entry and the chain head, its idempotency record, the
+/// approval it closes), so the batch stays one atomic ledger batch.
+pub const OPERATOR_BATCH_MAX: usize = offpay_ledger::BATCH_OPERATIONS_MAX - OPERATOR_WRITES_MAX;
+/// Writes an operator's request adds to its commit.
+pub const OPERATOR_WRITES_MAX: usize = 8;
 
 /// `GET /api/v1/accounts/{id}`.
 pub async fn get_account(
@@ -441,13 +458,10 @@ pub async fn post_transfers(
             "the batch has no transfers",
         ));
     }
-    if request.transfers.len() > offpay_ledger::BATCH_OPERATIONS_MAX {
+    if request.transfers.len() > OPERATOR_BATCH_MAX {
         return Err(ApiError::bad_request(
             "batch_too_large",
-            format!(
-                "a batch holds at most {} transfers",
-                offpay_ledger::BATCH_OPERATIONS_MAX
-            ),
+            format!("a batch holds at most {OPERATOR_BATCH_MAX} transfers"),
         ));
     }
     let transfers = request

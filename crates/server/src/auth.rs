@@ -473,27 +473,153 @@ pub async fn check(
     Ok(Ok(caller))
 }
 
+/// Largest request body the middleware reads to summarise it for the audit log (the wallet
+/// relay's upload is the largest route body).
+pub const REQUEST_BYTES_MAX: usize = 17 << 20;
+/// Largest error answer read back for the audit log's outcome.
+const ERROR_BYTES_MAX: usize = 64 << 10;
+
+const _: () = assert!(REQUEST_BYTES_MAX > 2 * crate::rails::wallet::SYNC_UPLOAD_BYTES_MAX + 1024);
+
+/// The request's id: the `X-Request-Id` header when a proxy set one, else fresh.
+fn request_id(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(id) = headers
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| !id.is_empty() && id.len() <= 64)
+    {
+        return id.to_owned();
+    }
+    let mut bytes = [0u8; 8];
+    match state.entropy.fill(&mut bytes) {
+        Ok(()) => hex::encode(bytes),
+        Err(_) => "-".to_owned(),
+    }
+}
+
+/// The `Idempotency-Key` header.
+pub fn idempotency_key(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("idempotency-key")
+        .and_then(|value| value.to_str().ok())
+        .map(|key| key.trim().to_owned())
+}
+
+/// `committed`-less outcome of an answer, for its own audit entry: `answered 200` or
+/// `failed 422 insufficient_funds`. Reads an error answer's body and puts it back.
+async fn outcome_of(response: Response) -> (String, Response) {
+    let status = response.status();
+    if status.is_success() {
+        return (format!("answered {}", status.as_u16()), response);
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, ERROR_BYTES_MAX)
+        .await
+        .unwrap_or_default();
+    let code = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|value| {
+            value
+                .pointer("/error/code")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    let outcome = format!("failed {} {code}", status.as_u16())
+        .trim_end()
+        .to_owned();
+    (
+        outcome,
+        Response::from_parts(parts, axum::body::Body::from(bytes)),
+    )
+}
+
 /// The middleware around every operator route: the caller's token and role, then the handler
-/// with the caller in the request's extensions.
-pub async fn authorize(State(guard): State<Guard>, mut request: Request, next: Next) -> Response {
+/// inside the request's audit context ([`crate::audit::OperatorContext`]). A denial is answered
+/// and audited; a request that changes state but commits nothing gets an entry of its own.
+pub async fn authorize(State(guard): State<Guard>, request: Request, next: Next) -> Response {
+    let state = &guard.state;
     let spec = route_of(&guard.table, &request).cloned();
-    let checked = check(&guard.state, spec.as_ref(), request.headers()).await;
+    let remote = remote_address(&request);
+    let pattern = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|matched| matched.as_str().to_owned())
+        .unwrap_or_default();
+    let (parts, body) = request.into_parts();
+    let changes_state = parts.method != axum::http::Method::GET;
+    let (body, summary) = if changes_state {
+        match axum::body::to_bytes(body, REQUEST_BYTES_MAX).await {
+            Ok(bytes) => {
+                let summary = crate::audit::summarise(&bytes);
+                (axum::body::Body::from(bytes), summary)
+            }
+            Err(_) => {
+                return ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "request_too_large",
+                    format!("a request body holds at most {REQUEST_BYTES_MAX} bytes"),
+                )
+                .into_response();
+            }
+        }
+    } else {
+        (body, Value::Null)
+    };
+    let checked = check(state, spec.as_ref(), &parts.headers).await;
+    let context = |user: Option<String>, role: Option<Role>| {
+        crate::audit::OperatorContext::new(crate::audit::ContextParts {
+            chain: state.audit.clone(),
+            user,
+            role,
+            remote: remote.clone(),
+            request_id: request_id(state, &parts.headers),
+            action: format!("{} {pattern}", parts.method),
+            path: parts.uri.path().to_owned(),
+            request: summary.clone(),
+            idempotency_key: idempotency_key(&parts.headers),
+            approval: None,
+        })
+    };
     match checked {
         Err(error) => error.into_response(),
         Ok(Err(denial)) => {
-            crate::metrics::Metrics::add(&guard.state.metrics.http_unauthorized, 1);
+            crate::metrics::Metrics::add(&state.metrics.http_unauthorized, 1);
             tracing::warn!(
                 code = denial.code(),
                 user = denial.user().unwrap_or("-"),
-                route = %request.uri().path(),
-                remote = %remote_address(&request),
+                route = %parts.uri.path(),
+                remote = %remote,
                 "operator request denied"
             );
+            let role = match &denial {
+                Denial::Forbidden { caller, .. } => Some(caller.role),
+                _ => None,
+            };
+            let audit = context(denial.user().map(str::to_owned), role);
+            let outcome = format!("denied {}", denial.code());
+            if let Err(error) =
+                crate::audit::record(&state.ledger, &audit, state.now(), outcome).await
+            {
+                tracing::error!(%error, "a denial could not be written to the audit log");
+            }
             denial.error().into_response()
         }
         Ok(Ok(caller)) => {
+            let audit = context(Some(caller.user.clone()), Some(caller.role));
+            let mut request = Request::from_parts(parts, body);
             request.extensions_mut().insert(caller);
-            next.run(request).await
+            let response = audit.clone().scope(next.run(request)).await;
+            if !changes_state || !audit.committed_entries().is_empty() {
+                return response;
+            }
+            let (outcome, response) = outcome_of(response).await;
+            if let Err(error) =
+                crate::audit::record(&state.ledger, &audit, state.now(), outcome).await
+            {
+                tracing::error!(%error, "an operator request could not be written to the audit log");
+            }
+            response
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod approvals;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod error;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub ledger: Ledger,
     /// The operator token.
     pub token: AdminToken,
+    /// The audit log's chain key.
+    pub audit: Arc<audit::AuditChain>,
     /// Counters.
     pub metrics: Metrics,
     /// The rails' server-side state.
@@ -227,6 +230,11 @@ impl Server {
         let (token, token_created) =
             AdminToken::load_or_create(&token_path, inputs.entropy.as_ref())
                 .map_err(io_error(format!("operator token {}", token_path.display())))?;
+        let audit = audit::AuditChain::load_or_create(&config.data_dir, inputs.entropy.as_ref())
+            .map_err(io_error(format!(
+                "audit chain key {}",
+                config.data_dir.join(audit::CHAIN_KEY_FILE).display()
+            )))?;
         let (store, reader) = open_stores_off_runtime(&config)?;
         let (ledger, writer) =
             Ledger::start(store, reader).map_err(io_error("cannot start the ledger writer"))?;
@@ -245,6 +253,7 @@ impl Server {
             config,
             ledger,
             token,
+            audit: Arc::new(audit),
             metrics: Metrics::default(),
             rails,
             clock: inputs.clock,
@@ -333,6 +342,7 @@ pub const API_PREFIX: &str = "/api/v1";
 pub fn operator_routes() -> routes::OperatorRoutes {
     api::operator_routes()
         .merge(auth::operator_routes())
+        .merge(audit::operator_routes())
         .merge(rails::operator_routes())
 }
 

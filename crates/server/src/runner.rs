@@ -95,10 +95,15 @@ pub async fn commit_with(
     now: Timestamp,
     stale: fn(&Refusal) -> bool,
 ) -> Result<Attempt<Vec<Outcome>>, RunError> {
-    let batches = effects.into_batches();
-    if batches.is_empty() {
+    if effects.is_empty() {
         return Ok(Attempt::Done(Vec::new()));
     }
+    // An operator's request: the action's audit entry (and the request's idempotency record)
+    // commit in the same batch as its effect.
+    if let Some(context) = crate::audit::current() {
+        return crate::audit::commit_audited(ledger, &context, effects, now, stale).await;
+    }
+    let batches = effects.into_batches();
     let results = ledger.commit(batches, now).await?;
     let mut outcomes = Vec::new();
     for result in results {
