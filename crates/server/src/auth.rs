@@ -548,11 +548,11 @@ pub async fn authorize(State(guard): State<Guard>, request: Request, next: Next)
         .unwrap_or_default();
     let (parts, body) = request.into_parts();
     let changes_state = parts.method != axum::http::Method::GET;
-    let (body, summary) = if changes_state {
+    let (body, bytes, summary) = if changes_state {
         match axum::body::to_bytes(body, REQUEST_BYTES_MAX).await {
             Ok(bytes) => {
                 let summary = crate::audit::summarise(&bytes);
-                (axum::body::Body::from(bytes), summary)
+                (axum::body::Body::from(bytes.clone()), bytes, summary)
             }
             Err(_) => {
                 return ApiError::new(
@@ -564,7 +564,7 @@ pub async fn authorize(State(guard): State<Guard>, request: Request, next: Next)
             }
         }
     } else {
-        (body, Value::Null)
+        (body, axum::body::Bytes::new(), Value::Null)
     };
     let checked = check(state, spec.as_ref(), &parts.headers).await;
     let context = |user: Option<String>, role: Option<Role>| {
@@ -607,13 +607,55 @@ pub async fn authorize(State(guard): State<Guard>, request: Request, next: Next)
         }
         Ok(Ok(caller)) => {
             let audit = context(Some(caller.user.clone()), Some(caller.role));
+            let moves_money = spec.as_ref().is_some_and(|spec| spec.moves_money);
+            let key = audit
+                .idempotency_key()
+                .map(str::to_owned)
+                .filter(|_| changes_state);
+            let path = parts.uri.path_and_query().map_or_else(
+                || parts.uri.path().to_owned(),
+                |path| path.as_str().to_owned(),
+            );
+            let request_sha256 =
+                crate::idempotency::request_hash(parts.method.as_str(), &path, &bytes);
             let mut request = Request::from_parts(parts, body);
-            request.extensions_mut().insert(caller);
-            let response = audit.clone().scope(next.run(request)).await;
+            request.extensions_mut().insert(caller.clone());
+            let (response, replayed) = match &key {
+                None => {
+                    if moves_money {
+                        tracing::warn!(
+                            user = %caller.user,
+                            route = %path,
+                            "a money-moving request without an Idempotency-Key: a retry of it may apply it twice"
+                        );
+                    }
+                    (audit.clone().scope(next.run(request)).await, false)
+                }
+                Some(key) => {
+                    match idempotent(
+                        state,
+                        &audit,
+                        &caller,
+                        key,
+                        request_sha256,
+                        moves_money,
+                        request,
+                        next,
+                    )
+                    .await
+                    {
+                        Ok(answer) => answer,
+                        Err(error) => (error.into_response(), false),
+                    }
+                }
+            };
             if !changes_state || !audit.committed_entries().is_empty() {
                 return response;
             }
-            let (outcome, response) = outcome_of(response).await;
+            let (mut outcome, response) = outcome_of(response).await;
+            if replayed {
+                outcome = outcome.replacen("answered", "replayed", 1);
+            }
             if let Err(error) =
                 crate::audit::record(&state.ledger, &audit, state.now(), outcome).await
             {
@@ -622,6 +664,126 @@ pub async fn authorize(State(guard): State<Guard>, request: Request, next: Next)
             response
         }
     }
+}
+
+/// Runs a request that carries an `Idempotency-Key`: the stored answer when the same request
+/// was applied, `idempotency_key_reused` when another was, otherwise the handler with the
+/// record added to its first commit, then (money-moving routes) its answer stored for replays.
+/// Also says whether the answer is a replay.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one request's parts, passed once"
+)]
+async fn idempotent(
+    state: &AppState,
+    audit: &crate::audit::OperatorContext,
+    caller: &Caller,
+    key: &str,
+    request_sha256: String,
+    moves_money: bool,
+    request: Request,
+    next: Next,
+) -> Result<(Response, bool), ApiError> {
+    use crate::idempotency::{self, Prior};
+    idempotency::check_key(key)?;
+    let (user, lookup) = (caller.user.clone(), key.to_owned());
+    let loaded = state
+        .ledger
+        .read(move |store| idempotency::load(store, &user, &lookup))
+        .await?;
+    match idempotency::prior(&loaded, &request_sha256) {
+        Prior::Reused => return Err(idempotency::reused()),
+        Prior::Replay(Some(answer)) => {
+            let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+            let mut response = (status, Json(answer.body)).into_response();
+            response.headers_mut().insert(
+                "idempotent-replayed",
+                axum::http::HeaderValue::from_static("true"),
+            );
+            return Ok((response, true));
+        }
+        Prior::Replay(None) => {
+            let mut response = Json(json!({
+                "already_applied": true,
+                "message": "this request was applied before with this Idempotency-Key; its answer was not kept (look it up in the audit log by the key)",
+            }))
+            .into_response();
+            response.headers_mut().insert(
+                "idempotent-replayed",
+                axum::http::HeaderValue::from_static("true"),
+            );
+            return Ok((response, true));
+        }
+        Prior::New => {}
+    }
+    let created_at_ms = state.now().0;
+    let create = idempotency::create(&caller.user, key, request_sha256.clone(), created_at_ms)
+        .map_err(|error| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                error.to_string(),
+            )
+        })?;
+    audit.add_to_first_commit(create);
+    let response = audit.clone().scope(next.run(request)).await;
+    if audit.committed_entries().is_empty() || !moves_money {
+        return Ok((response, false));
+    }
+    // Keep the answer for a retry whose first answer was lost. Best effort: the record that
+    // makes the retry harmless is already committed with the effect.
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, idempotency::ANSWER_BYTES_MAX).await;
+    let Ok(bytes) = bytes else {
+        return Ok((
+            (
+                parts.status,
+                Json(json!({ "applied": true, "message": "the answer was too large to return" })),
+            )
+                .into_response(),
+            false,
+        ));
+    };
+    if let Ok(body) = serde_json::from_slice::<Value>(&bytes) {
+        let record = idempotency::IdempotencyRecord {
+            version: idempotency::IdempotencyRecord::FORMAT_VERSION,
+            user: caller.user.clone(),
+            request_sha256,
+            created_at_ms,
+            answer: Some(idempotency::StoredAnswer {
+                status: parts.status.as_u16(),
+                body,
+            }),
+        };
+        // Version 1: the record as this request's commit created it.
+        let created = Loaded::<idempotency::IdempotencyRecord> {
+            key: idempotency::record_key(&caller.user, key),
+            version: 1,
+            value: None,
+        };
+        let stored = match created.write(&record) {
+            Ok(write) => state
+                .ledger
+                .commit(
+                    vec![offpay_ledger::Batch {
+                        operations: vec![write],
+                    }],
+                    state.now(),
+                )
+                .await
+                .map(|results| results.iter().all(Result::is_ok)),
+            Err(_) => Ok(false),
+        };
+        if !matches!(stored, Ok(true)) {
+            tracing::warn!(
+                "the answer of an idempotent request was not stored; a retry will be told it was applied"
+            );
+        }
+    }
+    Ok((
+        Response::from_parts(parts, axum::body::Body::from(bytes)),
+        false,
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod fraud;
+pub mod idempotency;
 pub mod keyfile;
 pub mod ledger;
 pub mod metrics;
