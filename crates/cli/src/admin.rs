@@ -75,6 +75,104 @@ enum AdminCommand {
     /// The audit log: verify the chain, export it (auditor or admin role).
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Requests creating value above the approval amount, waiting for a second user.
+    #[command(subcommand)]
+    Approvals(ApprovalsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ApprovalsCommand {
+    /// List approvals (pending ones unless --all).
+    List {
+        /// Also the approved and refused ones
+        #[arg(long)]
+        all: bool,
+    },
+    /// Approve a request another user made: it is executed now.
+    Approve {
+        /// Approval id
+        id: String,
+    },
+    /// Refuse a request (or withdraw your own): it is never applied.
+    Refuse {
+        /// Approval id
+        id: String,
+        /// Why (kept in the approval and the audit log)
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+}
+
+fn run_approvals(
+    client: &ApiClient,
+    command: ApprovalsCommand,
+) -> Result<(Value, String), CallError> {
+    match command {
+        ApprovalsCommand::List { all } => {
+            let path = if all {
+                "/api/v1/approvals?state=all"
+            } else {
+                "/api/v1/approvals"
+            };
+            client.get(path).map(|answer| {
+                let mut lines = vec![format!(
+                    "{:<18} {:<9} {:<16} {:<18} {:<38} {}",
+                    "approval", "state", "requester", "value", "request", "by"
+                )];
+                for approval in answer["approvals"].as_array().into_iter().flatten() {
+                    lines.push(format!(
+                        "{:<18} {:<9} {:<16} {:<18} {:<38} {}",
+                        text(approval, "/id"),
+                        text(approval, "/state"),
+                        text(approval, "/requester"),
+                        text(approval, "/value"),
+                        format!("{} {}", text(approval, "/method"), text(approval, "/path")),
+                        text(approval, "/by"),
+                    ));
+                }
+                if lines.len() == 1 {
+                    lines = vec!["no approvals waiting".to_owned()];
+                }
+                (answer, lines.join("\n"))
+            })
+        }
+        ApprovalsCommand::Approve { id } => client
+            .post(
+                &format!("/api/v1/approvals/{}/approve", path_segment(&id)),
+                &json!({}),
+            )
+            .map(|answer| {
+                let line = format!(
+                    "approval {id}: {} (requested by {}, {}){}",
+                    if answer["executed"] == true {
+                        "approved and executed"
+                    } else {
+                        "approved but NOT executed"
+                    },
+                    text(&answer, "/approval/requester"),
+                    text(&answer, "/approval/value"),
+                    match answer.pointer("/result/error/message") {
+                        Some(message) => format!(": {message}"),
+                        None => String::new(),
+                    }
+                );
+                (answer, line)
+            }),
+        ApprovalsCommand::Refuse { id, reason } => client
+            .post(
+                &format!("/api/v1/approvals/{}/refuse", path_segment(&id)),
+                &json!({ "reason": reason }),
+            )
+            .map(|answer| {
+                let line = format!(
+                    "approval {id} refused: {} {} by {} will not be applied",
+                    text(&answer, "/approval/method"),
+                    text(&answer, "/approval/path"),
+                    text(&answer, "/approval/requester")
+                );
+                (answer, line)
+            }),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -366,6 +464,7 @@ pub fn run(args: AdminArgs) -> ExitCode {
         }
         AdminCommand::Audit(command) => return run_audit(&client, json, command),
         AdminCommand::Users(command) => run_users(&client, command),
+        AdminCommand::Approvals(command) => run_approvals(&client, command),
         AdminCommand::Fraud(FraudCommand::List { rail, limit }) => {
             let mut path = format!("/api/v1/fraud?limit={limit}");
             if let Some(rail) = rail {

@@ -192,6 +192,18 @@ impl ApiClient {
                 "the server sent an answer that is not JSON: {error}"
             ))
         })?;
+        if status == reqwest::StatusCode::ACCEPTED && body.get("approval").is_some() {
+            // Held for a second user's approval: not applied yet, so not a success to print as
+            // one. The message names the approval and how to approve it.
+            return Err(CallError::Api {
+                status: status.as_u16(),
+                body: serde_json::json!({ "error": {
+                    "code": "approval_required",
+                    "message": body.get("message").and_then(Value::as_str).unwrap_or("held for approval"),
+                    "approval": body.get("approval"),
+                } }),
+            });
+        }
         if status.is_success() {
             Ok(body)
         } else {

@@ -539,10 +539,10 @@ pub async fn commit_audited(
 ) -> Result<Attempt<Vec<Outcome>>, RunError> {
     let _turn = context.inner.chain.turn.lock().await;
     let head = read_head(ledger).await?;
+    effects.write_all(context.pending_extras());
     let effect = effect_of(effects.operations());
     let (number, writes) =
         append_writes(context, &head, now, "committed".into(), effect).map_err(corrupt)?;
-    effects.write_all(context.pending_extras());
     effects.write_all(writes);
     let results = ledger.commit(effects.into_batches(), now).await?;
     let mut outcomes = Vec::new();

@@ -546,6 +546,11 @@ pub async fn authorize(State(guard): State<Guard>, request: Request, next: Next)
         .get::<MatchedPath>()
         .map(|matched| matched.as_str().to_owned())
         .unwrap_or_default();
+    // The path as called (the nested router strips `/api/v1` from the request's own URI).
+    let uri = request
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map_or_else(|| request.uri().clone(), |original| original.0.clone());
     let (parts, body) = request.into_parts();
     let changes_state = parts.method != axum::http::Method::GET;
     let (body, bytes, summary) = if changes_state {
@@ -566,7 +571,16 @@ pub async fn authorize(State(guard): State<Guard>, request: Request, next: Next)
     } else {
         (body, axum::body::Bytes::new(), Value::Null)
     };
-    let checked = check(state, spec.as_ref(), &parts.headers).await;
+    // A request an approver released is dispatched by the server itself, marked with the
+    // approval (an extension no client can set): it runs as its requester's.
+    let approved = parts
+        .extensions
+        .get::<crate::approvals::ApprovedExecution>()
+        .cloned();
+    let checked = match &approved {
+        Some(execution) => Ok(execution.requester().ok_or(Denial::InvalidToken)),
+        None => check(state, spec.as_ref(), &parts.headers).await,
+    };
     let context = |user: Option<String>, role: Option<Role>| {
         crate::audit::OperatorContext::new(crate::audit::ContextParts {
             chain: state.audit.clone(),
@@ -575,10 +589,12 @@ pub async fn authorize(State(guard): State<Guard>, request: Request, next: Next)
             remote: remote.clone(),
             request_id: request_id(state, &parts.headers),
             action: format!("{} {pattern}", parts.method),
-            path: parts.uri.path().to_owned(),
+            path: uri.path().to_owned(),
             request: summary.clone(),
             idempotency_key: idempotency_key(&parts.headers),
-            approval: None,
+            approval: approved
+                .as_ref()
+                .map(crate::approvals::ApprovedExecution::summary),
         })
     };
     match checked {
@@ -588,7 +604,7 @@ pub async fn authorize(State(guard): State<Guard>, request: Request, next: Next)
             tracing::warn!(
                 code = denial.code(),
                 user = denial.user().unwrap_or("-"),
-                route = %parts.uri.path(),
+                route = %uri.path(),
                 remote = %remote,
                 "operator request denied"
             );
@@ -612,14 +628,71 @@ pub async fn authorize(State(guard): State<Guard>, request: Request, next: Next)
                 .idempotency_key()
                 .map(str::to_owned)
                 .filter(|_| changes_state);
-            let path = parts.uri.path_and_query().map_or_else(
-                || parts.uri.path().to_owned(),
-                |path| path.as_str().to_owned(),
-            );
+            let path = uri
+                .path_and_query()
+                .map_or_else(|| uri.path().to_owned(), |path| path.as_str().to_owned());
             let request_sha256 =
                 crate::idempotency::request_hash(parts.method.as_str(), &path, &bytes);
+            if let Some(execution) = &approved {
+                match execution.closing_write(state.now().0) {
+                    Ok(Some(write)) => audit.add_until_committed(write),
+                    Ok(None) => {}
+                    Err(error) => {
+                        return ApiError::new(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "internal",
+                            error.to_string(),
+                        )
+                        .into_response();
+                    }
+                }
+            }
+            // Four eyes: a request creating more value than one person may is held.
+            let held = match (spec.as_ref().and_then(|spec| spec.creates_value), &approved) {
+                (Some(value), None) if changes_state => {
+                    match serde_json::from_slice::<Value>(&bytes) {
+                        Ok(json) => match value(state, &json) {
+                            Ok(Some(amount))
+                                if crate::approvals::decimal_above(
+                                    amount,
+                                    state.config.approval_above,
+                                ) =>
+                            {
+                                Ok(Some(amount))
+                            }
+                            Ok(_) => Ok(None),
+                            Err(message) => Err(ApiError::bad_request(
+                                "invalid_amount",
+                                format!("the value this request creates cannot be read: {message}"),
+                            )),
+                        },
+                        // Not JSON: the handler answers it precisely.
+                        Err(_) => Ok(None),
+                    }
+                }
+                _ => Ok(None),
+            };
+            let method = parts.method.as_str().to_owned();
             let mut request = Request::from_parts(parts, body);
             request.extensions_mut().insert(caller.clone());
+            let action = async {
+                match held {
+                    Err(error) => error.into_response(),
+                    Ok(Some(amount)) => crate::approvals::hold(
+                        state,
+                        &caller,
+                        &method,
+                        &path,
+                        &pattern,
+                        &bytes,
+                        amount,
+                        key.clone(),
+                    )
+                    .await
+                    .unwrap_or_else(IntoResponse::into_response),
+                    Ok(None) => next.run(request).await,
+                }
+            };
             let (response, replayed) = match &key {
                 None => {
                     if moves_money {
@@ -629,7 +702,7 @@ pub async fn authorize(State(guard): State<Guard>, request: Request, next: Next)
                             "a money-moving request without an Idempotency-Key: a retry of it may apply it twice"
                         );
                     }
-                    (audit.clone().scope(next.run(request)).await, false)
+                    (audit.clone().scope(action).await, false)
                 }
                 Some(key) => {
                     match idempotent(
@@ -639,8 +712,7 @@ pub async fn authorize(State(guard): State<Guard>, request: Request, next: Next)
                         key,
                         request_sha256,
                         moves_money,
-                        request,
-                        next,
+                        action,
                     )
                     .await
                     {
@@ -670,10 +742,6 @@ pub async fn authorize(State(guard): State<Guard>, request: Request, next: Next)
 /// was applied, `idempotency_key_reused` when another was, otherwise the handler with the
 /// record added to its first commit, then (money-moving routes) its answer stored for replays.
 /// Also says whether the answer is a replay.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one request's parts, passed once"
-)]
 async fn idempotent(
     state: &AppState,
     audit: &crate::audit::OperatorContext,
@@ -681,8 +749,7 @@ async fn idempotent(
     key: &str,
     request_sha256: String,
     moves_money: bool,
-    request: Request,
-    next: Next,
+    action: impl std::future::Future<Output = Response>,
 ) -> Result<(Response, bool), ApiError> {
     use crate::idempotency::{self, Prior};
     idempotency::check_key(key)?;
@@ -726,7 +793,7 @@ async fn idempotent(
             )
         })?;
     audit.add_to_first_commit(create);
-    let response = audit.clone().scope(next.run(request)).await;
+    let response = audit.clone().scope(action).await;
     if audit.committed_entries().is_empty() || !moves_money {
         return Ok((response, false));
     }

@@ -344,6 +344,7 @@ pub fn operator_routes() -> routes::OperatorRoutes {
     api::operator_routes()
         .merge(auth::operator_routes())
         .merge(audit::operator_routes())
+        .merge(approvals::operator_routes())
         .merge(rails::operator_routes())
 }
 

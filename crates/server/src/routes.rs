@@ -36,6 +36,8 @@ pub const SUPPORT_OR_FINANCE: &[Role] = &[Role::Admin, Role::Finance, Role::Supp
 pub const PROVISIONING: &[Role] = &[Role::Admin, Role::Provisioning];
 /// Users, keys and the server's settings.
 pub const ADMIN: &[Role] = &[Role::Admin];
+/// The list of approvals waiting for a second user.
+pub const APPROVALS_READ: &[Role] = &[Role::Admin, Role::Finance, Role::Auditor];
 /// The audit log.
 pub const AUDIT: &[Role] = &[Role::Admin, Role::Auditor];
 

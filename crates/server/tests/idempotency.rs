@@ -65,9 +65,9 @@ async fn a_float_retried_with_its_key_posts_once(backend: Backend) {
     // The client never saw the first answer and sends the same request again.
     let (status, replayed, again) = post_keyed(&server, &path, Some("float-7f3a-1"), &float).await;
     assert_eq!(status, StatusCode::CREATED, "{again}");
+    assert_eq!(float_balance_minor(&server).await, after_one, "posted once");
     assert!(replayed, "the answer is the stored one");
     assert_eq!(again, first, "the same answer, the same transfer");
-    assert_eq!(float_balance_minor(&server).await, after_one, "posted once");
     // The same key for another amount: refused, nothing changes.
     let other = json!({ "amount": "400.00", "memo": "top-up" });
     let (status, _, refused) = post_keyed(&server, &path, Some("float-7f3a-1"), &other).await;
