@@ -380,6 +380,7 @@ mod tests {
             database_url: Some("postgres://u:s3cret@h/db".into()),
             currency: Currency::KES,
             tls: None,
+            approval_above: offpay_ledger::Amount::parse("100000", Currency::KES).unwrap(),
         };
         assert!(!format!("{config:?}").contains("s3cret"));
     }
