@@ -228,15 +228,26 @@ pub async fn create_account(
 /// Commits one batch through the runner's commit (so an operator's request gets its audit entry
 /// in the same batch). The batch must leave room for the entry: see [`OPERATOR_BATCH_MAX`].
 async fn commit_single(state: &AppState, batch: Batch) -> Result<Vec<Outcome>, ApiError> {
-    let mut effects = offpay_operator::Effects::new();
-    for operation in batch.operations {
-        match operation {
-            Operation::Transfer(transfer) => effects.post(transfer),
-            Operation::CreateAccount(account) => effects.create_account(account),
-            other => effects.write(other),
+    // A conflict means nothing committed (another action took the audit chain's head first):
+    // the same batch is sent again, at most `ATTEMPTS_MAX` times in all.
+    let mut attempt = 1;
+    let result = loop {
+        let mut effects = offpay_operator::Effects::new();
+        for operation in batch.operations.iter().cloned() {
+            match operation {
+                Operation::Transfer(transfer) => effects.post(transfer),
+                Operation::CreateAccount(account) => effects.create_account(account),
+                other => effects.write(other),
+            }
         }
-    }
-    match crate::runner::commit(&state.ledger, effects, state.now()).await {
+        match crate::runner::commit(&state.ledger, effects, state.now()).await {
+            Ok(offpay_operator::Attempt::Conflict) if attempt < crate::runner::ATTEMPTS_MAX => {
+                attempt += 1;
+            }
+            other => break other,
+        }
+    };
+    match result {
         Ok(offpay_operator::Attempt::Done(outcomes)) => {
             Metrics::add(&state.metrics.batches_committed, 1);
             let committed = outcomes

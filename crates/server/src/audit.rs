@@ -147,8 +147,25 @@ pub fn entry_key(number: u64) -> String {
 /// The chain key and the turn-taking of this process's appends.
 pub struct AuditChain {
     key: Zeroizing<Vec<u8>>,
-    turn: tokio::sync::Mutex<()>,
+    /// Held by the one task appending for this process (a combining round or a lone entry).
+    turn: Arc<tokio::sync::Mutex<()>>,
+    /// Actions waiting for the next combining round.
+    waiting: StdMutex<Vec<Submission>>,
 }
+
+/// One action's effects waiting to be committed with its entry.
+struct Submission {
+    context: OperatorContext,
+    effects: Effects,
+    now: Timestamp,
+    stale: fn(&Refusal) -> bool,
+    reply: tokio::sync::oneshot::Sender<Result<Attempt<Vec<Outcome>>, RunError>>,
+}
+
+/// Most actions one combining round commits together (the rest wait for the next round).
+pub const COMBINED_ACTIONS_MAX: usize = 256;
+
+const _: () = assert!(COMBINED_ACTIONS_MAX > 0);
 
 impl std::fmt::Debug for AuditChain {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -161,7 +178,8 @@ impl AuditChain {
     pub fn with_key(key: &[u8]) -> AuditChain {
         AuditChain {
             key: Zeroizing::new(key.to_vec()),
-            turn: tokio::sync::Mutex::new(()),
+            turn: Arc::new(tokio::sync::Mutex::new(())),
+            waiting: StdMutex::new(Vec::new()),
         }
     }
 
@@ -499,14 +517,15 @@ async fn read_head(ledger: &Ledger) -> Result<Loaded<AuditHead>, RunError> {
     head.map_err(corrupt)
 }
 
-/// The writes that append an entry (with `outcome` and `effect`) after `head`.
+/// The writes that append an entry (with `outcome` and `effect`) after `head`, and the head as
+/// it will be once they commit.
 fn append_writes(
     context: &OperatorContext,
     head: &Loaded<AuditHead>,
     now: Timestamp,
     outcome: String,
     effect: Value,
-) -> Result<(u64, Vec<Operation>), RecordError> {
+) -> Result<(u64, Vec<Operation>, Loaded<AuditHead>), RecordError> {
     let (number, prev_hash) = match &head.value {
         Some(head) => (head.number + 1, head.hash.clone()),
         None => (1, GENESIS_HASH.to_owned()),
@@ -520,45 +539,203 @@ fn append_writes(
         key,
         expected_version: Some(0),
     });
-    let head_write = head.write(&AuditHead {
+    let next = AuditHead {
         version: AuditHead::FORMAT_VERSION,
         number,
         hash: entry.hash,
-    })?;
-    Ok((number, vec![entry_write, head_write]))
+    };
+    let head_write = head.write(&next)?;
+    let next = Loaded {
+        key: head.key.clone(),
+        version: head.version + 1,
+        value: Some(next),
+    };
+    Ok((number, vec![entry_write, head_write], next))
 }
 
 /// Commits `effects` with the context's entry (and its pending extra writes) in the same batch:
 /// the body of [`crate::runner::commit_with`] when a request context is present.
+///
+/// The chain orders every action, but actions of one process still share group commits: each
+/// action joins a queue, and whichever waiting task takes the process's turn commits everyone
+/// queued (up to [`COMBINED_ACTIONS_MAX`]) as one ledger request, each action its own batch, their
+/// entries numbered in order and each head write conditional on the one before it in the same
+/// group. An action the ledger refuses leaves the head where it was, so the actions after it in
+/// that round meet a stale head and are decided again (`Conflict`), as after a write from another
+/// process.
 pub async fn commit_audited(
     ledger: &Ledger,
     context: &OperatorContext,
-    mut effects: Effects,
+    effects: Effects,
     now: Timestamp,
     stale: fn(&Refusal) -> bool,
 ) -> Result<Attempt<Vec<Outcome>>, RunError> {
-    let _turn = context.inner.chain.turn.lock().await;
-    let head = read_head(ledger).await?;
-    effects.write_all(context.pending_extras());
-    let effect = effect_of(effects.operations());
-    let (number, writes) =
-        append_writes(context, &head, now, "committed".into(), effect).map_err(corrupt)?;
-    effects.write_all(writes);
-    let results = ledger.commit(effects.into_batches(), now).await?;
-    let mut outcomes = Vec::new();
-    for result in results {
-        match result {
-            Ok(batch) => outcomes.extend(batch),
-            Err(offpay_ledger::BatchRefusal {
-                reason: Refusal::RecordVersionMismatch { .. },
-                ..
-            }) => return Ok(Attempt::Conflict),
-            Err(refusal) if stale(&refusal.reason) => return Ok(Attempt::Conflict),
-            Err(refusal) => return Err(RunError::Refused(refusal)),
+    let chain = context.inner.chain.clone();
+    let (reply, mut answer) = tokio::sync::oneshot::channel();
+    if let Ok(mut waiting) = chain.waiting.lock() {
+        waiting.push(Submission {
+            context: context.clone(),
+            effects,
+            now,
+            stale,
+            reply,
+        });
+    }
+    loop {
+        let turn = chain.turn.clone().lock_owned().await;
+        match answer.try_recv() {
+            Ok(result) => return result,
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
+                return Err(RunError::Contention);
+            }
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
+        }
+        let round = chain.next_round();
+        // The round runs on a task of its own, holding the turn: a request whose caller goes
+        // away does not take the other actions' answers (or the turn) with it.
+        let ledger = ledger.clone();
+        let task = tokio::spawn(async move {
+            commit_round(&ledger, round).await;
+            drop(turn);
+        });
+        if task.await.is_err() {
+            return Err(RunError::Contention);
+        }
+        if let Ok(result) = answer.try_recv() {
+            return result;
         }
     }
-    context.committed(number);
-    Ok(Attempt::Done(outcomes))
+}
+
+impl AuditChain {
+    /// The actions of the next combining round: those waiting, in order, up to
+    /// [`COMBINED_ACTIONS_MAX`] and about a ledger group's worth of operations.
+    fn next_round(&self) -> Vec<Submission> {
+        let Ok(mut waiting) = self.waiting.lock() else {
+            return Vec::new();
+        };
+        let mut operations = 0usize;
+        let mut count = 0usize;
+        for submission in waiting.iter() {
+            let size = submission.effects.operations().count() + crate::api::OPERATOR_WRITES_MAX;
+            if count > 0
+                && (count == COMBINED_ACTIONS_MAX
+                    || operations + size > crate::ledger::GROUP_OPERATIONS_MAX)
+            {
+                break;
+            }
+            operations += size;
+            count += 1;
+        }
+        waiting.drain(..count).collect()
+    }
+}
+
+/// Commits one combining round and answers each of its actions.
+async fn commit_round(ledger: &Ledger, round: Vec<Submission>) {
+    if round.is_empty() {
+        return;
+    }
+    let head = match read_head(ledger).await {
+        Ok(head) => head,
+        Err(error) => {
+            let message = error.to_string();
+            for submission in round {
+                let _ = submission
+                    .reply
+                    .send(Err(RunError::Ledger(LedgerError::Store(
+                        StoreError::Database(message.clone()),
+                    ))));
+            }
+            return;
+        }
+    };
+    // Each action's batches, its entry number, and where its batches sit in the request.
+    let mut batches = Vec::new();
+    let mut planned = Vec::new();
+    let mut previous = head;
+    let now = round
+        .iter()
+        .map(|submission| submission.now)
+        .max()
+        .unwrap_or(Timestamp(0));
+    for mut submission in round {
+        let mut effects = std::mem::take(&mut submission.effects);
+        effects.write_all(submission.context.pending_extras());
+        let effect = effect_of(effects.operations());
+        match append_writes(
+            &submission.context,
+            &previous,
+            submission.now,
+            "committed".into(),
+            effect,
+        ) {
+            Ok((number, writes, next)) => {
+                effects.write_all(writes);
+                let own = effects.into_batches();
+                let span = batches.len()..batches.len() + own.len();
+                batches.extend(own);
+                planned.push((submission, number, span));
+                previous = next;
+            }
+            Err(error) => {
+                let _ = submission.reply.send(Err(corrupt(error)));
+            }
+        }
+    }
+    let results = match ledger.commit(batches, now).await {
+        Ok(results) => results,
+        Err(error) => {
+            let message = error.to_string();
+            let retryable = matches!(
+                error,
+                LedgerError::Stopped | LedgerError::Store(StoreError::Database(_))
+            );
+            for (submission, _, _) in planned {
+                let error = if retryable {
+                    LedgerError::Store(StoreError::Database(message.clone()))
+                } else {
+                    LedgerError::Store(StoreError::Corrupt(message.clone()))
+                };
+                let _ = submission.reply.send(Err(RunError::Ledger(error)));
+            }
+            return;
+        }
+    };
+    let mut results = results.into_iter().map(Some).collect::<Vec<_>>();
+    for (submission, number, span) in planned {
+        let mut outcomes = Vec::new();
+        let mut answer = None;
+        for index in span {
+            match results.get_mut(index).and_then(Option::take) {
+                Some(Ok(batch)) => outcomes.extend(batch),
+                Some(Err(offpay_ledger::BatchRefusal {
+                    reason: Refusal::RecordVersionMismatch { .. },
+                    ..
+                })) => {
+                    answer = Some(Ok(Attempt::Conflict));
+                    break;
+                }
+                Some(Err(refusal)) if (submission.stale)(&refusal.reason) => {
+                    answer = Some(Ok(Attempt::Conflict));
+                    break;
+                }
+                Some(Err(refusal)) => {
+                    answer = Some(Err(RunError::Refused(refusal)));
+                    break;
+                }
+                None => {
+                    answer = Some(Err(RunError::Contention));
+                    break;
+                }
+            }
+        }
+        let answer = answer.unwrap_or_else(|| {
+            submission.context.committed(number);
+            Ok(Attempt::Done(outcomes))
+        });
+        let _ = submission.reply.send(answer);
+    }
 }
 
 /// Appends an entry with no effect (a denial, a failure, a request that committed nothing).
@@ -571,7 +748,7 @@ pub async fn record(
     let _turn = context.inner.chain.turn.lock().await;
     for _ in 0..ATTEMPTS_MAX {
         let head = read_head(ledger).await?;
-        let (number, writes) =
+        let (number, writes, _) =
             append_writes(context, &head, now, outcome.clone(), Value::Null).map_err(corrupt)?;
         let results = ledger
             .commit(vec![offpay_ledger::Batch { operations: writes }], now)

@@ -246,13 +246,89 @@ async fn only_auditors_and_admins_read_the_log(backend: Backend) {
     assert_eq!(outcomes, ["committed", "denied forbidden"]);
 }
 
+/// Many operator actions at once, some refused: each applied one gets its entry, the refused
+/// ones an entry of their own, and the chain is whole and without gaps.
+async fn concurrent_actions_keep_one_whole_chain(backend: Backend) {
+    let server = InProcess::start(backend).await;
+    for (id, kind) in [("operator:float", "operator_float"), ("alice", "customer")] {
+        let (status, answer) = server
+            .post("/api/v1/accounts", json!({ "id": id, "kind": kind }))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+    }
+    const ACTIONS: usize = 48;
+    let tasks: Vec<_> = (0..ACTIONS)
+        .map(|index| {
+            let state = server.state.clone();
+            let token = server.token.clone();
+            // Every fourth one overdraws alice and is refused.
+            let transfer = if index % 4 == 3 {
+                json!({ "id": format!("back-{index}"), "debit_account": "alice",
+                        "credit_account": "operator:float", "amount": "1000000.00" })
+            } else {
+                json!({ "id": format!("issue-{index}"), "debit_account": "operator:float",
+                        "credit_account": "alice", "amount": "1.00" })
+            };
+            tokio::spawn(async move {
+                use tower::ServiceExt;
+                let request = axum::http::Request::builder()
+                    .method("POST")
+                    .uri("/api/v1/transfers")
+                    .header("authorization", format!("Bearer {token}"))
+                    .header("content-type", "application/json")
+                    .body(axum::body::Body::from(
+                        json!({ "transfers": [transfer] }).to_string(),
+                    ))
+                    .unwrap();
+                let response = offpay_server::router(state).oneshot(request).await.unwrap();
+                response.status()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    let refused = ACTIONS / 4;
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|status| **status == StatusCode::OK)
+            .count(),
+        ACTIONS - refused,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|status| **status == StatusCode::UNPROCESSABLE_ENTITY)
+            .count(),
+        refused
+    );
+    let (_, alice) = server.get("/api/v1/accounts/alice").await;
+    assert_eq!(
+        alice["balance_minor"],
+        json!((ACTIONS - refused) as i64 * 100)
+    );
+    let log = entries(&server, &server.token).await;
+    assert_eq!(log.len(), 2 + ACTIONS, "one entry per action");
+    let committed = log
+        .iter()
+        .filter(|entry| entry["outcome"] == "committed")
+        .count();
+    assert_eq!(committed, 2 + ACTIONS - refused);
+    let whole = verify(&server, &server.token).await;
+    assert_eq!(whole["ok"], true, "{whole}");
+    assert_eq!(whole["entries_checked"], json!(2 + ACTIONS));
+}
+
 /// Each story runs on SQLite, and on a fresh PostgreSQL database when `OFFPAY_TEST_DATABASE_URL`
 /// is set.
 macro_rules! on_every_backend {
     ($($story:ident),* $(,)?) => {
         mod every_backend {
             $(
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $story() {
                     for backend in super::Backend::all(stringify!($story)) {
                         super::$story(backend).await;
@@ -266,4 +342,5 @@ macro_rules! on_every_backend {
 on_every_backend!(
     every_action_is_in_the_chain_and_tampering_is_found,
     only_auditors_and_admins_read_the_log,
+    concurrent_actions_keep_one_whole_chain,
 );
