@@ -151,6 +151,8 @@ pub struct AuditChain {
     turn: Arc<tokio::sync::Mutex<()>>,
     /// Actions waiting for the next combining round.
     waiting: StdMutex<Vec<Submission>>,
+    /// Permits for entries without an effect being written.
+    standalone: Arc<tokio::sync::Semaphore>,
 }
 
 /// One action's effects waiting to be committed with its entry.
@@ -161,6 +163,14 @@ struct Submission {
     stale: fn(&Refusal) -> bool,
     reply: tokio::sync::oneshot::Sender<Result<Attempt<Vec<Outcome>>, RunError>>,
 }
+
+/// Entries without an effect (denials, failures) being written at once; past this a new one is
+/// dropped with an error in the log rather than queued without bound.
+pub const STANDALONE_PENDING_MAX: usize = 1_024;
+/// How long an answer waits for its own entry without an effect to be written; after this it
+/// goes out and the entry is written when the ledger takes it (a database waiting for a standby,
+/// say), so a refusal never hangs on the log.
+pub const STANDALONE_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Most actions one combining round commits together (the rest wait for the next round).
 pub const COMBINED_ACTIONS_MAX: usize = 256;
@@ -180,6 +190,7 @@ impl AuditChain {
             key: Zeroizing::new(key.to_vec()),
             turn: Arc::new(tokio::sync::Mutex::new(())),
             waiting: StdMutex::new(Vec::new()),
+            standalone: Arc::new(tokio::sync::Semaphore::new(STANDALONE_PENDING_MAX)),
         }
     }
 
@@ -735,6 +746,37 @@ async fn commit_round(ledger: &Ledger, round: Vec<Submission>) {
             Ok(Attempt::Done(outcomes))
         });
         let _ = submission.reply.send(answer);
+    }
+}
+
+/// Writes an entry with no effect ([`record`]) on a task of its own, waiting for it at most
+/// [`STANDALONE_WAIT_MAX`]: the answer it belongs to is not held up by a ledger that cannot take
+/// writes, and the entry still reaches the chain when the ledger can.
+pub async fn record_soon(
+    ledger: &Ledger,
+    context: OperatorContext,
+    now: Timestamp,
+    outcome: String,
+) {
+    let Ok(permit) = context.inner.chain.standalone.clone().try_acquire_owned() else {
+        tracing::error!(
+            %outcome,
+            "too many audit entries waiting to be written; this one is dropped"
+        );
+        return;
+    };
+    let ledger = ledger.clone();
+    let task = tokio::spawn(async move {
+        if let Err(error) = record(&ledger, &context, now, outcome).await {
+            tracing::error!(%error, "an operator request could not be written to the audit log");
+        }
+        drop(permit);
+    });
+    if tokio::time::timeout(STANDALONE_WAIT_MAX, task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the ledger is slow to take an audit entry; it is written when it can be");
     }
 }
 

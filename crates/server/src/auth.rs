@@ -614,11 +614,7 @@ pub async fn authorize(State(guard): State<Guard>, request: Request, next: Next)
             };
             let audit = context(denial.user().map(str::to_owned), role);
             let outcome = format!("denied {}", denial.code());
-            if let Err(error) =
-                crate::audit::record(&state.ledger, &audit, state.now(), outcome).await
-            {
-                tracing::error!(%error, "a denial could not be written to the audit log");
-            }
+            crate::audit::record_soon(&state.ledger, audit, state.now(), outcome).await;
             denial.error().into_response()
         }
         Ok(Ok(caller)) => {
@@ -728,11 +724,7 @@ pub async fn authorize(State(guard): State<Guard>, request: Request, next: Next)
             if replayed {
                 outcome = outcome.replacen("answered", "replayed", 1);
             }
-            if let Err(error) =
-                crate::audit::record(&state.ledger, &audit, state.now(), outcome).await
-            {
-                tracing::error!(%error, "an operator request could not be written to the audit log");
-            }
+            crate::audit::record_soon(&state.ledger, audit, state.now(), outcome).await;
             response
         }
     }
