@@ -49,8 +49,11 @@ pub const SUMMARY_BYTES_MAX: usize = 4_096;
 pub const EFFECT_ITEMS_MAX: usize = 64;
 /// Most entries one export page holds.
 pub const EXPORT_PAGE_MAX: usize = 1_000;
-/// Request body fields never kept in an entry (their values are replaced by `<redacted>`).
-pub const SECRET_FIELDS: [&str; 9] = [
+/// Request body fields never kept in an entry (their values are replaced by `<redacted>`; a
+/// field also matches as a suffix, `new_pin`, `gateway_token`): secrets, and free text that may
+/// carry them — an SMS instruction's `text` holds a TAN, an imported envelope's `text` its whole
+/// grid (`crates/cli/tests/sms_database_scan.rs` scans the database for them).
+pub const SECRET_FIELDS: [&str; 10] = [
     "token",
     "pin",
     "puk",
@@ -60,6 +63,7 @@ pub const SECRET_FIELDS: [&str; 9] = [
     "key",
     "private_key",
     "upload",
+    "text",
 ];
 
 const _: () = assert!(EXPORT_PAGE_MAX <= offpay_ledger::RECORD_PAGE_MAX);
