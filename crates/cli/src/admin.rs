@@ -69,6 +69,289 @@ enum AdminCommand {
     /// Rail 4: microcheck credentials and clearing.
     #[command(subcommand)]
     Microcheck(crate::microcheck::AdminCommand),
+    /// Operator users, their roles and tokens (admin role).
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// The audit log: verify the chain, export it (auditor or admin role).
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Requests creating value above the approval amount, waiting for a second user.
+    #[command(subcommand)]
+    Approvals(ApprovalsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ApprovalsCommand {
+    /// List approvals (pending ones unless --all).
+    List {
+        /// Also the approved and refused ones
+        #[arg(long)]
+        all: bool,
+    },
+    /// Approve a request another user made: it is executed now.
+    Approve {
+        /// Approval id
+        id: String,
+    },
+    /// Refuse a request (or withdraw your own): it is never applied.
+    Refuse {
+        /// Approval id
+        id: String,
+        /// Why (kept in the approval and the audit log)
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+}
+
+fn run_approvals(
+    client: &ApiClient,
+    command: ApprovalsCommand,
+) -> Result<(Value, String), CallError> {
+    match command {
+        ApprovalsCommand::List { all } => {
+            let path = if all {
+                "/api/v1/approvals?state=all"
+            } else {
+                "/api/v1/approvals"
+            };
+            client.get(path).map(|answer| {
+                let mut lines = vec![format!(
+                    "{:<18} {:<9} {:<16} {:<18} {:<38} {}",
+                    "approval", "state", "requester", "value", "request", "by"
+                )];
+                for approval in answer["approvals"].as_array().into_iter().flatten() {
+                    lines.push(format!(
+                        "{:<18} {:<9} {:<16} {:<18} {:<38} {}",
+                        text(approval, "/id"),
+                        text(approval, "/state"),
+                        text(approval, "/requester"),
+                        text(approval, "/value"),
+                        format!("{} {}", text(approval, "/method"), text(approval, "/path")),
+                        text(approval, "/by"),
+                    ));
+                }
+                if lines.len() == 1 {
+                    lines = vec!["no approvals waiting".to_owned()];
+                }
+                (answer, lines.join("\n"))
+            })
+        }
+        ApprovalsCommand::Approve { id } => client
+            .post(
+                &format!("/api/v1/approvals/{}/approve", path_segment(&id)),
+                &json!({}),
+            )
+            .map(|answer| {
+                let line = format!(
+                    "approval {id}: {} (requested by {}, {}){}",
+                    if answer["executed"] == true {
+                        "approved and executed"
+                    } else {
+                        "approved but NOT executed"
+                    },
+                    text(&answer, "/approval/requester"),
+                    text(&answer, "/approval/value"),
+                    match answer.pointer("/result/error/message") {
+                        Some(message) => format!(": {message}"),
+                        None => String::new(),
+                    }
+                );
+                (answer, line)
+            }),
+        ApprovalsCommand::Refuse { id, reason } => client
+            .post(
+                &format!("/api/v1/approvals/{}/refuse", path_segment(&id)),
+                &json!({ "reason": reason }),
+            )
+            .map(|answer| {
+                let line = format!(
+                    "approval {id} refused: {} {} by {} will not be applied",
+                    text(&answer, "/approval/method"),
+                    text(&answer, "/approval/path"),
+                    text(&answer, "/approval/requester")
+                );
+                (answer, line)
+            }),
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Add a user; prints its token once (to stdout only).
+    Add {
+        /// Name: a-z, 0-9, '.', '_', '-'
+        name: String,
+        /// admin, finance, support, auditor or provisioning
+        #[arg(long)]
+        role: String,
+        /// The token stops working after this many days
+        #[arg(long, value_name = "DAYS")]
+        expires: Option<u64>,
+    },
+    /// List users (never their tokens).
+    List,
+    /// Give a user a new token (printed once); the old one stops working at once.
+    Rotate {
+        /// User name
+        name: String,
+        /// The new token stops working after this many days
+        #[arg(long, value_name = "DAYS")]
+        expires: Option<u64>,
+    },
+    /// Revoke a user: its token stops working at once.
+    Revoke {
+        /// User name
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain; report the first entry that does not check out (exit 1).
+    Verify,
+    /// Print every entry (or those after --after), oldest first.
+    Export {
+        /// Only entries after this number
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
+}
+
+/// Exit code of `admin audit verify` when the chain is broken.
+const EXIT_CHAIN_BROKEN: u8 = 1;
+
+fn token_lines(answer: &Value) -> String {
+    format!(
+        "user {} ({}){}\ntoken: {}\nthe token is shown this once; keep it in a file readable only by its user",
+        text(answer, "/user/name"),
+        text(answer, "/user/role"),
+        match answer
+            .pointer("/user/expires_at_ms")
+            .and_then(Value::as_u64)
+        {
+            Some(ms) => format!(", expires at {} (ms since 1970)", ms),
+            None => String::new(),
+        },
+        text(answer, "/token"),
+    )
+}
+
+fn run_users(client: &ApiClient, command: UsersCommand) -> Result<(Value, String), CallError> {
+    match command {
+        UsersCommand::Add {
+            name,
+            role,
+            expires,
+        } => {
+            let mut body = json!({ "name": name, "role": role });
+            if let Some(days) = expires {
+                body["expires_in_days"] = json!(days);
+            }
+            client.post("/api/v1/users", &body).map(|answer| {
+                let lines = token_lines(&answer);
+                (answer, lines)
+            })
+        }
+        UsersCommand::List => client.get("/api/v1/users").map(|answer| {
+            let mut lines = vec![format!("{:<24} {:<13} {}", "user", "role", "state")];
+            for user in answer["users"].as_array().into_iter().flatten() {
+                lines.push(format!(
+                    "{:<24} {:<13} {}",
+                    text(user, "/name"),
+                    text(user, "/role"),
+                    text(user, "/state")
+                ));
+            }
+            (answer, lines.join("\n"))
+        }),
+        UsersCommand::Rotate { name, expires } => {
+            let mut body = json!({});
+            if let Some(days) = expires {
+                body["expires_in_days"] = json!(days);
+            }
+            client
+                .post(
+                    &format!("/api/v1/users/{}/rotate", path_segment(&name)),
+                    &body,
+                )
+                .map(|answer| {
+                    let lines = token_lines(&answer);
+                    (answer, lines)
+                })
+        }
+        UsersCommand::Revoke { name } => client
+            .post(
+                &format!("/api/v1/users/{}/revoke", path_segment(&name)),
+                &json!({}),
+            )
+            .map(|answer| {
+                let line = if answer["changed"] == true {
+                    format!("user {name} revoked: its token no longer works")
+                } else {
+                    format!("user {name} was already revoked")
+                };
+                (answer, line)
+            }),
+    }
+}
+
+fn run_audit(client: &ApiClient, json: bool, command: AuditCommand) -> ExitCode {
+    match command {
+        AuditCommand::Verify => match client.get("/api/v1/audit/verify") {
+            Ok(answer) => {
+                let whole = answer["ok"] == true;
+                if json {
+                    println!("{answer}");
+                } else if whole {
+                    println!(
+                        "audit chain whole: {} entries checked",
+                        text(&answer, "/entries_checked")
+                    );
+                } else {
+                    println!(
+                        "audit chain BROKEN at entry {}: {} ({} entries before it check out)",
+                        text(&answer, "/first_break/number"),
+                        text(&answer, "/first_break/problem"),
+                        text(&answer, "/entries_checked")
+                    );
+                }
+                if whole {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(EXIT_CHAIN_BROKEN)
+                }
+            }
+            Err(error) => fail(json, &error),
+        },
+        AuditCommand::Export { after } => {
+            let mut after = after;
+            loop {
+                let answer = match client.get(&format!("/api/v1/audit?after={after}&limit=1000")) {
+                    Ok(answer) => answer,
+                    Err(error) => return fail(json, &error),
+                };
+                for entry in answer["entries"].as_array().into_iter().flatten() {
+                    if json {
+                        println!("{entry}");
+                    } else {
+                        println!(
+                            "{:>6} {} {:<14} {:<24} {:<45} {}",
+                            text(entry, "/number"),
+                            text(entry, "/at_ms"),
+                            text(entry, "/user"),
+                            text(entry, "/remote"),
+                            text(entry, "/action"),
+                            text(entry, "/outcome")
+                        );
+                    }
+                }
+                match answer["next_after"].as_u64() {
+                    Some(next) => after = next,
+                    None => return ExitCode::SUCCESS,
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -179,6 +462,9 @@ pub fn run(args: AdminArgs) -> ExitCode {
         AdminCommand::Microcheck(command) => {
             return crate::microcheck::run_admin(&client, json, command);
         }
+        AdminCommand::Audit(command) => return run_audit(&client, json, command),
+        AdminCommand::Users(command) => run_users(&client, command),
+        AdminCommand::Approvals(command) => run_approvals(&client, command),
         AdminCommand::Fraud(FraudCommand::List { rail, limit }) => {
             let mut path = format!("/api/v1/fraud?limit={limit}");
             if let Some(rail) = rail {

@@ -56,12 +56,33 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// Times one call is sent when the server could not be reached or was briefly unavailable
+/// (`503`); a call that changes state carries the same `Idempotency-Key` every time, so the server
+/// applies it once.
+pub const CALL_ATTEMPTS_MAX: u32 = 3;
+/// The wait before the second attempt; doubled before each one after.
+const RETRY_WAIT_FIRST: Duration = Duration::from_millis(500);
+/// Random bytes in an invocation's idempotency key (hex-encoded).
+const IDEMPOTENCY_KEY_BYTES: usize = 16;
+
 /// An API client bound to one server and token.
-#[derive(Debug)]
 pub struct ApiClient {
     base: String,
     token: Option<String>,
     http: reqwest::blocking::Client,
+    /// This invocation's key, from the OS random source; its `n`-th state-changing call sends
+    /// `KEY-n`.
+    idempotency_base: String,
+    calls: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient")
+            .field("base", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
 }
 
 /// A failed call: the server's error object, or why there was no answer.
@@ -113,11 +134,44 @@ impl ApiClient {
             .timeout(REQUEST_TIMEOUT)
             .build()
             .map_err(|error| format!("cannot build an HTTP client: {error}"))?;
+        let mut key = [0u8; IDEMPOTENCY_KEY_BYTES];
+        getrandom::fill(&mut key).map_err(|error| format!("no randomness: {error}"))?;
         Ok(ApiClient {
             base: base.trim_end_matches('/').to_owned(),
             token,
             http,
+            idempotency_base: hex_key(&key),
+            calls: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// The key of the next state-changing call.
+    fn next_idempotency_key(&self) -> String {
+        let call = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{}-{}", self.idempotency_base, call + 1)
+    }
+
+    /// Sends the request `build` makes, again (with the same idempotency key) when the server
+    /// could not be reached or answered `503`, at most [`CALL_ATTEMPTS_MAX`] times.
+    fn send_with_retries(
+        &self,
+        build: impl Fn() -> reqwest::blocking::RequestBuilder,
+    ) -> Result<Value, CallError> {
+        let mut wait = RETRY_WAIT_FIRST;
+        let mut attempt = 1;
+        loop {
+            match self.send(build()) {
+                Err(error) if attempt < CALL_ATTEMPTS_MAX && retryable(&error) => {
+                    eprintln!("offpay: {error}; trying again in {} ms", wait.as_millis());
+                    std::thread::sleep(wait);
+                    wait *= 2;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     fn send(&self, request: reqwest::blocking::RequestBuilder) -> Result<Value, CallError> {
@@ -138,6 +192,18 @@ impl ApiClient {
                 "the server sent an answer that is not JSON: {error}"
             ))
         })?;
+        if status == reqwest::StatusCode::ACCEPTED && body.get("approval").is_some() {
+            // Held for a second user's approval: not applied yet, so not a success to print as
+            // one. The message names the approval and how to approve it.
+            return Err(CallError::Api {
+                status: status.as_u16(),
+                body: serde_json::json!({ "error": {
+                    "code": "approval_required",
+                    "message": body.get("message").and_then(Value::as_str).unwrap_or("held for approval"),
+                    "approval": body.get("approval"),
+                } }),
+            });
+        }
         if status.is_success() {
             Ok(body)
         } else {
@@ -150,13 +216,32 @@ impl ApiClient {
 
     /// `GET path`.
     pub fn get(&self, path: &str) -> Result<Value, CallError> {
-        self.send(self.http.get(format!("{}{path}", self.base)))
+        self.send_with_retries(|| self.http.get(format!("{}{path}", self.base)))
     }
 
-    /// `POST path` with a JSON body.
+    /// `POST path` with a JSON body and this call's `Idempotency-Key`.
     pub fn post(&self, path: &str, body: &Value) -> Result<Value, CallError> {
-        self.send(self.http.post(format!("{}{path}", self.base)).json(body))
+        let key = self.next_idempotency_key();
+        self.send_with_retries(|| {
+            self.http
+                .post(format!("{}{path}", self.base))
+                .header("Idempotency-Key", &key)
+                .json(body)
+        })
     }
+}
+
+/// Whether a failed call may be sent again: no answer at all, or the server's "briefly
+/// unavailable".
+fn retryable(error: &CallError) -> bool {
+    match error {
+        CallError::Transport(message) => message.starts_with("cannot reach"),
+        CallError::Api { status, .. } => *status == 503,
+    }
+}
+
+fn hex_key(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// Percent-encodes one URL path segment (ids may contain `+` and `@`).

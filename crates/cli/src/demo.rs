@@ -34,6 +34,7 @@ pub fn run(args: DemoArgs) -> ExitCode {
         config: None,
         tls_cert: None,
         tls_key: None,
+        approval_above: None,
     };
     let config = match serve.resolve() {
         Ok(config) => config,

@@ -29,6 +29,10 @@ pub struct ServeArgs {
     /// The TLS certificate's private key (PEM)
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Creating more value than this (a float, a charge, a transfer out of the operator's
+    /// float) needs a second user's approval [env: OFFPAY_APPROVAL_ABOVE] [default: 100000]
+    #[arg(long, value_name = "AMOUNT")]
+    pub approval_above: Option<String>,
 }
 
 impl ServeArgs {
@@ -38,6 +42,7 @@ impl ServeArgs {
             listen: self.listen,
             database_url: self.database_url,
             config_file: self.config,
+            approval_above: self.approval_above,
         };
         let mut config = ServerConfig::resolve(overrides, &|name| std::env::var(name).ok())?;
         if let Some(files) = offpay_server::config::tls_files(self.tls_cert, self.tls_key)? {

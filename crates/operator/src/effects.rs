@@ -95,6 +95,15 @@ impl Effects {
         self.flags.len()
     }
 
+    /// Every operation, in commit order (for the audit log's summary of an action's effect).
+    pub fn operations(&self) -> impl Iterator<Item = &Operation> {
+        self.accounts
+            .iter()
+            .chain(&self.postings)
+            .chain(&self.flags)
+            .chain(&self.records)
+    }
+
     /// True when there is nothing to commit.
     pub fn is_empty(&self) -> bool {
         self.accounts.is_empty()

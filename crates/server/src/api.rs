@@ -6,7 +6,6 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use offpay_ledger::{
     Account, AccountId, AccountKind, Amount, BalanceLimits, Batch, Currency, NewAccount, Operation,
@@ -37,38 +36,49 @@ where
     }
 }
 
-/// Checks `Authorization: Bearer <token>` on every operator route.
-pub async fn require_token(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let presented = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
-    match presented {
-        Some(token) if state.token.matches(token.trim()) => next.run(request).await,
-        Some(_) => {
-            Metrics::add(&state.metrics.http_unauthorized, 1);
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                "the operator token is wrong",
-            )
-            .into_response()
+/// The ledger routes of the operator API.
+pub fn operator_routes() -> crate::routes::OperatorRoutes {
+    use crate::routes::{FINANCE, OperatorRoutes, READ};
+    OperatorRoutes::new()
+        .post("/accounts", FINANCE, create_account)
+        .get("/accounts/{id}", READ, get_account)
+        .get("/accounts/{id}/history", READ, account_history)
+        .post("/transfers", FINANCE, post_transfers)
+        .creates_value(transfers_value)
+        .get("/transfers/{id}", READ, get_transfer)
+        .get("/totals", READ, totals)
+        .get("/fraud", READ, fraud_list)
+}
+
+/// The value a batch of manual transfers creates (for four eyes): the largest sum, per
+/// currency, debited from the operator's float accounts (`operator:float…`).
+fn transfers_value(state: &AppState, body: &Value) -> Result<Option<Amount>, String> {
+    let mut largest: Option<Amount> = None;
+    let mut sums: Vec<Amount> = Vec::new();
+    for transfer in body["transfers"].as_array().into_iter().flatten() {
+        let debit = transfer["debit_account"].as_str().unwrap_or_default();
+        if !debit.starts_with(crate::rails::OPERATOR_FLOAT) {
+            continue;
         }
-        None => {
-            Metrics::add(&state.metrics.http_unauthorized, 1);
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "missing_token",
-                "send the operator token as 'Authorization: Bearer <token>' (it is in DATA_DIR/admin.token)",
-            )
-            .into_response()
+        let currency = match transfer["currency"].as_str() {
+            Some(code) => Currency::from_code(code).map_err(|error| error.to_string())?,
+            None => state.config.currency,
+        };
+        let text = transfer["amount"]
+            .as_str()
+            .ok_or("a transfer has no amount")?;
+        let amount = Amount::parse(text, currency).map_err(|error| error.to_string())?;
+        match sums.iter_mut().find(|sum| sum.currency() == currency) {
+            Some(sum) => *sum = sum.checked_add(amount).map_err(|error| error.to_string())?,
+            None => sums.push(amount),
         }
     }
+    for sum in sums {
+        if largest.is_none_or(|largest| crate::approvals::decimal_above(sum, largest)) {
+            largest = Some(sum);
+        }
+    }
+    Ok(largest)
 }
 
 fn parse_account_id(text: &str) -> Result<AccountId, ApiError> {
@@ -215,10 +225,30 @@ pub async fn create_account(
     Ok((status, Json(AccountView::from(&account))).into_response())
 }
 
+/// Commits one batch through the runner's commit (so an operator's request gets its audit entry
+/// in the same batch). The batch must leave room for the entry: see [`OPERATOR_BATCH_MAX`].
 async fn commit_single(state: &AppState, batch: Batch) -> Result<Vec<Outcome>, ApiError> {
-    let mut results = state.ledger.commit(vec![batch], state.now()).await?;
-    match results.pop() {
-        Some(Ok(outcomes)) => {
+    // A conflict means nothing committed (another action took the audit chain's head first):
+    // the same batch is sent again, at most `ATTEMPTS_MAX` times in all.
+    let mut attempt = 1;
+    let result = loop {
+        let mut effects = offpay_operator::Effects::new();
+        for operation in batch.operations.iter().cloned() {
+            match operation {
+                Operation::Transfer(transfer) => effects.post(transfer),
+                Operation::CreateAccount(account) => effects.create_account(account),
+                other => effects.write(other),
+            }
+        }
+        match crate::runner::commit(&state.ledger, effects, state.now()).await {
+            Ok(offpay_operator::Attempt::Conflict) if attempt < crate::runner::ATTEMPTS_MAX => {
+                attempt += 1;
+            }
+            other => break other,
+        }
+    };
+    match result {
+        Ok(offpay_operator::Attempt::Done(outcomes)) => {
             Metrics::add(&state.metrics.batches_committed, 1);
             let committed = outcomes
                 .iter()
@@ -227,17 +257,25 @@ async fn commit_single(state: &AppState, batch: Batch) -> Result<Vec<Outcome>, A
             Metrics::add(&state.metrics.transfers_committed, committed as u64);
             Ok(outcomes)
         }
-        Some(Err(refusal)) => {
+        Ok(offpay_operator::Attempt::Conflict) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "another operator action committed at the same moment; send the same request again",
+        )),
+        Err(crate::runner::RunError::Refused(refusal)) => {
             Metrics::add(&state.metrics.batches_refused, 1);
             Err(ApiError::refused(&refusal))
         }
-        None => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "the ledger returned no result",
-        )),
+        Err(error) => Err(crate::runner::api_error(error)),
     }
 }
+
+/// Most transfers in one `POST /api/v1/transfers`: a ledger batch less room for the writes an
+/// operator's request adds to it (its audit entry and the chain head, its idempotency record, the
+/// approval it closes), so the batch stays one atomic ledger batch.
+pub const OPERATOR_BATCH_MAX: usize = offpay_ledger::BATCH_OPERATIONS_MAX - OPERATOR_WRITES_MAX;
+/// Writes an operator's request adds to its commit.
+pub const OPERATOR_WRITES_MAX: usize = 8;
 
 /// `GET /api/v1/accounts/{id}`.
 pub async fn get_account(
@@ -431,13 +469,10 @@ pub async fn post_transfers(
             "the batch has no transfers",
         ));
     }
-    if request.transfers.len() > offpay_ledger::BATCH_OPERATIONS_MAX {
+    if request.transfers.len() > OPERATOR_BATCH_MAX {
         return Err(ApiError::bad_request(
             "batch_too_large",
-            format!(
-                "a batch holds at most {} transfers",
-                offpay_ledger::BATCH_OPERATIONS_MAX
-            ),
+            format!("a batch holds at most {OPERATOR_BATCH_MAX} transfers"),
         ));
     }
     let transfers = request

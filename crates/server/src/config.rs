@@ -36,6 +36,8 @@ pub struct FileConfig {
     pub tls_cert: Option<PathBuf>,
     /// The certificate's private key (PEM).
     pub tls_key: Option<PathBuf>,
+    /// Creating more value than this (decimal, in each currency's units) needs a second user.
+    pub approval_above: Option<String>,
 }
 
 /// Values given on the command line (`None` where a flag was not given).
@@ -49,6 +51,8 @@ pub struct Overrides {
     pub database_url: Option<String>,
     /// `--config`.
     pub config_file: Option<PathBuf>,
+    /// `--approval-above`.
+    pub approval_above: Option<String>,
 }
 
 /// The resolved configuration.
@@ -64,6 +68,9 @@ pub struct ServerConfig {
     pub currency: Currency,
     /// Serve HTTPS with this certificate and key (`None`: plain HTTP, for a proxy in front).
     pub tls: Option<crate::tls::TlsFiles>,
+    /// Creating more value than this (compared as a decimal number in each currency's units)
+    /// needs a second user's approval ([`crate::approvals`]).
+    pub approval_above: offpay_ledger::Amount,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -74,6 +81,7 @@ impl fmt::Debug for ServerConfig {
             .field("database", &self.database_url.as_deref().map(redact_url))
             .field("currency", &self.currency)
             .field("tls", &self.tls)
+            .field("approval_above", &self.approval_above)
             .finish()
     }
 }
@@ -210,12 +218,28 @@ impl ServerConfig {
             .map(PathBuf::from)
             .or(file.tls_key);
         let tls = tls_files(tls_cert, tls_key)?;
+        let approval_text = overrides
+            .approval_above
+            .or_else(|| environment("OFFPAY_APPROVAL_ABOVE"))
+            .or(file.approval_above)
+            .unwrap_or_else(|| crate::approvals::DEFAULT_APPROVAL_ABOVE.to_owned());
+        let approval_above =
+            offpay_ledger::Amount::parse(&approval_text, currency).map_err(|error| {
+                ConfigError::Invalid {
+                    setting: "approval_above",
+                    message: format!(
+                        "{approval_text:?} is not an amount in {} ({error})",
+                        currency.code()
+                    ),
+                }
+            })?;
         Ok(ServerConfig {
             data_dir,
             listen,
             database_url,
             currency,
             tls,
+            approval_above,
         })
     }
 
@@ -356,6 +380,7 @@ mod tests {
             database_url: Some("postgres://u:s3cret@h/db".into()),
             currency: Currency::KES,
             tls: None,
+            approval_above: offpay_ledger::Amount::parse("100000", Currency::KES).unwrap(),
         };
         assert!(!format!("{config:?}").contains("s3cret"));
     }

@@ -3,13 +3,18 @@
 //! operator halves (purse sync, SMS gateway, money office, clearing) plug in as further routes.
 
 pub mod api;
+pub mod approvals;
+pub mod audit;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod fraud;
+pub mod idempotency;
 pub mod keyfile;
 pub mod ledger;
 pub mod metrics;
 pub mod rails;
+pub mod routes;
 pub mod runner;
 pub mod tls;
 pub mod token;
@@ -20,7 +25,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::get;
 use offpay_ledger::{LedgerStore, StoreError, Timestamp, verify_conservation};
 use offpay_operator::{Clock, Entropy, OsEntropy, SystemClock};
 use serde_json::json;
@@ -39,6 +44,8 @@ pub struct AppState {
     pub ledger: Ledger,
     /// The operator token.
     pub token: AdminToken,
+    /// The audit log's chain key.
+    pub audit: Arc<audit::AuditChain>,
     /// Counters.
     pub metrics: Metrics,
     /// The rails' server-side state.
@@ -224,9 +231,21 @@ impl Server {
         let (token, token_created) =
             AdminToken::load_or_create(&token_path, inputs.entropy.as_ref())
                 .map_err(io_error(format!("operator token {}", token_path.display())))?;
+        let audit = audit::AuditChain::load_or_create(&config.data_dir, inputs.entropy.as_ref())
+            .map_err(io_error(format!(
+                "audit chain key {}",
+                config.data_dir.join(audit::CHAIN_KEY_FILE).display()
+            )))?;
         let (store, reader) = open_stores_off_runtime(&config)?;
         let (ledger, writer) =
             Ledger::start(store, reader).map_err(io_error("cannot start the ledger writer"))?;
+        if auth::bootstrap(&ledger, token.reveal(), inputs.clock.now()).await? {
+            tracing::info!(
+                user = auth::BOOTSTRAP_USER,
+                "no operator users yet: created user admin (role admin) with the token in {}",
+                token_path.display()
+            );
+        }
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(io_error(format!("cannot listen on {}", config.listen)))?;
@@ -235,6 +254,7 @@ impl Server {
             config,
             ledger,
             token,
+            audit: Arc::new(audit),
             metrics: Metrics::default(),
             rails,
             clock: inputs.clock,
@@ -298,15 +318,21 @@ impl Server {
                     .map_err(io_error("cannot watch for SIGHUP"))?;
                 let listener = tls::TlsListener::spawn(listener, acceptor)
                     .map_err(io_error("cannot listen for TLS"))?;
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-                    .map_err(io_error("HTTPS server failed"))?;
-            }
-            None => axum::serve(listener, app)
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<auth::RemoteAddr>(),
+                )
                 .with_graceful_shutdown(shutdown)
                 .await
-                .map_err(io_error("HTTP server failed"))?,
+                .map_err(io_error("HTTPS server failed"))?;
+            }
+            None => axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<auth::RemoteAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(io_error("HTTP server failed"))?,
         }
         // The router (and with it every Ledger handle) is gone; the writer drains and stops.
         tokio::task::spawn_blocking(move || writer.join())
@@ -316,25 +342,32 @@ impl Server {
     }
 }
 
+/// Where the operator API lives.
+pub const API_PREFIX: &str = "/api/v1";
+
+/// Every operator route with the roles that may call it: the table the auth middleware checks
+/// and the route walk in the tests goes through.
+pub fn operator_routes() -> routes::OperatorRoutes {
+    api::operator_routes()
+        .merge(auth::operator_routes())
+        .merge(audit::operator_routes())
+        .merge(approvals::operator_routes())
+        .merge(rails::operator_routes())
+}
+
 /// All routes.
 pub fn router(state: Arc<AppState>) -> Router {
-    let operator = Router::new()
-        .route("/accounts", post(api::create_account))
-        .route("/accounts/{id}", get(api::get_account))
-        .route("/accounts/{id}/history", get(api::account_history))
-        .route("/transfers", post(api::post_transfers))
-        .route("/transfers/{id}", get(api::get_transfer))
-        .route("/totals", get(api::totals))
-        .route("/fraud", get(api::fraud_list))
-        .merge(rails::operator_routes())
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            api::require_token,
-        ));
+    let (operator, table) = operator_routes().into_parts();
+    let guard = auth::Guard {
+        state: state.clone(),
+        table: Arc::new(table),
+    };
+    let operator =
+        operator.route_layer(axum::middleware::from_fn_with_state(guard, auth::authorize));
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .nest("/api/v1", operator)
+        .nest(API_PREFIX, operator)
         .merge(rails::device_routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(

@@ -32,6 +32,19 @@ pub enum RunError {
     Contention,
 }
 
+/// The HTTP answer to a run that did not commit.
+pub fn api_error(error: RunError) -> crate::error::ApiError {
+    match error {
+        RunError::Ledger(error) => error.into(),
+        RunError::Refused(refusal) => crate::error::ApiError::refused(&refusal),
+        RunError::Contention => crate::error::ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "the records kept changing under this request; retry later",
+        ),
+    }
+}
+
 /// Mutexes that serialise operations touching the same keys within this process (a phone, an
 /// account). They only save work: correctness across processes comes from the conditional record
 /// writes.
@@ -82,10 +95,15 @@ pub async fn commit_with(
     now: Timestamp,
     stale: fn(&Refusal) -> bool,
 ) -> Result<Attempt<Vec<Outcome>>, RunError> {
-    let batches = effects.into_batches();
-    if batches.is_empty() {
+    if effects.is_empty() {
         return Ok(Attempt::Done(Vec::new()));
     }
+    // An operator's request: the action's audit entry (and the request's idempotency record)
+    // commit in the same batch as its effect.
+    if let Some(context) = crate::audit::current() {
+        return crate::audit::commit_audited(ledger, &context, effects, now, stale).await;
+    }
+    let batches = effects.into_batches();
     let results = ledger.commit(batches, now).await?;
     let mut outcomes = Vec::new();
     for result in results {

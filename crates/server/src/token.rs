@@ -25,6 +25,11 @@ impl AdminToken {
         self.0.as_bytes().ct_eq(presented.as_bytes()).into()
     }
 
+    /// The token's text, to hash it for the bootstrap user (never to print).
+    pub fn reveal(&self) -> &str {
+        &self.0
+    }
+
     /// Reads the token from `path`, or creates it (mode 0600) on first start. Returns the token and
     /// whether it was created now.
     pub fn load_or_create(

@@ -14,6 +14,10 @@ use crate::database::Backend;
 pub const START_WAIT_MAX: Duration = Duration::from_secs(30);
 /// Timeout of one HTTP call from a test.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The approval amount a test server starts with unless the test sets `OFFPAY_APPROVAL_ABOVE`
+/// itself: the stories of the rails fund accounts with more than the product's default, and four
+/// eyes has tests of its own (`crates/server/tests/four_eyes.rs`, `crates/cli/tests/operator_users.rs`).
+pub const TEST_APPROVAL_ABOVE: &str = "1000000000";
 
 /// A running `offpay serve` (killed on drop).
 #[derive(Debug)]
@@ -31,7 +35,7 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     /// Starts `binary serve` on `data_dir` and `backend`, with `environment` added (and
-    /// `OFFPAY_LOG=warn`) and the variables `removed` taken out of the test's own environment,
+    /// `OFFPAY_LOG=warn`, `OFFPAY_APPROVAL_ABOVE` = [`TEST_APPROVAL_ABOVE`]) and the variables `removed` taken out of the test's own environment,
     /// and waits until it listens.
     pub fn start(
         binary: &Path,
@@ -45,6 +49,7 @@ impl ServerProcess {
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("OFFPAY_LOG", "warn")
+            .env("OFFPAY_APPROVAL_ABOVE", TEST_APPROVAL_ABOVE)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         if let Some(url) = backend.database_url() {

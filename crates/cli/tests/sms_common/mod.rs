@@ -72,6 +72,12 @@ impl TestServer {
             .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .env("OFFPAY_LOG", "warn")
+            // The stories fund the payer with 1,000,000 from the operator's float, above the
+            // default approval amount; four eyes has tests of its own.
+            .env(
+                "OFFPAY_APPROVAL_ABOVE",
+                offpay_test_support::process::TEST_APPROVAL_ABOVE,
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         if let Some(url) = backend.database_url() {

@@ -41,6 +41,7 @@ use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::keyfile;
 use crate::ledger::LedgerError;
+use crate::routes::{ADMIN, EVERYONE, FINANCE, OperatorRoutes, PROVISIONING, READ};
 use crate::runner::{self, RunError};
 use crate::{AppState, StartError};
 
@@ -125,21 +126,22 @@ pub fn device_routes() -> Router<Arc<AppState>> {
 }
 
 /// Operator routes (mounted under `/api/v1`, behind the operator token).
-pub fn operator_routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route(
-            "/microcheck/strategy",
-            get(get_strategy).put(put_strategy).post(put_strategy),
-        )
-        .route("/microcheck/payers", post(register_payer))
-        .route("/microcheck/payers/{name}", get(get_payer))
-        .route("/microcheck/payers/{name}/dispute", post(dispute))
-        .route(
+pub fn operator_routes() -> OperatorRoutes {
+    OperatorRoutes::new()
+        .get("/microcheck/strategy", READ, get_strategy)
+        .put("/microcheck/strategy", ADMIN, put_strategy)
+        .post("/microcheck/strategy", ADMIN, put_strategy)
+        .post("/microcheck/payers", PROVISIONING, register_payer)
+        .get("/microcheck/payers/{name}", EVERYONE, get_payer)
+        .post("/microcheck/payers/{name}/dispute", FINANCE, dispute)
+        .moves_money()
+        .get(
             "/microcheck/payers/{name}/statement",
-            get(operator_statement),
+            READ,
+            operator_statement,
         )
-        .route("/microcheck/merchants", post(register_merchant))
-        .route("/microcheck/sub-pa", post(delegate_sub_pa))
+        .post("/microcheck/merchants", PROVISIONING, register_merchant)
+        .post("/microcheck/sub-pa", ADMIN, delegate_sub_pa)
 }
 
 /// Background work: none (clearing runs when merchants deposit).

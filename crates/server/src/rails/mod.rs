@@ -56,8 +56,8 @@ pub fn device_routes() -> Router<Arc<AppState>> {
 }
 
 /// Operator routes of every rail.
-pub fn operator_routes() -> Router<Arc<AppState>> {
-    Router::new()
+pub fn operator_routes() -> crate::routes::OperatorRoutes {
+    crate::routes::OperatorRoutes::new()
         .merge(purse::operator_routes())
         .merge(sms::operator_routes())
         .merge(wallet::operator_routes())

@@ -19,7 +19,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use offpay_ledger::{Amount, Currency, StoreError};
 use offpay_operator::Entropy;
 use offpay_purse::book::{self, LoadPlan, PurseOperator, RecordSet};
@@ -37,6 +37,7 @@ use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::keyfile;
 use crate::ledger::{Ledger, LedgerError};
+use crate::routes::{ADMIN, EVERYONE, FINANCE, OperatorRoutes, PROVISIONING, READ, SUPPORT};
 use crate::runner::{self, LockStripes, RunError};
 use crate::{AppState, StartError};
 
@@ -367,25 +368,30 @@ pub fn device_routes() -> Router<Arc<AppState>> {
 }
 
 /// Operator routes (mounted under `/api/v1`, behind the operator token).
-pub fn operator_routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/purse/purses", post(provision_endpoint))
-        .route("/purse/purses/{phone}", get(shadow_endpoint))
-        .route("/purse/purses/{phone}/float", post(float_endpoint))
-        .route("/purse/purses/{phone}/limits", post(limits_endpoint))
-        .route("/purse/purses/{phone}/block", post(block_endpoint))
-        .route("/purse/purses/{phone}/move", post(move_endpoint))
-        .route("/purse/purses/{phone}/statement", get(statement_endpoint))
-        .route("/purse/purses/{phone}/settle", post(settle_endpoint))
-        .route(
+pub fn operator_routes() -> OperatorRoutes {
+    OperatorRoutes::new()
+        .post("/purse/purses", PROVISIONING, provision_endpoint)
+        .get("/purse/purses/{phone}", EVERYONE, shadow_endpoint)
+        .post("/purse/purses/{phone}/float", FINANCE, float_endpoint)
+        .creates_value(float_value)
+        .post("/purse/purses/{phone}/limits", FINANCE, limits_endpoint)
+        .post("/purse/purses/{phone}/block", SUPPORT, block_endpoint)
+        .post("/purse/purses/{phone}/move", SUPPORT, move_endpoint)
+        .get("/purse/purses/{phone}/statement", READ, statement_endpoint)
+        .post("/purse/purses/{phone}/settle", FINANCE, settle_endpoint)
+        .moves_money()
+        .post(
             "/purse/purses/{phone}/settlement-paid",
-            post(settlement_paid_endpoint),
+            FINANCE,
+            settlement_paid_endpoint,
         )
-        .route(
+        .moves_money()
+        .post(
             "/purse/purses/{phone}/unblock-pin",
-            post(unblock_pin_endpoint),
+            SUPPORT,
+            unblock_pin_endpoint,
         )
-        .route("/purse/scheme-key/rotate", post(rotate_endpoint))
+        .post("/purse/scheme-key/rotate", ADMIN, rotate_endpoint)
 }
 
 /// Background work (schedulers, retries); called once the server state exists. The purse rail
@@ -580,6 +586,14 @@ fn parse_amount(text: &str, currency: Currency, field: &str) -> Result<Amount, A
     Amount::parse(text, currency).map_err(|error| {
         ApiError::bad_request("invalid_amount", format!("{field} {text:?}: {error}"))
     })
+}
+
+/// The value a float creates: its amount (for four eyes).
+fn float_value(state: &AppState, body: &Value) -> Result<Option<Amount>, String> {
+    let text = body["amount"].as_str().ok_or("no amount")?;
+    Amount::parse(text, state.rails.purse.currency)
+        .map(Some)
+        .map_err(|error| error.to_string())
 }
 
 async fn float_endpoint(

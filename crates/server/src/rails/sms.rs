@@ -472,7 +472,7 @@ pub fn device_routes() -> Router<Arc<AppState>> {
 }
 
 /// Operator routes (mounted under `/api/v1`, behind the operator token).
-pub fn operator_routes() -> Router<Arc<AppState>> {
+pub fn operator_routes() -> crate::routes::OperatorRoutes {
     operator::routes()
 }
 

@@ -15,7 +15,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use offpay_ledger::{AccountId, Amount, Currency, Timestamp};
@@ -37,6 +37,7 @@ use crate::error::ApiError;
 use crate::keyfile;
 use crate::ledger::LedgerError;
 use crate::metrics::Metrics;
+use crate::routes::{EVERYONE, FINANCE, OperatorRoutes, PROVISIONING, SUPPORT};
 use crate::runner::{self, LockStripes, RunError};
 use crate::{AppState, StartError};
 
@@ -380,18 +381,25 @@ async fn reconcile(state: &Arc<AppState>, upload: Vec<u8>) -> Result<SyncReply, 
 // ------------------------------------------------------------------ operator routes
 
 /// Operator routes (mounted under `/api/v1`, behind the operator token).
-pub fn operator_routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/wallets", post(issue))
-        .route("/wallets/{id}", get(show))
-        .route("/wallets/{id}/charge", post(charge))
-        .route("/wallets/{id}/block", post(block))
-        .route("/wallets/{id}/case", post(decide_case))
-        .route("/wallets/{id}/reissue", post(reissue))
-        .route("/wallets/{id}/release", post(release))
-        .route("/wallet-transfers/{id}/void", post(void_abandoned))
+pub fn operator_routes() -> OperatorRoutes {
+    OperatorRoutes::new()
+        .post("/wallets", PROVISIONING, issue)
+        .get("/wallets/{id}", EVERYONE, show)
+        .post("/wallets/{id}/charge", FINANCE, charge)
+        .creates_value(charge_value)
+        .post("/wallets/{id}/block", SUPPORT, block)
+        .post("/wallets/{id}/case", FINANCE, decide_case)
+        .moves_money()
+        .post("/wallets/{id}/reissue", FINANCE, reissue)
+        .moves_money()
+        .post("/wallets/{id}/release", FINANCE, release)
+        .moves_money()
+        .post("/wallet-transfers/{id}/void", FINANCE, void_abandoned)
+        .moves_money()
         .route(
+            Method::POST,
             "/wallet-sync",
+            PROVISIONING,
             post(relay_sync).layer(DefaultBodyLimit::max(2 * SYNC_UPLOAD_BYTES_MAX + 1024)),
         )
 }
@@ -501,6 +509,23 @@ pub struct ChargeRequestBody {
     amount: String,
     /// The account that pays for the charge [default: the operator float].
     from: Option<String>,
+}
+
+/// The value a charge creates (for four eyes): its amount when the operator's float pays for
+/// it, read in the server's currency (a wallet in another currency is compared by the same
+/// decimal number).
+fn charge_value(state: &AppState, body: &Value) -> Result<Option<Amount>, String> {
+    let from_float = match body["from"].as_str() {
+        None => true,
+        Some(account) => account.starts_with(crate::rails::OPERATOR_FLOAT),
+    };
+    if !from_float {
+        return Ok(None);
+    }
+    let text = body["amount"].as_str().ok_or("no amount")?;
+    Amount::parse(text, state.config.currency)
+        .map(Some)
+        .map_err(|error| error.to_string())
 }
 
 /// `POST /api/v1/wallets/{id}/charge`: moves value from the funding account to the wallet's

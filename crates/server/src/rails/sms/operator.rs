@@ -7,11 +7,10 @@ use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use offpay_ledger::{LedgerStore, Timestamp};
 use offpay_operator::{Decision, Effects, Loaded, RecordError};
 use offpay_sms_tan::operator::admin::{
@@ -36,6 +35,9 @@ use super::{SmsFailure, balance_changed};
 use crate::AppState;
 use crate::api::ApiJson;
 use crate::error::ApiError;
+use crate::routes::{
+    ADMIN, EVERYONE, FINANCE, OperatorRoutes, PROVISIONING, READ, SUPPORT, SUPPORT_OR_FINANCE,
+};
 use crate::runner;
 
 /// Most records one listing returns.
@@ -46,33 +48,35 @@ pub const LIST_LIMIT_DEFAULT: usize = 100;
 pub const SCHEDULER_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Routes under `/api/v1`.
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route(
-            "/sms/settings",
-            get(get_settings).put(put_settings).post(put_settings),
-        )
-        .route("/sms/status", get(status))
-        .route("/sms/accounts", post(create_account))
-        .route(
-            "/sms/accounts/{number}",
-            get(get_account).patch(update_account).post(update_account),
-        )
-        .route("/sms/envelopes/issue", post(issue_envelopes))
-        .route("/sms/envelopes/print", post(print_envelopes))
-        .route("/sms/envelopes/import", post(import_envelope))
-        .route("/sms/envelopes/{euin}", get(get_envelope))
-        .route("/sms/envelopes/{euin}/bind", post(bind_envelope))
-        .route("/sms/envelopes/{euin}/unlock", post(unlock_envelope))
-        .route("/sms/envelopes/{euin}/replace", post(replace_envelope))
-        .route("/sms/disputes", get(list_disputes))
-        .route("/sms/disputes/{key}/decide", post(decide_dispute))
-        .route("/sms/terminals", post(create_terminal))
-        .route("/sms/outbox", get(outbox))
-        .route("/sms/scheduled", get(list_scheduled))
-        .route("/sms/sent", get(list_sent))
-        .route("/sms/simulate", post(simulate))
-        .route("/sms/records/seal", post(seal_records))
+pub fn routes() -> OperatorRoutes {
+    OperatorRoutes::new()
+        .get("/sms/settings", READ, get_settings)
+        .put("/sms/settings", ADMIN, put_settings)
+        .post("/sms/settings", ADMIN, put_settings)
+        .get("/sms/status", READ, status)
+        .post("/sms/accounts", PROVISIONING, create_account)
+        .get("/sms/accounts/{number}", EVERYONE, get_account)
+        .patch("/sms/accounts/{number}", SUPPORT_OR_FINANCE, update_account)
+        .post("/sms/accounts/{number}", SUPPORT_OR_FINANCE, update_account)
+        .post("/sms/envelopes/issue", PROVISIONING, issue_envelopes)
+        .post("/sms/envelopes/print", PROVISIONING, print_envelopes)
+        .post("/sms/envelopes/import", PROVISIONING, import_envelope)
+        .get("/sms/envelopes/{euin}", EVERYONE, get_envelope)
+        .post("/sms/envelopes/{euin}/bind", PROVISIONING, bind_envelope)
+        .post("/sms/envelopes/{euin}/unlock", SUPPORT, unlock_envelope)
+        .post("/sms/envelopes/{euin}/replace", SUPPORT, replace_envelope)
+        .get("/sms/disputes", READ, list_disputes)
+        .post("/sms/disputes/{key}/decide", FINANCE, decide_dispute)
+        .moves_money()
+        .post("/sms/terminals", PROVISIONING, create_terminal)
+        .get("/sms/outbox", READ, outbox)
+        .get("/sms/scheduled", READ, list_scheduled)
+        .get("/sms/sent", READ, list_sent)
+        // Moves money, but its answer (the reply SMS) may hold a TAN, so no answer is kept for
+        // replays of it: it is not marked as moving money.
+        .post("/sms/simulate", ADMIN, simulate)
+        // Seals records without a MAC, trusting the database as it is: the admin's call.
+        .post("/sms/records/seal", ADMIN, seal_records)
 }
 
 fn internal(message: impl Into<String>) -> ApiError {

@@ -1,0 +1,448 @@
+//! Four eyes on e-money: a request that creates more value than the configured amount
+//! (`approval_above`) — a purse float, a wallet charge from the operator's float, a manual
+//! transfer out of `operator:float…` — is not applied but kept as a pending approval (record
+//! `approval/ID`, namespace [`NAMESPACE`]) and answered `202` with its id. Another user with
+//! the finance or admin role approves it: the kept request is then dispatched through the router
+//! as the requester's, marked approved, and the approval is closed **in the same batch** as the
+//! request's effect (so it executes once). The requester cannot approve their own request
+//! (`approval_by_requester`); anyone who may approve may refuse, and the requester may
+//! withdraw. Each step is in the audit log.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use offpay_ledger::{Amount, Operation, RecordWrite, StoreError};
+use offpay_operator::record::{check_version, decode_json, encode_json};
+use offpay_operator::{Attempt, Effects, Loaded, RecordError, StoredRecord};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::AppState;
+use crate::api::ApiJson;
+use crate::auth::{Caller, Role};
+use crate::error::ApiError;
+
+/// The ledger record namespace of approvals.
+pub const NAMESPACE: &str = "approvals";
+/// Most approvals one list answer holds.
+pub const LIST_MAX: usize = 1_000;
+/// Random bytes in an approval id (hex-encoded).
+pub const ID_BYTES: usize = 8;
+/// Longest refusal reason, in bytes.
+pub const REASON_BYTES_MAX: usize = 500;
+/// The default amount above which creating value needs a second user: 100,000.00 of the
+/// server's currency — an ordinary agent top-up goes through, anything larger waits for a
+/// second person. Set `approval_above` for the operator's own currency and risk.
+pub const DEFAULT_APPROVAL_ABOVE: &str = "100000";
+
+const _: () = assert!(LIST_MAX <= offpay_ledger::RECORD_PAGE_MAX);
+
+/// Whether `value` is a larger decimal number than `limit`, each read in its own currency's
+/// units (`1000.00 KES` and `1000 UGX` are the same number): the approval amount is one number
+/// applied to every currency.
+pub fn decimal_above(value: Amount, limit: Amount) -> bool {
+    let scale = |amount: Amount, by: Amount| {
+        u128::from(amount.minor()) * u128::from(by.currency().minor_per_major())
+    };
+    scale(value, limit) > scale(limit, value)
+}
+
+/// Where an approval stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ApprovalState {
+    /// Waiting for a second user.
+    Pending,
+    /// Approved and executed (in the same batch as the request's effect).
+    Approved {
+        /// Who approved.
+        by: String,
+        /// When.
+        at_ms: u64,
+    },
+    /// Refused (or withdrawn by the requester); nothing was applied.
+    Refused {
+        /// Who refused.
+        by: String,
+        /// When.
+        at_ms: u64,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A request held for a second user's approval.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    /// Format version.
+    pub version: u32,
+    /// Id.
+    pub id: String,
+    /// HTTP method.
+    pub method: String,
+    /// Path (with query) as called.
+    pub path: String,
+    /// Route pattern.
+    pub route: String,
+    /// The request body (JSON text).
+    pub body: String,
+    /// The value it creates, e.g. `150000.00 KES`.
+    pub value: String,
+    /// Who asked.
+    pub requester: String,
+    /// Their role.
+    pub requester_role: Role,
+    /// The request's `Idempotency-Key`, if it had one.
+    pub idempotency_key: Option<String>,
+    /// When it was asked.
+    pub created_at_ms: u64,
+    /// Where it stands.
+    #[serde(flatten)]
+    pub state: ApprovalState,
+}
+
+impl StoredRecord for Approval {
+    const NAMESPACE: &'static str = NAMESPACE;
+    const FORMAT_VERSION: u32 = 1;
+    fn encode(&self, key: &str) -> Result<Vec<u8>, RecordError> {
+        encode_json(self, key)
+    }
+    fn decode(key: &str, bytes: &[u8]) -> Result<Self, RecordError> {
+        let approval: Approval = decode_json(key, bytes)?;
+        check_version::<Approval>(key, approval.version)?;
+        Ok(approval)
+    }
+}
+
+/// The key of approval `id`.
+pub fn approval_key(id: &str) -> String {
+    format!("approval/{id}")
+}
+
+/// The mark an approved request carries when it is dispatched through the router again. Only
+/// the server sets it (it is a request extension, not a header).
+#[derive(Clone, Debug)]
+pub struct ApprovedExecution {
+    /// The approval, as loaded (the closing write is conditional on its version).
+    pub approval: Loaded<Approval>,
+    /// Who approved.
+    pub approver: Caller,
+}
+
+impl ApprovedExecution {
+    /// The requester as the caller of the executed request.
+    pub fn requester(&self) -> Option<Caller> {
+        self.approval.value.as_ref().map(|approval| Caller {
+            user: approval.requester.clone(),
+            role: approval.requester_role,
+        })
+    }
+
+    /// What the audit entry of the executed request says about its approval.
+    pub fn summary(&self) -> Value {
+        json!({
+            "id": self.approval.value.as_ref().map(|approval| approval.id.clone()),
+            "approved_by": self.approver.user,
+            "approved_by_role": self.approver.role,
+        })
+    }
+
+    /// The write that closes the approval as approved, conditional on the version read.
+    pub fn closing_write(&self, now_ms: u64) -> Result<Option<Operation>, RecordError> {
+        let Some(mut approval) = self.approval.value.clone() else {
+            return Ok(None);
+        };
+        approval.state = ApprovalState::Approved {
+            by: self.approver.user.clone(),
+            at_ms: now_ms,
+        };
+        self.approval.write(&approval).map(Some)
+    }
+}
+
+fn internal(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+}
+
+/// Commits `effects` in the current request's audit context; a conflict is the approval having
+/// changed meanwhile.
+async fn commit(state: &AppState, effects: Effects, what: &str) -> Result<(), ApiError> {
+    match crate::runner::commit(&state.ledger, effects, state.now()).await {
+        Ok(Attempt::Done(_)) => Ok(()),
+        Ok(Attempt::Conflict) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "approval_changed",
+            format!("{what} changed meanwhile; look at it again"),
+        )),
+        Err(error) => Err(crate::runner::api_error(error)),
+    }
+}
+
+/// Keeps a request for approval and answers `202` with its id (called by the auth middleware,
+/// inside the request's audit context).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the parts of the one request being held"
+)]
+pub async fn hold(
+    state: &AppState,
+    caller: &Caller,
+    method: &str,
+    path: &str,
+    route: &str,
+    body: &[u8],
+    value: Amount,
+    idempotency_key: Option<String>,
+) -> Result<Response, ApiError> {
+    let bytes = crate::keyfile::random(state.entropy.as_ref(), ID_BYTES)
+        .map_err(|error| internal(error.to_string()))?;
+    let id = hex::encode(&*bytes);
+    let key = approval_key(&id);
+    let approval = Approval {
+        version: Approval::FORMAT_VERSION,
+        id: id.clone(),
+        method: method.to_owned(),
+        path: path.to_owned(),
+        route: route.to_owned(),
+        body: String::from_utf8_lossy(body).into_owned(),
+        value: format!("{} {}", value.decimal(), value.currency().code()),
+        requester: caller.user.clone(),
+        requester_role: caller.role,
+        idempotency_key,
+        created_at_ms: state.now().0,
+        state: ApprovalState::Pending,
+    };
+    let mut effects = Effects::new();
+    effects.write(Operation::PutRecord(RecordWrite {
+        namespace: NAMESPACE.to_owned(),
+        value: Some(
+            approval
+                .encode(&key)
+                .map_err(|error| internal(error.to_string()))?,
+        ),
+        key,
+        expected_version: Some(0),
+    }));
+    commit(state, effects, "the approval").await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "approval": view(&approval),
+            "message": format!(
+                "this creates {} of value, above the {} that one person may: it waits for approval {id} by another finance or admin user (offpay admin approvals approve {id})",
+                approval.value,
+                approval_above_text(state),
+            ),
+        })),
+    )
+        .into_response())
+}
+
+fn approval_above_text(state: &AppState) -> String {
+    let above = state.config.approval_above;
+    format!("{} {}", above.decimal(), above.currency().code())
+}
+
+fn view(approval: &Approval) -> Value {
+    let mut value = serde_json::to_value(approval).unwrap_or(Value::Null);
+    if let Some(object) = value.as_object_mut() {
+        object.remove("version");
+        let body = serde_json::from_str::<Value>(&approval.body).unwrap_or(Value::Null);
+        object.insert("body".into(), body);
+    }
+    value
+}
+
+async fn load(state: &AppState, id: &str) -> Result<Loaded<Approval>, ApiError> {
+    let key = approval_key(id);
+    let loaded = state
+        .ledger
+        .read(move |store| {
+            Loaded::<Approval>::read(store, &key)
+                .map_err(|error| StoreError::Corrupt(error.to_string()))
+        })
+        .await?;
+    if loaded.value.is_none() {
+        return Err(ApiError::not_found("approval", id));
+    }
+    Ok(loaded)
+}
+
+fn pending(loaded: &Loaded<Approval>) -> Result<&Approval, ApiError> {
+    match &loaded.value {
+        Some(approval) if approval.state == ApprovalState::Pending => Ok(approval),
+        Some(approval) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "approval_closed",
+            format!("approval {} is no longer pending", approval.id),
+        )
+        .with_details(json!({ "approval": view(approval) }))),
+        None => Err(ApiError::not_found("approval", &loaded.key)),
+    }
+}
+
+/// Query of `GET /api/v1/approvals`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// `pending` (default) or `all`.
+    state: Option<String>,
+}
+
+/// `GET /api/v1/approvals?state=pending|all`.
+pub async fn list_endpoint(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query
+        .map_err(|rejection| ApiError::bad_request("malformed_query", rejection.body_text()))?;
+    let all = match query.state.as_deref() {
+        None | Some("pending") => false,
+        Some("all") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_state",
+                format!("state {other:?} is not pending or all"),
+            ));
+        }
+    };
+    let records = state
+        .ledger
+        .read(|store| store.records(NAMESPACE, "approval/", None, LIST_MAX))
+        .await?;
+    let mut approvals = Vec::new();
+    for record in &records {
+        let approval = Approval::decode(&record.key, &record.value)
+            .map_err(|error| internal(error.to_string()))?;
+        if all || approval.state == ApprovalState::Pending {
+            approvals.push(view(&approval));
+        }
+    }
+    Ok(Json(json!({ "approvals": approvals })))
+}
+
+/// `POST /api/v1/approvals/{id}/approve`: executes the kept request as its requester's, marked
+/// approved by the caller, who must be another user.
+pub async fn approve_endpoint(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(approver): axum::Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let loaded = load(&state, &id).await?;
+    let approval = pending(&loaded)?.clone();
+    if approval.requester == approver.user {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "approval_by_requester",
+            format!(
+                "{} asked for this; another finance or admin user must approve it",
+                approver.user
+            ),
+        ));
+    }
+    let mut request = Request::builder()
+        .method(approval.method.as_str())
+        .uri(&approval.path)
+        .header("content-type", "application/json")
+        // Its own key: the requester's key already answers retries of the held request with
+        // the approval's id.
+        .header("idempotency-key", format!("approval-{id}"))
+        .body(Body::from(approval.body.clone()))
+        .map_err(|error| internal(error.to_string()))?;
+    request.extensions_mut().insert(ApprovedExecution {
+        approval: loaded,
+        approver,
+    });
+    let response = match crate::router(state.clone()).oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), crate::idempotency::ANSWER_BYTES_MAX)
+        .await
+        .map_err(|error| internal(error.to_string()))?;
+    let result = serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null);
+    let after = load(&state, &id).await?;
+    let executed = after
+        .value
+        .as_ref()
+        .is_some_and(|approval| matches!(approval.state, ApprovalState::Approved { .. }));
+    Ok((
+        status,
+        Json(json!({
+            "approval": after.value.as_ref().map(view),
+            "executed": executed,
+            "result": result,
+        })),
+    )
+        .into_response())
+}
+
+/// Body of `POST /api/v1/approvals/{id}/refuse`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefuseRequest {
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /api/v1/approvals/{id}/refuse`: closes the approval; nothing is applied.
+pub async fn refuse_endpoint(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<RefuseRequest>,
+) -> Result<Json<Value>, ApiError> {
+    if request.reason.len() > REASON_BYTES_MAX {
+        return Err(ApiError::bad_request(
+            "reason_too_long",
+            format!("a reason holds at most {REASON_BYTES_MAX} bytes"),
+        ));
+    }
+    let loaded = load(&state, &id).await?;
+    let mut approval = pending(&loaded)?.clone();
+    approval.state = ApprovalState::Refused {
+        by: caller.user.clone(),
+        at_ms: state.now().0,
+        reason: request.reason,
+    };
+    let write = loaded
+        .write(&approval)
+        .map_err(|error| internal(error.to_string()))?;
+    let mut effects = Effects::new();
+    effects.write(write);
+    commit(&state, effects, "the approval").await?;
+    Ok(Json(json!({ "approval": view(&approval) })))
+}
+
+/// The approvals routes.
+pub fn operator_routes() -> crate::routes::OperatorRoutes {
+    use crate::routes::{APPROVALS_READ, FINANCE};
+    crate::routes::OperatorRoutes::new()
+        .get("/approvals", APPROVALS_READ, list_endpoint)
+        .post("/approvals/{id}/approve", FINANCE, approve_endpoint)
+        .post("/approvals/{id}/refuse", FINANCE, refuse_endpoint)
+}
+
+#[cfg(test)]
+mod tests {
+    use offpay_ledger::{Amount, Currency};
+
+    use super::*;
+
+    #[test]
+    fn compares_decimal_numbers_across_exponents() {
+        let kes = |text| Amount::parse(text, Currency::KES).unwrap();
+        let ugx = |text| Amount::parse(text, Currency::from_code("UGX").unwrap()).unwrap();
+        assert!(decimal_above(kes("1000.01"), kes("1000")));
+        assert!(!decimal_above(kes("1000.00"), kes("1000")));
+        assert!(decimal_above(ugx("1001"), kes("1000")));
+        assert!(!decimal_above(ugx("1000"), kes("1000.00")));
+        assert!(decimal_above(kes("1000.01"), ugx("1000")));
+    }
+}
