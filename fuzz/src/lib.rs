@@ -1,4 +1,4 @@
-//! What the fuzz targets share with the seed writer (`src/bin/seeds.rs`): the fixtures a target
+//! What the fuzz targets share with the seed writer (`examples/seeds.rs`): the fixtures a target
 //! runs its input against (a provisioned purse, two charged wallets, a vending machine), built
 //! the way the operator and the devices build them, and the seeds each target starts from, made
 //! by the real encoders. Everything is deterministic: fixed keys, seeded randomness, fixed clocks.

@@ -2,7 +2,7 @@
 //! the library). `--check` compares instead of writing and fails when a seed is missing, stale or
 //! extra. The KeyNote targets' seeds are assertion files kept by hand and are left alone.
 //!
-//! `cargo run --manifest-path fuzz/Cargo.toml --bin seeds [-- --check]`
+//! `cargo run --manifest-path fuzz/Cargo.toml --example seeds [-- --check]`
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -48,7 +48,7 @@ fn main() -> ExitCode {
         println!("{target}: {} seeds", seeds.len());
     }
     if problems > 0 {
-        eprintln!("{problems} seed files differ: run the seeds binary without --check");
+        eprintln!("{problems} seed files differ: run the seeds example without --check");
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
