@@ -7,6 +7,7 @@
 //!   as before, and nothing was written;
 //! - no value appears: the two wallets' available balances never exceed what the office charged,
 //!   and a wallet's available plus held value never exceeds it either.
+//!
 //! At the end each wallet reopens from its log with the same balance and held value.
 #![no_main]
 
