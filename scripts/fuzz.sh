@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Builds every fuzz target of fuzz/ and runs each from its seeds for a short while
-# (docs/FUZZING.md). CI calls it with the defaults; for the long runs:
+# (docs/FUZZING.md). CI calls it with the defaults (5 s a target); for the long runs:
 #   OFFPAY_FUZZ_SECONDS=600 scripts/fuzz.sh [TARGET...]
 # Needs the nightly toolchain (libFuzzer's instrumentation); installs cargo-fuzz when missing.
 # A target that crashes leaves its input in fuzz/artifacts/TARGET/ and fails the script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-seconds_each="${OFFPAY_FUZZ_SECONDS:-10}"
+seconds_each="${OFFPAY_FUZZ_SECONDS:-5}"
 # libFuzzer's own bound on one input's size, above the largest seed (an envelope file, 8 KiB).
 input_bytes_max="${OFFPAY_FUZZ_INPUT_BYTES_MAX:-16384}"
 
