@@ -255,7 +255,7 @@ pub struct FraudRules {
 }
 
 /// Everything a deposit reads and changes, loaded by the caller for the keys
-/// [`Prepared::keys`] names, and updated in memory as items clear (so items of one deposit see
+/// [`keys`] names, and updated in memory as items clear (so items of one deposit see
 /// each other).
 #[derive(Clone, Debug, Default)]
 pub struct ClearingState {

@@ -1541,11 +1541,18 @@ impl Purse {
         let answer_applied = r.u32()?;
         let revision = r.u64()?;
         r.finish()?;
+        // The log holds the counters after `acknowledged_through`, without gaps, up to `counter`;
+        // checked arithmetic, so a state claiming counters past u32::MAX is refused, not wrapped.
+        let expected = |index: usize| {
+            u32::try_from(index)
+                .ok()
+                .and_then(|index| acknowledged_through.checked_add(index))
+        };
         let contiguous = log
             .iter()
-            .zip(acknowledged_through + 1..)
-            .all(|(entry, expected)| entry.counter == expected);
-        if !contiguous || acknowledged_through + log.len() as u32 != counter {
+            .enumerate()
+            .all(|(index, entry)| expected(index + 1) == Some(entry.counter));
+        if !contiguous || expected(log.len()) != Some(counter) {
             return Err(PurseError::Malformed("log counters"));
         }
         if answer_applied > sync_sequence {
@@ -1587,5 +1594,65 @@ impl Purse {
             answer_applied,
             revision,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provisioning::Provisioning;
+
+    fn purse() -> Purse {
+        let now = Timestamp(1_800_000_000);
+        let provisioning = Provisioning {
+            operator: OperatorId::new("test-op").unwrap(),
+            purse_id: PurseId(1),
+            phone: Phone::parse("+254700000001").unwrap(),
+            kind: PurseKind::Customer,
+            currency: Currency::KES,
+            purse_key: SecretKey::from_bytes([1; 16]),
+            scheme_epoch: 1,
+            scheme_key: SecretKey::from_bytes([2; 16]),
+            limits: OfflineLimits::defaults(PurseKind::Customer, Currency::KES, now),
+        };
+        Purse::provision(&provisioning, Pin::parse("1234").unwrap())
+    }
+
+    fn entry(counter: u32) -> LogEntry {
+        LogEntry {
+            counter,
+            time: Timestamp(1_800_000_000),
+            amount: Amount::from_minor(100, Currency::KES).unwrap(),
+            kind: EntryKind::OperatorCredit { credit_id: 1 },
+        }
+    }
+
+    /// Found by the `purse_sync` fuzz target: a state whose acknowledged counter is u32::MAX
+    /// overflowed the contiguity check (a panic where overflow is checked, a wrapped counter in
+    /// release builds). Counters are now checked without overflow: a state whose entries would
+    /// run past the maximum is refused, one that reaches it exactly is read.
+    #[test]
+    fn a_state_at_the_counter_maximum_is_read_without_overflow() {
+        let mut all_acknowledged = purse();
+        all_acknowledged.acknowledged_through = u32::MAX;
+        all_acknowledged.counter = u32::MAX;
+        let decoded = Purse::decode_state(&all_acknowledged.encode_state()).unwrap();
+        assert_eq!(decoded.encode_state(), all_acknowledged.encode_state());
+
+        let mut past = purse();
+        past.acknowledged_through = u32::MAX;
+        past.log = alloc::vec![entry(5)];
+        past.counter = 5;
+        assert_eq!(
+            Purse::decode_state(&past.encode_state()).unwrap_err(),
+            PurseError::Malformed("log counters")
+        );
+
+        let mut last = purse();
+        last.acknowledged_through = u32::MAX - 1;
+        last.log = alloc::vec![entry(u32::MAX)];
+        last.counter = u32::MAX;
+        let decoded = Purse::decode_state(&last.encode_state()).unwrap();
+        assert_eq!(decoded.encode_state(), last.encode_state());
     }
 }

@@ -1,10 +1,10 @@
 //! The two-party two-phase commit, as state machines with no I/O.
 //!
 //! The seller is the coordinator. Each state is a type named after what it waits for; handling an
-//! input consumes the state and returns the next one with an ordered list of [`Step`]s: records
+//! input consumes the state and returns the next one with an ordered list of `Step`s: records
 //! to force to the log, messages to send, events to show. A step list is performed in order, and
 //! a message that promises something always comes after the record that makes the promise
-//! durable. Time comes in as `now`; signatures come from the wallet's keys in [`View`].
+//! durable. Time comes in as `now`; signatures come from the wallet's keys in `View`.
 //!
 //! ```text
 //! seller: AwaitingBuyers --choose--> [persist pending] AwaitingAgreement

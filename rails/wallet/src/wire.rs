@@ -361,6 +361,40 @@ pub(crate) fn seal(
     datagram
 }
 
+/// Fuzzing only (feature `fuzzing`): [`seal`] for a fuzz target that holds a wallet's keys, so
+/// that a chosen body reaches the receiver's checks behind the AEAD and the signature.
+#[cfg(feature = "fuzzing")]
+pub fn seal_for_fuzzing(
+    keys: &WalletKeys,
+    own_credential: &[u8],
+    recipient: &Credential,
+    transfer_id: TransferId,
+    seq: u64,
+    body: &Body,
+    entropy: &mut dyn Entropy,
+) -> Vec<u8> {
+    seal(
+        keys,
+        own_credential,
+        recipient,
+        transfer_id,
+        seq,
+        body,
+        entropy,
+    )
+}
+
+/// Fuzzing only (feature `fuzzing`): a look-up broadcast signed with `keys`.
+#[cfg(feature = "fuzzing")]
+pub fn lookup_for_fuzzing(
+    keys: &WalletKeys,
+    credential: &[u8],
+    transfer_id: TransferId,
+    seq: u64,
+) -> Vec<u8> {
+    encode_lookup(keys, credential, transfer_id, seq)
+}
+
 /// The parts of a datagram that can be read without keys, for logs and property tests.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -6,8 +6,8 @@
 //! The PA key and the age key (which signs adulthood credentials) live in files under the data
 //! directory (mode 0600), never in the database and never in logs. Payers and merchants are
 //! registered by the operator; devices then authenticate every request with a signed statement
-//! by their registered key. Deposits are cleared by the CSC ([`deposit`]), deciding each while
-//! the one before commits ([`pipeline`]).
+//! by their registered key. Deposits are cleared by the CSC (`deposit`), deciding each while
+//! the one before commits (`pipeline`).
 
 use std::path::Path;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! zone. The window is kept in the account record and moved in the same batch as every payment;
 //! this module is the only place it is computed ([`SpendingWindow::current`]), handed to the
 //! engine's limit check ([`SpendingWindow::spending`], [`SpendingWindow::paid_today_to`]) and
-//! updated ([`SpendingWindow::record`]).
+//! updated ([`SpendingWindow::record_payment`]).
 
 use offpay_ledger::{Amount, Currency};
 

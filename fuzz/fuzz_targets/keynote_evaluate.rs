@@ -21,19 +21,26 @@ fuzz_target!(|data: &[u8]| {
     let Ok(policy) = Assertion::parse(&text) else {
         return;
     };
-    let second = Assertion::parse(b"Authorizer: \"B\"\nLicensees: \"A\"\nConditions: x == y;\n")
-        .unwrap();
+    let second =
+        Assertion::parse(b"Authorizer: \"B\"\nLicensees: \"A\"\nConditions: x == y;\n").unwrap();
     let values = ComplianceValues::new(["false", "maybe", "true"]).unwrap();
     let query = |with_second: bool| {
         let mut session = Session::new();
-        session.add_assertion(Arc::new(policy.clone()), Trust::Trusted).unwrap();
+        session
+            .add_assertion(Arc::new(policy.clone()), Trust::Trusted)
+            .unwrap();
         if with_second {
-            session.add_assertion(Arc::new(second.clone()), Trust::Trusted).unwrap();
+            session
+                .add_assertion(Arc::new(second.clone()), Trust::Trusted)
+                .unwrap();
         }
         session.add_action_authorizer(b"A").unwrap();
         let _ = session.set_attribute(b"x", x);
         let _ = session.set_attribute(b"y", y);
-        session.query(&values, &mut SignatureCache::new()).unwrap().value
+        session
+            .query(&values, &mut SignatureCache::new())
+            .unwrap()
+            .value
     };
     let alone = query(false);
     let both = query(true);

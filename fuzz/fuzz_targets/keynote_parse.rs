@@ -20,7 +20,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = assertion.verify_signature();
 
     let mut session = Session::new();
-    session.add_assertion(Arc::new(assertion), Trust::Trusted).unwrap();
+    session
+        .add_assertion(Arc::new(assertion), Trust::Trusted)
+        .unwrap();
     session.add_action_authorizer(b"A").unwrap();
     session.set_attribute(b"x", b"12.5").unwrap();
     let values = ComplianceValues::new(["false", "maybe", "true"]).unwrap();
