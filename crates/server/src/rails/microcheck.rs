@@ -87,6 +87,24 @@ fn load_or_create_key(path: &Path, entropy: &dyn Entropy) -> Result<PrivateKey, 
             PrivateKey::parse(text.trim().as_bytes())
                 .map_err(|error| keyfile::invalid(error.to_string()))
         })
+        .and_then(|key| {
+            // The server signs online, where a timing side channel can be measured: only
+            // Ed25519 (the `rsa` crate's private-key operations are not constant time,
+            // RUSTSEC-2023-0071; DSA needs a fresh secret nonce per signature).
+            if key.algorithm() == offpay_keynote::KeyAlgorithm::Ed25519 {
+                Ok(key)
+            } else {
+                let algorithm = match key.algorithm() {
+                    offpay_keynote::KeyAlgorithm::Rsa => "an RSA",
+                    offpay_keynote::KeyAlgorithm::Dsa => "a DSA",
+                    _ => "another kind of",
+                };
+                Err(keyfile::invalid(format!(
+                    "{algorithm} key; the server signs only with Ed25519 keys (move the file \
+                     away to have a new one made)"
+                )))
+            }
+        })
         .map_err(keyfile::start_error("microcheck key", path))
 }
 
@@ -573,4 +591,33 @@ async fn deposit(
     let report =
         deposit::clear_deposit(&state, &record, &strategy, &items, now_seconds(&state)).await?;
     Ok(Json(report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An RSA key put in place of the PA's key is refused at start: the server signs online
+    /// only with Ed25519 (RUSTSEC-2023-0071 is about the `rsa` crate's private key).
+    #[test]
+    fn a_pa_key_that_is_not_ed25519_is_refused() {
+        let directory = tempfile::tempdir().unwrap();
+        let rsa = PrivateKey::generate(
+            offpay_keynote::KeyAlgorithm::Rsa,
+            offpay_keynote::limits::RSA_MODULUS_BITS_MIN,
+            &mut rand::rng(),
+        )
+        .unwrap();
+        let path = directory.path().join("rsa.key");
+        let text = rsa.to_identifier(Encoding::Base64).unwrap();
+        std::fs::write(&path, format!("{text}\n")).unwrap();
+        let error = load_or_create_key(&path, &offpay_operator::OsEntropy).unwrap_err();
+        assert!(
+            error.to_string().contains("an RSA key; the server signs only with Ed25519"),
+            "{error}"
+        );
+        let path = directory.path().join("made.key");
+        let key = load_or_create_key(&path, &offpay_operator::OsEntropy).unwrap();
+        assert_eq!(key.algorithm(), offpay_keynote::KeyAlgorithm::Ed25519);
+    }
 }
