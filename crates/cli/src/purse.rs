@@ -1413,7 +1413,7 @@ fn admin_fail(json: bool, message: &str, error: Option<&CallError>) -> ExitCode 
         ),
         (false, _) => eprintln!("offpay admin: {message}"),
     }
-    ExitCode::FAILURE
+    error.map_or(ExitCode::FAILURE, crate::exit::for_call)
 }
 
 fn purse_path(phone: &str) -> Result<(Phone, String), String> {

@@ -635,7 +635,7 @@ pub fn run_admin(client: &ApiClient, json: bool, command: AdminCommand) -> ExitC
         }
         Err(CallOrMessage::Call(error)) => {
             eprintln!("offpay admin envelope: {error}");
-            ExitCode::FAILURE
+            crate::exit::for_call(&error)
         }
         Err(CallOrMessage::Message(message)) => {
             eprintln!("offpay admin envelope: {message}");

@@ -478,7 +478,24 @@ async fn payer_refresh(
     State(state): State<Arc<AppState>>,
     ApiJson(request): ApiJson<SignedRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let (payer, standing) = authenticated_payer(&state, &request, purpose::REFRESH).await?;
+    let result = payer_refresh_answer(&state, &request).await;
+    state.metrics.sync("microcheck_payer", status_of(&result));
+    result
+}
+
+/// The HTTP status a handler's result answers with, for the metrics.
+fn status_of<T>(result: &Result<T, ApiError>) -> StatusCode {
+    result
+        .as_ref()
+        .map_or_else(|error| error.status, |_| StatusCode::OK)
+}
+
+async fn payer_refresh_answer(
+    state: &Arc<AppState>,
+    request: &SignedRequest,
+) -> Result<Json<Value>, ApiError> {
+    let (state, request) = (state.clone(), request);
+    let (payer, standing) = authenticated_payer(&state, request, purpose::REFRESH).await?;
     let strategy = strategy(&state).await?;
     let answer = state
         .rails
@@ -542,7 +559,19 @@ async fn merchant_refresh(
     State(state): State<Arc<AppState>>,
     ApiJson(request): ApiJson<SignedRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let record = authenticated_merchant(&state, &request, purpose::MERCHANT_REFRESH).await?;
+    let result = merchant_refresh_answer(&state, &request).await;
+    state
+        .metrics
+        .sync("microcheck_merchant", status_of(&result));
+    result
+}
+
+async fn merchant_refresh_answer(
+    state: &Arc<AppState>,
+    request: &SignedRequest,
+) -> Result<Json<Value>, ApiError> {
+    let (state, request) = (state.clone(), request);
+    let record = authenticated_merchant(&state, request, purpose::MERCHANT_REFRESH).await?;
     let strategy = strategy(&state).await?;
     let answer = state
         .rails
@@ -557,7 +586,24 @@ async fn deposit(
     State(state): State<Arc<AppState>>,
     ApiJson(request): ApiJson<SignedRequest>,
 ) -> Result<Json<DepositReport>, ApiError> {
-    let record = authenticated_merchant(&state, &request, purpose::DEPOSIT).await?;
+    let result = deposit_answer(&state, &request).await;
+    let status = status_of(&result);
+    state.metrics.deposits.add(
+        &[
+            ("rail", "microcheck"),
+            ("outcome", crate::metrics::outcome_of(status)),
+        ],
+        1,
+    );
+    result
+}
+
+async fn deposit_answer(
+    state: &Arc<AppState>,
+    request: &SignedRequest,
+) -> Result<Json<DepositReport>, ApiError> {
+    let (state, request) = (state.clone(), request);
+    let record = authenticated_merchant(&state, request, purpose::DEPOSIT).await?;
     let body: DepositBody = serde_json::from_str(request.body.get())
         .map_err(|e| ApiError::bad_request("malformed", format!("deposit: {e}")))?;
     if body.items.len() > DEPOSIT_ITEMS_MAX {

@@ -9,7 +9,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Json;
 use axum::Router;
@@ -36,7 +35,6 @@ use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::keyfile;
 use crate::ledger::LedgerError;
-use crate::metrics::Metrics;
 use crate::runner::{self, LockStripes, RunError};
 use crate::{AppState, StartError};
 
@@ -153,9 +151,6 @@ async fn run_office<T>(
 ) -> Result<T, ApiError> {
     let rail = &state.rails.wallet;
     let _stripes = rail.stripes.lock(plan.stripe_keys()).await;
-    // What the last decision committed, for the counters.
-    let batches = AtomicU64::new(0);
-    let posted = AtomicU64::new(0);
     let mut migrated = false;
     loop {
         let now = state.now();
@@ -165,26 +160,12 @@ async fn run_office<T>(
             || load(state, plan.clone()),
             |working| {
                 let decision = decide(&rail.office, working, now)?;
-                if let Decision::Commit { effects, .. } = &decision {
-                    batches.store(u64::from(!effects.is_empty()), Ordering::Relaxed);
-                    posted.store(effects.postings() as u64, Ordering::Relaxed);
-                }
                 Ok::<_, Failure>(decision)
             },
         )
         .await;
         match result {
-            Ok(reply) => {
-                Metrics::add(
-                    &state.metrics.batches_committed,
-                    batches.load(Ordering::Relaxed),
-                );
-                Metrics::add(
-                    &state.metrics.transfers_committed,
-                    posted.load(Ordering::Relaxed),
-                );
-                return Ok(reply);
-            }
+            Ok(reply) => return Ok(reply),
             Err(Failure::Office(Error::Book(BookError::LegacyBook))) if !migrated => {
                 migrate(state, now).await?;
                 migrated = true;
@@ -346,7 +327,12 @@ async fn office_info(State(state): State<Arc<AppState>>) -> Json<Value> {
 /// `POST /wallet/v1/sync`: the body is a signed log upload; the answer, the signed reply. An
 /// upload that fails any check is refused with the reason and changes nothing.
 async fn sync(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
-    let reply = reconcile(&state, body.to_vec()).await?;
+    let reply = reconcile(&state, body.to_vec()).await;
+    let status = reply
+        .as_ref()
+        .map_or_else(|error| error.status, |_| StatusCode::OK);
+    state.metrics.sync("wallet", status);
+    let reply = reply?;
     Ok((
         [(header::CONTENT_TYPE, "application/octet-stream")],
         reply.encode(),
