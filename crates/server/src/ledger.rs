@@ -472,3 +472,46 @@ struct FlagLabels {
     rail: String,
     kind: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use offpay_ledger::MemoryStore;
+    use offpay_operator::FraudFlag;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_writer_counts_fraud_flags_when_they_are_created_and_its_groups() {
+        let (ledger, _threads) =
+            Ledger::start(Box::new(MemoryStore::new()), Box::new(MemoryStore::new())).unwrap();
+        let flag = FraudFlag::new(
+            "purse",
+            "duplicate_counter",
+            "+254700000001",
+            "two entries with counter 7",
+            serde_json::json!({ "counter": 7 }),
+            Timestamp(1),
+        );
+        let raise = || Batch {
+            operations: vec![flag.operation("7")],
+        };
+        let results = ledger.commit(vec![raise()], Timestamp(2)).await.unwrap();
+        assert!(results[0].is_ok());
+        // The same finding raised again (a retried upload) rewrites the flag: not a new one.
+        ledger.commit(vec![raise()], Timestamp(3)).await.unwrap();
+        let metrics = ledger.metrics();
+        let labels = [("rail", "purse"), ("kind", "duplicate_counter")];
+        assert_eq!(metrics.fraud_flags.get(&labels), 1);
+        assert_eq!(metrics.groups.get(&[("outcome", "committed")]), 2);
+        assert_eq!(metrics.batches.get(&[("outcome", "committed")]), 2);
+        assert_eq!(metrics.group_batches.count(), 2);
+        assert_eq!(metrics.commit_seconds.count(), 2);
+        // An empty batch is refused by the rules, and counted so.
+        ledger
+            .commit(vec![Batch::default()], Timestamp(4))
+            .await
+            .unwrap();
+        assert_eq!(metrics.batches.get(&[("outcome", "refused")]), 1);
+        assert_eq!(ledger.queue_depth(), 0);
+    }
+}

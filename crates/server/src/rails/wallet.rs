@@ -327,12 +327,7 @@ async fn office_info(State(state): State<Arc<AppState>>) -> Json<Value> {
 /// `POST /wallet/v1/sync`: the body is a signed log upload; the answer, the signed reply. An
 /// upload that fails any check is refused with the reason and changes nothing.
 async fn sync(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
-    let reply = reconcile(&state, body.to_vec()).await;
-    let status = reply
-        .as_ref()
-        .map_or_else(|error| error.status, |_| StatusCode::OK);
-    state.metrics.sync("wallet", status);
-    let reply = reply?;
+    let reply = reconcile(&state, body.to_vec()).await?;
     Ok((
         [(header::CONTENT_TYPE, "application/octet-stream")],
         reply.encode(),
@@ -340,7 +335,18 @@ async fn sync(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Respons
         .into_response())
 }
 
+/// A wallet's sync, from the device route or relayed by an operator's tool: counted here, where
+/// both pass.
 async fn reconcile(state: &Arc<AppState>, upload: Vec<u8>) -> Result<SyncReply, ApiError> {
+    let reply = reconcile_upload(state, upload).await;
+    let status = reply
+        .as_ref()
+        .map_or_else(|error| error.status, |_| StatusCode::OK);
+    state.metrics.sync("wallet", status);
+    reply
+}
+
+async fn reconcile_upload(state: &Arc<AppState>, upload: Vec<u8>) -> Result<SyncReply, ApiError> {
     let upload = Arc::new(upload);
     let reconciliation = run_office(state, Plan::sync(upload.clone()), |office, working, now| {
         office.sync(working, &upload, now)
