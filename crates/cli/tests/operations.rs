@@ -2,6 +2,12 @@
 //! directory's lock, private files, the Prometheus metrics after a session on every rail, JSON
 //! logs with request ids, backups restored and served, tampered archives refused, exit codes.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -162,6 +168,9 @@ fn assert_private(directory: &Path) -> usize {
 
 // ------------------------------------------------------------------ a Prometheus text checker
 
+/// A histogram's buckets as read: (`le`, cumulative count).
+type Buckets = Vec<(String, f64)>;
+
 /// One sample: its labels and value.
 type Samples = BTreeMap<String, Vec<(BTreeMap<String, String>, f64)>>;
 
@@ -266,7 +275,7 @@ fn parse_exposition(text: &str) -> Result<Samples, String> {
         let kind = types
             .get(family)
             .ok_or_else(|| format!("sample before its TYPE: {line}"))?;
-        if kind == "counter" && !(value >= 0.0) {
+        if kind == "counter" && (value.is_nan() || value < 0.0) {
             return Err(format!("negative counter: {line}"));
         }
         samples
@@ -282,7 +291,7 @@ fn parse_exposition(text: &str) -> Result<Samples, String> {
             .get(&format!("{family}_bucket"))
             .cloned()
             .unwrap_or_default();
-        let mut by_series: BTreeMap<Vec<(String, String)>, Vec<(String, f64)>> = BTreeMap::new();
+        let mut by_series: BTreeMap<Vec<(String, String)>, Buckets> = BTreeMap::new();
         for (labels, value) in buckets {
             let le = labels.get("le").cloned().ok_or("a bucket without le")?;
             let key = labels
