@@ -273,7 +273,7 @@ fn device_secret(path: Option<&Path>) -> Result<DeviceSecret, CliError> {
         .parent()
         .filter(|parent| !parent.as_os_str().is_empty())
     {
-        std::fs::create_dir_all(parent).map_err(|error| {
+        offpay_server::keyfile::create_private_dir_all(parent).map_err(|error| {
             CliError::Local(format!("cannot create {}: {error}", parent.display()))
         })?;
     }

@@ -581,6 +581,34 @@ fn a_session_on_every_rail_moves_the_metrics_and_files_are_private() {
     // The data directory and everything in it is the owner's alone.
     let files = assert_private(&data);
     assert!(files >= 5, "only {files} files in {}", data.display());
+    // And what the CLI writes for an operator: printed envelopes (their TANs), in a directory
+    // it makes.
+    let devices = scratch.path().join("printing/today");
+    let token = data.join("admin.token");
+    let pdf = devices.join("envelopes.pdf");
+    let server = ServerProcess::start(binary(), &data, &Backend::Sqlite, &[], &[]);
+    std::fs::create_dir_all(&devices).unwrap();
+    let (code, out, err) = offpay(&[
+        "admin",
+        "--server",
+        &server.base,
+        "--token-file",
+        token.to_str().unwrap(),
+        "envelope",
+        "print",
+        "--count",
+        "1",
+        "--out",
+        pdf.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(pdf.is_file());
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&pdf).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the envelope PDF");
+    }
+    assert_private(&data);
 }
 
 #[test]

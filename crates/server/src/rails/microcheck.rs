@@ -95,9 +95,11 @@ impl MicrocheckRail {
         config: &ServerConfig,
         entropy: &dyn Entropy,
     ) -> Result<MicrocheckRail, StartError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::Io {
-            context: format!("data directory {}", config.data_dir.display()),
-            source,
+        crate::keyfile::create_private_dir_all(&config.data_dir).map_err(|source| {
+            StartError::Io {
+                context: format!("data directory {}", config.data_dir.display()),
+                source,
+            }
         })?;
         let pa = load_or_create_key(&config.data_dir.join(PA_KEY_FILE), entropy)?;
         let age = load_or_create_key(&config.data_dir.join(AGE_KEY_FILE), entropy)?;

@@ -103,7 +103,7 @@ impl PurseRail {
     /// Loads or creates this rail's keys under the data directory.
     pub fn start(config: &ServerConfig, entropy: &dyn Entropy) -> Result<PurseRail, StartError> {
         let directory = config.data_dir.join(KEY_DIRECTORY);
-        std::fs::create_dir_all(&directory)
+        keyfile::create_private_dir_all(&directory)
             .map_err(keyfile::start_error("cannot create", &directory))?;
         let operator = load_or_create_operator(&directory.join(OPERATOR_FILE))?;
         let master = load_or_create_master_key(&directory.join(MASTER_KEY_FILE), entropy)?;
