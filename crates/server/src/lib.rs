@@ -222,6 +222,7 @@ impl Server {
             "cannot create data directory {}",
             config.data_dir.display()
         )))?;
+        restrict_data_dir(&config.data_dir);
         // Before anything in the directory is read or written: a second server stops here.
         let data_dir_lock = DataDirLock::acquire(&config.data_dir)?;
         if let Some(path) = sqlite_file(&config) {
@@ -322,6 +323,35 @@ impl Server {
             .await
             .ok();
         Ok(())
+    }
+}
+
+/// Narrows a data directory that others may enter (made before, by hand or by a tool) to 0700,
+/// saying so; leaves it as it is, with a warning, when that is not allowed.
+fn restrict_data_dir(data_dir: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(metadata) = std::fs::metadata(data_dir) else {
+            return;
+        };
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 == 0 {
+            return;
+        }
+        match std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)) {
+            Ok(()) => tracing::warn!(
+                data_dir = %data_dir.display(),
+                was = format!("{mode:o}"),
+                "the data directory was open to others; made it 0700"
+            ),
+            Err(error) => tracing::warn!(
+                data_dir = %data_dir.display(),
+                mode = format!("{mode:o}"),
+                %error,
+                "the data directory is open to others and cannot be made 0700"
+            ),
+        }
     }
 }
 
