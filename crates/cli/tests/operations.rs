@@ -42,6 +42,43 @@ fn offpay(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Upper bound on a second server's refusal to start.
+const REFUSAL_WAIT_MAX: Duration = Duration::from_secs(30);
+
+/// Runs `offpay serve` on `data`, which another server holds, with `environment`: it must exit
+/// within [`REFUSAL_WAIT_MAX`] (a server that starts all the same is killed, and the test
+/// fails). Returns its exit code and stderr.
+fn second_serve(data: &Path, environment: &[(&str, &str)]) -> (Option<i32>, String) {
+    let child = Command::new(binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env_remove("OFFPAY_LOG_FORMAT")
+        .envs(environment.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(child.wait_with_output());
+    });
+    match receiver.recv_timeout(REFUSAL_WAIT_MAX) {
+        Ok(output) => {
+            let output = output.unwrap();
+            (
+                output.status.code(),
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            )
+        }
+        Err(_) => {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            panic!("a second server started on a data directory another server holds");
+        }
+    }
+}
+
 fn get(base: &str, path: &str) -> (u16, Value) {
     let response = http().get(format!("{base}{path}")).send().expect("GET");
     let status = response.status().as_u16();
@@ -127,14 +164,8 @@ fn a_second_server_on_the_same_data_directory_refuses_to_start() {
         .trim()
         .parse()
         .unwrap();
-    let (code, _, stderr) = offpay(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        data.path().to_str().unwrap(),
-    ]);
-    assert_eq!(code, 6, "{stderr}");
+    let (code, stderr) = second_serve(data.path(), &[]);
+    assert_eq!(code, Some(6), "{stderr}");
     assert!(stderr.contains("offpay.lock"), "{stderr}");
     assert!(stderr.contains(&format!("pid {holder}")), "{stderr}");
     // The first server is untouched and still serves.
@@ -635,19 +666,10 @@ fn with_json_logs_every_line_of_offpay_serve_is_a_json_object_and_requests_carry
     let (status, _) = server.post("/purse/v1/sync", &json!("not an upload"));
     assert!(status >= 400);
     // A second server on the same directory says why it stops in JSON too.
-    let second = Command::new(binary())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path())
-        .envs(json_logs)
-        .output()
-        .unwrap();
-    assert_eq!(second.status.code(), Some(6));
+    let (code, second) = second_serve(data.path(), &json_logs);
+    assert_eq!(code, Some(6), "{second}");
     let mut lines = server.stderr_lines();
-    lines.extend(
-        String::from_utf8_lossy(&second.stderr)
-            .lines()
-            .map(str::to_owned),
-    );
+    lines.extend(second.lines().map(str::to_owned));
     server.kill();
     assert!(lines.len() >= 5, "{lines:?}");
     for line in &lines {
