@@ -33,6 +33,9 @@ else
   echo "==> skipped the failover test: not root, so it cannot install pg_auto_failover (postgresql-15-auto-failover, pg-auto-failover-cli)"
 fi
 
+echo "==> packaging: the systemd unit (systemd-analyze verify) and the Dockerfile (hadolint)"
+bash packaging/check.sh
+
 echo "==> no_std: the device-side protocol crates build for a Cortex-M4F (thumbv7em-none-eabihf)"
 rustup target add thumbv7em-none-eabihf >/dev/null 2>&1 || true
 for crate in offpay-money offpay-purse offpay-wallet offpay-sms-tan; do

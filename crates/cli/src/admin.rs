@@ -431,7 +431,7 @@ fn fail(json: bool, error: &CallError) -> ExitCode {
         ),
         (false, error) => eprintln!("offpay admin: {error}"),
     }
-    ExitCode::FAILURE
+    crate::exit::for_call(error)
 }
 
 fn text(value: &Value, pointer: &str) -> String {

@@ -54,8 +54,8 @@ pub fn run(args: DemoArgs) -> ExitCode {
         let server = match Server::start(config.clone()).await {
             Ok(server) => server,
             Err(error) => {
-                eprintln!("offpay demo: {error}");
-                return ExitCode::FAILURE;
+                crate::serve::say_error(&format!("offpay demo: {error}"));
+                return crate::exit::for_start(&error);
             }
         };
         announce(&server, &config);

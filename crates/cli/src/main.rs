@@ -1,10 +1,12 @@
 //! `offpay`: one binary for the server, the operator client, the load generator and the devices.
 
 mod admin;
+mod backup;
 mod bench;
 mod bench_server;
 mod client;
 mod demo;
+mod exit;
 mod microcheck;
 mod purse;
 mod serve;
@@ -25,7 +27,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// offpay — payments where the mobile network is missing, intermittent or too expensive.
 #[derive(Debug, Parser)]
-#[command(name = "offpay", version, about, propagate_version = true)]
+#[command(
+    name = "offpay",
+    version,
+    about,
+    propagate_version = true,
+    after_help = exit::SCHEME
+)]
 struct Cli {
     /// Also trust the CA certificates in this PEM file for HTTPS servers (an operator's own CA)
     #[arg(long, global = true, env = "OFFPAY_CA_FILE", value_name = "FILE")]
@@ -42,6 +50,13 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Operator client for the server's API.
     Admin(admin::AdminArgs),
+    /// Back up the ledger and the data directory's keys, encrypted to a backup key
+    /// (`backup keygen`, `backup verify`).
+    Backup(backup::BackupArgs),
+    /// Restore a data directory from an `offpay backup` archive.
+    Restore(backup::RestoreArgs),
+    /// Ask a server whether it is live or ready (for container health checks).
+    Healthcheck(serve::HealthcheckArgs),
     /// Benchmarks (the ledger load generator).
     Bench(bench::BenchArgs),
     /// Rail 1: a feature phone's short-code purse.
@@ -64,10 +79,21 @@ enum Command {
     },
 }
 
+/// The log target of what the server says to its operator (where it listens, where the token
+/// is, why it stopped): always let through, whatever `OFFPAY_LOG` filters out.
+pub const NOTICE_TARGET: &str = "offpay::notice";
+
+/// Whether logs are JSON (`OFFPAY_LOG_FORMAT=json`): then every line on stderr is a JSON object.
+pub fn json_logs() -> bool {
+    std::env::var("OFFPAY_LOG_FORMAT").is_ok_and(|format| format == "json")
+}
+
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("OFFPAY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("OFFPAY_LOG_FORMAT").is_ok_and(|format| format == "json");
+    let directives = std::env::var("OFFPAY_LOG").unwrap_or_else(|_| "info".to_owned());
+    let filter = EnvFilter::try_new(format!("{directives},{NOTICE_TARGET}=info"))
+        .unwrap_or_else(|_| EnvFilter::new(format!("info,{NOTICE_TARGET}=info")));
+    let json = json_logs();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -98,8 +124,17 @@ fn exit_quietly_on_closed_pipe() {
     }));
 }
 
+/// Files and directories this process creates are its user's alone (0600, 0700) unless the
+/// code asks for more: purse, wallet and key files, printed envelopes, backups, the database.
+#[cfg(unix)]
+fn private_by_default() {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+}
+
 fn main() -> ExitCode {
     exit_quietly_on_closed_pipe();
+    #[cfg(unix)]
+    private_by_default();
     let cli = Cli::parse();
     if let Some(path) = cli.ca_file {
         client::trust_ca_file(path);
@@ -114,6 +149,9 @@ fn main() -> ExitCode {
             demo::run(args)
         }
         Command::Admin(args) => admin::run(args),
+        Command::Backup(args) => backup::run(args),
+        Command::Restore(args) => backup::run_restore(args),
+        Command::Healthcheck(args) => serve::healthcheck(&args),
         Command::Bench(args) => bench::run(args),
         Command::Purse(args) => purse::run(args),
         Command::Sms(args) => sms::run(args),

@@ -415,7 +415,7 @@ pub fn run(args: MicrocheckArgs) -> ExitCode {
                     if all_posted {
                         ExitCode::SUCCESS
                     } else {
-                        ExitCode::from(3)
+                        crate::exit::code(crate::exit::REFUSED)
                     }
                 }
                 Err(message) => finish(json_output, Err(message)),
@@ -802,7 +802,7 @@ fn buy_command(json_output: bool, args: &BuyArgs) -> ExitCode {
             } else {
                 println!("refused: {reason} [{code}]");
             }
-            ExitCode::from(3)
+            crate::exit::code(crate::exit::REFUSED)
         }
         Ok(Purchase::Declined) => {
             if json_output {
@@ -810,7 +810,7 @@ fn buy_command(json_output: bool, args: &BuyArgs) -> ExitCode {
             } else {
                 println!("declined");
             }
-            ExitCode::from(4)
+            crate::exit::code(crate::exit::REFUSED)
         }
         Err(message) => finish(json_output, Err(message)),
     }

@@ -273,7 +273,7 @@ fn device_secret(path: Option<&Path>) -> Result<DeviceSecret, CliError> {
         .parent()
         .filter(|parent| !parent.as_os_str().is_empty())
     {
-        std::fs::create_dir_all(parent).map_err(|error| {
+        offpay_server::keyfile::create_private_dir_all(parent).map_err(|error| {
             CliError::Local(format!("cannot create {}: {error}", parent.display()))
         })?;
     }
@@ -1413,7 +1413,7 @@ fn admin_fail(json: bool, message: &str, error: Option<&CallError>) -> ExitCode 
         ),
         (false, _) => eprintln!("offpay admin: {message}"),
     }
-    ExitCode::FAILURE
+    error.map_or(ExitCode::FAILURE, crate::exit::for_call)
 }
 
 fn purse_path(phone: &str) -> Result<(Phone, String), String> {

@@ -7,6 +7,8 @@ use clap::Args;
 use offpay_server::Server;
 use offpay_server::config::{Overrides, ServerConfig};
 
+use crate::exit;
+
 /// Where and how to serve.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -78,7 +80,27 @@ pub async fn shutdown_signal() {
         () = interrupt => {},
         () = terminate => {},
     }
-    tracing::info!("shutting down: finishing requests and queued ledger work");
+    say("shutting down: finishing requests and queued ledger work");
+}
+
+/// Says `message` to the operator on stderr: a plain line, or with `OFFPAY_LOG_FORMAT=json` a
+/// log event like every other line (at a target the log filter always lets through), so that
+/// JSON logs hold no plain line.
+pub fn say(message: &str) {
+    if crate::json_logs() {
+        tracing::info!(target: crate::NOTICE_TARGET, "{message}");
+    } else {
+        eprintln!("{message}");
+    }
+}
+
+/// Reports an error that ends the command, as [`say`] does.
+pub fn say_error(message: &str) {
+    if crate::json_logs() {
+        tracing::error!(target: crate::NOTICE_TARGET, "{message}");
+    } else {
+        eprintln!("{message}");
+    }
 }
 
 /// Prints where things are, so that an operator knows what just happened.
@@ -91,18 +113,18 @@ pub fn announce(server: &Server, config: &ServerConfig) {
         None => format!("sqlite {}", config.sqlite_path().display()),
     };
     let scheme = if server.serves_tls() { "https" } else { "http" };
-    eprintln!(
+    say(&format!(
         "offpay {} listening on {scheme}://{address} (ledger: {database})",
         env!("CARGO_PKG_VERSION")
-    );
+    ));
     let token = config.token_path();
     if server.token_created() {
-        eprintln!(
+        say(&format!(
             "operator API token written to {} (mode 0600)",
             token.display()
-        );
+        ));
     } else {
-        eprintln!("operator API token: {}", token.display());
+        say(&format!("operator API token: {}", token.display()));
     }
 }
 
@@ -110,32 +132,84 @@ pub fn run(args: ServeArgs) -> ExitCode {
     let config = match args.resolve() {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("offpay serve: {error}");
-            return ExitCode::from(2);
+            say_error(&format!("offpay serve: {error}"));
+            return exit::code(exit::USAGE);
         }
     };
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("offpay serve: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
+            say_error(&format!(
+                "offpay serve: cannot start the async runtime: {error}"
+            ));
+            return exit::code(exit::FAILURE);
         }
     };
     runtime.block_on(async move {
         let server = match Server::start(config.clone()).await {
             Ok(server) => server,
             Err(error) => {
-                eprintln!("offpay serve: {error}");
-                return ExitCode::FAILURE;
+                say_error(&format!("offpay serve: {error}"));
+                return exit::for_start(&error);
             }
         };
         announce(&server, &config);
         match server.run(shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
-                eprintln!("offpay serve: {error}");
-                ExitCode::FAILURE
+                say_error(&format!("offpay serve: {error}"));
+                exit::for_start(&error)
             }
         }
     })
+}
+
+/// `offpay healthcheck`: asks a server whether it is live (`/health`) or ready (`/ready`), for
+/// container health checks and scripts; says nothing on success.
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// The URL to ask
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "http://127.0.0.1:8080/health"
+    )]
+    pub url: String,
+    /// Seconds to wait for the answer
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    pub timeout: u64,
+}
+
+/// 0 when the server answers 2xx, 6 (unavailable) otherwise, with the reason on stderr.
+pub fn healthcheck(args: &HealthcheckArgs) -> ExitCode {
+    let client = crate::client::http_builder().and_then(|builder| {
+        builder
+            .timeout(std::time::Duration::from_secs(args.timeout))
+            .build()
+            .map_err(|error| error.to_string())
+    });
+    let client = match client {
+        Ok(client) => client,
+        Err(message) => {
+            eprintln!("offpay healthcheck: {message}");
+            return exit::code(exit::USAGE);
+        }
+    };
+    match client.get(&args.url).send() {
+        Ok(response) if response.status().is_success() => ExitCode::SUCCESS,
+        Ok(response) => {
+            let status = response.status();
+            let body = response.text().unwrap_or_default();
+            eprintln!("offpay healthcheck: {} answered {status}: {body}", args.url);
+            exit::code(exit::UNAVAILABLE)
+        }
+        Err(error) => {
+            eprintln!(
+                "offpay healthcheck: {}: {}",
+                args.url,
+                crate::client::error_chain(&error)
+            );
+            exit::code(exit::UNAVAILABLE)
+        }
+    }
 }

@@ -371,7 +371,7 @@ fn print_envelopes(
             .map_err(|error| error.to_string())?;
         let pdf = decode_hex(answer["pdf_hex"].as_str().unwrap_or_default())?;
         let path = file_name(out, index + 1, parts);
-        let mut file = std::fs::File::create(&path)
+        let mut file = offpay_server::keyfile::create_private_file(&path)
             .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
         file.write_all(&pdf)
             .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
@@ -668,7 +668,7 @@ pub fn run_admin(client: &ApiClient, json: bool, command: AdminCommand) -> ExitC
         }
         Err(CallOrMessage::Call(error)) => {
             eprintln!("offpay admin envelope: {error}");
-            ExitCode::FAILURE
+            crate::exit::for_call(&error)
         }
         Err(CallOrMessage::Message(message)) => {
             eprintln!("offpay admin envelope: {message}");

@@ -1543,7 +1543,7 @@ fn print_answer(json: bool, answer: Result<Value, CallError>) -> ExitCode {
             } else {
                 eprintln!("offpay admin wallet: {error}");
             }
-            ExitCode::FAILURE
+            crate::exit::for_call(&error)
         }
     }
 }

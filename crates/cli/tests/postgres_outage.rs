@@ -331,7 +331,11 @@ fn serve_fails(url: &str) -> String {
     };
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        status.code(),
+        Some(6),
+        "unavailable, in the CLI's exit-code scheme: {stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
     stderr
 }

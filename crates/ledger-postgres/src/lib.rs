@@ -71,7 +71,7 @@ use offpay_ledger::engine::{Changes, RecordKey, References, SequenceNumbers, Sna
 use offpay_ledger::{
     Account, AccountId, AccountKind, Amount, BalanceLimits, Batch, Currency, CurrencyTotal,
     GroupResult, GroupTransaction, HISTORY_PAGE_MAX, LedgerStore, PendingState, RECORD_PAGE_MAX,
-    Record, StoreError, Timestamp, Transfer, TransferId, TransferRecord, run_group,
+    Record, SchemaVersions, StoreError, Timestamp, Transfer, TransferId, TransferRecord, run_group,
 };
 use postgres::config::{Host, SslMode, TargetSessionAttrs};
 use postgres::error::{Severity, SqlState};
@@ -1629,6 +1629,22 @@ impl LedgerStore for PostgresStore {
                 .map(transfer_from_row)
                 .collect()
         })
+    }
+
+    fn schema_versions(&mut self) -> Result<Option<SchemaVersions>, StoreError> {
+        let database: i64 = self.run(|client, _| {
+            client
+                .query_one(
+                    "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations",
+                    &[],
+                )
+                .and_then(|row| row.try_get(0))
+                .map_err(database_error)
+        })?;
+        Ok(Some(SchemaVersions {
+            database: u64::try_from(database).unwrap_or(0),
+            build: MIGRATIONS.len() as u64,
+        }))
     }
 
     fn totals(&mut self) -> Result<Vec<CurrencyTotal>, StoreError> {

@@ -12,7 +12,7 @@ use offpay_ledger::engine::{Changes, References, SequenceNumbers, Snapshot};
 use offpay_ledger::{
     Account, AccountId, AccountKind, Amount, BalanceLimits, Batch, Currency, CurrencyTotal,
     GroupResult, GroupTransaction, HISTORY_PAGE_MAX, LedgerStore, PendingState, RECORD_PAGE_MAX,
-    Record, StoreError, Timestamp, Transfer, TransferId, TransferRecord, run_group,
+    Record, SchemaVersions, StoreError, Timestamp, Transfer, TransferId, TransferRecord, run_group,
 };
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
@@ -569,6 +569,21 @@ impl LedgerStore for SqliteStore {
             )
             .map_err(database_error)?;
         collect(rows)
+    }
+
+    fn schema_versions(&mut self) -> Result<Option<SchemaVersions>, StoreError> {
+        let database: i64 = self
+            .connection
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(database_error)?;
+        Ok(Some(SchemaVersions {
+            database: u64::try_from(database).unwrap_or(0),
+            build: MIGRATIONS.len() as u64,
+        }))
     }
 
     fn totals(&mut self) -> Result<Vec<CurrencyTotal>, StoreError> {

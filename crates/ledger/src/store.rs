@@ -92,6 +92,29 @@ pub trait LedgerStore: Send {
         &mut self,
         reads: &mut dyn FnMut(&mut dyn LedgerStore) -> Result<(), StoreError>,
     ) -> Result<(), StoreError>;
+
+    /// The schema version the database is at and the one this build migrates it to, read from
+    /// the database now (a readiness check: another process may have migrated it since this one
+    /// opened it). `None` for a store without migrations (memory).
+    fn schema_versions(&mut self) -> Result<Option<SchemaVersions>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// A store's schema version and this build's ([`LedgerStore::schema_versions`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SchemaVersions {
+    /// The newest migration the database has applied.
+    pub database: u64,
+    /// The newest migration this build knows.
+    pub build: u64,
+}
+
+impl SchemaVersions {
+    /// Whether the database is at exactly this build's version.
+    pub fn current(&self) -> bool {
+        self.database == self.build
+    }
 }
 
 /// The steps of one group commit inside a backend's database transaction. [`run_group`] drives

@@ -17,7 +17,6 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::metrics::Metrics;
 
 /// `Json<T>` whose rejections answer in the API's error format.
 #[derive(Debug)]
@@ -248,24 +247,14 @@ async fn commit_single(state: &AppState, batch: Batch) -> Result<Vec<Outcome>, A
         }
     };
     match result {
-        Ok(offpay_operator::Attempt::Done(outcomes)) => {
-            Metrics::add(&state.metrics.batches_committed, 1);
-            let committed = outcomes
-                .iter()
-                .filter(|outcome| **outcome == Outcome::TransferCommitted)
-                .count();
-            Metrics::add(&state.metrics.transfers_committed, committed as u64);
-            Ok(outcomes)
-        }
+        // Batches and transfers are counted by the ledger's writer, for every path alike.
+        Ok(offpay_operator::Attempt::Done(outcomes)) => Ok(outcomes),
         Ok(offpay_operator::Attempt::Conflict) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "busy",
             "another operator action committed at the same moment; send the same request again",
         )),
-        Err(crate::runner::RunError::Refused(refusal)) => {
-            Metrics::add(&state.metrics.batches_refused, 1);
-            Err(ApiError::refused(&refusal))
-        }
+        Err(crate::runner::RunError::Refused(refusal)) => Err(ApiError::refused(&refusal)),
         Err(error) => Err(crate::runner::api_error(error)),
     }
 }

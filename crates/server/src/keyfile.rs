@@ -36,6 +36,40 @@ pub fn read_or_create(
     }
 }
 
+/// Creates `path` and any missing parents as directories only the owner may enter (0700); an
+/// existing directory is left as it is. Every directory the server or the CLI makes for money
+/// data or secrets comes from here.
+pub fn create_private_dir_all(path: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path)
+}
+
+/// Opens `path` for writing, created readable and writable by the owner only (0600) and
+/// truncated; an existing file is narrowed to 0600 too. For files that hold money data or
+/// secrets and may be written again (printed envelopes, backups, exports).
+pub fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(file)
+}
+
 /// `count` fresh random bytes.
 pub fn random(entropy: &dyn Entropy, count: usize) -> std::io::Result<Zeroizing<Vec<u8>>> {
     let mut bytes = Zeroizing::new(vec![0u8; count]);
@@ -83,6 +117,29 @@ mod tests {
     use offpay_operator::SeededEntropy;
 
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn private_files_and_directories_are_the_owners_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let directory = tempfile::tempdir().unwrap();
+        let nested = directory.path().join("a/b");
+        create_private_dir_all(&nested).unwrap();
+        for path in [directory.path().join("a"), nested.clone()] {
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "{}", path.display());
+        }
+        let file = nested.join("f");
+        std::fs::write(&file, b"old").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        create_private_file(&file)
+            .unwrap()
+            .write_all(b"new")
+            .unwrap();
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(std::fs::read(&file).unwrap(), b"new");
+    }
 
     #[test]
     fn a_key_file_is_created_once_private_and_then_read() {

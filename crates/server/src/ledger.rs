@@ -8,11 +8,14 @@
 //! [`Ledger::read_after_queued`].
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
-use offpay_ledger::{Batch, GroupResult, LedgerStore, StoreError, Timestamp};
+use offpay_ledger::{Batch, GroupResult, LedgerStore, Operation, Outcome, StoreError, Timestamp};
 use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::{LedgerMetrics, Metrics};
 
 /// Requests waiting for the writer; senders wait (back-pressure) when it is full.
 pub const QUEUE_DEPTH_MAX: usize = 1024;
@@ -40,6 +43,19 @@ pub struct Ledger {
     /// Group commits finished (committed or failed), counted by the writer.
     groups_done: Arc<AtomicU64>,
     backend: &'static str,
+    /// What the writer measures.
+    metrics: Arc<LedgerMetrics>,
+    /// True while the writer thread runs; cleared when it ends, however it ends.
+    writer_alive: Arc<AtomicBool>,
+}
+
+/// Clears the writer's liveness flag when the writer thread ends, by return or by panic.
+struct AliveWhileHeld(Arc<AtomicBool>);
+
+impl Drop for AliveWhileHeld {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 /// The number of the group commit that wrote a request's batches, once it has finished
@@ -107,9 +123,20 @@ impl Ledger {
         let (sender, receiver) = mpsc::channel(QUEUE_DEPTH_MAX);
         let groups_done = Arc::new(AtomicU64::new(0));
         let done = Arc::clone(&groups_done);
+        let metrics = Arc::new(LedgerMetrics::default());
+        let measured = Arc::clone(&metrics);
+        let writer_alive = Arc::new(AtomicBool::new(true));
+        let alive = AliveWhileHeld(Arc::clone(&writer_alive));
         let handle = std::thread::Builder::new()
             .name("ledger-writer".into())
-            .spawn(move || run_writer(store, receiver, &done))?;
+            .spawn(move || {
+                let writer = Writer {
+                    groups_done: &done,
+                    metrics: &measured,
+                    alive: &alive.0,
+                };
+                run_writer(store, receiver, &writer);
+            })?;
         let (reads, mut queued_reads) = mpsc::channel::<ReadJob>(QUEUE_DEPTH_MAX);
         let reader_handle = std::thread::Builder::new()
             .name("ledger-reader".into())
@@ -124,6 +151,8 @@ impl Ledger {
                 reader: reads,
                 groups_done,
                 backend,
+                metrics,
+                writer_alive,
             },
             LedgerThread {
                 handle,
@@ -141,6 +170,22 @@ impl Ledger {
     /// `"sqlite"` or `"postgres"`.
     pub fn backend(&self) -> &'static str {
         self.backend
+    }
+
+    /// What the writer thread has measured.
+    pub fn metrics(&self) -> &LedgerMetrics {
+        &self.metrics
+    }
+
+    /// Requests queued for the writer and not yet taken by it.
+    pub fn queue_depth(&self) -> usize {
+        self.sender.max_capacity() - self.sender.capacity()
+    }
+
+    /// Whether the writer thread is still running (it stops only when every handle is gone, or
+    /// when it panicked).
+    pub fn writer_alive(&self) -> bool {
+        self.writer_alive.load(Ordering::Acquire) && !self.sender.is_closed()
     }
 
     /// Commits `batches` (each atomic on its own) and returns when they are durable.
@@ -247,10 +292,17 @@ struct PendingCommit {
     group: GroupNumber,
 }
 
+/// What the writer thread shares with the [`Ledger`] handles.
+struct Writer<'a> {
+    groups_done: &'a AtomicU64,
+    metrics: &'a LedgerMetrics,
+    alive: &'a AtomicBool,
+}
+
 fn run_writer(
     mut store: Box<dyn LedgerStore>,
     mut receiver: mpsc::Receiver<Request>,
-    groups_done: &AtomicU64,
+    writer: &Writer<'_>,
 ) {
     let mut reads: Vec<ReadJob> = Vec::new();
     while let Some(first) = receiver.blocking_recv() {
@@ -288,7 +340,7 @@ fn run_writer(
             }
         }
         if !waiting.is_empty() {
-            commit_group(store.as_mut(), group, now, waiting, groups_done);
+            commit_group(store.as_mut(), group, now, waiting, writer);
         }
         for job in reads.drain(..) {
             job(store.as_mut());
@@ -301,9 +353,25 @@ fn commit_group(
     group: Vec<Batch>,
     now: Timestamp,
     waiting: Vec<PendingCommit>,
-    groups_done: &AtomicU64,
+    writer: &Writer<'_>,
 ) {
-    let outcome = store.commit(&group, now);
+    let Writer {
+        groups_done,
+        metrics,
+        alive,
+    } = writer;
+    let started = Instant::now();
+    // A store that panics ends the writer thread. The flag goes down before the waiting callers
+    // hear that their commit failed, so whoever asks after that finds the writer not alive.
+    let outcome =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.commit(&group, now)))
+            .unwrap_or_else(|panic| {
+                alive.store(false, Ordering::Release);
+                std::panic::resume_unwind(panic)
+            });
+    metrics.commit_seconds.observe_duration(started.elapsed());
+    metrics.group_batches.observe(group.len() as u64);
+    measure(metrics, &group, &outcome);
     // Numbered and counted once finished, before anyone hears the outcome: whoever learns that
     // its batches committed then finds them counted in `groups_done`.
     let number = groups_done.load(Ordering::Relaxed) + 1;
@@ -350,5 +418,100 @@ fn same_error(error: &StoreError) -> StoreError {
             pending_sum: *pending_sum,
         },
         other => StoreError::Database(other.to_string()),
+    }
+}
+
+/// Counts a finished group's batches, transfers and fraud flags. Fraud flags are counted here,
+/// where every rail's flags are committed, whichever path queued them; a flag is counted when it
+/// is created (its record written at version 1), not when an operator later updates it.
+fn measure(metrics: &LedgerMetrics, group: &[Batch], outcome: &Result<GroupResult, StoreError>) {
+    let Ok(results) = outcome else {
+        metrics.groups.add(&[("outcome", "failed")], 1);
+        metrics
+            .batches
+            .add(&[("outcome", "failed")], group.len() as u64);
+        return;
+    };
+    metrics.groups.add(&[("outcome", "committed")], 1);
+    for (batch, result) in group.iter().zip(results) {
+        let Ok(outcomes) = result else {
+            metrics.batches.add(&[("outcome", "refused")], 1);
+            continue;
+        };
+        metrics.batches.add(&[("outcome", "committed")], 1);
+        for (operation, outcome) in batch.operations.iter().zip(outcomes) {
+            match (operation, outcome) {
+                (Operation::Transfer(_), Outcome::TransferCommitted) => {
+                    Metrics::add(&metrics.transfers_committed, 1);
+                }
+                (Operation::PutRecord(write), Outcome::RecordWritten { version: 1 })
+                    if write.namespace == offpay_operator::fraud::NAMESPACE =>
+                {
+                    let flag = write
+                        .value
+                        .as_deref()
+                        .and_then(|value| serde_json::from_slice::<FlagLabels>(value).ok());
+                    match flag {
+                        Some(flag) => metrics
+                            .fraud_flags
+                            .add(&[("rail", &flag.rail), ("kind", &flag.kind)], 1),
+                        None => metrics
+                            .fraud_flags
+                            .add(&[("rail", "unknown"), ("kind", "unreadable")], 1),
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The fields of a fraud flag its counter is labelled with.
+#[derive(serde::Deserialize)]
+struct FlagLabels {
+    rail: String,
+    kind: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use offpay_ledger::MemoryStore;
+    use offpay_operator::FraudFlag;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_writer_counts_fraud_flags_when_they_are_created_and_its_groups() {
+        let (ledger, _threads) =
+            Ledger::start(Box::new(MemoryStore::new()), Box::new(MemoryStore::new())).unwrap();
+        let flag = FraudFlag::new(
+            "purse",
+            "duplicate_counter",
+            "+254700000001",
+            "two entries with counter 7",
+            serde_json::json!({ "counter": 7 }),
+            Timestamp(1),
+        );
+        let raise = || Batch {
+            operations: vec![flag.operation("7")],
+        };
+        let results = ledger.commit(vec![raise()], Timestamp(2)).await.unwrap();
+        assert!(results[0].is_ok());
+        // The same finding raised again (a retried upload) rewrites the flag: not a new one.
+        ledger.commit(vec![raise()], Timestamp(3)).await.unwrap();
+        let metrics = ledger.metrics();
+        let labels = [("rail", "purse"), ("kind", "duplicate_counter")];
+        assert_eq!(metrics.fraud_flags.get(&labels), 1);
+        assert_eq!(metrics.groups.get(&[("outcome", "committed")]), 2);
+        assert_eq!(metrics.batches.get(&[("outcome", "committed")]), 2);
+        assert_eq!(metrics.group_batches.count(), 2);
+        assert_eq!(metrics.commit_seconds.count(), 2);
+        // An empty batch is refused by the rules, and counted so.
+        ledger
+            .commit(vec![Batch::default()], Timestamp(4))
+            .await
+            .unwrap();
+        assert_eq!(metrics.batches.get(&[("outcome", "refused")]), 1);
+        assert_eq!(ledger.queue_depth(), 0);
     }
 }

@@ -1,5 +1,5 @@
 //! The offpay operator server. One HTTP service (axum) in front of one ledger writer thread:
-//! `/health`, `/metrics`, and the token-authenticated operator API under `/api/v1`. The rails'
+//! `/health`, `/ready`, `/metrics`, and the token-authenticated operator API under `/api/v1`. The rails'
 //! operator halves (purse sync, SMS gateway, money office, clearing) plug in as further routes.
 
 pub mod api;
@@ -7,6 +7,7 @@ pub mod approvals;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod datadir;
 pub mod error;
 pub mod fraud;
 pub mod idempotency;
@@ -20,17 +21,20 @@ pub mod tls;
 pub mod token;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{MatchedPath, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use offpay_ledger::{LedgerStore, StoreError, Timestamp, verify_conservation};
 use offpay_operator::{Clock, Entropy, OsEntropy, SystemClock};
 use serde_json::json;
+use tracing::Instrument;
 
 use crate::config::ServerConfig;
+use crate::datadir::DataDirLock;
 use crate::ledger::{Ledger, LedgerThread};
 use crate::metrics::Metrics;
 use crate::token::AdminToken;
@@ -54,6 +58,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Where fresh secrets come from.
     pub entropy: Arc<dyn Entropy>,
+    /// The data directory's lock, held while the state lives.
+    pub data_dir_lock: DataDirLock,
 }
 
 impl AppState {
@@ -105,6 +111,9 @@ pub enum StartError {
     /// The TLS certificate or key could not be loaded or used (the message names the file).
     #[error("{0}")]
     Tls(String),
+    /// Another process holds the data directory (the message names the lock file and its pid).
+    #[error(transparent)]
+    DataDirLocked(#[from] datadir::LockError),
 }
 
 fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
@@ -216,10 +225,17 @@ impl Server {
 
     /// [`Server::start`] with the given clock and entropy.
     pub async fn start_with(config: ServerConfig, inputs: Inputs) -> Result<Server, StartError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(io_error(format!(
+        keyfile::create_private_dir_all(&config.data_dir).map_err(io_error(format!(
             "cannot create data directory {}",
             config.data_dir.display()
         )))?;
+        restrict_data_dir(&config.data_dir);
+        // Before anything in the directory is read or written: a second server stops here.
+        let data_dir_lock = DataDirLock::acquire(&config.data_dir)?;
+        if let Some(path) = sqlite_file(&config) {
+            private_sqlite_files(&path)
+                .map_err(io_error(format!("cannot create {}", path.display())))?;
+        }
         // The certificate first: a wrong file should stop the start before anything is created.
         let certificate = match &config.tls {
             Some(files) => Some(Arc::new(
@@ -259,6 +275,7 @@ impl Server {
             rails,
             clock: inputs.clock,
             entropy: inputs.entropy,
+            data_dir_lock,
         });
         // Before the scheduler or any message: an earlier release's records get their MACs.
         rails::sms::seal_at_start(&state).await.map_err(|error| {
@@ -355,6 +372,68 @@ pub fn operator_routes() -> routes::OperatorRoutes {
         .merge(rails::operator_routes())
 }
 
+/// Narrows a data directory that others may enter (made before, by hand or by a tool) to 0700,
+/// saying so; leaves it as it is, with a warning, when that is not allowed.
+fn restrict_data_dir(data_dir: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(metadata) = std::fs::metadata(data_dir) else {
+            return;
+        };
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 == 0 {
+            return;
+        }
+        match std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)) {
+            Ok(()) => tracing::warn!(
+                data_dir = %data_dir.display(),
+                was = format!("{mode:o}"),
+                "the data directory was open to others; made it 0700"
+            ),
+            Err(error) => tracing::warn!(
+                data_dir = %data_dir.display(),
+                mode = format!("{mode:o}"),
+                %error,
+                "the data directory is open to others and cannot be made 0700"
+            ),
+        }
+    }
+}
+
+/// The SQLite file the configuration names, if the ledger is in SQLite.
+fn sqlite_file(config: &ServerConfig) -> Option<std::path::PathBuf> {
+    match config.database_url.as_deref() {
+        None => Some(config.sqlite_path()),
+        Some(url) => sqlite_url_path(url).map(std::path::Path::to_path_buf),
+    }
+}
+
+/// Creates the SQLite file empty with mode 0600 if it does not exist yet (SQLite gives its WAL
+/// and shared-memory files the database file's mode), and narrows an existing database and its
+/// WAL and shared-memory files to 0600.
+fn private_sqlite_files(path: &std::path::Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    drop(options.open(path)?);
+    #[cfg(unix)]
+    for suffix in ["", "-wal", "-shm"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        match std::fs::set_permissions(&name, std::fs::Permissions::from_mode(0o600)) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// All routes.
 pub fn router(state: Arc<AppState>) -> Router {
     let (operator, table) = operator_routes().into_parts();
@@ -366,24 +445,101 @@ pub fn router(state: Arc<AppState>) -> Router {
         operator.route_layer(axum::middleware::from_fn_with_state(guard, auth::authorize));
     Router::new()
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .nest(API_PREFIX, operator)
         .merge(rails::device_routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            count_requests,
+            observe_request,
         ))
         .with_state(state)
 }
 
-async fn count_requests(
+/// The request-id header, taken from the client when sane and returned on every response.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Longest request id taken from a client.
+pub const REQUEST_ID_LENGTH_MAX: usize = 64;
+/// Random bytes in a request id the server makes (shown as hex).
+const REQUEST_ID_BYTES: usize = 8;
+
+/// The client's request id if it is 1 to [`REQUEST_ID_LENGTH_MAX`] characters of letters,
+/// digits, `-`, `_`, `.` and `:` (safe in a header and a log line), else a fresh one.
+fn request_id(state: &AppState, headers: &HeaderMap) -> String {
+    let given = headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| {
+            (1..=REQUEST_ID_LENGTH_MAX).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || b"-_.:".contains(&byte))
+        });
+    if let Some(id) = given {
+        return id.to_owned();
+    }
+    let mut bytes = [0u8; REQUEST_ID_BYTES];
+    match state.entropy.fill(&mut bytes) {
+        Ok(()) => hex::encode(bytes),
+        // An id is for finding log lines, not a secret: a counter will do if entropy fails.
+        Err(_) => format!("n{}", state.ledger.groups_done()),
+    }
+}
+
+/// Every request: a request id (in a tracing span around its handling, so that each log line
+/// it causes carries the id, and in the response header), and its metrics by route template —
+/// the path the router matched (`/api/v1/accounts/{id}`), never the raw URI — and status.
+async fn observe_request(
     State(state): State<Arc<AppState>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    Metrics::add(&state.metrics.http_requests, 1);
-    next.run(request).await
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let method: &'static str = match request.method().as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    };
+    let id = request_id(&state, request.headers());
+    let span = tracing::info_span!("request", request_id = %id, method, route = %route);
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+    let status = response.status();
+    state.metrics.http_requests.add(
+        &[
+            ("route", &route),
+            ("method", method),
+            ("status", status.as_str()),
+        ],
+        1,
+    );
+    state
+        .metrics
+        .http_latency
+        .with(&[("route", &route)])
+        .observe_duration(elapsed);
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    span.in_scope(|| {
+        tracing::debug!(
+            status = status.as_u16(),
+            duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            "request answered"
+        );
+    });
+    response
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
@@ -392,13 +548,148 @@ async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     )
 }
 
+/// How long `/ready` and `/metrics` wait for the ledger's reader.
+pub const LEDGER_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why the server is not ready, as `/ready` names it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct NotReady {
+    /// `ledger`, `writer` or `migrations`.
+    pub check: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The readiness checks: the ledger answers a read through its reader (the schema version, a
+/// cheap query), the writer thread runs, and the database's schema is this build's. Each
+/// failing check is named.
+pub async fn readiness(ledger: &Ledger) -> Vec<NotReady> {
+    let mut problems = Vec::new();
+    if !ledger.writer_alive() {
+        problems.push(NotReady {
+            check: "writer",
+            message: "the ledger writer thread has stopped; restart the server".into(),
+        });
+    }
+    let probe = ledger.read(|store| store.schema_versions());
+    match tokio::time::timeout(LEDGER_PROBE_TIMEOUT, probe).await {
+        Ok(Ok(Some(versions))) if !versions.current() => problems.push(NotReady {
+            check: "migrations",
+            message: format!(
+                "the database is at schema version {}, this build at {}",
+                versions.database, versions.build
+            ),
+        }),
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => problems.push(NotReady {
+            check: "ledger",
+            message: format!("the ledger cannot be read: {error}"),
+        }),
+        Err(_) => problems.push(NotReady {
+            check: "ledger",
+            message: format!(
+                "the ledger did not answer a read within {} ms",
+                LEDGER_PROBE_TIMEOUT.as_millis()
+            ),
+        }),
+    }
+    problems
+}
+
+/// `200 {"status": "ready"}`, or `503 {"status": "not_ready", "not_ready": [{check, message}]}`.
+async fn ready(State(state): State<Arc<AppState>>) -> axum::response::Response {
+    let problems = readiness(&state.ledger).await;
+    if problems.is_empty() {
+        axum::Json(json!({ "status": "ready", "backend": state.ledger.backend() })).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({ "status": "not_ready", "not_ready": problems })),
+        )
+            .into_response()
+    }
+}
+
+/// Most SMS outbox and dead-letter records counted at one scrape; a larger queue shows as this.
+pub const SMS_QUEUE_COUNT_MAX: usize = 100_000;
+
+/// Counts the records under `prefix` in the SMS namespace, up to [`SMS_QUEUE_COUNT_MAX`].
+fn count_sms_records(store: &mut dyn LedgerStore, prefix: &str) -> Result<u64, StoreError> {
+    let mut counted = 0usize;
+    let mut after: Option<String> = None;
+    while counted < SMS_QUEUE_COUNT_MAX {
+        let page = store.records(
+            offpay_sms_tan::operator::records::NAMESPACE,
+            prefix,
+            after.as_deref(),
+            offpay_ledger::RECORD_PAGE_MAX,
+        )?;
+        counted += page.len();
+        match page.last() {
+            Some(last) if page.len() == offpay_ledger::RECORD_PAGE_MAX => {
+                after = Some(last.key.clone());
+            }
+            _ => break,
+        }
+    }
+    Ok(counted.min(SMS_QUEUE_COUNT_MAX) as u64)
+}
+
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    use offpay_sms_tan::operator::records::{DEAD_PREFIX, OUTBOUND_PREFIX};
+    use std::sync::atomic::Ordering::Relaxed;
+    let queues = state.ledger.read(|store| {
+        Ok((
+            count_sms_records(store, OUTBOUND_PREFIX)?,
+            count_sms_records(store, DEAD_PREFIX)?,
+        ))
+    });
+    let (sms_outbox, sms_dead_letters) =
+        match tokio::time::timeout(LEDGER_PROBE_TIMEOUT, queues).await {
+            Ok(Ok((outbox, dead))) => (Some(outbox), Some(dead)),
+            _ => (None, None),
+        };
+    let sms = &state.rails.sms.metrics;
+    let gauges = metrics::Gauges {
+        backend: state.ledger.backend(),
+        writer_queue_depth: state.ledger.queue_depth() as u64,
+        writer_alive: state.ledger.writer_alive(),
+        sms_outbox,
+        sms_dead_letters,
+        sms_counters: [
+            (
+                "offpay_sms_inbound_total",
+                "Inbound SMS processed.",
+                sms.inbound.load(Relaxed),
+            ),
+            (
+                "offpay_sms_inbound_duplicates_total",
+                "Gateway retries of an inbound SMS answered from the dedupe record.",
+                sms.duplicates.load(Relaxed),
+            ),
+            (
+                "offpay_sms_inbound_reruns_total",
+                "Inbound SMS decided again after a refused commit.",
+                sms.reruns.load(Relaxed),
+            ),
+            (
+                "offpay_sms_sent_total",
+                "Outbound SMS handed to the gateway.",
+                sms.sent.load(Relaxed),
+            ),
+            (
+                "offpay_sms_send_failures_total",
+                "Failed attempts to hand an outbound SMS to the gateway.",
+                sms.send_failures.load(Relaxed),
+            ),
+        ],
+    };
     (
         [(
             axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
+            "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(state.ledger.backend()),
+        state.metrics.render(state.ledger.metrics(), &gauges),
     )
 }
 
@@ -408,4 +699,84 @@ async fn not_found(uri: axum::http::Uri) -> error::ApiError {
         "no_such_route",
         format!("nothing at {}", uri.path()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use offpay_ledger::{
+        Account, AccountId, Batch, CurrencyTotal, GroupResult, MemoryStore, Record, TransferId,
+        TransferRecord,
+    };
+
+    use super::*;
+
+    /// A store whose commit panics, as a bug in a backend would: the writer thread dies.
+    struct PanicsOnCommit(MemoryStore);
+
+    impl LedgerStore for PanicsOnCommit {
+        fn backend(&self) -> &'static str {
+            "memory"
+        }
+        fn commit(&mut self, _: &[Batch], _: Timestamp) -> Result<GroupResult, StoreError> {
+            panic!("a backend bug")
+        }
+        fn account(&mut self, id: &AccountId) -> Result<Option<Account>, StoreError> {
+            self.0.account(id)
+        }
+        fn accounts(
+            &mut self,
+            after: Option<&AccountId>,
+            limit: usize,
+        ) -> Result<Vec<Account>, StoreError> {
+            self.0.accounts(after, limit)
+        }
+        fn transfer(&mut self, id: &TransferId) -> Result<Option<TransferRecord>, StoreError> {
+            self.0.transfer(id)
+        }
+        fn history(
+            &mut self,
+            account: &AccountId,
+            before: Option<u64>,
+            limit: usize,
+        ) -> Result<Vec<TransferRecord>, StoreError> {
+            self.0.history(account, before, limit)
+        }
+        fn totals(&mut self) -> Result<Vec<CurrencyTotal>, StoreError> {
+            self.0.totals()
+        }
+        fn record(&mut self, namespace: &str, key: &str) -> Result<Option<Record>, StoreError> {
+            self.0.record(namespace, key)
+        }
+        fn records(
+            &mut self,
+            namespace: &str,
+            key_prefix: &str,
+            after_key: Option<&str>,
+            limit: usize,
+        ) -> Result<Vec<Record>, StoreError> {
+            self.0.records(namespace, key_prefix, after_key, limit)
+        }
+        fn read_transaction(
+            &mut self,
+            reads: &mut dyn FnMut(&mut dyn LedgerStore) -> Result<(), StoreError>,
+        ) -> Result<(), StoreError> {
+            reads(self)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dead_writer_thread_makes_the_server_not_ready() {
+        let (ledger, _threads) = Ledger::start(
+            Box::new(PanicsOnCommit(MemoryStore::new())),
+            Box::new(MemoryStore::new()),
+        )
+        .unwrap();
+        assert_eq!(readiness(&ledger).await, vec![]);
+        let commit = ledger.commit(vec![Batch::default()], Timestamp(1)).await;
+        assert!(commit.is_err(), "the panicking writer answers nothing");
+        assert!(!ledger.writer_alive());
+        let problems = readiness(&ledger).await;
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].check, "writer");
+    }
 }

@@ -35,11 +35,52 @@ struct Node {
 }
 
 async fn start(directory: &Path, backend: &Backend, clock: Arc<ManualClock>, seed: u64) -> Node {
+    let database_url = backend.database_url().map(str::to_owned);
+    start_on(directory, database_url, clock, seed).await
+}
+
+/// A second server beside the one on `first`: a data directory of its own (one server per data
+/// directory, which it locks) holding copies of the first's key files, on the same database.
+async fn start_beside(
+    first: &Path,
+    second: &Path,
+    backend: &Backend,
+    clock: Arc<ManualClock>,
+    seed: u64,
+) -> Node {
+    std::fs::create_dir_all(second).unwrap();
+    let mut pending = vec![first.to_path_buf()];
+    while let Some(directory) = pending.pop() {
+        for entry in std::fs::read_dir(&directory).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+            let target = second.join(path.strip_prefix(first).unwrap());
+            if path.is_dir() {
+                std::fs::create_dir_all(&target).unwrap();
+                pending.push(path);
+            } else if !name.starts_with("offpay.sqlite") && name != "offpay.lock" {
+                std::fs::copy(&path, &target).unwrap();
+            }
+        }
+    }
+    let database_url = backend.database_url().map_or_else(
+        || format!("sqlite://{}", first.join("offpay.sqlite").display()),
+        str::to_owned,
+    );
+    start_on(second, Some(database_url), clock, seed).await
+}
+
+async fn start_on(
+    directory: &Path,
+    database_url: Option<String>,
+    clock: Arc<ManualClock>,
+    seed: u64,
+) -> Node {
     let config = ServerConfig::resolve(
         Overrides {
             data_dir: Some(directory.to_owned()),
             listen: Some("127.0.0.1:0".into()),
-            database_url: backend.database_url().map(str::to_owned),
+            database_url,
             ..Overrides::default()
         },
         &|_| None,
@@ -176,9 +217,10 @@ fn clock() -> Arc<ManualClock> {
 async fn a_wallet_is_issued_charged_and_synced_and_two_servers_on_one_database_agree() {
     for backend in Backend::all("wallet office") {
         let directory = tempfile::tempdir().unwrap();
-        let first = start(directory.path(), &backend, clock(), 1).await;
-        // A second server on the same data directory and database (same office key).
-        let second = start(directory.path(), &backend, clock(), 2).await;
+        let (first_dir, second_dir) = (directory.path().join("a"), directory.path().join("b"));
+        let first = start(&first_dir, &backend, clock(), 1).await;
+        // A second server on the same database with the same keys (same office key).
+        let second = start_beside(&first_dir, &second_dir, &backend, clock(), 2).await;
         assert_eq!(first.office_public(), second.office_public());
 
         let mut entropy = offpay_wallet::SeededEntropy::from_seed(3);

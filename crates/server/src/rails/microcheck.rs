@@ -114,9 +114,11 @@ impl MicrocheckRail {
         config: &ServerConfig,
         entropy: &dyn Entropy,
     ) -> Result<MicrocheckRail, StartError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::Io {
-            context: format!("data directory {}", config.data_dir.display()),
-            source,
+        crate::keyfile::create_private_dir_all(&config.data_dir).map_err(|source| {
+            StartError::Io {
+                context: format!("data directory {}", config.data_dir.display()),
+                source,
+            }
         })?;
         let pa = load_or_create_key(&config.data_dir.join(PA_KEY_FILE), entropy)?;
         let age = load_or_create_key(&config.data_dir.join(AGE_KEY_FILE), entropy)?;
@@ -498,7 +500,24 @@ async fn payer_refresh(
     State(state): State<Arc<AppState>>,
     ApiJson(request): ApiJson<SignedRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let (payer, standing) = authenticated_payer(&state, &request, purpose::REFRESH).await?;
+    let result = payer_refresh_answer(&state, &request).await;
+    state.metrics.sync("microcheck_payer", status_of(&result));
+    result
+}
+
+/// The HTTP status a handler's result answers with, for the metrics.
+fn status_of<T>(result: &Result<T, ApiError>) -> StatusCode {
+    result
+        .as_ref()
+        .map_or_else(|error| error.status, |_| StatusCode::OK)
+}
+
+async fn payer_refresh_answer(
+    state: &Arc<AppState>,
+    request: &SignedRequest,
+) -> Result<Json<Value>, ApiError> {
+    let (state, request) = (state.clone(), request);
+    let (payer, standing) = authenticated_payer(&state, request, purpose::REFRESH).await?;
     let strategy = strategy(&state).await?;
     let answer = state
         .rails
@@ -562,7 +581,19 @@ async fn merchant_refresh(
     State(state): State<Arc<AppState>>,
     ApiJson(request): ApiJson<SignedRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let record = authenticated_merchant(&state, &request, purpose::MERCHANT_REFRESH).await?;
+    let result = merchant_refresh_answer(&state, &request).await;
+    state
+        .metrics
+        .sync("microcheck_merchant", status_of(&result));
+    result
+}
+
+async fn merchant_refresh_answer(
+    state: &Arc<AppState>,
+    request: &SignedRequest,
+) -> Result<Json<Value>, ApiError> {
+    let (state, request) = (state.clone(), request);
+    let record = authenticated_merchant(&state, request, purpose::MERCHANT_REFRESH).await?;
     let strategy = strategy(&state).await?;
     let answer = state
         .rails
@@ -577,7 +608,24 @@ async fn deposit(
     State(state): State<Arc<AppState>>,
     ApiJson(request): ApiJson<SignedRequest>,
 ) -> Result<Json<DepositReport>, ApiError> {
-    let record = authenticated_merchant(&state, &request, purpose::DEPOSIT).await?;
+    let result = deposit_answer(&state, &request).await;
+    let status = status_of(&result);
+    state.metrics.deposits.add(
+        &[
+            ("rail", "microcheck"),
+            ("outcome", crate::metrics::outcome_of(status)),
+        ],
+        1,
+    );
+    result
+}
+
+async fn deposit_answer(
+    state: &Arc<AppState>,
+    request: &SignedRequest,
+) -> Result<Json<DepositReport>, ApiError> {
+    let (state, request) = (state.clone(), request);
+    let record = authenticated_merchant(&state, request, purpose::DEPOSIT).await?;
     let body: DepositBody = serde_json::from_str(request.body.get())
         .map_err(|e| ApiError::bad_request("malformed", format!("deposit: {e}")))?;
     if body.items.len() > DEPOSIT_ITEMS_MAX {
@@ -610,10 +658,12 @@ mod tests {
         .unwrap();
         let path = directory.path().join("rsa.key");
         let text = rsa.to_identifier(Encoding::Base64).unwrap();
-        std::fs::write(&path, format!("{text}\n")).unwrap();
+        std::fs::write(&path, format!("{}\n", text.as_str())).unwrap();
         let error = load_or_create_key(&path, &offpay_operator::OsEntropy).unwrap_err();
         assert!(
-            error.to_string().contains("an RSA key; the server signs only with Ed25519"),
+            error
+                .to_string()
+                .contains("an RSA key; the server signs only with Ed25519"),
             "{error}"
         );
         let path = directory.path().join("made.key");

@@ -104,7 +104,7 @@ impl PurseRail {
     /// Loads or creates this rail's keys under the data directory.
     pub fn start(config: &ServerConfig, entropy: &dyn Entropy) -> Result<PurseRail, StartError> {
         let directory = config.data_dir.join(KEY_DIRECTORY);
-        std::fs::create_dir_all(&directory)
+        keyfile::create_private_dir_all(&directory)
             .map_err(keyfile::start_error("cannot create", &directory))?;
         let operator = load_or_create_operator(&directory.join(OPERATOR_FILE))?;
         let master = load_or_create_master_key(&directory.join(MASTER_KEY_FILE), entropy)?;
@@ -410,10 +410,16 @@ fn parse_phone(text: &str) -> Result<Phone, ApiError> {
 }
 
 async fn sync_endpoint(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    let response = sync_response(&state, &body).await;
+    state.metrics.sync("purse", response.status());
+    response
+}
+
+async fn sync_response(state: &AppState, body: &[u8]) -> Response {
     match state
         .rails
         .purse
-        .sync(&state.ledger, &body, state.now())
+        .sync(&state.ledger, body, state.now())
         .await
     {
         Ok(reply) => (
@@ -449,16 +455,24 @@ async fn sms_endpoint(
     body: crate::api::ApiJson<SmsRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let request = body.0;
-    let upload =
-        offpay_purse::sync::unpack_sms(&request.parts).map_err(|error| purse_api_error(&error))?;
-    let reply = state
-        .rails
-        .purse
-        .sync(&state.ledger, &upload, state.now())
-        .await?;
-    let parts = offpay_purse::sync::pack_sms(&reply.answer, request.answer_id)
-        .map_err(|error| purse_api_error(&error))?;
-    Ok(Json(json!({ "parts": parts })))
+    let result = async {
+        let upload = offpay_purse::sync::unpack_sms(&request.parts)
+            .map_err(|error| purse_api_error(&error))?;
+        let reply = state
+            .rails
+            .purse
+            .sync(&state.ledger, &upload, state.now())
+            .await?;
+        let parts = offpay_purse::sync::pack_sms(&reply.answer, request.answer_id)
+            .map_err(|error| purse_api_error(&error))?;
+        Ok(Json(json!({ "parts": parts })))
+    }
+    .await;
+    let status = result
+        .as_ref()
+        .map_or_else(|error: &ApiError| error.status, |_| StatusCode::OK);
+    state.metrics.sync("purse", status);
+    result
 }
 
 #[derive(Debug, Deserialize)]

@@ -37,7 +37,6 @@ use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::keyfile;
 use crate::ledger::LedgerError;
-use crate::metrics::Metrics;
 use crate::runner::RunError;
 use crate::{AppState, StartError};
 
@@ -369,9 +368,9 @@ impl SmsRail {
     }
 
     /// What to do once a decision's effects are committed: keep the records it wrote in the read
-    /// cache, note the operator accounts that now exist, count, and wake the sender for queued
+    /// cache, note the operator accounts that now exist, and wake the sender for queued
     /// replies.
-    pub fn committed(&self, state: &AppState, summary: &Summary) {
+    pub fn committed(&self, summary: &Summary) {
         self.cache.keep_written(&summary.written);
         if let Ok(mut ready) = self.operator_ready.lock() {
             for currency in &summary.operator_currencies {
@@ -380,8 +379,6 @@ impl SmsRail {
                 }
             }
         }
-        Metrics::add(&state.metrics.batches_committed, 1);
-        Metrics::add(&state.metrics.transfers_committed, summary.postings as u64);
         if summary.queued > 0 {
             self.wake_outbound();
         }

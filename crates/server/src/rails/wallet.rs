@@ -9,7 +9,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Json;
 use axum::Router;
@@ -36,7 +35,6 @@ use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::keyfile;
 use crate::ledger::LedgerError;
-use crate::metrics::Metrics;
 use crate::routes::{EVERYONE, FINANCE, OperatorRoutes, PROVISIONING, SUPPORT};
 use crate::runner::{self, LockStripes, RunError};
 use crate::{AppState, StartError};
@@ -154,9 +152,6 @@ async fn run_office<T>(
 ) -> Result<T, ApiError> {
     let rail = &state.rails.wallet;
     let _stripes = rail.stripes.lock(plan.stripe_keys()).await;
-    // What the last decision committed, for the counters.
-    let batches = AtomicU64::new(0);
-    let posted = AtomicU64::new(0);
     let mut migrated = false;
     loop {
         let now = state.now();
@@ -166,26 +161,12 @@ async fn run_office<T>(
             || load(state, plan.clone()),
             |working| {
                 let decision = decide(&rail.office, working, now)?;
-                if let Decision::Commit { effects, .. } = &decision {
-                    batches.store(u64::from(!effects.is_empty()), Ordering::Relaxed);
-                    posted.store(effects.postings() as u64, Ordering::Relaxed);
-                }
                 Ok::<_, Failure>(decision)
             },
         )
         .await;
         match result {
-            Ok(reply) => {
-                Metrics::add(
-                    &state.metrics.batches_committed,
-                    batches.load(Ordering::Relaxed),
-                );
-                Metrics::add(
-                    &state.metrics.transfers_committed,
-                    posted.load(Ordering::Relaxed),
-                );
-                return Ok(reply);
-            }
+            Ok(reply) => return Ok(reply),
             Err(Failure::Office(Error::Book(BookError::LegacyBook))) if !migrated => {
                 migrate(state, now).await?;
                 migrated = true;
@@ -355,7 +336,18 @@ async fn sync(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Respons
         .into_response())
 }
 
+/// A wallet's sync, from the device route or relayed by an operator's tool: counted here, where
+/// both pass.
 async fn reconcile(state: &Arc<AppState>, upload: Vec<u8>) -> Result<SyncReply, ApiError> {
+    let reply = reconcile_upload(state, upload).await;
+    let status = reply
+        .as_ref()
+        .map_or_else(|error| error.status, |_| StatusCode::OK);
+    state.metrics.sync("wallet", status);
+    reply
+}
+
+async fn reconcile_upload(state: &Arc<AppState>, upload: Vec<u8>) -> Result<SyncReply, ApiError> {
     let upload = Arc::new(upload);
     let reconciliation = run_office(state, Plan::sync(upload.clone()), |office, working, now| {
         office.sync(working, &upload, now)

@@ -103,7 +103,7 @@ pub async fn handle_inbound(
         Metrics::add(&rail.metrics.duplicates, 1);
     } else {
         Metrics::add(&rail.metrics.inbound, 1);
-        rail.committed(state, &answer.summary);
+        rail.committed(&answer.summary);
     }
     if let Some(redacted) = answer.redacted {
         tracing::debug!(sms = %redacted, verdict = answer.summary.verdict.word(), "sms handled");

@@ -722,7 +722,7 @@ async fn scheduler_pass(state: &Arc<AppState>) -> Result<(), ApiError> {
                     verdict = summary.verdict.word(),
                     "scheduled sms payment run"
                 );
-                rail.committed(state, &summary);
+                rail.committed(&summary);
             }
             Ok(None) => {}
             // The others are not held up; this one is tried again on the next pass.
@@ -741,7 +741,7 @@ async fn scheduler_pass(state: &Arc<AppState>) -> Result<(), ApiError> {
         )
         .await;
         match ran {
-            Ok(Some(summary)) => rail.committed(state, &summary),
+            Ok(Some(summary)) => rail.committed(&summary),
             Ok(None) => {}
             Err(error) => tracing::warn!(%key, error = %error.message, "expiring an sms callback"),
         }

@@ -560,7 +560,7 @@ async fn pay(
                 TerminalAnswer::Done {
                     message, summary, ..
                 } => {
-                    rail.committed(&state, &summary);
+                    rail.committed(&summary);
                     message
                 }
             }
@@ -688,7 +688,7 @@ async fn terminal_payment(
             reference,
             summary,
         } => {
-            rail.committed(&state, &summary);
+            rail.committed(&summary);
             let code = if verdict == records::Answered::Accepted {
                 StatusCode::OK
             } else {
