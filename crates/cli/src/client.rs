@@ -130,6 +130,15 @@ impl ApiClient {
             },
             None => None,
         };
+        ApiClient::build(base, token)
+    }
+
+    /// A client for `base` with `token` (a token just made, not in a file).
+    pub fn with_token(base: &str, token: String) -> Result<ApiClient, String> {
+        ApiClient::build(base, Some(token))
+    }
+
+    fn build(base: &str, token: Option<String>) -> Result<ApiClient, String> {
         let http = http_builder()?
             .timeout(REQUEST_TIMEOUT)
             .build()
@@ -143,6 +152,11 @@ impl ApiClient {
             idempotency_base: hex_key(&key),
             calls: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     /// The key of the next state-changing call.
