@@ -33,12 +33,20 @@ struct Node {
     token: String,
 }
 
-fn config(directory: &Path, backend: &Backend) -> ServerConfig {
+/// The configuration of one start: data directory `data` (each start has its own, since a
+/// server in this process holds its directory's lock until the process ends) on the one ledger
+/// of the run — the backend's database, or a SQLite file under `root` beside the data
+/// directories.
+fn config(root: &Path, data: &Path, backend: &Backend) -> ServerConfig {
+    let database_url = backend.database_url().map_or_else(
+        || format!("sqlite://{}", root.join("ledger.sqlite").display()),
+        str::to_owned,
+    );
     ServerConfig::resolve(
         Overrides {
-            data_dir: Some(directory.to_owned()),
+            data_dir: Some(data.to_owned()),
             listen: Some("127.0.0.1:0".into()),
-            database_url: backend.database_url().map(str::to_owned),
+            database_url: Some(database_url),
             ..Overrides::default()
         },
         &|_| None,
@@ -46,8 +54,26 @@ fn config(directory: &Path, backend: &Backend) -> ServerConfig {
     .unwrap()
 }
 
-async fn start(directory: &Path, backend: &Backend) -> Node {
-    let config = config(directory, backend);
+/// A copy of data directory `from` (its keys and token) in `to`, without the lock.
+fn copy_data_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_data_dir(&entry.path(), &target);
+        } else if entry.file_name() != "offpay.lock" {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+async fn start(root: &Path, start: usize, backend: &Backend) -> Node {
+    let data = root.join(format!("data-{start}"));
+    if start > 0 {
+        copy_data_dir(&root.join(format!("data-{}", start - 1)), &data);
+    }
+    let config = config(root, &data, backend);
     let server = Server::start_with(
         config.clone(),
         Inputs {
@@ -154,9 +180,11 @@ fn strip_now(config: &ServerConfig, accounts: &[&str], remove_marker: bool) {
 async fn an_upgraded_database_is_sealed_once_and_a_removed_marker_is_not_believed() {
     for backend in Backend::all("SMS-TAN upgrade sealing") {
         let directory = tempfile::tempdir().unwrap();
-        let config = config(directory.path(), &backend);
+        let root = directory.path();
+        // The database the offline edits below go to (every start uses the same one).
+        let config = config(root, &root.join("data-0"), &backend);
         {
-            let node = start(directory.path(), &backend).await;
+            let node = start(root, 0, &backend).await;
             for number in ACCOUNTS {
                 let (status, body) = node
                     .call(
@@ -178,7 +206,7 @@ async fn an_upgraded_database_is_sealed_once_and_a_removed_marker_is_not_believe
         // An earlier release's database: no MAC anywhere, no marker. The start seals it.
         strip(&config, &ACCOUNTS, true).await;
         {
-            let node = start(directory.path(), &backend).await;
+            let node = start(root, 1, &backend).await;
             assert_eq!(node.authentic().await, vec![true; 3]);
             let marker = node.marker().await.unwrap();
             assert_eq!((marker.stage, marker.accounts), (SealStage::Done, 3));
@@ -186,7 +214,7 @@ async fn an_upgraded_database_is_sealed_once_and_a_removed_marker_is_not_believe
 
         // An insider strips one account's MAC and removes the marker: the start seals nothing.
         strip(&config, &ACCOUNTS[..1], true).await;
-        let node = start(directory.path(), &backend).await;
+        let node = start(root, 2, &backend).await;
         assert_eq!(node.authentic().await, vec![false, true, true]);
         assert!(node.marker().await.is_none());
         // The operator, having checked, forces it; a request without `force` changes nothing.
