@@ -59,6 +59,20 @@ fn primary_port(url: &str) -> i32 {
     .unwrap()
 }
 
+/// Copies a data directory's key files and token (not its lock) to another data directory.
+fn copy_keys(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_keys(&entry.path(), &target);
+        } else if entry.file_name() != "offpay.lock" {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
 #[test]
 fn losing_the_primary_under_load_loses_no_acknowledged_transfer() {
     if variable("OFFPAY_FAILOVER_TEST").as_deref() != Some("1") {
@@ -77,18 +91,21 @@ fn losing_the_primary_under_load_loses_no_acknowledged_transfer() {
         .map(|_| tempfile::tempdir().unwrap())
         .collect();
     let backend = Backend::PostgresUrl(url.clone());
-    let mut servers: Vec<ServerProcess> = directories
-        .iter()
-        .map(|directory| {
-            ServerProcess::start(
-                Path::new(env!("CARGO_BIN_EXE_offpay")),
-                directory.path(),
-                &backend,
-                &[],
-                &[],
-            )
-        })
-        .collect();
+    // One key set for the whole app tier, as an operator deploys it: the first process makes
+    // the keys and the operator token (its user `admin`), the others start from copies.
+    let mut servers: Vec<ServerProcess> = Vec::with_capacity(server_count);
+    for (index, directory) in directories.iter().enumerate() {
+        if index > 0 {
+            copy_keys(directories[0].path(), directory.path());
+        }
+        servers.push(ServerProcess::start(
+            Path::new(env!("CARGO_BIN_EXE_offpay")),
+            directory.path(),
+            &backend,
+            &[],
+            &[],
+        ));
+    }
     create_accounts(&servers[0]);
     let port_before = primary_port(&url);
     let endpoints: Vec<Endpoint> = servers.iter().map(Endpoint::of).collect();

@@ -369,6 +369,21 @@ pub async fn bootstrap(
         .await
         .map_err(|error| StoreError::Database(error.to_string()))?;
     if any {
+        // Another process (or an earlier start) made the users: this data directory's token
+        // is worth something only if it is a user's.
+        let key = token_key(&token_hash(token));
+        let known = ledger
+            .read(move |store| Ok(store.record(NAMESPACE, &key)?.is_some()))
+            .await
+            .map_err(|error| StoreError::Database(error.to_string()))?;
+        if !known {
+            tracing::warn!(
+                "the token in this data directory's admin.token is no operator user's (the users \
+                 were made by another server process or replaced since): copy admin.token from \
+                 the data directory whose server made user admin, or give each person a token of \
+                 their own (offpay admin users add)"
+            );
+        }
         return Ok(false);
     }
     let user = OperatorUser {
