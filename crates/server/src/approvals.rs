@@ -15,7 +15,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use offpay_ledger::{Amount, Operation, RecordWrite, StoreError};
+use offpay_ledger::{Amount, Operation, RecordWrite};
 use offpay_operator::record::{check_version, decode_json, encode_json};
 use offpay_operator::{Attempt, Effects, Loaded, RecordError, StoredRecord};
 use serde::{Deserialize, Serialize};
@@ -263,8 +263,7 @@ async fn load(state: &AppState, id: &str) -> Result<Loaded<Approval>, ApiError> 
     let loaded = state
         .ledger
         .read(move |store| {
-            Loaded::<Approval>::read(store, &key)
-                .map_err(|error| StoreError::Corrupt(error.to_string()))
+            Loaded::<Approval>::read(store, &key).map_err(crate::ledger::record_store_error)
         })
         .await?;
     if loaded.value.is_none() {

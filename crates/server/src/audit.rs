@@ -522,7 +522,7 @@ impl OperatorContext {
 }
 
 fn corrupt(error: RecordError) -> RunError {
-    RunError::Ledger(LedgerError::Store(StoreError::Corrupt(error.to_string())))
+    RunError::Ledger(LedgerError::Store(crate::ledger::record_store_error(error)))
 }
 
 async fn read_head(ledger: &Ledger) -> Result<Loaded<AuditHead>, RunError> {
@@ -965,7 +965,7 @@ pub fn export(
         .iter()
         .map(|record| {
             AuditEntry::decode(&record.key, &record.value)
-                .map_err(|error| StoreError::Corrupt(error.to_string()))
+                .map_err(crate::ledger::record_store_error)
         })
         .collect()
 }

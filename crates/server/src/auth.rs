@@ -469,7 +469,7 @@ pub async fn check(
     let caller = state
         .ledger
         .read(move |store| {
-            authenticate(store, &hash, now).map_err(|error| StoreError::Corrupt(error.to_string()))
+            authenticate(store, &hash, now).map_err(crate::ledger::record_store_error)
         })
         .await?;
     let caller = match caller {
@@ -906,7 +906,7 @@ pub async fn list_endpoint(State(state): State<Arc<AppState>>) -> Result<Json<Va
 async fn read_users(state: &AppState) -> Result<Vec<OperatorUser>, ApiError> {
     Ok(state
         .ledger
-        .read(|store| list_users(store).map_err(|error| StoreError::Corrupt(error.to_string())))
+        .read(|store| list_users(store).map_err(crate::ledger::record_store_error))
         .await?)
 }
 
@@ -957,9 +957,7 @@ async fn load_user(state: &AppState, name: &str) -> Result<Loaded<OperatorUser>,
     let key = user_key(name);
     Ok(state
         .ledger
-        .read(move |store| {
-            Loaded::read(store, &key).map_err(|error| StoreError::Corrupt(error.to_string()))
-        })
+        .read(move |store| Loaded::read(store, &key).map_err(crate::ledger::record_store_error))
         .await?)
 }
 

@@ -99,8 +99,7 @@ pub fn load(
     user: &str,
     key: &str,
 ) -> Result<Loaded<IdempotencyRecord>, StoreError> {
-    Loaded::read(store, &record_key(user, key))
-        .map_err(|error| StoreError::Corrupt(error.to_string()))
+    Loaded::read(store, &record_key(user, key)).map_err(crate::ledger::record_store_error)
 }
 
 /// The write that creates the record (only if absent: a concurrent twin's commit is refused).

@@ -79,6 +79,15 @@ impl GroupNumber {
     }
 }
 
+/// A record read's error as a store error: a failure of the store itself stays what it was (a
+/// lost connection is retryable, not corrupt data); anything else is corrupt data.
+pub fn record_store_error(error: offpay_operator::RecordError) -> StoreError {
+    match error {
+        offpay_operator::RecordError::Store(error) => error,
+        other => StoreError::Corrupt(other.to_string()),
+    }
+}
+
 /// Why a ledger call failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
