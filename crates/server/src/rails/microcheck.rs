@@ -653,13 +653,14 @@ mod tests {
         let rsa = PrivateKey::generate(
             offpay_keynote::KeyAlgorithm::Rsa,
             offpay_keynote::limits::RSA_MODULUS_BITS_MIN,
-            &mut rand::rng(),
+            &mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(7),
         )
         .unwrap();
         let path = directory.path().join("rsa.key");
         let text = rsa.to_identifier(Encoding::Base64).unwrap();
         std::fs::write(&path, format!("{}\n", text.as_str())).unwrap();
-        let error = load_or_create_key(&path, &offpay_operator::OsEntropy).unwrap_err();
+        let entropy = offpay_operator::SeededEntropy::from_seed(7);
+        let error = load_or_create_key(&path, &entropy).unwrap_err();
         assert!(
             error
                 .to_string()
@@ -667,7 +668,7 @@ mod tests {
             "{error}"
         );
         let path = directory.path().join("made.key");
-        let key = load_or_create_key(&path, &offpay_operator::OsEntropy).unwrap();
+        let key = load_or_create_key(&path, &entropy).unwrap();
         assert_eq!(key.algorithm(), offpay_keynote::KeyAlgorithm::Ed25519);
     }
 }
