@@ -764,8 +764,9 @@ mod tests {
     fn the_key_file_is_private_and_read_back() {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join(KEY_FILE_NAME);
-        let created = load_or_create_key(&path, &offpay_operator::OsEntropy).unwrap();
-        let again = load_or_create_key(&path, &offpay_operator::OsEntropy).unwrap();
+        let entropy = offpay_operator::SeededEntropy::from_seed(3);
+        let created = load_or_create_key(&path, &entropy).unwrap();
+        let again = load_or_create_key(&path, &entropy).unwrap();
         assert_eq!(created.public(), again.public());
         #[cfg(unix)]
         {
