@@ -1400,8 +1400,14 @@ pub enum AdminCommand {
         #[arg(long)]
         phone: String,
     },
-    /// Rotate the scheme key (no more often than the validity period).
-    RotateKey,
+    /// Rotate the scheme key (refused until the longest purse validity has passed since the
+    /// previous rotation).
+    RotateKey {
+        /// Rotate even so: only for a compromised scheme key. Purses that have not synced since
+        /// the previous rotation and then pay are flagged, and each case needs a person.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn admin_fail(json: bool, message: &str, error: Option<&CallError>) -> ExitCode {
@@ -1718,8 +1724,8 @@ pub fn run_admin(client: &ApiClient, json: bool, command: AdminCommand) -> ExitC
                     "The PIN is unblocked at the purse's next sync.".to_owned(),
                 )
             }),
-        AdminCommand::RotateKey => client
-            .post("/api/v1/purse/scheme-key/rotate", &json!({}))
+        AdminCommand::RotateKey { force } => client
+            .post("/api/v1/purse/scheme-key/rotate", &json!({ "force": force }))
             .map_err(|error| (error.to_string(), Some(error)))
             .map(|answer| {
                 let text = format!(

@@ -12,7 +12,8 @@ const CI_SEEDS: u64 = 300;
 /// docs/SIMULATOR.md).
 const REGRESSIONS: &[(u64, &str, &str)] = &[
     // The operator rotated the purse scheme key twice within one validity period: honest purses
-    // flagged `payment_with_retired_key`. Rotations now keep the threat model's R ≥ validity.
+    // flagged `payment_with_retired_key`. The operator half now refuses a rotation sooner than
+    // the longest purse validity after the previous one (`rotation_too_soon`).
     (1, "purse", "rotation faster than the validity period"),
     // A restored purse's uploads under sequences already accepted are refused as replays: the
     // end of a run now lets it sync on until one gets through, and it is flagged.

@@ -158,6 +158,26 @@ fn purse_receive_cap_reverted_is_found_by_a_known_seed() {
 
 #[test]
 #[ignore]
+fn scan_purse_rotation_guard() {
+    report_scan(
+        "purse rotation guard",
+        Revert::Purse(offpay_purse::reverts::ROTATION_GUARD),
+        PURSE,
+    );
+}
+
+#[test]
+fn purse_rotation_guard_reverted_is_found_by_a_known_seed() {
+    fails(
+        Revert::Purse(offpay_purse::reverts::ROTATION_GUARD),
+        PURSE,
+        1,
+        "no_flag_on_an_honest_party",
+    );
+}
+
+#[test]
+#[ignore]
 fn scan_sms_settings_content_sum() {
     report_scan(
         "sms settings content SUM",

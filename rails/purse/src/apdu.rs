@@ -357,7 +357,11 @@ pub fn encode_error(error: &PurseError) -> Vec<u8> {
             w.u32(*sequence);
             w.u32(*last_accepted);
         }
-        Malformed(_) | UnknownPurse(_) | UnknownPhone(_) | PhoneTaken(_) => w.u8(0),
+        Malformed(_)
+        | UnknownPurse(_)
+        | UnknownPhone(_)
+        | PhoneTaken(_)
+        | RotationTooSoon { .. } => w.u8(0),
     }
     w.finish()
 }

@@ -67,8 +67,7 @@ pub const ACCOUNT_PREFIX: &str = "purse:";
 /// Prefix of an agent's settlement account (what the operator owes it for value handed back).
 pub const SETTLEMENT_PREFIX: &str = "settlement:";
 
-/// Longest validity an operator may grant (a purse that never syncs is a risk).
-pub const VALIDITY_DAYS_MAX: u64 = 365;
+pub use crate::params::VALIDITY_DAYS_MAX;
 /// Longest memo on an operator credit, in bytes.
 pub const FLOAT_MEMO_BYTES_MAX: usize = crate::params::MEMO_BYTES_MAX;
 
@@ -812,10 +811,17 @@ impl PurseOperator {
         Ok(Decision::commit(effects, moved))
     }
 
-    /// Rotates the scheme key (two-phase); replies (generation epoch, newest epoch).
-    pub fn decide_rotate(&self, loaded: &RecordSet) -> Result<Decision<(u32, u32)>, BookError> {
+    /// Rotates the scheme key (two-phase) at `now`, no sooner than the longest purse validity
+    /// after the previous rotation unless `force` (a compromised key; see
+    /// [`OperatorBook::rotate_scheme_key_at`]); replies (generation epoch, newest epoch).
+    pub fn decide_rotate(
+        &self,
+        loaded: &RecordSet,
+        now: offpay_ledger::Timestamp,
+        force: bool,
+    ) -> Result<Decision<(u32, u32)>, BookError> {
         let mut book = self.book_of(loaded)?;
-        let newest = book.rotate_scheme_key();
+        let newest = book.rotate_scheme_key_at(ledger_timestamp_seconds(now), force)?;
         let generation = book.generation_epoch();
         let mut effects = Effects::new();
         effects.write_all(changed_records(loaded, &book.into_parts())?);
@@ -1197,6 +1203,46 @@ mod tests {
             limits(VALIDITY_DAYS_MAX * crate::params::SECONDS_PER_DAY + 1)
                 .check()
                 .is_err()
+        );
+    }
+
+    /// The rotation guard, through the stored book: the second rotation is refused and stores
+    /// nothing; a header written before the guard knew of it decodes with the longest validity.
+    #[test]
+    fn a_rotation_too_soon_is_refused_through_the_stored_book() {
+        let mut store = MemoryStore::new();
+        let operator = operator();
+        provision(&mut store, &operator, "+254700000001");
+        let rotated = run(&mut store, &LoadPlan::default(), |loaded| {
+            operator.decide_rotate(loaded, NOW, false)
+        });
+        assert_eq!(rotated, (1, 2));
+        let loaded = load(&mut store, &LoadPlan::default()).unwrap();
+        let a_day_later = offpay_ledger::Timestamp(NOW.0 + 86_400_000);
+        let refused = operator.decide_rotate(&loaded, a_day_later, false);
+        assert!(
+            matches!(
+                refused,
+                Err(BookError::Purse(PurseError::RotationTooSoon { .. }))
+            ),
+            "{refused:?}"
+        );
+        let forced = operator.decide_rotate(&loaded, a_day_later, true).unwrap();
+        assert!(matches!(forced, Decision::Commit { reply: (2, 3), .. }));
+
+        let mut old = serde_json::to_value(BookHeader {
+            last_rotation_at: None,
+            ..OperatorBook::new(OperatorId::new("test-op").unwrap(), Currency::KES).header()
+        })
+        .unwrap();
+        let fields = old.as_object_mut().unwrap();
+        fields.remove("last_rotation_at");
+        fields.remove("longest_validity_seconds");
+        let decoded = BookHeader::decode(KEY_BOOK, old.to_string().as_bytes()).unwrap();
+        assert_eq!(decoded.last_rotation_at, None);
+        assert_eq!(
+            decoded.longest_validity_seconds,
+            VALIDITY_DAYS_MAX * crate::params::SECONDS_PER_DAY
         );
     }
 }

@@ -162,6 +162,14 @@ pub enum PurseError {
     TooManyPairwiseRequests,
     /// Could not draw a fresh nonce (the seen-nonce memory is saturated for this counterparty).
     NonceSpaceExhausted,
+    /// A scheme-key rotation asked for before every purse that may still pay has had to sync
+    /// since the previous one: it would retire a key honest purses still hold.
+    RotationTooSoon {
+        /// When the previous rotation was made.
+        last: crate::types::Timestamp,
+        /// The first moment the next one is safe (the previous one plus the longest validity).
+        earliest: crate::types::Timestamp,
+    },
 
     // --- Messages: malformed, unauthentic or replayed; nothing changed ---
     /// A structure is truncated, has trailing bytes or an impossible field.
@@ -246,7 +254,8 @@ impl PurseError {
             | AlreadyAccepted
             | NothingToShow
             | TooManyPairwiseRequests
-            | NonceSpaceExhausted => Cause::Refused,
+            | NonceSpaceExhausted
+            | RotationTooSoon { .. } => Cause::Refused,
             Malformed(_)
             | UnsupportedVersion { .. }
             | AuthenticationFailed
@@ -348,6 +357,10 @@ impl fmt::Display for PurseError {
             NonceSpaceExhausted => {
                 f.write_str("every request number of this key was used: sync to get the next key")
             }
+            RotationTooSoon { last, earliest } => write!(
+                f,
+                "the scheme key was rotated at {last}; rotating again before {earliest} (the longest purse validity later) would retire a key that purses which have not synced since still hold, and flag them; wait, or force it only for a compromised key"
+            ),
             Malformed(what) => write!(f, "malformed message: {what}"),
             UnsupportedVersion { found } => write!(f, "unsupported format version {found}"),
             AuthenticationFailed => f.write_str("message authentication failed"),

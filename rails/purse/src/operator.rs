@@ -575,6 +575,20 @@ pub struct OperatorBook {
     /// answer never has to look at every purse.
     #[cfg_attr(feature = "serde", serde(default))]
     blocked: BTreeSet<Phone>,
+    /// When the scheme key was last rotated by [`OperatorBook::rotate_scheme_key_at`].
+    #[cfg_attr(feature = "serde", serde(default))]
+    last_rotation_at: Option<Timestamp>,
+    /// The longest validity any purse was ever given (it never shrinks: a purse keeps the
+    /// validity it synced with until its next sync).
+    #[cfg_attr(feature = "serde", serde(default = "validity_unknown"))]
+    longest_validity_seconds: u64,
+}
+
+/// What a book written before the rotation guard knew of its purses' validity: nothing, so the
+/// longest any purse may have been given.
+#[cfg(feature = "serde")]
+fn validity_unknown() -> u64 {
+    VALIDITY_DAYS_MAX * SECONDS_PER_DAY
 }
 
 /// The part of the book every operation reads: small, so a server can store it as one record and
@@ -598,6 +612,13 @@ pub struct BookHeader {
     pub next_credit_id: u64,
     /// Phones of blocked purses.
     pub blocked: BTreeSet<Phone>,
+    /// When the scheme key was last rotated (none before the first guarded rotation).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub last_rotation_at: Option<Timestamp>,
+    /// The longest validity any purse was ever given, in seconds (a header written before the
+    /// rotation guard reads as [`VALIDITY_DAYS_MAX`] days).
+    #[cfg_attr(feature = "serde", serde(default = "validity_unknown"))]
+    pub longest_validity_seconds: u64,
 }
 
 /// A book taken apart, or the pieces of it one operation needs. A server loads the pieces an
@@ -711,6 +732,8 @@ impl OperatorBook {
             open_credits: BTreeMap::new(),
             pairwise_versions: BTreeMap::new(),
             blocked: BTreeSet::new(),
+            last_rotation_at: None,
+            longest_validity_seconds: VALIDITY_DAYS_DEFAULT * SECONDS_PER_DAY,
         }
     }
 
@@ -725,6 +748,8 @@ impl OperatorBook {
             next_purse_id: self.next_purse_id,
             next_credit_id: self.next_credit_id,
             blocked: self.blocked.clone(),
+            last_rotation_at: self.last_rotation_at,
+            longest_validity_seconds: self.longest_validity_seconds,
         }
     }
 
@@ -749,6 +774,8 @@ impl OperatorBook {
         book.next_purse_id = header.next_purse_id;
         book.next_credit_id = header.next_credit_id;
         book.blocked = header.blocked;
+        book.last_rotation_at = header.last_rotation_at;
+        book.longest_validity_seconds = header.longest_validity_seconds;
         for shadow in shadows {
             if shadow.limits.max_balance.currency() != book.currency {
                 return Err(PurseError::Malformed("shadow currency"));
@@ -951,10 +978,39 @@ impl OperatorBook {
     /// distributed at the previous rotation, and a new epoch is distributed (held, not yet used).
     /// Rotate no more often than the purses' validity period: every purse that may still pay has
     /// then synced since the last rotation and holds the generation epoch. Returns the new epoch.
+    ///
+    /// This is the bare step, for tools that keep time themselves; the operator's rule is
+    /// [`OperatorBook::rotate_scheme_key_at`], which enforces that period.
     pub fn rotate_scheme_key(&mut self) -> u32 {
         self.generation_epoch = self.scheme_epoch;
         self.scheme_epoch += 1;
         self.scheme_epoch
+    }
+
+    /// The first moment a rotation is safe: the previous guarded rotation plus the longest
+    /// validity any purse was given (`None`: now). By then every purse that may still pay has
+    /// synced since the previous rotation (an unsynced one has expired), so it holds the epoch
+    /// the next rotation makes the generation epoch, and no honest purse pays with a retired key.
+    pub fn next_rotation_from(&self) -> Option<Timestamp> {
+        self.last_rotation_at
+            .map(|last| last.plus_seconds(self.longest_validity_seconds))
+    }
+
+    /// Rotates the scheme key at `now` ([`OperatorBook::rotate_scheme_key`]) if the previous
+    /// rotation is at least the longest purse validity ago; otherwise refuses with
+    /// [`PurseError::RotationTooSoon`] and changes nothing. `force` rotates anyway — for a
+    /// compromised scheme key only: purses that have not synced since the previous rotation
+    /// and then pay are flagged (`payment_with_retired_key`) and their cases need a person.
+    pub fn rotate_scheme_key_at(&mut self, now: Timestamp, force: bool) -> Result<u32, PurseError> {
+        if let (Some(last), Some(earliest)) = (self.last_rotation_at, self.next_rotation_from())
+            && now < earliest
+            && !force
+            && !crate::reverts::reverted(crate::reverts::ROTATION_GUARD)
+        {
+            return Err(PurseError::RotationTooSoon { last, earliest });
+        }
+        self.last_rotation_at = Some(now);
+        Ok(self.rotate_scheme_key())
     }
 
     /// Sets a purse's limits (effective at its next sync).
@@ -973,6 +1029,7 @@ impl OperatorBook {
         let shadow = self.shadow_mut(purse_id)?;
         shadow.limits = limits;
         shadow.validity_seconds = validity_seconds;
+        self.longest_validity_seconds = self.longest_validity_seconds.max(validity_seconds);
         Ok(())
     }
 

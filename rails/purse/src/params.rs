@@ -108,6 +108,8 @@ pub const TICKET_TAG_DIGITS: u32 = 6;
 pub const VALIDITY_DAYS_DEFAULT: u64 = 30;
 /// Seconds per day.
 pub const SECONDS_PER_DAY: u64 = 86_400;
+/// Longest validity an operator may grant (a purse that never syncs is a risk).
+pub const VALIDITY_DAYS_MAX: u64 = 365;
 
 const _: () = assert!(REQUEST_NONCE_DIGITS + REQUEST_TAG_DIGITS == CODE_DIGITS as u32);
 const _: () = assert!(RESPONSE_NONCE_DIGITS + RESPONSE_TAG_DIGITS == CODE_DIGITS as u32);

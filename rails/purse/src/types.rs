@@ -212,6 +212,36 @@ impl Timestamp {
     }
 }
 
+/// `2026-12-07 01:30 UTC`: the proleptic Gregorian date of the day count, then the time of day.
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let days = self.0 / 86_400;
+        let seconds_of_day = self.0 % 86_400;
+        // Days since 0000-03-01 in 400-year eras of 146,097 days (March-based years put the
+        // leap day last).
+        let shifted = days + 719_468;
+        let era = shifted / 146_097;
+        let day_of_era = shifted % 146_097;
+        let year_of_era =
+            (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+        let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+        let month_index = (5 * day_of_year + 2) / 153;
+        let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+        let month = if month_index < 10 {
+            month_index + 3
+        } else {
+            month_index - 9
+        };
+        let year = era * 400 + year_of_era + u64::from(month <= 2);
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+            seconds_of_day / 3_600,
+            seconds_of_day % 3_600 / 60
+        )
+    }
+}
+
 /// What kind of purse: agents are ordinary purses with a large float and higher limits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]

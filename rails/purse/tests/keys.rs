@@ -170,3 +170,85 @@ fn scheme_key_epochs_rotate_in_two_phases() {
     assert!(world.flags.is_empty(), "{:?}", world.flags);
     assert_eq!(bob.balance(), kes("200"));
 }
+
+const DAY: u64 = 86_400;
+
+/// Two rotations within one validity period retire the key of purses that have not had to sync
+/// yet: two honest purses paying each other under it would be flagged and blocked. The operator's
+/// rule refuses the second rotation and changes nothing.
+#[test]
+fn a_second_rotation_within_the_longest_validity_is_refused_and_changes_nothing() {
+    let (mut world, _agent, _alice, _bob) = funded(7);
+    assert_eq!(world.book.next_rotation_from(), None);
+    assert_eq!(world.book.rotate_scheme_key_at(world.now, false), Ok(2));
+    let rotated_at = world.now;
+    let header = world.book.header();
+    world.now = world.now.plus_seconds(29 * DAY);
+    assert_eq!(
+        world.book.rotate_scheme_key_at(world.now, false),
+        Err(PurseError::RotationTooSoon {
+            last: rotated_at,
+            earliest: rotated_at.plus_seconds(params::VALIDITY_DAYS_DEFAULT * DAY),
+        })
+    );
+    assert_eq!(world.book.header(), header, "nothing changed");
+    // Once every purse that may still pay has had to sync, the next rotation is made.
+    world.now = rotated_at.plus_seconds(params::VALIDITY_DAYS_DEFAULT * DAY);
+    assert_eq!(world.book.rotate_scheme_key_at(world.now, false), Ok(3));
+    // A compromised key: the operator forces it, knowingly.
+    assert_eq!(world.book.rotate_scheme_key_at(world.now, true), Ok(4));
+}
+
+/// A purse given a longer validity may go longer without syncing, so the wait grows with it
+/// (and does not shrink when the validity is lowered again: the purse keeps what it synced with).
+#[test]
+fn the_wait_between_rotations_follows_the_longest_validity_ever_given() {
+    let (mut world, _agent, alice, _bob) = funded(8);
+    let alice_id = alice.identity().purse_id;
+    let limits = world.book.shadow(alice_id).unwrap().limits;
+    world.book.set_limits(alice_id, limits, 90 * DAY).unwrap();
+    world.book.set_limits(alice_id, limits, 10 * DAY).unwrap();
+    world.book.rotate_scheme_key_at(world.now, false).unwrap();
+    let rotated_at = world.now;
+    assert_eq!(
+        world.book.next_rotation_from(),
+        Some(rotated_at.plus_seconds(90 * DAY))
+    );
+    world.now = rotated_at.plus_seconds(60 * DAY);
+    assert!(matches!(
+        world.book.rotate_scheme_key_at(world.now, false),
+        Err(PurseError::RotationTooSoon { .. })
+    ));
+}
+
+/// The attack the guard stops, end to end: Alice and Bob are honest, synced before the first
+/// rotation and within their validity; the operator asks for two more rotations on the next two
+/// days; Alice pays Bob under the key both hold. Nobody may be flagged for it.
+#[test]
+fn honest_purses_that_have_not_synced_since_a_rotation_are_never_flagged() {
+    let (mut world, mut agent, mut alice, mut bob) = funded(9);
+    world.sync(&mut alice);
+    world.sync(&mut bob);
+    world.book.rotate_scheme_key_at(world.now, false).unwrap();
+    world.sync(&mut agent);
+    // Refused by the guard (without it, epoch 1 is retired two rotations later).
+    for _ in 0..2 {
+        world.now = world.now.plus_seconds(DAY);
+        let _ = world.book.rotate_scheme_key_at(world.now, false);
+    }
+    pay(&mut world, &mut alice, &mut bob, "100");
+    world.sync(&mut alice);
+    world.sync(&mut bob);
+    assert!(
+        world.flags.is_empty(),
+        "honest purses flagged: {:?}",
+        world.flags
+    );
+    assert!(
+        !world
+            .book
+            .shadow(alice.identity().purse_id)
+            .unwrap()
+            .blocked
+    );
+}

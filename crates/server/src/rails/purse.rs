@@ -199,6 +199,7 @@ fn purse_api_error(error: &PurseError) -> ApiError {
         PurseError::UnknownPurse(_) => (StatusCode::NOT_FOUND, "unknown_purse"),
         PurseError::UnknownPhone(_) => (StatusCode::NOT_FOUND, "unknown_phone"),
         PurseError::PhoneTaken(_) => (StatusCode::CONFLICT, "phone_taken"),
+        PurseError::RotationTooSoon { .. } => (StatusCode::CONFLICT, "rotation_too_soon"),
         _ => match error.cause() {
             Cause::Input => (StatusCode::BAD_REQUEST, "invalid_input"),
             _ => (StatusCode::UNPROCESSABLE_ENTITY, "refused"),
@@ -337,15 +338,20 @@ impl PurseRail {
         &self,
         ledger: &Ledger,
         now: offpay_ledger::Timestamp,
+        force: bool,
     ) -> Result<(u32, u32), RailError> {
         let (generation, newest) = runner::run(
             ledger,
             now,
             || self.load(ledger, LoadPlan::default()),
-            |loaded| Ok(self.operator.decide_rotate(&loaded)?),
+            |loaded| Ok(self.operator.decide_rotate(&loaded, now, force)?),
         )
         .await?;
-        tracing::info!(generation, newest, "purse scheme key rotated");
+        if force {
+            tracing::warn!(generation, newest, "purse scheme key rotated by force");
+        } else {
+            tracing::info!(generation, newest, "purse scheme key rotated");
+        }
         Ok((generation, newest))
     }
 
@@ -883,11 +889,34 @@ async fn unblock_pin_endpoint(
     })))
 }
 
-async fn rotate_endpoint(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+/// The body of a rotation: `{"force": true}` rotates before the guard allows (a compromised
+/// key); an empty body or `{}` asks for a normal rotation.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateRequest {
+    #[serde(default)]
+    force: bool,
+}
+
+async fn rotate_endpoint(
+    State(state): State<Arc<AppState>>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let request: RotateRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RotateRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|error| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("a rotation takes {{}} or {{\"force\": true}}: {error}"),
+            )
+        })?
+    };
     let (generation, newest) = state
         .rails
         .purse
-        .rotate_scheme_key(&state.ledger, state.now())
+        .rotate_scheme_key(&state.ledger, state.now(), request.force)
         .await?;
     Ok(Json(json!({
         "generation_epoch": generation,
