@@ -2,8 +2,9 @@
 //!
 //! A backup is one file: a consistent snapshot of the ledger database taken while the server
 //! runs (SQLite's `VACUUM INTO` on a read-only connection: one read transaction, so it sees one
-//! committed state, and it never blocks the writer), plus every other file of the data directory
-//! (the operator token, the rails' key files), encrypted to the operator's backup key.
+//! committed state, and it never blocks the writer; PostgreSQL's `pg_dump`, one repeatable-read
+//! transaction, see [`crate::pgdump`]), plus every other file of the data directory (the operator
+//! token, the rails' key files), encrypted to the operator's backup key.
 //!
 //! # Archive format (version 1)
 //! ```text
@@ -36,7 +37,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use crate::exit;
+use crate::{exit, pgdump};
 
 /// The archive's first bytes.
 const MAGIC: &[u8; 14] = b"OFFPAY-BACKUP\0";
@@ -61,6 +62,10 @@ const IDENTITY_PREFIX: &str = "OFFPAY-BACKUP-IDENTITY-1 ";
 const RECIPIENT_PREFIX: &str = "offpay-backup-recipient-1:";
 /// The database's name inside the archive, and in a restored data directory.
 const DATABASE_ENTRY: &str = offpay_server::config::SQLITE_FILE_NAME;
+/// A PostgreSQL ledger's dump inside the archive (`pg_dump --format=custom`).
+const PG_DUMP_ENTRY: &str = "ledger.pgdump";
+/// The tables every offpay ledger dump holds data for.
+const LEDGER_TABLES: [&str; 3] = ["accounts", "records", "transfers"];
 
 const ENTRY_END: u8 = 0;
 const ENTRY_MANIFEST: u8 = 1;
@@ -75,7 +80,7 @@ pub struct BackupArgs {
     /// Data directory [default: ./offpay-data, or OFFPAY_DATA_DIR]
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Database URL, as for `offpay serve` (SQLite only; back PostgreSQL up with pg_dump)
+    /// Database URL, as for `offpay serve` (SQLite, or PostgreSQL through pg_dump)
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
     /// TOML configuration file, as for `offpay serve`
@@ -111,6 +116,10 @@ enum BackupCommand {
         /// The identity file made by `offpay backup keygen`
         #[arg(long, value_name = "FILE")]
         identity: PathBuf,
+        /// For a PostgreSQL ledger: an empty database to load the dump into, to check that its
+        /// balances sum to zero (without it, only the dump's readability is checked)
+        #[arg(long, value_name = "URL")]
+        scratch_database_url: Option<String>,
         /// Print the result as JSON
         #[arg(long)]
         json: bool,
@@ -128,7 +137,12 @@ pub struct RestoreArgs {
     /// The data directory to restore into (must be empty or absent unless --force)
     #[arg(long, value_name = "DIR")]
     data_dir: PathBuf,
-    /// Replace what a non-empty data directory holds (never while a server runs on it)
+    /// For an archive of a PostgreSQL ledger: the database to load it into (empty, unless
+    /// --force)
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+    /// Replace what a non-empty data directory (and database) holds (never while a server runs
+    /// on it)
     #[arg(long)]
     force: bool,
     /// Print the result as JSON
@@ -190,8 +204,13 @@ pub fn run(args: BackupArgs) -> ExitCode {
         Some(BackupCommand::Verify {
             archive,
             identity,
+            scratch_database_url,
             json,
-        }) => finish("backup verify", json, verify(&archive, &identity)),
+        }) => finish(
+            "backup verify",
+            json,
+            verify(&archive, &identity, scratch_database_url.as_deref()),
+        ),
         None => {
             let json = args.json;
             finish("backup", json, create(args))
@@ -707,23 +726,30 @@ fn resolve(args: &BackupArgs) -> Result<ServerConfig, Failure> {
     .map_err(|error| Failure::new(exit::USAGE, error.to_string()))
 }
 
-/// The SQLite file of `config`, or why there is none to back up.
-fn sqlite_file(config: &ServerConfig) -> Result<PathBuf, Failure> {
+/// Where a server's ledger is.
+enum LedgerAt {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database (its URL).
+    Postgres(String),
+}
+
+/// The ledger of `config`.
+fn ledger_of(config: &ServerConfig) -> Result<LedgerAt, Failure> {
     match config.database_url.as_deref() {
-        None => Ok(config.sqlite_path()),
-        Some(url) => url
+        None => Ok(LedgerAt::Sqlite(config.sqlite_path())),
+        Some(url) => match url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
-            .map(PathBuf::from)
-            .ok_or_else(|| {
-                Failure::new(
-                    exit::USAGE,
-                    "the ledger is in PostgreSQL: back the database up with pg_dump (or your \
-                     provider's snapshots) and this data directory's key files with \
-                     `offpay backup --database-url sqlite://...` left out; see the operator guide",
-                )
-            }),
+        {
+            Some(path) => Ok(LedgerAt::Sqlite(PathBuf::from(path))),
+            None => Ok(LedgerAt::Postgres(url.to_owned())),
+        },
     }
+}
+
+fn connection(url: &str) -> Result<pgdump::Connection, Failure> {
+    pgdump::Connection::parse(url).map_err(|message| Failure::new(exit::USAGE, message))
 }
 
 /// Files of the data directory to keep besides the database: everything but the database, its
@@ -785,8 +811,10 @@ fn create(args: BackupArgs) -> Result<(Value, String), Failure> {
         .clone()
         .ok_or_else(|| Failure::new(exit::USAGE, "name the archive with --out FILE"))?;
     let config = resolve(&args)?;
-    let database = sqlite_file(&config)?;
-    if !database.is_file() {
+    let ledger = ledger_of(&config)?;
+    if let LedgerAt::Sqlite(database) = &ledger
+        && !database.is_file()
+    {
         return Err(Failure::new(
             exit::USAGE,
             format!("no ledger database at {}", database.display()),
@@ -802,8 +830,19 @@ fn create(args: BackupArgs) -> Result<(Value, String), Failure> {
         .prefix(".offpay-backup-")
         .tempdir_in(parent)
         .map_err(Failure::io(parent.display()))?;
-    let snapshot = scratch.path().join(DATABASE_ENTRY);
-    snapshot_sqlite(&database, &snapshot)?;
+    let (snapshot, kind, database) = match &ledger {
+        LedgerAt::Sqlite(database) => {
+            let snapshot = scratch.path().join(DATABASE_ENTRY);
+            snapshot_sqlite(database, &snapshot)?;
+            (snapshot, SnapshotKind::SQLITE, database.clone())
+        }
+        LedgerAt::Postgres(url) => {
+            let snapshot = scratch.path().join(PG_DUMP_ENTRY);
+            pgdump::dump(&connection(url)?, &snapshot)
+                .map_err(|message| Failure::new(exit::UNAVAILABLE, message))?;
+            (snapshot, SnapshotKind::POSTGRES, config.sqlite_path())
+        }
+    };
     let files = data_files(&config.data_dir, &database)?;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -820,7 +859,7 @@ fn create(args: BackupArgs) -> Result<(Value, String), Failure> {
         };
         Failure::new(code, format!("cannot create {}: {error}", out.display()))
     })?;
-    let written = write_archive(archive, &recipient, &snapshot, &files);
+    let written = write_archive(archive, &recipient, &snapshot, &kind, &files);
     if written.is_err() {
         let _ = std::fs::remove_file(&out);
     }
@@ -830,14 +869,16 @@ fn create(args: BackupArgs) -> Result<(Value, String), Failure> {
         json!({
             "archive": out,
             "bytes": total,
-            "database": { "backend": "sqlite", "method": "VACUUM INTO", "bytes": database_bytes },
+            "database": { "backend": kind.backend, "method": kind.method, "bytes": database_bytes },
             "files": names,
             "recipient": recipient_text(&recipient),
         }),
         format!(
-            "backup written to {} ({total} bytes, encrypted to {}):\n  database: {database_bytes} bytes (sqlite, a consistent snapshot)\n  files: {}",
+            "backup written to {} ({total} bytes, encrypted to {}):\n  database: {database_bytes} bytes ({}, a consistent snapshot by {})\n  files: {}",
             out.display(),
             recipient_text(&recipient),
+            kind.backend,
+            kind.method,
             names.join(", ")
         ),
     ))
@@ -883,10 +924,34 @@ fn snapshot_sqlite(database: &Path, snapshot: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
+/// What the archive's database entry is.
+struct SnapshotKind {
+    /// The manifest's `backend`.
+    backend: &'static str,
+    /// How it was taken (the manifest's `snapshot`).
+    method: &'static str,
+    /// The entry's name.
+    entry: &'static str,
+}
+
+impl SnapshotKind {
+    const SQLITE: SnapshotKind = SnapshotKind {
+        backend: "sqlite",
+        method: "VACUUM INTO",
+        entry: DATABASE_ENTRY,
+    };
+    const POSTGRES: SnapshotKind = SnapshotKind {
+        backend: "postgresql",
+        method: "pg_dump",
+        entry: PG_DUMP_ENTRY,
+    };
+}
+
 fn write_archive(
     archive: std::fs::File,
     recipient: &[u8; 32],
     snapshot: &Path,
+    kind: &SnapshotKind,
     files: &[(String, PathBuf)],
 ) -> Result<(u64, u64), Failure> {
     let database_bytes = std::fs::metadata(snapshot)
@@ -906,9 +971,9 @@ fn write_archive(
         "version": FORMAT_VERSION,
         "offpay_version": env!("CARGO_PKG_VERSION"),
         "created_at_unix": created_at,
-        "backend": "sqlite",
-        "snapshot": "VACUUM INTO",
-        "database": DATABASE_ENTRY,
+        "backend": kind.backend,
+        "snapshot": kind.method,
+        "database": kind.entry,
     })
     .to_string();
     let bar = progress(total_plain, "encrypting");
@@ -922,7 +987,7 @@ fn write_archive(
             manifest.len() as u64,
         )?;
         sealer.write_all(manifest.as_bytes())?;
-        let entries = std::iter::once((DATABASE_ENTRY.to_owned(), snapshot.to_path_buf()))
+        let entries = std::iter::once((kind.entry.to_owned(), snapshot.to_path_buf()))
             .chain(files.iter().cloned());
         for (name, path) in entries {
             let mut file = std::fs::File::open(&path)?;
@@ -1004,22 +1069,106 @@ fn inspect_database(path: &Path) -> Result<Value, Failure> {
     }))
 }
 
-fn verify(archive: &Path, identity: &Path) -> Result<(Value, String), Failure> {
-    let scratch = tempfile::Builder::new()
-        .prefix("offpay-verify-")
-        .tempdir()
-        .map_err(Failure::io("a temporary directory"))?;
-    let unpacked = unpack(archive, identity, scratch.path())?;
-    let database = scratch.path().join(DATABASE_ENTRY);
-    if !database.is_file() {
-        return Err(Failure::damaged("the archive holds no ledger database"));
+/// The backend an unpacked archive's manifest names (archives from before PostgreSQL backups
+/// name `sqlite`).
+fn archive_backend(manifest: &Value) -> Result<&'static str, Failure> {
+    match manifest["backend"].as_str() {
+        Some("sqlite") => Ok(SnapshotKind::SQLITE.backend),
+        Some("postgresql") => Ok(SnapshotKind::POSTGRES.backend),
+        other => Err(Failure::damaged(format!(
+            "the manifest names an unknown database backend {other:?}"
+        ))),
     }
-    let ledger = inspect_database(&database)?;
-    let files: Vec<Value> = unpacked
-        .files
+}
+
+/// A PostgreSQL ledger's dump, checked: readable by `pg_restore` and holding the ledger's
+/// tables. Loaded into `scratch` when given (an empty database no server uses), it is opened as
+/// the server opens a ledger and its balances must sum to zero.
+fn inspect_dump(dump: &Path, scratch: Option<&str>) -> Result<Value, Failure> {
+    let tables = pgdump::tables_with_data(dump)
+        .map_err(|message| Failure::damaged(format!("the ledger dump is not readable: {message}")))?;
+    let missing: Vec<&str> = LEDGER_TABLES
         .iter()
-        .map(|(name, bytes)| json!({ "name": name, "bytes": bytes }))
+        .copied()
+        .filter(|table| !tables.iter().any(|found| found == table))
         .collect();
+    if !missing.is_empty() {
+        return Err(Failure::damaged(format!(
+            "the dump holds no data for the ledger's tables {}",
+            missing.join(", ")
+        )));
+    }
+    let Some(url) = scratch else {
+        return Ok(json!({ "dump": "readable", "tables": tables, "balanced": null }));
+    };
+    load_dump(url, dump, false)?;
+    let currencies = check_postgres_ledger(url)?;
+    Ok(json!({
+        "dump": "readable",
+        "tables": tables,
+        "loaded_into": pgdump::Connection::parse(url).map(|c| c.target).unwrap_or_default(),
+        "balanced": true,
+        "currencies": currencies,
+    }))
+}
+
+/// Loads `dump` into the database at `url`: refused while an offpay server is connected to it,
+/// and (unless `replace`) when it holds tables already.
+fn load_dump(url: &str, dump: &Path, replace: bool) -> Result<(), Failure> {
+    let connection = connection(url)?;
+    let usage = offpay_ledger_postgres::database_use(url)
+        .map_err(|error| Failure::new(exit::UNAVAILABLE, error.to_string()))?;
+    if usage.offpay_sessions > 0 {
+        return Err(Failure::new(
+            exit::UNAVAILABLE,
+            format!(
+                "{} offpay session(s) are connected to {}: stop the servers using it first",
+                usage.offpay_sessions, connection.target
+            ),
+        ));
+    }
+    if usage.tables > 0 && !replace {
+        return Err(Failure::new(
+            exit::REFUSED,
+            format!(
+                "{} holds {} table(s) already: load into an empty database, or add --force to replace offpay's tables in it",
+                connection.target, usage.tables
+            ),
+        ));
+    }
+    pgdump::restore(&connection, dump, replace).map_err(|message| {
+        Failure::new(
+            exit::FAILURE,
+            format!("{message}\nnothing was loaded (one transaction)"),
+        )
+    })
+}
+
+/// Opens the ledger at `url` as the server does and checks that balances sum to zero in every
+/// currency; the per-currency totals.
+fn check_postgres_ledger(url: &str) -> Result<Vec<Value>, Failure> {
+    let mut store = offpay_ledger_postgres::PostgresStore::open(url)
+        .map_err(|error| Failure::damaged(format!("the loaded ledger does not open: {error}")))?;
+    let totals = offpay_ledger::verify_conservation(&mut store).map_err(|error| {
+        Failure::damaged(format!(
+            "the loaded ledger does not balance: {error}; do not start a server on it"
+        ))
+    })?;
+    Ok(totals
+        .iter()
+        .map(|total| {
+            json!({
+                "currency": total.currency.code(),
+                "accounts": total.accounts,
+                "posted_sum": total.posted_sum.to_string(),
+                "pending_sum": total.pending_sum.to_string(),
+                "balanced": total.balanced(),
+            })
+        })
+        .collect())
+}
+
+fn currencies_text(ledger: &Value) -> String {
     let currencies = ledger["currencies"]
         .as_array()
         .into_iter()
@@ -1033,19 +1182,71 @@ fn verify(archive: &Path, identity: &Path) -> Result<(Value, String), Failure> {
         })
         .collect::<Vec<_>>()
         .join(", ");
+    if currencies.is_empty() {
+        "none yet".to_owned()
+    } else {
+        currencies
+    }
+}
+
+fn verify(
+    archive: &Path,
+    identity: &Path,
+    scratch_database: Option<&str>,
+) -> Result<(Value, String), Failure> {
+    let scratch = tempfile::Builder::new()
+        .prefix("offpay-verify-")
+        .tempdir()
+        .map_err(Failure::io("a temporary directory"))?;
+    let unpacked = unpack(archive, identity, scratch.path())?;
+    let backend = archive_backend(&unpacked.manifest)?;
+    let (ledger, database_text) = if backend == SnapshotKind::POSTGRES.backend {
+        let dump = scratch.path().join(PG_DUMP_ENTRY);
+        if !dump.is_file() {
+            return Err(Failure::damaged("the archive holds no ledger dump"));
+        }
+        let ledger = inspect_dump(&dump, scratch_database)?;
+        let text = if ledger["balanced"] == true {
+            format!(
+                "database: PostgreSQL dump readable; loaded into {}, balances sum to zero in every currency: {}",
+                ledger["loaded_into"].as_str().unwrap_or("?"),
+                currencies_text(&ledger)
+            )
+        } else {
+            "database: PostgreSQL dump readable, with the ledger's tables; balances not checked (give --scratch-database-url, an empty database, to load it and check them)".to_owned()
+        };
+        (ledger, text)
+    } else {
+        if scratch_database.is_some() {
+            return Err(Failure::new(
+                exit::USAGE,
+                "this archive holds a SQLite ledger: it is checked without --scratch-database-url",
+            ));
+        }
+        let database = scratch.path().join(DATABASE_ENTRY);
+        if !database.is_file() {
+            return Err(Failure::damaged("the archive holds no ledger database"));
+        }
+        let ledger = inspect_database(&database)?;
+        let text = format!(
+            "database: integrity ok, {} accounts, {} transfers, {} records; balances sum to zero in every currency: {}",
+            ledger["accounts"],
+            ledger["transfers"],
+            ledger["records"],
+            currencies_text(&ledger)
+        );
+        (ledger, text)
+    };
+    let files: Vec<Value> = unpacked
+        .files
+        .iter()
+        .map(|(name, bytes)| json!({ "name": name, "bytes": bytes }))
+        .collect();
     let text = format!(
-        "{} verifies: made by offpay {} at {} (unix seconds)\n  database: integrity ok, {} accounts, {} transfers, {} records; balances sum to zero in every currency: {}\n  files: {}",
+        "{} verifies: made by offpay {} at {} (unix seconds)\n  {database_text}\n  files: {}",
         archive.display(),
         unpacked.manifest["offpay_version"].as_str().unwrap_or("?"),
         unpacked.manifest["created_at_unix"],
-        ledger["accounts"],
-        ledger["transfers"],
-        ledger["records"],
-        if currencies.is_empty() {
-            "none yet".to_owned()
-        } else {
-            currencies
-        },
         unpacked
             .files
             .iter()
@@ -1098,7 +1299,29 @@ fn restore(args: &RestoreArgs) -> Result<(Value, String), Failure> {
         .map_err(Failure::io(parent.display()))?;
     // The whole archive is decrypted and checked before the target is touched.
     let unpacked = unpack(&args.archive, &args.identity, staging.path())?;
-    let ledger = inspect_database(&staging.path().join(DATABASE_ENTRY))?;
+    let postgres = archive_backend(&unpacked.manifest)? == SnapshotKind::POSTGRES.backend;
+    let ledger = match (postgres, args.database_url.as_deref()) {
+        (false, None) => inspect_database(&staging.path().join(DATABASE_ENTRY))?,
+        (false, Some(_)) => {
+            return Err(Failure::new(
+                exit::USAGE,
+                "this archive holds a SQLite ledger: restore it into the data directory, without --database-url",
+            ));
+        }
+        (true, None) => {
+            return Err(Failure::new(
+                exit::USAGE,
+                "this archive holds a PostgreSQL ledger: name the database to load it into with --database-url (an empty one, or --force to replace offpay's tables in it)",
+            ));
+        }
+        (true, Some(url)) => {
+            let dump = staging.path().join(PG_DUMP_ENTRY);
+            inspect_dump(&dump, None)?;
+            load_dump(url, &dump, args.force)?;
+            let currencies = check_postgres_ledger(url)?;
+            json!({ "database": connection(url)?.target, "balanced": true, "currencies": currencies })
+        }
+    };
     for path in &existing {
         let removed = if path.is_dir() {
             std::fs::remove_dir_all(path)
@@ -1107,8 +1330,17 @@ fn restore(args: &RestoreArgs) -> Result<(Value, String), Failure> {
         };
         removed.map_err(Failure::io(path.display()))?;
     }
-    let mut placed = vec![DATABASE_ENTRY.to_owned()];
-    placed.extend(unpacked.files.iter().map(|(name, _)| name.clone()));
+    let mut placed = Vec::new();
+    if !postgres {
+        placed.push(DATABASE_ENTRY.to_owned());
+    }
+    placed.extend(
+        unpacked
+            .files
+            .iter()
+            .map(|(name, _)| name.clone())
+            .filter(|name| !(postgres && name == PG_DUMP_ENTRY)),
+    );
     placed.sort();
     placed.dedup();
     for name in &placed {
@@ -1120,9 +1352,17 @@ fn restore(args: &RestoreArgs) -> Result<(Value, String), Failure> {
         }
         std::fs::rename(&from, &to).map_err(Failure::io(to.display()))?;
     }
-    Ok((
-        json!({ "data_dir": target, "files": placed, "ledger": ledger }),
-        format!(
+    let text = match args.database_url.as_deref().filter(|_| postgres) {
+        Some(url) => format!(
+            "restored {} into {} and the PostgreSQL database {}: balances sum to zero in every currency: {}\n  files: {}\nstart it with: offpay serve --data-dir {} --database-url <the same URL>",
+            args.archive.display(),
+            target.display(),
+            connection(url)?.target,
+            currencies_text(&ledger),
+            placed.join(", "),
+            target.display()
+        ),
+        None => format!(
             "restored {} into {}: {} accounts, {} transfers; balances sum to zero\n  files: {}\nstart it with: offpay serve --data-dir {}",
             args.archive.display(),
             target.display(),
@@ -1131,6 +1371,10 @@ fn restore(args: &RestoreArgs) -> Result<(Value, String), Failure> {
             placed.join(", "),
             target.display()
         ),
+    };
+    Ok((
+        json!({ "data_dir": target, "files": placed, "ledger": ledger }),
+        text,
     ))
 }
 

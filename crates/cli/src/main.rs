@@ -7,6 +7,7 @@ mod bench_server;
 mod client;
 mod demo;
 mod exit;
+mod pgdump;
 mod microcheck;
 mod purse;
 mod serve;

@@ -541,6 +541,42 @@ fn validate_schema_name(schema: &str) -> Result<(), StoreError> {
     }
 }
 
+/// What a database holds and who is using it, looked at without migrating it: what a restore
+/// checks before it writes into a database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DatabaseUse {
+    /// Tables in the session's current schema (`public` unless the URL's role or options say).
+    pub tables: u64,
+    /// Other sessions of offpay ledger stores connected to the database (their
+    /// `application_name` is the store's default): a server running on it.
+    pub offpay_sessions: u64,
+}
+
+/// Connects to `url` as a store would (the same TLS rules, timeouts, and errors that never hold
+/// the password) and reports [`DatabaseUse`]; creates and changes nothing.
+pub fn database_use(url: &str) -> Result<DatabaseUse, StoreError> {
+    let target = Target::parse(url, None)?;
+    let mut client = target.connect()?;
+    let row = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM pg_catalog.pg_tables \
+                      WHERE schemaname = current_schema())::BIGINT, \
+                    (SELECT count(*) FROM pg_catalog.pg_stat_activity \
+                      WHERE datname = current_database() AND application_name = $1 \
+                        AND pid <> pg_backend_pid())::BIGINT",
+            &[&APPLICATION_NAME],
+        )
+        .map_err(|error| target.error(error))?;
+    let count = |index: usize| -> Result<u64, StoreError> {
+        let value: i64 = row.try_get(index).map_err(|error| target.error(error))?;
+        Ok(u64::try_from(value).unwrap_or(0))
+    };
+    Ok(DatabaseUse {
+        tables: count(0)?,
+        offpay_sessions: count(1)?,
+    })
+}
+
 impl PostgresStore {
     /// Connects to the database at `url` (`postgres://user:password@host:port/database` or
     /// `host=... dbname=...`), migrates it, and uses the connection's default `search_path`.
