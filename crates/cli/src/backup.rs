@@ -1085,8 +1085,9 @@ fn archive_backend(manifest: &Value) -> Result<&'static str, Failure> {
 /// tables. Loaded into `scratch` when given (an empty database no server uses), it is opened as
 /// the server opens a ledger and its balances must sum to zero.
 fn inspect_dump(dump: &Path, scratch: Option<&str>) -> Result<Value, Failure> {
-    let tables = pgdump::tables_with_data(dump)
-        .map_err(|message| Failure::damaged(format!("the ledger dump is not readable: {message}")))?;
+    let tables = pgdump::tables_with_data(dump).map_err(|message| {
+        Failure::damaged(format!("the ledger dump is not readable: {message}"))
+    })?;
     let missing: Vec<&str> = LEDGER_TABLES
         .iter()
         .copied()

@@ -153,10 +153,8 @@ impl Connection {
 
 /// Runs `command` to the end with a spinner saying `what`; its stderr is the error.
 fn run(mut command: Command, tool: &str, what: &'static str) -> Result<String, String> {
-    let spinner = indicatif::ProgressBar::with_draw_target(
-        None,
-        indicatif::ProgressDrawTarget::stderr(),
-    );
+    let spinner =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
     spinner.set_message(what);
     spinner.enable_steady_tick(Duration::from_millis(200));
     let output = command
@@ -177,7 +175,11 @@ fn run(mut command: Command, tool: &str, what: &'static str) -> Result<String, S
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        Err(format!("{tool} failed ({}): {}", output.status, stderr.trim()))
+        Err(format!(
+            "{tool} failed ({}): {}",
+            output.status,
+            stderr.trim()
+        ))
     }
 }
 
@@ -237,10 +239,7 @@ pub fn restore(connection: &Connection, file: &Path, replace: bool) -> Result<()
     if replace {
         command.args(["--clean", "--if-exists"]);
     }
-    command
-        .arg("--dbname")
-        .arg(&connection.target)
-        .arg(file);
+    command.arg("--dbname").arg(&connection.target).arg(file);
     run(command, "pg_restore", "restoring the PostgreSQL ledger").map(|_| ())
 }
 
@@ -286,7 +285,10 @@ mod tests {
         );
         assert!(Connection::parse("host=db password='a b'").is_err());
         assert!(Connection::parse("postgres://u:%zz@db/x").is_err());
-        let debug = format!("{:?}", Connection::parse("postgres://u:hunter2@db/x").unwrap());
+        let debug = format!(
+            "{:?}",
+            Connection::parse("postgres://u:hunter2@db/x").unwrap()
+        );
         assert!(!debug.contains("hunter2"), "{debug}");
     }
 }

@@ -209,7 +209,10 @@ fn a_postgres_backup_verifies_restores_into_a_fresh_database_and_serves_the_same
         &target_url,
     ]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(!restored.join("ledger.pgdump").exists(), "the dump is not left in the data directory");
+    assert!(
+        !restored.join("ledger.pgdump").exists(),
+        "the dump is not left in the data directory"
+    );
     assert!(!restored.join("offpay.sqlite").exists());
     let copy = ServerProcess::start(
         binary(),
