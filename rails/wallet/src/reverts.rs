@@ -6,6 +6,9 @@
 /// The first evidence blocks a cheat before its credential could be renewed in the same
 /// reconciliation (issue 19): reverted, the block is looked at before the evidence is applied.
 pub const BLOCK_BEFORE_RENEWAL: u32 = 1 << 0;
+/// An `overspent` flag only where it is evidence: the wallet's own upload, or beyond its offline
+/// spending limit (simulator seed 3 flagged an honest wallet spending what it received offline).
+pub const OVERSPENT_FLAG_BEYOND_HONEST: u32 = 1 << 1;
 
 #[cfg(feature = "sim-reverts")]
 std::thread_local! {

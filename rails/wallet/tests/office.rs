@@ -526,3 +526,42 @@ fn what_a_reissue_held_back_is_released_a_credential_lifetime_later() {
     let book = sim.office.encode_book();
     assert_eq!(book[0], offpay_wallet::office::OFFICE_BOOK_VERSION);
 }
+
+/// An honest wallet spends value it received offline before its payer synced, and the seller it
+/// paid syncs first: the office sees it below zero, within what an honest wallet may spend
+/// between syncs — no flag, no case, no block (simulator seed 3). Its own sync then counts the
+/// receipt, and a wallet that really paid out more than it held is flagged at its own sync.
+#[test]
+fn an_honest_wallet_spending_value_received_offline_is_not_flagged_before_it_syncs() {
+    let mut sim = Sim::new(3, 77, NetConfig::default());
+    let (payer, honest, seller) = (0, 1, 2);
+    // The honest wallet is paid offline; its payer does not sync.
+    for _ in 0..2 {
+        sim.start_sale(honest, payer, 50_000).expect("sale starts");
+        sim.quiesce();
+    }
+    // It spends more than it held at its last sync, out of what it received.
+    for _ in 0..3 {
+        sim.start_sale(seller, honest, 50_000).expect("sale starts");
+        sim.quiesce();
+    }
+    sim.sync(seller);
+    let id = sim.ids[honest];
+    let named = |sim: &Sim| {
+        sim.flags
+            .iter()
+            .filter(|flag| matches!(flag, Flag::Overspent { wallet, .. } if *wallet == id))
+            .count()
+    };
+    assert_eq!(named(&sim), 0, "{:?}", sim.flags);
+    let summary = sim.office.wallet_summary(&id).expect("known");
+    assert!(summary.shadow_minor < 0, "the office is behind: {summary:?}");
+    assert!(summary.blocked_at_ms.is_none());
+    assert!(summary.case.is_none());
+    // Its own sync reports the receipts: above zero again, still no flag.
+    sim.sync(honest);
+    assert_eq!(named(&sim), 0, "{:?}", sim.flags);
+    let summary = sim.office.wallet_summary(&id).expect("known");
+    assert!(summary.shadow_minor >= 0, "{summary:?}");
+    assert!(summary.blocked_at_ms.is_none());
+}

@@ -97,6 +97,17 @@ pub(super) fn news_start(
     })
 }
 
+/// Whether a wallet the office sees below zero cannot be an honest wallet whose receipts are
+/// not reported yet: either its own upload was just reconciled (every receipt in its log is
+/// counted), or it is below minus its offline spending limit (an honest wallet pays at most that
+/// between two of its syncs, whatever it received meanwhile). Below zero within that, after
+/// another wallet's upload, the wallet may have spent value it received offline from a payer
+/// that has not synced: no flag then; its own next sync says which it was.
+fn overspent_beyond_honest(uploader: WalletId, wallet: WalletId, account: &WalletAccount) -> bool {
+    let limit = i128::from(account.credential.limits.offline_spend_max.minor());
+    wallet == uploader || account.shadow_minor < -limit
+}
+
 impl MoneyOffice {
     /// Reconciles an uploaded log (the bytes of [`LogUpload::encode`]). An upload that fails any
     /// check changes nothing and gets the reason; otherwise the office records what it learnt and
@@ -136,9 +147,21 @@ impl MoneyOffice {
         let account = self.account_mut(&wallet_id);
         account.head = Some((upload.head_seq, upload.head_hash));
         account.spent_unsynced_minor = 0;
+        // Shown cheating already: its value below zero is part of the case, whatever its size.
+        let cheats: BTreeSet<WalletId> = flags
+            .iter()
+            .filter_map(|flag| match flag {
+                Flag::DoubleSpend { wallet, .. } | Flag::ForkedLog { wallet, .. } => Some(*wallet),
+                _ => None,
+            })
+            .collect();
         for wallet in &touched {
             if let Some(a) = self.book.wallet(wallet)
                 && a.shadow_minor < 0
+                && (overspent_beyond_honest(wallet_id, *wallet, a)
+                    || cheats.contains(wallet)
+                    || a.blocked_at_ms.is_some()
+                    || crate::reverts::reverted(crate::reverts::OVERSPENT_FLAG_BEYOND_HONEST))
             {
                 flags.push(Flag::Overspent {
                     wallet: *wallet,
@@ -236,8 +259,8 @@ impl MoneyOffice {
                     let Some(account) = self.book.wallet(wallet) else {
                         continue;
                     };
-                    let limit = i128::from(account.credential.limits.offline_spend_max.minor());
-                    let beyond_honest = *wallet == uploader || *shadow_minor < -limit;
+                    let beyond_honest = *shadow_minor < 0
+                        && overspent_beyond_honest(uploader, *wallet, account);
                     let paid_now = postings.iter().any(|p| {
                         p.kind == PostingKind::Transfer && p.from == PostingAccount::Wallet(*wallet)
                     });
