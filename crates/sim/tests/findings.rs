@@ -20,14 +20,6 @@ fn holds_without(seed: u64, rails: &str, finding: &str) {
     );
 }
 
-/// An honest wallet spends what it received offline before its seller synced; its own seller
-/// syncs first and the office flags the honest wallet `overspent` (seed 3, wallet alone).
-#[test]
-#[ignore = "open finding: an honest wallet is flagged overspent"]
-fn an_honest_wallet_spending_what_it_received_offline_is_not_flagged() {
-    holds_without(3, "wallet", "wallet_overspent_flag_on_an_honest_wallet");
-}
-
 /// The office posts a charge on its view of the wallet; the wallet refuses the voucher as above
 /// its balance maximum and the amount stays out of the holder's reach (seed 17, wallet alone).
 #[test]

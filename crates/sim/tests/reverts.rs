@@ -178,6 +178,26 @@ fn purse_rotation_guard_reverted_is_found_by_a_known_seed() {
 
 #[test]
 #[ignore]
+fn scan_wallet_overspent_flag() {
+    report_scan(
+        "wallet overspent flag",
+        Revert::Wallet(offpay_wallet::reverts::OVERSPENT_FLAG_BEYOND_HONEST),
+        WALLET,
+    );
+}
+
+#[test]
+fn wallet_overspent_flag_reverted_is_found_by_a_known_seed() {
+    fails(
+        Revert::Wallet(offpay_wallet::reverts::OVERSPENT_FLAG_BEYOND_HONEST),
+        WALLET,
+        3,
+        "no_flag_on_an_honest_party",
+    );
+}
+
+#[test]
+#[ignore]
 fn scan_sms_settings_content_sum() {
     report_scan(
         "sms settings content SUM",

@@ -555,7 +555,10 @@ fn an_honest_wallet_spending_value_received_offline_is_not_flagged_before_it_syn
     };
     assert_eq!(named(&sim), 0, "{:?}", sim.flags);
     let summary = sim.office.wallet_summary(&id).expect("known");
-    assert!(summary.shadow_minor < 0, "the office is behind: {summary:?}");
+    assert!(
+        summary.shadow_minor < 0,
+        "the office is behind: {summary:?}"
+    );
     assert!(summary.blocked_at_ms.is_none());
     assert!(summary.case.is_none());
     // Its own sync reports the receipts: above zero again, still no flag.

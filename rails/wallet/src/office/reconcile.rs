@@ -259,8 +259,8 @@ impl MoneyOffice {
                     let Some(account) = self.book.wallet(wallet) else {
                         continue;
                     };
-                    let beyond_honest = *shadow_minor < 0
-                        && overspent_beyond_honest(uploader, *wallet, account);
+                    let beyond_honest =
+                        *shadow_minor < 0 && overspent_beyond_honest(uploader, *wallet, account);
                     let paid_now = postings.iter().any(|p| {
                         p.kind == PostingKind::Transfer && p.from == PostingAccount::Wallet(*wallet)
                     });
