@@ -9,6 +9,9 @@ pub const BLOCK_BEFORE_RENEWAL: u32 = 1 << 0;
 /// An `overspent` flag only where it is evidence: the wallet's own upload, or beyond its offline
 /// spending limit (simulator seed 3 flagged an honest wallet spending what it received offline).
 pub const OVERSPENT_FLAG_BEYOND_HONEST: u32 = 1 << 1;
+/// A charge voucher is applied even when it takes the wallet over its balance maximum (the
+/// office checked its view; simulator seed 17 stranded a posted charge the wallet refused).
+pub const CHARGE_OVER_MAXIMUM_APPLIED: u32 = 1 << 2;
 
 #[cfg(feature = "sim-reverts")]
 std::thread_local! {

@@ -1301,6 +1301,13 @@ impl Wallet {
 
     /// Loads value from a voucher the money office issued. Vouchers apply strictly in order;
     /// one already applied is ignored (no actions).
+    ///
+    /// The balance maximum is the office's to enforce on a charge (it checks its view before it
+    /// issues and posts the voucher): a wallet that received value offline since its sync may be
+    /// over it once the voucher is applied. Refusing the voucher then would strand value the
+    /// ledger has already moved to the wallet's account, and every later voucher with it
+    /// (they apply in order), so the wallet takes it; the maximum goes on limiting what it may
+    /// receive offline (its sales), which it checks against the balance it holds.
     pub fn apply_charge(&mut self, voucher: &ChargeVoucher) -> Result<Vec<Action>, Error> {
         voucher.verify(&self.book.office_public)?;
         if voucher.wallet_id != self.id() {
@@ -1320,7 +1327,9 @@ impl Wallet {
             .balance_minor
             .saturating_add(self.book.held_minor)
             .saturating_add(voucher.amount.minor());
-        if total > self.book.credential.limits.balance_max.minor() {
+        if total > self.book.credential.limits.balance_max.minor()
+            && crate::reverts::reverted(crate::reverts::CHARGE_OVER_MAXIMUM_APPLIED)
+        {
             return Err(PeerError::LimitExceeded.into());
         }
         Ok(vec![

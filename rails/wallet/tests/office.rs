@@ -568,3 +568,36 @@ fn an_honest_wallet_spending_value_received_offline_is_not_flagged_before_it_syn
     assert!(summary.shadow_minor >= 0, "{summary:?}");
     assert!(summary.blocked_at_ms.is_none());
 }
+
+/// The office charges a wallet on its view of it (without what the wallet received offline since
+/// its sync); the charge takes the wallet over its balance maximum. The ledger has moved the
+/// value to the wallet's account, so the wallet takes the voucher, and the next voucher after it
+/// (they apply in order) too (simulator seed 17 stranded it).
+#[test]
+fn a_charge_the_office_posted_is_applied_even_over_the_wallets_maximum() {
+    let limits = offpay_wallet::Limits {
+        balance_max: amount(150_000),
+        payment_max: amount(50_000),
+        offline_spend_max: amount(5_000_000),
+    };
+    let mut sim = Sim::new(1, 38, NetConfig::default());
+    let holder = sim.add_device_with(100_000, limits);
+    sim.sync(holder);
+    // Paid offline by wallet 0, which does not sync.
+    sim.start_sale(holder, 0, 40_000).expect("sale starts");
+    sim.quiesce();
+    assert_eq!(sim.wallet(holder).balance(), amount(140_000));
+    // The office sees 100,000 and charges 30,000: within the maximum by its view.
+    sim.charge(holder, 30_000);
+    assert_eq!(sim.wallet(holder).balance(), amount(170_000));
+    sim.charge(holder, 1_000);
+    assert_eq!(sim.wallet(holder).balance(), amount(171_000));
+    // Over its maximum, it receives nothing more offline until it spends.
+    assert!(sim.start_sale(holder, 0, 1_000).is_none());
+    sim.sync(holder);
+    assert_eq!(
+        sim.office.shadow_minor(&sim.ids[holder]),
+        Some(171_000),
+        "the office and the wallet agree"
+    );
+}
