@@ -45,6 +45,9 @@ const REGRESSIONS: &[(u64, &str, &str)] = &[
     // An honest wallet spending value received offline, flagged `overspent` when the seller it
     // paid synced first: the office now flags only beyond the honest bound.
     (3, "wallet", "no overspent flag on an honest wallet"),
+    // A charge the office posted on its view, refused by a wallet over its maximum with value
+    // received offline: the wallet now takes a posted voucher.
+    (17, "wallet", "a posted charge reaches the wallet"),
     // An honest buyer's purchase from the cheat still held at the end of the run (the seller
     // never decided it): held value is the holder's, not a loss.
     (153, "all", "a purchase still held counts as the holder's"),

@@ -20,18 +20,6 @@ fn holds_without(seed: u64, rails: &str, finding: &str) {
     );
 }
 
-/// The office posts a charge on its view of the wallet; the wallet refuses the voucher as above
-/// its balance maximum and the amount stays out of the holder's reach (seed 17, wallet alone).
-#[test]
-#[ignore = "open finding: a charge the office posted is refused by the wallet"]
-fn a_charge_the_office_posts_reaches_the_wallet() {
-    holds_without(
-        17,
-        "wallet",
-        offpay_sim::wallet::FINDING_CHARGE_REFUSED_AFTER_POSTING,
-    );
-}
-
 /// A buyer's payment to a seller that rolled its log back is never posted: the buyer's ledger
 /// account stays above its wallet (seed 208, wallet alone).
 #[test]

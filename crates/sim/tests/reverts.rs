@@ -177,6 +177,16 @@ fn purse_rotation_guard_reverted_is_found_by_a_known_seed() {
 }
 
 #[test]
+fn wallet_charge_over_maximum_reverted_is_found_by_a_known_seed() {
+    fails(
+        Revert::Wallet(offpay_wallet::reverts::CHARGE_OVER_MAXIMUM_APPLIED),
+        WALLET,
+        17,
+        "wallet_charge_reaches_the_wallet",
+    );
+}
+
+#[test]
 #[ignore]
 fn scan_wallet_overspent_flag() {
     report_scan(
