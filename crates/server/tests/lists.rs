@@ -214,7 +214,7 @@ async fn bad_paging_input_is_refused_and_changes_nothing(backend: Backend) {
 
 /// A purse, an SMS-TAN account bound to the same phone with an envelope, a ledger account.
 async fn customer_on_two_rails(server: &InProcess) -> String {
-    posted(&server, "/api/v1/purse/purses", json!({ "phone": PHONE })).await;
+    posted(server, "/api/v1/purse/purses", json!({ "phone": PHONE })).await;
     posted(
         server,
         "/api/v1/sms/accounts",
