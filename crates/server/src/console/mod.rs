@@ -416,16 +416,27 @@ async fn login_inner(
         .with_retry_after(u32::try_from(seconds).unwrap_or(u32::MAX)));
     }
     let hash = token_hash(&login.token);
-    let checked = state
+    let name_key = named.as_deref().map(crate::auth::user_key);
+    let (checked, user_exists) = state
         .ledger
         .read(move |store| {
-            authenticate(store, &hash, now).map_err(crate::ledger::record_store_error)
+            let exists = match &name_key {
+                Some(key) => store.record(crate::auth::NAMESPACE, key)?.is_some(),
+                None => false,
+            };
+            let checked =
+                authenticate(store, &hash, now).map_err(crate::ledger::record_store_error)?;
+            Ok((checked, exists))
         })
         .await?;
     let caller = match checked {
         Ok(caller) if caller.user == login.user => caller,
         other => {
-            count_failure(state, &user_key, now).await?;
+            // Names that are no user's are counted by address only: a flood of made-up names
+            // must not leave a record per name.
+            if user_exists {
+                count_failure(state, &user_key, now).await?;
+            }
             count_failure(state, &address_key, now).await?;
             let why = match other {
                 Err(Denial::TokenRevoked { user }) | Err(Denial::TokenExpired { user })
@@ -465,7 +476,7 @@ async fn login_inner(
             .write(&record)
             .map_err(|error| internal(error.to_string()))?,
     );
-    let cleared = failures(state, user_key).await?;
+    let cleared = failures(state, user_key.clone()).await?;
     if cleared.value.is_some() {
         effects.write(cleared.delete());
     }
@@ -473,7 +484,9 @@ async fn login_inner(
         .ledger
         .read(move |store| session::sweep(store, now).map_err(crate::ledger::record_store_error))
         .await?;
-    effects.write_all(sweep);
+    effects.write_all(sweep.into_iter().filter(|write| {
+        !matches!(write, offpay_ledger::Operation::PutRecord(record) if record.key == user_key)
+    }));
     let context = login_context(
         state,
         remote,

@@ -252,10 +252,28 @@ pub fn touch(session: &Loaded<ConsoleSession>, now: Timestamp) -> Option<Operati
     session.write(&touched).ok()
 }
 
-/// The writes that delete expired sessions among the first [`SWEEP_MAX`] stored.
+/// The writes that delete expired sessions among the first [`SWEEP_MAX`] stored, and failure
+/// counts whose newest failure has left the window among the first [`SWEEP_MAX`].
 pub fn sweep(store: &mut dyn LedgerStore, now: Timestamp) -> Result<Vec<Operation>, RecordError> {
-    let records = store.records(NAMESPACE, "session/", None, SWEEP_MAX)?;
     let mut writes = Vec::new();
+    for record in store.records(NAMESPACE, "failures/", None, SWEEP_MAX)? {
+        let failures = LoginFailures::decode(&record.key, &record.value)?;
+        let stale = failures
+            .at_ms
+            .last()
+            .is_none_or(|newest| now.0 >= newest.saturating_add(FAILURE_WINDOW_MS));
+        if stale {
+            writes.push(
+                Loaded::<LoginFailures> {
+                    key: record.key,
+                    version: record.version,
+                    value: Some(failures),
+                }
+                .delete(),
+            );
+        }
+    }
+    let records = store.records(NAMESPACE, "session/", None, SWEEP_MAX)?;
     for record in records {
         let session = ConsoleSession::decode(&record.key, &record.value)?;
         if session.expired(now) {
