@@ -361,9 +361,28 @@ enum FraudCommand {
         /// Only this rail's flags: purse, sms, wallet or microcheck
         #[arg(long)]
         rail: Option<String>,
-        /// Most flags to show
+        /// Only cases in this state: open, cleared or escalated
+        #[arg(long)]
+        state: Option<String>,
+        /// Most flags to show (at most 500)
         #[arg(long, default_value_t = 100)]
         limit: usize,
+    },
+    /// Clear a case (no fraud, or dealt with), saying why.
+    Clear {
+        /// The flag's id, as `fraud list` shows it
+        id: String,
+        /// Why
+        #[arg(long)]
+        note: String,
+    },
+    /// Escalate a case for investigation, saying why.
+    Escalate {
+        /// The flag's id, as `fraud list` shows it
+        id: String,
+        /// Why
+        #[arg(long)]
+        note: String,
     },
 }
 
@@ -434,6 +453,30 @@ fn fail(json: bool, error: &CallError) -> ExitCode {
     crate::exit::for_call(error)
 }
 
+/// `fraud clear` / `fraud escalate`: one case decision, audited by the server.
+fn decide_case(
+    client: &ApiClient,
+    id: &str,
+    action: &str,
+    note: &str,
+) -> Result<(Value, String), CallError> {
+    client
+        .post(
+            &format!("/api/v1/fraud/{}/{action}", path_segment(id)),
+            &json!({ "note": note }),
+        )
+        .map(|answer| {
+            let line = format!(
+                "case {id} is now {} ({} {} {})",
+                text(&answer, "/state"),
+                text(&answer, "/rail"),
+                text(&answer, "/kind"),
+                text(&answer, "/subject")
+            );
+            (answer, line)
+        })
+}
+
 fn text(value: &Value, pointer: &str) -> String {
     match value.pointer(pointer) {
         Some(Value::String(text)) => text.clone(),
@@ -465,29 +508,52 @@ pub fn run(args: AdminArgs) -> ExitCode {
         AdminCommand::Audit(command) => return run_audit(&client, json, command),
         AdminCommand::Users(command) => run_users(&client, command),
         AdminCommand::Approvals(command) => run_approvals(&client, command),
-        AdminCommand::Fraud(FraudCommand::List { rail, limit }) => {
+        AdminCommand::Fraud(FraudCommand::List { rail, state, limit }) => {
             let mut path = format!("/api/v1/fraud?limit={limit}");
             if let Some(rail) = rail {
                 path.push_str(&format!("&rail={}", path_segment(&rail)));
             }
+            if let Some(state) = state {
+                path.push_str(&format!("&state={}", path_segment(&state)));
+            }
             client.get(&path).map(|answer| {
                 let mut lines = Vec::new();
-                for entry in answer["flags"].as_array().into_iter().flatten() {
-                    let flag = &entry["flag"];
+                for flag in answer["items"].as_array().into_iter().flatten() {
                     lines.push(format!(
-                        "{:<10} {:<26} {:<22} {}",
+                        "{:<10} {:<10} {:<26} {:<22} {}",
+                        text(flag, "/state"),
                         text(flag, "/rail"),
                         text(flag, "/kind"),
                         text(flag, "/subject"),
                         text(flag, "/summary")
                     ));
+                    lines.push(format!("{:<10} id: {}", "", text(flag, "/id")));
                     lines.push(format!("{:<10} evidence: {}", "", flag["evidence"]));
+                    for decision in flag["decisions"].as_array().into_iter().flatten() {
+                        lines.push(format!(
+                            "{:<10} {} by {} at {}: {}",
+                            "",
+                            text(decision, "/state"),
+                            text(decision, "/by"),
+                            text(decision, "/at"),
+                            text(decision, "/note")
+                        ));
+                    }
                 }
                 if lines.is_empty() {
                     lines.push("no fraud flags".to_owned());
                 }
+                if !answer["next_cursor"].is_null() {
+                    lines.push("(more: raise --limit to see them)".to_owned());
+                }
                 (answer, lines.join("\n"))
             })
+        }
+        AdminCommand::Fraud(FraudCommand::Clear { id, note }) => {
+            decide_case(&client, &id, "clear", &note)
+        }
+        AdminCommand::Fraud(FraudCommand::Escalate { id, note }) => {
+            decide_case(&client, &id, "escalate", &note)
         }
         AdminCommand::Account(AccountCommand::Create {
             id,

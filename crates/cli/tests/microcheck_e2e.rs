@@ -724,43 +724,43 @@ fn fraud_patterns_raise_flags(kind: BackendKind) {
     assert!(ok, "{answer}");
     assert_eq!(answer["posted"], 1, "{answer}");
     let flags = admin(&server, &["fraud", "list", "--rail", "microcheck"]);
-    let kinds: Vec<&str> = flags["flags"]
+    let kinds: Vec<&str> = flags["items"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| f["flag"]["kind"].as_str().unwrap())
+        .map(|f| f["kind"].as_str().unwrap())
         .collect();
     for kind in ["machine_day_volume", "impossible_travel", "post_dated"] {
         assert!(kinds.contains(&kind), "{kind} missing from {flags}");
     }
-    let post_dated: Vec<&Value> = flags["flags"]
+    let post_dated: Vec<&Value> = flags["items"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|f| f["flag"]["kind"] == "post_dated")
+        .filter(|f| f["kind"] == "post_dated")
         .collect();
     assert_eq!(
         post_dated.len(),
         1,
         "only the machine 3 hours fast: {flags}"
     );
-    assert_eq!(post_dated[0]["flag"]["subject"], "vm-ahead");
+    assert_eq!(post_dated[0]["subject"], "vm-ahead");
     assert!(
-        post_dated[0]["flag"]["summary"]
+        post_dated[0]["summary"]
             .as_str()
             .unwrap()
             .starts_with("the machine's clock may be wrong"),
         "{flags}"
     );
-    let travel = flags["flags"]
+    let travel = flags["items"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|f| f["flag"]["kind"] == "impossible_travel")
+        .find(|f| f["kind"] == "impossible_travel")
         .unwrap();
-    assert_eq!(travel["flag"]["subject"], "carol");
+    assert_eq!(travel["subject"], "carol");
     assert!(
-        travel["flag"]["evidence"]["distance_km"]
+        travel["evidence"]["distance_km"]
             .as_str()
             .unwrap()
             .parse::<f64>()

@@ -67,17 +67,17 @@ fn a_cloned_purse_spent_twice_is_caught_at_reconciliation(kind: BackendKind) {
     let flags = server.purse_flags();
     let kinds: Vec<&str> = flags
         .iter()
-        .filter(|flag| flag["flag"]["subject"] == ALICE)
-        .map(|flag| flag["flag"]["kind"].as_str().unwrap())
+        .filter(|flag| flag["subject"] == ALICE)
+        .map(|flag| flag["kind"].as_str().unwrap())
         .collect();
     assert!(kinds.contains(&"duplicate_counter"), "{flags:?}");
     assert!(kinds.contains(&"stale_sequence"), "{flags:?}");
     let duplicate = flags
         .iter()
-        .find(|flag| flag["flag"]["kind"] == "duplicate_counter")
+        .find(|flag| flag["kind"] == "duplicate_counter")
         .unwrap();
     assert!(
-        duplicate["flag"]["summary"]
+        duplicate["summary"]
             .as_str()
             .unwrap()
             .contains("cloned purse"),
@@ -253,22 +253,16 @@ fn guessed_codes_run_into_the_failure_budget_and_are_flagged(kind: BackendKind) 
     assert!(
         flags
             .iter()
-            .any(|flag| flag["flag"]["kind"] == "failed_code_entries"
-                && flag["flag"]["subject"] == BOB),
+            .any(|flag| flag["kind"] == "failed_code_entries" && flag["subject"] == BOB),
         "{flags:?}"
     );
     // Wrong codes naming Alice are flagged on Alice's number, worded as attempted.
     let attempted = flags
         .iter()
-        .find(|flag| {
-            flag["flag"]["kind"] == "wrong_codes_attempted" && flag["flag"]["subject"] == ALICE
-        })
+        .find(|flag| flag["kind"] == "wrong_codes_attempted" && flag["subject"] == ALICE)
         .unwrap_or_else(|| panic!("{flags:?}"));
     assert!(
-        attempted["flag"]["summary"]
-            .as_str()
-            .unwrap()
-            .contains("attempted"),
+        attempted["summary"].as_str().unwrap().contains("attempted"),
         "{attempted}"
     );
     // After the sync Bob may ask Alice again.
@@ -305,11 +299,11 @@ fn a_restored_purse_file_is_charged_to_its_holder(kind: BackendKind) {
     let flags = server.purse_flags();
     let missing = flags
         .iter()
-        .find(|flag| flag["flag"]["kind"] == "payment_missing_from_payer_log")
+        .find(|flag| flag["kind"] == "payment_missing_from_payer_log")
         .unwrap_or_else(|| panic!("{flags:?}"));
-    assert_eq!(missing["flag"]["subject"], ALICE, "{missing}");
+    assert_eq!(missing["subject"], ALICE, "{missing}");
     assert!(
-        missing["flag"]["summary"]
+        missing["summary"]
             .as_str()
             .unwrap()
             .contains("restored or cloned"),
@@ -317,7 +311,7 @@ fn a_restored_purse_file_is_charged_to_its_holder(kind: BackendKind) {
     );
     for payee in [BOB, CAROL] {
         assert!(
-            flags.iter().all(|flag| flag["flag"]["subject"] != payee),
+            flags.iter().all(|flag| flag["subject"] != payee),
             "an honest payee was flagged: {flags:?}"
         );
     }

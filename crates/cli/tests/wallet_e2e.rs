@@ -99,7 +99,7 @@ impl Server {
     }
 
     fn fraud(&self) -> Vec<Value> {
-        self.get("/api/v1/fraud?rail=wallet")["flags"]
+        self.get("/api/v1/fraud?rail=wallet")["items"]
             .as_array()
             .cloned()
             .unwrap_or_default()
@@ -535,16 +535,13 @@ fn a_rolled_back_wallet_is_blocked_on_the_first_evidence_and_refused_offline(kin
     assert!(
         flags
             .iter()
-            .any(|flag| flag["flag"]["subject"] == cheat_id.as_str()
-                && flag["flag"]["kind"] == "double_spend"),
+            .any(|flag| flag["subject"] == cheat_id.as_str() && flag["kind"] == "double_spend"),
         "flags: {flags:?}"
     );
     // No honest party is flagged.
     for honest in [&seller_a_id, &seller_b_id] {
         assert!(
-            flags
-                .iter()
-                .all(|flag| flag["flag"]["subject"] != honest.as_str()),
+            flags.iter().all(|flag| flag["subject"] != honest.as_str()),
             "flags: {flags:?}"
         );
     }

@@ -46,7 +46,6 @@ pub fn operator_routes() -> crate::routes::OperatorRoutes {
         .creates_value(transfers_value)
         .get("/transfers/{id}", READ, get_transfer)
         .get("/totals", READ, totals)
-        .get("/fraud", READ, fraud_list)
 }
 
 /// The value a batch of manual transfers creates (for four eyes): the largest sum, per
@@ -531,48 +530,4 @@ pub async fn totals(State(state): State<Arc<AppState>>) -> Result<Json<Value>, A
     Ok(Json(
         json!({ "balanced": balanced, "currencies": currencies }),
     ))
-}
-
-/// Query of `GET /api/v1/fraud`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FraudQuery {
-    /// Only this rail's flags.
-    rail: Option<String>,
-    /// Only flags after this key (paging).
-    after: Option<String>,
-    limit: Option<usize>,
-}
-
-/// `GET /api/v1/fraud?rail=purse`: the fraud queue, oldest key first.
-pub async fn fraud_list(
-    State(state): State<Arc<AppState>>,
-    query: Result<Query<FraudQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Query(query) = query
-        .map_err(|rejection| ApiError::bad_request("malformed_query", rejection.body_text()))?;
-    let prefix = query
-        .rail
-        .map(|rail| format!("{rail}:"))
-        .unwrap_or_default();
-    let limit = query
-        .limit
-        .unwrap_or(100)
-        .clamp(1, offpay_ledger::RECORD_PAGE_MAX);
-    let after = query.after;
-    let records = state
-        .ledger
-        .read(move |store| store.records(crate::fraud::NAMESPACE, &prefix, after.as_deref(), limit))
-        .await?;
-    let flags: Vec<Value> = records
-        .iter()
-        .filter_map(|record| {
-            crate::fraud::FraudFlag::from_record(record)
-                .map(|flag| json!({ "key": record.key, "flag": flag }))
-        })
-        .collect();
-    let next_after = (records.len() == limit)
-        .then(|| records.last().map(|record| record.key.clone()))
-        .flatten();
-    Ok(Json(json!({ "flags": flags, "next_after": next_after })))
 }

@@ -14,10 +14,12 @@ pub mod fraud;
 pub mod idempotency;
 pub mod keyfile;
 pub mod ledger;
+pub mod lists;
 pub mod metrics;
 pub mod rails;
 pub mod routes;
 pub mod runner;
+pub mod search;
 pub mod tls;
 pub mod token;
 
@@ -371,6 +373,9 @@ pub fn operator_routes() -> routes::OperatorRoutes {
         .merge(audit::operator_routes())
         .merge(approvals::operator_routes())
         .merge(rails::operator_routes())
+        .merge(lists::operator_routes())
+        .merge(fraud::operator_routes())
+        .merge(search::operator_routes())
 }
 
 /// Narrows a data directory that others may enter (made before, by hand or by a tool) to 0700,

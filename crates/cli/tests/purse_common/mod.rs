@@ -95,7 +95,7 @@ impl Server {
     pub fn purse_flags(&self) -> Vec<Value> {
         let (status, body) = self.get("/api/v1/fraud?rail=purse");
         assert_eq!(status, 200, "{body}");
-        body["flags"].as_array().cloned().unwrap_or_default()
+        body["items"].as_array().cloned().unwrap_or_default()
     }
 }
 

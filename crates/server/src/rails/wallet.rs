@@ -283,7 +283,7 @@ fn parse_id<const N: usize>(text: &str, code: &str, what: &str) -> Result<[u8; N
     Ok(bytes)
 }
 
-fn parse_wallet_id(text: &str) -> Result<WalletId, ApiError> {
+pub(crate) fn parse_wallet_id(text: &str) -> Result<WalletId, ApiError> {
     parse_id(text, "invalid_wallet_id", "wallet id").map(WalletId)
 }
 
@@ -376,6 +376,7 @@ async fn reconcile_upload(state: &Arc<AppState>, upload: Vec<u8>) -> Result<Sync
 pub fn operator_routes() -> OperatorRoutes {
     OperatorRoutes::new()
         .post("/wallets", PROVISIONING, issue)
+        .get("/wallets", EVERYONE, list)
         .get("/wallets/{id}", EVERYONE, show)
         .post("/wallets/{id}/charge", FINANCE, charge)
         .creates_value(charge_value)
@@ -613,6 +614,102 @@ async fn show(
         "account": account.as_ref().map(crate::api::AccountView::from),
         "reissue_quote": quote,
     })))
+}
+
+/// One wallet as lists, search and the customer view show it; `None` when the office has no such
+/// wallet.
+pub(crate) async fn wallet_item(
+    state: &Arc<AppState>,
+    wallet: WalletId,
+) -> Result<Option<Value>, ApiError> {
+    let Some(WalletView { summary, .. }) = view(state, wallet).await? else {
+        return Ok(None);
+    };
+    let account_id = ledger_id(operator::wallet_account(&wallet))?;
+    let ledger_account = account_id.to_string();
+    let account = state
+        .ledger
+        .read(move |store| store.account(&account_id))
+        .await?;
+    let currency = summary.credential.currency;
+    let wallet_state = if summary.reissued {
+        "reissued"
+    } else if summary.blocked_at_ms.is_some() {
+        "blocked"
+    } else {
+        "active"
+    };
+    Ok(Some(json!({
+        "wallet_id": wallet.to_string(),
+        "state": wallet_state,
+        "currency": currency.code(),
+        "balance": account.as_ref().map(|account| {
+            offpay_ledger::Decimal::new(i128::from(account.balance()), currency).to_string()
+        }),
+        "balance_minor": account.as_ref().map(offpay_ledger::Account::balance),
+        "ledger_account": ledger_account,
+        "case": summary.case.as_ref().map(case_json),
+        "expires_at": crate::lists::rfc3339(summary.credential.expires_at_ms),
+        "api": format!("/api/v1/wallets/{wallet}"),
+    })))
+}
+
+/// `GET /api/v1/wallets?state=active|blocked|reissued`: the office's wallets in id order.
+async fn list(
+    State(state): State<Arc<AppState>>,
+    query: Result<
+        axum::extract::Query<std::collections::BTreeMap<String, String>>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<Json<Value>, ApiError> {
+    use crate::lists::{Params, scan_records};
+    const WALLET_PREFIX: &str = "wallet:";
+    let params = Params::parse(query, &["state"])?;
+    let wanted = match params.get("state") {
+        None => None,
+        Some(text @ ("active" | "blocked" | "reissued")) => Some(text.to_owned()),
+        Some(text) => {
+            return Err(ApiError::bad_request(
+                "invalid_state",
+                format!("state {text:?} is not active, blocked or reissued"),
+            ));
+        }
+    };
+    let after = params.after_under(WALLET_PREFIX)?;
+    let limit = params.limit;
+    let ids = state
+        .ledger
+        .read(move |store| {
+            scan_records(
+                store,
+                offpay_wallet::operator::NAMESPACE,
+                WALLET_PREFIX,
+                after,
+                limit,
+                |_, record| {
+                    Ok(record
+                        .key
+                        .strip_prefix(WALLET_PREFIX)
+                        .and_then(|id| parse_wallet_id(id).ok()))
+                },
+            )
+        })
+        .await?;
+    let mut items = Vec::new();
+    for id in ids.items {
+        if let Some(item) = wallet_item(&state, id).await?
+            && wanted
+                .as_deref()
+                .is_none_or(|wanted| item["state"] == wanted)
+        {
+            items.push(item);
+        }
+    }
+    Ok(crate::lists::Page {
+        items,
+        next: ids.next,
+    }
+    .json())
 }
 
 /// `POST /api/v1/wallets/{id}/block`: a lost or stolen phone.
