@@ -12,15 +12,21 @@ export const CONSOLE = Object.freeze({
 
 // The operator API calls of the console.
 export const API = Object.freeze({
+  search: { method: "GET", path: "/api/v1/search" },
+  customer: { method: "GET", path: "/api/v1/customers/{phone}" },
+  accounts: { method: "GET", path: "/api/v1/accounts" },
   totals: { method: "GET", path: "/api/v1/totals" },
   account: { method: "GET", path: "/api/v1/accounts/{id}" },
   accountHistory: { method: "GET", path: "/api/v1/accounts/{id}/history" },
   fraud: { method: "GET", path: "/api/v1/fraud" },
+  fraudClear: { method: "POST", path: "/api/v1/fraud/{id}/clear" },
+  fraudEscalate: { method: "POST", path: "/api/v1/fraud/{id}/escalate" },
   approvals: { method: "GET", path: "/api/v1/approvals" },
   approve: { method: "POST", path: "/api/v1/approvals/{id}/approve" },
   refuse: { method: "POST", path: "/api/v1/approvals/{id}/refuse" },
   audit: { method: "GET", path: "/api/v1/audit" },
   auditVerify: { method: "GET", path: "/api/v1/audit/verify" },
+  purses: { method: "GET", path: "/api/v1/purse/purses" },
   purse: { method: "GET", path: "/api/v1/purse/purses/{phone}" },
   purseStatement: { method: "GET", path: "/api/v1/purse/purses/{phone}/statement" },
   purseBlock: { method: "POST", path: "/api/v1/purse/purses/{phone}/block" },
@@ -32,11 +38,15 @@ export const API = Object.freeze({
   smsEnvelopeUnlock: { method: "POST", path: "/api/v1/sms/envelopes/{euin}/unlock" },
   smsStatus: { method: "GET", path: "/api/v1/sms/status" },
   smsOutbox: { method: "GET", path: "/api/v1/sms/outbox" },
+  smsDeadLetters: { method: "GET", path: "/api/v1/sms/dead-letters" },
   smsSent: { method: "GET", path: "/api/v1/sms/sent" },
+  wallets: { method: "GET", path: "/api/v1/wallets" },
   wallet: { method: "GET", path: "/api/v1/wallets/{id}" },
   walletBlock: { method: "POST", path: "/api/v1/wallets/{id}/block" },
   walletCharge: { method: "POST", path: "/api/v1/wallets/{id}/charge" },
+  microcheckPayers: { method: "GET", path: "/api/v1/microcheck/payers" },
   microcheckPayer: { method: "GET", path: "/api/v1/microcheck/payers/{name}" },
+  microcheckMerchants: { method: "GET", path: "/api/v1/microcheck/merchants" },
   microcheckStrategy: { method: "GET", path: "/api/v1/microcheck/strategy" },
 });
 

@@ -436,14 +436,14 @@ async function approvalsSection() {
       if (!may(apiCall)) return null;
       const button = h("button", { type: "button", class: verb === "Refuse" ? "danger" : undefined, "data-approval": approval.id }, `${verb} ${money(approval.value)}`);
       button.addEventListener("click", async () => {
-        const answerGiven = await reauthenticate(`${verb} ${approval.method} ${approval.path} for ${money(approval.value)}, asked by ${approval.requester}.`, { reason: verb === "Refuse" });
+        const answerGiven = await reauthenticate(`${verb} ${approval.method} ${decodeURIComponent(approval.path)} for ${money(approval.value)}, asked by ${approval.requester}.`, { reason: verb === "Refuse" });
         if (!answerGiven) return;
         button.disabled = true;
         try {
           const result = await call(apiCall, { params: { id: approval.id }, body: verb === "Refuse" ? { reason: answerGiven.reason } : {}, reauth: answerGiven.token });
           const executed = result.body && result.body.executed;
           flashAndReload(verb === "Approve"
-            ? (executed ? `Approved and executed: ${money(approval.value)}, ${approval.path}.` : "Approved, but the request failed: see the audit log.")
+            ? (executed ? `Approved and executed: ${money(approval.value)}, ${decodeURIComponent(approval.path)}.` : "Approved, but the request failed: see the audit log.")
             : "Refused: nothing was applied.");
         } catch (error) {
           showError(status, error);
@@ -453,7 +453,7 @@ async function approvalsSection() {
       return button;
     };
     return h("li", { class: "card approval" },
-      h("p", {}, h("strong", {}, money(approval.value)), ` — ${approval.method} ${approval.path}`),
+      h("p", {}, h("strong", {}, money(approval.value)), ` — ${approval.method} ${decodeURIComponent(approval.path)}`),
       h("p", { class: "muted" }, `Asked by ${approval.requester} (${approval.requester_role}) at ${when(approval.created_at_ms)}; approval ${approval.id}.`),
       h("details", {}, h("summary", {}, "The request"), h("pre", { class: "evidence" }, JSON.stringify(approval.body, null, 2))),
       h("p", { class: "actions" }, decide("Approve", API.approve), decide("Refuse", API.refuse)), status);
