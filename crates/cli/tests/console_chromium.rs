@@ -495,6 +495,10 @@ fn the_console_in_headless_chromium(kind: BackendKind) {
         chart.contains("fees") || chart.contains("No suspense"),
         "{chart}"
     );
+    console.browser.script(
+        "document.querySelector(\"section[aria-labelledby='chart-heading']\").scrollIntoView();",
+    );
+    console.shot("finance-suspense-and-fees-chart");
     console.logout();
 
     // The auditor: the audit log with its chain verified, the console's actions in it.

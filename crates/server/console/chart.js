@@ -5,7 +5,7 @@ import { h, when } from "./format.js";
 
 const WIDTH = 720;
 const HEIGHT = 260;
-const MARGIN = { left: 96, right: 16, top: 16, bottom: 40 };
+const MARGIN = { left: 132, right: 16, top: 16, bottom: 40 };
 // Most lines drawn in one chart (the palette has this many).
 export const SERIES_MAX = 4;
 
