@@ -143,6 +143,8 @@ fn screenshot_dir(kind: BackendKind) -> PathBuf {
     let directory = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("console-screenshots")
         .join(name);
+    // Only this run's pictures.
+    let _ = std::fs::remove_dir_all(&directory);
     std::fs::create_dir_all(&directory).unwrap();
     directory
 }
@@ -510,6 +512,24 @@ fn the_console_in_headless_chromium(kind: BackendKind) {
     assert!(verified.contains("entries check out"), "{verified}");
     console.check_labels();
     console.shot("audit-log-verified");
+    // The rail pages, as the auditor reads them.
+    for (hash, title) in [
+        ("#/purse", "Purses"),
+        ("#/sms", "SMS payments"),
+        ("#/wallets", "Wallet office"),
+        ("#/microcheck", "Microchecks"),
+    ] {
+        console.go(hash);
+        console.browser.wait_for_text("#page h1", title);
+        let page = console.browser.text("#page");
+        assert!(!page.contains("Something went wrong"), "{hash}: {page}");
+        assert!(
+            page.contains("KES"),
+            "{hash} shows amounts with their currency: {page}"
+        );
+        console.check_labels();
+        console.shot(&format!("rail-{}", &hash[2..]));
+    }
     let (_, log) = demo.api("GET", "/audit?limit=500", None);
     let text = log.to_string();
     assert!(
