@@ -119,7 +119,7 @@ fn run_approvals(
                     "{:<18} {:<9} {:<16} {:<18} {:<38} {}",
                     "approval", "state", "requester", "value", "request", "by"
                 )];
-                for approval in answer["approvals"].as_array().into_iter().flatten() {
+                for approval in answer["items"].as_array().into_iter().flatten() {
                     lines.push(format!(
                         "{:<18} {:<9} {:<16} {:<18} {:<38} {}",
                         text(approval, "/id"),
@@ -324,20 +324,25 @@ fn run_audit(client: &ApiClient, json: bool, command: AuditCommand) -> ExitCode 
             Err(error) => fail(json, &error),
         },
         AuditCommand::Export { after } => {
-            let mut after = after;
+            let mut cursor = String::new();
             loop {
-                let answer = match client.get(&format!("/api/v1/audit?after={after}&limit=1000")) {
+                let mut path = "/api/v1/audit?limit=500".to_owned();
+                if !cursor.is_empty() {
+                    path.push_str(&format!("&cursor={}", path_segment(&cursor)));
+                }
+                let answer = match client.get(&path) {
                     Ok(answer) => answer,
                     Err(error) => return fail(json, &error),
                 };
-                for entry in answer["entries"].as_array().into_iter().flatten() {
+                let items = answer["items"].as_array().into_iter().flatten();
+                for entry in items.filter(|entry| entry["number"].as_u64() > Some(after)) {
                     if json {
                         println!("{entry}");
                     } else {
                         println!(
                             "{:>6} {} {:<14} {:<24} {:<45} {}",
                             text(entry, "/number"),
-                            text(entry, "/at_ms"),
+                            text(entry, "/at"),
                             text(entry, "/user"),
                             text(entry, "/remote"),
                             text(entry, "/action"),
@@ -345,8 +350,8 @@ fn run_audit(client: &ApiClient, json: bool, command: AuditCommand) -> ExitCode 
                         );
                     }
                 }
-                match answer["next_after"].as_u64() {
-                    Some(next) => after = next,
+                match answer["next_cursor"].as_str() {
+                    Some(next) => cursor = next.to_owned(),
                     None => return ExitCode::SUCCESS,
                 }
             }

@@ -285,44 +285,50 @@ fn pending(loaded: &Loaded<Approval>) -> Result<&Approval, ApiError> {
     }
 }
 
-/// Query of `GET /api/v1/approvals`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    /// `pending` (default) or `all`.
-    state: Option<String>,
-}
-
-/// `GET /api/v1/approvals?state=pending|all`.
+/// `GET /api/v1/approvals?state=pending|approved|refused|all&limit=&cursor=`: approvals in id
+/// order, in the list style of [`crate::lists`] (default: those pending).
 pub async fn list_endpoint(
     State(state): State<Arc<AppState>>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<
+        Query<std::collections::BTreeMap<String, String>>,
+        axum::extract::rejection::QueryRejection,
+    >,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(query) = query
-        .map_err(|rejection| ApiError::bad_request("malformed_query", rejection.body_text()))?;
-    let all = match query.state.as_deref() {
-        None | Some("pending") => false,
-        Some("all") => true,
+    use crate::lists::{Params, scan_records};
+    let params = Params::parse(query, &["state"])?;
+    let wanted: Option<&'static str> = match params.get("state") {
+        None => Some("pending"),
+        Some("pending") => Some("pending"),
+        Some("approved") => Some("approved"),
+        Some("refused") => Some("refused"),
+        Some("all") => None,
         Some(other) => {
             return Err(ApiError::bad_request(
                 "invalid_state",
-                format!("state {other:?} is not pending or all"),
+                format!("state {other:?} is not pending, approved, refused or all"),
             ));
         }
     };
-    let records = state
+    let after = params.after_under("approval/")?;
+    let limit = params.limit;
+    let page = state
         .ledger
-        .read(|store| store.records(NAMESPACE, "approval/", None, LIST_MAX))
+        .read(move |store| {
+            scan_records(store, NAMESPACE, "approval/", after, limit, |_, record| {
+                let approval = Approval::decode(&record.key, &record.value)
+                    .map_err(crate::ledger::record_store_error)?;
+                let name = match approval.state {
+                    ApprovalState::Pending => "pending",
+                    ApprovalState::Approved { .. } => "approved",
+                    ApprovalState::Refused { .. } => "refused",
+                };
+                Ok(wanted
+                    .is_none_or(|wanted| name == wanted)
+                    .then(|| view(&approval)))
+            })
+        })
         .await?;
-    let mut approvals = Vec::new();
-    for record in &records {
-        let approval = Approval::decode(&record.key, &record.value)
-            .map_err(|error| internal(error.to_string()))?;
-        if all || approval.state == ApprovalState::Pending {
-            approvals.push(view(&approval));
-        }
-    }
-    Ok(Json(json!({ "approvals": approvals })))
+    Ok(page.json())
 }
 
 /// `POST /api/v1/approvals/{id}/approve`: executes the kept request as its requester's, marked

@@ -970,36 +970,49 @@ pub fn export(
         .collect()
 }
 
-/// Query of `GET /api/v1/audit`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExportQuery {
-    /// Entries after this number (0: from the first).
-    after: Option<u64>,
-    limit: Option<usize>,
-}
-
-/// `GET /api/v1/audit?after=N&limit=M`: entries in chain order; `next_after` is the cursor of the
-/// next page.
+/// `GET /api/v1/audit?from=&to=&user=&limit=&cursor=`: entries in chain order, in the list
+/// style of [`crate::lists`]; `from` (inclusive) and `to` (exclusive) are RFC 3339 times, `user`
+/// an operator user's name. Each entry keeps `at_ms` (it is hashed into the chain) and adds `at`.
 pub async fn export_endpoint(
     axum::extract::State(state): axum::extract::State<Arc<crate::AppState>>,
-    query: Result<axum::extract::Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<
+        axum::extract::Query<std::collections::BTreeMap<String, String>>,
+        axum::extract::rejection::QueryRejection,
+    >,
 ) -> Result<axum::Json<Value>, crate::error::ApiError> {
-    let axum::extract::Query(query) = query.map_err(|rejection| {
-        crate::error::ApiError::bad_request("malformed_query", rejection.body_text())
-    })?;
-    let after = query.after.unwrap_or(0);
-    let limit = query.limit.unwrap_or(100).clamp(1, EXPORT_PAGE_MAX);
-    let entries = state
+    use crate::lists::{Params, parse_rfc3339, record_error, rfc3339, scan_records};
+    let params = Params::parse(query, &["from", "to", "user"])?;
+    let from = params
+        .get("from")
+        .map(|text| parse_rfc3339(text, "from"))
+        .transpose()?;
+    let to = params
+        .get("to")
+        .map(|text| parse_rfc3339(text, "to"))
+        .transpose()?;
+    let user = params.get("user").map(str::to_owned);
+    let after = params.after_under("entry/")?;
+    let limit = params.limit;
+    let page = state
         .ledger
-        .read(move |store| export(store, after, limit))
+        .read(move |store| {
+            scan_records(store, NAMESPACE, "entry/", after, limit, |_, record| {
+                let entry = AuditEntry::decode(&record.key, &record.value).map_err(record_error)?;
+                let keep = from.is_none_or(|from| entry.at_ms >= from)
+                    && to.is_none_or(|to| entry.at_ms < to)
+                    && user
+                        .as_deref()
+                        .is_none_or(|user| entry.user.as_deref() == Some(user));
+                if !keep {
+                    return Ok(None);
+                }
+                let mut item = serde_json::to_value(&entry).unwrap_or_default();
+                item["at"] = json!(rfc3339(entry.at_ms));
+                Ok(Some(item))
+            })
+        })
         .await?;
-    let next_after = (entries.len() == limit)
-        .then(|| entries.last().map(|entry| entry.number))
-        .flatten();
-    Ok(axum::Json(
-        json!({ "entries": entries, "next_after": next_after }),
-    ))
+    Ok(page.json())
 }
 
 /// `GET /api/v1/audit/verify`: walks the whole chain; `ok` false with `first_break` naming the

@@ -16,6 +16,7 @@ pub mod keyfile;
 pub mod ledger;
 pub mod lists;
 pub mod metrics;
+pub mod openapi;
 pub mod rails;
 pub mod routes;
 pub mod runner;
@@ -376,6 +377,7 @@ pub fn operator_routes() -> routes::OperatorRoutes {
         .merge(lists::operator_routes())
         .merge(fraud::operator_routes())
         .merge(search::operator_routes())
+        .merge(openapi::operator_routes())
 }
 
 /// Narrows a data directory that others may enter (made before, by hand or by a tool) to 0700,

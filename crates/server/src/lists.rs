@@ -767,10 +767,7 @@ pub async fn sms_envelopes(
 ) -> Result<Json<Value>, ApiError> {
     use offpay_sms_tan::operator::records::{EnvelopeRecord, NAMESPACE};
     let params = Params::parse(query, &["state", "account"])?;
-    let wanted = match params.get("state") {
-        None => None,
-        Some(state) => Some(state.to_owned()),
-    };
+    let wanted = params.get("state").map(str::to_owned);
     if let Some(state) = &wanted
         && !ENVELOPE_STATES.contains(&state.as_str())
     {

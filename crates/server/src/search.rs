@@ -119,7 +119,7 @@ pub async fn search(
                     items.push(hit(
                         "purse",
                         "purse",
-                        &item["phone"].as_str().unwrap_or_default().to_owned(),
+                        item["phone"].as_str().unwrap_or_default(),
                         format!(
                             "purse {} ({})",
                             item["phone"].as_str().unwrap_or_default(),

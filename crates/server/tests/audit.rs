@@ -35,20 +35,20 @@ async fn call(
 
 async fn entries(server: &InProcess, token: &str) -> Vec<Value> {
     let mut all = Vec::new();
-    let mut after = 0;
+    let mut cursor = String::new();
     loop {
         let (status, page) = server
             .call(
                 "GET",
-                &format!("/api/v1/audit?after={after}&limit=3"),
+                &format!("/api/v1/audit?cursor={cursor}&limit=3"),
                 None,
                 Some(token),
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{page}");
-        all.extend(page["entries"].as_array().unwrap().iter().cloned());
-        match page["next_after"].as_u64() {
-            Some(next) => after = next,
+        all.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
             None => return all,
         }
     }
@@ -237,7 +237,7 @@ async fn only_auditors_and_admins_read_the_log(backend: Backend) {
     );
     let (status, answer) = server.get("/api/v1/audit").await;
     assert_eq!(status, StatusCode::OK, "{answer}");
-    let outcomes: Vec<&str> = answer["entries"]
+    let outcomes: Vec<&str> = answer["items"]
         .as_array()
         .unwrap()
         .iter()

@@ -158,7 +158,7 @@ async fn value_above_the_limit_needs_a_second_user(backend: Backend) {
     );
     let (status, list) = node.call(&faith, "GET", "/api/v1/approvals", None).await;
     assert_eq!(status, StatusCode::OK, "{list}");
-    let pending = list["approvals"].as_array().unwrap();
+    let pending = list["items"].as_array().unwrap();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0]["id"], id.as_str());
     assert_eq!(pending[0]["requester"], "fatuma");
@@ -223,7 +223,7 @@ async fn value_above_the_limit_needs_a_second_user(backend: Backend) {
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(node.balance_minor("alice").await, 250_000);
     let (_, list) = node.call(&faith, "GET", "/api/v1/approvals", None).await;
-    assert_eq!(list["approvals"], json!([]), "nothing pending");
+    assert_eq!(list["items"], json!([]), "nothing pending");
     // A purse float above the limit is held too.
     let (status, answer) = node
         .call(
@@ -247,10 +247,10 @@ async fn value_above_the_limit_needs_a_second_user(backend: Backend) {
     // The chain: the executed transfer by its author with its approver; the attempt by the
     // requester; the refusal.
     let (status, log) = node
-        .call(&node.admin, "GET", "/api/v1/audit?limit=1000", None)
+        .call(&node.admin, "GET", "/api/v1/audit?limit=500", None)
         .await;
     assert_eq!(status, StatusCode::OK);
-    let entries = log["entries"].as_array().unwrap();
+    let entries = log["items"].as_array().unwrap();
     let executed = entries
         .iter()
         .find(|entry| entry["effect"]["transfers"][0]["id"] == "large")

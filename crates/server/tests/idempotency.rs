@@ -85,7 +85,7 @@ async fn a_float_retried_with_its_key_posts_once(backend: Backend) {
     // Each attempt is in the audit log: one committed with the key, the replay, the refusals.
     let (status, log) = server.get("/api/v1/audit?limit=100").await;
     assert_eq!(status, StatusCode::OK);
-    let outcomes: Vec<(String, Value)> = log["entries"]
+    let outcomes: Vec<(String, Value)> = log["items"]
         .as_array()
         .unwrap()
         .iter()

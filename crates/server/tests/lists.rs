@@ -207,14 +207,14 @@ async fn bad_paging_input_is_refused_and_changes_nothing(backend: Backend) {
         );
     }
     let after = ok(&server, "/api/v1/audit?limit=500").await;
-    assert_eq!(before["entries"], after["entries"], "nothing was written");
+    assert_eq!(before["items"], after["items"], "nothing was written");
     let (status, _) = server.get("/api/v1/accounts/alice").await;
     assert_eq!(status, StatusCode::OK);
 }
 
 /// A purse, an SMS-TAN account bound to the same phone with an envelope, a ledger account.
 async fn customer_on_two_rails(server: &InProcess) -> String {
-    posted(&server, "/api/v1/purse/purses", json!({ "phone": PHONE })).await;
+    posted(server, "/api/v1/purse/purses", json!({ "phone": PHONE })).await;
     posted(
         server,
         "/api/v1/sms/accounts",
@@ -492,7 +492,7 @@ async fn fraud_cases_are_decided_audited_and_role_checked(backend: Backend) {
 
     // Both decisions are in the audit log, with who made them.
     let log = ok(&server, "/api/v1/audit?limit=500").await;
-    let decided: Vec<(String, String)> = log["entries"]
+    let decided: Vec<(String, String)> = log["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -514,6 +514,22 @@ async fn fraud_cases_are_decided_audited_and_role_checked(backend: Backend) {
         decided.contains(&("sue".into(), "POST /api/v1/fraud/{id}/escalate".into()))
             && decided.contains(&("admin".into(), "POST /api/v1/fraud/{id}/clear".into())),
         "{decided:?} in {log}"
+    );
+    // The audit list filters by user and time.
+    let sues = ok(&server, "/api/v1/audit?user=sue&limit=500").await;
+    let users: BTreeSet<&str> = sues["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["user"].as_str().unwrap())
+        .collect();
+    assert_eq!(users, ["sue"].into(), "{sues}");
+    assert_eq!(sues["items"][0]["at"], "2023-11-14T22:13:20.000Z");
+    let later = ok(&server, "/api/v1/audit?from=2023-11-14T22:13:21Z").await;
+    assert_eq!(
+        later["items"],
+        json!([]),
+        "every entry is at the start time"
     );
 }
 

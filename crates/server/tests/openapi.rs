@@ -1,0 +1,259 @@
+//! The OpenAPI document: every route of the table is in it with its method and roles; every
+//! route declares its schemas or is one of the listed untyped routes of earlier releases; the
+//! document is well-formed OpenAPI 3.1 (path parameters declared, references resolved); and real
+//! answers validate against the schemas it declares.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers: a failed unwrap is a failed test"
+)]
+
+use std::collections::BTreeSet;
+
+use axum::http::StatusCode;
+use offpay_server::openapi::{UNTYPED, declared};
+use offpay_test_support::{Backend, InProcess};
+use serde_json::{Value, json};
+
+/// Checks `value` against the subset of JSON Schema the document uses (`type`, `required`,
+/// `properties`, `items`, `enum`, `$ref` into `components`); returns what does not match.
+fn violations(document: &Value, schema: &Value, value: &Value, at: &str, out: &mut Vec<String>) {
+    if let Some(reference) = schema["$ref"].as_str() {
+        let pointer = reference.trim_start_matches('#');
+        let target = document.pointer(pointer).expect("a reference resolves");
+        return violations(document, target, value, at, out);
+    }
+    let type_ok = |name: &str| match name {
+        "string" => value.is_string(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "number" => value.is_number(),
+        "boolean" => value.is_boolean(),
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "null" => value.is_null(),
+        other => panic!("unknown type {other}"),
+    };
+    match &schema["type"] {
+        Value::String(name) if !type_ok(name) => out.push(format!("{at}: not a {name}: {value}")),
+        Value::Array(names) if !names.iter().any(|name| type_ok(name.as_str().unwrap())) => {
+            out.push(format!("{at}: not one of {names:?}: {value}"));
+        }
+        _ => {}
+    }
+    if let Some(allowed) = schema["enum"].as_array()
+        && !allowed.contains(value)
+    {
+        out.push(format!("{at}: {value} not in {allowed:?}"));
+    }
+    if let Some(object) = value.as_object() {
+        for name in schema["required"].as_array().into_iter().flatten() {
+            if !object.contains_key(name.as_str().unwrap()) {
+                out.push(format!("{at}: missing {name}"));
+            }
+        }
+        for (name, property) in schema["properties"].as_object().into_iter().flatten() {
+            if let Some(field) = object.get(name) {
+                violations(document, property, field, &format!("{at}.{name}"), out);
+            }
+        }
+    }
+    if let (Some(items), Some(array)) = (schema.get("items"), value.as_array()) {
+        for (index, item) in array.iter().enumerate() {
+            violations(document, items, item, &format!("{at}[{index}]"), out);
+        }
+    }
+}
+
+#[test]
+fn every_route_is_in_the_document_with_its_method_roles_and_schemas() {
+    let routes = offpay_server::operator_routes();
+    let document = offpay_server::openapi::document(routes.table());
+    assert_eq!(document["openapi"], "3.1.0");
+    let mut operation_ids = BTreeSet::new();
+    let mut untyped_seen = BTreeSet::new();
+    let mut undeclared = Vec::new();
+    for spec in routes.table().specs() {
+        let template = format!("/api/v1{}", spec.path);
+        let method = spec.method.as_str().to_ascii_lowercase();
+        let operation = &document["paths"][&template][&method];
+        assert!(
+            operation.is_object(),
+            "{method} {template} is not in the document"
+        );
+        let roles: Vec<&str> = spec.roles.iter().map(|role| role.as_str()).collect();
+        assert_eq!(operation["x-roles"], json!(roles), "{method} {template}");
+        assert!(operation_ids.insert(operation["operationId"].as_str().unwrap().to_owned()));
+        let untyped = UNTYPED.contains(&(spec.method.as_str(), spec.path));
+        match declared(&spec.method, spec.path) {
+            Some(_) => assert!(
+                !untyped,
+                "{method} {template} is declared and listed untyped"
+            ),
+            None if !untyped => undeclared.push(format!("{method} {}", spec.path)),
+            None => {}
+        }
+        if untyped {
+            untyped_seen.insert((spec.method.as_str().to_owned(), spec.path));
+        }
+        // Path parameters are declared, required, and exactly those of the template.
+        let in_template: BTreeSet<&str> = spec
+            .path
+            .split('/')
+            .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+            .collect();
+        let declared_path: BTreeSet<&str> = operation["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|parameter| parameter["in"] == "path")
+            .inspect(|parameter| assert_eq!(parameter["required"], true))
+            .map(|parameter| parameter["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(in_template, declared_path, "{method} {template}");
+        let idempotency = operation["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|parameter| parameter["name"] == "Idempotency-Key");
+        assert_eq!(idempotency, spec.moves_money, "{method} {template}");
+        assert_eq!(
+            operation["responses"]["202"].is_object(),
+            spec.creates_value.is_some(),
+            "{method} {template}"
+        );
+        // Every reference resolves.
+        let text = operation.to_string();
+        for reference in text.split("\"$ref\":\"").skip(1) {
+            let target = reference.split('"').next().unwrap();
+            assert!(
+                document.pointer(target.trim_start_matches('#')).is_some(),
+                "{target} in {method} {template}"
+            );
+        }
+    }
+    assert!(
+        undeclared.is_empty(),
+        "routes that declare no schema (declare them in openapi::declared): {undeclared:#?}"
+    );
+    assert_eq!(
+        untyped_seen.len(),
+        UNTYPED.len(),
+        "every route listed untyped exists (remove those that do not)"
+    );
+    let paths = document["paths"].as_object().unwrap();
+    let operations: usize = paths
+        .values()
+        .map(|item| item.as_object().unwrap().len())
+        .sum();
+    assert_eq!(
+        operations,
+        routes.table().specs().len(),
+        "nothing but the table"
+    );
+}
+
+async fn real_answers_validate_against_the_declared_schemas(backend: Backend) {
+    let server = InProcess::start(backend).await;
+    let (status, document) = server.get("/api/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::OK, "{document}");
+    // Some data on two rails and a fraud case.
+    for (path, body) in [
+        ("/api/v1/purse/purses", json!({ "phone": "+254700000001" })),
+        (
+            "/api/v1/sms/accounts",
+            json!({ "receive_number": "111100002222", "bound_phones": ["+254700000001"] }),
+        ),
+        (
+            "/api/v1/sms/envelopes/issue",
+            json!({ "count": 1, "rows": 20 }),
+        ),
+        (
+            "/api/v1/accounts",
+            json!({ "id": "float", "kind": "operator_float" }),
+        ),
+        (
+            "/api/v1/accounts",
+            json!({ "id": "alice", "kind": "customer" }),
+        ),
+        (
+            "/api/v1/transfers",
+            json!({ "transfers": [{ "id": "t1", "debit_account": "float", "credit_account": "alice", "amount": "5.00" }] }),
+        ),
+    ] {
+        let (status, answer) = server.post(path, body).await;
+        assert!(status.is_success(), "{path}: {answer}");
+    }
+    let mut checked = 0;
+    for path in [
+        "/api/v1/openapi.json",
+        "/api/v1/accounts",
+        "/api/v1/transfers",
+        "/api/v1/purse/purses",
+        "/api/v1/sms/accounts",
+        "/api/v1/sms/envelopes",
+        "/api/v1/sms/terminals",
+        "/api/v1/sms/dead-letters",
+        "/api/v1/wallets",
+        "/api/v1/microcheck/payers",
+        "/api/v1/microcheck/merchants",
+        "/api/v1/fraud",
+        "/api/v1/approvals",
+        "/api/v1/audit",
+        "/api/v1/search?q=%2B254700000001",
+        "/api/v1/customers/%2B254700000001",
+    ] {
+        let (status, answer) = server.get(path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {answer}");
+        let template = path
+            .split('?')
+            .next()
+            .unwrap()
+            .replace("%2B254700000001", "{phone}");
+        let schema = &document["paths"][&template]["get"]["responses"]["200"]["content"]["application/json"]
+            ["schema"];
+        assert!(schema.is_object(), "{template} declares a schema");
+        let mut out = Vec::new();
+        violations(&document, schema, &answer, &template, &mut out);
+        assert!(out.is_empty(), "{out:#?}");
+        checked += 1;
+        if answer["items"]
+            .as_array()
+            .is_some_and(|items| !items.is_empty())
+        {
+            checked += 1;
+        }
+    }
+    assert!(checked > 20, "most lists had items to check: {checked}");
+    // An error answer validates against the one error schema.
+    let (status, answer) = server.get("/api/v1/accounts?limit=0").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let mut out = Vec::new();
+    violations(
+        &document,
+        &json!({ "$ref": "#/components/schemas/Error" }),
+        &answer,
+        "error",
+        &mut out,
+    );
+    assert!(out.is_empty(), "{out:#?}");
+    // The validator is not a rubber stamp.
+    let mut out = Vec::new();
+    let schema = &document["paths"]["/api/v1/fraud"]["get"]["responses"]["200"]["content"]["application/json"]
+        ["schema"];
+    violations(
+        &document,
+        schema,
+        &json!({ "items": [{ "id": 3 }] }),
+        "fraud",
+        &mut out,
+    );
+    assert!(out.len() > 5, "{out:?}");
+}
+
+#[tokio::test]
+async fn real_answers_validate() {
+    for backend in Backend::all("openapi") {
+        real_answers_validate_against_the_declared_schemas(backend).await;
+    }
+}
