@@ -731,7 +731,7 @@ async function payerDetail(name) {
 async function auditPage([after]) {
   const [verification, log] = await Promise.all([
     call(API.auditVerify).then((answer) => answer.body),
-    call(API.audit, { query: { limit: 100, after, cursor: after } }).then((answer) => answer.body),
+    call(API.audit, { query: { limit: 100, cursor: after } }).then((answer) => answer.body),
   ]);
   const entries = items(log, "entries");
   const page = heading("Audit log");
