@@ -406,8 +406,8 @@ fn the_console_in_headless_chromium(kind: BackendKind) {
     console.shot("fraud-queue");
     console
         .browser
-        .click_button(&format!("Unblock {SMS_ENVELOPE}"));
-    console.browser.wait_for_text("#flash", "unblocked");
+        .click_button(&format!("Unlock envelope {SMS_ENVELOPE}"));
+    console.browser.wait_for_text("#flash", "unlocked");
     console.wait_loaded();
     console.browser.type_into(
         ".case-note",

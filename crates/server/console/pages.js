@@ -261,16 +261,21 @@ function caseActions(flag) {
   const noteInput = h("input", { id: `note-${flag.id}`, maxlength: 500, class: "case-note" });
   const buttons = [];
   const subject = flag.subject;
-  const blockCalls = {
-    purse: [[API.purseBlock, { params: { phone: subject }, body: { blocked: true } }], [API.purseBlock, { params: { phone: subject }, body: { blocked: false } }]],
-    wallet: [[API.walletBlock, { params: { id: subject } }], [API.walletUnblock, { params: { id: subject } }]],
-    sms: [[API.smsEnvelopeBlock, { params: { euin: subject } }], [API.smsEnvelopeUnlock, { params: { euin: subject } }]],
-    microcheck: [[API.microcheckPayerBlock, { params: { name: subject } }], [API.microcheckPayerUnblock, { params: { name: subject } }]],
-  }[flag.rail];
-  if (blockCalls) {
-    const [[blockCall, blockOptions], [unblockCall, unblockOptions]] = blockCalls;
-    if (blockCall) buttons.push(actionButton(`Block ${subject}`, blockCall, blockOptions, { danger: true, status, done: () => `${subject} is blocked.` }));
-    if (unblockCall) buttons.push(actionButton(`Unblock ${subject}`, unblockCall, unblockOptions, { status, done: () => `${subject} is unblocked.` }));
+  const account = flag.evidence && flag.evidence.account;
+  // Each rail's own block and unblock routes (docs/guide/operator-api.md).
+  if (flag.rail === "purse") {
+    buttons.push(actionButton(`Block purse ${subject}`, API.purseBlock, { params: { phone: subject }, body: { blocked: true } }, { danger: true, status, done: () => `Purse ${subject} is blocked.` }));
+    buttons.push(actionButton(`Unblock purse ${subject}`, API.purseBlock, { params: { phone: subject }, body: { blocked: false } }, { status, done: () => `Purse ${subject} is unblocked.` }));
+  } else if (flag.rail === "wallet") {
+    buttons.push(actionButton(`Block wallet ${subject}`, API.walletBlock, { params: { id: subject } }, { danger: true, status, done: () => `Wallet ${subject} is blocked (a blocked wallet's value is reissued, not unblocked).` }));
+  } else if (flag.rail === "sms") {
+    if (account) {
+      buttons.push(actionButton(`Freeze account ${account}`, API.smsAccountUpdate, { params: { number: account }, body: { active: false } }, { danger: true, status, done: () => `Account ${account} is frozen.` }));
+      buttons.push(actionButton(`Unfreeze account ${account}`, API.smsAccountUpdate, { params: { number: account }, body: { active: true } }, { status, done: () => `Account ${account} is active again.` }));
+    }
+    if (/^\d{11}$/.test(subject)) {
+      buttons.push(actionButton(`Unlock envelope ${subject}`, API.smsEnvelopeUnlock, { params: { euin: subject } }, { status, done: () => `Envelope ${subject} is unlocked.` }));
+    }
   }
   const state = flag.state || flag.status;
   if (state !== "cleared") {
@@ -658,7 +663,7 @@ async function walletDetail(id) {
       h("dt", {}, "Ledger account"), h("dd", {}, account.id ? accountLink(account.id) : "—")),
     h("p", { class: "actions" },
       blocked
-        ? actionButton("Unblock this wallet", API.walletUnblock, { params: { id } }, { status })
+        ? h("span", { class: "muted" }, "A blocked wallet is not unblocked: finance reissues its value to a new wallet.")
         : actionButton("Block this wallet", API.walletBlock, { params: { id } }, { danger: true, status }),
       status));
 }
@@ -714,15 +719,10 @@ async function microcheckPage([what, name]) {
 
 async function payerDetail(name) {
   const payer = (await call(API.microcheckPayer, { params: { name } })).body;
-  const status = note();
-  const blocked = payer.state === "blocked" || payer.blocked === true;
   return heading(`Payer ${payer.payer}`,
     facts(payer),
-    h("p", { class: "actions" },
-      blocked
-        ? actionButton("Unblock this payer", API.microcheckPayerUnblock, { params: { name } }, { status })
-        : actionButton("Block this payer", API.microcheckPayerBlock, { params: { name } }, { danger: true, status }),
-      status));
+    h("p", { class: "muted" }, "A microcheck payer's exposure is bounded by its credentials' limits and lifetimes; the Provisioning Agent stops issuing to a payer with strikes."),
+    h("p", {}, accountLink(`mc:payer:${payer.payer}`)));
 }
 
 // ---------------------------------------------------------------------------------------------
