@@ -250,6 +250,7 @@ fn the_console_in_headless_chromium(kind: BackendKind) {
     let shots = screenshot_dir(kind);
     eprintln!("console screenshots in {}", shots.display());
     let tokens = [
+        ("admin", "admin", demo.token.clone()),
         ("fatuma", "finance", demo.add_user("fatuma", "finance")),
         ("faith", "finance", demo.add_user("faith", "finance")),
         ("sam", "support", demo.add_user("sam", "support")),
@@ -311,7 +312,7 @@ fn the_console_in_headless_chromium(kind: BackendKind) {
             "Microchecks",
         ];
         let expected: Vec<&str> = match *role {
-            "auditor" => everyday.into_iter().chain(["Audit log"]).collect(),
+            "admin" | "auditor" => everyday.into_iter().chain(["Audit log"]).collect(),
             "provisioning" => vec!["Purses", "Wallets"],
             _ => everyday.to_vec(),
         };

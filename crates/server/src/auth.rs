@@ -1364,6 +1364,20 @@ mod tests {
     }
 
     #[test]
+    fn the_routes_that_need_the_token_again_are_in_the_table() {
+        let routes = crate::operator_routes();
+        for path in REAUTH_ROUTES {
+            let spec = routes
+                .table()
+                .find(&axum::http::Method::POST, path)
+                .unwrap_or_else(|| {
+                    panic!("POST {path} is not a route: re-authentication would never apply")
+                });
+            assert!(spec.changes_state());
+        }
+    }
+
+    #[test]
     fn role_names_round_trip() {
         for role in Role::ALL {
             assert_eq!(Role::parse(role.as_str()), Some(role));
