@@ -10,6 +10,9 @@ need_apt=()
 [ -x /usr/sbin/bearerbox ] && [ -x /usr/lib/kannel/test/fakesmsc ] || need_apt+=(kannel kannel-extras)
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
+# scripts/schemathesis.sh: schemathesis from PyPI in a virtual environment, curl to seed data.
+python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)
+command -v curl >/dev/null || need_apt+=(curl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "==> installing ${need_apt[*]}"
@@ -22,6 +25,17 @@ fi
 
 echo "==> cargo test --workspace (with the ledger's conformance suite on its in-memory store)"
 cargo test --workspace --no-fail-fast --features offpay-ledger/conformance
+
+echo "==> the operator API against its OpenAPI document: scripts/schemathesis.sh (a live server, GET operations)"
+# Hypothesis pinned too: later releases removed an internal schemathesis 3.39 uses.
+SCHEMATHESIS_VERSION=3.39.16
+HYPOTHESIS_VERSION=6.115.0
+st_venv="${XDG_CACHE_HOME:-$HOME/.cache}/offpay/schemathesis-$SCHEMATHESIS_VERSION"
+if [ ! -x "$st_venv/bin/schemathesis" ]; then
+  python3 -m venv "$st_venv"
+  "$st_venv/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION" "hypothesis==$HYPOTHESIS_VERSION" >/dev/null
+fi
+SCHEMATHESIS="$st_venv/bin/schemathesis" bash scripts/schemathesis.sh
 
 echo "==> the simulator with each hardening fix reverted: a known seed must fail (offpay-sim, feature reverts; docs/SIMULATOR.md)"
 cargo test -p offpay-sim --features reverts --test reverts

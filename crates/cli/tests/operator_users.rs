@@ -134,7 +134,7 @@ fn users_approvals_and_the_audit_chain_through_the_cli() {
     assert!(!own.status.success());
     assert!(String::from_utf8_lossy(&own.stderr).contains("another finance or admin user"));
     let pending = cli.json(&faith, &["approvals", "list"]);
-    assert_eq!(pending["approvals"][0]["id"], id.as_str());
+    assert_eq!(pending["items"][0]["id"], id.as_str());
     let approved = cli.ok(&faith, &["approvals", "approve", &id]);
     assert!(approved.contains("approved and executed"), "{approved}");
     let balance = cli.json(&faith, &["balance", "alice"]);

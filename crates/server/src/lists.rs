@@ -271,6 +271,7 @@ pub fn operator_routes() -> crate::routes::OperatorRoutes {
         .get("/accounts", READ, accounts)
         .get("/transfers", READ, transfers)
         .get("/purse/purses", EVERYONE, purses)
+        .get("/purse/scheme-key", READ, purse_scheme_key)
         .get("/sms/accounts", EVERYONE, sms_accounts)
         .get("/sms/envelopes", EVERYONE, sms_envelopes)
         .get("/sms/terminals", EVERYONE, sms_terminals)
@@ -671,6 +672,40 @@ pub async fn purses(
         })
         .await?;
     Ok(page.json())
+}
+
+/// `GET /api/v1/purse/scheme-key`: the purse rail's scheme-key epochs (the newest distributed,
+/// the one payees generate codes with), how many purses were provisioned and how many are blocked.
+pub async fn purse_scheme_key(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    const HEADER_KEY: &str = "book";
+    let header = state
+        .ledger
+        .read(|store| {
+            store
+                .record(offpay_purse::book::NAMESPACE, HEADER_KEY)?
+                .map(|record| {
+                    offpay_purse::BookHeader::decode(&record.key, &record.value)
+                        .map_err(record_error)
+                })
+                .transpose()
+        })
+        .await?;
+    Ok(Json(match header {
+        Some(header) => json!({
+            "scheme_epoch": header.scheme_epoch,
+            "generation_epoch": header.generation_epoch,
+            "purses_provisioned": header.next_purse_id.saturating_sub(1),
+            "purses_blocked": header.blocked.len(),
+            "currency": header.currency.code(),
+        }),
+        None => json!({
+            "scheme_epoch": null,
+            "generation_epoch": null,
+            "purses_provisioned": 0,
+            "purses_blocked": 0,
+            "currency": null,
+        }),
+    }))
 }
 
 /// Key prefix of the purse book's shadow accounts.

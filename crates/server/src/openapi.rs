@@ -295,6 +295,16 @@ pub fn declared(method: &Method, path: &str) -> Option<Declared> {
             ]),
             page(purse()),
         ),
+        ("GET", "/purse/scheme-key") => get(
+            &[],
+            object(&[
+                ("scheme_epoch", "?integer"),
+                ("generation_epoch", "?integer"),
+                ("purses_provisioned", "integer"),
+                ("purses_blocked", "integer"),
+                ("currency", "?string"),
+            ]),
+        ),
         ("GET", "/sms/accounts") => get(
             list_query(&[("state", "active or blocked")]),
             page(sms_account()),

@@ -128,6 +128,10 @@ async fn paging_walks_every_list_and_sees_each_item_once(backend: Backend) {
     .await;
     let (seen, _) = walk(&server, "/api/v1/purse/purses?state=blocked", 2, "phone").await;
     assert_eq!(seen, vec!["+254700000103"]);
+    let keys = ok(&server, "/api/v1/purse/scheme-key").await;
+    assert_eq!(keys["purses_provisioned"], 5, "{keys}");
+    assert_eq!(keys["purses_blocked"], 1, "{keys}");
+    assert!(keys["scheme_epoch"].is_u64(), "{keys}");
 
     // Transfers: eleven from the float to pg:0 and pg:1, a minute apart.
     for index in 0..11u64 {

@@ -190,6 +190,7 @@ async fn real_answers_validate_against_the_declared_schemas(backend: Backend) {
         "/api/v1/accounts",
         "/api/v1/transfers",
         "/api/v1/purse/purses",
+        "/api/v1/purse/scheme-key",
         "/api/v1/sms/accounts",
         "/api/v1/sms/envelopes",
         "/api/v1/sms/terminals",
