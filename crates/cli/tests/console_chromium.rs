@@ -528,6 +528,9 @@ fn the_console_in_headless_chromium(kind: BackendKind) {
             page.contains("KES"),
             "{hash} shows amounts with their currency: {page}"
         );
+        if hash == "#/purse" {
+            assert!(page.contains("Current scheme-key epoch"), "{page}");
+        }
         console.check_labels();
         console.shot(&format!("rail-{}", &hash[2..]));
     }

@@ -27,6 +27,7 @@ export const API = Object.freeze({
   audit: { method: "GET", path: "/api/v1/audit" },
   auditVerify: { method: "GET", path: "/api/v1/audit/verify" },
   purses: { method: "GET", path: "/api/v1/purse/purses" },
+  purseSchemeKey: { method: "GET", path: "/api/v1/purse/scheme-key" },
   purse: { method: "GET", path: "/api/v1/purse/purses/{phone}" },
   purseStatement: { method: "GET", path: "/api/v1/purse/purses/{phone}/statement" },
   purseBlock: { method: "POST", path: "/api/v1/purse/purses/{phone}/block" },

@@ -510,27 +510,17 @@ async function balancesChart() {
 async function pursePage([phone]) {
   if (phone) return purseDetail(phone);
   const page = heading("Purses");
-  const [purses, syncs, epochs] = await Promise.all([
+  const [purses, scheme] = await Promise.all([
     optional(API.purses, { query: { limit: 200 } }),
-    optional(API.purseSyncs, { query: { limit: 50 } }),
-    optional(API.purseEpochs),
+    optional(API.purseSchemeKey),
   ]);
-  if (epochs) {
-    page.push(h("section", { "aria-labelledby": "epochs-heading" }, h("h2", { id: "epochs-heading" }, "Scheme key epochs"), failed("Key epochs", epochs) ||
-      table("Epochs", items(epochs, "epochs"), [
-        { name: "epoch", title: "Epoch" },
-        { name: "state", title: "State", render: (row) => badge(row.state || (row.current ? "current" : "retired")) },
-        { name: "created_at", title: "Made", render: (row) => when(row.created_at || row.created_at_ms) },
-      ])));
-  }
-  if (syncs) {
-    page.push(h("section", { "aria-labelledby": "syncs-heading" }, h("h2", { id: "syncs-heading" }, "Recent syncs"), failed("Syncs", syncs) ||
-      table("Syncs", items(syncs, "syncs"), [
-        { name: "phone", title: "Purse", render: (row) => customerLink(row.phone) },
-        { name: "at", title: "When", render: (row) => when(row.at || row.at_ms || row.last_sync_at) },
-        { name: "entries", title: "Entries up" },
-        { name: "sequence", title: "Upload", render: (row) => row.sequence ?? row.last_sync_sequence },
-      ])));
+  if (scheme) {
+    page.push(h("section", { "aria-labelledby": "epochs-heading" }, h("h2", { id: "epochs-heading" }, "Scheme key"), failed("Scheme key", scheme) ||
+      h("dl", { class: "facts", id: "scheme-key" },
+        h("dt", {}, "Current scheme-key epoch"), h("dd", {}, scheme.scheme_epoch === null ? "none yet" : String(scheme.scheme_epoch)),
+        h("dt", {}, "Key generation epoch"), h("dd", {}, scheme.generation_epoch === null ? "none yet" : String(scheme.generation_epoch)),
+        h("dt", {}, "Purses provisioned"), h("dd", {}, String(scheme.purses_provisioned)),
+        h("dt", {}, "Purses blocked"), h("dd", {}, String(scheme.purses_blocked)))));
   }
   page.push(h("section", { "aria-labelledby": "purses-heading" }, h("h2", { id: "purses-heading" }, "Purses"), failed("Purses", purses) ||
     table("Purses", items(purses), [
@@ -539,6 +529,7 @@ async function pursePage([phone]) {
       { name: "state", title: "State", render: (row) => badge(row.state) },
       { name: "balance", title: "Balance", amount: true, render: (row) => money(row.balance, row.currency) },
       { name: "last_sync_at", title: "Last sync", render: (row) => (row.last_sync_at ? when(row.last_sync_at) : "never") },
+      { name: "last_sync_sequence", title: "Uploads synced", render: (row) => String(row.last_sync_sequence ?? 0) },
     ])));
   return page;
 }
