@@ -224,14 +224,35 @@ pub enum Denial {
     },
     /// The route is not in the table (a route registered around it): nobody may call it.
     Unlisted,
+    /// A console cookie that names no session (logged out, swept, or never made).
+    SessionInvalid,
+    /// The console session was idle too long or reached its absolute lifetime.
+    SessionExpired {
+        /// Whose it was.
+        user: String,
+    },
+    /// A state-changing console request without its session's `X-CSRF-Token`.
+    CsrfMissing {
+        /// The caller.
+        caller: Caller,
+    },
+    /// An approval from the console without the user's token in `X-Reauth-Token`.
+    ReauthRequired {
+        /// The caller.
+        caller: Caller,
+    },
 }
 
 impl Denial {
     /// The user, when the token named one.
     pub fn user(&self) -> Option<&str> {
         match self {
-            Denial::TokenRevoked { user } | Denial::TokenExpired { user } => Some(user),
-            Denial::Forbidden { caller, .. } => Some(&caller.user),
+            Denial::TokenRevoked { user }
+            | Denial::TokenExpired { user }
+            | Denial::SessionExpired { user } => Some(user),
+            Denial::Forbidden { caller, .. }
+            | Denial::CsrfMissing { caller }
+            | Denial::ReauthRequired { caller } => Some(&caller.user),
             _ => None,
         }
     }
@@ -245,6 +266,20 @@ impl Denial {
             Denial::TokenExpired { .. } => "token_expired",
             Denial::Forbidden { .. } => "forbidden",
             Denial::Unlisted => "route_without_role",
+            Denial::SessionInvalid => "session_invalid",
+            Denial::SessionExpired { .. } => "session_expired",
+            Denial::CsrfMissing { .. } => "csrf_token_invalid",
+            Denial::ReauthRequired { .. } => "reauthentication_required",
+        }
+    }
+
+    /// The caller's role, when the credential was good and the refusal is about the request.
+    pub fn role(&self) -> Option<Role> {
+        match self {
+            Denial::Forbidden { caller, .. }
+            | Denial::CsrfMissing { caller }
+            | Denial::ReauthRequired { caller } => Some(caller.role),
+            _ => None,
         }
     }
 
@@ -289,6 +324,28 @@ impl Denial {
                 StatusCode::FORBIDDEN,
                 self.code(),
                 "this route states no role, so nobody may call it",
+            ),
+            Denial::SessionInvalid => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                self.code(),
+                "this console session does not exist (logged out or ended); log in again",
+            ),
+            Denial::SessionExpired { user } => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                self.code(),
+                format!(
+                    "the console session of user {user} has ended (30 minutes idle or 8 hours since login); log in again"
+                ),
+            ),
+            Denial::CsrfMissing { .. } => ApiError::new(
+                StatusCode::FORBIDDEN,
+                self.code(),
+                "a console request that changes something must carry its session's X-CSRF-Token header",
+            ),
+            Denial::ReauthRequired { .. } => ApiError::new(
+                StatusCode::FORBIDDEN,
+                self.code(),
+                "approving or refusing from the console needs your token again (X-Reauth-Token)",
             ),
         }
     }
@@ -454,15 +511,41 @@ fn route_of<'t>(table: &'t RouteTable, request: &Request) -> Option<&'t RouteSpe
     table.find(request.method(), matched.as_str())
 }
 
+/// The console session id of a request (its `offpay_console` cookie), if any.
+pub fn console_cookie(headers: &HeaderMap) -> Option<Zeroizing<String>> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == crate::console::session::COOKIE)
+        .map(|(_, value)| Zeroizing::new(value.trim().to_owned()))
+        .filter(|value| !value.is_empty())
+}
+
+/// Whether a request identifies itself by a console session (a cookie and no bearer token).
+pub fn via_console(headers: &HeaderMap) -> bool {
+    bearer(headers).is_none() && console_cookie(headers).is_some()
+}
+
+/// The routes a console session may call only with the user's token again
+/// ([`crate::console::session::REAUTH_HEADER`]): deciding a four-eyes approval.
+pub const REAUTH_ROUTES: &[&str] = &["/approvals/{id}/approve", "/approvals/{id}/refuse"];
+
 /// Who is calling, or why they may not: the token checked against the ledger, then the role
-/// against the route's row.
+/// against the route's row. A request with no bearer token may instead carry a console session
+/// cookie ([`check_console`]): the same user, roles and table.
 pub async fn check(
     state: &AppState,
     spec: Option<&RouteSpec>,
     headers: &HeaderMap,
 ) -> Result<Result<Caller, Denial>, ApiError> {
     let Some(token) = bearer(headers) else {
-        return Ok(Err(Denial::MissingToken));
+        return match console_cookie(headers) {
+            Some(id) => check_console(state, spec, headers, &id).await,
+            None => Ok(Err(Denial::MissingToken)),
+        };
     };
     let hash = token_hash(&token);
     let now = state.now();
@@ -484,6 +567,76 @@ pub async fn check(
             caller,
             required: spec.roles,
         }));
+    }
+    Ok(Ok(caller))
+}
+
+/// A console session's request: the session checked (and its last-seen time moved on), then
+/// for a request that changes state its CSRF token, then the role against the route's row
+/// exactly as for a bearer token, then for an approval the user's token again.
+async fn check_console(
+    state: &AppState,
+    spec: Option<&RouteSpec>,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<Result<Caller, Denial>, ApiError> {
+    use crate::console::session;
+    let now = state.now();
+    let lookup = Zeroizing::new(id.to_owned());
+    let checked = state
+        .ledger
+        .read(move |store| {
+            session::authenticate(store, &lookup, now).map_err(crate::ledger::record_store_error)
+        })
+        .await?;
+    let checked = match checked {
+        Ok(checked) => checked,
+        Err(denial) => return Ok(Err(denial)),
+    };
+    if let Some(write) = session::touch(&checked.session, now) {
+        // Best effort: another request of the session may have moved it on first.
+        let _ = state
+            .ledger
+            .commit(
+                vec![offpay_ledger::Batch {
+                    operations: vec![write],
+                }],
+                now,
+            )
+            .await;
+    }
+    let caller = checked.caller;
+    let Some(spec) = spec else {
+        return Ok(Err(Denial::Unlisted));
+    };
+    if spec.changes_state() {
+        let given = headers
+            .get(session::CSRF_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        if !session::csrf_matches(id, given) {
+            return Ok(Err(Denial::CsrfMissing { caller }));
+        }
+    }
+    if !spec.allows(caller.role) {
+        return Ok(Err(Denial::Forbidden {
+            caller,
+            required: spec.roles,
+        }));
+    }
+    if spec.method == axum::http::Method::POST && REAUTH_ROUTES.contains(&spec.path) {
+        let again = headers
+            .get(session::REAUTH_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .map(token_hash)
+            .unwrap_or_default();
+        let matches: bool = again
+            .as_bytes()
+            .ct_eq(checked.token_sha256.as_bytes())
+            .into();
+        if !matches {
+            return Ok(Err(Denial::ReauthRequired { caller }));
+        }
     }
     Ok(Ok(caller))
 }
@@ -553,9 +706,24 @@ async fn outcome_of(response: Response) -> (String, Response) {
 /// inside the request's audit context ([`crate::audit::OperatorContext`]). A denial is answered
 /// and audited; a request that changes state but commits nothing gets an entry of its own.
 pub async fn authorize(State(guard): State<Guard>, request: Request, next: Next) -> Response {
+    if !via_console(request.headers()) {
+        return authorize_request(guard, request, next, false).await;
+    }
+    let mut response = authorize_request(guard, request, next, true).await;
+    crate::console::secure_headers(response.headers_mut());
+    response
+}
+
+async fn authorize_request(guard: Guard, request: Request, next: Next, console: bool) -> Response {
     let state = &guard.state;
     let spec = route_of(&guard.table, &request).cloned();
     let remote = remote_address(&request);
+    // The audit entry says that the request came through the console.
+    let remote = if console {
+        format!("{remote} via console")
+    } else {
+        remote
+    };
     let pattern = request
         .extensions()
         .get::<MatchedPath>()
@@ -623,10 +791,7 @@ pub async fn authorize(State(guard): State<Guard>, request: Request, next: Next)
                 remote = %remote,
                 "operator request denied"
             );
-            let role = match &denial {
-                Denial::Forbidden { caller, .. } => Some(caller.role),
-                _ => None,
-            };
+            let role = denial.role();
             let audit = context(denial.user().map(str::to_owned), role);
             let outcome = format!("denied {}", denial.code());
             crate::audit::record_soon(&state.ledger, audit, state.now(), outcome).await;
@@ -1196,6 +1361,20 @@ mod tests {
         assert_eq!(old, Err(Denial::TokenRevoked { user: "fin".into() }));
         let new = authenticate(&mut store, &token_hash("bb"), Timestamp(3)).unwrap();
         assert!(new.is_ok());
+    }
+
+    #[test]
+    fn the_routes_that_need_the_token_again_are_in_the_table() {
+        let routes = crate::operator_routes();
+        for path in REAUTH_ROUTES {
+            let spec = routes
+                .table()
+                .find(&axum::http::Method::POST, path)
+                .unwrap_or_else(|| {
+                    panic!("POST {path} is not a route: re-authentication would never apply")
+                });
+            assert!(spec.changes_state());
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod approvals;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod datadir;
 pub mod error;
 pub mod fraud;
@@ -444,9 +445,10 @@ fn private_sqlite_files(path: &std::path::Path) -> std::io::Result<()> {
 /// All routes.
 pub fn router(state: Arc<AppState>) -> Router {
     let (operator, table) = operator_routes().into_parts();
+    let table = Arc::new(table);
     let guard = auth::Guard {
         state: state.clone(),
-        table: Arc::new(table),
+        table: table.clone(),
     };
     let operator =
         operator.route_layer(axum::middleware::from_fn_with_state(guard, auth::authorize));
@@ -456,6 +458,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .nest(API_PREFIX, operator)
         .merge(rails::device_routes())
+        .merge(console::routes(table))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

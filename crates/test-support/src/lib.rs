@@ -1,7 +1,8 @@
 //! What offpay's tests share, so that each story runs the same way on SQLite and PostgreSQL:
 //! [`Backend`] (a fresh database per test, PostgreSQL when `OFFPAY_TEST_DATABASE_URL` names one),
 //! [`ServerProcess`] (a real `offpay serve`), [`InProcess`] (a server driven through its router),
-//! [`TempCluster`] (a PostgreSQL cluster of a test's own, to stop and start).
+//! [`TempCluster`] (a PostgreSQL cluster of a test's own, to stop and start),
+//! [`webdriver::Browser`] (headless Chromium through chromedriver).
 //! Loopback only; every wait is bounded.
 
 #![allow(
@@ -14,6 +15,7 @@ pub mod database;
 pub mod in_process;
 pub mod process;
 pub mod tls;
+pub mod webdriver;
 
 pub use cluster::TempCluster;
 pub use database::{Backend, BackendKind, DATABASE_URL_VARIABLE, FreshDatabase};
