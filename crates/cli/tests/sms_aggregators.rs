@@ -1,7 +1,8 @@
 //! Rail 2 through the SMS aggregators' adapters, against local fakes of their APIs (an HTTP
 //! server on loopback answering as each aggregator's documentation shows, its errors and rate
 //! limiting included), with the test calling the server's callbacks as the aggregator would: a
-//! real `offpay serve` process, on both backends. For Africa's Talking and Twilio: the same
+//! real `offpay serve` process, on both backends. For Africa's Talking, Twilio and the generic
+//! JSON webhook (with the operator's bridge faked): the same
 //! payment at each SMS-TAN level end to end (inbound, reply, payee notice delivered, delivery
 //! report recorded); retries after a 5xx and a 429 with `Retry-After`; a duplicate inbound
 //! callback paid and answered once; duplicate and out-of-order delivery reports; callbacks
@@ -48,6 +49,7 @@ struct World {
     http: reqwest::blocking::Client,
     next_id: Cell<u64>,
     payer_replies: Cell<usize>,
+    webhook_secret: Vec<u8>,
     _directory: tempfile::TempDir,
 }
 
@@ -77,10 +79,25 @@ impl World {
                     fake.base
                 )
             }
+            Kind::Webhook => format!(
+                "gateway = \"webhook\"\n[webhook]\nsend_url = \"{}/send\"\n",
+                fake.base
+            ),
         };
         std::fs::write(data_dir.join("sms.toml"), config).unwrap();
         let server = TestServer::start_in(&data_dir, &format!("127.0.0.1:{port}"), backend);
+        let webhook_secret = std::fs::read_to_string(data_dir.join("sms-webhook.secret"))
+            .map(|text| text.trim().as_bytes().to_vec())
+            .unwrap_or_default();
+        if kind == Kind::Webhook {
+            assert!(
+                !webhook_secret.is_empty(),
+                "the server creates the webhook secret"
+            );
+        }
+        fake.set_webhook_secret(&webhook_secret);
         World {
+            webhook_secret,
             server,
             fake,
             http: http(),
@@ -96,6 +113,7 @@ impl World {
         match self.fake.kind {
             Kind::AfricasTalking => format!("ATXid_in_{id:06}"),
             Kind::Twilio => format!("SMin{id:030}"),
+            Kind::Webhook => format!("bridge-{id}"),
         }
     }
 
@@ -145,6 +163,11 @@ impl World {
                 let signature = sign.then(|| twilio_signature(&url, &pairs));
                 (url, encode(&pairs), signature)
             }
+            Kind::Webhook => {
+                let body =
+                    serde_json::json!({ "from": from, "text": text, "message_id": id }).to_string();
+                return self.webhook_post(http, "/sms/webhook", body, sign);
+            }
         };
         let mut request = http
             .post(url)
@@ -159,6 +182,41 @@ impl World {
         (status, twiml_messages(&text))
     }
 
+    /// A JSON POST to the webhook's `path`, signed when `sign`: the status and the `replies`.
+    fn webhook_post(
+        &self,
+        http: &reqwest::blocking::Client,
+        path: &str,
+        body: String,
+        sign: bool,
+    ) -> (u16, Vec<String>) {
+        let mut request = http
+            .post(format!("{}{path}", self.server.base))
+            .header("content-type", "application/json");
+        if sign {
+            request = request.header(
+                "x-offpay-signature",
+                offpay_server::rails::sms::gateway::webhook::sign(
+                    &self.webhook_secret,
+                    body.as_bytes(),
+                ),
+            );
+        }
+        let response = request.body(body).send().unwrap();
+        let status = response.status().as_u16();
+        let answer: Value = response.json().unwrap_or(Value::Null);
+        let replies = answer["replies"]
+            .as_array()
+            .map(|replies| {
+                replies
+                    .iter()
+                    .map(|reply| reply.as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        (status, replies)
+    }
+
     fn inbound(&self, id: &str, from: &str, text: &str) -> (u16, Vec<String>) {
         self.inbound_with(&self.http, id, from, text, true)
     }
@@ -169,7 +227,7 @@ impl World {
         let (status, replies) = self.inbound(&self.fresh_id(), PAYER_PHONE, text);
         assert_eq!(status, 200, "{text}");
         match self.fake.kind {
-            Kind::Twilio => replies.first().cloned().unwrap_or_default(),
+            Kind::Twilio | Kind::Webhook => replies.first().cloned().unwrap_or_default(),
             Kind::AfricasTalking => {
                 let nth = self.payer_replies.get();
                 self.payer_replies.set(nth + 1);
@@ -219,6 +277,13 @@ impl World {
                 let signature = sign.then(|| twilio_signature(&url, &pairs));
                 (url, encode(&pairs), signature)
             }
+            Kind::Webhook => {
+                let body = serde_json::json!({ "id": sms.id, "status": status, "detail": failure })
+                    .to_string();
+                return self
+                    .webhook_post(&self.http, "/sms/webhook/report", body, sign)
+                    .0;
+            }
         };
         let mut request = self
             .http
@@ -240,6 +305,7 @@ impl World {
         match self.fake.kind {
             Kind::AfricasTalking => ("Success", "Failed", "Submitted"),
             Kind::Twilio => ("delivered", "undelivered", "sent"),
+            Kind::Webhook => ("delivered", "failed", "sent"),
         }
     }
 
@@ -340,7 +406,7 @@ fn retries_duplicates_and_out_of_order_reports(kind: Kind, backend: BackendKind)
                 body: "Too Many Requests".into(),
             },
         ),
-        Kind::Twilio => (
+        Kind::Twilio | Kind::Webhook => (
             Scripted {
                 status: 503,
                 retry_after: None,
@@ -374,8 +440,8 @@ fn retries_duplicates_and_out_of_order_reports(kind: Kind, backend: BackendKind)
     assert_eq!(world.fake.count(PAYEE_PHONE, "RECEIVED"), 1);
     match kind {
         Kind::AfricasTalking => assert_eq!(world.fake.count(PAYER_PHONE, "PAID"), 1),
-        // Twilio retries a webhook whose answer it did not get: it gets the same answer.
-        Kind::Twilio => {
+        // A webhook whose answer was lost is retried: it gets the same answer.
+        Kind::Twilio | Kind::Webhook => {
             assert!(first[0].starts_with("PAID "), "{first:?}");
             assert!(again.len() <= 1, "{again:?}");
         }
@@ -385,6 +451,7 @@ fn retries_duplicates_and_out_of_order_reports(kind: Kind, backend: BackendKind)
     let reason = match kind {
         Kind::AfricasTalking => "DeliveryFailure",
         Kind::Twilio => "30003",
+        Kind::Webhook => "absent subscriber",
     };
     assert_eq!(world.report_with(&notice, failed, Some(reason), true), 200);
     let resent = world.fake.wait_for(PAYEE_PHONE, "RECEIVED KES 120.00", 1);
@@ -424,6 +491,44 @@ fn unauthenticated_callbacks_are_refused(kind: Kind, backend: BackendKind) {
     let text = low_pay(&envelope, PAYEE, &kes("50"), 1);
     let refused = |status: u16| assert_eq!(status, 403);
     match kind {
+        Kind::Webhook => {
+            // No signature (the gateway token as Bearer is not enough once `[webhook]` is
+            // configured), and a signature over another body.
+            refused(
+                world
+                    .inbound_with(&world.http, "forged1", PAYER_PHONE, &text, false)
+                    .0,
+            );
+            let status = world
+                .http
+                .post(format!("{}/sms/webhook", world.server.base))
+                .bearer_auth(&world.server.gateway_token)
+                .json(&serde_json::json!({ "from": PAYER_PHONE, "text": text, "message_id": "forged2" }))
+                .send()
+                .unwrap()
+                .status()
+                .as_u16();
+            refused(status);
+            let honest = serde_json::json!({ "from": "+254700000009", "text": text, "message_id": "forged3" })
+                .to_string();
+            let status = world
+                .http
+                .post(format!("{}/sms/webhook", world.server.base))
+                .header("content-type", "application/json")
+                .header(
+                    "x-offpay-signature",
+                    offpay_server::rails::sms::gateway::webhook::sign(
+                        &world.webhook_secret,
+                        honest.as_bytes(),
+                    ),
+                )
+                .body(honest.replace("+254700000009", PAYER_PHONE))
+                .send()
+                .unwrap()
+                .status()
+                .as_u16();
+            refused(status);
+        }
         Kind::Twilio => {
             // No signature, a signature over another URL, and a signed body with another sender.
             refused(
@@ -509,8 +614,9 @@ fn unauthenticated_callbacks_are_refused(kind: Kind, backend: BackendKind) {
     let reply = world.say(&text);
     assert!(reply.starts_with("PAID "), "{reply}");
     let notice = world.fake.wait_for(PAYEE_PHONE, "RECEIVED KES 50.00", 0);
+    world.wait_outbox_empty();
     let (delivered, _, _) = world.words();
-    if kind == Kind::Twilio {
+    if kind != Kind::AfricasTalking {
         refused(world.report_with(&notice, delivered, None, false));
         assert_eq!(world.sent_to(PAYEE_PHONE)[0]["status"], "accepted");
     }
@@ -518,6 +624,15 @@ fn unauthenticated_callbacks_are_refused(kind: Kind, backend: BackendKind) {
     assert_eq!(world.sent_to(PAYEE_PHONE)[0]["status"], "delivered");
 }
 
+fn webhook_pays_at_each_level(backend: BackendKind) {
+    each_level_pays_end_to_end(Kind::Webhook, backend);
+}
+fn webhook_retries_and_takes_reports_once(backend: BackendKind) {
+    retries_duplicates_and_out_of_order_reports(Kind::Webhook, backend);
+}
+fn webhook_refuses_unauthenticated_callbacks(backend: BackendKind) {
+    unauthenticated_callbacks_are_refused(Kind::Webhook, backend);
+}
 fn africastalking_pays_at_each_level(backend: BackendKind) {
     each_level_pays_end_to_end(Kind::AfricasTalking, backend);
 }
@@ -544,4 +659,7 @@ offpay_test_support::on_every_backend!(
     twilio_retries_and_takes_reports_once,
     africastalking_refuses_unauthenticated_callbacks,
     twilio_refuses_unauthenticated_callbacks,
+    webhook_pays_at_each_level,
+    webhook_retries_and_takes_reports_once,
+    webhook_refuses_unauthenticated_callbacks,
 );

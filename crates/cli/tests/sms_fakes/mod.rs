@@ -34,6 +34,8 @@ pub const FAKE_WAIT_MAX: Duration = Duration::from_secs(60);
 pub enum Kind {
     AfricasTalking,
     Twilio,
+    /// The operator's own bridge behind the generic JSON webhook.
+    Webhook,
 }
 
 /// One SMS the fake accepted.
@@ -62,6 +64,8 @@ struct Shared {
     accepted: Vec<Accepted>,
     script: VecDeque<Scripted>,
     next_id: u64,
+    /// The webhook's signing secret (read from the server's data directory once it started).
+    webhook_secret: Vec<u8>,
 }
 
 /// A running fake; stops with its runtime on drop.
@@ -168,6 +172,17 @@ async fn answer(
                     .into_response();
             }
         }
+        Kind::Webhook => {
+            if method != Method::POST || uri.path() != "/send" {
+                return (StatusCode::NOT_FOUND, "not found").into_response();
+            }
+            let expected =
+                offpay_server::rails::sms::gateway::webhook::sign(&shared.webhook_secret, &body);
+            if header("x-offpay-signature") != expected {
+                shared.refused += 1;
+                return (StatusCode::UNAUTHORIZED, "bad signature").into_response();
+            }
+        }
     }
     if let Some(scripted) = shared.script.pop_front() {
         let mut response = (
@@ -184,9 +199,19 @@ async fn answer(
         return response;
     }
     shared.next_id += 1;
+    if kind == Kind::Webhook {
+        let posted: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        shared.accepted.push(Accepted {
+            id: posted["id"].as_str().unwrap().to_owned(),
+            to: posted["to"].as_str().unwrap().to_owned(),
+            text: posted["text"].as_str().unwrap().to_owned(),
+            status_callback: None,
+        });
+        return (StatusCode::OK, "{}").into_response();
+    }
     let (to, text) = match kind {
         Kind::AfricasTalking => (get(&pairs, "to"), get(&pairs, "message")),
-        Kind::Twilio => (get(&pairs, "To"), get(&pairs, "Body")),
+        _ => (get(&pairs, "To"), get(&pairs, "Body")),
     };
     let (to, text) = (to.unwrap_or("").to_owned(), text.unwrap_or("").to_owned());
     match kind {
@@ -209,7 +234,7 @@ async fn answer(
             )
                 .into_response()
         }
-        Kind::Twilio => {
+        _ => {
             if get(&pairs, "From") != Some(TWILIO_FROM) {
                 return (
                     StatusCode::BAD_REQUEST,
@@ -267,6 +292,11 @@ impl FakeAggregator {
     /// The next answers, before it accepts again.
     pub fn script(&self, answers: impl IntoIterator<Item = Scripted>) {
         self.shared.lock().unwrap().script.extend(answers);
+    }
+
+    /// The webhook's signing secret.
+    pub fn set_webhook_secret(&self, secret: &[u8]) {
+        self.shared.lock().unwrap().webhook_secret = secret.to_vec();
     }
 
     /// Calls so far (accepted, refused and scripted).
