@@ -498,6 +498,32 @@ mod tests {
     }
 
     #[test]
+    fn a_ca_file_must_hold_certificates() {
+        let directory = tempfile::tempdir().unwrap();
+        let with = |name: &str| GatewayFile {
+            ca_file: Some(PathBuf::from(name)),
+            ..GatewayFile::default()
+        };
+        let timeout = std::time::Duration::from_secs(1);
+        let error = http_client(directory.path(), &with("missing.pem"), timeout)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("ca_file") && error.contains("missing.pem"),
+            "{error}"
+        );
+        std::fs::write(directory.path().join("empty.pem"), "not a certificate\n").unwrap();
+        let error = http_client(directory.path(), &with("empty.pem"), timeout)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("no certificate") || error.contains("not PEM"),
+            "{error}"
+        );
+        assert!(http_client(directory.path(), &GatewayFile::default(), timeout).is_ok());
+    }
+
+    #[test]
     fn an_incomplete_configuration_says_what_is_missing() {
         let directory = tempfile::tempdir().unwrap();
         let build_with = |selected: &str, file: &GatewayFile| {
