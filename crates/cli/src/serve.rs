@@ -35,6 +35,12 @@ pub struct ServeArgs {
     /// float) needs a second user's approval [env: OFFPAY_APPROVAL_ABOVE] [default: 100000]
     #[arg(long, value_name = "AMOUNT")]
     pub approval_above: Option<String>,
+    /// The SMS gateway that sends queued SMS: kannel, africastalking, twilio or webhook; its
+    /// settings are its table in DATA_DIR/sms.toml, its secrets files in the data directory
+    /// (docs/guide/sms-gateways.md) [env: OFFPAY_SMS_GATEWAY] [default: kannel when sms.toml has
+    /// a [kannel] table, else none: replies wait in the outbox]
+    #[arg(long, value_name = "NAME", value_parser = ["kannel", "africastalking", "twilio", "webhook"])]
+    pub sms_gateway: Option<String>,
 }
 
 impl ServeArgs {
@@ -49,6 +55,9 @@ impl ServeArgs {
         let mut config = ServerConfig::resolve(overrides, &|name| std::env::var(name).ok())?;
         if let Some(files) = offpay_server::config::tls_files(self.tls_cert, self.tls_key)? {
             config.tls = Some(files);
+        }
+        if self.sms_gateway.is_some() {
+            config.sms_gateway = self.sms_gateway;
         }
         Ok(config)
     }

@@ -71,6 +71,9 @@ pub struct ServerConfig {
     /// Creating more value than this (compared as a decimal number in each currency's units)
     /// needs a second user's approval ([`crate::approvals`]).
     pub approval_above: offpay_ledger::Amount,
+    /// The SMS gateway that sends (`--sms-gateway`, `OFFPAY_SMS_GATEWAY`; `None`: as
+    /// `DATA_DIR/sms.toml` says).
+    pub sms_gateway: Option<String>,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -82,6 +85,7 @@ impl fmt::Debug for ServerConfig {
             .field("currency", &self.currency)
             .field("tls", &self.tls)
             .field("approval_above", &self.approval_above)
+            .field("sms_gateway", &self.sms_gateway)
             .finish()
     }
 }
@@ -240,6 +244,7 @@ impl ServerConfig {
             currency,
             tls,
             approval_above,
+            sms_gateway: environment("OFFPAY_SMS_GATEWAY").filter(|name| !name.is_empty()),
         })
     }
 
@@ -381,6 +386,7 @@ mod tests {
             currency: Currency::KES,
             tls: None,
             approval_above: offpay_ledger::Amount::parse("100000", Currency::KES).unwrap(),
+            sms_gateway: None,
         };
         assert!(!format!("{config:?}").contains("s3cret"));
     }

@@ -87,15 +87,6 @@ pub const GATEWAY_CONFIG_FILE: &str = "sms.toml";
 /// Gateway token length in bytes before hex encoding.
 pub const GATEWAY_TOKEN_BYTES: usize = 32;
 
-/// Where and how to reach Kannel's `sendsms` (from `DATA_DIR/sms.toml`, or the file named by
-/// `OFFPAY_SMS_CONFIG`). Without it, queued SMS wait in the outbox (see the operator API).
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GatewayFile {
-    /// Kannel settings.
-    pub kannel: Option<KannelFile>,
-}
-
 /// The `[kannel]` table.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -110,7 +101,8 @@ pub struct KannelFile {
     pub sender: Option<String>,
 }
 
-/// Kannel's sendsms settings with the credentials loaded. `Debug` hides the password.
+/// Kannel's sendsms settings with the credentials loaded (from the `[kannel]` table of
+/// `DATA_DIR/sms.toml`, or the file named by `OFFPAY_SMS_CONFIG`). `Debug` hides the password.
 #[derive(Clone)]
 pub struct KannelConfig {
     /// The sendsms URL.
@@ -144,7 +136,7 @@ pub struct SmsMetrics {
     pub duplicates: AtomicU64,
     /// Messages loaded and decided again after a refused commit.
     pub reruns: AtomicU64,
-    /// SMS handed to Kannel.
+    /// SMS handed to the gateway.
     pub sent: AtomicU64,
     /// Failed send attempts.
     pub send_failures: AtomicU64,
@@ -165,7 +157,7 @@ pub struct SmsRail {
     operator: RwLock<Arc<Operator>>,
     settings_loaded: AtomicBool,
     gateway_token: Secret,
-    kannel: Option<KannelConfig>,
+    gateways: gateway::config::Gateways,
     http: reqwest::Client,
     wake: tokio::sync::Notify,
     /// Counters.
@@ -192,27 +184,14 @@ fn load_or_create_secret(
         .map_err(keyfile::start_error("secret file", path))
 }
 
-fn load_kannel(config: &ServerConfig) -> Result<Option<KannelConfig>, StartError> {
-    let path = std::env::var_os("OFFPAY_SMS_CONFIG")
+fn gateway_file_path(config: &ServerConfig) -> PathBuf {
+    std::env::var_os("OFFPAY_SMS_CONFIG")
         .map(PathBuf::from)
-        .unwrap_or_else(|| config.data_dir.join(GATEWAY_CONFIG_FILE));
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => {
-            return Err(StartError::Io {
-                context: format!("cannot read {}", path.display()),
-                source: error,
-            });
-        }
-    };
-    let file: GatewayFile = toml::from_str(&text).map_err(|error| {
-        StartError::Config(crate::config::ConfigError::Parse {
-            path: path.clone(),
-            message: error.to_string(),
-        })
-    })?;
-    let Some(kannel) = file.kannel else {
+        .unwrap_or_else(|| config.data_dir.join(GATEWAY_CONFIG_FILE))
+}
+
+fn load_kannel(file: &gateway::config::GatewayFile) -> Result<Option<KannelConfig>, StartError> {
+    let Some(kannel) = file.kannel.clone() else {
         return Ok(None);
     };
     let credentials = std::fs::read_to_string(&kannel.credentials_file).map_err(io_error(
@@ -225,6 +204,12 @@ fn load_kannel(config: &ServerConfig) -> Result<Option<KannelConfig>, StartError
             message: "the first line must be username:password".into(),
         }));
     };
+    if reqwest::Url::parse(&kannel.sendsms_url).is_err() {
+        return Err(StartError::Config(crate::config::ConfigError::Invalid {
+            setting: "kannel.sendsms_url",
+            message: format!("{:?} is not a URL", kannel.sendsms_url),
+        }));
+    }
     Ok(Some(KannelConfig {
         sendsms_url: kannel.sendsms_url,
         username: username.to_owned(),
@@ -268,17 +253,36 @@ impl SmsRail {
                 })
             })?;
         let fingerprint = operator.master().fingerprint();
-        let kannel = load_kannel(config)?;
-        let http = reqwest::Client::builder()
-            .timeout(gateway::SEND_TIMEOUT)
-            .build()
-            .map_err(|error| StartError::Io {
-                context: "cannot build the SMS gateway client".into(),
-                source: std::io::Error::other(error.to_string()),
-            })?;
+        let file = gateway::config::read_file(&gateway_file_path(config))?;
+        let kannel = load_kannel(&file)?;
+        let webhook_secret = if file.webhook.is_some()
+            || gateway::config::selected_name(config.sms_gateway.as_deref(), &file)?
+                == Some("webhook")
+        {
+            let path = file
+                .webhook
+                .as_ref()
+                .and_then(|webhook| webhook.secret_file.clone())
+                .unwrap_or_else(|| PathBuf::from(gateway::config::WEBHOOK_SECRET_FILE));
+            let path = config.data_dir.join(path);
+            let secret =
+                load_or_create_secret(&path, gateway::config::WEBHOOK_SECRET_BYTES, entropy)?;
+            Some(zeroize::Zeroizing::new(secret.as_bytes().to_vec()))
+        } else {
+            None
+        };
+        let gateways = gateway::config::build(gateway::config::Inputs {
+            data_dir: &config.data_dir,
+            selected: config.sms_gateway.as_deref(),
+            file: &file,
+            gateway_token: &gateway_token,
+            kannel,
+            webhook_secret,
+        })?;
+        let http = gateway::config::http_client(&config.data_dir, &file, gateway::SEND_TIMEOUT)?;
         tracing::info!(
             fingerprint = %hex::encode(fingerprint),
-            kannel = kannel.is_some(),
+            gateway = gateways.outbound().map_or("none", |gateway| gateway.name()),
             "sms-tan rail ready (master key fingerprint)"
         );
         Ok(SmsRail {
@@ -286,7 +290,7 @@ impl SmsRail {
             operator: RwLock::new(Arc::new(operator)),
             settings_loaded: AtomicBool::new(false),
             gateway_token: Secret(gateway_token.as_str().to_owned()),
-            kannel,
+            gateways,
             http,
             wake: tokio::sync::Notify::new(),
             metrics: SmsMetrics::default(),
@@ -360,6 +364,18 @@ impl SmsRail {
             .lock()
             .map(|ready| ready.clone())
             .unwrap_or_default()
+    }
+
+    /// Sends queued SMS through `gateway` from now on: for tests, with
+    /// [`gateway::fake::FakeGateway`] (no configuration selects it).
+    pub fn replace_outbound_for_tests(&self, gateway: Arc<dyn gateway::Gateway>) {
+        self.gateways.replace_outbound(gateway);
+        self.wake_outbound();
+    }
+
+    /// The adapter queued SMS go out through, if any.
+    pub fn outbound_gateway(&self) -> Option<Arc<dyn gateway::Gateway>> {
+        self.gateways.outbound()
     }
 
     /// Wakes the outbound queue worker.

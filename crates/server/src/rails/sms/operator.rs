@@ -163,7 +163,8 @@ async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
     let rail = &state.rails.sms;
     Json(json!({
         "master_key_fingerprint": hex::encode(rail.fingerprint()),
-        "kannel": rail.kannel.is_some(),
+        "kannel": rail.outbound_gateway().is_some_and(|gateway| gateway.name() == "kannel"),
+        "gateway": rail.outbound_gateway().map(|gateway| gateway.name()),
         "inbound": rail.metrics.inbound.load(Relaxed),
         "duplicates": rail.metrics.duplicates.load(Relaxed),
         "reruns": rail.metrics.reruns.load(Relaxed),
