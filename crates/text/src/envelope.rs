@@ -1,0 +1,3 @@
+//! The envelope area's texts (`locales/*/envelope.ftl`).
+
+crate::messages! {}

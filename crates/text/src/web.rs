@@ -1,0 +1,3 @@
+//! The web area's texts (`locales/*/web.ftl`).
+
+crate::messages! {}
