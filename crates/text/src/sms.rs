@@ -152,6 +152,11 @@ crate::messages! {
     PAID_GRID = "sms-paid-grid";
     /// Confirmation with no row to spare: `$amount`, `$payee`, `$reference`.
     PAID_PLAIN = "sms-paid-plain";
+    /// A scheduled payment made: `$amount`, `$payee`, `$reference`, `$proof`.
+    PAID_SCHEDULED = "sms-paid-scheduled";
+    /// A terminal payment confirmed to the payer's phone: `$amount`, `$payee`, `$reference`,
+    /// `$proof`.
+    PAID_AT_TERMINAL = "sms-paid-at-terminal";
     /// The callback: `$instruction`, `$proof`, `$sum`, `$payer`, `$row`, `$tan`.
     CALLBACK = "sms-callback";
     /// Payee's coded notice: `$amount`, `$payer`, `$row`, `$tan`, `$reference`.

@@ -335,7 +335,12 @@ pub fn decide_terminal(
         return Ok(Decision::commit(
             Effects::new(),
             TerminalAnswer::PayerRefused {
-                message: reply::refused(&Refusal::NotAuthenticated, None, false),
+                message: reply::refused(
+                    operator.default_language(),
+                    &Refusal::NotAuthenticated,
+                    None,
+                    false,
+                ),
             },
         ));
     };
@@ -375,7 +380,7 @@ pub fn decide_terminal(
         }
         Verdict::Refused(refusal) => (
             Answered::Refused,
-            reply::refused(refusal, None, false),
+            reply::refused(operator.default_language(), refusal, None, false),
             None,
         ),
         Verdict::Malformed(_) => (
