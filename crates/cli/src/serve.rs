@@ -35,6 +35,10 @@ pub struct ServeArgs {
     /// float) needs a second user's approval [env: OFFPAY_APPROVAL_ABOVE] [default: 100000]
     #[arg(long, value_name = "AMOUNT")]
     pub approval_above: Option<String>,
+    /// Language of customer texts (SMS replies, web pages, envelopes) for accounts that chose
+    /// none: en, sw or fr [env: OFFPAY_DEFAULT_LANGUAGE] [default: en]
+    #[arg(long, value_name = "LANG")]
+    pub default_language: Option<offpay_text::Language>,
 }
 
 impl ServeArgs {
@@ -49,6 +53,9 @@ impl ServeArgs {
         let mut config = ServerConfig::resolve(overrides, &|name| std::env::var(name).ok())?;
         if let Some(files) = offpay_server::config::tls_files(self.tls_cert, self.tls_key)? {
             config.tls = Some(files);
+        }
+        if let Some(language) = self.default_language {
+            config.default_language = language;
         }
         Ok(config)
     }

@@ -38,6 +38,8 @@ pub struct FileConfig {
     pub tls_key: Option<PathBuf>,
     /// Creating more value than this (decimal, in each currency's units) needs a second user.
     pub approval_above: Option<String>,
+    /// The language of customer texts for accounts that chose none (`en`, `sw`, `fr`).
+    pub default_language: Option<String>,
 }
 
 /// Values given on the command line (`None` where a flag was not given).
@@ -71,6 +73,9 @@ pub struct ServerConfig {
     /// Creating more value than this (compared as a decimal number in each currency's units)
     /// needs a second user's approval ([`crate::approvals`]).
     pub approval_above: offpay_ledger::Amount,
+    /// The language of customer texts (SMS, web pages, envelopes) for accounts that chose none
+    /// (`OFFPAY_DEFAULT_LANGUAGE`, `default_language`, the CLI's `--default-language`).
+    pub default_language: offpay_text::Language,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -82,6 +87,7 @@ impl fmt::Debug for ServerConfig {
             .field("currency", &self.currency)
             .field("tls", &self.tls)
             .field("approval_above", &self.approval_above)
+            .field("default_language", &self.default_language)
             .finish()
     }
 }
@@ -233,6 +239,16 @@ impl ServerConfig {
                     ),
                 }
             })?;
+        let default_language =
+            match environment("OFFPAY_DEFAULT_LANGUAGE").or(file.default_language) {
+                Some(text) => text
+                    .parse()
+                    .map_err(|error: offpay_text::UnknownLanguage| ConfigError::Invalid {
+                        setting: "default_language",
+                        message: format!("{text:?}: {error}"),
+                    })?,
+                None => offpay_text::Language::En,
+            };
         Ok(ServerConfig {
             data_dir,
             listen,
@@ -240,6 +256,7 @@ impl ServerConfig {
             currency,
             tls,
             approval_above,
+            default_language,
         })
     }
 
@@ -381,6 +398,7 @@ mod tests {
             currency: Currency::KES,
             tls: None,
             approval_above: offpay_ledger::Amount::parse("100000", Currency::KES).unwrap(),
+            default_language: offpay_text::Language::Sw,
         };
         assert!(!format!("{config:?}").contains("s3cret"));
     }
