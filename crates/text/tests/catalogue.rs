@@ -251,3 +251,28 @@ fn machine_read_parts_are_the_same_in_every_language() {
         }
     }
 }
+
+/// The purse menu's fixed lines, translated, are no longer than the English (at least 18
+/// characters, the longest English menu item): the SIM-toolkit display is narrow.
+#[test]
+fn purse_menu_lines_stay_as_short_as_the_english() {
+    let catalogue = Catalogue::get();
+    let area = AREAS.iter().find(|area| area.name == "purse").unwrap();
+    let variables = offpay_text::variables(area, Language::En);
+    for id in offpay_text::purse::ALL {
+        if !variables[id.as_str()].is_empty() {
+            continue;
+        }
+        let english = catalogue.text_checked(Language::En, *id, &[]).unwrap();
+        let most = english.chars().count().max(18);
+        for language in [Language::Sw, Language::Fr] {
+            let text = catalogue.text_checked(language, *id, &[]).unwrap();
+            assert!(
+                text.chars().count() <= most,
+                "{} {}: {text:?} is longer than {most}",
+                language.code(),
+                id.as_str()
+            );
+        }
+    }
+}
