@@ -1734,3 +1734,47 @@ mod debug_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod language_tests {
+    use super::*;
+
+    fn master() -> MasterKey {
+        MasterKey::from_slice(&[7; 32]).unwrap_or_else(|_| panic!("32 bytes"))
+    }
+
+    fn account() -> AccountRecord {
+        let number = AccountNumber::parse("901020377865").unwrap_or_else(|_| panic!("number"));
+        AccountRecord::new(number, [1; 16], Currency::KES, 0)
+    }
+
+    #[test]
+    fn an_account_without_a_language_is_written_as_before_and_one_with_it_at_version_2() {
+        let key = account_key(&account().receive_number);
+        let mut record = account();
+        record.seal_settings(&master(), &key);
+        let plain = String::from_utf8(record.encode(&key).unwrap()).unwrap();
+        assert!(plain.contains("\"version\":1") && !plain.contains("language"), "{plain}");
+        assert_eq!(AccountRecord::decode(&key, plain.as_bytes()).unwrap(), record);
+        record.language = Some(offpay_text::Language::Sw);
+        record.seal_settings(&master(), &key);
+        let with = String::from_utf8(record.encode(&key).unwrap()).unwrap();
+        assert!(with.contains("\"version\":2") && with.contains("\"language\":\"sw\""), "{with}");
+        let read = AccountRecord::decode(&key, with.as_bytes()).unwrap();
+        assert_eq!(read.language, Some(offpay_text::Language::Sw));
+        assert!(read.settings_authentic(&master(), &key));
+    }
+
+    #[test]
+    fn a_language_changed_in_the_database_breaks_the_settings_mac() {
+        let key = account_key(&account().receive_number);
+        let mut record = account();
+        record.language = Some(offpay_text::Language::Sw);
+        record.seal_settings(&master(), &key);
+        let stored = String::from_utf8(record.encode(&key).unwrap()).unwrap();
+        let tampered = stored.replace("\"language\":\"sw\"", "\"language\":\"fr\"");
+        let read = AccountRecord::decode(&key, tampered.as_bytes()).unwrap();
+        assert_eq!(read.language, Some(offpay_text::Language::Fr));
+        assert!(!read.settings_authentic(&master(), &key));
+    }
+}
