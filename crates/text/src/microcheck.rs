@@ -24,7 +24,7 @@ crate::messages! {
     DISPENSING = "microcheck-dispensing";
     /// The payer's answer: paid `$amount` `$currency` for `$product` (microcheck `$nonce`).
     PAID = "microcheck-paid";
-    /// The payer's answer: refused, `$reason` [`$code`].
+    /// The payer's answer: refused, `$reason` and `$code`.
     REFUSED_CODE = "microcheck-refused-code";
     /// The payer's answer: declined.
     DECLINED = "microcheck-declined";
