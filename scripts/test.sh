@@ -13,6 +13,8 @@ command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 # scripts/schemathesis.sh: schemathesis from PyPI in a virtual environment, curl to seed data.
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)
 command -v curl >/dev/null || need_apt+=(curl)
+# The envelope PDF tests read the PDF back (each language's words) with poppler's pdftotext.
+command -v pdftotext >/dev/null || need_apt+=(poppler-utils)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "==> installing ${need_apt[*]}"

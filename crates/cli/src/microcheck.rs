@@ -22,6 +22,7 @@ use offpay_microcheck::payer::{Charge, LogEntry, PayerDevice, compare_statement,
 use offpay_microcheck::request::{purpose, sign_request};
 use offpay_microcheck::wire::{Message, WIRE_VERSION, frame_length};
 use offpay_microcheck::{MerchantPolicy, PayerPolicy, Refusal, UnixSeconds};
+use offpay_text::microcheck as text;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -38,8 +39,19 @@ pub struct MicrocheckArgs {
     /// Print JSON instead of text
     #[arg(long, global = true)]
     json: bool,
+    /// The language of the machine's screen and the payer's answers: en, sw or fr [default: en]
+    #[arg(long, env = "OFFPAY_LANG", value_name = "LANG", global = true)]
+    lang: Option<offpay_text::Language>,
     #[command(subcommand)]
     command: MicrocheckCommand,
+}
+
+/// The device's language for this run (`--lang`, `OFFPAY_LANG`), set once at the start.
+static LANGUAGE: std::sync::OnceLock<offpay_text::Language> = std::sync::OnceLock::new();
+
+/// Microcheck message `id` in the device's language.
+fn words(id: offpay_text::Id, args: &[(&str, &dyn std::fmt::Display)]) -> String {
+    offpay_text::text(LANGUAGE.get().copied().unwrap_or_default(), id, args)
 }
 
 #[derive(Debug, Subcommand)]
@@ -390,6 +402,7 @@ fn finish(json_output: bool, result: Result<(Value, String), String>) -> ExitCod
 
 /// Runs a device-side command.
 pub fn run(args: MicrocheckArgs) -> ExitCode {
+    let _ = LANGUAGE.set(args.lang.unwrap_or_default());
     let json_output = args.json;
     match args.command {
         MicrocheckCommand::Serve(serve) => match serve_machine(&serve) {
@@ -636,11 +649,16 @@ fn serve_machine(args: &ServeArgs) -> Result<(), String> {
         machine.merchant(),
         store.display()
     );
-    screen("KeyNote Vending Machine * Make a selection *");
+    screen(&words(text::WELCOME, &[]));
     for line in machine.stock() {
-        screen(&format!(
-            "  [{}] {} {} ({} left)",
-            line.item, line.product, line.price, line.count
+        screen(&words(
+            text::STOCK_LINE,
+            &[
+                ("item", &line.item),
+                ("product", &line.product),
+                ("price", &line.price),
+                ("count", &line.count),
+            ],
         ));
     }
     for stream in listener.incoming() {
@@ -666,17 +684,20 @@ fn serve_machine(args: &ServeArgs) -> Result<(), String> {
                     match device_client(server)
                         .and_then(|client| deposit(&args.merchant_file, &client, false))
                     {
-                        Ok((_, text, _)) => screen(&format!("deposited: {text}")),
-                        Err(message) => screen(&format!(
-                            "offline ({message}); microcheck {nonce} kept for later"
+                        Ok((_, summary, _)) => {
+                            screen(&words(text::DEPOSITED, &[("text", &summary)]))
+                        }
+                        Err(message) => screen(&words(
+                            text::OFFLINE,
+                            &[("message", &message), ("nonce", &nonce)],
                         )),
                     }
                 }
             }
             Ok(None) => {}
-            Err(message) => screen(&format!("link closed: {message}")),
+            Err(message) => screen(&words(text::LINK_CLOSED, &[("message", &message)])),
         }
-        screen("Please make another selection");
+        screen(&words(text::ANOTHER, &[]));
     }
     Ok(())
 }
@@ -695,12 +716,12 @@ fn serve_customer(
                 "message",
                 format!("expected a selection, got {}", kind(&other)),
             );
-            screen(&format!("refused: {refusal}"));
+            screen(&words(text::REFUSED, &[("refusal", &refusal)]));
             send(stream, &Message::refused(&refusal))?;
             return Ok(None);
         }
         Received::Malformed(refusal) => {
-            screen(&format!("refused: {refusal}"));
+            screen(&words(text::REFUSED, &[("refusal", &refusal)]));
             send(stream, &Message::refused(&refusal))?;
             return Ok(None);
         }
@@ -715,9 +736,13 @@ fn serve_customer(
         }
     };
     let offer = awaiting.terms().offer.clone();
-    screen(&format!(
-        "Buying {} for {} {} * Point your device *",
-        offer.product, offer.amount, offer.currency
+    screen(&words(
+        text::BUYING,
+        &[
+            ("product", &offer.product),
+            ("amount", &offer.amount),
+            ("currency", &offer.currency),
+        ],
     ));
     send(stream, awaiting.message())?;
     let (microcheck, credentials) = match receive(stream)? {
@@ -727,7 +752,7 @@ fn serve_customer(
             ..
         }) => (microcheck, credentials),
         Received::Message(Message::Decline { .. }) => {
-            screen("declined by the payer");
+            screen(&words(text::DECLINED_BY_PAYER, &[]));
             return Ok(None);
         }
         Received::Message(other) => {
@@ -735,12 +760,12 @@ fn serve_customer(
                 "message",
                 format!("expected a payment, got {}", kind(&other)),
             );
-            screen(&format!("refused: {refusal}"));
+            screen(&words(text::REFUSED, &[("refusal", &refusal)]));
             send(stream, &Message::refused(&refusal))?;
             return Ok(None);
         }
         Received::Malformed(refusal) => {
-            screen(&format!("refused: {refusal}"));
+            screen(&words(text::REFUSED, &[("refusal", &refusal)]));
             send(stream, &Message::refused(&refusal))?;
             return Ok(None);
         }
@@ -749,12 +774,12 @@ fn serve_customer(
         Ok(sale) => {
             append_line(store, &StoreLine::Sale(Box::new(sale.record.clone())))?;
             let receipt = machine.complete(sale);
-            screen(&format!("Dispensing {} * Enjoy *", offer.product));
+            screen(&words(text::DISPENSING, &[("product", &offer.product)]));
             send(stream, &receipt)?;
             Ok(Some(offer.nonce))
         }
         Err(refusal) => {
-            screen(&format!("refused: {refusal}"));
+            screen(&words(text::REFUSED, &[("refusal", &refusal)]));
             send(stream, &Message::refused(&refusal))?;
             Ok(None)
         }
@@ -789,7 +814,18 @@ fn buy_command(json_output: bool, args: &BuyArgs) -> ExitCode {
                     json!({ "status": "paid", "product": product, "amount": amount, "currency": currency, "nonce": nonce })
                 );
             } else {
-                println!("paid {amount} {currency} for {product} (microcheck {nonce})");
+                println!(
+                    "{}",
+                    words(
+                        text::PAID,
+                        &[
+                            ("amount", &amount),
+                            ("currency", &currency),
+                            ("product", &product),
+                            ("nonce", &nonce),
+                        ],
+                    )
+                );
             }
             ExitCode::SUCCESS
         }
@@ -800,7 +836,10 @@ fn buy_command(json_output: bool, args: &BuyArgs) -> ExitCode {
                     json!({ "status": "refused", "code": code, "reason": reason })
                 );
             } else {
-                println!("refused: {reason} [{code}]");
+                println!(
+                    "{}",
+                    words(text::REFUSED_CODE, &[("reason", &reason), ("code", &code)])
+                );
             }
             crate::exit::code(crate::exit::REFUSED)
         }
@@ -808,7 +847,7 @@ fn buy_command(json_output: bool, args: &BuyArgs) -> ExitCode {
             if json_output {
                 println!("{}", json!({ "status": "declined" }));
             } else {
-                println!("declined");
+                println!("{}", words(text::DECLINED, &[]));
             }
             crate::exit::code(crate::exit::REFUSED)
         }

@@ -16,6 +16,7 @@ use offpay_purse::{
     Amount, Cause, Code, EntryKind, LogEntry, OperatorId, Phone, Pin, Provisioning, Purse,
     PurseError, SystemRandom, TicketCode, Timestamp,
 };
+use offpay_text::{Language, purse as purse_text};
 use serde_json::{Value, json};
 
 use crate::client::{ApiClient, CallError, path_segment};
@@ -59,6 +60,9 @@ pub struct PurseArgs {
     /// from the command line.
     #[arg(long, global = true)]
     pin_stdin: bool,
+    /// The menu's language: en, sw or fr (kept on this device, like the contacts) [default: en]
+    #[arg(long, env = "OFFPAY_LANG", value_name = "LANG", global = true)]
+    lang: Option<offpay_text::Language>,
     #[command(subcommand)]
     command: PurseCommand,
 }
@@ -734,6 +738,7 @@ fn run_purse(args: &PurseArgs) -> Result<Output, CliError> {
         let mut card = open_card(args, &pin)?;
         let contacts = load_contacts(purse_file(args)?)?;
         menu(
+            args.lang.unwrap_or_default(),
             &mut card,
             &mut input,
             &mut stdout,
@@ -998,17 +1003,32 @@ fn local_io(error: std::io::Error) -> CliError {
     CliError::Local(format!("terminal: {error}"))
 }
 
-const MENU_ITEMS: [&str; 9] = [
-    "1 Receive money",
-    "2 Send money",
-    "3 Enter Code 2",
-    "4 Show last Code 2",
-    "5 Mini statement",
-    "6 Pending requests",
-    "7 Sync",
-    "8 Change PIN",
-    "0 Exit",
+const MENU_ITEMS: [offpay_text::Id; 9] = [
+    purse_text::ITEM_RECEIVE,
+    purse_text::ITEM_SEND,
+    purse_text::ITEM_ACCEPT,
+    purse_text::ITEM_SHOW,
+    purse_text::ITEM_STATEMENT,
+    purse_text::ITEM_PENDING,
+    purse_text::ITEM_SYNC,
+    purse_text::ITEM_PIN,
+    purse_text::ITEM_EXIT,
 ];
+
+/// Menu text `id` in `lang`.
+fn say(lang: Language, id: offpay_text::Id) -> String {
+    offpay_text::text(lang, id, &[])
+}
+
+/// Menu text `id` in `lang` with one variable.
+fn say_with(
+    lang: Language,
+    id: offpay_text::Id,
+    name: &str,
+    value: &dyn std::fmt::Display,
+) -> String {
+    offpay_text::text(lang, id, &[(name, value)])
+}
 
 /// One screen: a title and short lines, as on a 16-character display.
 fn screen(output: &mut dyn Write, lines: &[String]) -> Result<(), CliError> {
@@ -1021,6 +1041,7 @@ fn screen(output: &mut dyn Write, lines: &[String]) -> Result<(), CliError> {
 
 /// The interactive menu: reads choices from `input` until `0` or the end of input.
 fn menu(
+    lang: Language,
     card: &mut Card,
     input: &mut dyn BufRead,
     output: &mut dyn Write,
@@ -1030,20 +1051,20 @@ fn menu(
     for _ in 0..MENU_STEPS_MAX {
         let status = card.status(now())?;
         let mut lines = vec![
-            "OFFPAY PURSE".to_owned(),
+            say(lang, purse_text::TITLE),
             status.phone.to_string(),
-            format!("Bal {}", status.balance),
+            say_with(lang, purse_text::BALANCE, "amount", &status.balance),
         ];
-        lines.extend(MENU_ITEMS.iter().map(|item| (*item).to_owned()));
+        lines.extend(MENU_ITEMS.iter().map(|item| say(lang, *item)));
         screen(output, &lines)?;
-        let Some(choice) = ask(input, output, "Choose:")? else {
+        let Some(choice) = ask(input, output, &say(lang, purse_text::CHOOSE))? else {
             return Ok(());
         };
         let result = match choice.as_str() {
             "0" => return Ok(()),
-            "1" => menu_receive(card, input, output),
-            "2" => menu_send(card, input, output, contacts),
-            "3" => menu_accept(card, input, output),
+            "1" => menu_receive(lang, card, input, output),
+            "2" => menu_send(lang, card, input, output, contacts),
+            "3" => menu_accept(lang, card, input, output),
             "4" => card
                 .show_code(now())
                 .map_err(CliError::from)
@@ -1051,27 +1072,27 @@ fn menu(
                     screen(
                         output,
                         &[
-                            "Last payment".to_owned(),
+                            say(lang, purse_text::LAST_PAYMENT),
                             format!("{}", last.amount),
-                            format!("to {}", last.payee),
+                            say_with(lang, purse_text::TO, "who", &last.payee),
                             "Code 2:".to_owned(),
                             show(&last.code2),
                         ],
                     )?;
-                    hold(input, output)
+                    hold(lang, input, output)
                 }),
             "5" => card
                 .read_log(true, now())
                 .map_err(CliError::from)
                 .and_then(|entries| {
-                    let mut lines = vec!["Mini statement".to_owned()];
+                    let mut lines = vec![say(lang, purse_text::MINI_STATEMENT)];
                     if entries.is_empty() {
-                        lines.push("No entries".to_owned());
+                        lines.push(say(lang, purse_text::NO_ENTRIES));
                     }
                     for entry in entries.iter().rev().take(5) {
                         let sign = if entry.is_debit() { "-" } else { "+" };
                         lines.push(format!("{} {sign}{}", day_month(entry.time), entry.amount));
-                        lines.push(counterparty(entry));
+                        lines.push(format!(" {}", counterparty(lang, entry)));
                     }
                     screen(output, &lines)
                 }),
@@ -1079,9 +1100,9 @@ fn menu(
                 .pending(now())
                 .map_err(CliError::from)
                 .and_then(|pending| {
-                    let mut lines = vec!["Pending".to_owned()];
+                    let mut lines = vec![say(lang, purse_text::PENDING)];
                     if pending.is_empty() {
-                        lines.push("None".to_owned());
+                        lines.push(say(lang, purse_text::NONE));
                     }
                     for request in pending {
                         lines.push(show(&request.code1));
@@ -1094,33 +1115,42 @@ fn menu(
                 screen(
                     output,
                     &[
-                        "Synced".to_owned(),
-                        format!("{uploaded} sent"),
-                        format!("{} credit(s)", summary.credits),
-                        format!("Bal {}", status.balance),
+                        say(lang, purse_text::SYNCED),
+                        say_with(lang, purse_text::SENT, "count", &uploaded),
+                        say_with(lang, purse_text::CREDITS, "count", &summary.credits),
+                        say_with(lang, purse_text::BALANCE, "amount", &status.balance),
                     ],
                 )
             }),
-            "8" => menu_change_pin(card, input, output),
-            other => screen(output, &[format!("No option {other:?}")]),
+            "8" => menu_change_pin(lang, card, input, output),
+            other => screen(
+                output,
+                &[say_with(
+                    lang,
+                    purse_text::NO_OPTION,
+                    "choice",
+                    &format!("{other:?}"),
+                )],
+            ),
         };
         if let Err(error) = result {
-            screen(output, &["Error".to_owned(), error.message()])?;
+            screen(output, &[say(lang, purse_text::ERROR), error.message()])?;
         }
     }
     Ok(())
 }
 
 fn menu_receive(
+    lang: Language,
     card: &mut Card,
     input: &mut dyn BufRead,
     output: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let Some(payer) = ask(input, output, "Payer number:")? else {
+    let Some(payer) = ask(input, output, &say(lang, purse_text::PAYER_NUMBER))? else {
         return Ok(());
     };
     let payer = parse_phone_from(&payer, card.status(now())?.phone)?;
-    let Some(amount) = ask(input, output, "Amount:")? else {
+    let Some(amount) = ask(input, output, &say(lang, purse_text::AMOUNT))? else {
         return Ok(());
     };
     let amount = parse_amount(card, &amount)?;
@@ -1130,15 +1160,15 @@ fn menu_receive(
         &[
             "Code 1:".to_owned(),
             show(&code1),
-            "Read it to payer".to_owned(),
+            say(lang, purse_text::READ_TO_PAYER),
         ],
     )?;
-    hold(input, output)
+    hold(lang, input, output)
 }
 
 /// Keeps a code on its own screen until a key is pressed (as a SIM toolkit's display text).
-fn hold(input: &mut dyn BufRead, output: &mut dyn Write) -> Result<(), CliError> {
-    write!(output, "Any key: back\n> ").map_err(local_io)?;
+fn hold(lang: Language, input: &mut dyn BufRead, output: &mut dyn Write) -> Result<(), CliError> {
+    write!(output, "{}\n> ", say(lang, purse_text::ANY_KEY)).map_err(local_io)?;
     output.flush().map_err(local_io)?;
     read_line(input);
     Ok(())
@@ -1164,32 +1194,33 @@ fn day_month(time: Timestamp) -> String {
 }
 
 /// Who the other side of an entry was, for the mini statement.
-fn counterparty(entry: &LogEntry) -> String {
+fn counterparty(lang: Language, entry: &LogEntry) -> String {
     match entry.kind {
-        EntryKind::Debit { payee, .. } => format!(" to {payee}"),
+        EntryKind::Debit { payee, .. } => say_with(lang, purse_text::TO, "who", &payee),
         EntryKind::Credit { payer, .. } | EntryKind::PaymentCredit { payer, .. } => {
-            format!(" from {payer}")
+            say_with(lang, purse_text::FROM, "who", &payer)
         }
-        EntryKind::OperatorCredit { .. } => " from operator".to_owned(),
-        EntryKind::Settlement { .. } => " to operator".to_owned(),
+        EntryKind::OperatorCredit { .. } => say(lang, purse_text::FROM_OPERATOR),
+        EntryKind::Settlement { .. } => say(lang, purse_text::TO_OPERATOR),
     }
 }
 
 fn menu_send(
+    lang: Language,
     card: &mut Card,
     input: &mut dyn BufRead,
     output: &mut dyn Write,
     contacts: &[(String, Phone)],
 ) -> Result<(), CliError> {
     let prompt = if contacts.is_empty() {
-        "Payee number:".to_owned()
+        say(lang, purse_text::PAYEE_NUMBER)
     } else {
         let mut lines: Vec<String> = contacts
             .iter()
             .enumerate()
             .map(|(index, (name, _))| format!("{} {name}", index + 1))
             .collect();
-        lines.push("Key or number:".to_owned());
+        lines.push(say(lang, purse_text::KEY_OR_NUMBER));
         lines.join("\n")
     };
     let Some(payee) = ask(input, output, &prompt)? else {
@@ -1204,16 +1235,22 @@ fn menu_send(
         Some(phone) => phone,
         None => parse_phone_from(&payee, card.status(now())?.phone)?,
     };
-    let Some(amount) = ask(input, output, "Amount:")? else {
+    let Some(amount) = ask(input, output, &say(lang, purse_text::AMOUNT))? else {
         return Ok(());
     };
     let amount = parse_amount(card, &amount)?;
-    let Some(code) = ask(input, output, "Payee's Code 1:")? else {
+    let Some(code) = ask(input, output, &say(lang, purse_text::PAYEES_CODE_1))? else {
         return Ok(());
     };
     let code1 = Code::parse(&code)?;
     card.check_request(payee, amount, code1, now())?;
-    let Some(pin) = ask(input, output, &format!("Pay {amount}\nto {payee}?\nPIN:"))? else {
+    let confirm = format!(
+        "{}\n{}\n{}",
+        say_with(lang, purse_text::PAY_QUESTION, "amount", &amount),
+        say_with(lang, purse_text::TO_QUESTION, "payee", &payee),
+        say(lang, purse_text::PIN)
+    );
+    let Some(pin) = ask(input, output, &confirm)? else {
         return Ok(());
     };
     let pin = Pin::parse(&pin)?;
@@ -1221,23 +1258,24 @@ fn menu_send(
     screen(
         output,
         &[
-            "Paid".to_owned(),
+            say(lang, purse_text::PAID),
             "Code 2:".to_owned(),
             show(&code2),
-            "Read it to payee".to_owned(),
+            say(lang, purse_text::READ_TO_PAYEE),
         ],
     )?;
-    hold(input, output)
+    hold(lang, input, output)
 }
 
 fn menu_accept(
+    lang: Language,
     card: &mut Card,
     input: &mut dyn BufRead,
     output: &mut dyn Write,
 ) -> Result<(), CliError> {
     let pending = card.pending(now())?;
     let request = if pending.len() > 1 {
-        let Some(first) = ask(input, output, "Code 1 first 4 digits:")? else {
+        let Some(first) = ask(input, output, &say(lang, purse_text::CODE_1_FIRST))? else {
             return Ok(());
         };
         Some(parse_request_digits(&first)?)
@@ -1251,30 +1289,27 @@ fn menu_accept(
     screen(
         output,
         &[
-            "Received".to_owned(),
+            say(lang, purse_text::RECEIVED),
             format!("{}", entry.amount),
-            describe(&entry)
-                .split(" from ")
-                .nth(1)
-                .map(|from| format!("from {from}"))
-                .unwrap_or_default(),
+            counterparty(lang, &entry),
         ],
     )
 }
 
 fn menu_change_pin(
+    lang: Language,
     card: &mut Card,
     input: &mut dyn BufRead,
     output: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let Some(old) = ask(input, output, "Old PIN:")? else {
+    let Some(old) = ask(input, output, &say(lang, purse_text::OLD_PIN))? else {
         return Ok(());
     };
-    let Some(new) = ask(input, output, "New PIN:")? else {
+    let Some(new) = ask(input, output, &say(lang, purse_text::NEW_PIN))? else {
         return Ok(());
     };
     card.change_pin(&Pin::parse(&old)?, &Pin::parse(&new)?, now())?;
-    screen(output, &["PIN changed".to_owned()])
+    screen(output, &[say(lang, purse_text::PIN_CHANGED)])
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -41,6 +41,10 @@ pub struct ServeArgs {
     /// a [kannel] table, else none: replies wait in the outbox]
     #[arg(long, value_name = "NAME", value_parser = ["kannel", "africastalking", "twilio", "webhook"])]
     pub sms_gateway: Option<String>,
+    /// Language of customer texts (SMS replies, web pages, envelopes) for accounts that chose
+    /// none: en, sw or fr [env: OFFPAY_DEFAULT_LANGUAGE] [default: en]
+    #[arg(long, value_name = "LANG")]
+    pub default_language: Option<offpay_text::Language>,
 }
 
 impl ServeArgs {
@@ -58,6 +62,9 @@ impl ServeArgs {
         }
         if self.sms_gateway.is_some() {
             config.sms_gateway = self.sms_gateway;
+        }
+        if let Some(language) = self.default_language {
+            config.default_language = language;
         }
         Ok(config)
     }

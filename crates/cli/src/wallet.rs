@@ -52,8 +52,34 @@ pub struct WalletArgs {
     /// Print JSON (one object per line) instead of text
     #[arg(long, global = true)]
     json: bool,
+    /// The language of the wallet's messages: en, sw or fr [default: en]
+    #[arg(long, env = "OFFPAY_LANG", value_name = "LANG", global = true)]
+    lang: Option<offpay_text::Language>,
     #[command(subcommand)]
     command: WalletCommand,
+}
+
+/// The device's language for this run (`--lang`, `OFFPAY_LANG`), set once at the start.
+static LANGUAGE: std::sync::OnceLock<offpay_text::Language> = std::sync::OnceLock::new();
+
+/// Wallet message `id` in the device's language.
+fn words(id: offpay_text::Id, args: &[(&str, &dyn std::fmt::Display)]) -> String {
+    offpay_text::text(LANGUAGE.get().copied().unwrap_or_default(), id, args)
+}
+
+/// A refusal reason in the device's language.
+fn reason_words(reason: offpay_wallet::AbortReason) -> String {
+    use offpay_text::wallet as text;
+    use offpay_wallet::AbortReason;
+    let id = match reason {
+        AbortReason::Declined => text::REASON_DECLINED,
+        AbortReason::InsufficientFunds => text::REASON_INSUFFICIENT_FUNDS,
+        AbortReason::LimitExceeded => text::REASON_LIMIT_EXCEEDED,
+        AbortReason::UnknownTransfer => text::REASON_UNKNOWN_TRANSFER,
+        AbortReason::SellerVoided => text::REASON_SELLER_VOIDED,
+        _ => return reason.describe().to_owned(),
+    };
+    words(id, &[])
 }
 
 #[derive(Debug, Subcommand)]
@@ -196,6 +222,7 @@ pub struct NetemArgs {
 pub fn run(args: WalletArgs) -> ExitCode {
     // Log lines (dropped datagrams, resumed transfers) go to stderr; OFFPAY_LOG filters them.
     crate::init_logging();
+    let _ = LANGUAGE.set(args.lang.unwrap_or_default());
     let json = args.json;
     let result = match args.command {
         WalletCommand::Netem(netem) => run_netem(netem, json),
@@ -717,27 +744,26 @@ fn say(json: bool, value: &Value, text: impl FnOnce() -> String) {
 }
 
 fn show_event(json: bool, event: &Event) {
+    use offpay_text::wallet as text;
     say(json, &event_json(event), || match event {
-        Event::BuyerAnswered { buyer, .. } => format!("buyer {buyer} answered"),
-        Event::PriceOffered { seller, amount, .. } => {
-            format!("seller {seller} asks {amount}")
-        }
-        Event::Posted { amount, role, .. } => match role {
-            Role::Seller => format!("paid: received {amount}"),
-            Role::Buyer => format!("paid: you paid {amount}"),
-        },
-        Event::Voided { .. } => "cancelled: no money moved".to_owned(),
-        Event::AwaitingResolution { transfer_id } => format!(
-            "payment {transfer_id}: the seller has gone quiet after you agreed. The amount stays \
-             held (not spent) until the seller's phone answers, or the money office decides from \
-             the seller's record at a sync; if the seller's phone is blocked, the office cancels \
-             the payment at your first sync a day after the block"
+        Event::BuyerAnswered { buyer, .. } => words(text::BUYER_ANSWERED, &[("buyer", buyer)]),
+        Event::PriceOffered { seller, amount, .. } => words(
+            text::PRICE_OFFERED,
+            &[("seller", seller), ("amount", amount)],
         ),
-        Event::PaymentRefused { reason, .. } => {
-            format!("payment refused: {}", reason.describe())
+        Event::Posted { amount, role, .. } => match role {
+            Role::Seller => words(text::RECEIVED, &[("amount", amount)]),
+            Role::Buyer => words(text::PAID, &[("amount", amount)]),
+        },
+        Event::Voided { .. } => words(text::CANCELLED, &[]),
+        Event::AwaitingResolution { transfer_id } => {
+            words(text::AWAITING, &[("transfer", transfer_id)])
         }
-        Event::Charged { amount } => format!("charged {amount}"),
-        _ => "something happened that this version of offpay cannot describe".to_owned(),
+        Event::PaymentRefused { reason, .. } => {
+            words(text::REFUSED, &[("reason", &reason_words(*reason))])
+        }
+        Event::Charged { amount } => words(text::CHARGED, &[("amount", amount)]),
+        _ => words(text::UNKNOWN_EVENT, &[]),
     });
 }
 

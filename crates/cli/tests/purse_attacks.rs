@@ -555,6 +555,47 @@ fn the_menu_reads_like_a_sim_toolkit(kind: BackendKind) {
         "a date on the statement line: {screen}"
     );
     assert!(!screen.contains("1234"), "the PIN is never shown: {screen}");
+    // Issue 24: the same menu in Kiswahili and in French (`--lang`, or OFFPAY_LANG).
+    for (language, words) in [
+        (
+            "sw",
+            [
+                "POCHI YA OFFPAY",
+                "1 Pokea pesa",
+                "Salio KES 120.00",
+                "Taarifa fupi",
+                &format!("kutoka {ALICE}") as &str,
+            ],
+        ),
+        (
+            "fr",
+            [
+                "PORTE-MONNAIE",
+                "1 Recevoir",
+                "Solde KES 120.00",
+                "Mini-relevé",
+                &format!("de {ALICE}") as &str,
+            ],
+        ),
+    ] {
+        let output = cli.run_with_input(
+            &[
+                "purse",
+                "--file",
+                bob.to_str().unwrap(),
+                "--lang",
+                language,
+                "menu",
+            ],
+            Some("5\n0\n"),
+        );
+        let screen = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{screen}");
+        for word in words {
+            assert!(screen.contains(word), "{language}: {word} in {screen}");
+        }
+        assert!(!screen.contains("Receive money"), "{language}: {screen}");
+    }
 }
 
 /// A lost phone through the binary: the operator blocks the purse and moves its balance to the

@@ -38,6 +38,8 @@ pub struct FileConfig {
     pub tls_key: Option<PathBuf>,
     /// Creating more value than this (decimal, in each currency's units) needs a second user.
     pub approval_above: Option<String>,
+    /// The language of customer texts for accounts that chose none (`en`, `sw`, `fr`).
+    pub default_language: Option<String>,
 }
 
 /// Values given on the command line (`None` where a flag was not given).
@@ -74,6 +76,9 @@ pub struct ServerConfig {
     /// The SMS gateway that sends (`--sms-gateway`, `OFFPAY_SMS_GATEWAY`; `None`: as
     /// `DATA_DIR/sms.toml` says).
     pub sms_gateway: Option<String>,
+    /// The language of customer texts (SMS, web pages, envelopes) for accounts that chose none
+    /// (`OFFPAY_DEFAULT_LANGUAGE`, `default_language`, the CLI's `--default-language`).
+    pub default_language: offpay_text::Language,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -86,6 +91,7 @@ impl fmt::Debug for ServerConfig {
             .field("tls", &self.tls)
             .field("approval_above", &self.approval_above)
             .field("sms_gateway", &self.sms_gateway)
+            .field("default_language", &self.default_language)
             .finish()
     }
 }
@@ -237,6 +243,16 @@ impl ServerConfig {
                     ),
                 }
             })?;
+        let default_language =
+            match environment("OFFPAY_DEFAULT_LANGUAGE").or(file.default_language) {
+                Some(text) => text
+                    .parse()
+                    .map_err(|error: offpay_text::UnknownLanguage| ConfigError::Invalid {
+                        setting: "default_language",
+                        message: format!("{text:?}: {error}"),
+                    })?,
+                None => offpay_text::Language::En,
+            };
         Ok(ServerConfig {
             data_dir,
             listen,
@@ -245,6 +261,7 @@ impl ServerConfig {
             tls,
             approval_above,
             sms_gateway: environment("OFFPAY_SMS_GATEWAY").filter(|name| !name.is_empty()),
+            default_language,
         })
     }
 
@@ -387,6 +404,7 @@ mod tests {
             tls: None,
             approval_above: offpay_ledger::Amount::parse("100000", Currency::KES).unwrap(),
             sms_gateway: None,
+            default_language: offpay_text::Language::Sw,
         };
         assert!(!format!("{config:?}").contains("s3cret"));
     }
