@@ -35,6 +35,7 @@ pub fn run(args: DemoArgs) -> ExitCode {
         tls_cert: None,
         tls_key: None,
         approval_above: None,
+        default_country: None,
     };
     let config = match serve.resolve() {
         Ok(config) => config,

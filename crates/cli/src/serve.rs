@@ -35,6 +35,11 @@ pub struct ServeArgs {
     /// float) needs a second user's approval [env: OFFPAY_APPROVAL_ABOVE] [default: 100000]
     #[arg(long, value_name = "AMOUNT")]
     pub approval_above: Option<String>,
+    /// The country whose national phone numbers customers write (ISO 3166: KE, TZ, SN …);
+    /// `0711000003` is read as a number there [env: OFFPAY_DEFAULT_COUNTRY] [default: the
+    /// country of the server's currency, when only one country uses it]
+    #[arg(long, value_name = "CODE")]
+    pub default_country: Option<String>,
 }
 
 impl ServeArgs {
@@ -45,6 +50,7 @@ impl ServeArgs {
             database_url: self.database_url,
             config_file: self.config,
             approval_above: self.approval_above,
+            default_country: self.default_country,
         };
         let mut config = ServerConfig::resolve(overrides, &|name| std::env::var(name).ok())?;
         if let Some(files) = offpay_server::config::tls_files(self.tls_cert, self.tls_key)? {

@@ -90,6 +90,16 @@ impl Country {
             .map_or(0, |metadata| metadata.country_code())
     }
 
+    /// The country of a number in E.164 (`+254…` is Kenya's); `None` for one that is not E.164
+    /// or whose code no single country has (`+882`).
+    pub fn of_e164(number: &str) -> Option<Country> {
+        if !number.starts_with('+') {
+            return None;
+        }
+        let parsed = phonenumber::parse(None, number).ok()?;
+        parsed.country().id().map(Country)
+    }
+
     /// The one country whose currency `currency` (ISO 4217) is, when only one uses it; `None`
     /// for a currency several countries share (XOF, EUR, USD, ZAR …) or one not listed here:
     /// there the operator must name the country.
@@ -623,6 +633,9 @@ mod tests {
             Err(PhoneError::UnknownCountry { .. })
         ));
         assert!(Country::parse("Kenya").is_err());
+        assert_eq!(Country::of_e164("+254711000003"), Some(country("KE")));
+        assert_eq!(Country::of_e164("+33612000003"), Some(country("FR")));
+        assert_eq!(Country::of_e164("0711000003"), None);
         assert_eq!(Country::of_currency("KES"), Some(country("KE")));
         assert_eq!(Country::of_currency("kes"), Some(country("KE")));
         assert_eq!(Country::of_currency("XOF"), None);

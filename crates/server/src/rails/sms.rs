@@ -260,7 +260,14 @@ impl SmsRail {
             entropy,
         )?;
         let operator = master_key(&master)
-            .and_then(|key| Operator::new(key, Settings::default(), config.currency))
+            .and_then(|key| {
+                Operator::new(
+                    key,
+                    Settings::default(),
+                    config.currency,
+                    config.default_country,
+                )
+            })
             .map_err(|error| {
                 StartError::Config(crate::config::ConfigError::Invalid {
                     setting: "sms master key",
@@ -318,9 +325,14 @@ impl SmsRail {
     pub fn operator_for(
         &self,
         settings: Settings,
-        server_currency: Currency,
+        config: &ServerConfig,
     ) -> Result<Operator, OperatorError> {
-        Operator::new(master_key(&self.master.0)?, settings, server_currency)
+        Operator::new(
+            master_key(&self.master.0)?,
+            settings,
+            config.currency,
+            config.default_country,
+        )
     }
 
     /// Puts `operator` (built by [`SmsRail::operator_for`]) in force.
@@ -348,7 +360,7 @@ impl SmsRail {
             .map_err(SmsFailure::from)?;
         let settings = stored.value.unwrap_or_default();
         let operator = self
-            .operator_for(settings, state.config.currency)
+            .operator_for(settings, &state.config)
             .map_err(SmsFailure::from)?;
         self.install(operator);
         Ok(())
