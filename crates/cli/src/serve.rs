@@ -40,6 +40,10 @@ pub struct ServeArgs {
     /// country of the server's currency, when only one country uses it]
     #[arg(long, value_name = "CODE")]
     pub default_country: Option<String>,
+    /// Language of customer texts (SMS replies, web pages, envelopes) for accounts that chose
+    /// none: en, sw or fr [env: OFFPAY_DEFAULT_LANGUAGE] [default: en]
+    #[arg(long, value_name = "LANG")]
+    pub default_language: Option<offpay_text::Language>,
 }
 
 impl ServeArgs {
@@ -55,6 +59,9 @@ impl ServeArgs {
         let mut config = ServerConfig::resolve(overrides, &|name| std::env::var(name).ok())?;
         if let Some(files) = offpay_server::config::tls_files(self.tls_cert, self.tls_key)? {
             config.tls = Some(files);
+        }
+        if let Some(language) = self.default_language {
+            config.default_language = language;
         }
         Ok(config)
     }

@@ -41,6 +41,8 @@ pub struct FileConfig {
     pub approval_above: Option<String>,
     /// The country whose national form phone numbers are read in (ISO 3166, e.g. `KE`).
     pub default_country: Option<String>,
+    /// The language of customer texts for accounts that chose none (`en`, `sw`, `fr`).
+    pub default_language: Option<String>,
 }
 
 /// Values given on the command line (`None` where a flag was not given).
@@ -78,6 +80,9 @@ pub struct ServerConfig {
     pub approval_above: offpay_ledger::Amount,
     /// Phone numbers written in national form (`0711000003`) are read in this country.
     pub default_country: Country,
+    /// The language of customer texts (SMS, web pages, envelopes) for accounts that chose none
+    /// (`OFFPAY_DEFAULT_LANGUAGE`, `default_language`, the CLI's `--default-language`).
+    pub default_language: offpay_text::Language,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -90,6 +95,7 @@ impl fmt::Debug for ServerConfig {
             .field("tls", &self.tls)
             .field("approval_above", &self.approval_above)
             .field("default_country", &self.default_country)
+            .field("default_language", &self.default_language)
             .finish()
     }
 }
@@ -268,6 +274,16 @@ impl ServerConfig {
                 .or(file.default_country),
             currency,
         )?;
+        let default_language =
+            match environment("OFFPAY_DEFAULT_LANGUAGE").or(file.default_language) {
+                Some(text) => text
+                    .parse()
+                    .map_err(|error: offpay_text::UnknownLanguage| ConfigError::Invalid {
+                        setting: "default_language",
+                        message: format!("{text:?}: {error}"),
+                    })?,
+                None => offpay_text::Language::En,
+            };
         Ok(ServerConfig {
             data_dir,
             listen,
@@ -276,6 +292,7 @@ impl ServerConfig {
             tls,
             approval_above,
             default_country,
+            default_language,
         })
     }
 
@@ -463,6 +480,7 @@ mod tests {
             tls: None,
             approval_above: offpay_ledger::Amount::parse("100000", Currency::KES).unwrap(),
             default_country: Country::parse("KE").unwrap(),
+            default_language: offpay_text::Language::Sw,
         };
         assert!(!format!("{config:?}").contains("s3cret"));
     }

@@ -118,6 +118,9 @@ pub struct AccountView {
     pub always_callback: bool,
     /// Instructions must name the pay number, not the envelope number.
     pub require_pay_number: bool,
+    /// The language of the holder's texts (`LANG`, or set by the operator); `None` uses the
+    /// operator's default.
+    pub language: Option<offpay_text::Language>,
 }
 
 impl AccountView {
@@ -140,6 +143,7 @@ impl AccountView {
             dialback_threshold: None,
             always_callback: false,
             require_pay_number: false,
+            language: None,
         }
     }
 
@@ -190,6 +194,7 @@ impl fmt::Debug for AccountView {
             .field("limits", &self.limits)
             .field("dialback_threshold", &self.dialback_threshold)
             .field("always_callback", &self.always_callback)
+            .field("language", &self.language)
             .finish()
     }
 }

@@ -117,6 +117,7 @@ pub fn setting_text(envelope: &Envelope, currency: Currency, text: &str) -> Opti
         | Message::Dialback { auth, .. }
         | Message::ForceHigh { auth, .. }
         | Message::SetPassword { auth, .. }
+        | Message::SetLanguage { auth, .. }
         | Message::Dispute { auth, .. } => auth,
         _ => return None,
     };

@@ -18,9 +18,10 @@
 //! | `DISPUTE … reference` | 777777777777 | the 8 digits |
 //! | `PASSWORD … password` | 888888888888 | each character as its phone key (ABC=2 … WXYZ=9, digits as they are) |
 //! | `REG new-envelope …` | `0` then the new envelope's 11 digits | the 11 digits, last first |
+//! | `LANG … EN/SW/FR` | 000000000000 | `1` / `22` / `333` |
 //!
 //! Every recipe has two account terms, so a change of kind (`DAY` → `WEEK`) is always caught;
-//! `ON` → `OFF` and a removed limit change the number of whole digits (LS, in every recipe). A
+//! `ON` → `OFF`, a changed language and a removed limit change the number of whole digits (LS, in every recipe). A
 //! derived recipe (LS, S1, S2, digit sum) catches a changed value unless it stays within a factor
 //! 1.1 with the same digit sum; a seed-format recipe (LS and one Sk) within a factor 2. `REG` also
 //! grid-codes the new number (see [`crate::grammar::EncryptedEuin`]).
@@ -29,7 +30,7 @@ use alloc::vec::Vec;
 
 use offpay_money::Currency;
 
-use crate::grammar::{LimitChange, Message, TypedAmount};
+use crate::grammar::{LanguageChoice, LimitChange, Message, TypedAmount};
 use crate::numbers::{AccountNumber, Euin};
 use crate::recipe::AmountDigits;
 
@@ -51,6 +52,9 @@ pub const DISPUTE: u8 = 7;
 pub const PASSWORD: u8 = 8;
 /// Code of an envelope registration (its subject is the new number).
 pub const REGISTER: u8 = 9;
+/// Subject digit of the account's language. Each language's value has its own number of digits
+/// (`1`, `22`, `333`), so a rewritten language always changes LS, a term of every recipe.
+pub const LANGUAGE: u8 = 0;
 
 /// The digit a phone key gives a character (`ABC` = 2 … `WXYZ` = 9; digits as they are).
 pub fn keypad_digit(character: char) -> Option<u8> {
@@ -135,6 +139,14 @@ pub fn signed_content(
             let result = digits(&whole);
             whole.iter_mut().for_each(|digit| *digit = 0);
             Ok((subject(PASSWORD), result?))
+        }
+        Message::SetLanguage { language, .. } => {
+            let value: &[u8] = match language {
+                LanguageChoice::English => &[1],
+                LanguageChoice::Swahili => &[2, 2],
+                LanguageChoice::French => &[3, 3, 3],
+            };
+            Ok((subject(LANGUAGE), digits(value)?))
         }
         Message::Register { .. } => {
             let euin = new_envelope.ok_or(ContentError::NotASetting)?;

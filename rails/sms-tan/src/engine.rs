@@ -18,6 +18,7 @@ use alloc::vec::Vec;
 use core::fmt::Write as _;
 
 use offpay_money::{Amount, Currency};
+use offpay_text::Language;
 
 use crate::account::{
     AccountView, CurrencyClass, ExchangeRate, FeeSchedule, Limits, PayeeLimit, Spending,
@@ -27,8 +28,8 @@ use crate::content;
 use crate::envelope::{EnvelopeStatus, EnvelopeView, RowSet};
 use crate::error::{Misuse, ParseError, Refusal};
 use crate::grammar::{
-    self, EncryptedEuin, EncryptedPayee, LimitChange, Message, Password, PayerRef, Payment,
-    PaymentBody, RowTan, SecurityLevel, TypedAmount,
+    self, EncryptedEuin, EncryptedPayee, LanguageChoice, LimitChange, Message, Password, PayerRef,
+    Payment, PaymentBody, RowTan, SecurityLevel, TypedAmount,
 };
 use crate::keys::BindingTag;
 use crate::keys::MasterKey;
@@ -41,7 +42,7 @@ use crate::numbers::{AccountNumber, Euin, PhoneNumber, Tan};
 use crate::posting::{LedgerAccount, Posting, PostingKind, Reference, TransferId};
 use crate::recipe::AmountDigits;
 use crate::redact::{RedactedSms, redact_sms};
-use crate::reply;
+use crate::reply::{self, LimitSpan, SettingChange};
 use crate::secrets::EnvelopeSecrets;
 
 /// Bank rows a payment needs after the payer's row: the confirmation.
@@ -106,6 +107,9 @@ pub struct EngineConfig {
     pub rates: Vec<ExchangeRate>,
     /// The operator's time zone for scheduled payments, minutes east of UTC.
     pub utc_offset_minutes: i32,
+    /// The language of texts to accounts that chose none, and of replies sent before the
+    /// sender's account is known (a message that cannot be read).
+    pub default_language: Language,
 }
 
 impl EngineConfig {
@@ -181,6 +185,9 @@ pub struct PendingCallback {
     pub created_at: UnixSeconds,
     /// For a scheduled payment, when to pay.
     pub due: Option<(CivilDateTime, UnixSeconds)>,
+    /// The payer's language when the callback was sent (for the expiry notice); `None`: the
+    /// operator's default.
+    pub language: Option<Language>,
 }
 
 /// Current format version of [`PendingCallback`] and [`ScheduledPayment`].
@@ -275,6 +282,13 @@ pub enum Effect {
         account: AccountNumber,
         /// The password.
         password: Password,
+    },
+    /// Set the language of the account's texts.
+    SetLanguage {
+        /// Account.
+        account: AccountNumber,
+        /// The language chosen.
+        language: Language,
     },
     /// Open a dispute case for the operator.
     OpenDispute {
@@ -673,16 +687,19 @@ impl Engine {
         };
         match parsed {
             Err(error) => {
-                let text = reply::malformed(&error, &inbound.text);
+                let text = reply::malformed(self.config.default_language, &error, &inbound.text);
                 Next::Done(self.done(
                     &session,
                     Outcome::new(Verdict::Malformed(error)).reply(&session.from, text),
                 ))
             }
-            Ok(Message::Help) => Next::Done(self.done(
-                &session,
-                Outcome::new(Verdict::Accepted).reply(&session.from, reply::help()),
-            )),
+            Ok(Message::Help) => Next::Done(
+                self.done(
+                    &session,
+                    Outcome::new(Verdict::Accepted)
+                        .reply(&session.from, reply::help(self.config.default_language)),
+                ),
+            ),
             Ok(message) => Next::NeedPayer(PayerRequest { session, message }),
         }
     }
@@ -692,8 +709,23 @@ impl Engine {
         outcome
     }
 
-    fn refuse_plain(&self, session: &Session, refusal: Refusal) -> Next {
-        let text = reply::refused(&refusal, None, false);
+    /// Sets the language of texts to accounts that chose none.
+    pub fn set_default_language(&mut self, language: Language) {
+        self.config.default_language = language;
+    }
+
+    /// The language of texts to accounts that chose none.
+    pub fn default_language(&self) -> Language {
+        self.config.default_language
+    }
+
+    /// The language texts to `account` are written in.
+    pub fn language_of(&self, account: &AccountView) -> Language {
+        account.language.unwrap_or(self.config.default_language)
+    }
+
+    fn refuse_plain(&self, lang: Language, session: &Session, refusal: Refusal) -> Next {
+        let text = reply::refused(lang, &refusal, None, false);
         Next::Done(self.done(
             session,
             Outcome::new(Verdict::Refused(refusal)).reply(&session.from, text),
@@ -704,6 +736,7 @@ impl Engine {
     /// failure if `counts`, and locks at [`LOCKOUT_FAILURES`].
     fn refuse_with_row(
         &self,
+        lang: Language,
         session: &Session,
         envelope: &mut EnvelopeState,
         refusal: Refusal,
@@ -728,7 +761,7 @@ impl Engine {
                 locked_now = true;
             }
         }
-        let text = reply::refused(&refusal, burned, locked_now);
+        let text = reply::refused(lang, &refusal, burned, locked_now);
         let mut outcome = Outcome::new(Verdict::Refused(refusal)).reply(&session.from, text);
         outcome.effects.extend(envelope.effect());
         self.done(session, outcome)
@@ -737,19 +770,24 @@ impl Engine {
     fn with_payer(&self, request: PayerRequest, payer: Option<PayerContext>) -> Next {
         let PayerRequest { session, message } = request;
         let Some(payer) = payer else {
-            return self.refuse_plain(&session, Refusal::NotAuthenticated);
+            return self.refuse_plain(
+                self.config.default_language,
+                &session,
+                Refusal::NotAuthenticated,
+            );
         };
+        let lang = self.language_of(&payer.account);
         let bound_account = match payer.envelope.status {
             EnvelopeStatus::Active { account } => account,
             EnvelopeStatus::Locked { .. } => {
-                return self.refuse_plain(&session, Refusal::EnvelopeLocked);
+                return self.refuse_plain(lang, &session, Refusal::EnvelopeLocked);
             }
             EnvelopeStatus::Unallocated | EnvelopeStatus::Retired => {
-                return self.refuse_plain(&session, Refusal::EnvelopeNotActive);
+                return self.refuse_plain(lang, &session, Refusal::EnvelopeNotActive);
             }
         };
         if !self.binding_valid(&payer.envelope) {
-            return self.refuse_plain(&session, Refusal::NotAuthenticated);
+            return self.refuse_plain(lang, &session, Refusal::NotAuthenticated);
         }
         assert_eq!(
             bound_account,
@@ -772,21 +810,21 @@ impl Engine {
                 )
                 .into();
                 if !equal {
-                    return self.refuse_plain(&session, Refusal::NotAuthenticated);
+                    return self.refuse_plain(lang, &session, Refusal::NotAuthenticated);
                 }
             }
             None => {}
         }
         if !payer.account.active {
-            return self.refuse_plain(&session, Refusal::AccountNotActive);
+            return self.refuse_plain(lang, &session, Refusal::AccountNotActive);
         }
         if !payer.account.phone_allowed(&session.from) {
-            return self.refuse_plain(&session, Refusal::PhoneNotBound);
+            return self.refuse_plain(lang, &session, Refusal::PhoneNotBound);
         }
         if payer.account.require_pay_number
             && matches!(message.payer(), Some(PayerRef::Envelope(_)))
         {
-            return self.refuse_plain(&session, Refusal::PayNumberRequired);
+            return self.refuse_plain(lang, &session, Refusal::PayNumberRequired);
         }
         if payer.balance.currency() != payer.account.currency
             || payer.spending.today.currency() != payer.account.currency
@@ -802,7 +840,7 @@ impl Engine {
             Ok(secrets) => secrets,
             // A sealed envelope that does not open is the operator's problem, not the sender's:
             // refuse without counting a failure.
-            Err(_) => return self.refuse_plain(&session, Refusal::NotAuthenticated),
+            Err(_) => return self.refuse_plain(lang, &session, Refusal::NotAuthenticated),
         };
         if let Message::Payment(payment) | Message::Scheduled { payment, .. } = &message {
             let currency = payment.currency.unwrap_or(payer.account.currency);
@@ -814,10 +852,7 @@ impl Engine {
                 // More decimals than the currency has: a typing matter, answered like any
                 // unreadable part; no row is used and no failure counted.
                 let error = ParseError::Unreadable(crate::error::Field::Amount);
-                let text = reply::fit(format!(
-                    "Could not read the amount: {currency} has {} decimals. Nothing was done.",
-                    currency.exponent()
-                ));
+                let text = reply::too_many_decimals(lang, currency);
                 return Next::Done(self.done(
                     &session,
                     Outcome::new(Verdict::Malformed(error)).reply(&session.from, text),
@@ -835,8 +870,14 @@ impl Engine {
         match self.authenticate(&mut auth, &message) {
             Ok(()) => {}
             Err((refusal, row, counts)) => {
-                let outcome =
-                    self.refuse_with_row(&auth.session, &mut auth.envelope, refusal, row, counts);
+                let outcome = self.refuse_with_row(
+                    self.language_of(&auth.account),
+                    &auth.session,
+                    &mut auth.envelope,
+                    refusal,
+                    row,
+                    counts,
+                );
                 return Next::Done(outcome);
             }
         }
@@ -862,6 +903,7 @@ impl Engine {
             | Message::Dialback { auth, .. }
             | Message::ForceHigh { auth, .. }
             | Message::SetPassword { auth, .. }
+            | Message::SetLanguage { auth, .. }
             | Message::Dispute { auth, .. } => auth.row,
             Message::Balance { auth: row_tan, .. } | Message::Statement { auth: row_tan, .. } => {
                 match row_tan {
@@ -921,6 +963,7 @@ impl Engine {
             | Message::Dialback { auth: sum, .. }
             | Message::ForceHigh { auth: sum, .. }
             | Message::SetPassword { auth: sum, .. }
+            | Message::SetLanguage { auth: sum, .. }
             | Message::Dispute { auth: sum, .. } => {
                 match content::signed_content(message, auth.account.currency, None) {
                     Ok((subject, digits)) => {
@@ -963,6 +1006,7 @@ impl Engine {
                 | Message::Dialback { .. }
                 | Message::ForceHigh { .. }
                 | Message::SetPassword { .. }
+                | Message::SetLanguage { .. }
                 | Message::Dispute { .. } => Refusal::ContentMismatch,
                 _ => Refusal::NotAuthenticated,
             };
@@ -1111,7 +1155,7 @@ impl Engine {
                 }
             }
             Message::Balance { .. } => {
-                let text = reply::balance(&auth.balance);
+                let text = reply::balance(self.language_of(&auth.account), &auth.balance);
                 Next::Done(self.finish(auth, Outcome::new(Verdict::Accepted).reply(&from, text)))
             }
             Message::Statement { .. } => {
@@ -1134,21 +1178,21 @@ impl Engine {
                     LimitChange::Daily(typed) => match to_amount(typed) {
                         Ok(amount) => {
                             limits.per_day = amount;
-                            describe_limit("daily limit", amount)
+                            SettingChange::Limit(LimitSpan::Day, amount)
                         }
                         Err(refusal) => return Next::Done(self.finish_refused(auth, refusal)),
                     },
                     LimitChange::Weekly(typed) => match to_amount(typed) {
                         Ok(amount) => {
                             limits.per_week = amount;
-                            describe_limit("weekly limit", amount)
+                            SettingChange::Limit(LimitSpan::Week, amount)
                         }
                         Err(refusal) => return Next::Done(self.finish_refused(auth, refusal)),
                     },
                     LimitChange::PerPayment(typed) => match to_amount(typed) {
                         Ok(amount) => {
                             limits.per_payment = amount;
-                            describe_limit("limit per payment", amount)
+                            SettingChange::Limit(LimitSpan::Payment, amount)
                         }
                         Err(refusal) => return Next::Done(self.finish_refused(auth, refusal)),
                     },
@@ -1167,14 +1211,14 @@ impl Engine {
                             }
                             limits.per_payee.push(PayeeLimit { payee, per_day });
                         }
-                        describe_limit(&format!("daily limit to {payee}"), amount)
+                        SettingChange::PayeeLimit(payee, amount)
                     }
                 };
                 let effect = Effect::SetLimits {
                     account: auth.account.receive_number,
                     limits,
                 };
-                Next::Done(self.setting_changed(auth, effect, &described))
+                Next::Done(self.setting_changed(auth, effect, described))
             }
             Message::Dialback { threshold, .. } => {
                 let currency = auth.account.currency;
@@ -1187,7 +1231,7 @@ impl Engine {
                         Next::Done(self.setting_changed(
                             auth,
                             effect,
-                            &format!("callback from {threshold} up"),
+                            SettingChange::CallbackFrom(threshold),
                         ))
                     }
                     Err(_) => Next::Done(self.finish_refused(auth, Refusal::BadSetting)),
@@ -1198,19 +1242,28 @@ impl Engine {
                     account: auth.account.receive_number,
                     on,
                 };
-                let what = if on {
-                    "callback for every payment"
-                } else {
-                    "callback only above your threshold"
-                };
-                Next::Done(self.setting_changed(auth, effect, what))
+                Next::Done(self.setting_changed(auth, effect, SettingChange::CallbackAlways(on)))
             }
             Message::SetPassword { password, .. } => {
                 let effect = Effect::SetWebPassword {
                     account: auth.account.receive_number,
                     password,
                 };
-                Next::Done(self.setting_changed(auth, effect, "web password set"))
+                Next::Done(self.setting_changed(auth, effect, SettingChange::WebPassword))
+            }
+            Message::SetLanguage { language, .. } => {
+                let language = match language {
+                    LanguageChoice::English => Language::En,
+                    LanguageChoice::Swahili => Language::Sw,
+                    LanguageChoice::French => Language::Fr,
+                };
+                let effect = Effect::SetLanguage {
+                    account: auth.account.receive_number,
+                    language,
+                };
+                // The confirmation already speaks the language chosen.
+                auth.account.language = Some(language);
+                Next::Done(self.setting_changed(auth, effect, SettingChange::Language(language)))
             }
             Message::Dispute { reference, .. } => {
                 let effect = Effect::OpenDispute {
@@ -1220,7 +1273,11 @@ impl Engine {
                 };
                 match self.bank_proof(&mut auth, BANK_ROWS_SETTING) {
                     Some(proof) => {
-                        let text = reply::dispute_filed(reference, &proof);
+                        let text = reply::dispute_filed(
+                            self.language_of(&auth.account),
+                            reference,
+                            &proof,
+                        );
                         let mut outcome = Outcome::new(Verdict::Accepted).reply(&from, text);
                         outcome.effects.push(effect);
                         Next::Done(self.finish(auth, outcome))
@@ -1228,10 +1285,10 @@ impl Engine {
                     None => Next::Done(self.finish_refused(auth, Refusal::RowsExhausted)),
                 }
             }
-            Message::Help => Next::Done(self.finish(
-                auth,
-                Outcome::new(Verdict::Accepted).reply(&from, reply::help()),
-            )),
+            Message::Help => {
+                let text = reply::help(self.language_of(&auth.account));
+                Next::Done(self.finish(auth, Outcome::new(Verdict::Accepted).reply(&from, text)))
+            }
         }
     }
 
@@ -1245,12 +1302,19 @@ impl Engine {
         Some(reply::proof(row_number, &row.tan().reveal()))
     }
 
-    fn setting_changed(&self, mut auth: Box<Authenticated>, effect: Effect, what: &str) -> Outcome {
+    fn setting_changed(
+        &self,
+        mut auth: Box<Authenticated>,
+        effect: Effect,
+        what: SettingChange,
+    ) -> Outcome {
         let from = auth.session.from.clone();
         match self.bank_proof(&mut auth, BANK_ROWS_SETTING) {
             Some(proof) => {
-                let mut outcome = Outcome::new(Verdict::Accepted)
-                    .reply(&from, reply::setting_changed(what, &proof));
+                let mut outcome = Outcome::new(Verdict::Accepted).reply(
+                    &from,
+                    reply::setting_changed(self.language_of(&auth.account), &what, &proof),
+                );
                 outcome.effects.push(effect);
                 self.finish(auth, outcome)
             }
@@ -1271,7 +1335,7 @@ impl Engine {
             .used
             .iter()
             .find(|row| !auth.envelope.loaded.used_rows.contains(*row));
-        let text = reply::refused(&refusal, row, false);
+        let text = reply::refused(self.language_of(&auth.account), &refusal, row, false);
         let from = auth.session.from.clone();
         self.finish(
             auth,
@@ -1350,7 +1414,7 @@ impl Engine {
             .used
             .iter()
             .find(|row| !auth.envelope.loaded.used_rows.contains(*row));
-        let text = reply::refused(&refusal, row, locked_now);
+        let text = reply::refused(self.language_of(&auth.account), &refusal, row, locked_now);
         let from = auth.session.from.clone();
         self.finish(
             auth,
@@ -1505,6 +1569,7 @@ impl Engine {
             let bank_checksum = bank_secret.recipe().checksum(&intent.payee, &intent.amount);
             let instruction = self.render_instruction(auth, intent)?;
             let text = reply::callback(
+                self.language_of(&auth.account),
                 &instruction,
                 &euin.to_string(),
                 bank_row,
@@ -1524,6 +1589,7 @@ impl Engine {
                 amount: intent.amount,
                 created_at: auth.session.received_at,
                 due: intent.due,
+                language: auth.account.language,
             }));
             return Ok(outcome);
         }
@@ -1543,6 +1609,7 @@ impl Engine {
         if let Some((civil, due)) = intent.due {
             let proof = self.confirmation_proof(auth, intent, level)?;
             let text = reply::scheduled(
+                self.language_of(&auth.account),
                 &civil,
                 &intent.payee,
                 &intent.amount,
@@ -1567,6 +1634,7 @@ impl Engine {
         let proof = self.confirmation_proof(auth, intent, level)?;
         let payer_text = match proof.low_checksum {
             Some((row, checksum)) => reply::paid_low(
+                self.language_of(&auth.account),
                 &euin,
                 &intent.payee,
                 &typed_text(&intent.amount, auth.account.currency),
@@ -1575,10 +1643,18 @@ impl Engine {
                 reference,
                 &fee,
             ),
-            None if proof.short.is_empty() => {
-                reply::paid_plain(&intent.payee, &intent.amount, reference)
-            }
-            None => reply::paid_grid(&proof.instruction, &proof.short, reference),
+            None if proof.short.is_empty() => reply::paid_plain(
+                self.language_of(&auth.account),
+                &intent.payee,
+                &intent.amount,
+                reference,
+            ),
+            None => reply::paid_grid(
+                self.language_of(&auth.account),
+                &proof.instruction,
+                &proof.short,
+                reference,
+            ),
         };
         let mut outcome = Outcome::new(Verdict::Accepted).reply(&intent.reply_to, payer_text);
         outcome.postings = postings;
@@ -1847,6 +1923,7 @@ impl Engine {
             let payer_coded =
                 (payer.receive_number.value() + u64::from(row.account_offset())) % modulus;
             let text = reply::received_coded(
+                self.language_of(&payee.account),
                 &format!("{amount_coded}"),
                 &format!("{payer_coded:012}"),
                 row_number,
@@ -1862,11 +1939,23 @@ impl Engine {
             }
             Some(Err(())) => outcome.replies.push(OutboundSms {
                 to: phone,
-                text: reply::received_plain(credit, &payer.receive_number, reference, true),
+                text: reply::received_plain(
+                    self.language_of(&payee.account),
+                    credit,
+                    &payer.receive_number,
+                    reference,
+                    true,
+                ),
             }),
             None => outcome.replies.push(OutboundSms {
                 to: phone,
-                text: reply::received_plain(credit, &payer.receive_number, reference, false),
+                text: reply::received_plain(
+                    self.language_of(&payee.account),
+                    credit,
+                    &payer.receive_number,
+                    reference,
+                    false,
+                ),
             }),
         }
     }
@@ -1907,8 +1996,10 @@ impl Engine {
         auth.envelope.status = EnvelopeStatus::Retired;
         auth.envelope.binding = None;
         let from = auth.session.from.clone();
-        let mut outcome = Outcome::new(Verdict::Accepted)
-            .reply(&from, reply::registered(&new_envelope, &old, &proof));
+        let mut outcome = Outcome::new(Verdict::Accepted).reply(
+            &from,
+            reply::registered(self.language_of(&auth.account), &new_envelope, &old, &proof),
+        );
         outcome.effects.extend(new_state.effect());
         Next::Done(self.finish(auth, outcome))
     }
@@ -1922,8 +2013,13 @@ impl Engine {
         payee: Option<PayeeContext>,
         now: UnixSeconds,
     ) -> Outcome {
+        let lang = payer
+            .as_ref()
+            .map_or(self.config.default_language, |payer| {
+                self.language_of(&payer.account)
+            });
         let refuse = |refusal: Refusal| {
-            let text = reply::refused(&refusal, None, false);
+            let text = reply::refused(lang, &refusal, None, false);
             Outcome::new(Verdict::Refused(refusal)).reply(&payment.reply_to, text)
         };
         assert!(
@@ -2040,16 +2136,28 @@ impl Engine {
                 None => String::new(),
             },
         };
+        let lang = self.language_of(&auth.account);
         let how = match wording {
-            PaidWording::Scheduled => "as scheduled",
-            PaidWording::Terminal { .. } => "at a terminal",
+            PaidWording::Scheduled => offpay_text::sms::PAID_SCHEDULED,
+            PaidWording::Terminal { .. } => offpay_text::sms::PAID_AT_TERMINAL,
         };
         let text = if proof.is_empty() {
-            reply::paid_plain(&intent.payee, &intent.amount, reference)
+            reply::paid_plain(
+                self.language_of(&auth.account),
+                &intent.payee,
+                &intent.amount,
+                reference,
+            )
         } else {
-            reply::fit(format!(
-                "PAID {} to {} {how} REF {reference} {proof}",
-                intent.amount, intent.payee
+            reply::fit(offpay_text::text(
+                lang,
+                how,
+                &[
+                    ("amount", &intent.amount),
+                    ("payee", &intent.payee),
+                    ("reference", &reference),
+                    ("proof", &proof),
+                ],
             ))
         };
         let mut outcome = Outcome::new(Verdict::Accepted).reply(&intent.reply_to, text);
@@ -2072,6 +2180,7 @@ impl Engine {
         payee: Option<PayeeContext>,
         now: UnixSeconds,
     ) -> Outcome {
+        let lang = self.language_of(&payer.account);
         let reply_to = payment
             .payer_phone
             .clone()
@@ -2128,7 +2237,8 @@ impl Engine {
         if let Some(refusal) = refusal {
             let burn = matches!(refusal, Refusal::NotAuthenticated).then_some(row);
             let counts = !matches!(refusal, Refusal::LastRowReserved);
-            let mut outcome = self.refuse_with_row(&session, &mut envelope, refusal, burn, counts);
+            let mut outcome =
+                self.refuse_with_row(lang, &session, &mut envelope, refusal, burn, counts);
             if payment.payer_phone.is_none() {
                 outcome.replies.clear();
             }
@@ -2150,7 +2260,8 @@ impl Engine {
                 Err(refusal) => {
                     let mut outcome = Outcome::new(Verdict::Refused(refusal.clone()));
                     if payment.payer_phone.is_some() {
-                        outcome = outcome.reply(&reply_to, reply::refused(&refusal, None, false));
+                        outcome =
+                            outcome.reply(&reply_to, reply::refused(lang, &refusal, None, false));
                     }
                     outcome
                 }
@@ -2219,7 +2330,12 @@ impl Engine {
         }
         let mut outcome = Outcome::new(Verdict::Refused(Refusal::CallbackExpired)).reply(
             reply_to,
-            reply::refused(&Refusal::CallbackExpired, None, false),
+            reply::refused(
+                pending.language.unwrap_or(self.config.default_language),
+                &Refusal::CallbackExpired,
+                None,
+                false,
+            ),
         );
         outcome.effects.push(Effect::RemovePending {
             euin: pending.euin,
@@ -2237,6 +2353,7 @@ impl Engine {
         tan: &Tan,
         now: UnixSeconds,
     ) -> Outcome {
+        let lang = self.language_of(&payer.account);
         let session = Session {
             message_id: String::new(),
             from: payer.account.notify_phone.clone().unwrap_or_else(|| {
@@ -2285,7 +2402,7 @@ impl Engine {
                 let burn = matches!(refusal, Refusal::NotAuthenticated).then_some(row);
                 let counts = !matches!(refusal, Refusal::LastRowReserved);
                 let mut outcome =
-                    self.refuse_with_row(&session, &mut envelope, refusal, burn, counts);
+                    self.refuse_with_row(lang, &session, &mut envelope, refusal, burn, counts);
                 outcome.replies.clear();
                 outcome
             }
@@ -2349,13 +2466,6 @@ struct Proof {
     instruction: String,
     short: String,
     low_checksum: Option<(u8, [u8; 6])>,
-}
-
-fn describe_limit(what: &str, amount: Option<Amount>) -> String {
-    match amount {
-        Some(amount) => format!("{what} {amount}"),
-        None => format!("{what} removed"),
-    }
 }
 
 /// Drives one inbound SMS to its outcome with synchronous loaders — for tests, the simulator and

@@ -112,6 +112,8 @@ pub enum Field {
     Time,
     /// The payment inside a LATER message.
     ScheduledPayment,
+    /// A language (EN, SW or FR).
+    Language,
 }
 
 impl Field {
@@ -136,6 +138,7 @@ impl Field {
             Field::Date => "date (YYYY-MM-DD)",
             Field::Time => "time (HH:MM)",
             Field::ScheduledPayment => "payment (PAY, PAYG or PAYC ...)",
+            Field::Language => "language (EN, SW or FR)",
         }
     }
 }

@@ -439,8 +439,53 @@ pub enum Message {
         /// Row and its SUM over the message's content (protocol v3).
         auth: RowChecksum,
     },
+    /// `LANG payer EN|SW|FR row sum` (also `LUGHA`, `LANGUE`): the language of the account's
+    /// replies, notices, envelope and web pages.
+    SetLanguage {
+        /// Whose language.
+        payer: PayerRef,
+        /// The language asked for.
+        language: LanguageChoice,
+        /// Row and its SUM over the message's content (protocol v3).
+        auth: RowChecksum,
+    },
     /// `HELP`.
     Help,
+}
+
+/// A language a `LANG` message can choose (the operator half maps it to the text catalogue's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LanguageChoice {
+    /// English.
+    English,
+    /// Kiswahili.
+    Swahili,
+    /// French.
+    French,
+}
+
+impl LanguageChoice {
+    /// The code written in a canonical `LANG` message.
+    pub fn code(self) -> &'static str {
+        match self {
+            LanguageChoice::English => "EN",
+            LanguageChoice::Swahili => "SW",
+            LanguageChoice::French => "FR",
+        }
+    }
+
+    /// Reads a code or name as people type them (any case; ASCII: an SMS keyword has no
+    /// accents): `EN`, `ENGLISH`, `KIINGEREZA`, `ANGLAIS`, `SW`, `SWAHILI`, `KISWAHILI`, `FR`,
+    /// `FRANCAIS`, `FRENCH`, `KIFARANSA`.
+    pub fn from_word(word: &str) -> Option<LanguageChoice> {
+        let upper = word.to_ascii_uppercase();
+        Some(match upper.as_str() {
+            "EN" | "ENG" | "ENGLISH" | "KIINGEREZA" | "ANGLAIS" => LanguageChoice::English,
+            "SW" | "SWA" | "SWAHILI" | "KISWAHILI" => LanguageChoice::Swahili,
+            "FR" | "FRA" | "FRANCAIS" | "FRENCH" | "KIFARANSA" => LanguageChoice::French,
+            _ => return None,
+        })
+    }
 }
 
 /// The kind of a message, for logs and redaction.
@@ -467,6 +512,8 @@ pub enum MessageKind {
     Scheduled(SecurityLevel),
     /// Web password.
     SetPassword,
+    /// Language of the account's texts.
+    SetLanguage,
     /// Dispute.
     Dispute,
     /// Help.
@@ -487,6 +534,7 @@ impl MessageKind {
             MessageKind::ForceHigh => "HIGH",
             MessageKind::Scheduled(_) => "LATER",
             MessageKind::SetPassword => "PASSWORD",
+            MessageKind::SetLanguage => "LANG",
             MessageKind::Dispute => "DISPUTE",
             MessageKind::Help => "HELP",
         }
@@ -511,6 +559,7 @@ impl MessageKind {
             MessageKind::ForceHigh => "HIGH 26399912345 ON 3 SUM",
             MessageKind::Scheduled(_) => "LATER 2026-12-01 09:00 PAY ...",
             MessageKind::SetPassword => "PASSWORD 26399912345 3 SUM MyPass2026",
+            MessageKind::SetLanguage => "LANG 26399912345 SW 3 SUM",
             MessageKind::Dispute => "DISPUTE 26399912345 12345678 3 SUM",
             MessageKind::Help => "HELP",
         }
@@ -531,6 +580,7 @@ impl Message {
             Message::ForceHigh { .. } => MessageKind::ForceHigh,
             Message::Scheduled { payment, .. } => MessageKind::Scheduled(payment.level),
             Message::SetPassword { .. } => MessageKind::SetPassword,
+            Message::SetLanguage { .. } => MessageKind::SetLanguage,
             Message::Dispute { .. } => MessageKind::Dispute,
             Message::Help => MessageKind::Help,
         }
@@ -548,6 +598,7 @@ impl Message {
             | Message::Dialback { payer, .. }
             | Message::ForceHigh { payer, .. }
             | Message::SetPassword { payer, .. }
+            | Message::SetLanguage { payer, .. }
             | Message::Dispute { payer, .. } => Some(*payer),
             Message::Help => None,
         }
@@ -665,6 +716,11 @@ impl Message {
                 reference,
                 auth,
             } => write!(out, "DISPUTE {payer} {reference} {}", row_sum(auth)),
+            Message::SetLanguage {
+                payer,
+                language,
+                auth,
+            } => write!(out, "LANG {payer} {} {}", language.code(), row_sum(auth)),
             Message::Help => out.write_str("HELP"),
         }
     }
@@ -845,6 +901,7 @@ enum Kind {
     AmountOrNone,
     Switch,
     Password,
+    Language,
 }
 
 impl Kind {
@@ -865,6 +922,7 @@ impl Kind {
             Kind::LimitWord => Field::LimitKind,
             Kind::Switch => Field::Switch,
             Kind::Password => Field::Password,
+            Kind::Language => Field::Language,
         }
     }
 }
@@ -1072,6 +1130,15 @@ fn accept(kind: Kind, tokens: &[Token<'_>]) -> Accept {
                 _ => Accept::No,
             }
         }
+        Kind::Language => {
+            if !single {
+                return Accept::No;
+            }
+            match LanguageChoice::from_word(tokens[0].text) {
+                Some(language) => Accept::Yes(Value::Word(language.code())),
+                None => Accept::No,
+            }
+        }
         Kind::Password => {
             if !single {
                 return Accept::No;
@@ -1253,6 +1320,7 @@ fn keyword_kind(word: &str) -> Option<MessageKind> {
         "HIGH" | "SECURE" => MessageKind::ForceHigh,
         "LATER" | "SCHEDULE" | "SCHED" => MessageKind::Scheduled(SecurityLevel::Low),
         "PASSWORD" | "PASS" | "PW" => MessageKind::SetPassword,
+        "LANG" | "LANGUAGE" | "LUGHA" | "LANGUE" => MessageKind::SetLanguage,
         "DISPUTE" | "MISTAKE" => MessageKind::Dispute,
         "HELP" | "?" => MessageKind::Help,
         _ => return None,
@@ -1477,6 +1545,26 @@ fn parse_after_keyword(kind: MessageKind, tokens: &[Token<'_>]) -> Result<Messag
                 payer: payer_ref(&values[0])?,
                 auth: row_sum_of(&values[1], &values[2])?,
                 password: Password::new(text).ok_or(ParseError::Unreadable(Field::Password))?,
+            })
+        }
+        MessageKind::SetLanguage => {
+            let values = match_spec(
+                tokens,
+                &[
+                    required(Kind::Payer),
+                    required(Kind::Language),
+                    required(Kind::Row),
+                    required(Kind::Checksum),
+                ],
+            )?;
+            let Value::Word(code) = &values[1] else {
+                return Err(ParseError::Unreadable(Field::Language));
+            };
+            Ok(Message::SetLanguage {
+                payer: payer_ref(&values[0])?,
+                language: LanguageChoice::from_word(code)
+                    .ok_or(ParseError::Unreadable(Field::Language))?,
+                auth: row_sum_of(&values[2], &values[3])?,
             })
         }
         MessageKind::Dispute => {
@@ -1889,5 +1977,28 @@ mod tests {
             Ok(Message::Dispute { .. })
         ));
         assert_eq!(parse("help"), Ok(Message::Help));
+        for (text, language) in [
+            ("LANG 26399912345 SW 3 463463", LanguageChoice::Swahili),
+            (
+                "lugha 26399912345 kiswahili 3 463463",
+                LanguageChoice::Swahili,
+            ),
+            (
+                "LANGUE*26399912345*francais*3*463463",
+                LanguageChoice::French,
+            ),
+            ("LANGUAGE 26399912345 EN 3 463463", LanguageChoice::English),
+        ] {
+            let message = parse(text).unwrap();
+            assert!(
+                matches!(message, Message::SetLanguage { language: read, .. } if read == language),
+                "{text}: {message:?}"
+            );
+            assert_eq!(parse(&message.format()), Ok(message.clone()), "{text}");
+        }
+        assert_eq!(
+            parse("LANG 26399912345 DE 3 463463"),
+            Err(ParseError::Unreadable(Field::Language))
+        );
     }
 }

@@ -67,7 +67,7 @@ pub use grammar::{Checksum, Message, PayerRef, RowChecksum, SecurityLevel, parse
 pub use keys::{BindingTag, MasterKey, SealedEnvelope};
 pub use numbers::{AccountNumber, Euin, PhoneNumber, Tan};
 #[cfg(feature = "operator")]
-pub use pdf::{PdfOptions, render_envelopes_pdf};
+pub use pdf::{PdfOptions, render_envelopes_pdf, render_envelopes_pdf_in};
 pub use posting::{LedgerAccount, Posting, PostingKind, Reference, TransferId};
 pub use recipe::{Recipe, Term};
 #[cfg(feature = "operator")]

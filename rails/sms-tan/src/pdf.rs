@@ -11,6 +11,7 @@ use crate::envelope::{Envelope, RowCount};
 use crate::keys::MasterKey;
 use crate::limits::{GRID_POSITIONS, GRIDS_PER_ENVELOPE, MAGNITUDE_CLASSES, PDF_ENVELOPES_MAX};
 use crate::numbers::Euin;
+use offpay_text::{Language, envelope as text};
 
 const PAGE_WIDTH: f32 = 595.0;
 const PAGE_HEIGHT: f32 = 842.0;
@@ -24,6 +25,10 @@ const GRID_LABEL_CHARS: usize = 9;
 const CROP_MARK_LENGTH: f32 = 18.0;
 /// Width of the rows table; the grids start right of it.
 const ROWS_TABLE_WIDTH: f32 = 290.0;
+/// Font size of the instructions inside.
+const HOWTO_FONT: f32 = 6.6;
+/// Characters of the longest instruction line that fit the page width at [`HOWTO_FONT`].
+const HOWTO_CHARS_AT_FULL_SIZE: usize = 130;
 
 /// Settings for a print run.
 #[derive(Clone, Debug)]
@@ -53,11 +58,24 @@ pub fn render_envelopes_pdf(
     options: &PdfOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Vec<u8> {
+    render_envelopes_pdf_in(Language::En, master, euins, rows, options, progress)
+}
+
+/// [`render_envelopes_pdf`] with the words printed in `language` (the holder's, when an agent
+/// prints for a known holder; the operator's default otherwise).
+pub fn render_envelopes_pdf_in(
+    language: Language,
+    master: &MasterKey,
+    euins: &[Euin],
+    rows: RowCount,
+    options: &PdfOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Vec<u8> {
     let total = euins.len().min(PDF_ENVELOPES_MAX);
     let mut writer = PdfWriter::new();
     for (index, euin) in euins.iter().take(total).enumerate() {
         let envelope = Envelope::derive(master, *euin, rows);
-        writer.envelope(&envelope, options);
+        writer.envelope(&envelope, options, language);
         progress(index + 1, total);
     }
     writer.finish()
@@ -69,29 +87,61 @@ pub fn render_explicit_envelopes_pdf(
     options: &PdfOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Vec<u8> {
+    render_explicit_envelopes_pdf_in(Language::En, envelopes, options, progress)
+}
+
+/// [`render_explicit_envelopes_pdf`] with the words printed in `language`.
+pub fn render_explicit_envelopes_pdf_in(
+    language: Language,
+    envelopes: &[Envelope],
+    options: &PdfOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Vec<u8> {
     let total = envelopes.len().min(PDF_ENVELOPES_MAX);
     let mut writer = PdfWriter::new();
     for (index, envelope) in envelopes.iter().take(total).enumerate() {
-        writer.envelope(envelope, options);
+        writer.envelope(envelope, options, language);
         progress(index + 1, total);
     }
     writer.finish()
 }
 
-/// Escapes text for a PDF string literal; anything outside printable ASCII becomes `?`.
+/// Escapes text for a PDF string literal in the fonts' WinAnsi encoding: Latin-1 letters (é, ç,
+/// ê …, which WinAnsi codes as Latin-1 does) as octal escapes, `œ` and `Œ` at their WinAnsi
+/// codes; anything else outside printable ASCII becomes `?`.
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for character in text.chars() {
-        match character {
+        let code = match character {
             '(' | ')' | '\\' => {
                 out.push('\\');
                 out.push(character);
+                continue;
             }
-            ' '..='~' => out.push(character),
-            _ => out.push('?'),
-        }
+            ' '..='~' => {
+                out.push(character);
+                continue;
+            }
+            '\u{a0}'..='\u{ff}' => character as u32,
+            '\u{153}' => 0x9c,
+            '\u{152}' => 0x8c,
+            _ => {
+                out.push('?');
+                continue;
+            }
+        };
+        let _ = write!(out, "\\{code:03o}");
     }
     out
+}
+
+/// Message `id` of the envelope area in `language`.
+fn words(
+    language: Language,
+    id: offpay_text::Id,
+    args: &[(&str, &dyn core::fmt::Display)],
+) -> String {
+    offpay_text::text(language, id, args)
 }
 
 /// One page's drawing commands.
@@ -174,9 +224,9 @@ impl PdfWriter {
         PdfWriter { pages: Vec::new() }
     }
 
-    fn envelope(&mut self, envelope: &Envelope, options: &PdfOptions) {
-        self.pages.push(outside(envelope, options));
-        self.pages.push(inside(envelope));
+    fn envelope(&mut self, envelope: &Envelope, options: &PdfOptions, language: Language) {
+        self.pages.push(outside(envelope, options, language));
+        self.pages.push(inside(envelope, language));
     }
 
     fn finish(self) -> Vec<u8> {
@@ -247,7 +297,7 @@ impl PdfWriter {
     }
 }
 
-fn outside(envelope: &Envelope, options: &PdfOptions) -> Page {
+fn outside(envelope: &Envelope, options: &PdfOptions, language: Language) -> Page {
     let mut page = Page::new();
     page.crop_marks();
     let fold = PAGE_HEIGHT / 2.0;
@@ -264,7 +314,7 @@ fn outside(envelope: &Envelope, options: &PdfOptions) -> Page {
         7.0,
         MARGIN,
         fold + 4.0,
-        "fold here - the printed side of the other page faces inwards",
+        &words(language, text::FOLD, &[]),
     );
     let top = PAGE_HEIGHT - 3.0 * MARGIN;
     page.text(
@@ -272,14 +322,18 @@ fn outside(envelope: &Envelope, options: &PdfOptions) -> Page {
         14.0,
         MARGIN * 2.0,
         top,
-        &format!("{} - SMS payment envelope", options.operator_name),
+        &words(
+            language,
+            text::TITLE,
+            &[("operator", &options.operator_name)],
+        ),
     );
     page.text(
         Font::Sans,
         11.0,
         MARGIN * 2.0,
         top - 40.0,
-        "Envelope number (EUIN)",
+        &words(language, text::NUMBER_LABEL, &[]),
     );
     page.text(
         Font::SansBold,
@@ -294,26 +348,24 @@ fn outside(envelope: &Envelope, options: &PdfOptions) -> Page {
         11.0,
         MARGIN * 2.0,
         top - 130.0,
-        &format!("{rows} rows inside. Worth nothing until registered to an account."),
+        &words(language, text::ROWS_INSIDE, &[("rows", &rows)]),
     );
     page.text(
         Font::Sans,
         11.0,
         MARGIN * 2.0,
         top - 150.0,
-        &format!(
-            "Register: send  REG {} <current envelope> <row> <TAN>",
-            envelope.euin
-        ),
+        &words(language, text::REGISTER, &[("euin", &envelope.euin)]),
     );
     page.text(
         Font::Sans,
         11.0,
         MARGIN * 2.0,
         top - 170.0,
-        &format!(
-            "to {} (an agent registers your first envelope).",
-            options.sms_number
+        &words(
+            language,
+            text::REGISTER_TO,
+            &[("number", &options.sms_number)],
         ),
     );
     page.text(
@@ -321,13 +373,13 @@ fn outside(envelope: &Envelope, options: &PdfOptions) -> Page {
         11.0,
         MARGIN * 2.0,
         top - 200.0,
-        "Do not accept this envelope if its seal is broken.",
+        &words(language, text::SEAL, &[]),
     );
     page.rectangle(MARGIN * 1.5, top - 220.0, PAGE_WIDTH - 3.0 * MARGIN, 250.0);
     page
 }
 
-fn inside(envelope: &Envelope) -> Page {
+fn inside(envelope: &Envelope, language: Language) -> Page {
     let mut page = Page::new();
     page.crop_marks();
     let mut y = PAGE_HEIGHT - MARGIN - 10.0;
@@ -336,9 +388,10 @@ fn inside(envelope: &Envelope) -> Page {
         10.0,
         MARGIN,
         y,
-        &format!(
-            "Envelope {} - SECRET. Cross out each row once used.",
-            envelope.euin.grouped()
+        &words(
+            language,
+            text::SECRET,
+            &[("euin", &envelope.euin.grouped())],
         ),
     );
     y -= 18.0;
@@ -350,7 +403,7 @@ fn inside(envelope: &Envelope) -> Page {
         row_font,
         MARGIN,
         y,
-        "row g add-to-amount   TAN minus  checksum recipe",
+        &words(language, text::ROWS_HEADER, &[]),
     );
     page.line(
         MARGIN,
@@ -423,18 +476,20 @@ fn inside(envelope: &Envelope) -> Page {
     // How to use it, under whichever column ends lower.
     let mut y = rows_bottom.min(grid_y) - 10.0;
     page.line(MARGIN, y + 6.0, PAGE_WIDTH - MARGIN, y + 6.0, 0.4, false);
-    for instruction in [
-        "Low (small payments):  PAY <envelope> <payee> <amount> <row> <checksum>. Checksum: the row's six terms; LS = digits before",
-        "the point, Ak = k-th digit of the payee from the right, Sk = k-th digit of the amount from the left, T = sum of all the amount's",
-        "digits; add the number after +, keep the last digit.   Middle:  PAYG <envelope> <row> <payee: first 2 digits, then for each of",
-        "the last 10 its code in the row's grid at that position> <amount + add-to-amount> <size code in that grid> <the row's checksum>.",
-        "High: the same with PAYC; the bank echoes it with a bank row, its TAN and SUM (that row's checksum: check it); if right, send",
-        "OK <envelope> <bank row> <bank TAN> <your next row> <that row's checksum over the payee and amount you mean>.",
-        "Settings (LIMIT, DIALBACK, HIGH, PASSWORD, DISPUTE) and REG end with <row> <that row's checksum over the setting number>.",
-        "A reply from the bank always shows a row and its TAN (or checksum): check it against this card, then cross that row out.",
-        "Never tell anyone these numbers. Keep the last row to register your next envelope (REG).",
-    ] {
-        page.text(Font::Sans, 6.6, MARGIN, y, instruction);
+    let lines = text::HOWTO.map(|id| words(language, id, &[]));
+    // The English lines fill the width at 6.6 pt; longer translations print smaller to fit.
+    let longest = lines
+        .iter()
+        .map(|line| line.chars().count())
+        .max()
+        .unwrap_or(1);
+    let size = if longest > HOWTO_CHARS_AT_FULL_SIZE {
+        HOWTO_FONT * HOWTO_CHARS_AT_FULL_SIZE as f32 / longest as f32
+    } else {
+        HOWTO_FONT
+    };
+    for instruction in &lines {
+        page.text(Font::Sans, size, MARGIN, y, instruction);
         y -= 9.0;
     }
     page
@@ -480,6 +535,7 @@ mod tests {
 
     #[test]
     fn text_is_escaped() {
-        assert_eq!(escape("a(b)c\\d\u{e9}"), "a\\(b\\)c\\\\d?");
+        assert_eq!(escape("a(b)c\\d\u{e9}"), "a\\(b\\)c\\\\d\\351");
+        assert_eq!(escape("\u{153}\u{2068}"), "\\234?");
     }
 }

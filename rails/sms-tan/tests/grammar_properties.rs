@@ -5,8 +5,8 @@
 use offpay_money::Currency;
 use offpay_sms_tan::civil_time::CivilDateTime;
 use offpay_sms_tan::grammar::{
-    Checksum, EncryptedEuin, EncryptedPayee, LimitChange, Password, Payment, PaymentBody,
-    RowChecksum, RowTan, TypedAmount,
+    Checksum, EncryptedEuin, EncryptedPayee, LanguageChoice, LimitChange, Password, Payment,
+    PaymentBody, RowChecksum, RowTan, TypedAmount,
 };
 use offpay_sms_tan::{
     AccountNumber, Euin, Message, PayerRef, Reference, SecurityLevel, Tan, parse,
@@ -211,6 +211,17 @@ fn message() -> impl Strategy<Value = Message> {
                 auth,
             }
         }),
+        (payer(), 0usize..3, row_sum()).prop_map(|(payer, language, auth)| {
+            Message::SetLanguage {
+                payer,
+                language: [
+                    LanguageChoice::English,
+                    LanguageChoice::Swahili,
+                    LanguageChoice::French,
+                ][language],
+                auth,
+            }
+        }),
         Just(Message::Help),
     ]
 }
@@ -260,8 +271,10 @@ proptest! {
     #[test]
     fn arbitrary_text_never_panics_and_replies_fit(text in "\\PC{0,600}") {
         if let Err(error) = parse(&text) {
-            let reply = offpay_sms_tan::reply::malformed(&error, &text);
-            prop_assert!(reply.len() <= 160 && !reply.is_empty());
+            for language in offpay_text::Language::ALL {
+                let reply = offpay_sms_tan::reply::malformed(language, &error, &text);
+                prop_assert!(offpay_text::gsm7::fits_one_sms(&reply) && !reply.is_empty(), "{}", reply);
+            }
         }
         let _ = offpay_sms_tan::redact_sms(&text);
     }
@@ -269,8 +282,10 @@ proptest! {
     #[test]
     fn sms_like_text_never_panics(text in "(PAY|PAYG|PAYC|OK|REG|BAL|LIMIT|LATER|pay)?[0-9 *.,:/#A-Z-]{0,160}") {
         if let Err(error) = parse(&text) {
-            let reply = offpay_sms_tan::reply::malformed(&error, &text);
-            prop_assert!(reply.len() <= 160 && !reply.is_empty());
+            for language in offpay_text::Language::ALL {
+                let reply = offpay_sms_tan::reply::malformed(language, &error, &text);
+                prop_assert!(offpay_text::gsm7::fits_one_sms(&reply) && !reply.is_empty(), "{}", reply);
+            }
         }
     }
 }

@@ -184,3 +184,59 @@ fn grid_columns_sit_under_their_numbers_and_text_is_legible_on_a4() {
         }
     }
 }
+
+/// Issue 24: the envelope printed in each language; French accents print (WinAnsi), and with
+/// poppler installed the text read back is the catalogue's.
+#[test]
+fn the_envelope_prints_in_each_language() {
+    use offpay_sms_tan::pdf::render_explicit_envelopes_pdf_in;
+    use offpay_text::Language;
+    let seed = parse_envelope(include_str!("vectors/seed-002-worked-example.envelope")).unwrap();
+    for (language, raw, read_back) in [
+        (
+            Language::En,
+            "Envelope number \\(EUIN\\)",
+            "Cross out each row once used.",
+        ),
+        (
+            Language::Sw,
+            "Namba ya bahasha \\(EUIN\\)",
+            "Kata kila mstari baada ya kuutumia.",
+        ),
+        (
+            Language::Fr,
+            "Num\\351ro d'enveloppe \\(EUIN\\)",
+            "Barrez chaque ligne une fois utilisée.",
+        ),
+    ] {
+        let pdf = render_explicit_envelopes_pdf_in(
+            language,
+            std::slice::from_ref(&seed),
+            &PdfOptions::default(),
+            &mut |_, _| {},
+        );
+        let bytes = String::from_utf8_lossy(&pdf);
+        assert!(bytes.contains(raw), "{language:?}: {raw} not in the PDF");
+        let directory = std::env::temp_dir().join(format!(
+            "offpay-sms-tan-pdf-{}-{}",
+            std::process::id(),
+            language.code()
+        ));
+        std::fs::create_dir_all(&directory).unwrap();
+        let path = directory.join("envelope.pdf");
+        std::fs::write(&path, &pdf).unwrap();
+        match std::process::Command::new("pdftotext")
+            .arg(&path)
+            .arg("-")
+            .output()
+        {
+            Ok(output) if output.status.success() => {
+                let text = String::from_utf8_lossy(&output.stdout);
+                assert!(text.contains(read_back), "{language:?}: {text}");
+                assert!(text.contains("263 999 12345"), "{text}");
+            }
+            _ => eprintln!("pdftotext not installed: raw checks only"),
+        }
+        std::fs::remove_dir_all(&directory).unwrap();
+    }
+}

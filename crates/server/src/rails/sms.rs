@@ -15,6 +15,7 @@
 pub mod cache;
 pub mod gateway;
 pub mod inbound;
+pub mod language;
 pub mod operator;
 pub use operator::seal_at_start;
 pub mod web;
@@ -174,6 +175,7 @@ pub struct SmsRail {
     /// Envelope and account records of this process's recent reads and commits.
     pub cache: Arc<cache::RecordCache>,
     operator_ready: std::sync::Mutex<Vec<Currency>>,
+    default_language: offpay_text::Language,
 }
 
 fn io_error(context: String) -> impl FnOnce(std::io::Error) -> StartError {
@@ -268,6 +270,7 @@ impl SmsRail {
                     config.default_country,
                 )
             })
+            .map(|operator| operator.with_default_language(config.default_language))
             .map_err(|error| {
                 StartError::Config(crate::config::ConfigError::Invalid {
                     setting: "sms master key",
@@ -300,6 +303,7 @@ impl SmsRail {
             fingerprint,
             cache: Arc::new(cache::RecordCache::new(inputs.clock.clone())),
             operator_ready: std::sync::Mutex::new(Vec::new()),
+            default_language: config.default_language,
         })
     }
 
@@ -333,6 +337,7 @@ impl SmsRail {
             config.currency,
             config.default_country,
         )
+        .map(|operator| operator.with_default_language(self.default_language))
     }
 
     /// Puts `operator` (built by [`SmsRail::operator_for`]) in force.
@@ -482,7 +487,7 @@ pub fn device_routes() -> Router<Arc<AppState>> {
 
 /// Operator routes (mounted under `/api/v1`, behind the operator token).
 pub fn operator_routes() -> crate::routes::OperatorRoutes {
-    operator::routes()
+    operator::routes().merge(language::routes())
 }
 
 /// Background work: the outbound queue worker and the scheduler (scheduled payments, expired

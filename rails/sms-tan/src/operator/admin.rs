@@ -273,6 +273,24 @@ fn limit(text: &str, currency: Currency) -> Result<Option<Amount>, OperatorError
         .map_err(|error| OperatorError::invalid("invalid_amount", format!("{text:?}: {error}")))
 }
 
+/// The operator sets an account's language (`None`: back to the operator's default). The
+/// language is part of the sealed settings, so it is resealed as it is written.
+pub fn decide_language(
+    loaded: Loaded<AccountRecord>,
+    number: &AccountNumber,
+    language: Option<offpay_text::Language>,
+    master: &MasterKey,
+) -> Result<Decision<AccountRecord>, OperatorError> {
+    let Some(mut record) = loaded.value.clone() else {
+        return Err(OperatorError::not_found("sms_account", number));
+    };
+    record.language = language;
+    record.seal_settings(master, &loaded.key);
+    let mut effects = Effects::new();
+    effects.write(loaded.write(&record)?);
+    Ok(Decision::commit(effects, record))
+}
+
 /// Changes an account as the operator asks, written only if unchanged since read; phones in
 /// national form are read in `country`.
 pub fn decide_account_changes(

@@ -292,6 +292,12 @@ pub fn apply(input: ApplyInput<'_>) -> Result<Option<Applied>, OperatorError> {
                 };
                 record.dialback_threshold = Some(*threshold);
             }
+            Effect::SetLanguage { account, language } => {
+                let Some(record) = changed.account(account) else {
+                    return Ok(None);
+                };
+                record.language = Some(*language);
+            }
             Effect::SetAlwaysCallback { account, on } => {
                 let Some(record) = changed.account(account) else {
                     return Ok(None);

@@ -284,10 +284,14 @@ impl InboundLoad {
         };
         for effect in &outcome.effects {
             if let Effect::SendStatement { account, to } = effect {
-                let currency =
-                    Loaded::<AccountRecord>::read(store, &records::account_key(account))?
-                        .value
-                        .map_or(self.operator.server_currency(), |record| record.currency);
+                let record =
+                    Loaded::<AccountRecord>::read(store, &records::account_key(account))?.value;
+                let currency = record
+                    .as_ref()
+                    .map_or(self.operator.server_currency(), |record| record.currency);
+                let language = record
+                    .and_then(|record| record.language)
+                    .unwrap_or(self.operator.default_language());
                 let (entries, balance) = statement_entries(
                     store,
                     account,
@@ -295,7 +299,7 @@ impl InboundLoad {
                     self.operator.utc_offset_minutes(),
                     STATEMENT_ENTRIES_MAX,
                 )?;
-                statements.push((to.clone(), reply::statement(&entries, &balance)));
+                statements.push((to.clone(), reply::statement(language, &entries, &balance)));
             }
         }
         Ok(statements)
@@ -719,6 +723,69 @@ mod tests {
         assert!(text.contains("FROM cash KES 10000.00"), "{text}");
         assert!(text.contains(" 2026-09-2"), "{text}");
         assert_eq!(text.matches("ref ").count(), 2, "{text}");
+    }
+
+    #[test]
+    fn lang_sets_the_account_language_and_every_later_text_speaks_it() {
+        let mut world = World::new();
+        let set = signed(&world, &format!("LUGHA {PAYER_EUIN} SW 1 000000"));
+        let answer = world.sms(PAYER_PHONE, &set);
+        assert_eq!(answer.summary.verdict, Answered::Accepted);
+        assert!(
+            answer.replies[0].starts_with("IMEFANIKIWA: lugha Kiswahili. BANK ROW "),
+            "{:?}",
+            answer.replies
+        );
+        assert_eq!(
+            world.account(PAYER).language,
+            Some(offpay_text::Language::Sw)
+        );
+        let balance = format!("BAL {PAYER_EUIN} 3 {}", tan(&world, 3));
+        let answer = world.sms(PAYER_PHONE, &balance);
+        assert!(
+            answer.replies[0].starts_with("Salio lako ni KES "),
+            "{:?}",
+            answer.replies
+        );
+        let paid = world.sms(PAYER_PHONE, &world.low(PAYEE, "120", 4));
+        assert!(
+            paid.replies[0].starts_with("UMELIPA "),
+            "{:?}",
+            paid.replies
+        );
+        let statement = format!("STMT {PAYER_EUIN} 5 {}", tan(&world, 5));
+        let text = world.sms(PAYER_PHONE, &statement).replies.join(" ");
+        assert!(text.starts_with("TAARIFA "), "{text}");
+        assert!(
+            text.contains(&format!("KWA {PAYEE} KES 120.00 ada 10.00 ref ")),
+            "{text}"
+        );
+        assert!(text.contains("KUTOKA taslimu KES 10000.00"), "{text}");
+        // The payee chose nothing: its notice is in the operator's default, English.
+        assert_eq!(world.account(PAYEE).language, None);
+    }
+
+    #[test]
+    fn a_rewritten_language_is_refused_and_changes_nothing() {
+        let mut world = World::new();
+        // The holder signs SW; an interceptor rewrites it to FR (and to EN) on its way.
+        for (row, other) in [(1, " FR "), (2, " EN "), (3, " LANGUE ")] {
+            let set = signed(&world, &format!("LANG {PAYER_EUIN} SW {row} 000000"));
+            let rewritten = if other == " LANGUE " {
+                // The keyword is not covered but the value is: FRANCAIS for SW.
+                set.replace(" SW ", " FRANCAIS ")
+            } else {
+                set.replace(" SW ", other)
+            };
+            let answer = world.sms(PAYER_PHONE, &rewritten);
+            assert_eq!(answer.summary.verdict, Answered::Refused, "{rewritten}");
+            assert!(
+                answer.replies[0].contains("changed on its way"),
+                "{:?}",
+                answer.replies
+            );
+            assert_eq!(world.account(PAYER).language, None);
+        }
     }
 
     #[test]

@@ -147,6 +147,18 @@ impl Operator {
         self.default_country
     }
 
+    /// Texts to accounts that chose no language, and replies before an account is known, in
+    /// `language` (the server's `--default-language`).
+    pub fn with_default_language(mut self, language: offpay_text::Language) -> Operator {
+        self.engine.set_default_language(language);
+        self
+    }
+
+    /// The language of texts to accounts that chose none.
+    pub fn default_language(&self) -> offpay_text::Language {
+        self.engine.default_language()
+    }
+
     /// The verification engine.
     pub fn engine(&self) -> &Engine {
         &self.engine

@@ -29,6 +29,13 @@ use crate::posting::{Reference, TransferId};
 pub const NAMESPACE: &str = "sms";
 /// Format version of the records whose shape has not changed since the first release.
 pub const FORMAT_VERSION: u32 = 1;
+/// Format version of account records: 2 added the holder's language. A record without a
+/// language is still written at version 1 (byte for byte as before); version 1 records read
+/// as "the operator's default language".
+pub const ACCOUNT_FORMAT_VERSION: u32 = 2;
+/// Format version of pending-callback records: 2 added the payer's language (written only when
+/// set, as for accounts).
+pub const PENDING_FORMAT_VERSION: u32 = 2;
 /// Longest gateway message id kept as is in a key; longer ids are hashed.
 pub const MESSAGE_ID_KEY_BYTES_MAX: usize = 128;
 /// Prefix of ledger account ids of SMS accounts: `sms:901020377865`.
@@ -402,6 +409,8 @@ pub struct AccountRecord {
     pub require_pay_number: bool,
     /// The envelope in use.
     pub current_envelope: Option<Euin>,
+    /// The language of the holder's texts (`None`: the operator's default). Format version 2.
+    pub language: Option<offpay_text::Language>,
     /// Today's and this week's payments, kept with the account and updated in the same batch as
     /// every payment, so limits need no ledger scan.
     pub spending: SpendingWindow,
@@ -476,6 +485,9 @@ struct AccountWire {
     created_at_ms: u64,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     settings_mac: String,
+    /// Version 2: the holder's language code (`en`, `sw`, `fr`); absent: the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    language: Option<String>,
 }
 
 /// What an account's settings MAC covers.
@@ -492,6 +504,9 @@ struct AccountSettingsWire<'a> {
     always_callback: bool,
     require_pay_number: bool,
     current_envelope: &'a Option<String>,
+    // Absent when unset, so the MACs of records written before languages still match.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    language: &'a Option<String>,
 }
 
 impl AccountRecord {
@@ -512,6 +527,7 @@ impl AccountRecord {
             always_callback: wire.always_callback,
             require_pay_number: wire.require_pay_number,
             current_envelope: &wire.current_envelope,
+            language: &wire.language,
         })
     }
 
@@ -550,6 +566,7 @@ impl AccountRecord {
             always_callback: false,
             require_pay_number: false,
             current_envelope: None,
+            language: None,
             spending: SpendingWindow::empty(currency),
             web_password: None,
             web_failures: 0,
@@ -580,6 +597,7 @@ impl AccountRecord {
         view.dialback_threshold = self.dialback_threshold;
         view.always_callback = self.always_callback;
         view.require_pay_number = self.require_pay_number;
+        view.language = self.language;
         view
     }
 
@@ -591,7 +609,11 @@ impl AccountRecord {
     fn wire(&self) -> AccountWire {
         let spending = &self.spending;
         AccountWire {
-            version: FORMAT_VERSION,
+            version: if self.language.is_some() {
+                ACCOUNT_FORMAT_VERSION
+            } else {
+                FORMAT_VERSION
+            },
             receive_number: self.receive_number.to_string(),
             pay_tag: hex::encode(self.pay_tag),
             currency: self.currency.code().to_owned(),
@@ -622,6 +644,7 @@ impl AccountRecord {
             } else {
                 hex::encode(self.settings_mac)
             },
+            language: self.language.map(|language| language.code().to_owned()),
         }
     }
 
@@ -685,6 +708,13 @@ impl AccountRecord {
                 .as_deref()
                 .map(|text| field::<Self, _, _>(key, "current_envelope", Euin::parse(text)))
                 .transpose()?,
+            language: wire
+                .language
+                .as_deref()
+                .map(|code| {
+                    field::<Self, _, _>(key, "language", code.parse::<offpay_text::Language>())
+                })
+                .transpose()?,
             spending,
             web_password: wire.web_password,
             web_failures: wire.web_failures,
@@ -696,7 +726,7 @@ impl AccountRecord {
     }
 }
 
-json_record!(AccountRecord, FORMAT_VERSION);
+json_record!(AccountRecord, ACCOUNT_FORMAT_VERSION);
 
 /// The pay-number index entry: the receive number of the account whose pay number has the tag in
 /// the key. Stored as a bare JSON string (format version 1, implicit).
@@ -781,6 +811,9 @@ struct PendingWire {
     reply_to: String,
     #[serde(default)]
     mac: String,
+    /// Version 2: the payer's language code; absent: the operator's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    language: Option<String>,
 }
 
 /// What a record's MAC covers: its JSON with the MAC left empty.
@@ -824,7 +857,11 @@ impl PendingRecord {
     fn wire(&self) -> PendingWire {
         let pending = &self.callback;
         PendingWire {
-            version: FORMAT_VERSION,
+            version: if pending.language.is_some() {
+                PENDING_FORMAT_VERSION
+            } else {
+                FORMAT_VERSION
+            },
             euin: pending.euin.to_string(),
             callback_row: pending.callback_row,
             instruction_row: pending.instruction_row,
@@ -840,6 +877,7 @@ impl PendingRecord {
                 .map(|(civil, unix)| (civil_text(&civil), unix.0)),
             reply_to: self.reply_to.to_string(),
             mac: hex::encode(self.mac),
+            language: pending.language.map(|language| language.code().to_owned()),
         }
     }
 
@@ -870,6 +908,13 @@ impl PendingRecord {
                 amount: amount::<Self>(key, "amount", wire.amount_minor, currency)?,
                 created_at: UnixSeconds(wire.created_at),
                 due,
+                language: wire
+                    .language
+                    .as_deref()
+                    .map(|code| {
+                        field::<Self, _, _>(key, "language", code.parse::<offpay_text::Language>())
+                    })
+                    .transpose()?,
             },
             reply_to: field::<Self, _, _>(key, "reply_to", PhoneNumber::parse(&wire.reply_to))?,
             // A missing or malformed MAC reads as one that does not match.
@@ -878,7 +923,7 @@ impl PendingRecord {
     }
 }
 
-json_record!(PendingRecord, FORMAT_VERSION);
+json_record!(PendingRecord, PENDING_FORMAT_VERSION);
 
 /// A scheduled payment as stored, with its MAC under a key derived from the master key
 /// ([`MasterKey::record_mac`]) over its key and content.

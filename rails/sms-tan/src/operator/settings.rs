@@ -72,6 +72,8 @@ impl Settings {
             dialback_defaults: self.dialback_defaults.clone(),
             rates: self.rates.clone(),
             utc_offset_minutes: self.utc_offset_minutes,
+            // The server's `--default-language` ([`crate::operator::Operator::with_default_language`]).
+            default_language: offpay_text::Language::default(),
         }
     }
 

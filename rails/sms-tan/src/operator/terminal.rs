@@ -337,7 +337,12 @@ pub fn decide_terminal(
         return Ok(Decision::commit(
             Effects::new(),
             TerminalAnswer::PayerRefused {
-                message: reply::refused(&Refusal::NotAuthenticated, None, false),
+                message: reply::refused(
+                    operator.default_language(),
+                    &Refusal::NotAuthenticated,
+                    None,
+                    false,
+                ),
             },
         ));
     };
@@ -362,6 +367,8 @@ pub fn decide_terminal(
         amount,
         payer_phone: plan.payer_phone.clone(),
     };
+    // What the terminal or the web page shows, in the payer's language.
+    let lang = operator.engine().language_of(&payer.account);
     let outcome = operator
         .engine()
         .pay_at_terminal(&payment, payer, payee, seconds(now));
@@ -371,13 +378,20 @@ pub fn decide_terminal(
             let shown = reference.map(|reference| reference.to_string());
             (
                 Answered::Accepted,
-                format!("PAID {amount} REF {}", shown.unwrap_or_default()),
+                offpay_text::text(
+                    lang,
+                    offpay_text::web::PAID,
+                    &[
+                        ("amount", &amount),
+                        ("reference", &shown.unwrap_or_default()),
+                    ],
+                ),
                 reference,
             )
         }
         Verdict::Refused(refusal) => (
             Answered::Refused,
-            reply::refused(refusal, None, false),
+            reply::refused(lang, refusal, None, false),
             None,
         ),
         Verdict::Malformed(_) => (

@@ -34,6 +34,7 @@ use offpay_sms_tan::operator::web::{
     self as rules, LoginAttempt, LoginLoad, LoginResult, SESSION_SECONDS, random_token,
     session_current, session_key_of, token_matches,
 };
+use offpay_text::{Language, web as text};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -112,14 +113,29 @@ fn escape(text: &str) -> String {
     out
 }
 
+/// Text `id` in `lang`, HTML-escaped.
+fn say(lang: Language, id: offpay_text::Id) -> String {
+    escape(&offpay_text::text(lang, id, &[]))
+}
+
+/// The language of a page before login: `lang` as asked (the language links), else the
+/// operator's default.
+fn language_asked(state: &AppState, asked: Option<&str>) -> Language {
+    asked
+        .and_then(|text| text.parse().ok())
+        .unwrap_or_else(|| state.rails.sms.operator().default_language())
+}
+
 fn page(
+    lang: Language,
     title: &str,
     body: &str,
     extra_headers: Vec<(header::HeaderName, HeaderValue)>,
 ) -> Response {
     let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{}</title>\
+        "<!doctype html><html lang=\"{}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{}</title>\
 <style>body{{font-family:sans-serif;max-width:46em;margin:2em auto;padding:0 1em}}table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #ccc;padding:.3em;text-align:left}}td.n{{text-align:right}}.err{{color:#a00}}label{{display:block;margin:.5em 0}}</style></head><body>{body}</body></html>",
+        lang.code(),
         escape(title)
     );
     let mut response = (StatusCode::OK, html).into_response();
@@ -167,29 +183,62 @@ async fn home(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respons
     }
 }
 
-fn login_form(csrf: &str, error: Option<&str>) -> String {
+fn login_form(lang: Language, csrf: &str, error: Option<offpay_text::Id>) -> String {
     let error = error
-        .map(|text| format!("<p class=\"err\" id=\"error\">{}</p>", escape(text)))
+        .map(|id| format!("<p class=\"err\" id=\"error\">{}</p>", say(lang, id)))
         .unwrap_or_default();
+    let links: Vec<String> = Language::ALL
+        .iter()
+        .map(|other| {
+            format!(
+                "<a href=\"/sms/web/login?lang={}\" hreflang=\"{}\" lang=\"{}\">{}</a>",
+                other.code(),
+                other.code(),
+                other.code(),
+                escape(other.name())
+            )
+        })
+        .collect();
     format!(
-        "<h1>Your account</h1>{error}<form method=\"post\" action=\"/sms/web/login\" autocomplete=\"off\">\
-<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-<label>Account number <input name=\"account\" id=\"account\" inputmode=\"numeric\" maxlength=\"14\" required></label>\
-<label>Password (set by SMS: PASSWORD envelope row SUM password) <input type=\"password\" name=\"password\" id=\"password\" maxlength=\"32\" required></label>\
-<label>An unused row of your envelope <input name=\"row\" id=\"row\" inputmode=\"numeric\" maxlength=\"2\" required></label>\
-<label>Its TAN <input type=\"password\" name=\"tan\" id=\"tan\" inputmode=\"numeric\" maxlength=\"3\" required></label>\
-<button type=\"submit\" id=\"login\">Log in</button></form><p>The row is used up by logging in: cross it out.</p>"
+        "<p id=\"languages\">{} {}</p>\
+<h1>{}</h1>{error}<form method=\"post\" action=\"/sms/web/login\" autocomplete=\"off\">\
+<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"lang\" value=\"{}\">\
+<label>{} <input name=\"account\" id=\"account\" inputmode=\"numeric\" maxlength=\"14\" required></label>\
+<label>{} <input type=\"password\" name=\"password\" id=\"password\" maxlength=\"32\" required></label>\
+<label>{} <input name=\"row\" id=\"row\" inputmode=\"numeric\" maxlength=\"2\" required></label>\
+<label>{} <input type=\"password\" name=\"tan\" id=\"tan\" inputmode=\"numeric\" maxlength=\"3\" required></label>\
+<button type=\"submit\" id=\"login\">{}</button></form><p>{}</p>",
+        say(lang, text::LANGUAGE),
+        links.join(" | "),
+        say(lang, text::YOUR_ACCOUNT),
+        lang.code(),
+        say(lang, text::ACCOUNT_NUMBER),
+        say(lang, text::PASSWORD),
+        say(lang, text::UNUSED_ROW),
+        say(lang, text::ITS_TAN),
+        say(lang, text::LOG_IN),
+        say(lang, text::LOGIN_USES_ROW),
     )
+}
+
+/// Query of the login page: the language asked for.
+#[derive(Debug, Deserialize)]
+pub struct LoginQuery {
+    lang: Option<String>,
 }
 
 async fn login_page(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    query: Result<Query<LoginQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let asked = query.ok().and_then(|Query(query)| query.lang);
+    let lang = language_asked(&state, asked.as_deref());
     let csrf = random_hex(&state)?;
     Ok(page(
-        "Log in",
-        &login_form(&csrf, None),
+        lang,
+        &offpay_text::text(lang, text::TITLE_LOGIN, &[]),
+        &login_form(lang, &csrf, None),
         vec![(
             header::SET_COOKIE,
             set_cookie(LOGIN_COOKIE, &csrf, SESSION_SECONDS, &headers),
@@ -205,6 +254,9 @@ pub struct LoginForm {
     password: String,
     row: String,
     tan: String,
+    /// The language the form was shown in.
+    #[serde(default)]
+    lang: Option<String>,
 }
 
 impl std::fmt::Debug for LoginForm {
@@ -213,18 +265,18 @@ impl std::fmt::Debug for LoginForm {
     }
 }
 
-const LOGIN_FAILED: &str = "Login failed: the account number, password, row or TAN is wrong.";
-
 async fn login(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, ApiError> {
     let fresh = random_hex(&state)?;
-    let again = |message: &str| {
+    let lang = language_asked(&state, form.lang.as_deref());
+    let again = |message: offpay_text::Id| {
         page(
-            "Log in",
-            &login_form(&fresh, Some(message)),
+            lang,
+            &offpay_text::text(lang, text::TITLE_LOGIN, &[]),
+            &login_form(lang, &fresh, Some(message)),
             vec![(
                 header::SET_COOKIE,
                 set_cookie(LOGIN_COOKIE, &fresh, SESSION_SECONDS, &headers),
@@ -233,11 +285,11 @@ async fn login(
     };
     let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
     if !token_matches(&expected, &form.csrf) {
-        return Ok(again("Your login form expired. Please try again."));
+        return Ok(again(text::FORM_EXPIRED));
     }
     let Some(attempt) = LoginAttempt::parse(&form.account, &form.password, &form.row, &form.tan)
     else {
-        return Ok(again(LOGIN_FAILED));
+        return Ok(again(text::LOGIN_FAILED));
     };
     let attempt = Arc::new(attempt);
     let rail = &state.rails.sms;
@@ -295,9 +347,7 @@ async fn login(
     let answer = match result {
         Ok(answer) => answer,
         Err(SmsFailure(error)) if error.code == "busy" => {
-            return Ok(again(
-                "Your envelope was busy. Please try again with another row.",
-            ));
+            return Ok(again(text::ENVELOPE_BUSY));
         }
         Err(SmsFailure(error)) => return Err(error),
     };
@@ -318,14 +368,10 @@ async fn login(
                 ],
             ));
         }
-        LoginResult::Blocked => {
-            "Web login is blocked after too many wrong passwords. Set a new one by SMS: PASSWORD envelope row TAN password."
-        }
-        LoginResult::EnvelopeLocked => {
-            "Your envelope is locked after too many wrong codes. Visit an agent with your ID."
-        }
-        LoginResult::RowUsed => "That row was used before. Use a row you have not crossed out.",
-        LoginResult::Failed => LOGIN_FAILED,
+        LoginResult::Blocked => text::LOGIN_BLOCKED,
+        LoginResult::EnvelopeLocked => text::ENVELOPE_LOCKED,
+        LoginResult::RowUsed => text::ROW_USED,
+        LoginResult::Failed => text::LOGIN_FAILED,
     };
     Ok(again(message))
 }
@@ -384,16 +430,33 @@ async fn statement(
         return Ok(redirect("/sms/web/login", Vec::new()));
     };
     let currency: Currency = record.currency;
+    let lang = record
+        .language
+        .unwrap_or_else(|| rail.operator().default_language());
     let decimal = |minor: i128| offpay_ledger::Decimal::new(minor, currency).to_string();
     let mut body = String::new();
     let _ = write!(
         body,
-        "<h1>Account {}</h1><p>Balance: <strong id=\"balance\">{} {}</strong></p>",
-        escape(&record.receive_number.to_string()),
+        "<h1>{}</h1><p>{} <strong id=\"balance\">{} {}</strong></p>",
+        escape(&offpay_text::text(
+            lang,
+            text::ACCOUNT_HEADING,
+            &[("number", &record.receive_number)]
+        )),
+        say(lang, text::BALANCE),
         escape(currency.code()),
         escape(&decimal(i128::from(ledger_account.balance())))
     );
-    body.push_str("<table id=\"statement\"><thead><tr><th>Date</th><th>Counterparty</th><th>What</th><th>Reference</th><th>Amount</th><th>Fee</th></tr></thead><tbody>");
+    let _ = write!(
+        body,
+        "<table id=\"statement\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
+        say(lang, text::COLUMN_DATE),
+        say(lang, text::COLUMN_COUNTERPARTY),
+        say(lang, text::COLUMN_WHAT),
+        say(lang, text::COLUMN_REFERENCE),
+        say(lang, text::COLUMN_AMOUNT),
+        say(lang, text::COLUMN_FEE),
+    );
     let id = records::ledger_account(&account);
     for entry in &history {
         let transfer = &entry.transfer;
@@ -414,9 +477,11 @@ async fn statement(
         let is_fee = transfer.memo.starts_with("sms fee ");
         let counterparty = match other.as_str().strip_prefix(records::LEDGER_PREFIX) {
             Some(number) => number.to_owned(),
-            None if is_fee => "fee".to_owned(),
-            None if transfer.memo.starts_with("sms exchange") => "exchange".to_owned(),
-            None => "cash".to_owned(),
+            None if is_fee => offpay_text::text(lang, text::COUNTERPARTY_FEE, &[]),
+            None if transfer.memo.starts_with("sms exchange") => {
+                offpay_text::text(lang, text::COUNTERPARTY_EXCHANGE, &[])
+            }
+            None => offpay_text::text(lang, text::COUNTERPARTY_CASH, &[]),
         };
         // An SMS payment's fee is its own leg: shown in the fee column, under the payment's
         // reference (its memo's), never as a payment.
@@ -448,29 +513,43 @@ async fn statement(
     {
         let _ = write!(
             body,
-            "<p><a href=\"/sms/web/statement?before={}\" id=\"older\">Older entries</a></p>",
-            last.sequence
+            "<p><a href=\"/sms/web/statement?before={}\" id=\"older\">{}</a></p>",
+            last.sequence,
+            say(lang, text::OLDER)
         );
     }
     let request_id = random_hex(&state)?;
     let _ = write!(
         body,
-        "<h2>Pay</h2><form method=\"post\" action=\"/sms/web/pay\" autocomplete=\"off\">\
+        "<h2>{}</h2><form method=\"post\" action=\"/sms/web/pay\" autocomplete=\"off\">\
 <input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"request\" value=\"{}\">\
-<label>Payee account number <input name=\"payee\" id=\"payee\" inputmode=\"numeric\" maxlength=\"14\" required></label>\
-<label>Amount <input name=\"amount\" id=\"amount\" inputmode=\"decimal\" maxlength=\"20\" required></label>\
-<label>An unused row of your envelope <input name=\"row\" id=\"pay_row\" inputmode=\"numeric\" maxlength=\"2\" required></label>\
-<label>Its TAN <input type=\"password\" name=\"tan\" id=\"pay_tan\" inputmode=\"numeric\" maxlength=\"3\" required></label>\
-<button type=\"submit\" id=\"pay\">Pay</button></form><p>The row is used up by paying: cross it out.</p>",
+<label>{} <input name=\"payee\" id=\"payee\" inputmode=\"numeric\" maxlength=\"14\" required></label>\
+<label>{} <input name=\"amount\" id=\"amount\" inputmode=\"decimal\" maxlength=\"20\" required></label>\
+<label>{} <input name=\"row\" id=\"pay_row\" inputmode=\"numeric\" maxlength=\"2\" required></label>\
+<label>{} <input type=\"password\" name=\"tan\" id=\"pay_tan\" inputmode=\"numeric\" maxlength=\"3\" required></label>\
+<button type=\"submit\" id=\"pay\">{}</button></form><p>{}</p>",
+        say(lang, text::PAY_HEADING),
         escape(&session.csrf),
-        escape(&request_id)
+        escape(&request_id),
+        say(lang, text::PAYEE),
+        say(lang, text::AMOUNT),
+        say(lang, text::UNUSED_ROW),
+        say(lang, text::ITS_TAN),
+        say(lang, text::PAY),
+        say(lang, text::PAY_USES_ROW),
     );
     let _ = write!(
         body,
-        "<form method=\"post\" action=\"/sms/web/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\" id=\"logout\">Log out</button></form>",
-        escape(&session.csrf)
+        "<form method=\"post\" action=\"/sms/web/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\" id=\"logout\">{}</button></form>",
+        escape(&session.csrf),
+        say(lang, text::LOG_OUT)
     );
-    Ok(page("Statement", &body, Vec::new()))
+    Ok(page(
+        lang,
+        &offpay_text::text(lang, text::TITLE_STATEMENT, &[]),
+        &body,
+        Vec::new(),
+    ))
 }
 
 /// The logout form.
@@ -566,11 +645,32 @@ async fn pay(
             }
         }
     };
+    let account = session.account;
+    let lang = state
+        .ledger
+        .read(move |store| {
+            Ok(Loaded::<AccountRecord>::read(
+                store,
+                &records::account_key(&account),
+            ))
+        })
+        .await?
+        .ok()
+        .and_then(|loaded| loaded.value)
+        .and_then(|record| record.language)
+        .unwrap_or_else(|| operator.default_language());
     let body = format!(
-        "<h1>Payment</h1><p id=\"result\">{}</p><p><a href=\"/sms/web/statement\" id=\"back\">Back to the statement</a></p>",
-        escape(&message)
+        "<h1>{}</h1><p id=\"result\">{}</p><p><a href=\"/sms/web/statement\" id=\"back\">{}</a></p>",
+        say(lang, text::PAYMENT_HEADING),
+        escape(&message),
+        say(lang, text::BACK)
     );
-    Ok(page("Payment", &body, Vec::new()))
+    Ok(page(
+        lang,
+        &offpay_text::text(lang, text::TITLE_PAYMENT, &[]),
+        &body,
+        Vec::new(),
+    ))
 }
 
 async fn logout(

@@ -1,0 +1,3 @@
+//! The microcheck area's texts (`locales/*/microcheck.ftl`).
+
+crate::messages! {}

@@ -1,0 +1,3 @@
+//! The purse area's texts (`locales/*/purse.ftl`).
+
+crate::messages! {}

@@ -1,0 +1,3 @@
+//! The wallet area's texts (`locales/*/wallet.ftl`).
+
+crate::messages! {}
