@@ -1071,6 +1071,54 @@ mod tests {
         );
     }
 
+    /// Issue 24: the operator's phones are kept in E.164 (two spellings of one phone are bound
+    /// once); a binding an earlier release stored as typed (`0700000001`) does not match the
+    /// sender, who arrives in E.164: it fails closed, and setting it again through the API heals it.
+    #[test]
+    fn bound_phones_are_e164_and_an_earlier_national_binding_fails_closed() {
+        let mut world = World::new();
+        let key = records::account_key(&number(PAYER));
+        let changes: AccountChanges =
+            serde_json::from_str(r#"{"bound_phones":["0700 000 001","+254700000001"]}"#).unwrap();
+        let loaded = Loaded::<AccountRecord>::read(&mut world.store, &key).unwrap();
+        let Decision::Commit { effects, reply } = decide_account_changes(
+            loaded,
+            &number(PAYER),
+            &changes,
+            world.operator.master(),
+            kenya(),
+        )
+        .unwrap() else {
+            panic!("a change commits")
+        };
+        assert_eq!(reply.bound_phones, vec![phone(PAYER_PHONE)]);
+        assert!(commit(&mut world.store, effects, world.now));
+        let balance = format!("BAL {PAYER_EUIN}");
+        assert_eq!(
+            world.sms(PAYER_PHONE, &balance).summary.verdict,
+            Answered::Accepted
+        );
+        // As an earlier release stored it: the national form, sealed.
+        let loaded = Loaded::<AccountRecord>::read(&mut world.store, &key).unwrap();
+        let mut record = loaded.value.clone().unwrap();
+        record.bound_phones = vec![phone("0700000001")];
+        record.seal_settings(world.operator.master(), &key);
+        let mut effects = Effects::new();
+        effects.write(loaded.write(&record).unwrap());
+        assert!(commit(&mut world.store, effects, world.now));
+        assert_eq!(
+            world.sms(PAYER_PHONE, &balance).summary.verdict,
+            Answered::Refused
+        );
+        assert_eq!(
+            world
+                .sms(PAYER_PHONE, &world.low(PAYEE, "5", 1))
+                .summary
+                .verdict,
+            Answered::Refused
+        );
+    }
+
     #[test]
     fn account_changes_are_checked_and_written_only_over_what_was_read() {
         let mut world = World::new();
