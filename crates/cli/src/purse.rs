@@ -428,7 +428,11 @@ fn parse_phone_from(text: &str, home: Phone) -> Result<Phone, CliError> {
         });
     };
     let e164 = normalise(text, country)
-        .map_err(|error| CliError::Local(format!("the phone number {text:?} {error}")))?;
+        .map_err(|error| {
+            CliError::Local(format!(
+                "the phone number {text:?} {error}; type it in international form such as +254700000001, or national such as 0700000001"
+            ))
+        })?;
     Phone::parse(e164.as_str()).map_err(|_| {
         CliError::Purse(PurseError::PhoneNumber).with_context(&format!(
             "{text:?} is not a phone number: type it in international form such as +254700000001, or national such as 0700000001"
