@@ -36,6 +36,7 @@ pub fn run(args: DemoArgs) -> ExitCode {
         tls_key: None,
         approval_above: None,
         sms_gateway: None,
+        default_country: None,
         default_language: None,
     };
     let config = match serve.resolve() {

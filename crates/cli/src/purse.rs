@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
+use offpay_operator::phone::{Country, normalise};
 use offpay_purse::apdu::{AnswerSummary, PurseCard, PurseStatus};
 use offpay_purse::se::{self, DeviceSecret, SealParams, SoftwareSecureElement};
 use offpay_purse::{
@@ -418,10 +419,25 @@ fn open_card(args: &PurseArgs, pin: &Pin) -> Result<Card, CliError> {
     Ok(PurseCard::new(element, now())?)
 }
 
-/// A number as typed: international (`+254700000001`) or national (`0700000001`, taking the
-/// country code of the purse's own number).
+/// A number as typed: international (`+254700000001`, `00254…`) or national (`0700000001`), read
+/// in the country of the purse's own number and made E.164 as the server keeps it, so that both
+/// purses of a payment put the same number in their codes.
 fn parse_phone_from(text: &str, home: Phone) -> Result<Phone, CliError> {
-    Phone::parse_from(text.trim(), home).map_err(|_| {
+    let Some(country) = Country::of_e164(&home.to_string()) else {
+        // A home number of no known country: the purse's own rule (its country code).
+        return Phone::parse_from(text.trim(), home).map_err(|_| {
+            CliError::Local(format!(
+                "{text:?} is not a phone number: type it in international form such as +254700000001"
+            ))
+        });
+    };
+    let e164 = normalise(text, country)
+        .map_err(|error| {
+            CliError::Local(format!(
+                "the phone number {text:?} {error}; type it in international form such as +254700000001, or national such as 0700000001"
+            ))
+        })?;
+    Phone::parse(e164.as_str()).map_err(|_| {
         CliError::Purse(PurseError::PhoneNumber).with_context(&format!(
             "{text:?} is not a phone number: type it in international form such as +254700000001, or national such as 0700000001"
         ))
@@ -1457,13 +1473,17 @@ fn admin_fail(json: bool, message: &str, error: Option<&CallError>) -> ExitCode 
     error.map_or(ExitCode::FAILURE, crate::exit::for_call)
 }
 
-fn purse_path(phone: &str) -> Result<(Phone, String), String> {
-    let phone = Phone::parse(phone.trim()).map_err(|_| {
-        format!("{phone:?} is not a phone number in international form such as +254700000001")
-    })?;
+/// A purse's phone as the operator wrote it (`0711000003`, `+254 711 000 003`) and its API path:
+/// the server reads it in its default country, so every spelling names the same purse, and says
+/// what is wrong with a number it cannot read.
+fn purse_path(phone: &str) -> Result<(String, String), String> {
+    let written = phone.trim();
+    if written.is_empty() {
+        return Err("a purse's phone number is needed, such as +254700000001 or 0700000001".into());
+    }
     Ok((
-        phone,
-        format!("/api/v1/purse/purses/{}", path_segment(&phone.to_string())),
+        written.to_owned(),
+        format!("/api/v1/purse/purses/{}", path_segment(written)),
     ))
 }
 
@@ -1500,9 +1520,11 @@ fn provision(
     let answer = client
         .post(
             "/api/v1/purse/purses",
-            &json!({ "phone": phone.to_string(), "kind": if agent { "agent" } else { "customer" } }),
+            &json!({ "phone": phone, "kind": if agent { "agent" } else { "customer" } }),
         )
         .map_err(|error| (error.to_string(), Some(error)))?;
+    // The number as the server keeps it (E.164), whatever spelling was typed.
+    let phone = answer["phone"].as_str().unwrap_or(&phone).to_owned();
     let bytes = answer["provisioning"]
         .as_str()
         .and_then(hex_decode)
@@ -1521,7 +1543,7 @@ fn provision(
         },
     )?;
     Ok(json!({
-        "phone": phone.to_string(),
+        "phone": phone,
         "purse_id": answer["purse_id"],
         "kind": answer["kind"],
         "operator": answer["operator"],

@@ -41,6 +41,11 @@ pub struct ServeArgs {
     /// a [kannel] table, else none: replies wait in the outbox]
     #[arg(long, value_name = "NAME", value_parser = ["kannel", "africastalking", "twilio", "webhook"])]
     pub sms_gateway: Option<String>,
+    /// The country whose national phone numbers customers write (ISO 3166: KE, TZ, SN …);
+    /// `0711000003` is read as a number there [env: OFFPAY_DEFAULT_COUNTRY] [default: the
+    /// country of the server's currency, when only one country uses it]
+    #[arg(long, value_name = "CODE")]
+    pub default_country: Option<String>,
     /// Language of customer texts (SMS replies, web pages, envelopes) for accounts that chose
     /// none: en, sw or fr [env: OFFPAY_DEFAULT_LANGUAGE] [default: en]
     #[arg(long, value_name = "LANG")]
@@ -55,6 +60,7 @@ impl ServeArgs {
             database_url: self.database_url,
             config_file: self.config,
             approval_above: self.approval_above,
+            default_country: self.default_country,
         };
         let mut config = ServerConfig::resolve(overrides, &|name| std::env::var(name).ok())?;
         if let Some(files) = offpay_server::config::tls_files(self.tls_cert, self.tls_key)? {

@@ -14,6 +14,7 @@ pub mod clock;
 pub mod effects;
 pub mod entropy;
 pub mod fraud;
+pub mod phone;
 pub mod record;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use offpay_ledger::Currency;
+use offpay_operator::phone::Country;
 use serde::Deserialize;
 
 /// Default data directory, relative to the working directory.
@@ -38,6 +39,8 @@ pub struct FileConfig {
     pub tls_key: Option<PathBuf>,
     /// Creating more value than this (decimal, in each currency's units) needs a second user.
     pub approval_above: Option<String>,
+    /// The country whose national form phone numbers are read in (ISO 3166, e.g. `KE`).
+    pub default_country: Option<String>,
     /// The language of customer texts for accounts that chose none (`en`, `sw`, `fr`).
     pub default_language: Option<String>,
 }
@@ -55,6 +58,8 @@ pub struct Overrides {
     pub config_file: Option<PathBuf>,
     /// `--approval-above`.
     pub approval_above: Option<String>,
+    /// `--default-country`.
+    pub default_country: Option<String>,
 }
 
 /// The resolved configuration.
@@ -76,6 +81,8 @@ pub struct ServerConfig {
     /// The SMS gateway that sends (`--sms-gateway`, `OFFPAY_SMS_GATEWAY`; `None`: as
     /// `DATA_DIR/sms.toml` says).
     pub sms_gateway: Option<String>,
+    /// Phone numbers written in national form (`0711000003`) are read in this country.
+    pub default_country: Country,
     /// The language of customer texts (SMS, web pages, envelopes) for accounts that chose none
     /// (`OFFPAY_DEFAULT_LANGUAGE`, `default_language`, the CLI's `--default-language`).
     pub default_language: offpay_text::Language,
@@ -91,6 +98,7 @@ impl fmt::Debug for ServerConfig {
             .field("tls", &self.tls)
             .field("approval_above", &self.approval_above)
             .field("sms_gateway", &self.sms_gateway)
+            .field("default_country", &self.default_country)
             .field("default_language", &self.default_language)
             .finish()
     }
@@ -124,6 +132,26 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+}
+
+/// The country named, or else the one country that uses `currency`; a server whose currency
+/// several countries share (XOF, EUR, USD) must name it, as must one whose code is unknown.
+pub fn default_country(named: Option<String>, currency: Currency) -> Result<Country, ConfigError> {
+    match named.filter(|code| !code.trim().is_empty()) {
+        Some(code) => Country::parse(&code).map_err(|error| ConfigError::Invalid {
+            setting: "default_country",
+            message: error.to_string(),
+        }),
+        None => Country::of_currency(currency.code()).ok_or_else(|| ConfigError::Invalid {
+            setting: "default_country",
+            message: format!(
+                "the server's currency {} is not one country's: name the country whose national \
+                 phone numbers customers write, e.g. --default-country SN (or OFFPAY_DEFAULT_COUNTRY, \
+                 or default_country in the config file)",
+                currency.code()
+            ),
+        }),
+    }
 }
 
 /// Hides the password of a URL such as `postgres://user:secret@host/db`, or
@@ -243,6 +271,13 @@ impl ServerConfig {
                     ),
                 }
             })?;
+        let default_country = default_country(
+            overrides
+                .default_country
+                .or_else(|| environment("OFFPAY_DEFAULT_COUNTRY"))
+                .or(file.default_country),
+            currency,
+        )?;
         let default_language =
             match environment("OFFPAY_DEFAULT_LANGUAGE").or(file.default_language) {
                 Some(text) => text
@@ -261,6 +296,7 @@ impl ServerConfig {
             tls,
             approval_above,
             sms_gateway: environment("OFFPAY_SMS_GATEWAY").filter(|name| !name.is_empty()),
+            default_country,
             default_language,
         })
     }
@@ -323,6 +359,51 @@ mod tests {
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.currency, Currency::KES);
         assert!(config.database_url.is_none());
+        assert_eq!(config.default_country.code(), "KE");
+    }
+
+    /// The default country: named (flag, environment, file), or the one country of the
+    /// server's currency; a shared currency without one, or an unknown code, stops the start.
+    #[test]
+    fn the_default_country_is_named_or_the_currency_s() {
+        let with = |environment: &[(&str, &str)]| {
+            let environment: Vec<(String, String)> = environment
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+                .collect();
+            ServerConfig::resolve(Overrides::default(), &move |name| {
+                environment
+                    .iter()
+                    .find(|(key, _)| key == name)
+                    .map(|(_, value)| value.clone())
+            })
+        };
+        let uganda = with(&[("OFFPAY_CURRENCY", "UGX")]).unwrap();
+        assert_eq!(uganda.default_country.code(), "UG");
+        let senegal =
+            with(&[("OFFPAY_CURRENCY", "XOF"), ("OFFPAY_DEFAULT_COUNTRY", "sn")]).unwrap();
+        assert_eq!(senegal.default_country.code(), "SN");
+        let shared = with(&[("OFFPAY_CURRENCY", "XOF")]).unwrap_err().to_string();
+        assert!(
+            shared.starts_with("default_country: the server's currency XOF is not one country's"),
+            "{shared}"
+        );
+        let unknown = with(&[("OFFPAY_DEFAULT_COUNTRY", "XX")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unknown.contains("\"XX\" is not a country code"),
+            "{unknown}"
+        );
+        let flag = ServerConfig::resolve(
+            Overrides {
+                default_country: Some("TZ".into()),
+                ..Overrides::default()
+            },
+            &|name| (name == "OFFPAY_DEFAULT_COUNTRY").then(|| "UG".to_owned()),
+        )
+        .unwrap();
+        assert_eq!(flag.default_country.code(), "TZ");
     }
 
     #[test]
@@ -404,6 +485,7 @@ mod tests {
             tls: None,
             approval_above: offpay_ledger::Amount::parse("100000", Currency::KES).unwrap(),
             sms_gateway: None,
+            default_country: Country::parse("KE").unwrap(),
             default_language: offpay_text::Language::Sw,
         };
         assert!(!format!("{config:?}").contains("s3cret"));

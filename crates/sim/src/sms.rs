@@ -128,6 +128,11 @@ fn phone(text: &str) -> PhoneNumber {
     PhoneNumber::parse(text).unwrap_or_else(|_| panic!("a phone number: {text}"))
 }
 
+/// The simulated operator reads national phone numbers in Kenya.
+fn kenya() -> offpay_operator::phone::Country {
+    offpay_operator::phone::Country::parse("KE").unwrap_or_else(|_| panic!("Kenya"))
+}
+
 fn kes(minor: u64) -> Amount {
     Amount::from_minor(minor, Currency::KES).unwrap_or_else(|_| panic!("an amount"))
 }
@@ -136,8 +141,13 @@ impl SmsRail {
     /// Opens the accounts, prints and binds the envelopes, deposits the payers' money.
     pub fn new(world: &mut World) -> SmsRail {
         let master = world.rng.bytes32();
-        let operator = Operator::new(MasterKey::from_bytes(master), settings(), Currency::KES)
-            .unwrap_or_else(|_| panic!("the SMS operator"));
+        let operator = Operator::new(
+            MasterKey::from_bytes(master),
+            settings(),
+            Currency::KES,
+            kenya(),
+        )
+        .unwrap_or_else(|_| panic!("the SMS operator"));
         let entropy = crate::rng::operator_entropy(&mut world.rng);
         let mut rail = SmsRail {
             master,
@@ -198,7 +208,7 @@ impl SmsRail {
             bound_phones: bound.to_vec(),
             require_pay_number: false,
         };
-        let Ok(plan) = request.plan(Currency::KES) else {
+        let Ok(plan) = request.plan(Currency::KES, kenya()) else {
             world.fail("sms_operator", "an account plan");
             return;
         };
@@ -380,6 +390,7 @@ impl SmsRail {
                     MasterKey::from_bytes(self.master),
                     settings(),
                     Currency::KES,
+                    kenya(),
                 )
                 .unwrap_or_else(|_| panic!("the SMS operator"));
                 self.operator = Arc::new(operator);

@@ -166,6 +166,7 @@ pub mod envelope;
 pub mod microcheck;
 pub mod purse;
 pub mod sms;
+pub mod ussd;
 pub mod wallet;
 pub mod web;
 
@@ -176,6 +177,12 @@ pub const AREAS: &[Area] = &[
         ids: sms::ALL,
         sms: true,
         sources: sources!("sms.ftl"),
+    },
+    Area {
+        name: "ussd",
+        ids: ussd::ALL,
+        sms: false,
+        sources: sources!("ussd.ftl"),
     },
     Area {
         name: "web",

@@ -5,6 +5,7 @@
 pub mod microcheck;
 pub mod purse;
 pub mod sms;
+pub mod ussd;
 pub mod wallet;
 
 use std::sync::Arc;
@@ -51,6 +52,7 @@ pub fn device_routes() -> Router<Arc<AppState>> {
     Router::new()
         .merge(purse::device_routes())
         .merge(sms::device_routes())
+        .merge(ussd::device_routes())
         .merge(wallet::device_routes())
         .merge(microcheck::device_routes())
 }

@@ -406,8 +406,15 @@ pub fn spawn_background(state: &Arc<AppState>) {
     let _ = state;
 }
 
-fn parse_phone(text: &str) -> Result<Phone, ApiError> {
-    Phone::parse(text).map_err(|_| {
+/// A purse's phone as the operator writes it (`0711000003`, `+254 711 000 003`), in E.164 with
+/// the server's default country: the purse book keys shadows by the E.164 number, so every
+/// spelling finds the same purse.
+fn parse_phone(state: &AppState, text: &str) -> Result<Phone, ApiError> {
+    let e164 =
+        offpay_operator::phone::normalise(text, state.config.default_country).map_err(|error| {
+            ApiError::bad_request("invalid_phone", format!("the phone {text:?} {error}"))
+        })?;
+    Phone::parse(e164.as_str()).map_err(|_| {
         ApiError::bad_request(
             "invalid_phone",
             format!("{text:?} is not an E.164 phone number such as +254700000001"),
@@ -493,7 +500,7 @@ async fn provision_endpoint(
     body: crate::api::ApiJson<ProvisionRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let request = body.0;
-    let phone = parse_phone(&request.phone)?;
+    let phone = parse_phone(&state, &request.phone)?;
     let kind = match request.kind.as_deref() {
         None | Some("customer") => PurseKind::Customer,
         Some("agent") => PurseKind::Agent,
@@ -547,7 +554,7 @@ async fn shadow_endpoint(
     State(state): State<Arc<AppState>>,
     UrlPath(phone): UrlPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let phone = parse_phone(&phone)?;
+    let phone = parse_phone(&state, &phone)?;
     let shadow = state.rails.purse.shadow(&state.ledger, phone).await?;
     let currency = shadow.limits.max_balance.currency();
     let account = purse_account_id(phone).map_err(RailError::from)?;
@@ -622,7 +629,7 @@ async fn float_endpoint(
     body: crate::api::ApiJson<FloatRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let request = body.0;
-    let phone = parse_phone(&phone)?;
+    let phone = parse_phone(&state, &phone)?;
     let rail = &state.rails.purse;
     let amount = parse_amount(&request.amount, rail.currency, "amount")?;
     let memo = request.memo.unwrap_or_else(|| "float top-up".to_owned());
@@ -661,7 +668,7 @@ async fn limits_endpoint(
     body: crate::api::ApiJson<LimitsRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let request = body.0;
-    let phone = parse_phone(&phone)?;
+    let phone = parse_phone(&state, &phone)?;
     let rail = &state.rails.purse;
     let currency = rail.currency;
     let limits = OfflineLimits {
@@ -710,7 +717,7 @@ async fn block_endpoint(
     UrlPath(phone): UrlPath<String>,
     body: crate::api::ApiJson<BlockRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let phone = parse_phone(&phone)?;
+    let phone = parse_phone(&state, &phone)?;
     state
         .rails
         .purse
@@ -736,7 +743,7 @@ async fn statement_endpoint(
     State(state): State<Arc<AppState>>,
     UrlPath(phone): UrlPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let phone = parse_phone(&phone)?;
+    let phone = parse_phone(&state, &phone)?;
     let shadow = state.rails.purse.shadow(&state.ledger, phone).await?;
     let currency = shadow.limits.max_balance.currency();
     let account = purse_account_id(phone).map_err(RailError::from)?;
@@ -781,7 +788,7 @@ async fn settle_endpoint(
     UrlPath(phone): UrlPath<String>,
     body: crate::api::ApiJson<SettleRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let phone = parse_phone(&phone)?;
+    let phone = parse_phone(&state, &phone)?;
     let rail = &state.rails.purse;
     let amount = parse_amount(&body.0.amount, rail.currency, "amount")?;
     let id = rail
@@ -818,7 +825,7 @@ async fn settlement_paid_endpoint(
     body: crate::api::ApiJson<SettlementPaidRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let request = body.0;
-    let phone = parse_phone(&phone)?;
+    let phone = parse_phone(&state, &phone)?;
     let rail = &state.rails.purse;
     let amount = parse_amount(&request.amount, rail.currency, "amount")?;
     let transfer = rail
@@ -852,8 +859,8 @@ async fn move_endpoint(
     UrlPath(phone): UrlPath<String>,
     body: crate::api::ApiJson<MoveRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let lost = parse_phone(&phone)?;
-    let new = parse_phone(&body.0.to)?;
+    let lost = parse_phone(&state, &phone)?;
+    let new = parse_phone(&state, &body.0.to)?;
     let rail = &state.rails.purse;
     let moved = rail
         .move_balance(&state.ledger, lost, new, state.now())
@@ -877,7 +884,7 @@ async fn unblock_pin_endpoint(
     State(state): State<Arc<AppState>>,
     UrlPath(phone): UrlPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let phone = parse_phone(&phone)?;
+    let phone = parse_phone(&state, &phone)?;
     state
         .rails
         .purse

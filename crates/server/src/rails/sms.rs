@@ -247,7 +247,14 @@ impl SmsRail {
             entropy,
         )?;
         let operator = master_key(&master)
-            .and_then(|key| Operator::new(key, Settings::default(), config.currency))
+            .and_then(|key| {
+                Operator::new(
+                    key,
+                    Settings::default(),
+                    config.currency,
+                    config.default_country,
+                )
+            })
             .map(|operator| operator.with_default_language(config.default_language))
             .map_err(|error| {
                 StartError::Config(crate::config::ConfigError::Invalid {
@@ -326,10 +333,15 @@ impl SmsRail {
     pub fn operator_for(
         &self,
         settings: Settings,
-        server_currency: Currency,
+        config: &ServerConfig,
     ) -> Result<Operator, OperatorError> {
-        Operator::new(master_key(&self.master.0)?, settings, server_currency)
-            .map(|operator| operator.with_default_language(self.default_language))
+        Operator::new(
+            master_key(&self.master.0)?,
+            settings,
+            config.currency,
+            config.default_country,
+        )
+        .map(|operator| operator.with_default_language(self.default_language))
     }
 
     /// Puts `operator` (built by [`SmsRail::operator_for`]) in force.
@@ -357,7 +369,7 @@ impl SmsRail {
             .map_err(SmsFailure::from)?;
         let settings = stored.value.unwrap_or_default();
         let operator = self
-            .operator_for(settings, state.config.currency)
+            .operator_for(settings, &state.config)
             .map_err(SmsFailure::from)?;
         self.install(operator);
         Ok(())

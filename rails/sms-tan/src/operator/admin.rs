@@ -24,7 +24,8 @@ use crate::operator::records::{
 };
 use crate::operator::settings::Settings;
 use crate::operator::terminal::new_terminal;
-use crate::operator::{Operator, OperatorError};
+use crate::operator::{Operator, OperatorError, phone_number};
+use offpay_operator::phone::Country;
 
 /// Most envelopes one issue call creates (one record each plus the serial counter, in one batch).
 pub const ISSUE_COUNT_MAX: usize = 8000;
@@ -47,12 +48,6 @@ fn parse_account(text: &str) -> Result<AccountNumber, OperatorError> {
     })
 }
 
-fn parse_phone(text: &str) -> Result<PhoneNumber, OperatorError> {
-    PhoneNumber::parse(text).map_err(|_| {
-        OperatorError::invalid("invalid_phone", format!("{text:?} is not a phone number"))
-    })
-}
-
 /// Parses an envelope number from the API.
 pub fn parse_euin(text: &str) -> Result<Euin, OperatorError> {
     Euin::parse(text).map_err(|_| {
@@ -68,14 +63,22 @@ pub fn account_number(text: &str) -> Result<AccountNumber, OperatorError> {
     parse_account(text)
 }
 
-fn bound_phones(phones: &[String]) -> Result<Vec<PhoneNumber>, OperatorError> {
+/// The bound phones in E.164; two spellings of one phone are bound once.
+fn bound_phones(phones: &[String], country: Country) -> Result<Vec<PhoneNumber>, OperatorError> {
     if phones.len() > BOUND_PHONES_MAX {
         return Err(OperatorError::invalid(
             "too_many_phones",
             format!("at most {BOUND_PHONES_MAX} bound phones"),
         ));
     }
-    phones.iter().map(|phone| parse_phone(phone)).collect()
+    let mut bound: Vec<PhoneNumber> = Vec::with_capacity(phones.len());
+    for text in phones {
+        let phone = phone_number(text, country, "bound_phones")?;
+        if !bound.contains(&phone) {
+            bound.push(phone);
+        }
+    }
+    Ok(bound)
 }
 
 /// A random account number: 12 digits, not starting with 0.
@@ -121,16 +124,25 @@ pub struct AccountPlan {
 }
 
 impl CreateAccount {
-    /// Checks the request; accounts are in the server's currency unless it names another.
-    pub fn plan(&self, server_currency: Currency) -> Result<AccountPlan, OperatorError> {
+    /// Checks the request; accounts are in the server's currency unless it names another, and
+    /// phones in national form are read in `country`.
+    pub fn plan(
+        &self,
+        server_currency: Currency,
+        country: Country,
+    ) -> Result<AccountPlan, OperatorError> {
         let currency = match &self.currency {
             Some(code) => Currency::from_code(code).map_err(|error| {
                 OperatorError::invalid("invalid_currency", format!("{code:?}: {error}"))
             })?,
             None => server_currency,
         };
-        let bound_phones = bound_phones(&self.bound_phones)?;
-        let notify_phone = self.notify_phone.as_deref().map(parse_phone).transpose()?;
+        let bound_phones = bound_phones(&self.bound_phones, country)?;
+        let notify_phone = self
+            .notify_phone
+            .as_deref()
+            .map(|text| phone_number(text, country, "notify_phone"))
+            .transpose()?;
         let receive_number = self
             .receive_number
             .as_deref()
@@ -279,12 +291,14 @@ pub fn decide_language(
     Ok(Decision::commit(effects, record))
 }
 
-/// Changes an account as the operator asks, written only if unchanged since read.
+/// Changes an account as the operator asks, written only if unchanged since read; phones in
+/// national form are read in `country`.
 pub fn decide_account_changes(
     loaded: Loaded<AccountRecord>,
     number: &AccountNumber,
     changes: &AccountChanges,
     master: &MasterKey,
+    country: Country,
 ) -> Result<Decision<AccountRecord>, OperatorError> {
     let Some(mut record) = loaded.value.clone() else {
         return Err(OperatorError::not_found("sms_account", number));
@@ -294,13 +308,13 @@ pub fn decide_account_changes(
         record.active = active;
     }
     if let Some(phones) = &changes.bound_phones {
-        record.bound_phones = bound_phones(phones)?;
+        record.bound_phones = bound_phones(phones, country)?;
     }
     if let Some(phone) = &changes.notify_phone {
         record.notify_phone = if phone.is_empty() {
             None
         } else {
-            Some(parse_phone(phone)?)
+            Some(phone_number(phone, country, "notify_phone")?)
         };
     }
     if let Some(required) = changes.require_pay_number {
@@ -1011,7 +1025,7 @@ mod tests {
             bound_phones: Vec::new(),
             require_pay_number: false,
         };
-        let plan = request.plan(Currency::KES).unwrap();
+        let plan = request.plan(Currency::KES, kenya()).unwrap();
         let existing = plan.load(&mut world.store).unwrap();
         assert!(matches!(
             decide_new_account(existing, &plan, &world.operator, &world.entropy, 0),
@@ -1024,7 +1038,7 @@ mod tests {
             receive_number: None,
             ..request
         }
-        .plan(Currency::KES)
+        .plan(Currency::KES, kenya())
         .unwrap();
         let (operator, entropy) = (world.operator.clone(), &world.entropy);
         let created = run(
@@ -1052,8 +1066,56 @@ mod tests {
                 bound_phones: vec!["+254700000001".into(); BOUND_PHONES_MAX + 1],
                 require_pay_number: false,
             }
-            .plan(Currency::KES)
+            .plan(Currency::KES, kenya())
             .is_err()
+        );
+    }
+
+    /// Issue 24: the operator's phones are kept in E.164 (two spellings of one phone are bound
+    /// once); a binding an earlier release stored as typed (`0700000001`) does not match the
+    /// sender, who arrives in E.164: it fails closed, and setting it again through the API heals it.
+    #[test]
+    fn bound_phones_are_e164_and_an_earlier_national_binding_fails_closed() {
+        let mut world = World::new();
+        let key = records::account_key(&number(PAYER));
+        let changes: AccountChanges =
+            serde_json::from_str(r#"{"bound_phones":["0700 000 001","+254700000001"]}"#).unwrap();
+        let loaded = Loaded::<AccountRecord>::read(&mut world.store, &key).unwrap();
+        let Decision::Commit { effects, reply } = decide_account_changes(
+            loaded,
+            &number(PAYER),
+            &changes,
+            world.operator.master(),
+            kenya(),
+        )
+        .unwrap() else {
+            panic!("a change commits")
+        };
+        assert_eq!(reply.bound_phones, vec![phone(PAYER_PHONE)]);
+        assert!(commit(&mut world.store, effects, world.now));
+        let balance = format!("BAL {PAYER_EUIN}");
+        assert_eq!(
+            world.sms(PAYER_PHONE, &balance).summary.verdict,
+            Answered::Accepted
+        );
+        // As an earlier release stored it: the national form, sealed.
+        let loaded = Loaded::<AccountRecord>::read(&mut world.store, &key).unwrap();
+        let mut record = loaded.value.clone().unwrap();
+        record.bound_phones = vec![phone("0700000001")];
+        record.seal_settings(world.operator.master(), &key);
+        let mut effects = Effects::new();
+        effects.write(loaded.write(&record).unwrap());
+        assert!(commit(&mut world.store, effects, world.now));
+        assert_eq!(
+            world.sms(PAYER_PHONE, &balance).summary.verdict,
+            Answered::Refused
+        );
+        assert_eq!(
+            world
+                .sms(PAYER_PHONE, &world.low(PAYEE, "5", 1))
+                .summary
+                .verdict,
+            Answered::Refused
         );
     }
 
@@ -1073,16 +1135,21 @@ mod tests {
             &number(PAYER),
             &changes,
             world.operator.master(),
+            kenya(),
         )
         .unwrap() else {
             panic!("a change commits")
         };
         assert_eq!(reply.limits.per_day, Some(kes("300")));
         assert!(commit(&mut world.store, effects, world.now));
-        let Decision::Commit { effects, .. } =
-            decide_account_changes(stale, &number(PAYER), &changes, world.operator.master())
-                .unwrap()
-        else {
+        let Decision::Commit { effects, .. } = decide_account_changes(
+            stale,
+            &number(PAYER),
+            &changes,
+            world.operator.master(),
+            kenya(),
+        )
+        .unwrap() else {
             panic!("a change commits")
         };
         assert!(!commit(&mut world.store, effects, world.now));
@@ -1092,7 +1159,8 @@ mod tests {
                 read(&mut world),
                 &number(PAYER),
                 &bad,
-                world.operator.master()
+                world.operator.master(),
+                kenya(),
             ),
             Err(OperatorError::Invalid {
                 code: "invalid_amount",
@@ -1109,7 +1177,8 @@ mod tests {
                 unknown,
                 &number("999999999999"),
                 &bad,
-                world.operator.master()
+                world.operator.master(),
+                kenya(),
             ),
             Err(OperatorError::NotFound { .. })
         ));

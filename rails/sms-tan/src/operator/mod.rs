@@ -29,12 +29,14 @@ pub mod web;
 mod testing;
 
 use offpay_ledger::{Currency, Timestamp};
+use offpay_operator::phone::{Country, normalise};
 use offpay_operator::{EntropyError, RecordError};
 
 use crate::account::CurrencyClass;
 use crate::civil_time::UnixSeconds;
 use crate::engine::Engine;
 use crate::keys::MasterKey;
+use crate::numbers::PhoneNumber;
 
 pub use settings::Settings;
 
@@ -112,13 +114,14 @@ impl OperatorError {
 }
 
 /// The operator's half, configured: the verification engine (settings and master key), the
-/// settings it was built from and the server's currency (the one operator account ids leave
-/// bare).
+/// settings it was built from, the server's currency (the one operator account ids leave bare)
+/// and the country whose national phone numbers people write.
 #[derive(Debug)]
 pub struct Operator {
     engine: Engine,
     settings: Settings,
     server_currency: Currency,
+    default_country: Country,
 }
 
 impl Operator {
@@ -127,6 +130,7 @@ impl Operator {
         master: MasterKey,
         settings: Settings,
         server_currency: Currency,
+        default_country: Country,
     ) -> Result<Operator, OperatorError> {
         let engine = Engine::new(settings.engine_config(), master)
             .map_err(|misuse| OperatorError::invalid("invalid_settings", format!("{misuse:?}")))?;
@@ -134,7 +138,13 @@ impl Operator {
             engine,
             settings,
             server_currency,
+            default_country,
         })
+    }
+
+    /// The country national phone numbers (`0711000003`) are read in.
+    pub fn default_country(&self) -> Country {
+        self.default_country
     }
 
     /// Texts to accounts that chose no language, and replies before an account is known, in
@@ -178,6 +188,20 @@ impl Operator {
     pub fn utc_offset_minutes(&self) -> i32 {
         self.settings.utc_offset_minutes
     }
+}
+
+/// A phone number from the operator's API (`field` names where it came from) in E.164, read in
+/// `country` when written in national form; the error says what is wrong with it.
+pub fn phone_number(
+    text: &str,
+    country: Country,
+    field: &str,
+) -> Result<PhoneNumber, OperatorError> {
+    let e164 = normalise(text, country).map_err(|error| {
+        OperatorError::invalid("invalid_phone", format!("{field}: {text:?} {error}"))
+    })?;
+    PhoneNumber::parse(e164.as_str())
+        .map_err(|_| OperatorError::Internal(format!("{e164} is E.164 but not a phone number")))
 }
 
 /// Whole seconds of a ledger timestamp (the engine counts in seconds).

@@ -161,9 +161,11 @@ impl TerminalPlan {
         let tan = Tan::parse(request.tan.trim())
             .map_err(|_| OperatorError::invalid("invalid_tan", "tan: 3 digits"))?;
         let payer_phone = match &request.payer_phone {
-            Some(phone) => Some(PhoneNumber::parse(phone).map_err(|_| {
-                OperatorError::invalid("invalid_phone", "payer_phone is not a phone number")
-            })?),
+            Some(phone) => Some(crate::operator::phone_number(
+                phone,
+                operator.default_country(),
+                "payer_phone",
+            )?),
             None => None,
         };
         Ok(TerminalPlan {

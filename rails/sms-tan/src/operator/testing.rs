@@ -85,6 +85,11 @@ pub fn phone(text: &str) -> PhoneNumber {
     PhoneNumber::parse(text).unwrap()
 }
 
+/// Kenya: the tests' operator reads national phone numbers there.
+pub fn kenya() -> offpay_operator::phone::Country {
+    offpay_operator::phone::Country::parse("KE").unwrap()
+}
+
 /// Fees KES 10 / 15 / 25, callback from KES 500000.
 pub fn settings() -> Settings {
     serde_json::from_str::<SettingsForm>(
@@ -111,8 +116,13 @@ pub struct World {
 
 impl World {
     pub fn new() -> World {
-        let operator =
-            Operator::new(MasterKey::from_bytes(MASTER), settings(), Currency::KES).unwrap();
+        let operator = Operator::new(
+            MasterKey::from_bytes(MASTER),
+            settings(),
+            Currency::KES,
+            kenya(),
+        )
+        .unwrap();
         let euin = Euin::parse(PAYER_EUIN).unwrap();
         let envelope = Envelope::derive(operator.master(), euin, RowCount::Twenty);
         let mut world = World {
@@ -138,7 +148,7 @@ impl World {
             bound_phones: Vec::new(),
             require_pay_number: false,
         };
-        let plan = request.plan(Currency::KES).unwrap();
+        let plan = request.plan(Currency::KES, kenya()).unwrap();
         let (operator, entropy, now) = (self.operator.clone(), &self.entropy, self.now);
         run(
             &mut self.store,

@@ -6,6 +6,8 @@
 use std::sync::Arc;
 
 use axum::http::StatusCode;
+use offpay_operator::phone::normalise;
+use offpay_sms_tan::PhoneNumber;
 use offpay_sms_tan::operator::inbound::{
     self, InboundAnswer, InboundLoad, InboundLoaded, InboundSms, LOAD_STEPS_MAX, Want,
 };
@@ -64,11 +66,27 @@ async fn drive(
     Err(internal("an SMS took more load steps than it can"))
 }
 
+/// The sender in E.164, read in the operator's default country when the gateway reports it in
+/// national form (`0711000003`): phone binding, replies and the dedupe of resends all compare
+/// this one spelling. A sender that is no phone number is refused before anything is read.
+pub fn normalise_sender(state: &AppState, from: &PhoneNumber) -> Result<PhoneNumber, ApiError> {
+    let invalid = |problem: String| {
+        ApiError::bad_request(
+            "invalid_from",
+            format!("the sender {:?} {problem}", from.as_str()),
+        )
+    };
+    let e164 = normalise(from.as_str(), state.config.default_country)
+        .map_err(|error| invalid(error.to_string()))?;
+    PhoneNumber::parse(e164.as_str()).map_err(|_| invalid("is not a phone number".into()))
+}
+
 /// Handles one inbound SMS end to end.
 pub async fn handle_inbound(
     state: &Arc<AppState>,
-    sms: InboundSms,
+    mut sms: InboundSms,
 ) -> Result<InboundAnswer, ApiError> {
+    sms.from = normalise_sender(state, &sms.from)?;
     let rail = &state.rails.sms;
     rail.ensure_settings(state).await?;
     let operator = rail.operator();

@@ -140,7 +140,7 @@ async fn put_settings(
     let settings = form.settings().map_err(SmsFailure::from)?;
     // Validated whole (the engine is built on them) before anything is stored.
     let operator = rail
-        .operator_for(settings.clone(), state.config.currency)
+        .operator_for(settings.clone(), &state.config)
         .map_err(SmsFailure::from)?;
     let write = admin::store_settings(&settings).map_err(SmsFailure::from)?;
     run(
@@ -197,7 +197,7 @@ async fn create_account(
 ) -> Result<Response, ApiError> {
     let rail = &state.rails.sms;
     let plan = request
-        .plan(state.config.currency)
+        .plan(state.config.currency, state.config.default_country)
         .map_err(SmsFailure::from)?;
     let operator = rail.operator();
     let now = state.now();
@@ -263,8 +263,14 @@ async fn update_account(
         state.now(),
         move |store| Ok(Loaded::<AccountRecord>::read(store, &load_key)?),
         |loaded| {
-            admin::decide_account_changes(loaded, &number, &changes, operator.master())
-                .map_err(SmsFailure::from)
+            admin::decide_account_changes(
+                loaded,
+                &number,
+                &changes,
+                operator.master(),
+                state.config.default_country,
+            )
+            .map_err(SmsFailure::from)
         },
     )
     .await?;
