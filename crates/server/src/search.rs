@@ -9,8 +9,8 @@
 //! records each, and fraud cases by a scan of at most [`crate::lists::SCAN_RECORDS_MAX`] flags (the answer says
 //! when a scan stopped short: `"complete": false`).
 //!
-//! Phones are matched through [`phone_candidates`] alone, so a better normaliser (E.164 with a
-//! default country) replaces it in one place.
+//! Phones are matched through [`phone_candidates`] alone: the operator's normaliser, E.164 with
+//! the default country, as the rails store them.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -19,6 +19,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use offpay_ledger::{AccountId, LedgerStore, StoreError};
 use offpay_operator::StoredRecord;
+use offpay_operator::phone::{Country, normalise};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -42,33 +43,14 @@ pub fn operator_routes() -> crate::routes::OperatorRoutes {
         .get("/customers/{phone}", READ, customer)
 }
 
-/// The phone numbers a typed text may mean, in the form the rails store (`+` and digits):
-/// spaces, dashes, dots and brackets removed, a leading `00` read as `+`; digits without a `+`
-/// are tried as given and with a `+`. Empty when the text is not a phone number.
-pub fn phone_candidates(q: &str) -> Vec<String> {
-    let mut digits = String::new();
-    let mut plus = false;
-    for (index, character) in q.trim().chars().enumerate() {
-        match character {
-            '+' if index == 0 => plus = true,
-            '0'..='9' => digits.push(character),
-            ' ' | '-' | '.' | '(' | ')' => {}
-            _ => return Vec::new(),
-        }
-    }
-    if let Some(rest) = digits.strip_prefix("00")
-        && !plus
-    {
-        digits = rest.to_owned();
-        plus = true;
-    }
-    if !(6..=15).contains(&digits.len()) {
-        return Vec::new();
-    }
-    if plus {
-        vec![format!("+{digits}")]
-    } else {
-        vec![format!("+{digits}"), digits]
+/// The phone number a typed text means, in the form the rails store it (E.164, read with the
+/// operator's default country: `0711 000 003`, `254711000003` and `+254711000003` are one
+/// customer; [`offpay_operator::phone::normalise`], the normaliser every door of the rails uses).
+/// Empty when the text is not a phone number.
+pub fn phone_candidates(q: &str, country: Country) -> Vec<String> {
+    match normalise(q, country) {
+        Ok(number) => vec![number.as_str().to_owned()],
+        Err(_) => Vec::new(),
     }
 }
 
@@ -106,7 +88,7 @@ pub async fn search(
             format!("q: type 1 to {QUERY_BYTES_MAX} bytes (a phone, a number, an id or a name)"),
         ));
     }
-    let phones = phone_candidates(&q);
+    let phones = phone_candidates(&q, state.config.default_country);
     let lookup = q.clone();
     let (mut items, wallet) = state
         .ledger
@@ -376,13 +358,15 @@ pub async fn customer(
     State(state): State<Arc<AppState>>,
     Path(phone): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let phones = phone_candidates(&phone);
-    if phones.is_empty() {
-        return Err(ApiError::bad_request(
-            "invalid_phone",
-            format!("{phone:?} is not a phone number (digits, optionally + and spaces or dashes)"),
-        ));
-    }
+    let phones = match normalise(&phone, state.config.default_country) {
+        Ok(number) => vec![number.as_str().to_owned()],
+        Err(error) => {
+            return Err(ApiError::bad_request(
+                "invalid_phone",
+                format!("{phone:?} is not a phone number: {error}"),
+            ));
+        }
+    };
     let lookup = phones.clone();
     let view = state
         .ledger
@@ -503,15 +487,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn phone_candidates_strip_separators_and_read_00_as_plus() {
-        assert_eq!(phone_candidates("+254 700-000 001"), vec!["+254700000001"]);
-        assert_eq!(phone_candidates("00254700000001"), vec!["+254700000001"]);
-        assert_eq!(
-            phone_candidates("254700000001"),
-            vec!["+254700000001", "254700000001"]
-        );
+    fn phone_candidates_are_the_numbers_every_spelling_means() {
+        let kenya = Country::parse("KE").unwrap();
+        for spelling in [
+            "+254 700-000 001",
+            "00254700000001",
+            "254700000001",
+            "0700 000 001",
+        ] {
+            assert_eq!(
+                phone_candidates(spelling, kenya),
+                vec!["+254700000001"],
+                "{spelling}"
+            );
+        }
         for not_a_phone in ["", "alice", "12345", "+1234567890123456", "25470000000a"] {
-            assert!(phone_candidates(not_a_phone).is_empty(), "{not_a_phone}");
+            assert!(
+                phone_candidates(not_a_phone, kenya).is_empty(),
+                "{not_a_phone}"
+            );
         }
     }
 }

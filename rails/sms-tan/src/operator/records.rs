@@ -1754,12 +1754,21 @@ mod language_tests {
         let mut record = account();
         record.seal_settings(&master(), &key);
         let plain = String::from_utf8(record.encode(&key).unwrap()).unwrap();
-        assert!(plain.contains("\"version\":1") && !plain.contains("language"), "{plain}");
-        assert_eq!(AccountRecord::decode(&key, plain.as_bytes()).unwrap(), record);
+        assert!(
+            plain.contains("\"version\":1") && !plain.contains("language"),
+            "{plain}"
+        );
+        assert_eq!(
+            AccountRecord::decode(&key, plain.as_bytes()).unwrap(),
+            record
+        );
         record.language = Some(offpay_text::Language::Sw);
         record.seal_settings(&master(), &key);
         let with = String::from_utf8(record.encode(&key).unwrap()).unwrap();
-        assert!(with.contains("\"version\":2") && with.contains("\"language\":\"sw\""), "{with}");
+        assert!(
+            with.contains("\"version\":2") && with.contains("\"language\":\"sw\""),
+            "{with}"
+        );
         let read = AccountRecord::decode(&key, with.as_bytes()).unwrap();
         assert_eq!(read.language, Some(offpay_text::Language::Sw));
         assert!(read.settings_authentic(&master(), &key));
