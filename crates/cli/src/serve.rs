@@ -38,7 +38,7 @@ pub struct ServeArgs {
     /// The SMS gateway that sends queued SMS: kannel, africastalking, twilio or webhook; its
     /// settings are its table in DATA_DIR/sms.toml, its secrets files in the data directory
     /// (docs/guide/sms-gateways.md) [env: OFFPAY_SMS_GATEWAY] [default: kannel when sms.toml has
-    /// a [kannel] table, else none: replies wait in the outbox]
+    /// a kannel table, else none: replies wait in the outbox]
     #[arg(long, value_name = "NAME", value_parser = ["kannel", "africastalking", "twilio", "webhook"])]
     pub sms_gateway: Option<String>,
     /// The country whose national phone numbers customers write (ISO 3166: KE, TZ, SN …);

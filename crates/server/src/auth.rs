@@ -535,7 +535,7 @@ pub const REAUTH_ROUTES: &[&str] = &["/approvals/{id}/approve", "/approvals/{id}
 
 /// Who is calling, or why they may not: the token checked against the ledger, then the role
 /// against the route's row. A request with no bearer token may instead carry a console session
-/// cookie ([`check_console`]): the same user, roles and table.
+/// cookie (`check_console`): the same user, roles and table.
 pub async fn check(
     state: &AppState,
     spec: Option<&RouteSpec>,

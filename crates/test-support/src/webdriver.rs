@@ -3,7 +3,7 @@
 //! screenshot. Every wait is bounded by [`BROWSER_WAIT_MAX`].
 //!
 //! Chromium and chromedriver come from Debian (`chromium`, `chromium-driver`); `scripts/test.sh`
-//! installs them. Without them [`Chromium::start`] panics, unless
+//! installs them. Without them [`Browser::start`] panics, unless
 //! `OFFPAY_ALLOW_SKIP_CHROMIUM=1` is set (then it returns `None` and the test says it skipped).
 
 use std::net::TcpListener;
