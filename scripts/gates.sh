@@ -60,6 +60,10 @@ echo "    advisory snapshot: rustsec/advisory-db $snapshot_commit of $snapshot_d
 if [ "$age_days" -gt 180 ]; then
   echo "    WARNING: the advisory snapshot is over 180 days old: refresh it (scripts/refresh-advisory-db.sh)"
 fi
+# cargo-deny reads every target's dependencies; a build fetches only the host's. Fetch them all
+# (from the registry, which CI reaches) so that --offline finds them.
+cargo fetch --quiet
+cargo fetch --quiet --manifest-path fuzz/Cargo.toml
 OFFPAY_ADVISORY_DB_PATH="$db_root" cargo deny --offline --log-level warn check --hide-inclusion-graph
 OFFPAY_ADVISORY_DB_PATH="$db_root" cargo deny --offline --log-level warn \
   --manifest-path fuzz/Cargo.toml --config deny.toml check --hide-inclusion-graph
