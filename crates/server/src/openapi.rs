@@ -375,6 +375,17 @@ pub fn declared(method: &Method, path: &str) -> Option<Declared> {
             ]),
             page(fraud_flag()),
         ),
+        ("POST", "/sms/accounts/{number}/language") => Declared {
+            query: &[],
+            // `en`, `sw`, `fr` or the language's name; null: the operator's default.
+            request: Some(object(&[("language", "?string")])),
+            response: object(&[
+                ("receive_number", "string"),
+                ("language", "?string"),
+                ("language_in_force", "string"),
+                ("language_name", "string"),
+            ]),
+        },
         ("POST", "/fraud/{id}/clear" | "/fraud/{id}/escalate") => Declared {
             query: &[],
             request: Some(note),
