@@ -165,6 +165,10 @@ pub enum AdminCommand {
         /// Output PDF (runs above 2000 envelopes go to numbered files next to it)
         #[arg(long, default_value = "envelopes.pdf")]
         out: PathBuf,
+        /// Language of the printed instructions: en, sw or fr [default: the server's default
+        /// language]
+        #[arg(long, value_name = "LANG")]
+        lang: Option<offpay_text::Language>,
     },
     /// Load an envelope printed elsewhere from its file (stored sealed).
     Import {
@@ -329,6 +333,7 @@ fn print_envelopes(
     count: usize,
     rows: usize,
     out: &Path,
+    lang: Option<offpay_text::Language>,
 ) -> Result<Value, String> {
     if count == 0 {
         return Err("--count must be at least 1".into());
@@ -366,7 +371,7 @@ fn print_envelopes(
         let answer = client
             .post(
                 "/api/v1/sms/envelopes/print",
-                &json!({ "euins": chunk, "encoding": "hex" }),
+                &json!({ "euins": chunk, "encoding": "hex", "language": lang.map(|lang| lang.code()) }),
             )
             .map_err(|error| error.to_string())?;
         let pdf = decode_hex(answer["pdf_hex"].as_str().unwrap_or_default())?;
@@ -394,8 +399,13 @@ fn admin_call(
     command: AdminCommand,
 ) -> Result<(Value, TextFormat), CallOrMessage> {
     Ok(match command {
-        AdminCommand::Print { count, rows, out } => (
-            print_envelopes(client, count, rows, &out).map_err(CallOrMessage::Message)?,
+        AdminCommand::Print {
+            count,
+            rows,
+            out,
+            lang,
+        } => (
+            print_envelopes(client, count, rows, &out, lang).map_err(CallOrMessage::Message)?,
             Box::new(|value: &Value| {
                 format!(
                     "{} envelopes ({} rows), {} .. {}, written to {}; unallocated until registered",

@@ -26,7 +26,7 @@ use offpay_sms_tan::operator::settings::SettingsForm;
 use offpay_sms_tan::operator::upgrade::{
     self, SEALED_PREFIXES, SealRun, SealStage, SealTally, StartPlan,
 };
-use offpay_sms_tan::{PdfOptions, PhoneNumber, render_envelopes_pdf};
+use offpay_sms_tan::{PdfOptions, PhoneNumber, render_envelopes_pdf_in};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -313,6 +313,9 @@ pub struct PrintEnvelopes {
     euins: Vec<String>,
     /// `"hex"`: answer JSON `{"pdf_hex": ...}` (for JSON clients) instead of `application/pdf`.
     encoding: Option<String>,
+    /// The language of the printed instructions (`en`, `sw`, `fr` or the language's name);
+    /// absent: the operator's default language.
+    language: Option<String>,
 }
 
 async fn print_envelopes(
@@ -321,6 +324,12 @@ async fn print_envelopes(
 ) -> Result<Response, ApiError> {
     let rail = &state.rails.sms;
     rail.ensure_settings(&state).await?;
+    let language = match request.language.as_deref() {
+        None => rail.operator().default_language(),
+        Some(text) => text.parse::<offpay_text::Language>().map_err(|error| {
+            ApiError::bad_request("invalid_language", format!("{text:?}: {error}"))
+        })?,
+    };
     let euins = admin::print_request(&request.euins).map_err(SmsFailure::from)?;
     let lookup = euins.clone();
     let stored = read(&state, move |store| Ok(admin::load_print(store, &lookup)?)).await?;
@@ -331,7 +340,14 @@ async fn print_envelopes(
         sms_number: operator.settings().sms_number.clone(),
     };
     let pdf = tokio::task::spawn_blocking(move || {
-        render_envelopes_pdf(operator.master(), &euins, rows, &options, &mut |_, _| {})
+        render_envelopes_pdf_in(
+            language,
+            operator.master(),
+            &euins,
+            rows,
+            &options,
+            &mut |_, _| {},
+        )
     })
     .await
     .map_err(|_| internal("rendering the PDF failed"))?;
