@@ -640,35 +640,3 @@ async fn deposit_answer(
         deposit::clear_deposit(&state, &record, &strategy, &items, now_seconds(&state)).await?;
     Ok(Json(report))
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// An RSA key put in place of the PA's key is refused at start: the server signs online
-    /// only with Ed25519 (RUSTSEC-2023-0071 is about the `rsa` crate's private key).
-    #[test]
-    fn a_pa_key_that_is_not_ed25519_is_refused() {
-        let directory = tempfile::tempdir().unwrap();
-        let rsa = PrivateKey::generate(
-            offpay_keynote::KeyAlgorithm::Rsa,
-            offpay_keynote::limits::RSA_MODULUS_BITS_MIN,
-            &mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(7),
-        )
-        .unwrap();
-        let path = directory.path().join("rsa.key");
-        let text = rsa.to_identifier(Encoding::Base64).unwrap();
-        std::fs::write(&path, format!("{}\n", text.as_str())).unwrap();
-        let entropy = offpay_operator::SeededEntropy::from_seed(7);
-        let error = load_or_create_key(&path, &entropy).unwrap_err();
-        assert!(
-            error
-                .to_string()
-                .contains("an RSA key; the server signs only with Ed25519"),
-            "{error}"
-        );
-        let path = directory.path().join("made.key");
-        let key = load_or_create_key(&path, &entropy).unwrap();
-        assert_eq!(key.algorithm(), offpay_keynote::KeyAlgorithm::Ed25519);
-    }
-}
