@@ -584,7 +584,7 @@ fn next_account(
         .map(|account| account.id))
 }
 
-fn ledger_balance(
+pub(crate) fn ledger_balance(
     store: &mut dyn LedgerStore,
     id: &str,
 ) -> Result<Option<(i64, Currency)>, StoreError> {
@@ -594,6 +594,20 @@ fn ledger_balance(
     Ok(store
         .account(&id)?
         .map(|account| (account.balance(), account.currency)))
+}
+
+/// The ledger account of a microcheck payer, as the rail names it.
+pub(crate) fn payer_ledger_id(name: &str) -> String {
+    offpay_microcheck::operator::records::payer_account(name)
+        .map(|id| id.as_str().to_owned())
+        .unwrap_or_default()
+}
+
+/// The ledger account of a microcheck merchant, as the rail names it.
+pub(crate) fn merchant_ledger_id(id: &str) -> String {
+    offpay_microcheck::operator::records::merchant_account(id)
+        .map(|id| id.as_str().to_owned())
+        .unwrap_or_default()
 }
 
 fn decimal(minor: i64, currency: Currency) -> String {
@@ -939,7 +953,7 @@ pub fn payer_item(
         "disputes": payer.disputes,
         "balance": balance.map(|(minor, currency)| decimal(minor, currency)),
         "currency": balance.map(|(_, currency)| currency.code().to_owned()),
-        "ledger_account": format!("mc:payer:{}", payer.name),
+        "ledger_account": payer_ledger_id(&payer.name),
         "api": format!("/api/v1/microcheck/payers/{}", payer.name),
     })
 }
@@ -961,7 +975,7 @@ pub async fn microcheck_payers(
             scan_records(store, NAMESPACE, &prefix, after, limit, |store, record| {
                 let payer =
                     PayerRecord::decode(&record.key, &record.value).map_err(record_error)?;
-                let balance = ledger_balance(store, &format!("mc:payer:{}", payer.name))?;
+                let balance = ledger_balance(store, &payer_ledger_id(&payer.name))?;
                 Ok(Some(payer_item(&payer, balance)))
             })
         })
@@ -981,8 +995,8 @@ pub fn merchant_item(
         "location": merchant.location,
         "balance": balance.map(|(minor, currency)| decimal(minor, currency)),
         "currency": balance.map(|(_, currency)| currency.code().to_owned()),
-        "ledger_account": format!("mc:merchant:{}", merchant.id),
-        "api": format!("/api/v1/accounts/mc:merchant:{}", merchant.id),
+        "ledger_account": merchant_ledger_id(&merchant.id),
+        "api": format!("/api/v1/accounts/{}", merchant_ledger_id(&merchant.id)),
     })
 }
 
@@ -1006,7 +1020,7 @@ pub async fn microcheck_merchants(
             scan_records(store, NAMESPACE, &prefix, after, limit, |store, record| {
                 let merchant =
                     MerchantRecord::decode(&record.key, &record.value).map_err(record_error)?;
-                let balance = ledger_balance(store, &format!("mc:merchant:{}", merchant.id))?;
+                let balance = ledger_balance(store, &merchant_ledger_id(&merchant.id))?;
                 Ok(Some(merchant_item(&merchant, balance)))
             })
         })

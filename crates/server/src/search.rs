@@ -145,7 +145,7 @@ pub async fn search(
                     read_decoded::<AccountRecord>(store, NAMESPACE, &account_key(&number))?
                 {
                     let ledger = offpay_sms_tan::operator::records::ledger_account(&number);
-                    let balance = balance_of(store, ledger.as_str())?;
+                    let balance = crate::lists::ledger_balance(store, ledger.as_str())?;
                     items.push(sms_hit(&sms_account_item(&account, balance)));
                 }
             }
@@ -201,7 +201,10 @@ pub async fn search(
                 for record in store.records(NAMESPACE, &format!("payer:{q}"), None, RESULTS_MAX)? {
                     let payer =
                         PayerRecord::decode(&record.key, &record.value).map_err(record_error)?;
-                    let balance = balance_of(store, &format!("mc:payer:{}", payer.name))?;
+                    let balance = crate::lists::ledger_balance(
+                        store,
+                        &crate::lists::payer_ledger_id(&payer.name),
+                    )?;
                     let item = payer_item(&payer, balance);
                     items.push(hit(
                         "microcheck_payer",
@@ -291,18 +294,6 @@ fn read_decoded<R: StoredRecord>(
         .transpose()
 }
 
-fn balance_of(
-    store: &mut dyn LedgerStore,
-    id: &str,
-) -> Result<Option<(i64, offpay_ledger::Currency)>, StoreError> {
-    let Ok(id) = AccountId::new(id) else {
-        return Ok(None);
-    };
-    Ok(store
-        .account(&id)?
-        .map(|account| (account.balance(), account.currency)))
-}
-
 /// The purse of a phone (`+` and digits), through the purse book's phone index.
 fn purse_by_phone(
     store: &mut dyn LedgerStore,
@@ -346,7 +337,7 @@ fn sms_accounts_of(
                 return Ok(None);
             }
             let ledger = offpay_sms_tan::operator::records::ledger_account(&account.receive_number);
-            let balance = balance_of(store, ledger.as_str())?;
+            let balance = crate::lists::ledger_balance(store, ledger.as_str())?;
             Ok(Some((account, balance)))
         },
     )?;

@@ -31,7 +31,9 @@ fn config(directory: &Path) -> ServerConfig {
 
 fn inputs() -> Inputs {
     Inputs {
-        clock: Arc::new(ManualClock::new(offpay_ledger::Timestamp(1_780_000_000_000))),
+        clock: Arc::new(ManualClock::new(offpay_ledger::Timestamp(
+            1_780_000_000_000,
+        ))),
         entropy: Arc::new(SeededEntropy::from_seed(7)),
     }
 }
