@@ -1047,18 +1047,7 @@ fn inspect_database(path: &Path) -> Result<Value, Failure> {
         .map_err(|error| Failure::damaged(format!("the ledger does not open: {error}")))?;
     let totals = offpay_ledger::verify_conservation(&mut store)
         .map_err(|error| Failure::damaged(format!("the ledger does not balance: {error}")))?;
-    let currencies: Vec<Value> = totals
-        .iter()
-        .map(|total| {
-            json!({
-                "currency": total.currency.code(),
-                "accounts": total.accounts,
-                "posted_sum": total.posted_sum.to_string(),
-                "pending_sum": total.pending_sum.to_string(),
-                "balanced": total.balanced(),
-            })
-        })
-        .collect();
+    let currencies = currencies_json(&totals);
     Ok(json!({
         "integrity": "ok",
         "accounts": accounts,
@@ -1155,7 +1144,12 @@ fn check_postgres_ledger(url: &str) -> Result<Vec<Value>, Failure> {
             "the loaded ledger does not balance: {error}; do not start a server on it"
         ))
     })?;
-    Ok(totals
+    Ok(currencies_json(&totals))
+}
+
+/// Each currency's totals as `verify` and `restore` report them.
+fn currencies_json(totals: &[offpay_ledger::CurrencyTotal]) -> Vec<Value> {
+    totals
         .iter()
         .map(|total| {
             json!({
@@ -1166,7 +1160,7 @@ fn check_postgres_ledger(url: &str) -> Result<Vec<Value>, Failure> {
                 "balanced": total.balanced(),
             })
         })
-        .collect())
+        .collect()
 }
 
 fn currencies_text(ledger: &Value) -> String {
