@@ -1683,6 +1683,48 @@ impl LedgerStore for PostgresStore {
         }))
     }
 
+    /// A session-level advisory lock keyed by a hash of the schema and `name`, so that ledgers in
+    /// different schemas of one database do not wait for each other. `lock_timeout` bounds the
+    /// wait; a session lost while holding the lock gives it back with the session.
+    fn lock_shared_name(&mut self, name: &str, wait: Duration) -> Result<bool, StoreError> {
+        let timeout = format!("{}ms", wait.as_millis().max(1));
+        let result = self.run(|client, _| {
+            client
+                .query_one("SELECT set_config('lock_timeout', $1, false)", &[&timeout])
+                .map_err(database_error)?;
+            match client.query_one(
+                "SELECT pg_advisory_lock(hashtextextended(current_schema() || '/' || $1, 0))",
+                &[&name],
+            ) {
+                Ok(_) => Ok(true),
+                Err(error) if error.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => Ok(false),
+                Err(error) => Err(database_error(error)),
+            }
+        });
+        // The session goes back to waiting without limit, as the store's sessions do. Should
+        // that fail, the lock (if taken) is still held and still to be given back: the answer
+        // stands, and the failure marks the session for the next call to check.
+        let _ = self.run_once(|client, _| {
+            client
+                .batch_execute("SET lock_timeout = 0")
+                .map_err(database_error)
+        });
+        result
+    }
+
+    fn unlock_shared_name(&mut self, name: &str) -> Result<(), StoreError> {
+        // Not retried on a new session: a lost session has given the lock back already.
+        self.run_once(|client, _| {
+            client
+                .query_one(
+                    "SELECT pg_advisory_unlock(hashtextextended(current_schema() || '/' || $1, 0))",
+                    &[&name],
+                )
+                .map(|_| ())
+                .map_err(database_error)
+        })
+    }
+
     fn totals(&mut self) -> Result<Vec<CurrencyTotal>, StoreError> {
         let rows = self.run(|client, statements| {
             client

@@ -798,3 +798,39 @@ fn conditional_record_writes_from_several_stores_lose_no_update() {
         "every acknowledged increment is in the counter"
     );
 }
+
+/// The lock server processes take around an append to the audit chain: one connection holds it,
+/// another waits its bounded time and is told it did not get it; given back, the other gets it;
+/// a schema of its own has a lock of its own; a connection that goes away gives it back.
+#[test]
+fn a_shared_lock_is_held_by_one_connection_at_a_time() {
+    use std::time::Duration;
+    skip_without_database!();
+    let url = common::database_url().unwrap_or_default();
+    let (guard, mut first) = common::fresh_store();
+    let mut second = PostgresStore::open_in_schema(&url, &guard.schema)
+        .unwrap_or_else(|error| panic!("second store: {error}"));
+    let wait = Duration::from_millis(200);
+    assert!(first.lock_shared_name("chain", wait).unwrap());
+    assert!(
+        !second.lock_shared_name("chain", wait).unwrap(),
+        "a second connection took a lock the first holds"
+    );
+    // Another name, or the same name in another schema, is another lock.
+    assert!(second.lock_shared_name("other", wait).unwrap());
+    let (_other_guard, mut elsewhere) = common::fresh_store();
+    assert!(elsewhere.lock_shared_name("chain", wait).unwrap());
+    // The session goes back to waiting without limit once it has its answer.
+    assert_eq!(second.session_setting("lock_timeout").unwrap(), "0");
+    first.unlock_shared_name("chain").unwrap();
+    assert!(second.lock_shared_name("chain", wait).unwrap());
+    // A holder that goes away gives the lock back with its session.
+    drop(second);
+    let mut third = PostgresStore::open_in_schema(&url, &guard.schema)
+        .unwrap_or_else(|error| panic!("third store: {error}"));
+    assert!(
+        third
+            .lock_shared_name("chain", Duration::from_secs(5))
+            .unwrap()
+    );
+}

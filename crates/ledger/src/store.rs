@@ -1,5 +1,7 @@
 //! The storage contract every ledger backend implements.
 
+use core::time::Duration;
+
 use crate::engine::{Changes, GroupCommit, References, SequenceNumbers, Snapshot};
 use crate::ids::{AccountId, TransferId};
 use crate::model::{
@@ -98,6 +100,23 @@ pub trait LedgerStore: Send {
     /// opened it). `None` for a store without migrations (memory).
     fn schema_versions(&mut self) -> Result<Option<SchemaVersions>, StoreError> {
         Ok(None)
+    }
+
+    /// Takes the lock called `name`, shared by every process using this database (and schema),
+    /// for this connection, waiting for it at most `wait`: `Ok(false)` if another connection
+    /// still held it then. The lock only spares processes work that would conflict (such as
+    /// appending to one hash chain); what they write stays guarded by conditional writes, so a
+    /// lock not taken (or lost with its connection) costs a retry, never a wrong write. Stores
+    /// one process owns (SQLite, memory) have nothing to take: `Ok(true)`.
+    fn lock_shared_name(&mut self, name: &str, wait: Duration) -> Result<bool, StoreError> {
+        let _ = (name, wait);
+        Ok(true)
+    }
+
+    /// Gives back a lock [`LedgerStore::lock_shared_name`] took on this connection.
+    fn unlock_shared_name(&mut self, name: &str) -> Result<(), StoreError> {
+        let _ = name;
+        Ok(())
     }
 }
 

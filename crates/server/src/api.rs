@@ -248,10 +248,9 @@ async fn commit_single(state: &AppState, batch: Batch) -> Result<Vec<Outcome>, A
     match result {
         // Batches and transfers are counted by the ledger's writer, for every path alike.
         Ok(offpay_operator::Attempt::Done(outcomes)) => Ok(outcomes),
-        Ok(offpay_operator::Attempt::Conflict) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
-            "another operator action committed at the same moment; send the same request again",
+        Ok(offpay_operator::Attempt::Conflict) => Err(ApiError::busy(
+            "another operator action committed at the same moment; nothing was applied: send the \
+             same request again",
         )),
         Err(crate::runner::RunError::Refused(refusal)) => Err(ApiError::refused(&refusal)),
         Err(error) => Err(crate::runner::api_error(error)),

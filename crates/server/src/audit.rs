@@ -179,6 +179,16 @@ pub const STANDALONE_WAIT_MAX: std::time::Duration = std::time::Duration::from_s
 /// Most actions one combining round commits together (the rest wait for the next round).
 pub const COMBINED_ACTIONS_MAX: usize = 256;
 
+/// The lock the server processes on one database take around each append to the chain
+/// ([`Ledger::lock_shared`]). Without it two processes appending at once both read the same
+/// head; one loses its round, and under steady load a process could lose every attempt of an
+/// action (the failover test saw a 503 `busy` on a two-process tier).
+pub const CHAIN_LOCK: &str = "offpay-audit-chain";
+
+/// Longest a process waits for [`CHAIN_LOCK`] before it appends without it (a process holding
+/// it has stalled: the conditional head write still keeps the chain whole).
+pub const CHAIN_LOCK_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
 const _: () = assert!(COMBINED_ACTIONS_MAX > 0);
 
 impl std::fmt::Debug for AuditChain {
@@ -651,6 +661,9 @@ async fn commit_round(ledger: &Ledger, round: Vec<Submission>) {
     if round.is_empty() {
         return;
     }
+    // Held until the round is durable: other processes on the database wait rather than read
+    // the same head and lose their round to this one.
+    let _chain_lock = ledger.lock_shared(CHAIN_LOCK, CHAIN_LOCK_WAIT_MAX).await;
     let head = match read_head(ledger).await {
         Ok(head) => head,
         Err(error) => {
@@ -792,6 +805,7 @@ pub async fn record(
     outcome: String,
 ) -> Result<u64, RunError> {
     let _turn = context.inner.chain.turn.lock().await;
+    let _chain_lock = ledger.lock_shared(CHAIN_LOCK, CHAIN_LOCK_WAIT_MAX).await;
     for _ in 0..ATTEMPTS_MAX {
         let head = read_head(ledger).await?;
         let (number, writes, _) =

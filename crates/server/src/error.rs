@@ -47,6 +47,14 @@ impl ApiError {
         self
     }
 
+    /// 503 `busy`: other writes kept changing the records this request reads, and nothing of it
+    /// committed; retryable (`retryable: true`, `Retry-After`) with the same request and ids.
+    pub fn busy(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message)
+            .with_details(json!({ "retryable": true }))
+            .with_retry_after(LEDGER_RETRY_AFTER_SECONDS)
+    }
+
     /// 400 with a message.
     pub fn bad_request(code: &str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use offpay_ledger::{Batch, GroupResult, LedgerStore, Operation, Outcome, StoreError, Timestamp};
 use tokio::sync::{mpsc, oneshot};
@@ -23,6 +23,9 @@ pub const QUEUE_DEPTH_MAX: usize = 1024;
 pub const GROUP_OPERATIONS_MAX: usize = 65_536;
 
 type ReadJob = Box<dyn FnOnce(&mut dyn LedgerStore) + Send>;
+
+/// A job for the thread that owns the lock connection ([`Ledger::lock_shared`]).
+type LockJob = Box<dyn FnOnce(&mut dyn LedgerStore) + Send>;
 
 enum Request {
     Commit {
@@ -47,6 +50,37 @@ pub struct Ledger {
     metrics: Arc<LedgerMetrics>,
     /// True while the writer thread runs; cleared when it ends, however it ends.
     writer_alive: Arc<AtomicBool>,
+    /// The thread owning a third connection, for locks shared with other processes on the
+    /// same database; `None` for a store only this process uses.
+    locks: Option<mpsc::UnboundedSender<LockJob>>,
+}
+
+/// A lock shared with the other processes on the ledger's database, held until dropped
+/// ([`Ledger::lock_shared`]).
+#[derive(Debug)]
+#[must_use = "the lock is given back when this is dropped"]
+pub struct SharedLock {
+    held: Option<(mpsc::UnboundedSender<LockJob>, &'static str)>,
+}
+
+impl SharedLock {
+    /// Whether the lock is held (it is not when the wait ran out or the connection failed).
+    pub fn held(&self) -> bool {
+        self.held.is_some()
+    }
+}
+
+impl Drop for SharedLock {
+    fn drop(&mut self) {
+        if let Some((locks, name)) = self.held.take() {
+            let job: LockJob = Box::new(move |store| {
+                if let Err(error) = store.unlock_shared_name(name) {
+                    tracing::warn!(lock = name, %error, "could not give back a shared lock");
+                }
+            });
+            let _ = locks.send(job);
+        }
+    }
 }
 
 /// Clears the writer's liveness flag when the writer thread ends, by return or by panic.
@@ -107,6 +141,7 @@ pub enum LedgerError {
 pub struct LedgerThread {
     handle: JoinHandle<()>,
     reader: JoinHandle<()>,
+    locks: Option<JoinHandle<()>>,
 }
 
 impl LedgerThread {
@@ -118,6 +153,11 @@ impl LedgerThread {
         if self.reader.join().is_err() {
             tracing::error!("the ledger reader thread panicked");
         }
+        if let Some(locks) = self.locks
+            && locks.join().is_err()
+        {
+            tracing::error!("the ledger's lock thread panicked");
+        }
     }
 }
 
@@ -126,7 +166,17 @@ impl Ledger {
     /// second connection to the same database.
     pub fn start(
         store: Box<dyn LedgerStore>,
+        reader: Box<dyn LedgerStore>,
+    ) -> std::io::Result<(Ledger, LedgerThread)> {
+        Ledger::start_with_locks(store, reader, None)
+    }
+
+    /// [`Ledger::start`] for a database other processes share: `locks`, a third connection on
+    /// a thread of its own, takes the locks [`Ledger::lock_shared`] asks for.
+    pub fn start_with_locks(
+        store: Box<dyn LedgerStore>,
         mut reader: Box<dyn LedgerStore>,
+        locks: Option<Box<dyn LedgerStore>>,
     ) -> std::io::Result<(Ledger, LedgerThread)> {
         let backend = store.backend();
         let (sender, receiver) = mpsc::channel(QUEUE_DEPTH_MAX);
@@ -154,6 +204,20 @@ impl Ledger {
                     job(reader.as_mut());
                 }
             })?;
+        let (lock_jobs, lock_handle) = match locks {
+            None => (None, None),
+            Some(mut store) => {
+                let (jobs, mut queued) = mpsc::unbounded_channel::<LockJob>();
+                let handle = std::thread::Builder::new()
+                    .name("ledger-locks".into())
+                    .spawn(move || {
+                        while let Some(job) = queued.blocking_recv() {
+                            job(store.as_mut());
+                        }
+                    })?;
+                (Some(jobs), Some(handle))
+            }
+        };
         Ok((
             Ledger {
                 sender,
@@ -162,12 +226,59 @@ impl Ledger {
                 backend,
                 metrics,
                 writer_alive,
+                locks: lock_jobs,
             },
             LedgerThread {
                 handle,
                 reader: reader_handle,
+                locks: lock_handle,
             },
         ))
+    }
+
+    /// Takes the lock `name` that every process on this database shares
+    /// ([`LedgerStore::lock_shared_name`]), waiting at most `wait`; given back when the answer is
+    /// dropped. A store only this process uses has nothing to take (the answer holds nothing),
+    /// and neither does a lock whose wait ran out or whose connection failed: the caller goes on
+    /// without it, its conditional writes still guarding what it writes.
+    pub async fn lock_shared(&self, name: &'static str, wait: Duration) -> SharedLock {
+        let none = SharedLock { held: None };
+        let Some(locks) = &self.locks else {
+            return none;
+        };
+        let (reply, answer) = oneshot::channel();
+        let job: LockJob = Box::new(move |store| {
+            let result = store.lock_shared_name(name, wait);
+            let taken = matches!(result, Ok(true));
+            // Taken for a caller that has gone away: given back at once.
+            if reply.send(result).is_err()
+                && taken
+                && let Err(error) = store.unlock_shared_name(name)
+            {
+                tracing::warn!(lock = name, %error, "could not give back a shared lock");
+            }
+        });
+        if locks.send(job).is_err() {
+            return none;
+        }
+        match answer.await {
+            Ok(Ok(true)) => SharedLock {
+                held: Some((locks.clone(), name)),
+            },
+            Ok(Ok(false)) => {
+                tracing::warn!(
+                    lock = name,
+                    wait_ms = wait.as_millis() as u64,
+                    "another process held a shared lock too long; going on without it"
+                );
+                none
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(lock = name, %error, "could not take a shared lock; going on without it");
+                none
+            }
+            Err(_) => none,
+        }
     }
 
     /// Group commits finished so far. A read asked after this returned `n` sees what groups

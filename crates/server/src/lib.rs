@@ -172,8 +172,24 @@ pub fn open_reader(config: &ServerConfig) -> Result<Box<dyn LedgerStore>, StartE
     )?))
 }
 
-/// The writer's store and the reader's connection to the same ledger.
-type OpenedStores = (Box<dyn LedgerStore>, Box<dyn LedgerStore>);
+/// A third connection for the locks the server's processes share ([`Ledger::lock_shared`]), for
+/// a PostgreSQL ledger (several servers may use one database); `None` for SQLite, which one
+/// process owns (its data directory is locked).
+pub fn open_lock_connection(
+    config: &ServerConfig,
+) -> Result<Option<Box<dyn LedgerStore>>, StartError> {
+    match config.database_url.as_deref() {
+        Some(url) if sqlite_url_path(url).is_none() => open_store_url(url).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// The writer's store, the reader's connection to the same ledger, and the lock connection.
+type OpenedStores = (
+    Box<dyn LedgerStore>,
+    Box<dyn LedgerStore>,
+    Option<Box<dyn LedgerStore>>,
+);
 
 /// Opens the writer's and the reader's stores and checks conservation, on a thread of its own:
 /// the PostgreSQL client is blocking and runs its own small runtime, which must not be started
@@ -190,7 +206,8 @@ fn open_stores_off_runtime(config: &ServerConfig) -> Result<OpenedStores, StartE
                     "ledger opened; balances sum to zero"
                 );
                 let reader = open_reader(config)?;
-                Ok((store, reader))
+                let locks = open_lock_connection(config)?;
+                Ok((store, reader, locks))
             })
             .join()
             .unwrap_or_else(|_| {
@@ -256,9 +273,9 @@ impl Server {
                 "audit chain key {}",
                 config.data_dir.join(audit::CHAIN_KEY_FILE).display()
             )))?;
-        let (store, reader) = open_stores_off_runtime(&config)?;
-        let (ledger, writer) =
-            Ledger::start(store, reader).map_err(io_error("cannot start the ledger writer"))?;
+        let (store, reader, locks) = open_stores_off_runtime(&config)?;
+        let (ledger, writer) = Ledger::start_with_locks(store, reader, locks)
+            .map_err(io_error("cannot start the ledger writer"))?;
         if auth::bootstrap(&ledger, token.reveal(), inputs.clock.now()).await? {
             tracing::info!(
                 user = auth::BOOTSTRAP_USER,

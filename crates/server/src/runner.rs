@@ -37,10 +37,9 @@ pub fn api_error(error: RunError) -> crate::error::ApiError {
     match error {
         RunError::Ledger(error) => error.into(),
         RunError::Refused(refusal) => crate::error::ApiError::refused(&refusal),
-        RunError::Contention => crate::error::ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
-            "the records kept changing under this request; retry later",
+        RunError::Contention => crate::error::ApiError::busy(
+            "the records kept changing under this request; nothing was applied: send the same \
+             request again",
         ),
     }
 }

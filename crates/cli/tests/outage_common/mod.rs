@@ -17,8 +17,9 @@ use serde_json::{Value, json};
 
 /// Transfers in each batch (each of 0.01, from `float` to `alice`).
 pub const BATCH_TRANSFERS: usize = 20;
-/// The error code of the retryable answer.
-pub const RETRYABLE_CODE: &str = "ledger_unavailable";
+/// The error codes of the retryable answers: the ledger unreachable, and (rarer) another
+/// process's operator action taking the audit chain's head each time this one tried.
+pub const RETRYABLE_CODES: [&str; 2] = ["ledger_unavailable", "busy"];
 
 /// Where a client reaches one server.
 #[derive(Clone, Debug)]
@@ -67,7 +68,7 @@ pub enum Answer {
     /// 200, with how many transfers committed now and how many were there already (a retry of
     /// a batch whose earlier answer was lost).
     Acknowledged { committed: usize, existed: usize },
-    /// 503 `ledger_unavailable`, `retryable: true`, with a `Retry-After` header.
+    /// 503 `ledger_unavailable` or `busy`, `retryable: true`, with a `Retry-After` header.
     Retryable { message: String },
     /// No HTTP answer within the client's timeout, or no connection.
     Unanswered { error: String },
@@ -262,7 +263,8 @@ fn post_batch(http: &reqwest::blocking::Client, server: &Endpoint, number: usize
         }
     }
     let error = &body["error"];
-    if status == 503 && error["code"] == RETRYABLE_CODE && error["retryable"] == true && retry_after
+    let code = error["code"].as_str().unwrap_or_default();
+    if status == 503 && RETRYABLE_CODES.contains(&code) && error["retryable"] == true && retry_after
     {
         return Answer::Retryable {
             message: error["message"].as_str().unwrap_or_default().to_owned(),

@@ -310,9 +310,7 @@ async fn count_failure(state: &AppState, key: &str, now: Timestamp) -> Result<()
             return Ok(());
         }
     }
-    Err(ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "busy",
+    Err(ApiError::busy(
         "the login failure count kept changing; retry later",
     ))
 }

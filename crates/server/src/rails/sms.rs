@@ -450,11 +450,7 @@ impl From<RunError> for SmsFailure {
         SmsFailure(match error {
             RunError::Ledger(error) => error.into(),
             RunError::Refused(refusal) => ApiError::refused(&refusal),
-            RunError::Contention => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
-                "the records kept changing under this request; retry later",
-            ),
+            RunError::Contention => crate::runner::api_error(RunError::Contention),
         })
     }
 }
