@@ -1,8 +1,8 @@
 //! Issue 24: a scripted USSD session against a real `offpay serve` (both backends), as an
 //! aggregator would drive it: the main menu, a purse holder's balance and statement, an SMS-TAN
 //! holder's balance and statement with the envelope number, the language switch, an unknown
-//! number, a wrong choice, a bad envelope number, too many steps, and a bad token (403, nothing
-//! read).
+//! number, a wrong choice, a bad envelope number, too many steps, a bad token (403, nothing
+//! read), and a caller outside the `[ussd] allow_ips` list (403).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[allow(unused_imports)]
@@ -225,6 +225,33 @@ fn unknown_numbers_wrong_choices_and_bad_tokens_end_clearly(kind: BackendKind) {
     assert!(server.outbox().is_empty(), "{:?}", server.outbox());
 }
 
+/// `[ussd] allow_ips` in `sms.toml`: a caller outside the listed networks gets 403 even with the
+/// right token, and nothing is read; listed, it is served.
+fn an_allow_list_refuses_callers_outside_it(kind: BackendKind) {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(
+        outside.path().join("sms.toml"),
+        "[ussd]\nallow_ips = [\"196.201.214.0/24\", \"2001:db8::/32\"]\n",
+    )
+    .unwrap();
+    let server = TestServer::start_in(outside.path(), "127.0.0.1:0", kind);
+    let (status, body) = dial(&server, &server.gateway_token, PURSE_PHONE, "");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("allow-list"), "{body}");
+    drop(server);
+
+    let inside = tempfile::tempdir().unwrap();
+    std::fs::write(
+        inside.path().join("sms.toml"),
+        "[ussd]\nallow_ips = [\"196.201.214.0/24\", \"127.0.0.0/8\"]\n",
+    )
+    .unwrap();
+    let server = TestServer::start_in(inside.path(), "127.0.0.1:0", kind);
+    let (status, body) = dial(&server, &server.gateway_token, PURSE_PHONE, "");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("CON "), "{body}");
+}
+
 fn parse_seed() -> offpay_sms_tan::Envelope {
     offpay_sms_tan::import::parse_envelope(SEED_ENVELOPE).unwrap()
 }
@@ -232,4 +259,5 @@ fn parse_seed() -> offpay_sms_tan::Envelope {
 offpay_test_support::on_every_backend!(
     a_scripted_session_shows_balance_and_statement_for_both_rails,
     unknown_numbers_wrong_choices_and_bad_tokens_end_clearly,
+    an_allow_list_refuses_callers_outside_it,
 );

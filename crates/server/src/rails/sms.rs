@@ -329,6 +329,14 @@ impl SmsRail {
         subtle::ConstantTimeEq::ct_eq(self.gateway_token.0.as_bytes(), presented.as_bytes()).into()
     }
 
+    /// Whether a USSD call from `peer` may be served: the `[ussd] allow_ips` list is empty, or
+    /// `peer` is in one of its networks (a caller of unknown address is then refused).
+    pub fn ussd_peer_allowed(&self, peer: Option<std::net::IpAddr>) -> bool {
+        let allow = &self.gateways.ussd_allow;
+        allow.is_empty()
+            || peer.is_some_and(|peer| allow.iter().any(|network| network.contains(peer)))
+    }
+
     /// The operator half for `settings` (they are refused if the engine cannot run on them).
     pub fn operator_for(
         &self,

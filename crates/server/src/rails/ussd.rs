@@ -6,7 +6,8 @@
 //! Authentication is the SMS gateway's: the token of `DATA_DIR/sms-gateway.token` in the path
 //! (aggregators send no headers of ours), compared in constant time before the body is read; a
 //! wrong one gets 403 and nothing is read. The phone number the aggregator reports is what the
-//! menu trusts, as the SMS sender is, so it is read in E.164 through the same normaliser.
+//! menu trusts, as the SMS sender is, so it is read in E.164 through the same normaliser. With
+//! `[ussd] allow_ips` in `sms.toml`, a caller outside those networks gets 403 as well.
 //!
 //! The menu is [`menu`] (pure); here it is given what it asked for: a purse's shadow account
 //! and its last payments (purse holders), the SMS account's `BAL`/`STMT` answer run through the
@@ -86,6 +87,18 @@ async fn session(
         return plain(
             StatusCode::FORBIDDEN,
             "the path must carry the gateway token (DATA_DIR/sms-gateway.token)".into(),
+        );
+    }
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<crate::auth::RemoteAddr>>()
+        .map(|info| info.0.0.ip());
+    if !state.rails.sms.ussd_peer_allowed(peer) {
+        Metrics::add(&state.metrics.http_unauthorized, 1);
+        return plain(
+            StatusCode::FORBIDDEN,
+            "the caller's address is not in the USSD allow-list ([ussd] allow_ips in sms.toml)"
+                .into(),
         );
     }
     let (parts, body) = request.into_parts();

@@ -43,6 +43,18 @@ pub struct GatewayFile {
     pub twilio: Option<TwilioFile>,
     /// Generic webhook settings.
     pub webhook: Option<WebhookFile>,
+    /// USSD settings (`/ussd/{token}`).
+    pub ussd: Option<UssdFile>,
+}
+
+/// The `[ussd]` table.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UssdFile {
+    /// Addresses or networks (`196.201.214.0/24`) the aggregator's USSD calls may come from
+    /// [default: any; the token in the path is checked either way].
+    #[serde(default)]
+    pub allow_ips: Vec<String>,
 }
 
 /// The `[africastalking]` table.
@@ -106,6 +118,8 @@ pub struct Gateways {
     pub africastalking: Option<Arc<AfricasTalking>>,
     /// Twilio, when configured.
     pub twilio: Option<Arc<Twilio>>,
+    /// Networks USSD calls may come from (empty: any).
+    pub ussd_allow: Vec<Network>,
     outbound: RwLock<Option<Arc<dyn Gateway>>>,
 }
 
@@ -317,18 +331,7 @@ pub fn build(inputs: Inputs<'_>) -> Result<Gateways, StartError> {
                 }
                 Some(text) => url(text, "africastalking.base_url")?,
             };
-            if file.allow_ips.len() > africastalking::ALLOWED_NETWORKS_MAX {
-                return Err(invalid(
-                    "africastalking.allow_ips",
-                    format!("at most {} entries", africastalking::ALLOWED_NETWORKS_MAX),
-                ));
-            }
-            let allow = file
-                .allow_ips
-                .iter()
-                .map(|text| Network::parse(text))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|message| invalid("africastalking.allow_ips", message))?;
+            let allow = allow_list(&file.allow_ips, "africastalking.allow_ips")?;
             if file.username.trim().is_empty() {
                 return Err(invalid(
                     "africastalking.username",
@@ -425,13 +428,38 @@ pub fn build(inputs: Inputs<'_>) -> Result<Gateways, StartError> {
             ));
         }
     };
+    let ussd_allow = allow_list(
+        inputs
+            .file
+            .ussd
+            .as_ref()
+            .map_or(&[][..], |file| &file.allow_ips[..]),
+        "ussd.allow_ips",
+    )?;
     Ok(Gateways {
         kannel,
         webhook,
         africastalking,
         twilio,
+        ussd_allow,
         outbound: RwLock::new(outbound),
     })
+}
+
+/// An allow-list's networks, at most [`africastalking::ALLOWED_NETWORKS_MAX`], each read by
+/// [`Network::parse`]; `setting` names the list in the error.
+fn allow_list(texts: &[String], setting: &'static str) -> Result<Vec<Network>, StartError> {
+    if texts.len() > africastalking::ALLOWED_NETWORKS_MAX {
+        return Err(invalid(
+            setting,
+            format!("at most {} entries", africastalking::ALLOWED_NETWORKS_MAX),
+        ));
+    }
+    texts
+        .iter()
+        .map(|text| Network::parse(text))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|message| invalid(setting, message))
 }
 
 /// The HTTP client for the aggregators' APIs: rustls, the system's roots, and the CA file when
