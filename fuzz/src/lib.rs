@@ -5,6 +5,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 pub mod microcheck;
+pub mod phone;
 pub mod purse;
 pub mod sms_tan;
 pub mod wallet;
@@ -24,6 +25,7 @@ pub fn all_seeds() -> Vec<(&'static str, Vec<Seed>)> {
         ("wallet_records", wallet::records_seeds()),
         ("microcheck_wire", microcheck::wire_seeds()),
         ("microcheck_deposit", microcheck::deposit_seeds()),
+        ("phone_normalise", phone::normalise_seeds()),
     ]
 }
 
