@@ -29,7 +29,11 @@ fuzz_target!(|data: &[u8]| {
     );
     // The number's last digit is the last digit typed: nothing was added after what was written.
     let typed_last = text.chars().filter(char::is_ascii_digit).last();
-    assert_eq!(typed_last, digits.chars().last(), "{written:?} from {text:?}");
+    assert_eq!(
+        typed_last,
+        digits.chars().last(),
+        "{written:?} from {text:?}"
+    );
     for index in 0..COUNTRIES.len() {
         let again = normalise(written, country(index as u8))
             .unwrap_or_else(|error| panic!("{written:?} refused when read again: {error}"));
@@ -44,5 +48,8 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     let again = normalise(&spaced, default_country)
         .unwrap_or_else(|error| panic!("{spaced:?} refused: {error}"));
-    assert_eq!(again, number, "{spaced:?} read differently from {written:?}");
+    assert_eq!(
+        again, number,
+        "{spaced:?} read differently from {written:?}"
+    );
 });
