@@ -496,10 +496,7 @@ impl CodeCheck {
     fn of_checksum(agreeing: usize, rest_ok: bool) -> CodeCheck {
         if agreeing == CHECKSUM_DIGITS && rest_ok {
             CodeCheck::Verified
-        } else if rest_ok
-            && agreeing >= CHANGED_IN_TRANSIT_MATCHES_MIN
-            && !crate::reverts::reverted(crate::reverts::CHANGED_PAYMENT_NOT_COUNTED)
-        {
+        } else if rest_ok && agreeing >= CHANGED_IN_TRANSIT_MATCHES_MIN {
             CodeCheck::Changed
         } else {
             CodeCheck::Wrong

@@ -13,9 +13,6 @@ pub const RECORD_MAC: u32 = 1 << 1;
 /// finding, seed 1): reverted, a message naming a used row (a replay under a new gateway id) or a
 /// row beyond the envelope counts as the holder's wrong code again.
 pub const USED_ROW_NOT_COUNTED: u32 = 1 << 2;
-/// A payment changed on its way is not the holder's wrong code (simulator finding, seed 1):
-/// reverted, a payment checksum that misses in one or two positions counts as a guess again.
-pub const CHANGED_PAYMENT_NOT_COUNTED: u32 = 1 << 3;
 
 #[cfg(feature = "sim-reverts")]
 std::thread_local! {
