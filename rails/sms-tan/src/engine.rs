@@ -35,9 +35,8 @@ use crate::keys::BindingTag;
 use crate::keys::MasterKey;
 use crate::limits::{
     ACCOUNT_NUMBER_DIGITS, CALLBACK_TIMEOUT_SECONDS, CHANGED_IN_TRANSIT_MATCHES_MIN,
-    CHECKSUM_DIGITS, ENCRYPTED_ACCOUNT_DIGITS,
-    GRID_AMOUNT_MAX_HUNDREDTHS, LOCKOUT_FAILURES, PAYEE_LIMITS_MAX, PLAIN_PAYEE_DIGITS,
-    ROWS_RESERVED_FOR_REGISTRATION, SCHEDULE_AHEAD_DAYS_MAX,
+    CHECKSUM_DIGITS, ENCRYPTED_ACCOUNT_DIGITS, GRID_AMOUNT_MAX_HUNDREDTHS, LOCKOUT_FAILURES,
+    PAYEE_LIMITS_MAX, PLAIN_PAYEE_DIGITS, ROWS_RESERVED_FOR_REGISTRATION, SCHEDULE_AHEAD_DAYS_MAX,
 };
 use crate::numbers::{AccountNumber, Euin, PhoneNumber, Tan};
 use crate::posting::{LedgerAccount, Posting, PostingKind, Reference, TransferId};
@@ -968,8 +967,7 @@ impl Engine {
             Message::Help => return Ok(()),
         };
         // Reverted (simulator), rows that cannot pay count as before.
-        let unpayable_rows_count =
-            crate::reverts::reverted(crate::reverts::USED_ROW_NOT_COUNTED);
+        let unpayable_rows_count = crate::reverts::reverted(crate::reverts::USED_ROW_NOT_COUNTED);
         if row_number > auth.envelope.loaded.rows.get() {
             return Err((
                 Refusal::RowOutOfRange { row: row_number },
@@ -983,12 +981,9 @@ impl Engine {
             // fraud queue hears of a verifying one: a replay, counted against the channel.
             let replayed = !unpayable_rows_count
                 && !matches!(message, Message::Confirm { .. })
-                && auth
-                    .secrets
-                    .row(row_number)
-                    .is_some_and(|row| {
-                        matches!(self.check_code(auth, message, row), Ok(CodeCheck::Verified))
-                    });
+                && auth.secrets.row(row_number).is_some_and(|row| {
+                    matches!(self.check_code(auth, message, row), Ok(CodeCheck::Verified))
+                });
             if replayed {
                 auth.envelope.replayed = Some(row_number);
             }

@@ -1010,7 +1010,10 @@ fn attack_gateway_insider_inflating_a_callback_payment_now_fails() {
     assert!(bank.pending.is_empty(), "no callback is even started");
     let euin = Euin::issued(263, 1).unwrap();
     assert_eq!(bank.envelope(&euin).consecutive_failures, 0);
-    assert!(bank.envelope(&euin).used_rows.contains(1), "the row is burned");
+    assert!(
+        bank.envelope(&euin).used_rows.contains(1),
+        "the row is burned"
+    );
 }
 
 /// Across many envelopes, how often v3 stops the insider's 60,000 -> 90,000: every time (v2
