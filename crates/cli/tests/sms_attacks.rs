@@ -117,7 +117,9 @@ fn inflation_is_refused_at_every_level_through_the_webhook(kind: BackendKind) {
         let (whole, cents) = parts[coded].split_once('.').unwrap();
         parts[coded] = format!("{}.{cents}", whole.parse::<u64>().unwrap() + 30_000);
         let reply = server.sms(PAYER_PHONE, &parts.join(" "));
-        assert!(reply.contains("do not match"), "{keyword}: {reply}");
+        // The SUM misses where the change moved it: refused as changed on its way (not the
+        // holder's failure), or as codes that do not match.
+        assert!(reply.starts_with("Not accepted"), "{keyword}: {reply}");
     }
     assert_eq!(server.balance(PAYEE), 0);
     assert!(

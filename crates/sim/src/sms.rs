@@ -41,9 +41,11 @@ pub const FEE_MINOR_MAX: u64 = 2_500;
 /// Ledger history read per account check.
 pub const HISTORY_MAX: usize = 512;
 
-/// Open finding: an interceptor locks a phone-bound envelope by re-sending used rows or
-/// rewriting codes (each counts as the holder's wrong code).
-pub const FINDING_INTERCEPTOR_LOCKS_BOUND_ENVELOPE: &str = "sms_interceptor_locks_bound_envelope";
+/// The invariant that an honest holder's phone-bound envelope is never locked: the
+/// interceptor's replays of used rows and its rewritten messages are not the holder's wrong codes
+/// (a fixed finding, seed 1; protocol §6.2). Only wrong codes on unused rows count, and the
+/// holders here type every code right.
+pub const INVARIANT_BOUND_ENVELOPE_NOT_LOCKED: &str = "sms_honest_bound_envelope_not_locked";
 
 /// A documented residual seen: a low-level payment whose payee the interceptor rewrote to its own
 /// account passed the checksum (the two hidden account positions unchanged; §6.2).
@@ -634,7 +636,8 @@ impl SmsRail {
     }
 
     /// After every step: every debit of an honest payer's account is a fee or a payment the
-    /// holder wrote (once, to the payee it named, at most the §6.1 factor over the amount).
+    /// holder wrote (once, to the payee it named, at most the §6.1 factor over the amount), and
+    /// no honest holder's envelope is locked.
     pub fn check(&mut self, world: &mut World) {
         let fees_prefix = "operator:fees";
         for holder in 0..self.holders.len() {
@@ -701,12 +704,18 @@ impl SmsRail {
                 || format!("{number}: {problems:?}"),
             );
         }
+        self.check_not_locked(world);
     }
 
-    /// At the end of a run: conservation and flags are checked by the world; nothing more here
-    /// than the per-step check once again.
+    /// At the end of a run: conservation and flags are checked by the world; the per-step checks
+    /// once again.
     pub fn final_check(&mut self, world: &mut World) {
         self.check(world);
+    }
+
+    /// No honest holder's envelope is locked: every holder binds its phone and types its codes
+    /// right, so only the interceptor's replays and rewrites could have counted.
+    fn check_not_locked(&mut self, world: &mut World) {
         for holder in &self.holders {
             let key = records::envelope_key(&holder.envelope.euin);
             let locked = Loaded::<EnvelopeRecord>::read(&mut world.store, &key)
@@ -718,14 +727,12 @@ impl SmsRail {
                         offpay_sms_tan::envelope::EnvelopeStatus::Locked { .. }
                     )
                 });
-            if locked {
-                // The holder typed every code right and its phone is bound: the interceptor's
-                // re-sent rows and rewritten codes counted as the holder's failures.
-                world.finding(
-                    FINDING_INTERCEPTOR_LOCKS_BOUND_ENVELOPE,
-                    format!("{} locked", holder.envelope.euin),
-                );
-            }
+            world.check(INVARIANT_BOUND_ENVELOPE_NOT_LOCKED, !locked, || {
+                format!(
+                    "{} of {} locked: the interceptor's messages counted as the holder's wrong codes",
+                    holder.envelope.euin, holder.number
+                )
+            });
         }
     }
 }

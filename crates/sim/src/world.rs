@@ -31,6 +31,7 @@ pub const INCIDENT_FLAGS: &[(&str, &str)] = &[
     ("sms", "content_mismatch"),
     ("sms", "callback_mismatch"),
     ("sms", "envelope_locked"),
+    ("sms", "row_replayed"),
     ("microcheck", "spent_after_loss_report"),
 ];
 

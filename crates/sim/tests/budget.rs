@@ -24,6 +24,10 @@ const REGRESSIONS: &[(u64, &str, &str)] = &[
     ),
     // Interval matching of an SMS payer's debits to what it wrote (largest debit first).
     (1, "sms", "debits matched to the holder's payments"),
+    // An interceptor's replays of phone-bound holders' used rows (and the holders writing rows
+    // the bank had used) counted as wrong codes and locked all three envelopes: only a code
+    // checked against an unused row's secret counts now (`sms_honest_bound_envelope_not_locked`).
+    (1, "sms", "an honest holder's bound envelope is not locked"),
     // The documented residual: a low-level payee substitution passed the checksum.
     (
         35,

@@ -248,6 +248,26 @@ fn sms_settings_content_sum_reverted_is_found_by_a_known_seed() {
 
 #[test]
 #[ignore]
+fn scan_sms_used_row_not_counted() {
+    report_scan(
+        "sms used row not counted",
+        Revert::Sms(offpay_sms_tan::reverts::USED_ROW_NOT_COUNTED),
+        SMS,
+    );
+}
+
+#[test]
+fn sms_used_row_not_counted_reverted_is_found_by_a_known_seed() {
+    fails(
+        Revert::Sms(offpay_sms_tan::reverts::USED_ROW_NOT_COUNTED),
+        SMS,
+        1,
+        offpay_sim::sms::INVARIANT_BOUND_ENVELOPE_NOT_LOCKED,
+    );
+}
+
+#[test]
+#[ignore]
 fn scan_wallet_block_before_renewal() {
     report_scan(
         "wallet block before renewal",

@@ -34,9 +34,9 @@ use crate::grammar::{
 use crate::keys::BindingTag;
 use crate::keys::MasterKey;
 use crate::limits::{
-    ACCOUNT_NUMBER_DIGITS, CALLBACK_TIMEOUT_SECONDS, ENCRYPTED_ACCOUNT_DIGITS,
-    GRID_AMOUNT_MAX_HUNDREDTHS, LOCKOUT_FAILURES, PAYEE_LIMITS_MAX, PLAIN_PAYEE_DIGITS,
-    ROWS_RESERVED_FOR_REGISTRATION, SCHEDULE_AHEAD_DAYS_MAX,
+    ACCOUNT_NUMBER_DIGITS, CALLBACK_TIMEOUT_SECONDS, CHANGED_IN_TRANSIT_MATCHES_MIN,
+    CHECKSUM_DIGITS, ENCRYPTED_ACCOUNT_DIGITS, GRID_AMOUNT_MAX_HUNDREDTHS, LOCKOUT_FAILURES,
+    PAYEE_LIMITS_MAX, PLAIN_PAYEE_DIGITS, ROWS_RESERVED_FOR_REGISTRATION, SCHEDULE_AHEAD_DAYS_MAX,
 };
 use crate::numbers::{AccountNumber, Euin, PhoneNumber, Tan};
 use crate::posting::{LedgerAccount, Posting, PostingKind, Reference, TransferId};
@@ -299,6 +299,15 @@ pub enum Effect {
         /// When reported.
         reported_at: UnixSeconds,
     },
+    /// Raise a replay incident in the fraud queue: a used row named again with its right code
+    /// (an interceptor re-sending a message under a new gateway id, or the holder writing a
+    /// crossed-out row). Not counted as the holder's failure; accuses no one.
+    ReportReplay {
+        /// Which envelope.
+        euin: Euin,
+        /// The used row.
+        row: u8,
+    },
     /// Send the account's statement ([`crate::reply::statement`]) to `to`.
     SendStatement {
         /// Account.
@@ -421,11 +430,14 @@ struct EnvelopeState {
     failures: u8,
     status: EnvelopeStatus,
     binding: Option<BindingTag>,
+    /// A used row named again with its right code (a replay), for the fraud queue.
+    replayed: Option<u8>,
 }
 
 impl EnvelopeState {
     fn new(view: EnvelopeView) -> EnvelopeState {
         EnvelopeState {
+            replayed: None,
             used: view.used_rows,
             failures: view.consecutive_failures,
             status: view.status,
@@ -461,6 +473,33 @@ impl EnvelopeState {
             status: self.status,
             binding: self.binding,
         })
+    }
+}
+
+/// What a message's code says about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CodeCheck {
+    /// The code is the row's for this content.
+    Verified,
+    /// A payment's checksum that misses only in a few positions
+    /// ([`CHANGED_IN_TRANSIT_MATCHES_MIN`] agree), everything else right: the content was changed
+    /// on its way (or the holder slipped), not guessed.
+    Changed,
+    /// A wrong code: a guess, or a code rewritten on its way (the two cannot be told apart).
+    Wrong,
+}
+
+impl CodeCheck {
+    /// The verdict on a payment's six-digit checksum agreeing in `agreeing` positions, the rest
+    /// of the payment's protected fields being `rest_ok`.
+    fn of_checksum(agreeing: usize, rest_ok: bool) -> CodeCheck {
+        if agreeing == CHECKSUM_DIGITS && rest_ok {
+            CodeCheck::Verified
+        } else if rest_ok && agreeing >= CHANGED_IN_TRANSIT_MATCHES_MIN {
+            CodeCheck::Changed
+        } else {
+            CodeCheck::Wrong
+        }
     }
 }
 
@@ -764,6 +803,12 @@ impl Engine {
         let text = reply::refused(lang, &refusal, burned, locked_now);
         let mut outcome = Outcome::new(Verdict::Refused(refusal)).reply(&session.from, text);
         outcome.effects.extend(envelope.effect());
+        if let Some(row) = envelope.replayed {
+            outcome.effects.push(Effect::ReportReplay {
+                euin: envelope.loaded.euin,
+                row,
+            });
+        }
         self.done(session, outcome)
     }
 
@@ -889,6 +934,13 @@ impl Engine {
     }
 
     /// Checks the row (range, unused) and its secret; on success the row is used.
+    ///
+    /// Only a code checked against an unused row's secret counts towards the lockout: that is
+    /// the only guess that could pay. A row beyond the envelope or already used is refused
+    /// without counting (an interceptor's replay under a new gateway id, or a holder writing a
+    /// crossed-out row, must not lock a holder's envelope); a used row whose code verifies is a
+    /// replay, reported to the fraud queue. A code that misses only where a change of the
+    /// content moves it ([`CodeCheck::Changed`]) is refused as changed on its way, uncounted.
     #[allow(clippy::type_complexity)]
     fn authenticate(
         &self,
@@ -914,11 +966,32 @@ impl Engine {
             }
             Message::Help => return Ok(()),
         };
+        // Reverted (simulator), rows that cannot pay count as before.
+        let unpayable_rows_count = crate::reverts::reverted(crate::reverts::USED_ROW_NOT_COUNTED);
         if row_number > auth.envelope.loaded.rows.get() {
-            return Err((Refusal::RowOutOfRange { row: row_number }, None, true));
+            return Err((
+                Refusal::RowOutOfRange { row: row_number },
+                None,
+                unpayable_rows_count,
+            ));
         }
         if auth.envelope.used.contains(row_number) {
-            return Err((Refusal::RowUsed { row: row_number }, None, true));
+            // A used row can neither pay nor change anything, so no code on it is a guess worth
+            // counting. The reply is the same whether or not the code verifies (no oracle); the
+            // fraud queue hears of a verifying one: a replay, counted against the channel.
+            let replayed = !unpayable_rows_count
+                && !matches!(message, Message::Confirm { .. })
+                && auth.secrets.row(row_number).is_some_and(|row| {
+                    matches!(self.check_code(auth, message, row), Ok(CodeCheck::Verified))
+                });
+            if replayed {
+                auth.envelope.replayed = Some(row_number);
+            }
+            return Err((
+                Refusal::RowUsed { row: row_number },
+                None,
+                unpayable_rows_count,
+            ));
         }
         // The last free row registers the next envelope and nothing else.
         if !matches!(message, Message::Register { .. })
@@ -927,14 +1000,61 @@ impl Engine {
             return Err((Refusal::LastRowReserved, None, false));
         }
         let Some(row) = auth.secrets.row(row_number) else {
-            return Err((Refusal::RowOutOfRange { row: row_number }, None, true));
+            return Err((
+                Refusal::RowOutOfRange { row: row_number },
+                None,
+                unpayable_rows_count,
+            ));
         };
+        match self.check_code(auth, message, row) {
+            Ok(CodeCheck::Verified) => {}
+            // A payment changed on its way: the row is burned and the fraud queue hears of it,
+            // but it is not the holder's failure (a guess lands here 1.27 times in 1000).
+            Ok(CodeCheck::Changed) => {
+                return Err((Refusal::ContentMismatch, Some(row_number), false));
+            }
+            Ok(CodeCheck::Wrong) => {
+                let refusal = match message {
+                    Message::Payment(Payment { level, .. })
+                    | Message::Scheduled {
+                        payment: Payment { level, .. },
+                        ..
+                    } if *level != SecurityLevel::Low => Refusal::CodesDoNotMatch,
+                    Message::Register { .. }
+                    | Message::Limit { .. }
+                    | Message::Dialback { .. }
+                    | Message::ForceHigh { .. }
+                    | Message::SetPassword { .. }
+                    | Message::SetLanguage { .. }
+                    | Message::Dispute { .. } => Refusal::ContentMismatch,
+                    _ => Refusal::NotAuthenticated,
+                };
+                // A settings message whose SUM does not match its content may have been changed
+                // on its way: the row is burned and the fraud queue hears of it, but it is not
+                // counted as the holder's failure, so an interceptor cannot lock the envelope by
+                // rewriting messages (guessing is bounded by the rows it burns, one per attempt).
+                let counts = refusal != Refusal::ContentMismatch;
+                return Err((refusal, Some(row_number), counts));
+            }
+            Err((refusal, counts)) => return Err((refusal, Some(row_number), counts)),
+        }
+        auth.envelope.used.insert(row_number);
+        Ok(())
+    }
+
+    /// Checks a message's code against `row`'s secret (whether or not the row is used).
+    /// `Err`: a refusal of what the message says (the row is burned; `true` if it counts).
+    fn check_code(
+        &self,
+        auth: &Authenticated,
+        message: &Message,
+        row: &crate::envelope::Row,
+    ) -> Result<CodeCheck, (Refusal, bool)> {
         let verified = match message {
             Message::Payment(payment) | Message::Scheduled { payment, .. } => {
-                match self.verify_payment_body(auth, payment, row) {
-                    Ok(verified) => verified,
-                    Err(refusal) => return Err((refusal, Some(row_number), false)),
-                }
+                return self
+                    .verify_payment_body(auth, payment, row)
+                    .map_err(|refusal| (refusal, false));
             }
             // The OK's checksum covers the pending payment, so it is checked once that is loaded
             // (`with_pending`); here only that the two rows differ.
@@ -942,7 +1062,7 @@ impl Engine {
                 payer_row, bank, ..
             } => bank.row != payer_row.row,
             // Settings and registration: the row's SUM over the message's content (protocol v3),
-            // so a change to any part of it in transit is refused and counted.
+            // so a change to any part of it in transit is refused.
             Message::Register {
                 new_envelope,
                 auth: sum,
@@ -972,7 +1092,7 @@ impl Engine {
                     }
                     // An amount the account's currency cannot hold: a typing matter.
                     Err(content::ContentError::BadAmount) => {
-                        return Err((Refusal::BadSetting, Some(row_number), false));
+                        return Err((Refusal::BadSetting, false));
                     }
                     Err(content::ContentError::NotASetting) => false,
                 }
@@ -994,41 +1114,21 @@ impl Engine {
                         | Message::SetPassword { .. }
                         | Message::Dispute { .. }
                 ));
-        if !verified {
-            let refusal = match message {
-                Message::Payment(Payment { level, .. })
-                | Message::Scheduled {
-                    payment: Payment { level, .. },
-                    ..
-                } if *level != SecurityLevel::Low => Refusal::CodesDoNotMatch,
-                Message::Register { .. }
-                | Message::Limit { .. }
-                | Message::Dialback { .. }
-                | Message::ForceHigh { .. }
-                | Message::SetPassword { .. }
-                | Message::SetLanguage { .. }
-                | Message::Dispute { .. } => Refusal::ContentMismatch,
-                _ => Refusal::NotAuthenticated,
-            };
-            // A settings message whose SUM does not match its content may have been changed on
-            // its way: the row is burned and the fraud queue hears of it, but it is not counted
-            // as the holder's failure, so an interceptor cannot lock the envelope by rewriting
-            // messages (guessing is bounded by the rows it burns, one per attempt).
-            let counts = refusal != Refusal::ContentMismatch;
-            return Err((refusal, Some(row_number), counts));
-        }
-        auth.envelope.used.insert(row_number);
-        Ok(())
+        Ok(if verified {
+            CodeCheck::Verified
+        } else {
+            CodeCheck::Wrong
+        })
     }
 
-    /// Verifies a payment's protected fields against its row. `Ok(false)`: wrong secret (counts);
-    /// `Err`: a refusal that does not count as a wrong code (the amount cannot be read).
+    /// Verifies a payment's protected fields against its row. `Err`: a refusal that does not
+    /// count as a wrong code (the amount cannot be read).
     fn verify_payment_body(
         &self,
         auth: &Authenticated,
         payment: &Payment,
         row: &crate::envelope::Row,
-    ) -> Result<bool, Refusal> {
+    ) -> Result<CodeCheck, Refusal> {
         let currency = payment.currency.unwrap_or(auth.account.currency);
         match &payment.body {
             PaymentBody::Plain {
@@ -1040,7 +1140,10 @@ impl Engine {
                 let amount = amount
                     .to_amount(currency)
                     .map_err(|_| Refusal::CurrencyNotAccepted)?;
-                Ok(row.recipe().verify(payee, &amount, checksum.digits()))
+                let agreeing = row
+                    .recipe()
+                    .agreeing_positions(payee, &amount, checksum.digits());
+                Ok(CodeCheck::of_checksum(agreeing, true))
             }
             PaymentBody::Grid {
                 payee,
@@ -1050,16 +1153,19 @@ impl Engine {
                 ..
             } => {
                 let decoded = self.decode_grid(auth, row, payee, *amount_plus_offset, currency);
+                // A coded payee that no longer decodes cannot be told from a guess at the grid.
                 let Some((payee, amount)) = decoded else {
-                    return Ok(false);
+                    return Ok(CodeCheck::Wrong);
                 };
                 // The row's checksum over the decoded payment covers every digit of the amount.
-                let sum_ok = row.recipe().verify(&payee, &amount, checksum.digits());
+                let agreeing = row
+                    .recipe()
+                    .agreeing_positions(&payee, &amount, checksum.digits());
                 let class = AmountDigits::of(&amount).whole_length();
                 let grid = auth.secrets.grid(row.grid_number());
                 let magnitude_ok =
                     grid.is_some_and(|grid| grid.magnitude_matches(class, *magnitude_code));
-                Ok(sum_ok & magnitude_ok)
+                Ok(CodeCheck::of_checksum(agreeing, magnitude_ok))
             }
         }
     }

@@ -207,9 +207,10 @@ pub enum Refusal {
     /// The row named is the envelope's last free one, kept for `REG`: nothing else may use it
     /// (no row is used, no failure counted).
     LastRowReserved,
-    /// A settings or registration message's SUM does not match its content (protocol v3): a
-    /// typing mistake, or the message was changed on its way. Counted as an attempt, raised in
-    /// the fraud queue; nothing changed.
+    /// A settings or registration message's SUM does not match its content (protocol v3), or a
+    /// payment's checksum or SUM misses in only one or two positions: a typing mistake, or the
+    /// message was changed on its way. The row is burned and the fraud queue hears of it; not
+    /// counted towards the lockout; nothing changed.
     ContentMismatch,
     /// The payee account does not exist or cannot receive.
     UnknownPayee,

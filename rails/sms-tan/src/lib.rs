@@ -120,6 +120,11 @@ pub mod limits {
     pub const ROWS_RESERVED_FOR_REGISTRATION: usize = 1;
     /// Wrong codes in a row (consecutive failures) after which an envelope locks.
     pub const LOCKOUT_FAILURES: u8 = 5;
+    /// A payment checksum that agrees with the row's recipe in at least this many of its six
+    /// positions, but not all, is a payment changed on its way (or a slip of the holder), not a
+    /// guess: refused as changed and not counted towards the lockout. A blind guess agrees so
+    /// closely with probability 1.27·10^-3 (docs/protocols/sms-tan.md §6.2).
+    pub const CHANGED_IN_TRANSIT_MATCHES_MIN: usize = 4;
     /// How long the bank waits for the payer's OK to a callback, in seconds.
     pub const CALLBACK_TIMEOUT_SECONDS: u64 = 15 * 60;
     /// Longest inbound SMS text we read, in bytes (three concatenated SMS).
@@ -158,6 +163,10 @@ pub mod limits {
     );
     const _: () = assert!(GRID_CODE_RANGE as usize >= 10);
     const _: () = assert!(ROWS_RESERVED_FOR_REGISTRATION >= 1);
+    const _: () = assert!(
+        CHANGED_IN_TRANSIT_MATCHES_MIN > CHECKSUM_DIGITS / 2
+            && CHANGED_IN_TRANSIT_MATCHES_MIN < CHECKSUM_DIGITS
+    );
     const _: () = assert!(GRID_AMOUNT_MAX_HUNDREDTHS < AMOUNT_OFFSET_RANGE);
     const _: () = assert!(AMOUNT_OFFSET_RANGE.checked_mul(2).is_some());
 }

@@ -304,6 +304,24 @@ impl Recipe {
         equal
     }
 
+    /// In how many of the six positions a typed checksum agrees with this recipe over `payee` and
+    /// `amount` (each position compared in constant time). Six: the checksum verifies.
+    pub fn agreeing_positions(
+        &self,
+        payee: &AccountNumber,
+        amount: &Amount,
+        typed: &[u8; CHECKSUM_DIGITS],
+    ) -> usize {
+        let mut expected = self.checksum(payee, amount);
+        let agreeing = expected
+            .iter()
+            .zip(typed)
+            .map(|(expected, typed)| usize::from(bool::from(expected.ct_eq(typed))))
+            .sum();
+        expected.zeroize();
+        agreeing
+    }
+
     /// Parses `9, LS+6, 7, A2+3, A7+2, S1+5`.
     pub fn parse(text: &str) -> Option<Recipe> {
         let mut terms = [Term::Constant(0); CHECKSUM_DIGITS];
@@ -350,6 +368,31 @@ impl fmt::Debug for Recipe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The share of blind checksums the lockout does not count (docs §6.2): over all 10^6
+    /// typed checksums for one row and payment, those agreeing in 4 or 5 of 6 positions are
+    /// exactly C(6,4)·9² + C(6,5)·9 = 1,269 (1.269·10^-3), one verifies.
+    #[test]
+    fn blind_checksums_taken_for_changed_ones_are_measured() {
+        let recipe = Recipe::parse("A9+8, S1+7, T+2, A2+6, LS+8, S2+3").unwrap();
+        let payee = AccountNumber::parse("901020377865").unwrap();
+        let amount = Amount::parse("200000.00", offpay_money::Currency::KES).unwrap();
+        let (mut near, mut exact) = (0u32, 0u32);
+        for value in 0..1_000_000u32 {
+            let mut typed = [0u8; CHECKSUM_DIGITS];
+            let mut rest = value;
+            for slot in typed.iter_mut().rev() {
+                *slot = u8::try_from(rest % 10).unwrap();
+                rest /= 10;
+            }
+            match recipe.agreeing_positions(&payee, &amount, &typed) {
+                CHECKSUM_DIGITS => exact += 1,
+                agreeing if agreeing >= crate::limits::CHANGED_IN_TRANSIT_MATCHES_MIN => near += 1,
+                _ => {}
+            }
+        }
+        assert_eq!((near, exact), (1_269, 1));
+    }
     use offpay_money::Currency;
 
     fn worked_example() -> (AccountNumber, Amount) {

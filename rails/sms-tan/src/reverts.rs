@@ -9,6 +9,10 @@ pub const SETTINGS_CONTENT_SUM: u32 = 1 << 0;
 /// Scheduled payments and pending callbacks carry a MAC (issue 18): reverted, a row a database
 /// administrator wrote is taken as the operator's.
 pub const RECORD_MAC: u32 = 1 << 1;
+/// Only a code checked against an unused row's secret counts towards the lockout (simulator
+/// finding, seed 1): reverted, a message naming a used row (a replay under a new gateway id) or a
+/// row beyond the envelope counts as the holder's wrong code again.
+pub const USED_ROW_NOT_COUNTED: u32 = 1 << 2;
 
 #[cfg(feature = "sim-reverts")]
 std::thread_local! {

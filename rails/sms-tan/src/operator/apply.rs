@@ -337,6 +337,20 @@ pub fn apply(input: ApplyInput<'_>) -> Result<Option<Applied>, OperatorError> {
             }
             // Statement replies were read with the message's records.
             Effect::SendStatement { .. } => {}
+            // An incident on the channel: names the envelope, accuses no one.
+            Effect::ReportReplay { euin, row } => {
+                let flag = FraudFlag::new(
+                    FRAUD_RAIL,
+                    "row_replayed",
+                    &euin.to_string(),
+                    format!(
+                        "row {row} of envelope {euin} was used before and named again with its right code: a message re-sent on the way, or the holder writing a crossed-out row; not counted as the holder's failure"
+                    ),
+                    json!({ "euin": euin.to_string(), "row": row }),
+                    now,
+                );
+                effects.flag(&flag, &discriminator);
+            }
         }
     }
     for tampered in &records.tampered {
@@ -351,7 +365,7 @@ pub fn apply(input: ApplyInput<'_>) -> Result<Option<Applied>, OperatorError> {
             FRAUD_RAIL,
             "content_mismatch",
             &subject,
-            "a settings or registration message's SUM did not match its content: typing mistake or a message changed on the way",
+            "a message's SUM or checksum did not match its content (a payment's in only one or two places): typing mistake or a message changed on the way; not counted as the holder's failure",
             json!({ "envelope": subject }),
             now,
         );

@@ -609,12 +609,14 @@ mod tests {
         assert!(world.sms(PAYER_PHONE, &wrong).duplicate);
         let envelope = world.envelope_record(PAYER_EUIN).value.unwrap();
         assert_eq!(envelope.view.consecutive_failures, 1);
-        // The first payment replayed from a stranger's phone is a replay: refused and counted.
+        // The first payment replayed from a stranger's phone is a replay: refused, reported,
+        // not counted (a used row cannot pay; counting it would let a replayer lock the envelope).
         let replay = world.sms("+254799999999", &text);
         assert!(!replay.duplicate);
         assert_eq!(replay.summary.verdict, Answered::Refused);
         let envelope = world.envelope_record(PAYER_EUIN).value.unwrap();
-        assert_eq!(envelope.view.consecutive_failures, 2);
+        assert_eq!(envelope.view.consecutive_failures, 1);
+        assert_eq!(flags(&mut world, "sms:row_replayed:"), 1);
         // The resend records hold a keyed hash, never the text.
         let stored = world
             .store
@@ -815,6 +817,132 @@ mod tests {
             )
             .unwrap();
         assert_eq!(flags.len(), 1);
+    }
+
+    fn flags(world: &mut World, prefix: &str) -> usize {
+        world
+            .store
+            .records(offpay_operator::fraud::NAMESPACE, prefix, None, 100)
+            .unwrap()
+            .len()
+    }
+
+    /// A low payment's text on `row` with the checksum digits at `positions` moved by one.
+    fn with_checksum_moved(world: &World, row: u8, positions: &[usize]) -> String {
+        let text = world.low(PAYEE, "100", row);
+        let mut words: Vec<String> = text.split(' ').map(str::to_owned).collect();
+        let checksum = words.last_mut().unwrap();
+        let mut digits: Vec<u8> = checksum.bytes().collect();
+        for &position in positions {
+            digits[position] = b'0' + (digits[position] - b'0' + 1) % 10;
+        }
+        *checksum = String::from_utf8(digits).unwrap();
+        words.join(" ")
+    }
+
+    /// Simulator finding, seed 1: an interceptor re-sending a holder's used rows (under new
+    /// gateway ids, from the holder's number or another), rewriting them, or naming rows beyond
+    /// the envelope never locks it: only a code checked against an unused row's secret counts.
+    /// A replay with its right code is reported as a channel incident (`row_replayed`).
+    #[test]
+    fn replayed_and_rewritten_used_rows_never_lock_the_envelope() {
+        let mut world = World::new();
+        let text = world.low(PAYEE, "100", 1);
+        assert_eq!(
+            world.sms(PAYER_PHONE, &text).summary.verdict,
+            Answered::Accepted
+        );
+        let attempts = usize::from(crate::limits::LOCKOUT_FAILURES) * 2;
+        for attempt in 0..attempts {
+            // The same text from other numbers (the interceptor injecting it again).
+            let replay = world.sms(&format!("+2547999990{attempt:02}"), &text);
+            assert_eq!(replay.summary.verdict, Answered::Refused);
+            assert!(replay.replies[0].contains("Row 1 was used before"));
+            // The used row rewritten: another amount under the holder's own checksum.
+            let rewritten = text.replace(" 100.00 ", &format!(" {}.00 ", 200 + attempt));
+            let answer = world.sms(PAYER_PHONE, &rewritten);
+            assert_eq!(answer.summary.verdict, Answered::Refused, "{rewritten}");
+            assert_eq!(answer.replies, replay.replies, "no oracle on a used row");
+            // A row beyond the envelope (20 rows).
+            let beyond = format!("BAL {PAYER_EUIN} {} 123", 21 + attempt);
+            assert_eq!(
+                world.sms(PAYER_PHONE, &beyond).summary.verdict,
+                Answered::Refused
+            );
+        }
+        let envelope = world.envelope_record(PAYER_EUIN).value.unwrap();
+        assert_eq!(envelope.view.consecutive_failures, 0);
+        assert!(matches!(
+            envelope.view.status,
+            crate::envelope::EnvelopeStatus::Active { .. }
+        ));
+        assert_eq!(flags(&mut world, "sms:row_replayed:"), attempts);
+        assert_eq!(flags(&mut world, "sms:envelope_locked:"), 0);
+        assert_eq!(world.balance(PAYEE), 10_000, "paid once");
+        // The holder goes on paying.
+        let next = world.low(PAYEE, "50", 2);
+        assert_eq!(
+            world.sms(PAYER_PHONE, &next).summary.verdict,
+            Answered::Accepted
+        );
+    }
+
+    /// The lockout still stops a guesser: replays between wrong codes on unused rows neither
+    /// count nor reset the count, so the fifth wrong code locks the envelope.
+    #[test]
+    fn replays_between_guesses_do_not_reset_the_count() {
+        let mut world = World::new();
+        let text = world.low(PAYEE, "100", 1);
+        world.sms(PAYER_PHONE, &text);
+        for row in 2..(2 + crate::limits::LOCKOUT_FAILURES) {
+            let good = tan(&world, row).parse::<u16>().unwrap();
+            let wrong = format!("BAL {PAYER_EUIN} {row} {:03}", (good + 1) % 1000);
+            world.sms(PAYER_PHONE, &wrong);
+            world.sms(&format!("+25479999{row:04}"), &text);
+        }
+        let envelope = world.envelope_record(PAYER_EUIN).value.unwrap();
+        assert!(matches!(
+            envelope.view.status,
+            crate::envelope::EnvelopeStatus::Locked { .. }
+        ));
+        assert_eq!(flags(&mut world, "sms:envelope_locked:"), 1);
+    }
+
+    /// A payment whose checksum misses in one or two places (an amount digit or the payee
+    /// changed on its way moves one or two terms) is refused as changed, burns its row, is
+    /// raised in the fraud queue and does not count; three or more misses are a guess and count.
+    #[test]
+    fn a_payment_changed_on_its_way_does_not_count_and_a_guess_does() {
+        let mut world = World::new();
+        for (row, positions) in [(1u8, vec![0usize]), (2, vec![1, 4]), (3, vec![5, 2])] {
+            let changed = with_checksum_moved(&world, row, &positions);
+            let answer = world.sms(PAYER_PHONE, &changed);
+            assert_eq!(answer.summary.verdict, Answered::Refused);
+            assert!(
+                answer.replies[0].contains("changed on its way"),
+                "{:?}",
+                answer.replies
+            );
+        }
+        // The amount rewritten in transit: the T term moves (and S1 with the first digit).
+        let text = world.low(PAYEE, "100", 4);
+        let answer = world.sms(PAYER_PHONE, &text.replace(" 100.00 ", " 900.00 "));
+        assert!(answer.replies[0].contains("changed on its way"));
+        let envelope = world.envelope_record(PAYER_EUIN).value.unwrap();
+        assert_eq!(envelope.view.consecutive_failures, 0);
+        assert_eq!(envelope.view.used_rows.iter().count(), 4, "each row burned");
+        assert_eq!(flags(&mut world, "sms:content_mismatch:"), 4);
+        assert_eq!(world.balance(PAYEE), 0);
+        for row in 5..(5 + crate::limits::LOCKOUT_FAILURES) {
+            let guess = with_checksum_moved(&world, row, &[0, 2, 4]);
+            let answer = world.sms(PAYER_PHONE, &guess);
+            assert!(!answer.replies[0].contains("changed on its way"));
+        }
+        let envelope = world.envelope_record(PAYER_EUIN).value.unwrap();
+        assert!(matches!(
+            envelope.view.status,
+            crate::envelope::EnvelopeStatus::Locked { .. }
+        ));
     }
 
     /// A read cache holding whatever the test puts in it.

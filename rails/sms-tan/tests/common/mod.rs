@@ -50,6 +50,8 @@ pub struct Bank {
     pub posted: HashSet<TransferId>,
     pub sent: Vec<OutboundSms>,
     pub disputes: Vec<(AccountNumber, u32)>,
+    /// Replays reported to the fraud queue (`Effect::ReportReplay`).
+    pub replays: usize,
     pub passwords: HashMap<AccountNumber, String>,
     next_message: u64,
 }
@@ -68,6 +70,7 @@ impl Bank {
             posted: HashSet::new(),
             sent: Vec::new(),
             disputes: Vec::new(),
+            replays: 0,
             passwords: HashMap::new(),
             next_message: 0,
         }
@@ -314,6 +317,7 @@ impl Bank {
                     account, reference, ..
                 } => self.disputes.push((*account, reference.value())),
                 Effect::SendStatement { .. } => {}
+                Effect::ReportReplay { .. } => self.replays += 1,
                 other => panic!("unknown effect {other:?}"),
             }
         }
