@@ -96,7 +96,7 @@ fn a_swahili_and_a_french_speaker_pay_check_and_read_in_their_language(kind: Bac
         signed(&envelope, &format!("LANG {SEED_EUIN} EN 5 000000")).replace(" EN ", " FR ");
     let reply = server.sms(PAYER_PHONE, &rewritten);
     assert!(
-        reply.starts_with("Haikukubaliwa: SUM hailingani"),
+        reply.starts_with("Haikukubaliwa: SUM (tarakimu 6) hailingani"),
         "{reply}"
     );
     let reply = server.sms(
