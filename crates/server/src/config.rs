@@ -497,6 +497,56 @@ mod tests {
     }
 
     #[test]
+    fn retention_reads_durations_and_refuses_keys_forgotten_before_a_retry() {
+        assert_eq!(parse_duration("90s"), Some(90_000));
+        assert_eq!(parse_duration("30m"), Some(1_800_000));
+        assert_eq!(parse_duration("24h"), Some(DEFAULT_APPROVAL_TTL_MS));
+        assert_eq!(parse_duration("7d"), Some(DEFAULT_IDEMPOTENCY_RETENTION_MS));
+        for bad in ["", "7", "d", "0h", "1.5h", "-1d", "3w", "99999999999999999999d"] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+        let resolve = |overrides: RetentionOverrides| {
+            ServerConfig::resolve(
+                Overrides {
+                    retention: overrides,
+                    ..Overrides::default()
+                },
+                &no_environment,
+            )
+        };
+        let config = resolve(RetentionOverrides::default()).unwrap();
+        assert_eq!(config.retention, Retention::default());
+        let config = resolve(RetentionOverrides {
+            approval_ttl: Some("2h".into()),
+            idempotency_retention: Some("2d".into()),
+            approval_retention: Some("30d".into()),
+        })
+        .unwrap();
+        assert_eq!(config.retention.approval_ttl_ms, 2 * HOUR_MS);
+        assert_eq!(config.retention.idempotency_ms, 2 * DAY_MS);
+        assert_eq!(config.retention.closed_approvals_ms, 30 * DAY_MS);
+        // Shorter than a day, or than the approval TTL: a retry could outlive its key.
+        for (ttl, keys) in [("1h", "12h"), ("3d", "2d")] {
+            let error = resolve(RetentionOverrides {
+                approval_ttl: Some(ttl.into()),
+                idempotency_retention: Some(keys.into()),
+                approval_retention: None,
+            })
+            .unwrap_err();
+            assert!(
+                matches!(error, ConfigError::Invalid { setting: "idempotency_retention", .. }),
+                "{error}"
+            );
+        }
+        let error = resolve(RetentionOverrides {
+            approval_ttl: Some("soon".into()),
+            ..RetentionOverrides::default()
+        })
+        .unwrap_err();
+        assert!(error.to_string().contains("approval_ttl"), "{error}");
+    }
+
+    #[test]
     fn defaults_match_the_documentation() {
         let config = ServerConfig::resolve(Overrides::default(), &no_environment).unwrap();
         assert_eq!(config.data_dir, PathBuf::from("./offpay-data"));
