@@ -182,6 +182,54 @@ async fn a_raised_flag_does_not_undo_a_decision_and_new_evidence_reopens(backend
     assert_eq!(answer["state"], "escalated");
 }
 
+/// The microcheck deposit path commits flags inside batches whose refusals it maps to
+/// operations by index: there the raised flags are settled in place.
+async fn flags_settled_in_place_keep_a_decision_and_the_batch_shape(backend: Backend) {
+    let (server, clock) = start(backend).await;
+    let ledger = &server.state.ledger;
+    let flag = forked(json!({ "nonce": 2 }), clock.now());
+    let batch = || offpay_ledger::Batch {
+        operations: vec![flag.operation("n2"), flag.operation("n2")],
+    };
+    let mut batches = vec![batch()];
+    offpay_server::fraud::settle_in_place(ledger, &mut batches)
+        .await
+        .unwrap();
+    assert_eq!(batches[0].operations.len(), 2, "the shape is kept");
+    let results = ledger.commit(batches, clock.now()).await.unwrap();
+    assert!(results[0].is_ok(), "{results:?}");
+    let id = flag.key("n2");
+    let (status, answer) = server
+        .post(
+            &format!("/api/v1/fraud/{id}/clear"),
+            json!({ "note": "test machine" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    // The machine deposits the same microcheck again: the same finding.
+    clock.advance_ms(HOUR_MS);
+    let mut batches = vec![batch()];
+    offpay_server::fraud::settle_in_place(ledger, &mut batches)
+        .await
+        .unwrap();
+    let results = ledger.commit(batches, clock.now()).await.unwrap();
+    assert!(results[0].is_ok(), "{results:?}");
+    let (_, case) = server.get("/api/v1/fraud?state=cleared").await;
+    assert_eq!(case["items"][0]["id"], id.as_str(), "still cleared: {case}");
+    // New evidence: reopened, the decision kept.
+    let newer = forked(json!({ "nonce": 2, "place": "elsewhere" }), clock.now());
+    let mut batches = vec![offpay_ledger::Batch {
+        operations: vec![newer.operation("n2")],
+    }];
+    offpay_server::fraud::settle_in_place(ledger, &mut batches)
+        .await
+        .unwrap();
+    ledger.commit(batches, clock.now()).await.unwrap();
+    let (_, open) = server.get("/api/v1/fraud?state=open").await;
+    assert_eq!(open["items"][0]["earlier"][0]["state"], "cleared", "{open}");
+    assert_eq!(open["items"][0]["evidence"]["place"], "elsewhere");
+}
+
 async fn a_pending_approval_expires_on_the_servers_clock(backend: Backend) {
     let (server, clock) = start(backend).await;
     let fatuma = add_user(&server, "fatuma", "finance").await;
@@ -381,6 +429,7 @@ macro_rules! on_every_backend {
 
 on_every_backend!(
     a_raised_flag_does_not_undo_a_decision_and_new_evidence_reopens,
+    flags_settled_in_place_keep_a_decision_and_the_batch_shape,
     a_pending_approval_expires_on_the_servers_clock,
     records_past_their_retention_are_pruned_and_nothing_moves_twice,
 );
