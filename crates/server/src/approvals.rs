@@ -142,9 +142,9 @@ impl Approval {
     /// When it closed, if it has by `now_ms`: approved or refused then, or expired.
     pub fn closed_at(&self, now_ms: u64, ttl_ms: u64) -> Option<u64> {
         match &self.state {
-            ApprovalState::Pending => {
-                self.expired(now_ms, ttl_ms).then(|| self.expires_at(ttl_ms))
-            }
+            ApprovalState::Pending => self
+                .expired(now_ms, ttl_ms)
+                .then(|| self.expires_at(ttl_ms)),
             ApprovalState::Approved { at_ms, .. } | ApprovalState::Refused { at_ms, .. } => {
                 Some(*at_ms)
             }

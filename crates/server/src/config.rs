@@ -502,7 +502,16 @@ mod tests {
         assert_eq!(parse_duration("30m"), Some(1_800_000));
         assert_eq!(parse_duration("24h"), Some(DEFAULT_APPROVAL_TTL_MS));
         assert_eq!(parse_duration("7d"), Some(DEFAULT_IDEMPOTENCY_RETENTION_MS));
-        for bad in ["", "7", "d", "0h", "1.5h", "-1d", "3w", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "7",
+            "d",
+            "0h",
+            "1.5h",
+            "-1d",
+            "3w",
+            "99999999999999999999d",
+        ] {
             assert_eq!(parse_duration(bad), None, "{bad:?}");
         }
         let resolve = |overrides: RetentionOverrides| {
@@ -534,7 +543,13 @@ mod tests {
             })
             .unwrap_err();
             assert!(
-                matches!(error, ConfigError::Invalid { setting: "idempotency_retention", .. }),
+                matches!(
+                    error,
+                    ConfigError::Invalid {
+                        setting: "idempotency_retention",
+                        ..
+                    }
+                ),
                 "{error}"
             );
         }

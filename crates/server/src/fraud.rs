@@ -143,8 +143,8 @@ pub async fn settle(
             others.push(operation);
             continue;
         }
-        let raised =
-            FraudFlag::decode(&write.key, write.value.as_deref().unwrap_or_default()).map_err(corrupt)?;
+        let raised = FraudFlag::decode(&write.key, write.value.as_deref().unwrap_or_default())
+            .map_err(corrupt)?;
         if !cases.contains_key(&write.key) {
             let (flag, version) = match stored.get(&write.key) {
                 Some(record) => (
@@ -213,11 +213,13 @@ pub async fn settle_in_place(
         let Operation::PutRecord(write) = operation else {
             continue;
         };
-        let raised =
-            FraudFlag::decode(&write.key, write.value.as_deref().unwrap_or_default()).map_err(corrupt)?;
+        let raised = FraudFlag::decode(&write.key, write.value.as_deref().unwrap_or_default())
+            .map_err(corrupt)?;
         if !current.contains_key(&write.key) {
             let flag = match stored.get(&write.key) {
-                Some(record) => Some(FraudFlag::decode(&record.key, &record.value).map_err(corrupt)?),
+                Some(record) => {
+                    Some(FraudFlag::decode(&record.key, &record.value).map_err(corrupt)?)
+                }
                 None => None,
             };
             current.insert(write.key.clone(), flag);

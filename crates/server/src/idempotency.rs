@@ -241,7 +241,9 @@ async fn pruning(state: Weak<crate::AppState>) {
                 "pruned operator records past their retention"
             ),
             Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "pruning operator records failed; trying again at the next pass"),
+            Err(error) => {
+                tracing::warn!(%error, "pruning operator records failed; trying again at the next pass")
+            }
         }
     }
 }

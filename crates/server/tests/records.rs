@@ -153,7 +153,10 @@ async fn a_raised_flag_does_not_undo_a_decision_and_new_evidence_reopens(backend
         items[0]["state"], "cleared",
         "a retried upload must not reopen a cleared case: {case}"
     );
-    assert_eq!(items[0]["decisions"][0]["note"], "the customer restored a backup; known");
+    assert_eq!(
+        items[0]["decisions"][0]["note"],
+        "the customer restored a backup; known"
+    );
     let (_, open) = server.get("/api/v1/fraud?state=open").await;
     assert_eq!(open["items"], json!([]), "nothing waits for an analyst");
 
@@ -163,7 +166,11 @@ async fn a_raised_flag_does_not_undo_a_decision_and_new_evidence_reopens(backend
     raise(&server, &newer, clock.now()).await;
     let (_, open) = server.get("/api/v1/fraud?state=open").await;
     let items = open["items"].as_array().unwrap();
-    assert_eq!(items.len(), 1, "the new evidence waits for an analyst: {open}");
+    assert_eq!(
+        items.len(),
+        1,
+        "the new evidence waits for an analyst: {open}"
+    );
     let case = &items[0];
     assert_eq!(case["id"], id.as_str());
     assert_eq!(case["evidence"], json!({ "head": 9 }));
@@ -337,13 +344,17 @@ async fn records_past_their_retention_are_pruned_and_nothing_moves_twice(backend
     assert!(replayed, "inside the window the first answer is replayed");
     assert_eq!(again, first);
     // A pass inside the window removes nothing.
-    let pruned = offpay_server::idempotency::prune(&server.state).await.unwrap();
+    let pruned = offpay_server::idempotency::prune(&server.state)
+        .await
+        .unwrap();
     assert_eq!(pruned.idempotency, 0, "{pruned:?}");
     assert_eq!(pruned.approvals, 0, "{pruned:?}");
 
     // Past the retention: the keys go (the approval is kept: its retention is longer).
     clock.advance_ms(2 * HOUR_MS);
-    let pruned = offpay_server::idempotency::prune(&server.state).await.unwrap();
+    let pruned = offpay_server::idempotency::prune(&server.state)
+        .await
+        .unwrap();
     assert!(pruned.idempotency >= 3, "{pruned:?}");
     assert_eq!(pruned.approvals, 0, "{pruned:?}");
     assert_eq!(pruned.left, 0, "{pruned:?}");
@@ -370,13 +381,18 @@ async fn records_past_their_retention_are_pruned_and_nothing_moves_twice(backend
     .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert!(!replayed);
-    assert_eq!(answer["results"][0]["outcome"], "transfer_exists", "{answer}");
+    assert_eq!(
+        answer["results"][0]["outcome"], "transfer_exists",
+        "{answer}"
+    );
     assert_eq!(balance_minor(&server, "alice").await, 15_010_000);
 
     // Past the approval retention, the closed approval goes too; the audit log still says what
     // it did.
     clock.advance_ms(90 * 24 * HOUR_MS);
-    let pruned = offpay_server::idempotency::prune(&server.state).await.unwrap();
+    let pruned = offpay_server::idempotency::prune(&server.state)
+        .await
+        .unwrap();
     assert_eq!(pruned.approvals, 1, "{pruned:?}");
     let (_, all) = server.get("/api/v1/approvals?state=all").await;
     assert_eq!(all["items"], json!([]));
@@ -394,10 +410,10 @@ async fn records_past_their_retention_are_pruned_and_nothing_moves_twice(backend
         .filter(|entry| entry["action"] == "SYSTEM prune")
         .collect::<Vec<_>>();
     assert!(
-        prunes
-            .iter()
-            .any(|entry| entry["request"]["approval_ids"][0] == approved_id.as_str()
-                && entry["effect"]["records_written"]["approvals"] == 1),
+        prunes.iter().any(
+            |entry| entry["request"]["approval_ids"][0] == approved_id.as_str()
+                && entry["effect"]["records_written"]["approvals"] == 1
+        ),
         "{prunes:?}"
     );
     assert!(

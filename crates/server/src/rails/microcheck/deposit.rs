@@ -335,11 +335,7 @@ impl<'a> Poster<'a> {
         let side = self.side(outcomes)?;
         let mut batches = vec![posting.batch, side];
         crate::fraud::settle_in_place(&self.state.ledger, &mut batches).await?;
-        let queued = self
-            .state
-            .ledger
-            .submit(batches, self.state.now())
-            .await?;
+        let queued = self.state.ledger.submit(batches, self.state.now()).await?;
         let after = clearing::versions_after(&self.versions, &posting.written);
         let fate = self.state.rails.microcheck.csc.add(
             overlay,
@@ -571,11 +567,7 @@ impl<'a> Poster<'a> {
     async fn commit_one(&self, batch: Batch) -> Result<Result<(), BatchRefusal>, ApiError> {
         let mut batches = vec![batch];
         crate::fraud::settle_in_place(&self.state.ledger, &mut batches).await?;
-        let mut results = self
-            .state
-            .ledger
-            .commit(batches, self.state.now())
-            .await?;
+        let mut results = self.state.ledger.commit(batches, self.state.now()).await?;
         match results.pop() {
             Some(result) => Ok(result.map(|_| ())),
             None => Err(no_result()),
