@@ -363,9 +363,9 @@ fn pending<'l>(state: &AppState, loaded: &'l Loaded<Approval>) -> Result<&'l App
 /// A duration in words: `24 hours`, `90 minutes`, `30 seconds`.
 fn ttl_text(ms: u64) -> String {
     let plural = |n: u64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
-    if ms % 3_600_000 == 0 {
+    if ms.is_multiple_of(3_600_000) {
         plural(ms / 3_600_000, "hour")
-    } else if ms % 60_000 == 0 {
+    } else if ms.is_multiple_of(60_000) {
         plural(ms / 60_000, "minute")
     } else {
         plural(ms.div_ceil(1_000), "second")

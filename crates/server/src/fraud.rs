@@ -92,7 +92,7 @@ async fn stored_flags(
     ledger: &crate::ledger::Ledger,
     keys: Vec<String>,
 ) -> Result<BTreeMap<String, Record>, crate::ledger::LedgerError> {
-    Ok(ledger
+    ledger
         .read(move |store| {
             let mut found = BTreeMap::new();
             for key in keys {
@@ -102,7 +102,7 @@ async fn stored_flags(
             }
             Ok(found)
         })
-        .await?)
+        .await
 }
 
 fn corrupt(error: RecordError) -> crate::ledger::LedgerError {

@@ -146,7 +146,7 @@ async fn a_raised_flag_does_not_undo_a_decision_and_new_evidence_reopens(backend
     clock.advance_ms(HOUR_MS);
     let retry = forked(json!({ "head": 4 }), clock.now());
     raise(&server, &retry, clock.now()).await;
-    let (_, case) = server.get(&format!("/api/v1/fraud?subject=00ff00ff")).await;
+    let (_, case) = server.get("/api/v1/fraud?subject=00ff00ff").await;
     let items = case["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{case}");
     assert_eq!(
