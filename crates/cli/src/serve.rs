@@ -50,6 +50,14 @@ pub struct ServeArgs {
     /// none: en, sw or fr [env: OFFPAY_DEFAULT_LANGUAGE] [default: en]
     #[arg(long, value_name = "LANG")]
     pub default_language: Option<offpay_text::Language>,
+    /// Approval expiry and how long operator records are kept.
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+}
+
+/// `--approval-ttl`, `--idempotency-retention`, `--approval-retention`.
+#[derive(Debug, Default, Args)]
+pub struct RetentionArgs {
     /// How long an approval waits for a second user before it expires (90s, 30m, 24h, 7d …)
     /// [env: OFFPAY_APPROVAL_TTL] [default: 24h]
     #[arg(long, value_name = "DURATION")]
@@ -74,9 +82,9 @@ impl ServeArgs {
             approval_above: self.approval_above,
             default_country: self.default_country,
             retention: offpay_server::config::RetentionOverrides {
-                approval_ttl: self.approval_ttl,
-                idempotency_retention: self.idempotency_retention,
-                approval_retention: self.approval_retention,
+                approval_ttl: self.retention.approval_ttl,
+                idempotency_retention: self.retention.idempotency_retention,
+                approval_retention: self.retention.approval_retention,
             },
         };
         let mut config = ServerConfig::resolve(overrides, &|name| std::env::var(name).ok())?;
