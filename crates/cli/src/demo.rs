@@ -38,6 +38,7 @@ pub fn run(args: DemoArgs) -> ExitCode {
         sms_gateway: None,
         default_country: None,
         default_language: None,
+        retention: crate::serve::RetentionArgs::default(),
     };
     let config = match serve.resolve() {
         Ok(config) => config,

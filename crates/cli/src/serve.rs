@@ -50,6 +50,26 @@ pub struct ServeArgs {
     /// none: en, sw or fr [env: OFFPAY_DEFAULT_LANGUAGE] [default: en]
     #[arg(long, value_name = "LANG")]
     pub default_language: Option<offpay_text::Language>,
+    /// Approval expiry and how long operator records are kept.
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+}
+
+/// `--approval-ttl`, `--idempotency-retention`, `--approval-retention`.
+#[derive(Debug, Default, Args)]
+pub struct RetentionArgs {
+    /// How long an approval waits for a second user before it expires (90s, 30m, 24h, 7d …)
+    /// [env: OFFPAY_APPROVAL_TTL] [default: 24h]
+    #[arg(long, value_name = "DURATION")]
+    pub approval_ttl: Option<String>,
+    /// How long idempotency keys are remembered (at least 1d and the approval TTL)
+    /// [env: OFFPAY_IDEMPOTENCY_RETENTION] [default: 7d]
+    #[arg(long, value_name = "DURATION")]
+    pub idempotency_retention: Option<String>,
+    /// How long closed (approved, refused, expired) approvals are kept before they are pruned;
+    /// their audit entries stay [env: OFFPAY_APPROVAL_RETENTION] [default: 90d]
+    #[arg(long, value_name = "DURATION")]
+    pub approval_retention: Option<String>,
 }
 
 impl ServeArgs {
@@ -61,6 +81,11 @@ impl ServeArgs {
             config_file: self.config,
             approval_above: self.approval_above,
             default_country: self.default_country,
+            retention: offpay_server::config::RetentionOverrides {
+                approval_ttl: self.retention.approval_ttl,
+                idempotency_retention: self.retention.idempotency_retention,
+                approval_retention: self.retention.approval_retention,
+            },
         };
         let mut config = ServerConfig::resolve(overrides, &|name| std::env::var(name).ok())?;
         if let Some(files) = offpay_server::config::tls_files(self.tls_cert, self.tls_key)? {

@@ -74,6 +74,12 @@ impl Effects {
         self.flags.push(flag.operation(discriminator));
     }
 
+    /// Takes the raised flags out, to be settled against the stored ones (the server's runner
+    /// writes them back with [`Effects::write_all`] as conditional record writes).
+    pub fn take_flags(&mut self) -> Vec<Operation> {
+        std::mem::take(&mut self.flags)
+    }
+
     /// Writes a record (an operation built by [`crate::Loaded::write`] or
     /// [`crate::Loaded::delete`], or any other record write).
     pub fn write(&mut self, operation: Operation) {

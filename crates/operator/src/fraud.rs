@@ -5,6 +5,12 @@
 //! Each flag is a case: `open` until an operator decides it, then `cleared` (no fraud, or dealt
 //! with) or `escalated` (handed on for investigation); an escalated case is later `cleared`. Every
 //! decision is kept in the flag with who made it, when and why ([`CaseDecision`]).
+//!
+//! The same finding raised again (a retried upload, the same evidence arriving twice) changes
+//! nothing: a decided case stays decided. A *different* finding under the same key (new evidence
+//! about the same subject) is not lost and does not erase the decision either: the case's
+//! current round — its evidence and the decisions on it — moves to [`FraudFlag::earlier`] and the
+//! case is open again with the new evidence, for an analyst to look at ([`FraudFlag::raise`]).
 
 use offpay_ledger::{Operation, Record, RecordWrite, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -15,12 +21,18 @@ use crate::record::{RecordError, StoredRecord, check_version, corrupt, decode_js
 /// Record namespace of the fraud queue.
 pub const NAMESPACE: &str = "fraud";
 /// Format version written in every flag. Version 1 had no case decisions (every flag it wrote
-/// is `open` with none); version 2 adds [`FraudFlag::decisions`].
-pub const FORMAT_VERSION: u32 = 2;
+/// is `open` with none); version 2 adds [`FraudFlag::decisions`]; version 3 adds
+/// [`FraudFlag::earlier`] (an earlier release would drop it when deciding, so it must not read
+/// such a flag).
+pub const FORMAT_VERSION: u32 = 3;
 /// Longest note on a case decision, in bytes.
 pub const NOTE_BYTES_MAX: usize = 1000;
-/// Most decisions kept on one case (open → escalated → cleared needs two).
+/// Most decisions kept on one round of a case (open → escalated → cleared needs two).
 pub const DECISIONS_MAX: usize = 8;
+/// Most earlier rounds kept in one case; when new evidence arrives on a case that has this many,
+/// the oldest round is dropped and counted in [`FraudFlag::earlier_dropped`] (its decisions
+/// remain in the audit log).
+pub const EARLIER_MAX: usize = 16;
 
 /// The state of a case.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,9 +118,48 @@ pub struct FraudFlag {
     pub raised_at: Timestamp,
     /// The case's state: `open`, `cleared` or `escalated` ([`CaseState`]).
     pub status: String,
-    /// The decisions made on the case, oldest first (absent in format version 1).
+    /// The decisions made on the case's current round, oldest first (absent in format
+    /// version 1).
     #[serde(default)]
     pub decisions: Vec<CaseDecision>,
+    /// Earlier rounds of the case, oldest first: what it said and how it was decided before new
+    /// evidence reopened it (absent before format version 3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier: Vec<EarlierRound>,
+    /// Earlier rounds dropped to keep at most [`EARLIER_MAX`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub earlier_dropped: u32,
+}
+
+fn is_zero(count: &u32) -> bool {
+    *count == 0
+}
+
+/// A round of a case that newer evidence superseded: the finding as it was and how it stood.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EarlierRound {
+    /// The one line for people it had.
+    pub summary: String,
+    /// Its evidence.
+    pub evidence: Value,
+    /// When it was raised.
+    pub raised_at: Timestamp,
+    /// The state it was in when the new evidence arrived.
+    pub status: String,
+    /// The decisions made on it.
+    pub decisions: Vec<CaseDecision>,
+}
+
+/// What raising a finding under a key that may already hold a flag comes to ([`FraudFlag::raise`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Raised {
+    /// No flag yet: create this one.
+    New(FraudFlag),
+    /// The same finding is already there (a retry): nothing to write.
+    Unchanged,
+    /// New evidence on an existing case: write this (the case open again, the earlier round
+    /// kept).
+    Reopened(FraudFlag),
 }
 
 impl FraudFlag {
@@ -131,7 +182,60 @@ impl FraudFlag {
             raised_at,
             status: CaseState::Open.as_str().to_owned(),
             decisions: Vec::new(),
+            earlier: Vec::new(),
+            earlier_dropped: 0,
         }
+    }
+
+    /// Whether `other` is the same finding: the same summary and evidence (when it was raised
+    /// does not matter: a retried upload raises it again later).
+    pub fn same_finding(&self, other: &FraudFlag) -> bool {
+        self.summary == other.summary && self.evidence == other.evidence
+    }
+
+    /// Raising the finding `raised` where `existing` (if any) is already stored under its key:
+    /// the same finding again changes nothing, whatever the case's state; a different finding
+    /// moves the existing case's current round (evidence, state, decisions) into
+    /// [`FraudFlag::earlier`] and opens the case again with the new evidence. Also the earlier
+    /// rounds `raised` carries are kept (two findings merged before either was stored).
+    pub fn raise(existing: Option<&FraudFlag>, raised: &FraudFlag) -> Raised {
+        let Some(existing) = existing else {
+            let mut new = raised.clone();
+            new.version = FORMAT_VERSION;
+            return Raised::New(new);
+        };
+        if existing.same_finding(raised)
+            || existing
+                .earlier
+                .iter()
+                .any(|round| round.summary == raised.summary && round.evidence == raised.evidence)
+        {
+            // Already here, now or in an earlier round: a late retry must not reopen the case
+            // with evidence it already moved past.
+            return Raised::Unchanged;
+        }
+        let mut next = existing.clone();
+        next.version = FORMAT_VERSION;
+        next.earlier.push(EarlierRound {
+            summary: existing.summary.clone(),
+            evidence: existing.evidence.clone(),
+            raised_at: existing.raised_at,
+            status: existing.status.clone(),
+            decisions: existing.decisions.clone(),
+        });
+        if next.earlier.len() > EARLIER_MAX {
+            let excess = next.earlier.len() - EARLIER_MAX;
+            next.earlier.drain(..excess);
+            next.earlier_dropped = next
+                .earlier_dropped
+                .saturating_add(u32::try_from(excess).unwrap_or(u32::MAX));
+        }
+        next.summary = raised.summary.clone();
+        next.evidence = raised.evidence.clone();
+        next.raised_at = raised.raised_at;
+        next.status = CaseState::Open.as_str().to_owned();
+        next.decisions = Vec::new();
+        Raised::Reopened(next)
     }
 
     /// The case's state.
@@ -293,12 +397,12 @@ mod tests {
 
     #[test]
     fn flags_of_a_newer_release_or_an_unknown_state_do_not_decode() {
-        let newer = br#"{"version":3,"rail":"sms","kind":"k","subject":"s","summary":"s","evidence":null,"raised_at":9,"status":"open"}"#;
+        let newer = br#"{"version":4,"rail":"sms","kind":"k","subject":"s","summary":"s","evidence":null,"raised_at":9,"status":"open"}"#;
         assert!(matches!(
             FraudFlag::decode("k", newer),
             Err(RecordError::TooNew { .. })
         ));
-        let unknown = br#"{"version":2,"rail":"sms","kind":"k","subject":"s","summary":"s","evidence":null,"raised_at":9,"status":"maybe"}"#;
+        let unknown = br#"{"version":3,"rail":"sms","kind":"k","subject":"s","summary":"s","evidence":null,"raised_at":9,"status":"maybe"}"#;
         assert!(matches!(
             FraudFlag::decode("k", unknown),
             Err(RecordError::Corrupt { .. })
@@ -336,5 +440,80 @@ mod tests {
                 Err(CaseError::Note)
             );
         }
+    }
+
+    fn finding(evidence: serde_json::Value, at: u64) -> FraudFlag {
+        FraudFlag::new(
+            "wallet",
+            "forked_log",
+            "00ff",
+            "rolled back",
+            evidence,
+            Timestamp(at),
+        )
+    }
+
+    #[test]
+    fn the_same_finding_raised_again_leaves_a_decided_case_as_decided() {
+        let first = finding(serde_json::json!({ "head": 4 }), 1);
+        let Raised::New(stored) = FraudFlag::raise(None, &first) else {
+            panic!("a first raise creates the case")
+        };
+        let cleared = stored
+            .decide(CaseState::Cleared, "sue", Timestamp(2), "known rollback")
+            .unwrap();
+        // The retry comes later: only when it was raised differs.
+        let retry = finding(serde_json::json!({ "head": 4 }), 9);
+        assert_eq!(FraudFlag::raise(Some(&cleared), &retry), Raised::Unchanged);
+    }
+
+    #[test]
+    fn new_evidence_reopens_a_decided_case_and_keeps_the_decision() {
+        let stored = finding(serde_json::json!({ "head": 4 }), 1);
+        let cleared = stored
+            .decide(CaseState::Cleared, "sue", Timestamp(2), "known rollback")
+            .unwrap();
+        let newer = finding(serde_json::json!({ "head": 7 }), 5);
+        let Raised::Reopened(reopened) = FraudFlag::raise(Some(&cleared), &newer) else {
+            panic!("new evidence must reopen the case")
+        };
+        assert_eq!(reopened.state(), Ok(CaseState::Open));
+        assert_eq!(reopened.evidence, serde_json::json!({ "head": 7 }));
+        assert_eq!(reopened.raised_at, Timestamp(5));
+        assert!(reopened.decisions.is_empty());
+        assert_eq!(reopened.earlier.len(), 1);
+        let round = &reopened.earlier[0];
+        assert_eq!(round.status, "cleared");
+        assert_eq!(round.evidence, serde_json::json!({ "head": 4 }));
+        assert_eq!(round.decisions, cleared.decisions);
+        // A late retry of the earlier finding does not reopen it again.
+        let late = finding(serde_json::json!({ "head": 4 }), 6);
+        assert_eq!(FraudFlag::raise(Some(&reopened), &late), Raised::Unchanged);
+        // It round-trips through a record, and may be decided again.
+        let bytes = reopened.encode("k").unwrap();
+        let decoded = FraudFlag::decode("k", &bytes).unwrap();
+        assert_eq!(decoded, reopened);
+        assert!(
+            decoded
+                .decide(CaseState::Escalated, "tom", Timestamp(7), "again")
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_case_keeps_at_most_earlier_max_rounds_and_counts_the_dropped() {
+        let mut case = finding(serde_json::json!(0), 0);
+        for round in 1..=(EARLIER_MAX as u64 + 3) {
+            let Raised::Reopened(next) =
+                FraudFlag::raise(Some(&case), &finding(serde_json::json!(round), round))
+            else {
+                panic!("new evidence reopens")
+            };
+            case = next;
+        }
+        assert_eq!(case.earlier.len(), EARLIER_MAX);
+        assert_eq!(case.earlier_dropped, 3);
+        assert_eq!(case.earlier[0].evidence, serde_json::json!(3));
+        assert_eq!(case.evidence, serde_json::json!(EARLIER_MAX as u64 + 3));
     }
 }

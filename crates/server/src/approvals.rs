@@ -7,6 +7,13 @@
 //! request's effect (so it executes once). The requester cannot approve their own request
 //! (`approval_by_requester`); anyone who may approve may refuse, and the requester may
 //! withdraw. Each step is in the audit log.
+//!
+//! A pending approval expires `approval_ttl` after it was asked for ([`crate::config::Retention`],
+//! default 24 hours; the time is the server's clock input): it is then shown as `expired` and
+//! approving or refusing it answers `409 approval_expired`; the requester asks again if it is
+//! still wanted. Closed approvals (approved, refused, expired) are removed by the pruning pass
+//! ([`crate::idempotency::prune`]) once older than `approval_retention`; what they did stays in
+//! the audit log.
 
 use std::sync::Arc;
 
@@ -101,9 +108,48 @@ pub struct Approval {
     pub idempotency_key: Option<String>,
     /// When it was asked.
     pub created_at_ms: u64,
+    /// When it expires if still pending (absent in approvals kept before expiry existed: they
+    /// expire the configured TTL after `created_at_ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<u64>,
     /// Where it stands.
     #[serde(flatten)]
     pub state: ApprovalState,
+}
+
+/// The name of where an approval stands at a time: `pending`, `expired`, `approved`, `refused`.
+pub fn state_name(approval: &Approval, now_ms: u64, ttl_ms: u64) -> &'static str {
+    match approval.state {
+        ApprovalState::Pending if approval.expired(now_ms, ttl_ms) => "expired",
+        ApprovalState::Pending => "pending",
+        ApprovalState::Approved { .. } => "approved",
+        ApprovalState::Refused { .. } => "refused",
+    }
+}
+
+impl Approval {
+    /// When it expires if not decided: as stored, else `ttl_ms` after it was asked for.
+    pub fn expires_at(&self, ttl_ms: u64) -> u64 {
+        self.expires_at_ms
+            .unwrap_or_else(|| self.created_at_ms.saturating_add(ttl_ms))
+    }
+
+    /// Whether it is still pending at `now_ms` but past its expiry.
+    pub fn expired(&self, now_ms: u64, ttl_ms: u64) -> bool {
+        self.state == ApprovalState::Pending && now_ms >= self.expires_at(ttl_ms)
+    }
+
+    /// When it closed, if it has by `now_ms`: approved or refused then, or expired.
+    pub fn closed_at(&self, now_ms: u64, ttl_ms: u64) -> Option<u64> {
+        match &self.state {
+            ApprovalState::Pending => self
+                .expired(now_ms, ttl_ms)
+                .then(|| self.expires_at(ttl_ms)),
+            ApprovalState::Approved { at_ms, .. } | ApprovalState::Refused { at_ms, .. } => {
+                Some(*at_ms)
+            }
+        }
+    }
 }
 
 impl StoredRecord for Approval {
@@ -215,6 +261,12 @@ pub async fn hold(
         requester_role: caller.role,
         idempotency_key,
         created_at_ms: state.now().0,
+        expires_at_ms: Some(
+            state
+                .now()
+                .0
+                .saturating_add(state.config.retention.approval_ttl_ms),
+        ),
         state: ApprovalState::Pending,
     };
     let mut effects = Effects::new();
@@ -232,11 +284,12 @@ pub async fn hold(
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({
-            "approval": view(&approval),
+            "approval": view(state, &approval),
             "message": format!(
-                "this creates {} of value, above the {} that one person may: it waits for approval {id} by another finance or admin user (offpay admin approvals approve {id})",
+                "this creates {} of value, above the {} that one person may: it waits for approval {id} by another finance or admin user (offpay admin approvals approve {id}) until {}",
                 approval.value,
                 approval_above_text(state),
+                crate::lists::rfc3339(approval.expires_at(state.config.retention.approval_ttl_ms)),
             ),
         })),
     )
@@ -248,10 +301,20 @@ fn approval_above_text(state: &AppState) -> String {
     format!("{} {}", above.decimal(), above.currency().code())
 }
 
-fn view(approval: &Approval) -> Value {
+fn view(state: &AppState, approval: &Approval) -> Value {
+    let ttl_ms = state.config.retention.approval_ttl_ms;
     let mut value = serde_json::to_value(approval).unwrap_or(Value::Null);
     if let Some(object) = value.as_object_mut() {
         object.remove("version");
+        object.insert(
+            "state".into(),
+            json!(state_name(approval, state.now().0, ttl_ms)),
+        );
+        object.insert("expires_at_ms".into(), json!(approval.expires_at(ttl_ms)));
+        object.insert(
+            "expires_at".into(),
+            json!(crate::lists::rfc3339(approval.expires_at(ttl_ms))),
+        );
         let body = serde_json::from_str::<Value>(&approval.body).unwrap_or(Value::Null);
         object.insert("body".into(), body);
     }
@@ -272,21 +335,46 @@ async fn load(state: &AppState, id: &str) -> Result<Loaded<Approval>, ApiError> 
     Ok(loaded)
 }
 
-fn pending(loaded: &Loaded<Approval>) -> Result<&Approval, ApiError> {
+fn pending<'l>(state: &AppState, loaded: &'l Loaded<Approval>) -> Result<&'l Approval, ApiError> {
+    let ttl_ms = state.config.retention.approval_ttl_ms;
     match &loaded.value {
+        Some(approval) if approval.expired(state.now().0, ttl_ms) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "approval_expired",
+            format!(
+                "approval {} expired at {} unapproved (approvals wait {}); nothing was applied: ask for the request again if it is still wanted",
+                approval.id,
+                crate::lists::rfc3339(approval.expires_at(ttl_ms)),
+                ttl_text(ttl_ms),
+            ),
+        )
+        .with_details(json!({ "approval": view(state, approval) }))),
         Some(approval) if approval.state == ApprovalState::Pending => Ok(approval),
         Some(approval) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "approval_closed",
             format!("approval {} is no longer pending", approval.id),
         )
-        .with_details(json!({ "approval": view(approval) }))),
+        .with_details(json!({ "approval": view(state, approval) }))),
         None => Err(ApiError::not_found("approval", &loaded.key)),
     }
 }
 
-/// `GET /api/v1/approvals?state=pending|approved|refused|all&limit=&cursor=`: approvals in id
-/// order, in the list style of [`crate::lists`] (default: those pending).
+/// A duration in words: `24 hours`, `90 minutes`, `30 seconds`.
+fn ttl_text(ms: u64) -> String {
+    let plural = |n: u64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+    if ms.is_multiple_of(3_600_000) {
+        plural(ms / 3_600_000, "hour")
+    } else if ms.is_multiple_of(60_000) {
+        plural(ms / 60_000, "minute")
+    } else {
+        plural(ms.div_ceil(1_000), "second")
+    }
+}
+
+/// `GET /api/v1/approvals?state=pending|expired|approved|refused|all&limit=&cursor=`: approvals
+/// in id order, in the list style of [`crate::lists`] (default: those pending). A pending
+/// approval past its expiry is `expired`.
 pub async fn list_endpoint(
     State(state): State<Arc<AppState>>,
     query: Result<
@@ -299,35 +387,42 @@ pub async fn list_endpoint(
     let wanted: Option<&'static str> = match params.get("state") {
         None => Some("pending"),
         Some("pending") => Some("pending"),
+        Some("expired") => Some("expired"),
         Some("approved") => Some("approved"),
         Some("refused") => Some("refused"),
         Some("all") => None,
         Some(other) => {
             return Err(ApiError::bad_request(
                 "invalid_state",
-                format!("state {other:?} is not pending, approved, refused or all"),
+                format!("state {other:?} is not pending, expired, approved, refused or all"),
             ));
         }
     };
     let after = params.after_under("approval/")?;
     let limit = params.limit;
+    let now_ms = state.now().0;
+    let ttl_ms = state.config.retention.approval_ttl_ms;
     let page = state
         .ledger
         .read(move |store| {
             scan_records(store, NAMESPACE, "approval/", after, limit, |_, record| {
                 let approval = Approval::decode(&record.key, &record.value)
                     .map_err(crate::ledger::record_store_error)?;
-                let name = match approval.state {
-                    ApprovalState::Pending => "pending",
-                    ApprovalState::Approved { .. } => "approved",
-                    ApprovalState::Refused { .. } => "refused",
-                };
+                let name = state_name(&approval, now_ms, ttl_ms);
                 Ok(wanted
                     .is_none_or(|wanted| name == wanted)
-                    .then(|| view(&approval)))
+                    .then_some(approval))
             })
         })
         .await?;
+    let page = crate::lists::Page {
+        items: page
+            .items
+            .iter()
+            .map(|approval| view(&state, approval))
+            .collect(),
+        next: page.next,
+    };
     Ok(page.json())
 }
 
@@ -339,7 +434,7 @@ pub async fn approve_endpoint(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let loaded = load(&state, &id).await?;
-    let approval = pending(&loaded)?.clone();
+    let approval = pending(&state, &loaded)?.clone();
     if approval.requester == approver.user {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -380,7 +475,7 @@ pub async fn approve_endpoint(
     Ok((
         status,
         Json(json!({
-            "approval": after.value.as_ref().map(view),
+            "approval": after.value.as_ref().map(|approval| view(&state, approval)),
             "executed": executed,
             "result": result,
         })),
@@ -410,7 +505,7 @@ pub async fn refuse_endpoint(
         ));
     }
     let loaded = load(&state, &id).await?;
-    let mut approval = pending(&loaded)?.clone();
+    let mut approval = pending(&state, &loaded)?.clone();
     approval.state = ApprovalState::Refused {
         by: caller.user.clone(),
         at_ms: state.now().0,
@@ -422,7 +517,7 @@ pub async fn refuse_endpoint(
     let mut effects = Effects::new();
     effects.write(write);
     commit(&state, effects, "the approval").await?;
-    Ok(Json(json!({ "approval": view(&approval) })))
+    Ok(Json(json!({ "approval": view(&state, &approval) })))
 }
 
 /// The approvals routes.

@@ -43,6 +43,12 @@ pub struct FileConfig {
     pub default_country: Option<String>,
     /// The language of customer texts for accounts that chose none (`en`, `sw`, `fr`).
     pub default_language: Option<String>,
+    /// How long an approval waits before it expires, e.g. `24h` ([`Retention`]).
+    pub approval_ttl: Option<String>,
+    /// How long idempotency records are kept, e.g. `7d` ([`Retention`]).
+    pub idempotency_retention: Option<String>,
+    /// How long closed approvals are kept, e.g. `90d` ([`Retention`]).
+    pub approval_retention: Option<String>,
 }
 
 /// Values given on the command line (`None` where a flag was not given).
@@ -60,6 +66,139 @@ pub struct Overrides {
     pub approval_above: Option<String>,
     /// `--default-country`.
     pub default_country: Option<String>,
+    /// `--approval-ttl`, `--idempotency-retention`, `--approval-retention`.
+    pub retention: RetentionOverrides,
+}
+
+/// The retention flags ([`Retention`]), as given on the command line.
+#[derive(Debug, Default)]
+pub struct RetentionOverrides {
+    /// `--approval-ttl`.
+    pub approval_ttl: Option<String>,
+    /// `--idempotency-retention`.
+    pub idempotency_retention: Option<String>,
+    /// `--approval-retention`.
+    pub approval_retention: Option<String>,
+}
+
+/// Default time a pending approval stays approvable: one day.
+pub const DEFAULT_APPROVAL_TTL_MS: u64 = 24 * HOUR_MS;
+/// Default time an idempotency record is kept: seven days, far beyond any client's retries
+/// (`offpay admin` retries for seconds; an integration retrying a lost answer for days is
+/// already an incident).
+pub const DEFAULT_IDEMPOTENCY_RETENTION_MS: u64 = 7 * DAY_MS;
+/// Default time a closed (approved, refused, expired) approval is kept after it closed: 90 days.
+/// Its audit entries keep what it did for good.
+pub const DEFAULT_APPROVAL_RETENTION_MS: u64 = 90 * DAY_MS;
+/// The shortest idempotency retention accepted: one day, so that no client's retry of a lost
+/// answer can outlive its key.
+pub const IDEMPOTENCY_RETENTION_MIN_MS: u64 = DAY_MS;
+const HOUR_MS: u64 = 3_600_000;
+const DAY_MS: u64 = 24 * HOUR_MS;
+
+/// How long approvals wait and how long operator records are kept before the background pruning
+/// pass ([`crate::idempotency::prune`]) removes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// A pending approval expires this long after it was asked for (`approval_ttl`).
+    pub approval_ttl_ms: u64,
+    /// Idempotency records older than this are removed (`idempotency_retention`); at least
+    /// [`IDEMPOTENCY_RETENTION_MIN_MS`] and at least the approval TTL (a pending approval's
+    /// requester may retry their request until it expires and must get the same approval).
+    pub idempotency_ms: u64,
+    /// Approvals closed longer ago than this are removed (`approval_retention`).
+    pub closed_approvals_ms: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention {
+            approval_ttl_ms: DEFAULT_APPROVAL_TTL_MS,
+            idempotency_ms: DEFAULT_IDEMPOTENCY_RETENTION_MS,
+            closed_approvals_ms: DEFAULT_APPROVAL_RETENTION_MS,
+        }
+    }
+}
+
+/// A duration such as `90s`, `30m`, `24h` or `7d` (a whole number and one unit), in
+/// milliseconds.
+pub fn parse_duration(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let unit_ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => HOUR_MS,
+        "d" => DAY_MS,
+        _ => return None,
+    };
+    number.checked_mul(unit_ms).filter(|ms| *ms > 0)
+}
+
+impl Retention {
+    /// The retention from flags, then the environment (`OFFPAY_APPROVAL_TTL`,
+    /// `OFFPAY_IDEMPOTENCY_RETENTION`, `OFFPAY_APPROVAL_RETENTION`), then the file.
+    fn resolve(
+        overrides: RetentionOverrides,
+        file: &FileConfig,
+        environment: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Retention, ConfigError> {
+        let one = |setting: &'static str,
+                   flag: Option<String>,
+                   variable: &str,
+                   from_file: &Option<String>,
+                   default: u64|
+         -> Result<u64, ConfigError> {
+            match flag
+                .or_else(|| environment(variable))
+                .or_else(|| from_file.clone())
+            {
+                None => Ok(default),
+                Some(text) => parse_duration(&text).ok_or_else(|| ConfigError::Invalid {
+                    setting,
+                    message: format!(
+                        "{text:?} is not a duration like 90s, 30m, 24h or 7d (a whole number above 0 and a unit)"
+                    ),
+                }),
+            }
+        };
+        let retention = Retention {
+            approval_ttl_ms: one(
+                "approval_ttl",
+                overrides.approval_ttl,
+                "OFFPAY_APPROVAL_TTL",
+                &file.approval_ttl,
+                DEFAULT_APPROVAL_TTL_MS,
+            )?,
+            idempotency_ms: one(
+                "idempotency_retention",
+                overrides.idempotency_retention,
+                "OFFPAY_IDEMPOTENCY_RETENTION",
+                &file.idempotency_retention,
+                DEFAULT_IDEMPOTENCY_RETENTION_MS,
+            )?,
+            closed_approvals_ms: one(
+                "approval_retention",
+                overrides.approval_retention,
+                "OFFPAY_APPROVAL_RETENTION",
+                &file.approval_retention,
+                DEFAULT_APPROVAL_RETENTION_MS,
+            )?,
+        };
+        let floor = retention.approval_ttl_ms.max(IDEMPOTENCY_RETENTION_MIN_MS);
+        if retention.idempotency_ms < floor {
+            return Err(ConfigError::Invalid {
+                setting: "idempotency_retention",
+                message: format!(
+                    "idempotency records must be kept at least {} hours (one day, and at least the approval TTL): a client retrying a lost answer must still find its key",
+                    floor / HOUR_MS
+                ),
+            });
+        }
+        Ok(retention)
+    }
 }
 
 /// The resolved configuration.
@@ -86,6 +225,8 @@ pub struct ServerConfig {
     /// The language of customer texts (SMS, web pages, envelopes) for accounts that chose none
     /// (`OFFPAY_DEFAULT_LANGUAGE`, `default_language`, the CLI's `--default-language`).
     pub default_language: offpay_text::Language,
+    /// Approval expiry and how long operator records are kept ([`Retention`]).
+    pub retention: Retention,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -100,6 +241,7 @@ impl fmt::Debug for ServerConfig {
             .field("sms_gateway", &self.sms_gateway)
             .field("default_country", &self.default_country)
             .field("default_language", &self.default_language)
+            .field("retention", &self.retention)
             .finish()
     }
 }
@@ -204,6 +346,7 @@ impl ServerConfig {
             Some(path) => read_file_config(path)?,
             None => FileConfig::default(),
         };
+        let retention = Retention::resolve(overrides.retention, &file, environment)?;
         let data_dir = overrides
             .data_dir
             .or_else(|| environment("OFFPAY_DATA_DIR").map(PathBuf::from))
@@ -298,6 +441,7 @@ impl ServerConfig {
             sms_gateway: environment("OFFPAY_SMS_GATEWAY").filter(|name| !name.is_empty()),
             default_country,
             default_language,
+            retention,
         })
     }
 
@@ -350,6 +494,71 @@ mod tests {
 
     fn no_environment(_: &str) -> Option<String> {
         None
+    }
+
+    #[test]
+    fn retention_reads_durations_and_refuses_keys_forgotten_before_a_retry() {
+        assert_eq!(parse_duration("90s"), Some(90_000));
+        assert_eq!(parse_duration("30m"), Some(1_800_000));
+        assert_eq!(parse_duration("24h"), Some(DEFAULT_APPROVAL_TTL_MS));
+        assert_eq!(parse_duration("7d"), Some(DEFAULT_IDEMPOTENCY_RETENTION_MS));
+        for bad in [
+            "",
+            "7",
+            "d",
+            "0h",
+            "1.5h",
+            "-1d",
+            "3w",
+            "99999999999999999999d",
+        ] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+        let resolve = |overrides: RetentionOverrides| {
+            ServerConfig::resolve(
+                Overrides {
+                    retention: overrides,
+                    ..Overrides::default()
+                },
+                &no_environment,
+            )
+        };
+        let config = resolve(RetentionOverrides::default()).unwrap();
+        assert_eq!(config.retention, Retention::default());
+        let config = resolve(RetentionOverrides {
+            approval_ttl: Some("2h".into()),
+            idempotency_retention: Some("2d".into()),
+            approval_retention: Some("30d".into()),
+        })
+        .unwrap();
+        assert_eq!(config.retention.approval_ttl_ms, 2 * HOUR_MS);
+        assert_eq!(config.retention.idempotency_ms, 2 * DAY_MS);
+        assert_eq!(config.retention.closed_approvals_ms, 30 * DAY_MS);
+        // Shorter than a day, or than the approval TTL: a retry could outlive its key.
+        for (ttl, keys) in [("1h", "12h"), ("3d", "2d")] {
+            let error = resolve(RetentionOverrides {
+                approval_ttl: Some(ttl.into()),
+                idempotency_retention: Some(keys.into()),
+                approval_retention: None,
+            })
+            .unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    ConfigError::Invalid {
+                        setting: "idempotency_retention",
+                        ..
+                    }
+                ),
+                "{error}"
+            );
+        }
+        let error = resolve(RetentionOverrides {
+            approval_ttl: Some("soon".into()),
+            ..RetentionOverrides::default()
+        })
+        .unwrap_err();
+        assert!(error.to_string().contains("approval_ttl"), "{error}");
     }
 
     #[test]
@@ -487,6 +696,7 @@ mod tests {
             sms_gateway: None,
             default_country: Country::parse("KE").unwrap(),
             default_language: offpay_text::Language::Sw,
+            retention: Retention::default(),
         };
         assert!(!format!("{config:?}").contains("s3cret"));
     }

@@ -8,12 +8,25 @@
 //!
 //! A request without a key is applied as before (a money-moving one is logged as a warning): the
 //! CLI always sends one; other clients are told in the guide to.
+//!
+//! # Retention
+//!
+//! A key is remembered for `idempotency_retention` ([`crate::config::Retention`], default 7 days,
+//! at least one day and at least the approval TTL): far longer than any client retries a lost
+//! answer. Then the background pass [`prune`] removes its record, with closed approvals older than
+//! `approval_retention`, in bounded batches, each an audited system action (`SYSTEM prune`). A
+//! request sent again after its key was pruned is a new request, which is why nothing that moves
+//! money relies on the key alone: transfers are idempotent by their transfer id in the ledger
+//! itself, so a manual transfer replayed after pruning posts nothing twice.
 
-use offpay_ledger::{LedgerStore, Operation, RecordWrite, StoreError};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use offpay_ledger::{LedgerStore, Operation, Record, RecordWrite, StoreError};
 use offpay_operator::record::{check_version, decode_json, encode_json};
 use offpay_operator::{Loaded, RecordError, StoredRecord};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
@@ -24,6 +37,216 @@ pub const NAMESPACE: &str = "idempotency";
 pub const KEY_BYTES_MAX: usize = 128;
 /// Largest answer body stored for a replay; a larger answer is replayed as "already applied".
 pub const ANSWER_BYTES_MAX: usize = 64 << 10;
+
+/// Most records one pruning batch removes (one ledger batch, one audit entry).
+pub const PRUNE_BATCH_MAX: usize = 500;
+/// Most batches one pruning pass commits; the rest waits for the next pass.
+pub const PRUNE_BATCHES_PER_PASS: usize = 20;
+/// How often the background pruning pass runs.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(3_600);
+/// Approval ids named in one pruning audit entry.
+const PRUNED_IDS_NAMED_MAX: usize = 100;
+
+/// What [`prune`] removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Idempotency records removed.
+    pub idempotency: u64,
+    /// Closed approvals removed.
+    pub approvals: u64,
+    /// Records found due but not removed in this pass (batch bound, or changed meanwhile).
+    pub left: u64,
+}
+
+/// Which records of `namespace` under `prefix` are due for removal at `now_ms`, from `after`:
+/// at most [`PRUNE_BATCH_MAX`] (key, version), and where the walk stopped (`None`: at the end).
+fn due_records(
+    store: &mut dyn LedgerStore,
+    namespace: &'static str,
+    prefix: &'static str,
+    mut after: Option<String>,
+    due: &dyn Fn(&Record) -> bool,
+) -> Result<(Vec<Record>, Option<String>), StoreError> {
+    let mut found = Vec::new();
+    loop {
+        let page = store.records(
+            namespace,
+            prefix,
+            after.as_deref(),
+            offpay_ledger::RECORD_PAGE_MAX,
+        )?;
+        let full = page.len() == offpay_ledger::RECORD_PAGE_MAX;
+        for record in page {
+            after = Some(record.key.clone());
+            if due(&record) {
+                found.push(record);
+                if found.len() == PRUNE_BATCH_MAX {
+                    return Ok((found, after));
+                }
+            }
+        }
+        if !full {
+            return Ok((found, None));
+        }
+    }
+}
+
+/// Whether an idempotency record is older than the retention at `now_ms`. A record this release
+/// cannot read is kept.
+fn idempotency_due(record: &Record, now_ms: u64, retention_ms: u64) -> bool {
+    IdempotencyRecord::decode(&record.key, &record.value)
+        .is_ok_and(|stored| stored.created_at_ms.saturating_add(retention_ms) <= now_ms)
+}
+
+/// Whether an approval closed (approved, refused or expired) longer ago than the retention.
+fn approval_due(record: &Record, now_ms: u64, ttl_ms: u64, retention_ms: u64) -> bool {
+    crate::approvals::Approval::decode(&record.key, &record.value).is_ok_and(|approval| {
+        approval
+            .closed_at(now_ms, ttl_ms)
+            .is_some_and(|closed| closed.saturating_add(retention_ms) <= now_ms)
+    })
+}
+
+/// Removes `records` (each conditional on the version read: one changed meanwhile makes the
+/// batch refused, and the next pass sees it again) as one audited system action.
+async fn remove(
+    state: &crate::AppState,
+    records: Vec<Record>,
+    request: Value,
+) -> Result<bool, crate::runner::RunError> {
+    let now = state.now();
+    let mut effects = offpay_operator::Effects::new();
+    effects.write_all(records.into_iter().map(|record| {
+        Operation::PutRecord(RecordWrite {
+            namespace: record.namespace,
+            key: record.key,
+            value: None,
+            expected_version: Some(record.version),
+        })
+    }));
+    let context = crate::audit::OperatorContext::new(crate::audit::ContextParts {
+        chain: state.audit.clone(),
+        user: None,
+        role: None,
+        remote: "server".to_owned(),
+        request_id: format!("prune-{}", now.0),
+        action: "SYSTEM prune".to_owned(),
+        path: String::new(),
+        request,
+        idempotency_key: None,
+        approval: None,
+    });
+    let outcome = context
+        .scope(crate::runner::commit(&state.ledger, effects, now))
+        .await?;
+    Ok(matches!(outcome, offpay_operator::Attempt::Done(_)))
+}
+
+/// One pruning pass at the server's clock: idempotency records older than the idempotency
+/// retention, then approvals closed longer ago than the approval retention, at most
+/// [`PRUNE_BATCH_MAX`] a batch and [`PRUNE_BATCHES_PER_PASS`] batches.
+pub async fn prune(state: &crate::AppState) -> Result<Pruned, crate::runner::RunError> {
+    let retention = state.config.retention;
+    let now_ms = state.now().0;
+    let mut pruned = Pruned::default();
+    let mut batches = 0;
+    for namespace in [NAMESPACE, crate::approvals::NAMESPACE] {
+        let mut after: Option<String> = None;
+        loop {
+            if batches == PRUNE_BATCHES_PER_PASS {
+                pruned.left += 1;
+                return Ok(pruned);
+            }
+            let from = after.clone();
+            let (due, next) = state
+                .ledger
+                .read(move |store| {
+                    if namespace == NAMESPACE {
+                        due_records(store, NAMESPACE, "", from, &|record| {
+                            idempotency_due(record, now_ms, retention.idempotency_ms)
+                        })
+                    } else {
+                        due_records(store, namespace, "approval/", from, &|record| {
+                            approval_due(
+                                record,
+                                now_ms,
+                                retention.approval_ttl_ms,
+                                retention.closed_approvals_ms,
+                            )
+                        })
+                    }
+                })
+                .await?;
+            let count = due.len() as u64;
+            if count > 0 {
+                let request = if namespace == NAMESPACE {
+                    json!({
+                        "idempotency_records": count,
+                        "older_than_ms": retention.idempotency_ms,
+                    })
+                } else {
+                    let ids = due
+                        .iter()
+                        .filter_map(|record| record.key.strip_prefix("approval/"))
+                        .take(PRUNED_IDS_NAMED_MAX)
+                        .collect::<Vec<_>>();
+                    json!({
+                        "approvals": count,
+                        "approval_ids": ids,
+                        "closed_before_ms": now_ms.saturating_sub(retention.closed_approvals_ms),
+                    })
+                };
+                batches += 1;
+                if remove(state, due, request).await? {
+                    if namespace == NAMESPACE {
+                        pruned.idempotency += count;
+                    } else {
+                        pruned.approvals += count;
+                    }
+                } else {
+                    pruned.left += count;
+                }
+            }
+            match next {
+                Some(key) => after = Some(key),
+                None => break,
+            }
+        }
+    }
+    Ok(pruned)
+}
+
+/// Runs [`prune`] every [`PRUNE_EVERY`] while the server lives (the first pass soon after the
+/// start).
+pub fn spawn_pruning(state: &Arc<crate::AppState>) {
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    handle.spawn(pruning(Arc::downgrade(state)));
+}
+
+async fn pruning(state: Weak<crate::AppState>) {
+    let mut ticks = tokio::time::interval(PRUNE_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        match prune(&state).await {
+            Ok(pruned) if pruned != Pruned::default() => tracing::info!(
+                idempotency_records = pruned.idempotency,
+                approvals = pruned.approvals,
+                left_for_next_pass = pruned.left,
+                "pruned operator records past their retention"
+            ),
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, "pruning operator records failed; trying again at the next pass")
+            }
+        }
+    }
+}
 
 /// What a (user, key) was used for, and the answer it got.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -306,6 +306,7 @@ impl Server {
             )))
         })?;
         rails::spawn_background(&state);
+        idempotency::spawn_pruning(&state);
         Ok(Server {
             state,
             listener,

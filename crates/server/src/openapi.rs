@@ -165,15 +165,28 @@ fn fraud_flag() -> Value {
         ("raised_at", "string"),
         ("state", "string"),
         ("decisions", "array"),
+        ("earlier", "array"),
+        ("earlier_dropped", "integer"),
         ("api", "string"),
     ]);
     flag["properties"]["state"]["enum"] = json!(["open", "cleared", "escalated"]);
-    flag["properties"]["decisions"]["items"] = object(&[
+    let decision = object(&[
         ("state", "string"),
         ("by", "string"),
         ("at", "string"),
         ("note", "string"),
     ]);
+    flag["properties"]["decisions"]["items"] = decision.clone();
+    // Earlier rounds of the case: new evidence reopened it; what it said and how it stood.
+    let mut round = object(&[
+        ("summary", "string"),
+        ("evidence", "any"),
+        ("raised_at", "string"),
+        ("state", "string"),
+        ("decisions", "array"),
+    ]);
+    round["properties"]["decisions"]["items"] = decision;
+    flag["properties"]["earlier"]["items"] = round;
     flag
 }
 
@@ -392,7 +405,10 @@ pub fn declared(method: &Method, path: &str) -> Option<Declared> {
             response: fraud_flag(),
         },
         ("GET", "/approvals") => get(
-            list_query(&[("state", "pending (default), approved, refused or all")]),
+            list_query(&[(
+                "state",
+                "pending (default), expired (pending past its approval_ttl), approved, refused or all",
+            )]),
             page(json!({ "type": "object" })),
         ),
         ("GET", "/audit") => get(

@@ -97,6 +97,16 @@ pub async fn commit_with(
     if effects.is_empty() {
         return Ok(Attempt::Done(Vec::new()));
     }
+    // Raised fraud flags become create-only or version-conditional writes (a retried upload must
+    // not reset a decided case; new evidence reopens it): see `crate::fraud::settle`.
+    let mut effects = effects;
+    if effects.flags() > 0 {
+        let raised = effects.take_flags();
+        effects.write_all(crate::fraud::settle(ledger, raised).await?);
+        if effects.is_empty() {
+            return Ok(Attempt::Done(Vec::new()));
+        }
+    }
     // An operator's request: the action's audit entry (and the request's idempotency record)
     // commit in the same batch as its effect.
     if let Some(context) = crate::audit::current() {

@@ -333,11 +333,9 @@ impl<'a> Poster<'a> {
         }
         let posting = self.batch(&cleared, cleared_state)?;
         let side = self.side(outcomes)?;
-        let queued = self
-            .state
-            .ledger
-            .submit(vec![posting.batch, side], self.state.now())
-            .await?;
+        let mut batches = vec![posting.batch, side];
+        crate::fraud::settle_in_place(&self.state.ledger, &mut batches).await?;
+        let queued = self.state.ledger.submit(batches, self.state.now()).await?;
         let after = clearing::versions_after(&self.versions, &posting.written);
         let fate = self.state.rails.microcheck.csc.add(
             overlay,
@@ -455,6 +453,7 @@ impl<'a> Poster<'a> {
         let posting = self.batch(&cleared, state)?;
         let mut batches = vec![posting.batch];
         batches.extend(side);
+        crate::fraud::settle_in_place(&self.state.ledger, &mut batches).await?;
         let results = self.state.ledger.commit(batches, self.state.now()).await?;
         if let Some(Err(refusal)) = results.get(1) {
             log_side_refusal(record, refusal);
@@ -566,11 +565,9 @@ impl<'a> Poster<'a> {
     }
 
     async fn commit_one(&self, batch: Batch) -> Result<Result<(), BatchRefusal>, ApiError> {
-        let mut results = self
-            .state
-            .ledger
-            .commit(vec![batch], self.state.now())
-            .await?;
+        let mut batches = vec![batch];
+        crate::fraud::settle_in_place(&self.state.ledger, &mut batches).await?;
+        let mut results = self.state.ledger.commit(batches, self.state.now()).await?;
         match results.pop() {
             Some(result) => Ok(result.map(|_| ())),
             None => Err(no_result()),
