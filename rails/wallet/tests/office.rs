@@ -722,7 +722,9 @@ fn a_buyer_that_got_the_commit_before_the_offices_void_pays_the_seller() {
     sim.quiesce();
     sim.sync(buyer);
     let blocked_at = sim.now;
-    sim.office.block(sim.ids[seller], blocked_at).expect("block");
+    sim.office
+        .block(sim.ids[seller], blocked_at)
+        .expect("block");
     sim.now = blocked_at + offpay_wallet::office::ABANDONED_RESOLUTION_WINDOW_MS + 1;
     let now = sim.now;
     sim.office
@@ -751,4 +753,66 @@ fn a_buyer_that_got_the_commit_before_the_offices_void_pays_the_seller() {
         sim.office.shadow_total_minor(),
         i128::from(sim.charged_minor)
     );
+}
+
+/// A buyer that reported a purchase voided (the office's void of an abandoned transfer, applied)
+/// rolls its log back to before the void and takes the seller's commit on the copy: its value
+/// came back to it once, so the commit on its forked log posts nothing; the fork blocks it.
+#[test]
+fn a_buyer_that_reported_the_void_and_rolled_back_to_take_the_commit_pays_nothing() {
+    let mut sim = Sim::new(2, 41, NetConfig::default());
+    let (seller, buyer) = (0, 1);
+    let price = 3_000;
+    let transfer_id = sim.start_sale(seller, buyer, price).expect("sale starts");
+    for _ in 0..100_000 {
+        if sim.wallet(buyer).held().minor() > 0 {
+            break;
+        }
+        let next = sim.now + 1;
+        sim.run_until(next);
+    }
+    assert_eq!(sim.wallet(buyer).held(), amount(price));
+    sim.devices[seller].wallet = None;
+    sim.quiesce();
+    sim.sync(buyer);
+    let snapshot = sim.devices[buyer].storage.clone();
+    let blocked_at = sim.now;
+    sim.office
+        .block(sim.ids[seller], blocked_at)
+        .expect("block");
+    sim.now = blocked_at + offpay_wallet::office::ABANDONED_RESOLUTION_WINDOW_MS + 1;
+    // The office voids it at the buyer's sync; the next sync reports the void applied.
+    sim.sync(buyer);
+    assert_eq!(
+        sim.log_outcomes(buyer)[&transfer_id],
+        (Role::Buyer, Some(Outcome::Voided))
+    );
+    sim.sync(buyer);
+    // Back to the copy; the seller comes back and commits; the copy pays.
+    sim.devices[buyer].wallet = None;
+    sim.devices[buyer].storage = snapshot;
+    sim.restart(buyer);
+    sim.restart(seller);
+    sim.quiesce();
+    assert_eq!(
+        sim.log_outcomes(buyer)[&transfer_id],
+        (Role::Buyer, Some(Outcome::Posted))
+    );
+    sim.sync(buyer);
+    assert!(
+        transfer_posting(&sim, &transfer_id).is_none(),
+        "{:?}",
+        sim.postings
+    );
+    assert!(conflicting(&sim, &transfer_id), "{:?}", sim.flags);
+    assert!(
+        sim.flags.iter().any(
+            |flag| matches!(flag, Flag::ForkedLog { wallet, .. } if *wallet == sim.ids[buyer])
+        )
+    );
+    assert_eq!(
+        sim.office.shadow_minor(&sim.ids[buyer]),
+        Some(i128::from(common::CHARGE_MINOR))
+    );
+    assert_eq!(sim.office.decision(&transfer_id), Some(Outcome::Voided));
 }

@@ -356,10 +356,12 @@ impl MoneyOffice {
     /// seller's commit, in either party's log), otherwise the decision it recorded (from the
     /// seller's log, the seller's commit in the buyer's log, or its own resolution).
     pub fn decision(&self, transfer_id: &TransferId) -> Option<Outcome> {
-        self.book.transfer(transfer_id).and_then(|t| match t.posted {
-            true => Some(Outcome::Posted),
-            false => t.seller_decision,
-        })
+        self.book
+            .transfer(transfer_id)
+            .and_then(|t| match t.posted {
+                true => Some(Outcome::Posted),
+                false => t.seller_decision,
+            })
     }
 
     fn account_mut(&mut self, wallet_id: &WalletId) -> &mut WalletAccount {
