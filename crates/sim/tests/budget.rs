@@ -43,9 +43,10 @@ const REGRESSIONS: &[(u64, &str, &str)] = &[
     // An honest machine deposits everything it holds (it was flagged `backdated_after_expiry`
     // for sales the simulator held back).
     (198, "microcheck", "an honest machine holds no sale back"),
-    // An honest wallet's ledger above its wallet after buying from a rolled-back seller: an
-    // open finding, not a loss to the holder.
-    (208, "wallet", "ledger above an honest wallet"),
+    // An honest wallet's ledger above its wallet after buying from a seller that rolled its
+    // log back and voided the sale: the office now posts a payment from the buyer's log, which
+    // holds the seller's signed commit, even over a void it recorded.
+    (208, "wallet", "a payment to a rolled-back seller is posted"),
     // An honest wallet spending value received offline, flagged `overspent` when the seller it
     // paid synced first: the office now flags only beyond the honest bound.
     (3, "wallet", "no overspent flag on an honest wallet"),

@@ -188,6 +188,26 @@ fn wallet_charge_over_maximum_reverted_is_found_by_a_known_seed() {
 
 #[test]
 #[ignore]
+fn scan_wallet_buyer_commit_posts_over_void() {
+    report_scan(
+        "wallet buyer's commit posts over a void",
+        Revert::Wallet(offpay_wallet::reverts::BUYER_COMMIT_POSTS_OVER_VOID),
+        WALLET,
+    );
+}
+
+#[test]
+fn wallet_buyer_commit_posts_over_void_reverted_is_found_by_a_known_seed() {
+    fails(
+        Revert::Wallet(offpay_wallet::reverts::BUYER_COMMIT_POSTS_OVER_VOID),
+        WALLET,
+        208,
+        "honest_wallet_ledger_agrees",
+    );
+}
+
+#[test]
+#[ignore]
 fn scan_wallet_overspent_flag() {
     report_scan(
         "wallet overspent flag",

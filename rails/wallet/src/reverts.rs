@@ -12,6 +12,10 @@ pub const OVERSPENT_FLAG_BEYOND_HONEST: u32 = 1 << 1;
 /// A charge voucher is applied even when it takes the wallet over its balance maximum (the
 /// office checked its view; simulator seed 17 stranded a posted charge the wallet refused).
 pub const CHARGE_OVER_MAXIMUM_APPLIED: u32 = 1 << 2;
+/// A buyer's posted record, which holds the seller's signed commit, posts the transfer even when
+/// the office recorded a void for it before (simulator seed 208: a seller rolled its log back to
+/// before its commit and voided the sale; the buyer's payment was never posted).
+pub const BUYER_COMMIT_POSTS_OVER_VOID: u32 = 1 << 3;
 
 #[cfg(feature = "sim-reverts")]
 std::thread_local! {

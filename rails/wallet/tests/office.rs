@@ -6,7 +6,10 @@
 mod common;
 
 use common::{NetConfig, Sim, amount};
-use offpay_wallet::{Error, Flag, Misuse, MoneyOffice, OfficeKeys, PostingKind, SeededEntropy};
+use offpay_wallet::{
+    Error, Flag, Misuse, MoneyOffice, OfficeKeys, Outcome, Posting, PostingKind, Role,
+    SeededEntropy,
+};
 
 #[test]
 fn a_rolled_back_wallet_that_spends_twice_is_caught_at_reconciliation() {
@@ -600,4 +603,216 @@ fn a_charge_the_office_posted_is_applied_even_over_the_wallets_maximum() {
         Some(171_000),
         "the office and the wallet agree"
     );
+}
+
+/// The posting of `transfer_id`, if the office made one.
+fn transfer_posting(sim: &Sim, transfer_id: &offpay_wallet::TransferId) -> Option<Posting> {
+    let id = offpay_wallet::office::transfer_posting_id(transfer_id);
+    sim.postings
+        .iter()
+        .find(|posting| posting.id == id && posting.kind == PostingKind::Transfer)
+        .copied()
+}
+
+fn conflicting(sim: &Sim, transfer_id: &offpay_wallet::TransferId) -> bool {
+    sim.flags.iter().any(
+        |flag| matches!(flag, Flag::ConflictingOutcome { transfer_id: id } if id == transfer_id),
+    )
+}
+
+/// A seller copies its files once its pending record is down, commits the sale, puts the copy
+/// back and syncs first: its log voids the sale. The buyer's wallet paid on the seller's signed
+/// commit, and its sync posts the payment all the same — the ledger agrees with the buyer, and
+/// the seller's account takes what its own commit promised (simulator seed 208: the payment was
+/// never posted, the buyer's ledger account stayed above its wallet for good).
+#[test]
+fn a_payment_to_a_seller_that_rolled_back_and_voided_is_posted_from_the_buyers_commit() {
+    let mut sim = Sim::new(2, 39, NetConfig::default());
+    let (seller, buyer) = (0, 1);
+    let price = 20_000;
+    let transfer_id = sim.start_sale(seller, buyer, price).expect("sale starts");
+    let mut snapshot = None;
+    for _ in 0..100_000 {
+        if sim.log_outcomes(seller).get(&transfer_id) == Some(&(Role::Seller, None)) {
+            snapshot = Some(sim.devices[seller].storage.clone());
+            break;
+        }
+        let next = sim.now + 1;
+        sim.run_until(next);
+    }
+    let snapshot = snapshot.expect("the seller logged the sale pending");
+    sim.quiesce();
+    assert_eq!(
+        sim.log_outcomes(buyer)[&transfer_id],
+        (Role::Buyer, Some(Outcome::Posted))
+    );
+    // The seller rolls back to its copy; its sync voids the sale it had committed.
+    sim.devices[seller].wallet = None;
+    sim.devices[seller].storage = snapshot;
+    sim.restart(seller);
+    sim.quiesce();
+    sim.sync(seller);
+    assert_eq!(
+        sim.log_outcomes(seller)[&transfer_id],
+        (Role::Seller, Some(Outcome::Voided))
+    );
+    assert_eq!(sim.office.decision(&transfer_id), Some(Outcome::Voided));
+    assert!(transfer_posting(&sim, &transfer_id).is_none());
+    // The buyer's sync shows the seller's signed commit: posted, and the conflict flagged.
+    sim.sync(buyer);
+    let posting = transfer_posting(&sim, &transfer_id).expect("posted from the buyer's log");
+    assert_eq!(
+        (posting.from, posting.to, posting.amount),
+        (
+            offpay_wallet::PostingAccount::Wallet(sim.ids[buyer]),
+            offpay_wallet::PostingAccount::Wallet(sim.ids[seller]),
+            amount(price)
+        )
+    );
+    assert!(conflicting(&sim, &transfer_id), "{:?}", sim.flags);
+    assert_eq!(sim.office.decision(&transfer_id), Some(Outcome::Posted));
+    let buyer_balance = sim.wallet(buyer).balance().minor();
+    assert_eq!(buyer_balance, common::CHARGE_MINOR - price);
+    assert_eq!(
+        sim.office.shadow_minor(&sim.ids[buyer]),
+        Some(i128::from(buyer_balance)),
+        "the ledger agrees with the buyer's wallet"
+    );
+    // The rolled-back seller's wallet lost the sale; its account holds it.
+    assert_eq!(sim.wallet(seller).balance().minor(), common::CHARGE_MINOR);
+    assert_eq!(
+        sim.office.shadow_minor(&sim.ids[seller]),
+        Some(i128::from(common::CHARGE_MINOR + price))
+    );
+    assert_eq!(
+        sim.office.shadow_total_minor(),
+        i128::from(sim.charged_minor)
+    );
+    // Both sync again: posted once, nothing changes.
+    let postings = sim.postings.len();
+    sim.sync(seller);
+    sim.sync(buyer);
+    assert_eq!(sim.postings.len(), postings);
+    assert_eq!(
+        sim.office.shadow_minor(&sim.ids[buyer]),
+        Some(i128::from(buyer_balance))
+    );
+}
+
+/// The office voids a transfer whose seller was blocked a window ago (§4); the buyer has not
+/// synced since, and meanwhile the seller came back and committed: the buyer's wallet paid on
+/// the seller's signed commit and never applied the void. Its sync posts the payment, so neither
+/// side's ledger account disagrees with its wallet.
+#[test]
+fn a_buyer_that_got_the_commit_before_the_offices_void_pays_the_seller() {
+    let mut sim = Sim::new(2, 40, NetConfig::default());
+    let (seller, buyer) = (0, 1);
+    let price = 3_000;
+    let transfer_id = sim.start_sale(seller, buyer, price).expect("sale starts");
+    for _ in 0..100_000 {
+        if sim.wallet(buyer).held().minor() > 0 {
+            break;
+        }
+        let next = sim.now + 1;
+        sim.run_until(next);
+    }
+    assert_eq!(sim.wallet(buyer).held(), amount(price));
+    // The seller's phone goes dark before the agreement reaches it.
+    sim.devices[seller].wallet = None;
+    sim.quiesce();
+    sim.sync(buyer);
+    let blocked_at = sim.now;
+    sim.office
+        .block(sim.ids[seller], blocked_at)
+        .expect("block");
+    sim.now = blocked_at + offpay_wallet::office::ABANDONED_RESOLUTION_WINDOW_MS + 1;
+    let now = sim.now;
+    sim.office
+        .resolve_abandoned(transfer_id, now)
+        .expect("voided by the office");
+    // The phone is found; the seller commits and the buyer, which has not synced, pays.
+    sim.restart(seller);
+    sim.quiesce();
+    assert_eq!(
+        sim.log_outcomes(buyer)[&transfer_id],
+        (Role::Buyer, Some(Outcome::Posted))
+    );
+    assert_eq!(sim.wallet(buyer).held(), amount(0));
+    sim.sync(buyer);
+    assert!(transfer_posting(&sim, &transfer_id).is_some());
+    assert!(conflicting(&sim, &transfer_id), "{:?}", sim.flags);
+    sim.sync(seller);
+    for index in [seller, buyer] {
+        assert_eq!(
+            sim.office.shadow_minor(&sim.ids[index]),
+            Some(i128::from(sim.wallet(index).balance().minor())),
+            "wallet {index}"
+        );
+    }
+    assert_eq!(
+        sim.office.shadow_total_minor(),
+        i128::from(sim.charged_minor)
+    );
+}
+
+/// A buyer that reported a purchase voided (the office's void of an abandoned transfer, applied)
+/// rolls its log back to before the void and takes the seller's commit on the copy: its value
+/// came back to it once, so the commit on its forked log posts nothing; the fork blocks it.
+#[test]
+fn a_buyer_that_reported_the_void_and_rolled_back_to_take_the_commit_pays_nothing() {
+    let mut sim = Sim::new(2, 41, NetConfig::default());
+    let (seller, buyer) = (0, 1);
+    let price = 3_000;
+    let transfer_id = sim.start_sale(seller, buyer, price).expect("sale starts");
+    for _ in 0..100_000 {
+        if sim.wallet(buyer).held().minor() > 0 {
+            break;
+        }
+        let next = sim.now + 1;
+        sim.run_until(next);
+    }
+    assert_eq!(sim.wallet(buyer).held(), amount(price));
+    sim.devices[seller].wallet = None;
+    sim.quiesce();
+    sim.sync(buyer);
+    let snapshot = sim.devices[buyer].storage.clone();
+    let blocked_at = sim.now;
+    sim.office
+        .block(sim.ids[seller], blocked_at)
+        .expect("block");
+    sim.now = blocked_at + offpay_wallet::office::ABANDONED_RESOLUTION_WINDOW_MS + 1;
+    // The office voids it at the buyer's sync; the next sync reports the void applied.
+    sim.sync(buyer);
+    assert_eq!(
+        sim.log_outcomes(buyer)[&transfer_id],
+        (Role::Buyer, Some(Outcome::Voided))
+    );
+    sim.sync(buyer);
+    // Back to the copy; the seller comes back and commits; the copy pays.
+    sim.devices[buyer].wallet = None;
+    sim.devices[buyer].storage = snapshot;
+    sim.restart(buyer);
+    sim.restart(seller);
+    sim.quiesce();
+    assert_eq!(
+        sim.log_outcomes(buyer)[&transfer_id],
+        (Role::Buyer, Some(Outcome::Posted))
+    );
+    sim.sync(buyer);
+    assert!(
+        transfer_posting(&sim, &transfer_id).is_none(),
+        "{:?}",
+        sim.postings
+    );
+    assert!(conflicting(&sim, &transfer_id), "{:?}", sim.flags);
+    assert!(
+        sim.flags.iter().any(
+            |flag| matches!(flag, Flag::ForkedLog { wallet, .. } if *wallet == sim.ids[buyer])
+        )
+    );
+    assert_eq!(
+        sim.office.shadow_minor(&sim.ids[buyer]),
+        Some(i128::from(common::CHARGE_MINOR))
+    );
+    assert_eq!(sim.office.decision(&transfer_id), Some(Outcome::Voided));
 }

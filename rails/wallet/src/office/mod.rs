@@ -137,8 +137,10 @@ pub enum Flag {
         /// The office's view, in minor units.
         shadow_minor: i128,
     },
-    /// A seller's log voided a transfer that the buyer's log shows posted on the seller's signed
-    /// commit, or the other way round.
+    /// A transfer's outcomes contradict each other: a void the office recorded (from the seller's
+    /// log, or its own void of an abandoned transfer) against the seller's signed commit in
+    /// either party's log, or the other way round. A buyer's copy of the commit is posted all
+    /// the same (its wallet paid).
     ConflictingOutcome {
         /// The transfer.
         transfer_id: TransferId,
@@ -350,12 +352,16 @@ impl MoneyOffice {
         self.book.wallets().map(|a| a.shadow_minor).sum()
     }
 
-    /// The decision the office knows for a transfer (from the seller's log or the seller's
-    /// commit in the buyer's log).
+    /// The decision the office knows for a transfer: posted once the ledger posted it (on the
+    /// seller's commit, in either party's log), otherwise the decision it recorded (from the
+    /// seller's log, the seller's commit in the buyer's log, or its own resolution).
     pub fn decision(&self, transfer_id: &TransferId) -> Option<Outcome> {
         self.book
             .transfer(transfer_id)
-            .and_then(|t| t.seller_decision)
+            .and_then(|t| match t.posted {
+                true => Some(Outcome::Posted),
+                false => t.seller_decision,
+            })
     }
 
     fn account_mut(&mut self, wallet_id: &WalletId) -> &mut WalletAccount {
@@ -556,7 +562,9 @@ impl MoneyOffice {
     /// expired, the office decides void. The buyer gets the resolution at its next sync (the
     /// office does this by itself when the buyer syncs; the operator may too). Should the
     /// seller's log ever arrive with a commit, it is flagged as a conflicting outcome and not
-    /// posted: the blocked seller, not the buyer, loses that sale.
+    /// posted: the blocked seller, not the buyer, loses that sale. A buyer whose wallet got the
+    /// seller's commit before the void reached it paid: its log's commit posts the transfer at
+    /// its next sync all the same (flagged as conflicting too).
     pub fn resolve_abandoned(&mut self, transfer_id: TransferId, now: Millis) -> Result<(), Error> {
         let file = self
             .book

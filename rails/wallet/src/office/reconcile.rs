@@ -491,13 +491,28 @@ impl MoneyOffice {
                 let Some(terms) = self.book.transfer(&transfer_id).map(|t| t.terms) else {
                     return;
                 };
-                if let Some(file) = self.book.transfer_mut(&transfer_id) {
-                    file.buyer_outcome = Some(outcome);
-                }
+                // The first outcome the buyer reported stays: a later, different one is a
+                // contradiction in the buyer's own log.
+                let reported = self
+                    .book
+                    .transfer_mut(&transfer_id)
+                    .map(|file| *file.buyer_outcome.get_or_insert(outcome));
                 self.account_mut(&wallet_id).open.remove(&transfer_id);
                 if outcome == Outcome::Posted {
-                    // The buyer holds the seller's signed commit: that is a commit decision.
-                    if self.decide(&terms, Outcome::Posted, flags) {
+                    // The buyer holds the seller's signed commit (checked in pass 1): the seller
+                    // committed and the buyer's wallet paid. A void the office recorded before
+                    // cannot undo that: it came from a seller log rolled back to before its
+                    // commit, or from the office's resolution of an abandoned transfer that the
+                    // buyer never applied (it had the commit first). The contradiction is
+                    // flagged and the payment posted all the same, so the ledger agrees with the
+                    // buyer's wallet; the seller's account takes what its own commit promised.
+                    // Not so for a buyer that reported the purchase voided before: its value
+                    // came back to it, and its log now contradicts itself (an edited or
+                    // rolled-back buyer).
+                    let consistent = self.decide(&terms, Outcome::Posted, flags);
+                    let over_void = reported == Some(Outcome::Posted)
+                        && !crate::reverts::reverted(crate::reverts::BUYER_COMMIT_POSTS_OVER_VOID);
+                    if consistent || over_void {
                         self.post(&terms, postings, flags, touched);
                     }
                 } else if self.decision(&transfer_id) == Some(Outcome::Posted) {
