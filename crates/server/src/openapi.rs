@@ -6,11 +6,11 @@
 //! and `202` on routes that create value (kept for a second user's approval). The error body is
 //! one schema, `Error`, referenced by every route.
 //!
-//! Request and response schemas come from [`declared`]. The routes this release added (lists,
-//! search, the customer view, fraud cases, this document) declare theirs; the routes of earlier
-//! releases answer JSON built in their handlers and are listed in [`UNTYPED`], described as
-//! free-form objects with `x-untyped: true`. The test walks the table: a route neither declared
-//! nor listed fails it, so the list can only shrink.
+//! Request and response schemas come from [`declared`], for every route: required fields, types,
+//! the enums of states and kinds, amounts as decimal text beside their currency, and
+//! `additionalProperties: false` on request bodies the handler reads with `deny_unknown_fields`.
+//! Shared schemas (`Error`, `Account`, `Decimal`, the rails' objects) are in
+//! `components.schemas`. The test walks the table: a route that declares nothing fails it.
 
 use std::sync::Arc;
 
@@ -33,79 +33,11 @@ pub struct Declared {
     pub response: Value,
 }
 
-/// Routes of earlier releases whose handlers build their JSON ad hoc: described as free-form
-/// objects until their types are declared. No route may be added here: a new route declares its
-/// schema in [`declared`].
-pub const UNTYPED: &[(&str, &str)] = &[
-    ("POST", "/accounts"),
-    ("GET", "/accounts/{id}"),
-    ("GET", "/accounts/{id}/history"),
-    ("POST", "/transfers"),
-    ("GET", "/transfers/{id}"),
-    ("GET", "/totals"),
-    ("GET", "/users"),
-    ("POST", "/users"),
-    ("POST", "/users/{name}/rotate"),
-    ("POST", "/users/{name}/revoke"),
-    ("GET", "/audit/verify"),
-    ("POST", "/approvals/{id}/approve"),
-    ("POST", "/approvals/{id}/refuse"),
-    ("POST", "/purse/purses"),
-    ("GET", "/purse/purses/{phone}"),
-    ("POST", "/purse/purses/{phone}/float"),
-    ("POST", "/purse/purses/{phone}/limits"),
-    ("POST", "/purse/purses/{phone}/block"),
-    ("POST", "/purse/purses/{phone}/move"),
-    ("GET", "/purse/purses/{phone}/statement"),
-    ("POST", "/purse/purses/{phone}/settle"),
-    ("POST", "/purse/purses/{phone}/settlement-paid"),
-    ("POST", "/purse/purses/{phone}/unblock-pin"),
-    ("POST", "/purse/scheme-key/rotate"),
-    ("GET", "/sms/settings"),
-    ("PUT", "/sms/settings"),
-    ("POST", "/sms/settings"),
-    ("GET", "/sms/status"),
-    ("POST", "/sms/accounts"),
-    ("GET", "/sms/accounts/{number}"),
-    ("PATCH", "/sms/accounts/{number}"),
-    ("POST", "/sms/accounts/{number}"),
-    ("POST", "/sms/envelopes/issue"),
-    ("POST", "/sms/envelopes/print"),
-    ("POST", "/sms/envelopes/import"),
-    ("GET", "/sms/envelopes/{euin}"),
-    ("POST", "/sms/envelopes/{euin}/bind"),
-    ("POST", "/sms/envelopes/{euin}/unlock"),
-    ("POST", "/sms/envelopes/{euin}/replace"),
-    ("GET", "/sms/disputes"),
-    ("POST", "/sms/disputes/{key}/decide"),
-    ("POST", "/sms/terminals"),
-    ("GET", "/sms/outbox"),
-    ("GET", "/sms/scheduled"),
-    ("GET", "/sms/sent"),
-    ("POST", "/sms/simulate"),
-    ("POST", "/sms/records/seal"),
-    ("POST", "/wallets"),
-    ("GET", "/wallets/{id}"),
-    ("POST", "/wallets/{id}/charge"),
-    ("POST", "/wallets/{id}/block"),
-    ("POST", "/wallets/{id}/case"),
-    ("POST", "/wallets/{id}/reissue"),
-    ("POST", "/wallets/{id}/release"),
-    ("POST", "/wallet-transfers/{id}/void"),
-    ("POST", "/wallet-sync"),
-    ("GET", "/microcheck/strategy"),
-    ("PUT", "/microcheck/strategy"),
-    ("POST", "/microcheck/strategy"),
-    ("POST", "/microcheck/payers"),
-    ("GET", "/microcheck/payers/{name}"),
-    ("POST", "/microcheck/payers/{name}/dispute"),
-    ("GET", "/microcheck/payers/{name}/statement"),
-    ("POST", "/microcheck/merchants"),
-    ("POST", "/microcheck/sub-pa"),
-];
-
-/// Schema helpers: `"string"`, `"integer"`, `"boolean"`, `"object"`, `"array"`, `"any"`, and
-/// `"?T"` for `T` or null.
+/// Schema helpers. A type is `"string"`, `"integer"`, `"boolean"`, `"object"`, `"array"`,
+/// `"any"`, a shared kind — `"decimal"` (an amount as decimal text, beside its currency),
+/// `"currency"` (ISO 4217), `"time"` (RFC 3339 UTC), `"ms"` (milliseconds since the Unix epoch),
+/// `"count"` (an integer, 0 or more) — `"$Name"` for `#/components/schemas/Name`, `"[T]"` for an
+/// array of `T`; and `"?T"` for `T` or null.
 fn ty(name: &str) -> Value {
     let (nullable, base) = match name.strip_prefix('?') {
         Some(base) => (true, base),
@@ -114,11 +46,84 @@ fn ty(name: &str) -> Value {
     if base == "any" {
         return json!({});
     }
-    if nullable {
-        json!({ "type": [base, "null"] })
-    } else {
-        json!({ "type": base })
+    if let Some(item) = base.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')) {
+        let mut schema = json!({ "type": "array", "items": ty(item) });
+        if nullable {
+            schema["type"] = json!(["array", "null"]);
+        }
+        return schema;
     }
+    if let Some(component) = base.strip_prefix('$') {
+        let reference = json!({ "$ref": format!("#/components/schemas/{component}") });
+        return if nullable {
+            json!({ "anyOf": [reference, { "type": "null" }] })
+        } else {
+            reference
+        };
+    }
+    let (kind, extra) = match base {
+        "decimal" => ("string", json!({ "pattern": DECIMAL_PATTERN })),
+        "currency" => ("string", json!({ "pattern": "^[A-Z]{3}$" })),
+        "time" => ("string", json!({ "format": "date-time" })),
+        "ms" => (
+            "integer",
+            json!({ "minimum": 0, "description": "milliseconds since the Unix epoch (UTC)" }),
+        ),
+        "count" => ("integer", json!({ "minimum": 0 })),
+        other => (other, json!({})),
+    };
+    let mut schema = if nullable {
+        json!({ "type": [kind, "null"] })
+    } else {
+        json!({ "type": kind })
+    };
+    if let (Some(schema), Some(extra)) = (schema.as_object_mut(), extra.as_object()) {
+        schema.extend(extra.clone());
+    }
+    schema
+}
+
+/// A decimal amount as the API writes and reads it: digits, optionally a sign and a fraction
+/// (no more fraction digits than the currency has; the handler checks that).
+const DECIMAL_PATTERN: &str = "^-?[0-9]+(\\.[0-9]+)?$";
+
+/// `schema` with these optional fields added (present or absent; a `?` type may also be null).
+fn with(mut schema: Value, optional: &[(&str, &str)]) -> Value {
+    for (name, kind) in optional {
+        schema["properties"][*name] = ty(kind);
+    }
+    schema
+}
+
+/// `schema` refusing fields it does not name (the handler reads it with `deny_unknown_fields`).
+fn strict(mut schema: Value) -> Value {
+    schema["additionalProperties"] = json!(false);
+    schema
+}
+
+/// A request body with only optional fields, refusing others.
+fn options(optional: &[(&str, &str)]) -> Value {
+    strict(with(object(&[]), optional))
+}
+
+/// `schema` with the field `name` limited to `values`.
+fn one_of(mut schema: Value, name: &str, values: &[&str]) -> Value {
+    let field = &mut schema["properties"][name];
+    let nullable = field["type"].is_array();
+    field["enum"] = json!(values);
+    if nullable {
+        field["enum"]
+            .as_array_mut()
+            .into_iter()
+            .for_each(|values| values.push(Value::Null));
+    }
+    schema
+}
+
+/// `schema` with a description.
+fn described(mut schema: Value, description: &str) -> Value {
+    schema["description"] = json!(description);
+    schema
 }
 
 /// An object with these fields, all required (a `?` type may be null, not absent).
@@ -222,27 +227,387 @@ fn envelope() -> Value {
 }
 
 fn account() -> Value {
-    object(&[
-        ("id", "string"),
-        ("kind", "string"),
-        ("currency", "string"),
-        ("balance", "string"),
-        ("balance_minor", "integer"),
-        ("available", "string"),
-        ("available_minor", "integer"),
-        ("debits_pending_minor", "integer"),
-        ("credits_pending_minor", "integer"),
-        ("balance_min_minor", "?integer"),
-        ("balance_max_minor", "?integer"),
-        ("created_at_ms", "integer"),
-    ])
+    ty("$Account")
 }
 
-/// The schemas a route declares; `None` for a route of [`UNTYPED`] (or one that declares
-/// nothing, which the test refuses).
+/// The shared schemas, `components.schemas`.
+fn components() -> Value {
+    let account = one_of(
+        object(&[
+            ("id", "string"),
+            ("kind", "string"),
+            ("currency", "currency"),
+            ("balance", "decimal"),
+            ("balance_minor", "integer"),
+            ("available", "decimal"),
+            ("available_minor", "integer"),
+            ("debits_pending_minor", "integer"),
+            ("credits_pending_minor", "integer"),
+            ("balance_min_minor", "?integer"),
+            ("balance_max_minor", "?integer"),
+            ("created_at_ms", "ms"),
+        ]),
+        "kind",
+        ACCOUNT_KINDS,
+    );
+    let user = one_of(
+        one_of(
+            object(&[
+                ("name", "string"),
+                ("role", "string"),
+                ("created_at_ms", "ms"),
+                ("token_issued_at_ms", "ms"),
+                ("expires_at_ms", "?ms"),
+                ("revoked_at_ms", "?ms"),
+                ("state", "string"),
+            ]),
+            "role",
+            ROLES,
+        ),
+        "state",
+        &["active", "expired", "revoked"],
+    );
+    let approval = with(
+        one_of(
+            one_of(
+                object(&[
+                    ("id", "string"),
+                    ("method", "string"),
+                    ("path", "string"),
+                    ("route", "string"),
+                    ("body", "any"),
+                    ("value", "string"),
+                    ("requester", "string"),
+                    ("requester_role", "string"),
+                    ("idempotency_key", "?string"),
+                    ("created_at_ms", "ms"),
+                    ("state", "string"),
+                ]),
+                "state",
+                &["pending", "approved", "refused"],
+            ),
+            "requester_role",
+            ROLES,
+        ),
+        &[("by", "string"), ("at_ms", "ms"), ("reason", "string")],
+    );
+    let transfer_kind = with(
+        one_of(object(&[("type", "string")]), "type", TRANSFER_KINDS),
+        &[("pending_id", "string")],
+    );
+    let history_entry = one_of(
+        one_of(
+            object(&[
+                ("sequence", "count"),
+                ("id", "string"),
+                ("direction", "string"),
+                ("counterparty", "string"),
+                ("amount", "decimal"),
+                ("amount_minor", "count"),
+                ("kind", "$TransferKind"),
+                ("pending_state", "?string"),
+                ("memo", "string"),
+                ("committed_at_ms", "ms"),
+            ]),
+            "direction",
+            &["debit", "credit"],
+        ),
+        "pending_state",
+        PENDING_STATES,
+    );
+    let transfer_record = one_of(
+        object(&[
+            ("id", "string"),
+            ("debit_account", "string"),
+            ("credit_account", "string"),
+            (
+                "amount",
+                "$LedgerAmount",
+            ),
+            ("kind", "$TransferKind"),
+            ("memo", "string"),
+            ("pending_state", "?string"),
+            ("sequence", "count"),
+            ("committed_at", "ms"),
+            ("debit_previous", "count"),
+            ("credit_previous", "count"),
+        ]),
+        "pending_state",
+        PENDING_STATES,
+    );
+    let sms_account = with(
+        object(&[
+            ("receive_number", "string"),
+            ("ledger_account", "string"),
+            ("currency", "currency"),
+            ("active", "boolean"),
+            ("bound_phones", "[string]"),
+            ("notify_phone", "?string"),
+            ("require_pay_number", "boolean"),
+            ("current_envelope", "?string"),
+            ("limits", "$SmsLimits"),
+            ("dialback_threshold_minor", "?count"),
+            ("always_callback", "boolean"),
+            ("web_password_set", "boolean"),
+            ("balance", "?decimal"),
+        ]),
+        &[("pay_number", "string")],
+    );
+    let sms_limits = object(&[
+        ("per_payment_minor", "?count"),
+        ("per_day_minor", "?count"),
+        ("per_week_minor", "?count"),
+        ("per_payee", "array"),
+    ]);
+    let envelope = one_of(
+        object(&[
+            ("euin", "string"),
+            ("rows", "count"),
+            ("free_rows", "count"),
+            ("used_rows", "[integer]"),
+            ("consecutive_failures", "count"),
+            ("status", "string"),
+            ("account", "?string"),
+            ("imported", "boolean"),
+        ]),
+        "status",
+        ENVELOPE_STATES,
+    );
+    let sms_dispute = one_of(
+        object(&[
+            ("key", "string"),
+            ("version", "integer"),
+            ("account", "string"),
+            ("reference", "string"),
+            ("reported_at", "ms"),
+            ("status", "string"),
+            ("note", "?string"),
+            ("refund_transfer", "?string"),
+        ]),
+        "status",
+        &["open", "refunded", "rejected"],
+    );
+    let sms_settings = object(&[
+        ("version", "integer"),
+        (
+            "fees",
+            "[$SmsFees]",
+        ),
+        ("dialback_defaults", "[$CurrencyAmount]"),
+        ("rates", "[$SmsRate]"),
+        ("hard_currencies", "[currency]"),
+        ("utc_offset_minutes", "integer"),
+        ("euin_prefix", "count"),
+        ("operator_name", "string"),
+        ("sms_number", "string"),
+    ]);
+    let wallet_credential = object(&[
+        ("wallet_id", "string"),
+        ("currency", "currency"),
+        ("balance_max", "decimal"),
+        ("payment_max", "decimal"),
+        ("offline_spend_max", "decimal"),
+        ("issued_at_ms", "ms"),
+        ("expires_at_ms", "ms"),
+    ]);
+    let wallet_case = object(&[
+        ("reason", "string"),
+        ("summary", "string"),
+        ("opened_at_ms", "ms"),
+        ("transfer_id", "?string"),
+        ("decision", "?string"),
+        ("decided_at_ms", "?ms"),
+    ]);
+    let tier = strict(object(&[
+        ("name", "string"),
+        ("amount_max", "decimal"),
+        ("validity_seconds", "count"),
+        ("per_merchant_day_max", "count"),
+    ]));
+    let strategy = strict(with(
+        object(&[
+            ("version", "integer"),
+            ("app_domain", "string"),
+            ("currency", "currency"),
+            ("tiers", "[$Tier]"),
+            ("merchant_validity_seconds", "count"),
+            ("adulthood_validity_seconds", "count"),
+            ("transaction_amount_max", "decimal"),
+            ("transaction_validity_seconds", "count"),
+            ("machine_day_purchases_max", "count"),
+            ("travel_speed_kmh_max", "count"),
+        ]),
+        &[("transaction_day_max", "count")],
+    ));
+    let charge = object(&[
+        ("v", "integer"),
+        ("merchant", "string"),
+        ("nonce", "string"),
+        ("product", "string"),
+        ("amount", "decimal"),
+        ("currency", "currency"),
+        ("timestamp", "string"),
+        ("transfer_id", "string"),
+        ("bounced", "boolean"),
+        ("credential_serial", "?string"),
+        ("microcheck_sha256", "string"),
+        ("deposited", "string"),
+    ]);
+    json!({
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": {
+                        "code": { "type": "string" },
+                        "message": { "type": "string" },
+                    },
+                },
+            },
+        },
+        "Decimal": described(ty("decimal"), "an amount as decimal text, in the currency beside it"),
+        "Account": account,
+        "LedgerAmount": object(&[("currency", "currency"), ("minor", "count")]),
+        "CurrencyAmount": object(&[("currency", "currency"), ("amount", "decimal")]),
+        "TransferKind": transfer_kind,
+        "TransferRecord": transfer_record,
+        "HistoryEntry": history_entry,
+        "User": user,
+        "Approval": approval,
+        "PurseLimits": object(&[
+            ("max_balance", "decimal"),
+            ("max_single_payment", "decimal"),
+            ("max_spent_since_sync", "decimal"),
+            ("small_payment_limit", "decimal"),
+            ("valid_until", "count"),
+        ]),
+        "SmsAccount": sms_account,
+        "SmsLimits": sms_limits,
+        "SmsEnvelope": envelope,
+        "SmsDispute": sms_dispute,
+        "SmsSettings": sms_settings,
+        "SmsFees": object(&[
+            ("currency", "currency"),
+            ("low", "decimal"),
+            ("middle", "decimal"),
+            ("high", "decimal"),
+        ]),
+        "SmsRate": object(&[
+            ("from", "currency"),
+            ("to", "currency"),
+            ("numerator", "count"),
+            ("denominator", "count"),
+        ]),
+        "WalletCredential": wallet_credential,
+        "WalletCase": wallet_case,
+        "Tier": tier,
+        "Strategy": strategy,
+        "MicrocheckCharge": charge,
+        "SmsOutbound": with(
+            object(&[
+                ("key", "string"),
+                ("version", "integer"),
+                ("to", "string"),
+                ("text", "string"),
+                ("attempts", "count"),
+                ("next_attempt_ms", "ms"),
+                ("queued_at_ms", "ms"),
+                ("last_error", "?string"),
+            ]),
+            &[("text_hash", "string")],
+        ),
+        "SmsScheduled": with(
+            object(&[
+                ("key", "string"),
+                ("version", "integer"),
+                ("message_id", "string"),
+                ("payer", "string"),
+                ("payee", "string"),
+                ("amount_minor", "count"),
+                ("currency", "currency"),
+                ("level", "string"),
+                ("due", "ms"),
+                ("reply_to", "string"),
+                ("reference", "string"),
+            ]),
+            &[("mac", "string")],
+        ),
+        "SmsSent": with(
+            object(&[
+                ("key", "string"),
+                ("version", "integer"),
+                ("to", "string"),
+                ("queue_key", "string"),
+                ("status", "any"),
+                ("sent_at_ms", "ms"),
+                ("report_at_ms", "?ms"),
+                ("text", "string"),
+                ("attempts", "count"),
+            ]),
+            &[("text_hash", "string")],
+        ),
+    })
+}
+
+/// Account kinds (`offpay_ledger::AccountKind`).
+const ACCOUNT_KINDS: &[&str] = &[
+    "customer",
+    "merchant",
+    "agent_float",
+    "operator_float",
+    "suspense",
+    "fees",
+];
+/// Operator roles.
+const ROLES: &[&str] = &["admin", "finance", "support", "auditor", "provisioning"];
+/// Transfer kinds.
+const TRANSFER_KINDS: &[&str] = &["posted", "pending", "post_pending", "void_pending"];
+/// Where a pending transfer stands.
+const PENDING_STATES: &[&str] = &["pending", "posted", "voided"];
+/// Where an SMS-TAN envelope stands.
+const ENVELOPE_STATES: &[&str] = &["unallocated", "active", "locked", "retired"];
+
+/// The answer carrying a user's new token (shown once).
+fn token_answer() -> Value {
+    object(&[("user", "$User"), ("token", "string"), ("note", "string")])
+}
+
+/// A purse's money answer: the phone, the amount in its currency, a status, and `extra`.
+fn purse_money(extra: &[(&str, &str)]) -> Value {
+    let mut fields = vec![
+        ("phone", "string"),
+        ("amount", "decimal"),
+        ("currency", "currency"),
+        ("status", "string"),
+    ];
+    fields.extend_from_slice(extra);
+    object(&fields)
+}
+
+/// The query of the SMS-TAN rail's stored-record lists.
+const SMS_LIST_QUERY: &[(&str, &str)] = &[
+    ("after", "continue after this key (the previous page's last)"),
+    ("limit", "records on a page (default 100)"),
+];
+
+/// The schemas a route declares; `None` for a route that declares nothing (the document then
+/// describes it as a free-form object with `x-untyped: true`, and the test refuses it).
 pub fn declared(method: &Method, path: &str) -> Option<Declared> {
     let get = |query: &'static [(&'static str, &'static str)], response: Value| Declared {
         query,
+        request: None,
+        response,
+    };
+    let post = |request: Value, response: Value| Declared {
+        query: &[],
+        request: Some(request),
+        response,
+    };
+    let post_empty = |response: Value| Declared {
+        query: &[],
         request: None,
         response,
     };
@@ -255,6 +620,544 @@ pub fn declared(method: &Method, path: &str) -> Option<Declared> {
                 ("info", "object"),
                 ("paths", "object"),
             ]),
+        ),
+        // --- the ledger ---------------------------------------------------------------------
+        ("POST", "/accounts") => post(
+            strict(with(
+                one_of(
+                    object(&[("id", "string"), ("kind", "string")]),
+                    "kind",
+                    ACCOUNT_KINDS,
+                ),
+                &[
+                    ("currency", "currency"),
+                    ("balance_min", "string"),
+                    ("balance_max", "string"),
+                ],
+            )),
+            account(),
+        ),
+        ("GET", "/accounts/{id}") => get(&[], account()),
+        ("GET", "/accounts/{id}/history") => get(
+            &[
+                ("before", "continue after this sequence (the previous page's next_before)"),
+                ("limit", "entries on a page (default 100)"),
+            ],
+            object(&[
+                ("account", "$Account"),
+                ("entries", "[$HistoryEntry]"),
+                ("next_before", "?count"),
+            ]),
+        ),
+        ("POST", "/transfers") => post(
+            strict(json!({
+                "type": "object",
+                "required": ["transfers"],
+                "properties": {
+                    "transfers": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": strict(with(
+                            object(&[
+                                ("id", "string"),
+                                ("debit_account", "string"),
+                                ("credit_account", "string"),
+                                ("amount", "decimal"),
+                            ]),
+                            &[
+                                ("currency", "currency"),
+                                ("kind", "string"),
+                                ("pending_id", "string"),
+                                ("memo", "string"),
+                            ],
+                        )),
+                    },
+                },
+            })),
+            object(&[(
+                "results",
+                "array",
+            )]),
+        ),
+        ("GET", "/transfers/{id}") => get(
+            &[],
+            object(&[("transfer", "$TransferRecord"), ("amount", "decimal")]),
+        ),
+        ("GET", "/totals") => get(
+            &[],
+            json!({
+                "type": "object",
+                "required": ["balanced", "currencies"],
+                "properties": {
+                    "balanced": ty("boolean"),
+                    "currencies": {
+                        "type": "array",
+                        "items": described(object(&[
+                            ("currency", "currency"),
+                            ("accounts", "count"),
+                            ("posted_sum_minor", "string"),
+                            ("pending_sum_minor", "string"),
+                            ("balanced", "boolean"),
+                        ]), "sums in minor units as decimal integer text (they may exceed 64 bits); zero when balanced"),
+                    },
+                },
+            }),
+        ),
+        // --- users, approvals, the audit chain ---------------------------------------------
+        ("GET", "/users") => get(&[], object(&[("users", "[$User]")])),
+        ("POST", "/users") => post(
+            strict(with(
+                one_of(
+                    object(&[("name", "string"), ("role", "string")]),
+                    "role",
+                    ROLES,
+                ),
+                &[("expires_in_days", "count")],
+            )),
+            token_answer(),
+        ),
+        ("POST", "/users/{name}/rotate") => post(options(&[("expires_in_days", "count")]), token_answer()),
+        ("POST", "/users/{name}/revoke") => post_empty(object(&[
+            ("user", "$User"),
+            ("changed", "boolean"),
+        ])),
+        ("GET", "/audit/verify") => get(
+            &[],
+            object(&[
+                ("ok", "boolean"),
+                ("entries_checked", "count"),
+                ("head_number", "count"),
+                ("first_break", "?object"),
+            ]),
+        ),
+        ("POST", "/approvals/{id}/approve") => post_empty(described(
+            object(&[
+                ("approval", "?$Approval"),
+                ("executed", "boolean"),
+                ("result", "any"),
+            ]),
+            "the kept request's answer (result) with its status",
+        )),
+        ("POST", "/approvals/{id}/refuse") => post(
+            options(&[("reason", "string")]),
+            object(&[("approval", "$Approval")]),
+        ),
+        // --- rail 1: the short-code purse ----------------------------------------------------
+        ("POST", "/purse/purses") => post(
+            one_of(
+                with(object(&[("phone", "string")]), &[("kind", "string")]),
+                "kind",
+                &["customer", "agent"],
+            ),
+            described(
+                object(&[
+                    ("purse_id", "count"),
+                    ("phone", "string"),
+                    ("kind", "string"),
+                    ("operator", "string"),
+                    ("account", "string"),
+                    ("provisioning", "string"),
+                ]),
+                "provisioning: the provisioning record (hex; it carries the purse's keys: hand it only to the operator's admin tool)",
+            ),
+        ),
+        ("GET", "/purse/purses/{phone}") => get(
+            &[],
+            object(&[
+                ("purse_id", "count"),
+                ("phone", "string"),
+                ("kind", "string"),
+                ("currency", "currency"),
+                ("balance", "decimal"),
+                ("balance_minor", "integer"),
+                ("reported_balance", "decimal"),
+                ("ledger_account", "string"),
+                ("ledger_balance", "?decimal"),
+                ("blocked", "boolean"),
+                ("pin_unblock_requested", "boolean"),
+                ("last_sync_sequence", "count"),
+                ("received_through", "count"),
+                ("confirmed_through", "count"),
+                ("last_sync_at", "?time"),
+                ("limits", "$PurseLimits"),
+                ("validity_seconds", "count"),
+                ("queued_credits", "array"),
+                ("queued_settlements", "array"),
+                ("settlement_owed", "decimal"),
+                ("moved_out", "decimal"),
+            ]),
+        ),
+        ("POST", "/purse/purses/{phone}/float") => post(
+            with(object(&[("amount", "decimal")]), &[("memo", "string")]),
+            purse_money(&[("transfer", "?string")]),
+        ),
+        ("POST", "/purse/purses/{phone}/limits") => post(
+            object(&[
+                ("max_balance", "decimal"),
+                ("max_single_payment", "decimal"),
+                ("max_spent_since_sync", "decimal"),
+                ("small_payment_limit", "decimal"),
+                ("validity_days", "count"),
+            ]),
+            object(&[
+                ("phone", "string"),
+                ("limits", "$PurseLimits"),
+                ("validity_days", "count"),
+                ("status", "string"),
+            ]),
+        ),
+        ("POST", "/purse/purses/{phone}/block") => post(
+            object(&[("blocked", "boolean")]),
+            object(&[("phone", "string"), ("blocked", "boolean")]),
+        ),
+        ("POST", "/purse/purses/{phone}/move") => post(
+            object(&[("to", "string")]),
+            object(&[
+                ("lost", "string"),
+                ("to", "string"),
+                ("blocked", "boolean"),
+                ("moved", "decimal"),
+                ("held_back", "decimal"),
+                ("currency", "currency"),
+                ("status", "string"),
+            ]),
+        ),
+        ("GET", "/purse/purses/{phone}/statement") => get(
+            &[],
+            json!({
+                "type": "object",
+                "required": ["phone", "currency", "balance", "blocked", "lines"],
+                "properties": {
+                    "phone": ty("string"),
+                    "currency": ty("currency"),
+                    "balance": ty("decimal"),
+                    "blocked": ty("boolean"),
+                    "lines": {
+                        "type": "array",
+                        "items": one_of(object(&[
+                            ("at_ms", "ms"),
+                            ("direction", "string"),
+                            ("amount", "decimal"),
+                            ("currency", "currency"),
+                            ("what", "string"),
+                        ]), "direction", &["in", "out"]),
+                    },
+                },
+            }),
+        ),
+        ("POST", "/purse/purses/{phone}/settle") => post(
+            object(&[("amount", "decimal")]),
+            purse_money(&[("settlement_id", "?string")]),
+        ),
+        ("POST", "/purse/purses/{phone}/settlement-paid") => post(
+            object(&[("amount", "decimal"), ("reference", "string")]),
+            purse_money(&[("transfer", "?string")]),
+        ),
+        ("POST", "/purse/purses/{phone}/unblock-pin") => {
+            post_empty(object(&[("phone", "string"), ("status", "string")]))
+        }
+        ("POST", "/purse/scheme-key/rotate") => post(
+            options(&[("force", "boolean")]),
+            object(&[("generation_epoch", "count"), ("scheme_epoch", "count")]),
+        ),
+        // --- rail 2: SMS-TAN -----------------------------------------------------------------
+        ("GET", "/sms/settings") => get(&[], ty("$SmsSettings")),
+        ("PUT" | "POST", "/sms/settings") => post(ty("$SmsSettings"), ty("$SmsSettings")),
+        ("GET", "/sms/status") => get(
+            &[],
+            object(&[
+                ("master_key_fingerprint", "string"),
+                ("kannel", "boolean"),
+                ("gateway", "?string"),
+                ("inbound", "count"),
+                ("duplicates", "count"),
+                ("reruns", "count"),
+                ("sent", "count"),
+                ("send_failures", "count"),
+            ]),
+        ),
+        ("POST", "/sms/accounts") => post(
+            options(&[
+                ("receive_number", "string"),
+                ("currency", "currency"),
+                ("notify_phone", "string"),
+                ("bound_phones", "[string]"),
+                ("require_pay_number", "boolean"),
+            ]),
+            ty("$SmsAccount"),
+        ),
+        ("GET", "/sms/accounts/{number}") => get(&[], ty("$SmsAccount")),
+        ("PATCH" | "POST", "/sms/accounts/{number}") => post(
+            options(&[
+                ("active", "boolean"),
+                ("bound_phones", "[string]"),
+                ("notify_phone", "string"),
+                ("require_pay_number", "boolean"),
+                ("per_payment", "string"),
+                ("per_day", "string"),
+                ("per_week", "string"),
+                ("dialback_threshold", "string"),
+                ("always_callback", "boolean"),
+            ]),
+            ty("$SmsAccount"),
+        ),
+        ("POST", "/sms/envelopes/issue") => post(
+            strict(json!({
+                "type": "object",
+                "required": ["count", "rows"],
+                "properties": {
+                    "count": { "type": "integer", "minimum": 1, "maximum": 8000 },
+                    "rows": { "type": "integer", "enum": [20, 50] },
+                },
+            })),
+            object(&[("euins", "[string]"), ("rows", "count")]),
+        ),
+        ("POST", "/sms/envelopes/print") => post(
+            strict(with(
+                object(&[("euins", "[string]")]),
+                &[("encoding", "string"), ("language", "string")],
+            )),
+            described(
+                object(&[("pdf_hex", "string"), ("bytes", "count")]),
+                "with encoding \"hex\"; otherwise the PDF itself (application/pdf)",
+            ),
+        ),
+        ("POST", "/sms/envelopes/import") => post(
+            strict(object(&[("text", "string")])),
+            object(&[
+                ("euin", "string"),
+                ("rows", "count"),
+                ("status", "string"),
+                ("sealed", "boolean"),
+            ]),
+        ),
+        ("GET", "/sms/envelopes/{euin}") => get(&[], ty("$SmsEnvelope")),
+        ("POST", "/sms/envelopes/{euin}/bind") => {
+            post(strict(object(&[("account", "string")])), ty("$SmsEnvelope"))
+        }
+        ("POST", "/sms/envelopes/{euin}/unlock") => post_empty(ty("$SmsEnvelope")),
+        ("POST", "/sms/envelopes/{euin}/replace") => post(
+            object(&[
+                ("account", "string"),
+                ("checked_by", "string"),
+                ("document_kind", "string"),
+                ("document_number", "string"),
+                ("reason", "string"),
+            ]),
+            ty("$SmsEnvelope"),
+        ),
+        ("GET", "/sms/disputes") => get(SMS_LIST_QUERY, object(&[("disputes", "[$SmsDispute]")])),
+        ("POST", "/sms/disputes/{key}/decide") => post(
+            strict(with(
+                one_of(object(&[("decision", "string")]), "decision", &["refund", "reject"]),
+                &[("note", "string")],
+            )),
+            ty("$SmsDispute"),
+        ),
+        ("POST", "/sms/terminals") => post(
+            strict(object(&[("payee", "string")])),
+            object(&[
+                ("terminal_id", "string"),
+                ("payee", "string"),
+                ("token", "string"),
+            ]),
+        ),
+        ("GET", "/sms/outbox") => get(SMS_LIST_QUERY, object(&[("outbox", "[$SmsOutbound]")])),
+        ("GET", "/sms/scheduled") => {
+            get(SMS_LIST_QUERY, object(&[("scheduled", "[$SmsScheduled]")]))
+        }
+        ("GET", "/sms/sent") => get(SMS_LIST_QUERY, object(&[("sent", "[$SmsSent]")])),
+        ("POST", "/sms/simulate") => post(
+            strict(object(&[
+                ("from", "string"),
+                ("text", "string"),
+                ("message_id", "string"),
+            ])),
+            object(&[
+                ("replies", "array"),
+                ("duplicate", "boolean"),
+                ("verdict", "string"),
+                ("queued", "any"),
+            ]),
+        ),
+        ("POST", "/sms/records/seal") => post(
+            strict(object(&[("force", "boolean")])),
+            object(&[
+                ("authentic", "count"),
+                ("accounts", "count"),
+                ("pending", "count"),
+                ("scheduled", "count"),
+                ("mismatched", "count"),
+                ("mismatched_keys", "[string]"),
+            ]),
+        ),
+        // --- rail 3: the device wallet -------------------------------------------------------
+        ("POST", "/wallets") => post(
+            strict(with(
+                object(&[("signing_key", "string"), ("encryption_key", "string")]),
+                &[
+                    ("currency", "currency"),
+                    ("balance_max", "decimal"),
+                    ("payment_max", "decimal"),
+                    ("offline_spend_max", "decimal"),
+                ],
+            )),
+            object(&[
+                ("wallet_id", "string"),
+                ("account", "string"),
+                ("credential", "string"),
+                ("office_public", "string"),
+                ("limits", "$WalletCredential"),
+            ]),
+        ),
+        ("GET", "/wallets/{id}") => get(
+            &[],
+            object(&[
+                ("wallet_id", "string"),
+                ("credential", "$WalletCredential"),
+                ("shadow_minor", "string"),
+                ("blocked_at_ms", "?ms"),
+                ("head_seq", "count"),
+                ("charges", "count"),
+                ("charges_applied", "count"),
+                ("open_transfers", "[string]"),
+                ("reissued", "boolean"),
+                ("remainder_released", "boolean"),
+                ("case", "?$WalletCase"),
+                ("account", "?$Account"),
+                ("reissue_quote", "?object"),
+            ]),
+        ),
+        ("POST", "/wallets/{id}/charge") => post(
+            strict(with(object(&[("amount", "decimal")]), &[("from", "string")])),
+            object(&[
+                ("wallet_id", "string"),
+                ("amount", "decimal"),
+                ("currency", "currency"),
+                ("charge_seq", "count"),
+                ("transfer_id", "string"),
+                ("from", "string"),
+                ("voucher", "string"),
+            ]),
+        ),
+        ("POST", "/wallets/{id}/block") => post_empty(object(&[
+            ("wallet_id", "string"),
+            ("blocked", "boolean"),
+        ])),
+        ("POST", "/wallets/{id}/case") => post(
+            strict(one_of(
+                object(&[("decision", "string")]),
+                "decision",
+                &["confirm", "dismiss"],
+            )),
+            object(&[
+                ("wallet_id", "string"),
+                ("blocked", "boolean"),
+                ("case", "$WalletCase"),
+            ]),
+        ),
+        ("POST", "/wallets/{id}/reissue") => post(
+            strict(object(&[("to", "string")])),
+            object(&[
+                ("lost", "string"),
+                ("to", "string"),
+                ("reissued", "decimal"),
+                ("held_back", "decimal"),
+                ("unseen_spend_max", "decimal"),
+                ("transfer_id", "string"),
+            ]),
+        ),
+        ("POST", "/wallets/{id}/release") => post(
+            strict(object(&[("to", "string")])),
+            object(&[
+                ("lost", "string"),
+                ("to", "string"),
+                ("released", "decimal"),
+                ("transfer_id", "string"),
+            ]),
+        ),
+        ("POST", "/wallet-transfers/{id}/void") => post_empty(one_of(
+            object(&[("transfer_id", "string"), ("outcome", "string")]),
+            "outcome",
+            &["voided"],
+        )),
+        ("POST", "/wallet-sync") => post(
+            strict(object(&[("upload", "string")])),
+            object(&[("wallet_id", "string"), ("reply", "string")]),
+        ),
+        // --- rail 4: microchecks -------------------------------------------------------------
+        ("GET", "/microcheck/strategy") => get(&[], object(&[("strategy", "$Strategy")])),
+        ("PUT" | "POST", "/microcheck/strategy") => {
+            post(ty("$Strategy"), object(&[("strategy", "$Strategy")]))
+        }
+        ("POST", "/microcheck/payers") => post(
+            strict(with(
+                object(&[("name", "string"), ("key", "string")]),
+                &[("adult", "boolean"), ("classes", "?[string]")],
+            )),
+            object(&[
+                ("payer", "string"),
+                ("account", "string"),
+                ("key_fingerprint", "string"),
+                ("adult", "boolean"),
+                ("classes", "?[string]"),
+            ]),
+        ),
+        ("GET", "/microcheck/payers/{name}") => get(
+            &[],
+            object(&[
+                ("payer", "string"),
+                ("key_fingerprint", "string"),
+                ("adult", "boolean"),
+                ("classes", "?[string]"),
+                ("disputes", "count"),
+                ("bounces", "count"),
+                ("balance", "?decimal"),
+                ("currency", "?currency"),
+            ]),
+        ),
+        ("POST", "/microcheck/payers/{name}/dispute") => post(
+            options(&[("nonce", "?string")]),
+            object(&[
+                ("payer", "string"),
+                ("disputes", "count"),
+                ("nonce", "?string"),
+            ]),
+        ),
+        ("GET", "/microcheck/payers/{name}/statement") => get(
+            &[],
+            object(&[
+                ("payer", "string"),
+                ("charges", "[$MicrocheckCharge]"),
+                ("next_after", "?string"),
+            ]),
+        ),
+        ("POST", "/microcheck/merchants") => post(
+            strict(with(
+                object(&[("id", "string"), ("key", "string")]),
+                &[
+                    ("app_domain", "string"),
+                    ("latitude", "string"),
+                    ("longitude", "string"),
+                ],
+            )),
+            object(&[
+                ("merchant", "string"),
+                ("account", "string"),
+                ("app_domain", "string"),
+                ("currency", "currency"),
+                ("pa_key", "string"),
+                ("age_key", "string"),
+                ("merchant_credential", "string"),
+            ]),
+        ),
+        ("POST", "/microcheck/sub-pa") => post(
+            strict(object(&[
+                ("key", "string"),
+                ("amount_max", "decimal"),
+                ("validity_seconds", "count"),
+            ])),
+            object(&[("delegation", "string"), ("pa_key", "string")]),
         ),
         ("GET", "/accounts") => get(
             list_query(&[
@@ -440,6 +1343,39 @@ pub fn declared(method: &Method, path: &str) -> Option<Declared> {
     })
 }
 
+/// The success statuses a route answers (its schema is the declared response).
+fn answers(method: &Method, path: &str) -> &'static [&'static str] {
+    match (method.as_str(), path) {
+        // 201 when created, 200 when the same account existed.
+        ("POST", "/accounts") => &["200", "201"],
+        // The kept request's own status.
+        ("POST", "/approvals/{id}/approve") => &["200", "201"],
+        (
+            "POST",
+            "/users"
+            | "/purse/purses"
+            | "/purse/purses/{phone}/float"
+            | "/purse/purses/{phone}/settle"
+            | "/sms/accounts"
+            | "/sms/envelopes/issue"
+            | "/sms/envelopes/import"
+            | "/sms/terminals"
+            | "/wallets"
+            | "/microcheck/payers"
+            | "/microcheck/merchants",
+        ) => &["201"],
+        _ => &["200"],
+    }
+}
+
+/// Routes whose body may be left out (an empty body is `{}`).
+fn body_optional(method: &Method, path: &str) -> bool {
+    matches!(
+        (method.as_str(), path),
+        ("POST", "/users/{name}/rotate" | "/purse/scheme-key/rotate")
+    )
+}
+
 /// Whether a list route takes `limit` and `cursor`.
 fn is_list(declared: &Declared) -> bool {
     declared.response["properties"]["next_cursor"].is_object()
@@ -493,9 +1429,22 @@ pub fn document(table: &RouteTable) -> Value {
                     parameters.push(json!({ "name": name, "in": "query", "required": *name == "q", "description": description, "schema": { "type": "string" } }));
                 }
                 if let Some(request) = &declared.request {
-                    operation["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": request } } });
+                    operation["requestBody"] = json!({
+                        "required": !body_optional(&spec.method, spec.path),
+                        "content": { "application/json": { "schema": request } },
+                    });
                 }
-                responses.insert("200".into(), json!({ "description": "done", "content": { "application/json": { "schema": declared.response } } }));
+                for status in answers(&spec.method, spec.path) {
+                    let mut content = json!({ "application/json": { "schema": declared.response } });
+                    if spec.path == "/sms/envelopes/print" {
+                        content["application/pdf"] =
+                            json!({ "schema": { "type": "string", "format": "binary" } });
+                    }
+                    responses.insert(
+                        (*status).into(),
+                        json!({ "description": "done", "content": content }),
+                    );
+                }
             }
             None => {
                 operation["x-untyped"] = json!(true);
@@ -523,6 +1472,26 @@ pub fn document(table: &RouteTable) -> Value {
             "503".into(),
             error_response("the ledger is unavailable; retry"),
         );
+        if declared.as_ref().is_some_and(|declared| declared.request.is_some()) {
+            responses.insert("413".into(), error_response("the body is too large"));
+            responses.insert(
+                "415".into(),
+                error_response("the body is not application/json"),
+            );
+        }
+        if spec.path == "/approvals/{id}/approve" {
+            // The kept request's own refusal comes back in the approval's answer.
+            for (status, response) in responses.iter_mut() {
+                if status.starts_with('4') || status.starts_with('5') {
+                    response["content"]["application/json"]["schema"] = json!({
+                        "anyOf": [
+                            { "$ref": "#/components/schemas/Error" },
+                            declared.as_ref().map_or(Value::Null, |declared| declared.response.clone()),
+                        ],
+                    });
+                }
+            }
+        }
         operation["responses"] = Value::Object(responses);
         if !parameters.is_empty() {
             operation["parameters"] = Value::Array(parameters);
@@ -541,22 +1510,7 @@ pub fn document(table: &RouteTable) -> Value {
         "paths": paths,
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "required": ["error"],
-                    "properties": {
-                        "error": {
-                            "type": "object",
-                            "required": ["code", "message"],
-                            "properties": {
-                                "code": { "type": "string" },
-                                "message": { "type": "string" },
-                            },
-                        },
-                    },
-                },
-            },
+            "schemas": components(),
         },
     })
 }
