@@ -46,7 +46,10 @@ fn ty(name: &str) -> Value {
     if base == "any" {
         return json!({});
     }
-    if let Some(item) = base.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')) {
+    if let Some(item) = base
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+    {
         let mut schema = json!({ "type": "array", "items": ty(item) });
         if nullable {
             schema["type"] = json!(["array", "null"]);
@@ -320,10 +323,7 @@ fn components() -> Value {
             ("id", "string"),
             ("debit_account", "string"),
             ("credit_account", "string"),
-            (
-                "amount",
-                "$LedgerAmount",
-            ),
+            ("amount", "$LedgerAmount"),
             ("kind", "$TransferKind"),
             ("memo", "string"),
             ("pending_state", "?string"),
@@ -389,10 +389,7 @@ fn components() -> Value {
     );
     let sms_settings = object(&[
         ("version", "integer"),
-        (
-            "fees",
-            "[$SmsFees]",
-        ),
+        ("fees", "[$SmsFees]"),
         ("dialback_defaults", "[$CurrencyAmount]"),
         ("rates", "[$SmsRate]"),
         ("hard_currencies", "[currency]"),
@@ -589,7 +586,10 @@ fn purse_money(extra: &[(&str, &str)]) -> Value {
 
 /// The query of the SMS-TAN rail's stored-record lists.
 const SMS_LIST_QUERY: &[(&str, &str)] = &[
-    ("after", "continue after this key (the previous page's last)"),
+    (
+        "after",
+        "continue after this key (the previous page's last)",
+    ),
     ("limit", "records on a page (default 100)"),
 ];
 
@@ -640,7 +640,10 @@ pub fn declared(method: &Method, path: &str) -> Option<Declared> {
         ("GET", "/accounts/{id}") => get(&[], account()),
         ("GET", "/accounts/{id}/history") => get(
             &[
-                ("before", "continue after this sequence (the previous page's next_before)"),
+                (
+                    "before",
+                    "continue after this sequence (the previous page's next_before)",
+                ),
                 ("limit", "entries on a page (default 100)"),
             ],
             object(&[
@@ -674,10 +677,7 @@ pub fn declared(method: &Method, path: &str) -> Option<Declared> {
                     },
                 },
             })),
-            object(&[(
-                "results",
-                "array",
-            )]),
+            object(&[("results", "array")]),
         ),
         ("GET", "/transfers/{id}") => get(
             &[],
@@ -716,11 +716,12 @@ pub fn declared(method: &Method, path: &str) -> Option<Declared> {
             )),
             token_answer(),
         ),
-        ("POST", "/users/{name}/rotate") => post(options(&[("expires_in_days", "count")]), token_answer()),
-        ("POST", "/users/{name}/revoke") => post_empty(object(&[
-            ("user", "$User"),
-            ("changed", "boolean"),
-        ])),
+        ("POST", "/users/{name}/rotate") => {
+            post(options(&[("expires_in_days", "count")]), token_answer())
+        }
+        ("POST", "/users/{name}/revoke") => {
+            post_empty(object(&[("user", "$User"), ("changed", "boolean")]))
+        }
         ("GET", "/audit/verify") => get(
             &[],
             object(&[
@@ -949,7 +950,11 @@ pub fn declared(method: &Method, path: &str) -> Option<Declared> {
         ("GET", "/sms/disputes") => get(SMS_LIST_QUERY, object(&[("disputes", "[$SmsDispute]")])),
         ("POST", "/sms/disputes/{key}/decide") => post(
             strict(with(
-                one_of(object(&[("decision", "string")]), "decision", &["refund", "reject"]),
+                one_of(
+                    object(&[("decision", "string")]),
+                    "decision",
+                    &["refund", "reject"],
+                ),
                 &[("note", "string")],
             )),
             ty("$SmsDispute"),
@@ -1029,7 +1034,10 @@ pub fn declared(method: &Method, path: &str) -> Option<Declared> {
             ]),
         ),
         ("POST", "/wallets/{id}/charge") => post(
-            strict(with(object(&[("amount", "decimal")]), &[("from", "string")])),
+            strict(with(
+                object(&[("amount", "decimal")]),
+                &[("from", "string")],
+            )),
             object(&[
                 ("wallet_id", "string"),
                 ("amount", "decimal"),
@@ -1040,10 +1048,9 @@ pub fn declared(method: &Method, path: &str) -> Option<Declared> {
                 ("voucher", "string"),
             ]),
         ),
-        ("POST", "/wallets/{id}/block") => post_empty(object(&[
-            ("wallet_id", "string"),
-            ("blocked", "boolean"),
-        ])),
+        ("POST", "/wallets/{id}/block") => {
+            post_empty(object(&[("wallet_id", "string"), ("blocked", "boolean")]))
+        }
         ("POST", "/wallets/{id}/case") => post(
             strict(one_of(
                 object(&[("decision", "string")]),
@@ -1407,7 +1414,7 @@ pub fn document(table: &RouteTable) -> Value {
                 "in": "header",
                 "required": false,
                 "description": "the same key with the same body answers the first outcome again and applies nothing twice",
-                "schema": { "type": "string", "maxLength": 128 },
+                "schema": { "type": "string", "pattern": "^[!-~]{1,128}$" },
             }));
         }
         let declared = declared(&spec.method, spec.path);
@@ -1435,7 +1442,8 @@ pub fn document(table: &RouteTable) -> Value {
                     });
                 }
                 for status in answers(&spec.method, spec.path) {
-                    let mut content = json!({ "application/json": { "schema": declared.response } });
+                    let mut content =
+                        json!({ "application/json": { "schema": declared.response } });
                     if spec.path == "/sms/envelopes/print" {
                         content["application/pdf"] =
                             json!({ "schema": { "type": "string", "format": "binary" } });
@@ -1472,7 +1480,10 @@ pub fn document(table: &RouteTable) -> Value {
             "503".into(),
             error_response("the ledger is unavailable; retry"),
         );
-        if declared.as_ref().is_some_and(|declared| declared.request.is_some()) {
+        if declared
+            .as_ref()
+            .is_some_and(|declared| declared.request.is_some())
+        {
             responses.insert("413".into(), error_response("the body is too large"));
             responses.insert(
                 "415".into(),
