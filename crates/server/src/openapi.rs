@@ -1350,6 +1350,87 @@ pub fn declared(method: &Method, path: &str) -> Option<Declared> {
     })
 }
 
+/// An example for a path parameter: the objects of the examples below (a purse, an SMS-TAN
+/// account and its envelope, ledger accounts and a transfer; scripts/schemathesis.sh seeds them
+/// on its throwaway server, so the check's first cases reach real objects).
+fn path_example(path: &str, name: &str) -> Option<&'static str> {
+    Some(match (path, name) {
+        (_, "phone") => "+254700000001",
+        (_, "number") => "111100002222",
+        (_, "euin") => "26300000010",
+        ("/accounts/{id}" | "/accounts/{id}/history", "id") => "alice",
+        ("/transfers/{id}", "id") => "t1",
+        _ => return None,
+    })
+}
+
+/// An example request body (for the objects of [`path_example`]).
+fn request_example(method: &Method, path: &str) -> Option<Value> {
+    Some(match (method.as_str(), path) {
+        ("POST", "/accounts") => json!({ "id": "bob", "kind": "customer", "currency": "KES" }),
+        ("POST", "/transfers") => json!({ "transfers": [{
+            "id": "t2", "debit_account": "float", "credit_account": "alice", "amount": "1.50",
+            "memo": "refund of order 77",
+        }] }),
+        ("POST", "/users") => json!({ "name": "clerk", "role": "support", "expires_in_days": 90 }),
+        ("POST", "/users/{name}/rotate") => json!({ "expires_in_days": 30 }),
+        ("POST", "/approvals/{id}/refuse") => json!({ "reason": "not the amount agreed" }),
+        ("POST", "/purse/purses") => json!({ "phone": "+254700000002", "kind": "agent" }),
+        ("POST", "/purse/purses/{phone}/float") => {
+            json!({ "amount": "50.00", "memo": "float top-up" })
+        }
+        ("POST", "/purse/purses/{phone}/limits") => json!({
+            "max_balance": "1000.00", "max_single_payment": "200.00",
+            "max_spent_since_sync": "500.00", "small_payment_limit": "50.00", "validity_days": 30,
+        }),
+        ("POST", "/purse/purses/{phone}/block") => json!({ "blocked": false }),
+        ("POST", "/purse/purses/{phone}/move") => json!({ "to": "+254700000003" }),
+        ("POST", "/purse/purses/{phone}/settle") => json!({ "amount": "20.00" }),
+        ("POST", "/purse/purses/{phone}/settlement-paid") => {
+            json!({ "amount": "20.00", "reference": "bank transfer 5521" })
+        }
+        ("POST", "/purse/scheme-key/rotate") => json!({ "force": false }),
+        ("POST", "/sms/accounts") => json!({
+            "receive_number": "111100003333", "bound_phones": ["+254700000004"],
+            "notify_phone": "+254700000004",
+        }),
+        ("PATCH" | "POST", "/sms/accounts/{number}") => {
+            json!({ "per_day": "500.00", "always_callback": false })
+        }
+        ("POST", "/sms/envelopes/issue") => json!({ "count": 1, "rows": 20 }),
+        ("POST", "/sms/envelopes/print") => {
+            json!({ "euins": ["26300000028"], "encoding": "hex", "language": "en" })
+        }
+        ("POST", "/sms/envelopes/{euin}/bind") => json!({ "account": "111100002222" }),
+        ("POST", "/sms/envelopes/{euin}/replace") => json!({
+            "account": "111100002222", "checked_by": "agent-12", "document_kind": "national id",
+            "document_number": "12345678", "reason": "lost",
+        }),
+        ("POST", "/sms/disputes/{key}/decide") => json!({ "decision": "reject", "note": "paid" }),
+        ("POST", "/sms/terminals") => json!({ "payee": "111100002222" }),
+        ("POST", "/sms/simulate") => {
+            json!({ "from": "+254700000001", "text": "BAL", "message_id": "example-1" })
+        }
+        ("POST", "/sms/records/seal") => json!({ "force": true }),
+        ("POST", "/wallets/{id}/charge") => json!({ "amount": "25.00" }),
+        ("POST", "/wallets/{id}/case") => json!({ "decision": "dismiss" }),
+        ("POST", "/wallets/{id}/reissue" | "/wallets/{id}/release") => {
+            json!({ "to": "0000000000000002" })
+        }
+        ("PUT" | "POST", "/microcheck/strategy") => json!({
+            "version": 1, "app_domain": "vend", "currency": "KES",
+            "tiers": [{ "name": "daily", "amount_max": "5.00", "validity_seconds": 86400,
+                        "per_merchant_day_max": 5 }],
+            "merchant_validity_seconds": 7_776_000, "adulthood_validity_seconds": 2_592_000,
+            "transaction_amount_max": "50.00", "transaction_validity_seconds": 900,
+            "transaction_day_max": 10, "machine_day_purchases_max": 500,
+            "travel_speed_kmh_max": 300,
+        }),
+        ("POST", "/microcheck/payers/{name}/dispute") => json!({ "nonce": null }),
+        _ => return None,
+    })
+}
+
 /// The success statuses a route answers (its schema is the declared response).
 fn answers(method: &Method, path: &str) -> &'static [&'static str] {
     match (method.as_str(), path) {
@@ -1406,7 +1487,13 @@ pub fn document(table: &RouteTable) -> Value {
             .path
             .split('/')
             .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
-            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .map(|name| {
+                let mut parameter = json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } });
+                if let Some(example) = path_example(spec.path, name) {
+                    parameter["example"] = json!(example);
+                }
+                parameter
+            })
             .collect();
         if spec.moves_money {
             parameters.push(json!({
@@ -1440,6 +1527,10 @@ pub fn document(table: &RouteTable) -> Value {
                         "required": !body_optional(&spec.method, spec.path),
                         "content": { "application/json": { "schema": request } },
                     });
+                    if let Some(example) = request_example(&spec.method, spec.path) {
+                        operation["requestBody"]["content"]["application/json"]["example"] =
+                            example;
+                    }
                 }
                 for status in answers(&spec.method, spec.path) {
                     let mut content =

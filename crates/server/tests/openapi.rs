@@ -114,9 +114,15 @@ fn every_route_is_in_the_document_with_its_method_roles_and_schemas() {
                     && response["content"]["application/json"]["schema"].is_object()),
             "{method} {template} declares its success answer"
         );
-        // A body that moves money or changes state is declared (or the route takes none).
+        // A body is declared with its schema, and its example (if any) fits the schema.
         if let Some(body) = operation.get("requestBody") {
-            assert!(body["content"]["application/json"]["schema"].is_object());
+            let media = &body["content"]["application/json"];
+            assert!(media["schema"].is_object(), "{method} {template}");
+            if let Some(example) = media.get("example") {
+                let mut out = Vec::new();
+                violations(&document, &media["schema"], example, &template, &mut out);
+                assert!(out.is_empty(), "the example of {method} {template}: {out:#?}");
+            }
         }
         // Path parameters are declared, required, and exactly those of the template.
         let in_template: BTreeSet<&str> = spec
