@@ -466,6 +466,19 @@ fn components() -> Value {
             },
         },
         "Decimal": described(ty("decimal"), "an amount as decimal text, in the currency beside it"),
+        "AppliedBefore": described(
+            json!({
+                "type": "object",
+                "required": ["message"],
+                "properties": {
+                    "already_applied": { "const": true },
+                    "applied": { "const": true },
+                    "message": { "type": "string" },
+                },
+                "anyOf": [{ "required": ["already_applied"] }, { "required": ["applied"] }],
+            }),
+            "a money-moving request already applied: its Idempotency-Key was used before and the first answer was not kept, or the answer was too large to return",
+        ),
         "Account": account,
         "LedgerAmount": object(&[("currency", "currency"), ("minor", "count")]),
         "CurrencyAmount": object(&[("currency", "currency"), ("amount", "decimal")]),
@@ -1532,15 +1545,24 @@ pub fn document(table: &RouteTable) -> Value {
                             example;
                     }
                 }
-                for status in answers(&spec.method, spec.path) {
-                    let mut content =
-                        json!({ "application/json": { "schema": declared.response } });
+                let mut statuses = answers(&spec.method, spec.path).to_vec();
+                if spec.moves_money && !statuses.contains(&"200") {
+                    // A retry whose first answer was not kept answers 200 (AppliedBefore).
+                    statuses.insert(0, "200");
+                }
+                for status in statuses {
+                    let schema = if spec.moves_money {
+                        json!({ "anyOf": [declared.response, { "$ref": "#/components/schemas/AppliedBefore" }] })
+                    } else {
+                        declared.response.clone()
+                    };
+                    let mut content = json!({ "application/json": { "schema": schema } });
                     if spec.path == "/sms/envelopes/print" {
                         content["application/pdf"] =
                             json!({ "schema": { "type": "string", "format": "binary" } });
                     }
                     responses.insert(
-                        (*status).into(),
+                        status.into(),
                         json!({ "description": "done", "content": content }),
                     );
                 }

@@ -121,7 +121,10 @@ fn every_route_is_in_the_document_with_its_method_roles_and_schemas() {
             if let Some(example) = media.get("example") {
                 let mut out = Vec::new();
                 violations(&document, &media["schema"], example, &template, &mut out);
-                assert!(out.is_empty(), "the example of {method} {template}: {out:#?}");
+                assert!(
+                    out.is_empty(),
+                    "the example of {method} {template}: {out:#?}"
+                );
             }
         }
         // Path parameters are declared, required, and exactly those of the template.
