@@ -45,6 +45,9 @@ call /sms/envelopes/issue '{"count": 2, "rows": 20}'
 call /accounts '{"id": "float", "kind": "operator_float"}'
 call /accounts '{"id": "alice", "kind": "customer"}'
 call /transfers '{"transfers": [{"id": "t1", "debit_account": "float", "credit_account": "alice", "amount": "5.00"}]}'
+call /microcheck/payers '{"name": "alice", "key": "ed25519-base64:UPH3YMJ+mpdkmCrmGFplUEHRd1vLJy6RslOG52OdjV0="}'
+# The document's examples name these objects (openapi::path_example), so schemathesis's first
+# case of each operation reaches a real one.
 
 # Writes left out, each because it would make the rest of the run meaningless, not because it
 # misbehaves (each has its own tests):

@@ -1364,7 +1364,8 @@ pub fn declared(method: &Method, path: &str) -> Option<Declared> {
 }
 
 /// An example for a path parameter: the objects of the examples below (a purse, an SMS-TAN
-/// account and its envelope, ledger accounts and a transfer; scripts/schemathesis.sh seeds them
+/// account and its envelope, ledger accounts and a transfer, a microcheck payer;
+/// scripts/schemathesis.sh seeds them
 /// on its throwaway server, so the check's first cases reach real objects).
 fn path_example(path: &str, name: &str) -> Option<&'static str> {
     Some(match (path, name) {
@@ -1373,9 +1374,18 @@ fn path_example(path: &str, name: &str) -> Option<&'static str> {
         (_, "euin") => "26300000010",
         ("/accounts/{id}" | "/accounts/{id}/history", "id") => "alice",
         ("/transfers/{id}", "id") => "t1",
+        (
+            "/microcheck/payers/{name}"
+            | "/microcheck/payers/{name}/dispute"
+            | "/microcheck/payers/{name}/statement",
+            "name",
+        ) => "alice",
         _ => return None,
     })
 }
+
+/// A device's public key, for the examples.
+const EXAMPLE_KEY: &str = "ed25519-base64:UPH3YMJ+mpdkmCrmGFplUEHRd1vLJy6RslOG52OdjV0=";
 
 /// An example request body (for the objects of [`path_example`]).
 fn request_example(method: &Method, path: &str) -> Option<Value> {
@@ -1440,6 +1450,20 @@ fn request_example(method: &Method, path: &str) -> Option<Value> {
             "travel_speed_kmh_max": 300,
         }),
         ("POST", "/microcheck/payers/{name}/dispute") => json!({ "nonce": null }),
+        ("POST", "/microcheck/payers") => {
+            json!({ "name": "bob", "key": EXAMPLE_KEY, "adult": true, "classes": ["snacks"] })
+        }
+        ("POST", "/microcheck/merchants") => json!({
+            "id": "vend-1", "key": EXAMPLE_KEY, "latitude": "-1.2921", "longitude": "36.8219",
+        }),
+        ("POST", "/microcheck/sub-pa") => {
+            json!({ "key": EXAMPLE_KEY, "amount_max": "5.00", "validity_seconds": 86_400 })
+        }
+        ("POST", "/wallets") => json!({
+            "signing_key": "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29",
+            "encryption_key": "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a",
+            "balance_max": "5000.00",
+        }),
         _ => return None,
     })
 }
