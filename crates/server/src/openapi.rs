@@ -36,8 +36,8 @@ pub struct Declared {
 /// Schema helpers. A type is `"string"`, `"integer"`, `"boolean"`, `"object"`, `"array"`,
 /// `"any"`, a shared kind — `"decimal"` (an amount as decimal text, beside its currency),
 /// `"currency"` (ISO 4217), `"time"` (RFC 3339 UTC), `"ms"` (milliseconds since the Unix epoch),
-/// `"count"` (an integer, 0 or more) — `"$Name"` for `#/components/schemas/Name`, `"[T]"` for an
-/// array of `T`; and `"?T"` for `T` or null.
+/// `"s"` (seconds since the Unix epoch), `"count"` (an integer, 0 or more) — `"$Name"` for
+/// `#/components/schemas/Name`, `"[T]"` for an array of `T`; and `"?T"` for `T` or null.
 fn ty(name: &str) -> Value {
     let (nullable, base) = match name.strip_prefix('?') {
         Some(base) => (true, base),
@@ -71,6 +71,10 @@ fn ty(name: &str) -> Value {
         "ms" => (
             "integer",
             json!({ "minimum": 0, "description": "milliseconds since the Unix epoch (UTC)" }),
+        ),
+        "s" => (
+            "integer",
+            json!({ "minimum": 0, "description": "seconds since the Unix epoch (UTC)" }),
         ),
         "count" => ("integer", json!({ "minimum": 0 })),
         other => (other, json!({})),
@@ -379,7 +383,7 @@ fn components() -> Value {
             ("version", "integer"),
             ("account", "string"),
             ("reference", "string"),
-            ("reported_at", "ms"),
+            ("reported_at", "s"),
             ("status", "string"),
             ("note", "?string"),
             ("refund_transfer", "?string"),
@@ -492,7 +496,7 @@ fn components() -> Value {
             ("max_single_payment", "decimal"),
             ("max_spent_since_sync", "decimal"),
             ("small_payment_limit", "decimal"),
-            ("valid_until", "count"),
+            ("valid_until", "s"),
         ]),
         "SmsAccount": sms_account,
         "SmsLimits": sms_limits,
@@ -539,7 +543,7 @@ fn components() -> Value {
                 ("amount_minor", "count"),
                 ("currency", "currency"),
                 ("level", "string"),
-                ("due", "ms"),
+                ("due", "s"),
                 ("reply_to", "string"),
                 ("reference", "string"),
             ]),
@@ -1675,4 +1679,62 @@ async fn serve(State(_state): State<Arc<AppState>>) -> Json<Value> {
             .get_or_init(|| document(crate::operator_routes().table()))
             .clone(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_type_shorthand_reads_as_json_schema() {
+        assert_eq!(ty("string"), json!({ "type": "string" }));
+        assert_eq!(ty("?integer"), json!({ "type": ["integer", "null"] }));
+        assert_eq!(ty("any"), json!({}));
+        assert_eq!(ty("decimal")["pattern"], DECIMAL_PATTERN);
+        assert_eq!(ty("?decimal")["type"], json!(["string", "null"]));
+        assert_eq!(ty("?time")["format"], "date-time");
+        assert_eq!(ty("ms")["minimum"], 0);
+        assert_eq!(
+            ty("[string]"),
+            json!({ "type": "array", "items": { "type": "string" } })
+        );
+        assert_eq!(ty("?[currency]")["type"], json!(["array", "null"]));
+        assert_eq!(
+            ty("$Account"),
+            json!({ "$ref": "#/components/schemas/Account" })
+        );
+        assert_eq!(
+            ty("?$Account"),
+            json!({ "anyOf": [{ "$ref": "#/components/schemas/Account" }, { "type": "null" }] })
+        );
+    }
+
+    #[test]
+    fn enums_and_strict_bodies() {
+        let schema = one_of(
+            strict(with(object(&[("kind", "?string")]), &[("note", "string")])),
+            "kind",
+            &["a", "b"],
+        );
+        assert_eq!(schema["required"], json!(["kind"]));
+        assert_eq!(
+            schema["properties"]["kind"]["enum"],
+            json!(["a", "b", null])
+        );
+        assert_eq!(schema["properties"]["note"], json!({ "type": "string" }));
+        assert_eq!(schema["additionalProperties"], false);
+    }
+
+    #[test]
+    fn every_component_referenced_exists() {
+        let document = document(crate::operator_routes().table());
+        let text = document.to_string();
+        for reference in text.split("\"#/components/schemas/").skip(1) {
+            let name = reference.split('"').next().unwrap_or_default();
+            assert!(
+                document["components"]["schemas"][name].is_object(),
+                "{name} is referenced and not defined"
+            );
+        }
+    }
 }
