@@ -361,7 +361,7 @@ fn components() -> Value {
         ("per_payment_minor", "?count"),
         ("per_day_minor", "?count"),
         ("per_week_minor", "?count"),
-        ("per_payee", "array"),
+        ("per_payee", "[$PerPayeeLimit]"),
     ]);
     let envelope = one_of(
         object(&[
@@ -520,6 +520,29 @@ fn components() -> Value {
         "Tier": tier,
         "Strategy": strategy,
         "MicrocheckCharge": charge,
+        "AuditBreak": object(&[("number", "count"), ("problem", "string")]),
+        "ReissueQuote": object(&[
+            ("shadow", "decimal"),
+            ("held", "decimal"),
+            ("unseen_spend_max", "decimal"),
+            ("reissue", "decimal"),
+            ("available_at_ms", "ms"),
+        ]),
+        "PurseCredit": object(&[
+            ("credit_id", "count"),
+            ("amount", "decimal"),
+            ("memo", "string"),
+        ]),
+        "PurseSettlement": object(&[("settlement_id", "count"), ("amount", "decimal")]),
+        "PerPayeeLimit": described(
+            json!({
+                "type": "array",
+                "prefixItems": [ty("string"), ty("count")],
+                "minItems": 2,
+                "maxItems": 2,
+            }),
+            "[payee account number, per-day limit in minor units]",
+        ),
         "SmsOutbound": with(
             object(&[
                 ("key", "string"),
@@ -677,7 +700,7 @@ pub fn declared(method: &Method, path: &str) -> Option<Declared> {
                     "transfers": {
                         "type": "array",
                         "minItems": 1,
-                        "items": strict(with(
+                        "items": one_of(strict(with(
                             object(&[
                                 ("id", "string"),
                                 ("debit_account", "string"),
@@ -690,11 +713,24 @@ pub fn declared(method: &Method, path: &str) -> Option<Declared> {
                                 ("pending_id", "string"),
                                 ("memo", "string"),
                             ],
-                        )),
+                        )), "kind", TRANSFER_KINDS),
                     },
                 },
             })),
-            object(&[("results", "array")]),
+            json!({
+                "type": "object",
+                "required": ["results"],
+                "properties": {
+                    "results": {
+                        "type": "array",
+                        "items": one_of(
+                            object(&[("id", "string"), ("outcome", "string")]),
+                            "outcome",
+                            &["transfer_committed", "transfer_exists"],
+                        ),
+                    },
+                },
+            }),
         ),
         ("GET", "/transfers/{id}") => get(
             &[],
@@ -745,7 +781,7 @@ pub fn declared(method: &Method, path: &str) -> Option<Declared> {
                 ("ok", "boolean"),
                 ("entries_checked", "count"),
                 ("head_number", "count"),
-                ("first_break", "?object"),
+                ("first_break", "?$AuditBreak"),
             ]),
         ),
         ("POST", "/approvals/{id}/approve") => post_empty(described(
@@ -799,8 +835,8 @@ pub fn declared(method: &Method, path: &str) -> Option<Declared> {
                 ("last_sync_at", "?time"),
                 ("limits", "$PurseLimits"),
                 ("validity_seconds", "count"),
-                ("queued_credits", "array"),
-                ("queued_settlements", "array"),
+                ("queued_credits", "[$PurseCredit]"),
+                ("queued_settlements", "[$PurseSettlement]"),
                 ("settlement_owed", "decimal"),
                 ("moved_out", "decimal"),
             ]),
@@ -996,10 +1032,10 @@ pub fn declared(method: &Method, path: &str) -> Option<Declared> {
                 ("message_id", "string"),
             ])),
             object(&[
-                ("replies", "array"),
+                ("replies", "[string]"),
                 ("duplicate", "boolean"),
                 ("verdict", "string"),
-                ("queued", "any"),
+                ("queued", "count"),
             ]),
         ),
         ("POST", "/sms/records/seal") => post(
@@ -1047,7 +1083,7 @@ pub fn declared(method: &Method, path: &str) -> Option<Declared> {
                 ("remainder_released", "boolean"),
                 ("case", "?$WalletCase"),
                 ("account", "?$Account"),
-                ("reissue_quote", "?object"),
+                ("reissue_quote", "?$ReissueQuote"),
             ]),
         ),
         ("POST", "/wallets/{id}/charge") => post(
@@ -1606,7 +1642,7 @@ pub fn document(table: &RouteTable) -> Value {
         if spec.creates_value.is_some() {
             responses.insert("202".into(), json!({
                 "description": "above what one person may create: kept for a second user's approval (POST /api/v1/approvals/{id}/approve)",
-                "content": { "application/json": { "schema": object(&[("approval", "object"), ("message", "string")]) } },
+                "content": { "application/json": { "schema": object(&[("approval", "$Approval"), ("message", "string")]) } },
             }));
         }
         responses.insert("400".into(), error_response("bad input; nothing changed"));
