@@ -190,20 +190,28 @@ fn fraud_flag() -> Value {
 }
 
 fn purse() -> Value {
-    object(&[
+    let purse = object(&[
         ("purse_id", "integer"),
         ("phone", "string"),
         ("kind", "string"),
         ("state", "string"),
-        ("currency", "string"),
-        ("balance", "string"),
+        ("currency", "currency"),
+        ("balance", "decimal"),
         ("balance_minor", "integer"),
         ("ledger_account", "string"),
         ("last_sync_sequence", "integer"),
-        ("last_sync_at", "?string"),
+        ("last_sync_at", "?time"),
         ("api", "string"),
-    ])
+    ]);
+    one_of(
+        one_of(purse, "kind", PURSE_KINDS),
+        "state",
+        &["active", "blocked"],
+    )
 }
+
+/// Purse kinds.
+const PURSE_KINDS: &[&str] = &["customer", "agent"];
 
 fn sms_account() -> Value {
     object(&[
@@ -801,45 +809,53 @@ pub fn declared(method: &Method, path: &str) -> Option<Declared> {
             one_of(
                 with(object(&[("phone", "string")]), &[("kind", "string")]),
                 "kind",
-                &["customer", "agent"],
+                PURSE_KINDS,
             ),
             described(
-                object(&[
-                    ("purse_id", "count"),
-                    ("phone", "string"),
-                    ("kind", "string"),
-                    ("operator", "string"),
-                    ("account", "string"),
-                    ("provisioning", "string"),
-                ]),
+                one_of(
+                    object(&[
+                        ("purse_id", "count"),
+                        ("phone", "string"),
+                        ("kind", "string"),
+                        ("operator", "string"),
+                        ("account", "string"),
+                        ("provisioning", "string"),
+                    ]),
+                    "kind",
+                    PURSE_KINDS,
+                ),
                 "provisioning: the provisioning record (hex; it carries the purse's keys: hand it only to the operator's admin tool)",
             ),
         ),
         ("GET", "/purse/purses/{phone}") => get(
             &[],
-            object(&[
-                ("purse_id", "count"),
-                ("phone", "string"),
-                ("kind", "string"),
-                ("currency", "currency"),
-                ("balance", "decimal"),
-                ("balance_minor", "integer"),
-                ("reported_balance", "decimal"),
-                ("ledger_account", "string"),
-                ("ledger_balance", "?decimal"),
-                ("blocked", "boolean"),
-                ("pin_unblock_requested", "boolean"),
-                ("last_sync_sequence", "count"),
-                ("received_through", "count"),
-                ("confirmed_through", "count"),
-                ("last_sync_at", "?time"),
-                ("limits", "$PurseLimits"),
-                ("validity_seconds", "count"),
-                ("queued_credits", "[$PurseCredit]"),
-                ("queued_settlements", "[$PurseSettlement]"),
-                ("settlement_owed", "decimal"),
-                ("moved_out", "decimal"),
-            ]),
+            one_of(
+                object(&[
+                    ("purse_id", "count"),
+                    ("phone", "string"),
+                    ("kind", "string"),
+                    ("currency", "currency"),
+                    ("balance", "decimal"),
+                    ("balance_minor", "integer"),
+                    ("reported_balance", "decimal"),
+                    ("ledger_account", "string"),
+                    ("ledger_balance", "?decimal"),
+                    ("blocked", "boolean"),
+                    ("pin_unblock_requested", "boolean"),
+                    ("last_sync_sequence", "count"),
+                    ("received_through", "count"),
+                    ("confirmed_through", "count"),
+                    ("last_sync_at", "?time"),
+                    ("limits", "$PurseLimits"),
+                    ("validity_seconds", "count"),
+                    ("queued_credits", "[$PurseCredit]"),
+                    ("queued_settlements", "[$PurseSettlement]"),
+                    ("settlement_owed", "decimal"),
+                    ("moved_out", "decimal"),
+                ]),
+                "kind",
+                PURSE_KINDS,
+            ),
         ),
         ("POST", "/purse/purses/{phone}/float") => post(
             with(object(&[("amount", "decimal")]), &[("memo", "string")]),
