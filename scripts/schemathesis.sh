@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Checks the operator API against its own OpenAPI document with schemathesis, on a real
-# `offpay serve` (fresh data directory, loopback, SQLite): seeds a purse, an SMS-TAN account with
-# an envelope, ledger accounts and a transfer, then lets schemathesis call every read-only (GET)
-# operation with generated parameters as the admin user, and fails on any 5xx or answer that does
-# not conform to the document. Bounded: 3 minutes at most, a fixed seed and example count.
+# `offpay serve` (fresh, throwaway data directory, loopback, SQLite): seeds a purse, an SMS-TAN
+# account with envelopes, ledger accounts and a transfer, a microcheck payer, then lets
+# schemathesis call every operation — reads (GET) and writes (POST, PUT, PATCH) — with generated
+# parameters and bodies as the admin user, and fails on any 5xx, any status or content type the
+# document does not list, any answer that does not conform to the document, and a ledger that no
+# longer balances afterwards. Bounded and deterministic: derandomized Hypothesis, 10 examples per
+# operation, the run stopped at 3.5 minutes (it takes about 1 on a quiet 2-core machine, 2 on a
+# busy one).
 #
 # Usage: scripts/schemathesis.sh [path/to/offpay]   (default: builds and uses target/debug/offpay)
 # Needs schemathesis (pinned in scripts/test.sh: SCHEMATHESIS_VERSION) on PATH or in $SCHEMATHESIS.
@@ -43,16 +47,42 @@ call /sms/envelopes/issue '{"count": 2, "rows": 20}'
 call /accounts '{"id": "float", "kind": "operator_float"}'
 call /accounts '{"id": "alice", "kind": "customer"}'
 call /transfers '{"transfers": [{"id": "t1", "debit_account": "float", "credit_account": "alice", "amount": "5.00"}]}'
+call /microcheck/payers '{"name": "alice", "key": "ed25519-base64:UPH3YMJ+mpdkmCrmGFplUEHRd1vLJy6RslOG52OdjV0="}'
+# The document's examples name these objects (openapi::path_example), so schemathesis's first
+# case of each operation reaches a real one.
 
-echo "==> schemathesis $("$st" --version | awk '{print $NF}') against $base/api/v1/openapi.json (GET operations)"
-timeout 180 "$st" run "$base/api/v1/openapi.json" \
+# Writes left out, each because it would make the rest of the run meaningless, not because it
+# misbehaves (each has its own tests):
+# - POST /users/{name}/rotate: a generated name of "admin" would replace the token this run
+#   authenticates with, and every later call would be a 401;
+# - POST /users/{name}/revoke: the same for the admin itself, once a generated POST /users has
+#   added a second admin (the last admin is refused);
+# - POST /purse/scheme-key/rotate: {"force": true} rotates the purse scheme key twice over and
+#   retires the seeded purse's keys, so the purse routes would only answer refusals.
+excluded=(
+  --exclude-operation-id "POST /users/{name}/rotate"
+  --exclude-operation-id "POST /users/{name}/revoke"
+  --exclude-operation-id "POST /purse/scheme-key/rotate"
+)
+
+echo "==> schemathesis $("$st" --version | awk '{print $NF}') against $base/api/v1/openapi.json (GET, POST, PUT, PATCH operations)"
+# Run from the throwaway directory: Hypothesis keeps its example database and caches in the
+# working directory's .hypothesis, which must not land in the checkout.
+(cd "$work" && timeout 210 "$st" run "$base/api/v1/openapi.json" \
   --base-url "$base" \
   -H "Authorization: Bearer $token" \
-  --include-method GET \
+  --include-method GET --include-method POST --include-method PUT --include-method PATCH \
+  "${excluded[@]}" \
   --experimental=openapi-3.1 \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
-  --hypothesis-max-examples 25 \
+  --hypothesis-max-examples 10 \
   --hypothesis-seed 23 \
   --hypothesis-deadline 5000 \
+  --hypothesis-derandomize \
   --request-timeout 5000 \
-  --no-color
+  --workers 1 \
+  --no-color)
+# The ledger still balances after everything the run wrote.
+balanced=$(curl -fsS -H "authorization: Bearer $token" "$base/api/v1/totals" | python3 -c 'import json,sys; print(json.load(sys.stdin)["balanced"])')
+[ "$balanced" = True ] || { echo "the ledger does not balance after the run" >&2; exit 1; }
+echo "==> the ledger balances after the run"

@@ -542,7 +542,7 @@ async function purseDetail(phone) {
     h("dt", {}, "State"), h("dd", {}, badge(purse.blocked ? "blocked" : "active")),
     h("dt", {}, "Balance (server's shadow)"), h("dd", {}, money(purse.balance, purse.currency)),
     h("dt", {}, "Balance the purse reported"), h("dd", {}, money(purse.reported_balance, purse.currency)),
-    h("dt", {}, "Last sync"), h("dd", {}, purse.last_sync_at ? `${when(purse.last_sync_at * 1000)} (upload ${purse.last_sync_sequence})` : "never"),
+    h("dt", {}, "Last sync"), h("dd", {}, purse.last_sync_at ? `${when(purse.last_sync_at)} (upload ${purse.last_sync_sequence})` : "never"),
     h("dt", {}, "Limits valid until"), h("dd", {}, purse.limits ? when(purse.limits.valid_until * 1000) : "—"),
     h("dt", {}, "Largest payment"), h("dd", {}, purse.limits ? money(purse.limits.max_single_payment, purse.currency) : "—"),
     h("dt", {}, "Ledger account"), h("dd", {}, accountLink(purse.ledger_account))));

@@ -665,12 +665,12 @@ fn request_id(state: &AppState, headers: &HeaderMap) -> String {
     }
 }
 
-/// The `Idempotency-Key` header.
+/// The `Idempotency-Key` header. A value that is not ASCII text is kept (lossily decoded) so
+/// that the key check refuses it: ignoring it would drop the retry protection the client asked for.
 pub fn idempotency_key(headers: &HeaderMap) -> Option<String> {
     headers
         .get("idempotency-key")
-        .and_then(|value| value.to_str().ok())
-        .map(|key| key.trim().to_owned())
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).trim().to_owned())
 }
 
 /// `committed`-less outcome of an answer, for its own audit entry: `answered 200` or

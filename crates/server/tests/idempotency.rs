@@ -137,6 +137,44 @@ async fn a_transfer_batch_retried_with_its_key_is_applied_once(backend: Backend)
     assert_eq!(float_balance_minor(&server).await, -2_500);
 }
 
+/// A key that is not text (bytes beyond ASCII, which HTTP allows in a header) is refused like
+/// any other bad key, not silently ignored: ignoring it took away the retry protection the
+/// client asked for. Found by the schema-driven check (scripts/schemathesis.sh).
+async fn a_key_that_is_not_ascii_is_refused(backend: Backend) {
+    let server = InProcess::start(backend).await;
+    let (status, answer) = server
+        .post("/api/v1/purse/purses", json!({ "phone": PHONE }))
+        .await;
+    assert!(status.is_success(), "{answer}");
+    let (_, before) = server.get("/api/v1/transfers").await;
+    let path = format!("/api/v1/purse/purses/{PHONE}/float");
+    let float = json!({ "amount": "300.00" });
+    for key in [&b"caf\xc3\xa9-1"[..], b"\xff", b"  \x80  "] {
+        let request = Request::builder()
+            .method("POST")
+            .uri(&path)
+            .header("authorization", format!("Bearer {}", server.token))
+            .header("content-type", "application/json")
+            .header(
+                "idempotency-key",
+                axum::http::HeaderValue::from_bytes(key).unwrap(),
+            )
+            .body(Body::from(float.to_string()))
+            .unwrap();
+        let response = offpay_server::router(server.state.clone())
+            .oneshot(request)
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let answer: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{key:?}: {answer}");
+        assert_eq!(answer["error"]["code"], "invalid_idempotency_key");
+    }
+    let (_, after) = server.get("/api/v1/transfers").await;
+    assert_eq!(before, after, "nothing was posted");
+}
+
 /// Each story runs on SQLite, and on a fresh PostgreSQL database when `OFFPAY_TEST_DATABASE_URL`
 /// is set.
 macro_rules! on_every_backend {
@@ -157,4 +195,5 @@ macro_rules! on_every_backend {
 on_every_backend!(
     a_float_retried_with_its_key_posts_once,
     a_transfer_batch_retried_with_its_key_is_applied_once,
+    a_key_that_is_not_ascii_is_refused,
 );

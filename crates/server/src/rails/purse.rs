@@ -589,7 +589,9 @@ async fn shadow_endpoint(
         "last_sync_sequence": shadow.last_sequence,
         "received_through": shadow.received_through,
         "confirmed_through": shadow.confirmed_through,
-        "last_sync_at": shadow.last_sync_at.0,
+        // RFC 3339, as in the list of purses (the shadow keeps seconds); null before a sync.
+        "last_sync_at": (shadow.last_sync_at.0 > 0)
+            .then(|| crate::lists::rfc3339(shadow.last_sync_at.0.saturating_mul(1000))),
         "limits": limits_json(&shadow.limits),
         "validity_seconds": shadow.validity_seconds,
         "queued_credits": credits,

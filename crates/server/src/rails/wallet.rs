@@ -753,7 +753,7 @@ pub struct CaseRequest {
 async fn decide_case(
     State(state): State<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
-    Json(request): Json<CaseRequest>,
+    ApiJson(request): ApiJson<CaseRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let wallet = parse_wallet_id(&id)?;
     let decision = match request.decision.as_str() {

@@ -515,13 +515,19 @@ pub struct ListQuery {
     limit: Option<usize>,
 }
 
+/// The list query, or why it does not parse.
+type ListQueryResult = Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>;
+
 /// A page of the stored records under `prefix`, each with its key, as `{field: [...]}`.
 async fn keyed_list(
     state: &Arc<AppState>,
     prefix: &'static str,
-    query: ListQuery,
+    query: ListQueryResult,
     field: &str,
 ) -> Result<Json<Value>, ApiError> {
+    // A query that does not parse is a 400 in the API's error format (not axum's plain text).
+    let Query(query) = query
+        .map_err(|rejection| ApiError::bad_request("malformed_query", rejection.body_text()))?;
     let limit = query
         .limit
         .unwrap_or(LIST_LIMIT_DEFAULT)
@@ -548,28 +554,28 @@ async fn keyed_list(
 
 async fn list_disputes(
     State(state): State<Arc<AppState>>,
-    Query(query): Query<ListQuery>,
+    query: ListQueryResult,
 ) -> Result<Json<Value>, ApiError> {
     keyed_list(&state, DISPUTE_PREFIX, query, "disputes").await
 }
 
 async fn outbox(
     State(state): State<Arc<AppState>>,
-    Query(query): Query<ListQuery>,
+    query: ListQueryResult,
 ) -> Result<Json<Value>, ApiError> {
     keyed_list(&state, OUTBOUND_PREFIX, query, "outbox").await
 }
 
 async fn list_sent(
     State(state): State<Arc<AppState>>,
-    Query(query): Query<ListQuery>,
+    query: ListQueryResult,
 ) -> Result<Json<Value>, ApiError> {
     keyed_list(&state, SENT_PREFIX, query, "sent").await
 }
 
 async fn list_scheduled(
     State(state): State<Arc<AppState>>,
-    Query(query): Query<ListQuery>,
+    query: ListQueryResult,
 ) -> Result<Json<Value>, ApiError> {
     keyed_list(&state, SCHEDULED_PREFIX, query, "scheduled").await
 }
