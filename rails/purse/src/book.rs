@@ -1187,6 +1187,56 @@ mod tests {
     }
 
     #[test]
+    fn each_sync_is_kept_in_the_purses_history_newest_first_and_bounded() {
+        let mut store = MemoryStore::new();
+        let operator = operator();
+        let number = "+254700000001";
+        let mut purse = provision(&mut store, &operator, number);
+        let id = purse.identity().purse_id;
+        assert!(load_sync_history(&mut store, id).unwrap().0.is_empty());
+        let syncs = SYNC_HISTORY_MAX + 2;
+        let mut last_upload = Vec::new();
+        for n in 0..syncs {
+            let at = Timestamp(1_780_000_000 + n as u64);
+            let Outcome::SyncUpload { upload, .. } = purse.start_sync(at) else {
+                panic!("a sync upload")
+            };
+            let opened = operator.secrets().open_upload(&upload).unwrap();
+            let (plan, _) = PurseOperator::sync_plan(&opened, phone(number));
+            let now = offpay_ledger::Timestamp(at.0 * 1000);
+            let reply = run(&mut store, &plan, |loaded| {
+                operator.decide_sync(loaded, &upload, now)
+            });
+            purse.apply_answer(&reply.answer).unwrap();
+            last_upload = upload;
+        }
+        let history = load_sync_history(&mut store, id).unwrap();
+        assert_eq!(history.0.len(), SYNC_HISTORY_MAX, "bounded");
+        let newest = &history.0[0];
+        assert_eq!(newest.at_ms, (1_780_000_000 + syncs as u64 - 1) * 1000);
+        assert!(history.0.windows(2).all(|w| w[0].sequence > w[1].sequence));
+        assert_eq!(newest.reported_balance_minor, newest.shadow_balance_minor);
+        assert!(newest.flags.is_empty() && newest.flags_total == 0);
+        // A replayed upload is refused and leaves the history as it was.
+        let loaded = load(
+            &mut store,
+            &PurseOperator::sync_plan(
+                &operator.secrets().open_upload(&last_upload).unwrap(),
+                phone(number),
+            )
+            .0,
+        )
+        .unwrap();
+        assert!(operator.decide_sync(&loaded, &last_upload, NOW).is_err());
+        assert_eq!(load_sync_history(&mut store, id).unwrap(), history);
+        // Other operations on the purse leave its history alone (they never read it).
+        run(&mut store, &PurseOperator::purse_plan(phone(number)), |loaded| {
+            operator.decide_change(loaded, phone(number), &PurseChange::Blocked(true))
+        });
+        assert_eq!(load_sync_history(&mut store, id).unwrap(), history);
+    }
+
+    #[test]
     fn a_decision_on_a_stale_load_is_refused_whole() {
         let mut store = MemoryStore::new();
         let operator = operator();
