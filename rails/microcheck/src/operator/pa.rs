@@ -819,6 +819,74 @@ mod tests {
     }
 
     #[test]
+    fn a_blocked_payer_is_issued_nothing_until_unblocked_and_a_new_key_keeps_the_block() {
+        let mut store = MemoryStore::new();
+        let pa = pa();
+        let strategy = Strategy::default_for(Currency::KES);
+        register(&mut store, "alice", &device(3), false);
+        let standing = Standing::default();
+        let record = payer(&mut store, "alice").value.unwrap();
+        assert!(pa.refresh(&record, &standing, &strategy, NOW).is_ok());
+
+        let reason = BlockRequest {
+            reason: Some(" phone stolen ".into()),
+        };
+        let (effects, blocked) =
+            set_blocked(&payer(&mut store, "alice"), true, &reason, NOW).unwrap();
+        commit(&mut store, effects);
+        let block = blocked.blocked.clone().unwrap();
+        assert_eq!((block.at, block.reason.as_deref()), (NOW.0, Some("phone stolen")));
+        let record = payer(&mut store, "alice").value.unwrap();
+        assert_eq!(record, blocked);
+        let error = pa.refresh(&record, &standing, &strategy, NOW).unwrap_err();
+        assert_eq!(
+            (error.code().as_str(), error.fault()),
+            ("payer_blocked", super::super::Fault::Forbidden)
+        );
+        assert!(error.to_string().contains("alice"), "{error}");
+        // Blocking again keeps the first block's time; nothing is written.
+        let (effects, again) = set_blocked(
+            &payer(&mut store, "alice"),
+            true,
+            &BlockRequest::default(),
+            NOW.plus(60),
+        )
+        .unwrap();
+        assert!(effects.into_batches().is_empty());
+        assert_eq!(again.blocked, Some(block));
+        // A new device key for a blocked payer: still blocked.
+        register(&mut store, "alice", &device(4), false);
+        let record = payer(&mut store, "alice").value.unwrap();
+        assert!(record.blocked.is_some());
+        assert!(pa.refresh(&record, &standing, &strategy, NOW).is_err());
+
+        let (effects, unblocked) =
+            set_blocked(&payer(&mut store, "alice"), false, &BlockRequest::default(), NOW)
+                .unwrap();
+        commit(&mut store, effects);
+        assert_eq!(unblocked.blocked, None);
+        let record = payer(&mut store, "alice").value.unwrap();
+        assert!(pa.refresh(&record, &standing, &strategy, NOW).is_ok());
+    }
+
+    #[test]
+    fn a_block_of_nobody_or_with_a_bad_reason_is_refused_and_changes_nothing() {
+        let mut store = MemoryStore::new();
+        register(&mut store, "alice", &device(3), false);
+        let error = set_blocked(&payer(&mut store, "bob"), true, &BlockRequest::default(), NOW)
+            .unwrap_err();
+        assert_eq!(error.fault(), super::super::Fault::NotFound);
+        for reason in ["x".repeat(201), "line\nbreak".to_owned()] {
+            let request = BlockRequest {
+                reason: Some(reason),
+            };
+            let error = set_blocked(&payer(&mut store, "alice"), true, &request, NOW).unwrap_err();
+            assert_eq!(error.code(), "invalid_reason");
+        }
+        assert!(payer(&mut store, "alice").value.unwrap().blocked.is_none());
+    }
+
+    #[test]
     fn a_new_key_for_a_payer_retires_the_old_and_keeps_its_disputes() {
         let mut store = MemoryStore::new();
         let (old, new) = (device(3), device(4));
