@@ -567,7 +567,10 @@ fn the_console_in_headless_chromium(kind: BackendKind) {
     let deposits = console
         .browser
         .wait_for_text("section[aria-labelledby='deposits-heading']", &payer);
-    assert!(deposits.contains("paid"), "the demo's purchase was paid: {deposits}");
+    assert!(
+        deposits.contains("paid"),
+        "the demo's purchase was paid: {deposits}"
+    );
     assert!(deposits.contains("0.83 KES"), "{deposits}");
     let strikes = console
         .browser
@@ -576,9 +579,10 @@ fn the_console_in_headless_chromium(kind: BackendKind) {
     console.check_labels();
     console.shot("microcheck-deposits-and-strikes");
     console.go(&format!("#/microcheck/payer/{payer}"));
-    console
-        .browser
-        .wait_for_text("section[aria-labelledby='payer-deposits-heading']", "0.83 KES");
+    console.browser.wait_for_text(
+        "section[aria-labelledby='payer-deposits-heading']",
+        "0.83 KES",
+    );
     console.check_labels();
     console.type_reason_and_block("phone stolen, reported at the desk");
     console
@@ -593,10 +597,9 @@ fn the_console_in_headless_chromium(kind: BackendKind) {
     let (_, view) = demo.api("GET", &format!("/microcheck/payers/{payer}"), None);
     assert_eq!(view["blocked"], true, "{view}");
     console.go("#/microcheck");
-    let strikes = console.browser.wait_for_text(
-        "section[aria-labelledby='strikes-heading']",
-        "phone stolen",
-    );
+    let strikes = console
+        .browser
+        .wait_for_text("section[aria-labelledby='strikes-heading']", "phone stolen");
     assert!(strikes.contains(&payer), "{strikes}");
     console.shot("microcheck-strikes-blocked-payer");
     console.go(&format!("#/microcheck/payer/{payer}"));
@@ -612,13 +615,11 @@ fn the_console_in_headless_chromium(kind: BackendKind) {
         text.contains(&format!("/microcheck/payers/{payer}/block")),
         "the block is audited: {text}"
     );
-    console.go(&format!(
-        "#/purse/{}",
-        demo.agent_phone.replace('+', "%2B")
-    ));
-    let syncs = console
-        .browser
-        .wait_for_text("section[aria-labelledby='syncs-heading']", "Balance reported");
+    console.go(&format!("#/purse/{}", demo.agent_phone.replace('+', "%2B")));
+    let syncs = console.browser.wait_for_text(
+        "section[aria-labelledby='syncs-heading']",
+        "Balance reported",
+    );
     assert!(syncs.contains("KES"), "{syncs}");
     console.check_labels();
     console.browser.script(

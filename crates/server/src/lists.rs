@@ -1096,12 +1096,13 @@ pub async fn microcheck_deposits(
             scan_records(store, NAMESPACE, &prefix, after, limit, |_, record| {
                 let deposit =
                     DepositRecord::decode(&record.key, &record.value).map_err(record_error)?;
-                let keep = payer.as_deref().is_none_or(|p| {
-                    deposit.lines.iter().any(|l| l.payer.as_deref() == Some(p))
-                }) && outcome.as_deref().is_none_or(|o| match o {
-                    "posted" => deposit.posted > 0,
-                    _ => deposit.refused > 0,
-                });
+                let keep = payer
+                    .as_deref()
+                    .is_none_or(|p| deposit.lines.iter().any(|l| l.payer.as_deref() == Some(p)))
+                    && outcome.as_deref().is_none_or(|o| match o {
+                        "posted" => deposit.posted > 0,
+                        _ => deposit.refused > 0,
+                    });
                 Ok(keep.then(|| deposit_item(&deposit)))
             })
         })

@@ -457,7 +457,10 @@ pub fn declared(method: &Method, path: &str) -> Option<Declared> {
             list_query(&[
                 ("merchant", "one merchant's deposits"),
                 ("payer", "deposits holding one of this payer's microchecks"),
-                ("outcome", "posted or refused: deposits with one such microcheck"),
+                (
+                    "outcome",
+                    "posted or refused: deposits with one such microcheck",
+                ),
             ]),
             page({
                 let mut deposit = object(&[
@@ -484,7 +487,10 @@ pub fn declared(method: &Method, path: &str) -> Option<Declared> {
             }),
         ),
         ("GET", "/microcheck/strikes") => get(
-            list_query(&[("all", "true: every payer, not only those with a strike or a block")]),
+            list_query(&[(
+                "all",
+                "true: every payer, not only those with a strike or a block",
+            )]),
             page(object(&[
                 ("payer", "string"),
                 ("disputes", "integer"),

@@ -57,7 +57,9 @@ async fn ok(server: &InProcess, path: &str, body: Value) -> Value {
 }
 
 async fn device(server: &InProcess, path: &str, body: Value) -> (StatusCode, Value) {
-    server.call("POST", path, Some(&body.to_string()), None).await
+    server
+        .call("POST", path, Some(&body.to_string()), None)
+        .await
 }
 
 fn offer(merchant: &str, nonce: u32, at: UnixSeconds, amount: &str) -> Offer {
@@ -176,13 +178,19 @@ async fn a_blocked_payer_gets_no_credential_and_its_merchants_are_still_paid(bac
         assert_eq!(answer["error"]["code"], "forbidden", "{answer}");
     }
     let (_, payer_view) = server.get("/api/v1/microcheck/payers/alice").await;
-    assert_eq!(payer_view["blocked"], false, "nothing changed: {payer_view}");
+    assert_eq!(
+        payer_view["blocked"], false,
+        "nothing changed: {payer_view}"
+    );
     let (status, answer) = server
         .call("POST", block, Some(&body), Some(&support))
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["blocked"], true, "{answer}");
-    assert!(answer["blocked_at"].as_str().unwrap().ends_with('Z'), "{answer}");
+    assert!(
+        answer["blocked_at"].as_str().unwrap().ends_with('Z'),
+        "{answer}"
+    );
     // A reason too long or with control characters is refused, nothing changed.
     let (status, answer) = server
         .call(
@@ -194,7 +202,12 @@ async fn a_blocked_payer_gets_no_credential_and_its_merchants_are_still_paid(bac
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     let (status, answer) = server
-        .call("POST", "/api/v1/microcheck/payers/nobody/block", Some("{}"), Some(&support))
+        .call(
+            "POST",
+            "/api/v1/microcheck/payers/nobody/block",
+            Some("{}"),
+            Some(&support),
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
 
@@ -247,7 +260,12 @@ async fn a_blocked_payer_gets_no_credential_and_its_merchants_are_still_paid(bac
 
     // The deposits list: newest first, each microcheck with its payer, amount and fate.
     let (status, deposits) = server
-        .call("GET", "/api/v1/microcheck/deposits?merchant=vm-1", None, Some(&auditor))
+        .call(
+            "GET",
+            "/api/v1/microcheck/deposits?merchant=vm-1",
+            None,
+            Some(&auditor),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{deposits}");
     let items = deposits["items"].as_array().unwrap();
@@ -270,7 +288,10 @@ async fn a_blocked_payer_gets_no_credential_and_its_merchants_are_still_paid(bac
         "{first}"
     );
     assert_eq!(first["items"][0]["flags"], json!([]), "{first}");
-    assert!(first["received_at"].as_str().unwrap().ends_with('Z'), "{first}");
+    assert!(
+        first["received_at"].as_str().unwrap().ends_with('Z'),
+        "{first}"
+    );
     // Filters, and a page of one with its cursor.
     let (_, refused) = server
         .get("/api/v1/microcheck/deposits?outcome=refused")
@@ -281,7 +302,9 @@ async fn a_blocked_payer_gets_no_credential_and_its_merchants_are_still_paid(bac
     let (_, page) = server.get("/api/v1/microcheck/deposits?limit=1").await;
     let cursor = page["next_cursor"].as_str().unwrap();
     let (_, rest) = server
-        .get(&format!("/api/v1/microcheck/deposits?limit=1&cursor={cursor}"))
+        .get(&format!(
+            "/api/v1/microcheck/deposits?limit=1&cursor={cursor}"
+        ))
         .await;
     assert_eq!(rest["items"][0]["posted"], 2, "{rest}");
     for bad in [
@@ -294,9 +317,18 @@ async fn a_blocked_payer_gets_no_credential_and_its_merchants_are_still_paid(bac
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {answer}");
     }
     let (status, _) = server
-        .call("GET", "/api/v1/microcheck/deposits", None, Some(&provisioning))
+        .call(
+            "GET",
+            "/api/v1/microcheck/deposits",
+            None,
+            Some(&provisioning),
+        )
         .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "provisioning reads no deposits");
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "provisioning reads no deposits"
+    );
 
     // The strikes list names the blocked payer with its reason; the payer list says blocked.
     let (_, strikes) = server.get("/api/v1/microcheck/strikes").await;
@@ -379,7 +411,10 @@ async fn a_purses_syncs_are_listed_newest_first(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "{syncs}");
     let items = syncs["items"].as_array().unwrap();
     assert_eq!(items.len(), 2, "{syncs}");
-    assert!(items[0]["sequence"].as_u64() > items[1]["sequence"].as_u64(), "{syncs}");
+    assert!(
+        items[0]["sequence"].as_u64() > items[1]["sequence"].as_u64(),
+        "{syncs}"
+    );
     // The newest sync reported the float the purse applied at the sync before.
     assert_eq!(items[0]["reported_balance"], "500.00", "{syncs}");
     assert_eq!(items[0]["shadow_balance"], "500.00", "{syncs}");

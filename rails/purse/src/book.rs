@@ -974,7 +974,9 @@ fn sync_history_write(
 ) -> Result<Operation, BookError> {
     let key = sync_history_key(outcome.purse_id);
     let Some((version, _)) = loaded.records.get(&key) else {
-        return Err(BookError::Internal("a sync did not read its purse's history"));
+        return Err(BookError::Internal(
+            "a sync did not read its purse's history",
+        ));
     };
     let mut history = loaded.decoded::<SyncHistory>(&key)?.unwrap_or_default();
     let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
@@ -1230,9 +1232,11 @@ mod tests {
         assert!(operator.decide_sync(&loaded, &last_upload, NOW).is_err());
         assert_eq!(load_sync_history(&mut store, id).unwrap(), history);
         // Other operations on the purse leave its history alone (they never read it).
-        run(&mut store, &PurseOperator::purse_plan(phone(number)), |loaded| {
-            operator.decide_change(loaded, phone(number), &PurseChange::Blocked(true))
-        });
+        run(
+            &mut store,
+            &PurseOperator::purse_plan(phone(number)),
+            |loaded| operator.decide_change(loaded, phone(number), &PurseChange::Blocked(true)),
+        );
         assert_eq!(load_sync_history(&mut store, id).unwrap(), history);
     }
 

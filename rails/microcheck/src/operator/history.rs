@@ -94,7 +94,10 @@ impl StoredRecord for DepositRecord {
         let record: DepositRecord = decode_json(key, bytes)?;
         check_version::<DepositRecord>(key, record.v)?;
         if !key.starts_with(&deposit_prefix(&record.merchant)) {
-            return Err(corrupt::<DepositRecord>(key, "the merchant is not the key's"));
+            return Err(corrupt::<DepositRecord>(
+                key,
+                "the merchant is not the key's",
+            ));
         }
         Ok(record)
     }

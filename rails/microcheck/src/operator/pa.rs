@@ -835,7 +835,10 @@ mod tests {
             set_blocked(&payer(&mut store, "alice"), true, &reason, NOW).unwrap();
         commit(&mut store, effects);
         let block = blocked.blocked.clone().unwrap();
-        assert_eq!((block.at, block.reason.as_deref()), (NOW.0, Some("phone stolen")));
+        assert_eq!(
+            (block.at, block.reason.as_deref()),
+            (NOW.0, Some("phone stolen"))
+        );
         let record = payer(&mut store, "alice").value.unwrap();
         assert_eq!(record, blocked);
         let error = pa.refresh(&record, &standing, &strategy, NOW).unwrap_err();
@@ -860,9 +863,13 @@ mod tests {
         assert!(record.blocked.is_some());
         assert!(pa.refresh(&record, &standing, &strategy, NOW).is_err());
 
-        let (effects, unblocked) =
-            set_blocked(&payer(&mut store, "alice"), false, &BlockRequest::default(), NOW)
-                .unwrap();
+        let (effects, unblocked) = set_blocked(
+            &payer(&mut store, "alice"),
+            false,
+            &BlockRequest::default(),
+            NOW,
+        )
+        .unwrap();
         commit(&mut store, effects);
         assert_eq!(unblocked.blocked, None);
         let record = payer(&mut store, "alice").value.unwrap();
@@ -873,8 +880,13 @@ mod tests {
     fn a_block_of_nobody_or_with_a_bad_reason_is_refused_and_changes_nothing() {
         let mut store = MemoryStore::new();
         register(&mut store, "alice", &device(3), false);
-        let error = set_blocked(&payer(&mut store, "bob"), true, &BlockRequest::default(), NOW)
-            .unwrap_err();
+        let error = set_blocked(
+            &payer(&mut store, "bob"),
+            true,
+            &BlockRequest::default(),
+            NOW,
+        )
+        .unwrap_err();
         assert_eq!(error.fault(), super::super::Fault::NotFound);
         for reason in ["x".repeat(201), "line\nbreak".to_owned()] {
             let request = BlockRequest {
