@@ -8,6 +8,8 @@
 //!   its reason); the strikes list shows the blocked payer; both refuse bad filters;
 //! - a purse's syncs list tells each sync: when, entries uploaded, balance reported against the
 //!   shadow, flags.
+//!
+//! Each new route's answer is checked against the schema it declares in the OpenAPI document.
 
 #![allow(
     clippy::unwrap_used,
@@ -112,6 +114,60 @@ async fn balance(server: &InProcess, account: &str) -> String {
     answer["balance"].as_str().unwrap().to_owned()
 }
 
+/// The schema's type names `value` has (a minimal check: types, required fields, items).
+fn conforms(schema: &Value, value: &Value, at: &str, out: &mut Vec<String>) {
+    let kind = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_u64() || n.is_i64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    let allowed: Vec<&str> = match &schema["type"] {
+        Value::String(one) => vec![one.as_str()],
+        Value::Array(many) => many.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    if !allowed.is_empty() && !allowed.contains(&kind) {
+        out.push(format!("{at}: {kind}, declared {allowed:?}"));
+    }
+    for name in schema["required"].as_array().into_iter().flatten() {
+        let name = name.as_str().unwrap();
+        if value.get(name).is_none() {
+            out.push(format!("{at}: no {name}"));
+        }
+    }
+    if let (Some(properties), Some(object)) = (schema["properties"].as_object(), value.as_object())
+    {
+        for (name, field) in object {
+            if let Some(declared) = properties.get(name) {
+                conforms(declared, field, &format!("{at}.{name}"), out);
+            }
+        }
+    }
+    if let Some(items) = value.as_array() {
+        for (index, item) in items.iter().enumerate() {
+            conforms(&schema["items"], item, &format!("{at}[{index}]"), out);
+        }
+    }
+}
+
+/// Checks `answer` of `method template` against the OpenAPI document the server serves.
+async fn declared(server: &InProcess, method: &str, template: &str, answer: &Value) {
+    let (_, document) = server.get("/api/v1/openapi.json").await;
+    let schema = &document["paths"][format!("/api/v1{template}")][method]["responses"]["200"]["content"]
+        ["application/json"]["schema"];
+    assert!(
+        schema.is_object(),
+        "{method} {template} declares its answer"
+    );
+    let mut out = Vec::new();
+    conforms(schema, answer, template, &mut out);
+    assert!(out.is_empty(), "{method} {template}: {out:#?}");
+}
+
 async fn a_blocked_payer_gets_no_credential_and_its_merchants_are_still_paid(backend: Backend) {
     let server = InProcess::start(backend).await;
     let support = add_user(&server, "sam", "support").await;
@@ -187,6 +243,7 @@ async fn a_blocked_payer_gets_no_credential_and_its_merchants_are_still_paid(bac
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["blocked"], true, "{answer}");
+    declared(&server, "post", "/microcheck/payers/{name}/block", &answer).await;
     assert!(
         answer["blocked_at"].as_str().unwrap().ends_with('Z'),
         "{answer}"
@@ -268,6 +325,7 @@ async fn a_blocked_payer_gets_no_credential_and_its_merchants_are_still_paid(bac
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{deposits}");
+    declared(&server, "get", "/microcheck/deposits", &deposits).await;
     let items = deposits["items"].as_array().unwrap();
     assert_eq!(items.len(), 2, "{deposits}");
     assert_eq!(deposits["next_cursor"], Value::Null);
@@ -332,6 +390,7 @@ async fn a_blocked_payer_gets_no_credential_and_its_merchants_are_still_paid(bac
 
     // The strikes list names the blocked payer with its reason; the payer list says blocked.
     let (_, strikes) = server.get("/api/v1/microcheck/strikes").await;
+    declared(&server, "get", "/microcheck/strikes", &strikes).await;
     let alice = &strikes["items"][0];
     assert_eq!(alice["payer"], "alice", "{strikes}");
     assert_eq!(alice["blocked"], true, "{strikes}");
@@ -409,6 +468,18 @@ async fn a_purses_syncs_are_listed_newest_first(backend: Backend) {
     }
     let (status, syncs) = server.get(&format!("{path}?limit=2")).await;
     assert_eq!(status, StatusCode::OK, "{syncs}");
+    declared(&server, "get", "/purse/purses/{phone}/syncs", &syncs).await;
+    // The check is not a rubber stamp: a wrong type and a missing field are caught.
+    let (_, document) = server.get("/api/v1/openapi.json").await;
+    let mut out = Vec::new();
+    conforms(
+        &document["paths"]["/api/v1/purse/purses/{phone}/syncs"]["get"]["responses"]["200"]["content"]
+            ["application/json"]["schema"],
+        &json!({ "items": [{ "sequence": "one" }], "next_cursor": null }),
+        "syncs",
+        &mut out,
+    );
+    assert!(out.len() > 5, "{out:?}");
     let items = syncs["items"].as_array().unwrap();
     assert_eq!(items.len(), 2, "{syncs}");
     assert!(
