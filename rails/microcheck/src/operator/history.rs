@@ -187,3 +187,75 @@ pub fn strike_effect(standing: &Standing) -> String {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+
+    use offpay_ledger::{Batch, Currency, MemoryStore, Timestamp};
+
+    use super::*;
+
+    fn deposit(merchant: &str, received_ms: u64) -> DepositRecord {
+        DepositRecord {
+            v: DEPOSIT_RECORD_VERSION,
+            merchant: merchant.into(),
+            received_ms,
+            posted: 1,
+            refused: 0,
+            lines: vec![DepositLine {
+                index: 0,
+                payer: Some("alice".into()),
+                amount: Some(Amount::from_minor(83, Currency::KES).unwrap()),
+                offered_at: Some(received_ms / 1000),
+                status: "posted".into(),
+                code: None,
+                reason: None,
+                bounced: false,
+                flags: Vec::new(),
+            }],
+        }
+    }
+
+    fn keep(store: &mut MemoryStore, record: &DepositRecord) {
+        let operations = history_writes(store, record, "n").unwrap();
+        let results = store.commit(&[Batch { operations }], Timestamp(1)).unwrap();
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+    }
+
+    fn kept(store: &mut MemoryStore, merchant: &str) -> Vec<DepositRecord> {
+        store
+            .records(NAMESPACE, &deposit_prefix(merchant), None, 1000)
+            .unwrap()
+            .iter()
+            .map(|r| DepositRecord::decode(&r.key, &r.value).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn each_merchant_keeps_its_newest_deposits_newest_first_and_no_more() {
+        let mut store = MemoryStore::new();
+        for n in 0..(DEPOSIT_HISTORY_MAX as u64 + 5) {
+            keep(&mut store, &deposit("vm-1", 1_000_000 + n));
+        }
+        keep(&mut store, &deposit("vm-10", 5));
+        let vm1 = kept(&mut store, "vm-1");
+        assert_eq!(vm1.len(), DEPOSIT_HISTORY_MAX);
+        assert_eq!(
+            vm1[0].received_ms,
+            1_000_000 + DEPOSIT_HISTORY_MAX as u64 + 4
+        );
+        assert!(vm1.windows(2).all(|w| w[0].received_ms > w[1].received_ms));
+        // Another machine's deposits (even one whose id starts alike) are its own.
+        assert_eq!(kept(&mut store, "vm-10").len(), 1);
+    }
+
+    #[test]
+    fn a_deposit_record_under_another_merchants_key_is_corrupt() {
+        let record = deposit("vm-1", 7);
+        let bytes = record.encode("x").unwrap();
+        assert!(DepositRecord::decode(&deposit_key("vm-1", 7, "n"), &bytes).is_ok());
+        let error = DepositRecord::decode(&deposit_key("vm-2", 7, "n"), &bytes).unwrap_err();
+        assert!(error.to_string().contains("deposit:vm-2:"), "{error}");
+    }
+}
