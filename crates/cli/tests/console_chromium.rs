@@ -3,8 +3,10 @@
 //! support finds a customer by phone with the keyboard (Tab to the search box, Enter), opens the
 //! statement and decides a fraud case; a finance user floats an agent purse above the approval
 //! amount and a second finance user approves it after typing the token again; an auditor sees the
-//! audit chain verified. Every page visited is checked for unlabelled inputs. Screenshots of each
-//! step go to `$CARGO_TARGET_TMPDIR/console-screenshots/<backend>/` (the path is printed).
+//! audit chain verified; support reads the microcheck deposits and strikes, blocks a payer and
+//! unblocks it, and reads a purse's syncs. Every page visited is checked for unlabelled inputs.
+//! Screenshots of each step go to `$CARGO_TARGET_TMPDIR/console-screenshots/<backend>/` (the
+//! path is printed).
 //!
 //! Loopback only; every wait is bounded. Chromium and chromedriver come from Debian
 //! (`scripts/test.sh` installs them); without them the test fails unless
@@ -214,6 +216,13 @@ impl Console<'_> {
             .iter()
             .map(|name| name.as_str().unwrap().to_owned())
             .collect()
+    }
+
+    /// Types a reason into the payer page's block form and blocks (the confirmation accepted).
+    fn type_reason_and_block(&self, reason: &str) {
+        self.browser.type_into("#block-reason", reason);
+        self.browser.script("window.confirm = () => true;");
+        self.browser.click_button("Block this payer");
     }
 
     /// Every input, select and text area has a label; every clickable control is a button or
@@ -540,6 +549,83 @@ fn the_console_in_headless_chromium(kind: BackendKind) {
         text.contains("via console"),
         "console actions are audited as such"
     );
+    // The auditor reads a microcheck payer but is offered no block.
+    let (_, payers) = demo.api("GET", "/microcheck/payers", None);
+    let payer = payers["items"][0]["name"].as_str().unwrap().to_owned();
+    console.go(&format!("#/microcheck/payer/{payer}"));
+    console
+        .browser
+        .wait_for_text("#page h1", &format!("Payer {payer}"));
+    let page = console.browser.text("#page");
+    assert!(!page.contains("Block this payer"), "{page}");
+    console.logout();
+
+    // Support: the microcheck rail's deposits and strikes, a payer blocked (a stolen phone) and
+    // unblocked; a purse's syncs.
+    console.login("sam", &token("sam"));
+    console.go("#/microcheck");
+    let deposits = console
+        .browser
+        .wait_for_text("section[aria-labelledby='deposits-heading']", &payer);
+    assert!(
+        deposits.contains("paid"),
+        "the demo's purchase was paid: {deposits}"
+    );
+    assert!(deposits.contains("0.83 KES"), "{deposits}");
+    let strikes = console
+        .browser
+        .text("section[aria-labelledby='strikes-heading']");
+    assert!(strikes.contains("no payer has a strike"), "{strikes}");
+    console.check_labels();
+    console.shot("microcheck-deposits-and-strikes");
+    console.go(&format!("#/microcheck/payer/{payer}"));
+    console.browser.wait_for_text(
+        "section[aria-labelledby='payer-deposits-heading']",
+        "0.83 KES",
+    );
+    console.check_labels();
+    console.type_reason_and_block("phone stolen, reported at the desk");
+    console
+        .browser
+        .wait_for_text("#flash", &format!("Payer {payer} is blocked"));
+    console.wait_loaded();
+    let state = console
+        .browser
+        .wait_for_text("#payer-state", "phone stolen");
+    assert!(state.contains("blocked"), "{state}");
+    console.shot("microcheck-payer-blocked");
+    let (_, view) = demo.api("GET", &format!("/microcheck/payers/{payer}"), None);
+    assert_eq!(view["blocked"], true, "{view}");
+    console.go("#/microcheck");
+    let strikes = console
+        .browser
+        .wait_for_text("section[aria-labelledby='strikes-heading']", "phone stolen");
+    assert!(strikes.contains(&payer), "{strikes}");
+    console.shot("microcheck-strikes-blocked-payer");
+    console.go(&format!("#/microcheck/payer/{payer}"));
+    console.browser.click_button("Unblock this payer");
+    console
+        .browser
+        .wait_for_text("#flash", &format!("Payer {payer} is unblocked"));
+    let (_, view) = demo.api("GET", &format!("/microcheck/payers/{payer}"), None);
+    assert_eq!(view["blocked"], false, "{view}");
+    let (_, log) = demo.api("GET", "/audit?user=sam&limit=500", None);
+    let text = log.to_string();
+    assert!(
+        text.contains(&format!("/microcheck/payers/{payer}/block")),
+        "the block is audited: {text}"
+    );
+    console.go(&format!("#/purse/{}", demo.agent_phone.replace('+', "%2B")));
+    let syncs = console.browser.wait_for_text(
+        "section[aria-labelledby='syncs-heading']",
+        "Balance reported",
+    );
+    assert!(syncs.contains("KES"), "{syncs}");
+    console.check_labels();
+    console.browser.script(
+        "document.querySelector(\"section[aria-labelledby='syncs-heading']\").scrollIntoView();",
+    );
+    console.shot("purse-syncs");
     console.logout();
     eprintln!(
         "{} console screenshots in {}",

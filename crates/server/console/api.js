@@ -31,6 +31,7 @@ export const API = Object.freeze({
   purse: { method: "GET", path: "/api/v1/purse/purses/{phone}" },
   purseStatement: { method: "GET", path: "/api/v1/purse/purses/{phone}/statement" },
   purseBlock: { method: "POST", path: "/api/v1/purse/purses/{phone}/block" },
+  purseSyncs: { method: "GET", path: "/api/v1/purse/purses/{phone}/syncs" },
   purseFloat: { method: "POST", path: "/api/v1/purse/purses/{phone}/float" },
   purseSettle: { method: "POST", path: "/api/v1/purse/purses/{phone}/settle" },
   smsAccount: { method: "GET", path: "/api/v1/sms/accounts/{number}" },
@@ -49,6 +50,10 @@ export const API = Object.freeze({
   microcheckPayer: { method: "GET", path: "/api/v1/microcheck/payers/{name}" },
   microcheckMerchants: { method: "GET", path: "/api/v1/microcheck/merchants" },
   microcheckStrategy: { method: "GET", path: "/api/v1/microcheck/strategy" },
+  microcheckDeposits: { method: "GET", path: "/api/v1/microcheck/deposits" },
+  microcheckStrikes: { method: "GET", path: "/api/v1/microcheck/strikes" },
+  microcheckPayerBlock: { method: "POST", path: "/api/v1/microcheck/payers/{name}/block" },
+  microcheckPayerUnblock: { method: "POST", path: "/api/v1/microcheck/payers/{name}/unblock" },
 });
 
 // The session's CSRF token: given at login (or by /console/session after a reload), kept in

@@ -268,6 +268,12 @@ function caseActions(flag) {
     buttons.push(actionButton(`Unblock purse ${subject}`, API.purseBlock, { params: { phone: subject }, body: { blocked: false } }, { status, done: () => `Purse ${subject} is unblocked.` }));
   } else if (flag.rail === "wallet") {
     buttons.push(actionButton(`Block wallet ${subject}`, API.walletBlock, { params: { id: subject } }, { danger: true, status, done: () => `Wallet ${subject} is blocked (a blocked wallet's value is reissued, not unblocked).` }));
+  } else if (flag.rail === "microcheck") {
+    // The culprit of a microcheck flag is a payer (or a machine, which has no block: the
+    // evidence names the payer when there is one).
+    const payer = (flag.evidence && flag.evidence.payer) || subject;
+    buttons.push(actionButton(`Block payer ${payer}`, API.microcheckPayerBlock, () => ({ params: { name: payer }, body: { reason: noteInput.value || `fraud case ${flag.id}` } }), { danger: true, status, done: () => `Payer ${payer} is blocked: the PA issues it no credential until it is unblocked.` }));
+    buttons.push(actionButton(`Unblock payer ${payer}`, API.microcheckPayerUnblock, { params: { name: payer } }, { status, done: () => `Payer ${payer} is unblocked.` }));
   } else if (flag.rail === "sms") {
     if (account) {
       buttons.push(actionButton(`Freeze account ${account}`, API.smsAccountUpdate, { params: { number: account }, body: { active: false } }, { danger: true, status, done: () => `Account ${account} is frozen.` }));
@@ -552,6 +558,20 @@ async function purseDetail(phone) {
       ? actionButton("Unblock this purse", API.purseBlock, { params: { phone }, body: { blocked: false } }, { status })
       : actionButton("Block this purse", API.purseBlock, { params: { phone }, body: { blocked: true } }, { danger: true, status, confirmText: `Block purse ${phone}? It is refused at its next sync.` }),
     status));
+  const syncs = await optional(API.purseSyncs, { params: { phone }, query: { limit: 50 } });
+  if (syncs) {
+    page.push(h("section", { "aria-labelledby": "syncs-heading" }, h("h2", { id: "syncs-heading" }, "Syncs"), failed("Syncs", syncs) ||
+      table("Last syncs, newest first", items(syncs), [
+        { name: "synced_at", title: "When", render: (row) => when(row.synced_at) },
+        { name: "sequence", title: "Upload" },
+        { name: "entries", title: "Entries uploaded" },
+        { name: "postings", title: "Postings" },
+        { name: "reported_balance", title: "Balance reported", amount: true, render: (row) => money(row.reported_balance, row.currency) },
+        { name: "shadow_balance", title: "Server's shadow", amount: true, render: (row) => money(row.shadow_balance, row.currency) },
+        { name: "balances_agree", title: "Agree", render: (row) => (row.balances_agree ? "yes" : badge("mismatch")) },
+        { name: "flags", title: "Flagged", render: (row) => (row.flags_total ? `${row.flags.map(words).join(", ")}${row.flags_total > row.flags.length ? ` and ${row.flags_total - row.flags.length} more` : ""}` : "nothing") },
+      ], { empty: "no sync since the server began keeping them." })));
+  }
   if (may(API.purseStatement)) {
     const statement = (await call(API.purseStatement, { params: { phone } })).body;
     page.push(table("Statement", statement.lines || [], [
@@ -662,9 +682,10 @@ async function walletDetail(id) {
 async function microcheckPage([what, name]) {
   if (what === "payer" && name) return payerDetail(name);
   const page = heading("Microchecks");
-  const [strategy, payers, merchants, deposits] = await Promise.all([
+  const [strategy, payers, merchants, deposits, strikes] = await Promise.all([
     optional(API.microcheckStrategy), optional(API.microcheckPayers, { query: { limit: 200 } }),
     optional(API.microcheckMerchants, { query: { limit: 200 } }), optional(API.microcheckDeposits, { query: { limit: 50 } }),
+    optional(API.microcheckStrikes, { query: { limit: 200 } }),
   ]);
   if (strategy && strategy.strategy) {
     const s = strategy.strategy;
@@ -684,20 +705,25 @@ async function microcheckPage([what, name]) {
   }
   if (deposits) {
     page.push(h("section", { "aria-labelledby": "deposits-heading" }, h("h2", { id: "deposits-heading" }, "Deposits"), failed("Deposits", deposits) ||
-      table("Recent deposits", items(deposits, "deposits"), [
-        { name: "merchant", title: "Merchant" },
-        { name: "payer", title: "Payer" },
-        { name: "amount", title: "Amount", amount: true, render: (row) => money(row.amount, row.currency) },
-        { name: "state", title: "Outcome", render: (row) => badge(row.state || row.outcome) },
-        { name: "at", title: "When", render: (row) => when(row.at || row.at_ms || row.deposited_at) },
-      ])));
+      depositTable("Microchecks of the last deposits (per machine, newest first)", items(deposits))));
+  }
+  if (strikes) {
+    page.push(h("section", { "aria-labelledby": "strikes-heading" }, h("h2", { id: "strikes-heading" }, "Strikes and blocks"), failed("Strikes", strikes) ||
+      table("Payers with strikes or blocked", items(strikes), [
+        { name: "payer", title: "Payer", render: (row) => link(`#/microcheck/payer/${encodeURIComponent(row.payer)}`, row.payer) },
+        { name: "disputes", title: "Disputes" },
+        { name: "bounces", title: "Bounced" },
+        { name: "strikes", title: "Strikes", render: (row) => `${row.strikes} of ${row.strikes_max}` },
+        { name: "effect", title: "What the PA issues" },
+        { name: "blocked", title: "Blocked", render: (row) => (row.blocked ? [badge("blocked"), ` since ${when(row.blocked_at)}`, row.block_reason ? ` (${row.block_reason})` : ""] : "no") },
+      ], { empty: "no payer has a strike or a block." })));
   }
   page.push(h("section", { "aria-labelledby": "payers-heading" }, h("h2", { id: "payers-heading" }, "Payers"), failed("Payers", payers) ||
     table("Payers", items(payers, "payers"), [
       { name: "payer", title: "Payer", render: (row) => link(`#/microcheck/payer/${encodeURIComponent(row.payer || row.name)}`, row.payer || row.name) },
       { name: "state", title: "State", render: (row) => badge(row.state || "active") },
       { name: "balance", title: "Balance", amount: true, render: (row) => money(row.balance, row.currency) },
-      { name: "strikes", title: "Strikes", render: (row) => String(row.strikes ?? row.bounces ?? 0) },
+      { name: "disputes", title: "Disputes", render: (row) => String(row.disputes ?? 0) },
     ])));
   page.push(h("section", { "aria-labelledby": "merchants-heading" }, h("h2", { id: "merchants-heading" }, "Merchants"), failed("Merchants", merchants) ||
     table("Merchants", items(merchants, "merchants"), [
@@ -708,12 +734,45 @@ async function microcheckPage([what, name]) {
   return page;
 }
 
+// One row per deposited microcheck: the machine, when it deposited, the payer, the amount and
+// whether it was paid (refused ones with the reason).
+function depositTable(caption, deposits) {
+  const rows = deposits.flatMap((deposit) => (deposit.items || []).map((item) => ({ ...item, merchant: deposit.merchant, received_at: deposit.received_at })));
+  return table(caption, rows, [
+    { name: "received_at", title: "Deposited", render: (row) => when(row.received_at) },
+    { name: "merchant", title: "Machine" },
+    { name: "payer", title: "Payer", render: (row) => (row.payer ? link(`#/microcheck/payer/${encodeURIComponent(row.payer)}`, row.payer) : "unknown") },
+    { name: "amount", title: "Amount", amount: true, render: (row) => money(row.amount, row.currency) },
+    { name: "state", title: "Outcome", render: (row) => [badge(row.state === "posted" ? (row.bounced ? "paid from suspense" : "paid") : "refused"), row.reason ? ` ${row.reason}` : ""] },
+    { name: "flags", title: "Flags", render: (row) => (row.flags && row.flags.length ? row.flags.map(words).join(", ") : "none") },
+  ], { empty: "no deposit kept yet." });
+}
+
 async function payerDetail(name) {
   const payer = (await call(API.microcheckPayer, { params: { name } })).body;
-  return heading(`Payer ${payer.payer}`,
-    facts(payer),
-    h("p", { class: "muted" }, "A microcheck payer's exposure is bounded by its credentials' limits and lifetimes; the Provisioning Agent stops issuing to a payer with strikes."),
+  const status = note();
+  const reasonId = "block-reason";
+  const reason = h("input", { id: reasonId, maxlength: 200 });
+  const actions = payer.blocked
+    ? actionButton("Unblock this payer", API.microcheckPayerUnblock, { params: { name } }, { status, done: () => `Payer ${name} is unblocked: its device gets credentials again.` })
+    : actionButton("Block this payer", API.microcheckPayerBlock, () => ({ params: { name }, body: { reason: reason.value } }), { danger: true, status, confirmText: `Block payer ${name}? The PA issues it no credential; microchecks it already signed are still paid to the machines.`, done: () => `Payer ${name} is blocked.` });
+  const page = heading(`Payer ${payer.payer}`,
+    h("dl", { class: "facts", id: "payer-state" },
+      h("dt", {}, "State"), h("dd", {}, payer.blocked ? [badge("blocked"), ` since ${when(payer.blocked_at)}`, payer.block_reason ? ` (${payer.block_reason})` : ""] : badge("active")),
+      h("dt", {}, "Balance"), h("dd", {}, money(payer.balance, payer.currency)),
+      h("dt", {}, "Strikes"), h("dd", {}, `${payer.strikes ?? 0} (disputes ${payer.disputes}, bounced ${payer.bounces})`),
+      h("dt", {}, "Adult"), h("dd", {}, payer.adult ? "yes" : "no"),
+      h("dt", {}, "Device key"), h("dd", {}, payer.key_fingerprint)),
+    h("p", { class: "muted" }, "A microcheck payer's exposure is bounded by its credentials' limits and lifetimes; the Provisioning Agent lowers them with each strike and issues nothing to a blocked payer. Microchecks signed before a block are still paid to the machines."),
+    actions && !payer.blocked ? h("p", {}, h("label", { for: reasonId }, "Reason for the block"), reason) : null,
+    actions ? h("p", { class: "actions" }, actions, status) : null,
     h("p", {}, accountLink(`mc:payer:${payer.payer}`)));
+  const deposits = await optional(API.microcheckDeposits, { query: { payer: name, limit: 50 } });
+  if (deposits) {
+    page.push(h("section", { "aria-labelledby": "payer-deposits-heading" }, h("h2", { id: "payer-deposits-heading" }, "Deposits holding its microchecks"), failed("Deposits", deposits) ||
+      depositTable("Deposits holding its microchecks", items(deposits).map((deposit) => ({ ...deposit, items: deposit.items.filter((item) => item.payer === name) })))));
+  }
+  return page;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -278,6 +278,8 @@ pub fn operator_routes() -> crate::routes::OperatorRoutes {
         .get("/sms/dead-letters", READ, sms_dead_letters)
         .get("/microcheck/payers", EVERYONE, microcheck_payers)
         .get("/microcheck/merchants", EVERYONE, microcheck_merchants)
+        .get("/microcheck/deposits", READ, microcheck_deposits)
+        .get("/microcheck/strikes", READ, microcheck_strikes)
 }
 
 fn parse_currency_filter(text: Option<&str>) -> Result<Option<Currency>, ApiError> {
@@ -948,7 +950,13 @@ pub fn payer_item(
 ) -> Value {
     json!({
         "name": payer.name,
-        "state": if payer.disputes > 0 { "disputed" } else { "active" },
+        "state": if payer.blocked.is_some() {
+            "blocked"
+        } else if payer.disputes > 0 {
+            "disputed"
+        } else {
+            "active"
+        },
         "adult": payer.adult,
         "disputes": payer.disputes,
         "balance": balance.map(|(minor, currency)| decimal(minor, currency)),
@@ -1026,6 +1034,161 @@ pub async fn microcheck_merchants(
         })
         .await?;
     Ok(page.json())
+}
+
+/// One microcheck deposit as a list shows it: the merchant, when it arrived, and each
+/// microcheck with its payer, amount and fate.
+pub fn deposit_item(record: &offpay_microcheck::operator::history::DepositRecord) -> Value {
+    let lines: Vec<Value> = record
+        .lines
+        .iter()
+        .map(|line| {
+            json!({
+                "index": line.index,
+                "payer": line.payer,
+                "amount": line.amount.map(|a| a.decimal().to_string()),
+                "currency": line.amount.map(|a| a.currency().code().to_owned()),
+                "offered_at": line.offered_at.map(|s| rfc3339(s.saturating_mul(1000))),
+                "state": line.status,
+                "code": line.code,
+                "reason": line.reason,
+                "bounced": line.bounced,
+                "flags": line.flags,
+            })
+        })
+        .collect();
+    json!({
+        "merchant": record.merchant,
+        "received_at": rfc3339(record.received_ms),
+        "posted": record.posted,
+        "refused": record.refused,
+        "items": lines,
+        "merchant_account": merchant_ledger_id(&record.merchant),
+    })
+}
+
+/// `GET /api/v1/microcheck/deposits?merchant=&payer=&outcome=posted|refused`: the deposits the
+/// CSC kept (the last [`offpay_microcheck::operator::history::DEPOSIT_HISTORY_MAX`] of each
+/// merchant), by merchant and newest first within one. `payer` keeps deposits holding one of
+/// its microchecks; `outcome` those with at least one microcheck posted (or refused).
+pub async fn microcheck_deposits(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    use offpay_microcheck::operator::history::{DEPOSIT_PREFIX, DepositRecord, deposit_prefix};
+    use offpay_microcheck::operator::records::NAMESPACE;
+    let params = Params::parse(query, &["merchant", "payer", "outcome"])?;
+    let prefix = match params.get("merchant") {
+        Some(merchant) => {
+            offpay_microcheck::operator::pa::check_name(merchant)
+                .map_err(|e| ApiError::bad_request("invalid_name", e.to_string()))?;
+            deposit_prefix(merchant)
+        }
+        None => DEPOSIT_PREFIX.to_owned(),
+    };
+    let outcome = state_filter_named(&params, "outcome", &["posted", "refused"])?;
+    let payer = params.get("payer").map(str::to_owned);
+    let after = params.after_under(&prefix)?;
+    let limit = params.limit;
+    let page = state
+        .ledger
+        .read(move |store| {
+            scan_records(store, NAMESPACE, &prefix, after, limit, |_, record| {
+                let deposit =
+                    DepositRecord::decode(&record.key, &record.value).map_err(record_error)?;
+                let keep = payer
+                    .as_deref()
+                    .is_none_or(|p| deposit.lines.iter().any(|l| l.payer.as_deref() == Some(p)))
+                    && outcome.as_deref().is_none_or(|o| match o {
+                        "posted" => deposit.posted > 0,
+                        _ => deposit.refused > 0,
+                    });
+                Ok(keep.then(|| deposit_item(&deposit)))
+            })
+        })
+        .await?;
+    Ok(page.json())
+}
+
+/// `GET /api/v1/microcheck/strikes?all=true`: each payer's strikes as the PA counts them
+/// (disputes recorded by finance, microchecks that bounced at the CSC), what they do to its
+/// credentials, and whether customer care blocked it. Without `all`, only payers with a strike
+/// or a block.
+pub async fn microcheck_strikes(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    use offpay_microcheck::csc::{CountRecord, bounces_key};
+    use offpay_microcheck::operator::records::{NAMESPACE, PayerRecord};
+    use offpay_microcheck::operator::{history, pa};
+    const PAYER_PREFIX: &str = "payer:";
+    let params = Params::parse(query, &["all"])?;
+    let all = match params.get("all") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_all",
+                format!("all {other:?} is not true or false"),
+            ));
+        }
+    };
+    let after = params.after_under(PAYER_PREFIX)?;
+    let limit = params.limit;
+    let page = state
+        .ledger
+        .read(move |store| {
+            scan_records(
+                store,
+                NAMESPACE,
+                PAYER_PREFIX,
+                after,
+                limit,
+                |store, record| {
+                    let payer =
+                        PayerRecord::decode(&record.key, &record.value).map_err(record_error)?;
+                    let key = bounces_key(&payer.name);
+                    let bounces = store
+                        .record(NAMESPACE, &key)?
+                        .map(|r| CountRecord::decode(&key, &r.value))
+                        .transpose()
+                        .map_err(record_error)?;
+                    let standing = pa::standing(&payer, bounces.as_ref());
+                    if !all && standing.strikes() == 0 && payer.blocked.is_none() {
+                        return Ok(None);
+                    }
+                    Ok(Some(json!({
+                        "payer": payer.name,
+                        "disputes": standing.disputes,
+                        "bounces": standing.bounces,
+                        "strikes": standing.strikes(),
+                        "strikes_max": offpay_microcheck::limits::STRIKES_MAX,
+                        "effect": history::strike_effect(&standing),
+                        "blocked": payer.blocked.is_some(),
+                        "blocked_at": payer.blocked.as_ref().map(|b| rfc3339(b.at.saturating_mul(1000))),
+                        "block_reason": payer.blocked.as_ref().and_then(|b| b.reason.clone()),
+                        "api": format!("/api/v1/microcheck/payers/{}", payer.name),
+                    })))
+                },
+            )
+        })
+        .await?;
+    Ok(page.json())
+}
+
+fn state_filter_named(
+    params: &Params,
+    name: &str,
+    known: &[&str],
+) -> Result<Option<String>, ApiError> {
+    match params.get(name) {
+        None => Ok(None),
+        Some(value) if known.contains(&value) => Ok(Some(value.to_owned())),
+        Some(value) => Err(ApiError::bad_request(
+            "invalid_filter",
+            format!("{name} {value:?} is not one of {}", known.join(", ")),
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -1431,6 +1431,91 @@ pub fn declared(method: &Method, path: &str) -> Option<Declared> {
                 ("not_linked", "array"),
             ]),
         ),
+        // Rail pages of the console: purse sync history, microcheck deposits, strikes, blocks.
+        ("GET", "/purse/purses/{phone}/syncs") => get(
+            &[],
+            page(object(&[
+                ("sequence", "integer"),
+                ("synced_at", "string"),
+                ("entries", "integer"),
+                ("postings", "integer"),
+                ("matched", "integer"),
+                ("currency", "string"),
+                ("reported_balance", "string"),
+                ("shadow_balance", "string"),
+                ("balances_agree", "boolean"),
+                ("flags", "array"),
+                ("flags_total", "integer"),
+            ])),
+        ),
+        ("GET", "/microcheck/deposits") => get(
+            list_query(&[
+                ("merchant", "one merchant's deposits"),
+                ("payer", "deposits holding one of this payer's microchecks"),
+                (
+                    "outcome",
+                    "posted or refused: deposits with one such microcheck",
+                ),
+            ]),
+            page({
+                let mut deposit = object(&[
+                    ("merchant", "string"),
+                    ("received_at", "string"),
+                    ("posted", "integer"),
+                    ("refused", "integer"),
+                    ("items", "array"),
+                    ("merchant_account", "string"),
+                ]);
+                deposit["properties"]["items"]["items"] = object(&[
+                    ("index", "integer"),
+                    ("payer", "?string"),
+                    ("amount", "?string"),
+                    ("currency", "?string"),
+                    ("offered_at", "?string"),
+                    ("state", "string"),
+                    ("code", "?string"),
+                    ("reason", "?string"),
+                    ("bounced", "boolean"),
+                    ("flags", "array"),
+                ]);
+                deposit
+            }),
+        ),
+        ("GET", "/microcheck/strikes") => get(
+            list_query(&[(
+                "all",
+                "true: every payer, not only those with a strike or a block",
+            )]),
+            page(object(&[
+                ("payer", "string"),
+                ("disputes", "integer"),
+                ("bounces", "integer"),
+                ("strikes", "integer"),
+                ("strikes_max", "integer"),
+                ("effect", "string"),
+                ("blocked", "boolean"),
+                ("blocked_at", "?string"),
+                ("block_reason", "?string"),
+                ("api", "string"),
+            ])),
+        ),
+        ("POST", "/microcheck/payers/{name}/block" | "/microcheck/payers/{name}/unblock") => {
+            Declared {
+                query: &[],
+                // `{}` or a reason for the record (at most 200 bytes).
+                request: Some(json!({
+                    "type": "object",
+                    "additionalProperties": false,
+                    "properties": { "reason": { "type": ["string", "null"], "maxLength": 200 } },
+                })),
+                response: object(&[
+                    ("payer", "string"),
+                    ("blocked", "boolean"),
+                    ("blocked_at", "?string"),
+                    ("reason", "?string"),
+                ]),
+            }
+        }
         _ => return None,
     })
 }

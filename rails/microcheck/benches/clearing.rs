@@ -112,6 +112,7 @@ fn state(fixture: &Fixture) -> ClearingState {
                 name: format!("p{n}"),
                 available_minor: i64::MAX / 2,
                 retired_at: None,
+                blocked_at: None,
             },
         );
     }

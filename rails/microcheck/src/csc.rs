@@ -232,6 +232,10 @@ pub struct PayerAccount {
     pub available_minor: i64,
     /// When the payer reported the device holding this key lost (`None`: its current key).
     pub retired_at: Option<UnixSeconds>,
+    /// When customer care blocked the payer (`None`: not blocked). Its microchecks still clear
+    /// (they were approved under credentials issued before the block); each dated after the
+    /// block is flagged `spent_after_block`.
+    pub blocked_at: Option<UnixSeconds>,
 }
 
 /// The depositing merchant.
@@ -708,6 +712,31 @@ pub struct Prepared {
     parsed: Result<(OfferTerms, Payment), Refusal>,
     /// Worked out with the parse, on the same cores: hash, fingerprint, transfer id, memo.
     derived: Derived,
+}
+
+impl Prepared {
+    /// Its position in the deposit.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The fingerprint of the payer key that signed it (`None`: it did not parse).
+    pub fn payer_fingerprint(&self) -> Option<&str> {
+        self.parsed
+            .as_ref()
+            .ok()
+            .map(|_| self.derived.payer_fingerprint.as_str())
+    }
+
+    /// Its amount (`None`: it did not parse).
+    pub fn amount(&self) -> Option<Amount> {
+        self.parsed.as_ref().ok().map(|(terms, _)| terms.amount)
+    }
+
+    /// When the machine made the offer (`None`: it did not parse).
+    pub fn time(&self) -> Option<UnixSeconds> {
+        self.parsed.as_ref().ok().map(|(terms, _)| terms.time)
+    }
 }
 
 /// What [`prepare`] derives from a parsed item, which does not depend on any state.
@@ -1224,6 +1253,23 @@ fn clear_one(
             ),
             evidence: json!({ "payer": payer.name, "merchant": merchant_id, "nonce": offer.nonce,
                               "timestamp": offer.timestamp, "reported_lost": retired.stamp(),
+                              "amount": terms.amount.decimal().to_string(),
+                              "currency": terms.amount.currency().code() }),
+            discriminator: offer.nonce.clone(),
+        });
+    }
+    if let Some(blocked) = payer.blocked_at
+        && terms.time > blocked
+    {
+        findings.push(Finding {
+            kind: "spent_after_block",
+            subject: payer.name.clone(),
+            summary: format!(
+                "{} was blocked at {blocked} and paid {merchant_id} at {} with a credential issued before the block: the merchant is paid and {} charged",
+                payer.name, terms.time, payer.name
+            ),
+            evidence: json!({ "payer": payer.name, "merchant": merchant_id, "nonce": offer.nonce,
+                              "timestamp": offer.timestamp, "blocked": blocked.stamp(),
                               "amount": terms.amount.decimal().to_string(),
                               "currency": terms.amount.currency().code() }),
             discriminator: offer.nonce.clone(),

@@ -491,6 +491,7 @@ fn clearing_state(w: &World, available: i64) -> ClearingState {
             name: "alice".into(),
             available_minor: available,
             retired_at: None,
+            blocked_at: None,
         },
     );
     state

@@ -11,6 +11,7 @@
 //! | `debits/<payee>/<payer>` | [`OpenDebits`] | debits the payer reported that the payee has not |
 //! | `credits/<payer>/<payee>` | [`OpenCredits`] | credits the payee reported that the payer has not |
 //! | `pair/<low id>-<high id>` | [`PairVersion`] | pairwise-key version of a pair |
+//! | `syncs/<purse id>` | [`SyncHistory`] | the purse's last [`SYNC_HISTORY_MAX`] syncs, for the console |
 //!
 //! Every record is JSON; format version 1 is the shape release 0.1 wrote (the header also
 //! carries its own `version` field). A record that does not decode is an error naming its key.
@@ -139,6 +140,50 @@ pub struct OpenCredits(pub Vec<(CreditKey, OpenCredit)>);
 #[serde(transparent)]
 pub struct PairVersion(pub u16);
 
+/// Syncs kept per purse in its [`SyncHistory`].
+pub const SYNC_HISTORY_MAX: usize = 50;
+/// Flag names kept per sync in a [`SyncRecord`] (the fraud queue holds every flag).
+pub const SYNC_FLAGS_KEPT_MAX: usize = 16;
+/// Key prefix of the purses' sync histories.
+pub const SYNC_HISTORY_PREFIX: &str = "syncs/";
+
+/// Key of purse `purse_id`'s sync history.
+pub fn sync_history_key(purse_id: PurseId) -> String {
+    format!("{SYNC_HISTORY_PREFIX}{}", purse_id.0)
+}
+
+/// `syncs/<purse id>`: the purse's last [`SYNC_HISTORY_MAX`] accepted syncs, newest first,
+/// written in the batch of each sync (so it never tells of a sync that did not commit).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SyncHistory(pub Vec<SyncRecord>);
+
+/// One accepted sync of a purse.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncRecord {
+    /// The upload's sequence number.
+    pub sequence: u32,
+    /// When it was accepted (operator clock), milliseconds since the epoch.
+    pub at_ms: u64,
+    /// Entries the upload carried.
+    pub entries: u32,
+    /// Ledger postings it made.
+    pub postings: u32,
+    /// Payments it matched.
+    pub matched: u32,
+    /// The balance the purse reported, minor units.
+    pub reported_balance_minor: i64,
+    /// What the server's shadow says the purse should report after it, minor units (what it
+    /// holds plus what the operator moved out of it).
+    pub shadow_balance_minor: i64,
+    /// Names of the flags it raised (the first [`SYNC_FLAGS_KEPT_MAX`]).
+    pub flags: Vec<String>,
+    /// How many flags it raised.
+    pub flags_total: u32,
+}
+
+json_record!(SyncHistory);
 json_record!(PhoneIndex);
 json_record!(OpenDebits);
 json_record!(OpenCredits);
@@ -615,6 +660,7 @@ impl PurseOperator {
             scan_own: true,
             payees,
             counterparties,
+            extra: vec![sync_history_key(upload.purse_id)],
             ..LoadPlan::default()
         };
         (plan, locked)
@@ -648,7 +694,16 @@ impl PurseOperator {
             let (fraud, discriminator) = fraud_flag(flag, now);
             effects.flag(&fraud, &discriminator);
         }
+        let shadow_balance_minor = book
+            .shadow(outcome.purse_id)
+            .map_or(0, |shadow| shadow.balance_minor + shadow.moved_out_minor);
         effects.write_all(changed_records(loaded, &book.into_parts())?);
+        effects.write(sync_history_write(
+            loaded,
+            &outcome,
+            shadow_balance_minor,
+            now,
+        )?);
         let reply = SyncReply {
             answer: outcome.answer,
             postings: outcome.postings.len(),
@@ -909,6 +964,62 @@ fn records_of(parts: &BookParts) -> Result<BTreeMap<String, Vec<u8>>, BookError>
 }
 
 /// Writes for every record that changed, each conditional on the version it was read at.
+/// The write of purse's sync history with `outcome` added first (the oldest beyond
+/// [`SYNC_HISTORY_MAX`] dropped), on condition that the history is still at the version read.
+fn sync_history_write(
+    loaded: &RecordSet,
+    outcome: &crate::operator::SyncOutcome,
+    shadow_balance_minor: i64,
+    now: offpay_ledger::Timestamp,
+) -> Result<Operation, BookError> {
+    let key = sync_history_key(outcome.purse_id);
+    let Some((version, _)) = loaded.records.get(&key) else {
+        return Err(BookError::Internal(
+            "a sync did not read its purse's history",
+        ));
+    };
+    let mut history = loaded.decoded::<SyncHistory>(&key)?.unwrap_or_default();
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    history.0.insert(
+        0,
+        SyncRecord {
+            sequence: outcome.sequence,
+            at_ms: now.0,
+            entries: count(outcome.entries),
+            postings: count(outcome.postings.len()),
+            matched: count(outcome.matched.len()),
+            reported_balance_minor: outcome.reported_balance_minor,
+            shadow_balance_minor,
+            flags: outcome
+                .flags
+                .iter()
+                .take(SYNC_FLAGS_KEPT_MAX)
+                .map(|flag| flag.kind.name().to_owned())
+                .collect(),
+            flags_total: count(outcome.flags.len()),
+        },
+    );
+    history.0.truncate(SYNC_HISTORY_MAX);
+    Ok(Operation::PutRecord(RecordWrite {
+        namespace: NAMESPACE.to_owned(),
+        key: key.clone(),
+        value: Some(history.encode(&key)?),
+        expected_version: Some(*version),
+    }))
+}
+
+/// A purse's sync history, newest first (empty when it never synced since histories were kept).
+pub fn load_sync_history(
+    store: &mut dyn LedgerStore,
+    purse_id: PurseId,
+) -> Result<SyncHistory, RecordError> {
+    let key = sync_history_key(purse_id);
+    match store.record(NAMESPACE, &key)? {
+        Some(record) => SyncHistory::decode(&key, &record.value),
+        None => Ok(SyncHistory::default()),
+    }
+}
+
 fn changed_records(loaded: &RecordSet, parts: &BookParts) -> Result<Vec<Operation>, BookError> {
     let new = records_of(parts)?;
     let mut writes = Vec::new();
@@ -932,7 +1043,8 @@ fn changed_records(loaded: &RecordSet, parts: &BookParts) -> Result<Vec<Operatio
         }));
     }
     for (key, (version, old)) in &loaded.records {
-        if old.is_some() && !new.contains_key(key) {
+        // Sync histories are not part of the book: a sync writes its purse's own.
+        if old.is_some() && !new.contains_key(key) && !key.starts_with(SYNC_HISTORY_PREFIX) {
             writes.push(Operation::PutRecord(RecordWrite {
                 namespace: NAMESPACE.to_owned(),
                 key: key.clone(),
@@ -1074,6 +1186,58 @@ mod tests {
             )
             .unwrap();
         assert_eq!(shadow.balance_minor, 50_000);
+    }
+
+    #[test]
+    fn each_sync_is_kept_in_the_purses_history_newest_first_and_bounded() {
+        let mut store = MemoryStore::new();
+        let operator = operator();
+        let number = "+254700000001";
+        let mut purse = provision(&mut store, &operator, number);
+        let id = purse.identity().purse_id;
+        assert!(load_sync_history(&mut store, id).unwrap().0.is_empty());
+        let syncs = SYNC_HISTORY_MAX + 2;
+        let mut last_upload = Vec::new();
+        for n in 0..syncs {
+            let at = Timestamp(1_780_000_000 + n as u64);
+            let Outcome::SyncUpload { upload, .. } = purse.start_sync(at) else {
+                panic!("a sync upload")
+            };
+            let opened = operator.secrets().open_upload(&upload).unwrap();
+            let (plan, _) = PurseOperator::sync_plan(&opened, phone(number));
+            let now = offpay_ledger::Timestamp(at.0 * 1000);
+            let reply = run(&mut store, &plan, |loaded| {
+                operator.decide_sync(loaded, &upload, now)
+            });
+            purse.apply_answer(&reply.answer).unwrap();
+            last_upload = upload;
+        }
+        let history = load_sync_history(&mut store, id).unwrap();
+        assert_eq!(history.0.len(), SYNC_HISTORY_MAX, "bounded");
+        let newest = &history.0[0];
+        assert_eq!(newest.at_ms, (1_780_000_000 + syncs as u64 - 1) * 1000);
+        assert!(history.0.windows(2).all(|w| w[0].sequence > w[1].sequence));
+        assert_eq!(newest.reported_balance_minor, newest.shadow_balance_minor);
+        assert!(newest.flags.is_empty() && newest.flags_total == 0);
+        // A replayed upload is refused and leaves the history as it was.
+        let loaded = load(
+            &mut store,
+            &PurseOperator::sync_plan(
+                &operator.secrets().open_upload(&last_upload).unwrap(),
+                phone(number),
+            )
+            .0,
+        )
+        .unwrap();
+        assert!(operator.decide_sync(&loaded, &last_upload, NOW).is_err());
+        assert_eq!(load_sync_history(&mut store, id).unwrap(), history);
+        // Other operations on the purse leave its history alone (they never read it).
+        run(
+            &mut store,
+            &PurseOperator::purse_plan(phone(number)),
+            |loaded| operator.decide_change(loaded, phone(number), &PurseChange::Blocked(true)),
+        );
+        assert_eq!(load_sync_history(&mut store, id).unwrap(), history);
     }
 
     #[test]

@@ -675,6 +675,10 @@ pub struct SyncOutcome {
     pub flags: Vec<Flag>,
     /// The answer to send back.
     pub answer: Vec<u8>,
+    /// Entries the upload carried.
+    pub entries: usize,
+    /// The balance the purse reported, in minor units.
+    pub reported_balance_minor: i64,
 }
 
 /// Result of reconciling one upload (before the answer is built).
@@ -1252,6 +1256,8 @@ impl OperatorBook {
             matched: reconciliation.matched,
             flags: reconciliation.flags,
             answer,
+            entries: upload.entries.len(),
+            reported_balance_minor: signed(upload.balance),
         })
     }
 

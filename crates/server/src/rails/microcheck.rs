@@ -41,7 +41,7 @@ use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::keyfile;
 use crate::ledger::LedgerError;
-use crate::routes::{ADMIN, EVERYONE, FINANCE, OperatorRoutes, PROVISIONING, READ};
+use crate::routes::{ADMIN, EVERYONE, FINANCE, OperatorRoutes, PROVISIONING, READ, SUPPORT};
 use crate::runner::{self, RunError};
 use crate::{AppState, StartError};
 
@@ -162,6 +162,8 @@ pub fn operator_routes() -> OperatorRoutes {
         )
         .post("/microcheck/merchants", PROVISIONING, register_merchant)
         .post("/microcheck/sub-pa", ADMIN, delegate_sub_pa)
+        .post("/microcheck/payers/{name}/block", SUPPORT, block_payer)
+        .post("/microcheck/payers/{name}/unblock", SUPPORT, unblock_payer)
 }
 
 /// Background work: none (clearing runs when merchants deposit).
@@ -401,6 +403,55 @@ async fn dispute(
     .await?;
     tracing::info!(payer = %name, disputes = %answer["disputes"], "microcheck dispute recorded");
     Ok(Json(answer))
+}
+
+/// The body of a block or unblock: `{}` or `{"reason": "…"}` (an empty body is `{}`).
+fn block_request(body: &[u8]) -> Result<pa::BlockRequest, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(pa::BlockRequest::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request("malformed", e.to_string()))
+}
+
+/// `POST /api/v1/microcheck/payers/{name}/block`: customer care blocks a payer (a lost or
+/// stolen device, a fraud case); the rule is the rail's ([`pa::set_blocked`]).
+async fn block_payer(
+    State(state): State<Arc<AppState>>,
+    UrlPath(name): UrlPath<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    set_blocked(&state, name, true, &body).await
+}
+
+/// `POST /api/v1/microcheck/payers/{name}/unblock`.
+async fn unblock_payer(
+    State(state): State<Arc<AppState>>,
+    UrlPath(name): UrlPath<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    set_blocked(&state, name, false, &body).await
+}
+
+async fn set_blocked(
+    state: &AppState,
+    name: String,
+    blocked: bool,
+    body: &[u8],
+) -> Result<Json<Value>, ApiError> {
+    pa::check_name(&name).map_err(api)?;
+    let request = block_request(body)?;
+    let now = now_seconds(state);
+    let record = decide_on(state, records::payer_key(&name), |payer| {
+        pa::set_blocked(payer, blocked, &request, now)
+    })
+    .await?;
+    tracing::info!(payer = %name, blocked = record.blocked.is_some(), "microcheck payer block set");
+    Ok(Json(json!({
+        "payer": record.name,
+        "blocked": record.blocked.is_some(),
+        "blocked_at": record.blocked.as_ref().map(|b| pa::rfc3339_seconds(b.at)),
+        "reason": record.blocked.as_ref().and_then(|b| b.reason.clone()),
+    })))
 }
 
 async fn register_merchant(

@@ -384,6 +384,7 @@ pub fn operator_routes() -> OperatorRoutes {
         .post("/purse/purses/{phone}/block", SUPPORT, block_endpoint)
         .post("/purse/purses/{phone}/move", SUPPORT, move_endpoint)
         .get("/purse/purses/{phone}/statement", READ, statement_endpoint)
+        .get("/purse/purses/{phone}/syncs", READ, syncs_endpoint)
         .post("/purse/purses/{phone}/settle", FINANCE, settle_endpoint)
         .moves_money()
         .post(
@@ -548,6 +549,68 @@ fn limits_json(limits: &OfflineLimits) -> Value {
         "small_payment_limit": limits.small_payment_limit.decimal().to_string(),
         "valid_until": limits.valid_until.0,
     })
+}
+
+/// `GET /api/v1/purse/purses/{phone}/syncs`: the purse's last syncs, newest first (the rail
+/// keeps [`book::SYNC_HISTORY_MAX`]): when, the entries it uploaded, the postings and matches
+/// they made, the balance it reported against the server's shadow, and the flags raised.
+async fn syncs_endpoint(
+    State(state): State<Arc<AppState>>,
+    UrlPath(phone): UrlPath<String>,
+    query: Result<
+        axum::extract::Query<std::collections::BTreeMap<String, String>>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<Json<Value>, ApiError> {
+    let params = crate::lists::Params::parse(query, &[])?;
+    let phone = parse_phone(&state, &phone)?;
+    let shadow = state.rails.purse.shadow(&state.ledger, phone).await?;
+    let currency = shadow.limits.max_balance.currency();
+    let purse_id = shadow.purse_id;
+    let position = format!("{}/", book::sync_history_key(purse_id));
+    let start = match params.after_under(&position)? {
+        None => 0,
+        Some(after) => after[position.len()..]
+            .parse::<usize>()
+            .map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_cursor",
+                    "the cursor is not one this list gave; start again without a cursor",
+                )
+            })?
+            .saturating_add(1),
+    };
+    let history = state
+        .ledger
+        .read(move |store| {
+            book::load_sync_history(store, purse_id).map_err(crate::lists::record_error)
+        })
+        .await?;
+    let items: Vec<Value> = history
+        .0
+        .iter()
+        .skip(start)
+        .take(params.limit)
+        .map(|sync| {
+            json!({
+                "sequence": sync.sequence,
+                "synced_at": crate::lists::rfc3339(sync.at_ms),
+                "entries": sync.entries,
+                "postings": sync.postings,
+                "matched": sync.matched,
+                "currency": currency.code(),
+                "reported_balance": decimal(sync.reported_balance_minor, currency),
+                "shadow_balance": decimal(sync.shadow_balance_minor, currency),
+                "balances_agree": sync.reported_balance_minor == sync.shadow_balance_minor,
+                "flags": sync.flags,
+                "flags_total": sync.flags_total,
+            })
+        })
+        .collect();
+    let last = start + items.len();
+    let next = (last < history.0.len() && !items.is_empty())
+        .then(|| crate::lists::encode_cursor(&format!("{position}{}", last - 1)));
+    Ok(Json(json!({ "items": items, "next_cursor": next })))
 }
 
 async fn shadow_endpoint(

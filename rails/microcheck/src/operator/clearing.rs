@@ -113,12 +113,16 @@ pub fn load_state(
             continue;
         };
         let available = store.account(&account)?.map_or(0, |a| a.available());
+        let blocked_at = read::<records::PayerRecord>(store, &records::payer_key(&entry.name))?
+            .and_then(|payer| payer.blocked)
+            .map(|block| UnixSeconds(block.at));
         state.payers.insert(
             fingerprint.clone(),
             PayerAccount {
                 name: entry.name.clone(),
                 available_minor: available,
                 retired_at: entry.retired_at.map(UnixSeconds),
+                blocked_at,
             },
         );
         names.push(entry.name);

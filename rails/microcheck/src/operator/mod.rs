@@ -1,11 +1,13 @@
 //! The operator half of the rail: the Provisioning Agent's and the Clearing and Settlement
-//! Center's records ([`records`]), decisions ([`pa`], [`clearing`]), request authentication
+//! Center's records ([`records`]), decisions ([`pa`], [`clearing`]), the deposits it keeps for
+//! the console ([`history`]), request authentication
 //! ([`auth`]) and the CSC's overlay of batches in flight ([`overlay`]), as pure code over the
 //! ledger's store. The server runs them: it does the I/O, holds the locks and maps
 //! [`OperatorError`] to HTTP by its [`Fault`].
 
 pub mod auth;
 pub mod clearing;
+pub mod history;
 pub mod overlay;
 pub mod pa;
 pub mod records;

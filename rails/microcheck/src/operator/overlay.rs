@@ -367,6 +367,7 @@ mod tests {
                 name: "alice".to_owned(),
                 available_minor: 1000,
                 retired_at: None,
+                blocked_at: None,
             },
         );
         state

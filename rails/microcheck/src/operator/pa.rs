@@ -225,6 +225,8 @@ pub fn register_payer(
         adult: request.adult,
         classes: request.classes.clone(),
         disputes: existing.value.as_ref().map_or(0, |p| p.disputes),
+        // A new device key does not lift a block: only unblocking does.
+        blocked: existing.value.as_ref().and_then(|p| p.blocked.clone()),
     };
     let account = payer_account(&request.name)
         .map_err(|e| OperatorError::invalid("invalid_name", e.to_string()))?;
@@ -271,11 +273,28 @@ pub fn payer_view(
         "payer": payer.name,
         "key_fingerprint": payer.principal().map(|k| fingerprint(&k)).unwrap_or_default(),
         "adult": payer.adult, "classes": payer.classes, "disputes": standing.disputes,
-        "bounces": standing.bounces,
+        "bounces": standing.bounces, "strikes": standing.strikes(),
+        "blocked": payer.blocked.is_some(),
+        "blocked_at": payer.blocked.as_ref().map(|b| rfc3339_seconds(b.at)),
+        "block_reason": payer.blocked.as_ref().and_then(|b| b.reason.clone()),
         "balance": balance
             .map(|(minor, currency)| offpay_ledger::Decimal::new(i128::from(minor), currency).to_string()),
         "currency": balance.map(|(_, currency)| currency.code().to_owned()),
     })
+}
+
+/// Unix seconds as RFC 3339 UTC, `2026-12-07T01:02:03Z`.
+pub fn rfc3339_seconds(seconds: u64) -> String {
+    let stamp = UnixSeconds(seconds).stamp();
+    format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &stamp[0..4],
+        &stamp[4..6],
+        &stamp[6..8],
+        &stamp[8..10],
+        &stamp[10..12],
+        &stamp[12..14]
+    )
 }
 
 /// A disputed microcheck: one more strike for the payer.
@@ -294,6 +313,86 @@ pub fn dispute(
     let answer =
         json!({ "payer": record.name, "disputes": record.disputes, "nonce": request.nonce });
     Ok((effects, answer))
+}
+
+/// The operator blocks or unblocks a payer (customer care: a lost or stolen device, a fraud
+/// case).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockRequest {
+    /// Why, for the record (at most [`records::BLOCK_REASON_BYTES_MAX`] bytes).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Refuses a blocked payer anything from the PA online: offline credentials, an online
+/// (transaction-specific) credential. What it signed offline before is another matter: see
+/// [`set_blocked`].
+pub fn check_not_blocked(payer: &PayerRecord) -> Result<(), OperatorError> {
+    match &payer.blocked {
+        None => Ok(()),
+        Some(block) => Err(OperatorError::Forbidden {
+            code: "payer_blocked",
+            message: format!(
+                "payer {} is blocked since {} by customer care: no credentials are issued to it until it is unblocked",
+                payer.name,
+                UnixSeconds(block.at)
+            ),
+        }),
+    }
+}
+
+/// Blocks (`blocked`) or unblocks the payer in `payer` at `now`. A block stops the PA issuing
+/// the payer credentials online ([`check_not_blocked`]); the microchecks it signed offline under
+/// credentials issued before still clear and are paid to the merchants from the payer's
+/// account, as the seed promises for every approved microcheck (the exposure after the block is
+/// what those credentials allow until they expire; the CSC flags each microcheck dated after the
+/// block, `spent_after_block`). Blocking a blocked payer keeps the first block's time;
+/// unblocking one that is not blocked changes nothing. Returns the effects and the record as it
+/// now stands.
+pub fn set_blocked(
+    payer: &Loaded<PayerRecord>,
+    blocked: bool,
+    request: &BlockRequest,
+    now: UnixSeconds,
+) -> Result<(Effects, PayerRecord), OperatorError> {
+    let name = payer.key.strip_prefix("payer:").unwrap_or(&payer.key);
+    let mut record = payer.value.clone().ok_or_else(|| OperatorError::NotFound {
+        what: "payer",
+        id: name.to_owned(),
+    })?;
+    let reason = request
+        .reason
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty());
+    if let Some(reason) = reason
+        && (reason.len() > records::BLOCK_REASON_BYTES_MAX || reason.chars().any(char::is_control))
+    {
+        return Err(OperatorError::invalid(
+            "invalid_reason",
+            format!(
+                "the reason is at most {} bytes of text without control characters",
+                records::BLOCK_REASON_BYTES_MAX
+            ),
+        ));
+    }
+    let mut effects = Effects::new();
+    match (blocked, &record.blocked) {
+        (true, None) => {
+            record.blocked = Some(records::PayerBlock {
+                at: now.0,
+                reason: reason.map(str::to_owned),
+            });
+            effects.write(payer.write(&record)?);
+        }
+        (false, Some(_)) => {
+            record.blocked = None;
+            effects.write(payer.write(&record)?);
+        }
+        _ => {}
+    }
+    Ok((effects, record))
 }
 
 /// A merchant's registration: its record (the location parsed, the domain defaulting to the
@@ -498,6 +597,7 @@ impl Pa {
         strategy: &Strategy,
         now: UnixSeconds,
     ) -> Result<Value, OperatorError> {
+        check_not_blocked(payer)?;
         let key = payer.principal()?;
         let templates = strategy
             .payer_templates(standing, now, &self.next_serial(now))
@@ -558,6 +658,7 @@ impl Pa {
             ));
         }
         let (payer, standing) = (&state.payer, &state.standing);
+        check_not_blocked(payer)?;
         strategy
             .transaction_allowed(standing, terms.amount)
             .map_err(|message| forbidden("transaction_refused", message))?;
@@ -715,6 +816,86 @@ mod tests {
 
     fn payer(store: &mut MemoryStore, name: &str) -> Loaded<PayerRecord> {
         Loaded::read(store, &records::payer_key(name)).unwrap()
+    }
+
+    #[test]
+    fn a_blocked_payer_is_issued_nothing_until_unblocked_and_a_new_key_keeps_the_block() {
+        let mut store = MemoryStore::new();
+        let pa = pa();
+        let strategy = Strategy::default_for(Currency::KES);
+        register(&mut store, "alice", &device(3), false);
+        let standing = Standing::default();
+        let record = payer(&mut store, "alice").value.unwrap();
+        assert!(pa.refresh(&record, &standing, &strategy, NOW).is_ok());
+
+        let reason = BlockRequest {
+            reason: Some(" phone stolen ".into()),
+        };
+        let (effects, blocked) =
+            set_blocked(&payer(&mut store, "alice"), true, &reason, NOW).unwrap();
+        commit(&mut store, effects);
+        let block = blocked.blocked.clone().unwrap();
+        assert_eq!(
+            (block.at, block.reason.as_deref()),
+            (NOW.0, Some("phone stolen"))
+        );
+        let record = payer(&mut store, "alice").value.unwrap();
+        assert_eq!(record, blocked);
+        let error = pa.refresh(&record, &standing, &strategy, NOW).unwrap_err();
+        assert_eq!(
+            (error.code().as_str(), error.fault()),
+            ("payer_blocked", super::super::Fault::Forbidden)
+        );
+        assert!(error.to_string().contains("alice"), "{error}");
+        // Blocking again keeps the first block's time; nothing is written.
+        let (effects, again) = set_blocked(
+            &payer(&mut store, "alice"),
+            true,
+            &BlockRequest::default(),
+            NOW.plus(60),
+        )
+        .unwrap();
+        assert!(effects.into_batches().is_empty());
+        assert_eq!(again.blocked, Some(block));
+        // A new device key for a blocked payer: still blocked.
+        register(&mut store, "alice", &device(4), false);
+        let record = payer(&mut store, "alice").value.unwrap();
+        assert!(record.blocked.is_some());
+        assert!(pa.refresh(&record, &standing, &strategy, NOW).is_err());
+
+        let (effects, unblocked) = set_blocked(
+            &payer(&mut store, "alice"),
+            false,
+            &BlockRequest::default(),
+            NOW,
+        )
+        .unwrap();
+        commit(&mut store, effects);
+        assert_eq!(unblocked.blocked, None);
+        let record = payer(&mut store, "alice").value.unwrap();
+        assert!(pa.refresh(&record, &standing, &strategy, NOW).is_ok());
+    }
+
+    #[test]
+    fn a_block_of_nobody_or_with_a_bad_reason_is_refused_and_changes_nothing() {
+        let mut store = MemoryStore::new();
+        register(&mut store, "alice", &device(3), false);
+        let error = set_blocked(
+            &payer(&mut store, "bob"),
+            true,
+            &BlockRequest::default(),
+            NOW,
+        )
+        .unwrap_err();
+        assert_eq!(error.fault(), super::super::Fault::NotFound);
+        for reason in ["x".repeat(201), "line\nbreak".to_owned()] {
+            let request = BlockRequest {
+                reason: Some(reason),
+            };
+            let error = set_blocked(&payer(&mut store, "alice"), true, &request, NOW).unwrap_err();
+            assert_eq!(error.code(), "invalid_reason");
+        }
+        assert!(payer(&mut store, "alice").value.unwrap().blocked.is_none());
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! | `recent:<payer>` | [`RecentRecord`] |
 //! | `charge:<payer>:<timestamp>:<merchant>:<nonce>` | [`Charge`] |
 //! | `online:<payer>` | [`OnlineRecord`] |
+//! | `deposit:<merchant>:<newest-first time>:<nonce>` | [`super::history::DepositRecord`] |
 
 use offpay_keynote::{Encoding, Principal};
 use offpay_ledger::{AccountId, Amount, Currency, Operation, RecordWrite};
@@ -140,7 +141,26 @@ pub struct PayerRecord {
     pub classes: Option<Vec<String>>,
     /// Microchecks the payer disputed.
     pub disputes: u32,
+    /// Set while customer care holds the payer blocked (a lost or stolen device, a fraud case):
+    /// the PA then issues it nothing online ([`super::pa::check_not_blocked`]). Absent in
+    /// records written before blocks existed, which read as not blocked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<PayerBlock>,
 }
+
+/// Why and since when a payer is blocked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PayerBlock {
+    /// When the block was set, Unix seconds (the operator's clock).
+    pub at: u64,
+    /// Why, as the operator wrote it (at most [`BLOCK_REASON_BYTES_MAX`] bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Longest reason recorded with a payer's block, in bytes.
+pub const BLOCK_REASON_BYTES_MAX: usize = 200;
 
 impl PayerRecord {
     /// The device's public key (checked when the record was read).
@@ -800,6 +820,7 @@ mod tests {
             adult: true,
             classes: None,
             disputes: 1,
+            blocked: None,
         };
         let bytes = payer.encode("payer:alice").unwrap();
         let back: PayerRecord = read("payer:alice", &bytes).unwrap();

@@ -16,6 +16,7 @@ use offpay_microcheck::operator::OperatorError;
 use offpay_microcheck::operator::clearing::{
     self, DepositReport, Fate, LoadedState, Posted, Posting, SuspenseAccounts,
 };
+use offpay_microcheck::operator::history;
 use offpay_microcheck::operator::overlay::{BatchFate, Snapshot, Versions};
 use offpay_microcheck::operator::records::MerchantRecord;
 use offpay_microcheck::strategy::Strategy;
@@ -60,6 +61,8 @@ pub(super) async fn clear_deposit(
     // The compliance checks run before the lock, against the snapshot; deciding under the lock
     // reuses each answer only if the item's purchase number is still the same.
     let checks = tokio::task::block_in_place(|| csc::check(&policy, &prepared, &loaded.state, now));
+    let payers = loaded.state.payers.clone();
+    let received_ms = state.now().0;
     let snapshot = Snapshot {
         state: loaded.state,
         last_deposit: loaded.last_deposit,
@@ -93,7 +96,9 @@ pub(super) async fn clear_deposit(
             if let Some(posted) = in_flight.settle(record).await? {
                 Metrics::add(&state.metrics.microcheck_deposits_pipelined, 1);
                 relabel_spent(state, &prepared, &mut outcomes, &current.state).await?;
-                return Ok(report(record, &outcomes, &posted));
+                let report = report(record, &outcomes, &posted);
+                keep_history(state, &report, &prepared, &payers, received_ms).await;
+                return Ok(report);
             }
             overlay = rail.csc.lock().await;
         }
@@ -115,7 +120,43 @@ pub(super) async fn clear_deposit(
     drop(overlay);
     Metrics::add(&state.metrics.microcheck_deposits_locked, 1);
     relabel_spent(state, &prepared, &mut outcomes, &loaded.state).await?;
-    Ok(report(record, &outcomes, &posted))
+    let report = report(record, &outcomes, &posted);
+    keep_history(state, &report, &prepared, &payers, received_ms).await;
+    Ok(report)
+}
+
+/// Keeps the deposit's record for the console ([`history`]), the merchant's oldest beyond the
+/// bound removed, once the deposit has posted. It is the operator's account of the deposit, not
+/// money: when it cannot be written the deposit still stands and is answered, and the failure is
+/// logged.
+async fn keep_history(
+    state: &AppState,
+    report: &DepositReport,
+    prepared: &[csc::Prepared],
+    payers: &HashMap<String, csc::PayerAccount>,
+    received_ms: u64,
+) {
+    let deposit = history::deposit_record(report, prepared, payers, received_ms);
+    let tag = report
+        .results
+        .iter()
+        .find_map(|answer| answer.nonce.clone())
+        .unwrap_or_else(|| "none".to_owned());
+    let result = async {
+        let writes = read(state, move |store| {
+            history::history_writes(store, &deposit, &tag)
+        })
+        .await?;
+        let mut effects = offpay_operator::Effects::new();
+        for write in writes {
+            effects.write(write);
+        }
+        super::commit(state, effects).await
+    }
+    .await;
+    if let Err(error) = result {
+        tracing::error!(merchant = %report.merchant, error = %error.message, "microcheck deposit history not kept");
+    }
 }
 
 /// Refused items that were deposited before (by an earlier deposit or one in flight beside this
