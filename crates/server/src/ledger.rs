@@ -281,6 +281,12 @@ impl Ledger {
         }
     }
 
+    /// Whether [`Ledger::lock_shared`] takes locks other processes see (a PostgreSQL ledger
+    /// started with a lock connection); without, every lock is held by this process alone.
+    pub fn shares_locks(&self) -> bool {
+        self.locks.is_some()
+    }
+
     /// Group commits finished so far. A read asked after this returned `n` sees what groups
     /// `1..=n` committed.
     pub fn groups_done(&self) -> u64 {
