@@ -174,7 +174,7 @@ pub struct AuditChain {
 struct Pipeline {
     /// The head as it will be once every round in flight has committed; `None` when it must be
     /// read from the store (at start, after any failure, after the chain lock was given back).
-    planned: Option<Loaded<AuditHead>>,
+    planned: Option<Head>,
     /// Counts invalidations of `planned`: a round planned before one only sets `planned` if no
     /// failure came in between.
     epoch: u64,
@@ -579,52 +579,123 @@ fn corrupt(error: RecordError) -> RunError {
     RunError::Ledger(LedgerError::Store(crate::ledger::record_store_error(error)))
 }
 
-/// Reads the chain's head: from the reader connection when none of this process's rounds is in
-/// flight, else on the writer after them (`after_queued`), so that it sees what they wrote.
-async fn read_head(ledger: &Ledger, after_queued: bool) -> Result<Loaded<AuditHead>, RunError> {
-    let read = |store: &mut dyn LedgerStore| Ok(Loaded::<AuditHead>::read(store, HEAD_KEY));
-    let head = if after_queued {
+/// The key of the tip record the entry with hash `hash` left ([`Head`]).
+pub fn tip_key(hash: &str) -> String {
+    format!("tip/{hash}")
+}
+
+/// A head to append after, and the version of the tip record (`tip/HASH`, [`tip_key`]) its newest
+/// entry left, if any.
+///
+/// The head's version alone cannot guard a round planned on a head not yet written: should that
+/// head never be written (its round refused or failed) and another process append meanwhile, the
+/// head would reach the planned version with other contents, and the round would commit after an
+/// entry that does not exist. So the last entry of each round also creates a record named by its
+/// own hash, and the first entry of the next round deletes it on the condition that it exists:
+/// a hash names one entry only, and its tip is taken once, so each entry has at most one
+/// successor. Entries within one round need no tip: they commit in one group, whose transaction
+/// holds the head's row, so no other writer can move the head between them.
+#[derive(Clone, Debug)]
+struct Head {
+    loaded: Loaded<AuditHead>,
+    /// The version of the newest entry's tip record, when it has one.
+    tip: Option<u64>,
+}
+
+/// Reads the chain's head and its tip: from the reader connection when none of this process's
+/// rounds is in flight, else on the writer after them (`after_queued`), so that it sees what they
+/// wrote.
+async fn read_head(ledger: &Ledger, after_queued: bool) -> Result<Head, RunError> {
+    let read = |store: &mut dyn LedgerStore| {
+        let loaded = Loaded::<AuditHead>::read(store, HEAD_KEY);
+        let tip = match &loaded {
+            Ok(Loaded {
+                value: Some(head), ..
+            }) => store
+                .record(NAMESPACE, &tip_key(&head.hash))?
+                .map(|record| record.version),
+            _ => None,
+        };
+        Ok((loaded, tip))
+    };
+    let (loaded, tip) = if after_queued {
         ledger.read_after_queued(read).await?
     } else {
         ledger.read(read).await?
     };
-    head.map_err(corrupt)
+    Ok(Head {
+        loaded: loaded.map_err(corrupt)?,
+        tip,
+    })
+}
+
+/// How an entry treats the tips ([`Head`]): the first entry of a round takes the tip of the
+/// head it follows, the last leaves its own.
+#[derive(Clone, Copy, Debug)]
+struct Tips {
+    take: bool,
+    leave: bool,
 }
 
 /// The writes that append an entry (with `outcome` and `effect`) after `head`, and the head as
 /// it will be once they commit.
 fn append_writes(
     context: &OperatorContext,
-    head: &Loaded<AuditHead>,
+    head: &Head,
     now: Timestamp,
     outcome: String,
     effect: Value,
-) -> Result<(u64, Vec<Operation>, Loaded<AuditHead>), RecordError> {
+    tips: Tips,
+) -> Result<(u64, Vec<Operation>, Head), RecordError> {
+    let tip = head.tip;
+    let head = &head.loaded;
     let (number, prev_hash) = match &head.value {
         Some(head) => (head.number + 1, head.hash.clone()),
         None => (1, GENESIS_HASH.to_owned()),
     };
+    let mut writes = Vec::with_capacity(4);
+    if tips.take
+        && let Some(version) = tip
+    {
+        writes.push(Operation::PutRecord(RecordWrite {
+            namespace: NAMESPACE.to_owned(),
+            key: tip_key(&prev_hash),
+            value: None,
+            expected_version: Some(version),
+        }));
+    }
     let mut entry = context.entry(number, prev_hash, now, outcome, effect);
     entry.hash = context.inner.chain.hash(&entry)?;
     let key = entry_key(number);
-    let entry_write = Operation::PutRecord(RecordWrite {
+    writes.push(Operation::PutRecord(RecordWrite {
         namespace: NAMESPACE.to_owned(),
         value: Some(entry.encode(&key)?),
         key,
         expected_version: Some(0),
-    });
+    }));
+    if tips.leave {
+        writes.push(Operation::PutRecord(RecordWrite {
+            namespace: NAMESPACE.to_owned(),
+            key: tip_key(&entry.hash),
+            value: Some(number.to_string().into_bytes()),
+            expected_version: Some(0),
+        }));
+    }
     let next = AuditHead {
         version: AuditHead::FORMAT_VERSION,
         number,
         hash: entry.hash,
     };
-    let head_write = head.write(&next)?;
-    let next = Loaded {
-        key: head.key.clone(),
-        version: head.version + 1,
-        value: Some(next),
+    writes.push(head.write(&next)?);
+    let next = Head {
+        loaded: Loaded {
+            key: head.key.clone(),
+            version: head.version + 1,
+            value: Some(next),
+        },
+        tip: tips.leave.then_some(1),
     };
-    Ok((number, vec![entry_write, head_write], next))
+    Ok((number, writes, next))
 }
 
 /// Commits `effects` with the context's entry (and its pending extra writes) in the same batch:
@@ -725,11 +796,12 @@ struct Slot {
 
 impl Slot {
     /// The round is queued and will leave the head at `next` if it commits whole: the rounds
-    /// after it start from there, unless a round failed since this one began.
-    fn queued(&self, next: Loaded<AuditHead>) {
+    /// after it start from there, unless a round failed since this one began, or `next` has no
+    /// tip to guard them (its entry could not be planned with one).
+    fn queued(&self, next: Head) {
         let mut pipeline = self.chain.pipeline();
         if pipeline.epoch == self.epoch {
-            pipeline.planned = Some(next);
+            pipeline.planned = next.tip.is_some().then_some(next);
         }
     }
 
@@ -766,7 +838,7 @@ impl Drop for Slot {
 async fn begin_round(
     chain: &Arc<AuditChain>,
     ledger: &Ledger,
-) -> Result<(Slot, Loaded<AuditHead>), RunError> {
+) -> Result<(Slot, Head), RunError> {
     let shares = ledger.shares_locks();
     // After CHAIN_LOCK_ROUNDS_MAX rounds under one hold, no new round until the pipeline has
     // drained, which gives the lock back to whoever waits for it (the lock is only held while
@@ -864,12 +936,13 @@ async fn run_round(
     let mut batches = Vec::new();
     let mut planned = Vec::new();
     let mut previous = head;
+    let last = round.len() - 1;
     let now = round
         .iter()
         .map(|submission| submission.now)
         .max()
         .unwrap_or(Timestamp(0));
-    for mut submission in round {
+    for (index, mut submission) in round.into_iter().enumerate() {
         let mut effects = std::mem::take(&mut submission.effects);
         effects.write_all(submission.context.pending_extras());
         let effect = effect_of(effects.operations());
@@ -879,6 +952,10 @@ async fn run_round(
             submission.now,
             "committed".into(),
             effect,
+            Tips {
+                take: planned.is_empty(),
+                leave: index == last,
+            },
         ) {
             Ok((number, writes, next)) => {
                 effects.write_all(writes);
@@ -1012,8 +1089,13 @@ pub async fn record(
     let _turn = chain.turn.lock().await;
     for _ in 0..ATTEMPTS_MAX {
         let (slot, head) = begin_round(&chain, ledger).await?;
+        let tips = Tips {
+            take: true,
+            leave: true,
+        };
         let (number, writes, next) =
-            append_writes(context, &head, now, outcome.clone(), Value::Null).map_err(corrupt)?;
+            append_writes(context, &head, now, outcome.clone(), Value::Null, tips)
+                .map_err(corrupt)?;
         let queued = ledger
             .submit(vec![offpay_ledger::Batch { operations: writes }], now)
             .await?;

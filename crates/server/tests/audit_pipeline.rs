@@ -490,6 +490,60 @@ async fn a_ledger_error_or_a_crash_mid_pipeline_leaves_a_whole_chain(place: &Pla
     restarted.stop();
 }
 
+/// Another process appends while this one has two rounds in flight (it went on without the chain
+/// lock, or this process's lock connection was lost): round N is refused for its stale head, and
+/// the head then stands at the very version round N+1 was planned on, with other contents. N+1
+/// must not commit after an entry that does not exist: its first entry takes the tip N would have
+/// left, which is not there, so it is decided again; the chain stays one line.
+async fn another_process_appending_mid_pipeline_cannot_fork_the_chain(place: &Place) {
+    let gate = Arc::new(Gate::default());
+    let process = Arc::new(place.start(&gate));
+    let other = place.start(&Arc::new(Gate::default()));
+    process.accounts().await;
+    assert_eq!(process.post("first", "float", "alice", "1.00").await, 0);
+
+    gate.update(|state| state.closed = true);
+    let arrived = gate.arrived();
+    let stale = {
+        let process = process.clone();
+        tokio::spawn(async move { process.try_once("stale", "float", "alice", "3.00").await })
+    };
+    wait_arrived(&gate, arrived + 1).await;
+    let queued = {
+        let process = process.clone();
+        tokio::spawn(async move { process.post("queued", "float", "alice", "5.00").await })
+    };
+    process.wait_queued().await;
+    // On PostgreSQL the other process waits for the chain lock this one holds, gives up after
+    // CHAIN_LOCK_WAIT_MAX and appends without it.
+    assert_eq!(other.post("other", "float", "bob", "7.00").await, 0);
+    gate.update(|state| state.closed = false);
+
+    assert!(
+        matches!(stale.await.unwrap(), Ok(Attempt::Conflict)),
+        "round N met the other process's head"
+    );
+    assert!(
+        queued.await.unwrap() >= 1,
+        "round N+1 was decided again, not committed after an entry that does not exist"
+    );
+    process.post("stale", "float", "alice", "3.00").await;
+    let verification = process.verify().await;
+    assert_eq!(verification.first_break, None, "{verification:?}");
+    assert_eq!(verification.entries_checked, 4);
+    assert_eq!(process.balance("alice").await, 100 + 300 + 500);
+    assert_eq!(process.balance("bob").await, 700);
+    other.stop();
+    Arc::into_inner(process).unwrap().stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn another_process_appending_mid_pipeline_cannot_fork_the_chain_on_every_backend() {
+    for place in Place::all() {
+        another_process_appending_mid_pipeline_cannot_fork_the_chain(&place).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_refused_action_does_not_break_the_round_queued_after_it_on_every_backend() {
     for place in Place::all() {
