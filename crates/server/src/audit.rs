@@ -587,14 +587,17 @@ pub fn tip_key(hash: &str) -> String {
 /// A head to append after, and the version of the tip record (`tip/HASH`, [`tip_key`]) its newest
 /// entry left, if any.
 ///
-/// The head's version alone cannot guard a round planned on a head not yet written: should that
-/// head never be written (its round refused or failed) and another process append meanwhile, the
-/// head would reach the planned version with other contents, and the round would commit after an
-/// entry that does not exist. So the last entry of each round also creates a record named by its
-/// own hash, and the first entry of the next round deletes it on the condition that it exists:
-/// a hash names one entry only, and its tip is taken once, so each entry has at most one
-/// successor. Entries within one round need no tip: they commit in one group, whose transaction
-/// holds the head's row, so no other writer can move the head between them.
+/// The head's version alone cannot guard an entry planned after an entry not yet written (the
+/// next action of a round, or a round planned on the head the round before will write): should
+/// that entry be refused and another process append meanwhile, the head reaches the planned
+/// version with other contents, and the entry would commit after one that does not exist (a
+/// fork; seen with two processes and the chain lock off, even before rounds were pipelined). So
+/// every entry also creates a record named by its own hash, and the entry after it deletes that
+/// record on the condition that it exists: a hash names one entry only, and its tip is taken
+/// once, so each entry has at most one successor, and only a committed one. An entry after a head
+/// read from the store with no tip (a chain written before tips) relies on the head's version,
+/// which is then the version of the contents read. Within a group the tips of all but the last
+/// entry are created and deleted again before anything is written.
 #[derive(Clone, Debug)]
 struct Head {
     loaded: Loaded<AuditHead>,
@@ -629,14 +632,6 @@ async fn read_head(ledger: &Ledger, after_queued: bool) -> Result<Head, RunError
     })
 }
 
-/// How an entry treats the tips ([`Head`]): the first entry of a round takes the tip of the
-/// head it follows, the last leaves its own.
-#[derive(Clone, Copy, Debug)]
-struct Tips {
-    take: bool,
-    leave: bool,
-}
-
 /// The writes that append an entry (with `outcome` and `effect`) after `head`, and the head as
 /// it will be once they commit.
 fn append_writes(
@@ -645,7 +640,6 @@ fn append_writes(
     now: Timestamp,
     outcome: String,
     effect: Value,
-    tips: Tips,
 ) -> Result<(u64, Vec<Operation>, Head), RecordError> {
     let tip = head.tip;
     let head = &head.loaded;
@@ -654,9 +648,7 @@ fn append_writes(
         None => (1, GENESIS_HASH.to_owned()),
     };
     let mut writes = Vec::with_capacity(4);
-    if tips.take
-        && let Some(version) = tip
-    {
+    if let Some(version) = tip {
         writes.push(Operation::PutRecord(RecordWrite {
             namespace: NAMESPACE.to_owned(),
             key: tip_key(&prev_hash),
@@ -673,14 +665,12 @@ fn append_writes(
         key,
         expected_version: Some(0),
     }));
-    if tips.leave {
-        writes.push(Operation::PutRecord(RecordWrite {
-            namespace: NAMESPACE.to_owned(),
-            key: tip_key(&entry.hash),
-            value: Some(number.to_string().into_bytes()),
-            expected_version: Some(0),
-        }));
-    }
+    writes.push(Operation::PutRecord(RecordWrite {
+        namespace: NAMESPACE.to_owned(),
+        key: tip_key(&entry.hash),
+        value: Some(number.to_string().into_bytes()),
+        expected_version: Some(0),
+    }));
     let next = AuditHead {
         version: AuditHead::FORMAT_VERSION,
         number,
@@ -693,7 +683,7 @@ fn append_writes(
             version: head.version + 1,
             value: Some(next),
         },
-        tip: tips.leave.then_some(1),
+        tip: Some(1),
     };
     Ok((number, writes, next))
 }
@@ -796,8 +786,8 @@ struct Slot {
 
 impl Slot {
     /// The round is queued and will leave the head at `next` if it commits whole: the rounds
-    /// after it start from there, unless a round failed since this one began, or `next` has no
-    /// tip to guard them (its entry could not be planned with one).
+    /// after it start from there, unless a round failed since this one began (and only with the
+    /// tip that guards them).
     fn queued(&self, next: Head) {
         let mut pipeline = self.chain.pipeline();
         if pipeline.epoch == self.epoch {
@@ -936,13 +926,12 @@ async fn run_round(
     let mut batches = Vec::new();
     let mut planned = Vec::new();
     let mut previous = head;
-    let last = round.len() - 1;
     let now = round
         .iter()
         .map(|submission| submission.now)
         .max()
         .unwrap_or(Timestamp(0));
-    for (index, mut submission) in round.into_iter().enumerate() {
+    for mut submission in round {
         let mut effects = std::mem::take(&mut submission.effects);
         effects.write_all(submission.context.pending_extras());
         let effect = effect_of(effects.operations());
@@ -952,10 +941,6 @@ async fn run_round(
             submission.now,
             "committed".into(),
             effect,
-            Tips {
-                take: planned.is_empty(),
-                leave: index == last,
-            },
         ) {
             Ok((number, writes, next)) => {
                 effects.write_all(writes);
@@ -1089,13 +1074,8 @@ pub async fn record(
     let _turn = chain.turn.lock().await;
     for _ in 0..ATTEMPTS_MAX {
         let (slot, head) = begin_round(&chain, ledger).await?;
-        let tips = Tips {
-            take: true,
-            leave: true,
-        };
         let (number, writes, next) =
-            append_writes(context, &head, now, outcome.clone(), Value::Null, tips)
-                .map_err(corrupt)?;
+            append_writes(context, &head, now, outcome.clone(), Value::Null).map_err(corrupt)?;
         let queued = ledger
             .submit(vec![offpay_ledger::Batch { operations: writes }], now)
             .await?;
