@@ -6,10 +6,11 @@
 //! Entry `n` stores the hash of entry `n-1`; its own hash is HMAC-SHA256 under the chain key
 //! (`DATA_DIR/keys/audit-chain.key`, 0600, never in the database) of the previous hash and the
 //! entry's canonical bytes. The head record (`head`) holds the number and hash of the newest
-//! entry, and every append is conditional on the head's version, so concurrent actions — in this
-//! process or another — take their turns. Someone who can edit the database but cannot read the
-//! key file cannot alter, remove or insert an entry without [`verify`] reporting it; someone who
-//! has both can rewrite the chain.
+//! entry, and every append is conditional on the head's version and takes the tip record its
+//! predecessor left ([`tip_key`]), so concurrent actions — in this process or another — take their
+//! turns, and an entry planned after one that was never written cannot commit. Someone who can
+//! edit the database but cannot read the key file cannot alter, remove or insert an entry without
+//! [`verify`] reporting it; someone who has both can rewrite the chain.
 //!
 //! How an action's entry reaches its batch: the auth middleware runs the handler inside an
 //! [`OperatorContext`] (a task-local); [`crate::runner::commit_with`], the one place effects are
@@ -206,10 +207,12 @@ pub const STANDALONE_WAIT_MAX: std::time::Duration = std::time::Duration::from_s
 /// Most actions one combining round commits together (the rest wait for the next round).
 pub const COMBINED_ACTIONS_MAX: usize = 256;
 
-/// The lock the server processes on one database take around each append to the chain
-/// ([`Ledger::lock_shared`]). Without it two processes appending at once both read the same
-/// head; one loses its round, and under steady load a process could lose every attempt of an
-/// action (the failover test saw a 503 `busy` on a two-process tier).
+/// The lock the server processes on one database take to append to the chain
+/// ([`Ledger::lock_shared`]): taken when a process's pipeline of rounds starts, held while rounds
+/// are in flight, given back when it drains or after [`CHAIN_LOCK_ROUNDS_MAX`] rounds. Without it
+/// two processes appending at once both read the same head; one loses its round, and under steady
+/// load a process could lose every attempt of an action (the failover test saw a 503 `busy` on a
+/// two-process tier).
 pub const CHAIN_LOCK: &str = "offpay-audit-chain";
 
 /// Longest a process waits for [`CHAIN_LOCK`] before it appends without it (a process holding
@@ -584,51 +587,40 @@ pub fn tip_key(hash: &str) -> String {
     format!("tip/{hash}")
 }
 
-/// A head to append after, and the version of the tip record (`tip/HASH`, [`tip_key`]) its newest
-/// entry left, if any.
+/// A head to append after: read from the store, or planned (the head a round in flight will
+/// write).
 ///
 /// The head's version alone cannot guard an entry planned after an entry not yet written (the
 /// next action of a round, or a round planned on the head the round before will write): should
 /// that entry be refused and another process append meanwhile, the head reaches the planned
 /// version with other contents, and the entry would commit after one that does not exist (a
 /// fork; seen with two processes and the chain lock off, even before rounds were pipelined). So
-/// every entry also creates a record named by its own hash, and the entry after it deletes that
-/// record on the condition that it exists: a hash names one entry only, and its tip is taken
-/// once, so each entry has at most one successor, and only a committed one. An entry after a head
-/// read from the store with no tip (a chain written before tips) relies on the head's version,
-/// which is then the version of the contents read. Within a group the tips of all but the last
-/// entry are created and deleted again before anything is written.
+/// every entry also creates a tip record named by its own hash ([`tip_key`]), and the entry after
+/// a planned head deletes that record on the condition that it exists: a hash names one entry
+/// only, and its tip is taken once, so such an entry commits only after the very entry it was
+/// planned on. After a head read from the store the head's version is the version of the
+/// contents read and guards the entry alone; its tip (if any: a chain written before tips has
+/// none) is deleted without a condition. Within a group the tips of all but the last entry are
+/// created and deleted again before anything is written, so one tip stands: the newest entry's.
 #[derive(Clone, Debug)]
 struct Head {
     loaded: Loaded<AuditHead>,
-    /// The version of the newest entry's tip record, when it has one.
-    tip: Option<u64>,
+    /// Planned, not read: the entry after it must take its tip.
+    planned: bool,
 }
 
-/// Reads the chain's head and its tip: from the reader connection when none of this process's
-/// rounds is in flight, else on the writer after them (`after_queued`), so that it sees what they
-/// wrote.
+/// Reads the chain's head: from the reader connection when none of this process's rounds is in
+/// flight, else on the writer after them (`after_queued`), so that it sees what they wrote.
 async fn read_head(ledger: &Ledger, after_queued: bool) -> Result<Head, RunError> {
-    let read = |store: &mut dyn LedgerStore| {
-        let loaded = Loaded::<AuditHead>::read(store, HEAD_KEY);
-        let tip = match &loaded {
-            Ok(Loaded {
-                value: Some(head), ..
-            }) => store
-                .record(NAMESPACE, &tip_key(&head.hash))?
-                .map(|record| record.version),
-            _ => None,
-        };
-        Ok((loaded, tip))
-    };
-    let (loaded, tip) = if after_queued {
+    let read = |store: &mut dyn LedgerStore| Ok(Loaded::<AuditHead>::read(store, HEAD_KEY));
+    let loaded = if after_queued {
         ledger.read_after_queued(read).await?
     } else {
         ledger.read(read).await?
     };
     Ok(Head {
         loaded: loaded.map_err(corrupt)?,
-        tip,
+        planned: false,
     })
 }
 
@@ -641,19 +633,19 @@ fn append_writes(
     outcome: String,
     effect: Value,
 ) -> Result<(u64, Vec<Operation>, Head), RecordError> {
-    let tip = head.tip;
+    let planned = head.planned;
     let head = &head.loaded;
     let (number, prev_hash) = match &head.value {
         Some(head) => (head.number + 1, head.hash.clone()),
         None => (1, GENESIS_HASH.to_owned()),
     };
     let mut writes = Vec::with_capacity(4);
-    if let Some(version) = tip {
+    if head.value.is_some() {
         writes.push(Operation::PutRecord(RecordWrite {
             namespace: NAMESPACE.to_owned(),
             key: tip_key(&prev_hash),
             value: None,
-            expected_version: Some(version),
+            expected_version: planned.then_some(1),
         }));
     }
     let mut entry = context.entry(number, prev_hash, now, outcome, effect);
@@ -683,7 +675,7 @@ fn append_writes(
             version: head.version + 1,
             value: Some(next),
         },
-        tip: Some(1),
+        planned: true,
     };
     Ok((number, writes, next))
 }
@@ -786,12 +778,11 @@ struct Slot {
 
 impl Slot {
     /// The round is queued and will leave the head at `next` if it commits whole: the rounds
-    /// after it start from there, unless a round failed since this one began (and only with the
-    /// tip that guards them).
+    /// after it start from there, unless a round failed since this one began.
     fn queued(&self, next: Head) {
         let mut pipeline = self.chain.pipeline();
         if pipeline.epoch == self.epoch {
-            pipeline.planned = next.tip.is_some().then_some(next);
+            pipeline.planned = Some(next);
         }
     }
 
@@ -825,10 +816,7 @@ impl Drop for Slot {
 /// Starts a round (or a lone entry's append), called holding the turn: waits for a pipeline slot,
 /// takes [`CHAIN_LOCK`] if this process does not hold it, and gives the head to append after —
 /// the one the rounds in flight will write, or the store's.
-async fn begin_round(
-    chain: &Arc<AuditChain>,
-    ledger: &Ledger,
-) -> Result<(Slot, Head), RunError> {
+async fn begin_round(chain: &Arc<AuditChain>, ledger: &Ledger) -> Result<(Slot, Head), RunError> {
     let shares = ledger.shares_locks();
     // After CHAIN_LOCK_ROUNDS_MAX rounds under one hold, no new round until the pipeline has
     // drained, which gives the lock back to whoever waits for it (the lock is only held while

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use offpay_ledger::{
     Account, AccountId, AccountKind, Amount, BalanceLimits, Batch, BatchRefusal, Currency,
-    CurrencyTotal, GroupResult, LedgerStore, NewAccount, Operation, Outcome, Record, StoreError,
-    Timestamp, Transfer, TransferId, TransferKind, TransferRecord,
+    CurrencyTotal, GroupResult, LedgerStore, NewAccount, Operation, Outcome, Record, RecordWrite,
+    StoreError, Timestamp, Transfer, TransferId, TransferKind, TransferRecord,
 };
 use offpay_operator::{Attempt, Effects};
 use offpay_server::audit::{self, AuditChain, ContextParts, OperatorContext};
@@ -293,9 +293,13 @@ impl Process {
             kind: TransferKind::Posted,
             memo: String::new(),
         });
-        audit::commit_audited(&self.ledger, &self.context(id), effects, Timestamp(2), |_| {
-            false
-        })
+        audit::commit_audited(
+            &self.ledger,
+            &self.context(id),
+            effects,
+            Timestamp(2),
+            |_| false,
+        )
         .await
     }
 
@@ -319,6 +323,17 @@ impl Process {
             .unwrap()
             .unwrap()
             .balance()
+    }
+
+    /// The keys of the tip records standing.
+    async fn tips(&self) -> Vec<String> {
+        self.ledger
+            .read(|store| Ok(store.records(audit::NAMESPACE, "tip/", None, 100)?))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|record| record.key)
+            .collect()
     }
 
     async fn verify(&self) -> audit::Verification {
@@ -378,7 +393,11 @@ async fn a_refused_action_does_not_break_the_round_queued_after_it(place: &Place
     let arrived = gate.arrived();
     let refused = {
         let process = process.clone();
-        tokio::spawn(async move { process.try_once("overdraw", "alice", "bob", "1000.00").await })
+        tokio::spawn(async move {
+            process
+                .try_once("overdraw", "alice", "bob", "1000.00")
+                .await
+        })
     };
     wait_arrived(&gate, arrived + 1).await;
     let queued: Vec<_> = (0..2)
@@ -473,7 +492,10 @@ async fn a_ledger_error_or_a_crash_mid_pipeline_leaves_a_whole_chain(place: &Pla
         state.closed = false;
     });
     for task in doomed {
-        assert!(task.await.unwrap().is_err(), "nothing of a dead process commits");
+        assert!(
+            task.await.unwrap().is_err(),
+            "nothing of a dead process commits"
+        );
     }
     Arc::into_inner(process).unwrap().stop();
 
@@ -541,6 +563,58 @@ async fn another_process_appending_mid_pipeline_cannot_fork_the_chain(place: &Pl
 async fn another_process_appending_mid_pipeline_cannot_fork_the_chain_on_every_backend() {
     for place in Place::all() {
         another_process_appending_mid_pipeline_cannot_fork_the_chain(&place).await;
+    }
+}
+
+/// A chain written before tips (its newest entry left none) is appended to as before, and from
+/// then on exactly one tip stands: the newest entry's.
+async fn a_chain_without_tips_is_appended_to_and_one_tip_stands(place: &Place) {
+    let process = place.start(&Arc::new(Gate::default()));
+    process.accounts().await;
+    assert_eq!(process.post("first", "float", "alice", "1.00").await, 0);
+    let tips = process.tips().await;
+    assert_eq!(tips.len(), 1, "{tips:?}");
+    let operations = tips
+        .into_iter()
+        .map(|key| {
+            Operation::PutRecord(RecordWrite {
+                namespace: audit::NAMESPACE.into(),
+                key,
+                value: None,
+                expected_version: None,
+            })
+        })
+        .collect();
+    let results = process
+        .ledger
+        .commit(vec![Batch { operations }], Timestamp(3))
+        .await
+        .unwrap();
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(process.tips().await.len(), 0);
+    process.stop();
+
+    let process = place.start(&Arc::new(Gate::default()));
+    assert_eq!(process.post("second", "float", "alice", "1.00").await, 0);
+    assert_eq!(process.post("third", "float", "alice", "1.00").await, 0);
+    let verification = process.verify().await;
+    assert_eq!(verification.first_break, None, "{verification:?}");
+    assert_eq!(verification.entries_checked, 3);
+    let head = process
+        .ledger
+        .read(|store| Ok(store.record(audit::NAMESPACE, audit::HEAD_KEY)?))
+        .await
+        .unwrap()
+        .unwrap();
+    let head: audit::AuditHead = serde_json::from_slice(&head.value).unwrap();
+    assert_eq!(process.tips().await, [audit::tip_key(&head.hash)]);
+    process.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_chain_without_tips_is_appended_to_and_one_tip_stands_on_every_backend() {
+    for place in Place::all() {
+        a_chain_without_tips_is_appended_to_and_one_tip_stands(&place).await;
     }
 }
 

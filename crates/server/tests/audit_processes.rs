@@ -19,8 +19,8 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use offpay_server::config::ServerConfig;
 use offpay_server::{AppState, Inputs, Server, router};
-use offpay_test_support::database::{self, BackendKind};
 use offpay_test_support::InProcess;
+use offpay_test_support::database::{self, BackendKind};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
