@@ -582,7 +582,7 @@ fn corrupt(error: RecordError) -> RunError {
     RunError::Ledger(LedgerError::Store(crate::ledger::record_store_error(error)))
 }
 
-/// The key of the tip record the entry with hash `hash` left ([`Head`]).
+/// The key of the tip record the entry with hash `hash` left: the entry after it takes it.
 pub fn tip_key(hash: &str) -> String {
     format!("tip/{hash}")
 }
@@ -691,7 +691,7 @@ fn append_writes(
 /// after it in that round meet a stale head and are decided again (`Conflict`), as after a write
 /// from another process.
 ///
-/// Rounds are pipelined ([`Pipeline`]): the turn is given back once a round is queued for the
+/// Rounds are pipelined: the turn is given back once a round is queued for the
 /// writer, not once it is durable, and the next round starts from the head the queued one will
 /// write, up to [`PIPELINE_ROUNDS_MAX`] rounds in flight. A round that fails or has an action
 /// refused makes the rounds queued after it meet a stale head as well; the planned head is then
@@ -822,11 +822,12 @@ async fn begin_round(chain: &Arc<AuditChain>, ledger: &Ledger) -> Result<(Slot, 
     // drained, which gives the lock back to whoever waits for it (the lock is only held while
     // a round is in flight: it is taken and the round counted in one step, and the last round
     // to finish gives it back).
-    while shares {
+    loop {
         let drained = chain.drained.notified();
         {
             let pipeline = chain.pipeline();
-            if pipeline.lock.is_none()
+            if !shares
+                || pipeline.lock.is_none()
                 || pipeline.lock_rounds < CHAIN_LOCK_ROUNDS_MAX
                 || pipeline.in_flight == 0
             {

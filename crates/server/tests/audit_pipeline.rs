@@ -318,7 +318,7 @@ impl Process {
 
     async fn balance(&self, id: &'static str) -> i64 {
         self.ledger
-            .read(move |store| Ok(store.account(&AccountId::new(id).unwrap())?))
+            .read(move |store| store.account(&AccountId::new(id).unwrap()))
             .await
             .unwrap()
             .unwrap()
@@ -328,7 +328,7 @@ impl Process {
     /// The keys of the tip records standing.
     async fn tips(&self) -> Vec<String> {
         self.ledger
-            .read(|store| Ok(store.records(audit::NAMESPACE, "tip/", None, 100)?))
+            .read(|store| store.records(audit::NAMESPACE, "tip/", None, 100))
             .await
             .unwrap()
             .into_iter()
@@ -602,7 +602,7 @@ async fn a_chain_without_tips_is_appended_to_and_one_tip_stands(place: &Place) {
     assert_eq!(verification.entries_checked, 3);
     let head = process
         .ledger
-        .read(|store| Ok(store.record(audit::NAMESPACE, audit::HEAD_KEY)?))
+        .read(|store| store.record(audit::NAMESPACE, audit::HEAD_KEY))
         .await
         .unwrap()
         .unwrap();
