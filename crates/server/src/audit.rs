@@ -168,9 +168,10 @@ pub struct AuditChain {
 
 /// The rounds of one process between being planned and being durable. Round N+1 is planned on
 /// the head round N will write (`planned`) and queued for the ledger writer while N is being
-/// written, so the writer's group commit can take both. Every head write stays conditional on
-/// the version before it: if N fails or is refused, N+1's head write is refused in turn and its
-/// actions are decided again (`Conflict`); nothing commits on a head that was not written.
+/// written, so the writer's group commit can take both. Every entry stays conditional on the one
+/// before it (the head's version, and the tip it takes, [`Head`]): if N fails or is refused,
+/// N+1's first entry is refused in turn and its actions are decided again (`Conflict`); nothing
+/// commits after an entry that was not written.
 #[derive(Debug, Default)]
 struct Pipeline {
     /// The head as it will be once every round in flight has committed; `None` when it must be
@@ -234,6 +235,13 @@ pub const CHAIN_LOCK_ROUNDS_MAX: usize = 32;
 
 const _: () = assert!(COMBINED_ACTIONS_MAX > 0);
 const _: () = assert!(PIPELINE_ROUNDS_MAX > 0 && CHAIN_LOCK_ROUNDS_MAX > 0);
+
+/// Writes an entry adds to its action's batch: the tip of the entry before it taken, the entry,
+/// its own tip, the head.
+pub const ENTRY_WRITES: usize = 4;
+
+// With the request's idempotency record and the approval it closes, within what a request may add.
+const _: () = assert!(ENTRY_WRITES + 2 <= crate::api::OPERATOR_WRITES_MAX);
 
 impl std::fmt::Debug for AuditChain {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -639,7 +647,7 @@ fn append_writes(
         Some(head) => (head.number + 1, head.hash.clone()),
         None => (1, GENESIS_HASH.to_owned()),
     };
-    let mut writes = Vec::with_capacity(4);
+    let mut writes = Vec::with_capacity(ENTRY_WRITES);
     if head.value.is_some() {
         writes.push(Operation::PutRecord(RecordWrite {
             namespace: NAMESPACE.to_owned(),
