@@ -6,10 +6,11 @@
 //! Entry `n` stores the hash of entry `n-1`; its own hash is HMAC-SHA256 under the chain key
 //! (`DATA_DIR/keys/audit-chain.key`, 0600, never in the database) of the previous hash and the
 //! entry's canonical bytes. The head record (`head`) holds the number and hash of the newest
-//! entry, and every append is conditional on the head's version, so concurrent actions — in this
-//! process or another — take their turns. Someone who can edit the database but cannot read the
-//! key file cannot alter, remove or insert an entry without [`verify`] reporting it; someone who
-//! has both can rewrite the chain.
+//! entry, and every append is conditional on the head's version and takes the tip record its
+//! predecessor left ([`tip_key`]), so concurrent actions — in this process or another — take their
+//! turns, and an entry planned after one that was never written cannot commit. Someone who can
+//! edit the database but cannot read the key file cannot alter, remove or insert an entry without
+//! [`verify`] reporting it; someone who has both can rewrite the chain.
 //!
 //! How an action's entry reaches its batch: the auth middleware runs the handler inside an
 //! [`OperatorContext`] (a task-local); [`crate::runner::commit_with`], the one place effects are
@@ -157,6 +158,34 @@ pub struct AuditChain {
     waiting: StdMutex<Vec<Submission>>,
     /// Permits for entries without an effect being written.
     standalone: Arc<tokio::sync::Semaphore>,
+    /// This process's rounds between being planned and being durable ([`Pipeline`]).
+    pipeline: StdMutex<Pipeline>,
+    /// One permit per round that may be in flight ([`PIPELINE_ROUNDS_MAX`]).
+    slots: Arc<tokio::sync::Semaphore>,
+    /// Woken whenever the last round in flight has finished.
+    drained: tokio::sync::Notify,
+}
+
+/// The rounds of one process between being planned and being durable. Round N+1 is planned on
+/// the head round N will write (`planned`) and queued for the ledger writer while N is being
+/// written, so the writer's group commit can take both. Every entry stays conditional on the one
+/// before it (the head's version, and the tip it takes, [`Head`]): if N fails or is refused,
+/// N+1's first entry is refused in turn and its actions are decided again (`Conflict`); nothing
+/// commits after an entry that was not written.
+#[derive(Debug, Default)]
+struct Pipeline {
+    /// The head as it will be once every round in flight has committed; `None` when it must be
+    /// read from the store (at start, after any failure, after the chain lock was given back).
+    planned: Option<Head>,
+    /// Counts invalidations of `planned`: a round planned before one only sets `planned` if no
+    /// failure came in between.
+    epoch: u64,
+    /// Rounds submitted (or being planned) and not yet finished.
+    in_flight: usize,
+    /// [`CHAIN_LOCK`], held while rounds are in flight (PostgreSQL: other processes wait).
+    lock: Option<crate::ledger::SharedLock>,
+    /// Rounds begun under the current hold of `lock`.
+    lock_rounds: usize,
 }
 
 /// One action's effects waiting to be committed with its entry.
@@ -179,17 +208,40 @@ pub const STANDALONE_WAIT_MAX: std::time::Duration = std::time::Duration::from_s
 /// Most actions one combining round commits together (the rest wait for the next round).
 pub const COMBINED_ACTIONS_MAX: usize = 256;
 
-/// The lock the server processes on one database take around each append to the chain
-/// ([`Ledger::lock_shared`]). Without it two processes appending at once both read the same
-/// head; one loses its round, and under steady load a process could lose every attempt of an
-/// action (the failover test saw a 503 `busy` on a two-process tier).
+/// The lock the server processes on one database take to append to the chain
+/// ([`Ledger::lock_shared`]): taken when a process's pipeline of rounds starts, held while rounds
+/// are in flight, given back when it drains or after [`CHAIN_LOCK_ROUNDS_MAX`] rounds. Without it
+/// two processes appending at once both read the same head; one loses its round, and under steady
+/// load a process could lose every attempt of an action (the failover test saw a 503 `busy` on a
+/// two-process tier).
 pub const CHAIN_LOCK: &str = "offpay-audit-chain";
 
 /// Longest a process waits for [`CHAIN_LOCK`] before it appends without it (a process holding
 /// it has stalled: the conditional head write still keeps the chain whole).
 pub const CHAIN_LOCK_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Most rounds of one process in flight at once: planned on the head the round before will
+/// write and queued for the ledger writer while that one is being written. Two already keep the
+/// writer busy; a few more let rounds that queue during one group commit share the next. A round
+/// that fails costs the rounds queued after it another attempt, so the depth stays small.
+pub const PIPELINE_ROUNDS_MAX: usize = 4;
+
+/// Most rounds a process begins under one hold of [`CHAIN_LOCK`]: then it lets its pipeline
+/// drain and gives the lock back, so another process waiting for it gets its turn (PostgreSQL
+/// grants a released advisory lock to the sessions already waiting before a new request). A
+/// count rather than a time: no clock in the rule, and a round is a few milliseconds, so the
+/// others wait far less than [`CHAIN_LOCK_WAIT_MAX`].
+pub const CHAIN_LOCK_ROUNDS_MAX: usize = 32;
+
 const _: () = assert!(COMBINED_ACTIONS_MAX > 0);
+const _: () = assert!(PIPELINE_ROUNDS_MAX > 0 && CHAIN_LOCK_ROUNDS_MAX > 0);
+
+/// Writes an entry adds to its action's batch: the tip of the entry before it taken, the entry,
+/// its own tip, the head.
+pub const ENTRY_WRITES: usize = 4;
+
+// With the request's idempotency record and the approval it closes, within what a request may add.
+const _: () = assert!(ENTRY_WRITES + 2 <= crate::api::OPERATOR_WRITES_MAX);
 
 impl std::fmt::Debug for AuditChain {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -205,6 +257,9 @@ impl AuditChain {
             turn: Arc::new(tokio::sync::Mutex::new(())),
             waiting: StdMutex::new(Vec::new()),
             standalone: Arc::new(tokio::sync::Semaphore::new(STANDALONE_PENDING_MAX)),
+            pipeline: StdMutex::new(Pipeline::default()),
+            slots: Arc::new(tokio::sync::Semaphore::new(PIPELINE_ROUNDS_MAX)),
+            drained: tokio::sync::Notify::new(),
         }
     }
 
@@ -535,59 +590,120 @@ fn corrupt(error: RecordError) -> RunError {
     RunError::Ledger(LedgerError::Store(crate::ledger::record_store_error(error)))
 }
 
-async fn read_head(ledger: &Ledger) -> Result<Loaded<AuditHead>, RunError> {
-    let head = ledger
-        .read(|store| Ok(Loaded::<AuditHead>::read(store, HEAD_KEY)))
-        .await?;
-    head.map_err(corrupt)
+/// The key of the tip record the entry with hash `hash` left: the entry after it takes it.
+pub fn tip_key(hash: &str) -> String {
+    format!("tip/{hash}")
+}
+
+/// A head to append after: read from the store, or planned (the head a round in flight will
+/// write).
+///
+/// The head's version alone cannot guard an entry planned after an entry not yet written (the
+/// next action of a round, or a round planned on the head the round before will write): should
+/// that entry be refused and another process append meanwhile, the head reaches the planned
+/// version with other contents, and the entry would commit after one that does not exist (a
+/// fork; seen with two processes and the chain lock off, even before rounds were pipelined). So
+/// every entry also creates a tip record named by its own hash ([`tip_key`]), and the entry after
+/// a planned head deletes that record on the condition that it exists: a hash names one entry
+/// only, and its tip is taken once, so such an entry commits only after the very entry it was
+/// planned on. After a head read from the store the head's version is the version of the
+/// contents read and guards the entry alone; its tip (if any: a chain written before tips has
+/// none) is deleted without a condition. Within a group the tips of all but the last entry are
+/// created and deleted again before anything is written, so one tip stands: the newest entry's.
+#[derive(Clone, Debug)]
+struct Head {
+    loaded: Loaded<AuditHead>,
+    /// Planned, not read: the entry after it must take its tip.
+    planned: bool,
+}
+
+/// Reads the chain's head: from the reader connection when none of this process's rounds is in
+/// flight, else on the writer after them (`after_queued`), so that it sees what they wrote.
+async fn read_head(ledger: &Ledger, after_queued: bool) -> Result<Head, RunError> {
+    let read = |store: &mut dyn LedgerStore| Ok(Loaded::<AuditHead>::read(store, HEAD_KEY));
+    let loaded = if after_queued {
+        ledger.read_after_queued(read).await?
+    } else {
+        ledger.read(read).await?
+    };
+    Ok(Head {
+        loaded: loaded.map_err(corrupt)?,
+        planned: false,
+    })
 }
 
 /// The writes that append an entry (with `outcome` and `effect`) after `head`, and the head as
 /// it will be once they commit.
 fn append_writes(
     context: &OperatorContext,
-    head: &Loaded<AuditHead>,
+    head: &Head,
     now: Timestamp,
     outcome: String,
     effect: Value,
-) -> Result<(u64, Vec<Operation>, Loaded<AuditHead>), RecordError> {
+) -> Result<(u64, Vec<Operation>, Head), RecordError> {
+    let planned = head.planned;
+    let head = &head.loaded;
     let (number, prev_hash) = match &head.value {
         Some(head) => (head.number + 1, head.hash.clone()),
         None => (1, GENESIS_HASH.to_owned()),
     };
+    let mut writes = Vec::with_capacity(ENTRY_WRITES);
+    if head.value.is_some() {
+        writes.push(Operation::PutRecord(RecordWrite {
+            namespace: NAMESPACE.to_owned(),
+            key: tip_key(&prev_hash),
+            value: None,
+            expected_version: planned.then_some(1),
+        }));
+    }
     let mut entry = context.entry(number, prev_hash, now, outcome, effect);
     entry.hash = context.inner.chain.hash(&entry)?;
     let key = entry_key(number);
-    let entry_write = Operation::PutRecord(RecordWrite {
+    writes.push(Operation::PutRecord(RecordWrite {
         namespace: NAMESPACE.to_owned(),
         value: Some(entry.encode(&key)?),
         key,
         expected_version: Some(0),
-    });
+    }));
+    writes.push(Operation::PutRecord(RecordWrite {
+        namespace: NAMESPACE.to_owned(),
+        key: tip_key(&entry.hash),
+        value: Some(number.to_string().into_bytes()),
+        expected_version: Some(0),
+    }));
     let next = AuditHead {
         version: AuditHead::FORMAT_VERSION,
         number,
         hash: entry.hash,
     };
-    let head_write = head.write(&next)?;
-    let next = Loaded {
-        key: head.key.clone(),
-        version: head.version + 1,
-        value: Some(next),
+    writes.push(head.write(&next)?);
+    let next = Head {
+        loaded: Loaded {
+            key: head.key.clone(),
+            version: head.version + 1,
+            value: Some(next),
+        },
+        planned: true,
     };
-    Ok((number, vec![entry_write, head_write], next))
+    Ok((number, writes, next))
 }
 
 /// Commits `effects` with the context's entry (and its pending extra writes) in the same batch:
 /// the body of [`crate::runner::commit_with`] when a request context is present.
 ///
 /// The chain orders every action, but actions of one process still share group commits: each
-/// action joins a queue, and whichever waiting task takes the process's turn commits everyone
-/// queued (up to [`COMBINED_ACTIONS_MAX`]) as one ledger request, each action its own batch, their
-/// entries numbered in order and each head write conditional on the one before it in the same
-/// group. An action the ledger refuses leaves the head where it was, so the actions after it in
-/// that round meet a stale head and are decided again (`Conflict`), as after a write from another
-/// process.
+/// action joins a queue, and whichever waiting task takes the process's turn starts a round that
+/// commits everyone queued (up to [`COMBINED_ACTIONS_MAX`]) as one ledger request, each action its
+/// own batch, their entries numbered in order and each head write conditional on the one before
+/// it in the same group. An action the ledger refuses leaves the head where it was, so the actions
+/// after it in that round meet a stale head and are decided again (`Conflict`), as after a write
+/// from another process.
+///
+/// Rounds are pipelined: the turn is given back once a round is queued for the
+/// writer, not once it is durable, and the next round starts from the head the queued one will
+/// write, up to [`PIPELINE_ROUNDS_MAX`] rounds in flight. A round that fails or has an action
+/// refused makes the rounds queued after it meet a stale head as well; the planned head is then
+/// dropped and read again from the store, after the rounds still in flight.
 pub async fn commit_audited(
     ledger: &Ledger,
     context: &OperatorContext,
@@ -597,48 +713,49 @@ pub async fn commit_audited(
 ) -> Result<Attempt<Vec<Outcome>>, RunError> {
     let chain = context.inner.chain.clone();
     let (reply, mut answer) = tokio::sync::oneshot::channel();
-    if let Ok(mut waiting) = chain.waiting.lock() {
-        waiting.push(Submission {
-            context: context.clone(),
-            effects,
-            now,
-            stale,
-            reply,
-        });
-    }
+    chain.waiting().push(Submission {
+        context: context.clone(),
+        effects,
+        now,
+        stale,
+        reply,
+    });
     loop {
-        let turn = chain.turn.clone().lock_owned().await;
-        match answer.try_recv() {
-            Ok(result) => return result,
-            Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
-                return Err(RunError::Contention);
-            }
-            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
-        }
-        let round = chain.next_round();
-        // The round runs on a task of its own, holding the turn: a request whose caller goes
-        // away does not take the other actions' answers (or the turn) with it.
-        let ledger = ledger.clone();
-        let task = tokio::spawn(async move {
-            commit_round(&ledger, round).await;
+        let turn = tokio::select! {
+            biased;
+            result = &mut answer => return result.unwrap_or(Err(RunError::Contention)),
+            turn = chain.turn.clone().lock_owned() => turn,
+        };
+        if chain.waiting().is_empty() {
+            // This action is in a round queued already: its answer comes when that is durable.
             drop(turn);
-        });
-        if task.await.is_err() {
-            return Err(RunError::Contention);
+            return answer.await.unwrap_or(Err(RunError::Contention));
         }
-        if let Ok(result) = answer.try_recv() {
-            return result;
-        }
+        // The round runs on a task of its own, holding the turn until it is queued: a request
+        // whose caller goes away does not take the other actions' answers (or the turn) with it.
+        let ledger = ledger.clone();
+        let round_chain = chain.clone();
+        tokio::spawn(async move { run_round(&ledger, &round_chain, turn).await });
     }
 }
 
 impl AuditChain {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, Vec<Submission>> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn pipeline(&self) -> std::sync::MutexGuard<'_, Pipeline> {
+        self.pipeline
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The actions of the next combining round: those waiting, in order, up to
     /// [`COMBINED_ACTIONS_MAX`] and about a ledger group's worth of operations.
     fn next_round(&self) -> Vec<Submission> {
-        let Ok(mut waiting) = self.waiting.lock() else {
-            return Vec::new();
-        };
+        let mut waiting = self.waiting();
         let mut operations = 0usize;
         let mut count = 0usize;
         for submission in waiting.iter() {
@@ -656,28 +773,152 @@ impl AuditChain {
     }
 }
 
-/// Commits one combining round and answers each of its actions.
-async fn commit_round(ledger: &Ledger, round: Vec<Submission>) {
-    if round.is_empty() {
-        return;
+/// A round's place in this process's pipeline, from [`begin_round`] (under the turn) until it
+/// has finished. Dropped without [`Slot::finish`] (an error, a panic, a refusal) it counts as
+/// failed: the planned head is dropped and read again from the store.
+struct Slot {
+    chain: Arc<AuditChain>,
+    /// [`Pipeline::epoch`] when the round began.
+    epoch: u64,
+    ok: bool,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Slot {
+    /// The round is queued and will leave the head at `next` if it commits whole: the rounds
+    /// after it start from there, unless a round failed since this one began.
+    fn queued(&self, next: Head) {
+        let mut pipeline = self.chain.pipeline();
+        if pipeline.epoch == self.epoch {
+            pipeline.planned = Some(next);
+        }
     }
-    // Held until the round is durable: other processes on the database wait rather than read
-    // the same head and lose their round to this one.
-    let _chain_lock = ledger.lock_shared(CHAIN_LOCK, CHAIN_LOCK_WAIT_MAX).await;
-    let head = match read_head(ledger).await {
-        Ok(head) => head,
-        Err(error) => {
-            let message = error.to_string();
-            for submission in round {
-                let _ = submission
-                    .reply
-                    .send(Err(RunError::Ledger(LedgerError::Store(
-                        StoreError::Database(message.clone()),
-                    ))));
+
+    /// The round has finished; `whole` when every batch of it committed.
+    fn finish(mut self, whole: bool) {
+        self.ok = whole;
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut pipeline = self.chain.pipeline();
+        if !self.ok {
+            pipeline.planned = None;
+            pipeline.epoch += 1;
+        }
+        pipeline.in_flight = pipeline.in_flight.saturating_sub(1);
+        if pipeline.in_flight == 0 {
+            // The pipeline has drained: the chain lock goes back (dropping it gives it back),
+            // and with it the planned head, which another process may now move.
+            if pipeline.lock.take().is_some() {
+                pipeline.planned = None;
+                pipeline.epoch += 1;
             }
+            drop(pipeline);
+            self.chain.drained.notify_waiters();
+        }
+    }
+}
+
+/// Starts a round (or a lone entry's append), called holding the turn: waits for a pipeline slot,
+/// takes [`CHAIN_LOCK`] if this process does not hold it, and gives the head to append after —
+/// the one the rounds in flight will write, or the store's.
+async fn begin_round(chain: &Arc<AuditChain>, ledger: &Ledger) -> Result<(Slot, Head), RunError> {
+    let shares = ledger.shares_locks();
+    // After CHAIN_LOCK_ROUNDS_MAX rounds under one hold, no new round until the pipeline has
+    // drained, which gives the lock back to whoever waits for it (the lock is only held while
+    // a round is in flight: it is taken and the round counted in one step, and the last round
+    // to finish gives it back).
+    loop {
+        let drained = chain.drained.notified();
+        {
+            let pipeline = chain.pipeline();
+            if !shares
+                || pipeline.lock.is_none()
+                || pipeline.lock_rounds < CHAIN_LOCK_ROUNDS_MAX
+                || pipeline.in_flight == 0
+            {
+                break;
+            }
+        }
+        drained.await;
+    }
+    let permit = chain
+        .slots
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| RunError::Contention)?;
+    let taken = if shares && chain.pipeline().lock.is_none() {
+        Some(ledger.lock_shared(CHAIN_LOCK, CHAIN_LOCK_WAIT_MAX).await)
+    } else {
+        None
+    };
+    let (slot, planned, after_queued) = {
+        let mut pipeline = chain.pipeline();
+        if let Some(lock) = taken {
+            // Another process may have appended while this one did not hold the lock (or may
+            // append now, if the wait ran out): the head is read again.
+            pipeline.planned = None;
+            pipeline.epoch += 1;
+            pipeline.lock_rounds = 0;
+            if lock.held() {
+                pipeline.lock = Some(lock);
+            }
+        }
+        // (A lock held at the check above and given back by a drain since leaves `planned`
+        // empty: this round reads the head and goes without the lock; the next takes it.)
+        pipeline.lock_rounds = pipeline.lock_rounds.saturating_add(1);
+        pipeline.in_flight += 1;
+        let slot = Slot {
+            chain: chain.clone(),
+            epoch: pipeline.epoch,
+            ok: false,
+            _permit: permit,
+        };
+        (slot, pipeline.planned.clone(), pipeline.in_flight > 1)
+    };
+    let head = match planned {
+        Some(head) => head,
+        None => read_head(ledger, after_queued).await?,
+    };
+    Ok((slot, head))
+}
+
+/// Answers every action of `round` with a retryable store error carrying `message`.
+fn fail_all(round: impl IntoIterator<Item = Submission>, message: &str) {
+    for submission in round {
+        let _ = submission
+            .reply
+            .send(Err(RunError::Ledger(LedgerError::Store(
+                StoreError::Database(message.to_owned()),
+            ))));
+    }
+}
+
+/// Runs one combining round: begins it, plans it on the head it was given, queues it for the
+/// ledger writer, gives back the turn (the next round may start), then waits until it is durable
+/// and answers each of its actions.
+async fn run_round(
+    ledger: &Ledger,
+    chain: &Arc<AuditChain>,
+    turn: tokio::sync::OwnedMutexGuard<()>,
+) {
+    let begun = begin_round(chain, ledger).await;
+    // Taken only now: actions that arrived while this round waited for a slot or the lock join it.
+    let round = chain.next_round();
+    let (slot, head) = match begun {
+        Ok(begun) => begun,
+        Err(error) => {
+            fail_all(round, &error.to_string());
             return;
         }
     };
+    if round.is_empty() {
+        slot.finish(true);
+        return;
+    }
     // Each action's batches, its entry number, and where its batches sit in the request.
     let mut batches = Vec::new();
     let mut planned = Vec::new();
@@ -711,7 +952,24 @@ async fn commit_round(ledger: &Ledger, round: Vec<Submission>) {
             }
         }
     }
-    let results = match ledger.commit(batches, now).await {
+    if batches.is_empty() {
+        // Every action failed to encode (each answered): the head stays where it was.
+        slot.finish(true);
+        return;
+    }
+    let queued = match ledger.submit(batches, now).await {
+        Ok(queued) => queued,
+        Err(error) => {
+            fail_all(
+                planned.into_iter().map(|(submission, _, _)| submission),
+                &error.to_string(),
+            );
+            return;
+        }
+    };
+    slot.queued(previous);
+    drop(turn);
+    let results = match queued.durable().await {
         Ok(results) => results,
         Err(error) => {
             let message = error.to_string();
@@ -730,6 +988,7 @@ async fn commit_round(ledger: &Ledger, round: Vec<Submission>) {
             return;
         }
     };
+    let mut whole = true;
     let mut results = results.into_iter().map(Some).collect::<Vec<_>>();
     for (submission, number, span) in planned {
         let mut outcomes = Vec::new();
@@ -758,12 +1017,14 @@ async fn commit_round(ledger: &Ledger, round: Vec<Submission>) {
                 }
             }
         }
+        whole &= answer.is_none();
         let answer = answer.unwrap_or_else(|| {
             submission.context.committed(number);
             Ok(Attempt::Done(outcomes))
         });
         let _ = submission.reply.send(answer);
     }
+    slot.finish(whole);
 }
 
 /// Writes an entry with no effect ([`record`]) on a task of its own, waiting for it at most
@@ -797,24 +1058,31 @@ pub async fn record_soon(
     }
 }
 
-/// Appends an entry with no effect (a denial, a failure, a request that committed nothing).
+/// Appends an entry with no effect (a denial, a failure, a request that committed nothing),
+/// holding the turn until it is durable (such entries are few; the rounds in flight before it
+/// go on).
 pub async fn record(
     ledger: &Ledger,
     context: &OperatorContext,
     now: Timestamp,
     outcome: String,
 ) -> Result<u64, RunError> {
-    let _turn = context.inner.chain.turn.lock().await;
-    let _chain_lock = ledger.lock_shared(CHAIN_LOCK, CHAIN_LOCK_WAIT_MAX).await;
+    let chain = context.inner.chain.clone();
+    let _turn = chain.turn.lock().await;
     for _ in 0..ATTEMPTS_MAX {
-        let head = read_head(ledger).await?;
-        let (number, writes, _) =
+        let (slot, head) = begin_round(&chain, ledger).await?;
+        let (number, writes, next) =
             append_writes(context, &head, now, outcome.clone(), Value::Null).map_err(corrupt)?;
-        let results = ledger
-            .commit(vec![offpay_ledger::Batch { operations: writes }], now)
+        let queued = ledger
+            .submit(vec![offpay_ledger::Batch { operations: writes }], now)
             .await?;
+        slot.queued(next);
+        let results = queued.durable().await?;
         match results.into_iter().next() {
-            Some(Ok(_)) => return Ok(number),
+            Some(Ok(_)) => {
+                slot.finish(true);
+                return Ok(number);
+            }
             Some(Err(offpay_ledger::BatchRefusal {
                 reason: Refusal::RecordVersionMismatch { .. },
                 ..

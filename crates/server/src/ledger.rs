@@ -53,6 +53,9 @@ pub struct Ledger {
     /// The thread owning a third connection, for locks shared with other processes on the
     /// same database; `None` for a store only this process uses.
     locks: Option<mpsc::UnboundedSender<LockJob>>,
+    /// Times [`Ledger::lock_shared`] went on without the lock (its wait ran out, or the lock
+    /// connection failed).
+    locks_missed: Arc<AtomicU64>,
 }
 
 /// A lock shared with the other processes on the ledger's database, held until dropped
@@ -227,6 +230,7 @@ impl Ledger {
                 metrics,
                 writer_alive,
                 locks: lock_jobs,
+                locks_missed: Arc::new(AtomicU64::new(0)),
             },
             LedgerThread {
                 handle,
@@ -266,6 +270,7 @@ impl Ledger {
                 held: Some((locks.clone(), name)),
             },
             Ok(Ok(false)) => {
+                self.locks_missed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     lock = name,
                     wait_ms = wait.as_millis() as u64,
@@ -274,11 +279,24 @@ impl Ledger {
                 none
             }
             Ok(Err(error)) => {
+                self.locks_missed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(lock = name, %error, "could not take a shared lock; going on without it");
                 none
             }
             Err(_) => none,
         }
+    }
+
+    /// Whether [`Ledger::lock_shared`] takes locks other processes see (a PostgreSQL ledger
+    /// started with a lock connection); without, every lock is held by this process alone.
+    pub fn shares_locks(&self) -> bool {
+        self.locks.is_some()
+    }
+
+    /// Times [`Ledger::lock_shared`] went on without the lock it was asked for: another process
+    /// held it past the wait, or the lock connection failed.
+    pub fn shared_locks_missed(&self) -> u64 {
+        self.locks_missed.load(Ordering::Relaxed)
     }
 
     /// Group commits finished so far. A read asked after this returned `n` sees what groups
