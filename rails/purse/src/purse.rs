@@ -422,6 +422,7 @@ impl Purse {
         self.clock
     }
     /// The PIN (the software secure element seals the file with it).
+    #[cfg(feature = "std")]
     pub(crate) fn pin(&self) -> &Pin {
         &self.pin
     }
