@@ -186,6 +186,11 @@ struct Pipeline {
     lock: Option<crate::ledger::SharedLock>,
     /// Rounds begun under the current hold of `lock`.
     lock_rounds: usize,
+    /// A round of this process met a record another writer had changed (another process
+    /// appending, most likely): from then on its rounds take [`CHAIN_LOCK`]. A process that
+    /// never meets one (a server alone on its database) appends without the lock's two round
+    /// trips.
+    contended: bool,
 }
 
 /// One action's effects waiting to be committed with its entry.
@@ -209,8 +214,9 @@ pub const STANDALONE_WAIT_MAX: std::time::Duration = std::time::Duration::from_s
 pub const COMBINED_ACTIONS_MAX: usize = 256;
 
 /// The lock the server processes on one database take to append to the chain
-/// ([`Ledger::lock_shared`]): taken when a process's pipeline of rounds starts, held while rounds
-/// are in flight, given back when it drains or after [`CHAIN_LOCK_ROUNDS_MAX`] rounds. Without it
+/// ([`Ledger::lock_shared`]): once a process has met another writer's change (its first lost
+/// round), taken when its pipeline of rounds starts, held while rounds are in flight, given back when it
+/// drains or after [`CHAIN_LOCK_ROUNDS_MAX`] rounds. Without it
 /// two processes appending at once both read the same head; one loses its round, and under steady
 /// load a process could lose every attempt of an action (the failover test saw a 503 `busy` on a
 /// two-process tier).
@@ -798,6 +804,12 @@ impl Slot {
     fn finish(mut self, whole: bool) {
         self.ok = whole;
     }
+
+    /// The round met a record another writer had changed: this process's rounds take the chain
+    /// lock from now on.
+    fn contended(&self) {
+        self.chain.pipeline().contended = true;
+    }
 }
 
 impl Drop for Slot {
@@ -850,7 +862,11 @@ async fn begin_round(chain: &Arc<AuditChain>, ledger: &Ledger) -> Result<(Slot, 
         .acquire_owned()
         .await
         .map_err(|_| RunError::Contention)?;
-    let taken = if shares && chain.pipeline().lock.is_none() {
+    let wants_lock = {
+        let pipeline = chain.pipeline();
+        shares && pipeline.lock.is_none() && pipeline.contended
+    };
+    let taken = if wants_lock {
         Some(ledger.lock_shared(CHAIN_LOCK, CHAIN_LOCK_WAIT_MAX).await)
     } else {
         None
@@ -989,6 +1005,7 @@ async fn run_round(
         }
     };
     let mut whole = true;
+    let mut contended = false;
     let mut results = results.into_iter().map(Some).collect::<Vec<_>>();
     for (submission, number, span) in planned {
         let mut outcomes = Vec::new();
@@ -1000,6 +1017,7 @@ async fn run_round(
                     reason: Refusal::RecordVersionMismatch { .. },
                     ..
                 })) => {
+                    contended = true;
                     answer = Some(Ok(Attempt::Conflict));
                     break;
                 }
@@ -1023,6 +1041,9 @@ async fn run_round(
             Ok(Attempt::Done(outcomes))
         });
         let _ = submission.reply.send(answer);
+    }
+    if contended {
+        slot.contended();
     }
     slot.finish(whole);
 }
@@ -1086,7 +1107,10 @@ pub async fn record(
             Some(Err(offpay_ledger::BatchRefusal {
                 reason: Refusal::RecordVersionMismatch { .. },
                 ..
-            })) => continue,
+            })) => {
+                slot.contended();
+                continue;
+            }
             Some(Err(refusal)) => return Err(RunError::Refused(refusal)),
             None => return Err(RunError::Contention),
         }
