@@ -913,24 +913,7 @@ async fn every_console_call_is_an_api_route_with_the_same_role_checks_as_the_cli
     assert!(compared > 20, "compared {compared} refusals");
 }
 
-/// Each story runs on SQLite, and on a fresh PostgreSQL database when `OFFPAY_TEST_DATABASE_URL`
-/// is set.
-macro_rules! on_every_backend {
-    ($($story:ident),* $(,)?) => {
-        mod every_backend {
-            $(
-                #[tokio::test]
-                async fn $story() {
-                    for backend in super::Backend::all(stringify!($story)) {
-                        super::$story(backend).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-on_every_backend!(
+offpay_test_support::on_every_backend_async!(
     login_sets_a_strict_session_cookie_and_every_answer_a_strict_policy,
     a_change_without_the_sessions_csrf_token_is_refused_and_changes_nothing,
     a_session_ends_after_30_idle_minutes_or_8_hours_and_at_logout,

@@ -276,21 +276,4 @@ async fn value_above_the_limit_needs_a_second_user(backend: Backend) {
     assert_eq!(verified["ok"], true, "{verified}");
 }
 
-/// Each story runs on SQLite, and on a fresh PostgreSQL database when `OFFPAY_TEST_DATABASE_URL`
-/// is set.
-macro_rules! on_every_backend {
-    ($($story:ident),* $(,)?) => {
-        mod every_backend {
-            $(
-                #[tokio::test]
-                async fn $story() {
-                    for backend in super::Backend::all(stringify!($story)) {
-                        super::$story(backend).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-on_every_backend!(value_above_the_limit_needs_a_second_user);
+offpay_test_support::on_every_backend_async!(value_above_the_limit_needs_a_second_user);

@@ -175,24 +175,7 @@ async fn a_key_that_is_not_ascii_is_refused(backend: Backend) {
     assert_eq!(before, after, "nothing was posted");
 }
 
-/// Each story runs on SQLite, and on a fresh PostgreSQL database when `OFFPAY_TEST_DATABASE_URL`
-/// is set.
-macro_rules! on_every_backend {
-    ($($story:ident),* $(,)?) => {
-        mod every_backend {
-            $(
-                #[tokio::test]
-                async fn $story() {
-                    for backend in super::Backend::all(stringify!($story)) {
-                        super::$story(backend).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-on_every_backend!(
+offpay_test_support::on_every_backend_async!(
     a_float_retried_with_its_key_posts_once,
     a_transfer_batch_retried_with_its_key_is_applied_once,
     a_key_that_is_not_ascii_is_refused,

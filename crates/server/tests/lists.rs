@@ -537,24 +537,7 @@ async fn fraud_cases_are_decided_audited_and_role_checked(backend: Backend) {
     );
 }
 
-/// Each story runs on SQLite, and on a fresh PostgreSQL database when `OFFPAY_TEST_DATABASE_URL`
-/// is set.
-macro_rules! on_every_backend {
-    ($($story:ident),* $(,)?) => {
-        mod every_backend {
-            $(
-                #[tokio::test]
-                async fn $story() {
-                    for backend in super::Backend::all(stringify!($story)) {
-                        super::$story(backend).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-on_every_backend!(
+offpay_test_support::on_every_backend_async!(
     paging_walks_every_list_and_sees_each_item_once,
     bad_paging_input_is_refused_and_changes_nothing,
     search_finds_each_kind_and_the_customer_view_spans_rails,

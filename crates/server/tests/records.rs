@@ -442,24 +442,7 @@ async fn records_past_their_retention_are_pruned_and_nothing_moves_twice(backend
     assert_eq!(verified["ok"], true, "{verified}");
 }
 
-/// Each story runs on SQLite, and on a fresh PostgreSQL database when `OFFPAY_TEST_DATABASE_URL`
-/// is set.
-macro_rules! on_every_backend {
-    ($($story:ident),* $(,)?) => {
-        mod every_backend {
-            $(
-                #[tokio::test]
-                async fn $story() {
-                    for backend in super::Backend::all(stringify!($story)) {
-                        super::$story(backend).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-on_every_backend!(
+offpay_test_support::on_every_backend_async!(
     a_raised_flag_does_not_undo_a_decision_and_new_evidence_reopens,
     flags_settled_in_place_keep_a_decision_and_the_batch_shape,
     a_pending_approval_expires_on_the_servers_clock,

@@ -252,24 +252,7 @@ async fn users_are_managed_by_admins_and_take_effect_at_once(backend: Backend) {
     assert_eq!(status, StatusCode::OK);
 }
 
-/// Each story runs on SQLite, and on a fresh PostgreSQL database when `OFFPAY_TEST_DATABASE_URL`
-/// is set.
-macro_rules! on_every_backend {
-    ($($story:ident),* $(,)?) => {
-        mod every_backend {
-            $(
-                #[tokio::test]
-                async fn $story() {
-                    for backend in super::Backend::all(stringify!($story)) {
-                        super::$story(backend).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-on_every_backend!(
+offpay_test_support::on_every_backend_async!(
     every_route_refuses_every_role_it_does_not_list,
     users_are_managed_by_admins_and_take_effect_at_once,
 );

@@ -40,3 +40,22 @@ macro_rules! on_every_backend {
         }
     };
 }
+
+/// [`on_every_backend!`] for async stories `async fn story(backend: Backend)`: one
+/// `#[tokio::test]` each (the test crate depends on tokio with its macros), on SQLite and, when
+/// `OFFPAY_TEST_DATABASE_URL` is set, on a fresh PostgreSQL database.
+#[macro_export]
+macro_rules! on_every_backend_async {
+    ($($story:ident),* $(,)?) => {
+        mod every_backend {
+            $(
+                #[tokio::test]
+                async fn $story() {
+                    for backend in $crate::Backend::all(stringify!($story)) {
+                        super::$story(backend).await;
+                    }
+                }
+            )*
+        }
+    };
+}
