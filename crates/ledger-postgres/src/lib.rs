@@ -5,18 +5,19 @@
 //! The rules are [`offpay_ledger::engine`]'s; this crate loads the rows a group refers to and
 //! writes what the engine decided, inside one database transaction per group commit:
 //!
-//! 1. `BEGIN`.
-//! 2. The group's accounts, locked (`SELECT … FOR UPDATE`, in id order, `WHERE id = ANY($1)`).
-//! 3. The transfers it names, and sequence numbers for its new transfers drawn from the
-//!    `transfer_sequence` database sequence, in one statement. Drawn after the accounts are
-//!    locked, each is larger than every number already given to a transfer on those accounts.
-//! 4. The records it writes, locked (only for a group that writes records).
-//! 5. [`offpay_ledger::run_group`] decides the batches; one statement writes everything it
+//! 1. `BEGIN`, and on the wire right behind it (pipelined: one round trip for all four):
+//!    - the group's accounts, locked (`SELECT … FOR UPDATE`, in id order, `WHERE id = ANY($1)`);
+//!    - the transfers it names, and sequence numbers for its new transfers drawn from the
+//!      `transfer_sequence` database sequence, in one statement. The server runs pipelined
+//!      statements in order, so these are drawn after the accounts are locked: each is larger
+//!      than every number already given to a transfer on those accounts;
+//!    - the records it writes, locked (only for a group that writes records).
+//! 2. [`offpay_ledger::run_group`] decides the batches; one statement writes everything it
 //!    decided (data-modifying CTEs, each an `INSERT … SELECT * FROM UNNEST(…)` or
 //!    `UPDATE … FROM UNNEST(…)`).
-//! 6. `COMMIT`.
+//! 3. `COMMIT`.
 //!
-//! A group of 8190 transfers thus costs five round trips (six with records), as one does.
+//! A group of 8190 transfers thus costs three round trips, as one does.
 //!
 //! **No global lock.** Nothing every committer must lock: groups over different accounts and
 //! records, from one server process or several, commit at the same time; groups sharing an
@@ -31,9 +32,10 @@
 //! last few hundred milliseconds of acknowledged commits on a server crash for latency; the
 //! [`LedgerStore`] contract then no longer holds, so do not.
 //!
-//! The store uses the synchronous `postgres` client: the server calls it from its writer thread or
-//! `spawn_blocking`, never from inside async code. Connections are plain TCP or Unix sockets
-//! (`NoTls`): put the database on a private network or a local socket.
+//! The store is synchronous: each session (module `session`) drives its `tokio-postgres` connection
+//! on a runtime of its own while a call waits, so the server calls it from its writer thread or
+//! `spawn_blocking`, never from inside async code. Connections are plain TCP, Unix sockets, or
+//! TLS with the server's certificate verified (`sslmode` in the URL).
 //!
 //! **Lost connections and failover.** A call that finds its session dead (server restart,
 //! failover, idle timeout) reconnects and runs again, once, if that is harmless: a read outside a
@@ -73,9 +75,12 @@ use offpay_ledger::{
     GroupResult, GroupTransaction, HISTORY_PAGE_MAX, LedgerStore, PendingState, RECORD_PAGE_MAX,
     Record, SchemaVersions, StoreError, Timestamp, Transfer, TransferId, TransferRecord, run_group,
 };
-use postgres::config::{Host, SslMode, TargetSessionAttrs};
-use postgres::error::{Severity, SqlState};
-use postgres::{Client, Config, NoTls, Row, Statement};
+use session::{Client, ConnectError};
+use tokio_postgres::config::{Host, SslMode, TargetSessionAttrs};
+use tokio_postgres::error::{Severity, SqlState};
+use tokio_postgres::{Config, NoTls, Row, Statement};
+
+mod session;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -166,13 +171,13 @@ impl fmt::Debug for PostgresStore {
     }
 }
 
-fn database_error(error: postgres::Error) -> StoreError {
+fn database_error(error: tokio_postgres::Error) -> StoreError {
     StoreError::Database(describe(&error))
 }
 
-/// The driver's error with the server's message: `postgres::Error`'s `Display` says only
+/// The driver's error with the server's message: `tokio_postgres::Error`'s `Display` says only
 /// "db error" for what the server reported, and hides the cause of I/O failures.
-fn describe(error: &postgres::Error) -> String {
+fn describe(error: &tokio_postgres::Error) -> String {
     if let Some(reported) = error.as_db_error() {
         return format!(
             "{} {}: {}",
@@ -246,7 +251,7 @@ impl Target {
         let password_in_url = password_in_url(url);
         let (url, tls_settings) = TlsSettings::take_from(url)?;
         let url = url.as_str();
-        let mut config: Config = url.parse().map_err(|error: postgres::Error| {
+        let mut config: Config = url.parse().map_err(|error: tokio_postgres::Error| {
             let message = scrub(describe(&error), password_in_url.as_deref());
             StoreError::Database(format!("invalid PostgreSQL connection string: {message}"))
         })?;
@@ -271,17 +276,6 @@ impl Target {
             config.keepalives_retries(KEEPALIVE_RETRIES);
         }
         let warnings = Warnings::default();
-        let kept = warnings.clone();
-        config.notice_callback(move |notice| {
-            if notice.parsed_severity() == Some(Severity::Warning) {
-                kept.push(format!(
-                    "{} {}: {}",
-                    notice.severity(),
-                    notice.code().code(),
-                    notice.message()
-                ));
-            }
-        });
         let wants_writes = config.get_target_session_attrs() == TargetSessionAttrs::ReadWrite;
         if config.get_application_name().is_none() {
             config.application_name(APPLICATION_NAME);
@@ -346,11 +340,28 @@ impl Target {
     /// Opens a session: connected (to the first host that suits `target_session_attrs`), with
     /// [`SESSION_SETUP`] done, in the store's schema if it has one.
     fn connect(&self) -> Result<Client, StoreError> {
+        let kept = self.warnings.clone();
+        let notices: session::NoticeSink = Box::new(move |notice| {
+            if notice.parsed_severity() == Some(Severity::Warning) {
+                kept.push(format!(
+                    "{} {}: {}",
+                    notice.severity(),
+                    notice.code().code(),
+                    notice.message()
+                ));
+            }
+        });
         let connected = match &self.tls {
-            Some(tls) => self.config.connect(tls.clone()),
-            None => self.config.connect(NoTls),
+            Some(tls) => Client::connect(&self.config, tls.clone(), notices),
+            None => Client::connect(&self.config, NoTls, notices),
         };
-        let mut client = connected.map_err(|error| self.error(error))?;
+        let mut client = connected.map_err(|error| match error {
+            ConnectError::Driver(error) => self.error(error),
+            ConnectError::Runtime(error) => StoreError::Database(format!(
+                "{}: cannot start the session's runtime: {error}",
+                self.description
+            )),
+        })?;
         let setup = match &self.schema {
             Some(schema) => format!("{SESSION_SETUP}; {}", search_path(schema)),
             None => SESSION_SETUP.to_owned(),
@@ -363,7 +374,7 @@ impl Target {
 
     /// Turns a connection-time error into a [`StoreError`] that names the server but cannot
     /// contain the password, whatever the driver put in its message.
-    fn error(&self, error: postgres::Error) -> StoreError {
+    fn error(&self, error: tokio_postgres::Error) -> StoreError {
         let message = scrub(describe(&error), self.password.as_deref());
         StoreError::Database(format!("{}: {message}", self.description))
     }
@@ -656,8 +667,7 @@ impl PostgresStore {
         if self.in_read_transaction {
             return false;
         }
-        self.session_dead =
-            self.client.is_closed() || self.client.is_valid(CONNECT_TIMEOUT).is_err();
+        self.session_dead = self.client.is_closed() || !self.client.is_valid(CONNECT_TIMEOUT);
         self.session_dead
     }
 
@@ -724,7 +734,7 @@ impl PostgresStore {
         if !self.connection_suspect {
             return false;
         }
-        if self.client.is_valid(CONNECT_TIMEOUT).is_err() {
+        if !self.client.is_valid(CONNECT_TIMEOUT) {
             return true;
         }
         // Inside a read transaction `transaction_read_only` is on by our own choice.
@@ -737,22 +747,23 @@ impl PostgresStore {
 
 /// Whether the session only reads: the server is a standby, or defaults to read-only
 /// transactions (what `target_session_attrs=read-write` checks when connecting).
-fn session_read_only(client: &mut Client) -> Result<bool, postgres::Error> {
+fn session_read_only(client: &mut Client) -> Result<bool, tokio_postgres::Error> {
     let messages = client.simple_query("SHOW transaction_read_only")?;
     Ok(messages.iter().any(|message| {
-        matches!(message, postgres::SimpleQueryMessage::Row(row) if row.get(0) == Some("on"))
+        matches!(message, tokio_postgres::SimpleQueryMessage::Row(row) if row.get(0) == Some("on"))
     }))
 }
 
 /// Whether a failed `COMMIT` certainly did not commit: the server answered it with an error (and
 /// rolled back). When the session died instead, the transaction may have committed.
-fn commit_refused(error: &postgres::Error) -> bool {
+fn commit_refused(error: &tokio_postgres::Error) -> bool {
     error
         .as_db_error()
         .is_some_and(|reported| reported.parsed_severity() == Some(Severity::Error))
 }
 
-/// One attempt at a group commit: one database transaction.
+/// One attempt at a group commit: one database transaction. Its `BEGIN` goes on the wire with
+/// the group's loads ([`PostgresGroup::pipeline`]).
 fn commit_once(
     client: &mut Client,
     statements: &Statements,
@@ -760,25 +771,49 @@ fn commit_once(
     batches: &[Batch],
     now: Timestamp,
 ) -> Result<GroupResult, Failure> {
-    let mut transaction = client
-        .transaction()
-        .map_err(|error| Failure::NotStarted(database_error(error)))?;
+    // Warnings from before this group are not the group's.
+    warnings.take();
     let mut group = PostgresGroup {
-        transaction: &mut transaction,
+        client,
         statements,
+        begin_pending: true,
+        not_started: None,
         retryable: None,
         records_found: HashSet::new(),
         drawn: None,
+        committed: None,
     };
     let outcome = run_group(&mut group, batches, now);
+    let begun = !group.begin_pending && group.not_started.is_none();
+    let not_started = group.not_started.take();
     let retryable = group.retryable.take();
-    let results = outcome.map_err(|error| match retryable {
-        Some(cause) => Failure::Retry(cause),
-        None => Failure::Store(error),
-    })?;
-    // Dropping the transaction on any error above rolls it back.
-    warnings.take();
-    transaction.commit().map_err(|error| {
+    let committed = group.committed.take();
+    let client = group.client;
+    let results = match outcome {
+        Ok(results) => results,
+        Err(error) => {
+            // A COMMIT already sent behind a failed write has ended the transaction.
+            if begun && committed.is_none() {
+                // Best effort: a session that cannot roll back is found unfit by the next call.
+                let _ = client.batch_execute("ROLLBACK");
+            }
+            return Err(match (not_started, retryable) {
+                (Some(error), _) => Failure::NotStarted(error),
+                (None, Some(cause)) => Failure::Retry(cause),
+                (None, None) => Failure::Store(error),
+            });
+        }
+    };
+    if !begun {
+        // The group needed no statement (nothing to load, nothing decided to write).
+        return Ok(results);
+    }
+    // Sent behind the group's write, or now if the group wrote nothing.
+    let committed = match committed {
+        Some(answer) => answer,
+        None => client.batch_execute("COMMIT"),
+    };
+    committed.map_err(|error| {
         if commit_refused(&error) {
             Failure::from_driver(error)
         } else {
@@ -803,23 +838,35 @@ fn commit_once(
 /// Applies the migrations this build knows and the database lacks, in one transaction under an
 /// advisory lock; refuses a database that is ahead of this build.
 fn migrate(client: &mut Client, schema: Option<&str>) -> Result<(), StoreError> {
-    let schema_error = |error: postgres::Error| StoreError::Schema(describe(&error));
-    let mut transaction = client.transaction().map_err(schema_error)?;
-    transaction
+    let schema_error = |error: tokio_postgres::Error| StoreError::Schema(describe(&error));
+    client.batch_execute("BEGIN").map_err(schema_error)?;
+    let migrated = migrate_in_transaction(client, schema)
+        .and_then(|()| client.batch_execute("COMMIT").map_err(schema_error));
+    if migrated.is_err() {
+        // Best effort: a session that cannot even roll back is replaced by the next call.
+        let _ = client.batch_execute("ROLLBACK");
+    }
+    migrated
+}
+
+/// [`migrate`]'s work, inside its transaction.
+fn migrate_in_transaction(client: &mut Client, schema: Option<&str>) -> Result<(), StoreError> {
+    let schema_error = |error: tokio_postgres::Error| StoreError::Schema(describe(&error));
+    client
         .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
         .map_err(schema_error)?;
     if let Some(schema) = schema {
         // Created under the lock: two processes creating the same schema at once would collide.
-        transaction
+        client
             .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
             .map_err(schema_error)?;
     }
-    transaction
+    client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
         )
         .map_err(schema_error)?;
-    let current: i64 = transaction
+    let current: i64 = client
         .query_one(
             "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations",
             &[],
@@ -836,15 +883,15 @@ fn migrate(client: &mut Client, schema: Option<&str>) -> Result<(), StoreError> 
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_millis() as i64);
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-        transaction.batch_execute(migration).map_err(schema_error)?;
-        transaction
+        client.batch_execute(migration).map_err(schema_error)?;
+        client
             .execute(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
                 &[&(index as i64 + 1), &applied_at],
             )
             .map_err(schema_error)?;
     }
-    transaction.commit().map_err(schema_error)
+    Ok(())
 }
 
 /// The statement that puts a session in `schema` (validated by [`validate_schema_name`], so the
@@ -954,13 +1001,24 @@ impl Statements {
                    USING UNNEST($44::text[], $45::text[]) AS gone (namespace, key)
                    WHERE r.namespace = gone.namespace AND r.key = gone.key
                    RETURNING 1)
-                 SELECT (SELECT COUNT(*) FROM accounts_created),
-                   (SELECT COUNT(*) FROM accounts_updated),
-                   (SELECT COUNT(*) FROM transfers_created),
-                   (SELECT COUNT(*) FROM pending_resolved),
-                   (SELECT COUNT(*) FROM records_created),
-                   (SELECT COUNT(*) FROM records_updated),
-                   (SELECT COUNT(*) FROM records_deleted)"
+                 SELECT counted.*,
+                   -- A part that changed other than one row per element fails the statement
+                   -- (division by zero, SQLSTATE 22012), so that the COMMIT sent behind it
+                   -- rolls back (see `PostgresGroup::write`).
+                   1 / CASE WHEN counted.accounts_created = $46::bigint
+                         AND counted.accounts_updated = $47::bigint
+                         AND counted.transfers_created = $48::bigint
+                         AND counted.pending_resolved = $49::bigint
+                         AND counted.records_created = $50::bigint
+                         AND counted.records_updated = $51::bigint
+                       THEN 1 ELSE 0 END
+                 FROM (SELECT (SELECT COUNT(*) FROM accounts_created) AS accounts_created,
+                   (SELECT COUNT(*) FROM accounts_updated) AS accounts_updated,
+                   (SELECT COUNT(*) FROM transfers_created) AS transfers_created,
+                   (SELECT COUNT(*) FROM pending_resolved) AS pending_resolved,
+                   (SELECT COUNT(*) FROM records_created) AS records_created,
+                   (SELECT COUNT(*) FROM records_updated) AS records_updated,
+                   (SELECT COUNT(*) FROM records_deleted) AS records_deleted) AS counted"
             ))?,
             account: prepare(&format!(
                 "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"
@@ -1011,7 +1069,7 @@ impl Statements {
 
 /// Why one attempt at a group commit failed: retryable when the database says so.
 enum Failure {
-    Retry(postgres::Error),
+    Retry(tokio_postgres::Error),
     Store(StoreError),
     /// The transaction did not even begin: nothing of the group reached the database.
     NotStarted(StoreError),
@@ -1024,7 +1082,7 @@ impl From<StoreError> for Failure {
 }
 
 /// Whether the database aborted the transaction and the group should be decided again.
-fn is_retryable(error: &postgres::Error) -> bool {
+fn is_retryable(error: &tokio_postgres::Error) -> bool {
     error.code().is_some_and(|code| {
         *code == SqlState::T_R_SERIALIZATION_FAILURE
             || *code == SqlState::T_R_DEADLOCK_DETECTED
@@ -1042,7 +1100,7 @@ impl Failure {
         }
     }
 
-    fn from_driver(error: postgres::Error) -> Failure {
+    fn from_driver(error: tokio_postgres::Error) -> Failure {
         if is_retryable(&error) {
             Failure::Retry(error)
         } else {
@@ -1052,31 +1110,124 @@ impl Failure {
 }
 
 /// One group commit's database transaction, seen by [`run_group`].
-struct PostgresGroup<'a, 'b> {
-    transaction: &'a mut postgres::Transaction<'b>,
+struct PostgresGroup<'a> {
+    client: &'a mut Client,
     statements: &'a Statements,
+    /// `BEGIN` is still to be sent: it goes on the wire just before the group's first
+    /// statements, in the same round trip.
+    begin_pending: bool,
+    /// `BEGIN` failed: nothing of the group reached the database (safe to retry on a new
+    /// session).
+    not_started: Option<StoreError>,
     /// A retryable driver error met inside a step, kept so that the commit loop can retry:
     /// [`GroupTransaction`] steps can only return [`StoreError`].
-    retryable: Option<postgres::Error>,
+    retryable: Option<tokio_postgres::Error>,
     /// The records the group found (and locked) at load: written back with an UPDATE, where
     /// the others are INSERTed.
     records_found: HashSet<(String, String)>,
     /// The sequence numbers `load` drew for the group's new transfers.
     drawn: Option<Vec<u64>>,
+    /// The answer to the `COMMIT` sent behind the group's write
+    /// ([`PostgresGroup::write_and_commit`]); `None` while it has not been sent.
+    committed: Option<Result<(), tokio_postgres::Error>>,
 }
 
-impl PostgresGroup<'_, '_> {
-    fn query(
-        &mut self,
-        statement: &Statement,
-        parameters: &[&(dyn postgres::types::ToSql + Sync)],
-    ) -> Result<Vec<Row>, StoreError> {
-        self.transaction
-            .query(statement, parameters)
-            .map_err(|error| self.failed(error))
+/// The parameters of one statement.
+type Parameters<'p> = &'p [&'p (dyn tokio_postgres::types::ToSql + Sync)];
+
+/// One statement of a pipeline: `None` when there was nothing of its kind to send.
+type Step<'p> = Option<(&'p Statement, Parameters<'p>)>;
+
+/// A pipelined statement's answer: `None` for a step not sent.
+type Answer = Option<Result<Vec<Row>, tokio_postgres::Error>>;
+
+/// Sends a pipeline's step (see [`PostgresGroup::pipeline`]).
+async fn run_step(driver: &tokio_postgres::Client, step: Step<'_>) -> Answer {
+    match step {
+        Some((statement, parameters)) => Some(driver.query(statement, parameters).await),
+        None => None,
+    }
+}
+
+impl PostgresGroup<'_> {
+    /// Sends `BEGIN` if it is still pending, then the (up to three) statements given, all before
+    /// waiting for an answer; the server runs them in that order. Answers in the same order.
+    fn pipeline(&mut self, steps: [Step<'_>; 3]) -> Result<[Answer; 3], StoreError> {
+        let begin = std::mem::take(&mut self.begin_pending);
+        let driver = self.client.driver();
+        let [first, second, third] = steps;
+        // `join!` polls its futures in the order written the first time, and each puts its
+        // statement on the wire at its first poll: BEGIN, then the steps, in order.
+        let (begun, first, second, third) = self.client.block_on(async {
+            tokio::join!(
+                async {
+                    if begin {
+                        Some(driver.batch_execute("BEGIN").await)
+                    } else {
+                        None
+                    }
+                },
+                run_step(driver, first),
+                run_step(driver, second),
+                run_step(driver, third),
+            )
+        });
+        if let Some(Err(error)) = begun {
+            let message = describe(&error);
+            self.not_started = Some(StoreError::Database(message.clone()));
+            return Err(StoreError::Database(message));
+        }
+        Ok([first, second, third])
     }
 
-    fn failed(&mut self, error: postgres::Error) -> StoreError {
+    /// The group's write with `COMMIT` on the wire right behind it (and `BEGIN` before it, if
+    /// still pending): one round trip. A write that fails aborts the transaction, and the
+    /// `COMMIT` then rolls it back; the `COMMIT`'s answer is kept for [`commit_once`].
+    fn write_and_commit(
+        &mut self,
+        statement: &Statement,
+        parameters: Parameters<'_>,
+    ) -> Result<(), StoreError> {
+        let begin = std::mem::take(&mut self.begin_pending);
+        let driver = self.client.driver();
+        // As in `pipeline`: BEGIN, the write, COMMIT, in that order on the wire.
+        let (begun, written, committed) = self.client.block_on(async {
+            tokio::join!(
+                async {
+                    if begin {
+                        Some(driver.batch_execute("BEGIN").await)
+                    } else {
+                        None
+                    }
+                },
+                driver.query(statement, parameters),
+                driver.batch_execute("COMMIT"),
+            )
+        });
+        self.committed = Some(committed);
+        if let Some(Err(error)) = begun {
+            return Err(self.failed(error));
+        }
+        written.map(|_| ()).map_err(|error| self.failed(error))
+    }
+
+    /// The rows of a pipelined statement (none for a step not sent).
+    fn answered(&mut self, answer: Answer) -> Result<Vec<Row>, StoreError> {
+        match answer {
+            Some(Ok(rows)) => Ok(rows),
+            Some(Err(error)) => Err(self.failed(error)),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn failed(&mut self, error: tokio_postgres::Error) -> StoreError {
+        if error.code() == Some(&SqlState::DIVISION_BY_ZERO) {
+            // Only the write's row-count check divides (see `Statements::write_all`).
+            return corrupt(
+                "a part of the group's write changed other than one row per element (rows \
+                 vanished during a commit); nothing was committed",
+            );
+        }
         let store_error = StoreError::Database(describe(&error));
         if is_retryable(&error) {
             self.retryable = Some(error);
@@ -1096,42 +1247,59 @@ fn unsigned(value: i64, what: &str) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| corrupt(format!("{what} is negative ({value})")))
 }
 
-/// Checks that a bulk statement touched one row per element.
-fn expect_rows(touched: u64, expected: usize, what: &str) -> Result<(), StoreError> {
-    if touched == expected as u64 {
-        Ok(())
-    } else {
-        Err(StoreError::Corrupt(format!(
-            "{what}: {touched} rows changed, {expected} expected (rows vanished during a commit)"
-        )))
-    }
-}
-
-impl GroupTransaction for PostgresGroup<'_, '_> {
+impl GroupTransaction for PostgresGroup<'_> {
     fn load(&mut self, references: &References) -> Result<Snapshot, StoreError> {
         let mut snapshot = Snapshot::default();
+        // Three statements, sent together after `BEGIN` (one round trip); the server runs them
+        // in order:
         // 1. The accounts, locked. Every later statement starts after the locks are held, so
         //    it sees every transfer committed on these accounts and draws larger numbers.
-        if !references.accounts.is_empty() {
-            let ids: Vec<&str> = references.accounts.iter().map(AccountId::as_str).collect();
-            let statement = &self.statements.accounts_locked;
-            for row in self.query(statement, &[&ids])? {
-                let account = account_from_row(&row)?;
-                snapshot.accounts.insert(account.id.clone(), account);
-            }
-        }
         // 2. The transfers named, and the sequence numbers for the new ones, in one statement.
+        // 3. The records written, locked.
+        let account_ids: Vec<&str> = references.accounts.iter().map(AccountId::as_str).collect();
+        let transfer_ids: Vec<&str> = references
+            .transfers
+            .iter()
+            .map(TransferId::as_str)
+            .collect();
         let transfer_operations = references.transfer_operations;
-        if !references.transfers.is_empty() || transfer_operations > 0 {
-            let ids: Vec<&str> = references
-                .transfers
-                .iter()
-                .map(TransferId::as_str)
-                .collect();
-            let count = bigint(transfer_operations as u64, "transfer count")?;
-            let statement = &self.statements.transfers_and_numbers;
+        let count = bigint(transfer_operations as u64, "transfer count")?;
+        let namespaces: Vec<&str> = references
+            .records
+            .iter()
+            .map(|(namespace, _)| namespace.as_str())
+            .collect();
+        let keys: Vec<&str> = references
+            .records
+            .iter()
+            .map(|(_, key)| key.as_str())
+            .collect();
+        let statements = self.statements;
+        let accounts_parameters: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&account_ids];
+        let transfers_parameters: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
+            [&transfer_ids, &count];
+        let records_parameters: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
+            [&namespaces, &keys];
+        let [accounts, transfers, records] = self.pipeline([
+            (!account_ids.is_empty())
+                .then_some((&statements.accounts_locked, &accounts_parameters[..])),
+            (!transfer_ids.is_empty() || transfer_operations > 0)
+                .then_some((&statements.transfers_and_numbers, &transfers_parameters[..])),
+            (!keys.is_empty()).then_some((&statements.record_versions, &records_parameters[..])),
+        ])?;
+        // The first failure in statement order is the cause (the later ones only say that the
+        // transaction was aborted).
+        let accounts = self.answered(accounts)?;
+        let transfers_sent = transfers.is_some();
+        let transfers = self.answered(transfers)?;
+        let records = self.answered(records)?;
+        for row in accounts {
+            let account = account_from_row(&row)?;
+            snapshot.accounts.insert(account.id.clone(), account);
+        }
+        if transfers_sent {
             let mut numbers = Vec::with_capacity(transfer_operations);
-            for row in self.query(statement, &[&ids, &count])? {
+            for row in transfers {
                 let drawn: Option<i64> =
                     row.try_get(TRANSFER_COLUMN_COUNT).map_err(database_error)?;
                 match drawn {
@@ -1152,27 +1320,13 @@ impl GroupTransaction for PostgresGroup<'_, '_> {
             }
             self.drawn = Some(numbers);
         }
-        // 3. The records written, locked.
-        if !references.records.is_empty() {
-            let namespaces: Vec<&str> = references
-                .records
-                .iter()
-                .map(|(namespace, _)| namespace.as_str())
-                .collect();
-            let keys: Vec<&str> = references
-                .records
-                .iter()
-                .map(|(_, key)| key.as_str())
-                .collect();
-            let statement = &self.statements.record_versions;
-            for row in self.query(statement, &[&namespaces, &keys])? {
-                let namespace: String = row.try_get(0).map_err(database_error)?;
-                let key: String = row.try_get(1).map_err(database_error)?;
-                let version: i64 = row.try_get(2).map_err(database_error)?;
-                let version = unsigned(version, "record version")?;
-                self.records_found.insert((namespace.clone(), key.clone()));
-                snapshot.record_versions.insert((namespace, key), version);
-            }
+        for row in records {
+            let namespace: String = row.try_get(0).map_err(database_error)?;
+            let key: String = row.try_get(1).map_err(database_error)?;
+            let version: i64 = row.try_get(2).map_err(database_error)?;
+            let version = unsigned(version, "record version")?;
+            self.records_found.insert((namespace.clone(), key.clone()));
+            snapshot.record_versions.insert((namespace, key), version);
         }
         Ok(snapshot)
     }
@@ -1213,8 +1367,16 @@ impl GroupTransaction for PostgresGroup<'_, '_> {
         let inserts = RecordColumns::of(&inserts)?;
         let updates = RecordColumns::of(&updates)?;
         let deletes = RecordColumns::of(&deletes)?;
+        let expected = [
+            bigint(created.ids.len() as u64, "account count")?,
+            bigint(updated.ids.len() as u64, "account count")?,
+            bigint(transfers.ids.len() as u64, "transfer count")?,
+            bigint(resolved_ids.len() as u64, "resolution count")?,
+            bigint(inserts.keys.len() as u64, "record count")?,
+            bigint(updates.keys.len() as u64, "record count")?,
+        ];
         let statement = &self.statements.write_all;
-        let rows = self.query(
+        self.write_and_commit(
             statement,
             &[
                 &created.ids,
@@ -1262,25 +1424,18 @@ impl GroupTransaction for PostgresGroup<'_, '_> {
                 &updates.versions,
                 &deletes.namespaces,
                 &deletes.keys,
+                &expected[0],
+                &expected[1],
+                &expected[2],
+                &expected[3],
+                &expected[4],
+                &expected[5],
             ],
         )?;
-        let row = rows
-            .first()
-            .ok_or_else(|| corrupt("the group's write returned no counts"))?;
-        let count = |column: usize| -> Result<u64, StoreError> {
-            let touched: i64 = row.try_get(column).map_err(database_error)?;
-            unsigned(touched, "row count")
-        };
-        expect_rows(count(0)?, created.ids.len(), "account insert")?;
-        expect_rows(count(1)?, updated.ids.len(), "account update")?;
-        expect_rows(count(2)?, transfers.ids.len(), "transfer insert")?;
-        // Only a transfer still pending is resolved: a second resolution would show here even
-        // if a lock were ever missed.
-        expect_rows(count(3)?, resolved_ids.len(), "pending transfer resolution")?;
-        expect_rows(count(4)?, inserts.keys.len(), "record insert")?;
-        expect_rows(count(5)?, updates.keys.len(), "record update")
-        // A delete of a record that never existed is allowed (version 0 expected or none), so
-        // fewer deleted rows than keys is fine.
+        // The statement itself checked that each part changed one row per element (or failed,
+        // and the COMMIT behind it rolled back). A delete of a record that never existed is
+        // allowed (version 0 expected or none), so deletes are not checked.
+        Ok(())
     }
 }
 

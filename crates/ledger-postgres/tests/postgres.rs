@@ -834,3 +834,65 @@ fn a_shared_lock_is_held_by_one_connection_at_a_time() {
             .unwrap()
     );
 }
+
+/// The group's write and its `COMMIT` go on the wire together, so the write statement itself
+/// must refuse to leave a group half-written: here a trigger (a DBA's, or an extension's)
+/// silently skips every update of the accounts' balances. The transfer's insert would go
+/// through and conservation break; instead the statement fails on its own row-count check, the
+/// `COMMIT` behind it rolls back, and neither the transfer nor any balance changed.
+#[test]
+fn a_write_that_changes_fewer_rows_than_decided_commits_nothing() {
+    skip_without_database!();
+    let (guard, mut store) = common::fresh_store();
+    let url = common::database_url().unwrap_or_default();
+    store
+        .commit(
+            &[Batch {
+                operations: vec![account_definition("a"), account_definition("b")],
+            }],
+            NOW,
+        )
+        .unwrap_or_else(|error| panic!("{error}"));
+    let mut dba =
+        postgres::Client::connect(&url, postgres::NoTls).unwrap_or_else(|error| panic!("{error}"));
+    dba.batch_execute(&format!(
+        "CREATE FUNCTION \"{schema}\".skip_row() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN RETURN NULL; END $$;
+         CREATE TRIGGER skip_balance_updates BEFORE UPDATE ON \"{schema}\".accounts
+           FOR EACH ROW EXECUTE FUNCTION \"{schema}\".skip_row();",
+        schema = guard.schema
+    ))
+    .unwrap_or_else(|error| panic!("{error}"));
+
+    let refused = store.commit(&[one_transfer("t1", "a", "b")], NOW);
+    match refused {
+        Err(StoreError::Corrupt(message)) => {
+            assert!(message.contains("nothing was committed"), "{message}");
+        }
+        other => panic!("the half-applied group was not refused: {other:?}"),
+    }
+    let transfer = TransferId::new("t1".to_owned()).unwrap_or_else(|error| panic!("{error}"));
+    assert!(
+        store
+            .transfer(&transfer)
+            .unwrap_or_else(|error| panic!("{error}"))
+            .is_none(),
+        "the transfer was committed without its balances"
+    );
+    verify_conservation(&mut store).unwrap_or_else(|error| panic!("{error}"));
+
+    // The session is fit for the next group once the trigger is gone.
+    dba.batch_execute(&format!(
+        "DROP TRIGGER skip_balance_updates ON \"{}\".accounts",
+        guard.schema
+    ))
+    .unwrap_or_else(|error| panic!("{error}"));
+    let results = store
+        .commit(&[one_transfer("t1", "a", "b")], NOW)
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert!(
+        matches!(results.first(), Some(Ok(outcomes)) if outcomes == &[Outcome::TransferCommitted]),
+        "{results:?}"
+    );
+    verify_conservation(&mut store).unwrap_or_else(|error| panic!("{error}"));
+}

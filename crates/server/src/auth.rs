@@ -549,9 +549,11 @@ pub async fn check(
     };
     let hash = token_hash(&token);
     let now = state.now();
+    // No common snapshot needed: the index only names the user, whose record decides (its
+    // token hash compared again), so a rotation between the two reads is refused, not let in.
     let caller = state
         .ledger
-        .read(move |store| {
+        .read_each(move |store| {
             authenticate(store, &hash, now).map_err(crate::ledger::record_store_error)
         })
         .await?;

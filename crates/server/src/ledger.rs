@@ -353,6 +353,28 @@ impl Ledger {
         Ok(Queued { answer, group })
     }
 
+    /// Runs `job` on the reader connection without a read transaction: each of its reads is one
+    /// statement that sees every commit acknowledged before it ran, but two reads may see
+    /// different committed states. For reads that need no common snapshot (a token's index
+    /// and its user, where the user record decides): on PostgreSQL it saves the transaction's
+    /// `BEGIN` and `COMMIT`, two of the four round trips of an operator request's
+    /// authentication.
+    pub async fn read_each<T, F>(&self, job: F) -> Result<T, LedgerError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn LedgerStore) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: ReadJob = Box::new(move |store| {
+            let _ = reply.send(job(store));
+        });
+        self.reader
+            .send(job)
+            .await
+            .map_err(|_| LedgerError::Stopped)?;
+        Ok(answer.await.map_err(|_| LedgerError::Stopped)??)
+    }
+
     /// Runs `job`'s reads in one read transaction on the reader connection: it sees every commit
     /// acknowledged before it was asked, and one committed state throughout.
     pub async fn read<T, F>(&self, job: F) -> Result<T, LedgerError>
