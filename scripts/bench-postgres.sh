@@ -9,7 +9,8 @@
 # Environment: OFFPAY_BENCH_POSTGRES (default postgres://postgres@127.0.0.1:5432), the server
 # holding the scratch databases; OFFPAY_BENCH_PGLEDGER_DB (default pgledger); OFFPAY_BENCH_BIN,
 # an offpay binary to measure instead of this tree's release build (an older commit's, to put
-# the two side by side).
+# the two side by side); OFFPAY_BENCH_CLIENT_BIN, the offpay binary whose `bench server` drives
+# the load (default: the one measured), so that two servers can be driven by the same client.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-8}
@@ -22,7 +23,8 @@ else
   cargo build -q --release -p offpay
   offpay=$PWD/${CARGO_TARGET_DIR:-target}/release/offpay
 fi
-echo "######## $("$offpay" --version) ($offpay)"
+client=${OFFPAY_BENCH_CLIENT_BIN:-$offpay}
+echo "######## $("$offpay" --version) ($offpay), load from $client"
 scratch=$(mktemp -d)
 pids=()
 cleanup() {
@@ -60,7 +62,7 @@ for processes in 1 2 3; do
   flags=()
   for base in "${bases[@]}"; do flags+=(--server "$base"); done
   echo "######## offpay bench server: $processes process(es), clients $clients, ${seconds} s each"
-  "$offpay" bench server "${flags[@]}" --token-file "$scratch/p0/admin.token" \
+  "$client" bench server "${flags[@]}" --token-file "$scratch/p0/admin.token" \
     --clients "$clients" --seconds "$seconds"
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true

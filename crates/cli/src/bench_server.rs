@@ -1,7 +1,9 @@
 //! `offpay bench server`: one transfer per HTTP request against running servers, from a number
 //! of concurrent clients, the way a device-facing app tier is loaded (each request its own
 //! transfer; the server's group commit does the batching). Clients are spread round-robin over
-//! every `--server` given, so several processes on one database can be measured together.
+//! every `--server` given, so several processes on one database can be measured together. Plain
+//! `http://` servers are driven by a lean keep-alive client ([`crate::bench_http`]), HTTPS ones
+//! by `reqwest`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use serde::Serialize;
+
+use crate::bench_http::PlainClient;
 use serde_json::json;
 
 /// Accounts the transfers move money between (each pair drawn at random), as in pgledger's
@@ -147,6 +151,8 @@ pub fn run(args: ServerBenchArgs) -> std::process::ExitCode {
                 );
                 let prefix = format!("{run_id}-r{run_index}-c{index}");
                 std::thread::spawn(move || {
+                    let mut plain = PlainClient::for_base(&server, REQUEST_TIMEOUT);
+                    let path = "/api/v1/transfers";
                     let mut sequence: u64 = 0;
                     // A small deterministic generator per client: the pair of accounts.
                     let mut state = (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -164,13 +170,18 @@ pub fn run(args: ServerBenchArgs) -> std::process::ExitCode {
                             "credit_account": accounts[credit],
                             "amount": "1.00",
                         }]});
-                        let ok = client
-                            .post(format!("{server}/api/v1/transfers"))
-                            .bearer_auth(&token)
-                            .json(&body)
-                            .send()
-                            .map(|response| response.status().is_success())
-                            .unwrap_or(false);
+                        let ok = match &mut plain {
+                            Some(plain) => plain
+                                .post_json(path, &token, body.to_string().as_bytes())
+                                .is_ok_and(|status| (200..300).contains(&status)),
+                            None => client
+                                .post(format!("{server}{path}"))
+                                .bearer_auth(&token)
+                                .json(&body)
+                                .send()
+                                .map(|response| response.status().is_success())
+                                .unwrap_or(false),
+                        };
                         if ok {
                             done.fetch_add(1, Ordering::Relaxed);
                         } else {

@@ -3,6 +3,7 @@
 mod admin;
 mod backup;
 mod bench;
+mod bench_http;
 mod bench_server;
 mod client;
 mod demo;
