@@ -600,11 +600,12 @@ fn admin_call(
                     .into_iter()
                     .flatten()
                     .map(|sms| {
+                        // The API never shows the text (it may hold a used row's TAN).
                         format!(
-                            "to {} (attempts {}): {}",
+                            "to {} (attempts {}): {} characters",
                             field(sms, "/to"),
                             field(sms, "/attempts"),
-                            field(sms, "/text")
+                            field(sms, "/text_chars")
                         )
                     })
                     .collect();

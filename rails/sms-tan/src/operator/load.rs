@@ -340,6 +340,22 @@ pub fn load_payer(
         });
         return Ok(None);
     }
+    if !account.spending_authentic(operator.master(), &key) {
+        // A spending window written outside the operator's code (today's or this week's total
+        // lowered, so the limits would let more through): this account pays nothing.
+        reader.records.tampered.push(Tampered {
+            kind: AccountRecord::SPENDING_MAC_KIND,
+            key,
+            evidence: serde_json::json!({
+                "account": account.receive_number.to_string(),
+                "day": account.spending.day,
+                "today_minor": account.spending.today.minor(),
+                "week": account.spending.week,
+                "this_week_minor": account.spending.this_week.minor(),
+            }),
+        });
+        return Ok(None);
+    }
     let offset = operator.utc_offset_minutes();
     let view = account.view(pay_number, operator.class_of(account.currency));
     let balance = available(reader.store(), &account.receive_number, account.currency)?;

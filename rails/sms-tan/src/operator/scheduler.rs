@@ -446,6 +446,67 @@ mod tests {
         assert_eq!(flags(&mut world, "record_tampered").len(), 1);
     }
 
+    /// Issue 18: the spending window carries its own MAC. A DBA who sets today's and this
+    /// week's totals back to zero (so a daily limit lets more through) stops the account
+    /// paying; the record is flagged `record_tampered` and nothing moves.
+    #[test]
+    fn a_spending_window_lowered_by_a_dba_stops_the_account_paying() {
+        let mut world = World::new();
+        let key = records::account_key(&number(PAYER));
+        // The holder's own daily limit of KES 150.
+        let mut account = Loaded::<records::AccountRecord>::read(&mut world.store, &key).unwrap();
+        let mut record = account.value.take().unwrap();
+        record.limits.per_day = Some(kes("150"));
+        record.seal_settings(world.operator.master(), &key);
+        let mut effects = Effects::new();
+        effects.write(account.write(&record).unwrap());
+        assert!(commit(&mut world.store, effects, world.now));
+        let text = world.low(PAYEE, "100", 1);
+        assert_eq!(
+            world.sms(PAYER_PHONE, &text).summary.verdict,
+            Answered::Accepted
+        );
+        assert_eq!(world.account(PAYER).spending.today, kes("100"));
+        // The daily limit holds: another KES 100 today is refused.
+        let text = world.low(PAYEE, "100", 2);
+        assert_eq!(
+            world.sms(PAYER_PHONE, &text).summary.verdict,
+            Answered::Refused
+        );
+        assert_eq!(world.balance(PAYEE), 10_000);
+        // The DBA resets the window, keeping the MAC he cannot recompute.
+        let mut account = Loaded::<records::AccountRecord>::read(&mut world.store, &key).unwrap();
+        let mut record = account.value.take().unwrap();
+        record.spending = crate::operator::spending::SpendingWindow::empty(record.currency);
+        let mut effects = Effects::new();
+        effects.write(account.write(&record).unwrap());
+        assert!(commit(&mut world.store, effects, world.now));
+        let text = world.low(PAYEE, "100", 3);
+        let answer = world.sms(PAYER_PHONE, &text);
+        assert_eq!(answer.summary.verdict, Answered::Refused, "{answer:?}");
+        assert_eq!(world.balance(PAYEE), 10_000, "nothing more moved");
+        let tampered = flags(&mut world, "record_tampered");
+        assert_eq!(tampered.len(), 1);
+        assert!(
+            String::from_utf8_lossy(&tampered[0].value).contains("account-spending"),
+            "{:?}",
+            String::from_utf8_lossy(&tampered[0].value)
+        );
+        // Removing the MAC as well does not help him.
+        let mut account = Loaded::<records::AccountRecord>::read(&mut world.store, &key).unwrap();
+        let mut record = account.value.take().unwrap();
+        record.spending_mac = [0; 32];
+        let mut effects = Effects::new();
+        effects.write(account.write(&record).unwrap());
+        assert!(commit(&mut world.store, effects, world.now));
+        let text = world.low(PAYEE, "100", 4);
+        assert_eq!(
+            world.sms(PAYER_PHONE, &text).summary.verdict,
+            Answered::Refused
+        );
+        assert_eq!(world.balance(PAYEE), 10_000);
+    }
+
     #[test]
     fn expired_and_unreadable_sessions_are_swept() {
         let mut world = World::new();
