@@ -311,6 +311,36 @@ fn a_dba_reset_spending_window_lets_nothing_past_the_daily_limit(kind: BackendKi
     assert_eq!(flags(&server, "record_tampered"), 1);
 }
 
+/// Issue 18, gap 1, through the webhook of a real server: with the default cap (no
+/// `printed_recipe_max` for KES), a row of the imported seed envelope pays KES 900.00 but not an
+/// amount its printed checksum cannot tell from a smaller one above the cap (1,000.00 → 9,000.00
+/// on row 4, which sees LS and S3 only), at the low and the middle level; a derived envelope's
+/// row pays KES 9,000.00.
+fn imported_rows_pay_only_up_to_the_cap_through_the_webhook(kind: BackendKind) {
+    let server = TestServer::start(kind);
+    let envelope = server.seed_world();
+    let mut settings = server.get("/api/v1/sms/settings");
+    settings["printed_recipe_max"] = Value::Array(Vec::new());
+    server.post("/api/v1/sms/settings", settings);
+    let reply = server.sms(PAYER_PHONE, &low_pay(&envelope, PAYEE, &kes("900"), 1));
+    assert!(reply.starts_with("PAID "), "{reply}");
+    let reply = server.sms(PAYER_PHONE, &low_pay(&envelope, PAYEE, &kes("9000"), 4));
+    assert!(reply.contains("printed checksums"), "{reply}");
+    let reply = server.sms(
+        PAYER_PHONE,
+        &grid_pay(&envelope, "PAYG", PAYEE, &kes("9000"), 5),
+    );
+    assert!(reply.contains("printed checksums"), "{reply}");
+    assert_eq!(server.balance(PAYEE), 900_00);
+    // The holder moves to a derived envelope (registered with row 6), which pays 9,000.00.
+    let next = server.issue_envelope();
+    let reply = server.sms(PAYER_PHONE, &register(&envelope, &next.euin, 6));
+    assert!(reply.contains("is now registered"), "{reply}");
+    let reply = server.sms(PAYER_PHONE, &low_pay(&next, PAYEE, &kes("9000"), 1));
+    assert!(reply.starts_with("PAID "), "{reply}");
+    assert_eq!(server.balance(PAYEE), 9_900_00);
+}
+
 /// Issue 18, envelope lifecycle: a lost envelope is retired and replaced at an agent, through
 /// the operator API, only with an identity step.
 fn a_lost_envelope_is_replaced_at_an_agent_with_an_identity_step(kind: BackendKind) {
@@ -342,4 +372,5 @@ offpay_test_support::on_every_backend!(
     a_dba_insert_or_update_moves_nothing_through_a_real_server,
     a_lost_envelope_is_replaced_at_an_agent_with_an_identity_step,
     a_dba_reset_spending_window_lets_nothing_past_the_daily_limit,
+    imported_rows_pay_only_up_to_the_cap_through_the_webhook,
 );

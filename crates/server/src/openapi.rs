@@ -416,6 +416,7 @@ fn components() -> Value {
         ("version", "integer"),
         ("fees", "[$SmsFees]"),
         ("dialback_defaults", "[$CurrencyAmount]"),
+        ("printed_recipe_max", "[$CurrencyAmount]"),
         ("rates", "[$SmsRate]"),
         ("hard_currencies", "[currency]"),
         ("utc_offset_minutes", "integer"),
@@ -1074,8 +1075,10 @@ pub fn declared(method: &Method, path: &str) -> Option<Declared> {
                 ("accounts", "count"),
                 ("pending", "count"),
                 ("scheduled", "count"),
+                ("windows", "count"),
                 ("mismatched", "count"),
                 ("mismatched_keys", "[string]"),
+                ("spending_windows", "object"),
             ]),
         ),
         // --- rail 3: the device wallet -------------------------------------------------------

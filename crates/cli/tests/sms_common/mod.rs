@@ -190,12 +190,15 @@ impl TestServer {
         self.get(&format!("/api/v1/sms/envelopes/{euin}"))
     }
 
-    /// Settings with fees and the default dialback threshold.
+    /// Settings with fees and the default dialback threshold. The seed's envelope keeps its
+    /// printed recipes; these stories pay it up to KES 1,000,000 a payment (the cap itself is
+    /// `sms_attacks::imported_rows_pay_only_up_to_the_cap_through_the_webhook`).
     pub fn set_fees(&self) {
         let mut settings = self.get("/api/v1/sms/settings");
         settings["fees"] =
             json!([{ "currency": "KES", "low": "10", "middle": "15", "high": "25" }]);
         settings["dialback_defaults"] = json!([{ "currency": "KES", "amount": "500000" }]);
+        settings["printed_recipe_max"] = json!([{ "currency": "KES", "amount": "1000000" }]);
         self.post("/api/v1/sms/settings", settings);
     }
 

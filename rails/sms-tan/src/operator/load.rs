@@ -310,6 +310,11 @@ pub fn load_payer(
             let Some(account) = reader.account(&receive, true)? else {
                 return Ok(None);
             };
+            // The index is not sealed; the account's own tag is (in its settings MAC). An index
+            // entry pointing a pay number at another account finds no account.
+            if !bool::from(subtle::ConstantTimeEq::ct_eq(&account.pay_tag[..], &tag[..])) {
+                return Ok(None);
+            }
             let Some(view) = current_envelope(reader, &account)? else {
                 return Ok(None);
             };
