@@ -213,7 +213,10 @@ fn api_answers_hold_no_secret(server: &TestServer, secrets: &Secrets, euin: &str
             "/api/v1/users",
             serde_json::json!({ "name": format!("scan-{role}"), "role": role }),
         );
-        tokens.push((role.to_owned(), answer["token"].as_str().unwrap().to_owned()));
+        tokens.push((
+            role.to_owned(),
+            answer["token"].as_str().unwrap().to_owned(),
+        ));
     }
     let http = http();
     let mut found = Vec::new();
@@ -234,8 +237,7 @@ fn api_answers_hold_no_secret(server: &TestServer, secrets: &Secrets, euin: &str
                 shown_outbox += answer["outbox"].as_array().unwrap().len();
             }
             for secret in &secrets.strings {
-                if secret.len() >= 6 && body.windows(secret.len()).any(|w| w == secret.as_bytes())
-                {
+                if secret.len() >= 6 && body.windows(secret.len()).any(|w| w == secret.as_bytes()) {
                     found.push(format!("{role} {path} ({status}): {secret}"));
                 }
             }
@@ -252,7 +254,9 @@ fn api_answers_hold_no_secret(server: &TestServer, secrets: &Secrets, euin: &str
             // The SMS lists carry no text field at all (the audit log's redacted one and the
             // OpenAPI document's schemas name it).
             let text_field = b"\"text\"";
-            if path.starts_with("/api/v1/sms/") && body.windows(text_field.len()).any(|w| w == text_field) {
+            if path.starts_with("/api/v1/sms/")
+                && body.windows(text_field.len()).any(|w| w == text_field)
+            {
                 found.push(format!("{role} {path} ({status}): a text field"));
             }
         }
@@ -264,7 +268,10 @@ fn api_answers_hold_no_secret(server: &TestServer, secrets: &Secrets, euin: &str
     );
     // The scan read something: every role, every route, and the queue was not empty.
     assert!(read >= 5 * 25, "read {read} answers");
-    assert!(shown_outbox > 0, "the outbox listed the queued texts' metadata");
+    assert!(
+        shown_outbox > 0,
+        "the outbox listed the queued texts' metadata"
+    );
     eprintln!(
         "read {read} answers ({} routes x {} roles); skipped templates {skipped:?}",
         paths.len(),

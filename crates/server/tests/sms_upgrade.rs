@@ -284,7 +284,10 @@ fn strip_windows_now(config: &ServerConfig, accounts: &[&str]) {
     }
     let marker =
         upgrade::load_phase_marker(store.as_mut(), upgrade::SealPhase::SpendingWindows).unwrap();
-    assert!(marker.value.is_some(), "every start leaves the window marker");
+    assert!(
+        marker.value.is_some(),
+        "every start leaves the window marker"
+    );
     operations.push(marker.delete());
     let results = store
         .commit(&[Batch { operations }], Timestamp(START_MS))
@@ -336,7 +339,11 @@ async fn spending_windows_of_the_release_before_are_sealed_at_start() {
             .unwrap();
         let node = start(root, 2, &backend).await;
         let (authentic, marker) = windows(&node).await;
-        assert_eq!(authentic, vec![false, true, true], "the insider's window stays refused");
+        assert_eq!(
+            authentic,
+            vec![false, true, true],
+            "the insider's window stays refused"
+        );
         assert!(marker.is_none());
     }
 }

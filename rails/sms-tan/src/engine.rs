@@ -1190,7 +1190,11 @@ impl Engine {
                 let grid = auth.secrets.grid(row.grid_number());
                 let magnitude_ok =
                     grid.is_some_and(|grid| grid.magnitude_matches(class, *magnitude_code));
-                self.printed_recipe_cap(row, &amount, CodeCheck::of_checksum(agreeing, magnitude_ok))
+                self.printed_recipe_cap(
+                    row,
+                    &amount,
+                    CodeCheck::of_checksum(agreeing, magnitude_ok),
+                )
             }
         }
     }

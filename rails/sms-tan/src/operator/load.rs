@@ -312,7 +312,10 @@ pub fn load_payer(
             };
             // The index is not sealed; the account's own tag is (in its settings MAC). An index
             // entry pointing a pay number at another account finds no account.
-            if !bool::from(subtle::ConstantTimeEq::ct_eq(&account.pay_tag[..], &tag[..])) {
+            if !bool::from(subtle::ConstantTimeEq::ct_eq(
+                &account.pay_tag[..],
+                &tag[..],
+            )) {
                 return Ok(None);
             }
             let Some(view) = current_envelope(reader, &account)? else {

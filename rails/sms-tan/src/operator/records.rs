@@ -543,7 +543,8 @@ impl AccountRecord {
     /// Writes the MAC of the current spending window for the record stored under `key`: every
     /// decision that moves the window calls it before writing.
     pub fn seal_spending(&mut self, master: &MasterKey, key: &str) {
-        self.spending_mac = master.record_mac(Self::SPENDING_MAC_KIND, key, &self.spending_content());
+        self.spending_mac =
+            master.record_mac(Self::SPENDING_MAC_KIND, key, &self.spending_content());
     }
 
     /// Whether the spending window is the one the operator's code wrote under `key`.

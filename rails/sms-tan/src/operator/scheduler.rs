@@ -545,7 +545,9 @@ mod tests {
             now,
             |store| plan.load(store).unwrap(),
             |existing| {
-                crate::operator::admin::decide_new_account(existing, &plan, &operator, &entropy, now.0)
+                crate::operator::admin::decide_new_account(
+                    existing, &plan, &operator, &entropy, now.0,
+                )
             },
         )
         .unwrap();
@@ -555,7 +557,11 @@ mod tests {
         let index = Loaded::<records::PayIndexRecord>::read(&mut world.store, &index_key).unwrap();
         assert!(index.value.is_some());
         let mut effects = Effects::new();
-        effects.write(index.write(&records::PayIndexRecord(number(PAYER))).unwrap());
+        effects.write(
+            index
+                .write(&records::PayIndexRecord(number(PAYER)))
+                .unwrap(),
+        );
         assert!(commit(&mut world.store, effects, world.now));
         // The thief pays with the holder's envelope under the DBA's pay number: nothing moves.
         let text = crate::compose::low_text(

@@ -867,7 +867,8 @@ mod tests {
     }
 
     fn strip_windows(store: &mut MemoryStore, only: Option<&str>) {
-        let page = load_phase_page(store, SealPhase::SpendingWindows, ACCOUNT_PREFIX, None).unwrap();
+        let page =
+            load_phase_page(store, SealPhase::SpendingWindows, ACCOUNT_PREFIX, None).unwrap();
         let mut effects = Effects::new();
         for record in page.records {
             if let MacRecord::Window(loaded) = record
@@ -908,9 +909,13 @@ mod tests {
             world.sms(PAYER_PHONE, &text).summary.verdict,
             Answered::Refused
         );
-        let page =
-            load_phase_page(&mut world.store, SealPhase::SpendingWindows, ACCOUNT_PREFIX, None)
-                .unwrap();
+        let page = load_phase_page(
+            &mut world.store,
+            SealPhase::SpendingWindows,
+            ACCOUNT_PREFIX,
+            None,
+        )
+        .unwrap();
         let sealed = run(
             &mut world.store,
             T0,

@@ -1003,8 +1003,13 @@ async fn seal_phase_at_start(state: &Arc<AppState>, phase: SealPhase) -> Result<
         }
     }
     let now = state.now();
-    match upgrade::start_phase_plan(phase, marker.value.as_ref(), &survey, operator.master(), now)
-    {
+    match upgrade::start_phase_plan(
+        phase,
+        marker.value.as_ref(),
+        &survey,
+        operator.master(),
+        now,
+    ) {
         StartPlan::Done => {}
         StartPlan::MarkOnly => {
             run(
