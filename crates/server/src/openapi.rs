@@ -570,13 +570,14 @@ fn components() -> Value {
                 ("key", "string"),
                 ("version", "integer"),
                 ("to", "string"),
-                ("text", "string"),
+                ("text_chars", "count"),
+                ("text_kept", "boolean"),
                 ("attempts", "count"),
                 ("next_attempt_ms", "ms"),
                 ("queued_at_ms", "ms"),
                 ("last_error", "?string"),
             ]),
-            &[("text_hash", "string")],
+            &[],
         ),
         "SmsScheduled": with(
             object(&[
@@ -603,10 +604,11 @@ fn components() -> Value {
                 ("status", "any"),
                 ("sent_at_ms", "ms"),
                 ("report_at_ms", "?ms"),
-                ("text", "string"),
+                ("text_chars", "count"),
+                ("text_kept", "boolean"),
                 ("attempts", "count"),
             ]),
-            &[("text_hash", "string")],
+            &[],
         ),
     })
 }
