@@ -225,6 +225,122 @@ fn a_dba_insert_or_update_moves_nothing_through_a_real_server(kind: BackendKind)
     assert_eq!(flags(&server, "record_tampered"), 2);
 }
 
+/// Reads an SMS record's JSON and version as a database administrator would.
+fn dba_read(server: &TestServer, kind: BackendKind, key: &str) -> (Value, i64) {
+    let (bytes, version): (Vec<u8>, i64) = match kind {
+        BackendKind::Sqlite => {
+            let connection =
+                rusqlite::Connection::open(server.data_dir.join("offpay.sqlite")).unwrap();
+            connection
+                .query_row(
+                    "SELECT value, version FROM records WHERE namespace = 'sms' AND key = ?1",
+                    [key],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .unwrap()
+        }
+        BackendKind::Postgres => {
+            let mut client =
+                postgres::Client::connect(server.database_url().unwrap(), postgres::NoTls).unwrap();
+            let row = client
+                .query_one(
+                    "SELECT value, version FROM records WHERE namespace = 'sms' AND key = $1",
+                    &[&key],
+                )
+                .unwrap();
+            (row.get(0), row.get(1))
+        }
+    };
+    (serde_json::from_slice(&bytes).unwrap(), version)
+}
+
+/// Issue 18, the spending window: a DBA who resets an account's day and week totals with a real
+/// SQL UPDATE (bumping the version, so every process reads his row) does not let the holder pay
+/// past the daily limit: the window fails its MAC, the account pays nothing, `record_tampered`.
+fn a_dba_reset_spending_window_lets_nothing_past_the_daily_limit(kind: BackendKind) {
+    let server = TestServer::start(kind);
+    let envelope = server.seed_world();
+    let answer = server.post(
+        &format!("/api/v1/sms/accounts/{PAYER}"),
+        serde_json::json!({ "per_day": "150" }),
+    );
+    assert!(answer.is_object(), "{answer}");
+    let reply = server.sms(PAYER_PHONE, &low_pay(&envelope, PAYEE, &kes("100"), 1));
+    assert!(reply.starts_with("PAID "), "{reply}");
+    let reply = server.sms(PAYER_PHONE, &low_pay(&envelope, PAYEE, &kes("100"), 2));
+    assert!(!reply.starts_with("PAID"), "the daily limit holds: {reply}");
+    assert_eq!(server.balance(PAYEE), 100_00);
+    // The DBA: today's and this week's totals back to zero.
+    let key = format!("acct:{PAYER}");
+    let (mut account, version) = dba_read(&server, kind, &key);
+    assert_eq!(account["spending"]["today_minor"], 100_00, "{account}");
+    account["spending"]["today_minor"] = Value::from(0);
+    account["spending"]["week_minor"] = Value::from(0);
+    account["spending"]["per_payee_today"] = Value::Array(Vec::new());
+    let changed = match kind {
+        BackendKind::Sqlite => {
+            let connection =
+                rusqlite::Connection::open(server.data_dir.join("offpay.sqlite")).unwrap();
+            connection.busy_timeout(Duration::from_secs(10)).unwrap();
+            connection
+                .execute(
+                    "UPDATE records SET value = ?2, version = ?3 \
+                     WHERE namespace = 'sms' AND key = ?1",
+                    rusqlite::params![key, account.to_string().as_bytes(), version + 1],
+                )
+                .unwrap() as u64
+        }
+        BackendKind::Postgres => {
+            let mut client =
+                postgres::Client::connect(server.database_url().unwrap(), postgres::NoTls).unwrap();
+            client
+                .execute(
+                    "UPDATE records SET value = $2, version = $3 \
+                     WHERE namespace = 'sms' AND key = $1",
+                    &[&key, &account.to_string().as_bytes(), &(version + 1)],
+                )
+                .unwrap()
+        }
+    };
+    assert_eq!(changed, 1);
+    // Past the server's record cache (5 s), so the server reads the DBA's row, not its own.
+    std::thread::sleep(Duration::from_secs(6));
+    let reply = server.sms(PAYER_PHONE, &low_pay(&envelope, PAYEE, &kes("100"), 3));
+    assert!(!reply.starts_with("PAID"), "{reply}");
+    assert_eq!(server.balance(PAYEE), 100_00, "nothing more moved");
+    assert_eq!(flags(&server, "record_tampered"), 1);
+}
+
+/// Issue 18, gap 1, through the webhook of a real server: with the default cap (no
+/// `printed_recipe_max` for KES), a row of the imported seed envelope pays KES 900.00 but not an
+/// amount its printed checksum cannot tell from a smaller one above the cap (1,000.00 → 9,000.00
+/// on row 4, which sees LS and S3 only), at the low and the middle level; a derived envelope's
+/// row pays KES 9,000.00.
+fn imported_rows_pay_only_up_to_the_cap_through_the_webhook(kind: BackendKind) {
+    let server = TestServer::start(kind);
+    let envelope = server.seed_world();
+    let mut settings = server.get("/api/v1/sms/settings");
+    settings["printed_recipe_max"] = Value::Array(Vec::new());
+    server.post("/api/v1/sms/settings", settings);
+    let reply = server.sms(PAYER_PHONE, &low_pay(&envelope, PAYEE, &kes("900"), 1));
+    assert!(reply.starts_with("PAID "), "{reply}");
+    let reply = server.sms(PAYER_PHONE, &low_pay(&envelope, PAYEE, &kes("9000"), 4));
+    assert!(reply.contains("printed checksums"), "{reply}");
+    let reply = server.sms(
+        PAYER_PHONE,
+        &grid_pay(&envelope, "PAYG", PAYEE, &kes("9000"), 5),
+    );
+    assert!(reply.contains("printed checksums"), "{reply}");
+    assert_eq!(server.balance(PAYEE), 900_00);
+    // The holder moves to a derived envelope (registered with row 6), which pays 9,000.00.
+    let next = server.issue_envelope();
+    let reply = server.sms(PAYER_PHONE, &register(&envelope, &next.euin, 6));
+    assert!(reply.contains("is now registered"), "{reply}");
+    let reply = server.sms(PAYER_PHONE, &low_pay(&next, PAYEE, &kes("9000"), 1));
+    assert!(reply.starts_with("PAID "), "{reply}");
+    assert_eq!(server.balance(PAYEE), 9_900_00);
+}
+
 /// Issue 18, envelope lifecycle: a lost envelope is retired and replaced at an agent, through
 /// the operator API, only with an identity step.
 fn a_lost_envelope_is_replaced_at_an_agent_with_an_identity_step(kind: BackendKind) {
@@ -255,4 +371,6 @@ offpay_test_support::on_every_backend!(
     inflation_is_refused_at_every_level_through_the_webhook,
     a_dba_insert_or_update_moves_nothing_through_a_real_server,
     a_lost_envelope_is_replaced_at_an_agent_with_an_identity_step,
+    a_dba_reset_spending_window_lets_nothing_past_the_daily_limit,
+    imported_rows_pay_only_up_to_the_cap_through_the_webhook,
 );

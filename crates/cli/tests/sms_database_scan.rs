@@ -3,7 +3,8 @@
 //! envelope registered, balance and statement, a web login), the whole database — every byte of
 //! the SQLite file and its WAL, or every row of every table on PostgreSQL — holds no TAN, no
 //! instruction or reply text, no checksum and no grid value. What an insider with the database
-//! alone learns about the envelopes is nothing.
+//! alone learns about the envelopes is nothing. Every GET route of the operator API, read with
+//! every role after the same day, answers none of it either.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod sms_common;
@@ -157,6 +158,127 @@ fn expand_hex(text: &str) -> Vec<u8> {
     out
 }
 
+/// Reads every GET route of the operator API (from its OpenAPI document, path parameters
+/// filled with the day's account, envelope and phone) with a user of every role, and finds no
+/// secret of `secrets` in any answer, whatever its status.
+fn api_answers_hold_no_secret(server: &TestServer, secrets: &Secrets, euin: &str) {
+    let document = server.get("/api/v1/openapi.json");
+    let mut paths: Vec<String> = Vec::new();
+    let mut skipped: Vec<String> = Vec::new();
+    for (template, operations) in document["paths"].as_object().unwrap() {
+        if operations.get("get").is_none() || !template.starts_with("/api/v1/") {
+            continue;
+        }
+        let filled = template
+            .replace("{number}", PAYER)
+            .replace("{euin}", euin)
+            .replace("{phone}", &PAYER_PHONE.replace('+', "%2B"))
+            .replace("{account}", &format!("sms:{PAYER}"))
+            .replace("{id}", &format!("sms:{PAYER}"));
+        if filled.contains('{') {
+            skipped.push(template.clone());
+            continue;
+        }
+        paths.push(filled);
+    }
+    for extra in [
+        "/api/v1/sms/outbox?limit=1000",
+        "/api/v1/sms/sent?limit=1000",
+        "/api/v1/sms/dead-letters?limit=1000",
+        "/api/v1/sms/scheduled?limit=1000",
+        "/api/v1/fraud?rail=sms",
+        "/api/v1/audit?limit=1000",
+    ] {
+        paths.push(extra.to_owned());
+    }
+    for sms_route in [
+        "/api/v1/sms/outbox",
+        "/api/v1/sms/sent",
+        "/api/v1/sms/settings",
+        "/api/v1/sms/status",
+        "/api/v1/sms/scheduled",
+        "/api/v1/sms/disputes",
+        "/api/v1/sms/dead-letters",
+        "/api/v1/sms/accounts",
+        "/api/v1/sms/envelopes",
+    ] {
+        assert!(
+            paths.iter().any(|path| path.starts_with(sms_route)),
+            "{sms_route} not read; skipped {skipped:?}"
+        );
+    }
+    let mut tokens = vec![("admin".to_owned(), server.token.clone())];
+    for role in ["finance", "support", "auditor", "provisioning"] {
+        let answer = server.post(
+            "/api/v1/users",
+            serde_json::json!({ "name": format!("scan-{role}"), "role": role }),
+        );
+        tokens.push((
+            role.to_owned(),
+            answer["token"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let http = http();
+    let mut found = Vec::new();
+    let mut read = 0usize;
+    let mut shown_outbox = 0usize;
+    for (role, token) in &tokens {
+        for path in &paths {
+            let response = http
+                .get(format!("{}{path}", server.base))
+                .bearer_auth(token)
+                .send()
+                .unwrap();
+            let status = response.status().as_u16();
+            let body = response.bytes().unwrap().to_vec();
+            read += 1;
+            if path.starts_with("/api/v1/sms/outbox") && status == 200 {
+                let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                shown_outbox += answer["outbox"].as_array().unwrap().len();
+            }
+            for secret in &secrets.strings {
+                if secret.len() >= 6 && body.windows(secret.len()).any(|w| w == secret.as_bytes()) {
+                    found.push(format!("{role} {path} ({status}): {secret}"));
+                }
+            }
+            for secret in &secrets.digits {
+                if standalone(&body, secret.as_bytes()) {
+                    found.push(format!("{role} {path} ({status}): {secret}"));
+                }
+            }
+            for phrase in ["TAN ", "\"tan\"", "MyPass2026", "PAYG ", "PAYC ", "PAID "] {
+                if body.windows(phrase.len()).any(|w| w == phrase.as_bytes()) {
+                    found.push(format!("{role} {path} ({status}): {phrase}"));
+                }
+            }
+            // The SMS lists carry no text field at all (the audit log's redacted one and the
+            // OpenAPI document's schemas name it).
+            let text_field = b"\"text\"";
+            if path.starts_with("/api/v1/sms/")
+                && body.windows(text_field.len()).any(|w| w == text_field)
+            {
+                found.push(format!("{role} {path} ({status}): a text field"));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "{} secrets in operator API answers: {found:#?}",
+        found.len()
+    );
+    // The scan read something: every role, every route, and the queue was not empty.
+    assert!(read >= 5 * 25, "read {read} answers");
+    assert!(
+        shown_outbox > 0,
+        "the outbox listed the queued texts' metadata"
+    );
+    eprintln!(
+        "read {read} answers ({} routes x {} roles); skipped templates {skipped:?}",
+        paths.len(),
+        tokens.len()
+    );
+}
+
 fn a_day_of_traffic_leaves_no_tan_text_or_grid_value_in_the_database(kind: BackendKind) {
     let server = TestServer::start(kind);
     let envelope = server.seed_world();
@@ -299,6 +421,9 @@ fn a_day_of_traffic_leaves_no_tan_text_or_grid_value_in_the_database(kind: Backe
         );
         std::thread::sleep(Duration::from_millis(250));
     }
+    // Every operator route's answer, read with every role, holds none of it either — not even
+    // the texts still queued (the outbox and sent lists show recipient, length and status).
+    api_answers_hold_no_secret(&server, &secrets, &envelope.euin.to_string());
     // What is still queued for the gateway (no gateway runs in this test) must be sent, so it is
     // in the database until delivered — by design, and only that: payee notices (no envelope,
     // no TAN) and the scheduled payment's confirmation. Delivered texts keep only a keyed hash

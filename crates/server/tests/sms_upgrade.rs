@@ -244,3 +244,106 @@ async fn an_upgraded_database_is_sealed_once_and_a_removed_marker_is_not_believe
         assert_eq!(node.marker().await.unwrap().stage, SealStage::Done);
     }
 }
+
+/// Which of [`ACCOUNTS`] have an authentic spending window, and the window phase's marker.
+async fn windows(node: &Node) -> (Vec<bool>, Option<upgrade::SealedMarker>) {
+    let operator = node.state.rails.sms.operator();
+    node.state
+        .ledger
+        .read(move |store| {
+            let authentic = ACCOUNTS
+                .iter()
+                .map(|number| {
+                    let key = records::account_key(&AccountNumber::parse(number).unwrap());
+                    let loaded = Loaded::<AccountRecord>::read(store, &key).unwrap();
+                    loaded
+                        .value
+                        .unwrap()
+                        .spending_authentic(operator.master(), &key)
+                })
+                .collect();
+            let marker =
+                upgrade::load_phase_marker(store, upgrade::SealPhase::SpendingWindows).unwrap();
+            Ok((authentic, marker.value))
+        })
+        .await
+        .unwrap()
+}
+
+/// The named accounts' spending windows without a MAC and no window marker: what the release
+/// before the window's MAC left (or an insider's edit). Written with the server stopped.
+fn strip_windows_now(config: &ServerConfig, accounts: &[&str]) {
+    let mut store = open_store(config).unwrap();
+    let mut operations = Vec::new();
+    for number in accounts {
+        let key = records::account_key(&AccountNumber::parse(number).unwrap());
+        let loaded = Loaded::<AccountRecord>::read(store.as_mut(), &key).unwrap();
+        let mut account = loaded.value.clone().unwrap();
+        account.spending_mac = [0; 32];
+        operations.push(loaded.write(&account).unwrap());
+    }
+    let marker =
+        upgrade::load_phase_marker(store.as_mut(), upgrade::SealPhase::SpendingWindows).unwrap();
+    assert!(
+        marker.value.is_some(),
+        "every start leaves the window marker"
+    );
+    operations.push(marker.delete());
+    let results = store
+        .commit(&[Batch { operations }], Timestamp(START_MS))
+        .unwrap();
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+}
+
+/// Issue 18, the spending window's MAC: a database of the release before it (settings sealed,
+/// the records marker done, windows without a MAC, no window marker) has its windows sealed at
+/// the next start, in their own phase; an insider's stripped window beside sealed ones is not.
+#[tokio::test]
+async fn spending_windows_of_the_release_before_are_sealed_at_start() {
+    for backend in Backend::all("SMS-TAN spending-window sealing") {
+        let directory = tempfile::tempdir().unwrap();
+        let root = directory.path();
+        let config = config(root, &root.join("data-0"), &backend);
+        {
+            let node = start(root, 0, &backend).await;
+            for number in ACCOUNTS {
+                let (status, body) = node
+                    .call(
+                        "POST",
+                        "/api/v1/sms/accounts",
+                        Some(json!({ "receive_number": number })),
+                    )
+                    .await;
+                assert!(status.is_success(), "{status} {body}");
+            }
+            let (authentic, marker) = windows(&node).await;
+            assert_eq!(authentic, vec![true; 3]);
+            assert_eq!(marker.unwrap().stage, SealStage::Done);
+        }
+        let stripped = config.clone();
+        tokio::task::spawn_blocking(move || strip_windows_now(&stripped, &ACCOUNTS))
+            .await
+            .unwrap();
+        {
+            let node = start(root, 1, &backend).await;
+            let (authentic, marker) = windows(&node).await;
+            assert_eq!(authentic, vec![true; 3], "sealed at start");
+            let marker = marker.unwrap();
+            assert_eq!((marker.stage, marker.accounts), (SealStage::Done, 3));
+            // The records phase was untouched: settings still authentic, its marker done.
+            assert_eq!(node.authentic().await, vec![true; 3]);
+        }
+        let stripped = config.clone();
+        tokio::task::spawn_blocking(move || strip_windows_now(&stripped, &ACCOUNTS[..1]))
+            .await
+            .unwrap();
+        let node = start(root, 2, &backend).await;
+        let (authentic, marker) = windows(&node).await;
+        assert_eq!(
+            authentic,
+            vec![false, true, true],
+            "the insider's window stays refused"
+        );
+        assert!(marker.is_none());
+    }
+}

@@ -139,6 +139,8 @@ crate::messages! {
     REFUSED_CONFIRMATION_MISMATCH = "sms-refused-confirmation-mismatch";
     /// Refused: this amount needs a callback.
     REFUSED_CALLBACK_REQUIRED = "sms-refused-callback-required";
+    /// Refused: above the cap for rows with a printed (seed-format) checksum recipe.
+    REFUSED_PRINTED_RECIPE_LIMIT = "sms-refused-printed-recipe-limit";
     /// Appended: the envelope is now locked after `$failures` wrong codes.
     LOCKED_NOW = "sms-locked-now";
     /// Appended: cross out `$row`.

@@ -96,6 +96,11 @@ pub struct OutboundSms {
     pub text: String,
 }
 
+/// Without an operator setting, a row whose printed recipe does not see the whole amount pays
+/// below this many major units (999.99 in a two-decimal currency): three whole digits at most,
+/// so what its checksum lets through unseen stays below 1,000 major units a payment.
+pub const PRINTED_RECIPE_MAX_DEFAULT_MAJOR: u64 = 1_000;
+
 /// The operator's settings.
 #[derive(Clone, Debug, Default)]
 pub struct EngineConfig {
@@ -103,6 +108,12 @@ pub struct EngineConfig {
     pub fees: Vec<FeeSchedule>,
     /// Default dialback threshold per currency (none: callback only when asked for).
     pub dialback_defaults: Vec<Amount>,
+    /// The largest payment a row whose printed recipe does not see the whole amount (an imported
+    /// envelope's, [`crate::recipe::Recipe::sees_whole_amount`]) may authorise, per currency of
+    /// the amount typed; a currency not listed gets [`PRINTED_RECIPE_MAX_DEFAULT_MAJOR`] − 0.01.
+    /// Above it such a row is refused ([`Refusal::PrintedRecipeLimit`]), so an amount inflated
+    /// unseen by its checksum stays below the cap.
+    pub printed_recipe_max: Vec<Amount>,
     /// Exchange rates the operator sets.
     pub rates: Vec<ExchangeRate>,
     /// The operator's time zone for scheduled payments, minutes east of UTC.
@@ -119,6 +130,20 @@ impl EngineConfig {
             .find(|schedule| schedule.currency() == Some(currency))
             .map(|schedule| schedule.fee(level))
             .unwrap_or(Amount::zero(currency))
+    }
+
+    /// The cap on what a row with a printed (seed-format) recipe may pay in `currency`.
+    pub fn printed_recipe_max(&self, currency: Currency) -> Amount {
+        self.printed_recipe_max
+            .iter()
+            .find(|amount| amount.currency() == currency)
+            .copied()
+            .unwrap_or_else(|| {
+                let minor = PRINTED_RECIPE_MAX_DEFAULT_MAJOR
+                    .saturating_mul(currency.minor_per_major())
+                    .saturating_sub(1);
+                Amount::from_minor(minor, currency).unwrap_or(Amount::zero(currency))
+            })
     }
 
     fn default_threshold(&self, currency: Currency) -> Option<Amount> {
@@ -1143,7 +1168,7 @@ impl Engine {
                 let agreeing = row
                     .recipe()
                     .agreeing_positions(payee, &amount, checksum.digits());
-                Ok(CodeCheck::of_checksum(agreeing, true))
+                self.printed_recipe_cap(row, &amount, CodeCheck::of_checksum(agreeing, true))
             }
             PaymentBody::Grid {
                 payee,
@@ -1165,9 +1190,32 @@ impl Engine {
                 let grid = auth.secrets.grid(row.grid_number());
                 let magnitude_ok =
                     grid.is_some_and(|grid| grid.magnitude_matches(class, *magnitude_code));
-                Ok(CodeCheck::of_checksum(agreeing, magnitude_ok))
+                self.printed_recipe_cap(
+                    row,
+                    &amount,
+                    CodeCheck::of_checksum(agreeing, magnitude_ok),
+                )
             }
         }
+    }
+
+    /// A verified payment on a row whose printed recipe does not see the whole amount (imported
+    /// envelopes) is refused above the operator's cap for the amount's currency: its checksum
+    /// would not tell an amount inflated within the size class on its way. Checked only once the
+    /// code verified (a wrong code stays a wrong code; the refusal says nothing about the row).
+    fn printed_recipe_cap(
+        &self,
+        row: &crate::envelope::Row,
+        amount: &Amount,
+        check: CodeCheck,
+    ) -> Result<CodeCheck, Refusal> {
+        if check == CodeCheck::Verified
+            && !row.recipe().sees_whole_amount()
+            && amount.minor() > self.config.printed_recipe_max(amount.currency()).minor()
+        {
+            return Err(Refusal::PrintedRecipeLimit);
+        }
+        Ok(check)
     }
 
     /// Decodes the grid-coded new envelope number of a `REG` with `row`'s grid; `None` when a

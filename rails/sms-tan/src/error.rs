@@ -252,6 +252,10 @@ pub enum Refusal {
     /// a typing mistake, or an instruction changed on the way (protocol v2). The payment is
     /// cancelled.
     ConfirmationMismatch,
+    /// The row's printed recipe (an imported envelope's) does not see the whole amount, and the
+    /// amount is above the operator's cap for such rows: an amount inflated on its way would pass
+    /// its checksum. Nothing paid; a derived envelope (from an agent) pays more.
+    PrintedRecipeLimit,
     /// At a merchant terminal: the amount needs a callback (dialback threshold or the holder's
     /// `HIGH ON`), which only the SMS path can give.
     CallbackRequired,

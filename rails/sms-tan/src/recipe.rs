@@ -254,6 +254,19 @@ impl Recipe {
         &self.0
     }
 
+    /// Whether the recipe sees every digit of the amount the way a derived (v3) recipe does: it
+    /// has `LS`, `S1`, `S2` and `T`, so an amount it cannot tell apart is at most 1.1 times as
+    /// large (§6.1). The seed's printed recipes (one `Sk` and `LS`) do not: an amount may grow
+    /// within its size class unseen (up to 10x when `Sk` is not `S1`), so the engine lets their
+    /// rows pay only up to the operator's cap ([`crate::engine::EngineConfig::printed_recipe_max`]).
+    pub fn sees_whole_amount(&self) -> bool {
+        let has = |wanted: &dyn Fn(&Term) -> bool| self.0.iter().any(wanted);
+        has(&|term| matches!(term, Term::WholeLength { .. }))
+            && has(&|term| matches!(term, Term::AmountDigit { index: 1, .. }))
+            && has(&|term| matches!(term, Term::AmountDigit { index: 2, .. }))
+            && has(&|term| matches!(term, Term::DigitSum { .. }))
+    }
+
     /// The six checksum digits for a payment to `payee` of `amount`.
     pub fn checksum(&self, payee: &AccountNumber, amount: &Amount) -> [u8; CHECKSUM_DIGITS] {
         let digits = AmountDigits::of(amount);
@@ -490,6 +503,77 @@ mod tests {
                 .iter()
                 .all(|factor| *factor > 1.9 && *factor < 2.0)
         );
+    }
+
+    /// Issue 18, gap 1: the rows of an imported envelope keep their printed (seed-format)
+    /// recipes, which see LS and one amount digit only. Measured exhaustively over every amount
+    /// below 10,000.00 and every row of the seed's envelope: the worst inflation their checksums
+    /// let through unseen, per size class, among amounts the engine still accepts on such a row
+    /// (at most the default cap, `EngineConfig::printed_recipe_max`: 999.99). Classes 4 and up
+    /// accept nothing, so nothing is inflated into them; below, a change stays under the cap.
+    #[test]
+    fn worst_undetected_inflation_of_imported_rows_is_measured_under_the_cap() {
+        let envelope = crate::import::parse_envelope(include_str!(
+            "../tests/vectors/seed-002-worked-example.envelope"
+        ))
+        .unwrap();
+        let (payee, _) = worked_example();
+        let cap = crate::engine::EngineConfig::default()
+            .printed_recipe_max(Currency::KES)
+            .minor();
+        assert_eq!(cap, 99_999);
+        let classes = 4u32;
+        let mut worst = vec![1.0f64; classes as usize];
+        let mut worst_uncapped = vec![1.0f64; classes as usize];
+        for number in 1..=20u8 {
+            let recipe = envelope.row(number).unwrap().recipe();
+            assert!(!recipe.sees_whole_amount(), "row {number}");
+            let mut groups: std::collections::HashMap<[u8; CHECKSUM_DIGITS], (u64, u64, u64)> =
+                std::collections::HashMap::new();
+            for minor in 1..10u64.pow(classes + 2) {
+                let amount = Amount::from_minor(minor, Currency::KES).unwrap();
+                let group = groups
+                    .entry(recipe.checksum(&payee, &amount))
+                    .or_insert((minor, 0, minor));
+                group.0 = group.0.min(minor);
+                group.2 = group.2.max(minor);
+                // The largest amount of the group the engine still pays on this row.
+                if minor <= cap {
+                    group.1 = group.1.max(minor);
+                }
+            }
+            for (low, high_paid, high) in groups.values() {
+                let class = AmountDigits::of(&Amount::from_minor(*low, Currency::KES).unwrap())
+                    .whole_length();
+                worst_uncapped[class - 1] =
+                    worst_uncapped[class - 1].max(*high as f64 / *low as f64);
+                if *high_paid >= *low {
+                    worst[class - 1] = worst[class - 1].max(*high_paid as f64 / *low as f64);
+                }
+            }
+        }
+        eprintln!("imported rows, capped: worst undetected factor per class 1-4: {worst:?}");
+        eprintln!(
+            "imported rows, no cap: worst undetected factor per class 1-4: {worst_uncapped:?}"
+        );
+        // Without the cap, a row that sees S2 or S3 only lets an amount grow almost tenfold in
+        // classes 2-4; with it, class 4 pays nothing at all.
+        assert!(worst_uncapped[3] > 9.0, "{worst_uncapped:?}");
+        assert_eq!(
+            worst[3], 1.0,
+            "nothing at or above 1,000.00 is paid: {worst:?}"
+        );
+        assert!(worst[1..3].iter().all(|factor| *factor < 10.0), "{worst:?}");
+        // The derived recipes are not capped.
+        let master = crate::keys::MasterKey::from_bytes([0x5a; 32]);
+        let derived = crate::envelope::Envelope::derive(
+            &master,
+            crate::numbers::Euin::issued(263, 1).unwrap(),
+            crate::envelope::RowCount::Fifty,
+        );
+        for number in 1..=50u8 {
+            assert!(derived.row(number).unwrap().recipe().sees_whole_amount());
+        }
     }
 
     /// Doc §6.1: an interceptor who knows the amount and also rewrites checksum digits must

@@ -212,6 +212,7 @@ pub fn refused(
         Refusal::UnknownReference => sms::REFUSED_UNKNOWN_REFERENCE,
         Refusal::ConfirmationMismatch => sms::REFUSED_CONFIRMATION_MISMATCH,
         Refusal::CallbackRequired => sms::REFUSED_CALLBACK_REQUIRED,
+        Refusal::PrintedRecipeLimit => sms::REFUSED_PRINTED_RECIPE_LIMIT,
     };
     finish_refusal(lang, words(lang, id, &[]), burned_row, locked_now)
 }

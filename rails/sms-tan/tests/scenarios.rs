@@ -103,9 +103,86 @@ fn worked_example_vectors_from_the_imported_seed_envelope() {
     assert_eq!(envelope.grid(1).unwrap().magnitude_code(1), 874);
 }
 
+/// An operator who accepts the seed's printed recipes for payments of this size says so
+/// (`printed_recipe_max`); without that, the seed's own example is refused (below).
+fn seed_sized_config() -> EngineConfig {
+    EngineConfig {
+        printed_recipe_max: vec![kes("200000.00")],
+        ..EngineConfig::default()
+    }
+}
+
+/// Issue 18, gap 1: the rows of an imported envelope keep the seed's printed recipes (LS and one
+/// amount digit), so an amount inflated within its size class on its way passes their checksum.
+/// Such a row pays only up to the operator's cap (default 999.99): the seed's own 200,000.00 is
+/// refused with nothing paid, an interceptor's 100.00 → 900.00 on a row that sees S3 only gets
+/// past the checksum but not the cap's bound, and 200.00 → 2,900.00-style growth across the cap
+/// is refused; a derived envelope's row pays the same amounts.
+#[test]
+fn imported_rows_pay_only_up_to_the_printed_recipe_cap() {
+    let mut bank = Bank::new(EngineConfig::default());
+    let envelope =
+        parse_envelope(include_str!("vectors/seed-002-worked-example.envelope")).unwrap();
+    let mut view = EnvelopeView::unallocated(envelope.euin, RowCount::Twenty);
+    view.sealed = Some(master().seal(&envelope));
+    bank.envelopes.insert(envelope.euin, view);
+    let payer = bank.open_account(PAYER_RECEIVE, PAYER_PAY, kes("500000.00"), Some(&envelope));
+    let payee = bank.open_account(PAYEE, PAYEE_PAY, kes("0"), None);
+    // The seed's example, as printed: the checksum is right, the amount above the cap.
+    let outcome = bank.sms(
+        PAYER_PHONE,
+        "263 999 12345 * 901020377865 * 200000.00* 1 * 9 2 7 9 2 7",
+        T0,
+    );
+    assert_eq!(refused(&outcome), Refusal::PrintedRecipeLimit);
+    assert!(
+        outcome.replies[0].text.contains("printed checksums"),
+        "{:?}",
+        outcome.replies
+    );
+    assert_eq!(bank.balance(&payee), 0);
+    // The interceptor's inflation that the checksum of row 3 (LS, S3) cannot see: 999.99 is
+    // paid (under the cap), 1,000.00 and up never are, whatever the checksum says.
+    let recipe = envelope.row(3).unwrap().recipe();
+    let payee_number = account(PAYEE);
+    assert_eq!(
+        recipe.checksum(&payee_number, &kes("100.00")),
+        recipe.checksum(&payee_number, &kes("900.00")),
+        "row 3's printed recipe does not see the leading digit"
+    );
+    let inflated = low_pay(&envelope, PAYER_EUIN, PAYEE, &kes("900.00"), 3);
+    assert!(bank.sms(PAYER_PHONE, &inflated, T0).is_accepted());
+    assert_eq!(bank.balance(&payee), 900_00);
+    // Row 4 (LS, S3): 1,000.00 → 9,000.00 keeps its checksum, and is refused by the cap.
+    let recipe = envelope.row(4).unwrap().recipe();
+    assert_eq!(
+        recipe.checksum(&payee_number, &kes("1000.00")),
+        recipe.checksum(&payee_number, &kes("9000.00")),
+    );
+    let inflated = low_pay(&envelope, PAYER_EUIN, PAYEE, &kes("9000.00"), 4);
+    assert_eq!(
+        refused(&bank.sms(PAYER_PHONE, &inflated, T0)),
+        Refusal::PrintedRecipeLimit
+    );
+    // At the middle level too (the row's SUM over the decoded payment is the same recipe).
+    let inflated = grid_pay(&envelope, "PAYG", PAYER_EUIN, PAYEE, &kes("9000.00"), 5);
+    assert_eq!(
+        refused(&bank.sms(PAYER_PHONE, &inflated, T0)),
+        Refusal::PrintedRecipeLimit
+    );
+    assert_eq!(bank.balance(&payee), 900_00);
+    // A wrong code above the cap is still a wrong code (the cap is no oracle for guessers).
+    let mut wrong = low_pay(&envelope, PAYER_EUIN, PAYEE, &kes("9000.00"), 6);
+    let last = wrong.pop().unwrap();
+    wrong.push(if last == '0' { '5' } else { '0' });
+    let outcome = bank.sms(PAYER_PHONE, &wrong, T0);
+    assert_ne!(refused(&outcome), Refusal::PrintedRecipeLimit);
+    let _ = payer;
+}
+
 #[test]
 fn seed_sms_is_paid_through_an_imported_sealed_envelope_and_confirmed_with_row_20() {
-    let mut bank = Bank::new(EngineConfig::default());
+    let mut bank = Bank::new(seed_sized_config());
     let envelope =
         parse_envelope(include_str!("vectors/seed-002-worked-example.envelope")).unwrap();
     let sealed = master().seal(&envelope);
@@ -953,7 +1030,7 @@ fn the_operator_unlocks_a_locked_envelope() {
 
 #[test]
 fn middle_level_example_of_the_protocol_document_pays_with_the_seed_envelope() {
-    let mut bank = Bank::new(EngineConfig::default());
+    let mut bank = Bank::new(seed_sized_config());
     let envelope =
         parse_envelope(include_str!("vectors/seed-002-worked-example.envelope")).unwrap();
     let mut view = EnvelopeView::unallocated(envelope.euin, RowCount::Twenty);

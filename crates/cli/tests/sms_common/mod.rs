@@ -190,12 +190,15 @@ impl TestServer {
         self.get(&format!("/api/v1/sms/envelopes/{euin}"))
     }
 
-    /// Settings with fees and the default dialback threshold.
+    /// Settings with fees and the default dialback threshold. The seed's envelope keeps its
+    /// printed recipes; these stories pay it up to KES 1,000,000 a payment (the cap itself is
+    /// `sms_attacks::imported_rows_pay_only_up_to_the_cap_through_the_webhook`).
     pub fn set_fees(&self) {
         let mut settings = self.get("/api/v1/sms/settings");
         settings["fees"] =
             json!([{ "currency": "KES", "low": "10", "middle": "15", "high": "25" }]);
         settings["dialback_defaults"] = json!([{ "currency": "KES", "amount": "500000" }]);
+        settings["printed_recipe_max"] = json!([{ "currency": "KES", "amount": "1000000" }]);
         self.post("/api/v1/sms/settings", settings);
     }
 
@@ -240,13 +243,45 @@ impl TestServer {
         Envelope::derive(&self.master(), euin, RowCount::Twenty)
     }
 
-    /// Everything queued for the gateway so far.
+    /// Everything queued for the gateway so far, as (recipient, text). The operator API never
+    /// shows an SMS's text (it may hold a used row's TAN), so this reads the outbox records from
+    /// the database, as the rail's sender does.
     pub fn outbox(&self) -> Vec<(String, String)> {
-        self.get("/api/v1/sms/outbox?limit=1000")["outbox"]
-            .as_array()
-            .unwrap()
+        let values: Vec<Vec<u8>> = match self.database_url() {
+            None => {
+                let connection =
+                    rusqlite::Connection::open(self.data_dir.join("offpay.sqlite")).unwrap();
+                connection.busy_timeout(Duration::from_secs(10)).unwrap();
+                let mut statement = connection
+                    .prepare(
+                        "SELECT value FROM records WHERE namespace = 'sms' AND key LIKE 'out:%' \
+                         ORDER BY key",
+                    )
+                    .unwrap();
+                statement
+                    .query_map([], |row| row.get(0))
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect()
+            }
+            Some(url) => {
+                let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+                client
+                    .query(
+                        "SELECT value FROM records WHERE namespace = 'sms' AND key LIKE 'out:%' \
+                         ORDER BY key",
+                        &[],
+                    )
+                    .unwrap()
+                    .iter()
+                    .map(|row| row.get(0))
+                    .collect()
+            }
+        };
+        values
             .iter()
-            .map(|sms| {
+            .map(|bytes| {
+                let sms: Value = serde_json::from_slice(bytes).unwrap();
                 (
                     sms["to"].as_str().unwrap().to_owned(),
                     sms["text"].as_str().unwrap().to_owned(),

@@ -82,6 +82,7 @@ sms-refused-account-not-active = This account is closed or frozen. Please contac
 sms-refused-unknown-reference = No payment from your account has that reference.
 sms-refused-confirmation-mismatch = Your OK does not match the payment the bank read. Nothing was paid. Send the payment again with new rows.
 sms-refused-callback-required = This amount needs a callback: pay by SMS with PAYC from your phone. Nothing was paid.
+sms-refused-printed-recipe-limit = Refused: too large for the printed checksums of this envelope. Pay less, or ask your agent for a new envelope. Nothing was paid.
 sms-locked-now = Envelope now locked after { $failures } wrong codes; visit an agent.
 sms-cross-out = Cross out row { $row }.
 

@@ -85,6 +85,7 @@ sms-refused-account-not-active = Ce compte est fermé ou bloqué. Veuillez conta
 sms-refused-unknown-reference = Aucun paiement de votre compte ne porte cette référence.
 sms-refused-confirmation-mismatch = Votre OK ne correspond pas au paiement lu par la banque. Aucun paiement effectué. Renvoyez le paiement avec de nouvelles lignes.
 sms-refused-callback-required = Ce montant exige une confirmation de la banque : payez par SMS avec PAYC depuis votre téléphone. Aucun paiement effectué.
+sms-refused-printed-recipe-limit = Refusé : trop élevé pour les codes imprimés de cette enveloppe. Payez moins ou demandez une nouvelle enveloppe à votre agent. Aucun paiement effectué.
 sms-locked-now = Enveloppe bloquée après { $failures } codes erronés ; passez chez un agent.
 sms-cross-out = Barrez la ligne { $row }.
 

@@ -84,6 +84,7 @@ sms-refused-account-not-active = Akaunti hii imefungwa au imesimamishwa. Tafadha
 sms-refused-unknown-reference = Hakuna malipo kutoka akaunti yako yenye kumbukumbu hiyo.
 sms-refused-confirmation-mismatch = OK yako hailingani na malipo ambayo benki ilisoma. Hakuna kilicholipwa. Tuma malipo tena kwa mistari mipya.
 sms-refused-callback-required = Kiasi hiki kinahitaji uthibitisho wa benki: lipa kwa SMS ukitumia PAYC kutoka simu yako. Hakuna kilicholipwa.
+sms-refused-printed-recipe-limit = Imekataliwa: kiasi ni kikubwa mno kwa checksum zilizochapishwa kwenye bahasha hii. Lipa kidogo, au omba bahasha mpya kwa wakala wako. Hakuna kilicholipwa.
 sms-locked-now = Bahasha sasa imefungwa baada ya misimbo { $failures } isiyo sahihi; nenda kwa wakala.
 sms-cross-out = Kata mstari { $row }.
 

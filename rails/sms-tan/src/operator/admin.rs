@@ -212,6 +212,7 @@ pub fn decide_new_account(
         record.notify_phone = plan.notify_phone.clone();
         record.require_pay_number = plan.require_pay_number;
         record.seal_settings(operator.master(), &records::account_key(&receive));
+        record.seal_spending(operator.master(), &records::account_key(&receive));
         let mut effects = Effects::new();
         effects.create_account(NewAccount {
             id: records::ledger_account(&receive),

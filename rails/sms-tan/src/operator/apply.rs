@@ -446,6 +446,15 @@ pub fn apply(input: ApplyInput<'_>) -> Result<Option<Applied>, OperatorError> {
         if authentic {
             record.seal_settings(operator.master(), &loaded.key);
         }
+        // Likewise the spending window: resealed after a payment moved it only when the window
+        // read was authentic, so a window lowered in the database never becomes the operator's.
+        let window_authentic = loaded
+            .value
+            .as_ref()
+            .is_some_and(|read| read.spending_authentic(operator.master(), &loaded.key));
+        if window_authentic {
+            record.seal_spending(operator.master(), &loaded.key);
+        }
         writes.push(loaded.write(&record)?);
         written.accounts.push(Loaded {
             key: loaded.key.clone(),

@@ -310,6 +310,14 @@ pub fn load_payer(
             let Some(account) = reader.account(&receive, true)? else {
                 return Ok(None);
             };
+            // The index is not sealed; the account's own tag is (in its settings MAC). An index
+            // entry pointing a pay number at another account finds no account.
+            if !bool::from(subtle::ConstantTimeEq::ct_eq(
+                &account.pay_tag[..],
+                &tag[..],
+            )) {
+                return Ok(None);
+            }
             let Some(view) = current_envelope(reader, &account)? else {
                 return Ok(None);
             };
@@ -336,6 +344,22 @@ pub fn load_payer(
                 "limits": account.limits_wire(),
                 "bound_phones": account.bound_phones.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "always_callback": account.always_callback,
+            }),
+        });
+        return Ok(None);
+    }
+    if !account.spending_authentic(operator.master(), &key) {
+        // A spending window written outside the operator's code (today's or this week's total
+        // lowered, so the limits would let more through): this account pays nothing.
+        reader.records.tampered.push(Tampered {
+            kind: AccountRecord::SPENDING_MAC_KIND,
+            key,
+            evidence: serde_json::json!({
+                "account": account.receive_number.to_string(),
+                "day": account.spending.day,
+                "today_minor": account.spending.today.minor(),
+                "week": account.spending.week,
+                "this_week_minor": account.spending.this_week.minor(),
             }),
         });
         return Ok(None);

@@ -424,6 +424,11 @@ pub struct AccountRecord {
     /// under a key derived from the master key ([`AccountRecord::seal_settings`]): settings a
     /// database administrator changed do not match, and the account pays nothing.
     pub settings_mac: [u8; 32],
+    /// MAC of the spending window under a key derived from the master key
+    /// ([`AccountRecord::seal_spending`]): a window a database administrator lowered (to let the
+    /// holder pay past a daily or weekly limit) does not match, and the account pays nothing.
+    /// All zeros: none (a record written before the window carried one).
+    pub spending_mac: [u8; 32],
 }
 
 /// Limits as stored: minor units of the account's currency, per-payee caps as
@@ -485,6 +490,9 @@ struct AccountWire {
     created_at_ms: u64,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     settings_mac: String,
+    /// MAC of the spending window (absent in records written before it carried one).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    spending_mac: String,
     /// Version 2: the holder's language code (`en`, `sw`, `fr`); absent: the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     language: Option<String>,
@@ -509,9 +517,45 @@ struct AccountSettingsWire<'a> {
     language: &'a Option<String>,
 }
 
+/// What an account's spending-window MAC covers: the account and its window.
+#[derive(Serialize)]
+struct AccountSpendingWire<'a> {
+    receive_number: &'a str,
+    currency: &'a str,
+    spending: &'a SpendingWire,
+}
+
 impl AccountRecord {
     /// Record kind in its MAC.
     pub const MAC_KIND: &'static str = "account-settings";
+    /// Record kind in its spending window's MAC.
+    pub const SPENDING_MAC_KIND: &'static str = "account-spending";
+
+    fn spending_content(&self) -> Vec<u8> {
+        let wire = self.wire();
+        mac_content(&AccountSpendingWire {
+            receive_number: &wire.receive_number,
+            currency: &wire.currency,
+            spending: &wire.spending,
+        })
+    }
+
+    /// Writes the MAC of the current spending window for the record stored under `key`: every
+    /// decision that moves the window calls it before writing.
+    pub fn seal_spending(&mut self, master: &MasterKey, key: &str) {
+        self.spending_mac =
+            master.record_mac(Self::SPENDING_MAC_KIND, key, &self.spending_content());
+    }
+
+    /// Whether the spending window is the one the operator's code wrote under `key`.
+    pub fn spending_authentic(&self, master: &MasterKey, key: &str) -> bool {
+        master.record_mac_matches(
+            Self::SPENDING_MAC_KIND,
+            key,
+            &self.spending_content(),
+            &self.spending_mac,
+        )
+    }
 
     fn settings_content(&self) -> Vec<u8> {
         let wire = self.wire();
@@ -572,6 +616,7 @@ impl AccountRecord {
             web_failures: 0,
             created_at_ms: now_ms,
             settings_mac: [0; 32],
+            spending_mac: [0; 32],
         }
     }
 
@@ -643,6 +688,11 @@ impl AccountRecord {
                 String::new()
             } else {
                 hex::encode(self.settings_mac)
+            },
+            spending_mac: if self.spending_mac == [0; 32] {
+                String::new()
+            } else {
+                hex::encode(self.spending_mac)
             },
             language: self.language.map(|language| language.code().to_owned()),
         }
@@ -721,6 +771,8 @@ impl AccountRecord {
             created_at_ms: wire.created_at_ms,
             // A missing or malformed MAC reads as one that does not match.
             settings_mac: hex_array::<Self, 32>(key, "settings_mac", &wire.settings_mac)
+                .unwrap_or([0; 32]),
+            spending_mac: hex_array::<Self, 32>(key, "spending_mac", &wire.spending_mac)
                 .unwrap_or([0; 32]),
         })
     }

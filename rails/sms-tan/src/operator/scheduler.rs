@@ -446,6 +446,138 @@ mod tests {
         assert_eq!(flags(&mut world, "record_tampered").len(), 1);
     }
 
+    /// Issue 18: the spending window carries its own MAC. A DBA who sets today's and this
+    /// week's totals back to zero (so a daily limit lets more through) stops the account
+    /// paying; the record is flagged `record_tampered` and nothing moves.
+    #[test]
+    fn a_spending_window_lowered_by_a_dba_stops_the_account_paying() {
+        let mut world = World::new();
+        let key = records::account_key(&number(PAYER));
+        // The holder's own daily limit of KES 150.
+        let mut account = Loaded::<records::AccountRecord>::read(&mut world.store, &key).unwrap();
+        let mut record = account.value.take().unwrap();
+        record.limits.per_day = Some(kes("150"));
+        record.seal_settings(world.operator.master(), &key);
+        let mut effects = Effects::new();
+        effects.write(account.write(&record).unwrap());
+        assert!(commit(&mut world.store, effects, world.now));
+        let text = world.low(PAYEE, "100", 1);
+        assert_eq!(
+            world.sms(PAYER_PHONE, &text).summary.verdict,
+            Answered::Accepted
+        );
+        assert_eq!(world.account(PAYER).spending.today, kes("100"));
+        // The daily limit holds: another KES 100 today is refused.
+        let text = world.low(PAYEE, "100", 2);
+        assert_eq!(
+            world.sms(PAYER_PHONE, &text).summary.verdict,
+            Answered::Refused
+        );
+        assert_eq!(world.balance(PAYEE), 10_000);
+        // The DBA resets the window, keeping the MAC he cannot recompute.
+        let mut account = Loaded::<records::AccountRecord>::read(&mut world.store, &key).unwrap();
+        let mut record = account.value.take().unwrap();
+        record.spending = crate::operator::spending::SpendingWindow::empty(record.currency);
+        let mut effects = Effects::new();
+        effects.write(account.write(&record).unwrap());
+        assert!(commit(&mut world.store, effects, world.now));
+        let text = world.low(PAYEE, "100", 3);
+        let answer = world.sms(PAYER_PHONE, &text);
+        assert_eq!(answer.summary.verdict, Answered::Refused, "{answer:?}");
+        assert_eq!(world.balance(PAYEE), 10_000, "nothing more moved");
+        let tampered = flags(&mut world, "record_tampered");
+        assert_eq!(tampered.len(), 1);
+        assert!(
+            String::from_utf8_lossy(&tampered[0].value).contains("account-spending"),
+            "{:?}",
+            String::from_utf8_lossy(&tampered[0].value)
+        );
+        // Removing the MAC as well does not help him.
+        let mut account = Loaded::<records::AccountRecord>::read(&mut world.store, &key).unwrap();
+        let mut record = account.value.take().unwrap();
+        record.spending_mac = [0; 32];
+        let mut effects = Effects::new();
+        effects.write(account.write(&record).unwrap());
+        assert!(commit(&mut world.store, effects, world.now));
+        let text = world.low(PAYEE, "100", 4);
+        assert_eq!(
+            world.sms(PAYER_PHONE, &text).summary.verdict,
+            Answered::Refused
+        );
+        assert_eq!(world.balance(PAYEE), 10_000);
+    }
+
+    /// Issue 18 (review of "every stored record that can cause a posting"): the pay-number
+    /// index is not sealed. A DBA who points his own account's index entry at a holder who
+    /// requires the secret pay number lets a thief with the holder's envelope pay under the
+    /// DBA's pay number — unless the account's own (sealed) tag must match, which it must.
+    #[test]
+    fn a_pay_number_index_pointed_at_another_account_finds_no_account() {
+        let mut world = World::new();
+        // The holder requires the pay number (the thief has the envelope, not the number).
+        let key = records::account_key(&number(PAYER));
+        let mut account = Loaded::<records::AccountRecord>::read(&mut world.store, &key).unwrap();
+        let mut record = account.value.take().unwrap();
+        record.require_pay_number = true;
+        record.seal_settings(world.operator.master(), &key);
+        let mut effects = Effects::new();
+        effects.write(account.write(&record).unwrap());
+        assert!(commit(&mut world.store, effects, world.now));
+        let text = world.low(PAYEE, "100", 1);
+        assert_eq!(
+            world.sms(PAYER_PHONE, &text).summary.verdict,
+            Answered::Refused,
+            "the envelope alone does not pay"
+        );
+        // The DBA's own account, whose pay number he knows.
+        let request = crate::operator::admin::CreateAccount {
+            receive_number: Some("333300004444".into()),
+            currency: None,
+            notify_phone: None,
+            bound_phones: Vec::new(),
+            require_pay_number: false,
+        };
+        let plan = request.plan(offpay_ledger::Currency::KES, kenya()).unwrap();
+        let (operator, now) = (world.operator.clone(), world.now);
+        let entropy = offpay_operator::SeededEntropy::from_seed(7);
+        let created = run(
+            &mut world.store,
+            now,
+            |store| plan.load(store).unwrap(),
+            |existing| {
+                crate::operator::admin::decide_new_account(
+                    existing, &plan, &operator, &entropy, now.0,
+                )
+            },
+        )
+        .unwrap();
+        let dba_pay = created.pay_number;
+        // He points his index entry at the holder's account.
+        let index_key = records::pay_index_key(&world.operator.master().pay_number_tag(&dba_pay));
+        let index = Loaded::<records::PayIndexRecord>::read(&mut world.store, &index_key).unwrap();
+        assert!(index.value.is_some());
+        let mut effects = Effects::new();
+        effects.write(
+            index
+                .write(&records::PayIndexRecord(number(PAYER)))
+                .unwrap(),
+        );
+        assert!(commit(&mut world.store, effects, world.now));
+        // The thief pays with the holder's envelope under the DBA's pay number: nothing moves.
+        let text = crate::compose::low_text(
+            &world.envelope,
+            &dba_pay.to_string(),
+            &number(PAYEE),
+            &kes("100"),
+            2,
+        )
+        .unwrap();
+        let answer = world.sms(PAYER_PHONE, &text);
+        assert_eq!(answer.summary.verdict, Answered::Refused, "{answer:?}");
+        assert_eq!(world.balance(PAYEE), 0);
+        assert_eq!(world.balance(PAYER), 1_000_000);
+    }
+
     #[test]
     fn expired_and_unreadable_sessions_are_swept() {
         let mut world = World::new();

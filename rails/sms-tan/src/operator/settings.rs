@@ -34,6 +34,9 @@ pub struct Settings {
     pub fees: Vec<FeeSchedule>,
     /// Default dialback threshold per currency.
     pub dialback_defaults: Vec<Amount>,
+    /// Per currency, the largest payment a row with a printed (imported, seed-format) recipe may
+    /// authorise ([`EngineConfig::printed_recipe_max`]; not listed: below 1,000 major units).
+    pub printed_recipe_max: Vec<Amount>,
     /// Exchange rates.
     pub rates: Vec<ExchangeRate>,
     /// Currencies the operator tags hard (may be converted out of).
@@ -54,6 +57,7 @@ impl Default for Settings {
         Settings {
             fees: Vec::new(),
             dialback_defaults: Vec::new(),
+            printed_recipe_max: Vec::new(),
             rates: Vec::new(),
             hard_currencies: Vec::new(),
             utc_offset_minutes: 0,
@@ -70,6 +74,7 @@ impl Settings {
         EngineConfig {
             fees: self.fees.clone(),
             dialback_defaults: self.dialback_defaults.clone(),
+            printed_recipe_max: self.printed_recipe_max.clone(),
             rates: self.rates.clone(),
             utc_offset_minutes: self.utc_offset_minutes,
             // The server's `--default-language` ([`crate::operator::Operator::with_default_language`]).
@@ -109,6 +114,14 @@ impl Settings {
                     amount: text(amount),
                 })
                 .collect(),
+            printed_recipe_max: self
+                .printed_recipe_max
+                .iter()
+                .map(|amount| AmountSetting {
+                    currency: amount.currency().code().to_owned(),
+                    amount: text(amount),
+                })
+                .collect(),
             rates: self.rates.iter().map(RateSetting::of).collect(),
             hard_currencies: self
                 .hard_currencies
@@ -135,6 +148,7 @@ impl Settings {
                 })
                 .collect(),
             dialback_defaults: self.dialback_defaults.clone(),
+            printed_recipe_max: self.printed_recipe_max.clone(),
             rates: self.rates.iter().map(RateSetting::of).collect(),
             hard_currencies: self.hard_currencies.clone(),
             utc_offset_minutes: self.utc_offset_minutes,
@@ -155,6 +169,10 @@ pub struct SettingsForm {
     pub fees: Vec<FeeSetting>,
     /// Default dialback threshold per currency.
     pub dialback_defaults: Vec<AmountSetting>,
+    /// Per currency, the largest payment a row with a printed (imported, seed-format) recipe
+    /// may authorise (absent: below 1,000 major units).
+    #[serde(default)]
+    pub printed_recipe_max: Vec<AmountSetting>,
     /// Exchange rates.
     pub rates: Vec<RateSetting>,
     /// Currencies the operator tags hard (may be converted out of).
@@ -261,6 +279,7 @@ impl SettingsForm {
     pub fn settings(&self) -> Result<Settings, OperatorError> {
         bounded("fee schedules", &self.fees)?;
         bounded("dialback defaults", &self.dialback_defaults)?;
+        bounded("printed-recipe caps", &self.printed_recipe_max)?;
         bounded("rates", &self.rates)?;
         bounded("hard currencies", &self.hard_currencies)?;
         let fees = self
@@ -278,6 +297,11 @@ impl SettingsForm {
             .dialback_defaults
             .iter()
             .map(|default| amount(&default.amount, &default.currency))
+            .collect::<Result<_, _>>()?;
+        let printed_recipe_max = self
+            .printed_recipe_max
+            .iter()
+            .map(|cap| amount(&cap.amount, &cap.currency))
             .collect::<Result<_, _>>()?;
         let rates = self
             .rates
@@ -300,6 +324,7 @@ impl SettingsForm {
         Ok(Settings {
             fees,
             dialback_defaults,
+            printed_recipe_max,
             rates,
             hard_currencies,
             utc_offset_minutes: self.utc_offset_minutes,
@@ -322,6 +347,8 @@ struct SettingsV2 {
     version: u32,
     fees: Vec<FeesV2>,
     dialback_defaults: Vec<Amount>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    printed_recipe_max: Vec<Amount>,
     rates: Vec<RateSetting>,
     hard_currencies: Vec<Currency>,
     utc_offset_minutes: i32,
@@ -378,6 +405,7 @@ impl StoredRecord for Settings {
             Settings {
                 fees,
                 dialback_defaults: stored.dialback_defaults,
+                printed_recipe_max: stored.printed_recipe_max,
                 rates,
                 hard_currencies: stored.hard_currencies,
                 utc_offset_minutes: stored.utc_offset_minutes,

@@ -25,6 +25,11 @@
 //! The bound: an insider who can edit the database and restart the operator can get records he
 //! wrote sealed only by first removing every authentic MAC (every account's) and the marker —
 //! which the start reports as an upgrade of an earlier database, with the counts.
+//!
+//! The same step runs in two phases ([`SealPhase`]), each with its own marker: the records above
+//! ([`SealPhase::Records`]), and the accounts' spending windows ([`SealPhase::SpendingWindows`],
+//! MAC'd since the window got its own MAC: a release that MAC'd the settings but not the window
+//! left every window without one).
 
 use std::string::String;
 use std::vec::Vec;
@@ -55,6 +60,48 @@ pub const RESUME_WINDOW_MS: u64 = 60 * 60 * 1000;
 pub const MARKER_FORMAT_VERSION: u32 = 1;
 /// The marker's kind in its MAC.
 const MARKER_MAC_KIND: &str = "earlier-records-sealed";
+/// Key of the marker that spending windows written without a MAC were sealed.
+pub const WINDOWS_SEALED_MARKER_KEY: &str = "cfg:spending-windows-sealed";
+/// The spending-window marker's kind in its MAC.
+const WINDOWS_MARKER_MAC_KIND: &str = "spending-windows-sealed";
+
+/// Which records a sealing covers; each phase has its own marker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SealPhase {
+    /// Account settings, pending callbacks and scheduled payments (MAC'd since version 3).
+    Records,
+    /// Accounts' spending windows (MAC'd since the release after).
+    SpendingWindows,
+}
+
+impl SealPhase {
+    /// Every phase, in the order a start or a forced run seals them.
+    pub const ALL: [SealPhase; 2] = [SealPhase::Records, SealPhase::SpendingWindows];
+
+    /// Its marker's key.
+    pub fn marker_key(self) -> &'static str {
+        match self {
+            SealPhase::Records => SEALED_MARKER_KEY,
+            SealPhase::SpendingWindows => WINDOWS_SEALED_MARKER_KEY,
+        }
+    }
+
+    fn marker_mac_kind(self) -> &'static str {
+        match self {
+            SealPhase::Records => MARKER_MAC_KIND,
+            SealPhase::SpendingWindows => WINDOWS_MARKER_MAC_KIND,
+        }
+    }
+
+    /// The key prefixes of the records it seals.
+    pub fn prefixes(self) -> &'static [&'static str] {
+        match self {
+            SealPhase::Records => &SEALED_PREFIXES,
+            SealPhase::SpendingWindows => &[ACCOUNT_PREFIX],
+        }
+    }
+}
 
 /// A record's MAC as read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +133,8 @@ pub enum MacRecord {
     Pending(Loaded<PendingRecord>),
     /// A scheduled payment.
     Scheduled(Loaded<ScheduledRecord>),
+    /// An account's spending window (its own MAC).
+    Window(Loaded<AccountRecord>),
 }
 
 impl MacRecord {
@@ -94,6 +143,7 @@ impl MacRecord {
             MacRecord::Account(loaded) => &loaded.key,
             MacRecord::Pending(loaded) => &loaded.key,
             MacRecord::Scheduled(loaded) => &loaded.key,
+            MacRecord::Window(loaded) => &loaded.key,
         }
     }
 
@@ -115,6 +165,11 @@ impl MacRecord {
                 value: Some(record),
                 ..
             }) => mac_state(&record.1, record.authentic(master, key)),
+            MacRecord::Window(Loaded {
+                key,
+                value: Some(record),
+                ..
+            }) => mac_state(&record.spending_mac, record.spending_authentic(master, key)),
             // Listed records exist; an absent one has nothing to seal.
             _ => MacState::Authentic,
         }
@@ -148,6 +203,14 @@ impl MacRecord {
                 ))?),
                 None => None,
             },
+            MacRecord::Window(loaded) => match &loaded.value {
+                Some(record) => {
+                    let mut record = record.clone();
+                    record.seal_spending(master, &loaded.key);
+                    Some(loaded.write(&record)?)
+                }
+                None => None,
+            },
         })
     }
 }
@@ -163,9 +226,21 @@ pub struct SealPage {
     pub full: bool,
 }
 
-/// Reads the page of records under `prefix` after `after` (one of [`SEALED_PREFIXES`]).
+/// Reads the page of records under `prefix` after `after` (one of [`SEALED_PREFIXES`]), for the
+/// sealing of [`SealPhase::Records`].
 pub fn load_page(
     store: &mut dyn LedgerStore,
+    prefix: &str,
+    after: Option<&str>,
+) -> Result<SealPage, RecordError> {
+    load_phase_page(store, SealPhase::Records, prefix, after)
+}
+
+/// Reads the page of records under `prefix` (one of `phase`'s [`SealPhase::prefixes`]) after
+/// `after`, as `phase` seals them.
+pub fn load_phase_page(
+    store: &mut dyn LedgerStore,
+    phase: SealPhase,
     prefix: &str,
     after: Option<&str>,
 ) -> Result<SealPage, RecordError> {
@@ -183,7 +258,16 @@ pub fn load_page(
                 value: Some(R::decode(&record.key, &record.value)?),
             })
         }
-        let entry = if prefix == ACCOUNT_PREFIX {
+        let entry = if prefix == ACCOUNT_PREFIX && phase == SealPhase::SpendingWindows {
+            MacRecord::Window(loaded(&record)?)
+        } else if phase == SealPhase::SpendingWindows {
+            // The window phase reads accounts only.
+            return Ok(SealPage {
+                records: Vec::new(),
+                last_key: None,
+                full: false,
+            });
+        } else if prefix == ACCOUNT_PREFIX {
             MacRecord::Account(loaded(&record)?)
         } else if prefix == PENDING_PREFIX {
             MacRecord::Pending(loaded(&record)?)
@@ -217,6 +301,8 @@ pub struct SealTally {
     pub pending: u64,
     /// Scheduled payments without a MAC.
     pub scheduled: u64,
+    /// Spending windows without a MAC.
+    pub windows: u64,
     /// Records whose MAC is present and wrong (never sealed).
     pub mismatched: u64,
     /// The first [`MISMATCHED_KEYS_MAX`] of them.
@@ -229,7 +315,7 @@ pub struct SealTally {
 impl SealTally {
     /// Records without a MAC.
     pub fn missing(&self) -> u64 {
-        self.accounts + self.pending + self.scheduled
+        self.accounts + self.pending + self.scheduled + self.windows
     }
 
     /// Adds `other`'s counts.
@@ -238,6 +324,7 @@ impl SealTally {
         self.accounts += other.accounts;
         self.pending += other.pending;
         self.scheduled += other.scheduled;
+        self.windows += other.windows;
         self.mismatched += other.mismatched;
         for key in &other.mismatched_keys {
             if self.mismatched_keys.len() < MISMATCHED_KEYS_MAX {
@@ -259,6 +346,7 @@ impl SealTally {
                 MacRecord::Account(_) => self.accounts += 1,
                 MacRecord::Pending(_) => self.pending += 1,
                 MacRecord::Scheduled(_) => self.scheduled += 1,
+                MacRecord::Window(_) => self.windows += 1,
             },
         }
     }
@@ -363,7 +451,9 @@ impl SealedMarker {
             run,
             started_at_ms,
             finished_at_ms: 0,
-            accounts: tally.accounts,
+            // A spending-window sealing counts its accounts here (the marker's format is kept,
+            // so markers written before still verify).
+            accounts: tally.accounts + tally.windows,
             pending: tally.pending,
             scheduled: tally.scheduled,
             mismatched: tally.mismatched,
@@ -378,29 +468,46 @@ impl SealedMarker {
         serde_json::to_vec(&unsealed).unwrap_or_default()
     }
 
-    fn seal(mut self, master: &MasterKey) -> SealedMarker {
-        self.mac =
-            hex::encode(master.record_mac(MARKER_MAC_KIND, SEALED_MARKER_KEY, &self.mac_content()));
+    fn seal(mut self, master: &MasterKey, phase: SealPhase) -> SealedMarker {
+        self.mac = hex::encode(master.record_mac(
+            phase.marker_mac_kind(),
+            phase.marker_key(),
+            &self.mac_content(),
+        ));
         self
     }
 
-    /// Whether the operator's code wrote it (a marker written or changed by hand is not).
+    /// Whether the operator's code wrote it as the marker of [`SealPhase::Records`] (a marker
+    /// written or changed by hand is not).
     pub fn authentic(&self, master: &MasterKey) -> bool {
+        self.authentic_for(master, SealPhase::Records)
+    }
+
+    /// Whether the operator's code wrote it as `phase`'s marker.
+    pub fn authentic_for(&self, master: &MasterKey, phase: SealPhase) -> bool {
         let Ok(mac) = hex::decode(&self.mac) else {
             return false;
         };
         master.record_mac_matches(
-            MARKER_MAC_KIND,
-            SEALED_MARKER_KEY,
+            phase.marker_mac_kind(),
+            phase.marker_key(),
             &self.mac_content(),
             &mac,
         )
     }
 }
 
-/// Reads the marker.
+/// Reads the marker of [`SealPhase::Records`].
 pub fn load_marker(store: &mut dyn LedgerStore) -> Result<Loaded<SealedMarker>, RecordError> {
-    Loaded::read(store, SEALED_MARKER_KEY)
+    load_phase_marker(store, SealPhase::Records)
+}
+
+/// Reads `phase`'s marker.
+pub fn load_phase_marker(
+    store: &mut dyn LedgerStore,
+    phase: SealPhase,
+) -> Result<Loaded<SealedMarker>, RecordError> {
+    Loaded::read(store, phase.marker_key())
 }
 
 /// What a start does about records without a MAC, from the marker and a survey of every record.
@@ -422,9 +529,21 @@ pub enum StartPlan {
     },
 }
 
-/// Decides what a start does. `marker` is the stored marker, `survey` counts every record with
-/// a MAC.
+/// Decides what a start does for [`SealPhase::Records`]. `marker` is the stored marker, `survey`
+/// counts every record with a MAC.
 pub fn start_plan(
+    marker: Option<&SealedMarker>,
+    survey: &SealTally,
+    master: &MasterKey,
+    now: Timestamp,
+) -> StartPlan {
+    start_phase_plan(SealPhase::Records, marker, survey, master, now)
+}
+
+/// Decides what a start does for `phase`. `marker` is that phase's stored marker, `survey`
+/// counts every record the phase seals.
+pub fn start_phase_plan(
+    phase: SealPhase,
     marker: Option<&SealedMarker>,
     survey: &SealTally,
     master: &MasterKey,
@@ -433,15 +552,17 @@ pub fn start_plan(
     let refuse = |why: &str| StartPlan::Refuse {
         reason: std::format!(
             "{why}; {} records without a MAC ({} accounts, {} pending callbacks, {} scheduled \
-             payments) stay refused until an operator checks the database and forces the sealing",
+             payments, {} spending windows) stay refused until an operator checks the database \
+             and forces the sealing",
             survey.missing(),
             survey.accounts,
             survey.pending,
-            survey.scheduled
+            survey.scheduled,
+            survey.windows
         ),
     };
     match marker {
-        Some(marker) if !marker.authentic(master) => {
+        Some(marker) if !marker.authentic_for(master, phase) => {
             if survey.missing() == 0 {
                 // Nothing to seal; the bad marker is replaced.
                 StartPlan::MarkOnly
@@ -469,7 +590,7 @@ pub fn start_plan(
     }
 }
 
-/// Writes the marker at `stage`, conditional on the marker read.
+/// Writes the marker of [`SealPhase::Records`] at `stage`, conditional on the marker read.
 pub fn decide_marker(
     marker: &Loaded<SealedMarker>,
     run: SealRun,
@@ -478,9 +599,22 @@ pub fn decide_marker(
     master: &MasterKey,
     now: Timestamp,
 ) -> Result<Decision<SealedMarker>, RecordError> {
+    decide_phase_marker(marker, SealPhase::Records, run, stage, tally, master, now)
+}
+
+/// Writes `phase`'s marker at `stage`, conditional on the marker read.
+pub fn decide_phase_marker(
+    marker: &Loaded<SealedMarker>,
+    phase: SealPhase,
+    run: SealRun,
+    stage: SealStage,
+    tally: &SealTally,
+    master: &MasterKey,
+    now: Timestamp,
+) -> Result<Decision<SealedMarker>, RecordError> {
     let started_at_ms = match (&marker.value, stage) {
         (Some(existing), SealStage::Done)
-            if existing.stage == SealStage::Sealing && existing.authentic(master) =>
+            if existing.stage == SealStage::Sealing && existing.authentic_for(master, phase) =>
         {
             existing.started_at_ms
         }
@@ -490,7 +624,7 @@ pub fn decide_marker(
     if stage == SealStage::Done {
         written.finished_at_ms = now.0;
     }
-    let written = written.seal(master);
+    let written = written.seal(master, phase);
     let mut effects = Effects::new();
     effects.write(marker.write(&written)?);
     Ok(Decision::commit(effects, written))
@@ -730,6 +864,103 @@ mod tests {
         assert_eq!((tally.mismatched, tally.accounts), (1, 0));
         assert_eq!(tally.mismatched_keys, vec![key_of(PAYER)]);
         assert!(!account(&mut world.store, PAYER).settings_authentic(&master(), &key_of(PAYER)));
+    }
+
+    fn strip_windows(store: &mut MemoryStore, only: Option<&str>) {
+        let page =
+            load_phase_page(store, SealPhase::SpendingWindows, ACCOUNT_PREFIX, None).unwrap();
+        let mut effects = Effects::new();
+        for record in page.records {
+            if let MacRecord::Window(loaded) = record
+                && only.is_none_or(|receive| loaded.key == key_of(receive))
+            {
+                let mut account = loaded.value.clone().unwrap();
+                account.spending_mac = [0; 32];
+                effects.write(loaded.write(&account).unwrap());
+            }
+        }
+        assert!(commit(store, effects, T0));
+    }
+
+    fn survey_windows(store: &mut MemoryStore) -> SealTally {
+        survey(
+            &load_phase_page(store, SealPhase::SpendingWindows, ACCOUNT_PREFIX, None).unwrap(),
+            &master(),
+        )
+    }
+
+    /// A database of the release before the window's MAC: settings sealed, no window sealed.
+    /// Those accounts pay nothing until the start seals the windows (its own phase and marker),
+    /// then pay again; a window whose MAC was removed beside sealed ones is not sealed.
+    #[test]
+    fn spending_windows_of_the_release_before_are_sealed_in_their_own_phase() {
+        let mut world = World::new();
+        strip_windows(&mut world.store, None);
+        // The records phase is done (its marker written by that release).
+        assert_eq!(survey_all(&mut world.store).missing(), 0);
+        let survey = survey_windows(&mut world.store);
+        assert_eq!((survey.windows, survey.authentic), (2, 0));
+        assert_eq!(
+            start_phase_plan(SealPhase::SpendingWindows, None, &survey, &master(), T0),
+            StartPlan::Seal
+        );
+        let text = world.low(PAYEE, "100", 1);
+        assert_eq!(
+            world.sms(PAYER_PHONE, &text).summary.verdict,
+            Answered::Refused
+        );
+        let page = load_phase_page(
+            &mut world.store,
+            SealPhase::SpendingWindows,
+            ACCOUNT_PREFIX,
+            None,
+        )
+        .unwrap();
+        let sealed = run(
+            &mut world.store,
+            T0,
+            |_| page.clone(),
+            |page| decide_page(&page, &master()),
+        )
+        .unwrap();
+        assert_eq!(sealed.windows, 2);
+        let text = world.low(PAYEE, "100", 2);
+        assert_eq!(
+            world.sms(PAYER_PHONE, &text).summary.verdict,
+            Answered::Accepted
+        );
+        assert_eq!(world.balance(PAYEE), 10_000);
+        // The window moved and was resealed with the payment.
+        assert!(account(&mut world.store, PAYER).spending_authentic(&master(), &key_of(PAYER)));
+        // Its marker is its own: the records phase's marker does not stand for it.
+        let marker = load_phase_marker(&mut world.store, SealPhase::SpendingWindows).unwrap();
+        let done = run(
+            &mut world.store,
+            T0,
+            |_| (),
+            |()| {
+                decide_phase_marker(
+                    &marker,
+                    SealPhase::SpendingWindows,
+                    SealRun::Start,
+                    SealStage::Done,
+                    &sealed,
+                    &master(),
+                    T0,
+                )
+            },
+        )
+        .unwrap();
+        assert!(done.authentic_for(&master(), SealPhase::SpendingWindows));
+        assert!(!done.authentic_for(&master(), SealPhase::Records));
+        // An insider resets one window, removes its MAC and the marker: nothing is sealed.
+        strip_windows(&mut world.store, Some(PAYER));
+        let survey = survey_windows(&mut world.store);
+        assert_eq!((survey.windows, survey.authentic), (1, 1));
+        assert!(matches!(
+            start_phase_plan(SealPhase::SpendingWindows, None, &survey, &master(), T0),
+            StartPlan::Refuse { .. }
+        ));
     }
 
     #[test]

@@ -24,7 +24,7 @@ use offpay_sms_tan::operator::records::{
 use offpay_sms_tan::operator::scheduler::{self, SCHEDULER_PAGE};
 use offpay_sms_tan::operator::settings::SettingsForm;
 use offpay_sms_tan::operator::upgrade::{
-    self, SEALED_PREFIXES, SealRun, SealStage, SealTally, StartPlan,
+    self, SealPhase, SealRun, SealStage, SealTally, StartPlan,
 };
 use offpay_sms_tan::{PdfOptions, PhoneNumber, render_envelopes_pdf_in};
 use serde::Deserialize;
@@ -559,18 +559,52 @@ async fn list_disputes(
     keyed_list(&state, DISPUTE_PREFIX, query, "disputes").await
 }
 
+/// An SMS waiting in the outbox or handed to the gateway, as the operator API shows it to every
+/// role: recipient, length, status, attempts and times — never its text, which may hold a used
+/// bank row's TAN or the payer's grid codes (echoed instructions). What the text was is not
+/// needed to run the queue (the rail resends it itself); dead letters keep none.
+fn without_text(mut value: Value) -> Value {
+    if let Some(object) = value.as_object_mut() {
+        let text = object.remove("text");
+        let chars = text
+            .as_ref()
+            .and_then(Value::as_str)
+            .map_or(0, |text| text.chars().count());
+        object.remove("text_hash");
+        object.insert("text_chars".into(), json!(chars));
+        object.insert("text_kept".into(), json!(chars > 0));
+    }
+    value
+}
+
+/// [`keyed_list`] of SMS texts, each shown [`without_text`].
+async fn keyed_list_without_texts(
+    state: &Arc<AppState>,
+    prefix: &'static str,
+    query: ListQueryResult,
+    field: &str,
+) -> Result<Json<Value>, ApiError> {
+    let Json(mut answer) = keyed_list(state, prefix, query, field).await?;
+    if let Some(items) = answer.get_mut(field).and_then(Value::as_array_mut) {
+        for item in items.iter_mut() {
+            *item = without_text(item.take());
+        }
+    }
+    Ok(Json(answer))
+}
+
 async fn outbox(
     State(state): State<Arc<AppState>>,
     query: ListQueryResult,
 ) -> Result<Json<Value>, ApiError> {
-    keyed_list(&state, OUTBOUND_PREFIX, query, "outbox").await
+    keyed_list_without_texts(&state, OUTBOUND_PREFIX, query, "outbox").await
 }
 
 async fn list_sent(
     State(state): State<Arc<AppState>>,
     query: ListQueryResult,
 ) -> Result<Json<Value>, ApiError> {
-    keyed_list(&state, SENT_PREFIX, query, "sent").await
+    keyed_list_without_texts(&state, SENT_PREFIX, query, "sent").await
 }
 
 async fn list_scheduled(
@@ -825,25 +859,31 @@ async fn seal_records(
     if !request.force {
         return Err(ApiError::bad_request(
             "force_required",
-            "sealing seals every account, pending callback and scheduled payment that has no MAC, \
+            "sealing seals every account, pending callback, scheduled payment and spending window \
+             that has no MAC, \
              trusting the database as it is now; check it first, then send {\"force\": true}",
         ));
     }
-    let tally = seal_earlier_records(&state, SealRun::Forced).await?;
+    let tally = seal_phase(&state, SealPhase::Records, SealRun::Forced).await?;
+    let windows = seal_phase(&state, SealPhase::SpendingWindows, SealRun::Forced).await?;
     tracing::warn!(
         accounts = tally.accounts,
         pending = tally.pending,
         scheduled = tally.scheduled,
-        mismatched = tally.mismatched,
+        windows = windows.windows,
+        mismatched = tally.mismatched + windows.mismatched,
         "an operator forced the sealing of SMS-TAN records without a MAC"
     );
-    Ok(Json(json!(tally)))
+    // The records' tally, and the spending windows' (their own phase) beside it.
+    let mut answer = json!(tally);
+    answer["spending_windows"] = json!(windows);
+    Ok(Json(answer))
 }
 
-/// Seals every SMS-TAN record that has no MAC, page by page, between a marker written before the
-/// first page and finished after the last. Returns what it sealed and what it left refused.
-pub async fn seal_earlier_records(
+/// Seals the records of one phase that have no MAC.
+async fn seal_phase(
     state: &Arc<AppState>,
+    phase: SealPhase,
     run_by: SealRun,
 ) -> Result<SealTally, ApiError> {
     let operator = state.rails.sms.operator();
@@ -854,10 +894,18 @@ pub async fn seal_earlier_records(
             run(
                 state,
                 now,
-                |store| Ok(upgrade::load_marker(store)?),
+                move |store| Ok(upgrade::load_phase_marker(store, phase)?),
                 |marker| {
-                    upgrade::decide_marker(&marker, run_by, stage, &tally, operator.master(), now)
-                        .map_err(SmsFailure::from)
+                    upgrade::decide_phase_marker(
+                        &marker,
+                        phase,
+                        run_by,
+                        stage,
+                        &tally,
+                        operator.master(),
+                        now,
+                    )
+                    .map_err(SmsFailure::from)
                 },
             )
             .await
@@ -865,12 +913,17 @@ pub async fn seal_earlier_records(
     };
     mark(SealStage::Sealing, SealTally::default()).await?;
     let mut total = SealTally::default();
-    for prefix in SEALED_PREFIXES {
+    for prefix in phase.prefixes().iter().copied() {
         let mut after: Option<String> = None;
         loop {
             let page_after = after.clone();
             let page = read(state, move |store| {
-                Ok(upgrade::load_page(store, prefix, page_after.as_deref())?)
+                Ok(upgrade::load_phase_page(
+                    store,
+                    phase,
+                    prefix,
+                    page_after.as_deref(),
+                )?)
             })
             .await?;
             let (last_key, full) = (page.last_key.clone(), page.full);
@@ -878,7 +931,14 @@ pub async fn seal_earlier_records(
             let sealed = run(
                 state,
                 now,
-                move |store| Ok(upgrade::load_page(store, prefix, page_after.as_deref())?),
+                move |store| {
+                    Ok(upgrade::load_phase_page(
+                        store,
+                        phase,
+                        prefix,
+                        page_after.as_deref(),
+                    )?)
+                },
                 |page| upgrade::decide_page(&page, operator.master()).map_err(SmsFailure::from),
             )
             .await?;
@@ -899,24 +959,40 @@ pub async fn seal_earlier_records(
 }
 
 /// At start, before the scheduler or any message runs: records an earlier release wrote without
-/// a MAC are sealed once, when the rail's rule (`upgrade::start_plan`) says the database is an
-/// earlier release's; otherwise the start says why it sealed nothing.
+/// a MAC are sealed once, when the rail's rule (`upgrade::start_phase_plan`) says the database
+/// is an earlier release's; otherwise the start says why it sealed nothing. Each phase (records,
+/// then spending windows) is decided on its own marker.
 pub async fn seal_at_start(state: &Arc<AppState>) -> Result<(), ApiError> {
+    for phase in SealPhase::ALL {
+        seal_phase_at_start(state, phase).await?;
+    }
+    Ok(())
+}
+
+async fn seal_phase_at_start(state: &Arc<AppState>, phase: SealPhase) -> Result<(), ApiError> {
     let operator = state.rails.sms.operator();
-    let marker = read(state, |store| Ok(upgrade::load_marker(store)?)).await?;
+    let marker = read(state, move |store| {
+        Ok(upgrade::load_phase_marker(store, phase)?)
+    })
+    .await?;
     if let Some(found) = &marker.value
         && found.stage == SealStage::Done
-        && found.authentic(operator.master())
+        && found.authentic_for(operator.master(), phase)
     {
         return Ok(());
     }
     let mut survey = SealTally::default();
-    for prefix in SEALED_PREFIXES {
+    for prefix in phase.prefixes().iter().copied() {
         let mut after: Option<String> = None;
         loop {
             let page_after = after.clone();
             let page = read(state, move |store| {
-                Ok(upgrade::load_page(store, prefix, page_after.as_deref())?)
+                Ok(upgrade::load_phase_page(
+                    store,
+                    phase,
+                    prefix,
+                    page_after.as_deref(),
+                )?)
             })
             .await?;
             survey.add(&upgrade::survey(&page, operator.master()));
@@ -927,16 +1003,23 @@ pub async fn seal_at_start(state: &Arc<AppState>) -> Result<(), ApiError> {
         }
     }
     let now = state.now();
-    match upgrade::start_plan(marker.value.as_ref(), &survey, operator.master(), now) {
+    match upgrade::start_phase_plan(
+        phase,
+        marker.value.as_ref(),
+        &survey,
+        operator.master(),
+        now,
+    ) {
         StartPlan::Done => {}
         StartPlan::MarkOnly => {
             run(
                 state,
                 now,
-                |store| Ok(upgrade::load_marker(store)?),
+                move |store| Ok(upgrade::load_phase_marker(store, phase)?),
                 |marker| {
-                    upgrade::decide_marker(
+                    upgrade::decide_phase_marker(
                         &marker,
+                        phase,
                         SealRun::Start,
                         SealStage::Done,
                         &SealTally::default(),
@@ -949,11 +1032,13 @@ pub async fn seal_at_start(state: &Arc<AppState>) -> Result<(), ApiError> {
             .await?;
         }
         StartPlan::Seal => {
-            let tally = seal_earlier_records(state, SealRun::Start).await?;
+            let tally = seal_phase(state, phase, SealRun::Start).await?;
             tracing::warn!(
+                ?phase,
                 accounts = tally.accounts,
                 pending = tally.pending,
                 scheduled = tally.scheduled,
+                windows = tally.windows,
                 mismatched = tally.mismatched,
                 "sealed the SMS-TAN records an earlier release wrote without a MAC (trusting the \
                  database as it is now); records whose MAC is wrong stay refused"
@@ -961,6 +1046,7 @@ pub async fn seal_at_start(state: &Arc<AppState>) -> Result<(), ApiError> {
         }
         StartPlan::Refuse { reason } => {
             tracing::error!(
+                ?phase,
                 %reason,
                 "SMS-TAN records without a MAC were not sealed; after checking the database, \
                  `offpay admin envelope seal-records --force` seals them"
