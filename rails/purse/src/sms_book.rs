@@ -244,11 +244,15 @@ pub fn decide_part(
     let key = assembly_key(sender, part.message_id);
     let mut writes = Vec::new();
     let mut live: Vec<&LoadedAssembly> = Vec::new();
+    // The version a new assembly under `key` is written at (an expired one it replaces).
+    let mut base_version = 0;
     for loaded in existing {
-        if loaded.2.expired(now_ms) {
-            writes.push(delete(&loaded.0, loaded.1));
-        } else {
+        if !loaded.2.expired(now_ms) {
             live.push(loaded);
+        } else if loaded.0 == key {
+            base_version = loaded.1;
+        } else {
+            writes.push(delete(&loaded.0, loaded.1));
         }
     }
     let Some((_, version, held)) = live.iter().find(|loaded| loaded.0 == key).copied() else {
@@ -270,7 +274,7 @@ pub fn decide_part(
             started_at_ms: now_ms,
             completed_at_ms: 0,
         };
-        return finish(&key, 0, assembly, writes);
+        return finish(&key, base_version, assembly, writes);
     };
     if held.is_completed() {
         return Ok(PartStep {

@@ -697,3 +697,11 @@ impl StatementRequest {
         Some(parsed)
     }
 }
+
+/// The sync sequence of a sealed upload (read before authentication: only to name its SMS
+/// message id).
+pub fn upload_sequence(bytes: &[u8]) -> Result<u32, PurseError> {
+    let mut r = Reader::new(bytes);
+    read_header(&mut r, KIND_UPLOAD)?;
+    r.u32()
+}
