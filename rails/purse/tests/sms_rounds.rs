@@ -206,7 +206,12 @@ fn a_long_agent_log_syncs_over_sms_in_rounds_without_flags() {
         world.tick(30);
     }
     assert_eq!(rounds, entries.div_ceil(SMS_ROUND_ENTRIES_MAX));
-    assert!(world.flags.is_empty(), "no flags: {:?}", world.flags);
+    assert!(
+        world.flags.is_empty(),
+        "no flags, found {}: {:?}",
+        world.flags.len(),
+        world.flags.first()
+    );
     assert_eq!(world.shadow_minor(&agent), agent.balance().minor_signed());
     assert!(!world.book.shadow(agent.identity().purse_id).unwrap().blocked);
 }
