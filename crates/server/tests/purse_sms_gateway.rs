@@ -381,9 +381,11 @@ async fn a_statement_by_sms_goes_to_the_purses_own_phone_once_per_code(kind: Bac
         };
         request
     };
-    // A forged code, from a spoofed sender and from the purse's own number: nothing is sent.
+    // A forged code over a counter the purse has not used yet, from a spoofed sender and from
+    // the purse's own number: nothing is sent (and, refused, it uses up nothing).
     let genuine = statement(&mut agent, now(&h));
     let forged = offpay_purse::sync::StatementRequest {
+        counter: genuine.counter + 50,
         code: (genuine.code + 1) % 10_000_000,
         ..genuine
     };
