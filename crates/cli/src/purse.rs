@@ -634,7 +634,8 @@ fn exchange(path: &SyncPath<'_>, upload: Vec<u8>) -> Result<(Vec<u8>, usize), Cl
     match path {
         SyncPath::Http(server) => Ok((post_upload(server, upload)?, 1)),
         SyncPath::Sms(client) => {
-            let id = offpay_purse::sync::sms_message_id(offpay_purse::sync::upload_sequence(&upload)?);
+            let id =
+                offpay_purse::sync::sms_message_id(offpay_purse::sync::upload_sequence(&upload)?);
             let parts = offpay_purse::sync::pack_sms(&upload, id)?;
             let count = parts.len();
             let answer = client
@@ -645,7 +646,8 @@ fn exchange(path: &SyncPath<'_>, upload: Vec<u8>) -> Result<(Vec<u8>, usize), Cl
             Ok((sms_answer(&answer)?, count))
         }
         SyncPath::SmsUrl(server) => {
-            let id = offpay_purse::sync::sms_message_id(offpay_purse::sync::upload_sequence(&upload)?);
+            let id =
+                offpay_purse::sync::sms_message_id(offpay_purse::sync::upload_sequence(&upload)?);
             let parts = offpay_purse::sync::pack_sms(&upload, id)?;
             let count = parts.len();
             let url = format!("{}/purse/v1/sms", server.trim_end_matches('/'));
@@ -934,10 +936,8 @@ fn run_purse(args: &PurseArgs) -> Result<Output, CliError> {
             })
         }
         PurseCommand::SmsUpload => {
-            let upload = card.start_sync_round(
-                offpay_purse::params::SMS_ROUND_ENTRIES_MAX as u16,
-                now(),
-            )?;
+            let upload =
+                card.start_sync_round(offpay_purse::params::SMS_ROUND_ENTRIES_MAX as u16, now())?;
             let sequence = offpay_purse::sync::upload_sequence(&upload)?;
             let texts = offpay_purse::sync::pack_sms(
                 &upload,
@@ -953,8 +953,9 @@ fn run_purse(args: &PurseArgs) -> Result<Output, CliError> {
             let mut line = String::new();
             while texts.len() < offpay_purse::params::SMS_PARTS_MAX {
                 line.clear();
-                let read = std::io::BufRead::read_line(&mut input, &mut line)
-                    .map_err(|error| CliError::Local(format!("reading the answer texts: {error}")))?;
+                let read = std::io::BufRead::read_line(&mut input, &mut line).map_err(|error| {
+                    CliError::Local(format!("reading the answer texts: {error}"))
+                })?;
                 if read == 0 {
                     break;
                 }

@@ -82,7 +82,12 @@ struct Serve {
 fn serve(data_dir: &Path, port: u16, backend: &Backend) -> Serve {
     let mut command = Command::new(env!("CARGO_BIN_EXE_offpay"));
     command
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
         .arg(data_dir)
         .env("OFFPAY_LOG", "warn")
         .env_remove("OFFPAY_PURSE_OPERATOR")
@@ -313,7 +318,11 @@ fn a_purse_syncs_by_sms_through_a_real_kannel_across_a_server_restart(kind: Back
         .trim()
         .to_owned();
     let config = directory.path().join("kannel.conf");
-    std::fs::write(&config, kannel_conf(directory.path(), &ports, &gateway_token)).unwrap();
+    std::fs::write(
+        &config,
+        kannel_conf(directory.path(), &ports, &gateway_token),
+    )
+    .unwrap();
     let _bearerbox = Killed(
         Command::new(BEARERBOX)
             .arg(&config)
@@ -420,7 +429,10 @@ fn a_purse_syncs_by_sms_through_a_real_kannel_across_a_server_restart(kind: Back
     );
     let applied: serde_json::Value = serde_json::from_slice(&applied.stdout).unwrap();
     assert_eq!(applied["balance"], "300.00", "{applied}");
-    assert_eq!(applied["unacknowledged"], 1, "the float's entry waits: {applied}");
+    assert_eq!(
+        applied["unacknowledged"], 1,
+        "the float's entry waits: {applied}"
+    );
 
     // A payment, then round 2 by SMS acknowledges everything.
     cli.pay((&agent, AGENT), (&customer, CUSTOMER), "40");
@@ -468,8 +480,15 @@ fn a_purse_syncs_by_sms_through_a_real_kannel_across_a_server_restart(kind: Back
     let next = cli.purse(&agent, &["statement-sms"]);
     smsc.send(AGENT, next["text"].as_str().unwrap());
     let statements = smsc.wait_for(AGENT, "balance", 2, directory.path());
-    assert_eq!(statements.len(), 2, "the replay got nothing: {statements:?}");
-    assert!(smsc.received(CUSTOMER, "").is_empty(), "nothing to the spoofed number");
+    assert_eq!(
+        statements.len(),
+        2,
+        "the replay got nothing: {statements:?}"
+    );
+    assert!(
+        smsc.received(CUSTOMER, "").is_empty(),
+        "nothing to the spoofed number"
+    );
     let (status, shadow) = {
         let response = offpay_test_support::process::http()
             .get(format!(
@@ -480,7 +499,10 @@ fn a_purse_syncs_by_sms_through_a_real_kannel_across_a_server_restart(kind: Back
             .bearer_auth(token(&data_dir))
             .send()
             .unwrap();
-        (response.status().as_u16(), response.json::<serde_json::Value>().unwrap())
+        (
+            response.status().as_u16(),
+            response.json::<serde_json::Value>().unwrap(),
+        )
     };
     assert_eq!(status, 200, "{shadow}");
     assert_eq!(shadow["balance"], "260.00", "{shadow}");

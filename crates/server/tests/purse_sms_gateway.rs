@@ -69,7 +69,10 @@ impl Harness {
     async fn provision(&mut self, phone: &str, kind: &str) -> Purse {
         let (status, answer) = self
             .server
-            .post("/api/v1/purse/purses", json!({ "phone": phone, "kind": kind }))
+            .post(
+                "/api/v1/purse/purses",
+                json!({ "phone": phone, "kind": kind }),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{answer}");
         let provisioning = hex::decode(answer["provisioning"].as_str().unwrap()).unwrap();
@@ -147,7 +150,9 @@ impl Harness {
                 self.text_in(phone, text).await;
             }
             let sent = self.wait_for(phone, before + 1).await;
-            let total = offpay_purse::sync::parse_sms_part(&sent[before]).unwrap().total;
+            let total = offpay_purse::sync::parse_sms_part(&sent[before])
+                .unwrap()
+                .total;
             let sent = self.wait_for(phone, before + total).await;
             let answer = offpay_purse::sync::unpack_sms(&sent[before..before + total]).unwrap();
             purse.apply_answer(&answer).unwrap();
@@ -261,7 +266,9 @@ async fn a_purse_syncs_through_the_gateway_and_its_attackers_get_nothing(kind: B
         h.text_in(AGENT, text).await;
     }
     let sent = h.wait_for(AGENT, before + 1).await;
-    let total = offpay_purse::sync::parse_sms_part(&sent[before]).unwrap().total;
+    let total = offpay_purse::sync::parse_sms_part(&sent[before])
+        .unwrap()
+        .total;
     let sent = h.wait_for(AGENT, before + total).await;
     agent
         .apply_answer(&offpay_purse::sync::unpack_sms(&sent[before..before + total]).unwrap())
@@ -270,7 +277,10 @@ async fn a_purse_syncs_through_the_gateway_and_its_attackers_get_nothing(kind: B
     let shadow = h.shadow(AGENT).await;
     assert_eq!(shadow["last_sync_sequence"], 2, "{shadow}");
     assert_eq!(shadow["balance"], "480.00", "{shadow}");
-    assert!(h.sent_to(CUSTOMER).is_empty(), "nothing went to the spoofed number");
+    assert!(
+        h.sent_to(CUSTOMER).is_empty(),
+        "nothing went to the spoofed number"
+    );
 
     // Replayed parts of a synced message: ignored, no second answer.
     for text in &texts {
@@ -358,7 +368,11 @@ async fn a_long_log_syncs_in_rounds_over_sms_and_over_http(kind: BackendKind) {
     }
     let (status, flags) = h.server.get("/api/v1/fraud").await;
     assert_eq!(status, StatusCode::OK, "{flags}");
-    assert_eq!(flags["items"], json!([]), "no flags on honest agents: {flags}");
+    assert_eq!(
+        flags["items"],
+        json!([]),
+        "no flags on honest agents: {flags}"
+    );
 }
 
 async fn a_statement_by_sms_goes_to_the_purses_own_phone_once_per_code(kind: BackendKind) {

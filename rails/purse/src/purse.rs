@@ -528,7 +528,9 @@ impl Purse {
             Command::StartSync => Ok(self.start_sync(now)),
             Command::StartSyncRound { entries_max } => {
                 if entries_max == 0 {
-                    return Err(PurseError::Malformed("a sync round carries at least one entry"));
+                    return Err(PurseError::Malformed(
+                        "a sync round carries at least one entry",
+                    ));
                 }
                 Ok(self.start_sync_round(now, usize::from(entries_max)))
             }

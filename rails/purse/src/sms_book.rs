@@ -27,11 +27,12 @@ use offpay_operator::{Decision, Effects};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use crate::book::{BookError, NAMESPACE, PurseOperator, RECORD_FORMAT_VERSION, RecordSet, SyncReply};
+use crate::book::{
+    BookError, NAMESPACE, PurseOperator, RECORD_FORMAT_VERSION, RecordSet, SyncReply,
+};
 use crate::error::PurseError;
 use crate::params::{
-    SMS_ASSEMBLIES_PER_SENDER_MAX, SMS_ASSEMBLY_SECONDS_MAX, SMS_PARTS_MAX,
-    STATEMENT_FAILURES_MAX,
+    SMS_ASSEMBLIES_PER_SENDER_MAX, SMS_ASSEMBLY_SECONDS_MAX, SMS_PARTS_MAX, STATEMENT_FAILURES_MAX,
 };
 use crate::sync::{SmsPart, StatementRequest, decode_sms_body, peek_upload, statement_code};
 use crate::types::{Phone, PurseId};
@@ -99,7 +100,10 @@ impl SmsAssembly {
     fn body(&self) -> Result<Vec<u8>, PurseError> {
         let mut encoded = String::new();
         for part in &self.parts {
-            encoded.push_str(part.as_deref().ok_or(PurseError::Malformed("missing SMS part"))?);
+            encoded.push_str(
+                part.as_deref()
+                    .ok_or(PurseError::Malformed("missing SMS part"))?,
+            );
         }
         decode_sms_body(&encoded)
     }
@@ -375,7 +379,10 @@ pub fn settle_refused(
 
 impl RecordSet {
     fn assembly(&self, key: &str) -> Result<(u64, Option<SmsAssembly>), RecordError> {
-        Ok((self.version_of(key), self.decoded_record::<SmsAssembly>(key)?))
+        Ok((
+            self.version_of(key),
+            self.decoded_record::<SmsAssembly>(key)?,
+        ))
     }
 }
 
@@ -448,12 +455,13 @@ impl PurseOperator {
             .ok_or(PurseError::UnknownPurse(purse_id))?;
         let key = statement_key(purse_id);
         let version = loaded.version_of(&key);
-        let mut counter = loaded
-            .decoded_record::<StatementCounter>(&key)?
-            .unwrap_or(StatementCounter {
-                version: RECORD_FORMAT_VERSION,
-                ..StatementCounter::default()
-            });
+        let mut counter =
+            loaded
+                .decoded_record::<StatementCounter>(&key)?
+                .unwrap_or(StatementCounter {
+                    version: RECORD_FORMAT_VERSION,
+                    ..StatementCounter::default()
+                });
         let now_ms = now.0;
         let window_open = now_ms.saturating_sub(counter.failures_since_ms) < ASSEMBLY_MS_MAX;
         if counter.failures >= STATEMENT_FAILURES_MAX && window_open {

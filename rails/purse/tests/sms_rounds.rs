@@ -37,14 +37,20 @@ impl Inbox {
             let Operation::PutRecord(write) = write else {
                 panic!("only record writes")
             };
-            let current = self.records.get(&write.key).map_or(0, |(version, _)| *version);
+            let current = self
+                .records
+                .get(&write.key)
+                .map_or(0, |(version, _)| *version);
             assert_eq!(Some(current), write.expected_version, "a stale write");
         }
         for write in writes {
             let Operation::PutRecord(write) = write else {
                 unreachable!()
             };
-            let current = self.records.get(&write.key).map_or(0, |(version, _)| *version);
+            let current = self
+                .records
+                .get(&write.key)
+                .map_or(0, |(version, _)| *version);
             match &write.value {
                 Some(bytes) => {
                     let value = SmsAssembly::decode(&write.key, bytes).unwrap();
@@ -89,8 +95,14 @@ fn the_packing_has_fixed_test_vectors() {
     let message: Vec<u8> = (0u8..=200).collect();
     let texts = sync::pack_sms(&message, 7).unwrap();
     assert_eq!(texts.len(), 2);
-    assert_eq!(texts[0], "OP1 7 1/2 AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+P0BBQkNERUZHSElKS0xNTk9QUVJTVFVWV1hZWltcXV5fYGFiY2RlZmdoaWprbG");
-    assert_eq!(texts[1], "OP1 7 2/2 1ub3BxcnN0dXZ3eHl6e3x9fn+AgYKDhIWGh4iJiouMjY6PkJGSk5SVlpeYmZqbnJ2en6ChoqOkpaanqKmqq6ytrq+wsbKztLW2t7i5uru8vb6/wMHCw8TFxsfI");
+    assert_eq!(
+        texts[0],
+        "OP1 7 1/2 AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+P0BBQkNERUZHSElKS0xNTk9QUVJTVFVWV1hZWltcXV5fYGFiY2RlZmdoaWprbG"
+    );
+    assert_eq!(
+        texts[1],
+        "OP1 7 2/2 1ub3BxcnN0dXZ3eHl6e3x9fn+AgYKDhIWGh4iJiouMjY6PkJGSk5SVlpeYmZqbnJ2en6ChoqOkpaanqKmqq6ytrq+wsbKztLW2t7i5uru8vb6/wMHCw8TFxsfI"
+    );
     assert_eq!(sync::unpack_sms(&[&texts[1], &texts[0]]).unwrap(), message);
     let part = sync::parse_sms_part(&texts[1]).unwrap();
     assert_eq!((part.message_id, part.index, part.total), (7, 2, 2));
@@ -171,7 +183,10 @@ fn a_long_agent_log_syncs_over_sms_in_rounds_without_flags() {
     let mut rounds = 0;
     while !agent.unacknowledged_log().is_empty() {
         rounds += 1;
-        assert!(rounds <= entries.div_ceil(SMS_ROUND_ENTRIES_MAX), "too many rounds");
+        assert!(
+            rounds <= entries.div_ceil(SMS_ROUND_ENTRIES_MAX),
+            "too many rounds"
+        );
         let before = agent.unacknowledged_log().len();
         let mut texts = upload_texts(&mut agent, world.now, SMS_ROUND_ENTRIES_MAX);
         assert!(texts.len() <= SMS_PARTS_MAX);
@@ -188,7 +203,11 @@ fn a_long_agent_log_syncs_over_sms_in_rounds_without_flags() {
         }
         let outcome = world
             .book
-            .handle_upload(&world.secrets, &upload.expect("the round completes"), world.now)
+            .handle_upload(
+                &world.secrets,
+                &upload.expect("the round completes"),
+                world.now,
+            )
             .unwrap();
         world.ledger.apply(&outcome.postings);
         world.flags.extend(outcome.flags);
@@ -213,7 +232,13 @@ fn a_long_agent_log_syncs_over_sms_in_rounds_without_flags() {
         world.flags.first()
     );
     assert_eq!(world.shadow_minor(&agent), agent.balance().minor_signed());
-    assert!(!world.book.shadow(agent.identity().purse_id).unwrap().blocked);
+    assert!(
+        !world
+            .book
+            .shadow(agent.identity().purse_id)
+            .unwrap()
+            .blocked
+    );
 }
 
 /// A payer that sends rounds shorter than SYNC_ROUND_ENTRIES_MIN does not postpone the check: a
@@ -314,7 +339,10 @@ fn a_rewritten_part_does_not_replace_the_one_held() {
     inbox.receive(sender, &texts[0], 1_000);
     let mut forged = texts[0].clone();
     forged.replace_range(forged.len() - 4.., "AAAA");
-    assert_eq!(inbox.receive(sender, &forged, 1_100), PartOutcome::Conflicting);
+    assert_eq!(
+        inbox.receive(sender, &forged, 1_100),
+        PartOutcome::Conflicting
+    );
     let other_total = format!("OP1 8 2/{} AAAA", texts.len() + 1);
     assert_eq!(
         inbox.receive(sender, &other_total, 1_200),
@@ -360,7 +388,10 @@ fn a_message_that_never_completes_expires() {
     }
     let late = 1_000 + SMS_ASSEMBLY_SECONDS_MAX * MS;
     let outcome = inbox.receive(sender, texts.last().unwrap(), late);
-    assert!(matches!(outcome, PartOutcome::Stored { received: 1, .. }), "{outcome:?}");
+    assert!(
+        matches!(outcome, PartOutcome::Stored { received: 1, .. }),
+        "{outcome:?}"
+    );
 }
 
 /// One sender keeps at most SMS_ASSEMBLIES_PER_SENDER_MAX half-received messages: a flood of
@@ -412,7 +443,10 @@ fn a_statement_code_is_the_purses_own_and_used_once_per_counter() {
     assert_ne!(first.code, second.code);
     let text = first.text();
     assert!(text.starts_with("OP1 ST "), "{text}");
-    assert_eq!(sync::StatementRequest::parse(&text).unwrap().unwrap(), first);
+    assert_eq!(
+        sync::StatementRequest::parse(&text).unwrap().unwrap(),
+        first
+    );
     // A sync after a statement request is not a replay: the counter is the sync sequence.
     world.sync(&mut purse);
 }

@@ -1068,9 +1068,7 @@ fn outbox_writes(
                 last_error: None,
                 text_hash: String::new(),
             };
-            let value = record
-                .encode(&key)
-                .map_err(|error| BookError::Record(error))?;
+            let value = record.encode(&key).map_err(BookError::Record)?;
             Ok(offpay_ledger::Operation::PutRecord(
                 offpay_ledger::RecordWrite {
                     namespace: records::NAMESPACE.to_owned(),
@@ -1094,7 +1092,15 @@ impl PurseRail {
         part: &offpay_purse::sync::SmsPart,
         inline: bool,
         now: offpay_ledger::Timestamp,
-    ) -> Result<(offpay_purse::sms_book::PartOutcome, Vec<String>, usize, usize), RailError> {
+    ) -> Result<
+        (
+            offpay_purse::sms_book::PartOutcome,
+            Vec<String>,
+            usize,
+            usize,
+        ),
+        RailError,
+    > {
         use offpay_purse::sms_book::{self, PartOutcome};
         let guards = self.locks.lock([sender.number()]).await;
         let prefix = sms_book::sender_prefix(sender);
@@ -1156,7 +1162,11 @@ impl PurseRail {
                         ledger,
                         now,
                         || self.load(ledger, plan.clone()),
-                        |loaded| Ok::<_, RailError>(sms_book::settle_refused(&loaded, &key, now.0, replayed)?),
+                        |loaded| {
+                            Ok::<_, RailError>(sms_book::settle_refused(
+                                &loaded, &key, now.0, replayed,
+                            )?)
+                        },
                     )
                     .await?;
                 }
@@ -1286,7 +1296,11 @@ impl PurseRail {
 
     /// The statement's texts: the balance, then the newest postings (date, amount with its
     /// currency, and the words that name the counterparty), packed into SMS.
-    async fn statement_texts(&self, ledger: &Ledger, phone: Phone) -> Result<Vec<String>, RailError> {
+    async fn statement_texts(
+        &self,
+        ledger: &Ledger,
+        phone: Phone,
+    ) -> Result<Vec<String>, RailError> {
         let shadow = self.shadow(ledger, phone).await?;
         let currency = shadow.limits.max_balance.currency();
         let account = purse_account_id(phone)?;
@@ -1364,7 +1378,10 @@ pub async fn sms_inbound(
                 ..refused("malformed")
             }));
         };
-        let answer = match rail.sms_statement(&state.ledger, &request, state.now()).await {
+        let answer = match rail
+            .sms_statement(&state.ledger, &request, state.now())
+            .await
+        {
             Ok(Ok(queued)) => PurseSmsAnswer {
                 inline: Vec::new(),
                 queued,
