@@ -1444,14 +1444,14 @@ pub async fn sms_inbound(
         }
         Err(error) => return Err(error.into()),
     };
-    state.metrics.sync(
-        "purse",
-        if answer.verdict == Answered::Accepted {
-            StatusCode::OK
-        } else {
-            StatusCode::UNPROCESSABLE_ENTITY
-        },
-    );
+    // A sync is counted once, when its message completes (synced or refused), not per part.
+    match answer.outcome {
+        "synced" => state.metrics.sync("purse", StatusCode::OK),
+        "sync_refused" => state
+            .metrics
+            .sync("purse", StatusCode::UNPROCESSABLE_ENTITY),
+        _ => {}
+    }
     if answer.queued > 0 {
         state.rails.sms.wake_outbound();
     }
