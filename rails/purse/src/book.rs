@@ -688,8 +688,25 @@ impl PurseOperator {
         bytes: &[u8],
         now: offpay_ledger::Timestamp,
     ) -> Result<Decision<SyncReply>, BookError> {
+        self.decide_sync_answering(loaded, bytes, now, crate::params::ANSWER_CREDITS_MAX)
+    }
+
+    /// [`PurseOperator::decide_sync`] with an answer of at most `credits_max` credits (the SMS
+    /// path's bound, so that the answer fits its texts).
+    pub fn decide_sync_answering(
+        &self,
+        loaded: &RecordSet,
+        bytes: &[u8],
+        now: offpay_ledger::Timestamp,
+        credits_max: usize,
+    ) -> Result<Decision<SyncReply>, BookError> {
         let mut book = self.book_of(loaded)?;
-        let outcome = book.handle_upload(&self.secrets, bytes, ledger_timestamp_seconds(now))?;
+        let outcome = book.handle_upload_answering(
+            &self.secrets,
+            bytes,
+            ledger_timestamp_seconds(now),
+            credits_max,
+        )?;
         let mut effects = Effects::new();
         for posting in &outcome.postings {
             for account in [posting.from, posting.to] {

@@ -104,6 +104,11 @@ pub const SMS_MESSAGE_ID_MAX: u16 = 999;
 /// into at most [`SMS_PARTS_MAX`] SMS (a test checks it). A longer log syncs over several rounds;
 /// each answer acknowledges what it took, and the purse drops only that.
 pub const SMS_ROUND_ENTRIES_MAX: usize = 100;
+/// Credits an answer sent by SMS carries (the rest are offered at the next sync): with every
+/// other field at its bound (512 blocked purses, 16 tickets, 8 ticket codes) and each credit an
+/// operator credit with a 64-byte memo, the answer still packs into [`SMS_PARTS_MAX`] texts (a
+/// test checks it).
+pub const SMS_ANSWER_CREDITS_MAX: usize = 24;
 /// Entries one sync round carries over HTTP.
 pub const HTTP_ROUND_ENTRIES_MAX: usize = 1_000;
 /// Fewest entries a partial upload (one that stops before the purse's counter) carries. The
@@ -184,5 +189,6 @@ const _: () = assert!(SYNC_ROUND_ENTRIES_MIN <= SMS_ROUND_ENTRIES_MAX);
 const _: () = assert!(SMS_ROUND_ENTRIES_MAX <= HTTP_ROUND_ENTRIES_MAX);
 const _: () = assert!(HTTP_ROUND_ENTRIES_MAX <= UPLOAD_ENTRIES_MAX);
 const _: () = assert!(SMS_ASSEMBLIES_PER_SENDER_MAX >= 1);
+const _: () = assert!(SMS_ANSWER_CREDITS_MAX >= 1 && SMS_ANSWER_CREDITS_MAX <= ANSWER_CREDITS_MAX);
 const _: () = assert!(STATEMENT_CODE_DIGITS <= TRUNCATION_DIGITS_MAX);
 const _: () = assert!(STATEMENT_FAILURES_MAX >= 1);

@@ -421,7 +421,12 @@ impl PurseOperator {
                 ),
             });
         }
-        match self.decide_sync(loaded, upload, now)? {
+        match self.decide_sync_answering(
+            loaded,
+            upload,
+            now,
+            crate::params::SMS_ANSWER_CREDITS_MAX,
+        )? {
             Decision::Commit { mut effects, reply } => {
                 effects.write(put(assembly_key, version, &held.completed(now.0))?);
                 Ok(Decision::commit(effects, Some(reply)))

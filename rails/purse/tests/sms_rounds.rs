@@ -462,3 +462,50 @@ fn a_part_reads_its_header() {
     assert!(sync::parse_sms_part("OP1 1 1/65 QUJD").is_err());
     assert!(sync::parse_sms_part("OP1 1 1/1 QU=D").is_err());
 }
+
+/// The largest answer the SMS path makes fits its texts: 64 operator credits queued, each with a
+/// 64-byte memo, and 512 blocked purses on the list. With the HTTP bound of credits it would not
+/// (that was the answer-side limit); the SMS answer carries SMS_ANSWER_CREDITS_MAX and offers the
+/// rest at the next round. Tickets (16 × 25 bytes), ticket codes (8 × 55) and unknown peers
+/// (4 × 7) add at most 8 more texts.
+#[test]
+fn a_worst_case_sms_answer_fits_the_sms_budget() {
+    let mut world = World::new(15);
+    let mut purse = world.provision("+254700000014", PurseKind::Agent);
+    for index in 0..BLOCKED_PURSES_MAX {
+        let other = world.provision(&format!("+2547001{index:05}"), PurseKind::Customer);
+        world
+            .book
+            .set_blocked(other.identity().purse_id, true)
+            .unwrap();
+    }
+    let memo = "m".repeat(MEMO_BYTES_MAX);
+    for _ in 0..ANSWER_CREDITS_MAX {
+        let posting = world
+            .book
+            .queue_operator_credit(purse.identity().purse_id, kes("1"), &memo)
+            .unwrap();
+        world.ledger.apply(&[posting]);
+    }
+    let Outcome::SyncUpload { upload, .. } = purse.start_sync(world.now) else {
+        panic!()
+    };
+    let mut http_book = world.book.clone();
+    let http = http_book
+        .handle_upload(&world.secrets, &upload, world.now)
+        .unwrap();
+    assert!(
+        sync::pack_sms(&http.answer, 1).is_err(),
+        "the HTTP answer does not fit SMS"
+    );
+    let outcome = world
+        .book
+        .handle_upload_answering(&world.secrets, &upload, world.now, SMS_ANSWER_CREDITS_MAX)
+        .unwrap();
+    let texts = sync::pack_sms(&outcome.answer, 1).unwrap();
+    assert!(texts.len() + 8 <= SMS_PARTS_MAX, "{} texts", texts.len());
+    let Outcome::SyncApplied(report) = purse.apply_answer(&outcome.answer).unwrap() else {
+        panic!()
+    };
+    assert_eq!(report.credits.len(), SMS_ANSWER_CREDITS_MAX);
+}
