@@ -34,8 +34,9 @@ const ANSWER_BYTES_MAX: usize = 1 << 20;
 const DEVICE_SECRET_DIRECTORY: &str = ".offpay";
 /// Default device secret file name.
 const DEVICE_SECRET_FILE: &str = "device.secret";
-/// Message id used for SMS-packed uploads from the CLI.
-const SMS_MESSAGE_ID: u16 = 1;
+/// Sync rounds one `sync` runs at most (a full log over SMS takes this many, and then some).
+const SYNC_ROUNDS_MAX: usize =
+    offpay_purse::params::LOG_UNACKNOWLEDGED_MAX / offpay_purse::params::SMS_ROUND_ENTRIES_MAX + 2;
 /// The PIN of the demo's purses.
 const DEMO_PIN: &str = "1234";
 /// Entries shown by `log` (the purse keeps this many recent entries for display).
@@ -123,6 +124,15 @@ enum PurseCommand {
         #[arg(long)]
         sms: bool,
     },
+    /// Sync by SMS through a phone: prints the texts to send to the operator's SMS number (one
+    /// round of the log: at most 100 entries). Then type the answer texts into `sms-answer`.
+    SmsUpload,
+    /// Apply the operator's answer texts (one per line on standard input, in any order, after
+    /// the PIN line with --pin-stdin); says whether another `sms-upload` round is needed.
+    SmsAnswer,
+    /// Prints the text to send for a statement by SMS (authenticated by the purse's key; the
+    /// operator sends the statement to this purse's own phone).
+    StatementSms,
     /// Change the PIN (the current one opens the purse; the new one, 4 to 6 digits, is asked
     /// for next, or read from the next line of standard input with --pin-stdin).
     ChangePin,
@@ -624,25 +634,26 @@ fn exchange(path: &SyncPath<'_>, upload: Vec<u8>) -> Result<(Vec<u8>, usize), Cl
     match path {
         SyncPath::Http(server) => Ok((post_upload(server, upload)?, 1)),
         SyncPath::Sms(client) => {
-            let parts = offpay_purse::sync::pack_sms(&upload, SMS_MESSAGE_ID)?;
+            let id =
+                offpay_purse::sync::sms_message_id(offpay_purse::sync::upload_sequence(&upload)?);
+            let parts = offpay_purse::sync::pack_sms(&upload, id)?;
             let count = parts.len();
             let answer = client
-                .post(
-                    "/purse/v1/sms",
-                    &json!({ "parts": parts, "answer_id": SMS_MESSAGE_ID }),
-                )
+                .post("/purse/v1/sms", &json!({ "parts": parts, "answer_id": id }))
                 .map_err(|error| {
                     CliError::Server(format!("the server refused the sync: {error}"))
                 })?;
             Ok((sms_answer(&answer)?, count))
         }
         SyncPath::SmsUrl(server) => {
-            let parts = offpay_purse::sync::pack_sms(&upload, SMS_MESSAGE_ID)?;
+            let id =
+                offpay_purse::sync::sms_message_id(offpay_purse::sync::upload_sequence(&upload)?);
+            let parts = offpay_purse::sync::pack_sms(&upload, id)?;
             let count = parts.len();
             let url = format!("{}/purse/v1/sms", server.trim_end_matches('/'));
             let response = http_client()?
                 .post(&url)
-                .json(&json!({ "parts": parts, "answer_id": SMS_MESSAGE_ID }))
+                .json(&json!({ "parts": parts, "answer_id": id }))
                 .send()
                 .map_err(|error| CliError::Server(format!("cannot reach {url}: {error}")))?;
             let status = response.status();
@@ -659,13 +670,30 @@ fn exchange(path: &SyncPath<'_>, upload: Vec<u8>) -> Result<(Vec<u8>, usize), Cl
     }
 }
 
-/// Uploads the purse's log and applies the answer.
+/// Uploads the purse's log in rounds (at most a round's entries each: 100 over SMS, 1,000 over
+/// HTTP) and applies each answer, until the operator has acknowledged the whole log or a round
+/// takes nothing. Returns the last answer and the entries the rounds carried.
 fn sync_card(card: &mut Card, path: &SyncPath<'_>) -> Result<(AnswerSummary, usize), CliError> {
-    let upload = card.start_sync(now())?;
-    let entries = card.read_log(false, now())?.len();
-    let (answer, _messages) = exchange(path, upload)?;
-    let summary = card.apply_answer(&answer, now())?;
-    Ok((summary, entries))
+    let round_entries = match path {
+        SyncPath::Http(_) => offpay_purse::params::HTTP_ROUND_ENTRIES_MAX,
+        SyncPath::Sms(_) | SyncPath::SmsUrl(_) => offpay_purse::params::SMS_ROUND_ENTRIES_MAX,
+    };
+    let mut uploaded = 0usize;
+    for _ in 0..SYNC_ROUNDS_MAX {
+        let waiting = card.status(now())?.unacknowledged;
+        let carried = usize::from(waiting).min(round_entries);
+        let upload = card.start_sync_round(round_entries as u16, now())?;
+        let (answer, _messages) = exchange(path, upload)?;
+        let summary = card.apply_answer(&answer, now())?;
+        uploaded += carried;
+        let left = card.status(now())?.unacknowledged;
+        if left == 0 || left >= waiting {
+            return Ok((summary, uploaded));
+        }
+    }
+    Err(CliError::Server(format!(
+        "the log did not empty in {SYNC_ROUNDS_MAX} sync rounds; sync again"
+    )))
 }
 
 fn summary_json(summary: &AnswerSummary, status: &PurseStatus, uploaded: usize) -> Value {
@@ -905,6 +933,61 @@ fn run_purse(args: &PurseArgs) -> Result<Output, CliError> {
             Ok(Output {
                 text: summary_text(&summary, &status, uploaded),
                 json: summary_json(&summary, &status, uploaded),
+            })
+        }
+        PurseCommand::SmsUpload => {
+            let upload =
+                card.start_sync_round(offpay_purse::params::SMS_ROUND_ENTRIES_MAX as u16, now())?;
+            let sequence = offpay_purse::sync::upload_sequence(&upload)?;
+            let texts = offpay_purse::sync::pack_sms(
+                &upload,
+                offpay_purse::sync::sms_message_id(sequence),
+            )?;
+            Ok(Output {
+                text: texts.join("\n"),
+                json: json!({ "texts": texts, "sequence": sequence }),
+            })
+        }
+        PurseCommand::SmsAnswer => {
+            let mut texts = Vec::new();
+            let mut line = String::new();
+            while texts.len() < offpay_purse::params::SMS_PARTS_MAX {
+                line.clear();
+                let read = std::io::BufRead::read_line(&mut input, &mut line).map_err(|error| {
+                    CliError::Local(format!("reading the answer texts: {error}"))
+                })?;
+                if read == 0 {
+                    break;
+                }
+                if !line.trim().is_empty() {
+                    texts.push(line.trim().to_owned());
+                }
+            }
+            let answer = offpay_purse::sync::unpack_sms(&texts)?;
+            let summary = card.apply_answer(&answer, now())?;
+            let status = card.status(now())?;
+            let mut output_json = summary_json(&summary, &status, 0);
+            output_json["unacknowledged"] = json!(status.unacknowledged);
+            let mut text = summary_text(&summary, &status, 0);
+            if status.unacknowledged > 0 {
+                text.push_str(&format!(
+                    "\n{} entries still wait: run sms-upload again.",
+                    status.unacknowledged
+                ));
+            }
+            Ok(Output {
+                text,
+                json: output_json,
+            })
+        }
+        PurseCommand::StatementSms => {
+            let request = card.statement_request(now())?;
+            Ok(Output {
+                text: format!(
+                    "Send this text to the operator's SMS number; the statement comes to this purse's phone:\n{}",
+                    request.text()
+                ),
+                json: json!({ "text": request.text(), "counter": request.counter }),
             })
         }
         PurseCommand::ChangePin => {

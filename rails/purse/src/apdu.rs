@@ -57,6 +57,8 @@ pub mod ins {
     pub const ENTER_TICKET: u8 = 0x24;
     pub const START_SYNC: u8 = 0x30;
     pub const APPLY_ANSWER: u8 = 0x32;
+    /// Statement request: answers purse id(8) ‖ counter(4) ‖ code(4).
+    pub const STATEMENT_REQUEST: u8 = 0x34;
     pub const STATUS: u8 = 0x40;
     pub const READ_LOG: u8 = 0x42;
     pub const READ_PENDING: u8 = 0x44;
@@ -645,7 +647,12 @@ fn run(
                 code: TicketCode::from_digits(&digits)?,
             }
         }
-        ins::START_SYNC => Command::StartSync,
+        // Data: empty (the whole log) or entries_max(2) (one round of a long log).
+        ins::START_SYNC if apdu.data.is_empty() => Command::StartSync,
+        ins::START_SYNC => Command::StartSyncRound {
+            entries_max: r.u16()?,
+        },
+        ins::STATEMENT_REQUEST => Command::StatementRequest,
         ins::APPLY_ANSWER => Command::ApplyAnswer {
             answer: apdu.data.clone(),
         },
@@ -705,6 +712,11 @@ fn run(
             w.u32(last.counter);
         }
         Outcome::SyncUpload { upload, .. } => w.bytes(&upload),
+        Outcome::StatementRequested(request) => {
+            w.u64(request.purse_id.0);
+            w.u32(request.counter);
+            w.u32(request.code);
+        }
         Outcome::SyncApplied(report) => {
             w.u32(report.acknowledged_through);
             w.u8(report.credits.len().min(255) as u8);
@@ -943,6 +955,35 @@ impl<T: Transport> PurseCard<T> {
     /// Produce an upload for the operator.
     pub fn start_sync(&mut self, now: Timestamp) -> Result<Vec<u8>, PurseError> {
         self.send(ins::START_SYNC, 0, Vec::new(), now)
+    }
+
+    /// Produce one round's upload: at most `entries_max` of the oldest unacknowledged entries.
+    pub fn start_sync_round(
+        &mut self,
+        entries_max: u16,
+        now: Timestamp,
+    ) -> Result<Vec<u8>, PurseError> {
+        let mut w = Writer::new();
+        w.u16(entries_max);
+        self.send(ins::START_SYNC, 0, w.finish(), now)
+    }
+
+    /// A statement request for the operator (`OP1 ST …`), authenticated by the purse's key.
+    pub fn statement_request(
+        &mut self,
+        now: Timestamp,
+    ) -> Result<crate::sync::StatementRequest, PurseError> {
+        let data = self.send(ins::STATEMENT_REQUEST, 0, Vec::new(), now)?;
+        let mut r = Reader::new(&data);
+        let purse_id = PurseId(r.u64()?);
+        let counter = r.u32()?;
+        let code = r.u32()?;
+        r.finish()?;
+        Ok(crate::sync::StatementRequest {
+            purse_id,
+            counter,
+            code,
+        })
     }
 
     /// Apply the operator's answer.

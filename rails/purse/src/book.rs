@@ -12,6 +12,7 @@
 //! | `credits/<payer>/<payee>` | [`OpenCredits`] | credits the payee reported that the payer has not |
 //! | `pair/<low id>-<high id>` | [`PairVersion`] | pairwise-key version of a pair |
 //! | `syncs/<purse id>` | [`SyncHistory`] | the purse's last [`SYNC_HISTORY_MAX`] syncs, for the console |
+//! | `smsin/…`, `statement/…` | see [`crate::sms_book`] | SMS parts and statement counters |
 //!
 //! Every record is JSON; format version 1 is the shape release 0.1 wrote (the header also
 //! carries its own `version` field). A record that does not decode is an error naming its key.
@@ -288,6 +289,18 @@ impl RecordSet {
         self.records
             .get(key)
             .and_then(|(_, value)| value.as_deref())
+    }
+
+    /// The version a key was read at (0: absent or not read).
+    pub(crate) fn version_of(&self, key: &str) -> u64 {
+        self.records.get(key).map_or(0, |(version, _)| *version)
+    }
+
+    pub(crate) fn decoded_record<R: StoredRecord>(
+        &self,
+        key: &str,
+    ) -> Result<Option<R>, RecordError> {
+        self.decoded(key)
     }
 
     fn decoded<R: StoredRecord>(&self, key: &str) -> Result<Option<R>, RecordError> {
@@ -675,8 +688,25 @@ impl PurseOperator {
         bytes: &[u8],
         now: offpay_ledger::Timestamp,
     ) -> Result<Decision<SyncReply>, BookError> {
+        self.decide_sync_answering(loaded, bytes, now, crate::params::ANSWER_CREDITS_MAX)
+    }
+
+    /// [`PurseOperator::decide_sync`] with an answer of at most `credits_max` credits (the SMS
+    /// path's bound, so that the answer fits its texts).
+    pub fn decide_sync_answering(
+        &self,
+        loaded: &RecordSet,
+        bytes: &[u8],
+        now: offpay_ledger::Timestamp,
+        credits_max: usize,
+    ) -> Result<Decision<SyncReply>, BookError> {
         let mut book = self.book_of(loaded)?;
-        let outcome = book.handle_upload(&self.secrets, bytes, ledger_timestamp_seconds(now))?;
+        let outcome = book.handle_upload_answering(
+            &self.secrets,
+            bytes,
+            ledger_timestamp_seconds(now),
+            credits_max,
+        )?;
         let mut effects = Effects::new();
         for posting in &outcome.postings {
             for account in [posting.from, posting.to] {
@@ -1044,7 +1074,12 @@ fn changed_records(loaded: &RecordSet, parts: &BookParts) -> Result<Vec<Operatio
     }
     for (key, (version, old)) in &loaded.records {
         // Sync histories are not part of the book: a sync writes its purse's own.
-        if old.is_some() && !new.contains_key(key) && !key.starts_with(SYNC_HISTORY_PREFIX) {
+        // Sync histories, SMS assemblies and statement counters are not part of the book
+        // either: their own decisions write them.
+        let outside_book = key.starts_with(SYNC_HISTORY_PREFIX)
+            || key.starts_with(crate::sms_book::SMS_ASSEMBLY_PREFIX)
+            || key.starts_with(crate::sms_book::STATEMENT_PREFIX);
+        if old.is_some() && !new.contains_key(key) && !outside_book {
             writes.push(Operation::PutRecord(RecordWrite {
                 namespace: NAMESPACE.to_owned(),
                 key: key.clone(),

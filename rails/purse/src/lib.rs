@@ -38,6 +38,8 @@ mod purse;
 pub mod reverts;
 #[cfg(feature = "std")]
 pub mod se;
+#[cfg(feature = "operator")]
+pub mod sms_book;
 pub mod sync;
 mod ticket;
 mod types;

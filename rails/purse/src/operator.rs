@@ -85,7 +85,7 @@ impl OperatorSecrets {
         )
     }
 
-    fn purse_keys(&self, purse_id: PurseId) -> PurseKeys {
+    pub(crate) fn purse_keys(&self, purse_id: PurseId) -> PurseKeys {
         PurseKeys::derive(&self.purse_key(purse_id))
     }
 
@@ -1245,10 +1245,23 @@ impl OperatorBook {
         bytes: &[u8],
         now: Timestamp,
     ) -> Result<SyncOutcome, PurseError> {
+        self.handle_upload_answering(secrets, bytes, now, ANSWER_CREDITS_MAX)
+    }
+
+    /// [`OperatorBook::handle_upload`] with an answer carrying at most `credits_max` credits (the
+    /// rest are offered at the next sync): an answer sent by SMS carries
+    /// [`SMS_ANSWER_CREDITS_MAX`], so that it always fits [`SMS_PARTS_MAX`] texts.
+    pub fn handle_upload_answering(
+        &mut self,
+        secrets: &OperatorSecrets,
+        bytes: &[u8],
+        now: Timestamp,
+        credits_max: usize,
+    ) -> Result<SyncOutcome, PurseError> {
         let upload = self.verify_upload(secrets, bytes)?;
         let tag = message_tag(bytes).ok_or(PurseError::Malformed("truncated"))?;
         let reconciliation = self.reconcile(&upload, tag, now)?;
-        let answer = self.build_answer(secrets, &upload, now)?;
+        let answer = self.build_answer_with(secrets, &upload, now, credits_max)?;
         Ok(SyncOutcome {
             purse_id: upload.purse_id,
             sequence: upload.sequence,
@@ -1394,8 +1407,19 @@ impl OperatorBook {
             u64::MAX,
             u32::MAX,
         );
+        // One round of a long log (it stops before the purse's counter and carries a full
+        // round's worth): the missing debits may be in a later round, so the check waits for the
+        // round that completes the log. A round too small to be honest does not postpone it.
+        let partial_round = upload
+            .entries
+            .last()
+            .is_some_and(|last| last.counter < upload.counter)
+            && upload.entries.len() >= SYNC_ROUND_ENTRIES_MIN;
         let mut late = Vec::new();
         for (key, open) in self.open_credits.range_mut(low..=high) {
+            if partial_round {
+                break;
+            }
             if !open.flagged && payer_answer > open.payer_answer_at_report {
                 open.flagged = true;
                 late.push((*key, open.payee));
@@ -1805,6 +1829,17 @@ impl OperatorBook {
         upload: &SyncUpload,
         now: Timestamp,
     ) -> Result<Vec<u8>, PurseError> {
+        self.build_answer_with(secrets, upload, now, ANSWER_CREDITS_MAX)
+    }
+
+    fn build_answer_with(
+        &mut self,
+        secrets: &OperatorSecrets,
+        upload: &SyncUpload,
+        now: Timestamp,
+        credits_max: usize,
+    ) -> Result<Vec<u8>, PurseError> {
+        let credits_max = credits_max.min(ANSWER_CREDITS_MAX);
         self.check_operator(secrets)?;
         let purse_id = upload.purse_id;
         let keys = secrets.purse_keys(purse_id);
@@ -1902,14 +1937,14 @@ impl OperatorBook {
             .open_debits
             .range(low..=high)
             .map(|(key, _)| *key)
-            .take(ANSWER_CREDITS_MAX)
+            .take(credits_max)
             .collect();
 
         let currency = self.currency;
         let operator = self.operator;
         let shadow = self.shadow_mut(purse_id)?;
         let mut credits = Vec::new();
-        for queued in shadow.queued_credits.iter().take(ANSWER_CREDITS_MAX) {
+        for queued in shadow.queued_credits.iter().take(credits_max) {
             credits.push(AnswerCredit::Operator {
                 credit_id: queued.credit_id,
                 amount: Amount::from_minor(queued.amount_minor, currency)?,
@@ -1917,7 +1952,7 @@ impl OperatorBook {
             });
         }
         for queued in &shadow.queued_settlements {
-            if credits.len() >= ANSWER_CREDITS_MAX {
+            if credits.len() >= credits_max {
                 break;
             }
             credits.push(AnswerCredit::Settlement {
@@ -1926,7 +1961,7 @@ impl OperatorBook {
             });
         }
         for key in offered {
-            if credits.len() >= ANSWER_CREDITS_MAX {
+            if credits.len() >= credits_max {
                 break;
             }
             credits.push(AnswerCredit::Payment {

@@ -98,6 +98,36 @@ pub const FORMAT_VERSION: u8 = 1;
 pub const SMS_CHARS_MAX: usize = 160;
 /// SMS one packed message may take.
 pub const SMS_PARTS_MAX: usize = 64;
+/// Largest SMS message id (three digits in the part header).
+pub const SMS_MESSAGE_ID_MAX: u16 = 999;
+/// Entries one sync round carries over SMS: the worst-case upload of this many entries packs
+/// into at most [`SMS_PARTS_MAX`] SMS (a test checks it). A longer log syncs over several rounds;
+/// each answer acknowledges what it took, and the purse drops only that.
+pub const SMS_ROUND_ENTRIES_MAX: usize = 100;
+/// Credits an answer sent by SMS carries (the rest are offered at the next sync): with every
+/// other field at its bound (512 blocked purses, 16 tickets, 8 ticket codes) and each credit an
+/// operator credit with a 64-byte memo, the answer still packs into [`SMS_PARTS_MAX`] texts (a
+/// test checks it).
+pub const SMS_ANSWER_CREDITS_MAX: usize = 24;
+/// Entries one sync round carries over HTTP.
+pub const HTTP_ROUND_ENTRIES_MAX: usize = 1_000;
+/// Fewest entries a partial upload (one that stops before the purse's counter) carries. The
+/// operator waits with the "missing from the payer's log" check until the payer's log is
+/// complete, but only while each round brings at least this many entries, so a payer cannot
+/// postpone the check with empty rounds.
+pub const SYNC_ROUND_ENTRIES_MIN: usize = 16;
+/// How long the operator keeps the parts of an SMS message that has not completed, and the
+/// marker of one that did (a replayed part within this time is ignored), in seconds.
+pub const SMS_ASSEMBLY_SECONDS_MAX: u64 = 24 * 3600;
+/// Messages one sender may have half-received at once; a new one beyond this drops the oldest.
+pub const SMS_ASSEMBLIES_PER_SENDER_MAX: usize = 4;
+/// Digits of the code that authenticates a statement request.
+pub const STATEMENT_CODE_DIGITS: u32 = 7;
+/// Wrong statement codes per purse before statement requests are refused for
+/// [`SMS_ASSEMBLY_SECONDS_MAX`].
+pub const STATEMENT_FAILURES_MAX: u8 = 5;
+/// Lines on a statement sent by SMS.
+pub const STATEMENT_SMS_LINES_MAX: usize = 6;
 
 /// Digits of a ticket code: 39 for the wrapped key, 3 for the version, 6 for the tag.
 pub const TICKET_CODE_DIGITS: usize = 48;
@@ -153,3 +183,12 @@ const _: () = assert!(MEMO_BYTES_MAX <= u8::MAX as usize);
 const _: () = assert!(TICKET_CODE_DIGITS == 39 + 3 + TICKET_TAG_DIGITS as usize);
 const _: () = assert!(PAIRWISE_VERSION_MAX < 1000);
 const _: () = assert!(SMS_CHARS_MAX == 160);
+const _: () = assert!(SMS_MESSAGE_ID_MAX < 1000);
+const _: () = assert!(SYNC_ROUND_ENTRIES_MIN >= 1);
+const _: () = assert!(SYNC_ROUND_ENTRIES_MIN <= SMS_ROUND_ENTRIES_MAX);
+const _: () = assert!(SMS_ROUND_ENTRIES_MAX <= HTTP_ROUND_ENTRIES_MAX);
+const _: () = assert!(HTTP_ROUND_ENTRIES_MAX <= UPLOAD_ENTRIES_MAX);
+const _: () = assert!(SMS_ASSEMBLIES_PER_SENDER_MAX >= 1);
+const _: () = assert!(SMS_ANSWER_CREDITS_MAX >= 1 && SMS_ANSWER_CREDITS_MAX <= ANSWER_CREDITS_MAX);
+const _: () = assert!(STATEMENT_CODE_DIGITS <= TRUNCATION_DIGITS_MAX);
+const _: () = assert!(STATEMENT_FAILURES_MAX >= 1);

@@ -168,6 +168,14 @@ pub enum Command {
     },
     /// Produce an upload for the operator.
     StartSync,
+    /// Produce an upload carrying at most `entries_max` of the oldest unacknowledged entries
+    /// (one round of a long log; the answer acknowledges what it took).
+    StartSyncRound {
+        /// Entries this round may carry (at least one).
+        entries_max: u16,
+    },
+    /// Authenticate a request for a statement by SMS (uses up one sync sequence value).
+    StatementRequest,
     /// Apply the operator's answer.
     ApplyAnswer {
         /// The answer's bytes.
@@ -222,6 +230,8 @@ pub enum Outcome {
     },
     /// The answer was applied.
     SyncApplied(SyncReport),
+    /// A statement request to send to the operator.
+    StatementRequested(crate::sync::StatementRequest),
 }
 
 /// What applying an answer changed.
@@ -470,6 +480,7 @@ impl Purse {
                 | Command::Pay { .. }
                 | Command::Accept { .. }
                 | Command::StartSync
+                | Command::StartSyncRound { .. }
         );
         let result = self.run(command, now, random);
         // The purse remembers the latest time it acted at, and the time its validity was seen
@@ -515,6 +526,15 @@ impl Purse {
             Command::RequestPairwiseKey { peer } => self.request_pairwise_key(peer),
             Command::EnterTicket { peer, code } => self.enter_ticket(peer, &code),
             Command::StartSync => Ok(self.start_sync(now)),
+            Command::StartSyncRound { entries_max } => {
+                if entries_max == 0 {
+                    return Err(PurseError::Malformed(
+                        "a sync round carries at least one entry",
+                    ));
+                }
+                Ok(self.start_sync_round(now, usize::from(entries_max)))
+            }
+            Command::StatementRequest => Ok(self.statement_request()),
             Command::ApplyAnswer { answer } => self.apply_answer(&answer),
         }
     }
@@ -1067,6 +1087,14 @@ impl Purse {
     /// Builds the upload for the operator: the unacknowledged log, balance, counter, failures,
     /// pending requests and pairwise-key requests, MAC'd with the purse's sync key.
     pub fn start_sync(&mut self, now: Timestamp) -> Outcome {
+        self.start_sync_round(now, UPLOAD_ENTRIES_MAX)
+    }
+
+    /// [`Purse::start_sync`] for one round of a long log: the upload carries the oldest
+    /// `entries_max` unacknowledged entries (the counter and balance still say where the purse
+    /// is). The answer acknowledges what the operator took; the purse drops only that, and the
+    /// next round carries the rest.
+    pub fn start_sync_round(&mut self, now: Timestamp, entries_max: usize) -> Outcome {
         self.sync_sequence += 1;
         self.touch();
         let upload = SyncUpload {
@@ -1082,7 +1110,7 @@ impl Purse {
             pin_blocked: self.pin_tries_left == 0,
             scheme_epoch: self.scheme_keys.last().map_or(0, |key| key.epoch),
             failures_by_payer: self.failures_by_payer.clone(),
-            entries: self.log.clone(),
+            entries: self.log.iter().take(entries_max).cloned().collect(),
             pending: self
                 .pending
                 .iter()
@@ -1099,6 +1127,25 @@ impl Purse {
             upload: upload.seal(&keys.sync),
             sequence: self.sync_sequence,
         }
+    }
+
+    /// A statement request: the next sync sequence value and the code over it, so that the
+    /// operator answers only this purse, once per value (see [`crate::sync::statement_code`]).
+    pub fn statement_request(&mut self) -> Outcome {
+        self.sync_sequence += 1;
+        self.touch();
+        let keys = PurseKeys::derive(&self.purse_key);
+        let counter = self.sync_sequence;
+        Outcome::StatementRequested(crate::sync::StatementRequest {
+            purse_id: self.identity.purse_id,
+            counter,
+            code: crate::sync::statement_code(
+                &keys.sync,
+                self.identity.operator,
+                self.identity.purse_id,
+                counter,
+            ),
+        })
     }
 
     /// Verifies and applies the operator's answer. A forged, replayed or stale answer changes

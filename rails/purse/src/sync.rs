@@ -501,7 +501,7 @@ const SMS_PREFIX: &str = "OP1";
 /// GSM default alphabet: `OP1 <message id> <part>/<parts> <base64 chunk>`. `message_id` (0..=999)
 /// lets the receiver group parts of one message; parts may arrive in any order.
 pub fn pack_sms(message: &[u8], message_id: u16) -> Result<Vec<String>, PurseError> {
-    if message_id > 999 {
+    if message_id > SMS_MESSAGE_ID_MAX {
         return Err(PurseError::Malformed("SMS message id"));
     }
     let encoded = STANDARD_NO_PAD.encode(message);
@@ -527,45 +527,181 @@ pub fn pack_sms(message: &[u8], message_id: u16) -> Result<Vec<String>, PurseErr
     Ok(out)
 }
 
+/// One SMS of a packed message, as read from its text.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct SmsPart {
+    /// The sender's id of the message the part belongs to (0..=999).
+    pub message_id: u16,
+    /// 1-based position.
+    pub index: usize,
+    /// Parts of the whole message.
+    pub total: usize,
+    /// The base64 chunk the part carries.
+    pub chunk: String,
+}
+
+/// Whether `text` is a part of a packed purse message (`OP1 ` then a digit): a gateway routes
+/// such texts to the purse rail before any other SMS grammar reads them.
+pub fn is_sms_part(text: &str) -> bool {
+    text.trim_start()
+        .strip_prefix(SMS_PREFIX)
+        .and_then(|rest| rest.strip_prefix(' '))
+        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+}
+
+/// Reads one SMS of a packed message: `OP1 <message id> <k>/<n> <chunk>`.
+pub fn parse_sms_part(text: &str) -> Result<SmsPart, PurseError> {
+    let text = text.trim();
+    if text.len() > SMS_CHARS_MAX {
+        return Err(PurseError::Malformed("SMS too long"));
+    }
+    let mut fields = text.splitn(4, ' ');
+    let (Some(SMS_PREFIX), Some(id), Some(position), Some(chunk)) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        return Err(PurseError::Malformed("SMS header"));
+    };
+    let message_id = id
+        .parse::<u16>()
+        .ok()
+        .filter(|id| *id <= SMS_MESSAGE_ID_MAX)
+        .ok_or(PurseError::Malformed("SMS message id"))?;
+    let (index, total) = position
+        .split_once('/')
+        .and_then(|(index, total)| {
+            Some((index.parse::<usize>().ok()?, total.parse::<usize>().ok()?))
+        })
+        .ok_or(PurseError::Malformed("SMS part number"))?;
+    if total == 0 || total > SMS_PARTS_MAX || index == 0 || index > total {
+        return Err(PurseError::Malformed("SMS part number"));
+    }
+    if chunk.is_empty()
+        || !chunk
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'+' || byte == b'/')
+    {
+        return Err(PurseError::Malformed("SMS body"));
+    }
+    Ok(SmsPart {
+        message_id,
+        index,
+        total,
+        chunk: chunk.into(),
+    })
+}
+
+/// The SMS message id a purse gives the upload of sync `sequence` (and the operator its answer):
+/// the sequence modulo 1000, so consecutive rounds never share an id.
+pub fn sms_message_id(sequence: u32) -> u16 {
+    (sequence % (u32::from(SMS_MESSAGE_ID_MAX) + 1)) as u16
+}
+
 /// Reassembles a message from its SMS (in any order). Refuses missing, duplicate or foreign parts.
 pub fn unpack_sms<S: AsRef<str>>(parts: &[S]) -> Result<Vec<u8>, PurseError> {
     if parts.is_empty() || parts.len() > SMS_PARTS_MAX {
         return Err(PurseError::Malformed("SMS part count"));
     }
-    let mut chunks: Vec<Option<&str>> = alloc::vec![None; parts.len()];
+    let mut chunks: Vec<Option<String>> = alloc::vec![None; parts.len()];
     let mut message_id = None;
     for part in parts {
-        let part = part.as_ref();
-        if part.len() > SMS_CHARS_MAX {
-            return Err(PurseError::Malformed("SMS too long"));
-        }
-        let mut fields = part.splitn(4, ' ');
-        let (Some(SMS_PREFIX), Some(id), Some(position), Some(body)) =
-            (fields.next(), fields.next(), fields.next(), fields.next())
-        else {
-            return Err(PurseError::Malformed("SMS header"));
-        };
-        if *message_id.get_or_insert(id) != id {
+        let part = parse_sms_part(part.as_ref())?;
+        if *message_id.get_or_insert(part.message_id) != part.message_id {
             return Err(PurseError::Malformed("SMS parts of different messages"));
         }
-        let (index, total) = position
-            .split_once('/')
-            .and_then(|(index, total)| {
-                Some((index.parse::<usize>().ok()?, total.parse::<usize>().ok()?))
-            })
-            .ok_or(PurseError::Malformed("SMS part number"))?;
-        if total != parts.len() || index == 0 || index > total {
+        if part.total != parts.len() {
             return Err(PurseError::Malformed("SMS part number"));
         }
-        if chunks[index - 1].replace(body).is_some() {
+        if chunks[part.index - 1].replace(part.chunk).is_some() {
             return Err(PurseError::Malformed("duplicate SMS part"));
         }
     }
     let mut encoded = String::new();
     for chunk in chunks {
-        encoded.push_str(chunk.ok_or(PurseError::Malformed("missing SMS part"))?);
+        encoded.push_str(&chunk.ok_or(PurseError::Malformed("missing SMS part"))?);
     }
+    decode_sms_body(&encoded)
+}
+
+/// Decodes the joined chunks of a packed message.
+pub fn decode_sms_body(encoded: &str) -> Result<Vec<u8>, PurseError> {
     STANDARD_NO_PAD
         .decode(encoded.as_bytes())
         .map_err(|_| PurseError::Malformed("SMS body"))
+}
+
+const KIND_STATEMENT: u8 = b'S';
+/// Second word of a statement request: `OP1 ST <purse id> <counter> <code>`.
+const STATEMENT_WORD: &str = "ST";
+
+/// The code that authenticates a statement request: the decimal truncation to
+/// [`STATEMENT_CODE_DIGITS`] digits of a CMAC under the purse's sync key over the format
+/// version, the kind byte `S` (so it can never be taken for an upload or answer tag), the
+/// operator, the purse and `counter` (a value of the purse's sync sequence, never used twice).
+pub fn statement_code(
+    sync_key: &SecretKey,
+    operator: OperatorId,
+    purse_id: PurseId,
+    counter: u32,
+) -> u32 {
+    let mut w = Writer::new();
+    write_header(&mut w, KIND_STATEMENT, operator, purse_id);
+    w.u32(counter);
+    crate::crypto::decimal_truncate(&cmac(sync_key, &w.bytes), STATEMENT_CODE_DIGITS)
+}
+
+/// A purse holder's request for a statement by SMS.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct StatementRequest {
+    /// The purse.
+    pub purse_id: PurseId,
+    /// The purse's counter for this request (a sync sequence value).
+    pub counter: u32,
+    /// [`statement_code`] over it.
+    pub code: u32,
+}
+
+impl StatementRequest {
+    /// The SMS text: `OP1 ST <purse id> <counter> <code>` (the code zero-padded).
+    pub fn text(&self) -> String {
+        alloc::format!(
+            "{SMS_PREFIX} {STATEMENT_WORD} {} {} {:0width$}",
+            self.purse_id.0,
+            self.counter,
+            self.code,
+            width = STATEMENT_CODE_DIGITS as usize
+        )
+    }
+
+    /// Reads a statement request's text; `None` when the text is not one.
+    pub fn parse(text: &str) -> Option<Result<StatementRequest, PurseError>> {
+        let rest = text
+            .trim()
+            .strip_prefix(SMS_PREFIX)?
+            .strip_prefix(' ')?
+            .strip_prefix(STATEMENT_WORD)?
+            .strip_prefix(' ')?;
+        let fields: Vec<&str> = rest.split(' ').collect();
+        let parsed = match fields.as_slice() {
+            [purse, counter, code] if code.len() == STATEMENT_CODE_DIGITS as usize => {
+                match (purse.parse(), counter.parse(), code.parse()) {
+                    (Ok(purse), Ok(counter), Ok(code)) => Ok(StatementRequest {
+                        purse_id: PurseId(purse),
+                        counter,
+                        code,
+                    }),
+                    _ => Err(PurseError::Malformed("statement request")),
+                }
+            }
+            _ => Err(PurseError::Malformed("statement request")),
+        };
+        Some(parsed)
+    }
+}
+
+/// The sync sequence of a sealed upload (read before authentication: only to name its SMS
+/// message id).
+pub fn upload_sequence(bytes: &[u8]) -> Result<u32, PurseError> {
+    let mut r = Reader::new(bytes);
+    read_header(&mut r, KIND_UPLOAD)?;
+    r.u32()
 }

@@ -1000,3 +1000,460 @@ async fn rotate_endpoint(
 pub fn key_directory(data_dir: &Path) -> PathBuf {
     data_dir.join(KEY_DIRECTORY)
 }
+
+// ---------------------------------------------------------------------------------------------
+// The SMS gateway: sync parts and statement requests that come in like any SMS (Kannel's
+// get-url, the webhook, the aggregators), answered through the SMS outbox.
+
+/// What became of one purse text from an SMS gateway.
+#[derive(Debug)]
+pub struct PurseSmsAnswer {
+    /// Texts to answer inline (gateways that reply in their response); otherwise queued.
+    pub inline: Vec<String>,
+    /// Texts queued in the SMS outbox.
+    pub queued: usize,
+    /// The sync's postings (0 unless this text completed an upload).
+    pub postings: usize,
+    /// Accepted (kept, synced or answered), refused, or unreadable.
+    pub verdict: offpay_sms_tan::operator::records::Answered,
+    /// For logs: what happened, in a word.
+    pub outcome: &'static str,
+}
+
+impl PurseSmsAnswer {
+    /// The gateway's answer: the inline texts, nothing stored for the SMS-TAN rail.
+    pub fn into_inbound_answer(self) -> offpay_sms_tan::operator::inbound::InboundAnswer {
+        use offpay_sms_tan::operator::apply::{Summary, Written};
+        tracing::debug!(outcome = self.outcome, "purse text handled");
+        offpay_sms_tan::operator::inbound::InboundAnswer {
+            replies: self.inline,
+            duplicate: false,
+            summary: Summary {
+                verdict: self.verdict,
+                queued: self.queued,
+                postings: self.postings,
+                written: Written::default(),
+                operator_currencies: Vec::new(),
+            },
+            redacted: None,
+        }
+    }
+}
+
+/// Lines of a statement sent by SMS, at most this many characters each.
+const STATEMENT_LINE_CHARS_MAX: usize = 72;
+
+/// The queue writes that send `texts` to `to` through the SMS outbox.
+fn outbox_writes(
+    to: Phone,
+    texts: &[String],
+    discriminator: &str,
+    now_ms: u64,
+) -> Result<Vec<offpay_ledger::Operation>, RailError> {
+    use offpay_operator::record::StoredRecord;
+    use offpay_sms_tan::operator::records::{self, OutboundRecord};
+    let to = offpay_sms_tan::PhoneNumber::parse(&to.to_string())
+        .map_err(|_| BookError::Internal("a purse phone is not an SMS number"))?;
+    texts
+        .iter()
+        .enumerate()
+        .map(|(index, text)| {
+            let key = records::outbound_key(now_ms, &format!("purse/{discriminator}/{index}"));
+            let record = OutboundRecord {
+                to: to.clone(),
+                text: text.clone(),
+                attempts: 0,
+                next_attempt_ms: now_ms,
+                queued_at_ms: now_ms,
+                last_error: None,
+                text_hash: String::new(),
+            };
+            let value = record.encode(&key).map_err(BookError::Record)?;
+            Ok(offpay_ledger::Operation::PutRecord(
+                offpay_ledger::RecordWrite {
+                    namespace: records::NAMESPACE.to_owned(),
+                    key,
+                    value: Some(value),
+                    expected_version: Some(0),
+                },
+            ))
+        })
+        .collect()
+}
+
+impl PurseRail {
+    /// Keeps one part of `sender`'s packed upload (durably, in the purse book's records), and
+    /// when it completes the message, syncs it and queues the answer's parts to `sender`
+    /// (or returns them to answer inline). The part's own outcome when it does not complete one.
+    pub async fn sms_part(
+        &self,
+        ledger: &Ledger,
+        sender: Phone,
+        part: &offpay_purse::sync::SmsPart,
+        inline: bool,
+        now: offpay_ledger::Timestamp,
+    ) -> Result<
+        (
+            offpay_purse::sms_book::PartOutcome,
+            Vec<String>,
+            usize,
+            usize,
+        ),
+        RailError,
+    > {
+        use offpay_purse::sms_book::{self, PartOutcome};
+        let guards = self.locks.lock([sender.number()]).await;
+        let prefix = sms_book::sender_prefix(sender);
+        let outcome = runner::run(
+            ledger,
+            now,
+            || {
+                let prefix = prefix.clone();
+                async move {
+                    let records = ledger
+                        .read(move |store| {
+                            store.records(
+                                NAMESPACE,
+                                &prefix,
+                                None,
+                                offpay_purse::params::SMS_ASSEMBLIES_PER_SENDER_MAX * 4,
+                            )
+                        })
+                        .await?;
+                    Ok::<_, RailError>(
+                        sms_book::decode_assemblies(&records).map_err(BookError::from)?,
+                    )
+                }
+            },
+            |existing| {
+                let step = sms_book::decide_part(sender, part, &existing, now.0)
+                    .map_err(BookError::from)?;
+                let mut effects = offpay_operator::Effects::new();
+                effects.write_all(step.writes);
+                Ok::<_, RailError>(offpay_operator::Decision::commit(effects, step.outcome))
+            },
+        )
+        .await?;
+        // The sync takes the stripes of every phone it touches (the sender's among them); the
+        // message's record, written conditionally, keeps two deliveries from both syncing it.
+        drop(guards);
+        let PartOutcome::Complete(upload) = &outcome else {
+            return Ok((outcome, Vec::new(), 0, 0));
+        };
+        let key = sms_book::assembly_key(sender, part.message_id);
+        match self
+            .sms_sync(ledger, sender, &key, upload, inline, now)
+            .await
+        {
+            Ok((texts, queued, postings)) => Ok((outcome, texts, queued, postings)),
+            Err(error) => {
+                let replayed = matches!(
+                    error,
+                    RailError::Book(BookError::Purse(PurseError::SyncReplayed { .. }))
+                );
+                let refused = matches!(error, RailError::Book(_));
+                if refused {
+                    // Drop the parts (or mark a replay synced) so that nothing retries them.
+                    let plan = LoadPlan {
+                        extra: vec![key.clone()],
+                        ..LoadPlan::default()
+                    };
+                    runner::run(
+                        ledger,
+                        now,
+                        || self.load(ledger, plan.clone()),
+                        |loaded| {
+                            Ok::<_, RailError>(sms_book::settle_refused(
+                                &loaded, &key, now.0, replayed,
+                            )?)
+                        },
+                    )
+                    .await?;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Syncs a completed SMS upload: the HTTP sync's decision, on condition that the purse is
+    /// the sender's, with the message marked synced and the answer's parts queued to the sender
+    /// in the same commit. Returns (inline texts, texts queued, postings).
+    async fn sms_sync(
+        &self,
+        ledger: &Ledger,
+        sender: Phone,
+        key: &str,
+        upload: &[u8],
+        inline: bool,
+        now: offpay_ledger::Timestamp,
+    ) -> Result<(Vec<String>, usize, usize), RailError> {
+        // Authenticate before reading anything else, as the HTTP sync does.
+        let opened = self.operator.secrets().open_upload(upload)?;
+        let purse_id = opened.purse_id;
+        let phone_plan = LoadPlan {
+            purse: Some(purse_id),
+            ..LoadPlan::default()
+        };
+        let phone = self
+            .load(ledger, phone_plan)
+            .await?
+            .shadow_phone(purse_id)
+            .map_err(BookError::from)?
+            .ok_or(PurseError::UnknownPurse(purse_id))?;
+        let (mut plan, locked) = PurseOperator::sync_plan(&opened, phone);
+        plan.extra.push(key.to_owned());
+        let _guards = self
+            .locks
+            .lock(locked.iter().map(|phone| phone.number()))
+            .await;
+        let answer_id = offpay_purse::sync::sms_message_id(opened.sequence);
+        let reply = runner::run(
+            ledger,
+            now,
+            || self.load(ledger, plan.clone()),
+            |loaded| {
+                let decision = self
+                    .operator
+                    .decide_sms_sync(&loaded, upload, sender, key, now)?;
+                let offpay_operator::Decision::Commit { mut effects, reply } = decision else {
+                    return Ok(offpay_operator::Decision::Reload);
+                };
+                let Some(reply) = reply else {
+                    return Ok(offpay_operator::Decision::commit(effects, None));
+                };
+                let texts = offpay_purse::sync::pack_sms(&reply.answer, answer_id)?;
+                if !inline {
+                    effects.write_all(outbox_writes(
+                        sender,
+                        &texts,
+                        &format!("{purse_id}/{}", reply.sequence),
+                        now.0,
+                    )?);
+                }
+                Ok::<_, RailError>(offpay_operator::Decision::commit(
+                    effects,
+                    Some((reply, texts)),
+                ))
+            },
+        )
+        .await?;
+        let Some((reply, texts)) = reply else {
+            return Ok((Vec::new(), 0, 0));
+        };
+        tracing::info!(purse = %purse_id, sequence = reply.sequence, postings = reply.postings, matched = reply.matched, flags = reply.flags, parts = texts.len(), "purse synced by SMS");
+        if inline {
+            Ok((texts, 0, reply.postings))
+        } else {
+            Ok((Vec::new(), texts.len(), reply.postings))
+        }
+    }
+
+    /// Answers a statement request: checks its code and counter, then queues the purse
+    /// holder's statement (from the ledger's records) to the purse's own phone, never to the
+    /// sender. Returns the texts queued, or why it was refused.
+    pub async fn sms_statement(
+        &self,
+        ledger: &Ledger,
+        request: &offpay_purse::sync::StatementRequest,
+        now: offpay_ledger::Timestamp,
+    ) -> Result<Result<usize, &'static str>, RailError> {
+        let plan = PurseOperator::statement_plan(request);
+        let granted = runner::run(
+            ledger,
+            now,
+            || self.load(ledger, plan.clone()),
+            |loaded| Ok::<_, RailError>(self.operator.decide_statement(&loaded, request, now)?),
+        )
+        .await?;
+        let phone = match granted {
+            Ok(phone) => phone,
+            Err(refusal) => {
+                tracing::warn!(purse = %request.purse_id, refusal, "purse statement request refused");
+                return Ok(Err(refusal));
+            }
+        };
+        let texts = self.statement_texts(ledger, phone).await?;
+        let writes = outbox_writes(
+            phone,
+            &texts,
+            &format!("statement/{}/{}", request.purse_id, request.counter),
+            now.0,
+        )?;
+        let count = texts.len();
+        runner::run(
+            ledger,
+            now,
+            || async { Ok::<_, RailError>(()) },
+            |()| {
+                let mut effects = offpay_operator::Effects::new();
+                effects.write_all(writes.clone());
+                Ok::<_, RailError>(offpay_operator::Decision::commit(effects, ()))
+            },
+        )
+        .await?;
+        Ok(Ok(count))
+    }
+
+    /// The statement's texts: the balance, then the newest postings (date, amount with its
+    /// currency, and the words that name the counterparty), packed into SMS.
+    async fn statement_texts(
+        &self,
+        ledger: &Ledger,
+        phone: Phone,
+    ) -> Result<Vec<String>, RailError> {
+        let shadow = self.shadow(ledger, phone).await?;
+        let currency = shadow.limits.max_balance.currency();
+        let account = purse_account_id(phone)?;
+        let lookup = account.clone();
+        let records = ledger
+            .read(move |store| {
+                store.history(&lookup, None, offpay_purse::params::STATEMENT_SMS_LINES_MAX)
+            })
+            .await?;
+        let mut lines = vec![format!(
+            "offpay purse {phone}: balance {} {}",
+            decimal(shadow.balance_minor, currency),
+            currency.code()
+        )];
+        for record in &records {
+            let transfer = &record.transfer;
+            let out = transfer.debit_account == account;
+            let minor = i64::try_from(transfer.amount.minor()).unwrap_or(i64::MAX);
+            let date = crate::lists::rfc3339(record.committed_at.0);
+            let line = format!(
+                "{} {} {} {}",
+                date.get(..10).unwrap_or(&date),
+                decimal(if out { -minor } else { minor }, currency),
+                currency.code(),
+                transfer.memo
+            );
+            lines.push(line.chars().take(STATEMENT_LINE_CHARS_MAX).collect());
+        }
+        if records.is_empty() {
+            lines.push("no payments yet".to_owned());
+        }
+        let mut texts: Vec<String> = Vec::new();
+        for line in lines {
+            match texts.last_mut() {
+                Some(text)
+                    if text.chars().count() + 1 + line.chars().count()
+                        <= offpay_purse::params::SMS_CHARS_MAX =>
+                {
+                    text.push('\n');
+                    text.push_str(&line);
+                }
+                _ => texts.push(line),
+            }
+        }
+        Ok(texts)
+    }
+}
+
+/// Routes an inbound SMS that belongs to the purse rail (a sync part `OP1 <id> <k>/<n> …` or a
+/// statement request `OP1 ST …`); `None` for every other text, which the SMS-TAN grammar reads.
+pub async fn sms_inbound(
+    state: &Arc<AppState>,
+    sender: &offpay_sms_tan::PhoneNumber,
+    text: &str,
+    inline: bool,
+) -> Result<Option<PurseSmsAnswer>, ApiError> {
+    use offpay_purse::sms_book::PartOutcome;
+    use offpay_sms_tan::operator::records::Answered;
+    let rail = &state.rails.purse;
+    let statement = offpay_purse::sync::StatementRequest::parse(text);
+    if statement.is_none() && !offpay_purse::sync::is_sms_part(text) {
+        return Ok(None);
+    }
+    let refused = |outcome: &'static str| PurseSmsAnswer {
+        inline: Vec::new(),
+        queued: 0,
+        postings: 0,
+        verdict: Answered::Refused,
+        outcome,
+    };
+    if let Some(request) = statement {
+        let Ok(request) = request else {
+            return Ok(Some(PurseSmsAnswer {
+                verdict: Answered::Malformed,
+                ..refused("malformed")
+            }));
+        };
+        let answer = match rail
+            .sms_statement(&state.ledger, &request, state.now())
+            .await
+        {
+            Ok(Ok(queued)) => PurseSmsAnswer {
+                inline: Vec::new(),
+                queued,
+                postings: 0,
+                verdict: Answered::Accepted,
+                outcome: "statement",
+            },
+            Ok(Err(refusal)) => refused(refusal),
+            Err(RailError::Book(error)) => {
+                tracing::warn!(%error, "purse statement request refused");
+                refused("statement_refused")
+            }
+            Err(error) => return Err(error.into()),
+        };
+        if answer.queued > 0 {
+            state.rails.sms.wake_outbound();
+        }
+        return Ok(Some(answer));
+    }
+    let Ok(part) = offpay_purse::sync::parse_sms_part(text) else {
+        return Ok(Some(PurseSmsAnswer {
+            verdict: Answered::Malformed,
+            ..refused("malformed")
+        }));
+    };
+    let Ok(sender) = Phone::parse(sender.as_str()) else {
+        return Ok(Some(refused("sender_not_a_purse_phone")));
+    };
+    let answer = match rail
+        .sms_part(&state.ledger, sender, &part, inline, state.now())
+        .await
+    {
+        Ok((outcome, texts, queued, postings)) => {
+            let word = match outcome {
+                PartOutcome::Stored { .. } => "part_kept",
+                PartOutcome::Duplicate => "duplicate",
+                PartOutcome::Conflicting => "conflicting",
+                PartOutcome::AlreadySynced => "already_synced",
+                PartOutcome::Complete(_) => "synced",
+                _ => "unreadable",
+            };
+            let verdict = match outcome {
+                PartOutcome::Conflicting | PartOutcome::AlreadySynced => Answered::Refused,
+                PartOutcome::Stored { .. } | PartOutcome::Duplicate | PartOutcome::Complete(_) => {
+                    Answered::Accepted
+                }
+                _ => Answered::Malformed,
+            };
+            PurseSmsAnswer {
+                inline: texts,
+                queued,
+                postings,
+                verdict,
+                outcome: word,
+            }
+        }
+        Err(RailError::Book(error)) => {
+            tracing::warn!(%error, sender = %sender, "purse sync by SMS refused");
+            refused("sync_refused")
+        }
+        Err(error) => return Err(error.into()),
+    };
+    // A sync is counted once, when its message completes (synced or refused), not per part.
+    match answer.outcome {
+        "synced" => state.metrics.sync("purse", StatusCode::OK),
+        "sync_refused" => state
+            .metrics
+            .sync("purse", StatusCode::UNPROCESSABLE_ENTITY),
+        _ => {}
+    }
+    if answer.queued > 0 {
+        state.rails.sms.wake_outbound();
+    }
+    Ok(Some(answer))
+}

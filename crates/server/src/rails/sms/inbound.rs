@@ -87,6 +87,12 @@ pub async fn handle_inbound(
     mut sms: InboundSms,
 ) -> Result<InboundAnswer, ApiError> {
     sms.from = normalise_sender(state, &sms.from)?;
+    // Purse sync parts and statement requests (`OP1 …`) belong to the purse rail.
+    if let Some(purse) =
+        crate::rails::purse::sms_inbound(state, &sms.from, &sms.text, sms.answer_inline).await?
+    {
+        return Ok(purse.into_inbound_answer());
+    }
     let rail = &state.rails.sms;
     rail.ensure_settings(state).await?;
     let operator = rail.operator();
