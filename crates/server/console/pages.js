@@ -606,7 +606,8 @@ async function smsPage([what, id]) {
   }
   const messages = [
     { name: "to", title: "To" },
-    { name: "text", title: "Message" },
+    // The API never shows a text (it may hold a TAN): its length, and whether it is still kept.
+    { name: "text_chars", title: "Message", render: (row) => row.text_kept === undefined ? "—" : row.text_kept ? `${row.text_chars} characters (text not shown)` : "not kept once delivered" },
     { name: "queued_at_ms", title: "Queued", render: (row) => when(row.queued_at_ms || row.queued_at) },
     { name: "attempts", title: "Attempts" },
     { name: "last_error", title: "Last error", render: (row) => row.last_error || "—" },
