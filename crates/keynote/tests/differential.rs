@@ -194,8 +194,10 @@ fn offpay_gives_the_recorded_answers() {
     assert!(cases.len() >= 150, "{}", cases.len());
     let differing = cases.iter().filter(|c| c.reference != c.offpay).count();
     // Every difference is listed in docs/keynote.md; a new one must be added there too.
-    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/keynote.md"))
-        .unwrap();
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/keynote.md"),
+    )
+    .unwrap();
     for case in cases.iter().filter(|c| c.reference != c.offpay) {
         assert!(
             doc.contains(case.text),
