@@ -517,3 +517,54 @@ async fn a_deposit_is_signed_over_its_body_and_bounded_in_size() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     assert_eq!(answer["error"]["code"], "deposit_too_large", "{answer}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_microchecks_deposited_first_cannot_spend_what_an_online_credential_holds() {
+    let harness = Harness::start().await;
+    let strategy = json!({
+        "version": 1, "app_domain": "vend", "currency": "KES",
+        "tiers": [{ "name": "test", "amount_max": "5.00", "validity_seconds": 86_400,
+                    "per_merchant_day_max": 50 }],
+        "merchant_validity_seconds": 86_400, "adulthood_validity_seconds": 86_400,
+        "transaction_amount_max": "20.00", "transaction_validity_seconds": 900,
+        "machine_day_purchases_max": 1000, "travel_speed_kmh_max": 300,
+    });
+    harness
+        .operator("/api/v1/microcheck/strategy", strategy)
+        .await;
+    // Three drinks offline (0.83 each, not yet deposited), then 18.00 online: the PA sees
+    // 20.00 and holds 18.00 of it.
+    let offline: Vec<DepositItem> = (1..=3).map(|n| harness.item(n, "soda", 60)).collect();
+    let mut online = harness.item(9, "crate of soda", 120);
+    online.offer.amount = "18.00".into();
+    let (status, answer) = harness
+        .call(
+            "/microcheck/v1/payer/transaction",
+            None,
+            signed(
+                &harness.payer,
+                "transaction",
+                "alice",
+                json!({ "offer": online.offer }),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let check =
+        offpay_microcheck::microcheck::write(&harness.payer, &online.offer.terms().unwrap())
+            .unwrap();
+    online.microcheck = String::from_utf8(check.text().to_vec()).unwrap();
+    online.credentials = vec![answer["credential"].as_str().unwrap().to_owned()];
+    // The drinks reach the CSC first, in the same deposit: two fit in the 2.00 the hold
+    // leaves, the third bounces to the PA's guarantee; the online microcheck is paid by alice.
+    let mut items = offline;
+    items.push(online);
+    let results = harness.deposit_as(&harness.merchant, "vm-1", &items).await;
+    let bounced: Vec<bool> = results.iter().map(|r| r["bounced"] == true).collect();
+    assert_eq!(bounced, [false, false, true, false], "{results:?}");
+    assert_eq!(
+        harness.balance("mc:payer:alice").await,
+        2000 - 2 * 83 - 1800
+    );
+    assert_eq!(harness.balance("mc:merchant:vm-1").await, 3 * 83 + 1800);
+}

@@ -113,6 +113,7 @@ fn state(fixture: &Fixture) -> ClearingState {
                 available_minor: i64::MAX / 2,
                 retired_at: None,
                 blocked_at: None,
+                held_online: Vec::new(),
             },
         );
     }

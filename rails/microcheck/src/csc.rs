@@ -236,6 +236,46 @@ pub struct PayerAccount {
     /// (they were approved under credentials issued before the block); each dated after the
     /// block is flagged `spent_after_block`.
     pub blocked_at: Option<UnixSeconds>,
+    /// What the PA holds of `available_minor` for the payer's online (transaction-specific)
+    /// credentials whose microchecks have not cleared. A microcheck pays from the balance less
+    /// the holds of the others: an online one finds the money the PA counted on, and an offline
+    /// one deposited first cannot spend it (it bounces instead).
+    pub held_online: Vec<HeldOnline>,
+}
+
+/// An amount the PA holds for one online credential, until its microcheck clears or `until`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldOnline {
+    /// The offer's merchant.
+    pub merchant: String,
+    /// The offer's nonce.
+    pub nonce: String,
+    /// The amount held, minor units.
+    pub amount_minor: u64,
+    /// When the hold lapses (the credential expired [`crate::limits::TRANSACTION_HOLD_SECONDS`]
+    /// before).
+    pub until: UnixSeconds,
+}
+
+impl PayerAccount {
+    /// What a microcheck of `merchant` with `nonce` may take from the account at `now`: the
+    /// available balance less every hold still in force except this microcheck's own.
+    pub fn available_for(&self, merchant: &str, nonce: &str, now: UnixSeconds) -> i64 {
+        let held: u64 = self
+            .held_online
+            .iter()
+            .filter(|hold| hold.until > now && !(hold.merchant == merchant && hold.nonce == nonce))
+            .map(|hold| hold.amount_minor)
+            .fold(0, u64::saturating_add);
+        self.available_minor
+            .saturating_sub(i64::try_from(held).unwrap_or(i64::MAX))
+    }
+
+    /// Lets go the hold of `merchant`'s microcheck `nonce` (it cleared).
+    pub fn release_hold(&mut self, merchant: &str, nonce: &str) {
+        self.held_online
+            .retain(|hold| !(hold.merchant == merchant && hold.nonce == nonce));
+    }
 }
 
 /// The depositing merchant.
@@ -495,9 +535,14 @@ impl ClearingState {
         if clearance.bounced() {
             let bounces = self.bounces.entry(payer.to_owned()).or_default();
             *bounces = bounces.saturating_add(1);
-        } else if let Some(account) = self.payers.get_mut(&clearance.payer_fingerprint) {
-            let amount = i64::try_from(clearance.amount.minor()).unwrap_or(i64::MAX);
-            account.available_minor = account.available_minor.saturating_sub(amount);
+        }
+        // Every key of the payer pays from the one account and its holds.
+        let amount = i64::try_from(clearance.amount.minor()).unwrap_or(i64::MAX);
+        for account in self.payers.values_mut().filter(|a| a.name == payer) {
+            if !clearance.bounced() {
+                account.available_minor = account.available_minor.saturating_sub(amount);
+            }
+            account.release_hold(merchant_id, &clearance.nonce);
         }
         let recent = self.recent.entry(payer.to_owned()).or_default();
         recent.push(RecentPurchase {
@@ -1277,7 +1322,8 @@ fn clear_one(
     }
     let amount = terms.amount;
     let amount_signed = i64::try_from(amount.minor()).unwrap_or(i64::MAX);
-    let bounced = payer.available_minor < amount_signed;
+    // The holds of the payer's other online credentials are not this microcheck's to spend.
+    let bounced = payer.available_for(&merchant_id, &offer.nonce, now) < amount_signed;
     let debit = if bounced {
         Debit::Bounced(payer.name.clone())
     } else {

@@ -6,8 +6,8 @@ use offpay_microcheck::credential::{
     self, Classes, DelegationTemplate, PayerTemplate, TransactionTemplate,
 };
 use offpay_microcheck::csc::{
-    self, ClearingState, DepositItem, FraudRules, ItemOutcome, Location, MerchantAccount,
-    PayerAccount,
+    self, ClearingState, DepositItem, FraudRules, HeldOnline, ItemOutcome, Location,
+    MerchantAccount, PayerAccount,
 };
 use offpay_microcheck::limits::{LOST_KEY_DEPOSIT_WINDOW_SECONDS, MACHINE_CLOCK_AHEAD_SECONDS_MAX};
 use offpay_microcheck::machine::{Machine, MachineConfig, StockItem};
@@ -492,6 +492,7 @@ fn clearing_state(w: &World, available: i64) -> ClearingState {
             available_minor: available,
             retired_at: None,
             blocked_at: None,
+            held_online: Vec::new(),
         },
     );
     state
@@ -583,6 +584,149 @@ fn clearing_posts_good_refuses_bad_and_flags_fraud() {
             ..
         }
     ));
+}
+
+/// The radio (25.00) bought online at vm-1 with a transaction-specific credential, under which
+/// the PA holds 25.00 of the payer's balance: the deposit item and the hold as the PA recorded it.
+fn radio_bought_online(
+    w: &World,
+    vend: &mut Machine,
+    device: &mut PayerDevice,
+) -> (DepositItem, HeldOnline) {
+    let awaiting = vend.select(4, NOW, &[40; 16]).unwrap();
+    let Message::Offer {
+        offer,
+        merchant_credential,
+        offer_signature,
+        ..
+    } = awaiting.message().clone()
+    else {
+        panic!("not an offer")
+    };
+    let terms = device
+        .check_offer(&offer, &merchant_credential, &offer_signature, NOW)
+        .unwrap();
+    let online = text(
+        &credential::issue_transaction(
+            &w.pa,
+            &w.payer.principal(),
+            &TransactionTemplate {
+                serial: "t1".into(),
+                app_domain: "vend".into(),
+                currency: Currency::KES,
+                amount: terms.amount,
+                merchant: offer.merchant.clone(),
+                nonce: offer.nonce.clone(),
+                product_class: offer.product_class.clone(),
+                not_before: NOW.minus(60),
+                not_after: NOW.plus(900),
+            },
+        )
+        .unwrap(),
+    );
+    let prepared = device.pay(&terms, 0, NOW, &[online]).unwrap();
+    let Message::Payment {
+        microcheck,
+        credentials,
+        ..
+    } = prepared.message
+    else {
+        panic!("not a payment")
+    };
+    let sale = vend.pay(awaiting, &microcheck, &credentials).unwrap();
+    let item = DepositItem::from(&sale.record);
+    vend.complete(sale);
+    let hold = HeldOnline {
+        merchant: offer.merchant.clone(),
+        nonce: offer.nonce.clone(),
+        amount_minor: terms.amount.minor(),
+        until: NOW.plus(900 + offpay_microcheck::limits::TRANSACTION_HOLD_SECONDS),
+    };
+    (item, hold)
+}
+
+#[test]
+fn an_offline_microcheck_deposited_first_cannot_spend_what_an_online_credential_holds() {
+    let w = world();
+    let credential =
+        text(&credential::issue_payer(&w.pa, &w.payer.principal(), &wide(Classes::Any)).unwrap());
+    let mut vend = machine(&w, "vm-1", "vend");
+    let mut device = device(&w, vec![credential]);
+    let mut log = Vec::new();
+    // Two sandwiches (4.50 each) offline, then the radio online: the PA saw a balance of 30.00
+    // and held 25.00 of it for the radio.
+    let first = buy(&mut vend, &mut device, 2, NOW.plus(10), 41, &mut log, &[]).unwrap();
+    let second = buy(&mut vend, &mut device, 2, NOW.plus(20), 42, &mut log, &[]).unwrap();
+    let (radio, hold) = radio_bought_online(&w, &mut vend, &mut device);
+    let merchant = merchant_account(&w, "vm-1", NAIROBI, None);
+    let fresh = || {
+        let mut state = clearing_state(&w, 3000);
+        for payer in state.payers.values_mut() {
+            payer.held_online = vec![hold.clone()];
+        }
+        state
+    };
+    let debits = |outcomes: &[ItemOutcome]| -> Vec<(u64, bool)> {
+        outcomes
+            .iter()
+            .map(|outcome| match outcome {
+                ItemOutcome::Cleared(c) => (c.amount.minor(), c.bounced()),
+                ItemOutcome::Refused { refusal, .. } => panic!("{refusal}"),
+            })
+            .collect()
+    };
+
+    // The sandwiches are deposited first: the first fits in the 5.00 the hold leaves, the
+    // second does not and bounces (the PA's guarantee pays the merchant, the payer gets a
+    // strike); the radio then finds its 25.00.
+    let mut state = fresh();
+    let deposit = [first.clone(), second.clone(), radio.clone()];
+    let outcomes = csc::clear(
+        &merchant,
+        RULES,
+        csc::prepare(&deposit, 2).unwrap(),
+        &mut state,
+        NOW.plus(3600),
+    );
+    assert_eq!(
+        debits(&outcomes),
+        [(450, false), (450, true), (2500, false)]
+    );
+    let payer = state.payers.values().next().unwrap();
+    // What the payer paid (4.50 + 25.00) is within the 30.00 the strategy allowed; its hold is
+    // let go once the radio cleared.
+    assert_eq!(payer.available_minor, 3000 - 450 - 2500);
+    assert!(payer.held_online.is_empty());
+    assert_eq!(state.bounces.get("alice"), Some(&1));
+
+    // In the other order nothing bounces that need not: the radio first, then 4.50 of the
+    // remaining 5.00, then the second sandwich bounces.
+    let mut state = fresh();
+    let deposit = [radio.clone(), first.clone(), second.clone()];
+    let outcomes = csc::clear(
+        &merchant,
+        RULES,
+        csc::prepare(&deposit, 2).unwrap(),
+        &mut state,
+        NOW.plus(3600),
+    );
+    assert_eq!(
+        debits(&outcomes),
+        [(2500, false), (450, false), (450, true)]
+    );
+
+    // A hold that lapsed (a week after its credential expired) holds nothing.
+    let mut state = fresh();
+    let later = NOW.plus(900 + offpay_microcheck::limits::TRANSACTION_HOLD_SECONDS + 1);
+    let deposit = [first, second];
+    let outcomes = csc::clear(
+        &merchant,
+        RULES,
+        csc::prepare(&deposit, 2).unwrap(),
+        &mut state,
+        later,
+    );
+    assert_eq!(debits(&outcomes), [(450, false), (450, false)]);
 }
 
 #[test]

@@ -589,20 +589,29 @@ async fn payer_transaction(
     let strategy = strategy(&state).await?;
     let now = now_seconds(&state);
     let name = payer.name.clone();
+    // The hold this writes is something the CSC's overlay does not track, and the balance it
+    // counts on must include the deposits the CSC has queued: decide under the CSC lock, read
+    // after what is queued, and move the epoch once it is written, so that no deposit clears an
+    // offline microcheck with money this credential holds (and none decided before misses it).
+    let csc = &state.rails.microcheck.csc;
+    let locked = csc.lock().await;
     let load = || {
         let name = name.clone();
         let state = &state;
         async move {
-            let loaded = read(state, {
-                let name = name.clone();
-                move |store| pa::load_transaction(store, &name)
-            })
-            .await
-            .map_err(Failure)?;
+            let loaded = state
+                .ledger
+                .read_after_queued({
+                    let name = name.clone();
+                    move |store| Ok(pa::load_transaction(store, &name))
+                })
+                .await
+                .map_err(|e| Failure(e.into()))?
+                .map_err(|e| Failure(record_error(e)))?;
             loaded.ok_or_else(|| Failure(ApiError::not_found("payer", &name)))
         }
     };
-    let (answer, offer) = runner::run(&state.ledger, state.now(), load, |loaded| {
+    let decided = runner::run(&state.ledger, state.now(), load, |loaded| {
         let (effects, answer, offer) = state
             .rails
             .microcheck
@@ -611,8 +620,10 @@ async fn payer_transaction(
             .map_err(|e| Failure(api(e)))?;
         Ok(Decision::commit(effects, (answer, offer)))
     })
-    .await
-    .map_err(|Failure(error)| error)?;
+    .await;
+    csc.changed(&locked);
+    drop(locked);
+    let (answer, offer) = decided.map_err(|Failure(error)| error)?;
     tracing::info!(payer = %name, merchant = %offer.merchant, amount = %offer.amount, currency = %offer.currency, "microcheck transaction credential issued");
     Ok(Json(answer))
 }

@@ -21,12 +21,12 @@ use serde::Serialize;
 use super::OperatorError;
 use super::overlay::Versions;
 use super::records::{
-    self, Charge, LastDepositRecord, MerchantRecord, NAMESPACE, PayerKeyRecord, merchant_account,
-    payer_account,
+    self, Charge, LastDepositRecord, MerchantRecord, NAMESPACE, OnlineRecord, PayerKeyRecord,
+    merchant_account, payer_account,
 };
 use crate::csc::{
-    self, Clearance, ClearingState, CountRecord, Debit, Finding, FraudRules, ItemOutcome,
-    PayerAccount, RecentRecord, RecordChange, StateRecord,
+    self, Clearance, ClearingState, CountRecord, Debit, Finding, FraudRules, HeldOnline,
+    ItemOutcome, PayerAccount, RecentRecord, RecordChange, StateRecord,
 };
 use crate::error::Refusal;
 use crate::policy::MerchantPolicy;
@@ -93,6 +93,27 @@ fn read<R: StoredRecord>(store: &mut dyn LedgerStore, key: &str) -> Result<Optio
     }
 }
 
+/// What the PA holds for `payer`'s online credentials whose microchecks have not cleared (their
+/// charge records do not exist), as [`super::pa::load_transaction`] counts them.
+fn held_online(store: &mut dyn LedgerStore, payer: &str) -> Result<Vec<HeldOnline>, RecordError> {
+    let Some(online) = read::<OnlineRecord>(store, &records::online_key(payer))? else {
+        return Ok(Vec::new());
+    };
+    let mut held = Vec::with_capacity(online.holds.len());
+    for hold in online.holds {
+        let charge = csc::charge_key(payer, &hold.timestamp, &hold.merchant, &hold.nonce);
+        if store.record(NAMESPACE, &charge)?.is_none() {
+            held.push(HeldOnline {
+                merchant: hold.merchant,
+                nonce: hold.nonce,
+                amount_minor: hold.amount_minor,
+                until: UnixSeconds(hold.until),
+            });
+        }
+    }
+    Ok(held)
+}
+
 /// Reads the clearing state of `merchant`'s deposit with `keys`: the payers of its keys with
 /// what their accounts can pay, their day counters at the merchant, recent purchases and bounce
 /// counts, the merchant's day counters and its last deposit.
@@ -116,6 +137,7 @@ pub fn load_state(
         let blocked_at = read::<records::PayerRecord>(store, &records::payer_key(&entry.name))?
             .and_then(|payer| payer.blocked)
             .map(|block| UnixSeconds(block.at));
+        let held_online = held_online(store, &entry.name)?;
         state.payers.insert(
             fingerprint.clone(),
             PayerAccount {
@@ -123,6 +145,7 @@ pub fn load_state(
                 available_minor: available,
                 retired_at: entry.retired_at.map(UnixSeconds),
                 blocked_at,
+                held_online,
             },
         );
         names.push(entry.name);
@@ -728,6 +751,68 @@ mod tests {
             .pop()
             .unwrap()
             .map(|_| ())
+    }
+
+    #[test]
+    fn the_state_holds_what_the_pa_holds_for_online_microchecks_not_yet_cleared() {
+        let mut store = setup();
+        let sale = clearance(0, 0);
+        let hold = |nonce: &str, amount_minor| records::OnlineHold {
+            merchant: "vm-1".into(),
+            nonce: nonce.into(),
+            timestamp: sale.timestamp.clone(),
+            amount_minor,
+            until: 1_000,
+        };
+        let online = OnlineRecord {
+            v: records::ONLINE_RECORD_VERSION,
+            date: "20261122".into(),
+            issued: 2,
+            holds: vec![hold(&sale.nonce, 83), hold("ff", 500)],
+        };
+        let put = records::put(&records::online_key("alice"), &online).unwrap();
+        let results = store
+            .commit(
+                &[Batch {
+                    operations: vec![put],
+                }],
+                Timestamp(1),
+            )
+            .unwrap();
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        let loaded = load_state(&mut store, "vm-1", &keys()).unwrap();
+        let payer = &loaded.state.payers["fp-alice"];
+        assert_eq!(payer.held_online.len(), 2);
+        // Of 10.00, an offline microcheck may take what the two holds leave; the microcheck of
+        // the first hold may take all but the other's.
+        assert_eq!(
+            payer.available_for("vm-1", "other", UnixSeconds(0)),
+            1000 - 583
+        );
+        assert_eq!(
+            payer.available_for("vm-1", &sale.nonce, UnixSeconds(0)),
+            1000 - 500
+        );
+        // Once the hold's microcheck has cleared (its charge record exists), it holds nothing.
+        let mut charged = sale.clone();
+        charged.records = vec![RecordChange {
+            key: csc::charge_key("alice", &sale.timestamp, "vm-1", &sale.nonce),
+            value: b"{}".to_vec(),
+            create_only: true,
+        }];
+        post(&mut store, &[&charged], &loaded).unwrap();
+        let after = load_state(&mut store, "vm-1", &keys()).unwrap();
+        let payer = &after.state.payers["fp-alice"];
+        assert_eq!(payer.held_online.len(), 1);
+        assert_eq!(
+            payer.available_for("vm-1", "other", UnixSeconds(0)),
+            1000 - 83 - 500
+        );
+        // ... and a lapsed hold holds nothing either.
+        assert_eq!(
+            payer.available_for("vm-1", "other", UnixSeconds(1_000)),
+            1000 - 83
+        );
     }
 
     #[test]

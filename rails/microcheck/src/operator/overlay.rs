@@ -102,6 +102,9 @@ struct Written<G> {
     /// Debited from each payer (by name), with the version of the payer's recent purchases the
     /// batch writes: a snapshot with that version or later counts the debit already.
     debits: Vec<(String, u64, i64)>,
+    /// Its microchecks as (payer, merchant, nonce): an online credential's hold is let go once
+    /// its microcheck clears, so a snapshot still holding one for them drops it.
+    released: Vec<(String, String, String)>,
     /// When its deposit was received (the merchant's last deposit, once it is written).
     deposited_at: UnixSeconds,
     fate: BatchFate,
@@ -175,12 +178,17 @@ impl<G: Group> Overlay<G> {
                 (name.to_owned(), version, amount)
             })
             .collect();
+        let released = cleared
+            .iter()
+            .map(|c| (c.payer().to_owned(), merchant.to_owned(), c.nonce.clone()))
+            .collect();
         self.batches.push_back(Written {
             group,
             merchant: merchant.to_owned(),
             records: written,
             values,
             debits,
+            released,
             deposited_at,
             fate: fate.clone(),
         });
@@ -226,6 +234,11 @@ impl<G: Group> Overlay<G> {
                 if relevant && *version > versions.get(key).copied().unwrap_or(0) {
                     record.copy(&batch.merchant, &batch.values, &mut state);
                     versions.insert(key.clone(), *version);
+                }
+            }
+            for (name, merchant, nonce) in &batch.released {
+                for payer in state.payers.values_mut().filter(|p| &p.name == name) {
+                    payer.release_hold(merchant, nonce);
                 }
             }
             for (name, recent_version, amount) in &batch.debits {
@@ -368,6 +381,7 @@ mod tests {
                 available_minor: 1000,
                 retired_at: None,
                 blocked_at: None,
+                held_online: Vec::new(),
             },
         );
         state
@@ -512,6 +526,41 @@ mod tests {
         let current = csc.current(&overlay, before, "vm-1").unwrap();
         assert_eq!(day(&current.state, "vm-1"), Some(2));
         assert_eq!(available(&current.state), 1000 - 2 * 83);
+    }
+
+    #[test]
+    fn a_snapshot_drops_the_online_hold_of_a_microcheck_cleared_since() {
+        let csc = Csc::default();
+        let mut overlay = csc.lock();
+        let hold = |nonce: &str| csc::HeldOnline {
+            merchant: "vm-1".to_owned(),
+            nonce: nonce.to_owned(),
+            amount_minor: 500,
+            until: UnixSeconds(u64::MAX),
+        };
+        let mut held = empty();
+        for payer in held.payers.values_mut() {
+            payer.held_online = vec![hold("n1"), hold("other")];
+        }
+        // Read before the sale under the first hold was written: the overlay adds its debit and
+        // lets its hold go, so the snapshot holds only the other.
+        let before = snapshot(&csc, 0, held.clone(), Versions::new());
+        sell(
+            &csc,
+            &mut overlay,
+            waiting(),
+            "vm-1",
+            "n1",
+            &held,
+            &Versions::new(),
+        );
+        let current = csc.current(&overlay, before, "vm-1").unwrap();
+        let payer = &current.state.payers["fp-alice"];
+        assert_eq!(payer.held_online, [hold("other")]);
+        assert_eq!(
+            payer.available_for("vm-1", "x", UnixSeconds(0)),
+            1000 - 83 - 500
+        );
     }
 
     #[test]
