@@ -51,7 +51,7 @@ pub use keys::OsEntropy;
 pub use keys::{Entropy, OfficeKeys, SeededEntropy, WalletKeys};
 #[cfg(feature = "office")]
 pub use office::{
-    Case, CaseDecision, CaseReason, Flag, MoneyOffice, Posting, PostingAccount, PostingKind,
+    Case, CaseDecision, CaseReason, Flag, MoneyOffice, SETTLED_ABOVE_MAX, SettledDigest, Posting, PostingAccount, PostingKind,
     Reconciliation, ReissueQuote, WalletSummary,
 };
 pub use protocol::{Event, Role};

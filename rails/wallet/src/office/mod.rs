@@ -28,12 +28,12 @@ use crate::terms::{Agreement, Terms};
 use crate::wire::Outcome;
 
 use book::{Book, WalletAccount};
-pub use book::{BookKey, Case, CaseDecision, CaseReason};
+pub use book::{BookKey, Case, CaseDecision, CaseReason, SETTLED_ABOVE_MAX, SettledDigest};
 #[cfg(feature = "operator")]
 pub(crate) use sync_plan::{SyncView, sync_keys};
 
 /// Format version of the whole book encoded in one piece ([`MoneyOffice::encode_book`]).
-pub const OFFICE_BOOK_VERSION: u8 = 2;
+pub const OFFICE_BOOK_VERSION: u8 = 3;
 /// Most wallets one office issues.
 pub const OFFICE_WALLETS_MAX: usize = 10_000_000;
 const DOMAIN_POSTING: &[u8] = b"offpay-wallet v1 posting";
@@ -145,6 +145,19 @@ pub enum Flag {
         /// The transfer.
         transfer_id: TransferId,
     },
+    /// The wallet signed an agreement with a payment number it had already used on a transfer
+    /// that settled and whose records the office pruned: the double spend of a rolled-back
+    /// wallet, shown against the digest the office keeps of its settled payments (the first
+    /// agreement's record is gone; the wallet's signature on the second, with the number, is
+    /// the evidence).
+    PaymentNumberReused {
+        /// The buyer.
+        wallet: WalletId,
+        /// The payment number used again.
+        spend_seq: u64,
+        /// The second agreement, signed by the buyer.
+        second: AgreementEvidence,
+    },
     /// A blocked wallet took part in a transfer.
     BlockedWalletTransacted {
         /// The blocked wallet.
@@ -229,6 +242,8 @@ pub struct WalletSummary {
     pub remainder_released: bool,
     /// The containment case, if the office blocked the wallet on evidence of a cheat.
     pub case: Option<Case>,
+    /// What the office keeps of its settled transfers, whose records it pruned.
+    pub settled: SettledDigest,
 }
 
 impl MoneyOffice {
@@ -548,6 +563,7 @@ impl MoneyOffice {
             reissued: account.reissued,
             remainder_released: account.remainder_released,
             case: account.case,
+            settled: account.settled.clone(),
         })
     }
 
@@ -591,6 +607,7 @@ impl MoneyOffice {
         if let Some(file) = self.book.transfer_mut(&transfer_id) {
             // The seller will never finish it; nothing more is owed to it.
             file.seller_complete = true;
+            file.voided_by_office = true;
         }
         if let Some(account) = self.book.wallet_mut(&terms.seller) {
             account.open.remove(&transfer_id);
