@@ -600,11 +600,7 @@ impl MoneyOffice {
                     self.post(&terms, postings, flags, touched);
                 } else if self.voided_by_seller(&transfer_id) {
                     // Its own log voided the sale before and commits it now: rolled back.
-                    cases.push((
-                        terms.seller,
-                        CaseReason::VoidedSignedSale,
-                        Some(transfer_id),
-                    ));
+                    self.contradicted_by_seller(&terms, cases);
                 }
             }
             Checked::SellerVoided(transfer_id) => {
@@ -614,11 +610,7 @@ impl MoneyOffice {
                 if !self.decide(&terms, Outcome::Voided, flags) {
                     // The office holds the seller's signed commit (from its own log or the
                     // buyer's): the seller voided a sale it signed.
-                    cases.push((
-                        terms.seller,
-                        CaseReason::VoidedSignedSale,
-                        Some(transfer_id),
-                    ));
+                    self.contradicted_by_seller(&terms, cases);
                 }
             }
             Checked::SellerComplete(transfer_id) => {
@@ -676,11 +668,7 @@ impl MoneyOffice {
                     if !consistent && self.voided_by_seller(&transfer_id) {
                         // The seller's log voided a sale whose commit it signed: the buyer's
                         // copy of the commit is the evidence. Contained like a buyer's cheat.
-                        cases.push((
-                            terms.seller,
-                            CaseReason::VoidedSignedSale,
-                            Some(transfer_id),
-                        ));
+                        self.contradicted_by_seller(&terms, cases);
                     }
                 } else if self.decision(&transfer_id) == Some(Outcome::Posted) {
                     flags.push(Flag::ConflictingOutcome { transfer_id });
@@ -735,6 +723,23 @@ impl MoneyOffice {
         if file.agreement.is_none() {
             file.agreement = Some(*agreement);
         }
+    }
+
+    /// The seller's log contradicts a sale it signed: evidence against the seller. The office
+    /// owes it nothing more for that sale (no resolution, which its log would refuse as
+    /// contradicting it), and contains it.
+    fn contradicted_by_seller(&mut self, terms: &Terms, cases: &mut Vec<Containment>) {
+        if let Some(file) = self.book.transfer_mut(&terms.transfer_id) {
+            file.seller_complete = true;
+        }
+        if let Some(account) = self.book.wallet_mut(&terms.seller) {
+            account.open.remove(&terms.transfer_id);
+        }
+        cases.push((
+            terms.seller,
+            CaseReason::VoidedSignedSale,
+            Some(terms.transfer_id),
+        ));
     }
 
     /// Whether the void the office recorded for a transfer came from the seller's log (not from
