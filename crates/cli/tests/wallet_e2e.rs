@@ -717,11 +717,23 @@ fn a_seller_whose_log_voids_a_sale_it_signed_is_blocked(kind: BackendKind) {
     for (path, bytes) in &copy {
         std::fs::write(path, bytes).unwrap();
     }
-    assert_eq!(outcomes(&seller)[&transfer_id], None, "the copy's sale is pending");
+    assert_eq!(
+        outcomes(&seller)[&transfer_id],
+        None,
+        "the copy's sale is pending"
+    );
     let nobody = format!("127.0.0.1:{}", free_udp_port());
     let gave_up = wallet_json(
         &seller,
-        &["run", "--peer", &nobody, "--idle-secs", "1", "--timeout-secs", "44"],
+        &[
+            "run",
+            "--peer",
+            &nobody,
+            "--idle-secs",
+            "1",
+            "--timeout-secs",
+            "44",
+        ],
     );
     assert!(
         gave_up.iter().any(|line| line["event"] == "voided"),
@@ -744,7 +756,10 @@ fn a_seller_whose_log_voids_a_sale_it_signed_is_blocked(kind: BackendKind) {
         .iter()
         .find(|line| line["event"] == "synced")
         .unwrap();
-    assert_eq!(synced["credential_expires_at_ms"], expires_at, "not renewed");
+    assert_eq!(
+        synced["credential_expires_at_ms"], expires_at,
+        "not renewed"
+    );
     let view = server.get(&format!("/api/v1/wallets/{seller_id}"));
     assert!(view["blocked_at_ms"].is_u64(), "{view}");
     assert_eq!(view["case"]["reason"], "voided_signed_sale", "{view}");
@@ -752,12 +767,16 @@ fn a_seller_whose_log_voids_a_sale_it_signed_is_blocked(kind: BackendKind) {
     assert_eq!(view["credential"]["expires_at_ms"], expires_at, "{view}");
     let flags = server.fraud();
     assert!(
-        flags.iter().any(|flag| flag["kind"] == "conflicting_outcome"
-            && flag["subject"] == transfer_id.as_str()),
+        flags
+            .iter()
+            .any(|flag| flag["kind"] == "conflicting_outcome"
+                && flag["subject"] == transfer_id.as_str()),
         "flags: {flags:?}"
     );
     assert!(
-        flags.iter().all(|flag| flag["subject"] != buyer_id.as_str()),
+        flags
+            .iter()
+            .all(|flag| flag["subject"] != buyer_id.as_str()),
         "the honest buyer is not flagged: {flags:?}"
     );
     // The buyer paid once, as its wallet did; the seller's account holds what its commit

@@ -51,8 +51,8 @@ pub use keys::OsEntropy;
 pub use keys::{Entropy, OfficeKeys, SeededEntropy, WalletKeys};
 #[cfg(feature = "office")]
 pub use office::{
-    Case, CaseDecision, CaseReason, Flag, MoneyOffice, SETTLED_ABOVE_MAX, SettledDigest, Posting, PostingAccount, PostingKind,
-    Reconciliation, ReissueQuote, WalletSummary,
+    Case, CaseDecision, CaseReason, Flag, MoneyOffice, Posting, PostingAccount, PostingKind,
+    Reconciliation, ReissueQuote, SETTLED_ABOVE_MAX, SettledDigest, WalletSummary,
 };
 pub use protocol::{Event, Role};
 pub use sealed::LogKey;

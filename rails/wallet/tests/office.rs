@@ -677,7 +677,10 @@ fn a_payment_to_a_seller_that_rolled_back_and_voided_is_posted_from_the_buyers_c
     assert!(contained.blocked_at_ms.is_some(), "the seller is blocked");
     assert_eq!(
         contained.case.map(|case| (case.reason, case.transfer_id)),
-        Some((offpay_wallet::CaseReason::VoidedSignedSale, Some(transfer_id)))
+        Some((
+            offpay_wallet::CaseReason::VoidedSignedSale,
+            Some(transfer_id)
+        ))
     );
     assert!(sim.wallet(buyer).blocked_wallets().contains(&seller_id));
     let expires = contained.credential.expires_at_ms;
@@ -766,7 +769,10 @@ fn a_seller_that_voids_a_sale_the_buyer_already_posted_is_blocked_at_its_own_syn
     assert!(summary.blocked_at_ms.is_some(), "the seller is blocked");
     assert_eq!(
         summary.case.map(|case| (case.reason, case.transfer_id)),
-        Some((offpay_wallet::CaseReason::VoidedSignedSale, Some(transfer_id)))
+        Some((
+            offpay_wallet::CaseReason::VoidedSignedSale,
+            Some(transfer_id)
+        ))
     );
     assert_eq!(
         summary.credential.expires_at_ms, expires,

@@ -113,7 +113,10 @@ fn the_stored_office_holds_one_record_per_wallet_unsettled_transfer_payment_and_
     };
     let (seller, buyer) = (settled(&mut sim, 0), settled(&mut sim, 1));
     assert_eq!((seller.sales, seller.received_minor), (1, 1_000));
-    assert_eq!((buyer.purchases, buyer.paid_minor, buyer.spend_floor), (1, 1_000, 1));
+    assert_eq!(
+        (buyer.purchases, buyer.paid_minor, buyer.spend_floor),
+        (1, 1_000, 1)
+    );
 }
 
 #[test]

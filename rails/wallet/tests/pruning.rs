@@ -14,9 +14,7 @@ use offpay_wallet::{CaseReason, Flag, Outcome, TransferId, WalletId};
 /// Pays `price` from `buyer` to `seller` and brings the transfer to settled on both sides: the
 /// seller's sync posts it, the buyer's reports its outcome, the seller's next sync completes it.
 fn pay_and_settle(sim: &mut Sim, seller: usize, buyer: usize, price: u64) -> TransferId {
-    let transfer_id = sim
-        .start_sale(seller, buyer, price)
-        .expect("sale starts");
+    let transfer_id = sim.start_sale(seller, buyer, price).expect("sale starts");
     sim.quiesce();
     assert_eq!(
         sim.log_outcomes(seller)[&transfer_id].1,
@@ -52,12 +50,12 @@ fn a_double_spend_whose_first_payment_was_settled_and_pruned_is_still_caught() {
     let snapshot = sim.devices[cheat].storage.clone();
     let first = pay_and_settle(&mut sim, first_seller, cheat, 45_000);
     // Settled on both sides: the office no longer holds the transfer.
-    assert_eq!(sim.office.decision(&first), None, "the settled file is pruned");
-    let digest = sim
-        .office
-        .wallet_summary(&cheat_id)
-        .expect("known")
-        .settled;
+    assert_eq!(
+        sim.office.decision(&first),
+        None,
+        "the settled file is pruned"
+    );
+    let digest = sim.office.wallet_summary(&cheat_id).expect("known").settled;
     assert_eq!((digest.spend_floor, digest.purchases), (1, 1));
 
     sim.devices[cheat].wallet = None;
@@ -105,7 +103,11 @@ fn a_double_spend_whose_first_payment_was_settled_and_pruned_is_still_caught() {
         Some((CaseReason::DoubleSpend, Some(second)))
     );
     // The seller that synced knows the block and refuses the cheat offline from now on.
-    assert!(sim.wallet(second_seller).blocked_wallets().contains(&cheat_id));
+    assert!(
+        sim.wallet(second_seller)
+            .blocked_wallets()
+            .contains(&cheat_id)
+    );
 }
 
 /// The restored cheat syncs itself: its log is forked and names the transfer the office pruned
@@ -190,7 +192,10 @@ fn a_wallets_records_stay_bounded_over_a_long_history() {
             (50, 50, 50)
         );
         assert!(settled.spend_above.is_empty());
-        assert_eq!((settled.paid_minor, settled.received_minor), (50_000, 50_000));
+        assert_eq!(
+            (settled.paid_minor, settled.received_minor),
+            (50_000, 50_000)
+        );
     }
     let b_id = sim.ids[b];
     sim.devices[b].wallet = None;

@@ -24,8 +24,7 @@ use offpay_wallet::operator::{
 };
 use offpay_wallet::{
     BookError, Case, CaseDecision, Credential, Error, Limits, Misuse, OfficeKeys, SettledDigest,
-    SyncReply,
-    TransferId, WalletId,
+    SyncReply, TransferId, WalletId,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};

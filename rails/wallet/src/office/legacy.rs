@@ -6,8 +6,8 @@ use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 
 use super::book::{
-    BlockedList, Book, Header, SettledDigest, TransferFile, WalletAccount, read_bool, read_option_u64,
-    write_option_u64,
+    BlockedList, Book, Header, SettledDigest, TransferFile, WalletAccount, read_bool,
+    read_option_u64, write_option_u64,
 };
 use super::{MoneyOffice, OFFICE_BOOK_VERSION};
 use crate::codec::{Reader, Writer};

@@ -581,10 +581,7 @@ impl MoneyOffice {
         sales: u64,
         minor_each: u64,
     ) -> Result<(), Error> {
-        let account = self
-            .book
-            .wallet_mut(wallet)
-            .ok_or(Misuse::UnknownWallet)?;
+        let account = self.book.wallet_mut(wallet).ok_or(Misuse::UnknownWallet)?;
         let digest = &mut account.settled;
         for spend_seq in digest.spend_floor + 1..=digest.spend_floor + purchases {
             digest.settle(spend_seq);

@@ -468,9 +468,9 @@ impl MoneyOffice {
             Record::Charged { voucher } => {
                 voucher.verify(&office)?;
                 let account = self.book.wallet(&wallet_id).ok_or(Misuse::UnknownWallet)?;
-                let stored = self
-                    .book
-                    .charge(&wallet_id, voucher.charge_seq, account.charges_issued);
+                let stored =
+                    self.book
+                        .charge(&wallet_id, voucher.charge_seq, account.charges_issued);
                 // A voucher already applied has had its record pruned; the office's signature
                 // on it (checked above) says it issued it.
                 let pruned = stored.is_none()
