@@ -1051,6 +1051,43 @@ mod tests {
     }
 
     #[test]
+    fn the_settled_digest_raises_its_floor_and_round_trips() {
+        let mut digest = SettledDigest::default();
+        digest.settle(2);
+        digest.settle(4);
+        assert_eq!(digest.spend_floor, 0);
+        assert!(digest.is_settled(2) && !digest.is_settled(1) && !digest.is_settled(3));
+        digest.settle(1);
+        assert_eq!(digest.spend_floor, 2);
+        digest.settle(3);
+        assert_eq!((digest.spend_floor, digest.spend_above.len()), (4, 0));
+        digest.settle(6);
+        digest.purchases = 5;
+        let mut w = Writer::new();
+        digest.write(&mut w);
+        let bytes = w.finish();
+        let mut r = Reader::new(&bytes);
+        assert_eq!(SettledDigest::read(&mut r), Ok(digest.clone()));
+        // A number above the floor that should have been absorbed is refused.
+        let mut bad = digest;
+        bad.spend_above.insert(5);
+        let mut w = Writer::new();
+        bad.write(&mut w);
+        let bytes = w.finish();
+        assert_eq!(
+            SettledDigest::read(&mut Reader::new(&bytes)),
+            Err(Malformed::InvalidField)
+        );
+        // Room above the floor is bounded; the floor's next number always fits.
+        let mut full = SettledDigest::default();
+        for seq in 2..2 + SETTLED_ABOVE_MAX as u64 {
+            full.settle(seq);
+        }
+        assert!(!full.has_room(SETTLED_ABOVE_MAX as u64 + 5));
+        assert!(full.has_room(1));
+    }
+
+    #[test]
     fn a_partial_book_notes_the_first_read_it_did_not_load() {
         let mut book = Book::partial();
         book.wallets.insert(wallet(1), None);
