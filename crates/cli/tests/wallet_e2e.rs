@@ -629,6 +629,166 @@ fn a_rolled_back_wallet_is_blocked_on_the_first_evidence_and_refused_offline(kin
     assert_eq!(balance(&seller_a)["balance_minor"], before);
 }
 
+/// A seller whose log voids a sale it signed, end to end: the seller copies its wallet's files
+/// while a sale is pending (the link to the buyer is slow, so the copy is taken after its pending
+/// record and before its commit), commits the sale — the buyer pays on its signed commit — puts
+/// the copy back and lets the copy give up on the sale. The buyer's sync posts the sale from the
+/// commit it holds; the seller's sync, whose log voids that sale, blocks the seller before its
+/// credential is renewed and opens a `voided_signed_sale` case; the buyer is not out of pocket.
+fn a_seller_whose_log_voids_a_sale_it_signed_is_blocked(kind: BackendKind) {
+    let backend = kind.fresh();
+    let directory = tempfile::tempdir().unwrap();
+    let server = Server::start(&directory.path().join("server"), &backend);
+    let (seller, seller_id) = issue(&server, directory.path(), "seller");
+    let (buyer, buyer_id) = issue(&server, directory.path(), "buyer");
+    server.admin(&["wallet", "charge", &buyer_id, "100"]);
+    assert_eq!(sync(&server, &buyer)["balance_minor"], 10_000);
+    let expires_at = sync(&server, &seller)["credential_expires_at_ms"]
+        .as_u64()
+        .unwrap();
+
+    let buyer_address = format!("127.0.0.1:{}", free_udp_port());
+    let proxy_address = format!("127.0.0.1:{}", free_udp_port());
+    let netem = Running::spawn(
+        &[
+            "wallet",
+            "--json",
+            "netem",
+            "--listen",
+            &proxy_address,
+            "--forward",
+            &buyer_address,
+            "--delay-ms",
+            "1500",
+        ]
+        .map(str::to_owned),
+    );
+    netem.expect_event("netem_listening");
+    let buying = Running::spawn(&wallet_command(
+        &buyer,
+        &[
+            "buy",
+            "--yes",
+            "--count",
+            "1",
+            "--listen",
+            &buyer_address,
+            "--idle-secs",
+            "8",
+        ],
+    ));
+    buying.expect_event("listening");
+    let selling = Running::spawn(&wallet_command(
+        &seller,
+        &[
+            "sell",
+            "--amount",
+            "25",
+            "--peer",
+            &proxy_address,
+            "--idle-secs",
+            "8",
+        ],
+    ));
+    // The seller forces its pending record as it picks the buyer; the agreement needs two more
+    // crossings of the slow link (3 s) before the seller can commit.
+    selling.expect_event("buyer_answered");
+    std::thread::sleep(Duration::from_millis(1_000));
+    let copy: Vec<(PathBuf, Vec<u8>)> = wallet_files(&seller)
+        .into_iter()
+        .map(|path| {
+            let bytes = std::fs::read(&path).unwrap();
+            (path, bytes)
+        })
+        .collect();
+    let (_, seller_lines, seller_stderr) = selling.finish();
+    let (_, buyer_lines, _) = buying.finish();
+    drop(netem);
+    assert!(posted(&seller_lines), "{seller_lines:?} {seller_stderr}");
+    assert!(posted(&buyer_lines), "{buyer_lines:?}");
+    let transfer_id = buyer_lines
+        .iter()
+        .find(|line| line["event"] == "posted")
+        .and_then(|line| line["transfer_id"].as_str())
+        .unwrap()
+        .to_owned();
+
+    // The seller puts its copy back; the copy's sale is pending, its buyer gone: it voids it.
+    for (path, bytes) in &copy {
+        std::fs::write(path, bytes).unwrap();
+    }
+    assert_eq!(
+        outcomes(&seller)[&transfer_id],
+        None,
+        "the copy's sale is pending"
+    );
+    let nobody = format!("127.0.0.1:{}", free_udp_port());
+    let gave_up = wallet_json(
+        &seller,
+        &[
+            "run",
+            "--peer",
+            &nobody,
+            "--idle-secs",
+            "1",
+            "--timeout-secs",
+            "44",
+        ],
+    );
+    assert!(
+        gave_up.iter().any(|line| line["event"] == "voided"),
+        "{gave_up:?}"
+    );
+    assert_eq!(outcomes(&seller)[&transfer_id].as_deref(), Some("voided"));
+
+    // The buyer syncs first: its copy of the seller's commit posts the sale.
+    sync(&server, &buyer);
+    assert_eq!(server.ledger_balance_minor(&buyer_id), 7_500);
+    // The seller's sync shows the void of a sale it signed: blocked in that very sync.
+    let seller_sync = wallet_json(&seller, &["sync", "--server", &server.base]);
+    assert!(
+        seller_sync
+            .iter()
+            .any(|line| line["event"] == "wallet_blocked"),
+        "{seller_sync:?}"
+    );
+    let synced = seller_sync
+        .iter()
+        .find(|line| line["event"] == "synced")
+        .unwrap();
+    assert_eq!(
+        synced["credential_expires_at_ms"], expires_at,
+        "not renewed"
+    );
+    let view = server.get(&format!("/api/v1/wallets/{seller_id}"));
+    assert!(view["blocked_at_ms"].is_u64(), "{view}");
+    assert_eq!(view["case"]["reason"], "voided_signed_sale", "{view}");
+    assert_eq!(view["case"]["transfer_id"], transfer_id.as_str(), "{view}");
+    assert_eq!(view["credential"]["expires_at_ms"], expires_at, "{view}");
+    let flags = server.fraud();
+    assert!(
+        flags
+            .iter()
+            .any(|flag| flag["kind"] == "conflicting_outcome"
+                && flag["subject"] == transfer_id.as_str()),
+        "flags: {flags:?}"
+    );
+    assert!(
+        flags
+            .iter()
+            .all(|flag| flag["subject"] != buyer_id.as_str()),
+        "the honest buyer is not flagged: {flags:?}"
+    );
+    // The buyer paid once, as its wallet did; the seller's account holds what its commit
+    // promised, which its rolled-back wallet no longer has.
+    sync(&server, &buyer);
+    assert_eq!(balance(&buyer)["balance_minor"], 7_500);
+    assert_eq!(server.ledger_balance_minor(&buyer_id), 7_500);
+    assert_eq!(server.ledger_balance_minor(&seller_id), 2_500);
+    assert_eq!(balance(&seller)["balance_minor"], 0);
+    assert_eq!(server.get("/api/v1/totals")["balanced"], true);
+}
+
 fn hex_decode(text: &str) -> Vec<u8> {
     (0..text.len())
         .step_by(2)
@@ -941,5 +1101,6 @@ fn bad_datagrams_are_dropped_with_a_log_line_and_a_forged_upload_changes_nothing
 offpay_test_support::on_every_backend!(
     transfers_through_loss_duplication_reordering_and_a_killed_wallet_end_the_same_on_both_sides,
     a_rolled_back_wallet_is_blocked_on_the_first_evidence_and_refused_offline,
+    a_seller_whose_log_voids_a_sale_it_signed_is_blocked,
     bad_datagrams_are_dropped_with_a_log_line_and_a_forged_upload_changes_nothing,
 );

@@ -247,6 +247,14 @@ async fn a_wallet_is_issued_charged_and_synced_and_two_servers_on_one_database_a
         let shown = first.show(&device).await;
         assert_eq!(shown["charges_applied"], 3, "{shown}");
         assert_eq!(shown["shadow_minor"], "1600", "{shown}");
+        // No transfer yet: nothing settled to prune, in words with the currency.
+        assert_eq!(
+            shown["settled"],
+            json!({ "purchases": 0, "sales": 0, "paid": "0.00", "received": "0.00",
+                    "currency": "KES", "payment_numbers_settled_through": 0,
+                    "payment_numbers_settled_above": [] }),
+            "{shown}"
+        );
 
         // Errors keep their HTTP mapping.
         let (status, body) = first

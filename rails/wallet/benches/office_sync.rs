@@ -1,10 +1,14 @@
-//! What one sync costs the money office as the book grows: 1,000, 10,000 and 100,000 wallets.
+//! What one sync costs the money office as the book grows: 1,000, 10,000 and 100,000 wallets,
+//! every one with a long history.
 //!
 //! The store is an `offpay_ledger::MemoryStore`, so this measures the office's own work — the
 //! load plan's reads, the rules (signature checks included), the effects and the commit — not a
-//! database's. Two wallets with a long history (sales both ways, synced every ten) pay each other
-//! in the simulator; the other wallets are issued and charged several times each; the whole book
-//! reaches the store through the migration from the previous release's format.
+//! database's. Two wallets with a long history (400 sales both ways, synced every ten) pay each
+//! other in the simulator: their settled transfers are pruned by the real reconciliation. Every
+//! other wallet is issued, charged several times, and given what pruning leaves of a history of
+//! [`FILLER_HISTORY`] purchases and as many sales ([`MoneyOffice::assume_pruned_history`]: the
+//! digest, no records; signing and reconciling 100,000 × 600 real transfers would take hours).
+//! The whole book reaches the store through the migration from the previous release's format.
 //!
 //! - `office_sync/decide/N`: load what the upload of the seller's last sales names, and decide.
 //! - `office_sync/commit/N`: the same, and commit the effects (the touched records are put back
@@ -42,6 +46,8 @@ const HISTORY_SALES: usize = 400;
 const PENDING_SALES: usize = 5;
 /// Vouchers each other wallet has had.
 const CHARGES_PER_WALLET: u64 = 3;
+/// Settled and pruned purchases (and as many sales) of every other wallet.
+const FILLER_HISTORY: u64 = 300;
 const SIZES: [usize; 3] = [1_000, 10_000, 100_000];
 
 /// The two busy wallets' office, and the seller's upload after its last sales.
@@ -105,6 +111,9 @@ fn grow(office: &mut MoneyOffice, wallets: usize, now: u64, entropy: &mut Seeded
                 .charge(credential.wallet_id, amount(1_000))
                 .expect("charge");
         }
+        office
+            .assume_pruned_history(&credential.wallet_id, FILLER_HISTORY, FILLER_HISTORY, 100)
+            .expect("history");
     }
 }
 
@@ -175,9 +184,16 @@ fn office_sync(c: &mut Criterion) {
         let keys = operator::load(&mut store, &plan)
             .expect("load")
             .record_keys();
+        let busy = scenario
+            .office
+            .wallet_summary(&scenario.wallets[0])
+            .expect("busy wallet")
+            .settled;
         println!(
-            "office_sync: {wallets} wallets, {} records; the migration took {migration:.2?}; a sync reads {} records",
+            "office_sync: {wallets} wallets, {} records; the busy seller has {} purchases and {} sales settled and pruned, every other wallet {FILLER_HISTORY} of each; the migration took {migration:.2?}; a sync reads {} records",
             store_records(&mut store),
+            busy.purchases,
+            busy.sales,
             keys.len(),
         );
         let bench = Bench {

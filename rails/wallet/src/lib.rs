@@ -52,7 +52,7 @@ pub use keys::{Entropy, OfficeKeys, SeededEntropy, WalletKeys};
 #[cfg(feature = "office")]
 pub use office::{
     Case, CaseDecision, CaseReason, Flag, MoneyOffice, Posting, PostingAccount, PostingKind,
-    Reconciliation, ReissueQuote, WalletSummary,
+    Reconciliation, ReissueQuote, SETTLED_ABOVE_MAX, SettledDigest, WalletSummary,
 };
 pub use protocol::{Event, Role};
 pub use sealed::LogKey;

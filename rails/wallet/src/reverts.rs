@@ -16,6 +16,12 @@ pub const CHARGE_OVER_MAXIMUM_APPLIED: u32 = 1 << 2;
 /// the office recorded a void for it before (simulator seed 208: a seller rolled its log back to
 /// before its commit and voided the sale; the buyer's payment was never posted).
 pub const BUYER_COMMIT_POSTS_OVER_VOID: u32 = 1 << 3;
+/// A seller whose log voids a sale whose commit it signed is contained (blocked, no renewal,
+/// a case), like a buyer's cheat; reverted, it is only flagged as a conflicting outcome.
+pub const SELLER_VOID_CONTAINED: u32 = 1 << 4;
+/// A payment number used on a transfer that settled and was pruned counts as used: a second
+/// agreement with it is a double spend. Reverted, the pruned number looks new.
+pub const SETTLED_DIGEST_CHECKED: u32 = 1 << 5;
 
 #[cfg(feature = "sim-reverts")]
 std::thread_local! {

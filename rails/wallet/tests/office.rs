@@ -671,6 +671,19 @@ fn a_payment_to_a_seller_that_rolled_back_and_voided_is_posted_from_the_buyers_c
     );
     assert!(conflicting(&sim, &transfer_id), "{:?}", sim.flags);
     assert_eq!(sim.office.decision(&transfer_id), Some(Outcome::Posted));
+    // The seller signed the commit its log voided: contained on that first evidence.
+    let seller_id = sim.ids[seller];
+    let contained = sim.office.wallet_summary(&seller_id).expect("known");
+    assert!(contained.blocked_at_ms.is_some(), "the seller is blocked");
+    assert_eq!(
+        contained.case.map(|case| (case.reason, case.transfer_id)),
+        Some((
+            offpay_wallet::CaseReason::VoidedSignedSale,
+            Some(transfer_id)
+        ))
+    );
+    assert!(sim.wallet(buyer).blocked_wallets().contains(&seller_id));
+    let expires = contained.credential.expires_at_ms;
     let buyer_balance = sim.wallet(buyer).balance().minor();
     assert_eq!(buyer_balance, common::CHARGE_MINOR - price);
     assert_eq!(
@@ -696,6 +709,90 @@ fn a_payment_to_a_seller_that_rolled_back_and_voided_is_posted_from_the_buyers_c
     assert_eq!(
         sim.office.shadow_minor(&sim.ids[buyer]),
         Some(i128::from(buyer_balance))
+    );
+    // Its next sync renews nothing.
+    assert_eq!(
+        sim.office
+            .wallet_summary(&seller_id)
+            .expect("known")
+            .credential
+            .expires_at_ms,
+        expires
+    );
+    assert!(sim.wallet(seller).blocked_by_office());
+}
+
+/// The other order: the buyer syncs first and its copy of the seller's commit posts the sale;
+/// then the seller, rolled back to before its commit, uploads a log that voids it. The office
+/// holds the seller's signature on the commit, so that upload is the first evidence: the seller
+/// is blocked in the same sync, before its credential could be renewed, with a case; the buyer
+/// keeps what it paid for (posted once).
+#[test]
+fn a_seller_that_voids_a_sale_the_buyer_already_posted_is_blocked_at_its_own_sync() {
+    let mut sim = Sim::new(2, 42, NetConfig::default());
+    let (seller, buyer) = (0, 1);
+    let price = 20_000;
+    let transfer_id = sim.start_sale(seller, buyer, price).expect("sale starts");
+    let mut snapshot = None;
+    for _ in 0..100_000 {
+        if sim.log_outcomes(seller).get(&transfer_id) == Some(&(Role::Seller, None)) {
+            snapshot = Some(sim.devices[seller].storage.clone());
+            break;
+        }
+        let next = sim.now + 1;
+        sim.run_until(next);
+    }
+    let snapshot = snapshot.expect("the seller logged the sale pending");
+    sim.quiesce();
+    sim.sync(buyer);
+    let posting = transfer_posting(&sim, &transfer_id).expect("posted from the buyer's log");
+    assert_eq!(posting.amount, amount(price));
+    let seller_id = sim.ids[seller];
+    let expires = sim
+        .office
+        .wallet_summary(&seller_id)
+        .expect("known")
+        .credential
+        .expires_at_ms;
+    sim.devices[seller].wallet = None;
+    sim.devices[seller].storage = snapshot;
+    sim.restart(seller);
+    sim.quiesce();
+    sim.now += 60_000;
+    sim.sync(seller);
+    assert_eq!(
+        sim.log_outcomes(seller)[&transfer_id],
+        (Role::Seller, Some(Outcome::Voided))
+    );
+    assert!(conflicting(&sim, &transfer_id), "{:?}", sim.flags);
+    let summary = sim.office.wallet_summary(&seller_id).expect("known");
+    assert!(summary.blocked_at_ms.is_some(), "the seller is blocked");
+    assert_eq!(
+        summary.case.map(|case| (case.reason, case.transfer_id)),
+        Some((
+            offpay_wallet::CaseReason::VoidedSignedSale,
+            Some(transfer_id)
+        ))
+    );
+    assert_eq!(
+        summary.credential.expires_at_ms, expires,
+        "not renewed in the sync that showed it"
+    );
+    assert!(sim.wallet(seller).blocked_by_office());
+    // The honest buyer is not out of pocket: paid once, and its view agrees with its wallet.
+    let transfers = sim
+        .postings
+        .iter()
+        .filter(|p| p.kind == PostingKind::Transfer)
+        .count();
+    assert_eq!(transfers, 1);
+    assert_eq!(
+        sim.office.shadow_minor(&sim.ids[buyer]),
+        Some(i128::from(sim.wallet(buyer).balance().minor()))
+    );
+    assert_eq!(
+        sim.office.shadow_total_minor(),
+        i128::from(sim.charged_minor)
     );
 }
 

@@ -23,8 +23,8 @@ use offpay_wallet::operator::{
     self, ChargeRequest, IssueRequest, Office, Plan, WalletView, Working,
 };
 use offpay_wallet::{
-    BookError, Case, CaseDecision, Credential, Error, Limits, Misuse, OfficeKeys, SyncReply,
-    TransferId, WalletId,
+    BookError, Case, CaseDecision, Credential, Error, Limits, Misuse, OfficeKeys, SettledDigest,
+    SyncReply, TransferId, WalletId,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -611,6 +611,7 @@ async fn show(
         "reissued": summary.reissued,
         "remainder_released": summary.remainder_released,
         "case": summary.case.as_ref().map(case_json),
+        "settled": settled_json(&summary.settled, summary.credential.currency),
         "account": account.as_ref().map(crate::api::AccountView::from),
         "reissue_quote": quote,
     })))
@@ -729,6 +730,24 @@ async fn block(
 }
 
 /// A containment case for people and machines.
+/// What the office keeps of a wallet's settled transfers once it pruned their records.
+fn settled_json(settled: &SettledDigest, currency: Currency) -> Value {
+    let decimal = |minor: u64| {
+        Amount::from_minor(minor.min(Amount::MAX_MINOR), currency)
+            .map(|amount| amount.decimal().to_string())
+            .unwrap_or_default()
+    };
+    json!({
+        "purchases": settled.purchases,
+        "sales": settled.sales,
+        "paid": decimal(settled.paid_minor),
+        "received": decimal(settled.received_minor),
+        "currency": currency.code(),
+        "payment_numbers_settled_through": settled.spend_floor,
+        "payment_numbers_settled_above": settled.spend_above.iter().collect::<Vec<_>>(),
+    })
+}
+
 fn case_json(case: &Case) -> Value {
     json!({
         "reason": case.reason.name(),

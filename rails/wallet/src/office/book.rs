@@ -19,10 +19,15 @@ use crate::sync::{ChargeVoucher, REPLY_BLOCKED_MAX};
 use crate::terms::{Agreement, Terms};
 use crate::wire::Outcome;
 
-/// Format version of a wallet record (2: with the containment case).
-pub const WALLET_RECORD_VERSION: u32 = 2;
-/// Format version of a transfer record.
-pub const TRANSFER_RECORD_VERSION: u32 = 1;
+/// Format version of a wallet record (2: with the containment case; 3: with the digest of its
+/// settled, pruned transfers).
+pub const WALLET_RECORD_VERSION: u32 = 3;
+/// Format version of a transfer record (2: says whether the office itself voided it).
+pub const TRANSFER_RECORD_VERSION: u32 = 2;
+/// Most settled payment numbers above a wallet's settled floor the digest holds. A number
+/// settles above the floor only while an older purchase of the wallet is still open; past this
+/// many, transfers wait unpruned until the floor catches up, so the digest stays bounded.
+pub const SETTLED_ABOVE_MAX: usize = 256;
 /// Format version of an agreement (payment number) record.
 pub const AGREEMENT_RECORD_VERSION: u32 = 1;
 /// Format version of a charge voucher record.
@@ -71,6 +76,89 @@ pub(crate) struct WalletAccount {
     pub(crate) open: BTreeSet<TransferId>,
     /// The case the office opened when it blocked the wallet on evidence of a cheat.
     pub(crate) case: Option<Case>,
+    /// What the office still knows of the wallet's settled transfers once their records are
+    /// pruned.
+    pub(crate) settled: SettledDigest,
+}
+
+/// What detection still needs of a wallet's settled transfers after their records (transfer
+/// files and payment-number records) are pruned: which of its payment numbers are used up, and
+/// totals for the operator. Together with the log head (seq and hash of the last record
+/// reconciled, which catches a fork) and the office's view of its value (which catches an
+/// overspend), it stands in for the pruned records. Its size is bounded: a floor, at most
+/// [`SETTLED_ABOVE_MAX`] numbers above it, and four counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SettledDigest {
+    /// Every payment number from 1 to this one is settled and its records pruned.
+    pub spend_floor: u64,
+    /// Payment numbers above the floor that are settled and pruned (an older purchase is still
+    /// open).
+    pub spend_above: BTreeSet<u64>,
+    /// Settled purchases pruned.
+    pub purchases: u64,
+    /// Settled sales pruned.
+    pub sales: u64,
+    /// Paid out by the pruned purchases that posted, in minor units.
+    pub paid_minor: u64,
+    /// Received by the pruned sales that posted, in minor units.
+    pub received_minor: u64,
+}
+
+impl SettledDigest {
+    /// Whether payment number `spend_seq` was used on a transfer that settled and was pruned.
+    pub fn is_settled(&self, spend_seq: u64) -> bool {
+        spend_seq <= self.spend_floor || self.spend_above.contains(&spend_seq)
+    }
+
+    /// Whether one more number may settle: always at the floor, above it while there is room.
+    pub(crate) fn has_room(&self, spend_seq: u64) -> bool {
+        spend_seq == self.spend_floor + 1 || self.spend_above.len() < SETTLED_ABOVE_MAX
+    }
+
+    /// Notes payment number `spend_seq` settled; the floor rises over every number now settled.
+    pub(crate) fn settle(&mut self, spend_seq: u64) {
+        if spend_seq <= self.spend_floor {
+            return;
+        }
+        self.spend_above.insert(spend_seq);
+        while self.spend_above.remove(&(self.spend_floor + 1)) {
+            self.spend_floor += 1;
+        }
+    }
+
+    pub(crate) fn write(&self, w: &mut Writer) {
+        w.u64(self.spend_floor).u32(self.spend_above.len() as u32);
+        for seq in &self.spend_above {
+            w.u64(*seq);
+        }
+        w.u64(self.purchases)
+            .u64(self.sales)
+            .u64(self.paid_minor)
+            .u64(self.received_minor);
+    }
+
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<SettledDigest, Malformed> {
+        let spend_floor = r.u64()?;
+        let count = read_count(r, 8)?;
+        if count > SETTLED_ABOVE_MAX {
+            return Err(Malformed::TooLong);
+        }
+        let mut spend_above = BTreeSet::new();
+        for _ in 0..count {
+            let seq = r.u64()?;
+            if seq <= spend_floor + 1 || !spend_above.insert(seq) {
+                return Err(Malformed::InvalidField);
+            }
+        }
+        Ok(SettledDigest {
+            spend_floor,
+            spend_above,
+            purchases: r.u64()?,
+            sales: r.u64()?,
+            paid_minor: r.u64()?,
+            received_minor: r.u64()?,
+        })
+    }
 }
 
 /// What made the office block a wallet on its own.
@@ -82,6 +170,9 @@ pub enum CaseReason {
     ForkedLog,
     /// A payment it made took the office's view of its value below zero.
     Overspent,
+    /// As a seller, its log voided a sale whose commit it had signed (it was rolled back to
+    /// before its commit): the buyer's copy of the commit is the evidence.
+    VoidedSignedSale,
 }
 
 impl CaseReason {
@@ -91,6 +182,7 @@ impl CaseReason {
             CaseReason::DoubleSpend => 1,
             CaseReason::ForkedLog => 2,
             CaseReason::Overspent => 3,
+            CaseReason::VoidedSignedSale => 4,
         }
     }
 
@@ -100,6 +192,7 @@ impl CaseReason {
             1 => Ok(CaseReason::DoubleSpend),
             2 => Ok(CaseReason::ForkedLog),
             3 => Ok(CaseReason::Overspent),
+            4 => Ok(CaseReason::VoidedSignedSale),
             _ => Err(Malformed::InvalidField),
         }
     }
@@ -112,15 +205,20 @@ impl CaseReason {
             }
             CaseReason::ForkedLog => "uploaded a log that was rolled back",
             CaseReason::Overspent => "paid out more than it held",
+            CaseReason::VoidedSignedSale => {
+                "voided a sale whose commit it had signed (its log was rolled back)"
+            }
         }
     }
 
-    /// A short name for machines (`double_spend`, `forked_log`, `overspent`).
+    /// A short name for machines (`double_spend`, `forked_log`, `overspent`,
+    /// `voided_signed_sale`).
     pub fn name(self) -> &'static str {
         match self {
             CaseReason::DoubleSpend => "double_spend",
             CaseReason::ForkedLog => "forked_log",
             CaseReason::Overspent => "overspent",
+            CaseReason::VoidedSignedSale => "voided_signed_sale",
         }
     }
 }
@@ -235,6 +333,7 @@ impl WalletAccount {
             remainder_released: false,
             open: BTreeSet::new(),
             case: None,
+            settled: SettledDigest::default(),
         }
     }
 
@@ -270,6 +369,7 @@ impl WalletAccount {
                 w.u8(0);
             }
         }
+        self.settled.write(&mut w);
         w.finish()
     }
 
@@ -303,6 +403,11 @@ impl WalletAccount {
                 _ => return Err(Malformed::InvalidField),
             },
         };
+        // Version 3 added the digest of settled, pruned transfers; before, nothing was pruned.
+        let settled = match version {
+            1 | 2 => SettledDigest::default(),
+            _ => SettledDigest::read(&mut r)?,
+        };
         r.finish()?;
         Ok(WalletAccount {
             credential,
@@ -316,6 +421,7 @@ impl WalletAccount {
             remainder_released,
             open,
             case,
+            settled,
         })
     }
 }
@@ -330,6 +436,9 @@ pub(crate) struct TransferFile {
     pub(crate) buyer_prepared: bool,
     pub(crate) buyer_outcome: Option<Outcome>,
     pub(crate) posted: bool,
+    /// The office itself voided it (its seller was blocked and left the buyer prepared), rather
+    /// than the seller's log.
+    pub(crate) voided_by_office: bool,
 }
 
 impl TransferFile {
@@ -342,6 +451,7 @@ impl TransferFile {
             buyer_prepared: false,
             buyer_outcome: None,
             posted: false,
+            voided_by_office: false,
         }
     }
 
@@ -379,6 +489,7 @@ impl TransferFile {
             buyer_prepared: read_bool(r)?,
             buyer_outcome: read_option_outcome(r)?,
             posted: read_bool(r)?,
+            voided_by_office: false,
         })
     }
 
@@ -387,14 +498,18 @@ impl TransferFile {
         let mut w = Writer::new();
         w.u32(TRANSFER_RECORD_VERSION);
         self.write(&mut w);
+        w.u8(u8::from(self.voided_by_office));
         w.finish()
     }
 
     #[cfg(feature = "operator")]
     pub(crate) fn decode(bytes: &[u8]) -> Result<TransferFile, Malformed> {
         let mut r = Reader::new(bytes);
-        read_version(&mut r, TRANSFER_RECORD_VERSION)?;
-        let file = TransferFile::read(&mut r)?;
+        let version = read_version(&mut r, TRANSFER_RECORD_VERSION)?;
+        let mut file = TransferFile::read(&mut r)?;
+        if version >= 2 {
+            file.voided_by_office = read_bool(&mut r)?;
+        }
         r.finish()?;
         Ok(file)
     }
@@ -755,7 +870,17 @@ impl Book {
             .get_or_insert_with(|| TransferFile::new(*terms))
     }
 
+    /// Prunes a transfer's file (it settled).
+    pub(crate) fn remove_transfer(&mut self, id: &TransferId) {
+        remove_slot(self.whole, &mut self.transfers, *id);
+    }
+
     // ------------------------------------------------------------ payment numbers
+
+    /// Prunes a payment number's record (its transfer settled).
+    pub(crate) fn remove_agreement(&mut self, buyer: WalletId, spend_seq: u64) {
+        remove_slot(self.whole, &mut self.agreements, (buyer, spend_seq));
+    }
 
     pub(crate) fn agreement(&self, buyer: &WalletId, spend_seq: u64) -> Option<TransferId> {
         self.slot(
@@ -794,11 +919,26 @@ impl Book {
             .insert((voucher.wallet_id, voucher.charge_seq), Some(voucher));
     }
 
+    /// Prunes a voucher's record (the wallet's log showed it applied).
+    pub(crate) fn remove_charge(&mut self, wallet: WalletId, charge_seq: u64) {
+        remove_slot(self.whole, &mut self.charges, (wallet, charge_seq));
+    }
+
     /// Every voucher of `wallet` held, in order.
     pub(crate) fn charges_of(&self, wallet: &WalletId) -> impl Iterator<Item = &ChargeVoucher> {
         self.charges
             .range((*wallet, 0)..=(*wallet, u64::MAX))
             .filter_map(|(_, slot)| slot.as_ref())
+    }
+}
+
+/// Removes a record: from a whole book outright; in a partial book it stays as loaded-absent,
+/// so that the operator writes its deletion. Only a loaded record is removed.
+fn remove_slot<K: Ord, V>(whole: bool, map: &mut BTreeMap<K, Slot<V>>, key: K) {
+    if whole {
+        map.remove(&key);
+    } else if let Some(slot) = map.get_mut(&key) {
+        *slot = None;
     }
 }
 
@@ -856,7 +996,6 @@ pub(crate) fn read_bool(r: &mut Reader<'_>) -> Result<bool, Malformed> {
     }
 }
 
-#[cfg(feature = "operator")]
 /// A u32 count of items of at least `item_bytes_min` bytes each, bounded by what is left.
 pub(crate) fn read_count(r: &mut Reader<'_>, item_bytes_min: usize) -> Result<usize, Malformed> {
     let count = r.u32()? as usize;
@@ -909,6 +1048,43 @@ mod tests {
         assert_eq!(Header::decode(&newer), Err(Malformed::UnknownVersion(2)));
         let id = TransferId([4; 16]);
         assert_eq!(decode_agreement(&encode_agreement(&id)), Ok(id));
+    }
+
+    #[test]
+    fn the_settled_digest_raises_its_floor_and_round_trips() {
+        let mut digest = SettledDigest::default();
+        digest.settle(2);
+        digest.settle(4);
+        assert_eq!(digest.spend_floor, 0);
+        assert!(digest.is_settled(2) && !digest.is_settled(1) && !digest.is_settled(3));
+        digest.settle(1);
+        assert_eq!(digest.spend_floor, 2);
+        digest.settle(3);
+        assert_eq!((digest.spend_floor, digest.spend_above.len()), (4, 0));
+        digest.settle(6);
+        digest.purchases = 5;
+        let mut w = Writer::new();
+        digest.write(&mut w);
+        let bytes = w.finish();
+        let mut r = Reader::new(&bytes);
+        assert_eq!(SettledDigest::read(&mut r), Ok(digest.clone()));
+        // A number above the floor that should have been absorbed is refused.
+        let mut bad = digest;
+        bad.spend_above.insert(5);
+        let mut w = Writer::new();
+        bad.write(&mut w);
+        let bytes = w.finish();
+        assert_eq!(
+            SettledDigest::read(&mut Reader::new(&bytes)),
+            Err(Malformed::InvalidField)
+        );
+        // Room above the floor is bounded; the floor's next number always fits.
+        let mut full = SettledDigest::default();
+        for seq in 2..2 + SETTLED_ABOVE_MAX as u64 {
+            full.settle(seq);
+        }
+        assert!(!full.has_room(SETTLED_ABOVE_MAX as u64 + 5));
+        assert!(full.has_room(1));
     }
 
     #[test]

@@ -6,8 +6,8 @@ use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 
 use super::book::{
-    BlockedList, Book, Header, TransferFile, WalletAccount, read_bool, read_option_u64,
-    write_option_u64,
+    BlockedList, Book, Header, SettledDigest, TransferFile, WalletAccount, read_bool,
+    read_option_u64, write_option_u64,
 };
 use super::{MoneyOffice, OFFICE_BOOK_VERSION};
 use crate::codec::{Reader, Writer};
@@ -47,14 +47,18 @@ impl MoneyOffice {
                 .u8(u8::from(account.reissued))
                 .u8(u8::from(account.remainder_released));
             let id = account.credential.wallet_id;
-            w.u32(account.charges_issued as u32);
-            for voucher in book.charges_of(&id) {
+            // Version 3: the count issued, then the vouchers still held (applied ones are
+            // pruned), each with its number.
+            let held: Vec<&ChargeVoucher> = book.charges_of(&id).collect();
+            w.u64(account.charges_issued).u32(held.len() as u32);
+            for voucher in held {
                 voucher.write(&mut w);
             }
             w.u32(account.open.len() as u32);
             for id in &account.open {
                 w.raw(&id.0);
             }
+            account.settled.write(&mut w);
         }
         let transfers: Vec<&TransferFile> = book.transfers.values().flatten().collect();
         w.u32(transfers.len() as u32);
@@ -73,7 +77,7 @@ impl MoneyOffice {
         w.finish()
     }
 
-    /// Restores an office from its keys and [`MoneyOffice::encode_book`] (format 1 or 2).
+    /// Restores an office from its keys and [`MoneyOffice::encode_book`] (format 1, 2 or 3).
     pub fn decode_book(keys: OfficeKeys, bytes: &[u8]) -> Result<MoneyOffice, Error> {
         Ok(MoneyOffice::with_book(keys, decode_whole(bytes)?))
     }
@@ -83,8 +87,9 @@ impl MoneyOffice {
 pub(crate) fn decode_whole(bytes: &[u8]) -> Result<Book, Error> {
     let mut r = Reader::new(bytes);
     let version = r.u8()?;
-    // Version 1 lacked `remainder_released` (read as false).
-    if version != OFFICE_BOOK_VERSION && version != 1 {
+    // Version 1 lacked `remainder_released` (read as false); version 3 added pruning (the
+    // vouchers held are listed with the count issued; a digest of settled transfers).
+    if !(1..=OFFICE_BOOK_VERSION).contains(&version) {
         return Err(Malformed::UnknownVersion(version).into());
     }
     let mut book = Book::whole(r.u64()?);
@@ -108,20 +113,43 @@ pub(crate) fn decode_whole(bytes: &[u8]) -> Result<Book, Error> {
             false
         };
         let wallet_id = credential.wallet_id;
-        let charges = read_count(&mut r)?;
-        for index in 0..charges {
-            let voucher = ChargeVoucher::read(&mut r)?;
-            // Vouchers are numbered from 1 in the order issued; the per-record book keys them by
-            // that number.
-            if voucher.wallet_id != wallet_id || voucher.charge_seq != index as u64 + 1 {
-                return Err(Malformed::InvalidField.into());
+        let charges = if version >= 3 {
+            let issued = r.u64()?;
+            let mut last = 0;
+            for _ in 0..read_count(&mut r)? {
+                let voucher = ChargeVoucher::read(&mut r)?;
+                if voucher.wallet_id != wallet_id
+                    || voucher.charge_seq <= last
+                    || voucher.charge_seq > issued
+                {
+                    return Err(Malformed::InvalidField.into());
+                }
+                last = voucher.charge_seq;
+                book.insert_charge(voucher);
             }
-            book.insert_charge(voucher);
-        }
+            issued
+        } else {
+            let charges = read_count(&mut r)?;
+            for index in 0..charges {
+                let voucher = ChargeVoucher::read(&mut r)?;
+                // Vouchers are numbered from 1 in the order issued; the per-record book keys
+                // them by that number.
+                if voucher.wallet_id != wallet_id || voucher.charge_seq != index as u64 + 1 {
+                    return Err(Malformed::InvalidField.into());
+                }
+                book.insert_charge(voucher);
+            }
+            charges as u64
+        };
         let mut open = BTreeSet::new();
         for _ in 0..read_count(&mut r)? {
             open.insert(TransferId(r.array()?));
         }
+        let settled = if version >= 3 {
+            SettledDigest::read(&mut r)?
+        } else {
+            SettledDigest::default()
+        };
         if let Some(at) = blocked_at_ms {
             blocked.note(at, wallet_id);
         }
@@ -130,13 +158,14 @@ pub(crate) fn decode_whole(bytes: &[u8]) -> Result<Book, Error> {
             blocked_at_ms,
             head,
             shadow_minor,
-            charges_issued: charges as u64,
+            charges_issued: charges,
             applied_charge_seq,
             spent_unsynced_minor,
             reissued,
             remainder_released,
             open,
             case: None,
+            settled,
         });
     }
     for _ in 0..read_count(&mut r)? {

@@ -18,6 +18,7 @@ use crate::terms::{Agreement, Terms, verify_commit};
 use crate::wire::Outcome;
 
 /// A record checked against the office's keys, ready to apply.
+#[derive(Clone, Copy)]
 enum Checked {
     Charged(ChargeVoucher),
     SellerPending(Terms),
@@ -28,6 +29,25 @@ enum Checked {
     BuyerFinished(TransferId, Outcome),
     Ignored,
 }
+
+impl Checked {
+    /// The transfer the record is about, if any.
+    fn transfer_id(&self) -> Option<TransferId> {
+        match self {
+            Checked::SellerPending(terms) | Checked::BuyerPrepared(terms, _) => {
+                Some(terms.transfer_id)
+            }
+            Checked::SellerCommitted(id, _)
+            | Checked::SellerVoided(id)
+            | Checked::SellerComplete(id)
+            | Checked::BuyerFinished(id, _) => Some(*id),
+            Checked::Charged(_) | Checked::Ignored => None,
+        }
+    }
+}
+
+/// A wallet to contain, why, and the transfer that showed it.
+type Containment = (WalletId, CaseReason, Option<TransferId>);
 
 /// The records of an upload, parsed, each continuing the hash chain of the one before.
 pub(super) fn parse_chain(upload: &LogUpload) -> Result<Vec<LoggedRecord>, Error> {
@@ -126,11 +146,13 @@ impl MoneyOffice {
         // Pass 1: parse and check everything; nothing changes yet.
         let records = parse_chain(&upload)?;
         let (new_from, fork) = news_start(wallet_id, head, &records, &upload)?;
+        let forked = fork.is_some();
         let mut checked = Vec::new();
         for record in records.iter().filter(|r| r.seq >= new_from) {
-            let item = self.check_record(&upload.credential, record, &checked)?;
+            let item = self.check_record(&upload.credential, record, &checked, forked)?;
             checked.push(item);
         }
+        let named: BTreeSet<TransferId> = checked.iter().filter_map(Checked::transfer_id).collect();
 
         // Pass 2: apply. Nothing below can fail.
         let mut flags = Vec::new();
@@ -140,8 +162,16 @@ impl MoneyOffice {
         let mut postings = Vec::new();
         let mut touched = BTreeSet::new();
         touched.insert(wallet_id);
+        let mut cases: Vec<Containment> = Vec::new();
         for item in checked {
-            self.apply_checked(wallet_id, item, &mut postings, &mut flags, &mut touched);
+            self.apply_checked(
+                wallet_id,
+                item,
+                &mut postings,
+                &mut flags,
+                &mut touched,
+                &mut cases,
+            );
         }
         let validity = self.book.credential_validity_ms();
         let account = self.account_mut(&wallet_id);
@@ -172,8 +202,17 @@ impl MoneyOffice {
         let blocked_before = self.account_mut(&wallet_id).blocked_at_ms.is_some();
         // Containment: the first evidence of a cheat blocks the cheat, before its credential
         // could be renewed below.
-        for (cheat, reason, transfer_id) in self.evidence(wallet_id, &flags, &postings) {
+        let mut evidence = self.evidence(wallet_id, &flags, &postings);
+        if !crate::reverts::reverted(crate::reverts::SELLER_VOID_CONTAINED) {
+            evidence.extend(cases);
+        }
+        for (cheat, reason, transfer_id) in evidence {
             self.contain(cheat, reason, transfer_id, now);
+        }
+        // Settled transfers this upload finished are pruned (after containment: a transfer of a
+        // wallet under a case is kept as evidence).
+        for transfer_id in &named {
+            self.prune_if_settled(transfer_id);
         }
         let account = self.account_mut(&wallet_id);
         let blocked = match crate::reverts::reverted(crate::reverts::BLOCK_BEFORE_RENEWAL) {
@@ -244,7 +283,8 @@ impl MoneyOffice {
         let mut found = Vec::new();
         for flag in flags {
             match flag {
-                Flag::DoubleSpend { wallet, second, .. } => found.push((
+                Flag::DoubleSpend { wallet, second, .. }
+                | Flag::PaymentNumberReused { wallet, second, .. } => found.push((
                     *wallet,
                     CaseReason::DoubleSpend,
                     Some(second.terms.transfer_id),
@@ -275,6 +315,66 @@ impl MoneyOffice {
             }
         }
         found
+    }
+
+    /// Whether the agreement's payment number was used on a transfer that settled and was
+    /// pruned (its record is gone and the buyer's digest has the number), and this transfer is
+    /// not one the office still has a file of.
+    fn pruned_number(&self, terms: &Terms, agreement: &Agreement) -> bool {
+        let spend_seq = agreement.buyer_spend_seq;
+        self.book.agreement(&terms.buyer, spend_seq).is_none()
+            && self
+                .book
+                .wallet(&terms.buyer)
+                .is_some_and(|a| a.settled.is_settled(spend_seq))
+    }
+
+    /// Prunes a transfer this upload finished, if it is settled: decided, the seller complete,
+    /// the buyer's outcome reported, so neither honest log will name it again; and neither party
+    /// blocked (a case keeps its evidence). Its file and its payment-number record go; the
+    /// buyer's digest keeps the number as used, and both parties' totals count it.
+    fn prune_if_settled(&mut self, transfer_id: &TransferId) {
+        let Some(file) = self.book.transfer(transfer_id) else {
+            return;
+        };
+        let (Some(_), true, Some(_), Some(agreement)) = (
+            file.seller_decision,
+            file.seller_complete,
+            file.buyer_outcome,
+            file.agreement,
+        ) else {
+            return;
+        };
+        let (terms, posted) = (file.terms, file.posted);
+        let spend_seq = agreement.buyer_spend_seq;
+        for party in [terms.buyer, terms.seller] {
+            let settled = self
+                .book
+                .wallet(&party)
+                .is_some_and(|a| a.blocked_at_ms.is_none() && !a.open.contains(transfer_id));
+            if !settled {
+                return;
+            }
+        }
+        // The number's record must name this transfer: the first of a double spend stays.
+        if self.book.agreement(&terms.buyer, spend_seq) != Some(*transfer_id)
+            || !self
+                .book
+                .wallet(&terms.buyer)
+                .is_some_and(|a| a.settled.has_room(spend_seq))
+        {
+            return;
+        }
+        self.book.remove_agreement(terms.buyer, spend_seq);
+        self.book.remove_transfer(transfer_id);
+        let paid = if posted { terms.amount.minor() } else { 0 };
+        let buyer = &mut self.account_mut(&terms.buyer).settled;
+        buyer.settle(spend_seq);
+        buyer.purchases += 1;
+        buyer.paid_minor = buyer.paid_minor.saturating_add(paid);
+        let seller = &mut self.account_mut(&terms.seller).settled;
+        seller.sales += 1;
+        seller.received_minor = seller.received_minor.saturating_add(paid);
     }
 
     fn signing_key_of(&self, wallet_id: &WalletId) -> Result<[u8; 32], Error> {
@@ -314,11 +414,36 @@ impl MoneyOffice {
             .or_else(|| self.book.transfer(transfer_id).and_then(|t| t.agreement))
     }
 
+    /// Checks one record of the news. In a forked upload (a rolled-back wallet uploading its
+    /// history again) a record about a transfer the office settled and pruned is ignored: the
+    /// office's book has nothing left to check it against, and the fork is the evidence.
     fn check_record(
         &self,
         own: &Credential,
         logged: &LoggedRecord,
         earlier: &[Checked],
+        forked: bool,
+    ) -> Result<Checked, Error> {
+        let checked = self.check_record_against_book(own, logged, earlier, forked);
+        match checked {
+            Err(Error::Peer(PeerError::Inconsistent)) if forked => {
+                let unknown = record_transfer(&logged.record)
+                    .is_some_and(|id| self.terms_of(&id, earlier).is_none());
+                if unknown {
+                    return Ok(Checked::Ignored);
+                }
+                checked
+            }
+            _ => checked,
+        }
+    }
+
+    fn check_record_against_book(
+        &self,
+        own: &Credential,
+        logged: &LoggedRecord,
+        earlier: &[Checked],
+        forked: bool,
     ) -> Result<Checked, Error> {
         let wallet_id = own.wallet_id;
         let office = self.keys.public();
@@ -343,10 +468,15 @@ impl MoneyOffice {
             Record::Charged { voucher } => {
                 voucher.verify(&office)?;
                 let account = self.book.wallet(&wallet_id).ok_or(Misuse::UnknownWallet)?;
-                let issued = self
-                    .book
-                    .charge(&wallet_id, voucher.charge_seq, account.charges_issued)
-                    .is_some_and(|v| v == voucher);
+                let stored =
+                    self.book
+                        .charge(&wallet_id, voucher.charge_seq, account.charges_issued);
+                // A voucher already applied has had its record pruned; the office's signature
+                // on it (checked above) says it issued it.
+                let pruned = stored.is_none()
+                    && voucher.charge_seq >= 1
+                    && voucher.charge_seq <= account.applied_charge_seq;
+                let issued = stored.is_some_and(|v| v == voucher) || pruned;
                 if voucher.wallet_id != wallet_id || !issued {
                     return Err(inconsistent());
                 }
@@ -368,6 +498,9 @@ impl MoneyOffice {
                 let terms = own_sale(transfer_id)?;
                 agreement.verify(&self.signing_key_of(&terms.buyer)?, &terms)?;
                 verify_commit(&own.signing_key, &terms, agreement, commit_signature)?;
+                if forked && self.pruned_number(&terms, agreement) {
+                    return Ok(Checked::Ignored);
+                }
                 Checked::SellerCommitted(*transfer_id, *agreement)
             }
             Record::SellerVoided { transfer_id } => {
@@ -386,6 +519,12 @@ impl MoneyOffice {
                 }
                 agreement.verify(&own.signing_key, terms)?;
                 self.signing_key_of(&terms.seller)?;
+                if forked && self.pruned_number(terms, agreement) {
+                    // Either this purchase again (settled and pruned) or the same number used
+                    // twice: the fork already blocks the wallet, and a seller's upload of a
+                    // second use shows the double spend.
+                    return Ok(Checked::Ignored);
+                }
                 Checked::BuyerPrepared(*terms, *agreement)
             }
             Record::BuyerPosted {
@@ -435,12 +574,16 @@ impl MoneyOffice {
         postings: &mut Vec<Posting>,
         flags: &mut Vec<Flag>,
         touched: &mut BTreeSet<WalletId>,
+        cases: &mut Vec<Containment>,
     ) {
         match item {
             Checked::Ignored => {}
             Checked::Charged(voucher) => {
                 let account = self.account_mut(&wallet_id);
                 account.applied_charge_seq = account.applied_charge_seq.max(voucher.charge_seq);
+                // Applied: the reply carries it no more, and a log that shows it again is
+                // checked against the office's signature.
+                self.book.remove_charge(wallet_id, voucher.charge_seq);
             }
             Checked::SellerPending(terms) => {
                 self.book.transfer_entry(&terms);
@@ -455,13 +598,20 @@ impl MoneyOffice {
                 // not posted: the buyer already has its value back.
                 if self.decide(&terms, Outcome::Posted, flags) {
                     self.post(&terms, postings, flags, touched);
+                } else if self.voided_by_seller(&transfer_id) {
+                    // Its own log voided the sale before and commits it now: rolled back.
+                    self.contradicted_by_seller(&terms, cases);
                 }
             }
             Checked::SellerVoided(transfer_id) => {
                 let Some(terms) = self.book.transfer(&transfer_id).map(|t| t.terms) else {
                     return;
                 };
-                self.decide(&terms, Outcome::Voided, flags);
+                if !self.decide(&terms, Outcome::Voided, flags) {
+                    // The office holds the seller's signed commit (from its own log or the
+                    // buyer's): the seller voided a sale it signed.
+                    self.contradicted_by_seller(&terms, cases);
+                }
             }
             Checked::SellerComplete(transfer_id) => {
                 if let Some(file) = self.book.transfer_mut(&transfer_id) {
@@ -515,6 +665,11 @@ impl MoneyOffice {
                     if consistent || over_void {
                         self.post(&terms, postings, flags, touched);
                     }
+                    if !consistent && self.voided_by_seller(&transfer_id) {
+                        // The seller's log voided a sale whose commit it signed: the buyer's
+                        // copy of the commit is the evidence. Contained like a buyer's cheat.
+                        self.contradicted_by_seller(&terms, cases);
+                    }
                 } else if self.decision(&transfer_id) == Some(Outcome::Posted) {
                     flags.push(Flag::ConflictingOutcome { transfer_id });
                 }
@@ -544,6 +699,21 @@ impl MoneyOffice {
                 }
             }
             Some(_) => {}
+            None if self.pruned_number(terms, agreement)
+                && !crate::reverts::reverted(crate::reverts::SETTLED_DIGEST_CHECKED) =>
+            {
+                // The number was used on a transfer that settled and was pruned: this is a
+                // second use. (Honest logs never name a settled transfer again, and a forked
+                // upload's records about pruned numbers were set aside in the check.)
+                flags.push(Flag::PaymentNumberReused {
+                    wallet: terms.buyer,
+                    spend_seq,
+                    second: AgreementEvidence {
+                        terms: *terms,
+                        agreement: *agreement,
+                    },
+                });
+            }
             None => {
                 self.book
                     .insert_agreement(terms.buyer, spend_seq, terms.transfer_id);
@@ -553,6 +723,31 @@ impl MoneyOffice {
         if file.agreement.is_none() {
             file.agreement = Some(*agreement);
         }
+    }
+
+    /// The seller's log contradicts a sale it signed: evidence against the seller. The office
+    /// owes it nothing more for that sale (no resolution, which its log would refuse as
+    /// contradicting it), and contains it.
+    fn contradicted_by_seller(&mut self, terms: &Terms, cases: &mut Vec<Containment>) {
+        if let Some(file) = self.book.transfer_mut(&terms.transfer_id) {
+            file.seller_complete = true;
+        }
+        if let Some(account) = self.book.wallet_mut(&terms.seller) {
+            account.open.remove(&terms.transfer_id);
+        }
+        cases.push((
+            terms.seller,
+            CaseReason::VoidedSignedSale,
+            Some(terms.transfer_id),
+        ));
+    }
+
+    /// Whether the void the office recorded for a transfer came from the seller's log (not from
+    /// the office's own resolution of an abandoned transfer).
+    fn voided_by_seller(&self, transfer_id: &TransferId) -> bool {
+        self.book.transfer(transfer_id).is_some_and(|file| {
+            file.seller_decision == Some(Outcome::Voided) && !file.voided_by_office
+        })
     }
 
     /// Records the decision; false (and a flag) when it contradicts the one known.
@@ -674,6 +869,22 @@ impl MoneyOffice {
             signature: [0; 64],
         }
         .sign(&self.keys)
+    }
+}
+
+/// The transfer a log record names, if any.
+fn record_transfer(record: &Record) -> Option<TransferId> {
+    match record {
+        Record::SellerPending { terms, .. } | Record::BuyerPrepared { terms, .. } => {
+            Some(terms.transfer_id)
+        }
+        Record::SellerCommitted { transfer_id, .. }
+        | Record::SellerVoided { transfer_id }
+        | Record::SellerComplete { transfer_id }
+        | Record::BuyerPosted { transfer_id, .. }
+        | Record::BuyerVoided { transfer_id } => Some(*transfer_id),
+        Record::Resolved { resolution } => Some(resolution.transfer_id),
+        _ => None,
     }
 }
 

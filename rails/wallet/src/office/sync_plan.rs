@@ -118,11 +118,15 @@ pub(crate) fn sync_keys(view: &SyncView, book: &Book, wanted: &mut BTreeSet<Book
     }
     for transfer_id in &transfers {
         wanted.insert(BookKey::Transfer(*transfer_id));
-        let stored = book
-            .transfers
-            .get(transfer_id)
-            .and_then(Option::as_ref)
-            .map(|file| file.terms);
+        let file = book.transfers.get(transfer_id).and_then(Option::as_ref);
+        // A transfer this upload settles is pruned with its payment-number record.
+        if let Some(agreement) = file.and_then(|file| file.agreement) {
+            wanted.insert(BookKey::Agreement(
+                file.map_or(own, |file| file.terms.buyer),
+                agreement.buyer_spend_seq,
+            ));
+        }
+        let stored = file.map(|file| file.terms);
         for terms in stored.iter().chain(carried.get(transfer_id)) {
             wanted.insert(BookKey::Wallet(terms.buyer));
             wanted.insert(BookKey::Wallet(terms.seller));

@@ -156,6 +156,23 @@ pub(crate) fn fraud_flag(flag: &Flag, now: Timestamp) -> (FraudFlag, String) {
             json!({ "shadow_minor": shadow_minor.to_string() }),
             shadow_minor.to_string(),
         ),
+        Flag::PaymentNumberReused {
+            wallet,
+            spend_seq,
+            second,
+        } => (
+            "double_spend",
+            wallet.to_string(),
+            format!(
+                "wallet signed a payment with payment number {spend_seq}, which it had already used on a settled payment: it was rolled back and spent twice"
+            ),
+            json!({
+                "payment_number": spend_seq,
+                "first": "settled and pruned; the office's digest of the wallet holds the number as used",
+                "second": terms_json(&second.terms),
+            }),
+            format!("{spend_seq}:{}", second.terms.transfer_id),
+        ),
         Flag::ConflictingOutcome { transfer_id } => (
             "conflicting_outcome",
             transfer_id.to_string(),

@@ -341,7 +341,50 @@ pub(crate) fn changed_records(
             writes.push(put(&key, version(&key), &ChargeRecord(*voucher))?);
         }
     }
+    // Records pruned: loaded present, now absent.
+    for (id, slot) in &book.transfers {
+        if slot.is_none() && matches!(original.transfers.get(id), Some(Some(_))) {
+            writes.push(delete::<TransferFile>(&BookKey::Transfer(*id), version)?);
+        }
+    }
+    for (key, slot) in &book.agreements {
+        if slot.is_none() && matches!(original.agreements.get(key), Some(Some(_))) {
+            writes.push(delete::<AgreementRecord>(
+                &BookKey::Agreement(key.0, key.1),
+                version,
+            )?);
+        }
+    }
+    for (key, slot) in &book.charges {
+        if slot.is_none() && matches!(original.charges.get(key), Some(Some(_))) {
+            writes.push(delete::<ChargeRecord>(
+                &BookKey::Charge(key.0, key.1),
+                version,
+            )?);
+        }
+    }
     Ok(writes)
+}
+
+/// The deletion of a record that was loaded present, on condition that it is still at the
+/// version read.
+fn delete<R: StoredRecord>(
+    key: &BookKey,
+    version: impl Fn(&BookKey) -> Option<u64>,
+) -> Result<Operation, Error> {
+    let Some(read) = version(key) else {
+        // A whole book written unconditionally holds no deletions.
+        return Err(BookError::OutsidePlan {
+            key: record_key(key),
+        }
+        .into());
+    };
+    Ok(Loaded::<R> {
+        key: record_key(key),
+        version: read,
+        value: None,
+    }
+    .delete())
 }
 
 #[cfg(test)]
