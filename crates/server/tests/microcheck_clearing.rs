@@ -24,11 +24,14 @@ use offpay_microcheck::{Offer, UnixSeconds};
 use offpay_server::config::{Overrides, ServerConfig};
 use offpay_server::rails::microcheck::NAMESPACE;
 use offpay_server::{AppState, Server, router};
+use offpay_test_support::Backend;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
 struct Harness {
     _directory: tempfile::TempDir,
+    /// The ledger's database (dropped after the server's directory).
+    _backend: Backend,
     state: Arc<AppState>,
     token: String,
     payer: PrivateKey,
@@ -53,12 +56,13 @@ fn signed(key: &PrivateKey, purpose: &str, who: &str, body: Value) -> Value {
 }
 
 impl Harness {
-    async fn start() -> Harness {
+    async fn start(backend: Backend) -> Harness {
         let directory = tempfile::tempdir().unwrap();
         let config = ServerConfig::resolve(
             Overrides {
                 data_dir: Some(directory.path().to_owned()),
                 listen: Some("127.0.0.1:0".into()),
+                database_url: backend.database_url().map(str::to_owned),
                 ..Overrides::default()
             },
             &|_| None,
@@ -71,6 +75,7 @@ impl Harness {
             .to_owned();
         let mut harness = Harness {
             _directory: directory,
+            _backend: backend,
             state: server.state(),
             token,
             payer: PrivateKey::ed25519_from_seed(&[41; 32]),
@@ -301,9 +306,8 @@ impl Harness {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deposit_posts_whole_with_its_counters_written_once() {
-    let harness = Harness::start().await;
+async fn a_deposit_posts_whole_with_its_counters_written_once(backend: Backend) {
+    let harness = Harness::start(backend).await;
     let items: Vec<DepositItem> = (1..=3).map(|n| harness.item(n, "soda", 60)).collect();
     assert_eq!(harness.deposit(&items).await, ["posted"; 3]);
     assert_eq!(harness.counters().await, (3, 3, 3));
@@ -333,9 +337,8 @@ async fn a_deposit_posts_whole_with_its_counters_written_once() {
     assert_eq!(charge["amount"], json!({ "currency": "KES", "minor": 83 }));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn spent_nonces_are_refused_and_the_rest_post() {
-    let harness = Harness::start().await;
+async fn spent_nonces_are_refused_and_the_rest_post(backend: Backend) {
+    let harness = Harness::start(backend).await;
     let first = [harness.item(1, "soda", 60), harness.item(2, "soda", 61)];
     assert_eq!(harness.deposit(&first).await, ["posted"; 2]);
     // The machine sends the first one again, a fresh one, and a different microcheck that
@@ -363,9 +366,8 @@ async fn spent_nonces_are_refused_and_the_rest_post() {
     assert_eq!(harness.paths(), (1, 2));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_ledger_refusal_refuses_one_microcheck_and_counts_exactly_the_rest() {
-    let harness = Harness::start().await;
+async fn a_ledger_refusal_refuses_one_microcheck_and_counts_exactly_the_rest(backend: Backend) {
+    let harness = Harness::start(backend).await;
     // The operator caps the machine's account at 1.00: only one 0.83 sale fits.
     harness.cap_merchant(Some(100)).await;
     let items: Vec<DepositItem> = (1..=3).map(|n| harness.item(n, "soda", 60)).collect();
@@ -391,9 +393,8 @@ async fn a_ledger_refusal_refuses_one_microcheck_and_counts_exactly_the_rest() {
 /// out among them: each deposit is decided while others commit, yet the payer pays for exactly
 /// as many microchecks as her balance covers, the rest bounce, and every counter counts each
 /// microcheck once — as if the deposits had been decided one after the other.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deposits_decided_while_others_commit_count_and_charge_exactly() {
-    let harness = Arc::new(Harness::start().await);
+async fn deposits_decided_while_others_commit_count_and_charge_exactly(backend: Backend) {
+    let harness = Arc::new(Harness::start(backend).await);
     harness.register_vm2().await;
     const DEPOSITS_EACH: u32 = 4;
     const ITEMS: u32 = 5;
@@ -451,9 +452,8 @@ async fn deposits_decided_while_others_commit_count_and_charge_exactly() {
 /// Deposits one after the other from two machines sharing a payer: each reads the clearing
 /// state while nothing is in flight, so each decision stands and none is made again, and the
 /// record versions the CSC expects are those the ledger holds.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deposits_one_after_the_other_are_never_decided_again() {
-    let harness = Harness::start().await;
+async fn deposits_one_after_the_other_are_never_decided_again(backend: Backend) {
+    let harness = Harness::start(backend).await;
     let vm2 = harness.register_vm2().await;
     for round in 0..3u32 {
         for (machine, key) in [("vm-1", &harness.merchant), ("vm-2", &vm2)] {
@@ -468,9 +468,8 @@ async fn deposits_one_after_the_other_are_never_decided_again() {
     assert_eq!(harness.balance("mc:payer:alice").await, 2000 - 6 * 83);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deposit_is_signed_over_its_body_and_bounded_in_size() {
-    let harness = Harness::start().await;
+async fn a_deposit_is_signed_over_its_body_and_bounded_in_size(backend: Backend) {
+    let harness = Harness::start(backend).await;
     let items = [harness.item(1, "soda", 60)];
     let body = serde_json::to_value(DepositBody::pack(&items)).unwrap();
     // Signed over the compact body but sent laid out otherwise: checked against the compact
@@ -518,9 +517,10 @@ async fn a_deposit_is_signed_over_its_body_and_bounded_in_size() {
     assert_eq!(answer["error"]["code"], "deposit_too_large", "{answer}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn offline_microchecks_deposited_first_cannot_spend_what_an_online_credential_holds() {
-    let harness = Harness::start().await;
+async fn offline_microchecks_deposited_first_cannot_spend_what_an_online_credential_holds(
+    backend: Backend,
+) {
+    let harness = Harness::start(backend).await;
     let strategy = json!({
         "version": 1, "app_domain": "vend", "currency": "KES",
         "tiers": [{ "name": "test", "amount_max": "5.00", "validity_seconds": 86_400,
@@ -568,3 +568,15 @@ async fn offline_microchecks_deposited_first_cannot_spend_what_an_online_credent
     );
     assert_eq!(harness.balance("mc:merchant:vm-1").await, 3 * 83 + 1800);
 }
+
+// Deposits are decided while others commit: two runtime workers.
+offpay_test_support::on_every_backend_async!(
+    multi_thread;
+    a_deposit_posts_whole_with_its_counters_written_once,
+    spent_nonces_are_refused_and_the_rest_post,
+    a_ledger_refusal_refuses_one_microcheck_and_counts_exactly_the_rest,
+    deposits_decided_while_others_commit_count_and_charge_exactly,
+    deposits_one_after_the_other_are_never_decided_again,
+    a_deposit_is_signed_over_its_body_and_bounded_in_size,
+    offline_microchecks_deposited_first_cannot_spend_what_an_online_credential_holds,
+);

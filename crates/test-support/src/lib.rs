@@ -43,9 +43,23 @@ macro_rules! on_every_backend {
 
 /// [`on_every_backend!`] for async stories `async fn story(backend: Backend)`: one
 /// `#[tokio::test]` each (the test crate depends on tokio with its macros), on SQLite and, when
-/// `OFFPAY_TEST_DATABASE_URL` is set, on a fresh PostgreSQL database.
+/// `OFFPAY_TEST_DATABASE_URL` is set, on a fresh PostgreSQL database. Begin the list with
+/// `multi_thread;` for stories that need a runtime with two worker threads.
 #[macro_export]
 macro_rules! on_every_backend_async {
+    // Stories that need a runtime with two worker threads (work decided while other work commits).
+    (multi_thread; $($story:ident),* $(,)?) => {
+        mod every_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $story() {
+                    for backend in $crate::Backend::all(stringify!($story)) {
+                        super::$story(backend).await;
+                    }
+                }
+            )*
+        }
+    };
     ($($story:ident),* $(,)?) => {
         mod every_backend {
             $(
