@@ -6,7 +6,8 @@
 //! Adversaries: a holder who copies its wallet log and restores it to spend again (a software
 //! wallet's full control); an interceptor on the link who drops, duplicates, delays and replays
 //! datagrams and flips bits in them. Faults: crashes at any action (a persist cut in half),
-//! lost sync replies, operator restarts. Operator actions: charges.
+//! lost sync replies, operator restarts, device clocks that drift and jump (each wallet reads
+//! its own). Operator actions: charges.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -40,6 +41,16 @@ pub const DOWN_ROUNDS: u64 = 6;
 /// How long credentials are valid.
 pub const VALIDITY_MS: u64 = 7 * 86_400_000;
 
+/// A wallet clock's drift per step, in milliseconds either way, and how far drift takes it.
+pub const CLOCK_DRIFT_MS_MAX: u64 = 90_000;
+/// How far a drifting clock wanders from the office's, in milliseconds.
+pub const CLOCK_DRIFT_BOUND_MS: i64 = 3_600_000;
+/// How far a jumping clock lands from the office's, in milliseconds either way (a phone set to
+/// the wrong day, or its clock reset).
+pub const CLOCK_JUMP_MS_MAX: u64 = 2 * 86_400_000;
+/// Percent of clock changes that are jumps rather than drift.
+pub const CLOCK_JUMP_PERCENT: u64 = 30;
+
 const CURRENCY: Currency = Currency::KES;
 
 fn kes(minor: u64) -> Amount {
@@ -67,6 +78,8 @@ struct Device {
     /// The highest balance a charge voucher left the wallet at while over its maximum (the
     /// office charges on its view, which lacks offline receipts; 0 once back within it).
     charged_above_maximum_minor: u64,
+    /// How far the wallet's clock is from the link's (and the office's), in milliseconds.
+    skew_ms: i64,
 }
 
 struct Packet {
@@ -147,6 +160,32 @@ impl WalletRail {
         self.now_ms = self.now_ms.max(world.now.0);
     }
 
+    /// What wallet `index`'s own clock reads.
+    fn device_now(&self, index: usize) -> u64 {
+        (self.now_ms as i64)
+            .saturating_add(self.devices[index].skew_ms)
+            .max(0) as u64
+    }
+
+    /// A wallet's clock drifts a little, or jumps (set to the wrong day, reset).
+    fn clock(&mut self, world: &mut World) {
+        world.counters.faults += 1;
+        let index = world.rng.index(self.devices.len());
+        let device = &mut self.devices[index];
+        if world.rng.percent(CLOCK_JUMP_PERCENT) {
+            device.skew_ms =
+                world.rng.below(2 * CLOCK_JUMP_MS_MAX + 1) as i64 - CLOCK_JUMP_MS_MAX as i64;
+        } else {
+            let drift =
+                world.rng.below(2 * CLOCK_DRIFT_MS_MAX + 1) as i64 - CLOCK_DRIFT_MS_MAX as i64;
+            device.skew_ms = device
+                .skew_ms
+                .saturating_add(drift)
+                .clamp(-CLOCK_DRIFT_BOUND_MS, CLOCK_DRIFT_BOUND_MS);
+        }
+        world.event(format!("wallet {index} clock skew {} ms", device.skew_ms));
+    }
+
     fn issue(&mut self, world: &mut World, role: Role) {
         let keys = WalletKeys::generate(&mut world.rng);
         let request = IssueRequest {
@@ -182,6 +221,7 @@ impl WalletRail {
                     id,
                     stranded_minor: 0,
                     charged_above_maximum_minor: 0,
+                    skew_ms: 0,
                 });
                 let index = self.devices.len() - 1;
                 self.execute(world, index, actions, false);
@@ -317,7 +357,7 @@ impl WalletRail {
                     return;
                 }
                 self.sales.remove(&transfer_id);
-                let now = self.now_ms;
+                let now = self.device_now(index);
                 if let Some(wallet) = self.devices[index].wallet.as_mut()
                     && let Ok(actions) =
                         wallet.choose_buyer(transfer_id, buyer, now, &mut world.rng)
@@ -326,7 +366,7 @@ impl WalletRail {
                 }
             }
             Event::PriceOffered { transfer_id, .. } => {
-                let now = self.now_ms;
+                let now = self.device_now(index);
                 if let Some(wallet) = self.devices[index].wallet.as_mut()
                     && let Ok(actions) = wallet.approve(transfer_id, now, &mut world.rng)
                 {
@@ -375,6 +415,7 @@ impl WalletRail {
                 self.deliver(world, packet.to, &packet.bytes);
             }
             for index in 0..self.devices.len() {
+                let now = self.device_now(index);
                 let due = self.devices[index]
                     .wallet
                     .as_ref()
@@ -402,7 +443,7 @@ impl WalletRail {
     }
 
     fn deliver(&mut self, world: &mut World, to: usize, bytes: &[u8]) {
-        let now = self.now_ms;
+        let now = self.device_now(to);
         let Some(wallet) = self.devices[to].wallet.as_mut() else {
             return;
         };
@@ -414,7 +455,7 @@ impl WalletRail {
 
     fn restart(&mut self, world: &mut World, index: usize) {
         let keys = self.devices[index].keys.clone();
-        let now = self.now_ms;
+        let now = self.device_now(index);
         match Wallet::recover(keys, &mut self.devices[index].storage, now) {
             Ok((mut wallet, actions, _)) => {
                 wallet.set_buyer_mode(true);
@@ -447,6 +488,7 @@ impl WalletRail {
             }
             75..=86 => self.cheat_step(world),
             87..=93 => self.interceptor(world),
+            94..=96 => self.clock(world),
             _ => {
                 world.counters.faults += 1;
                 self.office = Office::new(self.office_keys.clone(), VALIDITY_MS);
@@ -468,7 +510,7 @@ impl WalletRail {
 
     fn sale_between(&mut self, world: &mut World, seller: usize, buyer: usize) {
         let minor = world.rng.between(100, SALE_MINOR_MAX);
-        let now = self.now_ms;
+        let now = self.device_now(seller);
         let Some(wallet) = self.devices[seller].wallet.as_mut() else {
             return;
         };
@@ -488,7 +530,7 @@ impl WalletRail {
 
     /// A sync; `lose_reply` drops the office's reply on its way back.
     fn sync(&mut self, world: &mut World, index: usize, lose_reply: bool) {
-        let now = self.now_ms;
+        let now = self.device_now(index);
         let Some(wallet) = self.devices[index].wallet.as_mut() else {
             return;
         };

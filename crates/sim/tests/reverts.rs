@@ -141,7 +141,7 @@ fn purse_restore_attribution_reverted_is_found_by_a_known_seed() {
     fails(
         Revert::Purse(offpay_purse::reverts::RESTORE_ATTRIBUTION),
         PURSE,
-        0,
+        1,
         "no_flag_on_an_honest_party",
     );
 }
@@ -151,7 +151,7 @@ fn purse_receive_cap_reverted_is_found_by_a_known_seed() {
     fails(
         Revert::Purse(offpay_purse::reverts::RECEIVE_CAP),
         PURSE,
-        0,
+        11,
         "purse_restore_loss_within_payee_cap",
     );
 }
@@ -171,7 +171,7 @@ fn purse_rotation_guard_reverted_is_found_by_a_known_seed() {
     fails(
         Revert::Purse(offpay_purse::reverts::ROTATION_GUARD),
         PURSE,
-        1,
+        0,
         "no_flag_on_an_honest_party",
     );
 }
@@ -343,7 +343,7 @@ fn wallet_block_before_renewal_reverted_is_found_by_a_known_seed() {
     fails(
         Revert::Wallet(offpay_wallet::reverts::BLOCK_BEFORE_RENEWAL),
         WALLET,
-        0,
+        1,
         "wallet_blocked_never_renewed",
     );
 }
@@ -373,7 +373,30 @@ fn purse_nb_bitmap_reverted_is_found_by_a_known_seed() {
     fails(
         Revert::Purse(offpay_purse::reverts::NB_BITMAP),
         PURSE,
-        15,
+        63,
         "purse_intact_payee_replay_takes_nothing",
+    );
+}
+
+#[test]
+#[ignore]
+fn scan_purse_retired_key_flag() {
+    report_scan(
+        "purse retired-key flag",
+        Revert::Purse(offpay_purse::reverts::RETIRED_KEY_FLAG),
+        PURSE,
+    );
+}
+
+/// The clock-back pair: a payer and payee offline past their validity and two rotations set
+/// their phone clocks back and pay with the retired key; only the operator's epoch check flags
+/// the payer.
+#[test]
+fn purse_retired_key_flag_reverted_is_found_by_a_known_seed() {
+    fails(
+        Revert::Purse(offpay_purse::reverts::RETIRED_KEY_FLAG),
+        PURSE,
+        3,
+        "every_misbehaviour_flagged",
     );
 }
