@@ -7,7 +7,7 @@
 //! wallet's full control); an interceptor on the link who drops, duplicates, delays and replays
 //! datagrams and flips bits in them. Faults: crashes at any action (a persist cut in half),
 //! lost sync replies, operator restarts, device clocks that drift and jump (each wallet reads
-//! its own). Operator actions: charges.
+//! its own). Operator actions: charges, blocking the cheat's wallet.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -489,6 +489,7 @@ impl WalletRail {
             75..=86 => self.cheat_step(world),
             87..=93 => self.interceptor(world),
             94..=96 => self.clock(world),
+            97 => self.operator_block(world),
             _ => {
                 world.counters.faults += 1;
                 self.office = Office::new(self.office_keys.clone(), VALIDITY_MS);
@@ -601,6 +602,27 @@ impl WalletRail {
             .ok()
             .flatten()
             .is_some_and(|view| view.summary.blocked_at_ms.is_some())
+    }
+
+    /// The operator blocks the cheat's wallet (a report of a stolen phone, or the case the
+    /// office opened): from then on it is never renewed (`wallet_blocked_never_renewed`) and its
+    /// peers learn the block at their next sync.
+    fn operator_block(&mut self, world: &mut World) {
+        let index = self.cheat();
+        let id = self.devices[index].id;
+        let office = &self.office;
+        let result = world.run(
+            |store, _| load(store, &Plan::block(id)),
+            |working, now| office.block(working, id, now),
+        );
+        world.counters.operations += 1;
+        world.event(format!(
+            "wallet operator blocks {index}: {}",
+            result.is_ok()
+        ));
+        if let Err(error) = result {
+            world.fail("wallet_operator", format!("block {index}: {error}"));
+        }
     }
 
     /// The cheat: copies its log, pays, restores the copy, pays again.

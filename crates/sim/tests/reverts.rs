@@ -400,3 +400,63 @@ fn purse_retired_key_flag_reverted_is_found_by_a_known_seed() {
         "every_misbehaviour_flagged",
     );
 }
+
+#[test]
+#[ignore]
+fn scan_microcheck_online_classes() {
+    report_scan(
+        "microcheck online classes",
+        Revert::Microcheck(offpay_microcheck::reverts::ONLINE_CLASSES),
+        MICROCHECK,
+    );
+}
+
+#[test]
+fn microcheck_online_classes_reverted_is_found_by_a_known_seed() {
+    fails(
+        Revert::Microcheck(offpay_microcheck::reverts::ONLINE_CLASSES),
+        MICROCHECK,
+        0,
+        "microcheck_online_within_classes",
+    );
+}
+
+#[test]
+#[ignore]
+fn scan_microcheck_online_funds() {
+    report_scan(
+        "microcheck online funds",
+        Revert::Microcheck(offpay_microcheck::reverts::ONLINE_FUNDS),
+        MICROCHECK,
+    );
+}
+
+#[test]
+fn microcheck_online_funds_reverted_is_found_by_a_known_seed() {
+    fails(
+        Revert::Microcheck(offpay_microcheck::reverts::ONLINE_FUNDS),
+        MICROCHECK,
+        13,
+        "microcheck_online_covered_by_funds",
+    );
+}
+
+#[test]
+#[ignore]
+fn scan_microcheck_online_rate() {
+    report_scan(
+        "microcheck online rate",
+        Revert::Microcheck(offpay_microcheck::reverts::ONLINE_RATE),
+        MICROCHECK,
+    );
+}
+
+#[test]
+fn microcheck_online_rate_reverted_is_found_by_a_known_seed() {
+    fails(
+        Revert::Microcheck(offpay_microcheck::reverts::ONLINE_RATE),
+        MICROCHECK,
+        2,
+        "microcheck_online_within_day_max",
+    );
+}
