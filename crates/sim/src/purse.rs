@@ -129,6 +129,9 @@ pub struct PurseRail {
     devices: Vec<Device>,
     /// A copy of the restorer's purse file, taken before it paid.
     restorer_copy: Option<Vec<u8>>,
+    /// Whether the restorer's file paid after the copy was taken (the restored copy then
+    /// spends the same value again).
+    restorer_copy_paid: bool,
     /// Payments the replaying payee recorded.
     recorded: Vec<Recorded>,
     replays: u32,
@@ -181,6 +184,7 @@ impl PurseRail {
             master,
             devices: Vec::new(),
             restorer_copy: None,
+            restorer_copy_paid: false,
             recorded: Vec::new(),
             replays: if world.rng.percent(REPLAY_RUNS_PERCENT) {
                 0
@@ -510,9 +514,12 @@ impl PurseRail {
                 world.event(format!("purse paid {payer_phone}->{payee_phone} {amount}"));
                 if let Some(blocked) = self.blocked_at.get(&payer).copied() {
                     // Every purse learns a block at its next sync: neither a payer nor a payee
-                    // that synced after the block lets the blocked purse pay.
+                    // that synced after the block lets the blocked purse pay. (A restorer's
+                    // file restored from before its sync has not learnt its own block: only
+                    // its payees bound it.)
                     let payee_knew = self.devices[payee].synced_step > blocked;
-                    let payer_knew = self.devices[payer].synced_step > blocked;
+                    let payer_knew = self.devices[payer].synced_step > blocked
+                        && self.devices[payer].role == Role::Honest;
                     world.check(
                         "purse_blocked_payer_refused_after_sync",
                         !payee_knew && !payer_knew,
@@ -700,7 +707,7 @@ impl PurseRail {
                 world.counters.attacks += 1;
                 self.restorer_copy = Some(self.devices[restorer].purse.encode_state());
                 world.event("purse restorer copies its file");
-                self.restorer_pays(world, restorer);
+                self.restorer_copy_paid = self.restorer_pays(world, restorer);
             }
             Some(copy) => {
                 world.counters.attacks += 1;
@@ -710,7 +717,11 @@ impl PurseRail {
                 };
                 self.devices[restorer].purse = restored;
                 world.event("purse restorer restores its file");
-                let mut paid = self.restorer_pays(world, restorer);
+                let paid = self.restorer_pays(world, restorer);
+                // The same value spent twice: by the file after the copy and by the restored
+                // copy, or twice by the restored copy. (A copy that pays when the file paid
+                // nothing after it — its first payment refused, say — spends nothing twice.)
+                let mut spent_twice = paid && self.restorer_copy_paid;
                 if paid && world.rng.percent(40) {
                     // Draining one payee: restore before every payment, never sync.
                     for _ in 1..DRAIN_PAYMENTS_MAX {
@@ -718,11 +729,10 @@ impl PurseRail {
                             break;
                         };
                         self.devices[restorer].purse = restored;
-                        self.restorer_copy_payee_drain(world, restorer);
+                        spent_twice |= self.restorer_copy_payee_drain(world, restorer);
                     }
-                    paid = true;
                 }
-                if paid {
+                if spent_twice {
                     world.expect_flag(
                         Rail::Purse,
                         phone(RESTORER).to_string(),
@@ -767,10 +777,10 @@ impl PurseRail {
     }
 
     /// One payment of a draining restorer: the whole small-payment limit (or its balance) to
-    /// the payee it paid last.
-    fn restorer_copy_payee_drain(&mut self, world: &mut World, restorer: usize) {
+    /// the payee it paid last. True when it paid.
+    fn restorer_copy_payee_drain(&mut self, world: &mut World, restorer: usize) -> bool {
         let Some(payee) = self.restorer_payee else {
-            return;
+            return false;
         };
         let amount = self.devices[restorer]
             .purse
@@ -778,11 +788,12 @@ impl PurseRail {
             .minor()
             .min(RESTORER_PAYMENT_MINOR_MAX);
         if amount == 0 {
-            return;
+            return false;
         }
-        if let Ok(amount) = Amount::from_minor(amount, self.currency) {
-            self.pay(world, restorer, payee, amount);
-        }
+        Amount::from_minor(amount, self.currency)
+            .ok()
+            .and_then(|amount| self.pay(world, restorer, payee, amount))
+            .is_some()
     }
 
     /// The replaying payee re-requests from a payer that paid it until its purse draws the
