@@ -604,10 +604,13 @@ impl WalletRail {
             .is_some_and(|view| view.summary.blocked_at_ms.is_some())
     }
 
-    /// The operator blocks the cheat's wallet (a report of a stolen phone, or the case the
-    /// office opened): from then on it is never renewed (`wallet_blocked_never_renewed`) and its
-    /// peers learn the block at their next sync.
+    /// The operator blocks the cheat's wallet once it has restored its log (a victim's report,
+    /// or the case the office opened): from then on it is never renewed
+    /// (`wallet_blocked_never_renewed`) and its peers learn the block at their next sync.
     fn operator_block(&mut self, world: &mut World) {
+        if !self.restored {
+            return;
+        }
         let index = self.cheat();
         let id = self.devices[index].id;
         let office = &self.office;
