@@ -566,8 +566,7 @@ impl SmsRail {
     fn per_payment_at(&self, holder: usize, at: u64) -> Option<u64> {
         self.limit_changes
             .iter()
-            .filter(|(who, when, _)| *who == holder && *when <= at)
-            .next_back()
+            .rfind(|(who, when, _)| *who == holder && *when <= at)
             .and_then(|(_, _, limit)| *limit)
     }
 

@@ -475,7 +475,9 @@ impl WalletRail {
     pub fn step(&mut self, world: &mut World) {
         self.sync_clock(world);
         match world.rng.below(100) {
-            0..=44 => self.sale(world),
+            0..=40 => self.sale(world),
+            41..=43 => self.clock(world),
+            44 => self.operator_block(world),
             45..=69 => {
                 let index = world.rng.index(self.devices.len());
                 let lose = world.rng.percent(10);
@@ -488,8 +490,6 @@ impl WalletRail {
             }
             75..=86 => self.cheat_step(world),
             87..=93 => self.interceptor(world),
-            94..=96 => self.clock(world),
-            97 => self.operator_block(world),
             _ => {
                 world.counters.faults += 1;
                 self.office = Office::new(self.office_keys.clone(), VALIDITY_MS);
