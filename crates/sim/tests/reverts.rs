@@ -343,7 +343,7 @@ fn wallet_block_before_renewal_reverted_is_found_by_a_known_seed() {
     fails(
         Revert::Wallet(offpay_wallet::reverts::BLOCK_BEFORE_RENEWAL),
         WALLET,
-        1,
+        0,
         "wallet_blocked_never_renewed",
     );
 }
