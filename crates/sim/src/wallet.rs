@@ -107,6 +107,8 @@ pub struct WalletRail {
     restored: bool,
     now_ms: u64,
     charged_minor: u64,
+    /// Whether wallet clocks drift and jump and the operator blocks the cheat.
+    clocks_and_blocks: bool,
 }
 
 impl std::fmt::Debug for WalletRail {
@@ -119,7 +121,9 @@ impl std::fmt::Debug for WalletRail {
 
 impl WalletRail {
     /// Issues the wallets (honest ones and a cheat) and charges them.
-    pub fn new(world: &mut World) -> WalletRail {
+    /// `clocks_and_blocks`: wallet device clocks drift and jump, and the operator blocks the
+    /// cheat once it restored its log.
+    pub fn new(world: &mut World, clocks_and_blocks: bool) -> WalletRail {
         let mut rng = world.rng.fork();
         let office_keys = OfficeKeys::generate(&mut rng);
         let entropy = crate::rng::operator_entropy(&mut world.rng);
@@ -136,6 +140,7 @@ impl WalletRail {
             restored: false,
             now_ms: world.now.0,
             charged_minor: 0,
+            clocks_and_blocks,
         };
         for index in 0..=HONEST_WALLETS {
             let role = if index == HONEST_WALLETS {
@@ -475,9 +480,9 @@ impl WalletRail {
     pub fn step(&mut self, world: &mut World) {
         self.sync_clock(world);
         match world.rng.below(100) {
-            0..=40 => self.sale(world),
-            41..=43 => self.clock(world),
-            44 => self.operator_block(world),
+            41..=43 if self.clocks_and_blocks => self.clock(world),
+            44 if self.clocks_and_blocks => self.operator_block(world),
+            0..=44 => self.sale(world),
             45..=69 => {
                 let index = world.rng.index(self.devices.len());
                 let lose = world.rng.percent(10);

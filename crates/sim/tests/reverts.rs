@@ -93,13 +93,17 @@ fn report_scan(name: &str, revert: Revert, rails: Rails) {
 }
 
 fn fails(revert: Revert, rails: Rails, seed: u64, invariant: &str) {
-    let clean = run_seed(seed, &options(rails));
+    fails_with(revert, &options(rails), seed, invariant);
+}
+
+fn fails_with(revert: Revert, options: &Options, seed: u64, invariant: &str) {
+    let clean = run_seed(seed, options);
     assert!(
         clean.violation.is_none(),
         "seed {seed} fails even with every fix: {:?}",
         clean.violation
     );
-    let report = with_reverted(revert, || run_seed(seed, &options(rails)));
+    let report = with_reverted(revert, || run_seed(seed, options));
     let violation = report
         .violation
         .unwrap_or_else(|| panic!("seed {seed} holds with {revert:?} reverted"));
@@ -198,9 +202,15 @@ fn scan_wallet_buyer_commit_posts_over_void() {
 
 #[test]
 fn wallet_buyer_commit_posts_over_void_reverted_is_found_by_a_known_seed() {
-    fails(
+    // Since wallet clocks and the operator's block of the cheat were added, no seed in 0–1499
+    // reaches the scenario (a sale pending in the cheat's copied log, committed, voided by the
+    // restored log's first upload); seed 208 replays it with those two actors off.
+    fails_with(
         Revert::Wallet(offpay_wallet::reverts::BUYER_COMMIT_POSTS_OVER_VOID),
-        WALLET,
+        &Options {
+            wallet_clocks_and_blocks: false,
+            ..options(WALLET)
+        },
         208,
         "honest_wallet_ledger_agrees",
     );
