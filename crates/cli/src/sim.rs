@@ -100,6 +100,7 @@ pub fn run(args: SimArgs) -> ExitCode {
         steps: args.steps,
         rails,
         keep_events: true,
+        ..Options::default()
     };
     let (start, count) = match (args.seed, args.seeds) {
         (Some(seed), _) => (seed, 1),

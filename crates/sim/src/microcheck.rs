@@ -5,8 +5,11 @@
 //!
 //! Adversaries: a merchant that deposits microchecks twice, replays a nonce under another
 //! microcheck and inflates amounts; a thief with a payer's lost device, buying after the loss is
-//! reported. Faults: machine clocks that drift ahead (within the tolerance), late deposits,
-//! operator restarts. Operator actions: registrations, funding, lost-device reports.
+//! reported; a payer asking the PA online for transaction credentials it may not have (a class
+//! outside its voucher, the adult class, more than its funds less what earlier ones hold, more
+//! than the strategy's daily count). Faults: machine clocks that drift ahead (within the
+//! tolerance), late deposits, operator restarts. Operator actions: registrations, funding,
+//! lost-device reports, blocking and unblocking the asking payer.
 
 use offpay_keynote::PrivateKey;
 use offpay_ledger::{Batch, LedgerStore, Refusal, Transfer, TransferId, TransferKind};
@@ -45,8 +48,24 @@ pub const CREDENTIAL_SECONDS: u64 = 30 * 86_400;
 /// Log entries a device keeps (for its per-merchant day counts).
 pub const LOG_MAX: usize = 256;
 
+/// What the online asker's account is funded with, minor units.
+pub const ASKER_FUNDING_MINOR: u64 = 20_000;
+/// Most one online credential the asker asks for is worth, minor units (above the offline
+/// credential's 5.00, within the strategy's online limit).
+pub const ASK_MINOR_MAX: u64 = 2_500;
+/// Online credentials the asker asks for in one go.
+pub const ASKS_PER_ATTACK_MAX: u64 = 12;
+/// Online credentials the run remembers for the asker (the PA holds at most
+/// `TRANSACTION_HOLDS_MAX` at once).
+pub const ASKED_KEPT_MAX: usize = 256;
+
 const CURRENCY: Currency = Currency::KES;
 const CHEAT_MERCHANT: &str = "vm-cheat";
+const ASKER: &str = "asker";
+/// The one class on the asker's voucher.
+const ASKER_CLASS: &str = "drink";
+/// Classes the asker asks for.
+const ASKED_CLASSES: [&str; 3] = ["drink", "food", offpay_microcheck::offer::ADULT_CLASS];
 
 fn seconds(world: &World) -> UnixSeconds {
     UnixSeconds(world.now.0 / 1000)
@@ -109,6 +128,11 @@ pub struct MicrocheckRail {
     payers: Vec<Payer>,
     machines: Vec<Vending>,
     nonces: u64,
+    /// Online credentials the PA issued to the asker: (UTC date, amount in minor units, hold
+    /// until).
+    issued_online: Vec<(String, u64, u64)>,
+    /// Whether the operator has blocked the asker.
+    asker_blocked: bool,
 }
 
 impl std::fmt::Debug for MicrocheckRail {
@@ -139,6 +163,8 @@ impl MicrocheckRail {
             payers: Vec::new(),
             machines: Vec::new(),
             nonces: 0,
+            issued_online: Vec::new(),
+            asker_blocked: false,
         };
         for index in 0..=MACHINES {
             let (id, role) = if index == MACHINES {
@@ -165,6 +191,16 @@ impl MicrocheckRail {
                 reported_at: None,
             });
         }
+        // The online asker: a drink-only voucher, not an adult, a small balance.
+        let key = PrivateKey::ed25519_from_seed(&world.rng.bytes32());
+        rail.register_payer_as(
+            world,
+            ASKER,
+            &key,
+            Some(vec![ASKER_CLASS.to_owned()]),
+            ASKER_FUNDING_MINOR,
+        );
+        world.party(Rail::Microcheck, ASKER, Role::Adversary);
         rail
     }
 
@@ -243,11 +279,33 @@ impl MicrocheckRail {
     }
 
     fn register_payer(&mut self, world: &mut World, name: &str, key: &PrivateKey) {
+        self.register_payer_with(world, name, key, None);
+    }
+
+    fn register_payer_as(
+        &mut self,
+        world: &mut World,
+        name: &str,
+        key: &PrivateKey,
+        classes: Option<Vec<String>>,
+        funding_minor: u64,
+    ) {
+        self.register_payer_with(world, name, key, classes);
+        self.fund_with(world, name, funding_minor);
+    }
+
+    fn register_payer_with(
+        &mut self,
+        world: &mut World,
+        name: &str,
+        key: &PrivateKey,
+        classes: Option<Vec<String>>,
+    ) {
         let request = RegisterPayer {
             name: name.to_owned(),
             key: records::key_identifier(&key.principal()),
             adult: false,
-            classes: None,
+            classes,
         };
         let strategy = &self.strategy;
         let now = seconds(world);
@@ -271,11 +329,15 @@ impl MicrocheckRail {
     }
 
     fn fund(&mut self, world: &mut World, name: &str) {
+        self.fund_with(world, name, FUNDING_MINOR);
+    }
+
+    fn fund_with(&mut self, world: &mut World, name: &str, minor: u64) {
         let (Some(float), Ok(account), Ok(id), Ok(amount)) = (
             operator_account_id(OPERATOR_FLOAT, CURRENCY, CURRENCY),
             records::payer_account(name),
             TransferId::new(format!("sim-fund:{name}")),
-            Amount::from_minor(FUNDING_MINOR, CURRENCY),
+            Amount::from_minor(minor, CURRENCY),
         ) else {
             return;
         };
@@ -329,12 +391,13 @@ impl MicrocheckRail {
             }
             70..=74 => self.drift(world),
             75..=79 => self.report_lost(world),
-            80..=87 => {
+            80..=84 => {
                 let payer = world.rng.index(self.payers.len());
                 let machine = world.rng.index(MACHINES);
                 self.buy(world, payer, machine, true);
             }
-            88..=95 => self.cheat_deposit(world),
+            85..=89 => self.online_asker(world),
+            90..=95 => self.cheat_deposit(world),
             _ => {
                 world.counters.faults += 1;
                 self.pa = pa::Pa::new(
@@ -345,6 +408,143 @@ impl MicrocheckRail {
                 world.check_acknowledged();
             }
         }
+    }
+
+    /// The online asker: the operator may first block or unblock it; then it asks the PA for
+    /// transaction credentials (`Pa::transaction`, as the server's route does) for offers of
+    /// any class and of amounts up to its whole balance, several in a row. Every credential the
+    /// PA issues must keep the rules of the online strategy (protocol §5.2): the payer's classes
+    /// and no adult class without adulthood, its funds less what earlier credentials hold, at
+    /// most the strategy's count in a UTC day, nothing to a blocked payer.
+    fn online_asker(&mut self, world: &mut World) {
+        if world.rng.percent(20) {
+            self.block_asker(world, !self.asker_blocked);
+        }
+        world.counters.attacks += 1;
+        let asks = world.rng.between(1, ASKS_PER_ATTACK_MAX);
+        for _ in 0..asks {
+            self.ask_online(world);
+        }
+    }
+
+    fn block_asker(&mut self, world: &mut World, blocked: bool) {
+        let now = seconds(world);
+        let request = pa::BlockRequest {
+            reason: Some("simulated customer care".into()),
+        };
+        let result = world.run(
+            |store, _| Loaded::<PayerRecord>::read(store, &records::payer_key(ASKER)),
+            |payer, _| {
+                pa::set_blocked(&payer, blocked, &request, now)
+                    .map(|(effects, _)| offpay_operator::Decision::commit(effects, ()))
+            },
+        );
+        world.counters.operations += 1;
+        world.event(format!(
+            "microcheck operator blocks {ASKER}: {blocked} {result:?}"
+        ));
+        match result {
+            Ok(()) => self.asker_blocked = blocked,
+            Err(error) => world.fail("microcheck_operator", format!("block: {error}")),
+        }
+    }
+
+    fn ask_online(&mut self, world: &mut World) {
+        let now = seconds(world);
+        let class = ASKED_CLASSES[world.rng.index(ASKED_CLASSES.len())];
+        let minor = world.rng.between(501, ASK_MINOR_MAX);
+        let Ok(amount) = Amount::from_minor(minor, CURRENCY) else {
+            return;
+        };
+        let mut nonce = [0u8; 16];
+        world.rng.fill(&mut nonce);
+        let offer = offpay_microcheck::offer::Offer {
+            merchant: self.machines[0].id.clone(),
+            currency: CURRENCY.code().to_owned(),
+            product: "Radio".into(),
+            product_class: class.to_owned(),
+            date: now.date(),
+            timestamp: now.stamp(),
+            amount: amount.decimal().to_string(),
+            app_domain: self.strategy.app_domain.clone(),
+            nonce: hex::encode(nonce),
+        };
+        let body = serde_json::json!({ "offer": offer });
+        let pa = &self.pa;
+        let strategy = &self.strategy;
+        let result = world.run(
+            |store, _| pa::load_transaction(store, ASKER),
+            |state, _| {
+                let Some(state) = state else {
+                    return Err(offpay_microcheck::operator::OperatorError::NotFound {
+                        what: "payer",
+                        id: ASKER.to_owned(),
+                    });
+                };
+                pa.transaction(&state, strategy, &body, now)
+                    .map(|(effects, _, _)| offpay_operator::Decision::commit(effects, ()))
+            },
+        );
+        world.counters.operations += 1;
+        world.event(format!(
+            "microcheck online {ASKER} {class} {amount}: {}",
+            match &result {
+                Ok(()) => "issued".to_owned(),
+                Err(error) => format!("refused: {error}"),
+            }
+        ));
+        if result.is_err() {
+            return;
+        }
+        let today = now.date();
+        let until = now
+            .plus(strategy.transaction_validity_seconds)
+            .plus(offpay_microcheck::limits::TRANSACTION_HOLD_SECONDS)
+            .0;
+        if self.issued_online.len() >= ASKED_KEPT_MAX {
+            self.issued_online.remove(0);
+        }
+        self.issued_online.push((today.clone(), minor, until));
+        world.check(
+            "microcheck_online_nothing_to_a_blocked_payer",
+            !self.asker_blocked,
+            || format!("{ASKER} is blocked and got an online credential"),
+        );
+        world.check(
+            "microcheck_online_within_classes",
+            class == ASKER_CLASS,
+            || format!("{ASKER} (voucher: {ASKER_CLASS}, not an adult) got one for {class}"),
+        );
+        let today_count = self
+            .issued_online
+            .iter()
+            .filter(|(date, _, _)| *date == today)
+            .count();
+        let day_max = strategy.transaction_day_max as usize;
+        world.check(
+            "microcheck_online_within_day_max",
+            today_count <= day_max,
+            || {
+                format!(
+                    "{ASKER} got {today_count} online credentials on {today}; at most {day_max}"
+                )
+            },
+        );
+        // None of them is ever deposited: each holds its amount until it lapses.
+        let held: u64 = self
+            .issued_online
+            .iter()
+            .filter(|(_, _, until)| *until > now.0)
+            .map(|(_, minor, _)| minor)
+            .sum();
+        let funds = records::payer_account(ASKER)
+            .map(|account| world.balance(&account))
+            .unwrap_or(0);
+        world.check(
+            "microcheck_online_covered_by_funds",
+            i128::from(held) <= i128::from(funds),
+            || format!("{ASKER} holds {held} in online credentials on a balance of {funds}"),
+        );
     }
 
     /// A purchase: select, check the offer, pay, the machine decides. `thief`: with the payer's

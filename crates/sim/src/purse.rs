@@ -5,17 +5,20 @@
 //! Adversaries: a payer who copies and restores its purse file to spend twice, paying honest
 //! payees and its accomplice (colluding payer and payee); a payee who re-requests until its
 //! purse draws a recorded N_B again and replays the recorded Code 2; a third party typing wrong
-//! Code 2s against a merchant. Faults: lost sync answers, replayed
-//! uploads, device crashes (the purse reopened from what it last wrote), drifting and jumping
-//! device clocks, operator restarts; operator actions: floats and scheme-key rotations.
+//! Code 2s against a merchant; a payer and payee that stay offline past their validity and two
+//! scheme-key rotations and then set their phone clocks back to pay (issue 17, attack 4); a
+//! database insider who edits the operator's records (shadow accounts, the book header).
+//! Faults: lost sync answers, replayed uploads, device crashes (the purse reopened from what it
+//! last wrote), drifting and jumping device clocks, operator restarts; operator actions: floats,
+//! scheme-key rotations, blocks and unblocks, limit changes.
 
-use offpay_ledger::Timestamp as LedgerTimestamp;
+use offpay_ledger::{LedgerStore, Timestamp as LedgerTimestamp};
 use offpay_money::{Amount, Currency};
 use offpay_purse::book::{self, PurseChange, PurseOperator};
 use offpay_purse::crypto::MasterKey;
 use offpay_purse::{
-    Code, Command, OperatorId, OperatorSecrets, Outcome, Phone, Pin, Provisioning, Purse,
-    PurseKind, Timestamp,
+    Code, Command, OfflineLimits, OperatorId, OperatorSecrets, Outcome, Phone, Pin, Provisioning,
+    Purse, PurseKind, Timestamp,
 };
 
 use crate::world::{Rail, Role, World};
@@ -53,6 +56,34 @@ const AGENT: &str = "+254711000000";
 const RESTORER: &str = "+254722000001";
 const REPLAYER: &str = "+254722000002";
 const WRONG_CODER: &str = "+254722000003";
+const CLOCK_BACK_PAYER: &str = "+254722000004";
+const CLOCK_BACK_PAYEE: &str = "+254722000005";
+const INSIDER_ACCOMPLICE: &str = "+254722000006";
+
+/// Days the clock-back pair waits at a time (the run's clock jumps, the operator makes its
+/// routine rotation): one more than the default validity, so a rotation is never too soon.
+pub const CLOCK_BACK_WAIT_DAYS: u64 = 31;
+/// Waits the clock-back pair makes before it gives up (two rotations retire its keys).
+pub const CLOCK_BACK_WAITS_MAX: u32 = 4;
+/// Shortest and longest validity the operator gives in a limit change, in days (never more than
+/// the default, so that [`CLOCK_BACK_WAIT_DAYS`] stays past the rotation guard).
+pub const LIMIT_VALIDITY_DAYS: (u64, u64) = (7, 30);
+/// Percent of honest purses that sync during each month the clock-back pair waits (the others
+/// stay offline: a phone switched off, a holder away).
+pub const WAIT_SYNC_PERCENT: u64 = 80;
+/// The open finding of an honest purse flagged `payment_with_retired_key` at a sync after its
+/// validity ended, for payments it made within it (docs/SIMULATOR.md).
+pub const RETIRED_KEY_LATE_SYNC_FINDING: &str = "purse_retired_key_flags_an_honest_late_sync";
+/// Flag kinds that would name a database insider's edit.
+pub const INSIDER_CAUGHT_KINDS: &[&str] =
+    &["unexpected_credit", "balance_mismatch", "record_tampered"];
+/// Percent of runs with a database insider.
+pub const INSIDER_RUNS_PERCENT: u64 = 50;
+/// The operator credit id a database insider gives a credit it queues (far above any the
+/// operator assigns in a run).
+pub const INSIDER_CREDIT_ID: u64 = 9_000_000;
+/// What a database insider's forged credit is worth, in minor units.
+pub const INSIDER_CREDIT_MINOR: u64 = 200_000;
 
 /// One purse of the run.
 struct Device {
@@ -65,6 +96,22 @@ struct Device {
     label: &'static str,
     /// What this (honest) payee took from each adversary since its last sync, minor units.
     taken_from_adversaries: std::collections::BTreeMap<String, u64>,
+    /// Stays offline and does nothing (the clock-back pair before its attack).
+    dormant: bool,
+    /// The step at which the purse last applied a sync answer.
+    synced_step: u64,
+}
+
+/// What a database insider changed in the operator's records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum InsiderEdit {
+    /// Queued an operator credit with no posting on an accomplice's shadow account.
+    ForgedCredit,
+    /// Unblocked its accomplice (which the operator had blocked) in its shadow account and the
+    /// book header.
+    Unblock,
+    /// Raised an accomplice's offline limits in its shadow account.
+    RaisedLimits,
 }
 
 /// A recorded payment a replaying payee keeps.
@@ -82,6 +129,9 @@ pub struct PurseRail {
     devices: Vec<Device>,
     /// A copy of the restorer's purse file, taken before it paid.
     restorer_copy: Option<Vec<u8>>,
+    /// Whether the restorer's file paid after the copy was taken (the restored copy then
+    /// spends the same value again).
+    restorer_copy_paid: bool,
     /// Payments the replaying payee recorded.
     recorded: Vec<Recorded>,
     replays: u32,
@@ -90,6 +140,17 @@ pub struct PurseRail {
     currency: Currency,
     /// The honest payee the restorer paid last.
     restorer_payee: Option<usize>,
+    /// The operator's clock (seconds) when the fleet was provisioned.
+    setup_seconds: u64,
+    /// Times the clock-back pair waited, and whether it attacked.
+    clock_back_waits: u32,
+    clock_back_done: bool,
+    /// Purses the operator blocked, with the step of the block.
+    blocked_at: std::collections::BTreeMap<usize, u64>,
+    /// Whether this run has a database insider, and what it did: how many flags named its
+    /// accomplice before, and the accomplice's balance before and after the sync that followed.
+    insider: bool,
+    insider_edit: Option<(InsiderEdit, usize, u64, u64)>,
 }
 
 impl std::fmt::Debug for PurseRail {
@@ -123,6 +184,7 @@ impl PurseRail {
             master,
             devices: Vec::new(),
             restorer_copy: None,
+            restorer_copy_paid: false,
             recorded: Vec::new(),
             replays: if world.rng.percent(REPLAY_RUNS_PERCENT) {
                 0
@@ -132,6 +194,12 @@ impl PurseRail {
             replayer_paid_minor: 0,
             currency,
             restorer_payee: None,
+            setup_seconds: seconds(world.now),
+            clock_back_waits: 0,
+            clock_back_done: false,
+            blocked_at: std::collections::BTreeMap::new(),
+            insider: false,
+            insider_edit: None,
         };
         rail.provision(world, AGENT, PurseKind::Agent, Role::Honest, "agent");
         let customers = 3 + world.rng.index(CUSTOMERS_MAX - 2);
@@ -166,6 +234,27 @@ impl PurseRail {
             Role::Adversary,
             "wrong-coder",
         );
+        rail.provision(
+            world,
+            CLOCK_BACK_PAYER,
+            PurseKind::Customer,
+            Role::Adversary,
+            "clock-back",
+        );
+        rail.provision(
+            world,
+            CLOCK_BACK_PAYEE,
+            PurseKind::Customer,
+            Role::Adversary,
+            "clock-back-payee",
+        );
+        rail.provision(
+            world,
+            INSIDER_ACCOMPLICE,
+            PurseKind::Customer,
+            Role::Adversary,
+            "insider-accomplice",
+        );
         let float = Amount::from_minor(5_000_000, currency).unwrap_or_else(|_| panic!("float"));
         rail.float(world, 0, float);
         for index in 0..rail.devices.len() {
@@ -179,6 +268,15 @@ impl PurseRail {
                 rail.pay(world, 0, restorer, bought);
             }
         }
+        // So does the clock-back payer; then the pair goes offline.
+        let clock_back = rail.index_of(CLOCK_BACK_PAYER);
+        if let Ok(bought) = Amount::from_minor(RESTORER_PAYMENT_MINOR_MAX, currency) {
+            rail.pay(world, 0, clock_back, bought);
+        }
+        rail.devices[clock_back].dormant = true;
+        let clock_back_payee = rail.index_of(CLOCK_BACK_PAYEE);
+        rail.devices[clock_back_payee].dormant = true;
+        rail.insider = world.rng.percent(INSIDER_RUNS_PERCENT);
         rail
     }
 
@@ -224,6 +322,8 @@ impl PurseRail {
             skew_seconds: 0,
             label,
             taken_from_adversaries: std::collections::BTreeMap::new(),
+            dormant: false,
+            synced_step: world.step,
         });
     }
 
@@ -271,7 +371,21 @@ impl PurseRail {
         };
         let phone = self.devices[index].purse.identity().phone;
         world.counters.operations += 1;
+        // An honest purse whose validity ended before this sync (it paid within it, then stayed
+        // offline): a `payment_with_retired_key` flag on it is the open finding below.
+        let expired = self.devices[index].role == Role::Honest
+            && self.devices[index].purse.limits().valid_until.0 < seconds(world.now);
         let answer = self.upload(world, phone, &upload);
+        if expired {
+            let prefix = format!("purse:payment_with_retired_key:{phone}:");
+            for (key, _) in world.flags() {
+                if key.starts_with(&prefix) && !world.excused_flags.contains_key(&key) {
+                    world
+                        .excused_flags
+                        .insert(key, RETIRED_KEY_LATE_SYNC_FINDING);
+                }
+            }
+        }
         let Some(answer) = answer else { return false };
         if lose_answer {
             world.counters.faults += 1;
@@ -290,6 +404,7 @@ impl PurseRail {
         match applied {
             Ok(Outcome::SyncApplied(report)) => {
                 self.devices[index].taken_from_adversaries.clear();
+                self.devices[index].synced_step = world.step;
                 world.event(format!(
                     "purse sync {phone} seq {} blocked {} credits {}",
                     report.sequence,
@@ -397,6 +512,26 @@ impl PurseRail {
         {
             Ok(Outcome::Received { .. }) => {
                 world.event(format!("purse paid {payer_phone}->{payee_phone} {amount}"));
+                if let Some(blocked) = self.blocked_at.get(&payer).copied() {
+                    // Every purse learns a block at its next sync: neither a payer nor a payee
+                    // that synced after the block lets the blocked purse pay. (A restorer's
+                    // file restored from before its sync has not learnt its own block: only
+                    // its payees bound it.)
+                    let payee_knew = self.devices[payee].synced_step > blocked;
+                    let payer_knew = self.devices[payer].synced_step > blocked
+                        && self.devices[payer].role == Role::Honest;
+                    world.check(
+                        "purse_blocked_payer_refused_after_sync",
+                        !payee_knew && !payer_knew,
+                        || {
+                            format!(
+                                "{payer_phone}, blocked at step {blocked}, paid {payee_phone} \
+                                 (payer synced at {}, payee at {})",
+                                self.devices[payer].synced_step, self.devices[payee].synced_step
+                            )
+                        },
+                    );
+                }
                 if self.devices[payer].role == Role::Adversary
                     && self.devices[payee].role == Role::Honest
                 {
@@ -443,7 +578,9 @@ impl PurseRail {
             40..=64 => {
                 let index = world.rng.index(self.devices.len());
                 let lose = world.rng.percent(10);
-                self.sync(world, index, lose);
+                if !self.devices[index].dormant {
+                    self.sync(world, index, lose);
+                }
             }
             65..=67 => {
                 let amount =
@@ -455,8 +592,11 @@ impl PurseRail {
             70..=73 => self.crash(world),
             74..=79 => self.drift(world),
             80..=86 => self.restore_attack(world),
-            87..=92 => self.replay_attack(world),
-            _ => self.wrong_codes(world),
+            87..=90 => self.replay_attack(world),
+            91..=93 => self.wrong_codes(world),
+            94..=96 => self.clock_back_attack(world),
+            97..=98 => self.operator_action(world),
+            _ => self.insider_edit(world),
         }
     }
 
@@ -469,6 +609,9 @@ impl PurseRail {
         let mut payee = world.rng.index(self.devices.len());
         if payee == payer {
             payee = (payee + 1) % self.devices.len();
+        }
+        if self.devices[payee].dormant {
+            return;
         }
         let balance = self.devices[payer].purse.balance().minor();
         if balance == 0 {
@@ -564,7 +707,7 @@ impl PurseRail {
                 world.counters.attacks += 1;
                 self.restorer_copy = Some(self.devices[restorer].purse.encode_state());
                 world.event("purse restorer copies its file");
-                self.restorer_pays(world, restorer);
+                self.restorer_copy_paid = self.restorer_pays(world, restorer);
             }
             Some(copy) => {
                 world.counters.attacks += 1;
@@ -574,7 +717,11 @@ impl PurseRail {
                 };
                 self.devices[restorer].purse = restored;
                 world.event("purse restorer restores its file");
-                let mut paid = self.restorer_pays(world, restorer);
+                let paid = self.restorer_pays(world, restorer);
+                // The same value spent twice: by the file after the copy and by the restored
+                // copy, or twice by the restored copy. (A copy that pays when the file paid
+                // nothing after it — its first payment refused, say — spends nothing twice.)
+                let mut spent_twice = paid && self.restorer_copy_paid;
                 if paid && world.rng.percent(40) {
                     // Draining one payee: restore before every payment, never sync.
                     for _ in 1..DRAIN_PAYMENTS_MAX {
@@ -582,11 +729,10 @@ impl PurseRail {
                             break;
                         };
                         self.devices[restorer].purse = restored;
-                        self.restorer_copy_payee_drain(world, restorer);
+                        spent_twice |= self.restorer_copy_payee_drain(world, restorer);
                     }
-                    paid = true;
                 }
-                if paid {
+                if spent_twice {
                     world.expect_flag(
                         Rail::Purse,
                         phone(RESTORER).to_string(),
@@ -631,10 +777,10 @@ impl PurseRail {
     }
 
     /// One payment of a draining restorer: the whole small-payment limit (or its balance) to
-    /// the payee it paid last.
-    fn restorer_copy_payee_drain(&mut self, world: &mut World, restorer: usize) {
+    /// the payee it paid last. True when it paid.
+    fn restorer_copy_payee_drain(&mut self, world: &mut World, restorer: usize) -> bool {
         let Some(payee) = self.restorer_payee else {
-            return;
+            return false;
         };
         let amount = self.devices[restorer]
             .purse
@@ -642,11 +788,12 @@ impl PurseRail {
             .minor()
             .min(RESTORER_PAYMENT_MINOR_MAX);
         if amount == 0 {
-            return;
+            return false;
         }
-        if let Ok(amount) = Amount::from_minor(amount, self.currency) {
-            self.pay(world, restorer, payee, amount);
-        }
+        Amount::from_minor(amount, self.currency)
+            .ok()
+            .and_then(|amount| self.pay(world, restorer, payee, amount))
+            .is_some()
     }
 
     /// The replaying payee re-requests from a payer that paid it until its purse draws the
@@ -765,6 +912,227 @@ impl PurseRail {
         world.event(format!("purse wrong codes at {merchant}: {wrong}"));
     }
 
+    /// The clock-back pair (issue 17, attack 4): a payer and its accomplice stay offline while
+    /// months pass and the operator rotates the scheme key twice; then both set their phone
+    /// clocks back to just after their last sync, within the validity their purses last saw,
+    /// and the payer pays the accomplice with a scheme key two rotations old. The purses never
+    /// went back on a time they saw (they did nothing meanwhile), so only the operator's epoch
+    /// check can tell: it must flag and block the payer (`payment_with_retired_key`).
+    fn clock_back_attack(&mut self, world: &mut World) {
+        if self.clock_back_done || self.clock_back_waits >= CLOCK_BACK_WAITS_MAX {
+            return;
+        }
+        let payer = self.index_of(CLOCK_BACK_PAYER);
+        let payee = self.index_of(CLOCK_BACK_PAYEE);
+        let held = self.devices[payee]
+            .purse
+            .scheme_epochs()
+            .into_iter()
+            .min()
+            .unwrap_or(0);
+        let Some(generation) = book_u64(world, "generation_epoch") else {
+            world.fail("purse_operator", "the book header does not read");
+            return;
+        };
+        if u64::from(held).saturating_add(1) >= generation {
+            // The pair waits: a month passes, most honest purses sync meanwhile, and the
+            // operator makes its routine rotation.
+            self.clock_back_waits += 1;
+            world.counters.faults += 1;
+            world.advance_ms(CLOCK_BACK_WAIT_DAYS * 43_200_000);
+            for index in 0..self.devices.len() {
+                if self.devices[index].role == Role::Honest && world.rng.percent(WAIT_SYNC_PERCENT)
+                {
+                    self.sync(world, index, false);
+                }
+            }
+            world.advance_ms(CLOCK_BACK_WAIT_DAYS * 43_200_000);
+            world.event(format!(
+                "purse clock-back pair waits {CLOCK_BACK_WAIT_DAYS} days (holds epoch {held}, generation {generation})"
+            ));
+            self.rotate(world);
+            return;
+        }
+        self.clock_back_done = true;
+        world.counters.attacks += 1;
+        let back = self.setup_seconds as i64 + 3600 - seconds(world.now) as i64;
+        self.devices[payer].skew_seconds = back;
+        self.devices[payee].skew_seconds = back;
+        let balance = self.devices[payer].purse.balance().minor();
+        if balance == 0 {
+            return;
+        }
+        let amount = world
+            .rng
+            .between(1, balance.min(RESTORER_PAYMENT_MINOR_MAX));
+        let Ok(amount) = Amount::from_minor(amount, self.currency) else {
+            return;
+        };
+        let paid = self.pay(world, payer, payee, amount).is_some();
+        world.event(format!(
+            "purse clock-back payment under epoch {held} (generation {generation}): paid {paid}"
+        ));
+        if paid {
+            world.expect_flag(
+                Rail::Purse,
+                phone(CLOCK_BACK_PAYER).to_string(),
+                &["payment_with_retired_key"],
+                "paid past its validity with its clock set back (a scheme key two rotations old)",
+            );
+        }
+    }
+
+    /// The operator blocks or unblocks a purse (a lost phone, a suspected cheat, a mistake put
+    /// right), or changes a customer purse's offline limits and validity. Every purse learns a
+    /// block at its next sync (`purse_blocked_payer_refused_after_sync`); new limits keep every
+    /// purse within its bounds (`purse_within_bounds`).
+    fn operator_action(&mut self, world: &mut World) {
+        let index = 1 + world.rng.index(self.devices.len() - 1);
+        if self.devices[index].dormant {
+            return;
+        }
+        let phone = self.devices[index].purse.identity().phone;
+        let change = if world.rng.percent(50) {
+            PurseChange::Blocked(!self.blocked_at.contains_key(&index))
+        } else {
+            let now = *self.devices[index].purse.limits();
+            let minor = |value: u64| Amount::from_minor(value, self.currency);
+            let single = world.rng.between(500_000, 2_000_000);
+            let spent = world.rng.between(single, 5_000_000);
+            let (Ok(single), Ok(spent)) = (minor(single), minor(spent)) else {
+                return;
+            };
+            let days = world
+                .rng
+                .between(LIMIT_VALIDITY_DAYS.0, LIMIT_VALIDITY_DAYS.1);
+            PurseChange::Limits {
+                limits: OfflineLimits {
+                    max_single_payment: single,
+                    max_spent_since_sync: spent,
+                    ..now
+                },
+                validity_seconds: days * 86_400,
+            }
+        };
+        let operator = &self.operator;
+        let result = world.run(
+            |store, _| book::load(store, &PurseOperator::purse_plan(phone)),
+            |loaded, _| operator.decide_change(&loaded, phone, &change),
+        );
+        world.counters.operations += 1;
+        world.event(format!(
+            "purse operator {phone} {change:?} -> {:?}",
+            result.is_ok()
+        ));
+        match (result, &change) {
+            (Ok(_), PurseChange::Blocked(true)) => {
+                self.blocked_at.insert(index, world.step);
+            }
+            (Ok(_), PurseChange::Blocked(false)) => {
+                self.blocked_at.remove(&index);
+            }
+            (Ok(_), _) => {}
+            (Err(error), _) => world.fail("purse_operator", format!("{change:?}: {error}")),
+        }
+    }
+
+    /// A database insider (write access to the store, no master key) edits the operator's
+    /// records once in a run, for its accomplice (a purse that does nothing else wrong): queues
+    /// an operator credit with no float behind it on the accomplice's shadow account (the
+    /// accomplice collects it and spends it at the agent), raises the accomplice's offline
+    /// limits, or unblocks it after the operator blocked it. The ledger still sums to zero; the
+    /// end of the run measures whether the edit took effect and whether anything flagged it
+    /// (docs/SIMULATOR.md, findings).
+    fn insider_edit(&mut self, world: &mut World) {
+        if !self.insider || self.insider_edit.is_some() {
+            return;
+        }
+        let edit = match world.rng.below(3) {
+            0 => InsiderEdit::ForgedCredit,
+            1 => InsiderEdit::Unblock,
+            _ => InsiderEdit::RaisedLimits,
+        };
+        let target = self.index_of(INSIDER_ACCOMPLICE);
+        let target_phone = self.devices[target].purse.identity().phone;
+        let purse_id = self.devices[target].purse.identity().purse_id;
+        let shadow_key = format!("shadow/{}", purse_id.0);
+        let Some(mut shadow) = read_record(world, &shadow_key) else {
+            world.fail("purse_operator", format!("{shadow_key} does not read"));
+            return;
+        };
+        let mut writes = Vec::new();
+        match edit {
+            InsiderEdit::ForgedCredit => {
+                if let Some(credits) = shadow
+                    .get_mut("queued_credits")
+                    .and_then(serde_json::Value::as_array_mut)
+                {
+                    credits.push(serde_json::json!({
+                        "credit_id": INSIDER_CREDIT_ID,
+                        "amount_minor": INSIDER_CREDIT_MINOR,
+                        "memo": "float",
+                    }));
+                }
+            }
+            InsiderEdit::Unblock => {
+                if shadow.get("blocked") != Some(&serde_json::Value::Bool(true)) {
+                    // The operator has not blocked the accomplice: nothing to undo yet.
+                    return;
+                }
+                shadow["blocked"] = serde_json::Value::Bool(false);
+                shadow["blocked_at_epoch"] = serde_json::Value::Null;
+                let Some(mut header) = read_record(world, "book") else {
+                    world.fail("purse_operator", "the book header does not read");
+                    return;
+                };
+                let wanted = serde_json::Value::String(target_phone.to_string());
+                if let Some(blocked) = header
+                    .get_mut("blocked")
+                    .and_then(serde_json::Value::as_array_mut)
+                {
+                    blocked.retain(|phone| *phone != wanted);
+                }
+                writes.push(("book".to_owned(), header));
+            }
+            InsiderEdit::RaisedLimits => {
+                if let Some(limits) = shadow.get_mut("limits") {
+                    let most = limits["max_balance"].clone();
+                    limits["max_spent_since_sync"] = most;
+                }
+            }
+        }
+        writes.push((shadow_key, shadow));
+        let flags_before = flags_on(world, target_phone);
+        let mut effects = offpay_operator::Effects::new();
+        for (key, value) in writes {
+            effects.write(offpay_ledger::Operation::PutRecord(
+                offpay_ledger::RecordWrite {
+                    namespace: book::NAMESPACE.into(),
+                    key,
+                    value: Some(value.to_string().into_bytes()),
+                    expected_version: None,
+                },
+            ));
+        }
+        if !matches!(world.commit(effects), Ok(true)) {
+            world.fail("purse_operator", "the insider's write did not commit");
+            return;
+        }
+        world.counters.attacks += 1;
+        world.event(format!("purse insider {edit:?} on {target_phone}"));
+        let before = self.devices[target].purse.balance().minor();
+        self.sync(world, target, false);
+        let after = self.devices[target].purse.balance().minor();
+        self.insider_edit = Some((edit, flags_before, before, after));
+        if edit == InsiderEdit::ForgedCredit && after > before {
+            // The accomplice spends what it collected at the agent.
+            let spend = (after - before).min(RESTORER_PAYMENT_MINOR_MAX);
+            if let Ok(amount) = Amount::from_minor(spend, self.currency) {
+                self.pay(world, target, 0, amount);
+            }
+        }
+    }
+
     /// The end of a run: every purse syncs (honest ones first, then the adversaries, then every
     /// purse twice so that every block is learnt and every credit matched).
     pub fn settle(&mut self, world: &mut World) {
@@ -776,6 +1144,7 @@ impl PurseRail {
                 let adversary = self.devices[index].role == Role::Adversary;
                 if (round == 1) == adversary || round >= 2 {
                     self.devices[index].skew_seconds = 0;
+                    self.devices[index].dormant = false;
                     // A restored purse's uploads under sequences the operator accepted already
                     // are refused as replays; the purse counts on and gets through.
                     for _ in 0..SETTLE_SYNCS_MAX {
@@ -821,7 +1190,89 @@ impl PurseRail {
             );
         }
         let _ = self.replayer_paid_minor;
+        // Every loss sits on an adversary's account: no honest purse's ledger account is
+        // negative.
+        for index in 0..self.devices.len() {
+            let phone = self.devices[index].purse.identity().phone;
+            let Ok(account) = book::purse_account_id(phone) else {
+                continue;
+            };
+            let ledger = world.balance(&account);
+            let role = self.devices[index].role;
+            world.check(
+                "purse_loss_on_adversary_accounts",
+                ledger >= 0 || role == Role::Adversary,
+                || format!("honest {phone}'s ledger account is at {ledger}"),
+            );
+        }
+        self.insider_check(world);
     }
+
+    /// Whether the database insider's edit took effect, and whether anything flagged its
+    /// accomplice since (which does nothing else wrong). An edit that took effect unflagged is
+    /// an open finding: the purse book's records carry no MAC, and the protocol leaves the
+    /// insider to custody and audit (short-code-purse.md §14, attacker 7).
+    fn insider_check(&mut self, world: &mut World) {
+        let Some((edit, flags_before, before, after)) = self.insider_edit else {
+            return;
+        };
+        let device = &self.devices[self.index_of(INSIDER_ACCOMPLICE)];
+        let phone = device.purse.identity().phone;
+        let took_effect = match edit {
+            // The accomplice's purse took the forged credit at the sync after the edit.
+            InsiderEdit::ForgedCredit => after >= before + INSIDER_CREDIT_MINOR,
+            InsiderEdit::Unblock => !device.purse.is_blocked(),
+            InsiderEdit::RaisedLimits => {
+                device.purse.limits().max_spent_since_sync == device.purse.limits().max_balance
+            }
+        };
+        let kinds: Vec<String> = world
+            .flags()
+            .into_iter()
+            .filter(|(_, flag)| flag.rail == book::RAIL && flag.subject == phone.to_string())
+            .map(|(_, flag)| flag.kind)
+            .collect();
+        // What would name the edit: a credit the operator never queued, a balance that does
+        // not add up, a record that is not the operator's.
+        let flagged = flags_on(world, phone) > flags_before;
+        world.event(format!(
+            "purse insider {edit:?} on {phone}: took effect {took_effect}, flags {kinds:?}"
+        ));
+        if took_effect && !flagged {
+            let name = match edit {
+                InsiderEdit::ForgedCredit => "purse_insider_forged_credit_unflagged",
+                InsiderEdit::Unblock => "purse_insider_unblock_unflagged",
+                InsiderEdit::RaisedLimits => "purse_insider_limits_unflagged",
+            };
+            world.finding(name, format!("{phone}: {edit:?}"));
+        }
+    }
+}
+
+/// A field of the book header, as a number.
+fn book_u64(world: &mut World, field: &str) -> Option<u64> {
+    read_record(world, "book")?.get(field)?.as_u64()
+}
+
+/// A record of the purse book, as JSON.
+fn read_record(world: &mut World, key: &str) -> Option<serde_json::Value> {
+    let record = world.store.record(book::NAMESPACE, key).ok().flatten()?;
+    serde_json::from_slice(&record.value).ok()
+}
+
+/// Flags of the purse rail naming `phone` that would name an insider's edit
+/// ([`INSIDER_CAUGHT_KINDS`]).
+fn flags_on(world: &mut World, phone: Phone) -> usize {
+    let subject = phone.to_string();
+    world
+        .flags()
+        .iter()
+        .filter(|(_, flag)| {
+            flag.rail == book::RAIL
+                && flag.subject == subject
+                && INSIDER_CAUGHT_KINDS.contains(&flag.kind.as_str())
+        })
+        .count()
 }
 
 fn operator(master: [u8; 32], currency: Currency) -> PurseOperator {

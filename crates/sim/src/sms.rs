@@ -5,7 +5,7 @@
 //! same or a new gateway id, rewrites amounts in payments and values in settings messages,
 //! towards its own account); a thief with a stolen envelope, sending from its own phone; a
 //! database administrator who inserts scheduled payments from honest accounts to its own.
-//! Faults: operator restarts. Operator actions: scheduler passes.
+//! Faults: operator restarts. Operator actions: scheduler passes, per-payment limit changes.
 
 use std::sync::Arc;
 
@@ -38,6 +38,8 @@ pub const PAYMENT_MAJOR_MAX: u64 = 500;
 pub const INFLATION_PER_MILLE_MAX: u64 = 1100;
 /// Largest fee of one message, in minor units (the settings' high fee, KES 25).
 pub const FEE_MINOR_MAX: u64 = 2_500;
+/// Limit changes the run remembers.
+pub const LIMIT_CHANGES_MAX: usize = 256;
 /// Ledger history read per account check.
 pub const HISTORY_MAX: usize = 512;
 
@@ -99,6 +101,8 @@ pub struct SmsRail {
     delayed: Vec<InFlight>,
     messages: u64,
     inserted: u64,
+    /// Per-payment limits the operator set: (holder, when, the limit in minor units or none).
+    limit_changes: Vec<(usize, u64, Option<u64>)>,
 }
 
 impl std::fmt::Debug for SmsRail {
@@ -160,6 +164,7 @@ impl SmsRail {
             delayed: Vec::new(),
             messages: 0,
             inserted: 0,
+            limit_changes: Vec::new(),
         };
         for index in 0..PAYERS {
             let account = format!("1111000022{index:02}");
@@ -381,7 +386,8 @@ impl SmsRail {
     pub fn step(&mut self, world: &mut World) {
         match world.rng.below(100) {
             0..=49 => self.pay(world),
-            50..=61 => self.set_day_limit(world),
+            50..=58 => self.set_day_limit(world),
+            59..=61 => self.operator_limit(world),
             62..=69 => self.release_delayed(world),
             70..=77 => self.thief(world),
             78..=87 => self.insider(world),
@@ -515,6 +521,53 @@ impl SmsRail {
                 )
             },
         );
+    }
+
+    /// The operator changes a holder's per-payment limit (`PATCH /api/v1/sms/accounts/{number}`):
+    /// lowered to 10–500 KES (under the largest honest payment) or lifted. From then on no
+    /// payment above it leaves the account (`sms_operator_per_payment_limit_holds`).
+    fn operator_limit(&mut self, world: &mut World) {
+        let holder = world.rng.index(self.holders.len());
+        let limit_minor =
+            (!world.rng.percent(30)).then(|| world.rng.between(10, PAYMENT_MAJOR_MAX) * 100);
+        let text =
+            limit_minor.map_or_else(|| "none".to_owned(), |minor| format!("{}", minor / 100));
+        let Ok(changes) = serde_json::from_value::<admin::AccountChanges>(
+            serde_json::json!({ "per_payment": text }),
+        ) else {
+            world.fail("sms_operator", "account changes");
+            return;
+        };
+        let number = self.holders[holder].number;
+        let operator = self.operator.clone();
+        let result = world.run(
+            |store, _| Loaded::<AccountRecord>::read(store, &records::account_key(&number)),
+            |loaded, _| {
+                admin::decide_account_changes(loaded, &number, &changes, operator.master(), kenya())
+            },
+        );
+        world.counters.operations += 1;
+        world.event(format!(
+            "sms operator limit {number} per payment {text}: {}",
+            result.is_ok()
+        ));
+        match result {
+            Ok(_) => {
+                if self.limit_changes.len() >= LIMIT_CHANGES_MAX {
+                    self.limit_changes.remove(0);
+                }
+                self.limit_changes.push((holder, world.now.0, limit_minor));
+            }
+            Err(error) => world.fail("sms_operator", format!("limits: {error}")),
+        }
+    }
+
+    /// The per-payment limit the operator had set on `holder` at `at` (milliseconds), if any.
+    fn per_payment_at(&self, holder: usize, at: u64) -> Option<u64> {
+        self.limit_changes
+            .iter()
+            .rfind(|(who, when, _)| *who == holder && *when <= at)
+            .and_then(|(_, _, limit)| *limit)
     }
 
     fn day_limit(&self, world: &mut World, holder: usize) -> Option<u64> {
@@ -651,6 +704,7 @@ impl SmsRail {
             let mut problems = Vec::new();
             let mut debits: Vec<(u64, String, String)> = Vec::new();
             let mut substitutions = 0usize;
+            let mut over_limit = Vec::new();
             for record in &history {
                 let transfer = &record.transfer;
                 if transfer.debit_account != account {
@@ -664,6 +718,11 @@ impl SmsRail {
                         problems.push(format!("a fee of {minor}"));
                     }
                     continue;
+                }
+                if let Some(limit) = self.per_payment_at(holder, record.committed_at.0)
+                    && minor > limit
+                {
+                    over_limit.push(format!("{} {minor} over {limit}", transfer.id));
                 }
                 debits.push((minor, to, transfer.id.to_string()));
             }
@@ -702,6 +761,11 @@ impl SmsRail {
                 "honest_sms_payer_pays_only_what_it_wrote",
                 problems.is_empty(),
                 || format!("{number}: {problems:?}"),
+            );
+            world.check(
+                "sms_operator_per_payment_limit_holds",
+                over_limit.is_empty(),
+                || format!("{number}: {over_limit:?}"),
             );
         }
         self.check_not_locked(world);

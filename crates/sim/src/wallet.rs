@@ -6,7 +6,8 @@
 //! Adversaries: a holder who copies its wallet log and restores it to spend again (a software
 //! wallet's full control); an interceptor on the link who drops, duplicates, delays and replays
 //! datagrams and flips bits in them. Faults: crashes at any action (a persist cut in half),
-//! lost sync replies, operator restarts. Operator actions: charges.
+//! lost sync replies, operator restarts, device clocks that drift and jump (each wallet reads
+//! its own). Operator actions: charges, blocking the cheat's wallet.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -40,6 +41,16 @@ pub const DOWN_ROUNDS: u64 = 6;
 /// How long credentials are valid.
 pub const VALIDITY_MS: u64 = 7 * 86_400_000;
 
+/// A wallet clock's drift per step, in milliseconds either way, and how far drift takes it.
+pub const CLOCK_DRIFT_MS_MAX: u64 = 90_000;
+/// How far a drifting clock wanders from the office's, in milliseconds.
+pub const CLOCK_DRIFT_BOUND_MS: i64 = 3_600_000;
+/// How far a jumping clock lands from the office's, in milliseconds either way (a phone set to
+/// the wrong day, or its clock reset).
+pub const CLOCK_JUMP_MS_MAX: u64 = 2 * 86_400_000;
+/// Percent of clock changes that are jumps rather than drift.
+pub const CLOCK_JUMP_PERCENT: u64 = 30;
+
 const CURRENCY: Currency = Currency::KES;
 
 fn kes(minor: u64) -> Amount {
@@ -67,6 +78,8 @@ struct Device {
     /// The highest balance a charge voucher left the wallet at while over its maximum (the
     /// office charges on its view, which lacks offline receipts; 0 once back within it).
     charged_above_maximum_minor: u64,
+    /// How far the wallet's clock is from the link's (and the office's), in milliseconds.
+    skew_ms: i64,
 }
 
 struct Packet {
@@ -94,6 +107,8 @@ pub struct WalletRail {
     restored: bool,
     now_ms: u64,
     charged_minor: u64,
+    /// Whether wallet clocks drift and jump and the operator blocks the cheat.
+    clocks_and_blocks: bool,
 }
 
 impl std::fmt::Debug for WalletRail {
@@ -106,7 +121,9 @@ impl std::fmt::Debug for WalletRail {
 
 impl WalletRail {
     /// Issues the wallets (honest ones and a cheat) and charges them.
-    pub fn new(world: &mut World) -> WalletRail {
+    /// `clocks_and_blocks`: wallet device clocks drift and jump, and the operator blocks the
+    /// cheat once it restored its log.
+    pub fn new(world: &mut World, clocks_and_blocks: bool) -> WalletRail {
         let mut rng = world.rng.fork();
         let office_keys = OfficeKeys::generate(&mut rng);
         let entropy = crate::rng::operator_entropy(&mut world.rng);
@@ -123,6 +140,7 @@ impl WalletRail {
             restored: false,
             now_ms: world.now.0,
             charged_minor: 0,
+            clocks_and_blocks,
         };
         for index in 0..=HONEST_WALLETS {
             let role = if index == HONEST_WALLETS {
@@ -145,6 +163,32 @@ impl WalletRail {
 
     fn sync_clock(&mut self, world: &World) {
         self.now_ms = self.now_ms.max(world.now.0);
+    }
+
+    /// What wallet `index`'s own clock reads.
+    fn device_now(&self, index: usize) -> u64 {
+        (self.now_ms as i64)
+            .saturating_add(self.devices[index].skew_ms)
+            .max(0) as u64
+    }
+
+    /// A wallet's clock drifts a little, or jumps (set to the wrong day, reset).
+    fn clock(&mut self, world: &mut World) {
+        world.counters.faults += 1;
+        let index = world.rng.index(self.devices.len());
+        let device = &mut self.devices[index];
+        if world.rng.percent(CLOCK_JUMP_PERCENT) {
+            device.skew_ms =
+                world.rng.below(2 * CLOCK_JUMP_MS_MAX + 1) as i64 - CLOCK_JUMP_MS_MAX as i64;
+        } else {
+            let drift =
+                world.rng.below(2 * CLOCK_DRIFT_MS_MAX + 1) as i64 - CLOCK_DRIFT_MS_MAX as i64;
+            device.skew_ms = device
+                .skew_ms
+                .saturating_add(drift)
+                .clamp(-CLOCK_DRIFT_BOUND_MS, CLOCK_DRIFT_BOUND_MS);
+        }
+        world.event(format!("wallet {index} clock skew {} ms", device.skew_ms));
     }
 
     fn issue(&mut self, world: &mut World, role: Role) {
@@ -182,6 +226,7 @@ impl WalletRail {
                     id,
                     stranded_minor: 0,
                     charged_above_maximum_minor: 0,
+                    skew_ms: 0,
                 });
                 let index = self.devices.len() - 1;
                 self.execute(world, index, actions, false);
@@ -317,7 +362,7 @@ impl WalletRail {
                     return;
                 }
                 self.sales.remove(&transfer_id);
-                let now = self.now_ms;
+                let now = self.device_now(index);
                 if let Some(wallet) = self.devices[index].wallet.as_mut()
                     && let Ok(actions) =
                         wallet.choose_buyer(transfer_id, buyer, now, &mut world.rng)
@@ -326,7 +371,7 @@ impl WalletRail {
                 }
             }
             Event::PriceOffered { transfer_id, .. } => {
-                let now = self.now_ms;
+                let now = self.device_now(index);
                 if let Some(wallet) = self.devices[index].wallet.as_mut()
                     && let Ok(actions) = wallet.approve(transfer_id, now, &mut world.rng)
                 {
@@ -375,6 +420,7 @@ impl WalletRail {
                 self.deliver(world, packet.to, &packet.bytes);
             }
             for index in 0..self.devices.len() {
+                let now = self.device_now(index);
                 let due = self.devices[index]
                     .wallet
                     .as_ref()
@@ -402,7 +448,7 @@ impl WalletRail {
     }
 
     fn deliver(&mut self, world: &mut World, to: usize, bytes: &[u8]) {
-        let now = self.now_ms;
+        let now = self.device_now(to);
         let Some(wallet) = self.devices[to].wallet.as_mut() else {
             return;
         };
@@ -414,7 +460,7 @@ impl WalletRail {
 
     fn restart(&mut self, world: &mut World, index: usize) {
         let keys = self.devices[index].keys.clone();
-        let now = self.now_ms;
+        let now = self.device_now(index);
         match Wallet::recover(keys, &mut self.devices[index].storage, now) {
             Ok((mut wallet, actions, _)) => {
                 wallet.set_buyer_mode(true);
@@ -434,6 +480,8 @@ impl WalletRail {
     pub fn step(&mut self, world: &mut World) {
         self.sync_clock(world);
         match world.rng.below(100) {
+            41..=43 if self.clocks_and_blocks => self.clock(world),
+            44 if self.clocks_and_blocks => self.operator_block(world),
             0..=44 => self.sale(world),
             45..=69 => {
                 let index = world.rng.index(self.devices.len());
@@ -468,7 +516,7 @@ impl WalletRail {
 
     fn sale_between(&mut self, world: &mut World, seller: usize, buyer: usize) {
         let minor = world.rng.between(100, SALE_MINOR_MAX);
-        let now = self.now_ms;
+        let now = self.device_now(seller);
         let Some(wallet) = self.devices[seller].wallet.as_mut() else {
             return;
         };
@@ -488,7 +536,7 @@ impl WalletRail {
 
     /// A sync; `lose_reply` drops the office's reply on its way back.
     fn sync(&mut self, world: &mut World, index: usize, lose_reply: bool) {
-        let now = self.now_ms;
+        let now = self.device_now(index);
         let Some(wallet) = self.devices[index].wallet.as_mut() else {
             return;
         };
@@ -559,6 +607,30 @@ impl WalletRail {
             .ok()
             .flatten()
             .is_some_and(|view| view.summary.blocked_at_ms.is_some())
+    }
+
+    /// The operator blocks the cheat's wallet once it has restored its log (a victim's report,
+    /// or the case the office opened): from then on it is never renewed
+    /// (`wallet_blocked_never_renewed`) and its peers learn the block at their next sync.
+    fn operator_block(&mut self, world: &mut World) {
+        if !self.restored {
+            return;
+        }
+        let index = self.cheat();
+        let id = self.devices[index].id;
+        let office = &self.office;
+        let result = world.run(
+            |store, _| load(store, &Plan::block(id)),
+            |working, now| office.block(working, id, now),
+        );
+        world.counters.operations += 1;
+        world.event(format!(
+            "wallet operator blocks {index}: {}",
+            result.is_ok()
+        ));
+        if let Err(error) = result {
+            world.fail("wallet_operator", format!("block {index}: {error}"));
+        }
     }
 
     /// The cheat: copies its log, pays, restores the copy, pays again.

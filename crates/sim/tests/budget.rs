@@ -56,6 +56,15 @@ const REGRESSIONS: &[(u64, &str, &str)] = &[
     // An honest buyer's purchase from the cheat still held at the end of the run (the seller
     // never decided it): held value is the holder's, not a loss.
     (153, "all", "a purchase still held counts as the holder's"),
+    // The restorer copied its file, its payment from the file was refused (its validity had
+    // ended in a month the clock-back pair waited), and the copy, its clock set back, paid once:
+    // nothing spent twice, so nothing to flag. The simulator expected a flag; now it expects one
+    // only when the same value was spent twice.
+    (
+        252,
+        "all",
+        "a restored copy that spends nothing twice is not a cheat",
+    ),
 ];
 
 fn failed(report: &SeedReport, options: &Options) -> String {

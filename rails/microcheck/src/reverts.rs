@@ -9,6 +9,16 @@ pub const LOST_KEY_DEPOSIT_WINDOW: u32 = 1 << 0;
 /// A machine's clock may run ahead of the CSC's by a tolerance (issue 20): reverted, any
 /// microcheck dated after its arrival is refused as post-dated and flagged.
 pub const CLOCK_TOLERANCE: u32 = 1 << 1;
+/// An online credential keeps the payer's product classes and the adulthood rule (issue 20):
+/// reverted, the PA issues one for any class.
+pub const ONLINE_CLASSES: u32 = 1 << 2;
+/// An online credential is covered by the payer's funds less what earlier ones hold (issue 20):
+/// reverted, the PA issues one whatever the balance (its microcheck would be paid from
+/// suspense).
+pub const ONLINE_FUNDS: u32 = 1 << 3;
+/// At most the strategy's count of online credentials per payer per UTC day (issue 20):
+/// reverted, there is no daily count.
+pub const ONLINE_RATE: u32 = 1 << 4;
 
 #[cfg(feature = "sim-reverts")]
 std::thread_local! {

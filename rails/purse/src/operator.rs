@@ -1525,6 +1525,7 @@ impl OperatorBook {
             } => {
                 if let KeyRef::Scheme { epoch } = key
                     && epoch.saturating_add(1) < self.generation_epoch
+                    && !crate::reverts::reverted(crate::reverts::RETIRED_KEY_FLAG)
                 {
                     out.flags.push(flag(FlagKind::RetiredKeyPayment {
                         counter: entry.counter,

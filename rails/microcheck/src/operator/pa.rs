@@ -664,6 +664,7 @@ impl Pa {
             .map_err(|message| forbidden("transaction_refused", message))?;
         if let Some(classes) = &standing.classes
             && !classes.contains(&offer.product_class)
+            && !crate::reverts::reverted(crate::reverts::ONLINE_CLASSES)
         {
             let refusal = Refusal::ProductClassNotAllowed {
                 class: offer.product_class.clone(),
@@ -671,7 +672,10 @@ impl Pa {
             };
             return Err(forbidden("product_class_not_allowed", refusal.to_string()));
         }
-        if offer.product_class == ADULT_CLASS && !payer.adult {
+        if offer.product_class == ADULT_CLASS
+            && !payer.adult
+            && !crate::reverts::reverted(crate::reverts::ONLINE_CLASSES)
+        {
             return Err(forbidden(
                 "adulthood_required",
                 Refusal::AdulthoodRequired.to_string(),
@@ -696,7 +700,9 @@ impl Pa {
             } else {
                 0
             };
-            if issued_today >= strategy.transaction_day_max {
+            if issued_today >= strategy.transaction_day_max
+                && !crate::reverts::reverted(crate::reverts::ONLINE_RATE)
+            {
                 return Err(forbidden(
                     "transaction_rate_limited",
                     format!(
@@ -708,7 +714,9 @@ impl Pa {
             let held: u64 = holds.iter().map(|hold| hold.amount_minor).sum();
             let available = u64::try_from(state.available_minor).unwrap_or(0);
             let amount = terms.amount.minor();
-            if available.saturating_sub(held) < amount {
+            if available.saturating_sub(held) < amount
+                && !crate::reverts::reverted(crate::reverts::ONLINE_FUNDS)
+            {
                 let currency = terms.amount.currency();
                 let words = |minor: u64| {
                     Amount::from_minor(minor, currency)
