@@ -12,9 +12,12 @@ pub const RECEIVE_CAP: u32 = 1 << 2;
 /// A scheme-key rotation waits the longest purse validity after the previous one (the
 /// simulator's seed 1 found two rotations within one period flagging honest purses).
 pub const ROTATION_GUARD: u32 = 1 << 3;
-/// A debit under a scheme key two rotations old flags and blocks its payer
-/// (`payment_with_retired_key`): the operator's date check, which a phone clock set back cannot
-/// undo (issue 17, attack 4). Reverted, such a payment is posted and nothing is flagged.
+/// A debit under a scheme key two rotations old is looked at by the operator, which a phone
+/// clock set back cannot undo (issue 17, attack 4): dated by the answer its payer applied, it
+/// flags and blocks a payer that paid with a key that answer had dropped
+/// (`payment_with_retired_key`), and names in an incident one whose payment reached the
+/// operator only after that answer's validity (`retired_key_payment_unverifiable`). Reverted,
+/// such a payment is posted and nothing is flagged.
 pub const RETIRED_KEY_FLAG: u32 = 1 << 4;
 
 #[cfg(feature = "sim-reverts")]
