@@ -946,6 +946,9 @@ impl PurseRail {
         }
         self.clock_back_done = true;
         world.counters.attacks += 1;
+        // A cheat only if its validity really ended (with rotations faster than the validity,
+        // which the rotation guard refuses, the pair may still be within it).
+        let past_validity = self.devices[payer].purse.limits().valid_until.0 < seconds(world.now);
         let back = self.setup_seconds as i64 + 3600 - seconds(world.now) as i64;
         self.devices[payer].skew_seconds = back;
         self.devices[payee].skew_seconds = back;
@@ -963,7 +966,7 @@ impl PurseRail {
         world.event(format!(
             "purse clock-back payment under epoch {held} (generation {generation}): paid {paid}"
         ));
-        if paid {
+        if paid && past_validity {
             world.expect_flag(
                 Rail::Purse,
                 phone(CLOCK_BACK_PAYER).to_string(),

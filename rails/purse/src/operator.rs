@@ -1695,6 +1695,16 @@ impl OperatorBook {
                             })
                         }
                     };
+                    let kind = if crate::reverts::reverted(crate::reverts::RETIRED_KEY_DATING) {
+                        // Before seed 4's fix: the operator's epoch at upload decided alone.
+                        Some(FlagKind::RetiredKeyPayment {
+                            counter: entry.counter,
+                            epoch,
+                            generation_epoch: self.generation_epoch,
+                        })
+                    } else {
+                        kind
+                    };
                     out.flags.extend(kind.map(flag));
                 }
                 let found = found.map(|(key, payee, _)| (key, payee));

@@ -20,6 +20,12 @@ pub const ROTATION_GUARD: u32 = 1 << 3;
 /// such a payment is posted and nothing is flagged.
 pub const RETIRED_KEY_FLAG: u32 = 1 << 4;
 
+/// A debit under a since-retired scheme key is dated by the answer its payer applied (the keys
+/// and validity it held), not by the operator's epoch at upload (the simulator's seed 4: an
+/// honest purse that paid in time and synced after the rotations was flagged and blocked).
+/// Reverted, every such debit flags and blocks its payer (`payment_with_retired_key`).
+pub const RETIRED_KEY_DATING: u32 = 1 << 5;
+
 #[cfg(feature = "sim-reverts")]
 std::thread_local! {
     static REVERTED: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
