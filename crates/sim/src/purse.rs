@@ -71,9 +71,6 @@ pub const LIMIT_VALIDITY_DAYS: (u64, u64) = (7, 30);
 /// Percent of honest purses that sync during each month the clock-back pair waits (the others
 /// stay offline: a phone switched off, a holder away).
 pub const WAIT_SYNC_PERCENT: u64 = 80;
-/// The open finding of an honest purse flagged `payment_with_retired_key` at a sync after its
-/// validity ended, for payments it made within it (docs/SIMULATOR.md).
-pub const RETIRED_KEY_LATE_SYNC_FINDING: &str = "purse_retired_key_flags_an_honest_late_sync";
 /// Flag kinds that would name a database insider's edit.
 pub const INSIDER_CAUGHT_KINDS: &[&str] =
     &["unexpected_credit", "balance_mismatch", "record_tampered"];
@@ -371,21 +368,11 @@ impl PurseRail {
         };
         let phone = self.devices[index].purse.identity().phone;
         world.counters.operations += 1;
-        // An honest purse whose validity ended before this sync (it paid within it, then stayed
-        // offline): a `payment_with_retired_key` flag on it is the open finding below.
-        let expired = self.devices[index].role == Role::Honest
-            && self.devices[index].purse.limits().valid_until.0 < seconds(world.now);
+        // An honest purse that paid within its validity and syncs after two rotations is not
+        // flagged `payment_with_retired_key` (seed 4): the operator dates its payments by the
+        // answer it applied. At most an incident names it when its payee was as late as it was
+        // (`retired_key_payment_unverifiable`, which accuses no one and blocks nothing).
         let answer = self.upload(world, phone, &upload);
-        if expired {
-            let prefix = format!("purse:payment_with_retired_key:{phone}:");
-            for (key, _) in world.flags() {
-                if key.starts_with(&prefix) && !world.excused_flags.contains_key(&key) {
-                    world
-                        .excused_flags
-                        .insert(key, RETIRED_KEY_LATE_SYNC_FINDING);
-                }
-            }
-        }
         let Some(answer) = answer else { return false };
         if lose_answer {
             world.counters.faults += 1;
@@ -917,7 +904,11 @@ impl PurseRail {
     /// clocks back to just after their last sync, within the validity their purses last saw,
     /// and the payer pays the accomplice with a scheme key two rotations old. The purses never
     /// went back on a time they saw (they did nothing meanwhile), so only the operator's epoch
-    /// check can tell: it must flag and block the payer (`payment_with_retired_key`).
+    /// check can tell. It cannot tell this pair from an honest pair that paid in time and
+    /// synced late, so it names the payer in an incident (`retired_key_payment_unverifiable`,
+    /// not blocked): the payer spent its own balance, within its offline limit since its last
+    /// sync, so nobody loses. A restored or copied purse (older keys than its last sync left
+    /// it) is still flagged and blocked (`payment_with_retired_key`).
     fn clock_back_attack(&mut self, world: &mut World) {
         if self.clock_back_done || self.clock_back_waits >= CLOCK_BACK_WAITS_MAX {
             return;
@@ -955,6 +946,9 @@ impl PurseRail {
         }
         self.clock_back_done = true;
         world.counters.attacks += 1;
+        // A cheat only if its validity really ended (with rotations faster than the validity,
+        // which the rotation guard refuses, the pair may still be within it).
+        let past_validity = self.devices[payer].purse.limits().valid_until.0 < seconds(world.now);
         let back = self.setup_seconds as i64 + 3600 - seconds(world.now) as i64;
         self.devices[payer].skew_seconds = back;
         self.devices[payee].skew_seconds = back;
@@ -972,11 +966,14 @@ impl PurseRail {
         world.event(format!(
             "purse clock-back payment under epoch {held} (generation {generation}): paid {paid}"
         ));
-        if paid {
+        if paid && past_validity {
             world.expect_flag(
                 Rail::Purse,
                 phone(CLOCK_BACK_PAYER).to_string(),
-                &["payment_with_retired_key"],
+                &[
+                    "payment_with_retired_key",
+                    "retired_key_payment_unverifiable",
+                ],
                 "paid past its validity with its clock set back (a scheme key two rotations old)",
             );
         }

@@ -26,13 +26,16 @@ pub const ACCOUNTS_MAX: usize = 4096;
 /// Flags that name where an attack was seen (the victim's envelope), worded as an incident and
 /// accusing no one: a settings message changed on its way, an OK that does not match, an
 /// envelope locked by wrong codes; a lost microcheck device's spending after the report,
-/// charged to its payer within the credentials issued before it (the threat model's residual).
+/// charged to its payer within the credentials issued before it (the threat model's residual);
+/// a purse payment under a since-retired key that reached the operator only after the payer's
+/// validity (a late honest sync and a clock set back look the same; nothing is blocked).
 pub const INCIDENT_FLAGS: &[(&str, &str)] = &[
     ("sms", "content_mismatch"),
     ("sms", "callback_mismatch"),
     ("sms", "envelope_locked"),
     ("sms", "row_replayed"),
     ("microcheck", "spent_after_loss_report"),
+    ("purse", "retired_key_payment_unverifiable"),
 ];
 
 /// Flags on honest parties that are open findings (reported, not yet fixed): counted as

@@ -15,6 +15,14 @@ const REGRESSIONS: &[(u64, &str, &str)] = &[
     // flagged `payment_with_retired_key`. The operator half now refuses a rotation sooner than
     // the longest purse validity after the previous one (`rotation_too_soon`).
     (1, "purse", "rotation faster than the validity period"),
+    // An honest purse that paid within its validity and synced after two rotations was flagged
+    // `payment_with_retired_key` and blocked: the operator now dates the payment by the answer
+    // the purse applied (a late pair is at most the incident `retired_key_payment_unverifiable`).
+    (
+        4,
+        "purse",
+        "an honest late sync not flagged for a retired key",
+    ),
     // A restored purse's uploads under sequences already accepted are refused as replays: the
     // end of a run now lets it sync on until one gets through, and it is flagged.
     (

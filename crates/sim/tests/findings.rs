@@ -33,17 +33,6 @@ fn purse_seed_shows_no(seed: u64, finding: &str) {
     );
 }
 
-/// An honest purse pays within its validity, then stays offline through two scheme-key
-/// rotations (the pair of clock-back adversaries makes a month pass twice; some honest purses
-/// do not sync meanwhile). At its next sync the operator flags it `payment_with_retired_key`
-/// and blocks it, although it paid while its validity ran: the epoch check looks at the
-/// generation epoch at upload time, not at the epochs the purse could use while it was valid.
-#[test]
-#[ignore = "finding: an honest purse that syncs late after two rotations is flagged payment_with_retired_key and blocked"]
-fn an_honest_purse_syncing_late_is_not_flagged_for_a_retired_key() {
-    purse_seed_shows_no(4, "purse_retired_key_flags_an_honest_late_sync");
-}
-
 /// A database insider adds an operator credit to its accomplice's shadow account (no float, no
 /// posting): the purse collects it at its next sync, the operator posts it from suspense, and
 /// the accomplice spends it. Nothing flags it; the loss sits on the operator's suspense account.

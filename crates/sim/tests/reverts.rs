@@ -160,12 +160,19 @@ fn purse_receive_cap_reverted_is_found_by_a_known_seed() {
     );
 }
 
+/// Since seed 4's fix the operator dates a retired-key payment by the answer its payer applied,
+/// so rotations faster than the validity no longer flag an honest purse on their own (what is
+/// left is liveness: a payer may not hold the key of a payee's code). The rotation guard is
+/// shown by reverting it together with that dating.
+const ROTATION_GUARD_AND_DATING: u32 =
+    offpay_purse::reverts::ROTATION_GUARD | offpay_purse::reverts::RETIRED_KEY_DATING;
+
 #[test]
 #[ignore]
 fn scan_purse_rotation_guard() {
     report_scan(
-        "purse rotation guard",
-        Revert::Purse(offpay_purse::reverts::ROTATION_GUARD),
+        "purse rotation guard (with the retired-key dating)",
+        Revert::Purse(ROTATION_GUARD_AND_DATING),
         PURSE,
     );
 }
@@ -173,9 +180,30 @@ fn scan_purse_rotation_guard() {
 #[test]
 fn purse_rotation_guard_reverted_is_found_by_a_known_seed() {
     fails(
-        Revert::Purse(offpay_purse::reverts::ROTATION_GUARD),
+        Revert::Purse(ROTATION_GUARD_AND_DATING),
         PURSE,
         0,
+        "no_flag_on_an_honest_party",
+    );
+}
+
+#[test]
+#[ignore]
+fn scan_purse_retired_key_dating() {
+    report_scan(
+        "purse retired-key dating",
+        Revert::Purse(offpay_purse::reverts::RETIRED_KEY_DATING),
+        PURSE,
+    );
+}
+
+/// Seed 4: an honest purse that paid within its validity and synced after two rotations.
+#[test]
+fn purse_retired_key_dating_reverted_is_found_by_a_known_seed() {
+    fails(
+        Revert::Purse(offpay_purse::reverts::RETIRED_KEY_DATING),
+        PURSE,
+        4,
         "no_flag_on_an_honest_party",
     );
 }

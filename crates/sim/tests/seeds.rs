@@ -45,6 +45,40 @@ fn purse_alone_holds_every_invariant() {
     );
 }
 
+/// Regression for the simulator's finding on seed 4: an honest purse paid within its validity,
+/// stayed offline while the scheme key was rotated twice, and was flagged
+/// `payment_with_retired_key` and blocked at its late sync. The operator now dates a payment by
+/// the answer its payer applied (the keys and validity it held), so an honest party is never
+/// flagged for it; a flag on an honest party is a violation (`no_flag_on_an_honest_party`).
+#[test]
+fn purse_seed_4_an_honest_late_sync_is_not_flagged_for_a_retired_key() {
+    let options = Options {
+        rails: Rails {
+            purse: true,
+            ..NONE
+        },
+        keep_events: true,
+        ..Options::default()
+    };
+    let report = run_seed(4, &options);
+    assert!(report.violation.is_none(), "{}", show(&report, &options));
+    assert!(
+        !report
+            .findings
+            .iter()
+            .any(|finding| finding.contains("retired_key")),
+        "{:?}",
+        report.findings
+    );
+    assert!(
+        report
+            .events
+            .iter()
+            .any(|event| event.contains("clock-back pair waits")),
+        "seed 4 no longer lets rotations pass while purses stay offline"
+    );
+}
+
 #[test]
 fn sms_alone_holds_every_invariant() {
     smoke(Rails { sms: true, ..NONE }, 20);

@@ -246,8 +246,9 @@ pub enum FlagKind {
         /// Amount.
         amount: Amount,
     },
-    /// On the payer: a payment made with a scheme key retired two rotations ago, which only a
-    /// purse past its validity (clock set back, or a restored file) still holds.
+    /// On the payer: a payment made with a scheme key retired two rotations ago that the purse
+    /// no longer held after the last answer it applied (it had older keys than its own last
+    /// sync gave it): a restored file or an older copy. Evidence; blocks.
     RetiredKeyPayment {
         /// The payer's counter of the debit.
         counter: u32,
@@ -255,6 +256,22 @@ pub enum FlagKind {
         epoch: u32,
         /// The operator's generation epoch.
         generation_epoch: u32,
+    },
+    /// On the payer, as an incident: a payment made with a scheme key the purse held after its
+    /// last sync, which has retired since, that reached the operator (from either side) only
+    /// after the validity that sync gave. A purse that paid in time and synced late and one
+    /// that paid past its validity with its clock set back look the same to the operator, so
+    /// this accuses no one and does not block: the purse spent at most what it held (its own
+    /// balance, within its offline limit since that sync).
+    RetiredKeyPaymentUnverifiable {
+        /// The payer's counter of the debit.
+        counter: u32,
+        /// The epoch used.
+        epoch: u32,
+        /// The operator's generation epoch.
+        generation_epoch: u32,
+        /// The end of the validity the payer's last applied sync gave it.
+        valid_until: Timestamp,
     },
     /// On the payer named: wrong Code 2 entries were typed at a payee for requests naming it.
     /// Attempted, not proven: the payee may have mistyped, or made them up.
@@ -281,6 +298,7 @@ impl FlagKind {
             FlagKind::SpentPastLimit { .. } => "spent_past_limit",
             FlagKind::DuplicateCredit { .. } => "duplicate_credit",
             FlagKind::RetiredKeyPayment { .. } => "payment_with_retired_key",
+            FlagKind::RetiredKeyPaymentUnverifiable { .. } => "retired_key_payment_unverifiable",
             FlagKind::WrongCodesAttempted { .. } => "wrong_codes_attempted",
         }
     }
@@ -407,7 +425,17 @@ impl fmt::Display for Flag {
                 generation_epoch,
             } => write!(
                 f,
-                "payment #{counter} was made with key epoch {epoch}, retired (the operator is at epoch {generation_epoch}): the purse paid past its validity; blocked"
+                "payment #{counter} was made with key epoch {epoch}, retired (the operator is at epoch {generation_epoch}), which the purse no longer held after its last sync: a restored or copied purse; blocked"
+            ),
+            FlagKind::RetiredKeyPaymentUnverifiable {
+                counter,
+                epoch,
+                generation_epoch,
+                valid_until,
+            } => write!(
+                f,
+                "payment #{counter} under key epoch {epoch}, retired since (the operator is at epoch {generation_epoch}), reached the operator only after this purse's validity ended ({} s since 1970): made in time by a purse that synced late, or past its validity with the clock set back; unverifiable, not blocked",
+                valid_until.0
             ),
             FlagKind::WrongCodesAttempted { payee, count } => write!(
                 f,
@@ -509,6 +537,75 @@ pub struct ShadowAccount {
     /// Value the agent handed back and the operator has not yet paid for, in minor units.
     #[cfg_attr(feature = "serde", serde(default))]
     pub settlement_owed_minor: i64,
+    /// What each answer not yet superseded gave the purse (provisioning is sequence 0), oldest
+    /// first: the one the purse says it applied dates its payments for the retired-key check.
+    /// Empty in a book written before it (then a retired-key payment is judged by time alone).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub answer_terms: Vec<AnswerTerms>,
+}
+
+/// What one answer (or the provisioning) gave a purse, for dating its later payments.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct AnswerTerms {
+    /// The answer's sequence (0: provisioning).
+    pub sequence: u32,
+    /// The oldest scheme epoch the purse may hold once it applied it (a purse keeps the two
+    /// newest; a blocked purse or a partial round keeps what it had).
+    pub held_from_epoch: u32,
+    /// The validity it gave.
+    pub valid_until: Timestamp,
+}
+
+/// Answer terms a shadow keeps (answers built but not yet known to be applied).
+pub const ANSWER_TERMS_MAX: usize = 16;
+
+/// What the operator knows, at an upload, of the keys and validity its payments were made
+/// under.
+#[derive(Clone, Copy, Debug)]
+struct PaymentDating {
+    terms: PaymentTerms,
+    now: Timestamp,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum PaymentTerms {
+    /// The answer the purse applied (or, in a book written before the terms were kept, its
+    /// last sync: `held_from_epoch` unknown).
+    Held {
+        held_from_epoch: Option<u32>,
+        valid_until: Timestamp,
+    },
+    /// The purse names an answer older than one it already applied: a restored or copied
+    /// file.
+    WentBack,
+}
+
+impl PaymentDating {
+    fn of(shadow: &ShadowAccount, answer_applied: u32, now: Timestamp) -> Self {
+        let terms = match shadow
+            .answer_terms
+            .iter()
+            .find(|terms| terms.sequence == answer_applied)
+        {
+            Some(terms) => PaymentTerms::Held {
+                held_from_epoch: Some(terms.held_from_epoch),
+                valid_until: terms.valid_until,
+            },
+            None if shadow
+                .answer_terms
+                .first()
+                .is_some_and(|oldest| answer_applied < oldest.sequence) =>
+            {
+                PaymentTerms::WentBack
+            }
+            None => PaymentTerms::Held {
+                held_from_epoch: None,
+                valid_until: shadow.last_sync_at.plus_seconds(shadow.validity_seconds),
+            },
+        };
+        PaymentDating { terms, now }
+    }
 }
 
 /// What moving a lost purse's balance did.
@@ -549,6 +646,10 @@ pub struct OpenCredit {
     pub payer_answer_at_report: u32,
     /// Already flagged.
     pub flagged: bool,
+    /// When the payee reported it (operator clock; `None` in a book written before): the
+    /// payment was made by then.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub reported_at: Option<Timestamp>,
 }
 
 /// Everything the operator knows about purses: shadow accounts and unmatched payments.
@@ -914,6 +1015,11 @@ impl OperatorBook {
                 moved_out_minor: 0,
                 queued_settlements: Vec::new(),
                 settlement_owed_minor: 0,
+                answer_terms: alloc::vec![AnswerTerms {
+                    sequence: 0,
+                    held_from_epoch: self.generation_epoch,
+                    valid_until: limits.valid_until,
+                }],
             },
         );
         self.phones.insert(phone, purse_id);
@@ -1321,6 +1427,11 @@ impl OperatorBook {
             }));
         }
 
+        // What the answer the purse says it applied gave it: the keys and validity it paid under.
+        let dating = {
+            let shadow = self.shadow_mut(purse_id)?;
+            PaymentDating::of(shadow, upload.answer_applied, now)
+        };
         for entry in &upload.entries {
             let digest = entry_digest(entry);
             let shadow = self.shadow_mut(purse_id)?;
@@ -1350,11 +1461,17 @@ impl OperatorBook {
             }
             known.push(digest);
             shadow.received_through = shadow.received_through.max(entry.counter);
-            self.post_entry(purse_id, phone, entry, digest, &mut out, &flag)?;
+            self.post_entry(purse_id, phone, entry, digest, dating, &mut out, &flag)?;
         }
 
         let payer_answer = upload.answer_applied;
         let shadow = self.shadow_mut(purse_id)?;
+        if !stale {
+            // Answers older than the one the purse applied will never be applied.
+            shadow
+                .answer_terms
+                .retain(|terms| terms.sequence >= payer_answer);
+        }
         let confirmed = upload
             .acknowledged_through
             .min(shadow.received_through)
@@ -1504,12 +1621,14 @@ impl OperatorBook {
         });
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn post_entry(
         &mut self,
         purse_id: PurseId,
         phone: Phone,
         entry: &LogEntry,
         digest: u64,
+        dating: PaymentDating,
         out: &mut Reconciliation,
         flag: &dyn Fn(FlagKind) -> Flag,
     ) -> Result<(), PurseError> {
@@ -1523,16 +1642,6 @@ impl OperatorBook {
                 nonce_a,
                 key,
             } => {
-                if let KeyRef::Scheme { epoch } = key
-                    && epoch.saturating_add(1) < self.generation_epoch
-                    && !crate::reverts::reverted(crate::reverts::RETIRED_KEY_FLAG)
-                {
-                    out.flags.push(flag(FlagKind::RetiredKeyPayment {
-                        counter: entry.counter,
-                        epoch,
-                        generation_epoch: self.generation_epoch,
-                    }));
-                }
                 let credit_low = (
                     phone.number(),
                     payee.number(),
@@ -1553,7 +1662,52 @@ impl OperatorBook {
                     .open_credits
                     .range(credit_low..=credit_high)
                     .next()
-                    .map(|(key, open)| (*key, open.payee));
+                    .map(|(key, open)| (*key, open.payee, open.reported_at));
+                if let KeyRef::Scheme { epoch } = key
+                    && epoch.saturating_add(1) < self.generation_epoch
+                    && !crate::reverts::reverted(crate::reverts::RETIRED_KEY_FLAG)
+                {
+                    // Retired now; was it when the payment was made? The purse paid with keys
+                    // its last applied answer left it, within the validity that answer gave,
+                    // and the payment was made by the time either side reported it.
+                    let reported = found.and_then(|(_, _, at)| at).unwrap_or(dating.now);
+                    let kind = match dating.terms {
+                        PaymentTerms::WentBack => Some(FlagKind::RetiredKeyPayment {
+                            counter: entry.counter,
+                            epoch,
+                            generation_epoch: self.generation_epoch,
+                        }),
+                        PaymentTerms::Held {
+                            held_from_epoch: Some(held_from),
+                            ..
+                        } if epoch < held_from => Some(FlagKind::RetiredKeyPayment {
+                            counter: entry.counter,
+                            epoch,
+                            generation_epoch: self.generation_epoch,
+                        }),
+                        PaymentTerms::Held { valid_until, .. } if reported <= valid_until => None,
+                        PaymentTerms::Held { valid_until, .. } => {
+                            Some(FlagKind::RetiredKeyPaymentUnverifiable {
+                                counter: entry.counter,
+                                epoch,
+                                generation_epoch: self.generation_epoch,
+                                valid_until,
+                            })
+                        }
+                    };
+                    let kind = if crate::reverts::reverted(crate::reverts::RETIRED_KEY_DATING) {
+                        // Before seed 4's fix: the operator's epoch at upload decided alone.
+                        Some(FlagKind::RetiredKeyPayment {
+                            counter: entry.counter,
+                            epoch,
+                            generation_epoch: self.generation_epoch,
+                        })
+                    } else {
+                        kind
+                    };
+                    out.flags.extend(kind.map(flag));
+                }
+                let found = found.map(|(key, payee, _)| (key, payee));
                 match found {
                     Some((key, payee_purse)) => {
                         self.open_credits.remove(&key);
@@ -1682,6 +1836,7 @@ impl OperatorBook {
                                 payee: purse_id,
                                 payer_answer_at_report: at_report,
                                 flagged: unknown_payer,
+                                reported_at: Some(dating.now),
                             },
                         );
                         if unknown_payer {
@@ -1795,6 +1950,7 @@ impl OperatorBook {
                                 payee: purse_id,
                                 payer_answer_at_report: 0,
                                 flagged: true,
+                                reported_at: Some(dating.now),
                             },
                         );
                     }
@@ -2000,6 +2156,40 @@ impl OperatorBook {
         shadow.last_answer_sequence = shadow.last_answer_sequence.max(upload.sequence);
         let mut limits = shadow.limits;
         limits.valid_until = now.plus_seconds(shadow.validity_seconds);
+        // Dating the purse's next payments: a blocked purse gets no key and keeps what it had;
+        // a partial round leaves entries made under the terms it applied before.
+        let partial_round = upload
+            .entries
+            .last()
+            .is_some_and(|last| last.counter < upload.counter);
+        let applied_from = shadow
+            .answer_terms
+            .iter()
+            .find(|terms| terms.sequence == upload.answer_applied)
+            .map(|terms| terms.held_from_epoch);
+        let held_from_epoch = if shadow.blocked || partial_round {
+            applied_from.map_or(generation_epoch, |held| held.min(generation_epoch))
+        } else {
+            generation_epoch
+        };
+        // Only a newer sequence than any answer built (a stale upload's answer dates nothing;
+        // its purse is blocked).
+        if shadow
+            .answer_terms
+            .last()
+            .is_none_or(|newest| newest.sequence < upload.sequence)
+        {
+            shadow.answer_terms.push(AnswerTerms {
+                sequence: upload.sequence,
+                held_from_epoch,
+                valid_until: limits.valid_until,
+            });
+        }
+        if shadow.answer_terms.len() > ANSWER_TERMS_MAX {
+            // Keep the oldest (the purse may still name it); an answer dropped from the middle
+            // leaves its payments judged by time alone.
+            shadow.answer_terms.remove(1);
+        }
         let answer = SyncAnswer {
             operator,
             purse_id,

@@ -12,10 +12,19 @@ pub const RECEIVE_CAP: u32 = 1 << 2;
 /// A scheme-key rotation waits the longest purse validity after the previous one (the
 /// simulator's seed 1 found two rotations within one period flagging honest purses).
 pub const ROTATION_GUARD: u32 = 1 << 3;
-/// A debit under a scheme key two rotations old flags and blocks its payer
-/// (`payment_with_retired_key`): the operator's date check, which a phone clock set back cannot
-/// undo (issue 17, attack 4). Reverted, such a payment is posted and nothing is flagged.
+/// A debit under a scheme key two rotations old is looked at by the operator, which a phone
+/// clock set back cannot undo (issue 17, attack 4): dated by the answer its payer applied, it
+/// flags and blocks a payer that paid with a key that answer had dropped
+/// (`payment_with_retired_key`), and names in an incident one whose payment reached the
+/// operator only after that answer's validity (`retired_key_payment_unverifiable`). Reverted,
+/// such a payment is posted and nothing is flagged.
 pub const RETIRED_KEY_FLAG: u32 = 1 << 4;
+
+/// A debit under a since-retired scheme key is dated by the answer its payer applied (the keys
+/// and validity it held), not by the operator's epoch at upload (the simulator's seed 4: an
+/// honest purse that paid in time and synced after the rotations was flagged and blocked).
+/// Reverted, every such debit flags and blocks its payer (`payment_with_retired_key`).
+pub const RETIRED_KEY_DATING: u32 = 1 << 5;
 
 #[cfg(feature = "sim-reverts")]
 std::thread_local! {

@@ -772,9 +772,11 @@ fn unlimited_restores_without_a_sync_lose_at_most_the_payee_caps() {
 /// Attack 4: the phone clock set back. The purse never goes back on a time it has seen (its own
 /// clock at a state change, or the operator's in an answer), so once it has seen its validity
 /// pass, setting the clock back does not make it pay. A copy that never saw the late time is
-/// bounded by the key epochs: three rotations on, the operator flags and blocks a payment made
-/// with the retired key. (Defence removed — validity checked against the clock given — the
-/// payment with the clock set back goes through and this test fails.)
+/// bounded by the key epochs: it cannot pay a payee that synced since, and a payment to a payee
+/// as stale as itself under the retired key is named at the payer's sync as an unverifiable
+/// incident (the operator cannot tell it from an honest late sync), not blocked: it spent its
+/// own balance. (Defence removed — validity checked against the clock given — the payment with
+/// the clock set back goes through and this test fails.)
 #[test]
 fn setting_the_clock_back_does_not_let_an_expired_purse_pay() {
     let mut world = World::new(24);
@@ -830,7 +832,8 @@ fn setting_the_clock_back_does_not_let_an_expired_purse_pay() {
         Err(PurseError::RequestCodeMismatch)
     );
     // It can still pay a payee as stale as itself; the operator sees the retired key at the
-    // payer's sync and blocks the payer.
+    // payer's sync, after the validity its last sync gave, with no earlier report from the
+    // payee: an incident on the payer, not a block (a late honest pair looks the same).
     let mut copy = Purse::decode_state(&stale_copy).unwrap();
     let code1 = {
         let request = Command::Request {
@@ -859,15 +862,165 @@ fn setting_the_clock_back_does_not_let_an_expired_purse_pay() {
     else {
         panic!()
     };
+    let before = world.ledger_minor(&alice);
     world.sync(&mut copy);
     assert!(
         world
             .flags
             .iter()
             .any(|flag| flag.purse == alice.identity().purse_id
-                && matches!(flag.kind, FlagKind::RetiredKeyPayment { epoch: 1, .. })),
+                && matches!(
+                    flag.kind,
+                    FlagKind::RetiredKeyPaymentUnverifiable { epoch: 1, .. }
+                )
+                && !flag.kind.blocks()),
         "{:?}",
         world.flags
+    );
+    // Bounded: the payment came out of the payer's own balance.
+    assert_eq!(world.ledger_minor(&alice), before - 10_000);
+}
+
+/// Seed 4 of the simulator: an honest purse pays within its validity, its payee syncs in time,
+/// and the payer itself stays offline while the scheme key is rotated three times (the first rotation of a fresh
+/// book only distributes the next epoch). At its late sync
+/// the operator dates the payment by the payee's report (made while the payer's validity ran)
+/// and flags nothing. (Fix removed — the key's epoch compared with the operator's epoch at
+/// upload — the payer is flagged `payment_with_retired_key` and blocked, and this test fails.)
+#[test]
+fn an_honest_purse_that_paid_in_time_and_synced_late_is_not_flagged() {
+    let mut world = World::new(31);
+    let mut agent = world.provision("+254700000009", PurseKind::Agent);
+    let mut alice = world.provision("+254700000001", PurseKind::Customer);
+    let mut bob = world.provision("+254700000002", PurseKind::Customer);
+    world.float(&agent, "10000");
+    world.sync(&mut agent);
+    pay(&mut world, &mut agent, &mut alice, "1000");
+    world.sync(&mut alice);
+    world.sync(&mut bob);
+    let epoch = world.book.generation_epoch();
+
+    world.tick(86_400);
+    pay(&mut world, &mut alice, &mut bob, "100");
+    world.tick(86_400);
+    world.sync(&mut bob); // the payee reports it while alice's validity runs
+    for _ in 0..3 {
+        world.tick(31 * 86_400);
+        world.book.rotate_scheme_key_at(world.now, false).unwrap();
+    }
+    assert!(epoch + 1 < world.book.generation_epoch(), "the key retired");
+    world.sync(&mut alice);
+    assert!(world.flags.is_empty(), "{:?}", world.flags);
+    assert!(
+        !world
+            .book
+            .shadow(alice.identity().purse_id)
+            .unwrap()
+            .blocked
+    );
+    assert_eq!(world.ledger_minor(&alice), 90_000);
+    assert_eq!(world.ledger_minor(&bob), 10_000);
+}
+
+/// The same late payer whose payee was as late as it: nothing shows the payment was made in
+/// time, nor that it was not. The operator names the payer in a non-blocking incident, and the
+/// money is the payer's own. (Fix removed, it is blocked.)
+#[test]
+fn a_late_pair_under_a_retired_key_is_an_unverifiable_incident_not_a_block() {
+    let mut world = World::new(32);
+    let mut agent = world.provision("+254700000009", PurseKind::Agent);
+    let mut alice = world.provision("+254700000001", PurseKind::Customer);
+    let mut bob = world.provision("+254700000002", PurseKind::Customer);
+    world.float(&agent, "10000");
+    world.sync(&mut agent);
+    pay(&mut world, &mut agent, &mut alice, "1000");
+    world.sync(&mut alice);
+    world.sync(&mut bob);
+    world.tick(86_400);
+    pay(&mut world, &mut alice, &mut bob, "100");
+    for _ in 0..3 {
+        world.tick(31 * 86_400);
+        world.book.rotate_scheme_key_at(world.now, false).unwrap();
+    }
+    world.sync(&mut alice);
+    world.sync(&mut bob);
+    let alice_id = alice.identity().purse_id;
+    assert_eq!(world.flags.len(), 1, "{:?}", world.flags);
+    assert!(world.flags.iter().all(|flag| flag.purse == alice_id
+        && flag.kind.name() == "retired_key_payment_unverifiable"
+        && !flag.kind.blocks()));
+    assert!(!world.book.shadow(alice_id).unwrap().blocked);
+    assert_eq!(world.ledger_minor(&alice), 90_000);
+    assert_eq!(world.ledger_minor(&bob), 10_000);
+}
+
+/// A copy of a purse file, restored after the purse applied two later answers, pays a stale
+/// payee under a key its last applied answer had retired from it: the copy names an answer the
+/// operator knows the purse went past. That is evidence, not a late sync: the payer is flagged
+/// `payment_with_retired_key` and blocked. (Defence removed — the copy's payment judged by time
+/// alone — only the incident is raised and this test fails.)
+#[test]
+fn a_restored_copy_paying_under_a_key_its_purse_dropped_is_blocked() {
+    let mut world = World::new(33);
+    let mut agent = world.provision("+254700000009", PurseKind::Agent);
+    let mut alice = world.provision("+254700000001", PurseKind::Customer);
+    let mut carol = world.provision("+254700000003", PurseKind::Customer);
+    world.float(&agent, "10000");
+    world.sync(&mut agent);
+    pay(&mut world, &mut agent, &mut alice, "1000");
+    world.sync(&mut alice);
+    let stale_copy = alice.encode_state();
+    let copied_at = world.now;
+    for _ in 0..3 {
+        world.tick(31 * 86_400);
+        world.book.rotate_scheme_key_at(world.now, false).unwrap();
+        world.sync(&mut alice);
+    }
+    world.sync(&mut alice);
+    // Carol never synced: she still makes codes under the first epoch, and so does the copy's
+    // clock, set back to the day after the copy.
+    let back = copied_at.plus_seconds(86_400);
+    let mut copy = Purse::decode_state(&stale_copy).unwrap();
+    let request = Command::Request {
+        payer: alice.identity().phone,
+        amount: kes("100"),
+    };
+    let Outcome::Requested { code1, .. } = carol.handle(request, back, &mut world.random).unwrap()
+    else {
+        panic!()
+    };
+    let Outcome::Paid { .. } = copy
+        .handle(
+            Command::Pay {
+                payee: carol.identity().phone,
+                amount: kes("100"),
+                code1,
+                pin: pin(),
+            },
+            back,
+            &mut world.random,
+        )
+        .unwrap()
+    else {
+        panic!()
+    };
+    world.flags.clear();
+    let Outcome::SyncUpload { upload, .. } = copy.start_sync(world.now) else {
+        panic!()
+    };
+    let outcome = world
+        .book
+        .handle_upload(&world.secrets, &upload, world.now)
+        .unwrap();
+    assert!(
+        outcome
+            .flags
+            .iter()
+            .any(|flag| flag.purse == alice.identity().purse_id
+                && matches!(flag.kind, FlagKind::RetiredKeyPayment { epoch: 1, .. })
+                && flag.kind.blocks()),
+        "{:?}",
+        outcome.flags
     );
     assert!(
         world
