@@ -1,12 +1,13 @@
 //! What people and SMS type into a purse: Code 1 / Code 2, ticket codes, phone numbers, and the
 //! SMS a sync is packed into. Whatever parses prints to text that parses to the same value;
 //! whatever is unpacked packs again into SMS of at most 160 characters that unpack to the same
-//! bytes; any message packs and unpacks to itself.
+//! bytes; any message packs and unpacks to itself; an SMS read as a sync part or a statement
+//! request reads the same from what it prints, and the two are never confused.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use offpay_fuzz::purse::codes_format::*;
-use offpay_purse::sync::{pack_sms, unpack_sms};
+use offpay_purse::sync::{StatementRequest, is_sms_part, pack_sms, parse_sms_part, unpack_sms};
 use offpay_purse::{Code, Phone, TicketCode};
 
 fuzz_target!(|data: &[u8]| {
@@ -52,6 +53,31 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(unpack_sms(&again).unwrap(), message);
             }
         }
+        SMS_PART => {
+            // What the gateway routes to the purse rail, and what the rail reads of it.
+            if let Ok(part) = parse_sms_part(&text) {
+                assert!(
+                    is_sms_part(&text),
+                    "a part the router would not send: {text:?}"
+                );
+                assert!(part.index >= 1 && part.index <= part.total);
+                assert!(part.message_id <= 999);
+                let again = format!(
+                    "OP1 {} {}/{} {}",
+                    part.message_id, part.index, part.total, part.chunk
+                );
+                assert_eq!(parse_sms_part(&again).unwrap(), part);
+            }
+        }
+        STATEMENT => {
+            if let Some(Ok(request)) = StatementRequest::parse(&text) {
+                let shown = request.text();
+                assert!(shown.len() <= 160);
+                assert_eq!(StatementRequest::parse(&shown), Some(Ok(request)));
+                // A statement request is never taken for a sync part.
+                assert!(!is_sms_part(&shown));
+            }
+        }
         _ => {
             let id = u16::from(body.first().copied().unwrap_or(0)) * 3;
             match pack_sms(body, id) {
@@ -70,7 +96,10 @@ fuzz_target!(|data: &[u8]| {
                         assert!(unpack_sms(&doubled).is_err());
                     }
                 }
-                Err(_) => assert!(body.len() > 1000, "a short message must pack"),
+                Err(_) => assert!(
+                    body.is_empty() || body.len() > 1000,
+                    "a short message must pack"
+                ),
             }
         }
     }

@@ -52,8 +52,12 @@ pub mod codes_format {
     pub const SMS_PARTS: u8 = 3;
     /// Bytes to pack into SMS and read back.
     pub const SMS_MESSAGE: u8 = 4;
+    /// One SMS as a gateway hands it over, read as a purse sync part.
+    pub const SMS_PART: u8 = 5;
+    /// One SMS read as a purse holder's statement request.
+    pub const STATEMENT: u8 = 6;
     /// How many formats there are.
-    pub const COUNT: u8 = 5;
+    pub const COUNT: u8 = 7;
 }
 
 /// The APDU session's steps, chosen by a step's first byte.

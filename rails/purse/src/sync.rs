@@ -504,6 +504,11 @@ pub fn pack_sms(message: &[u8], message_id: u16) -> Result<Vec<String>, PurseErr
     if message_id > SMS_MESSAGE_ID_MAX {
         return Err(PurseError::Malformed("SMS message id"));
     }
+    // A part carries at least one character of the message: an empty one would be a text that
+    // `parse_sms_part` refuses (found by the `purse_codes` fuzz target).
+    if message.is_empty() {
+        return Err(PurseError::Malformed("empty message"));
+    }
     let encoded = STANDARD_NO_PAD.encode(message);
     // "OP1 999 64/64 " is 14 characters.
     let header_max = SMS_PREFIX.len() + 1 + 3 + 1 + 2 + 1 + 2 + 1;
@@ -549,6 +554,15 @@ pub fn is_sms_part(text: &str) -> bool {
         .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
 }
 
+/// A number field of ASCII digits only (no sign, no spaces), as the printers write them, so that
+/// what the parsers accept is what they print back.
+fn decimal<T: core::str::FromStr>(field: &str) -> Option<T> {
+    if field.is_empty() || !field.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    field.parse().ok()
+}
+
 /// Reads one SMS of a packed message: `OP1 <message id> <k>/<n> <chunk>`.
 pub fn parse_sms_part(text: &str) -> Result<SmsPart, PurseError> {
     let text = text.trim();
@@ -561,16 +575,12 @@ pub fn parse_sms_part(text: &str) -> Result<SmsPart, PurseError> {
     else {
         return Err(PurseError::Malformed("SMS header"));
     };
-    let message_id = id
-        .parse::<u16>()
-        .ok()
+    let message_id = decimal::<u16>(id)
         .filter(|id| *id <= SMS_MESSAGE_ID_MAX)
         .ok_or(PurseError::Malformed("SMS message id"))?;
     let (index, total) = position
         .split_once('/')
-        .and_then(|(index, total)| {
-            Some((index.parse::<usize>().ok()?, total.parse::<usize>().ok()?))
-        })
+        .and_then(|(index, total)| Some((decimal::<usize>(index)?, decimal::<usize>(total)?)))
         .ok_or(PurseError::Malformed("SMS part number"))?;
     if total == 0 || total > SMS_PARTS_MAX || index == 0 || index > total {
         return Err(PurseError::Malformed("SMS part number"));
@@ -683,8 +693,8 @@ impl StatementRequest {
         let fields: Vec<&str> = rest.split(' ').collect();
         let parsed = match fields.as_slice() {
             [purse, counter, code] if code.len() == STATEMENT_CODE_DIGITS as usize => {
-                match (purse.parse(), counter.parse(), code.parse()) {
-                    (Ok(purse), Ok(counter), Ok(code)) => Ok(StatementRequest {
+                match (decimal(purse), decimal(counter), decimal(code)) {
+                    (Some(purse), Some(counter), Some(code)) => Ok(StatementRequest {
                         purse_id: PurseId(purse),
                         counter,
                         code,

@@ -216,7 +216,7 @@ proptest! {
 
     #[test]
     fn sms_packing_round_trips_in_any_order(
-        bytes in prop::collection::vec(any::<u8>(), 0..4000),
+        bytes in prop::collection::vec(any::<u8>(), 1..4000),
         id in 0u16..1000,
         rotation in 0usize..64,
     ) {
@@ -328,4 +328,27 @@ fn every_error_survives_the_apdu_error_record() {
             error
         );
     }
+}
+
+/// An empty message packs to nothing rather than to a text the reader refuses (the `purse_codes`
+/// fuzz target found `pack_sms(&[])` giving `OP1 0 1/1 `, which `unpack_sms` refused).
+#[test]
+fn an_empty_message_is_refused_by_the_packer() {
+    assert!(pack_sms(&[], 7).is_err());
+    let parts = pack_sms(&[0], 7).unwrap();
+    assert_eq!(unpack_sms(&parts).unwrap(), vec![0]);
+}
+
+/// SMS headers and statement requests are read only as written: digits, no sign (the fuzz target
+/// found `OP1 +2 1/2 …` read as message 2, a text the gateway's router does not hand over).
+#[test]
+fn sms_numbers_are_plain_digits() {
+    assert!(offpay_purse::sync::parse_sms_part("OP1 2 1/2 QUJDRA").is_ok());
+    for text in ["OP1 +2 1/2 QUJDRA", "OP1 2 +1/2 QUJDRA", "OP1 2 1/+2 QUJDRA"] {
+        assert!(offpay_purse::sync::parse_sms_part(text).is_err(), "{text}");
+    }
+    let parse = offpay_purse::sync::StatementRequest::parse;
+    assert!(matches!(parse("OP1 ST 12 3 0012345"), Some(Ok(_))));
+    assert!(matches!(parse("OP1 ST 12 3 +012345"), Some(Err(_))));
+    assert!(matches!(parse("OP1 ST +12 3 0012345"), Some(Err(_))));
 }
