@@ -4,9 +4,10 @@
 //! The store's threads are not async; the driver is. A [`Client`] owns a single-threaded tokio
 //! runtime and the driver's connection, and blocks on each call: the connection is driven only
 //! while a call waits, as the synchronous `postgres` client does. What that client cannot do is
-//! [`Client::pipeline`]: statements queued on the wire one after another and answered in order
-//! by the server, so that a group commit's `BEGIN` and its three loads cost one round trip
-//! instead of four (`docs/PERFORMANCE.md`).
+//! pipelining: statements queued on the wire one after another, before any answer is read, and
+//! answered in order by the server. Futures built on [`Client::driver`] and polled together by
+//! [`Client::block_on`] do it, so that a group commit's `BEGIN` and its three loads cost one
+//! round trip instead of four (the store's `PostgresGroup::pipeline`, `docs/PERFORMANCE.md`).
 
 use std::future::Future;
 use std::time::Duration;

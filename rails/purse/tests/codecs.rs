@@ -344,7 +344,11 @@ fn an_empty_message_is_refused_by_the_packer() {
 #[test]
 fn sms_numbers_are_plain_digits() {
     assert!(offpay_purse::sync::parse_sms_part("OP1 2 1/2 QUJDRA").is_ok());
-    for text in ["OP1 +2 1/2 QUJDRA", "OP1 2 +1/2 QUJDRA", "OP1 2 1/+2 QUJDRA"] {
+    for text in [
+        "OP1 +2 1/2 QUJDRA",
+        "OP1 2 +1/2 QUJDRA",
+        "OP1 2 1/+2 QUJDRA",
+    ] {
         assert!(offpay_purse::sync::parse_sms_part(text).is_err(), "{text}");
     }
     let parse = offpay_purse::sync::StatementRequest::parse;
