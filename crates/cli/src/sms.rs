@@ -793,7 +793,10 @@ pub fn demo(client: &ApiClient) -> Result<(), String> {
     ))?;
     println!("   the seed's envelope 263 999 12345 imported (sealed) and bound at an agent");
     let envelope = parse_envelope(SEED_ENVELOPE).map_err(|error| error.to_string())?;
-    println!("   -- low level: the seed's own SMS (row 1, checksum 9 2 7 9 2 7)");
+    println!(
+        "   -- low level: the seed's own SMS (row 1, checksum 9 2 7 9 2 7): KES 200,000.00, above \
+         what the printed checksums may pay here (KES 2,000), so refused"
+    );
     sms(
         client,
         "demo-sms-1",
