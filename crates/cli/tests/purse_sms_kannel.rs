@@ -9,69 +9,22 @@
 //! `OFFPAY_ALLOW_SKIP_KANNEL=1` is set (then it says SKIPPED and returns).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod kannel_common;
 mod purse_common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use kannel_common::*;
 use purse_common::{Backend, BackendKind, Cli};
 
-const BEARERBOX: &str = "/usr/sbin/bearerbox";
-const SMSBOX: &str = "/usr/sbin/smsbox";
-const FAKESMSC: &str = "/usr/lib/kannel/test/fakesmsc";
-/// How long Kannel, the server and a round trip may take.
-const WAIT_MAX: Duration = Duration::from_secs(60);
 const AGENT: &str = "+254700000061";
 const CUSTOMER: &str = "+254700000062";
 /// The operator's short code (Kannel's sender of the answers).
 const SHORT_CODE: &str = "12345";
-
-/// A child process killed on drop.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + WAIT_MAX;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on port {port}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn kannel_installed() -> bool {
-    if Path::new(BEARERBOX).exists() && Path::new(SMSBOX).exists() && Path::new(FAKESMSC).exists() {
-        return true;
-    }
-    if std::env::var("OFFPAY_ALLOW_SKIP_KANNEL").is_ok_and(|value| value == "1") {
-        eprintln!(
-            "SKIPPED: Kannel is not installed ({BEARERBOX}, {SMSBOX}, {FAKESMSC}); \
-             install the Debian packages kannel and kannel-extras to run this test"
-        );
-        return false;
-    }
-    panic!(
-        "Kannel is not installed ({BEARERBOX}, {SMSBOX}, {FAKESMSC}): scripts/test.sh installs \
-         the Debian packages kannel and kannel-extras; set OFFPAY_ALLOW_SKIP_KANNEL=1 to skip"
-    );
-}
 
 /// `offpay serve` on a fixed port (so that Kannel's get-url reaches it again after a restart).
 struct Serve {
@@ -98,7 +51,7 @@ fn serve(data_dir: &Path, port: u16, backend: &Backend) -> Serve {
     }
     let child = Killed(command.spawn().expect("start offpay serve"));
     wait_for_port(port);
-    let deadline = Instant::now() + WAIT_MAX;
+    let deadline = Instant::now() + KANNEL_WAIT_MAX;
     while !data_dir.join("sms-gateway.token").exists() || !data_dir.join("admin.token").exists() {
         assert!(Instant::now() < deadline, "the server wrote no token files");
         std::thread::sleep(Duration::from_millis(100));
@@ -253,7 +206,7 @@ impl FakeSmsc {
         let before = self.serviced();
         writeln!(self.stdin, "{from} {SHORT_CODE} text {text}").unwrap();
         self.stdin.flush().unwrap();
-        let deadline = Instant::now() + WAIT_MAX;
+        let deadline = Instant::now() + KANNEL_WAIT_MAX;
         while self.serviced() <= before {
             assert!(Instant::now() < deadline, "smsbox did not take {text:?}");
             std::thread::sleep(Duration::from_millis(50));
@@ -276,7 +229,7 @@ impl FakeSmsc {
     }
 
     fn wait_for(&self, to: &str, marker: &str, count: usize, logs: &Path) -> Vec<String> {
-        let deadline = Instant::now() + WAIT_MAX;
+        let deadline = Instant::now() + KANNEL_WAIT_MAX;
         loop {
             let found = self.received(to, marker);
             if found.len() >= count {
@@ -413,7 +366,7 @@ fn a_purse_syncs_by_sms_through_a_real_kannel_across_a_server_restart(kind: Back
     // The first part, then a restart: what the server acknowledged survives it.
     let before = smsc.answered();
     smsc.send(AGENT, &texts[0]);
-    let deadline = Instant::now() + WAIT_MAX;
+    let deadline = Instant::now() + KANNEL_WAIT_MAX;
     while smsc.answered() <= before {
         assert!(Instant::now() < deadline, "the first part was not answered");
         std::thread::sleep(Duration::from_millis(50));

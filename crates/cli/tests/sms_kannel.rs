@@ -9,65 +9,17 @@
 // Amounts in minor units are written `whole_cents` (`1500_00` is KES 1500.00).
 #![allow(clippy::inconsistent_digit_grouping)]
 
+mod kannel_common;
 mod sms_common;
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use kannel_common::*;
 use sms_common::*;
-
-const BEARERBOX: &str = "/usr/sbin/bearerbox";
-const SMSBOX: &str = "/usr/sbin/smsbox";
-const FAKESMSC: &str = "/usr/lib/kannel/test/fakesmsc";
-/// How long Kannel and the round trip may take.
-const KANNEL_WAIT_MAX: Duration = Duration::from_secs(60);
-
-/// A child process killed on drop.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + KANNEL_WAIT_MAX;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on port {port}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn kannel_installed() -> bool {
-    if Path::new(BEARERBOX).exists() && Path::new(SMSBOX).exists() && Path::new(FAKESMSC).exists() {
-        return true;
-    }
-    if std::env::var("OFFPAY_ALLOW_SKIP_KANNEL").is_ok_and(|value| value == "1") {
-        eprintln!(
-            "SKIPPED: Kannel is not installed ({BEARERBOX}, {SMSBOX}, {FAKESMSC}); \
-             install the Debian packages kannel and kannel-extras to run this test"
-        );
-        return false;
-    }
-    panic!(
-        "Kannel is not installed ({BEARERBOX}, {SMSBOX}, {FAKESMSC}): scripts/test.sh installs \
-         the Debian packages kannel and kannel-extras; set OFFPAY_ALLOW_SKIP_KANNEL=1 to skip"
-    );
-}
 
 struct Ports {
     server: u16,
