@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::{Args, Subcommand};
 use offpay_operator::phone::{Country, normalise};
 use offpay_purse::apdu::{AnswerSummary, PurseCard, PurseStatus};
+use offpay_purse::pin_reset::ResetCode;
 use offpay_purse::se::{self, DeviceSecret, SealParams, SoftwareSecureElement};
 use offpay_purse::{
     Amount, Cause, Code, EntryKind, LogEntry, OperatorId, Phone, Pin, Provisioning, Purse,
@@ -136,6 +137,10 @@ enum PurseCommand {
     /// Change the PIN (the current one opens the purse; the new one, 4 to 6 digits, is asked
     /// for next, or read from the next line of standard input with --pin-stdin).
     ChangePin,
+    /// Reset a forgotten or blocked PIN with the one-time reset code the operator gave you after
+    /// checking who you are: the code is asked for first, then the new PIN (with --pin-stdin:
+    /// the code on the first line of standard input, the new PIN on the next). No old PIN.
+    PinReset,
     /// Ask the operator for a key shared with a peer (for payments above the small-payment limit).
     AskKey {
         /// The peer's phone number
@@ -400,6 +405,44 @@ fn read_pin(pin_stdin: bool, input: &mut dyn BufRead, prompt: &str) -> Result<Pi
     let line =
         read_line(input).ok_or_else(|| CliError::Local("no PIN on standard input".to_owned()))?;
     Ok(Pin::parse(&line)?)
+}
+
+/// `offpay purse pin-reset`: the reset code opens the purse file (no old PIN), the purse checks
+/// it and takes the new PIN. Both are read like a PIN: never echoed, never from argv.
+fn pin_reset(args: &PurseArgs, input: &mut dyn BufRead) -> Result<Output, CliError> {
+    let path = purse_file(args)?;
+    let code = if args.pin_stdin {
+        read_line(input)
+            .ok_or_else(|| CliError::Local("no reset code on standard input".to_owned()))?
+    } else {
+        if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            return Err(CliError::Local(
+                "the reset code is read from a terminal: give it on standard input with --pin-stdin"
+                    .to_owned(),
+            ));
+        }
+        rpassword::prompt_password("Reset code: ").map_err(local_io)?
+    };
+    let code = ResetCode::parse(code.trim())?;
+    let new = read_pin(args.pin_stdin, input, "New PIN:")?;
+    let (operator, _) = se::peek_file(path)?;
+    if let Some(expected) = &args.operator {
+        let expected = OperatorId::new(expected)?;
+        if expected != operator {
+            return Err(PurseError::WrongOperator {
+                expected,
+                found: operator,
+            }
+            .into());
+        }
+    }
+    let secret = device_secret(args.device_secret.as_deref())?;
+    let element = SoftwareSecureElement::reset_pin(path, secret, operator, &code, &new, now())?;
+    let phone = element.purse().identity().phone;
+    Ok(Output {
+        text: format!("PIN reset for {phone}: the new PIN opens the purse, with every try back."),
+        json: json!({ "pin_reset": true, "phone": phone.to_string() }),
+    })
 }
 
 fn open_card(args: &PurseArgs, pin: &Pin) -> Result<Card, CliError> {
@@ -797,6 +840,9 @@ fn run_purse(args: &PurseArgs) -> Result<Output, CliError> {
     if args.file.is_none() {
         return Err(CliError::Local("say which purse: --file FILE".to_owned()));
     }
+    if let PurseCommand::PinReset = &args.command {
+        return pin_reset(args, &mut input);
+    }
     let pin = read_pin(args.pin_stdin, &mut input, "PIN:")?;
     let mut card = open_card(args, &pin)?;
     match &args.command {
@@ -990,6 +1036,10 @@ fn run_purse(args: &PurseArgs) -> Result<Output, CliError> {
                 json: json!({ "text": request.text(), "counter": request.counter }),
             })
         }
+        // Handled before the PIN is asked for: the reset code opens the purse instead.
+        PurseCommand::PinReset => Err(CliError::Local(
+            "pin-reset takes the reset code, not the PIN".to_owned(),
+        )),
         PurseCommand::ChangePin => {
             let new = read_pin(args.pin_stdin, &mut input, "New PIN:")?;
             card.change_pin(&pin, &new, now())?;
@@ -1534,6 +1584,13 @@ pub enum AdminCommand {
         #[arg(long)]
         phone: String,
     },
+    /// Issue a one-time PIN reset code for a holder you have identified (they type it with a new
+    /// PIN on their phone: `offpay purse pin-reset`). Shown once, never stored.
+    PinReset {
+        /// The purse's phone number
+        #[arg(long)]
+        phone: String,
+    },
     /// Rotate the scheme key (refused until the longest purse validity has passed since the
     /// previous rotation).
     RotateKey {
@@ -1863,6 +1920,21 @@ pub fn run_admin(client: &ApiClient, json: bool, command: AdminCommand) -> ExitC
                     answer,
                     "The PIN is unblocked at the purse's next sync.".to_owned(),
                 )
+            }),
+        AdminCommand::PinReset { phone } => purse_path(&phone)
+            .map_err(|message| (message, None))
+            .and_then(|(_, path)| {
+                client
+                    .post(&format!("{path}/pin-reset"), &json!({}))
+                    .map_err(|error| (error.to_string(), Some(error)))
+            })
+            .map(|answer| {
+                let text = format!(
+                    "Reset code for {}: {}\nGive it only to the holder you identified; it works once. They type it with a new PIN: offpay purse pin-reset.",
+                    answer["phone"].as_str().unwrap_or("?"),
+                    answer["reset_code"].as_str().unwrap_or("?"),
+                );
+                (answer, text)
             }),
         AdminCommand::RotateKey { force } => client
             .post("/api/v1/purse/scheme-key/rotate", &json!({ "force": force }))

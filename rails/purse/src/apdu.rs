@@ -35,6 +35,7 @@ use offpay_money::{Amount, Currency, MoneyError};
 
 use crate::error::{Limit, PurseError, StorageProblem};
 use crate::params::{PIN_DIGITS_MAX, TICKET_CODE_DIGITS};
+use crate::pin_reset::ResetCode;
 use crate::purse::{Command, LastPayment, LogEntry, OfflineLimits, Outcome, PendingRequest, Purse};
 use crate::ticket::TicketCode;
 use crate::types::{Code, OperatorId, Phone, Pin, PurseId, RandomSource, Timestamp};
@@ -64,6 +65,8 @@ pub mod ins {
     pub const READ_PENDING: u8 = 0x44;
     /// The ticket codes this purse holds for peers to type in (peer(7) ‖ 48 ASCII digits each).
     pub const READ_TICKETS: u8 = 0x46;
+    /// PIN reset in place: reset code(8, a number below 10^12) ‖ new PIN.
+    pub const RESET_PIN: u8 = 0x26;
 }
 
 /// Status words.
@@ -211,10 +214,11 @@ pub fn status_word(error: &PurseError) -> u16 {
     use PurseError::*;
     match error {
         WrongPin { tries_left } => sw::WRONG_PIN_BASE | u16::from(*tries_left & 0x0F),
-        PinBlocked => sw::PIN_BLOCKED,
+        PinBlocked | PinResetBlocked => sw::PIN_BLOCKED,
         RequestCodeMismatch
         | ResponseCodeMismatch { .. }
         | TicketMismatch
+        | WrongResetCode { .. }
         | AuthenticationFailed
         | FailureBudgetExhausted
         | PayerFailureBudgetExhausted(_) => sw::SECURITY_NOT_SATISFIED,
@@ -283,6 +287,11 @@ pub fn encode_error(error: &PurseError) -> Vec<u8> {
         }
         PinBlocked => w.u8(13),
         TicketMismatch => w.u8(14),
+        WrongResetCode { tries_left } => {
+            w.u8(39);
+            w.u8(*tries_left);
+        }
+        PinResetBlocked => w.u8(40),
         InsufficientBalance { balance, amount } => {
             w.u8(15);
             w.currency(balance.currency());
@@ -422,6 +431,10 @@ fn decode_error_record(bytes: &[u8]) -> Result<PurseError, PurseError> {
         },
         13 => PinBlocked,
         14 => TicketMismatch,
+        39 => WrongResetCode {
+            tries_left: r.u8()?,
+        },
+        40 => PinResetBlocked,
         15 => {
             let currency = r.currency()?;
             InsufficientBalance {
@@ -636,6 +649,10 @@ fn run(
             old: read_pin(&mut r)?,
             new: read_pin(&mut r)?,
         },
+        ins::RESET_PIN => Command::ResetPin {
+            code: ResetCode::from_number(r.u64()?)?,
+            new: read_pin(&mut r)?,
+        },
         ins::ASK_PAIRWISE_KEY => Command::RequestPairwiseKey {
             peer: r.phone().map_err(|_| PurseError::PhoneNumber)?,
         },
@@ -726,6 +743,7 @@ fn run(
         Outcome::RequestChecked
         | Outcome::RequestCancelled
         | Outcome::PinChanged
+        | Outcome::PinReset { .. }
         | Outcome::PairwiseKeyRequested
         | Outcome::TicketAccepted { .. } => {}
     }
@@ -929,6 +947,19 @@ impl<T: Transport> PurseCard<T> {
         write_pin(&mut w, old);
         write_pin(&mut w, new);
         self.send(ins::CHANGE_PIN, 0, w.finish(), now).map(|_| ())
+    }
+
+    /// PIN reset in place: the operator's one-time reset code and the new PIN.
+    pub fn reset_pin(
+        &mut self,
+        code: &ResetCode,
+        new: &Pin,
+        now: Timestamp,
+    ) -> Result<(), PurseError> {
+        let mut w = Writer::new();
+        w.u64(code.as_number());
+        write_pin(&mut w, new);
+        self.send(ins::RESET_PIN, 0, w.finish(), now).map(|_| ())
     }
 
     /// Ask for a pairwise key with `peer` at the next sync.

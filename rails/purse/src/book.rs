@@ -454,6 +454,8 @@ pub enum PurseChange {
     Blocked(bool),
     /// Unblock the PIN at the next sync.
     UnblockPin,
+    /// Issue the next one-time PIN reset code (the reply) to a holder the operator identified.
+    PinReset,
     /// Agent settlement, step 1: take `amount` of the agent purse's value back at its next sync.
     Settle {
         /// How much.
@@ -838,6 +840,10 @@ impl PurseOperator {
             PurseChange::UnblockPin => {
                 book.unblock_pin(purse_id)?;
                 (None, Vec::new())
+            }
+            PurseChange::PinReset => {
+                let code = book.issue_pin_reset(&self.secrets, purse_id)?;
+                (Some(code.display()), Vec::new())
             }
             PurseChange::Settle { amount } => {
                 let id = book.queue_settlement(purse_id, *amount)?;

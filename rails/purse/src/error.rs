@@ -117,6 +117,15 @@ pub enum PurseError {
     PinBlocked,
     /// A ticket code did not verify.
     TicketMismatch,
+    /// A PIN reset code that is wrong, already used, for another purse, or older than one this
+    /// device already used. Counts against the reset tries.
+    WrongResetCode {
+        /// Wrong reset codes left before resets are refused.
+        tries_left: u8,
+    },
+    /// Too many wrong reset codes: the purse takes none; report the phone lost (the operator
+    /// moves the balance to a new purse).
+    PinResetBlocked,
 
     // --- Refused by the purse's rules: nothing changed ---
     /// Not enough money in the purse.
@@ -239,7 +248,9 @@ impl PurseError {
             | PayerFailureBudgetExhausted(_)
             | WrongPin { .. }
             | PinBlocked
-            | TicketMismatch => Cause::Verification,
+            | TicketMismatch
+            | WrongResetCode { .. }
+            | PinResetBlocked => Cause::Verification,
             InsufficientBalance { .. }
             | LimitExceeded { .. }
             | ValidityExpired
@@ -320,6 +331,13 @@ impl fmt::Display for PurseError {
             WrongPin { tries_left } => write!(f, "wrong PIN; {tries_left} tries left"),
             PinBlocked => f.write_str("PIN blocked: ask the operator to unblock it, then sync"),
             TicketMismatch => f.write_str("the key code is wrong: check it and the phone number"),
+            WrongResetCode { tries_left } => write!(
+                f,
+                "the reset code is wrong or already used; {tries_left} tries left"
+            ),
+            PinResetBlocked => f.write_str(
+                "too many wrong reset codes: report the phone to the operator for a new purse",
+            ),
             InsufficientBalance { balance, amount } => {
                 write!(f, "not enough money: balance {balance}, payment {amount}")
             }

@@ -33,6 +33,7 @@ mod error;
 #[cfg(feature = "operator")]
 pub mod operator;
 pub mod params;
+pub mod pin_reset;
 mod provisioning;
 mod purse;
 pub mod reverts;

@@ -542,6 +542,10 @@ pub struct ShadowAccount {
     /// Empty in a book written before it (then a retired-key payment is judged by time alone).
     #[cfg_attr(feature = "serde", serde(default))]
     pub answer_terms: Vec<AnswerTerms>,
+    /// PIN reset codes issued to the holder (code number n is the n-th); only the count is kept,
+    /// never a code.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub pin_resets_issued: u32,
 }
 
 /// What one answer (or the provisioning) gave a purse, for dating its later payments.
@@ -1020,6 +1024,7 @@ impl OperatorBook {
                     held_from_epoch: self.generation_epoch,
                     valid_until: limits.valid_until,
                 }],
+                pin_resets_issued: 0,
             },
         );
         self.phones.insert(phone, purse_id);
@@ -1316,6 +1321,29 @@ impl OperatorBook {
         shadow.pin_unblock_requested = true;
         shadow.pin_unblock_sent_in = 0;
         Ok(())
+    }
+
+    /// Issues the purse's next PIN reset code, for a holder the operator has identified: returns
+    /// the code (show it to the holder; never store or log it). The purse takes each code once,
+    /// and only the next few after the last it used.
+    pub fn issue_pin_reset(
+        &mut self,
+        secrets: &OperatorSecrets,
+        purse_id: PurseId,
+    ) -> Result<crate::pin_reset::ResetCode, PurseError> {
+        self.check_operator(secrets)?;
+        let operator = self.operator;
+        let shadow = self.shadow_mut(purse_id)?;
+        shadow.pin_resets_issued = shadow
+            .pin_resets_issued
+            .checked_add(1)
+            .ok_or(PurseError::Malformed("PIN reset counter"))?;
+        Ok(crate::pin_reset::reset_code(
+            &secrets.purse_key(purse_id),
+            operator,
+            purse_id,
+            shadow.pin_resets_issued,
+        ))
     }
 
     /// Authenticates an upload and names its purse. Changes nothing.

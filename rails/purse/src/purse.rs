@@ -19,6 +19,7 @@ use crate::codes::{
 use crate::crypto::{PurseKeys, SecretKey, unwrap_key};
 use crate::error::{Limit, PurseError};
 use crate::params::*;
+use crate::pin_reset::{PIN_RESET_FAILURES_MAX, PIN_RESET_WINDOW, ResetCode, reset_code};
 use crate::sync::{AnswerCredit, PendingSummary, SyncAnswer, SyncUpload};
 use crate::ticket::TicketCode;
 use crate::types::{
@@ -154,6 +155,14 @@ pub enum Command {
         /// New PIN.
         new: Pin,
     },
+    /// PIN reset in place with the operator's one-time reset code (the holder proved who they
+    /// are to the operator): sets the new PIN and gives back every PIN try.
+    ResetPin {
+        /// The reset code.
+        code: ResetCode,
+        /// New PIN.
+        new: Pin,
+    },
     /// Ask the operator (at the next sync) for a pairwise key with `peer`.
     RequestPairwiseKey {
         /// The other purse.
@@ -214,6 +223,11 @@ pub enum Outcome {
     ShowCode(LastPayment),
     /// The PIN was changed.
     PinChanged,
+    /// The PIN was reset with reset code number `number`.
+    PinReset {
+        /// The reset code's number (the purse accepts only later ones from now on).
+        number: u32,
+    },
     /// The pairwise-key request will go with the next upload.
     PairwiseKeyRequested,
     /// The ticket verified; the pairwise key with `peer` is installed.
@@ -304,6 +318,10 @@ pub struct Purse {
     sync_sequence: u32,
     answer_applied: u32,
     revision: u64,
+    /// The number of the last PIN reset code used (0: none).
+    pin_resets_used: u32,
+    /// Wrong reset codes since the last reset.
+    pin_reset_failures: u8,
 }
 
 impl core::fmt::Debug for Purse {
@@ -360,6 +378,8 @@ impl Purse {
             sync_sequence: 0,
             answer_applied: 0,
             revision: 1,
+            pin_resets_used: 0,
+            pin_reset_failures: 0,
         }
     }
 
@@ -523,6 +543,7 @@ impl Purse {
                 .map(Outcome::ShowCode)
                 .ok_or(PurseError::NothingToShow),
             Command::ChangePin { old, new } => self.change_pin(&old, new),
+            Command::ResetPin { code, new } => self.reset_pin(&code, new),
             Command::RequestPairwiseKey { peer } => self.request_pairwise_key(peer),
             Command::EnterTicket { peer, code } => self.enter_ticket(peer, &code),
             Command::StartSync => Ok(self.start_sync(now)),
@@ -1030,6 +1051,56 @@ impl Purse {
         Ok(Outcome::PinChanged)
     }
 
+    /// Takes the next unused reset code (within [`PIN_RESET_WINDOW`] of the last one used): a
+    /// code works once, for this purse only; wrong codes are counted and, after
+    /// [`PIN_RESET_FAILURES_MAX`], every code is refused.
+    fn reset_pin(&mut self, code: &ResetCode, new: Pin) -> Result<Outcome, PurseError> {
+        if self.pin_reset_failures >= PIN_RESET_FAILURES_MAX {
+            return Err(PurseError::PinResetBlocked);
+        }
+        let identity = &self.identity;
+        let number = (1..=PIN_RESET_WINDOW)
+            .filter_map(|ahead| self.pin_resets_used.checked_add(ahead))
+            .find(|number| {
+                reset_code(
+                    &self.purse_key,
+                    identity.operator,
+                    identity.purse_id,
+                    *number,
+                )
+                .matches(code)
+            });
+        self.touch();
+        let Some(number) = number else {
+            self.pin_reset_failures += 1;
+            return Err(PurseError::WrongResetCode {
+                tries_left: PIN_RESET_FAILURES_MAX - self.pin_reset_failures,
+            });
+        };
+        self.pin = new;
+        self.pin_tries_left = PIN_TRIES_MAX;
+        self.pin_resets_used = number;
+        self.pin_reset_failures = 0;
+        Ok(Outcome::PinReset { number })
+    }
+
+    /// The number of the last PIN reset code this purse used (0: none).
+    pub fn pin_resets_used(&self) -> u32 {
+        self.pin_resets_used
+    }
+
+    /// Reset code number `number` of this purse (the software secure element wraps the file's
+    /// key under the next ones).
+    #[cfg(feature = "std")]
+    pub(crate) fn reset_code(&self, number: u32) -> ResetCode {
+        reset_code(
+            &self.purse_key,
+            self.identity.operator,
+            self.identity.purse_id,
+            number,
+        )
+    }
+
     fn request_pairwise_key(&mut self, peer: Phone) -> Result<Outcome, PurseError> {
         self.check_counterparty(peer)?;
         if self.pairwise_requests.contains(&peer) {
@@ -1467,6 +1538,8 @@ impl Purse {
         w.u32(self.sync_sequence);
         w.u32(self.answer_applied);
         w.u64(self.revision);
+        w.u32(self.pin_resets_used);
+        w.u8(self.pin_reset_failures);
         w.finish()
     }
 
@@ -1588,6 +1661,15 @@ impl Purse {
         let sync_sequence = r.u32()?;
         let answer_applied = r.u32()?;
         let revision = r.u64()?;
+        // Written since PIN resets; a state from before has used none.
+        let (pin_resets_used, pin_reset_failures) = if r.at_end() {
+            (0, 0)
+        } else {
+            (r.u32()?, r.u8()?)
+        };
+        if pin_reset_failures > PIN_RESET_FAILURES_MAX {
+            return Err(PurseError::Malformed("PIN reset tries"));
+        }
         r.finish()?;
         // The log holds the counters after `acknowledged_through`, without gaps, up to `counter`;
         // checked arithmetic, so a state claiming counters past u32::MAX is refused, not wrapped.
@@ -1641,6 +1723,8 @@ impl Purse {
             sync_sequence,
             answer_applied,
             revision,
+            pin_resets_used,
+            pin_reset_failures,
         })
     }
 }

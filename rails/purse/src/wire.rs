@@ -160,6 +160,11 @@ impl<'a> Reader<'a> {
         Ok(count)
     }
 
+    /// Nothing left to read (an optional field appended by a later version is absent).
+    pub(crate) fn at_end(&self) -> bool {
+        self.position == self.bytes.len()
+    }
+
     pub(crate) fn finish(self) -> Result<(), PurseError> {
         if self.position != self.bytes.len() {
             return Err(PurseError::Malformed("trailing bytes"));

@@ -398,6 +398,11 @@ pub fn operator_routes() -> OperatorRoutes {
             SUPPORT,
             unblock_pin_endpoint,
         )
+        .post(
+            "/purse/purses/{phone}/pin-reset",
+            SUPPORT,
+            pin_reset_endpoint,
+        )
         .post("/purse/scheme-key/rotate", ADMIN, rotate_endpoint)
 }
 
@@ -958,6 +963,33 @@ async fn unblock_pin_endpoint(
     Ok(Json(json!({
         "phone": phone.to_string(),
         "status": "the PIN is unblocked at the purse's next sync",
+    })))
+}
+
+/// Issues the purse's next one-time PIN reset code, for a holder the agent or operator has
+/// identified. The code is in this answer only: it is never stored (the book keeps a count) and
+/// never logged. The holder types it with a new PIN on the phone.
+async fn pin_reset_endpoint(
+    State(state): State<Arc<AppState>>,
+    UrlPath(phone): UrlPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    let phone = parse_phone(&state, &phone)?;
+    let code = state
+        .rails
+        .purse
+        .change(&state.ledger, phone, PurseChange::PinReset, state.now())
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "no reset code was issued",
+            )
+        })?;
+    Ok(Json(json!({
+        "phone": phone.to_string(),
+        "reset_code": code,
+        "status": "give this code to the identified holder only: they type it with a new PIN on the phone (offpay purse pin-reset); it works once",
     })))
 }
 
