@@ -329,7 +329,9 @@ impl fmt::Display for PurseError {
             ),
             WrongPin { tries_left: 0 } => f.write_str("wrong PIN; the PIN is now blocked"),
             WrongPin { tries_left } => write!(f, "wrong PIN; {tries_left} tries left"),
-            PinBlocked => f.write_str("PIN blocked: ask the operator to unblock it, then sync"),
+            PinBlocked => f.write_str(
+                "PIN blocked: ask the operator for a PIN reset code (or to unblock it at a sync)",
+            ),
             TicketMismatch => f.write_str("the key code is wrong: check it and the phone number"),
             WrongResetCode { tries_left } => write!(
                 f,

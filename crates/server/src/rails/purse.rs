@@ -654,6 +654,7 @@ async fn shadow_endpoint(
         "ledger_balance": ledger_balance,
         "blocked": shadow.blocked,
         "pin_unblock_requested": shadow.pin_unblock_requested,
+        "pin_resets_issued": shadow.pin_resets_issued,
         "last_sync_sequence": shadow.last_sequence,
         "received_through": shadow.received_through,
         "confirmed_through": shadow.confirmed_through,

@@ -1,0 +1,133 @@
+//! PIN reset in place, end to end through the `offpay` binary and a real server: the holder
+//! forgot the PIN and blocked the device's tries; the operator (`offpay admin purse pin-reset`)
+//! issues a one-time code; the holder types it and a new PIN (`offpay purse pin-reset`,
+//! `--pin-stdin`); the same purse, with its balance, opens with the new PIN only. A wrong code, a
+//! code for another purse and a used code reset nothing, and the code is nowhere in the server's
+//! files.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod purse_common;
+
+use std::path::Path;
+
+use purse_common::{BackendKind, Cli, PIN, Server};
+
+const ALICE: &str = "+254700000001";
+const BOB: &str = "+254700000002";
+const NEW_PIN: &str = "908172";
+
+/// `offpay purse --file F pin-reset --pin-stdin --json` with `code` and then `new_pin` on stdin.
+fn pin_reset(cli: &Cli, file: &Path, code: &str, new_pin: &str) -> std::process::Output {
+    cli.run_with_pin(
+        &[
+            "purse",
+            "--file",
+            file.to_str().unwrap(),
+            "pin-reset",
+            "--json",
+        ],
+        Some(code),
+        Some(&format!("{new_pin}\n")),
+    )
+}
+
+fn balance_with(cli: &Cli, file: &Path, pin: &str) -> std::process::Output {
+    cli.run_with_pin(
+        &["purse", "--file", file.to_str().unwrap(), "balance", "--json"],
+        Some(pin),
+        None,
+    )
+}
+
+/// What a command said: its JSON error on standard output, or standard error.
+fn said(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Every file under `directory` (logs, the SQLite database), read as bytes.
+fn contains_anywhere(directory: &Path, needle: &str) -> bool {
+    let mut stack = vec![directory.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(&path).unwrap().flatten() {
+                stack.push(entry.path());
+            }
+        } else if let Ok(bytes) = std::fs::read(&path)
+            && bytes
+                .windows(needle.len())
+                .any(|window| window == needle.as_bytes())
+        {
+            return true;
+        }
+    }
+    false
+}
+
+fn a_forgotten_pin_is_reset_in_place_with_the_operators_code(kind: BackendKind) {
+    let backend = kind.fresh();
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    let cli = Cli::new(directory.path());
+    let alice = directory.path().join("alice.purse");
+    let bob = directory.path().join("bob.purse");
+    let server = Server::start(&data, Some("acme-ke"), &backend);
+    cli.provision(&server, ALICE, &alice, false);
+    cli.provision(&server, BOB, &bob, false);
+    cli.admin(&server, &["float", "--phone", ALICE, "--amount", "500"]);
+    cli.sync(&alice, &server);
+
+    // Forgotten: five wrong PINs block the device's tries; even the right PIN is refused now.
+    for guess in ["0000", "0001", "0002", "0003", "0004"] {
+        assert!(!balance_with(&cli, &alice, guess).status.success());
+    }
+    let refused = balance_with(&cli, &alice, PIN);
+    assert!(!refused.status.success());
+    assert!(said(&refused).contains("blocked"), "{}", said(&refused));
+
+    // A thief's guess and Bob's code reset nothing (each is counted on the device).
+    let guessed = pin_reset(&cli, &alice, "1111 2222 3333", NEW_PIN);
+    assert!(!guessed.status.success());
+    assert!(
+        said(&guessed).contains("reset code is wrong"),
+        "{}",
+        said(&guessed)
+    );
+    let bobs = cli.admin(&server, &["pin-reset", "--phone", BOB]);
+    let bobs = bobs["reset_code"].as_str().unwrap().to_owned();
+    assert!(!pin_reset(&cli, &alice, &bobs, NEW_PIN).status.success());
+
+    // The holder, identified at the agent, gets Alice's code and types it with a new PIN.
+    let issued = cli.admin(&server, &["pin-reset", "--phone", ALICE]);
+    let code = issued["reset_code"].as_str().unwrap().to_owned();
+    assert_eq!(code.chars().filter(char::is_ascii_digit).count(), 12);
+    let reset = pin_reset(&cli, &alice, &code, NEW_PIN);
+    assert!(reset.status.success(), "{}", said(&reset));
+    let answer: serde_json::Value = serde_json::from_slice(&reset.stdout).unwrap();
+    assert_eq!(answer["pin_reset"], true);
+
+    // The same purse, its balance intact, opens with the new PIN only.
+    let opened = balance_with(&cli, &alice, NEW_PIN);
+    assert!(opened.status.success(), "{}", said(&opened));
+    let status: serde_json::Value = serde_json::from_slice(&opened.stdout).unwrap();
+    assert_eq!(status["balance"], "500.00");
+    assert!(!balance_with(&cli, &alice, PIN).status.success());
+
+    // The code works once.
+    let again = pin_reset(&cli, &alice, &code, "1357");
+    assert!(!again.status.success());
+    assert!(balance_with(&cli, &alice, NEW_PIN).status.success());
+
+    // The operator kept a count, never the code (nor does any log show it).
+    let shadow = server.shadow(ALICE);
+    assert_eq!(shadow["pin_resets_issued"], 1, "{shadow}");
+    let digits: String = code.chars().filter(char::is_ascii_digit).collect();
+    server.stop();
+    assert!(!contains_anywhere(&data, &digits), "the code is in the data directory");
+    assert!(!contains_anywhere(&data, &code), "the code is in the data directory");
+}
+
+offpay_test_support::on_every_backend!(a_forgotten_pin_is_reset_in_place_with_the_operators_code,);
