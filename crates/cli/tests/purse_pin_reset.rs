@@ -33,7 +33,13 @@ fn pin_reset(cli: &Cli, file: &Path, code: &str, new_pin: &str) -> std::process:
 
 fn balance_with(cli: &Cli, file: &Path, pin: &str) -> std::process::Output {
     cli.run_with_pin(
-        &["purse", "--file", file.to_str().unwrap(), "balance", "--json"],
+        &[
+            "purse",
+            "--file",
+            file.to_str().unwrap(),
+            "balance",
+            "--json",
+        ],
         Some(pin),
         None,
     )
@@ -126,8 +132,14 @@ fn a_forgotten_pin_is_reset_in_place_with_the_operators_code(kind: BackendKind) 
     assert_eq!(shadow["pin_resets_issued"], 1, "{shadow}");
     let digits: String = code.chars().filter(char::is_ascii_digit).collect();
     server.stop();
-    assert!(!contains_anywhere(&data, &digits), "the code is in the data directory");
-    assert!(!contains_anywhere(&data, &code), "the code is in the data directory");
+    assert!(
+        !contains_anywhere(&data, &digits),
+        "the code is in the data directory"
+    );
+    assert!(
+        !contains_anywhere(&data, &code),
+        "the code is in the data directory"
+    );
 }
 
 offpay_test_support::on_every_backend!(a_forgotten_pin_is_reset_in_place_with_the_operators_code,);

@@ -372,6 +372,7 @@ pub fn encode_error(error: &PurseError) -> Vec<u8> {
         | UnknownPurse(_)
         | UnknownPhone(_)
         | PhoneTaken(_)
+        | AboveClassLimit { .. }
         | RotationTooSoon { .. } => w.u8(0),
     }
     w.finish()

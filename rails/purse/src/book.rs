@@ -52,6 +52,7 @@ use crate::operator::{
 };
 use crate::purse::{EntryKind, OfflineLimits};
 use crate::sync::SyncUpload;
+use crate::trust::TrustClass;
 use crate::types::{Phone, PurseId, PurseKind, Timestamp};
 
 /// Record namespace of the operator book.
@@ -766,12 +767,30 @@ impl PurseOperator {
         kind: PurseKind,
         now: offpay_ledger::Timestamp,
     ) -> Result<Decision<Provisioned>, BookError> {
+        self.decide_provision_as(loaded, next_id, phone, kind, TrustClass::Software, now)
+    }
+
+    /// [`PurseOperator::decide_provision`] in a trust class.
+    pub fn decide_provision_as(
+        &self,
+        loaded: &RecordSet,
+        next_id: PurseId,
+        phone: Phone,
+        kind: PurseKind,
+        class: TrustClass,
+        now: offpay_ledger::Timestamp,
+    ) -> Result<Decision<Provisioned>, BookError> {
         let mut book = self.book_of(loaded)?;
         if book.header().next_purse_id != next_id.0 {
             return Ok(Decision::Reload);
         }
-        let provisioning =
-            book.provision(&self.secrets, phone, kind, ledger_timestamp_seconds(now))?;
+        let provisioning = book.provision_as(
+            &self.secrets,
+            phone,
+            kind,
+            class,
+            ledger_timestamp_seconds(now),
+        )?;
         let mut effects = Effects::new();
         effects.create_accounts(operator_accounts(self.currency, self.server_currency));
         effects.create_account(NewAccount {

@@ -117,6 +117,15 @@ pub enum PurseError {
     PinBlocked,
     /// A ticket code did not verify.
     TicketMismatch,
+    /// The operator asked for limits above what the purse's trust class allows.
+    AboveClassLimit {
+        /// The purse's class.
+        class: crate::trust::TrustClass,
+        /// Which limit.
+        limit: Limit,
+        /// The most that class allows.
+        maximum: Amount,
+    },
     /// A PIN reset code that is wrong, already used, for another purse, or older than one this
     /// device already used. Counts against the reset tries.
     WrongResetCode {
@@ -253,6 +262,7 @@ impl PurseError {
             | PinResetBlocked => Cause::Verification,
             InsufficientBalance { .. }
             | LimitExceeded { .. }
+            | AboveClassLimit { .. }
             | ValidityExpired
             | LogFull
             | PurseBlocked
@@ -333,6 +343,19 @@ impl fmt::Display for PurseError {
                 "PIN blocked: ask the operator for a PIN reset code (or to unblock it at a sync)",
             ),
             TicketMismatch => f.write_str("the key code is wrong: check it and the phone number"),
+            AboveClassLimit {
+                class,
+                limit,
+                maximum,
+            } => {
+                let what = match limit {
+                    Limit::MaxBalance => "a maximum balance",
+                    Limit::MaxSinglePayment => "a maximum single payment",
+                    Limit::MaxSpentSinceSync => "a maximum spent between syncs",
+                    Limit::ReceivedFromOnePayer => "a receive cap",
+                };
+                write!(f, "a {class} purse may have {what} of at most {maximum}")
+            }
             WrongResetCode { tries_left } => write!(
                 f,
                 "the reset code is wrong or already used; {tries_left} tries left"

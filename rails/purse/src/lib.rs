@@ -43,6 +43,7 @@ pub mod se;
 pub mod sms_book;
 pub mod sync;
 mod ticket;
+pub mod trust;
 mod types;
 mod wire;
 
@@ -60,6 +61,7 @@ pub use purse::{
     PendingRequest, Purse, PurseIdentity, SyncReport,
 };
 pub use ticket::TicketCode;
+pub use trust::TrustClass;
 #[cfg(feature = "std")]
 pub use types::SystemRandom;
 pub use types::{

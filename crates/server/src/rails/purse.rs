@@ -29,6 +29,7 @@ pub use offpay_purse::book::{
 use offpay_purse::crypto::{MASTER_KEY_BYTES, MasterKey};
 use offpay_purse::{
     Cause, OfflineLimits, OperatorId, OperatorSecrets, Phone, PurseError, PurseKind, ShadowAccount,
+    TrustClass,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -272,6 +273,19 @@ impl PurseRail {
         kind: PurseKind,
         now: offpay_ledger::Timestamp,
     ) -> Result<Provisioned, RailError> {
+        self.provision_as(ledger, phone, kind, TrustClass::Software, now)
+            .await
+    }
+
+    /// [`PurseRail::provision`] in a trust class (hardware: a SIM applet's personalisation).
+    pub async fn provision_as(
+        &self,
+        ledger: &Ledger,
+        phone: Phone,
+        kind: PurseKind,
+        class: TrustClass,
+        now: offpay_ledger::Timestamp,
+    ) -> Result<Provisioned, RailError> {
         let _guards = self.locks.lock([phone.number()]).await;
         let provisioned = runner::run(
             ledger,
@@ -285,7 +299,7 @@ impl PurseRail {
             |(next_id, loaded)| {
                 Ok(self
                     .operator
-                    .decide_provision(&loaded, next_id, phone, kind, now)?)
+                    .decide_provision_as(&loaded, next_id, phone, kind, class, now)?)
             },
         )
         .await?;
@@ -499,6 +513,10 @@ struct ProvisionRequest {
     phone: String,
     #[serde(default)]
     kind: Option<String>,
+    /// `software` (default: a purse file on a phone or PC) or `hardware` (a SIM applet's
+    /// personalisation; higher limits).
+    #[serde(default)]
+    class: Option<String>,
 }
 
 async fn provision_endpoint(
@@ -517,10 +535,19 @@ async fn provision_endpoint(
             ));
         }
     };
+    let class = match request.class.as_deref() {
+        None => TrustClass::Software,
+        Some(text) => TrustClass::parse(text).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_class",
+                format!("class {text:?}: say software or hardware"),
+            )
+        })?,
+    };
     let provisioned = state
         .rails
         .purse
-        .provision(&state.ledger, phone, kind, state.now())
+        .provision_as(&state.ledger, phone, kind, class, state.now())
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -528,11 +555,26 @@ async fn provision_endpoint(
             "purse_id": provisioned.purse_id.0,
             "phone": provisioned.phone.to_string(),
             "kind": kind_name(kind),
+            "trust_class": class.name(),
             "operator": state.rails.purse.operator().as_str(),
             "account": format!("purse:{phone}"),
             "provisioning": hex::encode(&provisioned.provisioning),
         })),
     ))
+}
+
+/// The most the operator may give a purse of this kind and class (limits above are refused).
+fn class_ceiling(kind: PurseKind, class: TrustClass, currency: Currency) -> Value {
+    let (balance, single, spent) = offpay_purse::trust::ceiling_major(kind, class);
+    let major = |units: u64| {
+        let minor = units.saturating_mul(currency.minor_per_major());
+        decimal(i64::try_from(minor).unwrap_or(i64::MAX), currency)
+    };
+    json!({
+        "max_balance": major(balance),
+        "max_single_payment": major(single),
+        "max_spent_since_sync": major(spent),
+    })
 }
 
 fn kind_name(kind: PurseKind) -> &'static str {
@@ -655,6 +697,8 @@ async fn shadow_endpoint(
         "blocked": shadow.blocked,
         "pin_unblock_requested": shadow.pin_unblock_requested,
         "pin_resets_issued": shadow.pin_resets_issued,
+        "trust_class": shadow.trust_class.name(),
+        "class_ceiling": class_ceiling(shadow.kind, shadow.trust_class, currency),
         "last_sync_sequence": shadow.last_sequence,
         "received_through": shadow.received_through,
         "confirmed_through": shadow.confirmed_through,
