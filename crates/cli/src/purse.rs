@@ -1584,6 +1584,16 @@ pub enum AdminCommand {
         #[arg(long)]
         phone: String,
     },
+    /// Set the holder's language for the statements the operator sends (en, sw, fr; `default`:
+    /// the operator's).
+    Language {
+        /// The purse's phone number
+        #[arg(long)]
+        phone: String,
+        /// en, sw, fr, or default
+        #[arg(long)]
+        lang: String,
+    },
     /// Issue a one-time PIN reset code for a holder you have identified (they type it with a new
     /// PIN on their phone: `offpay purse pin-reset`). Shown once, never stored.
     PinReset {
@@ -1920,6 +1930,22 @@ pub fn run_admin(client: &ApiClient, json: bool, command: AdminCommand) -> ExitC
                     answer,
                     "The PIN is unblocked at the purse's next sync.".to_owned(),
                 )
+            }),
+        AdminCommand::Language { phone, lang } => purse_path(&phone)
+            .map_err(|message| (message, None))
+            .and_then(|(_, path)| {
+                let language = (lang != "default").then_some(lang.as_str());
+                client
+                    .post(&format!("{path}/language"), &json!({ "language": language }))
+                    .map_err(|error| (error.to_string(), Some(error)))
+            })
+            .map(|answer| {
+                let text = format!(
+                    "Statements to {} now speak {}.",
+                    answer["phone"].as_str().unwrap_or("?"),
+                    answer["speaks"].as_str().unwrap_or("?"),
+                );
+                (answer, text)
             }),
         AdminCommand::PinReset { phone } => purse_path(&phone)
             .map_err(|message| (message, None))

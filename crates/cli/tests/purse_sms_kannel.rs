@@ -442,12 +442,12 @@ fn a_purse_syncs_by_sms_through_a_real_kannel_across_a_server_restart(kind: Back
     let text = request["text"].as_str().unwrap().to_owned();
     assert!(text.starts_with("OP1 ST "), "{text}");
     smsc.send(CUSTOMER, &text); // a spoofed sender: the statement still goes to the purse
-    let statement = smsc.wait_for(AGENT, "balance", 1, directory.path());
-    assert!(statement[0].contains("230.00 KES"), "{statement:?}");
+    let statement = smsc.wait_for(AGENT, "BALANCE", 1, directory.path());
+    assert!(statement[0].contains("KES 230.00"), "{statement:?}");
     smsc.send(AGENT, &text);
     let next = cli.purse(&agent, &["statement-sms"]);
     smsc.send(AGENT, next["text"].as_str().unwrap());
-    let statements = smsc.wait_for(AGENT, "balance", 2, directory.path());
+    let statements = smsc.wait_for(AGENT, "BALANCE", 2, directory.path());
     assert_eq!(
         statements.len(),
         2,

@@ -219,4 +219,15 @@ crate::messages! {
     STATEMENT_CASH = "sms-statement-cash";
     /// Statement counterparty: the operator's exchange float.
     STATEMENT_EXCHANGE = "sms-statement-exchange";
+
+    /// Purse statement (sent to the purse's phone): the balance, `$amount` with its currency.
+    PURSE_STATEMENT_HEAD = "sms-purse-statement-head";
+    /// Purse statement line, money in: `$date`, `$counterparty`, `$amount` with its currency.
+    PURSE_STATEMENT_IN = "sms-purse-statement-in";
+    /// Purse statement line, money out: `$date`, `$counterparty`, `$amount` with its currency.
+    PURSE_STATEMENT_OUT = "sms-purse-statement-out";
+    /// Purse statement: nothing posted yet.
+    PURSE_STATEMENT_EMPTY = "sms-purse-statement-empty";
+    /// Purse statement counterparty: the operator (float, settlement, moves).
+    PURSE_STATEMENT_OPERATOR = "sms-purse-statement-operator";
 }

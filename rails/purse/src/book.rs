@@ -457,6 +457,9 @@ pub enum PurseChange {
     UnblockPin,
     /// Issue the next one-time PIN reset code (the reply) to a holder the operator identified.
     PinReset,
+    /// The holder's language (a code of two or three lowercase letters; `None`: the operator's
+    /// default), for the statements the operator sends.
+    Language(Option<String>),
     /// Agent settlement, step 1: take `amount` of the agent purse's value back at its next sync.
     Settle {
         /// How much.
@@ -489,6 +492,15 @@ impl PurseChange {
                 Err(BookError::Invalid {
                     code: "invalid_validity",
                     message: format!("validity_days must be 1 to {VALIDITY_DAYS_MAX}"),
+                })
+            }
+            PurseChange::Language(Some(code))
+                if !(2..=3).contains(&code.len())
+                    || !code.bytes().all(|byte| byte.is_ascii_lowercase()) =>
+            {
+                Err(BookError::Invalid {
+                    code: "invalid_language",
+                    message: "a language is a code such as en, sw or fr".to_owned(),
                 })
             }
             _ => Ok(()),
@@ -863,6 +875,10 @@ impl PurseOperator {
             PurseChange::PinReset => {
                 let code = book.issue_pin_reset(&self.secrets, purse_id)?;
                 (Some(code.display()), Vec::new())
+            }
+            PurseChange::Language(language) => {
+                book.set_language(purse_id, language.clone())?;
+                (None, Vec::new())
             }
             PurseChange::Settle { amount } => {
                 let id = book.queue_settlement(purse_id, *amount)?;

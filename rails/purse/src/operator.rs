@@ -546,6 +546,13 @@ pub struct ShadowAccount {
     /// never a code.
     #[cfg_attr(feature = "serde", serde(default))]
     pub pin_resets_issued: u32,
+    /// Its trust class, set at provisioning (a book written before classes: software).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub trust_class: crate::trust::TrustClass,
+    /// The holder's language for what the operator sends them (a statement by SMS), as a code
+    /// (`en`, `sw`, `fr`); `None`: the operator's default.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub language: Option<String>,
 }
 
 /// What one answer (or the provisioning) gave a purse, for dating its later payments.
@@ -984,13 +991,33 @@ impl OperatorBook {
         kind: PurseKind,
         now: Timestamp,
     ) -> Result<Provisioning, PurseError> {
+        self.provision_as(
+            secrets,
+            phone,
+            kind,
+            crate::trust::TrustClass::Software,
+            now,
+        )
+    }
+
+    /// [`OperatorBook::provision`] in a trust class: the purse gets that class's limits, and
+    /// later limits are held to them. The hardware class is for purses personalised into a SIM
+    /// applet only (see [`crate::trust`]).
+    pub fn provision_as(
+        &mut self,
+        secrets: &OperatorSecrets,
+        phone: Phone,
+        kind: PurseKind,
+        class: crate::trust::TrustClass,
+        now: Timestamp,
+    ) -> Result<Provisioning, PurseError> {
         self.check_operator(secrets)?;
         if self.phones.contains_key(&phone) {
             return Err(PurseError::PhoneTaken(phone));
         }
         let purse_id = PurseId(self.next_purse_id);
         self.next_purse_id += 1;
-        let limits = OfflineLimits::defaults(kind, self.currency, now);
+        let limits = crate::trust::class_limits(kind, class, self.currency, now);
         self.purses.insert(
             purse_id,
             ShadowAccount {
@@ -1025,6 +1052,8 @@ impl OperatorBook {
                     valid_until: limits.valid_until,
                 }],
                 pin_resets_issued: 0,
+                trust_class: class,
+                language: None,
             },
         );
         self.phones.insert(phone, purse_id);
@@ -1142,6 +1171,7 @@ impl OperatorBook {
             });
         }
         let shadow = self.shadow_mut(purse_id)?;
+        crate::trust::check_limits(shadow.kind, shadow.trust_class, &limits)?;
         shadow.limits = limits;
         shadow.validity_seconds = validity_seconds;
         self.longest_validity_seconds = self.longest_validity_seconds.max(validity_seconds);
@@ -1320,6 +1350,16 @@ impl OperatorBook {
         let shadow = self.shadow_mut(purse_id)?;
         shadow.pin_unblock_requested = true;
         shadow.pin_unblock_sent_in = 0;
+        Ok(())
+    }
+
+    /// Sets the holder's language (a code such as `sw`; `None`: the operator's default).
+    pub fn set_language(
+        &mut self,
+        purse_id: PurseId,
+        language: Option<String>,
+    ) -> Result<(), PurseError> {
+        self.shadow_mut(purse_id)?.language = language;
         Ok(())
     }
 

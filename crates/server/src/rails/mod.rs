@@ -4,6 +4,7 @@
 
 pub mod microcheck;
 pub mod purse;
+pub mod purse_statement;
 pub mod sms;
 pub mod ussd;
 pub mod wallet;

@@ -38,6 +38,7 @@ use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::keyfile;
 use crate::ledger::{Ledger, LedgerError};
+use crate::rails::purse_statement::{self, Counterparty, StatementLine};
 use crate::routes::{ADMIN, EVERYONE, FINANCE, OperatorRoutes, PROVISIONING, READ, SUPPORT};
 use crate::runner::{self, LockStripes, RunError};
 use crate::{AppState, StartError};
@@ -417,6 +418,7 @@ pub fn operator_routes() -> OperatorRoutes {
             SUPPORT,
             pin_reset_endpoint,
         )
+        .post("/purse/purses/{phone}/language", SUPPORT, language_endpoint)
         .post("/purse/scheme-key/rotate", ADMIN, rotate_endpoint)
 }
 
@@ -698,6 +700,7 @@ async fn shadow_endpoint(
         "pin_unblock_requested": shadow.pin_unblock_requested,
         "pin_resets_issued": shadow.pin_resets_issued,
         "trust_class": shadow.trust_class.name(),
+        "language": shadow.language,
         "class_ceiling": class_ceiling(shadow.kind, shadow.trust_class, currency),
         "last_sync_sequence": shadow.last_sequence,
         "received_through": shadow.received_through,
@@ -1011,6 +1014,47 @@ async fn unblock_pin_endpoint(
     })))
 }
 
+#[derive(Debug, Deserialize)]
+struct LanguageRequest {
+    /// `en`, `sw`, `fr` (or the language's name); `null`: the operator's default.
+    language: Option<String>,
+}
+
+/// Sets the purse holder's language (at the holder's request, at an agent): the statements the
+/// operator sends by SMS speak it.
+async fn language_endpoint(
+    State(state): State<Arc<AppState>>,
+    UrlPath(phone): UrlPath<String>,
+    body: crate::api::ApiJson<LanguageRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let phone = parse_phone(&state, &phone)?;
+    let language = match body.0.language.as_deref() {
+        None => None,
+        Some(text) => Some(text.parse::<offpay_text::Language>().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_language",
+                format!("language {text:?}: say en, sw or fr"),
+            )
+        })?),
+    };
+    state
+        .rails
+        .purse
+        .change(
+            &state.ledger,
+            phone,
+            PurseChange::Language(language.map(|language| language.code().to_owned())),
+            state.now(),
+        )
+        .await?;
+    let shown = language.unwrap_or(state.config.default_language);
+    Ok(Json(json!({
+        "phone": phone.to_string(),
+        "language": language.map(|language| language.code()),
+        "speaks": shown.code(),
+    })))
+}
+
 /// Issues the purse's next one-time PIN reset code, for a holder the agent or operator has
 /// identified. The code is in this answer only: it is never stored (the book keeps a count) and
 /// never logged. The holder types it with a new PIN on the phone.
@@ -1116,9 +1160,6 @@ impl PurseSmsAnswer {
         }
     }
 }
-
-/// Lines of a statement sent by SMS, at most this many characters each.
-const STATEMENT_LINE_CHARS_MAX: usize = 72;
 
 /// The queue writes that send `texts` to `to` through the SMS outbox.
 fn outbox_writes(
@@ -1333,6 +1374,7 @@ impl PurseRail {
         ledger: &Ledger,
         request: &offpay_purse::sync::StatementRequest,
         now: offpay_ledger::Timestamp,
+        default_language: offpay_text::Language,
     ) -> Result<Result<usize, &'static str>, RailError> {
         let plan = PurseOperator::statement_plan(request);
         let granted = runner::run(
@@ -1349,7 +1391,9 @@ impl PurseRail {
                 return Ok(Err(refusal));
             }
         };
-        let texts = self.statement_texts(ledger, phone).await?;
+        let texts = self
+            .statement_texts(ledger, phone, default_language)
+            .await?;
         let writes = outbox_writes(
             phone,
             &texts,
@@ -1377,9 +1421,15 @@ impl PurseRail {
         &self,
         ledger: &Ledger,
         phone: Phone,
+        default_language: offpay_text::Language,
     ) -> Result<Vec<String>, RailError> {
         let shadow = self.shadow(ledger, phone).await?;
         let currency = shadow.limits.max_balance.currency();
+        let language = shadow
+            .language
+            .as_deref()
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(default_language);
         let account = purse_account_id(phone)?;
         let lookup = account.clone();
         let records = ledger
@@ -1387,41 +1437,30 @@ impl PurseRail {
                 store.history(&lookup, None, offpay_purse::params::STATEMENT_SMS_LINES_MAX)
             })
             .await?;
-        let mut lines = vec![format!(
-            "offpay purse {phone}: balance {} {}",
-            decimal(shadow.balance_minor, currency),
-            currency.code()
-        )];
-        for record in &records {
-            let transfer = &record.transfer;
-            let out = transfer.debit_account == account;
-            let minor = i64::try_from(transfer.amount.minor()).unwrap_or(i64::MAX);
-            let date = crate::lists::rfc3339(record.committed_at.0);
-            let line = format!(
-                "{} {} {} {}",
-                date.get(..10).unwrap_or(&date),
-                decimal(if out { -minor } else { minor }, currency),
-                currency.code(),
-                transfer.memo
-            );
-            lines.push(line.chars().take(STATEMENT_LINE_CHARS_MAX).collect());
-        }
-        if records.is_empty() {
-            lines.push("no payments yet".to_owned());
-        }
-        let mut texts: Vec<String> = Vec::new();
-        for line in lines {
-            match texts.last_mut() {
-                Some(text)
-                    if text.chars().count() + 1 + line.chars().count()
-                        <= offpay_purse::params::SMS_CHARS_MAX =>
-                {
-                    text.push('\n');
-                    text.push_str(&line);
+        let postings: Vec<StatementLine> = records
+            .iter()
+            .map(|record| {
+                let transfer = &record.transfer;
+                let out = transfer.debit_account == account;
+                let other = if out {
+                    &transfer.credit_account
+                } else {
+                    &transfer.debit_account
+                };
+                let minor = i64::try_from(transfer.amount.minor()).unwrap_or(i64::MAX);
+                let date = crate::lists::rfc3339(record.committed_at.0);
+                StatementLine {
+                    date: date.get(..10).unwrap_or(&date).to_owned(),
+                    minor: if out { -minor } else { minor },
+                    counterparty: match other.as_str().strip_prefix(book::ACCOUNT_PREFIX) {
+                        Some(phone) => Counterparty::Purse(phone.to_owned()),
+                        None => Counterparty::Operator,
+                    },
                 }
-                _ => texts.push(line),
-            }
-        }
+            })
+            .collect();
+        let texts =
+            purse_statement::statement_texts(language, currency, shadow.balance_minor, &postings);
         Ok(texts)
     }
 }
@@ -1456,7 +1495,12 @@ pub async fn sms_inbound(
             }));
         };
         let answer = match rail
-            .sms_statement(&state.ledger, &request, state.now())
+            .sms_statement(
+                &state.ledger,
+                &request,
+                state.now(),
+                state.config.default_language,
+            )
             .await
         {
             Ok(Ok(queued)) => PurseSmsAnswer {

@@ -123,3 +123,9 @@ sms-statement-fee = { " " }fee { $fee }
 sms-statement-balance = BALANCE { $amount }
 sms-statement-cash = cash
 sms-statement-exchange = exchange
+
+sms-purse-statement-head = PURSE BALANCE { $amount }
+sms-purse-statement-in = { $date } FROM { $counterparty } { $amount }
+sms-purse-statement-out = { $date } TO { $counterparty } { $amount }
+sms-purse-statement-empty = no payments yet
+sms-purse-statement-operator = operator

@@ -126,3 +126,9 @@ sms-statement-fee = { " " }frais { $fee }
 sms-statement-balance = SOLDE { $amount }
 sms-statement-cash = espèces
 sms-statement-exchange = change
+
+sms-purse-statement-head = SOLDE PORTE-MONNAIE { $amount }
+sms-purse-statement-in = { $date } DE { $counterparty } { $amount }
+sms-purse-statement-out = { $date } VERS { $counterparty } { $amount }
+sms-purse-statement-empty = aucun paiement pour le moment
+sms-purse-statement-operator = opérateur

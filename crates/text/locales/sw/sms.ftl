@@ -125,3 +125,9 @@ sms-statement-fee = { " " }ada { $fee }
 sms-statement-balance = SALIO { $amount }
 sms-statement-cash = taslimu
 sms-statement-exchange = ubadilishaji
+
+sms-purse-statement-head = SALIO LA POCHI { $amount }
+sms-purse-statement-in = { $date } KUTOKA { $counterparty } { $amount }
+sms-purse-statement-out = { $date } KWA { $counterparty } { $amount }
+sms-purse-statement-empty = hakuna malipo bado
+sms-purse-statement-operator = mwendeshaji
