@@ -38,7 +38,7 @@ use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::keyfile;
 use crate::ledger::{Ledger, LedgerError};
-use crate::rails::purse_statement::{self, Counterparty, StatementLine};
+use crate::rails::purse_statement::{self, StatementLine};
 use crate::routes::{ADMIN, EVERYONE, FINANCE, OperatorRoutes, PROVISIONING, READ, SUPPORT};
 use crate::runner::{self, LockStripes, RunError};
 use crate::{AppState, StartError};
@@ -1452,10 +1452,7 @@ impl PurseRail {
                 StatementLine {
                     date: date.get(..10).unwrap_or(&date).to_owned(),
                     minor: if out { -minor } else { minor },
-                    counterparty: match other.as_str().strip_prefix(book::ACCOUNT_PREFIX) {
-                        Some(phone) => Counterparty::Purse(phone.to_owned()),
-                        None => Counterparty::Operator,
-                    },
+                    counterparty: purse_statement::counterparty(other.as_str(), &transfer.memo),
                 }
             })
             .collect();

@@ -6,6 +6,9 @@
 use offpay_ledger::Currency;
 use offpay_text::{Language, sms, text};
 
+/// Fewest digits of a phone number read from a memo.
+const PHONE_DIGITS_MIN: usize = 7;
+
 /// Lines of a statement, at most this many characters each.
 pub const LINE_CHARS_MAX: usize = 72;
 
@@ -27,6 +30,27 @@ pub struct StatementLine {
     pub minor: i64,
     /// The other side.
     pub counterparty: Counterparty,
+}
+
+/// The counterparty of a posting on a purse's account: the other account when it is a purse,
+/// else the purse named in the posting's memo (offline payments pass through suspense, and their
+/// memos say `… to +254…` or `… from +254…`), else the operator.
+pub fn counterparty(other_account: &str, memo: &str) -> Counterparty {
+    if let Some(phone) = other_account.strip_prefix(offpay_purse::book::ACCOUNT_PREFIX) {
+        return Counterparty::Purse(phone.to_owned());
+    }
+    for marker in [" to +", " from +"] {
+        if let Some(index) = memo.find(marker) {
+            let digits: String = memo[index + marker.len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            if digits.len() >= PHONE_DIGITS_MIN {
+                return Counterparty::Purse(format!("+{digits}"));
+            }
+        }
+    }
+    Counterparty::Operator
 }
 
 /// `KES 1250.00`: the same in every language.
@@ -105,6 +129,30 @@ mod tests {
                 counterparty: Counterparty::Operator,
             },
         ]
+    }
+
+    #[test]
+    fn the_counterparty_is_the_other_purse_even_through_suspense() {
+        assert_eq!(
+            counterparty("purse:+254700000002", ""),
+            Counterparty::Purse("+254700000002".into())
+        );
+        assert_eq!(
+            counterparty("operator:suspense", "offline payment #3 from +254700000009"),
+            Counterparty::Purse("+254700000009".into())
+        );
+        assert_eq!(
+            counterparty("operator:suspense", "offline payment #4 to +254700000001"),
+            Counterparty::Purse("+254700000001".into())
+        );
+        assert_eq!(
+            counterparty("operator:suspense", "operator credit 1 for purse 3: float"),
+            Counterparty::Operator
+        );
+        assert_eq!(
+            counterparty("settlement:+254700000009", ""),
+            Counterparty::Operator
+        );
     }
 
     #[test]
