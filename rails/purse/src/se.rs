@@ -1069,9 +1069,7 @@ impl<R: RandomSource> SoftwareSecureElement<R> {
         };
         // The purse checks the code against its own key and counter, sets the PIN and gives
         // back its tries; the write below reseals the file (new PIN slot, next reset slots).
-        let mut card = crate::apdu::PurseCard::new(&mut element, now)?;
-        card.reset_pin(code, new, now)?;
-        drop(card);
+        crate::apdu::PurseCard::new(&mut element, now)?.reset_pin(code, new, now)?;
         let number = element.purse.pin_resets_used();
         if number <= used {
             return Err(PurseError::WrongResetCode {
