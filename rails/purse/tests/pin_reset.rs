@@ -354,3 +354,78 @@ fn the_next_code_resets_a_restored_file() {
     drop(element);
     open(&path, &device, &world, &new_pin()).unwrap();
 }
+
+/// A purse file of format 2 (before PIN resets: the state sealed straight under the PIN's key),
+/// written here byte by byte as the previous release did: it opens with the PIN, is rewritten in
+/// format 3 at once, and can be reset from then on.
+#[test]
+fn a_format_2_file_opens_with_its_pin_and_is_rewritten_for_resets() {
+    use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+    use hmac::{KeyInit as _, Mac};
+    let dir = tempfile::tempdir().unwrap();
+    let (path, device) = (dir.path().join("alice.purse"), dir.path().join("device"));
+    let mut world = World::new(10);
+    let mut alice = world.provision("+254700000001", PurseKind::Customer);
+    world.float(&alice, "75");
+    world.sync(&mut alice);
+    let id = alice.identity().purse_id;
+    let operator = world.book.operator();
+    let secret_bytes = [9u8; 32];
+    std::fs::write(&device, secret_bytes).unwrap();
+    let params = SealParams::TEST;
+    let salt = [3u8; 16];
+    let mut header = vec![2u8, operator.as_bytes().len() as u8];
+    header.extend_from_slice(operator.as_bytes());
+    header.extend_from_slice(&id.0.to_be_bytes());
+    header.extend_from_slice(&params.memory_kib.to_be_bytes());
+    header.extend_from_slice(&params.passes.to_be_bytes());
+    header.push(params.lanes);
+    header.extend_from_slice(&salt);
+    let argon = argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon2::Params::new(params.memory_kib, params.passes, 1, Some(32)).unwrap(),
+    );
+    let mut stretched = [0u8; 32];
+    argon
+        // The PIN as the purse encodes it: its length, then six digit bytes (zero-padded).
+        .hash_password_into(&[4, b'1', b'2', b'3', b'4', 0, 0], &salt, &mut stretched)
+        .unwrap();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&secret_bytes).unwrap();
+    mac.update(b"offpay purse file v2");
+    mac.update(&[0]);
+    for part in [operator.as_bytes(), &id.0.to_be_bytes(), &stretched] {
+        mac.update(&[part.len() as u8]);
+        mac.update(part);
+    }
+    let key: [u8; 32] = mac.finalize().into_bytes().into();
+    let nonce = [5u8; 24];
+    let sealed = chacha20poly1305::XChaCha20Poly1305::new(&key.into())
+        .encrypt(
+            &nonce.into(),
+            Payload {
+                msg: &alice.encode_state(),
+                aad: &header,
+            },
+        )
+        .unwrap();
+    let mut file = header;
+    file.extend_from_slice(&nonce);
+    file.extend_from_slice(&sealed);
+    std::fs::write(&path, &file).unwrap();
+
+    // Not resettable before it was opened once (it has no reset slots).
+    let code = issue(&mut world, id);
+    assert_eq!(
+        reset_file(&path, &device, &world, &code).unwrap_err(),
+        PurseError::UnsupportedVersion { found: 2 }
+    );
+    let element = open(&path, &device, &world, &pin()).unwrap();
+    assert_eq!(element.purse().balance(), kes("75"));
+    drop(element);
+    assert_eq!(std::fs::read(&path).unwrap()[0], 3, "rewritten in format 3");
+    let element = reset_file(&path, &device, &world, &code).unwrap();
+    assert_eq!(element.purse().balance(), kes("75"));
+    drop(element);
+    open(&path, &device, &world, &new_pin()).unwrap();
+}
