@@ -409,8 +409,9 @@ async fn a_statement_by_sms_goes_to_the_purses_own_phone_once_per_code(kind: Bac
     h.text_in(CUSTOMER, &genuine.text()).await;
     let sent = h.wait_for(AGENT, 1).await;
     let text = sent.join("\n");
-    assert!(text.contains("balance 475.00 KES"), "{text}");
-    assert!(text.contains("-25.00 KES"), "{text}");
+    assert!(text.contains("BALANCE KES 475.00"), "{text}");
+    assert!(text.contains(" TO "), "money out: {text}");
+    assert!(text.contains("KES 25.00"), "{text}");
     assert!(text.contains(CUSTOMER), "the counterparty is named: {text}");
     let statement_texts = sent.len();
     // Replayed: refused. A new request: answered.
