@@ -225,6 +225,7 @@ fn purse() -> Value {
 
 /// Purse kinds.
 const PURSE_KINDS: &[&str] = &["customer", "agent"];
+const TRUST_CLASSES: &[&str] = &["software", "hardware"];
 
 fn sms_account() -> Value {
     object(&[
@@ -519,6 +520,11 @@ fn components() -> Value {
             ("max_spent_since_sync", "decimal"),
             ("small_payment_limit", "decimal"),
             ("valid_until", "s"),
+        ]),
+        "PurseClassCeiling": object(&[
+            ("max_balance", "decimal"),
+            ("max_single_payment", "decimal"),
+            ("max_spent_since_sync", "decimal"),
         ]),
         "SmsAccount": sms_account,
         "SmsLimits": sms_limits,
@@ -832,9 +838,16 @@ pub fn declared(method: &Method, path: &str) -> Option<Declared> {
         // --- rail 1: the short-code purse ----------------------------------------------------
         ("POST", "/purse/purses") => post(
             one_of(
-                with(object(&[("phone", "string")]), &[("kind", "string")]),
-                "kind",
-                PURSE_KINDS,
+                one_of(
+                    with(
+                        object(&[("phone", "string")]),
+                        &[("kind", "string"), ("class", "string")],
+                    ),
+                    "kind",
+                    PURSE_KINDS,
+                ),
+                "class",
+                TRUST_CLASSES,
             ),
             described(
                 one_of(
@@ -842,6 +855,7 @@ pub fn declared(method: &Method, path: &str) -> Option<Declared> {
                         ("purse_id", "count"),
                         ("phone", "string"),
                         ("kind", "string"),
+                        ("trust_class", "string"),
                         ("operator", "string"),
                         ("account", "string"),
                         ("provisioning", "string"),
@@ -867,6 +881,10 @@ pub fn declared(method: &Method, path: &str) -> Option<Declared> {
                     ("ledger_balance", "?decimal"),
                     ("blocked", "boolean"),
                     ("pin_unblock_requested", "boolean"),
+                    ("pin_resets_issued", "count"),
+                    ("trust_class", "string"),
+                    ("class_ceiling", "$PurseClassCeiling"),
+                    ("language", "?string"),
                     ("last_sync_sequence", "count"),
                     ("received_through", "count"),
                     ("confirmed_through", "count"),
@@ -951,6 +969,22 @@ pub fn declared(method: &Method, path: &str) -> Option<Declared> {
         ("POST", "/purse/purses/{phone}/unblock-pin") => {
             post_empty(object(&[("phone", "string"), ("status", "string")]))
         }
+        ("POST", "/purse/purses/{phone}/pin-reset") => post_empty(described(
+            object(&[
+                ("phone", "string"),
+                ("reset_code", "string"),
+                ("status", "string"),
+            ]),
+            "reset_code: the purse's next one-time PIN reset code (12 digits in groups of four), for the identified holder only; never stored",
+        )),
+        ("POST", "/purse/purses/{phone}/language") => post(
+            object(&[("language", "?string")]),
+            object(&[
+                ("phone", "string"),
+                ("language", "?string"),
+                ("speaks", "string"),
+            ]),
+        ),
         ("POST", "/purse/scheme-key/rotate") => post(
             options(&[("force", "boolean")]),
             object(&[("generation_epoch", "count"), ("scheme_epoch", "count")]),
