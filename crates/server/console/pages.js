@@ -551,6 +551,8 @@ async function purseDetail(phone) {
     h("dt", {}, "Last sync"), h("dd", {}, purse.last_sync_at ? `${when(purse.last_sync_at)} (upload ${purse.last_sync_sequence})` : "never"),
     h("dt", {}, "Limits valid until"), h("dd", {}, purse.limits ? when(purse.limits.valid_until * 1000) : "—"),
     h("dt", {}, "Largest payment"), h("dd", {}, purse.limits ? money(purse.limits.max_single_payment, purse.currency) : "—"),
+    h("dt", {}, "Trust class"), h("dd", {}, purse.trust_class ? words(purse.trust_class) : "—"),
+    h("dt", {}, "Largest payment its class allows"), h("dd", {}, purse.class_ceiling ? money(purse.class_ceiling.max_single_payment, purse.currency) : "—"),
     h("dt", {}, "Ledger account"), h("dd", {}, accountLink(purse.ledger_account))));
   const status = note();
   page.push(h("p", { class: "actions" },

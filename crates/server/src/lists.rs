@@ -627,6 +627,7 @@ pub fn purse_item(shadow: &offpay_purse::ShadowAccount) -> Value {
             _ => "customer",
         },
         "state": if shadow.blocked { "blocked" } else { "active" },
+        "trust_class": shadow.trust_class.name(),
         "currency": currency.code(),
         "balance": decimal(shadow.balance_minor, currency),
         "balance_minor": shadow.balance_minor,

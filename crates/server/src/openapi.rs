@@ -208,6 +208,7 @@ fn purse() -> Value {
         ("phone", "string"),
         ("kind", "string"),
         ("state", "string"),
+        ("trust_class", "string"),
         ("currency", "currency"),
         ("balance", "decimal"),
         ("balance_minor", "integer"),
