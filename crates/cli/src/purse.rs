@@ -410,7 +410,7 @@ fn read_pin(pin_stdin: bool, input: &mut dyn BufRead, prompt: &str) -> Result<Pi
 /// `offpay purse pin-reset`: the reset code opens the purse file (no old PIN), the purse checks
 /// it and takes the new PIN. Both are read like a PIN: never echoed, never from argv.
 fn pin_reset(args: &PurseArgs, input: &mut dyn BufRead) -> Result<Output, CliError> {
-    let path = purse_file(args)?;
+    purse_file(args)?;
     let code = if args.pin_stdin {
         read_line(input)
             .ok_or_else(|| CliError::Local("no reset code on standard input".to_owned()))?
@@ -425,6 +425,16 @@ fn pin_reset(args: &PurseArgs, input: &mut dyn BufRead) -> Result<Output, CliErr
     };
     let code = ResetCode::parse(code.trim())?;
     let new = read_pin(args.pin_stdin, input, "New PIN:")?;
+    let phone = reset_in_place(args, &code, &new)?;
+    Ok(Output {
+        text: format!("PIN reset for {phone}: the new PIN opens the purse, with every try back."),
+        json: json!({ "pin_reset": true, "phone": phone.to_string() }),
+    })
+}
+
+/// Resets the PIN of the purse file with `code`; returns the purse's phone.
+fn reset_in_place(args: &PurseArgs, code: &ResetCode, new: &Pin) -> Result<Phone, CliError> {
+    let path = purse_file(args)?;
     let (operator, _) = se::peek_file(path)?;
     if let Some(expected) = &args.operator {
         let expected = OperatorId::new(expected)?;
@@ -437,12 +447,8 @@ fn pin_reset(args: &PurseArgs, input: &mut dyn BufRead) -> Result<Output, CliErr
         }
     }
     let secret = device_secret(args.device_secret.as_deref())?;
-    let element = SoftwareSecureElement::reset_pin(path, secret, operator, &code, &new, now())?;
-    let phone = element.purse().identity().phone;
-    Ok(Output {
-        text: format!("PIN reset for {phone}: the new PIN opens the purse, with every try back."),
-        json: json!({ "pin_reset": true, "phone": phone.to_string() }),
-    })
+    let element = SoftwareSecureElement::reset_pin(path, secret, operator, code, new, now())?;
+    Ok(element.purse().identity().phone)
 }
 
 fn open_card(args: &PurseArgs, pin: &Pin) -> Result<Card, CliError> {
@@ -814,13 +820,29 @@ fn run_purse(args: &PurseArgs) -> Result<Output, CliError> {
     let mut input = stdin.lock();
     if let PurseCommand::Menu { server } = &args.command {
         let mut stdout = std::io::stdout();
-        let pin = if args.pin_stdin {
-            read_pin(true, &mut input, "PIN:")?
+        let lang = args.lang.unwrap_or_default();
+        let typed = if args.pin_stdin {
+            read_line(&mut input)
         } else {
-            let Some(pin) = ask(&mut input, &mut stdout, "Purse PIN:")? else {
-                return Err(CliError::Local("no PIN given".to_owned()));
+            writeln!(stdout, "{}", say(lang, purse_text::FORGOT_PIN)).map_err(local_io)?;
+            ask(&mut input, &mut stdout, "Purse PIN:")?
+        };
+        let Some(typed) = typed else {
+            return Err(CliError::Local("no PIN given".to_owned()));
+        };
+        // `*`: the PIN is forgotten; the operator's one-time reset code and a new PIN open it.
+        let pin = if typed.trim() == "*" {
+            let code = ask(&mut input, &mut stdout, &say(lang, purse_text::RESET_CODE))?;
+            let new = ask(&mut input, &mut stdout, &say(lang, purse_text::NEW_PIN))?;
+            let (Some(code), Some(new)) = (code, new) else {
+                return Err(CliError::Local("no reset code or new PIN given".to_owned()));
             };
-            Pin::parse(&pin)?
+            let new = Pin::parse(new.trim())?;
+            reset_in_place(args, &ResetCode::parse(code.trim())?, &new)?;
+            screen(&mut stdout, &[say(lang, purse_text::PIN_RESET)])?;
+            new
+        } else {
+            Pin::parse(typed.trim())?
         };
         let mut card = open_card(args, &pin)?;
         let contacts = load_contacts(purse_file(args)?)?;

@@ -142,4 +142,51 @@ fn a_forgotten_pin_is_reset_in_place_with_the_operators_code(kind: BackendKind) 
     );
 }
 
-offpay_test_support::on_every_backend!(a_forgotten_pin_is_reset_in_place_with_the_operators_code,);
+/// The same from the purse menu, in Kiswahili: `*` at the PIN prompt, then the reset code and
+/// the new PIN; the menu opens with it. A wrong code opens nothing.
+fn the_menu_resets_a_forgotten_pin(kind: BackendKind) {
+    let backend = kind.fresh();
+    let directory = tempfile::tempdir().unwrap();
+    let cli = Cli::new(directory.path());
+    let alice = directory.path().join("alice.purse");
+    let server = Server::start(&directory.path().join("data"), None, &backend);
+    cli.provision(&server, ALICE, &alice, false);
+    cli.admin(&server, &["float", "--phone", ALICE, "--amount", "80"]);
+    cli.sync(&alice, &server);
+    let menu = |input: &str| {
+        cli.run_with_pin(
+            &[
+                "purse",
+                "--file",
+                alice.to_str().unwrap(),
+                "--lang",
+                "sw",
+                "menu",
+            ],
+            Some("*"),
+            Some(input),
+        )
+    };
+    let wrong = menu(&format!("0000 0000 0000\n{NEW_PIN}\n0\n"));
+    assert!(!wrong.status.success(), "{}", said(&wrong));
+    let code = cli.admin(&server, &["pin-reset", "--phone", ALICE])["reset_code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let reset = menu(&format!("{code}\n{NEW_PIN}\n0\n"));
+    let screen = String::from_utf8_lossy(&reset.stdout).into_owned();
+    assert!(reset.status.success(), "{}", said(&reset));
+    assert!(screen.contains("Msimbo wa upya:"), "{screen}");
+    assert!(screen.contains("PIN imewekwa upya"), "{screen}");
+    assert!(
+        screen.contains("KES 80.00"),
+        "the menu opened the purse: {screen}"
+    );
+    assert!(balance_with(&cli, &alice, NEW_PIN).status.success());
+    assert!(!balance_with(&cli, &alice, PIN).status.success());
+}
+
+offpay_test_support::on_every_backend!(
+    a_forgotten_pin_is_reset_in_place_with_the_operators_code,
+    the_menu_resets_a_forgotten_pin,
+);

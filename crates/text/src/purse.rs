@@ -89,4 +89,10 @@ crate::messages! {
     NEW_PIN = "purse-new-pin";
     /// PIN changed.
     PIN_CHANGED = "purse-pin-changed";
+    /// Before the PIN prompt: type `*` if the PIN is forgotten.
+    FORGOT_PIN = "purse-forgot-pin";
+    /// Prompt: the operator's one-time PIN reset code.
+    RESET_CODE = "purse-reset-code";
+    /// The PIN was reset.
+    PIN_RESET = "purse-pin-reset";
 }

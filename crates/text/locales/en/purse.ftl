@@ -49,3 +49,6 @@ purse-received = Received
 purse-old-pin = Old PIN:
 purse-new-pin = New PIN:
 purse-pin-changed = PIN changed
+purse-forgot-pin = * Forgot PIN
+purse-reset-code = Reset code:
+purse-pin-reset = PIN reset

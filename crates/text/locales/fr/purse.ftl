@@ -49,3 +49,6 @@ purse-received = Reçu
 purse-old-pin = Ancien PIN :
 purse-new-pin = Nouveau PIN :
 purse-pin-changed = PIN modifié
+purse-forgot-pin = * PIN oublié
+purse-reset-code = Code de secours :
+purse-pin-reset = PIN réinitialisé

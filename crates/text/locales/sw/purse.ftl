@@ -49,3 +49,6 @@ purse-received = Umepokea
 purse-old-pin = PIN ya zamani:
 purse-new-pin = PIN mpya:
 purse-pin-changed = PIN imebadilika
+purse-forgot-pin = * Nimesahau PIN
+purse-reset-code = Msimbo wa upya:
+purse-pin-reset = PIN imewekwa upya
