@@ -67,6 +67,8 @@ pub mod ins {
     pub const READ_TICKETS: u8 = 0x46;
     /// PIN reset in place: reset code(8, a number below 10^12) ‖ new PIN.
     pub const RESET_PIN: u8 = 0x26;
+    /// Personalisation of a blank SIM applet (once): provisioning record ‖ PIN.
+    pub const PERSONALIZE: u8 = 0x50;
 }
 
 /// Status words.
@@ -749,6 +751,86 @@ fn run(
         | Outcome::TicketAccepted { .. } => {}
     }
     Ok(w.finish())
+}
+
+/// The personalisation command of a blank SIM applet: the operator's provisioning record (its
+/// hardware class is the operator's record; see [`crate::trust`]) and the holder's first PIN.
+/// The operator's SIM line sends it once, over the card interface; the purse's keys never pass
+/// through a purse file.
+pub fn personalize_command(provisioning: &crate::Provisioning, pin: &Pin) -> Vec<u8> {
+    let mut w = Writer::new();
+    let record = provisioning.encode();
+    w.u16(record.len() as u16);
+    w.bytes(&record);
+    write_pin(&mut w, pin);
+    CommandApdu::new(ins::PERSONALIZE, 0, w.finish()).encode()
+}
+
+/// The SIM applet's card emulation: the hardware class's stand-in where there is no SIM. A blank
+/// card takes one PERSONALIZE and nothing else; a personalised one runs every other command as
+/// the applet would ([`dispatch`]) and refuses a second personalisation. Its state lives in
+/// memory (the card's own storage), never in a file.
+pub struct CardEmulation<R: RandomSource> {
+    purse: Option<Purse>,
+    random: R,
+}
+
+impl<R: RandomSource> core::fmt::Debug for CardEmulation<R> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("CardEmulation")
+            .field("personalised", &self.purse.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: RandomSource> CardEmulation<R> {
+    /// A blank card.
+    pub fn blank(random: R) -> CardEmulation<R> {
+        CardEmulation {
+            purse: None,
+            random,
+        }
+    }
+
+    fn personalize(&mut self, apdu: &CommandApdu) -> Result<(), PurseError> {
+        if self.purse.is_some() {
+            return Err(PurseError::Malformed("the card is personalised already"));
+        }
+        let mut r = Reader::new(&apdu.data);
+        let length = usize::from(r.u16()?);
+        let provisioning = crate::Provisioning::decode(r.take(length)?)?;
+        let pin = read_pin(&mut r)?;
+        r.finish()?;
+        self.purse = Some(Purse::provision(&provisioning, pin));
+        Ok(())
+    }
+}
+
+impl<R: RandomSource> Transport for CardEmulation<R> {
+    fn transmit(&mut self, command: &[u8], now: Timestamp) -> Result<Vec<u8>, PurseError> {
+        let apdu = match CommandApdu::decode(command) {
+            Ok(apdu) => apdu,
+            Err(status) => return Ok(ResponseApdu::error(status, None).encode()),
+        };
+        if apdu.ins == ins::PERSONALIZE {
+            return Ok(match self.personalize(&apdu) {
+                Ok(()) => ResponseApdu::ok(Vec::new()),
+                Err(error) => ResponseApdu::error(sw::CONDITIONS_NOT_SATISFIED, Some(&error)),
+            }
+            .encode());
+        }
+        Ok(match &mut self.purse {
+            Some(purse) => dispatch(purse, command, now, &mut self.random),
+            None => ResponseApdu::error(sw::CONDITIONS_NOT_SATISFIED, None),
+        }
+        .encode())
+    }
+}
+
+impl<R: RandomSource> Transport for &mut CardEmulation<R> {
+    fn transmit(&mut self, command: &[u8], now: Timestamp) -> Result<Vec<u8>, PurseError> {
+        (**self).transmit(command, now)
+    }
 }
 
 /// Carries APDUs to a purse: the software secure element, a card reader, a phone's SIM toolkit.

@@ -136,3 +136,52 @@ fn a_purse_cannot_raise_its_own_class() {
     assert_eq!(shadow.trust_class, TrustClass::Software);
     assert_eq!(shadow.limits.max_balance, major(70_000));
 }
+
+/// The hardware class goes into a SIM applet over the card interface: a blank card takes one
+/// personalisation with the operator's provisioning record and the holder's PIN, refuses
+/// everything before it and a second one after it, and then holds and pays with the hardware
+/// limits — above what any software purse may pay.
+#[test]
+fn a_hardware_purse_is_personalised_into_the_applet_over_apdus() {
+    use offpay_purse::apdu::{CardEmulation, PurseCard, personalize_command};
+    let mut world = World::new(4);
+    let provisioning = world
+        .book
+        .provision_as(
+            &world.secrets,
+            phone("+254700000002"),
+            PurseKind::Customer,
+            TrustClass::Hardware,
+            world.now,
+        )
+        .unwrap();
+    let mut card = CardEmulation::blank(SeededRandom::new(8));
+    // Blank: nothing but personalisation.
+    assert!(PurseCard::new(&mut card, world.now).is_err());
+    let command = personalize_command(&provisioning, &pin());
+    let answer = offpay_purse::apdu::Transport::transmit(&mut card, &command, world.now).unwrap();
+    assert_eq!(&answer[answer.len() - 2..], &[0x90, 0x00]);
+    let mut purse = PurseCard::new(&mut card, world.now).unwrap();
+    let status = purse.status(world.now).unwrap();
+    assert_eq!(status.limits.max_single_payment, major(50_000));
+    assert_eq!(status.limits.max_balance, major(200_000));
+    assert!(status.limits.max_single_payment.minor() > major(20_000).minor());
+    // Once only: a second personalisation (another record, another PIN) is refused.
+    let other = world
+        .book
+        .provision(
+            &world.secrets,
+            phone("+254700000003"),
+            PurseKind::Customer,
+            world.now,
+        )
+        .unwrap();
+    let again = personalize_command(&other, &Pin::parse("9999").unwrap());
+    let answer = offpay_purse::apdu::Transport::transmit(&mut card, &again, world.now).unwrap();
+    assert_eq!(&answer[answer.len() - 2..], &[0x69, 0x85]);
+    let status = PurseCard::new(&mut card, world.now)
+        .unwrap()
+        .status(world.now)
+        .unwrap();
+    assert_eq!(status.phone, phone("+254700000002"));
+}
