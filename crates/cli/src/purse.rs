@@ -1718,6 +1718,7 @@ fn provision(
         "phone": phone,
         "purse_id": answer["purse_id"],
         "kind": answer["kind"],
+        "trust_class": answer["trust_class"],
         "operator": answer["operator"],
         "file": out.display().to_string(),
     }))
@@ -1764,9 +1765,10 @@ pub fn run_admin(client: &ApiClient, json: bool, command: AdminCommand) -> ExitC
             })
             .map(|answer| {
                 let text = format!(
-                    "Provisioned {} purse {} for {} (operator {}); sealed into {}",
+                    "Provisioned {} purse {} ({} class) for {} (operator {}); sealed into {}",
                     answer["kind"].as_str().unwrap_or("?"),
                     answer["purse_id"],
+                    answer["trust_class"].as_str().unwrap_or("software"),
                     answer["phone"].as_str().unwrap_or("?"),
                     answer["operator"].as_str().unwrap_or("?"),
                     answer["file"].as_str().unwrap_or("?"),
@@ -1818,6 +1820,15 @@ pub fn run_admin(client: &ApiClient, json: bool, command: AdminCommand) -> ExitC
                 let queued = answer["queued_credits"].as_array().map_or(0, Vec::len);
                 if queued > 0 {
                     text.push_str(&format!("\n{queued} credit(s) wait for its next sync"));
+                }
+                if let Some(class) = answer["trust_class"].as_str() {
+                    text.push_str(&format!(
+                        "\n{class} class: limits at most {} {} balance, {} a payment, {} between syncs",
+                        answer["currency"].as_str().unwrap_or(""),
+                        answer["class_ceiling"]["max_balance"].as_str().unwrap_or("?"),
+                        answer["class_ceiling"]["max_single_payment"].as_str().unwrap_or("?"),
+                        answer["class_ceiling"]["max_spent_since_sync"].as_str().unwrap_or("?"),
+                    ));
                 }
                 if answer["blocked"].as_bool() == Some(true) {
                     text.push_str("\nBLOCKED");

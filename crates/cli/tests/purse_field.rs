@@ -48,7 +48,7 @@ fn admin_ok(cli: &Cli, server: &TestServer, args: &[&str]) -> Value {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
-fn provision(cli: &Cli, server: &TestServer, phone: &str, file: &Path, agent: bool) {
+fn provision(cli: &Cli, server: &TestServer, phone: &str, file: &Path, agent: bool) -> Value {
     let mut args = vec![
         "provision",
         "--phone",
@@ -59,7 +59,7 @@ fn provision(cli: &Cli, server: &TestServer, phone: &str, file: &Path, agent: bo
     if agent {
         args.push("--agent");
     }
-    admin_ok(cli, server, &args);
+    admin_ok(cli, server, &args)
 }
 
 fn shadow(server: &TestServer, phone: &str) -> Value {
@@ -90,7 +90,8 @@ fn trust_classes_have_their_own_limits(kind: BackendKind) {
     let directory = tempfile::tempdir().unwrap();
     let cli = Cli::new(directory.path());
     let alice = directory.path().join("alice.purse");
-    provision(&cli, &server, ALICE, &alice, false);
+    let provisioned = provision(&cli, &server, ALICE, &alice, false);
+    assert_eq!(provisioned["trust_class"], "software", "{provisioned}");
     let software = shadow(&server, ALICE);
     assert_eq!(software["trust_class"], "software", "{software}");
     assert_eq!(software["class_ceiling"]["max_single_payment"], "20000.00");
