@@ -361,7 +361,7 @@ fn the_next_code_resets_a_restored_file() {
 #[test]
 fn a_format_2_file_opens_with_its_pin_and_is_rewritten_for_resets() {
     use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-    use hmac::{KeyInit as _, Mac};
+    use hmac::Mac;
     let dir = tempfile::tempdir().unwrap();
     let (path, device) = (dir.path().join("alice.purse"), dir.path().join("device"));
     let mut world = World::new(10);
