@@ -22,6 +22,7 @@ fn counts(error: &PurseError) -> bool {
     matches!(
         error,
         PurseError::WrongPin { .. }
+            | PurseError::WrongResetCode { .. }
             | PurseError::ResponseCodeMismatch { .. }
             | PurseError::FailureBudgetExhausted
             | PurseError::PayerFailureBudgetExhausted(_)
