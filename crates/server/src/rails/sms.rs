@@ -458,7 +458,9 @@ impl From<RunError> for SmsFailure {
         SmsFailure(match error {
             RunError::Ledger(error) => error.into(),
             RunError::Refused(refusal) => ApiError::refused(&refusal),
-            RunError::Contention => crate::runner::api_error(RunError::Contention),
+            other @ (RunError::Contention | RunError::CredentialsChanged) => {
+                crate::runner::api_error(other)
+            }
         })
     }
 }
