@@ -1045,9 +1045,11 @@ impl PurseRail {
     /// records once in a run, for its accomplice (a purse that does nothing else wrong): queues
     /// an operator credit with no float behind it on the accomplice's shadow account (the
     /// accomplice collects it and spends it at the agent), raises the accomplice's offline
-    /// limits, or unblocks it after the operator blocked it. The ledger still sums to zero; the
-    /// end of the run measures whether the edit took effect and whether anything flagged it
-    /// (docs/SIMULATOR.md, findings).
+    /// limits, or unblocks it after the operator blocked it. It cannot seal what it writes (no
+    /// master key), so it keeps the seal the record carried: the accomplice's sync that follows
+    /// is refused and `record_tampered` raised, and the operator then puts back its own copy of
+    /// the records. The end of the run measures whether the edit took effect and whether
+    /// anything flagged it (docs/SIMULATOR.md, findings: seeds 13, 1 and 6, fixed).
     fn insider_edit(&mut self, world: &mut World) {
         if !self.insider || self.insider_edit.is_some() {
             return;
@@ -1248,9 +1250,9 @@ impl PurseRail {
     }
 
     /// Whether the database insider's edit took effect, and whether anything flagged its
-    /// accomplice since (which does nothing else wrong). An edit that took effect unflagged is
-    /// an open finding: the purse book's records carry no MAC, and the protocol leaves the
-    /// insider to custody and audit (short-code-purse.md §14, attacker 7).
+    /// accomplice or the records it edited since (the accomplice does nothing else wrong). An
+    /// edit that took effect unflagged is a finding: the book's records are sealed
+    /// (short-code-purse.md §14, attacker 7), so it shows only if the seal stopped being checked.
     fn insider_check(&mut self, world: &mut World) {
         let Some((edit, flags_before, before, after)) = self.insider_edit else {
             return;
@@ -1268,7 +1270,11 @@ impl PurseRail {
         let kinds: Vec<String> = world
             .flags()
             .into_iter()
-            .filter(|(_, flag)| flag.rail == book::RAIL && flag.subject == phone.to_string())
+            .filter(|(_, flag)| {
+                flag.rail == book::RAIL
+                    && (flag.subject == phone.to_string()
+                        || self.insider_keys.contains(&flag.subject))
+            })
             .map(|(_, flag)| flag.kind)
             .collect();
         // What would name the edit: a credit the operator never queued, a balance that does
