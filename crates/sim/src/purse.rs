@@ -1099,7 +1099,10 @@ impl PurseRail {
                     .get_mut("blocked")
                     .and_then(serde_json::Value::as_array_mut)
                 {
-                    blocked.retain(|phone| *phone != wanted);
+                    // The header keeps phones as numbers.
+                    blocked.retain(|phone| {
+                        *phone != wanted && phone.as_u64() != Some(target_phone.number())
+                    });
                 }
                 writes.push(("book".to_owned(), header));
             }

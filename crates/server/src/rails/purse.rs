@@ -386,6 +386,11 @@ impl PurseRail {
         Ok((generation, newest))
     }
 
+    /// The sealer of the book's records (to check a record as the rail does).
+    pub fn sealer(&self) -> &seal::RecordSealer {
+        self.operator.sealer()
+    }
+
     /// The shadow account of the purse with this phone.
     pub async fn shadow(&self, ledger: &Ledger, phone: Phone) -> Result<ShadowAccount, RailError> {
         let loaded = self.load(ledger, PurseOperator::purse_plan(phone)).await?;
