@@ -316,7 +316,10 @@ async fn a_dbas_update_and_insert_are_refused_flagged_and_move_nothing() {
         assert_eq!(node.balances().await, before, "a refusal moved money");
         let flags = node.flags("record_tampered").await;
         let subjects: Vec<&str> = flags.iter().map(|flag| flag.subject.as_str()).collect();
-        assert!(subjects.contains(&"book") && subjects.contains(&shadow.as_str()), "{subjects:?}");
+        assert!(
+            subjects.contains(&"book") && subjects.contains(&shadow.as_str()),
+            "{subjects:?}"
+        );
         assert!(flags.iter().all(|flag| flag.rail == "purse"));
         assert!(
             node.flags("record_tampered")
@@ -358,7 +361,10 @@ async fn an_earlier_releases_purse_book_is_sealed_once_at_start() {
         let mut accomplice;
         {
             let node = start(root, 0, &backend).await;
-            let marker = node.marker().await.expect("the first start writes the marker");
+            let marker = node
+                .marker()
+                .await
+                .expect("the first start writes the marker");
             assert_eq!(marker.stage, SealStage::Done);
             accomplice = node.provision(ACCOMPLICE, PurseKind::Customer).await;
             node.sync(&mut accomplice).await.unwrap();
@@ -381,8 +387,13 @@ async fn an_earlier_releases_purse_book_is_sealed_once_at_start() {
         } else {
             "convert_from(substring(value from 1 for 11), 'UTF8') = '#sealed-v1:'"
         };
-        let no_marker = "DELETE FROM records WHERE namespace = 'purse' AND key = 'cfg:records-sealed'";
-        dba(root, &backend, &strip(&format!("{sealed} AND key <> 'cfg:records-sealed'")));
+        let no_marker =
+            "DELETE FROM records WHERE namespace = 'purse' AND key = 'cfg:records-sealed'";
+        dba(
+            root,
+            &backend,
+            &strip(&format!("{sealed} AND key <> 'cfg:records-sealed'")),
+        );
         dba(root, &backend, no_marker);
         {
             let node = start(root, 1, &backend).await;

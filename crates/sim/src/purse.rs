@@ -1161,7 +1161,10 @@ impl PurseRail {
                 ));
             }
             if !matches!(world.commit(effects), Ok(true)) {
-                world.fail("purse_operator", "restoring the sealed records did not commit");
+                world.fail(
+                    "purse_operator",
+                    "restoring the sealed records did not commit",
+                );
                 return;
             }
             world.event(format!(

@@ -107,8 +107,10 @@ fn purse_insider_seed_is_caught(seed: u64, edit: &str, finding: &str) {
         "seed {seed} no longer has its insider make {edit}: {insider:#?}"
     );
     assert!(
-        report.events.iter().any(|event| event.contains("took effect false")
-            && event.contains("record_tampered")),
+        report
+            .events
+            .iter()
+            .any(|event| event.contains("took effect false") && event.contains("record_tampered")),
         "seed {seed}: the insider's {edit} was not refused and flagged: {insider:#?}"
     );
     assert!(

@@ -613,7 +613,9 @@ impl PurseOperator {
         let mut stale = Vec::new();
         let mut push = |key: &str| {
             if let Some(Some(stored)) = loaded.records.get(key).map(|(_, value)| value.as_ref())
-                && !stale.iter().any(|record: &TamperedRecord| record.key == key)
+                && !stale
+                    .iter()
+                    .any(|record: &TamperedRecord| record.key == key)
             {
                 stale.push(TamperedRecord::new(
                     key,

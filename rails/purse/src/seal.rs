@@ -79,7 +79,10 @@ pub fn is_sealed_key(key: &str) -> bool {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stored<'a> {
     /// Prefix, a well-formed MAC, and the content.
-    Sealed { mac: [u8; MAC_BYTES], content: &'a [u8] },
+    Sealed {
+        mac: [u8; MAC_BYTES],
+        content: &'a [u8],
+    },
     /// No prefix: written without a seal.
     Unsealed(&'a [u8]),
     /// The prefix, then something that is not a MAC and a newline.
@@ -554,7 +557,10 @@ mod tests {
         assert_eq!(content(&stored), b"{\"a\":1}");
         assert_eq!(sealer.state("shadow/1", &stored), MacState::Authentic);
         assert_eq!(sealer.state("shadow/2", &stored), MacState::Mismatch);
-        assert_eq!(self::sealer(8).state("shadow/1", &stored), MacState::Mismatch);
+        assert_eq!(
+            self::sealer(8).state("shadow/1", &stored),
+            MacState::Mismatch
+        );
         let mut edited = stored.clone();
         let last = edited.len() - 2;
         edited[last] = b'2';

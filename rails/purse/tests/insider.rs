@@ -98,7 +98,8 @@ impl Book {
     /// A full sync of `purse`: the report it applied, or the operator's refusal.
     fn sync(&mut self, purse: &mut Purse) -> Result<SyncReport, Tampered> {
         self.clock += 60;
-        let Outcome::SyncUpload { upload, .. } = purse.start_sync(Timestamp(1_780_000_000 + self.clock))
+        let Outcome::SyncUpload { upload, .. } =
+            purse.start_sync(Timestamp(1_780_000_000 + self.clock))
         else {
             panic!("a sync upload")
         };
@@ -207,12 +208,7 @@ fn shadow_key(book: &mut Book, number: &str) -> String {
 
 /// The sync refused, a `record_tampered` flag naming each of `keys` (about the record, not the
 /// holder), and nothing moved or changed.
-fn assert_refused(
-    book: &mut Book,
-    purse: &mut Purse,
-    keys: &[&str],
-    state: MacState,
-) -> Tampered {
+fn assert_refused(book: &mut Book, purse: &mut Purse, keys: &[&str], state: MacState) -> Tampered {
     let before = book.snapshot();
     let flags_before = book.flags("record_tampered").len();
     let refused = book.sync(purse).expect_err("the sync must be refused");
@@ -284,7 +280,12 @@ fn a_cleared_block_is_refused_and_the_purse_stays_blocked() {
     book.edit("book", |header| {
         header["blocked"].as_array_mut().unwrap().clear();
     });
-    assert_refused(&mut book, &mut accomplice, &["book", &key], MacState::Mismatch);
+    assert_refused(
+        &mut book,
+        &mut accomplice,
+        &["book", &key],
+        MacState::Mismatch,
+    );
     assert!(accomplice.is_blocked(), "the insider unblocked the purse");
     // Every purse's sync loads the header: the agent's is refused too, so no payee learns a
     // blocked list the operator did not write.
@@ -317,7 +318,12 @@ fn an_earlier_copy_of_a_shadow_put_back_is_refused() {
     book.change(ACCOMPLICE, PurseChange::Blocked(true)).unwrap();
     // Put back alone, the shadow disagrees with the header's blocked list.
     book.put(&key, old_shadow.clone());
-    assert_refused(&mut book, &mut accomplice, &[&key, "book"], MacState::RolledBack);
+    assert_refused(
+        &mut book,
+        &mut accomplice,
+        &[&key, "book"],
+        MacState::RolledBack,
+    );
     assert!(!accomplice.is_blocked());
 }
 
@@ -402,10 +408,14 @@ fn survey(book: &mut Book) -> SealTally {
 fn seal_all(book: &mut Book) {
     let sealer = book.operator.sealer().clone();
     let marker = seal::load_marker(&mut book.store).unwrap();
-    let Decision::Commit { effects, .. } =
-        seal::decide_marker(&marker, SealStage::Sealing, &SealTally::default(), &sealer, NOW)
-            .unwrap()
-    else {
+    let Decision::Commit { effects, .. } = seal::decide_marker(
+        &marker,
+        SealStage::Sealing,
+        &SealTally::default(),
+        &sealer,
+        NOW,
+    )
+    .unwrap() else {
         panic!("a marker")
     };
     book.commit(effects);
@@ -415,10 +425,14 @@ fn seal_all(book: &mut Book) {
     };
     book.commit(effects);
     let marker = seal::load_marker(&mut book.store).unwrap();
-    let Decision::Commit { effects, .. } =
-        seal::decide_marker(&marker, SealStage::Done, &SealTally::default(), &sealer, NOW)
-            .unwrap()
-    else {
+    let Decision::Commit { effects, .. } = seal::decide_marker(
+        &marker,
+        SealStage::Done,
+        &SealTally::default(),
+        &sealer,
+        NOW,
+    )
+    .unwrap() else {
         panic!("a marker")
     };
     book.commit(effects);
@@ -442,7 +456,10 @@ fn marker(book: &mut Book) -> Option<seal::SealedMarker> {
 fn an_earlier_releases_book_is_sealed_once_and_then_works() {
     let (mut book, _agent, mut accomplice) = fleet();
     unseal_all(&mut book);
-    assert!(book.sync(&mut accomplice).is_err(), "unsealed records refused");
+    assert!(
+        book.sync(&mut accomplice).is_err(),
+        "unsealed records refused"
+    );
     let tally = survey(&mut book);
     assert_eq!((tally.authentic, tally.mismatched), (0, 0));
     assert!(tally.missing > 0);
@@ -540,7 +557,10 @@ fn an_interrupted_sealing_resumes_only_within_its_window() {
         missing: 2,
         ..SealTally::default()
     };
-    assert_eq!(seal::start_plan(found.as_ref(), &tally, NOW), StartPlan::Seal);
+    assert_eq!(
+        seal::start_plan(found.as_ref(), &tally, NOW),
+        StartPlan::Seal
+    );
     let late = offpay_ledger::Timestamp(NOW.0 + seal::RESUME_WINDOW_MS + 1);
     assert!(matches!(
         seal::start_plan(found.as_ref(), &tally, late),
