@@ -257,7 +257,7 @@ fn a_forged_operator_credit_is_refused_and_flagged_and_nothing_posts() {
 fn raised_limits_are_refused_and_never_delivered() {
     let (mut book, _agent, mut accomplice) = fleet();
     let key = shadow_key(&mut book, ACCOMPLICE);
-    let limits_before = accomplice.limits().clone();
+    let limits_before = *accomplice.limits();
     book.edit(&key, |shadow| {
         let most = shadow["limits"]["max_balance"].clone();
         shadow["limits"]["max_spent_since_sync"] = most;
