@@ -13,6 +13,7 @@
 //! | `pair/<low id>-<high id>` | [`PairVersion`] | pairwise-key version of a pair |
 //! | `syncs/<purse id>` | [`SyncHistory`] | the purse's last [`SYNC_HISTORY_MAX`] syncs, for the console |
 //! | `smsin/…`, `statement/…` | see [`crate::sms_book`] | SMS parts and statement counters |
+//! | `cfg:records-sealed` | [`crate::seal::SealedMarker`] | that an earlier release's records were sealed |
 //!
 //! Every record is JSON; format version 1 is the shape release 0.1 wrote (the header also
 //! carries its own `version` field). A record that does not decode is an error naming its key.
