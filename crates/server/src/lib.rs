@@ -308,6 +308,11 @@ impl Server {
                 error.message
             )))
         })?;
+        rails::purse::seal_at_start(&state).await.map_err(|error| {
+            StartError::Store(StoreError::Database(format!(
+                "sealing purse records an earlier release wrote: {error}"
+            )))
+        })?;
         rails::spawn_background(&state);
         idempotency::spawn_pruning(&state);
         Ok(Server {
