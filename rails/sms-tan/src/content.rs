@@ -225,9 +225,9 @@ mod tests {
 
     /// Issue 18, attack 1, the bound on a `REG` rewritten to name another envelope: an
     /// interceptor who knows the row's whole grid (the worst case) recodes the number of a blank
-    /// envelope he holds and keeps the holder's SUM. Over 400,000 trials with a fixed seed —
-    /// 2,000 rows of 100 derived envelopes, 200 (victim's, thief's) pairs of envelopes of one
-    /// prefix each — the SUM passes at the rate the recipes predict, about 2.8 in 10,000 per
+    /// envelope he holds and keeps the holder's SUM. Over 2,000,000 trials with a fixed seed —
+    /// 2,000 rows of 100 derived envelopes, 1,000 (victim's, thief's) pairs of envelopes of one
+    /// prefix each — the SUM passes at the rate the recipes predict, about 2.6 in 10,000 per
     /// blank envelope (§6.2 of the protocol document; the estimate there before this
     /// measurement, 1/100 · 1/10 · C(4,2)/C(12,2) ≈ 0.9 in 10,000, left out that an account term
     /// on the check digit or the serial's last digit sees what S1 or S2 already sees, and that
@@ -243,7 +243,7 @@ mod tests {
             for row in 1..=20u8 {
                 let recipe = envelope.row(row).unwrap().recipe();
                 let rate = analytic(recipe.terms());
-                for _ in 0..200 {
+                for _ in 0..1_000 {
                     let victim = Euin::issued(263, trials.serial()).unwrap();
                     let thief = Euin::issued(263, trials.serial()).unwrap();
                     if victim == thief {
@@ -266,10 +266,10 @@ mod tests {
             "REG substitution: {passed} of {runs} passed ({measured:.2e}), recipes predict \
              {predicted:.2e}"
         );
-        assert!(runs > 399_000, "{runs}");
-        // Binomial noise at ~110 expected passes is about 10%.
+        assert!(runs > 1_999_000, "{runs}");
+        // Binomial noise at ~530 expected passes is about 4.5%.
         assert!(
-            (0.7..1.4).contains(&(measured / predicted)),
+            (0.8..1.25).contains(&(measured / predicted)),
             "measured {measured:.3e}, predicted {predicted:.3e}"
         );
         assert!(measured < 5e-4, "{measured:.3e}");
