@@ -104,6 +104,8 @@ fn a_paid_row_marked_unused_by_sql_replays_nothing(kind: BackendKind) {
     assert!(!reply.starts_with("PAID"), "{reply}");
     assert_eq!(server.balance(PAYEE), 100_00, "the replay paid nothing");
     assert_eq!(flags(&server, "record_tampered"), 1);
+    // Refused for the envelope's MAC (the rows cross-check would have caught it too).
+    assert_eq!(flags(&server, "envelope"), 1);
     let stored = server.envelope(SEED_EUIN);
     assert_eq!(stored["consecutive_failures"], 0, "{stored}");
     assert_eq!(stored["status"], "active", "{stored}");
@@ -128,6 +130,7 @@ fn an_envelope_put_back_by_sql_to_an_earlier_copy_is_caught(kind: BackendKind) {
     assert!(!reply.starts_with("PAID"), "{reply}");
     assert_eq!(server.balance(PAYEE), 300_00, "the replay paid nothing");
     assert_eq!(flags(&server, "record_tampered"), 1);
+    assert_eq!(flags(&server, "envelope-rows-rollback"), 1);
     assert_eq!(server.envelope(SEED_EUIN)["consecutive_failures"], 0);
 }
 
