@@ -1,6 +1,6 @@
 //! The operator's settings for this rail: fees per level and currency, default dialback
 //! thresholds, exchange rates, which currencies are hard, the time zone, and what is printed on
-//! envelopes. Stored as one record ([`SETTINGS_KEY`](crate::operator::records::SETTINGS_KEY));
+//! envelopes. Stored as one record ([`SETTINGS_KEY`]);
 //! the operator API reads and writes them as a [`SettingsForm`] (amounts as decimal text).
 //!
 //! Format versions of the stored record: 1 (the first release) kept the form as is, amounts as
