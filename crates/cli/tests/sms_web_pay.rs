@@ -71,6 +71,19 @@ fn a_pc_payment_after_the_secure_login_follows_the_sms_rules(kind: BackendKind) 
     assert!(result.to_ascii_lowercase().contains("paid"), "{result}");
     assert_eq!(server.balance(PAYEE), 250_00);
     assert_eq!(server.balance(PAYER), 1_000_000_00 - 250_00 - 15_00);
+    // The seed's PC path confirms to the payer: the holder's phone gets a plain SMS through the
+    // outbox, with no row and no TAN in it.
+    let confirmations: Vec<String> = server
+        .outbox()
+        .into_iter()
+        .filter(|(to, text)| to == PAYER_PHONE && text.contains("on the web page"))
+        .map(|(_, text)| text)
+        .collect();
+    assert_eq!(confirmations.len(), 1, "{confirmations:?}");
+    assert!(
+        confirmations[0].contains(PAYEE) && !confirmations[0].contains("TAN"),
+        "{confirmations:?}"
+    );
     // The same row again: used; a wrong TAN: refused; nothing more paid.
     let again = pay(
         &server,

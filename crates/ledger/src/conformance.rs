@@ -14,7 +14,7 @@ use offpay_money::{Amount, Currency};
 use crate::ids::{AccountId, TransferId};
 use crate::model::{
     AccountKind, BATCH_OPERATIONS_MAX, BalanceLimits, Batch, NewAccount, Operation, Outcome,
-    PendingState, RecordWrite, Refusal, Timestamp, Transfer, TransferKind,
+    PendingState, RecordCheck, RecordWrite, Refusal, Timestamp, Transfer, TransferKind,
 };
 use crate::store::{LedgerStore, verify_conservation};
 
@@ -46,6 +46,7 @@ macro_rules! ledger_conformance_tests {
             keeps_every_currency_summing_to_zero,
             versions_records_and_checks_expectations,
             writes_records_only_with_their_batch,
+            checks_a_record_without_writing_it,
             scans_records_by_prefix,
             changes_limits_only_when_they_hold,
             refuses_empty_and_oversized_batches,
@@ -921,6 +922,94 @@ pub fn versions_records_and_checks_expectations(store: &mut dyn LedgerStore) {
             .flatten()
             .is_none()
     );
+}
+
+/// A record check passes at the record's version (counting writes earlier in the group), writes
+/// nothing, and refuses its whole batch at any other version.
+pub fn checks_a_record_without_writing_it(store: &mut dyn LedgerStore) {
+    setup_funded(store);
+    let check = |version| {
+        Operation::CheckRecord(RecordCheck {
+            namespace: "auth".into(),
+            key: "user/ada".into(),
+            version,
+        })
+    };
+    let write = |expected_version| {
+        Operation::PutRecord(RecordWrite {
+            namespace: "auth".into(),
+            key: "user/ada".into(),
+            value: Some(b"ada".to_vec()),
+            expected_version: Some(expected_version),
+        })
+    };
+    // Not there yet: version 0 holds, 1 does not.
+    assert_eq!(
+        must_commit(store, vec![check(0)]),
+        vec![Outcome::RecordChecked]
+    );
+    let refusal = commit_one(
+        store,
+        Batch {
+            operations: vec![
+                check(1),
+                Operation::Transfer(posted("t1", "alice", "bob", 1)),
+            ],
+        },
+    )
+    .expect_err("a check at the wrong version refuses its batch");
+    assert_eq!(refusal.index, 0);
+    assert!(matches!(
+        refusal.reason,
+        Refusal::RecordVersionMismatch {
+            expected: 1,
+            actual: 0,
+            ..
+        }
+    ));
+    assert!(store.transfer(&transfer_id("t1")).ok().flatten().is_none());
+    must_commit(store, vec![write(0)]);
+    // The check holds at the written version and writes nothing (the version stays 1).
+    assert_eq!(
+        must_commit(
+            store,
+            vec![
+                check(1),
+                Operation::Transfer(posted("t2", "alice", "bob", 1))
+            ]
+        ),
+        vec![Outcome::RecordChecked, Outcome::TransferCommitted]
+    );
+    let record = store.record("auth", "user/ada").ok().flatten();
+    assert_eq!(record.map(|record| record.version), Some(1));
+    // A write earlier in the same group moves the version the check sees: the second batch,
+    // checking the version the first one replaced, is refused with everything in it.
+    let results = store
+        .commit(
+            &[
+                Batch {
+                    operations: vec![write(1)],
+                },
+                Batch {
+                    operations: vec![
+                        check(1),
+                        Operation::Transfer(posted("t3", "alice", "bob", 1)),
+                    ],
+                },
+                Batch {
+                    operations: vec![
+                        check(2),
+                        Operation::Transfer(posted("t4", "alice", "bob", 1)),
+                    ],
+                },
+            ],
+            NOW,
+        )
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert!(results[0].is_ok() && results[1].is_err() && results[2].is_ok());
+    assert!(store.transfer(&transfer_id("t3")).ok().flatten().is_none());
+    assert!(store.transfer(&transfer_id("t4")).ok().flatten().is_some());
+    assert_balanced(store);
 }
 
 /// A record written in a refused batch is not written.

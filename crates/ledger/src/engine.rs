@@ -15,7 +15,7 @@ use crate::ids::{AccountId, TransferId};
 use crate::model::{
     Account, BATCH_OPERATIONS_MAX, BalanceLimits, Batch, BatchRefusal, MEMO_LENGTH_MAX, NewAccount,
     Operation, Outcome, PendingState, RECORD_KEY_LENGTH_MAX, RECORD_NAMESPACE_LENGTH_MAX,
-    RECORD_VALUE_LENGTH_MAX, RecordWrite, Refusal, Timestamp, Transfer, TransferKind,
+    RECORD_VALUE_LENGTH_MAX, RecordCheck, RecordWrite, Refusal, Timestamp, Transfer, TransferKind,
     TransferRecord,
 };
 
@@ -67,6 +67,11 @@ impl References {
                     references
                         .records
                         .insert((write.namespace.clone(), write.key.clone()));
+                }
+                Operation::CheckRecord(check) => {
+                    references
+                        .records
+                        .insert((check.namespace.clone(), check.key.clone()));
                 }
             }
         }
@@ -424,6 +429,7 @@ impl GroupCommit {
             Operation::Transfer(transfer) => self.apply_transfer(transfer),
             Operation::SetLimits { account, limits } => self.set_limits(account, *limits),
             Operation::PutRecord(write) => self.put_record(write),
+            Operation::CheckRecord(check) => self.check_record(check),
         }
     }
 
@@ -492,6 +498,30 @@ impl GroupCommit {
         self.touch(index);
         self.accounts[index].account.limits = limits;
         Ok(Outcome::LimitsSet)
+    }
+
+    fn check_record(&mut self, check: &RecordCheck) -> Result<Outcome, Refusal> {
+        if check.namespace.is_empty()
+            || check.namespace.len() > RECORD_NAMESPACE_LENGTH_MAX
+            || check.key.is_empty()
+            || check.key.len() > RECORD_KEY_LENGTH_MAX
+        {
+            return Err(Refusal::RecordInvalid {
+                namespace: check.namespace.clone(),
+                key: check.key.clone(),
+            });
+        }
+        let key: RecordKey = (check.namespace.clone(), check.key.clone());
+        let current = self.records.get(&key).map_or(0, |slot| slot.version);
+        if current != check.version {
+            return Err(Refusal::RecordVersionMismatch {
+                namespace: check.namespace.clone(),
+                key: check.key.clone(),
+                expected: check.version,
+                actual: current,
+            });
+        }
+        Ok(Outcome::RecordChecked)
     }
 
     fn put_record(&mut self, write: &RecordWrite) -> Result<Outcome, Refusal> {

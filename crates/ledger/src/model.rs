@@ -305,6 +305,21 @@ pub struct RecordWrite {
     pub expected_version: Option<u64>,
 }
 
+/// Checks, without writing, that a record is at a version: the batch is refused
+/// ([`Refusal::RecordVersionMismatch`]) unless it is. What a batch decided on a record it read
+/// earlier (a caller's credentials, say) then holds when the batch commits, or nothing of the
+/// batch does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordCheck {
+    /// Namespace.
+    pub namespace: String,
+    /// Key.
+    pub key: String,
+    /// The version the record must be at (0 = must not exist), counting writes made earlier in
+    /// the same group.
+    pub version: u64,
+}
+
 /// One step of a batch.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -322,6 +337,8 @@ pub enum Operation {
     },
     /// Write a record.
     PutRecord(RecordWrite),
+    /// Check a record's version; writes nothing.
+    CheckRecord(RecordCheck),
 }
 
 /// Operations that commit together or not at all, in order.
@@ -359,6 +376,8 @@ pub enum Outcome {
         /// New version (0 after a delete).
         version: u64,
     },
+    /// The record was at the version checked; nothing changed.
+    RecordChecked,
 }
 
 /// Why a batch was refused. Nothing of a refused batch is applied.

@@ -124,6 +124,12 @@ impl Effects {
     /// account creations, postings and flags: if the last batch is refused as stale, the leading
     /// ones are repeated harmlessly on the next attempt.
     pub fn into_batches(self) -> Vec<Batch> {
+        self.into_batches_led_by(None)
+    }
+
+    /// [`Effects::into_batches`], with `lead` (when given) as the first operation of every
+    /// batch: a check that must hold for each batch to commit (a caller's credentials, say).
+    pub fn into_batches_led_by(self, lead: Option<Operation>) -> Vec<Batch> {
         let Effects {
             accounts,
             postings,
@@ -139,15 +145,17 @@ impl Effects {
         if all.is_empty() {
             return Vec::new();
         }
-        let last_start = all.len().saturating_sub(BATCH_OPERATIONS_MAX);
+        let room = BATCH_OPERATIONS_MAX - usize::from(lead.is_some());
+        let led = |chunk: Vec<Operation>| {
+            let mut operations = Vec::with_capacity(chunk.len() + 1);
+            operations.extend(lead.clone());
+            operations.extend(chunk);
+            Batch { operations }
+        };
+        let last_start = all.len().saturating_sub(room);
         let last = all.split_off(last_start);
-        let mut batches: Vec<Batch> = all
-            .chunks(BATCH_OPERATIONS_MAX)
-            .map(|chunk| Batch {
-                operations: chunk.to_vec(),
-            })
-            .collect();
-        batches.push(Batch { operations: last });
+        let mut batches: Vec<Batch> = all.chunks(room).map(|chunk| led(chunk.to_vec())).collect();
+        batches.push(led(last));
         batches
     }
 }
@@ -214,5 +222,28 @@ mod tests {
             .count();
         assert_eq!(records, 3);
         assert!(Effects::new().into_batches().is_empty());
+    }
+
+    #[test]
+    fn a_lead_check_opens_every_batch_and_every_batch_still_fits() {
+        let check = Operation::CheckRecord(offpay_ledger::RecordCheck {
+            namespace: "auth".into(),
+            key: "user/ada".into(),
+            version: 3,
+        });
+        let mut effects = Effects::new();
+        for index in 0..2 * BATCH_OPERATIONS_MAX {
+            effects.post(posting(index));
+        }
+        effects.write(record(0));
+        let batches = effects.into_batches_led_by(Some(check.clone()));
+        assert_eq!(batches.len(), 3);
+        for batch in &batches {
+            assert_eq!(batch.operations[0], check);
+            assert!(batch.operations.len() <= BATCH_OPERATIONS_MAX);
+        }
+        let carried: usize = batches.iter().map(|batch| batch.operations.len() - 1).sum();
+        assert_eq!(carried, 2 * BATCH_OPERATIONS_MAX + 1);
+        assert!(Effects::new().into_batches_led_by(Some(check)).is_empty());
     }
 }

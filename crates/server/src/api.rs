@@ -489,6 +489,7 @@ fn outcome_name(outcome: &Outcome) -> &'static str {
         Outcome::TransferExists => "transfer_exists",
         Outcome::LimitsSet => "limits_set",
         Outcome::RecordWritten { .. } => "record_written",
+        Outcome::RecordChecked => "record_checked",
     }
 }
 

@@ -405,6 +405,8 @@ pub fn effect_of<'o>(operations: impl Iterator<Item = &'o Operation>) -> Value {
             Operation::PutRecord(write) => {
                 *records.entry(write.namespace.clone()).or_default() += 1;
             }
+            // A check writes nothing: not an effect.
+            Operation::CheckRecord(_) => {}
         }
     }
     json!({
@@ -435,6 +437,7 @@ struct ContextInner {
     request: Value,
     idempotency_key: Option<String>,
     approval: Option<Value>,
+    credential: Option<crate::auth::CredentialCheck>,
     /// Writes to add to the request's first commit (the idempotency record) and to every
     /// commit (the approval it closes), and what was committed so far.
     progress: StdMutex<Progress>,
@@ -473,6 +476,9 @@ pub struct ContextParts {
     pub idempotency_key: Option<String>,
     /// The approval this request executes.
     pub approval: Option<Value>,
+    /// When the caller was let in on a cached credential: the check every batch the request
+    /// commits must pass ([`crate::auth::CallerCache`]).
+    pub credential: Option<crate::auth::CredentialCheck>,
 }
 
 tokio::task_local! {
@@ -499,6 +505,7 @@ impl OperatorContext {
                 request: parts.request,
                 idempotency_key: parts.idempotency_key,
                 approval: parts.approval,
+                credential: parts.credential,
                 progress: StdMutex::new(Progress::default()),
             }),
         }
@@ -531,6 +538,11 @@ impl OperatorContext {
         if let Ok(mut progress) = self.inner.progress.lock() {
             progress.until_committed.push(operation);
         }
+    }
+
+    /// Whether the caller was let in on a cached credential ([`crate::auth::CallerCache`]).
+    pub fn on_cached_credential(&self) -> bool {
+        self.inner.credential.is_some()
     }
 
     /// The entries committed with an effect so far.
@@ -957,7 +969,13 @@ async fn run_round(
         ) {
             Ok((number, writes, next)) => {
                 effects.write_all(writes);
-                let own = effects.into_batches();
+                let lead = submission
+                    .context
+                    .inner
+                    .credential
+                    .as_ref()
+                    .map(crate::auth::CredentialCheck::operation);
+                let own = effects.into_batches_led_by(lead);
                 let span = batches.len()..batches.len() + own.len();
                 batches.extend(own);
                 planned.push((submission, number, span));
@@ -1010,9 +1028,23 @@ async fn run_round(
     for (submission, number, span) in planned {
         let mut outcomes = Vec::new();
         let mut answer = None;
+        let checked = usize::from(submission.context.inner.credential.is_some());
         for index in span {
             match results.get_mut(index).and_then(Option::take) {
-                Some(Ok(batch)) => outcomes.extend(batch),
+                // The credential check's outcome is the round's, not the action's.
+                Some(Ok(batch)) => outcomes.extend(batch.into_iter().skip(checked)),
+                // Each batch of an action let in on a cached credential opens with its check:
+                // the user record moved on (a new token, a revocation, a new role), so nothing
+                // was applied and the entry is dropped.
+                Some(Err(offpay_ledger::BatchRefusal { index: 0, .. }))
+                    if submission.context.inner.credential.is_some() =>
+                {
+                    if let Some(check) = &submission.context.inner.credential {
+                        check.failed();
+                    }
+                    answer = Some(Err(RunError::CredentialsChanged));
+                    break;
+                }
                 Some(Err(offpay_ledger::BatchRefusal {
                     reason: Refusal::RecordVersionMismatch { .. },
                     ..

@@ -357,11 +357,22 @@ pub fn authenticate(
     hash: &str,
     now: Timestamp,
 ) -> Result<Result<Caller, Denial>, RecordError> {
+    Ok(authenticate_credential(store, hash, now)?.map(|credential| credential.caller))
+}
+
+/// [`authenticate`], with what the check rested on: the user record's version and the token's
+/// expiry, for [`CallerCache`].
+pub fn authenticate_credential(
+    store: &mut dyn LedgerStore,
+    hash: &str,
+    now: Timestamp,
+) -> Result<Result<Credential, Denial>, RecordError> {
     let index: Loaded<TokenIndex> = Loaded::read(store, &token_key(hash))?;
     let Some(index) = index.value else {
         return Ok(Err(Denial::InvalidToken));
     };
     let user: Loaded<OperatorUser> = Loaded::read(store, &user_key(&index.user))?;
+    let loaded_version = user.version;
     let Some(user) = user.value else {
         return Ok(Err(Denial::InvalidToken));
     };
@@ -372,10 +383,141 @@ pub fn authenticate(
     if user.expires_at_ms.is_some_and(|expiry| now.0 >= expiry) {
         return Ok(Err(Denial::TokenExpired { user: user.name }));
     }
-    Ok(Ok(Caller {
-        user: user.name,
-        role: user.role,
+    Ok(Ok(Credential {
+        user_version: loaded_version,
+        expires_at_ms: user.expires_at_ms,
+        caller: Caller {
+            user: user.name,
+            role: user.role,
+        },
     }))
+}
+
+/// What a token check found: the caller, and what the finding rests on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credential {
+    /// Who called.
+    pub caller: Caller,
+    /// The version of the user record the check read: while the record is at it, the token,
+    /// role and expiry the check saw are the user's.
+    pub user_version: u64,
+    /// When the token stops being valid.
+    pub expires_at_ms: Option<u64>,
+}
+
+impl Credential {
+    /// The check a commit made on this credential carries ([`CredentialCheck`]).
+    fn check(&self, token_sha256: &str, cache: &Arc<CallerCache>) -> CredentialCheck {
+        CredentialCheck {
+            user_key: user_key(&self.caller.user),
+            user_version: self.user_version,
+            token_sha256: Zeroizing::new(token_sha256.to_owned()),
+            cache: Arc::clone(cache),
+        }
+    }
+}
+
+/// Most tokens a [`CallerCache`] holds; it is emptied when full.
+pub const CALLER_CACHE_MAX: usize = 4_096;
+
+/// The callers whose token a full check found valid, by the token's SHA-256, so that a request
+/// that changes something need not read the token's index and user first.
+///
+/// Nothing is decided on an entry alone. A request let in on an entry carries a
+/// [`CredentialCheck`]: every batch it commits checks, in the same database transaction, that the
+/// user record is still at the version the entry was made from (a rotated, revoked, expired or
+/// re-roled user has a newer one), or nothing of the batch is applied; and a request that commits
+/// nothing has its token checked in full before its answer is given. An entry never let in a
+/// change another process made to the user: the database decides, not the cache. Reads (`GET`)
+/// always check the token in full.
+#[derive(Default)]
+pub struct CallerCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, Credential>>,
+}
+
+impl fmt::Debug for CallerCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the keys: they are token hashes.
+        f.debug_struct("CallerCache")
+            .field("entries", &self.len())
+            .finish()
+    }
+}
+
+impl CallerCache {
+    fn entries(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Credential>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Tokens held.
+    pub fn len(&self) -> usize {
+        self.entries().len()
+    }
+
+    /// Whether it holds no token.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The credential a full check found for the token hashed `hash`, unless it has expired by
+    /// `now`.
+    fn get(&self, hash: &str, now: Timestamp) -> Option<Credential> {
+        self.entries()
+            .get(hash)
+            .filter(|credential| credential.expires_at_ms.is_none_or(|expiry| now.0 < expiry))
+            .cloned()
+    }
+
+    fn put(&self, hash: &str, credential: Credential) {
+        let mut entries = self.entries();
+        if entries.len() >= CALLER_CACHE_MAX && !entries.contains_key(hash) {
+            entries.clear();
+        }
+        entries.insert(hash.to_owned(), credential);
+    }
+
+    /// Drops the token hashed `hash` (its user record moved on).
+    pub fn forget(&self, hash: &str) {
+        self.entries().remove(hash);
+    }
+}
+
+/// What a request let in on a [`CallerCache`] entry commits with: every batch it commits first
+/// checks ([`offpay_ledger::Operation::CheckRecord`]) that the user record is at the version the
+/// entry rests on.
+#[derive(Clone)]
+pub struct CredentialCheck {
+    user_key: String,
+    user_version: u64,
+    token_sha256: Zeroizing<String>,
+    cache: Arc<CallerCache>,
+}
+
+impl fmt::Debug for CredentialCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CredentialCheck")
+            .field("user_key", &self.user_key)
+            .field("user_version", &self.user_version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CredentialCheck {
+    /// The operation that leads each batch.
+    pub fn operation(&self) -> Operation {
+        Operation::CheckRecord(offpay_ledger::RecordCheck {
+            namespace: NAMESPACE.to_owned(),
+            key: self.user_key.clone(),
+            version: self.user_version,
+        })
+    }
+
+    /// The check failed: the entry it came from is dropped.
+    pub fn failed(&self) {
+        self.cache.forget(self.token_sha256.as_str());
+    }
 }
 
 /// Every user, by name.
@@ -551,16 +693,22 @@ pub async fn check(
     let now = state.now();
     // No common snapshot needed: the index only names the user, whose record decides (its
     // token hash compared again), so a rotation between the two reads is refused, not let in.
-    let caller = state
+    let lookup = hash.clone();
+    let credential = state
         .ledger
         .read_each(move |store| {
-            authenticate(store, &hash, now).map_err(crate::ledger::record_store_error)
+            authenticate_credential(store, &lookup, now).map_err(crate::ledger::record_store_error)
         })
         .await?;
-    let caller = match caller {
-        Ok(caller) => caller,
-        Err(denial) => return Ok(Err(denial)),
+    let credential = match credential {
+        Ok(credential) => credential,
+        Err(denial) => {
+            state.callers.forget(&hash);
+            return Ok(Err(denial));
+        }
     };
+    let caller = credential.caller.clone();
+    state.callers.put(&hash, credential);
     let Some(spec) = spec else {
         return Ok(Err(Denial::Unlisted));
     };
@@ -571,6 +719,25 @@ pub async fn check(
         }));
     }
     Ok(Ok(caller))
+}
+
+/// A bearer token's request let in on a [`CallerCache`] entry, with the check its commits must
+/// carry; `None` when there is no entry (or it has expired, or its role may not call the route):
+/// the token is then checked in full ([`check`]).
+fn check_cached(
+    state: &AppState,
+    spec: Option<&RouteSpec>,
+    headers: &HeaderMap,
+) -> Option<(Caller, CredentialCheck)> {
+    let token = bearer(headers)?;
+    let spec = spec?;
+    let hash = token_hash(&token);
+    let credential = state.callers.get(&hash, state.now())?;
+    if !spec.allows(credential.caller.role) {
+        return None;
+    }
+    let check = credential.check(&hash, &state.callers);
+    Some((credential.caller, check))
 }
 
 /// A console session's request: the session checked (and its last-seen time moved on), then
@@ -762,26 +929,38 @@ async fn authorize_request(guard: Guard, request: Request, next: Next, console: 
         .extensions
         .get::<crate::approvals::ApprovedExecution>()
         .cloned();
-    let checked = match &approved {
-        Some(execution) => Ok(execution.requester().ok_or(Denial::InvalidToken)),
-        None => check(state, spec.as_ref(), &parts.headers).await,
+    // A request that changes something may be let in on a cached credential: whatever it
+    // commits checks the user record in the same transaction, and if it commits nothing its
+    // token is checked in full before it is answered (below).
+    let cached = match &approved {
+        None if changes_state => check_cached(state, spec.as_ref(), &parts.headers),
+        _ => None,
     };
-    let context = |user: Option<String>, role: Option<Role>| {
-        crate::audit::OperatorContext::new(crate::audit::ContextParts {
-            chain: state.audit.clone(),
-            user,
-            role,
-            remote: remote.clone(),
-            request_id: request_id(state, &parts.headers),
-            action: format!("{} {pattern}", parts.method),
-            path: uri.path().to_owned(),
-            request: summary.clone(),
-            idempotency_key: idempotency_key(&parts.headers),
-            approval: approved
-                .as_ref()
-                .map(crate::approvals::ApprovedExecution::summary),
-        })
+    let headers_for_recheck = cached.as_ref().map(|_| parts.headers.clone());
+    let checked = match (&approved, &cached) {
+        (Some(execution), _) => Ok(execution.requester().ok_or(Denial::InvalidToken)),
+        (None, Some((caller, _))) => Ok(Ok(caller.clone())),
+        (None, None) => check(state, spec.as_ref(), &parts.headers).await,
     };
+    let mut credential = cached.map(|(_, check)| check);
+    let context =
+        |user: Option<String>, role: Option<Role>, credential: Option<CredentialCheck>| {
+            crate::audit::OperatorContext::new(crate::audit::ContextParts {
+                chain: state.audit.clone(),
+                user,
+                role,
+                remote: remote.clone(),
+                request_id: request_id(state, &parts.headers),
+                action: format!("{} {pattern}", parts.method),
+                path: uri.path().to_owned(),
+                request: summary.clone(),
+                idempotency_key: idempotency_key(&parts.headers),
+                approval: approved
+                    .as_ref()
+                    .map(crate::approvals::ApprovedExecution::summary),
+                credential,
+            })
+        };
     match checked {
         Err(error) => error.into_response(),
         Ok(Err(denial)) => {
@@ -794,13 +973,17 @@ async fn authorize_request(guard: Guard, request: Request, next: Next, console: 
                 "operator request denied"
             );
             let role = denial.role();
-            let audit = context(denial.user().map(str::to_owned), role);
+            let audit = context(denial.user().map(str::to_owned), role, None);
             let outcome = format!("denied {}", denial.code());
             crate::audit::record_soon(&state.ledger, audit, state.now(), outcome).await;
             denial.error().into_response()
         }
         Ok(Ok(caller)) => {
-            let audit = context(Some(caller.user.clone()), Some(caller.role));
+            let audit = context(
+                Some(caller.user.clone()),
+                Some(caller.role),
+                credential.take(),
+            );
             let moves_money = spec.as_ref().is_some_and(|spec| spec.moves_money);
             let key = audit
                 .idempotency_key()
@@ -900,7 +1083,30 @@ async fn authorize_request(guard: Guard, request: Request, next: Next, console: 
                     }
                 }
             };
-            if !changes_state || !audit.committed_entries().is_empty() {
+            let committed = !audit.committed_entries().is_empty();
+            // Let in on a cached credential and nothing committed (so nothing checked the user
+            // record): the token is checked in full now, and a caller it no longer lets in gets
+            // the denial, not the handler's answer.
+            if let Some(headers) = headers_for_recheck.filter(|_| !committed) {
+                match check(state, spec.as_ref(), &headers).await {
+                    Err(error) => return error.into_response(),
+                    Ok(Err(denial)) => {
+                        crate::metrics::Metrics::add(&state.metrics.http_unauthorized, 1);
+                        tracing::warn!(
+                            code = denial.code(),
+                            user = denial.user().unwrap_or("-"),
+                            route = %uri.path(),
+                            remote = %remote,
+                            "operator request denied"
+                        );
+                        let outcome = format!("denied {}", denial.code());
+                        crate::audit::record_soon(&state.ledger, audit, state.now(), outcome).await;
+                        return denial.error().into_response();
+                    }
+                    Ok(Ok(_)) => {}
+                }
+            }
+            if !changes_state || committed {
                 return response;
             }
             let (mut outcome, response) = outcome_of(response).await;

@@ -135,6 +135,7 @@ async fn remove(
         request,
         idempotency_key: None,
         approval: None,
+        credential: None,
     });
     let outcome = context
         .scope(crate::runner::commit(&state.ledger, effects, now))

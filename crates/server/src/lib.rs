@@ -54,6 +54,8 @@ pub struct AppState {
     pub token: AdminToken,
     /// The audit log's chain key.
     pub audit: Arc<audit::AuditChain>,
+    /// Operator callers whose tokens a full check let in ([`auth::CallerCache`]).
+    pub callers: Arc<auth::CallerCache>,
     /// Counters.
     pub metrics: Metrics,
     /// The rails' server-side state.
@@ -292,6 +294,7 @@ impl Server {
             ledger,
             token,
             audit: Arc::new(audit),
+            callers: Arc::default(),
             metrics: Metrics::default(),
             rails,
             clock: inputs.clock,
@@ -303,6 +306,11 @@ impl Server {
             StartError::Store(StoreError::Database(format!(
                 "sealing SMS-TAN records an earlier release wrote: {}",
                 error.message
+            )))
+        })?;
+        rails::purse::seal_at_start(&state).await.map_err(|error| {
+            StartError::Store(StoreError::Database(format!(
+                "sealing purse records an earlier release wrote: {error}"
             )))
         })?;
         rails::spawn_background(&state);

@@ -30,6 +30,10 @@ pub enum RunError {
     /// Other writers kept changing the records this decision read.
     #[error("the records kept changing under this operation; try again")]
     Contention,
+    /// The caller was let in on a cached credential and its user record changed before the
+    /// commit (a new token, a revocation, a new role): nothing was applied.
+    #[error("the caller's credentials changed while the request ran; nothing was applied")]
+    CredentialsChanged,
 }
 
 /// The HTTP answer to a run that did not commit.
@@ -41,6 +45,13 @@ pub fn api_error(error: RunError) -> crate::error::ApiError {
             "the records kept changing under this request; nothing was applied: send the same \
              request again",
         ),
+        RunError::CredentialsChanged => crate::error::ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "credentials_changed",
+            "your user record changed while this request ran (a new token, a revocation or a \
+             new role); nothing was applied: send the same request again",
+        )
+        .with_details(serde_json::json!({ "retryable": true })),
     }
 }
 

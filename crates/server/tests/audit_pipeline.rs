@@ -245,6 +245,7 @@ impl Process {
             request: Value::Null,
             idempotency_key: None,
             approval: None,
+            credential: None,
         })
     }
 

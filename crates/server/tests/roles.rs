@@ -252,7 +252,100 @@ async fn users_are_managed_by_admins_and_take_effect_at_once(backend: Backend) {
     assert_eq!(status, StatusCode::OK);
 }
 
+/// A manual transfer by `token`: its status and answer.
+async fn transfer(server: &InProcess, token: &str, id: &str) -> (StatusCode, Value) {
+    let body = json!({ "transfers": [{
+        "id": id, "debit_account": "cache-float", "credit_account": "cache-till", "amount": "1.00",
+    }]})
+    .to_string();
+    server
+        .call("POST", "/api/v1/transfers", Some(&body), Some(token))
+        .await
+}
+
+/// Whether the transfer `id` was applied.
+async fn applied(server: &InProcess, id: &str) -> bool {
+    let (status, _) = server.get(&format!("/api/v1/transfers/{id}")).await;
+    status == StatusCode::OK
+}
+
+/// A request that changes something is let in on the token its process saw valid before
+/// (`CallerCache`), without reading the token again. The cache is never told of a change made
+/// since (here: by the same process, which is what another process's change looks like), so each
+/// change below must be caught by the check every commit carries, or by the full check of a
+/// request that committed nothing.
+async fn a_cached_caller_is_checked_again_by_what_it_commits(backend: Backend) {
+    let walk = start(backend).await;
+    let server = &walk.server;
+    for (id, kind) in [
+        ("cache-float", "operator_float"),
+        ("cache-till", "operator_float"),
+    ] {
+        let (status, answer) = server
+            .post("/api/v1/accounts", json!({ "id": id, "kind": kind }))
+            .await;
+        assert!(status.is_success(), "{answer}");
+    }
+    let paying = add_user(server, "paying", "finance", None).await;
+    let demoted = add_user(server, "demoted", "finance", None).await;
+    // Two requests each: the first checks the token in full and keeps it, the second is let in
+    // on what was kept.
+    for (token, prefix) in [(&paying, "p"), (&demoted, "d")] {
+        for round in 0..2 {
+            let id = format!("{prefix}-{round}");
+            let (status, answer) = transfer(server, token, &id).await;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+            assert!(applied(server, &id).await);
+        }
+    }
+    assert!(server.state.callers.len() >= 2, "both tokens are kept");
+    // Revoked: a transfer on the kept token is refused as revoked, and applies nothing.
+    let (status, answer) = server.post("/api/v1/users/paying/revoke", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, answer) = transfer(server, &paying, "p-after-revoke").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    assert_eq!(answer["error"]["code"], "token_revoked", "{answer}");
+    assert!(!applied(server, "p-after-revoke").await);
+    // A request that commits nothing (its body is refused) gets the denial, not its answer.
+    let (status, answer) = server
+        .call(
+            "POST",
+            "/api/v1/transfers",
+            Some(r#"{"transfers":[]}"#),
+            Some(&paying),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    assert_eq!(answer["error"]["code"], "token_revoked", "{answer}");
+    // Rotated: the old token is refused the same way, the new one pays.
+    let (status, answer) = server.post("/api/v1/users/demoted/rotate", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let fresh = answer["token"].as_str().unwrap().to_owned();
+    let (status, answer) = transfer(server, &demoted, "d-old-token").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    assert_eq!(answer["error"]["code"], "token_revoked", "{answer}");
+    assert!(!applied(server, "d-old-token").await);
+    let (status, answer) = transfer(server, &fresh, "d-new-token").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    // Expired while kept: checked in full, refused.
+    let short = add_user(server, "short", "finance", Some(1)).await;
+    let (status, answer) = transfer(server, &short, "s-0").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    walk.clock.advance_ms(DAY_MS);
+    let (status, answer) = transfer(server, &short, "s-expired").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    assert_eq!(answer["error"]["code"], "token_expired", "{answer}");
+    assert!(!applied(server, "s-expired").await);
+    // The ledger still balances, and the audit log shows the refusals.
+    let (status, answer) = server.get("/api/v1/totals").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, answer) = server.get("/api/v1/audit/verify").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["ok"], true, "{answer}");
+}
+
 offpay_test_support::on_every_backend_async!(
     every_route_refuses_every_role_it_does_not_list,
     users_are_managed_by_admins_and_take_effect_at_once,
+    a_cached_caller_is_checked_again_by_what_it_commits,
 );

@@ -148,6 +148,8 @@ pub struct PurseRail {
     /// accomplice before, and the accomplice's balance before and after the sync that followed.
     insider: bool,
     insider_edit: Option<(InsiderEdit, usize, u64, u64)>,
+    /// The keys of the records the insider edited.
+    insider_keys: Vec<String>,
 }
 
 impl std::fmt::Debug for PurseRail {
@@ -197,6 +199,7 @@ impl PurseRail {
             blocked_at: std::collections::BTreeMap::new(),
             insider: false,
             insider_edit: None,
+            insider_keys: Vec::new(),
         };
         rail.provision(world, AGENT, PurseKind::Agent, Role::Honest, "agent");
         let customers = 3 + world.rng.index(CUSTOMERS_MAX - 2);
@@ -417,12 +420,17 @@ impl PurseRail {
             }
         };
         let (plan, _) = PurseOperator::sync_plan(&opened, phone);
+        // A record the operator did not seal refuses the sync and raises `record_tampered`.
         let reply = world.run(
             |store, _| book::load(store, &plan),
-            |loaded, now| operator.decide_sync(&loaded, upload, now),
+            |loaded, now| book::refuse_tampered(operator.decide_sync(&loaded, upload, now), now),
         );
         match reply {
-            Ok(reply) => {
+            Ok(Err(tampered)) => {
+                world.event(format!("purse upload {phone} refused: {tampered}"));
+                None
+            }
+            Ok(Ok(reply)) => {
                 world.event(format!(
                     "purse upload {phone} seq {} postings {} flags {}",
                     reply.sequence, reply.postings, reply.flags
@@ -1037,9 +1045,11 @@ impl PurseRail {
     /// records once in a run, for its accomplice (a purse that does nothing else wrong): queues
     /// an operator credit with no float behind it on the accomplice's shadow account (the
     /// accomplice collects it and spends it at the agent), raises the accomplice's offline
-    /// limits, or unblocks it after the operator blocked it. The ledger still sums to zero; the
-    /// end of the run measures whether the edit took effect and whether anything flagged it
-    /// (docs/SIMULATOR.md, findings).
+    /// limits, or unblocks it after the operator blocked it. It cannot seal what it writes (no
+    /// master key), so it keeps the seal the record carried: the accomplice's sync that follows
+    /// is refused and `record_tampered` raised, and the operator then puts back its own copy of
+    /// the records. The end of the run measures whether the edit took effect and whether
+    /// anything flagged it (docs/SIMULATOR.md, findings: seeds 13, 1 and 6, fixed).
     fn insider_edit(&mut self, world: &mut World) {
         if !self.insider || self.insider_edit.is_some() {
             return;
@@ -1058,6 +1068,7 @@ impl PurseRail {
             return;
         };
         let mut writes = Vec::new();
+        let mut originals = vec![(shadow_key.clone(), stored_bytes(world, &shadow_key))];
         match edit {
             InsiderEdit::ForgedCredit => {
                 if let Some(credits) = shadow
@@ -1082,12 +1093,16 @@ impl PurseRail {
                     world.fail("purse_operator", "the book header does not read");
                     return;
                 };
+                originals.push(("book".to_owned(), stored_bytes(world, "book")));
                 let wanted = serde_json::Value::String(target_phone.to_string());
                 if let Some(blocked) = header
                     .get_mut("blocked")
                     .and_then(serde_json::Value::as_array_mut)
                 {
-                    blocked.retain(|phone| *phone != wanted);
+                    // The header keeps phones as numbers.
+                    blocked.retain(|phone| {
+                        *phone != wanted && phone.as_u64() != Some(target_phone.number())
+                    });
                 }
                 writes.push(("book".to_owned(), header));
             }
@@ -1099,17 +1114,27 @@ impl PurseRail {
             }
         }
         writes.push((shadow_key, shadow));
-        let flags_before = flags_on(world, target_phone);
+        let flags_before = flags_on(world, target_phone, &self.insider_keys);
         let mut effects = offpay_operator::Effects::new();
         for (key, value) in writes {
+            // The insider keeps the seal the record carried (it cannot make one without the
+            // master key) and changes what it covers.
+            let original = originals
+                .iter()
+                .find(|(original, _)| *original == key)
+                .map(|(_, bytes)| bytes.clone())
+                .unwrap_or_default();
+            let mut bytes = seal_of(&original).to_vec();
+            bytes.extend_from_slice(value.to_string().as_bytes());
             effects.write(offpay_ledger::Operation::PutRecord(
                 offpay_ledger::RecordWrite {
                     namespace: book::NAMESPACE.into(),
-                    key,
-                    value: Some(value.to_string().into_bytes()),
+                    key: key.clone(),
+                    value: Some(bytes),
                     expected_version: None,
                 },
             ));
+            self.insider_keys.push(key);
         }
         if !matches!(world.commit(effects), Ok(true)) {
             world.fail("purse_operator", "the insider's write did not commit");
@@ -1121,6 +1146,31 @@ impl PurseRail {
         self.sync(world, target, false);
         let after = self.devices[target].purse.balance().minor();
         self.insider_edit = Some((edit, flags_before, before, after));
+        if flags_on(world, target_phone, &self.insider_keys) > flags_before {
+            // The operator, alerted by the fraud queue, puts back its own copy of the records
+            // (the authentic sealed bytes) so that the book works again.
+            let mut effects = offpay_operator::Effects::new();
+            for (key, bytes) in originals {
+                effects.write(offpay_ledger::Operation::PutRecord(
+                    offpay_ledger::RecordWrite {
+                        namespace: book::NAMESPACE.into(),
+                        key,
+                        value: Some(bytes),
+                        expected_version: None,
+                    },
+                ));
+            }
+            if !matches!(world.commit(effects), Ok(true)) {
+                world.fail(
+                    "purse_operator",
+                    "restoring the sealed records did not commit",
+                );
+                return;
+            }
+            world.event(format!(
+                "purse operator restored the sealed records the insider edited for {target_phone}"
+            ));
+        }
         if edit == InsiderEdit::ForgedCredit && after > before {
             // The accomplice spends what it collected at the agent.
             let spend = (after - before).min(RESTORER_PAYMENT_MINOR_MAX);
@@ -1206,9 +1256,9 @@ impl PurseRail {
     }
 
     /// Whether the database insider's edit took effect, and whether anything flagged its
-    /// accomplice since (which does nothing else wrong). An edit that took effect unflagged is
-    /// an open finding: the purse book's records carry no MAC, and the protocol leaves the
-    /// insider to custody and audit (short-code-purse.md §14, attacker 7).
+    /// accomplice or the records it edited since (the accomplice does nothing else wrong). An
+    /// edit that took effect unflagged is a finding: the book's records are sealed
+    /// (short-code-purse.md §14, attacker 7), so it shows only if the seal stopped being checked.
     fn insider_check(&mut self, world: &mut World) {
         let Some((edit, flags_before, before, after)) = self.insider_edit else {
             return;
@@ -1226,12 +1276,16 @@ impl PurseRail {
         let kinds: Vec<String> = world
             .flags()
             .into_iter()
-            .filter(|(_, flag)| flag.rail == book::RAIL && flag.subject == phone.to_string())
+            .filter(|(_, flag)| {
+                flag.rail == book::RAIL
+                    && (flag.subject == phone.to_string()
+                        || self.insider_keys.contains(&flag.subject))
+            })
             .map(|(_, flag)| flag.kind)
             .collect();
         // What would name the edit: a credit the operator never queued, a balance that does
         // not add up, a record that is not the operator's.
-        let flagged = flags_on(world, phone) > flags_before;
+        let flagged = flags_on(world, phone, &self.insider_keys) > flags_before;
         world.event(format!(
             "purse insider {edit:?} on {phone}: took effect {took_effect}, flags {kinds:?}"
         ));
@@ -1251,23 +1305,40 @@ fn book_u64(world: &mut World, field: &str) -> Option<u64> {
     read_record(world, "book")?.get(field)?.as_u64()
 }
 
-/// A record of the purse book, as JSON.
+/// A record of the purse book, as JSON (its seal stripped).
 fn read_record(world: &mut World, key: &str) -> Option<serde_json::Value> {
     let record = world.store.record(book::NAMESPACE, key).ok().flatten()?;
-    serde_json::from_slice(&record.value).ok()
+    serde_json::from_slice(offpay_purse::seal::content(&record.value)).ok()
+}
+
+/// A record of the purse book as stored (sealed).
+fn stored_bytes(world: &mut World, key: &str) -> Vec<u8> {
+    world
+        .store
+        .record(book::NAMESPACE, key)
+        .ok()
+        .flatten()
+        .map(|record| record.value)
+        .unwrap_or_default()
+}
+
+/// The seal a stored record carries (everything before its content).
+fn seal_of(stored: &[u8]) -> &[u8] {
+    let content = offpay_purse::seal::content(stored);
+    &stored[..stored.len() - content.len()]
 }
 
 /// Flags of the purse rail naming `phone` that would name an insider's edit
 /// ([`INSIDER_CAUGHT_KINDS`]).
-fn flags_on(world: &mut World, phone: Phone) -> usize {
+fn flags_on(world: &mut World, phone: Phone, keys: &[String]) -> usize {
     let subject = phone.to_string();
     world
         .flags()
         .iter()
         .filter(|(_, flag)| {
             flag.rail == book::RAIL
-                && flag.subject == subject
-                && INSIDER_CAUGHT_KINDS.contains(&flag.kind.as_str())
+                && ((flag.subject == subject && INSIDER_CAUGHT_KINDS.contains(&flag.kind.as_str()))
+                    || (flag.kind == "record_tampered" && keys.contains(&flag.subject)))
         })
         .count()
 }

@@ -254,8 +254,10 @@ impl SmsRail {
 
     fn print(&mut self, world: &mut World, euin: &Euin) {
         let mut effects = Effects::new();
-        let record = EnvelopeRecord::unallocated(euin, RowCount::Twenty, None, world.now.0);
-        match offpay_sms_tan::operator::apply::create(records::envelope_key(euin), &record) {
+        let key = records::envelope_key(euin);
+        let record = EnvelopeRecord::unallocated(euin, RowCount::Twenty, None, world.now.0)
+            .sealed(self.operator.master(), &key);
+        match offpay_sms_tan::operator::apply::create(key, &record) {
             Ok(operation) => effects.write(operation),
             Err(error) => world.fail("sms_operator", error.to_string()),
         }

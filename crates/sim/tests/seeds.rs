@@ -79,6 +79,68 @@ fn purse_seed_4_an_honest_late_sync_is_not_flagged_for_a_retired_key() {
     );
 }
 
+/// Runs `seed` on the purse rail alone: it must hold every invariant, its database insider must
+/// have made `edit` (the attack is still tried), the operator must have refused it and raised
+/// `record_tampered`, and the finding `finding` (the edit taking effect unflagged) must not
+/// show.
+fn purse_insider_seed_is_caught(seed: u64, edit: &str, finding: &str) {
+    let options = Options {
+        rails: Rails {
+            purse: true,
+            ..NONE
+        },
+        keep_events: true,
+        ..Options::default()
+    };
+    let report = run_seed(seed, &options);
+    assert!(report.violation.is_none(), "{}", show(&report, &options));
+    let insider: Vec<&String> = report
+        .events
+        .iter()
+        .filter(|event| event.contains("insider") || event.contains("FINDING"))
+        .collect();
+    assert!(
+        report
+            .events
+            .iter()
+            .any(|event| event.contains(&format!("purse insider {edit} on"))),
+        "seed {seed} no longer has its insider make {edit}: {insider:#?}"
+    );
+    assert!(
+        report
+            .events
+            .iter()
+            .any(|event| event.contains("took effect false") && event.contains("record_tampered")),
+        "seed {seed}: the insider's {edit} was not refused and flagged: {insider:#?}"
+    );
+    assert!(
+        !report.findings.iter().any(|seen| seen == finding),
+        "seed {seed} shows {finding}: {insider:#?}"
+    );
+}
+
+/// Seed 13 (docs/SIMULATOR.md, fixed): a database insider appended an operator credit with no
+/// float behind it to its accomplice's shadow account; the purse collected it, the operator
+/// posted it from suspense, and the accomplice spent it, unflagged. The book's records are now
+/// sealed: the edited shadow fails its seal, the sync is refused and `record_tampered` raised.
+#[test]
+fn purse_seed_13_an_insiders_forged_operator_credit_is_refused_and_flagged() {
+    purse_insider_seed_is_caught(13, "ForgedCredit", "purse_insider_forged_credit_unflagged");
+}
+
+/// Seed 1 (fixed): the insider raised its accomplice's offline limits in its shadow record.
+#[test]
+fn purse_seed_1_an_insider_raising_limits_is_refused_and_flagged() {
+    purse_insider_seed_is_caught(1, "RaisedLimits", "purse_insider_limits_unflagged");
+}
+
+/// Seed 6 (fixed): the insider cleared the operator's block on its accomplice in its shadow
+/// account and the book header's blocked list.
+#[test]
+fn purse_seed_6_an_insider_clearing_a_block_is_refused_and_flagged() {
+    purse_insider_seed_is_caught(6, "Unblock", "purse_insider_unblock_unflagged");
+}
+
 #[test]
 fn sms_alone_holds_every_invariant() {
     smoke(Rails { sms: true, ..NONE }, 20);

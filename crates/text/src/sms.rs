@@ -159,6 +159,9 @@ crate::messages! {
     /// A terminal payment confirmed to the payer's phone: `$amount`, `$payee`, `$reference`,
     /// `$proof`.
     PAID_AT_TERMINAL = "sms-paid-at-terminal";
+    /// A payment from the web page confirmed to the holder's phone (no row, no TAN): `$amount`,
+    /// `$payee`, `$reference`.
+    PAID_ON_WEB = "sms-paid-on-web";
     /// The callback: `$instruction`, `$proof`, `$sum`, `$payer`, `$row`, `$tan`.
     CALLBACK = "sms-callback";
     /// Payee's coded notice: `$amount`, `$payer`, `$row`, `$tan`, `$reference`.

@@ -13,9 +13,14 @@
 //! | `pair/<low id>-<high id>` | [`PairVersion`] | pairwise-key version of a pair |
 //! | `syncs/<purse id>` | [`SyncHistory`] | the purse's last [`SYNC_HISTORY_MAX`] syncs, for the console |
 //! | `smsin/…`, `statement/…` | see [`crate::sms_book`] | SMS parts and statement counters |
+//! | `cfg:records-sealed` | [`crate::seal::SealedMarker`] | that an earlier release's records were sealed |
 //!
 //! Every record is JSON; format version 1 is the shape release 0.1 wrote (the header also
 //! carries its own `version` field). A record that does not decode is an error naming its key.
+//! Every record above but the SMS book's is stored **sealed** ([`crate::seal`]): a MAC under a
+//! key derived from the master key over its storage key and content. A decision checks the seal
+//! of every record it loaded before it decides anything, and refuses the whole operation when
+//! one is wrong or absent ([`BookError::Tampered`], [`refuse_tampered`]).
 //!
 //! **Decisions.** An operation loads its pieces ([`LoadPlan`], [`load`]), builds a partial
 //! [`OperatorBook`], runs, and returns [`Effects`]: the postings, the fraud flags and the changed
@@ -51,6 +56,7 @@ use crate::operator::{
     OpenDebit, OperatorBook, OperatorSecrets, Posting, ShadowAccount, sync_counterparties,
 };
 use crate::purse::{EntryKind, OfflineLimits};
+use crate::seal::{MacState, RecordSealer, Tampered, TamperedRecord};
 use crate::sync::SyncUpload;
 use crate::trust::TrustClass;
 use crate::types::{Phone, PurseId, PurseKind, Timestamp};
@@ -99,9 +105,31 @@ pub enum BookError {
         /// What is wrong, for people.
         message: String,
     },
+    /// A record the operation loaded was written or changed outside the operator's code (its
+    /// seal is wrong or absent): refused whole, nothing moved (see [`refuse_tampered`]).
+    #[error(transparent)]
+    Tampered(#[from] Tampered),
     /// A broken invariant of this module.
     #[error("internal error: {0}")]
     Internal(&'static str),
+}
+
+/// A decision's result with a refusal for tampered records turned into a decision of its own:
+/// commit one `record_tampered` flag per record and nothing else, then answer the refusal.
+/// Every runner of the book's decisions wraps them in this, so that the flag is committed
+/// while the operation moves nothing.
+pub fn refuse_tampered<T>(
+    result: Result<Decision<T>, BookError>,
+    now: offpay_ledger::Timestamp,
+) -> Result<Decision<Result<T, Tampered>>, BookError> {
+    match result {
+        Ok(Decision::Commit { effects, reply }) => Ok(Decision::commit(effects, Ok(reply))),
+        Ok(Decision::Reload) => Ok(Decision::Reload),
+        Err(BookError::Tampered(tampered)) => {
+            Ok(Decision::commit(tampered.effects(now), Err(tampered)))
+        }
+        Err(error) => Err(error),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -116,7 +144,7 @@ macro_rules! json_record {
                 encode_json(self, key)
             }
             fn decode(key: &str, bytes: &[u8]) -> Result<Self, RecordError> {
-                decode_json(key, bytes)
+                decode_json(key, crate::seal::content(bytes))
             }
         }
     };
@@ -199,7 +227,7 @@ impl StoredRecord for BookHeader {
         encode_json(self, key)
     }
     fn decode(key: &str, bytes: &[u8]) -> Result<Self, RecordError> {
-        let header: BookHeader = decode_json(key, bytes)?;
+        let header: BookHeader = decode_json(key, crate::seal::content(bytes))?;
         if header.version != crate::params::FORMAT_VERSION {
             return Err(corrupt::<BookHeader>(
                 key,
@@ -511,6 +539,7 @@ impl PurseChange {
 /// The operator's half of the purse rail over its ledger records: its secrets and currency.
 pub struct PurseOperator {
     secrets: OperatorSecrets,
+    sealer: RecordSealer,
     currency: Currency,
     server_currency: Currency,
 }
@@ -544,6 +573,7 @@ impl PurseOperator {
     /// An operator with `secrets`, for purses in `currency` (the server's currency).
     pub fn new(secrets: OperatorSecrets, currency: Currency) -> PurseOperator {
         PurseOperator {
+            sealer: RecordSealer::new(&secrets),
             secrets,
             currency,
             server_currency: currency,
@@ -553,6 +583,96 @@ impl PurseOperator {
     /// The secrets (to open uploads before loading).
     pub fn secrets(&self) -> &OperatorSecrets {
         &self.secrets
+    }
+
+    /// The sealer of the book's records.
+    pub fn sealer(&self) -> &RecordSealer {
+        &self.sealer
+    }
+
+    /// Checks the seal of every sealed record `set` holds; any wrong or absent one refuses the
+    /// operation ([`BookError::Tampered`], naming every such record).
+    pub fn check_sealed(&self, set: &RecordSet) -> Result<(), BookError> {
+        let mut tampered = Vec::new();
+        for (key, (_, value)) in &set.records {
+            let Some(stored) = value else { continue };
+            if !crate::seal::is_sealed_key(key) {
+                continue;
+            }
+            let state = self.sealer.state(key, stored);
+            if state != MacState::Authentic {
+                tampered.push(TamperedRecord::new(
+                    key,
+                    stored,
+                    state,
+                    crate::seal::shadow_phone(key, stored),
+                ));
+            }
+        }
+        if tampered.is_empty() {
+            Ok(())
+        } else {
+            Err(Tampered(tampered).into())
+        }
+    }
+
+    /// Sealed records a sync loaded that are authentic but disagree with each other: an earlier
+    /// copy of one was put back (a rollback). A shadow is checked against its purse's sync
+    /// history (no sync the history holds may be newer than the shadow's last accepted upload)
+    /// and against the header's blocked list (a shadow is blocked exactly when the header lists
+    /// its phone). Refused like a tampered record, naming both.
+    fn check_not_rolled_back(
+        &self,
+        loaded: &RecordSet,
+        book: &OperatorBook,
+    ) -> Result<(), BookError> {
+        let mut stale = Vec::new();
+        let mut push = |key: &str| {
+            if let Some(Some(stored)) = loaded.records.get(key).map(|(_, value)| value.as_ref())
+                && !stale
+                    .iter()
+                    .any(|record: &TamperedRecord| record.key == key)
+            {
+                stale.push(TamperedRecord::new(
+                    key,
+                    stored,
+                    MacState::RolledBack,
+                    crate::seal::shadow_phone(key, stored),
+                ));
+            }
+        };
+        let blocked = book.header().blocked;
+        for (key, (_, value)) in &loaded.records {
+            let Some(stored) = value else { continue };
+            if let Some(id) = key.strip_prefix(SYNC_HISTORY_PREFIX) {
+                let purse_id = PurseId(
+                    id.parse()
+                        .map_err(|_| corrupt::<SyncHistory>(key, "key is not syncs/<id>"))?,
+                );
+                let newest = SyncHistory::decode(key, stored)?
+                    .0
+                    .iter()
+                    .map(|record| record.sequence)
+                    .max();
+                if let (Some(newest), Some(shadow)) = (newest, book.shadow(purse_id))
+                    && newest > shadow.last_sequence
+                {
+                    push(&shadow_key(purse_id));
+                    push(key);
+                }
+            } else if key.starts_with("shadow/") {
+                let shadow = ShadowAccount::decode(key, stored)?;
+                if shadow.blocked != blocked.contains(&shadow.phone) {
+                    push(key);
+                    push(KEY_BOOK);
+                }
+            }
+        }
+        if stale.is_empty() {
+            Ok(())
+        } else {
+            Err(Tampered(stale).into())
+        }
     }
 
     fn account_id(&self, name: &str) -> Result<AccountId, BookError> {
@@ -578,6 +698,7 @@ impl PurseOperator {
 
     /// The next purse id the stored header would assign (read before a provisioning's plan).
     pub fn next_purse_id(&self, set: &RecordSet) -> Result<PurseId, BookError> {
+        self.check_sealed(set)?;
         Ok(PurseId(self.header_of(set)?.next_purse_id))
     }
 
@@ -614,6 +735,7 @@ impl PurseOperator {
     }
 
     fn book_of(&self, set: &RecordSet) -> Result<OperatorBook, BookError> {
+        self.check_sealed(set)?;
         Ok(OperatorBook::from_parts(self.parts_of(set)?)?)
     }
 
@@ -716,6 +838,7 @@ impl PurseOperator {
         credits_max: usize,
     ) -> Result<Decision<SyncReply>, BookError> {
         let mut book = self.book_of(loaded)?;
+        self.check_not_rolled_back(loaded, &book)?;
         let outcome = book.handle_upload_answering(
             &self.secrets,
             bytes,
@@ -742,12 +865,13 @@ impl PurseOperator {
         let shadow_balance_minor = book
             .shadow(outcome.purse_id)
             .map_or(0, |shadow| shadow.balance_minor + shadow.moved_out_minor);
-        effects.write_all(changed_records(loaded, &book.into_parts())?);
+        effects.write_all(changed_records(loaded, &book.into_parts(), &self.sealer)?);
         effects.write(sync_history_write(
             loaded,
             &outcome,
             shadow_balance_minor,
             now,
+            &self.sealer,
         )?);
         let reply = SyncReply {
             answer: outcome.answer,
@@ -819,7 +943,7 @@ impl PurseOperator {
         });
         // The phone and shadow records were read absent: they are written on condition that
         // they still are.
-        effects.write_all(changed_records(loaded, &book.into_parts())?);
+        effects.write_all(changed_records(loaded, &book.into_parts(), &self.sealer)?);
         Ok(Decision::commit(
             effects,
             Provisioned {
@@ -899,7 +1023,7 @@ impl PurseOperator {
         for posting in &postings {
             effects.post(self.transfer(posting, &book)?);
         }
-        effects.write_all(changed_records(loaded, &book.into_parts())?);
+        effects.write_all(changed_records(loaded, &book.into_parts(), &self.sealer)?);
         Ok(Decision::commit(effects, reply))
     }
 
@@ -933,7 +1057,7 @@ impl PurseOperator {
             effects.create_accounts(operator_accounts(self.currency, self.server_currency));
             effects.post(self.transfer(posting, &book)?);
         }
-        effects.write_all(changed_records(loaded, &book.into_parts())?);
+        effects.write_all(changed_records(loaded, &book.into_parts(), &self.sealer)?);
         Ok(Decision::commit(effects, moved))
     }
 
@@ -950,7 +1074,7 @@ impl PurseOperator {
         let newest = book.rotate_scheme_key_at(ledger_timestamp_seconds(now), force)?;
         let generation = book.generation_epoch();
         let mut effects = Effects::new();
-        effects.write_all(changed_records(loaded, &book.into_parts())?);
+        effects.write_all(changed_records(loaded, &book.into_parts(), &self.sealer)?);
         Ok(Decision::commit(effects, (generation, newest)))
     }
 
@@ -1042,6 +1166,7 @@ fn sync_history_write(
     outcome: &crate::operator::SyncOutcome,
     shadow_balance_minor: i64,
     now: offpay_ledger::Timestamp,
+    sealer: &RecordSealer,
 ) -> Result<Operation, BookError> {
     let key = sync_history_key(outcome.purse_id);
     let Some((version, _)) = loaded.records.get(&key) else {
@@ -1074,7 +1199,7 @@ fn sync_history_write(
     Ok(Operation::PutRecord(RecordWrite {
         namespace: NAMESPACE.to_owned(),
         key: key.clone(),
-        value: Some(history.encode(&key)?),
+        value: Some(sealer.seal(&key, &history.encode(&key)?)),
         expected_version: Some(*version),
     }))
 }
@@ -1091,7 +1216,13 @@ pub fn load_sync_history(
     }
 }
 
-fn changed_records(loaded: &RecordSet, parts: &BookParts) -> Result<Vec<Operation>, BookError> {
+/// Written records are sealed; one whose content did not change is left as it is (it was read
+/// sealed: [`PurseOperator::check_sealed`] refused the decision otherwise).
+fn changed_records(
+    loaded: &RecordSet,
+    parts: &BookParts,
+    sealer: &RecordSealer,
+) -> Result<Vec<Operation>, BookError> {
     let new = records_of(parts)?;
     let mut writes = Vec::new();
     for (key, value) in &new {
@@ -1103,13 +1234,13 @@ fn changed_records(loaded: &RecordSet, parts: &BookParts) -> Result<Vec<Operatio
                 "an operation changed a purse record it did not read",
             ));
         };
-        if old.as_deref() == Some(value.as_slice()) {
+        if old.as_deref().map(crate::seal::content) == Some(value.as_slice()) {
             continue;
         }
         writes.push(Operation::PutRecord(RecordWrite {
             namespace: NAMESPACE.to_owned(),
             key: key.clone(),
-            value: Some(value.clone()),
+            value: Some(sealer.seal(key, value)),
             expected_version: Some(*version),
         }));
     }

@@ -40,6 +40,8 @@ pub mod reverts;
 #[cfg(feature = "std")]
 pub mod se;
 #[cfg(feature = "operator")]
+pub mod seal;
+#[cfg(feature = "operator")]
 pub mod sms_book;
 pub mod sync;
 mod ticket;

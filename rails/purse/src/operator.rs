@@ -35,6 +35,7 @@ use crate::wire::Writer;
 const LABEL_PURSE_KEY: &[u8] = b"offpay purse key v1";
 const LABEL_SCHEME_KEY: &[u8] = b"offpay scheme key v1";
 const LABEL_PAIRWISE_KEY: &[u8] = b"offpay pairwise key v1";
+const LABEL_RECORD_SEAL_KEY: &[u8] = b"offpay purse record seal v1";
 
 /// The operator's secrets: its id and the master key every purse key derives from. Built by the
 /// server from a key file at start-up; never stored in the database.
@@ -53,6 +54,13 @@ impl OperatorSecrets {
     /// The operator id.
     pub fn operator(&self) -> OperatorId {
         self.operator
+    }
+
+    /// The key that seals the book's records in the database ([`crate::seal`]):
+    /// HMAC-SHA256(master, "offpay purse record seal v1" ‖ operator)[..16]. Never stored.
+    pub(crate) fn record_seal_key(&self) -> SecretKey {
+        self.master
+            .derive(LABEL_RECORD_SEAL_KEY, &[self.operator.as_bytes()])
     }
 
     /// K_P = HMAC-SHA256(master, "offpay purse key v1" ‖ operator ‖ purse id)[..16].

@@ -454,6 +454,8 @@ impl PurseOperator {
         request: &StatementRequest,
         now: offpay_ledger::Timestamp,
     ) -> Result<Decision<Result<Phone, &'static str>>, BookError> {
+        // The phone the statement goes to is read from the sealed shadow.
+        self.check_sealed(loaded)?;
         let purse_id = request.purse_id;
         let phone = loaded
             .shadow_phone(purse_id)?

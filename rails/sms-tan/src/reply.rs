@@ -299,6 +299,25 @@ pub fn paid_grid(
     )
 }
 
+/// Confirmation of a payment made on the web page, to the holder's phone: no row, no TAN (the
+/// payer saw the answer on the page after the secure login; the SMS is the record on the phone).
+pub fn paid_on_web(
+    lang: Language,
+    payee: &AccountNumber,
+    amount: &Amount,
+    reference: Reference,
+) -> String {
+    say(
+        lang,
+        sms::PAID_ON_WEB,
+        &[
+            ("amount", amount),
+            ("payee", payee),
+            ("reference", &reference),
+        ],
+    )
+}
+
 /// Confirmation when no bank row can be spared (scheduled payment after the envelope ran low).
 pub fn paid_plain(
     lang: Language,

@@ -273,6 +273,7 @@ fn login_context(
         path: path.to_owned(),
         idempotency_key: None,
         approval: None,
+        credential: None,
     })
 }
 

@@ -27,6 +27,7 @@ pub use offpay_purse::book::{
     BookError, NAMESPACE, Provisioned, PurseChange, SyncReply, purse_account_id,
 };
 use offpay_purse::crypto::{MASTER_KEY_BYTES, MasterKey};
+use offpay_purse::seal::{self, SealStage, SealTally, StartPlan};
 use offpay_purse::{
     Cause, OfflineLimits, OperatorId, OperatorSecrets, Phone, PurseError, PurseKind, ShadowAccount,
     TrustClass,
@@ -173,6 +174,11 @@ impl From<RailError> for ApiError {
             }
             RailError::Run(RunError::Ledger(error)) => ApiError::from(error),
             RailError::Run(RunError::Refused(refusal)) => ApiError::refused(&refusal),
+            RailError::Book(BookError::Tampered(tampered)) => ApiError::new(
+                StatusCode::CONFLICT,
+                "record_tampered",
+                tampered.to_string(),
+            ),
             RailError::Run(RunError::Contention) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "contention",
@@ -220,6 +226,31 @@ fn purse_api_error(error: &PurseError) -> ApiError {
 // ---------------------------------------------------------------------------------------------
 // Operations, callable without HTTP: the rail's decisions run by the server's runner.
 
+/// Runs one of the book's decisions with the server's [`runner`]. A refusal because a record it
+/// loaded was written or changed outside the operator's code (its seal is wrong or absent)
+/// commits the `record_tampered` flags and nothing else, then answers the refusal.
+async fn run_book<L, T, Load, LoadFuture>(
+    ledger: &Ledger,
+    now: offpay_ledger::Timestamp,
+    load: Load,
+    mut decide: impl FnMut(L) -> Result<offpay_operator::Decision<T>, RailError>,
+) -> Result<T, RailError>
+where
+    Load: FnMut() -> LoadFuture,
+    LoadFuture: Future<Output = Result<L, RailError>>,
+{
+    let outcome = runner::run(ledger, now, load, |loaded| match decide(loaded) {
+        Ok(decision) => Ok(book::refuse_tampered(Ok(decision), now)?),
+        Err(RailError::Book(error)) => Ok(book::refuse_tampered::<T>(Err(error), now)?),
+        Err(error) => Err(error),
+    })
+    .await?;
+    outcome.map_err(|tampered| {
+        tracing::error!(rail = book::RAIL, %tampered, "purse records refused: their seal is wrong or absent");
+        RailError::Book(BookError::Tampered(tampered))
+    })
+}
+
 impl PurseRail {
     async fn load(&self, ledger: &Ledger, plan: LoadPlan) -> Result<RecordSet, RailError> {
         Ok(ledger.read(move |store| book::load(store, &plan)).await?)
@@ -251,7 +282,7 @@ impl PurseRail {
             .locks
             .lock(locked.iter().map(|phone| phone.number()))
             .await;
-        let reply = runner::run(
+        let reply = run_book(
             ledger,
             now,
             || self.load(ledger, plan.clone()),
@@ -288,7 +319,7 @@ impl PurseRail {
         now: offpay_ledger::Timestamp,
     ) -> Result<Provisioned, RailError> {
         let _guards = self.locks.lock([phone.number()]).await;
-        let provisioned = runner::run(
+        let provisioned = run_book(
             ledger,
             now,
             || async move {
@@ -317,7 +348,7 @@ impl PurseRail {
         now: offpay_ledger::Timestamp,
     ) -> Result<Option<String>, RailError> {
         let _guards = self.locks.lock([phone.number()]).await;
-        runner::run(
+        run_book(
             ledger,
             now,
             || self.load(ledger, PurseOperator::purse_plan(phone)),
@@ -337,7 +368,7 @@ impl PurseRail {
         now: offpay_ledger::Timestamp,
     ) -> Result<offpay_purse::BalanceMove, RailError> {
         let _guards = self.locks.lock([lost.number(), new.number()]).await;
-        let moved = runner::run(
+        let moved = run_book(
             ledger,
             now,
             || self.load(ledger, PurseOperator::move_plan(lost, new)),
@@ -355,7 +386,7 @@ impl PurseRail {
         now: offpay_ledger::Timestamp,
         force: bool,
     ) -> Result<(u32, u32), RailError> {
-        let (generation, newest) = runner::run(
+        let (generation, newest) = run_book(
             ledger,
             now,
             || self.load(ledger, LoadPlan::default()),
@@ -370,11 +401,129 @@ impl PurseRail {
         Ok((generation, newest))
     }
 
+    /// The sealer of the book's records (to check a record as the rail does).
+    pub fn sealer(&self) -> &seal::RecordSealer {
+        self.operator.sealer()
+    }
+
     /// The shadow account of the purse with this phone.
     pub async fn shadow(&self, ledger: &Ledger, phone: Phone) -> Result<ShadowAccount, RailError> {
         let loaded = self.load(ledger, PurseOperator::purse_plan(phone)).await?;
         Ok(self.operator.shadow(&loaded, phone)?)
     }
+}
+
+/// At start, before any message: the book's records an earlier release wrote without a seal
+/// are sealed once, when the rail's rule ([`seal::start_plan`]) says the database is an earlier
+/// release's; otherwise the start says why it sealed nothing (those records stay refused, and
+/// every operation that loads one is refused and raises `record_tampered`). Returns what the
+/// start did.
+pub async fn seal_at_start(state: &Arc<AppState>) -> Result<StartPlan, RailError> {
+    let ledger = &state.ledger;
+    let sealer = state.rails.purse.operator.sealer().clone();
+    let marker = ledger.read(seal::load_marker).await?;
+    let found = seal::authentic_marker(marker.1.as_deref(), &sealer);
+    if found
+        .as_ref()
+        .is_some_and(|marker| marker.stage == SealStage::Done)
+    {
+        return Ok(StartPlan::Done);
+    }
+    let mut survey = SealTally::default();
+    let mut after: Option<String> = None;
+    loop {
+        let page_after = after.clone();
+        let page = ledger
+            .read(move |store| seal::load_page(store, page_after.as_deref()))
+            .await?;
+        survey.add(&seal::survey(&page, &sealer));
+        if !page.full {
+            break;
+        }
+        after = page.last_key;
+    }
+    let now = state.now();
+    let plan = seal::start_plan(found.as_ref(), &survey, now);
+    match &plan {
+        StartPlan::Done => {}
+        StartPlan::MarkOnly => mark_sealed(ledger, &sealer, SealStage::Done, &survey, now).await?,
+        StartPlan::Seal => {
+            mark_sealed(ledger, &sealer, SealStage::Sealing, &survey, now).await?;
+            let mut total = SealTally::default();
+            let mut after: Option<String> = None;
+            loop {
+                let page_after = after.clone();
+                let tally = runner::run(
+                    ledger,
+                    now,
+                    || {
+                        let page_after = page_after.clone();
+                        async move {
+                            Ok::<_, RailError>(
+                                ledger
+                                    .read(move |store| {
+                                        seal::load_page(store, page_after.as_deref())
+                                    })
+                                    .await?,
+                            )
+                        }
+                    },
+                    |page| {
+                        Ok::<_, RailError>(match seal::decide_page(&page, &sealer) {
+                            offpay_operator::Decision::Commit { effects, reply } => {
+                                offpay_operator::Decision::commit(effects, (reply, page))
+                            }
+                            offpay_operator::Decision::Reload => offpay_operator::Decision::Reload,
+                        })
+                    },
+                )
+                .await?;
+                let (tally, page) = tally;
+                total.add(&tally);
+                if !page.full {
+                    break;
+                }
+                after = page.last_key;
+            }
+            mark_sealed(ledger, &sealer, SealStage::Done, &total, now).await?;
+            tracing::warn!(
+                sealed = total.missing,
+                already_sealed = total.authentic,
+                mismatched = total.mismatched,
+                mismatched_keys = ?total.mismatched_keys,
+                "sealed the purse records an earlier release wrote without a seal (trusting the \
+                 database as it is now); records whose seal is wrong stay refused"
+            );
+        }
+        StartPlan::Refuse { reason } => {
+            tracing::error!(
+                %reason,
+                unsealed = survey.missing,
+                mismatched_keys = ?survey.mismatched_keys,
+                "purse records without a seal were not sealed; they stay refused"
+            );
+        }
+    }
+    Ok(plan)
+}
+
+async fn mark_sealed(
+    ledger: &Ledger,
+    sealer: &seal::RecordSealer,
+    stage: SealStage,
+    tally: &SealTally,
+    now: offpay_ledger::Timestamp,
+) -> Result<(), RailError> {
+    runner::run(
+        ledger,
+        now,
+        || async { Ok::<_, RailError>(ledger.read(seal::load_marker).await?) },
+        |marker| {
+            seal::decide_marker(&marker, stage, tally, sealer, now)
+                .map_err(|_| RailError::Book(BookError::Internal("the seal marker encodes")))
+        },
+    )
+    .await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1325,7 +1474,7 @@ impl PurseRail {
             .lock(locked.iter().map(|phone| phone.number()))
             .await;
         let answer_id = offpay_purse::sync::sms_message_id(opened.sequence);
-        let reply = runner::run(
+        let reply = run_book(
             ledger,
             now,
             || self.load(ledger, plan.clone()),
@@ -1377,7 +1526,7 @@ impl PurseRail {
         default_language: offpay_text::Language,
     ) -> Result<Result<usize, &'static str>, RailError> {
         let plan = PurseOperator::statement_plan(request);
-        let granted = runner::run(
+        let granted = run_book(
             ledger,
             now,
             || self.load(ledger, plan.clone()),

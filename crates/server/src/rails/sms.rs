@@ -31,6 +31,7 @@ use offpay_operator::{Entropy, RecordError};
 use offpay_sms_tan::MasterKey;
 use offpay_sms_tan::operator::apply::Summary;
 use offpay_sms_tan::operator::records::SETTINGS_KEY;
+use offpay_sms_tan::operator::settings::SealedSettings;
 use offpay_sms_tan::operator::{Operator, OperatorError, Settings};
 use serde::Deserialize;
 
@@ -368,19 +369,29 @@ impl SmsRail {
         let stored = state
             .ledger
             .read(|store| {
-                Ok(offpay_operator::Loaded::<Settings>::read(
+                Ok(offpay_operator::Loaded::<SealedSettings>::read(
                     store,
                     SETTINGS_KEY,
                 ))
             })
             .await?
             .map_err(SmsFailure::from)?;
-        let settings = stored.value.unwrap_or_default();
+        let master = master_key(&self.master.0).map_err(SmsFailure::from)?;
+        let settings = match stored.value {
+            Some(sealed) if sealed.authentic(&master) => sealed.settings,
+            Some(sealed) => return Err(settings_tampered(state, &sealed).await),
+            None => Settings::default(),
+        };
         let operator = self
             .operator_for(settings, &state.config)
             .map_err(SmsFailure::from)?;
         self.install(operator);
         Ok(())
+    }
+
+    /// Reads the stored settings again before the next message (after they were sealed).
+    pub fn forget_settings(&self) {
+        self.settings_loaded.store(false, Ordering::Release);
     }
 
     /// Currencies whose operator accounts (float, suspense, fees) are known to exist.
@@ -431,6 +442,54 @@ pub fn balance_changed(refusal: &Refusal) -> bool {
     matches!(refusal, Refusal::InsufficientFunds { .. })
 }
 
+/// Stored settings whose MAC does not match (fees, limits, dialback defaults or the printed-recipe
+/// ceiling changed in the database): the rail runs on none of them. Raised once in the fraud
+/// queue (`record_tampered`, keyed by what was stored) and answered 503 `settings_tampered`, so a
+/// gateway keeps the message and delivers it again once an operator stored the settings anew.
+async fn settings_tampered(state: &Arc<AppState>, sealed: &SealedSettings) -> ApiError {
+    let now = state.now();
+    let evidence = serde_json::json!({ "kind": SealedSettings::MAC_KIND, "key": SETTINGS_KEY,
+        "claimed": sealed.settings.form() });
+    let discriminator = offpay_sms_tan::operator::records::short_hash(&evidence.to_string());
+    let flag = offpay_operator::FraudFlag::new(
+        offpay_sms_tan::operator::apply::FRAUD_RAIL,
+        "record_tampered",
+        SETTINGS_KEY,
+        format!(
+            "stored {} record {SETTINGS_KEY} does not match its MAC: written or changed outside \
+             the operator's code; refused, the rail runs on none of it",
+            SealedSettings::MAC_KIND
+        ),
+        evidence,
+        now,
+    );
+    let raised = crate::runner::run(
+        &state.ledger,
+        now,
+        || async { Ok::<(), SmsFailure>(()) },
+        |()| {
+            let mut effects = offpay_operator::Effects::new();
+            effects.flag(&flag, &discriminator);
+            Ok::<_, SmsFailure>(offpay_operator::Decision::commit(effects, ()))
+        },
+    )
+    .await;
+    if let Err(SmsFailure(error)) = raised {
+        tracing::error!(code = %error.code, "could not raise the tampered settings flag");
+    }
+    tracing::error!(
+        "the stored SMS-TAN settings do not match their MAC; the rail answers nothing until an \
+         operator stores them again"
+    );
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "settings_tampered",
+        "the stored SMS-TAN settings do not match their MAC (changed in the database); an \
+         operator must store them again",
+    )
+    .with_retry_after(60)
+}
+
 /// Why an SMS route failed, on the way to its HTTP answer.
 #[derive(Debug)]
 pub struct SmsFailure(pub ApiError);
@@ -458,7 +517,9 @@ impl From<RunError> for SmsFailure {
         SmsFailure(match error {
             RunError::Ledger(error) => error.into(),
             RunError::Refused(refusal) => ApiError::refused(&refusal),
-            RunError::Contention => crate::runner::api_error(RunError::Contention),
+            other @ (RunError::Contention | RunError::CredentialsChanged) => {
+                crate::runner::api_error(other)
+            }
         })
     }
 }

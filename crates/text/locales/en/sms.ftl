@@ -92,6 +92,7 @@ sms-paid-grid = PAID { $instruction } { $proof } REF { $reference }
 sms-paid-plain = PAID { $amount } to { $payee } REF { $reference }. No row left for a coded proof: register a new envelope.
 sms-paid-scheduled = PAID { $amount } to { $payee } as scheduled REF { $reference } { $proof }
 sms-paid-at-terminal = PAID { $amount } to { $payee } at a terminal REF { $reference } { $proof }
+sms-paid-on-web = PAID { $amount } to { $payee } on the web page REF { $reference }
 sms-callback = CHECK { $instruction } { $proof } SUM { $sum }. OK? Send OK { $payer } { $row } { $tan } ROW SUM
 sms-received-coded = RECEIVED { $amount } FROM { $payer } ROW { $row } TAN { $tan } REF { $reference }. Take off the row's add-to-amount and minus.
 sms-received-plain = RECEIVED { $amount } FROM { $payer } REF { $reference }.

@@ -95,6 +95,7 @@ sms-paid-grid = PAYÉ { $instruction } { $proof } REF { $reference }
 sms-paid-plain = PAYÉ { $amount } à { $payee } REF { $reference }. Plus de ligne libre pour une preuve codée : enregistrez une nouvelle enveloppe.
 sms-paid-scheduled = PAYÉ { $amount } à { $payee } comme programmé REF { $reference } { $proof }
 sms-paid-at-terminal = PAYÉ { $amount } à { $payee } sur un terminal REF { $reference } { $proof }
+sms-paid-on-web = PAYÉ { $amount } à { $payee } sur la page web REF { $reference }
 sms-callback = VÉRIFIEZ { $instruction } { $proof } SUM { $sum }. Exact ? OK { $payer } { $row } { $tan } LIGNE SUM
 sms-received-coded = CRÉDIT { $amount } DE { $payer } ROW { $row } TAN { $tan } REF { $reference }. Retirez l'ajout et le moins de la ligne.
 sms-received-plain = CRÉDIT { $amount } DE { $payer } REF { $reference }.

@@ -94,6 +94,7 @@ sms-paid-grid = UMELIPA { $instruction } { $proof } REF { $reference }
 sms-paid-plain = Umelipa { $amount } kwa { $payee } REF { $reference }. Hakuna mstari wa ziada kwa uthibitisho wa msimbo: sajili bahasha mpya.
 sms-paid-scheduled = UMELIPA { $amount } kwa { $payee } kama ulivyopanga REF { $reference } { $proof }
 sms-paid-at-terminal = UMELIPA { $amount } kwa { $payee } kwenye kituo cha malipo REF { $reference } { $proof }
+sms-paid-on-web = UMELIPA { $amount } kwa { $payee } kwenye ukurasa wa wavuti REF { $reference }
 sms-callback = HAKIKI { $instruction } { $proof } SUM { $sum }. Sawa? OK { $payer } { $row } { $tan } MSTARI SUM
 sms-received-coded = UMEPOKEA { $amount } KUTOKA { $payer } ROW { $row } TAN { $tan } REF { $reference }. Ondoa nyongeza na punguzo za mstari huo.
 sms-received-plain = UMEPOKEA { $amount } KUTOKA { $payer } REF { $reference }.

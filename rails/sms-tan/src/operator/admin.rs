@@ -22,7 +22,7 @@ use crate::operator::records::{
     PayIndexRecord, ReplacementRecord, SERIAL_KEY, SETTINGS_KEY, SerialRecord, TerminalRecord,
     reference_of, short_hash,
 };
-use crate::operator::settings::Settings;
+use crate::operator::settings::{SealedSettings, Settings};
 use crate::operator::terminal::new_terminal;
 use crate::operator::{Operator, OperatorError, phone_number};
 use offpay_operator::phone::Country;
@@ -379,6 +379,7 @@ impl IssueEnvelopes {
         &self,
         serial: Loaded<SerialRecord>,
         prefix: u16,
+        master: &MasterKey,
         now_ms: u64,
     ) -> Result<Decision<(Vec<Euin>, RowCount)>, OperatorError> {
         let rows = self.check()?;
@@ -397,10 +398,10 @@ impl IssueEnvelopes {
                         "no more envelope numbers with this prefix",
                     )
                 })?;
-            effects.write(create(
-                records::envelope_key(&euin),
-                &EnvelopeRecord::unallocated(&euin, rows, None, now_ms),
-            )?);
+            let key = records::envelope_key(&euin);
+            let record =
+                EnvelopeRecord::unallocated(&euin, rows, None, now_ms).sealed(master, &key);
+            effects.write(create(key, &record)?);
             euins.push(euin);
         }
         effects.write(serial.write(&SerialRecord {
@@ -490,7 +491,8 @@ pub fn decide_import(
         ));
     }
     let sealed = operator.master().seal(envelope);
-    let record = EnvelopeRecord::unallocated(&envelope.euin, rows, Some(sealed), now_ms);
+    let record = EnvelopeRecord::unallocated(&envelope.euin, rows, Some(sealed), now_ms)
+        .sealed(operator.master(), &existing.key);
     let mut effects = Effects::new();
     effects.write(existing.write(&record)?);
     Ok(Decision::commit(effects, record))
@@ -931,9 +933,13 @@ pub fn decide_new_terminal(
     Ok(Decision::commit(effects, (record, token)))
 }
 
-/// The write that stores `settings` (they were validated by building an [`Operator`] on them).
-pub fn store_settings(settings: &Settings) -> Result<Operation, OperatorError> {
-    Ok(put(SETTINGS_KEY.to_owned(), settings)?)
+/// The write that stores `settings` (they were validated by building an [`Operator`] on them),
+/// sealed under `master` ([`SealedSettings`]).
+pub fn store_settings(settings: &Settings, master: &MasterKey) -> Result<Operation, OperatorError> {
+    Ok(put(
+        SETTINGS_KEY.to_owned(),
+        &SealedSettings::seal(settings.clone(), master),
+    )?)
 }
 
 #[cfg(test)]
@@ -1194,7 +1200,7 @@ mod tests {
                 &mut world.store,
                 world.now,
                 |store| IssueEnvelopes::load(store).unwrap(),
-                |serial| request.decide(serial, 263, 0),
+                |serial| request.decide(serial, 263, world.operator.master(), 0),
             )
             .unwrap()
             .0

@@ -427,8 +427,52 @@ pub fn apply(input: ApplyInput<'_>) -> Result<Option<Applied>, OperatorError> {
             operator.utc_offset_minutes(),
         );
     }
+    // Each changed envelope's used rows go into its account too, under the spending window's
+    // MAC, so an envelope or account put back to an earlier copy disagrees with the other.
+    for (record, _) in envelopes.values() {
+        let (EnvelopeStatus::Active { account } | EnvelopeStatus::Locked { account }) =
+            record.view.status
+        else {
+            continue;
+        };
+        let key = records::account_key(&account);
+        let current = match changed.accounts.get(&key) {
+            Some((stored, _)) => Some((stored.current_envelope, stored.envelope_rows)),
+            None => records
+                .accounts
+                .get(&key)
+                .and_then(|loaded| loaded.value.as_ref())
+                .map(|stored| (stored.current_envelope, stored.envelope_rows)),
+        };
+        let wanted = Some((record.view.euin, record.view.used_rows));
+        if let Some((current_envelope, recorded)) = current
+            && current_envelope == Some(record.view.euin)
+            && recorded != wanted
+            && let Some(stored) = changed.account(&account)
+        {
+            stored.envelope_rows = wanted;
+        }
+    }
     let mut written = Written::default();
-    for (record, loaded) in envelopes.into_values() {
+    for (mut record, loaded) in envelopes.into_values() {
+        // Only an envelope read authentic is written back with a MAC: one changed in the database
+        // never becomes the operator's through a later write (the SMS path never gets here with
+        // one: its reads refuse it; an agent's or operator's step on it is refused here).
+        let authentic = loaded
+            .value
+            .as_ref()
+            .is_some_and(|read| read.authentic(operator.master(), &loaded.key));
+        if !authentic {
+            return Err(OperatorError::conflict(
+                "record_tampered",
+                format!(
+                    "stored envelope record {} does not match its MAC: written or changed outside \
+                     the operator's code; refused, nothing changed",
+                    loaded.key
+                ),
+            ));
+        }
+        record.seal(operator.master(), &loaded.key);
         writes.push(loaded.write(&record)?);
         written.envelopes.push(Loaded {
             key: loaded.key.clone(),

@@ -264,7 +264,9 @@ impl InboundLoad {
                 received_at,
             )?)),
             Some(Next::NeedNewEnvelope(request)) => Some(Answer::Envelope(
-                reader.envelope(&request.euin())?.map(|record| record.view),
+                reader
+                    .envelope(&request.euin(), operator.master())?
+                    .map(|record| record.view),
             )),
             Some(Next::Done(_)) | None => None,
         };
@@ -1001,6 +1003,22 @@ mod tests {
         let elsewhere = world.low(PAYEE, "100", 1);
         world.sms(PAYER_PHONE, &elsewhere);
         let text = world.low(PAYEE, "100", 2);
+        // The cached account's recorded rows disagree with the envelope read from the store, so
+        // the read is made again from the store alone: the decision counts both payments.
+        let effects = decide_with(&mut world, &cache, text, "gw-c0");
+        assert!(commit(&mut world.store, effects, world.now));
+        assert_eq!(world.account(PAYER).spending.today.minor(), 20_000);
+        // A cached account and envelope that agree but are both old (a payment made elsewhere
+        // since): the commit, conditional on the versions read, fails.
+        let cache = Cache::default();
+        let envelope_key = records::envelope_key(&crate::numbers::Euin::parse(PAYER_EUIN).unwrap());
+        cache.keep_account(&Loaded::<AccountRecord>::read(&mut world.store, &key).unwrap());
+        cache.keep_envelope(
+            &Loaded::<EnvelopeRecord>::read(&mut world.store, &envelope_key).unwrap(),
+        );
+        let elsewhere = world.low(PAYEE, "100", 3);
+        world.sms(PAYER_PHONE, &elsewhere);
+        let text = world.low(PAYEE, "100", 4);
         let effects = decide_with(&mut world, &cache, text, "gw-c1");
         assert!(!commit(&mut world.store, effects, world.now));
 
@@ -1012,11 +1030,11 @@ mod tests {
             record.active = false;
         }
         cache.keep_account(&payee);
-        let text = world.low(PAYEE, "100", 2);
+        let text = world.low(PAYEE, "100", 5);
         let effects = decide_with(&mut world, &cache, text, "gw-c2");
         assert_eq!(effects.postings(), 2, "payment and fee");
         assert!(commit(&mut world.store, effects, world.now));
-        assert_eq!(world.balance(PAYEE), 20_000);
+        assert_eq!(world.balance(PAYEE), 40_000);
     }
 
     #[test]

@@ -54,6 +54,10 @@ pub struct RecordSet {
     pub tampered: Vec<Tampered>,
 }
 
+/// The kind named when an envelope and its account disagree on the rows used
+/// ([`AccountRecord::rows_disagree`]): one was rolled back to an earlier authentic copy.
+pub const ROLLBACK_KIND: &str = "envelope-rows-rollback";
+
 /// A stored record whose MAC did not match what it holds: written or changed outside the
 /// operator's code (a database edit). It is refused and moves nothing.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,11 +77,19 @@ impl Tampered {
             crate::operator::apply::FRAUD_RAIL,
             "record_tampered",
             &self.key,
-            format!(
-                "stored {} record {} does not match its MAC: written or changed outside the \
-                 operator's code; refused, nothing moved",
-                self.kind, self.key
-            ),
+            if self.kind == ROLLBACK_KIND {
+                format!(
+                    "envelope record {} and its account disagree on the rows used: one was put \
+                     back to an earlier copy outside the operator's code; refused, nothing moved",
+                    self.key
+                )
+            } else {
+                format!(
+                    "stored {} record {} does not match its MAC: written or changed outside the \
+                     operator's code; refused, nothing moved",
+                    self.kind, self.key
+                )
+            },
             serde_json::json!({ "kind": self.kind, "key": self.key, "claimed": self.evidence }),
             now,
         )
@@ -160,25 +172,54 @@ impl<'a> Reader<'a> {
         Ok(value)
     }
 
-    /// Reads the envelope `euin` (through the cache, when given).
-    pub fn envelope(&mut self, euin: &Euin) -> Result<Option<EnvelopeRecord>, RecordError> {
+    /// Reads the envelope `euin` (through the cache, when given). A record whose MAC does not
+    /// match (used rows, failures, lock or status changed in the database) is answered as absent
+    /// and noted in [`RecordSet::tampered`]: the message naming it moves nothing and counts
+    /// against no one.
+    pub fn envelope(
+        &mut self,
+        euin: &Euin,
+        master: &MasterKey,
+    ) -> Result<Option<EnvelopeRecord>, RecordError> {
         let key = records::envelope_key(euin);
-        if let Some(loaded) = self.records.envelopes.get(&key) {
-            return Ok(loaded.value.clone());
-        }
-        let loaded = match self.cache.and_then(|cache| cache.envelope(&key)) {
-            Some(loaded) => loaded,
+        let value = match self.records.envelopes.get(&key) {
+            Some(loaded) => loaded.value.clone(),
             None => {
-                let loaded = Loaded::<EnvelopeRecord>::read(self.store, &key)?;
-                if let (Some(cache), Some(_)) = (self.cache, &loaded.value) {
-                    cache.keep_envelope(&loaded);
-                }
-                loaded
+                let loaded = match self.cache.and_then(|cache| cache.envelope(&key)) {
+                    Some(loaded) => loaded,
+                    None => {
+                        let loaded = Loaded::<EnvelopeRecord>::read(self.store, &key)?;
+                        if let (Some(cache), Some(record)) = (self.cache, &loaded.value)
+                            && record.authentic(master, &key)
+                        {
+                            cache.keep_envelope(&loaded);
+                        }
+                        loaded
+                    }
+                };
+                let value = loaded.value.clone();
+                self.records.envelopes.insert(key.clone(), loaded);
+                value
             }
         };
-        let value = loaded.value.clone();
-        self.records.envelopes.insert(key, loaded);
-        Ok(value)
+        match value {
+            Some(record) if !record.authentic(master, &key) => {
+                if !self.records.tampered.iter().any(|found| found.key == key) {
+                    self.records.tampered.push(Tampered {
+                        kind: EnvelopeRecord::MAC_KIND,
+                        key,
+                        evidence: serde_json::json!({
+                            "euin": euin.to_string(),
+                            "status": records::status_name(&record.view.status),
+                            "used_rows": record.view.used_rows.bits(),
+                            "consecutive_failures": record.view.consecutive_failures,
+                        }),
+                    });
+                }
+                Ok(None)
+            }
+            value => Ok(value),
+        }
     }
 
     /// Reads the pending callback of `euin` and `row`.
@@ -259,11 +300,12 @@ pub fn available(
 fn current_envelope(
     reader: &mut Reader<'_>,
     account: &AccountRecord,
+    master: &MasterKey,
 ) -> Result<Option<EnvelopeView>, RecordError> {
     let Some(euin) = account.current_envelope else {
         return Ok(None);
     };
-    Ok(reader.envelope(&euin)?.map(|record| record.view))
+    Ok(reader.envelope(&euin, master)?.map(|record| record.view))
 }
 
 /// Loads the payer context: the envelope and the account it is bound to (through the cache), the
@@ -276,7 +318,7 @@ pub fn load_payer(
 ) -> Result<Option<PayerContext>, RecordError> {
     let (envelope, account, pay_number) = match lookup {
         PayerLookup::Envelope(euin) => {
-            let Some(envelope) = reader.envelope(euin)? else {
+            let Some(envelope) = reader.envelope(euin, operator.master())? else {
                 return Ok(None);
             };
             let view = envelope.view;
@@ -318,7 +360,7 @@ pub fn load_payer(
             )) {
                 return Ok(None);
             }
-            let Some(view) = current_envelope(reader, &account)? else {
+            let Some(view) = current_envelope(reader, &account, operator.master())? else {
                 return Ok(None);
             };
             (view, account, Some(*number))
@@ -327,7 +369,7 @@ pub fn load_payer(
             let Some(account) = reader.account(number, true)? else {
                 return Ok(None);
             };
-            let Some(view) = current_envelope(reader, &account)? else {
+            let Some(view) = current_envelope(reader, &account, operator.master())? else {
                 return Ok(None);
             };
             (view, account, None)
@@ -364,6 +406,32 @@ pub fn load_payer(
         });
         return Ok(None);
     }
+    if account.rows_disagree(&envelope) {
+        let envelope_key = records::envelope_key(&envelope.euin);
+        if reader.cache.is_some() {
+            // A cached copy may be older than the other record: decide on the store's own, read
+            // in this one transaction.
+            reader.cache = None;
+            reader.records.envelopes.remove(&envelope_key);
+            reader.records.accounts.remove(&key);
+            return load_payer(reader, lookup, operator, now);
+        }
+        // The envelope's used rows and the ones its account recorded with the last row used
+        // disagree: one of the two was put back to an earlier copy (rows un-used to replay a paid
+        // message, or spending un-counted). Both MACs verify; the pair does not.
+        let recorded = account.envelope_rows.map_or(0, |(_, rows)| rows.bits());
+        reader.records.tampered.push(Tampered {
+            kind: ROLLBACK_KIND,
+            key: envelope_key,
+            evidence: serde_json::json!({
+                "euin": envelope.euin.to_string(),
+                "account": account.receive_number.to_string(),
+                "envelope_used_rows": envelope.used_rows.bits(),
+                "account_recorded_rows": recorded,
+            }),
+        });
+        return Ok(None);
+    }
     let offset = operator.utc_offset_minutes();
     let view = account.view(pay_number, operator.class_of(account.currency));
     let balance = available(reader.store(), &account.receive_number, account.currency)?;
@@ -388,7 +456,7 @@ pub fn load_payee(
         return Ok(None);
     };
     let view = account.view(None, operator.class_of(account.currency));
-    let envelope = current_envelope(reader, &account)?
+    let envelope = current_envelope(reader, &account, operator.master())?
         .filter(|view| matches!(view.status, EnvelopeStatus::Active { .. }));
     let paid_by_payer_today = match reader.account(payer, true)? {
         Some(record) => record

@@ -26,6 +26,8 @@ pub mod upgrade;
 pub mod web;
 
 #[cfg(test)]
+mod tamper_tests;
+#[cfg(test)]
 mod testing;
 
 use offpay_ledger::{Currency, Timestamp};

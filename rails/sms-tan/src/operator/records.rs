@@ -66,9 +66,12 @@ pub const SETTINGS_KEY: &str = "cfg:settings";
 /// Key of the EUIN serial counter.
 pub const SERIAL_KEY: &str = "cfg:euin-serial";
 
+/// Key prefix of envelopes.
+pub const ENVELOPE_PREFIX: &str = "env:";
+
 /// Key of an envelope.
 pub fn envelope_key(euin: &Euin) -> String {
-    format!("env:{euin}")
+    format!("{ENVELOPE_PREFIX}{euin}")
 }
 /// Key of an account.
 pub fn account_key(number: &AccountNumber) -> String {
@@ -248,6 +251,12 @@ pub struct EnvelopeRecord {
     pub view: EnvelopeView,
     /// When printed or imported (Unix ms).
     pub issued_at_ms: u64,
+    /// MAC of everything above under a key derived from the master key
+    /// ([`EnvelopeRecord::seal`]): used rows a database administrator marked unused (to replay a
+    /// paid message), a failure count or lock he reset (to let a thief keep guessing), a retired
+    /// envelope he made active again do not match, and the envelope pays nothing. All zeros: none
+    /// (a record written before envelopes carried one).
+    pub mac: [u8; 32],
 }
 
 #[derive(Serialize, Deserialize)]
@@ -262,6 +271,9 @@ struct EnvelopeWire {
     binding: Option<String>,
     sealed: Option<String>,
     issued_at_ms: u64,
+    /// MAC of the rest (absent in records written before envelopes carried one).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    mac: String,
 }
 
 /// The stored name of an envelope status.
@@ -287,7 +299,34 @@ impl EnvelopeRecord {
         EnvelopeRecord {
             view,
             issued_at_ms: now_ms,
+            mac: [0; 32],
         }
+    }
+
+    /// Record kind in its MAC.
+    pub const MAC_KIND: &'static str = "envelope";
+
+    fn mac_content(&self) -> Vec<u8> {
+        let mut wire = self.wire();
+        wire.mac = String::new();
+        mac_content(&wire)
+    }
+
+    /// Writes the MAC of the record as it is now, stored under `key`: every write of an envelope
+    /// by the operator's code calls it last.
+    pub fn seal(&mut self, master: &MasterKey, key: &str) {
+        self.mac = master.record_mac(Self::MAC_KIND, key, &self.mac_content());
+    }
+
+    /// The record sealed for `key` ([`EnvelopeRecord::seal`]).
+    pub fn sealed(mut self, master: &MasterKey, key: &str) -> EnvelopeRecord {
+        self.seal(master, key);
+        self
+    }
+
+    /// Whether the record is the one the operator's code wrote under `key`.
+    pub fn authentic(&self, master: &MasterKey, key: &str) -> bool {
+        master.record_mac_matches(Self::MAC_KIND, key, &self.mac_content(), &self.mac)
     }
 
     /// True for an envelope imported (printed elsewhere) rather than derived here.
@@ -331,6 +370,11 @@ impl EnvelopeRecord {
                 .as_ref()
                 .map(|sealed| hex::encode(sealed.as_bytes())),
             issued_at_ms: self.issued_at_ms,
+            mac: if self.mac == [0; 32] {
+                String::new()
+            } else {
+                hex::encode(self.mac)
+            },
         }
     }
 
@@ -376,6 +420,8 @@ impl EnvelopeRecord {
                 binding,
             },
             issued_at_ms: wire.issued_at_ms,
+            // A missing or malformed MAC reads as one that does not match.
+            mac: hex_array::<Self, 32>(key, "mac", &wire.mac).unwrap_or([0; 32]),
         })
     }
 }
@@ -429,6 +475,12 @@ pub struct AccountRecord {
     /// holder pay past a daily or weekly limit) does not match, and the account pays nothing.
     /// All zeros: none (a record written before the window carried one).
     pub spending_mac: [u8; 32],
+    /// The current envelope's used rows as of the last decision that used one of its rows, kept
+    /// under the spending window's MAC: an envelope record rolled back to an earlier authentic
+    /// copy (rows un-used) or an account rolled back (spending un-counted) disagrees with the
+    /// other, and the account pays nothing ([`AccountRecord::rows_disagree`]). `None` in records
+    /// written before it was kept, until the next row is used.
+    pub envelope_rows: Option<(Euin, RowSet)>,
 }
 
 /// Limits as stored: minor units of the account's currency, per-payee caps as
@@ -493,6 +545,9 @@ struct AccountWire {
     /// MAC of the spending window (absent in records written before it carried one).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     spending_mac: String,
+    /// The current envelope's EUIN and used rows (absent in records written before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    envelope_rows: Option<(String, u64)>,
     /// Version 2: the holder's language code (`en`, `sw`, `fr`); absent: the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     language: Option<String>,
@@ -523,6 +578,9 @@ struct AccountSpendingWire<'a> {
     receive_number: &'a str,
     currency: &'a str,
     spending: &'a SpendingWire,
+    // Absent when unset, so the MACs of windows sealed before it was kept still match.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    envelope_rows: &'a Option<(String, u64)>,
 }
 
 impl AccountRecord {
@@ -537,7 +595,15 @@ impl AccountRecord {
             receive_number: &wire.receive_number,
             currency: &wire.currency,
             spending: &wire.spending,
+            envelope_rows: &wire.envelope_rows,
         })
+    }
+
+    /// Whether the used rows this account recorded for `envelope` disagree with the envelope's
+    /// own: one of the two records was put back to an earlier copy. Nothing to compare when the
+    /// account recorded no rows yet or recorded another envelope's.
+    pub fn rows_disagree(&self, envelope: &EnvelopeView) -> bool {
+        matches!(self.envelope_rows, Some((euin, rows)) if euin == envelope.euin && rows != envelope.used_rows)
     }
 
     /// Writes the MAC of the current spending window for the record stored under `key`: every
@@ -617,6 +683,7 @@ impl AccountRecord {
             created_at_ms: now_ms,
             settings_mac: [0; 32],
             spending_mac: [0; 32],
+            envelope_rows: None,
         }
     }
 
@@ -695,6 +762,9 @@ impl AccountRecord {
                 hex::encode(self.spending_mac)
             },
             language: self.language.map(|language| language.code().to_owned()),
+            envelope_rows: self
+                .envelope_rows
+                .map(|(euin, rows)| (euin.to_string(), rows.bits())),
         }
     }
 
@@ -774,6 +844,16 @@ impl AccountRecord {
                 .unwrap_or([0; 32]),
             spending_mac: hex_array::<Self, 32>(key, "spending_mac", &wire.spending_mac)
                 .unwrap_or([0; 32]),
+            envelope_rows: wire
+                .envelope_rows
+                .as_ref()
+                .map(|(euin, rows)| {
+                    Ok::<_, RecordError>((
+                        field::<Self, _, _>(key, "envelope_rows", Euin::parse(euin))?,
+                        RowSet::from_bits(*rows),
+                    ))
+                })
+                .transpose()?,
         })
     }
 }

@@ -1,6 +1,6 @@
 //! The operator's settings for this rail: fees per level and currency, default dialback
 //! thresholds, exchange rates, which currencies are hard, the time zone, and what is printed on
-//! envelopes. Stored as one record ([`SETTINGS_KEY`](crate::operator::records::SETTINGS_KEY));
+//! envelopes. Stored as one record ([`SETTINGS_KEY`]);
 //! the operator API reads and writes them as a [`SettingsForm`] (amounts as decimal text).
 //!
 //! Format versions of the stored record: 1 (the first release) kept the form as is, amounts as
@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::account::{CurrencyClass, ExchangeRate, FeeSchedule};
 use crate::engine::EngineConfig;
+use crate::keys::MasterKey;
 use crate::operator::OperatorError;
-use crate::operator::records::NAMESPACE;
+use crate::operator::records::{NAMESPACE, SETTINGS_KEY};
 
 /// The EUIN prefix used unless the operator sets another.
 pub const DEFAULT_EUIN_PREFIX: u16 = 263;
@@ -155,6 +156,7 @@ impl Settings {
             euin_prefix: self.euin_prefix,
             operator_name: self.operator_name.clone(),
             sms_number: self.sms_number.clone(),
+            mac: String::new(),
         }
     }
 }
@@ -355,11 +357,87 @@ struct SettingsV2 {
     euin_prefix: u16,
     operator_name: String,
     sms_number: String,
+    /// MAC of the rest ([`SealedSettings`]; absent in records written before it).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    mac: String,
 }
 
 #[derive(Deserialize)]
 struct VersionOnly {
     version: u32,
+}
+
+#[derive(Deserialize)]
+struct MacOnly {
+    #[serde(default)]
+    mac: String,
+}
+
+/// The operator's settings as stored, with their MAC under a key derived from the master key:
+/// fees, limits, dialback defaults or the printed-recipe ceiling a database administrator changed
+/// (a higher `printed_recipe_max` lets a seed-format row authorise more than its checksum can
+/// bound) do not match, and the rail runs on none of them. The server reads the settings through
+/// this type; [`Settings`] alone still reads and writes the record without its MAC (tests, tools).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealedSettings {
+    /// The settings.
+    pub settings: Settings,
+    /// Their MAC ([`SealedSettings::seal`]); all zeros: none (written before settings had one).
+    pub mac: [u8; 32],
+}
+
+impl SealedSettings {
+    /// Record kind in its MAC.
+    pub const MAC_KIND: &'static str = "operator-settings";
+
+    fn mac_content(settings: &Settings) -> Vec<u8> {
+        // Plain numbers, codes and names: serialising cannot fail.
+        serde_json::to_vec(&settings.stored()).unwrap_or_default()
+    }
+
+    /// `settings` with the MAC the operator's code writes them with.
+    pub fn seal(settings: Settings, master: &MasterKey) -> SealedSettings {
+        let mac = master.record_mac(Self::MAC_KIND, SETTINGS_KEY, &Self::mac_content(&settings));
+        SealedSettings { settings, mac }
+    }
+
+    /// Whether the settings are the ones the operator's code wrote.
+    pub fn authentic(&self, master: &MasterKey) -> bool {
+        master.record_mac_matches(
+            Self::MAC_KIND,
+            SETTINGS_KEY,
+            &Self::mac_content(&self.settings),
+            &self.mac,
+        )
+    }
+}
+
+impl StoredRecord for SealedSettings {
+    const NAMESPACE: &'static str = NAMESPACE;
+    const FORMAT_VERSION: u32 = SETTINGS_FORMAT_VERSION;
+
+    fn encode(&self, key: &str) -> Result<Vec<u8>, RecordError> {
+        let mut stored = self.settings.stored();
+        if self.mac != [0; 32] {
+            stored.mac = hex::encode(self.mac);
+        }
+        serde_json::to_vec(&stored).map_err(|error| RecordError::Encode {
+            namespace: NAMESPACE,
+            key: key.to_owned(),
+            message: error.to_string(),
+        })
+    }
+
+    fn decode(key: &str, bytes: &[u8]) -> Result<SealedSettings, RecordError> {
+        let settings = Settings::decode(key, bytes)?;
+        // A missing or malformed MAC reads as one that does not match.
+        let mac = serde_json::from_slice::<MacOnly>(bytes)
+            .ok()
+            .and_then(|found| hex::decode(found.mac).ok())
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+            .unwrap_or([0; 32]);
+        Ok(SealedSettings { settings, mac })
+    }
 }
 
 impl StoredRecord for Settings {

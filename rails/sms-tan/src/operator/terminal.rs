@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
-use crate::engine::{PayeeContext, PayerContext, TerminalPayment, Verdict};
+use crate::engine::{OutboundSms, PayeeContext, PayerContext, TerminalPayment, Verdict};
 use crate::envelope::EnvelopeStatus;
 use crate::error::Refusal;
 use crate::limits::{ACCOUNT_NUMBER_DIGITS, EUIN_DIGITS};
@@ -116,6 +116,9 @@ pub struct TerminalPlan {
     amount: String,
     currency: Option<String>,
     payer_phone: Option<PhoneNumber>,
+    /// A payment from the web page after the secure login: the holder's phone gets a plain SMS
+    /// confirmation (no row, no TAN), as the seed's PC path confirms to the payer.
+    confirm_to_holder: bool,
     message_id: String,
     dedupe_key: String,
 }
@@ -177,6 +180,7 @@ impl TerminalPlan {
             amount: request.amount.trim().to_owned(),
             currency: request.currency.clone(),
             payer_phone,
+            confirm_to_holder: false,
             message_id: format!("terminal:{}:{}", terminal.id, request.request_id),
             dedupe_key: inbound_key(
                 TERMINAL_GATEWAY,
@@ -227,6 +231,7 @@ impl TerminalPlan {
             amount: amount.trim().to_owned(),
             currency: None,
             payer_phone: None,
+            confirm_to_holder: true,
             message_id: format!("web:{account}:{request_id}"),
             dedupe_key: inbound_key(WEB_GATEWAY, &format!("{account}:{request_id}")),
         })
@@ -369,9 +374,28 @@ pub fn decide_terminal(
     };
     // What the terminal or the web page shows, in the payer's language.
     let lang = operator.engine().language_of(&payer.account);
-    let outcome = operator
+    let holder_phone = payer
+        .account
+        .notify_phone
+        .clone()
+        .or_else(|| payer.account.bound_phones.first().cloned());
+    let mut outcome = operator
         .engine()
         .pay_at_terminal(&payment, payer, payee, seconds(now));
+    if plan.confirm_to_holder
+        && outcome.verdict == Verdict::Accepted
+        && let (Some(phone), Some(reference)) = (
+            holder_phone,
+            outcome.postings.first().map(|posting| posting.reference),
+        )
+    {
+        // Through the outbox; no row is used for it and no TAN is in it: the payer is logged in
+        // on the page that shows the same answer, the SMS is the record on the phone.
+        outcome.replies.push(OutboundSms {
+            to: phone,
+            text: reply::paid_on_web(lang, &plan.payee, &amount, reference),
+        });
+    }
     let (verdict, message, reference) = match &outcome.verdict {
         Verdict::Accepted => {
             let reference = outcome.postings.first().map(|posting| posting.reference);
@@ -507,5 +531,81 @@ mod tests {
         bad.request_id = "r-2".into();
         bad.payer = "123".into();
         assert!(TerminalPlan::new(&bad, &terminal, &world.operator).is_err());
+    }
+
+    fn outbox(world: &mut World) -> Vec<records::OutboundRecord> {
+        world
+            .store
+            .records(records::NAMESPACE, records::OUTBOUND_PREFIX, None, 100)
+            .unwrap()
+            .iter()
+            .map(|record| records::decode_record(record).unwrap())
+            .collect()
+    }
+
+    /// The seed's PC path confirms to the payer: a payment from the web page sends the holder's
+    /// phone a plain confirmation through the outbox — the payee, amount and reference, no row
+    /// and no TAN — once, however often the form is sent again.
+    #[test]
+    fn a_web_payment_is_confirmed_to_the_holders_phone_without_a_tan() {
+        let mut world = World::new();
+        let holder = "222200003333";
+        let holder_phone = "+254700000005";
+        world.open(holder, Some(holder_phone), Some(kes("1000")));
+        let euin = Euin::issued(263, 78).unwrap();
+        world.print(&euin);
+        world.bind(&euin, holder);
+        let envelope = crate::envelope::Envelope::derive(
+            world.operator.master(),
+            euin,
+            crate::envelope::RowCount::Twenty,
+        );
+        let row_tan = envelope.row(3).unwrap().tan().reveal();
+        let plan = TerminalPlan::web(&number(holder), PAYEE, "250", 3, &row_tan, "00aa").unwrap();
+        let before = outbox(&mut world).len();
+        let pay = |world: &mut World| {
+            let operator = world.operator.clone();
+            let now = world.now;
+            run(
+                &mut world.store,
+                now,
+                |store| load_terminal(store, &plan, &operator, now).unwrap(),
+                |load| decide_terminal(load, &plan, now, &operator, &[]),
+            )
+            .unwrap()
+        };
+        let TerminalAnswer::Done {
+            verdict, reference, ..
+        } = pay(&mut world)
+        else {
+            panic!("decided now")
+        };
+        assert_eq!(verdict, Answered::Accepted);
+        assert_eq!(world.balance(PAYEE), 25_000);
+        let queued = outbox(&mut world);
+        let to_holder: Vec<_> = queued
+            .iter()
+            .filter(|record| record.to == phone(holder_phone))
+            .collect();
+        assert_eq!(queued.len() - before, 2, "the holder's and the payee's");
+        assert_eq!(to_holder.len(), 1);
+        let text = &to_holder[0].text;
+        assert!(text.contains(&reference.unwrap().to_string()), "{text}");
+        assert!(
+            text.contains(PAYEE) && text.contains("250") && text.contains("web page"),
+            "{text}"
+        );
+        // No TAN of any row of the envelope is in it.
+        for row in 1..=20u8 {
+            let row_tan = envelope.row(row).unwrap().tan().reveal();
+            assert!(
+                !text.contains(&format!("TAN {row_tan}")),
+                "row {row}: {text}"
+            );
+        }
+        assert!(!text.contains("TAN"), "{text}");
+        // Sent again (the same form): answered from the record, nothing more queued.
+        assert!(matches!(pay(&mut world), TerminalAnswer::Duplicate { .. }));
+        assert_eq!(outbox(&mut world).len(), queued.len());
     }
 }

@@ -178,7 +178,8 @@ impl World {
         effects.write(
             crate::operator::apply::create(
                 records::envelope_key(euin),
-                &EnvelopeRecord::unallocated(euin, RowCount::Twenty, None, self.now.0),
+                &EnvelopeRecord::unallocated(euin, RowCount::Twenty, None, self.now.0)
+                    .sealed(self.operator.master(), &records::envelope_key(euin)),
             )
             .unwrap(),
         );

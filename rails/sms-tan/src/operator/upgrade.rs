@@ -29,7 +29,9 @@
 //! The same step runs in two phases ([`SealPhase`]), each with its own marker: the records above
 //! ([`SealPhase::Records`]), and the accounts' spending windows ([`SealPhase::SpendingWindows`],
 //! MAC'd since the window got its own MAC: a release that MAC'd the settings but not the window
-//! left every window without one).
+//! left every window without one), the envelopes ([`SealPhase::Envelopes`]: used rows, failure
+//! count, lock and status, MAC'd since issue 18's envelope seal) and the operator's settings
+//! ([`SealPhase::Settings`], MAC'd in the same release).
 
 use std::string::String;
 use std::vec::Vec;
@@ -41,9 +43,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::keys::MasterKey;
 use crate::operator::records::{
-    ACCOUNT_PREFIX, AccountRecord, NAMESPACE, PENDING_PREFIX, PendingRecord, SCHEDULED_PREFIX,
-    ScheduledRecord,
+    ACCOUNT_PREFIX, AccountRecord, ENVELOPE_PREFIX, EnvelopeRecord, NAMESPACE, PENDING_PREFIX,
+    PendingRecord, SCHEDULED_PREFIX, SETTINGS_KEY, ScheduledRecord,
 };
+use crate::operator::settings::SealedSettings;
 
 /// Key of the marker that records written without a MAC were sealed.
 pub const SEALED_MARKER_KEY: &str = "cfg:earlier-records-sealed";
@@ -64,6 +67,26 @@ const MARKER_MAC_KIND: &str = "earlier-records-sealed";
 pub const WINDOWS_SEALED_MARKER_KEY: &str = "cfg:spending-windows-sealed";
 /// The spending-window marker's kind in its MAC.
 const WINDOWS_MARKER_MAC_KIND: &str = "spending-windows-sealed";
+/// Key of the marker that envelopes written without a MAC were sealed.
+pub const ENVELOPES_SEALED_MARKER_KEY: &str = "cfg:envelopes-sealed";
+/// The envelope marker's kind in its MAC.
+const ENVELOPES_MARKER_MAC_KIND: &str = "envelopes-sealed";
+/// Key of the marker that the operator's settings written without a MAC were sealed (not under
+/// [`SETTINGS_KEY`] as a prefix, so the settings phase's listing never reads it).
+pub const SETTINGS_SEALED_MARKER_KEY: &str = "cfg:operator-settings-sealed";
+/// The settings marker's kind in its MAC.
+const SETTINGS_MARKER_MAC_KIND: &str = "operator-settings-sealed";
+// The settings listing (prefix SETTINGS_KEY) must not read the marker.
+const _: () = assert!(
+    SETTINGS_SEALED_MARKER_KEY.len() < SETTINGS_KEY.len()
+        || SETTINGS_SEALED_MARKER_KEY.as_bytes()[4] != SETTINGS_KEY.as_bytes()[4]
+);
+
+// For serde's `skip_serializing_if`, which passes a reference.
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_zero(count: &u64) -> bool {
+    *count == 0
+}
 
 /// Which records a sealing covers; each phase has its own marker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -73,17 +96,28 @@ pub enum SealPhase {
     Records,
     /// Accounts' spending windows (MAC'd since the release after).
     SpendingWindows,
+    /// Envelopes (MAC'd since issue 18's envelope seal).
+    Envelopes,
+    /// The operator's settings (MAC'd in the same release).
+    Settings,
 }
 
 impl SealPhase {
     /// Every phase, in the order a start or a forced run seals them.
-    pub const ALL: [SealPhase; 2] = [SealPhase::Records, SealPhase::SpendingWindows];
+    pub const ALL: [SealPhase; 4] = [
+        SealPhase::Records,
+        SealPhase::SpendingWindows,
+        SealPhase::Envelopes,
+        SealPhase::Settings,
+    ];
 
     /// Its marker's key.
     pub fn marker_key(self) -> &'static str {
         match self {
             SealPhase::Records => SEALED_MARKER_KEY,
             SealPhase::SpendingWindows => WINDOWS_SEALED_MARKER_KEY,
+            SealPhase::Envelopes => ENVELOPES_SEALED_MARKER_KEY,
+            SealPhase::Settings => SETTINGS_SEALED_MARKER_KEY,
         }
     }
 
@@ -91,6 +125,8 @@ impl SealPhase {
         match self {
             SealPhase::Records => MARKER_MAC_KIND,
             SealPhase::SpendingWindows => WINDOWS_MARKER_MAC_KIND,
+            SealPhase::Envelopes => ENVELOPES_MARKER_MAC_KIND,
+            SealPhase::Settings => SETTINGS_MARKER_MAC_KIND,
         }
     }
 
@@ -99,6 +135,8 @@ impl SealPhase {
         match self {
             SealPhase::Records => &SEALED_PREFIXES,
             SealPhase::SpendingWindows => &[ACCOUNT_PREFIX],
+            SealPhase::Envelopes => &[ENVELOPE_PREFIX],
+            SealPhase::Settings => &[SETTINGS_KEY],
         }
     }
 }
@@ -135,6 +173,10 @@ pub enum MacRecord {
     Scheduled(Loaded<ScheduledRecord>),
     /// An account's spending window (its own MAC).
     Window(Loaded<AccountRecord>),
+    /// An envelope.
+    Envelope(Loaded<EnvelopeRecord>),
+    /// The operator's settings.
+    Settings(Loaded<SealedSettings>),
 }
 
 impl MacRecord {
@@ -144,6 +186,8 @@ impl MacRecord {
             MacRecord::Pending(loaded) => &loaded.key,
             MacRecord::Scheduled(loaded) => &loaded.key,
             MacRecord::Window(loaded) => &loaded.key,
+            MacRecord::Envelope(loaded) => &loaded.key,
+            MacRecord::Settings(loaded) => &loaded.key,
         }
     }
 
@@ -170,6 +214,15 @@ impl MacRecord {
                 value: Some(record),
                 ..
             }) => mac_state(&record.spending_mac, record.spending_authentic(master, key)),
+            MacRecord::Envelope(Loaded {
+                key,
+                value: Some(record),
+                ..
+            }) => mac_state(&record.mac, record.authentic(master, key)),
+            MacRecord::Settings(Loaded {
+                value: Some(record),
+                ..
+            }) => mac_state(&record.mac, record.authentic(master)),
             // Listed records exist; an absent one has nothing to seal.
             _ => MacState::Authentic,
         }
@@ -208,6 +261,16 @@ impl MacRecord {
                     let mut record = record.clone();
                     record.seal_spending(master, &loaded.key);
                     Some(loaded.write(&record)?)
+                }
+                None => None,
+            },
+            MacRecord::Envelope(loaded) => match &loaded.value {
+                Some(record) => Some(loaded.write(&record.clone().sealed(master, &loaded.key))?),
+                None => None,
+            },
+            MacRecord::Settings(loaded) => match &loaded.value {
+                Some(record) => {
+                    Some(loaded.write(&SealedSettings::seal(record.settings.clone(), master))?)
                 }
                 None => None,
             },
@@ -258,7 +321,14 @@ pub fn load_phase_page(
                 value: Some(R::decode(&record.key, &record.value)?),
             })
         }
-        let entry = if prefix == ACCOUNT_PREFIX && phase == SealPhase::SpendingWindows {
+        let entry = if phase == SealPhase::Envelopes && prefix == ENVELOPE_PREFIX {
+            MacRecord::Envelope(loaded(&record)?)
+        } else if phase == SealPhase::Settings && record.key == SETTINGS_KEY {
+            MacRecord::Settings(loaded(&record)?)
+        } else if matches!(phase, SealPhase::Envelopes | SealPhase::Settings) {
+            // Those phases read their own records only.
+            continue;
+        } else if prefix == ACCOUNT_PREFIX && phase == SealPhase::SpendingWindows {
             MacRecord::Window(loaded(&record)?)
         } else if phase == SealPhase::SpendingWindows {
             // The window phase reads accounts only.
@@ -303,6 +373,10 @@ pub struct SealTally {
     pub scheduled: u64,
     /// Spending windows without a MAC.
     pub windows: u64,
+    /// Envelopes without a MAC.
+    pub envelopes: u64,
+    /// Operator settings without a MAC (0 or 1).
+    pub settings: u64,
     /// Records whose MAC is present and wrong (never sealed).
     pub mismatched: u64,
     /// The first [`MISMATCHED_KEYS_MAX`] of them.
@@ -315,7 +389,12 @@ pub struct SealTally {
 impl SealTally {
     /// Records without a MAC.
     pub fn missing(&self) -> u64 {
-        self.accounts + self.pending + self.scheduled + self.windows
+        self.accounts
+            + self.pending
+            + self.scheduled
+            + self.windows
+            + self.envelopes
+            + self.settings
     }
 
     /// Adds `other`'s counts.
@@ -325,6 +404,8 @@ impl SealTally {
         self.pending += other.pending;
         self.scheduled += other.scheduled;
         self.windows += other.windows;
+        self.envelopes += other.envelopes;
+        self.settings += other.settings;
         self.mismatched += other.mismatched;
         for key in &other.mismatched_keys {
             if self.mismatched_keys.len() < MISMATCHED_KEYS_MAX {
@@ -347,6 +428,8 @@ impl SealTally {
                 MacRecord::Pending(_) => self.pending += 1,
                 MacRecord::Scheduled(_) => self.scheduled += 1,
                 MacRecord::Window(_) => self.windows += 1,
+                MacRecord::Envelope(_) => self.envelopes += 1,
+                MacRecord::Settings(_) => self.settings += 1,
             },
         }
     }
@@ -423,6 +506,12 @@ pub struct SealedMarker {
     pub scheduled: u64,
     /// Records left refused for a wrong MAC.
     pub mismatched: u64,
+    /// Envelopes sealed (absent when none: markers written before still verify).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub envelopes: u64,
+    /// Operator settings sealed (absent when none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub settings: u64,
     /// MAC over the rest under the master key, hex.
     #[serde(default)]
     pub mac: String,
@@ -457,6 +546,8 @@ impl SealedMarker {
             pending: tally.pending,
             scheduled: tally.scheduled,
             mismatched: tally.mismatched,
+            envelopes: tally.envelopes,
+            settings: tally.settings,
             mac: String::new(),
         }
     }
@@ -552,13 +643,15 @@ pub fn start_phase_plan(
     let refuse = |why: &str| StartPlan::Refuse {
         reason: std::format!(
             "{why}; {} records without a MAC ({} accounts, {} pending callbacks, {} scheduled \
-             payments, {} spending windows) stay refused until an operator checks the database \
-             and forces the sealing",
+             payments, {} spending windows, {} envelopes, {} operator settings) stay refused \
+             until an operator checks the database and forces the sealing",
             survey.missing(),
             survey.accounts,
             survey.pending,
             survey.scheduled,
-            survey.windows
+            survey.windows,
+            survey.envelopes,
+            survey.settings
         ),
     };
     match marker {

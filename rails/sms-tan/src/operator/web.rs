@@ -281,10 +281,10 @@ pub fn decide_login(
     };
     let LoginLoad {
         payer,
-        records,
+        mut records,
         password_ok,
     } = load;
-    let loaded = records.account(&attempt.account);
+    let loaded = records.account(&attempt.account).cloned();
     let (Some(loaded), Some(payer)) = (loaded, payer) else {
         return Ok(Decision::commit(
             Effects::new(),
@@ -328,15 +328,19 @@ pub fn decide_login(
         .check_row_tan(payer, attempt.row, &attempt.tan, seconds(now));
     let token = random_token(entropy)?;
     let mut extra = Vec::new();
-    let mut written_account = None;
-    if outcome.is_accepted() {
+    let accepted = outcome.is_accepted();
+    if accepted {
         record.web_failures = 0;
-        extra.push(loaded.write(&record)?);
-        written_account = Some(Loaded {
-            key: loaded.key.clone(),
-            version: loaded.version + 1,
-            value: Some(record),
-        });
+        // The account is written once, by `apply` (which also keeps the rows the login used in
+        // it), with the failure count reset: it starts from this record.
+        records.accounts.insert(
+            loaded.key.clone(),
+            Loaded {
+                key: loaded.key.clone(),
+                version: loaded.version,
+                value: Some(record.clone()),
+            },
+        );
         extra.push(create(
             records::session_key(&sha256_hex(&token)),
             &SessionRecord {
@@ -362,7 +366,20 @@ pub fn decide_login(
     let Some(mut applied) = applied else {
         return Ok(Decision::Reload);
     };
-    applied.summary.written.accounts.extend(written_account);
+    let written_by_apply = applied
+        .summary
+        .written
+        .accounts
+        .iter()
+        .any(|written| written.key == loaded.key);
+    if accepted && !written_by_apply {
+        applied.effects.write(loaded.write(&record)?);
+        applied.summary.written.accounts.push(Loaded {
+            key: loaded.key.clone(),
+            version: loaded.version + 1,
+            value: Some(record),
+        });
+    }
     let result = match &outcome.verdict {
         Verdict::Accepted => LoginResult::LoggedIn { token },
         Verdict::Refused(Refusal::EnvelopeLocked) => LoginResult::EnvelopeLocked,

@@ -142,7 +142,7 @@ async fn put_settings(
     let operator = rail
         .operator_for(settings.clone(), &state.config)
         .map_err(SmsFailure::from)?;
-    let write = admin::store_settings(&settings).map_err(SmsFailure::from)?;
+    let write = admin::store_settings(&settings, operator.master()).map_err(SmsFailure::from)?;
     run(
         &state,
         state.now(),
@@ -285,7 +285,8 @@ async fn issue_envelopes(
     let rail = &state.rails.sms;
     rail.ensure_settings(&state).await?;
     request.check().map_err(SmsFailure::from)?;
-    let prefix = rail.operator().settings().euin_prefix;
+    let operator = rail.operator();
+    let prefix = operator.settings().euin_prefix;
     let now = state.now();
     let (euins, rows) = run(
         &state,
@@ -293,7 +294,7 @@ async fn issue_envelopes(
         |store| Ok(IssueEnvelopes::load(store)?),
         |serial| {
             request
-                .decide(serial, prefix, now.0)
+                .decide(serial, prefix, operator.master(), now.0)
                 .map_err(SmsFailure::from)
         },
     )
@@ -866,17 +867,26 @@ async fn seal_records(
     }
     let tally = seal_phase(&state, SealPhase::Records, SealRun::Forced).await?;
     let windows = seal_phase(&state, SealPhase::SpendingWindows, SealRun::Forced).await?;
+    let envelopes = seal_phase(&state, SealPhase::Envelopes, SealRun::Forced).await?;
+    let settings = seal_phase(&state, SealPhase::Settings, SealRun::Forced).await?;
     tracing::warn!(
         accounts = tally.accounts,
         pending = tally.pending,
         scheduled = tally.scheduled,
         windows = windows.windows,
-        mismatched = tally.mismatched + windows.mismatched,
+        envelopes = envelopes.envelopes,
+        settings = settings.settings,
+        mismatched =
+            tally.mismatched + windows.mismatched + envelopes.mismatched + settings.mismatched,
         "an operator forced the sealing of SMS-TAN records without a MAC"
     );
-    // The records' tally, and the spending windows' (their own phase) beside it.
+    // The records' tally, and each later phase's beside it.
     let mut answer = json!(tally);
     answer["spending_windows"] = json!(windows);
+    answer["envelopes"] = json!(envelopes);
+    answer["settings"] = json!(settings);
+    // Sealed settings take effect at once.
+    state.rails.sms.forget_settings();
     Ok(Json(answer))
 }
 

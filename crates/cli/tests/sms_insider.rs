@@ -1,0 +1,140 @@
+//! Issue 18, the bank's database administrator, end to end through the webhook of a real
+//! `offpay serve` on each backend, with real SQL: an envelope record edited (a paid row marked
+//! unused, to replay the paid message) or put back to an earlier authentic copy moves nothing and
+//! is raised as `record_tampered`; the holder is not blamed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::inconsistent_digit_grouping)]
+
+mod sms_common;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use sms_common::*;
+
+/// A phone the payer never used: the accomplice who re-sends an intercepted message (the payer
+/// binds no phone, so it is taken from any).
+const OTHER_PHONE: &str = "+254799999999";
+
+fn flags(server: &TestServer, kind: &str) -> usize {
+    let flags = server.get("/api/v1/fraud?rail=sms");
+    flags
+        .to_string()
+        .matches(&format!("\"kind\":\"{kind}\""))
+        .count()
+}
+
+/// Reads an SMS record's stored bytes and version as a database administrator would.
+fn dba_read(server: &TestServer, kind: BackendKind, key: &str) -> (Vec<u8>, i64) {
+    match kind {
+        BackendKind::Sqlite => {
+            let connection =
+                rusqlite::Connection::open(server.data_dir.join("offpay.sqlite")).unwrap();
+            connection
+                .query_row(
+                    "SELECT value, version FROM records WHERE namespace = 'sms' AND key = ?1",
+                    [key],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .unwrap()
+        }
+        BackendKind::Postgres => {
+            let mut client =
+                postgres::Client::connect(server.database_url().unwrap(), postgres::NoTls).unwrap();
+            let row = client
+                .query_one(
+                    "SELECT value, version FROM records WHERE namespace = 'sms' AND key = $1",
+                    &[&key],
+                )
+                .unwrap();
+            (row.get(0), row.get(1))
+        }
+    }
+}
+
+/// Writes `value` under `key` with a real SQL UPDATE, bumping the version so every process reads
+/// the DBA's row; then waits out the server's record cache (5 s).
+fn dba_write(server: &TestServer, kind: BackendKind, key: &str, value: &[u8], version: i64) {
+    let changed = match kind {
+        BackendKind::Sqlite => {
+            let connection =
+                rusqlite::Connection::open(server.data_dir.join("offpay.sqlite")).unwrap();
+            connection.busy_timeout(Duration::from_secs(10)).unwrap();
+            connection
+                .execute(
+                    "UPDATE records SET value = ?2, version = ?3 \
+                     WHERE namespace = 'sms' AND key = ?1",
+                    rusqlite::params![key, value, version + 1],
+                )
+                .unwrap() as u64
+        }
+        BackendKind::Postgres => {
+            let mut client =
+                postgres::Client::connect(server.database_url().unwrap(), postgres::NoTls).unwrap();
+            client
+                .execute(
+                    "UPDATE records SET value = $2, version = $3 \
+                     WHERE namespace = 'sms' AND key = $1",
+                    &[&key, &value, &(version + 1)],
+                )
+                .unwrap()
+        }
+    };
+    assert_eq!(changed, 1);
+    std::thread::sleep(Duration::from_secs(6));
+}
+
+/// The replay an unsealed envelope allowed: a paid row marked unused by hand, the paid message
+/// sent again from another phone. Refused, flagged, the holder's failure count untouched.
+fn a_paid_row_marked_unused_by_sql_replays_nothing(kind: BackendKind) {
+    let server = TestServer::start(kind);
+    let envelope = server.seed_world();
+    let paid = low_pay(&envelope, PAYEE, &kes("100"), 1);
+    let reply = server.sms(PAYER_PHONE, &paid);
+    assert!(reply.starts_with("PAID "), "{reply}");
+    let key = format!("env:{SEED_EUIN}");
+    let (bytes, version) = dba_read(&server, kind, &key);
+    let mut record: Value = serde_json::from_slice(&bytes).unwrap();
+    let used = record["used_rows"].as_u64().unwrap();
+    assert_eq!(used & 1, 1, "row 1 is used");
+    // Row 1 marked unused (the bank's confirmation row stays as it is).
+    record["used_rows"] = Value::from(used & !1);
+    dba_write(&server, kind, &key, record.to_string().as_bytes(), version);
+    let reply = server.sms(OTHER_PHONE, &paid);
+    assert!(!reply.starts_with("PAID"), "{reply}");
+    assert_eq!(server.balance(PAYEE), 100_00, "the replay paid nothing");
+    assert_eq!(flags(&server, "record_tampered"), 1);
+    // Refused for the envelope's MAC (the rows cross-check would have caught it too).
+    assert_eq!(flags(&server, "envelope"), 1);
+    let stored = server.envelope(SEED_EUIN);
+    assert_eq!(stored["consecutive_failures"], 0, "{stored}");
+    assert_eq!(stored["status"], "active", "{stored}");
+}
+
+/// Rollback: the authentic envelope record saved after the first payment is written back after
+/// the second, and the second payment's text is sent again from another phone. The account's
+/// own record of the rows used disagrees: refused and flagged.
+fn an_envelope_put_back_by_sql_to_an_earlier_copy_is_caught(kind: BackendKind) {
+    let server = TestServer::start(kind);
+    let envelope = server.seed_world();
+    let reply = server.sms(PAYER_PHONE, &low_pay(&envelope, PAYEE, &kes("100"), 1));
+    assert!(reply.starts_with("PAID "), "{reply}");
+    let key = format!("env:{SEED_EUIN}");
+    let (saved, _) = dba_read(&server, kind, &key);
+    let second = low_pay(&envelope, PAYEE, &kes("200"), 2);
+    let reply = server.sms(PAYER_PHONE, &second);
+    assert!(reply.starts_with("PAID "), "{reply}");
+    let (_, version) = dba_read(&server, kind, &key);
+    dba_write(&server, kind, &key, &saved, version);
+    let reply = server.sms(OTHER_PHONE, &second);
+    assert!(!reply.starts_with("PAID"), "{reply}");
+    assert_eq!(server.balance(PAYEE), 300_00, "the replay paid nothing");
+    assert_eq!(flags(&server, "record_tampered"), 1);
+    assert_eq!(flags(&server, "envelope-rows-rollback"), 1);
+    assert_eq!(server.envelope(SEED_EUIN)["consecutive_failures"], 0);
+}
+
+offpay_test_support::on_every_backend!(
+    a_paid_row_marked_unused_by_sql_replays_nothing,
+    an_envelope_put_back_by_sql_to_an_earlier_copy_is_caught,
+);

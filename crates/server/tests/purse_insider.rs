@@ -1,0 +1,424 @@
+//! The purse book's database insider, end to end on each backend (short-code-purse.md §14,
+//! attacker 7): a database administrator's real SQL `UPDATE` (clearing a block in a shadow and
+//! the book header) and `INSERT` (an open debit the operator never wrote) are refused by the
+//! next operation that loads them — 409 `record_tampered`, nothing posted, the records named in
+//! the fraud queue, the holder not accused — and an earlier release's unsealed book is sealed
+//! once at start, while one unsealed record beside sealed ones without the marker is not.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers: a failed unwrap is a failed test"
+)]
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use offpay_ledger::{AccountId, Timestamp};
+use offpay_operator::{FraudFlag, ManualClock, SeededEntropy};
+use offpay_purse::seal::{self, SealStage};
+use offpay_purse::{Outcome, Phone, Pin, Provisioning, Purse, PurseKind};
+use offpay_server::config::{Overrides, ServerConfig};
+use offpay_server::error::ApiError;
+use offpay_server::{AppState, Inputs, Server};
+use offpay_test_support::Backend;
+use serde_json::json;
+
+const START_MS: u64 = 1_790_000_000_000;
+const ACCOMPLICE: &str = "+254700000001";
+const AGENT: &str = "+254700000002";
+
+/// One start of the server over the run's one database (a SQLite file under `root`, or the
+/// backend's PostgreSQL database), with data directory `root/data-<n>` (a copy of the previous
+/// start's keys: a server in this process holds its directory's lock until the process ends).
+struct Node {
+    state: Arc<AppState>,
+    token: String,
+}
+
+fn config(root: &Path, data: &Path, backend: &Backend) -> ServerConfig {
+    let database_url = backend.database_url().map_or_else(
+        || format!("sqlite://{}", root.join("ledger.sqlite").display()),
+        str::to_owned,
+    );
+    ServerConfig::resolve(
+        Overrides {
+            data_dir: Some(data.to_owned()),
+            listen: Some("127.0.0.1:0".into()),
+            database_url: Some(database_url),
+            ..Overrides::default()
+        },
+        &|_| None,
+    )
+    .unwrap()
+}
+
+fn copy_data_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_data_dir(&entry.path(), &target);
+        } else if entry.file_name() != "offpay.lock" {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+async fn start(root: &Path, start: usize, backend: &Backend) -> Node {
+    let data = root.join(format!("data-{start}"));
+    if start > 0 {
+        copy_data_dir(&root.join(format!("data-{}", start - 1)), &data);
+    }
+    let config = config(root, &data, backend);
+    let server = Server::start_with(
+        config.clone(),
+        Inputs {
+            clock: Arc::new(ManualClock::new(Timestamp(START_MS))),
+            entropy: Arc::new(SeededEntropy::from_seed(5)),
+        },
+    )
+    .await
+    .expect("the server starts");
+    let token = std::fs::read_to_string(config.token_path())
+        .unwrap()
+        .trim()
+        .to_owned();
+    Node {
+        state: server.state(),
+        token,
+    }
+}
+
+/// Runs `sql` on the run's database as its administrator would: the `sqlite3` or `psql` client,
+/// beside the running server.
+fn dba(root: &Path, backend: &Backend, sql: &str) {
+    let status = match backend.database_url() {
+        None => Command::new("sqlite3")
+            .arg("-bail")
+            .arg("-cmd")
+            .arg(".timeout 10000")
+            .arg(root.join("ledger.sqlite"))
+            .arg(sql)
+            .status(),
+        Some(url) => Command::new("psql")
+            .arg(url)
+            .args(["-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .status(),
+    }
+    .expect("the database's command-line client");
+    assert!(status.success(), "{sql}");
+}
+
+/// SQL replacing `from` by `to` in the text of purse record `key` (bumping its version, as any
+/// write would).
+fn replace_sql(backend: &Backend, key: &str, from: &str, to: &str) -> String {
+    let value = if backend.database_url().is_none() {
+        format!("CAST(replace(CAST(value AS TEXT), '{from}', '{to}') AS BLOB)")
+    } else {
+        format!("convert_to(replace(convert_from(value, 'UTF8'), '{from}', '{to}'), 'UTF8')")
+    };
+    format!(
+        "UPDATE records SET value = {value}, version = version + 1 \
+         WHERE namespace = 'purse' AND key = '{key}'"
+    )
+}
+
+fn text(backend: &Backend, text: &str) -> String {
+    if backend.database_url().is_none() {
+        format!("CAST('{text}' AS BLOB)")
+    } else {
+        format!("convert_to('{text}', 'UTF8')")
+    }
+}
+
+impl Node {
+    fn now(&self) -> offpay_ledger::Timestamp {
+        self.state.now()
+    }
+
+    async fn provision(&self, number: &str, kind: PurseKind) -> Purse {
+        let provisioned = self
+            .state
+            .rails
+            .purse
+            .provision(
+                &self.state.ledger,
+                Phone::parse(number).unwrap(),
+                kind,
+                self.now(),
+            )
+            .await
+            .unwrap();
+        Purse::provision(
+            &Provisioning::decode(&provisioned.provisioning).unwrap(),
+            Pin::parse("1234").unwrap(),
+        )
+    }
+
+    /// A full sync of `purse`, or the server's error as the API answers it.
+    async fn sync(&self, purse: &mut Purse) -> Result<(), ApiError> {
+        let Outcome::SyncUpload { upload, .. } =
+            purse.start_sync(offpay_purse::Timestamp(START_MS / 1000))
+        else {
+            panic!("a sync upload")
+        };
+        let reply = self
+            .state
+            .rails
+            .purse
+            .sync(&self.state.ledger, &upload, self.now())
+            .await
+            .map_err(ApiError::from)?;
+        purse.apply_answer(&reply.answer).unwrap();
+        Ok(())
+    }
+
+    async fn post(&self, path: &str, body: serde_json::Value) -> (StatusCode, serde_json::Value) {
+        use axum::body::Body;
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        let request = axum::http::Request::builder()
+            .method("POST")
+            .uri(path)
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let response = offpay_server::router(self.state.clone())
+            .oneshot(request)
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    async fn balances(&self) -> Vec<i64> {
+        let ids = [
+            "operator:float",
+            "operator:suspense",
+            &format!("purse:{ACCOMPLICE}"),
+            &format!("purse:{AGENT}"),
+        ]
+        .map(|id| AccountId::new(id).unwrap());
+        self.state
+            .ledger
+            .read(move |store| {
+                ids.iter()
+                    .map(|id| Ok(store.account(id)?.map_or(0, |account| account.balance())))
+                    .collect()
+            })
+            .await
+            .unwrap()
+    }
+
+    async fn flags(&self, kind: &'static str) -> Vec<FraudFlag> {
+        self.state
+            .ledger
+            .read(move |store| {
+                Ok(store
+                    .records(offpay_operator::fraud::NAMESPACE, "", None, 1000)?
+                    .into_iter()
+                    .filter_map(|record| serde_json::from_slice::<FraudFlag>(&record.value).ok())
+                    .filter(|flag| flag.kind == kind)
+                    .collect())
+            })
+            .await
+            .unwrap()
+    }
+
+    async fn shadow_key(&self, number: &'static str) -> String {
+        let id = self
+            .state
+            .ledger
+            .read(move |store| {
+                Ok(store
+                    .record(offpay_purse::book::NAMESPACE, &format!("phone/{number}"))?
+                    .unwrap()
+                    .value)
+            })
+            .await
+            .unwrap();
+        format!(
+            "shadow/{}",
+            String::from_utf8(seal::content(&id).to_vec()).unwrap()
+        )
+    }
+
+    async fn marker(&self) -> Option<seal::SealedMarker> {
+        let sealer = self.state.rails.purse.sealer().clone();
+        let (_, stored) = self.state.ledger.read(seal::load_marker).await.unwrap();
+        seal::authentic_marker(stored.as_deref(), &sealer)
+    }
+}
+
+#[tokio::test]
+async fn a_dbas_update_and_insert_are_refused_flagged_and_move_nothing() {
+    for backend in Backend::all("purse insider") {
+        let directory = tempfile::tempdir().unwrap();
+        let root = directory.path();
+        let node = start(root, 0, &backend).await;
+        let mut agent = node.provision(AGENT, PurseKind::Agent).await;
+        let mut accomplice = node.provision(ACCOMPLICE, PurseKind::Customer).await;
+        node.sync(&mut agent).await.unwrap();
+        node.sync(&mut accomplice).await.unwrap();
+        let (status, body) = node
+            .post(
+                &format!("/api/v1/purse/purses/{ACCOMPLICE}/block"),
+                json!({ "blocked": true }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        node.sync(&mut accomplice).await.unwrap();
+        assert!(accomplice.is_blocked());
+        let before = node.balances().await;
+
+        // UPDATE: the block cleared in the shadow and the header.
+        let shadow = node.shadow_key(ACCOMPLICE).await;
+        dba(
+            root,
+            &backend,
+            &replace_sql(&backend, &shadow, "\"blocked\":true", "\"blocked\":false"),
+        );
+        dba(
+            root,
+            &backend,
+            &replace_sql(
+                &backend,
+                "book",
+                // The header keeps blocked phones as numbers.
+                &format!("\"blocked\":[{}]", ACCOMPLICE.trim_start_matches('+')),
+                "\"blocked\":[]",
+            ),
+        );
+        let refused = node.sync(&mut accomplice).await.unwrap_err();
+        assert_eq!(
+            (refused.status, refused.code.as_str()),
+            (StatusCode::CONFLICT, "record_tampered"),
+            "{}",
+            refused.message
+        );
+        assert!(refused.message.contains(&shadow), "{}", refused.message);
+        assert!(accomplice.is_blocked(), "the DBA unblocked the purse");
+        // The operator's own request over the edited records: refused alike, over HTTP.
+        let (status, body) = node
+            .post(
+                &format!("/api/v1/purse/purses/{ACCOMPLICE}/float"),
+                json!({ "amount": "200" }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(body["error"]["code"], "record_tampered", "{body}");
+        assert_eq!(node.balances().await, before, "a refusal moved money");
+        let flags = node.flags("record_tampered").await;
+        let subjects: Vec<&str> = flags.iter().map(|flag| flag.subject.as_str()).collect();
+        assert!(
+            subjects.contains(&"book") && subjects.contains(&shadow.as_str()),
+            "{subjects:?}"
+        );
+        assert!(flags.iter().all(|flag| flag.rail == "purse"));
+        assert!(
+            node.flags("record_tampered")
+                .await
+                .iter()
+                .all(|flag| flag.subject != ACCOMPLICE),
+            "the holder is accused"
+        );
+
+        // INSERT: an open debit the operator never wrote, under the agent's prefix (every sync
+        // of the agent scans it).
+        let key = format!("debits/{AGENT}/{ACCOMPLICE}");
+        dba(
+            root,
+            &backend,
+            &format!(
+                "INSERT INTO records (namespace, key, value, version) VALUES ('purse', '{key}', {}, 1)",
+                text(&backend, "[]")
+            ),
+        );
+        let refused = node.sync(&mut agent).await.unwrap_err();
+        assert_eq!(refused.code, "record_tampered", "{}", refused.message);
+        assert!(refused.message.contains(&key), "{}", refused.message);
+        assert!(
+            node.flags("record_tampered")
+                .await
+                .iter()
+                .any(|flag| flag.subject == key)
+        );
+        assert_eq!(node.balances().await, before);
+    }
+}
+
+#[tokio::test]
+async fn an_earlier_releases_purse_book_is_sealed_once_at_start() {
+    for backend in Backend::all("purse record sealing at start") {
+        let directory = tempfile::tempdir().unwrap();
+        let root = directory.path();
+        let mut accomplice;
+        {
+            let node = start(root, 0, &backend).await;
+            let marker = node
+                .marker()
+                .await
+                .expect("the first start writes the marker");
+            assert_eq!(marker.stage, SealStage::Done);
+            accomplice = node.provision(ACCOMPLICE, PurseKind::Customer).await;
+            node.sync(&mut accomplice).await.unwrap();
+        }
+        // An earlier release's database: every seal removed (the content after the prefix, the
+        // MAC and its newline), no marker.
+        let strip = |condition: &str| {
+            let content = if backend.database_url().is_none() {
+                "substr(value, 77)"
+            } else {
+                "substring(value from 77)"
+            };
+            format!(
+                "UPDATE records SET value = {content}, version = version + 1 \
+                 WHERE namespace = 'purse' AND {condition}"
+            )
+        };
+        let sealed = if backend.database_url().is_none() {
+            "CAST(substr(value, 1, 11) AS TEXT) = '#sealed-v1:'"
+        } else {
+            "convert_from(substring(value from 1 for 11), 'UTF8') = '#sealed-v1:'"
+        };
+        let no_marker =
+            "DELETE FROM records WHERE namespace = 'purse' AND key = 'cfg:records-sealed'";
+        dba(
+            root,
+            &backend,
+            &strip(&format!("{sealed} AND key <> 'cfg:records-sealed'")),
+        );
+        dba(root, &backend, no_marker);
+        {
+            let node = start(root, 1, &backend).await;
+            let marker = node.marker().await.expect("sealed at start");
+            assert_eq!(marker.stage, SealStage::Done);
+            assert!(marker.tally.missing >= 4, "{marker:?}");
+            node.sync(&mut accomplice).await.unwrap();
+        }
+        // One shadow stripped and the marker removed: the start seals nothing, and the shadow
+        // stays refused.
+        let shadow = {
+            let node = start(root, 2, &backend).await;
+            node.shadow_key(ACCOMPLICE).await
+        };
+        dba(root, &backend, &strip(&format!("key = '{shadow}'")));
+        dba(root, &backend, no_marker);
+        let node = start(root, 3, &backend).await;
+        assert!(node.marker().await.is_none());
+        let refused = node.sync(&mut accomplice).await.unwrap_err();
+        assert_eq!(refused.code, "record_tampered", "{}", refused.message);
+        assert!(
+            node.flags("record_tampered")
+                .await
+                .iter()
+                .any(|flag| flag.subject == shadow)
+        );
+    }
+}
