@@ -825,15 +825,15 @@ fn run_purse(args: &PurseArgs) -> Result<Output, CliError> {
             read_line(&mut input)
         } else {
             writeln!(stdout, "{}", say(lang, purse_text::FORGOT_PIN)).map_err(local_io)?;
-            ask(&mut input, &mut stdout, "Purse PIN:")?
+            ask_secret(&mut input, &mut stdout, "Purse PIN:")?
         };
         let Some(typed) = typed else {
             return Err(CliError::Local("no PIN given".to_owned()));
         };
         // `*`: the PIN is forgotten; the operator's one-time reset code and a new PIN open it.
         let pin = if typed.trim() == "*" {
-            let code = ask(&mut input, &mut stdout, &say(lang, purse_text::RESET_CODE))?;
-            let new = ask(&mut input, &mut stdout, &say(lang, purse_text::NEW_PIN))?;
+            let code = ask_secret(&mut input, &mut stdout, &say(lang, purse_text::RESET_CODE))?;
+            let new = ask_secret(&mut input, &mut stdout, &say(lang, purse_text::NEW_PIN))?;
             let (Some(code), Some(new)) = (code, new) else {
                 return Err(CliError::Local("no reset code or new PIN given".to_owned()));
             };
@@ -1170,6 +1170,25 @@ fn ask(
     Ok(read_line(input))
 }
 
+/// [`ask`] for a PIN or a reset code: on a terminal it is read with echo turned off (never shown
+/// on the screen); from a pipe (a script, a test) it is the next line, as with `ask`.
+fn ask_secret(
+    input: &mut dyn BufRead,
+    output: &mut dyn Write,
+    prompt: &str,
+) -> Result<Option<String>, CliError> {
+    use std::io::IsTerminal as _;
+    if !std::io::stdin().is_terminal() {
+        return ask(input, output, prompt);
+    }
+    write!(output, "{prompt}\n> ").map_err(local_io)?;
+    output.flush().map_err(local_io)?;
+    let typed = rpassword::read_password().map_err(local_io)?;
+    Ok(Some(
+        typed.trim().chars().take(MENU_LINE_BYTES_MAX).collect(),
+    ))
+}
+
 fn local_io(error: std::io::Error) -> CliError {
     CliError::Local(format!("terminal: {error}"))
 }
@@ -1421,7 +1440,7 @@ fn menu_send(
         say_with(lang, purse_text::TO_QUESTION, "payee", &payee),
         say(lang, purse_text::PIN)
     );
-    let Some(pin) = ask(input, output, &confirm)? else {
+    let Some(pin) = ask_secret(input, output, &confirm)? else {
         return Ok(());
     };
     let pin = Pin::parse(&pin)?;
@@ -1473,10 +1492,10 @@ fn menu_change_pin(
     input: &mut dyn BufRead,
     output: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let Some(old) = ask(input, output, &say(lang, purse_text::OLD_PIN))? else {
+    let Some(old) = ask_secret(input, output, &say(lang, purse_text::OLD_PIN))? else {
         return Ok(());
     };
-    let Some(new) = ask(input, output, &say(lang, purse_text::NEW_PIN))? else {
+    let Some(new) = ask_secret(input, output, &say(lang, purse_text::NEW_PIN))? else {
         return Ok(());
     };
     card.change_pin(&Pin::parse(&old)?, &Pin::parse(&new)?, now())?;

@@ -186,7 +186,64 @@ fn the_menu_resets_a_forgotten_pin(kind: BackendKind) {
     assert!(!balance_with(&cli, &alice, PIN).status.success());
 }
 
+/// On a terminal the menu reads the PIN with echo off: typed into a real pseudo-terminal (util-linux
+/// `script`), the PIN never appears on the screen, and the menu still opens with it. The input
+/// is typed after the prompt is up (a terminal echoes what arrives while echo is on).
+fn the_menu_never_shows_the_pin_on_a_terminal(kind: BackendKind) {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!(
+            "skipped the_menu_never_shows_the_pin_on_a_terminal: util-linux script not installed"
+        );
+        return;
+    }
+    let backend = kind.fresh();
+    let directory = tempfile::tempdir().unwrap();
+    let cli = Cli::new(directory.path());
+    let alice = directory.path().join("alice.purse");
+    let server = Server::start(&directory.path().join("data"), None, &backend);
+    cli.provision(&server, ALICE, &alice, false);
+    cli.admin(&server, &["float", "--phone", ALICE, "--amount", "80"]);
+    cli.sync(&alice, &server);
+    let command = format!(
+        "'{}' purse --file '{}' menu",
+        env!("CARGO_BIN_EXE_offpay"),
+        alice.display()
+    );
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env("OFFPAY_DEVICE_SECRET", &cli.device_secret)
+        .env_remove("OFFPAY_OPERATOR")
+        .env_remove("OFFPAY_SERVER")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run script");
+    let mut stdin = child.stdin.take().expect("stdin");
+    for line in [PIN, "0"] {
+        std::thread::sleep(std::time::Duration::from_millis(1_500));
+        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1_000));
+    drop(stdin);
+    let output = child.wait_with_output().expect("script output");
+    let screen = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(screen.contains("Purse PIN:"), "{screen}");
+    assert!(
+        screen.contains("KES 80.00"),
+        "the menu opened the purse with the PIN: {screen}"
+    );
+    assert!(
+        !screen.contains(PIN),
+        "the PIN was shown on the terminal: {screen}"
+    );
+}
+
 offpay_test_support::on_every_backend!(
     a_forgotten_pin_is_reset_in_place_with_the_operators_code,
     the_menu_resets_a_forgotten_pin,
+    the_menu_never_shows_the_pin_on_a_terminal,
 );
