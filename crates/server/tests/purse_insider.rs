@@ -178,13 +178,22 @@ impl Node {
     }
 
     async fn post(&self, path: &str, body: serde_json::Value) -> (StatusCode, serde_json::Value) {
+        self.post_as(&self.token, path, body).await
+    }
+
+    async fn post_as(
+        &self,
+        token: &str,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (StatusCode, serde_json::Value) {
         use axum::body::Body;
         use http_body_util::BodyExt;
         use tower::ServiceExt;
         let request = axum::http::Request::builder()
             .method("POST")
             .uri(path)
-            .header("authorization", format!("Bearer {}", self.token))
+            .header("authorization", format!("Bearer {token}"))
             .header("content-type", "application/json")
             .body(Body::from(body.to_string()))
             .unwrap();
@@ -420,5 +429,89 @@ async fn an_earlier_releases_purse_book_is_sealed_once_at_start() {
                 .iter()
                 .any(|flag| flag.subject == shadow)
         );
+    }
+}
+
+const RESEAL: &str = "/api/v1/purse/records/reseal";
+
+/// The repair path: a record a DBA re-wrote (here the same shadow with its JSON re-spaced, as a
+/// restore through another tool would) is refused; the admin checks it and re-seals it, and the
+/// purse syncs again, while the `record_tampered` case stays in the fraud queue. A repair of a
+/// key that is not a purse-book record, of an absent one, or without `force`, changes nothing;
+/// a role other than admin is refused.
+#[tokio::test]
+async fn an_admin_reseals_a_checked_record_and_nothing_else() {
+    for backend in Backend::all("purse reseal") {
+        let directory = tempfile::tempdir().unwrap();
+        let root = directory.path();
+        let node = start(root, 0, &backend).await;
+        let mut accomplice = node.provision(ACCOMPLICE, PurseKind::Customer).await;
+        node.sync(&mut accomplice).await.unwrap();
+        let shadow = node.shadow_key(ACCOMPLICE).await;
+        dba(
+            root,
+            &backend,
+            &replace_sql(&backend, &shadow, "\"blocked\":false", "\"blocked\": false"),
+        );
+        let refused = node.sync(&mut accomplice).await.unwrap_err();
+        assert_eq!(refused.code, "record_tampered", "{}", refused.message);
+        let cases = node.flags("record_tampered").await;
+        assert_eq!(cases.len(), 1, "{cases:?}");
+
+        // Refused, nothing written: without force, a key outside the book, an absent one, the
+        // seal marker, an SMS part, a role without the right.
+        let support = {
+            let (status, body) = node
+                .post("/api/v1/users", json!({ "name": "clerk", "role": "support" }))
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            body["token"].as_str().unwrap().to_owned()
+        };
+        let (status, body) = node
+            .post_as(&support, RESEAL, json!({ "keys": [shadow], "force": true }))
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        let (status, body) = node.post(RESEAL, json!({ "keys": [shadow], "force": false })).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("force_required")),
+            "{body}"
+        );
+        for (keys, code) in [
+            (json!([shadow, "smsin/+254700000001/7"]), "not_a_purse_record"),
+            (json!([seal::MARKER_KEY]), "not_a_purse_record"),
+            (json!(["statement/1"]), "not_a_purse_record"),
+            (json!(["elsewhere"]), "not_a_purse_record"),
+            (json!([shadow, "shadow/999"]), "record_not_found"),
+            (json!([shadow, shadow]), "invalid_keys"),
+            (json!([]), "invalid_keys"),
+        ] {
+            let (status, body) = node.post(RESEAL, json!({ "keys": keys, "force": true })).await;
+            assert_eq!(
+                (status, body["error"]["code"].as_str()),
+                (StatusCode::BAD_REQUEST, Some(code)),
+                "{keys}: {body}"
+            );
+        }
+        let refused = node.sync(&mut accomplice).await.unwrap_err();
+        assert_eq!(refused.code, "record_tampered", "a refused repair re-sealed");
+
+        // The repair: the shadow only; the book header was never touched.
+        let (status, body) = node
+            .post(RESEAL, json!({ "keys": [shadow, "book"], "force": true }))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["resealed"], json!([shadow]), "{body}");
+        assert_eq!(body["already_sealed"], json!(["book"]), "{body}");
+        node.sync(&mut accomplice).await.unwrap();
+        let after = node.flags("record_tampered").await;
+        assert_eq!(
+            after.iter().map(|flag| &flag.subject).collect::<Vec<_>>(),
+            cases.iter().map(|flag| &flag.subject).collect::<Vec<_>>(),
+            "the case left the fraud queue, or a new one was raised"
+        );
+        let (status, body) = node.post(RESEAL, json!({ "keys": [shadow], "force": true })).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["resealed"], json!([]), "{body}");
     }
 }

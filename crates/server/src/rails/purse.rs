@@ -386,6 +386,42 @@ impl PurseRail {
         Ok((generation, newest))
     }
 
+    /// Re-seals the purse-book records `keys` names, after an operator checked them
+    /// ([`seal::decide_reseal`]): their seals only; the `record_tampered` flags stay in the
+    /// fraud queue, and nothing else is written.
+    pub async fn reseal(
+        &self,
+        ledger: &Ledger,
+        keys: Vec<String>,
+        now: offpay_ledger::Timestamp,
+    ) -> Result<seal::ResealTally, RailError> {
+        seal::check_reseal_keys(&keys).map_err(reseal_refused)?;
+        let sealer = self.operator.sealer();
+        let tally = runner::run(
+            ledger,
+            now,
+            || {
+                let keys = keys.clone();
+                async move {
+                    Ok::<_, RailError>(
+                        ledger
+                            .read(move |store| seal::load_reseal(store, &keys))
+                            .await?,
+                    )
+                }
+            },
+            |loaded| seal::decide_reseal(&loaded, sealer).map_err(reseal_refused),
+        )
+        .await?;
+        tracing::warn!(
+            resealed = ?tally.resealed,
+            already_sealed = ?tally.already_sealed,
+            "an operator re-sealed purse records after checking them; their record_tampered \
+             cases stay in the fraud queue"
+        );
+        Ok(tally)
+    }
+
     /// The sealer of the book's records (to check a record as the rail does).
     pub fn sealer(&self) -> &seal::RecordSealer {
         self.operator.sealer()
@@ -396,6 +432,19 @@ impl PurseRail {
         let loaded = self.load(ledger, PurseOperator::purse_plan(phone)).await?;
         Ok(self.operator.shadow(&loaded, phone)?)
     }
+}
+
+fn reseal_refused(error: seal::ResealError) -> RailError {
+    let code = match error {
+        seal::ResealError::Keys(_) => "invalid_keys",
+        seal::ResealError::NotSealed(_) => "not_a_purse_record",
+        seal::ResealError::Absent(_) => "record_not_found",
+        seal::ResealError::NotJson(_) => "record_not_json",
+    };
+    RailError::Book(BookError::Invalid {
+        code,
+        message: error.to_string(),
+    })
 }
 
 /// At start, before any message: the book's records an earlier release wrote without a seal
@@ -548,6 +597,8 @@ pub fn operator_routes() -> OperatorRoutes {
             unblock_pin_endpoint,
         )
         .post("/purse/scheme-key/rotate", ADMIN, rotate_endpoint)
+        // Trusts records as they are stored after an operator checked them: the admin's call.
+        .post("/purse/records/reseal", ADMIN, reseal_endpoint)
 }
 
 /// Background work (schedulers, retries); called once the server state exists. The purse rail
@@ -1143,6 +1194,34 @@ async fn rotate_endpoint(
         "generation_epoch": generation,
         "scheme_epoch": newest,
     })))
+}
+
+/// The body of a repair: the purse-book records to re-seal, and `force` (the operator checked
+/// them and trusts them as they are stored now).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResealRequest {
+    keys: Vec<String>,
+    force: bool,
+}
+
+async fn reseal_endpoint(
+    State(state): State<Arc<AppState>>,
+    crate::api::ApiJson(request): crate::api::ApiJson<ResealRequest>,
+) -> Result<Json<Value>, ApiError> {
+    if !request.force {
+        return Err(ApiError::bad_request(
+            "force_required",
+            "re-sealing trusts the named records as they are stored now; check each against the \
+             fraud case first, then send {\"force\": true}",
+        ));
+    }
+    let tally = state
+        .rails
+        .purse
+        .reseal(&state.ledger, request.keys, state.now())
+        .await?;
+    Ok(Json(json!(tally)))
 }
 
 /// Where the rail keeps its key files under `data_dir`.
