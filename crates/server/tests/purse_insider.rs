@@ -462,7 +462,10 @@ async fn an_admin_reseals_a_checked_record_and_nothing_else() {
         // seal marker, an SMS part, a role without the right.
         let support = {
             let (status, body) = node
-                .post("/api/v1/users", json!({ "name": "clerk", "role": "support" }))
+                .post(
+                    "/api/v1/users",
+                    json!({ "name": "clerk", "role": "support" }),
+                )
                 .await;
             assert_eq!(status, StatusCode::CREATED, "{body}");
             body["token"].as_str().unwrap().to_owned()
@@ -471,14 +474,19 @@ async fn an_admin_reseals_a_checked_record_and_nothing_else() {
             .post_as(&support, RESEAL, json!({ "keys": [shadow], "force": true }))
             .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-        let (status, body) = node.post(RESEAL, json!({ "keys": [shadow], "force": false })).await;
+        let (status, body) = node
+            .post(RESEAL, json!({ "keys": [shadow], "force": false }))
+            .await;
         assert_eq!(
             (status, body["error"]["code"].as_str()),
             (StatusCode::BAD_REQUEST, Some("force_required")),
             "{body}"
         );
         for (keys, code) in [
-            (json!([shadow, "smsin/+254700000001/7"]), "not_a_purse_record"),
+            (
+                json!([shadow, "smsin/+254700000001/7"]),
+                "not_a_purse_record",
+            ),
             (json!([seal::MARKER_KEY]), "not_a_purse_record"),
             (json!(["statement/1"]), "not_a_purse_record"),
             (json!(["elsewhere"]), "not_a_purse_record"),
@@ -486,7 +494,9 @@ async fn an_admin_reseals_a_checked_record_and_nothing_else() {
             (json!([shadow, shadow]), "invalid_keys"),
             (json!([]), "invalid_keys"),
         ] {
-            let (status, body) = node.post(RESEAL, json!({ "keys": keys, "force": true })).await;
+            let (status, body) = node
+                .post(RESEAL, json!({ "keys": keys, "force": true }))
+                .await;
             assert_eq!(
                 (status, body["error"]["code"].as_str()),
                 (StatusCode::BAD_REQUEST, Some(code)),
@@ -494,7 +504,10 @@ async fn an_admin_reseals_a_checked_record_and_nothing_else() {
             );
         }
         let refused = node.sync(&mut accomplice).await.unwrap_err();
-        assert_eq!(refused.code, "record_tampered", "a refused repair re-sealed");
+        assert_eq!(
+            refused.code, "record_tampered",
+            "a refused repair re-sealed"
+        );
 
         // The repair: the shadow only; the book header was never touched.
         let (status, body) = node
@@ -510,8 +523,91 @@ async fn an_admin_reseals_a_checked_record_and_nothing_else() {
             cases.iter().map(|flag| &flag.subject).collect::<Vec<_>>(),
             "the case left the fraud queue, or a new one was raised"
         );
-        let (status, body) = node.post(RESEAL, json!({ "keys": [shadow], "force": true })).await;
+        let (status, body) = node
+            .post(RESEAL, json!({ "keys": [shadow], "force": true }))
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["resealed"], json!([]), "{body}");
+    }
+}
+
+/// The sweep of SMS assemblies: a half-received message abandoned past its 24 hours is removed,
+/// one still within them is kept, and a second run finds nothing more to remove.
+#[tokio::test]
+async fn the_sweep_removes_abandoned_sms_parts_after_their_expiry_and_keeps_live_ones() {
+    use offpay_purse::params::SMS_ASSEMBLY_SECONDS_MAX;
+    use offpay_purse::sms_book::{self, PartOutcome};
+    use offpay_purse::sync::SmsPart;
+    for backend in Backend::all("purse sms sweep") {
+        let directory = tempfile::tempdir().unwrap();
+        let root = directory.path();
+        let node = start(root, 0, &backend).await;
+        let rail = &node.state.rails.purse;
+        let ledger = &node.state.ledger;
+        let part = |message_id| SmsPart {
+            message_id,
+            index: 1,
+            total: 2,
+            chunk: "AAAA".to_owned(),
+        };
+        let expiry_ms = SMS_ASSEMBLY_SECONDS_MAX * 1000;
+        let abandoned_at = node.now();
+        let live_at = Timestamp(abandoned_at.0 + expiry_ms - 60_000);
+        let sweep_at = Timestamp(abandoned_at.0 + expiry_ms);
+        let agent = Phone::parse(AGENT).unwrap();
+        let accomplice = Phone::parse(ACCOMPLICE).unwrap();
+        let (outcome, ..) = rail
+            .sms_part(ledger, agent, &part(7), true, abandoned_at)
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                outcome,
+                PartOutcome::Stored {
+                    received: 1,
+                    total: 2
+                }
+            ),
+            "{outcome:?}"
+        );
+        rail.sms_part(ledger, accomplice, &part(8), true, live_at)
+            .await
+            .unwrap();
+        let stored = || async {
+            ledger
+                .read(|store| {
+                    Ok(store
+                        .records(
+                            offpay_purse::book::NAMESPACE,
+                            sms_book::SMS_ASSEMBLY_PREFIX,
+                            None,
+                            100,
+                        )?
+                        .into_iter()
+                        .map(|record| record.key)
+                        .collect::<Vec<_>>())
+                })
+                .await
+                .unwrap()
+        };
+        let abandoned = sms_book::assembly_key(agent, 7);
+        let live = sms_book::assembly_key(accomplice, 8);
+        assert_eq!(stored().await, vec![live.clone(), abandoned.clone()]);
+
+        // Just before its expiry the abandoned one is kept too.
+        let early = rail
+            .sweep_sms_assemblies(ledger, Timestamp(sweep_at.0 - 1))
+            .await
+            .unwrap();
+        assert_eq!((early.removed, early.kept), (0, 2), "{early:?}");
+        let swept = rail.sweep_sms_assemblies(ledger, sweep_at).await.unwrap();
+        assert_eq!(
+            (swept.removed, swept.kept, swept.unreadable),
+            (1, 1, 0),
+            "{swept:?}"
+        );
+        assert_eq!(stored().await, vec![live.clone()]);
+        let again = rail.sweep_sms_assemblies(ledger, sweep_at).await.unwrap();
+        assert_eq!((again.removed, again.kept), (0, 1), "{again:?}");
     }
 }

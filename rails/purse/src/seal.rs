@@ -565,7 +565,9 @@ pub struct ResealTally {
 /// Whether `key` names a record of the purse book a repair may re-seal: a sealed key under one
 /// of the book's prefixes (not the seal marker).
 pub fn is_book_record_key(key: &str) -> bool {
-    const BOOK_PREFIXES: [&str; 6] = ["shadow/", "phone/", "debits/", "credits/", "pair/", "syncs/"];
+    const BOOK_PREFIXES: [&str; 6] = [
+        "shadow/", "phone/", "debits/", "credits/", "pair/", "syncs/",
+    ];
     is_sealed_key(key)
         && key != MARKER_KEY
         && (key == crate::book::KEY_BOOK

@@ -236,6 +236,78 @@ fn delete(key: &str, version: u64) -> Operation {
     })
 }
 
+/// Assemblies read per page by the sweep of expired ones ([`decide_sweep`]).
+pub const SWEEP_PAGE_RECORDS: usize = 256;
+
+/// One page of stored assemblies, as read for the sweep.
+#[derive(Clone, Debug, Default)]
+pub struct SweepPage {
+    /// (key, version, stored bytes).
+    pub records: Vec<(String, u64, Vec<u8>)>,
+    /// The last key read, to read the next page after.
+    pub last_key: Option<String>,
+    /// Whether the page was full (there may be more).
+    pub full: bool,
+}
+
+/// Reads the page of assemblies (every sender's) after `after`.
+pub fn load_sweep_page(
+    store: &mut dyn offpay_ledger::LedgerStore,
+    after: Option<&str>,
+) -> Result<SweepPage, offpay_ledger::StoreError> {
+    let records = store.records(NAMESPACE, SMS_ASSEMBLY_PREFIX, after, SWEEP_PAGE_RECORDS)?;
+    Ok(SweepPage {
+        full: records.len() == SWEEP_PAGE_RECORDS,
+        last_key: records.last().map(|record| record.key.clone()),
+        records: records
+            .into_iter()
+            .map(|record| (record.key, record.version, record.value))
+            .collect(),
+    })
+}
+
+/// What a sweep did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Swept {
+    /// Expired assemblies removed (half-received messages abandoned, and markers of synced ones
+    /// past [`SMS_ASSEMBLY_SECONDS_MAX`]).
+    pub removed: u64,
+    /// Assemblies still within their time, kept.
+    pub kept: u64,
+    /// Records under the prefix that do not decode: left for a person (never removed blind).
+    pub unreadable: u64,
+}
+
+impl Swept {
+    /// Adds another page's tally.
+    pub fn add(&mut self, other: &Swept) {
+        self.removed += other.removed;
+        self.kept += other.kept;
+        self.unreadable += other.unreadable;
+    }
+}
+
+/// Removes the page's expired assemblies, each on condition that it is still at the version read
+/// (a part arriving meanwhile reloads the decision). Removing one is what [`decide_part`] does to
+/// an expired assembly when its sender sends again: an expired half-message can no longer be
+/// completed, and an expired marker of a synced one no longer answers a retry (the purse's own
+/// sequence refuses a replayed upload). No money moves.
+pub fn decide_sweep(page: &SweepPage, now_ms: u64) -> Decision<Swept> {
+    let mut effects = Effects::new();
+    let mut swept = Swept::default();
+    for (key, version, stored) in &page.records {
+        match SmsAssembly::decode(key, stored) {
+            Ok(assembly) if assembly.expired(now_ms) => {
+                effects.write(delete(key, *version));
+                swept.removed += 1;
+            }
+            Ok(_) => swept.kept += 1,
+            Err(_) => swept.unreadable += 1,
+        }
+    }
+    Decision::commit(effects, swept)
+}
+
 /// Decides one inbound part of `sender`'s message, given all of the sender's assemblies
 /// (`existing`, as loaded). Expired assemblies are removed; a sender with
 /// [`SMS_ASSEMBLIES_PER_SENDER_MAX`] messages half-received loses the oldest to a new one.
