@@ -657,6 +657,7 @@ mod tests {
     use super::*;
     use crate::crypto::MasterKey;
     use crate::types::OperatorId;
+    use alloc::vec;
 
     fn sealer(byte: u8) -> RecordSealer {
         let operator = OperatorId::new("op").unwrap_or_else(|_| panic!("operator id"));
@@ -699,5 +700,54 @@ mod tests {
         assert!(!is_sealed_key("smsin/+254700000000/1"));
         assert!(!is_sealed_key("statement/3"));
         assert!(!is_sealed_key("cfg:other"));
+    }
+
+    #[test]
+    fn a_repair_seals_the_checked_content_as_stored_and_refuses_anything_else() {
+        let sealer = sealer(7);
+        let edited = b"{\"a\": 1}".to_vec();
+        let authentic = sealer.seal("book", b"{}");
+        let loaded: ResealLoad = vec![
+            ("shadow/1".to_owned(), 4, Some(edited.clone())),
+            ("book".to_owned(), 9, Some(authentic)),
+        ];
+        let Ok(Decision::Commit { effects, reply }) = decide_reseal(&loaded, &sealer) else {
+            panic!("a repair")
+        };
+        assert_eq!(reply.resealed, ["shadow/1"]);
+        assert_eq!(reply.already_sealed, ["book"]);
+        let writes: Vec<&Operation> = effects.operations().collect();
+        let [Operation::PutRecord(write)] = writes.as_slice() else {
+            panic!("one write: {writes:?}")
+        };
+        assert_eq!(write.key, "shadow/1");
+        assert_eq!(write.expected_version, Some(4));
+        let value = write.value.clone().unwrap_or_default();
+        assert_eq!(sealer.state("shadow/1", &value), MacState::Authentic);
+        assert_eq!(content(&value), edited.as_slice());
+
+        let refused = |loaded: ResealLoad| decide_reseal(&loaded, &sealer).err();
+        assert_eq!(
+            refused(vec![("shadow/1".to_owned(), 1, Some(b"not json".to_vec()))]),
+            Some(ResealError::NotJson("shadow/1".to_owned()))
+        );
+        assert_eq!(
+            refused(vec![("shadow/2".to_owned(), 0, None)]),
+            Some(ResealError::Absent("shadow/2".to_owned()))
+        );
+        for key in [
+            MARKER_KEY,
+            "smsin/+1/001",
+            "statement/1",
+            "cfg:x",
+            "shadow/",
+            "other",
+        ] {
+            assert_eq!(
+                refused(vec![(key.to_owned(), 1, Some(b"{}".to_vec()))]),
+                Some(ResealError::NotSealed(key.to_owned())),
+                "{key}"
+            );
+        }
     }
 }

@@ -576,3 +576,69 @@ impl PurseOperator {
         Ok(Decision::commit(effects, Ok(phone)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::borrow::ToOwned;
+    use alloc::vec;
+
+    #[test]
+    fn the_sweep_removes_only_expired_assemblies_and_leaves_unreadable_ones() {
+        let assembly = |started_at_ms, completed_at_ms| SmsAssembly {
+            version: RECORD_FORMAT_VERSION,
+            total: 2,
+            parts: if completed_at_ms == 0 {
+                vec![Some("AAAA".to_owned()), None]
+            } else {
+                Vec::new()
+            },
+            started_at_ms,
+            completed_at_ms,
+        };
+        let stored = |key: &str, record: &SmsAssembly, version| {
+            (
+                key.to_owned(),
+                version,
+                record.encode(key).unwrap_or_default(),
+            )
+        };
+        let now = 10 * ASSEMBLY_MS_MAX;
+        let page = SweepPage {
+            records: vec![
+                stored("smsin/+1/001", &assembly(now - ASSEMBLY_MS_MAX, 0), 3),
+                stored("smsin/+1/002", &assembly(now - ASSEMBLY_MS_MAX + 1, 0), 1),
+                // Synced long after it began: its marker counts from the sync.
+                stored("smsin/+1/003", &assembly(1, now - 1), 2),
+                stored("smsin/+1/004", &assembly(1, now - ASSEMBLY_MS_MAX), 5),
+                ("smsin/+1/005".to_owned(), 1, b"not an assembly".to_vec()),
+            ],
+            last_key: None,
+            full: false,
+        };
+        let Decision::Commit { effects, reply } = decide_sweep(&page, now) else {
+            panic!("a sweep commits")
+        };
+        assert_eq!(
+            reply,
+            Swept {
+                removed: 2,
+                kept: 2,
+                unreadable: 1
+            }
+        );
+        let deleted: Vec<(&str, Option<u64>)> = effects
+            .operations()
+            .map(|operation| match operation {
+                Operation::PutRecord(write) if write.value.is_none() => {
+                    (write.key.as_str(), write.expected_version)
+                }
+                other => panic!("not a delete: {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            deleted,
+            [("smsin/+1/001", Some(3)), ("smsin/+1/004", Some(5))]
+        );
+    }
+}
