@@ -455,6 +455,17 @@ async fn an_admin_reseals_a_checked_record_and_nothing_else() {
         );
         let refused = node.sync(&mut accomplice).await.unwrap_err();
         assert_eq!(refused.code, "record_tampered", "{}", refused.message);
+        // Said plainly, with the way out.
+        assert!(
+            refused
+                .message
+                .starts_with("record tampered: see fraud case")
+                && refused
+                    .message
+                    .contains(&format!("offpay admin purse reseal {shadow} --force")),
+            "{}",
+            refused.message
+        );
         let cases = node.flags("record_tampered").await;
         assert_eq!(cases.len(), 1, "{cases:?}");
 

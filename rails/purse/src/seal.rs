@@ -275,17 +275,18 @@ impl TamperedRecord {
 /// Records a decision loaded whose seal is wrong or absent: the operation is refused whole.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "purse record(s) {} were written or changed outside the operator's code; refused, nothing moved, raised in the fraud queue",
-    keys(.0)
+    "record tampered: see fraud case (record_tampered, subject {listed}). Purse record(s) {listed} were written or changed outside the operator's code; refused, nothing moved. After checking them, `offpay admin purse reseal {args} --force` re-seals them",
+    listed = keys(.0, ", "),
+    args = keys(.0, " ")
 )]
 pub struct Tampered(pub Vec<TamperedRecord>);
 
-fn keys(records: &[TamperedRecord]) -> String {
+fn keys(records: &[TamperedRecord], separator: &str) -> String {
     records
         .iter()
         .map(|record| record.key.as_str())
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(separator)
 }
 
 impl Tampered {
