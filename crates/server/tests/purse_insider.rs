@@ -581,6 +581,9 @@ async fn the_sweep_removes_abandoned_sms_parts_after_their_expiry_and_keeps_live
             ),
             "{outcome:?}"
         );
+        rail.sms_part(ledger, agent, &part(9), true, abandoned_at)
+            .await
+            .unwrap();
         rail.sms_part(ledger, accomplice, &part(8), true, live_at)
             .await
             .unwrap();
@@ -601,24 +604,34 @@ async fn the_sweep_removes_abandoned_sms_parts_after_their_expiry_and_keeps_live
                 .await
                 .unwrap()
         };
-        let abandoned = sms_book::assembly_key(agent, 7);
+        let abandoned = [7, 9].map(|id| sms_book::assembly_key(agent, id));
         let live = sms_book::assembly_key(accomplice, 8);
-        assert_eq!(stored().await, vec![live.clone(), abandoned.clone()]);
+        assert_eq!(
+            stored().await,
+            [std::slice::from_ref(&live), &abandoned].concat()
+        );
 
         // Just before its expiry the abandoned one is kept too.
         let early = rail
             .sweep_sms_assemblies(ledger, Timestamp(sweep_at.0 - 1))
             .await
             .unwrap();
-        assert_eq!((early.removed, early.kept), (0, 2), "{early:?}");
+        assert_eq!((early.removed, early.kept), (0, 3), "{early:?}");
         let swept = rail.sweep_sms_assemblies(ledger, sweep_at).await.unwrap();
         assert_eq!(
             (swept.removed, swept.kept, swept.unreadable),
-            (1, 1, 0),
+            (2, 1, 0),
             "{swept:?}"
         );
         assert_eq!(stored().await, vec![live.clone()]);
         let again = rail.sweep_sms_assemblies(ledger, sweep_at).await.unwrap();
         assert_eq!((again.removed, again.kept), (0, 1), "{again:?}");
+        // Past its own expiry the other one goes too.
+        let last = rail
+            .sweep_sms_assemblies(ledger, Timestamp(live_at.0 + expiry_ms))
+            .await
+            .unwrap();
+        assert_eq!((last.removed, last.kept), (1, 0), "{last:?}");
+        assert!(stored().await.is_empty());
     }
 }
