@@ -1650,6 +1650,16 @@ pub enum AdminCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Re-seal purse-book records refused as tampered (`record_tampered`), after checking each
+    /// against its fraud case: their seals only; the cases stay in the fraud queue.
+    Reseal {
+        /// Storage keys of the records, as the fraud case names them (e.g. `shadow/3`, `book`)
+        #[arg(required = true)]
+        keys: Vec<String>,
+        /// Confirm that the records were checked and are trusted as they are stored now
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn admin_fail(json: bool, message: &str, error: Option<&CallError>) -> ExitCode {
@@ -2021,6 +2031,33 @@ pub fn run_admin(client: &ApiClient, json: bool, command: AdminCommand) -> ExitC
                 let text = format!(
                     "Scheme key rotated: payees now use epoch {}, epoch {} is distributed ahead.",
                     answer["generation_epoch"], answer["scheme_epoch"]
+                );
+                (answer, text)
+            }),
+        AdminCommand::Reseal { keys, force } => client
+            .post(
+                "/api/v1/purse/records/reseal",
+                &json!({ "keys": keys, "force": force }),
+            )
+            .map_err(|error| (error.to_string(), Some(error)))
+            .map(|answer| {
+                let list = |field: &str| {
+                    answer[field]
+                        .as_array()
+                        .map(|keys| {
+                            keys.iter()
+                                .filter_map(Value::as_str)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        })
+                        .filter(|keys| !keys.is_empty())
+                        .unwrap_or_else(|| "none".to_owned())
+                };
+                let text = format!(
+                    "Re-sealed: {}; already sealed: {}. Their record_tampered cases stay in the \
+                     fraud queue.",
+                    list("resealed"),
+                    list("already_sealed")
                 );
                 (answer, text)
             }),

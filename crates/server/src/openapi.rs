@@ -990,6 +990,10 @@ pub fn declared(method: &Method, path: &str) -> Option<Declared> {
             options(&[("force", "boolean")]),
             object(&[("generation_epoch", "count"), ("scheme_epoch", "count")]),
         ),
+        ("POST", "/purse/records/reseal") => post(
+            strict(object(&[("keys", "[string]"), ("force", "boolean")])),
+            object(&[("resealed", "[string]"), ("already_sealed", "[string]")]),
+        ),
         // --- rail 2: SMS-TAN -----------------------------------------------------------------
         ("GET", "/sms/settings") => get(&[], ty("$SmsSettings")),
         ("PUT" | "POST", "/sms/settings") => post(ty("$SmsSettings"), ty("$SmsSettings")),
@@ -1620,6 +1624,7 @@ fn request_example(method: &Method, path: &str) -> Option<Value> {
             json!({ "amount": "20.00", "reference": "bank transfer 5521" })
         }
         ("POST", "/purse/scheme-key/rotate") => json!({ "force": false }),
+        ("POST", "/purse/records/reseal") => json!({ "keys": ["shadow/3"], "force": true }),
         ("POST", "/sms/accounts") => json!({
             "receive_number": "111100003333", "bound_phones": ["+254700000004"],
             "notify_phone": "+254700000004",

@@ -178,13 +178,22 @@ impl Node {
     }
 
     async fn post(&self, path: &str, body: serde_json::Value) -> (StatusCode, serde_json::Value) {
+        self.post_as(&self.token, path, body).await
+    }
+
+    async fn post_as(
+        &self,
+        token: &str,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (StatusCode, serde_json::Value) {
         use axum::body::Body;
         use http_body_util::BodyExt;
         use tower::ServiceExt;
         let request = axum::http::Request::builder()
             .method("POST")
             .uri(path)
-            .header("authorization", format!("Bearer {}", self.token))
+            .header("authorization", format!("Bearer {token}"))
             .header("content-type", "application/json")
             .body(Body::from(body.to_string()))
             .unwrap();
@@ -420,5 +429,209 @@ async fn an_earlier_releases_purse_book_is_sealed_once_at_start() {
                 .iter()
                 .any(|flag| flag.subject == shadow)
         );
+    }
+}
+
+const RESEAL: &str = "/api/v1/purse/records/reseal";
+
+/// The repair path: a record a DBA re-wrote (here the same shadow with its JSON re-spaced, as a
+/// restore through another tool would) is refused; the admin checks it and re-seals it, and the
+/// purse syncs again, while the `record_tampered` case stays in the fraud queue. A repair of a
+/// key that is not a purse-book record, of an absent one, or without `force`, changes nothing;
+/// a role other than admin is refused.
+#[tokio::test]
+async fn an_admin_reseals_a_checked_record_and_nothing_else() {
+    for backend in Backend::all("purse reseal") {
+        let directory = tempfile::tempdir().unwrap();
+        let root = directory.path();
+        let node = start(root, 0, &backend).await;
+        let mut accomplice = node.provision(ACCOMPLICE, PurseKind::Customer).await;
+        node.sync(&mut accomplice).await.unwrap();
+        let shadow = node.shadow_key(ACCOMPLICE).await;
+        dba(
+            root,
+            &backend,
+            &replace_sql(&backend, &shadow, "\"blocked\":false", "\"blocked\": false"),
+        );
+        let refused = node.sync(&mut accomplice).await.unwrap_err();
+        assert_eq!(refused.code, "record_tampered", "{}", refused.message);
+        // Said plainly, with the way out.
+        assert!(
+            refused
+                .message
+                .starts_with("record tampered: see fraud case")
+                && refused
+                    .message
+                    .contains(&format!("offpay admin purse reseal {shadow} --force")),
+            "{}",
+            refused.message
+        );
+        let cases = node.flags("record_tampered").await;
+        assert_eq!(cases.len(), 1, "{cases:?}");
+
+        // Refused, nothing written: without force, a key outside the book, an absent one, the
+        // seal marker, an SMS part, a role without the right.
+        let support = {
+            let (status, body) = node
+                .post(
+                    "/api/v1/users",
+                    json!({ "name": "clerk", "role": "support" }),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            body["token"].as_str().unwrap().to_owned()
+        };
+        let (status, body) = node
+            .post_as(&support, RESEAL, json!({ "keys": [shadow], "force": true }))
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        let (status, body) = node
+            .post(RESEAL, json!({ "keys": [shadow], "force": false }))
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("force_required")),
+            "{body}"
+        );
+        for (keys, code) in [
+            (
+                json!([shadow, "smsin/+254700000001/7"]),
+                "not_a_purse_record",
+            ),
+            (json!([seal::MARKER_KEY]), "not_a_purse_record"),
+            (json!(["statement/1"]), "not_a_purse_record"),
+            (json!(["elsewhere"]), "not_a_purse_record"),
+            (json!([shadow, "shadow/999"]), "record_not_found"),
+            (json!([shadow, shadow]), "invalid_keys"),
+            (json!([]), "invalid_keys"),
+        ] {
+            let (status, body) = node
+                .post(RESEAL, json!({ "keys": keys, "force": true }))
+                .await;
+            assert_eq!(
+                (status, body["error"]["code"].as_str()),
+                (StatusCode::BAD_REQUEST, Some(code)),
+                "{keys}: {body}"
+            );
+        }
+        let refused = node.sync(&mut accomplice).await.unwrap_err();
+        assert_eq!(
+            refused.code, "record_tampered",
+            "a refused repair re-sealed"
+        );
+
+        // The repair: the shadow only; the book header was never touched.
+        let (status, body) = node
+            .post(RESEAL, json!({ "keys": [shadow, "book"], "force": true }))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["resealed"], json!([shadow]), "{body}");
+        assert_eq!(body["already_sealed"], json!(["book"]), "{body}");
+        node.sync(&mut accomplice).await.unwrap();
+        let after = node.flags("record_tampered").await;
+        assert_eq!(
+            after.iter().map(|flag| &flag.subject).collect::<Vec<_>>(),
+            cases.iter().map(|flag| &flag.subject).collect::<Vec<_>>(),
+            "the case left the fraud queue, or a new one was raised"
+        );
+        let (status, body) = node
+            .post(RESEAL, json!({ "keys": [shadow], "force": true }))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["resealed"], json!([]), "{body}");
+    }
+}
+
+/// The sweep of SMS assemblies: a half-received message abandoned past its 24 hours is removed,
+/// one still within them is kept, and a second run finds nothing more to remove.
+#[tokio::test]
+async fn the_sweep_removes_abandoned_sms_parts_after_their_expiry_and_keeps_live_ones() {
+    use offpay_purse::params::SMS_ASSEMBLY_SECONDS_MAX;
+    use offpay_purse::sms_book::{self, PartOutcome};
+    use offpay_purse::sync::SmsPart;
+    for backend in Backend::all("purse sms sweep") {
+        let directory = tempfile::tempdir().unwrap();
+        let root = directory.path();
+        let node = start(root, 0, &backend).await;
+        let rail = &node.state.rails.purse;
+        let ledger = &node.state.ledger;
+        let part = |message_id| SmsPart {
+            message_id,
+            index: 1,
+            total: 2,
+            chunk: "AAAA".to_owned(),
+        };
+        let expiry_ms = SMS_ASSEMBLY_SECONDS_MAX * 1000;
+        let abandoned_at = node.now();
+        let live_at = Timestamp(abandoned_at.0 + expiry_ms - 60_000);
+        let sweep_at = Timestamp(abandoned_at.0 + expiry_ms);
+        let agent = Phone::parse(AGENT).unwrap();
+        let accomplice = Phone::parse(ACCOMPLICE).unwrap();
+        let (outcome, ..) = rail
+            .sms_part(ledger, agent, &part(7), true, abandoned_at)
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                outcome,
+                PartOutcome::Stored {
+                    received: 1,
+                    total: 2
+                }
+            ),
+            "{outcome:?}"
+        );
+        rail.sms_part(ledger, agent, &part(9), true, abandoned_at)
+            .await
+            .unwrap();
+        rail.sms_part(ledger, accomplice, &part(8), true, live_at)
+            .await
+            .unwrap();
+        let stored = || async {
+            ledger
+                .read(|store| {
+                    Ok(store
+                        .records(
+                            offpay_purse::book::NAMESPACE,
+                            sms_book::SMS_ASSEMBLY_PREFIX,
+                            None,
+                            100,
+                        )?
+                        .into_iter()
+                        .map(|record| record.key)
+                        .collect::<Vec<_>>())
+                })
+                .await
+                .unwrap()
+        };
+        let abandoned = [7, 9].map(|id| sms_book::assembly_key(agent, id));
+        let live = sms_book::assembly_key(accomplice, 8);
+        assert_eq!(
+            stored().await,
+            [std::slice::from_ref(&live), &abandoned].concat()
+        );
+
+        // Just before its expiry the abandoned one is kept too.
+        let early = rail
+            .sweep_sms_assemblies(ledger, Timestamp(sweep_at.0 - 1))
+            .await
+            .unwrap();
+        assert_eq!((early.removed, early.kept), (0, 3), "{early:?}");
+        let swept = rail.sweep_sms_assemblies(ledger, sweep_at).await.unwrap();
+        assert_eq!(
+            (swept.removed, swept.kept, swept.unreadable),
+            (2, 1, 0),
+            "{swept:?}"
+        );
+        assert_eq!(stored().await, vec![live.clone()]);
+        let again = rail.sweep_sms_assemblies(ledger, sweep_at).await.unwrap();
+        assert_eq!((again.removed, again.kept), (0, 1), "{again:?}");
+        // Past its own expiry the other one goes too.
+        let last = rail
+            .sweep_sms_assemblies(ledger, Timestamp(live_at.0 + expiry_ms))
+            .await
+            .unwrap();
+        assert_eq!((last.removed, last.kept), (1, 0), "{last:?}");
+        assert!(stored().await.is_empty());
     }
 }

@@ -80,7 +80,7 @@ pub use crate::params::VALIDITY_DAYS_MAX;
 /// Longest memo on an operator credit, in bytes.
 pub const FLOAT_MEMO_BYTES_MAX: usize = crate::params::MEMO_BYTES_MAX;
 
-const KEY_BOOK: &str = "book";
+pub(crate) const KEY_BOOK: &str = "book";
 
 const _: () = assert!(SCAN_PAGES_MAX > 0);
 

@@ -275,17 +275,18 @@ impl TamperedRecord {
 /// Records a decision loaded whose seal is wrong or absent: the operation is refused whole.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "purse record(s) {} were written or changed outside the operator's code; refused, nothing moved, raised in the fraud queue",
-    keys(.0)
+    "record tampered: see fraud case (record_tampered, subject {listed}). Purse record(s) {listed} were written or changed outside the operator's code; refused, nothing moved. After checking them, `offpay admin purse reseal {args} --force` re-seals them",
+    listed = keys(.0, ", "),
+    args = keys(.0, " ")
 )]
 pub struct Tampered(pub Vec<TamperedRecord>);
 
-fn keys(records: &[TamperedRecord]) -> String {
+fn keys(records: &[TamperedRecord], separator: &str) -> String {
     records
         .iter()
         .map(|record| record.key.as_str())
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(separator)
 }
 
 impl Tampered {
@@ -514,6 +515,122 @@ pub fn decide_marker(
     Ok(Decision::commit(effects, ()))
 }
 
+// ---------------------------------------------------------------------------------------------
+// Repair: an operator re-seals records it has checked.
+
+/// Records one repair may name (one commit).
+pub const RESEAL_KEYS_MAX: usize = SEAL_PAGE_RECORDS;
+
+/// The records a repair names, as read: (key, version, stored bytes if present).
+pub type ResealLoad = Vec<(String, u64, Option<Vec<u8>>)>;
+
+/// Reads the records `keys` name (in the purse namespace).
+pub fn load_reseal(store: &mut dyn LedgerStore, keys: &[String]) -> Result<ResealLoad, StoreError> {
+    keys.iter()
+        .map(|key| {
+            Ok(match store.record(NAMESPACE, key)? {
+                Some(record) => (key.clone(), record.version, Some(record.value)),
+                None => (key.clone(), 0, None),
+            })
+        })
+        .collect()
+}
+
+/// Why a repair was refused (nothing was written).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ResealError {
+    /// No key, or more than [`RESEAL_KEYS_MAX`], or one named twice.
+    #[error("a repair names 1 to {RESEAL_KEYS_MAX} distinct purse-book records: {0}")]
+    Keys(String),
+    /// The key is not one of the purse book's sealed records (the SMS book's parts and
+    /// counters, configuration, the seal marker: none is re-sealed by hand).
+    #[error("{0} is not a purse-book record that carries a seal")]
+    NotSealed(String),
+    /// No record is stored under the key.
+    #[error("no purse record is stored under {0}")]
+    Absent(String),
+    /// The stored content is not a JSON record (a malformed seal, or bytes no release wrote).
+    #[error("purse record {0} does not hold a JSON record; repair its content first")]
+    NotJson(String),
+}
+
+/// What a repair did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ResealTally {
+    /// Keys whose seal was wrong or absent and is now right over the content as stored.
+    pub resealed: Vec<String>,
+    /// Keys whose seal was already right (left as they were).
+    pub already_sealed: Vec<String>,
+}
+
+/// Whether `key` names a record of the purse book a repair may re-seal: a sealed key under one
+/// of the book's prefixes (not the seal marker).
+pub fn is_book_record_key(key: &str) -> bool {
+    const BOOK_PREFIXES: [&str; 6] = [
+        "shadow/", "phone/", "debits/", "credits/", "pair/", "syncs/",
+    ];
+    is_sealed_key(key)
+        && key != MARKER_KEY
+        && (key == crate::book::KEY_BOOK
+            || BOOK_PREFIXES
+                .iter()
+                .any(|prefix| key.len() > prefix.len() && key.starts_with(prefix)))
+}
+
+/// Checks the keys a repair names (before anything is read).
+pub fn check_reseal_keys(keys: &[String]) -> Result<(), ResealError> {
+    if keys.is_empty() || keys.len() > RESEAL_KEYS_MAX {
+        return Err(ResealError::Keys(format!("{} named", keys.len())));
+    }
+    for (index, key) in keys.iter().enumerate() {
+        if !is_book_record_key(key) {
+            return Err(ResealError::NotSealed(key.clone()));
+        }
+        if keys[..index].contains(key) {
+            return Err(ResealError::Keys(format!("{key} named twice")));
+        }
+    }
+    Ok(())
+}
+
+/// An operator's repair of records it has checked: every named record whose seal is wrong or
+/// absent is sealed over its content as stored, on condition that it is still at the version
+/// read (a write in between reloads the decision). Nothing else is written: the
+/// `record_tampered` flags stay in the fraud queue for a person to decide, no money moves, and
+/// a record that is authentic but rolled back (an earlier sealed copy) is not changed by this
+/// (its content must be repaired). Any key that is not a purse-book record, absent, or not a
+/// JSON record refuses the whole repair.
+pub fn decide_reseal(
+    loaded: &ResealLoad,
+    sealer: &RecordSealer,
+) -> Result<Decision<ResealTally>, ResealError> {
+    let keys: Vec<String> = loaded.iter().map(|(key, _, _)| key.clone()).collect();
+    check_reseal_keys(&keys)?;
+    let mut effects = Effects::new();
+    let mut tally = ResealTally::default();
+    for (key, version, stored) in loaded {
+        let Some(stored) = stored else {
+            return Err(ResealError::Absent(key.clone()));
+        };
+        if sealer.state(key, stored) == MacState::Authentic {
+            tally.already_sealed.push(key.clone());
+            continue;
+        }
+        let body = content(stored);
+        if serde_json::from_slice::<serde_json::Value>(body).is_err() {
+            return Err(ResealError::NotJson(key.clone()));
+        }
+        effects.write(Operation::PutRecord(RecordWrite {
+            namespace: NAMESPACE.to_owned(),
+            key: key.clone(),
+            value: Some(sealer.seal(key, body)),
+            expected_version: Some(*version),
+        }));
+        tally.resealed.push(key.clone());
+    }
+    Ok(Decision::commit(effects, tally))
+}
+
 /// The phone a stored shadow account names, best effort (for a flag's evidence).
 pub(crate) fn shadow_phone(key: &str, stored: &[u8]) -> Option<Phone> {
     use offpay_operator::record::StoredRecord;
@@ -541,6 +658,7 @@ mod tests {
     use super::*;
     use crate::crypto::MasterKey;
     use crate::types::OperatorId;
+    use alloc::vec;
 
     fn sealer(byte: u8) -> RecordSealer {
         let operator = OperatorId::new("op").unwrap_or_else(|_| panic!("operator id"));
@@ -583,5 +701,54 @@ mod tests {
         assert!(!is_sealed_key("smsin/+254700000000/1"));
         assert!(!is_sealed_key("statement/3"));
         assert!(!is_sealed_key("cfg:other"));
+    }
+
+    #[test]
+    fn a_repair_seals_the_checked_content_as_stored_and_refuses_anything_else() {
+        let sealer = sealer(7);
+        let edited = b"{\"a\": 1}".to_vec();
+        let authentic = sealer.seal("book", b"{}");
+        let loaded: ResealLoad = vec![
+            ("shadow/1".to_owned(), 4, Some(edited.clone())),
+            ("book".to_owned(), 9, Some(authentic)),
+        ];
+        let Ok(Decision::Commit { effects, reply }) = decide_reseal(&loaded, &sealer) else {
+            panic!("a repair")
+        };
+        assert_eq!(reply.resealed, ["shadow/1"]);
+        assert_eq!(reply.already_sealed, ["book"]);
+        let writes: Vec<&Operation> = effects.operations().collect();
+        let [Operation::PutRecord(write)] = writes.as_slice() else {
+            panic!("one write: {writes:?}")
+        };
+        assert_eq!(write.key, "shadow/1");
+        assert_eq!(write.expected_version, Some(4));
+        let value = write.value.clone().unwrap_or_default();
+        assert_eq!(sealer.state("shadow/1", &value), MacState::Authentic);
+        assert_eq!(content(&value), edited.as_slice());
+
+        let refused = |loaded: ResealLoad| decide_reseal(&loaded, &sealer).err();
+        assert_eq!(
+            refused(vec![("shadow/1".to_owned(), 1, Some(b"not json".to_vec()))]),
+            Some(ResealError::NotJson("shadow/1".to_owned()))
+        );
+        assert_eq!(
+            refused(vec![("shadow/2".to_owned(), 0, None)]),
+            Some(ResealError::Absent("shadow/2".to_owned()))
+        );
+        for key in [
+            MARKER_KEY,
+            "smsin/+1/001",
+            "statement/1",
+            "cfg:x",
+            "shadow/",
+            "other",
+        ] {
+            assert_eq!(
+                refused(vec![(key.to_owned(), 1, Some(b"{}".to_vec()))]),
+                Some(ResealError::NotSealed(key.to_owned())),
+                "{key}"
+            );
+        }
     }
 }

@@ -236,6 +236,78 @@ fn delete(key: &str, version: u64) -> Operation {
     })
 }
 
+/// Assemblies read per page by the sweep of expired ones ([`decide_sweep`]).
+pub const SWEEP_PAGE_RECORDS: usize = 256;
+
+/// One page of stored assemblies, as read for the sweep.
+#[derive(Clone, Debug, Default)]
+pub struct SweepPage {
+    /// (key, version, stored bytes).
+    pub records: Vec<(String, u64, Vec<u8>)>,
+    /// The last key read, to read the next page after.
+    pub last_key: Option<String>,
+    /// Whether the page was full (there may be more).
+    pub full: bool,
+}
+
+/// Reads the page of assemblies (every sender's) after `after`.
+pub fn load_sweep_page(
+    store: &mut dyn offpay_ledger::LedgerStore,
+    after: Option<&str>,
+) -> Result<SweepPage, offpay_ledger::StoreError> {
+    let records = store.records(NAMESPACE, SMS_ASSEMBLY_PREFIX, after, SWEEP_PAGE_RECORDS)?;
+    Ok(SweepPage {
+        full: records.len() == SWEEP_PAGE_RECORDS,
+        last_key: records.last().map(|record| record.key.clone()),
+        records: records
+            .into_iter()
+            .map(|record| (record.key, record.version, record.value))
+            .collect(),
+    })
+}
+
+/// What a sweep did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Swept {
+    /// Expired assemblies removed (half-received messages abandoned, and markers of synced ones
+    /// past [`SMS_ASSEMBLY_SECONDS_MAX`]).
+    pub removed: u64,
+    /// Assemblies still within their time, kept.
+    pub kept: u64,
+    /// Records under the prefix that do not decode: left for a person (never removed blind).
+    pub unreadable: u64,
+}
+
+impl Swept {
+    /// Adds another page's tally.
+    pub fn add(&mut self, other: &Swept) {
+        self.removed += other.removed;
+        self.kept += other.kept;
+        self.unreadable += other.unreadable;
+    }
+}
+
+/// Removes the page's expired assemblies, each on condition that it is still at the version read
+/// (a part arriving meanwhile reloads the decision). Removing one is what [`decide_part`] does to
+/// an expired assembly when its sender sends again: an expired half-message can no longer be
+/// completed, and an expired marker of a synced one no longer answers a retry (the purse's own
+/// sequence refuses a replayed upload). No money moves.
+pub fn decide_sweep(page: &SweepPage, now_ms: u64) -> Decision<Swept> {
+    let mut effects = Effects::new();
+    let mut swept = Swept::default();
+    for (key, version, stored) in &page.records {
+        match SmsAssembly::decode(key, stored) {
+            Ok(assembly) if assembly.expired(now_ms) => {
+                effects.write(delete(key, *version));
+                swept.removed += 1;
+            }
+            Ok(_) => swept.kept += 1,
+            Err(_) => swept.unreadable += 1,
+        }
+    }
+    Decision::commit(effects, swept)
+}
+
 /// Decides one inbound part of `sender`'s message, given all of the sender's assemblies
 /// (`existing`, as loaded). Expired assemblies are removed; a sender with
 /// [`SMS_ASSEMBLIES_PER_SENDER_MAX`] messages half-received loses the oldest to a new one.
@@ -502,5 +574,71 @@ impl PurseOperator {
         counter.failures_since_ms = 0;
         effects.write(put(&key, version, &counter)?);
         Ok(Decision::commit(effects, Ok(phone)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::borrow::ToOwned;
+    use alloc::vec;
+
+    #[test]
+    fn the_sweep_removes_only_expired_assemblies_and_leaves_unreadable_ones() {
+        let assembly = |started_at_ms, completed_at_ms| SmsAssembly {
+            version: RECORD_FORMAT_VERSION,
+            total: 2,
+            parts: if completed_at_ms == 0 {
+                vec![Some("AAAA".to_owned()), None]
+            } else {
+                Vec::new()
+            },
+            started_at_ms,
+            completed_at_ms,
+        };
+        let stored = |key: &str, record: &SmsAssembly, version| {
+            (
+                key.to_owned(),
+                version,
+                record.encode(key).unwrap_or_default(),
+            )
+        };
+        let now = 10 * ASSEMBLY_MS_MAX;
+        let page = SweepPage {
+            records: vec![
+                stored("smsin/+1/001", &assembly(now - ASSEMBLY_MS_MAX, 0), 3),
+                stored("smsin/+1/002", &assembly(now - ASSEMBLY_MS_MAX + 1, 0), 1),
+                // Synced long after it began: its marker counts from the sync.
+                stored("smsin/+1/003", &assembly(1, now - 1), 2),
+                stored("smsin/+1/004", &assembly(1, now - ASSEMBLY_MS_MAX), 5),
+                ("smsin/+1/005".to_owned(), 1, b"not an assembly".to_vec()),
+            ],
+            last_key: None,
+            full: false,
+        };
+        let Decision::Commit { effects, reply } = decide_sweep(&page, now) else {
+            panic!("a sweep commits")
+        };
+        assert_eq!(
+            reply,
+            Swept {
+                removed: 2,
+                kept: 2,
+                unreadable: 1
+            }
+        );
+        let deleted: Vec<(&str, Option<u64>)> = effects
+            .operations()
+            .map(|operation| match operation {
+                Operation::PutRecord(write) if write.value.is_none() => {
+                    (write.key.as_str(), write.expected_version)
+                }
+                other => panic!("not a delete: {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            deleted,
+            [("smsin/+1/001", Some(3)), ("smsin/+1/004", Some(5))]
+        );
     }
 }

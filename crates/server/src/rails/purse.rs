@@ -28,6 +28,7 @@ pub use offpay_purse::book::{
 };
 use offpay_purse::crypto::{MASTER_KEY_BYTES, MasterKey};
 use offpay_purse::seal::{self, SealStage, SealTally, StartPlan};
+use offpay_purse::sms_book;
 use offpay_purse::{
     Cause, OfflineLimits, OperatorId, OperatorSecrets, Phone, PurseError, PurseKind, ShadowAccount,
     TrustClass,
@@ -401,6 +402,91 @@ impl PurseRail {
         Ok((generation, newest))
     }
 
+    /// Re-seals the purse-book records `keys` names, after an operator checked them
+    /// ([`seal::decide_reseal`]): their seals only; the `record_tampered` flags stay in the
+    /// fraud queue, and nothing else is written.
+    pub async fn reseal(
+        &self,
+        ledger: &Ledger,
+        keys: Vec<String>,
+        now: offpay_ledger::Timestamp,
+    ) -> Result<seal::ResealTally, RailError> {
+        seal::check_reseal_keys(&keys).map_err(reseal_refused)?;
+        let sealer = self.operator.sealer();
+        let tally = runner::run(
+            ledger,
+            now,
+            || {
+                let keys = keys.clone();
+                async move {
+                    Ok::<_, RailError>(
+                        ledger
+                            .read(move |store| seal::load_reseal(store, &keys))
+                            .await?,
+                    )
+                }
+            },
+            |loaded| seal::decide_reseal(&loaded, sealer).map_err(reseal_refused),
+        )
+        .await?;
+        tracing::warn!(
+            resealed = ?tally.resealed,
+            already_sealed = ?tally.already_sealed,
+            "an operator re-sealed purse records after checking them; their record_tampered \
+             cases stay in the fraud queue"
+        );
+        Ok(tally)
+    }
+
+    /// Removes expired SMS assemblies (`smsin/<sender>/<id>` past their
+    /// [`offpay_purse::params::SMS_ASSEMBLY_SECONDS_MAX`]), at most
+    /// [`SMS_SWEEP_PAGES_PER_RUN`] pages a run, one commit a page; live ones are kept.
+    pub async fn sweep_sms_assemblies(
+        &self,
+        ledger: &Ledger,
+        now: offpay_ledger::Timestamp,
+    ) -> Result<sms_book::Swept, RailError> {
+        let mut total = sms_book::Swept::default();
+        let mut after: Option<String> = None;
+        for _ in 0..SMS_SWEEP_PAGES_PER_RUN {
+            let page_after = after.clone();
+            let (swept, last_key, full) = runner::run(
+                ledger,
+                now,
+                || {
+                    let page_after = page_after.clone();
+                    async move {
+                        Ok::<_, RailError>(
+                            ledger
+                                .read(move |store| {
+                                    sms_book::load_sweep_page(store, page_after.as_deref())
+                                })
+                                .await?,
+                        )
+                    }
+                },
+                |page| {
+                    Ok::<_, RailError>(match sms_book::decide_sweep(&page, now.0) {
+                        offpay_operator::Decision::Commit { effects, reply } => {
+                            offpay_operator::Decision::commit(
+                                effects,
+                                (reply, page.last_key.clone(), page.full),
+                            )
+                        }
+                        offpay_operator::Decision::Reload => offpay_operator::Decision::Reload,
+                    })
+                },
+            )
+            .await?;
+            total.add(&swept);
+            if !full {
+                break;
+            }
+            after = last_key;
+        }
+        Ok(total)
+    }
+
     /// The sealer of the book's records (to check a record as the rail does).
     pub fn sealer(&self) -> &seal::RecordSealer {
         self.operator.sealer()
@@ -411,6 +497,19 @@ impl PurseRail {
         let loaded = self.load(ledger, PurseOperator::purse_plan(phone)).await?;
         Ok(self.operator.shadow(&loaded, phone)?)
     }
+}
+
+fn reseal_refused(error: seal::ResealError) -> RailError {
+    let code = match error {
+        seal::ResealError::Keys(_) => "invalid_keys",
+        seal::ResealError::NotSealed(_) => "not_a_purse_record",
+        seal::ResealError::Absent(_) => "record_not_found",
+        seal::ResealError::NotJson(_) => "record_not_json",
+    };
+    RailError::Book(BookError::Invalid {
+        code,
+        message: error.to_string(),
+    })
 }
 
 /// At start, before any message: the book's records an earlier release wrote without a seal
@@ -569,12 +668,52 @@ pub fn operator_routes() -> OperatorRoutes {
         )
         .post("/purse/purses/{phone}/language", SUPPORT, language_endpoint)
         .post("/purse/scheme-key/rotate", ADMIN, rotate_endpoint)
+        // Trusts records as they are stored after an operator checked them: the admin's call.
+        .post("/purse/records/reseal", ADMIN, reseal_endpoint)
 }
 
-/// Background work (schedulers, retries); called once the server state exists. The purse rail
-/// has none: everything happens when a purse syncs or the operator asks.
+/// How often the background sweep of expired SMS assemblies runs.
+pub const SMS_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+/// Pages of [`offpay_purse::sms_book::SWEEP_PAGE_RECORDS`] assemblies one sweep reads at most
+/// (the rest wait for the next run).
+pub const SMS_SWEEP_PAGES_PER_RUN: usize = 4;
+
+/// Background work; called once the server state exists. The purse rail's one job: the sweep
+/// of expired SMS assemblies ([`PurseRail::sweep_sms_assemblies`]) every [`SMS_SWEEP_EVERY`];
+/// everything else happens when a purse syncs or the operator asks.
 pub fn spawn_background(state: &Arc<AppState>) {
-    let _ = state;
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    handle.spawn(sweeping(Arc::downgrade(state)));
+}
+
+async fn sweeping(state: std::sync::Weak<AppState>) {
+    let mut ticks = tokio::time::interval(SMS_SWEEP_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        match state
+            .rails
+            .purse
+            .sweep_sms_assemblies(&state.ledger, state.now())
+            .await
+        {
+            Ok(swept) if swept.removed > 0 || swept.unreadable > 0 => tracing::info!(
+                removed = swept.removed,
+                kept = swept.kept,
+                unreadable = swept.unreadable,
+                "swept expired purse SMS assemblies"
+            ),
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, "sweeping purse SMS assemblies failed; trying again at the next run")
+            }
+        }
+    }
 }
 
 /// A purse's phone as the operator writes it (`0711000003`, `+254 711 000 003`), in E.164 with
@@ -1264,6 +1403,34 @@ async fn rotate_endpoint(
         "generation_epoch": generation,
         "scheme_epoch": newest,
     })))
+}
+
+/// The body of a repair: the purse-book records to re-seal, and `force` (the operator checked
+/// them and trusts them as they are stored now).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResealRequest {
+    keys: Vec<String>,
+    force: bool,
+}
+
+async fn reseal_endpoint(
+    State(state): State<Arc<AppState>>,
+    crate::api::ApiJson(request): crate::api::ApiJson<ResealRequest>,
+) -> Result<Json<Value>, ApiError> {
+    if !request.force {
+        return Err(ApiError::bad_request(
+            "force_required",
+            "re-sealing trusts the named records as they are stored now; check each against the \
+             fraud case first, then send {\"force\": true}",
+        ));
+    }
+    let tally = state
+        .rails
+        .purse
+        .reseal(&state.ledger, request.keys, state.now())
+        .await?;
+    Ok(Json(json!(tally)))
 }
 
 /// Where the rail keeps its key files under `data_dir`.
