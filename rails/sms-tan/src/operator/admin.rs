@@ -567,6 +567,44 @@ pub fn tampered_envelope(loaded: &Loaded<EnvelopeRecord>, master: &MasterKey) ->
     })
 }
 
+/// The stored account as read, as a finding, when its settings (bound phones, limits, current
+/// envelope, …) or its spending window fail their MAC; `None` for an authentic or absent one.
+pub fn tampered_account(loaded: &Loaded<AccountRecord>, master: &MasterKey) -> Option<Tampered> {
+    let record = loaded.value.as_ref()?;
+    let kind = if !record.settings_authentic(master, &loaded.key) {
+        AccountRecord::MAC_KIND
+    } else if !record.spending_authentic(master, &loaded.key) {
+        AccountRecord::SPENDING_MAC_KIND
+    } else {
+        return None;
+    };
+    let stored = offpay_operator::StoredRecord::encode(record, &loaded.key)
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default();
+    Some(Tampered {
+        kind,
+        key: loaded.key.clone(),
+        evidence: serde_json::json!({
+            "account": record.receive_number.to_string(),
+            "bound_phones": record.bound_phones.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "state": short_hash(&stored),
+        }),
+    })
+}
+
+/// The `record_tampered` flags of `tampered`, each keyed by its record and what the record held
+/// (its `state`): the same edit met again is the same flag, a further edit a new one.
+pub fn tampered_flags(tampered: &[Tampered], now: offpay_ledger::Timestamp) -> Effects {
+    let mut effects = Effects::new();
+    for finding in tampered {
+        effects.flag(
+            &finding.flag(now),
+            &short_hash(&format!("{}:{}", finding.key, finding.evidence["state"])),
+        );
+    }
+    effects
+}
+
 /// An agent's or operator's step (bind, replace, unlock) on envelopes read as `tampered`: when
 /// any was changed in the database the step is not decided at all — it would seal the edit as
 /// the operator's — and what commits is the `record_tampered` flags alone (one per record
@@ -583,13 +621,7 @@ pub fn refuse_tampered<T>(
             Decision::Reload => Decision::Reload,
         });
     }
-    let mut effects = Effects::new();
-    for finding in tampered {
-        effects.flag(
-            &finding.flag(now),
-            &short_hash(&format!("{}:{}", finding.key, finding.evidence["state"])),
-        );
-    }
+    let effects = tampered_flags(tampered, now);
     let keys: Vec<&str> = tampered
         .iter()
         .map(|finding| finding.key.as_str())
