@@ -7,82 +7,12 @@
 
 mod sms_common;
 
-use std::time::Duration;
-
 use serde_json::Value;
 use sms_common::*;
 
 /// A phone the payer never used: the accomplice who re-sends an intercepted message (the payer
 /// binds no phone, so it is taken from any).
 const OTHER_PHONE: &str = "+254799999999";
-
-fn flags(server: &TestServer, kind: &str) -> usize {
-    let flags = server.get("/api/v1/fraud?rail=sms");
-    flags
-        .to_string()
-        .matches(&format!("\"kind\":\"{kind}\""))
-        .count()
-}
-
-/// Reads an SMS record's stored bytes and version as a database administrator would.
-fn dba_read(server: &TestServer, kind: BackendKind, key: &str) -> (Vec<u8>, i64) {
-    match kind {
-        BackendKind::Sqlite => {
-            let connection =
-                rusqlite::Connection::open(server.data_dir.join("offpay.sqlite")).unwrap();
-            connection
-                .query_row(
-                    "SELECT value, version FROM records WHERE namespace = 'sms' AND key = ?1",
-                    [key],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .unwrap()
-        }
-        BackendKind::Postgres => {
-            let mut client =
-                postgres::Client::connect(server.database_url().unwrap(), postgres::NoTls).unwrap();
-            let row = client
-                .query_one(
-                    "SELECT value, version FROM records WHERE namespace = 'sms' AND key = $1",
-                    &[&key],
-                )
-                .unwrap();
-            (row.get(0), row.get(1))
-        }
-    }
-}
-
-/// Writes `value` under `key` with a real SQL UPDATE, bumping the version so every process reads
-/// the DBA's row; then waits out the server's record cache (5 s).
-fn dba_write(server: &TestServer, kind: BackendKind, key: &str, value: &[u8], version: i64) {
-    let changed = match kind {
-        BackendKind::Sqlite => {
-            let connection =
-                rusqlite::Connection::open(server.data_dir.join("offpay.sqlite")).unwrap();
-            connection.busy_timeout(Duration::from_secs(10)).unwrap();
-            connection
-                .execute(
-                    "UPDATE records SET value = ?2, version = ?3 \
-                     WHERE namespace = 'sms' AND key = ?1",
-                    rusqlite::params![key, value, version + 1],
-                )
-                .unwrap() as u64
-        }
-        BackendKind::Postgres => {
-            let mut client =
-                postgres::Client::connect(server.database_url().unwrap(), postgres::NoTls).unwrap();
-            client
-                .execute(
-                    "UPDATE records SET value = $2, version = $3 \
-                     WHERE namespace = 'sms' AND key = $1",
-                    &[&key, &value, &(version + 1)],
-                )
-                .unwrap()
-        }
-    };
-    assert_eq!(changed, 1);
-    std::thread::sleep(Duration::from_secs(6));
-}
 
 /// The replay an unsealed envelope allowed: a paid row marked unused by hand, the paid message
 /// sent again from another phone. Refused, flagged, the holder's failure count untouched.
