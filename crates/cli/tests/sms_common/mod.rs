@@ -26,6 +26,7 @@ pub const PAYEE_PHONE: &str = "+254700000002";
 
 mod dba;
 
+#[allow(unused_imports)]
 pub use dba::*;
 pub use offpay_test_support::{Backend, BackendKind};
 
