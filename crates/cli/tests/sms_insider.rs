@@ -64,7 +64,49 @@ fn an_envelope_put_back_by_sql_to_an_earlier_copy_is_caught(kind: BackendKind) {
     assert_eq!(server.envelope(SEED_EUIN)["consecutive_failures"], 0);
 }
 
+/// An agent's or operator's step on an envelope edited by SQL (a failure count written in):
+/// the replacement and the unlock are refused 409 `record_tampered`, nothing is written over the
+/// DBA's record, and the edit is raised once however many steps meet it; the holder is not blamed.
+fn an_agent_step_on_an_envelope_edited_by_sql_is_refused_and_raised_once(kind: BackendKind) {
+    let server = TestServer::start(kind);
+    server.seed_world();
+    let next = server.issue_envelope();
+    let key = format!("env:{SEED_EUIN}");
+    let (mut record, version) = dba_read_json(&server, kind, &key);
+    record["consecutive_failures"] = Value::from(2);
+    let edited = record.to_string().into_bytes();
+    dba_write(&server, kind, &key, &edited, version);
+    let replace = serde_json::json!({
+        "account": PAYER, "checked_by": "agent-17", "document_kind": "national id",
+        "document_number": "A1234567", "reason": "lost"
+    });
+    for _ in 0..2 {
+        let (status, answer) = server.api(
+            reqwest::Method::POST,
+            &format!("/api/v1/sms/envelopes/{}/replace", next.euin),
+            Some(replace.clone()),
+        );
+        assert_eq!(status, 409, "{answer}");
+        assert_eq!(answer["error"]["code"], "record_tampered", "{answer}");
+        let (status, answer) = server.api(
+            reqwest::Method::POST,
+            &format!("/api/v1/sms/envelopes/{SEED_EUIN}/unlock"),
+            None,
+        );
+        assert_eq!(status, 409, "{answer}");
+        assert_eq!(answer["error"]["code"], "record_tampered", "{answer}");
+    }
+    assert_eq!(flags(&server, "record_tampered"), 1);
+    assert_eq!(flags(&server, "envelope"), 1);
+    assert_eq!(dba_read(&server, kind, &key).0, edited);
+    assert_eq!(
+        server.envelope(&next.euin.to_string())["status"],
+        "unallocated"
+    );
+}
+
 offpay_test_support::on_every_backend!(
     a_paid_row_marked_unused_by_sql_replays_nothing,
     an_envelope_put_back_by_sql_to_an_earlier_copy_is_caught,
+    an_agent_step_on_an_envelope_edited_by_sql_is_refused_and_raised_once,
 );
