@@ -11,41 +11,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sms_common::*;
 
-fn flags(server: &TestServer, kind: &str) -> usize {
-    let flags = server.get("/api/v1/fraud?rail=sms");
-    flags
-        .to_string()
-        .matches(&format!("\"kind\":\"{kind}\""))
-        .count()
-}
-
-/// Runs `statement` (with `$1` = key pattern, `$2` = new value bytes) on the server's database,
-/// as a database administrator would, and returns the rows it changed.
-fn dba(
-    server: &TestServer,
-    kind: BackendKind,
-    sql_sqlite: &str,
-    sql_postgres: &str,
-    a: &str,
-    b: &[u8],
-) -> u64 {
-    match kind {
-        BackendKind::Sqlite => {
-            let connection =
-                rusqlite::Connection::open(server.data_dir.join("offpay.sqlite")).unwrap();
-            connection.busy_timeout(Duration::from_secs(10)).unwrap();
-            connection
-                .execute(sql_sqlite, rusqlite::params![a, b])
-                .unwrap() as u64
-        }
-        BackendKind::Postgres => {
-            let mut client =
-                postgres::Client::connect(server.database_url().unwrap(), postgres::NoTls).unwrap();
-            client.execute(sql_postgres, &[&a, &b]).unwrap()
-        }
-    }
-}
-
 fn rewritten_settings_and_reg_are_refused_through_the_webhook(kind: BackendKind) {
     let server = TestServer::start(kind);
     let envelope = server.seed_world();
@@ -225,35 +190,6 @@ fn a_dba_insert_or_update_moves_nothing_through_a_real_server(kind: BackendKind)
     assert_eq!(flags(&server, "record_tampered"), 2);
 }
 
-/// Reads an SMS record's JSON and version as a database administrator would.
-fn dba_read(server: &TestServer, kind: BackendKind, key: &str) -> (Value, i64) {
-    let (bytes, version): (Vec<u8>, i64) = match kind {
-        BackendKind::Sqlite => {
-            let connection =
-                rusqlite::Connection::open(server.data_dir.join("offpay.sqlite")).unwrap();
-            connection
-                .query_row(
-                    "SELECT value, version FROM records WHERE namespace = 'sms' AND key = ?1",
-                    [key],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .unwrap()
-        }
-        BackendKind::Postgres => {
-            let mut client =
-                postgres::Client::connect(server.database_url().unwrap(), postgres::NoTls).unwrap();
-            let row = client
-                .query_one(
-                    "SELECT value, version FROM records WHERE namespace = 'sms' AND key = $1",
-                    &[&key],
-                )
-                .unwrap();
-            (row.get(0), row.get(1))
-        }
-    };
-    (serde_json::from_slice(&bytes).unwrap(), version)
-}
-
 /// Issue 18, the spending window: a DBA who resets an account's day and week totals with a real
 /// SQL UPDATE (bumping the version, so every process reads his row) does not let the holder pay
 /// past the daily limit: the window fails its MAC, the account pays nothing, `record_tampered`.
@@ -272,7 +208,7 @@ fn a_dba_reset_spending_window_lets_nothing_past_the_daily_limit(kind: BackendKi
     assert_eq!(server.balance(PAYEE), 100_00);
     // The DBA: today's and this week's totals back to zero.
     let key = format!("acct:{PAYER}");
-    let (mut account, version) = dba_read(&server, kind, &key);
+    let (mut account, version) = dba_read_json(&server, kind, &key);
     assert_eq!(account["spending"]["today_minor"], 100_00, "{account}");
     account["spending"]["today_minor"] = Value::from(0);
     account["spending"]["week_minor"] = Value::from(0);

@@ -7,82 +7,12 @@
 
 mod sms_common;
 
-use std::time::Duration;
-
 use serde_json::Value;
 use sms_common::*;
 
 /// A phone the payer never used: the accomplice who re-sends an intercepted message (the payer
 /// binds no phone, so it is taken from any).
 const OTHER_PHONE: &str = "+254799999999";
-
-fn flags(server: &TestServer, kind: &str) -> usize {
-    let flags = server.get("/api/v1/fraud?rail=sms");
-    flags
-        .to_string()
-        .matches(&format!("\"kind\":\"{kind}\""))
-        .count()
-}
-
-/// Reads an SMS record's stored bytes and version as a database administrator would.
-fn dba_read(server: &TestServer, kind: BackendKind, key: &str) -> (Vec<u8>, i64) {
-    match kind {
-        BackendKind::Sqlite => {
-            let connection =
-                rusqlite::Connection::open(server.data_dir.join("offpay.sqlite")).unwrap();
-            connection
-                .query_row(
-                    "SELECT value, version FROM records WHERE namespace = 'sms' AND key = ?1",
-                    [key],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .unwrap()
-        }
-        BackendKind::Postgres => {
-            let mut client =
-                postgres::Client::connect(server.database_url().unwrap(), postgres::NoTls).unwrap();
-            let row = client
-                .query_one(
-                    "SELECT value, version FROM records WHERE namespace = 'sms' AND key = $1",
-                    &[&key],
-                )
-                .unwrap();
-            (row.get(0), row.get(1))
-        }
-    }
-}
-
-/// Writes `value` under `key` with a real SQL UPDATE, bumping the version so every process reads
-/// the DBA's row; then waits out the server's record cache (5 s).
-fn dba_write(server: &TestServer, kind: BackendKind, key: &str, value: &[u8], version: i64) {
-    let changed = match kind {
-        BackendKind::Sqlite => {
-            let connection =
-                rusqlite::Connection::open(server.data_dir.join("offpay.sqlite")).unwrap();
-            connection.busy_timeout(Duration::from_secs(10)).unwrap();
-            connection
-                .execute(
-                    "UPDATE records SET value = ?2, version = ?3 \
-                     WHERE namespace = 'sms' AND key = ?1",
-                    rusqlite::params![key, value, version + 1],
-                )
-                .unwrap() as u64
-        }
-        BackendKind::Postgres => {
-            let mut client =
-                postgres::Client::connect(server.database_url().unwrap(), postgres::NoTls).unwrap();
-            client
-                .execute(
-                    "UPDATE records SET value = $2, version = $3 \
-                     WHERE namespace = 'sms' AND key = $1",
-                    &[&key, &value, &(version + 1)],
-                )
-                .unwrap()
-        }
-    };
-    assert_eq!(changed, 1);
-    std::thread::sleep(Duration::from_secs(6));
-}
 
 /// The replay an unsealed envelope allowed: a paid row marked unused by hand, the paid message
 /// sent again from another phone. Refused, flagged, the holder's failure count untouched.
@@ -134,7 +64,49 @@ fn an_envelope_put_back_by_sql_to_an_earlier_copy_is_caught(kind: BackendKind) {
     assert_eq!(server.envelope(SEED_EUIN)["consecutive_failures"], 0);
 }
 
+/// An agent's or operator's step on an envelope edited by SQL (a failure count written in):
+/// the replacement and the unlock are refused 409 `record_tampered`, nothing is written over the
+/// DBA's record, and the edit is raised once however many steps meet it; the holder is not blamed.
+fn an_agent_step_on_an_envelope_edited_by_sql_is_refused_and_raised_once(kind: BackendKind) {
+    let server = TestServer::start(kind);
+    server.seed_world();
+    let next = server.issue_envelope();
+    let key = format!("env:{SEED_EUIN}");
+    let (mut record, version) = dba_read_json(&server, kind, &key);
+    record["consecutive_failures"] = Value::from(2);
+    let edited = record.to_string().into_bytes();
+    dba_write(&server, kind, &key, &edited, version);
+    let replace = serde_json::json!({
+        "account": PAYER, "checked_by": "agent-17", "document_kind": "national id",
+        "document_number": "A1234567", "reason": "lost"
+    });
+    for _ in 0..2 {
+        let (status, answer) = server.api(
+            reqwest::Method::POST,
+            &format!("/api/v1/sms/envelopes/{}/replace", next.euin),
+            Some(replace.clone()),
+        );
+        assert_eq!(status, 409, "{answer}");
+        assert_eq!(answer["error"]["code"], "record_tampered", "{answer}");
+        let (status, answer) = server.api(
+            reqwest::Method::POST,
+            &format!("/api/v1/sms/envelopes/{SEED_EUIN}/unlock"),
+            None,
+        );
+        assert_eq!(status, 409, "{answer}");
+        assert_eq!(answer["error"]["code"], "record_tampered", "{answer}");
+    }
+    assert_eq!(flags(&server, "record_tampered"), 1);
+    assert_eq!(flags(&server, "envelope"), 1);
+    assert_eq!(dba_read(&server, kind, &key).0, edited);
+    assert_eq!(
+        server.envelope(&next.euin.to_string())["status"],
+        "unallocated"
+    );
+}
+
 offpay_test_support::on_every_backend!(
     a_paid_row_marked_unused_by_sql_replays_nothing,
     an_envelope_put_back_by_sql_to_an_earlier_copy_is_caught,
+    an_agent_step_on_an_envelope_edited_by_sql_is_refused_and_raised_once,
 );

@@ -252,6 +252,77 @@ fn an_allow_list_refuses_callers_outside_it(kind: BackendKind) {
     assert!(body.starts_with("CON "), "{body}");
 }
 
+/// Issue 18, the bank's database administrator: the USSD menu reads the envelope and its account
+/// only through their MACs. A phone added by SQL to the account's bound phones binds nothing, and
+/// nothing on the account is offered to anyone (the menu says it is on hold), not even to the
+/// holder's own phone; an envelope edited by SQL holds it the same way. Each edit is raised once
+/// as `record_tampered`, however many sessions meet it, and the holder is not blamed.
+fn records_edited_in_the_database_hold_the_menu(kind: BackendKind) {
+    let server = TestServer::start(kind);
+    server.seed_world();
+    server.post(
+        &format!("/api/v1/sms/accounts/{PAYER}"),
+        json!({ "bound_phones": [PAYER_PHONE] }),
+    );
+    let held = "END This account is on hold while the bank checks its records.";
+    let balance = screen(&server, PAYER_PHONE, &format!("3*{SEED_EUIN}"));
+    assert!(balance.starts_with("END BALANCE KES"), "{balance}");
+    // The stranger's phone added to the bound phones by SQL.
+    let account_key = format!("acct:{PAYER}");
+    let (honest, version) = dba_read(&server, kind, &account_key);
+    let mut account: serde_json::Value = serde_json::from_slice(&honest).unwrap();
+    account["bound_phones"] = json!([PAYER_PHONE, STRANGER]);
+    dba_write(
+        &server,
+        kind,
+        &account_key,
+        account.to_string().as_bytes(),
+        version,
+    );
+    for phone in [STRANGER, PAYER_PHONE] {
+        for text in [format!("3*{SEED_EUIN}"), format!("4*{SEED_EUIN}")] {
+            let shown = screen(&server, phone, &text);
+            assert!(shown.starts_with(held), "{shown}");
+        }
+        let shown = screen(&server, phone, &format!("5*2*{SEED_EUIN}"));
+        assert!(shown.starts_with(held), "{shown}");
+    }
+    assert_eq!(flags(&server, "record_tampered"), 1);
+    assert_eq!(flags(&server, "account-settings"), 1);
+    // The language was not set through the edited record.
+    let (stored, version) = dba_read(&server, kind, &account_key);
+    assert_eq!(stored, account.to_string().into_bytes());
+    // The operator puts the honest record back: the holder's menu works again, the stranger's
+    // phone is not bound.
+    dba_write(&server, kind, &account_key, &honest, version);
+    let balance = screen(&server, PAYER_PHONE, &format!("3*{SEED_EUIN}"));
+    assert!(balance.starts_with("END BALANCE KES"), "{balance}");
+    let shown = screen(&server, STRANGER, &format!("3*{SEED_EUIN}"));
+    assert!(
+        shown.starts_with("END This phone is not registered"),
+        "{shown}"
+    );
+    // The envelope edited by SQL (its failure count cleared to a new value): held again, raised
+    // once more.
+    let envelope_key = format!("env:{SEED_EUIN}");
+    let (bytes, version) = dba_read_json(&server, kind, &envelope_key);
+    let mut envelope = bytes;
+    envelope["consecutive_failures"] = json!(2);
+    dba_write(
+        &server,
+        kind,
+        &envelope_key,
+        envelope.to_string().as_bytes(),
+        version,
+    );
+    for _ in 0..2 {
+        let shown = screen(&server, PAYER_PHONE, &format!("3*{SEED_EUIN}"));
+        assert!(shown.starts_with(held), "{shown}");
+    }
+    assert_eq!(flags(&server, "record_tampered"), 2);
+    assert_eq!(flags(&server, "envelope"), 1);
+}
+
 fn parse_seed() -> offpay_sms_tan::Envelope {
     offpay_sms_tan::import::parse_envelope(SEED_ENVELOPE).unwrap()
 }
@@ -260,4 +331,5 @@ offpay_test_support::on_every_backend!(
     a_scripted_session_shows_balance_and_statement_for_both_rails,
     unknown_numbers_wrong_choices_and_bad_tokens_end_clearly,
     an_allow_list_refuses_callers_outside_it,
+    records_edited_in_the_database_hold_the_menu,
 );

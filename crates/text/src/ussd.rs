@@ -27,6 +27,9 @@ crate::messages! {
     BAD_ENVELOPE = "ussd-bad-envelope";
     /// The phone is not bound to the envelope's account (or there is no such envelope).
     NOT_BOUND = "ussd-not-bound";
+    /// The envelope's or the account's stored record failed its MAC (changed in the database):
+    /// nothing on it is offered until the operator settles it.
+    ACCOUNT_HELD = "ussd-account-held";
     /// The language choices.
     CHOOSE_LANGUAGE = "ussd-choose-language";
     /// The language was set: `$language`.

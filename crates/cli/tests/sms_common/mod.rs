@@ -24,6 +24,10 @@ pub const PAYEE: &str = "901020377865";
 pub const PAYER_PHONE: &str = "+254700000001";
 pub const PAYEE_PHONE: &str = "+254700000002";
 
+mod dba;
+
+#[allow(unused_imports)]
+pub use dba::*;
 pub use offpay_test_support::{Backend, BackendKind};
 
 /// A running server; killed on drop (before its database is dropped).

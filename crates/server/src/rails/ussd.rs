@@ -145,15 +145,17 @@ async fn session(
         }
         Ask::Sms(query, euin) => sms_query(&state, e164.as_str(), &session_id, query, euin)
             .await
-            .map(|reply| menu::sms_answer(reply.as_deref(), language)),
+            .map(|answer| match answer {
+                SmsAnswer::Reply(reply) => menu::sms_answer(reply.as_deref(), language),
+                SmsAnswer::NotBound => menu::sms_answer(None, language),
+                SmsAnswer::Held => menu::account_held(language),
+            }),
         Ask::SetLanguage(chosen, euin) => set_language(&state, e164.as_str(), chosen, euin)
             .await
-            .map(|set| {
-                if set {
-                    menu::language_set(chosen)
-                } else {
-                    menu::not_bound(language)
-                }
+            .map(|set| match set {
+                LanguageSet::Set => menu::language_set(chosen),
+                LanguageSet::NotBound => menu::not_bound(language),
+                LanguageSet::Held => menu::account_held(language),
             }),
         _ => Ok(menu::unavailable(language)),
     };
@@ -229,50 +231,129 @@ async fn purse_view(state: &Arc<AppState>, e164: &str) -> Result<Option<PurseVie
     }))
 }
 
-/// Whether `phone` is bound to the account of envelope `euin`, and that account's number.
+/// What the menu may do for a phone and an envelope.
+enum Binding {
+    /// The phone is bound to the envelope's account.
+    Bound(offpay_sms_tan::AccountNumber),
+    /// No such envelope in use, no such account, or the phone is not bound to it.
+    NotBound,
+    /// The envelope's record or its account's failed its MAC (changed in the database), or the
+    /// two disagree on the rows used: the menu offers nothing on either, says so, and the record
+    /// is raised as `record_tampered` (once per record state; the holder is not blamed).
+    Held,
+}
+
+/// Whether `phone` is bound to the account `euin` is in use for, read from records that pass
+/// their MACs only: an envelope or account edited in the database (a phone added to the bound
+/// list, an envelope pointed at another account) binds nothing.
 async fn bound_account(
     state: &Arc<AppState>,
     phone: &PhoneNumber,
     euin: Euin,
-) -> Result<Option<offpay_sms_tan::AccountNumber>, String> {
+) -> Result<Binding, String> {
     let phone = phone.clone();
-    state
+    let master = state.rails.sms.operator();
+    let (binding, tampered) = state
         .ledger
         .read(move |store| {
+            let master = master.master();
             let read = |store: &mut dyn offpay_ledger::LedgerStore| {
                 let envelope =
                     Loaded::<EnvelopeRecord>::read(store, &records::envelope_key(&euin))?;
-                let account = match envelope.value.map(|record| record.view.status) {
-                    Some(
-                        EnvelopeStatus::Active { account } | EnvelopeStatus::Locked { account },
-                    ) => account,
-                    _ => return Ok(None),
+                if let Some(tampered) = admin::tampered_envelope(&envelope, master) {
+                    return Ok((Binding::Held, vec![tampered]));
+                }
+                let Some(view) = envelope.value.map(|record| record.view) else {
+                    return Ok((Binding::NotBound, Vec::new()));
+                };
+                let account = match view.status {
+                    EnvelopeStatus::Active { account } | EnvelopeStatus::Locked { account } => {
+                        account
+                    }
+                    _ => return Ok((Binding::NotBound, Vec::new())),
                 };
                 let record = Loaded::<AccountRecord>::read(store, &records::account_key(&account))?;
-                Ok(record
-                    .value
-                    .filter(|record| record.bound_phones.contains(&phone))
-                    .map(|_| account))
+                if let Some(tampered) = admin::tampered_account(&record, master) {
+                    return Ok((Binding::Held, vec![tampered]));
+                }
+                let Some(stored) = record.value else {
+                    return Ok((Binding::NotBound, Vec::new()));
+                };
+                if stored.rows_disagree(&view) {
+                    // Both records verify, the pair does not: one was put back to an earlier
+                    // copy. The SMS path raises which; here the menu only holds back.
+                    return Ok((Binding::Held, Vec::new()));
+                }
+                if !stored.bound_phones.contains(&phone) {
+                    return Ok((Binding::NotBound, Vec::new()));
+                }
+                Ok((Binding::Bound(account), Vec::new()))
             };
             Ok(read(store))
         })
         .await
         .map_err(|error| error.to_string())?
-        .map_err(|error: offpay_operator::RecordError| error.to_string())
+        .map_err(|error: offpay_operator::RecordError| error.to_string())?;
+    if !tampered.is_empty() {
+        let now = state.now();
+        let raised = runner::run(
+            &state.ledger,
+            now,
+            || async { Ok::<(), SmsFailure>(()) },
+            |()| {
+                Ok::<_, SmsFailure>(offpay_operator::Decision::commit(
+                    admin::tampered_flags(&tampered, now),
+                    (),
+                ))
+            },
+        )
+        .await;
+        if let Err(SmsFailure(error)) = raised {
+            tracing::error!(code = %error.code, "could not raise a tampered SMS record's flag");
+        }
+        tracing::error!(
+            kind = tampered[0].kind,
+            "a USSD session met an SMS record that fails its MAC: nothing on it offered"
+        );
+    }
+    Ok(binding)
 }
 
-/// `BAL`/`STMT` for the envelope's account, as the SMS from this phone: `None` when the phone is
-/// not bound to it (the menu says so instead of the SMS rail's request for a row).
+/// What a `BAL`/`STMT` choice gets.
+enum SmsAnswer {
+    /// The SMS rail's answer (none: shown as not bound).
+    Reply(Option<String>),
+    /// The phone is not bound to the envelope's account.
+    NotBound,
+    /// The envelope's or the account's record fails its MAC ([`Binding::Held`]).
+    Held,
+}
+
+/// What a language choice did.
+enum LanguageSet {
+    /// Set.
+    Set,
+    /// The phone is not bound to the envelope's account.
+    NotBound,
+    /// The envelope's or the account's record fails its MAC ([`Binding::Held`]).
+    Held,
+}
+
+/// `BAL`/`STMT` for the envelope's account, as the SMS from this phone: not when the phone is
+/// not bound to it (the menu says so instead of the SMS rail's request for a row) or the records
+/// fail their MACs (the menu says the account is held).
 async fn sms_query(
     state: &Arc<AppState>,
     e164: &str,
     session_id: &str,
     query: menu::SmsQuery,
     euin: Euin,
-) -> Result<Option<String>, String> {
+) -> Result<SmsAnswer, String> {
     let from = PhoneNumber::parse(e164).map_err(|_| format!("{e164} is not a phone number"))?;
-    if bound_account(state, &from, euin).await?.is_none() {
-        return Ok(None);
+    match bound_account(state, &from, euin).await? {
+        Binding::Bound(_) => {}
+        Binding::NotBound => return Ok(SmsAnswer::NotBound),
+        Binding::Held => return Ok(SmsAnswer::Held),
     }
     let answer = handle_inbound(
         state,
@@ -286,10 +367,11 @@ async fn sms_query(
     )
     .await
     .map_err(|error| error.message.clone())?;
-    Ok(answer.replies.into_iter().next())
+    Ok(SmsAnswer::Reply(answer.replies.into_iter().next()))
 }
 
-/// Sets the language of the envelope's account from a phone bound to it: `false` when it is not.
+/// Sets the language of the envelope's account from a phone bound to it (not when it is not, or
+/// when the records fail their MACs).
 /// No row is asked: the language moves no money and can be set back the same way, and the bound
 /// phone is the one the aggregator reports (the SMS `LANG` carries a SUM because an SMS's text
 /// can be rewritten on the way; a USSD session's choices travel in the network's own signalling).
@@ -298,10 +380,12 @@ async fn set_language(
     e164: &str,
     language: Language,
     euin: Euin,
-) -> Result<bool, String> {
+) -> Result<LanguageSet, String> {
     let from = PhoneNumber::parse(e164).map_err(|_| format!("{e164} is not a phone number"))?;
-    let Some(number) = bound_account(state, &from, euin).await? else {
-        return Ok(false);
+    let number = match bound_account(state, &from, euin).await? {
+        Binding::Bound(number) => number,
+        Binding::NotBound => return Ok(LanguageSet::NotBound),
+        Binding::Held => return Ok(LanguageSet::Held),
     };
     let key = records::account_key(&number);
     let load_key = key.clone();
@@ -332,5 +416,5 @@ async fn set_language(
     .await
     .map_err(|SmsFailure(error)| error.message)?;
     state.rails.sms.cache.forget([key.as_str()]);
-    Ok(true)
+    Ok(LanguageSet::Set)
 }

@@ -19,6 +19,7 @@ ussd-line-out = { $date } out { $amount }
 ussd-enter-envelope = Enter the envelope number printed on your TAN envelope (11 digits):
 ussd-bad-envelope = An envelope number has 11 digits. Please dial again.
 ussd-not-bound = This phone is not registered for that account. Use your registered phone, or see an agent.
+ussd-account-held = This account is on hold while the bank checks its records. Nothing can be done on it here now. Please see an agent.
 ussd-choose-language = Choose your language:
     1 English
     2 Kiswahili

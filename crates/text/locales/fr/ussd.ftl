@@ -18,6 +18,7 @@ ussd-line-out = { $date } sortie { $amount }
 ussd-enter-envelope = Entrez le numéro imprimé sur votre enveloppe TAN (11 chiffres) :
 ussd-bad-envelope = Un numéro d'enveloppe a 11 chiffres. Veuillez recomposer.
 ussd-not-bound = Ce téléphone n'est pas inscrit pour ce compte. Utilisez votre téléphone inscrit, ou voyez un agent.
+ussd-account-held = Ce compte est bloqué pendant que la banque vérifie ses données. Rien n'est possible ici pour le moment. Voyez un agent.
 ussd-choose-language = Choisissez votre langue :
     1 English
     2 Kiswahili

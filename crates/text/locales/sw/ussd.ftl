@@ -18,6 +18,7 @@ ussd-line-out = { $date } umetoa { $amount }
 ussd-enter-envelope = Weka namba ya bahasha iliyochapishwa kwenye bahasha yako ya TAN (tarakimu 11):
 ussd-bad-envelope = Namba ya bahasha ina tarakimu 11. Tafadhali piga tena.
 ussd-not-bound = Simu hii haijasajiliwa kwa akaunti hiyo. Tumia simu uliyosajili, au mwone wakala.
+ussd-account-held = Akaunti hii imezuiwa wakati benki inakagua kumbukumbu zake. Hakuna kinachowezekana hapa sasa. Tafadhali mwone wakala.
 ussd-choose-language = Chagua lugha yako:
     1 English
     2 Kiswahili

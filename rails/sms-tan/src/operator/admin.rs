@@ -16,7 +16,7 @@ use crate::keys::MasterKey;
 use crate::limits::{BOUND_PHONES_MAX, PDF_ENVELOPES_MAX};
 use crate::numbers::{AccountNumber, Euin, PhoneNumber};
 use crate::operator::apply::{ApplyInput, apply, create, put};
-use crate::operator::load::RecordSet;
+use crate::operator::load::{RecordSet, Tampered};
 use crate::operator::records::{
     self, AccountRecord, DISPUTE_PREFIX, DisputeRecord, DisputeStatus, EnvelopeRecord,
     PayIndexRecord, ReplacementRecord, SERIAL_KEY, SETTINGS_KEY, SerialRecord, TerminalRecord,
@@ -527,6 +527,116 @@ pub fn load_bind(
         account,
         current,
     })
+}
+
+impl BindLoad {
+    /// The envelopes read (the one named and the account's current one) that fail their MAC:
+    /// changed in the database, so no agent's or operator's step may act on them
+    /// ([`refuse_tampered`]).
+    pub fn tampered(&self, master: &MasterKey) -> Vec<Tampered> {
+        [Some(&self.envelope), self.current.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|loaded| tampered_envelope(loaded, master))
+            .collect()
+    }
+}
+
+/// The envelope as read, as a finding, when it is stored and fails its MAC (changed outside the
+/// operator's code); `None` for an authentic or absent one.
+pub fn tampered_envelope(loaded: &Loaded<EnvelopeRecord>, master: &MasterKey) -> Option<Tampered> {
+    let record = loaded.value.as_ref()?;
+    if record.authentic(master, &loaded.key) {
+        return None;
+    }
+    // What the record claims, in full (its MAC too): the flag's discriminator, so the same edit
+    // met by any number of steps is one flag and a further edit of it is another.
+    let stored = offpay_operator::StoredRecord::encode(record, &loaded.key)
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default();
+    Some(Tampered {
+        kind: EnvelopeRecord::MAC_KIND,
+        key: loaded.key.clone(),
+        evidence: serde_json::json!({
+            "euin": record.view.euin.to_string(),
+            "status": records::status_name(&record.view.status),
+            "used_rows": record.view.used_rows.bits(),
+            "consecutive_failures": record.view.consecutive_failures,
+            "state": short_hash(&stored),
+        }),
+    })
+}
+
+/// The stored account as read, as a finding, when its settings (bound phones, limits, current
+/// envelope, …) or its spending window fail their MAC; `None` for an authentic or absent one.
+pub fn tampered_account(loaded: &Loaded<AccountRecord>, master: &MasterKey) -> Option<Tampered> {
+    let record = loaded.value.as_ref()?;
+    let kind = if !record.settings_authentic(master, &loaded.key) {
+        AccountRecord::MAC_KIND
+    } else if !record.spending_authentic(master, &loaded.key) {
+        AccountRecord::SPENDING_MAC_KIND
+    } else {
+        return None;
+    };
+    let stored = offpay_operator::StoredRecord::encode(record, &loaded.key)
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default();
+    Some(Tampered {
+        kind,
+        key: loaded.key.clone(),
+        evidence: serde_json::json!({
+            "account": record.receive_number.to_string(),
+            "bound_phones": record.bound_phones.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "state": short_hash(&stored),
+        }),
+    })
+}
+
+/// The `record_tampered` flags of `tampered`, each keyed by its record and what the record held
+/// (its `state`): the same edit met again is the same flag, a further edit a new one.
+pub fn tampered_flags(tampered: &[Tampered], now: offpay_ledger::Timestamp) -> Effects {
+    let mut effects = Effects::new();
+    for finding in tampered {
+        effects.flag(
+            &finding.flag(now),
+            &short_hash(&format!("{}:{}", finding.key, finding.evidence["state"])),
+        );
+    }
+    effects
+}
+
+/// An agent's or operator's step (bind, replace, unlock) on envelopes read as `tampered`: when
+/// any was changed in the database the step is not decided at all — it would seal the edit as
+/// the operator's — and what commits is the `record_tampered` flags alone (one per record
+/// state, on the record, not on the holder), with the refusal as the answer (409
+/// `record_tampered`). Otherwise `decide` runs and its answer is `Ok`.
+pub fn refuse_tampered<T>(
+    tampered: &[Tampered],
+    now: offpay_ledger::Timestamp,
+    decide: impl FnOnce() -> Result<Decision<T>, OperatorError>,
+) -> Result<Decision<Result<T, OperatorError>>, OperatorError> {
+    if tampered.is_empty() {
+        return Ok(match decide()? {
+            Decision::Commit { effects, reply } => Decision::commit(effects, Ok(reply)),
+            Decision::Reload => Decision::Reload,
+        });
+    }
+    let effects = tampered_flags(tampered, now);
+    let keys: Vec<&str> = tampered
+        .iter()
+        .map(|finding| finding.key.as_str())
+        .collect();
+    Ok(Decision::commit(
+        effects,
+        Err(OperatorError::conflict(
+            "record_tampered",
+            format!(
+                "stored envelope record {} does not match its MAC: written or changed outside the \
+                 operator's code; refused, nothing changed, raised in the fraud queue",
+                keys.join(", ")
+            ),
+        )),
+    ))
 }
 
 fn operator_effect(

@@ -392,3 +392,95 @@ fn settings_changed_in_the_database_do_not_verify_and_earlier_ones_are_sealed_on
     assert!(stored.authentic(&master()));
     assert_eq!(stored.settings, settings());
 }
+
+/// The DBA edits the holder's envelope (its failure count); the
+/// operator's and the agent's steps on it (unlock, replace) are refused, nothing is written, and
+/// the edit is raised in the fraud queue once per record state — on the record, not the holder,
+/// whose envelope and account are left as the DBA left them, with no failure counted.
+#[test]
+fn an_agent_or_operator_step_on_an_edited_envelope_raises_it_once_per_edit() {
+    let mut world = World::new();
+    let (operator, now) = (world.operator.clone(), world.now);
+    let euin = Euin::parse(PAYER_EUIN).unwrap();
+    let account = crate::operator::testing::number(PAYER);
+    let new = Euin::parse("26399912346").unwrap();
+    world.print(&new);
+    let request = admin::ReplaceEnvelope {
+        account: PAYER.into(),
+        checked_by: "agent-17".into(),
+        document_kind: "national id".into(),
+        document_number: "A1234567".into(),
+        reason: "lost".into(),
+    };
+    edit(
+        &mut world.store,
+        &envelope_key(),
+        "consecutive_failures",
+        serde_json::json!(1),
+    );
+    let edited = raw(&mut world.store, &envelope_key());
+    let unlock = |world: &mut World| {
+        run(
+            &mut world.store,
+            now,
+            |store| Loaded::<EnvelopeRecord>::read(store, &envelope_key()).unwrap(),
+            |loaded| {
+                let tampered: Vec<_> = admin::tampered_envelope(&loaded, operator.master())
+                    .into_iter()
+                    .collect();
+                admin::refuse_tampered(&tampered, now, || {
+                    admin::decide_unlock(loaded, &euin, &operator, now)
+                })
+            },
+        )
+        .unwrap()
+    };
+    let replace = |world: &mut World| {
+        run(
+            &mut world.store,
+            now,
+            |store| admin::load_bind(store, &new, &account).unwrap(),
+            |load| {
+                let tampered = load.tampered(operator.master());
+                admin::refuse_tampered(&tampered, now, || {
+                    admin::decide_replace(load, &new, &account, &request, &operator, now)
+                })
+            },
+        )
+        .unwrap()
+    };
+    let refused = |answer: Result<String, crate::operator::OperatorError>| match answer {
+        Err(crate::operator::OperatorError::Conflict { code, .. }) => code == "record_tampered",
+        _ => false,
+    };
+    assert!(refused(unlock(&mut world).map(|_| String::new())));
+    assert!(refused(replace(&mut world).map(|_| String::new())));
+    assert!(refused(unlock(&mut world).map(|_| String::new())));
+    let raised = flags(&mut world, "record_tampered");
+    assert_eq!(raised.len(), 1, "one edit, one flag: {raised:?}");
+    assert_eq!(raised[0]["subject"], envelope_key());
+    assert_eq!(raised[0]["evidence"]["kind"], EnvelopeRecord::MAC_KIND);
+    // Nothing written: the edited record is as the DBA left it, the replacement unbound, the
+    // account still on its envelope.
+    assert_eq!(raw(&mut world.store, &envelope_key()), edited);
+    let spare = world.envelope_record("26399912346").value.unwrap();
+    assert_eq!(spare.view.status, EnvelopeStatus::Unallocated);
+    assert_eq!(world.account(PAYER).current_envelope, Some(euin));
+    // A further edit of the same record is a new state: raised again, once.
+    edit(
+        &mut world.store,
+        &envelope_key(),
+        "consecutive_failures",
+        serde_json::json!(2),
+    );
+    assert!(refused(replace(&mut world).map(|_| String::new())));
+    assert!(refused(unlock(&mut world).map(|_| String::new())));
+    assert_eq!(flags(&mut world, "record_tampered").len(), 2);
+    // The holder's authentic envelope is stepped on as before (the check blocks only edits).
+    let mut world = World::new();
+    world.print(&new);
+    let (record, retired) = replace(&mut world).unwrap();
+    assert_eq!(retired, euin);
+    assert_eq!(record.view.status, EnvelopeStatus::Active { account });
+    assert!(flags(&mut world, "record_tampered").is_empty());
+}

@@ -451,9 +451,16 @@ async fn bind_envelope(
         &state,
         now,
         move |store| Ok(admin::load_bind(store, &euin, &account)?),
-        |load| admin::decide_bind(load, &euin, &account, &operator, now).map_err(SmsFailure::from),
+        |load| {
+            let tampered = load.tampered(operator.master());
+            admin::refuse_tampered(&tampered, now, || {
+                admin::decide_bind(load, &euin, &account, &operator, now)
+            })
+            .map_err(SmsFailure::from)
+        },
     )
-    .await?;
+    .await?
+    .map_err(SmsFailure::from)?;
     state.rails.sms.cache.forget([
         records::envelope_key(&euin).as_str(),
         records::account_key(&account).as_str(),
@@ -475,11 +482,15 @@ async fn replace_envelope(
         now,
         move |store| Ok(admin::load_bind(store, &euin, &account)?),
         |load| {
-            admin::decide_replace(load, &euin, &account, &request, &operator, now)
-                .map_err(SmsFailure::from)
+            let tampered = load.tampered(operator.master());
+            admin::refuse_tampered(&tampered, now, || {
+                admin::decide_replace(load, &euin, &account, &request, &operator, now)
+            })
+            .map_err(SmsFailure::from)
         },
     )
-    .await?;
+    .await?
+    .map_err(SmsFailure::from)?;
     state.rails.sms.cache.forget([
         records::envelope_key(&euin).as_str(),
         records::envelope_key(&retired).as_str(),
@@ -501,9 +512,18 @@ async fn unlock_envelope(
         &state,
         now,
         move |store| Ok(Loaded::<EnvelopeRecord>::read(store, &load_key)?),
-        |loaded| admin::decide_unlock(loaded, &euin, &operator, now).map_err(SmsFailure::from),
+        |loaded| {
+            let tampered: Vec<_> = admin::tampered_envelope(&loaded, operator.master())
+                .into_iter()
+                .collect();
+            admin::refuse_tampered(&tampered, now, || {
+                admin::decide_unlock(loaded, &euin, &operator, now)
+            })
+            .map_err(SmsFailure::from)
+        },
     )
-    .await?;
+    .await?
+    .map_err(SmsFailure::from)?;
     state.rails.sms.cache.forget([key.as_str()]);
     Ok(Json(envelope_json(&record)))
 }

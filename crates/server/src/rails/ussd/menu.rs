@@ -256,6 +256,11 @@ pub fn not_bound(language: Language) -> Screen {
     Screen::end(text(language, ussd::NOT_BOUND, &[]))
 }
 
+/// The envelope's or the account's record failed its MAC: nothing on it is offered.
+pub fn account_held(language: Language) -> Screen {
+    Screen::end(text(language, ussd::ACCOUNT_HELD, &[]))
+}
+
 /// The ledger cannot be read now.
 pub fn unavailable(language: Language) -> Screen {
     Screen::end(text(language, ussd::UNAVAILABLE, &[]))
@@ -345,6 +350,7 @@ mod tests {
             screens.push(sms_answer(None, language));
             screens.push(language_set(language));
             screens.push(not_bound(language));
+            screens.push(account_held(language));
             screens.push(unavailable(language));
             for screen in screens {
                 let body = screen.body();
