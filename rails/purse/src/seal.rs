@@ -275,9 +275,9 @@ impl TamperedRecord {
 /// Records a decision loaded whose seal is wrong or absent: the operation is refused whole.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "record tampered: see fraud case (record_tampered, subject {listed}). Purse record(s) {listed} were written or changed outside the operator's code; refused, nothing moved. After checking them, `offpay admin purse reseal {args} --force` re-seals them",
+    "record tampered: see fraud case (record_tampered, subject {listed}). Purse record(s) {listed} were written or changed outside the operator's code; refused, nothing moved. After checking them, `offpay admin purse reseal {args} --force` re-seals them (each KEY=DIGEST names the stored bytes the case shows: bytes changed since refuse the repair)",
     listed = keys(.0, ", "),
-    args = keys(.0, " ")
+    args = checked_args(.0)
 )]
 pub struct Tampered(pub Vec<TamperedRecord>);
 
@@ -287,6 +287,14 @@ fn keys(records: &[TamperedRecord], separator: &str) -> String {
         .map(|record| record.key.as_str())
         .collect::<Vec<_>>()
         .join(separator)
+}
+
+fn checked_args(records: &[TamperedRecord]) -> String {
+    records
+        .iter()
+        .map(|record| format!("{}={:016x}", record.key, record.digest))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl Tampered {
@@ -299,6 +307,12 @@ impl Tampered {
         }
         effects
     }
+}
+
+/// The digest of stored bytes as a `record_tampered` case's `stored_digest` shows it (and as a
+/// repair names the bytes checked): 16 hexadecimal digits.
+pub fn stored_digest(stored: &[u8]) -> String {
+    format!("{:016x}", fnv1a(stored))
 }
 
 /// FNV-1a (not a security function).
@@ -524,6 +538,38 @@ pub const RESEAL_KEYS_MAX: usize = SEAL_PAGE_RECORDS;
 /// The records a repair names, as read: (key, version, stored bytes if present).
 pub type ResealLoad = Vec<(String, u64, Option<Vec<u8>>)>;
 
+/// A record an operator checked: its key, and the digest of the stored bytes it checked (the
+/// `stored_digest` of the `record_tampered` case's evidence). A repair re-seals those bytes and
+/// no others.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckedRecord {
+    /// Its storage key.
+    pub key: String,
+    /// [`TamperedRecord::digest`] of the bytes checked.
+    pub stored_digest: u64,
+}
+
+impl CheckedRecord {
+    /// The record `key` whose checked bytes have the digest `digest`, written as the fraud
+    /// case shows it (16 hexadecimal digits).
+    pub fn new(key: &str, digest: &str) -> Result<CheckedRecord, ResealError> {
+        let bad = || ResealError::Digest(key.to_owned());
+        if digest.len() != 16 || !digest.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        let stored_digest = u64::from_str_radix(digest, 16).map_err(|_| bad())?;
+        Ok(CheckedRecord {
+            key: key.to_owned(),
+            stored_digest,
+        })
+    }
+}
+
+/// The keys of `checked`, in order.
+pub fn checked_keys(checked: &[CheckedRecord]) -> Vec<String> {
+    checked.iter().map(|record| record.key.clone()).collect()
+}
+
 /// Reads the records `keys` name (in the purse namespace).
 pub fn load_reseal(store: &mut dyn LedgerStore, keys: &[String]) -> Result<ResealLoad, StoreError> {
     keys.iter()
@@ -552,6 +598,12 @@ pub enum ResealError {
     /// The stored content is not a JSON record (a malformed seal, or bytes no release wrote).
     #[error("purse record {0} does not hold a JSON record; repair its content first")]
     NotJson(String),
+    /// A checked digest is not 16 hexadecimal digits.
+    #[error("the checked digest of {0} must be the 16 hexadecimal digits of its fraud case's stored_digest")]
+    Digest(String),
+    /// The stored bytes are not the ones checked (written again after the check).
+    #[error("purse record {0} changed since it was checked (its stored bytes no longer have the digest named); nothing was re-sealed: check it again against the fraud case its new bytes raise")]
+    Changed(String),
 }
 
 /// What a repair did.
@@ -599,19 +651,30 @@ pub fn check_reseal_keys(keys: &[String]) -> Result<(), ResealError> {
 /// `record_tampered` flags stay in the fraud queue for a person to decide, no money moves, and
 /// a record that is authentic but rolled back (an earlier sealed copy) is not changed by this
 /// (its content must be repaired). Any key that is not a purse-book record, absent, or not a
-/// JSON record refuses the whole repair.
+/// JSON record refuses the whole repair; so does any record whose stored bytes are not the
+/// ones the operator checked (`checked`, in the order `loaded` was read): a write after the
+/// check (a DBA editing again) is never sealed on the strength of a check of other bytes.
 pub fn decide_reseal(
+    checked: &[CheckedRecord],
     loaded: &ResealLoad,
     sealer: &RecordSealer,
 ) -> Result<Decision<ResealTally>, ResealError> {
     let keys: Vec<String> = loaded.iter().map(|(key, _, _)| key.clone()).collect();
     check_reseal_keys(&keys)?;
+    if keys != checked_keys(checked) {
+        return Err(ResealError::Keys(
+            "the records read are not the records checked".to_owned(),
+        ));
+    }
     let mut effects = Effects::new();
     let mut tally = ResealTally::default();
-    for (key, version, stored) in loaded {
+    for ((key, version, stored), checked) in loaded.iter().zip(checked) {
         let Some(stored) = stored else {
             return Err(ResealError::Absent(key.clone()));
         };
+        if fnv1a(stored) != checked.stored_digest {
+            return Err(ResealError::Changed(key.clone()));
+        }
         if sealer.state(key, stored) == MacState::Authentic {
             tally.already_sealed.push(key.clone());
             continue;
@@ -712,7 +775,18 @@ mod tests {
             ("shadow/1".to_owned(), 4, Some(edited.clone())),
             ("book".to_owned(), 9, Some(authentic)),
         ];
-        let Ok(Decision::Commit { effects, reply }) = decide_reseal(&loaded, &sealer) else {
+        let checked_as_loaded = |loaded: &ResealLoad| -> Vec<CheckedRecord> {
+            loaded
+                .iter()
+                .map(|(key, _, stored)| CheckedRecord {
+                    key: key.clone(),
+                    stored_digest: stored.as_deref().map(fnv1a).unwrap_or_default(),
+                })
+                .collect()
+        };
+        let checked = checked_as_loaded(&loaded);
+        let Ok(Decision::Commit { effects, reply }) = decide_reseal(&checked, &loaded, &sealer)
+        else {
             panic!("a repair")
         };
         assert_eq!(reply.resealed, ["shadow/1"]);
@@ -727,7 +801,36 @@ mod tests {
         assert_eq!(sealer.state("shadow/1", &value), MacState::Authentic);
         assert_eq!(content(&value), edited.as_slice());
 
-        let refused = |loaded: ResealLoad| decide_reseal(&loaded, &sealer).err();
+        // A DBA edits again after the check: the whole repair is refused, the book too.
+        let mut edited_again = loaded.clone();
+        edited_again[0].2 = Some(b"{\"a\": 2}".to_vec());
+        assert_eq!(
+            decide_reseal(&checked, &edited_again, &sealer).err(),
+            Some(ResealError::Changed("shadow/1".to_owned()))
+        );
+        let mut book_changed = loaded.clone();
+        book_changed[1].2 = Some(sealer.seal("book", b"{\"b\":1}"));
+        assert_eq!(
+            decide_reseal(&checked, &book_changed, &sealer).err(),
+            Some(ResealError::Changed("book".to_owned()))
+        );
+        assert!(matches!(
+            decide_reseal(&checked[..1], &loaded, &sealer),
+            Err(ResealError::Keys(_))
+        ));
+        let digest = format!("{:016x}", fnv1a(&edited));
+        assert_eq!(CheckedRecord::new("shadow/1", &digest), Ok(checked[0].clone()));
+        for bad in ["", "abc", "0123456789abcdeg", "+123456789abcdef", "0123456789abcdef0"] {
+            assert_eq!(
+                CheckedRecord::new("shadow/1", bad),
+                Err(ResealError::Digest("shadow/1".to_owned())),
+                "{bad}"
+            );
+        }
+
+        let refused = |loaded: ResealLoad| {
+            decide_reseal(&checked_as_loaded(&loaded), &loaded, &sealer).err()
+        };
         assert_eq!(
             refused(vec![("shadow/1".to_owned(), 1, Some(b"not json".to_vec()))]),
             Some(ResealError::NotJson("shadow/1".to_owned()))
