@@ -1654,7 +1654,7 @@ pub enum AdminCommand {
     /// against its fraud case: their seals only; the cases stay in the fraud queue.
     Reseal {
         /// Each record as `KEY=DIGEST`: its storage key and the `stored_digest` of the bytes
-        /// checked, as the fraud case shows them (e.g. `shadow/3=3f2a9c0d41b7e655`); bytes
+        /// checked, as the fraud case shows them (e.g. `shadow/3=3f2a9c0d…`, 32 hex digits); bytes
         /// changed since refuse the whole repair
         #[arg(required = true, value_name = "KEY=DIGEST")]
         keys: Vec<String>,

@@ -1630,7 +1630,7 @@ fn request_example(method: &Method, path: &str) -> Option<Value> {
         }
         ("POST", "/purse/scheme-key/rotate") => json!({ "force": false }),
         ("POST", "/purse/records/reseal") => json!({
-            "records": [{ "key": "shadow/3", "stored_digest": "3f2a9c0d41b7e655" }],
+            "records": [{ "key": "shadow/3", "stored_digest": "3f2a9c0d41b7e6550c8e1d2f97a4b6e3" }],
             "force": true,
         }),
         ("POST", "/sms/accounts") => json!({

@@ -485,9 +485,9 @@ async fn an_admin_reseals_a_checked_record_and_nothing_else() {
             refused
                 .message
                 .starts_with("record tampered: see fraud case")
-                && refused
-                    .message
-                    .contains(&format!("offpay admin purse reseal {shadow}={checked} --force")),
+                && refused.message.contains(&format!(
+                    "offpay admin purse reseal {shadow}={checked} --force"
+                )),
             "{}",
             refused.message
         );
@@ -500,7 +500,7 @@ async fn an_admin_reseals_a_checked_record_and_nothing_else() {
                     } else if *key == "book" {
                         book.clone()
                     } else {
-                        "0123456789abcdef".to_owned()
+                        "0123456789abcdef0123456789abcdef".to_owned()
                     };
                     json!({ "key": key, "stored_digest": digest })
                 })
@@ -575,7 +575,12 @@ async fn an_admin_reseals_a_checked_record_and_nothing_else() {
         dba(
             root,
             &backend,
-            &replace_sql(&backend, &shadow, "\"blocked\": false", "\"blocked\":  false"),
+            &replace_sql(
+                &backend,
+                &shadow,
+                "\"blocked\": false",
+                "\"blocked\":  false",
+            ),
         );
         let (status, body) = node
             .post(

@@ -222,9 +222,9 @@ pub struct TamperedRecord {
     /// The purse it claims to be about, when it decodes as a shadow account (for the operator;
     /// never the accused).
     pub phone: Option<Phone>,
-    /// A digest of the stored bytes (not a security function): the same bytes refused again
-    /// make the same fraud-queue entry, new bytes a new one.
-    pub digest: u64,
+    /// [`stored_digest`] of the stored bytes: the same bytes refused again make the same
+    /// fraud-queue entry, new bytes a new one; a repair names it for the bytes checked.
+    pub digest: String,
 }
 
 impl TamperedRecord {
@@ -234,7 +234,7 @@ impl TamperedRecord {
             key: key.to_owned(),
             state,
             phone,
-            digest: fnv1a(stored),
+            digest: stored_digest(stored),
         }
     }
 
@@ -264,11 +264,11 @@ impl TamperedRecord {
                 "key": self.key,
                 "seal": self.state,
                 "phone": self.phone.map(|phone| phone.to_string()),
-                "stored_digest": format!("{:016x}", self.digest),
+                "stored_digest": self.digest,
             }),
             now,
         );
-        (flag, format!("{}:{:016x}", self.key, self.digest))
+        (flag, format!("{}:{}", self.key, self.digest))
     }
 }
 
@@ -292,7 +292,7 @@ fn keys(records: &[TamperedRecord], separator: &str) -> String {
 fn checked_args(records: &[TamperedRecord]) -> String {
     records
         .iter()
-        .map(|record| format!("{}={:016x}", record.key, record.digest))
+        .map(|record| format!("{}={}", record.key, record.digest))
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -309,19 +309,19 @@ impl Tampered {
     }
 }
 
-/// The digest of stored bytes as a `record_tampered` case's `stored_digest` shows it (and as a
-/// repair names the bytes checked): 16 hexadecimal digits.
-pub fn stored_digest(stored: &[u8]) -> String {
-    format!("{:016x}", fnv1a(stored))
-}
+/// Hexadecimal digits of a [`stored_digest`].
+pub const STORED_DIGEST_HEX: usize = 32;
 
-/// FNV-1a (not a security function).
-pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes.iter().fold(OFFSET, |hash, byte| {
-        (hash ^ u64::from(*byte)).wrapping_mul(PRIME)
-    })
+/// The digest of stored bytes as a `record_tampered` case's `stored_digest` shows it (and as a
+/// repair names the bytes checked): the first 128 bits of their SHA-256, in lower-case
+/// hexadecimal, so that a DBA cannot write other bytes with the digest an admin checked.
+pub fn stored_digest(stored: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(stored)
+        .iter()
+        .take(STORED_DIGEST_HEX / 2)
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -545,22 +545,21 @@ pub type ResealLoad = Vec<(String, u64, Option<Vec<u8>>)>;
 pub struct CheckedRecord {
     /// Its storage key.
     pub key: String,
-    /// [`TamperedRecord::digest`] of the bytes checked.
-    pub stored_digest: u64,
+    /// [`stored_digest`] of the bytes checked.
+    pub stored_digest: String,
 }
 
 impl CheckedRecord {
     /// The record `key` whose checked bytes have the digest `digest`, written as the fraud
-    /// case shows it (16 hexadecimal digits).
+    /// case shows it ([`STORED_DIGEST_HEX`] hexadecimal digits, either case).
     pub fn new(key: &str, digest: &str) -> Result<CheckedRecord, ResealError> {
-        let bad = || ResealError::Digest(key.to_owned());
-        if digest.len() != 16 || !digest.bytes().all(|byte| byte.is_ascii_hexdigit()) {
-            return Err(bad());
+        if digest.len() != STORED_DIGEST_HEX || !digest.bytes().all(|byte| byte.is_ascii_hexdigit())
+        {
+            return Err(ResealError::Digest(key.to_owned()));
         }
-        let stored_digest = u64::from_str_radix(digest, 16).map_err(|_| bad())?;
         Ok(CheckedRecord {
             key: key.to_owned(),
-            stored_digest,
+            stored_digest: digest.to_ascii_lowercase(),
         })
     }
 }
@@ -599,10 +598,14 @@ pub enum ResealError {
     #[error("purse record {0} does not hold a JSON record; repair its content first")]
     NotJson(String),
     /// A checked digest is not 16 hexadecimal digits.
-    #[error("the checked digest of {0} must be the 16 hexadecimal digits of its fraud case's stored_digest")]
+    #[error(
+        "the checked digest of {0} must be the {STORED_DIGEST_HEX} hexadecimal digits of its fraud case's stored_digest"
+    )]
     Digest(String),
     /// The stored bytes are not the ones checked (written again after the check).
-    #[error("purse record {0} changed since it was checked (its stored bytes no longer have the digest named); nothing was re-sealed: check it again against the fraud case its new bytes raise")]
+    #[error(
+        "purse record {0} changed since it was checked (its stored bytes no longer have the digest named); nothing was re-sealed: check it again against the fraud case its new bytes raise"
+    )]
     Changed(String),
 }
 
@@ -672,7 +675,7 @@ pub fn decide_reseal(
         let Some(stored) = stored else {
             return Err(ResealError::Absent(key.clone()));
         };
-        if fnv1a(stored) != checked.stored_digest {
+        if stored_digest(stored) != checked.stored_digest {
             return Err(ResealError::Changed(key.clone()));
         }
         if sealer.state(key, stored) == MacState::Authentic {
@@ -780,7 +783,7 @@ mod tests {
                 .iter()
                 .map(|(key, _, stored)| CheckedRecord {
                     key: key.clone(),
-                    stored_digest: stored.as_deref().map(fnv1a).unwrap_or_default(),
+                    stored_digest: stored.as_deref().map(stored_digest).unwrap_or_default(),
                 })
                 .collect()
         };
@@ -818,9 +821,24 @@ mod tests {
             decide_reseal(&checked[..1], &loaded, &sealer),
             Err(ResealError::Keys(_))
         ));
-        let digest = format!("{:016x}", fnv1a(&edited));
-        assert_eq!(CheckedRecord::new("shadow/1", &digest), Ok(checked[0].clone()));
-        for bad in ["", "abc", "0123456789abcdeg", "+123456789abcdef", "0123456789abcdef0"] {
+        let digest = stored_digest(&edited);
+        assert_eq!(digest.len(), STORED_DIGEST_HEX);
+        assert_eq!(
+            CheckedRecord::new("shadow/1", &digest),
+            Ok(checked[0].clone())
+        );
+        assert_eq!(
+            CheckedRecord::new("shadow/1", &digest.to_ascii_uppercase()),
+            Ok(checked[0].clone())
+        );
+        for bad in [
+            "",
+            "abc",
+            &digest[1..],
+            &format!("{digest}0"),
+            &format!("g{}", &digest[1..]),
+            &format!("+{}", &digest[1..]),
+        ] {
             assert_eq!(
                 CheckedRecord::new("shadow/1", bad),
                 Err(ResealError::Digest("shadow/1".to_owned())),
@@ -828,9 +846,8 @@ mod tests {
             );
         }
 
-        let refused = |loaded: ResealLoad| {
-            decide_reseal(&checked_as_loaded(&loaded), &loaded, &sealer).err()
-        };
+        let refused =
+            |loaded: ResealLoad| decide_reseal(&checked_as_loaded(&loaded), &loaded, &sealer).err();
         assert_eq!(
             refused(vec![("shadow/1".to_owned(), 1, Some(b"not json".to_vec()))]),
             Some(ResealError::NotJson("shadow/1".to_owned()))
