@@ -1653,8 +1653,10 @@ pub enum AdminCommand {
     /// Re-seal purse-book records refused as tampered (`record_tampered`), after checking each
     /// against its fraud case: their seals only; the cases stay in the fraud queue.
     Reseal {
-        /// Storage keys of the records, as the fraud case names them (e.g. `shadow/3`, `book`)
-        #[arg(required = true)]
+        /// Each record as `KEY=DIGEST`: its storage key and the `stored_digest` of the bytes
+        /// checked, as the fraud case shows them (e.g. `shadow/3=3f2a9c0d…`, 32 hex digits); bytes
+        /// changed since refuse the whole repair
+        #[arg(required = true, value_name = "KEY=DIGEST")]
         keys: Vec<String>,
         /// Confirm that the records were checked and are trusted as they are stored now
         #[arg(long)]
@@ -2034,12 +2036,29 @@ pub fn run_admin(client: &ApiClient, json: bool, command: AdminCommand) -> ExitC
                 );
                 (answer, text)
             }),
-        AdminCommand::Reseal { keys, force } => client
-            .post(
-                "/api/v1/purse/records/reseal",
-                &json!({ "keys": keys, "force": force }),
-            )
-            .map_err(|error| (error.to_string(), Some(error)))
+        AdminCommand::Reseal { keys, force } => keys
+            .iter()
+            .map(|pair| match pair.rsplit_once('=') {
+                Some((key, digest)) if !key.is_empty() && !digest.is_empty() => {
+                    Ok(json!({ "key": key, "stored_digest": digest }))
+                }
+                _ => Err((
+                    format!(
+                        "{pair}: name each record as KEY=DIGEST, the stored_digest its fraud case \
+                         shows"
+                    ),
+                    None,
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|records| {
+                client
+                    .post(
+                        "/api/v1/purse/records/reseal",
+                        &json!({ "records": records, "force": force }),
+                    )
+                    .map_err(|error| (error.to_string(), Some(error)))
+            })
             .map(|answer| {
                 let list = |field: &str| {
                     answer[field]

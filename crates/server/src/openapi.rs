@@ -991,7 +991,12 @@ pub fn declared(method: &Method, path: &str) -> Option<Declared> {
             object(&[("generation_epoch", "count"), ("scheme_epoch", "count")]),
         ),
         ("POST", "/purse/records/reseal") => post(
-            strict(object(&[("keys", "[string]"), ("force", "boolean")])),
+            {
+                let mut body = strict(object(&[("records", "[object]"), ("force", "boolean")]));
+                body["properties"]["records"]["items"] =
+                    strict(object(&[("key", "string"), ("stored_digest", "string")]));
+                body
+            },
             object(&[("resealed", "[string]"), ("already_sealed", "[string]")]),
         ),
         // --- rail 2: SMS-TAN -----------------------------------------------------------------
@@ -1624,7 +1629,10 @@ fn request_example(method: &Method, path: &str) -> Option<Value> {
             json!({ "amount": "20.00", "reference": "bank transfer 5521" })
         }
         ("POST", "/purse/scheme-key/rotate") => json!({ "force": false }),
-        ("POST", "/purse/records/reseal") => json!({ "keys": ["shadow/3"], "force": true }),
+        ("POST", "/purse/records/reseal") => json!({
+            "records": [{ "key": "shadow/3", "stored_digest": "3f2a9c0d41b7e6550c8e1d2f97a4b6e3" }],
+            "force": true,
+        }),
         ("POST", "/sms/accounts") => json!({
             "receive_number": "111100003333", "bound_phones": ["+254700000004"],
             "notify_phone": "+254700000004",

@@ -240,6 +240,23 @@ impl Node {
             .unwrap()
     }
 
+    /// The digest of the bytes stored under purse record `key`, as a fraud case shows it.
+    async fn digest(&self, key: &str) -> String {
+        let key = key.to_owned();
+        let stored = self
+            .state
+            .ledger
+            .read(move |store| {
+                Ok(store
+                    .record(offpay_purse::book::NAMESPACE, &key)?
+                    .unwrap()
+                    .value)
+            })
+            .await
+            .unwrap();
+        seal::stored_digest(&stored)
+    }
+
     async fn shadow_key(&self, number: &'static str) -> String {
         let id = self
             .state
@@ -435,10 +452,11 @@ async fn an_earlier_releases_purse_book_is_sealed_once_at_start() {
 const RESEAL: &str = "/api/v1/purse/records/reseal";
 
 /// The repair path: a record a DBA re-wrote (here the same shadow with its JSON re-spaced, as a
-/// restore through another tool would) is refused; the admin checks it and re-seals it, and the
-/// purse syncs again, while the `record_tampered` case stays in the fraud queue. A repair of a
-/// key that is not a purse-book record, of an absent one, or without `force`, changes nothing;
-/// a role other than admin is refused.
+/// restore through another tool would) is refused; the admin checks it and re-seals it, naming
+/// the digest of the bytes checked, and the purse syncs again, while the `record_tampered` case
+/// stays in the fraud queue. A repair of a key that is not a purse-book record, of an absent
+/// one, with a malformed digest, without `force`, or of a record the DBA edited again after the
+/// check, changes nothing; a role other than admin is refused.
 #[tokio::test]
 async fn an_admin_reseals_a_checked_record_and_nothing_else() {
     for backend in Backend::all("purse reseal") {
@@ -455,22 +473,42 @@ async fn an_admin_reseals_a_checked_record_and_nothing_else() {
         );
         let refused = node.sync(&mut accomplice).await.unwrap_err();
         assert_eq!(refused.code, "record_tampered", "{}", refused.message);
-        // Said plainly, with the way out.
+        let cases = node.flags("record_tampered").await;
+        assert_eq!(cases.len(), 1, "{cases:?}");
+        let checked = cases[0].evidence["stored_digest"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(checked, node.digest(&shadow).await);
+        // Said plainly, with the way out, naming the bytes the case shows.
         assert!(
             refused
                 .message
                 .starts_with("record tampered: see fraud case")
-                && refused
-                    .message
-                    .contains(&format!("offpay admin purse reseal {shadow} --force")),
+                && refused.message.contains(&format!(
+                    "offpay admin purse reseal {shadow}={checked} --force"
+                )),
             "{}",
             refused.message
         );
-        let cases = node.flags("record_tampered").await;
-        assert_eq!(cases.len(), 1, "{cases:?}");
+        let book = node.digest("book").await;
+        let records = |keys: &[&str]| {
+            keys.iter()
+                .map(|key| {
+                    let digest = if *key == shadow {
+                        checked.clone()
+                    } else if *key == "book" {
+                        book.clone()
+                    } else {
+                        "0123456789abcdef0123456789abcdef".to_owned()
+                    };
+                    json!({ "key": key, "stored_digest": digest })
+                })
+                .collect::<Vec<_>>()
+        };
 
         // Refused, nothing written: without force, a key outside the book, an absent one, the
-        // seal marker, an SMS part, a role without the right.
+        // seal marker, an SMS part, a malformed digest, a role without the right.
         let support = {
             let (status, body) = node
                 .post(
@@ -482,36 +520,47 @@ async fn an_admin_reseals_a_checked_record_and_nothing_else() {
             body["token"].as_str().unwrap().to_owned()
         };
         let (status, body) = node
-            .post_as(&support, RESEAL, json!({ "keys": [shadow], "force": true }))
+            .post_as(
+                &support,
+                RESEAL,
+                json!({ "records": records(&[&shadow]), "force": true }),
+            )
             .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
         let (status, body) = node
-            .post(RESEAL, json!({ "keys": [shadow], "force": false }))
+            .post(
+                RESEAL,
+                json!({ "records": records(&[&shadow]), "force": false }),
+            )
             .await;
         assert_eq!(
             (status, body["error"]["code"].as_str()),
             (StatusCode::BAD_REQUEST, Some("force_required")),
             "{body}"
         );
-        for (keys, code) in [
+        for (records, code) in [
             (
-                json!([shadow, "smsin/+254700000001/7"]),
+                records(&[&shadow, "smsin/+254700000001/7"]),
                 "not_a_purse_record",
             ),
-            (json!([seal::MARKER_KEY]), "not_a_purse_record"),
-            (json!(["statement/1"]), "not_a_purse_record"),
-            (json!(["elsewhere"]), "not_a_purse_record"),
-            (json!([shadow, "shadow/999"]), "record_not_found"),
-            (json!([shadow, shadow]), "invalid_keys"),
-            (json!([]), "invalid_keys"),
+            (records(&[seal::MARKER_KEY]), "not_a_purse_record"),
+            (records(&["statement/1"]), "not_a_purse_record"),
+            (records(&["elsewhere"]), "not_a_purse_record"),
+            (records(&[&shadow, "shadow/999"]), "record_not_found"),
+            (records(&[&shadow, &shadow]), "invalid_keys"),
+            (records(&[]), "invalid_keys"),
+            (
+                vec![json!({ "key": shadow, "stored_digest": checked[..15] })],
+                "invalid_digest",
+            ),
         ] {
             let (status, body) = node
-                .post(RESEAL, json!({ "keys": keys, "force": true }))
+                .post(RESEAL, json!({ "records": records, "force": true }))
                 .await;
             assert_eq!(
                 (status, body["error"]["code"].as_str()),
                 (StatusCode::BAD_REQUEST, Some(code)),
-                "{keys}: {body}"
+                "{records:?}: {body}"
             );
         }
         let refused = node.sync(&mut accomplice).await.unwrap_err();
@@ -520,10 +569,60 @@ async fn an_admin_reseals_a_checked_record_and_nothing_else() {
             "a refused repair re-sealed"
         );
 
-        // The repair: the shadow only; the book header was never touched.
+        // The DBA edits the record again after the admin checked it: the repair naming the
+        // checked bytes is refused whole (the book beside it is not touched either), nothing
+        // is sealed, and the purse stays refused.
+        dba(
+            root,
+            &backend,
+            &replace_sql(
+                &backend,
+                &shadow,
+                "\"blocked\": false",
+                "\"blocked\":  false",
+            ),
+        );
         let (status, body) = node
-            .post(RESEAL, json!({ "keys": [shadow, "book"], "force": true }))
+            .post(
+                RESEAL,
+                json!({ "records": records(&[&shadow, "book"]), "force": true }),
+            )
             .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (
+                StatusCode::BAD_REQUEST,
+                Some("record_changed_since_checked")
+            ),
+            "{body}"
+        );
+        assert_eq!(node.digest("book").await, book, "the book was written");
+        let refused = node.sync(&mut accomplice).await.unwrap_err();
+        assert_eq!(
+            refused.code, "record_tampered",
+            "bytes edited after the check were re-sealed"
+        );
+        // The new bytes raised their own case; the admin checks them and re-seals those.
+        let cases = node.flags("record_tampered").await;
+        assert_eq!(cases.len(), 2, "{cases:?}");
+        let rechecked = node.digest(&shadow).await;
+        assert!(
+            cases
+                .iter()
+                .any(|case| case.evidence["stored_digest"] == json!(rechecked)),
+            "{cases:?}"
+        );
+        assert!(refused.message.contains(&format!("{shadow}={rechecked}")));
+
+        // The repair: the shadow only; the book header was never touched.
+        let repair = json!({
+            "records": [
+                { "key": shadow, "stored_digest": rechecked },
+                { "key": "book", "stored_digest": book },
+            ],
+            "force": true,
+        });
+        let (status, body) = node.post(RESEAL, repair.clone()).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["resealed"], json!([shadow]), "{body}");
         assert_eq!(body["already_sealed"], json!(["book"]), "{body}");
@@ -532,10 +631,24 @@ async fn an_admin_reseals_a_checked_record_and_nothing_else() {
         assert_eq!(
             after.iter().map(|flag| &flag.subject).collect::<Vec<_>>(),
             cases.iter().map(|flag| &flag.subject).collect::<Vec<_>>(),
-            "the case left the fraud queue, or a new one was raised"
+            "a case left the fraud queue, or a new one was raised"
         );
+        // Once sealed, the stored bytes are new: the old digest no longer names them.
+        let (status, body) = node.post(RESEAL, repair).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (
+                StatusCode::BAD_REQUEST,
+                Some("record_changed_since_checked")
+            ),
+            "{body}"
+        );
+        let sealed = node.digest(&shadow).await;
         let (status, body) = node
-            .post(RESEAL, json!({ "keys": [shadow], "force": true }))
+            .post(
+                RESEAL,
+                json!({ "records": [{ "key": shadow, "stored_digest": sealed }], "force": true }),
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["resealed"], json!([]), "{body}");

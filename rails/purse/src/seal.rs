@@ -222,9 +222,9 @@ pub struct TamperedRecord {
     /// The purse it claims to be about, when it decodes as a shadow account (for the operator;
     /// never the accused).
     pub phone: Option<Phone>,
-    /// A digest of the stored bytes (not a security function): the same bytes refused again
-    /// make the same fraud-queue entry, new bytes a new one.
-    pub digest: u64,
+    /// [`stored_digest`] of the stored bytes: the same bytes refused again make the same
+    /// fraud-queue entry, new bytes a new one; a repair names it for the bytes checked.
+    pub digest: String,
 }
 
 impl TamperedRecord {
@@ -234,7 +234,7 @@ impl TamperedRecord {
             key: key.to_owned(),
             state,
             phone,
-            digest: fnv1a(stored),
+            digest: stored_digest(stored),
         }
     }
 
@@ -264,20 +264,20 @@ impl TamperedRecord {
                 "key": self.key,
                 "seal": self.state,
                 "phone": self.phone.map(|phone| phone.to_string()),
-                "stored_digest": format!("{:016x}", self.digest),
+                "stored_digest": self.digest,
             }),
             now,
         );
-        (flag, format!("{}:{:016x}", self.key, self.digest))
+        (flag, format!("{}:{}", self.key, self.digest))
     }
 }
 
 /// Records a decision loaded whose seal is wrong or absent: the operation is refused whole.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "record tampered: see fraud case (record_tampered, subject {listed}). Purse record(s) {listed} were written or changed outside the operator's code; refused, nothing moved. After checking them, `offpay admin purse reseal {args} --force` re-seals them",
+    "record tampered: see fraud case (record_tampered, subject {listed}). Purse record(s) {listed} were written or changed outside the operator's code; refused, nothing moved. After checking them, `offpay admin purse reseal {args} --force` re-seals them (each KEY=DIGEST names the stored bytes the case shows: bytes changed since refuse the repair)",
     listed = keys(.0, ", "),
-    args = keys(.0, " ")
+    args = checked_args(.0)
 )]
 pub struct Tampered(pub Vec<TamperedRecord>);
 
@@ -287,6 +287,14 @@ fn keys(records: &[TamperedRecord], separator: &str) -> String {
         .map(|record| record.key.as_str())
         .collect::<Vec<_>>()
         .join(separator)
+}
+
+fn checked_args(records: &[TamperedRecord]) -> String {
+    records
+        .iter()
+        .map(|record| format!("{}={}", record.key, record.digest))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl Tampered {
@@ -301,13 +309,19 @@ impl Tampered {
     }
 }
 
-/// FNV-1a (not a security function).
-pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes.iter().fold(OFFSET, |hash, byte| {
-        (hash ^ u64::from(*byte)).wrapping_mul(PRIME)
-    })
+/// Hexadecimal digits of a [`stored_digest`].
+pub const STORED_DIGEST_HEX: usize = 32;
+
+/// The digest of stored bytes as a `record_tampered` case's `stored_digest` shows it (and as a
+/// repair names the bytes checked): the first 128 bits of their SHA-256, in lower-case
+/// hexadecimal, so that a DBA cannot write other bytes with the digest an admin checked.
+pub fn stored_digest(stored: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(stored)
+        .iter()
+        .take(STORED_DIGEST_HEX / 2)
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -524,6 +538,37 @@ pub const RESEAL_KEYS_MAX: usize = SEAL_PAGE_RECORDS;
 /// The records a repair names, as read: (key, version, stored bytes if present).
 pub type ResealLoad = Vec<(String, u64, Option<Vec<u8>>)>;
 
+/// A record an operator checked: its key, and the digest of the stored bytes it checked (the
+/// `stored_digest` of the `record_tampered` case's evidence). A repair re-seals those bytes and
+/// no others.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckedRecord {
+    /// Its storage key.
+    pub key: String,
+    /// [`stored_digest`] of the bytes checked.
+    pub stored_digest: String,
+}
+
+impl CheckedRecord {
+    /// The record `key` whose checked bytes have the digest `digest`, written as the fraud
+    /// case shows it ([`STORED_DIGEST_HEX`] hexadecimal digits, either case).
+    pub fn new(key: &str, digest: &str) -> Result<CheckedRecord, ResealError> {
+        if digest.len() != STORED_DIGEST_HEX || !digest.bytes().all(|byte| byte.is_ascii_hexdigit())
+        {
+            return Err(ResealError::Digest(key.to_owned()));
+        }
+        Ok(CheckedRecord {
+            key: key.to_owned(),
+            stored_digest: digest.to_ascii_lowercase(),
+        })
+    }
+}
+
+/// The keys of `checked`, in order.
+pub fn checked_keys(checked: &[CheckedRecord]) -> Vec<String> {
+    checked.iter().map(|record| record.key.clone()).collect()
+}
+
 /// Reads the records `keys` name (in the purse namespace).
 pub fn load_reseal(store: &mut dyn LedgerStore, keys: &[String]) -> Result<ResealLoad, StoreError> {
     keys.iter()
@@ -552,6 +597,16 @@ pub enum ResealError {
     /// The stored content is not a JSON record (a malformed seal, or bytes no release wrote).
     #[error("purse record {0} does not hold a JSON record; repair its content first")]
     NotJson(String),
+    /// A checked digest is not 16 hexadecimal digits.
+    #[error(
+        "the checked digest of {0} must be the {STORED_DIGEST_HEX} hexadecimal digits of its fraud case's stored_digest"
+    )]
+    Digest(String),
+    /// The stored bytes are not the ones checked (written again after the check).
+    #[error(
+        "purse record {0} changed since it was checked (its stored bytes no longer have the digest named); nothing was re-sealed: check it again against the fraud case its new bytes raise"
+    )]
+    Changed(String),
 }
 
 /// What a repair did.
@@ -599,19 +654,30 @@ pub fn check_reseal_keys(keys: &[String]) -> Result<(), ResealError> {
 /// `record_tampered` flags stay in the fraud queue for a person to decide, no money moves, and
 /// a record that is authentic but rolled back (an earlier sealed copy) is not changed by this
 /// (its content must be repaired). Any key that is not a purse-book record, absent, or not a
-/// JSON record refuses the whole repair.
+/// JSON record refuses the whole repair; so does any record whose stored bytes are not the
+/// ones the operator checked (`checked`, in the order `loaded` was read): a write after the
+/// check (a DBA editing again) is never sealed on the strength of a check of other bytes.
 pub fn decide_reseal(
+    checked: &[CheckedRecord],
     loaded: &ResealLoad,
     sealer: &RecordSealer,
 ) -> Result<Decision<ResealTally>, ResealError> {
     let keys: Vec<String> = loaded.iter().map(|(key, _, _)| key.clone()).collect();
     check_reseal_keys(&keys)?;
+    if keys != checked_keys(checked) {
+        return Err(ResealError::Keys(
+            "the records read are not the records checked".to_owned(),
+        ));
+    }
     let mut effects = Effects::new();
     let mut tally = ResealTally::default();
-    for (key, version, stored) in loaded {
+    for ((key, version, stored), checked) in loaded.iter().zip(checked) {
         let Some(stored) = stored else {
             return Err(ResealError::Absent(key.clone()));
         };
+        if stored_digest(stored) != checked.stored_digest {
+            return Err(ResealError::Changed(key.clone()));
+        }
         if sealer.state(key, stored) == MacState::Authentic {
             tally.already_sealed.push(key.clone());
             continue;
@@ -712,7 +778,18 @@ mod tests {
             ("shadow/1".to_owned(), 4, Some(edited.clone())),
             ("book".to_owned(), 9, Some(authentic)),
         ];
-        let Ok(Decision::Commit { effects, reply }) = decide_reseal(&loaded, &sealer) else {
+        let checked_as_loaded = |loaded: &ResealLoad| -> Vec<CheckedRecord> {
+            loaded
+                .iter()
+                .map(|(key, _, stored)| CheckedRecord {
+                    key: key.clone(),
+                    stored_digest: stored.as_deref().map(stored_digest).unwrap_or_default(),
+                })
+                .collect()
+        };
+        let checked = checked_as_loaded(&loaded);
+        let Ok(Decision::Commit { effects, reply }) = decide_reseal(&checked, &loaded, &sealer)
+        else {
             panic!("a repair")
         };
         assert_eq!(reply.resealed, ["shadow/1"]);
@@ -727,7 +804,50 @@ mod tests {
         assert_eq!(sealer.state("shadow/1", &value), MacState::Authentic);
         assert_eq!(content(&value), edited.as_slice());
 
-        let refused = |loaded: ResealLoad| decide_reseal(&loaded, &sealer).err();
+        // A DBA edits again after the check: the whole repair is refused, the book too.
+        let mut edited_again = loaded.clone();
+        edited_again[0].2 = Some(b"{\"a\": 2}".to_vec());
+        assert_eq!(
+            decide_reseal(&checked, &edited_again, &sealer).err(),
+            Some(ResealError::Changed("shadow/1".to_owned()))
+        );
+        let mut book_changed = loaded.clone();
+        book_changed[1].2 = Some(sealer.seal("book", b"{\"b\":1}"));
+        assert_eq!(
+            decide_reseal(&checked, &book_changed, &sealer).err(),
+            Some(ResealError::Changed("book".to_owned()))
+        );
+        assert!(matches!(
+            decide_reseal(&checked[..1], &loaded, &sealer),
+            Err(ResealError::Keys(_))
+        ));
+        let digest = stored_digest(&edited);
+        assert_eq!(digest.len(), STORED_DIGEST_HEX);
+        assert_eq!(
+            CheckedRecord::new("shadow/1", &digest),
+            Ok(checked[0].clone())
+        );
+        assert_eq!(
+            CheckedRecord::new("shadow/1", &digest.to_ascii_uppercase()),
+            Ok(checked[0].clone())
+        );
+        for bad in [
+            "",
+            "abc",
+            &digest[1..],
+            &format!("{digest}0"),
+            &format!("g{}", &digest[1..]),
+            &format!("+{}", &digest[1..]),
+        ] {
+            assert_eq!(
+                CheckedRecord::new("shadow/1", bad),
+                Err(ResealError::Digest("shadow/1".to_owned())),
+                "{bad}"
+            );
+        }
+
+        let refused =
+            |loaded: ResealLoad| decide_reseal(&checked_as_loaded(&loaded), &loaded, &sealer).err();
         assert_eq!(
             refused(vec![("shadow/1".to_owned(), 1, Some(b"not json".to_vec()))]),
             Some(ResealError::NotJson("shadow/1".to_owned()))

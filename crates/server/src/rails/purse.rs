@@ -402,15 +402,17 @@ impl PurseRail {
         Ok((generation, newest))
     }
 
-    /// Re-seals the purse-book records `keys` names, after an operator checked them
-    /// ([`seal::decide_reseal`]): their seals only; the `record_tampered` flags stay in the
-    /// fraud queue, and nothing else is written.
+    /// Re-seals the purse-book records `checked` names, after an operator checked them
+    /// ([`seal::decide_reseal`]): their seals only, and only while their stored bytes are the
+    /// ones checked; the `record_tampered` flags stay in the fraud queue, and nothing else is
+    /// written.
     pub async fn reseal(
         &self,
         ledger: &Ledger,
-        keys: Vec<String>,
+        checked: Vec<seal::CheckedRecord>,
         now: offpay_ledger::Timestamp,
     ) -> Result<seal::ResealTally, RailError> {
+        let keys = seal::checked_keys(&checked);
         seal::check_reseal_keys(&keys).map_err(reseal_refused)?;
         let sealer = self.operator.sealer();
         let tally = runner::run(
@@ -426,7 +428,7 @@ impl PurseRail {
                     )
                 }
             },
-            |loaded| seal::decide_reseal(&loaded, sealer).map_err(reseal_refused),
+            |loaded| seal::decide_reseal(&checked, &loaded, sealer).map_err(reseal_refused),
         )
         .await?;
         tracing::warn!(
@@ -505,6 +507,8 @@ fn reseal_refused(error: seal::ResealError) -> RailError {
         seal::ResealError::NotSealed(_) => "not_a_purse_record",
         seal::ResealError::Absent(_) => "record_not_found",
         seal::ResealError::NotJson(_) => "record_not_json",
+        seal::ResealError::Digest(_) => "invalid_digest",
+        seal::ResealError::Changed(_) => "record_changed_since_checked",
     };
     RailError::Book(BookError::Invalid {
         code,
@@ -1405,13 +1409,21 @@ async fn rotate_endpoint(
     })))
 }
 
-/// The body of a repair: the purse-book records to re-seal, and `force` (the operator checked
-/// them and trusts them as they are stored now).
+/// The body of a repair: the purse-book records to re-seal, each with the digest of the stored
+/// bytes checked, and `force` (the operator checked them and trusts those bytes).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ResealRequest {
-    keys: Vec<String>,
+    records: Vec<ResealRecord>,
     force: bool,
+}
+
+/// One checked record: its key and the `stored_digest` of its fraud case.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResealRecord {
+    key: String,
+    stored_digest: String,
 }
 
 async fn reseal_endpoint(
@@ -1425,10 +1437,16 @@ async fn reseal_endpoint(
              fraud case first, then send {\"force\": true}",
         ));
     }
+    let checked = request
+        .records
+        .iter()
+        .map(|record| seal::CheckedRecord::new(&record.key, &record.stored_digest))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(reseal_refused)?;
     let tally = state
         .rails
         .purse
-        .reseal(&state.ledger, request.keys, state.now())
+        .reseal(&state.ledger, checked, state.now())
         .await?;
     Ok(Json(json!(tally)))
 }
