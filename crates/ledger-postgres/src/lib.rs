@@ -129,14 +129,7 @@ pub const TCP_USER_TIMEOUT: Duration = Duration::from_secs(15);
 /// Run at the start of every session, with the schema's `search_path` if there is one: see
 /// "Bounded waits" above for why `statement_timeout` is off. (A `SET`, not startup `options`, so
 /// that connection poolers and wire-compatible engines accept it.)
-///
-/// `plan_cache_mode = force_generic_plan`: the store's prepared statements are planned once per
-/// session (and again after each [`REPLAN_FIRST_CALLS`] step, when the tables have grown), not at
-/// every call. Left to itself PostgreSQL kept planning them for each call (the group's write
-/// statement spent more time in its bind, that is in planning, than in running: 0.38 against
-/// 0.21 ms), a third of a one-transfer group commit; their generic plans are the same index
-/// lookups (docs/PERFORMANCE.md, "Plans made once per session").
-const SESSION_SETUP: &str = "SET statement_timeout = 0; SET plan_cache_mode = force_generic_plan";
+const SESSION_SETUP: &str = "SET statement_timeout = 0";
 
 /// The `application_name` the store's sessions show in `pg_stat_activity`, unless the URL sets one.
 const APPLICATION_NAME: &str = "offpay-ledger";

@@ -335,13 +335,6 @@ fn keeps_statement_timeout_off_whatever_the_url_says() {
         .session_setting("statement_timeout")
         .unwrap_or_else(|error| panic!("{error}"));
     assert_eq!(setting, "0");
-    // Its prepared statements are planned once per session, not at every call.
-    assert_eq!(
-        store
-            .session_setting("plan_cache_mode")
-            .unwrap_or_else(|error| panic!("{error}")),
-        "force_generic_plan"
-    );
     assert_eq!(
         store
             .session_setting("search_path")
