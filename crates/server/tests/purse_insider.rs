@@ -11,6 +11,8 @@
     reason = "test helpers: a failed unwrap is a failed test"
 )]
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -20,11 +22,12 @@ use offpay_ledger::{AccountId, Timestamp};
 use offpay_operator::{FraudFlag, ManualClock, SeededEntropy};
 use offpay_purse::seal::{self, SealStage};
 use offpay_purse::{Outcome, Phone, Pin, Provisioning, Purse, PurseKind};
-use offpay_server::config::{Overrides, ServerConfig};
 use offpay_server::error::ApiError;
 use offpay_server::{AppState, Inputs, Server};
 use offpay_test_support::Backend;
 use serde_json::json;
+
+use common::{config, copy_data_dir};
 
 const START_MS: u64 = 1_790_000_000_000;
 const ACCOMPLICE: &str = "+254700000001";
@@ -36,36 +39,6 @@ const AGENT: &str = "+254700000002";
 struct Node {
     state: Arc<AppState>,
     token: String,
-}
-
-fn config(root: &Path, data: &Path, backend: &Backend) -> ServerConfig {
-    let database_url = backend.database_url().map_or_else(
-        || format!("sqlite://{}", root.join("ledger.sqlite").display()),
-        str::to_owned,
-    );
-    ServerConfig::resolve(
-        Overrides {
-            data_dir: Some(data.to_owned()),
-            listen: Some("127.0.0.1:0".into()),
-            database_url: Some(database_url),
-            ..Overrides::default()
-        },
-        &|_| None,
-    )
-    .unwrap()
-}
-
-fn copy_data_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_data_dir(&entry.path(), &target);
-        } else if entry.file_name() != "offpay.lock" {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 async fn start(root: &Path, start: usize, backend: &Backend) -> Node {
