@@ -17,16 +17,8 @@ fn major(units: u64) -> Amount {
 fn each_class_is_provisioned_with_its_own_limits_and_the_purse_receives_them() {
     let mut world = World::new(1);
     let software = world.provision("+254700000001", PurseKind::Customer);
-    let provisioning = world
-        .book
-        .provision_as(
-            &world.secrets,
-            phone("+254700000002"),
-            PurseKind::Customer,
-            TrustClass::Hardware,
-            world.now,
-        )
-        .unwrap();
+    let provisioning =
+        world.provisioning_as("+254700000002", PurseKind::Customer, TrustClass::Hardware);
     let hardware = Purse::provision(&provisioning, pin());
     let shadow = |purse: &Purse| {
         world
@@ -65,16 +57,8 @@ fn each_class_is_provisioned_with_its_own_limits_and_the_purse_receives_them() {
 fn a_software_purse_is_never_given_more_than_its_class_allows() {
     let mut world = World::new(2);
     let mut software = world.provision("+254700000001", PurseKind::Customer);
-    let provisioning = world
-        .book
-        .provision_as(
-            &world.secrets,
-            phone("+254700000002"),
-            PurseKind::Customer,
-            TrustClass::Hardware,
-            world.now,
-        )
-        .unwrap();
+    let provisioning =
+        world.provisioning_as("+254700000002", PurseKind::Customer, TrustClass::Hardware);
     let mut hardware = Purse::provision(&provisioning, pin());
     let mut raised = *software.limits();
     raised.max_single_payment = major(20_001);
@@ -145,16 +129,8 @@ fn a_purse_cannot_raise_its_own_class() {
 fn a_hardware_purse_is_personalised_into_the_applet_over_apdus() {
     use offpay_purse::apdu::{CardEmulation, PurseCard, personalize_command};
     let mut world = World::new(4);
-    let provisioning = world
-        .book
-        .provision_as(
-            &world.secrets,
-            phone("+254700000002"),
-            PurseKind::Customer,
-            TrustClass::Hardware,
-            world.now,
-        )
-        .unwrap();
+    let provisioning =
+        world.provisioning_as("+254700000002", PurseKind::Customer, TrustClass::Hardware);
     let mut card = CardEmulation::blank(SeededRandom::new(8));
     // Blank: nothing but personalisation.
     assert!(PurseCard::new(&mut card, world.now).is_err());

@@ -85,6 +85,19 @@ impl World {
         Purse::provision(&provisioning, pin())
     }
 
+    /// The operator's provisioning record of a purse of `class` (to seal into a file or
+    /// personalise into the applet).
+    pub fn provisioning_as(
+        &mut self,
+        number: &str,
+        kind: PurseKind,
+        class: TrustClass,
+    ) -> Provisioning {
+        self.book
+            .provision_as(&self.secrets, phone(number), kind, class, self.now)
+            .unwrap()
+    }
+
     pub fn float(&mut self, purse: &Purse, amount: &str) {
         let posting = self
             .book
