@@ -689,7 +689,16 @@ pub async fn check(
             None => Ok(Err(Denial::MissingToken)),
         };
     };
-    let hash = token_hash(&token);
+    check_token(state, spec, token_hash(&token)).await
+}
+
+/// [`check`] for the bearer token whose SHA-256 is `hash`: read in full, and kept in the
+/// [`CallerCache`] when valid (dropped from it when not).
+async fn check_token(
+    state: &AppState,
+    spec: Option<&RouteSpec>,
+    hash: String,
+) -> Result<Result<Caller, Denial>, ApiError> {
     let now = state.now();
     // No common snapshot needed: the index only names the user, whose record decides (its
     // token hash compared again), so a rotation between the two reads is refused, not let in.
@@ -728,7 +737,7 @@ fn check_cached(
     state: &AppState,
     spec: Option<&RouteSpec>,
     headers: &HeaderMap,
-) -> Option<(Caller, CredentialCheck)> {
+) -> Option<(Caller, CredentialCheck, String)> {
     let token = bearer(headers)?;
     let spec = spec?;
     let hash = token_hash(&token);
@@ -737,7 +746,7 @@ fn check_cached(
         return None;
     }
     let check = credential.check(&hash, &state.callers);
-    Some((credential.caller, check))
+    Some((credential.caller, check, hash))
 }
 
 /// A console session's request: the session checked (and its last-seen time moved on), then
@@ -936,13 +945,15 @@ async fn authorize_request(guard: Guard, request: Request, next: Next, console: 
         None if changes_state => check_cached(state, spec.as_ref(), &parts.headers),
         _ => None,
     };
-    let headers_for_recheck = cached.as_ref().map(|_| parts.headers.clone());
     let checked = match (&approved, &cached) {
         (Some(execution), _) => Ok(execution.requester().ok_or(Denial::InvalidToken)),
-        (None, Some((caller, _))) => Ok(Ok(caller.clone())),
+        (None, Some((caller, _, _))) => Ok(Ok(caller.clone())),
         (None, None) => check(state, spec.as_ref(), &parts.headers).await,
     };
-    let mut credential = cached.map(|(_, check)| check);
+    let (mut credential, recheck) = match cached {
+        Some((_, check, hash)) => (Some(check), Some(hash)),
+        None => (None, None),
+    };
     let context =
         |user: Option<String>, role: Option<Role>, credential: Option<CredentialCheck>| {
             crate::audit::OperatorContext::new(crate::audit::ContextParts {
@@ -1087,8 +1098,8 @@ async fn authorize_request(guard: Guard, request: Request, next: Next, console: 
             // Let in on a cached credential and nothing committed (so nothing checked the user
             // record): the token is checked in full now, and a caller it no longer lets in gets
             // the denial, not the handler's answer.
-            if let Some(headers) = headers_for_recheck.filter(|_| !committed) {
-                match check(state, spec.as_ref(), &headers).await {
+            if let Some(hash) = recheck.filter(|_| !committed) {
+                match check_token(state, spec.as_ref(), hash).await {
                     Err(error) => return error.into_response(),
                     Ok(Err(denial)) => {
                         crate::metrics::Metrics::add(&state.metrics.http_unauthorized, 1);
