@@ -335,6 +335,18 @@ fn keeps_statement_timeout_off_whatever_the_url_says() {
         .session_setting("statement_timeout")
         .unwrap_or_else(|error| panic!("{error}"));
     assert_eq!(setting, "0");
+    // Its prepared statements are planned once per session, as index lookups.
+    for (name, value) in [
+        ("plan_cache_mode", "force_generic_plan"),
+        ("enable_seqscan", "off"),
+    ] {
+        assert_eq!(
+            store
+                .session_setting(name)
+                .unwrap_or_else(|error| panic!("{error}")),
+            value
+        );
+    }
     assert_eq!(
         store
             .session_setting("search_path")
