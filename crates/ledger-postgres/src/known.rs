@@ -226,7 +226,13 @@ impl Known {
         self.spare.retain(|number| !used.contains(number));
         self.spare.extend(spare);
         self.spare.sort_unstable();
-        self.remember(changes.accounts_updated, changes.records.into_iter().map(|(key, _, version)| (key, version)));
+        self.remember(
+            changes.accounts_updated,
+            changes
+                .records
+                .into_iter()
+                .map(|(key, _, version)| (key, version)),
+        );
         self.committed += 1;
         self.backoff = 0;
         results

@@ -82,7 +82,9 @@ use tokio_postgres::config::{Host, SslMode, TargetSessionAttrs};
 use tokio_postgres::error::{Severity, SqlState};
 use tokio_postgres::{Config, NoTls, Row, Statement};
 
+mod known;
 mod session;
+use known::{Known, Learned, Plan};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -166,6 +168,8 @@ pub struct PostgresStore {
     /// next ([`REPLAN_FIRST_CALLS`]).
     calls: u64,
     replan_at: u64,
+    /// What the session last saw of the rows it loaded and wrote (see `known.rs`).
+    known: Known,
 }
 
 /// A session drops its cached plans (`DISCARD PLANS`) after this many successful calls, then
@@ -645,6 +649,7 @@ impl PostgresStore {
             in_read_transaction: false,
             calls: 0,
             replan_at: REPLAN_FIRST_CALLS,
+            known: Known::default(),
         })
     }
 
@@ -742,6 +747,12 @@ impl PostgresStore {
         }
     }
 
+    /// Groups this store committed on what it knew, without loading (see `known.rs`), and
+    /// writes of such groups that met rows not as known (for tests and figures).
+    pub fn known_groups(&self) -> (u64, u64) {
+        (self.known.committed, self.known.stale)
+    }
+
     /// Successful calls on this session and the count at which it next drops its plans (for
     /// tests).
     pub fn replan_state(&self) -> (u64, u64) {
@@ -787,16 +798,18 @@ fn commit_refused(error: &tokio_postgres::Error) -> bool {
 }
 
 /// One attempt at a group commit: one database transaction. Its `BEGIN` goes on the wire with
-/// the group's loads ([`PostgresGroup::pipeline`]).
+/// the group's loads ([`PostgresGroup::pipeline`]). Answers with what the group loaded and wrote,
+/// for the session to know ([`Known::learn`]).
 fn commit_once(
     client: &mut Client,
     statements: &Statements,
     warnings: &Warnings,
     batches: &[Batch],
     now: Timestamp,
-) -> Result<GroupResult, Failure> {
+) -> Result<(GroupResult, Learned), Failure> {
     // Warnings from before this group are not the group's.
     warnings.take();
+    let spare_wanted = known::spare_target(known::transfer_operations(batches));
     let mut group = PostgresGroup {
         client,
         statements,
@@ -806,12 +819,15 @@ fn commit_once(
         records_found: HashSet::new(),
         drawn: None,
         committed: None,
+        spare_wanted: bigint(spare_wanted as u64, "spare number count")?,
+        learned: Learned::default(),
     };
     let outcome = run_group(&mut group, batches, now);
     let begun = !group.begin_pending && group.not_started.is_none();
     let not_started = group.not_started.take();
     let retryable = group.retryable.take();
     let committed = group.committed.take();
+    let learned = std::mem::take(&mut group.learned);
     let client = group.client;
     let results = match outcome {
         Ok(results) => results,
@@ -830,13 +846,23 @@ fn commit_once(
     };
     if !begun {
         // The group needed no statement (nothing to load, nothing decided to write).
-        return Ok(results);
+        return Ok((results, learned));
     }
     // Sent behind the group's write, or now if the group wrote nothing.
     let committed = match committed {
         Some(answer) => answer,
         None => client.batch_execute("COMMIT"),
     };
+    check_commit(committed, warnings)?;
+    Ok((results, learned))
+}
+
+/// Whether a group's `COMMIT` committed it, on this node and (as far as the answer tells) on the
+/// synchronous standbys.
+fn check_commit(
+    committed: Result<(), tokio_postgres::Error>,
+    warnings: &Warnings,
+) -> Result<(), Failure> {
     committed.map_err(|error| {
         if commit_refused(&error) {
             Failure::from_driver(error)
@@ -856,7 +882,156 @@ fn commit_once(
             warned.join("; ")
         ))));
     }
-    Ok(results)
+    Ok(())
+}
+
+/// Why a group decided on known rows did not commit.
+enum KnownFailure {
+    /// A row was not as known: the server refused the write, and the `COMMIT` behind it rolled
+    /// the group back. Nothing of it was applied; it is decided again the usual way.
+    Stale,
+    /// The commit failed as any other would (the session, the network, the `COMMIT`).
+    Failed(Failure),
+}
+
+/// Commits a group decided on known rows ([`Known::plan`]): `BEGIN`, its checked write
+/// (`Statements::write_known`) and `COMMIT`, in one round trip. Answers with the spare numbers
+/// the write drew.
+fn commit_known(
+    client: &mut Client,
+    statements: &Statements,
+    warnings: &Warnings,
+    plan: &Plan,
+) -> Result<Vec<u64>, KnownFailure> {
+    let failed = |error: StoreError| KnownFailure::Failed(Failure::Store(error));
+    warnings.take();
+    let changes = &plan.changes;
+    let updated = AccountColumns::of(&changes.accounts_updated).map_err(failed)?;
+    let before = AccountColumns::of(&plan.accounts_before).map_err(failed)?;
+    let transfers = TransferColumns::of(&changes.transfers_created).map_err(failed)?;
+    let record = |index: usize| &changes.records[index];
+    let inserts: Vec<_> = plan.inserted.iter().map(|&index| record(index)).collect();
+    let inserts = RecordColumns::of(&inserts).map_err(failed)?;
+    let updates: Vec<_> = plan
+        .updated
+        .iter()
+        .map(|&(index, _)| record(index))
+        .collect();
+    let updates = RecordColumns::of(&updates).map_err(failed)?;
+    let deletes: Vec<_> = plan
+        .deleted
+        .iter()
+        .map(|&(index, _)| record(index))
+        .collect();
+    let deletes = RecordColumns::of(&deletes).map_err(failed)?;
+    let versions = |known: &[(usize, u64)]| {
+        known
+            .iter()
+            .map(|&(_, version)| bigint(version, "record version"))
+            .collect::<Result<Vec<i64>, StoreError>>()
+    };
+    let updated_from = versions(&plan.updated).map_err(failed)?;
+    let deleted_at = versions(&plan.deleted).map_err(failed)?;
+    let held_namespaces: Vec<&str> = plan.held.iter().map(|((ns, _), _)| ns.as_str()).collect();
+    let held_keys: Vec<&str> = plan.held.iter().map(|((_, key), _)| key.as_str()).collect();
+    let held_versions = plan
+        .held
+        .iter()
+        .map(|&(_, version)| bigint(version, "record version"))
+        .collect::<Result<Vec<i64>, StoreError>>()
+        .map_err(failed)?;
+    let absent_namespaces: Vec<&str> = plan.absent.iter().map(|(ns, _)| ns.as_str()).collect();
+    let absent_keys: Vec<&str> = plan.absent.iter().map(|(_, key)| key.as_str()).collect();
+    let count = |length: usize| bigint(length as u64, "row count");
+    let expected = [
+        count(updated.ids.len()),
+        count(transfers.ids.len()),
+        count(inserts.keys.len()),
+        count(updates.keys.len()),
+        count(deletes.keys.len()),
+        count(held_keys.len()),
+        count(plan.spare_wanted),
+    ]
+    .into_iter()
+    .collect::<Result<Vec<i64>, StoreError>>()
+    .map_err(failed)?;
+    let parameters: [&(dyn tokio_postgres::types::ToSql + Sync); 52] = [
+        &updated.ids,
+        &updated.balance_min,
+        &updated.balance_max,
+        &updated.sums.debits_pending,
+        &updated.sums.debits_posted,
+        &updated.sums.credits_pending,
+        &updated.sums.credits_posted,
+        &updated.last_sequences,
+        &before.balance_min,
+        &before.balance_max,
+        &before.sums.debits_pending,
+        &before.sums.debits_posted,
+        &before.sums.credits_pending,
+        &before.sums.credits_posted,
+        &before.last_sequences,
+        &transfers.sequences,
+        &transfers.ids,
+        &transfers.debits,
+        &transfers.credits,
+        &transfers.amounts,
+        &transfers.currencies,
+        &transfers.kinds,
+        &transfers.pending_ids,
+        &transfers.pending_states,
+        &transfers.memos,
+        &transfers.committed_at,
+        &transfers.debit_previous,
+        &transfers.credit_previous,
+        &inserts.namespaces,
+        &inserts.keys,
+        &inserts.values,
+        &inserts.versions,
+        &updates.namespaces,
+        &updates.keys,
+        &updates.values,
+        &updates.versions,
+        &updated_from,
+        &deletes.namespaces,
+        &deletes.keys,
+        &deleted_at,
+        &held_namespaces,
+        &held_keys,
+        &held_versions,
+        &absent_namespaces,
+        &absent_keys,
+        &expected[0],
+        &expected[1],
+        &expected[2],
+        &expected[3],
+        &expected[4],
+        &expected[5],
+        &expected[6],
+    ];
+    let driver = client.driver();
+    // BEGIN, the write, COMMIT, in that order on the wire (as in `PostgresGroup::pipeline`).
+    let (begun, written, committed) = client.block_on(async {
+        tokio::join!(
+            driver.batch_execute("BEGIN"),
+            driver.query(&statements.write_known, &parameters),
+            driver.batch_execute("COMMIT"),
+        )
+    });
+    if let Err(error) = begun {
+        return Err(KnownFailure::Failed(Failure::NotStarted(
+            StoreError::Database(describe(&error)),
+        )));
+    }
+    let rows = match written {
+        Ok(rows) => rows,
+        // The server refused the write (a row not as known, or anything else): the transaction
+        // is aborted, so the COMMIT behind it rolled it back, whatever its own answer.
+        Err(error) if error.as_db_error().is_some() => return Err(KnownFailure::Stale),
+        Err(error) => return Err(failed(StoreError::Database(describe(&error)))),
+    };
+    check_commit(committed, warnings).map_err(KnownFailure::Failed)?;
+    spare_numbers(&rows, 1).map_err(failed)
 }
 
 /// Applies the migrations this build knows and the database lacks, in one transaction under an
@@ -938,6 +1113,7 @@ struct Statements {
     transfers_and_numbers: Statement,
     record_versions: Statement,
     write_all: Statement,
+    write_known: Statement,
     account: Statement,
     accounts_page: Statement,
     transfer: Statement,
@@ -1035,7 +1211,9 @@ impl Statements {
                          AND counted.pending_resolved = $49::bigint
                          AND counted.records_created = $50::bigint
                          AND counted.records_updated = $51::bigint
-                       THEN 1 ELSE 0 END
+                       THEN 1 ELSE 0 END,
+                   -- Spare sequence numbers for the groups after this one (see `known.rs`).
+                   ARRAY(SELECT nextval('transfer_sequence') FROM generate_series(1, $52::bigint))
                  FROM (SELECT (SELECT COUNT(*) FROM accounts_created) AS accounts_created,
                    (SELECT COUNT(*) FROM accounts_updated) AS accounts_updated,
                    (SELECT COUNT(*) FROM transfers_created) AS transfers_created,
@@ -1043,6 +1221,81 @@ impl Statements {
                    (SELECT COUNT(*) FROM records_created) AS records_created,
                    (SELECT COUNT(*) FROM records_updated) AS records_updated,
                    (SELECT COUNT(*) FROM records_deleted) AS records_deleted) AS counted"
+            ))?,
+            // The write of a group decided on known rows (see `known.rs`): each change is made
+            // only where the row is still as the group found it, and records only checked or
+            // believed absent are checked; any row not as known fails the statement, so that the
+            // COMMIT behind it rolls back. Rows are locked in the order the loads lock them:
+            // accounts by id, then records.
+            write_known: prepare(&format!(
+                "WITH
+                 accounts_updated AS (
+                   UPDATE accounts AS a SET balance_min = u.balance_min,
+                     balance_max = u.balance_max, debits_pending = u.debits_pending,
+                     debits_posted = u.debits_posted, credits_pending = u.credits_pending,
+                     credits_posted = u.credits_posted, last_sequence = u.last_sequence
+                   FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[],
+                     $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[],
+                     $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[],
+                     $13::bigint[], $14::bigint[], $15::bigint[])
+                     AS u (id, balance_min, balance_max, debits_pending, debits_posted,
+                           credits_pending, credits_posted, last_sequence,
+                           was_balance_min, was_balance_max, was_debits_pending,
+                           was_debits_posted, was_credits_pending, was_credits_posted,
+                           was_last_sequence)
+                   WHERE a.id = u.id
+                     AND a.balance_min IS NOT DISTINCT FROM u.was_balance_min
+                     AND a.balance_max IS NOT DISTINCT FROM u.was_balance_max
+                     AND a.debits_pending = u.was_debits_pending
+                     AND a.debits_posted = u.was_debits_posted
+                     AND a.credits_pending = u.was_credits_pending
+                     AND a.credits_posted = u.was_credits_posted
+                     AND a.last_sequence = u.was_last_sequence
+                   RETURNING 1),
+                 transfers_created AS (
+                   INSERT INTO transfers ({TRANSFER_COLUMNS})
+                   SELECT * FROM UNNEST($16::bigint[], $17::text[], $18::text[], $19::text[],
+                     $20::bigint[], $21::text[], $22::text[], $23::text[], $24::text[],
+                     $25::text[], $26::bigint[], $27::bigint[], $28::bigint[])
+                   RETURNING 1),
+                 records_created AS (
+                   INSERT INTO records (namespace, key, value, version)
+                   SELECT * FROM UNNEST($29::text[], $30::text[], $31::bytea[], $32::bigint[])
+                   RETURNING 1),
+                 records_updated AS (
+                   UPDATE records AS r SET value = u.value, version = u.version
+                   FROM UNNEST($33::text[], $34::text[], $35::bytea[], $36::bigint[],
+                     $37::bigint[]) AS u (namespace, key, value, version, was_version)
+                   WHERE r.namespace = u.namespace AND r.key = u.key
+                     AND r.version = u.was_version
+                   RETURNING 1),
+                 records_deleted AS (
+                   DELETE FROM records AS r
+                   USING UNNEST($38::text[], $39::text[], $40::bigint[])
+                     AS gone (namespace, key, was_version)
+                   WHERE r.namespace = gone.namespace AND r.key = gone.key
+                     AND r.version = gone.was_version
+                   RETURNING 1),
+                 records_held AS (
+                   SELECT 1 FROM records AS r
+                   JOIN UNNEST($41::text[], $42::text[], $43::bigint[])
+                     AS held (namespace, key, version)
+                     ON r.namespace = held.namespace AND r.key = held.key
+                       AND r.version = held.version
+                   FOR UPDATE OF r),
+                 records_absent AS (
+                   SELECT 1 FROM records AS r
+                   JOIN UNNEST($44::text[], $45::text[]) AS absent (namespace, key)
+                     ON r.namespace = absent.namespace AND r.key = absent.key)
+                 SELECT 1 / CASE WHEN (SELECT COUNT(*) FROM accounts_updated) = $46::bigint
+                     AND (SELECT COUNT(*) FROM transfers_created) = $47::bigint
+                     AND (SELECT COUNT(*) FROM records_created) = $48::bigint
+                     AND (SELECT COUNT(*) FROM records_updated) = $49::bigint
+                     AND (SELECT COUNT(*) FROM records_deleted) = $50::bigint
+                     AND (SELECT COUNT(*) FROM records_held) = $51::bigint
+                     AND NOT EXISTS (SELECT 1 FROM records_absent)
+                   THEN 1 ELSE 0 END,
+                   ARRAY(SELECT nextval('transfer_sequence') FROM generate_series(1, $52::bigint))"
             ))?,
             account: prepare(&format!(
                 "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"
@@ -1154,6 +1407,10 @@ struct PostgresGroup<'a> {
     /// The answer to the `COMMIT` sent behind the group's write
     /// ([`PostgresGroup::write_and_commit`]); `None` while it has not been sent.
     committed: Option<Result<(), tokio_postgres::Error>>,
+    /// How many spare sequence numbers the write draws for the groups after it.
+    spare_wanted: i64,
+    /// What the group loaded and wrote, for the session to know once it commits.
+    learned: Learned,
 }
 
 /// The parameters of one statement.
@@ -1211,7 +1468,7 @@ impl PostgresGroup<'_> {
         &mut self,
         statement: &Statement,
         parameters: Parameters<'_>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<Row>, StoreError> {
         let begin = std::mem::take(&mut self.begin_pending);
         let driver = self.client.driver();
         // As in `pipeline`: BEGIN, the write, COMMIT, in that order on the wire.
@@ -1232,7 +1489,7 @@ impl PostgresGroup<'_> {
         if let Some(Err(error)) = begun {
             return Err(self.failed(error));
         }
-        written.map(|_| ()).map_err(|error| self.failed(error))
+        written.map_err(|error| self.failed(error))
     }
 
     /// The rows of a pipelined statement (none for a step not sent).
@@ -1352,6 +1609,16 @@ impl GroupTransaction for PostgresGroup<'_> {
             self.records_found.insert((namespace.clone(), key.clone()));
             snapshot.record_versions.insert((namespace, key), version);
         }
+        // What the rows were, under their locks: known once the group commits.
+        self.learned.accounts = snapshot.accounts.values().cloned().collect();
+        self.learned.records = references
+            .records
+            .iter()
+            .map(|key| {
+                let version = snapshot.record_versions.get(key).copied().unwrap_or(0);
+                (key.clone(), version)
+            })
+            .collect();
         Ok(snapshot)
     }
 
@@ -1400,7 +1667,8 @@ impl GroupTransaction for PostgresGroup<'_> {
             bigint(updates.keys.len() as u64, "record count")?,
         ];
         let statement = &self.statements.write_all;
-        self.write_and_commit(
+        let spare_wanted = self.spare_wanted;
+        let rows = self.write_and_commit(
             statement,
             &[
                 &created.ids,
@@ -1454,13 +1722,41 @@ impl GroupTransaction for PostgresGroup<'_> {
                 &expected[3],
                 &expected[4],
                 &expected[5],
+                &spare_wanted,
             ],
         )?;
+        let spare = spare_numbers(&rows, 8)?;
+        let learned = &mut self.learned;
+        learned
+            .accounts
+            .extend(changes.accounts_created.iter().cloned());
+        learned
+            .accounts
+            .extend(changes.accounts_updated.iter().cloned());
+        learned.records.extend(
+            changes
+                .records
+                .iter()
+                .map(|(key, _, version)| (key.clone(), *version)),
+        );
+        learned.spare = Some(spare);
         // The statement itself checked that each part changed one row per element (or failed,
         // and the COMMIT behind it rolled back). A delete of a record that never existed is
         // allowed (version 0 expected or none), so deletes are not checked.
         Ok(())
     }
+}
+
+/// The spare sequence numbers a group's write drew (its one row's column `column`).
+fn spare_numbers(rows: &[Row], column: usize) -> Result<Vec<u64>, StoreError> {
+    let Some(row) = rows.first() else {
+        return Err(corrupt("the group's write answered no row"));
+    };
+    let drawn: Vec<i64> = row.try_get(column).map_err(database_error)?;
+    drawn
+        .into_iter()
+        .map(|number| unsigned(number, "transfer_sequence"))
+        .collect()
 }
 
 /// An account's columns, as arrays for `UNNEST`.
@@ -1732,19 +2028,40 @@ impl LedgerStore for PostgresStore {
 
     fn commit(&mut self, batches: &[Batch], now: Timestamp) -> Result<GroupResult, StoreError> {
         let warnings = self.target.warnings.clone();
+        let known = std::cell::RefCell::new(std::mem::take(&mut self.known));
         // Captures only shared references: a copy runs on the retry.
         let commit = |client: &mut Client, statements: &Statements| {
+            let mut known = known.borrow_mut();
+            // First on what the session knows, in one round trip, if it knows enough.
+            if let Some(plan) = known.plan(batches, now) {
+                match commit_known(client, statements, &warnings, &plan) {
+                    Ok(spare) => return Ok(known.committed(plan, spare)),
+                    Err(KnownFailure::Stale) => known.met_stale(),
+                    Err(KnownFailure::Failed(failure)) => {
+                        known.forget();
+                        return Err(failure);
+                    }
+                }
+            }
             let mut attempt = 1;
             loop {
-                match commit_once(client, statements, &warnings, batches, now) {
-                    Err(Failure::Retry(error)) if attempt >= COMMIT_ATTEMPTS_MAX => {
+                let failure = match commit_once(client, statements, &warnings, batches, now) {
+                    Ok((results, learned)) => {
+                        known.learn(learned);
+                        return Ok(results);
+                    }
+                    Err(failure) => failure,
+                };
+                known.forget();
+                match failure {
+                    Failure::Retry(error) if attempt >= COMMIT_ATTEMPTS_MAX => {
                         return Err(Failure::Store(StoreError::Database(format!(
                             "group commit aborted {attempt} times by the database: {}",
                             describe(&error)
                         ))));
                     }
-                    Err(Failure::Retry(_)) => attempt += 1,
-                    other => return other,
+                    Failure::Retry(_) => attempt += 1,
+                    other => return Err(other),
                 }
             }
         };
@@ -1754,6 +2071,7 @@ impl LedgerStore for PostgresStore {
             Err(Failure::NotStarted(_)) if self.session_died() => self.run_once(commit),
             other => other,
         };
+        self.known = known.into_inner();
         outcome.map_err(Failure::into_store)
     }
 

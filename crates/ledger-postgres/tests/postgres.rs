@@ -908,3 +908,254 @@ fn a_write_that_changes_fewer_rows_than_decided_commits_nothing() {
     );
     verify_conservation(&mut store).unwrap_or_else(|error| panic!("{error}"));
 }
+
+fn record_put(key: &str, value: &[u8], expected: Option<u64>) -> Operation {
+    Operation::PutRecord(offpay_ledger::RecordWrite {
+        namespace: "test".to_owned(),
+        key: key.to_owned(),
+        value: Some(value.to_vec()),
+        expected_version: expected,
+    })
+}
+
+fn record_check(key: &str, version: u64) -> Operation {
+    Operation::CheckRecord(offpay_ledger::RecordCheck {
+        namespace: "test".to_owned(),
+        key: key.to_owned(),
+        version,
+    })
+}
+
+/// Commits one batch and gives its result.
+fn commit_one(
+    store: &mut PostgresStore,
+    operations: Vec<Operation>,
+) -> Result<Vec<Outcome>, offpay_ledger::BatchRefusal> {
+    let mut results = store
+        .commit(&[Batch { operations }], NOW)
+        .unwrap_or_else(|error| panic!("commit: {error}"));
+    results.remove(0)
+}
+
+/// The transfer operation of [`one_transfer`].
+fn transfer_operation(id: &str, debit: &str, credit: &str) -> Operation {
+    one_transfer(id, debit, credit).operations.remove(0)
+}
+
+/// A store decides a group on the rows it last loaded or wrote, without loading them, and its
+/// write checks them (see `known.rs`). Here another store (another server process) changes those
+/// rows in between. Each scenario starts a store that knows nothing, lets it learn the rows from
+/// one group sent the usual way, has the other store change them, and then sends the group that
+/// would go the known way: its write must find the rows stale (counted), and the group is decided
+/// again on the rows as they are.
+#[test]
+fn a_group_decided_on_known_rows_commits_only_if_they_are_still_so() {
+    skip_without_database!();
+    let (guard, mut other) = common::fresh_store();
+    let url = common::database_url().unwrap_or_default();
+    let learner = || {
+        PostgresStore::open_in_schema(&url, &guard.schema)
+            .unwrap_or_else(|error| panic!("store: {error}"))
+    };
+    let account = |store: &mut PostgresStore, name: &str| {
+        store
+            .account(&AccountId::new(name.to_owned()).unwrap_or_else(|error| panic!("{error}")))
+            .unwrap_or_else(|error| panic!("{error}"))
+            .unwrap_or_else(|| panic!("account {name} is missing"))
+    };
+    let refused_first = |result: &Result<Vec<Outcome>, offpay_ledger::BatchRefusal>| matches!(result, Err(refusal) if refusal.index == 0);
+    assert!(
+        commit_one(
+            &mut other,
+            vec![
+                account_definition("a"),
+                account_definition("b"),
+                account_definition("c"),
+                account_definition("d"),
+                record_put("user", b"v1", Some(0)),
+                record_put("counter", b"1", Some(0)),
+            ],
+        )
+        .is_ok()
+    );
+
+    // Accounts. The store learns `a` and `b` from t1, then commits t2 the known way.
+    let mut first = learner();
+    assert!(commit_one(&mut first, vec![transfer_operation("t1", "a", "b")]).is_ok());
+    assert!(commit_one(&mut first, vec![transfer_operation("t2", "a", "b")]).is_ok());
+    assert_eq!(first.known_groups(), (1, 0), "the known path was not taken");
+    // The other store moves both accounts: the first's balances are stale, and its write must
+    // not overwrite the other's transfer.
+    assert!(commit_one(&mut other, vec![transfer_operation("t3", "a", "b")]).is_ok());
+    assert!(commit_one(&mut first, vec![transfer_operation("t4", "a", "b")]).is_ok());
+    assert_eq!(
+        first.known_groups(),
+        (1, 1),
+        "the stale accounts were not caught"
+    );
+    assert_eq!(account(&mut first, "a").debits_posted, 400);
+    assert_eq!(account(&mut first, "b").credits_posted, 400);
+    // `a`'s history is one chain through all four, newest first, sequence numbers rising.
+    let a = AccountId::new("a".to_owned()).unwrap_or_else(|error| panic!("{error}"));
+    let history = first
+        .history(&a, None, 10)
+        .unwrap_or_else(|error| panic!("{error}"));
+    let ids: Vec<&str> = history
+        .iter()
+        .map(|record| record.transfer.id.as_str())
+        .collect();
+    assert_eq!(ids, ["t4", "t3", "t2", "t1"]);
+    for pair in history.windows(2) {
+        assert!(pair[0].sequence > pair[1].sequence, "{history:?}");
+        assert_eq!(pair[0].debit_previous, pair[1].sequence, "{history:?}");
+    }
+
+    // A record only checked: the store knows "user" at version 1 (as a server that let a caller
+    // in on a cached credential); the other store moves it to 2. The transfer checked against
+    // version 1 is refused, whole.
+    let mut second = learner();
+    assert!(
+        commit_one(
+            &mut second,
+            vec![record_check("user", 1), transfer_operation("p1", "a", "b")],
+        )
+        .is_ok()
+    );
+    assert!(commit_one(&mut other, vec![record_put("user", b"v2", Some(1))]).is_ok());
+    let refused = commit_one(
+        &mut second,
+        vec![record_check("user", 1), transfer_operation("p2", "a", "b")],
+    );
+    assert!(refused_first(&refused), "{refused:?}");
+    assert_eq!(
+        second.known_groups(),
+        (0, 1),
+        "the stale record was not caught"
+    );
+
+    // A conditional write on the version the store knows, moved meanwhile by the other store.
+    let mut third = learner();
+    assert!(commit_one(&mut third, vec![record_check("counter", 1)]).is_ok());
+    assert!(commit_one(&mut other, vec![record_put("counter", b"2", Some(1))]).is_ok());
+    let refused = commit_one(&mut third, vec![record_put("counter", b"x", Some(1))]);
+    assert!(refused_first(&refused), "{refused:?}");
+    assert_eq!(
+        third.known_groups(),
+        (0, 1),
+        "the stale record was not caught"
+    );
+    let counter = third
+        .record("test", "counter")
+        .unwrap_or_else(|error| panic!("{error}"))
+        .unwrap_or_else(|| panic!("the counter is missing"));
+    assert_eq!((counter.value.as_slice(), counter.version), (&b"2"[..], 2));
+
+    // A record the store believes absent, created meanwhile by the other store: the check that
+    // it does not exist fails.
+    let mut fourth = learner();
+    assert!(
+        commit_one(
+            &mut fourth,
+            vec![record_check("late", 0), transfer_operation("q1", "a", "b")],
+        )
+        .is_ok()
+    );
+    assert!(commit_one(&mut other, vec![record_put("late", b"here", Some(0))]).is_ok());
+    let refused = commit_one(
+        &mut fourth,
+        vec![record_check("late", 0), transfer_operation("q2", "a", "b")],
+    );
+    assert!(refused_first(&refused), "{refused:?}");
+    assert_eq!(
+        fourth.known_groups(),
+        (0, 1),
+        "the record created meanwhile was missed"
+    );
+
+    // A transfer id committed before the store learned its accounts (a client's retry of a
+    // transfer that went through): the known way takes it as new, its insert meets the stored
+    // one, and the group is decided again as the idempotent repeat it is.
+    assert!(commit_one(&mut other, vec![transfer_operation("r1", "c", "d")]).is_ok());
+    let mut fifth = learner();
+    assert!(commit_one(&mut fifth, vec![transfer_operation("r2", "c", "d")]).is_ok());
+    let repeated = commit_one(&mut fifth, vec![transfer_operation("r1", "c", "d")]);
+    assert_eq!(repeated, Ok(vec![Outcome::TransferExists]));
+    assert_eq!(
+        fifth.known_groups(),
+        (0, 1),
+        "the stored transfer was missed"
+    );
+    assert_eq!(account(&mut fifth, "c").debits_posted, 200);
+
+    // Spare sequence numbers: the store draws them with each write, for the groups after it.
+    // Here it learns `c` and `d` from a refused group (which writes nothing, so draws none)
+    // after the other store put a larger number on them: its spare numbers are too small for
+    // them, so its next group on them goes the usual way and draws numbers above theirs.
+    let mut sixth = learner();
+    assert!(commit_one(&mut sixth, vec![transfer_operation("s1", "a", "b")]).is_ok());
+    assert!(commit_one(&mut other, vec![transfer_operation("s2", "c", "d")]).is_ok());
+    let refused = commit_one(
+        &mut sixth,
+        vec![
+            transfer_operation("s3", "c", "d"),
+            transfer_operation("s4", "c", "c"),
+        ],
+    );
+    assert!(refused.is_err(), "{refused:?}");
+    assert!(commit_one(&mut sixth, vec![transfer_operation("s5", "c", "d")]).is_ok());
+    assert_eq!(sixth.known_groups(), (0, 0));
+    let c = AccountId::new("c".to_owned()).unwrap_or_else(|error| panic!("{error}"));
+    let history = sixth
+        .history(&c, None, 10)
+        .unwrap_or_else(|error| panic!("{error}"));
+    let ids: Vec<&str> = history
+        .iter()
+        .map(|record| record.transfer.id.as_str())
+        .collect();
+    assert_eq!(ids, ["s5", "s2", "r2", "r1"]);
+    for pair in history.windows(2) {
+        assert!(pair[0].sequence > pair[1].sequence, "{history:?}");
+        assert_eq!(pair[0].debit_previous, pair[1].sequence, "{history:?}");
+    }
+
+    assert_eq!(
+        account(&mut other, "a").debits_posted,
+        100 * (4 + 1 + 1 + 1)
+    );
+    verify_conservation(&mut other).unwrap_or_else(|error| panic!("{error}"));
+}
+
+/// A database administrator's edit of an account row between two groups of one store is not
+/// overwritten by what the store knew: the group is decided on the edited row.
+#[test]
+fn a_known_account_edited_in_the_database_is_decided_on_as_edited() {
+    skip_without_database!();
+    let (guard, mut store) = common::fresh_store();
+    let url = common::database_url().unwrap_or_default();
+    assert!(
+        commit_one(
+            &mut store,
+            vec![account_definition("a"), account_definition("b")],
+        )
+        .is_ok()
+    );
+    assert!(commit_one(&mut store, vec![transfer_operation("t1", "a", "b")]).is_ok());
+    let mut dba =
+        postgres::Client::connect(&url, postgres::NoTls).unwrap_or_else(|error| panic!("{error}"));
+    // Limits set behind the store's back: `a` may not go below -150.
+    dba.batch_execute(&format!(
+        "UPDATE \"{}\".accounts SET balance_min = -150 WHERE id = 'a'",
+        guard.schema
+    ))
+    .unwrap_or_else(|error| panic!("{error}"));
+    let refused = commit_one(&mut store, vec![transfer_operation("t2", "a", "b")]);
+    assert!(
+        matches!(&refused, Err(refusal) if matches!(refusal.reason, offpay_ledger::Refusal::InsufficientFunds { .. })),
+        "{refused:?}"
+    );
+    let a = store
+        .account(&AccountId::new("a".to_owned()).unwrap_or_else(|error| panic!("{error}")))
+        .unwrap_or_else(|error| panic!("{error}"))
+        .unwrap_or_else(|| panic!("account a is missing"));
+    assert_eq!((a.debits_posted, a.limits.balance_min), (100, Some(-150)));
+}
