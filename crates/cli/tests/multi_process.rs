@@ -139,6 +139,29 @@ fn three_processes_on_one_database_post_once_and_conserve_money() {
         );
         server.assert_balanced();
     }
+    // Each process's store tried deciding groups on the rows it had last seen (one round trip
+    // instead of two); with all three moving the same two accounts, some of those writes met
+    // rows another process had changed, and were decided again on loaded rows — the balances
+    // above show that none overwrote another's transfer.
+    let tried: f64 = servers
+        .iter()
+        .map(|server| {
+            let text = http()
+                .get(format!("{}/metrics", server.base))
+                .send()
+                .unwrap()
+                .text()
+                .unwrap();
+            [
+                "offpay_ledger_known_groups_total ",
+                "offpay_ledger_known_stale_total ",
+            ]
+            .iter()
+            .map(|name| metric(&text, name))
+            .sum::<f64>()
+        })
+        .sum();
+    assert!(tried > 0.0, "no process tried a group on known rows");
 
     // The purse rail: provisioned on one process, floated on another, synced on a third.
     let cli = Cli::new(directory.path());
@@ -190,6 +213,14 @@ fn three_processes_on_one_database_post_once_and_conserve_money() {
         assert_eq!(server.shadow(BOB)["balance"], "120.00");
         server.assert_balanced();
     }
+}
+
+/// The value of the unlabelled sample `name` (with its trailing space) in a metrics exposition.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no sample {name}in\n{text}"))
 }
 
 /// One SMS through a process's generic webhook, with the gateway's message id.

@@ -74,8 +74,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use offpay_ledger::engine::{Changes, RecordKey, References, SequenceNumbers, Snapshot};
 use offpay_ledger::{
     Account, AccountId, AccountKind, Amount, BalanceLimits, Batch, Currency, CurrencyTotal,
-    GroupResult, GroupTransaction, HISTORY_PAGE_MAX, LedgerStore, PendingState, RECORD_PAGE_MAX,
-    Record, SchemaVersions, StoreError, Timestamp, Transfer, TransferId, TransferRecord, run_group,
+    GroupResult, GroupTransaction, HISTORY_PAGE_MAX, KnownGroups, LedgerStore, PendingState,
+    RECORD_PAGE_MAX, Record, SchemaVersions, StoreError, Timestamp, Transfer, TransferId,
+    TransferRecord, run_group,
 };
 use session::{Client, ConnectError};
 use tokio_postgres::config::{Host, SslMode, TargetSessionAttrs};
@@ -745,12 +746,6 @@ impl PostgresStore {
         if self.client.batch_execute("DISCARD PLANS").is_err() {
             self.connection_suspect = true;
         }
-    }
-
-    /// Groups this store committed on what it knew, without loading (see `known.rs`), and
-    /// writes of such groups that met rows not as known (for tests and figures).
-    pub fn known_groups(&self) -> (u64, u64) {
-        (self.known.committed, self.known.stale)
     }
 
     /// Successful calls on this session and the count at which it next drops its plans (for
@@ -2024,6 +2019,13 @@ fn record_version(row: &Row, column: usize) -> Result<u64, StoreError> {
 impl LedgerStore for PostgresStore {
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    fn known_groups(&self) -> Option<KnownGroups> {
+        Some(KnownGroups {
+            committed: self.known.committed,
+            stale: self.known.stale,
+        })
     }
 
     fn commit(&mut self, batches: &[Batch], now: Timestamp) -> Result<GroupResult, StoreError> {

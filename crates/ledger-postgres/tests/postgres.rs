@@ -926,6 +926,12 @@ fn record_check(key: &str, version: u64) -> Operation {
     })
 }
 
+/// What `known_groups` answers after `committed` groups went the known way and `stale` writes
+/// met changed rows.
+fn known(committed: u64, stale: u64) -> Option<offpay_ledger::KnownGroups> {
+    Some(offpay_ledger::KnownGroups { committed, stale })
+}
+
 /// Commits one batch and gives its result.
 fn commit_one(
     store: &mut PostgresStore,
@@ -983,14 +989,18 @@ fn a_group_decided_on_known_rows_commits_only_if_they_are_still_so() {
     let mut first = learner();
     assert!(commit_one(&mut first, vec![transfer_operation("t1", "a", "b")]).is_ok());
     assert!(commit_one(&mut first, vec![transfer_operation("t2", "a", "b")]).is_ok());
-    assert_eq!(first.known_groups(), (1, 0), "the known path was not taken");
+    assert_eq!(
+        first.known_groups(),
+        known(1, 0),
+        "the known path was not taken"
+    );
     // The other store moves both accounts: the first's balances are stale, and its write must
     // not overwrite the other's transfer.
     assert!(commit_one(&mut other, vec![transfer_operation("t3", "a", "b")]).is_ok());
     assert!(commit_one(&mut first, vec![transfer_operation("t4", "a", "b")]).is_ok());
     assert_eq!(
         first.known_groups(),
-        (1, 1),
+        known(1, 1),
         "the stale accounts were not caught"
     );
     assert_eq!(account(&mut first, "a").debits_posted, 400);
@@ -1029,7 +1039,7 @@ fn a_group_decided_on_known_rows_commits_only_if_they_are_still_so() {
     assert!(refused_first(&refused), "{refused:?}");
     assert_eq!(
         second.known_groups(),
-        (0, 1),
+        known(0, 1),
         "the stale record was not caught"
     );
 
@@ -1041,7 +1051,7 @@ fn a_group_decided_on_known_rows_commits_only_if_they_are_still_so() {
     assert!(refused_first(&refused), "{refused:?}");
     assert_eq!(
         third.known_groups(),
-        (0, 1),
+        known(0, 1),
         "the stale record was not caught"
     );
     let counter = third
@@ -1068,7 +1078,7 @@ fn a_group_decided_on_known_rows_commits_only_if_they_are_still_so() {
     assert!(refused_first(&refused), "{refused:?}");
     assert_eq!(
         fourth.known_groups(),
-        (0, 1),
+        known(0, 1),
         "the record created meanwhile was missed"
     );
 
@@ -1082,7 +1092,7 @@ fn a_group_decided_on_known_rows_commits_only_if_they_are_still_so() {
     assert_eq!(repeated, Ok(vec![Outcome::TransferExists]));
     assert_eq!(
         fifth.known_groups(),
-        (0, 1),
+        known(0, 1),
         "the stored transfer was missed"
     );
     assert_eq!(account(&mut fifth, "c").debits_posted, 200);
@@ -1103,7 +1113,7 @@ fn a_group_decided_on_known_rows_commits_only_if_they_are_still_so() {
     );
     assert!(refused.is_err(), "{refused:?}");
     assert!(commit_one(&mut sixth, vec![transfer_operation("s5", "c", "d")]).is_ok());
-    assert_eq!(sixth.known_groups(), (0, 0));
+    assert_eq!(sixth.known_groups(), known(0, 0));
     let c = AccountId::new("c".to_owned()).unwrap_or_else(|error| panic!("{error}"));
     let history = sixth
         .history(&c, None, 10)

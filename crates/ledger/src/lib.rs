@@ -24,6 +24,6 @@ pub use memory::MemoryStore;
 pub use model::*;
 pub use offpay_money::{Amount, Currency, Decimal, MoneyError};
 pub use store::{
-    GroupResult, GroupTransaction, LedgerStore, SchemaVersions, StoreError, run_group,
+    GroupResult, GroupTransaction, KnownGroups, LedgerStore, SchemaVersions, StoreError, run_group,
     verify_conservation,
 };

@@ -40,6 +40,13 @@ pub trait LedgerStore: Send {
     /// Commits `batches` as one group, durably, with one flush to disk.
     fn commit(&mut self, batches: &[Batch], now: Timestamp) -> Result<GroupResult, StoreError>;
 
+    /// For a backend that decides groups on rows it already knows, without loading them (and
+    /// has its write check them: PostgreSQL), how many groups it committed that way and how many
+    /// such writes met rows changed meanwhile; `None` for the others.
+    fn known_groups(&self) -> Option<KnownGroups> {
+        None
+    }
+
     /// One account.
     fn account(&mut self, id: &AccountId) -> Result<Option<Account>, StoreError>;
 
@@ -173,6 +180,16 @@ pub fn run_group(
         transaction.write(&changes)?;
     }
     Ok(results)
+}
+
+/// What [`LedgerStore::known_groups`] counts, since the store was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KnownGroups {
+    /// Groups committed on known rows, in one round trip.
+    pub committed: u64,
+    /// Writes of such groups that met a row changed meanwhile: rolled back, and the group decided
+    /// again on loaded rows.
+    pub stale: u64,
 }
 
 /// Checks that every currency's balances sum to zero.

@@ -530,6 +530,12 @@ fn commit_group(
                 std::panic::resume_unwind(panic)
             });
     metrics.commit_seconds.observe_duration(started.elapsed());
+    if let Some(known) = store.known_groups() {
+        metrics
+            .known_groups
+            .store(known.committed, Ordering::Relaxed);
+        metrics.known_stale.store(known.stale, Ordering::Relaxed);
+    }
     metrics.group_batches.observe(group.len() as u64);
     measure(metrics, &group, &outcome);
     // Numbered and counted once finished, before anyone hears the outcome: whoever learns that

@@ -253,6 +253,11 @@ pub struct LedgerMetrics {
     pub transfers_committed: AtomicU64,
     /// Fraud flags committed, by rail and kind (new flags only, not their later updates).
     pub fraud_flags: CounterFamily,
+    /// Group commits decided on rows the store already knew, in one round trip (PostgreSQL;
+    /// see `offpay-ledger-postgres`'s `known.rs`). Copied from the store after each group.
+    pub known_groups: AtomicU64,
+    /// Writes of such groups that met rows changed meanwhile, and were decided again.
+    pub known_stale: AtomicU64,
 }
 
 impl Default for LedgerMetrics {
@@ -264,6 +269,8 @@ impl Default for LedgerMetrics {
             batches: CounterFamily::default(),
             transfers_committed: AtomicU64::new(0),
             fraud_flags: CounterFamily::default(),
+            known_groups: AtomicU64::new(0),
+            known_stale: AtomicU64::new(0),
         }
     }
 }
@@ -389,6 +396,18 @@ impl Metrics {
             "offpay_ledger_transfers_committed_total",
             "Transfers newly committed.",
             ledger.transfers_committed.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut text,
+            "offpay_ledger_known_groups_total",
+            "Group commits decided on rows the store already knew, in one round trip (PostgreSQL).",
+            ledger.known_groups.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut text,
+            "offpay_ledger_known_stale_total",
+            "Of those, writes that met rows changed meanwhile (by another process or by hand): rolled back and decided again on loaded rows.",
+            ledger.known_stale.load(Ordering::Relaxed),
         );
         gauge(
             &mut text,
