@@ -10,13 +10,15 @@
 # holding the scratch databases; OFFPAY_BENCH_PGLEDGER_DB (default pgledger); OFFPAY_BENCH_BIN,
 # an offpay binary to measure instead of this tree's release build (an older commit's, to put
 # the two side by side); OFFPAY_BENCH_CLIENT_BIN, the offpay binary whose `bench server` drives
-# the load (default: the one measured), so that two servers can be driven by the same client.
+# the load (default: the one measured), so that two servers can be driven by the same client;
+# OFFPAY_BENCH_CLIENTS (default 1,8,32) and OFFPAY_BENCH_PROCESSES (default "1 2 3"), to measure
+# fewer cases for longer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-8}
 server=${OFFPAY_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}
 pgledger_db=${OFFPAY_BENCH_PGLEDGER_DB:-pgledger}
-clients=1,8,32
+clients=${OFFPAY_BENCH_CLIENTS:-1,8,32}
 if [ -n "${OFFPAY_BENCH_BIN:-}" ]; then
   offpay=$OFFPAY_BENCH_BIN
 else
@@ -48,7 +50,7 @@ start() { # data-dir database-url log; appends the server's base URL to `bases`
   exit 1
 }
 
-for processes in 1 2 3; do
+for processes in ${OFFPAY_BENCH_PROCESSES:-1 2 3}; do
   database=offpay_bench_$$_$processes
   psql_admin "DROP DATABASE IF EXISTS $database" && psql_admin "CREATE DATABASE $database"
   url="$server/$database"
