@@ -1025,7 +1025,12 @@ fn commit_known(
         Err(error) if error.as_db_error().is_some() => return Err(KnownFailure::Stale),
         Err(error) => return Err(failed(StoreError::Database(describe(&error)))),
     };
-    check_commit(committed, warnings).map_err(KnownFailure::Failed)?;
+    match committed {
+        // The server refused the COMMIT itself (and rolled back): decided again the usual way,
+        // which retries what the database says may be retried.
+        Err(error) if commit_refused(&error) => return Err(KnownFailure::Stale),
+        committed => check_commit(committed, warnings).map_err(KnownFailure::Failed)?,
+    }
     spare_numbers(&rows, 1).map_err(failed)
 }
 
