@@ -64,6 +64,39 @@ fn an_envelope_put_back_by_sql_to_an_earlier_copy_is_caught(kind: BackendKind) {
     assert_eq!(server.envelope(SEED_EUIN)["consecutive_failures"], 0);
 }
 
+/// A lost envelope made to pay again: the holder moved to a new envelope by REG (the old one
+/// retired), then the DBA wrote the old envelope's earlier, active record back, and the thief
+/// who holds the old envelope pays with one of its rows. The account, sealed, names the new
+/// envelope: refused and flagged, and the holder's new envelope still pays.
+fn a_retired_envelope_put_back_by_sql_pays_nothing(kind: BackendKind) {
+    let server = TestServer::start(kind);
+    let envelope = server.seed_world();
+    let reply = server.sms(PAYER_PHONE, &low_pay(&envelope, PAYEE, &kes("100"), 1));
+    assert!(reply.starts_with("PAID "), "{reply}");
+    let key = format!("env:{SEED_EUIN}");
+    let (saved, _) = dba_read(&server, kind, &key);
+    let next = server.issue_envelope();
+    let reply = server.sms(PAYER_PHONE, &register(&envelope, &next.euin, 3));
+    assert!(reply.contains("is now registered"), "{reply}");
+    let (taken, _) = bank_row(&reply);
+    assert_eq!(server.envelope(SEED_EUIN)["status"], "retired");
+    let (_, version) = dba_read(&server, kind, &key);
+    dba_write(&server, kind, &key, &saved, version);
+    let reply = server.sms(OTHER_PHONE, &low_pay(&envelope, PAYEE, &kes("200"), 2));
+    assert!(!reply.starts_with("PAID"), "{reply}");
+    assert_eq!(
+        server.balance(PAYEE),
+        100_00,
+        "the old envelope paid nothing"
+    );
+    assert_eq!(flags(&server, "record_tampered"), 1);
+    assert_eq!(flags(&server, "envelope-not-current"), 1);
+    let row = if taken == 1 { 2 } else { 1 };
+    let reply = server.sms(PAYER_PHONE, &low_pay(&next, PAYEE, &kes("50"), row));
+    assert!(reply.starts_with("PAID "), "{reply}");
+    assert_eq!(server.balance(PAYEE), 150_00);
+}
+
 /// An agent's or operator's step on an envelope edited by SQL (a failure count written in):
 /// the replacement and the unlock are refused 409 `record_tampered`, nothing is written over the
 /// DBA's record, and the edit is raised once however many steps meet it; the holder is not blamed.
@@ -108,5 +141,6 @@ fn an_agent_step_on_an_envelope_edited_by_sql_is_refused_and_raised_once(kind: B
 offpay_test_support::on_every_backend!(
     a_paid_row_marked_unused_by_sql_replays_nothing,
     an_envelope_put_back_by_sql_to_an_earlier_copy_is_caught,
+    a_retired_envelope_put_back_by_sql_pays_nothing,
     an_agent_step_on_an_envelope_edited_by_sql_is_refused_and_raised_once,
 );

@@ -58,6 +58,11 @@ pub struct RecordSet {
 /// ([`AccountRecord::rows_disagree`]): one was rolled back to an earlier authentic copy.
 pub const ROLLBACK_KIND: &str = "envelope-rows-rollback";
 
+/// The kind named when an envelope bound to an account is not the account's current one
+/// (`AccountRecord::current_envelope`, under the account's settings MAC): a retired envelope
+/// was put back to an earlier, active copy, so that the lost envelope a thief holds pays again.
+pub const NOT_CURRENT_KIND: &str = "envelope-not-current";
+
 /// A stored record whose MAC did not match what it holds: written or changed outside the
 /// operator's code (a database edit). It is refused and moves nothing.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,6 +86,13 @@ impl Tampered {
                 format!(
                     "envelope record {} and its account disagree on the rows used: one was put \
                      back to an earlier copy outside the operator's code; refused, nothing moved",
+                    self.key
+                )
+            } else if self.kind == NOT_CURRENT_KIND {
+                format!(
+                    "envelope record {} says it is in use, but its account uses another: a \
+                     retired envelope was put back to an earlier copy outside the operator's \
+                     code; refused, nothing moved",
                     self.key
                 )
             } else {
@@ -402,6 +414,30 @@ pub fn load_payer(
                 "today_minor": account.spending.today.minor(),
                 "week": account.spending.week,
                 "this_week_minor": account.spending.this_week.minor(),
+            }),
+        });
+        return Ok(None);
+    }
+    if account.current_envelope != Some(envelope.euin) {
+        let envelope_key = records::envelope_key(&envelope.euin);
+        if reader.cache.is_some() {
+            // A cached account may be older than the envelope (bound since): decide on the
+            // store's own, read in this one transaction.
+            reader.cache = None;
+            reader.records.envelopes.remove(&envelope_key);
+            reader.records.accounts.remove(&key);
+            return load_payer(reader, lookup, operator, now);
+        }
+        // Every binding (at an agent, or by REG) makes the envelope its account's current one,
+        // in the same batch, and a REG retires the old one: an envelope in use that its sealed
+        // account does not name is an old copy put back. Both MACs verify; the pair does not.
+        reader.records.tampered.push(Tampered {
+            kind: NOT_CURRENT_KIND,
+            key: envelope_key,
+            evidence: serde_json::json!({
+                "euin": envelope.euin.to_string(),
+                "account": account.receive_number.to_string(),
+                "current_envelope": account.current_envelope.map(|euin| euin.to_string()),
             }),
         });
         return Ok(None);
