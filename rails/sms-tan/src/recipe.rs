@@ -511,6 +511,8 @@ mod tests {
     /// let through unseen, per size class, among amounts the engine still accepts on such a row
     /// (at most the default cap, `EngineConfig::printed_recipe_max`: 999.99). Classes 4 and up
     /// accept nothing, so nothing is inflated into them; below, a change stays under the cap.
+    /// (The cap is the operator engine's: the test needs the `operator` feature.)
+    #[cfg(feature = "operator")]
     #[test]
     fn worst_undetected_inflation_of_imported_rows_is_measured_under_the_cap() {
         let envelope = crate::import::parse_envelope(include_str!(
