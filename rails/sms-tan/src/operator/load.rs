@@ -418,53 +418,51 @@ pub fn load_payer(
         });
         return Ok(None);
     }
-    if account.current_envelope != Some(envelope.euin) {
-        let envelope_key = records::envelope_key(&envelope.euin);
-        if reader.cache.is_some() {
-            // A cached account may be older than the envelope (bound since): decide on the
-            // store's own, read in this one transaction.
-            reader.cache = None;
-            reader.records.envelopes.remove(&envelope_key);
-            reader.records.accounts.remove(&key);
-            return load_payer(reader, lookup, operator, now);
-        }
+    // The envelope and its account, each authentic, must also agree with each other; if they do
+    // not, one of them was put back to an earlier authentic copy. Both MACs verify; the pair does
+    // not.
+    let disagreement = if account.current_envelope != Some(envelope.euin) {
         // Every binding (at an agent, or by REG) makes the envelope its account's current one,
-        // in the same batch, and a REG retires the old one: an envelope in use that its sealed
-        // account does not name is an old copy put back. Both MACs verify; the pair does not.
-        reader.records.tampered.push(Tampered {
-            kind: NOT_CURRENT_KIND,
-            key: envelope_key,
-            evidence: serde_json::json!({
+        // in the same batch, and a REG retires the old one: an envelope in use that its account
+        // does not name is an old copy put back (the lost envelope a thief holds, made to pay).
+        Some((
+            NOT_CURRENT_KIND,
+            serde_json::json!({
                 "euin": envelope.euin.to_string(),
                 "account": account.receive_number.to_string(),
                 "current_envelope": account.current_envelope.map(|euin| euin.to_string()),
             }),
-        });
-        return Ok(None);
-    }
-    if account.rows_disagree(&envelope) {
+        ))
+    } else if account.rows_disagree(&envelope) {
+        // The envelope's used rows and the ones its account recorded with the last row used
+        // disagree: rows un-used to replay a paid message, or spending un-counted.
+        Some((
+            ROLLBACK_KIND,
+            serde_json::json!({
+                "euin": envelope.euin.to_string(),
+                "account": account.receive_number.to_string(),
+                "envelope_used_rows": envelope.used_rows.bits(),
+                "account_recorded_rows": account.envelope_rows.map_or(0, |(_, rows)| rows.bits()),
+            }),
+        ))
+    } else {
+        None
+    };
+    if let Some((kind, evidence)) = disagreement {
         let envelope_key = records::envelope_key(&envelope.euin);
         if reader.cache.is_some() {
-            // A cached copy may be older than the other record: decide on the store's own, read
+            // A cached copy may be older than the other record (an account read before the
+            // envelope was bound, or before its rows were used): decide on the store's own, read
             // in this one transaction.
             reader.cache = None;
             reader.records.envelopes.remove(&envelope_key);
             reader.records.accounts.remove(&key);
             return load_payer(reader, lookup, operator, now);
         }
-        // The envelope's used rows and the ones its account recorded with the last row used
-        // disagree: one of the two was put back to an earlier copy (rows un-used to replay a paid
-        // message, or spending un-counted). Both MACs verify; the pair does not.
-        let recorded = account.envelope_rows.map_or(0, |(_, rows)| rows.bits());
         reader.records.tampered.push(Tampered {
-            kind: ROLLBACK_KIND,
+            kind,
             key: envelope_key,
-            evidence: serde_json::json!({
-                "euin": envelope.euin.to_string(),
-                "account": account.receive_number.to_string(),
-                "envelope_used_rows": envelope.used_rows.bits(),
-                "account_recorded_rows": recorded,
-            }),
+            evidence,
         });
         return Ok(None);
     }
