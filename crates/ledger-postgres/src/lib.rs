@@ -920,74 +920,41 @@ fn commit_known(
         .collect();
     let deletes = RecordColumns::of(&deletes).map_err(failed)?;
     let versions = |known: &[(usize, u64)]| {
-        known
-            .iter()
-            .map(|&(_, version)| bigint(version, "record version"))
-            .collect::<Result<Vec<i64>, StoreError>>()
+        bigints(known.iter().map(|&(_, version)| version), "record version")
     };
     let updated_from = versions(&plan.updated).map_err(failed)?;
     let deleted_at = versions(&plan.deleted).map_err(failed)?;
     let held_namespaces: Vec<&str> = plan.held.iter().map(|((ns, _), _)| ns.as_str()).collect();
     let held_keys: Vec<&str> = plan.held.iter().map(|((_, key), _)| key.as_str()).collect();
-    let held_versions = plan
-        .held
-        .iter()
-        .map(|&(_, version)| bigint(version, "record version"))
-        .collect::<Result<Vec<i64>, StoreError>>()
-        .map_err(failed)?;
+    let held_versions = bigints(
+        plan.held.iter().map(|&(_, version)| version),
+        "record version",
+    )
+    .map_err(failed)?;
     let absent_namespaces: Vec<&str> = plan.absent.iter().map(|(ns, _)| ns.as_str()).collect();
     let absent_keys: Vec<&str> = plan.absent.iter().map(|(_, key)| key.as_str()).collect();
-    let count = |length: usize| bigint(length as u64, "row count");
-    let expected = [
-        count(updated.ids.len()),
-        count(transfers.ids.len()),
-        count(inserts.keys.len()),
-        count(updates.keys.len()),
-        count(deletes.keys.len()),
-        count(held_keys.len()),
-        count(plan.spare_wanted),
-    ]
-    .into_iter()
-    .collect::<Result<Vec<i64>, StoreError>>()
+    let expected = bigints(
+        [
+            updated.ids.len(),
+            transfers.ids.len(),
+            inserts.keys.len(),
+            updates.keys.len(),
+            deletes.keys.len(),
+            held_keys.len(),
+            plan.spare_wanted,
+        ]
+        .map(|count| count as u64),
+        "row count",
+    )
     .map_err(failed)?;
-    let parameters: [&(dyn tokio_postgres::types::ToSql + Sync); 52] = [
-        &updated.ids,
-        &updated.balance_min,
-        &updated.balance_max,
-        &updated.sums.debits_pending,
-        &updated.sums.debits_posted,
-        &updated.sums.credits_pending,
-        &updated.sums.credits_posted,
-        &updated.last_sequences,
-        &before.balance_min,
-        &before.balance_max,
-        &before.sums.debits_pending,
-        &before.sums.debits_posted,
-        &before.sums.credits_pending,
-        &before.sums.credits_posted,
-        &before.last_sequences,
-        &transfers.sequences,
-        &transfers.ids,
-        &transfers.debits,
-        &transfers.credits,
-        &transfers.amounts,
-        &transfers.currencies,
-        &transfers.kinds,
-        &transfers.pending_ids,
-        &transfers.pending_states,
-        &transfers.memos,
-        &transfers.committed_at,
-        &transfers.debit_previous,
-        &transfers.credit_previous,
-        &inserts.namespaces,
-        &inserts.keys,
-        &inserts.values,
-        &inserts.versions,
-        &updates.namespaces,
-        &updates.keys,
-        &updates.values,
-        &updates.versions,
-        &updated_from,
+    let mut parameters: Vec<Parameter<'_>> = vec![&updated.ids];
+    parameters.extend(updated.changed_parameters());
+    parameters.extend(before.changed_parameters());
+    parameters.extend(transfers.parameters());
+    parameters.extend(inserts.parameters());
+    parameters.extend(updates.parameters());
+    parameters.extend([
+        &updated_from as Parameter<'_>,
         &deletes.namespaces,
         &deletes.keys,
         &deleted_at,
@@ -996,14 +963,8 @@ fn commit_known(
         &held_versions,
         &absent_namespaces,
         &absent_keys,
-        &expected[0],
-        &expected[1],
-        &expected[2],
-        &expected[3],
-        &expected[4],
-        &expected[5],
-        &expected[6],
-    ];
+    ]);
+    parameters.extend(expected.iter().map(|count| count as Parameter<'_>));
     let driver = client.driver();
     // BEGIN, the write, COMMIT, in that order on the wire (as in `PostgresGroup::pipeline`).
     let (begun, written, committed) = client.block_on(async {
@@ -1414,7 +1375,10 @@ struct PostgresGroup<'a> {
 }
 
 /// The parameters of one statement.
-type Parameters<'p> = &'p [&'p (dyn tokio_postgres::types::ToSql + Sync)];
+type Parameters<'p> = &'p [Parameter<'p>];
+
+/// One parameter of a statement.
+type Parameter<'p> = &'p (dyn tokio_postgres::types::ToSql + Sync);
 
 /// One statement of a pipeline: `None` when there was nothing of its kind to send.
 type Step<'p> = Option<(&'p Statement, Parameters<'p>)>;
@@ -1521,6 +1485,14 @@ impl PostgresGroup<'_> {
 fn bigint(value: u64, what: &str) -> Result<i64, StoreError> {
     i64::try_from(value)
         .map_err(|_| StoreError::Database(format!("{what} {value} does not fit a BIGINT column")))
+}
+
+/// Converts unsigned counts to BIGINT column values.
+fn bigints(values: impl IntoIterator<Item = u64>, what: &str) -> Result<Vec<i64>, StoreError> {
+    values
+        .into_iter()
+        .map(|value| bigint(value, what))
+        .collect()
 }
 
 /// Reads back a BIGINT that must be non-negative.
@@ -1668,63 +1640,30 @@ impl GroupTransaction for PostgresGroup<'_> {
         ];
         let statement = &self.statements.write_all;
         let spare_wanted = self.spare_wanted;
-        let rows = self.write_and_commit(
-            statement,
-            &[
-                &created.ids,
-                &created.kinds,
-                &created.currencies,
-                &created.exponents,
-                &created.balance_min,
-                &created.balance_max,
-                &created.sums.debits_pending,
-                &created.sums.debits_posted,
-                &created.sums.credits_pending,
-                &created.sums.credits_posted,
-                &created.created_at,
-                &created.last_sequences,
-                &updated.ids,
-                &updated.balance_min,
-                &updated.balance_max,
-                &updated.sums.debits_pending,
-                &updated.sums.debits_posted,
-                &updated.sums.credits_pending,
-                &updated.sums.credits_posted,
-                &updated.last_sequences,
-                &transfers.sequences,
-                &transfers.ids,
-                &transfers.debits,
-                &transfers.credits,
-                &transfers.amounts,
-                &transfers.currencies,
-                &transfers.kinds,
-                &transfers.pending_ids,
-                &transfers.pending_states,
-                &transfers.memos,
-                &transfers.committed_at,
-                &transfers.debit_previous,
-                &transfers.credit_previous,
-                &resolved_ids,
-                &resolved_states,
-                &inserts.namespaces,
-                &inserts.keys,
-                &inserts.values,
-                &inserts.versions,
-                &updates.namespaces,
-                &updates.keys,
-                &updates.values,
-                &updates.versions,
-                &deletes.namespaces,
-                &deletes.keys,
-                &expected[0],
-                &expected[1],
-                &expected[2],
-                &expected[3],
-                &expected[4],
-                &expected[5],
-                &spare_wanted,
-            ],
-        )?;
+        let mut parameters: Vec<Parameter<'_>> = vec![
+            &created.ids,
+            &created.kinds,
+            &created.currencies,
+            &created.exponents,
+            &created.balance_min,
+            &created.balance_max,
+            &created.sums.debits_pending,
+            &created.sums.debits_posted,
+            &created.sums.credits_pending,
+            &created.sums.credits_posted,
+            &created.created_at,
+            &created.last_sequences,
+            &updated.ids,
+        ];
+        parameters.extend(updated.changed_parameters());
+        parameters.extend(transfers.parameters());
+        parameters.extend([&resolved_ids as Parameter<'_>, &resolved_states]);
+        parameters.extend(inserts.parameters());
+        parameters.extend(updates.parameters());
+        parameters.extend([&deletes.namespaces as Parameter<'_>, &deletes.keys]);
+        parameters.extend(expected.iter().map(|count| count as Parameter<'_>));
+        parameters.push(&spare_wanted);
+        let rows = self.write_and_commit(statement, &parameters)?;
         let spare = spare_numbers(&rows, 8)?;
         let learned = &mut self.learned;
         learned
@@ -1806,6 +1745,21 @@ impl<'a> AccountColumns<'a> {
     }
 }
 
+impl AccountColumns<'_> {
+    /// The columns a group changes (limits, the four sums, the last sequence), in that order.
+    fn changed_parameters(&self) -> [Parameter<'_>; 7] {
+        [
+            &self.balance_min,
+            &self.balance_max,
+            &self.sums.debits_pending,
+            &self.sums.debits_posted,
+            &self.sums.credits_pending,
+            &self.sums.credits_posted,
+            &self.last_sequences,
+        ]
+    }
+}
+
 /// A new transfer's columns, as arrays for `UNNEST`.
 struct TransferColumns<'a> {
     sequences: Vec<i64>,
@@ -1872,6 +1826,27 @@ impl<'a> TransferColumns<'a> {
     }
 }
 
+impl TransferColumns<'_> {
+    /// Every column, in [`TRANSFER_COLUMNS`] order.
+    fn parameters(&self) -> [Parameter<'_>; TRANSFER_COLUMN_COUNT] {
+        [
+            &self.sequences,
+            &self.ids,
+            &self.debits,
+            &self.credits,
+            &self.amounts,
+            &self.currencies,
+            &self.kinds,
+            &self.pending_ids,
+            &self.pending_states,
+            &self.memos,
+            &self.committed_at,
+            &self.debit_previous,
+            &self.credit_previous,
+        ]
+    }
+}
+
 /// Records' columns, as arrays for `UNNEST`.
 struct RecordColumns<'a> {
     namespaces: Vec<&'a str>,
@@ -1897,11 +1872,18 @@ impl<'a> RecordColumns<'a> {
                 .iter()
                 .map(|(_, value, _)| value.as_deref().unwrap_or_default())
                 .collect(),
-            versions: records
-                .iter()
-                .map(|(_, _, version)| bigint(*version, "record version"))
-                .collect::<Result<Vec<i64>, StoreError>>()?,
+            versions: bigints(
+                records.iter().map(|(_, _, version)| *version),
+                "record version",
+            )?,
         })
+    }
+}
+
+impl RecordColumns<'_> {
+    /// Namespace, key, value and version.
+    fn parameters(&self) -> [Parameter<'_>; 4] {
+        [&self.namespaces, &self.keys, &self.values, &self.versions]
     }
 }
 
